@@ -1,0 +1,53 @@
+/*
+ * config: INI files read with libinih, one callback per key with its file:line, plus typed
+ * value parsers. Each daemon keeps its own schema (tsa/tsa_config.c, ocsp/...) and validates
+ * the whole file at start into an immutable struct; errors name file:line (DESIGN D8).
+ */
+#ifndef COMMON_CONFIG_H
+#define COMMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_ERR_MAX 512
+
+struct config_pos {
+    const char *file;
+    int line;
+};
+
+/* Called for each key. Return 0 to go on, or a negative ST_* code after writing a message
+ * with config_error(). `section` is "" before the first section header. */
+typedef int (*config_key_fn)(void *user, const char *section, const char *key, const char *value,
+                             const struct config_pos *pos);
+
+/* A parse: the user's callback, and the first error as "file:line: message". */
+struct config_parse {
+    config_key_fn fn;
+    void *user;
+    char err[CONFIG_ERR_MAX];
+    int failed;
+};
+
+/* Read `path`; ST_OK, or ST_CONFIG with p->err set ("file:line: ..."). */
+int config_parse_file(struct config_parse *p, const char *path);
+/* Same on a string (tests); `name` stands for the file name in messages. */
+int config_parse_string(struct config_parse *p, const char *name, const char *text);
+
+/* Record an error (first one wins). Always returns ST_CONFIG. */
+int config_error(struct config_parse *p, const struct config_pos *pos, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Typed parsers: 0 on success, ST_INVALID on a bad value. */
+int config_bool(const char *v, bool *out);
+int config_uint(const char *v, unsigned long long min, unsigned long long max,
+                unsigned long long *out);
+/* "250ms", "1s", "1.5s", "2m", "1h", "3d", "100us"; a bare number is seconds. */
+int config_duration(const char *v, double *seconds);
+/* "4096", "64k", "16M", "1G" (binary multiples). */
+int config_size(const char *v, size_t *out);
+/* "host:port" with host an IPv4/IPv6 literal ("[::1]:80"); port 0 allowed. */
+int config_listen(const char *v, char *host, size_t hostcap, uint16_t *port);
+
+#endif

@@ -1,0 +1,596 @@
+/*
+ * signer: bounded job queue drained in batches by worker threads, over two backends
+ * (PKCS#11 in signer_p11.c, software keys here). DESIGN D1, D2. See signer.h.
+ */
+#include "common/der.h"
+#include "common/log.h"
+#include "common/signer_int.h"
+#include "common/status.h"
+
+#include <openssl/ec.h>
+#include <openssl/pem.h>
+#include <openssl/rsa.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SIGNER_MAX_WORKERS 64
+
+struct signer_worker {
+    struct signer *s;
+    unsigned idx;
+    pthread_t thread;
+    bool started;
+};
+
+struct signer {
+    struct signer_config cfg;
+    signer_batch_fn batch;
+    void *batch_ctx;
+    struct signer_p11 *p11;
+    struct signer_key *keys;
+    /* queue */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct signer_job *head, *tail;
+    unsigned depth;
+    bool stopping;
+    /* signer_sign_now() uses the extra PKCS#11 session number cfg.workers */
+    pthread_mutex_t now_lock;
+    struct signer_worker workers[SIGNER_MAX_WORKERS];
+    atomic_bool healthy;
+};
+
+static const uint8_t digalg_der[][13] = {
+    {0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01},
+    {0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02},
+    {0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03},
+};
+/* ecdsa-with-SHA256/384/512 (RFC 5758 §3.2: parameters absent) */
+static const uint8_t ecdsa_oid_last[] = {0x02, 0x03, 0x04};
+/* sha256/384/512WithRSAEncryption (RFC 4055 §5: parameters NULL) */
+static const uint8_t rsa_oid_last[] = {0x0b, 0x0c, 0x0d};
+
+int
+signer_scheme_parse(const char *name)
+{
+    if (strcmp(name, "ecdsa") == 0)
+        return SIGNER_ECDSA;
+    if (strcmp(name, "rsa-pkcs1") == 0)
+        return SIGNER_RSA_PKCS1;
+    if (strcmp(name, "rsa-pss") == 0)
+        return SIGNER_RSA_PSS;
+    return -1;
+}
+
+int
+signer_hash_parse(const char *name)
+{
+    if (strcmp(name, "sha256") == 0)
+        return SIGNER_SHA256;
+    if (strcmp(name, "sha384") == 0)
+        return SIGNER_SHA384;
+    if (strcmp(name, "sha512") == 0)
+        return SIGNER_SHA512;
+    return -1;
+}
+
+size_t
+signer_hash_len(enum signer_hash h)
+{
+    return h == SIGNER_SHA512 ? 64 : h == SIGNER_SHA384 ? 48 : 32;
+}
+
+static const EVP_MD *
+signer_md(enum signer_hash h)
+{
+    return h == SIGNER_SHA512 ? EVP_sha512() : h == SIGNER_SHA384 ? EVP_sha384() : EVP_sha256();
+}
+
+/* RSASSA-PSS AlgorithmIdentifier (RFC 4055 §3.1): hash, MGF1 with the same hash, salt = hash
+ * length, trailer field default. */
+static int
+signer_pss_algid(struct signer_key *k)
+{
+    static const uint8_t pss_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                      0x0d, 0x01, 0x01, 0x0a};
+    static const uint8_t mgf1_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+                                       0x0d, 0x01, 0x01, 0x08};
+    const uint8_t *h = digalg_der[k->hash - 1];
+    struct der d;
+    size_t top, params, m, m2;
+
+    der_init(&d, k->sigalg, sizeof(k->sigalg));
+    top = der_begin(&d, DER_SEQUENCE);
+    der_raw(&d, pss_oid, sizeof(pss_oid));
+    params = der_begin(&d, DER_SEQUENCE);
+    m = der_begin(&d, DER_CTX_CONS(0));
+    der_raw(&d, h, 13);
+    der_end(&d, m);
+    m = der_begin(&d, DER_CTX_CONS(1));
+    m2 = der_begin(&d, DER_SEQUENCE);
+    der_raw(&d, mgf1_oid, sizeof(mgf1_oid));
+    der_raw(&d, h, 13);
+    der_end(&d, m2);
+    der_end(&d, m);
+    m = der_begin(&d, DER_CTX_CONS(2));
+    der_u64(&d, DER_INTEGER, signer_hash_len(k->hash));
+    der_end(&d, m);
+    der_end(&d, params);
+    der_end(&d, top);
+    k->sigalg_len = d.len;
+    return der_finish(&d);
+}
+
+static int
+signer_key_algids(struct signer_key *k)
+{
+    static const uint8_t ecdsa_prefix[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                           0x48, 0xce, 0x3d, 0x04, 0x03};
+    static const uint8_t rsa_prefix[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                         0xf7, 0x0d, 0x01, 0x01};
+    size_t hi = (size_t)k->hash - 1;
+
+    memcpy(k->digalg, digalg_der[hi], 13);
+    k->digalg_len = 13;
+    switch (k->scheme) {
+    case SIGNER_ECDSA:
+        memcpy(k->sigalg, ecdsa_prefix, sizeof(ecdsa_prefix));
+        k->sigalg[sizeof(ecdsa_prefix)] = ecdsa_oid_last[hi];
+        k->sigalg_len = sizeof(ecdsa_prefix) + 1;
+        return ST_OK;
+    case SIGNER_RSA_PKCS1:
+        memcpy(k->sigalg, rsa_prefix, sizeof(rsa_prefix));
+        k->sigalg[sizeof(rsa_prefix)] = rsa_oid_last[hi];
+        k->sigalg[sizeof(rsa_prefix) + 1] = DER_NULL;
+        k->sigalg[sizeof(rsa_prefix) + 2] = 0x00;
+        k->sigalg_len = sizeof(rsa_prefix) + 3;
+        return ST_OK;
+    case SIGNER_RSA_PSS:
+        return signer_pss_algid(k);
+    }
+    return ST_INVALID;
+}
+
+/* Check that the certificate's key fits the scheme (ALG-02/03): ECDSA on P-256/P-384/P-521,
+ * RSA of 2048..4096 bits. */
+static int
+signer_key_check(struct signer_key *k, EVP_PKEY *pub)
+{
+    int bits = EVP_PKEY_get_bits(pub);
+
+    k->pkey_type = EVP_PKEY_get_base_id(pub);
+    if (k->scheme == SIGNER_ECDSA) {
+        char curve[64] = "";
+        size_t cl = 0;
+
+        if (k->pkey_type != EVP_PKEY_EC) {
+            log_err("signer: %s: scheme ecdsa needs an EC key", k->name);
+            return ST_INVALID;
+        }
+        EVP_PKEY_get_utf8_string_param(pub, "group", curve, sizeof(curve), &cl);
+        if (strcmp(curve, "prime256v1") != 0 && strcmp(curve, "secp384r1") != 0 &&
+            strcmp(curve, "secp521r1") != 0) {
+            log_err("signer: %s: unsupported curve '%s' (P-256, P-384, P-521)", k->name, curve);
+            return ST_INVALID;
+        }
+        k->max_sig = (size_t)EVP_PKEY_get_size(pub);
+        return ST_OK;
+    }
+    if (k->pkey_type != EVP_PKEY_RSA) {
+        log_err("signer: %s: RSA scheme needs an RSA key", k->name);
+        return ST_INVALID;
+    }
+    if (bits < 2048 || bits > 4096) {
+        log_err("signer: %s: RSA key of %d bits (2048..4096 accepted)", k->name, bits);
+        return ST_INVALID;
+    }
+    if (bits < 3000)
+        log_warn("signer: %s: RSA-%d is legacy after 2026-12-31 (TS 119 312, ALG-03)", k->name,
+                 bits);
+    k->max_sig = (size_t)EVP_PKEY_get_size(pub);
+    return ST_OK;
+}
+
+static struct signer_key *
+signer_key_new(struct signer *s, const char *name, X509 *cert, enum signer_scheme scheme,
+               enum signer_hash hash)
+{
+    struct signer_key *k = calloc(1, sizeof(*k));
+    EVP_PKEY *pub = X509_get0_pubkey(cert);
+
+    if (k == NULL)
+        return NULL;
+    k->owner = s;
+    snprintf(k->name, sizeof(k->name), "%s", name);
+    k->scheme = scheme;
+    k->hash = hash;
+    if (pub == NULL || (int)scheme < SIGNER_ECDSA || (int)scheme > SIGNER_RSA_PSS ||
+        (int)hash < SIGNER_SHA256 || (int)hash > SIGNER_SHA512 ||
+        signer_key_check(k, pub) != ST_OK || signer_key_algids(k) != ST_OK) {
+        free(k);
+        return NULL;
+    }
+    EVP_PKEY_up_ref(pub);
+    k->pub = pub;
+    return k;
+}
+
+static void
+signer_key_link(struct signer *s, struct signer_key *k)
+{
+    k->next = s->keys;
+    s->keys = k;
+}
+
+struct signer_key *
+signer_add_p11_key(struct signer *s, const char *label, X509 *cert, enum signer_scheme scheme,
+                   enum signer_hash hash)
+{
+    char name[128];
+    struct signer_key *k;
+
+    if (s->p11 == NULL) {
+        log_err("signer: key '%s' is in a PKCS#11 token but no token is configured", label);
+        return NULL;
+    }
+    snprintf(name, sizeof(name), "pkcs11:%s", label);
+    k = signer_key_new(s, name, cert, scheme, hash);
+    if (k == NULL)
+        return NULL;
+    if (signer_p11_find_key(s->p11, label, X509_get0_pubkey(cert), &k->p11_obj) != ST_OK) {
+        log_err("signer: no usable private key labelled '%s' matching its certificate", label);
+        EVP_PKEY_free(k->pub);
+        free(k);
+        return NULL;
+    }
+    signer_key_link(s, k);
+    return k;
+}
+
+struct signer_key *
+signer_add_soft_key(struct signer *s, const char *pem_path, X509 *cert,
+                    enum signer_scheme scheme, enum signer_hash hash)
+{
+    struct signer_key *k;
+    FILE *f;
+
+    k = signer_key_new(s, pem_path, cert, scheme, hash);
+    if (k == NULL)
+        return NULL;
+    f = fopen(pem_path, "r");
+    if (f == NULL) {
+        log_err("signer: cannot open key file %s", pem_path);
+        goto fail;
+    }
+    k->soft = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (k->soft == NULL) {
+        log_openssl(LOG_LVL_ERR, "signer: cannot read private key");
+        goto fail;
+    }
+    if (EVP_PKEY_eq(k->soft, X509_get0_pubkey(cert)) != 1) {
+        log_err("signer: key %s does not match its certificate", pem_path);
+        goto fail;
+    }
+    signer_key_link(s, k);
+    return k;
+fail:
+    EVP_PKEY_free(k->soft);
+    EVP_PKEY_free(k->pub);
+    free(k);
+    return NULL;
+}
+
+/* Set the key's hash and padding on an initialised sign or verify context. */
+static bool
+signer_ctx_params(const struct signer_key *k, EVP_PKEY_CTX *ctx)
+{
+    if (EVP_PKEY_CTX_set_signature_md(ctx, signer_md(k->hash)) <= 0)
+        return false;
+    if (k->scheme == SIGNER_RSA_PKCS1)
+        return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PADDING) > 0;
+    if (k->scheme == SIGNER_RSA_PSS)
+        return EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_PSS_PADDING) > 0 &&
+               EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, signer_md(k->hash)) > 0 &&
+               EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx, RSA_PSS_SALTLEN_DIGEST) > 0;
+    return true;
+}
+
+static int
+signer_soft_sign(struct signer_key *k, const uint8_t *dig, size_t dlen, uint8_t *sig,
+                 size_t *slen)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k->soft, NULL);
+    int st = ST_CRYPTO;
+
+    if (ctx == NULL || EVP_PKEY_sign_init(ctx) <= 0 || !signer_ctx_params(k, ctx) ||
+        EVP_PKEY_sign(ctx, sig, slen, dig, dlen) <= 0) {
+        log_openssl(LOG_LVL_ERR, "signer: software signature failed");
+        goto out;
+    }
+    st = ST_OK;
+out:
+    EVP_PKEY_CTX_free(ctx);
+    return st;
+}
+
+/* Verify a signature with the certificate's public key. */
+static bool
+signer_verify(const struct signer_key *k, const struct signer_job *job)
+{
+    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k->pub, NULL);
+    bool ok = ctx != NULL && EVP_PKEY_verify_init(ctx) > 0 && signer_ctx_params(k, ctx) &&
+              EVP_PKEY_verify(ctx, job->sig, job->sig_len, job->digest, job->digest_len) == 1;
+
+    EVP_PKEY_CTX_free(ctx);
+    return ok;
+}
+
+/* Sign one job with session/worker number `slot`. */
+static void
+signer_do_job(struct signer *s, unsigned slot, struct signer_job *job)
+{
+    struct signer_key *k = job->key;
+
+    job->sig_len = sizeof(job->sig);
+    if (k == NULL || job->digest_len != signer_hash_len(k->hash)) {
+        job->status = ST_INVALID;
+        return;
+    }
+    if (k->soft != NULL)
+        job->status = signer_soft_sign(k, job->digest, job->digest_len, job->sig, &job->sig_len);
+    else
+        job->status = signer_p11_sign(s->p11, slot, k->p11_obj, k->scheme, k->hash, job->digest,
+                                      job->digest_len, job->sig, &job->sig_len);
+    if (job->status != ST_OK)
+        job->sig_len = 0;
+    atomic_store(&s->healthy, job->status == ST_OK);
+}
+
+static void *
+signer_worker_main(void *arg)
+{
+    struct signer_worker *w = arg;
+    struct signer *s = w->s;
+    struct signer_job **batch;
+    unsigned cap = s->cfg.batch_max;
+
+    batch = calloc(cap, sizeof(*batch));
+    if (batch == NULL) {
+        log_err("signer: worker %u: out of memory", w->idx);
+        return NULL;
+    }
+    for (;;) {
+        size_t n = 0;
+
+        pthread_mutex_lock(&s->lock);
+        while (s->head == NULL && !s->stopping)
+            pthread_cond_wait(&s->cond, &s->lock);
+        while (s->head != NULL && n < cap) {
+            batch[n++] = s->head;
+            s->head = s->head->next;
+            s->depth--;
+        }
+        if (s->head == NULL)
+            s->tail = NULL;
+        pthread_mutex_unlock(&s->lock);
+        if (n == 0)
+            break; /* stopping and drained */
+        for (size_t i = 0; i < n; i++) {
+            if (s->stopping) {
+                batch[i]->status = ST_SHUTDOWN;
+                batch[i]->sig_len = 0;
+            } else {
+                signer_do_job(s, w->idx, batch[i]);
+            }
+        }
+        s->batch(batch, n, s->batch_ctx);
+    }
+    free(batch);
+    return NULL;
+}
+
+struct signer *
+signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
+{
+    struct signer *s = calloc(1, sizeof(*s));
+    long ncpu;
+
+    if (s == NULL)
+        return NULL;
+    s->cfg = *cfg;
+    s->batch = batch;
+    s->batch_ctx = ctx;
+    if (s->cfg.workers == 0) {
+        ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+        s->cfg.workers = ncpu > 0 ? (unsigned)ncpu : 1;
+    }
+    if (s->cfg.workers > SIGNER_MAX_WORKERS)
+        s->cfg.workers = SIGNER_MAX_WORKERS;
+    if (s->cfg.queue_max == 0)
+        s->cfg.queue_max = 1024;
+    if (s->cfg.batch_max == 0)
+        s->cfg.batch_max = 64;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->now_lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    atomic_store(&s->healthy, true);
+    if (cfg->p11_module != NULL && cfg->p11_module[0] != '\0') {
+        s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file,
+                                 s->cfg.workers + 1);
+        if (s->p11 == NULL) {
+            signer_free(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+/* Sign a fixed digest with each key and verify it with the certificate's public key: a key
+ * that cannot sign, or signs wrongly, is an error at start and not at the first request. */
+static int
+signer_self_test(struct signer *s)
+{
+    struct signer_job job;
+
+    for (struct signer_key *k = s->keys; k != NULL; k = k->next) {
+        memset(&job, 0, sizeof(job));
+        job.key = k;
+        job.digest_len = signer_hash_len(k->hash);
+        memset(job.digest, 0x5a, job.digest_len);
+        if (signer_sign_now(s, &job) != ST_OK) {
+            log_err("signer: self-test signature with %s failed: %s", k->name,
+                    status_str(job.status));
+            return ST_CRYPTO;
+        }
+        if (!signer_verify(k, &job)) {
+            log_openssl(LOG_LVL_ERR, "signer: self-test signature does not verify with the "
+                                     "certificate's key");
+            return ST_CRYPTO;
+        }
+    }
+    return ST_OK;
+}
+
+int
+signer_start(struct signer *s)
+{
+    int st = signer_self_test(s);
+
+    if (st != ST_OK)
+        return st;
+    for (unsigned i = 0; i < s->cfg.workers; i++) {
+        s->workers[i].s = s;
+        s->workers[i].idx = i;
+        if (pthread_create(&s->workers[i].thread, NULL, signer_worker_main, &s->workers[i]) !=
+            0) {
+            log_err("signer: cannot start worker %u", i);
+            return ST_ERR;
+        }
+        s->workers[i].started = true;
+    }
+    log_info("signer: %u worker(s), queue %u, batch %u, backend %s", s->cfg.workers,
+             s->cfg.queue_max, s->cfg.batch_max, s->p11 != NULL ? "pkcs11+software" : "software");
+    return ST_OK;
+}
+
+void
+signer_free(struct signer *s)
+{
+    struct signer_key *k, *next;
+
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    for (unsigned i = 0; i < SIGNER_MAX_WORKERS; i++)
+        if (s->workers[i].started)
+            pthread_join(s->workers[i].thread, NULL);
+    for (k = s->keys; k != NULL; k = next) {
+        next = k->next;
+        EVP_PKEY_free(k->soft);
+        EVP_PKEY_free(k->pub);
+        free(k);
+    }
+    signer_p11_close(s->p11);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->now_lock);
+    free(s);
+}
+
+int
+signer_submit(struct signer *s, struct signer_job *job)
+{
+    int st = ST_OK;
+
+    job->next = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->stopping)
+        st = ST_SHUTDOWN;
+    else if (s->depth >= s->cfg.queue_max)
+        st = ST_BUSY;
+    if (st == ST_OK) {
+        if (s->tail != NULL)
+            s->tail->next = job;
+        else
+            s->head = job;
+        s->tail = job;
+        s->depth++;
+        pthread_cond_signal(&s->cond);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return st;
+}
+
+int
+signer_sign_now(struct signer *s, struct signer_job *job)
+{
+    pthread_mutex_lock(&s->now_lock);
+    signer_do_job(s, s->cfg.workers, job);
+    pthread_mutex_unlock(&s->now_lock);
+    return job->status;
+}
+
+enum signer_scheme
+signer_key_scheme(const struct signer_key *k)
+{
+    return k->scheme;
+}
+
+enum signer_hash
+signer_key_hash(const struct signer_key *k)
+{
+    return k->hash;
+}
+
+const EVP_MD *
+signer_key_md(const struct signer_key *k)
+{
+    return signer_md(k->hash);
+}
+
+const uint8_t *
+signer_key_sigalg_der(const struct signer_key *k, size_t *len)
+{
+    *len = k->sigalg_len;
+    return k->sigalg;
+}
+
+const uint8_t *
+signer_key_digestalg_der(const struct signer_key *k, size_t *len)
+{
+    *len = k->digalg_len;
+    return k->digalg;
+}
+
+const char *
+signer_key_name(const struct signer_key *k)
+{
+    return k->name;
+}
+
+bool
+signer_healthy(struct signer *s)
+{
+    if (s->p11 != NULL && !signer_p11_healthy(s->p11))
+        return false;
+    return atomic_load(&s->healthy);
+}
+
+unsigned
+signer_queue_depth(struct signer *s)
+{
+    unsigned d;
+
+    pthread_mutex_lock(&s->lock);
+    d = s->depth;
+    pthread_mutex_unlock(&s->lock);
+    return d;
+}

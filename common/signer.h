@@ -1,0 +1,122 @@
+/*
+ * signer: one signing interface, two backends (DESIGN D1, D2).
+ *
+ *  - PKCS#11 (signer_p11.c): the module named in the config is dlopen()ed, the token is found
+ *    by label, the user PIN is read from a file and wiped after C_Login; each worker thread
+ *    owns one session. ECDSA (CKM_ECDSA on a digest we computed; the raw r||s result is
+ *    re-encoded as a DER ECDSA-Sig-Value), RSA PKCS#1 v1.5 (CKM_RSA_PKCS over a DigestInfo we
+ *    built) and RSA-PSS (CKM_RSA_PKCS_PSS on the digest, salt length = digest length).
+ *  - software key (signer_soft.c): a PEM private key through OpenSSL EVP, for development and
+ *    benchmarks.
+ *
+ * Callers hand jobs to a bounded queue; worker threads drain it in batches and call the
+ * owner's batch callback once per batch, on the worker thread, after every job of the batch
+ * has its signature (or its error). That is where the caller finishes the DER envelope,
+ * commits its audit records in one transaction and resumes the suspended connections.
+ *
+ * Lifetimes: a struct signer_key belongs to its struct signer and lives until signer_free().
+ * A job is owned by the caller; the signer only borrows it between signer_submit() and the
+ * batch callback that carries it.
+ */
+#ifndef COMMON_SIGNER_H
+#define COMMON_SIGNER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#define SIGNER_MAX_DIGEST 64
+#define SIGNER_MAX_SIG 1024 /* RSA-8192 or a DER ECDSA signature */
+
+/* Signature schemes. The hash is the one the caller digests the signed bytes with. */
+enum signer_scheme {
+    SIGNER_ECDSA = 1,      /* ECDSA, DER-encoded signature */
+    SIGNER_RSA_PKCS1 = 2,  /* RSASSA-PKCS1-v1_5 */
+    SIGNER_RSA_PSS = 3     /* RSASSA-PSS, MGF1 with the same hash, salt = hash length */
+};
+
+enum signer_hash {
+    SIGNER_SHA256 = 1,
+    SIGNER_SHA384 = 2,
+    SIGNER_SHA512 = 3
+};
+
+struct signer_key;
+struct signer;
+
+struct signer_job {
+    /* in */
+    struct signer_key *key;
+    uint8_t digest[SIGNER_MAX_DIGEST]; /* hash of the to-be-signed bytes, with the key's hash */
+    size_t digest_len;
+    void *user;                        /* caller's context, untouched */
+    /* out, valid in the batch callback */
+    int status;                        /* ST_OK or a negative ST_* code */
+    uint8_t sig[SIGNER_MAX_SIG];
+    size_t sig_len;
+    /* private to the signer */
+    struct signer_job *next;
+};
+
+/* Called on a worker thread with every job of one batch (n >= 1). */
+typedef void (*signer_batch_fn)(struct signer_job **jobs, size_t n, void *ctx);
+
+struct signer_config {
+    /* PKCS#11 backend; module NULL means "no token configured" (software keys only) */
+    const char *p11_module;     /* path of the PKCS#11 module (.so) */
+    const char *p11_token;      /* token label */
+    const char *p11_pin_file;   /* file holding the user PIN */
+    unsigned workers;           /* worker threads (= PKCS#11 sessions); 0 -> number of CPUs */
+    unsigned queue_max;         /* bounded queue: submit beyond this answers ST_BUSY */
+    unsigned batch_max;         /* most jobs one worker takes per wake-up */
+};
+
+/* Create the signer (loads and logs in to the PKCS#11 token if configured). Workers are not
+ * started until signer_start(). NULL on failure, with the reason logged. */
+struct signer *signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx);
+
+/* Add a key held in the token: private key object with CKA_LABEL = label (and public key or
+ * certificate to learn its type). `cert` (borrowed) must hold the matching public key: checked.
+ * The scheme/hash pair is validated against the key type (ECDSA needs an EC key, RSA schemes an
+ * RSA key of 2048..4096 bits... ). Returns NULL on failure (logged). */
+struct signer_key *signer_add_p11_key(struct signer *s, const char *label, X509 *cert,
+                                      enum signer_scheme scheme, enum signer_hash hash);
+/* Add a software key read from a PEM file; same checks. */
+struct signer_key *signer_add_soft_key(struct signer *s, const char *pem_path, X509 *cert,
+                                       enum signer_scheme scheme, enum signer_hash hash);
+
+/* Start the worker threads. Each worker signs a test digest with every key first (a key that
+ * cannot sign is an error at start, not at the first request). */
+int signer_start(struct signer *s);
+/* Stop workers (pending jobs complete with ST_SHUTDOWN) and free everything. NULL-safe. */
+void signer_free(struct signer *s);
+
+/* Queue a job. ST_OK, ST_BUSY when the queue is full, ST_SHUTDOWN when stopping. */
+int signer_submit(struct signer *s, struct signer_job *job);
+/* Sign on the calling thread, outside the queue (self-tests, tools). Thread-safe. */
+int signer_sign_now(struct signer *s, struct signer_job *job);
+
+/* Key properties. */
+enum signer_scheme signer_key_scheme(const struct signer_key *k);
+enum signer_hash signer_key_hash(const struct signer_key *k);
+const EVP_MD *signer_key_md(const struct signer_key *k);
+/* DER AlgorithmIdentifier of the signature (e.g. ecdsa-with-SHA256, sha256WithRSAEncryption,
+ * RSASSA-PSS with its parameters). Borrowed, lives with the key. */
+const uint8_t *signer_key_sigalg_der(const struct signer_key *k, size_t *len);
+/* DER AlgorithmIdentifier of the digest (e.g. id-sha256, parameters absent). Borrowed. */
+const uint8_t *signer_key_digestalg_der(const struct signer_key *k, size_t *len);
+const char *signer_key_name(const struct signer_key *k);
+
+/* Health and metrics. */
+bool signer_healthy(struct signer *s);
+unsigned signer_queue_depth(struct signer *s);
+
+/* Parse "ecdsa", "rsa-pkcs1", "rsa-pss" / "sha256", "sha384", "sha512"; -1 when unknown. */
+int signer_scheme_parse(const char *name);
+int signer_hash_parse(const char *name);
+size_t signer_hash_len(enum signer_hash h);
+
+#endif

@@ -1,0 +1,68 @@
+/*
+ * store: the LMDB environment of a daemon's data directory (DESIGN D4).
+ *
+ * Named databases are opened once at start (store_open() lists them) and referred to by the
+ * index returned by store_db(). Reads copy values out before their read transaction ends, so
+ * no pointer into the map outlives a call, and no transaction is held across network I/O.
+ * Writes go through an explicit write transaction so that a batch of records commits (and
+ * fsyncs) once.
+ *
+ * Thread-safety: the environment is opened with MDB_NOTLS; store_get()/store_count() may be
+ * called from any thread; a struct store_txn belongs to the thread that began it. LMDB allows
+ * one write transaction at a time: store_txn_begin(write) waits for the previous one.
+ */
+#ifndef COMMON_STORE_H
+#define COMMON_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct store;
+struct store_txn;
+
+/* Open (creating the directory if missing) an environment with the named databases.
+ * map_size: maximum size of the data file. readonly: open for reading only.
+ * NULL on failure, with the reason logged. */
+struct store *store_open(const char *dir, size_t map_size, const char *const *db_names,
+                         size_t n_dbs, bool readonly);
+void store_close(struct store *s);
+
+/* Index of a database named at open; -1 when unknown. */
+int store_db(const struct store *s, const char *name);
+
+/* Copy the value of `key` into buf (cap bytes). *len gets the full value length even when it
+ * did not fit (then ST_INVALID). ST_NOTFOUND when absent, ST_STORE on LMDB failure. */
+int store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap,
+              size_t *len);
+/* Same, allocating: *val (caller frees with free()). */
+int store_get_alloc(struct store *s, int db, const void *key, size_t klen, uint8_t **val,
+                    size_t *len);
+/* Number of entries in a database. */
+int store_count(struct store *s, int db, size_t *n);
+
+int store_txn_begin(struct store *s, bool write, struct store_txn **out);
+/* Commit (durably, for a write transaction) and free. ST_OK or ST_STORE. */
+int store_txn_commit(struct store_txn *t);
+/* Abort and free. NULL-safe. */
+void store_txn_abort(struct store_txn *t);
+/* Put; with no_overwrite, an existing key gives ST_EXISTS and changes nothing. */
+int store_txn_put(struct store_txn *t, int db, const void *key, size_t klen, const void *val,
+                  size_t vlen, bool no_overwrite);
+int store_txn_del(struct store_txn *t, int db, const void *key, size_t klen);
+/* Borrowed read inside a transaction: *val points into the map and is valid only until the
+ * transaction ends. */
+int store_txn_get(struct store_txn *t, int db, const void *key, size_t klen, const void **val,
+                  size_t *vlen);
+
+/* Walk a database in key order from `start` (NULL: from the first key), calling fn with
+ * borrowed key/value pointers valid during the call only; fn returns false to stop. */
+typedef bool (*store_walk_fn)(void *ctx, const void *key, size_t klen, const void *val,
+                              size_t vlen);
+int store_walk(struct store *s, int db, const void *start, size_t slen, store_walk_fn fn,
+               void *ctx);
+
+/* Space used / map size, for health and metrics. */
+int store_usage(struct store *s, size_t *used, size_t *map_size);
+
+#endif
