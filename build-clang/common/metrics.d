@@ -1,0 +1,6 @@
+build-clang/common/metrics.o: common/metrics.c common/metrics.h \
+  common/status.h
+
+common/metrics.h:
+
+common/status.h:

@@ -1,0 +1,13 @@
+build-clang/common/signer_p11.o: common/signer_p11.c common/signer_int.h \
+  common/signer.h /usr/include/p11-kit-1/p11-kit/pkcs11.h common/log.h \
+  common/status.h
+
+common/signer_int.h:
+
+common/signer.h:
+
+/usr/include/p11-kit-1/p11-kit/pkcs11.h:
+
+common/log.h:
+
+common/status.h:

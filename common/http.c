@@ -1,0 +1,1154 @@
+/*
+ * http: libmicrohttpd glue shared by tsad and ocspd (DESIGN D2, D8). See http.h for the
+ * contract; transport per RFC 3161 section 3.4 and RFC 6960 appendix A / RFC 9919 section 5.
+ *
+ * Life of a request. MHD's URI log callback runs as soon as the request line is in: it
+ * allocates the request (one malloc, the raw request-target inline, before MHD unescapes
+ * anything) and returns it as MHD's per-request pointer. The first access-handler call
+ * (headers in) applies the built-in checks in a fixed order; later calls append body bytes;
+ * the last one runs the route's handler. The request is freed by reference count: MHD holds
+ * one reference until MHD_OPTION_NOTIFY_COMPLETED, and a handler that suspends takes a
+ * second one, dropped by its http_reply(). So a client that disconnects while its request
+ * is suspended, or a reply that races the handler's return, never frees the request under
+ * the other side.
+ *
+ * Suspend/resume. http_reply() from another thread and the handler's return meet under the
+ * server lock: whoever comes second acts. If the reply came first, the handler's return
+ * queues it at once (no suspension); otherwise the return suspends the connection and the
+ * reply resumes it, and MHD's next access-handler call queues the stored response. A
+ * response is only ever queued from the access handler, as MHD requires.
+ */
+#include "common/http.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/status.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_MAX_ROUTES 32
+#define HTTP_METHOD_MAX 16
+#define HTTP_HDR_SPACE 1024    /* per-request room for http_reply_header() */
+#define HTTP_HEALTH_MAX 2048   /* /healthz JSON document */
+#define HTTP_POOL_BASE (32u * 1024u)
+#define HTTP_STOP_GRACE_MS 2000
+#define HTTP_STOP_POLL_MS 5
+#define HTTP_BODY_MIN 1024
+#define HTTP_ALLOW_MAX 64
+#define HTTP_CLASSES 5
+
+enum http_stage {
+    HTTP_STAGE_NEW,  /* request line in, headers not yet seen by us */
+    HTTP_STAGE_BODY, /* checks passed, collecting the body */
+    HTTP_STAGE_WAIT, /* handler ran and suspended; waiting to be resumed with a reply */
+    HTTP_STAGE_DONE  /* response queued (or the connection cut) */
+};
+
+struct http_route_ent {
+    char method[HTTP_METHOD_MAX];
+    char *path;
+    size_t path_len;
+    bool prefix;
+    char *ctype;
+    http_handler_fn fn;
+    void *ctx;
+};
+
+struct http_metrics {
+    struct metric *requests[HTTP_CLASSES]; /* by status class 1xx..5xx */
+    struct metric *rej_404;
+    struct metric *rej_405;
+    struct metric *rej_413;
+    struct metric *rej_414;
+    struct metric *rej_415;
+    struct metric *connections;
+    struct metric *suspended;
+    struct metric *bytes_in;
+    struct metric *bytes_out;
+    struct metric *duration;
+};
+
+enum http_state { HTTP_SRV_NEW, HTTP_SRV_RUNNING, HTTP_SRV_STOPPED };
+
+union http_sockaddr {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+};
+
+struct http_server {
+    struct http_config cfg;
+    char addr[INET6_ADDRSTRLEN];
+    union http_sockaddr bind_addr;
+    bool ipv6;
+    enum http_state state;
+    struct MHD_Daemon *mhd;
+    uint16_t port;
+    struct http_route_ent routes[HTTP_MAX_ROUTES];
+    size_t nroutes;
+    http_health_fn health;
+    void *health_ctx;
+    struct http_metrics m;
+    struct MHD_Response *resp_500; /* shared fallbacks, built at start */
+    struct MHD_Response *resp_503;
+    atomic_bool stopping;
+    atomic_bool started; /* MHD is up: its messages are request noise, logged at debug */
+    atomic_int active;   /* requests between the URI log callback and completion */
+    atomic_int pending;  /* suspended requests whose http_reply() has not come yet */
+    pthread_mutex_t lock; /* the suspended list and every request's reply state */
+    struct http_request *parked;
+};
+
+struct http_request {
+    struct http_server *srv;
+    struct MHD_Connection *conn;
+    atomic_int refs;
+    uint64_t id;
+    struct timespec t0;
+    enum http_stage stage;
+    const struct http_route_ent *route;
+    const char *version;
+    char method[HTTP_METHOD_MAX];
+    char client_ip[INET6_ADDRSTRLEN];
+    unsigned char *body;
+    size_t body_len;
+    size_t body_cap;
+    bool in_handler;
+    bool async;      /* the handler called http_req_suspend() */
+    bool app_done;   /* the async owner has called http_reply() */
+    bool suspended;  /* MHD_suspend_connection() done, not yet resumed (under lock) */
+    bool replied;    /* resp/status hold the answer (under lock when async) */
+    bool resp_owned; /* resp is ours to destroy (the shared fallbacks are not) */
+    struct MHD_Response *resp;
+    unsigned status;
+    size_t resp_len;
+    struct http_request *prev; /* in the server's suspended list */
+    struct http_request *next;
+    unsigned nhdr;
+    size_t hdr_used;
+    char hdr[HTTP_HDR_SPACE]; /* "name\0value\0" pairs */
+    size_t uri_len;
+    size_t path_len;
+    bool has_query;
+    char uri[]; /* raw request-target; '?' replaced by NUL */
+};
+
+static atomic_uint_fast64_t http_next_id;
+
+/* ---- request life cycle ---- */
+
+static void
+req_unref(struct http_request *req)
+{
+    if (atomic_fetch_sub_explicit(&req->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (req->resp_owned && req->resp != NULL)
+        MHD_destroy_response(req->resp);
+    free(req->body);
+    free(req);
+}
+
+static void
+req_client_ip(struct http_request *req)
+{
+    const union MHD_ConnectionInfo *ci;
+    union http_sockaddr a;
+
+    snprintf(req->client_ip, sizeof(req->client_ip), "?");
+    ci = MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL)
+        return;
+    memcpy(&a.sa, ci->client_addr, sizeof(a.sa));
+    if (a.sa.sa_family == AF_INET) {
+        memcpy(&a.in4, ci->client_addr, sizeof(a.in4));
+        inet_ntop(AF_INET, &a.in4.sin_addr, req->client_ip, sizeof(req->client_ip));
+    } else if (a.sa.sa_family == AF_INET6) {
+        memcpy(&a.in6, ci->client_addr, sizeof(a.in6));
+        inet_ntop(AF_INET6, &a.in6.sin6_addr, req->client_ip, sizeof(req->client_ip));
+    }
+}
+
+/* MHD_OPTION_URI_LOG_CALLBACK: the raw request-target, before MHD unescapes it. */
+static void *
+http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    struct http_server *srv = cls;
+    struct http_request *req;
+    size_t len = strlen(uri);
+    char *q;
+
+    req = malloc(sizeof(*req) + len + 1);
+    if (req == NULL) {
+        log_err("http: out of memory for a request");
+        return NULL;
+    }
+    memset(req, 0, sizeof(*req));
+    req->srv = srv;
+    req->conn = conn;
+    atomic_init(&req->refs, 1);
+    req->id = atomic_fetch_add_explicit(&http_next_id, 1, memory_order_relaxed) + 1;
+    clock_gettime(CLOCK_MONOTONIC, &req->t0);
+    memcpy(req->uri, uri, len + 1);
+    req->uri_len = len;
+    req->path_len = len;
+    q = memchr(req->uri, '?', len);
+    if (q != NULL) {
+        *q = '\0';
+        req->path_len = (size_t)(q - req->uri);
+        req->has_query = true;
+    }
+    req_client_ip(req);
+    atomic_fetch_add(&srv->active, 1);
+    return req;
+}
+
+/* MHD_OPTION_NOTIFY_COMPLETED: MHD is done with the request; drop its reference. */
+static void
+http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+               enum MHD_RequestTerminationCode toe)
+{
+    struct http_server *srv = cls;
+    struct http_request *req = *con_cls;
+
+    (void)conn;
+    *con_cls = NULL;
+    if (req == NULL)
+        return;
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        log_req(LOG_LVL_DEBUG, req->id, "http: request ended early (code %d)", (int)toe);
+    atomic_fetch_sub(&srv->active, 1);
+    req_unref(req);
+}
+
+static void
+http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+                 enum MHD_ConnectionNotificationCode toe)
+{
+    struct http_server *srv = cls;
+
+    (void)conn;
+    (void)socket_ctx;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        metrics_inc(srv->m.connections);
+    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        metrics_dec(srv->m.connections);
+}
+
+/* ---- responses ---- */
+
+static bool
+is_token_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static bool
+header_valid(const char *name, const char *value)
+{
+    if (name == NULL || value == NULL || name[0] == '\0')
+        return false;
+    for (const char *p = name; *p != '\0'; p++)
+        if (!is_token_char(*p))
+            return false;
+    return strpbrk(value, "\r\n") == NULL;
+}
+
+static void
+resp_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (MHD_add_response_header(resp, name, value) != MHD_YES)
+        log_err("http: libmicrohttpd refused response header %s", name);
+}
+
+/* A response for body (copied, or taken when take), with Content-Type and req's headers. */
+static struct MHD_Response *
+resp_build(const struct http_request *req, const char *ctype, const void *body, size_t len,
+           bool take)
+{
+    static char empty[1];
+    struct MHD_Response *resp;
+    const char *p = req->hdr;
+
+    if (len == 0) {
+        if (take)
+            free((void *)body);
+        resp = MHD_create_response_from_buffer(0, empty, MHD_RESPMEM_PERSISTENT);
+    } else if (take) {
+        resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_FREE);
+        if (resp == NULL)
+            free((void *)body);
+    } else {
+        resp = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+    }
+    if (resp == NULL)
+        return NULL;
+    if (ctype != NULL)
+        resp_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    for (unsigned i = 0; i < req->nhdr; i++) {
+        const char *value = p + strlen(p) + 1;
+
+        resp_header(resp, p, value);
+        p = value + strlen(value) + 1;
+    }
+    return resp;
+}
+
+/* A short text/plain error body, not cacheable (LW-04). text is a string literal. */
+static struct MHD_Response *
+resp_error(const char *text, const char *allow, bool close)
+{
+    struct MHD_Response *resp;
+
+    resp = MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return NULL;
+    resp_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+    resp_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (allow != NULL)
+        resp_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    if (close)
+        resp_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    return resp;
+}
+
+/* Record one of the shared answers (500/503), not owned by the request. */
+static void
+req_store_shared(struct http_request *req, struct MHD_Response *resp, unsigned status)
+{
+    req->replied = true;
+    req->resp_owned = false;
+    req->resp = resp;
+    req->status = status;
+    req->resp_len = 0;
+}
+
+/* Record the answer; a NULL resp (could not be built) becomes the shared 500. */
+static void
+req_store(struct http_request *req, struct MHD_Response *resp, unsigned status, size_t len)
+{
+    if (resp == NULL) {
+        req_store_shared(req, req->srv->resp_500, MHD_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+    req->replied = true;
+    req->resp_owned = true;
+    req->resp = resp;
+    req->status = status;
+    req->resp_len = len;
+}
+
+static void
+req_account(const struct http_request *req)
+{
+    const struct http_metrics *m = &req->srv->m;
+    struct timespec now;
+    unsigned cls = req->status / 100;
+
+    if (cls >= 1 && cls <= HTTP_CLASSES)
+        metrics_inc(m->requests[cls - 1]);
+    metrics_add(m->bytes_out, (double)req->resp_len);
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    metrics_observe(m->duration, (double)(now.tv_sec - req->t0.tv_sec) +
+                                     (double)(now.tv_nsec - req->t0.tv_nsec) / 1e9);
+}
+
+/* Queue the stored answer; only ever called from the access handler. */
+static enum MHD_Result
+req_queue(struct http_request *req)
+{
+    enum MHD_Result ret;
+
+    req->stage = HTTP_STAGE_DONE;
+    ret = MHD_queue_response(req->conn, req->status, req->resp);
+    if (ret != MHD_YES)
+        log_req(LOG_LVL_DEBUG, req->id, "http: could not queue the response");
+    log_req(LOG_LVL_DEBUG, req->id, "http: %s %s from %s -> %u", req->method, req->uri,
+            req->client_ip, req->status);
+    req_account(req);
+    if (req->resp_owned)
+        MHD_destroy_response(req->resp);
+    req->resp = NULL;
+    req->resp_owned = false;
+    return ret;
+}
+
+static enum MHD_Result
+req_reject(struct http_request *req, unsigned status, const char *text, const char *allow,
+           struct metric *counter)
+{
+    log_req(LOG_LVL_DEBUG, req->id, "http: %s %s from %s refused: %u", req->method, req->uri,
+            req->client_ip, status);
+    metrics_inc(counter);
+    req_store(req, resp_error(text, allow, false), status, 0);
+    return req_queue(req);
+}
+
+/* ---- routing and the built-in checks ---- */
+
+static bool
+route_path_matches(const struct http_route_ent *r, const struct http_request *req)
+{
+    if (r->prefix)
+        return req->path_len >= r->path_len && memcmp(req->uri, r->path, r->path_len) == 0;
+    return req->path_len == r->path_len && memcmp(req->uri, r->path, r->path_len) == 0;
+}
+
+static bool
+route_method_matches(const struct http_route_ent *r, const char *method)
+{
+    return strcmp(r->method, method) == 0 ||
+           (strcmp(method, MHD_HTTP_METHOD_HEAD) == 0 && strcmp(r->method, "GET") == 0);
+}
+
+static void
+allow_add(char *allow, size_t cap, const char *method)
+{
+    size_t used = strlen(allow);
+
+    if (strstr(allow, method) != NULL)
+        return;
+    snprintf(allow + used, cap - used, "%s%s", used > 0 ? ", " : "", method);
+    if (strcmp(method, "GET") == 0)
+        allow_add(allow, cap, MHD_HTTP_METHOD_HEAD);
+}
+
+/* The route for the request; NULL with *allow non-empty when only the method is wrong. */
+static const struct http_route_ent *
+route_find(const struct http_server *srv, const struct http_request *req, char *allow,
+           size_t cap)
+{
+    allow[0] = '\0';
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const struct http_route_ent *r = &srv->routes[i];
+
+        if (!route_path_matches(r, req))
+            continue;
+        if (route_method_matches(r, req->method))
+            return r;
+        allow_add(allow, cap, r->method);
+    }
+    return NULL;
+}
+
+/* Media type of the request equals the route's, ignoring case and parameters. */
+static bool
+ctype_ok(const struct http_request *req)
+{
+    const char *want = req->route->ctype, *got;
+    size_t n = 0;
+
+    if (want == NULL || strcmp(req->method, MHD_HTTP_METHOD_POST) != 0)
+        return true;
+    got = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (got == NULL)
+        return false;
+    got += strspn(got, " \t");
+    while (got[n] != '\0' && got[n] != ';' && got[n] != ' ' && got[n] != '\t')
+        n++;
+    return n == strlen(want) && strncasecmp(got, want, n) == 0;
+}
+
+/* Content-Length within max_body; reserves the body buffer when the length is known. */
+static bool
+length_ok(struct http_request *req)
+{
+    const char *cl;
+    unsigned long long n;
+    char *end;
+
+    cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl == NULL)
+        return true;
+    errno = 0;
+    n = strtoull(cl, &end, 10);
+    if (errno != 0 || end == cl)
+        return errno != ERANGE; /* MHD itself rejects malformed lengths */
+    if (n > req->srv->cfg.max_body)
+        return false;
+    if (n > 0 && (req->body = malloc((size_t)n)) != NULL)
+        req->body_cap = (size_t)n;
+    return true;
+}
+
+/* First call, headers in: 503, 414, 404, 405, 415, 413, in that order. */
+static enum MHD_Result
+req_begin(struct http_request *req, const char *method, const char *version)
+{
+    struct http_server *srv = req->srv;
+    const struct http_metrics *m = &srv->m;
+    char allow[HTTP_ALLOW_MAX];
+
+    snprintf(req->method, sizeof(req->method), "%s", method);
+    req->version = strcmp(version, MHD_HTTP_VERSION_1_0) == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    if (atomic_load(&srv->stopping)) {
+        req_store_shared(req, srv->resp_503, MHD_HTTP_SERVICE_UNAVAILABLE);
+        return req_queue(req);
+    }
+    if (req->uri_len > srv->cfg.max_url)
+        return req_reject(req, MHD_HTTP_URI_TOO_LONG, "URI too long\n", NULL, m->rej_414);
+    req->route = route_find(srv, req, allow, sizeof(allow));
+    if (req->route == NULL && allow[0] == '\0')
+        return req_reject(req, MHD_HTTP_NOT_FOUND, "not found\n", NULL, m->rej_404);
+    if (req->route == NULL)
+        return req_reject(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", allow,
+                          m->rej_405);
+    if (!ctype_ok(req))
+        return req_reject(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported media type\n",
+                          NULL, m->rej_415);
+    if (!length_ok(req))
+        return req_reject(req, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", NULL,
+                          m->rej_413);
+    req->stage = HTTP_STAGE_BODY;
+    return MHD_YES;
+}
+
+/*
+ * Append body bytes. MHD cannot queue a response while it is delivering upload data, so a
+ * body that grows past max_body (chunked, no Content-Length to judge it by) is cut by
+ * closing the connection.
+ */
+static enum MHD_Result
+req_body(struct http_request *req, const char *data, size_t *size)
+{
+    size_t n = *size, max = req->srv->cfg.max_body, cap;
+    unsigned char *grown;
+
+    *size = 0;
+    metrics_add(req->srv->m.bytes_in, (double)n);
+    if (n > max - req->body_len) {
+        log_req(LOG_LVL_DEBUG, req->id, "http: body from %s over %zu bytes, connection cut",
+                req->client_ip, max);
+        metrics_inc(req->srv->m.rej_413);
+        req->stage = HTTP_STAGE_DONE;
+        return MHD_NO;
+    }
+    if (n > req->body_cap - req->body_len) {
+        cap = req->body_cap > HTTP_BODY_MIN / 2 ? req->body_cap * 2 : HTTP_BODY_MIN;
+        if (cap < req->body_len + n)
+            cap = req->body_len + n;
+        if (cap > max)
+            cap = max;
+        grown = realloc(req->body, cap);
+        if (grown == NULL) {
+            log_req(LOG_LVL_ERR, req->id, "http: out of memory for a %zu byte body", cap);
+            req->stage = HTTP_STAGE_DONE;
+            return MHD_NO;
+        }
+        req->body = grown;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len += n;
+    return MHD_YES;
+}
+
+/* ---- suspend / resume ---- */
+
+static void
+park_add(struct http_server *srv, struct http_request *req)
+{
+    req->prev = NULL;
+    req->next = srv->parked;
+    if (srv->parked != NULL)
+        srv->parked->prev = req;
+    srv->parked = req;
+    req->suspended = true;
+    metrics_inc(srv->m.suspended);
+}
+
+/* Under srv->lock: take req off the suspended list and let MHD resume it. */
+static void
+park_release(struct http_server *srv, struct http_request *req)
+{
+    if (req->prev != NULL)
+        req->prev->next = req->next;
+    else
+        srv->parked = req->next;
+    if (req->next != NULL)
+        req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+    req->suspended = false;
+    metrics_dec(srv->m.suspended);
+    MHD_resume_connection(req->conn);
+}
+
+/* The handler returned after http_req_suspend(): queue now or suspend until the reply. */
+static enum MHD_Result
+req_park(struct http_request *req)
+{
+    struct http_server *srv = req->srv;
+    bool ready;
+
+    pthread_mutex_lock(&srv->lock);
+    ready = req->replied;
+    if (!ready && atomic_load(&srv->stopping)) {
+        req_store_shared(req, srv->resp_503, MHD_HTTP_SERVICE_UNAVAILABLE);
+        ready = true;
+    }
+    if (!ready) {
+        req->stage = HTTP_STAGE_WAIT;
+        MHD_suspend_connection(req->conn);
+        park_add(srv, req);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    /* not ready: from here on req may be resumed by another thread; do not touch it */
+    return ready ? req_queue(req) : MHD_YES;
+}
+
+static enum MHD_Result
+req_dispatch(struct http_request *req)
+{
+    const struct http_route_ent *r = req->route;
+
+    req->in_handler = true;
+    r->fn(req, r->ctx);
+    req->in_handler = false;
+    if (req->async)
+        return req_park(req);
+    if (!req->replied) {
+        log_req(LOG_LVL_ERR, req->id, "http: handler for %s %s gave no reply", req->method,
+                r->path);
+        req_store(req, NULL, 0, 0);
+    }
+    return req_queue(req);
+}
+
+/* Resumed after http_reply(): the answer is stored; the lock orders us after it. */
+static enum MHD_Result
+req_resumed(struct http_request *req)
+{
+    bool ready;
+
+    pthread_mutex_lock(&req->srv->lock);
+    ready = req->replied;
+    pthread_mutex_unlock(&req->srv->lock);
+    return ready ? req_queue(req) : MHD_YES;
+}
+
+static enum MHD_Result
+http_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+            const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    struct http_server *srv = cls;
+    struct http_request *req = *con_cls;
+
+    (void)url; /* unescaped by MHD; the raw form came through http_uri_log */
+    if (req == NULL) {
+        /* the request could not be allocated */
+        if (upload_data != NULL || *upload_size != 0)
+            return MHD_NO;
+        return MHD_queue_response(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, srv->resp_500);
+    }
+    switch (req->stage) {
+    case HTTP_STAGE_NEW:
+        return req_begin(req, method, version);
+    case HTTP_STAGE_BODY:
+        if (*upload_size != 0)
+            return req_body(req, upload_data, upload_size);
+        return req_dispatch(req);
+    case HTTP_STAGE_WAIT:
+        return req_resumed(req);
+    case HTTP_STAGE_DONE:
+        break;
+    }
+    *upload_size = 0;
+    return MHD_NO;
+}
+
+/* ---- public request API ---- */
+
+const char *
+http_req_method(const struct http_request *req)
+{
+    return req->method;
+}
+
+const char *
+http_req_path(const struct http_request *req)
+{
+    return req->uri;
+}
+
+const char *
+http_req_subpath(const struct http_request *req)
+{
+    return req->route != NULL ? req->uri + req->route->path_len : req->uri + req->path_len;
+}
+
+const char *
+http_req_query(const struct http_request *req)
+{
+    return req->has_query ? req->uri + req->path_len + 1 : NULL;
+}
+
+const char *
+http_req_header(const struct http_request *req, const char *name)
+{
+    if (!req->in_handler || name == NULL)
+        return NULL;
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const unsigned char *
+http_req_body(const struct http_request *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body_len > 0 ? req->body : NULL;
+}
+
+const char *
+http_req_client_ip(const struct http_request *req)
+{
+    return req->client_ip;
+}
+
+uint64_t
+http_req_id(const struct http_request *req)
+{
+    return req->id;
+}
+
+const char *
+http_req_version(const struct http_request *req)
+{
+    return req->version;
+}
+
+void
+http_req_suspend(struct http_request *req)
+{
+    if (req == NULL || req->async || req->replied)
+        return;
+    req->async = true;
+    atomic_fetch_add(&req->refs, 1);
+    atomic_fetch_add(&req->srv->pending, 1);
+}
+
+int
+http_reply_header(struct http_request *req, const char *name, const char *value)
+{
+    size_t nl, vl;
+
+    if (req == NULL || req->replied || !header_valid(name, value))
+        return ST_INVALID;
+    nl = strlen(name) + 1;
+    vl = strlen(value) + 1;
+    if (nl + vl > sizeof(req->hdr) - req->hdr_used)
+        return ST_NOMEM;
+    memcpy(req->hdr + req->hdr_used, name, nl);
+    memcpy(req->hdr + req->hdr_used + nl, value, vl);
+    req->hdr_used += nl + vl;
+    req->nhdr++;
+    return ST_OK;
+}
+
+/* Async reply: store and resume under the lock, unless the stop path answered already. */
+static void
+reply_async(struct http_request *req, struct MHD_Response *resp, unsigned status, size_t len)
+{
+    struct http_server *srv = req->srv;
+    struct MHD_Response *unused = NULL;
+
+    pthread_mutex_lock(&srv->lock);
+    if (req->replied) {
+        unused = resp; /* answered 503 by http_server_stop() */
+    } else {
+        req_store(req, resp, status, len);
+        if (req->suspended)
+            park_release(srv, req);
+    }
+    atomic_fetch_sub(&srv->pending, 1);
+    pthread_mutex_unlock(&srv->lock);
+    if (unused != NULL)
+        MHD_destroy_response(unused);
+    req_unref(req);
+}
+
+static int
+reply_common(struct http_request *req, unsigned status, struct MHD_Response *resp, size_t len)
+{
+    int st = resp != NULL ? ST_OK : ST_NOMEM;
+
+    if (status < 100 || status > 599) {
+        log_req(LOG_LVL_ERR, req->id, "http: invalid status %u, answering 500", status);
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    if (resp == NULL)
+        log_req(LOG_LVL_ERR, req->id, "http: could not build the reply, answering 500");
+    if (req->async && !req->app_done) {
+        req->app_done = true;
+        reply_async(req, resp, status, len);
+        return st;
+    }
+    if (req->replied) {
+        log_req(LOG_LVL_ERR, req->id, "http: second reply to one request ignored");
+        if (resp != NULL)
+            MHD_destroy_response(resp);
+        return ST_INVALID;
+    }
+    req_store(req, resp, status, len);
+    return st;
+}
+
+int
+http_reply(struct http_request *req, unsigned status, const char *content_type,
+           const void *body, size_t len)
+{
+    if (req == NULL)
+        return ST_INVALID;
+    if (body == NULL)
+        len = 0;
+    return reply_common(req, status, resp_build(req, content_type, body, len, false), len);
+}
+
+int
+http_reply_take(struct http_request *req, unsigned status, const char *content_type,
+                void *body, size_t len)
+{
+    if (req == NULL) {
+        free(body);
+        return ST_INVALID;
+    }
+    if (body == NULL)
+        len = 0;
+    return reply_common(req, status, resp_build(req, content_type, body, len, true), len);
+}
+
+/* ---- built-in endpoints ---- */
+
+static void
+builtin_health(struct http_request *req, void *ctx)
+{
+    struct http_server *srv = ctx;
+    char json[HTTP_HEALTH_MAX];
+    int ok = 1;
+
+    json[0] = '\0';
+    if (srv->health != NULL)
+        ok = srv->health(srv->health_ctx, json, sizeof(json));
+    json[sizeof(json) - 1] = '\0';
+    if (json[0] == '\0')
+        snprintf(json, sizeof(json), "{\"status\":\"%s\"}", ok ? "ok" : "fail");
+    http_reply_header(req, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    http_reply(req, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", json,
+               strlen(json));
+}
+
+static void
+builtin_metrics(struct http_request *req, void *ctx)
+{
+    char *text = NULL;
+    size_t len = 0;
+
+    (void)ctx;
+    http_reply_header(req, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    if (metrics_render(&text, &len) != ST_OK) {
+        http_reply(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", "metrics unavailable\n",
+                   20);
+        return;
+    }
+    http_reply_take(req, MHD_HTTP_OK, "text/plain; version=0.0.4", text, len);
+}
+
+/* ---- server ---- */
+
+static void
+http_metrics_register(struct http_metrics *m)
+{
+    static const double buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                                     0.05,   0.1,   0.25,   0.5,   1.0,  2.5};
+    static const char *const requests[HTTP_CLASSES] = {
+        "http_requests_total{code=\"1xx\"}", "http_requests_total{code=\"2xx\"}",
+        "http_requests_total{code=\"3xx\"}", "http_requests_total{code=\"4xx\"}",
+        "http_requests_total{code=\"5xx\"}"};
+    const char *rej = "Requests refused by the HTTP layer before any handler, by status.";
+
+    for (int i = 0; i < HTTP_CLASSES; i++)
+        m->requests[i] = metrics_counter(requests[i], "HTTP requests answered, by status class.");
+    m->rej_404 = metrics_counter("http_rejected_total{code=\"404\"}", rej);
+    m->rej_405 = metrics_counter("http_rejected_total{code=\"405\"}", rej);
+    m->rej_413 = metrics_counter("http_rejected_total{code=\"413\"}", rej);
+    m->rej_414 = metrics_counter("http_rejected_total{code=\"414\"}", rej);
+    m->rej_415 = metrics_counter("http_rejected_total{code=\"415\"}", rej);
+    m->connections = metrics_gauge("http_connections", "Open HTTP connections.");
+    m->suspended = metrics_gauge("http_suspended_requests",
+                                 "Requests suspended, waiting for an asynchronous reply.");
+    m->bytes_in = metrics_counter("http_request_body_bytes_total", "Request body bytes received.");
+    m->bytes_out = metrics_counter("http_response_body_bytes_total",
+                                   "Response body bytes queued for sending.");
+    m->duration = metrics_histogram("http_request_duration_seconds",
+                                    "Time from the request line to the queued reply.", buckets,
+                                    sizeof(buckets) / sizeof(buckets[0]));
+}
+
+/* Numeric, non-wildcard address: the daemon binds exactly this one. */
+static int
+http_addr_parse(struct http_server *srv, const char *addr, uint16_t port)
+{
+    union http_sockaddr *a = &srv->bind_addr;
+
+    memset(a, 0, sizeof(*a));
+    if (addr == NULL || strlen(addr) >= sizeof(srv->addr))
+        return ST_CONFIG;
+    snprintf(srv->addr, sizeof(srv->addr), "%s", addr);
+    if (inet_pton(AF_INET, addr, &a->in4.sin_addr) == 1) {
+        if (a->in4.sin_addr.s_addr == htonl(INADDR_ANY))
+            return ST_CONFIG;
+        a->in4.sin_family = AF_INET;
+        a->in4.sin_port = htons(port);
+        return ST_OK;
+    }
+    if (inet_pton(AF_INET6, addr, &a->in6.sin6_addr) == 1) {
+        if (IN6_IS_ADDR_UNSPECIFIED(&a->in6.sin6_addr))
+            return ST_CONFIG;
+        a->in6.sin6_family = AF_INET6;
+        a->in6.sin6_port = htons(port);
+        srv->ipv6 = true;
+        return ST_OK;
+    }
+    return ST_CONFIG;
+}
+
+static void
+http_config_defaults(struct http_config *c)
+{
+    if (c->threads == 0)
+        c->threads = HTTP_DEFAULT_THREADS;
+    if (c->max_body == 0)
+        c->max_body = HTTP_DEFAULT_MAX_BODY;
+    if (c->max_connections == 0)
+        c->max_connections = HTTP_DEFAULT_MAX_CONNECTIONS;
+    if (c->timeout_s == 0)
+        c->timeout_s = HTTP_DEFAULT_TIMEOUT_S;
+    if (c->max_url == 0)
+        c->max_url = HTTP_DEFAULT_MAX_URL;
+}
+
+static int
+route_add(struct http_server *srv, const char *method, const char *path, bool prefix,
+          const char *ctype, http_handler_fn fn, void *ctx)
+{
+    struct http_route_ent *r = &srv->routes[srv->nroutes];
+
+    memset(r, 0, sizeof(*r));
+    snprintf(r->method, sizeof(r->method), "%s", method);
+    r->path = strdup(path);
+    r->ctype = ctype != NULL ? strdup(ctype) : NULL;
+    if (r->path == NULL || (ctype != NULL && r->ctype == NULL)) {
+        free(r->path);
+        free(r->ctype);
+        return ST_NOMEM;
+    }
+    r->path_len = strlen(path);
+    r->prefix = prefix;
+    r->fn = fn;
+    r->ctx = ctx;
+    srv->nroutes++;
+    return ST_OK;
+}
+
+struct http_server *
+http_server_new(const struct http_config *cfg)
+{
+    struct http_server *srv;
+
+    if (cfg == NULL)
+        return NULL;
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return NULL;
+    srv->cfg = *cfg;
+    http_config_defaults(&srv->cfg);
+    if (http_addr_parse(srv, cfg->listen_addr, cfg->port) != ST_OK) {
+        log_err("http: listen address \"%s\" is not a numeric, non-wildcard IP address",
+                cfg->listen_addr != NULL ? cfg->listen_addr : "");
+        free(srv);
+        return NULL;
+    }
+    srv->cfg.listen_addr = srv->addr;
+    if (pthread_mutex_init(&srv->lock, NULL) != 0) {
+        free(srv);
+        return NULL;
+    }
+    http_metrics_register(&srv->m);
+    if (route_add(srv, "GET", "/healthz", false, NULL, builtin_health, srv) != ST_OK ||
+        route_add(srv, "GET", "/metrics", false, NULL, builtin_metrics, srv) != ST_OK) {
+        http_server_free(srv);
+        return NULL;
+    }
+    return srv;
+}
+
+int
+http_route(struct http_server *srv, const char *method, const char *path, bool prefix,
+           const char *content_type, http_handler_fn fn, void *ctx)
+{
+    if (srv == NULL || method == NULL || path == NULL || fn == NULL || path[0] != '/' ||
+        method[0] == '\0' || strlen(method) >= HTTP_METHOD_MAX)
+        return ST_INVALID;
+    if (srv->state != HTTP_SRV_NEW || srv->nroutes == HTTP_MAX_ROUTES) {
+        log_err("http: route %s %s not added (server started or table full)", method, path);
+        return ST_INVALID;
+    }
+    return route_add(srv, method, path, prefix, content_type, fn, ctx);
+}
+
+void
+http_server_set_health(struct http_server *srv, http_health_fn fn, void *ctx)
+{
+    if (srv == NULL || srv->state != HTTP_SRV_NEW)
+        return;
+    srv->health = fn;
+    srv->health_ctx = ctx;
+}
+
+/* MHD's own messages: errors while starting, client noise afterwards. */
+__attribute__((format(printf, 2, 0))) static void
+http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    struct http_server *srv = cls;
+
+    log_vmsg(atomic_load(&srv->started) ? LOG_LVL_DEBUG : LOG_LVL_ERR, fmt, ap);
+}
+
+static int
+http_shared_responses(struct http_server *srv)
+{
+    srv->resp_500 = resp_error("internal error\n", NULL, false);
+    srv->resp_503 = resp_error("service stopping\n", NULL, true);
+    return srv->resp_500 != NULL && srv->resp_503 != NULL ? ST_OK : ST_NOMEM;
+}
+
+static struct MHD_Daemon *
+http_mhd_start(struct http_server *srv)
+{
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG | (srv->ipv6 ? MHD_USE_IPv6 : 0);
+    const struct http_config *c = &srv->cfg;
+
+    return MHD_start_daemon(
+        flags, c->port, NULL, NULL, &http_access, srv, MHD_OPTION_EXTERNAL_LOGGER,
+        &http_mhd_log, srv, MHD_OPTION_SOCK_ADDR, &srv->bind_addr.sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->threads, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)c->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        (unsigned int)c->per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)c->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)(HTTP_POOL_BASE + c->max_url), MHD_OPTION_URI_LOG_CALLBACK, &http_uri_log,
+        srv, MHD_OPTION_NOTIFY_COMPLETED, &http_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, &http_conn_notify, srv, MHD_OPTION_END);
+}
+
+int
+http_server_start(struct http_server *srv)
+{
+    const union MHD_DaemonInfo *info;
+    int st = ST_INVALID;
+
+    if (srv == NULL || srv->state != HTTP_SRV_NEW)
+        goto out;
+    st = http_shared_responses(srv);
+    if (st != ST_OK)
+        goto out;
+    srv->mhd = http_mhd_start(srv);
+    if (srv->mhd == NULL) {
+        log_err("http: cannot serve on %s port %u", srv->addr, (unsigned)srv->cfg.port);
+        st = ST_IO;
+        goto out;
+    }
+    atomic_store(&srv->started, true);
+    srv->state = HTTP_SRV_RUNNING;
+    info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = info != NULL ? info->port : srv->cfg.port;
+    log_info("http: listening on %s port %u, %u threads", srv->addr, (unsigned)srv->port,
+             srv->cfg.threads);
+out:
+    return st;
+}
+
+uint16_t
+http_server_port(const struct http_server *srv)
+{
+    return srv != NULL ? srv->port : 0;
+}
+
+/* Answer every suspended request with 503 and refuse to suspend new ones. */
+static void
+http_answer_parked(struct http_server *srv)
+{
+    struct http_request *req;
+
+    pthread_mutex_lock(&srv->lock);
+    atomic_store(&srv->stopping, true);
+    while ((req = srv->parked) != NULL) {
+        req_store_shared(req, srv->resp_503, MHD_HTTP_SERVICE_UNAVAILABLE);
+        park_release(srv, req);
+    }
+    pthread_mutex_unlock(&srv->lock);
+}
+
+static void
+http_wait_idle(struct http_server *srv)
+{
+    struct timespec pause = {0, HTTP_STOP_POLL_MS * 1000000L};
+
+    for (int waited = 0; waited < HTTP_STOP_GRACE_MS; waited += HTTP_STOP_POLL_MS) {
+        if (atomic_load(&srv->active) == 0)
+            return;
+        nanosleep(&pause, NULL);
+    }
+    log_warn("http: stopping with %d requests still in flight", atomic_load(&srv->active));
+}
+
+void
+http_server_stop(struct http_server *srv)
+{
+    MHD_socket lfd;
+
+    if (srv == NULL || srv->state != HTTP_SRV_RUNNING)
+        return;
+    lfd = MHD_quiesce_daemon(srv->mhd);
+    http_answer_parked(srv);
+    http_wait_idle(srv);
+    MHD_stop_daemon(srv->mhd);
+    srv->mhd = NULL;
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
+    srv->state = HTTP_SRV_STOPPED;
+    log_info("http: stopped serving on %s port %u", srv->addr, (unsigned)srv->port);
+}
+
+void
+http_server_free(struct http_server *srv)
+{
+    if (srv == NULL)
+        return;
+    http_server_stop(srv);
+    if (atomic_load(&srv->pending) > 0) {
+        log_err("http: %d suspended requests never got http_reply(); server memory kept",
+                atomic_load(&srv->pending));
+        return;
+    }
+    if (srv->resp_500 != NULL)
+        MHD_destroy_response(srv->resp_500);
+    if (srv->resp_503 != NULL)
+        MHD_destroy_response(srv->resp_503);
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        free(srv->routes[i].path);
+        free(srv->routes[i].ctype);
+    }
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}

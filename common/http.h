@@ -1,0 +1,175 @@
+/*
+ * http: the libmicrohttpd glue both daemons sit on (DESIGN D2, D8). It binds one address
+ * (never a wildcard), runs MHD's epoll thread pool, routes requests by method and path,
+ * buffers the whole request body up to a cap, and hands the handler a request it answers
+ * either at once or later from any thread (suspend/resume), so that HTTP threads never wait
+ * for the HSM. Transport per RFC 3161 section 3.4 (TSP-01, TSP-02) and RFC 6960 appendix A /
+ * RFC 9919 section 5 (OCSP-02: the GET path is handed over raw, not percent-decoded).
+ *
+ * Built in, before any handler runs and in this order: 503 while stopping, 414 (URL longer
+ * than max_url), 404 (no route for the path), 405 with Allow (path known, method not),
+ * 415 (POST whose Content-Type does not match the route's), 413 (Content-Length above
+ * max_body; a chunked body that grows past max_body makes the connection be cut). Each has a
+ * short text/plain body and Cache-Control: no-cache (LW-04). Also built in:
+ * GET /healthz (200/503 application/json from the health callback) and GET /metrics
+ * (Prometheus text format 0.0.4 from common/metrics). HEAD is served by GET routes.
+ *
+ * Metrics: http_requests_total{code="2xx"...}, http_rejected_total{code="404"...},
+ * http_connections, http_suspended_requests, http_request_body_bytes_total,
+ * http_response_body_bytes_total, http_request_duration_seconds.
+ *
+ * Memory: at most max_connections requests exist at once, each holding at most max_body
+ * bytes of body plus MHD's per-connection pool of 32 KiB + max_url.
+ *
+ * Thread-safety: configuration calls (http_server_new, http_route, http_server_set_health,
+ * http_server_start, http_server_stop, http_server_free) come from one control thread.
+ * A request belongs to one thread at a time: the MHD thread while its handler runs, then,
+ * after http_req_suspend(), whichever thread the handler hands it to, until http_reply().
+ */
+#ifndef COMMON_HTTP_H
+#define COMMON_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct http_server;
+struct http_request;
+
+/* Defaults used for a zero field of struct http_config. */
+#define HTTP_DEFAULT_THREADS 1u
+#define HTTP_DEFAULT_MAX_BODY (64u * 1024u)
+#define HTTP_DEFAULT_MAX_CONNECTIONS 1024u
+#define HTTP_DEFAULT_TIMEOUT_S 30u
+#define HTTP_DEFAULT_MAX_URL 2048u
+
+struct http_config {
+    const char *listen_addr;  /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1" or "::1" */
+    uint16_t port;            /* 0 = let the kernel pick a free port (see http_server_port) */
+    unsigned threads;         /* MHD thread pool size */
+    size_t max_body;          /* request body cap, bytes */
+    unsigned max_connections; /* concurrent connections, suspended ones included */
+    unsigned per_ip_limit;    /* concurrent connections per client address; 0 = no limit */
+    unsigned timeout_s;       /* idle connection timeout, seconds (suspended ones exempt) */
+    size_t max_url;           /* request-target (path and query) length cap, bytes */
+};
+
+/*
+ * Called once the whole request body is in. It must either call http_reply() before it
+ * returns, or call http_req_suspend() and then make sure http_reply() is called exactly once
+ * later, from any thread (possibly even before the handler returns). A handler that does
+ * neither gets a 500 sent for it. Runs on an MHD thread: it must not block.
+ */
+typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
+
+/*
+ * Health callback for GET /healthz: write a NUL-terminated JSON document of at most cap
+ * bytes into json (or leave it empty for a default one) and return nonzero when healthy
+ * (200) or 0 when not (503). Runs on an MHD thread; must be quick and thread-safe.
+ */
+typedef int (*http_health_fn)(void *ctx, char *json, size_t cap);
+
+/*
+ * Create a server from cfg (copied; zero fields take the HTTP_DEFAULT_* values). Fails
+ * (NULL, logged) when listen_addr is missing, not a numeric address, or a wildcard address
+ * (0.0.0.0, ::). Registers the HTTP metrics. Nothing listens until http_server_start().
+ */
+struct http_server *http_server_new(const struct http_config *cfg);
+
+/*
+ * Add a route: requests whose method is `method` ("GET" also answers HEAD) and whose raw
+ * path equals `path` (or, with prefix, starts with it) go to fn(req, ctx). The first
+ * matching route in registration order wins; /healthz and /metrics are matched before any
+ * route. content_type (POST only; NULL = any) is compared with the request's media type,
+ * case-insensitively and ignoring parameters. Strings are copied; ctx is borrowed and must
+ * outlive the server. Only before http_server_start(). Returns ST_OK, ST_INVALID (bad
+ * argument, server started, or table full) or ST_NOMEM.
+ */
+int http_route(struct http_server *srv, const char *method, const char *path, bool prefix,
+               const char *content_type, http_handler_fn fn, void *ctx);
+
+/* Set the /healthz callback (NULL: always healthy). ctx is borrowed. Before start. */
+void http_server_set_health(struct http_server *srv, http_health_fn fn, void *ctx);
+
+/*
+ * Bind and start serving: MHD epoll thread pool, suspend/resume, connection, per-IP and
+ * timeout limits as configured. Returns ST_OK, ST_INVALID (already started) or ST_IO
+ * (bind or thread start failed; logged).
+ */
+int http_server_start(struct http_server *srv);
+
+/* The port actually bound (useful with port 0); 0 before start. */
+uint16_t http_server_port(const struct http_server *srv);
+
+/*
+ * Stop serving: stop accepting, answer 503 to new requests and to every request still
+ * suspended (its later http_reply() becomes a no-op), wait up to 2 s for requests in flight
+ * to finish, then stop MHD. NULL-safe; idempotent.
+ */
+void http_server_stop(struct http_server *srv);
+
+/*
+ * Stop (if needed) and free the server. NULL-safe. Every suspended request must have had
+ * its http_reply() call first (stop the code that answers them before freeing); if some
+ * have not, the server's memory is deliberately kept (and an error logged) so that the late
+ * calls stay safe.
+ */
+void http_server_free(struct http_server *srv);
+
+/*
+ * Request accessors. Returned strings are owned by the request and valid until the request
+ * owner calls http_reply(), except http_req_header(), valid only while the handler runs.
+ */
+
+/* Method as sent ("GET", "POST", "HEAD", ...). */
+const char *http_req_method(const struct http_request *req);
+/* URL path without the query, exactly as the client sent it: NOT percent-decoded. */
+const char *http_req_path(const struct http_request *req);
+/* The part of the raw path after the matched route's path ("" for an exact match). */
+const char *http_req_subpath(const struct http_request *req);
+/* Raw query string after '?', or NULL when there is none. */
+const char *http_req_query(const struct http_request *req);
+/* Request header value (case-insensitive name), NULL if absent. Only inside the handler. */
+const char *http_req_header(const struct http_request *req, const char *name);
+/* The request body (NULL when empty) and its length in *len. */
+const unsigned char *http_req_body(const struct http_request *req, size_t *len);
+/* The client's address as text ("127.0.0.1", "::1"). */
+const char *http_req_client_ip(const struct http_request *req);
+/* Process-wide monotonic request id, for log lines (log_req). */
+uint64_t http_req_id(const struct http_request *req);
+/* "HTTP/1.0" or "HTTP/1.1". */
+const char *http_req_version(const struct http_request *req);
+
+/*
+ * Announce that the reply will come later, possibly from another thread. Call from the
+ * handler, before handing req to another thread. The connection is suspended when the
+ * handler returns (unless the reply has already been given) and resumed by http_reply().
+ */
+void http_req_suspend(struct http_request *req);
+
+/*
+ * Add a response header for the coming http_reply(). name is an HTTP token; value must not
+ * contain CR or LF. Both are copied. Returns ST_OK, ST_INVALID (bad name/value, or already
+ * replied) or ST_NOMEM (the per-request header space, about 1 KiB, is full).
+ */
+int http_reply_header(struct http_request *req, const char *name, const char *value);
+
+/*
+ * Answer the request: status, Content-Type (NULL: none) and body (copied; may be NULL when
+ * len is 0), plus the headers added before. Call exactly once per request; after it
+ * returns req must not be touched. From a handler that did not suspend: in the handler.
+ * After http_req_suspend(): from any thread, and it resumes the connection. Returns ST_OK;
+ * ST_NOMEM when the response could not be built (a 500 is sent instead); ST_INVALID when
+ * called twice for a handler that did not suspend. The request is answered in every case.
+ */
+int http_reply(struct http_request *req, unsigned status, const char *content_type,
+               const void *body, size_t len);
+
+/*
+ * As http_reply() but takes ownership of body, a malloc'ed buffer freed by the server
+ * (also on failure), which saves the copy for large replies.
+ */
+int http_reply_take(struct http_request *req, unsigned status, const char *content_type,
+                    void *body, size_t len);
+
+#endif

@@ -1,0 +1,145 @@
+# shellcheck shell=bash
+#
+# common.sh: helpers shared by the integration tests, `make run` and the bench scripts.
+# Source it; it defines functions and a few globals, and changes no shell option.
+#
+#   free_port                  print a TCP port that is free on 127.0.0.1 right now
+#   wait_http URL TIMEOUT [CODE]
+#                              poll URL with curl until it answers (any HTTP status, or
+#                              exactly CODE when given); non-zero after TIMEOUT seconds
+#   track_pid PID              remember a process this script started
+#   cleanup_tracked            stop exactly the tracked pids: TERM, up to 5 s, then KILL.
+#                              Meant for an EXIT trap: trap cleanup_tracked EXIT
+#   die MSG                    print "error: MSG" on stderr and exit 1
+#   t_ok NAME / t_fail NAME MSG / t_check NAME CMD...
+#                              test counters (T_PASSED, T_FAILED) with one line per result
+#   t_summary NAME             print "NAME: N passed, M failed"; non-zero when M > 0
+#
+# Good-neighbour rules (preamble): servers bind 127.0.0.1 on free ports, every process a
+# test starts is tracked by pid and stopped on exit, never by name.
+
+T_PASSED=${T_PASSED:-0}
+T_FAILED=${T_FAILED:-0}
+_COMMON_PIDS=()
+
+die() {
+    printf 'error: %s\n' "$*" >&2
+    exit 1
+}
+
+# Ask the kernel for an ephemeral port on 127.0.0.1 (bind to port 0). The port is released
+# before we return, so a tiny race remains; callers retry the start-up on EADDRINUSE if they
+# care. Falls back to a random high port checked against `ss` when python3 is unusable.
+free_port() {
+    local port
+    if port=$(python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()' 2>/dev/null) && [[ $port =~ ^[0-9]+$ ]]; then
+        printf '%s\n' "$port"
+        return 0
+    fi
+    local tries
+    for ((tries = 0; tries < 100; tries++)); do
+        port=$((20000 + RANDOM % 40000))
+        if [[ -z $(ss -Htan "( sport = :$port )" 2>/dev/null) ]]; then
+            printf '%s\n' "$port"
+            return 0
+        fi
+    done
+    echo "free_port: no free port found" >&2
+    return 1
+}
+
+# wait_http URL TIMEOUT [CODE]: 0 once URL answers (with CODE if given), 1 after TIMEOUT s.
+wait_http() {
+    local url=$1 timeout=${2:-10} want=${3:-} code deadline
+    deadline=$((SECONDS + timeout))
+    while ((SECONDS <= deadline)); do
+        code=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$url" 2>/dev/null) || true
+        if [[ -n $code && $code != 000 ]]; then
+            if [[ -z $want || $code == "$want" ]]; then
+                return 0
+            fi
+        fi
+        sleep 0.1
+    done
+    echo "wait_http: $url did not answer${want:+ with $want} within ${timeout}s" >&2
+    return 1
+}
+
+track_pid() {
+    [[ ${1:-} =~ ^[0-9]+$ ]] || {
+        echo "track_pid: bad pid '${1:-}'" >&2
+        return 1
+    }
+    _COMMON_PIDS+=("$1")
+}
+
+# True while PID runs. A zombie child is reaped here and counts as gone.
+_common_pid_alive() {
+    local pid=$1 state=""
+    kill -0 "$pid" 2>/dev/null || return 1
+    if [[ -r /proc/$pid/stat ]]; then
+        state=$(awk '{ sub(/^.*\) /, ""); print $1 }' "/proc/$pid/stat" 2>/dev/null) || state=""
+    fi
+    if [[ $state == Z ]]; then
+        wait "$pid" 2>/dev/null || true
+        return 1
+    fi
+    return 0
+}
+
+cleanup_tracked() {
+    local pid alive i
+    ((${#_COMMON_PIDS[@]} > 0)) || return 0
+    for pid in "${_COMMON_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for ((i = 0; i < 50; i++)); do
+        alive=0
+        for pid in "${_COMMON_PIDS[@]}"; do
+            if _common_pid_alive "$pid"; then
+                alive=1
+            fi
+        done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${_COMMON_PIDS[@]}"; do
+        if _common_pid_alive "$pid"; then
+            echo "cleanup: pid $pid ignored TERM for 5 s, sending KILL" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+        wait "$pid" 2>/dev/null || true
+    done
+    _COMMON_PIDS=()
+    return 0
+}
+
+t_ok() {
+    T_PASSED=$((T_PASSED + 1))
+    printf 'ok   - %s\n' "$1"
+}
+
+t_fail() {
+    T_FAILED=$((T_FAILED + 1))
+    printf 'FAIL - %s: %s\n' "$1" "${2:-failed}"
+}
+
+# t_check NAME CMD...: run CMD (output hidden unless it fails) and count the result.
+t_check() {
+    local name=$1 out
+    shift
+    if out=$("$@" 2>&1); then
+        t_ok "$name"
+    else
+        t_fail "$name" "command failed: $* ${out:+-- $(printf '%s' "$out" | tail -n 3 | tr '\n' ' ')}"
+    fi
+}
+
+t_summary() {
+    printf '%s: %d passed, %d failed\n' "$1" "$T_PASSED" "$T_FAILED"
+    ((T_FAILED == 0))
+}

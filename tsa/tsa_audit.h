@@ -1,0 +1,32 @@
+/*
+ * tsa_audit: the audit record of each issued token (DESIGN D5; STANDARDS EID-12, TSA-18/19,
+ * TSP-18). Records live in the LMDB database "tsa_audit", keyed by the 16-byte serial, and are
+ * committed in one write transaction per signing batch, before any reply of the batch leaves.
+ * A record is a JSON object (one line) so an auditor can read an export without our tools:
+ *   {"v":1,"serial":hex,"gen_time":"...Z","policy":"oid","tsu":"name","hash_alg":"sha256",
+ *    "imprint":hex,"nonce":hex|null,"clock":{"verdict":"ok","error_bound":s,"offset":s,
+ *    "root_delay":s,"root_dispersion":s,"stratum":n,"ref_id":"hex"},
+ *    "client":"ip","token_sha256":hex}
+ */
+#ifndef TSA_TSA_AUDIT_H
+#define TSA_TSA_AUDIT_H
+
+#include "common/clock.h"
+#include "tsa/tsa_request.h"
+#include "tsa/tsa_token.h"
+
+#include <stddef.h>
+
+#define TSA_AUDIT_DB "tsa_audit"
+#define TSA_AUDIT_MAX 2048
+
+/* Format one record into buf; returns its length, 0 when it does not fit. */
+size_t tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u,
+                        const struct tsa_request *req, const struct tsa_token *t,
+                        const struct clock_reading *clk, const char *client,
+                        const uint8_t token_sha256[32]);
+
+/* The TimeStampToken (ContentInfo) inside a granted TimeStampResp, for its digest. */
+int tsa_audit_token_span(const uint8_t *resp, size_t len, const uint8_t **tok, size_t *tok_len);
+
+#endif

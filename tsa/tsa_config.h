@@ -1,0 +1,80 @@
+/*
+ * tsa_config: the schema of tsad.conf, parsed with common/config and validated completely at
+ * start into an immutable struct (DESIGN D8). Every key is documented in conf/tsad.conf.
+ *
+ * TSA-17 / STANDARDS §5.8: each time-stamping unit (`[tsu NAME]`) is served at a URL path.
+ * A path may carry several non-qualified TSUs (chosen by the request's reqPolicy, else the
+ * path's default one); a qualified TSU must be alone on its path, so no request field can
+ * move a request between qualified and non-qualified issuance.
+ */
+#ifndef TSA_TSA_CONFIG_H
+#define TSA_TSA_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define TSA_MAX_UNITS 16
+#define TSA_MAX_HASHES 8
+
+struct tsa_unit_config {
+    char name[64];
+    char policy[128];        /* dotted OID */
+    char path[128];          /* URL path, e.g. /tsa */
+    bool is_default;         /* default TSU of its path when reqPolicy is absent */
+    char cert[PATH_MAX];     /* TSU certificate (PEM) */
+    char chain[PATH_MAX];    /* issuing CA chain (PEM), sent with certReq and checked */
+    char key_label[128];     /* PKCS#11 private key label, or */
+    char key_file[PATH_MAX]; /* software key (PEM) */
+    int scheme;              /* enum signer_scheme */
+    int hash;                /* enum signer_hash */
+    double accuracy;         /* seconds, 1e-6 .. 1 */
+    bool qualified;          /* adds esi4-qtstStatement-1 (CIR-01, TPR-12) */
+    bool tsa_name;           /* put the TSU subject in TSTInfo.tsa */
+    bool ess_cert_id_v1;     /* also add SigningCertificate (v1, SHA-1) */
+    int line;                /* where the section starts, for messages */
+};
+
+struct tsa_config {
+    char file[PATH_MAX];
+    /* [server] */
+    char listen_host[64];
+    uint16_t listen_port;
+    unsigned threads;
+    size_t max_body;
+    unsigned max_connections;
+    unsigned per_ip_limit;
+    unsigned timeout_s;
+    /* [log] */
+    int log_level;
+    /* [clock] */
+    char chrony_socket[PATH_MAX];
+    double poll_interval;
+    double max_update_age;
+    double leap_guard;
+    bool kernel_check;
+    /* [store] */
+    char store_dir[PATH_MAX];
+    size_t map_size;
+    /* [signer] */
+    char p11_module[PATH_MAX];
+    char p11_token[64];
+    char p11_pin_file[PATH_MAX];
+    unsigned workers;
+    unsigned queue_max;
+    unsigned batch_max;
+    /* [tsa] */
+    int hashes[TSA_MAX_HASHES]; /* NIDs of accepted imprint hashes (ALG-01) */
+    size_t n_hashes;
+    /* [tsu NAME] */
+    struct tsa_unit_config units[TSA_MAX_UNITS];
+    size_t n_units;
+};
+
+/* Parse and validate. ST_OK, or ST_CONFIG with "file:line: message" in err. */
+int tsa_config_load(struct tsa_config *cfg, const char *path, char *err, size_t errlen);
+/* Same from a string (tests). */
+int tsa_config_load_string(struct tsa_config *cfg, const char *text, char *err, size_t errlen);
+
+#endif

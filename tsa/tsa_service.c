@@ -1,0 +1,449 @@
+/*
+ * tsa_service: tsad's request pipeline (see tsa_service.h). RFC 3161 §2.4, §3.4;
+ * STANDARDS TSP-01..13, TSP-18, TSA-05, TSA-09, TSA-17; DESIGN D2, D3, D5.
+ */
+#include "tsa/tsa_service.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/status.h"
+#include "tsa/tsa_audit.h"
+#include "tsa/tsa_request.h"
+
+#include <math.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01, STANDARDS §5.7 */
+#define TSA_QUERY_TYPE "application/timestamp-query"
+#define TSA_MAX_REDRAW 3
+
+/* One distinct URL path and the TSUs served there (TSA-17). */
+struct tsa_path {
+    struct tsa_service *svc;
+    const char *path;
+    struct tsa_unit *units[TSA_MAX_UNITS];
+    size_t n;
+    struct tsa_unit *dflt;
+};
+
+struct tsa_service {
+    const struct tsa_config *cfg;
+    struct tsa_unit units[TSA_MAX_UNITS];
+    size_t n_units;
+    struct tsa_path paths[TSA_MAX_UNITS];
+    size_t n_paths;
+    struct clock *clock;
+    struct signer *signer;
+    struct store *store;
+    int audit_db;
+    double health_max_error;
+    struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
+    struct metric *m_reject[26];
+};
+
+/* One request in flight between the handler and the batch callback. */
+struct tsa_job {
+    struct signer_job sj;
+    struct tsa_service *svc;
+    struct http_request *http;
+    struct tsa_unit *unit;
+    struct tsa_request req;
+    struct tsa_token tok;
+    struct clock_reading clk;
+    char client[48];
+    uint64_t rid;
+    int redraws;
+    uint8_t *resp; /* granted TimeStampResp, once assembled */
+    size_t resp_len;
+};
+
+static const char *const reject_names[26] = {
+    [TSA_FAIL_BAD_ALG] = "badAlg",
+    [TSA_FAIL_BAD_REQUEST] = "badRequest",
+    [TSA_FAIL_BAD_DATA_FORMAT] = "badDataFormat",
+    [TSA_FAIL_TIME_NOT_AVAILABLE] = "timeNotAvailable",
+    [TSA_FAIL_UNACCEPTED_POLICY] = "unacceptedPolicy",
+    [TSA_FAIL_UNACCEPTED_EXTENSION] = "unacceptedExtension",
+    [TSA_FAIL_ADD_INFO_NOT_AVAILABLE] = "addInfoNotAvailable",
+    [TSA_FAIL_SYSTEM_FAILURE] = "systemFailure",
+};
+
+/* Answer with a rejection TimeStampResp (HTTP 200: the protocol carries the error). */
+static void
+tsa_reply_reject(struct tsa_service *s, struct http_request *http, uint64_t rid,
+                 enum tsa_fail fail, const char *why)
+{
+    uint8_t buf[512];
+    size_t n = tsa_rejection(fail, why, buf, sizeof(buf));
+
+    metrics_inc(s->m_reject[fail]);
+    log_req(LOG_LVL_DEBUG, (unsigned long long)rid, "rejected: %s: %s", reject_names[fail],
+            why != NULL ? why : "");
+    if (fail == TSA_FAIL_SYSTEM_FAILURE || fail == TSA_FAIL_TIME_NOT_AVAILABLE)
+        http_reply_header(http, "Retry-After", "1");
+    http_reply_header(http, "Cache-Control", "no-store");
+    if (n == 0)
+        http_reply(http, 500, "text/plain", "internal error\n", 15);
+    else
+        http_reply(http, 200, TSA_REPLY_TYPE, buf, n);
+}
+
+static struct tsa_unit *
+tsa_select_unit(struct tsa_path *p, const struct tsa_request *req)
+{
+    if (!req->has_policy)
+        return p->dflt;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->units[i]->policy_len == req->policy_len &&
+            memcmp(p->units[i]->policy, req->policy, req->policy_len) == 0)
+            return p->units[i];
+    return NULL;
+}
+
+/* The clock bound a unit can accept: its accuracy less the genTime truncation. */
+static double
+tsa_unit_max_error(const struct tsa_unit *u)
+{
+    return u->cfg->accuracy - pow(10.0, -(double)u->frac_digits);
+}
+
+/* Build TSTInfo + signedAttrs with a fresh serial and the gated time; ST_OK or failure. */
+static int
+tsa_job_prepare(struct tsa_job *j)
+{
+    if (tsa_serial_new(j->tok.serial) != ST_OK)
+        return ST_CRYPTO;
+    tsa_unit_gen_time(j->unit, &j->clk.now, &j->tok.gen_time);
+    j->sj.key = j->unit->key;
+    j->sj.user = j;
+    return tsa_token_prepare(j->unit, &j->req, &j->tok, j->sj.digest, &j->sj.digest_len);
+}
+
+static void
+tsa_handle(struct http_request *http, void *ctx)
+{
+    struct tsa_path *p = ctx;
+    struct tsa_service *s = p->svc;
+    uint64_t rid = http_req_id(http);
+    struct tsa_job *j = NULL;
+    const unsigned char *body;
+    const char *why = NULL;
+    enum tsa_fail fail;
+    size_t len;
+    int st;
+
+    body = http_req_body(http, &len);
+    j = calloc(1, sizeof(*j));
+    if (j == NULL) {
+        tsa_reply_reject(s, http, rid, TSA_FAIL_SYSTEM_FAILURE, "out of memory");
+        return;
+    }
+    j->svc = s;
+    j->http = http;
+    j->rid = rid;
+    snprintf(j->client, sizeof(j->client), "%s", http_req_client_ip(http));
+    fail = tsa_request_parse(body, len, s->cfg->hashes, s->cfg->n_hashes, &j->req, &why);
+    if (fail != TSA_FAIL_NONE)
+        goto reject;
+    j->unit = tsa_select_unit(p, &j->req);
+    if (j->unit == NULL) {
+        fail = TSA_FAIL_UNACCEPTED_POLICY;
+        why = "requested policy is not served at this address";
+        goto reject;
+    }
+    clock_read_max(s->clock, tsa_unit_max_error(j->unit), &j->clk);
+    if (j->clk.verdict != CLOCK_OK) { /* TSA-05, TSP-12 */
+        fail = TSA_FAIL_TIME_NOT_AVAILABLE;
+        why = "time source not within the declared accuracy";
+        goto reject;
+    }
+    if (j->clk.now.tv_sec >= j->unit->key_not_after) { /* TSA-09 */
+        fail = TSA_FAIL_SYSTEM_FAILURE;
+        why = "the TSU key usage period has ended";
+        log_err("tsa: [tsu %s] key usage period has ended: refusing to sign",
+                j->unit->cfg->name);
+        goto reject;
+    }
+    if (tsa_job_prepare(j) != ST_OK) {
+        fail = TSA_FAIL_SYSTEM_FAILURE;
+        why = "cannot build the token";
+        goto reject;
+    }
+    http_req_suspend(http);
+    st = signer_submit(s->signer, &j->sj);
+    if (st == ST_OK)
+        return;
+    metrics_inc(s->m_busy);
+    fail = TSA_FAIL_SYSTEM_FAILURE;
+    why = st == ST_BUSY ? "signing queue full, retry later" : "service stopping";
+reject:
+    tsa_reply_reject(s, http, rid, fail, why);
+    free(j);
+}
+
+/* Assemble the granted response and its audit record text. */
+static int
+tsa_job_finish(struct tsa_job *j, char *rec, size_t cap, size_t *rec_len)
+{
+    const uint8_t *tok;
+    uint8_t digest[32];
+    size_t tok_len;
+
+    if (j->sj.status != ST_OK)
+        return j->sj.status;
+    if (tsa_token_response(j->unit, &j->req, &j->tok, j->sj.sig, j->sj.sig_len, &j->resp,
+                           &j->resp_len) != ST_OK)
+        return ST_NOMEM;
+    if (tsa_audit_token_span(j->resp, j->resp_len, &tok, &tok_len) != ST_OK)
+        return ST_INVALID;
+    SHA256(tok, tok_len, digest);
+    *rec_len = tsa_audit_format(rec, cap, j->unit, &j->req, &j->tok, &j->clk, j->client, digest);
+    return *rec_len > 0 ? ST_OK : ST_NOMEM;
+}
+
+/* Signer batch callback: tokens, one audit commit, then the replies (DESIGN D2, D5). */
+static void
+tsa_batch(struct signer_job **jobs, size_t n, void *ctx)
+{
+    struct tsa_service *s = ctx;
+    struct store_txn *txn = NULL;
+    char rec[TSA_AUDIT_MAX];
+    size_t rec_len = 0;
+    bool commit_ok = false;
+    int st;
+
+    metrics_observe(s->m_batch, (double)n);
+    if (store_txn_begin(s->store, true, &txn) != ST_OK)
+        txn = NULL;
+    for (size_t i = 0; i < n; i++) {
+        struct tsa_job *j = jobs[i]->user;
+
+        st = tsa_job_finish(j, rec, sizeof(rec), &rec_len);
+        if (st == ST_OK && txn != NULL)
+            st = store_txn_put(txn, s->audit_db, j->tok.serial, TSA_SERIAL_LEN, rec, rec_len,
+                               true);
+        if (st == ST_EXISTS) { /* serial collision: drawn again below (DESIGN D5) */
+            log_warn("tsa: serial collision, drawing a new one");
+            free(j->resp);
+            j->resp = NULL;
+            j->redraws++;
+        } else if (st != ST_OK) {
+            j->sj.status = st;
+        }
+    }
+    if (txn != NULL)
+        commit_ok = store_txn_commit(txn) == ST_OK;
+    if (!commit_ok) {
+        log_err("tsa: audit commit failed: %zu token(s) withheld (systemFailure)", n);
+        metrics_inc(s->m_audit_fail);
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct tsa_job *j = jobs[i]->user;
+
+        if (commit_ok && j->resp == NULL && j->sj.status == ST_OK &&
+            j->redraws <= TSA_MAX_REDRAW && tsa_job_prepare(j) == ST_OK &&
+            signer_submit(s->signer, &j->sj) == ST_OK)
+            continue;
+        if (commit_ok && j->resp != NULL) {
+            metrics_inc(s->m_granted);
+            log_req(LOG_LVL_DEBUG, (unsigned long long)j->rid, "granted tsu=%s",
+                    j->unit->cfg->name);
+            http_reply_header(j->http, "Cache-Control", "no-store");
+            http_reply_take(j->http, 200, TSA_REPLY_TYPE, j->resp, j->resp_len);
+            j->resp = NULL;
+        } else {
+            tsa_reply_reject(s, j->http, j->rid, TSA_FAIL_SYSTEM_FAILURE,
+                             j->sj.status == ST_SHUTDOWN ? "service stopping"
+                                                         : "signing or audit failed");
+            free(j->resp);
+        }
+        free(j);
+    }
+}
+
+static int
+tsa_health(void *ctx, char *json, size_t cap)
+{
+    struct tsa_service *s = ctx;
+    struct clock_reading clk;
+    size_t used = 0, map = 1;
+    bool store_ok, signer_ok, clock_ok;
+
+    clock_read_max(s->clock, s->health_max_error, &clk);
+    clock_ok = clk.verdict == CLOCK_OK;
+    signer_ok = signer_healthy(s->signer);
+    store_ok = store_usage(s->store, &used, &map) == ST_OK && used < map / 10 * 9;
+    snprintf(json, cap,
+             "{\"status\":\"%s\",\"clock\":{\"ok\":%s,\"verdict\":\"%s\",\"error_bound\":%.6f,"
+             "\"max_error\":%.6f,\"offset\":%.6f,\"stratum\":%d,\"leap\":%d},"
+             "\"signer\":{\"ok\":%s,\"queue\":%u},"
+             "\"store\":{\"ok\":%s,\"used_bytes\":%zu,\"map_bytes\":%zu}}",
+             clock_ok && signer_ok && store_ok ? "ok" : "fail", clock_ok ? "true" : "false",
+             clock_verdict_str(clk.verdict), clk.error_bound, s->health_max_error,
+             clk.sample.offset, clk.sample.stratum, clk.sample.leap,
+             signer_ok ? "true" : "false", signer_queue_depth(s->signer),
+             store_ok ? "true" : "false", used, map);
+    return clock_ok && signer_ok && store_ok;
+}
+
+bool
+tsa_service_healthy(struct tsa_service *s)
+{
+    char buf[512];
+
+    return tsa_health(s, buf, sizeof(buf)) != 0;
+}
+
+static void
+tsa_metrics_source(void *ctx, struct metrics_out *out)
+{
+    struct tsa_service *s = ctx;
+    struct clock_reading clk;
+
+    clock_read_max(s->clock, s->health_max_error, &clk);
+    metrics_out_family(out, "tsa_signer_queue_depth", "gauge", "Jobs waiting for a signer.");
+    metrics_out_value(out, "tsa_signer_queue_depth", signer_queue_depth(s->signer));
+    metrics_out_family(out, "tsa_clock_error_bound_seconds", "gauge",
+                       "Current bound on the clock error.");
+    metrics_out_value(out, "tsa_clock_error_bound_seconds", clk.error_bound);
+    metrics_out_family(out, "tsa_clock_offset_seconds", "gauge", "chronyd's offset estimate.");
+    metrics_out_value(out, "tsa_clock_offset_seconds", clk.sample.offset);
+    metrics_out_family(out, "tsa_clock_ok", "gauge", "1 when tokens may be issued.");
+    metrics_out_value(out, "tsa_clock_ok", clk.verdict == CLOCK_OK);
+}
+
+static void
+tsa_metrics_init(struct tsa_service *s)
+{
+    static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    char name[96];
+
+    s->m_granted = metrics_counter("tsa_tokens_total", "Time-stamp tokens issued.");
+    s->m_batch = metrics_histogram("tsa_sign_batch_size", "Jobs per signing batch.",
+                                   batch_buckets, sizeof(batch_buckets) / sizeof(double));
+    s->m_audit_fail = metrics_counter("tsa_audit_commit_failures_total",
+                                      "Audit transactions that failed (tokens withheld).");
+    s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
+    for (int i = 0; i < 26; i++) {
+        if (reject_names[i] == NULL)
+            continue;
+        snprintf(name, sizeof(name), "tsa_rejections_total{reason=\"%s\"}", reject_names[i]);
+        s->m_reject[i] = metrics_counter(name, "Requests rejected, by PKIFailureInfo.");
+    }
+    metrics_source_add(tsa_metrics_source, s);
+}
+
+static int
+tsa_load_units(struct tsa_service *s)
+{
+    const struct tsa_config *cfg = s->cfg;
+
+    for (size_t i = 0; i < cfg->n_units; i++) {
+        const struct tsa_unit_config *uc = &cfg->units[i];
+        struct tsa_unit *u = &s->units[i];
+        X509 *cert;
+
+        if (tsa_unit_load(u, uc) != ST_OK)
+            return ST_CONFIG;
+        s->n_units = i + 1;
+        cert = u->cert;
+        if (uc->key_label[0] != '\0')
+            u->key = signer_add_p11_key(s->signer, uc->key_label, cert, uc->scheme, uc->hash);
+        else
+            u->key = signer_add_soft_key(s->signer, uc->key_file, cert, uc->scheme, uc->hash);
+        if (u->key == NULL) {
+            log_err("tsa: [tsu %s] has no usable signing key", uc->name);
+            return ST_CONFIG;
+        }
+        if (s->health_max_error == 0 || tsa_unit_max_error(u) < s->health_max_error)
+            s->health_max_error = tsa_unit_max_error(u);
+        log_audit("tsu_loaded", "tsu=%s policy=%s path=%s key=%s qualified=%s accuracy=%g",
+                  uc->name, uc->policy, uc->path, signer_key_name(u->key),
+                  uc->qualified ? "yes" : "no", uc->accuracy);
+    }
+    return ST_OK;
+}
+
+static int
+tsa_routes(struct tsa_service *s, struct http_server *http)
+{
+    for (size_t i = 0; i < s->n_units; i++) {
+        struct tsa_unit *u = &s->units[i];
+        struct tsa_path *p = NULL;
+
+        for (size_t k = 0; k < s->n_paths; k++)
+            if (strcmp(s->paths[k].path, u->cfg->path) == 0)
+                p = &s->paths[k];
+        if (p == NULL) {
+            p = &s->paths[s->n_paths++];
+            p->svc = s;
+            p->path = u->cfg->path;
+            if (http_route(http, "POST", p->path, false, TSA_QUERY_TYPE, tsa_handle, p) != ST_OK)
+                return ST_ERR;
+        }
+        p->units[p->n++] = u;
+        if (u->cfg->is_default)
+            p->dflt = u;
+    }
+    http_server_set_health(http, tsa_health, s);
+    return ST_OK;
+}
+
+struct tsa_service *
+tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
+                const struct clock_source *clock_src)
+{
+    static const char *const dbs[] = {TSA_AUDIT_DB};
+    struct tsa_service *s = calloc(1, sizeof(*s));
+    struct signer_config sc = {0};
+    struct clock_config cc = {0};
+
+    if (s == NULL)
+        return NULL;
+    s->cfg = cfg;
+    s->store = store_open(cfg->store_dir, cfg->map_size, dbs, 1, false);
+    if (s->store == NULL)
+        goto fail;
+    s->audit_db = store_db(s->store, TSA_AUDIT_DB);
+    sc.p11_module = cfg->p11_module[0] ? cfg->p11_module : NULL;
+    sc.p11_token = cfg->p11_token;
+    sc.p11_pin_file = cfg->p11_pin_file;
+    sc.workers = cfg->workers;
+    sc.queue_max = cfg->queue_max;
+    sc.batch_max = cfg->batch_max;
+    s->signer = signer_new(&sc, tsa_batch, s);
+    if (s->signer == NULL || tsa_load_units(s) != ST_OK)
+        goto fail;
+    cc.chrony_socket = cfg->chrony_socket;
+    cc.poll_interval = cfg->poll_interval;
+    cc.max_update_age = cfg->max_update_age;
+    cc.max_error = s->health_max_error;
+    cc.leap_guard = cfg->leap_guard;
+    cc.kernel_check = cfg->kernel_check;
+    s->clock = clock_src != NULL ? clock_new_with_source(&cc, clock_src) : clock_new(&cc);
+    if (s->clock == NULL || signer_start(s->signer) != ST_OK)
+        goto fail;
+    tsa_metrics_init(s);
+    if (tsa_routes(s, http) != ST_OK)
+        goto fail;
+    return s;
+fail:
+    tsa_service_free(s);
+    return NULL;
+}
+
+void
+tsa_service_free(struct tsa_service *s)
+{
+    if (s == NULL)
+        return;
+    metrics_source_remove(tsa_metrics_source, s);
+    signer_free(s->signer); /* answers every pending job (ST_SHUTDOWN) through tsa_batch */
+    clock_free(s->clock);
+    for (size_t i = 0; i < s->n_units; i++)
+        tsa_unit_clear(&s->units[i]);
+    store_close(s->store);
+    free(s);
+}

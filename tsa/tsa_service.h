@@ -1,0 +1,31 @@
+/*
+ * tsa_service: the request pipeline of tsad (DESIGN D2): parse -> select TSU -> clock gate ->
+ * build TSTInfo and signedAttrs -> queue for signing (connection suspended) -> in the signer's
+ * batch callback: assemble tokens, commit the batch's audit records in one LMDB transaction,
+ * then resume every connection of the batch with its reply.
+ *
+ * Failures map to PKIFailureInfo in one table (tsa_service.c, STYLE "Errors").
+ */
+#ifndef TSA_TSA_SERVICE_H
+#define TSA_TSA_SERVICE_H
+
+#include "common/clock.h"
+#include "common/http.h"
+#include "common/signer.h"
+#include "common/store.h"
+#include "tsa/tsa_config.h"
+#include "tsa/tsa_token.h"
+
+struct tsa_service;
+
+/* Build the service from a validated config: load TSUs, open store, start clock and signer,
+ * register HTTP routes on `http` (not started). NULL on failure, with reasons logged.
+ * `clock_src` NULL means chronyd; tests may pass a replaced source. */
+struct tsa_service *tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
+                                    const struct clock_source *clock_src);
+/* Stop the signer (pending requests answered), clock, store. NULL-safe. */
+void tsa_service_free(struct tsa_service *s);
+/* Overall health for the watchdog: clock, signer, store. */
+bool tsa_service_healthy(struct tsa_service *s);
+
+#endif
