@@ -80,7 +80,7 @@ integration: $(BINS)
 
 run: deps
 	$(MAKE) all
-	@BUILD=$(BUILD) tests/lib/run.sh
+	@BUILD=$(BUILD) RUN_PARENT=$$PPID tests/lib/run.sh
 
 bench: deps
 	$(MAKE) all

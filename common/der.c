@@ -18,6 +18,7 @@ der_init(struct der *d, uint8_t *buf, size_t cap)
     d->cap = cap;
     d->growable = false;
     d->failed = false;
+    d->open = 0;
 }
 
 int
@@ -59,7 +60,9 @@ der_take(struct der *d, size_t *len)
 int
 der_finish(const struct der *d)
 {
-    return d->failed ? ST_NOMEM : ST_OK;
+    if (d->failed)
+        return ST_NOMEM;
+    return d->open == 0 ? ST_OK : ST_INVALID;
 }
 
 static bool
@@ -123,6 +126,7 @@ der_begin(struct der *d, uint8_t tag)
         return mark;
     d->buf[d->len++] = tag;
     d->buf[d->len++] = 0; /* length placeholder, fixed by der_end */
+    d->open++;
     return mark;
 }
 
@@ -133,10 +137,11 @@ der_end(struct der *d, size_t mark)
 
     if (d->failed)
         return;
-    if (mark + 2 > d->len) {
+    if (mark + 2 > d->len || d->open == 0) {
         d->failed = true;
         return;
     }
+    d->open--;
     content = d->len - mark - 2;
     lenlen = der_header_len(content) - 1;
     if (lenlen > 1) {
@@ -294,6 +299,27 @@ der_set_of(struct der *d, uint8_t tag, struct der_item *items, size_t n)
     der_end(d, mark);
 }
 
+/* Strict dotted form: arcs of digits without leading zeros, separated by single dots.
+ * OBJ_txt2obj() alone also takes "1..2" (as 1.0.2), "1.2." and spaces. */
+static bool
+der_oid_text_ok(const char *s)
+{
+    size_t arcs = 0;
+
+    while (*s != '\0') {
+        if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
+            return false;
+        while (*s >= '0' && *s <= '9')
+            s++;
+        arcs++;
+        if (*s == '.' && *++s == '\0')
+            return false;
+        if (*s != '\0' && (*s < '0' || *s > '9'))
+            return false;
+    }
+    return arcs >= 2;
+}
+
 size_t
 der_oid_from_text(const char *dotted, uint8_t *out, size_t cap)
 {
@@ -301,6 +327,8 @@ der_oid_from_text(const char *dotted, uint8_t *out, size_t cap)
     unsigned char *p = out;
     int n = 0;
 
+    if (!der_oid_text_ok(dotted))
+        goto out;
     obj = OBJ_txt2obj(dotted, 1);
     if (obj == NULL)
         goto out;

@@ -42,6 +42,7 @@ struct der {
     size_t cap;
     bool growable;
     bool failed;
+    unsigned open; /* elements begun and not yet ended */
 };
 
 /* A writer over buf[0..cap). */

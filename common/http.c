@@ -391,7 +391,7 @@ req_reject(struct http_request *req, unsigned status, const char *text, const ch
     log_req(LOG_LVL_DEBUG, req->id, "http: %s %s from %s refused: %u", req->method, req->uri,
             req->client_ip, status);
     metrics_inc(counter);
-    req_store(req, resp_error(text, allow, false), status, 0);
+    req_store(req, resp_error(text, allow, false), status, strlen(text));
     return req_queue(req);
 }
 

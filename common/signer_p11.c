@@ -54,22 +54,22 @@ struct p11_key_ref {
     CK_OBJECT_HANDLE given;
     _Atomic CK_OBJECT_HANDLE cur;
     char *label;
-    EVP_PKEY *pub;                   /* the certificate's key, to check a key found again */
+    EVP_PKEY *pub; /* the certificate's key, to check a key found again */
     struct p11_key_ref *next;
 };
 
 struct signer_p11 {
     void *dl;
     CK_FUNCTION_LIST_PTR fn;
-    bool finalize;                   /* we initialised the library, so we finalise it */
+    bool finalize; /* we initialised the library, so we finalise it */
     char *module;
-    char *pin_file;                  /* re-read to log in again after a reopen */
+    char *pin_file; /* re-read to log in again after a reopen */
     char token[P11_LABEL_LEN + 1];
-    pthread_mutex_t lock;            /* guards slot and login */
+    pthread_mutex_t lock; /* guards slot and login */
     bool lock_ok;
     CK_SLOT_ID slot;
     unsigned nsessions;
-    CK_SESSION_HANDLE *sessions;     /* sessions[i] is used by worker i only */
+    CK_SESSION_HANDLE *sessions; /* sessions[i] is used by worker i only */
     atomic_bool healthy;
     struct p11_key_ref *_Atomic keys;
 };
@@ -170,8 +170,7 @@ static bool
 p11_rv_reopens(CK_RV rv)
 {
     return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-           rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ||
-           rv == CKR_USER_NOT_LOGGED_IN;
+           rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_USER_NOT_LOGGED_IN;
 }
 
 /*
@@ -282,10 +281,20 @@ p11_digest_info(enum signer_hash hash, const uint8_t *digest, size_t digest_len,
     size_t plen;
 
     switch (hash) {
-    case SIGNER_SHA256: prefix = p11_di_sha256; plen = sizeof(p11_di_sha256); break;
-    case SIGNER_SHA384: prefix = p11_di_sha384; plen = sizeof(p11_di_sha384); break;
-    case SIGNER_SHA512: prefix = p11_di_sha512; plen = sizeof(p11_di_sha512); break;
-    default: return ST_INVALID;
+    case SIGNER_SHA256:
+        prefix = p11_di_sha256;
+        plen = sizeof(p11_di_sha256);
+        break;
+    case SIGNER_SHA384:
+        prefix = p11_di_sha384;
+        plen = sizeof(p11_di_sha384);
+        break;
+    case SIGNER_SHA512:
+        prefix = p11_di_sha512;
+        plen = sizeof(p11_di_sha512);
+        break;
+    default:
+        return ST_INVALID;
     }
     /* the last prefix byte is the OCTET STRING length, i.e. the digest length */
     if (digest_len != prefix[plen - 1] || plen + digest_len > *out_len)
@@ -709,8 +718,8 @@ p11_match_key(struct signer_p11 *p, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, c
         return st;
     st = type == EVP_PKEY_EC ? p11_match_ec(p, h, obj, label, pub) : p11_match_rsa(p, h, obj, pub);
     if (st == ST_INVALID)
-        log_err("pkcs11: token '%s' key '%s' does not match the certificate's public key",
-                p->token, label);
+        log_err("pkcs11: token '%s' key '%s' does not match the certificate's public key", p->token,
+                label);
     return st;
 }
 
@@ -794,7 +803,7 @@ out:
 
 /*
  * C_SignInit + C_Sign into out[0..cap). When the module says the buffer is too small the
- * operation stays active (v2.40 §5.2), so it is finished into a scratch buffer and dropped.
+ * operation stays active (v2.40 §5.2, §5.11), so it is finished into a scratch buffer and dropped.
  */
 static CK_RV
 p11_sign_once(struct signer_p11 *p, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
@@ -832,14 +841,22 @@ p11_ensure_login(struct signer_p11 *p, CK_SESSION_HANDLE h)
     return p11_login(p, h) == ST_OK ? CKR_OK : CKR_USER_NOT_LOGGED_IN;
 }
 
-/* Replace session i, and log in again when needed. */
+/*
+ * Recover session i after `why` (one of p11_rv_reopens): log in again if that is all that was
+ * lost, else replace the session. A handle the module already calls invalid is not closed: its
+ * number may have been given to another session since.
+ */
 static CK_RV
-p11_reopen(struct signer_p11 *p, unsigned i)
+p11_reopen(struct signer_p11 *p, unsigned i, CK_RV why)
 {
+    bool stale = why == CKR_SESSION_HANDLE_INVALID || why == CKR_SESSION_CLOSED;
     CK_RV rv;
 
     pthread_mutex_lock(&p->lock);
-    if (p->sessions[i] != CK_INVALID_HANDLE)
+    if (why == CKR_USER_NOT_LOGGED_IN && p->sessions[i] != CK_INVALID_HANDLE &&
+        (rv = p11_ensure_login(p, p->sessions[i])) == CKR_OK)
+        goto out;
+    if (!stale && p->sessions[i] != CK_INVALID_HANDLE)
         (void)p->fn->C_CloseSession(p->sessions[i]);
     rv = p11_open_session(p, &p->sessions[i]);
     if (rv == CKR_SLOT_ID_INVALID || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_DEVICE_REMOVED) {
@@ -849,11 +866,12 @@ p11_reopen(struct signer_p11 *p, unsigned i)
     }
     if (rv == CKR_OK)
         rv = p11_ensure_login(p, p->sessions[i]);
+    if (rv == CKR_OK)
+        log_notice("pkcs11: token '%s': session %u reopened", p->token, i);
+out:
     pthread_mutex_unlock(&p->lock);
     if (rv != CKR_OK)
         p11_log_rv(LOG_LVL_ERR, p, "reopening a session", rv);
-    else
-        log_notice("pkcs11: token '%s': session %u reopened", p->token, i);
     return rv;
 }
 
@@ -862,10 +880,22 @@ static size_t
 p11_hash_params(enum signer_hash hash, CK_MECHANISM_TYPE *mech, CK_RSA_PKCS_MGF_TYPE *mgf)
 {
     switch (hash) {
-    case SIGNER_SHA256: *mech = CKM_SHA256; *mgf = CKG_MGF1_SHA256; return 32;
-    case SIGNER_SHA384: *mech = CKM_SHA384; *mgf = CKG_MGF1_SHA384; return 48;
-    case SIGNER_SHA512: *mech = CKM_SHA512; *mgf = CKG_MGF1_SHA512; return 64;
-    default: *mech = 0; *mgf = 0; return 0;
+    case SIGNER_SHA256:
+        *mech = CKM_SHA256;
+        *mgf = CKG_MGF1_SHA256;
+        return 32;
+    case SIGNER_SHA384:
+        *mech = CKM_SHA384;
+        *mgf = CKG_MGF1_SHA384;
+        return 48;
+    case SIGNER_SHA512:
+        *mech = CKM_SHA512;
+        *mgf = CKG_MGF1_SHA512;
+        return 64;
+    default:
+        *mech = 0;
+        *mgf = 0;
+        return 0;
     }
 }
 
@@ -893,8 +923,11 @@ p11_sign_setup(enum signer_scheme scheme, enum signer_hash hash, const uint8_t *
         mech->pParameter = pss;
         mech->ulParameterLen = sizeof(*pss);
         break;
-    case SIGNER_ECDSA: mech->mechanism = CKM_ECDSA; break;
-    default: return ST_INVALID;
+    case SIGNER_ECDSA:
+        mech->mechanism = CKM_ECDSA;
+        break;
+    default:
+        return ST_INVALID;
     }
     if (digest_len > *in_len)
         return ST_INVALID;
@@ -963,19 +996,18 @@ p11_sign_recovering(struct signer_p11 *p, unsigned i, CK_OBJECT_HANDLE key, CK_M
     struct p11_key_ref *r = p11_key_ref_get(p, key);
     CK_RV rv;
 
-    rv = p11_sign_once(p, p->sessions[i], mech, p11_key_now(r, key), in, in_len, raw, cap,
-                       raw_len);
+    rv = p11_sign_once(p, p->sessions[i], mech, p11_key_now(r, key), in, in_len, raw, cap, raw_len);
     if (p11_rv_reopens(rv)) {
         p11_log_rv(LOG_LVL_WARN, p, "C_SignInit/C_Sign, reopening the session", rv);
-        if ((rv = p11_reopen(p, i)) == CKR_OK)
-            rv = p11_sign_once(p, p->sessions[i], mech, p11_key_now(r, key), in, in_len, raw,
-                               cap, raw_len);
+        if ((rv = p11_reopen(p, i, rv)) == CKR_OK)
+            rv = p11_sign_once(p, p->sessions[i], mech, p11_key_now(r, key), in, in_len, raw, cap,
+                               raw_len);
     }
     if ((rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID) && r != NULL) {
         p11_log_rv(LOG_LVL_WARN, p, "C_SignInit/C_Sign, finding the key again", rv);
         if ((rv = p11_refresh_key(p, i, r)) == CKR_OK)
-            rv = p11_sign_once(p, p->sessions[i], mech, p11_key_now(r, key), in, in_len, raw,
-                               cap, raw_len);
+            rv = p11_sign_once(p, p->sessions[i], mech, p11_key_now(r, key), in, in_len, raw, cap,
+                               raw_len);
     }
     return rv;
 }

@@ -56,7 +56,7 @@ Try a round trip (copy-paste):
   openssl ts -reply -in /tmp/doc.tsr -text
   openssl ts -verify -data /tmp/doc.txt -in /tmp/doc.tsr -CAfile $PKI_ROOT_CERT -untrusted $PKI_TSACA_CERT
 
-Other policies: -tspolicy $TSA_POLICY_RSA (RSA-3072 PSS) on $url, and the qualified TSU
+Other policies: -tspolicy $TSA_POLICY_RSA (RSA-3072 in the token) on $url, and the qualified TSU
 ($TSA_POLICY_Q, qcStatements esi4-qtstStatement-1) at $url/qualified.
 Health: curl -s http://127.0.0.1:$port/healthz   Metrics: curl -s http://127.0.0.1:$port/metrics
 Ctrl-C stops everything started here.
@@ -64,5 +64,13 @@ Ctrl-C stops everything started here.
 TSA_URL=$url
 TSA_CA=$PKI_CA_CHAIN
 MSG
-wait "$TSAD_PID" || true
+# Serve until Ctrl-C / SIGTERM (trapped above), until tsad exits, or until the make that
+# started us is gone (make does not pass SIGTERM on to its recipe).
+parent=${RUN_PARENT:-$PPID}
+while kill -0 "$TSAD_PID" 2>/dev/null; do
+    if ! kill -0 "$parent" 2>/dev/null; then exit 0; fi
+    sleep 1 &
+    wait $! || true
+done
 echo "tsad exited; see $RUN_DIR/tsad.log" >&2
+exit 1

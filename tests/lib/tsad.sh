@@ -5,7 +5,8 @@
 #   tsad_write_conf OUT PKI_DIR PORT CHRONY_SOCKET STORE_DIR [EXTRA_UNITS_FILE]
 #       three TSUs in the SoftHSM2 token: n1 (ECDSA P-256, default of /tsa), rsa (RSA-3072 PSS,
 #       reqPolicy on /tsa) and q1 (qualified ECDSA P-256, alone on /tsa/qualified); plus two
-#       software-key TSUs on /tsa/soft (P-256 default, RSA-3072 PKCS#1 v1.5 by policy).
+#       software-key TSUs on /tsa/soft (P-256 default, RSA-3072 PSS by policy: openssl ts -verify
+#       cannot check PSS, openssl cms -verify can).
 #   tsad_start CONF LOGFILE   start build/tsad in the background, track its pid, wait for
 #                             /healthz to answer (any status); sets TSAD_PID
 #   tsad_stop                 SIGTERM tsad, wait for it
@@ -63,7 +64,7 @@ path = /tsa
 certificate = $TSU_RSA_CERT
 chain = $PKI_CA_CHAIN
 key_label = $TSU_RSA_LABEL
-signature = rsa-pss
+signature = rsa-pkcs1
 digest = sha256
 accuracy = 1s
 ess_cert_id_v1 = yes
@@ -96,7 +97,7 @@ path = /tsa/soft
 certificate = $SOFT_RSA_CERT
 chain = $PKI_CA_CHAIN
 key_file = $SOFT_RSA_KEY
-signature = rsa-pkcs1
+signature = rsa-pss
 digest = sha384
 accuracy = 1s
 tsa_name = no

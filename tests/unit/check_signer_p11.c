@@ -24,6 +24,8 @@
 
 /* ---- helpers ---- */
 
+/* One temp dir per test case, made and removed in the parent process (unchecked fixture), so
+ * it goes away even when a test fails in its forked child. */
 static char tmp_dir[PATH_MAX];
 
 static void
@@ -369,18 +371,16 @@ START_TEST(test_pin_bounds)
 
     memset(content, 'p', sizeof(content));
     /* the largest file accepted */
-    ck_assert_int_eq(p11_read_pin(write_pin(content, P11_PIN_FILE_MAX, 0600), pin, sizeof(pin),
-                                  &len),
-                     ST_OK);
+    ck_assert_int_eq(
+        p11_read_pin(write_pin(content, P11_PIN_FILE_MAX, 0600), pin, sizeof(pin), &len), ST_OK);
     ck_assert_uint_eq(len, P11_PIN_FILE_MAX);
     /* one byte more */
-    ck_assert_int_eq(p11_read_pin(write_pin(content, P11_PIN_FILE_MAX + 1, 0600), pin,
-                                  sizeof(pin), &len),
-                     ST_CONFIG);
+    ck_assert_int_eq(
+        p11_read_pin(write_pin(content, P11_PIN_FILE_MAX + 1, 0600), pin, sizeof(pin), &len),
+        ST_CONFIG);
     ck_assert_uint_eq(len, 0);
     ck_assert_int_eq(p11_read_pin(write_pin("", 0, 0600), pin, sizeof(pin), &len), ST_CONFIG);
-    ck_assert_int_eq(p11_read_pin(write_pin("\r\n\n", 3, 0600), pin, sizeof(pin), &len),
-                     ST_CONFIG);
+    ck_assert_int_eq(p11_read_pin(write_pin("\r\n\n", 3, 0600), pin, sizeof(pin), &len), ST_CONFIG);
 }
 END_TEST
 
@@ -452,9 +452,9 @@ START_TEST(test_null_safe)
 
     signer_p11_close(NULL);
     ck_assert(!signer_p11_healthy(NULL));
-    ck_assert_int_eq(signer_p11_sign(NULL, 0, 1, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig,
-                                     &sig_len),
-                     ST_INVALID);
+    ck_assert_int_eq(
+        signer_p11_sign(NULL, 0, 1, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig, &sig_len),
+        ST_INVALID);
     ck_assert_int_eq(signer_p11_find_key(NULL, "x", NULL, &obj), ST_INVALID);
 }
 END_TEST
@@ -601,7 +601,7 @@ END_TEST
 START_TEST(test_token_unknown_label)
 {
     struct signer_p11 *p;
-    char *log;
+    char *log, other[40];
 
     capture_begin();
     p = signer_p11_open(tok_module, "no-such-token", tok_path("pin"), 1);
@@ -609,8 +609,12 @@ START_TEST(test_token_unknown_label)
     ck_assert_ptr_null(p);
     ck_assert_ptr_nonnull(strstr(log, "no token labelled 'no-such-token'"));
     free(log);
-    /* labels compare byte for byte (after blank padding): case matters */
-    ck_assert_ptr_null(signer_p11_open(tok_module, "T", tok_path("pin"), 1));
+    /* labels compare as 32 blank-padded bytes: case matters, and so does every byte */
+    snprintf(other, sizeof(other), "%s2", tok_label);
+    ck_assert_ptr_null(signer_p11_open(tok_module, other, tok_path("pin"), 1));
+    snprintf(other, sizeof(other), "%s", tok_label);
+    other[0] = (char)(other[0] ^ 0x20); /* flip the case of an ASCII letter */
+    ck_assert_ptr_null(signer_p11_open(tok_module, other, tok_path("pin"), 1));
 }
 END_TEST
 
@@ -645,10 +649,10 @@ START_TEST(test_token_find_mismatch)
 {
     struct signer_p11 *p = tok_open(1);
 
-    ck_assert_int_eq(tok_find(p, "ec256", "ec384"), ST_INVALID);     /* other curve */
-    ck_assert_int_eq(tok_find(p, "ec256", "other256"), ST_INVALID);  /* same curve, other key */
+    ck_assert_int_eq(tok_find(p, "ec256", "ec384"), ST_INVALID);      /* other curve */
+    ck_assert_int_eq(tok_find(p, "ec256", "other256"), ST_INVALID);   /* same curve, other key */
     ck_assert_int_eq(tok_find(p, "rsa3072", "otherrsa"), ST_INVALID); /* other modulus, same size */
-    ck_assert_int_eq(tok_find(p, "ec256", "rsa3072"), ST_INVALID);   /* other key type */
+    ck_assert_int_eq(tok_find(p, "ec256", "rsa3072"), ST_INVALID);    /* other key type */
     ck_assert_int_eq(tok_find(p, "rsa3072", "ec256"), ST_INVALID);
     signer_p11_close(p);
 }
@@ -663,9 +667,8 @@ set_sign(struct signer_p11 *p, const char *label, bool on)
     CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
     CK_OBJECT_HANDLE obj = CK_INVALID_HANDLE;
 
-    ck_assert_uint_eq(p->fn->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-                                           NULL, &h),
-                      CKR_OK);
+    ck_assert_uint_eq(
+        p->fn->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &h), CKR_OK);
     ck_assert_int_eq(p11_find_unique(p, h, CKO_PRIVATE_KEY, CKA_LABEL, label, strlen(label), &obj),
                      ST_OK);
     ck_assert_uint_eq(p->fn->C_SetAttributeValue(h, obj, &a, 1), CKR_OK);
@@ -736,9 +739,8 @@ START_TEST(test_token_sign_once_buffer_too_small)
     ck_assert_int_eq(p11_digest_info(SIGNER_SHA256, digest, 32, in, &in_len), ST_OK);
     ck_assert_uint_eq(p11_sign_once(p, p->sessions[0], &mech, k, in, in_len, out, 100, &out_len),
                       CKR_BUFFER_TOO_SMALL);
-    ck_assert_uint_eq(p11_sign_once(p, p->sessions[0], &mech, k, in, in_len, out, sizeof(out),
-                                    &out_len),
-                      CKR_OK);
+    ck_assert_uint_eq(
+        p11_sign_once(p, p->sessions[0], &mech, k, in, in_len, out, sizeof(out), &out_len), CKR_OK);
     ck_assert_uint_eq(out_len, 384);
     ck_assert(verify_sig(rsa, SIGNER_RSA_PKCS1, SIGNER_SHA256, digest, 32, out, out_len));
     EVP_PKEY_free(rsa);
@@ -754,15 +756,15 @@ START_TEST(test_token_sign_bad_arguments)
     uint8_t digest[64] = {1}, sig[SIGNER_MAX_SIG];
     size_t sig_len = sizeof(sig);
 
-    ck_assert_int_eq(signer_p11_sign(p, 0, k, SIGNER_ECDSA, SIGNER_SHA256, digest, 48, sig,
-                                     &sig_len),
-                     ST_INVALID);
-    ck_assert_int_eq(signer_p11_sign(p, 2, k, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig,
-                                     &sig_len),
-                     ST_INVALID);
-    ck_assert_int_eq(signer_p11_sign(p, 0, k, (enum signer_scheme)9, SIGNER_SHA256, digest, 32,
-                                     sig, &sig_len),
-                     ST_INVALID);
+    ck_assert_int_eq(
+        signer_p11_sign(p, 0, k, SIGNER_ECDSA, SIGNER_SHA256, digest, 48, sig, &sig_len),
+        ST_INVALID);
+    ck_assert_int_eq(
+        signer_p11_sign(p, 2, k, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig, &sig_len),
+        ST_INVALID);
+    ck_assert_int_eq(
+        signer_p11_sign(p, 0, k, (enum signer_scheme)9, SIGNER_SHA256, digest, 32, sig, &sig_len),
+        ST_INVALID);
     ck_assert(signer_p11_healthy(p)); /* caller mistakes say nothing about the token */
     signer_p11_close(p);
 }
@@ -777,14 +779,14 @@ START_TEST(test_token_sign_small_buffer)
     uint8_t digest[32] = {7}, sig[SIGNER_MAX_SIG];
     size_t sig_len = 100;
 
-    ck_assert_int_eq(signer_p11_sign(p, 0, krsa, SIGNER_RSA_PSS, SIGNER_SHA256, digest, 32, sig,
-                                     &sig_len),
-                     ST_INVALID);
+    ck_assert_int_eq(
+        signer_p11_sign(p, 0, krsa, SIGNER_RSA_PSS, SIGNER_SHA256, digest, 32, sig, &sig_len),
+        ST_INVALID);
     sign_and_verify(p, 0, krsa, rsa, SIGNER_RSA_PSS, SIGNER_SHA256, "after a short buffer");
     sig_len = 20;
-    ck_assert_int_eq(signer_p11_sign(p, 0, kec, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig,
-                                     &sig_len),
-                     ST_INVALID);
+    ck_assert_int_eq(
+        signer_p11_sign(p, 0, kec, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig, &sig_len),
+        ST_INVALID);
     sign_and_verify(p, 0, kec, ec, SIGNER_ECDSA, SIGNER_SHA256, "after a short buffer");
     EVP_PKEY_free(ec);
     EVP_PKEY_free(rsa);
@@ -804,17 +806,16 @@ START_TEST(test_token_sign_error_health)
     char *log;
 
     capture_begin();
-    ck_assert_int_eq(signer_p11_sign(p, 0, k, SIGNER_RSA_PSS, SIGNER_SHA256, digest, 32, sig,
-                                     &sig_len),
-                     ST_HSM);
+    ck_assert_int_eq(
+        signer_p11_sign(p, 0, k, SIGNER_RSA_PSS, SIGNER_SHA256, digest, 32, sig, &sig_len), ST_HSM);
     log = capture_end();
     ck_assert_ptr_nonnull(strstr(log, "C_SignInit/C_Sign: CKR_"));
     free(log);
     ck_assert(!signer_p11_healthy(p));
     sig_len = sizeof(sig);
-    ck_assert_int_eq(signer_p11_sign(p, 0, 0x7fffff00UL, SIGNER_ECDSA, SIGNER_SHA256, digest, 32,
-                                     sig, &sig_len),
-                     ST_HSM);
+    ck_assert_int_eq(
+        signer_p11_sign(p, 0, 0x7fffff00UL, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig, &sig_len),
+        ST_HSM);
     ck_assert(!signer_p11_healthy(p));
     sign_and_verify(p, 0, k, ec, SIGNER_ECDSA, SIGNER_SHA256, "healthy again");
     ck_assert(signer_p11_healthy(p));
@@ -893,9 +894,8 @@ START_TEST(test_token_refind_checks_cert)
     EVP_PKEY_free(r->pub);
     r->pub = tok_pub("other256");
     ck_assert_uint_eq(p->fn->C_Logout(p->sessions[0]), CKR_OK);
-    ck_assert_int_eq(signer_p11_sign(p, 0, k, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig,
-                                     &sig_len),
-                     ST_HSM);
+    ck_assert_int_eq(
+        signer_p11_sign(p, 0, k, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig, &sig_len), ST_HSM);
     ck_assert(!signer_p11_healthy(p));
     signer_p11_close(p);
 }
@@ -943,8 +943,8 @@ thread_main(void *varg)
         enum signer_scheme scheme = rsa ? SIGNER_RSA_PSS : SIGNER_ECDSA;
 
         memset(digest, (int)(a->session * 64 + (unsigned)i), sizeof(digest));
-        if (signer_p11_sign(a->p, a->session, rsa ? a->krsa : a->kec, scheme, SIGNER_SHA256,
-                            digest, 32, sig, &sig_len) == ST_OK &&
+        if (signer_p11_sign(a->p, a->session, rsa ? a->krsa : a->kec, scheme, SIGNER_SHA256, digest,
+                            32, sig, &sig_len) == ST_OK &&
             verify_sig(rsa ? a->rsa : a->ec, scheme, SIGNER_SHA256, digest, 32, sig, sig_len))
             a->ok++;
     }
@@ -1001,7 +1001,7 @@ signer_p11_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("pin");
-    tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+    tcase_add_unchecked_fixture(tc, tmp_setup, tmp_teardown);
     tcase_add_test(tc, test_pin_strip);
     tcase_add_test(tc, test_pin_bounds);
     tcase_add_test(tc, test_pin_unreadable);
@@ -1020,7 +1020,7 @@ signer_p11_suite(void)
             tok_label = "t";
         tc = tcase_create("token");
         tcase_set_timeout(tc, 120); /* RSA-3072 in SoftHSM under ASan: a guard, not a check */
-        tcase_add_checked_fixture(tc, tmp_setup, tmp_teardown);
+        tcase_add_unchecked_fixture(tc, tmp_setup, tmp_teardown);
         tcase_add_test(tc, test_token_wrong_pin_not_logged);
         tcase_add_test(tc, test_token_unknown_label);
         tcase_add_test(tc, test_token_pin_crlf);

@@ -1,0 +1,986 @@
+/*
+ * check_http: unit suite of common/http, the libmicrohttpd glue under tsad and ocspd
+ * (DESIGN D2, D8). A real server runs in the test process on 127.0.0.1, port 0, and a small
+ * HTTP/1.x client written here on plain sockets drives it, so every byte on the wire is the
+ * test's choice: synchronous and suspended handlers (reply from another thread after and
+ * before the handler returns), keep-alive, HTTP/1.0, chunked bodies, the built-in refusals
+ * (404/405/413/414/415, each not cacheable: LW-04), /healthz and /metrics, a client that
+ * disconnects while suspended, shutdown with a suspended request, and the raw GET path the
+ * OCSP responder needs (OCSP-02, LW-02). TSP-02: every request gets an HTTP answer.
+ * Meant to run under ASan as well (make asan): leaks and use-after-free fail the run.
+ */
+#include "common/http.h"
+#include "common/metrics.h"
+#include "common/status.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WAIT_LIMIT_MS 10000
+#define MAX_BODY 1024
+#define MAX_URL 256
+
+/* ---- a small HTTP/1.x client ---- */
+
+struct cli {
+    int fd;
+    size_t len;
+    char buf[65536];
+};
+
+struct reply {
+    int status;
+    char head[8192];
+    char body[16384];
+    size_t body_len;
+};
+
+static void
+cli_open(struct cli *c, uint16_t port)
+{
+    struct sockaddr_in a;
+    struct timeval tv = {10, 0};
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    c->len = 0;
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(c->fd, 0);
+    ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+}
+
+static void
+cli_close(struct cli *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+}
+
+/* Send everything; false when the server has closed the connection. */
+static bool
+cli_sendn(struct cli *c, const void *data, size_t n)
+{
+    const char *p = data;
+
+    while (n > 0) {
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL);
+
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static void
+cli_send(struct cli *c, const char *s)
+{
+    ck_assert(cli_sendn(c, s, strlen(s)));
+}
+
+/* Read more bytes into the buffer: >0 bytes read, 0 EOF, <0 error or timeout. */
+static ssize_t
+cli_fill(struct cli *c)
+{
+    ssize_t r;
+
+    if (c->len == sizeof(c->buf))
+        return -1;
+    do
+        r = recv(c->fd, c->buf + c->len, sizeof(c->buf) - c->len, 0);
+    while (r < 0 && errno == EINTR);
+    if (r > 0)
+        c->len += (size_t)r;
+    return r;
+}
+
+static const char *
+find_header(const char *head, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+
+    for (const char *p = strstr(head, "\r\n"); p != NULL; p = strstr(p + 2, "\r\n")) {
+        const char *line = p + 2, *end;
+
+        if (strncasecmp(line, name, nl) != 0 || line[nl] != ':')
+            continue;
+        line += nl + 1;
+        line += strspn(line, " \t");
+        end = strstr(line, "\r\n");
+        if (end == NULL || (size_t)(end - line) >= cap)
+            return NULL;
+        memcpy(out, line, (size_t)(end - line));
+        out[end - line] = '\0';
+        return out;
+    }
+    return NULL;
+}
+
+/* Read one response (the body by Content-Length unless head_only). 0, or -1 if cut. */
+static int
+cli_reply(struct cli *c, struct reply *r, bool head_only)
+{
+    char *eoh, cl[32];
+    size_t hlen, blen = 0;
+
+    memset(r, 0, sizeof(*r));
+    while ((eoh = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
+        if (cli_fill(c) <= 0)
+            return -1;
+    hlen = (size_t)(eoh - c->buf) + 4;
+    ck_assert_uint_lt(hlen, sizeof(r->head));
+    memcpy(r->head, c->buf, hlen);
+    ck_assert_int_eq(sscanf(r->head, "HTTP/1.%*d %d", &r->status), 1);
+    if (!head_only && find_header(r->head, "Content-Length", cl, sizeof(cl)) != NULL)
+        blen = strtoul(cl, NULL, 10);
+    ck_assert_uint_lt(blen, sizeof(r->body));
+    while (c->len < hlen + blen)
+        if (cli_fill(c) <= 0)
+            return -1;
+    memcpy(r->body, c->buf + hlen, blen);
+    r->body_len = blen;
+    memmove(c->buf, c->buf + hlen + blen, c->len - hlen - blen);
+    c->len -= hlen + blen;
+    return 0;
+}
+
+/* The server closed the connection (EOF or reset) and sent nothing more. */
+static bool
+cli_closed(struct cli *c)
+{
+    return c->len == 0 && cli_fill(c) <= 0;
+}
+
+static const char *
+hdr(const struct reply *r, const char *name)
+{
+    static char value[512];
+
+    return find_header(r->head, name, value, sizeof(value));
+}
+
+static uint16_t port;
+
+/* One request on a fresh connection. */
+static void
+exchange(const char *request, struct reply *r)
+{
+    struct cli c;
+
+    cli_open(&c, port);
+    cli_send(&c, request);
+    ck_assert_int_eq(cli_reply(&c, r, false), 0);
+    cli_close(&c);
+}
+
+/* ---- handlers and shared test state ---- */
+
+static struct http_server *srv;
+static int ctx_marker;
+static volatile int health_ok = 1;
+static atomic_int post_calls;
+
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t held_cond = PTHREAD_COND_INITIALIZER;
+static struct http_request *held;
+static int second_reply_st = 1;
+
+static void
+wait_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    nanosleep(&ts, NULL);
+}
+
+/* Take the request a suspending handler parked; fails the test after WAIT_LIMIT_MS. */
+static struct http_request *
+take_held(void)
+{
+    struct http_request *req;
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += WAIT_LIMIT_MS / 1000;
+    pthread_mutex_lock(&held_lock);
+    while (held == NULL)
+        if (pthread_cond_timedwait(&held_cond, &held_lock, &until) == ETIMEDOUT)
+            break;
+    req = held;
+    held = NULL;
+    pthread_mutex_unlock(&held_lock);
+    ck_assert_msg(req != NULL, "handler never parked its request");
+    return req;
+}
+
+static void
+park(struct http_request *req)
+{
+    http_req_suspend(req);
+    pthread_mutex_lock(&held_lock);
+    held = req;
+    pthread_cond_signal(&held_cond);
+    pthread_mutex_unlock(&held_lock);
+}
+
+/* Wait until a metric reaches a value (a liveness bound, not a timing assertion). */
+static void
+wait_metric(struct metric *m, double want)
+{
+    for (int i = 0; i < WAIT_LIMIT_MS && metrics_get(m) != want; i++)
+        wait_ms(1);
+    ck_assert_msg(metrics_get(m) == want, "metric is %g, want %g", metrics_get(m), want);
+}
+
+static struct metric *
+gauge_suspended(void)
+{
+    return metrics_gauge("http_suspended_requests", "");
+}
+
+static void
+h_info(struct http_request *req, void *ctx)
+{
+    char body[512];
+    const char *q = http_req_query(req), *x = http_req_header(req, "X-Test");
+
+    snprintf(body, sizeof(body), "%s|%s|%s|%s|%s|%s", http_req_method(req),
+             http_req_version(req), q != NULL ? q : "-", http_req_client_ip(req),
+             x != NULL ? x : "-", ctx == &ctx_marker ? "ctx" : "noctx");
+    snprintf(body + strlen(body), sizeof(body) - strlen(body), "|%llu",
+             (unsigned long long)http_req_id(req));
+    http_reply_header(req, "Cache-Control", "max-age=60, public");
+    http_reply(req, 200, "text/plain", body, strlen(body));
+}
+
+static void
+h_path(struct http_request *req, void *ctx)
+{
+    char body[1024];
+
+    (void)ctx;
+    snprintf(body, sizeof(body), "%s|%s", http_req_path(req), http_req_subpath(req));
+    http_reply(req, 200, "text/plain", body, strlen(body));
+}
+
+static void
+h_post(struct http_request *req, void *ctx)
+{
+    size_t len;
+    const unsigned char *body = http_req_body(req, &len);
+    char n[32];
+
+    (void)ctx;
+    atomic_fetch_add(&post_calls, 1);
+    snprintf(n, sizeof(n), "%zu", len);
+    http_reply_header(req, "X-Body-Len", n);
+    http_reply(req, 200, "application/octet-stream", body, len);
+}
+
+static void
+h_hold(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    park(req);
+}
+
+static void *
+early_replier(void *arg)
+{
+    http_reply(arg, 200, "text/plain", "early", 5);
+    return NULL;
+}
+
+/* Suspends, and a second thread replies before this handler returns. */
+static void
+h_early(struct http_request *req, void *ctx)
+{
+    pthread_t t;
+
+    (void)ctx;
+    http_req_suspend(req);
+    if (pthread_create(&t, NULL, early_replier, req) != 0) {
+        http_reply(req, 500, "text/plain", "thread", 6);
+        return;
+    }
+    pthread_join(t, NULL);
+}
+
+static void
+h_none(struct http_request *req, void *ctx)
+{
+    (void)req;
+    (void)ctx;
+}
+
+static void
+h_headers(struct http_request *req, void *ctx)
+{
+    char body[64], big[700];
+    int st[4];
+
+    (void)ctx;
+    memset(big, 'v', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    st[0] = http_reply_header(req, "Bad Name", "x");
+    st[1] = http_reply_header(req, "X-Split", "a\r\nInjected: 1");
+    st[2] = http_reply_header(req, "X-Good", "yes");
+    http_reply_header(req, "X-Big1", big);
+    st[3] = http_reply_header(req, "X-Big2", big);
+    snprintf(body, sizeof(body), "%d %d %d %d", st[0], st[1], st[2], st[3]);
+    http_reply(req, 200, "text/plain", body, strlen(body));
+    second_reply_st = http_reply(req, 201, "text/plain", "again", 5);
+}
+
+static int
+health_cb(void *ctx, char *json, size_t cap)
+{
+    (void)ctx;
+    snprintf(json, cap, "{\"ok\":%s,\"clock\":\"%s\"}", health_ok ? "true" : "false",
+             health_ok ? "synced" : "unsync");
+    return health_ok;
+}
+
+static void
+server_up(struct http_server *s)
+{
+    srv = s;
+    ck_assert_int_eq(http_server_start(srv), ST_OK);
+    port = http_server_port(srv);
+    ck_assert_uint_ne(port, 0);
+}
+
+static struct http_config
+test_config(void)
+{
+    struct http_config cfg = {
+        .listen_addr = "127.0.0.1",
+        .port = 0,
+        .threads = 2,
+        .max_body = MAX_BODY,
+        .max_connections = 64,
+        .per_ip_limit = 0,
+        .timeout_s = 10,
+        .max_url = MAX_URL,
+    };
+    return cfg;
+}
+
+static void
+setup_app(void)
+{
+    struct http_config cfg = test_config();
+    struct http_server *s = http_server_new(&cfg);
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(http_route(s, "GET", "/info", false, NULL, h_info, &ctx_marker), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/path/", true, NULL, h_path, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "POST", "/post", false, "application/test", h_post, NULL),
+                     ST_OK);
+    ck_assert_int_eq(http_route(s, "POST", "/async", false, NULL, h_hold, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/hold", false, NULL, h_hold, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/early", false, NULL, h_early, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/none", false, NULL, h_none, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/headers", false, NULL, h_headers, NULL), ST_OK);
+    http_server_set_health(s, health_cb, NULL);
+    server_up(s);
+}
+
+/* The OCSP responder's layout: POST "/" and GET "/{url-encoded base64}". */
+static void
+setup_ocsp(void)
+{
+    struct http_config cfg = test_config();
+    struct http_server *s = http_server_new(&cfg);
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(http_route(s, "POST", "/", false, "application/ocsp-request", h_post, NULL),
+                     ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/", true, NULL, h_path, NULL), ST_OK);
+    server_up(s);
+}
+
+static void
+teardown(void)
+{
+    http_server_free(srv);
+    srv = NULL;
+    metrics_fini();
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_sync_200)
+{
+    struct reply r;
+
+    exchange("GET /info?a=1&b=%20 HTTP/1.1\r\nHost: t\r\nX-Test: abc\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr(&r, "Content-Type"), "text/plain");
+    ck_assert_str_eq(hdr(&r, "Cache-Control"), "max-age=60, public");
+    ck_assert_ptr_nonnull(strstr(r.body, "GET|HTTP/1.1|a=1&b=%20|127.0.0.1|abc|ctx|"));
+}
+END_TEST
+
+/* HEAD is answered by the GET route, headers only; the connection stays usable. */
+START_TEST(test_head)
+{
+    struct cli c;
+    struct reply r;
+
+    cli_open(&c, port);
+    cli_send(&c, "HEAD /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, true), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(hdr(&r, "Content-Length"));
+    ck_assert_str_ne(hdr(&r, "Content-Length"), "0");
+    cli_send(&c, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "GET|"));
+    cli_close(&c);
+}
+END_TEST
+
+static void *
+late_replier(void *arg)
+{
+    struct http_request *req;
+    char body[MAX_BODY + 8];
+    const unsigned char *in;
+    size_t len;
+
+    (void)arg;
+    req = take_held();
+    /* only once MHD has really suspended the connection */
+    wait_metric(gauge_suspended(), 1);
+    in = http_req_body(req, &len);
+    memcpy(body, "async:", 6);
+    memcpy(body + 6, in, len);
+    http_reply(req, 202, "text/plain", body, len + 6);
+    return NULL;
+}
+
+/* D2: the reply comes from another thread after the handler has returned. */
+START_TEST(test_async_after_return)
+{
+    struct reply r;
+    pthread_t t;
+
+    ck_assert_int_eq(pthread_create(&t, NULL, late_replier, NULL), 0);
+    exchange("POST /async HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello", &r);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(r.status, 202);
+    ck_assert_uint_eq(r.body_len, 11);
+    ck_assert_int_eq(memcmp(r.body, "async:hello", 11), 0);
+    wait_metric(gauge_suspended(), 0);
+}
+END_TEST
+
+/* The reply races ahead of the handler's return: no suspension, still one answer. */
+START_TEST(test_async_before_return)
+{
+    struct reply r;
+    struct cli c;
+
+    cli_open(&c, port);
+    for (int i = 0; i < 20; i++) {
+        cli_send(&c, "GET /early HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+        ck_assert_int_eq(r.status, 200);
+        ck_assert_str_eq(r.body, "early");
+    }
+    cli_close(&c);
+    ck_assert(metrics_get(gauge_suspended()) == 0);
+}
+END_TEST
+
+/* Keep-alive: two requests on one connection, also pipelined. */
+START_TEST(test_keepalive)
+{
+    struct cli c;
+    struct reply r1, r2;
+    unsigned long long id1, id2;
+
+    cli_open(&c, port);
+    cli_send(&c, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r1, false), 0);
+    cli_send(&c, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r2, false), 0);
+    ck_assert_int_eq(r1.status, 200);
+    ck_assert_int_eq(r2.status, 200);
+    id1 = strtoull(strrchr(r1.body, '|') + 1, NULL, 10);
+    id2 = strtoull(strrchr(r2.body, '|') + 1, NULL, 10);
+    ck_assert_uint_gt(id2, id1);
+    cli_send(&c, "GET /info HTTP/1.1\r\nHost: t\r\n\r\nGET /early HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r1, false), 0);
+    ck_assert_int_eq(cli_reply(&c, &r2, false), 0);
+    ck_assert_int_eq(r1.status, 200);
+    ck_assert_str_eq(r2.body, "early");
+    cli_close(&c);
+}
+END_TEST
+
+/* HTTP/1.0 without keep-alive: answered, then closed. */
+START_TEST(test_http10)
+{
+    struct cli c;
+    struct reply r;
+
+    cli_open(&c, port);
+    cli_send(&c, "GET /info HTTP/1.0\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.body, "GET|HTTP/1.0|"));
+    ck_assert(cli_closed(&c));
+    cli_close(&c);
+}
+END_TEST
+
+/* TSP-01: the body arrives whole whether chunked or with Content-Length. */
+START_TEST(test_chunked_post)
+{
+    struct reply r;
+
+    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n"
+             "5\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\n\r\n",
+             &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr(&r, "X-Body-Len"), "11");
+    ck_assert_str_eq(r.body, "hello world");
+    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+             "Content-Length: 4\r\n\r\n\x30\x00\x01\x02",
+             &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 4);
+    ck_assert_int_eq(memcmp(r.body, "\x30\x00\x01\x02", 4), 0);
+    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+             "Content-Length: 0\r\n\r\n",
+             &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr(&r, "X-Body-Len"), "0");
+}
+END_TEST
+
+/* A body of exactly max_body is accepted, in several TCP writes. */
+START_TEST(test_body_at_limit)
+{
+    char req[256], body[MAX_BODY];
+    struct cli c;
+    struct reply r;
+
+    memset(body, 'b', sizeof(body));
+    snprintf(req, sizeof(req),
+             "POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+             "Content-Length: %d\r\n\r\n",
+             MAX_BODY);
+    cli_open(&c, port);
+    cli_send(&c, req);
+    ck_assert(cli_sendn(&c, body, 100));
+    wait_ms(20);
+    ck_assert(cli_sendn(&c, body + 100, sizeof(body) - 100));
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, MAX_BODY);
+    ck_assert_int_eq(memcmp(r.body, body, MAX_BODY), 0);
+    cli_close(&c);
+}
+END_TEST
+
+static void
+assert_refusal(const struct reply *r, int status)
+{
+    ck_assert_int_eq(r->status, status);
+    ck_assert_str_eq(hdr(r, "Content-Type"), "text/plain");
+    ck_assert_str_eq(hdr(r, "Cache-Control"), "no-cache");
+    ck_assert_uint_gt(r->body_len, 0);
+}
+
+static struct metric *
+rejected(const char *code)
+{
+    char name[64];
+
+    snprintf(name, sizeof(name), "http_rejected_total{code=\"%s\"}", code);
+    return metrics_counter(name, "");
+}
+
+START_TEST(test_404)
+{
+    struct reply r;
+
+    exchange("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_refusal(&r, 404);
+    exchange("GET /inf HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_refusal(&r, 404);
+    exchange("GET /info/x HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_refusal(&r, 404);
+    ck_assert(metrics_get(rejected("404")) == 3);
+}
+END_TEST
+
+START_TEST(test_405)
+{
+    struct reply r;
+
+    exchange("GET /post HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_refusal(&r, 405);
+    ck_assert_str_eq(hdr(&r, "Allow"), "POST");
+    exchange("POST /info HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_refusal(&r, 405);
+    ck_assert_str_eq(hdr(&r, "Allow"), "GET, HEAD");
+    exchange("DELETE /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    assert_refusal(&r, 405);
+    ck_assert(metrics_get(rejected("405")) == 3);
+}
+END_TEST
+
+/* TSP-02: a too large body is refused early from Content-Length, without reading it. */
+START_TEST(test_413_content_length)
+{
+    struct cli c;
+    struct reply r;
+
+    cli_open(&c, port);
+    cli_send(&c, "POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+                 "Content-Length: 10000000\r\nExpect: 100-continue\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    assert_refusal(&r, 413);
+    cli_close(&c);
+    ck_assert(metrics_get(rejected("413")) == 1);
+    ck_assert_int_eq(atomic_load(&post_calls), 0);
+}
+END_TEST
+
+/* A chunked body growing past max_body gets the connection cut; no handler runs. */
+START_TEST(test_413_chunked)
+{
+    char chunk[600];
+    struct cli c;
+    struct reply r;
+
+    memset(chunk, 'x', sizeof(chunk));
+    cli_open(&c, port);
+    cli_send(&c, "POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n");
+    for (int i = 0; i < 4; i++) {
+        if (!cli_sendn(&c, "258\r\n", 5) || !cli_sendn(&c, chunk, sizeof(chunk)) ||
+            !cli_sendn(&c, "\r\n", 2))
+            break;
+    }
+    cli_sendn(&c, "0\r\n\r\n", 5);
+    ck_assert_int_eq(cli_reply(&c, &r, false), -1);
+    cli_close(&c);
+    ck_assert(metrics_get(rejected("413")) == 1);
+    ck_assert_int_eq(atomic_load(&post_calls), 0);
+    /* and the server still answers */
+    exchange("GET /info HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+}
+END_TEST
+
+/* TSP-01: POST with a wrong or missing Content-Type is refused; parameters are ignored. */
+START_TEST(test_415)
+{
+    struct reply r;
+
+    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\n"
+             "Content-Length: 2\r\n\r\nhi",
+             &r);
+    assert_refusal(&r, 415);
+    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi", &r);
+    assert_refusal(&r, 415);
+    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/testx\r\n"
+             "Content-Length: 2\r\n\r\nhi",
+             &r);
+    assert_refusal(&r, 415);
+    ck_assert(metrics_get(rejected("415")) == 3);
+    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: Application/Test; q=1\r\n"
+             "Content-Length: 2\r\n\r\nhi",
+             &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "hi");
+}
+END_TEST
+
+/* LW-02: GET URLs are bounded; one byte over max_url is refused. */
+START_TEST(test_414)
+{
+    char req[1024], path[MAX_URL + 2];
+    struct reply r;
+
+    memset(path, 'a', sizeof(path));
+    memcpy(path, "/path/", 6);
+    path[MAX_URL] = '\0';
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    exchange(req, &r);
+    ck_assert_int_eq(r.status, 200);
+    path[MAX_URL] = 'a';
+    path[MAX_URL + 1] = '\0';
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: t\r\n\r\n", path);
+    exchange(req, &r);
+    assert_refusal(&r, 414);
+    ck_assert(metrics_get(rejected("414")) == 1);
+}
+END_TEST
+
+/* A handler that neither replies nor suspends still produces an answer. */
+START_TEST(test_no_reply_500)
+{
+    struct reply r;
+
+    exchange("GET /none HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 500);
+}
+END_TEST
+
+/* Header injection is refused, header space is bounded, a second reply is ignored. */
+START_TEST(test_reply_headers)
+{
+    char want[64];
+    struct reply r;
+
+    exchange("GET /headers HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    snprintf(want, sizeof(want), "%d %d %d %d", ST_INVALID, ST_INVALID, ST_OK, ST_NOMEM);
+    ck_assert_str_eq(r.body, want);
+    ck_assert_str_eq(hdr(&r, "X-Good"), "yes");
+    ck_assert_ptr_null(hdr(&r, "Injected"));
+    ck_assert_ptr_null(hdr(&r, "X-Big2"));
+    ck_assert_int_eq(second_reply_st, ST_INVALID);
+}
+END_TEST
+
+/* D8: /healthz follows the health callback. */
+START_TEST(test_healthz)
+{
+    struct reply r;
+
+    exchange("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr(&r, "Content-Type"), "application/json");
+    ck_assert_str_eq(r.body, "{\"ok\":true,\"clock\":\"synced\"}");
+    health_ok = 0;
+    exchange("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(hdr(&r, "Content-Type"), "application/json");
+    ck_assert_str_eq(hdr(&r, "Cache-Control"), "no-cache");
+    ck_assert_str_eq(r.body, "{\"ok\":false,\"clock\":\"unsync\"}");
+}
+END_TEST
+
+/* D8, TSA-22: /metrics in the Prometheus text format with the HTTP figures. */
+START_TEST(test_metrics_endpoint)
+{
+    struct reply r;
+
+    exchange("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+             "Content-Length: 3\r\n\r\nabc",
+             &r);
+    wait_metric(metrics_gauge("http_connections", ""), 0);
+    exchange("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr(&r, "Content-Type"), "text/plain; version=0.0.4");
+    ck_assert_ptr_nonnull(strstr(r.body, "# TYPE http_requests_total counter\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "http_requests_total{code=\"2xx\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "http_requests_total{code=\"4xx\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "http_rejected_total{code=\"404\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "http_request_body_bytes_total 3\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "http_response_body_bytes_total 13\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "\nhttp_connections 1\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "\nhttp_suspended_requests 0\n"));
+    ck_assert_ptr_nonnull(strstr(r.body, "http_request_duration_seconds_count 2\n"));
+}
+END_TEST
+
+/* The client goes away while suspended; the late reply must not crash or leak. */
+START_TEST(test_disconnect_suspended)
+{
+    struct http_request *req;
+    struct reply r;
+    struct cli c;
+
+    cli_open(&c, port);
+    cli_send(&c, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    req = take_held();
+    wait_metric(gauge_suspended(), 1);
+    cli_close(&c);
+    wait_ms(20);
+    ck_assert_int_eq(http_reply(req, 200, "text/plain", "late", 4), ST_OK);
+    wait_metric(gauge_suspended(), 0);
+    exchange("GET /info HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    wait_metric(metrics_gauge("http_connections", ""), 0);
+}
+END_TEST
+
+/* Stopping answers a suspended request with 503; the owner's later reply is harmless. */
+START_TEST(test_stop_with_suspended)
+{
+    struct http_request *req;
+    struct reply r;
+    struct cli c, gone;
+
+    cli_open(&gone, port);
+    cli_send(&gone, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    req = take_held();
+    cli_close(&gone);
+    http_reply(req, 200, "text/plain", "x", 1);
+    cli_open(&c, port);
+    cli_send(&c, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    req = take_held();
+    wait_metric(gauge_suspended(), 1);
+    http_server_stop(srv);
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(hdr(&r, "Cache-Control"), "no-cache");
+    ck_assert(cli_closed(&c));
+    cli_close(&c);
+    ck_assert_int_eq(http_reply(req, 200, "text/plain", "too late", 8), ST_OK);
+    ck_assert(metrics_get(gauge_suspended()) == 0);
+    http_server_stop(srv);
+}
+END_TEST
+
+/* OCSP-02: the GET path reaches the handler exactly as sent, not percent-decoded. */
+START_TEST(test_raw_path)
+{
+    struct reply r;
+
+    exchange("GET /MEow%2Bx%2F%3D HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "/MEow%2Bx%2F%3D|MEow%2Bx%2F%3D");
+    exchange("GET /a//b+c HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "/a//b+c|a//b+c");
+    exchange("GET /MEo%3d?x=1 HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_str_eq(r.body, "/MEo%3d|MEo%3d");
+    exchange("GET /path/%2F%00x HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_str_eq(r.body, "/path/%2F%00x|path/%2F%00x");
+}
+END_TEST
+
+/* The OCSP layout: built-ins still win over a GET "/" prefix; POST "/" is exact. */
+START_TEST(test_ocsp_layout)
+{
+    struct reply r;
+
+    exchange("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
+    exchange("POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/ocsp-request\r\n"
+             "Content-Length: 3\r\n\r\n\x30\x01\x00",
+             &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, 3);
+    exchange("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_refusal(&r, 405);
+    ck_assert_str_eq(hdr(&r, "Allow"), "GET, HEAD");
+    exchange("PUT / HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", &r);
+    assert_refusal(&r, 405);
+    ck_assert_str_eq(hdr(&r, "Allow"), "POST, GET, HEAD");
+}
+END_TEST
+
+START_TEST(test_config_checks)
+{
+    struct http_config cfg = test_config();
+    struct http_server *s;
+
+    cfg.listen_addr = "0.0.0.0";
+    ck_assert_ptr_null(http_server_new(&cfg));
+    cfg.listen_addr = "::";
+    ck_assert_ptr_null(http_server_new(&cfg));
+    cfg.listen_addr = "localhost";
+    ck_assert_ptr_null(http_server_new(&cfg));
+    cfg.listen_addr = NULL;
+    ck_assert_ptr_null(http_server_new(&cfg));
+    ck_assert_ptr_null(http_server_new(NULL));
+    cfg.listen_addr = "::1";
+    s = http_server_new(&cfg);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(http_route(s, "GET", "no-slash", false, NULL, h_info, NULL), ST_INVALID);
+    ck_assert_int_eq(http_route(s, "GET", "/x", false, NULL, NULL, NULL), ST_INVALID);
+    ck_assert_uint_eq(http_server_port(s), 0);
+    http_server_free(s);
+    http_server_free(NULL);
+    http_server_stop(NULL);
+    /* routes are fixed once started */
+    ck_assert_int_eq(http_route(srv, "GET", "/late", false, NULL, h_info, NULL), ST_INVALID);
+    ck_assert_int_eq(http_server_start(srv), ST_INVALID);
+}
+END_TEST
+
+static Suite *
+http_suite(void)
+{
+    Suite *s = suite_create("http");
+    TCase *app = tcase_create("app");
+    TCase *ocsp = tcase_create("ocsp-layout");
+
+    tcase_add_checked_fixture(app, setup_app, teardown);
+    tcase_set_timeout(app, 60);
+    tcase_add_test(app, test_sync_200);
+    tcase_add_test(app, test_head);
+    tcase_add_test(app, test_async_after_return);
+    tcase_add_test(app, test_async_before_return);
+    tcase_add_test(app, test_keepalive);
+    tcase_add_test(app, test_http10);
+    tcase_add_test(app, test_chunked_post);
+    tcase_add_test(app, test_body_at_limit);
+    tcase_add_test(app, test_404);
+    tcase_add_test(app, test_405);
+    tcase_add_test(app, test_413_content_length);
+    tcase_add_test(app, test_413_chunked);
+    tcase_add_test(app, test_415);
+    tcase_add_test(app, test_414);
+    tcase_add_test(app, test_no_reply_500);
+    tcase_add_test(app, test_reply_headers);
+    tcase_add_test(app, test_healthz);
+    tcase_add_test(app, test_metrics_endpoint);
+    tcase_add_test(app, test_disconnect_suspended);
+    tcase_add_test(app, test_stop_with_suspended);
+    tcase_add_test(app, test_config_checks);
+    suite_add_tcase(s, app);
+
+    tcase_add_checked_fixture(ocsp, setup_ocsp, teardown);
+    tcase_set_timeout(ocsp, 60);
+    tcase_add_test(ocsp, test_raw_path);
+    tcase_add_test(ocsp, test_ocsp_layout);
+    suite_add_tcase(s, ocsp);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(http_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
