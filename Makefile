@@ -10,9 +10,12 @@ SAN     ?=
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wformat=2 -Wvla
 HARDEN  := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+# CFLAGS/LDFLAGS are the user's (optimisation, debug); the project's own flags are kept apart
+# so that `make CFLAGS=-O1` does not drop them.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) -pthread -I. -I/usr/include/p11-kit-1 $(SAN)
-LDFLAGS += -pie -Wl,-z,relro,-z,now -pthread $(SAN)
+LDFLAGS ?=
+XCFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) -pthread -I. -I/usr/include/p11-kit-1
+XLDFLAGS := -pie -Wl,-z,relro,-z,now -pthread
 LIBS    := -lssl -lcrypto -lmicrohttpd -llmdb -linih -ldl -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
@@ -26,6 +29,8 @@ COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 TSA_OBJ    := $(TSA_SRC:%.c=$(BUILD)/%.o)
 OCSP_OBJ   := $(OCSP_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/tests/replay_%)
 
 BINS := $(BUILD)/tsad
 ifneq ($(wildcard ocsp/ocspd.c),)
@@ -36,12 +41,13 @@ BINS += $(BUILD)/ocspctl
 endif
 BINS += $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
+.SECONDARY:
 .PHONY: all check unit integration run bench asan fuzz install format clean deps
-all: $(BINS) $(UNIT_BIN)
+all: $(BINS) $(UNIT_BIN) $(REPLAY_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(XCFLAGS) $(CFLAGS) $(SAN) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@; ar rcs $@ $^
@@ -53,16 +59,20 @@ $(BUILD)/libocsp.a: $(OCSP_OBJ)
 APP_LIBS := $(BUILD)/libtsa.a $(BUILD)/libocsp.a $(BUILD)/libcommon.a
 
 $(BUILD)/tsad: $(BUILD)/tsa/tsad.o $(BUILD)/libtsa.a $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libtsa.a $(BUILD)/libcommon.a $(LIBS)
+	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libtsa.a $(BUILD)/libcommon.a $(LIBS)
 $(BUILD)/ocspd: $(BUILD)/ocsp/ocspd.o $(BUILD)/libocsp.a $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)
+	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)
 $(BUILD)/ocspctl: $(BUILD)/ocsp/ocspctl.o $(BUILD)/libocsp.a $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)
+	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libcommon.a
-	$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libcommon.a $(LIBS)
+	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libcommon.a $(LIBS)
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(APP_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(APP_LIBS) $(LIBS) $(CHECK_LIBS)
+	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(APP_LIBS) $(LIBS) $(CHECK_LIBS)
+
+# Fuzz targets linked with a plain main() that replays their saved corpus (tests/fuzz/corpus).
+$(BUILD)/tests/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(APP_LIBS)
+	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $^ $(LIBS)
 
 deps:
 	@tests/lib/deps.sh
@@ -72,8 +82,9 @@ check: deps
 	$(MAKE) all
 	$(MAKE) unit integration
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(REPLAY_BIN)
 	@tests/lib/run-unit.sh $(UNIT_BIN)
+	@for r in $(REPLAY_BIN); do $$r tests/fuzz/corpus/$${r##*/replay_} || exit 1; done
 
 integration: $(BINS)
 	@BUILD=$(BUILD) tests/integration/run.sh

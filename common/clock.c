@@ -33,18 +33,18 @@
 #define CLOCK_SECONDS_PER_DAY 86400
 
 struct clock {
-    struct clock_config cfg;  /* cfg.chrony_socket points at socket_path */
-    char *socket_path;        /* owned copy, may be NULL with a replaced source */
+    struct clock_config cfg; /* cfg.chrony_socket points at socket_path */
+    char *socket_path;       /* owned copy, may be NULL with a replaced source */
     struct clock_source src;
-    pthread_mutex_t lock;     /* guards state, stopping, verdict fields */
-    pthread_cond_t wake;      /* signalled by clock_free */
+    pthread_mutex_t lock;      /* guards state, stopping, verdict fields */
+    pthread_cond_t wake;       /* signalled by clock_free */
     pthread_mutex_t poll_lock; /* serialises sampling so transitions are logged in order */
     pthread_t thread;
-    bool sync_ready;          /* lock, wake and poll_lock are initialised */
+    bool sync_ready; /* lock, wake and poll_lock are initialised */
     bool thread_started;
     bool stopping;
     struct clock_state state;
-    bool verdict_known;       /* a verdict has been logged */
+    bool verdict_known; /* a verdict has been logged */
     enum clock_verdict verdict;
 };
 
@@ -152,8 +152,8 @@ clock_chrony_check_header(const unsigned char *buf, size_t len, uint32_t seq)
 {
     if (len < CLOCK_CHRONY_REPLY_HDR_LEN)
         return ST_INVALID;
-    if (buf[0] != CLOCK_CHRONY_PROTO_VERSION || buf[1] != CLOCK_CHRONY_PKT_REPLY ||
-        buf[2] != 0 || buf[3] != 0)
+    if (buf[0] != CLOCK_CHRONY_PROTO_VERSION || buf[1] != CLOCK_CHRONY_PKT_REPLY || buf[2] != 0 ||
+        buf[3] != 0)
         return ST_INVALID;
     if (clock_get32(buf + CLOCK_CHRONY_OFF_SEQ) != seq)
         return ST_NOTFOUND;
@@ -188,7 +188,8 @@ clock_chrony_parse_reply(const unsigned char *buf, size_t len, uint32_t seq,
     high = clock_get32(buf + CLOCK_CHRONY_OFF_REF_TIME);
     if (high == 0x7fffffffu) /* TV_NOHIGHSEC: a 32-bit time_t sender */
         high = 0;
-    ref.tv_sec = (time_t)(((uint64_t)high << 32) | clock_get32(buf + CLOCK_CHRONY_OFF_REF_TIME + 4));
+    ref.tv_sec =
+        (time_t)(((uint64_t)high << 32) | clock_get32(buf + CLOCK_CHRONY_OFF_REF_TIME + 4));
     ref.tv_nsec = (long)clock_get32(buf + CLOCK_CHRONY_OFF_REF_TIME + 8);
     if (ref.tv_nsec > 999999999L)
         ref.tv_nsec = 999999999L;
@@ -220,8 +221,8 @@ clock_chrony_bind(int fd, const char *server_path, struct sockaddr_un *local)
             dir = "/tmp";
             dirlen = 4;
         }
-        r = snprintf(local->sun_path, sizeof(local->sun_path), "%.*s/clockgate.%d.%u.sock",
-                     dirlen, dir, (int)getpid(), n);
+        r = snprintf(local->sun_path, sizeof(local->sun_path), "%.*s/clockgate.%d.%u.sock", dirlen,
+                     dir, (int)getpid(), n);
         if (r < 0 || (size_t)r >= sizeof(local->sun_path))
             continue;
         unlink(local->sun_path);
@@ -463,8 +464,8 @@ clock_log_transition(const struct clock *c, bool first, enum clock_verdict prev,
               "max_error=%.6f last_update_age=%.3f",
               clock_verdict_str(v), first ? "none" : clock_verdict_str(prev),
               c->state.valid ? s->leap : -1, c->state.valid ? s->stratum : -1,
-              c->state.valid ? (int)s->kernel_unsync : -1, c->state.valid ? s->offset : 0.0,
-              bound, c->cfg.max_error, c->state.valid ? s->last_update_age : -1.0);
+              c->state.valid ? (int)s->kernel_unsync : -1, c->state.valid ? s->offset : 0.0, bound,
+              c->cfg.max_error, c->state.valid ? s->last_update_age : -1.0);
 }
 
 /* Store a sample result; caller holds c->lock. Returns the verdict against cfg.max_error. */
@@ -480,8 +481,7 @@ clock_store(struct clock *c, int st, const struct clock_sample *s, const struct 
         c->state.sample = *s;
         c->state.taken_mono = *mono;
         if ((s->leap == 1 || s->leap == 2) && rt->tv_sec >= 0)
-            c->state.leap_when =
-                (rt->tv_sec / CLOCK_SECONDS_PER_DAY + 1) * CLOCK_SECONDS_PER_DAY;
+            c->state.leap_when = (rt->tv_sec / CLOCK_SECONDS_PER_DAY + 1) * CLOCK_SECONDS_PER_DAY;
     }
     v = clock_evaluate(&c->cfg, c->cfg.max_error, &c->state, rt, mono, &bound, &age);
     if (!c->verdict_known || v != c->verdict)
@@ -579,8 +579,8 @@ clock_read(struct clock *c, struct clock_reading *out)
 static bool
 clock_config_ok(const struct clock_config *cfg)
 {
-    if (!(cfg->poll_interval > 0 && cfg->poll_interval <= 3600) ||
-        !(cfg->max_update_age > 0) || !(cfg->max_error > 0) || !(cfg->leap_guard >= 0)) {
+    if (!(cfg->poll_interval > 0 && cfg->poll_interval <= 3600) || !(cfg->max_update_age > 0) ||
+        !(cfg->max_error > 0) || !(cfg->leap_guard >= 0)) {
         log_err("clock: invalid configuration (poll_interval %g, max_update_age %g, "
                 "max_error %g, leap_guard %g)",
                 cfg->poll_interval, cfg->max_update_age, cfg->max_error, cfg->leap_guard);

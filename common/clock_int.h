@@ -60,10 +60,10 @@ int clock_chrony_parse_reply(const unsigned char *buf, size_t len, uint32_t seq,
 
 /* What the poller keeps: the latest answer of the source and when it was taken. */
 struct clock_state {
-    bool valid;                  /* the last sample succeeded */
-    struct clock_sample sample;  /* meaningful when valid */
-    struct timespec taken_mono;  /* source's CLOCK_MONOTONIC when the sample was taken */
-    time_t leap_when;            /* UTC midnight of the last announced leap second, or 0 */
+    bool valid;                 /* the last sample succeeded */
+    struct clock_sample sample; /* meaningful when valid */
+    struct timespec taken_mono; /* source's CLOCK_MONOTONIC when the sample was taken */
+    time_t leap_when;           /* UTC midnight of the last announced leap second, or 0 */
 };
 
 /* The error bound (seconds) of a sample `sample_age` seconds old; see clock.h. */
@@ -73,7 +73,6 @@ double clock_error_bound(const struct clock_sample *s, double sample_age);
  * (0 when the state is not valid). Pure: reads nothing else. */
 enum clock_verdict clock_evaluate(const struct clock_config *cfg, double max_error,
                                   const struct clock_state *st, const struct timespec *rt,
-                                  const struct timespec *mono, double *bound,
-                                  double *sample_age);
+                                  const struct timespec *mono, double *bound, double *sample_age);
 
 #endif

@@ -24,6 +24,21 @@ struct config_stream {
     const char *name;
 };
 
+/* Whether input remains after the current read. */
+static bool
+config_more(struct config_stream *st)
+{
+    int c;
+
+    if (st->f == NULL)
+        return *st->s != '\0';
+    c = getc(st->f);
+    if (c == EOF)
+        return false;
+    ungetc(c, st->f);
+    return true;
+}
+
 static char *
 config_reader(char *str, int num, void *stream)
 {
@@ -46,6 +61,13 @@ config_reader(char *str, int num, void *stream)
         str[i] = '\0';
     }
     st->line++;
+    /* libinih would read the rest of a longer line as the next line: refuse it here */
+    if (strchr(str, '\n') == NULL && config_more(st)) {
+        struct config_pos pos = {st->name, st->line};
+
+        config_error(st->p, &pos, "line too long (more than %d characters)", num - 2);
+        return NULL;
+    }
     return str;
 }
 
@@ -94,6 +116,7 @@ config_parse_file(struct config_parse *p, const char *path)
     struct config_stream st = {0};
     int r;
 
+    p->failed = 0; /* a struct config_parse may be reused, as config_run() allows */
     st.name = path;
     st.f = fopen(path, "r");
     if (st.f == NULL) {

@@ -29,6 +29,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +40,8 @@
 
 #define HTTP_MAX_ROUTES 32
 #define HTTP_METHOD_MAX 16
-#define HTTP_HDR_SPACE 1024    /* per-request room for http_reply_header() */
-#define HTTP_HEALTH_MAX 2048   /* /healthz JSON document */
+#define HTTP_HDR_SPACE 1024  /* per-request room for http_reply_header() */
+#define HTTP_HEALTH_MAX 2048 /* /healthz JSON document */
 #define HTTP_POOL_BASE (32u * 1024u)
 #define HTTP_STOP_GRACE_MS 2000
 #define HTTP_STOP_POLL_MS 5
@@ -103,9 +104,9 @@ struct http_server {
     struct MHD_Response *resp_500; /* shared fallbacks, built at start */
     struct MHD_Response *resp_503;
     atomic_bool stopping;
-    atomic_bool started; /* MHD is up: its messages are request noise, logged at debug */
-    atomic_int active;   /* requests between the URI log callback and completion */
-    atomic_int pending;  /* suspended requests whose http_reply() has not come yet */
+    atomic_bool started;  /* MHD is up: its messages are request noise, logged at debug */
+    atomic_int active;    /* requests between the URI log callback and completion */
+    atomic_int pending;   /* suspended requests whose http_reply() has not come yet */
     pthread_mutex_t lock; /* the suspended list and every request's reply state */
     struct http_request *parked;
 };
@@ -193,7 +194,8 @@ http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
         log_err("http: out of memory for a request");
         return NULL;
     }
-    memset(req, 0, sizeof(*req));
+    /* the header space and the fields after it are set below or on use */
+    memset(req, 0, offsetof(struct http_request, hdr));
     req->srv = srv;
     req->conn = conn;
     atomic_init(&req->refs, 1);
@@ -202,6 +204,7 @@ http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     memcpy(req->uri, uri, len + 1);
     req->uri_len = len;
     req->path_len = len;
+    req->has_query = false;
     q = memchr(req->uri, '?', len);
     if (q != NULL) {
         *q = '\0';
@@ -426,8 +429,7 @@ allow_add(char *allow, size_t cap, const char *method)
 
 /* The route for the request; NULL with *allow non-empty when only the method is wrong. */
 static const struct http_route_ent *
-route_find(const struct http_server *srv, const struct http_request *req, char *allow,
-           size_t cap)
+route_find(const struct http_server *srv, const struct http_request *req, char *allow, size_t cap)
 {
     allow[0] = '\0';
     for (size_t i = 0; i < srv->nroutes; i++) {
@@ -468,8 +470,7 @@ length_ok(struct http_request *req)
     unsigned long long n;
     char *end;
 
-    cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+    cl = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl == NULL)
         return true;
     errno = 0;
@@ -506,8 +507,8 @@ req_begin(struct http_request *req, const char *method, const char *version)
         return req_reject(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", allow,
                           m->rej_405);
     if (!ctype_ok(req))
-        return req_reject(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported media type\n",
-                          NULL, m->rej_415);
+        return req_reject(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported media type\n", NULL,
+                          m->rej_415);
     if (!length_ok(req))
         return req_reject(req, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n", NULL,
                           m->rej_413);
@@ -742,7 +743,8 @@ http_reply_header(struct http_request *req, const char *name, const char *value)
 {
     size_t nl, vl;
 
-    if (req == NULL || req->replied || !header_valid(name, value))
+    /* after suspend, only app_done is the owner's to read: stop may set replied */
+    if (req == NULL || (req->async ? req->app_done : req->replied) || !header_valid(name, value))
         return ST_INVALID;
     nl = strlen(name) + 1;
     vl = strlen(value) + 1;
@@ -782,7 +784,7 @@ reply_common(struct http_request *req, unsigned status, struct MHD_Response *res
 {
     int st = resp != NULL ? ST_OK : ST_NOMEM;
 
-    if (status < 100 || status > 599) {
+    if (status < 200 || status > 599) {
         log_req(LOG_LVL_ERR, req->id, "http: invalid status %u, answering 500", status);
         status = MHD_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -804,8 +806,8 @@ reply_common(struct http_request *req, unsigned status, struct MHD_Response *res
 }
 
 int
-http_reply(struct http_request *req, unsigned status, const char *content_type,
-           const void *body, size_t len)
+http_reply(struct http_request *req, unsigned status, const char *content_type, const void *body,
+           size_t len)
 {
     if (req == NULL)
         return ST_INVALID;
@@ -815,8 +817,8 @@ http_reply(struct http_request *req, unsigned status, const char *content_type,
 }
 
 int
-http_reply_take(struct http_request *req, unsigned status, const char *content_type,
-                void *body, size_t len)
+http_reply_take(struct http_request *req, unsigned status, const char *content_type, void *body,
+                size_t len)
 {
     if (req == NULL) {
         free(body);
@@ -856,8 +858,9 @@ builtin_metrics(struct http_request *req, void *ctx)
     (void)ctx;
     http_reply_header(req, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     if (metrics_render(&text, &len) != ST_OK) {
-        http_reply(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", "metrics unavailable\n",
-                   20);
+        static const char msg[] = "metrics unavailable\n";
+
+        http_reply(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "text/plain", msg, sizeof(msg) - 1);
         return;
     }
     http_reply_take(req, MHD_HTTP_OK, "text/plain; version=0.0.4", text, len);
@@ -1027,8 +1030,10 @@ http_mhd_log(void *cls, const char *fmt, va_list ap)
 static int
 http_shared_responses(struct http_server *srv)
 {
-    srv->resp_500 = resp_error("internal error\n", NULL, false);
-    srv->resp_503 = resp_error("service stopping\n", NULL, true);
+    if (srv->resp_500 == NULL)
+        srv->resp_500 = resp_error("internal error\n", NULL, false);
+    if (srv->resp_503 == NULL)
+        srv->resp_503 = resp_error("service stopping\n", NULL, true);
     return srv->resp_500 != NULL && srv->resp_503 != NULL ? ST_OK : ST_NOMEM;
 }
 
@@ -1039,16 +1044,20 @@ http_mhd_start(struct http_server *srv)
                          MHD_USE_ERROR_LOG | (srv->ipv6 ? MHD_USE_IPv6 : 0);
     const struct http_config *c = &srv->cfg;
 
-    return MHD_start_daemon(
-        flags, c->port, NULL, NULL, &http_access, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        &http_mhd_log, srv, MHD_OPTION_SOCK_ADDR, &srv->bind_addr.sa,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)c->threads, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned int)c->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned int)c->per_ip_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)c->timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)(HTTP_POOL_BASE + c->max_url), MHD_OPTION_URI_LOG_CALLBACK, &http_uri_log,
-        srv, MHD_OPTION_NOTIFY_COMPLETED, &http_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, &http_conn_notify, srv, MHD_OPTION_END);
+    /* clang-format off */
+    return MHD_start_daemon(flags, c->port, NULL, NULL, &http_access, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, &http_mhd_log, srv,
+        MHD_OPTION_SOCK_ADDR, &srv->bind_addr.sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(c->threads > 1 ? c->threads : 0),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)c->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)c->per_ip_limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)c->timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(HTTP_POOL_BASE + c->max_url),
+        MHD_OPTION_URI_LOG_CALLBACK, &http_uri_log, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, &http_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, &http_conn_notify, srv,
+        MHD_OPTION_END);
+    /* clang-format on */
 }
 
 int

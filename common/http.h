@@ -155,11 +155,11 @@ void http_req_suspend(struct http_request *req);
 int http_reply_header(struct http_request *req, const char *name, const char *value);
 
 /*
- * Answer the request: status, Content-Type (NULL: none) and body (copied; may be NULL when
- * len is 0), plus the headers added before. Call exactly once per request; after it
- * returns req must not be touched. From a handler that did not suspend: in the handler.
- * After http_req_suspend(): from any thread, and it resumes the connection. Returns ST_OK;
- * ST_NOMEM when the response could not be built (a 500 is sent instead); ST_INVALID when
+ * Answer the request: status (200..599; anything else is sent as 500), Content-Type (NULL:
+ * none) and body (copied; may be NULL when len is 0), plus the headers added before. Call exactly
+ * once per request; after it returns req must not be touched. From a handler that did not suspend:
+ * in the handler. After http_req_suspend(): from any thread, and it resumes the connection. Returns
+ * ST_OK; ST_NOMEM when the response could not be built (a 500 is sent instead); ST_INVALID when
  * called twice for a handler that did not suspend. The request is answered in every case.
  */
 int http_reply(struct http_request *req, unsigned status, const char *content_type,
@@ -169,7 +169,7 @@ int http_reply(struct http_request *req, unsigned status, const char *content_ty
  * As http_reply() but takes ownership of body, a malloc'ed buffer freed by the server
  * (also on failure), which saves the copy for large replies.
  */
-int http_reply_take(struct http_request *req, unsigned status, const char *content_type,
-                    void *body, size_t len);
+int http_reply_take(struct http_request *req, unsigned status, const char *content_type, void *body,
+                    size_t len);
 
 #endif

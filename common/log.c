@@ -48,7 +48,7 @@ log_level_parse(const char *name)
     return -1;
 }
 
-static void
+static void __attribute__((format(printf, 3, 0)))
 log_write(int level, const char *prefix, const char *fmt, va_list ap)
 {
     char line[2048];

@@ -34,14 +34,14 @@ struct metric_family;
 struct metric {
     enum metric_type type;
     struct metric_family *fam;
-    struct metric *next;      /* next series of the family */
-    char *name;               /* full name, with the label set if any */
-    size_t base_len;          /* length of the base name inside name */
-    _Atomic uint64_t count;   /* counter: integer part */
-    _Atomic uint64_t bits;    /* counter: fractional rest; gauge: value; histogram: sum */
-    size_t nbounds;           /* histogram: finite upper bounds */
+    struct metric *next;    /* next series of the family */
+    char *name;             /* full name, with the label set if any */
+    size_t base_len;        /* length of the base name inside name */
+    _Atomic uint64_t count; /* counter: integer part */
+    _Atomic uint64_t bits;  /* counter: fractional rest; gauge: value; histogram: sum */
+    size_t nbounds;         /* histogram: finite upper bounds */
     double *bounds;
-    _Atomic uint64_t *hits;   /* histogram: nbounds + 1 non-cumulative bucket counts */
+    _Atomic uint64_t *hits; /* histogram: nbounds + 1 non-cumulative bucket counts */
 };
 
 struct metric_family {
@@ -280,8 +280,8 @@ same_bounds(const struct metric *m, const double *bounds, size_t nbounds)
 
 /* Register under reg_lock; bounds only for histograms. */
 static struct metric *
-metric_register(const char *name, const char *help, enum metric_type type,
-                const double *bounds, size_t nbounds)
+metric_register(const char *name, const char *help, enum metric_type type, const double *bounds,
+                size_t nbounds)
 {
     struct metric_family *f;
     struct metric *m = NULL;
@@ -418,8 +418,7 @@ metrics_get(const struct metric *m)
         return 0;
     switch (m->type) {
     case METRIC_COUNTER:
-        return (double)atomic_load_explicit(&m->count, memory_order_relaxed) +
-               load_dbl(&m->bits);
+        return (double)atomic_load_explicit(&m->count, memory_order_relaxed) + load_dbl(&m->bits);
     case METRIC_GAUGE:
         return load_dbl(&m->bits);
     case METRIC_HISTOGRAM:
@@ -530,8 +529,7 @@ out_help_text(struct metrics_out *o, const char *help)
 }
 
 void
-metrics_out_family(struct metrics_out *out, const char *base, const char *type,
-                   const char *help)
+metrics_out_family(struct metrics_out *out, const char *base, const char *type, const char *help)
 {
     if (out == NULL)
         return;

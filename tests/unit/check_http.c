@@ -10,6 +10,7 @@
  * Meant to run under ASan as well (make asan): leaks and use-after-free fail the run.
  */
 #include "common/http.h"
+#include "common/log.h"
 #include "common/metrics.h"
 #include "common/status.h"
 
@@ -164,11 +165,16 @@ cli_reply(struct cli *c, struct reply *r, bool head_only)
     return 0;
 }
 
-/* The server closed the connection (EOF or reset) and sent nothing more. */
+/* The server closed the connection (EOF or reset; not a receive timeout), sending nothing. */
 static bool
 cli_closed(struct cli *c)
 {
-    return c->len == 0 && cli_fill(c) <= 0;
+    ssize_t r;
+
+    if (c->len != 0)
+        return false;
+    r = cli_fill(c);
+    return r == 0 || (r < 0 && errno == ECONNRESET);
 }
 
 static const char *
@@ -181,17 +187,26 @@ hdr(const struct reply *r, const char *name)
 
 static uint16_t port;
 
-/* One request on a fresh connection. */
+/* One request of n bytes (it may hold NULs) on a fresh connection. */
 static void
-exchange(const char *request, struct reply *r)
+exchange_n(const char *request, size_t n, struct reply *r)
 {
     struct cli c;
 
     cli_open(&c, port);
-    cli_send(&c, request);
+    ck_assert(cli_sendn(&c, request, n));
     ck_assert_int_eq(cli_reply(&c, r, false), 0);
     cli_close(&c);
 }
+
+static void
+exchange(const char *request, struct reply *r)
+{
+    exchange_n(request, strlen(request), r);
+}
+
+/* For a string literal with binary content. */
+#define EXCHANGE_LIT(lit, r) exchange_n((lit), sizeof(lit) - 1, (r))
 
 /* ---- handlers and shared test state ---- */
 
@@ -264,9 +279,9 @@ h_info(struct http_request *req, void *ctx)
     char body[512];
     const char *q = http_req_query(req), *x = http_req_header(req, "X-Test");
 
-    snprintf(body, sizeof(body), "%s|%s|%s|%s|%s|%s", http_req_method(req),
-             http_req_version(req), q != NULL ? q : "-", http_req_client_ip(req),
-             x != NULL ? x : "-", ctx == &ctx_marker ? "ctx" : "noctx");
+    snprintf(body, sizeof(body), "%s|%s|%s|%s|%s|%s", http_req_method(req), http_req_version(req),
+             q != NULL ? q : "-", http_req_client_ip(req), x != NULL ? x : "-",
+             ctx == &ctx_marker ? "ctx" : "noctx");
     snprintf(body + strlen(body), sizeof(body) - strlen(body), "|%llu",
              (unsigned long long)http_req_id(req));
     http_reply_header(req, "Cache-Control", "max-age=60, public");
@@ -365,6 +380,7 @@ static void
 server_up(struct http_server *s)
 {
     srv = s;
+    log_init("check_http", getenv("TEST_HTTP_DEBUG") != NULL ? LOG_LVL_DEBUG : LOG_LVL_WARN);
     ck_assert_int_eq(http_server_start(srv), ST_OK);
     port = http_server_port(srv);
     ck_assert_uint_ne(port, 0);
@@ -391,6 +407,12 @@ setup_app(void)
 {
     struct http_config cfg = test_config();
     struct http_server *s = http_server_new(&cfg);
+
+    /* fresh state also when CK_FORK=no runs every test in one process */
+    atomic_store(&post_calls, 0);
+    health_ok = 1;
+    held = NULL;
+    second_reply_st = 1;
 
     ck_assert_ptr_nonnull(s);
     ck_assert_int_eq(http_route(s, "GET", "/info", false, NULL, h_info, &ctx_marker), ST_OK);
@@ -569,9 +591,9 @@ START_TEST(test_chunked_post)
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(hdr(&r, "X-Body-Len"), "11");
     ck_assert_str_eq(r.body, "hello world");
-    exchange("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
-             "Content-Length: 4\r\n\r\n\x30\x00\x01\x02",
-             &r);
+    EXCHANGE_LIT("POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+                 "Content-Length: 4\r\n\r\n\x30\x00\x01\x02",
+                 &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_uint_eq(r.body_len, 4);
     ck_assert_int_eq(memcmp(r.body, "\x30\x00\x01\x02", 4), 0);
@@ -890,11 +912,12 @@ START_TEST(test_ocsp_layout)
     exchange("GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.body, "{\"status\":\"ok\"}");
-    exchange("POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/ocsp-request\r\n"
-             "Content-Length: 3\r\n\r\n\x30\x01\x00",
-             &r);
+    EXCHANGE_LIT("POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/ocsp-request\r\n"
+                 "Content-Length: 3\r\n\r\n\x30\x01\x00",
+                 &r);
     ck_assert_int_eq(r.status, 200);
     ck_assert_uint_eq(r.body_len, 3);
+    ck_assert_int_eq(memcmp(r.body, "\x30\x01\x00", 3), 0);
     exchange("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n", &r);
     assert_refusal(&r, 405);
     ck_assert_str_eq(hdr(&r, "Allow"), "GET, HEAD");
@@ -933,12 +956,85 @@ START_TEST(test_config_checks)
 }
 END_TEST
 
+static void
+setup_none(void)
+{
+    srv = NULL;
+}
+
+/* A server of the test's own configuration, serving GET /info. */
+static void
+limited_server(const struct http_config *cfg)
+{
+    struct http_server *s = http_server_new(cfg);
+
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(http_route(s, "GET", "/info", false, NULL, h_info, &ctx_marker), ST_OK);
+    server_up(s);
+}
+
+/* One client address cannot hold more than per_ip_limit connections. */
+START_TEST(test_per_ip_limit)
+{
+    struct http_config cfg = test_config();
+    struct cli a, b;
+    struct reply r;
+
+    cfg.per_ip_limit = 1;
+    limited_server(&cfg);
+    cli_open(&a, port);
+    cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&a, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    cli_open(&b, port);
+    cli_sendn(&b, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n", 31);
+    ck_assert_int_eq(cli_reply(&b, &r, false), -1);
+    cli_close(&b);
+    cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&a, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    cli_close(&a);
+}
+END_TEST
+
+/* A client that stalls mid-request is dropped after timeout_s (slow clients, D2). */
+START_TEST(test_idle_timeout)
+{
+    struct http_config cfg = test_config();
+    struct cli a;
+
+    cfg.timeout_s = 1;
+    limited_server(&cfg);
+    cli_open(&a, port);
+    cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n");
+    ck_assert(cli_closed(&a));
+    cli_close(&a);
+}
+END_TEST
+
+/* A port already in use is a start-up error, not a crash. */
+START_TEST(test_bind_failure)
+{
+    struct http_config cfg = test_config();
+    struct http_server *other;
+
+    limited_server(&cfg);
+    cfg.port = port;
+    other = http_server_new(&cfg);
+    ck_assert_ptr_nonnull(other);
+    ck_assert_int_eq(http_server_start(other), ST_IO);
+    ck_assert_uint_eq(http_server_port(other), 0);
+    http_server_free(other);
+}
+END_TEST
+
 static Suite *
 http_suite(void)
 {
     Suite *s = suite_create("http");
     TCase *app = tcase_create("app");
     TCase *ocsp = tcase_create("ocsp-layout");
+    TCase *limits = tcase_create("limits");
 
     tcase_add_checked_fixture(app, setup_app, teardown);
     tcase_set_timeout(app, 60);
@@ -970,6 +1066,13 @@ http_suite(void)
     tcase_add_test(ocsp, test_raw_path);
     tcase_add_test(ocsp, test_ocsp_layout);
     suite_add_tcase(s, ocsp);
+
+    tcase_add_checked_fixture(limits, setup_none, teardown);
+    tcase_set_timeout(limits, 60);
+    tcase_add_test(limits, test_per_ip_limit);
+    tcase_add_test(limits, test_idle_timeout);
+    tcase_add_test(limits, test_bind_failure);
+    suite_add_tcase(s, limits);
     return s;
 }
 

@@ -209,9 +209,20 @@ END_TEST
 START_TEST(test_bad_names)
 {
     static const char *const bad[] = {
-        "",           "1abc",          "a b",         "a-b",          "x{}",
-        "x{y}",       "x{y=z}",        "x{y=\"z\"",   "x{y=\"z\"}q",  "x{y=\"z\",}",
-        "x{1y=\"z\"}", "x{y=\"a\nb\"}", "x{y=\"\\q\"}", "x{y=\"z\"}{}",
+        "",
+        "1abc",
+        "a b",
+        "a-b",
+        "x{}",
+        "x{y}",
+        "x{y=z}",
+        "x{y=\"z\"",
+        "x{y=\"z\"}q",
+        "x{y=\"z\",}",
+        "x{1y=\"z\"}",
+        "x{y=\"a\nb\"}",
+        "x{y=\"\\q\"}",
+        "x{y=\"z\"}{}",
     };
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)

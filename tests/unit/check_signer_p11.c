@@ -879,6 +879,22 @@ START_TEST(test_token_reopen_relogin)
 }
 END_TEST
 
+/* CKR_USER_NOT_LOGGED_IN only needs a login: the session is kept. */
+START_TEST(test_token_reopen_login_only)
+{
+    struct signer_p11 *p = tok_open(2);
+    CK_SESSION_HANDLE old = p->sessions[1];
+    CK_SESSION_INFO info;
+
+    ck_assert_uint_eq(p->fn->C_Logout(p->sessions[0]), CKR_OK);
+    ck_assert_uint_eq(p11_reopen(p, 1, CKR_USER_NOT_LOGGED_IN), CKR_OK);
+    ck_assert_uint_eq(p->sessions[1], old);
+    ck_assert_uint_eq(p->fn->C_GetSessionInfo(p->sessions[0], &info), CKR_OK);
+    ck_assert_uint_eq(info.state, CKS_RO_USER_FUNCTIONS);
+    signer_p11_close(p);
+}
+END_TEST
+
 /* A key found again is checked against the certificate again: if the label now names a key
  * that does not match, signing fails instead of using it. */
 START_TEST(test_token_refind_checks_cert)
@@ -1035,6 +1051,7 @@ signer_p11_suite(void)
         tcase_add_test(tc, test_token_sign_error_health);
         tcase_add_test(tc, test_token_reopen_session);
         tcase_add_test(tc, test_token_reopen_relogin);
+        tcase_add_test(tc, test_token_reopen_login_only);
         tcase_add_test(tc, test_token_refind_checks_cert);
         tcase_add_test(tc, test_token_shared_module);
         tcase_add_test(tc, test_token_two_threads);

@@ -1,5 +1,0 @@
-build-clang/common/daemon.o: common/daemon.c common/daemon.h common/log.h
-
-common/daemon.h:
-
-common/log.h:

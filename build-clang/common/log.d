@@ -1,5 +1,0 @@
-build-clang/common/log.o: common/log.c common/log.h common/status.h
-
-common/log.h:
-
-common/status.h:

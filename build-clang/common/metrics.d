@@ -1,6 +1,0 @@
-build-clang/common/metrics.o: common/metrics.c common/metrics.h \
-  common/status.h
-
-common/metrics.h:
-
-common/status.h:

@@ -1,0 +1,664 @@
+#!/usr/bin/env bash
+#
+# test_tsad.sh: tsad end to end with real clients (openssl ts, openssl cms, curl, mdb_dump)
+# against its own chronyd (local reference), its own SoftHSM2 token and demo PKI, and its own
+# LMDB store, all in a private temp dir. RFC 3161 §2.4, §3.4; RFC 5816; STANDARDS 3.D
+# (TSP-01, -03, -06..-10, -14..-23), 3.E (TPR-03, -04, -12), 3.F (TSA-01, -17, -18), CIR-01.
+#
+#   - every TSU of the demo config (n1, rsa, q1, soft-p256, soft-rsa) with imprint hashes
+#     sha256/sha384/sha512/sha3-256: HTTP 200 + application/timestamp-reply, status granted,
+#     signature verifies (openssl ts -verify; RSA-PSS tokens with openssl cms -verify because
+#     OpenSSL's PKCS7 code cannot check PSS), policy, imprint and nonce echoed;
+#   - nonce/certReq combinations, unaccepted policies, qualified separation, token profile
+#     (accuracy, ordering, genTime, serials, ESSCertID(v2), qcStatements);
+#   - HTTP behaviour (405, 415, 413, 404, HTTP/1.0, keep-alive, chunked);
+#   - the LMDB audit log, /healthz, /metrics, and a restart on the same store.
+# A small python3 DER reader (written into the temp dir) turns responses into key=value lines.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT" || exit 1
+BUILD=${BUILD:-build}
+case "$BUILD" in
+/*) ;;
+*) BUILD="$ROOT/$BUILD" ;;
+esac
+export BUILD
+# shellcheck source=tests/lib/common.sh
+. "$ROOT/tests/lib/common.sh"
+# shellcheck source=tests/lib/chrony.sh
+. "$ROOT/tests/lib/chrony.sh"
+# shellcheck source=tests/lib/pki.sh
+. "$ROOT/tests/lib/pki.sh"
+# shellcheck source=tests/lib/tsad.sh
+. "$ROOT/tests/lib/tsad.sh"
+
+NAME=test_tsad
+TMP=$(mktemp -d)
+cleanup() {
+    tsad_stop
+    cleanup_tracked
+    chrony_stop "$TMP/chrony"
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fatal() {
+    t_fail "$1" "$2"
+    t_summary "$NAME"
+    exit 1
+}
+
+# ---- DER reader: `tsp.py resp FILE`, `tsp.py req FILE`, `tsp.py mkreq OUT k=v...`,
+# `tsp.py mdb DUMP` (mdb_dump output -> "KEYHEX JSON" lines) ----
+cat >"$TMP/tsp.py" <<'PY'
+import hashlib, sys
+
+def tlv(b, i):
+    t, l = b[i], b[i + 1]
+    i += 2
+    if l & 0x80:
+        n = l & 0x7f
+        l = int.from_bytes(b[i:i + n], 'big')
+        i += n
+    if i + l > len(b):
+        raise ValueError('truncated')
+    return t, b[i:i + l], i + l
+
+def kids(v):
+    out, i = [], 0
+    while i < len(v):
+        t, c, j = tlv(v, i)
+        out.append((t, c, v[i:j]))
+        i = j
+    return out
+
+def oid(v):
+    parts, n = [], 0
+    for c in v:
+        n = (n << 7) | (c & 0x7f)
+        if not c & 0x80:
+            parts.append(n)
+            n = 0
+    a = min(parts[0] // 40, 2)
+    return '.'.join(str(x) for x in [a, parts[0] - 40 * a] + parts[1:])
+
+def out(k, v):
+    print('%s=%s' % (k, v))
+
+def tstinfo(v):
+    f = kids(v)
+    out('tst_version', int.from_bytes(f[0][1], 'big'))
+    out('policy', oid(f[1][1]))
+    imp = kids(f[2][1])
+    alg = kids(imp[0][1])
+    out('imprint_der', f[2][2].hex())
+    out('imprint_alg', oid(alg[0][1]))
+    out('imprint_hash', imp[1][1].hex())
+    out('serial', f[3][1].hex())
+    out('gentime', f[4][1].decode())
+    opt = {t: c for t, c, raw in f[5:]}
+    out('accuracy', f[5][2].hex() if len(f) > 5 and f[5][0] == 0x30 else '')
+    out('ordering', 'present' if 0x01 in opt else 'absent')
+    out('nonce', opt[0x02].hex() if 0x02 in opt else '')
+    out('tsa', 'present' if 0xa0 in opt else 'absent')
+    exts, crit, qcs = [], 'no', []
+    for t, c, raw in (kids(opt[0xa1]) if 0xa1 in opt else []):  # [1] IMPLICIT Extensions
+        e = kids(c)
+        exts.append(oid(e[0][1]))
+        if len(e) == 3 and e[1][0] == 0x01 and e[1][1] != b'\x00':
+            crit = 'yes'
+        if oid(e[0][1]) == '1.3.6.1.5.5.7.1.3':
+            qcs += [oid(kids(s)[0][1]) for _, s, _ in kids(kids(e[-1][1])[0][1])]
+    out('ext_oids', ','.join(exts))
+    out('ext_critical', crit)
+    out('qc_statements', ','.join(qcs))
+
+def signed_data(v):
+    f = kids(v)
+    out('sd_version', int.from_bytes(f[0][1], 'big'))
+    eci = kids(f[2][1])
+    out('econtent_type', oid(eci[0][1]))
+    certs = [c for t, c, raw in f[3:] if t == 0xa0]
+    certs = kids(certs[0]) if certs else []
+    out('certs', len(certs))
+    out('cert_sha256', ','.join(hashlib.sha256(raw).hexdigest() for _, _, raw in certs))
+    sis = kids([c for t, c, raw in f[3:] if t == 0x31][0])
+    out('signer_infos', len(sis))
+    attrs = kids([c for t, c, raw in kids(sis[0][1]) if t == 0xa0][0])
+    names = []
+    for _, a, _ in attrs:
+        a = kids(a)
+        name = oid(a[0][1])
+        names.append(name)
+        if name in ('1.2.840.113549.1.9.16.2.47', '1.2.840.113549.1.9.16.2.12'):
+            val = kids(a[1][1])[0][1]              # SigningCertificate(V2)
+            cid = kids(kids(kids(val)[0][1])[0][1])  # first ESSCertID(v2)
+            key = 'essv2' if name.endswith('.47') else 'essv1'
+            out(key + '_hash', [c for t, c, raw in cid if t == 0x04][0].hex())
+            out(key + '_alg', 'present' if cid[0][0] == 0x30 else 'absent')
+            out(key + '_issuer_serial', 'present' if cid[-1][0] == 0x30 else 'absent')
+    out('attrs', ','.join(names))
+    tstinfo(kids(kids(eci[1][1])[0][1])[0][1])
+
+def resp(b):
+    t, v, end = tlv(b, 0)
+    out('trailing', len(b) - end)
+    f = kids(v)
+    st = kids(f[0][1])
+    out('status', int.from_bytes(st[0][1], 'big'))
+    fi = [c for t, c, raw in st if t == 0x03]
+    bits = [i for i in range(8 * len(fi[0]) - 8) if fi[0][1 + i // 8] & (0x80 >> i % 8)] if fi else []
+    out('failbits', ','.join(str(x) for x in bits))
+    out('token', 'present' if len(f) > 1 else 'absent')
+    if len(f) > 1:
+        out('token_sha256', hashlib.sha256(f[1][2]).hexdigest())
+        ci = kids(f[1][1])
+        out('content_type', oid(ci[0][1]))
+        signed_data(kids(ci[1][1])[0][1])
+
+def req(b):
+    f = kids(tlv(b, 0)[1])
+    out('req_imprint_der', f[1][2].hex())
+    for t, c, raw in f[2:]:
+        if t == 0x02:
+            out('req_nonce', c.hex())
+
+def enc(tag, c):
+    n = len(c)
+    if n < 128:
+        return bytes([tag, n]) + c
+    nb = n.to_bytes((n.bit_length() + 7) // 8, 'big')
+    return bytes([tag, 0x80 | len(nb)]) + nb + c
+
+def enc_oid(s):
+    p = [int(x) for x in s.split('.')]
+    body = b''
+    for n in [40 * p[0] + p[1]] + p[2:]:
+        chunk = [n & 0x7f]
+        while n > 0x7f:
+            n >>= 7
+            chunk.insert(0, 0x80 | (n & 0x7f))
+        body += bytes(chunk)
+    return enc(0x06, body)
+
+def mkreq(path, args):
+    a = dict(x.split('=', 1) for x in args)
+    alg = enc_oid(a.get('alg', '2.16.840.1.101.3.4.2.1'))
+    if a.get('params', 'null') == 'null':
+        alg += b'\x05\x00'
+    body = enc(0x02, bytes([int(a.get('version', '1'))]))
+    body += enc(0x30, enc(0x30, alg) + enc(0x04, bytes.fromhex(a.get('hash', '00' * 32))))
+    if 'policy' in a:
+        body += enc_oid(a['policy'])
+    if 'nonce' in a:
+        body += enc(0x02, bytes.fromhex(a['nonce']))
+    if a.get('certreq') == '1':
+        body += b'\x01\x01\xff'
+    open(path, 'wb').write(enc(0x30, body))
+
+def mdb(lines):
+    rows, data = [], False
+    for l in lines:
+        if l.startswith('HEADER=END'):
+            data = True
+        elif l.startswith('DATA=END'):
+            break
+        elif data:
+            rows.append(bytes.fromhex(l.strip()))
+    for k, v in zip(rows[0::2], rows[1::2]):
+        print(k.hex(), v.decode())
+
+cmd = sys.argv[1]
+if cmd == 'mkreq':
+    mkreq(sys.argv[2], sys.argv[3:])
+elif cmd == 'mdb':
+    mdb(open(sys.argv[2]).read().splitlines())
+else:
+    {'resp': resp, 'req': req}[cmd](open(sys.argv[2], 'rb').read())
+PY
+
+# ---- helpers ----
+GRANTED=0
+CT_QUERY='Content-Type: application/timestamp-query'
+
+# kv FILE KEY: value of KEY in a key=value file
+kv() {
+    sed -n "s/^$2=//p" "$1" | head -n 1
+}
+
+# post URL QUERY OUT [CURL_ARGS...]: POST the query; sets HTTP_CODE, writes OUT (body),
+# OUT.hdr (headers) and OUT.kv (parsed response when it parses); counts granted tokens.
+post() {
+    local url=$1 q=$2 o=$3
+    shift 3
+    HTTP_CODE=$(curl -s -D "$o.hdr" -o "$o" -w '%{http_code}' -H "$CT_QUERY" "$@" \
+        --data-binary @"$q" "$url") || HTTP_CODE=000
+    : >"$o.kv"
+    if [[ $HTTP_CODE == 200 ]] && python3 "$TMP/tsp.py" resp "$o" >"$o.kv" 2>/dev/null &&
+        [[ $(kv "$o.kv" status) == 0 ]]; then
+        GRANTED=$((GRANTED + 1))
+    fi
+}
+
+# query OUT [openssl ts -query ARGS...]: a request for $DOC
+query() {
+    local o=$1
+    shift
+    openssl ts -query -data "$DOC" "$@" -out "$o" 2>/dev/null
+}
+
+# expect WHAT ACTUAL WANTED: collect a mismatch into ERRS
+expect() {
+    [[ $2 == "$3" ]] || ERRS+=("$1: got '$2', want '$3'")
+}
+
+# report NAME: one result line for the ERRS collected since the last report
+report() {
+    if ((${#ERRS[@]} == 0)); then
+        t_ok "$1"
+    else
+        t_fail "$1" "$(printf '%s; ' "${ERRS[@]}")"
+    fi
+    ERRS=()
+}
+ERRS=()
+
+# verify_ts RESP QUERY: openssl ts -verify with the data and with the query file
+verify_ts() {
+    openssl ts -verify -data "$DOC" -in "$1" -CAfile "$PKI_CA_CHAIN" >/dev/null 2>&1 &&
+        openssl ts -verify -queryfile "$2" -in "$1" -CAfile "$PKI_CA_CHAIN" >/dev/null 2>&1
+}
+
+# verify_cms RESP: the token's CMS signature (RSA-PSS too) and eContent = TSTInfo
+verify_cms() {
+    local r=$1
+    openssl ts -reply -in "$r" -token_out -out "$r.tok" 2>/dev/null &&
+        openssl cms -verify -inform DER -in "$r.tok" -CAfile "$PKI_CA_CHAIN" -purpose any \
+            -out "$r.tst" >/dev/null 2>&1 &&
+        openssl asn1parse -inform DER -in "$r.tst" >/dev/null 2>&1
+}
+
+# cert_hash ALG PEM: hex digest of the DER certificate
+cert_hash() {
+    openssl x509 -in "$2" -outform DER | openssl dgst "-$1" -r | cut -d' ' -f1
+}
+
+# ---- set-up ----
+pki_demo "$TMP/pki" >/dev/null 2>&1 || fatal "demo PKI" "pki_demo failed"
+# shellcheck disable=SC1091
+. "$TMP/pki/pki.env"
+chrony_start "$TMP/chrony" local || fatal "chronyd" "chrony_start local failed"
+PORT=$(free_port) || fatal "free port" "none"
+CONF=$TMP/tsad.conf
+LOG=$TMP/tsad.log
+STORE=$TMP/store
+tsad_write_conf "$CONF" "$TMP/pki" "$PORT" "$(chrony_socket "$TMP/chrony")" "$STORE"
+tsad_start "$CONF" "$LOG" || fatal "tsad start" "$(tail -n 5 "$LOG")"
+BASE=http://127.0.0.1:$PORT
+wait_http "$BASE/healthz" 10 200 || fatal "tsad healthy" "$(curl -s "$BASE/healthz")"
+t_ok "tsad started, /healthz 200"
+DOC=$TMP/doc.txt
+printf 'integration test document %s\n' "$RANDOM" >"$DOC"
+mkdir -p "$TMP/r"
+SOFT_P256_POLICY=1.3.6.1.4.1.55555.1.11
+SOFT_RSA_POLICY=1.3.6.1.4.1.55555.1.12
+
+# ---- every TSU x imprint hash (TSP-01, TSP-07, TSP-08, TSP-09, TSP-14, TSP-15, TSP-17) ----
+# unit URL-path REQUEST-POLICY(- = none: default of the path) EXPECTED-POLICY VERIFY(ts|cms)
+UNITS=(
+    "n1 /tsa - $TSA_POLICY_N ts"
+    "rsa /tsa $TSA_POLICY_RSA $TSA_POLICY_RSA ts"
+    "q1 /tsa/qualified - $TSA_POLICY_Q ts"
+    "soft-p256 /tsa/soft - $SOFT_P256_POLICY ts"
+    "soft-rsa /tsa/soft $SOFT_RSA_POLICY $SOFT_RSA_POLICY cms"
+)
+for spec in "${UNITS[@]}"; do
+    read -r unit path rpol epol how <<<"$spec"
+    for h in sha256 sha384 sha512 sha3-256; do
+        q=$TMP/r/$unit-$h.tsq
+        r=$TMP/r/$unit-$h.tsr
+        pol=()
+        [[ $rpol != - ]] && pol=(-tspolicy "$rpol")
+        if ! query "$q" "-$h" -cert "${pol[@]}"; then
+            t_fail "$unit $h: openssl ts -query" "cannot build the query"
+            continue
+        fi
+        post "$BASE$path" "$q" "$r"
+        expect "HTTP status" "$HTTP_CODE" 200
+        expect "Content-Type" "$(sed -n 's/^Content-Type: *//Ip' "$r.hdr" | tr -d '\r')" \
+            application/timestamp-reply
+        report "$unit $h: HTTP 200, Content-Type application/timestamp-reply (TSP-01)"
+
+        python3 "$TMP/tsp.py" req "$q" >"$q.kv"
+        expect status "$(kv "$r.kv" status)" 0
+        expect policy "$(kv "$r.kv" policy)" "$epol"
+        expect "messageImprint echoed" "$(kv "$r.kv" imprint_der)" "$(kv "$q.kv" req_imprint_der)"
+        expect "imprint = $h(doc)" "$(kv "$r.kv" imprint_hash)" \
+            "$(openssl dgst "-$h" -r "$DOC" | cut -d' ' -f1)"
+        expect nonce "$(kv "$r.kv" nonce)" "$(kv "$q.kv" req_nonce)"
+        report "$unit $h: granted, policy $epol (TSP-08), imprint (TSP-07) and nonce (TSP-09) echoed"
+
+        expect ContentInfo "$(kv "$r.kv" content_type)" 1.2.840.113549.1.7.2
+        expect eContentType "$(kv "$r.kv" econtent_type)" 1.2.840.113549.1.9.16.1.4
+        expect "SignedData version" "$(kv "$r.kv" sd_version)" 3
+        expect signerInfos "$(kv "$r.kv" signer_infos)" 1
+        expect "TSTInfo version" "$(kv "$r.kv" tst_version)" 1
+        expect "trailing bytes" "$(kv "$r.kv" trailing)" 0
+        report "$unit $h: ContentInfo/SignedData v3/one SignerInfo/TSTInfo v1 (TSP-14, TSP-15, TSP-17)"
+
+        if [[ $how == ts ]]; then
+            t_check "$unit $h: openssl ts -verify (data and query file)" verify_ts "$r" "$q"
+        else
+            t_check "$unit $h: openssl cms -verify of the RSA-PSS token" verify_cms "$r"
+        fi
+    done
+done
+
+# openssl cms -verify must be able to fail: a token with one flipped signature byte
+tamper_fails() {
+    local r=$TMP/r/soft-rsa-sha256.tsr
+    openssl ts -reply -in "$r" -token_out -out "$TMP/t.der" 2>/dev/null || return 1
+    python3 - "$TMP/t.der" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+b[-10] ^= 1
+open(sys.argv[1], 'wb').write(b)
+PY
+    ! openssl cms -verify -inform DER -in "$TMP/t.der" -CAfile "$PKI_CA_CHAIN" -purpose any \
+        -out /dev/null >/dev/null 2>&1
+}
+t_check "a tampered RSA-PSS token fails openssl cms -verify" tamper_fails
+
+# n1 with its policy named explicitly (TSP-08)
+query "$TMP/r/n1-explicit.tsq" -sha256 -cert -tspolicy "$TSA_POLICY_N"
+post "$BASE/tsa" "$TMP/r/n1-explicit.tsq" "$TMP/r/n1-explicit.tsr"
+expect status "$(kv "$TMP/r/n1-explicit.tsr.kv" status)" 0
+expect policy "$(kv "$TMP/r/n1-explicit.tsr.kv" policy)" "$TSA_POLICY_N"
+report "n1 policy requested explicitly: granted with that policy (TSP-08)"
+
+# ---- nonce (TSP-09) and certReq (TSP-10) ----
+query "$TMP/r/nononce.tsq" -sha256 -no_nonce -cert
+post "$BASE/tsa" "$TMP/r/nononce.tsq" "$TMP/r/nononce.tsr"
+expect status "$(kv "$TMP/r/nononce.tsr.kv" status)" 0
+expect "nonce in token" "$(kv "$TMP/r/nononce.tsr.kv" nonce)" ""
+report "request without nonce: token has no nonce (TSP-09)"
+t_check "no-nonce token verifies" verify_ts "$TMP/r/nononce.tsr" "$TMP/r/nononce.tsq"
+
+# nonces of 20 and 32 bytes with the top bit set (INTEGER with a leading 00), echoed exactly
+for n in 20 32; do
+    nonce=00$(openssl rand -hex "$n" | sed 's/^./f/')
+    python3 "$TMP/tsp.py" mkreq "$TMP/r/nonce$n.tsq" "nonce=$nonce" \
+        "hash=$(openssl dgst -sha256 -r "$DOC" | cut -d' ' -f1)" certreq=1
+    post "$BASE/tsa" "$TMP/r/nonce$n.tsq" "$TMP/r/nonce$n.tsr"
+    expect status "$(kv "$TMP/r/nonce$n.tsr.kv" status)" 0
+    expect nonce "$(kv "$TMP/r/nonce$n.tsr.kv" nonce)" "$nonce"
+    report "$n-byte nonce with the top bit set echoed byte for byte (TSP-09)"
+done
+
+# asn1parse view of SignedData: certificates are the `cont [ 0 ]` at depth 3 (TSP-10)
+asn1_has_certs() {
+    openssl ts -reply -in "$1" -token_out -out "$1.tok" 2>/dev/null &&
+        openssl asn1parse -inform DER -in "$1.tok" | grep -Eq 'd=3 +hl=[0-9]+ +l= *[0-9]+ cons: cont \[ 0 \]'
+}
+query "$TMP/r/nocert.tsq" -sha256
+post "$BASE/tsa" "$TMP/r/nocert.tsq" "$TMP/r/nocert.tsr"
+r=$TMP/r/n1-sha256.tsr
+n1_sha256=$(cert_hash sha256 "$TSU_N_CERT")
+expect "status with certReq" "$(kv "$r.kv" status)" 0
+expect "certificates with certReq" "$(kv "$r.kv" certs)" 2
+[[ ,$(kv "$r.kv" cert_sha256), == *",$n1_sha256,"* ]] || ERRS+=("TSU certificate not in the set")
+asn1_has_certs "$r" || ERRS+=("asn1parse shows no certificates [0]")
+report "certReq TRUE: SignedData.certificates holds the TSU cert and its CA (TSP-10)"
+expect "status without certReq" "$(kv "$TMP/r/nocert.tsr.kv" status)" 0
+expect "certificates without certReq" "$(kv "$TMP/r/nocert.tsr.kv" certs)" 0
+asn1_has_certs "$TMP/r/nocert.tsr" && ERRS+=("asn1parse shows certificates [0]")
+report "certReq absent: no certificates field in SignedData (TSP-10)"
+cat "$TSU_N_CERT" "$PKI_TSACA_CERT" >"$TMP/untrusted.pem"
+t_check "token without certificates verifies with the certificates given by the client" \
+    openssl ts -verify -data "$DOC" -in "$TMP/r/nocert.tsr" -CAfile "$PKI_ROOT_CERT" \
+    -untrusted "$TMP/untrusted.pem"
+
+# ---- unaccepted policies (TSP-08, TSA-17) ----
+# reject_policy NAME PATH POLICY
+reject_policy() {
+    local o=$TMP/r/pol-$1
+    query "$o.tsq" -sha256 -tspolicy "$3"
+    post "$BASE$2" "$o.tsq" "$o.tsr"
+    expect "HTTP status" "$HTTP_CODE" 200
+    expect status "$(kv "$o.tsr.kv" status)" 2
+    expect failInfo "$(kv "$o.tsr.kv" failbits)" 15
+    expect token "$(kv "$o.tsr.kv" token)" absent
+    openssl ts -reply -in "$o.tsr" -text 2>/dev/null |
+        grep -q 'Failure info: the requested TSA policy is not supported' ||
+        ERRS+=("openssl ts -reply -text does not show unacceptedPolicy")
+}
+reject_policy unknown /tsa 1.3.6.1.4.1.55555.9.9
+report "unknown policy on /tsa: rejection, failInfo unacceptedPolicy (TSP-08)"
+reject_policy q-on-tsa /tsa "$TSA_POLICY_Q"
+report "qualified policy sent to /tsa: unacceptedPolicy (TSA-17)"
+reject_policy n-on-qualified /tsa/qualified "$TSA_POLICY_N"
+report "n1 policy sent to /tsa/qualified: unacceptedPolicy (TSA-17)"
+reject_policy rsa-on-soft /tsa/soft "$TSA_POLICY_RSA"
+report "policy of another path sent to /tsa/soft: unacceptedPolicy (TSA-17)"
+
+# ---- token profile over every granted token of the matrix ----
+# mkeach FIELD-CHECK: run "check UNIT HASH KVFILE" over the 20 matrix tokens
+mkeach() {
+    local spec unit h
+    for spec in "${UNITS[@]}"; do
+        read -r unit _ <<<"$spec"
+        for h in sha256 sha384 sha512 sha3-256; do
+            "$1" "$unit" "$h" "$TMP/r/$unit-$h.tsr.kv"
+        done
+    done
+}
+check_accuracy() {
+    local acc
+    case $1 in
+    n1 | q1) acc=3003800164 ;;    # 100 ms: millis [0] 100
+    soft-p256) acc=3004800201f4 ;; # 500 ms: millis [0] 500
+    *) acc=3003020101 ;;           # 1 s: seconds 1
+    esac
+    expect "$1 $2 accuracy" "$(kv "$3" accuracy)" "$acc"
+    expect "$1 $2 ordering" "$(kv "$3" ordering)" absent
+}
+mkeach check_accuracy
+report "accuracy always present, as configured, zero parts omitted (TPR-04, TSP-20, TSA-01); ordering absent (TSP-21)"
+check_gentime() {
+    local g
+    g=$(kv "$3" gentime)
+    [[ $g =~ ^[0-9]{14}(\.[0-9]*[1-9])?Z$ ]] || ERRS+=("$1 $2 genTime '$g'")
+    # TPR-03: 100 ms accuracy -> at most 2 fraction digits (one more than needed)
+    [[ $1 != n1 && $1 != q1 ]] || [[ $g =~ ^[0-9]{14}(\.[0-9]{1,2})?Z$ ]] ||
+        ERRS+=("$1 $2 genTime digits '$g'")
+}
+mkeach check_gentime
+report "genTime matches ^\\d{14}(\\.\\d*[1-9])?Z\$ in every token (TSP-19, TPR-03)"
+check_extensions() {
+    if [[ $1 == q1 ]]; then
+        expect "q1 $2 extensions" "$(kv "$3" ext_oids)" 1.3.6.1.5.5.7.1.3
+        expect "q1 $2 qcStatements" "$(kv "$3" qc_statements)" 0.4.0.19422.1.1
+        expect "q1 $2 extension critical" "$(kv "$3" ext_critical)" no
+    else
+        expect "$1 $2 extensions" "$(kv "$3" ext_oids)" ""
+    fi
+}
+mkeach check_extensions
+report "qualified tokens carry qcStatements esi4-qtstStatement-1, not critical; others no extensions (CIR-01, TPR-12, TPR-06, TSA-17)"
+check_tsa_name() {
+    if [[ $1 == soft-rsa ]]; then
+        expect "soft-rsa $2 tsa field (tsa_name = no)" "$(kv "$3" tsa)" absent
+    else
+        expect "$1 $2 tsa field" "$(kv "$3" tsa)" present
+    fi
+}
+mkeach check_tsa_name
+report "tsa field present except where tsa_name = no (TSP-22)"
+
+# genTime close to the local clock (chronyd -x does not touch it; generous bound)
+g=$(kv "$TMP/r/n1-sha256.tsr.kv" gentime)
+gt=$(date -u -d "${g:0:4}-${g:4:2}-${g:6:2} ${g:8:2}:${g:10:2}:${g:12:2}" +%s 2>/dev/null) || gt=0
+now=$(date -u +%s)
+if ((gt > now - 300 && gt <= now + 1)); then
+    t_ok "genTime is the current UTC time (TSA-03)"
+else
+    t_fail "genTime is the current UTC time (TSA-03)" "genTime $g vs now $(date -u +%Y%m%d%H%M%S)"
+fi
+
+# ---- serials: 20 requests, all distinct, positive, 64+ bits (TSP-18) ----
+query "$TMP/r/serial.tsq" -sha256
+serials=()
+for i in $(seq 1 20); do
+    post "$BASE/tsa" "$TMP/r/serial.tsq" "$TMP/r/serial$i.tsr"
+    s=$(kv "$TMP/r/serial$i.tsr.kv" serial)
+    serials+=("$s")
+    [[ ${#s} -ge 16 && ${s:0:1} =~ [0-7] ]] || ERRS+=("serial '$s' short or negative")
+    (( ${#s} <= 40 )) || ERRS+=("serial '$s' longer than 160 bits")
+done
+expect "distinct serials" "$(printf '%s\n' "${serials[@]}" | sort -u | grep -c .)" 20
+report "20 tokens: 20 distinct positive serials of 64..160 bits (TSP-18)"
+
+# ---- ESSCertID(v2) (TSP-16, TPR-07) ----
+f=$TMP/r/n1-sha256.tsr.kv
+expect "n1 ESSCertIDv2 certHash" "$(kv "$f" essv2_hash)" "$n1_sha256"
+expect "n1 ESSCertIDv2 hashAlgorithm (DEFAULT sha256 omitted)" "$(kv "$f" essv2_alg)" absent
+expect "n1 issuerSerial" "$(kv "$f" essv2_issuer_serial)" present
+[[ ,$(kv "$f" attrs), == *,1.2.840.113549.1.9.16.2.12,* ]] && ERRS+=("n1 has a v1 signingCertificate")
+[[ ,$(kv "$f" attrs), == *,1.2.840.113549.1.9.3,* && ,$(kv "$f" attrs), == *,1.2.840.113549.1.9.4,* ]] ||
+    ERRS+=("n1 signedAttrs lack content-type/message-digest: $(kv "$f" attrs)")
+report "n1: SigningCertificateV2 certHash = SHA-256 of the TSU cert DER, hashAlgorithm omitted (TSP-16)"
+f=$TMP/r/rsa-sha256.tsr.kv
+[[ ,$(kv "$f" attrs), == *,1.2.840.113549.1.9.16.2.12,* ]] || ERRS+=("rsa lacks signingCertificate v1")
+[[ ,$(kv "$f" attrs), == *,1.2.840.113549.1.9.16.2.47,* ]] || ERRS+=("rsa lacks signingCertificateV2")
+expect "rsa ESSCertID certHash (SHA-1)" "$(kv "$f" essv1_hash)" "$(cert_hash sha1 "$TSU_RSA_CERT")"
+expect "rsa ESSCertIDv2 certHash" "$(kv "$f" essv2_hash)" "$(cert_hash sha256 "$TSU_RSA_CERT")"
+report "rsa (ess_cert_id_v1 = yes): SigningCertificate and SigningCertificateV2 both name the TSU cert (TSP-16)"
+
+# ---- TSP-06: the imprint is not inspected beyond its length; TSP-07 parameters absent ----
+python3 "$TMP/tsp.py" mkreq "$TMP/r/zero.tsq" "hash=$(printf '00%.0s' $(seq 32))"
+post "$BASE/tsa" "$TMP/r/zero.tsq" "$TMP/r/zero.tsr"
+expect status "$(kv "$TMP/r/zero.tsr.kv" status)" 0
+report "all-zero 32-byte SHA-256 imprint is granted (TSP-06)"
+python3 "$TMP/tsp.py" mkreq "$TMP/r/noparams.tsq" params=absent "hash=$(openssl rand -hex 32)"
+python3 "$TMP/tsp.py" req "$TMP/r/noparams.tsq" >"$TMP/r/noparams.tsq.kv"
+post "$BASE/tsa" "$TMP/r/noparams.tsq" "$TMP/r/noparams.tsr"
+expect status "$(kv "$TMP/r/noparams.tsr.kv" status)" 0
+expect imprint "$(kv "$TMP/r/noparams.tsr.kv" imprint_der)" \
+    "$(kv "$TMP/r/noparams.tsq.kv" req_imprint_der)"
+report "SHA-256 AlgorithmIdentifier without NULL parameters echoed byte for byte (TSP-07)"
+
+# TSP-23: nothing identifying the requester in the token
+tok_has_ip() {
+    openssl ts -reply -in "$TMP/r/n1-sha256.tsr" -token_out -out "$TMP/ip.der" 2>/dev/null &&
+        ! grep -aq '127\.0\.0\.1' "$TMP/ip.der" && ! grep -aq "$(printf '\x7f\x00\x00\x01')" "$TMP/ip.der"
+}
+t_check "the token does not carry the client address (TSP-23)" tok_has_ip
+
+# ---- HTTP behaviour (TSP-01, TSP-02) ----
+code() {
+    curl -s -o /dev/null -w '%{http_code}' "$@"
+}
+Q=$TMP/r/n1-sha256.tsq
+expect "GET /tsa" "$(code "$BASE/tsa")" 405
+report "GET /tsa -> 405"
+expect "POST text/plain" "$(code -H 'Content-Type: text/plain' --data-binary @"$Q" "$BASE/tsa")" 415
+report "POST with Content-Type text/plain -> 415"
+head -c 20000 /dev/urandom >"$TMP/big.bin"
+expect "20000-byte body" "$(code -H "$CT_QUERY" --data-binary @"$TMP/big.bin" "$BASE/tsa")" 413
+report "body larger than max_body (16k) -> 413"
+expect "unknown path" "$(code -H "$CT_QUERY" --data-binary @"$Q" "$BASE/nope")" 404
+report "POST to an unknown path -> 404"
+post "$BASE/tsa" "$Q" "$TMP/r/http10.tsr" --http1.0
+expect "HTTP/1.0 status" "$HTTP_CODE" 200
+expect "HTTP/1.0 PKIStatus" "$(kv "$TMP/r/http10.tsr.kv" status)" 0
+report "HTTP/1.0 request granted"
+post "$BASE/tsa" "$Q" "$TMP/r/chunked.tsr" -H 'Transfer-Encoding: chunked'
+expect "chunked status" "$HTTP_CODE" 200
+expect "chunked PKIStatus" "$(kv "$TMP/r/chunked.tsr.kv" status)" 0
+report "chunked request body granted"
+conns=$(curl -s -H "$CT_QUERY" --data-binary @"$Q" -w '%{http_code}:%{num_connects} ' \
+    -o "$TMP/r/ka1.tsr" -o "$TMP/r/ka2.tsr" "$BASE/tsa" "$BASE/tsa")
+expect "two requests, one connection" "$conns" "200:1 200:0 "
+for k in ka1 ka2; do
+    python3 "$TMP/tsp.py" resp "$TMP/r/$k.tsr" >"$TMP/r/$k.tsr.kv" 2>/dev/null
+    expect "$k PKIStatus" "$(kv "$TMP/r/$k.tsr.kv" status)" 0
+    [[ $(kv "$TMP/r/$k.tsr.kv" status) == 0 ]] && GRANTED=$((GRANTED + 1))
+done
+report "keep-alive: second request reuses the connection, both granted"
+
+# ---- audit log in LMDB (TSA-18, DESIGN D5) ----
+audit_dump() {
+    mdb_dump -s tsa_audit "$STORE" >"$TMP/dump.txt" 2>"$TMP/dump.err" &&
+        python3 "$TMP/tsp.py" mdb "$TMP/dump.txt" >"$TMP/audit.txt"
+}
+if audit_dump; then
+    expect "audit records" "$(grep -c . "$TMP/audit.txt")" "$GRANTED"
+    report "audit log holds one record per granted token ($GRANTED) (TSA-18)"
+    r=$TMP/r/n1-sha256.tsr
+    serial=$(printf '%032s' "$(kv "$r.kv" serial)" | tr ' ' 0)
+    rec=$(awk -v k="$serial" '$1 == k { sub(/^[^ ]* /, ""); print }' "$TMP/audit.txt")
+    if [[ -z $rec ]]; then
+        t_fail "audit record of an n1 token" "no record keyed by serial $serial"
+    else
+        openssl ts -reply -in "$r" -token_out -out "$TMP/tok.der" 2>/dev/null
+        expect "record serial" "$(jq -r .serial <<<"$rec")" "$serial"
+        expect "record imprint" "$(jq -r .imprint <<<"$rec")" "$(kv "$r.kv" imprint_hash)"
+        expect "record client" "$(jq -r .client <<<"$rec")" 127.0.0.1
+        expect "record tsu" "$(jq -r .tsu <<<"$rec")" n1
+        expect "record policy" "$(jq -r .policy <<<"$rec")" "$TSA_POLICY_N"
+        expect "record token_sha256" "$(jq -r .token_sha256 <<<"$rec")" \
+            "$(sha256sum "$TMP/tok.der" | cut -d' ' -f1)"
+        expect "record clock verdict" "$(jq -r .clock.verdict <<<"$rec")" ok
+        report "audit record: keyed by serial, imprint, client 127.0.0.1, token_sha256 of the token bytes"
+    fi
+    # every token of the matrix has its record with the right token hash
+    for f in "$TMP"/r/*-sha*.tsr.kv; do
+        [[ $(kv "$f" status) == 0 ]] || continue
+        s=$(printf '%032s' "$(kv "$f" serial)" | tr ' ' 0)
+        h=$(awk -v k="$s" '$1 == k { sub(/^[^ ]* /, ""); print }' "$TMP/audit.txt" |
+            jq -r .token_sha256 2>/dev/null)
+        expect "token_sha256 of $(basename "$f" .tsr.kv)" "$h" "$(kv "$f" token_sha256)"
+    done
+    report "every matrix token has an audit record with its token_sha256"
+else
+    t_fail "mdb_dump of the live store" "$(cat "$TMP/dump.err")"
+fi
+
+# ---- /healthz and /metrics ----
+hz=$(curl -s -w '\n%{http_code}' "$BASE/healthz")
+expect "/healthz HTTP" "$(tail -n 1 <<<"$hz")" 200
+expect "/healthz status" "$(head -n -1 <<<"$hz" | jq -r .status 2>/dev/null)" ok
+report "/healthz 200 with \"status\":\"ok\""
+tokens=$(curl -s "$BASE/metrics" | awk '$1 == "tsa_tokens_total" { print $2 }')
+expect tsa_tokens_total "$tokens" "$GRANTED"
+report "/metrics tsa_tokens_total equals the number of granted tokens ($GRANTED)"
+rej=$(curl -s "$BASE/metrics" | awk '$1 == "tsa_rejections_total{reason=\"unacceptedPolicy\"}" { print $2 }')
+expect "unacceptedPolicy rejections" "$rej" 4
+report "/metrics counts the 4 unacceptedPolicy rejections"
+
+# ---- restart on the same store: records kept, serials new (TSP-18) ----
+before=$GRANTED
+tsad_stop
+if grep -q 'AUDIT event=service_stop' "$LOG"; then t_ok "clean stop logged (AUDIT service_stop)"; else
+    t_fail "clean stop logged" "no AUDIT event=service_stop in the log"
+fi
+tsad_start "$CONF" "$LOG" && wait_http "$BASE/healthz" 10 200 ||
+    fatal "tsad restart" "$(tail -n 5 "$LOG")"
+query "$TMP/r/after.tsq" -sha256 -cert
+post "$BASE/tsa" "$TMP/r/after.tsq" "$TMP/r/after.tsr"
+expect "after restart" "$(kv "$TMP/r/after.tsr.kv" status)" 0
+t_check "token after restart verifies" verify_ts "$TMP/r/after.tsr" "$TMP/r/after.tsq"
+if audit_dump; then
+    expect "records after restart" "$(grep -c . "$TMP/audit.txt")" "$((before + 1))"
+    s=$(printf '%032s' "$(kv "$TMP/r/after.tsr.kv" serial)" | tr ' ' 0)
+    expect "new serial recorded once" "$(awk -v k="$s" '$1 == k' "$TMP/audit.txt" | grep -c .)" 1
+    expect "earlier record kept" "$(awk -v k="$serial" '$1 == k' "$TMP/audit.txt" | grep -c .)" 1
+    [[ " ${serials[*]} " == *" $(kv "$TMP/r/after.tsr.kv" serial) "* ]] &&
+        ERRS+=("serial after restart repeats an earlier one")
+else
+    ERRS+=("mdb_dump failed: $(cat "$TMP/dump.err")")
+fi
+report "restart on the same store: earlier audit records kept, new serial distinct (TSP-18)"
+
+t_summary "$NAME"

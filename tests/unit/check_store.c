@@ -1,0 +1,587 @@
+/*
+ * check_store: unit suite of common/store, the LMDB environment of a daemon (DESIGN D4). Runs
+ * against a real LMDB environment in a fresh temp directory per test: named databases, reads
+ * copied out of the map, no-overwrite puts (the serial-collision guard behind TSP-18 and
+ * TSA-18/19 audit records), walks in key order, transaction abort and durability across
+ * reopen, read-only opening.
+ */
+#include "common/log.h"
+#include "common/status.h"
+#include "common/store.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAP (8u << 20)
+
+static const char *const db_names[] = {"serials", "audit", "meta"};
+static char dir[64];
+static struct store *st;
+
+static void
+remove_tree(const char *d)
+{
+    DIR *dh = opendir(d);
+    struct dirent *e;
+    char p[512];
+
+    if (dh == NULL)
+        return;
+    while ((e = readdir(dh)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
+        unlink(p);
+    }
+    closedir(dh);
+    rmdir(d);
+}
+
+static void
+setup_store(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/check_store.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    st = store_open(dir, MAP, db_names, 3, false);
+    ck_assert_ptr_nonnull(st);
+}
+
+static void
+teardown_store(void)
+{
+    store_close(st);
+    st = NULL;
+    remove_tree(dir);
+}
+
+/* Put key=val in db in its own committed transaction. */
+static void
+put1(int db, const char *key, const char *val)
+{
+    struct store_txn *t = NULL;
+
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, db, key, strlen(key), val, strlen(val), false), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+}
+
+START_TEST(test_open_named_dbs)
+{
+    struct stat sb;
+
+    ck_assert_int_eq(store_db(st, "serials"), 0);
+    ck_assert_int_eq(store_db(st, "audit"), 1);
+    ck_assert_int_eq(store_db(st, "meta"), 2);
+    ck_assert_int_eq(store_db(st, "nosuch"), -1);
+    ck_assert_int_eq(store_db(st, ""), -1);
+    ck_assert_int_eq(stat(dir, &sb), 0);
+    ck_assert_int_eq(access(dir, F_OK), 0);
+}
+END_TEST
+
+START_TEST(test_open_creates_dir)
+{
+    char sub[128];
+    struct store *s2;
+
+    snprintf(sub, sizeof(sub), "%s/sub", dir);
+    s2 = store_open(sub, MAP, db_names, 1, false);
+    ck_assert_ptr_nonnull(s2);
+    store_close(s2);
+    remove_tree(sub);
+    /* a parent that does not exist: NULL, not a crash */
+    snprintf(sub, sizeof(sub), "%s/no/such/dir", dir);
+    ck_assert_ptr_null(store_open(sub, MAP, db_names, 1, false));
+}
+END_TEST
+
+START_TEST(test_put_get_copy)
+{
+    int db = store_db(st, "serials");
+    char buf[32];
+    size_t len = 0;
+
+    put1(db, "k1", "value-one");
+    memset(buf, 'x', sizeof(buf));
+    ck_assert_int_eq(store_get(st, db, "k1", 2, buf, sizeof(buf), &len), ST_OK);
+    ck_assert_uint_eq(len, 9);
+    ck_assert_mem_eq(buf, "value-one", 9);
+    ck_assert_int_eq(buf[9], 'x'); /* nothing written past the value */
+    /* the same key in another database is another entry */
+    ck_assert_int_eq(store_get(st, store_db(st, "audit"), "k1", 2, buf, sizeof(buf), &len),
+                     ST_NOTFOUND);
+}
+END_TEST
+
+START_TEST(test_binary_keys)
+{
+    int db = store_db(st, "serials");
+    struct store_txn *t = NULL;
+    const uint8_t k[16] = {0x7f, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9};
+    const uint8_t v[4] = {0, 1, 0, 2};
+    uint8_t out[8];
+    size_t len = 0;
+
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, db, k, sizeof(k), v, sizeof(v), true), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ck_assert_int_eq(store_get(st, db, k, sizeof(k), out, sizeof(out), &len), ST_OK);
+    ck_assert_uint_eq(len, 4);
+    ck_assert_mem_eq(out, v, 4);
+    /* a prefix of the key is another key */
+    ck_assert_int_eq(store_get(st, db, k, 15, out, sizeof(out), &len), ST_NOTFOUND);
+}
+END_TEST
+
+START_TEST(test_no_overwrite)
+{
+    /* TSP-18: a serial is written with no_overwrite; a collision leaves the first record */
+    int db = store_db(st, "serials");
+    struct store_txn *t = NULL;
+    char buf[32];
+    size_t len = 0;
+
+    put1(db, "serial", "first");
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, db, "serial", 6, "second", 6, true), ST_EXISTS);
+    ck_assert_int_eq(store_txn_put(t, db, "other", 5, "x", 1, true), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ck_assert_int_eq(store_get(st, db, "serial", 6, buf, sizeof(buf), &len), ST_OK);
+    ck_assert_uint_eq(len, 5);
+    ck_assert_mem_eq(buf, "first", 5);
+    /* without no_overwrite the value is replaced */
+    put1(db, "serial", "third!");
+    ck_assert_int_eq(store_get(st, db, "serial", 6, buf, sizeof(buf), &len), ST_OK);
+    ck_assert_uint_eq(len, 6);
+    ck_assert_mem_eq(buf, "third!", 6);
+}
+END_TEST
+
+START_TEST(test_get_missing)
+{
+    int db = store_db(st, "meta");
+    char buf[8];
+    size_t len = 1234;
+    uint8_t *val = (uint8_t *)buf;
+
+    ck_assert_int_eq(store_get(st, db, "nope", 4, buf, sizeof(buf), &len), ST_NOTFOUND);
+    ck_assert_int_eq(store_get_alloc(st, db, "nope", 4, &val, &len), ST_NOTFOUND);
+    ck_assert_ptr_null(val);
+}
+END_TEST
+
+START_TEST(test_get_small_buffer)
+{
+    int db = store_db(st, "meta");
+    char buf[4] = {'a', 'b', 'c', 'd'};
+    size_t len = 0;
+
+    put1(db, "k", "0123456789");
+    ck_assert_int_eq(store_get(st, db, "k", 1, buf, sizeof(buf), &len), ST_INVALID);
+    ck_assert_uint_eq(len, 10); /* the full length, to size a retry */
+    ck_assert_mem_eq(buf, "abcd", 4);
+    len = 0;
+    ck_assert_int_eq(store_get(st, db, "k", 1, NULL, 0, &len), ST_INVALID);
+    ck_assert_uint_eq(len, 10);
+}
+END_TEST
+
+START_TEST(test_get_alloc)
+{
+    int db = store_db(st, "audit");
+    uint8_t *val = NULL;
+    size_t len = 0;
+    struct store_txn *t = NULL;
+
+    put1(db, "rec", "{\"v\":1}");
+    ck_assert_int_eq(store_get_alloc(st, db, "rec", 3, &val, &len), ST_OK);
+    ck_assert_ptr_nonnull(val);
+    ck_assert_uint_eq(len, 7);
+    ck_assert_mem_eq(val, "{\"v\":1}", 7);
+    free(val);
+    /* an empty value */
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, db, "empty", 5, "", 0, false), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    val = NULL;
+    len = 99;
+    ck_assert_int_eq(store_get_alloc(st, db, "empty", 5, &val, &len), ST_OK);
+    ck_assert_ptr_nonnull(val);
+    ck_assert_uint_eq(len, 0);
+    free(val);
+}
+END_TEST
+
+START_TEST(test_count)
+{
+    int db = store_db(st, "serials");
+    size_t n = 99;
+    char k[16];
+    struct store_txn *t = NULL;
+
+    ck_assert_int_eq(store_count(st, db, &n), ST_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    for (int i = 0; i < 250; i++) {
+        snprintf(k, sizeof(k), "key%04d", i);
+        ck_assert_int_eq(store_txn_put(t, db, k, strlen(k), k, strlen(k), true), ST_OK);
+    }
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ck_assert_int_eq(store_count(st, db, &n), ST_OK);
+    ck_assert_uint_eq(n, 250);
+    ck_assert_int_eq(store_count(st, store_db(st, "audit"), &n), ST_OK);
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+struct walk_log {
+    char keys[16][16];
+    size_t n;
+    size_t stop_after; /* 0: never stop */
+};
+
+static bool
+walk_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct walk_log *w = ctx;
+
+    ck_assert_uint_lt(w->n, 16);
+    ck_assert_uint_lt(klen, 16);
+    memcpy(w->keys[w->n], key, klen);
+    w->keys[w->n][klen] = '\0';
+    /* values are the key upper-cased */
+    ck_assert_uint_eq(vlen, klen);
+    ck_assert_int_eq(((const char *)val)[0], w->keys[w->n][0] - 'a' + 'A');
+    w->n++;
+    return w->stop_after == 0 || w->n < w->stop_after;
+}
+
+static void
+put_walk_keys(void)
+{
+    /* inserted out of order; LMDB keeps byte order: "a" < "ab" < "b" < "ba" < "c" */
+    static const char *const keys[] = {"c", "ab", "ba", "a", "b"};
+    static const char *const vals[] = {"C", "AB", "BA", "A", "B"};
+    int db = store_db(st, "meta");
+    struct store_txn *t = NULL;
+
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    for (size_t i = 0; i < 5; i++)
+        ck_assert_int_eq(store_txn_put(t, db, keys[i], strlen(keys[i]), vals[i],
+                                       strlen(vals[i]), false),
+                         ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+}
+
+START_TEST(test_walk_order)
+{
+    struct walk_log w = {0};
+
+    put_walk_keys();
+    ck_assert_int_eq(store_walk(st, store_db(st, "meta"), NULL, 0, walk_collect, &w), ST_OK);
+    ck_assert_uint_eq(w.n, 5);
+    ck_assert_str_eq(w.keys[0], "a");
+    ck_assert_str_eq(w.keys[1], "ab");
+    ck_assert_str_eq(w.keys[2], "b");
+    ck_assert_str_eq(w.keys[3], "ba");
+    ck_assert_str_eq(w.keys[4], "c");
+}
+END_TEST
+
+START_TEST(test_walk_stop_and_start)
+{
+    struct walk_log w = {0};
+    int db = store_db(st, "meta");
+
+    put_walk_keys();
+    w.stop_after = 2;
+    ck_assert_int_eq(store_walk(st, db, NULL, 0, walk_collect, &w), ST_OK);
+    ck_assert_uint_eq(w.n, 2);
+    ck_assert_str_eq(w.keys[1], "ab");
+    /* from an existing key */
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(store_walk(st, db, "b", 1, walk_collect, &w), ST_OK);
+    ck_assert_uint_eq(w.n, 3);
+    ck_assert_str_eq(w.keys[0], "b");
+    ck_assert_str_eq(w.keys[2], "c");
+    /* from a key that is absent: the next one up */
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(store_walk(st, db, "bb", 2, walk_collect, &w), ST_OK);
+    ck_assert_uint_eq(w.n, 1);
+    ck_assert_str_eq(w.keys[0], "c");
+    /* past the end, and an empty database: no calls */
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(store_walk(st, db, "d", 1, walk_collect, &w), ST_OK);
+    ck_assert_uint_eq(w.n, 0);
+    ck_assert_int_eq(store_walk(st, store_db(st, "audit"), NULL, 0, walk_collect, &w), ST_OK);
+    ck_assert_uint_eq(w.n, 0);
+}
+END_TEST
+
+START_TEST(test_txn_abort)
+{
+    int db = store_db(st, "serials");
+    struct store_txn *t = NULL;
+    const void *v = NULL;
+    size_t vl = 0, n = 9;
+    char buf[8];
+
+    put1(db, "kept", "1");
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, db, "gone", 4, "2", 1, true), ST_OK);
+    ck_assert_int_eq(store_txn_del(t, db, "kept", 4), ST_OK);
+    /* visible inside the transaction */
+    ck_assert_int_eq(store_txn_get(t, db, "gone", 4, &v, &vl), ST_OK);
+    ck_assert_uint_eq(vl, 1);
+    ck_assert_mem_eq(v, "2", 1);
+    ck_assert_int_eq(store_txn_get(t, db, "kept", 4, &v, &vl), ST_NOTFOUND);
+    store_txn_abort(t);
+    store_txn_abort(NULL);
+    ck_assert_int_eq(store_get(st, db, "gone", 4, buf, sizeof(buf), &vl), ST_NOTFOUND);
+    ck_assert_int_eq(store_get(st, db, "kept", 4, buf, sizeof(buf), &vl), ST_OK);
+    ck_assert_int_eq(store_count(st, db, &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+}
+END_TEST
+
+START_TEST(test_txn_del)
+{
+    int db = store_db(st, "serials");
+    struct store_txn *t = NULL;
+    char buf[8];
+    size_t len;
+
+    put1(db, "k", "v");
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_del(t, db, "k", 1), ST_OK);
+    ck_assert_int_eq(store_txn_del(t, db, "k", 1), ST_NOTFOUND);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ck_assert_int_eq(store_get(st, db, "k", 1, buf, sizeof(buf), &len), ST_NOTFOUND);
+}
+END_TEST
+
+START_TEST(test_read_txn)
+{
+    int db = store_db(st, "serials");
+    struct store_txn *t = NULL;
+    const void *v = NULL;
+    size_t vl = 0;
+
+    put1(db, "k", "value");
+    ck_assert_int_eq(store_txn_begin(st, false, &t), ST_OK);
+    ck_assert_int_eq(store_txn_get(t, db, "k", 1, &v, &vl), ST_OK);
+    ck_assert_uint_eq(vl, 5);
+    ck_assert_mem_eq(v, "value", 5);
+    /* a read transaction cannot write */
+    ck_assert_int_ne(store_txn_put(t, db, "x", 1, "y", 1, false), ST_OK);
+    store_txn_abort(t);
+}
+END_TEST
+
+START_TEST(test_reopen_persists)
+{
+    int db = store_db(st, "audit");
+    char buf[16];
+    size_t len = 0, n = 0;
+
+    put1(db, "a", "persisted");
+    store_close(st);
+    st = store_open(dir, MAP, db_names, 3, false);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(store_get(st, store_db(st, "audit"), "a", 1, buf, sizeof(buf), &len),
+                     ST_OK);
+    ck_assert_uint_eq(len, 9);
+    ck_assert_mem_eq(buf, "persisted", 9);
+    ck_assert_int_eq(store_count(st, store_db(st, "serials"), &n), ST_OK);
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+START_TEST(test_reopen_other_order)
+{
+    /* databases are found by name, not by position */
+    static const char *const other[] = {"meta", "audit"};
+    char buf[16];
+    size_t len = 0;
+
+    put1(store_db(st, "audit"), "a", "A");
+    store_close(st);
+    st = store_open(dir, MAP, other, 2, false);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(store_db(st, "audit"), 1);
+    ck_assert_int_eq(store_db(st, "serials"), -1);
+    ck_assert_int_eq(store_get(st, 1, "a", 1, buf, sizeof(buf), &len), ST_OK);
+    ck_assert_mem_eq(buf, "A", 1);
+}
+END_TEST
+
+START_TEST(test_readonly)
+{
+    struct store *ro;
+    struct store_txn *t = NULL;
+    char buf[16];
+    size_t len = 0;
+    static const char *const unknown[] = {"serials", "never_created"};
+
+    put1(store_db(st, "serials"), "s", "1");
+    store_close(st);
+    st = NULL;
+    ro = store_open(dir, MAP, db_names, 3, true);
+    ck_assert_ptr_nonnull(ro);
+    ck_assert_int_eq(store_get(ro, store_db(ro, "serials"), "s", 1, buf, sizeof(buf), &len),
+                     ST_OK);
+    ck_assert_mem_eq(buf, "1", 1);
+    ck_assert_int_ne(store_txn_begin(ro, true, &t), ST_OK);
+    ck_assert_ptr_null(t);
+    store_close(ro);
+    /* read-only: a database that was never created cannot be opened */
+    ck_assert_ptr_null(store_open(dir, MAP, unknown, 2, true));
+    /* read-only on a directory that holds no environment */
+    {
+        char empty[128];
+
+        snprintf(empty, sizeof(empty), "%s/empty", dir);
+        ck_assert_int_eq(mkdir(empty, 0700), 0);
+        ck_assert_ptr_null(store_open(empty, MAP, db_names, 3, true));
+        rmdir(empty);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_db_index)
+{
+    struct store_txn *t = NULL;
+    char buf[8];
+    size_t len = 0, n = 0;
+    uint8_t *val = NULL;
+    const void *v;
+    struct walk_log w = {0};
+
+    ck_assert_int_eq(store_get(st, -1, "k", 1, buf, sizeof(buf), &len), ST_INVALID);
+    ck_assert_int_eq(store_get(st, 3, "k", 1, buf, sizeof(buf), &len), ST_INVALID);
+    ck_assert_int_eq(store_get_alloc(st, -1, "k", 1, &val, &len), ST_INVALID);
+    ck_assert_int_eq(store_count(st, 7, &n), ST_INVALID);
+    ck_assert_int_eq(store_walk(st, -1, NULL, 0, walk_collect, &w), ST_INVALID);
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, store_db(st, "nosuch"), "k", 1, "v", 1, false),
+                     ST_INVALID);
+    ck_assert_int_eq(store_txn_get(t, 3, "k", 1, &v, &len), ST_INVALID);
+    ck_assert_int_eq(store_txn_del(t, -1, "k", 1), ST_INVALID);
+    store_txn_abort(t);
+}
+END_TEST
+
+START_TEST(test_too_many_dbs)
+{
+    const char *many[17];
+
+    for (int i = 0; i < 17; i++)
+        many[i] = "x";
+    ck_assert_ptr_null(store_open(dir, MAP, many, 17, false));
+}
+END_TEST
+
+START_TEST(test_usage)
+{
+    size_t used = 0, map = 0;
+    char big[4096];
+    char k[16];
+    struct store_txn *t = NULL;
+    size_t before;
+
+    ck_assert_int_eq(store_usage(st, &used, &map), ST_OK);
+    ck_assert_uint_eq(map, MAP);
+    ck_assert_uint_gt(used, 0);
+    before = used;
+    memset(big, 'b', sizeof(big));
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    for (int i = 0; i < 64; i++) {
+        snprintf(k, sizeof(k), "%d", i);
+        ck_assert_int_eq(store_txn_put(t, 0, k, strlen(k), big, sizeof(big), false), ST_OK);
+    }
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ck_assert_int_eq(store_usage(st, &used, &map), ST_OK);
+    ck_assert_uint_ge(used, before + 64 * sizeof(big));
+    ck_assert_uint_le(used, map);
+}
+END_TEST
+
+START_TEST(test_map_full)
+{
+    /* a write that does not fit the map fails cleanly and commits nothing */
+    struct store *small;
+    struct store_txn *t = NULL;
+    char sub[128];
+    static char big[64 * 1024];
+    char k[16];
+    int rc = ST_OK, i;
+    size_t n = 99;
+
+    snprintf(sub, sizeof(sub), "%s/small", dir);
+    small = store_open(sub, 1u << 20, db_names, 1, false);
+    ck_assert_ptr_nonnull(small);
+    ck_assert_int_eq(store_txn_begin(small, true, &t), ST_OK);
+    for (i = 0; i < 64 && rc == ST_OK; i++) {
+        snprintf(k, sizeof(k), "%d", i);
+        rc = store_txn_put(t, 0, k, strlen(k), big, sizeof(big), false);
+    }
+    ck_assert_int_eq(rc, ST_STORE);
+    store_txn_abort(t);
+    ck_assert_int_eq(store_count(small, 0, &n), ST_OK);
+    ck_assert_uint_eq(n, 0);
+    store_close(small);
+    remove_tree(sub);
+}
+END_TEST
+
+static Suite *
+store_suite(void)
+{
+    Suite *s = suite_create("store");
+    TCase *tc = tcase_create("lmdb");
+
+    tcase_add_checked_fixture(tc, setup_store, teardown_store);
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, test_open_named_dbs);
+    tcase_add_test(tc, test_open_creates_dir);
+    tcase_add_test(tc, test_put_get_copy);
+    tcase_add_test(tc, test_binary_keys);
+    tcase_add_test(tc, test_no_overwrite);
+    tcase_add_test(tc, test_get_missing);
+    tcase_add_test(tc, test_get_small_buffer);
+    tcase_add_test(tc, test_get_alloc);
+    tcase_add_test(tc, test_count);
+    tcase_add_test(tc, test_walk_order);
+    tcase_add_test(tc, test_walk_stop_and_start);
+    tcase_add_test(tc, test_txn_abort);
+    tcase_add_test(tc, test_txn_del);
+    tcase_add_test(tc, test_read_txn);
+    tcase_add_test(tc, test_reopen_persists);
+    tcase_add_test(tc, test_reopen_other_order);
+    tcase_add_test(tc, test_readonly);
+    tcase_add_test(tc, test_bad_db_index);
+    tcase_add_test(tc, test_too_many_dbs);
+    tcase_add_test(tc, test_usage);
+    tcase_add_test(tc, test_map_full);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(store_suite());
+    int failed;
+
+    /* failures the tests provoke are logged at err: keep the output readable */
+    log_init("check_store", LOG_LVL_ERR);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
