@@ -8,6 +8,7 @@
 #include "common/status.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <math.h>
@@ -182,7 +183,7 @@ config_uint(const char *v, unsigned long long min, unsigned long long max,
     char *end = NULL;
     unsigned long long x;
 
-    if (*v == '\0' || *v == '-' || *v == '+')
+    if (*v == '\0' || *v == '-' || *v == '+' || isspace((unsigned char)*v))
         return ST_INVALID;
     errno = 0;
     x = strtoull(v, &end, 10);
@@ -203,7 +204,7 @@ config_duration(const char *v, double *seconds)
     char *end = NULL;
     double x;
 
-    if (*v == '\0' || *v == '-' || *v == '+')
+    if (*v == '\0' || *v == '-' || *v == '+' || isspace((unsigned char)*v))
         return ST_INVALID;
     errno = 0;
     x = strtod(v, &end);
@@ -225,7 +226,7 @@ config_size(const char *v, size_t *out)
     unsigned long long x;
     unsigned shift = 0;
 
-    if (*v == '\0' || *v == '-' || *v == '+')
+    if (*v == '\0' || *v == '-' || *v == '+' || isspace((unsigned char)*v))
         return ST_INVALID;
     errno = 0;
     x = strtoull(v, &end, 10);

@@ -292,7 +292,8 @@ der_set_of(struct der *d, uint8_t tag, struct der_item *items, size_t n)
 {
     size_t mark;
 
-    qsort(items, n, sizeof(*items), der_item_cmp);
+    if (n > 1) /* qsort() wants a non-NULL base even for 0 items */
+        qsort(items, n, sizeof(*items), der_item_cmp);
     mark = der_begin(d, tag);
     for (size_t i = 0; i < n; i++)
         der_raw(d, items[i].p, items[i].n);

@@ -230,8 +230,10 @@ tsa_new_unit(struct tsa_parse *tp, const char *section, const struct config_pos 
     struct tsa_config *c = tp->cfg;
     const char *name = section + 4;
 
-    if (*name == '\0' || strlen(name) >= sizeof(c->units[0].name))
-        return config_error(tp->p, pos, "[tsu NAME]: a name is needed");
+    if (*name == '\0' || strlen(name) >= sizeof(c->units[0].name) ||
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+            strlen(name))
+        return config_error(tp->p, pos, "[tsu NAME]: NAME is 1..63 of A-Z a-z 0-9 . _ -");
     for (size_t i = 0; i < c->n_units; i++)
         if (strcmp(c->units[i].name, name) == 0)
             return config_error(tp->p, pos, "[tsu %s] appears twice", name);
