@@ -573,7 +573,7 @@ END_TEST
 
 START_TEST(test_tsa_units_named)
 {
-    expect_error("[tsu ]\npolicy = 1.2.3.4\n", "<string>:2: ", "a name is needed");
+    expect_error("[tsu ]\npolicy = 1.2.3.4\n", "<string>:2: ", "NAME is 1..63");
     expect_error(UNIT_A "[server]\nthreads = 2\n" UNIT_A, "<string>:9: ", "appears twice");
 }
 END_TEST
