@@ -42,6 +42,7 @@ struct signer {
     pthread_mutex_t now_lock;
     struct signer_worker workers[SIGNER_MAX_WORKERS];
     atomic_bool healthy;
+    bool started;
 };
 
 static const uint8_t digalg_der[][13] = {
@@ -219,11 +220,24 @@ signer_key_new(struct signer *s, const char *name, X509 *cert, enum signer_schem
     return k;
 }
 
-static void
+static int signer_key_test(struct signer *s, struct signer_key *k);
+
+/* Link a new key; keys added after signer_start() are self-tested first. */
+static int
 signer_key_link(struct signer *s, struct signer_key *k)
 {
+    bool started;
+
+    pthread_mutex_lock(&s->lock);
+    started = s->started;
+    pthread_mutex_unlock(&s->lock);
+    if (started && signer_key_test(s, k) != ST_OK)
+        return ST_CRYPTO;
+    pthread_mutex_lock(&s->lock);
     k->next = s->keys;
     s->keys = k;
+    pthread_mutex_unlock(&s->lock);
+    return ST_OK;
 }
 
 struct signer_key *
@@ -247,7 +261,11 @@ signer_add_p11_key(struct signer *s, const char *label, X509 *cert, enum signer_
         free(k);
         return NULL;
     }
-    signer_key_link(s, k);
+    if (signer_key_link(s, k) != ST_OK) {
+        EVP_PKEY_free(k->pub);
+        free(k);
+        return NULL;
+    }
     return k;
 }
 
@@ -276,7 +294,8 @@ signer_add_soft_key(struct signer *s, const char *pem_path, X509 *cert,
         log_err("signer: key %s does not match its certificate", pem_path);
         goto fail;
     }
-    signer_key_link(s, k);
+    if (signer_key_link(s, k) != ST_OK)
+        goto fail;
     return k;
 fail:
     EVP_PKEY_free(k->soft);
@@ -433,11 +452,11 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
 /* Sign a fixed digest with each key and verify it with the certificate's public key: a key
  * that cannot sign, or signs wrongly, is an error at start and not at the first request. */
 static int
-signer_self_test(struct signer *s)
+signer_key_test(struct signer *s, struct signer_key *k)
 {
     struct signer_job job;
 
-    for (struct signer_key *k = s->keys; k != NULL; k = k->next) {
+    {
         memset(&job, 0, sizeof(job));
         job.key = k;
         job.digest_len = signer_hash_len(k->hash);
@@ -453,6 +472,15 @@ signer_self_test(struct signer *s)
             return ST_CRYPTO;
         }
     }
+    return ST_OK;
+}
+
+static int
+signer_self_test(struct signer *s)
+{
+    for (struct signer_key *k = s->keys; k != NULL; k = k->next)
+        if (signer_key_test(s, k) != ST_OK)
+            return ST_CRYPTO;
     return ST_OK;
 }
 
@@ -473,6 +501,9 @@ signer_start(struct signer *s)
         }
         s->workers[i].started = true;
     }
+    pthread_mutex_lock(&s->lock);
+    s->started = true;
+    pthread_mutex_unlock(&s->lock);
     log_info("signer: %u worker(s), queue %u, batch %u, backend %s", s->cfg.workers,
              s->cfg.queue_max, s->cfg.batch_max, s->p11 != NULL ? "pkcs11+software" : "software");
     return ST_OK;

@@ -345,8 +345,10 @@ tsa_load_units(struct tsa_service *s)
         struct tsa_unit *u = &s->units[i];
         X509 *cert;
 
-        if (tsa_unit_load(u, uc) != ST_OK)
+        if (tsa_unit_load(u, uc) != ST_OK) {
+            tsa_unit_clear(u); /* not yet counted in n_units: tsa_service_free skips it */
             return ST_CONFIG;
+        }
         s->n_units = i + 1;
         cert = u->cert;
         if (uc->key_label[0] != '\0')

@@ -377,6 +377,34 @@ expect status "$(kv "$TMP/r/n1-explicit.tsr.kv" status)" 0
 expect policy "$(kv "$TMP/r/n1-explicit.tsr.kv" policy)" "$TSA_POLICY_N"
 report "n1 policy requested explicitly: granted with that policy (TSP-08)"
 
+# n1 with the other SHA-3 imprints the demo config accepts (ALG-01)
+for h in sha3-384 sha3-512; do
+    query "$TMP/r/n1-x$h.tsq" "-$h" -cert
+    post "$BASE/tsa" "$TMP/r/n1-x$h.tsq" "$TMP/r/n1-x$h.tsr"
+    expect status "$(kv "$TMP/r/n1-x$h.tsr.kv" status)" 0
+    verify_ts "$TMP/r/n1-x$h.tsr" "$TMP/r/n1-x$h.tsq" || ERRS+=("does not verify")
+    report "n1 $h imprint: granted and verifies (ALG-01)"
+done
+
+# TPR-01: every combination of reqPolicy, nonce and certReq is served
+combos=0
+for pol in "" "-tspolicy $TSA_POLICY_N"; do
+    for non in -no_nonce ""; do
+        for crt in "" -cert; do
+            q=$TMP/r/combo$combos.tsq
+            # shellcheck disable=SC2086 # the options are meant to split
+            query "$q" -sha256 $pol $non $crt
+            post "$BASE/tsa" "$q" "${q%.tsq}.tsr"
+            [[ $(kv "${q%.tsq}.tsr.kv" status) == 0 ]] || ERRS+=("'$pol $non $crt' not granted")
+            if [[ -n $crt ]]; then
+                verify_ts "${q%.tsq}.tsr" "$q" || ERRS+=("'$pol $non $crt' does not verify")
+            fi
+            combos=$((combos + 1))
+        done
+    done
+done
+report "all 8 combinations of reqPolicy, nonce and certReq granted (TPR-01)"
+
 # ---- nonce (TSP-09) and certReq (TSP-10) ----
 query "$TMP/r/nononce.tsq" -sha256 -no_nonce -cert
 post "$BASE/tsa" "$TMP/r/nononce.tsq" "$TMP/r/nononce.tsr"
@@ -397,9 +425,12 @@ for n in 20 32; do
 done
 
 # asn1parse view of SignedData: certificates are the `cont [ 0 ]` at depth 3 (TSP-10)
+# (output captured first: `| grep -q` under pipefail fails when the writer gets SIGPIPE)
 asn1_has_certs() {
+    local dump
     openssl ts -reply -in "$1" -token_out -out "$1.tok" 2>/dev/null &&
-        openssl asn1parse -inform DER -in "$1.tok" | grep -Eq 'd=3 +hl=[0-9]+ +l= *[0-9]+ cons: cont \[ 0 \]'
+        dump=$(openssl asn1parse -inform DER -in "$1.tok") &&
+        grep -Eq 'd=3 +hl=[0-9]+ +l= *[0-9]+ cons: cont \[ 0 \]' <<<"$dump"
 }
 query "$TMP/r/nocert.tsq" -sha256
 post "$BASE/tsa" "$TMP/r/nocert.tsq" "$TMP/r/nocert.tsr"
@@ -429,8 +460,8 @@ reject_policy() {
     expect status "$(kv "$o.tsr.kv" status)" 2
     expect failInfo "$(kv "$o.tsr.kv" failbits)" 15
     expect token "$(kv "$o.tsr.kv" token)" absent
-    openssl ts -reply -in "$o.tsr" -text 2>/dev/null |
-        grep -q 'Failure info: the requested TSA policy is not supported' ||
+    grep -q 'Failure info: the requested TSA policy is not supported' \
+        <<<"$(openssl ts -reply -in "$o.tsr" -text 2>/dev/null)" ||
         ERRS+=("openssl ts -reply -text does not show unacceptedPolicy")
 }
 reject_policy unknown /tsa 1.3.6.1.4.1.55555.9.9
@@ -643,7 +674,7 @@ tsad_stop
 if grep -q 'AUDIT event=service_stop' "$LOG"; then t_ok "clean stop logged (AUDIT service_stop)"; else
     t_fail "clean stop logged" "no AUDIT event=service_stop in the log"
 fi
-tsad_start "$CONF" "$LOG" && wait_http "$BASE/healthz" 10 200 ||
+{ tsad_start "$CONF" "$LOG" && wait_http "$BASE/healthz" 10 200; } ||
     fatal "tsad restart" "$(tail -n 5 "$LOG")"
 query "$TMP/r/after.tsq" -sha256 -cert
 post "$BASE/tsa" "$TMP/r/after.tsq" "$TMP/r/after.tsr"

@@ -63,7 +63,7 @@ ask() {
         echo granted
     elif grep -q '^Status: Rejected' <<<"$text" &&
         grep -q "^Failure info: the TSA's time source is not available$" <<<"$text" &&
-        grep -A1 '^TST info:' <<<"$text" | grep -q 'Not included'; then
+        [[ $text == *$'TST info:\nNot included'* ]]; then
         echo timeNotAvailable
     else
         echo "other: $(grep -E '^(Status|Failure info)' <<<"$text" | tr '\n' ' ')"

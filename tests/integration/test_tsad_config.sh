@@ -78,6 +78,8 @@ conf_error() {
     run_tsad "$TMP/e.out" -n -c "$f"
     if ((RC == 0 || RC == 124)); then
         t_fail "$name" "exit status $RC"
+    elif grep -Eq 'Sanitizer|runtime error' "$TMP/e.out"; then # BUILD=build-asan
+        t_fail "$name" "sanitizer report: $(grep -Em2 'SUMMARY|runtime error' "$TMP/e.out")"
     elif ! grep -Eq "^tsad: $f:$line: .*$msg" "$TMP/e.out"; then
         t_fail "$name" "message '$(tail -n 1 "$TMP/e.out")' lacks '$f:$line: ...$msg'"
     else
@@ -152,6 +154,8 @@ refused() {
         t_fail "$name" "no '$4' in: $(grep -E 'err|tsad:' "$TMP/x.out" | tail -n 2 | tr '\n' ' ')"
     elif grep -q 'AUDIT event=service_start' "$TMP/x.out"; then
         t_fail "$name" "the service started"
+    elif grep -Eq 'Sanitizer|runtime error' "$TMP/x.out"; then # BUILD=build-asan
+        t_fail "$name" "sanitizer report: $(grep -Em2 'SUMMARY|runtime error' "$TMP/x.out")"
     else
         t_ok "$name"
     fi
@@ -189,6 +193,8 @@ pin_case() {
         t_fail "$1" "no '$3' in: $(grep -E 'err|tsad:' "$TMP/pin.out" | tail -n 2 | tr '\n' ' ')"
     elif grep -q "$(cat "$PKI_P11_PIN_FILE")" "$TMP/pin.out"; then
         t_fail "$1" "the log shows the PIN"
+    elif grep -Eq 'Sanitizer|runtime error' "$TMP/pin.out"; then # BUILD=build-asan
+        t_fail "$1" "sanitizer report: $(grep -Em2 'SUMMARY|runtime error' "$TMP/pin.out")"
     else
         t_ok "$1"
     fi
@@ -211,7 +217,7 @@ ask() {
     text=$(openssl ts -reply -in "$TMP/r.tsr" -text 2>/dev/null)
     if grep -q '^Status: Granted' <<<"$text"; then
         echo granted
-    elif ! grep -A1 '^TST info:' <<<"$text" | grep -q 'Not included'; then
+    elif ! [[ $text == *$'TST info:\nNot included'* ]]; then
         echo "rejection-with-token"
     elif grep -q '^Failure info: the request cannot be handled due to system failure$' <<<"$text"; then
         echo systemFailure

@@ -140,8 +140,46 @@ def nest(path, depth):
         inner = enc(0x30, inner)
     open(path, 'wb').write(inner)
 
+def http_post(q):
+    return ('POST /tsa HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/timestamp-query\r\n'
+            'Content-Length: %d\r\n\r\n' % len(q)).encode() + q
+
+def abort(port, q, n, rst):
+    """n clients that send a whole request and go away at once (RST when rst)."""
+    import socket, struct
+    for _ in range(n):
+        s = socket.create_connection(('127.0.0.1', port))
+        if rst:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+        s.sendall(http_post(q))
+        s.close()
+
+def pipeline(port, q, n):
+    """n requests written back to back on one connection; prints the number of 200 answers."""
+    import socket
+    s = socket.create_connection(('127.0.0.1', port))
+    s.settimeout(10)
+    s.sendall(http_post(q) * n)
+    data = b''
+    try:
+        while data.count(b'HTTP/1.1 200 OK') < n:
+            d = s.recv(65536)
+            if not d:
+                break
+            data += d
+    except OSError:
+        pass
+    s.close()
+    print(data.count(b'HTTP/1.1 200 OK'))
+
 cmd = sys.argv[1]
-if cmd == 'resp':
+if cmd in ('abort', 'pipeline'):
+    q = open(sys.argv[3], 'rb').read()
+    if cmd == 'abort':
+        abort(int(sys.argv[2]), q, int(sys.argv[4]), sys.argv[5] == 'rst')
+    else:
+        pipeline(int(sys.argv[2]), q, int(sys.argv[4]))
+elif cmd == 'resp':
     resp(open(sys.argv[2], 'rb').read())
 elif cmd == 'mkreq':
     mkreq(sys.argv[2], sys.argv[3:])
@@ -369,6 +407,31 @@ fi
 for fd in "${SLOW_FDS[@]}"; do exec {fd}>&-; done
 SLOW_FDS=()
 
+# ---- clients that vanish while their request is being signed; pipelined requests ----
+python3 "$TMP/der.py" abort "$PORT" "$GOOD" 100 close
+t_check "100 clients that close right after sending: a good request is still granted" alive
+python3 "$TMP/der.py" abort "$PORT" "$GOOD" 100 rst
+t_check "100 clients that reset right after sending: a good request is still granted" alive
+n=$(python3 "$TMP/der.py" pipeline "$PORT" "$GOOD" 5)
+if [[ $n == 5 ]]; then t_ok "5 pipelined requests on one connection: 5 answers 200"; else
+    t_fail "5 pipelined requests on one connection: 5 answers 200" "got '$n'"
+fi
+# metric_le NAME MAX: poll /metrics until NAME <= MAX (connections are reaped asynchronously)
+metric_le() {
+    local v deadline=$((SECONDS + 15))
+    while ((SECONDS <= deadline)); do
+        v=$(curl -s "$BASE/metrics" | awk -v n="$1" '$1 == n { print $2 }')
+        [[ $v =~ ^[0-9]+$ ]] && ((v <= $2)) && return 0
+        sleep 0.2
+    done
+    echo "$1 = '$v'"
+    return 1
+}
+t_check "no suspended request left behind (http_suspended_requests 0)" \
+    metric_le http_suspended_requests 0
+t_check "no connection left behind (http_connections <= 1, the metrics request)" \
+    metric_le http_connections 1
+
 # ---- the daemon is still the one we started, healthy, and counted the hostile input ----
 if kill -0 "$TSAD_PID" 2>/dev/null; then t_ok "tsad survived the battery"; else
     t_fail "tsad survived the battery" "process $TSAD_PID is gone; $(tail -n 5 "$LOG")"
@@ -378,8 +441,15 @@ bdf=$(curl -s "$BASE/metrics" | awk '$1 == "tsa_rejections_total{reason=\"badDat
 if [[ $bdf =~ ^[0-9]+$ ]] && ((bdf >= 12)); then t_ok "metrics count badDataFormat rejections ($bdf)"; else
     t_fail "metrics count badDataFormat rejections" "tsa_rejections_total{reason=\"badDataFormat\"} = '$bdf'"
 fi
-if grep -Eq 'AddressSanitizer|runtime error|Assertion|Segmentation' "$LOG"; then
-    t_fail "no sanitizer or assertion report in the log" "$(grep -Em3 'AddressSanitizer|runtime error|Assertion|Segmentation' "$LOG")"
+# a clean stop; with a sanitizer build (BUILD=build-asan) its reports land in the log
+pid=$TSAD_PID
+tsad_stop
+wait "$pid" 2>/dev/null
+if grep -q 'AUDIT event=service_stop' "$LOG"; then t_ok "clean shutdown after the battery"; else
+    t_fail "clean shutdown after the battery" "$(tail -n 3 "$LOG")"
+fi
+if grep -Eq 'Sanitizer|runtime error|Assertion|Segmentation' "$LOG"; then
+    t_fail "no sanitizer or assertion report in the log" "$(grep -Em3 'Sanitizer|runtime error|Assertion|Segmentation' "$LOG")"
 else
     t_ok "no sanitizer or assertion report in the log"
 fi

@@ -1,0 +1,49 @@
+/*
+ * ocsp_config: the schema of ocspd.conf (also read by ocspctl for the store path and the
+ * PKCS#11 settings), parsed with common/config and validated completely at start (DESIGN D8).
+ * Every key is documented in conf/ocspd.conf. Issuers are not configured here: they live in
+ * the store and are managed with `ocspctl issuer add`.
+ */
+#ifndef OCSP_OCSP_CONFIG_H
+#define OCSP_OCSP_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ocsp_config {
+    char file[PATH_MAX];
+    /* [server] */
+    char listen_host[64];
+    uint16_t listen_port;
+    unsigned threads;
+    size_t max_body;
+    unsigned max_connections;
+    unsigned per_ip_limit;
+    unsigned timeout_s;
+    char base_path[128];     /* POST and GET served under this path ("/" by default) */
+    /* [log] */
+    int log_level;
+    /* [store] */
+    char store_dir[PATH_MAX];
+    size_t map_size;
+    /* [signer] */
+    char p11_module[PATH_MAX];
+    char p11_token[64];
+    char p11_pin_file[PATH_MAX];
+    unsigned workers;
+    unsigned queue_max;
+    unsigned batch_max;
+    /* [ocsp] */
+    double refresh_interval; /* seconds between refresher scans */
+    double refresh_margin;   /* re-sign when less than this fraction of validity is left, 0..1 */
+    double max_age;          /* upper bound of Cache-Control max-age (seconds) */
+    unsigned max_certids;    /* CertIDs per request (<= OCSP_MAX_CERTIDS) */
+};
+
+/* Parse and validate. ST_OK, or ST_CONFIG with "file:line: message" in err. */
+int ocsp_config_load(struct ocsp_config *cfg, const char *path, char *err, size_t errlen);
+int ocsp_config_load_string(struct ocsp_config *cfg, const char *text, char *err, size_t errlen);
+
+#endif

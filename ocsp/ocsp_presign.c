@@ -1,0 +1,106 @@
+/*
+ * ocsp_presign: pre-signing every known certificate's response (see ocsp_presign.h).
+ */
+#include "ocsp/ocsp_presign.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "ocsp/ocsp_responder.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PRESIGN_CHUNK 1024
+
+struct presign_ctx {
+    struct ocsp_responder *r;
+    const uint8_t *issuer_id;
+    struct ocsp_change *buf;
+    size_t n;
+    size_t stored;
+    int st;
+};
+
+static void
+presign_flush(struct presign_ctx *pc)
+{
+    size_t count = 0;
+
+    if (pc->n == 0)
+        return;
+    if (ocsp_responder_resign(pc->r, pc->buf, pc->n, &count) != ST_OK)
+        pc->st = ST_ERR;
+    pc->stored += count;
+    pc->n = 0;
+}
+
+static bool
+presign_serial(void *ctx, const uint8_t *serial, size_t serial_len, const struct ocsp_status *st)
+{
+    struct presign_ctx *pc = ctx;
+    struct ocsp_change *c = &pc->buf[pc->n];
+
+    (void)st;
+    if (serial_len > sizeof(c->serial))
+        return true;
+    memcpy(c->issuer_id, pc->issuer_id, OCSP_ISSUER_ID_LEN);
+    memcpy(c->serial, serial, serial_len);
+    c->serial_len = serial_len;
+    if (++pc->n == PRESIGN_CHUNK)
+        presign_flush(pc);
+    return true;
+}
+
+struct issuer_pick {
+    const char *name;
+    uint8_t ids[OCSP_MAX_ISSUERS][OCSP_ISSUER_ID_LEN];
+    size_t n;
+};
+
+static bool
+presign_pick(void *ctx, const struct ocsp_issuer_rec *rec)
+{
+    struct issuer_pick *ip = ctx;
+
+    if ((ip->name == NULL || strcmp(ip->name, rec->name) == 0) && ip->n < OCSP_MAX_ISSUERS)
+        memcpy(ip->ids[ip->n++], rec->id, OCSP_ISSUER_ID_LEN);
+    return true;
+}
+
+int
+ocsp_presign_run(const struct ocsp_config *cfg, struct ocsp_store *st, const char *issuer_name,
+                 size_t *count)
+{
+    struct issuer_pick ip = {.name = issuer_name, .n = 0};
+    struct presign_ctx pc = {0};
+    struct ocsp_responder *r = NULL;
+    int rc = ST_OK;
+
+    *count = 0;
+    if ((rc = ocsp_store_issuer_walk(st, presign_pick, &ip)) != ST_OK)
+        return rc;
+    if (ip.n == 0) {
+        log_err("presign: no issuer%s%s in the store", issuer_name ? " named " : "",
+                issuer_name ? issuer_name : "");
+        return ST_NOTFOUND;
+    }
+    r = ocsp_responder_new(cfg, st, true);
+    pc.buf = calloc(PRESIGN_CHUNK, sizeof(*pc.buf));
+    if (r == NULL || pc.buf == NULL) {
+        rc = r == NULL ? ST_CONFIG : ST_NOMEM;
+        goto out;
+    }
+    pc.r = r;
+    for (size_t i = 0; i < ip.n; i++) {
+        pc.issuer_id = ip.ids[i];
+        rc = ocsp_store_status_walk(st, ip.ids[i], presign_serial, &pc);
+        if (rc != ST_OK)
+            goto out;
+        presign_flush(&pc);
+    }
+    rc = pc.st;
+    *count = pc.stored;
+out:
+    free(pc.buf);
+    ocsp_responder_free(r);
+    return rc;
+}

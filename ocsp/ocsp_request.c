@@ -1,0 +1,413 @@
+/*
+ * ocsp_request: OCSPRequest parsing and checks (RFC 6960 §4.1.1, §4.1.2, §4.4.1; RFC 9654 §2.1
+ * nonce; RFC 9919 §2.1) and the GET form's decoding (RFC 6960 App. A.1; RFC 9919 §5).
+ * STANDARDS OCSP-02, OCSP-03, OCSP-10, OCSP-17, OCSP-23, OCSP-24, OCSP-27.
+ *
+ * OpenSSL's d2i_OCSP_REQUEST does the structural parse; the request must then re-encode to the
+ * exact bytes received (strict DER), so every CertID re-encoded by i2d_OCSP_CERTID is the
+ * client's own bytes. Hostile input is only reported through *why (the caller logs it with the
+ * request id); OpenSSL's error queue is drained at debug level.
+ */
+#include "ocsp/ocsp_request.h"
+#include "common/der.h"
+#include "common/log.h"
+
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/ocsp.h>
+#include <openssl/x509.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define OCSP_MALFORMED 1
+
+/* CertID hash algorithms we serve (OCSP-11: SHA-1 and SHA-256 required, SHA-384/512 too). */
+static const struct {
+    int nid;
+    enum ocsp_hash hash;
+    size_t len;
+} ocsp_req_hashes[] = {
+    {NID_sha1, OCSP_HASH_SHA1, 20},
+    {NID_sha256, OCSP_HASH_SHA256, 32},
+    {NID_sha384, OCSP_HASH_SHA384, 48},
+    {NID_sha512, OCSP_HASH_SHA512, 64},
+};
+
+/* Strict DER: the parsed request must re-encode to exactly the input. */
+static bool
+ocsp_request_is_der(OCSP_REQUEST *req, const uint8_t *der, size_t len)
+{
+    unsigned char *re = NULL;
+    int n = i2d_OCSP_REQUEST(req, &re);
+    bool same = n > 0 && (size_t)n == len && memcmp(re, der, len) == 0;
+
+    OPENSSL_free(re);
+    return same;
+}
+
+/*
+ * TBSRequest.version [0] EXPLICIT INTEGER DEFAULT v1(0). OpenSSL has no accessor for it, so
+ * walk the (already validated) DER: OCSPRequest { TBSRequest { [0] version?, ... } }. An
+ * explicit v1 is tolerated (some clients encode the DEFAULT); any other value is refused.
+ */
+static bool
+ocsp_request_version_ok(const uint8_t *der, size_t len)
+{
+    static const uint8_t v1[] = {0x02, 0x01, 0x00};
+    const uint8_t *p = der, *c;
+    size_t cl;
+    uint8_t tag;
+
+    if (!der_read(&p, der + len, &tag, &c, &cl) || tag != DER_SEQUENCE)
+        return false;
+    p = c;
+    if (!der_read(&p, c + cl, &tag, &c, &cl) || tag != DER_SEQUENCE)
+        return false;
+    p = c;
+    if (!der_read(&p, c + cl, &tag, &c, &cl))
+        return false;
+    if (tag != DER_CTX_CONS(0))
+        return true; /* version absent: v1 */
+    return cl == sizeof(v1) && memcmp(c, v1, sizeof(v1)) == 0;
+}
+
+/* Extensions other than the nonce: unknown non-critical ones are ignored, unknown critical
+ * ones refused (OCSP-23; documented behaviour: malformedRequest). */
+static bool
+ocsp_ext_acceptable(X509_EXTENSION *ext)
+{
+    return !X509_EXTENSION_get_critical(ext);
+}
+
+/* An extension type may appear once in an Extensions list (RFC 5280 §4.2). */
+static bool
+ocsp_ext_is_repeated(X509_EXTENSION *ext, X509_EXTENSION *const *seen, int n)
+{
+    const ASN1_OBJECT *o = X509_EXTENSION_get_object(ext);
+
+    for (int i = 0; i < n; i++)
+        if (OBJ_cmp(o, X509_EXTENSION_get_object(seen[i])) == 0)
+            return true;
+    return false;
+}
+
+static int
+ocsp_check_single_exts(OCSP_ONEREQ *one, const char **why)
+{
+    int n = OCSP_ONEREQ_get_ext_count(one);
+
+    for (int i = 0; i < n; i++) {
+        X509_EXTENSION *ext = OCSP_ONEREQ_get_ext(one, i);
+
+        if (ext == NULL || !ocsp_ext_acceptable(ext)) {
+            *why = "unknown critical singleRequestExtension (RFC 6960 §4.1.2)";
+            return OCSP_MALFORMED;
+        }
+    }
+    return 0;
+}
+
+/* Serial INTEGER: non-negative, magnitude of at most 20 octets (RFC 5280 §4.1.2.2), kept as
+ * its DER content octets (the store's key form). */
+static int
+ocsp_copy_serial(const ASN1_INTEGER *serial, struct ocsp_certid *out, const char **why)
+{
+    uint8_t der[8 + OCSP_SERIAL_MAX];
+    unsigned char *p = der;
+    const uint8_t *q = der, *c;
+    size_t cl;
+    uint8_t tag;
+    int n;
+
+    *why = "CertID serialNumber is negative, empty or longer than 20 octets";
+    if (ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER || ASN1_STRING_length(serial) <= 0 ||
+        ASN1_STRING_length(serial) > OCSP_SERIAL_MAX)
+        return OCSP_MALFORMED;
+    n = i2d_ASN1_INTEGER(serial, &p);
+    if (n <= 0 || !der_read(&q, der + n, &tag, &c, &cl) || cl == 0 || cl > OCSP_SERIAL_MAX)
+        return OCSP_MALFORMED;
+    if (cl == OCSP_SERIAL_MAX && c[0] != 0x00)
+        return OCSP_MALFORMED;
+    memcpy(out->serial, c, cl);
+    out->serial_len = cl;
+    return 0;
+}
+
+static int
+ocsp_copy_hashes(const ASN1_OBJECT *md, const ASN1_OCTET_STRING *name_hash,
+                 const ASN1_OCTET_STRING *key_hash, struct ocsp_certid *out, const char **why)
+{
+    int nid = OBJ_obj2nid(md);
+
+    out->hash = 0;
+    out->hash_len = 0;
+    for (size_t i = 0; i < sizeof(ocsp_req_hashes) / sizeof(ocsp_req_hashes[0]); i++) {
+        if (ocsp_req_hashes[i].nid != nid)
+            continue;
+        if ((size_t)ASN1_STRING_length(name_hash) != ocsp_req_hashes[i].len ||
+            (size_t)ASN1_STRING_length(key_hash) != ocsp_req_hashes[i].len) {
+            *why = "CertID hash length does not match its hash algorithm";
+            return OCSP_MALFORMED;
+        }
+        out->hash = ocsp_req_hashes[i].hash;
+        out->hash_len = ocsp_req_hashes[i].len;
+        memcpy(out->name_hash, ASN1_STRING_get0_data(name_hash), out->hash_len);
+        memcpy(out->key_hash, ASN1_STRING_get0_data(key_hash), out->hash_len);
+        return 0;
+    }
+    return 0; /* a hash we do not serve: answered "unknown", not an error */
+}
+
+static int
+ocsp_check_certid(OCSP_CERTID *cid, struct ocsp_certid *out, const char **why)
+{
+    ASN1_OCTET_STRING *name_hash = NULL, *key_hash = NULL;
+    ASN1_OBJECT *md = NULL;
+    ASN1_INTEGER *serial = NULL;
+    unsigned char *p = out->der;
+    int n;
+
+    if (OCSP_id_get0_info(&name_hash, &md, &key_hash, &serial, cid) != 1 || name_hash == NULL ||
+        md == NULL || key_hash == NULL || serial == NULL) {
+        *why = "CertID cannot be read";
+        return OCSP_MALFORMED;
+    }
+    n = i2d_OCSP_CERTID(cid, NULL);
+    if (n <= 0 || (size_t)n > sizeof(out->der)) {
+        *why = "CertID too large";
+        return OCSP_MALFORMED;
+    }
+    out->der_len = (size_t)i2d_OCSP_CERTID(cid, &p);
+    if (ocsp_copy_hashes(md, name_hash, key_hash, out, why) != 0)
+        return OCSP_MALFORMED;
+    return ocsp_copy_serial(serial, out, why);
+}
+
+static int
+ocsp_check_certids(OCSP_REQUEST *req, struct ocsp_request *out, const char **why)
+{
+    int n = OCSP_request_onereq_count(req);
+
+    if (n <= 0 || n > OCSP_MAX_CERTIDS) {
+        *why = "request must hold 1 to 16 CertIDs (RFC 6960 §4.1.1; OCSP-27)";
+        return OCSP_MALFORMED;
+    }
+    for (int i = 0; i < n; i++) {
+        OCSP_ONEREQ *one = OCSP_request_onereq_get0(req, i);
+
+        if (one == NULL) {
+            *why = "request entry cannot be read";
+            return OCSP_MALFORMED;
+        }
+        if (ocsp_check_certid(OCSP_onereq_get0_id(one), &out->ids[i], why) != 0 ||
+            ocsp_check_single_exts(one, why) != 0)
+            return OCSP_MALFORMED;
+        out->n = (size_t)i + 1;
+    }
+    return 0;
+}
+
+/*
+ * Nonce (RFC 9654 §2.1; OCSP-17): extnValue holds the DER of an OCTET STRING whose content is
+ * the nonce, 1..128 octets. When extnValue is not one complete OCTET STRING it is taken as a
+ * legacy raw nonce (RFC 2560 clients), also 1..128 octets. The extnValue contents are kept to
+ * be echoed byte for byte.
+ */
+static int
+ocsp_check_nonce(X509_EXTENSION *ext, struct ocsp_request *out, const char **why)
+{
+    const ASN1_OCTET_STRING *v = X509_EXTENSION_get_data(ext);
+    const uint8_t *val = ASN1_STRING_get0_data(v), *p = val, *c;
+    size_t vl = (size_t)ASN1_STRING_length(v), cl, nonce_len;
+    uint8_t tag;
+
+    if (der_read(&p, val + vl, &tag, &c, &cl) && tag == DER_OCTET_STRING && p == val + vl)
+        nonce_len = cl;
+    else
+        nonce_len = vl;
+    if (nonce_len == 0 || nonce_len > OCSP_NONCE_MAX || vl > sizeof(out->nonce_value)) {
+        *why = "nonce must be 1 to 128 octets (RFC 9654 §2.1)";
+        return OCSP_MALFORMED;
+    }
+    memcpy(out->nonce_value, val, vl);
+    out->nonce_value_len = vl;
+    out->nonce_len = nonce_len;
+    out->has_nonce = true;
+    return 0;
+}
+
+static int
+ocsp_check_request_exts(OCSP_REQUEST *req, struct ocsp_request *out, const char **why)
+{
+    int n = OCSP_REQUEST_get_ext_count(req);
+    X509_EXTENSION **seen = NULL;
+    int rc = OCSP_MALFORMED;
+
+    if (n <= 0)
+        return 0;
+    *why = "out of memory";
+    if ((seen = calloc((size_t)n, sizeof(*seen))) == NULL)
+        goto out;
+    for (int i = 0; i < n; i++) {
+        X509_EXTENSION *ext = OCSP_REQUEST_get_ext(req, i);
+
+        *why = "requestExtensions cannot be read or repeat an extension";
+        if (ext == NULL || ocsp_ext_is_repeated(ext, seen, i))
+            goto out;
+        seen[i] = ext;
+        if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) == NID_id_pkix_OCSP_Nonce) {
+            if (ocsp_check_nonce(ext, out, why) != 0)
+                goto out;
+        } else if (!ocsp_ext_acceptable(ext)) {
+            *why = "unknown critical requestExtension (RFC 6960 §4.1.2)";
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    free(seen);
+    return rc;
+}
+
+int
+ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, const char **why)
+{
+    const unsigned char *p = der;
+    OCSP_REQUEST *req = NULL;
+    int rc = OCSP_MALFORMED;
+
+    memset(out, 0, sizeof(*out));
+    *why = "request is not a DER OCSPRequest";
+    if (der == NULL || len == 0 || len > OCSP_REQ_MAX)
+        goto out;
+    if ((req = d2i_OCSP_REQUEST(NULL, &p, (long)len)) == NULL) {
+        log_openssl(LOG_LVL_DEBUG, "ocsp: request does not decode");
+        goto out;
+    }
+    if ((size_t)(p - der) != len) {
+        *why = "trailing bytes after the OCSPRequest";
+        goto out;
+    }
+    if (!ocsp_request_is_der(req, der, len)) {
+        *why = "request is not DER-encoded (BER or non-minimal encoding)";
+        goto out;
+    }
+    if (!ocsp_request_version_ok(der, len)) {
+        *why = "unsupported OCSPRequest version (only v1)";
+        goto out;
+    }
+    if (ocsp_check_certids(req, out, why) != 0 || ocsp_check_request_exts(req, out, why) != 0)
+        goto out;
+    rc = 0;
+    *why = NULL;
+out:
+    OCSP_REQUEST_free(req);
+    if (rc != 0) {
+        const char *keep = *why;
+
+        memset(out, 0, sizeof(*out));
+        *why = keep;
+    }
+    return rc;
+}
+
+/* ---- GET form (RFC 6960 App. A.1; RFC 9919 §5; OCSP-02) ---- */
+
+static int
+ocsp_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool
+ocsp_is_b64(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '+' || c == '/';
+}
+
+/* Percent-decode path into text (at most max characters, NUL-terminated; text has room for
+ * max + 3 padding characters and the NUL). -1 on a bad escape or overflow. */
+static int
+ocsp_unescape(const char *path, char *text, size_t max, size_t *n)
+{
+    size_t k = 0;
+
+    for (const char *s = path; *s != '\0'; s++) {
+        char c = *s;
+
+        if (c == '%') {
+            int hi = ocsp_hex_value(s[1]), lo = hi < 0 ? -1 : ocsp_hex_value(s[2]);
+
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = (char)(hi * 16 + lo);
+            s += 2;
+        }
+        if (k == max)
+            return -1;
+        text[k++] = c;
+    }
+    text[k] = '\0';
+    *n = k;
+    return 0;
+}
+
+/* Check the base64 alphabet and padding of text (n characters) and pad it to a multiple of
+ * four in place. Sets *bytes to the decoded length. -1 when it is not base64. */
+static int
+ocsp_b64_normalise(char *text, size_t *n, size_t *bytes)
+{
+    size_t data = 0, pad = 0;
+
+    while (data < *n && ocsp_is_b64(text[data]))
+        data++;
+    while (data + pad < *n && text[data + pad] == '=')
+        pad++;
+    if (data == 0 || data + pad != *n || pad > 2 || data % 4 == 1)
+        return -1;
+    if (pad > 0 && (data + pad) % 4 != 0)
+        return -1;
+    while (*n % 4 != 0)
+        text[(*n)++] = '=';
+    text[*n] = '\0';
+    *bytes = data / 4 * 3 + (data % 4 == 0 ? 0 : data % 4 - 1);
+    return 0;
+}
+
+int
+ocsp_get_decode(const char *path, uint8_t *out, size_t cap, size_t *len)
+{
+    size_t max, n = 0, bytes = 0;
+    char *text = NULL;
+    uint8_t *raw = NULL;
+    int rc = -1, got;
+
+    *len = 0;
+    if (path == NULL || cap == 0 || cap > (SIZE_MAX - 8) / 4 * 3)
+        goto out;
+    while (*path == '/')
+        path++;
+    max = (cap + 2) / 3 * 4;
+    if ((text = malloc(max + 4)) == NULL || (raw = malloc(max / 4 * 3)) == NULL)
+        goto out;
+    if (ocsp_unescape(path, text, max, &n) != 0 || ocsp_b64_normalise(text, &n, &bytes) != 0 ||
+        bytes > cap)
+        goto out;
+    got = EVP_DecodeBlock(raw, (const unsigned char *)text, (int)n);
+    if (got < 0 || (size_t)got < bytes)
+        goto out;
+    memcpy(out, raw, bytes);
+    *len = bytes;
+    rc = 0;
+out:
+    free(raw);
+    free(text);
+    return rc;
+}

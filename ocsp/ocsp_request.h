@@ -1,0 +1,64 @@
+/*
+ * ocsp_request: OCSPRequest parsing and checks (RFC 6960 §4.1, RFC 9654, RFC 9919 §2.1) and
+ * the GET form's decoding (RFC 6960 App. A.1; RFC 9919 §5).
+ *
+ * Parsing is OpenSSL's (d2i_OCSP_REQUEST) after a size check, with a "consumed everything" and
+ * a strict-DER check (the request must re-encode to the bytes received), as in tsa_request.
+ * Each CertID is kept as the exact DER received so the response can echo it (OCSP-10).
+ * Checks, in this order (first failure -> malformedRequest with a reason):
+ *   version v1; 1..OCSP_MAX_CERTIDS CertIDs; each CertID hash OID known (SHA-1/256/384/512;
+ *   another hash gives that CertID hash = 0 -> answered "unknown", not an error) with hash
+ *   lengths matching it; serial 1..OCSP_SERIAL_MAX-1 content octets;
+ *   requestExtensions: nonce (1.3.6.1.5.5.7.48.1.2) per RFC 9654: extnValue holds a DER OCTET
+ *   STRING whose content is 1..128 octets (a legacy raw value of 1..128 octets is accepted
+ *   too); any other extension: ignored when not critical, malformedRequest when critical
+ *   (OCSP-23, documented); single-request extensions the same.
+ * A signature on the request is ignored and requestorName treated as absent (OCSP-24).
+ */
+#ifndef OCSP_OCSP_REQUEST_H
+#define OCSP_OCSP_REQUEST_H
+
+#include "ocsp/ocsp_store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define OCSP_REQ_MAX 16384     /* bytes of a DER OCSPRequest */
+#define OCSP_MAX_CERTIDS 16    /* CertIDs per request (OCSP-27) */
+#define OCSP_NONCE_MAX 128     /* RFC 9654 */
+#define OCSP_CERTID_MAX 200    /* a SHA-512 CertID with a 20-octet serial is ~170 bytes */
+
+struct ocsp_certid {
+    uint8_t der[OCSP_CERTID_MAX]; /* CertID SEQUENCE exactly as received */
+    size_t der_len;
+    enum ocsp_hash hash;          /* 0 when the hash algorithm is not one we serve */
+    uint8_t name_hash[64];
+    uint8_t key_hash[64];
+    size_t hash_len;
+    uint8_t serial[OCSP_SERIAL_MAX]; /* INTEGER content octets */
+    size_t serial_len;
+};
+
+struct ocsp_request {
+    struct ocsp_certid ids[OCSP_MAX_CERTIDS];
+    size_t n;
+    bool has_nonce;
+    uint8_t nonce_value[OCSP_NONCE_MAX + 4]; /* the nonce extnValue contents, echoed verbatim */
+    size_t nonce_value_len;
+    size_t nonce_len;                        /* octets of the nonce itself */
+};
+
+/* Parse and check. 0 with *out filled, or 1 (malformedRequest) with *why set (static text). */
+int ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, const char **why);
+
+/*
+ * Decode the GET form: `path` is the raw request path after the OCSP base path (for example
+ * "MEow..." or "/MEow%2B..%3D"): leading slashes skipped, percent-escapes decoded, '+' kept as
+ * '+' (base64, not form encoding), '/' inside the base64 kept; then base64 (with or without
+ * padding). Writes at most cap bytes. 0 on success, -1 when it is not url-encoded base64 or too
+ * long.
+ */
+int ocsp_get_decode(const char *path, uint8_t *out, size_t cap, size_t *len);
+
+#endif

@@ -1,0 +1,586 @@
+/*
+ * ocsp_responder: issuers, status decisions and batched signing of OCSP responses.
+ * RFC 6960 §2.2-2.6, §4.2; RFC 9919 §2.2; STANDARDS OCSP-08..15, OCSP-21, OCSP-25, STS-12.
+ * See ocsp_responder.h.
+ */
+#include "ocsp/ocsp_responder.h"
+#include "common/log.h"
+#include "common/status.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define OCSP_REASON_CERTIFICATE_HOLD 6
+
+/* Hashes of the issuer for each CertID hash algorithm, index enum ocsp_hash - 1. */
+struct ocsp_issuer_hashes {
+    uint8_t name[4][64];
+    uint8_t key[4][64];
+    size_t len[4];
+};
+
+struct ocsp_issuer_slot {
+    struct ocsp_issuer iss;
+    struct ocsp_issuer_hashes h;
+};
+
+struct ocsp_responder {
+    const struct ocsp_config *cfg;
+    struct ocsp_store *store;
+    struct signer *signer;
+    pthread_rwlock_t lock;
+    struct ocsp_issuer_slot *issuers[OCSP_MAX_ISSUERS];
+    size_t n;
+    uint64_t gen;
+    bool strict;
+};
+
+static const EVP_MD *
+ocsp_hash_md(enum ocsp_hash h)
+{
+    switch (h) {
+    case OCSP_HASH_SHA1: return EVP_sha1();
+    case OCSP_HASH_SHA256: return EVP_sha256();
+    case OCSP_HASH_SHA384: return EVP_sha384();
+    case OCSP_HASH_SHA512: return EVP_sha512();
+    }
+    return NULL;
+}
+
+static int64_t
+asn1_time_unix(const ASN1_TIME *t)
+{
+    struct tm tm;
+
+    if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+        return 0;
+    return (int64_t)timegm(&tm);
+}
+
+/* issuerNameHash and issuerKeyHash for each algorithm (OCSP-11). */
+static int
+ocsp_issuer_hashes(X509 *cert, struct ocsp_issuer_hashes *h)
+{
+    const ASN1_BIT_STRING *key = X509_get0_pubkey_bitstr(cert);
+    unsigned char *name = NULL;
+    int name_len = i2d_X509_NAME(X509_get_subject_name(cert), &name);
+    int st = ST_CRYPTO;
+
+    if (key == NULL || name_len <= 0)
+        goto out;
+    for (int i = 0; i < 4; i++) {
+        const EVP_MD *md = ocsp_hash_md((enum ocsp_hash)(i + 1));
+        unsigned l1 = 0, l2 = 0;
+
+        if (EVP_Digest(name, (size_t)name_len, h->name[i], &l1, md, NULL) != 1 ||
+            EVP_Digest(key->data, (size_t)key->length, h->key[i], &l2, md, NULL) != 1)
+            goto out;
+        h->len[i] = l1;
+    }
+    st = ST_OK;
+out:
+    OPENSSL_free(name);
+    return st;
+}
+
+static void
+ocsp_slot_free(struct ocsp_issuer_slot *slot)
+{
+    if (slot == NULL)
+        return;
+    X509_free(slot->iss.cert);
+    if (slot->iss.signer_cert != NULL && slot->iss.signer_cert != slot->iss.cert)
+        X509_free(slot->iss.signer_cert);
+    free(slot->iss.certs);
+    ocsp_issuer_rec_clear(&slot->iss.rec);
+    free(slot);
+}
+
+static X509 *
+der_to_x509(const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+
+    return len > 0 ? d2i_X509(NULL, &p, (long)len) : NULL;
+}
+
+/* Build the runtime issuer from its record: certificates, key, ResponderID, certs field. */
+static struct ocsp_issuer_slot *
+ocsp_slot_load(struct ocsp_responder *r, const struct ocsp_issuer_rec *rec)
+{
+    struct ocsp_issuer_slot *slot = calloc(1, sizeof(*slot));
+    struct ocsp_issuer *iss;
+
+    if (slot == NULL)
+        return NULL;
+    iss = &slot->iss;
+    if (ocsp_store_issuer_get(r->store, rec->id, &iss->rec) != ST_OK)
+        goto fail;
+    iss->cert = der_to_x509(iss->rec.cert, iss->rec.cert_len);
+    iss->signer_cert = iss->rec.signer_kind == OCSP_SIGNER_DELEGATED
+                           ? der_to_x509(iss->rec.signer_cert, iss->rec.signer_cert_len)
+                           : iss->cert;
+    if (iss->cert == NULL || iss->signer_cert == NULL) {
+        log_err("ocsp: issuer %s: unreadable certificate in the store", rec->name);
+        goto fail;
+    }
+    if (ocsp_issuer_hashes(iss->cert, &slot->h) != ST_OK)
+        goto fail;
+    if (iss->rec.key_label[0] != '\0')
+        iss->key = signer_add_p11_key(r->signer, iss->rec.key_label, iss->signer_cert,
+                                      iss->rec.scheme, iss->rec.hash);
+    else
+        iss->key = signer_add_soft_key(r->signer, iss->rec.key_file, iss->signer_cert,
+                                       iss->rec.scheme, iss->rec.hash);
+    if (iss->key == NULL) {
+        log_err("ocsp: issuer %s: its signing key is not usable", rec->name);
+        goto fail;
+    }
+    iss->rid_len = ocsp_responder_id(iss->signer_cert, iss->rid, sizeof(iss->rid));
+    if (iss->rid_len == 0)
+        goto fail;
+    if (iss->rec.signer_kind == OCSP_SIGNER_DELEGATED &&
+        ocsp_certs_field(iss->signer_cert, &iss->certs, &iss->certs_len) != ST_OK)
+        goto fail;
+    iss->ca_not_before = asn1_time_unix(X509_get0_notBefore(iss->cert));
+    iss->signer_not_after = asn1_time_unix(X509_get0_notAfter(iss->signer_cert));
+    log_audit("ocsp_issuer_loaded", "issuer=%s signer=%s key=%s nonce=%u unissued=%u "
+              "validity=%u crl_fed=%d", iss->rec.name,
+              iss->rec.signer_kind == OCSP_SIGNER_DELEGATED ? "delegated" : "ca",
+              signer_key_name(iss->key), iss->rec.nonce_policy, iss->rec.unissued_policy,
+              iss->rec.validity, iss->rec.crl_fed);
+    return slot;
+fail:
+    ocsp_slot_free(slot);
+    return NULL;
+}
+
+struct reload_ctx {
+    struct ocsp_responder *r;
+    int failed;
+};
+
+static bool
+ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
+{
+    struct reload_ctx *rc = ctx;
+    struct ocsp_responder *r = rc->r;
+    struct ocsp_issuer_slot *slot;
+
+    for (size_t i = 0; i < r->n; i++) {
+        const struct ocsp_issuer_rec *cur = &r->issuers[i]->iss.rec;
+
+        /* known and unchanged; a changed record is loaded anew below (settings, CRL times) */
+        if (memcmp(cur->id, rec->id, OCSP_ISSUER_ID_LEN) == 0 &&
+            cur->crl_next_update == rec->crl_next_update &&
+            cur->crl_this_update == rec->crl_this_update &&
+            cur->validity == rec->validity && cur->nonce_policy == rec->nonce_policy &&
+            cur->unissued_policy == rec->unissued_policy &&
+            cur->archive_cutoff == rec->archive_cutoff && cur->crl_fed == rec->crl_fed &&
+            cur->signer_cert_len == rec->signer_cert_len &&
+            strcmp(cur->key_label, rec->key_label) == 0 && strcmp(cur->key_file, rec->key_file) == 0)
+            return true;
+    }
+    if (r->n == OCSP_MAX_ISSUERS) {
+        log_err("ocsp: more than %d issuers: %s not served", OCSP_MAX_ISSUERS, rec->name);
+        rc->failed++;
+        return true;
+    }
+    slot = ocsp_slot_load(r, rec);
+    if (slot == NULL) {
+        rc->failed++;
+        return true;
+    }
+    /* newest first: a changed record shadows its older slot (kept: pointers stay valid) */
+    pthread_rwlock_wrlock(&r->lock);
+    memmove(&r->issuers[1], &r->issuers[0], r->n * sizeof(r->issuers[0]));
+    r->issuers[0] = slot;
+    r->n++;
+    pthread_rwlock_unlock(&r->lock);
+    return true;
+}
+
+int
+ocsp_responder_reload(struct ocsp_responder *r)
+{
+    struct reload_ctx rc = {r, 0};
+    uint64_t gen = ocsp_store_issuers_gen(r->store);
+    int st;
+
+    if (gen == r->gen && r->n > 0)
+        return ST_OK;
+    st = ocsp_store_issuer_walk(r->store, ocsp_reload_one, &rc);
+    if (st != ST_OK)
+        return st;
+    r->gen = gen;
+    return rc.failed > 0 && r->strict ? ST_CONFIG : ST_OK;
+}
+
+/* Signer batch callback: assemble, store the cacheable ones in one transaction, complete. */
+static void
+ocsp_batch(struct signer_job **jobs, size_t n, void *ctx)
+{
+    struct ocsp_responder *r = ctx;
+    struct ocsp_response_put puts[256];
+    size_t m = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        struct ocsp_job *j = jobs[i]->user;
+        size_t alg_len;
+        const uint8_t *alg;
+
+        if (j->sj.status != ST_OK)
+            continue;
+        alg = signer_key_sigalg_der(j->iss->key, &alg_len);
+        if (ocsp_response_assemble(j->tbs, j->tbs_len, alg, alg_len, j->sj.sig, j->sj.sig_len,
+                                   j->iss->certs, j->iss->certs_len, &j->resp,
+                                   &j->resp_len) != ST_OK) {
+            j->sj.status = ST_NOMEM;
+            continue;
+        }
+        if (j->store && m < sizeof(puts) / sizeof(puts[0])) {
+            puts[m] = (struct ocsp_response_put){j->certid, j->certid_len, j->stamp,
+                                                 j->this_update, j->next_update, j->produced_at,
+                                                 j->resp, j->resp_len};
+            m++;
+        }
+    }
+    if (m > 0 && ocsp_store_responses_put(r->store, puts, m) != ST_OK)
+        log_err("ocsp: could not store %zu signed response(s); they are served once", m);
+    for (size_t i = 0; i < n; i++) {
+        struct ocsp_job *j = jobs[i]->user;
+
+        j->done(j, j->ctx);
+    }
+}
+
+struct ocsp_responder *
+ocsp_responder_new(const struct ocsp_config *cfg, struct ocsp_store *st, bool strict)
+{
+    struct ocsp_responder *r = calloc(1, sizeof(*r));
+    struct signer_config sc = {0};
+
+    if (r == NULL)
+        return NULL;
+    r->cfg = cfg;
+    r->store = st;
+    r->strict = strict;
+    pthread_rwlock_init(&r->lock, NULL);
+    sc.p11_module = cfg->p11_module[0] != '\0' ? cfg->p11_module : NULL;
+    sc.p11_token = cfg->p11_token;
+    sc.p11_pin_file = cfg->p11_pin_file;
+    sc.workers = cfg->workers;
+    sc.queue_max = cfg->queue_max;
+    sc.batch_max = cfg->batch_max;
+    r->signer = signer_new(&sc, ocsp_batch, r);
+    if (r->signer == NULL || signer_start(r->signer) != ST_OK)
+        goto fail;
+    if (ocsp_responder_reload(r) != ST_OK)
+        goto fail;
+    return r;
+fail:
+    ocsp_responder_free(r);
+    return NULL;
+}
+
+void
+ocsp_responder_free(struct ocsp_responder *r)
+{
+    if (r == NULL)
+        return;
+    signer_free(r->signer); /* pending jobs complete with ST_SHUTDOWN */
+    for (size_t i = 0; i < r->n; i++)
+        ocsp_slot_free(r->issuers[i]);
+    pthread_rwlock_destroy(&r->lock);
+    free(r);
+}
+
+struct ocsp_store *
+ocsp_responder_store(struct ocsp_responder *r)
+{
+    return r->store;
+}
+
+bool
+ocsp_responder_healthy(struct ocsp_responder *r)
+{
+    return signer_healthy(r->signer);
+}
+
+unsigned
+ocsp_responder_queue(struct ocsp_responder *r)
+{
+    return signer_queue_depth(r->signer);
+}
+
+size_t
+ocsp_responder_issuer_count(struct ocsp_responder *r)
+{
+    size_t n;
+
+    pthread_rwlock_rdlock(&r->lock);
+    n = r->n;
+    pthread_rwlock_unlock(&r->lock);
+    return n;
+}
+
+const struct ocsp_issuer *
+ocsp_responder_issuer_by_id(struct ocsp_responder *r, const uint8_t id[OCSP_ISSUER_ID_LEN])
+{
+    const struct ocsp_issuer *found = NULL;
+
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->n && found == NULL; i++)
+        if (memcmp(r->issuers[i]->iss.rec.id, id, OCSP_ISSUER_ID_LEN) == 0)
+            found = &r->issuers[i]->iss;
+    pthread_rwlock_unlock(&r->lock);
+    return found;
+}
+
+const struct ocsp_issuer *
+ocsp_responder_issuer(struct ocsp_responder *r, const struct ocsp_certid *id)
+{
+    const struct ocsp_issuer *found = NULL;
+    int h = (int)id->hash - 1;
+
+    if (h < 0 || h > 3)
+        return NULL;
+    /* the served issuers are few: compare their hashes directly, no store lookup */
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->n && found == NULL; i++) {
+        const struct ocsp_issuer_slot *s = r->issuers[i];
+
+        if (s->h.len[h] == id->hash_len &&
+            memcmp(s->h.name[h], id->name_hash, id->hash_len) == 0 &&
+            memcmp(s->h.key[h], id->key_hash, id->hash_len) == 0)
+            found = &s->iss;
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return found;
+}
+
+bool
+ocsp_issuer_stale(const struct ocsp_issuer *iss, int64_t now)
+{
+    return iss->rec.crl_fed && (iss->rec.crl_next_update == 0 || now >= iss->rec.crl_next_update);
+}
+
+void
+ocsp_decide(const struct ocsp_issuer *iss, const struct ocsp_certid *id,
+            const struct ocsp_status *st, int64_t now, struct ocsp_single *out,
+            bool *extended_revoke)
+{
+    memset(out, 0, sizeof(*out));
+    out->certid = id->der;
+    out->certid_len = id->der_len;
+    out->reason = OCSP_REASON_NONE;
+    /* thisUpdate: when the status was known correct; for a CRL-fed issuer the CRL's time */
+    out->this_update = iss->rec.crl_fed && iss->rec.crl_this_update > 0 ? iss->rec.crl_this_update
+                                                                         : now;
+    out->next_update = now + (int64_t)iss->rec.validity;
+    if (iss->rec.crl_fed && iss->rec.crl_next_update > 0 &&
+        iss->rec.crl_next_update < out->next_update)
+        out->next_update = iss->rec.crl_next_update;
+    if (st == NULL) {
+        switch (iss->rec.unissued_policy) {
+        case OCSP_UNISSUED_GOOD:
+            out->status = OCSP_SINGLE_GOOD;
+            break;
+        case OCSP_UNISSUED_UNKNOWN:
+            out->status = OCSP_SINGLE_UNKNOWN;
+            break;
+        default: /* OCSP-13: never good for a serial the CA never issued */
+            out->status = OCSP_SINGLE_REVOKED;
+            out->revocation_time = 0;
+            out->reason = OCSP_REASON_CERTIFICATE_HOLD;
+            *extended_revoke = true;
+            break;
+        }
+        return;
+    }
+    if (st->state == OCSP_STATE_GOOD) {
+        out->status = OCSP_SINGLE_GOOD;
+    } else {
+        out->status = OCSP_SINGLE_REVOKED;
+        out->revocation_time = st->revocation_time;
+        out->reason = st->state == OCSP_STATE_HOLD ? OCSP_REASON_CERTIFICATE_HOLD : st->reason;
+    }
+    /* expired certificates keep their status, with archiveCutoff (OCSP-25, EID-06) */
+    if (iss->rec.archive_cutoff && st->not_after > 0 && st->not_after < now) {
+        out->archive_cutoff = true;
+        out->archive_cutoff_time = iss->ca_not_before;
+    }
+}
+
+struct ocsp_job *
+ocsp_job_new(struct ocsp_responder *r, const struct ocsp_issuer *iss, int64_t produced_at,
+             const struct ocsp_single *singles, size_t n, const uint8_t *nonce_value,
+             size_t nonce_len, bool extended_revoke)
+{
+    struct ocsp_job *j = calloc(1, sizeof(*j));
+    unsigned dl = 0;
+    struct der d;
+
+    if (j == NULL)
+        return NULL;
+    j->r = r;
+    j->iss = iss;
+    j->produced_at = produced_at;
+    if (der_init_alloc(&d, 512) != ST_OK)
+        goto fail;
+    ocsp_tbs_build(&d, iss->rid, iss->rid_len, produced_at, singles, n, nonce_value, nonce_len,
+                   extended_revoke);
+    if (der_finish(&d) != ST_OK) {
+        der_release(&d);
+        goto fail;
+    }
+    j->tbs = der_take(&d, &j->tbs_len);
+    if (EVP_Digest(j->tbs, j->tbs_len, j->sj.digest, &dl, signer_key_md(iss->key), NULL) != 1)
+        goto fail;
+    j->sj.digest_len = dl;
+    j->sj.key = iss->key;
+    j->sj.user = j;
+    return j;
+fail:
+    ocsp_job_free(j);
+    return NULL;
+}
+
+int
+ocsp_job_submit(struct ocsp_job *j, ocsp_job_done_fn done, void *ctx)
+{
+    j->done = done;
+    j->ctx = ctx;
+    return signer_submit(j->r->signer, &j->sj);
+}
+
+void
+ocsp_job_free(struct ocsp_job *j)
+{
+    if (j == NULL)
+        return;
+    free(j->tbs);
+    free(j->resp);
+    free(j);
+}
+
+size_t
+ocsp_certid_encode(const struct ocsp_issuer *iss, enum ocsp_hash h, const uint8_t *serial,
+                   size_t serial_len, uint8_t *out, size_t cap)
+{
+    static const uint8_t alg_sha1[] = {0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e,
+                                       0x03, 0x02, 0x1a, 0x05, 0x00};
+    static const uint8_t alg_sha256[] = {0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                         0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00};
+    const struct ocsp_issuer_slot *slot = (const struct ocsp_issuer_slot *)iss;
+    int i = (int)h - 1;
+    struct der d;
+    size_t m;
+
+    if (h != OCSP_HASH_SHA1 && h != OCSP_HASH_SHA256)
+        return 0;
+    der_init(&d, out, cap);
+    m = der_begin(&d, DER_SEQUENCE);
+    if (h == OCSP_HASH_SHA1)
+        der_raw(&d, alg_sha1, sizeof(alg_sha1));
+    else
+        der_raw(&d, alg_sha256, sizeof(alg_sha256));
+    der_tlv(&d, DER_OCTET_STRING, slot->h.name[i], slot->h.len[i]);
+    der_tlv(&d, DER_OCTET_STRING, slot->h.key[i], slot->h.len[i]);
+    der_tlv(&d, DER_INTEGER, serial, serial_len);
+    der_end(&d, m);
+    return der_finish(&d) == ST_OK ? d.len : 0;
+}
+
+/* Waiting for a set of re-sign jobs. */
+struct resign_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    size_t pending;
+    size_t stored;
+};
+
+static void
+ocsp_resign_done(struct ocsp_job *j, void *ctx)
+{
+    struct resign_wait *w = ctx;
+
+    pthread_mutex_lock(&w->lock);
+    w->pending--;
+    if (j->resp != NULL)
+        w->stored++;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    ocsp_job_free(j);
+}
+
+/* Queue the pre-signed forms for one (issuer, serial). */
+static void
+ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct resign_wait *w,
+                unsigned limit)
+{
+    static const enum ocsp_hash forms[] = {OCSP_HASH_SHA1, OCSP_HASH_SHA256};
+    const struct ocsp_issuer *iss = ocsp_responder_issuer_by_id(r, c->issuer_id);
+    struct ocsp_status st;
+    bool have, ext = false;
+    int64_t now = (int64_t)time(NULL);
+
+    if (iss == NULL || ocsp_issuer_stale(iss, now))
+        return;
+    have = ocsp_store_status_get(r->store, c->issuer_id, c->serial, c->serial_len, &st) == ST_OK;
+    for (size_t f = 0; f < 2; f++) {
+        struct ocsp_certid id = {0};
+        struct ocsp_single single;
+        struct ocsp_job *j;
+
+        id.der_len = ocsp_certid_encode(iss, forms[f], c->serial, c->serial_len, id.der,
+                                        sizeof(id.der));
+        if (id.der_len == 0)
+            continue;
+        ocsp_decide(iss, &id, have ? &st : NULL, now, &single, &ext);
+        j = ocsp_job_new(r, iss, now, &single, 1, NULL, 0, ext);
+        if (j == NULL)
+            continue;
+        j->store = true;
+        memcpy(j->certid, id.der, id.der_len);
+        j->certid_len = id.der_len;
+        j->stamp = have ? st.stamp : 0;
+        j->this_update = single.this_update;
+        j->next_update = single.next_update;
+        pthread_mutex_lock(&w->lock);
+        while (w->pending >= limit)
+            pthread_cond_wait(&w->cond, &w->lock);
+        w->pending++;
+        pthread_mutex_unlock(&w->lock);
+        if (ocsp_job_submit(j, ocsp_resign_done, w) != ST_OK) {
+            pthread_mutex_lock(&w->lock);
+            w->pending--;
+            pthread_mutex_unlock(&w->lock);
+            ocsp_job_free(j);
+        }
+    }
+}
+
+int
+ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
+                      size_t *count)
+{
+    struct resign_wait w = {.pending = 0, .stored = 0};
+    unsigned limit = r->cfg->queue_max > 4 ? r->cfg->queue_max / 2 : 2;
+
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_cond_init(&w.cond, NULL);
+    for (size_t i = 0; i < n; i++)
+        ocsp_resign_one(r, &changes[i], &w, limit);
+    pthread_mutex_lock(&w.lock);
+    while (w.pending > 0)
+        pthread_cond_wait(&w.cond, &w.lock);
+    pthread_mutex_unlock(&w.lock);
+    pthread_cond_destroy(&w.cond);
+    pthread_mutex_destroy(&w.lock);
+    *count = w.stored;
+    return ST_OK;
+}

@@ -1,0 +1,546 @@
+/*
+ * ocsp_service: ocspd's HTTP pipeline and refresher (see ocsp_service.h).
+ * RFC 6960 §2.3, §4.1-4.2, App. A; RFC 9919 §5-6; RFC 9654; STANDARDS OCSP-01..05, OCSP-10,
+ * OCSP-17/18, OCSP-27, LW-01..05, STS-12, EID-05.
+ */
+#include "ocsp/ocsp_service.h"
+#include "common/der.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/status.h"
+#include "ocsp/ocsp_request.h"
+#include "ocsp/ocsp_responder.h"
+#include "ocsp/ocsp_response.h"
+#include "ocsp/ocsp_store.h"
+
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define OCSP_RESPONSE_TYPE "application/ocsp-response"
+#define OCSP_REQUEST_TYPE "application/ocsp-request"
+#define OCSP_REFRESH_TICK_MS 250
+#define OCSP_CHANGES_BATCH 256
+
+struct ocsp_service {
+    const struct ocsp_config *cfg;
+    struct ocsp_store *store;
+    struct ocsp_responder *resp;
+    pthread_t refresher;
+    bool refresher_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stopping;
+    struct metric *m_hit, *m_signed, *m_busy, *m_refreshed, *m_304;
+    struct metric *m_err[7];
+};
+
+/* A request waiting for its signature. */
+struct ocsp_pending {
+    struct ocsp_service *svc;
+    struct http_request *http;
+    bool cacheable;
+    int64_t this_update, next_update, produced_at;
+    char inm[80]; /* If-None-Match, copied while the handler runs */
+};
+
+static const char *const err_names[7] = {NULL, "malformedRequest", "internalError", "tryLater",
+                                         NULL, "sigRequired", "unauthorized"};
+
+static void
+ocsp_reply_error(struct ocsp_service *s, struct http_request *http, enum ocsp_resp_status st,
+                 const char *why)
+{
+    uint8_t buf[8];
+    size_t n = ocsp_error_response(st, buf, sizeof(buf));
+
+    metrics_inc(s->m_err[st]);
+    log_req(LOG_LVL_DEBUG, (unsigned long long)http_req_id(http), "%s: %s", err_names[st],
+            why != NULL ? why : "");
+    http_reply_header(http, "Cache-Control", "no-cache"); /* LW-04 */
+    if (st == OCSP_RESP_TRY_LATER)
+        http_reply_header(http, "Retry-After", "5");
+    http_reply(http, 200, OCSP_RESPONSE_TYPE, buf, n);
+}
+
+static void
+http_date(int64_t t, char *out, size_t cap)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    gmtime_r(&tt, &tm);
+    strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* A successful response with RFC 9919 §6.2 caching headers (LW-03/04), or 304. Takes der. */
+static void
+ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, size_t len,
+              int64_t produced_at, int64_t next_update, bool cacheable, const char *inm)
+{
+    static const char hx[] = "0123456789abcdef";
+    uint8_t digest[32];
+    char etag[70], date[40], cc[96];
+    int64_t now = (int64_t)time(NULL), age = next_update - now;
+
+    if (!cacheable) { /* a nonce makes the answer one client's */
+        http_reply_header(http, "Cache-Control", "private, max-age=0, no-transform");
+        http_reply_take(http, 200, OCSP_RESPONSE_TYPE, der, len);
+        return;
+    }
+    SHA256(der, len, digest);
+    etag[0] = '"';
+    for (int i = 0; i < 32; i++) {
+        etag[1 + 2 * i] = hx[digest[i] >> 4];
+        etag[2 + 2 * i] = hx[digest[i] & 15];
+    }
+    etag[65] = '"';
+    etag[66] = '\0';
+    if (age > (int64_t)s->cfg->max_age)
+        age = (int64_t)s->cfg->max_age;
+    if (age < 0)
+        age = 0;
+    snprintf(cc, sizeof(cc), "max-age=%lld, public, no-transform, must-revalidate", (long long)age);
+    http_reply_header(http, "ETag", etag);
+    http_reply_header(http, "Cache-Control", cc);
+    http_date(produced_at, date, sizeof(date));
+    http_reply_header(http, "Last-Modified", date);
+    http_date(next_update, date, sizeof(date));
+    http_reply_header(http, "Expires", date);
+    if (inm != NULL && inm[0] != '\0' && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)) {
+        metrics_inc(s->m_304);
+        free(der);
+        http_reply(http, 304, NULL, NULL, 0);
+        return;
+    }
+    http_reply_take(http, 200, OCSP_RESPONSE_TYPE, der, len);
+}
+
+/* Signature done: reply (the batch already stored the cacheable ones). */
+static void
+ocsp_signed(struct ocsp_job *j, void *ctx)
+{
+    struct ocsp_pending *p = ctx;
+    struct ocsp_service *s = p->svc;
+
+    if (j->resp == NULL) {
+        ocsp_reply_error(s, p->http, j->sj.status == ST_SHUTDOWN ? OCSP_RESP_TRY_LATER
+                                                                 : OCSP_RESP_INTERNAL_ERROR,
+                         "signing failed");
+    } else {
+        metrics_inc(s->m_signed);
+        ocsp_reply_ok(s, p->http, j->resp, j->resp_len, p->produced_at, p->next_update,
+                      p->cacheable, p->inm);
+        j->resp = NULL;
+    }
+    ocsp_job_free(j);
+    free(p);
+}
+
+/* The request's DER: the POST body, or the GET path decoded (OCSP-02). */
+static bool
+ocsp_request_bytes(struct http_request *http, uint8_t *buf, size_t cap, const uint8_t **der,
+                   size_t *len)
+{
+    if (strcmp(http_req_method(http), "POST") == 0) {
+        *der = http_req_body(http, len);
+        return *der != NULL && *len > 0;
+    }
+    *der = buf;
+    return ocsp_get_decode(http_req_subpath(http), buf, cap, len) == 0;
+}
+
+/* Pre-signed hit: one CertID, no nonce to echo, response current for the status record. */
+static bool
+ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct ocsp_certid *id,
+                const struct ocsp_issuer *iss, int64_t now)
+{
+    struct ocsp_stored_response sr = {0};
+    struct ocsp_status st;
+    bool found = false, current;
+
+    if (ocsp_store_response_get(s->store, id->der, id->der_len, &sr, iss->rec.id, id->serial,
+                                id->serial_len, &st, &found) != ST_OK)
+        return false;
+    current = (found ? sr.stamp == st.stamp : sr.stamp == 0) && now < sr.next_update &&
+              sr.produced_at <= now + 1;
+    if (!current) {
+        free(sr.der);
+        return false;
+    }
+    metrics_inc(s->m_hit);
+    ocsp_reply_ok(s, http, sr.der, sr.der_len, sr.produced_at, sr.next_update, true,
+                  http_req_header(http, "If-None-Match"));
+    return true;
+}
+
+/* Sign on demand: singles for every CertID, signed by the first served issuer's signer. */
+static void
+ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
+                  const struct ocsp_request *req, const struct ocsp_issuer *iss, bool echo_nonce,
+                  int64_t now)
+{
+    struct ocsp_single singles[OCSP_MAX_CERTIDS];
+    struct ocsp_pending *p = NULL;
+    struct ocsp_job *j = NULL;
+    bool ext = false;
+    const char *inm;
+
+    for (size_t i = 0; i < req->n; i++) {
+        const struct ocsp_certid *id = &req->ids[i];
+        struct ocsp_status st;
+
+        if (ocsp_responder_issuer(s->resp, id) != iss) { /* another issuer: not ours to say */
+            memset(&singles[i], 0, sizeof(singles[i]));
+            singles[i].certid = id->der;
+            singles[i].certid_len = id->der_len;
+            singles[i].status = OCSP_SINGLE_UNKNOWN;
+            singles[i].reason = OCSP_REASON_NONE;
+            singles[i].this_update = now;
+            singles[i].next_update = now + (int64_t)iss->rec.validity;
+            continue;
+        }
+        ocsp_decide(iss, id,
+                    ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len,
+                                          &st) == ST_OK
+                        ? &st
+                        : NULL,
+                    now, &singles[i], &ext);
+    }
+    p = calloc(1, sizeof(*p));
+    j = ocsp_job_new(s->resp, iss, now, singles, req->n, echo_nonce ? req->nonce_value : NULL,
+                     echo_nonce ? req->nonce_value_len : 0, ext);
+    if (p == NULL || j == NULL) {
+        ocsp_reply_error(s, http, OCSP_RESP_INTERNAL_ERROR, "out of memory");
+        goto fail;
+    }
+    p->svc = s;
+    p->http = http;
+    p->cacheable = !echo_nonce;
+    p->produced_at = now;
+    p->this_update = singles[0].this_update;
+    p->next_update = singles[0].next_update;
+    if ((inm = http_req_header(http, "If-None-Match")) != NULL)
+        snprintf(p->inm, sizeof(p->inm), "%s", inm);
+    if (req->n == 1 && !echo_nonce) {
+        struct ocsp_status st;
+
+        j->store = true;
+        memcpy(j->certid, req->ids[0].der, req->ids[0].der_len);
+        j->certid_len = req->ids[0].der_len;
+        j->stamp = ocsp_store_status_get(s->store, iss->rec.id, req->ids[0].serial,
+                                         req->ids[0].serial_len, &st) == ST_OK
+                       ? st.stamp
+                       : 0;
+        j->this_update = p->this_update;
+        j->next_update = p->next_update;
+    }
+    http_req_suspend(http);
+    if (ocsp_job_submit(j, ocsp_signed, p) == ST_OK)
+        return;
+    metrics_inc(s->m_busy);
+    ocsp_reply_error(s, http, OCSP_RESP_TRY_LATER, "signing queue full");
+fail:
+    ocsp_job_free(j);
+    free(p);
+}
+
+static void
+ocsp_handle(struct http_request *http, void *ctx)
+{
+    struct ocsp_service *s = ctx;
+    static _Thread_local struct ocsp_request req;
+    uint8_t getbuf[OCSP_REQ_MAX];
+    const struct ocsp_issuer *iss = NULL;
+    const uint8_t *der = NULL;
+    const char *why = NULL;
+    size_t len = 0;
+    int64_t now = (int64_t)time(NULL);
+    bool echo_nonce;
+
+    if (!ocsp_request_bytes(http, getbuf, sizeof(getbuf), &der, &len)) {
+        ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "no request, or not url-encoded base64");
+        return;
+    }
+    if (ocsp_request_parse(der, len, &req, &why) != 0) {
+        ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, why);
+        return;
+    }
+    if (req.n > s->cfg->max_certids) {
+        ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "too many CertIDs");
+        return;
+    }
+    for (size_t i = 0; i < req.n && iss == NULL; i++)
+        iss = ocsp_responder_issuer(s->resp, &req.ids[i]);
+    if (iss == NULL) { /* OCSP-05: no issuer of the request is served here */
+        ocsp_reply_error(s, http, OCSP_RESP_UNAUTHORIZED, "issuer not served");
+        return;
+    }
+    if (ocsp_issuer_stale(iss, now)) { /* STS-12: never status older than the CRL allows */
+        ocsp_reply_error(s, http, OCSP_RESP_TRY_LATER, "issuer's CRL is past its nextUpdate");
+        return;
+    }
+    if (iss->rec.nonce_policy == OCSP_NONCE_REQUIRE && !req.has_nonce) {
+        ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "this issuer requires a nonce");
+        return;
+    }
+    /* OCSP-18: with the "ignore" policy a nonce request gets the pre-signed answer */
+    echo_nonce = req.has_nonce && iss->rec.nonce_policy != OCSP_NONCE_IGNORE;
+    if (req.n == 1 && !echo_nonce && ocsp_try_stored(s, http, &req.ids[0], iss, now))
+        return;
+    ocsp_sign_request(s, http, &req, iss, echo_nonce, now);
+}
+
+/* CertID DER -> struct ocsp_certid (pre-signed forms: SHA-1 or SHA-256). */
+static bool
+ocsp_certid_from_der(const uint8_t *der, size_t len, struct ocsp_certid *id)
+{
+    static const uint8_t oid_sha1[] = {0x2b, 0x0e, 0x03, 0x02, 0x1a};
+    static const uint8_t oid_sha256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
+    const uint8_t *p = der, *c, *q, *end, *alg, *oid;
+    size_t cl, al, ol, nl, kl;
+    const uint8_t *nh, *kh, *ser;
+    uint8_t tag;
+
+    memset(id, 0, sizeof(*id));
+    if (len > sizeof(id->der) || !der_read(&p, der + len, &tag, &c, &cl))
+        return false;
+    q = c;
+    end = c + cl;
+    if (!der_read(&q, end, &tag, &alg, &al) || !der_read(&alg, alg + al, &tag, &oid, &ol) ||
+        !der_read(&q, end, &tag, &nh, &nl) || !der_read(&q, end, &tag, &kh, &kl) ||
+        !der_read(&q, end, &tag, &ser, &id->serial_len) || id->serial_len > OCSP_SERIAL_MAX ||
+        nl != kl || nl > sizeof(id->name_hash))
+        return false;
+    if (ol == sizeof(oid_sha1) && memcmp(oid, oid_sha1, ol) == 0)
+        id->hash = OCSP_HASH_SHA1;
+    else if (ol == sizeof(oid_sha256) && memcmp(oid, oid_sha256, ol) == 0)
+        id->hash = OCSP_HASH_SHA256;
+    else
+        return false;
+    memcpy(id->der, der, len);
+    id->der_len = len;
+    memcpy(id->name_hash, nh, nl);
+    memcpy(id->key_hash, kh, kl);
+    id->hash_len = nl;
+    memcpy(id->serial, ser, id->serial_len);
+    return true;
+}
+
+struct refresh_scan {
+    struct ocsp_service *s;
+    int64_t now;
+    struct ocsp_change *list;
+    size_t n, cap;
+};
+
+static bool
+ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t stamp,
+                  int64_t this_update, int64_t next_update)
+{
+    struct refresh_scan *rs = ctx;
+    double left = (double)(next_update - rs->now);
+    double validity = (double)(next_update - this_update);
+    const struct ocsp_issuer *iss;
+    struct ocsp_certid id;
+    struct ocsp_change *c;
+
+    (void)stamp;
+    if (left > validity * rs->s->cfg->refresh_margin)
+        return true;
+    if (!ocsp_certid_from_der(certid, certid_len, &id) ||
+        (iss = ocsp_responder_issuer(rs->s->resp, &id)) == NULL)
+        return true;
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 256;
+        struct ocsp_change *nl = realloc(rs->list, cap * sizeof(*nl));
+
+        if (nl == NULL)
+            return false;
+        rs->list = nl;
+        rs->cap = cap;
+    }
+    c = &rs->list[rs->n++];
+    memcpy(c->issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
+    memcpy(c->serial, id.serial, id.serial_len);
+    c->serial_len = id.serial_len;
+    return true;
+}
+
+/* Re-sign stored responses whose remaining validity fell below the margin (LW-05). */
+static void
+ocsp_refresh_scan(struct ocsp_service *s)
+{
+    struct refresh_scan rs = {s, (int64_t)time(NULL), NULL, 0, 0};
+    size_t count = 0;
+
+    if (ocsp_store_response_walk(s->store, ocsp_refresh_pick, &rs) == ST_OK && rs.n > 0) {
+        ocsp_responder_resign(s->resp, rs.list, rs.n, &count);
+        metrics_add(s->m_refreshed, (double)count);
+        log_info("ocsp: refreshed %zu response(s) before their nextUpdate", count);
+    }
+    free(rs.list);
+}
+
+/* Status changes made with ocspctl: re-sign at once (DESIGN D6). */
+static void
+ocsp_refresh_changes(struct ocsp_service *s)
+{
+    struct ocsp_change changes[OCSP_CHANGES_BATCH];
+    size_t n = 0, count = 0;
+
+    while (ocsp_store_changes_take(s->store, changes, OCSP_CHANGES_BATCH, &n) == ST_OK && n > 0) {
+        ocsp_responder_resign(s->resp, changes, n, &count);
+        metrics_add(s->m_refreshed, (double)count);
+        log_info("ocsp: re-signed %zu response(s) after %zu status change(s)", count, n);
+        if (n < OCSP_CHANGES_BATCH)
+            break;
+    }
+}
+
+static void *
+ocsp_refresher_main(void *arg)
+{
+    struct ocsp_service *s = arg;
+    double since_scan = s->cfg->refresh_interval; /* scan at start */
+
+    for (;;) {
+        struct timespec until;
+
+        ocsp_responder_reload(s->resp);
+        ocsp_refresh_changes(s);
+        if (since_scan >= s->cfg->refresh_interval) {
+            ocsp_refresh_scan(s);
+            since_scan = 0;
+        }
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += OCSP_REFRESH_TICK_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&s->lock);
+        if (!s->stopping)
+            pthread_cond_timedwait(&s->cond, &s->lock, &until);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->lock);
+            return NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+        since_scan += OCSP_REFRESH_TICK_MS / 1000.0;
+    }
+}
+
+static int
+ocsp_health(void *ctx, char *json, size_t cap)
+{
+    struct ocsp_service *s = ctx;
+    size_t used = 0, map = 1, issuers = ocsp_responder_issuer_count(s->resp);
+    bool signer_ok = ocsp_responder_healthy(s->resp);
+    bool store_ok = store_usage(ocsp_store_raw(s->store), &used, &map) == ST_OK &&
+                    used < map / 10 * 9;
+    bool ok = signer_ok && store_ok && issuers > 0;
+
+    snprintf(json, cap,
+             "{\"status\":\"%s\",\"issuers\":%zu,\"signer\":{\"ok\":%s,\"queue\":%u},"
+             "\"store\":{\"ok\":%s,\"used_bytes\":%zu,\"map_bytes\":%zu}}",
+             ok ? "ok" : "fail", issuers, signer_ok ? "true" : "false",
+             ocsp_responder_queue(s->resp), store_ok ? "true" : "false", used, map);
+    return ok;
+}
+
+bool
+ocsp_service_healthy(struct ocsp_service *s)
+{
+    char buf[512];
+
+    return ocsp_health(s, buf, sizeof(buf)) != 0;
+}
+
+static void
+ocsp_metrics_init(struct ocsp_service *s)
+{
+    char name[96];
+
+    s->m_hit = metrics_counter("ocsp_responses_total{source=\"presigned\"}",
+                               "Successful OCSP responses, by where they came from.");
+    s->m_signed = metrics_counter("ocsp_responses_total{source=\"signed\"}",
+                                  "Successful OCSP responses, by where they came from.");
+    s->m_busy = metrics_counter("ocsp_queue_full_total", "Requests answered tryLater: queue full.");
+    s->m_refreshed = metrics_counter("ocsp_resigned_total",
+                                     "Stored responses re-signed (refresh or status change).");
+    s->m_304 = metrics_counter("ocsp_not_modified_total", "Conditional GETs answered 304.");
+    for (int i = 0; i < 7; i++) {
+        if (err_names[i] == NULL)
+            continue;
+        snprintf(name, sizeof(name), "ocsp_errors_total{status=\"%s\"}", err_names[i]);
+        s->m_err[i] = metrics_counter(name, "Unsuccessful OCSP responses, by responseStatus.");
+    }
+}
+
+static int
+ocsp_routes(struct ocsp_service *s, struct http_server *http)
+{
+    char get_path[160];
+    const char *base = s->cfg->base_path;
+
+    snprintf(get_path, sizeof(get_path), "%s%s", base, strcmp(base, "/") == 0 ? "" : "/");
+    if (http_route(http, "POST", base, true, OCSP_REQUEST_TYPE, ocsp_handle, s) != ST_OK ||
+        http_route(http, "GET", get_path, true, NULL, ocsp_handle, s) != ST_OK)
+        return ST_ERR;
+    http_server_set_health(http, ocsp_health, s);
+    return ST_OK;
+}
+
+struct ocsp_service *
+ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http)
+{
+    struct ocsp_service *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->cfg = cfg;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    s->store = ocsp_store_open(cfg->store_dir, cfg->map_size, false);
+    if (s->store == NULL)
+        goto fail;
+    s->resp = ocsp_responder_new(cfg, s->store, false);
+    if (s->resp == NULL)
+        goto fail;
+    if (ocsp_responder_issuer_count(s->resp) == 0)
+        log_warn("ocsp: no issuer in the store yet (ocspctl issuer add); every request is "
+                 "answered unauthorized until one is added");
+    ocsp_metrics_init(s);
+    if (ocsp_routes(s, http) != ST_OK)
+        goto fail;
+    if (pthread_create(&s->refresher, NULL, ocsp_refresher_main, s) != 0)
+        goto fail;
+    s->refresher_started = true;
+    return s;
+fail:
+    ocsp_service_free(s);
+    return NULL;
+}
+
+void
+ocsp_service_free(struct ocsp_service *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (s->refresher_started)
+        pthread_join(s->refresher, NULL);
+    ocsp_responder_free(s->resp);
+    ocsp_store_close(s->store);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

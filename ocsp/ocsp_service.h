@@ -1,0 +1,29 @@
+/*
+ * ocsp_service: ocspd's request pipeline (DESIGN D2, D6) and its refresher thread.
+ *
+ *   POST {base} (application/ocsp-request) or GET {base}/{url-encoded base64}
+ *   -> parse (ocsp_request) -> one CertID without a nonce to echo: the pre-signed response from
+ *      the store, if it was signed for the serial's current status record and is not past its
+ *      nextUpdate -> reply with RFC 9919 caching headers (ETag, Last-Modified, Expires,
+ *      Cache-Control max-age, public, no-transform, must-revalidate; 304 on If-None-Match)
+ *   -> otherwise: build the tbsResponseData, suspend the connection, sign through the batched
+ *      signer; single-CertID answers are stored for the next request.
+ * The refresher thread re-signs at once the responses of serials whose status changed
+ * (the store's `changes`), re-signs stored responses before their nextUpdate (refresh_margin of
+ * the validity left), and loads issuers added with ocspctl, all without a restart.
+ */
+#ifndef OCSP_OCSP_SERVICE_H
+#define OCSP_OCSP_SERVICE_H
+
+#include "common/http.h"
+#include "ocsp/ocsp_config.h"
+
+#include <stdbool.h>
+
+struct ocsp_service;
+
+struct ocsp_service *ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http);
+void ocsp_service_free(struct ocsp_service *s);
+bool ocsp_service_healthy(struct ocsp_service *s);
+
+#endif

@@ -1,0 +1,1124 @@
+/*
+ * ocsp_store: the OCSP status store on LMDB (DESIGN D4, D6); the schema is documented in
+ * ocsp_store.h. This file encodes the records, keeps the certids index of each issuer
+ * (RFC 6960 §4.1.1 CertID hashes, OCSP-11), enforces the status life cycle of EID-07/08 and
+ * OCSP-16 (a definitive revocation is final; a hold can be released) in the same write
+ * transaction as its journal entry (EID-12 evidence) and its `changes` entry (D6: a status
+ * change re-signs the response at once, EID-05).
+ *
+ * Sequences (journal, changes) are kept in `meta` as 8-byte little-endian counters so that a
+ * write transaction can append and consume without a cursor: "journal_next", "changes_next"
+ * (next sequence to write) and "changes_head" (oldest sequence not yet taken).
+ */
+#include "ocsp/ocsp_store.h"
+#include "common/log.h"
+#include "common/status.h"
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DB_META = 0, DB_ISSUERS, DB_CERTIDS, DB_STATUS, DB_RESPONSES, DB_CHANGES, DB_JOURNAL };
+
+static const char *const ocsp_db_names[] = {"meta",      "issuers", "certids", "status",
+                                            "responses", "changes", "journal"};
+#define OCSP_N_DBS (sizeof(ocsp_db_names) / sizeof(ocsp_db_names[0]))
+
+#define STATUS_REC_LEN 40
+#define RESP_HDR_LEN 32
+#define ISSUER_REC_VERSION 1
+#define JOURNAL_LINE_MAX 4096
+
+struct ocsp_store {
+    struct store *st;
+    int db[OCSP_N_DBS];
+};
+
+/* ---- little helpers: LE/BE integers, hex ---- */
+
+static void
+put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t
+get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static void
+put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[7 - i] = (uint8_t)(v >> (8 * i));
+}
+
+static void
+hex_of(const uint8_t *p, size_t n, char *out)
+{
+    static const char digits[] = "0123456789ABCDEF";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[p[i] >> 4];
+        out[2 * i + 1] = digits[p[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+static bool
+serial_ok(const uint8_t *serial, size_t len)
+{
+    return serial != NULL && len >= 1 && len <= OCSP_SERIAL_MAX;
+}
+
+/* ---- open / close / schema ---- */
+
+static int
+ocsp_meta_u64(struct store_txn *t, int db, const char *key, uint64_t *v)
+{
+    const void *p = NULL;
+    size_t n = 0;
+    int st = store_txn_get(t, db, key, strlen(key), &p, &n);
+
+    *v = 0;
+    if (st == ST_NOTFOUND)
+        return ST_OK;
+    if (st != ST_OK)
+        return st;
+    if (n != 8)
+        return ST_STORE;
+    *v = get_le64(p);
+    return ST_OK;
+}
+
+static int
+ocsp_meta_put_u64(struct store_txn *t, int db, const char *key, uint64_t v)
+{
+    uint8_t b[8];
+
+    put_le64(b, v);
+    return store_txn_put(t, db, key, strlen(key), b, sizeof(b), false);
+}
+
+/* Write the schema version into a new store, or check the one found. */
+static int
+ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
+{
+    struct store_txn *t = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    char want[16];
+    int st;
+
+    snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
+    if ((st = store_txn_begin(s->st, !readonly, &t)) != ST_OK)
+        goto out;
+    st = store_txn_get(t, s->db[DB_META], "schema_version", 14, &v, &n);
+    if (st == ST_NOTFOUND && !readonly) {
+        st = store_txn_put(t, s->db[DB_META], "schema_version", 14, want, strlen(want), false);
+        if (st == ST_OK)
+            st = store_txn_commit(t);
+        t = NULL;
+        goto out;
+    }
+    if (st == ST_NOTFOUND) {
+        log_err("ocsp_store: %s: no schema version (run `ocspctl init`)", dir);
+        st = ST_STORE;
+    } else if (st == ST_OK && (n != strlen(want) || memcmp(v, want, n) != 0)) {
+        log_err("ocsp_store: %s: schema version '%.*s' is not the supported '%s'", dir,
+                (int)(n < 16 ? n : 16), (const char *)v, want);
+        st = ST_STORE;
+    }
+out:
+    store_txn_abort(t);
+    return st;
+}
+
+struct ocsp_store *
+ocsp_store_open(const char *dir, size_t map_size, bool readonly)
+{
+    struct ocsp_store *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->st = store_open(dir, map_size, ocsp_db_names, OCSP_N_DBS, readonly);
+    if (s->st == NULL)
+        goto fail;
+    for (size_t i = 0; i < OCSP_N_DBS; i++)
+        s->db[i] = store_db(s->st, ocsp_db_names[i]);
+    if (ocsp_schema_check(s, readonly, dir) != ST_OK)
+        goto fail;
+    return s;
+fail:
+    ocsp_store_close(s);
+    return NULL;
+}
+
+void
+ocsp_store_close(struct ocsp_store *s)
+{
+    if (s == NULL)
+        return;
+    store_close(s->st);
+    free(s);
+}
+
+struct store *
+ocsp_store_raw(struct ocsp_store *s)
+{
+    return s->st;
+}
+
+/* ---- issuer certificate hashes ---- */
+
+int
+ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID_LEN])
+{
+    const unsigned char *p = cert_der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    const ASN1_BIT_STRING *key;
+    int st = ST_CRYPTO;
+
+    if (x == NULL || p != cert_der + len) {
+        log_openssl(LOG_LVL_ERR, "ocsp_store: issuer certificate");
+        st = ST_INVALID;
+        goto out;
+    }
+    key = X509_get0_pubkey_bitstr(x);
+    if (key == NULL || EVP_Digest(key->data, (size_t)key->length, id, NULL, EVP_sha256(), NULL) != 1)
+        goto out;
+    st = ST_OK;
+out:
+    X509_free(x);
+    return st;
+}
+
+static const EVP_MD *
+ocsp_hash_md(enum ocsp_hash h)
+{
+    switch (h) {
+    case OCSP_HASH_SHA1:
+        return EVP_sha1();
+    case OCSP_HASH_SHA256:
+        return EVP_sha256();
+    case OCSP_HASH_SHA384:
+        return EVP_sha384();
+    case OCSP_HASH_SHA512:
+        return EVP_sha512();
+    }
+    return NULL;
+}
+
+/* certids key: hash byte + issuerNameHash + issuerKeyHash. *klen gets its length. */
+static int
+ocsp_certid_key(X509 *x, enum ocsp_hash h, uint8_t key[1 + 2 * EVP_MAX_MD_SIZE], size_t *klen)
+{
+    const EVP_MD *md = ocsp_hash_md(h);
+    const ASN1_BIT_STRING *pub = X509_get0_pubkey_bitstr(x);
+    const unsigned char *name = NULL;
+    size_t name_len = 0;
+    unsigned n1 = 0, n2 = 0;
+
+    if (md == NULL || pub == NULL ||
+        X509_NAME_get0_der(X509_get_subject_name(x), &name, &name_len) != 1)
+        return ST_CRYPTO;
+    key[0] = (uint8_t)h;
+    if (EVP_Digest(name, name_len, key + 1, &n1, md, NULL) != 1 ||
+        EVP_Digest(pub->data, (size_t)pub->length, key + 1 + n1, &n2, md, NULL) != 1)
+        return ST_CRYPTO;
+    *klen = 1 + n1 + n2;
+    return ST_OK;
+}
+
+/* Put (or delete, with del) the four certids entries of an issuer certificate. */
+static int
+ocsp_certids_apply(struct ocsp_store *s, struct store_txn *t, const uint8_t *der, size_t len,
+                   const uint8_t id[OCSP_ISSUER_ID_LEN], bool del)
+{
+    const unsigned char *p = der;
+    X509 *x = d2i_X509(NULL, &p, (long)len);
+    uint8_t key[1 + 2 * EVP_MAX_MD_SIZE];
+    size_t klen = 0;
+    int st = ST_INVALID;
+
+    if (x == NULL)
+        goto out;
+    for (int h = OCSP_HASH_SHA1; h <= OCSP_HASH_SHA512; h++) {
+        if ((st = ocsp_certid_key(x, (enum ocsp_hash)h, key, &klen)) != ST_OK)
+            goto out;
+        if (del)
+            st = store_txn_del(t, s->db[DB_CERTIDS], key, klen);
+        else
+            st = store_txn_put(t, s->db[DB_CERTIDS], key, klen, id, OCSP_ISSUER_ID_LEN, false);
+        if (st != ST_OK && !(del && st == ST_NOTFOUND))
+            goto out;
+        st = ST_OK;
+    }
+out:
+    X509_free(x);
+    return st;
+}
+
+/* ---- issuer record encoding ---- */
+
+struct rec_buf {
+    uint8_t *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void
+rb_put(struct rec_buf *b, const void *v, size_t n)
+{
+    if (b->failed)
+        return;
+    if (b->len + n > b->cap) {
+        size_t cap = (b->len + n) * 2 + 64;
+        uint8_t *q = realloc(b->p, cap);
+        if (q == NULL) {
+            b->failed = true;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+    if (n > 0)
+        memcpy(b->p + b->len, v, n);
+    b->len += n;
+}
+
+static void
+rb_u8(struct rec_buf *b, uint8_t v)
+{
+    rb_put(b, &v, 1);
+}
+
+static void
+rb_u64(struct rec_buf *b, uint64_t v)
+{
+    uint8_t t[8];
+
+    put_le64(t, v);
+    rb_put(b, t, 8);
+}
+
+static void
+rb_blob(struct rec_buf *b, const void *v, size_t n)
+{
+    rb_u64(b, n);
+    rb_put(b, v, n);
+}
+
+static int
+ocsp_issuer_encode(const struct ocsp_issuer_rec *r, struct rec_buf *b)
+{
+    rb_u8(b, ISSUER_REC_VERSION);
+    rb_put(b, r->id, OCSP_ISSUER_ID_LEN);
+    rb_blob(b, r->name, strnlen(r->name, sizeof(r->name) - 1));
+    rb_blob(b, r->cert, r->cert_len);
+    rb_u8(b, r->signer_kind);
+    rb_blob(b, r->signer_cert, r->signer_cert != NULL ? r->signer_cert_len : 0);
+    rb_blob(b, r->key_label, strnlen(r->key_label, sizeof(r->key_label) - 1));
+    rb_blob(b, r->key_file, strnlen(r->key_file, sizeof(r->key_file) - 1));
+    rb_u64(b, (uint64_t)(int64_t)r->scheme);
+    rb_u64(b, (uint64_t)(int64_t)r->hash);
+    rb_u8(b, r->nonce_policy);
+    rb_u8(b, r->unissued_policy);
+    rb_u8(b, r->archive_cutoff ? 1 : 0);
+    rb_u64(b, r->validity);
+    rb_u8(b, r->crl_fed ? 1 : 0);
+    rb_u64(b, (uint64_t)r->crl_this_update);
+    rb_u64(b, (uint64_t)r->crl_next_update);
+    rb_u64(b, r->crl_number);
+    return b->failed ? ST_NOMEM : ST_OK;
+}
+
+struct rec_rd {
+    const uint8_t *p;
+    size_t left;
+    bool failed;
+};
+
+static const uint8_t *
+rd_take(struct rec_rd *r, size_t n)
+{
+    const uint8_t *p = r->p;
+
+    if (r->failed || n > r->left) {
+        r->failed = true;
+        return NULL;
+    }
+    r->p += n;
+    r->left -= n;
+    return p;
+}
+
+static uint8_t
+rd_u8(struct rec_rd *r)
+{
+    const uint8_t *p = rd_take(r, 1);
+
+    return p != NULL ? *p : 0;
+}
+
+static uint64_t
+rd_u64(struct rec_rd *r)
+{
+    const uint8_t *p = rd_take(r, 8);
+
+    return p != NULL ? get_le64(p) : 0;
+}
+
+/* A length-prefixed string into dst (cap bytes, NUL-terminated). */
+static void
+rd_str(struct rec_rd *r, char *dst, size_t cap)
+{
+    uint64_t n = rd_u64(r);
+    const uint8_t *p = n < cap ? rd_take(r, (size_t)n) : NULL;
+
+    if (p == NULL) {
+        r->failed = true;
+        return;
+    }
+    memcpy(dst, p, (size_t)n);
+    dst[n] = '\0';
+}
+
+/* A length-prefixed blob, copied (NULL when empty). */
+static uint8_t *
+rd_blob(struct rec_rd *r, size_t *len)
+{
+    uint64_t n = rd_u64(r);
+    const uint8_t *p = n <= r->left ? rd_take(r, (size_t)n) : NULL;
+    uint8_t *c;
+
+    *len = 0;
+    if (p == NULL || n == 0) {
+        r->failed = r->failed || p == NULL;
+        return NULL;
+    }
+    if ((c = malloc((size_t)n)) == NULL) {
+        r->failed = true;
+        return NULL;
+    }
+    memcpy(c, p, (size_t)n);
+    *len = (size_t)n;
+    return c;
+}
+
+static int
+ocsp_issuer_decode(const uint8_t *p, size_t len, struct ocsp_issuer_rec *rec)
+{
+    struct rec_rd r = {p, len, false};
+    const uint8_t *id;
+
+    memset(rec, 0, sizeof(*rec));
+    if (rd_u8(&r) != ISSUER_REC_VERSION || (id = rd_take(&r, OCSP_ISSUER_ID_LEN)) == NULL)
+        return ST_STORE;
+    memcpy(rec->id, id, OCSP_ISSUER_ID_LEN);
+    rd_str(&r, rec->name, sizeof(rec->name));
+    rec->cert = rd_blob(&r, &rec->cert_len);
+    rec->signer_kind = rd_u8(&r);
+    rec->signer_cert = rd_blob(&r, &rec->signer_cert_len);
+    rd_str(&r, rec->key_label, sizeof(rec->key_label));
+    rd_str(&r, rec->key_file, sizeof(rec->key_file));
+    rec->scheme = (int)(int64_t)rd_u64(&r);
+    rec->hash = (int)(int64_t)rd_u64(&r);
+    rec->nonce_policy = rd_u8(&r);
+    rec->unissued_policy = rd_u8(&r);
+    rec->archive_cutoff = rd_u8(&r) != 0;
+    rec->validity = (uint32_t)rd_u64(&r);
+    rec->crl_fed = rd_u8(&r) != 0;
+    rec->crl_this_update = (int64_t)rd_u64(&r);
+    rec->crl_next_update = (int64_t)rd_u64(&r);
+    rec->crl_number = rd_u64(&r);
+    if (r.failed || r.left != 0 || rec->cert == NULL) {
+        ocsp_issuer_rec_clear(rec);
+        log_err("ocsp_store: corrupt issuer record");
+        return ST_STORE;
+    }
+    return ST_OK;
+}
+
+void
+ocsp_issuer_rec_clear(struct ocsp_issuer_rec *rec)
+{
+    if (rec == NULL)
+        return;
+    free(rec->cert);
+    free(rec->signer_cert);
+    memset(rec, 0, sizeof(*rec));
+}
+
+/* ---- issuers ---- */
+
+static int
+ocsp_bump_gen(struct ocsp_store *s, struct store_txn *t)
+{
+    uint64_t gen = 0;
+    int st = ocsp_meta_u64(t, s->db[DB_META], "issuers_gen", &gen);
+
+    return st != ST_OK ? st : ocsp_meta_put_u64(t, s->db[DB_META], "issuers_gen", gen + 1);
+}
+
+/* Remove the certids entries of the record currently stored under id (if any). */
+static int
+ocsp_issuer_unindex(struct ocsp_store *s, struct store_txn *t, const uint8_t *id)
+{
+    struct ocsp_issuer_rec old;
+    const void *v = NULL;
+    size_t n = 0;
+    int st = store_txn_get(t, s->db[DB_ISSUERS], id, OCSP_ISSUER_ID_LEN, &v, &n);
+
+    if (st == ST_NOTFOUND)
+        return ST_OK;
+    if (st != ST_OK || (st = ocsp_issuer_decode(v, n, &old)) != ST_OK)
+        return st;
+    st = ocsp_certids_apply(s, t, old.cert, old.cert_len, id, true);
+    ocsp_issuer_rec_clear(&old);
+    return st;
+}
+
+int
+ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec)
+{
+    struct rec_buf b = {0};
+    struct store_txn *t = NULL;
+    uint8_t id[OCSP_ISSUER_ID_LEN];
+    int st;
+
+    if (rec->cert == NULL || (st = ocsp_issuer_id_of(rec->cert, rec->cert_len, id)) != ST_OK)
+        return ST_INVALID;
+    if (memcmp(id, rec->id, sizeof(id)) != 0) {
+        log_err("ocsp_store: issuer %s: id does not match its certificate", rec->name);
+        return ST_INVALID;
+    }
+    if ((st = ocsp_issuer_encode(rec, &b)) != ST_OK ||
+        (st = store_txn_begin(s->st, true, &t)) != ST_OK)
+        goto out;
+    if ((st = ocsp_issuer_unindex(s, t, id)) != ST_OK ||
+        (st = store_txn_put(t, s->db[DB_ISSUERS], id, sizeof(id), b.p, b.len, false)) != ST_OK ||
+        (st = ocsp_certids_apply(s, t, rec->cert, rec->cert_len, id, false)) != ST_OK ||
+        (st = ocsp_bump_gen(s, t)) != ST_OK)
+        goto out;
+    st = store_txn_commit(t);
+    t = NULL;
+out:
+    store_txn_abort(t);
+    free(b.p);
+    return st;
+}
+
+int
+ocsp_store_issuer_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                      struct ocsp_issuer_rec *rec)
+{
+    uint8_t *v = NULL;
+    size_t n = 0;
+    int st = store_get_alloc(s->st, s->db[DB_ISSUERS], id, OCSP_ISSUER_ID_LEN, &v, &n);
+
+    memset(rec, 0, sizeof(*rec));
+    if (st == ST_OK)
+        st = ocsp_issuer_decode(v, n, rec);
+    free(v);
+    return st;
+}
+
+struct issuer_walk {
+    bool (*fn)(void *ctx, const struct ocsp_issuer_rec *rec);
+    void *ctx;
+    int st;
+};
+
+static bool
+ocsp_issuer_walk_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct issuer_walk *w = ctx;
+    struct ocsp_issuer_rec rec;
+    bool more;
+
+    (void)key;
+    (void)klen;
+    if ((w->st = ocsp_issuer_decode(val, vlen, &rec)) != ST_OK)
+        return false;
+    more = w->fn(w->ctx, &rec);
+    ocsp_issuer_rec_clear(&rec);
+    return more;
+}
+
+int
+ocsp_store_issuer_walk(struct ocsp_store *s,
+                       bool (*fn)(void *ctx, const struct ocsp_issuer_rec *rec), void *ctx)
+{
+    struct issuer_walk w = {fn, ctx, ST_OK};
+    int st = store_walk(s->st, s->db[DB_ISSUERS], NULL, 0, ocsp_issuer_walk_one, &w);
+
+    return st != ST_OK ? st : w.st;
+}
+
+int
+ocsp_store_issuer_by_hashes(struct ocsp_store *s, enum ocsp_hash h, const uint8_t *name_hash,
+                            const uint8_t *key_hash, size_t hash_len,
+                            uint8_t id[OCSP_ISSUER_ID_LEN])
+{
+    uint8_t key[1 + 2 * 64];
+    size_t n = 0;
+    int st;
+
+    if (ocsp_hash_md(h) == NULL || hash_len == 0 || hash_len > 64)
+        return ST_NOTFOUND;
+    key[0] = (uint8_t)h;
+    memcpy(key + 1, name_hash, hash_len);
+    memcpy(key + 1 + hash_len, key_hash, hash_len);
+    st = store_get(s->st, s->db[DB_CERTIDS], key, 1 + 2 * hash_len, id, OCSP_ISSUER_ID_LEN, &n);
+    if (st == ST_OK && n != OCSP_ISSUER_ID_LEN)
+        return ST_STORE;
+    return st;
+}
+
+uint64_t
+ocsp_store_issuers_gen(struct ocsp_store *s)
+{
+    uint8_t b[8];
+    size_t n = 0;
+
+    if (store_get(s->st, s->db[DB_META], "issuers_gen", 11, b, sizeof(b), &n) != ST_OK || n != 8)
+        return 0;
+    return get_le64(b);
+}
+
+/* ---- status records ---- */
+
+static void
+ocsp_status_encode(const struct ocsp_status *st, uint8_t b[STATUS_REC_LEN])
+{
+    memset(b, 0, STATUS_REC_LEN);
+    b[0] = st->state;
+    b[1] = st->reason;
+    put_le64(b + 8, (uint64_t)st->revocation_time);
+    put_le64(b + 16, (uint64_t)st->not_after);
+    put_le64(b + 24, st->stamp);
+    put_le64(b + 32, (uint64_t)st->updated);
+}
+
+static int
+ocsp_status_decode(const void *v, size_t n, struct ocsp_status *st)
+{
+    const uint8_t *b = v;
+
+    if (n != STATUS_REC_LEN) {
+        log_err("ocsp_store: corrupt status record (%zu bytes)", n);
+        return ST_STORE;
+    }
+    st->state = b[0];
+    st->reason = b[1];
+    st->revocation_time = (int64_t)get_le64(b + 8);
+    st->not_after = (int64_t)get_le64(b + 16);
+    st->stamp = get_le64(b + 24);
+    st->updated = (int64_t)get_le64(b + 32);
+    return ST_OK;
+}
+
+/* status key: issuer id + serial; *klen gets the length. */
+static size_t
+ocsp_status_key(const uint8_t *id, const uint8_t *serial, size_t serial_len,
+                uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX])
+{
+    memcpy(key, id, OCSP_ISSUER_ID_LEN);
+    memcpy(key + OCSP_ISSUER_ID_LEN, serial, serial_len);
+    return OCSP_ISSUER_ID_LEN + serial_len;
+}
+
+/* Borrowed read of a status inside a transaction. */
+static int
+ocsp_status_txn_get(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
+                    const uint8_t *serial, size_t serial_len, struct ocsp_status *out)
+{
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+    size_t klen = ocsp_status_key(id, serial, serial_len, key);
+    const void *v = NULL;
+    size_t n = 0;
+    int st = store_txn_get(t, s->db[DB_STATUS], key, klen, &v, &n);
+
+    return st != ST_OK ? st : ocsp_status_decode(v, n, out);
+}
+
+int
+ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                      const uint8_t *serial, size_t serial_len, struct ocsp_status *out)
+{
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+    uint8_t b[STATUS_REC_LEN];
+    size_t klen, n = 0;
+    int st;
+
+    if (!serial_ok(serial, serial_len))
+        return ST_INVALID;
+    klen = ocsp_status_key(id, serial, serial_len, key);
+    st = store_get(s->st, s->db[DB_STATUS], key, klen, b, sizeof(b), &n);
+    if (st == ST_INVALID)
+        st = ST_STORE; /* longer than a status record */
+    return st != ST_OK ? st : ocsp_status_decode(b, n, out);
+}
+
+static const char *
+ocsp_state_name(uint8_t state)
+{
+    switch (state) {
+    case OCSP_STATE_GOOD:
+        return "good";
+    case OCSP_STATE_REVOKED:
+        return "revoked";
+    case OCSP_STATE_HOLD:
+        return "hold";
+    }
+    return "invalid";
+}
+
+static uint64_t
+ocsp_now_ns(void)
+{
+    struct timespec ts;
+
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return (uint64_t)time(NULL) * 1000000000u;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Append a JSON string literal (escaped) to out. */
+static void
+json_str(char *out, size_t cap, const char *v)
+{
+    size_t n = strlen(out);
+
+    if (n + 2 >= cap)
+        return;
+    out[n++] = '"';
+    for (; *v != '\0' && n + 8 < cap; v++) {
+        unsigned char c = (unsigned char)*v;
+        if (c == '"' || c == '\\') {
+            out[n++] = '\\';
+            out[n++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
+        } else {
+            out[n++] = (char)c;
+        }
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+static void
+json_status(char *out, size_t cap, const char *key, const struct ocsp_status *st, bool found)
+{
+    size_t n = strlen(out);
+
+    if (!found) {
+        snprintf(out + n, cap - n, ",\"%s\":null", key);
+        return;
+    }
+    snprintf(out + n, cap - n,
+             ",\"%s\":{\"state\":\"%s\",\"reason\":%d,\"revocation_time\":%lld,"
+             "\"not_after\":%lld}",
+             key, ocsp_state_name(st->state), st->reason == OCSP_REASON_NONE ? -1 : st->reason,
+             (long long)st->revocation_time, (long long)st->not_after);
+}
+
+/* Append a journal line (in t); the line must be one JSON object on one line. */
+static int
+ocsp_journal_txn(struct ocsp_store *s, struct store_txn *t, const char *line)
+{
+    uint64_t seq = 0;
+    uint8_t key[8];
+    int st;
+
+    if (line[0] != '{' || strchr(line, '\n') != NULL || line[strlen(line) - 1] != '}')
+        return ST_INVALID;
+    if ((st = ocsp_meta_u64(t, s->db[DB_META], "journal_next", &seq)) != ST_OK)
+        return st;
+    put_be64(key, seq);
+    if ((st = store_txn_put(t, s->db[DB_JOURNAL], key, 8, line, strlen(line), true)) != ST_OK)
+        return st;
+    return ocsp_meta_put_u64(t, s->db[DB_META], "journal_next", seq + 1);
+}
+
+int
+ocsp_store_journal(struct ocsp_store *s, const char *json_line)
+{
+    struct store_txn *t = NULL;
+    int st;
+
+    if (json_line == NULL || json_line[0] == '\0' || strlen(json_line) > JOURNAL_LINE_MAX)
+        return ST_INVALID;
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+        return st;
+    if ((st = ocsp_journal_txn(s, t, json_line)) != ST_OK)
+        goto out;
+    st = store_txn_commit(t);
+    t = NULL;
+out:
+    store_txn_abort(t);
+    return st;
+}
+
+static int
+ocsp_change_add(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
+                const uint8_t *serial, size_t serial_len)
+{
+    uint8_t key[8], val[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+    uint64_t seq = 0;
+    size_t vlen = ocsp_status_key(id, serial, serial_len, val);
+    int st;
+
+    if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &seq)) != ST_OK)
+        return st;
+    put_be64(key, seq);
+    if ((st = store_txn_put(t, s->db[DB_CHANGES], key, 8, val, vlen, true)) != ST_OK)
+        return st;
+    return ocsp_meta_put_u64(t, s->db[DB_META], "changes_next", seq + 1);
+}
+
+/* The journal line of one status change. */
+static void
+ocsp_status_journal_line(struct ocsp_store *s, struct store_txn *t, char *line, size_t cap,
+                         const uint8_t *id, const uint8_t *serial, size_t serial_len,
+                         const char *who, const struct ocsp_status *before, bool found,
+                         const struct ocsp_status *after, bool refused)
+{
+    char idhex[2 * OCSP_ISSUER_ID_LEN + 1], serhex[2 * OCSP_SERIAL_MAX + 1], name[64] = "";
+    const void *v = NULL;
+    size_t n = 0, len;
+    struct ocsp_issuer_rec rec;
+
+    if (store_txn_get(t, s->db[DB_ISSUERS], id, OCSP_ISSUER_ID_LEN, &v, &n) == ST_OK &&
+        ocsp_issuer_decode(v, n, &rec) == ST_OK) {
+        memcpy(name, rec.name, sizeof(name));
+        ocsp_issuer_rec_clear(&rec);
+    }
+    hex_of(id, OCSP_ISSUER_ID_LEN, idhex);
+    hex_of(serial, serial_len, serhex);
+    snprintf(line, cap, "{\"time\":%lld,\"who\":", (long long)time(NULL));
+    json_str(line, cap, who != NULL ? who : "");
+    len = strlen(line);
+    snprintf(line + len, cap - len, ",\"op\":\"status\",\"issuer\":");
+    json_str(line, cap, name);
+    len = strlen(line);
+    snprintf(line + len, cap - len, ",\"issuer_id\":\"%s\",\"serial\":\"%s\",\"result\":\"%s\"",
+             idhex, serhex, refused ? "refused" : "ok");
+    json_status(line, cap, "before", before, found);
+    json_status(line, cap, "after", after, true);
+    len = strlen(line);
+    snprintf(line + len, cap - len, "}");
+}
+
+static bool
+ocsp_status_same(const struct ocsp_status *a, const struct ocsp_status *b)
+{
+    return a->state == b->state && a->reason == b->reason &&
+           a->revocation_time == b->revocation_time && a->not_after == b->not_after;
+}
+
+/* Fill *next from the request and the stored record; false when the rule refuses it. */
+static bool
+ocsp_status_next(const struct ocsp_status *cur, bool found, enum ocsp_cert_state state,
+                 uint8_t reason, int64_t revocation_time, int64_t not_after,
+                 struct ocsp_status *next)
+{
+    memset(next, 0, sizeof(*next));
+    next->state = (uint8_t)state;
+    next->reason = state == OCSP_STATE_GOOD ? OCSP_REASON_NONE : reason;
+    next->revocation_time = state == OCSP_STATE_GOOD ? 0 : revocation_time;
+    next->not_after = not_after != 0 ? not_after : found ? cur->not_after : 0;
+    next->updated = (int64_t)time(NULL);
+    next->stamp = ocsp_now_ns();
+    if (found && next->stamp <= cur->stamp)
+        next->stamp = cur->stamp + 1;
+    /* EID-07, OCSP-16: a definitive revocation never goes back to good or on hold */
+    return !(found && cur->state == OCSP_STATE_REVOKED && state != OCSP_STATE_REVOKED);
+}
+
+int
+ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                      const uint8_t *serial, size_t serial_len, enum ocsp_cert_state state,
+                      uint8_t reason, int64_t revocation_time, int64_t not_after,
+                      const char *who)
+{
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], rec[STATUS_REC_LEN];
+    struct ocsp_status cur = {0}, next;
+    struct store_txn *t = NULL;
+    char *line = NULL;
+    bool found, allowed;
+    size_t klen;
+    int st;
+
+    if (!serial_ok(serial, serial_len) || state > OCSP_STATE_HOLD ||
+        (state != OCSP_STATE_GOOD && reason == 7) ||
+        (state != OCSP_STATE_GOOD && reason > 10 && reason != OCSP_REASON_NONE))
+        return ST_INVALID;
+    if ((line = malloc(JOURNAL_LINE_MAX)) == NULL)
+        return ST_NOMEM;
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+        goto out;
+    st = ocsp_status_txn_get(s, t, id, serial, serial_len, &cur);
+    if (st != ST_OK && st != ST_NOTFOUND)
+        goto out;
+    found = st == ST_OK;
+    allowed = ocsp_status_next(&cur, found, state, reason, revocation_time, not_after, &next);
+    if (allowed && found && ocsp_status_same(&cur, &next)) {
+        st = ST_OK; /* nothing changes: no journal entry, no re-signing */
+        goto out;
+    }
+    ocsp_status_journal_line(s, t, line, JOURNAL_LINE_MAX, id, serial, serial_len, who, &cur,
+                             found, &next, !allowed);
+    if ((st = ocsp_journal_txn(s, t, line)) != ST_OK)
+        goto out;
+    if (allowed) {
+        ocsp_status_encode(&next, rec);
+        klen = ocsp_status_key(id, serial, serial_len, key);
+        if ((st = store_txn_put(t, s->db[DB_STATUS], key, klen, rec, sizeof(rec), false)) !=
+                ST_OK ||
+            (st = ocsp_change_add(s, t, id, serial, serial_len)) != ST_OK)
+            goto out;
+    }
+    st = store_txn_commit(t);
+    t = NULL;
+    if (st == ST_OK && !allowed) {
+        log_audit("status_refused", "%s", line);
+        st = ST_EXISTS;
+    }
+out:
+    store_txn_abort(t);
+    free(line);
+    return st;
+}
+
+struct status_walk {
+    const uint8_t *id;
+    bool (*fn)(void *ctx, const uint8_t *serial, size_t serial_len, const struct ocsp_status *st);
+    void *ctx;
+    int st;
+};
+
+static bool
+ocsp_status_walk_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct status_walk *w = ctx;
+    struct ocsp_status rec;
+
+    if (klen <= OCSP_ISSUER_ID_LEN || memcmp(key, w->id, OCSP_ISSUER_ID_LEN) != 0)
+        return false;
+    if ((w->st = ocsp_status_decode(val, vlen, &rec)) != ST_OK)
+        return false;
+    return w->fn(w->ctx, (const uint8_t *)key + OCSP_ISSUER_ID_LEN, klen - OCSP_ISSUER_ID_LEN,
+                 &rec);
+}
+
+int
+ocsp_store_status_walk(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                       bool (*fn)(void *ctx, const uint8_t *serial, size_t serial_len,
+                                  const struct ocsp_status *st),
+                       void *ctx)
+{
+    struct status_walk w = {id, fn, ctx, ST_OK};
+    int st = store_walk(s->st, s->db[DB_STATUS], id, OCSP_ISSUER_ID_LEN, ocsp_status_walk_one, &w);
+
+    return st != ST_OK ? st : w.st;
+}
+
+/* ---- pre-signed responses ---- */
+
+static int
+ocsp_response_decode(const void *v, size_t n, struct ocsp_stored_response *out, bool copy)
+{
+    const uint8_t *b = v;
+
+    if (n <= RESP_HDR_LEN) {
+        log_err("ocsp_store: corrupt response record (%zu bytes)", n);
+        return ST_STORE;
+    }
+    out->stamp = get_le64(b);
+    out->this_update = (int64_t)get_le64(b + 8);
+    out->next_update = (int64_t)get_le64(b + 16);
+    out->produced_at = (int64_t)get_le64(b + 24);
+    out->der_len = n - RESP_HDR_LEN;
+    out->der = NULL;
+    if (!copy)
+        return ST_OK;
+    if ((out->der = malloc(out->der_len)) == NULL)
+        return ST_NOMEM;
+    memcpy(out->der, b + RESP_HDR_LEN, out->der_len);
+    return ST_OK;
+}
+
+int
+ocsp_store_response_get(struct ocsp_store *s, const uint8_t *certid, size_t certid_len,
+                        struct ocsp_stored_response *out, const uint8_t issuer_id[32],
+                        const uint8_t *serial, size_t serial_len, struct ocsp_status *status,
+                        bool *status_found)
+{
+    struct store_txn *t = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    int st, sst;
+
+    memset(out, 0, sizeof(*out));
+    if (status_found != NULL)
+        *status_found = false;
+    if (certid == NULL || certid_len == 0)
+        return ST_INVALID;
+    if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
+        return st;
+    st = store_txn_get(t, s->db[DB_RESPONSES], certid, certid_len, &v, &n);
+    if (st != ST_OK || (st = ocsp_response_decode(v, n, out, true)) != ST_OK)
+        goto out;
+    if (status != NULL && issuer_id != NULL && serial_ok(serial, serial_len)) {
+        sst = ocsp_status_txn_get(s, t, issuer_id, serial, serial_len, status);
+        if (sst != ST_OK && sst != ST_NOTFOUND) {
+            st = sst;
+            goto out;
+        }
+        if (status_found != NULL)
+            *status_found = sst == ST_OK;
+    }
+out:
+    store_txn_abort(t);
+    if (st != ST_OK) {
+        free(out->der);
+        out->der = NULL;
+    }
+    return st;
+}
+
+static int
+ocsp_response_put1(struct ocsp_store *s, struct store_txn *t, const struct ocsp_response_put *r)
+{
+    uint8_t *v;
+    int st;
+
+    if (r->certid == NULL || r->certid_len == 0 || r->der == NULL || r->der_len == 0)
+        return ST_INVALID;
+    if ((v = malloc(RESP_HDR_LEN + r->der_len)) == NULL)
+        return ST_NOMEM;
+    put_le64(v, r->stamp);
+    put_le64(v + 8, (uint64_t)r->this_update);
+    put_le64(v + 16, (uint64_t)r->next_update);
+    put_le64(v + 24, (uint64_t)r->produced_at);
+    memcpy(v + RESP_HDR_LEN, r->der, r->der_len);
+    st = store_txn_put(t, s->db[DB_RESPONSES], r->certid, r->certid_len, v,
+                       RESP_HDR_LEN + r->der_len, false);
+    free(v);
+    return st;
+}
+
+int
+ocsp_store_responses_put(struct ocsp_store *s, const struct ocsp_response_put *r, size_t n)
+{
+    struct store_txn *t = NULL;
+    int st;
+
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+        return st;
+    for (size_t i = 0; i < n; i++)
+        if ((st = ocsp_response_put1(s, t, &r[i])) != ST_OK)
+            goto out;
+    st = store_txn_commit(t);
+    t = NULL;
+out:
+    store_txn_abort(t);
+    return st;
+}
+
+struct response_walk {
+    bool (*fn)(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t stamp,
+               int64_t this_update, int64_t next_update);
+    void *ctx;
+    int st;
+};
+
+static bool
+ocsp_response_walk_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct response_walk *w = ctx;
+    struct ocsp_stored_response r;
+
+    if ((w->st = ocsp_response_decode(val, vlen, &r, false)) != ST_OK)
+        return false;
+    return w->fn(w->ctx, key, klen, r.stamp, r.this_update, r.next_update);
+}
+
+int
+ocsp_store_response_walk(struct ocsp_store *s,
+                         bool (*fn)(void *ctx, const uint8_t *certid, size_t certid_len,
+                                    uint64_t stamp, int64_t this_update, int64_t next_update),
+                         void *ctx)
+{
+    struct response_walk w = {fn, ctx, ST_OK};
+    int st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_response_walk_one, &w);
+
+    return st != ST_OK ? st : w.st;
+}
+
+/* ---- pending changes ---- */
+
+static int
+ocsp_change_take1(struct ocsp_store *s, struct store_txn *t, uint64_t seq, struct ocsp_change *c)
+{
+    const void *v = NULL;
+    size_t n = 0;
+    uint8_t key[8];
+    int st;
+
+    put_be64(key, seq);
+    st = store_txn_get(t, s->db[DB_CHANGES], key, 8, &v, &n);
+    if (st != ST_OK)
+        return st;
+    if (n <= OCSP_ISSUER_ID_LEN || n > OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX)
+        return ST_STORE;
+    memcpy(c->issuer_id, v, OCSP_ISSUER_ID_LEN);
+    c->serial_len = n - OCSP_ISSUER_ID_LEN;
+    memcpy(c->serial, (const uint8_t *)v + OCSP_ISSUER_ID_LEN, c->serial_len);
+    return store_txn_del(t, s->db[DB_CHANGES], key, 8);
+}
+
+int
+ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *n)
+{
+    struct store_txn *t = NULL;
+    uint64_t head = 0, next = 0;
+    int st;
+
+    *n = 0;
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+        return st;
+    if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_head", &head)) != ST_OK ||
+        (st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &next)) != ST_OK)
+        goto out;
+    while (*n < max && head < next) {
+        st = ocsp_change_take1(s, t, head, &out[*n]);
+        head++;
+        if (st == ST_NOTFOUND)
+            continue;
+        if (st != ST_OK)
+            goto out;
+        (*n)++;
+    }
+    if ((st = ocsp_meta_put_u64(t, s->db[DB_META], "changes_head", head)) != ST_OK)
+        goto out;
+    st = store_txn_commit(t);
+    t = NULL;
+out:
+    store_txn_abort(t);
+    if (st != ST_OK)
+        *n = 0;
+    return st;
+}

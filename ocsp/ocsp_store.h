@@ -1,0 +1,194 @@
+/*
+ * ocsp_store: the OCSP status store on LMDB (DESIGN D4, D6). ocspctl writes it, ocspd reads it
+ * (LMDB readers never block and see committed changes at once, without a restart).
+ *
+ * Schema version 1: named databases of one LMDB environment.
+ *
+ *   meta       "schema_version" -> "1"; "issuers_gen" -> u64 LE, bumped on every issuer change
+ *   issuers    issuer id (32 bytes) -> issuer record (ocsp_store.c encodes it; see
+ *              struct ocsp_issuer_rec). issuer id = SHA-256 of the issuer certificate's
+ *              subjectPublicKey BIT STRING contents: a re-keyed CA (same name, new key) is
+ *              another issuer (OCSP-21).
+ *   certids    hash byte + issuerNameHash + issuerKeyHash -> issuer id. For every issuer the
+ *              four entries SHA-1, SHA-256, SHA-384, SHA-512 (hash byte = enum ocsp_hash).
+ *              issuerNameHash is over the DER of the issuer's subject as encoded in the issuer
+ *              certificate; issuerKeyHash over its subjectPublicKey BIT STRING contents (OCSP-11).
+ *   status     issuer id + serial (INTEGER content octets, as DER-encoded) -> struct ocsp_status
+ *              (40-byte little-endian record). A record exists for every serial the CA is known
+ *              to have issued (issued-serial knowledge) and for every revoked serial.
+ *   responses  CertID DER (exactly as the client sends it: hash algorithm with its parameters,
+ *              both hashes, serial) -> pre-signed response: 8-byte LE status stamp the response
+ *              was signed for, 8-byte LE thisUpdate, 8-byte LE nextUpdate, 8-byte LE producedAt,
+ *              then the OCSPResponse DER.
+ *   changes    8-byte big-endian sequence -> issuer id + serial: status changes not yet
+ *              re-signed; ocspd's refresher consumes them (deletes the entries it handled).
+ *   journal    8-byte big-endian sequence -> one-line JSON of each operator change (who, what,
+ *              when, before/after), never deleted: the evidence of EID-07/08, RO-08.
+ *
+ * Serials are keys as their DER INTEGER content octets (minimal two's complement, so a serial
+ * with its top bit set carries a leading 0x00), at most 20 octets plus that zero (RFC 5280).
+ *
+ * Thread-safety: as common/store. Records returned are copies owned by the caller.
+ */
+#ifndef OCSP_OCSP_STORE_H
+#define OCSP_OCSP_STORE_H
+
+#include "common/store.h"
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define OCSP_STORE_SCHEMA 1
+#define OCSP_ISSUER_ID_LEN 32
+#define OCSP_SERIAL_MAX 21
+
+enum ocsp_hash { OCSP_HASH_SHA1 = 1, OCSP_HASH_SHA256 = 2, OCSP_HASH_SHA384 = 3, OCSP_HASH_SHA512 = 4 };
+
+enum ocsp_cert_state {
+    OCSP_STATE_GOOD = 0,
+    OCSP_STATE_REVOKED = 1, /* definitive: can never go back (EID-07) */
+    OCSP_STATE_HOLD = 2     /* suspended: revoked/certificateHold until released (EID-08) */
+};
+
+#define OCSP_REASON_NONE 0xff /* no CRLReason known */
+
+struct ocsp_status {
+    uint8_t state;            /* enum ocsp_cert_state */
+    uint8_t reason;           /* CRLReason 0..10 (never 7), or OCSP_REASON_NONE */
+    int64_t revocation_time;  /* UTC seconds, for REVOKED and HOLD */
+    int64_t not_after;        /* certificate expiry (UTC seconds), 0 when unknown */
+    uint64_t stamp;           /* changes with every change of the record (ns since the epoch) */
+    int64_t updated;          /* UTC seconds of the last change */
+};
+
+enum ocsp_nonce_policy { OCSP_NONCE_IGNORE = 0, OCSP_NONCE_ECHO = 1, OCSP_NONCE_REQUIRE = 2 };
+
+/* What to answer for a serial with no status record. */
+enum ocsp_unissued_policy {
+    OCSP_UNISSUED_REVOKED = 0, /* revoked, certificateHold, 1970-01-01, extended-revoke (OCSP-13) */
+    OCSP_UNISSUED_UNKNOWN = 1, /* certStatus unknown */
+    OCSP_UNISSUED_GOOD = 2     /* only for issuers WITHOUT issued-serial knowledge (CRL-fed):
+                                  absent from the CRL means not revoked */
+};
+
+enum ocsp_signer_kind { OCSP_SIGNER_CA = 0, OCSP_SIGNER_DELEGATED = 1 };
+
+struct ocsp_issuer_rec {
+    uint8_t id[OCSP_ISSUER_ID_LEN];
+    char name[64];                 /* operator's label, [A-Za-z0-9._-] */
+    uint8_t *cert;                 /* issuer CA certificate DER (owned) */
+    size_t cert_len;
+    uint8_t signer_kind;           /* enum ocsp_signer_kind */
+    uint8_t *signer_cert;          /* delegated responder certificate DER (owned), NULL for CA */
+    size_t signer_cert_len;
+    char key_label[128];           /* signing key: PKCS#11 label, or */
+    char key_file[PATH_MAX];       /* a PEM software key */
+    int scheme;                    /* enum signer_scheme */
+    int hash;                      /* enum signer_hash */
+    uint8_t nonce_policy;          /* enum ocsp_nonce_policy */
+    uint8_t unissued_policy;       /* enum ocsp_unissued_policy */
+    bool archive_cutoff;           /* add archiveCutoff = CA notBefore (ETSI, OCSP-25) */
+    uint32_t validity;             /* seconds from thisUpdate to nextUpdate */
+    bool crl_fed;                  /* status comes from CRLs: tryLater once past crl_next_update */
+    int64_t crl_this_update;       /* of the last imported full CRL */
+    int64_t crl_next_update;
+    uint64_t crl_number;           /* of the last imported CRL (full or delta) */
+};
+
+struct ocsp_store;
+
+/* Open (create when writable) the environment in `dir`; checks the schema version (a newer or
+ * unknown one is refused). NULL on failure, logged. */
+struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readonly);
+void ocsp_store_close(struct ocsp_store *s);
+
+/* The issuer id of a certificate (SHA-256 of its subjectPublicKey contents). */
+int ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID_LEN]);
+
+/* Add or replace an issuer and its four certids entries; bumps issuers_gen. */
+int ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec);
+/* Fetch by id into *rec (allocations owned by rec: free with ocsp_issuer_rec_clear). */
+int ocsp_store_issuer_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                          struct ocsp_issuer_rec *rec);
+void ocsp_issuer_rec_clear(struct ocsp_issuer_rec *rec);
+/* Call fn for each issuer (rec valid during the call only); fn returns false to stop. */
+int ocsp_store_issuer_walk(struct ocsp_store *s,
+                           bool (*fn)(void *ctx, const struct ocsp_issuer_rec *rec), void *ctx);
+/* Issuer id for a CertID's hash algorithm and hashes; ST_NOTFOUND when not served. */
+int ocsp_store_issuer_by_hashes(struct ocsp_store *s, enum ocsp_hash h, const uint8_t *name_hash,
+                                const uint8_t *key_hash, size_t hash_len,
+                                uint8_t id[OCSP_ISSUER_ID_LEN]);
+/* Current issuers generation (changes whenever an issuer is added, changed or removed). */
+uint64_t ocsp_store_issuers_gen(struct ocsp_store *s);
+
+/* Status of one serial; ST_NOTFOUND when there is no record. */
+int ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                          const uint8_t *serial, size_t serial_len, struct ocsp_status *out);
+
+/*
+ * Operator change of one serial's status, in one write transaction with its journal entry
+ * and its `changes` entry. Rules (EID-07/08, OCSP-16): REVOKED is final (any change away from
+ * it is refused with ST_EXISTS and journalled as refused); HOLD -> GOOD (release) and
+ * HOLD -> REVOKED allowed; GOOD -> HOLD/REVOKED allowed. A GOOD record for a new serial records
+ * that it was issued. `who` names the operator (journal). `not_after` 0 keeps the stored one.
+ */
+int ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                          const uint8_t *serial, size_t serial_len, enum ocsp_cert_state state,
+                          uint8_t reason, int64_t revocation_time, int64_t not_after,
+                          const char *who);
+
+/* Walk the status records of one issuer in serial order. */
+int ocsp_store_status_walk(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                           bool (*fn)(void *ctx, const uint8_t *serial, size_t serial_len,
+                                      const struct ocsp_status *st),
+                           void *ctx);
+
+/* A stored pre-signed response. `der` is malloc()ed (caller frees). */
+struct ocsp_stored_response {
+    uint64_t stamp;       /* status stamp it was signed for (0: serial had no record) */
+    int64_t this_update, next_update, produced_at;
+    uint8_t *der;
+    size_t der_len;
+};
+/* ST_NOTFOUND when absent. With `status` non-NULL, the serial's status record is read in the
+ * same read transaction (status_found tells whether there was one), so the caller can tell
+ * whether the stored response is still current. */
+int ocsp_store_response_get(struct ocsp_store *s, const uint8_t *certid, size_t certid_len,
+                            struct ocsp_stored_response *out, const uint8_t issuer_id[32],
+                            const uint8_t *serial, size_t serial_len, struct ocsp_status *status,
+                            bool *status_found);
+/* Store (replace) pre-signed responses, in one write transaction. */
+struct ocsp_response_put {
+    const uint8_t *certid;
+    size_t certid_len;
+    uint64_t stamp;
+    int64_t this_update, next_update, produced_at;
+    const uint8_t *der;
+    size_t der_len;
+};
+int ocsp_store_responses_put(struct ocsp_store *s, const struct ocsp_response_put *r, size_t n);
+/* Walk stored responses (borrowed pointers valid during the call). */
+int ocsp_store_response_walk(struct ocsp_store *s,
+                             bool (*fn)(void *ctx, const uint8_t *certid, size_t certid_len,
+                                        uint64_t stamp, int64_t this_update, int64_t next_update),
+                             void *ctx);
+
+/* Pending status changes: take up to `max` (issuer id + serial), oldest first, and delete
+ * them in the same transaction. Returns the count in *n. */
+struct ocsp_change {
+    uint8_t issuer_id[OCSP_ISSUER_ID_LEN];
+    uint8_t serial[OCSP_SERIAL_MAX];
+    size_t serial_len;
+};
+int ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *n);
+
+/* Journal an operator event (also used for refused changes and imports). */
+int ocsp_store_journal(struct ocsp_store *s, const char *json_line);
+
+/* The underlying common/store (for health and usage). */
+struct store *ocsp_store_raw(struct ocsp_store *s);
+
+#endif
