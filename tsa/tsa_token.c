@@ -380,6 +380,12 @@ tsa_unit_load(struct tsa_unit *u, const struct tsa_unit_config *cfg)
         return ST_CONFIG;
     tsa_encode_accuracy(u);
     tsa_key_period(u);
+    if (u->key_not_after <= time(NULL))
+        log_err("tsa: [tsu %s] the private key usage period of %s has ended: every request "
+                "to this TSU gets systemFailure (TSA-09)", cfg->name, cfg->cert);
+    else if (u->key_not_after - time(NULL) < 30 * 86400)
+        log_warn("tsa: [tsu %s] the private key usage period ends in less than 30 days "
+                 "(TSA-15): prepare the successor key", cfg->name);
     if (tsa_encode_identity(u) != ST_OK || tsa_encode_tstinfo_parts(u) != ST_OK) {
         log_err("tsa: [tsu %s] cannot encode its constant parts", cfg->name);
         return ST_CONFIG;

@@ -1,0 +1,792 @@
+/*
+ * check_ocsp_store: unit suite of ocsp/ocsp_store, the OCSP status store on LMDB (DESIGN D4,
+ * D6). Runs against a real LMDB environment in a fresh temp directory per test: the schema
+ * version (written, checked, a newer one refused), issuer records round trip, the certids
+ * index for all four CertID hashes (RFC 6960 §4.1.1, OCSP-11) computed independently with
+ * OpenSSL's OCSP_cert_id_new, the status life cycle of EID-07/08 and OCSP-16 (a definitive
+ * revocation is never undone; a hold is released), the journal (EID-12 evidence) and the
+ * change queue (EID-05: a change is re-signed at once), pre-signed responses read with their
+ * status in one transaction, and a reader in another process seeing committed writes.
+ */
+#include "common/log.h"
+#include "common/status.h"
+#include "common/store.h"
+#include "ocsp/ocsp_store.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MAP (16u << 20)
+
+static char dir[64];
+static struct ocsp_store *os;
+static X509 *ca;
+static uint8_t *ca_der;
+static size_t ca_der_len;
+static uint8_t ca_id[OCSP_ISSUER_ID_LEN];
+
+static void
+remove_tree(const char *d)
+{
+    DIR *dh = opendir(d);
+    struct dirent *e;
+    char p[512];
+
+    if (dh == NULL)
+        return;
+    while ((e = readdir(dh)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
+        unlink(p);
+    }
+    closedir(dh);
+    rmdir(d);
+}
+
+/* A self-signed P-256 CA certificate with the given CN. */
+static X509 *
+make_ca(const char *cn)
+{
+    EVP_PKEY *key = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    X509_NAME *name = X509_NAME_new();
+
+    ck_assert_ptr_nonnull(key);
+    ck_assert_ptr_nonnull(x);
+    ck_assert_ptr_nonnull(name);
+    ck_assert_int_eq(X509_set_version(x, 2), 1);
+    ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+    ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                                (const unsigned char *)cn, -1, -1, 0),
+                     1);
+    ck_assert_int_eq(X509_set_subject_name(x, name), 1);
+    ck_assert_int_eq(X509_set_issuer_name(x, name), 1);
+    ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), 0));
+    ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(x), 86400));
+    ck_assert_int_eq(X509_set_pubkey(x, key), 1);
+    ck_assert_int_gt(X509_sign(x, key, EVP_sha256()), 0);
+    X509_NAME_free(name);
+    EVP_PKEY_free(key);
+    return x;
+}
+
+static void
+setup(void)
+{
+    unsigned char *p = NULL;
+    int n;
+
+    snprintf(dir, sizeof(dir), "/tmp/check_ocsp_store.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    ca = make_ca("Test Issuing CA");
+    n = i2d_X509(ca, &p);
+    ck_assert_int_gt(n, 0);
+    ca_der = p;
+    ca_der_len = (size_t)n;
+    ck_assert_int_eq(ocsp_issuer_id_of(ca_der, ca_der_len, ca_id), ST_OK);
+}
+
+static void
+teardown(void)
+{
+    ocsp_store_close(os);
+    os = NULL;
+    X509_free(ca);
+    OPENSSL_free(ca_der);
+    remove_tree(dir);
+}
+
+static void
+fill_issuer(struct ocsp_issuer_rec *r, const char *name)
+{
+    memset(r, 0, sizeof(*r));
+    memcpy(r->id, ca_id, sizeof(ca_id));
+    snprintf(r->name, sizeof(r->name), "%s", name);
+    r->cert = ca_der;
+    r->cert_len = ca_der_len;
+    r->signer_kind = OCSP_SIGNER_DELEGATED;
+    r->signer_cert = (uint8_t *)"\x30\x03\x02\x01\x05";
+    r->signer_cert_len = 5;
+    snprintf(r->key_label, sizeof(r->key_label), "ocsp-key-1");
+    snprintf(r->key_file, sizeof(r->key_file), "/etc/ocspd/k.pem");
+    r->scheme = 3;
+    r->hash = 2;
+    r->nonce_policy = OCSP_NONCE_REQUIRE;
+    r->unissued_policy = OCSP_UNISSUED_UNKNOWN;
+    r->archive_cutoff = true;
+    r->validity = 7200;
+    r->crl_fed = true;
+    r->crl_this_update = 1700000000;
+    r->crl_next_update = 1700086400;
+    r->crl_number = 0x123456789aull;
+}
+
+static size_t
+count_db(const char *name)
+{
+    struct store *raw = ocsp_store_raw(os);
+    size_t n = 0;
+
+    ck_assert_int_eq(store_count(raw, store_db(raw, name), &n), ST_OK);
+    return n;
+}
+
+static const uint8_t serial1[] = {0x01, 0x02, 0x03};
+static const uint8_t serial2[] = {0x00, 0xff, 0x10};
+
+/* Schema 1 is written into a new store and found on reopen, read-only too. */
+START_TEST(test_schema_written)
+{
+    struct store *raw = ocsp_store_raw(os);
+    char buf[16];
+    size_t n = 0;
+    struct ocsp_store *ro;
+
+    ck_assert_int_eq(store_get(raw, store_db(raw, "meta"), "schema_version", 14, buf,
+                               sizeof(buf), &n),
+                     ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(buf[0], '1');
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    ro = ocsp_store_open(dir, MAP, true);
+    ck_assert_ptr_nonnull(ro);
+    ocsp_store_close(ro);
+}
+END_TEST
+
+/* A store of an unknown (newer) schema is refused, writable and read-only. */
+START_TEST(test_schema_refused)
+{
+    static const char *const names[] = {"meta"};
+    struct store_txn *t = NULL;
+    struct store *raw;
+
+    ocsp_store_close(os);
+    os = NULL;
+    raw = store_open(dir, MAP, names, 1, false);
+    ck_assert_ptr_nonnull(raw);
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, 0, "schema_version", 14, "99", 2, false), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    store_close(raw);
+    ck_assert_ptr_null(ocsp_store_open(dir, MAP, false));
+    ck_assert_ptr_null(ocsp_store_open(dir, MAP, true));
+}
+END_TEST
+
+/* A read-only open of a directory that was never initialised fails. */
+START_TEST(test_readonly_uninitialised)
+{
+    char sub[96];
+
+    snprintf(sub, sizeof(sub), "%s/none", dir);
+    ck_assert_ptr_null(ocsp_store_open(sub, MAP, true));
+}
+END_TEST
+
+static bool
+count_issuer(void *ctx, const struct ocsp_issuer_rec *rec)
+{
+    int *n = ctx;
+
+    ck_assert_str_eq(rec->name, "ca-A");
+    ck_assert_mem_eq(rec->id, ca_id, sizeof(ca_id));
+    ck_assert_uint_eq(rec->cert_len, ca_der_len);
+    (*n)++;
+    return true;
+}
+
+/* Every field of an issuer record survives put/get; walk visits it; gen is bumped. */
+START_TEST(test_issuer_round_trip)
+{
+    struct ocsp_issuer_rec in, out;
+    uint64_t gen0 = ocsp_store_issuers_gen(os);
+    int n = 0;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_uint_gt(ocsp_store_issuers_gen(os), gen0);
+    ck_assert_int_eq(ocsp_store_issuer_get(os, ca_id, &out), ST_OK);
+    ck_assert_mem_eq(out.id, in.id, sizeof(in.id));
+    ck_assert_str_eq(out.name, "ca-A");
+    ck_assert_uint_eq(out.cert_len, ca_der_len);
+    ck_assert_mem_eq(out.cert, ca_der, ca_der_len);
+    ck_assert_uint_eq(out.signer_kind, OCSP_SIGNER_DELEGATED);
+    ck_assert_uint_eq(out.signer_cert_len, 5);
+    ck_assert_mem_eq(out.signer_cert, in.signer_cert, 5);
+    ck_assert_str_eq(out.key_label, "ocsp-key-1");
+    ck_assert_str_eq(out.key_file, "/etc/ocspd/k.pem");
+    ck_assert_int_eq(out.scheme, 3);
+    ck_assert_int_eq(out.hash, 2);
+    ck_assert_uint_eq(out.nonce_policy, OCSP_NONCE_REQUIRE);
+    ck_assert_uint_eq(out.unissued_policy, OCSP_UNISSUED_UNKNOWN);
+    ck_assert(out.archive_cutoff);
+    ck_assert_uint_eq(out.validity, 7200);
+    ck_assert(out.crl_fed);
+    ck_assert_int_eq(out.crl_this_update, 1700000000);
+    ck_assert_int_eq(out.crl_next_update, 1700086400);
+    ck_assert_uint_eq(out.crl_number, 0x123456789aull);
+    ocsp_issuer_rec_clear(&out);
+    ck_assert_ptr_null(out.cert);
+    ck_assert_int_eq(ocsp_store_issuer_walk(os, count_issuer, &n), ST_OK);
+    ck_assert_int_eq(n, 1);
+}
+END_TEST
+
+/* An issuer without a delegate (CA signs) keeps signer_cert NULL; a wrong id is refused. */
+START_TEST(test_issuer_ca_signer_and_bad_id)
+{
+    struct ocsp_issuer_rec in, out;
+    uint8_t other[OCSP_ISSUER_ID_LEN] = {0};
+
+    fill_issuer(&in, "ca-A");
+    in.signer_kind = OCSP_SIGNER_CA;
+    in.signer_cert = NULL;
+    in.signer_cert_len = 0;
+    in.crl_fed = false;
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(ocsp_store_issuer_get(os, ca_id, &out), ST_OK);
+    ck_assert_ptr_null(out.signer_cert);
+    ck_assert_uint_eq(out.signer_kind, OCSP_SIGNER_CA);
+    ck_assert(!out.crl_fed);
+    ocsp_issuer_rec_clear(&out);
+    ck_assert_int_eq(ocsp_store_issuer_get(os, other, &out), ST_NOTFOUND);
+    memset(in.id, 0x55, sizeof(in.id));
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_INVALID);
+}
+END_TEST
+
+/* The issuer id is SHA-256 of the subjectPublicKey contents (computed here independently). */
+START_TEST(test_issuer_id)
+{
+    const ASN1_BIT_STRING *pub = X509_get0_pubkey_bitstr(ca);
+    uint8_t want[32];
+
+    ck_assert_int_eq(
+        EVP_Digest(pub->data, (size_t)pub->length, want, NULL, EVP_sha256(), NULL), 1);
+    ck_assert_mem_eq(ca_id, want, 32);
+    ck_assert_int_ne(ocsp_issuer_id_of(ca_der, ca_der_len - 1, want), ST_OK);
+}
+END_TEST
+
+/* Look the issuer up with the hashes of an OpenSSL-made CertID of the given digest. */
+static int
+lookup_by_openssl_certid(const EVP_MD *md, enum ocsp_hash h, uint8_t id[OCSP_ISSUER_ID_LEN])
+{
+    OCSP_CERTID *cid = OCSP_cert_id_new(md, X509_get_subject_name(ca),
+                                        X509_get0_pubkey_bitstr(ca), X509_get_serialNumber(ca));
+    ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
+    int st;
+
+    ck_assert_ptr_nonnull(cid);
+    ck_assert_int_eq(OCSP_id_get0_info(&nh, NULL, &kh, NULL, cid), 1);
+    ck_assert_int_eq(nh->length, EVP_MD_get_size(md));
+    st = ocsp_store_issuer_by_hashes(os, h, nh->data, kh->data, (size_t)nh->length, id);
+    OCSP_CERTID_free(cid);
+    return st;
+}
+
+/* OCSP-11: all four CertID hash forms find the issuer; another algorithm byte does not. */
+START_TEST(test_certids_lookup)
+{
+    struct ocsp_issuer_rec in;
+    uint8_t id[OCSP_ISSUER_ID_LEN];
+    X509 *other = make_ca("Other CA");
+    OCSP_CERTID *cid;
+    ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(lookup_by_openssl_certid(EVP_sha1(), OCSP_HASH_SHA1, id), ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(lookup_by_openssl_certid(EVP_sha1(), OCSP_HASH_SHA1, id), ST_OK);
+    ck_assert_mem_eq(id, ca_id, sizeof(id));
+    memset(id, 0, sizeof(id));
+    ck_assert_int_eq(lookup_by_openssl_certid(EVP_sha256(), OCSP_HASH_SHA256, id), ST_OK);
+    ck_assert_mem_eq(id, ca_id, sizeof(id));
+    memset(id, 0, sizeof(id));
+    ck_assert_int_eq(lookup_by_openssl_certid(EVP_sha384(), OCSP_HASH_SHA384, id), ST_OK);
+    ck_assert_mem_eq(id, ca_id, sizeof(id));
+    memset(id, 0, sizeof(id));
+    ck_assert_int_eq(lookup_by_openssl_certid(EVP_sha512(), OCSP_HASH_SHA512, id), ST_OK);
+    ck_assert_mem_eq(id, ca_id, sizeof(id));
+    /* SHA-256 hashes presented as SHA-1-length input do not match; a SHA-256 pair under the
+     * SHA-384 algorithm byte does not either */
+    cid = OCSP_cert_id_new(EVP_sha256(), X509_get_subject_name(ca), X509_get0_pubkey_bitstr(ca),
+                           X509_get_serialNumber(ca));
+    ck_assert_int_eq(OCSP_id_get0_info(&nh, NULL, &kh, NULL, cid), 1);
+    ck_assert_int_eq(ocsp_store_issuer_by_hashes(os, OCSP_HASH_SHA384, nh->data, kh->data, 32, id),
+                     ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_issuer_by_hashes(os, (enum ocsp_hash)9, nh->data, kh->data, 32, id),
+                     ST_NOTFOUND);
+    OCSP_CERTID_free(cid);
+    /* another CA is not served */
+    cid = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(other),
+                           X509_get0_pubkey_bitstr(other), X509_get_serialNumber(other));
+    ck_assert_int_eq(OCSP_id_get0_info(&nh, NULL, &kh, NULL, cid), 1);
+    ck_assert_int_eq(ocsp_store_issuer_by_hashes(os, OCSP_HASH_SHA1, nh->data, kh->data, 20, id),
+                     ST_NOTFOUND);
+    OCSP_CERTID_free(cid);
+    X509_free(other);
+    /* replacing the issuer keeps exactly four certids entries */
+    snprintf(in.name, sizeof(in.name), "ca-A-renamed");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_uint_eq(count_db("certids"), 4);
+    ck_assert_uint_eq(count_db("issuers"), 1);
+}
+END_TEST
+
+START_TEST(test_status_set_get)
+{
+    struct ocsp_status st;
+
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st),
+                     ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 1900000000, "alice"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_GOOD);
+    ck_assert_uint_eq(st.reason, OCSP_REASON_NONE);
+    ck_assert_int_eq(st.not_after, 1900000000);
+    ck_assert_uint_gt(st.stamp, 0);
+    ck_assert_int_gt(st.updated, 0);
+    /* revoke, not_after 0 keeps the stored expiry */
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
+                                           OCSP_STATE_REVOKED, 1, 1800000000, 0, "alice"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
+    ck_assert_uint_eq(st.reason, 1);
+    ck_assert_int_eq(st.revocation_time, 1800000000);
+    ck_assert_int_eq(st.not_after, 1900000000);
+    /* bad arguments */
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, 0, OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "x"),
+                     ST_INVALID);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2),
+                                           OCSP_STATE_REVOKED, 7, 1, 0, "x"),
+                     ST_INVALID);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial2, sizeof(serial2), &st),
+                     ST_NOTFOUND);
+}
+END_TEST
+
+/* EID-07/08, OCSP-16: hold -> good and hold -> revoked are allowed; revoked is final. */
+START_TEST(test_status_rules)
+{
+    struct ocsp_status st;
+    uint64_t stamp;
+
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
+                                           6, 1700000000, 1900000000, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_HOLD);
+    ck_assert_uint_eq(st.reason, 6);
+    stamp = st.stamp;
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_GOOD);
+    ck_assert_int_eq(st.revocation_time, 0);
+    ck_assert_int_eq(st.not_after, 1900000000);
+    ck_assert_uint_gt(st.stamp, stamp);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
+                                           6, 1700000100, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
+                                           OCSP_STATE_REVOKED, 1, 1700000200, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    stamp = st.stamp;
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "mallory"),
+                     ST_EXISTS);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
+                                           6, 1700000300, 0, "mallory"),
+                     ST_EXISTS);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
+    ck_assert_uint_eq(st.reason, 1);
+    ck_assert_int_eq(st.revocation_time, 1700000200);
+    ck_assert_uint_eq(st.stamp, stamp);
+}
+END_TEST
+
+struct journal_scan {
+    int n, refused, mallory;
+    char last[4096];
+};
+
+static bool
+scan_journal(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct journal_scan *j = ctx;
+
+    ck_assert_uint_eq(klen, 8);
+    ck_assert_uint_eq(((const uint8_t *)key)[7], (uint8_t)j->n);
+    ck_assert_uint_lt(vlen, sizeof(j->last));
+    memcpy(j->last, val, vlen);
+    j->last[vlen] = '\0';
+    ck_assert_int_eq(j->last[0], '{');
+    ck_assert_ptr_null(strchr(j->last, '\n'));
+    if (strstr(j->last, "\"result\":\"refused\"") != NULL)
+        j->refused++;
+    if (strstr(j->last, "\"who\":\"mallory\"") != NULL)
+        j->mallory++;
+    j->n++;
+    return true;
+}
+
+/* Every change is journalled (refused ones too, without changing the record); a repeated
+ * identical set is not a change. */
+START_TEST(test_journal)
+{
+    struct store *raw = ocsp_store_raw(os);
+    struct journal_scan j = {0};
+
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
+                                           OCSP_STATE_REVOKED, 1, 1700000000, 0, "alice"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
+                                           OCSP_STATE_REVOKED, 1, 1700000000, 0, "alice"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "mallory"),
+                     ST_EXISTS);
+    ck_assert_int_eq(ocsp_store_journal(os, "{\"op\":\"import\",\"n\":3}"), ST_OK);
+    ck_assert_int_eq(ocsp_store_journal(os, "not json"), ST_INVALID);
+    ck_assert_int_eq(ocsp_store_journal(os, "{\"a\":1}\n{\"b\":2}"), ST_INVALID);
+    ck_assert_int_eq(store_walk(raw, store_db(raw, "journal"), NULL, 0, scan_journal, &j), ST_OK);
+    ck_assert_int_eq(j.n, 3);
+    ck_assert_int_eq(j.refused, 1);
+    ck_assert_int_eq(j.mallory, 1);
+    ck_assert_str_eq(j.last, "{\"op\":\"import\",\"n\":3}");
+}
+END_TEST
+
+/* Changes are queued per accepted change and taken oldest first, then gone. */
+START_TEST(test_changes_take)
+{
+    static const uint8_t s3[] = {0x7f};
+    struct ocsp_change c[4];
+    size_t n = 99;
+
+    ck_assert_int_eq(ocsp_store_changes_take(os, c, 4, &n), ST_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 5, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
+                                           OCSP_STATE_REVOKED, 4, 10, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, s3, sizeof(s3), OCSP_STATE_HOLD, 6, 11, 0,
+                                           "op"),
+                     ST_OK);
+    /* refused: no change queued */
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "op"),
+                     ST_EXISTS);
+    ck_assert_uint_eq(count_db("changes"), 3);
+    ck_assert_int_eq(ocsp_store_changes_take(os, c, 2, &n), ST_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_mem_eq(c[0].issuer_id, ca_id, sizeof(ca_id));
+    ck_assert_uint_eq(c[0].serial_len, sizeof(serial2));
+    ck_assert_mem_eq(c[0].serial, serial2, sizeof(serial2));
+    ck_assert_uint_eq(c[1].serial_len, sizeof(serial1));
+    ck_assert_mem_eq(c[1].serial, serial1, sizeof(serial1));
+    ck_assert_uint_eq(count_db("changes"), 1);
+    ck_assert_int_eq(ocsp_store_changes_take(os, c, 4, &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(c[0].serial_len, 1);
+    ck_assert_uint_eq(c[0].serial[0], 0x7f);
+    ck_assert_int_eq(ocsp_store_changes_take(os, c, 4, &n), ST_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(count_db("changes"), 0);
+}
+END_TEST
+
+static const uint8_t certid_a[] = {0x30, 0x05, 0x02, 0x03, 0x01, 0x02, 0x03};
+static const uint8_t certid_b[] = {0x30, 0x04, 0x02, 0x02, 0x00, 0xff};
+static const uint8_t resp_a[] = {0x30, 0x03, 0x0a, 0x01, 0x00};
+
+/* A stored response comes back with its times and the serial's status of the same snapshot. */
+START_TEST(test_responses)
+{
+    struct ocsp_response_put p[2] = {
+        {certid_a, sizeof(certid_a), 42, 100, 200, 101, resp_a, sizeof(resp_a)},
+        {certid_b, sizeof(certid_b), 0, 300, 400, 301, resp_a, 3},
+    };
+    struct ocsp_stored_response r;
+    struct ocsp_status st;
+    bool found = true;
+
+    ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
+                                             sizeof(serial1), &st, &found),
+                     ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_responses_put(os, p, 2), ST_OK);
+    ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
+                                             sizeof(serial1), &st, &found),
+                     ST_OK);
+    ck_assert(!found);
+    ck_assert_uint_eq(r.stamp, 42);
+    ck_assert_int_eq(r.this_update, 100);
+    ck_assert_int_eq(r.next_update, 200);
+    ck_assert_int_eq(r.produced_at, 101);
+    ck_assert_uint_eq(r.der_len, sizeof(resp_a));
+    ck_assert_mem_eq(r.der, resp_a, sizeof(resp_a));
+    free(r.der);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
+                                           6, 150, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
+                                             sizeof(serial1), &st, &found),
+                     ST_OK);
+    ck_assert(found);
+    ck_assert_uint_eq(st.state, OCSP_STATE_HOLD);
+    ck_assert_uint_ne(st.stamp, r.stamp); /* the caller sees the response is stale */
+    free(r.der);
+    /* without a status request */
+    ck_assert_int_eq(ocsp_store_response_get(os, certid_b, sizeof(certid_b), &r, NULL, NULL, 0,
+                                             NULL, NULL),
+                     ST_OK);
+    ck_assert_uint_eq(r.der_len, 3);
+    free(r.der);
+    /* replace */
+    p[0].stamp = st.stamp;
+    ck_assert_int_eq(ocsp_store_responses_put(os, p, 1), ST_OK);
+    ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
+                                             sizeof(serial1), &st, &found),
+                     ST_OK);
+    ck_assert_uint_eq(st.stamp, r.stamp);
+    free(r.der);
+    /* an empty response is refused and nothing of that batch is stored */
+    p[0].certid = (const uint8_t *)"\x30\x00";
+    p[0].certid_len = 2;
+    p[1].der_len = 0;
+    ck_assert_int_ne(ocsp_store_responses_put(os, p, 2), ST_OK);
+    ck_assert_uint_eq(count_db("responses"), 2);
+}
+END_TEST
+
+struct resp_scan {
+    int n;
+    int64_t sum_next;
+};
+
+static bool
+scan_response(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t stamp,
+              int64_t this_update, int64_t next_update)
+{
+    struct resp_scan *w = ctx;
+
+    ck_assert_int_eq(certid[0], 0x30);
+    ck_assert_uint_ge(certid_len, 6);
+    ck_assert_int_lt(this_update, next_update);
+    (void)stamp;
+    w->n++;
+    w->sum_next += next_update;
+    return true;
+}
+
+START_TEST(test_response_walk)
+{
+    struct ocsp_response_put p[2] = {
+        {certid_a, sizeof(certid_a), 1, 100, 200, 100, resp_a, sizeof(resp_a)},
+        {certid_b, sizeof(certid_b), 2, 300, 400, 300, resp_a, sizeof(resp_a)},
+    };
+    struct resp_scan w = {0};
+
+    ck_assert_int_eq(ocsp_store_responses_put(os, p, 2), ST_OK);
+    ck_assert_int_eq(ocsp_store_response_walk(os, scan_response, &w), ST_OK);
+    ck_assert_int_eq(w.n, 2);
+    ck_assert_int_eq(w.sum_next, 600);
+}
+END_TEST
+
+struct status_scan {
+    int n;
+    uint8_t first;
+};
+
+static bool
+scan_status(void *ctx, const uint8_t *serial, size_t serial_len, const struct ocsp_status *st)
+{
+    struct status_scan *w = ctx;
+
+    ck_assert_uint_ge(serial_len, 1);
+    if (w->n == 0)
+        w->first = serial[0];
+    (void)st;
+    w->n++;
+    return true;
+}
+
+/* The walk stays within one issuer and goes in serial order. */
+START_TEST(test_status_walk)
+{
+    X509 *other = make_ca("Other CA");
+    unsigned char *der = NULL;
+    int len = i2d_X509(other, &der);
+    uint8_t other_id[OCSP_ISSUER_ID_LEN];
+    struct status_scan w = {0};
+
+    ck_assert_int_gt(len, 0);
+    ck_assert_int_eq(ocsp_issuer_id_of(der, (size_t)len, other_id), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, other_id, serial1, sizeof(serial1),
+                                           OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_status_walk(os, ca_id, scan_status, &w), ST_OK);
+    ck_assert_int_eq(w.n, 2);
+    ck_assert_uint_eq(w.first, serial2[0]); /* 00 ff 10 sorts before 01 02 03 */
+    memset(&w, 0, sizeof(w));
+    ck_assert_int_eq(ocsp_store_status_walk(os, other_id, scan_status, &w), ST_OK);
+    ck_assert_int_eq(w.n, 1);
+    OPENSSL_free(der);
+    X509_free(other);
+}
+END_TEST
+
+/* Child: open read-only, wait for the parent's go, then check serial1 is revoked. */
+static int
+reader_child(int ready_fd, int go_fd)
+{
+    struct ocsp_store *ro = ocsp_store_open(dir, MAP, true);
+    struct ocsp_status st;
+    char c = 'r';
+
+    if (ro == NULL)
+        return 10;
+    if (ocsp_store_status_get(ro, ca_id, serial1, sizeof(serial1), &st) != ST_NOTFOUND)
+        return 11;
+    if (write(ready_fd, &c, 1) != 1 || read(go_fd, &c, 1) != 1)
+        return 12;
+    if (ocsp_store_status_get(ro, ca_id, serial1, sizeof(serial1), &st) != ST_OK)
+        return 13;
+    if (st.state != OCSP_STATE_REVOKED || ocsp_store_issuers_gen(ro) == 0)
+        return 14;
+    if (ocsp_store_status_set(ro, ca_id, serial2, sizeof(serial2), OCSP_STATE_GOOD,
+                              OCSP_REASON_NONE, 0, 0, "ro") == ST_OK)
+        return 15;
+    ocsp_store_close(ro);
+    return 0;
+}
+
+/* D4: a reader already open in another process sees committed writes without reopening. */
+START_TEST(test_readonly_sees_writes)
+{
+    struct ocsp_issuer_rec in;
+    int ready[2], go[2], status = 0;
+    char c;
+    pid_t pid;
+
+    ck_assert_int_eq(pipe(ready), 0);
+    ck_assert_int_eq(pipe(go), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(reader_child(ready[1], go[0]));
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
+                                           OCSP_STATE_REVOKED, 1, 1700000000, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(write(go[1], "g", 1), 1);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    close(ready[0]);
+    close(ready[1]);
+    close(go[0]);
+    close(go[1]);
+}
+END_TEST
+
+/* Records survive close and reopen (read-only). */
+START_TEST(test_reopen_readonly)
+{
+    struct ocsp_issuer_rec in, out;
+    struct ocsp_status st;
+    struct ocsp_store *ro;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
+                                           6, 1700000000, 0, "op"),
+                     ST_OK);
+    ocsp_store_close(os);
+    os = NULL;
+    ro = ocsp_store_open(dir, MAP, true);
+    ck_assert_ptr_nonnull(ro);
+    ck_assert_int_eq(ocsp_store_status_get(ro, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_HOLD);
+    ck_assert_int_eq(ocsp_store_issuer_get(ro, ca_id, &out), ST_OK);
+    ck_assert_str_eq(out.name, "ca-A");
+    ocsp_issuer_rec_clear(&out);
+    ocsp_store_close(ro);
+}
+END_TEST
+
+static Suite *
+ocsp_store_suite(void)
+{
+    Suite *s = suite_create("ocsp_store");
+    TCase *tc = tcase_create("lmdb");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_schema_written);
+    tcase_add_test(tc, test_schema_refused);
+    tcase_add_test(tc, test_readonly_uninitialised);
+    tcase_add_test(tc, test_issuer_round_trip);
+    tcase_add_test(tc, test_issuer_ca_signer_and_bad_id);
+    tcase_add_test(tc, test_issuer_id);
+    tcase_add_test(tc, test_certids_lookup);
+    tcase_add_test(tc, test_status_set_get);
+    tcase_add_test(tc, test_status_rules);
+    tcase_add_test(tc, test_journal);
+    tcase_add_test(tc, test_changes_take);
+    tcase_add_test(tc, test_responses);
+    tcase_add_test(tc, test_response_walk);
+    tcase_add_test(tc, test_status_walk);
+    tcase_add_test(tc, test_readonly_sees_writes);
+    tcase_add_test(tc, test_reopen_readonly);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(ocsp_store_suite());
+    int failed;
+
+    /* failures the tests provoke are logged at err: keep the output readable */
+    log_init("check_ocsp_store", LOG_LVL_ERR);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
