@@ -1,0 +1,201 @@
+/*
+ * nullhttpd: the HTTP limit of the bench harness (DESIGN D9, "What the design must keep
+ * possible": ocspd's hit path against a null libmicrohttpd server returning the same bytes).
+ * A libmicrohttpd daemon configured like common/http.c (internal epoll thread pool,
+ * suspend/resume allowed, same connection memory limit and timeout) that answers every GET and
+ * every POST (after reading its body) with 200, a fixed body and a given Content-Type, plus the
+ * headers our daemons add. It does nothing else, so its rate is the most any responder built
+ * on libmicrohttpd can serve on this machine.
+ *
+ *   nullhttpd --port P (--bytes N | --body FILE) [--type CT] [--threads N]
+ *             [--max-seconds S] [--pid-file F]
+ *
+ * Binds 127.0.0.1 only. Stops on SIGTERM/SIGINT, or after --max-seconds (default 600).
+ */
+#include "common/log.h"
+#include "common/status.h"
+
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NH_POOL (32u * 1024u + 4096u) /* common/http.c: HTTP_POOL_BASE + max_url */
+#define NH_MAX_BODY (1u << 20)
+
+struct nh_opts {
+    unsigned port, threads, bytes, max_seconds;
+    const char *body_file, *ctype, *pid_file;
+};
+
+static volatile sig_atomic_t nh_stop;
+
+static void
+nh_on_signal(int sig)
+{
+    (void)sig;
+    nh_stop = 1;
+}
+
+static enum MHD_Result
+nh_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+          const char *version, const char *upload, size_t *upload_size, void **con_cls)
+{
+    struct MHD_Response *resp = cls;
+
+    (void)url;
+    (void)version;
+    (void)upload;
+    if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+        return MHD_NO;
+    if (*con_cls == NULL) { /* first call: headers only */
+        *con_cls = conn;
+        return MHD_YES;
+    }
+    if (*upload_size != 0) { /* consume the body */
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    return MHD_queue_response(conn, MHD_HTTP_OK, resp);
+}
+
+static struct MHD_Response *
+nh_response(const struct nh_opts *o)
+{
+    struct MHD_Response *resp = NULL;
+    char *body = NULL;
+    size_t len = o->bytes;
+    FILE *f;
+
+    if ((body = malloc(NH_MAX_BODY)) == NULL)
+        return NULL;
+    if (o->body_file != NULL) {
+        if ((f = fopen(o->body_file, "rb")) == NULL) {
+            log_err("cannot read %s", o->body_file);
+            goto out;
+        }
+        len = fread(body, 1, NH_MAX_BODY, f);
+        fclose(f);
+    } else {
+        memset(body, 'x', len);
+    }
+    resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL)
+        goto out;
+    body = NULL;
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, o->ctype) != MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES) {
+        MHD_destroy_response(resp);
+        resp = NULL;
+    }
+out:
+    free(body);
+    return resp;
+}
+
+static struct MHD_Daemon *
+nh_start(const struct nh_opts *o, struct MHD_Response *resp)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* clang-format off */
+    return MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, &nh_access, resp,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(o->threads > 1 ? o->threads : 0),
+        MHD_OPTION_CONNECTION_LIMIT, 4096u,
+        MHD_OPTION_CONNECTION_TIMEOUT, 15u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)NH_POOL,
+        MHD_OPTION_END);
+    /* clang-format on */
+}
+
+static int
+nh_args(struct nh_opts *o, int argc, char **argv)
+{
+    static const struct option lo[] = {
+        {"port", 1, NULL, 'p'},        {"bytes", 1, NULL, 'b'},    {"body", 1, NULL, 'f'},
+        {"type", 1, NULL, 't'},        {"threads", 1, NULL, 'n'},  {"max-seconds", 1, NULL, 's'},
+        {"pid-file", 1, NULL, 'P'},    {NULL, 0, NULL, 0}};
+    unsigned long v;
+    int c;
+
+    *o = (struct nh_opts){.threads = 2, .bytes = 512, .max_seconds = 600,
+                          .ctype = "application/octet-stream"};
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        v = optarg != NULL ? strtoul(optarg, NULL, 10) : 0;
+        switch (c) {
+        case 'p': o->port = (unsigned)v; break;
+        case 'b': o->bytes = (unsigned)v; break;
+        case 'f': o->body_file = optarg; break;
+        case 't': o->ctype = optarg; break;
+        case 'n': o->threads = (unsigned)v; break;
+        case 's': o->max_seconds = (unsigned)v; break;
+        case 'P': o->pid_file = optarg; break;
+        default: return ST_INVALID;
+        }
+    }
+    if (o->port == 0 || o->port > 65535 || o->bytes > NH_MAX_BODY || o->threads == 0 ||
+        o->threads > 256 || o->max_seconds == 0 || optind != argc)
+        return ST_INVALID;
+    return ST_OK;
+}
+
+static int
+nh_write_pid(const char *path)
+{
+    FILE *f;
+
+    if (path == NULL)
+        return ST_OK;
+    if ((f = fopen(path, "w")) == NULL)
+        return ST_IO;
+    fprintf(f, "%d\n", (int)getpid());
+    return fclose(f) == 0 ? ST_OK : ST_IO;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct nh_opts o;
+    struct MHD_Response *resp = NULL;
+    struct MHD_Daemon *d = NULL;
+    struct sigaction sa = {.sa_handler = nh_on_signal};
+    time_t until;
+    int rc = 1;
+
+    log_init("nullhttpd", LOG_LVL_NOTICE);
+    if (nh_args(&o, argc, argv) != ST_OK) {
+        fprintf(stderr, "usage: nullhttpd --port P (--bytes N | --body FILE) [--type CT] "
+                        "[--threads N] [--max-seconds S] [--pid-file F]\n");
+        return 2;
+    }
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((resp = nh_response(&o)) == NULL || (d = nh_start(&o, resp)) == NULL) {
+        log_err("cannot serve on 127.0.0.1:%u", o.port);
+        goto out;
+    }
+    if (nh_write_pid(o.pid_file) != ST_OK)
+        goto out;
+    log_notice("serving %s on 127.0.0.1:%u with %u threads", o.ctype, o.port, o.threads);
+    until = time(NULL) + (time_t)o.max_seconds;
+    while (!nh_stop && time(NULL) < until)
+        usleep(100000);
+    rc = 0;
+out:
+    if (d != NULL)
+        MHD_stop_daemon(d);
+    if (resp != NULL)
+        MHD_destroy_response(resp);
+    return rc;
+}

@@ -1,0 +1,540 @@
+/*
+ * ocspctl_import: feed the status store from the CA (DESIGN D7): `import-crl` takes a full or
+ * delta CRL (RFC 5280 §5: signature checked with the issuer's key, crlNumber §5.2.3 never going
+ * back, deltaCRLIndicator §5.2.4, reasonCode §5.3.1 with certificateHold as a hold and
+ * removeFromCRL in a delta releasing it) and marks the issuer CRL-fed, so that ocspd answers
+ * tryLater once the CRL is past its nextUpdate (STS-12); `import-index` takes an OpenSSL `ca`
+ * database, which gives issued-serial knowledge (OCSP-13) and revocations. Every entry goes
+ * through ocsp_store_status_set, so EID-07 holds for imports too: a definitive revocation is
+ * never undone by a later CRL or index (refused, journalled, exit 3).
+ */
+#include "common/log.h"
+#include "common/status.h"
+#include "ocsp/ocspctl_int.h"
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CRL_FILE_MAX ((size_t)256 << 20)
+#define INDEX_LINE_MAX 8192
+
+static const char import_usage[] =
+    "usage: ocspctl import-crl ISSUER FILE     (DER or PEM; full or delta CRL)\n"
+    "       ocspctl import-index ISSUER INDEX_TXT   (OpenSSL `ca` database)\n"
+    "The CRL signature must verify with the issuer's key; a CRL with a lower crlNumber than\n"
+    "the last imported one is refused. Changes that would undo a revocation are refused\n"
+    "(exit 3) and journalled.\n";
+
+void
+ocspctl_import_usage(FILE *f)
+{
+    fputs(import_usage, f);
+}
+
+/* Counters of one import, journalled at the end. */
+struct import_count {
+    size_t entries, refused, failed, released, skipped;
+};
+
+static void
+count_result(struct import_count *n, int st, const char *hex)
+{
+    if (st == ST_OK)
+        return;
+    if (st == ST_EXISTS) {
+        n->refused++;
+        fprintf(stderr, "ocspctl: %s: refused: definitively revoked (EID-07)\n", hex);
+    } else {
+        n->failed++;
+        fprintf(stderr, "ocspctl: %s: %s\n", hex, status_str(st));
+    }
+}
+
+static int
+import_open(struct ctl *c, int argc, char **argv, struct ocsp_issuer_rec *rec, X509 **ca)
+{
+    const unsigned char *p;
+
+    memset(rec, 0, sizeof(*rec));
+    *ca = NULL;
+    if (argc != 3 || argv[1][0] == '-' || argv[2][0] == '-') {
+        fputs(import_usage, stderr);
+        return CTL_USAGE;
+    }
+    if (ocspctl_open(c, true, false) != CTL_OK || ocspctl_issuer_find(c, argv[1], rec) != ST_OK)
+        return CTL_ERR;
+    p = rec->cert;
+    if ((*ca = d2i_X509(NULL, &p, (long)rec->cert_len)) == NULL) {
+        fprintf(stderr, "ocspctl: issuer %s: stored certificate unreadable\n", argv[1]);
+        return CTL_ERR;
+    }
+    return CTL_OK;
+}
+
+static int
+import_finish(struct ctl *c, const char *op, const char *issuer, const char *file,
+              const struct import_count *n, struct ctl_json *extra)
+{
+    struct ctl_json j;
+
+    ocspctl_journal_begin(c, &j, op, issuer);
+    ocspctl_json_str(&j, "file", file);
+    if (extra != NULL && extra->p != NULL && extra->len > 2)
+        ocspctl_json_raw(&j, "crl", ocspctl_json_end(extra));
+    ocspctl_json_int(&j, "entries", (long long)n->entries);
+    ocspctl_json_int(&j, "released", (long long)n->released);
+    ocspctl_json_int(&j, "skipped", (long long)n->skipped);
+    ocspctl_json_int(&j, "refused", (long long)n->refused);
+    ocspctl_json_int(&j, "failed", (long long)n->failed);
+    if (ocspctl_journal_end(c, &j) != ST_OK)
+        return CTL_ERR;
+    log_audit("ocsp_import", "%s issuer=%s file=%s entries=%zu refused=%zu failed=%zu by=%s", op,
+              issuer, file, n->entries, n->refused, n->failed, c->who);
+    printf("%s: %zu entries, %zu released, %zu skipped, %zu refused, %zu failed\n", op,
+           n->entries, n->released, n->skipped, n->refused, n->failed);
+    if (n->failed > 0)
+        return CTL_ERR;
+    return n->refused > 0 ? CTL_REFUSED : CTL_OK;
+}
+
+/* ---- CRL ---- */
+
+static X509_CRL *
+crl_load(const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    const unsigned char *p;
+    X509_CRL *crl = NULL;
+    BIO *bio = NULL;
+
+    if (ocspctl_read_file(path, CRL_FILE_MAX, &buf, &len) != ST_OK)
+        return NULL;
+    if (len > 10 && memmem(buf, len, "-----BEGIN", 10) != NULL) {
+        if ((bio = BIO_new_mem_buf(buf, (int)len)) != NULL)
+            crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+    } else {
+        p = buf;
+        crl = d2i_X509_CRL(NULL, &p, (long)len);
+        if (crl != NULL && p != buf + len) {
+            X509_CRL_free(crl);
+            crl = NULL;
+        }
+    }
+    if (crl == NULL)
+        fprintf(stderr, "ocspctl: %s: not a PEM or DER CRL\n", path);
+    ERR_clear_error();
+    BIO_free(bio);
+    free(buf);
+    return crl;
+}
+
+/* What the CRL says about itself. */
+struct crl_info {
+    bool delta, complete, has_number;
+    uint64_t number, base;
+    int64_t this_update, next_update;
+};
+
+/* Read an INTEGER extension; false when absent, -1 when unusable. */
+static int
+crl_int_ext(X509_CRL *crl, int nid, uint64_t *v)
+{
+    int crit = 0;
+    ASN1_INTEGER *a = X509_CRL_get_ext_d2i(crl, nid, &crit, NULL);
+    int rc = 0;
+
+    if (a == NULL)
+        return crit == -1 ? 0 : -1;
+    rc = ASN1_INTEGER_get_uint64(v, a) == 1 ? 1 : -1;
+    ASN1_INTEGER_free(a);
+    return rc;
+}
+
+/* RFC 5280 §5.2.5: a CRL scoped by its IDP is not a complete list (holds absent from it are
+ * not released); an indirect CRL may list other issuers' certificates: refused. */
+static int
+crl_scope(X509_CRL *crl, bool *complete)
+{
+    int crit = 0;
+    ISSUING_DIST_POINT *idp = X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &crit,
+                                                   NULL);
+    int rc = 0;
+
+    *complete = true;
+    if (idp == NULL)
+        return crit == -1 ? 0 : -1;
+    if (idp->indirectCRL)
+        rc = -1;
+    *complete = !(idp->onlysomereasons != NULL || idp->onlyuser || idp->onlyCA || idp->onlyattr);
+    ISSUING_DIST_POINT_free(idp);
+    return rc;
+}
+
+/* Signature, issuer name, extensions and times; error message printed on failure. */
+static int
+crl_check(X509_CRL *crl, X509 *ca, const char *path, struct crl_info *ci)
+{
+    int rc;
+
+    memset(ci, 0, sizeof(*ci));
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0 ||
+        X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
+        ERR_clear_error();
+        fprintf(stderr, "ocspctl: %s: not issued by this issuer (name or signature)\n", path);
+        return CTL_ERR;
+    }
+    if ((rc = crl_int_ext(crl, NID_crl_number, &ci->number)) < 0 ||
+        crl_int_ext(crl, NID_delta_crl, &ci->base) < 0 || crl_scope(crl, &ci->complete) < 0) {
+        fprintf(stderr, "ocspctl: %s: bad crlNumber, deltaCRLIndicator or an indirect CRL\n",
+                path);
+        return CTL_ERR;
+    }
+    ci->has_number = rc == 1;
+    ci->delta = X509_CRL_get_ext_by_NID(crl, NID_delta_crl, -1) >= 0;
+    if (ocspctl_asn1_time(X509_CRL_get0_lastUpdate(crl), &ci->this_update) != ST_OK ||
+        ocspctl_asn1_time(X509_CRL_get0_nextUpdate(crl), &ci->next_update) != ST_OK) {
+        fprintf(stderr, "ocspctl: %s: thisUpdate or nextUpdate missing (STS-12)\n", path);
+        return CTL_ERR;
+    }
+    if (ci->delta && !ci->has_number) {
+        fprintf(stderr, "ocspctl: %s: delta CRL without crlNumber\n", path);
+        return CTL_ERR;
+    }
+    return CTL_OK;
+}
+
+/* RFC 5280 §5.2.3/§5.2.4: never import an older CRL; a delta needs its base imported. */
+static int
+crl_order(const struct ocsp_issuer_rec *rec, const struct crl_info *ci, const char *path)
+{
+    if (ci->delta && (!rec->crl_fed || ci->base > rec->crl_number)) {
+        fprintf(stderr, "ocspctl: %s: delta CRL on base %llu, but the last imported CRL is %llu "
+                        "(import the full CRL first)\n", path, (unsigned long long)ci->base,
+                (unsigned long long)rec->crl_number);
+        return CTL_ERR;
+    }
+    if (rec->crl_fed && ci->has_number && ci->number < rec->crl_number) {
+        fprintf(stderr, "ocspctl: %s: crlNumber %llu is older than the last imported %llu\n",
+                path, (unsigned long long)ci->number, (unsigned long long)rec->crl_number);
+        return CTL_ERR;
+    }
+    if (rec->crl_fed && !ci->delta && ci->this_update < rec->crl_this_update) {
+        fprintf(stderr, "ocspctl: %s: thisUpdate older than the last imported full CRL\n", path);
+        return CTL_ERR;
+    }
+    return CTL_OK;
+}
+
+static int
+crl_entry_reason(X509_REVOKED *r)
+{
+    int crit = 0;
+    ASN1_ENUMERATED *e = X509_REVOKED_get_ext_d2i(r, NID_crl_reason, &crit, NULL);
+    long v;
+
+    if (e == NULL)
+        return crit == -1 ? OCSP_REASON_NONE : -1;
+    v = ASN1_ENUMERATED_get(e);
+    ASN1_ENUMERATED_free(e);
+    return v < 0 || v > 10 || v == 7 ? -1 : (int)v;
+}
+
+/* Apply one entry (removeFromCRL in a delta releases a hold). */
+static int
+crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta,
+                struct ctl_serial *s, struct import_count *n)
+{
+    int reason = crl_entry_reason(r);
+    char hex[2 * OCSP_SERIAL_MAX + 1];
+    struct ocsp_status cur;
+    int64_t when = 0;
+    int st;
+
+    if (ocspctl_serial_from_asn1(X509_REVOKED_get0_serialNumber(r), s) != ST_OK || reason < 0 ||
+        ocspctl_asn1_time(X509_REVOKED_get0_revocationDate(r), &when) != ST_OK ||
+        (reason == 8 && !delta)) {
+        n->skipped++;
+        fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
+        return ST_OK;
+    }
+    ocspctl_serial_hex(s->b, s->len, hex);
+    n->entries++;
+    if (reason == 8) {
+        st = ocsp_store_status_get(c->store, id, s->b, s->len, &cur);
+        if (st == ST_NOTFOUND || (st == ST_OK && cur.state == OCSP_STATE_GOOD))
+            return ST_OK;
+        if (st == ST_OK)
+            st = ocsp_store_status_set(c->store, id, s->b, s->len, OCSP_STATE_GOOD,
+                                       OCSP_REASON_NONE, 0, 0, c->who);
+        n->released += st == ST_OK;
+    } else {
+        st = ocsp_store_status_set(c->store, id, s->b, s->len,
+                                   reason == 6 ? OCSP_STATE_HOLD : OCSP_STATE_REVOKED,
+                                   (uint8_t)reason, when, 0, c->who);
+    }
+    count_result(n, st, hex);
+    return st;
+}
+
+static int
+serial_cmp(const void *a, const void *b)
+{
+    const struct ctl_serial *x = a, *y = b;
+
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return memcmp(x->b, y->b, x->len);
+}
+
+struct hold_scan {
+    struct ctl_serial *holds;
+    size_t n, cap;
+    bool failed;
+};
+
+static bool
+hold_scan_fn(void *ctx, const uint8_t *serial, size_t len, const struct ocsp_status *st)
+{
+    struct hold_scan *h = ctx;
+
+    if (st->state != OCSP_STATE_HOLD)
+        return true;
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? 2 * h->cap : 64;
+        struct ctl_serial *p = realloc(h->holds, cap * sizeof(*p));
+        if (p == NULL) {
+            h->failed = true;
+            return false;
+        }
+        h->holds = p;
+        h->cap = cap;
+    }
+    memcpy(h->holds[h->n].b, serial, len);
+    h->holds[h->n++].len = len;
+    return true;
+}
+
+/* A complete full CRL lists every hold: holds it does not list were released. */
+static int
+crl_release_absent(struct ctl *c, const uint8_t *id, struct ctl_serial *listed, size_t nlisted,
+                   struct import_count *n)
+{
+    struct hold_scan h = {0};
+    char hex[2 * OCSP_SERIAL_MAX + 1];
+    int st = ocsp_store_status_walk(c->store, id, hold_scan_fn, &h);
+
+    if (st == ST_OK && h.failed)
+        st = ST_NOMEM;
+    qsort(listed, nlisted, sizeof(*listed), serial_cmp);
+    for (size_t i = 0; st == ST_OK && i < h.n; i++) {
+        if (bsearch(&h.holds[i], listed, nlisted, sizeof(*listed), serial_cmp) != NULL)
+            continue;
+        int rc = ocsp_store_status_set(c->store, id, h.holds[i].b, h.holds[i].len,
+                                       OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0, c->who);
+        ocspctl_serial_hex(h.holds[i].b, h.holds[i].len, hex);
+        n->released += rc == ST_OK;
+        count_result(n, rc, hex);
+    }
+    free(h.holds);
+    return st;
+}
+
+static int
+crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
+          const struct crl_info *ci, struct import_count *n)
+{
+    STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
+    int count = revs != NULL ? sk_X509_REVOKED_num(revs) : 0;
+    struct ctl_serial *listed = calloc((size_t)count + 1, sizeof(*listed));
+    size_t nlisted = 0;
+    int st = ST_OK;
+
+    if (listed == NULL)
+        return ST_NOMEM;
+    for (int i = 0; i < count; i++) {
+        struct ctl_serial s = {{0}, 0};
+        int rc = crl_apply_entry(c, rec->id, sk_X509_REVOKED_value(revs, i), ci->delta, &s, n);
+        if (rc != ST_OK && rc != ST_EXISTS)
+            st = rc;
+        if (s.len > 0)
+            listed[nlisted++] = s;
+    }
+    if (st == ST_OK && !ci->delta && ci->complete)
+        st = crl_release_absent(c, rec->id, listed, nlisted, n);
+    free(listed);
+    return st;
+}
+
+static int
+crl_update_issuer(struct ctl *c, struct ocsp_issuer_rec *rec, const struct crl_info *ci)
+{
+    int st;
+
+    rec->crl_fed = true;
+    if (!ci->delta) {
+        rec->crl_this_update = ci->this_update;
+        rec->crl_next_update = ci->next_update;
+    }
+    if (ci->has_number && ci->number > rec->crl_number)
+        rec->crl_number = ci->number;
+    if ((st = ocsp_store_issuer_put(c->store, rec)) != ST_OK)
+        fprintf(stderr, "ocspctl: updating issuer %s: %s\n", rec->name, status_str(st));
+    return st;
+}
+
+int
+ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
+{
+    struct ocsp_issuer_rec rec;
+    struct import_count n = {0};
+    struct crl_info ci;
+    struct ctl_json info = {0};
+    X509_CRL *crl = NULL;
+    X509 *ca = NULL;
+    int rc = import_open(c, argc, argv, &rec, &ca);
+
+    if (rc != CTL_OK)
+        goto out;
+    rc = CTL_ERR;
+    if ((crl = crl_load(argv[2])) == NULL || crl_check(crl, ca, argv[2], &ci) != CTL_OK ||
+        crl_order(&rec, &ci, argv[2]) != CTL_OK)
+        goto out;
+    if (ci.next_update <= time(NULL))
+        fprintf(stderr, "ocspctl: warning: %s is past its nextUpdate: ocspd answers tryLater "
+                        "until a fresh CRL is imported (STS-12)\n", argv[2]);
+    if (crl_apply(c, crl, &rec, &ci, &n) != ST_OK || crl_update_issuer(c, &rec, &ci) != ST_OK)
+        n.failed++;
+    ocspctl_json_begin(&info);
+    ocspctl_json_bool(&info, "delta", ci.delta);
+    ocspctl_json_int(&info, "number", ci.has_number ? (long long)ci.number : -1);
+    ocspctl_json_int(&info, "this_update", ci.this_update);
+    ocspctl_json_int(&info, "next_update", ci.next_update);
+    rc = import_finish(c, "import-crl", rec.name, argv[2], &n, &info);
+out:
+    ocspctl_json_free(&info);
+    X509_CRL_free(crl);
+    X509_free(ca);
+    ocsp_issuer_rec_clear(&rec);
+    return rc;
+}
+
+/* ---- OpenSSL `ca` index ---- */
+
+/* Split a line on tabs into at most max fields (in place). */
+static int
+split_tabs(char *line, char **f, int max)
+{
+    int n = 0;
+
+    f[n++] = line;
+    for (char *p = line; *p != '\0' && n < max; p++) {
+        if (*p == '\t') {
+            *p = '\0';
+            f[n++] = p + 1;
+        }
+    }
+    return n;
+}
+
+/* R line: "date[,reason[,extra]]" -> state, reason, time. */
+static int
+index_revocation(char *field, enum ocsp_cert_state *state, int *reason, int64_t *when)
+{
+    char *comma = strchr(field, ',');
+
+    *reason = OCSP_REASON_NONE;
+    if (comma != NULL) {
+        char *extra = strchr(comma + 1, ',');
+        *comma = '\0';
+        if (extra != NULL)
+            *extra = '\0';
+        if ((*reason = ocspctl_reason_parse(comma + 1)) < 0)
+            return ST_INVALID;
+    }
+    if (ocspctl_time_parse(field, false, when) != ST_OK)
+        return ST_INVALID;
+    *state = *reason == 6 ? OCSP_STATE_HOLD : OCSP_STATE_REVOKED;
+    if (*reason == 8)
+        *state = OCSP_STATE_GOOD; /* removed from CRL: issued and not revoked */
+    return ST_OK;
+}
+
+static int
+index_line(struct ctl *c, const uint8_t *id, char *line, struct import_count *n)
+{
+    char *f[6], hex[2 * OCSP_SERIAL_MAX + 1];
+    struct ctl_serial s;
+    enum ocsp_cert_state state = OCSP_STATE_GOOD;
+    int reason = OCSP_REASON_NONE, st, nf;
+    int64_t not_after = 0, when = 0;
+
+    line[strcspn(line, "\r\n")] = '\0';
+    if (line[0] == '\0')
+        return ST_OK;
+    nf = split_tabs(line, f, 6);
+    if (nf < 4 || strlen(f[0]) != 1 || strchr("VRE", f[0][0]) == NULL ||
+        ocspctl_time_parse(f[1], false, &not_after) != ST_OK ||
+        ocspctl_serial_parse(f[3], &s) != ST_OK ||
+        (f[0][0] == 'R' && index_revocation(f[2], &state, &reason, &when) != ST_OK))
+        return ST_INVALID;
+    ocspctl_serial_hex(s.b, s.len, hex);
+    n->entries++;
+    if (f[0][0] != 'R' || state == OCSP_STATE_GOOD)
+        st = ocspctl_record_issued(c, id, &s, not_after);
+    else
+        st = ocsp_store_status_set(c->store, id, s.b, s.len, state, (uint8_t)reason, when,
+                                   not_after, c->who);
+    count_result(n, st, hex);
+    return ST_OK;
+}
+
+int
+ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
+{
+    struct ocsp_issuer_rec rec;
+    struct import_count n = {0};
+    char *line = NULL;
+    FILE *f = NULL;
+    X509 *ca = NULL;
+    unsigned long lineno = 0;
+    int rc = import_open(c, argc, argv, &rec, &ca);
+
+    if (rc != CTL_OK)
+        goto out;
+    rc = CTL_ERR;
+    if ((f = fopen(argv[2], "r")) == NULL) {
+        fprintf(stderr, "ocspctl: %s: cannot open\n", argv[2]);
+        goto out;
+    }
+    if ((line = malloc(INDEX_LINE_MAX)) == NULL)
+        goto out;
+    while (fgets(line, INDEX_LINE_MAX, f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            fprintf(stderr, "ocspctl: %s:%lu: line too long\n", argv[2], lineno);
+            goto out;
+        }
+        if (index_line(c, rec.id, line, &n) != ST_OK) {
+            fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line; skipped\n", argv[2],
+                    lineno);
+            n.skipped++;
+        }
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "ocspctl: %s: read error\n", argv[2]);
+        n.failed++;
+    }
+    rc = import_finish(c, "import-index", rec.name, argv[2], &n, NULL);
+out:
+    if (f != NULL)
+        fclose(f);
+    free(line);
+    X509_free(ca);
+    ocsp_issuer_rec_clear(&rec);
+    return rc;
+}

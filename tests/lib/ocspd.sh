@@ -1,0 +1,91 @@
+# shellcheck shell=bash
+#
+# ocspd.sh: write an ocspd configuration for the OCSP demo PKI (tests/lib/ocsp-pki.sh) and
+# start/stop an ocspd (sourced). Every key is documented in conf/ocspd.conf.
+#
+#   ocspd_write_conf OUT PORT STORE PKI_DIR [EXTRA_FILE]
+#       listen on 127.0.0.1:PORT, LMDB store STORE, [signer] = the PKI's SoftHSM2 token "ocsp"
+#       (module, token label, PIN file). The token's SoftHSM2 configuration is recorded in a
+#       comment line (";! SOFTHSM2_CONF=...") that ocspd_start reads, so ocspd gets its own
+#       token even when the caller's environment points at another one (tsad's in `make run`).
+#       EXTRA_FILE, when given, is appended (later keys of a section are refused by ocspd, so
+#       it should add sections, not repeat keys).
+#   ocspd_conf_softhsm CONF print the SoftHSM2 configuration recorded in CONF
+#   ocspd_start CONF LOGFILE
+#                       start ${BUILD}/ocspd in the background with that SoftHSM2
+#                       configuration, track its pid, wait for /healthz to answer (any status);
+#                       sets OCSPD_PID
+#   ocspd_stop          SIGTERM ocspd, wait for it
+
+ocspd_write_conf() {
+    local out=${1:?ocspd_write_conf OUT PORT STORE PKI_DIR} port=${2:?port} store=${3:?store}
+    local pki=${4:?pki dir} extra=${5:-}
+    # shellcheck disable=SC1091
+    . "$pki/ocsp-pki.env"
+    cat >"$out" <<CONF
+; ocspd demo configuration (written by tests/lib/ocspd.sh); every key: conf/ocspd.conf
+;! SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF
+[server]
+listen = 127.0.0.1:$port
+threads = 2
+max_body = 8k
+max_connections = 512
+per_ip_limit = 0
+timeout = 10s
+base_path = /
+
+[log]
+level = info
+
+[store]
+path = $store
+map_size = 64M
+
+[signer]
+pkcs11_module = $OCSP_P11_MODULE
+token = $OCSP_P11_TOKEN
+pin_file = $OCSP_P11_PIN_FILE
+workers = 2
+queue_max = 4096
+batch_max = 64
+
+[ocsp]
+refresh_interval = 60s
+refresh_margin = 50
+max_age = 1h
+max_certids = 8
+CONF
+    if [[ -n $extra ]]; then cat "$extra" >>"$out"; fi
+}
+
+ocspd_conf_softhsm() {
+    sed -n 's/^;! SOFTHSM2_CONF=//p' "${1:?ocspd_conf_softhsm CONF}" | head -n 1
+}
+
+ocspd_start() {
+    local conf=${1:?ocspd_start CONF LOG} log=${2:?log} url hsm _
+    hsm=$(ocspd_conf_softhsm "$conf")
+    SOFTHSM2_CONF=${hsm:-${SOFTHSM2_CONF:-}} "${BUILD:-build}/ocspd" -c "$conf" >>"$log" 2>&1 &
+    OCSPD_PID=$!
+    track_pid "$OCSPD_PID"
+    url="http://$(sed -n 's/^listen = //p' "$conf")/healthz"
+    for _ in $(seq 1 100); do
+        if ! kill -0 "$OCSPD_PID" 2>/dev/null; then
+            echo "ocspd exited at start; log:" >&2
+            tail -n 20 "$log" >&2
+            return 1
+        fi
+        if curl -s -o /dev/null "$url"; then return 0; fi
+        sleep 0.1
+    done
+    echo "ocspd did not answer on $url" >&2
+    return 1
+}
+
+ocspd_stop() {
+    if [[ -n ${OCSPD_PID:-} ]] && kill -0 "$OCSPD_PID" 2>/dev/null; then
+        kill -TERM "$OCSPD_PID"
+        wait "$OCSPD_PID" 2>/dev/null || true
+    fi
+    OCSPD_PID=
+}
