@@ -29,7 +29,7 @@ static const char *const ocsp_db_names[] = {"meta",      "issuers", "certids", "
 #define STATUS_REC_LEN 40
 #define RESP_HDR_LEN 32
 #define ISSUER_REC_VERSION 1
-#define JOURNAL_LINE_MAX 4096
+#define JOURNAL_LINE_MAX 16384
 
 struct ocsp_store {
     struct store *st;
@@ -194,7 +194,8 @@ ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID
         goto out;
     }
     key = X509_get0_pubkey_bitstr(x);
-    if (key == NULL || EVP_Digest(key->data, (size_t)key->length, id, NULL, EVP_sha256(), NULL) != 1)
+    if (key == NULL ||
+        EVP_Digest(key->data, (size_t)key->length, id, NULL, EVP_sha256(), NULL) != 1)
         goto out;
     st = ST_OK;
 out:
@@ -772,8 +773,8 @@ out:
 }
 
 static int
-ocsp_change_add(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
-                const uint8_t *serial, size_t serial_len)
+ocsp_change_add(struct ocsp_store *s, struct store_txn *t, const uint8_t *id, const uint8_t *serial,
+                size_t serial_len)
 {
     uint8_t key[8], val[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
     uint64_t seq = 0;
@@ -850,8 +851,7 @@ ocsp_status_next(const struct ocsp_status *cur, bool found, enum ocsp_cert_state
 int
 ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                       const uint8_t *serial, size_t serial_len, enum ocsp_cert_state state,
-                      uint8_t reason, int64_t revocation_time, int64_t not_after,
-                      const char *who)
+                      uint8_t reason, int64_t revocation_time, int64_t not_after, const char *who)
 {
     uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], rec[STATUS_REC_LEN];
     struct ocsp_status cur = {0}, next;
@@ -878,8 +878,8 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
         st = ST_OK; /* nothing changes: no journal entry, no re-signing */
         goto out;
     }
-    ocsp_status_journal_line(s, t, line, JOURNAL_LINE_MAX, id, serial, serial_len, who, &cur,
-                             found, &next, !allowed);
+    ocsp_status_journal_line(s, t, line, JOURNAL_LINE_MAX, id, serial, serial_len, who, &cur, found,
+                             &next, !allowed);
     if ((st = ocsp_journal_txn(s, t, line)) != ST_OK)
         goto out;
     if (allowed) {

@@ -132,11 +132,20 @@ ctl_parse_global(int argc, char **argv, struct ctl_opts *o)
     opterr = 1;
     while ((opt = getopt_long(argc, argv, "+c:d:u:h", opts, NULL)) != -1) {
         switch (opt) {
-        case 'c': o->conf = optarg; break;
-        case 'd': o->dir = optarg; break;
-        case 'u': o->who = optarg; break;
-        case 'h': usage_main(stdout); exit(CTL_OK);
-        default: return -1;
+        case 'c':
+            o->conf = optarg;
+            break;
+        case 'd':
+            o->dir = optarg;
+            break;
+        case 'u':
+            o->who = optarg;
+            break;
+        case 'h':
+            usage_main(stdout);
+            exit(CTL_OK);
+        default:
+            return -1;
         }
     }
     return optind < argc ? optind : -1;
@@ -214,6 +223,10 @@ main(int argc, char **argv)
         return CTL_OK;
     }
     c.who = ctl_operator(o.who);
+    if (strlen(c.who) > 128 || strpbrk(c.who, "\n\r\t") != NULL) {
+        fprintf(stderr, "ocspctl: operator name: at most 128 characters on one line\n");
+        return CTL_USAGE;
+    }
     if (ctl_load_config(&c, &o, cmd->needs_config) != CTL_OK)
         return CTL_ERR;
     rc = cmd->fn(&c, argc - first, argv + first);

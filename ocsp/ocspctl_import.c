@@ -94,8 +94,8 @@ import_finish(struct ctl *c, const char *op, const char *issuer, const char *fil
         return CTL_ERR;
     log_audit("ocsp_import", "%s issuer=%s file=%s entries=%zu refused=%zu failed=%zu by=%s", op,
               issuer, file, n->entries, n->refused, n->failed, c->who);
-    printf("%s: %zu entries, %zu released, %zu skipped, %zu refused, %zu failed\n", op,
-           n->entries, n->released, n->skipped, n->refused, n->failed);
+    printf("%s: %zu entries, %zu released, %zu skipped, %zu refused, %zu failed\n", op, n->entries,
+           n->released, n->skipped, n->refused, n->failed);
     if (n->failed > 0)
         return CTL_ERR;
     return n->refused > 0 ? CTL_REFUSED : CTL_OK;
@@ -161,8 +161,8 @@ static int
 crl_scope(X509_CRL *crl, bool *complete)
 {
     int crit = 0;
-    ISSUING_DIST_POINT *idp = X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &crit,
-                                                   NULL);
+    ISSUING_DIST_POINT *idp =
+        X509_CRL_get_ext_d2i(crl, NID_issuing_distribution_point, &crit, NULL);
     int rc = 0;
 
     *complete = true;
@@ -190,8 +190,7 @@ crl_check(X509_CRL *crl, X509 *ca, const char *path, struct crl_info *ci)
     }
     if ((rc = crl_int_ext(crl, NID_crl_number, &ci->number)) < 0 ||
         crl_int_ext(crl, NID_delta_crl, &ci->base) < 0 || crl_scope(crl, &ci->complete) < 0) {
-        fprintf(stderr, "ocspctl: %s: bad crlNumber, deltaCRLIndicator or an indirect CRL\n",
-                path);
+        fprintf(stderr, "ocspctl: %s: bad crlNumber, deltaCRLIndicator or an indirect CRL\n", path);
         return CTL_ERR;
     }
     ci->has_number = rc == 1;
@@ -213,14 +212,15 @@ static int
 crl_order(const struct ocsp_issuer_rec *rec, const struct crl_info *ci, const char *path)
 {
     if (ci->delta && (!rec->crl_fed || ci->base > rec->crl_number)) {
-        fprintf(stderr, "ocspctl: %s: delta CRL on base %llu, but the last imported CRL is %llu "
-                        "(import the full CRL first)\n", path, (unsigned long long)ci->base,
-                (unsigned long long)rec->crl_number);
+        fprintf(stderr,
+                "ocspctl: %s: delta CRL on base %llu, but the last imported CRL is %llu "
+                "(import the full CRL first)\n",
+                path, (unsigned long long)ci->base, (unsigned long long)rec->crl_number);
         return CTL_ERR;
     }
     if (rec->crl_fed && ci->has_number && ci->number < rec->crl_number) {
-        fprintf(stderr, "ocspctl: %s: crlNumber %llu is older than the last imported %llu\n",
-                path, (unsigned long long)ci->number, (unsigned long long)rec->crl_number);
+        fprintf(stderr, "ocspctl: %s: crlNumber %llu is older than the last imported %llu\n", path,
+                (unsigned long long)ci->number, (unsigned long long)rec->crl_number);
         return CTL_ERR;
     }
     if (rec->crl_fed && !ci->delta && ci->this_update < rec->crl_this_update) {
@@ -246,8 +246,8 @@ crl_entry_reason(X509_REVOKED *r)
 
 /* Apply one entry (removeFromCRL in a delta releases a hold). */
 static int
-crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta,
-                struct ctl_serial *s, struct import_count *n)
+crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta, struct ctl_serial *s,
+                struct import_count *n)
 {
     int reason = crl_entry_reason(r);
     char hex[2 * OCSP_SERIAL_MAX + 1];
@@ -334,8 +334,8 @@ crl_release_absent(struct ctl *c, const uint8_t *id, struct ctl_serial *listed, 
     for (size_t i = 0; st == ST_OK && i < h.n; i++) {
         if (bsearch(&h.holds[i], listed, nlisted, sizeof(*listed), serial_cmp) != NULL)
             continue;
-        int rc = ocsp_store_status_set(c->store, id, h.holds[i].b, h.holds[i].len,
-                                       OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0, c->who);
+        int rc = ocsp_store_status_set(c->store, id, h.holds[i].b, h.holds[i].len, OCSP_STATE_GOOD,
+                                       OCSP_REASON_NONE, 0, 0, c->who);
         ocspctl_serial_hex(h.holds[i].b, h.holds[i].len, hex);
         n->released += rc == ST_OK;
         count_result(n, rc, hex);
@@ -405,8 +405,10 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
         crl_order(&rec, &ci, argv[2]) != CTL_OK)
         goto out;
     if (ci.next_update <= time(NULL))
-        fprintf(stderr, "ocspctl: warning: %s is past its nextUpdate: ocspd answers tryLater "
-                        "until a fresh CRL is imported (STS-12)\n", argv[2]);
+        fprintf(stderr,
+                "ocspctl: warning: %s is past its nextUpdate: ocspd answers tryLater "
+                "until a fresh CRL is imported (STS-12)\n",
+                argv[2]);
     if (crl_apply(c, crl, &rec, &ci, &n) != ST_OK || crl_update_issuer(c, &rec, &ci) != ST_OK)
         n.failed++;
     ocspctl_json_begin(&info);

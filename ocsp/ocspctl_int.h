@@ -20,8 +20,8 @@
 enum ctl_exit { CTL_OK = 0, CTL_ERR = 1, CTL_USAGE = 2, CTL_REFUSED = 3 };
 
 struct ctl {
-    struct ocsp_config cfg;  /* defaults, or the file given with -c */
-    const char *who;         /* operator name for the journal */
+    struct ocsp_config cfg; /* defaults, or the file given with -c */
+    const char *who;        /* operator name for the journal */
     struct ocsp_store *store;
 };
 

@@ -66,15 +66,28 @@ issuer_opt(struct issuer_args *a, int opt, const char *v)
     static const int ynv[] = {1, 0};
 
     switch (opt) {
-    case 'c': a->cert = v; return 0;
-    case 'l': a->key_label = v; return 0;
-    case 'k': a->key_file = v; return 0;
-    case 'd': a->signer_cert = v; return 0;
-    case 's': return (a->scheme = pick(v, sch, schv, 3)) < 0 ? -1 : 0;
-    case 'g': return (a->hash = pick(v, dg, dgv, 3)) < 0 ? -1 : 0;
-    case 'n': return (a->nonce = pick(v, nn, nnv, 3)) < 0 ? -1 : 0;
-    case 'u': return (a->unissued = pick(v, un, unv, 3)) < 0 ? -1 : 0;
-    case 'a': return (a->archive_cutoff = pick(v, yn, ynv, 2)) < 0 ? -1 : 0;
+    case 'c':
+        a->cert = v;
+        return 0;
+    case 'l':
+        a->key_label = v;
+        return 0;
+    case 'k':
+        a->key_file = v;
+        return 0;
+    case 'd':
+        a->signer_cert = v;
+        return 0;
+    case 's':
+        return (a->scheme = pick(v, sch, schv, 3)) < 0 ? -1 : 0;
+    case 'g':
+        return (a->hash = pick(v, dg, dgv, 3)) < 0 ? -1 : 0;
+    case 'n':
+        return (a->nonce = pick(v, nn, nnv, 3)) < 0 ? -1 : 0;
+    case 'u':
+        return (a->unissued = pick(v, un, unv, 3)) < 0 ? -1 : 0;
+    case 'a':
+        return (a->archive_cutoff = pick(v, yn, ynv, 2)) < 0 ? -1 : 0;
     case 'v':
         return config_duration(v, &a->validity) != 0 || a->validity < ISSUER_VALIDITY_MIN ||
                        a->validity > ISSUER_VALIDITY_MAX
@@ -87,13 +100,18 @@ issuer_opt(struct issuer_args *a, int opt, const char *v)
 static int
 issuer_parse(int argc, char **argv, struct issuer_args *a)
 {
-    static const struct option opts[] = {
-        {"cert", required_argument, NULL, 'c'},        {"key-label", required_argument, NULL, 'l'},
-        {"key-file", required_argument, NULL, 'k'},    {"signer-cert", required_argument, NULL, 'd'},
-        {"signature", required_argument, NULL, 's'},   {"digest", required_argument, NULL, 'g'},
-        {"nonce", required_argument, NULL, 'n'},       {"unissued", required_argument, NULL, 'u'},
-        {"validity", required_argument, NULL, 'v'},    {"archive-cutoff", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},              {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {{"cert", required_argument, NULL, 'c'},
+                                         {"key-label", required_argument, NULL, 'l'},
+                                         {"key-file", required_argument, NULL, 'k'},
+                                         {"signer-cert", required_argument, NULL, 'd'},
+                                         {"signature", required_argument, NULL, 's'},
+                                         {"digest", required_argument, NULL, 'g'},
+                                         {"nonce", required_argument, NULL, 'n'},
+                                         {"unissued", required_argument, NULL, 'u'},
+                                         {"validity", required_argument, NULL, 'v'},
+                                         {"archive-cutoff", required_argument, NULL, 'a'},
+                                         {"help", no_argument, NULL, 'h'},
+                                         {NULL, 0, NULL, 0}};
     int opt, idx = 0;
 
     memset(a, 0, sizeof(*a));
@@ -180,8 +198,8 @@ static int
 issuer_scheme(X509 *signer, int asked, int keep)
 {
     int type = EVP_PKEY_get_base_id(X509_get0_pubkey(signer));
-    int dflt = type == EVP_PKEY_EC ? SIGNER_ECDSA
-               : type == EVP_PKEY_RSA ? SIGNER_RSA_PKCS1
+    int dflt = type == EVP_PKEY_EC        ? SIGNER_ECDSA
+               : type == EVP_PKEY_RSA     ? SIGNER_RSA_PKCS1
                : type == EVP_PKEY_RSA_PSS ? SIGNER_RSA_PSS
                                           : -1;
 
@@ -224,7 +242,7 @@ cert_der(X509 *x, uint8_t **der, size_t *len)
 struct name_or_id {
     const char *name;
     const uint8_t *id;
-    char clash[64];        /* issuer with the same id under another name */
+    char clash[64]; /* issuer with the same id under another name */
     bool name_found;
     bool same_cert;
 };
@@ -251,8 +269,7 @@ issuer_build_certs(const struct issuer_args *a, X509 *ca, X509 *del, struct ocsp
     int st;
 
     if (!(X509_get_extension_flags(ca) & EXFLAG_CA)) {
-        fprintf(stderr, "ocspctl: %s: not a CA certificate (basicConstraints CA:TRUE)\n",
-                a->cert);
+        fprintf(stderr, "ocspctl: %s: not a CA certificate (basicConstraints CA:TRUE)\n", a->cert);
         return ST_INVALID;
     }
     if (X509_cmp_current_time(X509_get0_notAfter(ca)) <= 0)

@@ -36,7 +36,7 @@ struct status_args {
     int64_t time;      /* 0: none given */
     int64_t not_after; /* 0: none given */
     bool revoked_only;
-    int first;         /* index of the first positional argument */
+    int first; /* index of the first positional argument */
 };
 
 static int
@@ -61,8 +61,10 @@ status_parse(int argc, char **argv, const char *allowed, struct status_args *a)
         }
         if (opt == 'r' && ((a->reason = ocspctl_reason_parse(optarg)) < 0 || a->reason == 6 ||
                            a->reason == 8 || strcmp(optarg, "keyTime") == 0)) {
-            fprintf(stderr, "ocspctl: --reason %s: not a revocation reason (use `hold` for "
-                            "certificateHold)\n", optarg);
+            fprintf(stderr,
+                    "ocspctl: --reason %s: not a revocation reason (use `hold` for "
+                    "certificateHold)\n",
+                    optarg);
             return -1;
         }
         if ((opt == 't' && ocspctl_time_parse(optarg, true, &a->time) != ST_OK) ||
@@ -128,8 +130,10 @@ change_result(const char *what, const char *serial, int st)
         return CTL_OK;
     }
     if (st == ST_EXISTS)
-        fprintf(stderr, "ocspctl: %s: refused: the serial is definitively revoked (EID-07); the "
-                        "attempt is journalled\n", serial);
+        fprintf(stderr,
+                "ocspctl: %s: refused: the serial is definitively revoked (EID-07); the "
+                "attempt is journalled\n",
+                serial);
     else
         fprintf(stderr, "ocspctl: %s: %s failed: %s\n", serial, what, status_str(st));
     return ocspctl_exit_of(st);
@@ -144,12 +148,11 @@ ocspctl_cmd_revoke(struct ctl *c, int argc, char **argv)
     int rc = serial_cmd_open(c, argc, argv, "rt", true, &a, &rec, &s);
 
     if (rc == CTL_OK)
-        rc = change_result("revoked", argv[a.first + 1],
-                           ocsp_store_status_set(c->store, rec.id, s.b, s.len,
-                                                 OCSP_STATE_REVOKED,
-                                                 a.reason < 0 ? OCSP_REASON_NONE
-                                                              : (uint8_t)a.reason,
-                                                 a.time != 0 ? a.time : time(NULL), 0, c->who));
+        rc =
+            change_result("revoked", argv[a.first + 1],
+                          ocsp_store_status_set(c->store, rec.id, s.b, s.len, OCSP_STATE_REVOKED,
+                                                a.reason < 0 ? OCSP_REASON_NONE : (uint8_t)a.reason,
+                                                a.time != 0 ? a.time : time(NULL), 0, c->who));
     ocsp_issuer_rec_clear(&rec);
     return rc;
 }
@@ -184,8 +187,9 @@ ocspctl_cmd_release(struct ctl *c, int argc, char **argv)
     st = ocsp_store_status_get(c->store, rec.id, s.b, s.len, &cur);
     if (st != ST_OK || cur.state == OCSP_STATE_GOOD) {
         fprintf(stderr, "ocspctl: %s: %s\n", argv[a.first + 1],
-                st == ST_NOTFOUND ? "no such serial" : st == ST_OK ? "not on hold"
-                                                                    : status_str(st));
+                st == ST_NOTFOUND ? "no such serial"
+                : st == ST_OK     ? "not on hold"
+                                  : status_str(st));
         rc = CTL_ERR;
         goto out;
     }
@@ -268,9 +272,12 @@ ocspctl_cmd_add(struct ctl *c, int argc, char **argv)
     if (status_parse(argc, argv, "n", &a) != 0 || argc - a.first < 2)
         return usage_error();
     n = argc - a.first - 1;
-    if ((rc = ocspctl_open(c, true, false)) != CTL_OK ||
-        (rc = ocspctl_issuer_find(c, argv[a.first], &rec) != ST_OK ? CTL_ERR : CTL_OK) != CTL_OK)
+    if ((rc = ocspctl_open(c, true, false)) != CTL_OK)
         goto out;
+    if (ocspctl_issuer_find(c, argv[a.first], &rec) != ST_OK) {
+        rc = CTL_ERR;
+        goto out;
+    }
     rc = CTL_ERR;
     s = calloc((size_t)n, sizeof(*s));
     na = calloc((size_t)n, sizeof(*na));
@@ -382,8 +389,8 @@ export_status(void *ctx, const uint8_t *serial, size_t len, const struct ocsp_st
     ocspctl_json_str(&j, "issuer", e->issuer);
     ocspctl_json_str(&j, "serial", hex);
     ocspctl_json_str(&j, "state", ocspctl_state_name(st->state));
-    ocspctl_json_str(&j, "reason", st->state != OCSP_STATE_GOOD
-                                       ? ocspctl_reason_name(st->reason) : "-");
+    ocspctl_json_str(&j, "reason",
+                     st->state != OCSP_STATE_GOOD ? ocspctl_reason_name(st->reason) : "-");
     ocspctl_time_fmt(st->state != OCSP_STATE_GOOD ? st->revocation_time : 0, t);
     ocspctl_json_str(&j, "revocation_time", t);
     ocspctl_time_fmt(st->not_after, t);

@@ -5,9 +5,9 @@
  * certificate loading and issuance checks, and the JSON lines of the journal (EID-12) and of
  * `export` (EID-15).
  */
-#include "ocsp/ocspctl_int.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "ocsp/ocspctl_int.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -173,9 +173,9 @@ ocspctl_time_fmt(int64_t t, char out[16])
 /* ---- reasons and states ---- */
 
 static const char *const ctl_reasons[] = {
-    "unspecified",          "keyCompromise", "cACompromise",       "affiliationChanged",
-    "superseded",           "cessationOfOperation", "certificateHold", NULL,
-    "removeFromCRL",        "privilegeWithdrawn",   "aACompromise"};
+    "unspecified",   "keyCompromise",        "cACompromise",    "affiliationChanged",
+    "superseded",    "cessationOfOperation", "certificateHold", NULL,
+    "removeFromCRL", "privilegeWithdrawn",   "aACompromise"};
 
 int
 ocspctl_reason_parse(const char *name)
@@ -284,8 +284,8 @@ bool
 ocspctl_issued_by(X509 *child, X509 *ca)
 {
     EVP_PKEY *pub = X509_get0_pubkey(ca);
-    bool ok = X509_check_issued(ca, child) == X509_V_OK && pub != NULL &&
-              X509_verify(child, pub) == 1;
+    bool ok =
+        X509_check_issued(ca, child) == X509_V_OK && pub != NULL && X509_verify(child, pub) == 1;
 
     ERR_clear_error();
     return ok;
@@ -301,8 +301,7 @@ ocspctl_name_ok(const char *name)
     if (n < 1 || n > 63)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)name[i]) && name[i] != '.' && name[i] != '_' &&
-            name[i] != '-')
+        if (!isalnum((unsigned char)name[i]) && name[i] != '.' && name[i] != '_' && name[i] != '-')
             return false;
     return true;
 }
@@ -354,8 +353,8 @@ ocspctl_record_issued(struct ctl *c, const uint8_t *id, const struct ctl_serial 
     int st = ocsp_store_status_get(c->store, id, s->b, s->len, &cur);
 
     if (st == ST_NOTFOUND)
-        return ocsp_store_status_set(c->store, id, s->b, s->len, OCSP_STATE_GOOD,
-                                     OCSP_REASON_NONE, 0, not_after, c->who);
+        return ocsp_store_status_set(c->store, id, s->b, s->len, OCSP_STATE_GOOD, OCSP_REASON_NONE,
+                                     0, not_after, c->who);
     if (st != ST_OK)
         return st;
     return ocsp_store_status_set(c->store, id, s->b, s->len, (enum ocsp_cert_state)cur.state,

@@ -172,6 +172,7 @@ expect_rc "usage: unknown command" 2 "$CTL" -d "$S1" frobnicate
 expect_rc "usage: unknown global option" 2 "$CTL" -x init
 expect_rc "usage: issuer without subcommand" 2 "$CTL" -d "$S1" issuer
 expect_rc "error: status before init" 1 ctl1 status A 01
+expect_rc "usage: operator name too long" 2 "$CTL" -d "$S1" -u "$(printf 'x%.0s' {1..200})" init
 
 # ---- init and issuers ----
 
@@ -290,6 +291,7 @@ assert len(r)==2, r
 assert r[0]["before"]["state"]=="revoked" and r[0]["after"]["state"]=="good"
 assert any(e.get("op")=="issuer-add" and e.get("who")=="alice" for e in j)
 assert any(e.get("op")=="status" and e.get("who")=="bob" for e in j)
+assert any(e.get("op")=="issuer-add" and e.get("who")=="tester" for e in j)  # $USER
 ' <"$TMP/export1.jsonl"
 "$CTL" -d "$S1" export B >"$TMP/export_b.jsonl" 2>/dev/null
 expect_rc "export B: JSON lines parse" 0 python3 -c \

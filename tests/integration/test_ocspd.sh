@@ -52,8 +52,9 @@ fatal() {
 }
 
 # ---- DER reader/writer: `ocsp.py resp FILE` and `ocsp.py req FILE` print key=value lines;
-# `ocsp.py keyhash CERT` (SHA-1 of the subjectPublicKey contents, OCSP-08) and
-# `ocsp.py certsha256 CERT` ----
+# `ocsp.py mkreq OUT FROM.req OPTS...` builds requests (test_ocspd_hostile.sh extracts this
+# heredoc: keep its first and last lines as they are); `ocsp.py keyhash CERT` (SHA-1 of the
+# subjectPublicKey contents, OCSP-08) and `ocsp.py certsha256 CERT` ----
 cat >"$TMP/ocsp.py" <<'PY'
 import base64, hashlib, sys
 
@@ -193,8 +194,10 @@ def ext_der(o, crit, value):
     return enc(0x30, body)
 
 def mkreq(argv):
-    """mkreq OUT FROM.req [copies=N] [nonce=LEN] [rawnonce=LEN] [ext=OID:crit:HEX]...
-    [single_ext=OID:crit:HEX] [trailing=1]: an OCSPRequest with the CertIDs of FROM.req."""
+    """mkreq OUT FROM.req [copies=N] [nonce=LEN] [ext=OID:CRIT:HEX]... [single_ext=OID:CRIT:HEX]...
+    [version=N] [requestor=EMAIL] [signed=1] [trailing=1]: an OCSPRequest with the CertIDs
+    of FROM.req (repeated to N), these extensions (HEX = extnValue contents), an explicit
+    version, a requestorName, a bogus optionalSignature, a trailing byte."""
     out, src = argv[0], argv[1]
     b = open(src, 'rb').read()
     tbs = kids(kids(tlv(b, 0)[1])[0][1])
@@ -224,10 +227,19 @@ def mkreq(argv):
         if sexts:
             body += enc(0xa0, enc(0x30, b''.join(sexts)))
         reqs += enc(0x30, body)
-    tbsb = enc(0x30, reqs)
+    tbsb = b''
+    if 'version' in opts:
+        tbsb += enc(0xa0, enc(0x02, bytes([int(opts['version'])])))
+    if 'requestor' in opts:
+        tbsb += enc(0xa1, enc(0x81, opts['requestor'].encode()))
+    tbsb += enc(0x30, reqs)
     if exts_:
         tbsb += enc(0xa2, enc(0x30, b''.join(exts_)))
-    der = enc(0x30, enc(0x30, tbsb))
+    top = enc(0x30, tbsb)
+    if opts.get('signed') == '1':  # optionalSignature with a signature that verifies nothing
+        alg = enc(0x30, oid_der('1.2.840.10045.4.3.2'))
+        top += enc(0xa0, enc(0x30, alg + enc(0x03, b'\x00' + bytes(range(64)))))
+    der = enc(0x30, top)
     if opts.get('trailing') == '1':
         der += b'\x00'
     open(out, 'wb').write(der)

@@ -66,9 +66,9 @@ make_ca(const char *cn)
     ck_assert_ptr_nonnull(name);
     ck_assert_int_eq(X509_set_version(x, 2), 1);
     ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
-    ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                                (const unsigned char *)cn, -1, -1, 0),
-                     1);
+    ck_assert_int_eq(
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0),
+        1);
     ck_assert_int_eq(X509_set_subject_name(x, name), 1);
     ck_assert_int_eq(X509_set_issuer_name(x, name), 1);
     ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), 0));
@@ -154,9 +154,8 @@ START_TEST(test_schema_written)
     size_t n = 0;
     struct ocsp_store *ro;
 
-    ck_assert_int_eq(store_get(raw, store_db(raw, "meta"), "schema_version", 14, buf,
-                               sizeof(buf), &n),
-                     ST_OK);
+    ck_assert_int_eq(
+        store_get(raw, store_db(raw, "meta"), "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
     ck_assert_uint_eq(n, 1);
     ck_assert_int_eq(buf[0], '1');
     ocsp_store_close(os);
@@ -276,8 +275,7 @@ START_TEST(test_issuer_id)
     const ASN1_BIT_STRING *pub = X509_get0_pubkey_bitstr(ca);
     uint8_t want[32];
 
-    ck_assert_int_eq(
-        EVP_Digest(pub->data, (size_t)pub->length, want, NULL, EVP_sha256(), NULL), 1);
+    ck_assert_int_eq(EVP_Digest(pub->data, (size_t)pub->length, want, NULL, EVP_sha256(), NULL), 1);
     ck_assert_mem_eq(ca_id, want, 32);
     ck_assert_int_ne(ocsp_issuer_id_of(ca_der, ca_der_len - 1, want), ST_OK);
 }
@@ -287,8 +285,8 @@ END_TEST
 static int
 lookup_by_openssl_certid(const EVP_MD *md, enum ocsp_hash h, uint8_t id[OCSP_ISSUER_ID_LEN])
 {
-    OCSP_CERTID *cid = OCSP_cert_id_new(md, X509_get_subject_name(ca),
-                                        X509_get0_pubkey_bitstr(ca), X509_get_serialNumber(ca));
+    OCSP_CERTID *cid = OCSP_cert_id_new(md, X509_get_subject_name(ca), X509_get0_pubkey_bitstr(ca),
+                                        X509_get_serialNumber(ca));
     ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
     int st;
 
@@ -334,8 +332,8 @@ START_TEST(test_certids_lookup)
                      ST_NOTFOUND);
     OCSP_CERTID_free(cid);
     /* another CA is not served */
-    cid = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(other),
-                           X509_get0_pubkey_bitstr(other), X509_get_serialNumber(other));
+    cid = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(other), X509_get0_pubkey_bitstr(other),
+                           X509_get_serialNumber(other));
     ck_assert_int_eq(OCSP_id_get0_info(&nh, NULL, &kh, NULL, cid), 1);
     ck_assert_int_eq(ocsp_store_issuer_by_hashes(os, OCSP_HASH_SHA1, nh->data, kh->data, 20, id),
                      ST_NOTFOUND);
@@ -353,8 +351,7 @@ START_TEST(test_status_set_get)
 {
     struct ocsp_status st;
 
-    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st),
-                     ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_NOTFOUND);
     ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
                                            OCSP_REASON_NONE, 0, 1900000000, "alice"),
                      ST_OK);
@@ -365,8 +362,8 @@ START_TEST(test_status_set_get)
     ck_assert_uint_gt(st.stamp, 0);
     ck_assert_int_gt(st.updated, 0);
     /* revoke, not_after 0 keeps the stored expiry */
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
-                                           OCSP_STATE_REVOKED, 1, 1800000000, 0, "alice"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
+                                           1, 1800000000, 0, "alice"),
                      ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
@@ -374,14 +371,13 @@ START_TEST(test_status_set_get)
     ck_assert_int_eq(st.revocation_time, 1800000000);
     ck_assert_int_eq(st.not_after, 1900000000);
     /* bad arguments */
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, 0, OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "x"),
+    ck_assert_int_eq(
+        ocsp_store_status_set(os, ca_id, serial1, 0, OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0, "x"),
+        ST_INVALID);
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2), OCSP_STATE_REVOKED,
+                                           7, 1, 0, "x"),
                      ST_INVALID);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2),
-                                           OCSP_STATE_REVOKED, 7, 1, 0, "x"),
-                     ST_INVALID);
-    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial2, sizeof(serial2), &st),
-                     ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial2, sizeof(serial2), &st), ST_NOTFOUND);
 }
 END_TEST
 
@@ -391,8 +387,8 @@ START_TEST(test_status_rules)
     struct ocsp_status st;
     uint64_t stamp;
 
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
-                                           6, 1700000000, 1900000000, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
+                                           1700000000, 1900000000, "op"),
                      ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_HOLD);
@@ -406,19 +402,19 @@ START_TEST(test_status_rules)
     ck_assert_int_eq(st.revocation_time, 0);
     ck_assert_int_eq(st.not_after, 1900000000);
     ck_assert_uint_gt(st.stamp, stamp);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
-                                           6, 1700000100, 0, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
+                                           1700000100, 0, "op"),
                      ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
-                                           OCSP_STATE_REVOKED, 1, 1700000200, 0, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
+                                           1, 1700000200, 0, "op"),
                      ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     stamp = st.stamp;
     ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
                                            OCSP_REASON_NONE, 0, 0, "mallory"),
                      ST_EXISTS);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
-                                           6, 1700000300, 0, "mallory"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
+                                           1700000300, 0, "mallory"),
                      ST_EXISTS);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
@@ -460,11 +456,11 @@ START_TEST(test_journal)
     struct store *raw = ocsp_store_raw(os);
     struct journal_scan j = {0};
 
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
-                                           OCSP_STATE_REVOKED, 1, 1700000000, 0, "alice"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
+                                           1, 1700000000, 0, "alice"),
                      ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
-                                           OCSP_STATE_REVOKED, 1, 1700000000, 0, "alice"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
+                                           1, 1700000000, 0, "alice"),
                      ST_OK);
     ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
                                            OCSP_REASON_NONE, 0, 0, "mallory"),
@@ -492,12 +488,11 @@ START_TEST(test_changes_take)
     ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2), OCSP_STATE_GOOD,
                                            OCSP_REASON_NONE, 0, 5, "op"),
                      ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
-                                           OCSP_STATE_REVOKED, 4, 10, 0, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
+                                           4, 10, 0, "op"),
                      ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, s3, sizeof(s3), OCSP_STATE_HOLD, 6, 11, 0,
-                                           "op"),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(os, ca_id, s3, sizeof(s3), OCSP_STATE_HOLD, 6, 11, 0, "op"), ST_OK);
     /* refused: no change queued */
     ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
                                            OCSP_REASON_NONE, 0, 0, "op"),
@@ -551,8 +546,8 @@ START_TEST(test_responses)
     ck_assert_uint_eq(r.der_len, sizeof(resp_a));
     ck_assert_mem_eq(r.der, resp_a, sizeof(resp_a));
     free(r.der);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
-                                           6, 150, 0, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
+                                           150, 0, "op"),
                      ST_OK);
     ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
                                              sizeof(serial1), &st, &found),
@@ -562,9 +557,9 @@ START_TEST(test_responses)
     ck_assert_uint_ne(st.stamp, r.stamp); /* the caller sees the response is stale */
     free(r.der);
     /* without a status request */
-    ck_assert_int_eq(ocsp_store_response_get(os, certid_b, sizeof(certid_b), &r, NULL, NULL, 0,
-                                             NULL, NULL),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_response_get(os, certid_b, sizeof(certid_b), &r, NULL, NULL, 0, NULL, NULL),
+        ST_OK);
     ck_assert_uint_eq(r.der_len, 3);
     free(r.der);
     /* replace */
@@ -654,8 +649,8 @@ START_TEST(test_status_walk)
     ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2), OCSP_STATE_GOOD,
                                            OCSP_REASON_NONE, 0, 0, "op"),
                      ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, other_id, serial1, sizeof(serial1),
-                                           OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(os, other_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "op"),
                      ST_OK);
     ck_assert_int_eq(ocsp_store_status_walk(os, ca_id, scan_status, &w), ST_OK);
     ck_assert_int_eq(w.n, 2);
@@ -710,8 +705,8 @@ START_TEST(test_readonly_sees_writes)
     ck_assert_int_eq(read(ready[0], &c, 1), 1);
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1),
-                                           OCSP_STATE_REVOKED, 1, 1700000000, 0, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
+                                           1, 1700000000, 0, "op"),
                      ST_OK);
     ck_assert_int_eq(write(go[1], "g", 1), 1);
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -733,8 +728,8 @@ START_TEST(test_reopen_readonly)
 
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD,
-                                           6, 1700000000, 0, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
+                                           1700000000, 0, "op"),
                      ST_OK);
     ocsp_store_close(os);
     os = NULL;
