@@ -34,7 +34,71 @@ static const char *const ocsp_db_names[] = {"meta",      "issuers", "certids", "
 struct ocsp_store {
     struct store *st;
     int db[OCSP_N_DBS];
+    struct store_txn *batch; /* open batch write transaction (ocsp_store_batch_begin) */
+    bool batch_failed;
 };
+
+/* A write transaction: the open batch, or a new one (see ocsp_store_batch_begin). */
+static int
+wtxn_begin(struct ocsp_store *s, struct store_txn **t)
+{
+    if (s->batch != NULL) {
+        *t = s->batch;
+        return ST_OK;
+    }
+    return store_txn_begin(s->st, true, t);
+}
+
+static int
+wtxn_commit(struct ocsp_store *s, struct store_txn *t)
+{
+    return t == s->batch ? ST_OK : store_txn_commit(t);
+}
+
+/* End a write transaction that was not committed: abort it, or, inside a batch, remember a
+ * failure so that the whole batch is aborted (an import is all or nothing). */
+static void
+wtxn_release(struct ocsp_store *s, struct store_txn *t, int st)
+{
+    if (t == NULL)
+        return;
+    if (t != s->batch)
+        store_txn_abort(t);
+    else if (st != ST_OK && st != ST_EXISTS && st != ST_NOTFOUND)
+        s->batch_failed = true;
+}
+
+int
+ocsp_store_batch_begin(struct ocsp_store *s)
+{
+    if (s->batch != NULL)
+        return ST_INVALID;
+    s->batch_failed = false;
+    return store_txn_begin(s->st, true, &s->batch);
+}
+
+int
+ocsp_store_batch_commit(struct ocsp_store *s)
+{
+    struct store_txn *t = s->batch;
+
+    if (t == NULL)
+        return ST_INVALID;
+    s->batch = NULL;
+    if (s->batch_failed) {
+        store_txn_abort(t);
+        return ST_STORE;
+    }
+    return store_txn_commit(t);
+}
+
+void
+ocsp_store_batch_abort(struct ocsp_store *s)
+{
+    if (s->batch != NULL)
+        store_txn_abort(s->batch);
+    s->batch = NULL;
+}
 
 /* ---- little helpers: LE/BE integers, hex ---- */
 
@@ -504,17 +568,17 @@ ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec)
         return ST_INVALID;
     }
     if ((st = ocsp_issuer_encode(rec, &b)) != ST_OK ||
-        (st = store_txn_begin(s->st, true, &t)) != ST_OK)
+        (st = wtxn_begin(s, &t)) != ST_OK)
         goto out;
     if ((st = ocsp_issuer_unindex(s, t, id)) != ST_OK ||
         (st = store_txn_put(t, s->db[DB_ISSUERS], id, sizeof(id), b.p, b.len, false)) != ST_OK ||
         (st = ocsp_certids_apply(s, t, rec->cert, rec->cert_len, id, false)) != ST_OK ||
         (st = ocsp_bump_gen(s, t)) != ST_OK)
         goto out;
-    st = store_txn_commit(t);
+    st = wtxn_commit(s, t);
     t = NULL;
 out:
-    store_txn_abort(t);
+    wtxn_release(s, t, st);
     free(b.p);
     return st;
 }
@@ -761,14 +825,14 @@ ocsp_store_journal(struct ocsp_store *s, const char *json_line)
 
     if (json_line == NULL || json_line[0] == '\0' || strlen(json_line) > JOURNAL_LINE_MAX)
         return ST_INVALID;
-    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+    if ((st = wtxn_begin(s, &t)) != ST_OK)
         return st;
     if ((st = ocsp_journal_txn(s, t, json_line)) != ST_OK)
         goto out;
-    st = store_txn_commit(t);
+    st = wtxn_commit(s, t);
     t = NULL;
 out:
-    store_txn_abort(t);
+    wtxn_release(s, t, st);
     return st;
 }
 
@@ -867,7 +931,7 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
         return ST_INVALID;
     if ((line = malloc(JOURNAL_LINE_MAX)) == NULL)
         return ST_NOMEM;
-    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+    if ((st = wtxn_begin(s, &t)) != ST_OK)
         goto out;
     st = ocsp_status_txn_get(s, t, id, serial, serial_len, &cur);
     if (st != ST_OK && st != ST_NOTFOUND)
@@ -890,14 +954,14 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
             (st = ocsp_change_add(s, t, id, serial, serial_len)) != ST_OK)
             goto out;
     }
-    st = store_txn_commit(t);
+    st = wtxn_commit(s, t);
     t = NULL;
     if (st == ST_OK && !allowed) {
         log_audit("status_refused", "%s", line);
         st = ST_EXISTS;
     }
 out:
-    store_txn_abort(t);
+    wtxn_release(s, t, st);
     free(line);
     return st;
 }
@@ -1026,15 +1090,15 @@ ocsp_store_responses_put(struct ocsp_store *s, const struct ocsp_response_put *r
     struct store_txn *t = NULL;
     int st;
 
-    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+    if ((st = wtxn_begin(s, &t)) != ST_OK)
         return st;
     for (size_t i = 0; i < n; i++)
         if ((st = ocsp_response_put1(s, t, &r[i])) != ST_OK)
             goto out;
-    st = store_txn_commit(t);
+    st = wtxn_commit(s, t);
     t = NULL;
 out:
-    store_txn_abort(t);
+    wtxn_release(s, t, st);
     return st;
 }
 
@@ -1098,7 +1162,7 @@ ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t ma
     int st;
 
     *n = 0;
-    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+    if ((st = wtxn_begin(s, &t)) != ST_OK)
         return st;
     if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_head", &head)) != ST_OK ||
         (st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &next)) != ST_OK)
@@ -1114,10 +1178,10 @@ ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t ma
     }
     if ((st = ocsp_meta_put_u64(t, s->db[DB_META], "changes_head", head)) != ST_OK)
         goto out;
-    st = store_txn_commit(t);
+    st = wtxn_commit(s, t);
     t = NULL;
 out:
-    store_txn_abort(t);
+    wtxn_release(s, t, st);
     if (st != ST_OK)
         *n = 0;
     return st;

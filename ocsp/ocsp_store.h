@@ -188,6 +188,17 @@ int ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_
 /* Journal an operator event (also used for refused changes and imports). */
 int ocsp_store_journal(struct ocsp_store *s, const char *json_line);
 
+/*
+ * Batch mode, for imports: between ocsp_store_batch_begin() and ocsp_store_batch_commit()
+ * every write of this handle (status changes, journal, issuer updates) goes into one write
+ * transaction, committed (and synced) once; a failure inside the batch aborts all of it at
+ * commit (ST_STORE). Readers see nothing of the batch until it commits. One batch per handle,
+ * used from one thread; no other write transaction may be begun on that thread meanwhile.
+ */
+int ocsp_store_batch_begin(struct ocsp_store *s);
+int ocsp_store_batch_commit(struct ocsp_store *s);
+void ocsp_store_batch_abort(struct ocsp_store *s);
+
 /* The underlying common/store (for health and usage). */
 struct store *ocsp_store_raw(struct ocsp_store *s);
 

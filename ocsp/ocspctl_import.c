@@ -409,8 +409,16 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
                 "ocspctl: warning: %s is past its nextUpdate: ocspd answers tryLater "
                 "until a fresh CRL is imported (STS-12)\n",
                 argv[2]);
-    if (crl_apply(c, crl, &rec, &ci, &n) != ST_OK || crl_update_issuer(c, &rec, &ci) != ST_OK)
+    /* one transaction for the whole CRL: all of it or nothing (and one sync, not one per entry) */
+    if (ocsp_store_batch_begin(c->store) != ST_OK ||
+        crl_apply(c, crl, &rec, &ci, &n) != ST_OK || crl_update_issuer(c, &rec, &ci) != ST_OK) {
+        ocsp_store_batch_abort(c->store);
         n.failed++;
+    } else if (ocsp_store_batch_commit(c->store) != ST_OK) {
+        fprintf(stderr, "ocspctl: %s: the import could not be committed; nothing changed\n",
+                argv[2]);
+        n.failed++;
+    }
     ocspctl_json_begin(&info);
     ocspctl_json_bool(&info, "delta", ci.delta);
     ocspctl_json_int(&info, "number", ci.has_number ? (long long)ci.number : -1);
@@ -513,12 +521,13 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "ocspctl: %s: cannot open\n", argv[2]);
         goto out;
     }
-    if ((line = malloc(INDEX_LINE_MAX)) == NULL)
+    if ((line = malloc(INDEX_LINE_MAX)) == NULL || ocsp_store_batch_begin(c->store) != ST_OK)
         goto out;
     while (fgets(line, INDEX_LINE_MAX, f) != NULL) {
         lineno++;
         if (strchr(line, '\n') == NULL && !feof(f)) {
             fprintf(stderr, "ocspctl: %s:%lu: line too long\n", argv[2], lineno);
+            ocsp_store_batch_abort(c->store);
             goto out;
         }
         if (index_line(c, rec.id, line, &n) != ST_OK) {
@@ -529,6 +538,11 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     }
     if (ferror(f)) {
         fprintf(stderr, "ocspctl: %s: read error\n", argv[2]);
+        n.failed++;
+    }
+    if (ocsp_store_batch_commit(c->store) != ST_OK) {
+        fprintf(stderr, "ocspctl: %s: the import could not be committed; nothing changed\n",
+                argv[2]);
         n.failed++;
     }
     rc = import_finish(c, "import-index", rec.name, argv[2], &n, NULL);
