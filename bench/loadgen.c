@@ -517,14 +517,14 @@ lg_loop(struct lg_thread *t)
     int n, i;
 
     while (!t->stopping || t->inflight > 0) {
+        if (!t->stopping)
+            lg_issue_due(t, now);
         if (!t->stopping && now >= t->run->t_end) {
             t->stopping = true;
             lg_count_missed(t);
         }
         if (t->stopping && now > t->run->t_end + LG_GRACE_NS)
             break;
-        if (!t->stopping)
-            lg_issue_due(t, now);
         w = lg_wait_ns(t, now);
         ts.tv_sec = w / 1000000000;
         ts.tv_nsec = w % 1000000000;

@@ -39,7 +39,7 @@ export BUILD
 NAME=test_ocspd
 TMP=$(mktemp -d)
 cleanup() {
-    ocspd_stop
+    ocspd_stop || true
     cleanup_tracked
     if [[ -n ${KEEP_TMP:-} ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
@@ -631,4 +631,12 @@ has "/metrics: unauthorized counted" "$TMP/metrics" '^ocsp_errors_total\{status=
 has "/metrics: 304 counted" "$TMP/metrics" '^ocsp_not_modified_total [1-9]'
 if kill -0 "$OCSPD_PID" 2>/dev/null; then t_ok "ocspd still running"; else t_fail "ocspd still running" "exited"; fi
 
+# clean shutdown: exit 0 on SIGTERM, and (under `make asan`) no sanitizer report in the log
+ocspd_stop
+expect "ocspd exits 0 on SIGTERM" "$?" 0
+if grep -Eq 'Sanitizer|runtime error' "$TMP/ocspd.log"; then
+    t_fail "no sanitizer report in ocspd's log" "$(grep -E -m1 'Sanitizer|runtime error' "$TMP/ocspd.log")"
+else
+    t_ok "no sanitizer report in ocspd's log"
+fi
 t_summary "$NAME"

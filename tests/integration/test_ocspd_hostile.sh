@@ -36,7 +36,7 @@ export BUILD
 NAME=test_ocspd_hostile
 TMP=$(mktemp -d)
 cleanup() {
-    ocspd_stop
+    ocspd_stop || true
     cleanup_tracked
     if [[ -n ${KEEP_TMP:-} ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
 }
@@ -291,5 +291,14 @@ if [[ $code == 200 ]] && grep -Eq '^ocsp_errors_total\{status="malformedRequest"
     t_ok "/metrics counts the malformed requests"
 else
     t_fail "/metrics counts the malformed requests" "HTTP $code"
+fi
+
+# clean shutdown: exit 0 on SIGTERM, and (under `make asan`) no sanitizer report in the log
+ocspd_stop
+expect "ocspd exits 0 on SIGTERM" "$?" 0
+if grep -Eq 'Sanitizer|runtime error' "$TMP/ocspd.log"; then
+    t_fail "no sanitizer report in ocspd's log" "$(grep -E -m1 'Sanitizer|runtime error' "$TMP/ocspd.log")"
+else
+    t_ok "no sanitizer report in ocspd's log"
 fi
 t_summary "$NAME"

@@ -33,7 +33,8 @@
 #                           CONF: init; issuers "qca" and "qca-rekey" (delegated signers in the
 #                           token, --archive-cutoff yes, --nonce echo); import-index of each
 #                           CA's index.txt; hold of hold.pem if the import did not set it;
-#                           presign. never-issued.pem is not added.
+#                           presign. never-issued.pem is not added. ocspctl's log goes to
+#                           DIR/ocspctl.log (its tail is shown on failure).
 # Executed directly, `tests/lib/ocsp-pki.sh DIR URL` runs ocsp_pki_demo DIR URL.
 
 _OCSP_PKI_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -305,8 +306,13 @@ _ocsp_pki_demo_locked() {
 
 # ---- the ocspd store (ocspctl) ----
 
+# ocspctl with its log (audit lines on stderr) kept in DIR/ocspctl.log, shown on failure
 _ocsp_ctl() {
-    "$_OCSP_CTL" -c "$_OCSP_CONF" -d "$_OCSP_STORE" -u demo-setup "$@"
+    "$_OCSP_CTL" -c "$_OCSP_CONF" -d "$_OCSP_STORE" -u demo-setup "$@" 2>>"$_OCSP_LOG" || {
+        echo "ocsp_store_demo: ocspctl $* failed:" >&2
+        tail -n 5 "$_OCSP_LOG" >&2
+        return 1
+    }
 }
 
 _ocsp_store_demo() {
@@ -317,6 +323,8 @@ _ocsp_store_demo() {
     _OCSP_CTL=${BUILD:-build}/ocspctl
     _OCSP_CONF=$conf
     _OCSP_STORE=$store
+    _OCSP_LOG=$dir/ocspctl.log
+    : >"$_OCSP_LOG"
     [[ -x $_OCSP_CTL ]] || {
         echo "ocsp_store_demo: $_OCSP_CTL not built" >&2
         return 1

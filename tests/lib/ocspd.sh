@@ -15,7 +15,8 @@
 #                       start ${BUILD}/ocspd in the background with that SoftHSM2
 #                       configuration, track its pid, wait for /healthz to answer (any status);
 #                       sets OCSPD_PID
-#   ocspd_stop          SIGTERM ocspd, wait for it
+#   ocspd_stop          SIGTERM ocspd, wait for it; returns ocspd's exit status (0 when it
+#                       was not running)
 
 ocspd_write_conf() {
     local out=${1:?ocspd_write_conf OUT PORT STORE PKI_DIR} port=${2:?port} store=${3:?store}
@@ -83,9 +84,12 @@ ocspd_start() {
 }
 
 ocspd_stop() {
+    local rc=0
     if [[ -n ${OCSPD_PID:-} ]] && kill -0 "$OCSPD_PID" 2>/dev/null; then
         kill -TERM "$OCSPD_PID"
-        wait "$OCSPD_PID" 2>/dev/null || true
+        wait "$OCSPD_PID" 2>/dev/null
+        rc=$?
     fi
     OCSPD_PID=
+    return "$rc"
 }

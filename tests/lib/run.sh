@@ -31,7 +31,7 @@ shutdown() {
     [ "$stopping" = 1 ] && return
     stopping=1
     echo "stopping..."
-    ocspd_stop
+    ocspd_stop || true
     tsad_stop
     chrony_stop "$RUN_DIR/chrony" || true
     cleanup_tracked

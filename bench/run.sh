@@ -1,0 +1,554 @@
+#!/usr/bin/env bash
+# bench/run.sh (make bench): measure tsad and ocspd, the physical limits of this machine and the
+# peers a user would pick instead, side by side in one run (DESIGN D9), and report every figure
+# as a ratio to its limit and to its peer.
+#
+#   limits  signing: `openssl speed` (1 and 2 processes) for P-256 and RSA-3072, and the
+#                    SoftHSM2 tokens through PKCS#11 directly (build/bench/p11speed)
+#           HTTP:    build/bench/nullhttpd, libmicrohttpd configured like our daemons, returning
+#                    the bytes of a real OCSP reply
+#   peers   OpenSSL's TS_RESP_create_response in-process, 1 and 2 threads (build/bench/tsresp);
+#           `openssl ocsp -multi 2` on the same CA database and request set, inside a network
+#           namespace made for the run (it binds every interface)
+#   ours    tsad with a software P-256 key, on SoftHSM2 P-256, with a software RSA-3072 key;
+#           ocspd pre-signed hits by POST and GET, on-demand nonce responses, a hit/never-issued
+#           mix; an open-loop run at half of the measured maximum for the latency target
+#
+# Load comes from build/bench/loadgen (closed loop, keep-alive, replies checked, 1 in 50
+# verified). Output: a table on stdout, $OUT/report.json, $OUT/bench.png (gnuplot), per-run JSON
+# and logs in $OUT. QUICK=1: short runs (< 30 s in all) for CI; figures are never asserted.
+#
+# Good neighbour: servers bind 127.0.0.1 (the OCSP peer: its own namespace), free ports, a temp
+# dir; every run is bounded in time; every process started here is stopped by pid at the end,
+# also on failure or Ctrl-C.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+BUILD=${BUILD:-build}
+QUICK=${QUICK:-}
+OUT=${BENCH_OUT:-$top/$BUILD/bench-out}
+# shellcheck source=tests/lib/common.sh
+. tests/lib/common.sh
+# shellcheck source=tests/lib/chrony.sh
+. tests/lib/chrony.sh
+# shellcheck source=tests/lib/pki.sh
+. tests/lib/pki.sh
+# shellcheck source=tests/lib/tsad.sh
+. tests/lib/tsad.sh
+
+if [[ -n $QUICK && $QUICK != 0 ]]; then
+    QUICK=1 WARM=0.3 DUR=1.2 SPEED_S=1 LIMIT_S=1 NSERIALS=200
+else
+    QUICK=0 WARM=1 DUR=6 SPEED_S=3 LIMIT_S=3 NSERIALS=2000
+fi
+CONNS=${BENCH_CONNS:-32}
+VERIFY_EVERY=50
+LG=$BUILD/bench/loadgen
+WORK=$(mktemp -d /tmp/bench.XXXXXX)
+NETNS=""
+PEER_PID=""
+OCSPD_OK=0
+NOTES=()
+
+for tool in jq curl openssl; do
+    command -v "$tool" >/dev/null || die "bench needs $tool (make deps)"
+done
+for b in loadgen nullhttpd p11speed tsresp; do
+    [[ -x $BUILD/bench/$b ]] || die "$BUILD/bench/$b not built (make all)"
+done
+
+stopping=0
+shutdown() {
+    local rc=$?
+    [[ $stopping == 1 ]] && return
+    stopping=1
+    tsad_stop
+    if declare -F ocspd_stop >/dev/null; then ocspd_stop; fi
+    cleanup_tracked
+    netns_stop
+    chrony_stop "$WORK/chrony" || true
+    if ((rc != 0)); then
+        mkdir -p "$OUT/logs"
+        cp "$WORK"/*.log "$OUT/logs/" 2>/dev/null || true
+        echo "bench: failed (exit $rc); logs in $OUT/logs" >&2
+    fi
+    rm -rf "$WORK"
+}
+trap shutdown EXIT
+trap 'exit 130' INT TERM
+
+note() {
+    NOTES+=("$*")
+    printf 'note: %s\n' "$*" >&2
+}
+
+# ---- limits ----
+
+# speed_sign ALG PROCS: sign/s of `openssl speed` for ALG (ecdsap256, rsa3072)
+speed_sign() {
+    local alg=$1 procs=$2 pat
+    local -a multi=()
+    ((procs > 1)) && multi=(-multi "$procs")
+    case $alg in
+    ecdsap256) pat='^ *256 bits ecdsa' ;;
+    rsa3072) pat='^rsa 3072 bits' ;;
+    esac
+    timeout 60 openssl speed -seconds "$SPEED_S" "${multi[@]}" "$alg" 2>/dev/null |
+        grep -E "$pat" | tail -n 1 | awk '{ print $(NF - 1) }'
+}
+
+# limit_json NAME VALUE UNIT WHAT
+LIMITS=()
+limit_add() {
+    LIMITS+=("$(jq -nc --arg n "$1" --argjson v "${2:-0}" --arg u "$3" --arg w "$4" \
+        '{name: $n, value: $v, unit: $u, what: $w}')")
+    printf '  %-22s %12.1f %-9s %s\n' "$1" "${2:-0}" "$3" "$4"
+}
+
+measure_limits() {
+    local v threads
+    echo "== limits and in-process peers"
+    for threads in $( ((QUICK)) && echo 2 || echo 1 2); do
+        v=$(speed_sign ecdsap256 "$threads")
+        limit_add "speed_p256_${threads}p" "$v" sign/s "openssl speed ecdsap256, $threads process(es)"
+        v=$(speed_sign rsa3072 "$threads")
+        limit_add "speed_rsa3072_${threads}p" "$v" sign/s "openssl speed rsa3072, $threads process(es)"
+        "$BUILD/bench/p11speed" --module "$PKI_P11_MODULE" --token "$PKI_P11_TOKEN" \
+            --pin-file "$PKI_P11_PIN_FILE" --key "$TSU_N_LABEL" --threads "$threads" \
+            --duration "$LIMIT_S" --json "$OUT/p11-tsa-$threads.json" >/dev/null
+        limit_add "p11_p256_${threads}t" "$(jq .signs_per_s "$OUT/p11-tsa-$threads.json")" sign/s \
+            "SoftHSM2 C_Sign CKM_ECDSA, $threads session(s)"
+        "$BUILD/bench/tsresp" --key "$SOFT_P256_KEY" --cert "$SOFT_P256_CERT" \
+            --chain "$PKI_CA_CHAIN" --threads "$threads" --duration "$LIMIT_S" \
+            --json "$OUT/tsresp-p256-$threads.json" >/dev/null
+        limit_add "tsresp_p256_${threads}t" "$(jq .tokens_per_s "$OUT/tsresp-p256-$threads.json")" \
+            tokens/s "TS_RESP_create_response P-256, $threads thread(s)"
+        "$BUILD/bench/tsresp" --key "$SOFT_RSA_KEY" --cert "$SOFT_RSA_CERT" \
+            --chain "$PKI_CA_CHAIN" --threads "$threads" --duration "$LIMIT_S" \
+            --json "$OUT/tsresp-rsa-$threads.json" >/dev/null
+        limit_add "tsresp_rsa3072_${threads}t" "$(jq .tokens_per_s "$OUT/tsresp-rsa-$threads.json")" \
+            tokens/s "TS_RESP_create_response RSA-3072, $threads thread(s)"
+    done
+}
+
+# ---- load runs ----
+
+# load NAME URL SETFILE PID [loadgen options...]: one loadgen run; JSON in $OUT/NAME.json
+load() {
+    local name=$1 url=$2 set=$3 pid=$4
+    shift 4
+    "$LG" run --label "$name" --url "$url" --requests "$set" --conns "$CONNS" \
+        --warmup "$WARM" --duration "$DUR" --timeout 10 --verify-every "$VERIFY_EVERY" \
+        --pid "$pid" --json "$OUT/$name.json" "$@" | sed 's/^/  /'
+}
+
+tsa_scenarios() {
+    local base=$1 ca_args=(--ca "$PKI_ROOT_CERT" --untrusted "$WORK/tsa-untrusted.pem") rps
+    echo "== tsad (pid $TSAD_PID)"
+    load tsad_soft_p256 "$base/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
+    load tsad_hsm_p256 "$base/tsa" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
+    load tsad_soft_rsa3072 "$base/tsa/bench-rsa" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
+    rps=$(jq '.rps / 2 | floor' "$OUT/tsad_soft_p256.json")
+    if ((rps > 0)); then
+        load tsad_soft_p256_half "$base/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
+            --rate "$rps"
+    fi
+}
+
+start_tsad() {
+    local port extra="$WORK/tsad-extra.conf"
+    # RSA-3072 with PKCS#1 v1.5, the scheme `openssl speed rsa3072` and TS_RESP_create_response
+    # use, so that the three compare like with like
+    cat >"$extra" <<CONF
+
+[tsu bench-rsa]
+policy = 1.3.6.1.4.1.55555.1.13
+path = /tsa/bench-rsa
+certificate = $SOFT_RSA_CERT
+chain = $PKI_CA_CHAIN
+key_file = $SOFT_RSA_KEY
+signature = rsa-pkcs1
+digest = sha256
+accuracy = 1s
+CONF
+    port=$(free_port)
+    tsad_write_conf "$WORK/tsad.conf" "$WORK/pki" "$port" "$(chrony_socket "$WORK/chrony")" \
+        "$WORK/tsad-store" "$extra"
+    sed -i 's/^level = info/level = warn/' "$WORK/tsad.conf"
+    : >"$WORK/tsad.log"
+    tsad_start "$WORK/tsad.conf" "$WORK/tsad.log"
+    TSA_BASE="http://127.0.0.1:$port"
+    # the clock gate opens once the first chronyd sample is in
+    local i
+    for ((i = 0; i < 50; i++)); do
+        if curl -s -o /dev/null -w '%{http_code}' "$TSA_BASE/healthz" | grep -q 200; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "tsad not healthy; see $WORK/tsad.log"
+}
+
+# ---- OCSP ----
+
+# ocsp_bench_db DIR N: a synthetic CA database (openssl ca index.txt) of N serials, 1 in 20
+# revoked, and the matching loadgen serial list
+ocsp_bench_db() {
+    local dir=$1 n=$2
+    openssl rand -hex $((n * 16)) | fold -w 32 | awk -v idx="$dir/bench-index.txt" \
+        -v list="$dir/bench-serials.txt" '
+        { s = "4" toupper(substr($0, 2))
+          if (NR % 20 == 0) {
+              printf "R\t351231235959Z\t240101000000Z,keyCompromise\t%s\tunknown\t/CN=bench %d\n", s, NR > idx
+              printf "%s revoked hit\n", s > list
+          } else {
+              printf "V\t351231235959Z\t\t%s\tunknown\t/CN=bench %d\n", s, NR > idx
+              printf "%s good hit\n", s > list
+          } }'
+}
+
+start_ocspd() {
+    local port
+    if [[ ! -f tests/lib/ocsp-pki.sh || ! -f tests/lib/ocspd.sh || ! -x $BUILD/ocspd ||
+        ! -x $BUILD/ocspctl ]]; then
+        note "ocspd not available (needs tests/lib/ocsp-pki.sh, ocspd.sh, $BUILD/ocspd, ocspctl)"
+        return 1
+    fi
+    # shellcheck source=tests/lib/ocsp-pki.sh
+    . tests/lib/ocsp-pki.sh
+    # shellcheck source=tests/lib/ocspd.sh
+    . tests/lib/ocspd.sh
+    port=$(free_port)
+    OCSP_BASE="http://127.0.0.1:$port"
+    ocsp_pki_demo "$WORK/ocsp-pki" "$OCSP_BASE/" >/dev/null
+    # shellcheck disable=SC1091
+    . "$WORK/ocsp-pki/ocsp-pki.env"
+    ocspd_write_conf "$WORK/ocspd.conf" "$port" "$WORK/ocspd-store" "$WORK/ocsp-pki"
+    sed -i 's/^level = info/level = warn/' "$WORK/ocspd.conf"
+    ocsp_store_demo "$WORK/ocsp-pki" "$WORK/ocspd-store" "$WORK/ocspd.conf" \
+        >"$WORK/ocspctl.log" 2>&1 || {
+        cat "$WORK/ocspctl.log" >&2
+        return 1
+    }
+    ocsp_bench_db "$WORK" "$NSERIALS"
+    SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" -u bench \
+        import-index qca "$WORK/bench-index.txt" >>"$WORK/ocspctl.log" 2>&1 &&
+        SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" -u bench \
+            presign >>"$WORK/ocspctl.log" 2>&1 || {
+        cat "$WORK/ocspctl.log" >&2
+        return 1
+    }
+    : >"$WORK/ocspd.log"
+    ocspd_start "$WORK/ocspd.conf" "$WORK/ocspd.log"
+}
+
+# ocsp_sets: request sets (hits by POST, by GET, with nonces, a hit/never-issued mix) and the
+# trust material loadgen verifies with
+ocsp_sets() {
+    local common=(--issuer "$OCSP_CA_CERT" --serials "$WORK/bench-serials.txt" --count 5000)
+    "$LG" gen-ocsp --out "$WORK/ocsp-post.set" "${common[@]}" --seed 11
+    "$LG" gen-ocsp --out "$WORK/ocsp-get.set" "${common[@]}" --get 100 --seed 12
+    "$LG" gen-ocsp --out "$WORK/ocsp-nonce.set" "${common[@]}" --nonce 100 --seed 13
+    "$LG" gen-ocsp --out "$WORK/ocsp-mix.set" "${common[@]}" --mix hit=90,never=10 \
+        --never-status notgood --get 50 --nonce 10 --seed 14
+}
+
+# The HTTP limit: nullhttpd returning the bytes of a real pre-signed reply.
+null_limit() {
+    local port pid
+    curl -s -H 'Content-Type: application/ocsp-request' --data-binary @"$WORK/one.req" \
+        "$OCSP_BASE/" -o "$WORK/hit.der"
+    port=$(free_port)
+    "$BUILD/bench/nullhttpd" --port "$port" --body "$WORK/hit.der" \
+        --type application/ocsp-response --threads 2 >"$WORK/nullhttpd.log" 2>&1 &
+    pid=$!
+    track_pid "$pid"
+    wait_http "http://127.0.0.1:$port/" 10
+    echo "== null libmicrohttpd server (pid $pid, $(stat -c %s "$WORK/hit.der")-byte reply)"
+    "$LG" run --label null_http --url "http://127.0.0.1:$port/" --requests "$WORK/ocsp-post.set" \
+        --conns "$CONNS" --warmup "$WARM" --duration "$DUR" --verify-every 0 --pid "$pid" \
+        --json "$OUT/null_http.json" | sed 's/^/  /'
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+ocsp_scenarios() {
+    local ca_args=(--ca "$OCSP_CA_CHAIN" --untrusted "$WORK/ocsp-untrusted.pem") rps
+    echo "== ocspd (pid $OCSPD_PID)"
+    load ocspd_hit_post "$OCSP_BASE/" "$WORK/ocsp-post.set" "$OCSPD_PID" "${ca_args[@]}"
+    load ocspd_hit_get "$OCSP_BASE/" "$WORK/ocsp-get.set" "$OCSPD_PID" "${ca_args[@]}"
+    load ocspd_nonce "$OCSP_BASE/" "$WORK/ocsp-nonce.set" "$OCSPD_PID" "${ca_args[@]}"
+    if ((!QUICK)); then
+        load ocspd_mix "$OCSP_BASE/" "$WORK/ocsp-mix.set" "$OCSPD_PID" "${ca_args[@]}"
+    fi
+    rps=$(jq '.rps / 2 | floor' "$OUT/ocspd_hit_get.json")
+    if ((rps > 0)); then
+        load ocspd_hit_get_half "$OCSP_BASE/" "$WORK/ocsp-get.set" "$OCSPD_PID" \
+            "${ca_args[@]}" --rate "$rps"
+    fi
+}
+
+ocsp_p11_limit() {
+    local threads=2
+    SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/bench/p11speed" --module "$OCSP_P11_MODULE" \
+        --token "$OCSP_P11_TOKEN" --pin-file "$OCSP_P11_PIN_FILE" --key "$OCSP_SIGNER_LABEL" \
+        --threads "$threads" --duration "$LIMIT_S" --json "$OUT/p11-ocsp.json" >/dev/null
+    limit_add "p11_ocsp_p256_${threads}t" "$(jq .signs_per_s "$OUT/p11-ocsp.json")" sign/s \
+        "SoftHSM2 C_Sign CKM_ECDSA (ocsp token), $threads sessions"
+}
+
+netns_stop() {
+    if [[ -n $PEER_PID ]]; then
+        kill -TERM "$PEER_PID" 2>/dev/null || true
+        wait "$PEER_PID" 2>/dev/null || true
+        PEER_PID=""
+    fi
+    if [[ -n $NETNS ]]; then
+        local p
+        # what is left in our namespace was started by this run (the peer's worker processes)
+        for p in $(ip netns pids "$NETNS" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
+        ip netns del "$NETNS" 2>/dev/null || true
+        NETNS=""
+    fi
+}
+
+# The peer: `openssl ocsp -multi 2` on the same CA database (demo + bench serials), signing
+# with a software P-256 delegated responder key, inside a private network namespace.
+ocsp_peer() {
+    local port=8080 i
+    NETNS="bench$$"
+    if ! ip netns add "$NETNS" 2>/dev/null; then
+        NETNS=""
+        note "openssl ocsp peer skipped: cannot create a network namespace (needs root)"
+        return 0
+    fi
+    ip netns exec "$NETNS" ip link set lo up
+    cat "$OCSP_CA_INDEX" "$WORK/bench-index.txt" >"$WORK/peer-index.txt"
+    ip netns exec "$NETNS" openssl ocsp -index "$WORK/peer-index.txt" -port "$port" \
+        -CA "$OCSP_CA_CERT" -rsigner "$WORK/peer-signer.pem" -rkey "$WORK/peer-signer.key" \
+        -multi 2 -nmin 60 -ignore_err >"$WORK/peer.log" 2>&1 &
+    PEER_PID=$!
+    for ((i = 0; i < 50; i++)); do
+        ip netns exec "$NETNS" curl -s -o /dev/null -H 'Content-Type: application/ocsp-request' \
+            --data-binary @"$WORK/one.req" "http://127.0.0.1:$port/" && break
+        sleep 0.1
+    done
+    echo "== peer: openssl ocsp -multi 2 (pid $PEER_PID, namespace $NETNS)"
+    ip netns exec "$NETNS" "$LG" run --label peer_openssl_ocsp --url "http://127.0.0.1:$port/" \
+        --requests "$WORK/ocsp-post.set" --conns "$CONNS" --warmup "$WARM" --duration "$DUR" \
+        --timeout 10 --verify-every "$VERIFY_EVERY" --pid "$PEER_PID" \
+        --ca "$OCSP_CA_CHAIN" --untrusted "$WORK/ocsp-untrusted.pem" \
+        --json "$OUT/peer_openssl_ocsp.json" | sed 's/^/  /'
+    netns_stop
+}
+
+ocsp_prepare_peer_signer() {
+    openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+        -out "$WORK/peer-signer.key"
+    openssl pkey -in "$WORK/peer-signer.key" -pubout -out "$WORK/peer-signer.pub"
+    OCSP_AIA_URL=$OCSP_AIA_URL openssl x509 -new -force_pubkey "$WORK/peer-signer.pub" \
+        -subj "/C=RO/O=Bench/CN=Bench openssl ocsp responder" -CA "$OCSP_CA_CERT" \
+        -CAkey "$OCSP_CA_KEY" -set_serial "0x$(openssl rand -hex 16)" -days 2 -sha256 \
+        -extfile "$OCSP_CA_DIR/ca.cnf" -extensions v3_ocsp -out "$WORK/peer-signer.pem"
+    cat "$OCSP_SIGNER_CERT" "$WORK/peer-signer.pem" >"$WORK/ocsp-untrusted.pem"
+}
+
+run_ocsp() {
+    if ! start_ocspd; then
+        note "ocspd not available: OCSP scenarios skipped"
+        return 0
+    fi
+    OCSPD_OK=1
+    ocsp_sets
+    # one request for the reply-size probes
+    "$LG" gen-ocsp --out "$WORK/one.set" --issuer "$OCSP_CA_CERT" \
+        --serials "$WORK/bench-serials.txt" --count 1 --seed 99
+    tail -c +25 "$WORK/one.set" >"$WORK/one.req"
+    ocsp_prepare_peer_signer
+    ocsp_p11_limit
+    null_limit
+    ocsp_scenarios
+    ocspd_stop
+    ocsp_peer
+}
+
+# ---- report ----
+
+# REPORT_JQ: the report (report.json) from the machine, the limits, the loadgen runs and notes.
+REPORT_JQ='
+def lim($n): ($l[0] | map(select(.name == $n)) | .[0].value) // null;
+def run($n): ($s[0] | map(select(.label == $n)) | .[0]) // null;
+def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b end;
+def rpsof($n): (run($n) | if . == null then null else .rps end);
+def cpuof($n): (run($n) | if . == null or .server_cpu_us_per_req == 0 then null
+                          else .server_cpu_us_per_req end);
+def sign_us($one; $two): if lim($one) then 1e6 / lim($one)
+                         elif lim($two) then 2e6 / lim($two) else null end;
+def row($n; $ln; $lv; $pn; $pv):
+  run($n) as $r
+  | if $r == null then empty else
+    {name: $n, rps: $r.rps, p50: $r.latency_ms.p50, p90: $r.latency_ms.p90,
+     p99: $r.latency_ms.p99, p999: $r.latency_ms.p999, max: $r.latency_ms.max,
+     cpu_us: (if $r.server_cpu_us_per_req > 0 then $r.server_cpu_us_per_req else null end),
+     errors: $r.errors, verified: $r.verified, mode: $r.mode,
+     limit_name: $ln, limit_value: $lv, limit_ratio: ratio($r.rps; $lv),
+     peer_name: $pn, peer_value: $pv, peer_ratio: ratio($r.rps; $pv)} end;
+def tsa_peer($k): if lim("tsresp_\($k)_2t") then "TS_RESP_create_response 2t" else null end;
+{
+  machine: $m,
+  limits: $l[0],
+  runs: $s[0],
+  notes: $n[0],
+  rows: [
+    row("tsad_soft_p256"; "openssl speed 2p"; lim("speed_p256_2p"); tsa_peer("p256");
+        lim("tsresp_p256_2t")),
+    row("tsad_hsm_p256"; "PKCS#11 C_Sign 2 sessions"; lim("p11_p256_2t"); tsa_peer("p256");
+        lim("tsresp_p256_2t")),
+    row("tsad_soft_rsa3072"; "openssl speed 2p"; lim("speed_rsa3072_2p"); tsa_peer("rsa3072");
+        lim("tsresp_rsa3072_2t")),
+    row("tsad_soft_p256_half"; null; null; null; null),
+    row("null_http"; null; null; null; null),
+    row("ocspd_hit_post"; "null MHD server"; rpsof("null_http"); "openssl ocsp -multi 2";
+        rpsof("peer_openssl_ocsp")),
+    row("ocspd_hit_get"; "null MHD server"; rpsof("null_http"); "openssl ocsp -multi 2";
+        rpsof("peer_openssl_ocsp")),
+    row("ocspd_nonce"; "PKCS#11 C_Sign 2 sessions"; lim("p11_ocsp_p256_2t");
+        "openssl ocsp -multi 2"; rpsof("peer_openssl_ocsp")),
+    row("ocspd_mix"; "null MHD server"; rpsof("null_http"); "openssl ocsp -multi 2";
+        rpsof("peer_openssl_ocsp")),
+    row("ocspd_hit_get_half"; null; null; null; null),
+    row("peer_openssl_ocsp"; null; null; null; null)
+  ],
+  derived: [
+    {what: "tsad soft P-256: server CPU per token / one bare P-256 signature",
+     value: ratio(cpuof("tsad_soft_p256"); sign_us("speed_p256_1p"; "speed_p256_2p")),
+     target: "<= 1.5"},
+    {what: "tsad SoftHSM2 P-256: server CPU per token / one PKCS#11 signature",
+     value: ratio(cpuof("tsad_hsm_p256"); sign_us("p11_p256_1t"; "p11_p256_2t")),
+     target: "<= 1.5"},
+    {what: "tsad soft RSA-3072: server CPU per token / one bare RSA-3072 signature",
+     value: ratio(cpuof("tsad_soft_rsa3072"); sign_us("speed_rsa3072_1p"; "speed_rsa3072_2p")),
+     target: "<= 1.5"},
+    {what: "tsad soft P-256 throughput / TS_RESP_create_response 1 thread",
+     value: ratio(rpsof("tsad_soft_p256"); lim("tsresp_p256_1t")), target: null},
+    {what: "ocspd hit POST throughput / null libmicrohttpd server",
+     value: ratio(rpsof("ocspd_hit_post"); rpsof("null_http")), target: ">= 0.85"},
+    {what: "ocspd hit GET throughput / null libmicrohttpd server",
+     value: ratio(rpsof("ocspd_hit_get"); rpsof("null_http")), target: ">= 0.85"},
+    {what: "null server CPU per request / ocspd hit GET CPU per request",
+     value: ratio(cpuof("null_http"); cpuof("ocspd_hit_get")), target: null},
+    {what: "tsad soft P-256 p99 (ms) at half of its maximum rate, open loop",
+     value: (run("tsad_soft_p256_half") | if . then .latency_ms.p99 else null end),
+     target: "a few ms"},
+    {what: "ocspd hit GET p99 (ms) at half of its maximum rate, open loop",
+     value: (run("ocspd_hit_get_half") | if . then .latency_ms.p99 else null end),
+     target: "a few ms"}
+  ] | map(select(.value != null))
+}'
+
+machine_json() {
+    jq -nc --arg cpu "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')" \
+        --argjson n "$(nproc)" --arg k "$(uname -r)" --arg o "$(openssl version)" \
+        --arg d "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg rev "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        --argjson q "$QUICK" --argjson dur "$DUR" --argjson conns "$CONNS" \
+        '{cpu: $cpu, cpus: $n, kernel: $k, openssl: $o, date: $d, commit: $rev, quick: ($q == 1),
+          seconds_per_run: $dur, connections: $conns}'
+}
+
+write_report() {
+    local scen=() f
+    for f in "$OUT"/tsad_*.json "$OUT"/ocspd_*.json "$OUT"/null_http.json \
+        "$OUT"/peer_openssl_ocsp.json; do
+        [[ -f $f ]] && scen+=("$f")
+    done
+    printf '%s\n' "${LIMITS[@]}" | jq -s '.' >"$WORK/limits.json"
+    printf '%s\n' "${NOTES[@]+"${NOTES[@]}"}" | jq -R . | jq -s 'map(select(length > 0))' \
+        >"$WORK/notes.json"
+    jq -s '.' "${scen[@]}" >"$WORK/scen.json"
+    jq -n --argjson m "$(machine_json)" --slurpfile l "$WORK/limits.json" \
+        --slurpfile s "$WORK/scen.json" --slurpfile n "$WORK/notes.json" \
+        "$REPORT_JQ" >"$OUT/report.json"
+}
+
+print_table() {
+    echo
+    echo "== results ($( ((QUICK)) && echo "QUICK: smoke test, figures not meaningful" || echo "${DUR} s per run, $CONNS connections"))"
+    jq -r '
+      def f: if . == null then "-" elif . >= 100 then (. | floor | tostring)
+             else ((. * 100 | floor) / 100 | tostring) end;
+      ["figure", "req/s", "p50 ms", "p99 ms", "cpu us/req", "errors", "vs limit", "ratio",
+       "vs peer", "ratio"],
+      (.rows[] | [.name, (.rps | f), (.p50 | f), (.p99 | f), (.cpu_us | f), (.errors | tostring),
+        (.limit_name // "-"), (.limit_ratio | f), (.peer_name // "-"), (.peer_ratio | f)])
+      | @tsv' "$OUT/report.json" | column -t -s $'\t'
+    echo
+    jq -r '.derived[] | "  \(.what): \(.value | . * 100 | floor / 100)\(if .target then "  (target \(.target))" else "" end)"' \
+        "$OUT/report.json"
+    jq -r '.notes[] | "  note: \(.)"' "$OUT/report.json"
+}
+
+# PLOT_GP: throughput per figure (ours, limit, peer) and latency percentiles (log scale).
+PLOT_GP='
+set terminal pngcairo size 1400,1000 font ",10"
+set output out
+set multiplot layout 2,1 title "make bench: throughput and latency (same run, same machine)"
+set datafile separator "\t"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -25 noenhanced
+set key top right noenhanced
+set grid ytics
+set ylabel "requests/s"
+set title "throughput: ours, its limit, its peer"
+plot tput using 2:xtic(1) title "ours", "" using 3 title "limit", "" using 4 title "peer"
+set title "latency percentiles (ms, log scale)"
+set ylabel "ms"
+set logscale y
+plot lat using 2:xtic(1) title "p50", "" using 3 title "p90", "" using 4 title "p99", \
+     "" using 5 title "p99.9"
+unset multiplot
+'
+
+draw_png() {
+    if ! command -v gnuplot >/dev/null; then
+        note "gnuplot not installed: no PNG"
+        return 0
+    fi
+    jq -r '.rows[] | [.name, (.rps // 0), (.limit_value // 0), (.peer_value // 0)] | @tsv' \
+        "$OUT/report.json" >"$WORK/tput.dat"
+    jq -r '.rows[] | select(.p50 != null) | [.name, .p50, .p90, .p99, .p999] | @tsv' \
+        "$OUT/report.json" >"$WORK/lat.dat"
+    printf '%s\n' "$PLOT_GP" >"$WORK/plot.gp"
+    gnuplot -e "tput='$WORK/tput.dat'; lat='$WORK/lat.dat'; out='$OUT/bench.png'" \
+        "$WORK/plot.gp" 2>"$WORK/gnuplot.log" || note "gnuplot failed: $(head -c 300 "$WORK/gnuplot.log")"
+}
+
+main() {
+    local t0=$SECONDS
+    mkdir -p "$OUT"
+    rm -f "$OUT"/*.json "$OUT"/bench.png
+    echo "bench: $( ((QUICK)) && echo quick || echo full) run, work dir $WORK, results in $OUT"
+    pki_demo "$WORK/pki" 2>/dev/null
+    # shellcheck disable=SC1091
+    . "$WORK/pki/pki.env"
+    cat "$PKI_TSACA_CERT" "$TSU_N_CERT" "$SOFT_P256_CERT" "$SOFT_RSA_CERT" \
+        >"$WORK/tsa-untrusted.pem"
+    "$LG" gen-tsa --out "$WORK/tsa.set" --count 5000 --hashes sha256=6,sha384=2,sha512=2 \
+        --nonce 90 --cert-req 50 --seed 7
+    measure_limits
+    mkdir -p "$WORK/chrony"
+    chrony_start "$WORK/chrony" local
+    start_tsad
+    tsa_scenarios "$TSA_BASE"
+    tsad_stop
+    run_ocsp
+    write_report
+    print_table
+    draw_png
+    echo
+    echo "report: $OUT/report.json  plot: $OUT/bench.png  ($((SECONDS - t0)) s)"
+}
+
+main "$@"
