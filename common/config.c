@@ -278,3 +278,118 @@ config_listen(const char *v, char *host, size_t hostcap, uint16_t *port)
     *port = (uint16_t)p;
     return ST_OK;
 }
+
+void
+config_server_defaults(struct config_server *c, uint16_t port, size_t max_body)
+{
+    memset(c, 0, sizeof(*c));
+    strcpy(c->listen_host, "127.0.0.1");
+    c->listen_port = port;
+    c->threads = 2;
+    c->max_body = max_body;
+    c->max_connections = 1024;
+    c->timeout_s = 15;
+}
+
+void
+config_signer_defaults(struct config_signer *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->queue_max = 4096;
+    c->batch_max = 64;
+}
+
+static int
+config_copy(struct config_parse *p, const struct config_pos *pos, const char *key, const char *v,
+            char *dst, size_t cap)
+{
+    if (strlen(v) >= cap || v[0] == '\0')
+        return config_error(p, pos, "%s: empty or too long", key);
+    memcpy(dst, v, strlen(v) + 1);
+    return ST_OK;
+}
+
+/* An unsigned key of a table: name, bounds, destination. */
+struct config_uint_key {
+    const char *name;
+    unsigned long long min, max;
+    unsigned *dst;
+};
+
+static int
+config_uint_keys(struct config_parse *p, const struct config_uint_key *keys, size_t n,
+                 const char *key, const char *v, const struct config_pos *pos)
+{
+    unsigned long long x;
+
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(key, keys[i].name) != 0)
+            continue;
+        if (config_uint(v, keys[i].min, keys[i].max, &x) != ST_OK)
+            return config_error(p, pos, "%s: %llu..%llu", key, keys[i].min, keys[i].max);
+        *keys[i].dst = (unsigned)x;
+        return ST_OK;
+    }
+    return ST_NOTFOUND;
+}
+
+int
+config_server_key(struct config_parse *p, struct config_server *c, const char *key,
+                  const char *value, const struct config_pos *pos, size_t body_limit)
+{
+    const struct config_uint_key keys[] = {
+        {"threads", 1, 256, &c->threads},
+        {"max_connections", 1, 100000, &c->max_connections},
+        {"per_ip_limit", 0, 100000, &c->per_ip_limit},
+    };
+    double d;
+
+    if (strcmp(key, "listen") == 0) {
+        if (config_listen(value, c->listen_host, sizeof(c->listen_host), &c->listen_port) != 0)
+            return config_error(p, pos, "listen: expected address:port, e.g. 127.0.0.1:3180");
+        return ST_OK;
+    }
+    if (strcmp(key, "max_body") == 0) {
+        if (config_size(value, &c->max_body) != 0 || c->max_body < 64 ||
+            c->max_body > body_limit)
+            return config_error(p, pos, "max_body: a size from 64 to %zu", body_limit);
+        return ST_OK;
+    }
+    if (strcmp(key, "timeout") == 0) {
+        if (config_duration(value, &d) != 0 || d < 1 || d > 3600)
+            return config_error(p, pos, "timeout: a duration from 1s to 1h");
+        c->timeout_s = (unsigned)d;
+        return ST_OK;
+    }
+    return config_uint_keys(p, keys, sizeof(keys) / sizeof(keys[0]), key, value, pos);
+}
+
+int
+config_signer_key(struct config_parse *p, struct config_signer *c, const char *key,
+                  const char *value, const struct config_pos *pos)
+{
+    const struct config_uint_key keys[] = {
+        {"workers", 1, 64, &c->workers},
+        {"queue_max", 1, 1000000, &c->queue_max},
+        {"batch_max", 1, 4096, &c->batch_max},
+    };
+
+    if (strcmp(key, "pkcs11_module") == 0)
+        return config_copy(p, pos, key, value, c->p11_module, sizeof(c->p11_module));
+    if (strcmp(key, "token") == 0)
+        return config_copy(p, pos, key, value, c->p11_token, sizeof(c->p11_token));
+    if (strcmp(key, "pin_file") == 0)
+        return config_copy(p, pos, key, value, c->p11_pin_file, sizeof(c->p11_pin_file));
+    return config_uint_keys(p, keys, sizeof(keys) / sizeof(keys[0]), key, value, pos);
+}
+
+int
+config_signer_check(struct config_parse *p, const struct config_signer *c, const char *file)
+{
+    struct config_pos pos = {file, 0};
+
+    if (c->p11_module[0] != '\0' && (c->p11_token[0] == '\0' || c->p11_pin_file[0] == '\0'))
+        return config_error(p, &pos, "[signer]: token and pin_file are required with "
+                                     "pkcs11_module");
+    return ST_OK;
+}

@@ -6,6 +6,7 @@
 #ifndef COMMON_CONFIG_H
 #define COMMON_CONFIG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,5 +50,40 @@ int config_duration(const char *v, double *seconds);
 int config_size(const char *v, size_t *out);
 /* "host:port" with host an IPv4/IPv6 literal ("[::1]:80"); port 0 allowed. */
 int config_listen(const char *v, char *host, size_t hostcap, uint16_t *port);
+
+/* [server]: the HTTP front of a daemon (listen, threads, limits). */
+struct config_server {
+    char listen_host[64];
+    uint16_t listen_port;
+    unsigned threads;
+    size_t max_body;
+    unsigned max_connections;
+    unsigned per_ip_limit;
+    unsigned timeout_s;
+};
+
+/* [signer]: the PKCS#11 token and the batching signer's sizes. */
+struct config_signer {
+    char p11_module[PATH_MAX];
+    char p11_token[64];
+    char p11_pin_file[PATH_MAX];
+    unsigned workers;   /* 0: one per CPU */
+    unsigned queue_max;
+    unsigned batch_max;
+};
+
+/* Defaults: listen 127.0.0.1:port, 2 threads, max_body, 1024 connections, no per-IP limit,
+ * 15 s timeout / no token, queue 4096, batch 64. */
+void config_server_defaults(struct config_server *c, uint16_t port, size_t max_body);
+void config_signer_defaults(struct config_signer *c);
+/* One key of [server] (max_body at most body_limit) or [signer]: ST_OK, ST_CONFIG (error
+ * recorded in p), or ST_NOTFOUND when the key is not one of the section's common keys (the
+ * daemon may know it). */
+int config_server_key(struct config_parse *p, struct config_server *c, const char *key,
+                      const char *value, const struct config_pos *pos, size_t body_limit);
+int config_signer_key(struct config_parse *p, struct config_signer *c, const char *key,
+                      const char *value, const struct config_pos *pos);
+/* Whole-section check: a module needs a token and a PIN file. ST_OK or ST_CONFIG. */
+int config_signer_check(struct config_parse *p, const struct config_signer *c, const char *file);
 
 #endif

@@ -2,10 +2,16 @@
  * daemon: sd_notify and signal waiting (see daemon.h).
  */
 #include "common/daemon.h"
+#include "common/config.h"
+#include "common/http.h"
 #include "common/log.h"
+#include "common/metrics.h"
+#include "common/status.h"
 
 #include <pthread.h>
+#include <getopt.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,4 +83,86 @@ daemon_wait(int (*healthy)(void *ctx), void *ctx)
         if (usec > 0 && (healthy == NULL || healthy(ctx)))
             daemon_notify("WATCHDOG=1");
     }
+}
+
+static void
+daemon_usage(FILE *f, const struct daemon_ops *ops)
+{
+    fprintf(f,
+            "usage: %s [-n] [-c FILE]\n"
+            "  -c FILE   configuration file (default %s)\n"
+            "  -n        check the configuration (keys, certificates, token) and exit\n"
+            "  -h        this help\n",
+            ops->name, ops->default_conf);
+}
+
+struct daemon_health {
+    const struct daemon_ops *ops;
+    void *svc;
+};
+
+static int
+daemon_healthy(void *ctx)
+{
+    struct daemon_health *h = ctx;
+
+    return h->ops->healthy(h->svc);
+}
+
+int
+daemon_main(int argc, char **argv, const struct daemon_ops *ops)
+{
+    const char *path = ops->default_conf;
+    struct http_server *http = NULL;
+    struct http_config hc;
+    struct daemon_health health = {ops, NULL};
+    char err[512];
+    bool check_only = false;
+    int opt, rc = 1;
+
+    while ((opt = getopt(argc, argv, "c:nh")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 'n': check_only = true; break;
+        case 'h': daemon_usage(stdout, ops); return 0;
+        default: daemon_usage(stderr, ops); return 2;
+        }
+    }
+    log_init(ops->name, LOG_LVL_INFO);
+    if (ops->load(ops->cfg, path, err, sizeof(err)) != ST_OK) {
+        fprintf(stderr, "%s: %s\n", ops->name, err);
+        return 1;
+    }
+    log_set_level(ops->log_level(ops->cfg));
+    daemon_block_signals();
+    http_config_init(&hc, ops->server(ops->cfg));
+    hc.max_url = ops->max_url;
+    if ((http = http_server_new(&hc)) == NULL)
+        goto out;
+    if ((health.svc = ops->start(ops->cfg, http)) == NULL) {
+        fprintf(stderr, "%s: cannot start with %s (see the log above)\n", ops->name, path);
+        goto out;
+    }
+    if (check_only) {
+        printf("%s: %s is valid\n", ops->name, path);
+        rc = 0;
+        goto out;
+    }
+    if (http_server_start(http) != ST_OK)
+        goto out;
+    log_audit("service_start", "listen=%s:%u", hc.listen_addr,
+              (unsigned)http_server_port(http));
+    daemon_notify("READY=1");
+    log_notice("received signal %d, stopping", daemon_wait(daemon_healthy, &health));
+    daemon_notify("STOPPING=1");
+    rc = 0;
+out:
+    http_server_stop(http);
+    if (health.svc != NULL)
+        ops->stop(health.svc);
+    http_server_free(http);
+    if (rc == 0 && !check_only)
+        log_audit("service_stop", "clean shutdown");
+    metrics_fini();
+    return rc;
 }

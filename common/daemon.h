@@ -1,10 +1,13 @@
 /*
- * daemon: process plumbing shared by tsad and ocspd: systemd readiness and watchdog
- * notifications (sd_notify protocol over $NOTIFY_SOCKET, no libsystemd needed), and a
- * blocking wait for SIGTERM/SIGINT that also sends watchdog pings.
+ * daemon: process plumbing shared by tsad and ocspd: the common main() (options, config,
+ * start-up and shutdown order), systemd readiness and watchdog notifications (sd_notify
+ * protocol over $NOTIFY_SOCKET, no libsystemd needed), and a blocking wait for SIGTERM/SIGINT
+ * that also sends watchdog pings.
  */
 #ifndef COMMON_DAEMON_H
 #define COMMON_DAEMON_H
+
+#include <stddef.h>
 
 /* Block SIGTERM, SIGINT, SIGHUP and SIGPIPE in the calling thread; call before starting any
  * thread so that every thread inherits the mask. */
@@ -14,5 +17,33 @@ void daemon_notify(const char *state);
 /* Wait until SIGTERM or SIGINT; pings the watchdog when $WATCHDOG_USEC is set, calling
  * healthy() first (a false answer skips the ping). Returns the signal number. */
 int daemon_wait(int (*healthy)(void *ctx), void *ctx);
+
+struct http_server;
+struct config_server;
+
+/* What a daemon plugs into daemon_main(). */
+struct daemon_ops {
+    const char *name;         /* "tsad": log ident and messages */
+    const char *default_conf; /* config path when -c is not given */
+    void *cfg;                /* the daemon's config struct */
+    size_t max_url;           /* request-target cap for the HTTP server (0: default) */
+    /* parse and validate the file into cfg; "file:line: message" in err on failure */
+    int (*load)(void *cfg, const char *path, char *err, size_t errlen);
+    const struct config_server *(*server)(const void *cfg);
+    int (*log_level)(const void *cfg);
+    /* build the service on the (not yet started) server; NULL on failure, reasons logged */
+    void *(*start)(void *cfg, struct http_server *http);
+    void (*stop)(void *svc);
+    int (*healthy)(void *svc);
+};
+
+/*
+ * The daemon's main: `NAME [-n] [-c FILE] [-h]`. Order: config (errors to stderr, exit 1),
+ * log level, signals blocked, HTTP server object, service (ops->start), then with -n report
+ * and exit 0; else listen, READY=1, wait for SIGTERM/SIGINT (watchdog pings while healthy),
+ * STOPPING=1, then stop HTTP (suspended requests answered 503), the service, free HTTP.
+ * Returns the process exit code.
+ */
+int daemon_main(int argc, char **argv, const struct daemon_ops *ops);
 
 #endif

@@ -19,6 +19,7 @@
  * response is only ever queued from the access handler, as MHD requires.
  */
 #include "common/http.h"
+#include "common/config.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/status.h"
@@ -1160,4 +1161,17 @@ http_server_free(struct http_server *srv)
     }
     pthread_mutex_destroy(&srv->lock);
     free(srv);
+}
+
+void
+http_config_init(struct http_config *hc, const struct config_server *cs)
+{
+    memset(hc, 0, sizeof(*hc));
+    hc->listen_addr = cs->listen_host;
+    hc->port = cs->listen_port;
+    hc->threads = cs->threads;
+    hc->max_body = cs->max_body;
+    hc->max_connections = cs->max_connections;
+    hc->per_ip_limit = cs->per_ip_limit;
+    hc->timeout_s = cs->timeout_s;
 }

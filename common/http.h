@@ -69,6 +69,10 @@ typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
  */
 typedef int (*http_health_fn)(void *ctx, char *json, size_t cap);
 
+/* Fill an http_config from a daemon's [server] section (max_url left at its default). */
+struct config_server;
+void http_config_init(struct http_config *hc, const struct config_server *cs);
+
 /*
  * Create a server from cfg (copied; zero fields take the HTTP_DEFAULT_* values). Fails
  * (NULL, logged) when listen_addr is missing, not a numeric address, or a wildcard address

@@ -413,6 +413,18 @@ signer_worker_main(void *arg)
     return NULL;
 }
 
+void
+signer_config_init(struct signer_config *sc, const struct config_signer *cs)
+{
+    memset(sc, 0, sizeof(*sc));
+    sc->p11_module = cs->p11_module[0] != '\0' ? cs->p11_module : NULL;
+    sc->p11_token = cs->p11_token;
+    sc->p11_pin_file = cs->p11_pin_file;
+    sc->workers = cs->workers;
+    sc->queue_max = cs->queue_max;
+    sc->batch_max = cs->batch_max;
+}
+
 struct signer *
 signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
 {

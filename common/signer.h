@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/config.h"
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -73,6 +75,9 @@ struct signer_config {
     unsigned queue_max;         /* bounded queue: submit beyond this answers ST_BUSY */
     unsigned batch_max;         /* most jobs one worker takes per wake-up */
 };
+
+/* Fill a signer_config from the [signer] section (no module configured -> NULL). */
+void signer_config_init(struct signer_config *sc, const struct config_signer *cs);
 
 /* Create the signer (loads and logs in to the PKCS#11 token if configured). Workers are not
  * started until signer_start(). NULL on failure, with the reason logged. */

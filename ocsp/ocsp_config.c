@@ -29,69 +29,16 @@ static int
 ocsp_key_server(struct ocsp_parse *op, const char *k, const char *v, const struct config_pos *pos)
 {
     struct ocsp_config *c = op->cfg;
-    unsigned long long n;
-    double d;
+    int st = config_server_key(op->p, &c->server, k, v, pos, OCSP_REQ_MAX);
 
-    if (strcmp(k, "listen") == 0) {
-        if (config_listen(v, c->listen_host, sizeof(c->listen_host), &c->listen_port) != 0)
-            return config_error(op->p, pos, "listen: expected address:port, e.g. 127.0.0.1:3181");
-    } else if (strcmp(k, "threads") == 0) {
-        if (config_uint(v, 1, 256, &n) != 0)
-            return config_error(op->p, pos, "threads: 1..256");
-        c->threads = (unsigned)n;
-    } else if (strcmp(k, "max_body") == 0) {
-        if (config_size(v, &c->max_body) != 0 || c->max_body < 64 || c->max_body > OCSP_REQ_MAX)
-            return config_error(op->p, pos, "max_body: a size from 64 to 16k");
-    } else if (strcmp(k, "max_connections") == 0) {
-        if (config_uint(v, 1, 100000, &n) != 0)
-            return config_error(op->p, pos, "max_connections: 1..100000");
-        c->max_connections = (unsigned)n;
-    } else if (strcmp(k, "per_ip_limit") == 0) {
-        if (config_uint(v, 0, 100000, &n) != 0)
-            return config_error(op->p, pos, "per_ip_limit: 0 (off)..100000");
-        c->per_ip_limit = (unsigned)n;
-    } else if (strcmp(k, "timeout") == 0) {
-        if (config_duration(v, &d) != 0 || d < 1 || d > 3600)
-            return config_error(op->p, pos, "timeout: a duration from 1s to 1h");
-        c->timeout_s = (unsigned)d;
-    } else if (strcmp(k, "base_path") == 0) {
+    if (st != ST_NOTFOUND)
+        return st;
+    if (strcmp(k, "base_path") == 0) {
         if (v[0] != '/' || (strlen(v) > 1 && v[strlen(v) - 1] == '/'))
             return config_error(op->p, pos, "base_path: starts with '/', no trailing '/'");
         return copy_str(op, pos, k, v, c->base_path, sizeof(c->base_path));
-    } else {
-        return config_error(op->p, pos, "unknown key '%s' in [server]", k);
     }
-    return ST_OK;
-}
-
-static int
-ocsp_key_signer(struct ocsp_parse *op, const char *k, const char *v, const struct config_pos *pos)
-{
-    struct ocsp_config *c = op->cfg;
-    unsigned long long n;
-
-    if (strcmp(k, "pkcs11_module") == 0)
-        return copy_str(op, pos, k, v, c->p11_module, sizeof(c->p11_module));
-    if (strcmp(k, "token") == 0)
-        return copy_str(op, pos, k, v, c->p11_token, sizeof(c->p11_token));
-    if (strcmp(k, "pin_file") == 0)
-        return copy_str(op, pos, k, v, c->p11_pin_file, sizeof(c->p11_pin_file));
-    if (strcmp(k, "workers") == 0) {
-        if (config_uint(v, 1, 64, &n) != 0)
-            return config_error(op->p, pos, "workers: 1..64");
-        c->workers = (unsigned)n;
-    } else if (strcmp(k, "queue_max") == 0) {
-        if (config_uint(v, 1, 1000000, &n) != 0)
-            return config_error(op->p, pos, "queue_max: 1..1000000");
-        c->queue_max = (unsigned)n;
-    } else if (strcmp(k, "batch_max") == 0) {
-        if (config_uint(v, 1, 4096, &n) != 0)
-            return config_error(op->p, pos, "batch_max: 1..4096");
-        c->batch_max = (unsigned)n;
-    } else {
-        return config_error(op->p, pos, "unknown key '%s' in [signer]", k);
-    }
-    return ST_OK;
+    return config_error(op->p, pos, "unknown key '%s' in [server]", k);
 }
 
 static int
@@ -131,8 +78,13 @@ ocsp_key(void *user, const char *section, const char *key, const char *value,
 
     if (strcmp(section, "server") == 0)
         return ocsp_key_server(op, key, value, pos);
-    if (strcmp(section, "signer") == 0)
-        return ocsp_key_signer(op, key, value, pos);
+    if (strcmp(section, "signer") == 0) {
+        int st = config_signer_key(op->p, &c->signer, key, value, pos);
+
+        if (st == ST_NOTFOUND)
+            return config_error(op->p, pos, "unknown key '%s' in [signer]", key);
+        return st;
+    }
     if (strcmp(section, "ocsp") == 0)
         return ocsp_key_ocsp(op, key, value, pos);
     if (strcmp(section, "log") == 0 && strcmp(key, "level") == 0) {
@@ -154,18 +106,13 @@ static void
 ocsp_defaults(struct ocsp_config *c)
 {
     memset(c, 0, sizeof(*c));
-    strcpy(c->listen_host, "127.0.0.1");
-    c->listen_port = 3181;
-    c->threads = 2;
-    c->max_body = 8192;
-    c->max_connections = 4096;
-    c->timeout_s = 15;
+    config_server_defaults(&c->server, 3181, 8192);
+    c->server.max_connections = 4096;
+    config_signer_defaults(&c->signer);
     strcpy(c->base_path, "/");
     c->log_level = LOG_LVL_INFO;
     strcpy(c->store_dir, "/var/lib/ocspd");
     c->map_size = (size_t)4 << 30;
-    c->queue_max = 4096;
-    c->batch_max = 64;
     c->refresh_interval = 60;
     c->refresh_margin = 0.5;
     c->max_age = 3600;
@@ -185,12 +132,8 @@ ocsp_config_run(struct ocsp_config *cfg, const char *name, const char *text, cha
     p.fn = ocsp_key;
     p.user = &op;
     st = text != NULL ? config_parse_string(&p, name, text) : config_parse_file(&p, name);
-    if (st == ST_OK && cfg->p11_module[0] != '\0' &&
-        (cfg->p11_token[0] == '\0' || cfg->p11_pin_file[0] == '\0')) {
-        struct config_pos pos = {name, 0};
-        st = config_error(&p, &pos, "[signer]: token and pin_file are required with "
-                                    "pkcs11_module");
-    }
+    if (st == ST_OK)
+        st = config_signer_check(&p, &cfg->signer, name);
     if (st != ST_OK)
         snprintf(err, errlen, "%s", p.err);
     return st;

@@ -7,6 +7,8 @@
 #ifndef OCSP_OCSP_CONFIG_H
 #define OCSP_OCSP_CONFIG_H
 
+#include "common/config.h"
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,27 +16,14 @@
 
 struct ocsp_config {
     char file[PATH_MAX];
-    /* [server] */
-    char listen_host[64];
-    uint16_t listen_port;
-    unsigned threads;
-    size_t max_body;
-    unsigned max_connections;
-    unsigned per_ip_limit;
-    unsigned timeout_s;
-    char base_path[128];     /* POST and GET served under this path ("/" by default) */
+    struct config_server server; /* [server] */
+    char base_path[128];     /* [server] base_path: POST and GET served under it ("/") */
     /* [log] */
     int log_level;
     /* [store] */
     char store_dir[PATH_MAX];
     size_t map_size;
-    /* [signer] */
-    char p11_module[PATH_MAX];
-    char p11_token[64];
-    char p11_pin_file[PATH_MAX];
-    unsigned workers;
-    unsigned queue_max;
-    unsigned batch_max;
+    struct config_signer signer; /* [signer] */
     /* [ocsp] */
     double refresh_interval; /* seconds between refresher scans */
     double refresh_margin;   /* re-sign when less than this fraction of validity is left, 0..1 */

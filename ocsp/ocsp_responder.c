@@ -269,12 +269,7 @@ ocsp_responder_new(const struct ocsp_config *cfg, struct ocsp_store *st, bool st
     r->store = st;
     r->strict = strict;
     pthread_rwlock_init(&r->lock, NULL);
-    sc.p11_module = cfg->p11_module[0] != '\0' ? cfg->p11_module : NULL;
-    sc.p11_token = cfg->p11_token;
-    sc.p11_pin_file = cfg->p11_pin_file;
-    sc.workers = cfg->workers;
-    sc.queue_max = cfg->queue_max;
-    sc.batch_max = cfg->batch_max;
+    signer_config_init(&sc, &cfg->signer);
     r->signer = signer_new(&sc, ocsp_batch, r);
     if (r->signer == NULL || signer_start(r->signer) != ST_OK)
         goto fail;
@@ -569,7 +564,7 @@ ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *change
                       size_t *count)
 {
     struct resign_wait w = {.pending = 0, .stored = 0};
-    unsigned limit = r->cfg->queue_max > 4 ? r->cfg->queue_max / 2 : 2;
+    unsigned limit = r->cfg->signer.queue_max > 4 ? r->cfg->signer.queue_max / 2 : 2;
 
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);

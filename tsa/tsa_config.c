@@ -75,41 +75,6 @@ tsa_parse_hashes(struct tsa_parse *tp, const struct config_pos *pos, const char 
 }
 
 static int
-tsa_key_server(struct tsa_parse *tp, const char *k, const char *v, const struct config_pos *pos)
-{
-    struct tsa_config *c = tp->cfg;
-    unsigned long long n;
-    double d;
-
-    if (strcmp(k, "listen") == 0) {
-        if (config_listen(v, c->listen_host, sizeof(c->listen_host), &c->listen_port) != 0)
-            return config_error(tp->p, pos, "listen: expected address:port, e.g. 127.0.0.1:3180");
-    } else if (strcmp(k, "threads") == 0) {
-        if (config_uint(v, 1, 256, &n) != 0)
-            return config_error(tp->p, pos, "threads: 1..256");
-        c->threads = (unsigned)n;
-    } else if (strcmp(k, "max_body") == 0) {
-        if (config_size(v, &c->max_body) != 0 || c->max_body < 64 || c->max_body > (1u << 20))
-            return config_error(tp->p, pos, "max_body: a size from 64 to 1M");
-    } else if (strcmp(k, "max_connections") == 0) {
-        if (config_uint(v, 1, 100000, &n) != 0)
-            return config_error(tp->p, pos, "max_connections: 1..100000");
-        c->max_connections = (unsigned)n;
-    } else if (strcmp(k, "per_ip_limit") == 0) {
-        if (config_uint(v, 0, 100000, &n) != 0)
-            return config_error(tp->p, pos, "per_ip_limit: 0 (off)..100000");
-        c->per_ip_limit = (unsigned)n;
-    } else if (strcmp(k, "timeout") == 0) {
-        if (config_duration(v, &d) != 0 || d < 1 || d > 3600)
-            return config_error(tp->p, pos, "timeout: a duration from 1s to 1h");
-        c->timeout_s = (unsigned)d;
-    } else {
-        return config_error(tp->p, pos, "unknown key '%s' in [server]", k);
-    }
-    return ST_OK;
-}
-
-static int
 tsa_key_clock(struct tsa_parse *tp, const char *k, const char *v, const struct config_pos *pos)
 {
     struct tsa_config *c = tp->cfg;
@@ -134,36 +99,6 @@ tsa_key_clock(struct tsa_parse *tp, const char *k, const char *v, const struct c
         return config_error(tp->p, pos, "%s: a duration such as 1s or 500ms", k);
     if (dst == &c->poll_interval && (*dst < 0.05 || *dst > 60))
         return config_error(tp->p, pos, "poll_interval: 50ms..60s");
-    return ST_OK;
-}
-
-static int
-tsa_key_signer(struct tsa_parse *tp, const char *k, const char *v, const struct config_pos *pos)
-{
-    struct tsa_config *c = tp->cfg;
-    unsigned long long n;
-
-    if (strcmp(k, "pkcs11_module") == 0)
-        return copy_str(tp, pos, k, v, c->p11_module, sizeof(c->p11_module));
-    if (strcmp(k, "token") == 0)
-        return copy_str(tp, pos, k, v, c->p11_token, sizeof(c->p11_token));
-    if (strcmp(k, "pin_file") == 0)
-        return copy_str(tp, pos, k, v, c->p11_pin_file, sizeof(c->p11_pin_file));
-    if (strcmp(k, "workers") == 0) {
-        if (config_uint(v, 1, 64, &n) != 0)
-            return config_error(tp->p, pos, "workers: 1..64");
-        c->workers = (unsigned)n;
-    } else if (strcmp(k, "queue_max") == 0) {
-        if (config_uint(v, 1, 1000000, &n) != 0)
-            return config_error(tp->p, pos, "queue_max: 1..1000000");
-        c->queue_max = (unsigned)n;
-    } else if (strcmp(k, "batch_max") == 0) {
-        if (config_uint(v, 1, 4096, &n) != 0)
-            return config_error(tp->p, pos, "batch_max: 1..4096");
-        c->batch_max = (unsigned)n;
-    } else {
-        return config_error(tp->p, pos, "unknown key '%s' in [signer]", k);
-    }
     return ST_OK;
 }
 
@@ -266,12 +201,16 @@ tsa_key(void *user, const char *section, const char *key, const char *value,
     }
     if (tp->unit != NULL)
         return tsa_key_unit(tp, key, value, pos);
-    if (strcmp(section, "server") == 0)
-        return tsa_key_server(tp, key, value, pos);
+    if (strcmp(section, "server") == 0 || strcmp(section, "signer") == 0) {
+        int st = section[1] == 'e' ? config_server_key(tp->p, &c->server, key, value, pos, 1 << 20)
+                                   : config_signer_key(tp->p, &c->signer, key, value, pos);
+
+        if (st == ST_NOTFOUND)
+            return config_error(tp->p, pos, "unknown key '%s' in [%s]", key, section);
+        return st;
+    }
     if (strcmp(section, "clock") == 0)
         return tsa_key_clock(tp, key, value, pos);
-    if (strcmp(section, "signer") == 0)
-        return tsa_key_signer(tp, key, value, pos);
     if (strcmp(section, "log") == 0 && strcmp(key, "level") == 0) {
         if ((c->log_level = log_level_parse(value)) < 0)
             return config_error(tp->p, pos, "level: err, warn, notice, info or debug");
@@ -293,13 +232,8 @@ static void
 tsa_defaults(struct tsa_config *c)
 {
     memset(c, 0, sizeof(*c));
-    strcpy(c->listen_host, "127.0.0.1");
-    c->listen_port = 3180;
-    c->threads = 2;
-    c->max_body = 16384;
-    c->max_connections = 1024;
-    c->per_ip_limit = 0;
-    c->timeout_s = 15;
+    config_server_defaults(&c->server, 3180, 16384);
+    config_signer_defaults(&c->signer);
     c->log_level = LOG_LVL_INFO;
     strcpy(c->chrony_socket, "/run/chrony/chronyd.sock");
     c->poll_interval = 1.0;
@@ -308,8 +242,6 @@ tsa_defaults(struct tsa_config *c)
     c->kernel_check = true;
     strcpy(c->store_dir, "/var/lib/tsad");
     c->map_size = (size_t)1 << 30;
-    c->queue_max = 4096;
-    c->batch_max = 64;
     c->hashes[0] = NID_sha256;
     c->hashes[1] = NID_sha384;
     c->hashes[2] = NID_sha512;
@@ -365,8 +297,8 @@ tsa_validate(struct tsa_config *c, struct config_parse *p)
             return config_error(p, &pos, "path %s has %zu TSUs: mark exactly one 'default = yes'",
                                 u->path, on_path);
     }
-    if (need_p11 && (c->p11_module[0] == '\0' || c->p11_token[0] == '\0' ||
-                     c->p11_pin_file[0] == '\0')) {
+    if (need_p11 && (c->signer.p11_module[0] == '\0' || c->signer.p11_token[0] == '\0' ||
+                     c->signer.p11_pin_file[0] == '\0')) {
         struct config_pos pos = {c->file, 0};
         return config_error(p, &pos, "[signer]: pkcs11_module, token and pin_file are required "
                                      "when a TSU uses key_label");

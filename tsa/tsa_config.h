@@ -10,6 +10,8 @@
 #ifndef TSA_TSA_CONFIG_H
 #define TSA_TSA_CONFIG_H
 
+#include "common/config.h"
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,14 +40,7 @@ struct tsa_unit_config {
 
 struct tsa_config {
     char file[PATH_MAX];
-    /* [server] */
-    char listen_host[64];
-    uint16_t listen_port;
-    unsigned threads;
-    size_t max_body;
-    unsigned max_connections;
-    unsigned per_ip_limit;
-    unsigned timeout_s;
+    struct config_server server; /* [server] */
     /* [log] */
     int log_level;
     /* [clock] */
@@ -57,13 +52,7 @@ struct tsa_config {
     /* [store] */
     char store_dir[PATH_MAX];
     size_t map_size;
-    /* [signer] */
-    char p11_module[PATH_MAX];
-    char p11_token[64];
-    char p11_pin_file[PATH_MAX];
-    unsigned workers;
-    unsigned queue_max;
-    unsigned batch_max;
+    struct config_signer signer; /* [signer] */
     /* [tsa] */
     int hashes[TSA_MAX_HASHES]; /* NIDs of accepted imprint hashes (ALG-01) */
     size_t n_hashes;

@@ -409,12 +409,7 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     if (s->store == NULL)
         goto fail;
     s->audit_db = store_db(s->store, TSA_AUDIT_DB);
-    sc.p11_module = cfg->p11_module[0] ? cfg->p11_module : NULL;
-    sc.p11_token = cfg->p11_token;
-    sc.p11_pin_file = cfg->p11_pin_file;
-    sc.workers = cfg->workers;
-    sc.queue_max = cfg->queue_max;
-    sc.batch_max = cfg->batch_max;
+    signer_config_init(&sc, &cfg->signer);
     s->signer = signer_new(&sc, tsa_batch, s);
     if (s->signer == NULL || tsa_load_units(s) != ST_OK)
         goto fail;

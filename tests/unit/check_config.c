@@ -327,13 +327,13 @@ START_TEST(test_tsa_full)
     const struct tsa_unit_config *q, *n;
 
     ck_assert_msg(tsa_config_load_string(&cfg, full_conf, err, sizeof(err)) == ST_OK, "%s", err);
-    ck_assert_str_eq(cfg.listen_host, "::1");
-    ck_assert_uint_eq(cfg.listen_port, 3181);
-    ck_assert_uint_eq(cfg.threads, 4);
-    ck_assert_uint_eq(cfg.max_body, 32768);
-    ck_assert_uint_eq(cfg.max_connections, 200);
-    ck_assert_uint_eq(cfg.per_ip_limit, 10);
-    ck_assert_uint_eq(cfg.timeout_s, 30);
+    ck_assert_str_eq(cfg.server.listen_host, "::1");
+    ck_assert_uint_eq(cfg.server.listen_port, 3181);
+    ck_assert_uint_eq(cfg.server.threads, 4);
+    ck_assert_uint_eq(cfg.server.max_body, 32768);
+    ck_assert_uint_eq(cfg.server.max_connections, 200);
+    ck_assert_uint_eq(cfg.server.per_ip_limit, 10);
+    ck_assert_uint_eq(cfg.server.timeout_s, 30);
     ck_assert_int_eq(cfg.log_level, LOG_LVL_DEBUG);
     ck_assert_str_eq(cfg.chrony_socket, "/run/test/chronyd.sock");
     ck_assert(fabs(cfg.poll_interval - 0.5) < 1e-12);
@@ -342,12 +342,12 @@ START_TEST(test_tsa_full)
     ck_assert(!cfg.kernel_check);
     ck_assert_str_eq(cfg.store_dir, "/var/lib/tsad-test");
     ck_assert_uint_eq(cfg.map_size, 64u << 20);
-    ck_assert_str_eq(cfg.p11_module, "/usr/lib/softhsm/libsofthsm2.so");
-    ck_assert_str_eq(cfg.p11_token, "tsa");
-    ck_assert_str_eq(cfg.p11_pin_file, "/etc/tsad/pin");
-    ck_assert_uint_eq(cfg.workers, 2);
-    ck_assert_uint_eq(cfg.queue_max, 100);
-    ck_assert_uint_eq(cfg.batch_max, 8);
+    ck_assert_str_eq(cfg.signer.p11_module, "/usr/lib/softhsm/libsofthsm2.so");
+    ck_assert_str_eq(cfg.signer.p11_token, "tsa");
+    ck_assert_str_eq(cfg.signer.p11_pin_file, "/etc/tsad/pin");
+    ck_assert_uint_eq(cfg.signer.workers, 2);
+    ck_assert_uint_eq(cfg.signer.queue_max, 100);
+    ck_assert_uint_eq(cfg.signer.batch_max, 8);
     /* ALG-01: the listed hashes only */
     ck_assert_uint_eq(cfg.n_hashes, 3);
     ck_assert_int_eq(cfg.hashes[0], NID_sha256);
@@ -395,8 +395,8 @@ START_TEST(test_tsa_defaults)
 
     ck_assert_msg(tsa_config_load_string(&cfg, text, err, sizeof(err)) == ST_OK, "%s", err);
     ck_assert_str_eq(cfg.file, "<string>");
-    ck_assert_str_eq(cfg.listen_host, "127.0.0.1");
-    ck_assert_uint_eq(cfg.listen_port, 3180);
+    ck_assert_str_eq(cfg.server.listen_host, "127.0.0.1");
+    ck_assert_uint_eq(cfg.server.listen_port, 3180);
     ck_assert(cfg.kernel_check);
     /* ALG-01: SHA-256, SHA-384, SHA-512 by default */
     ck_assert_uint_eq(cfg.n_hashes, 3);
