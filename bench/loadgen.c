@@ -17,11 +17,12 @@
  * closed loop (every connection sends its next request as soon as a reply arrives) or open loop
  * at --rate requests/s, where latency runs from the intended send time so that a stalled server
  * cannot hide its queue (coordinated omission). Every reply's HTTP status, Content-Type and
- * protocol status are checked; one in --verify-every is verified in full
- * (bench/loadgen_verify.h). Results: requests/s, latency percentiles from a log-linear
- * histogram (bench/loadgen_hist.h), every error by kind, and the CPU time the server pids (and
- * their child processes) used per request, from /proc/PID/stat utime+stime. Printed as a table
- * and written as JSON.
+ * protocol status are checked as it arrives; one in --verify-every is copied aside and
+ * verified in full (bench/loadgen_verify.h) when the load stops, so that the verifier's CPU
+ * (chain checks with P-384 roots cost ~1 ms) does not take cores from the server measured. Results:
+ * requests/s, latency percentiles from a log-linear histogram (bench/loadgen_hist.h), every error
+ * by kind, and the CPU time the server pids (and their child processes) used per request, from
+ * /proc/PID/stat utime+stime. Printed as a table and written as JSON.
  */
 #include "bench/loadgen_hist.h"
 #include "bench/loadgen_http.h"
@@ -44,7 +45,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +56,7 @@
 #define LG_MAX_DURATION 3600.0
 #define LG_GRACE_NS 2000000000LL /* in-flight requests may finish this long after the end */
 #define LG_EXPLAIN_MAX 3         /* verification failures logged in detail */
+#define LG_SAMPLE_MAX 2000u      /* replies kept for verification, per thread */
 
 enum lg_errkind {
     LG_E_CONNECT,
@@ -70,10 +71,12 @@ enum lg_errkind {
     LG_E_COUNT = LG_E_VERIFY + LG_VERR_COUNT - 1
 };
 
-static const char *const lg_err_name[LG_E_COUNT] = {
-    "connect",      "send",         "recv",          "timeout",
-    "http_parse",   "http_status",  "content_type",  "protocol_status",
-    "verify_parse", "verify_signature", "verify_nonce", "verify_status"};
+static const char *const lg_err_name[LG_E_COUNT] = {"connect",      "send",
+                                                    "recv",         "timeout",
+                                                    "http_parse",   "http_status",
+                                                    "content_type", "protocol_status",
+                                                    "verify_parse", "verify_signature",
+                                                    "verify_nonce", "verify_status"};
 
 struct lg_opts {
     const char *url, *reqfile, *ca, *untrusted, *json, *label;
@@ -87,7 +90,7 @@ struct lg_opts {
 
 struct lg_stats {
     struct lg_hist hist; /* latency of successful replies */
-    uint64_t ok, sent, retries, connects, verified, missed, unfinished;
+    uint64_t ok, sent, retries, connects, sampled, verified, missed, unfinished;
     uint64_t err[LG_E_COUNT];
     uint64_t http_code[600];
     uint64_t bytes_in, bytes_out;
@@ -98,17 +101,24 @@ enum lg_cstate { LG_C_IDLE, LG_C_CONNECTING, LG_C_SENDING, LG_C_RECEIVING };
 struct lg_conn {
     int fd;
     enum lg_cstate state;
-    uint32_t req;       /* index in the request set */
-    int64_t t0;         /* intended (open loop) or actual (closed loop) send time */
+    uint32_t req; /* index in the request set */
+    int64_t t0;   /* intended (open loop) or actual (closed loop) send time */
     size_t sent;
-    char *rb;           /* reply bytes */
+    char *rb; /* reply bytes */
     size_t rlen, rcap;
     struct lg_reply reply;
-    unsigned served;    /* replies on this connection */
+    unsigned served; /* replies on this connection */
     bool retried;
 };
 
 struct lg_run;
+
+/* A reply kept for verification after the run. */
+struct lg_sample {
+    uint32_t req;
+    uint32_t len;
+    uint8_t *body;
+};
 
 struct lg_thread {
     struct lg_run *run;
@@ -122,6 +132,10 @@ struct lg_thread {
     uint32_t next_req;
     int64_t next_due, interval; /* open loop */
     uint64_t since_verify;
+    struct lg_sample *sample;
+    unsigned nsample;
+    double cpu0, cpu1; /* this thread's CPU seconds at the start and end of the measure */
+    bool measuring;
     int64_t last_done;
     int64_t backoff_until; /* after a failed connect, wait a little before the next */
     bool stopping;
@@ -175,7 +189,8 @@ lg_conn_open(struct lg_thread *t, struct lg_conn *c, unsigned ci)
     if (c->fd < 0)
         return ST_IO;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    t->st.connects++;
+    if (t->measuring)
+        t->st.connects++;
     if (epoll_ctl(t->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0 ||
         (connect(c->fd, (const struct sockaddr *)&tg->addr, tg->addrlen) != 0 &&
          errno != EINPROGRESS)) {
@@ -259,26 +274,47 @@ lg_conn_send(struct lg_thread *t, struct lg_conn *c, unsigned ci)
 
 /* ---- replies ---- */
 
+/* Keep one in verify_every good replies for verification after the run. */
 static void
-lg_sample_verify(struct lg_thread *t, struct lg_conn *c)
+lg_sample_keep(struct lg_thread *t, struct lg_conn *c)
+{
+    struct lg_run *r = t->run;
+    struct lg_sample *sm;
+
+    if (!r->verify || ++t->since_verify < r->o.verify_every || t->nsample == LG_SAMPLE_MAX)
+        return;
+    t->since_verify = 0;
+    sm = &t->sample[t->nsample];
+    if ((sm->body = malloc(c->reply.body_len ? c->reply.body_len : 1)) == NULL)
+        return;
+    memcpy(sm->body, c->rb + c->reply.body_off, c->reply.body_len);
+    sm->len = (uint32_t)c->reply.body_len;
+    sm->req = c->req;
+    t->nsample++;
+}
+
+static void
+lg_sample_verify(struct lg_thread *t)
 {
     struct lg_run *r = t->run;
     enum lg_verr v;
     bool explain;
+    unsigned i;
 
-    if (!r->verify || ++t->since_verify < r->o.verify_every)
-        return;
-    t->since_verify = 0;
-    explain = atomic_load(&r->explained) < LG_EXPLAIN_MAX;
-    v = lg_verify(&r->ver, &r->rs.req[c->req], (const uint8_t *)c->rb + c->reply.body_off,
-                  c->reply.body_len, explain);
-    if (v == LG_VERR_OK) {
-        t->st.verified++;
-        return;
+    for (i = 0; i < t->nsample; i++) {
+        struct lg_sample *sm = &t->sample[i];
+        explain = atomic_load(&r->explained) < LG_EXPLAIN_MAX;
+        v = lg_verify(&r->ver, &r->rs.req[sm->req], sm->body, sm->len, explain);
+        t->st.sampled++;
+        if (v == LG_VERR_OK)
+            t->st.verified++;
+        else
+            t->st.err[LG_E_VERIFY + v - 1]++;
+        if (v != LG_VERR_OK && explain)
+            atomic_fetch_add(&r->explained, 1);
+        free(sm->body);
     }
-    t->st.err[LG_E_VERIFY + v - 1]++;
-    if (explain)
-        atomic_fetch_add(&r->explained, 1);
+    t->nsample = 0;
 }
 
 /* Classify a complete reply; returns the error kind or -1 when it is a good reply. */
@@ -309,7 +345,7 @@ lg_reply_done(struct lg_thread *t, struct lg_conn *c, unsigned ci, int64_t now)
         if (e < 0) {
             t->st.ok++;
             lg_hist_record(&t->st.hist, (uint64_t)(now - c->t0));
-            lg_sample_verify(t, c);
+            lg_sample_keep(t, c);
         } else {
             t->st.err[e]++;
         }
@@ -508,6 +544,15 @@ lg_wait_ns(const struct lg_thread *t, int64_t now)
     return w < 0 ? 0 : w;
 }
 
+static double
+lg_thread_cpu_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void
 lg_loop(struct lg_thread *t)
 {
@@ -517,6 +562,10 @@ lg_loop(struct lg_thread *t)
     int n, i;
 
     while (!t->stopping || t->inflight > 0) {
+        if (!t->measuring && now >= t->run->t_measure) {
+            t->measuring = true;
+            t->cpu0 = lg_thread_cpu_s();
+        }
         if (!t->stopping)
             lg_issue_due(t, now);
         if (!t->stopping && now >= t->run->t_end) {
@@ -538,6 +587,9 @@ lg_loop(struct lg_thread *t)
         }
     }
     t->st.unfinished = t->inflight;
+    t->cpu1 = lg_thread_cpu_s();
+    if (!t->measuring)
+        t->cpu0 = t->cpu1;
 }
 
 static void *
@@ -553,6 +605,7 @@ lg_thread_main(void *arg)
         lg_conn_close(t, &t->conn[i]);
         free(t->conn[i].rb);
     }
+    lg_sample_verify(t);
     return NULL;
 }
 
@@ -575,8 +628,8 @@ lg_proc_stat(pid_t pid, pid_t *ppid, uint64_t *ticks)
     fclose(f);
     buf[n] = '\0';
     p = strrchr(buf, ')'); /* the command name may hold spaces */
-    if (p == NULL || sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp,
-                            &ut, &st) != 3)
+    if (p == NULL ||
+        sscanf(p + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &pp, &ut, &st) != 3)
         return false;
     *ppid = pp;
     *ticks = ut + st;
@@ -633,17 +686,6 @@ lg_server_cpu_s(const struct lg_opts *o)
     return s;
 }
 
-static double
-lg_self_cpu_s(void)
-{
-    struct rusage ru;
-
-    if (getrusage(RUSAGE_SELF, &ru) != 0)
-        return 0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
 /* ---- set-up of a run ---- */
 
 static int
@@ -658,8 +700,8 @@ lg_run_prepare(struct lg_run *r)
     }
     if ((st = lg_reqset_load(&r->rs, r->o.reqfile)) != ST_OK)
         return st;
-    r->want_ctype = r->rs.kind == LG_KIND_TSA ? "application/timestamp-reply"
-                                              : "application/ocsp-response";
+    r->want_ctype =
+        r->rs.kind == LG_KIND_TSA ? "application/timestamp-reply" : "application/ocsp-response";
     r->wire = calloc(r->rs.count, sizeof(*r->wire));
     if (r->wire == NULL)
         return ST_NOMEM;
@@ -688,8 +730,9 @@ lg_threads_prepare(struct lg_run *r)
         t->nconn = r->o.conns / nt + (i < r->o.conns % nt);
         t->conn = calloc(t->nconn, sizeof(*t->conn));
         t->idle = calloc(t->nconn, sizeof(*t->idle));
+        t->sample = calloc(LG_SAMPLE_MAX, sizeof(*t->sample));
         t->ep = epoll_create1(EPOLL_CLOEXEC);
-        if (t->conn == NULL || t->idle == NULL || t->ep < 0)
+        if (t->conn == NULL || t->idle == NULL || t->sample == NULL || t->ep < 0)
             return ST_NOMEM;
         for (j = 0; j < t->nconn; j++)
             t->conn[j].fd = -1;
@@ -711,6 +754,7 @@ lg_threads_free(struct lg_run *r)
     for (i = 0; r->th != NULL && i < r->o.threads; i++) {
         free(r->th[i].conn);
         free(r->th[i].idle);
+        free(r->th[i].sample);
         if (r->th[i].ep >= 0)
             close(r->th[i].ep);
     }
@@ -749,6 +793,7 @@ lg_stats_merge(struct lg_stats *d, const struct lg_stats *s)
     d->retries += s->retries;
     d->connects += s->connects;
     d->verified += s->verified;
+    d->sampled += s->sampled;
     d->missed += s->missed;
     d->unfinished += s->unfinished;
     d->bytes_in += s->bytes_in;
@@ -799,8 +844,9 @@ lg_print(const struct lg_run *r, const struct lg_result *res)
            (double)h->max_ns / 1e6);
     lg_print_errors(res);
     if (r->verify)
-        printf("  verified   %llu sampled replies (1 in %u)\n",
-               (unsigned long long)res->total.verified, r->o.verify_every);
+        printf("  verified   %llu of %llu sampled replies (1 in %u, checked after the load)\n",
+               (unsigned long long)res->total.verified, (unsigned long long)res->total.sampled,
+               r->o.verify_every);
     if (r->o.npids > 0 && res->total.ok > 0)
         printf("  server cpu %.3f s = %.1f us/request\n", res->server_cpu_s,
                res->server_cpu_s * 1e6 / (double)res->total.ok);
@@ -863,13 +909,14 @@ lg_write_json(const struct lg_run *r, const struct lg_result *res)
     fprintf(f, ",\n  \"kind\": \"%s\",\n  \"mode\": \"%s\",\n  \"keepalive\": %s,\n",
             r->rs.kind == LG_KIND_TSA ? "tsa" : "ocsp", r->o.rate > 0 ? "open" : "closed",
             r->o.close ? "false" : "true");
-    fprintf(f, "  \"connections\": %u,\n  \"threads\": %u,\n  \"target_rate\": %.1f,\n",
-            r->o.conns, r->o.threads, r->o.rate);
+    fprintf(f, "  \"connections\": %u,\n  \"threads\": %u,\n  \"target_rate\": %.1f,\n", r->o.conns,
+            r->o.threads, r->o.rate);
     fprintf(f, "  \"elapsed_s\": %.3f,\n  \"requests_ok\": %llu,\n  \"rps\": %.1f,\n",
             res->elapsed_s, (unsigned long long)res->total.ok, res->rps);
-    fprintf(f, "  \"missed\": %llu,\n  \"unfinished\": %llu,\n  \"verified\": %llu,\n",
+    fprintf(f, "  \"missed\": %llu,\n  \"unfinished\": %llu,\n  \"sampled\": %llu,\n",
             (unsigned long long)res->total.missed, (unsigned long long)res->total.unfinished,
-            (unsigned long long)res->total.verified);
+            (unsigned long long)res->total.sampled);
+    fprintf(f, "  \"verified\": %llu,\n", (unsigned long long)res->total.verified);
     lg_json_errors(f, res);
     fprintf(f,
             "  \"latency_ms\": {\"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"p999\": %.4f, "
@@ -877,8 +924,8 @@ lg_write_json(const struct lg_run *r, const struct lg_result *res)
             (double)lg_hist_quantile(h, 0.50) / 1e6, (double)lg_hist_quantile(h, 0.90) / 1e6,
             (double)lg_hist_quantile(h, 0.99) / 1e6, (double)lg_hist_quantile(h, 0.999) / 1e6,
             (double)h->max_ns / 1e6, h->count ? h->sum_ns / (double)h->count / 1e6 : 0.0);
-    fprintf(f, "  \"server_cpu_s\": %.3f,\n  \"server_cpu_us_per_req\": %.2f,\n",
-            res->server_cpu_s, ok > 0 && r->o.npids > 0 ? res->server_cpu_s * 1e6 / ok : 0.0);
+    fprintf(f, "  \"server_cpu_s\": %.3f,\n  \"server_cpu_us_per_req\": %.2f,\n", res->server_cpu_s,
+            ok > 0 && r->o.npids > 0 ? res->server_cpu_s * 1e6 / ok : 0.0);
     fprintf(f, "  \"client_cpu_us_per_req\": %.2f,\n  \"connects\": %llu,\n",
             ok > 0 ? res->client_cpu_s * 1e6 / ok : 0.0, (unsigned long long)res->total.connects);
     fprintf(f, "  \"bytes_in\": %llu,\n  \"bytes_out\": %llu\n}\n",
@@ -900,7 +947,7 @@ lg_sleep_until(int64_t t)
 static int
 lg_execute(struct lg_run *r, struct lg_result *res)
 {
-    double cpu0, self0;
+    double cpu0;
     int64_t last = 0;
     unsigned i, started = 0;
     int st = ST_OK;
@@ -919,17 +966,16 @@ lg_execute(struct lg_run *r, struct lg_result *res)
     }
     lg_sleep_until(r->t_measure);
     cpu0 = lg_server_cpu_s(&r->o);
-    self0 = lg_self_cpu_s();
     memset(res, 0, sizeof(*res));
     lg_hist_reset(&res->total.hist);
     for (i = 0; i < started; i++) {
         pthread_join(r->th[i].tid, NULL);
         lg_stats_merge(&res->total, &r->th[i].st);
+        res->client_cpu_s += r->th[i].cpu1 - r->th[i].cpu0;
         if (r->th[i].last_done > last)
             last = r->th[i].last_done;
     }
     res->server_cpu_s = lg_server_cpu_s(&r->o) - cpu0;
-    res->client_cpu_s = lg_self_cpu_s() - self0;
     res->elapsed_s = last > r->t_measure ? (double)(last - r->t_measure) / 1e9 : 0;
     res->rps = res->elapsed_s > 0 ? (double)res->total.ok / res->elapsed_s : 0;
     for (i = 0; i < LG_E_COUNT; i++)
@@ -971,27 +1017,70 @@ lg_run_opt(struct lg_opts *o, int c, const char *arg)
     double v = 0;
 
     switch (c) {
-    case 'u': o->url = arg; return ST_OK;
-    case 'r': o->reqfile = arg; return ST_OK;
-    case 'a': o->ca = arg; return ST_OK;
-    case 'U': o->untrusted = arg; return ST_OK;
-    case 'j': o->json = arg; return ST_OK;
-    case 'l': o->label = arg; return ST_OK;
-    case 'C': o->close = true; return ST_OK;
-    case 'c': if (!lg_parse_num(arg, 1, LG_MAX_CONNS, &v)) break; o->conns = (unsigned)v; return ST_OK;
-    case 't': if (!lg_parse_num(arg, 1, LG_MAX_THREADS, &v)) break; o->threads = (unsigned)v; return ST_OK;
-    case 'v': if (!lg_parse_num(arg, 0, 1e9, &v)) break; o->verify_every = (unsigned)v; return ST_OK;
-    case 'd': if (!lg_parse_num(arg, 0.1, LG_MAX_DURATION, &o->duration_s)) break; return ST_OK;
-    case 'w': if (!lg_parse_num(arg, 0, 600, &o->warmup_s)) break; return ST_OK;
-    case 'R': if (!lg_parse_num(arg, 1, 1e7, &o->rate)) break; return ST_OK;
-    case 'T': if (!lg_parse_num(arg, 0.01, 600, &o->timeout_s)) break; return ST_OK;
-    case 'n': if (!lg_parse_num(arg, 1, 1e12, &v)) break; o->count = (uint64_t)v; return ST_OK;
+    case 'u':
+        o->url = arg;
+        return ST_OK;
+    case 'r':
+        o->reqfile = arg;
+        return ST_OK;
+    case 'a':
+        o->ca = arg;
+        return ST_OK;
+    case 'U':
+        o->untrusted = arg;
+        return ST_OK;
+    case 'j':
+        o->json = arg;
+        return ST_OK;
+    case 'l':
+        o->label = arg;
+        return ST_OK;
+    case 'C':
+        o->close = true;
+        return ST_OK;
+    case 'c':
+        if (!lg_parse_num(arg, 1, LG_MAX_CONNS, &v))
+            break;
+        o->conns = (unsigned)v;
+        return ST_OK;
+    case 't':
+        if (!lg_parse_num(arg, 1, LG_MAX_THREADS, &v))
+            break;
+        o->threads = (unsigned)v;
+        return ST_OK;
+    case 'v':
+        if (!lg_parse_num(arg, 0, 1e9, &v))
+            break;
+        o->verify_every = (unsigned)v;
+        return ST_OK;
+    case 'd':
+        if (!lg_parse_num(arg, 0.1, LG_MAX_DURATION, &o->duration_s))
+            break;
+        return ST_OK;
+    case 'w':
+        if (!lg_parse_num(arg, 0, 600, &o->warmup_s))
+            break;
+        return ST_OK;
+    case 'R':
+        if (!lg_parse_num(arg, 1, 1e7, &o->rate))
+            break;
+        return ST_OK;
+    case 'T':
+        if (!lg_parse_num(arg, 0.01, 600, &o->timeout_s))
+            break;
+        return ST_OK;
+    case 'n':
+        if (!lg_parse_num(arg, 1, 1e12, &v))
+            break;
+        o->count = (uint64_t)v;
+        return ST_OK;
     case 'p':
         if (o->npids == LG_MAX_PIDS || !lg_parse_num(arg, 1, 4194304, &v))
             break;
         o->pids[o->npids++] = (pid_t)v;
         return ST_OK;
-    default: break;
+    default:
+        break;
     }
     return ST_INVALID;
 }
@@ -1000,16 +1089,20 @@ static int
 lg_run_args(struct lg_opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"url", 1, NULL, 'u'},      {"requests", 1, NULL, 'r'},  {"ca", 1, NULL, 'a'},
-        {"untrusted", 1, NULL, 'U'}, {"json", 1, NULL, 'j'},     {"label", 1, NULL, 'l'},
-        {"close", 0, NULL, 'C'},    {"conns", 1, NULL, 'c'},     {"threads", 1, NULL, 't'},
+        {"url", 1, NULL, 'u'},          {"requests", 1, NULL, 'r'}, {"ca", 1, NULL, 'a'},
+        {"untrusted", 1, NULL, 'U'},    {"json", 1, NULL, 'j'},     {"label", 1, NULL, 'l'},
+        {"close", 0, NULL, 'C'},        {"conns", 1, NULL, 'c'},    {"threads", 1, NULL, 't'},
         {"verify-every", 1, NULL, 'v'}, {"duration", 1, NULL, 'd'}, {"warmup", 1, NULL, 'w'},
-        {"rate", 1, NULL, 'R'},     {"timeout", 1, NULL, 'T'},   {"count", 1, NULL, 'n'},
-        {"pid", 1, NULL, 'p'},      {NULL, 0, NULL, 0}};
+        {"rate", 1, NULL, 'R'},         {"timeout", 1, NULL, 'T'},  {"count", 1, NULL, 'n'},
+        {"pid", 1, NULL, 'p'},          {NULL, 0, NULL, 0}};
     int c;
 
-    *o = (struct lg_opts){.conns = 16, .threads = 1, .duration_s = 5, .timeout_s = 10,
-                          .verify_every = 100, .label = "run"};
+    *o = (struct lg_opts){.conns = 16,
+                          .threads = 1,
+                          .duration_s = 5,
+                          .timeout_s = 10,
+                          .verify_every = 100,
+                          .label = "run"};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         if (lg_run_opt(o, c, optarg) != ST_OK) {
             log_err("bad option or value (%s)", argv[optind - 1]);
@@ -1056,33 +1149,66 @@ static int
 lg_gen_args(struct lg_gen_opts *g, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"out", 1, NULL, 'o'},     {"issuer", 1, NULL, 'i'},      {"serials", 1, NULL, 's'},
-        {"mix", 1, NULL, 'm'},     {"hashes", 1, NULL, 'H'},      {"never-status", 1, NULL, 'N'},
-        {"certid-hash", 1, NULL, 'h'}, {"policy", 1, NULL, 'P'},  {"count", 1, NULL, 'n'},
-        {"nonce", 1, NULL, 'x'},   {"cert-req", 1, NULL, 'q'},    {"get", 1, NULL, 'g'},
-        {"seed", 1, NULL, 'S'},    {NULL, 0, NULL, 0}};
+        {"out", 1, NULL, 'o'},         {"issuer", 1, NULL, 'i'},   {"serials", 1, NULL, 's'},
+        {"mix", 1, NULL, 'm'},         {"hashes", 1, NULL, 'H'},   {"never-status", 1, NULL, 'N'},
+        {"certid-hash", 1, NULL, 'h'}, {"policy", 1, NULL, 'P'},   {"count", 1, NULL, 'n'},
+        {"nonce", 1, NULL, 'x'},       {"cert-req", 1, NULL, 'q'}, {"get", 1, NULL, 'g'},
+        {"seed", 1, NULL, 'S'},        {NULL, 0, NULL, 0}};
     int c;
     bool ok = true;
 
-    *g = (struct lg_gen_opts){.mix = "hit=1", .hashes = "sha256=1", .never = "notgood",
-                              .certid_hash = "sha1", .count = 10000, .nonce_pct = -1,
-                              .certreq_pct = 100, .seed = 1};
+    *g = (struct lg_gen_opts){.mix = "hit=1",
+                              .hashes = "sha256=1",
+                              .never = "notgood",
+                              .certid_hash = "sha1",
+                              .count = 10000,
+                              .nonce_pct = -1,
+                              .certreq_pct = 100,
+                              .seed = 1};
     while (ok && (c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'o': g->out = optarg; break;
-        case 'i': g->issuer = optarg; break;
-        case 's': g->serials = optarg; break;
-        case 'm': g->mix = optarg; break;
-        case 'H': g->hashes = optarg; break;
-        case 'N': g->never = optarg; break;
-        case 'h': g->certid_hash = optarg; break;
-        case 'P': g->policy = optarg; break;
-        case 'n': ok = lg_parse_num(optarg, 1, LG_SET_MAX_COUNT, &g->count); break;
-        case 'x': ok = lg_parse_num(optarg, 0, 100, &g->nonce_pct); break;
-        case 'q': ok = lg_parse_num(optarg, 0, 100, &g->certreq_pct); break;
-        case 'g': ok = lg_parse_num(optarg, 0, 100, &g->get_pct); break;
-        case 'S': ok = lg_parse_num(optarg, 1, 1e15, &g->seed); break;
-        default: ok = false; break;
+        case 'o':
+            g->out = optarg;
+            break;
+        case 'i':
+            g->issuer = optarg;
+            break;
+        case 's':
+            g->serials = optarg;
+            break;
+        case 'm':
+            g->mix = optarg;
+            break;
+        case 'H':
+            g->hashes = optarg;
+            break;
+        case 'N':
+            g->never = optarg;
+            break;
+        case 'h':
+            g->certid_hash = optarg;
+            break;
+        case 'P':
+            g->policy = optarg;
+            break;
+        case 'n':
+            ok = lg_parse_num(optarg, 1, LG_SET_MAX_COUNT, &g->count);
+            break;
+        case 'x':
+            ok = lg_parse_num(optarg, 0, 100, &g->nonce_pct);
+            break;
+        case 'q':
+            ok = lg_parse_num(optarg, 0, 100, &g->certreq_pct);
+            break;
+        case 'g':
+            ok = lg_parse_num(optarg, 0, 100, &g->get_pct);
+            break;
+        case 'S':
+            ok = lg_parse_num(optarg, 1, 1e15, &g->seed);
+            break;
+        default:
+            ok = false;
+            break;
         }
     }
     if (!ok || g->out == NULL || optind != argc) {
@@ -1096,7 +1222,8 @@ static int
 lg_gen_tsa(const struct lg_gen_opts *g, FILE *f, uint64_t *seed)
 {
     struct lg_tsa_opts o = {.nonce_pct = g->nonce_pct < 0 ? 100 : (unsigned)g->nonce_pct,
-                            .certreq_pct = (unsigned)g->certreq_pct, .policy = g->policy};
+                            .certreq_pct = (unsigned)g->certreq_pct,
+                            .policy = g->policy};
     uint8_t *der = NULL;
     unsigned i;
     int len, st;

@@ -14,9 +14,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#define LG_HIST_SUB_BITS 7                         /* 128 buckets per power of two */
+#define LG_HIST_SUB_BITS 7                            /* 128 buckets per power of two */
 #define LG_HIST_LINEAR (1u << (LG_HIST_SUB_BITS + 1)) /* 256 one-ns buckets */
-#define LG_HIST_MAX_SHIFT 33                       /* top value ~ 2^40 ns */
+#define LG_HIST_MAX_SHIFT 33                          /* top value ~ 2^40 ns */
 #define LG_HIST_BUCKETS (LG_HIST_LINEAR + LG_HIST_MAX_SHIFT * (1u << LG_HIST_SUB_BITS))
 #define LG_HIST_MAX_NS ((UINT64_C(1) << 40) - 1)
 

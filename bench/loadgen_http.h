@@ -40,15 +40,15 @@ struct lg_wire {
 /* What the parser learned from a reply's header block. */
 struct lg_reply {
     bool have_hdr;
-    size_t hdr_len;  /* up to and including the empty line */
-    int status;      /* HTTP status code */
-    long long clen;  /* Content-Length, -1 when absent */
+    size_t hdr_len; /* up to and including the empty line */
+    int status;     /* HTTP status code */
+    long long clen; /* Content-Length, -1 when absent */
     bool chunked;
     bool close;      /* server closes after this reply */
     bool ctype_ok;   /* Content-Type is the expected one */
     size_t body_off; /* where the (de-chunked) body starts in the buffer */
     size_t body_len;
-    size_t total;    /* bytes of the buffer this reply used */
+    size_t total; /* bytes of the buffer this reply used */
 };
 
 /* http://host[:port][/path]; resolves host (numeric or by name) to its first address. */
@@ -116,8 +116,8 @@ static int
 lg_wire_build(struct lg_wire *w, const struct lg_target *t, uint32_t kind, const struct lg_req *r,
               bool close)
 {
-    const char *ctype = kind == LG_KIND_TSA ? "application/timestamp-query"
-                                            : "application/ocsp-request";
+    const char *ctype =
+        kind == LG_KIND_TSA ? "application/timestamp-query" : "application/ocsp-request";
     const char *conn = close ? "Connection: close\r\n" : "";
     size_t base = strlen(t->path), cap;
     char *suffix = NULL;

@@ -289,8 +289,10 @@ lg_expect_parse(const char *s, uint8_t *out)
     static const struct {
         const char *name;
         uint8_t v;
-    } tab[] = {{"good", LG_EXPECT_GOOD},       {"revoked", LG_EXPECT_REVOKED},
-               {"unknown", LG_EXPECT_UNKNOWN}, {"notgood", LG_EXPECT_NOTGOOD},
+    } tab[] = {{"good", LG_EXPECT_GOOD},
+               {"revoked", LG_EXPECT_REVOKED},
+               {"unknown", LG_EXPECT_UNKNOWN},
+               {"notgood", LG_EXPECT_NOTGOOD},
                {"any", LG_EXPECT_ANY}};
     size_t i;
 
@@ -461,8 +463,7 @@ lg_ocsp_one(const struct lg_ocsp_opts *o, uint64_t *seed, uint8_t **der, uint8_t
         goto out;
     }
     lg_rand_bytes(seed, nonce, sizeof(nonce));
-    if (lg_rand_pct(seed, o->nonce_pct) &&
-        !OCSP_request_add1_nonce(req, nonce, (int)sizeof(nonce)))
+    if (lg_rand_pct(seed, o->nonce_pct) && !OCSP_request_add1_nonce(req, nonce, (int)sizeof(nonce)))
         goto out;
     len = i2d_OCSP_REQUEST(req, der);
 out:

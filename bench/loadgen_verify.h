@@ -37,7 +37,7 @@ static const char *const lg_verr_name[LG_VERR_COUNT] = {"ok", "verify_parse", "v
 struct lg_verifier {
     uint32_t kind;
     X509_STORE *store;
-    STACK_OF(X509) *untrusted;
+    STACK_OF(X509) * untrusted;
 };
 
 static void
@@ -49,7 +49,7 @@ lg_verifier_clear(struct lg_verifier *v)
 }
 
 static int
-lg_load_certs(const char *path, STACK_OF(X509) *out)
+lg_load_certs(const char *path, STACK_OF(X509) * out)
 {
     BIO *b = BIO_new_file(path, "r");
     X509 *x;
@@ -132,11 +132,16 @@ static bool
 lg_status_expected(uint8_t expect, int status)
 {
     switch (expect) {
-    case LG_EXPECT_GOOD: return status == V_OCSP_CERTSTATUS_GOOD;
-    case LG_EXPECT_REVOKED: return status == V_OCSP_CERTSTATUS_REVOKED;
-    case LG_EXPECT_UNKNOWN: return status == V_OCSP_CERTSTATUS_UNKNOWN;
-    case LG_EXPECT_NOTGOOD: return status != V_OCSP_CERTSTATUS_GOOD;
-    default: return true;
+    case LG_EXPECT_GOOD:
+        return status == V_OCSP_CERTSTATUS_GOOD;
+    case LG_EXPECT_REVOKED:
+        return status == V_OCSP_CERTSTATUS_REVOKED;
+    case LG_EXPECT_UNKNOWN:
+        return status == V_OCSP_CERTSTATUS_UNKNOWN;
+    case LG_EXPECT_NOTGOOD:
+        return status != V_OCSP_CERTSTATUS_GOOD;
+    default:
+        return true;
     }
 }
 
@@ -151,8 +156,8 @@ lg_verify_ocsp_content(OCSP_REQUEST *req, OCSP_BASICRESP *bs, uint8_t expect)
     nonce = OCSP_check_nonce(req, bs);
     if (nonce == 0 || nonce == -1)
         return LG_VERR_NONCE;
-    if (one == NULL || OCSP_resp_find_status(bs, OCSP_onereq_get0_id(one), &status, &reason,
-                                             &rev, &thisupd, &nextupd) != 1)
+    if (one == NULL || OCSP_resp_find_status(bs, OCSP_onereq_get0_id(one), &status, &reason, &rev,
+                                             &thisupd, &nextupd) != 1)
         return LG_VERR_STATUS;
     if (!lg_status_expected(expect, status) || !OCSP_check_validity(thisupd, nextupd, 300, -1))
         return LG_VERR_STATUS;

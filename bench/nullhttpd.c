@@ -103,8 +103,8 @@ static struct MHD_Daemon *
 nh_start(const struct nh_opts *o, struct MHD_Response *resp)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG;
+    unsigned int flags =
+        MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
 
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* clang-format off */
@@ -121,26 +121,41 @@ nh_start(const struct nh_opts *o, struct MHD_Response *resp)
 static int
 nh_args(struct nh_opts *o, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"port", 1, NULL, 'p'},        {"bytes", 1, NULL, 'b'},    {"body", 1, NULL, 'f'},
-        {"type", 1, NULL, 't'},        {"threads", 1, NULL, 'n'},  {"max-seconds", 1, NULL, 's'},
-        {"pid-file", 1, NULL, 'P'},    {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},
+                                       {"body", 1, NULL, 'f'},     {"type", 1, NULL, 't'},
+                                       {"threads", 1, NULL, 'n'},  {"max-seconds", 1, NULL, 's'},
+                                       {"pid-file", 1, NULL, 'P'}, {NULL, 0, NULL, 0}};
     unsigned long v;
     int c;
 
-    *o = (struct nh_opts){.threads = 2, .bytes = 512, .max_seconds = 600,
-                          .ctype = "application/octet-stream"};
+    *o = (struct nh_opts){
+        .threads = 2, .bytes = 512, .max_seconds = 600, .ctype = "application/octet-stream"};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         v = optarg != NULL ? strtoul(optarg, NULL, 10) : 0;
         switch (c) {
-        case 'p': o->port = (unsigned)v; break;
-        case 'b': o->bytes = (unsigned)v; break;
-        case 'f': o->body_file = optarg; break;
-        case 't': o->ctype = optarg; break;
-        case 'n': o->threads = (unsigned)v; break;
-        case 's': o->max_seconds = (unsigned)v; break;
-        case 'P': o->pid_file = optarg; break;
-        default: return ST_INVALID;
+        case 'p':
+            o->port = (unsigned)v;
+            break;
+        case 'b':
+            o->bytes = (unsigned)v;
+            break;
+        case 'f':
+            o->body_file = optarg;
+            break;
+        case 't':
+            o->ctype = optarg;
+            break;
+        case 'n':
+            o->threads = (unsigned)v;
+            break;
+        case 's':
+            o->max_seconds = (unsigned)v;
+            break;
+        case 'P':
+            o->pid_file = optarg;
+            break;
+        default:
+            return ST_INVALID;
         }
     }
     if (o->port == 0 || o->port > 65535 || o->bytes > NH_MAX_BODY || o->threads == 0 ||

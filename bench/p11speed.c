@@ -284,23 +284,38 @@ ps_load(struct ps_ctx *c, const char *module, void **dl)
 static int
 ps_args(struct ps_opts *o, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"module", 1, NULL, 'm'}, {"token", 1, NULL, 't'},   {"pin-file", 1, NULL, 'p'},
-        {"key", 1, NULL, 'k'},    {"threads", 1, NULL, 'n'}, {"duration", 1, NULL, 'd'},
-        {"json", 1, NULL, 'j'},   {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"module", 1, NULL, 'm'},   {"token", 1, NULL, 't'},
+                                       {"pin-file", 1, NULL, 'p'}, {"key", 1, NULL, 'k'},
+                                       {"threads", 1, NULL, 'n'},  {"duration", 1, NULL, 'd'},
+                                       {"json", 1, NULL, 'j'},     {NULL, 0, NULL, 0}};
     int c;
 
     *o = (struct ps_opts){.threads = 1, .duration = 3};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'm': o->module = optarg; break;
-        case 't': o->token = optarg; break;
-        case 'p': o->pin_file = optarg; break;
-        case 'k': o->key = optarg; break;
-        case 'n': o->threads = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'd': o->duration = strtod(optarg, NULL); break;
-        case 'j': o->json = optarg; break;
-        default: return ST_INVALID;
+        case 'm':
+            o->module = optarg;
+            break;
+        case 't':
+            o->token = optarg;
+            break;
+        case 'p':
+            o->pin_file = optarg;
+            break;
+        case 'k':
+            o->key = optarg;
+            break;
+        case 'n':
+            o->threads = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'd':
+            o->duration = strtod(optarg, NULL);
+            break;
+        case 'j':
+            o->json = optarg;
+            break;
+        default:
+            return ST_INVALID;
         }
     }
     if (o->module == NULL || o->token == NULL || o->pin_file == NULL || o->key == NULL ||

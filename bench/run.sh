@@ -37,7 +37,7 @@ OUT=${BENCH_OUT:-$top/$BUILD/bench-out}
 . tests/lib/tsad.sh
 
 if [[ -n $QUICK && $QUICK != 0 ]]; then
-    QUICK=1 WARM=0.3 DUR=1.2 SPEED_S=1 LIMIT_S=1 NSERIALS=200
+    QUICK=1 WARM=0.2 DUR=0.8 SPEED_S=1 LIMIT_S=0.5 NSERIALS=200
 else
     QUICK=0 WARM=1 DUR=6 SPEED_S=3 LIMIT_S=3 NSERIALS=2000
 fi
@@ -47,7 +47,6 @@ LG=$BUILD/bench/loadgen
 WORK=$(mktemp -d /tmp/bench.XXXXXX)
 NETNS=""
 PEER_PID=""
-OCSPD_OK=0
 NOTES=()
 
 for tool in jq curl openssl; do
@@ -220,26 +219,27 @@ start_ocspd() {
     . tests/lib/ocspd.sh
     port=$(free_port)
     OCSP_BASE="http://127.0.0.1:$port"
-    ocsp_pki_demo "$WORK/ocsp-pki" "$OCSP_BASE/" >/dev/null
+    # (called inside `if`, where set -e is off: every step checks its status)
+    ocsp_pki_demo "$WORK/ocsp-pki" "$OCSP_BASE/" >/dev/null || return 1
     # shellcheck disable=SC1091
     . "$WORK/ocsp-pki/ocsp-pki.env"
-    ocspd_write_conf "$WORK/ocspd.conf" "$port" "$WORK/ocspd-store" "$WORK/ocsp-pki"
-    sed -i 's/^level = info/level = warn/' "$WORK/ocspd.conf"
+    ocspd_write_conf "$WORK/ocspd.conf" "$port" "$WORK/ocspd-store" "$WORK/ocsp-pki" || return 1
+    sed -i 's/^level = info/level = warn/' "$WORK/ocspd.conf" || return 1
     ocsp_store_demo "$WORK/ocsp-pki" "$WORK/ocspd-store" "$WORK/ocspd.conf" \
         >"$WORK/ocspctl.log" 2>&1 || {
         cat "$WORK/ocspctl.log" >&2
         return 1
     }
-    ocsp_bench_db "$WORK" "$NSERIALS"
-    SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" -u bench \
-        import-index qca "$WORK/bench-index.txt" >>"$WORK/ocspctl.log" 2>&1 &&
-        SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" -u bench \
-            presign >>"$WORK/ocspctl.log" 2>&1 || {
+    ocsp_bench_db "$WORK" "$NSERIALS" || return 1
+    if ! SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" -u bench \
+        import-index qca "$WORK/bench-index.txt" >>"$WORK/ocspctl.log" 2>&1 ||
+        ! SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" -u bench \
+            presign >>"$WORK/ocspctl.log" 2>&1; then
         cat "$WORK/ocspctl.log" >&2
         return 1
-    }
+    fi
     : >"$WORK/ocspd.log"
-    ocspd_start "$WORK/ocspd.conf" "$WORK/ocspd.log"
+    ocspd_start "$WORK/ocspd.conf" "$WORK/ocspd.log" || return 1
 }
 
 # ocsp_sets: request sets (hits by POST, by GET, with nonces, a hit/never-issued mix) and the
@@ -298,15 +298,27 @@ ocsp_p11_limit() {
 }
 
 netns_stop() {
+    local p i
+    # Everything in our namespace was started by this run: the peer and its worker processes.
+    # The workers are signalled too: `openssl ocsp -multi` does not pass SIGTERM on to them
+    # while it waits for them (OpenSSL 3.0), so the parent alone would never exit.
+    if [[ -n $NETNS ]]; then
+        for p in $(ip netns pids "$NETNS" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
+    fi
     if [[ -n $PEER_PID ]]; then
         kill -TERM "$PEER_PID" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            _common_pid_alive "$PEER_PID" || break
+            sleep 0.1
+        done
+        if [[ -n $NETNS ]]; then
+            for p in $(ip netns pids "$NETNS" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+        fi
+        kill -KILL "$PEER_PID" 2>/dev/null || true
         wait "$PEER_PID" 2>/dev/null || true
         PEER_PID=""
     fi
     if [[ -n $NETNS ]]; then
-        local p
-        # what is left in our namespace was started by this run (the peer's worker processes)
-        for p in $(ip netns pids "$NETNS" 2>/dev/null); do kill -TERM "$p" 2>/dev/null || true; done
         ip netns del "$NETNS" 2>/dev/null || true
         NETNS=""
     fi
@@ -358,7 +370,6 @@ run_ocsp() {
         note "ocspd not available: OCSP scenarios skipped"
         return 0
     fi
-    OCSPD_OK=1
     ocsp_sets
     # one request for the reply-size probes
     "$LG" gen-ocsp --out "$WORK/one.set" --issuer "$OCSP_CA_CERT" \
@@ -375,6 +386,7 @@ run_ocsp() {
 # ---- report ----
 
 # REPORT_JQ: the report (report.json) from the machine, the limits, the loadgen runs and notes.
+# shellcheck disable=SC2016 # a jq program: its $names are jq's
 REPORT_JQ='
 def lim($n): ($l[0] | map(select(.name == $n)) | .[0].value) // null;
 def run($n): ($s[0] | map(select(.label == $n)) | .[0]) // null;
@@ -488,6 +500,7 @@ print_table() {
 }
 
 # PLOT_GP: throughput per figure (ours, limit, peer) and latency percentiles (log scale).
+# shellcheck disable=SC2016
 PLOT_GP='
 set terminal pngcairo size 1400,1000 font ",10"
 set output out

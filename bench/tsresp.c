@@ -38,7 +38,7 @@ struct tr_opts {
 struct tr_shared {
     EVP_PKEY *key;
     X509 *cert;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     ASN1_OBJECT *policy;
     unsigned char *req[TR_NREQ];
     int req_len[TR_NREQ];
@@ -88,9 +88,8 @@ tr_ctx_new(const struct tr_shared *sh)
     if (ctx == NULL || !TS_RESP_CTX_set_signer_cert(ctx, sh->cert) ||
         !TS_RESP_CTX_set_signer_key(ctx, sh->key) ||
         (sh->chain != NULL && !TS_RESP_CTX_set_certs(ctx, sh->chain)) ||
-        !TS_RESP_CTX_set_def_policy(ctx, sh->policy) ||
-        !TS_RESP_CTX_add_md(ctx, EVP_sha256()) || !TS_RESP_CTX_add_md(ctx, EVP_sha384()) ||
-        !TS_RESP_CTX_add_md(ctx, EVP_sha512()) ||
+        !TS_RESP_CTX_set_def_policy(ctx, sh->policy) || !TS_RESP_CTX_add_md(ctx, EVP_sha256()) ||
+        !TS_RESP_CTX_add_md(ctx, EVP_sha384()) || !TS_RESP_CTX_add_md(ctx, EVP_sha512()) ||
         !TS_RESP_CTX_set_signer_digest(ctx, EVP_sha256()) ||
         !TS_RESP_CTX_set_ess_cert_id_digest(ctx, EVP_sha256()) ||
         !TS_RESP_CTX_set_accuracy(ctx, 0, 100, 0)) {
@@ -177,8 +176,7 @@ tr_make_requests(struct tr_shared *sh)
     return st;
 }
 
-static STACK_OF(X509) *
-tr_load_chain(const char *path)
+static STACK_OF(X509) * tr_load_chain(const char *path)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
     BIO *b = BIO_new_file(path, "r");
@@ -253,23 +251,38 @@ tr_run(struct tr_shared *sh, struct tr_worker *w, const struct tr_opts *o, doubl
 static int
 tr_args(struct tr_opts *o, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"key", 1, NULL, 'k'},     {"cert", 1, NULL, 'c'},   {"chain", 1, NULL, 'C'},
-        {"threads", 1, NULL, 'n'}, {"duration", 1, NULL, 'd'}, {"policy", 1, NULL, 'p'},
-        {"json", 1, NULL, 'j'},    {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"key", 1, NULL, 'k'},      {"cert", 1, NULL, 'c'},
+                                       {"chain", 1, NULL, 'C'},    {"threads", 1, NULL, 'n'},
+                                       {"duration", 1, NULL, 'd'}, {"policy", 1, NULL, 'p'},
+                                       {"json", 1, NULL, 'j'},     {NULL, 0, NULL, 0}};
     int c;
 
     *o = (struct tr_opts){.threads = 1, .duration = 3, .policy = "1.3.6.1.4.1.55555.1.11"};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         switch (c) {
-        case 'k': o->key = optarg; break;
-        case 'c': o->cert = optarg; break;
-        case 'C': o->chain = optarg; break;
-        case 'n': o->threads = (unsigned)strtoul(optarg, NULL, 10); break;
-        case 'd': o->duration = strtod(optarg, NULL); break;
-        case 'p': o->policy = optarg; break;
-        case 'j': o->json = optarg; break;
-        default: return ST_INVALID;
+        case 'k':
+            o->key = optarg;
+            break;
+        case 'c':
+            o->cert = optarg;
+            break;
+        case 'C':
+            o->chain = optarg;
+            break;
+        case 'n':
+            o->threads = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'd':
+            o->duration = strtod(optarg, NULL);
+            break;
+        case 'p':
+            o->policy = optarg;
+            break;
+        case 'j':
+            o->json = optarg;
+            break;
+        default:
+            return ST_INVALID;
         }
     }
     if (o->key == NULL || o->cert == NULL || o->threads == 0 || o->threads > TR_MAX_THREADS ||

@@ -144,7 +144,12 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
         goto out;
     }
     if (check_only) {
-        printf("%s: %s is valid\n", ops->name, path);
+        char more[128] = "";
+
+        if (ops->summary != NULL)
+            ops->summary(ops->cfg, more, sizeof(more));
+        printf("%s: %s is valid%s%s%s\n", ops->name, path, more[0] ? " (" : "", more,
+               more[0] ? ")" : "");
         rc = 0;
         goto out;
     }

@@ -35,6 +35,8 @@ struct daemon_ops {
     void *(*start)(void *cfg, struct http_server *http);
     void (*stop)(void *svc);
     int (*healthy)(void *svc);
+    /* optional: a few words about a valid config for -n, e.g. "5 TSU(s)" */
+    void (*summary)(const void *cfg, char *buf, size_t cap);
 };
 
 /*

@@ -11,6 +11,8 @@
 #include "tsa/tsa_config.h"
 #include "tsa/tsa_service.h"
 
+#include <stdio.h>
+
 static int
 tsad_load(void *cfg, const char *path, char *err, size_t errlen)
 {
@@ -47,6 +49,12 @@ tsad_healthy(void *svc)
     return tsa_service_healthy(svc);
 }
 
+static void
+tsad_summary(const void *cfg, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%zu TSU(s)", ((const struct tsa_config *)cfg)->n_units);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -61,6 +69,7 @@ main(int argc, char **argv)
         .start = tsad_start,
         .stop = tsad_stop,
         .healthy = tsad_healthy,
+        .summary = tsad_summary,
     };
 
     return daemon_main(argc, argv, &ops);

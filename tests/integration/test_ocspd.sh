@@ -13,7 +13,7 @@
 #     several CertIDs in one request, a re-keyed CA answered by its own delegate;
 #   - every successful response verified by openssl with the CA chain as trust anchor and the
 #     delegate certificate taken from the response; DER details (no version, byKey ResponderID,
-#     times) read with a small python3 DER reader written into the temp dir;
+#     times) read with the DER reader tests/lib/derutil.py;
 #   - GET (escaped and unescaped base64, one containing '/'), RFC 9919 caching headers, 304,
 #     no-cache on errors;
 #   - operator changes with ocspctl seen by the very next request (revoke, hold, release; a
@@ -21,253 +21,9 @@
 #   - /healthz and /metrics.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT" || exit 1
-BUILD=${BUILD:-build}
-case "$BUILD" in
-/*) ;;
-*) BUILD="$ROOT/$BUILD" ;;
-esac
-export BUILD
-# shellcheck source=tests/lib/common.sh
-. "$ROOT/tests/lib/common.sh"
-# shellcheck source=tests/lib/ocsp-pki.sh
-. "$ROOT/tests/lib/ocsp-pki.sh"
-# shellcheck source=tests/lib/ocspd.sh
-. "$ROOT/tests/lib/ocspd.sh"
-
-NAME=test_ocspd
-TMP=$(mktemp -d)
-cleanup() {
-    ocspd_stop || true
-    cleanup_tracked
-    if [[ -n ${KEEP_TMP:-} ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-fatal() {
-    t_fail "$1" "$2"
-    t_summary "$NAME"
-    exit 1
-}
-
-# ---- DER reader/writer: `ocsp.py resp FILE` and `ocsp.py req FILE` print key=value lines;
-# `ocsp.py mkreq OUT FROM.req OPTS...` builds requests (test_ocspd_hostile.sh extracts this
-# heredoc: keep its first and last lines as they are); `ocsp.py keyhash CERT` (SHA-1 of the
-# subjectPublicKey contents, OCSP-08) and `ocsp.py certsha256 CERT` ----
-cat >"$TMP/ocsp.py" <<'PY'
-import base64, hashlib, sys
-
-def tlv(b, i):
-    t, l = b[i], b[i + 1]
-    i += 2
-    if l & 0x80:
-        n = l & 0x7f
-        l = int.from_bytes(b[i:i + n], 'big')
-        i += n
-    if i + l > len(b):
-        raise ValueError('truncated')
-    return t, b[i:i + l], i + l
-
-def kids(v):
-    out, i = [], 0
-    while i < len(v):
-        t, c, j = tlv(v, i)
-        out.append((t, c, v[i:j]))
-        i = j
-    return out
-
-def oid(v):
-    parts, n = [], 0
-    for c in v:
-        n = (n << 7) | (c & 0x7f)
-        if not c & 0x80:
-            parts.append(n)
-            n = 0
-    first = min(parts[0] // 40, 2)
-    return '.'.join(str(x) for x in [first, parts[0] - 40 * first] + parts[1:])
-
-def exts(v, pre, out):
-    """Extensions SEQUENCE contents -> pre.OID=crit:valuehex lines."""
-    names = []
-    for _, e, _ in kids(v):
-        k = kids(e)
-        o = oid(k[0][1])
-        crit = len(k) == 3 and k[1][0] == 0x01 and k[1][1] != b'\x00'
-        out.append('%s.%s=%d:%s' % (pre, o, crit, k[-1][1].hex()))
-        names.append(o)
-    out.append('%s=%s' % (pre, ','.join(names)))
-
-def resp(path):
-    b = open(path, 'rb').read()
-    out = []
-    t, top, end = tlv(b, 0)
-    out.append('trailing=%d' % (len(b) - end))
-    k = kids(top)
-    out.append('status=%d' % int.from_bytes(k[0][1], 'big'))
-    out.append('has_bytes=%d' % (len(k) > 1))
-    if len(k) < 2:
-        return out
-    rb = kids(kids(k[1][1])[0][1])
-    out.append('type=%s' % oid(rb[0][1]))
-    basic = kids(tlv(rb[1][1], 0)[1])
-    tbs = kids(basic[0][1])
-    out.append('sigalg=%s' % oid(kids(basic[1][1])[0][1]))
-    certs = kids(kids(basic[3][1])[0][1]) if len(basic) > 3 else []
-    out.append('certs=%d' % len(certs))
-    for n, c in enumerate(certs):
-        out.append('cert.%d.sha256=%s' % (n, hashlib.sha256(c[2]).hexdigest()))
-    i = 0
-    out.append('version_present=%d' % (tbs[0][0] == 0xa0))
-    if tbs[0][0] == 0xa0:
-        i = 1
-    rid = tbs[i]
-    if rid[0] == 0xa2:
-        out.append('rid=bykey:%s' % tlv(rid[1], 0)[1].hex())
-    else:
-        out.append('rid=byname')
-    out.append('produced=%s' % tbs[i + 1][1].decode())
-    singles = kids(tbs[i + 2][1])
-    out.append('singles=%d' % len(singles))
-    for n, s in enumerate(singles):
-        sk = kids(s[1])
-        p = 'single.%d' % n
-        out.append('%s.certid=%s' % (p, sk[0][2].hex()))
-        out.append('%s.hashalg=%s' % (p, oid(kids(kids(sk[0][1])[0][1])[0][1])))
-        st = sk[1]
-        out.append('%s.status=%s' % (p, {0x80: 'good', 0xa1: 'revoked', 0x82: 'unknown'}.get(st[0], hex(st[0]))))
-        if st[0] == 0xa1:
-            ri = kids(st[1])
-            out.append('%s.revtime=%s' % (p, ri[0][1].decode()))
-            if len(ri) > 1:
-                out.append('%s.reason=%d' % (p, int.from_bytes(tlv(ri[1][1], 0)[1], 'big')))
-        out.append('%s.this=%s' % (p, sk[2][1].decode()))
-        for x in sk[3:]:
-            if x[0] == 0xa0:
-                out.append('%s.next=%s' % (p, tlv(x[1], 0)[1].decode()))
-            elif x[0] == 0xa1:
-                exts(tlv(x[1], 0)[1], p + '.ext', out)
-                for _, e, _ in kids(tlv(x[1], 0)[1]):
-                    ek = kids(e)
-                    if oid(ek[0][1]) == '1.3.6.1.5.5.7.48.1.6':
-                        out.append('%s.archive_cutoff=%s' % (p, tlv(ek[-1][1], 0)[1].decode()))
-    for x in tbs[i + 3:]:
-        if x[0] == 0xa1:
-            exts(tlv(x[1], 0)[1], 'ext', out)
-    return out
-
-def req(path):
-    b = open(path, 'rb').read()
-    out = []
-    tbs = kids(kids(tlv(b, 0)[1])[0][1])
-    for x in tbs:
-        if x[0] == 0x30:
-            for n, r in enumerate(kids(x[1])):
-                out.append('certid.%d=%s' % (n, kids(r[1])[0][2].hex()))
-        elif x[0] == 0xa2:
-            exts(tlv(x[1], 0)[1], 'ext', out)
-    return out
-
-def enc(tag, body):
-    n = len(body)
-    if n < 0x80:
-        l = bytes([n])
-    else:
-        nb = n.to_bytes((n.bit_length() + 7) // 8, 'big')
-        l = bytes([0x80 | len(nb)]) + nb
-    return bytes([tag]) + l + body
-
-def oid_der(s):
-    p = [int(x) for x in s.split('.')]
-    body = bytes([40 * p[0] + p[1]])
-    for v in p[2:]:
-        chunk = [v & 0x7f]
-        v >>= 7
-        while v:
-            chunk.append(0x80 | (v & 0x7f))
-            v >>= 7
-        body += bytes(reversed(chunk))
-    return enc(0x06, body)
-
-def ext_der(o, crit, value):
-    body = oid_der(o) + (enc(0x01, b'\xff') if crit else b'') + enc(0x04, value)
-    return enc(0x30, body)
-
-def mkreq(argv):
-    """mkreq OUT FROM.req [copies=N] [nonce=LEN] [ext=OID:CRIT:HEX]... [single_ext=OID:CRIT:HEX]...
-    [version=N] [requestor=EMAIL] [signed=1] [trailing=1]: an OCSPRequest with the CertIDs
-    of FROM.req (repeated to N), these extensions (HEX = extnValue contents), an explicit
-    version, a requestorName, a bogus optionalSignature, a trailing byte."""
-    out, src = argv[0], argv[1]
-    b = open(src, 'rb').read()
-    tbs = kids(kids(tlv(b, 0)[1])[0][1])
-    ids = []
-    for x in tbs:
-        if x[0] == 0x30:
-            ids = [kids(r[1])[0][2] for r in kids(x[1])]
-    opts = {'copies': '0'}
-    exts_, sexts = [], []
-    for a in argv[2:]:
-        k, v = a.split('=', 1)
-        if k == 'ext':
-            o, c, h = v.split(':')
-            exts_.append(ext_der(o, c == '1', bytes.fromhex(h)))
-        elif k == 'single_ext':
-            o, c, h = v.split(':')
-            sexts.append(ext_der(o, c == '1', bytes.fromhex(h)))
-        else:
-            opts[k] = v
-    if 'nonce' in opts:
-        exts_.append(ext_der('1.3.6.1.5.5.7.48.1.2', False,
-                             enc(0x04, bytes(range(1, int(opts['nonce']) + 1)) if int(opts['nonce']) else b'')))
-    n = int(opts['copies']) or len(ids)
-    reqs = b''
-    for i in range(n):
-        body = ids[i % len(ids)]
-        if sexts:
-            body += enc(0xa0, enc(0x30, b''.join(sexts)))
-        reqs += enc(0x30, body)
-    tbsb = b''
-    if 'version' in opts:
-        tbsb += enc(0xa0, enc(0x02, bytes([int(opts['version'])])))
-    if 'requestor' in opts:
-        tbsb += enc(0xa1, enc(0x81, opts['requestor'].encode()))
-    tbsb += enc(0x30, reqs)
-    if exts_:
-        tbsb += enc(0xa2, enc(0x30, b''.join(exts_)))
-    top = enc(0x30, tbsb)
-    if opts.get('signed') == '1':  # optionalSignature with a signature that verifies nothing
-        alg = enc(0x30, oid_der('1.2.840.10045.4.3.2'))
-        top += enc(0xa0, enc(0x30, alg + enc(0x03, b'\x00' + bytes(range(64)))))
-    der = enc(0x30, top)
-    if opts.get('trailing') == '1':
-        der += b'\x00'
-    open(out, 'wb').write(der)
-
-def main():
-    cmd = sys.argv[1]
-    if cmd == 'resp':
-        print('\n'.join(resp(sys.argv[2])))
-    elif cmd == 'req':
-        print('\n'.join(req(sys.argv[2])))
-    elif cmd == 'mkreq':
-        mkreq(sys.argv[2:])
-    elif cmd == 'keyhash':  # SHA-1 of a certificate's subjectPublicKey BIT STRING contents
-        import subprocess
-        der = subprocess.run(['openssl', 'x509', '-in', sys.argv[2], '-outform', 'DER'],
-                             capture_output=True, check=True).stdout
-        tbs = kids(kids(tlv(der, 0)[1])[0][1])
-        i = 1 if tbs[0][0] == 0xa0 else 0
-        spki = kids(tbs[i + 5][1])
-        print(hashlib.sha1(spki[1][1][1:]).hexdigest())
-    elif cmd == 'certsha256':
-        import subprocess
-        der = subprocess.run(['openssl', 'x509', '-in', sys.argv[2], '-outform', 'DER'],
-                             capture_output=True, check=True).stdout
-        print(hashlib.sha256(der).hexdigest())
-
-main()
-PY
+# shellcheck source=tests/lib/itest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
+itest_setup test_ocspd
 
 # ---- helpers ----
 ctl() {
@@ -282,8 +38,21 @@ q() {
     rm -f "$TMP/$tag.der"
     openssl ocsp "$@" -url "$URL" -CAfile "$chain" -resp_text -reqout "$TMP/$tag.req" \
         -respout "$TMP/$tag.der" >"$TMP/$tag.out" 2>&1
-    python3 "$TMP/ocsp.py" resp "$TMP/$tag.der" >"$TMP/$tag.kv" 2>/dev/null || : >"$TMP/$tag.kv"
-    python3 "$TMP/ocsp.py" req "$TMP/$tag.req" >"$TMP/$tag.rkv" 2>/dev/null || : >"$TMP/$tag.rkv"
+    derutil ocsp-resp "$TMP/$tag.der" >"$TMP/$tag.kv" 2>/dev/null || : >"$TMP/$tag.kv"
+    derutil ocsp-req "$TMP/$tag.req" >"$TMP/$tag.rkv" 2>/dev/null || : >"$TMP/$tag.rkv"
+}
+
+# ctl_exit NAME WANT ARGS...: run ocspctl ARGS (output in ctl.out); one check: it exits WANT
+ctl_exit() {
+    local name=$1 want=$2 rc
+    shift 2
+    ctl "$@" >"$TMP/ctl.out" 2>&1
+    rc=$?
+    if ((rc == want)); then
+        t_ok "$name"
+    else
+        t_fail "$name" "exit $rc, want $want: $(tail -n 3 "$TMP/ctl.out" | tr '\n' ' ')"
+    fi
 }
 
 kv() { sed -n "s/^$2=//p" "$TMP/$1.kv" | head -n 1; }
@@ -318,9 +87,9 @@ check_signed() {
     [[ $(kv "$tag" trailing) == 0 ]] || errs+=" trailing bytes;"
     [[ $(kv "$tag" type) == 1.3.6.1.5.5.7.48.1.1 ]] || errs+=" not id-pkix-ocsp-basic (OCSP-06);"
     [[ $(kv "$tag" version_present) == 0 ]] || errs+=" version v1 encoded (OCSP-07);"
-    [[ $(kv "$tag" rid) == "bykey:$(python3 "$TMP/ocsp.py" keyhash "$signer")" ]] ||
+    [[ $(kv "$tag" rid) == "bykey:$(derutil keyhash "$signer")" ]] ||
         errs+=" ResponderID is not byKey of the delegate (OCSP-08);"
-    [[ $(kv "$tag" certs) == 1 && $(kv "$tag" cert.0.sha256) == "$(python3 "$TMP/ocsp.py" certsha256 "$signer")" ]] ||
+    [[ $(kv "$tag" certs) == 1 && $(kv "$tag" cert.0.sha256) == "$(derutil certsha256 "$signer")" ]] ||
         errs+=" delegate certificate not the one in certs (OCSP-21);"
     [[ $(kv "$tag" sigalg) == 1.2.840.10045.4.3.2 ]] || errs+=" sigalg $(kv "$tag" sigalg);"
     now=$(date -u -d '+2 seconds' +%Y%m%d%H%M%SZ)
@@ -358,38 +127,7 @@ hdr() { sed -n "s/^$2: *//Ip" "$TMP/$1.hdr" | tr -d '\r' | head -n 1; }
 b64_escape() { sed 's/+/%2B/g; s,/,%2F,g; s/=/%3D/g'; }
 
 # ---- start: PKI, store (ocspctl), ocspd ----
-for f in ocspd ocspctl; do
-    [[ -x $BUILD/$f ]] || fatal build "$BUILD/$f is not built (make all)"
-done
-PORT=$(free_port) || fatal port "no free port"
-URL="http://127.0.0.1:$PORT"
-ocsp_pki_demo "$TMP/pki" "$URL" >"$TMP/pki.log" 2>&1 || fatal pki "$(tail -n 5 "$TMP/pki.log")"
-# shellcheck disable=SC1091
-. "$TMP/pki/ocsp-pki.env"
-CA=$OCSP_CA_CERT
-CHAIN=$OCSP_CA_CHAIN
-SIGNER=$OCSP_SIGNER_CERT
-CONF=$TMP/ocspd.conf
-STORE=$TMP/store
-ocspd_write_conf "$CONF" "$PORT" "$STORE" "$TMP/pki"
-if ocsp_store_demo "$TMP/pki" "$STORE" "$CONF" >"$TMP/store.log" 2>&1; then
-    t_ok "store built with ocspctl: init, issuer add (token key), import-index, presign"
-else
-    fatal "store built with ocspctl" "$(tail -n 5 "$TMP/store.log")"
-fi
-started=0
-for attempt in 1 2 3; do
-    if ocspd_start "$CONF" "$TMP/ocspd.log"; then
-        started=1
-        break
-    fi
-    ocspd_stop
-    PORT=$(free_port) || break
-    URL="http://127.0.0.1:$PORT"
-    ocspd_write_conf "$CONF" "$PORT" "$STORE" "$TMP/pki"
-done
-((started)) || fatal "ocspd starts" "$(tail -n 5 "$TMP/ocspd.log")"
-t_ok "ocspd serves $URL (attempt $attempt)"
+itest_ocsp_setup
 
 # ---- statuses (OCSP-12, OCSP-13, OCSP-15, OCSP-25, EID-06, EID-08) ----
 q good "$CHAIN" -issuer "$CA" -cert "$OCSP_GOOD_CERT"
@@ -535,7 +273,7 @@ done
 hasnt "GET hit: no no-cache / no-store / Pragma (LW-04)" "$TMP/get-unescaped.hdr" \
     '(no-cache|no-store|^Pragma)'
 expires=$(date -u -d "$(hdr get-unescaped Expires)" +%Y%m%d%H%M%SZ 2>/dev/null)
-python3 "$TMP/ocsp.py" resp "$TMP/get-unescaped.body" >"$TMP/get-unescaped.kv" 2>/dev/null
+derutil ocsp-resp "$TMP/get-unescaped.body" >"$TMP/get-unescaped.kv" 2>/dev/null
 expect "Expires = nextUpdate (LW-03)" "$expires" "$(kv get-unescaped single.0.next)"
 code=$(get get-304 "$b64" -H "If-None-Match: $etag")
 expect "If-None-Match with that ETag -> 304 (LW-03)" "$code" 304
@@ -560,22 +298,19 @@ has "malformedRequest: Cache-Control: no-cache" "$TMP/err-get.hdr" '^Cache-Contr
 openssl ocsp -issuer "$CA" -cert "$OCSP_GOOD_CERT" -no_nonce -reqout "$TMP/g.req" >/dev/null 2>&1
 gpath=$(base64 -w0 "$TMP/g.req" | b64_escape)
 code=$(get before "$gpath")
-python3 "$TMP/ocsp.py" resp "$TMP/before.body" >"$TMP/before.kv" 2>/dev/null
+derutil ocsp-resp "$TMP/before.body" >"$TMP/before.kv" 2>/dev/null
 expect "GET good.pem before the revocation: good (and now cached)" \
     "$code $(kv before single.0.status)" "200 good"
 revt=$(date -u -d '-5 minutes' +%Y%m%d%H%M%SZ)
-if ctl revoke qca "$OCSP_GOOD_SERIAL" --reason keyCompromise --time "$revt" >"$TMP/ctl.out" 2>&1; then
-    t_ok "ocspctl revoke good.pem"
-else
-    t_fail "ocspctl revoke good.pem" "$(tail -n 3 "$TMP/ctl.out")"
-fi
+ctl_exit "ocspctl revoke good.pem" 0 revoke qca "$OCSP_GOOD_SERIAL" --reason keyCompromise \
+    --time "$revt"
 q eid05-post "$CHAIN" -issuer "$CA" -cert "$OCSP_GOOD_CERT" -no_nonce
 expect "very next POST: revoked keyCompromise at --time (EID-05)" \
     "$(status_of eid05-post good.pem),$(kv eid05-post single.0.reason),$(kv eid05-post single.0.revtime)" \
     "revoked,1,$revt"
 check_signed eid05-post "$SIGNER"
 code=$(get eid05-get "$gpath")
-python3 "$TMP/ocsp.py" resp "$TMP/eid05-get.body" >"$TMP/eid05-get.kv" 2>/dev/null
+derutil ocsp-resp "$TMP/eid05-get.body" >"$TMP/eid05-get.kv" 2>/dev/null
 expect "very next GET of the same URL: revoked (EID-05)" \
     "$code $(kv eid05-get single.0.status)" "200 revoked"
 if [[ $(hdr eid05-get ETag) != "$(hdr before ETag)" ]]; then t_ok "GET after the revocation: new ETag"; else t_fail "GET after the revocation: new ETag" "unchanged"; fi
@@ -584,12 +319,10 @@ expect "very next POST with a nonce: revoked" "$(status_of eid05-nonce good.pem)
 q eid05-sha256 "$CHAIN" -sha256 -issuer "$CA" -cert "$OCSP_GOOD_CERT" -no_nonce
 expect "very next SHA-256 CertID POST: revoked" "$(status_of eid05-sha256 good.pem)" revoked
 
-ctl release qca "$OCSP_HOLD_SERIAL" >"$TMP/ctl.out" 2>&1
-expect "ocspctl release hold.pem: exit 0" "$?" 0
+ctl_exit "ocspctl release hold.pem: exit 0" 0 release qca "$OCSP_HOLD_SERIAL"
 q rel "$CHAIN" -issuer "$CA" -cert "$OCSP_HOLD_CERT" -no_nonce
 expect "hold.pem released -> good (EID-08, OCSP-16)" "$(status_of rel hold.pem)" good
-ctl hold qca "$OCSP_HOLD_SERIAL" >"$TMP/ctl.out" 2>&1
-expect "ocspctl hold hold.pem again: exit 0" "$?" 0
+ctl_exit "ocspctl hold hold.pem again: exit 0" 0 hold qca "$OCSP_HOLD_SERIAL"
 q rehold "$CHAIN" -issuer "$CA" -cert "$OCSP_HOLD_CERT" -no_nonce
 expect "held again -> revoked certificateHold" \
     "$(status_of rehold hold.pem),$(kv rehold single.0.reason)" "revoked,6"
@@ -599,22 +332,21 @@ if [[ $holdt > $(date -u -d '-1 minute' +%Y%m%d%H%M%SZ) ]]; then
 else
     t_fail "revocationTime = suspension start" "$holdt"
 fi
-ctl revoke qca "$OCSP_HOLD_SERIAL" --reason keyCompromise >"$TMP/ctl.out" 2>&1
-expect "ocspctl revoke of a held certificate: exit 0" "$?" 0
-ctl release qca "$OCSP_HOLD_SERIAL" >"$TMP/ctl.out" 2>&1
-expect "release after a definitive revocation refused: exit 3 (EID-07)" "$?" 3
+ctl_exit "ocspctl revoke of a held certificate: exit 0" 0 \
+    revoke qca "$OCSP_HOLD_SERIAL" --reason keyCompromise
+ctl_exit "release after a definitive revocation refused: exit 3 (EID-07)" 3 \
+    release qca "$OCSP_HOLD_SERIAL"
 q rel2 "$CHAIN" -issuer "$CA" -cert "$OCSP_HOLD_CERT" -no_nonce
 expect "... and OCSP still says revoked keyCompromise" \
     "$(status_of rel2 hold.pem),$(kv rel2 single.0.reason)" "revoked,1"
-ctl release qca "$OCSP_REVOKED_SERIAL" >"$TMP/ctl.out" 2>&1
-expect "release of revoked.pem (keyCompromise) refused: exit 3 (EID-07, STS-08)" "$?" 3
-ctl hold qca "$OCSP_REVOKED_SERIAL" >"$TMP/ctl.out" 2>&1
-expect "hold of revoked.pem refused too: exit 3" "$?" 3
+ctl_exit "release of revoked.pem (keyCompromise) refused: exit 3 (EID-07, STS-08)" 3 \
+    release qca "$OCSP_REVOKED_SERIAL"
+ctl_exit "hold of revoked.pem refused too: exit 3" 3 hold qca "$OCSP_REVOKED_SERIAL"
 q rel3 "$CHAIN" -issuer "$CA" -cert "$OCSP_REVOKED_CERT" -no_nonce
 expect "revoked.pem stays revoked keyCompromise" \
     "$(status_of rel3 revoked.pem),$(kv rel3 single.0.reason)" "revoked,1"
 code=$(get rel3-get "$(base64 -w0 "$TMP/rel3.req" | b64_escape)")
-python3 "$TMP/ocsp.py" resp "$TMP/rel3-get.body" >"$TMP/rel3-get.kv" 2>/dev/null
+derutil ocsp-resp "$TMP/rel3-get.body" >"$TMP/rel3-get.kv" 2>/dev/null
 expect "... over GET too" "$code $(kv rel3-get single.0.status)" "200 revoked"
 
 # ---- health and metrics ----
@@ -631,12 +363,5 @@ has "/metrics: unauthorized counted" "$TMP/metrics" '^ocsp_errors_total\{status=
 has "/metrics: 304 counted" "$TMP/metrics" '^ocsp_not_modified_total [1-9]'
 if kill -0 "$OCSPD_PID" 2>/dev/null; then t_ok "ocspd still running"; else t_fail "ocspd still running" "exited"; fi
 
-# clean shutdown: exit 0 on SIGTERM, and (under `make asan`) no sanitizer report in the log
-ocspd_stop
-expect "ocspd exits 0 on SIGTERM" "$?" 0
-if grep -Eq 'Sanitizer|runtime error' "$TMP/ocspd.log"; then
-    t_fail "no sanitizer report in ocspd's log" "$(grep -E -m1 'Sanitizer|runtime error' "$TMP/ocspd.log")"
-else
-    t_ok "no sanitizer report in ocspd's log"
-fi
+itest_ocspd_stop_clean
 t_summary "$NAME"

@@ -15,79 +15,19 @@
 #     request and a requestorName are answered as if absent;
 #   - wrong Content-Type (415), wrong method (405);
 #   - 50 parallel requests (POST with nonce and GET) all answered.
-# Requests are built by the DER writer of test_ocspd.sh (ocsp.py mkreq), extracted from it.
+# Requests are built by the DER writer tests/lib/derutil.py (ocsp-mkreq).
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT" || exit 1
-BUILD=${BUILD:-build}
-case "$BUILD" in
-/*) ;;
-*) BUILD="$ROOT/$BUILD" ;;
-esac
-export BUILD
-# shellcheck source=tests/lib/common.sh
-. "$ROOT/tests/lib/common.sh"
-# shellcheck source=tests/lib/ocsp-pki.sh
-. "$ROOT/tests/lib/ocsp-pki.sh"
-# shellcheck source=tests/lib/ocspd.sh
-. "$ROOT/tests/lib/ocspd.sh"
-
-NAME=test_ocspd_hostile
-TMP=$(mktemp -d)
-cleanup() {
-    ocspd_stop || true
-    cleanup_tracked
-    if [[ -n ${KEEP_TMP:-} ]]; then echo "kept $TMP" >&2; else rm -rf "$TMP"; fi
-}
-trap cleanup EXIT
-
-fatal() {
-    t_fail "$1" "$2"
-    t_summary "$NAME"
-    exit 1
-}
+# shellcheck source=tests/lib/itest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
+itest_setup test_ocspd_hostile
 
 expect() {
     if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
 }
 
-# ---- the DER reader/writer of test_ocspd.sh ----
-# shellcheck disable=SC2016
-sed -n '/^cat >"\$TMP\/ocsp.py" <<'"'"'PY'"'"'$/,/^PY$/p' "$ROOT/tests/integration/test_ocspd.sh" |
-    sed '1d;$d' >"$TMP/ocsp.py"
-if ! grep -q '^def mkreq' "$TMP/ocsp.py"; then
-    fatal "ocsp.py extracted from test_ocspd.sh" "not found"
-fi
-
 # ---- start ----
-for f in ocspd ocspctl; do
-    [[ -x $BUILD/$f ]] || fatal build "$BUILD/$f is not built (make all)"
-done
-PORT=$(free_port) || fatal port "no free port"
-URL="http://127.0.0.1:$PORT"
-ocsp_pki_demo "$TMP/pki" "$URL" >"$TMP/pki.log" 2>&1 || fatal pki "$(tail -n 5 "$TMP/pki.log")"
-# shellcheck disable=SC1091
-. "$TMP/pki/ocsp-pki.env"
-CA=$OCSP_CA_CERT
-CONF=$TMP/ocspd.conf
-STORE=$TMP/store
-ocspd_write_conf "$CONF" "$PORT" "$STORE" "$TMP/pki"
-ocsp_store_demo "$TMP/pki" "$STORE" "$CONF" >"$TMP/store.log" 2>&1 ||
-    fatal "store built with ocspctl" "$(tail -n 5 "$TMP/store.log")"
-started=0
-for attempt in 1 2 3; do
-    if ocspd_start "$CONF" "$TMP/ocspd.log"; then
-        started=1
-        break
-    fi
-    ocspd_stop
-    PORT=$(free_port) || break
-    URL="http://127.0.0.1:$PORT"
-    ocspd_write_conf "$CONF" "$PORT" "$STORE" "$TMP/pki"
-done
-((started)) || fatal "ocspd starts" "$(tail -n 5 "$TMP/ocspd.log")"
-t_ok "ocspd serves $URL (attempt $attempt)"
+itest_ocsp_setup
 
 # Base requests made by openssl: good.pem with a nonce, good.pem + revoked.pem without.
 openssl ocsp -issuer "$CA" -cert "$OCSP_GOOD_CERT" -reqout "$TMP/good.req" >/dev/null 2>&1
@@ -95,7 +35,7 @@ openssl ocsp -issuer "$CA" -cert "$OCSP_GOOD_CERT" -cert "$OCSP_REVOKED_CERT" -n
     -reqout "$TMP/two.req" >/dev/null 2>&1
 openssl ocsp -issuer "$CA" -cert "$OCSP_GOOD_CERT" -no_nonce -reqout "$TMP/one.req" \
     >/dev/null 2>&1
-mk() { python3 "$TMP/ocsp.py" mkreq "$@"; }
+mk() { derutil ocsp-mkreq "$@"; }
 
 # post NAME FILE [curl args...]: POST FILE; NAME.body / NAME.hdr; prints the HTTP code
 post() {
@@ -106,7 +46,7 @@ post() {
 }
 body_hex() { od -An -tx1 "$TMP/$1.body" 2>/dev/null | tr -d ' \n'; }
 kv() {
-    python3 "$TMP/ocsp.py" resp "$TMP/$1.body" 2>/dev/null | sed -n "s/^$2=//p" | head -n 1
+    derutil ocsp-resp "$TMP/$1.body" 2>/dev/null | sed -n "s/^$2=//p" | head -n 1
 }
 
 # alive AFTER: ocspd still runs and answers a request it must sign now (nonce) with "good"
@@ -158,13 +98,8 @@ malformed "truncated request" "$TMP/trunc"
 malformed "request with a trailing byte" "$TMP/trailing"
 mk "$TMP/trailing2.req" "$TMP/one.req" trailing=1
 malformed "request with a trailing byte (built)" "$TMP/trailing2.req"
-python3 - "$TMP/one.req" "$TMP/ber.req" <<'PY'
-import sys
-b = open(sys.argv[1], 'rb').read()
 # outer SEQUENCE length in long form with a needless extra octet (BER, not DER)
-assert b[1] < 0x80
-open(sys.argv[2], 'wb').write(b'\x30\x82\x00' + bytes([b[1]]) + b[2:])
-PY
+derutil ber-longlen "$TMP/one.req" "$TMP/ber.req"
 malformed "BER non-minimal length" "$TMP/ber.req"
 printf '\x30\x84\x7f\xff\xff\xff\x30\x00' >"$TMP/huge-len"
 malformed "claimed length of 2 GiB" "$TMP/huge-len"
@@ -240,8 +175,8 @@ malformed "nonce of 129 octets" "$TMP/n129.req"
 for n in 1 16 32 128; do
     mk "$TMP/n$n.req" "$TMP/one.req" nonce=$n
     code=$(post "n$n" "$TMP/n$n.req")
-    want=$(python3 "$TMP/ocsp.py" req "$TMP/n$n.req" | sed -n 's/^ext.1.3.6.1.5.5.7.48.1.2=//p')
-    got=$(python3 "$TMP/ocsp.py" resp "$TMP/n$n.body" 2>/dev/null |
+    want=$(derutil ocsp-req "$TMP/n$n.req" | sed -n 's/^ext.1.3.6.1.5.5.7.48.1.2=//p')
+    got=$(derutil ocsp-resp "$TMP/n$n.body" 2>/dev/null |
         sed -n 's/^ext.1.3.6.1.5.5.7.48.1.2=//p')
     expect "nonce of $n octets echoed verbatim" "$code $got" "200 $want"
 done
@@ -293,12 +228,5 @@ else
     t_fail "/metrics counts the malformed requests" "HTTP $code"
 fi
 
-# clean shutdown: exit 0 on SIGTERM, and (under `make asan`) no sanitizer report in the log
-ocspd_stop
-expect "ocspd exits 0 on SIGTERM" "$?" 0
-if grep -Eq 'Sanitizer|runtime error' "$TMP/ocspd.log"; then
-    t_fail "no sanitizer report in ocspd's log" "$(grep -E -m1 'Sanitizer|runtime error' "$TMP/ocspd.log")"
-else
-    t_ok "no sanitizer report in ocspd's log"
-fi
+itest_ocspd_stop_clean
 t_summary "$NAME"

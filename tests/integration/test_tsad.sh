@@ -13,210 +13,12 @@
 #     (accuracy, ordering, genTime, serials, ESSCertID(v2), qcStatements);
 #   - HTTP behaviour (405, 415, 413, 404, HTTP/1.0, keep-alive, chunked);
 #   - the LMDB audit log, /healthz, /metrics, and a restart on the same store.
-# A small python3 DER reader (written into the temp dir) turns responses into key=value lines.
+# The DER reader tests/lib/derutil.py turns requests and responses into key=value lines.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT" || exit 1
-BUILD=${BUILD:-build}
-case "$BUILD" in
-/*) ;;
-*) BUILD="$ROOT/$BUILD" ;;
-esac
-export BUILD
-# shellcheck source=tests/lib/common.sh
-. "$ROOT/tests/lib/common.sh"
-# shellcheck source=tests/lib/chrony.sh
-. "$ROOT/tests/lib/chrony.sh"
-# shellcheck source=tests/lib/pki.sh
-. "$ROOT/tests/lib/pki.sh"
-# shellcheck source=tests/lib/tsad.sh
-. "$ROOT/tests/lib/tsad.sh"
-
-NAME=test_tsad
-TMP=$(mktemp -d)
-cleanup() {
-    tsad_stop
-    cleanup_tracked
-    chrony_stop "$TMP/chrony"
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-fatal() {
-    t_fail "$1" "$2"
-    t_summary "$NAME"
-    exit 1
-}
-
-# ---- DER reader: `tsp.py resp FILE`, `tsp.py req FILE`, `tsp.py mkreq OUT k=v...`,
-# `tsp.py mdb DUMP` (mdb_dump output -> "KEYHEX JSON" lines) ----
-cat >"$TMP/tsp.py" <<'PY'
-import hashlib, sys
-
-def tlv(b, i):
-    t, l = b[i], b[i + 1]
-    i += 2
-    if l & 0x80:
-        n = l & 0x7f
-        l = int.from_bytes(b[i:i + n], 'big')
-        i += n
-    if i + l > len(b):
-        raise ValueError('truncated')
-    return t, b[i:i + l], i + l
-
-def kids(v):
-    out, i = [], 0
-    while i < len(v):
-        t, c, j = tlv(v, i)
-        out.append((t, c, v[i:j]))
-        i = j
-    return out
-
-def oid(v):
-    parts, n = [], 0
-    for c in v:
-        n = (n << 7) | (c & 0x7f)
-        if not c & 0x80:
-            parts.append(n)
-            n = 0
-    a = min(parts[0] // 40, 2)
-    return '.'.join(str(x) for x in [a, parts[0] - 40 * a] + parts[1:])
-
-def out(k, v):
-    print('%s=%s' % (k, v))
-
-def tstinfo(v):
-    f = kids(v)
-    out('tst_version', int.from_bytes(f[0][1], 'big'))
-    out('policy', oid(f[1][1]))
-    imp = kids(f[2][1])
-    alg = kids(imp[0][1])
-    out('imprint_der', f[2][2].hex())
-    out('imprint_alg', oid(alg[0][1]))
-    out('imprint_hash', imp[1][1].hex())
-    out('serial', f[3][1].hex())
-    out('gentime', f[4][1].decode())
-    opt = {t: c for t, c, raw in f[5:]}
-    out('accuracy', f[5][2].hex() if len(f) > 5 and f[5][0] == 0x30 else '')
-    out('ordering', 'present' if 0x01 in opt else 'absent')
-    out('nonce', opt[0x02].hex() if 0x02 in opt else '')
-    out('tsa', 'present' if 0xa0 in opt else 'absent')
-    exts, crit, qcs = [], 'no', []
-    for t, c, raw in (kids(opt[0xa1]) if 0xa1 in opt else []):  # [1] IMPLICIT Extensions
-        e = kids(c)
-        exts.append(oid(e[0][1]))
-        if len(e) == 3 and e[1][0] == 0x01 and e[1][1] != b'\x00':
-            crit = 'yes'
-        if oid(e[0][1]) == '1.3.6.1.5.5.7.1.3':
-            qcs += [oid(kids(s)[0][1]) for _, s, _ in kids(kids(e[-1][1])[0][1])]
-    out('ext_oids', ','.join(exts))
-    out('ext_critical', crit)
-    out('qc_statements', ','.join(qcs))
-
-def signed_data(v):
-    f = kids(v)
-    out('sd_version', int.from_bytes(f[0][1], 'big'))
-    eci = kids(f[2][1])
-    out('econtent_type', oid(eci[0][1]))
-    certs = [c for t, c, raw in f[3:] if t == 0xa0]
-    certs = kids(certs[0]) if certs else []
-    out('certs', len(certs))
-    out('cert_sha256', ','.join(hashlib.sha256(raw).hexdigest() for _, _, raw in certs))
-    sis = kids([c for t, c, raw in f[3:] if t == 0x31][0])
-    out('signer_infos', len(sis))
-    attrs = kids([c for t, c, raw in kids(sis[0][1]) if t == 0xa0][0])
-    names = []
-    for _, a, _ in attrs:
-        a = kids(a)
-        name = oid(a[0][1])
-        names.append(name)
-        if name in ('1.2.840.113549.1.9.16.2.47', '1.2.840.113549.1.9.16.2.12'):
-            val = kids(a[1][1])[0][1]              # SigningCertificate(V2)
-            cid = kids(kids(kids(val)[0][1])[0][1])  # first ESSCertID(v2)
-            key = 'essv2' if name.endswith('.47') else 'essv1'
-            out(key + '_hash', [c for t, c, raw in cid if t == 0x04][0].hex())
-            out(key + '_alg', 'present' if cid[0][0] == 0x30 else 'absent')
-            out(key + '_issuer_serial', 'present' if cid[-1][0] == 0x30 else 'absent')
-    out('attrs', ','.join(names))
-    tstinfo(kids(kids(eci[1][1])[0][1])[0][1])
-
-def resp(b):
-    t, v, end = tlv(b, 0)
-    out('trailing', len(b) - end)
-    f = kids(v)
-    st = kids(f[0][1])
-    out('status', int.from_bytes(st[0][1], 'big'))
-    fi = [c for t, c, raw in st if t == 0x03]
-    bits = [i for i in range(8 * len(fi[0]) - 8) if fi[0][1 + i // 8] & (0x80 >> i % 8)] if fi else []
-    out('failbits', ','.join(str(x) for x in bits))
-    out('token', 'present' if len(f) > 1 else 'absent')
-    if len(f) > 1:
-        out('token_sha256', hashlib.sha256(f[1][2]).hexdigest())
-        ci = kids(f[1][1])
-        out('content_type', oid(ci[0][1]))
-        signed_data(kids(ci[1][1])[0][1])
-
-def req(b):
-    f = kids(tlv(b, 0)[1])
-    out('req_imprint_der', f[1][2].hex())
-    for t, c, raw in f[2:]:
-        if t == 0x02:
-            out('req_nonce', c.hex())
-
-def enc(tag, c):
-    n = len(c)
-    if n < 128:
-        return bytes([tag, n]) + c
-    nb = n.to_bytes((n.bit_length() + 7) // 8, 'big')
-    return bytes([tag, 0x80 | len(nb)]) + nb + c
-
-def enc_oid(s):
-    p = [int(x) for x in s.split('.')]
-    body = b''
-    for n in [40 * p[0] + p[1]] + p[2:]:
-        chunk = [n & 0x7f]
-        while n > 0x7f:
-            n >>= 7
-            chunk.insert(0, 0x80 | (n & 0x7f))
-        body += bytes(chunk)
-    return enc(0x06, body)
-
-def mkreq(path, args):
-    a = dict(x.split('=', 1) for x in args)
-    alg = enc_oid(a.get('alg', '2.16.840.1.101.3.4.2.1'))
-    if a.get('params', 'null') == 'null':
-        alg += b'\x05\x00'
-    body = enc(0x02, bytes([int(a.get('version', '1'))]))
-    body += enc(0x30, enc(0x30, alg) + enc(0x04, bytes.fromhex(a.get('hash', '00' * 32))))
-    if 'policy' in a:
-        body += enc_oid(a['policy'])
-    if 'nonce' in a:
-        body += enc(0x02, bytes.fromhex(a['nonce']))
-    if a.get('certreq') == '1':
-        body += b'\x01\x01\xff'
-    open(path, 'wb').write(enc(0x30, body))
-
-def mdb(lines):
-    rows, data = [], False
-    for l in lines:
-        if l.startswith('HEADER=END'):
-            data = True
-        elif l.startswith('DATA=END'):
-            break
-        elif data:
-            rows.append(bytes.fromhex(l.strip()))
-    for k, v in zip(rows[0::2], rows[1::2]):
-        print(k.hex(), v.decode())
-
-cmd = sys.argv[1]
-if cmd == 'mkreq':
-    mkreq(sys.argv[2], sys.argv[3:])
-elif cmd == 'mdb':
-    mdb(open(sys.argv[2]).read().splitlines())
-else:
-    {'resp': resp, 'req': req}[cmd](open(sys.argv[2], 'rb').read())
-PY
+# shellcheck source=tests/lib/itest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
+itest_setup test_tsad
 
 # ---- helpers ----
 GRANTED=0
@@ -235,7 +37,7 @@ post() {
     HTTP_CODE=$(curl -s -D "$o.hdr" -o "$o" -w '%{http_code}' -H "$CT_QUERY" "$@" \
         --data-binary @"$q" "$url") || HTTP_CODE=000
     : >"$o.kv"
-    if [[ $HTTP_CODE == 200 ]] && python3 "$TMP/tsp.py" resp "$o" >"$o.kv" 2>/dev/null &&
+    if [[ $HTTP_CODE == 200 ]] && derutil tsp-resp "$o" >"$o.kv" 2>/dev/null &&
         [[ $(kv "$o.kv" status) == 0 ]]; then
         GRANTED=$((GRANTED + 1))
     fi
@@ -285,19 +87,9 @@ cert_hash() {
 }
 
 # ---- set-up ----
-pki_demo "$TMP/pki" >/dev/null 2>&1 || fatal "demo PKI" "pki_demo failed"
-# shellcheck disable=SC1091
-. "$TMP/pki/pki.env"
-chrony_start "$TMP/chrony" local || fatal "chronyd" "chrony_start local failed"
-PORT=$(free_port) || fatal "free port" "none"
-CONF=$TMP/tsad.conf
-LOG=$TMP/tsad.log
-STORE=$TMP/store
-tsad_write_conf "$CONF" "$TMP/pki" "$PORT" "$(chrony_socket "$TMP/chrony")" "$STORE"
-tsad_start "$CONF" "$LOG" || fatal "tsad start" "$(tail -n 5 "$LOG")"
-BASE=http://127.0.0.1:$PORT
-wait_http "$BASE/healthz" 10 200 || fatal "tsad healthy" "$(curl -s "$BASE/healthz")"
-t_ok "tsad started, /healthz 200"
+itest_tsa_setup local
+itest_tsad_start
+itest_tsad_healthy
 DOC=$TMP/doc.txt
 printf 'integration test document %s\n' "$RANDOM" >"$DOC"
 mkdir -p "$TMP/r"
@@ -330,7 +122,7 @@ for spec in "${UNITS[@]}"; do
             application/timestamp-reply
         report "$unit $h: HTTP 200, Content-Type application/timestamp-reply (TSP-01)"
 
-        python3 "$TMP/tsp.py" req "$q" >"$q.kv"
+        derutil tsp-req "$q" >"$q.kv"
         expect status "$(kv "$r.kv" status)" 0
         expect policy "$(kv "$r.kv" policy)" "$epol"
         expect "messageImprint echoed" "$(kv "$r.kv" imprint_der)" "$(kv "$q.kv" req_imprint_der)"
@@ -359,12 +151,7 @@ done
 tamper_fails() {
     local r=$TMP/r/soft-rsa-sha256.tsr
     openssl ts -reply -in "$r" -token_out -out "$TMP/t.der" 2>/dev/null || return 1
-    python3 - "$TMP/t.der" <<'PY'
-import sys
-b = bytearray(open(sys.argv[1], 'rb').read())
-b[-10] ^= 1
-open(sys.argv[1], 'wb').write(b)
-PY
+    derutil flip "$TMP/t.der" -10 || return 1
     ! openssl cms -verify -inform DER -in "$TMP/t.der" -CAfile "$PKI_CA_CHAIN" -purpose any \
         -out /dev/null >/dev/null 2>&1
 }
@@ -416,7 +203,7 @@ t_check "no-nonce token verifies" verify_ts "$TMP/r/nononce.tsr" "$TMP/r/nononce
 # nonces of 20 and 32 bytes with the top bit set (INTEGER with a leading 00), echoed exactly
 for n in 20 32; do
     nonce=00$(openssl rand -hex "$n" | sed 's/^./f/')
-    python3 "$TMP/tsp.py" mkreq "$TMP/r/nonce$n.tsq" "nonce=$nonce" \
+    derutil tsp-mkreq "$TMP/r/nonce$n.tsq" "nonce=$nonce" \
         "hash=$(openssl dgst -sha256 -r "$DOC" | cut -d' ' -f1)" certreq=1
     post "$BASE/tsa" "$TMP/r/nonce$n.tsq" "$TMP/r/nonce$n.tsr"
     expect status "$(kv "$TMP/r/nonce$n.tsr.kv" status)" 0
@@ -567,12 +354,12 @@ expect "rsa ESSCertIDv2 certHash" "$(kv "$f" essv2_hash)" "$(cert_hash sha256 "$
 report "rsa (ess_cert_id_v1 = yes): SigningCertificate and SigningCertificateV2 both name the TSU cert (TSP-16)"
 
 # ---- TSP-06: the imprint is not inspected beyond its length; TSP-07 parameters absent ----
-python3 "$TMP/tsp.py" mkreq "$TMP/r/zero.tsq" "hash=$(printf '00%.0s' $(seq 32))"
+derutil tsp-mkreq "$TMP/r/zero.tsq" "hash=$(printf '00%.0s' $(seq 32))"
 post "$BASE/tsa" "$TMP/r/zero.tsq" "$TMP/r/zero.tsr"
 expect status "$(kv "$TMP/r/zero.tsr.kv" status)" 0
 report "all-zero 32-byte SHA-256 imprint is granted (TSP-06)"
-python3 "$TMP/tsp.py" mkreq "$TMP/r/noparams.tsq" params=absent "hash=$(openssl rand -hex 32)"
-python3 "$TMP/tsp.py" req "$TMP/r/noparams.tsq" >"$TMP/r/noparams.tsq.kv"
+derutil tsp-mkreq "$TMP/r/noparams.tsq" params=absent "hash=$(openssl rand -hex 32)"
+derutil tsp-req "$TMP/r/noparams.tsq" >"$TMP/r/noparams.tsq.kv"
 post "$BASE/tsa" "$TMP/r/noparams.tsq" "$TMP/r/noparams.tsr"
 expect status "$(kv "$TMP/r/noparams.tsr.kv" status)" 0
 expect imprint "$(kv "$TMP/r/noparams.tsr.kv" imprint_der)" \
@@ -612,7 +399,7 @@ conns=$(curl -s -H "$CT_QUERY" --data-binary @"$Q" -w '%{http_code}:%{num_connec
     -o "$TMP/r/ka1.tsr" -o "$TMP/r/ka2.tsr" "$BASE/tsa" "$BASE/tsa")
 expect "two requests, one connection" "$conns" "200:1 200:0 "
 for k in ka1 ka2; do
-    python3 "$TMP/tsp.py" resp "$TMP/r/$k.tsr" >"$TMP/r/$k.tsr.kv" 2>/dev/null
+    derutil tsp-resp "$TMP/r/$k.tsr" >"$TMP/r/$k.tsr.kv" 2>/dev/null
     expect "$k PKIStatus" "$(kv "$TMP/r/$k.tsr.kv" status)" 0
     [[ $(kv "$TMP/r/$k.tsr.kv" status) == 0 ]] && GRANTED=$((GRANTED + 1))
 done
@@ -621,7 +408,7 @@ report "keep-alive: second request reuses the connection, both granted"
 # ---- audit log in LMDB (TSA-18, DESIGN D5) ----
 audit_dump() {
     mdb_dump -s tsa_audit "$STORE" >"$TMP/dump.txt" 2>"$TMP/dump.err" &&
-        python3 "$TMP/tsp.py" mdb "$TMP/dump.txt" >"$TMP/audit.txt"
+        derutil mdb "$TMP/dump.txt" >"$TMP/audit.txt"
 }
 if audit_dump; then
     expect "audit records" "$(grep -c . "$TMP/audit.txt")" "$GRANTED"

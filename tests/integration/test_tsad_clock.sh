@@ -12,39 +12,9 @@
 # No token is ever granted while the clock is out (TSA-05).
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT" || exit 1
-BUILD=${BUILD:-build}
-case "$BUILD" in
-/*) ;;
-*) BUILD="$ROOT/$BUILD" ;;
-esac
-export BUILD
-# shellcheck source=tests/lib/common.sh
-. "$ROOT/tests/lib/common.sh"
-# shellcheck source=tests/lib/chrony.sh
-. "$ROOT/tests/lib/chrony.sh"
-# shellcheck source=tests/lib/pki.sh
-. "$ROOT/tests/lib/pki.sh"
-# shellcheck source=tests/lib/tsad.sh
-. "$ROOT/tests/lib/tsad.sh"
-
-NAME=test_tsad_clock
-TMP=$(mktemp -d)
-CHRONY_DIR=$TMP/chrony
-cleanup() {
-    tsad_stop
-    cleanup_tracked
-    chrony_stop "$CHRONY_DIR"
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-fatal() {
-    t_fail "$1" "$2"
-    t_summary "$NAME"
-    exit 1
-}
+# shellcheck source=tests/lib/itest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
+itest_setup test_tsad_clock
 
 DEADLINE=20 # seconds to wait for a state change (poll_interval is 500 ms)
 
@@ -103,17 +73,9 @@ wait_verdict() {
 }
 
 # ---- set-up: a chronyd without sources ----
-pki_demo "$TMP/pki" >/dev/null 2>&1 || fatal "demo PKI" "pki_demo failed"
-# shellcheck disable=SC1091
-. "$TMP/pki/pki.env"
-chrony_start "$CHRONY_DIR" nosources || fatal "chronyd nosources" "chrony_start failed"
+itest_tsa_setup nosources
 t_ok "chronyd started without sources"
-PORT=$(free_port) || fatal "free port" "none"
-CONF=$TMP/tsad.conf
-LOG=$TMP/tsad.log
-tsad_write_conf "$CONF" "$TMP/pki" "$PORT" "$(chrony_socket "$CHRONY_DIR")" "$TMP/store"
-tsad_start "$CONF" "$LOG" || fatal "tsad start" "$(tail -n 5 "$LOG")"
-BASE=http://127.0.0.1:$PORT
+itest_tsad_start
 printf 'clock test document\n' >"$TMP/doc.txt"
 openssl ts -query -data "$TMP/doc.txt" -sha256 -cert -out "$TMP/q.tsq" 2>/dev/null ||
     fatal "openssl ts -query" "cannot build the query"

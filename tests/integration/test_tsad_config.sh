@@ -13,47 +13,11 @@
 #   - no chronyd socket: tsad starts, /healthz 503 (unreachable), requests timeNotAvailable.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$ROOT" || exit 1
-BUILD=${BUILD:-build}
-case "$BUILD" in
-/*) ;;
-*) BUILD="$ROOT/$BUILD" ;;
-esac
-export BUILD
-# shellcheck source=tests/lib/common.sh
-. "$ROOT/tests/lib/common.sh"
-# shellcheck source=tests/lib/chrony.sh
-. "$ROOT/tests/lib/chrony.sh"
-# shellcheck source=tests/lib/pki.sh
-. "$ROOT/tests/lib/pki.sh"
-# shellcheck source=tests/lib/tsad.sh
-. "$ROOT/tests/lib/tsad.sh"
-
-NAME=test_tsad_config
-TMP=$(mktemp -d)
-cleanup() {
-    tsad_stop
-    cleanup_tracked
-    chrony_stop "$TMP/chrony"
-    rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-fatal() {
-    t_fail "$1" "$2"
-    t_summary "$NAME"
-    exit 1
-}
-
-pki_demo "$TMP/pki" >/dev/null 2>&1 || fatal "demo PKI" "pki_demo failed"
-# shellcheck disable=SC1091
-. "$TMP/pki/pki.env"
-chrony_start "$TMP/chrony" local || fatal "chronyd" "chrony_start local failed"
-SOCK=$(chrony_socket "$TMP/chrony")
-PORT=$(free_port) || fatal "free port" "none"
-GOOD=$TMP/good.conf
-tsad_write_conf "$GOOD" "$TMP/pki" "$PORT" "$SOCK" "$TMP/store"
+# shellcheck source=tests/lib/itest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
+itest_setup test_tsad_config
+itest_tsa_setup local
+GOOD=$CONF
 
 # run_tsad OUT ARGS...: run tsad in the foreground (bounded by timeout); sets RC, output in OUT
 run_tsad() {

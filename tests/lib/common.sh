@@ -10,6 +10,14 @@
 #   track_pid PID              remember a process this script started
 #   cleanup_tracked            stop exactly the tracked pids: TERM, up to 5 s, then KILL.
 #                              Meant for an EXIT trap: trap cleanup_tracked EXIT
+#   daemon_start NAME CONF LOG CMD...
+#                              run CMD (a daemon NAME configured by CONF) in the background,
+#                              output appended to LOG; track its pid and wait up to 10 s for
+#                              http://LISTEN/healthz to answer with any status (LISTEN: CONF's
+#                              "listen = " line); sets DAEMON_PID. Non-zero, with LOG's tail on
+#                              stderr, when CMD exits first or never answers
+#   daemon_stop PID            SIGTERM PID when it runs and wait for it; returns its exit
+#                              status (0 when it was not running)
 #   die MSG                    print "error: MSG" on stderr and exit 1
 #   t_ok NAME / t_fail NAME MSG / t_check NAME CMD...
 #                              test counters (T_PASSED, T_FAILED) with one line per result
@@ -116,6 +124,36 @@ cleanup_tracked() {
     done
     _COMMON_PIDS=()
     return 0
+}
+
+daemon_start() {
+    local name=${1:?daemon_start NAME CONF LOG CMD...} conf=${2:?conf} log=${3:?log} url i
+    shift 3
+    DAEMON_PID=
+    "$@" >>"$log" 2>&1 &
+    DAEMON_PID=$!
+    track_pid "$DAEMON_PID"
+    url="http://$(sed -n 's/^listen = //p' "$conf" | head -n 1)/healthz"
+    for ((i = 0; i < 100; i++)); do
+        if ! _common_pid_alive "$DAEMON_PID"; then
+            echo "$name exited at start; log:" >&2
+            tail -n 20 "$log" >&2
+            return 1
+        fi
+        if curl -s -o /dev/null --max-time 2 "$url"; then return 0; fi
+        sleep 0.1
+    done
+    echo "$name did not answer on $url" >&2
+    return 1
+}
+
+daemon_stop() {
+    local pid=${1:-} rc=0
+    if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid"
+        wait "$pid" 2>/dev/null || rc=$?
+    fi
+    return "$rc"
 }
 
 t_ok() {

@@ -13,8 +13,8 @@
 #   ocspd_conf_softhsm CONF print the SoftHSM2 configuration recorded in CONF
 #   ocspd_start CONF LOGFILE
 #                       start ${BUILD}/ocspd in the background with that SoftHSM2
-#                       configuration, track its pid, wait for /healthz to answer (any status);
-#                       sets OCSPD_PID
+#                       configuration, track its pid, wait for /healthz to answer (any status):
+#                       daemon_start of common.sh; sets OCSPD_PID
 #   ocspd_stop          SIGTERM ocspd, wait for it; returns ocspd's exit status (0 when it
 #                       was not running)
 
@@ -64,32 +64,17 @@ ocspd_conf_softhsm() {
 }
 
 ocspd_start() {
-    local conf=${1:?ocspd_start CONF LOG} log=${2:?log} url hsm _
+    local conf=${1:?ocspd_start CONF LOG} log=${2:?log} hsm rc=0
     hsm=$(ocspd_conf_softhsm "$conf")
-    SOFTHSM2_CONF=${hsm:-${SOFTHSM2_CONF:-}} "${BUILD:-build}/ocspd" -c "$conf" >>"$log" 2>&1 &
-    OCSPD_PID=$!
-    track_pid "$OCSPD_PID"
-    url="http://$(sed -n 's/^listen = //p' "$conf")/healthz"
-    for _ in $(seq 1 100); do
-        if ! kill -0 "$OCSPD_PID" 2>/dev/null; then
-            echo "ocspd exited at start; log:" >&2
-            tail -n 20 "$log" >&2
-            return 1
-        fi
-        if curl -s -o /dev/null "$url"; then return 0; fi
-        sleep 0.1
-    done
-    echo "ocspd did not answer on $url" >&2
-    return 1
+    daemon_start ocspd "$conf" "$log" \
+        env "SOFTHSM2_CONF=${hsm:-${SOFTHSM2_CONF:-}}" "${BUILD:-build}/ocspd" -c "$conf" || rc=$?
+    OCSPD_PID=$DAEMON_PID
+    return "$rc"
 }
 
 ocspd_stop() {
     local rc=0
-    if [[ -n ${OCSPD_PID:-} ]] && kill -0 "$OCSPD_PID" 2>/dev/null; then
-        kill -TERM "$OCSPD_PID"
-        wait "$OCSPD_PID" 2>/dev/null
-        rc=$?
-    fi
+    daemon_stop "${OCSPD_PID:-}" || rc=$?
     OCSPD_PID=
     return "$rc"
 }

@@ -7,8 +7,9 @@
 #       reqPolicy on /tsa) and q1 (qualified ECDSA P-256, alone on /tsa/qualified); plus two
 #       software-key TSUs on /tsa/soft (P-256 default, RSA-3072 PSS by policy: openssl ts -verify
 #       cannot check PSS, openssl cms -verify can).
-#   tsad_start CONF LOGFILE   start build/tsad in the background, track its pid, wait for
-#                             /healthz to answer (any status); sets TSAD_PID
+#   tsad_start CONF LOGFILE   start ${BUILD}/tsad in the background, track its pid, wait for
+#                             /healthz to answer (any status): daemon_start of common.sh;
+#                             sets TSAD_PID
 #   tsad_stop                 SIGTERM tsad, wait for it
 
 tsad_write_conf() {
@@ -106,29 +107,14 @@ CONF
 }
 
 tsad_start() {
-    local conf=$1 log=$2 url
-    "${BUILD:-build}/tsad" -c "$conf" >>"$log" 2>&1 &
-    TSAD_PID=$!
-    track_pid "$TSAD_PID"
-    url="http://$(sed -n 's/^listen = //p' "$conf")/healthz"
-    local i
-    for i in $(seq 1 100); do
-        if ! kill -0 "$TSAD_PID" 2>/dev/null; then
-            echo "tsad exited at start; log:" >&2
-            tail -n 20 "$log" >&2
-            return 1
-        fi
-        if curl -s -o /dev/null "$url"; then return 0; fi
-        sleep 0.1
-    done
-    echo "tsad did not answer on $url" >&2
-    return 1
+    local rc=0
+    daemon_start tsad "${1:?tsad_start CONF LOG}" "${2:?log}" "${BUILD:-build}/tsad" -c "$1" ||
+        rc=$?
+    TSAD_PID=$DAEMON_PID
+    return "$rc"
 }
 
 tsad_stop() {
-    if [ -n "${TSAD_PID:-}" ] && kill -0 "$TSAD_PID" 2>/dev/null; then
-        kill -TERM "$TSAD_PID"
-        wait "$TSAD_PID" 2>/dev/null || true
-    fi
+    daemon_stop "${TSAD_PID:-}" || true
     TSAD_PID=
 }
