@@ -25,7 +25,7 @@ DEPS_PACKAGES=(
     libclang-rt-14-dev   # sanitizer runtimes for clang
     iproute2             # ss
     gnuplot-nox          # bench plots
-    wrk                  # bench load generator
+    jq                   # bench report (JSON)
 )
 
 deps_missing() {
