@@ -85,10 +85,33 @@ signer_hash_len(enum signer_hash h)
     return h == SIGNER_SHA512 ? 64 : h == SIGNER_SHA384 ? 48 : 32;
 }
 
+/* Digests fetched once: OpenSSL 3 fetches the implementation again on every use of the legacy
+ * EVP_sha256() and friends (a lock and a hash-table walk per call on the request path). */
+static EVP_MD *signer_mds[3];
+static pthread_once_t signer_mds_once = PTHREAD_ONCE_INIT;
+
+static void
+signer_mds_fetch(void)
+{
+    signer_mds[0] = EVP_MD_fetch(NULL, "SHA2-256", NULL);
+    signer_mds[1] = EVP_MD_fetch(NULL, "SHA2-384", NULL);
+    signer_mds[2] = EVP_MD_fetch(NULL, "SHA2-512", NULL);
+}
+
 static const EVP_MD *
 signer_md(enum signer_hash h)
 {
-    return h == SIGNER_SHA512 ? EVP_sha512() : h == SIGNER_SHA384 ? EVP_sha384() : EVP_sha256();
+    int i = h == SIGNER_SHA512 ? 2 : h == SIGNER_SHA384 ? 1 : 0;
+    static const EVP_MD *(*const legacy[3])(void) = {EVP_sha256, EVP_sha384, EVP_sha512};
+
+    pthread_once(&signer_mds_once, signer_mds_fetch);
+    return signer_mds[i] != NULL ? signer_mds[i] : legacy[i]();
+}
+
+const EVP_MD *
+signer_hash_md(enum signer_hash h)
+{
+    return signer_md(h);
 }
 
 /* RSASSA-PSS AlgorithmIdentifier (RFC 4055 §3.1): hash, MGF1 with the same hash, salt = hash
@@ -319,22 +342,29 @@ signer_ctx_params(const struct signer_key *k, EVP_PKEY_CTX *ctx)
     return true;
 }
 
+/* Sign with the context of slot `slot` (one per worker, plus one for signer_sign_now), set
+ * up once: creating and initialising a context per signature costs as much as a P-256
+ * signature's own arithmetic in OpenSSL 3. Each slot is used by one thread at a time. */
 static int
-signer_soft_sign(struct signer_key *k, const uint8_t *dig, size_t dlen, uint8_t *sig,
-                 size_t *slen)
+signer_soft_sign(struct signer_key *k, unsigned slot, const uint8_t *dig, size_t dlen,
+                 uint8_t *sig, size_t *slen)
 {
-    EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new(k->soft, NULL);
-    int st = ST_CRYPTO;
+    EVP_PKEY_CTX *ctx = k->soft_ctx[slot];
 
-    if (ctx == NULL || EVP_PKEY_sign_init(ctx) <= 0 || !signer_ctx_params(k, ctx) ||
-        EVP_PKEY_sign(ctx, sig, slen, dig, dlen) <= 0) {
-        log_openssl(LOG_LVL_ERR, "signer: software signature failed");
-        goto out;
+    if (ctx == NULL) {
+        ctx = EVP_PKEY_CTX_new(k->soft, NULL);
+        if (ctx == NULL || EVP_PKEY_sign_init(ctx) <= 0 || !signer_ctx_params(k, ctx)) {
+            log_openssl(LOG_LVL_ERR, "signer: software key context");
+            EVP_PKEY_CTX_free(ctx);
+            return ST_CRYPTO;
+        }
+        k->soft_ctx[slot] = ctx;
     }
-    st = ST_OK;
-out:
-    EVP_PKEY_CTX_free(ctx);
-    return st;
+    if (EVP_PKEY_sign(ctx, sig, slen, dig, dlen) <= 0) {
+        log_openssl(LOG_LVL_ERR, "signer: software signature failed");
+        return ST_CRYPTO;
+    }
+    return ST_OK;
 }
 
 /* Verify a signature with the certificate's public key. */
@@ -361,7 +391,8 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job)
         return;
     }
     if (k->soft != NULL)
-        job->status = signer_soft_sign(k, job->digest, job->digest_len, job->sig, &job->sig_len);
+        job->status = signer_soft_sign(k, slot, job->digest, job->digest_len, job->sig,
+                                       &job->sig_len);
     else
         job->status = signer_p11_sign(s->p11, slot, k->p11_obj, k->scheme, k->hash, job->digest,
                                       job->digest_len, job->sig, &job->sig_len);
@@ -537,6 +568,8 @@ signer_free(struct signer *s)
             pthread_join(s->workers[i].thread, NULL);
     for (k = s->keys; k != NULL; k = next) {
         next = k->next;
+        for (unsigned i = 0; i <= SIGNER_MAX_WORKERS; i++)
+            EVP_PKEY_CTX_free(k->soft_ctx[i]);
         EVP_PKEY_free(k->soft);
         EVP_PKEY_free(k->pub);
         free(k);

@@ -108,6 +108,9 @@ int signer_sign_now(struct signer *s, struct signer_job *job);
 enum signer_scheme signer_key_scheme(const struct signer_key *k);
 enum signer_hash signer_key_hash(const struct signer_key *k);
 const EVP_MD *signer_key_md(const struct signer_key *k);
+/* A digest fetched once for the process (use it instead of EVP_sha256() on hot paths: OpenSSL 3
+ * fetches the legacy ones again on every use). Never NULL. */
+const EVP_MD *signer_hash_md(enum signer_hash h);
 /* DER AlgorithmIdentifier of the signature (e.g. ecdsa-with-SHA256, sha256WithRSAEncryption,
  * RSASSA-PSS with its parameters). Borrowed, lives with the key. */
 const uint8_t *signer_key_sigalg_der(const struct signer_key *k, size_t *len);

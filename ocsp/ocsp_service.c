@@ -7,13 +7,14 @@
 #include "common/der.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/signer.h"
 #include "common/status.h"
 #include "ocsp/ocsp_request.h"
 #include "ocsp/ocsp_responder.h"
 #include "ocsp/ocsp_response.h"
 #include "ocsp/ocsp_store.h"
 
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -92,7 +93,7 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, s
         http_reply_take(http, 200, OCSP_RESPONSE_TYPE, der, len);
         return;
     }
-    SHA256(der, len, digest);
+    EVP_Digest(der, len, digest, NULL, signer_hash_md(SIGNER_SHA256), NULL);
     etag[0] = '"';
     for (int i = 0; i < 32; i++) {
         etag[1 + 2 * i] = hx[digest[i] >> 4];

@@ -10,7 +10,9 @@
 #include "tsa/tsa_request.h"
 
 #include <math.h>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,8 +41,17 @@ struct tsa_service {
     struct store *store;
     int audit_db;
     double health_max_error;
-    struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
+    struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy, *m_commit;
     struct metric *m_reject[26];
+    /* group commit (DESIGN D5): signed jobs wait here for the committer thread, which writes
+     * whatever has gathered in one LMDB transaction while the workers go on signing */
+    pthread_t committer;
+    bool committer_started;
+    pthread_mutex_t commit_lock;
+    pthread_cond_t commit_cond;
+    struct tsa_job *commit_head, *commit_tail;
+    bool commit_stop;       /* exit once drained: set after the signer is gone */
+    atomic_bool no_redraw;  /* the signer is stopping: no new serial draws */
 };
 
 /* One request in flight between the handler and the batch callback. */
@@ -57,6 +68,9 @@ struct tsa_job {
     int redraws;
     uint8_t *resp; /* granted TimeStampResp, once assembled */
     size_t resp_len;
+    char rec[TSA_AUDIT_MAX]; /* its audit record */
+    size_t rec_len;
+    struct tsa_job *next;    /* commit queue */
 };
 
 static const char *const reject_names[26] = {
@@ -183,9 +197,9 @@ reject:
     free(j);
 }
 
-/* Assemble the granted response and its audit record text. */
+/* Assemble the granted response and its audit record text (on the signer's worker). */
 static int
-tsa_job_finish(struct tsa_job *j, char *rec, size_t cap, size_t *rec_len)
+tsa_job_finish(struct tsa_job *j)
 {
     const uint8_t *tok;
     uint8_t digest[32];
@@ -196,35 +210,96 @@ tsa_job_finish(struct tsa_job *j, char *rec, size_t cap, size_t *rec_len)
     if (tsa_token_response(j->unit, &j->req, &j->tok, j->sj.sig, j->sj.sig_len, &j->resp,
                            &j->resp_len) != ST_OK)
         return ST_NOMEM;
-    if (tsa_audit_token_span(j->resp, j->resp_len, &tok, &tok_len) != ST_OK)
+    if (tsa_audit_token_span(j->resp, j->resp_len, &tok, &tok_len) != ST_OK ||
+        EVP_Digest(tok, tok_len, digest, NULL, signer_hash_md(SIGNER_SHA256), NULL) != 1)
         return ST_INVALID;
-    SHA256(tok, tok_len, digest);
-    *rec_len = tsa_audit_format(rec, cap, j->unit, &j->req, &j->tok, &j->clk, j->client, digest);
-    return *rec_len > 0 ? ST_OK : ST_NOMEM;
+    j->rec_len = tsa_audit_format(j->rec, sizeof(j->rec), j->unit, &j->req, &j->tok, &j->clk,
+                                  j->client, digest);
+    return j->rec_len > 0 ? ST_OK : ST_NOMEM;
 }
 
-/* Signer batch callback: tokens, one audit commit, then the replies (DESIGN D2, D5). */
+/* Signer batch callback, on a worker: finish the tokens, hand them to the committer. */
 static void
 tsa_batch(struct signer_job **jobs, size_t n, void *ctx)
 {
     struct tsa_service *s = ctx;
-    struct store_txn *txn = NULL;
-    char rec[TSA_AUDIT_MAX];
-    size_t rec_len = 0;
-    bool commit_ok = false;
-    int st;
+    struct tsa_job *head = NULL, *tail = NULL;
 
     metrics_observe(s->m_batch, (double)n);
-    if (store_txn_begin(s->store, true, &txn) != ST_OK)
-        txn = NULL;
     for (size_t i = 0; i < n; i++) {
         struct tsa_job *j = jobs[i]->user;
+        int st = tsa_job_finish(j);
 
-        st = tsa_job_finish(j, rec, sizeof(rec), &rec_len);
-        if (st == ST_OK && txn != NULL)
-            st = store_txn_put(txn, s->audit_db, j->tok.serial, TSA_SERIAL_LEN, rec, rec_len,
-                               true);
-        if (st == ST_EXISTS) { /* serial collision: drawn again below (DESIGN D5) */
+        if (st != ST_OK)
+            j->sj.status = st;
+        j->next = NULL;
+        if (tail != NULL)
+            tail->next = j;
+        else
+            head = j;
+        tail = j;
+    }
+    pthread_mutex_lock(&s->commit_lock);
+    if (s->commit_tail != NULL)
+        s->commit_tail->next = head;
+    else
+        s->commit_head = head;
+    s->commit_tail = tail;
+    pthread_cond_signal(&s->commit_cond);
+    pthread_mutex_unlock(&s->commit_lock);
+}
+
+/* Reply to one committed (or failed) job, or draw a new serial after a collision. */
+static void
+tsa_job_complete(struct tsa_service *s, struct tsa_job *j, bool commit_ok)
+{
+    if (commit_ok && j->resp == NULL && j->sj.status == ST_OK && j->redraws <= TSA_MAX_REDRAW &&
+        tsa_job_prepare(j) == ST_OK) {
+        bool queued = false;
+
+        /* under the lock tsa_service_free() takes before stopping the signer */
+        pthread_mutex_lock(&s->commit_lock);
+        if (!atomic_load(&s->no_redraw))
+            queued = signer_submit(s->signer, &j->sj) == ST_OK;
+        pthread_mutex_unlock(&s->commit_lock);
+        if (queued)
+            return;
+    }
+    if (commit_ok && j->resp != NULL && j->sj.status == ST_OK) {
+        metrics_inc(s->m_granted);
+        log_req(LOG_LVL_DEBUG, (unsigned long long)j->rid, "granted tsu=%s", j->unit->cfg->name);
+        http_reply_header(j->http, "Cache-Control", "no-store");
+        http_reply_take(j->http, 200, TSA_REPLY_TYPE, j->resp, j->resp_len);
+        j->resp = NULL;
+    } else {
+        tsa_reply_reject(s, j->http, j->rid, TSA_FAIL_SYSTEM_FAILURE,
+                         j->sj.status == ST_SHUTDOWN ? "service stopping"
+                                                     : "signing or audit failed");
+        free(j->resp);
+    }
+    free(j);
+}
+
+/* One group commit: every audit record of `list` in one transaction, then the replies: a token
+ * leaves only once its record is durable (DESIGN D5). */
+static void
+tsa_commit_list(struct tsa_service *s, struct tsa_job *list)
+{
+    struct store_txn *txn = NULL;
+    bool commit_ok = false;
+    size_t n = 0;
+
+    if (store_txn_begin(s->store, true, &txn) != ST_OK)
+        txn = NULL;
+    for (struct tsa_job *j = list; j != NULL; j = j->next) {
+        int st;
+
+        n++;
+        if (j->sj.status != ST_OK || txn == NULL)
+            continue;
+        st = store_txn_put(txn, s->audit_db, j->tok.serial, TSA_SERIAL_LEN, j->rec, j->rec_len,
+                           true);
+        if (st == ST_EXISTS) { /* serial collision: drawn again (DESIGN D5) */
             log_warn("tsa: serial collision, drawing a new one");
             free(j->resp);
             j->resp = NULL;
@@ -239,27 +314,32 @@ tsa_batch(struct signer_job **jobs, size_t n, void *ctx)
         log_err("tsa: audit commit failed: %zu token(s) withheld (systemFailure)", n);
         metrics_inc(s->m_audit_fail);
     }
-    for (size_t i = 0; i < n; i++) {
-        struct tsa_job *j = jobs[i]->user;
+    metrics_observe(s->m_commit, (double)n);
+    while (list != NULL) {
+        struct tsa_job *next = list->next;
 
-        if (commit_ok && j->resp == NULL && j->sj.status == ST_OK &&
-            j->redraws <= TSA_MAX_REDRAW && tsa_job_prepare(j) == ST_OK &&
-            signer_submit(s->signer, &j->sj) == ST_OK)
-            continue;
-        if (commit_ok && j->resp != NULL) {
-            metrics_inc(s->m_granted);
-            log_req(LOG_LVL_DEBUG, (unsigned long long)j->rid, "granted tsu=%s",
-                    j->unit->cfg->name);
-            http_reply_header(j->http, "Cache-Control", "no-store");
-            http_reply_take(j->http, 200, TSA_REPLY_TYPE, j->resp, j->resp_len);
-            j->resp = NULL;
-        } else {
-            tsa_reply_reject(s, j->http, j->rid, TSA_FAIL_SYSTEM_FAILURE,
-                             j->sj.status == ST_SHUTDOWN ? "service stopping"
-                                                         : "signing or audit failed");
-            free(j->resp);
-        }
-        free(j);
+        tsa_job_complete(s, list, commit_ok);
+        list = next;
+    }
+}
+
+static void *
+tsa_committer_main(void *arg)
+{
+    struct tsa_service *s = arg;
+
+    for (;;) {
+        struct tsa_job *list;
+
+        pthread_mutex_lock(&s->commit_lock);
+        while (s->commit_head == NULL && !s->commit_stop)
+            pthread_cond_wait(&s->commit_cond, &s->commit_lock);
+        list = s->commit_head;
+        s->commit_head = s->commit_tail = NULL;
+        pthread_mutex_unlock(&s->commit_lock);
+        if (list == NULL)
+            return NULL; /* stopping and drained */
+        tsa_commit_list(s, list);
     }
 }
 
@@ -323,6 +403,9 @@ tsa_metrics_init(struct tsa_service *s)
     s->m_granted = metrics_counter("tsa_tokens_total", "Time-stamp tokens issued.");
     s->m_batch = metrics_histogram("tsa_sign_batch_size", "Jobs per signing batch.",
                                    batch_buckets, sizeof(batch_buckets) / sizeof(double));
+    s->m_commit = metrics_histogram("tsa_audit_commit_size",
+                                    "Audit records per LMDB transaction (group commit).",
+                                    batch_buckets, sizeof(batch_buckets) / sizeof(double));
     s->m_audit_fail = metrics_counter("tsa_audit_commit_failures_total",
                                       "Audit transactions that failed (tokens withheld).");
     s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
@@ -405,6 +488,11 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     if (s == NULL)
         return NULL;
     s->cfg = cfg;
+    pthread_mutex_init(&s->commit_lock, NULL);
+    pthread_cond_init(&s->commit_cond, NULL);
+    if (pthread_create(&s->committer, NULL, tsa_committer_main, s) != 0)
+        goto fail;
+    s->committer_started = true;
     s->store = store_open(cfg->store_dir, cfg->map_size, dbs, 1, false);
     if (s->store == NULL)
         goto fail;
@@ -437,7 +525,21 @@ tsa_service_free(struct tsa_service *s)
     if (s == NULL)
         return;
     metrics_source_remove(tsa_metrics_source, s);
-    signer_free(s->signer); /* answers every pending job (ST_SHUTDOWN) through tsa_batch */
+    /* the signer answers every pending job (ST_SHUTDOWN) through tsa_batch; the committer
+     * replies to them and to everything still queued, then stops */
+    pthread_mutex_lock(&s->commit_lock);
+    atomic_store(&s->no_redraw, true);
+    pthread_mutex_unlock(&s->commit_lock);
+    signer_free(s->signer);
+    s->signer = NULL;
+    pthread_mutex_lock(&s->commit_lock);
+    s->commit_stop = true;
+    pthread_cond_broadcast(&s->commit_cond);
+    pthread_mutex_unlock(&s->commit_lock);
+    if (s->committer_started)
+        pthread_join(s->committer, NULL);
+    pthread_cond_destroy(&s->commit_cond);
+    pthread_mutex_destroy(&s->commit_lock);
     clock_free(s->clock);
     for (size_t i = 0; i < s->n_units; i++)
         tsa_unit_clear(&s->units[i]);
