@@ -227,18 +227,22 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
     p->next_update = singles[0].next_update;
     if ((inm = http_req_header(http, "If-None-Match")) != NULL)
         snprintf(p->inm, sizeof(p->inm), "%s", inm);
-    if (req->n == 1 && !echo_nonce) {
+    /* Store single answers for the next request, but only for serials with a status record:
+     * the serials a client may send are unbounded and attacker-chosen, the known ones are not
+     * (a never-issued serial is signed each time, like a nonce request, and bounded by the
+     * signing queue). */
+    if (req->n == 1 && !echo_nonce && iss == ocsp_responder_issuer(s->resp, &req->ids[0])) {
         struct ocsp_status st;
 
-        j->store = true;
-        memcpy(j->certid, req->ids[0].der, req->ids[0].der_len);
-        j->certid_len = req->ids[0].der_len;
-        j->stamp = ocsp_store_status_get(s->store, iss->rec.id, req->ids[0].serial,
-                                         req->ids[0].serial_len, &st) == ST_OK
-                       ? st.stamp
-                       : 0;
-        j->this_update = p->this_update;
-        j->next_update = p->next_update;
+        if (ocsp_store_status_get(s->store, iss->rec.id, req->ids[0].serial,
+                                  req->ids[0].serial_len, &st) == ST_OK) {
+            j->store = true;
+            memcpy(j->certid, req->ids[0].der, req->ids[0].der_len);
+            j->certid_len = req->ids[0].der_len;
+            j->stamp = st.stamp;
+            j->this_update = p->this_update;
+            j->next_update = p->next_update;
+        }
     }
     http_req_suspend(http);
     if (ocsp_job_submit(j, ocsp_signed, p) == ST_OK)

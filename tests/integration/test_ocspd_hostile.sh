@@ -228,5 +228,26 @@ else
     t_fail "/metrics counts the malformed requests" "HTTP $code"
 fi
 
+# Random never-issued serials (attacker-chosen, unbounded) are answered (revoked, signed on
+# demand) but never stored: they cannot grow the store or turn into durable writes.
+responses_count() { mdb_stat -s responses "$STORE" 2>/dev/null | sed -n 's/^ *Entries: //p'; }
+before=$(responses_count)
+never_ok=0
+for i in $(seq 1 20); do
+    serial=$(openssl rand -hex 16)
+    if openssl ocsp -issuer "$CA" -serial "0x$serial" -url "$URL/" -CAfile "$CHAIN" -no_nonce \
+        2>/dev/null | grep -q ": revoked"; then
+        never_ok=$((never_ok + 1))
+    fi
+done
+expect "20 random never-issued serials answered revoked (OCSP-13)" "$never_ok" 20
+after=$(responses_count)
+if [[ -n $before && $before == "$after" ]]; then
+    t_ok "never-issued answers are not stored (responses: $before before and after)"
+else
+    t_fail "never-issued answers are not stored" "responses before=$before after=$after"
+fi
+alive "random never-issued serials"
+
 itest_ocspd_stop_clean
 t_summary "$NAME"
