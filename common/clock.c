@@ -107,6 +107,8 @@ clock_verdict_str(enum clock_verdict v)
         return "bound";
     case CLOCK_LEAP:
         return "leap";
+    case CLOCK_STEPPED:
+        return "stepped";
     }
     return "unknown";
 }
@@ -406,6 +408,15 @@ clock_error_bound(const struct clock_sample *s, double sample_age)
            age * drift_ppm * 1e-6;
 }
 
+/* How far CLOCK_REALTIME moved against CLOCK_MONOTONIC between two readings (seconds). Both
+ * run at the rate the kernel's NTP discipline sets; only a step moves one without the other. */
+static double
+clock_step(const struct timespec *rt0, const struct timespec *mono0, const struct timespec *rt,
+           const struct timespec *mono)
+{
+    return clock_ts_diff(rt, rt0) - clock_ts_diff(mono, mono0);
+}
+
 static bool
 clock_in_leap_window(const struct clock_config *cfg, const struct clock_state *st,
                      const struct timespec *rt)
@@ -433,8 +444,12 @@ clock_evaluate(const struct clock_config *cfg, double max_error, const struct cl
     age = clock_ts_diff(mono, &st->taken_mono);
     *sample_age = age;
     *bound = clock_error_bound(s, age);
+    if (cfg->kernel_check && s->kernel_maxerror > *bound)
+        *bound = s->kernel_maxerror;
     if (s->leap == 3 || (cfg->kernel_check && s->kernel_unsync))
         return CLOCK_UNSYNC;
+    if (fabs(clock_step(&st->taken_real, &st->taken_mono, rt, mono)) > CLOCK_STEP_TOLERANCE)
+        return CLOCK_STEPPED;
     if (age > 3.0 * cfg->poll_interval + 1.0 || s->last_update_age + age > cfg->max_update_age)
         return CLOCK_STALE;
     if (clock_in_leap_window(cfg, st, rt))
@@ -476,10 +491,18 @@ clock_store(struct clock *c, int st, const struct clock_sample *s, const struct 
     enum clock_verdict v;
     double bound, age;
 
+    if (c->state.taken_mono.tv_sec != 0 || c->state.taken_mono.tv_nsec != 0) {
+        double step = clock_step(&c->state.taken_real, &c->state.taken_mono, rt, mono);
+
+        if (fabs(step) > CLOCK_STEP_TOLERANCE)
+            log_audit("clock_step", "the system clock moved %+.6f s against the monotonic "
+                      "clock since the previous sample", step);
+    }
     c->state.valid = st == ST_OK;
+    c->state.taken_real = *rt;
+    c->state.taken_mono = *mono;
     if (st == ST_OK) {
         c->state.sample = *s;
-        c->state.taken_mono = *mono;
         if ((s->leap == 1 || s->leap == 2) && rt->tv_sec >= 0)
             c->state.leap_when = (rt->tv_sec / CLOCK_SECONDS_PER_DAY + 1) * CLOCK_SECONDS_PER_DAY;
     }

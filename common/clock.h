@@ -10,7 +10,13 @@
  *
  * Error bound (seconds) = |chronyd offset (current correction)| + root_delay/2
  *                         + root_dispersion + age_of_snapshot_and_last_update * drift_rate
- * where drift_rate is skew + residual frequency (ppm) plus a fixed 15 ppm allowance.
+ * where drift_rate is skew + residual frequency (ppm) plus a fixed 15 ppm allowance; with
+ * kernel_check, the kernel's maxerror when it is larger.
+ *
+ * Independently of chronyd (TSA-04), every reading compares how far CLOCK_REALTIME and
+ * CLOCK_MONOTONIC moved since the snapshot: a step of the system clock (settimeofday, date -s)
+ * shows as a difference and gives CLOCK_STEPPED until the next sample; the poller also logs
+ * each step it sees between two samples as an audit event "clock_step".
  *
  * Thread-safety: clock_read()/clock_snapshot() may be called from any thread.
  */
@@ -27,7 +33,9 @@ enum clock_verdict {
     CLOCK_UNSYNC = 2,      /* chronyd leap status "not synchronised", or kernel STA_UNSYNC */
     CLOCK_STALE = 3,       /* last update older than max_update_age, or snapshot too old */
     CLOCK_BOUND = 4,       /* error bound larger than the allowed maximum */
-    CLOCK_LEAP = 5         /* within the leap-second guard window */
+    CLOCK_LEAP = 5,        /* within the leap-second guard window */
+    CLOCK_STEPPED = 6      /* CLOCK_REALTIME moved against CLOCK_MONOTONIC since the snapshot:
+                              the clock was stepped and chronyd has not yet been asked (TSA-04) */
 };
 
 /* One reading of the time-status source. */

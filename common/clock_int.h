@@ -43,6 +43,8 @@
 
 /* Fixed drift allowance added to chronyd's skew and residual frequency (ppm). */
 #define CLOCK_DRIFT_ALLOWANCE_PPM 15.0
+/* A clock step smaller than this is not told from timer jitter (seconds). */
+#define CLOCK_STEP_TOLERANCE 0.002
 
 /* Decode one chrony Float given as its 32-bit value already in host byte order. */
 double clock_chrony_float(uint32_t v);
@@ -63,6 +65,7 @@ struct clock_state {
     bool valid;                 /* the last sample succeeded */
     struct clock_sample sample; /* meaningful when valid */
     struct timespec taken_mono; /* source's CLOCK_MONOTONIC when the sample was taken */
+    struct timespec taken_real; /* source's CLOCK_REALTIME at the same moment */
     time_t leap_when;           /* UTC midnight of the last announced leap second, or 0 */
 };
 

@@ -201,6 +201,16 @@ signer_key_check(struct signer_key *k, EVP_PKEY *pub)
             log_err("signer: %s: unsupported curve '%s' (P-256, P-384, P-521)", k->name, curve);
             return ST_INVALID;
         }
+        /* ALG-02: the hash length matches the curve (P-256/SHA-256, P-384/SHA-384,
+         * P-521/SHA-512) */
+        if ((strcmp(curve, "prime256v1") == 0) != (k->hash == SIGNER_SHA256) ||
+            (strcmp(curve, "secp384r1") == 0) != (k->hash == SIGNER_SHA384)) {
+            log_err("signer: %s: curve %s needs digest %s (TS 119 312, ALG-02)", k->name, curve,
+                    strcmp(curve, "prime256v1") == 0   ? "sha256"
+                    : strcmp(curve, "secp384r1") == 0 ? "sha384"
+                                                       : "sha512");
+            return ST_INVALID;
+        }
         k->max_sig = (size_t)EVP_PKEY_get_size(pub);
         return ST_OK;
     }
@@ -416,6 +426,7 @@ signer_worker_main(void *arg)
     }
     for (;;) {
         size_t n = 0;
+        bool stopping;
 
         pthread_mutex_lock(&s->lock);
         while (s->head == NULL && !s->stopping)
@@ -427,11 +438,12 @@ signer_worker_main(void *arg)
         }
         if (s->head == NULL)
             s->tail = NULL;
+        stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
         if (n == 0)
             break; /* stopping and drained */
         for (size_t i = 0; i < n; i++) {
-            if (s->stopping) {
+            if (stopping) {
                 batch[i]->status = ST_SHUTDOWN;
                 batch[i]->sig_len = 0;
             } else {

@@ -50,6 +50,24 @@ out_hex(struct out *o, const uint8_t *b, size_t n)
     o->p[o->len] = '\0';
 }
 
+/* A JSON string value (quotes included), escaping what JSON requires. */
+static void
+out_jstr(struct out *o, const char *v)
+{
+    out_printf(o, "\"");
+    for (; v != NULL && *v != '\0' && !o->full; v++) {
+        unsigned char ch = (unsigned char)*v;
+
+        if (ch == '"' || ch == '\\')
+            out_printf(o, "\\%c", ch);
+        else if (ch < 0x20)
+            out_printf(o, "\\u%04x", ch);
+        else
+            out_printf(o, "%c", ch);
+    }
+    out_printf(o, "\"");
+}
+
 /* Content octets of the TLV at p (our own validated DER). */
 static bool
 tlv_content(const uint8_t *p, size_t n, const uint8_t **c, size_t *cl)
@@ -83,8 +101,12 @@ tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u, const struct t
     }
     out_printf(&o, "{\"v\":1,\"serial\":\"");
     out_hex(&o, t->serial, TSA_SERIAL_LEN);
-    out_printf(&o, "\",\"gen_time\":\"%s.%06ldZ\",\"policy\":\"%s\",\"tsu\":\"%s\",", when,
-               t->gen_time.tv_nsec / 1000, u->cfg->policy, u->cfg->name);
+    out_printf(&o, "\",\"gen_time\":\"%s.%06ldZ\",\"policy\":\"%s\",\"tsu\":", when,
+               t->gen_time.tv_nsec / 1000, u->cfg->policy);
+    out_jstr(&o, u->cfg->name);
+    out_printf(&o, ",\"key\":");
+    out_jstr(&o, u->key != NULL ? signer_key_name(u->key) : "");
+    out_printf(&o, ",");
     out_printf(&o, "\"hash_alg\":\"%s\",\"imprint\":\"", OBJ_nid2sn(req->hash_nid));
     if (hash != NULL)
         out_hex(&o, hash, hl);
@@ -102,7 +124,9 @@ tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u, const struct t
                "\"root_delay\":%.9f,\"root_dispersion\":%.9f,\"stratum\":%d,\"ref_id\":\"%s\"},",
                clock_verdict_str(clk->verdict), clk->error_bound, clk->sample.offset,
                clk->sample.root_delay, clk->sample.root_dispersion, clk->sample.stratum, ref);
-    out_printf(&o, "\"client\":\"%s\",\"token_sha256\":\"", client != NULL ? client : "");
+    out_printf(&o, "\"client\":");
+    out_jstr(&o, client);
+    out_printf(&o, ",\"token_sha256\":\"");
     out_hex(&o, token_sha256, 32);
     out_printf(&o, "\"}");
     return o.full ? 0 : o.len;

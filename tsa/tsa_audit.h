@@ -3,7 +3,8 @@
  * TSP-18). Records live in the LMDB database "tsa_audit", keyed by the 16-byte serial, and are
  * committed in one write transaction per signing batch, before any reply of the batch leaves.
  * A record is a JSON object (one line) so an auditor can read an export without our tools:
- *   {"v":1,"serial":hex,"gen_time":"...Z","policy":"oid","tsu":"name","hash_alg":"sha256",
+ *   {"v":1,"serial":hex,"gen_time":"...Z","policy":"oid","tsu":"name","key":"signing key",
+ *    "hash_alg":"sha256",
  *    "imprint":hex,"nonce":hex|null,"clock":{"verdict":"ok","error_bound":s,"offset":s,
  *    "root_delay":s,"root_dispersion":s,"stratum":n,"ref_id":"hex"},
  *    "client":"ip","token_sha256":hex}

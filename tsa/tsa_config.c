@@ -8,6 +8,7 @@
 #include "common/signer.h"
 #include "common/status.h"
 
+#include <math.h>
 #include <openssl/objects.h>
 #include <stdio.h>
 #include <string.h>
@@ -138,9 +139,10 @@ tsa_key_unit(struct tsa_parse *tp, const char *k, const char *v, const struct co
         return ST_OK;
     }
     if (strcmp(k, "accuracy") == 0) {
-        if (config_duration(v, &u->accuracy) != 0 || u->accuracy < 1e-6 || u->accuracy > 1.0)
-            return config_error(tp->p, pos,
-                                "accuracy: a duration from 1us to 1s (TPR-04, TSA-01)");
+        if (config_duration(v, &u->accuracy) != 0 || u->accuracy < 1e-6 || u->accuracy > 1.0 ||
+            fabs(u->accuracy * 1e6 - round(u->accuracy * 1e6)) > 1e-6)
+            return config_error(tp->p, pos, "accuracy: a whole number of microseconds from 1us "
+                                            "to 1s (TPR-04, TSA-01, TSP-20)");
         return ST_OK;
     }
     if (strcmp(k, "default") == 0)

@@ -129,7 +129,8 @@ tsa_job_prepare(struct tsa_job *j)
 {
     if (tsa_serial_new(j->tok.serial) != ST_OK)
         return ST_CRYPTO;
-    tsa_unit_gen_time(j->unit, &j->clk.now, &j->tok.gen_time);
+    if (!tsa_unit_gen_time(j->unit, &j->clk.now, &j->tok.gen_time))
+        return ST_CLOCK;
     j->sj.key = j->unit->key;
     j->sj.user = j;
     return tsa_token_prepare(j->unit, &j->req, &j->tok, j->sj.digest, &j->sj.digest_len);
@@ -173,16 +174,18 @@ tsa_handle(struct http_request *http, void *ctx)
         why = "time source not within the declared accuracy";
         goto reject;
     }
-    if (j->clk.now.tv_sec >= j->unit->key_not_after) { /* TSA-09 */
+    if (j->clk.now.tv_sec >= j->unit->key_not_after ||
+        j->clk.now.tv_sec < j->unit->key_not_before) { /* TSA-09, TPR-09 */
         fail = TSA_FAIL_SYSTEM_FAILURE;
-        why = "the TSU key usage period has ended";
-        log_err("tsa: [tsu %s] key usage period has ended: refusing to sign",
+        why = "outside the TSU key usage period";
+        log_err("tsa: [tsu %s] outside its key usage period: refusing to sign",
                 j->unit->cfg->name);
         goto reject;
     }
-    if (tsa_job_prepare(j) != ST_OK) {
-        fail = TSA_FAIL_SYSTEM_FAILURE;
-        why = "cannot build the token";
+    if ((st = tsa_job_prepare(j)) != ST_OK) {
+        fail = st == ST_CLOCK ? TSA_FAIL_TIME_NOT_AVAILABLE : TSA_FAIL_SYSTEM_FAILURE;
+        why = st == ST_CLOCK ? "the clock went back since the previous token"
+                             : "cannot build the token";
         goto reject;
     }
     http_req_suspend(http);
@@ -253,13 +256,13 @@ tsa_batch(struct signer_job **jobs, size_t n, void *ctx)
 static void
 tsa_job_complete(struct tsa_service *s, struct tsa_job *j, bool commit_ok)
 {
-    if (commit_ok && j->resp == NULL && j->sj.status == ST_OK && j->redraws <= TSA_MAX_REDRAW &&
-        tsa_job_prepare(j) == ST_OK) {
+    if (commit_ok && j->resp == NULL && j->sj.status == ST_OK && j->redraws <= TSA_MAX_REDRAW) {
         bool queued = false;
 
-        /* under the lock tsa_service_free() takes before stopping the signer */
+        /* under the lock tsa_service_free() takes before stopping the signer (whose keys the
+         * preparation uses) */
         pthread_mutex_lock(&s->commit_lock);
-        if (!atomic_load(&s->no_redraw))
+        if (!atomic_load(&s->no_redraw) && tsa_job_prepare(j) == ST_OK)
             queued = signer_submit(s->signer, &j->sj) == ST_OK;
         pthread_mutex_unlock(&s->commit_lock);
         if (queued)
@@ -442,6 +445,8 @@ tsa_load_units(struct tsa_service *s)
             log_err("tsa: [tsu %s] has no usable signing key", uc->name);
             return ST_CONFIG;
         }
+        if (tsa_unit_selftest(u) != ST_OK)
+            return ST_CONFIG;
         if (s->health_max_error == 0 || tsa_unit_max_error(u) < s->health_max_error)
             s->health_max_error = tsa_unit_max_error(u);
         log_audit("tsu_loaded", "tsu=%s policy=%s path=%s key=%s qualified=%s accuracy=%g",

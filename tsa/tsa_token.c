@@ -89,8 +89,15 @@ tsa_read_chain(const char *path)
         sk_X509_free(sk);
         return NULL;
     }
-    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL)
-        sk_X509_push(sk, x);
+    while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        if (sk_X509_num(sk) >= 15 || sk_X509_push(sk, x) <= 0) {
+            log_err("tsa: chain %s: more than 15 certificates, or out of memory", path);
+            X509_free(x);
+            sk_X509_pop_free(sk, X509_free);
+            fclose(f);
+            return NULL;
+        }
+    }
     ERR_clear_error(); /* end of file */
     fclose(f);
     return sk;
@@ -341,6 +348,11 @@ tsa_key_period(struct tsa_unit *u)
     PKEY_USAGE_PERIOD *pkup = X509_get_ext_d2i(u->cert, NID_private_key_usage_period, NULL, NULL);
     struct tm tm;
 
+    if (ASN1_TIME_to_tm(X509_get0_notBefore(u->cert), &tm) == 1)
+        u->key_not_before = timegm(&tm);
+    if (pkup != NULL && pkup->notBefore != NULL && ASN1_TIME_to_tm(pkup->notBefore, &tm) == 1 &&
+        timegm(&tm) > u->key_not_before)
+        u->key_not_before = timegm(&tm);
     if (ASN1_TIME_to_tm(X509_get0_notAfter(u->cert), &tm) == 1)
         u->key_not_after = timegm(&tm);
     if (pkup != NULL && pkup->notAfter != NULL && ASN1_TIME_to_tm(pkup->notAfter, &tm) == 1 &&
@@ -410,15 +422,59 @@ tsa_unit_clear(struct tsa_unit *u)
     memset(u, 0, sizeof(*u));
 }
 
-void
+bool
 tsa_unit_gen_time(struct tsa_unit *u, const struct timespec *now, struct timespec *out)
 {
+    double back, resolution = pow(10.0, -(double)u->frac_digits);
+    bool ok = true;
+
     pthread_mutex_lock(&u->lock);
-    if (now->tv_sec > u->last_gen.tv_sec ||
-        (now->tv_sec == u->last_gen.tv_sec && now->tv_nsec >= u->last_gen.tv_nsec))
+    back = (double)(u->last_gen.tv_sec - now->tv_sec) +
+           (double)(u->last_gen.tv_nsec - now->tv_nsec) * 1e-9;
+    if (back <= 0)
         u->last_gen = *now;
+    else if (back > resolution)
+        ok = false;
     *out = u->last_gen;
     pthread_mutex_unlock(&u->lock);
+    return ok;
+}
+
+int
+tsa_unit_selftest(const struct tsa_unit *u)
+{
+    static const uint8_t sha512[] = {0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                     0x65, 0x03, 0x04, 0x02, 0x03};
+    static struct tsa_token t; /* large: not on the stack; start-up only, one thread */
+    struct tsa_request req = {0};
+    uint8_t zero[64] = {0}, nonce[TSA_NONCE_MAX], digest[SIGNER_MAX_DIGEST];
+    size_t dl = 0, m, a;
+    struct der d;
+
+    der_init(&d, req.imprint, sizeof(req.imprint));
+    m = der_begin(&d, DER_SEQUENCE);
+    a = der_begin(&d, DER_SEQUENCE);
+    der_raw(&d, sha512, sizeof(sha512));
+    der_null(&d);
+    der_end(&d, a);
+    der_tlv(&d, DER_OCTET_STRING, zero, sizeof(zero));
+    der_end(&d, m);
+    req.imprint_len = d.len;
+    memset(nonce, 0x7f, sizeof(nonce));
+    der_init(&d, req.nonce, sizeof(req.nonce));
+    der_tlv(&d, DER_INTEGER, nonce, sizeof(nonce));
+    req.nonce_len = d.len;
+    req.has_nonce = true;
+    req.cert_req = true;
+    if (der_finish(&d) != ST_OK || tsa_serial_new(t.serial) != ST_OK)
+        return ST_INVALID;
+    clock_gettime(CLOCK_REALTIME, &t.gen_time);
+    if (tsa_token_prepare(u, &req, &t, digest, &dl) != ST_OK) {
+        log_err("tsa: [tsu %s] the largest token it may issue does not fit (names or policy "
+                "too long)", u->cfg->name);
+        return ST_CONFIG;
+    }
+    return ST_OK;
 }
 
 int

@@ -33,6 +33,7 @@ struct tsa_unit {
     X509 *cert;
     STACK_OF(X509) *chain;
     struct signer_key *key;
+    time_t key_not_before;   /* start of the key's use: cert notBefore or PKUP notBefore */
     time_t key_not_after;    /* end of the key's use: cert notAfter or PKUP notAfter (TSA-09) */
     uint8_t policy[64];      /* OBJECT IDENTIFIER TLV */
     size_t policy_len;
@@ -65,8 +66,13 @@ void tsa_unit_clear(struct tsa_unit *u);
  * (TSP-24). Returns NULL when fine, else a static reason. */
 const char *tsa_cert_check_eku(X509 *cert);
 
-/* genTime for a new token: `now`, but never earlier than the unit's previous genTime. */
-void tsa_unit_gen_time(struct tsa_unit *u, const struct timespec *now, struct timespec *out);
+/* genTime for a new token: `now`, never earlier than the unit's previous genTime. Returns
+ * false when `now` is earlier than that by more than the genTime resolution: the clock went
+ * back, and a clamped genTime would be outside the token's accuracy (no token then). */
+bool tsa_unit_gen_time(struct tsa_unit *u, const struct timespec *now, struct timespec *out);
+/* With the key attached: build the largest token this unit can be asked for (SHA-512 imprint,
+ * 128-octet nonce) to prove at start that it fits (no failure at the first request). */
+int tsa_unit_selftest(const struct tsa_unit *u);
 
 /* Fresh random serial (positive, 127 bits) from the OS CSPRNG. ST_OK or ST_CRYPTO. */
 int tsa_serial_new(uint8_t serial[TSA_SERIAL_LEN]);
@@ -75,9 +81,9 @@ int tsa_serial_new(uint8_t serial[TSA_SERIAL_LEN]);
 struct tsa_token {
     uint8_t serial[TSA_SERIAL_LEN];
     struct timespec gen_time;
-    uint8_t tstinfo[1024];
+    uint8_t tstinfo[2048];
     size_t tstinfo_len;
-    uint8_t signed_attrs[1024]; /* DER SET OF Attribute (tag 0x31): what the signature covers */
+    uint8_t signed_attrs[2048]; /* DER SET OF Attribute (tag 0x31): what the signature covers */
     size_t signed_attrs_len;
 };
 

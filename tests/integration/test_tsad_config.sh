@@ -203,7 +203,7 @@ if tsad_start "$TMP/pkup.conf" "$LOG" && wait_http "http://127.0.0.1:$PORT/healt
     if [[ $a == systemFailure ]]; then t_ok "its requests get systemFailure, no token (TSA-09, TPR-09, TSP-13)"; else
         t_fail "its requests get systemFailure, no token (TSA-09)" "got $a"
     fi
-    if grep -q '\[tsu extra\] key usage period has ended' "$LOG"; then t_ok "and the refusal is logged as an error"; else
+    if grep -q '\[tsu extra\] outside its key usage period' "$LOG"; then t_ok "and the refusal is logged as an error"; else
         t_fail "and the refusal is logged as an error" "$(tail -n 3 "$LOG")"
     fi
     a=$(ask "http://127.0.0.1:$PORT/tsa")

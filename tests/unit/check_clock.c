@@ -618,12 +618,67 @@ START_TEST(test_verdict_stale_snapshot)
     cfg.poll_interval = 10.0;
     cfg.max_update_age = 1e6; /* only the snapshot-age rule can fire */
     c = fake_clock(&f, &cfg);
-    f.mono.tv_sec += 31; /* 3 * 10 + 1 */
+    f.mono.tv_sec += 31; /* 3 * 10 + 1; the real-time clock moves with it (no step) */
+    f.rt.tv_sec += 31;
     ck_assert_int_eq(read_verdict(c), CLOCK_OK);
     f.mono.tv_nsec = 1000;
+    f.rt.tv_nsec += 1000;
     clock_read(c, &r);
     ck_assert_int_eq(r.verdict, CLOCK_STALE);
     ck_assert_double_eq_tol(r.sample_age, 31.0, 1e-5);
+    clock_free(c);
+}
+END_TEST
+
+/* TSA-04: a step of the system clock between two samples is seen at once, without chronyd;
+ * the next sample starts from the new time (and logs the step). */
+START_TEST(test_verdict_step_detected)
+{
+    struct fake f;
+    struct clock_config cfg = base_cfg();
+    struct clock *c;
+
+    fake_init(&f);
+    c = fake_clock(&f, &cfg);
+    f.mono.tv_sec += 1;
+    f.rt.tv_sec += 1;
+    ck_assert_int_eq(read_verdict(c), CLOCK_OK);
+    f.rt.tv_sec += 2; /* date -s: +2 s */
+    ck_assert_int_eq(read_verdict(c), CLOCK_STEPPED);
+    f.rt.tv_sec -= 4; /* and back, -2 s from the snapshot */
+    ck_assert_int_eq(read_verdict(c), CLOCK_STEPPED);
+    f.rt.tv_nsec += 1000000; /* 1 ms of jitter is not a step */
+    f.rt.tv_sec += 2;
+    ck_assert_int_eq(read_verdict(c), CLOCK_OK);
+    f.rt.tv_sec += 2;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK); /* a new sample takes the new time */
+    ck_assert_int_eq(read_verdict(c), CLOCK_OK);
+    ck_assert_str_eq(clock_verdict_str(CLOCK_STEPPED), "stepped");
+    clock_free(c);
+}
+END_TEST
+
+/* DESIGN D3: with kernel_check the kernel's maxerror bounds the error too. */
+START_TEST(test_verdict_kernel_maxerror)
+{
+    struct fake f;
+    struct clock_config cfg = base_cfg();
+    struct clock_reading r;
+    struct clock *c;
+
+    fake_init(&f);
+    cfg.kernel_check = true;
+    f.s.kernel_unsync = false;
+    f.s.kernel_maxerror = 5.0;
+    c = fake_clock(&f, &cfg);
+    clock_read_max(c, 1.0, &r);
+    ck_assert_int_eq(r.verdict, CLOCK_BOUND);
+    ck_assert_double_ge(r.error_bound, 5.0);
+    cfg.kernel_check = false;
+    clock_free(c);
+    c = fake_clock(&f, &cfg);
+    clock_read_max(c, 1.0, &r);
+    ck_assert_int_eq(r.verdict, CLOCK_OK);
     clock_free(c);
 }
 END_TEST
@@ -927,6 +982,8 @@ clock_suite(void)
     tcase_add_test(verdict, test_verdict_unreachable_after_ok);
     tcase_add_test(verdict, test_verdict_stale_update);
     tcase_add_test(verdict, test_verdict_stale_snapshot);
+    tcase_add_test(verdict, test_verdict_step_detected);
+    tcase_add_test(verdict, test_verdict_kernel_maxerror);
     tcase_add_test(verdict, test_verdict_bound_offset);
     tcase_add_test(verdict, test_verdict_bound_dispersion);
     tcase_add_test(verdict, test_bound_arithmetic);

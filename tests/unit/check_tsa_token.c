@@ -515,16 +515,22 @@ START_TEST(test_ecdsa_token_verifies)
 }
 END_TEST
 
-START_TEST(test_ecdsa_sha384_token_verifies)
+/* ALG-02: an ECDSA key signs with the hash that matches its curve; a P-256 key with SHA-384
+ * is refused when the key is added, not at the first request. */
+START_TEST(test_ecdsa_hash_must_match_curve)
 {
-    struct issued is;
+    struct signer_config sc = {.p11_module = NULL, .workers = 1};
 
-    ucfg.hash = SIGNER_SHA384;
-    load_unit();
-    issue(&is, true, true);
-    verify_ts(&is);
-    verify_cms(&is);
-    issued_free(&is);
+    ck_assert_int_eq(tsa_unit_load(&unit, &ucfg), ST_OK);
+    unit_loaded = true;
+    sgn = signer_new(&sc, NULL, NULL);
+    ck_assert_ptr_nonnull(sgn);
+    ck_assert_ptr_null(signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA,
+                                           SIGNER_SHA384));
+    ck_assert_ptr_null(signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA,
+                                           SIGNER_SHA512));
+    ck_assert_ptr_nonnull(signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA,
+                                              SIGNER_SHA256));
 }
 END_TEST
 
@@ -1377,7 +1383,7 @@ tsa_token_suite(void)
     tcase_add_checked_fixture(tok, setup_unit_cfg, teardown_unit);
     tcase_set_timeout(tok, 60);
     tcase_add_test(tok, test_ecdsa_token_verifies);
-    tcase_add_test(tok, test_ecdsa_sha384_token_verifies);
+    tcase_add_test(tok, test_ecdsa_hash_must_match_curve);
     tcase_add_test(tok, test_rsa_pkcs1_token_verifies);
     tcase_add_test(tok, test_rsa_pss_token_verifies);
     tcase_add_test(tok, test_tampered_fails);
