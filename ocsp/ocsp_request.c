@@ -158,6 +158,28 @@ ocsp_copy_hashes(const ASN1_OBJECT *md, const ASN1_OCTET_STRING *name_hash,
     return 0; /* a hash we do not serve: answered "unknown", not an error */
 }
 
+/* The hash AlgorithmIdentifier of a CertID carries no parameters or a NULL (RFC 5754 §2):
+ * anything else would let a client invent endless distinct CertIDs for one certificate. */
+static bool
+ocsp_hash_params_ok(const uint8_t *der, size_t len)
+{
+    const uint8_t *p = der, *c, *q, *alg, *a, *oid;
+    size_t cl, al, ol;
+    uint8_t tag;
+
+    if (!der_read(&p, der + len, &tag, &c, &cl))
+        return false;
+    q = c;
+    if (!der_read(&q, c + cl, &tag, &alg, &al) || tag != DER_SEQUENCE)
+        return false;
+    a = alg;
+    if (!der_read(&a, alg + al, &tag, &oid, &ol) || tag != DER_OID)
+        return false;
+    if (a == alg + al)
+        return true; /* absent */
+    return alg + al - a == 2 && a[0] == DER_NULL && a[1] == 0x00;
+}
+
 static int
 ocsp_check_certid(OCSP_CERTID *cid, struct ocsp_certid *out, const char **why)
 {
@@ -178,6 +200,10 @@ ocsp_check_certid(OCSP_CERTID *cid, struct ocsp_certid *out, const char **why)
         return OCSP_MALFORMED;
     }
     out->der_len = (size_t)i2d_OCSP_CERTID(cid, &p);
+    if (!ocsp_hash_params_ok(out->der, out->der_len)) {
+        *why = "CertID hash algorithm parameters must be absent or NULL";
+        return OCSP_MALFORMED;
+    }
     if (ocsp_copy_hashes(md, name_hash, key_hash, out, why) != 0)
         return OCSP_MALFORMED;
     return ocsp_copy_serial(serial, out, why);

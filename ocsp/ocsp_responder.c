@@ -25,6 +25,7 @@ struct ocsp_issuer_hashes {
 struct ocsp_issuer_slot {
     struct ocsp_issuer iss;
     struct ocsp_issuer_hashes h;
+    struct ocsp_issuer_slot *retired_next; /* replaced slots, kept until the responder goes */
 };
 
 struct ocsp_responder {
@@ -32,10 +33,12 @@ struct ocsp_responder {
     struct ocsp_store *store;
     struct signer *signer;
     pthread_rwlock_t lock;
-    struct ocsp_issuer_slot *issuers[OCSP_MAX_ISSUERS];
+    struct ocsp_issuer_slot *issuers[OCSP_MAX_ISSUERS]; /* the issuers served now */
     size_t n;
+    struct ocsp_issuer_slot *retired; /* replaced (new key or certificate): pointers stay valid */
     uint64_t gen;
     bool strict;
+    _Atomic int64_t expiry_warned; /* last "responder certificate expires soon" warning */
 };
 
 static const EVP_MD *
@@ -86,11 +89,65 @@ out:
     return st;
 }
 
+/* Publish the record's changeable settings as the issuer's live copy. */
+static int
+ocsp_live_publish(struct ocsp_issuer *iss, const struct ocsp_issuer_rec *rec)
+{
+    struct ocsp_issuer_live *lv = calloc(1, sizeof(*lv));
+
+    if (lv == NULL)
+        return ST_NOMEM;
+    lv->nonce_policy = rec->nonce_policy;
+    lv->unissued_policy = rec->unissued_policy;
+    lv->archive_cutoff = rec->archive_cutoff;
+    lv->validity = rec->validity;
+    lv->crl_fed = rec->crl_fed;
+    lv->crl_this_update = rec->crl_this_update;
+    lv->crl_next_update = rec->crl_next_update;
+    lv->older = atomic_load(&iss->live);
+    atomic_store(&iss->live, lv);
+    return ST_OK;
+}
+
+static bool
+ocsp_live_same(const struct ocsp_issuer_live *lv, const struct ocsp_issuer_rec *rec)
+{
+    return lv->nonce_policy == rec->nonce_policy && lv->unissued_policy == rec->unissued_policy &&
+           lv->archive_cutoff == rec->archive_cutoff && lv->validity == rec->validity &&
+           lv->crl_fed == rec->crl_fed && lv->crl_this_update == rec->crl_this_update &&
+           lv->crl_next_update == rec->crl_next_update;
+}
+
+/* Same key and certificates: the slot (and its signer key) can stay, only settings change. */
+static bool
+ocsp_identity_same(const struct ocsp_issuer_rec *a, const struct ocsp_issuer_rec *b)
+{
+    return memcmp(a->id, b->id, OCSP_ISSUER_ID_LEN) == 0 && a->cert_len == b->cert_len &&
+           memcmp(a->cert, b->cert, a->cert_len) == 0 && a->signer_kind == b->signer_kind &&
+           a->signer_cert_len == b->signer_cert_len &&
+           (a->signer_cert_len == 0 ||
+            memcmp(a->signer_cert, b->signer_cert, a->signer_cert_len) == 0) &&
+           strcmp(a->key_label, b->key_label) == 0 && strcmp(a->key_file, b->key_file) == 0 &&
+           a->scheme == b->scheme && a->hash == b->hash;
+}
+
+const struct ocsp_issuer_live *
+ocsp_issuer_live(const struct ocsp_issuer *iss)
+{
+    return atomic_load(&((struct ocsp_issuer *)iss)->live);
+}
+
 static void
 ocsp_slot_free(struct ocsp_issuer_slot *slot)
 {
+    const struct ocsp_issuer_live *lv, *older;
+
     if (slot == NULL)
         return;
+    for (lv = atomic_load(&slot->iss.live); lv != NULL; lv = older) {
+        older = lv->older;
+        free((void *)lv);
+    }
     X509_free(slot->iss.cert);
     if (slot->iss.signer_cert != NULL && slot->iss.signer_cert != slot->iss.cert)
         X509_free(slot->iss.signer_cert);
@@ -145,6 +202,8 @@ ocsp_slot_load(struct ocsp_responder *r, const struct ocsp_issuer_rec *rec)
     if (iss->rec.signer_kind == OCSP_SIGNER_DELEGATED &&
         ocsp_certs_field(iss->signer_cert, &iss->certs, &iss->certs_len) != ST_OK)
         goto fail;
+    if (ocsp_live_publish(iss, &iss->rec) != ST_OK)
+        goto fail;
     iss->ca_not_before = asn1_time_unix(X509_get0_notBefore(iss->cert));
     iss->signer_not_after = asn1_time_unix(X509_get0_notAfter(iss->signer_cert));
     log_audit("ocsp_issuer_loaded", "issuer=%s signer=%s key=%s nonce=%u unissued=%u "
@@ -168,23 +227,23 @@ ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
 {
     struct reload_ctx *rc = ctx;
     struct ocsp_responder *r = rc->r;
-    struct ocsp_issuer_slot *slot;
+    struct ocsp_issuer_slot *slot, *old = NULL;
+    size_t at = r->n;
 
     for (size_t i = 0; i < r->n; i++) {
-        const struct ocsp_issuer_rec *cur = &r->issuers[i]->iss.rec;
-
-        /* known and unchanged; a changed record is loaded anew below (settings, CRL times) */
-        if (memcmp(cur->id, rec->id, OCSP_ISSUER_ID_LEN) == 0 &&
-            cur->crl_next_update == rec->crl_next_update &&
-            cur->crl_this_update == rec->crl_this_update &&
-            cur->validity == rec->validity && cur->nonce_policy == rec->nonce_policy &&
-            cur->unissued_policy == rec->unissued_policy &&
-            cur->archive_cutoff == rec->archive_cutoff && cur->crl_fed == rec->crl_fed &&
-            cur->signer_cert_len == rec->signer_cert_len &&
-            strcmp(cur->key_label, rec->key_label) == 0 && strcmp(cur->key_file, rec->key_file) == 0)
-            return true;
+        if (memcmp(r->issuers[i]->iss.rec.id, rec->id, OCSP_ISSUER_ID_LEN) == 0) {
+            old = r->issuers[i];
+            at = i;
+        }
     }
-    if (r->n == OCSP_MAX_ISSUERS) {
+    if (old != NULL && ocsp_identity_same(&old->iss.rec, rec)) {
+        /* same key and certificates: publish the new settings (CRL times, policies) */
+        if (!ocsp_live_same(ocsp_issuer_live(&old->iss), rec) &&
+            ocsp_live_publish(&old->iss, rec) != ST_OK)
+            rc->failed++;
+        return true;
+    }
+    if (old == NULL && r->n == OCSP_MAX_ISSUERS) {
         log_err("ocsp: more than %d issuers: %s not served", OCSP_MAX_ISSUERS, rec->name);
         rc->failed++;
         return true;
@@ -194,11 +253,16 @@ ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
         rc->failed++;
         return true;
     }
-    /* newest first: a changed record shadows its older slot (kept: pointers stay valid) */
+    /* a new key or certificate (rollover): the new slot takes the old one's place; the old
+     * one is retired, not freed, so pointers held by requests in flight stay valid */
     pthread_rwlock_wrlock(&r->lock);
-    memmove(&r->issuers[1], &r->issuers[0], r->n * sizeof(r->issuers[0]));
-    r->issuers[0] = slot;
-    r->n++;
+    r->issuers[at] = slot;
+    if (old != NULL) {
+        old->retired_next = r->retired;
+        r->retired = old;
+    } else {
+        r->n++;
+    }
     pthread_rwlock_unlock(&r->lock);
     return true;
 }
@@ -289,6 +353,12 @@ ocsp_responder_free(struct ocsp_responder *r)
     signer_free(r->signer); /* pending jobs complete with ST_SHUTDOWN */
     for (size_t i = 0; i < r->n; i++)
         ocsp_slot_free(r->issuers[i]);
+    while (r->retired != NULL) {
+        struct ocsp_issuer_slot *next = r->retired->retired_next;
+
+        ocsp_slot_free(r->retired);
+        r->retired = next;
+    }
     pthread_rwlock_destroy(&r->lock);
     free(r);
 }
@@ -299,10 +369,28 @@ ocsp_responder_store(struct ocsp_responder *r)
     return r->store;
 }
 
+/* Healthy: the signer works and no served issuer's responder certificate has expired (its
+ * answers would not verify); one ending within 7 days is logged as a warning. */
 bool
 ocsp_responder_healthy(struct ocsp_responder *r)
 {
-    return signer_healthy(r->signer);
+    int64_t now = (int64_t)time(NULL);
+    bool ok = signer_healthy(r->signer);
+
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct ocsp_issuer *iss = &r->issuers[i]->iss;
+
+        if (ocsp_issuer_signer_expired(iss, now))
+            ok = false;
+        else if (iss->signer_not_after > 0 && iss->signer_not_after - now < 7 * 86400 &&
+                 now - atomic_exchange(&r->expiry_warned, now) >= 3600)
+            log_warn("ocsp: issuer %s: responder certificate expires in %lld h: renew it "
+                     "(ocspctl issuer add --signer-cert)", iss->rec.name,
+                     (long long)((iss->signer_not_after - now) / 3600));
+    }
+    pthread_rwlock_unlock(&r->lock);
+    return ok;
 }
 
 unsigned
@@ -360,7 +448,15 @@ ocsp_responder_issuer(struct ocsp_responder *r, const struct ocsp_certid *id)
 bool
 ocsp_issuer_stale(const struct ocsp_issuer *iss, int64_t now)
 {
-    return iss->rec.crl_fed && (iss->rec.crl_next_update == 0 || now >= iss->rec.crl_next_update);
+    const struct ocsp_issuer_live *lv = ocsp_issuer_live(iss);
+
+    return lv->crl_fed && (lv->crl_next_update == 0 || now >= lv->crl_next_update);
+}
+
+bool
+ocsp_issuer_signer_expired(const struct ocsp_issuer *iss, int64_t now)
+{
+    return iss->signer_not_after > 0 && now >= iss->signer_not_after;
 }
 
 void
@@ -368,26 +464,40 @@ ocsp_decide(const struct ocsp_issuer *iss, const struct ocsp_certid *id,
             const struct ocsp_status *st, int64_t now, struct ocsp_single *out,
             bool *extended_revoke)
 {
+    const struct ocsp_issuer_live *lv = ocsp_issuer_live(iss);
+
     memset(out, 0, sizeof(*out));
     out->certid = id->der;
     out->certid_len = id->der_len;
     out->reason = OCSP_REASON_NONE;
-    /* thisUpdate: when the status was known correct; for a CRL-fed issuer the CRL's time */
-    out->this_update = iss->rec.crl_fed && iss->rec.crl_this_update > 0 ? iss->rec.crl_this_update
-                                                                         : now;
-    out->next_update = now + (int64_t)iss->rec.validity;
-    if (iss->rec.crl_fed && iss->rec.crl_next_update > 0 &&
-        iss->rec.crl_next_update < out->next_update)
-        out->next_update = iss->rec.crl_next_update;
+    /* thisUpdate: when the status was known correct: for a CRL-fed issuer the CRL's time, or
+     * the record's later change made with ocspctl (never before a revocationTime, OCSP-09) */
+    out->this_update = now;
+    if (lv->crl_fed && lv->crl_this_update > 0) {
+        out->this_update = lv->crl_this_update;
+        if (st != NULL && st->updated > out->this_update && st->updated <= now)
+            out->this_update = st->updated;
+    }
+    out->next_update = now + (int64_t)lv->validity;
+    if (lv->crl_fed && lv->crl_next_update > 0 && lv->crl_next_update < out->next_update)
+        out->next_update = lv->crl_next_update;
+    /* an answer never outlives the certificate that signs it (OCSP-21/22) */
+    if (iss->signer_not_after > 0 && iss->signer_not_after < out->next_update)
+        out->next_update = iss->signer_not_after;
     if (st == NULL) {
-        switch (iss->rec.unissued_policy) {
+        switch (lv->unissued_policy) {
         case OCSP_UNISSUED_GOOD:
+            /* only an issuer fed by CRLs, without issued-serial knowledge, may say good for
+             * a serial it has no record of; any other says revoked (OCSP-13) */
+            if (!lv->crl_fed)
+                goto never_issued;
             out->status = OCSP_SINGLE_GOOD;
             break;
         case OCSP_UNISSUED_UNKNOWN:
             out->status = OCSP_SINGLE_UNKNOWN;
             break;
         default: /* OCSP-13: never good for a serial the CA never issued */
+        never_issued:
             out->status = OCSP_SINGLE_REVOKED;
             out->revocation_time = 0;
             out->reason = OCSP_REASON_CERTIFICATE_HOLD;
@@ -404,7 +514,7 @@ ocsp_decide(const struct ocsp_issuer *iss, const struct ocsp_certid *id,
         out->reason = st->state == OCSP_STATE_HOLD ? OCSP_REASON_CERTIFICATE_HOLD : st->reason;
     }
     /* expired certificates keep their status, with archiveCutoff (OCSP-25, EID-06) */
-    if (iss->rec.archive_cutoff && st->not_after > 0 && st->not_after < now) {
+    if (lv->archive_cutoff && st->not_after > 0 && st->not_after < now) {
         out->archive_cutoff = true;
         out->archive_cutoff_time = iss->ca_not_before;
     }

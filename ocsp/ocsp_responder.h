@@ -19,15 +19,33 @@
 #include "ocsp/ocsp_response.h"
 #include "ocsp/ocsp_store.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define OCSP_MAX_ISSUERS 64
 
-/* A served issuer, ready to sign. Read-only once loaded. */
+/* The settings of an issuer that change without a new key or certificate (ocspctl issuer add
+ * on the same certificate, every CRL import). A reload publishes a new copy; readers take the
+ * current one with ocsp_issuer_live() and may keep using it (copies are freed with the
+ * responder). */
+struct ocsp_issuer_live {
+    uint8_t nonce_policy;     /* enum ocsp_nonce_policy */
+    uint8_t unissued_policy;  /* enum ocsp_unissued_policy */
+    bool archive_cutoff;
+    uint32_t validity;
+    bool crl_fed;
+    int64_t crl_this_update;
+    int64_t crl_next_update;
+    const struct ocsp_issuer_live *older; /* previous copies, kept until ocsp_responder_free */
+};
+
+/* A served issuer, ready to sign. Read-only once loaded, except `live`. `rec` holds the record
+ * as first loaded: use ocsp_issuer_live() for the settings listed above. */
 struct ocsp_issuer {
     struct ocsp_issuer_rec rec;
+    _Atomic(const struct ocsp_issuer_live *) live;
     X509 *cert;          /* issuer CA certificate */
     X509 *signer_cert;   /* delegated responder certificate, or the CA cert */
     struct signer_key *key;
@@ -89,8 +107,12 @@ const struct ocsp_issuer *ocsp_responder_issuer_by_id(struct ocsp_responder *r,
 void ocsp_decide(const struct ocsp_issuer *iss, const struct ocsp_certid *id,
                  const struct ocsp_status *st, int64_t now, struct ocsp_single *out,
                  bool *extended_revoke);
+/* The current settings of an issuer (never NULL for a loaded issuer). */
+const struct ocsp_issuer_live *ocsp_issuer_live(const struct ocsp_issuer *iss);
 /* true when the issuer's status comes from a CRL that is past its nextUpdate (STS-12). */
 bool ocsp_issuer_stale(const struct ocsp_issuer *iss, int64_t now);
+/* true when the responder certificate has expired: its answers would not verify. */
+bool ocsp_issuer_signer_expired(const struct ocsp_issuer *iss, int64_t now);
 
 /* Build a job: tbsResponseData for `singles` signed by iss's key, with the digest ready.
  * NULL on failure. */

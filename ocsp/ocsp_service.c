@@ -191,9 +191,13 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
     bool ext = false;
     const char *inm;
 
+    struct ocsp_status first = {0}; /* the record the first answer was decided from */
+    bool first_found = false, first_ours = false;
+
     for (size_t i = 0; i < req->n; i++) {
         const struct ocsp_certid *id = &req->ids[i];
         struct ocsp_status st;
+        bool found;
 
         if (ocsp_responder_issuer(s->resp, id) != iss) { /* another issuer: not ours to say */
             memset(&singles[i], 0, sizeof(singles[i]));
@@ -202,15 +206,19 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
             singles[i].status = OCSP_SINGLE_UNKNOWN;
             singles[i].reason = OCSP_REASON_NONE;
             singles[i].this_update = now;
-            singles[i].next_update = now + (int64_t)iss->rec.validity;
+            singles[i].next_update = now + (int64_t)ocsp_issuer_live(iss)->validity;
             continue;
         }
-        ocsp_decide(iss, id,
-                    ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len,
-                                          &st) == ST_OK
-                        ? &st
-                        : NULL,
-                    now, &singles[i], &ext);
+        /* read once: the answer and the stamp it is stored under come from the same record,
+         * so a revocation landing meanwhile can never be stored as current */
+        found = ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) ==
+                ST_OK;
+        if (i == 0) {
+            first = st;
+            first_found = found;
+            first_ours = true;
+        }
+        ocsp_decide(iss, id, found ? &st : NULL, now, &singles[i], &ext);
     }
     p = calloc(1, sizeof(*p));
     j = ocsp_job_new(s->resp, iss, now, singles, req->n, echo_nonce ? req->nonce_value : NULL,
@@ -231,18 +239,13 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
      * the serials a client may send are unbounded and attacker-chosen, the known ones are not
      * (a never-issued serial is signed each time, like a nonce request, and bounded by the
      * signing queue). */
-    if (req->n == 1 && !echo_nonce && iss == ocsp_responder_issuer(s->resp, &req->ids[0])) {
-        struct ocsp_status st;
-
-        if (ocsp_store_status_get(s->store, iss->rec.id, req->ids[0].serial,
-                                  req->ids[0].serial_len, &st) == ST_OK) {
-            j->store = true;
-            memcpy(j->certid, req->ids[0].der, req->ids[0].der_len);
-            j->certid_len = req->ids[0].der_len;
-            j->stamp = st.stamp;
-            j->this_update = p->this_update;
-            j->next_update = p->next_update;
-        }
+    if (req->n == 1 && !echo_nonce && first_ours && first_found) {
+        j->store = true;
+        memcpy(j->certid, req->ids[0].der, req->ids[0].der_len);
+        j->certid_len = req->ids[0].der_len;
+        j->stamp = first.stamp;
+        j->this_update = p->this_update;
+        j->next_update = p->next_update;
     }
     http_req_suspend(http);
     if (ocsp_job_submit(j, ocsp_signed, p) == ST_OK)
@@ -265,6 +268,7 @@ ocsp_handle(struct http_request *http, void *ctx)
     const char *why = NULL;
     size_t len = 0;
     int64_t now = (int64_t)time(NULL);
+    uint8_t nonce_policy;
     bool echo_nonce;
 
     if (!ocsp_request_bytes(http, getbuf, sizeof(getbuf), &der, &len)) {
@@ -289,12 +293,17 @@ ocsp_handle(struct http_request *http, void *ctx)
         ocsp_reply_error(s, http, OCSP_RESP_TRY_LATER, "issuer's CRL is past its nextUpdate");
         return;
     }
-    if (iss->rec.nonce_policy == OCSP_NONCE_REQUIRE && !req.has_nonce) {
+    if (ocsp_issuer_signer_expired(iss, now)) { /* its signatures would not verify */
+        ocsp_reply_error(s, http, OCSP_RESP_TRY_LATER, "responder certificate has expired");
+        return;
+    }
+    nonce_policy = ocsp_issuer_live(iss)->nonce_policy;
+    if (nonce_policy == OCSP_NONCE_REQUIRE && !req.has_nonce) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "this issuer requires a nonce");
         return;
     }
     /* OCSP-18: with the "ignore" policy a nonce request gets the pre-signed answer */
-    echo_nonce = req.has_nonce && iss->rec.nonce_policy != OCSP_NONCE_IGNORE;
+    echo_nonce = req.has_nonce && nonce_policy != OCSP_NONCE_IGNORE;
     if (req.n == 1 && !echo_nonce && ocsp_try_stored(s, http, &req.ids[0], iss, now))
         return;
     ocsp_sign_request(s, http, &req, iss, echo_nonce, now);
@@ -336,12 +345,51 @@ ocsp_certid_from_der(const uint8_t *der, size_t len, struct ocsp_certid *id)
     return true;
 }
 
+#define OCSP_REFRESH_CHUNK 1024
+
 struct refresh_scan {
     struct ocsp_service *s;
     int64_t now;
     struct ocsp_change *list;
     size_t n, cap;
 };
+
+static int
+ocsp_change_cmp(const void *a, const void *b)
+{
+    const struct ocsp_change *x = a, *y = b;
+    int c = memcmp(x->issuer_id, y->issuer_id, OCSP_ISSUER_ID_LEN);
+
+    if (c != 0)
+        return c;
+    if (x->serial_len != y->serial_len)
+        return x->serial_len < y->serial_len ? -1 : 1;
+    return memcmp(x->serial, y->serial, x->serial_len);
+}
+
+/* One (issuer, serial) once: re-signing it refreshes all its pre-signed forms. */
+static size_t
+ocsp_changes_unique(struct ocsp_change *list, size_t n)
+{
+    size_t m = 0;
+
+    qsort(list, n, sizeof(*list), ocsp_change_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || ocsp_change_cmp(&list[m - 1], &list[i]) != 0)
+            list[m++] = list[i];
+    return m;
+}
+
+static bool
+ocsp_service_stopping(struct ocsp_service *s)
+{
+    bool stop;
+
+    pthread_mutex_lock(&s->lock);
+    stop = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return stop;
+}
 
 static bool
 ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t stamp,
@@ -355,6 +403,8 @@ ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t 
     struct ocsp_change *c;
 
     (void)stamp;
+    if (rs->n >= OCSP_REFRESH_CHUNK)
+        return false; /* a chunk at a time: no transaction held while signing */
     if (left > validity * rs->s->cfg->refresh_margin)
         return true;
     if (!ocsp_certid_from_der(certid, certid_len, &id) ||
@@ -376,19 +426,37 @@ ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t 
     return true;
 }
 
-/* Re-sign stored responses whose remaining validity fell below the margin (LW-05). */
+static void ocsp_refresh_changes(struct ocsp_service *s);
+
+/* Re-sign stored responses whose remaining validity fell below the margin (LW-05), a chunk at
+ * a time; between chunks, status changes and new issuers or CRLs are taken in, so a long
+ * refresh never delays them, and a stop is honoured. Refreshed entries are not picked again
+ * (their nextUpdate moved), so each walk finds the next chunk. */
 static void
 ocsp_refresh_scan(struct ocsp_service *s)
 {
-    struct refresh_scan rs = {s, (int64_t)time(NULL), NULL, 0, 0};
-    size_t count = 0;
+    size_t total = 0;
 
-    if (ocsp_store_response_walk(s->store, ocsp_refresh_pick, &rs) == ST_OK && rs.n > 0) {
+    while (!ocsp_service_stopping(s)) {
+        struct refresh_scan rs = {s, (int64_t)time(NULL), NULL, 0, 0};
+        size_t count = 0;
+
+        if (ocsp_store_response_walk(s->store, ocsp_refresh_pick, &rs) != ST_OK || rs.n == 0) {
+            free(rs.list);
+            break;
+        }
+        rs.n = ocsp_changes_unique(rs.list, rs.n);
         ocsp_responder_resign(s->resp, rs.list, rs.n, &count);
+        free(rs.list);
+        total += count;
         metrics_add(s->m_refreshed, (double)count);
-        log_info("ocsp: refreshed %zu response(s) before their nextUpdate", count);
+        if (count == 0)
+            break; /* nothing could be signed now: try again at the next scan */
+        ocsp_responder_reload(s->resp);
+        ocsp_refresh_changes(s);
     }
-    free(rs.list);
+    if (total > 0)
+        log_info("ocsp: refreshed %zu response(s) before their nextUpdate", total);
 }
 
 /* Status changes made with ocspctl: re-sign at once (DESIGN D6). */
@@ -399,10 +467,13 @@ ocsp_refresh_changes(struct ocsp_service *s)
     size_t n = 0, count = 0;
 
     while (ocsp_store_changes_take(s->store, changes, OCSP_CHANGES_BATCH, &n) == ST_OK && n > 0) {
+        size_t taken = n;
+
+        n = ocsp_changes_unique(changes, n);
         ocsp_responder_resign(s->resp, changes, n, &count);
         metrics_add(s->m_refreshed, (double)count);
         log_info("ocsp: re-signed %zu response(s) after %zu status change(s)", count, n);
-        if (n < OCSP_CHANGES_BATCH)
+        if (taken < OCSP_CHANGES_BATCH || ocsp_service_stopping(s))
             break;
     }
 }

@@ -7,6 +7,10 @@
 #   - once the CRL is past its nextUpdate: tryLater, never the stale status (STS-12, OCSP-04)
 #   - a fresh CRL brings answers back, without restarting ocspd
 #   - SHA-384 and SHA-512 CertIDs are answered and echoed
+#   - before any CRL, --unissued good does not apply: an unknown serial is revoked (OCSP-13)
+#   - many CRL imports (each changes the issuer's CRL times) keep the issuer served
+#   - a delegated responder certificate that expires: tryLater and /healthz 503, never answers
+#     that would not verify; nextUpdate never beyond the responder certificate
 # A software CA and `openssl ca` make the CRLs; ocspd runs with a software key.
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -75,7 +79,6 @@ ctl() { "$BUILD/ocspctl" -d "$TMP/store" -u test "$@"; }
 ctl init >/dev/null 2>&1 || die "init"
 ctl issuer add crlca --cert "$TMP/ca.pem" --key-file "$TMP/ca.key" --unissued good \
     >/dev/null 2>&1 || die "issuer add"
-t_check "import-crl of a fresh CRL" ctl import-crl crlca "$TMP/short.crl"
 port=$(free_port)
 cat >"$TMP/ocspd.conf" <<CONF
 [server]
@@ -90,6 +93,17 @@ CONF
 track_pid $!
 wait_http "http://127.0.0.1:$port/healthz" 10 || die "ocspd did not start"
 URL="http://127.0.0.1:$port/"
+
+# before any CRL the issuer has no source for "not revoked": --unissued good must not apply
+openssl ocsp -url "$URL" -CAfile "$TMP/ca.pem" -no_nonce -issuer "$TMP/ca.pem" \
+    -serial 0x7777777777 >"$TMP/nocrl.out" 2>&1
+if grep -q ": revoked" "$TMP/nocrl.out"; then
+    t_ok "no CRL yet: an unknown serial is revoked, not good (OCSP-13)"
+else
+    t_fail "no CRL yet: an unknown serial is revoked, not good (OCSP-13)" "$(cat "$TMP/nocrl.out")"
+fi
+t_check "import-crl of a fresh CRL" ctl import-crl crlca "$TMP/short.crl"
+sleep 0.6 # the refresher takes in the new CRL times within a quarter of a second
 
 q() { # q NAME [openssl ocsp options]: query, keep -resp_text output in $TMP/NAME.out
     local name=$1
@@ -147,4 +161,47 @@ done
 if [ "$ok" = 1 ]; then t_ok "fresh CRL -> good again, no restart"; else
     t_fail "fresh CRL -> good again, no restart" "$(cat "$TMP/fresh.out")"; fi
 t_check "an older CRL is refused" bash -c "! '$BUILD/ocspctl' -d '$TMP/store' import-crl crlca '$TMP/short.crl' 2>/dev/null"
+
+# ---- 70 more CRLs (more than the 64 issuer slots): still served, fresh times used ----
+imports=0
+for i in $(seq 1 70); do
+    gencrl "$TMP/n.crl" 7200 && ctl import-crl crlca "$TMP/n.crl" >/dev/null 2>&1 &&
+        imports=$((imports + 1))
+done
+expect_eq() { if [ "$2" = "$3" ]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi; }
+expect_eq "70 CRL imports" "$imports" 70
+sleep 0.6
+q many -issuer "$TMP/ca.pem" -cert "$TMP/good.pem"
+has "after 70 CRL imports the issuer is still served" "$TMP/many.out" "good.pem: good"
+last_next=$(openssl crl -in "$TMP/n.crl" -noout -nextupdate | cut -d= -f2)
+has "with the last CRL's nextUpdate" "$TMP/many.out" "Next Update: $last_next"
+
+# ---- a delegated responder certificate that expires ----
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/dlg.key" \
+    -out "$TMP/dlg.csr" -subj "/CN=short-lived responder" 2>/dev/null || die "dlg csr"
+cat >>"$TMP/ca.cnf" <<CNF
+[responder]
+basicConstraints = CA:false
+keyUsage = critical,digitalSignature
+extendedKeyUsage = OCSPSigning
+noCheck = ignored
+CNF
+end=$(date -u -d '+8 seconds' +%Y%m%d%H%M%SZ)
+openssl ca -batch -config "$TMP/ca.cnf" -extensions responder -enddate "$end" \
+    -in "$TMP/dlg.csr" -out "$TMP/dlg.pem" 2>/dev/null || die "dlg cert"
+t_check "issuer switched to a delegated responder" ctl issuer add crlca --cert "$TMP/ca.pem" \
+    --key-file "$TMP/dlg.key" --signer-cert "$TMP/dlg.pem"
+sleep 0.6
+q dlg -issuer "$TMP/ca.pem" -cert "$TMP/revoked.pem"
+has "answered by the delegate" "$TMP/dlg.out" "revoked.pem: revoked"
+has "and it verifies" "$TMP/dlg.out" "Response verify OK"
+dlg_end=$(openssl x509 -in "$TMP/dlg.pem" -noout -enddate | cut -d= -f2)
+has "nextUpdate not beyond the responder certificate" "$TMP/dlg.out" "Next Update: $dlg_end"
+until_s=$(( $(date -d "$dlg_end" +%s) + 1 ))
+while [ "$(date +%s)" -lt "$until_s" ]; do sleep 0.5; done
+q expired -issuer "$TMP/ca.pem" -cert "$TMP/revoked.pem"
+has "responder certificate expired -> tryLater, no answer that would not verify" \
+    "$TMP/expired.out" "trylater \(3\)"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/healthz")
+expect_eq "and /healthz is 503" "$code" 503
 t_summary test_ocspd_crl

@@ -555,6 +555,59 @@ START_TEST(test_hash_length_mismatch)
 }
 END_TEST
 
+/* A request whose SHA-256 CertID carries `params` (raw bytes, NULL for none) after the OID. */
+static size_t
+params_request(uint8_t *buf, size_t cap, const uint8_t *params, size_t plen)
+{
+    static const uint8_t hash[32] = {1};
+    static const uint8_t serial[] = {0x01, 0x02};
+    struct der d;
+    size_t m, t, l, r, c, a;
+
+    der_init(&d, buf, cap);
+    m = der_begin(&d, DER_SEQUENCE);
+    t = der_begin(&d, DER_SEQUENCE);
+    l = der_begin(&d, DER_SEQUENCE);
+    r = der_begin(&d, DER_SEQUENCE);
+    c = der_begin(&d, DER_SEQUENCE);
+    a = der_begin(&d, DER_SEQUENCE);
+    der_raw(&d, OID_SHA256, sizeof(OID_SHA256));
+    if (params != NULL)
+        der_raw(&d, params, plen);
+    der_end(&d, a);
+    der_tlv(&d, DER_OCTET_STRING, hash, sizeof(hash));
+    der_tlv(&d, DER_OCTET_STRING, hash, sizeof(hash));
+    der_tlv(&d, DER_INTEGER, serial, sizeof(serial));
+    der_end(&d, c);
+    der_end(&d, r);
+    der_end(&d, l);
+    der_end(&d, t);
+    der_end(&d, m);
+    ck_assert_int_eq(der_finish(&d), 0);
+    return d.len;
+}
+
+/* OCSP-27: hash parameters are absent or NULL; anything else would give one certificate
+ * endless distinct CertIDs (and pre-signed entries) at a client's whim. */
+START_TEST(test_certid_hash_params)
+{
+    static const uint8_t null_p[] = {0x05, 0x00};
+    static const uint8_t octets[] = {0x04, 0x03, 0xaa, 0xbb, 0xcc};
+    static const uint8_t integer[] = {0x02, 0x01, 0x07};
+    uint8_t buf[512];
+    size_t n;
+
+    n = params_request(buf, sizeof(buf), NULL, 0);
+    ck_assert_ok(parse(buf, n));
+    n = params_request(buf, sizeof(buf), null_p, sizeof(null_p));
+    ck_assert_ok(parse(buf, n));
+    n = params_request(buf, sizeof(buf), octets, sizeof(octets));
+    ck_assert_malformed(parse(buf, n));
+    n = params_request(buf, sizeof(buf), integer, sizeof(integer));
+    ck_assert_malformed(parse(buf, n));
+}
+END_TEST
+
 START_TEST(test_version)
 {
     static const uint8_t v1[] = {0xa0, 0x03, 0x02, 0x01, 0x00};
@@ -813,6 +866,7 @@ ocsp_request_suite(void)
     tcase_set_timeout(bad, 20);
     tcase_add_test(bad, test_certid_count);
     tcase_add_test(bad, test_hash_length_mismatch);
+    tcase_add_test(bad, test_certid_hash_params);
     tcase_add_test(bad, test_version);
     tcase_add_test(bad, test_certid_too_large);
     tcase_add_test(bad, test_truncated_and_trailing);
