@@ -11,27 +11,16 @@
 
 #define PRESIGN_CHUNK 1024
 
+/* One chunk of serials, collected by a status walk that then ends, so that no read
+ * transaction is held while the chunk is signed and stored (LMDB could not reuse the pages
+ * the new responses free, and a re-presign of everything would need twice the map). */
 struct presign_ctx {
-    struct ocsp_responder *r;
     const uint8_t *issuer_id;
     struct ocsp_change *buf;
     size_t n;
-    size_t stored;
-    int st;
+    uint8_t last[OCSP_SERIAL_MAX]; /* last serial seen: where the next walk resumes */
+    size_t last_len;
 };
-
-static void
-presign_flush(struct presign_ctx *pc)
-{
-    size_t count = 0;
-
-    if (pc->n == 0)
-        return;
-    if (ocsp_responder_resign(pc->r, pc->buf, pc->n, &count) != ST_OK)
-        pc->st = ST_ERR;
-    pc->stored += count;
-    pc->n = 0;
-}
 
 static bool
 presign_serial(void *ctx, const uint8_t *serial, size_t serial_len, const struct ocsp_status *st)
@@ -41,13 +30,38 @@ presign_serial(void *ctx, const uint8_t *serial, size_t serial_len, const struct
 
     (void)st;
     if (serial_len > sizeof(c->serial))
-        return true;
+        return true; /* never stored (the store bounds serials) */
+    memcpy(pc->last, serial, serial_len);
+    pc->last_len = serial_len;
     memcpy(c->issuer_id, pc->issuer_id, OCSP_ISSUER_ID_LEN);
     memcpy(c->serial, serial, serial_len);
     c->serial_len = serial_len;
-    if (++pc->n == PRESIGN_CHUNK)
-        presign_flush(pc);
-    return true;
+    return ++pc->n < PRESIGN_CHUNK;
+}
+
+/* Pre-sign every serial of one issuer, chunk by chunk; *stored counts the responses. */
+static int
+presign_issuer(struct ocsp_store *st, struct ocsp_responder *r, struct presign_ctx *pc,
+               size_t *stored)
+{
+    size_t count;
+    bool more = true;
+    int rc;
+
+    pc->last_len = 0;
+    while (more) {
+        pc->n = 0;
+        rc = ocsp_store_status_walk_from(st, pc->issuer_id, pc->last_len > 0 ? pc->last : NULL,
+                                         pc->last_len, presign_serial, pc);
+        if (rc != ST_OK)
+            return rc;
+        more = pc->n == PRESIGN_CHUNK;
+        count = 0;
+        if (pc->n > 0 && ocsp_responder_resign(r, pc->buf, pc->n, &count) != ST_OK)
+            return ST_ERR;
+        *stored += count;
+    }
+    return ST_OK;
 }
 
 struct issuer_pick {
@@ -89,16 +103,10 @@ ocsp_presign_run(const struct ocsp_config *cfg, struct ocsp_store *st, const cha
         rc = r == NULL ? ST_CONFIG : ST_NOMEM;
         goto out;
     }
-    pc.r = r;
-    for (size_t i = 0; i < ip.n; i++) {
+    for (size_t i = 0; i < ip.n && rc == ST_OK; i++) {
         pc.issuer_id = ip.ids[i];
-        rc = ocsp_store_status_walk(st, ip.ids[i], presign_serial, &pc);
-        if (rc != ST_OK)
-            goto out;
-        presign_flush(&pc);
+        rc = presign_issuer(st, r, &pc, count);
     }
-    rc = pc.st;
-    *count = pc.stored;
 out:
     free(pc.buf);
     ocsp_responder_free(r);

@@ -312,8 +312,15 @@ ocsp_batch(struct signer_job **jobs, size_t n, void *ctx)
             m++;
         }
     }
-    if (m > 0 && ocsp_store_responses_put(r->store, puts, m) != ST_OK)
+    if (m > 0 && ocsp_store_responses_put(r->store, puts, m) != ST_OK) {
         log_err("ocsp: could not store %zu signed response(s); they are served once", m);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            struct ocsp_job *j = jobs[i]->user;
+
+            j->stored = j->store && j->resp != NULL;
+        }
+    }
     for (size_t i = 0; i < n; i++) {
         struct ocsp_job *j = jobs[i]->user;
 
@@ -606,6 +613,7 @@ struct resign_wait {
     pthread_cond_t cond;
     size_t pending;
     size_t stored;
+    size_t unstored; /* signed, but the store write failed */
 };
 
 static void
@@ -615,8 +623,10 @@ ocsp_resign_done(struct ocsp_job *j, void *ctx)
 
     pthread_mutex_lock(&w->lock);
     w->pending--;
-    if (j->resp != NULL)
+    if (j->stored)
         w->stored++;
+    else if (j->resp != NULL)
+        w->unstored++;
     pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
     ocsp_job_free(j);
@@ -687,5 +697,9 @@ ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *change
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.lock);
     *count = w.stored;
+    if (w.unstored > 0) {
+        log_err("ocsp: %zu signed response(s) could not be stored", w.unstored);
+        return ST_STORE;
+    }
     return ST_OK;
 }

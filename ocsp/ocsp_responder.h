@@ -68,6 +68,7 @@ struct ocsp_job {
     size_t tbs_len;
     /* when store is true the result is written to `responses` under certid */
     bool store;
+    bool stored;                      /* set when the store write succeeded */
     uint8_t certid[OCSP_CERTID_MAX];
     size_t certid_len;
     uint64_t stamp;
@@ -130,7 +131,7 @@ size_t ocsp_certid_encode(const struct ocsp_issuer *iss, enum ocsp_hash h, const
 
 /* Re-sign, in batches, the stored responses of (issuer, serial) pairs (both pre-signed forms)
  * and wait until they are stored. Used for status changes and pre-signing. *count gets the
- * number stored. */
+ * number stored; ST_STORE when some could be signed but not stored (e.g. the map is full). */
 int ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                           size_t *count);
 

@@ -404,6 +404,7 @@ ocsp_issuer_encode(const struct ocsp_issuer_rec *r, struct rec_buf *b)
     rb_u64(b, (uint64_t)r->crl_this_update);
     rb_u64(b, (uint64_t)r->crl_next_update);
     rb_u64(b, r->crl_number);
+    rb_u64(b, (uint64_t)r->crl_full_next_update); /* optional trailing field, see decode */
     return b->failed ? ST_NOMEM : ST_OK;
 }
 
@@ -506,6 +507,9 @@ ocsp_issuer_decode(const uint8_t *p, size_t len, struct ocsp_issuer_rec *rec)
     rec->crl_this_update = (int64_t)rd_u64(&r);
     rec->crl_next_update = (int64_t)rd_u64(&r);
     rec->crl_number = rd_u64(&r);
+    /* records written before delta CRLs were followed end here: the only nextUpdate was the
+     * full CRL's */
+    rec->crl_full_next_update = r.left > 0 ? (int64_t)rd_u64(&r) : rec->crl_next_update;
     if (r.failed || r.left != 0 || rec->cert == NULL) {
         ocsp_issuer_rec_clear(rec);
         log_err("ocsp_store: corrupt issuer record");
@@ -893,7 +897,30 @@ ocsp_status_same(const struct ocsp_status *a, const struct ocsp_status *b)
            a->revocation_time == b->revocation_time && a->not_after == b->not_after;
 }
 
-/* Fill *next from the request and the stored record; false when the rule refuses it. */
+/* A reason may be made more specific (none or unspecified -> any) or raised to
+ * keyCompromise (RFC 5280 §5.3.1), never changed otherwise or removed. */
+static bool
+ocsp_reason_upgrade(uint8_t from, uint8_t to)
+{
+    if (to == from || to == 1)
+        return true;
+    return (from == OCSP_REASON_NONE || from == 0) && to != OCSP_REASON_NONE;
+}
+
+/* REVOKED -> REVOKED: refused unless the reason is upgraded or kept; the earliest revocation
+ * time is kept (a later one would shorten the period a relying party sees as revoked). */
+static bool
+ocsp_revoked_again(const struct ocsp_status *cur, struct ocsp_status *next)
+{
+    if (!ocsp_reason_upgrade(cur->reason, next->reason))
+        return false;
+    if (cur->revocation_time < next->revocation_time)
+        next->revocation_time = cur->revocation_time;
+    return true;
+}
+
+/* Fill *next from the request and the stored record; false when the rule refuses it (then
+ * *next is what was asked, for the journal). */
 static bool
 ocsp_status_next(const struct ocsp_status *cur, bool found, enum ocsp_cert_state state,
                  uint8_t reason, int64_t revocation_time, int64_t not_after,
@@ -908,8 +935,16 @@ ocsp_status_next(const struct ocsp_status *cur, bool found, enum ocsp_cert_state
     next->stamp = ocsp_now_ns();
     if (found && next->stamp <= cur->stamp)
         next->stamp = cur->stamp + 1;
-    /* EID-07, OCSP-16: a definitive revocation never goes back to good or on hold */
-    return !(found && cur->state == OCSP_STATE_REVOKED && state != OCSP_STATE_REVOKED);
+    if (!found || cur->state == OCSP_STATE_GOOD)
+        return true;
+    /* EID-08: a hold started when it was first put on hold; repeating it does not move it */
+    if (cur->state == OCSP_STATE_HOLD && state == OCSP_STATE_HOLD)
+        next->revocation_time = cur->revocation_time;
+    if (cur->state != OCSP_STATE_REVOKED)
+        return true;
+    /* EID-07, OCSP-16: a definitive revocation never goes back to good or on hold, and a
+     * revocation repeated (by an operator, a CRL or an index) never weakens it */
+    return state == OCSP_STATE_REVOKED && ocsp_revoked_again(cur, next);
 }
 
 int
@@ -968,6 +1003,8 @@ out:
 
 struct status_walk {
     const uint8_t *id;
+    const uint8_t *after; /* skip this serial (the walk starts at it), or NULL */
+    size_t after_len;
     bool (*fn)(void *ctx, const uint8_t *serial, size_t serial_len, const struct ocsp_status *st);
     void *ctx;
     int st;
@@ -981,10 +1018,35 @@ ocsp_status_walk_one(void *ctx, const void *key, size_t klen, const void *val, s
 
     if (klen <= OCSP_ISSUER_ID_LEN || memcmp(key, w->id, OCSP_ISSUER_ID_LEN) != 0)
         return false;
+    if (w->after != NULL && klen - OCSP_ISSUER_ID_LEN == w->after_len &&
+        memcmp((const uint8_t *)key + OCSP_ISSUER_ID_LEN, w->after, w->after_len) == 0)
+        return true;
     if ((w->st = ocsp_status_decode(val, vlen, &rec)) != ST_OK)
         return false;
     return w->fn(w->ctx, (const uint8_t *)key + OCSP_ISSUER_ID_LEN, klen - OCSP_ISSUER_ID_LEN,
                  &rec);
+}
+
+int
+ocsp_store_status_walk_from(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                            const uint8_t *start, size_t start_len,
+                            bool (*fn)(void *ctx, const uint8_t *serial, size_t serial_len,
+                                       const struct ocsp_status *st),
+                            void *ctx)
+{
+    struct status_walk w = {id, start, start_len, fn, ctx, ST_OK};
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+    size_t klen = OCSP_ISSUER_ID_LEN;
+    int st;
+
+    if (start != NULL && !serial_ok(start, start_len))
+        return ST_INVALID;
+    /* LMDB orders keys bytewise, so every serial > start sorts after id + start */
+    memcpy(key, id, OCSP_ISSUER_ID_LEN);
+    if (start != NULL)
+        klen = ocsp_status_key(id, start, start_len, key);
+    st = store_walk(s->st, s->db[DB_STATUS], key, klen, ocsp_status_walk_one, &w);
+    return st != ST_OK ? st : w.st;
 }
 
 int
@@ -993,10 +1055,7 @@ ocsp_store_status_walk(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN
                                   const struct ocsp_status *st),
                        void *ctx)
 {
-    struct status_walk w = {id, fn, ctx, ST_OK};
-    int st = store_walk(s->st, s->db[DB_STATUS], id, OCSP_ISSUER_ID_LEN, ocsp_status_walk_one, &w);
-
-    return st != ST_OK ? st : w.st;
+    return ocsp_store_status_walk_from(s, id, NULL, 0, fn, ctx);
 }
 
 /* ---- pre-signed responses ---- */

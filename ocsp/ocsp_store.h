@@ -94,8 +94,10 @@ struct ocsp_issuer_rec {
     uint32_t validity;             /* seconds from thisUpdate to nextUpdate */
     bool crl_fed;                  /* status comes from CRLs: tryLater once past crl_next_update */
     int64_t crl_this_update;       /* of the last imported full CRL */
-    int64_t crl_next_update;
+    int64_t crl_next_update;       /* when the status stops being current: the full CRL's
+                                      nextUpdate, or the latest delta's when that is earlier */
     uint64_t crl_number;           /* of the last imported CRL (full or delta) */
+    int64_t crl_full_next_update;  /* nextUpdate of the last imported full CRL */
 };
 
 struct ocsp_store;
@@ -134,17 +136,34 @@ int ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_
  * it is refused with ST_EXISTS and journalled as refused); HOLD -> GOOD (release) and
  * HOLD -> REVOKED allowed; GOOD -> HOLD/REVOKED allowed. A GOOD record for a new serial records
  * that it was issued. `who` names the operator (journal). `not_after` 0 keeps the stored one.
+ * Repeats never weaken a status: REVOKED -> REVOKED keeps the earliest revocation time and
+ * may only change the reason from none/unspecified to a specific one or to keyCompromise (any
+ * other reason change, removing the reason included, is refused like the above); HOLD -> HOLD
+ * keeps the original hold start time. A repeat that changes nothing is ST_OK, unjournalled.
  */
 int ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                           const uint8_t *serial, size_t serial_len, enum ocsp_cert_state state,
                           uint8_t reason, int64_t revocation_time, int64_t not_after,
                           const char *who);
 
-/* Walk the status records of one issuer in serial order. */
+/* Walk the status records of one issuer in serial order (key order: bytewise over the
+ * content octets, a shorter key first when one is a prefix of the other). fn gets borrowed
+ * pointers valid during the call only; it returns false to stop. The whole walk is one read
+ * transaction: fn must not do slow work (signing, network I/O). */
 int ocsp_store_status_walk(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                            bool (*fn)(void *ctx, const uint8_t *serial, size_t serial_len,
                                       const struct ocsp_status *st),
                            void *ctx);
+/* The same, starting at the first serial that sorts after `start` (start itself is skipped,
+ * whether or not it has a record); start NULL walks from the first serial. For long jobs done
+ * in chunks: stop the walk (fn returns false) after a chunk, work on it with no transaction
+ * open, then resume from the last serial seen. ST_INVALID for a start longer than
+ * OCSP_SERIAL_MAX or empty. */
+int ocsp_store_status_walk_from(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                                const uint8_t *start, size_t start_len,
+                                bool (*fn)(void *ctx, const uint8_t *serial, size_t serial_len,
+                                           const struct ocsp_status *st),
+                                void *ctx);
 
 /* A stored pre-signed response. `der` is malloc()ed (caller frees). */
 struct ocsp_stored_response {

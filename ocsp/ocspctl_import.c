@@ -18,16 +18,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CRL_FILE_MAX ((size_t)256 << 20)
 #define INDEX_LINE_MAX 8192
+/* How far ahead of this host's clock a CRL's thisUpdate may be (clock skew between hosts). */
+#define CRL_FUTURE_SKEW 300
 
 static const char import_usage[] =
     "usage: ocspctl import-crl ISSUER FILE     (DER or PEM; full or delta CRL)\n"
     "       ocspctl import-index ISSUER INDEX_TXT   (OpenSSL `ca` database)\n"
     "The CRL signature must verify with the issuer's key; a CRL with a lower crlNumber than\n"
-    "the last imported one is refused. Changes that would undo a revocation are refused\n"
-    "(exit 3) and journalled.\n";
+    "the last imported one is refused, and so is one whose thisUpdate is more than 5 minutes\n"
+    "ahead of this clock. A partition CRL (IDP distributionPoint) or one limited to some\n"
+    "reasons or certificate kinds releases no hold it does not list. A delta CRL due before\n"
+    "the full CRL brings the issuer's nextUpdate forward (STS-12). Changes that would undo or\n"
+    "weaken a revocation are refused (exit 3) and journalled. An index with a line that is\n"
+    "not an index line, or with no entry at all, is an error (exit 1).\n";
 
 void
 ocspctl_import_usage(FILE *f)
@@ -156,7 +163,9 @@ crl_int_ext(X509_CRL *crl, int nid, uint64_t *v)
 }
 
 /* RFC 5280 §5.2.5: a CRL scoped by its IDP is not a complete list (holds absent from it are
- * not released); an indirect CRL may list other issuers' certificates: refused. */
+ * not released): one limited to some reasons or kinds of certificate, or one naming a
+ * distributionPoint (a partition: it lists only the certificates of that point). An indirect
+ * CRL may list other issuers' certificates: refused. */
 static int
 crl_scope(X509_CRL *crl, bool *complete)
 {
@@ -170,7 +179,8 @@ crl_scope(X509_CRL *crl, bool *complete)
         return crit == -1 ? 0 : -1;
     if (idp->indirectCRL)
         rc = -1;
-    *complete = !(idp->onlysomereasons != NULL || idp->onlyuser || idp->onlyCA || idp->onlyattr);
+    *complete = !(idp->distpoint != NULL || idp->onlysomereasons != NULL || idp->onlyuser ||
+                  idp->onlyCA || idp->onlyattr);
     ISSUING_DIST_POINT_free(idp);
     return rc;
 }
@@ -202,6 +212,13 @@ crl_check(X509_CRL *crl, X509 *ca, const char *path, struct crl_info *ci)
     }
     if (ci->delta && !ci->has_number) {
         fprintf(stderr, "ocspctl: %s: delta CRL without crlNumber\n", path);
+        return CTL_ERR;
+    }
+    if (ci->this_update > (int64_t)time(NULL) + CRL_FUTURE_SKEW) {
+        fprintf(stderr,
+                "ocspctl: %s: thisUpdate is in the future (more than %d s ahead of this "
+                "clock): refused; check the CA's clock or this host's\n",
+                path, CRL_FUTURE_SKEW);
         return CTL_ERR;
     }
     return CTL_OK;
@@ -375,11 +392,20 @@ crl_update_issuer(struct ctl *c, struct ocsp_issuer_rec *rec, const struct crl_i
 {
     int st;
 
-    rec->crl_fed = true;
     if (!ci->delta) {
         rec->crl_this_update = ci->this_update;
+        rec->crl_full_next_update = ci->next_update;
         rec->crl_next_update = ci->next_update;
+    } else {
+        /* STS-12: the status is current until the earlier of the full CRL's nextUpdate and
+         * the latest delta's, so a delta feed that stops turns ocspd to tryLater */
+        if (rec->crl_full_next_update == 0)
+            rec->crl_full_next_update = rec->crl_next_update;
+        rec->crl_next_update = ci->next_update < rec->crl_full_next_update
+                                   ? ci->next_update
+                                   : rec->crl_full_next_update;
     }
+    rec->crl_fed = true;
     if (ci->has_number && ci->number > rec->crl_number)
         rec->crl_number = ci->number;
     if ((st = ocsp_store_issuer_put(c->store, rec)) != ST_OK)
@@ -503,6 +529,26 @@ index_line(struct ctl *c, const uint8_t *id, char *line, struct import_count *n)
     return ST_OK;
 }
 
+/* An index with lines that are not index lines (a PEM file, a truncated copy, another
+ * format) or without any entry is not what the operator meant to import: an error. */
+static int
+index_check_complete(const char *path, const struct import_count *n)
+{
+    if (n->skipped > 0) {
+        fprintf(stderr,
+                "ocspctl: %s: %zu line%s skipped (not OpenSSL `ca` index lines); the %zu "
+                "valid entr%s imported; fix the file and import it again\n",
+                path, n->skipped, n->skipped == 1 ? " was" : "s were", n->entries,
+                n->entries == 1 ? "y was" : "ies were");
+        return CTL_ERR;
+    }
+    if (n->entries == 0) {
+        fprintf(stderr, "ocspctl: %s: no entries: not an OpenSSL `ca` index, or empty\n", path);
+        return CTL_ERR;
+    }
+    return CTL_OK;
+}
+
 int
 ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
 {
@@ -546,6 +592,8 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
         n.failed++;
     }
     rc = import_finish(c, "import-index", rec.name, argv[2], &n, NULL);
+    if (rc != CTL_ERR)
+        rc = index_check_complete(argv[2], &n);
 out:
     if (f != NULL)
         fclose(f);

@@ -27,8 +27,14 @@ static const char status_usage[] =
     "       ocspctl export [ISSUER]\n"
     "REASON: unspecified keyCompromise cACompromise affiliationChanged superseded\n"
     "        cessationOfOperation privilegeWithdrawn aACompromise\n"
-    "A revoked serial is final: release or hold of it is refused (exit 3).\n"
+    "A revoked serial is final: release or hold of it is refused (exit 3), and so is a repeated\n"
+    "revoke that would weaken it: its earliest time is kept, its reason may only become more\n"
+    "specific or keyCompromise. A repeated hold keeps the hold's start. --time may not be in\n"
+    "the future.\n"
     "status/list print: SERIAL STATE REASON REVOCATION_TIME NOT_AFTER ('-' when absent).\n";
+
+/* How far ahead of our clock a --time may be (the operator's clock may run a little ahead). */
+#define STATUS_TIME_SKEW 60
 
 /* Options shared by the per-serial subcommands. */
 struct status_args {
@@ -70,6 +76,13 @@ status_parse(int argc, char **argv, const char *allowed, struct status_args *a)
         if ((opt == 't' && ocspctl_time_parse(optarg, true, &a->time) != ST_OK) ||
             (opt == 'n' && ocspctl_time_parse(optarg, true, &a->not_after) != ST_OK)) {
             fprintf(stderr, "ocspctl: %s: expected YYYYMMDDHHMMSSZ\n", optarg);
+            return -1;
+        }
+        if (opt == 't' && a->time > (int64_t)time(NULL) + STATUS_TIME_SKEW) {
+            fprintf(stderr,
+                    "ocspctl: --time %s is in the future: a revocation or hold can only be dated "
+                    "now or earlier\n",
+                    optarg);
             return -1;
         }
         a->revoked_only = a->revoked_only || opt == 'R';
@@ -131,8 +144,8 @@ change_result(const char *what, const char *serial, int st)
     }
     if (st == ST_EXISTS)
         fprintf(stderr,
-                "ocspctl: %s: refused: the serial is definitively revoked (EID-07); the "
-                "attempt is journalled\n",
+                "ocspctl: %s: refused: the serial is definitively revoked and this would undo or "
+                "weaken its revocation (EID-07); the attempt is journalled\n",
                 serial);
     else
         fprintf(stderr, "ocspctl: %s: %s failed: %s\n", serial, what, status_str(st));

@@ -12,8 +12,14 @@
 #   - import-crl of full CRLs, PEM and DER, an older CRL refused (RFC 5280 §5.2.3), a CRL
 #     signed by another key refused, delta CRLs (§5.2.4) with certificateHold and
 #     removeFromCRL, and a removeFromCRL of a revoked serial refused (EID-07);
-#   - export as JSON lines (EID-12/15); usage errors exit 2; --help on every level.
-# presign is not exercised here (it needs the signer; see the ocspd tests).
+#   - a repeated revoke or hold never weakens the status (OCSP-15, EID-07/08): earliest time
+#     kept, reason only upgraded, anything else refused; a --time in the future refused;
+#   - import-index with a skipped line, of a PEM file, of blank lines: exit 1;
+#   - a partition CRL (IDP distributionPoint) releases no hold; a delta CRL's nextUpdate
+#     bounds the issuer's (STS-12); a CRL dated in the future refused;
+#   - export as JSON lines (EID-12/15); usage errors exit 2; --help on every level;
+#   - presign with a software key over more than one chunk: every serial signed once, and a
+#     re-presign reuses the pages it frees (no read transaction held while signing).
 set -uo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -61,6 +67,21 @@ expect_out() {
     fi
 }
 
+# expect_msg NAME WANT REGEX CMD...: CMD exits with WANT and its stderr matches REGEX.
+expect_msg() {
+    local name=$1 want=$2 re=$3 rc err
+    shift 3
+    err=$("$@" 2>&1 >/dev/null)
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        t_fail "$name" "exit $rc, want $want: $(printf '%s' "$err" | tail -n 3 | tr '\n' ' ')"
+    elif grep -Eq -- "$re" <<<"$err"; then
+        t_ok "$name"
+    else
+        t_fail "$name" "stderr '$(tr '\n' '|' <<<"$err")' does not match /$re/"
+    fi
+}
+
 ctl1() { "$CTL" -d "$S1" "$@"; }
 ctl2() { "$CTL" -d "$S2" "$@"; }
 
@@ -105,6 +126,11 @@ authorityKeyIdentifier = keyid
 [delta_ext]
 authorityKeyIdentifier = keyid
 2.5.29.27 = critical, $ENV::DELTA_BASE
+[idp_ext]
+authorityKeyIdentifier = keyid
+issuingDistributionPoint = critical, @idp_sect
+[idp_sect]
+fullname = URI:http://crl.example/partition1.crl
 EOF
 
 export CADIR="$P/a" CADB="$P/a/index.txt" DELTA_BASE="DER:02:01:01"
@@ -264,6 +290,30 @@ expect_rc "EID-07: release of a revoked serial refused (exit 3)" 3 ctl1 -u mallo
 expect_rc "EID-07: hold of a revoked serial refused (exit 3)" 3 ctl1 -u mallory hold A "$L2"
 expect_out "EID-07: still revoked keyCompromise" "^$L1 revoked keyCompromise 20250101000000Z" \
     ctl1 status A "$L1"
+expect_rc "OCSP-15: revoke again without options refused (exit 3)" 3 ctl1 -u carol revoke A "$L1"
+expect_rc "OCSP-15: revoke again with another reason refused (exit 3)" 3 ctl1 -u carol \
+    revoke A "$L1" --reason superseded --time 20250101000000Z
+expect_rc "OCSP-15: revoke again, same reason, later time" 0 ctl1 revoke A "$L1" \
+    --reason keyCompromise --time 20250601000000Z
+expect_out "OCSP-15: keyCompromise and the earliest time kept" \
+    "^$L1 revoked keyCompromise 20250101000000Z -\$" ctl1 status A "$L1"
+l2_time=$(ctl1 status A "$L2" | cut -d' ' -f4)
+expect_rc "OCSP-15: superseded raised to keyCompromise" 0 ctl1 revoke A "$L2" \
+    --reason keyCompromise
+expect_out "OCSP-15: keyCompromise, the first revocation time kept" \
+    "^$L2 revoked keyCompromise $l2_time " ctl1 status A "$L2"
+future=$(date -u -d '+1 day' +%Y%m%d%H%M%SZ)
+soon=$(date -u -d '+30 seconds' +%Y%m%d%H%M%SZ)
+expect_msg "revoke --time in the future refused (exit 2)" 2 'is in the future' \
+    ctl1 revoke A "$L3" --time "$future"
+expect_msg "hold --time in the future refused (exit 2)" 2 'is in the future' \
+    ctl1 hold A "$L3" --time "$future"
+expect_out "refused --time: nothing changed" "^$L3 good " ctl1 status A "$L3"
+expect_rc "hold --time 30 s ahead accepted (clock skew)" 0 ctl1 hold A "$L5" --time "$soon"
+expect_rc "EID-08: hold again with another time" 0 ctl1 hold A "$L5" --time 20250301000000Z
+expect_out "EID-08: a repeated hold keeps its start" "^$L5 hold certificateHold $soon " \
+    ctl1 status A "$L5"
+expect_rc "release the repeated hold" 0 ctl1 release A "$L5"
 expect_out "list: every serial of A" '^6$' bash -c "\"$CTL\" -d \"$S1\" list A | wc -l"
 expect_out "list --revoked: the two revoked" '^2$' \
     bash -c "\"$CTL\" -d \"$S1\" list A --revoked | wc -l"
@@ -322,9 +372,17 @@ expect_out "import-index: holdInstruction -> hold" "^$L4 hold certificateHold " 
 expect_out "import-index: R keyCompromise" "^$L1 revoked keyCompromise " ctl2 status A "$L1"
 expect_rc "import-index again is idempotent" 0 ctl2 import-index A "$CADB"
 printf 'V\t301231235959Z\t\t2000\tunknown\t/CN=x\ngarbage line\n' >"$TMP/index_bad.txt"
-expect_rc "import-index: a bad line is skipped, the good one kept" 0 \
+expect_msg "import-index: a skipped line is an error (exit 1)" 1 '1 line was skipped' \
     ctl2 import-index A "$TMP/index_bad.txt"
-expect_out "import-index: 2000 recorded" '^2000 good - - 20301231235959Z$' ctl2 status A 2000
+expect_out "import-index: the good line is kept" '^2000 good - - 20301231235959Z$' \
+    ctl2 status A 2000
+expect_msg "import-index: a PEM certificate given as index is an error" 1 'lines were skipped' \
+    ctl2 import-index A "$P/a/l1.pem"
+printf '\n\n\n' >"$TMP/index_blank.txt"
+expect_msg "import-index: only blank lines is an error (no entries)" 1 'no entries' \
+    ctl2 import-index A "$TMP/index_blank.txt"
+: >"$TMP/index_empty.txt"
+expect_rc "import-index: an empty file is an error" 1 ctl2 import-index A "$TMP/index_empty.txt"
 expect_rc "usage: import-index without file" 2 ctl2 import-index A
 
 # ---- import-crl ----
@@ -401,5 +459,63 @@ assert len(imp)==5, len(imp)
 assert sum(e["refused"] for e in imp)==1
 assert any(e["crl"]["delta"] for e in imp)
 ' <"$TMP/export3.jsonl"
+
+# A partition CRL (RFC 5280 §5.2.5: IDP with a distributionPoint) lists only its part: holds
+# it does not list stay. Made from a database without L4's hold.
+next_of() { date -u -d "$(openssl crl -in "$1" -noout -nextupdate | sed 's/^nextUpdate=//')" \
+    +%Y%m%d%H%M%SZ; }
+printf 'R\t%s\t%s,superseded\t%s\tunknown\t/CN=leaf 3\n' "$exp" "$now" "$L3" >"$P/a/part.txt"
+sleep 1
+CADB="$P/a/part.txt" ca_a -gencrl -crlexts idp_ext -out "$P/a/crl6.pem" >>"$TMP/pki.log" 2>&1
+expect_out "partition CRL carries an IDP distributionPoint" 'partition1' \
+    bash -c "openssl crl -in \"$P/a/crl6.pem\" -noout -text"
+expect_rc "import-crl: partition CRL" 0 ctl3 import-crl A "$P/a/crl6.pem"
+expect_out "partition CRL: a hold it does not list stays" "^$L4 hold certificateHold " \
+    ctl3 status A "$L4"
+full_next=$(next_of "$P/a/crl6.pem")
+# STS-12: a delta due before the full CRL bounds the issuer's nextUpdate; a later one does not.
+CADB="$P/a/part.txt" DELTA_BASE="DER:02:01:06" \
+    ca_a -gencrl -crlhours 1 -crlexts delta_ext -out "$P/a/delta7.pem" >>"$TMP/pki.log" 2>&1
+CADB="$P/a/part.txt" DELTA_BASE="DER:02:01:06" \
+    ca_a -gencrl -crldays 3 -crlexts delta_ext -out "$P/a/delta8.pem" >>"$TMP/pki.log" 2>&1
+expect_rc "import-crl: delta due in an hour" 0 ctl3 import-crl A "$P/a/delta7.pem"
+expect_out "STS-12: crl_next_update is the delta's" \
+    "^A .*crl_number=7 .*crl_next_update=$(next_of "$P/a/delta7.pem")\$" ctl3 issuer list
+expect_rc "import-crl: delta due in three days" 0 ctl3 import-crl A "$P/a/delta8.pem"
+expect_out "STS-12: crl_next_update back to the full CRL's (the earlier)" \
+    "^A .*crl_number=8 .*crl_next_update=$full_next\$" ctl3 issuer list
+# A CRL dated ahead of this clock (more than 5 minutes) is refused.
+ca_a -gencrl -crl_lastupdate "$(date -u -d '+1 day' +%Y%m%d%H%M%SZ)" -crlexts crl_ext \
+    -out "$P/a/crl9.pem" >>"$TMP/pki.log" 2>&1
+expect_msg "import-crl: thisUpdate a day ahead refused" 1 'thisUpdate is in the future' \
+    ctl3 import-crl A "$P/a/crl9.pem"
+expect_out "import-crl: the future CRL changed nothing" '^A .*crl_number=8 ' ctl3 issuer list
+ca_a -gencrl -crl_lastupdate "$(date -u -d '+2 minutes' +%Y%m%d%H%M%SZ)" -crlexts crl_ext \
+    -out "$P/a/crl10.pem" >>"$TMP/pki.log" 2>&1
+expect_rc "import-crl: thisUpdate 2 minutes ahead accepted (clock skew)" 0 \
+    ctl3 import-crl A "$P/a/crl10.pem"
+
+# ---- presign (software key, no token) ----
+
+# More serials than one presign chunk (1024), so the walk is resumed twice; every serial is
+# signed exactly once per CertID form, and signing a chunk holds no read transaction, so a
+# re-presign reuses the pages it frees instead of growing the file.
+S4="$TMP/store4"
+printf '[store]\npath = %s\nmap_size = 64M\n' "$S4" >"$TMP/store4.conf"
+ctl4() { "$CTL" -c "$TMP/store4.conf" "$@"; }
+pages_used() { mdb_stat -e "$S4" | sed -n 's/^ *Number of pages used: //p'; }
+expect_rc "store4: init" 0 ctl4 init
+expect_rc "store4: issuer A with the CA key" 0 ctl4 issuer add A --cert "$P/a/ca.pem" \
+    --key-file "$P/a/ca.key"
+# shellcheck disable=SC2046
+expect_rc "store4: 2500 serials" 0 ctl4 add A $(seq -f '%.0f' 100000 102499)
+expect_out "presign: 5000 responses (SHA-1 and SHA-256 CertIDs)" '^5000$' ctl4 presign A
+expect_out "presign: 5000 stored" '^ *Entries: 5000$' mdb_stat -s responses "$S4"
+pages1=$(pages_used)
+ctl4 presign A >/dev/null 2>&1
+ctl4 presign A >/dev/null 2>&1
+pages3=$(pages_used)
+expect_rc "presign twice more: the file grew at most 10% ($pages1 -> $pages3 pages)" 0 \
+    test "$((pages3 * 10))" -le "$((pages1 * 11))"
 
 t_summary test_ocspctl

@@ -4,9 +4,11 @@
  * version (written, checked, a newer one refused), issuer records round trip, the certids
  * index for all four CertID hashes (RFC 6960 §4.1.1, OCSP-11) computed independently with
  * OpenSSL's OCSP_cert_id_new, the status life cycle of EID-07/08 and OCSP-16 (a definitive
- * revocation is never undone; a hold is released), the journal (EID-12 evidence) and the
- * change queue (EID-05: a change is re-signed at once), pre-signed responses read with their
- * status in one transaction, and a reader in another process seeing committed writes.
+ * revocation is never undone nor weakened by a repeat, OCSP-15; a hold is released and keeps
+ * its start when repeated), the journal (EID-12 evidence) and the change queue (EID-05: a
+ * change is re-signed at once), status walks resumed after a serial (chunked pre-signing),
+ * issuer records of the older layout, pre-signed responses read with their status in one
+ * transaction, and a reader in another process seeing committed writes.
  */
 #include "common/log.h"
 #include "common/status.h"
@@ -131,6 +133,7 @@ fill_issuer(struct ocsp_issuer_rec *r, const char *name)
     r->crl_this_update = 1700000000;
     r->crl_next_update = 1700086400;
     r->crl_number = 0x123456789aull;
+    r->crl_full_next_update = 1700090000;
 }
 
 static size_t
@@ -239,6 +242,7 @@ START_TEST(test_issuer_round_trip)
     ck_assert_int_eq(out.crl_this_update, 1700000000);
     ck_assert_int_eq(out.crl_next_update, 1700086400);
     ck_assert_uint_eq(out.crl_number, 0x123456789aull);
+    ck_assert_int_eq(out.crl_full_next_update, 1700090000);
     ocsp_issuer_rec_clear(&out);
     ck_assert_ptr_null(out.cert);
     ck_assert_int_eq(ocsp_store_issuer_walk(os, count_issuer, &n), ST_OK);
@@ -421,6 +425,77 @@ START_TEST(test_status_rules)
     ck_assert_uint_eq(st.reason, 1);
     ck_assert_int_eq(st.revocation_time, 1700000200);
     ck_assert_uint_eq(st.stamp, stamp);
+}
+END_TEST
+
+/* Put the status of serial1 and check what is stored. */
+static void
+set_and_expect(enum ocsp_cert_state state, uint8_t reason, int64_t when, int want_st,
+               uint8_t want_reason, int64_t want_time)
+{
+    struct ocsp_status st;
+
+    ck_assert_int_eq(
+        ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), state, reason, when, 0, "op"),
+        want_st);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.reason, want_reason);
+    ck_assert_int_eq(st.revocation_time, want_time);
+}
+
+/* OCSP-15, EID-07: revoking again never weakens a revocation: the earliest time stays, the
+ * reason only becomes more specific or keyCompromise; anything else is refused. */
+START_TEST(test_status_revoked_again)
+{
+    size_t journal0;
+
+    set_and_expect(OCSP_STATE_REVOKED, 1, 1704067200, ST_OK, 1, 1704067200);
+    journal0 = count_db("journal");
+    /* `ocspctl revoke` without options: no reason, now */
+    set_and_expect(OCSP_STATE_REVOKED, OCSP_REASON_NONE, 1800000000, ST_EXISTS, 1, 1704067200);
+    set_and_expect(OCSP_STATE_REVOKED, 4, 1704067200, ST_EXISTS, 1, 1704067200);
+    set_and_expect(OCSP_STATE_REVOKED, 0, 1600000000, ST_EXISTS, 1, 1704067200);
+    ck_assert_uint_eq(count_db("journal"), journal0 + 3); /* each refusal journalled */
+    /* same reason, later time: nothing changes (not even the journal) */
+    set_and_expect(OCSP_STATE_REVOKED, 1, 1800000000, ST_OK, 1, 1704067200);
+    ck_assert_uint_eq(count_db("journal"), journal0 + 3);
+    /* same reason, earlier time: the earlier one is kept */
+    set_and_expect(OCSP_STATE_REVOKED, 1, 1700000000, ST_OK, 1, 1700000000);
+    ck_assert_uint_eq(count_db("journal"), journal0 + 4);
+}
+END_TEST
+
+/* No reason -> unspecified -> a specific reason -> keyCompromise, keeping the earliest time;
+ * no step down or sideways. */
+START_TEST(test_status_reason_ladder)
+{
+    set_and_expect(OCSP_STATE_REVOKED, OCSP_REASON_NONE, 1750000000, ST_OK, OCSP_REASON_NONE,
+                   1750000000);
+    set_and_expect(OCSP_STATE_REVOKED, 0, 1760000000, ST_OK, 0, 1750000000);
+    set_and_expect(OCSP_STATE_REVOKED, OCSP_REASON_NONE, 1750000000, ST_EXISTS, 0, 1750000000);
+    set_and_expect(OCSP_STATE_REVOKED, 4, 1740000000, ST_OK, 4, 1740000000);
+    set_and_expect(OCSP_STATE_REVOKED, 5, 1740000000, ST_EXISTS, 4, 1740000000);
+    set_and_expect(OCSP_STATE_REVOKED, 0, 1740000000, ST_EXISTS, 4, 1740000000);
+    set_and_expect(OCSP_STATE_REVOKED, 1, 1790000000, ST_OK, 1, 1740000000);
+    set_and_expect(OCSP_STATE_REVOKED, 2, 1740000000, ST_EXISTS, 1, 1740000000);
+    set_and_expect(OCSP_STATE_HOLD, 6, 1740000000, ST_EXISTS, 1, 1740000000);
+}
+END_TEST
+
+/* EID-08: a repeated hold keeps the start of the hold; a hold may still become revoked. */
+START_TEST(test_status_hold_again)
+{
+    struct ocsp_status st;
+    uint64_t stamp;
+
+    set_and_expect(OCSP_STATE_HOLD, 6, 1700000000, ST_OK, 6, 1700000000);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    stamp = st.stamp;
+    set_and_expect(OCSP_STATE_HOLD, 6, 1800000000, ST_OK, 6, 1700000000);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_HOLD);
+    ck_assert_uint_eq(st.stamp, stamp); /* no change, nothing to re-sign */
+    set_and_expect(OCSP_STATE_REVOKED, 1, 1750000000, ST_OK, 1, 1750000000);
 }
 END_TEST
 
@@ -663,6 +738,117 @@ START_TEST(test_status_walk)
 }
 END_TEST
 
+struct serial_list {
+    uint8_t s[8][OCSP_SERIAL_MAX];
+    size_t len[8];
+    int n, max; /* stop after max (0: never) */
+};
+
+static bool
+collect_serial(void *ctx, const uint8_t *serial, size_t serial_len, const struct ocsp_status *st)
+{
+    struct serial_list *l = ctx;
+
+    (void)st;
+    ck_assert_int_lt(l->n, 8);
+    memcpy(l->s[l->n], serial, serial_len);
+    l->len[l->n++] = serial_len;
+    return l->max == 0 || l->n < l->max;
+}
+
+static int
+walk_from(const uint8_t *start, size_t len, struct serial_list *l)
+{
+    int max = l->max;
+
+    memset(l, 0, sizeof(*l));
+    l->max = max;
+    return ocsp_store_status_walk_from(os, ca_id, start, len, collect_serial, l);
+}
+
+/* ocsp_store_status_walk_from starts after `start` (present or not) and stays within the
+ * issuer; chunked walks resumed from the last serial see every serial exactly once. */
+START_TEST(test_status_walk_from)
+{
+    static const uint8_t s01[] = {0x01}, s0102[] = {0x01, 0x02}, s02[] = {0x02}, s03[] = {0x03},
+                         s0101[] = {0x01, 0x01}, s04[] = {0x04};
+    static const uint8_t *const all[] = {s01, s0102, s02, s03};
+    static const size_t lens[] = {1, 2, 1, 1};
+    uint8_t other_id[OCSP_ISSUER_ID_LEN], big[OCSP_SERIAL_MAX + 1] = {0x01};
+    struct serial_list l = {0};
+    uint8_t last[OCSP_SERIAL_MAX];
+    size_t last_len = 0;
+    int seen = 0;
+
+    memset(other_id, 0xff, sizeof(other_id)); /* sorts after ca_id */
+    for (int i = 3; i >= 0; i--)
+        ck_assert_int_eq(ocsp_store_status_set(os, ca_id, all[i], lens[i], OCSP_STATE_GOOD,
+                                               OCSP_REASON_NONE, 0, 0, "op"),
+                         ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(os, other_id, s04, 1, OCSP_STATE_GOOD,
+                                           OCSP_REASON_NONE, 0, 0, "op"),
+                     ST_OK);
+    ck_assert_int_eq(walk_from(NULL, 0, &l), ST_OK);
+    ck_assert_int_eq(l.n, 4);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_uint_eq(l.len[i], lens[i]);
+        ck_assert_mem_eq(l.s[i], all[i], lens[i]);
+    }
+    ck_assert_int_eq(walk_from(s01, 1, &l), ST_OK); /* present: skipped */
+    ck_assert_int_eq(l.n, 3);
+    ck_assert_mem_eq(l.s[0], s0102, 2);
+    ck_assert_int_eq(walk_from(s0101, 2, &l), ST_OK); /* absent: the next one */
+    ck_assert_int_eq(l.n, 3);
+    ck_assert_mem_eq(l.s[0], s0102, 2);
+    ck_assert_int_eq(walk_from(s03, 1, &l), ST_OK); /* the last: nothing, not other's 04 */
+    ck_assert_int_eq(l.n, 0);
+    ck_assert_int_eq(walk_from(s01, 0, &l), ST_INVALID);
+    ck_assert_int_eq(walk_from(big, sizeof(big), &l), ST_INVALID);
+    /* chunks of 3: 01 0102 02 | 03 | (none) */
+    l.max = 3;
+    for (int round = 0; round < 4; round++) {
+        ck_assert_int_eq(walk_from(last_len > 0 ? last : NULL, last_len, &l), ST_OK);
+        for (int i = 0; i < l.n; i++, seen++) {
+            ck_assert_int_lt(seen, 4);
+            ck_assert_mem_eq(l.s[i], all[seen], lens[seen]);
+        }
+        if (l.n == 0)
+            break;
+        memcpy(last, l.s[l.n - 1], l.len[l.n - 1]);
+        last_len = l.len[l.n - 1];
+    }
+    ck_assert_int_eq(seen, 4);
+}
+END_TEST
+
+/* An issuer record written before crl_full_next_update existed (it ends at crl_number)
+ * still decodes, with the full CRL's nextUpdate taken from crl_next_update. */
+START_TEST(test_issuer_record_without_full_next_update)
+{
+    struct store *raw = ocsp_store_raw(os);
+    struct ocsp_issuer_rec in, out;
+    struct store_txn *t = NULL;
+    uint8_t *v = NULL;
+    size_t n = 0;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(store_get_alloc(raw, store_db(raw, "issuers"), ca_id, sizeof(ca_id), &v, &n),
+                     ST_OK);
+    ck_assert_uint_gt(n, 8);
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(
+        store_txn_put(t, store_db(raw, "issuers"), ca_id, sizeof(ca_id), v, n - 8, false), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    free(v);
+    ck_assert_int_eq(ocsp_store_issuer_get(os, ca_id, &out), ST_OK);
+    ck_assert_uint_eq(out.crl_number, 0x123456789aull);
+    ck_assert_int_eq(out.crl_next_update, 1700086400);
+    ck_assert_int_eq(out.crl_full_next_update, 1700086400);
+    ocsp_issuer_rec_clear(&out);
+}
+END_TEST
+
 /* Child: open read-only, wait for the parent's go, then check serial1 is revoked. */
 static int
 reader_child(int ready_fd, int go_fd)
@@ -761,6 +947,11 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_certids_lookup);
     tcase_add_test(tc, test_status_set_get);
     tcase_add_test(tc, test_status_rules);
+    tcase_add_test(tc, test_status_revoked_again);
+    tcase_add_test(tc, test_status_reason_ladder);
+    tcase_add_test(tc, test_status_hold_again);
+    tcase_add_test(tc, test_status_walk_from);
+    tcase_add_test(tc, test_issuer_record_without_full_next_update);
     tcase_add_test(tc, test_journal);
     tcase_add_test(tc, test_changes_take);
     tcase_add_test(tc, test_responses);
