@@ -739,7 +739,7 @@ ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
     return st != ST_OK ? st : ocsp_status_decode(b, n, out);
 }
 
-static const char *
+const char *
 ocsp_state_name(uint8_t state)
 {
     switch (state) {

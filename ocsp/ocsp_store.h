@@ -64,6 +64,9 @@ struct ocsp_status {
     int64_t updated;          /* UTC seconds of the last change */
 };
 
+/* "good", "revoked", "hold" (or "invalid"). */
+const char *ocsp_state_name(uint8_t state);
+
 enum ocsp_nonce_policy { OCSP_NONCE_IGNORE = 0, OCSP_NONCE_ECHO = 1, OCSP_NONCE_REQUIRE = 2 };
 
 /* What to answer for a serial with no status record. */

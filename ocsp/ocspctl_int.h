@@ -62,7 +62,6 @@ void ocspctl_time_fmt(int64_t t, char out[16]);
 int ocspctl_reason_parse(const char *name);
 /* Name of a code ("-" for OCSP_REASON_NONE). */
 const char *ocspctl_reason_name(uint8_t reason);
-const char *ocspctl_state_name(uint8_t state);
 
 /* Load one certificate (PEM, or DER). NULL with a message on stderr. */
 X509 *ocspctl_load_cert(const char *path);

@@ -129,7 +129,7 @@ print_status(const uint8_t *serial, size_t len, const struct ocsp_status *st)
     ocspctl_serial_hex(serial, len, hex);
     ocspctl_time_fmt(st != NULL && st->state != OCSP_STATE_GOOD ? st->revocation_time : 0, rt);
     ocspctl_time_fmt(st != NULL ? st->not_after : 0, na);
-    printf("%s %s %s %s %s\n", hex, st != NULL ? ocspctl_state_name(st->state) : "not-issued",
+    printf("%s %s %s %s %s\n", hex, st != NULL ? ocsp_state_name(st->state) : "not-issued",
            st != NULL && st->state != OCSP_STATE_GOOD ? ocspctl_reason_name(st->reason) : "-", rt,
            na);
 }
@@ -401,7 +401,7 @@ export_status(void *ctx, const uint8_t *serial, size_t len, const struct ocsp_st
     ocspctl_json_str(&j, "type", "status");
     ocspctl_json_str(&j, "issuer", e->issuer);
     ocspctl_json_str(&j, "serial", hex);
-    ocspctl_json_str(&j, "state", ocspctl_state_name(st->state));
+    ocspctl_json_str(&j, "state", ocsp_state_name(st->state));
     ocspctl_json_str(&j, "reason",
                      st->state != OCSP_STATE_GOOD ? ocspctl_reason_name(st->reason) : "-");
     ocspctl_time_fmt(st->state != OCSP_STATE_GOOD ? st->revocation_time : 0, t);

@@ -201,19 +201,6 @@ ocspctl_reason_name(uint8_t reason)
     return "-";
 }
 
-const char *
-ocspctl_state_name(uint8_t state)
-{
-    switch (state) {
-    case OCSP_STATE_GOOD:
-        return "good";
-    case OCSP_STATE_REVOKED:
-        return "revoked";
-    case OCSP_STATE_HOLD:
-        return "hold";
-    }
-    return "invalid";
-}
 
 /* ---- files and certificates ---- */
 
