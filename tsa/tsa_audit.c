@@ -62,9 +62,13 @@ out_jstr(struct out *o, const char *v)
             out_printf(o, "\\%c", ch);
         else if (ch < 0x20)
             out_printf(o, "\\u%04x", ch);
+        else if (o->len + 1 < o->cap)
+            o->p[o->len++] = (char)ch; /* the common case: no formatting */
         else
-            out_printf(o, "%c", ch);
+            o->full = true;
     }
+    if (!o->full)
+        o->p[o->len] = '\0';
     out_printf(o, "\"");
 }
 
