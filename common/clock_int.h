@@ -43,8 +43,9 @@
 
 /* Fixed drift allowance added to chronyd's skew and residual frequency (ppm). */
 #define CLOCK_DRIFT_ALLOWANCE_PPM 15.0
-/* A clock step smaller than this is not told from timer jitter (seconds). */
-#define CLOCK_STEP_TOLERANCE 0.002
+/* A clock step smaller than this is not told from scheduling jitter (seconds); the next chronyd
+ * sample (poll_interval) reports smaller ones as offset. */
+#define CLOCK_STEP_TOLERANCE 0.010
 
 /* Decode one chrony Float given as its 32-bit value already in host byte order. */
 double clock_chrony_float(uint32_t v);
