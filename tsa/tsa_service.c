@@ -129,8 +129,6 @@ tsa_job_prepare(struct tsa_job *j)
 {
     if (tsa_serial_new(j->tok.serial) != ST_OK)
         return ST_CRYPTO;
-    if (!tsa_unit_gen_time(j->unit, &j->clk.now, &j->tok.gen_time))
-        return ST_CLOCK;
     j->sj.key = j->unit->key;
     j->sj.user = j;
     return tsa_token_prepare(j->unit, &j->req, &j->tok, j->sj.digest, &j->sj.digest_len);
@@ -147,6 +145,7 @@ tsa_handle(struct http_request *http, void *ctx)
     const char *why = NULL;
     enum tsa_fail fail;
     size_t len;
+    bool back;
     int st;
 
     body = http_req_body(http, &len);
@@ -168,10 +167,18 @@ tsa_handle(struct http_request *http, void *ctx)
         why = "requested policy is not served at this address";
         goto reject;
     }
+    /* the clock is read and genTime assigned under the unit's lock, so that concurrent
+     * requests get genTimes in the order they read the clock; a genTime earlier than the
+     * previous one then only comes from a clock that went back (DESIGN D3) */
+    pthread_mutex_lock(&j->unit->lock);
     clock_read_max(s->clock, tsa_unit_max_error(j->unit), &j->clk);
-    if (j->clk.verdict != CLOCK_OK) { /* TSA-05, TSP-12 */
+    back = j->clk.verdict == CLOCK_OK &&
+           !tsa_unit_gen_time_locked(j->unit, &j->clk.now, &j->tok.gen_time);
+    pthread_mutex_unlock(&j->unit->lock);
+    if (j->clk.verdict != CLOCK_OK || back) { /* TSA-05, TSP-12 */
         fail = TSA_FAIL_TIME_NOT_AVAILABLE;
-        why = "time source not within the declared accuracy";
+        why = back ? "the clock went back since the previous token"
+                   : "time source not within the declared accuracy";
         goto reject;
     }
     if (j->clk.now.tv_sec >= j->unit->key_not_after ||
@@ -182,10 +189,9 @@ tsa_handle(struct http_request *http, void *ctx)
                 j->unit->cfg->name);
         goto reject;
     }
-    if ((st = tsa_job_prepare(j)) != ST_OK) {
-        fail = st == ST_CLOCK ? TSA_FAIL_TIME_NOT_AVAILABLE : TSA_FAIL_SYSTEM_FAILURE;
-        why = st == ST_CLOCK ? "the clock went back since the previous token"
-                             : "cannot build the token";
+    if (tsa_job_prepare(j) != ST_OK) {
+        fail = TSA_FAIL_SYSTEM_FAILURE;
+        why = "cannot build the token";
         goto reject;
     }
     http_req_suspend(http);

@@ -423,19 +423,27 @@ tsa_unit_clear(struct tsa_unit *u)
 }
 
 bool
-tsa_unit_gen_time(struct tsa_unit *u, const struct timespec *now, struct timespec *out)
+tsa_unit_gen_time_locked(struct tsa_unit *u, const struct timespec *now, struct timespec *out)
 {
     double back, resolution = pow(10.0, -(double)u->frac_digits);
-    bool ok = true;
 
-    pthread_mutex_lock(&u->lock);
     back = (double)(u->last_gen.tv_sec - now->tv_sec) +
            (double)(u->last_gen.tv_nsec - now->tv_nsec) * 1e-9;
     if (back <= 0)
         u->last_gen = *now;
     else if (back > resolution)
-        ok = false;
+        return false;
     *out = u->last_gen;
+    return true;
+}
+
+bool
+tsa_unit_gen_time(struct tsa_unit *u, const struct timespec *now, struct timespec *out)
+{
+    bool ok;
+
+    pthread_mutex_lock(&u->lock);
+    ok = tsa_unit_gen_time_locked(u, now, out);
     pthread_mutex_unlock(&u->lock);
     return ok;
 }

@@ -70,6 +70,10 @@ const char *tsa_cert_check_eku(X509 *cert);
  * false when `now` is earlier than that by more than the genTime resolution: the clock went
  * back, and a clamped genTime would be outside the token's accuracy (no token then). */
 bool tsa_unit_gen_time(struct tsa_unit *u, const struct timespec *now, struct timespec *out);
+/* The same with u->lock already held: a caller that reads the clock under the lock too gives
+ * concurrent requests genTimes in the order they read the clock. */
+bool tsa_unit_gen_time_locked(struct tsa_unit *u, const struct timespec *now,
+                              struct timespec *out);
 /* With the key attached: build the largest token this unit can be asked for (SHA-512 imprint,
  * 128-octet nonce) to prove at start that it fits (no failure at the first request). */
 int tsa_unit_selftest(const struct tsa_unit *u);
