@@ -243,7 +243,7 @@ tsa_defaults(struct tsa_config *c)
     c->leap_guard = 1.0;
     c->kernel_check = true;
     strcpy(c->store_dir, "/var/lib/tsad");
-    c->map_size = (size_t)1 << 30;
+    c->map_size = (size_t)16 << 30;
     c->hashes[0] = NID_sha256;
     c->hashes[1] = NID_sha384;
     c->hashes[2] = NID_sha512;

@@ -37,7 +37,7 @@ kernel_check = no
 
 [store]
 path = $store
-map_size = 256M
+map_size = 4G
 
 [signer]
 pkcs11_module = $PKI_P11_MODULE
