@@ -41,18 +41,6 @@ struct ocsp_responder {
     _Atomic int64_t expiry_warned; /* last "responder certificate expires soon" warning */
 };
 
-static const EVP_MD *
-ocsp_hash_md(enum ocsp_hash h)
-{
-    switch (h) {
-    case OCSP_HASH_SHA1: return EVP_sha1();
-    case OCSP_HASH_SHA256: return EVP_sha256();
-    case OCSP_HASH_SHA384: return EVP_sha384();
-    case OCSP_HASH_SHA512: return EVP_sha512();
-    }
-    return NULL;
-}
-
 static int64_t
 asn1_time_unix(const ASN1_TIME *t)
 {
@@ -63,30 +51,15 @@ asn1_time_unix(const ASN1_TIME *t)
     return (int64_t)timegm(&tm);
 }
 
-/* issuerNameHash and issuerKeyHash for each algorithm (OCSP-11). */
+/* issuerNameHash and issuerKeyHash for each algorithm (OCSP-11), computed once at load. */
 static int
 ocsp_issuer_hashes(X509 *cert, struct ocsp_issuer_hashes *h)
 {
-    const ASN1_BIT_STRING *key = X509_get0_pubkey_bitstr(cert);
-    unsigned char *name = NULL;
-    int name_len = i2d_X509_NAME(X509_get_subject_name(cert), &name);
-    int st = ST_CRYPTO;
-
-    if (key == NULL || name_len <= 0)
-        goto out;
-    for (int i = 0; i < 4; i++) {
-        const EVP_MD *md = ocsp_hash_md((enum ocsp_hash)(i + 1));
-        unsigned l1 = 0, l2 = 0;
-
-        if (EVP_Digest(name, (size_t)name_len, h->name[i], &l1, md, NULL) != 1 ||
-            EVP_Digest(key->data, (size_t)key->length, h->key[i], &l2, md, NULL) != 1)
-            goto out;
-        h->len[i] = l1;
-    }
-    st = ST_OK;
-out:
-    OPENSSL_free(name);
-    return st;
+    for (int i = 0; i < 4; i++)
+        if (ocsp_issuer_hashes_of(cert, (enum ocsp_hash)(i + 1), h->name[i], h->key[i],
+                                  &h->len[i]) != ST_OK)
+            return ST_CRYPTO;
+    return ST_OK;
 }
 
 /* Publish the record's changeable settings as the issuer's live copy. */

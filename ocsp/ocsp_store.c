@@ -283,24 +283,38 @@ ocsp_hash_md(enum ocsp_hash h)
     return NULL;
 }
 
-/* certids key: hash byte + issuerNameHash + issuerKeyHash. *klen gets its length. */
-static int
-ocsp_certid_key(X509 *x, enum ocsp_hash h, uint8_t key[1 + 2 * EVP_MAX_MD_SIZE], size_t *klen)
+int
+ocsp_issuer_hashes_of(X509 *issuer, enum ocsp_hash h, uint8_t name_hash[64],
+                      uint8_t key_hash[64], size_t *len)
 {
     const EVP_MD *md = ocsp_hash_md(h);
-    const ASN1_BIT_STRING *pub = X509_get0_pubkey_bitstr(x);
+    const ASN1_BIT_STRING *pub = X509_get0_pubkey_bitstr(issuer);
     const unsigned char *name = NULL;
     size_t name_len = 0;
     unsigned n1 = 0, n2 = 0;
 
     if (md == NULL || pub == NULL ||
-        X509_NAME_get0_der(X509_get_subject_name(x), &name, &name_len) != 1)
+        X509_NAME_get0_der(X509_get_subject_name(issuer), &name, &name_len) != 1 ||
+        EVP_Digest(name, name_len, name_hash, &n1, md, NULL) != 1 ||
+        EVP_Digest(pub->data, (size_t)pub->length, key_hash, &n2, md, NULL) != 1)
+        return ST_CRYPTO;
+    *len = n1;
+    return ST_OK;
+}
+
+/* certids key: hash byte + issuerNameHash + issuerKeyHash. *klen gets its length. */
+static int
+ocsp_certid_key(X509 *x, enum ocsp_hash h, uint8_t key[1 + 2 * EVP_MAX_MD_SIZE], size_t *klen)
+{
+    uint8_t name[64], pub[64];
+    size_t n = 0;
+
+    if (ocsp_issuer_hashes_of(x, h, name, pub, &n) != ST_OK)
         return ST_CRYPTO;
     key[0] = (uint8_t)h;
-    if (EVP_Digest(name, name_len, key + 1, &n1, md, NULL) != 1 ||
-        EVP_Digest(pub->data, (size_t)pub->length, key + 1 + n1, &n2, md, NULL) != 1)
-        return ST_CRYPTO;
-    *klen = 1 + n1 + n2;
+    memcpy(key + 1, name, n);
+    memcpy(key + 1 + n, pub, n);
+    *klen = 1 + 2 * n;
     return ST_OK;
 }
 
