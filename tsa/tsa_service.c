@@ -116,13 +116,6 @@ tsa_select_unit(struct tsa_path *p, const struct tsa_request *req)
     return NULL;
 }
 
-/* The clock bound a unit can accept: its accuracy less the genTime truncation. */
-static double
-tsa_unit_max_error(const struct tsa_unit *u)
-{
-    return u->cfg->accuracy - pow(10.0, -(double)u->frac_digits);
-}
-
 /* Build TSTInfo + signedAttrs with a fresh serial and the gated time; ST_OK or failure. */
 static int
 tsa_job_prepare(struct tsa_job *j)
@@ -171,7 +164,7 @@ tsa_handle(struct http_request *http, void *ctx)
      * requests get genTimes in the order they read the clock; a genTime earlier than the
      * previous one then only comes from a clock that went back (DESIGN D3) */
     pthread_mutex_lock(&j->unit->lock);
-    clock_read_max(s->clock, tsa_unit_max_error(j->unit), &j->clk);
+    clock_read_max(s->clock, j->unit->max_error, &j->clk);
     back = j->clk.verdict == CLOCK_OK &&
            !tsa_unit_gen_time_locked(j->unit, &j->clk.now, &j->tok.gen_time);
     pthread_mutex_unlock(&j->unit->lock);
@@ -453,8 +446,8 @@ tsa_load_units(struct tsa_service *s)
         }
         if (tsa_unit_selftest(u) != ST_OK)
             return ST_CONFIG;
-        if (s->health_max_error == 0 || tsa_unit_max_error(u) < s->health_max_error)
-            s->health_max_error = tsa_unit_max_error(u);
+        if (s->health_max_error == 0 || u->max_error < s->health_max_error)
+            s->health_max_error = u->max_error;
         log_audit("tsu_loaded", "tsu=%s policy=%s path=%s key=%s qualified=%s accuracy=%g",
                   uc->name, uc->policy, uc->path, signer_key_name(u->key),
                   uc->qualified ? "yes" : "no", uc->accuracy);

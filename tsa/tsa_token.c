@@ -168,6 +168,8 @@ tsa_encode_accuracy(struct tsa_unit *u)
     der_end(&d, m);
     u->accuracy_len = d.len;
     u->frac_digits = (unsigned)(digits < 1 ? 1 : digits > 6 ? 6 : digits);
+    u->resolution = pow(10.0, -(double)u->frac_digits);
+    u->max_error = u->cfg->accuracy - u->resolution;
 }
 
 /* Encode an OpenSSL object with its i2d function into a malloc()ed buffer. */
@@ -425,13 +427,13 @@ tsa_unit_clear(struct tsa_unit *u)
 bool
 tsa_unit_gen_time_locked(struct tsa_unit *u, const struct timespec *now, struct timespec *out)
 {
-    double back, resolution = pow(10.0, -(double)u->frac_digits);
+    double back;
 
     back = (double)(u->last_gen.tv_sec - now->tv_sec) +
            (double)(u->last_gen.tv_nsec - now->tv_nsec) * 1e-9;
     if (back <= 0)
         u->last_gen = *now;
-    else if (back > resolution)
+    else if (back > u->resolution)
         return false;
     *out = u->last_gen;
     return true;

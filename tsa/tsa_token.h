@@ -40,6 +40,8 @@ struct tsa_unit {
     uint8_t accuracy[24];    /* Accuracy SEQUENCE */
     size_t accuracy_len;
     unsigned frac_digits;    /* genTime fraction digits needed by the accuracy (TPR-03) */
+    double resolution;       /* 10^-frac_digits: the genTime truncation, seconds */
+    double max_error;        /* clock bound it can accept: accuracy less the truncation */
     uint8_t *tsa_name;       /* [0] { directoryName [4] { Name } }, or NULL */
     size_t tsa_name_len;
     uint8_t *extensions;     /* [1] Extensions, or NULL */
