@@ -9,7 +9,6 @@
 #include "tsa/tsa_audit.h"
 #include "tsa/tsa_request.h"
 
-#include <math.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
