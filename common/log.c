@@ -156,6 +156,7 @@ status_str(int st)
     case ST_STORE: return "store error";
     case ST_TIMEOUT: return "timeout";
     case ST_SHUTDOWN: return "shutting down";
+    case ST_FULL: return "store full";
     default: return "unknown status";
     }
 }

@@ -21,7 +21,9 @@ enum {
     ST_HSM = -11,     /* PKCS#11 failure */
     ST_STORE = -12,   /* LMDB failure */
     ST_TIMEOUT = -13, /* no answer in time */
-    ST_SHUTDOWN = -14 /* service is stopping */
+    ST_SHUTDOWN = -14, /* service is stopping */
+    ST_FULL = -15      /* store full: its map size reached, or a background write above the
+                          fill level kept for writes that must never fail */
 };
 
 /* Name of a status code, for logs. Never NULL. */

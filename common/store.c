@@ -1,5 +1,7 @@
 /*
- * store: LMDB wrapper (DESIGN D4). See store.h for the lifetime rules.
+ * store: LMDB wrapper (DESIGN D4, D10). See store.h for the lifetime rules. LMDB reference:
+ * lmdb.h (mdb_reader_check, MDB_APPEND, MDB_MAP_FULL); the free-page count is read from the
+ * free-list database (dbi 0) the way `mdb_stat -f` does.
  */
 #include "common/store.h"
 #include "common/log.h"
@@ -7,11 +9,16 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define STORE_MAX_DBS 16
+#define STORE_MAX_READERS 512
+#define STORE_FULL_LOG_EVERY_S 10 /* a full map is logged at most this often */
 
 struct store {
     MDB_env *env;
@@ -19,6 +26,9 @@ struct store {
     char *names[STORE_MAX_DBS];
     size_t n_dbs;
     size_t map_size;
+    char name[320];       /* "<label> <dir>" */
+    char size_key[256];   /* the setting that sizes the map */
+    _Atomic int64_t full_logged;
 };
 
 struct store_txn {
@@ -26,10 +36,28 @@ struct store_txn {
     MDB_txn *txn;
 };
 
-static int
-store_fail(const char *what, int rc)
+/* A full map is the operator's problem to solve: say which store and which setting. */
+static void
+store_log_full(struct store *s)
 {
-    log_err("store: %s: %s", what, mdb_strerror(rc));
+    int64_t now = (int64_t)time(NULL), last = atomic_load(&s->full_logged);
+
+    if (now - last < STORE_FULL_LOG_EVERY_S ||
+        !atomic_compare_exchange_strong(&s->full_logged, &last, now))
+        return;
+    log_err("store: %s is full (map size %zu bytes reached): grow %s, or archive and rotate "
+            "it", s->name, s->map_size, s->size_key[0] != '\0' ? s->size_key : "its map size");
+}
+
+static int
+store_fail(struct store *s, const char *what, int rc)
+{
+    if (rc == MDB_MAP_FULL) {
+        if (s != NULL)
+            store_log_full(s);
+        return ST_FULL;
+    }
+    log_err("store: %s: %s: %s", s != NULL ? s->name : "lmdb", what, mdb_strerror(rc));
     return rc == MDB_NOTFOUND ? ST_NOTFOUND : rc == MDB_KEYEXIST ? ST_EXISTS : ST_STORE;
 }
 
@@ -52,19 +80,23 @@ store_open(const char *dir, size_t map_size, const char *const *db_names, size_t
     if (s == NULL)
         goto fail;
     s->map_size = map_size;
+    snprintf(s->name, sizeof(s->name), "store %s", dir);
     if ((rc = mdb_env_create(&s->env)) != 0 ||
         (rc = mdb_env_set_maxdbs(s->env, (MDB_dbi)n_dbs + 1)) != 0 ||
         (rc = mdb_env_set_mapsize(s->env, map_size)) != 0 ||
-        (rc = mdb_env_set_maxreaders(s->env, 512)) != 0) {
-        store_fail("environment setup", rc);
+        (rc = mdb_env_set_maxreaders(s->env, STORE_MAX_READERS)) != 0) {
+        store_fail(s, "environment setup", rc);
         goto fail;
     }
     if ((rc = mdb_env_open(s->env, dir, flags, 0600)) != 0) {
         log_err("store: cannot open LMDB environment %s: %s", dir, mdb_strerror(rc));
         goto fail;
     }
+    /* readers of processes killed meanwhile would pin old pages from the first write on */
+    if (store_reader_check(s, NULL) != ST_OK)
+        goto fail;
     if ((rc = mdb_txn_begin(s->env, NULL, readonly ? MDB_RDONLY : 0, &txn)) != 0) {
-        store_fail("begin", rc);
+        store_fail(s, "begin", rc);
         goto fail;
     }
     for (size_t i = 0; i < n_dbs; i++) {
@@ -80,7 +112,7 @@ store_open(const char *dir, size_t map_size, const char *const *db_names, size_t
     }
     if ((rc = mdb_txn_commit(txn)) != 0) {
         txn = NULL;
-        store_fail("commit", rc);
+        store_fail(s, "commit", rc);
         goto fail;
     }
     return s;
@@ -129,12 +161,12 @@ store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size
     if (!store_db_ok(s, db))
         return ST_INVALID;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return store_fail("read begin", rc);
+        return store_fail(s, "read begin", rc);
     rc = mdb_get(txn, s->dbi[db], &k, &v);
     if (rc == MDB_NOTFOUND) {
         st = ST_NOTFOUND;
     } else if (rc != 0) {
-        st = store_fail("get", rc);
+        st = store_fail(s, "get", rc);
     } else {
         *len = v.mv_size;
         st = v.mv_size <= cap ? ST_OK : ST_INVALID;
@@ -157,12 +189,12 @@ store_get_alloc(struct store *s, int db, const void *key, size_t klen, uint8_t *
     if (!store_db_ok(s, db))
         return ST_INVALID;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return store_fail("read begin", rc);
+        return store_fail(s, "read begin", rc);
     rc = mdb_get(txn, s->dbi[db], &k, &v);
     if (rc == MDB_NOTFOUND) {
         st = ST_NOTFOUND;
     } else if (rc != 0) {
-        st = store_fail("get", rc);
+        st = store_fail(s, "get", rc);
     } else if ((*val = malloc(v.mv_size ? v.mv_size : 1)) == NULL) {
         st = ST_NOMEM;
     } else {
@@ -183,11 +215,11 @@ store_count(struct store *s, int db, size_t *n)
     if (!store_db_ok(s, db))
         return ST_INVALID;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return store_fail("read begin", rc);
+        return store_fail(s, "read begin", rc);
     rc = mdb_stat(txn, s->dbi[db], &stat);
     mdb_txn_abort(txn);
     if (rc != 0)
-        return store_fail("stat", rc);
+        return store_fail(s, "stat", rc);
     *n = stat.ms_entries;
     return ST_OK;
 }
@@ -206,7 +238,7 @@ store_txn_begin(struct store *s, bool write, struct store_txn **out)
     rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
     if (rc != 0) {
         free(t);
-        return store_fail("begin", rc);
+        return store_fail(s, "begin", rc);
     }
     *out = t;
     return ST_OK;
@@ -215,10 +247,11 @@ store_txn_begin(struct store *s, bool write, struct store_txn **out)
 int
 store_txn_commit(struct store_txn *t)
 {
+    struct store *s = t->s;
     int rc = mdb_txn_commit(t->txn);
 
     free(t);
-    return rc == 0 ? ST_OK : store_fail("commit", rc);
+    return rc == 0 ? ST_OK : store_fail(s, "commit", rc);
 }
 
 void
@@ -242,7 +275,7 @@ store_txn_put(struct store_txn *t, int db, const void *key, size_t klen, const v
     rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, no_overwrite ? MDB_NOOVERWRITE : 0);
     if (rc == MDB_KEYEXIST)
         return ST_EXISTS;
-    return rc == 0 ? ST_OK : store_fail("put", rc);
+    return rc == 0 ? ST_OK : store_fail(t->s, "put", rc);
 }
 
 int
@@ -256,7 +289,7 @@ store_txn_del(struct store_txn *t, int db, const void *key, size_t klen)
     rc = mdb_del(t->txn, t->s->dbi[db], &k, NULL);
     if (rc == MDB_NOTFOUND)
         return ST_NOTFOUND;
-    return rc == 0 ? ST_OK : store_fail("del", rc);
+    return rc == 0 ? ST_OK : store_fail(t->s, "del", rc);
 }
 
 int
@@ -272,7 +305,7 @@ store_txn_get(struct store_txn *t, int db, const void *key, size_t klen, const v
     if (rc == MDB_NOTFOUND)
         return ST_NOTFOUND;
     if (rc != 0)
-        return store_fail("get", rc);
+        return store_fail(t->s, "get", rc);
     *val = v.mv_data;
     *vlen = v.mv_size;
     return ST_OK;
@@ -289,9 +322,9 @@ store_walk(struct store *s, int db, const void *start, size_t slen, store_walk_f
     if (!store_db_ok(s, db))
         return ST_INVALID;
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return store_fail("read begin", rc);
+        return store_fail(s, "read begin", rc);
     if ((rc = mdb_cursor_open(txn, s->dbi[db], &cur)) != 0) {
-        st = store_fail("cursor", rc);
+        st = store_fail(s, "cursor", rc);
         goto out;
     }
     rc = mdb_cursor_get(cur, &k, &v, start != NULL ? MDB_SET_RANGE : MDB_FIRST);
@@ -301,7 +334,7 @@ store_walk(struct store *s, int db, const void *start, size_t slen, store_walk_f
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (rc != MDB_NOTFOUND)
-        st = store_fail("walk", rc);
+        st = store_fail(s, "walk", rc);
 out:
     if (cur != NULL)
         mdb_cursor_close(cur);
@@ -317,8 +350,126 @@ store_usage(struct store *s, size_t *used, size_t *map_size)
     int rc;
 
     if ((rc = mdb_env_info(s->env, &info)) != 0 || (rc = mdb_env_stat(s->env, &stat)) != 0)
-        return store_fail("info", rc);
+        return store_fail(s, "info", rc);
     *used = (info.me_last_pgno + 1) * (size_t)stat.ms_psize;
     *map_size = info.me_mapsize;
     return ST_OK;
+}
+
+void
+store_set_label(struct store *s, const char *label, const char *size_key)
+{
+    char dir[256] = "";
+    const char *path = NULL;
+
+    if (mdb_env_get_path(s->env, &path) == 0 && path != NULL)
+        snprintf(dir, sizeof(dir), "%s", path);
+    snprintf(s->name, sizeof(s->name), "%s %s", label != NULL ? label : "store", dir);
+    snprintf(s->size_key, sizeof(s->size_key), "%s", size_key != NULL ? size_key : "");
+}
+
+const char *
+store_name(const struct store *s)
+{
+    return s->name;
+}
+
+const char *
+store_size_key(const struct store *s)
+{
+    return s->size_key;
+}
+
+int
+store_reader_check(struct store *s, int *cleared)
+{
+    int dead = 0, rc = mdb_reader_check(s->env, &dead);
+
+    if (cleared != NULL)
+        *cleared = dead;
+    if (rc != 0)
+        return store_fail(s, "reader check", rc);
+    if (dead > 0)
+        log_notice("store: %s: cleared %d reader slot(s) left by processes that are gone", s->name,
+                   dead);
+    return ST_OK;
+}
+
+int
+store_fill(struct store *s, double *fill)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cur = NULL;
+    MDB_envinfo info;
+    MDB_stat stat;
+    MDB_val k, v;
+    size_t free_pages = 0, used, map_pages;
+    int rc, st = ST_OK;
+
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
+        return store_fail(s, "read begin", rc);
+    if ((rc = mdb_env_info(s->env, &info)) != 0 || (rc = mdb_env_stat(s->env, &stat)) != 0 ||
+        (rc = mdb_cursor_open(txn, 0, &cur)) != 0) {
+        st = store_fail(s, "fill", rc);
+        goto out;
+    }
+    /* the free list (dbi 0): txn id -> list of page numbers whose first element is its
+     * length; pages freed by transactions a reader still sees are counted too */
+    while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0)
+        if (v.mv_size >= sizeof(size_t))
+            free_pages += *(const size_t *)v.mv_data;
+    if (rc != MDB_NOTFOUND) {
+        st = store_fail(s, "free list", rc);
+        goto out;
+    }
+    used = info.me_last_pgno + 1;
+    used = free_pages < used ? used - free_pages : 0;
+    map_pages = info.me_mapsize / stat.ms_psize;
+    *fill = map_pages > 0 ? (double)used / (double)map_pages : 1.0;
+out:
+    if (cur != NULL)
+        mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return st;
+}
+
+int
+store_txn_append(struct store_txn *t, int db, const void *key, size_t klen, const void *val,
+                 size_t vlen)
+{
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    int rc;
+
+    if (!store_db_ok(t->s, db))
+        return ST_INVALID;
+    rc = mdb_put(t->txn, t->s->dbi[db], &k, &v, MDB_APPEND);
+    if (rc == MDB_KEYEXIST)
+        return ST_EXISTS;
+    return rc == 0 ? ST_OK : store_fail(t->s, "append", rc);
+}
+
+int
+store_txn_last(struct store_txn *t, int db, void *key, size_t cap, size_t *klen)
+{
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc, st;
+
+    if (!store_db_ok(t->s, db))
+        return ST_INVALID;
+    if ((rc = mdb_cursor_open(t->txn, t->s->dbi[db], &cur)) != 0)
+        return store_fail(t->s, "cursor", rc);
+    rc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND) {
+        st = ST_NOTFOUND;
+    } else if (rc != 0) {
+        st = store_fail(t->s, "last", rc);
+    } else {
+        *klen = k.mv_size;
+        st = k.mv_size <= cap ? ST_OK : ST_INVALID;
+        if (st == ST_OK)
+            memcpy(key, k.mv_data, k.mv_size);
+    }
+    mdb_cursor_close(cur);
+    return st;
 }

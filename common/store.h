@@ -7,6 +7,15 @@
  * Writes go through an explicit write transaction so that a batch of records commits (and
  * fsyncs) once.
  *
+ * Daemons never write through store_txn_begin(write) on a request path: every write of a
+ * daemon goes through its store's commit pipeline (common/commit.h, DESIGN D10). Tools
+ * (ocspctl) and the pipeline's own writer thread use the transaction calls below.
+ *
+ * Hygiene: store_open() clears reader slots left by processes that died (mdb_reader_check);
+ * the commit pipeline does it again periodically and whenever the map is full. A full map
+ * (MDB_MAP_FULL) is reported as ST_FULL with a log line naming the store and the config key
+ * that sizes it (store_set_label()).
+ *
  * Thread-safety: the environment is opened with MDB_NOTLS; store_get()/store_count() may be
  * called from any thread; a struct store_txn belongs to the thread that began it. LMDB allows
  * one write transaction at a time: store_txn_begin(write) waits for the previous one.
@@ -27,6 +36,25 @@ struct store_txn;
 struct store *store_open(const char *dir, size_t map_size, const char *const *db_names,
                          size_t n_dbs, bool readonly);
 void store_close(struct store *s);
+
+/* Name the store for log lines: `label` (e.g. "tsad audit store") and `size_key`, the setting
+ * that sizes it (e.g. "[store] map_size in /etc/tsad/tsad.conf"). Both copied; call before the
+ * store is shared between threads. */
+void store_set_label(struct store *s, const char *label, const char *size_key);
+/* "<label> <dir>" for messages (never NULL). */
+const char *store_name(const struct store *s);
+/* The hint naming the setting that sizes the store ("" when unset). */
+const char *store_size_key(const struct store *s);
+
+/* Clear the reader slots of processes that are gone (a reader killed with kill -9 pins its
+ * snapshot, and every page freed after it, until then). *cleared gets the number cleared
+ * (logged when > 0). ST_OK or ST_STORE. Thread-safe. */
+int store_reader_check(struct store *s, int *cleared);
+
+/* Live fill of the map: pages holding data (the file's pages in use minus the free list)
+ * over the pages the map may grow to, 0..1. Thread-safe; walks the free list, so meant for
+ * periodic checks, not for every write. */
+int store_fill(struct store *s, double *fill);
 
 /* Index of a database named at open; -1 when unknown. */
 int store_db(const struct store *s, const char *name);
@@ -50,6 +78,13 @@ void store_txn_abort(struct store_txn *t);
 int store_txn_put(struct store_txn *t, int db, const void *key, size_t klen, const void *val,
                   size_t vlen, bool no_overwrite);
 int store_txn_del(struct store_txn *t, int db, const void *key, size_t klen);
+/* Append: `key` must sort after every key of db (MDB_APPEND: no tree search, pages filled
+ * in order). ST_EXISTS when it does not. */
+int store_txn_append(struct store_txn *t, int db, const void *key, size_t klen, const void *val,
+                     size_t vlen);
+/* The last key of db (in key order) copied into key (cap bytes); ST_NOTFOUND when db is
+ * empty, ST_INVALID when it does not fit. */
+int store_txn_last(struct store_txn *t, int db, void *key, size_t cap, size_t *klen);
 /* Borrowed read inside a transaction: *val points into the map and is valid only until the
  * transaction ends. */
 int store_txn_get(struct store_txn *t, int db, const void *key, size_t klen, const void **val,
@@ -62,7 +97,8 @@ typedef bool (*store_walk_fn)(void *ctx, const void *key, size_t klen, const voi
 int store_walk(struct store *s, int db, const void *start, size_t slen, store_walk_fn fn,
                void *ctx);
 
-/* Space used / map size, for health and metrics. */
+/* High-water mark of the data file (bytes of the map ever used, free pages included) and the
+ * map size, for health and metrics. */
 int store_usage(struct store *s, size_t *used, size_t *map_size);
 
 #endif

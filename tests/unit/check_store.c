@@ -11,6 +11,10 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -530,10 +534,180 @@ START_TEST(test_map_full)
         snprintf(k, sizeof(k), "%d", i);
         rc = store_txn_put(t, 0, k, strlen(k), big, sizeof(big), false);
     }
-    ck_assert_int_eq(rc, ST_STORE);
+    ck_assert_int_eq(rc, ST_FULL); /* MDB_MAP_FULL has a status of its own */
     store_txn_abort(t);
     ck_assert_int_eq(store_count(small, 0, &n), ST_OK);
     ck_assert_uint_eq(n, 0);
+    store_close(small);
+    remove_tree(sub);
+}
+END_TEST
+
+
+/* A reader whose process died: a child opens the store, begins a read transaction, and is
+ * killed with SIGKILL while holding it. */
+static pid_t
+dead_reader(const char *path)
+{
+    int fds[2];
+    pid_t pid;
+    char c;
+
+    ck_assert_int_eq(pipe(fds), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct store *ro = store_open(path, MAP, db_names, 3, true);
+        struct store_txn *t = NULL;
+
+        if (ro == NULL || store_txn_begin(ro, false, &t) != ST_OK)
+            _exit(1);
+        if (write(fds[1], "r", 1) != 1)
+            _exit(1);
+        pause();
+        _exit(0);
+    }
+    close(fds[1]);
+    ck_assert_int_eq(read(fds[0], &c, 1), 1);
+    close(fds[0]);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return pid;
+}
+
+START_TEST(test_reader_check_clears_dead)
+{
+    int cleared = -1;
+
+    /* DESIGN D10: a reader killed with kill -9 pins its snapshot until its slot is cleared */
+    dead_reader(dir);
+    ck_assert_int_eq(store_reader_check(st, &cleared), ST_OK);
+    ck_assert_int_eq(cleared, 1);
+    ck_assert_int_eq(store_reader_check(st, &cleared), ST_OK);
+    ck_assert_int_eq(cleared, 0);
+}
+END_TEST
+
+START_TEST(test_open_clears_dead_readers)
+{
+    int cleared = -1;
+
+    dead_reader(dir);
+    store_close(st);
+    st = store_open(dir, MAP, db_names, 3, false);
+    ck_assert_ptr_nonnull(st);
+    ck_assert_int_eq(store_reader_check(st, &cleared), ST_OK);
+    ck_assert_int_eq(cleared, 0); /* store_open cleared it already */
+}
+END_TEST
+
+static void
+put_many(int n, size_t size, int del)
+{
+    static char big[8192];
+    struct store_txn *t = NULL;
+    char k[16];
+
+    memset(big, 'f', sizeof(big));
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof(k), "f%05d", i);
+        if (del)
+            ck_assert_int_eq(store_txn_del(t, 0, k, strlen(k)), ST_OK);
+        else
+            ck_assert_int_eq(store_txn_put(t, 0, k, strlen(k), big, size, false), ST_OK);
+    }
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+}
+
+START_TEST(test_fill_counts_live_pages)
+{
+    double empty = -1, full = -1, after = -1;
+    size_t hw_full = 0, hw_after = 0, map = 0;
+
+    ck_assert_int_eq(store_fill(st, &empty), ST_OK);
+    ck_assert(empty >= 0 && empty < 0.01);
+    put_many(400, 8000, 0); /* 400 overflow pages of 2 x 4 KiB: about 3.2 MB of 8 MB */
+    ck_assert_int_eq(store_fill(st, &full), ST_OK);
+    ck_assert_msg(full > 0.35 && full < 0.5, "fill after 3.2 MB: %f", full);
+    ck_assert_int_eq(store_usage(st, &hw_full, &map), ST_OK);
+    put_many(400, 8000, 1);
+    put_many(1, 10, 0); /* a later commit lets the freed pages be counted as free */
+    ck_assert_int_eq(store_fill(st, &after), ST_OK);
+    ck_assert_int_eq(store_usage(st, &hw_after, &map), ST_OK);
+    /* the high-water mark never goes down; the live fill does */
+    ck_assert_uint_ge(hw_after, hw_full);
+    ck_assert_msg(after < 0.05, "fill after deleting everything: %f", after);
+}
+END_TEST
+
+START_TEST(test_append_and_last)
+{
+    struct store_txn *t = NULL;
+    uint8_t k[8] = {0}, last[8];
+    size_t kl = 0;
+
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_last(t, 1, last, sizeof(last), &kl), ST_NOTFOUND);
+    for (int i = 1; i <= 300; i++) {
+        k[6] = (uint8_t)(i >> 8);
+        k[7] = (uint8_t)i;
+        ck_assert_int_eq(store_txn_append(t, 1, k, 8, "v", 1), ST_OK);
+    }
+    /* a key that does not sort after the last one is refused, not inserted */
+    k[6] = 0;
+    k[7] = 7;
+    ck_assert_int_eq(store_txn_append(t, 1, k, 8, "v", 1), ST_EXISTS);
+    ck_assert_int_eq(store_txn_last(t, 1, last, sizeof(last), &kl), ST_OK);
+    ck_assert_uint_eq(kl, 8);
+    ck_assert_uint_eq(last[6], 1);
+    ck_assert_uint_eq(last[7], 300 & 0xff);
+    ck_assert_int_eq(store_txn_last(t, 1, last, 4, &kl), ST_INVALID);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+}
+END_TEST
+
+START_TEST(test_full_names_the_setting)
+{
+    /* MDB_MAP_FULL turns into a log line naming the store and the key that sizes it */
+    struct store *small;
+    struct store_txn *t = NULL;
+    static char big[64 * 1024];
+    char sub[128], logf[160], line[1024], k[16];
+    int rc = ST_OK, saved, fd;
+    FILE *f;
+    bool named = false;
+
+    snprintf(sub, sizeof(sub), "%s/small", dir);
+    snprintf(logf, sizeof(logf), "%s/log", dir);
+    small = store_open(sub, 1u << 20, db_names, 1, false);
+    ck_assert_ptr_nonnull(small);
+    store_set_label(small, "test audit store", "[store] map_size in test.conf");
+    ck_assert(strncmp(store_name(small), "test audit store /", 18) == 0);
+    ck_assert(strstr(store_name(small), "/small") != NULL);
+    fflush(stderr);
+    saved = dup(2);
+    fd = open(logf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    dup2(fd, 2);
+    ck_assert_int_eq(store_txn_begin(small, true, &t), ST_OK);
+    for (int i = 0; i < 64 && rc == ST_OK; i++) {
+        snprintf(k, sizeof(k), "%d", i);
+        rc = store_txn_put(t, 0, k, strlen(k), big, sizeof(big), false);
+    }
+    store_txn_abort(t);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(fd);
+    close(saved);
+    ck_assert_int_eq(rc, ST_FULL);
+    f = fopen(logf, "r");
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, "test audit store") != NULL && strstr(line, "is full") != NULL &&
+            strstr(line, "[store] map_size in test.conf") != NULL)
+            named = true;
+    fclose(f);
+    ck_assert_msg(named, "no log line naming the store and [store] map_size");
     store_close(small);
     remove_tree(sub);
 }
@@ -568,6 +742,11 @@ store_suite(void)
     tcase_add_test(tc, test_too_many_dbs);
     tcase_add_test(tc, test_usage);
     tcase_add_test(tc, test_map_full);
+    tcase_add_test(tc, test_reader_check_clears_dead);
+    tcase_add_test(tc, test_open_clears_dead_readers);
+    tcase_add_test(tc, test_fill_counts_live_pages);
+    tcase_add_test(tc, test_append_and_last);
+    tcase_add_test(tc, test_full_names_the_setting);
     suite_add_tcase(s, tc);
     return s;
 }
