@@ -289,6 +289,7 @@ config_server_defaults(struct config_server *c, uint16_t port, size_t max_body)
     c->max_body = max_body;
     c->max_connections = 1024;
     c->timeout_s = 15;
+    c->watchdog_stall = 20;
 }
 
 void
@@ -297,6 +298,19 @@ config_signer_defaults(struct config_signer *c)
     memset(c, 0, sizeof(*c));
     c->queue_max = 4096;
     c->batch_max = 64;
+}
+
+void
+config_store_defaults(struct config_store *c, const char *path, size_t map_size)
+{
+    memset(c, 0, sizeof(*c));
+    snprintf(c->path, sizeof(c->path), "%s", path);
+    c->map_size = map_size;
+    c->fill_limit = 0.8;
+    c->reader_check = 60;
+    c->journal = true;
+    c->journal_segment = (size_t)16 << 20;
+    c->journal_max = (size_t)256 << 20;
 }
 
 static int
@@ -361,6 +375,12 @@ config_server_key(struct config_parse *p, struct config_server *c, const char *k
         c->timeout_s = (unsigned)d;
         return ST_OK;
     }
+    if (strcmp(key, "watchdog_stall") == 0) {
+        if (config_duration(value, &d) != 0 || d < 0.1 || d > 3600)
+            return config_error(p, pos, "watchdog_stall: a duration from 100ms to 1h");
+        c->watchdog_stall = d;
+        return ST_OK;
+    }
     return config_uint_keys(p, keys, sizeof(keys) / sizeof(keys[0]), key, value, pos);
 }
 
@@ -381,6 +401,57 @@ config_signer_key(struct config_parse *p, struct config_signer *c, const char *k
     if (strcmp(key, "pin_file") == 0)
         return config_copy(p, pos, key, value, c->p11_pin_file, sizeof(c->p11_pin_file));
     return config_uint_keys(p, keys, sizeof(keys) / sizeof(keys[0]), key, value, pos);
+}
+
+int
+config_store_key(struct config_parse *p, struct config_store *c, const char *key,
+                 const char *value, const struct config_pos *pos, bool journal)
+{
+    double d;
+
+    if (strcmp(key, "path") == 0)
+        return config_copy(p, pos, key, value, c->path, sizeof(c->path));
+    if (strcmp(key, "map_size") == 0) {
+        if (config_size(value, &c->map_size) != 0 || c->map_size < (1u << 20))
+            return config_error(p, pos, "map_size: a size of at least 1M");
+        return ST_OK;
+    }
+    if (strcmp(key, "fill_limit") == 0) {
+        char *end = NULL;
+
+        d = strtod(value, &end);
+        if (end != NULL && *end == '%')
+            d /= 100, end++;
+        if (end == value || end == NULL || *end != '\0' || !(d >= 0.1 && d <= 1))
+            return config_error(p, pos, "fill_limit: a fraction from 0.1 to 1 (or 10%% to 100%%)");
+        c->fill_limit = d;
+        return ST_OK;
+    }
+    if (strcmp(key, "reader_check") == 0) {
+        if (config_duration(value, &d) != 0 || d < 0.1 || d > 3600)
+            return config_error(p, pos, "reader_check: a duration from 100ms to 1h");
+        c->reader_check = d;
+        return ST_OK;
+    }
+    if (!journal)
+        return ST_NOTFOUND;
+    if (strcmp(key, "journal") == 0) {
+        if (config_bool(value, &c->journal) != 0)
+            return config_error(p, pos, "journal: yes or no");
+        return ST_OK;
+    }
+    if (strcmp(key, "journal_segment") == 0) {
+        if (config_size(value, &c->journal_segment) != 0 || c->journal_segment < (256u << 10) ||
+            c->journal_segment > ((size_t)1 << 30))
+            return config_error(p, pos, "journal_segment: a size from 256k to 1G");
+        return ST_OK;
+    }
+    if (strcmp(key, "journal_max") == 0) {
+        if (config_size(value, &c->journal_max) != 0)
+            return config_error(p, pos, "journal_max: a size, e.g. 256M");
+        return ST_OK;
+    }
+    return ST_NOTFOUND;
 }
 
 int

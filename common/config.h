@@ -60,6 +60,7 @@ struct config_server {
     unsigned max_connections;
     unsigned per_ip_limit;
     unsigned timeout_s;
+    double watchdog_stall;  /* a thread busy in one call this long stops the watchdog pings */
 };
 
 /* [signer]: the PKCS#11 token and the batching signer's sizes. */
@@ -72,10 +73,23 @@ struct config_signer {
     unsigned batch_max;
 };
 
+/* [store]: the daemon's LMDB environment, its hygiene and (tsad) its write-ahead journal. */
+struct config_store {
+    char path[PATH_MAX];
+    size_t map_size;
+    double fill_limit;        /* background writes stop above this live fill (0.8) */
+    double reader_check;      /* seconds between clearing dead readers' slots (60) */
+    bool journal;             /* tsad: write-ahead journal in front of the audit log (yes) */
+    size_t journal_segment;   /* bytes per journal segment file (16M) */
+    size_t journal_max;       /* journal capacity (256M) */
+};
+
 /* Defaults: listen 127.0.0.1:port, 2 threads, max_body, 1024 connections, no per-IP limit,
  * 15 s timeout / no token, queue 4096, batch 64. */
 void config_server_defaults(struct config_server *c, uint16_t port, size_t max_body);
 void config_signer_defaults(struct config_signer *c);
+/* [store] defaults for a daemon whose store lives in `path` with a map of map_size bytes. */
+void config_store_defaults(struct config_store *c, const char *path, size_t map_size);
 /* One key of [server] (max_body at most body_limit) or [signer]: ST_OK, ST_CONFIG (error
  * recorded in p), or ST_NOTFOUND when the key is not one of the section's common keys (the
  * daemon may know it). */
@@ -83,6 +97,9 @@ int config_server_key(struct config_parse *p, struct config_server *c, const cha
                       const char *value, const struct config_pos *pos, size_t body_limit);
 int config_signer_key(struct config_parse *p, struct config_signer *c, const char *key,
                       const char *value, const struct config_pos *pos);
+/* One key of [store]; the journal keys only when `journal` (tsad). Same returns. */
+int config_store_key(struct config_parse *p, struct config_store *c, const char *key,
+                     const char *value, const struct config_pos *pos, bool journal);
 /* Whole-section check: a module needs a token and a PIN file. ST_OK or ST_CONFIG. */
 int config_signer_check(struct config_parse *p, const struct config_signer *c, const char *file);
 

@@ -4,6 +4,7 @@
 #include "common/daemon.h"
 #include "common/config.h"
 #include "common/http.h"
+#include "common/live.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/status.h"
@@ -58,11 +59,12 @@ daemon_notify(const char *state)
 }
 
 int
-daemon_wait(int (*healthy)(void *ctx), void *ctx)
+daemon_wait(double stall)
 {
     const char *wd = getenv("WATCHDOG_USEC");
     long long usec = wd != NULL ? atoll(wd) : 0;
     struct timespec tick = {1, 0};
+    bool stalled = false;
     sigset_t set;
     int sig;
 
@@ -75,12 +77,24 @@ daemon_wait(int (*healthy)(void *ctx), void *ctx)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     for (;;) {
+        char who[LIVE_NAME_MAX];
+        double how = 0;
+        bool alive;
+
         sig = sigtimedwait(&set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT)
             return sig;
         if (sig == SIGHUP)
             log_notice("SIGHUP: configuration reload is not supported; restart to apply changes");
-        if (usec > 0 && (healthy == NULL || healthy(ctx)))
+        alive = live_check(stall, who, sizeof(who), &how);
+        if (!alive && !stalled)
+            log_err("watchdog: thread %s has been inside one call for %.1f s (watchdog_stall "
+                    "%.1f s): %s", who, how, stall,
+                    usec > 0 ? "no more watchdog pings" : "not running under a watchdog");
+        else if (alive && stalled)
+            log_notice("watchdog: no thread stuck any more: pings resume");
+        stalled = !alive;
+        if (usec > 0 && alive)
             daemon_notify("WATCHDOG=1");
     }
 }
@@ -96,26 +110,13 @@ daemon_usage(FILE *f, const struct daemon_ops *ops)
             ops->name, ops->default_conf);
 }
 
-struct daemon_health {
-    const struct daemon_ops *ops;
-    void *svc;
-};
-
-static int
-daemon_healthy(void *ctx)
-{
-    struct daemon_health *h = ctx;
-
-    return h->ops->healthy(h->svc);
-}
-
 int
 daemon_main(int argc, char **argv, const struct daemon_ops *ops)
 {
     const char *path = ops->default_conf;
     struct http_server *http = NULL;
     struct http_config hc;
-    struct daemon_health health = {ops, NULL};
+    void *svc = NULL;
     char err[512];
     bool check_only = false;
     int opt, rc = 1;
@@ -139,7 +140,7 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
     hc.max_url = ops->max_url;
     if ((http = http_server_new(&hc)) == NULL)
         goto out;
-    if ((health.svc = ops->start(ops->cfg, http)) == NULL) {
+    if ((svc = ops->start(ops->cfg, http)) == NULL) {
         fprintf(stderr, "%s: cannot start with %s (see the log above)\n", ops->name, path);
         goto out;
     }
@@ -158,13 +159,13 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
     log_audit("service_start", "listen=%s:%u", hc.listen_addr,
               (unsigned)http_server_port(http));
     daemon_notify("READY=1");
-    log_notice("received signal %d, stopping", daemon_wait(daemon_healthy, &health));
+    log_notice("received signal %d, stopping", daemon_wait(ops->server(ops->cfg)->watchdog_stall));
     daemon_notify("STOPPING=1");
     rc = 0;
 out:
     http_server_stop(http);
-    if (health.svc != NULL)
-        ops->stop(health.svc);
+    if (svc != NULL)
+        ops->stop(svc);
     http_server_free(http);
     if (rc == 0 && !check_only)
         log_audit("service_stop", "clean shutdown");

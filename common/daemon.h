@@ -14,9 +14,12 @@
 void daemon_block_signals(void);
 /* Send a state string ("READY=1", "STOPPING=1", "STATUS=...") to systemd; no-op outside it. */
 void daemon_notify(const char *state);
-/* Wait until SIGTERM or SIGINT; pings the watchdog when $WATCHDOG_USEC is set, calling
- * healthy() first (a false answer skips the ping). Returns the signal number. */
-int daemon_wait(int (*healthy)(void *ctx), void *ctx);
+/* Wait until SIGTERM or SIGINT; when $WATCHDOG_USEC is set, pings the watchdog at half that
+ * period while the process is alive (common/live: no thread busy in one call for longer than
+ * `stall` seconds). Health is not looked at: an unusable clock or a full store is a reason for
+ * /healthz to say 503, not for systemd to restart the daemon. A stall is logged once, and its
+ * end too. Returns the signal number. */
+int daemon_wait(double stall);
 
 struct http_server;
 struct config_server;
@@ -34,7 +37,6 @@ struct daemon_ops {
     /* build the service on the (not yet started) server; NULL on failure, reasons logged */
     void *(*start)(void *cfg, struct http_server *http);
     void (*stop)(void *svc);
-    int (*healthy)(void *svc);
     /* optional: a few words about a valid config for -n, e.g. "5 TSU(s)" */
     void (*summary)(const void *cfg, char *buf, size_t cap);
 };
@@ -42,7 +44,7 @@ struct daemon_ops {
 /*
  * The daemon's main: `NAME [-n] [-c FILE] [-h]`. Order: config (errors to stderr, exit 1),
  * log level, signals blocked, HTTP server object, service (ops->start), then with -n report
- * and exit 0; else listen, READY=1, wait for SIGTERM/SIGINT (watchdog pings while healthy),
+ * and exit 0; else listen, READY=1, wait for SIGTERM/SIGINT (watchdog pings while alive),
  * STOPPING=1, then stop HTTP (suspended requests answered 503), the service, free HTTP.
  * Returns the process exit code.
  */

@@ -20,6 +20,7 @@
  */
 #include "common/http.h"
 #include "common/config.h"
+#include "common/live.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/status.h"
@@ -640,9 +641,39 @@ req_resumed(struct http_request *req)
     return ready ? req_queue(req) : MHD_YES;
 }
 
+/* Liveness (common/live): each MHD thread owns a beat, busy while our code runs on it; the
+ * slot is given back when the thread ends. */
+static pthread_key_t http_beat_key;
+static pthread_once_t http_beat_once = PTHREAD_ONCE_INIT;
+
+static void
+http_beat_release(void *beat)
+{
+    live_beat_free(beat);
+}
+
+static void
+http_beat_init(void)
+{
+    pthread_key_create(&http_beat_key, http_beat_release);
+}
+
+static struct live_beat *
+http_beat(void)
+{
+    struct live_beat *b;
+
+    pthread_once(&http_beat_once, http_beat_init);
+    b = pthread_getspecific(http_beat_key);
+    if (b == NULL && (b = live_beat_new("http")) != NULL)
+        pthread_setspecific(http_beat_key, b);
+    return b;
+}
+
 static enum MHD_Result
-http_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-            const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+http_access_run(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                const char *version, const char *upload_data, size_t *upload_size,
+                void **con_cls)
 {
     struct http_server *srv = cls;
     struct http_request *req = *con_cls;
@@ -668,6 +699,19 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
     }
     *upload_size = 0;
     return MHD_NO;
+}
+
+static enum MHD_Result
+http_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+            const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    struct live_beat *b = http_beat();
+    enum MHD_Result r;
+
+    live_busy(b);
+    r = http_access_run(cls, conn, url, method, version, upload_data, upload_size, con_cls);
+    live_idle(b);
+    return r;
 }
 
 /* ---- public request API ---- */

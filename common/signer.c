@@ -3,6 +3,7 @@
  * (PKCS#11 in signer_p11.c, software keys here). DESIGN D1, D2. See signer.h.
  */
 #include "common/der.h"
+#include "common/live.h"
 #include "common/log.h"
 #include "common/signer_int.h"
 #include "common/status.h"
@@ -24,6 +25,7 @@ struct signer_worker {
     unsigned idx;
     pthread_t thread;
     bool started;
+    struct live_beat *beat; /* busy while signing a batch and in its callback */
 };
 
 struct signer {
@@ -425,12 +427,17 @@ signer_worker_main(void *arg)
         return NULL;
     }
     for (;;) {
-        size_t n = 0;
+        size_t n = 0, share;
         bool stopping;
 
         pthread_mutex_lock(&s->lock);
         while (s->head == NULL && !s->stopping)
             pthread_cond_wait(&s->cond, &s->lock);
+        /* a fair share of the queue, so that every worker (every HSM session) gets work: with
+         * a far-away HSM one worker signing a whole batch in turn would leave the others idle */
+        share = (s->depth + s->cfg.workers - 1) / s->cfg.workers;
+        if (share < cap)
+            cap = share > 0 ? share : 1;
         while (s->head != NULL && n < cap) {
             batch[n++] = s->head;
             s->head = s->head->next;
@@ -440,8 +447,10 @@ signer_worker_main(void *arg)
             s->tail = NULL;
         stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
+        cap = s->cfg.batch_max;
         if (n == 0)
             break; /* stopping and drained */
+        live_busy(w->beat);
         for (size_t i = 0; i < n; i++) {
             if (stopping) {
                 batch[i]->status = ST_SHUTDOWN;
@@ -451,6 +460,7 @@ signer_worker_main(void *arg)
             }
         }
         s->batch(batch, n, s->batch_ctx);
+        live_idle(w->beat);
     }
     free(batch);
     return NULL;
@@ -547,8 +557,12 @@ signer_start(struct signer *s)
     if (st != ST_OK)
         return st;
     for (unsigned i = 0; i < s->cfg.workers; i++) {
+        char name[LIVE_NAME_MAX];
+
+        snprintf(name, sizeof(name), "signer:%u", i);
         s->workers[i].s = s;
         s->workers[i].idx = i;
+        s->workers[i].beat = live_beat_new(name);
         if (pthread_create(&s->workers[i].thread, NULL, signer_worker_main, &s->workers[i]) !=
             0) {
             log_err("signer: cannot start worker %u", i);
@@ -575,9 +589,11 @@ signer_free(struct signer *s)
     s->stopping = true;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
-    for (unsigned i = 0; i < SIGNER_MAX_WORKERS; i++)
+    for (unsigned i = 0; i < SIGNER_MAX_WORKERS; i++) {
         if (s->workers[i].started)
             pthread_join(s->workers[i].thread, NULL);
+        live_beat_free(s->workers[i].beat);
+    }
     for (k = s->keys; k != NULL; k = next) {
         next = k->next;
         for (unsigned i = 0; i <= SIGNER_MAX_WORKERS; i++)

@@ -9,10 +9,18 @@
  *  - software key (signer_soft.c): a PEM private key through OpenSSL EVP, for development and
  *    benchmarks.
  *
- * Callers hand jobs to a bounded queue; worker threads drain it in batches and call the
- * owner's batch callback once per batch, on the worker thread, after every job of the batch
- * has its signature (or its error). That is where the caller finishes the DER envelope,
- * commits its audit records in one transaction and resumes the suspended connections.
+ * Callers hand jobs to a bounded queue; worker threads drain it in batches (each takes a fair
+ * share of the queue, at most batch_max, so that every worker and HSM session gets work) and
+ * call the owner's batch callback once per batch, on the worker thread, after every job of
+ * the batch has its signature (or its error). That is where the caller finishes the DER
+ * envelope and hands each result on: to the commit pipeline (common/commit.h, the journal)
+ * for whatever must be stored, and to the suspended connection when its reply may leave.
+ *
+ * A batch callback does no I/O and never waits: no write transaction, no disk, no lock held
+ * by another process, no network. It runs on a worker that owns an HSM session; every
+ * millisecond it spends there is a millisecond that session does not sign (DESIGN D2, D10).
+ * Each worker owns a liveness beat (common/live) that is busy while it signs a batch and
+ * runs its callback: a worker stuck in C_Sign stops the watchdog pings.
  *
  * Lifetimes: a struct signer_key belongs to its struct signer and lives until signer_free().
  * A job is owned by the caller; the signer only borrows it between signer_submit() and the
@@ -63,7 +71,7 @@ struct signer_job {
     struct signer_job *next;
 };
 
-/* Called on a worker thread with every job of one batch (n >= 1). */
+/* Called on a worker thread with every job of one batch (n >= 1), in queue order. No I/O. */
 typedef void (*signer_batch_fn)(struct signer_job **jobs, size_t n, void *ctx);
 
 struct signer_config {

@@ -92,12 +92,12 @@ ocsp_key(void *user, const char *section, const char *key, const char *value,
             return config_error(op->p, pos, "level: err, warn, notice, info or debug");
         return ST_OK;
     }
-    if (strcmp(section, "store") == 0 && strcmp(key, "path") == 0)
-        return copy_str(op, pos, key, value, c->store_dir, sizeof(c->store_dir));
-    if (strcmp(section, "store") == 0 && strcmp(key, "map_size") == 0) {
-        if (config_size(value, &c->map_size) != 0 || c->map_size < (1u << 20))
-            return config_error(op->p, pos, "map_size: a size of at least 1M");
-        return ST_OK;
+    if (strcmp(section, "store") == 0) {
+        int st = config_store_key(op->p, &c->store, key, value, pos, false);
+
+        if (st == ST_NOTFOUND)
+            return config_error(op->p, pos, "unknown key '%s' in [store]", key);
+        return st;
     }
     return config_error(op->p, pos, "unknown key '%s' in [%s]", key, section);
 }
@@ -111,8 +111,7 @@ ocsp_defaults(struct ocsp_config *c)
     config_signer_defaults(&c->signer);
     strcpy(c->base_path, "/");
     c->log_level = LOG_LVL_INFO;
-    strcpy(c->store_dir, "/var/lib/ocspd");
-    c->map_size = (size_t)4 << 30;
+    config_store_defaults(&c->store, "/var/lib/ocspd", (size_t)4 << 30);
     c->refresh_interval = 60;
     c->refresh_margin = 0.5;
     c->max_age = 3600;

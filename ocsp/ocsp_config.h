@@ -20,9 +20,7 @@ struct ocsp_config {
     char base_path[128];     /* [server] base_path: POST and GET served under it ("/") */
     /* [log] */
     int log_level;
-    /* [store] */
-    char store_dir[PATH_MAX];
-    size_t map_size;
+    struct config_store store; /* [store] (no journal keys) */
     struct config_signer signer; /* [signer] */
     /* [ocsp] */
     double refresh_interval; /* seconds between refresher scans */

@@ -57,9 +57,12 @@ presign_issuer(struct ocsp_store *st, struct ocsp_responder *r, struct presign_c
             return rc;
         more = pc->n == PRESIGN_CHUNK;
         count = 0;
-        if (pc->n > 0 && ocsp_responder_resign(r, pc->buf, pc->n, &count) != ST_OK)
-            return ST_ERR;
+        rc = pc->n > 0 ? ocsp_responder_resign(r, pc->buf, pc->n, &count) : ST_OK;
         *stored += count;
+        if (rc == ST_FULL) /* headroom reached: the space left is for revocations */
+            return rc;
+        if (rc != ST_OK)
+            return ST_ERR;
     }
     return ST_OK;
 }

@@ -4,8 +4,10 @@
  * a delegated responder certificate issued by that same CA key, OCSP-21), the status decision
  * for one CertID (OCSP-12..15, OCSP-25, STS-12), and jobs that carry a tbsResponseData through
  * the batched signer (common/signer). The signer's batch callback assembles every response of
- * the batch, stores the cacheable ones in one LMDB write transaction (DESIGN D6), then hands
- * each job to its completion callback.
+ * the batch and completes each job at once; the responses to keep (DESIGN D6) go to the
+ * store's commit pipeline (common/commit, DESIGN D10), which the responder owns: an answer is
+ * sent as soon as it is signed and is never held up by a disk or by an ocspctl transaction.
+ * A re-sign job (ocsp_responder_resign) completes once its response is stored.
  *
  * Thread-safety: issuer lookups take a read lock; ocsp_responder_reload() a write lock. Jobs
  * belong to their creator until submitted, to the signer until completed, then to `done`.
@@ -13,6 +15,7 @@
 #ifndef OCSP_OCSP_RESPONDER_H
 #define OCSP_OCSP_RESPONDER_H
 
+#include "common/commit.h"
 #include "common/signer.h"
 #include "ocsp/ocsp_config.h"
 #include "ocsp/ocsp_request.h"
@@ -66,9 +69,12 @@ struct ocsp_job {
     const struct ocsp_issuer *iss;
     uint8_t *tbs;                     /* tbsResponseData (malloc) */
     size_t tbs_len;
-    /* when store is true the result is written to `responses` under certid */
+    /* when store is true the result is written to `responses` under certid (in the background;
+     * with wait_store the job completes only once it is stored) */
     bool store;
+    bool wait_store;
     bool stored;                      /* set when the store write succeeded */
+    int store_status;                 /* why not: ST_FULL above fill_limit, ST_BUSY, ... */
     uint8_t certid[OCSP_CERTID_MAX];
     size_t certid_len;
     uint64_t stamp;
@@ -91,6 +97,8 @@ void ocsp_responder_free(struct ocsp_responder *r);
 /* Load issuers added or changed since the last load (store's issuers_gen). */
 int ocsp_responder_reload(struct ocsp_responder *r);
 struct ocsp_store *ocsp_responder_store(struct ocsp_responder *r);
+/* The store's commit pipeline: every write ocspd makes goes through it. */
+struct commit *ocsp_responder_commit(struct ocsp_responder *r);
 bool ocsp_responder_healthy(struct ocsp_responder *r);
 unsigned ocsp_responder_queue(struct ocsp_responder *r);
 size_t ocsp_responder_issuer_count(struct ocsp_responder *r);
@@ -131,7 +139,8 @@ size_t ocsp_certid_encode(const struct ocsp_issuer *iss, enum ocsp_hash h, const
 
 /* Re-sign, in batches, the stored responses of (issuer, serial) pairs (both pre-signed forms)
  * and wait until they are stored. Used for status changes and pre-signing. *count gets the
- * number stored; ST_STORE when some could be signed but not stored (e.g. the map is full). */
+ * number stored; ST_FULL when the store is above its fill level (background writes stop there),
+ * ST_STORE when some could be signed but not stored for another reason. */
 int ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                           size_t *count);
 

@@ -4,6 +4,7 @@
  * OCSP-17/18, OCSP-27, LW-01..05, STS-12, EID-05.
  */
 #include "ocsp/ocsp_service.h"
+#include "common/commit.h"
 #include "common/der.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -459,6 +460,82 @@ ocsp_refresh_scan(struct ocsp_service *s)
         log_info("ocsp: refreshed %zu response(s) before their nextUpdate", total);
 }
 
+/* Taking pending status changes is a write (the entries are deleted): it goes through the
+ * commit pipeline like every write of ocspd, and the refresher waits for it without ever
+ * holding a transaction. When ocspd stops meanwhile (the writer may wait for an ocspctl
+ * transaction), the refresher leaves and the operation frees itself. */
+struct take_op {
+    struct commit_op op;
+    struct ocsp_service *svc;
+    struct ocsp_change changes[OCSP_CHANGES_BATCH];
+    size_t n;
+    int status;
+    bool done, abandoned;
+};
+
+static int
+take_apply(struct store_txn *t, struct commit_op *op)
+{
+    struct take_op *to = op->user;
+
+    return ocsp_store_changes_take_txn(to->svc->store, t, to->changes, OCSP_CHANGES_BATCH,
+                                       &to->n);
+}
+
+static void
+take_done(struct commit_op *op, int status)
+{
+    struct take_op *to = op->user;
+    struct ocsp_service *s = to->svc;
+
+    pthread_mutex_lock(&s->lock);
+    if (to->abandoned) {
+        pthread_mutex_unlock(&s->lock);
+        free(to);
+        return;
+    }
+    to->status = status;
+    to->done = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Up to OCSP_CHANGES_BATCH pending changes into out (allocated by the caller as a take_op).
+ * ST_OK, ST_SHUTDOWN when stopping, or the pipeline's failure. */
+static int
+ocsp_take_changes(struct ocsp_service *s, struct ocsp_change *out, size_t *n)
+{
+    struct take_op *to = calloc(1, sizeof(*to));
+    int st;
+
+    *n = 0;
+    if (to == NULL)
+        return ST_NOMEM;
+    to->svc = s;
+    to->op = (struct commit_op){.cls = COMMIT_ESSENTIAL, .apply = take_apply,
+                                .done = take_done, .user = to};
+    if ((st = commit_submit(ocsp_responder_commit(s->resp), &to->op)) != ST_OK) {
+        free(to);
+        return st;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!to->done && !s->stopping)
+        pthread_cond_wait(&s->cond, &s->lock);
+    if (!to->done) {
+        to->abandoned = true; /* take_done frees it */
+        pthread_mutex_unlock(&s->lock);
+        return ST_SHUTDOWN;
+    }
+    pthread_mutex_unlock(&s->lock);
+    st = to->status;
+    if (st == ST_OK) {
+        memcpy(out, to->changes, to->n * sizeof(*out));
+        *n = to->n;
+    }
+    free(to);
+    return st;
+}
+
 /* Status changes made with ocspctl: re-sign at once (DESIGN D6). */
 static void
 ocsp_refresh_changes(struct ocsp_service *s)
@@ -466,7 +543,7 @@ ocsp_refresh_changes(struct ocsp_service *s)
     struct ocsp_change changes[OCSP_CHANGES_BATCH];
     size_t n = 0, count = 0;
 
-    while (ocsp_store_changes_take(s->store, changes, OCSP_CHANGES_BATCH, &n) == ST_OK && n > 0) {
+    while (ocsp_take_changes(s, changes, &n) == ST_OK && n > 0) {
         size_t taken = n;
 
         n = ocsp_changes_unique(changes, n);
@@ -515,26 +592,22 @@ static int
 ocsp_health(void *ctx, char *json, size_t cap)
 {
     struct ocsp_service *s = ctx;
+    struct commit *c = ocsp_responder_commit(s->resp);
     size_t used = 0, map = 1, issuers = ocsp_responder_issuer_count(s->resp);
     bool signer_ok = ocsp_responder_healthy(s->resp);
+    /* above fill_limit pre-signing and refresh have stopped: the rest is kept for revocations */
     bool store_ok = store_usage(ocsp_store_raw(s->store), &used, &map) == ST_OK &&
-                    used < map / 10 * 9;
+                    !commit_above_fill(c);
     bool ok = signer_ok && store_ok && issuers > 0;
 
     snprintf(json, cap,
              "{\"status\":\"%s\",\"issuers\":%zu,\"signer\":{\"ok\":%s,\"queue\":%u},"
-             "\"store\":{\"ok\":%s,\"used_bytes\":%zu,\"map_bytes\":%zu}}",
+             "\"store\":{\"ok\":%s,\"fill\":%.4f,\"used_bytes\":%zu,\"map_bytes\":%zu,"
+             "\"write_queue\":%u}}",
              ok ? "ok" : "fail", issuers, signer_ok ? "true" : "false",
-             ocsp_responder_queue(s->resp), store_ok ? "true" : "false", used, map);
+             ocsp_responder_queue(s->resp), store_ok ? "true" : "false", commit_fill(c), used,
+             map, commit_queue_depth(c));
     return ok;
-}
-
-bool
-ocsp_service_healthy(struct ocsp_service *s)
-{
-    char buf[512];
-
-    return ocsp_health(s, buf, sizeof(buf)) != 0;
 }
 
 static void
@@ -582,9 +655,15 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http)
     s->cfg = cfg;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    s->store = ocsp_store_open(cfg->store_dir, cfg->map_size, false);
+    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, false);
     if (s->store == NULL)
         goto fail;
+    {
+        char key[PATH_MAX + 64];
+
+        snprintf(key, sizeof(key), "[store] map_size in %s", cfg->file);
+        store_set_label(ocsp_store_raw(s->store), "ocspd store", key);
+    }
     s->resp = ocsp_responder_new(cfg, s->store, false);
     if (s->resp == NULL)
         goto fail;

@@ -24,6 +24,5 @@ struct ocsp_service;
 
 struct ocsp_service *ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http);
 void ocsp_service_free(struct ocsp_service *s);
-bool ocsp_service_healthy(struct ocsp_service *s);
 
 #endif

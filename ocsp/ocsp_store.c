@@ -1136,8 +1136,9 @@ out:
     return st;
 }
 
-static int
-ocsp_response_put1(struct ocsp_store *s, struct store_txn *t, const struct ocsp_response_put *r)
+int
+ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
+                            const struct ocsp_response_put *r)
 {
     uint8_t *v;
     int st;
@@ -1166,7 +1167,7 @@ ocsp_store_responses_put(struct ocsp_store *s, const struct ocsp_response_put *r
     if ((st = wtxn_begin(s, &t)) != ST_OK)
         return st;
     for (size_t i = 0; i < n; i++)
-        if ((st = ocsp_response_put1(s, t, &r[i])) != ST_OK)
+        if ((st = ocsp_store_response_put_txn(s, t, &r[i])) != ST_OK)
             goto out;
     st = wtxn_commit(s, t);
     t = NULL;
@@ -1228,28 +1229,38 @@ ocsp_change_take1(struct ocsp_store *s, struct store_txn *t, uint64_t seq, struc
 }
 
 int
-ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *n)
+ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct ocsp_change *out,
+                            size_t max, size_t *n)
 {
-    struct store_txn *t = NULL;
     uint64_t head = 0, next = 0;
     int st;
 
     *n = 0;
-    if ((st = wtxn_begin(s, &t)) != ST_OK)
-        return st;
     if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_head", &head)) != ST_OK ||
         (st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &next)) != ST_OK)
-        goto out;
+        return st;
     while (*n < max && head < next) {
         st = ocsp_change_take1(s, t, head, &out[*n]);
         head++;
         if (st == ST_NOTFOUND)
             continue;
         if (st != ST_OK)
-            goto out;
+            return st;
         (*n)++;
     }
-    if ((st = ocsp_meta_put_u64(t, s->db[DB_META], "changes_head", head)) != ST_OK)
+    return ocsp_meta_put_u64(t, s->db[DB_META], "changes_head", head);
+}
+
+int
+ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *n)
+{
+    struct store_txn *t = NULL;
+    int st;
+
+    *n = 0;
+    if ((st = wtxn_begin(s, &t)) != ST_OK)
+        return st;
+    if ((st = ocsp_store_changes_take_txn(s, t, out, max, n)) != ST_OK)
         goto out;
     st = wtxn_commit(s, t);
     t = NULL;

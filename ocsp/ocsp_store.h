@@ -28,6 +28,11 @@
  * Serials are keys as their DER INTEGER content octets (minimal two's complement, so a serial
  * with its top bit set carries a leading 0x00), at most 20 octets plus that zero (RFC 5280).
  *
+ * Writers: ocspctl writes with the functions below directly (its transactions may be long:
+ * LMDB readers never wait for them). ocspd writes only through its commit pipeline
+ * (common/commit.h, DESIGN D10), with the *_txn functions, so that no HTTP thread, signer
+ * worker or refresher ever waits for a write transaction or a disk.
+ *
  * Thread-safety: as common/store. Records returned are copies owned by the caller.
  */
 #ifndef OCSP_OCSP_STORE_H
@@ -200,6 +205,10 @@ struct ocsp_response_put {
     size_t der_len;
 };
 int ocsp_store_responses_put(struct ocsp_store *s, const struct ocsp_response_put *r, size_t n);
+/* The same for one response inside the caller's write transaction (the commit pipeline's:
+ * ocspd never writes outside it, DESIGN D10). */
+int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
+                                const struct ocsp_response_put *r);
 /* Walk stored responses (borrowed pointers valid during the call). */
 int ocsp_store_response_walk(struct ocsp_store *s,
                              bool (*fn)(void *ctx, const uint8_t *certid, size_t certid_len,
@@ -214,6 +223,9 @@ struct ocsp_change {
     size_t serial_len;
 };
 int ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *n);
+/* The same inside the caller's write transaction (the commit pipeline's). */
+int ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct ocsp_change *out,
+                                size_t max, size_t *n);
 
 /* Journal an operator event (also used for refused changes and imports). */
 int ocsp_store_journal(struct ocsp_store *s, const char *json_line);

@@ -63,7 +63,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
     }
     if (ocspctl_open(c, true, true) != CTL_OK)
         return CTL_ERR;
-    printf("store ready in %s (schema %d)\n", c->cfg.store_dir, OCSP_STORE_SCHEMA);
+    printf("store ready in %s (schema %d)\n", c->cfg.store.path, OCSP_STORE_SCHEMA);
     return CTL_OK;
 }
 
@@ -80,6 +80,16 @@ ctl_cmd_presign(struct ctl *c, int argc, char **argv)
     if (ocspctl_open(c, true, false) != CTL_OK)
         return CTL_ERR;
     st = ocsp_presign_run(&c->cfg, c->store, argc == 2 ? argv[1] : NULL, &count);
+    if (st == ST_FULL) {
+        fprintf(stderr,
+                "ocspctl: presign stopped after %zu response(s): the store in %s is above "
+                "fill_limit (%.0f%%); the space left is kept for revocations and holds. Grow "
+                "[store] map_size in %s; answers are signed on demand meanwhile\n",
+                count, c->cfg.store.path, c->cfg.store.fill_limit * 100,
+                c->cfg.file[0] != '\0' ? c->cfg.file : "ocspd.conf");
+        printf("%zu\n", count);
+        return CTL_ERR;
+    }
     if (st != ST_OK) {
         fprintf(stderr, "ocspctl: presign failed: %s (see the log above)\n", status_str(st));
         return CTL_ERR;
@@ -168,11 +178,11 @@ ctl_load_config(struct ctl *c, const struct ctl_opts *o, bool needs_config)
         return CTL_ERR;
     }
     if (o->dir != NULL) {
-        if (strlen(o->dir) >= sizeof(c->cfg.store_dir)) {
+        if (strlen(o->dir) >= sizeof(c->cfg.store.path)) {
             fprintf(stderr, "ocspctl: -d: path too long\n");
             return CTL_ERR;
         }
-        snprintf(c->cfg.store_dir, sizeof(c->cfg.store_dir), "%s", o->dir);
+        snprintf(c->cfg.store.path, sizeof(c->cfg.store.path), "%s", o->dir);
     }
     return CTL_OK;
 }

@@ -41,7 +41,7 @@ struct ctl_json {
 
 /* ---- ocspctl_util.c ---- */
 
-/* Open c->cfg.store_dir into c->store (read-only unless write). Only `init` creates a store
+/* Open c->cfg.store.path into c->store (read-only unless write). Only `init` creates a store
  * (create true); the others refuse a directory without one. */
 int ocspctl_open(struct ctl *c, bool write, bool create);
 

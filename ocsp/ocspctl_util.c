@@ -26,20 +26,25 @@
 int
 ocspctl_open(struct ctl *c, bool write, bool create)
 {
-    char path[PATH_MAX + 16];
+    char path[PATH_MAX + 16], key[PATH_MAX + 64];
     struct stat sb;
 
-    snprintf(path, sizeof(path), "%s/data.mdb", c->cfg.store_dir);
+    snprintf(path, sizeof(path), "%s/data.mdb", c->cfg.store.path);
     if (!create && stat(path, &sb) != 0) {
-        fprintf(stderr, "ocspctl: no store in %s (run `ocspctl init`): %s\n", c->cfg.store_dir,
+        fprintf(stderr, "ocspctl: no store in %s (run `ocspctl init`): %s\n", c->cfg.store.path,
                 strerror(errno));
         return CTL_ERR;
     }
-    c->store = ocsp_store_open(c->cfg.store_dir, c->cfg.map_size, !write);
+    c->store = ocsp_store_open(c->cfg.store.path, c->cfg.store.map_size, !write);
     if (c->store == NULL) {
-        fprintf(stderr, "ocspctl: cannot open the store in %s\n", c->cfg.store_dir);
+        fprintf(stderr, "ocspctl: cannot open the store in %s\n", c->cfg.store.path);
         return CTL_ERR;
     }
+    /* a full map is reported naming the setting to grow (store_open also cleared the reader
+     * slots of dead processes, DESIGN D10) */
+    snprintf(key, sizeof(key), "[store] map_size in %s",
+             c->cfg.file[0] != '\0' ? c->cfg.file : "ocspd.conf");
+    store_set_label(ocsp_store_raw(c->store), "ocsp store", key);
     return CTL_OK;
 }
 

@@ -41,12 +41,6 @@ ocspd_stop(void *svc)
     ocsp_service_free(svc);
 }
 
-static int
-ocspd_healthy(void *svc)
-{
-    return ocsp_service_healthy(svc);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -61,7 +55,6 @@ main(int argc, char **argv)
         .log_level = ocspd_log_level,
         .start = ocspd_start,
         .stop = ocspd_stop,
-        .healthy = ocspd_healthy,
     };
 
     return daemon_main(argc, argv, &ops);

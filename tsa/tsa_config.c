@@ -218,12 +218,12 @@ tsa_key(void *user, const char *section, const char *key, const char *value,
             return config_error(tp->p, pos, "level: err, warn, notice, info or debug");
         return ST_OK;
     }
-    if (strcmp(section, "store") == 0 && strcmp(key, "path") == 0)
-        return copy_str(tp, pos, key, value, c->store_dir, sizeof(c->store_dir));
-    if (strcmp(section, "store") == 0 && strcmp(key, "map_size") == 0) {
-        if (config_size(value, &c->map_size) != 0 || c->map_size < (1u << 20))
-            return config_error(tp->p, pos, "map_size: a size of at least 1M");
-        return ST_OK;
+    if (strcmp(section, "store") == 0) {
+        int st = config_store_key(tp->p, &c->store, key, value, pos, true);
+
+        if (st == ST_NOTFOUND)
+            return config_error(tp->p, pos, "unknown key '%s' in [store]", key);
+        return st;
     }
     if (strcmp(section, "tsa") == 0 && strcmp(key, "hashes") == 0)
         return tsa_parse_hashes(tp, pos, value);
@@ -242,8 +242,7 @@ tsa_defaults(struct tsa_config *c)
     c->max_update_age = 1100;
     c->leap_guard = 1.0;
     c->kernel_check = true;
-    strcpy(c->store_dir, "/var/lib/tsad");
-    c->map_size = (size_t)16 << 30;
+    config_store_defaults(&c->store, "/var/lib/tsad", (size_t)16 << 30);
     c->hashes[0] = NID_sha256;
     c->hashes[1] = NID_sha384;
     c->hashes[2] = NID_sha512;
@@ -259,6 +258,12 @@ tsa_validate(struct tsa_config *c, struct config_parse *p)
     if (c->n_units == 0) {
         struct config_pos pos = {c->file, 0};
         return config_error(p, &pos, "no [tsu NAME] section: at least one TSU is needed");
+    }
+    if (c->store.journal && c->store.journal_max / c->store.journal_segment < 2) {
+        struct config_pos pos = {c->file, 0};
+        return config_error(p, &pos, "[store]: journal_max must hold at least two "
+                                     "journal_segment (%zu bytes each)",
+                            c->store.journal_segment);
     }
     for (size_t i = 0; i < c->n_units; i++) {
         struct tsa_unit_config *u = &c->units[i];

@@ -49,9 +49,7 @@ struct tsa_config {
     double max_update_age;
     double leap_guard;
     bool kernel_check;
-    /* [store] */
-    char store_dir[PATH_MAX];
-    size_t map_size;
+    struct config_store store; /* [store] */
     struct config_signer signer; /* [signer] */
     /* [tsa] */
     int hashes[TSA_MAX_HASHES]; /* NIDs of accepted imprint hashes (ALG-01) */

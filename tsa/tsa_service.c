@@ -3,6 +3,7 @@
  * STANDARDS TSP-01..13, TSP-18, TSA-05, TSA-09, TSA-17; DESIGN D2, D3, D5.
  */
 #include "tsa/tsa_service.h"
+#include "common/journal.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/status.h"
@@ -18,7 +19,6 @@
 
 #define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01, STANDARDS §5.7 */
 #define TSA_QUERY_TYPE "application/timestamp-query"
-#define TSA_MAX_REDRAW 3
 
 /* One distinct URL path and the TSUs served there (TSA-17). */
 struct tsa_path {
@@ -39,18 +39,13 @@ struct tsa_service {
     struct signer *signer;
     struct store *store;
     int audit_db;
+    /* DESIGN D5, D10: a token leaves once its audit record is durable: in the write-ahead
+     * journal (one O_DSYNC write per group), or, with journal = no, in an LMDB group commit */
+    struct commit *commit;
+    struct journal *journal;
     double health_max_error;
-    struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy, *m_commit;
+    struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
     struct metric *m_reject[26];
-    /* group commit (DESIGN D5): signed jobs wait here for the committer thread, which writes
-     * whatever has gathered in one LMDB transaction while the workers go on signing */
-    pthread_t committer;
-    bool committer_started;
-    pthread_mutex_t commit_lock;
-    pthread_cond_t commit_cond;
-    struct tsa_job *commit_head, *commit_tail;
-    bool commit_stop;       /* exit once drained: set after the signer is gone */
-    atomic_bool no_redraw;  /* the signer is stopping: no new serial draws */
 };
 
 /* One request in flight between the handler and the batch callback. */
@@ -64,12 +59,12 @@ struct tsa_job {
     struct clock_reading clk;
     char client[48];
     uint64_t rid;
-    int redraws;
     uint8_t *resp; /* granted TimeStampResp, once assembled */
     size_t resp_len;
     char rec[TSA_AUDIT_MAX]; /* its audit record */
     size_t rec_len;
-    struct tsa_job *next;    /* commit queue */
+    struct journal_rec jrec; /* the record on its way to the journal, or */
+    struct commit_op op;     /* to the store's commit pipeline (journal = no) */
 };
 
 static const char *const reject_names[26] = {
@@ -219,128 +214,99 @@ tsa_job_finish(struct tsa_job *j)
     return j->rec_len > 0 ? ST_OK : ST_NOMEM;
 }
 
-/* Signer batch callback, on a worker: finish the tokens, hand them to the committer. */
+/* The record is durable (ST_OK) or could not be written: reply, on the writer's thread. */
 static void
-tsa_batch(struct signer_job **jobs, size_t n, void *ctx)
+tsa_job_recorded(struct tsa_job *j, int status)
 {
-    struct tsa_service *s = ctx;
-    struct tsa_job *head = NULL, *tail = NULL;
+    struct tsa_service *s = j->svc;
 
-    metrics_observe(s->m_batch, (double)n);
-    for (size_t i = 0; i < n; i++) {
-        struct tsa_job *j = jobs[i]->user;
-        int st = tsa_job_finish(j);
-
-        if (st != ST_OK)
-            j->sj.status = st;
-        j->next = NULL;
-        if (tail != NULL)
-            tail->next = j;
-        else
-            head = j;
-        tail = j;
-    }
-    pthread_mutex_lock(&s->commit_lock);
-    if (s->commit_tail != NULL)
-        s->commit_tail->next = head;
-    else
-        s->commit_head = head;
-    s->commit_tail = tail;
-    pthread_cond_signal(&s->commit_cond);
-    pthread_mutex_unlock(&s->commit_lock);
-}
-
-/* Reply to one committed (or failed) job, or draw a new serial after a collision. */
-static void
-tsa_job_complete(struct tsa_service *s, struct tsa_job *j, bool commit_ok)
-{
-    if (commit_ok && j->resp == NULL && j->sj.status == ST_OK && j->redraws <= TSA_MAX_REDRAW) {
-        bool queued = false;
-
-        /* under the lock tsa_service_free() takes before stopping the signer (whose keys the
-         * preparation uses) */
-        pthread_mutex_lock(&s->commit_lock);
-        if (!atomic_load(&s->no_redraw) && tsa_job_prepare(j) == ST_OK)
-            queued = signer_submit(s->signer, &j->sj) == ST_OK;
-        pthread_mutex_unlock(&s->commit_lock);
-        if (queued)
-            return;
-    }
-    if (commit_ok && j->resp != NULL && j->sj.status == ST_OK) {
+    if (status == ST_OK) {
         metrics_inc(s->m_granted);
         log_req(LOG_LVL_DEBUG, (unsigned long long)j->rid, "granted tsu=%s", j->unit->cfg->name);
         http_reply_header(j->http, "Cache-Control", "no-store");
         http_reply_take(j->http, 200, TSA_REPLY_TYPE, j->resp, j->resp_len);
         j->resp = NULL;
     } else {
+        /* no token leaves without its record (DESIGN D5) */
+        metrics_inc(s->m_audit_fail);
+        log_req(LOG_LVL_WARN, (unsigned long long)j->rid, "audit record not written (%s): "
+                "token withheld", status_str(status));
         tsa_reply_reject(s, j->http, j->rid, TSA_FAIL_SYSTEM_FAILURE,
-                         j->sj.status == ST_SHUTDOWN ? "service stopping"
-                                                     : "signing or audit failed");
-        free(j->resp);
+                         status == ST_SHUTDOWN ? "service stopping" : "audit log unavailable");
     }
+    free(j->resp);
     free(j);
 }
 
-/* One group commit: every audit record of `list` in one transaction, then the replies: a token
- * leaves only once its record is durable (DESIGN D5). */
 static void
-tsa_commit_list(struct tsa_service *s, struct tsa_job *list)
+tsa_journal_done(struct journal_rec *r, int status)
 {
-    struct store_txn *txn = NULL;
-    bool commit_ok = false;
-    size_t n = 0;
-
-    if (store_txn_begin(s->store, true, &txn) != ST_OK)
-        txn = NULL;
-    for (struct tsa_job *j = list; j != NULL; j = j->next) {
-        int st;
-
-        n++;
-        if (j->sj.status != ST_OK || txn == NULL)
-            continue;
-        st = store_txn_put(txn, s->audit_db, j->tok.serial, TSA_SERIAL_LEN, j->rec, j->rec_len,
-                           true);
-        if (st == ST_EXISTS) { /* serial collision: drawn again (DESIGN D5) */
-            log_warn("tsa: serial collision, drawing a new one");
-            free(j->resp);
-            j->resp = NULL;
-            j->redraws++;
-        } else if (st != ST_OK) {
-            j->sj.status = st;
-        }
-    }
-    if (txn != NULL)
-        commit_ok = store_txn_commit(txn) == ST_OK;
-    if (!commit_ok) {
-        log_err("tsa: audit commit failed: %zu token(s) withheld (systemFailure)", n);
-        metrics_inc(s->m_audit_fail);
-    }
-    metrics_observe(s->m_commit, (double)n);
-    while (list != NULL) {
-        struct tsa_job *next = list->next;
-
-        tsa_job_complete(s, list, commit_ok);
-        list = next;
-    }
+    tsa_job_recorded(r->user, status);
 }
 
-static void *
-tsa_committer_main(void *arg)
+static void
+tsa_commit_done(struct commit_op *op, int status)
 {
-    struct tsa_service *s = arg;
+    tsa_job_recorded(op->user, status);
+}
 
-    for (;;) {
-        struct tsa_job *list;
+/* journal = no: the record goes straight into the log, keyed by the next sequence number. */
+static int
+tsa_audit_apply(struct store_txn *t, struct commit_op *op)
+{
+    struct tsa_job *j = op->user;
+    uint8_t key[8];
+    size_t klen = 0;
+    uint64_t seq = 1;
+    int st = store_txn_last(t, j->svc->audit_db, key, sizeof(key), &klen);
 
-        pthread_mutex_lock(&s->commit_lock);
-        while (s->commit_head == NULL && !s->commit_stop)
-            pthread_cond_wait(&s->commit_cond, &s->commit_lock);
-        list = s->commit_head;
-        s->commit_head = s->commit_tail = NULL;
-        pthread_mutex_unlock(&s->commit_lock);
-        if (list == NULL)
-            return NULL; /* stopping and drained */
-        tsa_commit_list(s, list);
+    if (st == ST_OK && klen == 8)
+        seq = journal_key_seq(key) + 1;
+    else if (st != ST_NOTFOUND)
+        return st == ST_OK ? ST_STORE : st;
+    journal_key(seq, key);
+    return store_txn_append(t, j->svc->audit_db, key, 8, j->rec, j->rec_len);
+}
+
+/* Hand a finished job's record to the journal (or the pipeline); its reply follows from
+ * there. Never waits (DESIGN D10: a batch callback does no I/O). */
+static void
+tsa_job_record(struct tsa_service *s, struct tsa_job *j)
+{
+    int st;
+
+    if (s->journal != NULL) {
+        j->jrec = (struct journal_rec){.data = j->rec, .len = j->rec_len,
+                                       .done = tsa_journal_done, .user = j};
+        st = journal_append(s->journal, &j->jrec);
+    } else {
+        j->op = (struct commit_op){.cls = COMMIT_ESSENTIAL, .apply = tsa_audit_apply,
+                                   .done = tsa_commit_done, .user = j};
+        st = commit_submit(s->commit, &j->op);
+    }
+    if (st != ST_OK)
+        tsa_job_recorded(j, st);
+}
+
+/* Signer batch callback, on a worker: finish the tokens, hand their records on. */
+static void
+tsa_batch(struct signer_job **jobs, size_t n, void *ctx)
+{
+    struct tsa_service *s = ctx;
+
+    metrics_observe(s->m_batch, (double)n);
+    for (size_t i = 0; i < n; i++) {
+        struct tsa_job *j = jobs[i]->user;
+        int st = tsa_job_finish(j);
+
+        if (st == ST_OK) {
+            tsa_job_record(s, j);
+            continue;
+        }
+        tsa_reply_reject(s, j->http, j->rid, TSA_FAIL_SYSTEM_FAILURE,
+                         st == ST_SHUTDOWN ? "service stopping" : "signing failed");
+        free(j->resp);
+        free(j);
     }
 }
 
@@ -349,32 +315,32 @@ tsa_health(void *ctx, char *json, size_t cap)
 {
     struct tsa_service *s = ctx;
     struct clock_reading clk;
+    struct journal_stats js = {0};
     size_t used = 0, map = 1;
     bool store_ok, signer_ok, clock_ok;
 
     clock_read_max(s->clock, s->health_max_error, &clk);
     clock_ok = clk.verdict == CLOCK_OK;
     signer_ok = signer_healthy(s->signer);
-    store_ok = store_usage(s->store, &used, &map) == ST_OK && used < map / 10 * 9;
+    if (s->journal != NULL)
+        journal_stats(s->journal, &js);
+    /* red above fill_limit (keep the rest for the audit records still to come) and while the
+     * journal cannot copy records into the store */
+    store_ok = store_usage(s->store, &used, &map) == ST_OK && !commit_above_fill(s->commit) &&
+               !js.apply_failing;
     snprintf(json, cap,
              "{\"status\":\"%s\",\"clock\":{\"ok\":%s,\"verdict\":\"%s\",\"error_bound\":%.6f,"
              "\"max_error\":%.6f,\"offset\":%.6f,\"stratum\":%d,\"leap\":%d},"
              "\"signer\":{\"ok\":%s,\"queue\":%u},"
-             "\"store\":{\"ok\":%s,\"used_bytes\":%zu,\"map_bytes\":%zu}}",
+             "\"store\":{\"ok\":%s,\"fill\":%.4f,\"used_bytes\":%zu,\"map_bytes\":%zu,"
+             "\"journal_lag\":%llu}}",
              clock_ok && signer_ok && store_ok ? "ok" : "fail", clock_ok ? "true" : "false",
              clock_verdict_str(clk.verdict), clk.error_bound, s->health_max_error,
              clk.sample.offset, clk.sample.stratum, clk.sample.leap,
              signer_ok ? "true" : "false", signer_queue_depth(s->signer),
-             store_ok ? "true" : "false", used, map);
+             store_ok ? "true" : "false", commit_fill(s->commit), used, map,
+             (unsigned long long)(js.next_seq - 1 - js.applied_seq));
     return clock_ok && signer_ok && store_ok;
-}
-
-bool
-tsa_service_healthy(struct tsa_service *s)
-{
-    char buf[512];
-
-    return tsa_health(s, buf, sizeof(buf)) != 0;
 }
 
 static void
@@ -404,11 +370,8 @@ tsa_metrics_init(struct tsa_service *s)
     s->m_granted = metrics_counter("tsa_tokens_total", "Time-stamp tokens issued.");
     s->m_batch = metrics_histogram("tsa_sign_batch_size", "Jobs per signing batch.",
                                    batch_buckets, sizeof(batch_buckets) / sizeof(double));
-    s->m_commit = metrics_histogram("tsa_audit_commit_size",
-                                    "Audit records per LMDB transaction (group commit).",
-                                    batch_buckets, sizeof(batch_buckets) / sizeof(double));
     s->m_audit_fail = metrics_counter("tsa_audit_commit_failures_total",
-                                      "Audit transactions that failed (tokens withheld).");
+                                      "Audit records that could not be written (tokens withheld).");
     s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
     for (int i = 0; i < 26; i++) {
         if (reject_names[i] == NULL)
@@ -479,11 +442,40 @@ tsa_routes(struct tsa_service *s, struct http_server *http)
     return ST_OK;
 }
 
+/* The audit store, its commit pipeline and (journal = yes) the journal in front of it;
+ * recovery of a journal left by a crash happens here, before anything is served. */
+static int
+tsa_open_audit(struct tsa_service *s)
+{
+    static const char *const dbs[] = {TSA_AUDIT_DB};
+    const struct config_store *sc = &s->cfg->store;
+    struct commit_config cc = {.name = "tsa", .fill_limit = sc->fill_limit,
+                               .hygiene_interval = sc->reader_check};
+    char key[PATH_MAX + 64], jdir[PATH_MAX + 16];
+    struct journal_config jc = {0};
+
+    s->store = store_open(sc->path, sc->map_size, dbs, 1, false);
+    if (s->store == NULL)
+        return ST_STORE;
+    snprintf(key, sizeof(key), "[store] map_size in %s", s->cfg->file);
+    store_set_label(s->store, "tsad audit store", key);
+    s->audit_db = store_db(s->store, TSA_AUDIT_DB);
+    if ((s->commit = commit_new(s->store, &cc)) == NULL)
+        return ST_STORE;
+    if (!sc->journal)
+        return ST_OK;
+    snprintf(jdir, sizeof(jdir), "%s/journal", sc->path);
+    jc.dir = jdir;
+    jc.segment_size = sc->journal_segment;
+    jc.segments_max = (unsigned)(sc->journal_max / sc->journal_segment);
+    s->journal = journal_open(&jc, s->commit, s->audit_db);
+    return s->journal != NULL ? ST_OK : ST_STORE;
+}
+
 struct tsa_service *
 tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
                 const struct clock_source *clock_src)
 {
-    static const char *const dbs[] = {TSA_AUDIT_DB};
     struct tsa_service *s = calloc(1, sizeof(*s));
     struct signer_config sc = {0};
     struct clock_config cc = {0};
@@ -491,15 +483,8 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     if (s == NULL)
         return NULL;
     s->cfg = cfg;
-    pthread_mutex_init(&s->commit_lock, NULL);
-    pthread_cond_init(&s->commit_cond, NULL);
-    if (pthread_create(&s->committer, NULL, tsa_committer_main, s) != 0)
+    if (tsa_open_audit(s) != ST_OK)
         goto fail;
-    s->committer_started = true;
-    s->store = store_open(cfg->store_dir, cfg->map_size, dbs, 1, false);
-    if (s->store == NULL)
-        goto fail;
-    s->audit_db = store_db(s->store, TSA_AUDIT_DB);
     signer_config_init(&sc, &cfg->signer);
     s->signer = signer_new(&sc, tsa_batch, s);
     if (s->signer == NULL || tsa_load_units(s) != ST_OK)
@@ -528,21 +513,12 @@ tsa_service_free(struct tsa_service *s)
     if (s == NULL)
         return;
     metrics_source_remove(tsa_metrics_source, s);
-    /* the signer answers every pending job (ST_SHUTDOWN) through tsa_batch; the committer
-     * replies to them and to everything still queued, then stops */
-    pthread_mutex_lock(&s->commit_lock);
-    atomic_store(&s->no_redraw, true);
-    pthread_mutex_unlock(&s->commit_lock);
+    /* in order: the signer answers every pending job (ST_SHUTDOWN) through tsa_batch; the
+     * journal writes the records handed to it (their tokens leave) and copies everything into
+     * the store; the pipeline commits what it holds */
     signer_free(s->signer);
-    s->signer = NULL;
-    pthread_mutex_lock(&s->commit_lock);
-    s->commit_stop = true;
-    pthread_cond_broadcast(&s->commit_cond);
-    pthread_mutex_unlock(&s->commit_lock);
-    if (s->committer_started)
-        pthread_join(s->committer, NULL);
-    pthread_cond_destroy(&s->commit_cond);
-    pthread_mutex_destroy(&s->commit_lock);
+    journal_close(s->journal);
+    commit_free(s->commit);
     clock_free(s->clock);
     for (size_t i = 0; i < s->n_units; i++)
         tsa_unit_clear(&s->units[i]);

@@ -25,7 +25,5 @@ struct tsa_service *tsa_service_new(const struct tsa_config *cfg, struct http_se
                                     const struct clock_source *clock_src);
 /* Stop the signer (pending requests answered), clock, store. NULL-safe. */
 void tsa_service_free(struct tsa_service *s);
-/* Overall health for the watchdog: clock, signer, store. */
-bool tsa_service_healthy(struct tsa_service *s);
 
 #endif

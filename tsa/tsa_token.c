@@ -12,10 +12,13 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/rand.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const uint8_t OID_SIGNED_DATA[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
                                           0xf7, 0x0d, 0x01, 0x07, 0x02};
@@ -487,13 +490,79 @@ tsa_unit_selftest(const struct tsa_unit *u)
     return ST_OK;
 }
 
+/* Serial numbers (TSP-18, DESIGN D5): a keyed pseudorandom permutation of a counter. Each
+ * process draws a 128-bit AES key from the OS CSPRNG at its first serial; serial number i is
+ * AES-128(key, i), cycle-walked into [1, 2^127): encrypting again until the result is a
+ * positive 127-bit integer keeps it a permutation of that range. Distinct counters give
+ * distinct serials, so no serial repeats within a run, however many tokens and threads; across
+ * runs, nodes and restored backups (independent keys) two serials meet with probability
+ * 2^-127 per pair, as independent random draws would. No lookup is needed to keep that
+ * promise, so the audit log can be written in append order. */
+static struct {
+    pthread_mutex_t lock;
+    EVP_CIPHER_CTX *ctx;
+    pid_t pid;     /* a forked child draws its own key */
+    uint64_t next; /* counter: 1, 2, ... */
+} tsa_serials = {PTHREAD_MUTEX_INITIALIZER, NULL, 0, 1};
+
+static int
+tsa_serial_key_locked(void)
+{
+    unsigned char key[16];
+    EVP_CIPHER *aes = NULL;
+    int ok;
+
+    if (tsa_serials.ctx != NULL && tsa_serials.pid == getpid())
+        return ST_OK;
+    EVP_CIPHER_CTX_free(tsa_serials.ctx);
+    tsa_serials.ctx = EVP_CIPHER_CTX_new();
+    aes = EVP_CIPHER_fetch(NULL, "AES-128-ECB", NULL);
+    ok = tsa_serials.ctx != NULL && aes != NULL && RAND_priv_bytes(key, sizeof(key)) == 1 &&
+         EVP_EncryptInit_ex(tsa_serials.ctx, aes, NULL, key, NULL) == 1 &&
+         EVP_CIPHER_CTX_set_padding(tsa_serials.ctx, 0) == 1;
+    OPENSSL_cleanse(key, sizeof(key));
+    EVP_CIPHER_free(aes);
+    if (!ok) {
+        EVP_CIPHER_CTX_free(tsa_serials.ctx);
+        tsa_serials.ctx = NULL;
+        log_openssl(LOG_LVL_ERR, "tsa: serial number key");
+        return ST_CRYPTO;
+    }
+    tsa_serials.pid = getpid();
+    tsa_serials.next = 1;
+    return ST_OK;
+}
+
+static bool
+tsa_serial_in_range(const uint8_t b[16])
+{
+    static const uint8_t zero[16];
+
+    return (b[0] & 0x80) == 0 && memcmp(b, zero, 16) != 0;
+}
+
 int
 tsa_serial_new(uint8_t serial[TSA_SERIAL_LEN])
 {
-    if (RAND_bytes(serial, TSA_SERIAL_LEN) != 1)
-        return ST_CRYPTO;
-    serial[0] &= 0x7f; /* positive, 127 random bits */
-    return ST_OK;
+    uint8_t block[16] = {0};
+    int outl = 0, st;
+
+    pthread_mutex_lock(&tsa_serials.lock);
+    if ((st = tsa_serial_key_locked()) != ST_OK)
+        goto out;
+    for (int i = 0; i < 8; i++)
+        block[15 - i] = (uint8_t)(tsa_serials.next >> (8 * i));
+    tsa_serials.next++;
+    do { /* cycle walking: about two rounds on average */
+        if (EVP_EncryptUpdate(tsa_serials.ctx, block, &outl, block, 16) != 1 || outl != 16) {
+            st = ST_CRYPTO;
+            goto out;
+        }
+    } while (!tsa_serial_in_range(block));
+    memcpy(serial, block, TSA_SERIAL_LEN);
+out:
+    pthread_mutex_unlock(&tsa_serials.lock);
+    return st;
 }
 
 static int

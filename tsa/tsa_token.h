@@ -80,7 +80,9 @@ bool tsa_unit_gen_time_locked(struct tsa_unit *u, const struct timespec *now,
  * 128-octet nonce) to prove at start that it fits (no failure at the first request). */
 int tsa_unit_selftest(const struct tsa_unit *u);
 
-/* Fresh random serial (positive, 127 bits) from the OS CSPRNG. ST_OK or ST_CRYPTO. */
+/* The next serial number: positive, 127 bits, never repeated within the process (a keyed
+ * pseudorandom permutation of a counter, key from the OS CSPRNG; see tsa_token.c). Thread-safe.
+ * ST_OK or ST_CRYPTO. */
 int tsa_serial_new(uint8_t serial[TSA_SERIAL_LEN]);
 
 /* A token being built, from TSTInfo to the signature input. */

@@ -43,12 +43,6 @@ tsad_stop(void *svc)
     tsa_service_free(svc);
 }
 
-static int
-tsad_healthy(void *svc)
-{
-    return tsa_service_healthy(svc);
-}
-
 static void
 tsad_summary(const void *cfg, char *buf, size_t cap)
 {
@@ -68,7 +62,6 @@ main(int argc, char **argv)
         .log_level = tsad_log_level,
         .start = tsad_start,
         .stop = tsad_stop,
-        .healthy = tsad_healthy,
         .summary = tsad_summary,
     };
 

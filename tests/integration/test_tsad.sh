@@ -405,19 +405,30 @@ for k in ka1 ka2; do
 done
 report "keep-alive: second request reuses the connection, both granted"
 
-# ---- audit log in LMDB (TSA-18, DESIGN D5) ----
+# ---- audit log in LMDB (TSA-18, DESIGN D5, D10) ----
+# Records are keyed by their sequence number in write order (8 bytes, big-endian); the journal
+# copies them into LMDB within its apply delay (50 ms), so a dump may wait for the last ones.
+# audit_dump [N]: dump, waiting up to 3 s for at least N records
 audit_dump() {
-    mdb_dump -s tsa_audit "$STORE" >"$TMP/dump.txt" 2>"$TMP/dump.err" &&
-        derutil mdb "$TMP/dump.txt" >"$TMP/audit.txt"
+    local want=${1:-0} i
+    for ((i = 0; i < 30; i++)); do
+        mdb_dump -s tsa_audit "$STORE" >"$TMP/dump.txt" 2>"$TMP/dump.err" &&
+            derutil mdb "$TMP/dump.txt" >"$TMP/audit.txt" || return 1
+        (($(grep -c . "$TMP/audit.txt") >= want)) && return 0
+        sleep 0.1
+    done
+    return 0
 }
-if audit_dump; then
+# audit_rec SERIALHEX: the record (JSON) with that serial
+audit_rec() { awk '{ sub(/^[^ ]* /, ""); print }' "$TMP/audit.txt" | grep -F "\"serial\":\"$1\""; }
+if audit_dump "$GRANTED"; then
     expect "audit records" "$(grep -c . "$TMP/audit.txt")" "$GRANTED"
     report "audit log holds one record per granted token ($GRANTED) (TSA-18)"
     r=$TMP/r/n1-sha256.tsr
     serial=$(printf '%032s' "$(kv "$r.kv" serial)" | tr ' ' 0)
-    rec=$(awk -v k="$serial" '$1 == k { sub(/^[^ ]* /, ""); print }' "$TMP/audit.txt")
+    rec=$(audit_rec "$serial")
     if [[ -z $rec ]]; then
-        t_fail "audit record of an n1 token" "no record keyed by serial $serial"
+        t_fail "audit record of an n1 token" "no record with serial $serial"
     else
         openssl ts -reply -in "$r" -token_out -out "$TMP/tok.der" 2>/dev/null
         expect "record serial" "$(jq -r .serial <<<"$rec")" "$serial"
@@ -428,14 +439,13 @@ if audit_dump; then
         expect "record token_sha256" "$(jq -r .token_sha256 <<<"$rec")" \
             "$(sha256sum "$TMP/tok.der" | cut -d' ' -f1)"
         expect "record clock verdict" "$(jq -r .clock.verdict <<<"$rec")" ok
-        report "audit record: keyed by serial, imprint, client 127.0.0.1, token_sha256 of the token bytes"
+        report "audit record: serial, imprint, client 127.0.0.1, token_sha256 of the token bytes"
     fi
     # every token of the matrix has its record with the right token hash
     for f in "$TMP"/r/*-sha*.tsr.kv; do
         [[ $(kv "$f" status) == 0 ]] || continue
         s=$(printf '%032s' "$(kv "$f" serial)" | tr ' ' 0)
-        h=$(awk -v k="$s" '$1 == k { sub(/^[^ ]* /, ""); print }' "$TMP/audit.txt" |
-            jq -r .token_sha256 2>/dev/null)
+        h=$(audit_rec "$s" | jq -r .token_sha256 2>/dev/null)
         expect "token_sha256 of $(basename "$f" .tsr.kv)" "$h" "$(kv "$f" token_sha256)"
     done
     report "every matrix token has an audit record with its token_sha256"
@@ -467,11 +477,14 @@ query "$TMP/r/after.tsq" -sha256 -cert
 post "$BASE/tsa" "$TMP/r/after.tsq" "$TMP/r/after.tsr"
 expect "after restart" "$(kv "$TMP/r/after.tsr.kv" status)" 0
 t_check "token after restart verifies" verify_ts "$TMP/r/after.tsr" "$TMP/r/after.tsq"
-if audit_dump; then
+if audit_dump "$((before + 1))"; then
     expect "records after restart" "$(grep -c . "$TMP/audit.txt")" "$((before + 1))"
     s=$(printf '%032s' "$(kv "$TMP/r/after.tsr.kv" serial)" | tr ' ' 0)
-    expect "new serial recorded once" "$(awk -v k="$s" '$1 == k' "$TMP/audit.txt" | grep -c .)" 1
-    expect "earlier record kept" "$(awk -v k="$serial" '$1 == k' "$TMP/audit.txt" | grep -c .)" 1
+    expect "new serial recorded once" "$(audit_rec "$s" | grep -c .)" 1
+    expect "earlier record kept" "$(audit_rec "$serial" | grep -c .)" 1
+    # keys: consecutive sequence numbers 1..N in write order
+    expect "keys are 1..N" "$(awk '{ print $1 }' "$TMP/audit.txt" | tr -d '\n')" \
+        "$(for ((i = 1; i <= before + 1; i++)); do printf '%016x' "$i"; done)"
     [[ " ${serials[*]} " == *" $(kv "$TMP/r/after.tsr.kv" serial) "* ]] &&
         ERRS+=("serial after restart repeats an earlier one")
 else

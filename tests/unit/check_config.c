@@ -340,8 +340,8 @@ START_TEST(test_tsa_full)
     ck_assert(fabs(cfg.max_update_age - 1200) < 1e-9);
     ck_assert(fabs(cfg.leap_guard - 2) < 1e-12);
     ck_assert(!cfg.kernel_check);
-    ck_assert_str_eq(cfg.store_dir, "/var/lib/tsad-test");
-    ck_assert_uint_eq(cfg.map_size, 64u << 20);
+    ck_assert_str_eq(cfg.store.path, "/var/lib/tsad-test");
+    ck_assert_uint_eq(cfg.store.map_size, 64u << 20);
     ck_assert_str_eq(cfg.signer.p11_module, "/usr/lib/softhsm/libsofthsm2.so");
     ck_assert_str_eq(cfg.signer.p11_token, "tsa");
     ck_assert_str_eq(cfg.signer.p11_pin_file, "/etc/tsad/pin");
@@ -462,6 +462,39 @@ START_TEST(test_tsa_bad_values)
     expect_error(UNIT_A "digest = sha1\n", "<string>:6: ", "digest");
     expect_error(UNIT_A "qualified = sure\n", "<string>:6: ", "qualified");
     expect_error(UNIT_A "certificate = \n", "<string>:6: ", "certificate");
+}
+END_TEST
+
+START_TEST(test_store_keys)
+{
+    /* DESIGN D10: headroom, reader checks, the journal; [server] watchdog_stall */
+    const char *conf = "[server]\nwatchdog_stall = 5s\n"
+                       "[store]\nfill_limit = 75%\nreader_check = 2s\njournal = no\n"
+                       "journal_segment = 1M\njournal_max = 8M\n" UNIT_A;
+
+    ck_assert_msg(tsa_config_load_string(&cfg, conf, err, sizeof(err)) == ST_OK, "%s", err);
+    ck_assert(fabs(cfg.server.watchdog_stall - 5) < 1e-9);
+    ck_assert(fabs(cfg.store.fill_limit - 0.75) < 1e-9);
+    ck_assert(fabs(cfg.store.reader_check - 2) < 1e-9);
+    ck_assert(!cfg.store.journal);
+    ck_assert_uint_eq(cfg.store.journal_segment, 1u << 20);
+    ck_assert_uint_eq(cfg.store.journal_max, 8u << 20);
+    ck_assert_msg(tsa_config_load_string(&cfg, "[store]\nfill_limit = 0.9\n" UNIT_A, err,
+                                         sizeof(err)) == ST_OK, "%s", err);
+    ck_assert(fabs(cfg.store.fill_limit - 0.9) < 1e-9);
+    /* defaults */
+    ck_assert(cfg.store.journal);
+    ck_assert(fabs(cfg.store.reader_check - 60) < 1e-9);
+    ck_assert(fabs(cfg.server.watchdog_stall - 20) < 1e-9);
+    expect_error("[store]\nfill_limit = 1.5\n" UNIT_A, "<string>:2: ", "fill_limit");
+    expect_error("[store]\nfill_limit = 5%\n" UNIT_A, "<string>:2: ", "fill_limit");
+    expect_error("[store]\nfill_limit = most\n" UNIT_A, "<string>:2: ", "fill_limit");
+    expect_error("[store]\nreader_check = 0\n" UNIT_A, "<string>:2: ", "reader_check");
+    expect_error("[store]\njournal = perhaps\n" UNIT_A, "<string>:2: ", "journal");
+    expect_error("[store]\njournal_segment = 4k\n" UNIT_A, "<string>:2: ", "journal_segment");
+    expect_error("[store]\njournal_segment = 16M\njournal_max = 20M\n" UNIT_A, "<string>:0: ",
+                 "journal_max");
+    expect_error("[server]\nwatchdog_stall = 0s\n" UNIT_A, "<string>:2: ", "watchdog_stall");
 }
 END_TEST
 
@@ -692,6 +725,7 @@ config_suite(void)
     tcase_add_test(tsa, test_tsa_unknown_key);
     tcase_add_test(tsa, test_tsa_unknown_section);
     tcase_add_test(tsa, test_tsa_bad_values);
+    tcase_add_test(tsa, test_store_keys);
     tcase_add_test(tsa, test_tsa_accuracy);
     tcase_add_test(tsa, test_tsa_weak_hash);
     tcase_add_test(tsa, test_tsa_qualified_shares_path);

@@ -1,0 +1,320 @@
+/*
+ * check_signer: unit suite of common/signer's queue and batching (DESIGN D2), with a software
+ * P-256 key made for the test (the PKCS#11 backend has check_signer_p11): batch sizes (a fair
+ * share of the queue per worker, at most batch_max), callbacks in queue order, ST_BUSY
+ * back-pressure with queue_max = 1, ST_SHUTDOWN for jobs still queued when the signer is
+ * freed, signatures that verify.
+ */
+#include "common/log.h"
+#include "common/signer.h"
+#include "common/status.h"
+
+#include <check.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir[64], key_path[128];
+static X509 *cert;
+
+static void
+setup(void)
+{
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509_NAME *name;
+    FILE *f;
+
+    snprintf(dir, sizeof(dir), "/tmp/check_signer.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(key_path, sizeof(key_path), "%s/key.pem", dir);
+    ck_assert_ptr_nonnull(pk);
+    f = fopen(key_path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    cert = X509_new();
+    ck_assert_ptr_nonnull(cert);
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+    X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+    name = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
+    X509_set_issuer_name(cert, name);
+    X509_set_pubkey(cert, pk);
+    ck_assert_int_gt(X509_sign(cert, pk, EVP_sha256()), 0);
+    EVP_PKEY_free(pk);
+}
+
+static void
+teardown(void)
+{
+    X509_free(cert);
+    unlink(key_path);
+    rmdir(dir);
+}
+
+/* A batch callback that records batches and can be held (to keep a worker busy). */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static bool hold, in_callback;
+static size_t batches, max_batch, done_count;
+static int order[4096];
+static int statuses[4096];
+
+static void
+on_batch(struct signer_job **jobs, size_t n, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&lock);
+    in_callback = true;
+    pthread_cond_broadcast(&cond);
+    while (hold)
+        pthread_cond_wait(&cond, &lock);
+    batches++;
+    if (n > max_batch)
+        max_batch = n;
+    for (size_t i = 0; i < n; i++) {
+        int id = (int)(intptr_t)jobs[i]->user;
+
+        order[done_count] = id;
+        statuses[id] = jobs[i]->status;
+        done_count++;
+    }
+    in_callback = false;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+static void
+reset(void)
+{
+    pthread_mutex_lock(&lock);
+    hold = in_callback = false;
+    batches = max_batch = done_count = 0;
+    memset(statuses, 0x7f, sizeof(statuses));
+    pthread_mutex_unlock(&lock);
+}
+
+static struct signer *
+new_signer(unsigned workers, unsigned queue_max, unsigned batch_max, struct signer_key **k)
+{
+    struct signer_config sc = {.workers = workers, .queue_max = queue_max,
+                               .batch_max = batch_max};
+    struct signer *s = signer_new(&sc, on_batch, NULL);
+
+    ck_assert_ptr_nonnull(s);
+    *k = signer_add_soft_key(s, key_path, cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(*k);
+    return s;
+}
+
+static void
+job_init(struct signer_job *j, struct signer_key *k, int id)
+{
+    memset(j, 0, sizeof(*j));
+    j->key = k;
+    j->digest_len = 32;
+    memset(j->digest, id & 0xff, 32);
+    j->user = (void *)(intptr_t)id;
+}
+
+static void
+wait_done(size_t n)
+{
+    pthread_mutex_lock(&lock);
+    while (done_count < n)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+}
+
+static void
+wait_in_callback(void)
+{
+    pthread_mutex_lock(&lock);
+    while (!in_callback)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+}
+
+START_TEST(test_order_and_verify)
+{
+    static struct signer_job jobs[200];
+    struct signer_key *k;
+    struct signer *s;
+    EVP_PKEY_CTX *vc;
+
+    reset();
+    s = new_signer(1, 1000, 64, &k);
+    pthread_mutex_lock(&lock);
+    hold = true;
+    pthread_mutex_unlock(&lock);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    for (int i = 0; i < 200; i++) {
+        job_init(&jobs[i], k, i);
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    }
+    pthread_mutex_lock(&lock);
+    hold = false;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+    wait_done(200);
+    for (int i = 0; i < 200; i++)
+        ck_assert_int_eq(order[i], i); /* one worker: queue order */
+    ck_assert_uint_le(max_batch, 64);
+    vc = EVP_PKEY_CTX_new(X509_get0_pubkey(cert), NULL);
+    ck_assert_int_eq(EVP_PKEY_verify_init(vc), 1);
+    for (int i = 0; i < 200; i++) {
+        ck_assert_int_eq(statuses[i], ST_OK);
+        ck_assert_int_eq(EVP_PKEY_verify(vc, jobs[i].sig, jobs[i].sig_len, jobs[i].digest, 32), 1);
+    }
+    EVP_PKEY_CTX_free(vc);
+    signer_free(s);
+}
+END_TEST
+
+START_TEST(test_fair_share)
+{
+    /* 64 jobs queued for 2 idle workers: neither takes more than its half */
+    static struct signer_job jobs[64];
+    struct signer_key *k;
+    struct signer *s;
+
+    reset();
+    s = new_signer(2, 1000, 64, &k);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    /* queue all 64 while both workers are parked in a held callback */
+    pthread_mutex_lock(&lock);
+    hold = true;
+    pthread_mutex_unlock(&lock);
+    job_init(&jobs[0], k, 0);
+    job_init(&jobs[1], k, 1);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    wait_in_callback();
+    ck_assert_int_eq(signer_submit(s, &jobs[1]), ST_OK);
+    usleep(50000); /* the second worker takes job 1 and waits in the callback too */
+    for (int i = 2; i < 64; i++) {
+        job_init(&jobs[i], k, i);
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    }
+    pthread_mutex_lock(&lock);
+    hold = false;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+    wait_done(64);
+    ck_assert_uint_le(max_batch, 31); /* 62 queued, 2 workers: at most 31 each */
+    ck_assert_uint_ge(batches, 4);
+    signer_free(s);
+}
+END_TEST
+
+START_TEST(test_busy_with_queue_max_1)
+{
+    static struct signer_job jobs[3];
+    struct signer_key *k;
+    struct signer *s;
+
+    reset();
+    s = new_signer(1, 1, 64, &k);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    pthread_mutex_lock(&lock);
+    hold = true;
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < 3; i++)
+        job_init(&jobs[i], k, i);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    wait_in_callback();                                    /* the worker holds job 0 */
+    ck_assert_int_eq(signer_submit(s, &jobs[1]), ST_OK);   /* the one queue place */
+    ck_assert_int_eq(signer_submit(s, &jobs[2]), ST_BUSY); /* back-pressure */
+    ck_assert_uint_eq(signer_queue_depth(s), 1);
+    pthread_mutex_lock(&lock);
+    hold = false;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+    wait_done(2);
+    ck_assert_int_eq(statuses[0], ST_OK);
+    ck_assert_int_eq(statuses[1], ST_OK);
+    ck_assert_int_eq(statuses[2], 0x7f7f7f7f); /* never called back */
+    signer_free(s);
+}
+END_TEST
+
+static void *
+free_signer(void *arg)
+{
+    signer_free(arg);
+    return NULL;
+}
+
+START_TEST(test_shutdown_pending)
+{
+    /* jobs still queued when the signer is freed complete with ST_SHUTDOWN, unsigned */
+    static struct signer_job jobs[10], late;
+    struct signer_key *k;
+    struct signer *s;
+    pthread_t t;
+
+    reset();
+    s = new_signer(1, 100, 64, &k);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    pthread_mutex_lock(&lock);
+    hold = true;
+    pthread_mutex_unlock(&lock);
+    for (int i = 0; i < 10; i++)
+        job_init(&jobs[i], k, i);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    wait_in_callback();
+    for (int i = 1; i < 10; i++)
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    ck_assert_int_eq(pthread_create(&t, NULL, free_signer, s), 0);
+    usleep(50000); /* signer_free has marked it stopping and waits for the worker */
+    job_init(&late, k, 99);
+    ck_assert_int_eq(signer_submit(s, &late), ST_SHUTDOWN);
+    pthread_mutex_lock(&lock);
+    hold = false;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+    pthread_join(t, NULL);
+    ck_assert_uint_eq(done_count, 10);
+    ck_assert_int_eq(statuses[0], ST_OK);
+    for (int i = 1; i < 10; i++) {
+        ck_assert_int_eq(statuses[i], ST_SHUTDOWN);
+        ck_assert_uint_eq(jobs[i].sig_len, 0);
+    }
+}
+END_TEST
+
+static Suite *
+signer_suite(void)
+{
+    Suite *s = suite_create("signer");
+    TCase *tc = tcase_create("queue");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_order_and_verify);
+    tcase_add_test(tc, test_fair_share);
+    tcase_add_test(tc, test_busy_with_queue_max_1);
+    tcase_add_test(tc, test_shutdown_pending);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(signer_suite());
+    int failed;
+
+    log_init("check_signer", LOG_LVL_ERR);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
