@@ -288,7 +288,6 @@ commit_main(void *arg)
         }
         if (c->head == NULL)
             c->tail = NULL;
-        metrics_set(c->m_queue, c->depth);
         pthread_mutex_unlock(&c->lock);
         hygiene = commit_now() >= c->next_hygiene;
         if (hygiene)
@@ -300,6 +299,7 @@ commit_main(void *arg)
         commit_group(c, list, n);
         pthread_mutex_lock(&c->lock);
         c->completed += n;
+        metrics_set(c->m_queue, (double)(c->submitted - c->completed));
         pthread_cond_broadcast(&c->progress);
         pthread_mutex_unlock(&c->lock);
     }
@@ -347,7 +347,7 @@ commit_metrics_init(struct commit *c)
     c->m_fill = commit_metric(c, 1, "store_fill_ratio", "",
                               "Live fill of the store's map (0..1).");
     c->m_queue = commit_metric(c, 1, "store_commit_queue", "",
-                               "Writes waiting for the store's writer.");
+                               "Writes submitted and not yet committed (or refused).");
 }
 
 struct commit *
@@ -431,6 +431,7 @@ commit_submit_wait(struct commit *c, struct commit_op *op, struct commit_wait *w
         if (op->cls == COMMIT_BACKGROUND)
             c->bg_depth++;
         c->submitted++;
+        metrics_set(c->m_queue, (double)(c->submitted - c->completed));
         pthread_cond_signal(&c->cond);
     }
     pthread_mutex_unlock(&c->lock);
@@ -512,7 +513,7 @@ commit_queue_depth(struct commit *c)
     unsigned d;
 
     pthread_mutex_lock(&c->lock);
-    d = c->depth;
+    d = (unsigned)(c->submitted - c->completed);
     pthread_mutex_unlock(&c->lock);
     return d;
 }

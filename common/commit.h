@@ -106,7 +106,7 @@ void commit_flush(struct commit *c);
  * (background writes refused: a health warning). */
 double commit_fill(struct commit *c);
 bool commit_above_fill(struct commit *c);
-/* Operations waiting for the writer. */
+/* Operations submitted and not yet completed (queued, or in the group being written). */
 unsigned commit_queue_depth(struct commit *c);
 /* The pipeline's store. */
 struct store *commit_store(struct commit *c);

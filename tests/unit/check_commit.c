@@ -294,7 +294,7 @@ START_TEST(test_busy_backpressure)
     ck_assert_int_eq(commit_submit(cm, &b[3].op), ST_BUSY);
     top_init(&ess, COMMIT_ESSENTIAL, "ess", 10, 0);
     ck_assert_int_eq(commit_submit(cm, &ess.op), ST_OK); /* essential is never refused */
-    ck_assert_uint_eq(commit_queue_depth(cm), 3);
+    ck_assert_uint_eq(commit_queue_depth(cm), 4); /* b0 (being written), b1, b2, ess */
     store_txn_abort(held);
     commit_flush(cm);
     ck_assert(has_key("b0") && has_key("b1") && has_key("b2") && has_key("ess"));
