@@ -397,7 +397,8 @@ scan_list(const char *dir, struct scan_seg **out, size_t *n)
         v[cnt++] = sg;
     }
     closedir(d);
-    qsort(v, cnt, sizeof(*v), scan_seg_cmp);
+    if (cnt > 1)
+        qsort(v, cnt, sizeof(*v), scan_seg_cmp);
     *out = v;
     *n = cnt;
     return ST_OK;

@@ -1,7 +1,10 @@
 /*
- * tsa_audit: the audit record of each issued token (DESIGN D5; STANDARDS EID-12, TSA-18/19,
- * TSP-18). Records live in the LMDB database "tsa_audit", keyed by the 16-byte serial, and are
- * committed in one write transaction per signing batch, before any reply of the batch leaves.
+ * tsa_audit: the audit record of each issued token (DESIGN D5, D10; STANDARDS EID-12,
+ * TSA-18/19, TSP-18). Records live in the LMDB database "tsa_audit", keyed by their sequence
+ * number in write order (8 bytes, big-endian: 1, 2, 3, ...). A token's reply leaves only once
+ * its record is durable: in the write-ahead journal (common/journal, one O_DSYNC write per
+ * group of records), which copies it into the database in batches within its apply delay, or,
+ * with [store] journal = no, in an LMDB group commit (common/commit).
  * A record is a JSON object (one line) so an auditor can read an export without our tools:
  *   {"v":1,"serial":hex,"gen_time":"...Z","policy":"oid","tsu":"name","key":"signing key",
  *    "hash_alg":"sha256",

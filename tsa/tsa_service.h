@@ -1,8 +1,10 @@
 /*
- * tsa_service: the request pipeline of tsad (DESIGN D2): parse -> select TSU -> clock gate ->
- * build TSTInfo and signedAttrs -> queue for signing (connection suspended) -> in the signer's
- * batch callback: assemble tokens, commit the batch's audit records in one LMDB transaction,
- * then resume every connection of the batch with its reply.
+ * tsa_service: the request pipeline of tsad (DESIGN D2, D10): parse -> select TSU -> clock
+ * gate -> serial and genTime -> build TSTInfo and signedAttrs -> queue for signing (connection
+ * suspended) -> in the signer's batch callback (no I/O): assemble each token and its audit
+ * record, hand the record to the journal (or the store's commit pipeline) -> once the record
+ * is durable, on the writer's thread: resume the connection with its token. A record that
+ * cannot be written withholds its token (systemFailure).
  *
  * Failures map to PKIFailureInfo in one table (tsa_service.c, STYLE "Errors").
  */
