@@ -22,7 +22,9 @@
  * module's CPU time (about 0.1 ms for SoftHSM2 P-256) does not add to it. An operation that
  * had to queue starts its round trip when the previous one on its slot ended on paper, not
  * when its thread is woken up, so a busy device signs PARALLEL / LATENCY_MS times a second
- * and not less by the kernel's wake-up delays (about 0.1 ms per sleep on a VM). A length
+ * and not less by the kernel's wake-up delays (about 0.1 ms per sleep on a VM). Like a
+ * blocking round trip on a socket, each signature costs the calling thread one sleep and
+ * wake-up, which shows in the caller's CPU time (about 50 us on a small VM). A length
  * query (pSignature NULL, §5.2) neither waits nor sleeps: it never reaches a real device's
  * signing engine. Every other function is the real module's own.
  *
@@ -234,13 +236,15 @@ p11d_now_ns(void)
 }
 
 /* Sleep to an absolute deadline, so that signals and the real call before it do not stretch
- * the round trip. */
+ * the round trip. Not at all when it has passed: even then the kernel would switch tasks. */
 static void
 p11d_sleep_until(long long ns)
 {
     struct timespec t = {.tv_sec = (time_t)(ns / 1000000000LL),
                          .tv_nsec = (long)(ns % 1000000000LL)};
 
+    if (p11d_now_ns() >= ns)
+        return;
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
         continue;
 }
