@@ -23,7 +23,9 @@ COMMON_SRC := $(wildcard common/*.c)
 TSA_SRC    := $(filter-out tsa/tsad.c,$(wildcard tsa/*.c))
 OCSP_SRC   := $(filter-out ocsp/ocspd.c ocsp/ocspctl.c,$(wildcard ocsp/*.c))
 UNIT_SRC   := $(wildcard tests/unit/check_*.c)
-BENCH_SRC  := $(wildcard bench/*.c)
+# bench/p11delay.c is a PKCS#11 module (a shared object), not a program
+BENCH_SO   := $(BUILD)/bench/libp11delay.so
+BENCH_SRC  := $(filter-out bench/p11delay.c,$(wildcard bench/*.c))
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 TSA_OBJ    := $(TSA_SRC:%.c=$(BUILD)/%.o)
@@ -43,7 +45,7 @@ BINS += $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .SECONDARY:
 .PHONY: all check unit integration run bench asan fuzz install format clean deps
-all: $(BINS) $(UNIT_BIN) $(REPLAY_BIN)
+all: $(BINS) $(BENCH_SO) $(UNIT_BIN) $(REPLAY_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -66,6 +68,12 @@ $(BUILD)/ocspctl: $(BUILD)/ocsp/ocspctl.o $(BUILD)/libocsp.a $(BUILD)/libcommon.
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libcommon.a
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libcommon.a $(LIBS)
+# The simulated network HSM: position-independent, linked alone (nothing of libcommon).
+$(BUILD)/bench/p11delay.pic.o: bench/p11delay.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -fPIE,$(XCFLAGS)) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
+$(BUILD)/bench/libp11delay.so: $(BUILD)/bench/p11delay.pic.o
+	$(CC) -shared -Wl,-z,relro,-z,now -Wl,-z,defs -pthread $(LDFLAGS) -o $@ $< -ldl
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(APP_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(APP_LIBS) $(LIBS) $(CHECK_LIBS)

@@ -10,7 +10,7 @@
  *   loadgen run      --url URL --requests FILE [--conns N] [--threads N] [--duration S |
  *                    --count N] [--warmup S] [--rate R] [--close] [--timeout S]
  *                    [--verify-every N --ca FILE [--untrusted FILE]] [--pid PID]...
- *                    [--json FILE] [--label NAME]
+ *                    [--json FILE] [--label NAME] [--save-serials FILE]
  *
  * Request sets are made before the run (bench/loadgen_reqset.h). The run drives N keep-alive
  * connections (or a new connection per request with --close) from epoll loops, one per thread:
@@ -23,6 +23,16 @@
  * requests/s, latency percentiles from a log-linear histogram (bench/loadgen_hist.h), every error
  * by kind, and the CPU time the server pids (and their child processes) used per request, from
  * /proc/PID/stat utime+stime. Printed as a table and written as JSON.
+ *
+ * --save-serials FILE (TSA sets) appends the serialNumber of every granted token received in
+ * full (PKIStatus 0 or 1, HTTP 200, right Content-Type), warm-up and grace period included,
+ * one per line: lowercase hex of the integer's value, sign octet dropped, left-padded with
+ * zeros to 32 digits (16 octets, the form of the "serial" field of tsad's audit log); a
+ * longer serial is written in full. Only the serial is parsed (lg_tsa_serial). Each thread
+ * hands its new lines to the kernel with one write(2) (O_APPEND) after every round of events,
+ * so the file holds every token received even when the server dies mid-run (connection
+ * errors are counted and the run goes on to its end) or loadgen itself is killed after the
+ * write. A crash test checks that every serial in it is in the server's audit log.
  */
 #include "bench/loadgen_hist.h"
 #include "bench/loadgen_http.h"
@@ -57,6 +67,8 @@
 #define LG_GRACE_NS 2000000000LL /* in-flight requests may finish this long after the end */
 #define LG_EXPLAIN_MAX 3         /* verification failures logged in detail */
 #define LG_SAMPLE_MAX 2000u      /* replies kept for verification, per thread */
+#define LG_SERIAL_BUF 65536u     /* saved serial lines buffered per thread between writes */
+#define LG_SERIAL_LINE 80u       /* longest line: 20 octets in hex (RFC 3161 §2.4.2) + \n */
 
 enum lg_errkind {
     LG_E_CONNECT,
@@ -79,7 +91,7 @@ static const char *const lg_err_name[LG_E_COUNT] = {"connect",      "send",
                                                     "verify_nonce", "verify_status"};
 
 struct lg_opts {
-    const char *url, *reqfile, *ca, *untrusted, *json, *label;
+    const char *url, *reqfile, *ca, *untrusted, *json, *label, *serials;
     unsigned conns, threads, verify_every;
     double duration_s, warmup_s, rate, timeout_s;
     uint64_t count;
@@ -91,6 +103,7 @@ struct lg_opts {
 struct lg_stats {
     struct lg_hist hist; /* latency of successful replies */
     uint64_t ok, sent, retries, connects, sampled, verified, missed, unfinished;
+    uint64_t serials, serials_bad; /* serials saved, granted replies without a readable one */
     uint64_t err[LG_E_COUNT];
     uint64_t http_code[600];
     uint64_t bytes_in, bytes_out;
@@ -139,6 +152,8 @@ struct lg_thread {
     int64_t last_done;
     int64_t backoff_until; /* after a failed connect, wait a little before the next */
     bool stopping;
+    char *sbuf; /* serial lines not yet written */
+    size_t slen;
     struct lg_stats st;
 };
 
@@ -153,6 +168,8 @@ struct lg_run {
     int64_t t_start, t_measure, t_end;
     atomic_uint_fast64_t issued; /* --count budget */
     atomic_uint explained;
+    int serials_fd;             /* --save-serials, or -1 */
+    atomic_bool serials_failed; /* a write to it failed */
     struct lg_thread *th;
 };
 
@@ -335,11 +352,72 @@ lg_reply_check(struct lg_thread *t, struct lg_conn *c)
     return -1;
 }
 
+/* ---- serials of granted tokens (--save-serials) ---- */
+
+/* Hand the thread's buffered lines to the kernel: one write(2), O_APPEND, whole lines. */
+static void
+lg_serials_flush(struct lg_thread *t)
+{
+    size_t off = 0;
+    ssize_t n;
+
+    while (off < t->slen) {
+        n = write(t->run->serials_fd, t->sbuf + off, t->slen - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            if (!atomic_exchange(&t->run->serials_failed, true))
+                log_err("cannot write %s: %s", t->run->o.serials,
+                        n < 0 ? strerror(errno) : "no progress");
+            break;
+        }
+        off += (size_t)n;
+    }
+    t->slen = 0;
+}
+
+/* Buffer the serial of a granted token as one line (see the top of this file). */
+static void
+lg_serial_keep(struct lg_thread *t, const struct lg_conn *c)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *v;
+    size_t len, i, pad;
+    char *o;
+
+    if (!lg_tsa_serial((const uint8_t *)c->rb + c->reply.body_off, c->reply.body_len, &v, &len) ||
+        len > (LG_SERIAL_LINE - 1) / 2) {
+        t->st.serials_bad++;
+        return;
+    }
+    while (len > 1 && v[0] == 0) { /* the sign octet (and any padding) */
+        v++;
+        len--;
+    }
+    if (t->slen + LG_SERIAL_LINE > LG_SERIAL_BUF)
+        lg_serials_flush(t);
+    o = t->sbuf + t->slen;
+    for (pad = len < 16 ? 16 - len : 0; pad > 0; pad--) {
+        *o++ = '0';
+        *o++ = '0';
+    }
+    for (i = 0; i < len; i++) {
+        *o++ = hex[v[i] >> 4];
+        *o++ = hex[v[i] & 15];
+    }
+    *o++ = '\n';
+    t->slen = (size_t)(o - t->sbuf);
+    t->st.serials++;
+}
+
 static void
 lg_reply_done(struct lg_thread *t, struct lg_conn *c, unsigned ci, int64_t now)
 {
     int e = lg_reply_check(t, c);
     bool measured = c->t0 >= t->run->t_measure;
+
+    if (e < 0 && t->sbuf != NULL)
+        lg_serial_keep(t, c);
 
     if (measured) {
         if (e < 0) {
@@ -580,6 +658,8 @@ lg_loop(struct lg_thread *t)
         n = epoll_pwait2(t->ep, ev, 256, &ts, NULL);
         for (i = 0; i < n; i++)
             lg_conn_event(t, ev[i].data.u32, ev[i].events);
+        if (t->slen > 0)
+            lg_serials_flush(t);
         now = lg_now();
         if (now - last_check > 100000000) {
             lg_check_timeouts(t, now);
@@ -605,6 +685,8 @@ lg_thread_main(void *arg)
         lg_conn_close(t, &t->conn[i]);
         free(t->conn[i].rb);
     }
+    if (t->slen > 0)
+        lg_serials_flush(t);
     lg_sample_verify(t);
     return NULL;
 }
@@ -689,6 +771,23 @@ lg_server_cpu_s(const struct lg_opts *o)
 /* ---- set-up of a run ---- */
 
 static int
+lg_serials_open(struct lg_run *r)
+{
+    if (r->o.serials == NULL)
+        return ST_OK;
+    if (r->rs.kind != LG_KIND_TSA) {
+        log_err("--save-serials needs a TSA request set");
+        return ST_INVALID;
+    }
+    r->serials_fd = open(r->o.serials, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (r->serials_fd < 0) {
+        log_err("cannot open %s: %s", r->o.serials, strerror(errno));
+        return ST_IO;
+    }
+    return ST_OK;
+}
+
+static int
 lg_run_prepare(struct lg_run *r)
 {
     uint32_t i;
@@ -712,7 +811,7 @@ lg_run_prepare(struct lg_run *r)
     r->verify = r->o.verify_every > 0 && r->o.ca != NULL;
     if (r->verify && lg_verifier_init(&r->ver, r->rs.kind, r->o.ca, r->o.untrusted) != ST_OK)
         return ST_CRYPTO;
-    return ST_OK;
+    return lg_serials_open(r);
 }
 
 static int
@@ -733,6 +832,8 @@ lg_threads_prepare(struct lg_run *r)
         t->sample = calloc(LG_SAMPLE_MAX, sizeof(*t->sample));
         t->ep = epoll_create1(EPOLL_CLOEXEC);
         if (t->conn == NULL || t->idle == NULL || t->sample == NULL || t->ep < 0)
+            return ST_NOMEM;
+        if (r->serials_fd >= 0 && (t->sbuf = malloc(LG_SERIAL_BUF)) == NULL)
             return ST_NOMEM;
         for (j = 0; j < t->nconn; j++)
             t->conn[j].fd = -1;
@@ -755,6 +856,7 @@ lg_threads_free(struct lg_run *r)
         free(r->th[i].conn);
         free(r->th[i].idle);
         free(r->th[i].sample);
+        free(r->th[i].sbuf);
         if (r->th[i].ep >= 0)
             close(r->th[i].ep);
     }
@@ -772,6 +874,9 @@ lg_run_free(struct lg_run *r)
     free(r->wire);
     lg_verifier_clear(&r->ver);
     lg_reqset_free(&r->rs);
+    if (r->serials_fd >= 0 && close(r->serials_fd) != 0)
+        atomic_store(&r->serials_failed, true);
+    r->serials_fd = -1;
 }
 
 /* ---- results ---- */
@@ -796,6 +901,8 @@ lg_stats_merge(struct lg_stats *d, const struct lg_stats *s)
     d->sampled += s->sampled;
     d->missed += s->missed;
     d->unfinished += s->unfinished;
+    d->serials += s->serials;
+    d->serials_bad += s->serials_bad;
     d->bytes_in += s->bytes_in;
     d->bytes_out += s->bytes_out;
     for (i = 0; i < LG_E_COUNT; i++)
@@ -850,6 +957,10 @@ lg_print(const struct lg_run *r, const struct lg_result *res)
     if (r->o.npids > 0 && res->total.ok > 0)
         printf("  server cpu %.3f s = %.1f us/request\n", res->server_cpu_s,
                res->server_cpu_s * 1e6 / (double)res->total.ok);
+    if (r->o.serials != NULL)
+        printf("  serials    %llu appended to %s%s\n", (unsigned long long)res->total.serials,
+               r->o.serials,
+               res->total.serials_bad > 0 ? " (some granted replies unreadable)" : "");
     if (res->total.ok > 0)
         printf("  client cpu %.1f us/request, %llu connects, %llu retries\n",
                res->client_cpu_s * 1e6 / (double)res->total.ok,
@@ -917,6 +1028,9 @@ lg_write_json(const struct lg_run *r, const struct lg_result *res)
             (unsigned long long)res->total.missed, (unsigned long long)res->total.unfinished,
             (unsigned long long)res->total.sampled);
     fprintf(f, "  \"verified\": %llu,\n", (unsigned long long)res->total.verified);
+    if (r->o.serials != NULL)
+        fprintf(f, "  \"serials_saved\": %llu,\n  \"serials_unreadable\": %llu,\n",
+                (unsigned long long)res->total.serials, (unsigned long long)res->total.serials_bad);
     lg_json_errors(f, res);
     fprintf(f,
             "  \"latency_ms\": {\"p50\": %.4f, \"p90\": %.4f, \"p99\": %.4f, \"p999\": %.4f, "
@@ -976,6 +1090,8 @@ lg_execute(struct lg_run *r, struct lg_result *res)
             last = r->th[i].last_done;
     }
     res->server_cpu_s = lg_server_cpu_s(&r->o) - cpu0;
+    if (res->server_cpu_s < 0) /* a server pid exited during the run: its CPU is gone */
+        res->server_cpu_s = 0;
     res->elapsed_s = last > r->t_measure ? (double)(last - r->t_measure) / 1e9 : 0;
     res->rps = res->elapsed_s > 0 ? (double)res->total.ok / res->elapsed_s : 0;
     for (i = 0; i < LG_E_COUNT; i++)
@@ -996,7 +1112,8 @@ lg_usage(FILE *f)
             "       loadgen run --url URL --requests FILE [--conns N] [--threads N]\n"
             "                [--duration S | --count N] [--warmup S] [--rate R] [--close]\n"
             "                [--timeout S] [--verify-every N --ca FILE [--untrusted FILE]]\n"
-            "                [--pid PID]... [--json FILE] [--label NAME]\n");
+            "                [--pid PID]... [--json FILE] [--label NAME]\n"
+            "                [--save-serials FILE]   (TSA: serials of granted tokens, appended)\n");
 }
 
 static bool
@@ -1034,6 +1151,9 @@ lg_run_opt(struct lg_opts *o, int c, const char *arg)
         return ST_OK;
     case 'l':
         o->label = arg;
+        return ST_OK;
+    case 'S':
+        o->serials = arg;
         return ST_OK;
     case 'C':
         o->close = true;
@@ -1089,12 +1209,12 @@ static int
 lg_run_args(struct lg_opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"url", 1, NULL, 'u'},          {"requests", 1, NULL, 'r'}, {"ca", 1, NULL, 'a'},
-        {"untrusted", 1, NULL, 'U'},    {"json", 1, NULL, 'j'},     {"label", 1, NULL, 'l'},
-        {"close", 0, NULL, 'C'},        {"conns", 1, NULL, 'c'},    {"threads", 1, NULL, 't'},
-        {"verify-every", 1, NULL, 'v'}, {"duration", 1, NULL, 'd'}, {"warmup", 1, NULL, 'w'},
-        {"rate", 1, NULL, 'R'},         {"timeout", 1, NULL, 'T'},  {"count", 1, NULL, 'n'},
-        {"pid", 1, NULL, 'p'},          {NULL, 0, NULL, 0}};
+        {"url", 1, NULL, 'u'},          {"requests", 1, NULL, 'r'},     {"ca", 1, NULL, 'a'},
+        {"untrusted", 1, NULL, 'U'},    {"json", 1, NULL, 'j'},         {"label", 1, NULL, 'l'},
+        {"close", 0, NULL, 'C'},        {"conns", 1, NULL, 'c'},        {"threads", 1, NULL, 't'},
+        {"verify-every", 1, NULL, 'v'}, {"duration", 1, NULL, 'd'},     {"warmup", 1, NULL, 'w'},
+        {"rate", 1, NULL, 'R'},         {"timeout", 1, NULL, 'T'},      {"count", 1, NULL, 'n'},
+        {"pid", 1, NULL, 'p'},          {"save-serials", 1, NULL, 'S'}, {NULL, 0, NULL, 0}};
     int c;
 
     *o = (struct lg_opts){.conns = 16,
@@ -1127,6 +1247,7 @@ lg_cmd_run(int argc, char **argv)
     int st;
 
     memset(&r, 0, sizeof(r));
+    r.serials_fd = -1;
     if ((st = lg_run_args(&r.o, argc, argv)) != ST_OK)
         return st;
     if ((st = lg_run_prepare(&r)) == ST_OK && (st = lg_execute(&r, &res)) == ST_OK) {
@@ -1135,6 +1256,8 @@ lg_cmd_run(int argc, char **argv)
             st = lg_write_json(&r, &res);
     }
     lg_run_free(&r);
+    if (st == ST_OK && atomic_load(&r.serials_failed))
+        st = ST_IO;
     return st;
 }
 

@@ -624,4 +624,45 @@ lg_reply_status(uint32_t kind, const uint8_t *b, size_t n)
     return p[0];
 }
 
+/* Skip one element with the given tag at *p. */
+static bool
+lg_der_skip(const uint8_t **p, const uint8_t *end, uint8_t tag)
+{
+    size_t l;
+
+    if (!lg_der_hdr(p, end, tag, &l))
+        return false;
+    *p += l;
+    return true;
+}
+
+/*
+ * The serialNumber of the token in a granted TimeStampResp, found without a full parse (DER
+ * only, as every reply is checked while the load runs): TimeStampResp { status, ContentInfo {
+ * contentType, [0] SignedData { version, digestAlgorithms, EncapsulatedContentInfo {
+ * eContentType, [0] OCTET STRING { TSTInfo { version, policy, messageImprint, serialNumber
+ * ... }}}}}} (RFC 3161 §2.4.2, RFC 5652 §5.1-5.2). *serial points at the INTEGER's content
+ * octets. False when the reply has no token or is not laid out so.
+ */
+static bool
+lg_tsa_serial(const uint8_t *b, size_t n, const uint8_t **serial, size_t *serial_len)
+{
+    const uint8_t *p = b, *end = b + n;
+    size_t l;
+
+    if (!lg_der_hdr(&p, end, 0x30, &l) || !lg_der_skip(&p, end, 0x30) ||    /* status */
+        !lg_der_hdr(&p, end, 0x30, &l) || !lg_der_skip(&p, end, 0x06) ||    /* ContentInfo */
+        !lg_der_hdr(&p, end, 0xa0, &l) || !lg_der_hdr(&p, end, 0x30, &l) || /* SignedData */
+        !lg_der_skip(&p, end, 0x02) || !lg_der_skip(&p, end, 0x31) ||
+        !lg_der_hdr(&p, end, 0x30, &l) || !lg_der_skip(&p, end, 0x06) || /* encapContentInfo */
+        !lg_der_hdr(&p, end, 0xa0, &l) || !lg_der_hdr(&p, end, 0x04, &l) ||
+        !lg_der_hdr(&p, end, 0x30, &l) || !lg_der_skip(&p, end, 0x02) || /* TSTInfo */
+        !lg_der_skip(&p, end, 0x06) || !lg_der_skip(&p, end, 0x30) ||
+        !lg_der_hdr(&p, end, 0x02, &l) || l == 0)
+        return false;
+    *serial = p;
+    *serial_len = l;
+    return true;
+}
+
 #endif

@@ -4,19 +4,31 @@
 # as a ratio to its limit and to its peer.
 #
 #   limits  signing: `openssl speed` (1 and 2 processes) for P-256 and RSA-3072, and the
-#                    SoftHSM2 tokens through PKCS#11 directly (build/bench/p11speed)
+#                    SoftHSM2 tokens through PKCS#11 directly (build/bench/p11speed: rate, and
+#                    CPU per raw C_Sign); the simulated network HSM's capacity
+#                    (build/bench/libp11delay.so: PARALLEL / LATENCY, 8 / 2 ms = 4000/s)
 #           HTTP:    build/bench/nullhttpd, libmicrohttpd configured like our daemons, returning
 #                    the bytes of a real OCSP reply
+#           durable commit: build/bench/floor on the filesystem of the work dir, groups of 8
+#                    and 64 records of 700 bytes (about one audit record): an LMDB commit, and
+#                    one O_DSYNC overwrite of pre-allocated blocks (a write-ahead journal's floor)
 #   peers   OpenSSL's TS_RESP_create_response in-process, 1 and 2 threads (build/bench/tsresp);
 #           `openssl ocsp -multi 2` on the same CA database and request set, inside a network
 #           namespace made for the run (it binds every interface)
-#   ours    tsad with a software P-256 key, on SoftHSM2 P-256, with a software RSA-3072 key;
-#           ocspd pre-signed hits by POST and GET, on-demand nonce responses, a hit/never-issued
-#           mix; an open-loop run at half of the measured maximum for the latency target
+#   ours    tsad with a software P-256 key (at 8, 32 and 64 connections), on SoftHSM2 P-256,
+#           with a software RSA-3072 key; ocspd pre-signed hits by POST and GET, on-demand
+#           nonce responses, a hit/never-issued mix; an open-loop run at half of the measured
+#           maximum for the latency target; a second tsad and ocspd whose signer goes through
+#           the simulated network HSM (workers = 16): closed loop against its capacity, open
+#           loop at 90 % of it for the latency over the HSM's round trip
+#
+# Every tsad is started by tsad_bench_start NAME [SECTION.KEY=VALUE...] (a configuration with
+# keys overridden, its own store): a scenario on another configuration is one call and a few
+# load lines (see nethsm_tsa).
 #
 # Load comes from build/bench/loadgen (closed loop, keep-alive, replies checked, 1 in 50
 # verified). Output: a table on stdout, $OUT/report.json, $OUT/bench.png (gnuplot), per-run JSON
-# and logs in $OUT. QUICK=1: short runs (< 30 s in all) for CI; figures are never asserted.
+# and logs in $OUT. QUICK=1: short runs (< 40 s in all) for CI; figures are never asserted.
 #
 # Good neighbour: servers bind 127.0.0.1 (the OCSP peer: its own namespace), free ports, a temp
 # dir; every run is bounded in time; every process started here is stopped by pid at the end,
@@ -37,11 +49,19 @@ OUT=${BENCH_OUT:-$top/$BUILD/bench-out}
 . tests/lib/tsad.sh
 
 if [[ -n $QUICK && $QUICK != 0 ]]; then
-    QUICK=1 WARM=0.2 DUR=0.8 SPEED_S=1 LIMIT_S=0.5 NSERIALS=200
+    QUICK=1 WARM=0.2 DUR=0.8 SPEED_S=1 LIMIT_S=0.5 NSERIALS=200 FLOOR_K=50
 else
-    QUICK=0 WARM=1 DUR=6 SPEED_S=3 LIMIT_S=3 NSERIALS=2000
+    QUICK=0 WARM=1 DUR=6 SPEED_S=3 LIMIT_S=3 NSERIALS=2000 FLOOR_K=200
 fi
 CONNS=${BENCH_CONNS:-32}
+# the simulated network HSM (bench/p11delay.c): round trip, operations in flight, the
+# capacity they make and the open-loop rate (90 % of it)
+NETHSM_MS=${BENCH_NETHSM_MS:-2}
+NETHSM_PARALLEL=${BENCH_NETHSM_PARALLEL:-8}
+NETHSM_CAP=$(awk -v p="$NETHSM_PARALLEL" -v l="$NETHSM_MS" 'BEGIN { printf "%d", p * 1000 / l }')
+NETHSM_RATE=$((NETHSM_CAP * 9 / 10))
+NETHSM_ENV=("P11DELAY_LATENCY_MS=$NETHSM_MS" "P11DELAY_PARALLEL=$NETHSM_PARALLEL")
+FLOOR_BYTES=700 # about one tsad audit record
 VERIFY_EVERY=50
 LG=$BUILD/bench/loadgen
 WORK=$(mktemp -d /tmp/bench.XXXXXX)
@@ -52,9 +72,11 @@ NOTES=()
 for tool in jq curl openssl; do
     command -v "$tool" >/dev/null || die "bench needs $tool (make deps)"
 done
-for b in loadgen nullhttpd p11speed tsresp; do
+for b in loadgen nullhttpd p11speed tsresp floor; do
     [[ -x $BUILD/bench/$b ]] || die "$BUILD/bench/$b not built (make all)"
 done
+[[ -f $BUILD/bench/libp11delay.so ]] || die "$BUILD/bench/libp11delay.so not built (make all)"
+P11DELAY_SO=$(cd "$BUILD/bench" && pwd)/libp11delay.so
 
 stopping=0
 shutdown() {
@@ -101,7 +123,36 @@ LIMITS=()
 limit_add() {
     LIMITS+=("$(jq -nc --arg n "$1" --argjson v "${2:-0}" --arg u "$3" --arg w "$4" \
         '{name: $n, value: $v, unit: $u, what: $w}')")
-    printf '  %-22s %12.1f %-9s %s\n' "$1" "${2:-0}" "$3" "$4"
+    printf '  %-22s %12.3f %-9s %s\n' "$1" "${2:-0}" "$3" "$4"
+}
+
+# p11_limits: C_Sign rate of the TSA token's P-256 key with 1 and 2 sessions, and the CPU one
+# raw signature costs (1 session: no contention inside SoftHSM2)
+p11_limits() {
+    local threads
+    for threads in 1 2; do
+        "$BUILD/bench/p11speed" --module "$PKI_P11_MODULE" --token "$PKI_P11_TOKEN" \
+            --pin-file "$PKI_P11_PIN_FILE" --key "$TSU_N_LABEL" --threads "$threads" \
+            --duration "$LIMIT_S" --json "$OUT/p11-tsa-$threads.json" >/dev/null
+        limit_add "p11_p256_${threads}t" "$(jq .signs_per_s "$OUT/p11-tsa-$threads.json")" sign/s \
+            "SoftHSM2 C_Sign CKM_ECDSA, $threads session(s)"
+    done
+    limit_add p11_p256_cpu_us "$(jq .cpu_us_per_sign "$OUT/p11-tsa-1.json")" us/sign \
+        "SoftHSM2 C_Sign CKM_ECDSA, process CPU per signature (1 session)"
+}
+
+# floor_limits: the durable-commit floor (bench/floor.c) on the work dir's filesystem
+floor_limits() {
+    local n m
+    "$BUILD/bench/floor" --dir "$WORK" --size "$FLOOR_BYTES" --records 8,64 \
+        --iterations "$FLOOR_K" --json "$OUT/floor.json" | sed 's/^/  /'
+    for n in 8 64; do
+        for m in lmdb journal append; do
+            limit_add "floor_${m}_$n" \
+                "$(jq --argjson n "$n" ".results[] | select(.records == \$n) | .${m}_ms.p50" \
+                    "$OUT/floor.json")" ms "p50 durable commit, $n x $FLOOR_BYTES bytes: $m"
+        done
+    done
 }
 
 measure_limits() {
@@ -112,11 +163,6 @@ measure_limits() {
         limit_add "speed_p256_${threads}p" "$v" sign/s "openssl speed ecdsap256, $threads process(es)"
         v=$(speed_sign rsa3072 "$threads")
         limit_add "speed_rsa3072_${threads}p" "$v" sign/s "openssl speed rsa3072, $threads process(es)"
-        "$BUILD/bench/p11speed" --module "$PKI_P11_MODULE" --token "$PKI_P11_TOKEN" \
-            --pin-file "$PKI_P11_PIN_FILE" --key "$TSU_N_LABEL" --threads "$threads" \
-            --duration "$LIMIT_S" --json "$OUT/p11-tsa-$threads.json" >/dev/null
-        limit_add "p11_p256_${threads}t" "$(jq .signs_per_s "$OUT/p11-tsa-$threads.json")" sign/s \
-            "SoftHSM2 C_Sign CKM_ECDSA, $threads session(s)"
         "$BUILD/bench/tsresp" --key "$SOFT_P256_KEY" --cert "$SOFT_P256_CERT" \
             --chain "$PKI_CA_CHAIN" --threads "$threads" --duration "$LIMIT_S" \
             --json "$OUT/tsresp-p256-$threads.json" >/dev/null
@@ -128,6 +174,11 @@ measure_limits() {
         limit_add "tsresp_rsa3072_${threads}t" "$(jq .tokens_per_s "$OUT/tsresp-rsa-$threads.json")" \
             tokens/s "TS_RESP_create_response RSA-3072, $threads thread(s)"
     done
+    p11_limits
+    limit_add nethsm_capacity "$NETHSM_CAP" sign/s \
+        "simulated network HSM: $NETHSM_PARALLEL in flight / $NETHSM_MS ms"
+    limit_add nethsm_latency "$NETHSM_MS" ms "simulated network HSM: round trip per signature"
+    floor_limits
 }
 
 # ---- load runs ----
@@ -145,6 +196,9 @@ tsa_scenarios() {
     local base=$1 ca_args=(--ca "$PKI_ROOT_CERT" --untrusted "$WORK/tsa-untrusted.pem") rps
     echo "== tsad (pid $TSAD_PID)"
     load tsad_soft_p256 "$base/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
+    load tsad_soft_p256_c8 "$base/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" --conns 8
+    load tsad_soft_p256_c64 "$base/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
+        --conns 64
     load tsad_hsm_p256 "$base/tsa" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
     load tsad_soft_rsa3072 "$base/tsa/bench-rsa" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
     rps=$(jq '.rps / 2 | floor' "$OUT/tsad_soft_p256.json")
@@ -154,8 +208,59 @@ tsa_scenarios() {
     fi
 }
 
-start_tsad() {
-    local port extra="$WORK/tsad-extra.conf"
+# The simulated network HSM in front of the same SoftHSM2 token: the HSM P-256 TSU (/tsa)
+# closed loop against the HSM's capacity, and open loop at 90 % of it.
+nethsm_tsa() {
+    local ca_args=(--ca "$PKI_ROOT_CERT" --untrusted "$WORK/tsa-untrusted.pem")
+    TSAD_ENV=("${NETHSM_ENV[@]}" "P11DELAY_MODULE=$PKI_P11_MODULE")
+    tsad_bench_start tsad-nethsm "signer.pkcs11_module=$P11DELAY_SO" signer.workers=16
+    TSAD_ENV=()
+    echo "== tsad, simulated network HSM: $NETHSM_PARALLEL x $NETHSM_MS ms (pid $TSAD_PID)"
+    load tsad_nethsm_p256 "$TSA_BASE/tsa" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
+    load tsad_nethsm_p256_open "$TSA_BASE/tsa" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
+        --rate "$NETHSM_RATE"
+    tsad_stop
+}
+
+# conf_set FILE SECTION KEY VALUE: set KEY = VALUE in [SECTION] of an INI file. Any line of
+# that key in the section is dropped and the new one put right under the section's header; a
+# missing section is appended. (The daemons refuse a key given twice in a section.)
+conf_set() {
+    local file=$1
+    S="[$2]" K=$3 V=$4 awk '
+        BEGIN { s = ENVIRON["S"]; k = ENVIRON["K"]; v = ENVIRON["V"] }
+        /^[[:space:]]*\[/ {
+            insec = ($0 == s); print
+            if (insec) { print k " = " v; done = 1 }
+            next
+        }
+        insec {
+            line = $0; sub(/^[[:space:]]+/, "", line)
+            if (index(line, k) == 1 && substr(line, length(k) + 1) ~ /^[[:space:]]*=/) next
+        }
+        { print }
+        END { if (!done) { print ""; print s; print k " = " v } }' "$file" >"$file.new" &&
+        mv "$file.new" "$file"
+}
+
+# conf_apply FILE SECTION.KEY=VALUE...: conf_set for each (the key is the part after the last
+# dot before the =, the section what comes before it: "tsu n1.accuracy=1s")
+conf_apply() {
+    local file=$1 kv sk
+    shift
+    for kv in "$@"; do
+        sk=${kv%%=*}
+        [[ $sk == *.* ]] || die "conf_apply: $kv is not SECTION.KEY=VALUE"
+        conf_set "$file" "${sk%.*}" "${sk##*.}" "${kv#*=}"
+    done
+}
+
+# tsad_bench_conf NAME PORT [SECTION.KEY=VALUE...]: $WORK/NAME.conf, the bench's tsad
+# configuration: tests/lib/tsad.sh's TSUs plus the RSA-3072 PKCS#1 v1.5 TSU, store
+# $WORK/NAME-store, log level warn, then the given keys set (conf_apply).
+tsad_bench_conf() {
+    local name=$1 port=$2 extra="$WORK/tsad-extra.conf"
+    shift 2
     # RSA-3072 with PKCS#1 v1.5, the scheme `openssl speed rsa3072` and TS_RESP_create_response
     # use, so that the three compare like with like
     cat >"$extra" <<CONF
@@ -170,22 +275,34 @@ signature = rsa-pkcs1
 digest = sha256
 accuracy = 1s
 CONF
+    tsad_write_conf "$WORK/$name.conf" "$WORK/pki" "$port" "$(chrony_socket "$WORK/chrony")" \
+        "$WORK/$name-store" "$extra"
+    conf_apply "$WORK/$name.conf" log.level=warn "$@"
+}
+
+# tsad_bench_start NAME [SECTION.KEY=VALUE...]: write $WORK/NAME.conf (tsad_bench_conf) on a
+# free port, start tsad on it with the environment words in TSAD_ENV (VAR=VALUE), log
+# $WORK/NAME.log, and wait until it issues (/healthz 200: the clock gate opens once the first
+# chronyd sample is in). Sets TSAD_PID and TSA_BASE.
+TSAD_ENV=()
+tsad_bench_start() {
+    local name=$1 port i conf="$WORK/$1.conf"
+    shift
     port=$(free_port)
-    tsad_write_conf "$WORK/tsad.conf" "$WORK/pki" "$port" "$(chrony_socket "$WORK/chrony")" \
-        "$WORK/tsad-store" "$extra"
-    sed -i 's/^level = info/level = warn/' "$WORK/tsad.conf"
-    : >"$WORK/tsad.log"
-    tsad_start "$WORK/tsad.conf" "$WORK/tsad.log"
+    tsad_bench_conf "$name" "$port" "$@"
+    : >"$WORK/$name.log"
+    daemon_start tsad "$conf" "$WORK/$name.log" \
+        env ${TSAD_ENV[@]+"${TSAD_ENV[@]}"} "$BUILD/tsad" -c "$conf" ||
+        die "tsad ($name) did not start; see $WORK/$name.log"
+    TSAD_PID=$DAEMON_PID
     TSA_BASE="http://127.0.0.1:$port"
-    # the clock gate opens once the first chronyd sample is in
-    local i
     for ((i = 0; i < 50; i++)); do
         if curl -s -o /dev/null -w '%{http_code}' "$TSA_BASE/healthz" | grep -q 200; then
             return 0
         fi
         sleep 0.1
     done
-    die "tsad not healthy; see $WORK/tsad.log"
+    die "tsad ($name) not healthy; see $WORK/$name.log"
 }
 
 # ---- OCSP ----
@@ -288,6 +405,31 @@ ocsp_scenarios() {
     fi
 }
 
+# ocspd's on-demand nonce answers with its signer behind the simulated network HSM (same
+# store, same token; a port of its own): closed loop, then open loop at 90 % of the capacity.
+nethsm_ocsp() {
+    local ca_args=(--ca "$OCSP_CA_CHAIN" --untrusted "$WORK/ocsp-untrusted.pem") port base
+    port=$(free_port)
+    base="http://127.0.0.1:$port/"
+    cp "$WORK/ocspd.conf" "$WORK/ocspd-nethsm.conf"
+    conf_apply "$WORK/ocspd-nethsm.conf" "server.listen=127.0.0.1:$port" \
+        "signer.pkcs11_module=$P11DELAY_SO" signer.workers=16
+    : >"$WORK/ocspd-nethsm.log"
+    # (assignments before a function call reach the processes it starts)
+    if ! P11DELAY_MODULE=$OCSP_P11_MODULE P11DELAY_LATENCY_MS=$NETHSM_MS \
+        P11DELAY_PARALLEL=$NETHSM_PARALLEL ocspd_start "$WORK/ocspd-nethsm.conf" \
+        "$WORK/ocspd-nethsm.log"; then
+        ocspd_stop || true
+        note "ocspd on the simulated network HSM did not start: skipped"
+        return 0
+    fi
+    echo "== ocspd, simulated network HSM: $NETHSM_PARALLEL x $NETHSM_MS ms (pid $OCSPD_PID)"
+    load ocspd_nethsm_nonce "$base" "$WORK/ocsp-nonce.set" "$OCSPD_PID" "${ca_args[@]}"
+    load ocspd_nethsm_nonce_open "$base" "$WORK/ocsp-nonce.set" "$OCSPD_PID" "${ca_args[@]}" \
+        --rate "$NETHSM_RATE"
+    ocspd_stop
+}
+
 ocsp_p11_limit() {
     local threads=2
     SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/bench/p11speed" --module "$OCSP_P11_MODULE" \
@@ -380,6 +522,7 @@ run_ocsp() {
     null_limit
     ocsp_scenarios
     ocspd_stop
+    nethsm_ocsp
     ocsp_peer
 }
 
@@ -406,6 +549,8 @@ def row($n; $ln; $lv; $pn; $pv):
      limit_name: $ln, limit_value: $lv, limit_ratio: ratio($r.rps; $lv),
      peer_name: $pn, peer_value: $pv, peer_ratio: ratio($r.rps; $pv)} end;
 def tsa_peer($k): if lim("tsresp_\($k)_2t") then "TS_RESP_create_response 2t" else null end;
+def p50of($n): (run($n) | if . == null then null else .latency_ms.p50 end);
+def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
 {
   machine: $m,
   limits: $l[0],
@@ -414,11 +559,17 @@ def tsa_peer($k): if lim("tsresp_\($k)_2t") then "TS_RESP_create_response 2t" el
   rows: [
     row("tsad_soft_p256"; "openssl speed 2p"; lim("speed_p256_2p"); tsa_peer("p256");
         lim("tsresp_p256_2t")),
+    row("tsad_soft_p256_c8"; "openssl speed 2p"; lim("speed_p256_2p"); tsa_peer("p256");
+        lim("tsresp_p256_2t")),
+    row("tsad_soft_p256_c64"; "openssl speed 2p"; lim("speed_p256_2p"); tsa_peer("p256");
+        lim("tsresp_p256_2t")),
     row("tsad_hsm_p256"; "PKCS#11 C_Sign 2 sessions"; lim("p11_p256_2t"); tsa_peer("p256");
         lim("tsresp_p256_2t")),
     row("tsad_soft_rsa3072"; "openssl speed 2p"; lim("speed_rsa3072_2p"); tsa_peer("rsa3072");
         lim("tsresp_rsa3072_2t")),
     row("tsad_soft_p256_half"; null; null; null; null),
+    row("tsad_nethsm_p256"; "net HSM capacity"; lim("nethsm_capacity"); null; null),
+    row("tsad_nethsm_p256_open"; null; null; null; null),
     row("null_http"; null; null; null; null),
     row("ocspd_hit_post"; "null MHD server"; rpsof("null_http"); "openssl ocsp -multi 2";
         rpsof("peer_openssl_ocsp")),
@@ -429,6 +580,8 @@ def tsa_peer($k): if lim("tsresp_\($k)_2t") then "TS_RESP_create_response 2t" el
     row("ocspd_mix"; "null MHD server"; rpsof("null_http"); "openssl ocsp -multi 2";
         rpsof("peer_openssl_ocsp")),
     row("ocspd_hit_get_half"; null; null; null; null),
+    row("ocspd_nethsm_nonce"; "net HSM capacity"; lim("nethsm_capacity"); null; null),
+    row("ocspd_nethsm_nonce_open"; null; null; null; null),
     row("peer_openssl_ocsp"; null; null; null; null)
   ],
   derived: [
@@ -441,6 +594,27 @@ def tsa_peer($k): if lim("tsresp_\($k)_2t") then "TS_RESP_create_response 2t" el
     {what: "tsad soft RSA-3072: server CPU per token / one bare RSA-3072 signature",
      value: ratio(cpuof("tsad_soft_rsa3072"); sign_us("speed_rsa3072_1p"; "speed_rsa3072_2p")),
      target: "<= 1.5"},
+    {what: "tsad soft P-256 at 8 connections: server CPU per token / one bare P-256 signature",
+     value: ratio(cpuof("tsad_soft_p256_c8"); sign_us("speed_p256_1p"; "speed_p256_2p")),
+     target: "<= 1.5"},
+    {what: "tsad soft P-256 at 64 connections: server CPU per token / one bare P-256 signature",
+     value: ratio(cpuof("tsad_soft_p256_c64"); sign_us("speed_p256_1p"; "speed_p256_2p")),
+     target: "<= 1.5"},
+    {what: "tsad SoftHSM2 P-256: server CPU per token / CPU of one raw C_Sign (p11speed)",
+     value: ratio(cpuof("tsad_hsm_p256"); lim("p11_p256_cpu_us")), target: null},
+    {what: "tsad soft P-256 p50 at 8 connections / floor_journal_8 (O_DSYNC overwrite, 8 x 700 B)",
+     value: ratio(p50of("tsad_soft_p256_c8"); lim("floor_journal_8")), target: null},
+    {what: "tsad soft P-256 p50 at 8 connections / floor_lmdb_8 (LMDB commit, 8 x 700 B)",
+     value: ratio(p50of("tsad_soft_p256_c8"); lim("floor_lmdb_8")), target: null},
+    {what: "tsad simulated network HSM: throughput / HSM capacity",
+     value: ratio(rpsof("tsad_nethsm_p256"); lim("nethsm_capacity")), target: null},
+    {what: "tsad simulated network HSM: p50 at 90 % of capacity / (HSM round trip + floor_journal_8)",
+     value: ratio(p50of("tsad_nethsm_p256_open"); plus(lim("nethsm_latency"); lim("floor_journal_8"))),
+     target: null},
+    {what: "ocspd nonce, simulated network HSM: throughput / HSM capacity",
+     value: ratio(rpsof("ocspd_nethsm_nonce"); lim("nethsm_capacity")), target: null},
+    {what: "ocspd nonce, simulated network HSM: p50 at 90 % of capacity / HSM round trip (no durable commit)",
+     value: ratio(p50of("ocspd_nethsm_nonce_open"); lim("nethsm_latency")), target: null},
     {what: "tsad soft P-256 throughput / TS_RESP_create_response 1 thread",
      value: ratio(rpsof("tsad_soft_p256"); lim("tsresp_p256_1t")), target: null},
     {what: "ocspd hit POST throughput / null libmicrohttpd server",
@@ -553,9 +727,10 @@ main() {
     measure_limits
     mkdir -p "$WORK/chrony"
     chrony_start "$WORK/chrony" local
-    start_tsad
+    tsad_bench_start tsad
     tsa_scenarios "$TSA_BASE"
     tsad_stop
+    nethsm_tsa
     run_ocsp
     write_report
     print_table

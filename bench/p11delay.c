@@ -1,0 +1,439 @@
+/*
+ * p11delay: a simulated network HSM for the bench harness (DESIGN D9). A PKCS#11 module
+ * (shared object, build/bench/libp11delay.so) that loads a real module and passes every call
+ * through to it, except that a signature costs what it costs on a network-attached HSM: a
+ * round trip of fixed latency, and a fixed number of operations in flight at once. With the
+ * defaults (2 ms, 8 in parallel) the simulated device signs at most 8 / 2 ms = 4000 times a
+ * second, whatever the real module behind it could do.
+ *
+ *   P11DELAY_MODULE=/usr/lib/softhsm/libsofthsm2.so   the real module (required)
+ *   P11DELAY_LATENCY_MS=2      added to every signature; fractional values allowed (0.5)
+ *   P11DELAY_PARALLEL=8        signature operations in flight at once; more wait their turn
+ *   P11DELAY_CONF=FILE         optional file of "module = ...", "latency_ms = ...",
+ *                              "parallel = ..." lines ('#' or ';' starts a comment); the
+ *                              environment variables above override the file's values
+ *
+ * C_GetFunctionList dlopen()s the real module, copies its function list (PKCS #11 v2.40 Base
+ * §5.2) and replaces C_Sign and C_SignFinal (§5.11). Each signature takes one of PARALLEL
+ * slots (a counting semaphore: a mutex, a count of free slots and a first-come-first-served
+ * queue of the operations waiting for one), holds it for one round trip of LATENCY_MS and
+ * gives it back. The real function is called inside the round trip, which is slept to an
+ * absolute deadline: a network HSM's latency includes its own signing time, so the real
+ * module's CPU time (about 0.1 ms for SoftHSM2 P-256) does not add to it. An operation that
+ * had to queue starts its round trip when the previous one on its slot ended on paper, not
+ * when its thread is woken up, so a busy device signs PARALLEL / LATENCY_MS times a second
+ * and not less by the kernel's wake-up delays (about 0.1 ms per sleep on a VM). Like a
+ * blocking round trip on a socket, each signature costs the calling thread one sleep and
+ * wake-up, which shows in the caller's CPU time (about 50 us on a small VM). A length
+ * query (pSignature NULL, §5.2) neither waits nor sleeps: it never reaches a real device's
+ * signing engine. Every other function is the real module's own.
+ *
+ * C_Initialize is exported too, for callers that resolve it by name. When the real module is
+ * not configured or cannot be loaded, C_GetFunctionList and C_Initialize say why on stderr
+ * and return CKR_GENERAL_ERROR. The real module stays loaded until the process exits.
+ * Thread-safe: the set-up runs once (pthread_once); the slots and the queue are guarded by
+ * one mutex; the wrapped functions keep no other state.
+ *
+ * Built alone with -fPIC -shared (it links nothing of libcommon), so it can be given to any
+ * PKCS#11 application: tsad/ocspd ([signer] pkcs11_module), build/bench/p11speed, pkcs11-tool.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <p11-kit/pkcs11.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define P11D_PATH_MAX 4096
+#define P11D_MAX_PARALLEL 4096u
+#define P11D_MAX_LATENCY_MS 60000.0
+
+struct p11d_settings {
+    char module[P11D_PATH_MAX];
+    double latency_ms;
+    unsigned parallel;
+};
+
+/* An operation queued for a slot (on its thread's stack while it waits). */
+struct p11d_waiter {
+    pthread_cond_t cond;
+    long long arrival, start; /* CLOCK_MONOTONIC ns */
+    bool granted;
+    struct p11d_waiter *next;
+};
+
+struct p11d_state {
+    struct p11d_settings set;
+    void *dl;
+    CK_FUNCTION_LIST *real;
+    CK_FUNCTION_LIST list; /* the real list with our C_Sign, C_SignFinal, C_GetFunctionList */
+    CK_RV load_rv;
+    long long latency_ns;
+    pthread_mutex_t lock;
+    unsigned nfree;                  /* slots free */
+    struct p11d_waiter *head, *tail; /* operations queued for a slot, first come first */
+};
+
+static struct p11d_state p11d_st = {.lock = PTHREAD_MUTEX_INITIALIZER,
+                                    .load_rv = CKR_GENERAL_ERROR};
+static pthread_once_t p11d_once = PTHREAD_ONCE_INIT;
+
+/* ---- settings ---- */
+
+static bool
+p11d_parse_latency(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (errno != 0 || end == s || *end != '\0' || !(v >= 0 && v <= P11D_MAX_LATENCY_MS))
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool
+p11d_parse_parallel(const char *s, unsigned *out)
+{
+    char *end;
+    unsigned long v;
+
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (errno != 0 || end == s || *end != '\0' || v == 0 || v > P11D_MAX_PARALLEL)
+        return false;
+    *out = (unsigned)v;
+    return true;
+}
+
+static bool
+p11d_set_module(struct p11d_settings *set, const char *path)
+{
+    size_t n = strlen(path);
+
+    if (n == 0 || n >= sizeof(set->module))
+        return false;
+    memcpy(set->module, path, n + 1);
+    return true;
+}
+
+/* One "key = value" setting, from the file or the environment. */
+static bool
+p11d_setting(struct p11d_settings *set, const char *key, const char *value)
+{
+    if (strcmp(key, "module") == 0)
+        return p11d_set_module(set, value);
+    if (strcmp(key, "latency_ms") == 0)
+        return p11d_parse_latency(value, &set->latency_ms);
+    if (strcmp(key, "parallel") == 0)
+        return p11d_parse_parallel(value, &set->parallel);
+    return false;
+}
+
+/* Trim blanks and the line end in place; returns the first non-blank character. */
+static char *
+p11d_trim(char *s)
+{
+    size_t n;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = '\0';
+    return s;
+}
+
+static bool
+p11d_conf_line(struct p11d_settings *set, char *line, const char *path, unsigned lineno)
+{
+    char *s = p11d_trim(line), *eq;
+
+    if (*s == '\0' || *s == '#' || *s == ';')
+        return true;
+    eq = strchr(s, '=');
+    if (eq != NULL) {
+        *eq = '\0';
+        if (p11d_setting(set, p11d_trim(s), p11d_trim(eq + 1)))
+            return true;
+    }
+    fprintf(stderr, "p11delay: %s:%u: expected module = PATH, latency_ms = MS or parallel = N\n",
+            path, lineno);
+    return false;
+}
+
+static bool
+p11d_conf_file(struct p11d_settings *set, const char *path)
+{
+    char line[P11D_PATH_MAX + 64];
+    unsigned lineno = 0;
+    bool ok = true;
+    FILE *f = fopen(path, "r");
+
+    if (f == NULL) {
+        fprintf(stderr, "p11delay: cannot read P11DELAY_CONF %s: %s\n", path, strerror(errno));
+        return false;
+    }
+    while (ok && fgets(line, sizeof(line), f) != NULL)
+        ok = p11d_conf_line(set, line, path, ++lineno);
+    if (fclose(f) != 0)
+        ok = false;
+    return ok;
+}
+
+static bool
+p11d_env(struct p11d_settings *set, const char *var, const char *key)
+{
+    const char *v = getenv(var);
+
+    if (v == NULL || p11d_setting(set, key, v))
+        return true;
+    fprintf(stderr, "p11delay: bad %s '%s'\n", var, v);
+    return false;
+}
+
+/* Defaults, then P11DELAY_CONF, then the environment. */
+static bool
+p11d_settings_load(struct p11d_settings *set)
+{
+    const char *conf = getenv("P11DELAY_CONF");
+
+    memset(set, 0, sizeof(*set));
+    set->latency_ms = 2;
+    set->parallel = 8;
+    if (conf != NULL && *conf != '\0' && !p11d_conf_file(set, conf))
+        return false;
+    if (!p11d_env(set, "P11DELAY_MODULE", "module") ||
+        !p11d_env(set, "P11DELAY_LATENCY_MS", "latency_ms") ||
+        !p11d_env(set, "P11DELAY_PARALLEL", "parallel"))
+        return false;
+    if (set->module[0] == '\0') {
+        fprintf(stderr, "p11delay: no real PKCS#11 module: set P11DELAY_MODULE (for example "
+                        "/usr/lib/softhsm/libsofthsm2.so) or module = in P11DELAY_CONF\n");
+        return false;
+    }
+    return true;
+}
+
+/* ---- the simulated device ---- */
+
+static long long
+p11d_now_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Sleep to an absolute deadline, so that signals and the real call before it do not stretch
+ * the round trip. Not at all when it has passed: even then the kernel would switch tasks. */
+static void
+p11d_sleep_until(long long ns)
+{
+    struct timespec t = {.tv_sec = (time_t)(ns / 1000000000LL),
+                         .tv_nsec = (long)(ns % 1000000000LL)};
+
+    if (p11d_now_ns() >= ns)
+        return;
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t, NULL) == EINTR)
+        continue;
+}
+
+/*
+ * Take a slot for an operation that arrived at `arrival` and return when its round trip
+ * starts: at its arrival when a slot is free; otherwise it queues (first come, first served)
+ * and the operation that frees a slot hands it over directly, with the start set to when the
+ * previous round trip ended on paper. A device kept busy starts its next operation when the
+ * last one ends, not when our thread happens to be woken up, so the wake-up delays of sleeping
+ * and waiting threads do not lower the capacity below PARALLEL / LATENCY.
+ */
+static long long
+p11d_slot_take(struct p11d_state *s, long long arrival)
+{
+    struct p11d_waiter me = {.arrival = arrival};
+    long long start = arrival;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->nfree > 0 && s->head == NULL) {
+        s->nfree--;
+        pthread_mutex_unlock(&s->lock);
+        return start;
+    }
+    pthread_cond_init(&me.cond, NULL);
+    if (s->tail != NULL)
+        s->tail->next = &me;
+    else
+        s->head = &me;
+    s->tail = &me;
+    while (!me.granted)
+        pthread_cond_wait(&me.cond, &s->lock);
+    start = me.start;
+    pthread_mutex_unlock(&s->lock);
+    pthread_cond_destroy(&me.cond);
+    return start;
+}
+
+/* Free the slot whose round trip ended (on paper) at `end`: to the first queued operation,
+ * or back to the pool. */
+static void
+p11d_slot_give(struct p11d_state *s, long long end)
+{
+    struct p11d_waiter *w;
+
+    pthread_mutex_lock(&s->lock);
+    if ((w = s->head) == NULL) {
+        s->nfree++;
+        pthread_mutex_unlock(&s->lock);
+        return;
+    }
+    if ((s->head = w->next) == NULL)
+        s->tail = NULL;
+    w->start = w->arrival > end ? w->arrival : end;
+    w->granted = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* After the real call, sleep out the round trip that started at `start` and free the slot. */
+static void
+p11d_round_trip_end(struct p11d_state *s, long long start)
+{
+    long long end = start + s->latency_ns;
+
+    p11d_sleep_until(end);
+    p11d_slot_give(s, end);
+}
+
+static CK_RV
+p11d_sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+          CK_ULONG_PTR sig_len)
+{
+    struct p11d_state *s = &p11d_st;
+    long long start;
+    CK_RV rv;
+
+    if (sig == NULL)
+        return s->real->C_Sign(h, data, len, sig, sig_len);
+    start = p11d_slot_take(s, p11d_now_ns());
+    rv = s->real->C_Sign(h, data, len, sig, sig_len);
+    p11d_round_trip_end(s, start);
+    return rv;
+}
+
+static CK_RV
+p11d_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
+{
+    struct p11d_state *s = &p11d_st;
+    long long start;
+    CK_RV rv;
+
+    if (sig == NULL)
+        return s->real->C_SignFinal(h, sig, sig_len);
+    start = p11d_slot_take(s, p11d_now_ns());
+    rv = s->real->C_SignFinal(h, sig, sig_len);
+    p11d_round_trip_end(s, start);
+    return rv;
+}
+
+/* ---- loading ---- */
+
+static CK_RV p11d_get_list(CK_FUNCTION_LIST_PTR_PTR out);
+
+/* dlopen the real module and build our function list from its own. */
+static CK_RV
+p11d_load_real(struct p11d_state *s)
+{
+    CK_C_GetFunctionList get;
+    CK_RV rv;
+
+    if ((s->dl = dlopen(s->set.module, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+        fprintf(stderr, "p11delay: cannot load P11DELAY_MODULE %s: %s\n", s->set.module, dlerror());
+        return CKR_GENERAL_ERROR;
+    }
+    *(void **)&get = dlsym(s->dl, "C_GetFunctionList");
+    if (get == NULL || get == C_GetFunctionList || get == p11d_get_list) {
+        fprintf(stderr,
+                "p11delay: %s is not a PKCS#11 module to wrap (no C_GetFunctionList, "
+                "or p11delay itself)\n",
+                s->set.module);
+        return CKR_GENERAL_ERROR;
+    }
+    if ((rv = get(&s->real)) != CKR_OK || s->real == NULL) {
+        fprintf(stderr, "p11delay: C_GetFunctionList of %s failed: 0x%lx\n", s->set.module,
+                (unsigned long)rv);
+        s->real = NULL;
+        return rv == CKR_OK ? CKR_GENERAL_ERROR : rv;
+    }
+    s->list = *s->real;
+    if (s->list.version.major > 2) { /* we hand out the v2.40 list only */
+        s->list.version.major = 2;
+        s->list.version.minor = 40;
+    }
+    s->list.C_GetFunctionList = p11d_get_list;
+    s->list.C_Sign = p11d_sign;
+    s->list.C_SignFinal = p11d_sign_final;
+    return CKR_OK;
+}
+
+static void
+p11d_load_once(void)
+{
+    struct p11d_state *s = &p11d_st;
+
+    if (!p11d_settings_load(&s->set)) {
+        s->load_rv = CKR_GENERAL_ERROR;
+        return;
+    }
+    s->latency_ns = (long long)(s->set.latency_ms * 1e6 + 0.5);
+    s->nfree = s->set.parallel;
+    s->load_rv = p11d_load_real(s);
+}
+
+static CK_RV
+p11d_load(void)
+{
+    if (pthread_once(&p11d_once, p11d_load_once) != 0)
+        return CKR_GENERAL_ERROR;
+    return p11d_st.load_rv;
+}
+
+static CK_RV
+p11d_get_list(CK_FUNCTION_LIST_PTR_PTR out)
+{
+    CK_RV rv;
+
+    if (out == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if ((rv = p11d_load()) != CKR_OK)
+        return rv;
+    *out = &p11d_st.list;
+    return CKR_OK;
+}
+
+/* ---- the module's exported entry points ---- */
+
+CK_RV
+C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR list)
+{
+    return p11d_get_list(list);
+}
+
+CK_RV
+C_Initialize(CK_VOID_PTR init_args)
+{
+    CK_RV rv = p11d_load();
+
+    if (rv != CKR_OK)
+        return rv;
+    return p11d_st.real->C_Initialize(init_args);
+}
