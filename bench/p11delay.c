@@ -9,6 +9,9 @@
  *   P11DELAY_MODULE=/usr/lib/softhsm/libsofthsm2.so   the real module (required)
  *   P11DELAY_LATENCY_MS=2      added to every signature; fractional values allowed (0.5)
  *   P11DELAY_PARALLEL=8        signature operations in flight at once; more wait their turn
+ *   P11DELAY_HANG_FILE=FILE    while FILE exists, a signature does not come back (it waits,
+ *                              checking every 50 ms): a device that stopped answering, for
+ *                              the watchdog test (tests/integration/test_watchdog.sh)
  *   P11DELAY_CONF=FILE         optional file of "module = ...", "latency_ms = ...",
  *                              "parallel = ..." lines ('#' or ';' starts a comment); the
  *                              environment variables above override the file's values
@@ -46,6 +49,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define P11D_PATH_MAX 4096
 #define P11D_MAX_PARALLEL 4096u
@@ -55,6 +59,7 @@ struct p11d_settings {
     char module[P11D_PATH_MAX];
     double latency_ms;
     unsigned parallel;
+    char hang_file[P11D_PATH_MAX]; /* while it exists, signatures do not come back */
 };
 
 /* An operation queued for a slot (on its thread's stack while it waits). */
@@ -216,6 +221,8 @@ p11d_settings_load(struct p11d_settings *set)
         !p11d_env(set, "P11DELAY_LATENCY_MS", "latency_ms") ||
         !p11d_env(set, "P11DELAY_PARALLEL", "parallel"))
         return false;
+    if (getenv("P11DELAY_HANG_FILE") != NULL)
+        snprintf(set->hang_file, sizeof(set->hang_file), "%s", getenv("P11DELAY_HANG_FILE"));
     if (set->module[0] == '\0') {
         fprintf(stderr, "p11delay: no real PKCS#11 module: set P11DELAY_MODULE (for example "
                         "/usr/lib/softhsm/libsofthsm2.so) or module = in P11DELAY_CONF\n");
@@ -314,6 +321,18 @@ p11d_round_trip_end(struct p11d_state *s, long long start)
     p11d_slot_give(s, end);
 }
 
+/* A device that stopped answering: wait while the hang file exists. */
+static void
+p11d_hang(const struct p11d_state *s)
+{
+    struct timespec nap = {0, 50000000L};
+
+    if (s->set.hang_file[0] == '\0')
+        return;
+    while (access(s->set.hang_file, F_OK) == 0)
+        nanosleep(&nap, NULL);
+}
+
 static CK_RV
 p11d_sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
           CK_ULONG_PTR sig_len)
@@ -324,6 +343,7 @@ p11d_sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
 
     if (sig == NULL)
         return s->real->C_Sign(h, data, len, sig, sig_len);
+    p11d_hang(s);
     start = p11d_slot_take(s, p11d_now_ns());
     rv = s->real->C_Sign(h, data, len, sig, sig_len);
     p11d_round_trip_end(s, start);
@@ -339,6 +359,7 @@ p11d_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 
     if (sig == NULL)
         return s->real->C_SignFinal(h, sig, sig_len);
+    p11d_hang(s);
     start = p11d_slot_take(s, p11d_now_ns());
     rv = s->real->C_SignFinal(h, sig, sig_len);
     p11d_round_trip_end(s, start);

@@ -46,7 +46,7 @@ dump_log() {
 crash_run() {
     local name=$1 conns=$2 path=$3 lgpid got missing n i
     : >"$TMP/serials-$name.txt"
-    "$LG" run --url "$BASE$path" --requests "$TMP/tsa.set" --conns "$conns" --duration 4 \
+    "$LG" run --url "$BASE$path" --requests "$TMP/tsa.set" --conns "$conns" --duration 2.5 \
         --timeout 5 --verify-every 0 --save-serials "$TMP/serials-$name.txt" \
         >"$TMP/lg-$name.out" 2>&1 &
     lgpid=$!
