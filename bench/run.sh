@@ -208,6 +208,18 @@ tsa_scenarios() {
     fi
 }
 
+# A/B of the durable write path (DESIGN D10): the same TSU with [store] journal = no, every
+# group of audit records an LMDB append commit instead of one O_DSYNC journal write.
+nojournal_tsa() {
+    local ca_args=(--ca "$PKI_ROOT_CERT" --untrusted "$WORK/tsa-untrusted.pem")
+    tsad_bench_start tsad-nojournal store.journal=no
+    echo "== tsad, journal = no: audit records committed to LMDB directly (pid $TSAD_PID)"
+    load tsad_nojournal_p256_c8 "$TSA_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
+        --conns 8
+    load tsad_nojournal_p256 "$TSA_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
+    tsad_stop
+}
+
 # The simulated network HSM in front of the same SoftHSM2 token: the HSM P-256 TSU (/tsa)
 # closed loop against the HSM's capacity, and open loop at 90 % of it.
 nethsm_tsa() {
@@ -568,6 +580,10 @@ def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
     row("tsad_soft_rsa3072"; "openssl speed 2p"; lim("speed_rsa3072_2p"); tsa_peer("rsa3072");
         lim("tsresp_rsa3072_2t")),
     row("tsad_soft_p256_half"; null; null; null; null),
+    row("tsad_nojournal_p256_c8"; "openssl speed 2p"; lim("speed_p256_2p"); "journal = yes";
+        rpsof("tsad_soft_p256_c8")),
+    row("tsad_nojournal_p256"; "openssl speed 2p"; lim("speed_p256_2p"); "journal = yes";
+        rpsof("tsad_soft_p256")),
     row("tsad_nethsm_p256"; "net HSM capacity"; lim("nethsm_capacity"); null; null),
     row("tsad_nethsm_p256_open"; null; null; null; null),
     row("null_http"; null; null; null; null),
@@ -606,6 +622,12 @@ def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
      value: ratio(p50of("tsad_soft_p256_c8"); lim("floor_journal_8")), target: null},
     {what: "tsad soft P-256 p50 at 8 connections / floor_lmdb_8 (LMDB commit, 8 x 700 B)",
      value: ratio(p50of("tsad_soft_p256_c8"); lim("floor_lmdb_8")), target: null},
+    {what: "A/B, 8 connections: tsad throughput with the journal / with LMDB commits (journal = no)",
+     value: ratio(rpsof("tsad_soft_p256_c8"); rpsof("tsad_nojournal_p256_c8")), target: null},
+    {what: "A/B, 8 connections: tsad p50 with the journal / with LMDB commits (journal = no)",
+     value: ratio(p50of("tsad_soft_p256_c8"); p50of("tsad_nojournal_p256_c8")), target: null},
+    {what: "tsad journal = no, p50 at 8 connections / floor_lmdb_8",
+     value: ratio(p50of("tsad_nojournal_p256_c8"); lim("floor_lmdb_8")), target: null},
     {what: "tsad simulated network HSM: throughput / HSM capacity",
      value: ratio(rpsof("tsad_nethsm_p256"); lim("nethsm_capacity")), target: null},
     {what: "tsad simulated network HSM: p50 at 90 % of capacity / (HSM round trip + floor_journal_8)",
@@ -730,6 +752,7 @@ main() {
     tsad_bench_start tsad
     tsa_scenarios "$TSA_BASE"
     tsad_stop
+    nojournal_tsa
     nethsm_tsa
     run_ocsp
     write_report
