@@ -622,6 +622,8 @@ seg_wait_free(struct journal *j)
     int64_t deadline = j_now() + JOURNAL_FREE_WAIT_NS;
     int pick = -1;
 
+    if (j->apply_failing)
+        return -1; /* the database refuses records: waiting would only delay the refusal */
     j->urgent = true;
     while ((pick = seg_pick_free(j)) < 0 && j_now() < deadline &&
            !(j->apply_failing && !j->apply_inflight && j->pend_head == NULL)) {
