@@ -53,8 +53,10 @@ static int
 store_fail(struct store *s, const char *what, int rc)
 {
     if (rc == MDB_MAP_FULL) {
-        if (s != NULL)
+        if (s != NULL) {
             store_log_full(s);
+            store_reader_check(s, NULL); /* a dead reader may be what pins the space */
+        }
         return ST_FULL;
     }
     log_err("store: %s: %s: %s", s != NULL ? s->name : "lmdb", what, mdb_strerror(rc));
