@@ -52,10 +52,12 @@ sleep 1.5
 # not leave a signer worker waiting for the lock, or the nonce answers behind them would wait
 signed0=$(metric "$URL" 'ocsp_responses_total{source="signed"}')
 for h in sha384 sha512; do
-    read -r code secs <<<"$(post "$TMP/$h.req")"
-    expect "$h CertID answered during the lock (${secs}s)" "$code $(status_of single.0.status)" \
-        "200 good"
+    curl -s --max-time 30 -o "$TMP/$h.body" -w '%{http_code} %{time_total}' \
+        -H 'Content-Type: application/ocsp-request' --data-binary @"$TMP/$h.req" "$URL/" \
+        >"$TMP/$h.res" &
+    track_pid $!
 done
+sleep 0.3
 times=()
 ok=1
 for i in 1 2 3 4 5; do
@@ -73,6 +75,17 @@ if awk -v m="$median" -v x="$max" 'BEGIN { exit !(m <= 0.05 && x <= 0.5) }'; the
 else
     t_fail "answered at once while the lock is held" "median ${median}s, max ${max}s"
 fi
+for h in sha384 sha512; do
+    for ((i = 0; i < 50; i++)); do [[ -s $TMP/$h.res ]] && break; sleep 0.1; done
+    read -r code secs <"$TMP/$h.res"
+    cp "$TMP/$h.body" "$TMP/post.body"
+    if [[ $code == 200 && $(status_of single.0.status) == good ]] &&
+        awk -v x="$secs" 'BEGIN { exit !(x <= 0.5) }'; then
+        t_ok "$h CertID answered at once during the lock (${secs}s)"
+    else
+        t_fail "$h CertID answered at once during the lock" "HTTP $code in ${secs}s"
+    fi
+done
 queued=$(metric "$URL" 'store_commit_queue{store="ocsp"}')
 if [[ ${queued:-0} -ge 2 ]]; then t_ok "their storing waits in the pipeline (queue $queued)"; else
     t_fail "their storing waits in the pipeline" "store_commit_queue is '${queued}'"
