@@ -61,6 +61,7 @@ struct config_server {
     unsigned per_ip_limit;
     unsigned timeout_s;
     double watchdog_stall;  /* a thread busy in one call this long stops the watchdog pings */
+    double stop_timeout;    /* a stop that takes longer ends the process at once */
 };
 
 /* [signer]: the PKCS#11 token and the batching signer's sizes. */

@@ -99,6 +99,40 @@ daemon_wait(double stall)
     }
 }
 
+/* A stop must not wait for ever: a PKCS#11 call that never returns, or a write transaction
+ * another process (ocspctl) holds for minutes, would keep the daemon from exiting. Past
+ * stop_timeout the process ends at once. That is as safe as a crash, which the daemons are
+ * built for: no token was sent without its durable record, and the stores recover at start. */
+static double daemon_stop_timeout;
+
+static void *
+daemon_stop_guard(void *arg)
+{
+    struct timespec t = {(time_t)daemon_stop_timeout,
+                         (long)((daemon_stop_timeout - (double)(time_t)daemon_stop_timeout) * 1e9)};
+    char who[LIVE_NAME_MAX];
+    double how = 0;
+
+    (void)arg;
+    while (nanosleep(&t, &t) != 0)
+        ;
+    live_check(0, who, sizeof(who), &how);
+    log_err("stop: not done after %.0f s (stop_timeout)%s%s: exiting without waiting more",
+            daemon_stop_timeout, who[0] != '\0' ? "; busy: " : "", who);
+    _exit(1);
+    return NULL;
+}
+
+static void
+daemon_arm_stop_guard(double timeout)
+{
+    pthread_t t;
+
+    daemon_stop_timeout = timeout;
+    if (pthread_create(&t, NULL, daemon_stop_guard, NULL) == 0)
+        pthread_detach(t);
+}
+
 static void
 daemon_usage(FILE *f, const struct daemon_ops *ops)
 {
@@ -140,7 +174,7 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
     hc.max_url = ops->max_url;
     if ((http = http_server_new(&hc)) == NULL)
         goto out;
-    if ((svc = ops->start(ops->cfg, http)) == NULL) {
+    if ((svc = ops->start(ops->cfg, http, check_only)) == NULL) {
         fprintf(stderr, "%s: cannot start with %s (see the log above)\n", ops->name, path);
         goto out;
     }
@@ -161,6 +195,7 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
     daemon_notify("READY=1");
     log_notice("received signal %d, stopping", daemon_wait(ops->server(ops->cfg)->watchdog_stall));
     daemon_notify("STOPPING=1");
+    daemon_arm_stop_guard(ops->server(ops->cfg)->stop_timeout);
     rc = 0;
 out:
     http_server_stop(http);

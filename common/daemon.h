@@ -7,6 +7,7 @@
 #ifndef COMMON_DAEMON_H
 #define COMMON_DAEMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Block SIGTERM, SIGINT, SIGHUP and SIGPIPE in the calling thread; call before starting any
@@ -34,8 +35,10 @@ struct daemon_ops {
     int (*load)(void *cfg, const char *path, char *err, size_t errlen);
     const struct config_server *(*server)(const void *cfg);
     int (*log_level)(const void *cfg);
-    /* build the service on the (not yet started) server; NULL on failure, reasons logged */
-    void *(*start)(void *cfg, struct http_server *http);
+    /* build the service on the (not yet started) server; NULL on failure, reasons logged.
+     * With `check` (-n) nothing may be written and nothing another running instance owns
+     * may be touched: stores are opened read-only, no journal, no background threads. */
+    void *(*start)(void *cfg, struct http_server *http, bool check);
     void (*stop)(void *svc);
     /* optional: a few words about a valid config for -n, e.g. "5 TSU(s)" */
     void (*summary)(const void *cfg, char *buf, size_t cap);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -31,7 +32,7 @@
 #define JOURNAL_SEG_MAGIC "TSJRNL01"       /* 8 bytes, segment header */
 #define JOURNAL_GROUP_MAGIC 0x4c4e524au    /* "JRNL" little-endian, group header */
 #define JOURNAL_SEG_HDR_LEN 36u            /* magic 8, salt 8, first_seq 8, size 8, crc 4 */
-#define JOURNAL_MAX_SEGMENTS 1024u
+#define JOURNAL_MAX_SEGMENTS JOURNAL_SEGMENTS_LIMIT
 #define JOURNAL_RETRY_NS 1000000000LL      /* applier retry after a failed transaction */
 #define JOURNAL_MIN_SEGMENT (256u * 1024u)
 #define JOURNAL_FREE_WAIT_NS 2000000000LL /* a write waits this long for the applier */
@@ -77,6 +78,7 @@ struct journal {
     int64_t pend_since, retry_at;
     bool apply_inflight, apply_failing;
     bool urgent;             /* no free segment: apply now, whatever the delay */
+    bool failed;             /* two writes in a row failed: no more records until restart */
     uint64_t applied_seq, written_seq, apply_epoch;
     struct commit_op apply_op;
     struct live_beat *beat;
@@ -158,12 +160,12 @@ group_crc(uint64_t salt, const uint8_t *hdr, const uint8_t *body, size_t body_le
 }
 
 static bool
-write_all(int fd, const void *p, size_t n, off_t off)
+write_with(journal_pwrite_fn fn, int fd, const void *p, size_t n, off_t off)
 {
     const uint8_t *b = p;
 
     while (n > 0) {
-        ssize_t w = pwrite(fd, b, n, off);
+        ssize_t w = fn(fd, b, n, off);
 
         if (w < 0 && errno == EINTR)
             continue;
@@ -177,22 +179,9 @@ write_all(int fd, const void *p, size_t n, off_t off)
 }
 
 static bool
-read_all(int fd, void *p, size_t n, off_t off)
+write_all(int fd, const void *p, size_t n, off_t off)
 {
-    uint8_t *b = p;
-
-    while (n > 0) {
-        ssize_t r = pread(fd, b, n, off);
-
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        b += r;
-        n -= (size_t)r;
-        off += r;
-    }
-    return true;
+    return write_with(pwrite, fd, p, n, off);
 }
 
 /* ---- segment files ---- */
@@ -200,7 +189,7 @@ read_all(int fd, void *p, size_t n, off_t off)
 static void
 seg_path(const char *dir, unsigned i, char *out, size_t cap)
 {
-    snprintf(out, cap, "%.*s/journal.%03u", PATH_MAX - 16, dir, i % 1000);
+    snprintf(out, cap, "%.*s/journal.%04u", PATH_MAX - 16, dir, i); /* i < 1024 */
 }
 
 static bool
@@ -299,60 +288,89 @@ scan_seg_cmp(const void *a, const void *b)
     return x->first < y->first ? -1 : x->first > y->first;
 }
 
-/* Valid groups of one segment, in order; fn per record. Stops at the first group that does
- * not check out (end of the written part, a torn write, or an older activation's groups). */
-static void
-scan_one(const struct scan_seg *sg, journal_scan_fn fn, void *ctx)
+/* The group at off in a mapped segment, checked: magic, count, length, CRC with the
+ * segment's salt, record framing. first_seq must equal `expect` unless expect is 0. Returns
+ * the group's whole length (header + body), 0 when it does not check out. */
+static size_t
+group_at(const uint8_t *map, size_t size, size_t off, uint64_t salt, uint64_t expect,
+         uint64_t *first, uint32_t *count)
 {
-    uint8_t hdr[JOURNAL_GROUP_HEADER], *body = NULL;
-    uint64_t expect = sg->first;
-    size_t off = JOURNAL_SEG_HEADER;
+    const uint8_t *h = map + off, *body = h + JOURNAL_GROUP_HEADER;
+    uint32_t body_len;
+    size_t p = 0;
 
-    while (off + JOURNAL_GROUP_HEADER <= sg->size) {
-        uint32_t count, body_len;
-        uint64_t first;
-        size_t p = 0;
+    if (off + JOURNAL_GROUP_HEADER > size || get_le32(h) != JOURNAL_GROUP_MAGIC)
+        return 0;
+    *count = get_le32(h + 4);
+    *first = get_le64(h + 8);
+    body_len = get_le32(h + 16);
+    if (*count == 0 || (expect != 0 && *first != expect) || body_len % 8 != 0 ||
+        body_len > size - off - JOURNAL_GROUP_HEADER ||
+        get_le32(h + 20) != group_crc(salt, h, body, body_len))
+        return 0;
+    /* the CRC matched: the records are as written, but check their framing anyway */
+    for (uint32_t i = 0; i < *count; i++) {
+        uint32_t len;
 
-        if (!read_all(sg->fd, hdr, sizeof(hdr), (off_t)off) ||
-            get_le32(hdr) != JOURNAL_GROUP_MAGIC)
-            break;
-        count = get_le32(hdr + 4);
-        first = get_le64(hdr + 8);
-        body_len = get_le32(hdr + 16);
-        if (count == 0 || first != expect || body_len % 8 != 0 ||
-            body_len > sg->size - off - JOURNAL_GROUP_HEADER)
-            break;
-        free(body);
-        if ((body = malloc(body_len ? body_len : 1)) == NULL ||
-            !read_all(sg->fd, body, body_len, (off_t)(off + JOURNAL_GROUP_HEADER)) ||
-            get_le32(hdr + 20) != group_crc(sg->salt, hdr, body, body_len))
-            break;
-        /* the CRC matched: the records are as written, but check their framing anyway */
+        if (p + 4 > body_len || (len = get_le32(body + p)) == 0 || rec_span(len) > body_len - p)
+            return 0;
+        p += rec_span(len);
+    }
+    return p == body_len ? JOURNAL_GROUP_HEADER + body_len : 0;
+}
+
+/*
+ * Valid groups of one segment, in order; fn per record. The written part ends at the first
+ * group that does not check out: the end of what was written, a write torn by a crash (only
+ * ever the last one), or an older activation's groups (another salt). A group of this
+ * activation further on means damage instead (a bad block in the middle): when such a group
+ * holds records from `keep_from` on (not yet in the database), ST_STORE with *damaged_at set,
+ * rather than dropping what follows without a word.
+ */
+static int
+scan_one(const struct scan_seg *sg, uint64_t keep_from, journal_scan_fn fn, void *ctx,
+         size_t *damaged_at)
+{
+    uint64_t expect = sg->first, first;
+    size_t off = JOURNAL_SEG_HEADER, glen;
+    uint32_t count;
+    uint8_t *map;
+    int st = ST_OK;
+
+    if (sg->size <= JOURNAL_SEG_HEADER)
+        return ST_OK;
+    map = mmap(NULL, sg->size, PROT_READ, MAP_PRIVATE, sg->fd, 0);
+    if (map == MAP_FAILED) {
+        log_err("journal: cannot read %s: %s", sg->path, strerror(errno));
+        return ST_IO;
+    }
+    while ((glen = group_at(map, sg->size, off, sg->salt, expect, &first, &count)) > 0) {
+        size_t p = off + JOURNAL_GROUP_HEADER;
+
         for (uint32_t i = 0; i < count; i++) {
-            uint32_t len;
+            uint32_t len = get_le32(map + p);
 
-            if (p + 4 > body_len || (len = get_le32(body + p)) == 0 ||
-                rec_span(len) > body_len - p)
-                goto out;
-            p += rec_span(len);
-        }
-        if (p != body_len)
-            break;
-        p = 0;
-        for (uint32_t i = 0; i < count; i++) {
-            uint32_t len = get_le32(body + p);
-
-            fn(ctx, first + i, body + p + 4, len);
+            fn(ctx, first + i, map + p + 4, len);
             p += rec_span(len);
         }
         expect = first + count;
-        off += JOURNAL_GROUP_HEADER + body_len;
+        off += glen;
     }
-out:
-    free(body);
+    for (size_t q = off + 8; q + JOURNAL_GROUP_HEADER <= sg->size; q += 8) {
+        if (group_at(map, sg->size, q, sg->salt, 0, &first, &count) > 0 && first >= expect &&
+            first + count > keep_from) {
+            *damaged_at = off;
+            st = ST_STORE;
+            break;
+        }
+    }
+    munmap(map, sg->size);
+    return st;
 }
 
-/* The segments of dir with a valid header, sorted by first sequence number. */
+/* The segments of dir with a valid header, sorted by first sequence number. A segment file
+ * that cannot be opened or read is an error: its records may be the ones not yet in the
+ * database. */
 static int
 scan_list(const char *dir, struct scan_seg **out, size_t *n)
 {
@@ -360,17 +378,19 @@ scan_list(const char *dir, struct scan_seg **out, size_t *n)
     size_t cnt = 0;
     DIR *d = opendir(dir);
     struct dirent *e;
+    int st = ST_OK;
 
     *out = NULL;
     *n = 0;
     if (d == NULL)
         return errno == ENOENT ? ST_OK : ST_IO;
-    while ((e = readdir(d)) != NULL) {
+    while (st == ST_OK && (e = readdir(d)) != NULL) {
         uint8_t h[JOURNAL_SEG_HDR_LEN];
         struct scan_seg sg;
         struct stat stt;
         unsigned idx;
         char extra;
+        ssize_t got;
         struct scan_seg *nv;
 
         if (sscanf(e->d_name, "journal.%u%c", &idx, &extra) != 1)
@@ -378,25 +398,39 @@ scan_list(const char *dir, struct scan_seg **out, size_t *n)
         memset(&sg, 0, sizeof(sg));
         snprintf(sg.path, sizeof(sg.path), "%s/%s", dir, e->d_name);
         sg.fd = open(sg.path, O_RDONLY | O_CLOEXEC);
-        if (sg.fd < 0)
-            continue;
-        if (!read_all(sg.fd, h, sizeof(h), 0) ||
-            !seg_header_decode(h, &sg.salt, &sg.first, &sg.size)) {
+        if (sg.fd < 0 || fstat(sg.fd, &stt) != 0) {
+            log_err("journal: cannot open %s: %s", sg.path, strerror(errno));
+            st = ST_IO;
+            break;
+        }
+        got = (size_t)stt.st_size < sizeof(h) ? 0 : pread(sg.fd, h, sizeof(h), 0);
+        if (got < 0) {
+            log_err("journal: cannot read %s: %s", sg.path, strerror(errno));
             close(sg.fd);
+            st = ST_IO;
+            break;
+        }
+        if (got != (ssize_t)sizeof(h) || !seg_header_decode(h, &sg.salt, &sg.first, &sg.size)) {
+            close(sg.fd); /* never started (zeros), or being created */
             continue;
         }
-        if (fstat(sg.fd, &stt) != 0)
-            stt.st_size = 0;
         if ((uint64_t)stt.st_size < sg.size) /* a truncated file: scan what is there */
             sg.size = (uint64_t)stt.st_size;
         if ((nv = realloc(v, (cnt + 1) * sizeof(*v))) == NULL) {
             close(sg.fd);
+            st = ST_NOMEM;
             break;
         }
         v = nv;
         v[cnt++] = sg;
     }
     closedir(d);
+    if (st != ST_OK) {
+        for (size_t i = 0; i < cnt; i++)
+            close(v[i].fd);
+        free(v);
+        return st;
+    }
     if (cnt > 1)
         qsort(v, cnt, sizeof(*v), scan_seg_cmp);
     *out = v;
@@ -404,20 +438,30 @@ scan_list(const char *dir, struct scan_seg **out, size_t *n)
     return ST_OK;
 }
 
-int
-journal_scan(const char *dir, journal_scan_fn fn, void *ctx)
+/* Scan every segment; records before keep_from only matter for the damage check. */
+static int
+scan_dir(const char *dir, uint64_t keep_from, journal_scan_fn fn, void *ctx)
 {
     struct scan_seg *v = NULL;
-    size_t n = 0;
+    size_t n = 0, at = 0;
     int st = scan_list(dir, &v, &n);
 
     for (size_t i = 0; i < n; i++) {
-        if (st == ST_OK)
-            scan_one(&v[i], fn, ctx);
+        if (st == ST_OK && (st = scan_one(&v[i], keep_from, fn, ctx, &at)) == ST_STORE)
+            log_err("journal: %s is damaged at offset %zu: valid records follow that are not "
+                    "in the database yet; they are not skipped over. Save the journal "
+                    "directory and have it looked at before moving it aside",
+                    v[i].path, at);
         close(v[i].fd);
     }
     free(v);
     return st;
+}
+
+int
+journal_scan(const char *dir, journal_scan_fn fn, void *ctx)
+{
+    return scan_dir(dir, 0, fn, ctx);
 }
 
 /* ---- applying records to the database ---- */
@@ -588,7 +632,7 @@ seg_activate(struct journal *j, unsigned i)
     if (RAND_bytes((unsigned char *)&salt, sizeof(salt)) != 1)
         return ST_CRYPTO;
     seg_header_encode(h, salt, j->next_seq, j->cfg.segment_size);
-    if (!write_all(s->fd, h, sizeof(h), 0)) {
+    if (!write_with(j->cfg.pwrite_fn, s->fd, h, sizeof(h), 0)) {
         log_err("journal: cannot start segment %u in %s: %s", i, j->dir, strerror(errno));
         return ST_IO;
     }
@@ -643,6 +687,18 @@ seg_wait_free(struct journal *j)
     }
     j->urgent = false;
     return pick;
+}
+
+/* Leave the active segment after a failed write: full from now on; the next write starts a
+ * fresh segment. */
+static void
+seg_switch_away(struct journal *j)
+{
+    pthread_mutex_lock(&j->lock);
+    if (j->active >= 0)
+        j->segs[j->active].state = SEG_FULL;
+    j->active = -1;
+    pthread_mutex_unlock(&j->lock);
 }
 
 /* Leave the active segment (full, or its last write failed) for a free one. */
@@ -710,11 +766,13 @@ group_build(struct journal *j, struct journal_rec *list, struct journal_rec **re
     return b;
 }
 
-/* Write one group durably (one O_DSYNC pwrite); ST_OK or why not. */
+/* One attempt at writing the group at the tail of the active segment (switching first when it
+ * does not fit). */
 static int
-group_write(struct journal *j, struct jbuf *b)
+group_write_once(struct journal *j, struct jbuf *b)
 {
     struct seg *s;
+    bool ok;
     int st;
 
     if (j->active < 0 || j->segs[j->active].tail + b->len > j->cfg.segment_size)
@@ -724,18 +782,46 @@ group_write(struct journal *j, struct jbuf *b)
     put_le32(b->data + 20, group_crc(s->salt, b->data, b->data + JOURNAL_GROUP_HEADER,
                                      b->len - JOURNAL_GROUP_HEADER));
     live_busy(j->beat);
-    if (!write_all(s->fd, b->data, b->len, (off_t)s->tail)) {
-        live_idle(j->beat);
-        log_err("journal: write of %zu bytes to %s failed: %s; moving to a new segment", b->len,
+    ok = write_with(j->cfg.pwrite_fn, s->fd, b->data, b->len, (off_t)s->tail);
+    live_idle(j->beat);
+    if (!ok) {
+        log_err("journal: write of %zu bytes to segment %d of %s failed: %s", b->len, j->active,
                 j->dir, strerror(errno));
         metrics_inc(j->m_fail);
-        seg_switch(j); /* never write twice at a place whose state is unknown */
+        /* never write twice at a place whose state is unknown: that segment is left */
+        seg_switch_away(j);
         return ST_IO;
     }
-    live_idle(j->beat);
     s->tail += b->len;
     s->last_seq = b->last_seq;
     return ST_OK;
+}
+
+/*
+ * Write one group durably (one O_DSYNC pwrite); ST_OK or why not. A failed write may still
+ * have reached the disk, so its sequence numbers are never given to other records: the same
+ * group (same numbers, same records) is written again in a fresh segment, and if that fails
+ * too the journal stops taking records (ST_IO from then on, /healthz red) until a restart
+ * recovers it. Recovery then finds the group once or twice, identical, and applies it once.
+ */
+static int
+group_write(struct journal *j, struct jbuf *b)
+{
+    int st;
+
+    if (j->failed)
+        return ST_IO;
+    st = group_write_once(j, b);
+    if (st == ST_IO)
+        st = group_write_once(j, b);
+    if (st == ST_IO) {
+        log_err("journal: %s: writing failed twice: no more tokens until tsad is restarted "
+                "(the journal is recovered then)", j->dir);
+        pthread_mutex_lock(&j->lock);
+        j->failed = true;
+        pthread_mutex_unlock(&j->lock);
+    }
+    return st;
 }
 
 /* Write the queued records, as many groups as needed; complete them; queue the groups for
@@ -963,8 +1049,9 @@ journal_recover(struct journal *j)
     if ((st = commit_run(j->c, &op)) != ST_OK)
         return st;
     rc.next_needed = j->next_seq;
-    if ((st = journal_scan(j->dir, recover_one, &rc)) != ST_OK) {
-        log_err("journal: cannot read %s: %s", j->dir, strerror(errno));
+    if ((st = scan_dir(j->dir, j->next_seq, recover_one, &rc)) != ST_OK) {
+        log_err("journal: %s cannot be recovered (%s): tsad does not start without the "
+                "records it may hold", j->dir, status_str(st));
         return st;
     }
     recover_flush(&rc);
@@ -1004,8 +1091,12 @@ segments_open(struct journal *j)
 
         seg_path(j->dir, i, path, sizeof(path));
         fd = open(path, O_RDWR | O_DSYNC | O_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0 && errno == ENOENT)
             break;
+        if (fd < 0) {
+            log_err("journal: cannot open %s: %s", path, strerror(errno));
+            return ST_IO;
+        }
         if (fstat(fd, &st) != 0 || (size_t)st.st_size != j->cfg.segment_size) {
             /* another segment size was configured: this one is made again */
             close(fd);
@@ -1064,10 +1155,10 @@ journal_open(const struct journal_config *cfg, struct commit *c, int db)
     j->cfg.dir = j->dir;
     if (j->cfg.segment_size == 0)
         j->cfg.segment_size = JOURNAL_DEFAULT_SEGMENT;
+    if (j->cfg.pwrite_fn == NULL)
+        j->cfg.pwrite_fn = pwrite;
     if (j->cfg.segments_max == 0)
         j->cfg.segments_max = JOURNAL_DEFAULT_SEGMENTS_MAX;
-    if (j->cfg.segments_max > JOURNAL_MAX_SEGMENTS)
-        j->cfg.segments_max = JOURNAL_MAX_SEGMENTS;
     if (j->cfg.apply_batch == 0)
         j->cfg.apply_batch = JOURNAL_DEFAULT_APPLY_BATCH;
     if (!(j->cfg.apply_delay > 0))
@@ -1076,9 +1167,10 @@ journal_open(const struct journal_config *cfg, struct commit *c, int db)
     pthread_cond_init(&j->cond, NULL);
     pthread_cond_init(&j->applied, NULL);
     journal_metrics_init(j);
-    if (j->cfg.segment_size < JOURNAL_MIN_SEGMENT || j->cfg.segments_max < 2) {
-        log_err("journal: segments of at least %u bytes, and at least 2 of them",
-                JOURNAL_MIN_SEGMENT);
+    if (j->cfg.segment_size < JOURNAL_MIN_SEGMENT || j->cfg.segments_max < 2 ||
+        j->cfg.segments_max > JOURNAL_MAX_SEGMENTS) {
+        log_err("journal: segments of at least %u bytes, from 2 to %u of them",
+                JOURNAL_MIN_SEGMENT, JOURNAL_MAX_SEGMENTS);
         goto fail;
     }
     if (mkdir(j->dir, 0700) != 0 && errno != EEXIST) {
@@ -1182,5 +1274,6 @@ journal_stats(struct journal *j, struct journal_stats *out)
         if (j->segs[i].state == SEG_FREE)
             out->segments_free++;
     out->apply_failing = j->apply_failing;
+    out->write_failed = j->failed;
     pthread_mutex_unlock(&j->lock);
 }

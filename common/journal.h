@@ -12,7 +12,7 @@
  * Records get consecutive sequence numbers in write order: a record's number is its key in
  * the LMDB database (8 bytes, big-endian, written with MDB_APPEND).
  *
- * On disk: `dir/journal.NNN`, files of segment_size bytes filled with zeros when created (so
+ * On disk: `dir/journal.NNNN`, files of segment_size bytes filled with zeros when created (so
  * that an O_DSYNC overwrite never has to allocate blocks or change the file size, which would
  * cost a second flush), reused in turn. Each starts with a header block
  * (journal_seg_header below: magic, a random salt drawn when the segment is (re)started, the
@@ -26,7 +26,13 @@
  * Recovery (journal_open): the last key L of the database is read; segments are scanned in
  * the order of their first sequence numbers; every valid group after L is applied in order
  * (groups must continue L+1, L+2, ... without a gap; a gap is refused with a clear error),
- * synchronously, before the journal accepts anything. Then a fresh segment is started.
+ * synchronously, before the journal accepts anything. A segment whose written part ends in a
+ * group that does not check out while valid groups of the same activation holding records
+ * after L follow it is damaged, not torn: refused too, never skipped over. A segment file
+ * that cannot be opened is refused. Then a fresh segment is started.
+ *
+ * A write that fails (EIO) may still have reached the disk: its group is written again,
+ * unchanged, in a fresh segment; a second failure stops the journal (ST_IO) until a restart.
  *
  * Capacity: at most segments_max segments; a segment is reused once all its records are in
  * LMDB. If LMDB cannot take records (its map is full), they stay durable here and the
@@ -42,6 +48,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define JOURNAL_SEG_HEADER 4096u           /* bytes before the first group of a segment */
 #define JOURNAL_GROUP_HEADER 32u
@@ -50,6 +57,7 @@
 #define JOURNAL_DEFAULT_APPLY_BATCH 4096u
 #define JOURNAL_DEFAULT_APPLY_DELAY 0.05
 #define JOURNAL_RECORD_MAX 65536u
+#define JOURNAL_SEGMENTS_LIMIT 1024u      /* segments_max above this is refused */
 
 struct journal_rec;
 /* The record is durable (ST_OK, r->seq set) or could not be written (ST_IO, ST_FULL,
@@ -65,12 +73,16 @@ struct journal_rec {
     struct journal_rec *next; /* private */
 };
 
+/* How segment writes are made: pwrite(2) unless a test replaces it (to inject failures). */
+typedef ssize_t (*journal_pwrite_fn)(int fd, const void *buf, size_t n, off_t off);
+
 struct journal_config {
     const char *dir;         /* the journal's directory (created 0700 if missing) */
     size_t segment_size;     /* bytes per segment file (0: default) */
     unsigned segments_max;   /* capacity in segments, >= 2 (0: default) */
     unsigned apply_batch;    /* records per LMDB transaction of the applier (0: default) */
     double apply_delay;      /* seconds a record may wait before it is applied (0: default) */
+    journal_pwrite_fn pwrite_fn; /* NULL: pwrite */
 };
 
 struct journal;
@@ -96,6 +108,7 @@ struct journal_stats {
     uint64_t applied_seq;   /* every record up to this one is in the database */
     unsigned segments, segments_free;
     bool apply_failing;     /* the last transaction of the applier failed */
+    bool write_failed;      /* writes failed twice in a row: no records until a restart */
 };
 void journal_stats(struct journal *j, struct journal_stats *out);
 

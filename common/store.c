@@ -397,6 +397,30 @@ store_reader_check(struct store *s, int *cleared)
     return ST_OK;
 }
 
+/* The oldest snapshot a reader holds (mdb_reader_list's lines: pid, thread, txnid or "-"). */
+struct store_oldest {
+    size_t txnid;
+    bool any;
+};
+
+static int
+store_reader_line(const char *msg, void *ctx)
+{
+    struct store_oldest *o = ctx;
+    unsigned long pid;
+    unsigned long long thr, tx;
+    char txs[32], *end = NULL;
+
+    if (sscanf(msg, "%lu %llx %31s", &pid, &thr, txs) != 3 || txs[0] == '-')
+        return 0;
+    tx = strtoull(txs, &end, 10);
+    if (end != txs && (!o->any || tx < o->txnid)) {
+        o->txnid = (size_t)tx;
+        o->any = true;
+    }
+    return 0;
+}
+
 int
 store_fill(struct store *s, double *fill)
 {
@@ -406,19 +430,24 @@ store_fill(struct store *s, double *fill)
     MDB_stat stat;
     MDB_val k, v;
     size_t free_pages = 0, used, map_pages;
+    struct store_oldest oldest = {0, false};
     int rc, st = ST_OK;
 
     if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
         return store_fail(s, "read begin", rc);
+    /* pages freed after the oldest snapshot a reader holds cannot be reused yet: a long
+     * reader (a backup, an export) pins them, so they count as used */
+    mdb_reader_list(s->env, store_reader_line, &oldest);
     if ((rc = mdb_env_info(s->env, &info)) != 0 || (rc = mdb_env_stat(s->env, &stat)) != 0 ||
         (rc = mdb_cursor_open(txn, 0, &cur)) != 0) {
         st = store_fail(s, "fill", rc);
         goto out;
     }
-    /* the free list (dbi 0): txn id -> list of page numbers whose first element is its
-     * length; pages freed by transactions a reader still sees are counted too */
+    /* the free list (dbi 0): id of the transaction that freed them -> list of page numbers
+     * whose first element is its length; reusable only when freed before the oldest reader */
     while ((rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) == 0)
-        if (v.mv_size >= sizeof(size_t))
+        if (v.mv_size >= sizeof(size_t) && k.mv_size == sizeof(size_t) &&
+            (!oldest.any || *(const size_t *)k.mv_data < oldest.txnid))
             free_pages += *(const size_t *)v.mv_data;
     if (rc != MDB_NOTFOUND) {
         st = store_fail(s, "free list", rc);

@@ -51,9 +51,10 @@ const char *store_size_key(const struct store *s);
  * (logged when > 0). ST_OK or ST_STORE. Thread-safe. */
 int store_reader_check(struct store *s, int *cleared);
 
-/* Live fill of the map: pages holding data (the file's pages in use minus the free list)
- * over the pages the map may grow to, 0..1. Thread-safe; walks the free list, so meant for
- * periodic checks, not for every write. */
+/* Live fill of the map: pages holding data or pinned by a reader (the file's pages in use
+ * minus the free pages that can be reused, i.e. freed before the oldest snapshot a reader
+ * holds) over the pages the map may grow to, 0..1. Thread-safe; walks the free list, so meant
+ * for periodic checks, not for every write. */
 int store_fill(struct store *s, double *fill);
 
 /* Index of a database named at open; -1 when unknown. */

@@ -322,7 +322,8 @@ ocsp_job_store(struct ocsp_responder *r, struct ocsp_job *j)
     so->job = j->wait_store ? j : NULL;
     so->op = (struct commit_op){.cls = COMMIT_BACKGROUND, .apply = ocsp_store_op_apply,
                                 .done = ocsp_store_op_done, .user = so};
-    if ((st = commit_submit(r->commit, &so->op)) == ST_OK)
+    st = r->commit != NULL ? commit_submit(r->commit, &so->op) : ST_INVALID;
+    if (st == ST_OK)
         return wait; /* with wait, j may already be completed and freed: not touched again */
     j->store_status = st; /* refused: full, or too many waiting (a long ocspctl transaction) */
     if (!wait)
@@ -369,13 +370,14 @@ ocsp_responder_new(const struct ocsp_config *cfg, struct ocsp_store *st, bool st
     r->store = st;
     r->strict = strict;
     pthread_rwlock_init(&r->lock, NULL);
-    r->commit = commit_new(ocsp_store_raw(st), &(struct commit_config){
+    if (!ocsp_store_readonly(st)) /* a read-only store (ocspd -n) is never written */
+        r->commit = commit_new(ocsp_store_raw(st), &(struct commit_config){
                                                    .name = "ocsp",
                                                    .queue_max = OCSP_COMMIT_QUEUE_MAX,
                                                    .group_max = OCSP_COMMIT_GROUP_MAX,
                                                    .fill_limit = cfg->store.fill_limit,
                                                    .hygiene_interval = cfg->store.reader_check});
-    if (r->commit == NULL)
+    if (r->commit == NULL && !ocsp_store_readonly(st))
         goto fail;
     signer_config_init(&sc, &cfg->signer);
     r->signer = signer_new(&sc, ocsp_batch, r);

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define OCSP_RESPONSE_TYPE "application/ocsp-response"
@@ -645,8 +646,18 @@ ocsp_routes(struct ocsp_service *s, struct http_server *http)
     return ST_OK;
 }
 
+static bool
+ocsp_store_exists(const struct ocsp_config *cfg)
+{
+    char path[PATH_MAX + 16];
+    struct stat sb;
+
+    snprintf(path, sizeof(path), "%s/data.mdb", cfg->store.path);
+    return stat(path, &sb) == 0;
+}
+
 struct ocsp_service *
-ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http)
+ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool check)
 {
     struct ocsp_service *s = calloc(1, sizeof(*s));
 
@@ -655,7 +666,8 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http)
     s->cfg = cfg;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, false);
+    /* ocspd -n may run beside a live ocspd: an existing store is only read then */
+    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, check && ocsp_store_exists(cfg));
     if (s->store == NULL)
         goto fail;
     {
@@ -673,6 +685,8 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http)
     ocsp_metrics_init(s);
     if (ocsp_routes(s, http) != ST_OK)
         goto fail;
+    if (check)
+        return s; /* no refresher: it writes */
     if (pthread_create(&s->refresher, NULL, ocsp_refresher_main, s) != 0)
         goto fail;
     s->refresher_started = true;

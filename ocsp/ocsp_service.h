@@ -22,7 +22,9 @@
 
 struct ocsp_service;
 
-struct ocsp_service *ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http);
+/* `check` (ocspd -n): an existing store is opened read-only and no refresher runs. */
+struct ocsp_service *ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http,
+                                      bool check);
 void ocsp_service_free(struct ocsp_service *s);
 
 #endif

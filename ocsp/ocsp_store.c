@@ -36,6 +36,7 @@ struct ocsp_store {
     int db[OCSP_N_DBS];
     struct store_txn *batch; /* open batch write transaction (ocsp_store_batch_begin) */
     bool batch_failed;
+    bool readonly;
 };
 
 /* A write transaction: the open batch, or a new one (see ocsp_store_batch_begin). */
@@ -214,6 +215,7 @@ ocsp_store_open(const char *dir, size_t map_size, bool readonly)
 
     if (s == NULL)
         return NULL;
+    s->readonly = readonly;
     s->st = store_open(dir, map_size, ocsp_db_names, OCSP_N_DBS, readonly);
     if (s->st == NULL)
         goto fail;
@@ -240,6 +242,12 @@ struct store *
 ocsp_store_raw(struct ocsp_store *s)
 {
     return s->st;
+}
+
+bool
+ocsp_store_readonly(const struct ocsp_store *s)
+{
+    return s->readonly;
 }
 
 /* ---- issuer certificate hashes ---- */

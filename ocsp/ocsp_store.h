@@ -243,5 +243,7 @@ void ocsp_store_batch_abort(struct ocsp_store *s);
 
 /* The underlying common/store (for health and usage). */
 struct store *ocsp_store_raw(struct ocsp_store *s);
+/* Opened read-only (ocspd -n, ocspctl's read commands). */
+bool ocsp_store_readonly(const struct ocsp_store *s);
 
 #endif

@@ -30,9 +30,9 @@ ocspd_log_level(const void *cfg)
 }
 
 static void *
-ocspd_start(void *cfg, struct http_server *http)
+ocspd_start(void *cfg, struct http_server *http, bool check)
 {
-    return ocsp_service_new(cfg, http);
+    return ocsp_service_new(cfg, http, check);
 }
 
 static void

@@ -5,6 +5,7 @@
 #include "common/config.h"
 #include "common/der.h"
 #include "common/log.h"
+#include "common/journal.h"
 #include "common/signer.h"
 #include "common/status.h"
 
@@ -259,11 +260,12 @@ tsa_validate(struct tsa_config *c, struct config_parse *p)
         struct config_pos pos = {c->file, 0};
         return config_error(p, &pos, "no [tsu NAME] section: at least one TSU is needed");
     }
-    if (c->store.journal && c->store.journal_max / c->store.journal_segment < 2) {
+    if (c->store.journal_max / c->store.journal_segment < 2 ||
+        c->store.journal_max / c->store.journal_segment > JOURNAL_SEGMENTS_LIMIT) {
         struct config_pos pos = {c->file, 0};
-        return config_error(p, &pos, "[store]: journal_max must hold at least two "
+        return config_error(p, &pos, "[store]: journal_max must hold from 2 to %u "
                                      "journal_segment (%zu bytes each)",
-                            c->store.journal_segment);
+                            JOURNAL_SEGMENTS_LIMIT, c->store.journal_segment);
     }
     for (size_t i = 0; i < c->n_units; i++) {
         struct tsa_unit_config *u = &c->units[i];

@@ -10,12 +10,17 @@
 #include "tsa/tsa_audit.h"
 #include "tsa/tsa_request.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01, STANDARDS §5.7 */
 #define TSA_QUERY_TYPE "application/timestamp-query"
@@ -43,6 +48,7 @@ struct tsa_service {
      * journal (one O_DSYNC write per group), or, with journal = no, in an LMDB group commit */
     struct commit *commit;
     struct journal *journal;
+    int lock_fd;            /* flock on path/tsad.lock: one tsad per store */
     double health_max_error;
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
     struct metric *m_reject[26];
@@ -326,8 +332,8 @@ tsa_health(void *ctx, char *json, size_t cap)
         journal_stats(s->journal, &js);
     /* red above fill_limit (keep the rest for the audit records still to come) and while the
      * journal cannot copy records into the store */
-    store_ok = store_usage(s->store, &used, &map) == ST_OK && !commit_above_fill(s->commit) &&
-               !js.apply_failing;
+    store_ok = s->commit != NULL && store_usage(s->store, &used, &map) == ST_OK &&
+               !commit_above_fill(s->commit) && !js.apply_failing && !js.write_failed;
     snprintf(json, cap,
              "{\"status\":\"%s\",\"clock\":{\"ok\":%s,\"verdict\":\"%s\",\"error_bound\":%.6f,"
              "\"max_error\":%.6f,\"offset\":%.6f,\"stratum\":%d,\"leap\":%d},"
@@ -338,8 +344,8 @@ tsa_health(void *ctx, char *json, size_t cap)
              clock_verdict_str(clk.verdict), clk.error_bound, s->health_max_error,
              clk.sample.offset, clk.sample.stratum, clk.sample.leap,
              signer_ok ? "true" : "false", signer_queue_depth(s->signer),
-             store_ok ? "true" : "false", commit_fill(s->commit), used, map,
-             (unsigned long long)(js.next_seq - 1 - js.applied_seq));
+             store_ok ? "true" : "false", s->commit != NULL ? commit_fill(s->commit) : 0.0, used,
+             map, (unsigned long long)(s->journal != NULL ? js.next_seq - 1 - js.applied_seq : 0));
     return clock_ok && signer_ok && store_ok;
 }
 
@@ -442,10 +448,32 @@ tsa_routes(struct tsa_service *s, struct http_server *http)
     return ST_OK;
 }
 
-/* The audit store, its commit pipeline and (journal = yes) the journal in front of it;
- * recovery of a journal left by a crash happens here, before anything is served. */
+/* One tsad per store: two would hand out the same sequence numbers to different records
+ * through their journals. An exclusive flock on path/tsad.lock, held for the process's life. */
 static int
-tsa_open_audit(struct tsa_service *s)
+tsa_lock_store(struct tsa_service *s)
+{
+    char path[PATH_MAX + 16];
+
+    snprintf(path, sizeof(path), "%s/tsad.lock", s->cfg->store.path);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->lock_fd < 0) {
+        log_err("tsa: cannot open %s: %s", path, strerror(errno));
+        return ST_IO;
+    }
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        log_err("tsa: the store %s is in use by another tsad (%s is locked): one tsad per "
+                "store", s->cfg->store.path, path);
+        return ST_BUSY;
+    }
+    return ST_OK;
+}
+
+/* The audit store, its commit pipeline and (journal = yes) the journal in front of it;
+ * recovery of a journal left by a crash happens here, before anything is served. With
+ * `check` (tsad -n, maybe beside a running tsad) the store is only looked at, read-only. */
+static int
+tsa_open_audit(struct tsa_service *s, bool check)
 {
     static const char *const dbs[] = {TSA_AUDIT_DB};
     const struct config_store *sc = &s->cfg->store;
@@ -453,28 +481,46 @@ tsa_open_audit(struct tsa_service *s)
                                .hygiene_interval = sc->reader_check};
     char key[PATH_MAX + 64], jdir[PATH_MAX + 16];
     struct journal_config jc = {0};
+    struct stat sb;
 
+    snprintf(jdir, sizeof(jdir), "%s/journal", sc->path);
+    if (check) {
+        snprintf(key, sizeof(key), "%s/data.mdb", sc->path);
+        if (stat(key, &sb) != 0)
+            return ST_OK; /* made at the first start */
+        s->store = store_open(sc->path, sc->map_size, dbs, 1, true);
+        return s->store != NULL ? ST_OK : ST_STORE;
+    }
     s->store = store_open(sc->path, sc->map_size, dbs, 1, false);
-    if (s->store == NULL)
+    if (s->store == NULL || tsa_lock_store(s) != ST_OK)
         return ST_STORE;
     snprintf(key, sizeof(key), "[store] map_size in %s", s->cfg->file);
     store_set_label(s->store, "tsad audit store", key);
     s->audit_db = store_db(s->store, TSA_AUDIT_DB);
     if ((s->commit = commit_new(s->store, &cc)) == NULL)
         return ST_STORE;
-    if (!sc->journal)
-        return ST_OK;
-    snprintf(jdir, sizeof(jdir), "%s/journal", sc->path);
     jc.dir = jdir;
     jc.segment_size = sc->journal_segment;
     jc.segments_max = (unsigned)(sc->journal_max / sc->journal_segment);
+    if (!sc->journal) {
+        /* records a journal still holds (a crash with journal = yes) go into the log first:
+         * the log's next sequence numbers are theirs */
+        if (stat(jdir, &sb) == 0) {
+            struct journal *j = journal_open(&jc, s->commit, s->audit_db);
+
+            if (j == NULL)
+                return ST_STORE;
+            journal_close(j);
+        }
+        return ST_OK;
+    }
     s->journal = journal_open(&jc, s->commit, s->audit_db);
     return s->journal != NULL ? ST_OK : ST_STORE;
 }
 
 struct tsa_service *
 tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
-                const struct clock_source *clock_src)
+                const struct clock_source *clock_src, bool check)
 {
     struct tsa_service *s = calloc(1, sizeof(*s));
     struct signer_config sc = {0};
@@ -483,7 +529,8 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     if (s == NULL)
         return NULL;
     s->cfg = cfg;
-    if (tsa_open_audit(s) != ST_OK)
+    s->lock_fd = -1;
+    if (tsa_open_audit(s, check) != ST_OK)
         goto fail;
     signer_config_init(&sc, &cfg->signer);
     s->signer = signer_new(&sc, tsa_batch, s);
@@ -523,5 +570,7 @@ tsa_service_free(struct tsa_service *s)
     for (size_t i = 0; i < s->n_units; i++)
         tsa_unit_clear(&s->units[i]);
     store_close(s->store);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     free(s);
 }

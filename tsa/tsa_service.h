@@ -18,13 +18,17 @@
 #include "tsa/tsa_config.h"
 #include "tsa/tsa_token.h"
 
+#include <stdbool.h>
+
 struct tsa_service;
 
-/* Build the service from a validated config: load TSUs, open store, start clock and signer,
- * register HTTP routes on `http` (not started). NULL on failure, with reasons logged.
- * `clock_src` NULL means chronyd; tests may pass a replaced source. */
+/* Build the service from a validated config: load TSUs, open store (one tsad per store: an
+ * exclusive lock, refused while another holds it), recover its journal, start clock and
+ * signer, register HTTP routes on `http` (not started). NULL on failure, with reasons logged.
+ * `clock_src` NULL means chronyd; tests may pass a replaced source. `check` (tsad -n): the
+ * store is only opened read-only when it exists: no lock, no journal, nothing written. */
 struct tsa_service *tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
-                                    const struct clock_source *clock_src);
+                                    const struct clock_source *clock_src, bool check);
 /* Stop the signer (pending requests answered), clock, store. NULL-safe. */
 void tsa_service_free(struct tsa_service *s);
 

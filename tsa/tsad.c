@@ -32,9 +32,9 @@ tsad_log_level(const void *cfg)
 }
 
 static void *
-tsad_start(void *cfg, struct http_server *http)
+tsad_start(void *cfg, struct http_server *http, bool check)
 {
-    return tsa_service_new(cfg, http, NULL);
+    return tsa_service_new(cfg, http, NULL, check);
 }
 
 static void

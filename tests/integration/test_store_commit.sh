@@ -106,6 +106,34 @@ expect "signed on demand: the two kept answers and the 5 nonce answers" \
     "$(($(metric "$URL" 'ocsp_responses_total{source="signed"}') - signed0))" 7
 itest_ocspd_stop_clean
 
+# SIGTERM while ocspctl holds the write lock and an answer waits to be stored: ocspd ends
+# after stop_timeout instead of waiting for ocspctl
+printf '[server]\nstop_timeout = 2s\n' >>"$CONF"
+ocspd_start "$CONF" "$TMP/ocspd2.log" || fatal "ocspd restart" "$(tail -n 3 "$TMP/ocspd2.log")"
+mkfifo "$TMP/slow2.fifo"
+ctl import-index qca "$TMP/slow2.fifo" >"$TMP/slow2.out" 2>&1 &
+SLOW=$!
+track_pid "$SLOW"
+{ line 5A5A0003; sleep 15; } >"$TMP/slow2.fifo" &
+FEED=$!
+track_pid "$FEED"
+sleep 1.5
+read -r code secs <<<"$(post "$TMP/sha512.req")" # stored form: its storing waits for the lock
+openssl ocsp -sha1 -issuer "$CA" -cert "$OCSP_REVOKED_CERT" -no_nonce -reqout "$TMP/x.req" \
+    >/dev/null 2>&1
+t0=$SECONDS
+kill -TERM "$OCSPD_PID"
+for ((i = 0; i < 100; i++)); do kill -0 "$OCSPD_PID" 2>/dev/null || break; sleep 0.1; done
+if ! kill -0 "$OCSPD_PID" 2>/dev/null && ((SECONDS - t0 <= 6)); then
+    t_ok "SIGTERM while ocspctl holds the lock: ocspd ends within stop_timeout ($((SECONDS - t0)) s)"
+else
+    t_fail "SIGTERM while ocspctl holds the lock" "still running after $((SECONDS - t0)) s"
+fi
+wait "$OCSPD_PID" 2>/dev/null
+OCSPD_PID=
+kill "$FEED" "$SLOW" 2>/dev/null
+wait "$FEED" "$SLOW" 2>/dev/null
+
 # ======================= ocspd: a store at its fill limit =======================
 FULL=$TMP/full
 FCONF=$TMP/full.conf
@@ -172,6 +200,8 @@ itest_tsa_setup local
 printf '[store]\nreader_check = 1s\njournal = no\n' >>"$CONF"
 itest_tsad_start
 itest_tsad_healthy
+expect "journal = no: /healthz journal_lag 0" \
+    "$(curl -s "$BASE/healthz" | jq -r .store.journal_lag)" 0
 openssl ts -query -data "$CONF" -sha256 -cert -out "$TMP/q.tsq" 2>/dev/null
 tokens() {
     local i n=0

@@ -8,7 +8,10 @@
 #   - no serial appears twice in the log, across all the runs;
 #   - the log's keys are the sequence numbers 1..N with no gap;
 #   - the store opens clean (tsad starts and is healthy, mdb_stat reads it).
-# The same once with journal = no (the records committed to LMDB directly).
+# Also: `tsad -n` run beside the loaded tsad changes nothing (it opens the store read-only,
+# never the journal); a second tsad on the same store is refused; a crash with the journal
+# followed by a start with journal = no loses nothing (the journal is replayed first); and the
+# crash test once with journal = no (the records committed to LMDB directly).
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -42,16 +45,20 @@ dump_log() {
         sed -E 's/^([0-9a-f]+) .*"serial":"([0-9a-f]+)".*/\1 \2/' >"$TMP/log.txt"
 }
 
-# crash_run NAME CONNS PATH: load with CONNS connections, kill -9 tsad after ~1.5 s, restart
+# crash_run NAME CONNS PATH: load with CONNS connections, kill -9 tsad after ~1.5 s, restart.
+# DURING, when set, is a command run in the middle of the load; RESTART_EXTRA, when set, a
+# line appended to the configuration before the restart.
 crash_run() {
     local name=$1 conns=$2 path=$3 lgpid got missing n i
     : >"$TMP/serials-$name.txt"
     "$LG" run --url "$BASE$path" --requests "$TMP/tsa.set" --conns "$conns" --duration 2.5 \
-        --timeout 5 --verify-every 0 --save-serials "$TMP/serials-$name.txt" \
+        --timeout 5 --rate 8000 --verify-every 0 --save-serials "$TMP/serials-$name.txt" \
         >"$TMP/lg-$name.out" 2>&1 &
     lgpid=$!
     track_pid "$lgpid"
-    sleep 1.5
+    sleep 0.7
+    if [[ -n ${DURING:-} ]]; then $DURING; fi
+    sleep 0.8
     kill -9 "$TSAD_PID" 2>/dev/null
     wait "$TSAD_PID" 2>/dev/null
     TSAD_PID=
@@ -60,6 +67,7 @@ crash_run() {
     if ((got > 0)); then t_ok "$name: $got tokens received before kill -9"; else
         t_fail "$name: tokens received before kill -9" "$(tail -n 4 "$TMP/lg-$name.out")"
     fi
+    if [[ -n ${RESTART_EXTRA:-} ]]; then printf '%s\n' "$RESTART_EXTRA" >>"$CONF"; fi
     tsad_start "$CONF" "$LOG" || fatal "$name: restart" "$(tail -n 5 "$LOG")"
     wait_http "$BASE/healthz" 10 200 || fatal "$name: healthy after restart" \
         "$(curl -s "$BASE/healthz")"
@@ -75,24 +83,40 @@ crash_run() {
             printf '%016x\n' "$i"; done) && echo yes)" yes
 }
 
+# check_beside: `tsad -n` on the live store, and a second tsad on it, in the middle of the load
+check_beside() {
+    local port2 conf2=$TMP/second.conf
+    if "$BUILD/tsad" -n -c "$CONF" >"$TMP/check.out" 2>&1; then
+        t_ok "tsad -n beside the loaded tsad: the configuration is valid"
+    else
+        t_fail "tsad -n beside the loaded tsad" "$(tail -n 2 "$TMP/check.out")"
+    fi
+    port2=$(free_port)
+    sed "s/^listen = .*/listen = 127.0.0.1:$port2/" "$CONF" >"$conf2"
+    if timeout 20 "$BUILD/tsad" -c "$conf2" >"$TMP/second.log" 2>&1; then
+        t_fail "a second tsad on the same store is refused" "it ran"
+    elif grep -q 'in use by another tsad' "$TMP/second.log"; then
+        t_ok "a second tsad on the same store is refused (in use by another tsad)"
+    else
+        t_fail "a second tsad on the same store is refused" "$(tail -n 2 "$TMP/second.log")"
+    fi
+}
+
 itest_tsad_start
 itest_tsad_healthy
 crash_run c8 8 /tsa/soft
-crash_run c64 64 /tsa/soft
+DURING=check_beside crash_run c64 64 /tsa/soft
 crash_run c256 256 /tsa/soft
 crash_run hsm64 64 /tsa
+RESTART_EXTRA=$'[store]\njournal = no' crash_run tojournalno 32 /tsa/soft
 if grep -q 'journal: recovered' "$LOG"; then t_ok "the journal replayed records at a restart"; else
     t_fail "the journal replayed records at a restart" "no 'journal: recovered' line in the log"
 fi
 if mdb_stat -e "$STORE" >/dev/null 2>&1; then t_ok "mdb_stat reads the store"; else
     t_fail "mdb_stat reads the store" "$(mdb_stat -e "$STORE" 2>&1 | tail -n 1)"
 fi
-tsad_stop
 
-# the same with the records committed to LMDB directly
-printf '[store]\njournal = no\n' >>"$CONF"
-tsad_start "$CONF" "$LOG" || fatal "journal = no: start" "$(tail -n 5 "$LOG")"
-wait_http "$BASE/healthz" 10 200 || fatal "journal = no: healthy" "$(curl -s "$BASE/healthz")"
+# the same with the records committed to LMDB directly (journal = no since tojournalno)
 crash_run nojournal64 64 /tsa/soft
 tsad_stop
 itest_log_clean "$LOG"

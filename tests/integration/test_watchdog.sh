@@ -7,7 +7,9 @@
 #   - a signer worker stuck in C_Sign for longer than watchdog_stall stops the WATCHDOG=1
 #     pings, with a log line naming the worker; when the call returns the pings resume;
 #   - an unusable clock (chronyd gone) turns /healthz red and refuses tokens, and the pings go
-#     on: systemd must not restart a daemon for a reason a restart does not cure.
+#     on: systemd must not restart a daemon for a reason a restart does not cure;
+#   - SIGTERM while a worker is stuck in C_Sign: tsad ends after stop_timeout (2 s) instead of
+#     waiting for the call for ever.
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -101,5 +103,30 @@ fi
 tsad_stop
 grep -q 'STOPPING=1' "$TMP/notify.log" && t_ok "STOPPING=1 sent" || t_fail "STOPPING=1 sent" "no"
 itest_log_clean "$LOG"
+
+# ---- SIGTERM while a worker is stuck in C_Sign: the stop does not wait for ever ----
+chrony_start "$TMP/chrony2" local || fatal "chronyd" "restart failed"
+CHRONY_DIR=$TMP/chrony2
+sed -i "s|^chrony_socket = .*|chrony_socket = $(chrony_socket "$TMP/chrony2")|" "$CONF"
+printf '[server]\nstop_timeout = 2s\n' >>"$CONF"
+itest_tsad_start
+wait_http "$BASE/healthz" 10 200 || fatal "tsad healthy again" "$(curl -s "$BASE/healthz")"
+touch "$TMP/hang"
+curl -s --max-time 20 -o /dev/null -H 'Content-Type: application/timestamp-query' \
+    --data-binary @"$TMP/q.tsq" "$BASE/tsa" &
+track_pid $!
+sleep 0.5
+t4=$SECONDS
+kill -TERM "$TSAD_PID"
+for ((i = 0; i < 100; i++)); do kill -0 "$TSAD_PID" 2>/dev/null || break; sleep 0.1; done
+if ! kill -0 "$TSAD_PID" 2>/dev/null && grep -q 'stop: not done after 2 s' "$LOG"; then
+    t_ok "SIGTERM with a worker stuck in C_Sign: exits after stop_timeout ($((SECONDS - t4)) s)"
+else
+    t_fail "SIGTERM with a worker stuck in C_Sign: exits after stop_timeout" \
+        "$(grep -m1 'stop:' "$LOG")"
+fi
+wait "$TSAD_PID" 2>/dev/null
+TSAD_PID=
+rm -f "$TMP/hang"
 
 t_summary "$NAME"

@@ -495,6 +495,9 @@ START_TEST(test_store_keys)
     expect_error("[store]\njournal_segment = 16M\njournal_max = 20M\n" UNIT_A, "<string>:0: ",
                  "journal_max");
     expect_error("[server]\nwatchdog_stall = 0s\n" UNIT_A, "<string>:2: ", "watchdog_stall");
+    /* journal.NNNN: no more than 1024 segments (journal_segment = 256k, journal_max = 512M) */
+    expect_error("[store]\njournal_segment = 256k\njournal_max = 512M\n" UNIT_A, "<string>:0: ",
+                 "from 2 to 1024");
 }
 END_TEST
 

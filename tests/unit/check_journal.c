@@ -23,6 +23,7 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -91,12 +92,15 @@ teardown(void)
     remove_tree(dir);
 }
 
+/* Segment writes as the test wants them (NULL: pwrite). */
+static journal_pwrite_fn test_pwrite;
+
 /* Open store, pipeline and journal at `sd`/`jd`; the journal may fail (returns it). */
 static struct journal *
 open_at(const char *sd, const char *jd, size_t map, unsigned segs_max, double delay)
 {
     struct journal_config jc = {.dir = jd, .segment_size = SEG, .segments_max = segs_max,
-                                .apply_delay = delay};
+                                .apply_delay = delay, .pwrite_fn = test_pwrite};
 
     st = store_open(sd, map, names, 1, false);
     ck_assert_ptr_nonnull(st);
@@ -322,7 +326,7 @@ last_group(const char *jd, char *seg, size_t cap, size_t *start, size_t *end)
         char p[256];
         int fd;
 
-        snprintf(p, sizeof(p), "%s/journal.%03d", jd, i);
+        snprintf(p, sizeof(p), "%s/journal.%04d", jd, i);
         if ((fd = open(p, O_RDONLY)) < 0)
             continue;
         if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
@@ -569,6 +573,217 @@ START_TEST(test_gap_refused)
 }
 END_TEST
 
+
+/* Injected failures: group writes (those longer than a segment header) number n_fail_from
+ * and the next n_fail_more - 1 fail with EIO; the first of them after writing the data (it
+ * reached the disk, the error came late), the others without writing. */
+static int writes_seen, fail_from, fail_count;
+
+static ssize_t
+flaky_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    if (n > 64) {
+        writes_seen++;
+        if (writes_seen >= fail_from && writes_seen < fail_from + fail_count) {
+            if (writes_seen == fail_from && pwrite(fd, buf, n, off) != (ssize_t)n)
+                return -1;
+            errno = EIO;
+            return -1;
+        }
+    }
+    return pwrite(fd, buf, n, off);
+}
+
+/* A child appends groups of one record each through a flaky disk, notes which were
+ * acknowledged, and dies without closing (apply_delay long: nothing reaches the database). */
+static void
+child_flaky(int groups, int from, int count, const char *acked)
+{
+    pid_t pid = fork();
+    int status = 0;
+
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FILE *f = fopen(acked, "w");
+        struct acks a;
+        char tag[16];
+
+        test_pwrite = flaky_pwrite;
+        writes_seen = 0;
+        fail_from = from;
+        fail_count = count;
+        acks_init(&a);
+        if (f == NULL || open_at(sdir, jdir, MAP, 4, 1000) == NULL)
+            _exit(3);
+        for (int g = 0; g < groups; g++) {
+            size_t ok = a.ok;
+
+            snprintf(tag, sizeof(tag), "x%d", g);
+            append_n(&a, tag, 1, 100 + (size_t)g); /* lengths differ: no lookalike */
+            if (a.ok > ok)
+                fprintf(f, "%llu %s\n", (unsigned long long)a.last_seq, tag);
+        }
+        fclose(f);
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* Every acknowledged record (file of "SEQ TAG") is in the database under its number with its
+ * own payload. Returns how many. */
+static int
+check_acked(const char *acked)
+{
+    FILE *f = fopen(acked, "r");
+    unsigned long long seq;
+    char tag[16], prefix[24];
+    int n = 0;
+
+    ck_assert_ptr_nonnull(f);
+    while (fscanf(f, "%llu %15s", &seq, tag) == 2) {
+        snprintf(prefix, sizeof(prefix), "%s-0.", tag);
+        ck_assert_msg(db_has(seq, prefix), "acknowledged record %llu (%s) lost", seq, tag);
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_eio_write_landed)
+{
+    /* a write that reached the disk but reported EIO: its group is written again, and no
+     * sequence number is given to two records */
+    char acked[160];
+    struct acks a;
+
+    snprintf(acked, sizeof(acked), "%s/acked", dir);
+    child_flaky(12, 4, 1, acked);
+    acks_init(&a);
+    open_all(MAP, 4, 0.01);
+    ck_assert_int_eq(check_acked(acked), 12); /* the retry succeeded: all 12 acknowledged */
+    ck_assert_uint_eq(db_count(), 12);
+    append_n(&a, "next", 1, 10);
+    ck_assert_uint_eq(a.last_seq, 13);
+}
+END_TEST
+
+START_TEST(test_eio_twice_stops)
+{
+    /* two failures in a row: that group is refused, and so is everything after it, until a
+     * restart; the restart recovers every acknowledged record */
+    char acked[160];
+    struct acks a;
+    struct journal_stats js;
+
+    snprintf(acked, sizeof(acked), "%s/acked", dir);
+    child_flaky(10, 4, 2, acked);
+    acks_init(&a);
+    open_all(MAP, 4, 0.01);
+    ck_assert_int_eq(check_acked(acked), 3); /* groups 1..3; 4 failed; 5..10 refused */
+    /* the group that landed before its EIO comes back (a withheld token's record: harmless) */
+    ck_assert_uint_le(db_count(), 4);
+    journal_stats(jr, &js);
+    ck_assert(!js.write_failed);
+    append_n(&a, "next", 1, 10);
+    ck_assert_uint_eq(a.ok, 1);
+}
+END_TEST
+
+START_TEST(test_eio_stopped_refuses)
+{
+    struct acks a;
+    struct journal_stats js;
+
+    test_pwrite = flaky_pwrite;
+    writes_seen = 0;
+    fail_from = 2;
+    fail_count = 1000;
+    acks_init(&a);
+    open_all(MAP, 4, 0.01);
+    append_n(&a, "a", 1, 100);
+    append_n(&a, "b", 1, 100);
+    append_n(&a, "c", 1, 100);
+    ck_assert_uint_eq(a.ok, 1);
+    ck_assert_uint_eq(a.done, 3);
+    journal_stats(jr, &js);
+    ck_assert(js.write_failed);
+    test_pwrite = NULL;
+}
+END_TEST
+
+/* Flip one byte at `off` of the active segment's second group. */
+static void
+flip_second_group(void)
+{
+    char seg[256];
+    size_t start, end, second;
+    int fd;
+    uint8_t g[JOURNAL_GROUP_HEADER], b;
+    uint32_t body;
+
+    last_group(jdir, seg, sizeof(seg), &start, &end);
+    fd = open(seg, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, g, sizeof(g), JOURNAL_SEG_HEADER), (ssize_t)sizeof(g));
+    body = (uint32_t)g[16] | (uint32_t)g[17] << 8 | (uint32_t)g[18] << 16 | (uint32_t)g[19] << 24;
+    second = JOURNAL_SEG_HEADER + JOURNAL_GROUP_HEADER + body;
+    ck_assert_uint_lt(second, start);
+    ck_assert_int_eq(pread(fd, &b, 1, (off_t)second + 40), 1);
+    b ^= 0x20;
+    ck_assert_int_eq(pwrite(fd, &b, 1, (off_t)second + 40), 1);
+    close(fd);
+}
+
+START_TEST(test_damage_not_skipped)
+{
+    /* a flipped byte in the middle of the written part, with records after it that are not in
+     * the database: recovery refuses, instead of dropping them as if the write had been torn */
+    child_dies_after(6, 1, 200, "d");
+    flip_second_group();
+    st = store_open(sdir, MAP, names, 1, false);
+    cm = commit_new(st, &(struct commit_config){.name = "journal-test"});
+    jr = journal_open(&(struct journal_config){.dir = jdir, .segment_size = SEG}, cm, 0);
+    ck_assert_ptr_null(jr);
+    ck_assert_uint_eq(db_count(), 0); /* refused as a whole */
+    ck_assert_int_eq(journal_scan(jdir, seen_one, &(struct seen){0, 0, true}), ST_STORE);
+}
+END_TEST
+
+START_TEST(test_unreadable_segment_refused)
+{
+    /* a segment that cannot be read may hold the records not yet in the database: refused,
+     * not skipped (here a directory where a segment file should be) */
+    char bad[192];
+
+    child_dies_after(3, 1, 100, "u");
+    snprintf(bad, sizeof(bad), "%s/journal.0005", jdir);
+    ck_assert_int_eq(mkdir(bad, 0700), 0);
+    ck_assert_int_eq(journal_scan(jdir, seen_one, &(struct seen){0, 0, true}), ST_IO);
+    st = store_open(sdir, MAP, names, 1, false);
+    cm = commit_new(st, &(struct commit_config){.name = "journal-test"});
+    jr = journal_open(&(struct journal_config){.dir = jdir, .segment_size = SEG}, cm, 0);
+    ck_assert_ptr_null(jr);
+    rmdir(bad);
+}
+END_TEST
+
+START_TEST(test_damage_in_applied_part)
+{
+    /* the same damage where every record is in the database already: nothing is lost, start */
+    struct acks a;
+
+    acks_init(&a);
+    open_all(MAP, 4, 0.01);
+    for (int i = 0; i < 6; i++)
+        append_n(&a, "e", 1, 200);
+    close_all();
+    flip_second_group();
+    open_all(MAP, 4, 0.01);
+    ck_assert_uint_eq(db_count(), 6);
+}
+END_TEST
+
 static Suite *
 journal_suite(void)
 {
@@ -585,6 +800,12 @@ journal_suite(void)
     tcase_add_test(tc, test_segments_reused);
     tcase_add_test(tc, test_full_database_keeps_records);
     tcase_add_test(tc, test_gap_refused);
+    tcase_add_test(tc, test_eio_write_landed);
+    tcase_add_test(tc, test_eio_twice_stops);
+    tcase_add_test(tc, test_eio_stopped_refuses);
+    tcase_add_test(tc, test_damage_not_skipped);
+    tcase_add_test(tc, test_damage_in_applied_part);
+    tcase_add_test(tc, test_unreadable_segment_refused);
     suite_add_tcase(s, tc);
     return s;
 }
