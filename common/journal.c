@@ -1049,15 +1049,16 @@ journal_recover(struct journal *j)
     if ((st = commit_run(j->c, &op)) != ST_OK)
         return st;
     rc.next_needed = j->next_seq;
-    if ((st = scan_dir(j->dir, j->next_seq, recover_one, &rc)) != ST_OK) {
+    if ((st = scan_dir(j->dir, j->next_seq, recover_one, &rc)) == ST_OK)
+        recover_flush(&rc);
+    if (rc.chunk != NULL)
+        free(rc.chunk->data);
+    free(rc.chunk);
+    if (st != ST_OK) {
         log_err("journal: %s cannot be recovered (%s): tsad does not start without the "
                 "records it may hold", j->dir, status_str(st));
         return st;
     }
-    recover_flush(&rc);
-    if (rc.chunk != NULL)
-        free(rc.chunk->data);
-    free(rc.chunk);
     if (rc.st != ST_OK)
         return rc.st;
     if (rc.next_needed > j->next_seq)
