@@ -6,6 +6,7 @@
  * written), headroom (background refused above the fill level, essential still written),
  * back-pressure (ST_BUSY past queue_max), MDB_MAP_FULL, drain at free, periodic reader checks.
  */
+#include "tests/unit/unitutil.h"
 #include "common/commit.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -28,25 +29,6 @@ static const char *const names[] = {"data"};
 static char dir[64];
 static struct store *st;
 static struct commit *cm;
-
-static void
-remove_tree(const char *d)
-{
-    DIR *dh = opendir(d);
-    struct dirent *e;
-    char p[512];
-
-    if (dh == NULL)
-        return;
-    while ((e = readdir(dh)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        unlink(p);
-    }
-    closedir(dh);
-    rmdir(d);
-}
 
 static void
 open_pipeline(size_t map, double fill_limit, unsigned queue_max, double hygiene)

@@ -14,6 +14,7 @@
  *    segment is free, and the records reach the database once it is grown;
  *  - a gap between the database and the journal is refused.
  */
+#include "tests/unit/unitutil.h"
 #include "common/commit.h"
 #include "common/crc32c.h"
 #include "common/journal.h"
@@ -41,29 +42,6 @@ static char dir[64], sdir[128], jdir[128];
 static struct store *st;
 static struct commit *cm;
 static struct journal *jr;
-
-static void
-remove_tree(const char *d)
-{
-    DIR *dh = opendir(d);
-    struct dirent *e;
-    char p[512];
-    struct stat sb;
-
-    if (dh == NULL)
-        return;
-    while ((e = readdir(dh)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        if (stat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-            remove_tree(p);
-        else
-            unlink(p);
-    }
-    closedir(dh);
-    rmdir(d);
-}
 
 static void
 setup(void)

@@ -10,6 +10,7 @@
  * issuer records of the older layout, pre-signed responses read with their status in one
  * transaction, and a reader in another process seeing committed writes.
  */
+#include "tests/unit/unitutil.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/store.h"
@@ -35,25 +36,6 @@ static X509 *ca;
 static uint8_t *ca_der;
 static size_t ca_der_len;
 static uint8_t ca_id[OCSP_ISSUER_ID_LEN];
-
-static void
-remove_tree(const char *d)
-{
-    DIR *dh = opendir(d);
-    struct dirent *e;
-    char p[512];
-
-    if (dh == NULL)
-        return;
-    while ((e = readdir(dh)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        unlink(p);
-    }
-    closedir(dh);
-    rmdir(d);
-}
 
 /* A self-signed P-256 CA certificate with the given CN. */
 static X509 *

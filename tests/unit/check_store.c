@@ -5,6 +5,7 @@
  * TSA-18/19 audit records), walks in key order, transaction abort and durability across
  * reopen, read-only opening.
  */
+#include "tests/unit/unitutil.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/store.h"
@@ -26,25 +27,6 @@
 static const char *const db_names[] = {"serials", "audit", "meta"};
 static char dir[64];
 static struct store *st;
-
-static void
-remove_tree(const char *d)
-{
-    DIR *dh = opendir(d);
-    struct dirent *e;
-    char p[512];
-
-    if (dh == NULL)
-        return;
-    while ((e = readdir(dh)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        snprintf(p, sizeof(p), "%s/%s", d, e->d_name);
-        unlink(p);
-    }
-    closedir(dh);
-    rmdir(d);
-}
 
 static void
 setup_store(void)
