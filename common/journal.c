@@ -274,6 +274,16 @@ seg_header_decode(const uint8_t h[JOURNAL_SEG_HDR_LEN], uint64_t *salt, uint64_t
 
 /* ---- scanning (recovery and journal_scan) ---- */
 
+/* A segment never started: its header block still holds the zeros it was created with. */
+static bool
+seg_header_blank(const uint8_t h[JOURNAL_SEG_HDR_LEN])
+{
+    for (size_t i = 0; i < JOURNAL_SEG_HDR_LEN; i++)
+        if (h[i] != 0)
+            return false;
+    return true;
+}
+
 struct scan_seg {
     char path[PATH_MAX + 16];
     int fd;
@@ -410,9 +420,17 @@ scan_list(const char *dir, struct scan_seg **out, size_t *n)
             st = ST_IO;
             break;
         }
-        if (got != (ssize_t)sizeof(h) || !seg_header_decode(h, &sg.salt, &sg.first, &sg.size)) {
-            close(sg.fd); /* never started (zeros), or being created */
+        if (got != (ssize_t)sizeof(h) || seg_header_blank(h)) {
+            close(sg.fd); /* never started (zeros) */
             continue;
+        }
+        if (!seg_header_decode(h, &sg.salt, &sg.first, &sg.size)) {
+            /* written once, damaged since: its records cannot be told from anything */
+            log_err("journal: the header of %s is damaged: its records may not be in the "
+                    "database yet", sg.path);
+            close(sg.fd);
+            st = ST_STORE;
+            break;
         }
         if ((uint64_t)stt.st_size < sg.size) /* a truncated file: scan what is there */
             sg.size = (uint64_t)stt.st_size;
@@ -812,11 +830,13 @@ group_write(struct journal *j, struct jbuf *b)
     if (j->failed)
         return ST_IO;
     st = group_write_once(j, b);
-    if (st == ST_IO)
-        st = group_write_once(j, b);
-    if (st == ST_IO) {
-        log_err("journal: %s: writing failed twice: no more tokens until tsad is restarted "
-                "(the journal is recovered then)", j->dir);
+    if (st != ST_IO)
+        return st; /* written, or refused before anything was written (full) */
+    /* the failed write may be on disk: the retry must succeed, or these numbers are burnt */
+    if ((st = group_write_once(j, b)) != ST_OK) {
+        st = ST_IO;
+        log_err("journal: %s: a failed write could not be made again: no more tokens until "
+                "tsad is restarted (the journal is recovered then)", j->dir);
         pthread_mutex_lock(&j->lock);
         j->failed = true;
         pthread_mutex_unlock(&j->lock);

@@ -499,6 +499,15 @@ ocsp_responder_issuer(struct ocsp_responder *r, const struct ocsp_certid *id)
 }
 
 bool
+ocsp_refresh_due(const struct ocsp_stored_response *r, int64_t now, double margin)
+{
+    double left = (double)(r->next_update - now);
+    double span = (double)(r->next_update - r->produced_at);
+
+    return left <= span * margin;
+}
+
+bool
 ocsp_issuer_stale(const struct ocsp_issuer *iss, int64_t now)
 {
     const struct ocsp_issuer_live *lv = ocsp_issuer_live(iss);

@@ -116,6 +116,11 @@ const struct ocsp_issuer *ocsp_responder_issuer_by_id(struct ocsp_responder *r,
 void ocsp_decide(const struct ocsp_issuer *iss, const struct ocsp_certid *id,
                  const struct ocsp_status *st, int64_t now, struct ocsp_single *out,
                  bool *extended_revoke);
+/* A stored answer is due for re-signing (LW-05, EID-05) when less than `margin` (0..1) of the
+ * time between its signing (producedAt) and its nextUpdate is left at `now`. Not measured from
+ * thisUpdate: a CRL-fed issuer's thisUpdate is the CRL's, possibly days old, and from it a
+ * freshly signed answer would be due at once, for ever. */
+bool ocsp_refresh_due(const struct ocsp_stored_response *r, int64_t now, double margin);
 /* The current settings of an issuer (never NULL for a loaded issuer). */
 const struct ocsp_issuer_live *ocsp_issuer_live(const struct ocsp_issuer *iss);
 /* true when the issuer's status comes from a CRL that is past its nextUpdate (STS-12). */

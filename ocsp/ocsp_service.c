@@ -393,24 +393,25 @@ ocsp_service_stopping(struct ocsp_service *s)
     return stop;
 }
 
+/* Entries of an issuer that cannot be re-signed now (stale CRL, expired responder
+ * certificate) are not picked: they would fill every chunk and stop the scan before the
+ * others. */
 static bool
-ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t stamp,
-                  int64_t this_update, int64_t next_update)
+ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
+                  const struct ocsp_stored_response *r)
 {
     struct refresh_scan *rs = ctx;
-    double left = (double)(next_update - rs->now);
-    double validity = (double)(next_update - this_update);
     const struct ocsp_issuer *iss;
     struct ocsp_certid id;
     struct ocsp_change *c;
 
-    (void)stamp;
     if (rs->n >= OCSP_REFRESH_CHUNK)
         return false; /* a chunk at a time: no transaction held while signing */
-    if (left > validity * rs->s->cfg->refresh_margin)
+    if (!ocsp_refresh_due(r, rs->now, rs->s->cfg->refresh_margin))
         return true;
     if (!ocsp_certid_from_der(certid, certid_len, &id) ||
-        (iss = ocsp_responder_issuer(rs->s->resp, &id)) == NULL)
+        (iss = ocsp_responder_issuer(rs->s->resp, &id)) == NULL ||
+        ocsp_issuer_stale(iss, rs->now) || ocsp_issuer_signer_expired(iss, rs->now))
         return true;
     if (rs->n == rs->cap) {
         size_t cap = rs->cap ? rs->cap * 2 : 256;

@@ -1185,8 +1185,7 @@ out:
 }
 
 struct response_walk {
-    bool (*fn)(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t stamp,
-               int64_t this_update, int64_t next_update);
+    ocsp_response_walk_fn fn;
     void *ctx;
     int st;
 };
@@ -1199,14 +1198,11 @@ ocsp_response_walk_one(void *ctx, const void *key, size_t klen, const void *val,
 
     if ((w->st = ocsp_response_decode(val, vlen, &r, false)) != ST_OK)
         return false;
-    return w->fn(w->ctx, key, klen, r.stamp, r.this_update, r.next_update);
+    return w->fn(w->ctx, key, klen, &r);
 }
 
 int
-ocsp_store_response_walk(struct ocsp_store *s,
-                         bool (*fn)(void *ctx, const uint8_t *certid, size_t certid_len,
-                                    uint64_t stamp, int64_t this_update, int64_t next_update),
-                         void *ctx)
+ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx)
 {
     struct response_walk w = {fn, ctx, ST_OK};
     int st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_response_walk_one, &w);

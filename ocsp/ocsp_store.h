@@ -209,11 +209,11 @@ int ocsp_store_responses_put(struct ocsp_store *s, const struct ocsp_response_pu
  * ocspd never writes outside it, DESIGN D10). */
 int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                                 const struct ocsp_response_put *r);
-/* Walk stored responses (borrowed pointers valid during the call). */
-int ocsp_store_response_walk(struct ocsp_store *s,
-                             bool (*fn)(void *ctx, const uint8_t *certid, size_t certid_len,
-                                        uint64_t stamp, int64_t this_update, int64_t next_update),
-                             void *ctx);
+/* Walk stored responses: fn gets each CertID and the response's header fields (r->der is NULL;
+ * pointers valid during the call only); it returns false to stop. */
+typedef bool (*ocsp_response_walk_fn)(void *ctx, const uint8_t *certid, size_t certid_len,
+                                      const struct ocsp_stored_response *r);
+int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx);
 
 /* Pending status changes: take up to `max` (issuer id + serial), oldest first, and delete
  * them in the same transaction. Returns the count in *n. */

@@ -48,7 +48,7 @@ struct tsa_service {
      * journal (one O_DSYNC write per group), or, with journal = no, in an LMDB group commit */
     struct commit *commit;
     struct journal *journal;
-    int lock_fd;            /* flock on path/tsad.lock: one tsad per store */
+    int lock_fd;            /* flock on the store directory: one tsad per store */
     double health_max_error;
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
     struct metric *m_reject[26];
@@ -449,21 +449,21 @@ tsa_routes(struct tsa_service *s, struct http_server *http)
 }
 
 /* One tsad per store: two would hand out the same sequence numbers to different records
- * through their journals. An exclusive flock on path/tsad.lock, held for the process's life. */
+ * through their journals. An exclusive flock on the store directory itself (not on a file in
+ * it, which could be deleted and made again), held for the process's life. */
 static int
 tsa_lock_store(struct tsa_service *s)
 {
-    char path[PATH_MAX + 16];
+    const char *path = s->cfg->store.path;
 
-    snprintf(path, sizeof(path), "%s/tsad.lock", s->cfg->store.path);
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    s->lock_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (s->lock_fd < 0) {
         log_err("tsa: cannot open %s: %s", path, strerror(errno));
         return ST_IO;
     }
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        log_err("tsa: the store %s is in use by another tsad (%s is locked): one tsad per "
-                "store", s->cfg->store.path, path);
+        log_err("tsa: the store %s is in use by another tsad (the directory is locked): one "
+                "tsad per store", path);
         return ST_BUSY;
     }
     return ST_OK;

@@ -690,6 +690,33 @@ START_TEST(test_eio_stopped_refuses)
 }
 END_TEST
 
+START_TEST(test_eio_retry_full_stops)
+{
+    /* the retry of a failed write finds no free segment (the database is not taking records):
+     * the numbers of the failed group may be on disk, so the journal stops rather than give
+     * them to the next records */
+    struct store_txn *held = NULL;
+    struct journal_stats js;
+    struct acks a;
+
+    test_pwrite = flaky_pwrite;
+    writes_seen = 0;
+    fail_from = 260; /* a write in the second segment, the first one being full */
+    fail_count = 1;
+    acks_init(&a);
+    open_all(MAP, 2, 0.005);
+    ck_assert_int_eq(store_txn_begin(st, true, &held), ST_OK); /* the applier waits */
+    for (int i = 0; i < 262 && a.done == a.ok; i++)
+        append_n(&a, "w", 1, 1000);
+    journal_stats(jr, &js);
+    ck_assert_msg(js.write_failed, "the journal goes on after a failed write it could not redo");
+    append_n(&a, "after", 1, 1000);
+    ck_assert_uint_lt(a.ok, a.done);
+    store_txn_abort(held);
+    test_pwrite = NULL;
+}
+END_TEST
+
 /* Flip one byte at `off` of the active segment's second group. */
 static void
 flip_second_group(void)
@@ -746,6 +773,31 @@ START_TEST(test_unreadable_segment_refused)
 }
 END_TEST
 
+START_TEST(test_damaged_header_refused)
+{
+    /* the header of the segment holding records not yet in the database, damaged: refused,
+     * not taken for a segment never started */
+    char seg[256];
+    size_t start, end;
+    uint8_t b;
+    int fd;
+
+    child_dies_after(4, 1, 100, "h");
+    last_group(jdir, seg, sizeof(seg), &start, &end);
+    fd = open(seg, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(pread(fd, &b, 1, 9), 1);
+    b ^= 0x01;
+    ck_assert_int_eq(pwrite(fd, &b, 1, 9), 1); /* a bit of the salt */
+    close(fd);
+    ck_assert_int_eq(journal_scan(jdir, seen_one, &(struct seen){0, 0, true}), ST_STORE);
+    st = store_open(sdir, MAP, names, 1, false);
+    cm = commit_new(st, &(struct commit_config){.name = "journal-test"});
+    jr = journal_open(&(struct journal_config){.dir = jdir, .segment_size = SEG}, cm, 0);
+    ck_assert_ptr_null(jr);
+}
+END_TEST
+
 START_TEST(test_damage_in_applied_part)
 {
     /* the same damage where every record is in the database already: nothing is lost, start */
@@ -781,9 +833,11 @@ journal_suite(void)
     tcase_add_test(tc, test_eio_write_landed);
     tcase_add_test(tc, test_eio_twice_stops);
     tcase_add_test(tc, test_eio_stopped_refuses);
+    tcase_add_test(tc, test_eio_retry_full_stops);
     tcase_add_test(tc, test_damage_not_skipped);
     tcase_add_test(tc, test_damage_in_applied_part);
     tcase_add_test(tc, test_unreadable_segment_refused);
+    tcase_add_test(tc, test_damaged_header_refused);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -642,17 +642,18 @@ struct resp_scan {
 };
 
 static bool
-scan_response(void *ctx, const uint8_t *certid, size_t certid_len, uint64_t stamp,
-              int64_t this_update, int64_t next_update)
+scan_response(void *ctx, const uint8_t *certid, size_t certid_len,
+              const struct ocsp_stored_response *r)
 {
     struct resp_scan *w = ctx;
 
     ck_assert_int_eq(certid[0], 0x30);
     ck_assert_uint_ge(certid_len, 6);
-    ck_assert_int_lt(this_update, next_update);
-    (void)stamp;
+    ck_assert_int_lt(r->this_update, r->next_update);
+    ck_assert_int_eq(r->produced_at, r->this_update);
+    ck_assert_ptr_null(r->der);
     w->n++;
-    w->sum_next += next_update;
+    w->sum_next += r->next_update;
     return true;
 }
 
