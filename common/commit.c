@@ -3,6 +3,7 @@
  * (DESIGN D10). See commit.h for the contract.
  */
 #include "common/commit.h"
+#include "common/cond.h"
 #include "common/live.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -30,7 +31,7 @@ struct commit {
     pthread_cond_t cond;      /* work for the writer */
     pthread_cond_t progress;  /* an operation completed (flush) */
     struct commit_op *head, *tail;
-    unsigned depth, bg_depth;
+    unsigned bg_depth;        /* background operations queued (queue_max) */
     bool stopping;
     uint64_t submitted, completed;
     /* fill, written by the writer, read anywhere */
@@ -254,19 +255,8 @@ commit_main(void *arg)
         bool hygiene;
 
         pthread_mutex_lock(&c->lock);
-        while (c->head == NULL && !c->stopping && commit_now() < commit_deadline(c)) {
-            struct timespec until;
-            int64_t wait = commit_deadline(c) - commit_now();
-
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_sec += (time_t)(wait / 1000000000);
-            until.tv_nsec += (long)(wait % 1000000000);
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            pthread_cond_timedwait(&c->cond, &c->lock, &until);
-        }
+        while (c->head == NULL && !c->stopping && commit_now() < commit_deadline(c))
+            cond_wait_ns(&c->cond, &c->lock, commit_deadline(c) - commit_now());
         if (c->head == NULL && c->stopping) {
             pthread_mutex_unlock(&c->lock);
             break;
@@ -277,7 +267,6 @@ commit_main(void *arg)
             c->head = op->next;
             if (op->cls == COMMIT_BACKGROUND)
                 c->bg_depth--;
-            c->depth--;
             op->next = NULL;
             if (last != NULL)
                 last->next = op;
@@ -427,7 +416,6 @@ commit_submit_wait(struct commit *c, struct commit_op *op, struct commit_wait *w
         else
             c->head = op;
         c->tail = op;
-        c->depth++;
         if (op->cls == COMMIT_BACKGROUND)
             c->bg_depth++;
         c->submitted++;

@@ -8,6 +8,7 @@
  * done callback takes j->lock. j->lock is never held while calling into the pipeline.
  */
 #include "common/journal.h"
+#include "common/cond.h"
 #include "common/crc32c.h"
 #include "common/live.h"
 #include "common/log.h"
@@ -689,17 +690,10 @@ seg_wait_free(struct journal *j)
     j->urgent = true;
     while ((pick = seg_pick_free(j)) < 0 && j_now() < deadline &&
            !(j->apply_failing && !j->apply_inflight && j->pend_head == NULL)) {
-        struct timespec until;
         uint64_t epoch = j->apply_epoch;
 
         maybe_apply(j);
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += 100000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&j->applied, &j->lock, &until);
+        cond_wait_ns(&j->applied, &j->lock, 100000000LL);
         if (j->apply_failing && j->apply_epoch != epoch)
             break; /* the database refuses them */
     }
@@ -902,7 +896,6 @@ write_list(struct journal *j, struct journal_rec *list)
 static void
 writer_wait(struct journal *j)
 {
-    struct timespec until;
     int64_t wait = 0;
 
     if (j->pend_head != NULL && !j->apply_inflight) {
@@ -918,14 +911,7 @@ writer_wait(struct journal *j)
         pthread_cond_wait(&j->cond, &j->lock);
         return;
     }
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += (time_t)(wait / 1000000000);
-    until.tv_nsec += (long)(wait % 1000000000);
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&j->cond, &j->lock, &until);
+    cond_wait_ns(&j->cond, &j->lock, wait);
 }
 
 static void *

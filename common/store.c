@@ -8,6 +8,7 @@
 #include "common/status.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <lmdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -356,6 +357,16 @@ store_usage(struct store *s, size_t *used, size_t *map_size)
     *used = (info.me_last_pgno + 1) * (size_t)stat.ms_psize;
     *map_size = info.me_mapsize;
     return ST_OK;
+}
+
+bool
+store_exists(const char *dir)
+{
+    char path[PATH_MAX + 16];
+    struct stat sb;
+
+    snprintf(path, sizeof(path), "%.*s/data.mdb", PATH_MAX - 1, dir);
+    return stat(path, &sb) == 0;
 }
 
 void

@@ -36,6 +36,8 @@ struct store_txn;
 struct store *store_open(const char *dir, size_t map_size, const char *const *db_names,
                          size_t n_dbs, bool readonly);
 void store_close(struct store *s);
+/* Whether an environment was created in dir (its data file exists); errno set when not. */
+bool store_exists(const char *dir);
 
 /* Name the store for log lines: `label` (e.g. "tsad audit store") and `size_key`, the setting
  * that sizes it (e.g. "[store] map_size in /etc/tsad/tsad.conf"). Both copied; call before the

@@ -5,6 +5,7 @@
  */
 #include "ocsp/ocsp_service.h"
 #include "common/commit.h"
+#include "common/cond.h"
 #include "common/der.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -21,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define OCSP_RESPONSE_TYPE "application/ocsp-response"
@@ -564,23 +564,15 @@ ocsp_refresher_main(void *arg)
     double since_scan = s->cfg->refresh_interval; /* scan at start */
 
     for (;;) {
-        struct timespec until;
-
         ocsp_responder_reload(s->resp);
         ocsp_refresh_changes(s);
         if (since_scan >= s->cfg->refresh_interval) {
             ocsp_refresh_scan(s);
             since_scan = 0;
         }
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += OCSP_REFRESH_TICK_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
         pthread_mutex_lock(&s->lock);
         if (!s->stopping)
-            pthread_cond_timedwait(&s->cond, &s->lock, &until);
+            cond_wait_ns(&s->cond, &s->lock, OCSP_REFRESH_TICK_MS * 1000000LL);
         if (s->stopping) {
             pthread_mutex_unlock(&s->lock);
             return NULL;
@@ -647,16 +639,6 @@ ocsp_routes(struct ocsp_service *s, struct http_server *http)
     return ST_OK;
 }
 
-static bool
-ocsp_store_exists(const struct ocsp_config *cfg)
-{
-    char path[PATH_MAX + 16];
-    struct stat sb;
-
-    snprintf(path, sizeof(path), "%s/data.mdb", cfg->store.path);
-    return stat(path, &sb) == 0;
-}
-
 struct ocsp_service *
 ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool check)
 {
@@ -668,7 +650,7 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     /* ocspd -n may run beside a live ocspd: an existing store is only read then */
-    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, check && ocsp_store_exists(cfg));
+    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, check && store_exists(cfg->store.path));
     if (s->store == NULL)
         goto fail;
     {

@@ -1166,24 +1166,6 @@ ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
     return st;
 }
 
-int
-ocsp_store_responses_put(struct ocsp_store *s, const struct ocsp_response_put *r, size_t n)
-{
-    struct store_txn *t = NULL;
-    int st;
-
-    if ((st = wtxn_begin(s, &t)) != ST_OK)
-        return st;
-    for (size_t i = 0; i < n; i++)
-        if ((st = ocsp_store_response_put_txn(s, t, &r[i])) != ST_OK)
-            goto out;
-    st = wtxn_commit(s, t);
-    t = NULL;
-out:
-    wtxn_release(s, t, st);
-    return st;
-}
-
 struct response_walk {
     ocsp_response_walk_fn fn;
     void *ctx;
@@ -1253,24 +1235,4 @@ ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct oc
         (*n)++;
     }
     return ocsp_meta_put_u64(t, s->db[DB_META], "changes_head", head);
-}
-
-int
-ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *n)
-{
-    struct store_txn *t = NULL;
-    int st;
-
-    *n = 0;
-    if ((st = wtxn_begin(s, &t)) != ST_OK)
-        return st;
-    if ((st = ocsp_store_changes_take_txn(s, t, out, max, n)) != ST_OK)
-        goto out;
-    st = wtxn_commit(s, t);
-    t = NULL;
-out:
-    wtxn_release(s, t, st);
-    if (st != ST_OK)
-        *n = 0;
-    return st;
 }

@@ -195,7 +195,7 @@ int ocsp_store_response_get(struct ocsp_store *s, const uint8_t *certid, size_t 
                             struct ocsp_stored_response *out, const uint8_t issuer_id[32],
                             const uint8_t *serial, size_t serial_len, struct ocsp_status *status,
                             bool *status_found);
-/* Store (replace) pre-signed responses, in one write transaction. */
+/* A pre-signed response to store. */
 struct ocsp_response_put {
     const uint8_t *certid;
     size_t certid_len;
@@ -204,9 +204,8 @@ struct ocsp_response_put {
     const uint8_t *der;
     size_t der_len;
 };
-int ocsp_store_responses_put(struct ocsp_store *s, const struct ocsp_response_put *r, size_t n);
-/* The same for one response inside the caller's write transaction (the commit pipeline's:
- * ocspd never writes outside it, DESIGN D10). */
+/* Store (replace) one response inside the caller's write transaction: the commit pipeline's,
+ * since ocspd never writes outside it (DESIGN D10). */
 int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                                 const struct ocsp_response_put *r);
 /* Walk stored responses: fn gets each CertID and the response's header fields (r->der is NULL;
@@ -216,14 +215,13 @@ typedef bool (*ocsp_response_walk_fn)(void *ctx, const uint8_t *certid, size_t c
 int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx);
 
 /* Pending status changes: take up to `max` (issuer id + serial), oldest first, and delete
- * them in the same transaction. Returns the count in *n. */
+ * them, inside the caller's write transaction (the commit pipeline's). Returns the count in
+ * *n. */
 struct ocsp_change {
     uint8_t issuer_id[OCSP_ISSUER_ID_LEN];
     uint8_t serial[OCSP_SERIAL_MAX];
     size_t serial_len;
 };
-int ocsp_store_changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *n);
-/* The same inside the caller's write transaction (the commit pipeline's). */
 int ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct ocsp_change *out,
                                 size_t max, size_t *n);
 

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #define CTL_CERT_MAX (1u << 20)
@@ -26,11 +25,9 @@
 int
 ocspctl_open(struct ctl *c, bool write, bool create)
 {
-    char path[PATH_MAX + 16], key[PATH_MAX + 64];
-    struct stat sb;
+    char key[PATH_MAX + 64];
 
-    snprintf(path, sizeof(path), "%s/data.mdb", c->cfg.store.path);
-    if (!create && stat(path, &sb) != 0) {
+    if (!create && !store_exists(c->cfg.store.path)) {
         fprintf(stderr, "ocspctl: no store in %s (run `ocspctl init`): %s\n", c->cfg.store.path,
                 strerror(errno));
         return CTL_ERR;

@@ -485,8 +485,7 @@ tsa_open_audit(struct tsa_service *s, bool check)
 
     snprintf(jdir, sizeof(jdir), "%s/journal", sc->path);
     if (check) {
-        snprintf(key, sizeof(key), "%s/data.mdb", sc->path);
-        if (stat(key, &sb) != 0)
+        if (!store_exists(sc->path))
             return ST_OK; /* made at the first start */
         s->store = store_open(sc->path, sc->map_size, dbs, 1, true);
         return s->store != NULL ? ST_OK : ST_STORE;

@@ -92,6 +92,16 @@ on_batch(struct signer_job **jobs, size_t n, void *ctx)
     pthread_mutex_unlock(&lock);
 }
 
+/* Hold the batch callback (a worker stays busy in it) or release it. */
+static void
+set_hold(bool on)
+{
+    pthread_mutex_lock(&lock);
+    hold = on;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
 static void
 reset(void)
 {
@@ -152,18 +162,13 @@ START_TEST(test_order_and_verify)
 
     reset();
     s = new_signer(1, 1000, 64, &k);
-    pthread_mutex_lock(&lock);
-    hold = true;
-    pthread_mutex_unlock(&lock);
+    set_hold(true);
     ck_assert_int_eq(signer_start(s), ST_OK);
     for (int i = 0; i < 200; i++) {
         job_init(&jobs[i], k, i);
         ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
     }
-    pthread_mutex_lock(&lock);
-    hold = false;
-    pthread_cond_broadcast(&cond);
-    pthread_mutex_unlock(&lock);
+    set_hold(false);
     wait_done(200);
     for (int i = 0; i < 200; i++)
         ck_assert_int_eq(order[i], i); /* one worker: queue order */
@@ -190,9 +195,7 @@ START_TEST(test_fair_share)
     s = new_signer(2, 1000, 64, &k);
     ck_assert_int_eq(signer_start(s), ST_OK);
     /* queue all 64 while both workers are parked in a held callback */
-    pthread_mutex_lock(&lock);
-    hold = true;
-    pthread_mutex_unlock(&lock);
+    set_hold(true);
     job_init(&jobs[0], k, 0);
     job_init(&jobs[1], k, 1);
     ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
@@ -203,10 +206,7 @@ START_TEST(test_fair_share)
         job_init(&jobs[i], k, i);
         ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
     }
-    pthread_mutex_lock(&lock);
-    hold = false;
-    pthread_cond_broadcast(&cond);
-    pthread_mutex_unlock(&lock);
+    set_hold(false);
     wait_done(64);
     ck_assert_uint_le(max_batch, 31); /* 62 queued, 2 workers: at most 31 each */
     ck_assert_uint_ge(batches, 4);
@@ -223,9 +223,7 @@ START_TEST(test_busy_with_queue_max_1)
     reset();
     s = new_signer(1, 1, 64, &k);
     ck_assert_int_eq(signer_start(s), ST_OK);
-    pthread_mutex_lock(&lock);
-    hold = true;
-    pthread_mutex_unlock(&lock);
+    set_hold(true);
     for (int i = 0; i < 3; i++)
         job_init(&jobs[i], k, i);
     ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
@@ -233,10 +231,7 @@ START_TEST(test_busy_with_queue_max_1)
     ck_assert_int_eq(signer_submit(s, &jobs[1]), ST_OK);   /* the one queue place */
     ck_assert_int_eq(signer_submit(s, &jobs[2]), ST_BUSY); /* back-pressure */
     ck_assert_uint_eq(signer_queue_depth(s), 1);
-    pthread_mutex_lock(&lock);
-    hold = false;
-    pthread_cond_broadcast(&cond);
-    pthread_mutex_unlock(&lock);
+    set_hold(false);
     wait_done(2);
     ck_assert_int_eq(statuses[0], ST_OK);
     ck_assert_int_eq(statuses[1], ST_OK);
@@ -263,9 +258,7 @@ START_TEST(test_shutdown_pending)
     reset();
     s = new_signer(1, 100, 64, &k);
     ck_assert_int_eq(signer_start(s), ST_OK);
-    pthread_mutex_lock(&lock);
-    hold = true;
-    pthread_mutex_unlock(&lock);
+    set_hold(true);
     for (int i = 0; i < 10; i++)
         job_init(&jobs[i], k, i);
     ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
@@ -276,10 +269,7 @@ START_TEST(test_shutdown_pending)
     usleep(50000); /* signer_free has marked it stopping and waits for the worker */
     job_init(&late, k, 99);
     ck_assert_int_eq(signer_submit(s, &late), ST_SHUTDOWN);
-    pthread_mutex_lock(&lock);
-    hold = false;
-    pthread_cond_broadcast(&cond);
-    pthread_mutex_unlock(&lock);
+    set_hold(false);
     pthread_join(t, NULL);
     ck_assert_uint_eq(done_count, 10);
     ck_assert_int_eq(statuses[0], ST_OK);
