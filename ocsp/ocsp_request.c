@@ -79,16 +79,60 @@ ocsp_ext_acceptable(X509_EXTENSION *ext)
     return !X509_EXTENSION_get_critical(ext);
 }
 
-/* An extension type may appear once in an Extensions list (RFC 5280 §4.2). */
-static bool
-ocsp_ext_is_repeated(X509_EXTENSION *ext, X509_EXTENSION *const *seen, int n)
+/* An extension type may appear once in an Extensions list (RFC 5280 §4.2). Checked by
+ * sorting the OIDs' encodings: O(n log n), where comparing each with all before it was
+ * quadratic (issue 8 item 6: 780 extensions in 7.7 KB cost 7 ms a request). */
+static int
+ocsp_oid_cmp(const void *a, const void *b)
 {
-    const ASN1_OBJECT *o = X509_EXTENSION_get_object(ext);
+    const ASN1_OBJECT *x = *(const ASN1_OBJECT *const *)a, *y = *(const ASN1_OBJECT *const *)b;
+    size_t xl = OBJ_length(x), yl = OBJ_length(y);
+    int c = memcmp(OBJ_get0_data(x), OBJ_get0_data(y), xl < yl ? xl : yl);
 
-    for (int i = 0; i < n; i++)
-        if (OBJ_cmp(o, X509_EXTENSION_get_object(seen[i])) == 0)
-            return true;
-    return false;
+    return c != 0 ? c : (xl > yl) - (xl < yl);
+}
+
+static X509_EXTENSION *
+ocsp_req_ext(void *obj, int i)
+{
+    return OCSP_REQUEST_get_ext(obj, i);
+}
+
+static X509_EXTENSION *
+ocsp_onereq_ext(void *obj, int i)
+{
+    return OCSP_ONEREQ_get_ext(obj, i);
+}
+
+/* 0, or OCSP_MALFORMED when one of the n extensions of obj (read with get) cannot be read or
+ * repeats another. */
+static int
+ocsp_exts_unique(void *obj, X509_EXTENSION *(*get)(void *obj, int i), int n, const char **why)
+{
+    const ASN1_OBJECT **oids;
+    int rc = OCSP_MALFORMED;
+
+    if (n <= 1)
+        return 0;
+    *why = "out of memory";
+    if ((oids = calloc((size_t)n, sizeof(*oids))) == NULL)
+        return OCSP_MALFORMED;
+    *why = "extensions cannot be read or repeat an extension (RFC 5280 §4.2)";
+    for (int i = 0; i < n; i++) {
+        X509_EXTENSION *ext = get(obj, i);
+
+        if (ext == NULL || (oids[i] = X509_EXTENSION_get_object(ext)) == NULL ||
+            OBJ_get0_data(oids[i]) == NULL)
+            goto out;
+    }
+    qsort(oids, (size_t)n, sizeof(*oids), ocsp_oid_cmp);
+    for (int i = 1; i < n; i++)
+        if (ocsp_oid_cmp(&oids[i - 1], &oids[i]) == 0)
+            goto out;
+    rc = 0;
+out:
+    free(oids);
+    return rc;
 }
 
 static int
@@ -104,7 +148,7 @@ ocsp_check_single_exts(OCSP_ONEREQ *one, const char **why)
             return OCSP_MALFORMED;
         }
     }
-    return 0;
+    return ocsp_exts_unique(one, ocsp_onereq_ext, n, why);
 }
 
 /* Serial INTEGER: non-negative, magnitude of at most 20 octets (RFC 5280 §4.1.2.2), kept as
@@ -266,33 +310,27 @@ static int
 ocsp_check_request_exts(OCSP_REQUEST *req, struct ocsp_request *out, const char **why)
 {
     int n = OCSP_REQUEST_get_ext_count(req);
-    X509_EXTENSION **seen = NULL;
-    int rc = OCSP_MALFORMED;
 
     if (n <= 0)
         return 0;
-    *why = "out of memory";
-    if ((seen = calloc((size_t)n, sizeof(*seen))) == NULL)
-        goto out;
+    if (ocsp_exts_unique(req, ocsp_req_ext, n, why) != 0)
+        return OCSP_MALFORMED;
     for (int i = 0; i < n; i++) {
         X509_EXTENSION *ext = OCSP_REQUEST_get_ext(req, i);
 
-        *why = "requestExtensions cannot be read or repeat an extension";
-        if (ext == NULL || ocsp_ext_is_repeated(ext, seen, i))
-            goto out;
-        seen[i] = ext;
+        if (ext == NULL) {
+            *why = "requestExtensions cannot be read";
+            return OCSP_MALFORMED;
+        }
         if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) == NID_id_pkix_OCSP_Nonce) {
             if (ocsp_check_nonce(ext, out, why) != 0)
-                goto out;
+                return OCSP_MALFORMED;
         } else if (!ocsp_ext_acceptable(ext)) {
             *why = "unknown critical requestExtension (RFC 6960 §4.1.2)";
-            goto out;
+            return OCSP_MALFORMED;
         }
     }
-    rc = 0;
-out:
-    free(seen);
-    return rc;
+    return 0;
 }
 
 /* Empty the request without clearing its ~6 KB of CertID slots: each slot used is written

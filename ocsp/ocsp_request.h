@@ -12,7 +12,8 @@
  *   requestExtensions: nonce (1.3.6.1.5.5.7.48.1.2) per RFC 9654: extnValue holds a DER OCTET
  *   STRING whose content is 1..128 octets (a legacy raw value of 1..128 octets is accepted
  *   too); any other extension: ignored when not critical, malformedRequest when critical
- *   (OCSP-23, documented); single-request extensions the same.
+ *   (OCSP-23, documented); single-request extensions the same; an extension repeated in
+ *   either list is malformedRequest (RFC 5280 §4.2; checked by sorting, O(n log n)).
  * A signature on the request is ignored and requestorName treated as absent (OCSP-24).
  */
 #ifndef OCSP_OCSP_REQUEST_H

@@ -480,6 +480,63 @@ START_TEST(test_unknown_extensions)
 }
 END_TEST
 
+/* Issue 8 item 6: the duplicate check was quadratic (780 extensions in 7.7 KB: 7 ms per
+ * request). Many extensions must still be checked whole: a repeat far apart is refused, in
+ * requestExtensions and in singleRequestExtensions; many distinct ones are answered. */
+static void
+add_many_exts(OCSP_REQUEST *req, OCSP_ONEREQ *one, int n, int repeat_of_first)
+{
+    static const uint8_t v[] = {0x05, 0x00};
+    char oid[64];
+
+    for (int i = 0; i < n; i++) {
+        snprintf(oid, sizeof(oid), "1.3.6.1.4.1.99999.%d.%d", 7 + i % 5, i);
+        add_raw_ext(req, one, oid, 0, v, sizeof(v));
+    }
+    if (repeat_of_first) {
+        snprintf(oid, sizeof(oid), "1.3.6.1.4.1.99999.%d.%d", 7, 0);
+        add_raw_ext(req, one, oid, 0, v, sizeof(v));
+    }
+}
+
+START_TEST(test_many_extensions)
+{
+    static const uint8_t nonce[] = {0x04, 0x02, 0x01, 0x02};
+    OCSP_REQUEST *req;
+    OCSP_ONEREQ *one;
+
+    req = new_req(EVP_sha1());
+    add_raw_ext(req, NULL, NONCE_OID, 0, nonce, sizeof(nonce));
+    add_many_exts(req, NULL, 700, 0);
+    ck_assert_ok(parse_req(req)); /* distinct: answered, the nonce found among them */
+    ck_assert(out.has_nonce);
+    OCSP_REQUEST_free(req);
+
+    req = new_req(EVP_sha1());
+    add_many_exts(req, NULL, 700, 1); /* the first one again, 700 entries later */
+    ck_assert_malformed(parse_req(req));
+    ck_assert_ptr_nonnull(strstr(why, "repeat"));
+    OCSP_REQUEST_free(req);
+
+    req = new_req(EVP_sha1());
+    add_raw_ext(req, NULL, NONCE_OID, 0, nonce, sizeof(nonce));
+    add_many_exts(req, NULL, 300, 0);
+    add_raw_ext(req, NULL, NONCE_OID, 0, nonce, sizeof(nonce)); /* a second nonce, far away */
+    ck_assert_malformed(parse_req(req));
+    OCSP_REQUEST_free(req);
+
+    req = new_req(NULL);
+    one = OCSP_request_add0_id(req, certid_for(EVP_sha256(), NULL));
+    ck_assert_ptr_nonnull(one);
+    add_many_exts(req, one, 500, 0);
+    ck_assert_ok(parse_req(req));
+    add_many_exts(req, one, 1, 0); /* repeats the first singleRequestExtension */
+    ck_assert_malformed(parse_req(req));
+    ck_assert_ptr_nonnull(strstr(why, "repeat"));
+    OCSP_REQUEST_free(req);
+}
+END_TEST
+
 /* ---- refused structures ---- */
 
 START_TEST(test_certid_count)
@@ -873,6 +930,7 @@ ocsp_request_suite(void)
     tcase_add_test(bad, test_ber_indefinite);
     tcase_add_test(bad, test_empty_and_random);
     tcase_add_test(bad, test_too_large);
+    tcase_add_test(bad, test_many_extensions);
     suite_add_tcase(s, bad);
 
     tcase_add_unchecked_fixture(get, pki_setup, pki_teardown);
