@@ -22,6 +22,7 @@
 
 #define CRL_FILE_MAX ((size_t)256 << 20)
 #define INDEX_LINE_MAX 8192
+#define INDEX_BAD_SHOWN 10 /* bad index lines named, at most (then only counted) */
 /* How far ahead of this host's clock a CRL's thisUpdate may be (clock skew between hosts). */
 #define CRL_FUTURE_SKEW 300
 
@@ -34,7 +35,8 @@ static const char import_usage[] =
     "reasons or certificate kinds releases no hold it does not list. A delta CRL due before\n"
     "the full CRL brings the issuer's nextUpdate forward (STS-12). Changes that would undo or\n"
     "weaken a revocation are refused (exit 3) and journalled. An index with a line that is\n"
-    "not an index line, or with no entry at all, is an error (exit 1).\n";
+    "not an index line, or with no entry at all, is an error (exit 1), and nothing of it is\n"
+    "imported.\n";
 
 void
 ocspctl_import_usage(FILE *f)
@@ -49,6 +51,7 @@ struct import_count {
      * left below fill_limit are used up, revocations and holds never do */
     double room;
     size_t not_imported;
+    bool aborted; /* nothing of the file was committed */
 };
 
 /* What one `good` index entry adds to the store: status record, journal line, change entry
@@ -107,6 +110,7 @@ import_finish(struct ctl *c, const char *op, const char *issuer, const char *fil
     ocspctl_json_int(&j, "failed", (long long)n->failed);
     if (n->not_imported > 0)
         ocspctl_json_int(&j, "not_imported_full", (long long)n->not_imported);
+    ocspctl_json_bool(&j, "committed", !n->aborted);
     if (ocspctl_journal_end(c, &j) != ST_OK)
         return CTL_ERR;
     log_audit("ocsp_import", "%s issuer=%s file=%s entries=%zu refused=%zu failed=%zu by=%s", op,
@@ -115,7 +119,7 @@ import_finish(struct ctl *c, const char *op, const char *issuer, const char *fil
            n->released, n->skipped, n->refused, n->failed);
     if (n->not_imported > 0)
         printf(", %zu not imported (store full)", n->not_imported);
-    printf("\n");
+    printf("%s\n", n->aborted ? "; nothing imported" : "");
     if (n->failed > 0)
         return CTL_ERR;
     return n->refused > 0 ? CTL_REFUSED : CTL_OK;
@@ -452,10 +456,12 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
     if (ocsp_store_batch_begin(c->store) != ST_OK ||
         crl_apply(c, crl, &rec, &ci, &n) != ST_OK || crl_update_issuer(c, &rec, &ci) != ST_OK) {
         ocsp_store_batch_abort(c->store);
+        n.aborted = true;
         n.failed++;
     } else if (ocsp_store_batch_commit(c->store) != ST_OK) {
         fprintf(stderr, "ocspctl: %s: the import could not be committed; nothing changed\n",
                 argv[2]);
+        n.aborted = true;
         n.failed++;
     }
     ocspctl_json_begin(&info);
@@ -568,10 +574,9 @@ index_check_complete(const char *path, const struct import_count *n)
 {
     if (n->skipped > 0) {
         fprintf(stderr,
-                "ocspctl: %s: %zu line%s skipped (not OpenSSL `ca` index lines); the %zu "
-                "valid entr%s imported; fix the file and import it again\n",
-                path, n->skipped, n->skipped == 1 ? " was" : "s were", n->entries,
-                n->entries == 1 ? "y was" : "ies were");
+                "ocspctl: %s: %zu line%s not OpenSSL `ca` index lines: nothing was imported "
+                "(an import is all or nothing); fix the file and import it again\n",
+                path, n->skipped, n->skipped == 1 ? " is" : "s are");
         return CTL_ERR;
     }
     if (n->entries == 0) {
@@ -609,17 +614,21 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
             ocsp_store_batch_abort(c->store);
             goto out;
         }
-        if (index_line(c, rec.id, line, &n) != ST_OK) {
-            fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line; skipped\n", argv[2],
-                    lineno);
-            n.skipped++;
-        }
+        /* every line is read, so that all the bad ones are named at once */
+        if (index_line(c, rec.id, line, &n) != ST_OK && n.skipped++ < INDEX_BAD_SHOWN)
+            fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", argv[2], lineno);
     }
     if (ferror(f)) {
         fprintf(stderr, "ocspctl: %s: read error\n", argv[2]);
         n.failed++;
     }
-    if (ocsp_store_batch_commit(c->store) != ST_OK) {
+    /* All or nothing (issue 8 item 5): a file with a bad line, or one that could not be read
+     * to its end, is not what the operator meant to import: none of it is committed. */
+    if (n.skipped > 0 || n.failed > 0) {
+        ocsp_store_batch_abort(c->store);
+        n.aborted = true;
+    } else if (ocsp_store_batch_commit(c->store) != ST_OK) {
+        n.aborted = true;
         fprintf(stderr, "ocspctl: %s: the import could not be committed; nothing changed\n",
                 argv[2]);
         n.failed++;

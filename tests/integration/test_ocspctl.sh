@@ -14,7 +14,8 @@
 #     removeFromCRL, and a removeFromCRL of a revoked serial refused (EID-07);
 #   - a repeated revoke or hold never weakens the status (OCSP-15, EID-07/08): earliest time
 #     kept, reason only upgraded, anything else refused; a --time in the future refused;
-#   - import-index with a skipped line, of a PEM file, of blank lines: exit 1;
+#   - import-index with a bad line (nothing of the file committed, issue 8 item 5), of a PEM
+#     file, of blank lines: exit 1;
 #   - a partition CRL (IDP distributionPoint) releases no hold; a delta CRL's nextUpdate
 #     bounds the issuer's (STS-12); a CRL dated in the future refused;
 #   - export as JSON lines (EID-12/15); usage errors exit 2; --help on every level;
@@ -371,12 +372,20 @@ expect_out "import-index: holdInstruction -> hold" "^$L4 hold certificateHold " 
     ctl2 status A "$L4"
 expect_out "import-index: R keyCompromise" "^$L1 revoked keyCompromise " ctl2 status A "$L1"
 expect_rc "import-index again is idempotent" 0 ctl2 import-index A "$CADB"
-printf 'V\t301231235959Z\t\t2000\tunknown\t/CN=x\ngarbage line\n' >"$TMP/index_bad.txt"
-expect_msg "import-index: a skipped line is an error (exit 1)" 1 '1 line was skipped' \
+# Issue 8 item 5: all or nothing. Good lines before and after a bad one, a revocation among
+# them: the bad line is named, exit 1, and not one of the good lines is committed.
+printf 'V\t301231235959Z\t\t2000\tunknown\t/CN=x\nR\t301231235959Z\t250101000000Z,keyCompromise\t2002\tunknown\t/CN=z\ngarbage line\nV\t301231235959Z\t\t2001\tunknown\t/CN=y\n' >"$TMP/index_bad.txt"
+expect_msg "import-index: a bad line is an error naming it (exit 1)" 1 'index_bad.txt:3: not an' \
     ctl2 import-index A "$TMP/index_bad.txt"
-expect_out "import-index: the good line is kept" '^2000 good - - 20301231235959Z$' \
-    ctl2 status A 2000
-expect_msg "import-index: a PEM certificate given as index is an error" 1 'lines were skipped' \
+expect_out "import-index with a bad line: the good line before it is not committed" \
+    '^2000 not-issued ' ctl2 status A 2000
+expect_out "import-index with a bad line: the revocation before it is not committed" \
+    '^2002 not-issued ' ctl2 status A 2002
+expect_out "import-index with a bad line: the good line after it is not committed" \
+    '^2001 not-issued ' ctl2 status A 2001
+expect_msg "import-index with a bad line: says nothing was imported" 1 'nothing (was )?imported' \
+    ctl2 import-index A "$TMP/index_bad.txt"
+expect_msg "import-index: a PEM certificate given as index is an error" 1 'lines are not' \
     ctl2 import-index A "$P/a/l1.pem"
 printf '\n\n\n' >"$TMP/index_blank.txt"
 expect_msg "import-index: only blank lines is an error (no entries)" 1 'no entries' \
