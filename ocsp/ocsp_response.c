@@ -289,3 +289,56 @@ ocsp_error_response(enum ocsp_resp_status st, uint8_t *buf, size_t cap)
     buf[4] = (uint8_t)st;
     return 5;
 }
+
+/* Walk OCSPResponse -> responseBytes -> BasicOCSPResponse: the responderID TLV and whatever
+ * follows the signature (the certs field, or nothing). */
+bool
+ocsp_response_signed_by(const uint8_t *der, size_t len, const uint8_t *rid, size_t rid_len,
+                        const uint8_t *certs, size_t certs_len)
+{
+    const uint8_t *p = der, *end = der + len, *c, *basic, *bend, *tbs, *tend, *start;
+    size_t cl;
+    uint8_t tag;
+
+    if (der == NULL || !der_read(&p, end, &tag, &c, &cl) || tag != DER_SEQUENCE)
+        return false;
+    p = c;
+    end = c + cl;
+    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_ENUMERATED || /* responseStatus */
+        !der_read(&p, end, &tag, &c, &cl) || tag != DER_CTX_CONS(0))  /* responseBytes */
+        return false;
+    p = c;
+    end = c + cl;
+    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_SEQUENCE)
+        return false;
+    p = c;
+    end = c + cl;
+    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_OID || /* responseType */
+        !der_read(&p, end, &tag, &c, &cl) || tag != DER_OCTET_STRING)
+        return false;
+    p = c;
+    if (!der_read(&p, c + cl, &tag, &basic, &cl) || tag != DER_SEQUENCE)
+        return false;
+    bend = basic + cl;
+    p = basic;
+    if (!der_read(&p, bend, &tag, &tbs, &cl) || tag != DER_SEQUENCE) /* tbsResponseData */
+        return false;
+    tend = tbs + cl;
+    /* the signature fields: what is left after them must be exactly the signer's certs */
+    if (!der_read(&p, bend, &tag, &c, &cl) || tag != DER_SEQUENCE ||
+        !der_read(&p, bend, &tag, &c, &cl) || tag != DER_BIT_STRING)
+        return false;
+    if ((size_t)(bend - p) != certs_len || (certs_len > 0 && memcmp(p, certs, certs_len) != 0))
+        return false;
+    /* responderID, after the version [0] when one is encoded */
+    p = tbs;
+    start = p;
+    if (!der_read(&p, tend, &tag, &c, &cl))
+        return false;
+    if (tag == DER_CTX_CONS(0)) {
+        start = p;
+        if (!der_read(&p, tend, &tag, &c, &cl))
+            return false;
+    }
+    return (size_t)(p - start) == rid_len && memcmp(start, rid, rid_len) == 0;
+}

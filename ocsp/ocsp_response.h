@@ -69,6 +69,13 @@ int ocsp_response_assemble(const uint8_t *tbs, size_t tbs_len, const uint8_t *si
  * *out malloc()ed. ST_OK or ST_NOMEM. */
 int ocsp_certs_field(X509 *signer, uint8_t **out, size_t *out_len);
 
+/* true when the OCSPResponse `der` was signed by the signer whose ResponderID TLV is `rid`
+ * (ocsp_responder_id) and carries exactly `certs` (ocsp_certs_field; NULL/0 when the CA key
+ * signs): a stored answer of a replaced responder certificate, same key or not, is told apart
+ * without a signature check (issue 8 item 4). false for anything that does not parse. */
+bool ocsp_response_signed_by(const uint8_t *der, size_t len, const uint8_t *rid, size_t rid_len,
+                             const uint8_t *certs, size_t certs_len);
+
 /* An unsigned OCSPResponse with only a responseStatus (5 bytes). */
 size_t ocsp_error_response(enum ocsp_resp_status st, uint8_t *buf, size_t cap);
 

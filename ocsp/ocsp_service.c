@@ -169,8 +169,13 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
     if (ocsp_store_response_get(s->store, id->der, id->der_len, &sr, iss->rec.id, id->serial,
                                 id->serial_len, &st, &found) != ST_OK)
         return false;
+    /* current: signed for the status record as it is now, not past its nextUpdate, and by
+     * the issuer's current signer (a replaced responder certificate's answers are misses,
+     * signed again: issue 8 item 4) */
     current = (found ? sr.stamp == st.stamp : sr.stamp == 0) && now < sr.next_update &&
-              sr.produced_at <= now + 1;
+              sr.produced_at <= now + 1 &&
+              ocsp_response_signed_by(sr.der, sr.der_len, iss->rid, iss->rid_len, iss->certs,
+                                      iss->certs_len);
     if (!current) {
         free(sr.der);
         return false;

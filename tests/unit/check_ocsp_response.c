@@ -657,6 +657,45 @@ START_TEST(test_delegated)
 }
 END_TEST
 
+/* Issue 8 item 4: a stored answer is served only when it was signed by the issuer's current
+ * signer: same ResponderID and the same certs field (a renewed certificate for the same key
+ * differs there; a CA-signed answer has none). */
+START_TEST(test_signed_by)
+{
+    struct test_id t;
+    struct ocsp_single s;
+    struct resp_spec sp = {.key = del_key, .signer = del_cert, .with_certs = true,
+                           .singles = &s, .n = 1};
+    uint8_t rid[32], ca_rid[32], *der, *certs = NULL, *other_certs = NULL;
+    size_t len, rid_len, ca_rid_len, certs_len = 0, other_len = 0;
+
+    make_id(&t, EVP_sha256(), ca_cert, 78);
+    s = single_for(&t, OCSP_SINGLE_GOOD);
+    rid_len = ocsp_responder_id(del_cert, rid, sizeof(rid));
+    ca_rid_len = ocsp_responder_id(ca_cert, ca_rid, sizeof(ca_rid));
+    ck_assert_int_eq(ocsp_certs_field(del_cert, &certs, &certs_len), ST_OK);
+    ck_assert_int_eq(ocsp_certs_field(del_noeku_cert, &other_certs, &other_len), ST_OK);
+    der = build_resp(&sp, &len);
+    ck_assert(ocsp_response_signed_by(der, len, rid, rid_len, certs, certs_len));
+    /* same key, another certificate (a renewal): not the current signer */
+    ck_assert(!ocsp_response_signed_by(der, len, rid, rid_len, other_certs, other_len));
+    /* the CA key signs now */
+    ck_assert(!ocsp_response_signed_by(der, len, ca_rid, ca_rid_len, NULL, 0));
+    ck_assert(!ocsp_response_signed_by(der, len - 1, rid, rid_len, certs, certs_len));
+    ck_assert(!ocsp_response_signed_by(NULL, 0, rid, rid_len, certs, certs_len));
+    free(der);
+    /* CA-signed: no certs field */
+    sp = (struct resp_spec){.singles = &s, .n = 1};
+    der = build_resp(&sp, &len);
+    ck_assert(ocsp_response_signed_by(der, len, ca_rid, ca_rid_len, NULL, 0));
+    ck_assert(!ocsp_response_signed_by(der, len, rid, rid_len, certs, certs_len));
+    ck_assert(!ocsp_response_signed_by(der, len, ca_rid, ca_rid_len, certs, certs_len));
+    free(der);
+    free(certs);
+    free(other_certs);
+}
+END_TEST
+
 /* OCSP-19, ALG-04: RSA with SHA-256. */
 START_TEST(test_rsa_signer)
 {
@@ -848,6 +887,7 @@ ocsp_response_suite(void)
     tcase_add_test(ok, test_revoked);
     tcase_add_test(ok, test_unknown);
     tcase_add_test(ok, test_never_issued);
+    tcase_add_test(ok, test_signed_by);
     tcase_add_test(ok, test_nonce_echo);
     tcase_add_test(ok, test_nonce_absent);
     tcase_add_test(ok, test_archive_cutoff);
