@@ -14,7 +14,6 @@
 #include <string.h>
 #include <time.h>
 
-#define OCSP_REASON_CERTIFICATE_HOLD 6
 #define OCSP_COMMIT_QUEUE_MAX 4096u /* signed answers waiting to be stored, at most */
 /* Answers per transaction, at most: a re-presign replaces every answer, and the pages a
  * transaction frees are reused only by later ones, so large groups grow the file (measured:
@@ -562,7 +561,7 @@ ocsp_decide(const struct ocsp_issuer *iss, const struct ocsp_certid *id,
         never_issued:
             out->status = OCSP_SINGLE_REVOKED;
             out->revocation_time = 0;
-            out->reason = OCSP_REASON_CERTIFICATE_HOLD;
+            out->reason = OCSP_REVOKED_STATUS_CERTIFICATEHOLD;
             *extended_revoke = true;
             break;
         }
@@ -573,7 +572,7 @@ ocsp_decide(const struct ocsp_issuer *iss, const struct ocsp_certid *id,
     } else {
         out->status = OCSP_SINGLE_REVOKED;
         out->revocation_time = st->revocation_time;
-        out->reason = st->state == OCSP_STATE_HOLD ? OCSP_REASON_CERTIFICATE_HOLD : st->reason;
+        out->reason = st->state == OCSP_STATE_HOLD ? OCSP_REVOKED_STATUS_CERTIFICATEHOLD : st->reason;
     }
     /* expired certificates keep their status, with archiveCutoff (OCSP-25, EID-06) */
     if (lv->archive_cutoff && st->not_after > 0 && st->not_after < now) {

@@ -10,6 +10,7 @@
  */
 #include "ocsp/ocsp_response.h"
 #include "common/status.h"
+#include "ocsp/ocsp_store.h"
 
 #include <openssl/sha.h>
 #include <stdlib.h>
@@ -82,7 +83,7 @@ ocsp_put_revoked(struct der *d, const struct ocsp_single *s)
     size_t m = der_begin(d, DER_CTX_CONS(1));
 
     ocsp_put_time(d, s->revocation_time);
-    if (s->reason != 0xff) {
+    if (s->reason != OCSP_REASON_NONE) {
         size_t r = der_begin(d, DER_CTX_CONS(0));
 
         der_u64(d, DER_ENUMERATED, s->reason);

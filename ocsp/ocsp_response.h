@@ -32,6 +32,7 @@ enum ocsp_resp_status {
     OCSP_RESP_SIG_REQUIRED = 5,
     OCSP_RESP_UNAUTHORIZED = 6
 };
+#define OCSP_RESP_STATUS_COUNT 7 /* responseStatus values 0..6 (4 unused), for tables */
 
 enum ocsp_single_status { OCSP_SINGLE_GOOD = 0, OCSP_SINGLE_REVOKED = 1, OCSP_SINGLE_UNKNOWN = 2 };
 
@@ -40,7 +41,7 @@ struct ocsp_single {
     size_t certid_len;
     enum ocsp_single_status status;
     int64_t revocation_time;    /* REVOKED */
-    uint8_t reason;             /* CRLReason, or 0xff for none */
+    uint8_t reason;             /* CRLReason, or OCSP_REASON_NONE (ocsp_store.h) */
     int64_t this_update;
     int64_t next_update;        /* 0: no nextUpdate */
     bool archive_cutoff;

@@ -924,9 +924,10 @@ ocsp_status_same(const struct ocsp_status *a, const struct ocsp_status *b)
 static bool
 ocsp_reason_upgrade(uint8_t from, uint8_t to)
 {
-    if (to == from || to == 1)
+    if (to == from || to == OCSP_REVOKED_STATUS_KEYCOMPROMISE)
         return true;
-    return (from == OCSP_REASON_NONE || from == 0) && to != OCSP_REASON_NONE;
+    return (from == OCSP_REASON_NONE || from == OCSP_REVOKED_STATUS_UNSPECIFIED) &&
+           to != OCSP_REASON_NONE;
 }
 
 /* REVOKED -> REVOKED: refused unless the reason is upgraded or kept; the earliest revocation
@@ -983,8 +984,7 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
     int st;
 
     if (!serial_ok(serial, serial_len) || state > OCSP_STATE_HOLD ||
-        (state != OCSP_STATE_GOOD && reason == 7) ||
-        (state != OCSP_STATE_GOOD && reason > 10 && reason != OCSP_REASON_NONE))
+        (state != OCSP_STATE_GOOD && !ocsp_reason_valid(reason)))
         return ST_INVALID;
     if ((line = malloc(JOURNAL_LINE_MAX)) == NULL)
         return ST_NOMEM;

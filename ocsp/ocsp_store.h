@@ -40,6 +40,7 @@
 
 #include "common/store.h"
 
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
 
 #include <limits.h>
@@ -61,10 +62,19 @@ enum ocsp_cert_state {
 };
 
 #define OCSP_REASON_NONE 0xff /* no CRLReason known */
+/* CRLReason values (RFC 5280 §5.3.1) are named by OpenSSL's OCSP_REVOKED_STATUS_* (0..10);
+ * 7 is not used. ocsp_reason_valid: a reason a revoked or held record may carry. */
+#define OCSP_REASON_UNUSED 7
+#define OCSP_REASON_MAX OCSP_REVOKED_STATUS_AACOMPROMISE
+static inline bool
+ocsp_reason_valid(unsigned reason)
+{
+    return reason == OCSP_REASON_NONE || (reason <= OCSP_REASON_MAX && reason != OCSP_REASON_UNUSED);
+}
 
 struct ocsp_status {
     uint8_t state;            /* enum ocsp_cert_state */
-    uint8_t reason;           /* CRLReason 0..10 (never 7), or OCSP_REASON_NONE */
+    uint8_t reason;           /* CRLReason (ocsp_reason_valid), or OCSP_REASON_NONE */
     int64_t revocation_time;  /* UTC seconds, for REVOKED and HOLD */
     int64_t not_after;        /* certificate expiry (UTC seconds), 0 when unknown */
     uint64_t stamp;           /* changes with every change of the record (ns since the epoch) */

@@ -275,7 +275,7 @@ crl_entry_reason(X509_REVOKED *r)
         return crit == -1 ? OCSP_REASON_NONE : -1;
     v = ASN1_ENUMERATED_get(e);
     ASN1_ENUMERATED_free(e);
-    return v < 0 || v > 10 || v == 7 ? -1 : (int)v;
+    return v < 0 || v > OCSP_REASON_MAX || !ocsp_reason_valid((unsigned)v) ? -1 : (int)v;
 }
 
 /* Apply one entry (removeFromCRL in a delta releases a hold). */
@@ -291,14 +291,14 @@ crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta, s
 
     if (ocspctl_serial_from_asn1(X509_REVOKED_get0_serialNumber(r), s) != ST_OK || reason < 0 ||
         ocspctl_asn1_time(X509_REVOKED_get0_revocationDate(r), &when) != ST_OK ||
-        (reason == 8 && !delta)) {
+        (reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL && !delta)) {
         n->skipped++;
         fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
         return ST_OK;
     }
     ocspctl_serial_hex(s->b, s->len, hex);
     n->entries++;
-    if (reason == 8) {
+    if (reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL) {
         st = ocsp_store_status_get(c->store, id, s->b, s->len, &cur);
         if (st == ST_NOTFOUND || (st == ST_OK && cur.state == OCSP_STATE_GOOD))
             return ST_OK;
@@ -308,7 +308,9 @@ crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta, s
         n->released += st == ST_OK;
     } else {
         st = ocsp_store_status_set(c->store, id, s->b, s->len,
-                                   reason == 6 ? OCSP_STATE_HOLD : OCSP_STATE_REVOKED,
+                                   reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD
+                                       ? OCSP_STATE_HOLD
+                                       : OCSP_STATE_REVOKED,
                                    (uint8_t)reason, when, 0, c->who);
     }
     count_result(n, st, hex);
@@ -513,8 +515,8 @@ index_revocation(char *field, enum ocsp_cert_state *state, int *reason, int64_t 
     }
     if (ocspctl_time_parse(field, false, when) != ST_OK)
         return ST_INVALID;
-    *state = *reason == 6 ? OCSP_STATE_HOLD : OCSP_STATE_REVOKED;
-    if (*reason == 8)
+    *state = *reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD ? OCSP_STATE_HOLD : OCSP_STATE_REVOKED;
+    if (*reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL)
         *state = OCSP_STATE_GOOD; /* removed from CRL: issued and not revoked */
     return ST_OK;
 }

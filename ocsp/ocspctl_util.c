@@ -174,10 +174,17 @@ ocspctl_time_fmt(int64_t t, char out[16])
 
 /* ---- reasons and states ---- */
 
-static const char *const ctl_reasons[] = {
-    "unspecified",   "keyCompromise",        "cACompromise",    "affiliationChanged",
-    "superseded",    "cessationOfOperation", "certificateHold", NULL,
-    "removeFromCRL", "privilegeWithdrawn",   "aACompromise"};
+static const char *const ctl_reasons[OCSP_REASON_MAX + 1] = {
+    [OCSP_REVOKED_STATUS_UNSPECIFIED] = "unspecified",
+    [OCSP_REVOKED_STATUS_KEYCOMPROMISE] = "keyCompromise",
+    [OCSP_REVOKED_STATUS_CACOMPROMISE] = "cACompromise",
+    [OCSP_REVOKED_STATUS_AFFILIATIONCHANGED] = "affiliationChanged",
+    [OCSP_REVOKED_STATUS_SUPERSEDED] = "superseded",
+    [OCSP_REVOKED_STATUS_CESSATIONOFOPERATION] = "cessationOfOperation",
+    [OCSP_REVOKED_STATUS_CERTIFICATEHOLD] = "certificateHold",
+    [OCSP_REVOKED_STATUS_REMOVEFROMCRL] = "removeFromCRL",
+    [OCSP_REVOKED_STATUS_PRIVILEGEWITHDRAWN] = "privilegeWithdrawn",
+    [OCSP_REVOKED_STATUS_AACOMPROMISE] = "aACompromise"};
 
 int
 ocspctl_reason_parse(const char *name)
@@ -187,11 +194,11 @@ ocspctl_reason_parse(const char *name)
             return i;
     /* the OpenSSL `ca` index spellings */
     if (strcasecmp(name, "holdInstruction") == 0)
-        return 6;
+        return OCSP_REVOKED_STATUS_CERTIFICATEHOLD;
     if (strcasecmp(name, "keyTime") == 0)
-        return 1;
+        return OCSP_REVOKED_STATUS_KEYCOMPROMISE;
     if (strcasecmp(name, "CAkeyTime") == 0)
-        return 2;
+        return OCSP_REVOKED_STATUS_CACOMPROMISE;
     return -1;
 }
 
