@@ -5,6 +5,7 @@
 #include "common/config.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "ocsp/ocsp_cache.h"
 #include "ocsp/ocsp_request.h"
 
 #include <stdio.h>
@@ -63,6 +64,11 @@ ocsp_key_ocsp(struct ocsp_parse *op, const char *k, const char *v, const struct 
         if (config_uint(v, 1, OCSP_MAX_CERTIDS, &n) != 0)
             return config_error(op->p, pos, "max_certids: 1..%d", OCSP_MAX_CERTIDS);
         c->max_certids = (unsigned)n;
+    } else if (strcmp(k, "unissued_cache") == 0) {
+        if (config_uint(v, 0, OCSP_CACHE_MAX_ENTRIES, &n) != 0)
+            return config_error(op->p, pos, "unissued_cache: 0 (off) .. %u entries",
+                                OCSP_CACHE_MAX_ENTRIES);
+        c->unissued_cache = (size_t)n;
     } else {
         return config_error(op->p, pos, "unknown key '%s' in [ocsp]", k);
     }
@@ -87,6 +93,13 @@ ocsp_key(void *user, const char *section, const char *key, const char *value,
     }
     if (strcmp(section, "ocsp") == 0)
         return ocsp_key_ocsp(op, key, value, pos);
+    if (strcmp(section, "limits") == 0) {
+        int st = ratelimit_config_key(op->p, &c->sign_limit, "sign", key, value, pos);
+
+        if (st == ST_NOTFOUND)
+            return config_error(op->p, pos, "unknown key '%s' in [limits]", key);
+        return st;
+    }
     if (strcmp(section, "log") == 0 && strcmp(key, "level") == 0) {
         if ((c->log_level = log_level_parse(value)) < 0)
             return config_error(op->p, pos, "level: err, warn, notice, info or debug");
@@ -116,6 +129,9 @@ ocsp_defaults(struct ocsp_config *c)
     c->refresh_margin = 0.5;
     c->max_age = 3600;
     c->max_certids = 8;
+    c->unissued_cache = 4096;
+    /* per client address: 20 signatures a second, bursts of 100 (README, "Abuse") */
+    ratelimit_config_defaults(&c->sign_limit, 20, 100);
 }
 
 static int

@@ -8,6 +8,7 @@
 #define OCSP_OCSP_CONFIG_H
 
 #include "common/config.h"
+#include "common/ratelimit.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -27,6 +28,10 @@ struct ocsp_config {
     double refresh_margin;   /* re-sign when less than this fraction of validity is left, 0..1 */
     double max_age;          /* upper bound of Cache-Control max-age (seconds) */
     unsigned max_certids;    /* CertIDs per request (<= OCSP_MAX_CERTIDS) */
+    size_t unissued_cache;   /* answers for serials without a record kept in memory (0: off) */
+    /* [limits]: answers signed on demand, per client address (sign_rate, sign_burst,
+     * sign_sources; OCSP-27) */
+    struct ratelimit_config sign_limit;
 };
 
 /* Parse and validate. ST_OK, or ST_CONFIG with "file:line: message" in err. */

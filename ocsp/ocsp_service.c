@@ -9,8 +9,10 @@
 #include "common/der.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ratelimit.h"
 #include "common/signer.h"
 #include "common/status.h"
+#include "ocsp/ocsp_cache.h"
 #include "ocsp/ocsp_request.h"
 #include "ocsp/ocsp_responder.h"
 #include "ocsp/ocsp_response.h"
@@ -40,6 +42,9 @@ struct ocsp_service {
     bool stopping;
     struct metric *m_hit, *m_signed, *m_busy, *m_refreshed, *m_304;
     struct metric *m_err[OCSP_RESP_STATUS_COUNT];
+    struct ratelimit *limit;     /* answers signed on demand, per client address (OCSP-27) */
+    struct ocsp_cache *unissued; /* answers for serials without a status record */
+    struct metric *m_cached, *m_limited_try, *m_limited_presigned;
 };
 
 /* A request waiting for its signature. */
@@ -49,25 +54,41 @@ struct ocsp_pending {
     bool cacheable;
     int64_t this_update, next_update, produced_at;
     char inm[80]; /* If-None-Match, copied while the handler runs */
+    /* an answer for a serial without a status record: kept in the unissued cache */
+    bool cache_it;
+    const void *cache_signer, *cache_settings;
+    uint8_t certid[OCSP_CERTID_MAX];
+    size_t certid_len;
 };
 
 static const char *const err_names[OCSP_RESP_STATUS_COUNT] = {NULL, "malformedRequest", "internalError", "tryLater",
                                          NULL, "sigRequired", "unauthorized"};
 
+/* An unsigned error (RFC 6960 §4.2.1); tryLater carries Retry-After: retry_after seconds. */
 static void
-ocsp_reply_error(struct ocsp_service *s, struct http_request *http, enum ocsp_resp_status st,
-                 const char *why)
+ocsp_reply_error_retry(struct ocsp_service *s, struct http_request *http,
+                       enum ocsp_resp_status st, const char *why, unsigned retry_after)
 {
     uint8_t buf[8];
     size_t n = ocsp_error_response(st, buf, sizeof(buf));
+    char ra[16];
 
     metrics_inc(s->m_err[st]);
     log_req(LOG_LVL_DEBUG, (unsigned long long)http_req_id(http), "%s: %s", err_names[st],
             why != NULL ? why : "");
     http_reply_header(http, "Cache-Control", "no-cache"); /* LW-04 */
-    if (st == OCSP_RESP_TRY_LATER)
-        http_reply_header(http, "Retry-After", "5");
+    if (st == OCSP_RESP_TRY_LATER) {
+        snprintf(ra, sizeof(ra), "%u", retry_after > 0 ? retry_after : 1);
+        http_reply_header(http, "Retry-After", ra);
+    }
     http_reply(http, 200, OCSP_RESPONSE_TYPE, buf, n);
+}
+
+static void
+ocsp_reply_error(struct ocsp_service *s, struct http_request *http, enum ocsp_resp_status st,
+                 const char *why)
+{
+    ocsp_reply_error_retry(s, http, st, why, 5);
 }
 
 static void
@@ -136,6 +157,10 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
                          "signing failed");
     } else {
         metrics_inc(s->m_signed);
+        if (p->cache_it)
+            ocsp_cache_put(s->unissued, p->certid, p->certid_len, p->cache_signer,
+                           p->cache_settings, j->resp, j->resp_len, p->produced_at,
+                           p->next_update);
         ocsp_reply_ok(s, p->http, j->resp, j->resp_len, p->produced_at, p->next_update,
                       p->cacheable, p->inm);
         j->resp = NULL;
@@ -186,6 +211,58 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
     return true;
 }
 
+/* An answer for a serial without a status record, from the unissued cache: signed by the
+ * issuer's current signer under its current settings, before its nextUpdate, and only while
+ * the serial still has no record (one added since is answered from it). */
+static bool
+ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct ocsp_certid *id,
+                const struct ocsp_issuer *iss, int64_t now)
+{
+    struct ocsp_status st;
+    int64_t produced_at, next_update;
+    uint8_t *der = NULL;
+    size_t len = 0;
+
+    if (s->unissued == NULL || !ocsp_cache_get(s->unissued, id->der, id->der_len, iss,
+                                               ocsp_issuer_live(iss), now, &der, &len,
+                                               &produced_at, &next_update))
+        return false;
+    if (ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) !=
+        ST_NOTFOUND) {
+        free(der); /* the serial has a record now (or the store cannot tell): not this answer */
+        return false;
+    }
+    metrics_inc(s->m_cached);
+    ocsp_reply_ok(s, http, der, len, produced_at, next_update, true,
+                  http_req_header(http, "If-None-Match"));
+    return true;
+}
+
+/* Over the per-source budget (OCSP-27). A nonce request that a pre-signed answer can serve
+ * gets it, without the nonce (RFC 9919 §2.2.1, OCSP-18: the best answer rather than an
+ * error), unless the issuer requires nonces; anything else gets tryLater with Retry-After. */
+static void
+ocsp_rate_limited(struct ocsp_service *s, struct http_request *http,
+                  const struct ocsp_request *req, const struct ocsp_issuer *iss, bool echo_nonce,
+                  int64_t now, const struct ratelimit_verdict *v)
+{
+    if (v->first)
+        log_req(LOG_LVL_INFO, (unsigned long long)http_req_id(http),
+                "ocsp: rate limit: %s is over [limits] sign_rate (%g/s, burst %g): answers "
+                "that need a signature get tryLater for %u s",
+                http_req_client_ip(http), s->cfg->sign_limit.rate, s->cfg->sign_limit.burst,
+                v->retry_after);
+    if (req->n == 1 && echo_nonce &&
+        ocsp_issuer_live(iss)->nonce_policy != OCSP_NONCE_REQUIRE &&
+        (ocsp_try_stored(s, http, &req->ids[0], iss, now) ||
+         ocsp_try_cached(s, http, &req->ids[0], iss, now))) {
+        metrics_inc(s->m_limited_presigned);
+        return;
+    }
+    metrics_inc(s->m_limited_try);
+    ocsp_reply_error_retry(s, http, OCSP_RESP_TRY_LATER, "rate limit", v->retry_after);
+}
+
 /* Sign on demand: singles for every CertID, signed by the first served issuer's signer. */
 static void
 ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
@@ -200,6 +277,9 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
 
     struct ocsp_status first = {0}; /* the record the first answer was decided from */
     bool first_found = false, first_ours = false;
+    /* read before deciding: a cached answer is tied to the settings it may have been decided
+     * under (a change meanwhile only makes it unusable) */
+    const struct ocsp_issuer_live *lv = ocsp_issuer_live(iss);
 
     for (size_t i = 0; i < req->n; i++) {
         const struct ocsp_certid *id = &req->ids[i];
@@ -253,6 +333,14 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
         j->stamp = first.stamp;
         j->this_update = p->this_update;
         j->next_update = p->next_update;
+    } else if (req->n == 1 && !echo_nonce && first_ours && s->unissued != NULL) {
+        /* no record: kept in memory only, so the same unknown serial costs one signature
+         * until its nextUpdate (issue 8 item 2) */
+        p->cache_it = true;
+        p->cache_signer = iss;
+        p->cache_settings = lv;
+        memcpy(p->certid, req->ids[0].der, req->ids[0].der_len);
+        p->certid_len = req->ids[0].der_len;
     }
     http_req_suspend(http);
     if (ocsp_job_submit(j, ocsp_signed, p) == ST_OK)
@@ -277,6 +365,7 @@ ocsp_handle(struct http_request *http, void *ctx)
     int64_t now = (int64_t)time(NULL);
     uint8_t nonce_policy;
     bool echo_nonce;
+    struct ratelimit_verdict verdict;
 
     if (!ocsp_request_bytes(http, getbuf, sizeof(getbuf), &der, &len)) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "no request, or not url-encoded base64");
@@ -311,8 +400,15 @@ ocsp_handle(struct http_request *http, void *ctx)
     }
     /* OCSP-18: with the "ignore" policy a nonce request gets the pre-signed answer */
     echo_nonce = req.has_nonce && nonce_policy != OCSP_NONCE_IGNORE;
-    if (req.n == 1 && !echo_nonce && ocsp_try_stored(s, http, &req.ids[0], iss, now))
+    if (req.n == 1 && !echo_nonce && (ocsp_try_stored(s, http, &req.ids[0], iss, now) ||
+                                      ocsp_try_cached(s, http, &req.ids[0], iss, now)))
         return;
+    /* what follows costs a signature: counted per client address (OCSP-27) */
+    verdict = ratelimit_take_addr(s->limit, http_req_client_ip(http));
+    if (!verdict.allowed) {
+        ocsp_rate_limited(s, http, &req, iss, echo_nonce, now, &verdict);
+        return;
+    }
     ocsp_sign_request(s, http, &req, iss, echo_nonce, now);
 }
 
@@ -622,6 +718,14 @@ ocsp_metrics_init(struct ocsp_service *s)
     s->m_refreshed = metrics_counter("ocsp_resigned_total",
                                      "Stored responses re-signed (refresh or status change).");
     s->m_304 = metrics_counter("ocsp_not_modified_total", "Conditional GETs answered 304.");
+    s->m_cached = metrics_counter("ocsp_responses_total{source=\"unissued_cache\"}",
+                                  "Successful OCSP responses, by where they came from.");
+    s->m_limited_try = metrics_counter(
+        "ocsp_rate_limited_total{answer=\"tryLater\"}",
+        "Requests over their source's signing budget ([limits] sign_rate), by what they got.");
+    s->m_limited_presigned = metrics_counter(
+        "ocsp_rate_limited_total{answer=\"presigned\"}",
+        "Requests over their source's signing budget ([limits] sign_rate), by what they got.");
     for (int i = 0; i < OCSP_RESP_STATUS_COUNT; i++) {
         if (err_names[i] == NULL)
             continue;
@@ -667,6 +771,13 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     s->resp = ocsp_responder_new(cfg, s->store, false);
     if (s->resp == NULL)
         goto fail;
+    s->limit = ratelimit_new(&cfg->sign_limit);
+    s->unissued = ocsp_cache_new(cfg->unissued_cache);
+    if ((s->limit == NULL && cfg->sign_limit.rate > 0) ||
+        (s->unissued == NULL && cfg->unissued_cache > 0)) {
+        log_err("ocsp: out of memory for the rate limit or the unissued cache");
+        goto fail;
+    }
     if (ocsp_responder_issuer_count(s->resp) == 0)
         log_warn("ocsp: no issuer in the store yet (ocspctl issuer add); every request is "
                  "answered unauthorized until one is added");
@@ -695,7 +806,9 @@ ocsp_service_free(struct ocsp_service *s)
     pthread_mutex_unlock(&s->lock);
     if (s->refresher_started)
         pthread_join(s->refresher, NULL);
-    ocsp_responder_free(s->resp);
+    ocsp_responder_free(s->resp); /* no more completions: the cache is no longer used */
+    ocsp_cache_free(s->unissued);
+    ratelimit_free(s->limit);
     ocsp_store_close(s->store);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
