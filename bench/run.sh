@@ -354,6 +354,8 @@ start_ocspd() {
     . "$WORK/ocsp-pki/ocsp-pki.env"
     ocspd_write_conf "$WORK/ocspd.conf" "$port" "$WORK/ocspd-store" "$WORK/ocsp-pki" || return 1
     sed -i 's/^level = info/level = warn/' "$WORK/ocspd.conf" || return 1
+    # one source (loadgen): measure the responder, not its per-source signing budget
+    printf '[limits]\nsign_rate = 0\n' >>"$WORK/ocspd.conf" || return 1
     ocsp_store_demo "$WORK/ocsp-pki" "$WORK/ocspd-store" "$WORK/ocspd.conf" \
         >"$WORK/ocspctl.log" 2>&1 || {
         cat "$WORK/ocspctl.log" >&2
