@@ -228,6 +228,12 @@ tsa_key(void *user, const char *section, const char *key, const char *value,
     }
     if (strcmp(section, "tsa") == 0 && strcmp(key, "hashes") == 0)
         return tsa_parse_hashes(tp, pos, value);
+    if (strcmp(section, "limits") == 0) {
+        int st = ratelimit_config_key(tp->p, &c->token_limit, "token", key, value, pos);
+
+        if (st != ST_NOTFOUND)
+            return st;
+    }
     return config_error(tp->p, pos, "unknown key '%s' in [%s]", key, section);
 }
 
@@ -248,6 +254,7 @@ tsa_defaults(struct tsa_config *c)
     c->hashes[1] = NID_sha384;
     c->hashes[2] = NID_sha512;
     c->n_hashes = 3;
+    ratelimit_config_defaults(&c->token_limit, 0, 100); /* off unless the operator wants it */
 }
 
 /* Whole-file checks once every key is read. */

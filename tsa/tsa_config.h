@@ -11,6 +11,7 @@
 #define TSA_TSA_CONFIG_H
 
 #include "common/config.h"
+#include "common/ratelimit.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -57,6 +58,8 @@ struct tsa_config {
     /* [tsu NAME] */
     struct tsa_unit_config units[TSA_MAX_UNITS];
     size_t n_units;
+    /* [limits] token_rate, token_burst, token_sources: tokens per client address (0: off) */
+    struct ratelimit_config token_limit;
 };
 
 /* Parse and validate. ST_OK, or ST_CONFIG with "file:line: message" in err. */

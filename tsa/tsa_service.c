@@ -6,6 +6,7 @@
 #include "common/journal.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ratelimit.h"
 #include "common/status.h"
 #include "tsa/tsa_audit.h"
 #include "tsa/tsa_request.h"
@@ -52,6 +53,8 @@ struct tsa_service {
     double health_max_error;
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
     struct metric *m_reject[26];
+    struct ratelimit *limit; /* [limits] token_rate per client address, or NULL (off) */
+    struct metric *m_limited;
 };
 
 /* One request in flight between the handler and the batch callback. */
@@ -104,6 +107,36 @@ tsa_reply_reject(struct tsa_service *s, struct http_request *http, uint64_t rid,
         http_reply(http, 200, TSA_REPLY_TYPE, buf, n);
 }
 
+/* Over the client's [limits] token_rate: rejection/systemFailure (RFC 3161 §2.4.2: the TSA
+ * cannot handle it now) with a statusString saying why and Retry-After: the time until the
+ * client's budget has a token again. An answer in the protocol, as for a full signing queue,
+ * rather than an HTTP 503 that clients report without a reason. */
+static void
+tsa_reply_limited(struct tsa_service *s, struct http_request *http, uint64_t rid,
+                  const struct ratelimit_verdict *v)
+{
+    static const char why[] = "too many requests from this address ([limits] token_rate): "
+                              "retry later";
+    uint8_t buf[512];
+    size_t n = tsa_rejection(TSA_FAIL_SYSTEM_FAILURE, why, buf, sizeof(buf));
+    char ra[16];
+
+    metrics_inc(s->m_limited);
+    metrics_inc(s->m_reject[TSA_FAIL_SYSTEM_FAILURE]);
+    if (v->first)
+        log_req(LOG_LVL_INFO, (unsigned long long)rid,
+                "tsa: rate limit: %s is over [limits] token_rate (%g/s, burst %g): "
+                "systemFailure for %u s", http_req_client_ip(http), s->cfg->token_limit.rate,
+                s->cfg->token_limit.burst, v->retry_after);
+    snprintf(ra, sizeof(ra), "%u", v->retry_after);
+    http_reply_header(http, "Retry-After", ra);
+    http_reply_header(http, "Cache-Control", "no-store");
+    if (n == 0)
+        http_reply(http, 500, "text/plain", "internal error\n", 15);
+    else
+        http_reply(http, 200, TSA_REPLY_TYPE, buf, n);
+}
+
 static struct tsa_unit *
 tsa_select_unit(struct tsa_path *p, const struct tsa_request *req)
 {
@@ -140,6 +173,7 @@ tsa_handle(struct http_request *http, void *ctx)
     size_t len;
     bool back;
     int st;
+    struct ratelimit_verdict verdict;
 
     body = http_req_body(http, &len);
     j = calloc(1, sizeof(*j));
@@ -181,6 +215,12 @@ tsa_handle(struct http_request *http, void *ctx)
         log_err("tsa: [tsu %s] outside its key usage period: refusing to sign",
                 j->unit->cfg->name);
         goto reject;
+    }
+    verdict = ratelimit_take_addr(s->limit, j->client); /* work that costs a signature */
+    if (!verdict.allowed) {
+        tsa_reply_limited(s, http, rid, &verdict);
+        free(j);
+        return;
     }
     if (tsa_job_prepare(j) != ST_OK) {
         fail = TSA_FAIL_SYSTEM_FAILURE;
@@ -379,6 +419,8 @@ tsa_metrics_init(struct tsa_service *s)
     s->m_audit_fail = metrics_counter("tsa_audit_commit_failures_total",
                                       "Audit records that could not be written (tokens withheld).");
     s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
+    s->m_limited = metrics_counter("tsa_rate_limited_total",
+                                   "Requests refused: over [limits] token_rate for the address.");
     for (int i = 0; i < 26; i++) {
         if (reject_names[i] == NULL)
             continue;
@@ -544,6 +586,9 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     s->clock = clock_src != NULL ? clock_new_with_source(&cc, clock_src) : clock_new(&cc);
     if (s->clock == NULL || signer_start(s->signer) != ST_OK)
         goto fail;
+    s->limit = ratelimit_new(&cfg->token_limit);
+    if (s->limit == NULL && cfg->token_limit.rate > 0)
+        goto fail;
     tsa_metrics_init(s);
     if (tsa_routes(s, http) != ST_OK)
         goto fail;
@@ -566,6 +611,7 @@ tsa_service_free(struct tsa_service *s)
     journal_close(s->journal);
     commit_free(s->commit);
     clock_free(s->clock);
+    ratelimit_free(s->limit);
     for (size_t i = 0; i < s->n_units; i++)
         tsa_unit_clear(&s->units[i]);
     store_close(s->store);
