@@ -346,7 +346,8 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
     if (ocsp_job_submit(j, ocsp_signed, p) == ST_OK)
         return;
     metrics_inc(s->m_busy);
-    ocsp_reply_error(s, http, OCSP_RESP_TRY_LATER, "signing queue full");
+    /* the queue drains in milliseconds: come back soon (as tsad's full queue) */
+    ocsp_reply_error_retry(s, http, OCSP_RESP_TRY_LATER, "signing queue full", 1);
 fail:
     ocsp_job_free(j);
     free(p);
