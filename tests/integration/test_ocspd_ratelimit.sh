@@ -2,17 +2,20 @@
 #
 # test_ocspd_ratelimit.sh: per-source limits on answers that cost a signature, and the cache
 # of answers for serials never issued (issue 8 item 2; STANDARDS OCSP-27, OCSP-13, OCSP-18;
-# RFC 6960 §4.2.1 tryLater; RFC 9919 §2.2.1). A real ocspd with [limits] sign_rate = 0.2,
+# RFC 6960 §4.2.1 tryLater; RFC 9919 §2.2.1). A real ocspd with [limits] sign_rate = 0.02,
 # sign_burst = 4; clients are `openssl ocsp` and curl, bound to different 127.x source
 # addresses (--interface) so each is its own source:
 #   - 127.0.0.1: distinct never-issued serials: the first ones signed, then unsigned tryLater
-#     with Retry-After (1..5 s at 0.2/s) and no-cache; a multi-CertID request too; pre-signed
+#     with Retry-After (1..50 s at 0.02/s) and no-cache; a multi-CertID request too; pre-signed
 #     answers (POST and GET, good and revoked) are still all served; a nonce request gets the
 #     pre-signed answer without its nonce (it still verifies); logged once, counted;
 #   - 127.0.0.2: another source is not touched by 127.0.0.1's refusals;
 #   - 127.0.0.3: one never-issued serial asked 20 times costs one signature (a budget of 4
 #     would refuse the rest otherwise): the unissued cache; once the serial gets a status
-#     record (ocspctl add), the cached answer is no longer served (127.0.0.4 asks: good).
+#     record (ocspctl add), the cached answer is no longer served (127.0.0.4 asks: good);
+#   - global: behind the bench's simulated HSM (300 ms a signature, queue_max 1), 8 nonce
+#     requests at once: those that find the queue full get tryLater with Retry-After: 1 at
+#     once, and a pre-signed answer is served meanwhile.
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -27,13 +30,13 @@ itest_ocsp_setup
 # restart with tight limits (the demo store stays)
 cat >"$TMP/limits.conf" <<'EOF'
 [limits]
-sign_rate = 0.2
+sign_rate = 0.02
 sign_burst = 4
 EOF
 ocspd_stop
 ocspd_write_conf "$CONF" "$PORT" "$STORE" "$TMP/pki" "$TMP/limits.conf"
 ocspd_start "$CONF" "$TMP/ocspd.log" || fatal "ocspd restarts with [limits]" "$(tail -n 3 "$TMP/ocspd.log")"
-t_ok "ocspd restarted with sign_rate = 0.2, sign_burst = 4"
+t_ok "ocspd restarted with sign_rate = 0.02, sign_burst = 4"
 # shellcheck disable=SC1091
 . "$TMP/pki/ocsp-pki.env"
 export SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF
@@ -69,7 +72,7 @@ for i in $(seq 1 12); do
     elif [[ $code == 200 && $(body_hex "n$i") == 30030a0103 ]]; then
         limited=$((limited + 1))
         ra=$(header "n$i" Retry-After)
-        [[ $ra =~ ^[1-5]$ && $(header "n$i" Cache-Control) == no-cache ]] || ra_bad=$((ra_bad + 1))
+        [[ $ra =~ ^([1-9]|[1-4][0-9]|50)$ && $(header "n$i" Cache-Control) == no-cache ]] || ra_bad=$((ra_bad + 1))
     else
         bad=$((bad + 1))
     fi
@@ -79,7 +82,7 @@ if ((signed >= 4 && signed <= 8 && limited >= 4 && bad == 0)); then
 else
     t_fail "12 never-issued serials from one address" "signed $signed, tryLater $limited, other $bad"
 fi
-expect "every tryLater carries Retry-After 1..5 and Cache-Control: no-cache" "$ra_bad" 0
+expect "every tryLater carries Retry-After 1..50 and Cache-Control: no-cache" "$ra_bad" 0
 code=$(post 127.0.0.1 multi "$TMP/two.req")
 expect "over budget: a two-CertID request gets tryLater" "$code $(body_hex multi)" "200 30030a0103"
 
@@ -161,6 +164,46 @@ fi
     fatal "ocspctl add" "$(cat "$TMP/add.out")"
 code=$(post 127.0.0.4 after "$TMP/same.req")
 expect "after ocspctl add: answered good, not the cached answer" "$code $(status_of after)" "200 good"
+
+# ---- global: a full signing queue (OCSP-27) ----
+# ocspd through the simulated network HSM of the bench (300 ms per signature, one at a time),
+# one worker, queue_max 1, no per-source limit: 8 nonce requests at once cannot all wait.
+P11DELAY_SO=$BUILD/bench/libp11delay.so
+if [[ -f $P11DELAY_SO ]]; then
+    itest_ocspd_stop_clean
+    printf '[limits]\nsign_rate = 0\n' >"$TMP/nolimit.conf"
+    ocspd_write_conf "$CONF" "$PORT" "$STORE" "$TMP/pki" "$TMP/nolimit.conf"
+    sed -i "s|^pkcs11_module = .*|pkcs11_module = $P11DELAY_SO|; s/^workers = .*/workers = 1/;
+        s/^queue_max = .*/queue_max = 1/; s/^batch_max = .*/batch_max = 1/" "$CONF"
+    export P11DELAY_MODULE=$OCSP_P11_MODULE P11DELAY_LATENCY_MS=300 P11DELAY_PARALLEL=1
+    ocspd_start "$CONF" "$TMP/ocspd.log" ||
+        fatal "ocspd starts behind the simulated HSM" "$(tail -n 3 "$TMP/ocspd.log")"
+    pids=()
+    for i in $(seq 1 8); do
+        openssl ocsp -issuer "$CA" -cert "$OCSP_GOOD_CERT" -reqout "$TMP/q$i.req" >/dev/null 2>&1
+        post 127.0.0.1 "q$i" "$TMP/q$i.req" >"$TMP/q$i.code" &
+        pids+=($!)
+    done
+    code=$(post 127.0.0.1 qhit "$TMP/good.req")
+    hit=$(status_of qhit)
+    for p in "${pids[@]}"; do wait "$p"; done
+    ok=0 busy=0 other=0
+    for i in $(seq 1 8); do
+        if [[ $(cat "$TMP/q$i.code") == 200 && $(status_of "q$i") == good ]]; then
+            ok=$((ok + 1))
+        elif [[ $(body_hex "q$i") == 30030a0103 && $(header "q$i" Retry-After) == 1 ]]; then
+            busy=$((busy + 1))
+        else
+            other=$((other + 1))
+        fi
+    done
+    if ((ok >= 1 && busy >= 1 && other == 0)); then
+        t_ok "full signing queue: $busy of 8 nonce requests answered tryLater with Retry-After: 1 at once, $ok signed"
+    else
+        t_fail "full signing queue: tryLater with Retry-After: 1" "signed $ok, tryLater $busy, other $other"
+    fi
+    expect "full signing queue: a pre-signed answer is still served meanwhile" "$code $hit" "200 good"
+fi
 
 itest_ocspd_stop_clean
 t_summary "$NAME"
