@@ -3,11 +3,17 @@
  *
  *   POST {base} (application/ocsp-request) or GET {base}/{url-encoded base64}
  *   -> parse (ocsp_request) -> one CertID without a nonce to echo: the pre-signed response from
- *      the store, if it was signed for the serial's current status record and is not past its
- *      nextUpdate -> reply with RFC 9919 caching headers (ETag, Last-Modified, Expires,
- *      Cache-Control max-age, public, no-transform, must-revalidate; 304 on If-None-Match)
- *   -> otherwise: build the tbsResponseData, suspend the connection, sign through the batched
- *      signer; single-CertID answers are stored for the next request.
+ *      the store, if it was signed for the serial's current status record, by the issuer's
+ *      current signer, and is not past its nextUpdate; or, for a serial without a record, the
+ *      answer in the unissued cache (ocsp_cache) -> reply with RFC 9919 caching headers (ETag,
+ *      Last-Modified, Expires, Cache-Control max-age, public, no-transform, must-revalidate;
+ *      304 on If-None-Match)
+ *   -> otherwise the answer costs a signature: the client address's token bucket
+ *      ([limits] sign_rate, common/ratelimit; OCSP-27) must allow it, else tryLater with
+ *      Retry-After (a one-CertID nonce request gets the pre-signed answer without its nonce);
+ *   -> build the tbsResponseData, suspend the connection, sign through the batched signer;
+ *      single-CertID answers are stored for the next request (without a status record: kept
+ *      in the unissued cache instead).
  * The refresher thread re-signs at once the responses of serials whose status changed
  * (the store's `changes`), re-signs stored responses before their nextUpdate (refresh_margin of
  * the validity left), and loads issuers added with ocspctl, all without a restart.
