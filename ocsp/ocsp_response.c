@@ -297,11 +297,14 @@ bool
 ocsp_response_signed_by(const uint8_t *der, size_t len, const uint8_t *rid, size_t rid_len,
                         const uint8_t *certs, size_t certs_len)
 {
-    const uint8_t *p = der, *end = der + len, *c, *basic, *bend, *tbs, *tend, *start;
+    const uint8_t *p = der, *end, *c, *basic, *bend, *tbs, *tend, *start;
     size_t cl;
     uint8_t tag;
 
-    if (der == NULL || !der_read(&p, end, &tag, &c, &cl) || tag != DER_SEQUENCE)
+    if (der == NULL)
+        return false;
+    end = der + len;
+    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_SEQUENCE)
         return false;
     p = c;
     end = c + cl;
