@@ -45,6 +45,7 @@ struct ocsp_responder {
     uint64_t gen;
     bool strict;
     _Atomic int64_t expiry_warned; /* last "responder certificate expires soon" warning */
+    _Atomic int64_t last_replace;  /* latest replaced_at of a slot */
 };
 
 static int64_t
@@ -234,6 +235,10 @@ ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
     }
     /* a new key or certificate (rollover): the new slot takes the old one's place; the old
      * one is retired, not freed, so pointers held by requests in flight stay valid */
+    if (old != NULL) {
+        slot->iss.replaced_at = (int64_t)time(NULL);
+        atomic_store(&r->last_replace, slot->iss.replaced_at);
+    }
     pthread_rwlock_wrlock(&r->lock);
     r->issuers[at] = slot;
     if (old != NULL) {
@@ -449,6 +454,12 @@ unsigned
 ocsp_responder_queue(struct ocsp_responder *r)
 {
     return signer_queue_depth(r->signer);
+}
+
+int64_t
+ocsp_responder_last_replace(struct ocsp_responder *r)
+{
+    return atomic_load(&r->last_replace);
 }
 
 size_t

@@ -58,6 +58,10 @@ struct ocsp_issuer {
     size_t certs_len;
     int64_t ca_not_before;
     int64_t signer_not_after;
+    /* when this slot replaced the issuer's previous one while ocspd ran (a new or renewed
+     * responder certificate): stored answers produced until then are the old signer's, and
+     * the refresher re-signs them (issue 8 item 4); 0 for slots loaded at start */
+    int64_t replaced_at;
 };
 
 struct ocsp_job;
@@ -102,6 +106,8 @@ struct commit *ocsp_responder_commit(struct ocsp_responder *r);
 bool ocsp_responder_healthy(struct ocsp_responder *r);
 unsigned ocsp_responder_queue(struct ocsp_responder *r);
 size_t ocsp_responder_issuer_count(struct ocsp_responder *r);
+/* The latest replaced_at of any issuer (0: none replaced since start). */
+int64_t ocsp_responder_last_replace(struct ocsp_responder *r);
 
 /* The served issuer for a CertID, or NULL (unknown hash or issuer not served). The pointer
  * stays valid until ocsp_responder_free() (reloads add issuers, never free them). */

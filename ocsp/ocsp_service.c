@@ -454,6 +454,7 @@ ocsp_certid_from_der(const uint8_t *der, size_t len, struct ocsp_certid *id)
 struct refresh_scan {
     struct ocsp_service *s;
     int64_t now;
+    int64_t replaced; /* ocsp_responder_last_replace at the start of the walk */
     struct ocsp_change *list;
     size_t n, cap;
 };
@@ -507,13 +508,20 @@ ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
     struct ocsp_certid id;
     struct ocsp_change *c;
 
+    bool due;
+
     if (rs->n >= OCSP_REFRESH_CHUNK)
         return false; /* a chunk at a time: no transaction held while signing */
-    if (!ocsp_refresh_due(r, rs->now, rs->s->cfg->refresh_margin))
-        return true;
+    due = ocsp_refresh_due(r, rs->now, rs->s->cfg->refresh_margin);
+    if (!due && r->produced_at >= rs->replaced)
+        return true; /* current, and produced after any signer change */
     if (!ocsp_certid_from_der(certid, certid_len, &id) ||
         (iss = ocsp_responder_issuer(rs->s->resp, &id)) == NULL ||
         ocsp_issuer_stale(iss, rs->now) || ocsp_issuer_signer_expired(iss, rs->now))
+        return true;
+    /* produced before its issuer's signer was replaced: the old signer's answer (issue 8
+     * item 4): served by nobody, re-signed now rather than on the next request */
+    if (!due && (iss->replaced_at == 0 || r->produced_at >= iss->replaced_at))
         return true;
     if (rs->n == rs->cap) {
         size_t cap = rs->cap ? rs->cap * 2 : 256;
@@ -543,7 +551,8 @@ ocsp_refresh_scan(struct ocsp_service *s)
     size_t total = 0;
 
     while (!ocsp_service_stopping(s)) {
-        struct refresh_scan rs = {s, (int64_t)time(NULL), NULL, 0, 0};
+        struct refresh_scan rs = {s, (int64_t)time(NULL), ocsp_responder_last_replace(s->resp),
+                                  NULL, 0, 0};
         size_t count = 0;
 
         if (ocsp_store_response_walk(s->store, ocsp_refresh_pick, &rs) != ST_OK || rs.n == 0) {
@@ -664,9 +673,14 @@ ocsp_refresher_main(void *arg)
 {
     struct ocsp_service *s = arg;
     double since_scan = s->cfg->refresh_interval; /* scan at start */
+    int64_t replaced = 0;
 
     for (;;) {
         ocsp_responder_reload(s->resp);
+        if (ocsp_responder_last_replace(s->resp) != replaced) {
+            replaced = ocsp_responder_last_replace(s->resp);
+            since_scan = s->cfg->refresh_interval; /* a new signer: its answers now */
+        }
         ocsp_refresh_changes(s);
         if (since_scan >= s->cfg->refresh_interval) {
             ocsp_refresh_scan(s);

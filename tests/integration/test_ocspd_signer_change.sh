@@ -7,8 +7,10 @@
 #   2. a new delegate with a new (software) key.
 # After each change, no stored answer of the old delegate is served: a pre-signed answer
 # signed by another signer than the issuer's current one is a miss, signed again by the new
-# one, stored, and then served as a hit; every answer verifies with `openssl ocsp` against
-# the CA chain and carries the new delegate's certificate.
+# one, stored, and then served as a hit; the refresher also re-signs the old delegate's
+# stored answers at once (one not asked for since is a hit of the new delegate); every answer
+# verifies with `openssl ocsp` against the CA chain and carries the new delegate's
+# certificate.
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -67,6 +69,8 @@ wait_signer() {
 }
 
 ask before "$OCSP_GOOD_CERT"
+sleep 1 # the store was pre-signed in an earlier second than the change below
+R0=$(metric ocsp_resigned_total)
 answered_by before "$SIGNER" "before: the pre-signed answer carries the first delegate"
 
 # ---- 1. renewal: a new certificate for the same key (label ocsp-signer in the token) ----
@@ -81,6 +85,21 @@ ctl issuer add qca --cert "$CA" --key-label "$OCSP_SIGNER_LABEL" --signer-cert "
 wait_signer "$TMP/renewed.pem" || fatal "ocspd loads the renewed delegate" "$(tail -n 3 "$TMP/ocspd.log")"
 t_ok "ocspd loads the renewed delegate (same key) without a restart"
 
+# the refresher re-signs the old delegate's stored answers at once, not only when asked for
+r0=${R0:-0}
+for i in $(seq 1 40); do
+    (($(metric ocsp_resigned_total) - r0 >= 10)) && break
+    sleep 0.25
+done
+h0=$(hits)
+ask expired "$OCSP_EXPIRED_CERT"
+if [[ $(($(hits) - h0)) == 1 && $(resp_signer expired) == $(fp "$TMP/renewed.pem") ]] &&
+    grep -q 'Response verify OK' "$TMP/expired.out"; then
+    t_ok "renewal: the refresher re-signed the stored answers: expired.pem is a hit of the new delegate"
+else
+    t_fail "renewal: the refresher re-signed the stored answers" \
+        "hits +$(($(hits) - h0)), signer $(resp_signer expired), resigned $(metric ocsp_resigned_total) (from $r0)"
+fi
 ask renew1 "$OCSP_GOOD_CERT"
 answered_by renew1 "$TMP/renewed.pem" \
     "renewal: the answer stored by the old delegate is not served (re-signed with the new one)"
