@@ -21,14 +21,14 @@ struct ratelimit_bucket {
     uint8_t key_len; /* 0: free */
     bool limited;    /* refused since it was last allowed */
     double tokens;
-    double last;     /* when tokens was computed (monotonic seconds) */
+    double last; /* when tokens was computed (monotonic seconds) */
 };
 
 struct ratelimit {
     struct ratelimit_config cfg;
     pthread_mutex_t lock;
-    uint64_t k0, k1;      /* hash key, drawn at start */
-    size_t sets;          /* a power of two */
+    uint64_t k0, k1;            /* hash key, drawn at start */
+    size_t sets;                /* a power of two */
     struct ratelimit_bucket *b; /* sets * RATELIMIT_WAYS */
 };
 
@@ -71,8 +71,7 @@ ratelimit_config_key(struct config_parse *p, struct ratelimit_config *c, const c
     k = key + pl + 1;
     if (strcmp(k, "rate") == 0) {
         if (parse_number(value, 1e6, &c->rate) != ST_OK)
-            return config_error(p, pos, "%s: per second per address, 0 (no limit) .. 1000000",
-                                key);
+            return config_error(p, pos, "%s: per second per address, 0 (no limit) .. 1000000", key);
     } else if (strcmp(k, "burst") == 0) {
         if (parse_number(value, 1e6, &c->burst) != ST_OK || c->burst < 1)
             return config_error(p, pos, "%s: 1 .. 1000000", key);
@@ -129,22 +128,22 @@ ratelimit_free(struct ratelimit *rl)
 /* SipHash-2-4 (Aumasson, Bernstein) of a short key: a client cannot choose addresses that
  * all land in one set without knowing k0, k1. */
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-#define SIPROUND                                                                               \
-    do {                                                                                       \
-        v0 += v1;                                                                              \
-        v1 = ROTL(v1, 13);                                                                     \
-        v1 ^= v0;                                                                              \
-        v0 = ROTL(v0, 32);                                                                     \
-        v2 += v3;                                                                              \
-        v3 = ROTL(v3, 16);                                                                     \
-        v3 ^= v2;                                                                              \
-        v0 += v3;                                                                              \
-        v3 = ROTL(v3, 21);                                                                     \
-        v3 ^= v0;                                                                              \
-        v2 += v1;                                                                              \
-        v1 = ROTL(v1, 17);                                                                     \
-        v1 ^= v2;                                                                              \
-        v2 = ROTL(v2, 32);                                                                     \
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = ROTL(v1, 13);                                                                         \
+        v1 ^= v0;                                                                                  \
+        v0 = ROTL(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = ROTL(v3, 16);                                                                         \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = ROTL(v3, 21);                                                                         \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = ROTL(v1, 17);                                                                         \
+        v1 ^= v2;                                                                                  \
+        v2 = ROTL(v2, 32);                                                                         \
     } while (0)
 
 static uint64_t

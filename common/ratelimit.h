@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define RATELIMIT_WAYS 8u
-#define RATELIMIT_KEY_MAX 16u          /* bytes of a source key (an IPv6 address) */
+#define RATELIMIT_KEY_MAX 16u /* bytes of a source key (an IPv6 address) */
 #define RATELIMIT_SOURCES_MIN 64u
 #define RATELIMIT_SOURCES_MAX (1u << 24)
 

@@ -98,9 +98,9 @@ ocsp_cache_drop(struct ocsp_cache *c, struct ocsp_cache_entry *e)
 }
 
 bool
-ocsp_cache_get(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len,
-               const void *signer, const void *settings, int64_t now, uint8_t **der,
-               size_t *der_len, int64_t *produced_at, int64_t *next_update)
+ocsp_cache_get(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len, const void *signer,
+               const void *settings, int64_t now, uint8_t **der, size_t *der_len,
+               int64_t *produced_at, int64_t *next_update)
 {
     struct ocsp_cache_entry *e;
     bool hit = false;
@@ -127,9 +127,9 @@ ocsp_cache_get(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len,
 }
 
 void
-ocsp_cache_put(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len,
-               const void *signer, const void *settings, const uint8_t *der, size_t der_len,
-               int64_t produced_at, int64_t next_update)
+ocsp_cache_put(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len, const void *signer,
+               const void *settings, const uint8_t *der, size_t der_len, int64_t produced_at,
+               int64_t next_update)
 {
     struct ocsp_cache_entry *set, *e;
     uint8_t *copy;

@@ -583,7 +583,8 @@ ocsp_decide(const struct ocsp_issuer *iss, const struct ocsp_certid *id,
     } else {
         out->status = OCSP_SINGLE_REVOKED;
         out->revocation_time = st->revocation_time;
-        out->reason = st->state == OCSP_STATE_HOLD ? OCSP_REVOKED_STATUS_CERTIFICATEHOLD : st->reason;
+        out->reason =
+            st->state == OCSP_STATE_HOLD ? OCSP_REVOKED_STATUS_CERTIFICATEHOLD : st->reason;
     }
     /* expired certificates keep their status, with archiveCutoff (OCSP-25, EID-06) */
     if (lv->archive_cutoff && st->not_after > 0 && st->not_after < now) {

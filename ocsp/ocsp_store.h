@@ -69,7 +69,8 @@ enum ocsp_cert_state {
 static inline bool
 ocsp_reason_valid(unsigned reason)
 {
-    return reason == OCSP_REASON_NONE || (reason <= OCSP_REASON_MAX && reason != OCSP_REASON_UNUSED);
+    return reason == OCSP_REASON_NONE ||
+           (reason <= OCSP_REASON_MAX && reason != OCSP_REASON_UNUSED);
 }
 
 struct ocsp_status {

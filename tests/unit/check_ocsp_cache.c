@@ -128,9 +128,8 @@ START_TEST(test_config_keys)
     static struct ocsp_config cfg;
     char err[512];
 
-    ck_assert_int_eq(ocsp_config_load_string(&cfg, "[server]\nlisten = 127.0.0.1:1\n", err,
-                                             sizeof(err)),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_config_load_string(&cfg, "[server]\nlisten = 127.0.0.1:1\n", err, sizeof(err)), ST_OK);
     ck_assert(cfg.sign_limit.rate == 20 && cfg.sign_limit.burst == 100);
     ck_assert_uint_eq(cfg.unissued_cache, 4096);
     ck_assert_int_eq(ocsp_config_load_string(&cfg,
@@ -140,13 +139,12 @@ START_TEST(test_config_keys)
                      ST_OK);
     ck_assert(cfg.sign_limit.rate == 0 && cfg.sign_limit.burst == 5);
     ck_assert_uint_eq(cfg.unissued_cache, 0);
-    ck_assert_int_eq(ocsp_config_load_string(&cfg, "[limits]\ntoken_rate = 1\n", err,
-                                             sizeof(err)),
+    ck_assert_int_eq(ocsp_config_load_string(&cfg, "[limits]\ntoken_rate = 1\n", err, sizeof(err)),
                      ST_CONFIG);
     ck_assert_ptr_nonnull(strstr(err, "unknown key 'token_rate' in [limits]"));
-    ck_assert_int_eq(ocsp_config_load_string(&cfg, "[ocsp]\nunissued_cache = -1\n", err,
-                                             sizeof(err)),
-                     ST_CONFIG);
+    ck_assert_int_eq(
+        ocsp_config_load_string(&cfg, "[ocsp]\nunissued_cache = -1\n", err, sizeof(err)),
+        ST_CONFIG);
 }
 END_TEST
 

@@ -38,7 +38,7 @@ START_TEST(test_burst_then_rate)
     ck_assert_uint_eq(v.retry_after, 1); /* 1 token at 2/s: 0.5 s, rounded up */
     v = ratelimit_take(rl, a, 4, 100.1);
     ck_assert(!v.allowed);
-    ck_assert(!v.first); /* logged once per episode */
+    ck_assert(!v.first);                                /* logged once per episode */
     ck_assert(ratelimit_take(rl, a, 4, 100.6).allowed); /* 0.6 s at 2/s: one token back */
     ck_assert(!ratelimit_take(rl, a, 4, 100.6).allowed);
     /* long idle: the bucket refills to burst, not beyond */
@@ -175,8 +175,8 @@ START_TEST(test_config_keys)
     struct ratelimit_config c;
     char err[CONFIG_ERR_MAX];
 
-    ck_assert_int_eq(parse("[limits]\nsign_rate = 2.5\nsign_burst = 40\nsign_sources = 4096\n",
-                           &c, err, sizeof(err)),
+    ck_assert_int_eq(parse("[limits]\nsign_rate = 2.5\nsign_burst = 40\nsign_sources = 4096\n", &c,
+                           err, sizeof(err)),
                      ST_OK);
     ck_assert(c.rate == 2.5 && c.burst == 40 && c.sources == 4096);
     ck_assert_int_eq(parse("[limits]\nsign_rate = 0\n", &c, err, sizeof(err)), ST_OK);
