@@ -30,6 +30,28 @@
 #define OCSP_REQUEST_TYPE "application/ocsp-request"
 #define OCSP_REFRESH_TICK_MS 250
 #define OCSP_CHANGES_BATCH 256
+#define OCSP_INFLIGHT_MAX 64       /* answers without a record being signed that others may wait
+                                      for (more are signed without that) */
+#define OCSP_INFLIGHT_WAITERS 256u /* requests waiting for one such signature, at most */
+
+/* A request waiting for the answer another request is having signed. */
+struct ocsp_waiter {
+    struct ocsp_waiter *next;
+    struct http_request *http;
+    char inm[80];
+};
+
+/* An answer for a serial without a status record on its way through the signer: the same
+ * CertID asked meanwhile waits for it instead of costing its own signature (issue 8 item 2),
+ * as it would find it in the unissued cache a moment later. */
+struct ocsp_inflight {
+    bool used;
+    uint8_t certid[OCSP_CERTID_MAX];
+    size_t certid_len;
+    const void *signer, *settings;
+    struct ocsp_waiter *waiters;
+    unsigned nwait;
+};
 
 struct ocsp_service {
     const struct ocsp_config *cfg;
@@ -45,6 +67,8 @@ struct ocsp_service {
     struct ratelimit *limit;     /* answers signed on demand, per client address (OCSP-27) */
     struct ocsp_cache *unissued; /* answers for serials without a status record */
     struct metric *m_cached, *m_limited_try, *m_limited_presigned;
+    pthread_mutex_t inflight_lock;
+    struct ocsp_inflight inflight[OCSP_INFLIGHT_MAX];
 };
 
 /* A request waiting for its signature. */
@@ -59,6 +83,7 @@ struct ocsp_pending {
     const void *cache_signer, *cache_settings;
     uint8_t certid[OCSP_CERTID_MAX];
     size_t certid_len;
+    struct ocsp_inflight *inflight; /* others may be waiting for this answer */
 };
 
 static const char *const err_names[OCSP_RESP_STATUS_COUNT] = {
@@ -145,6 +170,102 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, s
     http_reply_take(http, 200, OCSP_RESPONSE_TYPE, der, len);
 }
 
+static bool
+ocsp_inflight_same(const struct ocsp_inflight *f, const uint8_t *certid, size_t len,
+                   const void *signer, const void *settings)
+{
+    return f->used && f->certid_len == len && memcmp(f->certid, certid, len) == 0 &&
+           f->signer == signer && f->settings == settings;
+}
+
+/* Wait for the same CertID's answer already being signed: true when the request now waits
+ * (suspended; answered by ocsp_inflight_finish). */
+static bool
+ocsp_inflight_join(struct ocsp_service *s, struct http_request *http,
+                   const struct ocsp_certid *id, const struct ocsp_issuer *iss)
+{
+    const void *lv = ocsp_issuer_live(iss);
+    const char *inm = http_req_header(http, "If-None-Match");
+    struct ocsp_waiter *w;
+    bool joined = false;
+
+    if (s->unissued == NULL)
+        return false;
+    pthread_mutex_lock(&s->inflight_lock);
+    for (size_t i = 0; i < OCSP_INFLIGHT_MAX && !joined; i++) {
+        struct ocsp_inflight *f = &s->inflight[i];
+
+        if (!ocsp_inflight_same(f, id->der, id->der_len, iss, lv) ||
+            f->nwait >= OCSP_INFLIGHT_WAITERS || (w = calloc(1, sizeof(*w))) == NULL)
+            continue;
+        w->http = http;
+        snprintf(w->inm, sizeof(w->inm), "%s", inm != NULL ? inm : "");
+        http_req_suspend(http); /* before another thread can answer it */
+        w->next = f->waiters;
+        f->waiters = w;
+        f->nwait++;
+        joined = true;
+    }
+    pthread_mutex_unlock(&s->inflight_lock);
+    return joined;
+}
+
+/* Register p's answer as one that others may wait for (when a slot is free). */
+static void
+ocsp_inflight_begin(struct ocsp_service *s, struct ocsp_pending *p)
+{
+    pthread_mutex_lock(&s->inflight_lock);
+    for (size_t i = 0; i < OCSP_INFLIGHT_MAX; i++) {
+        struct ocsp_inflight *f = &s->inflight[i];
+
+        if (ocsp_inflight_same(f, p->certid, p->certid_len, p->cache_signer, p->cache_settings))
+            break; /* another request leads it already (it came in meanwhile) */
+        if (f->used)
+            continue;
+        memset(f, 0, sizeof(*f));
+        f->used = true;
+        memcpy(f->certid, p->certid, p->certid_len);
+        f->certid_len = p->certid_len;
+        f->signer = p->cache_signer;
+        f->settings = p->cache_settings;
+        p->inflight = f;
+        break;
+    }
+    pthread_mutex_unlock(&s->inflight_lock);
+}
+
+/* The leader's answer (der NULL: its failure, as `fail`): answer every waiter with its own
+ * copy, and free the slot. */
+static void
+ocsp_inflight_finish(struct ocsp_service *s, struct ocsp_pending *p, const uint8_t *der,
+                     size_t len, enum ocsp_resp_status fail)
+{
+    struct ocsp_waiter *w, *next;
+
+    if (p->inflight == NULL)
+        return;
+    pthread_mutex_lock(&s->inflight_lock);
+    w = p->inflight->waiters;
+    memset(p->inflight, 0, sizeof(*p->inflight));
+    pthread_mutex_unlock(&s->inflight_lock);
+    p->inflight = NULL;
+    for (; w != NULL; w = next) {
+        uint8_t *copy = der != NULL ? malloc(len) : NULL;
+
+        next = w->next;
+        if (copy != NULL) {
+            memcpy(copy, der, len);
+            metrics_inc(s->m_cached);
+            ocsp_reply_ok(s, w->http, copy, len, p->produced_at, p->next_update, true,
+                          w->inm);
+        } else {
+            ocsp_reply_error(s, w->http, der != NULL ? OCSP_RESP_INTERNAL_ERROR : fail,
+                             "the answer waited for was not signed");
+        }
+        free(w);
+    }
+}
+
 /* Signature done: reply (the batch already stored the cacheable ones). */
 static void
 ocsp_signed(struct ocsp_job *j, void *ctx)
@@ -152,16 +273,20 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
     struct ocsp_pending *p = ctx;
     struct ocsp_service *s = p->svc;
 
+    /* cached first, then the waiters answered: a request in between finds one or the other */
+    if (p->cache_it && j->resp != NULL)
+        ocsp_cache_put(s->unissued, p->certid, p->certid_len, p->cache_signer,
+                       p->cache_settings, j->resp, j->resp_len, p->produced_at,
+                       p->next_update);
+    ocsp_inflight_finish(s, p, j->resp, j->resp_len,
+                         j->sj.status == ST_SHUTDOWN ? OCSP_RESP_TRY_LATER
+                                                     : OCSP_RESP_INTERNAL_ERROR);
     if (j->resp == NULL) {
         ocsp_reply_error(s, p->http, j->sj.status == ST_SHUTDOWN ? OCSP_RESP_TRY_LATER
                                                                  : OCSP_RESP_INTERNAL_ERROR,
                          "signing failed");
     } else {
         metrics_inc(s->m_signed);
-        if (p->cache_it)
-            ocsp_cache_put(s->unissued, p->certid, p->certid_len, p->cache_signer,
-                           p->cache_settings, j->resp, j->resp_len, p->produced_at,
-                           p->next_update);
         ocsp_reply_ok(s, p->http, j->resp, j->resp_len, p->produced_at, p->next_update,
                       p->cacheable, p->inm);
         j->resp = NULL;
@@ -343,10 +468,13 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
         memcpy(p->certid, req->ids[0].der, req->ids[0].der_len);
         p->certid_len = req->ids[0].der_len;
     }
+    if (p->cache_it)
+        ocsp_inflight_begin(s, p);
     http_req_suspend(http);
     if (ocsp_job_submit(j, ocsp_signed, p) == ST_OK)
         return;
     metrics_inc(s->m_busy);
+    ocsp_inflight_finish(s, p, NULL, 0, OCSP_RESP_TRY_LATER);
     /* the queue drains in milliseconds: come back soon (as tsad's full queue) */
     ocsp_reply_error_retry(s, http, OCSP_RESP_TRY_LATER, "signing queue full", 1);
 fail:
@@ -403,7 +531,8 @@ ocsp_handle(struct http_request *http, void *ctx)
     /* OCSP-18: with the "ignore" policy a nonce request gets the pre-signed answer */
     echo_nonce = req.has_nonce && nonce_policy != OCSP_NONCE_IGNORE;
     if (req.n == 1 && !echo_nonce && (ocsp_try_stored(s, http, &req.ids[0], iss, now) ||
-                                      ocsp_try_cached(s, http, &req.ids[0], iss, now)))
+                                      ocsp_try_cached(s, http, &req.ids[0], iss, now) ||
+                                      ocsp_inflight_join(s, http, &req.ids[0], iss)))
         return;
     /* what follows costs a signature: counted per client address (OCSP-27) */
     verdict = ratelimit_take_addr(s->limit, http_req_client_ip(http));
@@ -774,6 +903,7 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     s->cfg = cfg;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    pthread_mutex_init(&s->inflight_lock, NULL);
     /* ocspd -n may run beside a live ocspd: an existing store is only read then */
     s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, check && store_exists(cfg->store.path));
     if (s->store == NULL)
@@ -828,5 +958,6 @@ ocsp_service_free(struct ocsp_service *s)
     ocsp_store_close(s->store);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->inflight_lock);
     free(s);
 }

@@ -13,7 +13,8 @@
  *      Retry-After (a one-CertID nonce request gets the pre-signed answer without its nonce);
  *   -> build the tbsResponseData, suspend the connection, sign through the batched signer;
  *      single-CertID answers are stored for the next request (without a status record: kept
- *      in the unissued cache instead).
+ *      in the unissued cache instead; the same CertID asked while it is being signed waits
+ *      for it rather than costing another signature).
  * The refresher thread re-signs at once the responses of serials whose status changed
  * (the store's `changes`), re-signs stored responses before their nextUpdate (refresh_margin of
  * the validity left), and loads issuers added with ocspctl, all without a restart.

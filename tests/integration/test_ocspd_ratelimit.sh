@@ -15,7 +15,8 @@
 #     record (ocspctl add), the cached answer is no longer served (127.0.0.4 asks: good);
 #   - global: behind the bench's simulated HSM (300 ms a signature, queue_max 1), 8 nonce
 #     requests at once: those that find the queue full get tryLater with Retry-After: 1 at
-#     once, and a pre-signed answer is served meanwhile.
+#     once, and a pre-signed answer is served meanwhile; 20 requests at once for one new
+#     never-issued serial wait for the one signature in flight: all answered, 1 signature.
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -203,6 +204,27 @@ if [[ -f $P11DELAY_SO ]]; then
         t_fail "full signing queue: tryLater with Retry-After: 1" "signed $ok, tryLater $busy, other $other"
     fi
     expect "full signing queue: a pre-signed answer is still served meanwhile" "$code $hit" "200 good"
+
+    # 20 requests at once for one new never-issued serial: they wait for the one signature
+    # in flight instead of each needing the (one-place) queue
+    never_req "$TMP/burst.req"
+    s0=$(metric 'ocsp_responses_total{source="signed"}')
+    pids=()
+    for i in $(seq 1 20); do
+        post 127.0.0.1 "b$i" "$TMP/burst.req" >"$TMP/b$i.code" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    ok=0
+    for i in $(seq 1 20); do
+        [[ $(cat "$TMP/b$i.code") == 200 && $(status_of "b$i") == revoked ]] && ok=$((ok + 1))
+    done
+    signed=$(($(metric 'ocsp_responses_total{source="signed"}') - s0))
+    if ((ok == 20 && signed >= 1 && signed <= 2)); then
+        t_ok "20 concurrent requests for one never-issued serial: all answered, $signed signature(s)"
+    else
+        t_fail "20 concurrent requests for one never-issued serial" "answered $ok, signatures $signed"
+    fi
 fi
 
 itest_ocspd_stop_clean
