@@ -19,6 +19,16 @@
 #include <unistd.h>
 
 #define SIGNER_MAX_WORKERS 64
+#define SIGNER_PROBE_INTERVAL_NS 1000000000LL /* a test signature a second while unhealthy */
+#define SIGNER_EXPIRED_CHUNK 64                /* timed-out jobs per callback */
+
+/* A job's input, copied when a worker takes it: the job itself may be completed by the watch
+ * thread (timeout) and freed by its owner while the worker is still inside C_Sign. */
+struct signer_in {
+    struct signer_key *key;
+    uint8_t digest[SIGNER_MAX_DIGEST];
+    size_t digest_len;
+};
 
 struct signer_worker {
     struct signer *s;
@@ -26,6 +36,10 @@ struct signer_worker {
     pthread_t thread;
     bool started;
     struct live_beat *beat; /* busy while signing a batch and in its callback */
+    /* the batch taken, under s->lock: listed[i] is NULL once the watch thread completed it */
+    struct signer_job **listed;
+    struct signer_in *in;
+    size_t n_listed;
 };
 
 struct signer {
@@ -45,7 +59,43 @@ struct signer {
     struct signer_worker workers[SIGNER_MAX_WORKERS];
     atomic_bool healthy;
     bool started;
+    /* the watch thread: sign_timeout and the health probe (its own condition: a signal on
+     * `cond` must wake a worker) */
+    pthread_t watch;
+    bool watch_started;
+    pthread_cond_t watch_cond;
+    long long timeout_ns;
+    struct signer_job probe; /* the test signature; busy while queued or being signed */
+    bool probe_busy;
+    long long probe_last;
 };
+
+static long long
+signer_now_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Record the outcome of a PKCS#11 signature (or its timeout): an audit event when the
+ * health changes (DESIGN D8; issue 8, HSM faults). */
+static void
+signer_set_health(struct signer *s, const struct signer_key *k, int st)
+{
+    bool ok = st == ST_OK, was;
+
+    if (st != ST_OK && st != ST_HSM && st != ST_TIMEOUT)
+        return; /* a bad job, not the token */
+    was = atomic_exchange(&s->healthy, ok);
+    if (was && !ok)
+        log_audit("hsm_unavailable", "key=%s reason=%s: signatures with the token fail, "
+                  "answering systemFailure/tryLater until it answers again",
+                  k != NULL ? k->name : "?", st == ST_TIMEOUT ? "timeout" : status_str(st));
+    else if (!was && ok)
+        log_audit("hsm_available", "key=%s: the token signs again", k != NULL ? k->name : "?");
+}
 
 static const uint8_t digalg_der[][13] = {
     {0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01},
@@ -410,7 +460,81 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job)
                                       job->digest_len, job->sig, &job->sig_len);
     if (job->status != ST_OK)
         job->sig_len = 0;
-    atomic_store(&s->healthy, job->status == ST_OK);
+    if (k != NULL && k->soft == NULL)
+        signer_set_health(s, k, job->status);
+}
+
+/* Sign the i-th job taken from its input copy, and write the result into the job unless the
+ * watch thread completed it meanwhile (then the job may be gone: it is not touched). */
+static void
+signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
+{
+    struct signer *s = w->s;
+    struct signer_job tmp, *job;
+
+    tmp.key = w->in[i].key;
+    tmp.digest_len = w->in[i].digest_len;
+    memcpy(tmp.digest, w->in[i].digest, tmp.digest_len);
+    if (stopping) {
+        tmp.status = ST_SHUTDOWN;
+        tmp.sig_len = 0;
+    } else {
+        signer_do_job(s, w->idx, &tmp);
+    }
+    pthread_mutex_lock(&s->lock);
+    if ((job = w->listed[i]) != NULL) {
+        job->status = tmp.status;
+        job->sig_len = tmp.sig_len;
+        memcpy(job->sig, tmp.sig, tmp.sig_len);
+        job->done = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Take up to `cap` jobs from the queue head into w's listing, with a copy of their input.
+ * Called with the lock held. */
+static size_t
+signer_worker_take(struct signer_worker *w, size_t cap)
+{
+    struct signer *s = w->s;
+    size_t n = 0;
+
+    while (s->head != NULL && n < cap) {
+        struct signer_job *j = s->head;
+
+        s->head = j->next;
+        s->depth--;
+        j->done = false;
+        w->listed[n] = j;
+        w->in[n].key = j->key;
+        w->in[n].digest_len = j->digest_len <= SIGNER_MAX_DIGEST ? j->digest_len : 0;
+        memcpy(w->in[n].digest, j->digest, w->in[n].digest_len);
+        n++;
+    }
+    if (s->head == NULL)
+        s->tail = NULL;
+    w->n_listed = n;
+    return n;
+}
+
+/* Hand the batch's completed jobs to the owner (the probe stays with the signer). */
+static void
+signer_worker_deliver(struct signer_worker *w, struct signer_job **out)
+{
+    struct signer *s = w->s;
+    size_t m = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < w->n_listed; i++) {
+        if (w->listed[i] == &s->probe)
+            s->probe_busy = false;
+        else if (w->listed[i] != NULL)
+            out[m++] = w->listed[i];
+    }
+    w->n_listed = 0;
+    pthread_mutex_unlock(&s->lock);
+    if (m > 0)
+        s->batch(out, m, s->batch_ctx);
 }
 
 static void *
@@ -418,16 +542,16 @@ signer_worker_main(void *arg)
 {
     struct signer_worker *w = arg;
     struct signer *s = w->s;
-    struct signer_job **batch;
+    struct signer_job **out;
     unsigned cap = s->cfg.batch_max;
 
-    batch = calloc(cap, sizeof(*batch));
-    if (batch == NULL) {
+    out = calloc(cap, sizeof(*out));
+    if (out == NULL) {
         log_err("signer: worker %u: out of memory", w->idx);
         return NULL;
     }
     for (;;) {
-        size_t n = 0, share;
+        size_t n, share;
         bool stopping;
 
         pthread_mutex_lock(&s->lock);
@@ -438,31 +562,153 @@ signer_worker_main(void *arg)
         share = (s->depth + s->cfg.workers - 1) / s->cfg.workers;
         if (share < cap)
             cap = share > 0 ? share : 1;
-        while (s->head != NULL && n < cap) {
-            batch[n++] = s->head;
-            s->head = s->head->next;
-            s->depth--;
-        }
-        if (s->head == NULL)
-            s->tail = NULL;
+        n = signer_worker_take(w, cap);
         stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
         cap = s->cfg.batch_max;
         if (n == 0)
             break; /* stopping and drained */
         live_busy(w->beat);
-        for (size_t i = 0; i < n; i++) {
-            if (stopping) {
-                batch[i]->status = ST_SHUTDOWN;
-                batch[i]->sig_len = 0;
-            } else {
-                signer_do_job(s, w->idx, batch[i]);
-            }
-        }
-        s->batch(batch, n, s->batch_ctx);
+        for (size_t i = 0; i < n; i++)
+            signer_worker_sign(w, i, stopping);
+        signer_worker_deliver(w, out);
         live_idle(w->beat);
     }
-    free(batch);
+    free(out);
+    return NULL;
+}
+
+/* Queue a test signature with a token key (the lock held). */
+static void
+signer_probe_submit(struct signer *s, long long now)
+{
+    struct signer_key *k = s->keys;
+
+    while (k != NULL && k->soft != NULL)
+        k = k->next;
+    if (k == NULL || s->probe_busy || s->stopping || s->depth >= s->cfg.queue_max)
+        return;
+    memset(&s->probe, 0, sizeof(s->probe));
+    s->probe.key = k;
+    s->probe.digest_len = signer_hash_len(k->hash);
+    memset(s->probe.digest, 0x5a, s->probe.digest_len);
+    s->probe.submitted_ns = now;
+    if (s->tail != NULL)
+        s->tail->next = &s->probe;
+    else
+        s->head = &s->probe;
+    s->tail = &s->probe;
+    s->depth++;
+    s->probe_busy = true;
+    s->probe_last = now;
+    pthread_cond_signal(&s->cond);
+}
+
+/* Collect the jobs older than sign_timeout, queued or taken by a worker and not signed yet,
+ * into a list linked by `next` (the lock held). The probe is only released. */
+static struct signer_job *
+signer_collect_expired(struct signer *s, long long now, const struct signer_key **key)
+{
+    struct signer_job *list = NULL, **tail = &list, *j;
+
+    while ((j = s->head) != NULL && now - j->submitted_ns >= s->timeout_ns) {
+        if ((s->head = j->next) == NULL)
+            s->tail = NULL;
+        s->depth--;
+        *key = j->key;
+        if (j == &s->probe) {
+            s->probe_busy = false;
+            continue;
+        }
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+    }
+    for (unsigned w = 0; w < s->cfg.workers; w++) {
+        for (size_t i = 0; i < s->workers[w].n_listed; i++) {
+            j = s->workers[w].listed[i];
+            if (j == NULL || j->done || now - j->submitted_ns < s->timeout_ns)
+                continue;
+            s->workers[w].listed[i] = NULL;
+            *key = s->workers[w].in[i].key;
+            if (j == &s->probe) {
+                s->probe_busy = false;
+                continue;
+            }
+            j->next = NULL;
+            *tail = j;
+            tail = &j->next;
+        }
+    }
+    return list;
+}
+
+/* Complete timed-out jobs through the batch callback, in chunks. */
+static void
+signer_deliver_expired(struct signer *s, struct signer_job *list)
+{
+    struct signer_job *chunk[SIGNER_EXPIRED_CHUNK];
+    size_t m = 0;
+
+    while (list != NULL) {
+        struct signer_job *j = list;
+
+        list = j->next;
+        j->next = NULL;
+        j->status = ST_TIMEOUT;
+        j->sig_len = 0;
+        chunk[m++] = j;
+        if (m == SIGNER_EXPIRED_CHUNK || list == NULL) {
+            s->batch(chunk, m, s->batch_ctx);
+            m = 0;
+        }
+    }
+}
+
+/* The watch thread: sign_timeout for queued and stuck jobs, and the probe while unhealthy. */
+static void *
+signer_watch_main(void *arg)
+{
+    struct signer *s = arg;
+    long long tick = s->timeout_ns / 10;
+
+    if (tick < 10000000LL)
+        tick = 10000000LL;
+    if (tick > 200000000LL)
+        tick = 200000000LL;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping) {
+        struct timespec until;
+        const struct signer_key *key = NULL;
+        struct signer_job *expired;
+        long long now;
+        int n = 0;
+
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)tick;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        (void)pthread_cond_timedwait(&s->watch_cond, &s->lock, &until);
+        if (s->stopping)
+            break;
+        now = signer_now_ns();
+        expired = signer_collect_expired(s, now, &key);
+        if (!atomic_load(&s->healthy) && now - s->probe_last >= SIGNER_PROBE_INTERVAL_NS)
+            signer_probe_submit(s, now);
+        pthread_mutex_unlock(&s->lock);
+        for (struct signer_job *j = expired; j != NULL; j = j->next)
+            n++;
+        if (key != NULL) {
+            if (n > 0)
+                log_warn("signer: %d job(s) not signed within sign_timeout (%.1f s): answered "
+                         "as failed", n, (double)s->timeout_ns / 1e9);
+            if (key->soft == NULL)
+                signer_set_health(s, key, ST_TIMEOUT);
+        }
+        signer_deliver_expired(s, expired);
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
     return NULL;
 }
 
@@ -476,6 +722,7 @@ signer_config_init(struct signer_config *sc, const struct config_signer *cs)
     sc->workers = cs->workers;
     sc->queue_max = cs->queue_max;
     sc->batch_max = cs->batch_max;
+    sc->sign_timeout = cs->sign_timeout;
 }
 
 struct signer *
@@ -499,9 +746,20 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
         s->cfg.queue_max = 1024;
     if (s->cfg.batch_max == 0)
         s->cfg.batch_max = 64;
+    if (!(s->cfg.sign_timeout > 0))
+        s->cfg.sign_timeout = 5;
+    s->timeout_ns = (long long)(s->cfg.sign_timeout * 1e9);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->now_lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    {
+        pthread_condattr_t ca;
+
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->watch_cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
     atomic_store(&s->healthy, true);
     if (cfg->p11_module != NULL && cfg->p11_module[0] != '\0') {
         s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file,
@@ -563,6 +821,12 @@ signer_start(struct signer *s)
         s->workers[i].s = s;
         s->workers[i].idx = i;
         s->workers[i].beat = live_beat_new(name);
+        s->workers[i].listed = calloc(s->cfg.batch_max, sizeof(*s->workers[i].listed));
+        s->workers[i].in = calloc(s->cfg.batch_max, sizeof(*s->workers[i].in));
+        if (s->workers[i].listed == NULL || s->workers[i].in == NULL) {
+            log_err("signer: worker %u: out of memory", i);
+            return ST_NOMEM;
+        }
         if (pthread_create(&s->workers[i].thread, NULL, signer_worker_main, &s->workers[i]) !=
             0) {
             log_err("signer: cannot start worker %u", i);
@@ -570,11 +834,17 @@ signer_start(struct signer *s)
         }
         s->workers[i].started = true;
     }
+    if (pthread_create(&s->watch, NULL, signer_watch_main, s) != 0) {
+        log_err("signer: cannot start the watch thread");
+        return ST_ERR;
+    }
+    s->watch_started = true;
     pthread_mutex_lock(&s->lock);
     s->started = true;
     pthread_mutex_unlock(&s->lock);
-    log_info("signer: %u worker(s), queue %u, batch %u, backend %s", s->cfg.workers,
-             s->cfg.queue_max, s->cfg.batch_max, s->p11 != NULL ? "pkcs11+software" : "software");
+    log_info("signer: %u worker(s), queue %u, batch %u, sign_timeout %.1f s, backend %s",
+             s->cfg.workers, s->cfg.queue_max, s->cfg.batch_max, s->cfg.sign_timeout,
+             s->p11 != NULL ? "pkcs11+software" : "software");
     return ST_OK;
 }
 
@@ -588,11 +858,16 @@ signer_free(struct signer *s)
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
     pthread_cond_broadcast(&s->cond);
+    pthread_cond_broadcast(&s->watch_cond);
     pthread_mutex_unlock(&s->lock);
+    if (s->watch_started)
+        pthread_join(s->watch, NULL);
     for (unsigned i = 0; i < SIGNER_MAX_WORKERS; i++) {
         if (s->workers[i].started)
             pthread_join(s->workers[i].thread, NULL);
         live_beat_free(s->workers[i].beat);
+        free(s->workers[i].listed);
+        free(s->workers[i].in);
     }
     for (k = s->keys; k != NULL; k = next) {
         next = k->next;
@@ -604,6 +879,7 @@ signer_free(struct signer *s)
     }
     signer_p11_close(s->p11);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->watch_cond);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->now_lock);
     free(s);
@@ -615,7 +891,9 @@ signer_submit(struct signer *s, struct signer_job *job)
     int st = ST_OK;
 
     job->next = NULL;
+    job->done = false;
     pthread_mutex_lock(&s->lock);
+    job->submitted_ns = signer_now_ns();
     if (s->stopping)
         st = ST_SHUTDOWN;
     else if (s->depth >= s->cfg.queue_max)
