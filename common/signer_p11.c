@@ -430,11 +430,12 @@ p11_login(struct signer_p11 *p, CK_SESSION_HANDLE h)
     if (p11_rv_pin_refused(rv)) {
         atomic_store(&p->pin_refused, true);
         atomic_store(&p11_any_pin_refused, true);
+        p11_log_rv(LOG_LVL_ERR, p, "C_Login", rv);
         log_audit("hsm_login_refused", "module=%s token=%s: the token refused the PIN in %s: %s",
                   p->module, p->token, p->pin_file, p11_rv_str(rv, rvs, sizeof(rvs)));
-        log_err("pkcs11: token '%s': wrong PIN in %s (%s); it will not be tried again (each "
+        log_err("pkcs11: token '%s': the PIN in %s was refused; it will not be tried again (each "
                 "attempt counts toward locking the token): correct the PIN file and restart",
-                p->token, p->pin_file, p11_rv_name(rv));
+                p->token, p->pin_file);
         st = ST_HSM;
     } else if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
         p11_log_rv(LOG_LVL_ERR, p, "C_Login", rv);

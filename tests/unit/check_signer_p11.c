@@ -431,16 +431,49 @@ START_TEST(test_open_bad_module)
 }
 END_TEST
 
+/* Open with bad arguments and check that the refusal is the one named: its reason is logged
+ * and the module was never loaded (libm.so.6 would otherwise be refused too, later, for having
+ * no C_GetFunctionList: a NULL alone cannot tell which check refused). Issue 8 item 9. */
+static void
+open_refused(const char *module, const char *token, const char *pin, unsigned sessions,
+             const char *reason)
+{
+    struct signer_p11 *p;
+    char *log;
+
+    capture_begin();
+    p = signer_p11_open(module, token, pin, sessions);
+    log = capture_end();
+    ck_assert_ptr_null(p);
+    ck_assert_msg(strstr(log, reason) != NULL, "refusal '%s' not logged; log: %s", reason, log);
+    ck_assert_msg(strstr(log, "C_GetFunctionList") == NULL,
+                  "the module was loaded before the refusal '%s'; log: %s", reason, log);
+    free(log);
+}
+
 START_TEST(test_open_bad_arguments)
 {
     const char *pin = write_pin("1234\n", 5, 0600);
 
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", "t", pin, 0));
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", "", pin, 1));
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", "0123456789abcdef0123456789abcdef0", pin, 1));
-    ck_assert_ptr_null(signer_p11_open(NULL, "t", pin, 1));
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", NULL, pin, 1));
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", "t", NULL, 1));
+    open_refused("libm.so.6", "t", pin, 0, "pkcs11: token 't': zero sessions requested");
+    open_refused("libm.so.6", "", pin, 1, "pkcs11: token label '' must have 1 to 32 bytes");
+    open_refused("libm.so.6", "0123456789abcdef0123456789abcdef0", pin, 1,
+                 "pkcs11: token label '0123456789abcdef0123456789abcdef0' must have 1 to 32 "
+                 "bytes");
+    open_refused(NULL, "t", pin, 1, "pkcs11: module, token label and PIN file are all required");
+    open_refused("libm.so.6", NULL, pin, 1,
+                 "pkcs11: module, token label and PIN file are all required");
+    open_refused("libm.so.6", "t", NULL, 1,
+                 "pkcs11: module, token label and PIN file are all required");
+    /* the control: the same module with good arguments is refused later, for what it is */
+    capture_begin();
+    ck_assert_ptr_null(signer_p11_open("libm.so.6", "t", pin, 1));
+    {
+        char *log = capture_end();
+
+        ck_assert_msg(strstr(log, "has no C_GetFunctionList") != NULL, "log: %s", log);
+        free(log);
+    }
 }
 END_TEST
 
