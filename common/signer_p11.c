@@ -68,6 +68,8 @@ struct signer_p11 {
     bool rw_ok;
     atomic_llong reinit_last; /* CLOCK_MONOTONIC ns of the last re-initialisation attempt */
     atomic_bool pin_refused;  /* the token refused the PIN: never offered again */
+    atomic_bool need_reinit;  /* a re-initialisation began and did not finish: no key handle
+                                 can be trusted (a number may name another key now) */
     char *module;
     char *pin_file; /* re-read to log in again after a reopen */
     char token[P11_LABEL_LEN + 1];
@@ -1105,6 +1107,7 @@ p11_reinit_locked(struct signer_p11 *p)
     CK_C_INITIALIZE_ARGS args;
     CK_RV rv;
 
+    atomic_store(&p->need_reinit, true); /* until every key is found again below */
     (void)p->fn->C_Finalize(NULL);
     for (unsigned i = 0; i < p->nsessions; i++)
         p->sessions[i] = CK_INVALID_HANDLE; /* gone with the library's state */
@@ -1128,6 +1131,7 @@ p11_reinit_locked(struct signer_p11 *p)
             return CKR_KEY_HANDLE_INVALID;
         atomic_store(&r->cur, obj);
     }
+    atomic_store(&p->need_reinit, false);
     return CKR_OK;
 }
 
@@ -1161,6 +1165,28 @@ p11_reinit(struct signer_p11 *p, CK_RV why)
     return rv;
 }
 
+/* p11_sign_recovering under the shared lock, and once more after a re-initialisation when
+ * the device was gone. After an unfinished re-initialisation only a finished one may sign
+ * again: the sessions could be reopened one by one, but a key handle might name another key. */
+static CK_RV
+p11_sign_reinit(struct signer_p11 *p, unsigned i, CK_OBJECT_HANDLE key, CK_MECHANISM *mech,
+                const uint8_t *in, size_t in_len, uint8_t *raw, size_t cap, size_t *raw_len)
+{
+    CK_RV rv;
+
+    if (atomic_load(&p->need_reinit) && (rv = p11_reinit(p, CKR_DEVICE_REMOVED)) != CKR_OK)
+        return rv;
+    pthread_rwlock_rdlock(&p->rw);
+    rv = p11_sign_recovering(p, i, key, mech, in, in_len, raw, cap, raw_len);
+    pthread_rwlock_unlock(&p->rw);
+    if (p11_rv_reinit(rv) && p11_reinit(p, rv) == CKR_OK) {
+        pthread_rwlock_rdlock(&p->rw);
+        rv = p11_sign_recovering(p, i, key, mech, in, in_len, raw, cap, raw_len);
+        pthread_rwlock_unlock(&p->rw);
+    }
+    return rv;
+}
+
 int
 signer_p11_sign(struct signer_p11 *p, unsigned session, CK_OBJECT_HANDLE key,
                 enum signer_scheme scheme, enum signer_hash hash, const uint8_t *digest,
@@ -1177,15 +1203,7 @@ signer_p11_sign(struct signer_p11 *p, unsigned session, CK_OBJECT_HANDLE key,
         return ST_INVALID;
     if ((st = p11_sign_setup(scheme, hash, digest, digest_len, &mech, &pss, in, &in_len)) != ST_OK)
         return st;
-    pthread_rwlock_rdlock(&p->rw);
-    rv = p11_sign_recovering(p, session, key, &mech, in, in_len, raw, sizeof(raw), &raw_len);
-    pthread_rwlock_unlock(&p->rw);
-    if (p11_rv_reinit(rv) && p11_reinit(p, rv) == CKR_OK) {
-        pthread_rwlock_rdlock(&p->rw);
-        rv = p11_sign_recovering(p, session, key, &mech, in, in_len, raw, sizeof(raw),
-                                 &raw_len);
-        pthread_rwlock_unlock(&p->rw);
-    }
+    rv = p11_sign_reinit(p, session, key, &mech, in, in_len, raw, sizeof(raw), &raw_len);
     if (rv != CKR_OK) {
         p11_log_rv(LOG_LVL_ERR, p, "C_SignInit/C_Sign", rv);
         atomic_store(&p->healthy, false);
