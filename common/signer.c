@@ -26,6 +26,7 @@
  * thread (timeout) and freed by its owner while the worker is still inside C_Sign. */
 struct signer_in {
     struct signer_key *key;
+    bool probe; /* the health probe: tried even while its key is down */
     uint8_t digest[SIGNER_MAX_DIGEST];
     size_t digest_len;
 };
@@ -57,7 +58,7 @@ struct signer {
     /* signer_sign_now() uses the extra PKCS#11 session number cfg.workers */
     pthread_mutex_t now_lock;
     struct signer_worker workers[SIGNER_MAX_WORKERS];
-    atomic_bool healthy;
+    atomic_uint n_down; /* PKCS#11 keys whose last signature failed or timed out */
     bool started;
     /* the watch thread: sign_timeout and the health probe (its own condition: a signal on
      * `cond` must wake a worker) */
@@ -68,6 +69,7 @@ struct signer {
     struct signer_job probe; /* the test signature; busy while queued or being signed */
     bool probe_busy;
     long long probe_last;
+    const struct signer_key *probe_key; /* the last one probed (round robin over down keys) */
 };
 
 static long long
@@ -79,22 +81,27 @@ signer_now_ns(void)
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* Record the outcome of a PKCS#11 signature (or its timeout): an audit event when the
- * health changes (DESIGN D8; issue 8, HSM faults). */
+/* Record the outcome of a PKCS#11 signature with key k (or its timeout): a key is down after
+ * a failure (ST_HSM) or a timeout and up after a success, each change an audit event (DESIGN
+ * D8; issue 8, HSM faults). Other failures (a bad job) say nothing about the token. */
 static void
-signer_set_health(struct signer *s, const struct signer_key *k, int st)
+signer_key_health(struct signer *s, struct signer_key *k, int st)
 {
-    bool ok = st == ST_OK, was;
+    bool down = st != ST_OK;
 
-    if (st != ST_OK && st != ST_HSM && st != ST_TIMEOUT)
-        return; /* a bad job, not the token */
-    was = atomic_exchange(&s->healthy, ok);
-    if (was && !ok)
-        log_audit("hsm_unavailable", "key=%s reason=%s: signatures with the token fail, "
-                  "answering systemFailure/tryLater until it answers again",
-                  k != NULL ? k->name : "?", st == ST_TIMEOUT ? "timeout" : status_str(st));
-    else if (!was && ok)
-        log_audit("hsm_available", "key=%s: the token signs again", k != NULL ? k->name : "?");
+    if (k == NULL || k->soft != NULL || (st != ST_OK && st != ST_HSM && st != ST_TIMEOUT))
+        return;
+    if (atomic_load(&k->down) == down || atomic_exchange(&k->down, down) == down)
+        return;
+    if (down) {
+        atomic_fetch_add(&s->n_down, 1);
+        log_audit("hsm_unavailable", "key=%s reason=%s: its signatures fail; answering "
+                  "systemFailure/tryLater, a test signature every second until it signs again",
+                  k->name, st == ST_TIMEOUT ? "timeout" : status_str(st));
+    } else {
+        atomic_fetch_sub(&s->n_down, 1);
+        log_audit("hsm_available", "key=%s: the token signs again", k->name);
+    }
 }
 
 static const uint8_t digalg_der[][13] = {
@@ -441,15 +448,23 @@ signer_verify(const struct signer_key *k, const struct signer_job *job)
     return ok;
 }
 
-/* Sign one job with session/worker number `slot`. */
+/* Sign one job with session/worker number `slot`. While its token key is down only `force`d
+ * jobs (the probe, self-tests) reach the module; the others fail at once (ST_HSM): a broken
+ * HSM is not called, and nothing logged, once per request, while the probe looks for its
+ * return once a second. */
 static void
-signer_do_job(struct signer *s, unsigned slot, struct signer_job *job)
+signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool force)
 {
     struct signer_key *k = job->key;
 
     job->sig_len = sizeof(job->sig);
     if (k == NULL || job->digest_len != signer_hash_len(k->hash)) {
         job->status = ST_INVALID;
+        return;
+    }
+    if (k->soft == NULL && !force && atomic_load(&k->down)) {
+        job->status = ST_HSM;
+        job->sig_len = 0;
         return;
     }
     if (k->soft != NULL)
@@ -460,8 +475,7 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job)
                                       job->digest_len, job->sig, &job->sig_len);
     if (job->status != ST_OK)
         job->sig_len = 0;
-    if (k != NULL && k->soft == NULL)
-        signer_set_health(s, k, job->status);
+    signer_key_health(s, k, job->status);
 }
 
 /* Sign the i-th job taken from its input copy, and write the result into the job unless the
@@ -479,7 +493,7 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
         tmp.status = ST_SHUTDOWN;
         tmp.sig_len = 0;
     } else {
-        signer_do_job(s, w->idx, &tmp);
+        signer_do_job(s, w->idx, &tmp, w->in[i].probe);
     }
     pthread_mutex_lock(&s->lock);
     if ((job = w->listed[i]) != NULL) {
@@ -507,6 +521,7 @@ signer_worker_take(struct signer_worker *w, size_t cap)
         j->done = false;
         w->listed[n] = j;
         w->in[n].key = j->key;
+        w->in[n].probe = j == &s->probe;
         w->in[n].digest_len = j->digest_len <= SIGNER_MAX_DIGEST ? j->digest_len : 0;
         memcpy(w->in[n].digest, j->digest, w->in[n].digest_len);
         n++;
@@ -578,16 +593,37 @@ signer_worker_main(void *arg)
     return NULL;
 }
 
-/* Queue a test signature with a token key (the lock held). */
+/* The down key after the one probed last (round robin, so that a key that stays down does not
+ * keep the others from being probed); NULL when none is down. The lock held. */
+static struct signer_key *
+signer_probe_key(struct signer *s)
+{
+    struct signer_key *k, *first = NULL;
+    bool past = s->probe_key == NULL;
+
+    for (k = s->keys; k != NULL; k = k->next) {
+        if (k->soft != NULL || !atomic_load(&k->down))
+            continue;
+        if (past)
+            return k;
+        if (first == NULL)
+            first = k;
+        if (k == s->probe_key)
+            past = true;
+    }
+    return first;
+}
+
+/* Queue a test signature with a down token key (the lock held). */
 static void
 signer_probe_submit(struct signer *s, long long now)
 {
-    struct signer_key *k = s->keys;
+    struct signer_key *k;
 
-    while (k != NULL && k->soft != NULL)
-        k = k->next;
-    if (k == NULL || s->probe_busy || s->stopping || s->depth >= s->cfg.queue_max)
+    if (s->probe_busy || s->stopping || s->depth >= s->cfg.queue_max ||
+        (k = signer_probe_key(s)) == NULL)
         return;
+    s->probe_key = k;
     memset(&s->probe, 0, sizeof(s->probe));
     s->probe.key = k;
     s->probe.digest_len = signer_hash_len(k->hash);
@@ -607,7 +643,7 @@ signer_probe_submit(struct signer *s, long long now)
 /* Collect the jobs older than sign_timeout, queued or taken by a worker and not signed yet,
  * into a list linked by `next` (the lock held). The probe is only released. */
 static struct signer_job *
-signer_collect_expired(struct signer *s, long long now, const struct signer_key **key)
+signer_collect_expired(struct signer *s, long long now)
 {
     struct signer_job *list = NULL, **tail = &list, *j;
 
@@ -615,7 +651,6 @@ signer_collect_expired(struct signer *s, long long now, const struct signer_key 
         if ((s->head = j->next) == NULL)
             s->tail = NULL;
         s->depth--;
-        *key = j->key;
         if (j == &s->probe) {
             s->probe_busy = false;
             continue;
@@ -630,7 +665,6 @@ signer_collect_expired(struct signer *s, long long now, const struct signer_key 
             if (j == NULL || j->done || now - j->submitted_ns < s->timeout_ns)
                 continue;
             s->workers[w].listed[i] = NULL;
-            *key = s->workers[w].in[i].key;
             if (j == &s->probe) {
                 s->probe_busy = false;
                 continue;
@@ -679,7 +713,6 @@ signer_watch_main(void *arg)
     pthread_mutex_lock(&s->lock);
     while (!s->stopping) {
         struct timespec until;
-        const struct signer_key *key = NULL;
         struct signer_job *expired;
         long long now;
         int n = 0;
@@ -692,19 +725,17 @@ signer_watch_main(void *arg)
         if (s->stopping)
             break;
         now = signer_now_ns();
-        expired = signer_collect_expired(s, now, &key);
-        if (!atomic_load(&s->healthy) && now - s->probe_last >= SIGNER_PROBE_INTERVAL_NS)
+        expired = signer_collect_expired(s, now);
+        if (atomic_load(&s->n_down) > 0 && now - s->probe_last >= SIGNER_PROBE_INTERVAL_NS)
             signer_probe_submit(s, now);
         pthread_mutex_unlock(&s->lock);
-        for (struct signer_job *j = expired; j != NULL; j = j->next)
+        for (struct signer_job *j = expired; j != NULL; j = j->next) {
+            signer_key_health(s, j->key, ST_TIMEOUT);
             n++;
-        if (key != NULL) {
-            if (n > 0)
-                log_warn("signer: %d job(s) not signed within sign_timeout (%.1f s): answered "
-                         "as failed", n, (double)s->timeout_ns / 1e9);
-            if (key->soft == NULL)
-                signer_set_health(s, key, ST_TIMEOUT);
         }
+        if (n > 0)
+            log_warn("signer: %d job(s) not signed within sign_timeout (%.1f s): answered as "
+                     "failed", n, (double)s->timeout_ns / 1e9);
         signer_deliver_expired(s, expired);
         pthread_mutex_lock(&s->lock);
     }
@@ -760,7 +791,7 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
         pthread_cond_init(&s->watch_cond, &ca);
         pthread_condattr_destroy(&ca);
     }
-    atomic_store(&s->healthy, true);
+    atomic_init(&s->n_down, 0);
     if (cfg->p11_module != NULL && cfg->p11_module[0] != '\0') {
         s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file,
                                  s->cfg.workers + 1);
@@ -915,7 +946,7 @@ int
 signer_sign_now(struct signer *s, struct signer_job *job)
 {
     pthread_mutex_lock(&s->now_lock);
-    signer_do_job(s, s->cfg.workers, job);
+    signer_do_job(s, s->cfg.workers, job, true);
     pthread_mutex_unlock(&s->now_lock);
     return job->status;
 }
@@ -961,9 +992,7 @@ signer_key_name(const struct signer_key *k)
 bool
 signer_healthy(struct signer *s)
 {
-    if (s->p11 != NULL && !signer_p11_healthy(s->p11))
-        return false;
-    return atomic_load(&s->healthy);
+    return atomic_load(&s->n_down) == 0;
 }
 
 unsigned

@@ -30,13 +30,15 @@
  * back only if the job has not been completed meanwhile, so the caller may free a job as soon
  * as its callback ran. A full queue answers ST_BUSY at once.
  *
- * Health (DESIGN D8): a PKCS#11 signature that fails (ST_HSM) or times out turns the signer
- * unhealthy and a success turns it healthy again, each change logged as an audit event
- * (`hsm_unavailable` with the key and the reason, `hsm_available`). While unhealthy the watch
- * thread queues a test signature with a token key every second, so health comes back when
- * the token answers again even when no request arrives (a load balancer that took the node out
- * of rotation). The PKCS#11 backend itself recovers sessions, the login and, after a removed
- * device, the whole library (signer_int.h).
+ * Health (DESIGN D8): a token key whose signature fails (ST_HSM, after the backend's own
+ * recovery) or times out is down, and up again after a success, each change logged as an
+ * audit event (`hsm_unavailable` with the key and the reason, `hsm_available`); the signer is
+ * healthy while no key is down. Jobs for a down key fail at once (ST_HSM) without calling the
+ * module: a broken HSM is neither hammered nor logged about once per request. Instead the
+ * watch thread queues a test signature with a down key every second (round robin), so a key
+ * comes back when the token answers again, even when no request arrives (a load balancer that
+ * took the node out of rotation). The PKCS#11 backend itself recovers sessions, the login
+ * and, after a removed device, the whole library (signer_int.h).
  *
  * Lifetimes: a struct signer_key belongs to its struct signer and lives until signer_free().
  * A job is owned by the caller; the signer only borrows it between signer_submit() and the

@@ -9,7 +9,9 @@
 #     logged in again within the same request, which gets its token / its answer;
 #   - CKR_DEVICE_REMOVED on every call: tsad answers systemFailure with Retry-After, ocspd keeps
 #     serving pre-signed answers and answers tryLater (Retry-After) for what needs a signature;
-#     /healthz turns 503; AUDIT event=hsm_unavailable is logged; once the device is back both
+#     /healthz turns 503; AUDIT event=hsm_unavailable is logged; requests for the down key fail
+#     at once, without calling the module one by one (a test signature a second looks for its
+#     return); once the device is back both
 #     recover by themselves, with no request needed (/healthz 200, AUDIT event=hsm_available):
 #     tsad through C_Finalize + C_Initialize (the shim's P11DELAY_REINIT: a library that does not
 #     reconnect by itself), ocspd by reopening its sessions and logging in again;
@@ -107,6 +109,14 @@ expect "/healthz stays 200" "$(code_of "$BASE/healthz")" 200
 touch "$F/removed"
 tsa removed >/dev/null
 sysfail "device removed: systemFailure with Retry-After, no token (TSP-13)" removed
+# while the key is down its requests do not reach the module (nor the log) one by one
+before=$(grep -c 'C_SignInit/C_Sign: ' "$LOG")
+for i in 1 2 3 4 5 6 7 8 9 10; do tsa "down$i" >/dev/null; done
+sysfail "  and so do the next ten" down10
+after=$(grep -c 'C_SignInit/C_Sign: ' "$LOG")
+if ((after - before < 10)); then t_ok "  which fail at once: $((after - before)) module error(s) logged for ten"; else
+    t_fail "requests for a down key fail without calling the module" "$((after - before)) errors for ten requests"
+fi
 tsa soft /tsa/soft >/dev/null
 granted "a software-key TSU still issues meanwhile" soft
 wait_code "$BASE/healthz" 503 5
