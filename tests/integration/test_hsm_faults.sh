@@ -18,7 +18,8 @@
 #   - a C_Sign that hangs past [signer] sign_timeout: HTTP threads stay free (/healthz answers,
 #     503), the held requests get systemFailure / tryLater, recovery once the call returns;
 #   - a full signer queue (one worker stuck, queue_max = 2): the next request is answered at
-#     once with systemFailure and Retry-After, and the queued ones get their tokens afterwards;
+#     once with systemFailure / tryLater and Retry-After, and the queued ones are answered
+#     (tokens, signed responses) once the HSM answers;
 #   - a wrong PIN at start (CKR_PIN_INCORRECT): the daemon says so, logs
 #     AUDIT event=hsm_login_refused, offers the PIN once only, and exits 78 (the units'
 #     RestartPreventExitStatus: systemd must not restart it into the same refusal).
@@ -290,6 +291,30 @@ if wait_code "$URL/healthz" 200 10; then t_ok "the HSM answers again: ocspd /hea
     t_fail "ocspd recovers after the hang" "$(curl -s "$URL/healthz")"
 fi
 expect "after the hang: nonce requests signed again" "$(oq nonce2)" "0 good"
+itest_ocspd_stop_clean
+
+# ---- a full signer queue: one worker stuck, queue_max = 2 ----
+sed -i "s|^workers = 2|workers = 1|; s|^queue_max = 4096|queue_max = 2|; s|^sign_timeout = 1s|sign_timeout = 60s|" "$CONF"
+ocspd_start "$CONF" "$OLOG" || fatal "ocspd restarted" "$(tail -n 5 "$OLOG")"
+wait_code "$URL/healthz" 200 10 || fatal "ocspd healthy again" "$(curl -s "$URL/healthz")"
+touch "$F/hang"
+QPIDS=()
+for i in 1 2 3; do
+    ocurl "oq$i" "$TMP/nonce.req" >/dev/null &
+    track_pid $!
+    QPIDS+=($!)
+    sleep 0.3
+done
+expect "queue full: tryLater at once" "$(ocurl obusy "$TMP/nonce.req")" 3
+[[ -e $F/hang ]] && t_ok "  answered while the HSM still hangs" || t_fail "ocspd queue full answered at once" "hang file gone"
+trylater "  with Retry-After" obusy
+expect "  and a pre-signed hit is still served" "$(oq hit3 -no_nonce)" "0 good"
+rm -f "$F/hang"
+wait "${QPIDS[@]}"
+for i in 1 2 3; do
+    expect "queued request $i answered once the HSM answers" \
+        "$(derutil ocsp-resp "$TMP/oq$i.der" 2>/dev/null | sed -n 's/^status=//p' | head -n 1)" 0
+done
 itest_ocspd_stop_clean
 
 # ---- a wrong PIN at start ----
