@@ -5,6 +5,7 @@
 #include "common/der.h"
 #include "common/live.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/signer_int.h"
 #include "common/status.h"
 
@@ -70,6 +71,7 @@ struct signer {
     bool probe_busy;
     long long probe_last;
     const struct signer_key *probe_key; /* the last one probed (round robin over down keys) */
+    struct metric *m_timeouts, *m_hsm_fail, *m_down;
 };
 
 static long long
@@ -95,11 +97,13 @@ signer_key_health(struct signer *s, struct signer_key *k, int st)
         return;
     if (down) {
         atomic_fetch_add(&s->n_down, 1);
+        metrics_inc(s->m_down);
         log_audit("hsm_unavailable", "key=%s reason=%s: its signatures fail; answering "
                   "systemFailure/tryLater, a test signature every second until it signs again",
                   k->name, st == ST_TIMEOUT ? "timeout" : status_str(st));
     } else {
         atomic_fetch_sub(&s->n_down, 1);
+        metrics_dec(s->m_down);
         log_audit("hsm_available", "key=%s: the token signs again", k->name);
     }
 }
@@ -465,6 +469,7 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool forc
     if (k->soft == NULL && !force && atomic_load(&k->down)) {
         job->status = ST_HSM;
         job->sig_len = 0;
+        metrics_inc(s->m_hsm_fail);
         return;
     }
     if (k->soft != NULL)
@@ -475,6 +480,8 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool forc
                                       job->digest_len, job->sig, &job->sig_len);
     if (job->status != ST_OK)
         job->sig_len = 0;
+    if (job->status == ST_HSM)
+        metrics_inc(s->m_hsm_fail);
     signer_key_health(s, k, job->status);
 }
 
@@ -733,9 +740,11 @@ signer_watch_main(void *arg)
             signer_key_health(s, j->key, ST_TIMEOUT);
             n++;
         }
-        if (n > 0)
+        if (n > 0) {
+            metrics_add(s->m_timeouts, n);
             log_warn("signer: %d job(s) not signed within sign_timeout (%.1f s): answered as "
                      "failed", n, (double)s->timeout_ns / 1e9);
+        }
         signer_deliver_expired(s, expired);
         pthread_mutex_lock(&s->lock);
     }
@@ -792,6 +801,13 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
         pthread_condattr_destroy(&ca);
     }
     atomic_init(&s->n_down, 0);
+    s->m_timeouts = metrics_counter("signer_timeouts_total",
+                                    "Signing jobs answered as failed after sign_timeout.");
+    s->m_hsm_fail = metrics_counter("signer_hsm_failures_total",
+                                    "Signing jobs failed by the PKCS#11 token (or refused while "
+                                    "their key was down).");
+    s->m_down = metrics_gauge("signer_keys_down",
+                              "Token keys whose last signature failed or timed out.");
     if (cfg->p11_module != NULL && cfg->p11_module[0] != '\0') {
         s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file,
                                  s->cfg.workers + 1);

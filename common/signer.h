@@ -38,7 +38,8 @@
  * watch thread queues a test signature with a down key every second (round robin), so a key
  * comes back when the token answers again, even when no request arrives (a load balancer that
  * took the node out of rotation). The PKCS#11 backend itself recovers sessions, the login
- * and, after a removed device, the whole library (signer_int.h).
+ * and, after a removed device, the whole library (signer_int.h). Metrics:
+ * signer_timeouts_total, signer_hsm_failures_total, signer_keys_down.
  *
  * Lifetimes: a struct signer_key belongs to its struct signer and lives until signer_free().
  * A job is owned by the caller; the signer only borrows it between signer_submit() and the

@@ -49,6 +49,8 @@ wait_code() {
     return 1
 }
 hdr() { sed -n "s/^$2: *//Ip" "$1" | tr -d '\r' | head -n 1; }
+# metric BASE NAME: the value of an unlabelled series in BASE/metrics, as an integer
+metric() { curl -s --max-time 5 "$1/metrics" | awk -v n="$2" '$1 == n { printf "%d\n", $2 }'; }
 
 WRAP=$BUILD/bench/libp11delay.so
 [[ -x $BUILD/tsad && -x $BUILD/ocspd && -f $WRAP ]] || fatal build "tsad, ocspd or $WRAP not built"
@@ -110,13 +112,18 @@ expect "/healthz stays 200" "$(code_of "$BASE/healthz")" 200
 touch "$F/removed"
 tsa removed >/dev/null
 sysfail "device removed: systemFailure with Retry-After, no token (TSP-13)" removed
-# while the key is down its requests do not reach the module (nor the log) one by one
+# while the key is down its requests do not reach the module (nor the log) one by one: 20
+# requests on one connection (one curl), against a test signature a second
 before=$(grep -c 'C_SignInit/C_Sign: ' "$LOG")
-for i in 1 2 3 4 5 6 7 8 9 10; do tsa "down$i" >/dev/null; done
-sysfail "  and so do the next ten" down10
+urls=()
+for i in $(seq 20); do urls+=("$URL"); done
+curl -s --max-time 30 -o /dev/null -H 'Content-Type: application/timestamp-query' \
+    --data-binary @"$TMP/q.tsq" "${urls[@]}" >/dev/null
+tsa down >/dev/null
+sysfail "  and so do the next ones" down
 after=$(grep -c 'C_SignInit/C_Sign: ' "$LOG")
-if ((after - before < 10)); then t_ok "  which fail at once: $((after - before)) module error(s) logged for ten"; else
-    t_fail "requests for a down key fail without calling the module" "$((after - before)) errors for ten requests"
+if ((after - before < 10)); then t_ok "  which fail at once: $((after - before)) module error(s) logged for 21"; else
+    t_fail "requests for a down key fail without calling the module" "$((after - before)) errors for 21 requests"
 fi
 tsa soft /tsa/soft >/dev/null
 granted "a software-key TSU still issues meanwhile" soft
@@ -126,6 +133,7 @@ if [[ $hz == *'"signer":{"ok":false'*' 503' ]]; then t_ok "/healthz 503, signer 
     t_fail "/healthz red while the device is removed" "$hz"
 fi
 has "AUDIT event=hsm_unavailable logged" "$LOG" "AUDIT event=hsm_unavailable key=pkcs11:"
+expect "/metrics: signer_keys_down 1" "$(metric "$BASE" signer_keys_down)" 1
 sleep 1.5 # a probe or two while still removed: they fail, nothing else happens
 rm -f "$F/removed"
 if wait_code "$BASE/healthz" 200 10; then
@@ -137,6 +145,10 @@ has "recovered through C_Finalize + C_Initialize" "$LOG" "re-initialised after C
 has "AUDIT event=hsm_available logged" "$LOG" "AUDIT event=hsm_available key=pkcs11:"
 tsa back >/dev/null
 granted "device back: tokens again" back
+expect "/metrics: signer_keys_down 0" "$(metric "$BASE" signer_keys_down)" 0
+if (($(metric "$BASE" signer_hsm_failures_total) >= 22)); then t_ok "/metrics: signer_hsm_failures_total counts the failed ones"; else
+    t_fail "signer_hsm_failures_total" "$(metric "$BASE" signer_hsm_failures_total)"
+fi
 
 # ---- a C_Sign that hangs past sign_timeout (1 s) ----
 touch "$F/hang"
@@ -153,6 +165,9 @@ wait "${HPIDS[@]}" # the three requests come back although the HSM still hangs
     t_fail "held requests answered while hung" "hang file gone"
 for i in 1 2 3; do sysfail "hung C_Sign: request $i answered systemFailure with Retry-After" "hang$i"; done
 has "the timeout is logged" "$LOG" "job\(s\) not signed within sign_timeout"
+if (($(metric "$BASE" signer_timeouts_total) >= 3)); then t_ok "/metrics: signer_timeouts_total counts them"; else
+    t_fail "signer_timeouts_total" "$(metric "$BASE" signer_timeouts_total)"
+fi
 wait_code "$BASE/healthz" 503 5
 expect "/healthz 503 while C_Sign hangs" "$(code_of "$BASE/healthz")" 503
 rm -f "$F/hang"
