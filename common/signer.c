@@ -455,7 +455,7 @@ signer_verify(const struct signer_key *k, const struct signer_job *job)
 /* Sign one job with session/worker number `slot`. While its token key is down only `force`d
  * jobs (the probe, self-tests) reach the module; the others fail at once (ST_HSM): a broken
  * HSM is not called, and nothing logged, once per request, while the probe looks for its
- * return once a second. */
+ * return once a second. A forced job's signature is verified. */
 static void
 signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool force)
 {
@@ -478,6 +478,13 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool forc
     else
         job->status = signer_p11_sign(s->p11, slot, k->p11_obj, k->scheme, k->hash, job->digest,
                                       job->digest_len, job->sig, &job->sig_len);
+    /* a key comes back (and starts) only with a signature that verifies: after a recovery a
+     * handle found again must name the certificate's key */
+    if (job->status == ST_OK && k->soft == NULL && force && !signer_verify(k, job)) {
+        log_err("signer: %s: the token's test signature does not verify with the certificate's "
+                "key", k->name);
+        job->status = ST_HSM;
+    }
     if (job->status != ST_OK)
         job->sig_len = 0;
     if (job->status == ST_HSM)
