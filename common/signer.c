@@ -499,7 +499,14 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
 {
     struct signer *s = w->s;
     struct signer_job tmp, *job;
+    bool gone;
 
+    /* completed already (timed out behind a call that hung): not worth a signature */
+    pthread_mutex_lock(&s->lock);
+    gone = w->listed[i] == NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (gone)
+        return;
     tmp.key = w->in[i].key;
     tmp.digest_len = w->in[i].digest_len;
     memcpy(tmp.digest, w->in[i].digest, tmp.digest_len);
