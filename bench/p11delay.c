@@ -9,15 +9,46 @@
  *   P11DELAY_MODULE=/usr/lib/softhsm/libsofthsm2.so   the real module (required)
  *   P11DELAY_LATENCY_MS=2      added to every signature; fractional values allowed (0.5)
  *   P11DELAY_PARALLEL=8        signature operations in flight at once; more wait their turn
- *   P11DELAY_HANG_FILE=FILE    while FILE exists, a signature does not come back (it waits,
- *                              checking every 50 ms): a device that stopped answering, for
- *                              the watchdog test (tests/integration/test_watchdog.sh)
  *   P11DELAY_CONF=FILE         optional file of "module = ...", "latency_ms = ...",
- *                              "parallel = ..." lines ('#' or ';' starts a comment); the
- *                              environment variables above override the file's values
+ *                              "parallel = ..." lines and of the fault keys below ("hang_file
+ *                              = ...", ...; '#' or ';' starts a comment); the environment
+ *                              variables override the file's values
+ *
+ * Fault injection (issue 8, "faults of the parts"), for the tests of a failing HSM
+ * (tests/integration/test_watchdog.sh, test_hsm_faults.sh). Each fault is driven by a file
+ * the test creates and removes while the application runs: its existence is checked on each
+ * call concerned, so nothing is restarted to start or end a fault. Unset: no check, no cost.
+ *
+ *   P11DELAY_HANG_FILE=FILE    (hang_file) while FILE exists, a signature does not come back
+ *                              (it waits, checking every 50 ms): a device that stopped
+ *                              answering. The call then goes on normally.
+ *   P11DELAY_REMOVED_FILE=FILE (removed_file) while FILE exists, every call an application
+ *                              makes to find a token and sign (C_GetSlotList, C_GetSlotInfo,
+ *                              C_GetTokenInfo, C_OpenSession, C_CloseSession,
+ *                              C_CloseAllSessions, C_GetSessionInfo, C_Login, C_Logout,
+ *                              C_FindObjectsInit, C_FindObjects, C_FindObjectsFinal,
+ *                              C_GetAttributeValue, C_SignInit, C_Sign, C_SignFinal) returns
+ *                              CKR_DEVICE_REMOVED. The first call that sees the file closes
+ *                              every session of the real module (a device that went away
+ *                              forgets its sessions and the login), so once FILE is removed
+ *                              the application's old session handles are invalid
+ *                              (CKR_SESSION_HANDLE_INVALID) and it must open sessions and log in
+ *                              again.
+ *   P11DELAY_REINIT=1          (removed_reinit = yes) and after such a removal the calls above
+ *                              keep returning CKR_DEVICE_REMOVED, even once FILE is gone, until
+ *                              the application calls C_Finalize (with FILE gone) and
+ *                              C_Initialize again: a client library that does not reconnect
+ *                              by itself, as several network HSMs' libraries behave.
+ *   P11DELAY_CLOSE_FILE=FILE   (close_file) a signature (C_Sign, C_SignFinal) that finds FILE
+ *                              removes it, closes every session of the real module and
+ *                              returns CKR_SESSION_CLOSED (v2.40 §5.1: the session was closed
+ *                              during the call): one lost session set per touch of FILE.
+ *   P11DELAY_BADPIN_FILE=FILE  (badpin_file) while FILE exists, C_Login returns
+ *                              CKR_PIN_INCORRECT without reaching the real module: a wrong PIN.
  *
  * C_GetFunctionList dlopen()s the real module, copies its function list (PKCS #11 v2.40 Base
- * §5.2) and replaces C_Sign and C_SignFinal (§5.11). Each signature takes one of PARALLEL
+ * §5.2) and replaces C_Sign and C_SignFinal (§5.11), and, when a fault file is configured, the
+ * functions named above. Each signature takes one of PARALLEL
  * slots (a counting semaphore: a mutex, a count of free slots and a first-come-first-served
  * queue of the operations waiting for one), holds it for one round trip of LATENCY_MS and
  * gives it back. The real function is called inside the round trip, which is slept to an
@@ -59,7 +90,11 @@ struct p11d_settings {
     char module[P11D_PATH_MAX];
     double latency_ms;
     unsigned parallel;
-    char hang_file[P11D_PATH_MAX]; /* while it exists, signatures do not come back */
+    char hang_file[P11D_PATH_MAX];    /* while it exists, signatures do not come back */
+    char removed_file[P11D_PATH_MAX]; /* while it exists, CKR_DEVICE_REMOVED */
+    bool removed_reinit;              /* after a removal, DEVICE_REMOVED until re-initialised */
+    char close_file[P11D_PATH_MAX];   /* a signature that finds it loses every session */
+    char badpin_file[P11D_PATH_MAX];  /* while it exists, C_Login says CKR_PIN_INCORRECT */
 };
 
 /* An operation queued for a slot (on its thread's stack while it waits). */
@@ -80,6 +115,9 @@ struct p11d_state {
     pthread_mutex_t lock;
     unsigned nfree;                  /* slots free */
     struct p11d_waiter *head, *tail; /* operations queued for a slot, first come first */
+    /* removal fault, guarded by `lock` */
+    bool removed_seen; /* the current removal closed the real sessions already */
+    bool stale;        /* removed_reinit: a removal was seen since the last C_Finalize */
 };
 
 static struct p11d_state p11d_st = {.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -131,6 +169,17 @@ p11d_set_module(struct p11d_settings *set, const char *path)
     return true;
 }
 
+static bool
+p11d_set_path(char *dst, const char *path)
+{
+    size_t n = strlen(path);
+
+    if (n >= P11D_PATH_MAX)
+        return false;
+    memcpy(dst, path, n + 1);
+    return true;
+}
+
 /* One "key = value" setting, from the file or the environment. */
 static bool
 p11d_setting(struct p11d_settings *set, const char *key, const char *value)
@@ -141,6 +190,23 @@ p11d_setting(struct p11d_settings *set, const char *key, const char *value)
         return p11d_parse_latency(value, &set->latency_ms);
     if (strcmp(key, "parallel") == 0)
         return p11d_parse_parallel(value, &set->parallel);
+    if (strcmp(key, "hang_file") == 0)
+        return p11d_set_path(set->hang_file, value);
+    if (strcmp(key, "removed_file") == 0)
+        return p11d_set_path(set->removed_file, value);
+    if (strcmp(key, "close_file") == 0)
+        return p11d_set_path(set->close_file, value);
+    if (strcmp(key, "badpin_file") == 0)
+        return p11d_set_path(set->badpin_file, value);
+    if (strcmp(key, "removed_reinit") == 0) {
+        if (strcmp(value, "yes") == 0 || strcmp(value, "1") == 0)
+            set->removed_reinit = true;
+        else if (strcmp(value, "no") == 0 || strcmp(value, "0") == 0)
+            set->removed_reinit = false;
+        else
+            return false;
+        return true;
+    }
     return false;
 }
 
@@ -171,7 +237,9 @@ p11d_conf_line(struct p11d_settings *set, char *line, const char *path, unsigned
         if (p11d_setting(set, p11d_trim(s), p11d_trim(eq + 1)))
             return true;
     }
-    fprintf(stderr, "p11delay: %s:%u: expected module = PATH, latency_ms = MS or parallel = N\n",
+    fprintf(stderr, "p11delay: %s:%u: expected module = PATH, latency_ms = MS, parallel = N "
+                    "or a fault key (hang_file, removed_file, removed_reinit, close_file, "
+                    "badpin_file)\n",
             path, lineno);
     return false;
 }
@@ -219,10 +287,13 @@ p11d_settings_load(struct p11d_settings *set)
         return false;
     if (!p11d_env(set, "P11DELAY_MODULE", "module") ||
         !p11d_env(set, "P11DELAY_LATENCY_MS", "latency_ms") ||
-        !p11d_env(set, "P11DELAY_PARALLEL", "parallel"))
+        !p11d_env(set, "P11DELAY_PARALLEL", "parallel") ||
+        !p11d_env(set, "P11DELAY_HANG_FILE", "hang_file") ||
+        !p11d_env(set, "P11DELAY_REMOVED_FILE", "removed_file") ||
+        !p11d_env(set, "P11DELAY_REINIT", "removed_reinit") ||
+        !p11d_env(set, "P11DELAY_CLOSE_FILE", "close_file") ||
+        !p11d_env(set, "P11DELAY_BADPIN_FILE", "badpin_file"))
         return false;
-    if (getenv("P11DELAY_HANG_FILE") != NULL)
-        snprintf(set->hang_file, sizeof(set->hang_file), "%s", getenv("P11DELAY_HANG_FILE"));
     if (set->module[0] == '\0') {
         fprintf(stderr, "p11delay: no real PKCS#11 module: set P11DELAY_MODULE (for example "
                         "/usr/lib/softhsm/libsofthsm2.so) or module = in P11DELAY_CONF\n");
@@ -333,6 +404,85 @@ p11d_hang(const struct p11d_state *s)
         nanosleep(&nap, NULL);
 }
 
+/* ---- faults ---- */
+
+static bool
+p11d_exists(const char *path)
+{
+    return path[0] != '\0' && access(path, F_OK) == 0;
+}
+
+/* Close every session of the real module, on every slot with a token: what a device that
+ * went away, or a session that was torn down under the application, leaves behind. Called
+ * with the lock held. */
+static void
+p11d_close_all_real(struct p11d_state *s)
+{
+    CK_SLOT_ID slots[64];
+    CK_ULONG n = sizeof(slots) / sizeof(slots[0]);
+
+    if (s->real->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK)
+        return;
+    for (CK_ULONG i = 0; i < n; i++)
+        (void)s->real->C_CloseAllSessions(slots[i]);
+}
+
+/* CKR_DEVICE_REMOVED while the removed file exists (and, with removed_reinit, after it until
+ * C_Finalize); CKR_OK otherwise. The first call of a removal closes the real sessions. */
+static CK_RV
+p11d_removed(struct p11d_state *s)
+{
+    bool now;
+    CK_RV rv = CKR_OK;
+
+    if (s->set.removed_file[0] == '\0')
+        return CKR_OK;
+    now = p11d_exists(s->set.removed_file);
+    pthread_mutex_lock(&s->lock);
+    if (now && !s->removed_seen) {
+        s->removed_seen = true;
+        p11d_close_all_real(s);
+    }
+    if (now && s->set.removed_reinit)
+        s->stale = true;
+    if (!now)
+        s->removed_seen = false;
+    if (now || s->stale)
+        rv = CKR_DEVICE_REMOVED;
+    pthread_mutex_unlock(&s->lock);
+    return rv;
+}
+
+/* A signature that finds the close file loses every session: CKR_SESSION_CLOSED. */
+static bool
+p11d_session_closed(struct p11d_state *s)
+{
+    bool hit = false;
+
+    if (!p11d_exists(s->set.close_file))
+        return false;
+    pthread_mutex_lock(&s->lock);
+    if (unlink(s->set.close_file) == 0) { /* one event per touch, whoever saw it first */
+        p11d_close_all_real(s);
+        hit = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return hit;
+}
+
+/* The sign-path checks shared by C_Sign and C_SignFinal; CKR_OK to go on. */
+static CK_RV
+p11d_sign_faults(struct p11d_state *s)
+{
+    CK_RV rv;
+
+    if ((rv = p11d_removed(s)) != CKR_OK)
+        return rv;
+    if (p11d_session_closed(s))
+        return CKR_SESSION_CLOSED;
+    return CKR_OK;
+}
+
 static CK_RV
 p11d_sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
           CK_ULONG_PTR sig_len)
@@ -341,6 +491,8 @@ p11d_sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
     long long start;
     CK_RV rv;
 
+    if ((rv = p11d_sign_faults(s)) != CKR_OK)
+        return rv;
     if (sig == NULL)
         return s->real->C_Sign(h, data, len, sig, sig_len);
     p11d_hang(s);
@@ -357,6 +509,8 @@ p11d_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
     long long start;
     CK_RV rv;
 
+    if ((rv = p11d_sign_faults(s)) != CKR_OK)
+        return rv;
     if (sig == NULL)
         return s->real->C_SignFinal(h, sig, sig_len);
     p11d_hang(s);
@@ -364,6 +518,89 @@ p11d_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
     rv = s->real->C_SignFinal(h, sig, sig_len);
     p11d_round_trip_end(s, start);
     return rv;
+}
+
+/* The other functions a signing application calls: CKR_DEVICE_REMOVED during a removal. */
+#define P11D_WRAP(name, params, args)                                                             \
+    static CK_RV p11d_##name params                                                               \
+    {                                                                                             \
+        CK_RV rv = p11d_removed(&p11d_st);                                                        \
+                                                                                                  \
+        return rv != CKR_OK ? rv : p11d_st.real->name args;                                       \
+    }
+
+P11D_WRAP(C_GetSlotList, (CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n),
+          (present, list, n))
+P11D_WRAP(C_GetSlotInfo, (CK_SLOT_ID slot, CK_SLOT_INFO_PTR info), (slot, info))
+P11D_WRAP(C_GetTokenInfo, (CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info), (slot, info))
+P11D_WRAP(C_OpenSession,
+          (CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR app, CK_NOTIFY notify,
+           CK_SESSION_HANDLE_PTR h),
+          (slot, flags, app, notify, h))
+P11D_WRAP(C_CloseSession, (CK_SESSION_HANDLE h), (h))
+P11D_WRAP(C_CloseAllSessions, (CK_SLOT_ID slot), (slot))
+P11D_WRAP(C_GetSessionInfo, (CK_SESSION_HANDLE h, CK_SESSION_INFO_PTR info), (h, info))
+P11D_WRAP(C_Logout, (CK_SESSION_HANDLE h), (h))
+P11D_WRAP(C_FindObjectsInit, (CK_SESSION_HANDLE h, CK_ATTRIBUTE_PTR t, CK_ULONG n), (h, t, n))
+P11D_WRAP(C_FindObjects,
+          (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR objs, CK_ULONG max, CK_ULONG_PTR n),
+          (h, objs, max, n))
+P11D_WRAP(C_FindObjectsFinal, (CK_SESSION_HANDLE h), (h))
+P11D_WRAP(C_GetAttributeValue,
+          (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE_PTR t, CK_ULONG n),
+          (h, obj, t, n))
+P11D_WRAP(C_SignInit, (CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE key),
+          (h, mech, key))
+
+static CK_RV
+p11d_C_Login(CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG len)
+{
+    CK_RV rv = p11d_removed(&p11d_st);
+
+    if (rv != CKR_OK)
+        return rv;
+    if (p11d_exists(p11d_st.set.badpin_file))
+        return CKR_PIN_INCORRECT;
+    return p11d_st.real->C_Login(h, user, pin, len);
+}
+
+/* A re-initialisation ends the stale state of removed_reinit once the device is back. */
+static CK_RV
+p11d_C_Finalize(CK_VOID_PTR reserved)
+{
+    struct p11d_state *s = &p11d_st;
+
+    pthread_mutex_lock(&s->lock);
+    if (!p11d_exists(s->set.removed_file))
+        s->stale = false;
+    pthread_mutex_unlock(&s->lock);
+    return s->real->C_Finalize(reserved);
+}
+
+/* Our function list: the real one with the wrappers the settings call for. */
+static void
+p11d_list_faults(struct p11d_state *s)
+{
+    CK_FUNCTION_LIST *l = &s->list;
+
+    if (s->set.removed_file[0] != '\0') {
+        l->C_GetSlotList = p11d_C_GetSlotList;
+        l->C_GetSlotInfo = p11d_C_GetSlotInfo;
+        l->C_GetTokenInfo = p11d_C_GetTokenInfo;
+        l->C_OpenSession = p11d_C_OpenSession;
+        l->C_CloseSession = p11d_C_CloseSession;
+        l->C_CloseAllSessions = p11d_C_CloseAllSessions;
+        l->C_GetSessionInfo = p11d_C_GetSessionInfo;
+        l->C_Logout = p11d_C_Logout;
+        l->C_FindObjectsInit = p11d_C_FindObjectsInit;
+        l->C_FindObjects = p11d_C_FindObjects;
+        l->C_FindObjectsFinal = p11d_C_FindObjectsFinal;
+        l->C_GetAttributeValue = p11d_C_GetAttributeValue;
+        l->C_SignInit = p11d_C_SignInit;
+        l->C_Finalize = p11d_C_Finalize;
+    }
+    if (s->set.removed_file[0] != '\0' || s->set.badpin_file[0] != '\0')
+        l->C_Login = p11d_C_Login;
 }
 
 /* ---- loading ---- */
@@ -403,6 +640,7 @@ p11d_load_real(struct p11d_state *s)
     s->list.C_GetFunctionList = p11d_get_list;
     s->list.C_Sign = p11d_sign;
     s->list.C_SignFinal = p11d_sign_final;
+    p11d_list_faults(s);
     return CKR_OK;
 }
 

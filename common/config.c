@@ -299,6 +299,7 @@ config_signer_defaults(struct config_signer *c)
     memset(c, 0, sizeof(*c));
     c->queue_max = 4096;
     c->batch_max = 64;
+    c->sign_timeout = 5;
 }
 
 void
@@ -407,6 +408,14 @@ config_signer_key(struct config_parse *p, struct config_signer *c, const char *k
         return config_copy(p, pos, key, value, c->p11_token, sizeof(c->p11_token));
     if (strcmp(key, "pin_file") == 0)
         return config_copy(p, pos, key, value, c->p11_pin_file, sizeof(c->p11_pin_file));
+    if (strcmp(key, "sign_timeout") == 0) {
+        double d;
+
+        if (config_duration(value, &d) != 0 || d < 0.1 || d > 3600)
+            return config_error(p, pos, "sign_timeout: a duration from 100ms to 1h");
+        c->sign_timeout = d;
+        return ST_OK;
+    }
     return config_uint_keys(p, keys, sizeof(keys) / sizeof(keys[0]), key, value, pos);
 }
 

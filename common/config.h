@@ -72,6 +72,7 @@ struct config_signer {
     unsigned workers;   /* 0: one per CPU */
     unsigned queue_max;
     unsigned batch_max;
+    double sign_timeout; /* a job not signed after this long is answered ST_TIMEOUT (5 s) */
 };
 
 /* [store]: the daemon's LMDB environment, its hygiene and (tsad) its write-ahead journal. */

@@ -7,6 +7,7 @@
 #include "common/live.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/signer.h"
 #include "common/status.h"
 
 #include <pthread.h>
@@ -176,6 +177,12 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
         goto out;
     if ((svc = ops->start(ops->cfg, http, check_only)) == NULL) {
         fprintf(stderr, "%s: cannot start with %s (see the log above)\n", ops->name, path);
+        if (signer_pin_refused()) { /* issue 8: a wrong PIN is not retried by a restart */
+            fprintf(stderr, "%s: the token refused the PIN: correct the PIN file, then start "
+                            "again (exit status %d: not restarted by systemd)\n",
+                    ops->name, DAEMON_EXIT_PIN);
+            rc = DAEMON_EXIT_PIN;
+        }
         goto out;
     }
     if (check_only) {

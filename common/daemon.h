@@ -22,6 +22,11 @@ void daemon_notify(const char *state);
  * end too. Returns the signal number. */
 int daemon_wait(double stall);
 
+/* Exit status when the PKCS#11 token refused the PIN at start (EX_CONFIG of sysexits.h): the
+ * units name it in RestartPreventExitStatus= so systemd does not restart the daemon into the
+ * same refusal, each attempt counting toward locking the token. Other failures exit 1. */
+#define DAEMON_EXIT_PIN 78
+
 struct http_server;
 struct config_server;
 

@@ -5,6 +5,7 @@
 #include "common/der.h"
 #include "common/live.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/signer_int.h"
 #include "common/status.h"
 
@@ -19,6 +20,17 @@
 #include <unistd.h>
 
 #define SIGNER_MAX_WORKERS 64
+#define SIGNER_PROBE_INTERVAL_NS 1000000000LL /* a test signature a second while unhealthy */
+#define SIGNER_EXPIRED_CHUNK 64                /* timed-out jobs per callback */
+
+/* A job's input, copied when a worker takes it: the job itself may be completed by the watch
+ * thread (timeout) and freed by its owner while the worker is still inside C_Sign. */
+struct signer_in {
+    struct signer_key *key;
+    bool probe; /* the health probe: tried even while its key is down */
+    uint8_t digest[SIGNER_MAX_DIGEST];
+    size_t digest_len;
+};
 
 struct signer_worker {
     struct signer *s;
@@ -26,6 +38,10 @@ struct signer_worker {
     pthread_t thread;
     bool started;
     struct live_beat *beat; /* busy while signing a batch and in its callback */
+    /* the batch taken, under s->lock: listed[i] is NULL once the watch thread completed it */
+    struct signer_job **listed;
+    struct signer_in *in;
+    size_t n_listed;
 };
 
 struct signer {
@@ -43,9 +59,54 @@ struct signer {
     /* signer_sign_now() uses the extra PKCS#11 session number cfg.workers */
     pthread_mutex_t now_lock;
     struct signer_worker workers[SIGNER_MAX_WORKERS];
-    atomic_bool healthy;
+    atomic_uint n_down; /* PKCS#11 keys whose last signature failed or timed out */
     bool started;
+    /* the watch thread: sign_timeout and the health probe (its own condition: a signal on
+     * `cond` must wake a worker) */
+    pthread_t watch;
+    bool watch_started;
+    pthread_cond_t watch_cond;
+    long long timeout_ns;
+    struct signer_job probe; /* the test signature; busy while queued or being signed */
+    bool probe_busy;
+    long long probe_last;
+    const struct signer_key *probe_key; /* the last one probed (round robin over down keys) */
+    struct metric *m_timeouts, *m_hsm_fail, *m_down;
 };
+
+static long long
+signer_now_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* Record the outcome of a PKCS#11 signature with key k (or its timeout): a key is down after
+ * a failure (ST_HSM) or a timeout and up after a success, each change an audit event (DESIGN
+ * D8; issue 8, HSM faults). Other failures (a bad job) say nothing about the token. */
+static void
+signer_key_health(struct signer *s, struct signer_key *k, int st)
+{
+    bool down = st != ST_OK;
+
+    if (k == NULL || k->soft != NULL || (st != ST_OK && st != ST_HSM && st != ST_TIMEOUT))
+        return;
+    if (atomic_load(&k->down) == down || atomic_exchange(&k->down, down) == down)
+        return;
+    if (down) {
+        atomic_fetch_add(&s->n_down, 1);
+        metrics_inc(s->m_down);
+        log_audit("hsm_unavailable", "key=%s reason=%s: its signatures fail; answering "
+                  "systemFailure/tryLater, a test signature every second until it signs again",
+                  k->name, st == ST_TIMEOUT ? "timeout" : status_str(st));
+    } else {
+        atomic_fetch_sub(&s->n_down, 1);
+        metrics_dec(s->m_down);
+        log_audit("hsm_available", "key=%s: the token signs again", k->name);
+    }
+}
 
 static const uint8_t digalg_der[][13] = {
     {0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01},
@@ -391,9 +452,12 @@ signer_verify(const struct signer_key *k, const struct signer_job *job)
     return ok;
 }
 
-/* Sign one job with session/worker number `slot`. */
+/* Sign one job with session/worker number `slot`. While its token key is down only `force`d
+ * jobs (the probe, self-tests) reach the module; the others fail at once (ST_HSM): a broken
+ * HSM is not called, and nothing logged, once per request, while the probe looks for its
+ * return once a second. A forced job's signature is verified. */
 static void
-signer_do_job(struct signer *s, unsigned slot, struct signer_job *job)
+signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool force)
 {
     struct signer_key *k = job->key;
 
@@ -402,15 +466,111 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job)
         job->status = ST_INVALID;
         return;
     }
+    if (k->soft == NULL && !force && atomic_load(&k->down)) {
+        job->status = ST_HSM;
+        job->sig_len = 0;
+        metrics_inc(s->m_hsm_fail);
+        return;
+    }
     if (k->soft != NULL)
         job->status = signer_soft_sign(k, slot, job->digest, job->digest_len, job->sig,
                                        &job->sig_len);
     else
         job->status = signer_p11_sign(s->p11, slot, k->p11_obj, k->scheme, k->hash, job->digest,
                                       job->digest_len, job->sig, &job->sig_len);
+    /* a key comes back (and starts) only with a signature that verifies: after a recovery a
+     * handle found again must name the certificate's key */
+    if (job->status == ST_OK && k->soft == NULL && force && !signer_verify(k, job)) {
+        log_err("signer: %s: the token's test signature does not verify with the certificate's "
+                "key", k->name);
+        job->status = ST_HSM;
+    }
     if (job->status != ST_OK)
         job->sig_len = 0;
-    atomic_store(&s->healthy, job->status == ST_OK);
+    if (job->status == ST_HSM)
+        metrics_inc(s->m_hsm_fail);
+    signer_key_health(s, k, job->status);
+}
+
+/* Sign the i-th job taken from its input copy, and write the result into the job unless the
+ * watch thread completed it meanwhile (then the job may be gone: it is not touched). */
+static void
+signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
+{
+    struct signer *s = w->s;
+    struct signer_job tmp, *job;
+    bool gone;
+
+    /* completed already (timed out behind a call that hung): not worth a signature */
+    pthread_mutex_lock(&s->lock);
+    gone = w->listed[i] == NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (gone)
+        return;
+    tmp.key = w->in[i].key;
+    tmp.digest_len = w->in[i].digest_len;
+    memcpy(tmp.digest, w->in[i].digest, tmp.digest_len);
+    if (stopping) {
+        tmp.status = ST_SHUTDOWN;
+        tmp.sig_len = 0;
+    } else {
+        signer_do_job(s, w->idx, &tmp, w->in[i].probe);
+    }
+    pthread_mutex_lock(&s->lock);
+    if ((job = w->listed[i]) != NULL) {
+        job->status = tmp.status;
+        job->sig_len = tmp.sig_len;
+        memcpy(job->sig, tmp.sig, tmp.sig_len);
+        job->done = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Take up to `cap` jobs from the queue head into w's listing, with a copy of their input.
+ * Called with the lock held. */
+static size_t
+signer_worker_take(struct signer_worker *w, size_t cap)
+{
+    struct signer *s = w->s;
+    size_t n = 0;
+
+    while (s->head != NULL && n < cap) {
+        struct signer_job *j = s->head;
+
+        s->head = j->next;
+        s->depth--;
+        j->done = false;
+        w->listed[n] = j;
+        w->in[n].key = j->key;
+        w->in[n].probe = j == &s->probe;
+        w->in[n].digest_len = j->digest_len <= SIGNER_MAX_DIGEST ? j->digest_len : 0;
+        memcpy(w->in[n].digest, j->digest, w->in[n].digest_len);
+        n++;
+    }
+    if (s->head == NULL)
+        s->tail = NULL;
+    w->n_listed = n;
+    return n;
+}
+
+/* Hand the batch's completed jobs to the owner (the probe stays with the signer). */
+static void
+signer_worker_deliver(struct signer_worker *w, struct signer_job **out)
+{
+    struct signer *s = w->s;
+    size_t m = 0;
+
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < w->n_listed; i++) {
+        if (w->listed[i] == &s->probe)
+            s->probe_busy = false;
+        else if (w->listed[i] != NULL)
+            out[m++] = w->listed[i];
+    }
+    w->n_listed = 0;
+    pthread_mutex_unlock(&s->lock);
+    if (m > 0)
+        s->batch(out, m, s->batch_ctx);
 }
 
 static void *
@@ -418,16 +578,16 @@ signer_worker_main(void *arg)
 {
     struct signer_worker *w = arg;
     struct signer *s = w->s;
-    struct signer_job **batch;
+    struct signer_job **out;
     unsigned cap = s->cfg.batch_max;
 
-    batch = calloc(cap, sizeof(*batch));
-    if (batch == NULL) {
+    out = calloc(cap, sizeof(*out));
+    if (out == NULL) {
         log_err("signer: worker %u: out of memory", w->idx);
         return NULL;
     }
     for (;;) {
-        size_t n = 0, share;
+        size_t n, share;
         bool stopping;
 
         pthread_mutex_lock(&s->lock);
@@ -438,31 +598,171 @@ signer_worker_main(void *arg)
         share = (s->depth + s->cfg.workers - 1) / s->cfg.workers;
         if (share < cap)
             cap = share > 0 ? share : 1;
-        while (s->head != NULL && n < cap) {
-            batch[n++] = s->head;
-            s->head = s->head->next;
-            s->depth--;
-        }
-        if (s->head == NULL)
-            s->tail = NULL;
+        n = signer_worker_take(w, cap);
         stopping = s->stopping;
         pthread_mutex_unlock(&s->lock);
         cap = s->cfg.batch_max;
         if (n == 0)
             break; /* stopping and drained */
         live_busy(w->beat);
-        for (size_t i = 0; i < n; i++) {
-            if (stopping) {
-                batch[i]->status = ST_SHUTDOWN;
-                batch[i]->sig_len = 0;
-            } else {
-                signer_do_job(s, w->idx, batch[i]);
-            }
-        }
-        s->batch(batch, n, s->batch_ctx);
+        for (size_t i = 0; i < n; i++)
+            signer_worker_sign(w, i, stopping);
+        signer_worker_deliver(w, out);
         live_idle(w->beat);
     }
-    free(batch);
+    free(out);
+    return NULL;
+}
+
+/* The down key after the one probed last (round robin, so that a key that stays down does not
+ * keep the others from being probed); NULL when none is down. The lock held. */
+static struct signer_key *
+signer_probe_key(struct signer *s)
+{
+    struct signer_key *k, *first = NULL;
+    bool past = s->probe_key == NULL;
+
+    for (k = s->keys; k != NULL; k = k->next) {
+        if (k->soft != NULL || !atomic_load(&k->down))
+            continue;
+        if (past)
+            return k;
+        if (first == NULL)
+            first = k;
+        if (k == s->probe_key)
+            past = true;
+    }
+    return first;
+}
+
+/* Queue a test signature with a down token key (the lock held). */
+static void
+signer_probe_submit(struct signer *s, long long now)
+{
+    struct signer_key *k;
+
+    if (s->probe_busy || s->stopping || s->depth >= s->cfg.queue_max ||
+        (k = signer_probe_key(s)) == NULL)
+        return;
+    s->probe_key = k;
+    memset(&s->probe, 0, sizeof(s->probe));
+    s->probe.key = k;
+    s->probe.digest_len = signer_hash_len(k->hash);
+    memset(s->probe.digest, 0x5a, s->probe.digest_len);
+    s->probe.submitted_ns = now;
+    if (s->tail != NULL)
+        s->tail->next = &s->probe;
+    else
+        s->head = &s->probe;
+    s->tail = &s->probe;
+    s->depth++;
+    s->probe_busy = true;
+    s->probe_last = now;
+    pthread_cond_signal(&s->cond);
+}
+
+/* Collect the jobs older than sign_timeout, queued or taken by a worker and not signed yet,
+ * into a list linked by `next` (the lock held). The probe is only released. */
+static struct signer_job *
+signer_collect_expired(struct signer *s, long long now)
+{
+    struct signer_job *list = NULL, **tail = &list, *j;
+
+    while ((j = s->head) != NULL && now - j->submitted_ns >= s->timeout_ns) {
+        if ((s->head = j->next) == NULL)
+            s->tail = NULL;
+        s->depth--;
+        if (j == &s->probe) {
+            s->probe_busy = false;
+            continue;
+        }
+        j->next = NULL;
+        *tail = j;
+        tail = &j->next;
+    }
+    for (unsigned w = 0; w < s->cfg.workers; w++) {
+        for (size_t i = 0; i < s->workers[w].n_listed; i++) {
+            j = s->workers[w].listed[i];
+            if (j == NULL || j->done || now - j->submitted_ns < s->timeout_ns)
+                continue;
+            s->workers[w].listed[i] = NULL;
+            if (j == &s->probe) {
+                s->probe_busy = false;
+                continue;
+            }
+            j->next = NULL;
+            *tail = j;
+            tail = &j->next;
+        }
+    }
+    return list;
+}
+
+/* Complete timed-out jobs through the batch callback, in chunks. */
+static void
+signer_deliver_expired(struct signer *s, struct signer_job *list)
+{
+    struct signer_job *chunk[SIGNER_EXPIRED_CHUNK];
+    size_t m = 0;
+
+    while (list != NULL) {
+        struct signer_job *j = list;
+
+        list = j->next;
+        j->next = NULL;
+        j->status = ST_TIMEOUT;
+        j->sig_len = 0;
+        chunk[m++] = j;
+        if (m == SIGNER_EXPIRED_CHUNK || list == NULL) {
+            s->batch(chunk, m, s->batch_ctx);
+            m = 0;
+        }
+    }
+}
+
+/* The watch thread: sign_timeout for queued and stuck jobs, and the probe while unhealthy. */
+static void *
+signer_watch_main(void *arg)
+{
+    struct signer *s = arg;
+    long long tick = s->timeout_ns / 10;
+
+    if (tick < 10000000LL)
+        tick = 10000000LL;
+    if (tick > 200000000LL)
+        tick = 200000000LL;
+    pthread_mutex_lock(&s->lock);
+    while (!s->stopping) {
+        struct timespec until;
+        struct signer_job *expired;
+        long long now;
+        int n = 0;
+
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += (long)tick;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        (void)pthread_cond_timedwait(&s->watch_cond, &s->lock, &until);
+        if (s->stopping)
+            break;
+        now = signer_now_ns();
+        expired = signer_collect_expired(s, now);
+        if (atomic_load(&s->n_down) > 0 && now - s->probe_last >= SIGNER_PROBE_INTERVAL_NS)
+            signer_probe_submit(s, now);
+        pthread_mutex_unlock(&s->lock);
+        for (struct signer_job *j = expired; j != NULL; j = j->next) {
+            signer_key_health(s, j->key, ST_TIMEOUT);
+            n++;
+        }
+        if (n > 0) {
+            metrics_add(s->m_timeouts, n);
+            log_warn("signer: %d job(s) not signed within sign_timeout (%.1f s): answered as "
+                     "failed", n, (double)s->timeout_ns / 1e9);
+        }
+        signer_deliver_expired(s, expired);
+        pthread_mutex_lock(&s->lock);
+    }
+    pthread_mutex_unlock(&s->lock);
     return NULL;
 }
 
@@ -476,6 +776,7 @@ signer_config_init(struct signer_config *sc, const struct config_signer *cs)
     sc->workers = cs->workers;
     sc->queue_max = cs->queue_max;
     sc->batch_max = cs->batch_max;
+    sc->sign_timeout = cs->sign_timeout;
 }
 
 struct signer *
@@ -499,10 +800,28 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
         s->cfg.queue_max = 1024;
     if (s->cfg.batch_max == 0)
         s->cfg.batch_max = 64;
+    if (!(s->cfg.sign_timeout > 0))
+        s->cfg.sign_timeout = 5;
+    s->timeout_ns = (long long)(s->cfg.sign_timeout * 1e9);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->now_lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    atomic_store(&s->healthy, true);
+    {
+        pthread_condattr_t ca;
+
+        pthread_condattr_init(&ca);
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        pthread_cond_init(&s->watch_cond, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    atomic_init(&s->n_down, 0);
+    s->m_timeouts = metrics_counter("signer_timeouts_total",
+                                    "Signing jobs answered as failed after sign_timeout.");
+    s->m_hsm_fail = metrics_counter("signer_hsm_failures_total",
+                                    "Signing jobs failed by the PKCS#11 token (or refused while "
+                                    "their key was down).");
+    s->m_down = metrics_gauge("signer_keys_down",
+                              "Token keys whose last signature failed or timed out.");
     if (cfg->p11_module != NULL && cfg->p11_module[0] != '\0') {
         s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file,
                                  s->cfg.workers + 1);
@@ -563,6 +882,12 @@ signer_start(struct signer *s)
         s->workers[i].s = s;
         s->workers[i].idx = i;
         s->workers[i].beat = live_beat_new(name);
+        s->workers[i].listed = calloc(s->cfg.batch_max, sizeof(*s->workers[i].listed));
+        s->workers[i].in = calloc(s->cfg.batch_max, sizeof(*s->workers[i].in));
+        if (s->workers[i].listed == NULL || s->workers[i].in == NULL) {
+            log_err("signer: worker %u: out of memory", i);
+            return ST_NOMEM;
+        }
         if (pthread_create(&s->workers[i].thread, NULL, signer_worker_main, &s->workers[i]) !=
             0) {
             log_err("signer: cannot start worker %u", i);
@@ -570,11 +895,17 @@ signer_start(struct signer *s)
         }
         s->workers[i].started = true;
     }
+    if (pthread_create(&s->watch, NULL, signer_watch_main, s) != 0) {
+        log_err("signer: cannot start the watch thread");
+        return ST_ERR;
+    }
+    s->watch_started = true;
     pthread_mutex_lock(&s->lock);
     s->started = true;
     pthread_mutex_unlock(&s->lock);
-    log_info("signer: %u worker(s), queue %u, batch %u, backend %s", s->cfg.workers,
-             s->cfg.queue_max, s->cfg.batch_max, s->p11 != NULL ? "pkcs11+software" : "software");
+    log_info("signer: %u worker(s), queue %u, batch %u, sign_timeout %.1f s, backend %s",
+             s->cfg.workers, s->cfg.queue_max, s->cfg.batch_max, s->cfg.sign_timeout,
+             s->p11 != NULL ? "pkcs11+software" : "software");
     return ST_OK;
 }
 
@@ -588,11 +919,16 @@ signer_free(struct signer *s)
     pthread_mutex_lock(&s->lock);
     s->stopping = true;
     pthread_cond_broadcast(&s->cond);
+    pthread_cond_broadcast(&s->watch_cond);
     pthread_mutex_unlock(&s->lock);
+    if (s->watch_started)
+        pthread_join(s->watch, NULL);
     for (unsigned i = 0; i < SIGNER_MAX_WORKERS; i++) {
         if (s->workers[i].started)
             pthread_join(s->workers[i].thread, NULL);
         live_beat_free(s->workers[i].beat);
+        free(s->workers[i].listed);
+        free(s->workers[i].in);
     }
     for (k = s->keys; k != NULL; k = next) {
         next = k->next;
@@ -604,6 +940,7 @@ signer_free(struct signer *s)
     }
     signer_p11_close(s->p11);
     pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->watch_cond);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->now_lock);
     free(s);
@@ -615,7 +952,9 @@ signer_submit(struct signer *s, struct signer_job *job)
     int st = ST_OK;
 
     job->next = NULL;
+    job->done = false;
     pthread_mutex_lock(&s->lock);
+    job->submitted_ns = signer_now_ns();
     if (s->stopping)
         st = ST_SHUTDOWN;
     else if (s->depth >= s->cfg.queue_max)
@@ -637,7 +976,7 @@ int
 signer_sign_now(struct signer *s, struct signer_job *job)
 {
     pthread_mutex_lock(&s->now_lock);
-    signer_do_job(s, s->cfg.workers, job);
+    signer_do_job(s, s->cfg.workers, job, true);
     pthread_mutex_unlock(&s->now_lock);
     return job->status;
 }
@@ -683,9 +1022,7 @@ signer_key_name(const struct signer_key *k)
 bool
 signer_healthy(struct signer *s)
 {
-    if (s->p11 != NULL && !signer_p11_healthy(s->p11))
-        return false;
-    return atomic_load(&s->healthy);
+    return atomic_load(&s->n_down) == 0;
 }
 
 unsigned

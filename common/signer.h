@@ -22,6 +22,25 @@
  * Each worker owns a liveness beat (common/live) that is busy while it signs a batch and
  * runs its callback: a worker stuck in C_Sign stops the watchdog pings.
  *
+ * A signature that does not come back (a hung C_Sign, an HSM that stopped answering) never
+ * holds a request for ever: a job still queued or being signed `sign_timeout` after it was
+ * submitted is completed by the signer's watch thread with ST_TIMEOUT, through the batch
+ * callback like any other (so a callback may run on that thread too); whatever the stuck call
+ * returns later is dropped. Workers sign from a copy of the job's input and write the result
+ * back only if the job has not been completed meanwhile, so the caller may free a job as soon
+ * as its callback ran. A full queue answers ST_BUSY at once.
+ *
+ * Health (DESIGN D8): a token key whose signature fails (ST_HSM, after the backend's own
+ * recovery) or times out is down, and up again after a success, each change logged as an
+ * audit event (`hsm_unavailable` with the key and the reason, `hsm_available`); the signer is
+ * healthy while no key is down. Jobs for a down key fail at once (ST_HSM) without calling the
+ * module: a broken HSM is neither hammered nor logged about once per request. Instead the
+ * watch thread queues a test signature with a down key every second (round robin), so a key
+ * comes back when the token answers again, even when no request arrives (a load balancer that
+ * took the node out of rotation). The PKCS#11 backend itself recovers sessions, the login
+ * and, after a removed device, the whole library (signer_int.h). Metrics:
+ * signer_timeouts_total, signer_hsm_failures_total, signer_keys_down.
+ *
  * Lifetimes: a struct signer_key belongs to its struct signer and lives until signer_free().
  * A job is owned by the caller; the signer only borrows it between signer_submit() and the
  * batch callback that carries it.
@@ -69,6 +88,8 @@ struct signer_job {
     size_t sig_len;
     /* private to the signer */
     struct signer_job *next;
+    long long submitted_ns; /* CLOCK_MONOTONIC, for sign_timeout */
+    bool done;              /* a worker wrote the result (under the signer's lock) */
 };
 
 /* Called on a worker thread with every job of one batch (n >= 1), in queue order. No I/O. */
@@ -82,6 +103,7 @@ struct signer_config {
     unsigned workers;           /* worker threads (= PKCS#11 sessions); 0 -> number of CPUs */
     unsigned queue_max;         /* bounded queue: submit beyond this answers ST_BUSY */
     unsigned batch_max;         /* most jobs one worker takes per wake-up */
+    double sign_timeout;        /* seconds; a job not signed by then completes ST_TIMEOUT (5) */
 };
 
 /* Fill a signer_config from the [signer] section (no module configured -> NULL). */
@@ -129,6 +151,11 @@ const char *signer_key_name(const struct signer_key *k);
 /* Health and metrics. */
 bool signer_healthy(struct signer *s);
 unsigned signer_queue_depth(struct signer *s);
+
+/* true once a PKCS#11 token of this process refused the PIN (CKR_PIN_INCORRECT, _LOCKED,
+ * _EXPIRED, _INVALID, _LEN_RANGE): the daemon exits with DAEMON_EXIT_PIN rather than being
+ * restarted into the same refusal (each attempt counts toward locking the token). */
+bool signer_pin_refused(void);
 
 /* Parse "ecdsa", "rsa-pkcs1", "rsa-pss" / "sha256", "sha384", "sha512"; -1 when unknown. */
 int signer_scheme_parse(const char *name);

@@ -8,6 +8,7 @@
 #include "common/signer.h"
 
 #include <p11-kit/pkcs11.h>
+#include <stdatomic.h>
 
 struct signer_p11;
 
@@ -22,6 +23,7 @@ struct signer_key {
     EVP_PKEY *pub;                /* the certificate's public key (own reference) */
     EVP_PKEY_CTX *soft_ctx[65];   /* software backend: sign context per slot (workers + 1) */
     CK_OBJECT_HANDLE p11_obj;     /* PKCS#11 backend: private key object handle */
+    atomic_bool down;             /* PKCS#11: its last signature failed or timed out */
     uint8_t sigalg[80];           /* DER AlgorithmIdentifier of the signature */
     size_t sigalg_len;
     uint8_t digalg[24];           /* DER AlgorithmIdentifier of the digest */

@@ -61,7 +61,15 @@ struct p11_key_ref {
 struct signer_p11 {
     void *dl;
     CK_FUNCTION_LIST_PTR fn;
-    bool finalize; /* we initialised the library, so we finalise it */
+    bool finalize; /* we initialised the library, so we finalise it (and may re-initialise it) */
+    /* held shared by every call into the module on the signing path, exclusively by a
+     * re-initialisation (C_Finalize + C_Initialize after a removed device); writers first */
+    pthread_rwlock_t rw;
+    bool rw_ok;
+    atomic_llong reinit_last; /* CLOCK_MONOTONIC ns of the last re-initialisation attempt */
+    atomic_bool pin_refused;  /* the token refused the PIN: never offered again */
+    atomic_bool need_reinit;  /* a re-initialisation began and did not finish: no key handle
+                                 can be trusted (a number may name another key now) */
     char *module;
     char *pin_file; /* re-read to log in again after a reopen */
     char token[P11_LABEL_LEN + 1];
@@ -383,19 +391,55 @@ out:
     return st;
 }
 
-/* C_Login(CKU_USER) with the PIN from the PIN file; the PIN is wiped before returning. */
+/* Set once a token of this process refused its PIN; read by the daemon for its exit status. */
+static atomic_bool p11_any_pin_refused;
+
+bool
+signer_pin_refused(void)
+{
+    return atomic_load(&p11_any_pin_refused);
+}
+
+/* The C_Login results that say the PIN itself is wrong or unusable: trying it again only
+ * brings the token closer to locking the user (v2.40 §5.6, CKF_USER_PIN_COUNT_LOW, ..._LOCKED). */
+static bool
+p11_rv_pin_refused(CK_RV rv)
+{
+    return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED || rv == CKR_PIN_EXPIRED ||
+           rv == CKR_PIN_INVALID || rv == CKR_PIN_LEN_RANGE;
+}
+
+/* C_Login(CKU_USER) with the PIN from the PIN file; the PIN is wiped before returning. A PIN
+ * the token refused is never offered again by this process (it would count toward locking
+ * the token): every later login fails at once until a restart with a corrected PIN file. */
 static int
 p11_login(struct signer_p11 *p, CK_SESSION_HANDLE h)
 {
     char pin[P11_PIN_FILE_MAX + 1]; /* one more byte tells a file that is too long */
+    char rvs[64];
     size_t len = 0;
     CK_RV rv;
     int st;
 
+    if (atomic_load(&p->pin_refused)) {
+        log_err("pkcs11: token '%s': not logging in: the token refused the PIN of %s earlier; "
+                "correct it and restart", p->token, p->pin_file);
+        return ST_HSM;
+    }
     if ((st = p11_read_pin(p->pin_file, pin, sizeof(pin), &len)) != ST_OK)
         goto out;
     rv = p->fn->C_Login(h, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)len);
-    if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
+    if (p11_rv_pin_refused(rv)) {
+        atomic_store(&p->pin_refused, true);
+        atomic_store(&p11_any_pin_refused, true);
+        p11_log_rv(LOG_LVL_ERR, p, "C_Login", rv);
+        log_audit("hsm_login_refused", "module=%s token=%s: the token refused the PIN in %s: %s",
+                  p->module, p->token, p->pin_file, p11_rv_str(rv, rvs, sizeof(rvs)));
+        log_err("pkcs11: token '%s': the PIN in %s was refused; it will not be tried again (each "
+                "attempt counts toward locking the token): correct the PIN file and restart",
+                p->token, p->pin_file);
+        st = ST_HSM;
+    } else if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN) {
         p11_log_rv(LOG_LVL_ERR, p, "C_Login", rv);
         st = ST_HSM;
     }
@@ -445,6 +489,18 @@ p11_init_fields(struct signer_p11 *p, const char *module, const char *token, con
     if (pthread_mutex_init(&p->lock, NULL) != 0)
         return ST_ERR;
     p->lock_ok = true;
+    {
+        pthread_rwlockattr_t ra;
+        int rc;
+
+        pthread_rwlockattr_init(&ra);
+        pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        rc = pthread_rwlock_init(&p->rw, &ra);
+        pthread_rwlockattr_destroy(&ra);
+        if (rc != 0)
+            return ST_ERR;
+        p->rw_ok = true;
+    }
     p->nsessions = sessions;
     if ((p->module = strdup(module)) == NULL || (p->pin_file = strdup(pin_file)) == NULL ||
         (p->sessions = calloc(sessions, sizeof(*p->sessions))) == NULL)
@@ -501,6 +557,8 @@ signer_p11_close(struct signer_p11 *p)
         dlclose(p->dl);
     if (p->lock_ok)
         pthread_mutex_destroy(&p->lock);
+    if (p->rw_ok)
+        pthread_rwlock_destroy(&p->rw);
     for (struct p11_key_ref *r = atomic_load(&p->keys), *next; r != NULL; r = next) {
         next = r->next;
         EVP_PKEY_free(r->pub);
@@ -778,7 +836,8 @@ signer_p11_find_key(struct signer_p11 *p, const char *label, EVP_PKEY *pub, CK_O
     int st = ST_INVALID;
 
     if (p == NULL || label == NULL || pub == NULL || out == NULL)
-        goto out;
+        return ST_INVALID;
+    pthread_rwlock_rdlock(&p->rw);
     /* a session of our own: the workers' sessions may be busy signing */
     pthread_mutex_lock(&p->lock);
     rv = p11_open_session(p, &h);
@@ -798,6 +857,7 @@ signer_p11_find_key(struct signer_p11 *p, const char *label, EVP_PKEY *pub, CK_O
 out:
     if (h != CK_INVALID_HANDLE)
         (void)p->fn->C_CloseSession(h);
+    pthread_rwlock_unlock(&p->rw);
     return st;
 }
 
@@ -1012,6 +1072,121 @@ p11_sign_recovering(struct signer_p11 *p, unsigned i, CK_OBJECT_HANDLE key, CK_M
     return rv;
 }
 
+/* The errors after which the session could not be replaced that say the device (or the
+ * library's connection to it) is gone: worth a re-initialisation of the library. */
+static bool
+p11_rv_reinit(CK_RV rv)
+{
+    return rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_SLOT_ID_INVALID ||
+           rv == CKR_DEVICE_ERROR || rv == CKR_CRYPTOKI_NOT_INITIALIZED;
+}
+
+/*
+ * After a removed device: C_Finalize + C_Initialize, find the token's slot again, open every
+ * session, log in and find every key again (handles do not survive a re-initialisation, and a
+ * handle number may now name another object). Only when this signer initialised the library
+ * (another user's library is not ours to finalise), at most once per P11_REINIT_INTERVAL_NS
+ * (calls in between fail at once), and only once no other call is inside the module (the
+ * exclusive lock, waited for at most P11_REINIT_WAIT_S: a call stuck in the module keeps it).
+ */
+#define P11_REINIT_INTERVAL_NS 1000000000LL
+#define P11_REINIT_WAIT_S 1
+
+static long long
+p11_now_ns(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static CK_RV
+p11_reinit_locked(struct signer_p11 *p)
+{
+    CK_C_INITIALIZE_ARGS args;
+    CK_RV rv;
+
+    atomic_store(&p->need_reinit, true); /* until every key is found again below */
+    (void)p->fn->C_Finalize(NULL);
+    for (unsigned i = 0; i < p->nsessions; i++)
+        p->sessions[i] = CK_INVALID_HANDLE; /* gone with the library's state */
+    memset(&args, 0, sizeof(args));
+    args.flags = CKF_OS_LOCKING_OK;
+    if ((rv = p->fn->C_Initialize(&args)) != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
+        return rv;
+    if (p11_find_slot(p) != ST_OK)
+        return CKR_TOKEN_NOT_PRESENT;
+    for (unsigned i = 0; i < p->nsessions; i++)
+        if ((rv = p11_open_session(p, &p->sessions[i])) != CKR_OK)
+            return rv;
+    if (p11_login(p, p->sessions[0]) != ST_OK)
+        return CKR_USER_NOT_LOGGED_IN;
+    for (struct p11_key_ref *r = atomic_load(&p->keys); r != NULL; r = r->next) {
+        CK_OBJECT_HANDLE obj = CK_INVALID_HANDLE;
+
+        if (p11_find_unique(p, p->sessions[0], CKO_PRIVATE_KEY, CKA_LABEL, r->label,
+                            strlen(r->label), &obj) != ST_OK ||
+            p11_match_key(p, p->sessions[0], obj, r->label, r->pub) != ST_OK)
+            return CKR_KEY_HANDLE_INVALID;
+        atomic_store(&r->cur, obj);
+    }
+    atomic_store(&p->need_reinit, false);
+    return CKR_OK;
+}
+
+static CK_RV
+p11_reinit(struct signer_p11 *p, CK_RV why)
+{
+    struct timespec until;
+    long long now = p11_now_ns(), last = atomic_load(&p->reinit_last);
+    CK_RV rv;
+
+    if (!p->finalize || now - last < P11_REINIT_INTERVAL_NS ||
+        !atomic_compare_exchange_strong(&p->reinit_last, &last, now))
+        return why;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += P11_REINIT_WAIT_S;
+    if (pthread_rwlock_timedwrlock(&p->rw, &until) != 0) {
+        log_warn("pkcs11: token '%s': cannot re-initialise the module: a call is still inside "
+                 "it", p->token);
+        return why;
+    }
+    pthread_mutex_lock(&p->lock);
+    rv = p11_reinit_locked(p);
+    pthread_mutex_unlock(&p->lock);
+    pthread_rwlock_unlock(&p->rw);
+    if (rv == CKR_OK)
+        log_notice("pkcs11: module %s token '%s': re-initialised after %s (C_Finalize, "
+                   "C_Initialize): %u sessions, logged in, keys found again", p->module, p->token,
+                   p11_rv_name(why), p->nsessions);
+    else
+        p11_log_rv(LOG_LVL_ERR, p, "re-initialising the module", rv);
+    return rv;
+}
+
+/* p11_sign_recovering under the shared lock, and once more after a re-initialisation when
+ * the device was gone. After an unfinished re-initialisation only a finished one may sign
+ * again: the sessions could be reopened one by one, but a key handle might name another key. */
+static CK_RV
+p11_sign_reinit(struct signer_p11 *p, unsigned i, CK_OBJECT_HANDLE key, CK_MECHANISM *mech,
+                const uint8_t *in, size_t in_len, uint8_t *raw, size_t cap, size_t *raw_len)
+{
+    CK_RV rv;
+
+    if (atomic_load(&p->need_reinit) && (rv = p11_reinit(p, CKR_DEVICE_REMOVED)) != CKR_OK)
+        return rv;
+    pthread_rwlock_rdlock(&p->rw);
+    rv = p11_sign_recovering(p, i, key, mech, in, in_len, raw, cap, raw_len);
+    pthread_rwlock_unlock(&p->rw);
+    if (p11_rv_reinit(rv) && p11_reinit(p, rv) == CKR_OK) {
+        pthread_rwlock_rdlock(&p->rw);
+        rv = p11_sign_recovering(p, i, key, mech, in, in_len, raw, cap, raw_len);
+        pthread_rwlock_unlock(&p->rw);
+    }
+    return rv;
+}
+
 int
 signer_p11_sign(struct signer_p11 *p, unsigned session, CK_OBJECT_HANDLE key,
                 enum signer_scheme scheme, enum signer_hash hash, const uint8_t *digest,
@@ -1028,7 +1203,7 @@ signer_p11_sign(struct signer_p11 *p, unsigned session, CK_OBJECT_HANDLE key,
         return ST_INVALID;
     if ((st = p11_sign_setup(scheme, hash, digest, digest_len, &mech, &pss, in, &in_len)) != ST_OK)
         return st;
-    rv = p11_sign_recovering(p, session, key, &mech, in, in_len, raw, sizeof(raw), &raw_len);
+    rv = p11_sign_reinit(p, session, key, &mech, in, in_len, raw, sizeof(raw), &raw_len);
     if (rv != CKR_OK) {
         p11_log_rv(LOG_LVL_ERR, p, "C_SignInit/C_Sign", rv);
         atomic_store(&p->healthy, false);

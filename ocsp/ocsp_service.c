@@ -282,9 +282,17 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
                          j->sj.status == ST_SHUTDOWN ? OCSP_RESP_TRY_LATER
                                                      : OCSP_RESP_INTERNAL_ERROR);
     if (j->resp == NULL) {
-        ocsp_reply_error(s, p->http, j->sj.status == ST_SHUTDOWN ? OCSP_RESP_TRY_LATER
-                                                                 : OCSP_RESP_INTERNAL_ERROR,
-                         "signing failed");
+        int st = j->sj.status;
+
+        /* issue 8: an HSM that fails or does not answer within sign_timeout is a passing
+         * condition: tryLater with Retry-After (stored answers are still served meanwhile) */
+        ocsp_reply_error(s, p->http,
+                         st == ST_SHUTDOWN || st == ST_HSM || st == ST_TIMEOUT
+                             ? OCSP_RESP_TRY_LATER
+                             : OCSP_RESP_INTERNAL_ERROR,
+                         st == ST_TIMEOUT ? "signing timed out: the HSM does not answer"
+                         : st == ST_HSM   ? "the HSM is unavailable"
+                                          : "signing failed");
     } else {
         metrics_inc(s->m_signed);
         ocsp_reply_ok(s, p->http, j->resp, j->resp_len, p->produced_at, p->next_update,

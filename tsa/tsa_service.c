@@ -349,8 +349,13 @@ tsa_batch(struct signer_job **jobs, size_t n, void *ctx)
             tsa_job_record(s, j);
             continue;
         }
+        /* issue 8: an HSM that fails or does not answer within sign_timeout: systemFailure
+         * with Retry-After, /healthz red (signer health), recovery by the signer itself */
         tsa_reply_reject(s, j->http, j->rid, TSA_FAIL_SYSTEM_FAILURE,
-                         st == ST_SHUTDOWN ? "service stopping" : "signing failed");
+                         st == ST_SHUTDOWN  ? "service stopping"
+                         : st == ST_TIMEOUT ? "signing timed out: the HSM does not answer"
+                         : st == ST_HSM     ? "the HSM is unavailable"
+                                            : "signing failed");
         free(j->resp);
         free(j);
     }

@@ -134,7 +134,9 @@ setup || die "token set-up failed: $(tail -n 5 "$LOG")"
 
 OUT=$TMP/check.out
 rc=0
-P11_TEST_DIR=$D P11_MODULE=$MODULE P11_TOKEN=$LABEL CK_VERBOSITY=verbose \
+# the fault-injecting shim (bench/p11delay.c) for the removed-device and refused-PIN cases
+SHIM=${BIN%/tests/check_signer_p11}/bench/libp11delay.so
+P11_TEST_DIR=$D P11_MODULE=$MODULE P11_TOKEN=$LABEL P11_SHIM=$SHIM CK_VERBOSITY=verbose \
     "$BIN" >"$OUT" 2>&1 || rc=$?
 
 # One line per Check test: "file:line:P:tcase:test:iter: Passed" or :F:/:E: with a message.

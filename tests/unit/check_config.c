@@ -501,6 +501,20 @@ START_TEST(test_store_keys)
 }
 END_TEST
 
+START_TEST(test_sign_timeout)
+{
+    /* issue 8: [signer] sign_timeout, 5 s by default, 100ms..1h */
+    ck_assert_msg(tsa_config_load_string(&cfg, UNIT_A, err, sizeof(err)) == ST_OK, "%s", err);
+    ck_assert(fabs(cfg.signer.sign_timeout - 5) < 1e-9);
+    ck_assert_msg(tsa_config_load_string(&cfg, "[signer]\nsign_timeout = 250ms\n" UNIT_A, err,
+                                         sizeof(err)) == ST_OK, "%s", err);
+    ck_assert(fabs(cfg.signer.sign_timeout - 0.25) < 1e-9);
+    expect_error("[signer]\nsign_timeout = 50ms\n" UNIT_A, "<string>:2: ", "sign_timeout");
+    expect_error("[signer]\nsign_timeout = 2h\n" UNIT_A, "<string>:2: ", "sign_timeout");
+    expect_error("[signer]\nsign_timeout = soon\n" UNIT_A, "<string>:2: ", "sign_timeout");
+}
+END_TEST
+
 START_TEST(test_tsa_accuracy)
 {
     /* TPR-04: accuracy 1 s or better (and not below the 1 us the encoding can carry) */
@@ -729,6 +743,7 @@ config_suite(void)
     tcase_add_test(tsa, test_tsa_unknown_section);
     tcase_add_test(tsa, test_tsa_bad_values);
     tcase_add_test(tsa, test_store_keys);
+    tcase_add_test(tsa, test_sign_timeout);
     tcase_add_test(tsa, test_tsa_accuracy);
     tcase_add_test(tsa, test_tsa_weak_hash);
     tcase_add_test(tsa, test_tsa_qualified_shares_path);

@@ -3,7 +3,7 @@
  * P-256 key made for the test (the PKCS#11 backend has check_signer_p11): batch sizes (a fair
  * share of the queue per worker, at most batch_max), callbacks in queue order, ST_BUSY
  * back-pressure with queue_max = 1, ST_SHUTDOWN for jobs still queued when the signer is
- * freed, signatures that verify.
+ * freed, signatures that verify, ST_TIMEOUT for jobs still queued after sign_timeout.
  */
 #include "common/log.h"
 #include "common/signer.h"
@@ -75,7 +75,7 @@ on_batch(struct signer_job **jobs, size_t n, void *ctx)
     pthread_mutex_lock(&lock);
     in_callback = true;
     pthread_cond_broadcast(&cond);
-    while (hold)
+    while (hold && jobs[0]->status != ST_TIMEOUT) /* the watch thread is never held */
         pthread_cond_wait(&cond, &lock);
     batches++;
     if (n > max_batch)
@@ -113,16 +113,23 @@ reset(void)
 }
 
 static struct signer *
-new_signer(unsigned workers, unsigned queue_max, unsigned batch_max, struct signer_key **k)
+new_signer_timeout(unsigned workers, unsigned queue_max, unsigned batch_max, double timeout,
+                   struct signer_key **k)
 {
     struct signer_config sc = {.workers = workers, .queue_max = queue_max,
-                               .batch_max = batch_max};
+                               .batch_max = batch_max, .sign_timeout = timeout};
     struct signer *s = signer_new(&sc, on_batch, NULL);
 
     ck_assert_ptr_nonnull(s);
     *k = signer_add_soft_key(s, key_path, cert, SIGNER_ECDSA, SIGNER_SHA256);
     ck_assert_ptr_nonnull(*k);
     return s;
+}
+
+static struct signer *
+new_signer(unsigned workers, unsigned queue_max, unsigned batch_max, struct signer_key **k)
+{
+    return new_signer_timeout(workers, queue_max, batch_max, 0, k);
 }
 
 static void
@@ -240,6 +247,46 @@ START_TEST(test_busy_with_queue_max_1)
 }
 END_TEST
 
+START_TEST(test_timeout_queued)
+{
+    /* issue 8: the only worker is stuck (here in its callback, as it would be in a C_Sign that
+     * does not return): the jobs queued behind it complete with ST_TIMEOUT after sign_timeout,
+     * unsigned, through the callback on the watch thread; the stuck one completes normally when
+     * it returns, and the signer keeps working */
+    static struct signer_job jobs[6];
+    struct signer_key *k;
+    struct signer *s;
+
+    reset();
+    s = new_signer_timeout(1, 100, 64, 0.2, &k);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    set_hold(true);
+    for (int i = 0; i < 6; i++)
+        job_init(&jobs[i], k, i);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    wait_in_callback();
+    for (int i = 1; i < 5; i++)
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    wait_done(4); /* while the worker is still held */
+    pthread_mutex_lock(&lock);
+    ck_assert(hold);
+    pthread_mutex_unlock(&lock);
+    ck_assert_uint_eq(signer_queue_depth(s), 0);
+    for (int i = 1; i < 5; i++) {
+        ck_assert_int_eq(statuses[i], ST_TIMEOUT);
+        ck_assert_uint_eq(jobs[i].sig_len, 0);
+    }
+    set_hold(false);
+    wait_done(5);
+    ck_assert_int_eq(statuses[0], ST_OK);
+    ck_assert_int_eq(signer_submit(s, &jobs[5]), ST_OK);
+    wait_done(6);
+    ck_assert_int_eq(statuses[5], ST_OK);
+    ck_assert(signer_healthy(s)); /* a software key says nothing about an HSM */
+    signer_free(s);
+}
+END_TEST
+
 static void *
 free_signer(void *arg)
 {
@@ -292,6 +339,7 @@ signer_suite(void)
     tcase_add_test(tc, test_fair_share);
     tcase_add_test(tc, test_busy_with_queue_max_1);
     tcase_add_test(tc, test_shutdown_pending);
+    tcase_add_test(tc, test_timeout_queued);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -41,7 +41,7 @@ tmp_setup(void)
 static void
 tmp_teardown(void)
 {
-    static const char *const names[] = {"pin", "log", "dir", NULL};
+    static const char *const names[] = {"pin", "log", "dir", "removed", "badpin", NULL};
     char path[PATH_MAX + 8];
 
     for (int i = 0; names[i] != NULL; i++) {
@@ -431,16 +431,49 @@ START_TEST(test_open_bad_module)
 }
 END_TEST
 
+/* Open with bad arguments and check that the refusal is the one named: its reason is logged
+ * and the module was never loaded (libm.so.6 would otherwise be refused too, later, for having
+ * no C_GetFunctionList: a NULL alone cannot tell which check refused). Issue 8 item 9. */
+static void
+open_refused(const char *module, const char *token, const char *pin, unsigned sessions,
+             const char *reason)
+{
+    struct signer_p11 *p;
+    char *log;
+
+    capture_begin();
+    p = signer_p11_open(module, token, pin, sessions);
+    log = capture_end();
+    ck_assert_ptr_null(p);
+    ck_assert_msg(strstr(log, reason) != NULL, "refusal '%s' not logged; log: %s", reason, log);
+    ck_assert_msg(strstr(log, "C_GetFunctionList") == NULL,
+                  "the module was loaded before the refusal '%s'; log: %s", reason, log);
+    free(log);
+}
+
 START_TEST(test_open_bad_arguments)
 {
     const char *pin = write_pin("1234\n", 5, 0600);
 
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", "t", pin, 0));
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", "", pin, 1));
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", "0123456789abcdef0123456789abcdef0", pin, 1));
-    ck_assert_ptr_null(signer_p11_open(NULL, "t", pin, 1));
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", NULL, pin, 1));
-    ck_assert_ptr_null(signer_p11_open("libm.so.6", "t", NULL, 1));
+    open_refused("libm.so.6", "t", pin, 0, "pkcs11: token 't': zero sessions requested");
+    open_refused("libm.so.6", "", pin, 1, "pkcs11: token label '' must have 1 to 32 bytes");
+    open_refused("libm.so.6", "0123456789abcdef0123456789abcdef0", pin, 1,
+                 "pkcs11: token label '0123456789abcdef0123456789abcdef0' must have 1 to 32 "
+                 "bytes");
+    open_refused(NULL, "t", pin, 1, "pkcs11: module, token label and PIN file are all required");
+    open_refused("libm.so.6", NULL, pin, 1,
+                 "pkcs11: module, token label and PIN file are all required");
+    open_refused("libm.so.6", "t", NULL, 1,
+                 "pkcs11: module, token label and PIN file are all required");
+    /* the control: the same module with good arguments is refused later, for what it is */
+    capture_begin();
+    ck_assert_ptr_null(signer_p11_open("libm.so.6", "t", pin, 1));
+    {
+        char *log = capture_end();
+
+        ck_assert_msg(strstr(log, "has no C_GetFunctionList") != NULL, "log: %s", log);
+        free(log);
+    }
 }
 END_TEST
 
@@ -578,6 +611,132 @@ sign_and_verify(struct signer_p11 *p, unsigned session, CK_OBJECT_HANDLE key, EV
     ck_assert_msg(!verify_sig(pub, scheme, hash, digest, dlen, sig, sig_len),
                   "signature verifies over another digest");
 }
+
+/* ---- through the fault-injecting shim (build/bench/libp11delay.so, P11_SHIM) ---- */
+
+static const char *tok_shim;
+
+/* A path in tmp_dir (static buffer per call site: copy when two are needed). */
+static const char *
+tmp_path(const char *name)
+{
+    static char path[PATH_MAX + 16];
+
+    snprintf(path, sizeof(path), "%s/%s", tmp_dir, name);
+    return path;
+}
+
+static void
+touch(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+}
+
+/* Open the token through the shim with its fault files in tmp_dir (each test is a fresh
+ * child process, so the shim reads these settings anew). */
+static struct signer_p11 *
+shim_open(unsigned sessions)
+{
+    char removed[PATH_MAX + 16];
+    struct signer_p11 *p;
+
+    snprintf(removed, sizeof(removed), "%s", tmp_path("removed"));
+    ck_assert_int_eq(setenv("P11DELAY_MODULE", tok_module, 1), 0);
+    ck_assert_int_eq(setenv("P11DELAY_LATENCY_MS", "0", 1), 0);
+    ck_assert_int_eq(setenv("P11DELAY_REMOVED_FILE", removed, 1), 0);
+    ck_assert_int_eq(setenv("P11DELAY_BADPIN_FILE", tmp_path("badpin"), 1), 0);
+    unsetenv("P11DELAY_REINIT");
+    p = signer_p11_open(tok_shim, tok_label, tok_path("pin"), sessions);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+static int
+sign_status(struct signer_p11 *p, CK_OBJECT_HANDLE key)
+{
+    uint8_t digest[32] = {1}, sig[SIGNER_MAX_SIG];
+    size_t sig_len = sizeof(sig);
+
+    return signer_p11_sign(p, 0, key, SIGNER_ECDSA, SIGNER_SHA256, digest, 32, sig, &sig_len);
+}
+
+START_TEST(test_token_removed_reinit)
+{
+    /* issue 8: a removed device makes the signer re-initialise the library; one that began
+     * (C_Finalize) and could not finish leaves every key handle untrusted (SoftHSM2 numbers
+     * them anew, so a handle may now name the other key): nothing is signed until a
+     * re-initialisation finishes and finds each key again, even though the sessions alone
+     * could be reopened */
+    struct signer_p11 *p = shim_open(1);
+    EVP_PKEY *ec = tok_pub("ec256"), *rsa = tok_pub("rsa3072");
+    CK_OBJECT_HANDLE ke = tok_key(p, "ec256", "ec256"), kr = tok_key(p, "rsa3072", "rsa3072");
+    char *log;
+
+    sign_and_verify(p, 0, ke, ec, SIGNER_ECDSA, SIGNER_SHA256, "before");
+    touch(tmp_path("removed"));
+    capture_begin();
+    ck_assert_int_eq(sign_status(p, ke), ST_HSM);
+    log = capture_end();
+    ck_assert_msg(strstr(log, "CKR_DEVICE_REMOVED") != NULL, "log: %s", log);
+    ck_assert_msg(strstr(log, "re-initialising the module") != NULL, "log: %s", log);
+    free(log);
+    ck_assert(!signer_p11_healthy(p));
+    ck_assert(atomic_load(&p->need_reinit));
+    ck_assert_int_eq(unlink(tmp_path("removed")), 0);
+    /* within a second of the last attempt: refused at once, not signed with old handles */
+    capture_begin();
+    ck_assert_int_eq(sign_status(p, ke), ST_HSM);
+    log = capture_end();
+    ck_assert_msg(strstr(log, "re-initialised") == NULL, "log: %s", log);
+    free(log);
+    usleep(1100000);
+    capture_begin();
+    sign_and_verify(p, 0, ke, ec, SIGNER_ECDSA, SIGNER_SHA256, "after");
+    log = capture_end();
+    ck_assert_msg(strstr(log, "re-initialised after CKR_DEVICE_REMOVED") != NULL, "log: %s", log);
+    free(log);
+    sign_and_verify(p, 0, kr, rsa, SIGNER_RSA_PKCS1, SIGNER_SHA256, "after, rsa");
+    ck_assert(!atomic_load(&p->need_reinit));
+    ck_assert(signer_p11_healthy(p));
+    EVP_PKEY_free(ec);
+    EVP_PKEY_free(rsa);
+    signer_p11_close(p);
+}
+END_TEST
+
+START_TEST(test_token_pin_refused_not_retried)
+{
+    /* issue 8: a PIN the token refuses when logging in again is never offered again (each
+     * attempt counts toward locking the user PIN), even once it would be accepted */
+    struct signer_p11 *p = shim_open(1);
+    CK_OBJECT_HANDLE k = tok_key(p, "ec256", "ec256");
+    char *log;
+
+    ck_assert_int_eq(sign_status(p, k), ST_OK);
+    ck_assert(!signer_pin_refused());
+    touch(tmp_path("badpin"));
+    ck_assert_uint_eq(p->fn->C_CloseAllSessions(p->slot), CKR_OK); /* the login goes too */
+    capture_begin();
+    ck_assert_int_eq(sign_status(p, k), ST_HSM);
+    log = capture_end();
+    ck_assert_msg(strstr(log, "C_Login: CKR_PIN_INCORRECT") != NULL, "log: %s", log);
+    ck_assert_msg(strstr(log, "AUDIT event=hsm_login_refused") != NULL, "log: %s", log);
+    free(log);
+    ck_assert(signer_pin_refused());
+    ck_assert_int_eq(unlink(tmp_path("badpin")), 0);
+    capture_begin();
+    ck_assert_int_eq(sign_status(p, k), ST_HSM);
+    log = capture_end();
+    ck_assert_msg(strstr(log, "C_Login") == NULL, "the PIN was offered again: %s", log);
+    ck_assert_msg(strstr(log, "not logging in: the token refused the PIN") != NULL, "log: %s",
+                  log);
+    free(log);
+    signer_p11_close(p);
+}
+END_TEST
 
 START_TEST(test_token_wrong_pin_not_logged)
 {
@@ -1055,6 +1214,11 @@ signer_p11_suite(void)
         tcase_add_test(tc, test_token_refind_checks_cert);
         tcase_add_test(tc, test_token_shared_module);
         tcase_add_test(tc, test_token_two_threads);
+        tok_shim = getenv("P11_SHIM");
+        if (tok_shim != NULL && tok_shim[0] != '\0' && access(tok_shim, R_OK) == 0) {
+            tcase_add_test(tc, test_token_removed_reinit);
+            tcase_add_test(tc, test_token_pin_refused_not_retried);
+        }
         suite_add_tcase(s, tc);
     }
     return s;
