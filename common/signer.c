@@ -18,8 +18,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SIGNER_MAX_WORKERS 64
-
 struct signer_worker {
     struct signer *s;
     unsigned idx;

@@ -196,8 +196,15 @@ p11_read_pin(const char *path, char *pin, size_t cap, size_t *len)
         log_err("pkcs11: PIN file %s: not a regular file", path);
         goto out;
     }
-    if ((sb.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-        log_warn("pkcs11: PIN file %s is accessible to group or others", path);
+    /* issue 8: a PIN others may read is no secret any more, and one others may write could
+     * lock the token with wrong PINs: refuse it rather than warn */
+    if ((sb.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
+        log_err("pkcs11: PIN file %s is readable or writable by group or others (mode %04o): "
+                "refused; chmod 600 it (owner only), or use pin_file = credential:NAME",
+                path, (unsigned)(sb.st_mode & 07777));
+        st = ST_CONFIG;
+        goto out;
+    }
     while (n < cap && (r = read(fd, pin + n, cap - n)) != 0) {
         if (r < 0 && errno == EINTR)
             continue;

@@ -39,7 +39,7 @@ struct ocsp_service {
     pthread_cond_t cond;
     bool stopping;
     struct metric *m_hit, *m_signed, *m_busy, *m_refreshed, *m_304;
-    struct metric *m_err[7];
+    struct metric *m_err[OCSP_RESP_STATUS_COUNT];
 };
 
 /* A request waiting for its signature. */
@@ -51,7 +51,7 @@ struct ocsp_pending {
     char inm[80]; /* If-None-Match, copied while the handler runs */
 };
 
-static const char *const err_names[7] = {NULL, "malformedRequest", "internalError", "tryLater",
+static const char *const err_names[OCSP_RESP_STATUS_COUNT] = {NULL, "malformedRequest", "internalError", "tryLater",
                                          NULL, "sigRequired", "unauthorized"};
 
 static void
@@ -617,7 +617,7 @@ ocsp_metrics_init(struct ocsp_service *s)
     s->m_refreshed = metrics_counter("ocsp_resigned_total",
                                      "Stored responses re-signed (refresh or status change).");
     s->m_304 = metrics_counter("ocsp_not_modified_total", "Conditional GETs answered 304.");
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < OCSP_RESP_STATUS_COUNT; i++) {
         if (err_names[i] == NULL)
             continue;
         snprintf(name, sizeof(name), "ocsp_errors_total{status=\"%s\"}", err_names[i]);

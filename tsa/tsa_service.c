@@ -51,7 +51,7 @@ struct tsa_service {
     int lock_fd;            /* flock on the store directory: one tsad per store */
     double health_max_error;
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
-    struct metric *m_reject[26];
+    struct metric *m_reject[TSA_FAIL_BITS];
 };
 
 /* One request in flight between the handler and the batch callback. */
@@ -73,7 +73,7 @@ struct tsa_job {
     struct commit_op op;     /* to the store's commit pipeline (journal = no) */
 };
 
-static const char *const reject_names[26] = {
+static const char *const reject_names[TSA_FAIL_BITS] = {
     [TSA_FAIL_BAD_ALG] = "badAlg",
     [TSA_FAIL_BAD_REQUEST] = "badRequest",
     [TSA_FAIL_BAD_DATA_FORMAT] = "badDataFormat",
@@ -379,7 +379,7 @@ tsa_metrics_init(struct tsa_service *s)
     s->m_audit_fail = metrics_counter("tsa_audit_commit_failures_total",
                                       "Audit records that could not be written (tokens withheld).");
     s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
-    for (int i = 0; i < 26; i++) {
+    for (int i = 0; i < TSA_FAIL_BITS; i++) {
         if (reject_names[i] == NULL)
             continue;
         snprintf(name, sizeof(name), "tsa_rejections_total{reason=\"%s\"}", reject_names[i]);
