@@ -71,9 +71,11 @@ daemon_start tsad "$TMP/sa.url" "$LOG" python3 "$TMP/sa.py" "$SA_PORT" 1 self st
 TSAD_PID=$DAEMON_PID # stopped below also when it failed to answer
 if ((rc == 0)); then
     t_ok "tsad started with a socket passed as LISTEN_FDS=1 (fd 3)"
-    wait_http "http://127.0.0.1:$SA_PORT/healthz" 10 200 &&
-        t_ok "/healthz 200 through the passed socket" ||
+    if wait_http "http://127.0.0.1:$SA_PORT/healthz" 10 200; then
+        t_ok "/healthz 200 through the passed socket"
+    else
         t_fail "/healthz 200 through the passed socket" "$(tail -n 3 "$LOG")"
+    fi
     token_through "$SA_PORT" "a token granted through the passed socket verifies (openssl ts -verify)"
     if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$CONF_PORT/healthz"; then
         t_fail "[server] listen port not bound when a socket is passed" "port $CONF_PORT answers"
