@@ -394,7 +394,9 @@ config_server_key(struct config_parse *p, struct config_server *c, const char *k
 }
 
 /* pin_file = PATH, or credential:NAME for $CREDENTIALS_DIRECTORY/NAME: a credential that
- * systemd's LoadCredential=NAME:SOURCE hands the service (owner-only, in a private tmpfs). */
+ * systemd's LoadCredential=NAME:SOURCE hands the service (owner-only, in a private tmpfs).
+ * Without $CREDENTIALS_DIRECTORY the text is kept and the PIN read refuses it: ocspctl
+ * commands that never log in to the token still work with the service's file. */
 static int
 config_pin_file(struct config_parse *p, const struct config_pos *pos, const char *v, char *dst,
                 size_t cap)
@@ -409,8 +411,7 @@ config_pin_file(struct config_parse *p, const struct config_pos *pos, const char
         return config_error(p, pos, "pin_file = %s: a credential name, without '/'", v);
     dir = getenv("CREDENTIALS_DIRECTORY");
     if (dir == NULL || dir[0] != '/')
-        return config_error(p, pos, "pin_file = %s: $CREDENTIALS_DIRECTORY is not set (give the "
-                            "PIN with LoadCredential=%s:FILE in the systemd unit)", v, name);
+        return config_copy(p, pos, "pin_file", v, dst, cap);
     if ((size_t)snprintf(dst, cap, "%s/%s", dir, name) >= cap)
         return config_error(p, pos, "pin_file = %s: path too long", v);
     return ST_OK;

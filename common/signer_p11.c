@@ -188,6 +188,13 @@ p11_read_pin(const char *path, char *pin, size_t cap, size_t *len)
     int fd = -1, st = ST_IO;
 
     *len = 0;
+    if (strncmp(path, CONFIG_CREDENTIAL_PREFIX, strlen(CONFIG_CREDENTIAL_PREFIX)) == 0) {
+        log_err("pkcs11: PIN file %s: $CREDENTIALS_DIRECTORY is not set: run under systemd with "
+                "LoadCredential=%s:FILE (or systemd-run -p LoadCredential=...)",
+                path, path + strlen(CONFIG_CREDENTIAL_PREFIX));
+        st = ST_CONFIG;
+        goto out;
+    }
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
         log_err("pkcs11: PIN file %s: %s", path, strerror(errno));
         goto out;

@@ -236,10 +236,10 @@ RC=0
 env -u CREDENTIALS_DIRECTORY timeout 30 "$BUILD/tsad" -n -c "$TMP/cred.conf" >"$TMP/cred.out" 2>&1 ||
     RC=$?
 if ((RC != 0 && RC != 124)) &&
-    grep -Eq "^tsad: $TMP/cred.conf:[0-9]+: pin_file = credential:tsad-pin: .*CREDENTIALS_DIRECTORY is not set" "$TMP/cred.out"; then
-    t_ok "credential: without \$CREDENTIALS_DIRECTORY -> file:line error"
+    grep -q 'PIN file credential:tsad-pin: \$CREDENTIALS_DIRECTORY is not set' "$TMP/cred.out"; then
+    t_ok "credential: without \$CREDENTIALS_DIRECTORY -> start refused, saying so"
 else
-    t_fail "credential: without \$CREDENTIALS_DIRECTORY -> file:line error" \
+    t_fail "credential: without \$CREDENTIALS_DIRECTORY -> start refused, saying so" \
         "exit $RC: $(tail -n 2 "$TMP/cred.out")"
 fi
 sed -i "s|^pin_file = .*|pin_file = credential:../pin|" "$TMP/cred.conf"
