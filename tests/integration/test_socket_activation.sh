@@ -36,6 +36,12 @@ for i, s in enumerate(socks):
     if s.fileno() != 3 + i:
         os.dup2(s.fileno(), 3 + i)
     os.set_inheritable(3 + i, True)
+if os.environ.get("SA_NETNS") == "1":
+    # as PrivateNetwork=yes: a network namespace of its own, the passed socket from outside
+    import ctypes
+    if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:  # CLONE_NEWNET
+        print("sa.py: unshare(CLONE_NEWNET) failed: errno", ctypes.get_errno())
+        sys.exit(77)
 os.environ["LISTEN_FDS"] = str(nfds)
 os.environ["LISTEN_PID"] = str(os.getpid() if pidmode == "self" else 1)
 os.execv(sys.argv[5], sys.argv[5:])
@@ -92,6 +98,33 @@ if ((rc == 0)); then
 else
     t_fail "tsad started with a passed socket" "$(tail -n 5 "$LOG")"
     tsad_stop
+fi
+
+# ---- in a network namespace of its own (PrivateNetwork=yes), as the shipped units run it ----
+# Nothing but the passed socket reaches the outside; chronyd's Unix socket and the SoftHSM2
+# token (files) still work. Needs the right to create a network namespace (root).
+SA_PORT=$(free_port) || fatal "free port" "none"
+printf 'listen = 127.0.0.1:%s\n' "$SA_PORT" >"$TMP/sa.url"
+LOG=$TMP/tsad-netns.log
+if SA_NETNS=1 python3 "$TMP/sa.py" 0 0 self stream /bin/true >/dev/null 2>&1; then
+    rc=0
+    SA_NETNS=1 daemon_start tsad "$TMP/sa.url" "$LOG" python3 "$TMP/sa.py" "$SA_PORT" 1 self \
+        stream "$BUILD/tsad" -c "$CONF" || rc=$?
+    TSAD_PID=$DAEMON_PID
+    if ((rc == 0)) && wait_http "http://127.0.0.1:$SA_PORT/healthz" 10 200; then
+        t_ok "tsad in its own network namespace (PrivateNetwork=yes): /healthz 200 (chronyd reached)"
+        token_through "$SA_PORT" "a token from tsad in its own network namespace verifies"
+        if [[ $(readlink "/proc/$TSAD_PID/ns/net") != "$(readlink /proc/self/ns/net)" ]]; then
+            t_ok "that tsad really runs in another network namespace"
+        else
+            t_fail "that tsad really runs in another network namespace" "same namespace"
+        fi
+    else
+        t_fail "tsad in its own network namespace serves the passed socket" "$(tail -n 3 "$LOG")"
+    fi
+    tsad_stop
+else
+    echo "note: cannot create a network namespace here (not root?): PrivateNetwork case skipped"
 fi
 
 # ---- LISTEN_PID of another process: not ours, tsad binds its configured address ----
