@@ -51,7 +51,8 @@ struct daemon_ops {
  * The daemon's main: `NAME [-n] [-c FILE] [-h]`. Order: config (errors to stderr, exit 1),
  * log level, signals blocked, HTTP server object, service (ops->start), then with -n report
  * and exit 0; else listen (or serve the one socket systemd passed: $LISTEN_PID/$LISTEN_FDS,
- * socket activation; [server] listen is then not bound), READY=1, wait for SIGTERM/SIGINT (watchdog pings while alive),
+ * socket activation; [server] listen is then not bound), READY=1, wait for SIGTERM/SIGINT
+ * (watchdog pings while alive),
  * STOPPING=1, then stop HTTP (suspended requests answered 503), the service, free HTTP.
  * Returns the process exit code.
  */

@@ -51,8 +51,8 @@ struct ocsp_pending {
     char inm[80]; /* If-None-Match, copied while the handler runs */
 };
 
-static const char *const err_names[OCSP_RESP_STATUS_COUNT] = {NULL, "malformedRequest", "internalError", "tryLater",
-                                         NULL, "sigRequired", "unauthorized"};
+static const char *const err_names[OCSP_RESP_STATUS_COUNT] = {
+    NULL, "malformedRequest", "internalError", "tryLater", NULL, "sigRequired", "unauthorized"};
 
 static void
 ocsp_reply_error(struct ocsp_service *s, struct http_request *http, enum ocsp_resp_status st,
