@@ -95,6 +95,7 @@ if ((rc == 0)); then
         t_fail "log and AUDIT service_start name the passed socket" "$(grep -E 'AUDIT|http:' "$LOG" | head -n 3)"
     fi
     tsad_stop
+    itest_log_clean "$LOG"
 else
     t_fail "tsad started with a passed socket" "$(tail -n 5 "$LOG")"
     tsad_stop
@@ -155,6 +156,8 @@ refused() {
         t_fail "$1" "exit status $rc"
     elif ! grep -Eq "$4" "$TMP/r.out"; then
         t_fail "$1" "no '$4' in: $(tail -n 2 "$TMP/r.out" | tr '\n' ' ')"
+    elif grep -Eq 'Sanitizer|runtime error' "$TMP/r.out"; then # BUILD=build-asan
+        t_fail "$1" "sanitizer report: $(grep -Em2 'SUMMARY|runtime error' "$TMP/r.out")"
     else
         t_ok "$1"
     fi
@@ -180,6 +183,7 @@ if command -v systemd-socket-activate >/dev/null 2>&1; then
         wait_http "http://127.0.0.1:$SA_PORT/healthz" 10 200 || true
         token_through "$SA_PORT" "systemd-socket-activate: a token through its socket verifies"
         tsad_stop
+        itest_log_clean "$LOG"
     else
         t_fail "tsad under systemd-socket-activate" "$(tail -n 5 "$LOG")"
         tsad_stop
