@@ -118,6 +118,11 @@ install: all
 	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/sbin/
 	install -m 644 conf/tsad.conf $(DESTDIR)/etc/tsad/tsad.conf.example
 	install -m 644 systemd/*.service $(DESTDIR)/lib/systemd/system/
+	install -d $(DESTDIR)/etc/ocspd $(DESTDIR)$(PREFIX)/share/doc/tsad
+	install -m 644 systemd/*.socket $(DESTDIR)/lib/systemd/system/
+	install -m 644 conf/softhsm2-tsad.conf $(DESTDIR)/etc/tsad/softhsm2.conf.example
+	install -m 644 conf/softhsm2-ocspd.conf $(DESTDIR)/etc/ocspd/softhsm2.conf.example
+	install -m 644 systemd/network-hsm.conf $(DESTDIR)$(PREFIX)/share/doc/tsad/network-hsm.conf
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -5,6 +5,8 @@
  * by our own reader: ini_parse_stream() asks the reader for exactly one line per call.
  */
 #include "common/config.h"
+#include "common/commit.h"
+#include "common/signer.h"
 #include "common/status.h"
 
 #include <arpa/inet.h>
@@ -308,7 +310,7 @@ config_store_defaults(struct config_store *c, const char *path, size_t map_size)
     memset(c, 0, sizeof(*c));
     snprintf(c->path, sizeof(c->path), "%s", path);
     c->map_size = map_size;
-    c->fill_limit = 0.8;
+    c->fill_limit = COMMIT_DEFAULT_FILL_LIMIT;
     c->reader_check = 60;
     c->journal = true;
     c->journal_segment = (size_t)16 << 20;
@@ -392,12 +394,36 @@ config_server_key(struct config_parse *p, struct config_server *c, const char *k
     return config_uint_keys(p, keys, sizeof(keys) / sizeof(keys[0]), key, value, pos);
 }
 
+/* pin_file = PATH, or credential:NAME for $CREDENTIALS_DIRECTORY/NAME: a credential that
+ * systemd's LoadCredential=NAME:SOURCE hands the service (owner-only, in a private tmpfs).
+ * Without $CREDENTIALS_DIRECTORY the text is kept and the PIN read refuses it: ocspctl
+ * commands that never log in to the token still work with the service's file. */
+static int
+config_pin_file(struct config_parse *p, const struct config_pos *pos, const char *v, char *dst,
+                size_t cap)
+{
+    const char *dir, *name;
+
+    if (strncmp(v, CONFIG_CREDENTIAL_PREFIX, strlen(CONFIG_CREDENTIAL_PREFIX)) != 0)
+        return config_copy(p, pos, "pin_file", v, dst, cap);
+    name = v + strlen(CONFIG_CREDENTIAL_PREFIX);
+    if (name[0] == '\0' || strchr(name, '/') != NULL || strcmp(name, ".") == 0 ||
+        strcmp(name, "..") == 0)
+        return config_error(p, pos, "pin_file = %s: a credential name, without '/'", v);
+    dir = getenv("CREDENTIALS_DIRECTORY");
+    if (dir == NULL || dir[0] != '/')
+        return config_copy(p, pos, "pin_file", v, dst, cap);
+    if ((size_t)snprintf(dst, cap, "%s/%s", dir, name) >= cap)
+        return config_error(p, pos, "pin_file = %s: path too long", v);
+    return ST_OK;
+}
+
 int
 config_signer_key(struct config_parse *p, struct config_signer *c, const char *key,
                   const char *value, const struct config_pos *pos)
 {
     const struct config_uint_key keys[] = {
-        {"workers", 1, 64, &c->workers},
+        {"workers", 1, SIGNER_MAX_WORKERS, &c->workers},
         {"queue_max", 1, 1000000, &c->queue_max},
         {"batch_max", 1, 4096, &c->batch_max},
     };
@@ -407,7 +433,7 @@ config_signer_key(struct config_parse *p, struct config_signer *c, const char *k
     if (strcmp(key, "token") == 0)
         return config_copy(p, pos, key, value, c->p11_token, sizeof(c->p11_token));
     if (strcmp(key, "pin_file") == 0)
-        return config_copy(p, pos, key, value, c->p11_pin_file, sizeof(c->p11_pin_file));
+        return config_pin_file(p, pos, value, c->p11_pin_file, sizeof(c->p11_pin_file));
     if (strcmp(key, "sign_timeout") == 0) {
         double d;
 

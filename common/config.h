@@ -64,11 +64,14 @@ struct config_server {
     double stop_timeout;    /* a stop that takes longer ends the process at once */
 };
 
+/* pin_file = credential:NAME names $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=) */
+#define CONFIG_CREDENTIAL_PREFIX "credential:"
+
 /* [signer]: the PKCS#11 token and the batching signer's sizes. */
 struct config_signer {
     char p11_module[PATH_MAX];
     char p11_token[64];
-    char p11_pin_file[PATH_MAX];
+    char p11_pin_file[PATH_MAX]; /* the path; credential:NAME already resolved */
     unsigned workers;   /* 0: one per CPU */
     unsigned queue_max;
     unsigned batch_max;

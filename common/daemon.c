@@ -10,6 +10,9 @@
 #include "common/signer.h"
 #include "common/status.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
@@ -134,6 +137,73 @@ daemon_arm_stop_guard(double timeout)
         pthread_detach(t);
 }
 
+/*
+ * Socket activation (sd_listen_fds(3), done here in a few lines rather than linking
+ * libsystemd): when $LISTEN_PID is our pid, $LISTEN_FDS sockets start at fd 3. One listening
+ * stream socket is expected (one ListenStream= in NAME.socket). Returns the fd, 0 when no
+ * socket was passed to this process, -1 (logged) when what was passed cannot be served. The
+ * variables are removed so that no child takes the socket for its own.
+ */
+static int
+daemon_listen_fd(const char *name)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    int type = 0, acc = 0, fd = DAEMON_LISTEN_FDS_START;
+    socklen_t len = sizeof(int);
+    char *end = NULL;
+    long long p, n;
+
+    if (pid == NULL || fds == NULL)
+        return 0;
+    p = strtoll(pid, &end, 10);
+    if (end == pid || *end != '\0' || p != (long long)getpid())
+        return 0; /* meant for another process (our parent) */
+    n = strtoll(fds, &end, 10);
+    if (end == fds || *end != '\0')
+        n = -1;
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    if (n != 1) {
+        log_err("%s: systemd passed %lld sockets (LISTEN_FDS); exactly one is served (one "
+                "ListenStream= in %s.socket)", name, n, name);
+        return -1;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc) {
+        log_err("%s: fd %d passed by systemd is not a listening stream socket (ListenStream= "
+                "in %s.socket, Accept=no)", name, fd, name);
+        return -1;
+    }
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    return fd;
+}
+
+/* "ADDR:PORT" of a listening socket, for the audit line. */
+static void
+daemon_sock_name(int fd, char *buf, size_t cap)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        ss.ss_family = AF_UNSPEC;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    snprintf(buf, cap, "%s:%u", host, port);
+}
+
 static void
 daemon_usage(FILE *f, const struct daemon_ops *ops)
 {
@@ -173,6 +243,8 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
     daemon_block_signals();
     http_config_init(&hc, ops->server(ops->cfg));
     hc.max_url = ops->max_url;
+    if (!check_only && (hc.listen_fd = daemon_listen_fd(ops->name)) < 0)
+        goto out;
     if ((http = http_server_new(&hc)) == NULL)
         goto out;
     if ((svc = ops->start(ops->cfg, http, check_only)) == NULL) {
@@ -197,8 +269,15 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
     }
     if (http_server_start(http) != ST_OK)
         goto out;
-    log_audit("service_start", "listen=%s:%u", hc.listen_addr,
-              (unsigned)http_server_port(http));
+    if (hc.listen_fd > 0) {
+        char where[INET6_ADDRSTRLEN + 8];
+
+        daemon_sock_name(hc.listen_fd, where, sizeof(where));
+        log_audit("service_start", "listen=%s socket=systemd", where);
+    } else {
+        log_audit("service_start", "listen=%s:%u", hc.listen_addr,
+                  (unsigned)http_server_port(http));
+    }
     daemon_notify("READY=1");
     log_notice("received signal %d, stopping", daemon_wait(ops->server(ops->cfg)->watchdog_stall));
     daemon_notify("STOPPING=1");

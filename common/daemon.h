@@ -26,6 +26,8 @@ int daemon_wait(double stall);
  * units name it in RestartPreventExitStatus= so systemd does not restart the daemon into the
  * same refusal, each attempt counting toward locking the token. Other failures exit 1. */
 #define DAEMON_EXIT_PIN 78
+/* sd_listen_fds(3): the first socket systemd passes (socket activation) */
+#define DAEMON_LISTEN_FDS_START 3
 
 struct http_server;
 struct config_server;
@@ -52,7 +54,9 @@ struct daemon_ops {
 /*
  * The daemon's main: `NAME [-n] [-c FILE] [-h]`. Order: config (errors to stderr, exit 1),
  * log level, signals blocked, HTTP server object, service (ops->start), then with -n report
- * and exit 0; else listen, READY=1, wait for SIGTERM/SIGINT (watchdog pings while alive),
+ * and exit 0; else listen (or serve the one socket systemd passed: $LISTEN_PID/$LISTEN_FDS,
+ * socket activation; [server] listen is then not bound), READY=1, wait for SIGTERM/SIGINT
+ * (watchdog pings while alive),
  * STOPPING=1, then stop HTTP (suspended requests answered 503), the service, free HTTP.
  * Returns the process exit code.
  */

@@ -1093,6 +1093,7 @@ http_mhd_start(struct http_server *srv)
     return MHD_start_daemon(flags, c->port, NULL, NULL, &http_access, srv,
         MHD_OPTION_EXTERNAL_LOGGER, &http_mhd_log, srv,
         MHD_OPTION_SOCK_ADDR, &srv->bind_addr.sa,
+        MHD_OPTION_LISTEN_SOCKET, c->listen_fd > 0 ? (MHD_socket)c->listen_fd : MHD_INVALID_SOCKET,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(c->threads > 1 ? c->threads : 0),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)c->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)c->per_ip_limit,
@@ -1126,8 +1127,12 @@ http_server_start(struct http_server *srv)
     srv->state = HTTP_SRV_RUNNING;
     info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info != NULL ? info->port : srv->cfg.port;
-    log_info("http: listening on %s port %u, %u threads", srv->addr, (unsigned)srv->port,
-             srv->cfg.threads);
+    if (srv->cfg.listen_fd > 0)
+        log_info("http: serving the socket passed by systemd (fd %d, port %u), %u threads",
+                 srv->cfg.listen_fd, (unsigned)srv->port, srv->cfg.threads);
+    else
+        log_info("http: listening on %s port %u, %u threads", srv->addr, (unsigned)srv->port,
+                 srv->cfg.threads);
 out:
     return st;
 }

@@ -52,6 +52,8 @@ struct http_config {
     unsigned per_ip_limit;    /* concurrent connections per client address; 0 = no limit */
     unsigned timeout_s;       /* idle connection timeout, seconds (suspended ones exempt) */
     size_t max_url;           /* request-target (path and query) length cap, bytes */
+    int listen_fd;            /* > 0: an already listening socket (systemd socket activation)
+                               * served instead of binding listen_addr:port; 0/-1: bind */
 };
 
 /*

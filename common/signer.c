@@ -19,7 +19,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SIGNER_MAX_WORKERS 64
 #define SIGNER_PROBE_INTERVAL_NS 1000000000LL /* a test signature a second while unhealthy */
 #define SIGNER_EXPIRED_CHUNK 64                /* timed-out jobs per callback */
 

@@ -59,6 +59,7 @@
 
 #define SIGNER_MAX_DIGEST 64
 #define SIGNER_MAX_SIG 1024 /* RSA-8192 or a DER ECDSA signature */
+#define SIGNER_MAX_WORKERS 64 /* [signer] workers bound; signing slots are workers + 1 */
 
 /* Signature schemes. The hash is the one the caller digests the signed bytes with. */
 enum signer_scheme {

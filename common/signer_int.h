@@ -21,7 +21,7 @@ struct signer_key {
     size_t max_sig;               /* RSA modulus bytes, or the largest DER ECDSA signature */
     EVP_PKEY *soft;               /* software backend: the private key; NULL for PKCS#11 */
     EVP_PKEY *pub;                /* the certificate's public key (own reference) */
-    EVP_PKEY_CTX *soft_ctx[65];   /* software backend: sign context per slot (workers + 1) */
+    EVP_PKEY_CTX *soft_ctx[SIGNER_MAX_WORKERS + 1]; /* software backend: one per slot */
     CK_OBJECT_HANDLE p11_obj;     /* PKCS#11 backend: private key object handle */
     atomic_bool down;             /* PKCS#11: its last signature failed or timed out */
     uint8_t sigalg[80];           /* DER AlgorithmIdentifier of the signature */

@@ -196,6 +196,13 @@ p11_read_pin(const char *path, char *pin, size_t cap, size_t *len)
     int fd = -1, st = ST_IO;
 
     *len = 0;
+    if (strncmp(path, CONFIG_CREDENTIAL_PREFIX, strlen(CONFIG_CREDENTIAL_PREFIX)) == 0) {
+        log_err("pkcs11: PIN file %s: $CREDENTIALS_DIRECTORY is not set: run under systemd with "
+                "LoadCredential=%s:FILE (or systemd-run -p LoadCredential=...)",
+                path, path + strlen(CONFIG_CREDENTIAL_PREFIX));
+        st = ST_CONFIG;
+        goto out;
+    }
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
         log_err("pkcs11: PIN file %s: %s", path, strerror(errno));
         goto out;
@@ -204,8 +211,15 @@ p11_read_pin(const char *path, char *pin, size_t cap, size_t *len)
         log_err("pkcs11: PIN file %s: not a regular file", path);
         goto out;
     }
-    if ((sb.st_mode & (S_IRWXG | S_IRWXO)) != 0)
-        log_warn("pkcs11: PIN file %s is accessible to group or others", path);
+    /* issue 8: a PIN others may read is no secret any more, and one others may write could
+     * lock the token with wrong PINs: refuse it rather than warn */
+    if ((sb.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
+        log_err("pkcs11: PIN file %s is readable or writable by group or others (mode %04o): "
+                "refused; chmod 600 it (owner only), or use pin_file = credential:NAME",
+                path, (unsigned)(sb.st_mode & 07777));
+        st = ST_CONFIG;
+        goto out;
+    }
     while (n < cap && (r = read(fd, pin + n, cap - n)) != 0) {
         if (r < 0 && errno == EINTR)
             continue;

@@ -19,6 +19,7 @@
 
 #include "common/der.h"
 
+#include <assert.h>
 #include <openssl/x509.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -32,7 +33,9 @@ enum ocsp_resp_status {
     OCSP_RESP_SIG_REQUIRED = 5,
     OCSP_RESP_UNAUTHORIZED = 6
 };
-#define OCSP_RESP_STATUS_COUNT 7 /* responseStatus values 0..6 (4 unused), for tables */
+/* OCSPResponseStatus values 0..6 (RFC 6960 §4.2.1): the size of per-status tables */
+#define OCSP_RESP_STATUS_COUNT 7
+static_assert(OCSP_RESP_UNAUTHORIZED < OCSP_RESP_STATUS_COUNT, "status outside the tables");
 
 enum ocsp_single_status { OCSP_SINGLE_GOOD = 0, OCSP_SINGLE_REVOKED = 1, OCSP_SINGLE_UNKNOWN = 2 };
 

@@ -87,8 +87,7 @@ struct ocsp_pending {
 };
 
 static const char *const err_names[OCSP_RESP_STATUS_COUNT] = {
-    NULL, "malformedRequest", "internalError", "tryLater",
-    NULL, "sigRequired", "unauthorized"};
+    NULL, "malformedRequest", "internalError", "tryLater", NULL, "sigRequired", "unauthorized"};
 
 /* An unsigned error (RFC 6960 §4.2.1); tryLater carries Retry-After: retry_after seconds. */
 static void

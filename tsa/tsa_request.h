@@ -10,6 +10,7 @@
 #ifndef TSA_TSA_REQUEST_H
 #define TSA_TSA_REQUEST_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,9 @@ enum tsa_fail {
     TSA_FAIL_ADD_INFO_NOT_AVAILABLE = 17,
     TSA_FAIL_SYSTEM_FAILURE = 25
 };
+/* PKIFailureInfo bits 0..25 (RFC 3161 §2.4.2, RFC 4210): the size of per-failInfo tables */
+#define TSA_FAIL_BITS 26
+static_assert(TSA_FAIL_SYSTEM_FAILURE < TSA_FAIL_BITS, "failInfo bit outside the tables");
 
 #define TSA_REQ_MAX 8192         /* a TimeStampReq is far smaller; bigger is not one */
 #define TSA_NONCE_MAX 128        /* octets of the nonce INTEGER content */

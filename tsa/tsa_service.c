@@ -52,7 +52,7 @@ struct tsa_service {
     int lock_fd;            /* flock on the store directory: one tsad per store */
     double health_max_error;
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
-    struct metric *m_reject[26];
+    struct metric *m_reject[TSA_FAIL_BITS];
     struct ratelimit *limit; /* [limits] token_rate per client address, or NULL (off) */
     struct metric *m_limited;
 };
@@ -76,7 +76,7 @@ struct tsa_job {
     struct commit_op op;     /* to the store's commit pipeline (journal = no) */
 };
 
-static const char *const reject_names[26] = {
+static const char *const reject_names[TSA_FAIL_BITS] = {
     [TSA_FAIL_BAD_ALG] = "badAlg",
     [TSA_FAIL_BAD_REQUEST] = "badRequest",
     [TSA_FAIL_BAD_DATA_FORMAT] = "badDataFormat",
@@ -426,7 +426,7 @@ tsa_metrics_init(struct tsa_service *s)
     s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
     s->m_limited = metrics_counter("tsa_rate_limited_total",
                                    "Requests refused: over [limits] token_rate for the address.");
-    for (int i = 0; i < 26; i++) {
+    for (int i = 0; i < TSA_FAIL_BITS; i++) {
         if (reject_names[i] == NULL)
             continue;
         snprintf(name, sizeof(name), "tsa_rejections_total{reason=\"%s\"}", reject_names[i]);

@@ -61,6 +61,33 @@ tsa_cert_check_eku(X509 *cert)
     return why;
 }
 
+const char *
+tsa_cert_check_not_ca(X509 *cert)
+{
+    BASIC_CONSTRAINTS *bc;
+    uint32_t ku;
+    int crit = 0;
+
+    bc = X509_get_ext_d2i(cert, NID_basic_constraints, &crit, NULL);
+    if (bc == NULL && crit != -1)
+        return "basicConstraints cannot be decoded, or appears twice";
+    if (bc != NULL && bc->ca) {
+        BASIC_CONSTRAINTS_free(bc);
+        return "it is a CA certificate (basicConstraints CA:TRUE): a time-stamping key must "
+               "not issue certificates (RFC 3161 §2.3)";
+    }
+    BASIC_CONSTRAINTS_free(bc);
+    /* X509_get_key_usage: UINT32_MAX when there is no keyUsage extension (nothing to refuse) */
+    ku = X509_get_key_usage(cert);
+    if (ku != UINT32_MAX && (ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN)) != 0)
+        return (ku & KU_KEY_CERT_SIGN) != 0
+                   ? "keyUsage allows keyCertSign: a time-stamping key must not issue "
+                     "certificates (RFC 3161 §2.3)"
+                   : "keyUsage allows cRLSign: a time-stamping key must not sign CRLs "
+                     "(RFC 3161 §2.3)";
+    return NULL;
+}
+
 static X509 *
 tsa_read_cert(const char *path)
 {
@@ -93,8 +120,9 @@ tsa_read_chain(const char *path)
         return NULL;
     }
     while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
-        if (sk_X509_num(sk) >= 15 || sk_X509_push(sk, x) <= 0) {
-            log_err("tsa: chain %s: more than 15 certificates, or out of memory", path);
+        if (sk_X509_num(sk) >= TSA_CHAIN_MAX || sk_X509_push(sk, x) <= 0) {
+            log_err("tsa: chain %s: more than %d certificates, or out of memory", path,
+                    TSA_CHAIN_MAX);
             X509_free(x);
             sk_X509_pop_free(sk, X509_free);
             fclose(f);
@@ -216,7 +244,7 @@ tsa_encode_identity(struct tsa_unit *u)
 {
     uint8_t *cert = NULL, *issuer = NULL, *serial = NULL, sha1[20];
     size_t cert_len, issuer_len, serial_len;
-    struct der_item items[16];
+    struct der_item items[TSA_CHAIN_MAX + 1]; /* the TSU certificate and its chain */
     size_t n = 0, m, s, a;
     struct der d;
     int st = ST_NOMEM;
@@ -268,10 +296,10 @@ tsa_encode_identity(struct tsa_unit *u)
 
     /* certificates [0] IMPLICIT SET OF: the TSU certificate and its CA certificates without
      * the self-signed root. DER sorts the SET. */
-    uint8_t *encs[16] = {NULL};
+    uint8_t *encs[TSA_CHAIN_MAX + 1] = {NULL};
     items[n].p = cert;
     items[n++].n = cert_len;
-    for (int i = 0; i < sk_X509_num(u->chain) && n < 16; i++) {
+    for (int i = 0; i < sk_X509_num(u->chain) && n < TSA_CHAIN_MAX + 1; i++) {
         X509 *c = sk_X509_value(u->chain, i);
         size_t l;
 
@@ -288,7 +316,7 @@ tsa_encode_identity(struct tsa_unit *u)
         st = tsa_take(&d, &u->certs, &u->certs_len);
     }
 out_encs:
-    for (size_t i = 0; i < 16; i++)
+    for (size_t i = 0; i < TSA_CHAIN_MAX + 1; i++)
         OPENSSL_free(encs[i]);
 out:
     OPENSSL_free(cert);
@@ -378,6 +406,10 @@ tsa_unit_load(struct tsa_unit *u, const struct tsa_unit_config *cfg)
         return ST_CONFIG;
     if ((why = tsa_cert_check_eku(u->cert)) != NULL) {
         log_err("tsa: [tsu %s] certificate %s refused: %s (TSP-24)", cfg->name, cfg->cert, why);
+        return ST_CONFIG;
+    }
+    if ((why = tsa_cert_check_not_ca(u->cert)) != NULL) {
+        log_err("tsa: [tsu %s] certificate %s refused: %s", cfg->name, cfg->cert, why);
         return ST_CONFIG;
     }
     if (X509_cmp_current_time(X509_get0_notBefore(u->cert)) > 0 ||

@@ -27,6 +27,7 @@
 #include <time.h>
 
 #define TSA_SERIAL_LEN 16 /* 127 random bits, positive (TSP-18, DESIGN D5) */
+#define TSA_CHAIN_MAX 15  /* CA certificates a TSU chain file may hold */
 
 struct tsa_unit {
     const struct tsa_unit_config *cfg;
@@ -67,6 +68,10 @@ void tsa_unit_clear(struct tsa_unit *u);
 /* Check a TSU certificate alone: one extendedKeyUsage, critical, only id-kp-timeStamping
  * (TSP-24). Returns NULL when fine, else a static reason. */
 const char *tsa_cert_check_eku(X509 *cert);
+/* Check that a TSU certificate cannot issue certificates or CRLs (RFC 3161 §2.3: time-stamping
+ * keys are kept apart from certificate-issuing keys; issue 8): no basicConstraints CA:TRUE,
+ * no keyCertSign or cRLSign in keyUsage. Returns NULL when fine, else a static reason. */
+const char *tsa_cert_check_not_ca(X509 *cert);
 
 /* genTime for a new token: `now`, never earlier than the unit's previous genTime. Returns
  * false when `now` is earlier than that by more than the genTime resolution: the clock went

@@ -143,6 +143,47 @@ if ((RC != 0 && RC != 124)); then t_ok "tsad -n also refuses the mismatched key"
     t_fail "tsad -n also refuses the mismatched key" "exit $RC"
 fi
 
+# ---- a TSU certificate that can issue certificates (issue 8; RFC 3161 §2.3, TSP-24/25) ----
+# The time-stamping key must be kept apart from certificate-issuing keys: basicConstraints
+# CA:TRUE, or keyCertSign/cRLSign in keyUsage, is refused even with a correct critical
+# timeStamping EKU. The certificates are issued here by the demo TSA CA (pki.sh profiles + one
+# line each).
+# ca_tsu NAME BASIC-CONSTRAINTS-LINE KEY-USAGE: software P-256 key TMP/NAME.key, cert TMP/NAME.pem
+ca_tsu() {
+    local name=$1
+    printf '%s\n' "[ x ]" "$2" "keyUsage = $3" "extendedKeyUsage = critical,timeStamping" \
+        "subjectKeyIdentifier = hash" "authorityKeyIdentifier = keyid:always" \
+        "certificatePolicies = $TSA_POLICY_N" >"$TMP/$name.cnf"
+    (umask 077 && openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+        -out "$TMP/$name.key") &&
+        openssl pkey -in "$TMP/$name.key" -pubout -out "$TMP/$name.pub.pem" &&
+        openssl x509 -new -force_pubkey "$TMP/$name.pub.pem" -subj "$(pki_tsu_subject "$name")" \
+            -CA "$PKI_DIR/tsaca.pem" -CAkey "$PKI_DIR/tsaca.key" -set_serial 0x$RANDOM$RANDOM \
+            -days 30 -sha256 -extfile "$TMP/$name.cnf" -extensions x -out "$TMP/$name.pem" \
+            2>/dev/null
+}
+ca_tsu tsu-ca "basicConstraints = critical,CA:true" "critical,digitalSignature" ||
+    fatal "CA:TRUE TSU certificate" "openssl could not issue it"
+ca_tsu tsu-certsign "" "critical,digitalSignature,keyCertSign" ||
+    fatal "keyCertSign TSU certificate" "openssl could not issue it"
+ca_tsu tsu-crlsign "basicConstraints = critical,CA:false" "critical,digitalSignature,cRLSign" ||
+    fatal "cRLSign TSU certificate" "openssl could not issue it"
+refused "TSU certificate with basicConstraints CA:TRUE -> start refused (RFC 3161 §2.3)" \
+    "$TMP/tsu-ca.pem" "$TMP/tsu-ca.key" \
+    '\[tsu extra\] certificate .* refused: .*is a CA certificate \(basicConstraints CA:TRUE\).*RFC 3161 §2.3'
+run_tsad "$TMP/x.out" -n -c "$TMP/x.conf"
+if ((RC != 0 && RC != 124)) && grep -q 'basicConstraints CA:TRUE' "$TMP/x.out"; then
+    t_ok "tsad -n also refuses the CA:TRUE TSU certificate"
+else
+    t_fail "tsad -n also refuses the CA:TRUE TSU certificate" "exit $RC: $(tail -n 2 "$TMP/x.out")"
+fi
+refused "TSU certificate with keyCertSign in keyUsage -> start refused (RFC 3161 §2.3)" \
+    "$TMP/tsu-certsign.pem" "$TMP/tsu-certsign.key" \
+    '\[tsu extra\] certificate .* refused: keyUsage allows keyCertSign.*RFC 3161 §2.3'
+refused "TSU certificate with cRLSign in keyUsage -> start refused (RFC 3161 §2.3)" \
+    "$TMP/tsu-crlsign.pem" "$TMP/tsu-crlsign.key" \
+    '\[tsu extra\] certificate .* refused: keyUsage allows .*cRLSign.*RFC 3161 §2.3'
+
 # ---- PIN file (the token login) ----
 # pin_case NAME PIN-FILE MESSAGE-REGEX
 pin_case() {
@@ -170,6 +211,46 @@ pin_case "missing PIN file -> start fails naming the file" "$TMP/nowhere.pin" \
     "PIN file $TMP/nowhere.pin: No such file"
 (umask 077 && : >"$TMP/empty.pin")
 pin_case "empty PIN file -> start fails" "$TMP/empty.pin" "PIN file $TMP/empty.pin is empty"
+# issue 8 item 8: a PIN file that group or others may read is refused, not only warned about
+# (the right PIN: only its mode is wrong)
+cp "$PKI_P11_PIN_FILE" "$TMP/group.pin" && chmod 640 "$TMP/group.pin"
+pin_case "group-readable PIN file (0640) -> start refused (issue 8)" "$TMP/group.pin" \
+    "PIN file $TMP/group.pin is readable or writable by group or others \(mode 0640\).*chmod 600"
+cp "$PKI_P11_PIN_FILE" "$TMP/world.pin" && chmod 604 "$TMP/world.pin"
+pin_case "world-readable PIN file (0604) -> start refused (issue 8)" "$TMP/world.pin" \
+    "PIN file $TMP/world.pin is readable or writable by group or others \(mode 0604\)"
+# pin_file = credential:NAME reads $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=)
+mkdir -p "$TMP/cred" && cp "$PKI_P11_PIN_FILE" "$TMP/cred/tsad-pin" && chmod 400 "$TMP/cred/tsad-pin"
+tsad_write_conf "$TMP/cred.conf" "$TMP/pki" "$PORT" "$SOCK" "$TMP/store-x"
+sed -i "s|^pin_file = .*|pin_file = credential:tsad-pin|" "$TMP/cred.conf"
+RC=0
+CREDENTIALS_DIRECTORY=$TMP/cred timeout 30 "$BUILD/tsad" -n -c "$TMP/cred.conf" >"$TMP/cred.out" 2>&1 ||
+    RC=$?
+if ((RC == 0)) && grep -q "is valid" "$TMP/cred.out"; then
+    t_ok "pin_file = credential:tsad-pin reads \$CREDENTIALS_DIRECTORY/tsad-pin (LoadCredential=)"
+else
+    t_fail "pin_file = credential:tsad-pin reads \$CREDENTIALS_DIRECTORY/tsad-pin" \
+        "exit $RC: $(tail -n 2 "$TMP/cred.out")"
+fi
+RC=0
+env -u CREDENTIALS_DIRECTORY timeout 30 "$BUILD/tsad" -n -c "$TMP/cred.conf" >"$TMP/cred.out" 2>&1 ||
+    RC=$?
+if ((RC != 0 && RC != 124)) &&
+    grep -q 'PIN file credential:tsad-pin: \$CREDENTIALS_DIRECTORY is not set' "$TMP/cred.out"; then
+    t_ok "credential: without \$CREDENTIALS_DIRECTORY -> start refused, saying so"
+else
+    t_fail "credential: without \$CREDENTIALS_DIRECTORY -> start refused, saying so" \
+        "exit $RC: $(tail -n 2 "$TMP/cred.out")"
+fi
+sed -i "s|^pin_file = .*|pin_file = credential:../pin|" "$TMP/cred.conf"
+RC=0
+CREDENTIALS_DIRECTORY=$TMP/cred timeout 30 "$BUILD/tsad" -n -c "$TMP/cred.conf" >"$TMP/cred.out" 2>&1 ||
+    RC=$?
+if ((RC != 0 && RC != 124)) && grep -Eq "^tsad: $TMP/cred.conf:[0-9]+: pin_file = credential:" "$TMP/cred.out"; then
+    t_ok "credential:../pin (a path, not a name) -> file:line error"
+else
+    t_fail "credential:../pin -> file:line error" "exit $RC: $(tail -n 2 "$TMP/cred.out")"
+fi
 
 # ---- privateKeyUsagePeriod over: loads, systemFailure, no token (TSA-09, TPR-09) ----
 # ask URL: "granted", a failure name from `openssl ts -reply -text`, or the HTTP status

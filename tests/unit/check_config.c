@@ -614,6 +614,26 @@ START_TEST(test_tsa_p11_settings)
 }
 END_TEST
 
+/* issue 8: pin_file = credential:NAME is $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=);
+ * without the variable the text is kept (the PIN read refuses it, ocspctl's other commands
+ * work); a name with '/' is a file:line error. */
+START_TEST(test_tsa_pin_credential)
+{
+    static const char cred[] = "[signer]\npkcs11_module = /m.so\ntoken = t\n"
+                               "pin_file = credential:pin\n" UNIT_A;
+
+    ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", "/run/credentials/tsad.service", 1), 0);
+    ck_assert_msg(tsa_config_load_string(&cfg, cred, err, sizeof(err)) == ST_OK, "%s", err);
+    ck_assert_str_eq(cfg.signer.p11_pin_file, "/run/credentials/tsad.service/pin");
+    expect_error("[signer]\npin_file = credential:../pin\n" UNIT_A, "<string>:2: ",
+                 "a credential name, without '/'");
+    expect_error("[signer]\npin_file = credential:\n" UNIT_A, "<string>:2: ", "credential name");
+    ck_assert_int_eq(unsetenv("CREDENTIALS_DIRECTORY"), 0);
+    ck_assert_msg(tsa_config_load_string(&cfg, cred, err, sizeof(err)) == ST_OK, "%s", err);
+    ck_assert_str_eq(cfg.signer.p11_pin_file, "credential:pin");
+}
+END_TEST
+
 START_TEST(test_tsa_no_unit)
 {
     expect_error("", "<string>:0: ", "at least one TSU");
@@ -750,6 +770,7 @@ config_suite(void)
     tcase_add_test(tsa, test_tsa_shared_path_default);
     tcase_add_test(tsa, test_tsa_key_sources);
     tcase_add_test(tsa, test_tsa_p11_settings);
+    tcase_add_test(tsa, test_tsa_pin_credential);
     tcase_add_test(tsa, test_tsa_no_unit);
     tcase_add_test(tsa, test_tsa_units_named);
     tcase_add_test(tsa, test_tsa_too_many_units);

@@ -397,19 +397,31 @@ START_TEST(test_pin_unreadable)
 }
 END_TEST
 
-/* A group-readable PIN file is used, with a warning that names the file but not the PIN. */
-START_TEST(test_pin_loose_mode_warns_without_pin)
+/* issue 8 item 8: a PIN file group or others may read or write is refused (it was only a
+ * warning), with a message that names the file and its mode but not the PIN. */
+START_TEST(test_pin_loose_mode_refused_without_pin)
 {
+    static const mode_t loose[] = {0640, 0604, 0620, 0602, 0644};
     char pin[64], *log;
     size_t len = 0;
-    const char *path = write_pin("s3cr3t-PIN-value\n", 17, 0640);
 
-    capture_begin();
-    ck_assert_int_eq(p11_read_pin(path, pin, sizeof(pin), &len), ST_OK);
-    log = capture_end();
-    ck_assert_ptr_nonnull(strstr(log, "accessible to group or others"));
-    ck_assert_ptr_null(strstr(log, "s3cr3t"));
-    free(log);
+    for (size_t i = 0; i < sizeof(loose) / sizeof(loose[0]); i++) {
+        const char *path = write_pin("s3cr3t-PIN-value\n", 17, loose[i]);
+        char want[32];
+
+        capture_begin();
+        ck_assert_int_eq(p11_read_pin(path, pin, sizeof(pin), &len), ST_CONFIG);
+        log = capture_end();
+        snprintf(want, sizeof(want), "(mode %04o)", (unsigned)loose[i]);
+        ck_assert_ptr_nonnull(strstr(log, "readable or writable by group or others"));
+        ck_assert_ptr_nonnull(strstr(log, want));
+        ck_assert_ptr_null(strstr(log, "s3cr3t"));
+        ck_assert_uint_eq(len, 0);
+        free(log);
+    }
+    /* owner-only modes are fine, an executable bit for the group too (no read, no write) */
+    ck_assert_int_eq(p11_read_pin(write_pin("1234\n", 5, 0400), pin, sizeof(pin), &len), ST_OK);
+    ck_assert_int_eq(p11_read_pin(write_pin("1234\n", 5, 0610), pin, sizeof(pin), &len), ST_OK);
 }
 END_TEST
 
@@ -1180,7 +1192,7 @@ signer_p11_suite(void)
     tcase_add_test(tc, test_pin_strip);
     tcase_add_test(tc, test_pin_bounds);
     tcase_add_test(tc, test_pin_unreadable);
-    tcase_add_test(tc, test_pin_loose_mode_warns_without_pin);
+    tcase_add_test(tc, test_pin_loose_mode_refused_without_pin);
     tcase_add_test(tc, test_open_bad_module);
     tcase_add_test(tc, test_open_bad_arguments);
     tcase_add_test(tc, test_null_safe);

@@ -1081,6 +1081,21 @@ START_TEST(test_unit_load_no_chain)
 }
 END_TEST
 
+/* issue 8, RFC 3161 §2.3: a certificate that may issue certificates or CRLs is no TSU
+ * certificate (the demo root: CA:TRUE, keyCertSign, cRLSign); a TSU certificate passes. */
+START_TEST(test_cert_check_not_ca)
+{
+    X509 *good = read_pem_cert(ec_pem);
+    X509 *root = read_pem_cert(ca_pem);
+
+    ck_assert_ptr_null(tsa_cert_check_not_ca(good));
+    ck_assert_ptr_nonnull(tsa_cert_check_not_ca(root));
+    ck_assert_ptr_nonnull(strstr(tsa_cert_check_not_ca(root), "CA:TRUE"));
+    X509_free(good);
+    X509_free(root);
+}
+END_TEST
+
 START_TEST(test_cert_check_eku)
 {
     /* TSP-24: exactly one EKU extension, critical, holding only id-kp-timeStamping */
@@ -1395,6 +1410,7 @@ tsa_token_suite(void)
     tcase_add_test(tok, test_accuracy_100ms);
     tcase_add_test(tok, test_accuracy_1500us);
     tcase_add_test(tok, test_accuracy_500ms_1us);
+    tcase_add_test(unit_tc, test_cert_check_not_ca);
     tcase_add_test(tok, test_qualified_extension);
     tcase_add_test(tok, test_ess_cert_id_v2);
     tcase_add_test(tok, test_ess_cert_id_v1);
