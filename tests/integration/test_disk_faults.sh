@@ -247,4 +247,87 @@ full_cycle nojournal
 tsad_stop
 itest_log_clean "$LOG"
 
+# ==== 3. ocspd on a full store: pre-signed answers keep coming ====
+umount "$STORE" && MOUNTS=()
+rm -rf "$STORE"
+itest_ocsp_setup
+# the store built, moved onto a tmpfs of its own (ocsp_store_demo makes STORE afresh)
+ocspd_stop
+mount_tmpfs "$TMP/odisk" 24m || fatal "tmpfs for ocspd's store" "$(cat "$TMP/mount.err")"
+cp -a "$STORE/." "$TMP/odisk/" || fatal "store copied onto the tmpfs" "cp failed"
+STORE=$TMP/odisk
+sed -i "s|^path = $TMP/store\$|path = $STORE|" "$CONF"
+grep -q "^path = $STORE\$" "$CONF" || fatal "ocspd configuration" "store path not rewritten"
+ocspd_start "$CONF" "$TMP/ocspd.log" || fatal "ocspd on the tmpfs store" "$(tail -n 5 "$TMP/ocspd.log")"
+
+# oq TAG OPENSSL_OCSP_ARGS...: one request with openssl ocsp, verified against CHAIN; TAG.out
+oq() {
+    local tag=$1
+    shift
+    timeout 20 openssl ocsp -issuer "$CA" "$@" -url "$URL" -CAfile "$CHAIN" -timeout 10 \
+        -respout "$TMP/$tag.der" >"$TMP/$tag.out" 2>&1
+}
+# ostatus TAG FILE: "good", "revoked", "tryLater" or what openssl said
+ostatus() {
+    local st
+    st=$(sed -n "s|^.*/$2: ||p" "$TMP/$1.out" | head -n 1)
+    if [[ -n $st ]]; then echo "$st"; return; fi
+    if grep -q 'tryLater\|try later' "$TMP/$1.out"; then echo tryLater; return; fi
+    echo "other: $(head -c 200 "$TMP/$1.out" | tr '\n' ' ')"
+}
+olog_mark=$(wc -l <"$TMP/ocspd.log")
+oq before -cert "$OCSP_GOOD_CERT" -no_nonce
+expect "ocspd: good.pem answered good before the fault" "$(ostatus before good.pem)" good
+fill "$STORE"
+t_ok "ocspd: its store's filesystem filled ($(df --output=avail -k "$STORE" | tail -n 1 | tr -d ' ') kB left)"
+oq full-good -cert "$OCSP_GOOD_CERT" -no_nonce
+expect "ocspd, disk full: pre-signed answer for good.pem still served (good, verified)" \
+    "$(ostatus full-good good.pem)" good
+oq full-revoked -cert "$OCSP_REVOKED_CERT" -no_nonce
+expect "ocspd, disk full: pre-signed answer for revoked.pem still served (revoked)" \
+    "$(ostatus full-revoked revoked.pem)" revoked
+# signed on demand (a nonce; a never-issued serial whose answer would be stored): answered,
+# signed or tryLater, never a hang or a dead daemon
+for c in nonce:"$OCSP_GOOD_CERT" never:"$OCSP_NEVER_ISSUED_CERT"; do
+    tag=full-${c%%:*}
+    if [[ $tag == full-nonce ]]; then oq "$tag" -cert "${c#*:}"; else oq "$tag" -cert "${c#*:}" -no_nonce; fi
+    a=$(ostatus "$tag" "$(basename "${c#*:}")")
+    if [[ $a == good || $a == revoked || $a == tryLater ]]; then
+        t_ok "ocspd, disk full: on-demand request (${c%%:*}) answered: $a"
+    else
+        t_fail "ocspd, disk full: on-demand request (${c%%:*}) answered" "$a"
+    fi
+done
+code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$URL/healthz") || true
+if [[ $code == 200 || $code == 503 ]]; then t_ok "ocspd, disk full: /healthz answers ($code)"; else
+    t_fail "ocspd, disk full: /healthz answers" "HTTP '$code'"
+fi
+# an operator's revocation on a full store: done (and then served) or refused with a clear
+# message (and good.pem still good): never half of it
+SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$CONF" -d "$STORE" -u test-operator \
+    revoke qca "$OCSP_GOOD_SERIAL" --reason keyCompromise >"$TMP/revoke.out" 2>&1
+rrc=$?
+oq full-after -cert "$OCSP_GOOD_CERT" -no_nonce
+a=$(ostatus full-after good.pem)
+if ((rrc == 0)) && [[ $a == revoked ]]; then
+    t_ok "ocspd, disk full: ocspctl revoke succeeded and the very next answer says revoked"
+    want_after=revoked
+elif ((rrc != 0)) && [[ $a == good ]] && grep -Eiq 'space|error|fail' "$TMP/revoke.out"; then
+    t_ok "ocspd, disk full: ocspctl revoke refused (exit $rrc: $(tail -n 1 "$TMP/revoke.out")), good.pem still good"
+    want_after=good
+else
+    t_fail "ocspd, disk full: ocspctl revoke all or nothing" "exit $rrc, answer $a: $(tail -n 2 "$TMP/revoke.out")"
+    want_after=$a
+fi
+if kill -0 "$OCSPD_PID" 2>/dev/null; then t_ok "ocspd, disk full: ocspd keeps running"; else
+    t_fail "ocspd, disk full: ocspd keeps running" "$(tail -n 5 "$TMP/ocspd.log")"
+fi
+rm -f "$STORE/filler"
+oq back -cert "$OCSP_GOOD_CERT" -no_nonce
+expect "ocspd, space back: good.pem answered as before ($want_after)" "$(ostatus back good.pem)" "$want_after"
+oq back-never -cert "$OCSP_NEVER_ISSUED_CERT" -no_nonce
+expect "ocspd, space back: on-demand answers signed again" "$(ostatus back-never never-issued.pem)" revoked
+echo "ocspd log during the fault: $(tail -n +"$((olog_mark + 1))" "$TMP/ocspd.log" | grep -Ec 'err|warn') warning/error lines" >&2
+itest_ocspd_stop_clean
+
 t_summary "$NAME"
