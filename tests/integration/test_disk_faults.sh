@@ -200,7 +200,9 @@ full_cycle() {
     if tail -n +"$((mark + 1))" "$LOG" | grep -Eq 'No space left on device|Input/output error'; then
         t_ok "$name: disk full: the log says why ($(tail -n +"$((mark + 1))" "$LOG" | grep -Ec 'No space left on device|Input/output error') ENOSPC/EIO lines)"
     else
-        t_fail "$name: disk full: the log says why" "$(tail -n 5 "$LOG")"
+        t_fail "$name: disk full: the log says why" "mark $mark of $(wc -l <"$LOG") lines, \
+$(grep -Ec 'No space left on device|Input/output error' "$LOG") ENOSPC/EIO lines in all; \
+$(grep -E 'err:' "$LOG" | tail -n 3)"
     fi
     if kill -0 "$TSAD_PID" 2>/dev/null; then t_ok "$name: disk full: tsad keeps running"; else
         t_fail "$name: disk full: tsad keeps running" "$(tail -n 5 "$LOG")"
@@ -246,9 +248,100 @@ itest_tsad_healthy
 full_cycle nojournal
 tsad_stop
 itest_log_clean "$LOG"
+umount "$STORE" && MOUNTS=()
+
+# ==== 3. tsad's filesystem turns read-only under load (an ext4 error, errors=remount-ro) ====
+# `mount -o remount,ro` is refused (EBUSY) while tsad holds its files open for writing; what
+# makes a filesystem read-only under a running daemon is the kernel, after an error. ext4 in
+# that state cannot be made writable again without an unmount and fsck: tsad refuses tokens
+# until then, and a tsad started on the repaired filesystem recovers every record.
+ro_part() {
+    local img=$TMP/ro.img dev loop mnt=$TMP/rodisk a bad
+    for t in losetup mkfs.ext4 e2fsck; do
+        command -v "$t" >/dev/null || {
+            t_ok "read-only: skipped, $t is not installed"
+            return
+        }
+    done
+    truncate -s 64M "$img" && mkfs.ext4 -q -F "$img" >/dev/null 2>&1 || {
+        t_ok "read-only: skipped, cannot make an ext4 image"
+        return
+    }
+    loop=$(losetup -f --show "$img" 2>"$TMP/losetup.err") || {
+        t_ok "read-only: skipped, no loop device ($(cat "$TMP/losetup.err"))"
+        return
+    }
+    LOOPS+=("$loop")
+    dev=$(basename "$loop")
+    mkdir -p "$mnt"
+    mount -o errors=remount-ro "$loop" "$mnt" 2>"$TMP/mount.err" || {
+        t_ok "read-only: skipped, cannot mount ext4 on $loop ($(cat "$TMP/mount.err"))"
+        return
+    }
+    MOUNTS=("$mnt")
+    if [[ ! -w /sys/fs/ext4/$dev/trigger_fs_error ]]; then
+        t_ok "read-only: skipped, no /sys/fs/ext4/$dev/trigger_fs_error"
+        return
+    fi
+    STORE=$mnt/store
+    mkdir -p "$STORE" && chmod 0700 "$STORE"
+    tsad_write_conf "$CONF" "$TMP/pki" "$PORT" "$SOCK" "$STORE"
+    printf '[store]\njournal_segment = 256k\njournal_max = 4M\n' >>"$CONF"
+    : >"$TMP/granted.txt"
+    itest_tsad_start
+    URL=$BASE/tsa/soft
+    itest_tsad_healthy
+    a=$(ask "$URL")
+    [[ $a == granted* ]] && echo "${a#granted }" >>"$TMP/granted.txt"
+    load_start ro
+    sleep 1
+    echo "test_disk_faults: forced error" >"/sys/fs/ext4/$dev/trigger_fs_error"
+    if grep -q "^$loop .*[ ,]ro[ ,]\|emergency_ro" /proc/mounts; then
+        t_ok "read-only: the ext4 error made the store's filesystem read-only under tsad"
+    else
+        t_fail "read-only: the filesystem turned read-only" "$(grep "^$loop " /proc/mounts)"
+    fi
+    if wait_answer "$URL" systemFailure 30; then
+        t_ok "read-only: requests answered systemFailure (after ${#SEEN[@]} request(s))"
+    else
+        t_fail "read-only: requests answered systemFailure" "answers: ${SEEN[*]}"
+    fi
+    bad=0
+    for _ in 1 2 3; do
+        a=$(ask "$URL")
+        [[ $a == systemFailure ]] || bad=$((bad + 1))
+        [[ $a == granted* ]] && echo "${a#granted }" >>"$TMP/granted.txt"
+    done
+    expect "read-only: and so it stays (3 more requests refused)" "$bad" 0
+    expect "read-only: /healthz 503, store.ok false" "$(healthz_store "$BASE")" "503 false"
+    if grep -q 'Read-only file system' "$LOG"; then t_ok "read-only: the log says why (EROFS)"; else
+        t_fail "read-only: the log says why" "$(tail -n 5 "$LOG")"
+    fi
+    if kill -0 "$TSAD_PID" 2>/dev/null; then t_ok "read-only: tsad keeps running"; else
+        t_fail "read-only: tsad keeps running" "$(tail -n 5 "$LOG")"
+    fi
+    load_stop ro
+    tsad_stop
+    # the operator's repair: unmount, fsck, mount again
+    umount "$mnt" && MOUNTS=()
+    e2fsck -fy "$loop" >"$TMP/fsck.out" 2>&1
+    (($? < 4)) || t_fail "read-only: e2fsck repairs the filesystem" "$(tail -n 3 "$TMP/fsck.out")"
+    mount "$loop" "$mnt" 2>"$TMP/mount.err" || fatal "read-only: mount again" "$(cat "$TMP/mount.err")"
+    MOUNTS=("$mnt")
+    itest_tsad_start
+    itest_tsad_healthy
+    if wait_answer "$URL" granted 20; then t_ok "read-only: repaired: a new tsad grants tokens"; else
+        t_fail "read-only: repaired: a new tsad grants tokens" "answers: ${SEEN[*]}"
+    fi
+    check_records "read-only, after repair"
+    tsad_stop
+    umount "$mnt" && MOUNTS=()
+    losetup -d "$loop" && LOOPS=()
+}
+ro_part
 
 # ==== 3. ocspd on a full store: pre-signed answers keep coming ====
-umount "$STORE" && MOUNTS=()
+STORE=$TMP/store
 rm -rf "$STORE"
 itest_ocsp_setup
 # the store built, moved onto a tmpfs of its own (ocsp_store_demo makes STORE afresh)
