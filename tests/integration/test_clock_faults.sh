@@ -8,7 +8,9 @@
 #   1. chronyd killed with SIGKILL (its socket file left behind, nobody reading it);
 #   2. chronyd stopped with SIGSTOP (the socket takes requests, no answer comes), then SIGCONT;
 #   3. chronyd restarted without any source ("Not synchronised");
-#   4. chronyd's command socket removed while chronyd runs.
+#   4. chronyd's command socket removed while chronyd runs;
+#   5. the system clock stepped by +2 s under tsad (an LD_PRELOAD shim on CLOCK_REALTIME):
+#      refused at once and until chronyd reports an update made after the step (item 3).
 # During each fault: every request is rejected with timeNotAvailable (no token, TSA-05) and
 # Retry-After, /healthz is 503 with the clock verdict, an AUDIT clock_sync_lost line names the
 # reason. After it: with a synchronised chronyd back on the socket, tokens are granted again
@@ -90,7 +92,7 @@ fault() {
     if [[ $v =~ ^503\ ($reason)$ ]]; then t_ok "$name: /healthz 503, clock verdict ${v#503 }"; else
         t_fail "$name: /healthz 503, clock verdict $reason" "got '$v'"
     fi
-    if tail -n +"$((MARK + 1))" "$LOG" | grep -Eq "AUDIT event=clock_sync_lost reason=($reason) prev=ok"; then
+    if log_wait "AUDIT event=clock_sync_lost reason=($reason) prev=ok"; then
         t_ok "$name: AUDIT clock_sync_lost with the reason logged (TSA-18)"
     else
         t_fail "$name: AUDIT clock_sync_lost logged" "$(grep 'AUDIT event=clock' "$LOG" | tail -n 3)"
@@ -113,7 +115,7 @@ recovered() {
     if [[ $(verdict) == "200 ok" ]]; then t_ok "$name: /healthz 200, verdict ok"; else
         t_fail "$name: /healthz 200, verdict ok" "got '$(verdict)'"
     fi
-    if tail -n +"$((MARK + 1))" "$LOG" | grep -q 'AUDIT event=clock_sync_regained reason=ok'; then
+    if log_wait 'AUDIT event=clock_sync_regained reason=ok'; then
         t_ok "$name: AUDIT clock_sync_regained logged"
     else
         t_fail "$name: AUDIT clock_sync_regained logged" "$(grep 'AUDIT event=clock' "$LOG" | tail -n 3)"
@@ -121,6 +123,17 @@ recovered() {
     if kill -0 "$TSAD_PID" 2>/dev/null; then t_ok "$name: tsad kept running"; else
         t_fail "$name: tsad kept running" "$(tail -n 5 "$LOG")"
     fi
+}
+
+# log_wait ERE: a line of LOG after line MARK matches ERE, within DEADLINE seconds (requests
+# see a verdict at once; the poller logs it at its next sample)
+log_wait() {
+    local deadline=$((SECONDS + DEADLINE))
+    while ((SECONDS <= deadline)); do
+        tail -n +"$((MARK + 1))" "$LOG" | grep -Eq "$1" && return 0
+        sleep 0.2
+    done
+    return 1
 }
 
 chronyd_pid() { cat "$CHRONY_DIR/chronyd.pid" 2>/dev/null; }
@@ -190,6 +203,92 @@ fi
 chrony_stop "$CHRONY_DIR"
 chrony_start "$CHRONY_DIR" local || fatal "chronyd local" "chrony_start local failed"
 recovered "socket removed"
+
+# ---- 5. the system clock stepped (issue 8 item 3) ----
+# The machine's clock is not ours to step; tsad (and later chronyd) run with a small
+# LD_PRELOAD shim that adds the seconds in a file to CLOCK_REALTIME, so that writing that file
+# is a step of their system clock (CLOCK_MONOTONIC is left alone, as a real step leaves it).
+# A +2 s step (STANDARDS TSA-04 F-TIME) must be refused at once and stay refused after the next
+# polls, while chronyd (which did not see the step) reports nothing newer; only a chronyd
+# update made after the step (chronyd restarted on the stepped clock) lets tokens out again.
+cat >"$TMP/clockshift.c" <<'C'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+    static int (*real)(clockid_t, struct timespec *);
+    char buf[32];
+    const char *f = getenv("CLOCKSHIFT_FILE");
+    int fd, r;
+    ssize_t n;
+
+    if (real == NULL)
+        real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
+    r = real(id, ts);
+    if (r != 0 || (id != CLOCK_REALTIME && id != CLOCK_REALTIME_COARSE) || f == NULL)
+        return r;
+    if ((fd = open(f, O_RDONLY | O_CLOEXEC)) < 0)
+        return r;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n > 0) {
+        buf[n] = '\0';
+        ts->tv_sec += strtol(buf, NULL, 10);
+    }
+    return r;
+}
+C
+if ! cc -shared -fPIC -O2 -o "$TMP/clockshift.so" "$TMP/clockshift.c" -ldl 2>"$TMP/cc.err"; then
+    t_fail "stepped clock: the clock shim builds" "$(head -n 3 "$TMP/cc.err")"
+else
+    tsad_stop
+    echo 0 >"$TMP/shift"
+    LD_PRELOAD=$TMP/clockshift.so CLOCKSHIFT_FILE=$TMP/shift itest_tsad_start
+    wait_http "$BASE/healthz" 10 200 || fatal "tsad under the clock shim" "$(curl -s "$BASE/healthz")"
+    if [[ $(ask) == granted ]]; then t_ok "stepped clock: tsad under the shim, offset 0: token granted"; else
+        t_fail "stepped clock: token granted before the step" "$(ask)"
+    fi
+    MARK=$(wc -l <"$LOG")
+    echo 2 >"$TMP/shift" # date -s '+2 seconds'
+    fault "step +2 s" stepped
+    if log_wait 'AUDIT event=clock_step .*moved \+2\.'; then
+        t_ok "step +2 s: AUDIT clock_step names the step (+2 s)"
+    else
+        t_fail "step +2 s: AUDIT clock_step" "$(grep 'AUDIT event=clock_step' "$LOG" | tail -n 2)"
+    fi
+    # the polls go on (every 500 ms), chronyd says nothing new: the step stays refused
+    sleep 3
+    SEEN=()
+    for _ in 1 2 3 4 5; do SEEN+=("$(ask)"); sleep 0.3; done
+    if ! printf '%s\n' "${SEEN[@]}" | grep -qv '^timeNotAvailable$'; then
+        t_ok "step +2 s: still refused 3 s (6 polls) later, chronyd unchanged (issue 8 item 3)"
+    else
+        t_fail "step +2 s: still refused after the next polls (issue 8 item 3)" "answers: ${SEEN[*]}"
+    fi
+    expect_v=$(verdict)
+    if [[ $expect_v == "503 stepped" ]]; then t_ok "step +2 s: /healthz 503 stepped meanwhile"; else
+        t_fail "step +2 s: /healthz 503 stepped meanwhile" "got '$expect_v'"
+    fi
+    # chronyd restarted on the stepped clock: its reference time is after the step
+    chrony_stop "$CHRONY_DIR"
+    export LD_PRELOAD=$TMP/clockshift.so CLOCKSHIFT_FILE=$TMP/shift
+    chrony_start "$CHRONY_DIR" local
+    rc=$?
+    unset LD_PRELOAD CLOCKSHIFT_FILE
+    ((rc == 0)) || fatal "chronyd on the stepped clock" "chrony_start failed"
+    recovered "step +2 s"
+    # the token's genTime is on the stepped clock
+    gen=$(openssl ts -reply -in "$TMP/r.tsr" -text 2>/dev/null | sed -n 's/^Time stamp: //p')
+    d=$(($(date -u -d "$gen" +%s) - $(date -u +%s)))
+    if ((d >= 1 && d <= 4)); then t_ok "step +2 s: genTime of the new token is on the stepped clock (+${d} s)"; else
+        t_fail "step +2 s: genTime on the stepped clock" "genTime $gen, ${d} s from the real clock"
+    fi
+fi
 
 tsad_stop
 itest_log_clean "$LOG"
