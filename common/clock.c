@@ -534,6 +534,21 @@ clock_hold_step(struct clock_state *state, double step, const struct timespec *r
               step, (long long)state->step_after.tv_sec, state->step_after.tv_nsec);
 }
 
+/* The kernel applies an announced leap second as a step of 1 s at midnight (back for an
+ * inserted one): within the leap guard around it, such a step is the leap itself, already
+ * refused by CLOCK_LEAP, and not held until chronyd's next update. */
+static bool
+clock_is_leap_step(const struct clock *c, double step, const struct timespec *rt)
+{
+    double from_leap;
+
+    if (c->state.leap_when == 0)
+        return false;
+    from_leap = (double)(rt->tv_sec - c->state.leap_when) + (double)rt->tv_nsec * 1e-9;
+    return fabs(from_leap) <= c->cfg.leap_guard &&
+           fabs(fabs(step) - 1.0) <= CLOCK_STEP_TOLERANCE;
+}
+
 /* Store a sample result; caller holds c->lock. Returns the verdict against cfg.max_error. */
 static enum clock_verdict
 clock_store(struct clock *c, int st, const struct clock_sample *s, const struct timespec *rt,
@@ -545,7 +560,10 @@ clock_store(struct clock *c, int st, const struct clock_sample *s, const struct 
     if (c->state.taken_mono.tv_sec != 0 || c->state.taken_mono.tv_nsec != 0) {
         double step = clock_step(&c->state.taken_real, &c->state.taken_mono, rt, mono);
 
-        if (fabs(step) > CLOCK_STEP_TOLERANCE)
+        if (fabs(step) > CLOCK_STEP_TOLERANCE && clock_is_leap_step(c, step, rt))
+            log_audit("clock_step", "the system clock moved %+.6f s against the monotonic "
+                      "clock since the previous sample: the announced leap second", step);
+        else if (fabs(step) > CLOCK_STEP_TOLERANCE)
             clock_hold_step(&c->state, step, rt);
     }
     c->state.valid = st == ST_OK;

@@ -19,7 +19,8 @@
  * between two samples as an audit event "clock_step" and keeps CLOCK_STEPPED until chronyd
  * reports a reference time (its last clock update) later than the step (issue 8 item 3). A
  * step backwards is held at least as long as it went back, so no time-stamp after the step
- * carries a time earlier than one before it.
+ * carries a time earlier than one before it. The 1 s step of an announced leap second, inside
+ * the leap guard, is not held (CLOCK_LEAP covers it).
  *
  * Thread-safety: clock_read()/clock_snapshot() may be called from any thread.
  */

@@ -902,6 +902,48 @@ START_TEST(test_verdict_leap_delete)
 }
 END_TEST
 
+/* The kernel inserts an announced leap second by stepping CLOCK_REALTIME back 1 s at midnight:
+ * inside the leap guard that is the leap, not a step to hold until chronyd's next update
+ * (issue 8 item 3 must not refuse tokens for a whole NTP poll after every leap second). A
+ * step of any other size there is still held. */
+START_TEST(test_leap_second_step_not_held)
+{
+    struct fake f;
+    struct clock_config cfg = base_cfg();
+    struct clock *c;
+
+    fake_init(&f);
+    cfg.poll_interval = 1.0;
+    f.s.leap = 1; /* insert a second at the end of this UTC day */
+    f.rt.tv_sec = T_MIDNIGHT - 5;
+    f.s.ref_time.tv_sec = T_MIDNIGHT - 20;
+    c = fake_clock(&f, &cfg);
+    ck_assert_int_eq(read_verdict(c), CLOCK_LEAP);
+    /* 8 s later on the monotonic clock, 7 s later on the real-time clock: 23:59:60 repeated */
+    f.s.leap = 0;
+    f.mono.tv_sec += 8;
+    f.rt.tv_sec += 7;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_LEAP);
+    fake_advance_to(&f, T_MIDNIGHT + 11);
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
+    clock_free(c);
+
+    /* the same window, a step of 3 s: held */
+    fake_init(&f);
+    f.s.leap = 1;
+    f.rt.tv_sec = T_MIDNIGHT - 5;
+    f.s.ref_time.tv_sec = T_MIDNIGHT - 20;
+    c = fake_clock(&f, &cfg);
+    f.s.leap = 0;
+    f.mono.tv_sec += 8;
+    f.rt.tv_sec += 5;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    fake_advance_to(&f, T_MIDNIGHT + 11);
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    clock_free(c);
+}
+END_TEST
+
 START_TEST(test_verdict_no_leap_at_midnight)
 {
     struct fake f;
@@ -1087,6 +1129,7 @@ clock_suite(void)
     tcase_add_test(verdict, test_verdict_leap_window);
     tcase_add_test(verdict, test_verdict_leap_delete);
     tcase_add_test(verdict, test_verdict_no_leap_at_midnight);
+    tcase_add_test(verdict, test_leap_second_step_not_held);
     tcase_add_test(verdict, test_kernel_check);
     tcase_add_test(verdict, test_recovery_audit);
     tcase_add_test(verdict, test_poller_runs);
