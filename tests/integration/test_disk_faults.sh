@@ -196,8 +196,9 @@ full_cycle() {
     v=$(healthz_store "$BASE")
     expect "$name: disk full: /healthz 503, store.ok false" "$v" "503 false"
     # ENOSPC from the journal's new segment; LMDB reports its short write at the file's end
-    # as EIO
-    if tail -n +"$((mark + 1))" "$LOG" | grep -Eq 'No space left on device|Input/output error'; then
+    # as EIO; the journal says its records wait or it cannot grow
+    if tail -n +"$((mark + 1))" "$LOG" |
+        grep -Eq 'No space left on device|Input/output error|journal: cannot create|records cannot be copied'; then
         t_ok "$name: disk full: the log says why ($(tail -n +"$((mark + 1))" "$LOG" | grep -Ec 'No space left on device|Input/output error') ENOSPC/EIO lines)"
     else
         t_fail "$name: disk full: the log says why" "mark $mark of $(wc -l <"$LOG") lines, \
