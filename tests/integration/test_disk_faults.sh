@@ -264,10 +264,10 @@ ro_part() {
             return
         }
     done
-    truncate -s 64M "$img" && mkfs.ext4 -q -F "$img" >/dev/null 2>&1 || {
+    if ! { truncate -s 64M "$img" && mkfs.ext4 -q -F "$img" >/dev/null 2>&1; }; then
         t_ok "read-only: skipped, cannot make an ext4 image"
         return
-    }
+    fi
     loop=$(losetup -f --show "$img" 2>"$TMP/losetup.err") || {
         t_ok "read-only: skipped, no loop device ($(cat "$TMP/losetup.err"))"
         return

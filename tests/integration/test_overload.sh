@@ -132,9 +132,12 @@ for ((i = 0; i < 50; i++)); do
     [[ $lag == 0 ]] && break
     sleep 0.2
 done
-mdb_dump -s tsa_audit "$STORE" >"$TMP/dump.txt" 2>"$TMP/dump.err" &&
-    derutil mdb "$TMP/dump.txt" | sed -E 's/.*"serial":"([0-9a-f]+)".*/\1/' | sort -u >"$TMP/log-serials.txt" ||
+if mdb_dump -s tsa_audit "$STORE" >"$TMP/dump.txt" 2>"$TMP/dump.err"; then
+    derutil mdb "$TMP/dump.txt" | sed -E 's/.*"serial":"([0-9a-f]+)".*/\1/' | sort -u >"$TMP/log-serials.txt"
+else
     t_fail "tsad: audit log read" "$(cat "$TMP/dump.err")"
+    : >"$TMP/log-serials.txt"
+fi
 got=$(sort -u "$TMP/serials.txt" | grep -c .)
 missing=$(sort -u "$TMP/serials.txt" | comm -23 - "$TMP/log-serials.txt" | grep -c .)
 if ((got > 0)); then t_ok "tsad: $got tokens received during and after the flood"; else
