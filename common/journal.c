@@ -180,12 +180,6 @@ write_with(journal_pwrite_fn fn, int fd, const void *p, size_t n, off_t off)
     return true;
 }
 
-static bool
-write_all(int fd, const void *p, size_t n, off_t off)
-{
-    return write_with(pwrite, fd, p, n, off);
-}
-
 /* ---- segment files ---- */
 
 static void
@@ -223,7 +217,7 @@ seg_create(struct journal *j, unsigned i)
         size_t n = j->cfg.segment_size - off < sizeof(zero) ? j->cfg.segment_size - off
                                                             : sizeof(zero);
 
-        if (!write_all(fd, zero, n, (off_t)off))
+        if (!write_with(j->cfg.pwrite_fn, fd, zero, n, (off_t)off)) /* tests: a full disk */
             goto fail;
         off += n;
     }
