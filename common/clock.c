@@ -201,6 +201,7 @@ clock_chrony_parse_reply(const unsigned char *buf, size_t len, uint32_t seq,
     out->root_delay = clock_chrony_float_at(buf, CLOCK_CHRONY_OFF_ROOT_DELAY);
     out->root_dispersion = clock_chrony_float_at(buf, CLOCK_CHRONY_OFF_ROOT_DISP);
     out->last_update_age = clock_ts_diff(now, &ref);
+    out->ref_time = ref;
     return ST_OK;
 }
 
@@ -470,7 +471,8 @@ clock_evaluate(const struct clock_config *cfg, double max_error, const struct cl
         *bound = s->kernel_maxerror;
     if (s->leap == 3 || (cfg->kernel_check && s->kernel_unsync))
         return CLOCK_UNSYNC;
-    if (fabs(clock_step(&st->taken_real, &st->taken_mono, rt, mono)) > CLOCK_STEP_TOLERANCE)
+    if (st->step_held ||
+        fabs(clock_step(&st->taken_real, &st->taken_mono, rt, mono)) > CLOCK_STEP_TOLERANCE)
         return CLOCK_STEPPED;
     if (age > 3.0 * cfg->poll_interval + 1.0 || s->last_update_age + age > cfg->max_update_age)
         return CLOCK_STALE;
@@ -505,6 +507,48 @@ clock_log_transition(const struct clock *c, bool first, enum clock_verdict prev,
               c->cfg.max_error, c->state.valid ? s->last_update_age : -1.0);
 }
 
+/* A step of `step` seconds seen at `rt` (new clock): hold CLOCK_STEPPED until chronyd reports
+ * an update after it. On the old clock that moment reads rt - step; the later of the two is
+ * kept, so that a step backwards is held at least as long as it went back. */
+static void
+clock_hold_step(struct clock_state *state, double step, const struct timespec *rt)
+{
+    struct timespec after = *rt;
+
+    if (step < 0) {
+        double whole = floor(-step);
+
+        after.tv_sec += (time_t)whole;
+        after.tv_nsec += (long)((-step - whole) * 1e9);
+        if (after.tv_nsec >= 1000000000L) {
+            after.tv_sec++;
+            after.tv_nsec -= 1000000000L;
+        }
+    }
+    if (!state->step_held || clock_ts_diff(&after, &state->step_after) > 0)
+        state->step_after = after;
+    state->step_held = true;
+    log_audit("clock_step",
+              "the system clock moved %+.6f s against the monotonic clock since the previous "
+              "sample; no issuance until chronyd reports an update after %lld.%09ld",
+              step, (long long)state->step_after.tv_sec, state->step_after.tv_nsec);
+}
+
+/* The kernel applies an announced leap second as a step of 1 s at midnight (back for an
+ * inserted one): within the leap guard around it, such a step is the leap itself, already
+ * refused by CLOCK_LEAP, and not held until chronyd's next update. */
+static bool
+clock_is_leap_step(const struct clock *c, double step, const struct timespec *rt)
+{
+    double from_leap;
+
+    if (c->state.leap_when == 0)
+        return false;
+    from_leap = (double)(rt->tv_sec - c->state.leap_when) + (double)rt->tv_nsec * 1e-9;
+    return fabs(from_leap) <= c->cfg.leap_guard &&
+           fabs(fabs(step) - 1.0) <= CLOCK_STEP_TOLERANCE;
+}
+
 /* Store a sample result; caller holds c->lock. Returns the verdict against cfg.max_error. */
 static enum clock_verdict
 clock_store(struct clock *c, int st, const struct clock_sample *s, const struct timespec *rt,
@@ -516,9 +560,11 @@ clock_store(struct clock *c, int st, const struct clock_sample *s, const struct 
     if (c->state.taken_mono.tv_sec != 0 || c->state.taken_mono.tv_nsec != 0) {
         double step = clock_step(&c->state.taken_real, &c->state.taken_mono, rt, mono);
 
-        if (fabs(step) > CLOCK_STEP_TOLERANCE)
+        if (fabs(step) > CLOCK_STEP_TOLERANCE && clock_is_leap_step(c, step, rt))
             log_audit("clock_step", "the system clock moved %+.6f s against the monotonic "
-                      "clock since the previous sample", step);
+                      "clock since the previous sample: the announced leap second", step);
+        else if (fabs(step) > CLOCK_STEP_TOLERANCE)
+            clock_hold_step(&c->state, step, rt);
     }
     c->state.valid = st == ST_OK;
     c->state.taken_real = *rt;
@@ -527,6 +573,8 @@ clock_store(struct clock *c, int st, const struct clock_sample *s, const struct 
         c->state.sample = *s;
         if ((s->leap == 1 || s->leap == 2) && rt->tv_sec >= 0)
             c->state.leap_when = (rt->tv_sec / CLOCK_SECONDS_PER_DAY + 1) * CLOCK_SECONDS_PER_DAY;
+        if (c->state.step_held && clock_ts_diff(&s->ref_time, &c->state.step_after) > 0)
+            c->state.step_held = false; /* chronyd updated the clock after the step */
     }
     v = clock_evaluate(&c->cfg, c->cfg.max_error, &c->state, rt, mono, &bound, &age);
     if (!c->verdict_known || v != c->verdict)

@@ -15,8 +15,12 @@
  *
  * Independently of chronyd (TSA-04), every reading compares how far CLOCK_REALTIME and
  * CLOCK_MONOTONIC moved since the snapshot: a step of the system clock (settimeofday, date -s)
- * shows as a difference and gives CLOCK_STEPPED until the next sample; the poller also logs
- * each step it sees between two samples as an audit event "clock_step".
+ * shows as a difference and gives CLOCK_STEPPED at once; the poller logs each step it sees
+ * between two samples as an audit event "clock_step" and keeps CLOCK_STEPPED until chronyd
+ * reports a reference time (its last clock update) later than the step (issue 8 item 3). A
+ * step backwards is held at least as long as it went back, so no time-stamp after the step
+ * carries a time earlier than one before it. The 1 s step of an announced leap second, inside
+ * the leap guard, is not held (CLOCK_LEAP covers it).
  *
  * Thread-safety: clock_read()/clock_snapshot() may be called from any thread.
  */
@@ -49,6 +53,8 @@ struct clock_sample {
     double skew_ppm;
     double resid_freq_ppm;
     double last_update_age;   /* seconds since chronyd's last clock update, at sample time */
+    struct timespec ref_time; /* chronyd's reference time: CLOCK_REALTIME of that last update
+                                 as chronyd reports it (zero: never updated) */
     bool kernel_unsync;       /* ntp_adjtime reported STA_UNSYNC / TIME_ERROR */
     double kernel_maxerror;   /* seconds, from ntp_adjtime */
 };

@@ -68,6 +68,12 @@ struct clock_state {
     struct timespec taken_mono; /* source's CLOCK_MONOTONIC when the sample was taken */
     struct timespec taken_real; /* source's CLOCK_REALTIME at the same moment */
     time_t leap_when;           /* UTC midnight of the last announced leap second, or 0 */
+    /* A step of the system clock was seen between two samples: CLOCK_STEPPED until chronyd
+     * reports a reference time later than step_after (issue 8 item 3). step_after is the
+     * moment the step was seen, on the new clock and on the old one, whichever is later:
+     * chronyd's updates from before the step are no later than that on either clock. */
+    bool step_held;
+    struct timespec step_after;
 };
 
 /* The error bound (seconds) of a sample `sample_age` seconds old; see clock.h. */

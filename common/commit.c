@@ -42,6 +42,7 @@ struct commit {
     size_t walk_used;         /* and the high-water mark then */
     int64_t next_hygiene;     /* writer only */
     _Atomic int64_t logged_full, logged_busy;
+    _Atomic int64_t txn_failed_at, txn_ok_at; /* commit_now() of the last of each, 0: none */
     struct live_beat *beat;
     struct metric *m_groups, *m_ops, *m_size, *m_secs, *m_fail, *m_full, *m_busy, *m_readers,
         *m_fill, *m_queue;
@@ -145,6 +146,14 @@ commit_begin(struct commit *c, struct store_txn **t)
     return st;
 }
 
+/* Note how a transaction's begin or commit went (not an operation's own refusal). */
+static int
+commit_txn_result(struct commit *c, int st)
+{
+    atomic_store(st == ST_OK ? &c->txn_ok_at : &c->txn_failed_at, commit_now());
+    return st;
+}
+
 /* Apply one operation in a transaction of its own. */
 static int
 commit_single(struct commit *c, struct commit_op *op)
@@ -155,12 +164,12 @@ commit_single(struct commit *c, struct commit_op *op)
     if (op->cls == COMMIT_BACKGROUND && atomic_load(&c->above))
         return ST_FULL;
     if ((st = commit_begin(c, &t)) != ST_OK)
-        return st;
+        return commit_txn_result(c, st);
     if ((st = op->apply(t, op)) != ST_OK) {
         store_txn_abort(t);
         return st;
     }
-    return store_txn_commit(t);
+    return commit_txn_result(c, store_txn_commit(t));
 }
 
 /* The group in one transaction; ST_OK, or the first failure (nothing of it written). */
@@ -172,7 +181,7 @@ commit_group_txn(struct commit *c, struct commit_op *list)
     int st;
 
     if ((st = commit_begin(c, &t)) != ST_OK)
-        return st;
+        return commit_txn_result(c, st);
     for (struct commit_op *op = list; op != NULL; op = op->next) {
         if (op->cls == COMMIT_BACKGROUND && above) {
             op->status = ST_FULL; /* refused before any write: the group goes on */
@@ -183,7 +192,7 @@ commit_group_txn(struct commit *c, struct commit_op *list)
             return op->status;
         }
     }
-    return store_txn_commit(t);
+    return commit_txn_result(c, store_txn_commit(t));
 }
 
 static void
@@ -493,6 +502,15 @@ bool
 commit_above_fill(struct commit *c)
 {
     return atomic_load(&c->above);
+}
+
+bool
+commit_failing(struct commit *c)
+{
+    int64_t failed = atomic_load(&c->txn_failed_at);
+
+    return failed != 0 && failed > atomic_load(&c->txn_ok_at) &&
+           commit_now() - failed < (int64_t)COMMIT_FAILING_HOLD_S * 1000000000LL;
 }
 
 unsigned

@@ -106,6 +106,11 @@ void commit_flush(struct commit *c);
  * (background writes refused: a health warning). */
 double commit_fill(struct commit *c);
 bool commit_above_fill(struct commit *c);
+/* A transaction could not be begun or committed (ENOSPC, EIO, a read-only filesystem) and none
+ * has been committed since, within the last COMMIT_FAILING_HOLD_S seconds: a health failure
+ * (issue 8, disk faults). It clears by itself with the next commit that succeeds. */
+#define COMMIT_FAILING_HOLD_S 10
+bool commit_failing(struct commit *c);
 /* Operations submitted and not yet completed (queued, or in the group being written). */
 unsigned commit_queue_depth(struct commit *c);
 /* The pipeline's store. */

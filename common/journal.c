@@ -65,6 +65,7 @@ struct journal {
     struct seg segs[JOURNAL_MAX_SEGMENTS];
     unsigned nsegs;
     int active;            /* writer only */
+    int64_t create_retry_at; /* writer only: no new segment before (a creation failed) */
     uint64_t next_seq;     /* writer only (after open) */
     pthread_t thread;
     bool started;
@@ -179,12 +180,6 @@ write_with(journal_pwrite_fn fn, int fd, const void *p, size_t n, off_t off)
     return true;
 }
 
-static bool
-write_all(int fd, const void *p, size_t n, off_t off)
-{
-    return write_with(pwrite, fd, p, n, off);
-}
-
 /* ---- segment files ---- */
 
 static void
@@ -222,7 +217,7 @@ seg_create(struct journal *j, unsigned i)
         size_t n = j->cfg.segment_size - off < sizeof(zero) ? j->cfg.segment_size - off
                                                             : sizeof(zero);
 
-        if (!write_all(fd, zero, n, (off_t)off))
+        if (!write_with(j->cfg.pwrite_fn, fd, zero, n, (off_t)off)) /* tests: a full disk */
             goto fail;
         off += n;
     }
@@ -729,9 +724,15 @@ seg_switch(struct journal *j)
         pick = seg_wait_free(j);
     pthread_mutex_unlock(&j->lock);
     if (pick < 0 && j->nsegs < j->cfg.segments_max) {
-        /* the applier is behind: grow the journal (a one-off cost on this write) */
-        if ((st = seg_create(j, j->nsegs)) != ST_OK)
+        /* the applier is behind: grow the journal (a one-off cost on this write). After a
+         * failed creation (the disk full) the next try waits a while: meanwhile writes are
+         * refused at once rather than each filling the disk with zeros again. */
+        if (j_now() < j->create_retry_at)
+            return ST_FULL;
+        if ((st = seg_create(j, j->nsegs)) != ST_OK) {
+            j->create_retry_at = j_now() + JOURNAL_RETRY_NS;
             return st;
+        }
         pick = (int)j->nsegs++;
     }
     if (pick < 0)
@@ -779,17 +780,20 @@ group_build(struct journal *j, struct journal_rec *list, struct journal_rec **re
 }
 
 /* One attempt at writing the group at the tail of the active segment (switching first when it
- * does not fit). */
+ * does not fit). *wrote: the group's write was made (and may be on disk even if it failed);
+ * false when the attempt stopped before it (no segment: full, or one could not be created). */
 static int
-group_write_once(struct journal *j, struct jbuf *b)
+group_write_once(struct journal *j, struct jbuf *b, bool *wrote)
 {
     struct seg *s;
     bool ok;
     int st;
 
+    *wrote = false;
     if (j->active < 0 || j->segs[j->active].tail + b->len > j->cfg.segment_size)
         if ((st = seg_switch(j)) != ST_OK)
             return st;
+    *wrote = true;
     s = &j->segs[j->active];
     put_le32(b->data + 20, group_crc(s->salt, b->data, b->data + JOURNAL_GROUP_HEADER,
                                      b->len - JOURNAL_GROUP_HEADER));
@@ -819,15 +823,17 @@ group_write_once(struct journal *j, struct jbuf *b)
 static int
 group_write(struct journal *j, struct jbuf *b)
 {
+    bool wrote;
     int st;
 
     if (j->failed)
         return ST_IO;
-    st = group_write_once(j, b);
-    if (st != ST_IO)
-        return st; /* written, or refused before anything was written (full) */
+    st = group_write_once(j, b, &wrote);
+    if (st == ST_OK || !wrote)
+        return st; /* written, or refused before anything was written (full, no space for a
+                      new segment: issue 8, the disk full): the next group may succeed */
     /* the failed write may be on disk: the retry must succeed, or these numbers are burnt */
-    if ((st = group_write_once(j, b)) != ST_OK) {
+    if ((st = group_write_once(j, b, &wrote)) != ST_OK) {
         st = ST_IO;
         log_err("journal: %s: a failed write could not be made again: no more tokens until "
                 "tsad is restarted (the journal is recovered then)", j->dir);

@@ -33,6 +33,9 @@
  *
  * A write that fails (EIO) may still have reached the disk: its group is written again,
  * unchanged, in a fresh segment; a second failure stops the journal (ST_IO) until a restart.
+ * A new segment that cannot be created (the disk full) is not a failed write: nothing of the
+ * group was written, its records complete with ST_IO (ST_FULL for a second after), and the
+ * journal goes on.
  *
  * Capacity: at most segments_max segments; a segment is reused once all its records are in
  * LMDB. If LMDB cannot take records (its map is full), they stay durable here and the
@@ -73,7 +76,8 @@ struct journal_rec {
     struct journal_rec *next; /* private */
 };
 
-/* How segment writes are made: pwrite(2) unless a test replaces it (to inject failures). */
+/* How segment writes (and a new segment's zero fill) are made: pwrite(2) unless a test
+ * replaces it (to inject failures). */
 typedef ssize_t (*journal_pwrite_fn)(int fd, const void *buf, size_t n, off_t off);
 
 struct journal_config {

@@ -378,7 +378,8 @@ tsa_health(void *ctx, char *json, size_t cap)
     /* red above fill_limit (keep the rest for the audit records still to come) and while the
      * journal cannot copy records into the store */
     store_ok = s->commit != NULL && store_usage(s->store, &used, &map) == ST_OK &&
-               !commit_above_fill(s->commit) && !js.apply_failing && !js.write_failed;
+               !commit_above_fill(s->commit) && !js.apply_failing && !js.write_failed &&
+               !commit_failing(s->commit);
     snprintf(json, cap,
              "{\"status\":\"%s\",\"clock\":{\"ok\":%s,\"verdict\":\"%s\",\"error_bound\":%.6f,"
              "\"max_error\":%.6f,\"offset\":%.6f,\"stratum\":%d,\"leap\":%d},"

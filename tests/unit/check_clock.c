@@ -125,10 +125,19 @@ fake_init(struct fake *f)
     f->s.skew_ppm = 1.0;
     f->s.resid_freq_ppm = -0.5;
     f->s.last_update_age = 10.0;
+    f->s.ref_time.tv_sec = T_NOON - 10;
     f->s.kernel_unsync = false;
     f->s.kernel_maxerror = 0.01;
     f->rt.tv_sec = T_NOON;
     f->mono.tv_sec = 1000;
+}
+
+/* Time passes (no step): both clocks move to real time `t`. */
+static void
+fake_advance_to(struct fake *f, time_t t)
+{
+    f->mono.tv_sec += t - f->rt.tv_sec;
+    f->rt.tv_sec = t;
 }
 
 static struct clock_config
@@ -651,9 +660,94 @@ START_TEST(test_verdict_step_detected)
     f.rt.tv_sec += 2;
     ck_assert_int_eq(read_verdict(c), CLOCK_OK);
     f.rt.tv_sec += 2;
-    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK); /* a new sample takes the new time */
+    /* a new sample sees the step too and keeps it (issue 8 item 3, test below) */
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    ck_assert_int_eq(read_verdict(c), CLOCK_STEPPED);
+    f.mono.tv_sec += 1;
+    f.rt.tv_sec += 1;
+    f.s.ref_time = f.rt; /* chronyd updated after the step: the new time is taken */
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
     ck_assert_int_eq(read_verdict(c), CLOCK_OK);
     ck_assert_str_eq(clock_verdict_str(CLOCK_STEPPED), "stepped");
+    clock_free(c);
+}
+END_TEST
+
+/* Issue 8 item 3 (TSA-04, TSA-05): a step of the system clock keeps issuance refused past the
+ * next poll, until chronyd reports a clock update (its reference time) newer than the step.
+ * Before the fix the next sample simply took the new time: +60 s refused at 1.0 s, accepted
+ * again at 1.5 s while chronyd's answer had not changed. */
+START_TEST(test_step_held_until_chronyd_update)
+{
+    struct fake f;
+    struct clock_config cfg = base_cfg();
+    struct clock *c;
+
+    fake_init(&f);
+    c = fake_clock(&f, &cfg);
+    f.mono.tv_sec += 1;
+    f.rt.tv_sec += 1;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
+    f.rt.tv_sec += 60; /* date -s: +60 s */
+    ck_assert_int_eq(read_verdict(c), CLOCK_STEPPED);
+    f.mono.tv_nsec += 500000000; /* the next poll, 0.5 s later: chronyd said the same */
+    f.rt.tv_nsec += 500000000;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    ck_assert_int_eq(read_verdict(c), CLOCK_STEPPED);
+    for (int i = 0; i < 5; i++) { /* and so it stays, poll after poll */
+        f.mono.tv_sec += 1;
+        f.rt.tv_sec += 1;
+        ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    }
+    ck_assert_int_eq(read_verdict(c), CLOCK_STEPPED);
+    /* an update from before the step (old clock: T_NOON + 1.5 s) does not release it */
+    f.s.ref_time.tv_sec = T_NOON + 1;
+    f.s.ref_time.tv_nsec = 500000000;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    /* chronyd's update after the step does */
+    f.s.ref_time = f.rt;
+    f.s.ref_time.tv_sec -= 1;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
+    ck_assert_int_eq(read_verdict(c), CLOCK_OK);
+    clock_free(c);
+    ck_assert_int_eq(log_count("AUDIT event=clock_step"), 1);
+    ck_assert_int_eq(log_count("AUDIT event=clock_sync_regained reason=ok prev=stepped"), 1);
+}
+END_TEST
+
+/* Issue 8 item 3: after a step backwards by 30 s, chronyd's reference times from before the
+ * step look up to 30 s "newer" on the new clock; only one newer than the step on both the old
+ * and the new clock releases issuance (so no token after the step carries a time earlier than
+ * one before it). A source that cannot be reached meanwhile keeps the step too. */
+START_TEST(test_step_back_held)
+{
+    struct fake f;
+    struct clock_config cfg = base_cfg();
+    struct clock *c;
+
+    fake_init(&f);
+    c = fake_clock(&f, &cfg);
+    f.mono.tv_sec += 1;
+    f.rt.tv_sec += 1;
+    f.s.ref_time = f.rt; /* chronyd updated just now: T_NOON + 1 */
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
+    f.rt.tv_sec -= 30; /* -30 s */
+    f.mono.tv_sec += 1;
+    f.rt.tv_sec += 1;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    f.ret = ST_IO; /* chronyd away */
+    f.mono.tv_sec += 1;
+    f.rt.tv_sec += 1;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_UNREACHABLE);
+    f.ret = 0;
+    f.mono.tv_sec += 1;
+    f.rt.tv_sec += 1;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    /* newer than "now" on the new clock, but not on the old one (T_NOON + 4 there) */
+    f.s.ref_time.tv_sec = f.rt.tv_sec + 2;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    f.s.ref_time.tv_sec = T_NOON + 5; /* after the step on both clocks */
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
     clock_free(c);
 }
 END_TEST
@@ -776,16 +870,16 @@ START_TEST(test_verdict_leap_window)
     f.rt.tv_sec = T_MIDNIGHT - 3600;
     c = fake_clock(&f, &cfg);
     ck_assert_int_eq(read_verdict(c), CLOCK_OK); /* announced, but an hour away */
-    f.rt.tv_sec = T_MIDNIGHT - 11;
+    fake_advance_to(&f, T_MIDNIGHT - 11);
     ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
-    f.rt.tv_sec = T_MIDNIGHT - 5;
+    fake_advance_to(&f, T_MIDNIGHT - 5);
     ck_assert_int_eq(clock_poll_now(c), CLOCK_LEAP);
     ck_assert_int_eq(read_verdict(c), CLOCK_LEAP);
     /* after midnight chronyd clears the announcement; the guard still holds */
     f.s.leap = 0;
-    f.rt.tv_sec = T_MIDNIGHT + 3;
+    fake_advance_to(&f, T_MIDNIGHT + 3);
     ck_assert_int_eq(clock_poll_now(c), CLOCK_LEAP);
-    f.rt.tv_sec = T_MIDNIGHT + 11;
+    fake_advance_to(&f, T_MIDNIGHT + 11);
     ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
     clock_free(c);
     ck_assert_int_eq(log_count("AUDIT event=clock_sync_lost reason=leap"), 1);
@@ -804,6 +898,48 @@ START_TEST(test_verdict_leap_delete)
     f.rt.tv_sec = T_MIDNIGHT - 1;
     c = fake_clock(&f, &cfg);
     ck_assert_int_eq(read_verdict(c), CLOCK_LEAP);
+    clock_free(c);
+}
+END_TEST
+
+/* The kernel inserts an announced leap second by stepping CLOCK_REALTIME back 1 s at midnight:
+ * inside the leap guard that is the leap, not a step to hold until chronyd's next update
+ * (issue 8 item 3 must not refuse tokens for a whole NTP poll after every leap second). A
+ * step of any other size there is still held. */
+START_TEST(test_leap_second_step_not_held)
+{
+    struct fake f;
+    struct clock_config cfg = base_cfg();
+    struct clock *c;
+
+    fake_init(&f);
+    cfg.poll_interval = 1.0;
+    f.s.leap = 1; /* insert a second at the end of this UTC day */
+    f.rt.tv_sec = T_MIDNIGHT - 5;
+    f.s.ref_time.tv_sec = T_MIDNIGHT - 20;
+    c = fake_clock(&f, &cfg);
+    ck_assert_int_eq(read_verdict(c), CLOCK_LEAP);
+    /* 8 s later on the monotonic clock, 7 s later on the real-time clock: 23:59:60 repeated */
+    f.s.leap = 0;
+    f.mono.tv_sec += 8;
+    f.rt.tv_sec += 7;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_LEAP);
+    fake_advance_to(&f, T_MIDNIGHT + 11);
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
+    clock_free(c);
+
+    /* the same window, a step of 3 s: held */
+    fake_init(&f);
+    f.s.leap = 1;
+    f.rt.tv_sec = T_MIDNIGHT - 5;
+    f.s.ref_time.tv_sec = T_MIDNIGHT - 20;
+    c = fake_clock(&f, &cfg);
+    f.s.leap = 0;
+    f.mono.tv_sec += 8;
+    f.rt.tv_sec += 5;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    fake_advance_to(&f, T_MIDNIGHT + 11);
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
     clock_free(c);
 }
 END_TEST
@@ -983,6 +1119,8 @@ clock_suite(void)
     tcase_add_test(verdict, test_verdict_stale_update);
     tcase_add_test(verdict, test_verdict_stale_snapshot);
     tcase_add_test(verdict, test_verdict_step_detected);
+    tcase_add_test(verdict, test_step_held_until_chronyd_update);
+    tcase_add_test(verdict, test_step_back_held);
     tcase_add_test(verdict, test_verdict_kernel_maxerror);
     tcase_add_test(verdict, test_verdict_bound_offset);
     tcase_add_test(verdict, test_verdict_bound_dispersion);
@@ -991,6 +1129,7 @@ clock_suite(void)
     tcase_add_test(verdict, test_verdict_leap_window);
     tcase_add_test(verdict, test_verdict_leap_delete);
     tcase_add_test(verdict, test_verdict_no_leap_at_midnight);
+    tcase_add_test(verdict, test_leap_second_step_not_held);
     tcase_add_test(verdict, test_kernel_check);
     tcase_add_test(verdict, test_recovery_audit);
     tcase_add_test(verdict, test_poller_runs);

@@ -560,7 +560,8 @@ static int writes_seen, fail_from, fail_count;
 static ssize_t
 flaky_pwrite(int fd, const void *buf, size_t n, off_t off)
 {
-    if (n > 64) {
+    /* groups only: not segment headers (36 bytes), nor the zero fill of a new segment */
+    if (n > 64 && ((const uint8_t *)buf)[0] != 0) {
         writes_seen++;
         if (writes_seen >= fail_from && writes_seen < fail_from + fail_count) {
             if (writes_seen == fail_from && pwrite(fd, buf, n, off) != (ssize_t)n)
@@ -717,6 +718,66 @@ START_TEST(test_eio_retry_full_stops)
 }
 END_TEST
 
+/* The disk full: a new segment cannot be created (its zero fill fails with ENOSPC); writes
+ * into the segments already there succeed, as on a real filesystem. */
+static bool no_space;
+
+static ssize_t
+nospace_pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+    if (no_space && n > 0 && ((const uint8_t *)buf)[0] == 0) { /* a group starts "JRNL" */
+        errno = ENOSPC;
+        return -1;
+    }
+    return pwrite(fd, buf, n, off);
+}
+
+START_TEST(test_no_space_for_segment_recovers)
+{
+    /* issue 8 (disk faults): with the database not taking records, the journal fills the
+     * segments it has and needs a new one, which the full disk refuses. Nothing of those
+     * records was written: they are refused, but the journal does not stop, and once the
+     * database takes records again (segments free) appends succeed without a restart.
+     * Before the fix, the failed creation counted as a failed write: "no more tokens until
+     * tsad is restarted". */
+    struct store_txn *held = NULL;
+    struct journal_stats js;
+    struct acks a;
+    size_t ok_before;
+
+    test_pwrite = nospace_pwrite;
+    no_space = false;
+    acks_init(&a);
+    open_all(MAP, 8, 0.005);
+    no_space = true;
+    ck_assert_int_eq(store_txn_begin(st, true, &held), ST_OK); /* the applier waits */
+    for (int i = 0; i < 600 && a.done == a.ok; i++)
+        append_n(&a, "w", 1, 1000);
+    ck_assert_msg(a.done > a.ok, "the journal took records without a segment for them");
+    journal_stats(jr, &js);
+    ck_assert_msg(!js.write_failed, "a segment that could not be created stopped the journal");
+    ck_assert_uint_eq(js.segments, 2);
+    append_n(&a, "refused", 1, 1000); /* still no room: refused at once */
+    ck_assert_uint_lt(a.ok, a.done);
+    /* space back, the database takes records again: no restart needed */
+    ok_before = a.ok;
+    no_space = false;
+    store_txn_abort(held);
+    for (int i = 0; i < 100 && a.ok == ok_before; i++) {
+        struct timespec pause = {0, 20000000};
+
+        append_n(&a, "after", 1, 1000);
+        if (a.ok == ok_before)
+            nanosleep(&pause, NULL);
+    }
+    ck_assert_uint_gt(a.ok, ok_before);
+    journal_close(jr); /* applies everything: each acknowledged record, none else */
+    jr = NULL;
+    ck_assert_uint_eq(db_count(), a.ok);
+    test_pwrite = NULL;
+}
+END_TEST
+
 /* Flip one byte at `off` of the active segment's second group. */
 static void
 flip_second_group(void)
@@ -834,6 +895,7 @@ journal_suite(void)
     tcase_add_test(tc, test_eio_twice_stops);
     tcase_add_test(tc, test_eio_stopped_refuses);
     tcase_add_test(tc, test_eio_retry_full_stops);
+    tcase_add_test(tc, test_no_space_for_segment_recovers);
     tcase_add_test(tc, test_damage_not_skipped);
     tcase_add_test(tc, test_damage_in_applied_part);
     tcase_add_test(tc, test_unreadable_segment_refused);
