@@ -842,9 +842,10 @@ ocsp_health(void *ctx, char *json, size_t cap)
     struct commit *c = ocsp_responder_commit(s->resp);
     size_t used = 0, map = 1, issuers = ocsp_responder_issuer_count(s->resp);
     bool signer_ok = ocsp_responder_healthy(s->resp);
-    /* above fill_limit pre-signing and refresh have stopped: the rest is kept for revocations */
+    /* above fill_limit pre-signing and refresh have stopped: the rest is kept for revocations;
+     * a write that failed (disk full, read-only) means stored answers go stale: red either way */
     bool store_ok = store_usage(ocsp_store_raw(s->store), &used, &map) == ST_OK &&
-                    !commit_above_fill(c);
+                    !commit_above_fill(c) && !commit_failing(c);
     bool ok = signer_ok && store_ok && issuers > 0;
 
     snprintf(json, cap,
