@@ -8,7 +8,7 @@
 # behind the simulated network HSM (bench/p11delay.c), whose hang file holds signatures:
 #   (a) 40 trickling connections from one address: 32 refused at once, 8 cut at the deadline;
 #       meanwhile another address gets /healthz 200 and a token; counters and log lines
-#   (b) 3,000 idle and trickling connections from 500 addresses, closed ones reopened at once:
+#   (b) 3,000 idle and trickling connections from 500 addresses, closed ones reopened after 0.2 s:
 #       /healthz, /metrics and a token are still answered; the longest-waiting connections
 #       are evicted to make room
 #   (c) a body announced by Content-Length and trickled: cut at the deadline
