@@ -16,7 +16,8 @@
  *
  * Metrics: http_requests_total{code="2xx"...}, http_rejected_total{code="404"...},
  * http_connections, http_suspended_requests, http_request_body_bytes_total,
- * http_response_body_bytes_total, http_request_duration_seconds.
+ * http_response_body_bytes_total, http_request_duration_seconds,
+ * http_connections_rejected_total{reason="per_ip"...} (below).
  *
  * Hostile and slow clients (issue 8 item 1). Every connection is tracked from its accept to
  * its close (MHD's connection notifications; the bookkeeping is removed before MHD closes the
