@@ -19,8 +19,8 @@
  * response is only ever queued from the access handler, as MHD requires.
  */
 #include "common/http.h"
-#include "common/config.h"
 #include "common/cond.h"
+#include "common/config.h"
 #include "common/live.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -88,9 +88,9 @@ enum http_state { HTTP_SRV_NEW, HTTP_SRV_RUNNING, HTTP_SRV_STOPPED };
 
 /* ---- connection guard types (see http.h: hostile and slow clients) ---- */
 
-#define HTTP_GUARD_TICK_MS 250    /* the sweeper's longest sleep */
-#define HTTP_GUARD_LOG_MS 10000   /* one log line per reason at most this often */
-#define HTTP_IDLE_SLACK_S 1u      /* MHD's own idle timeout: ours first, MHD's as a backstop */
+#define HTTP_GUARD_TICK_MS 250  /* the sweeper's longest sleep */
+#define HTTP_GUARD_LOG_MS 10000 /* one log line per reason at most this often */
+#define HTTP_IDLE_SLACK_S 1u    /* MHD's own idle timeout: ours first, MHD's as a backstop */
 
 enum http_conn_state {
     HTTP_CONN_WAITING,   /* ready for a request; no whole request line yet */
@@ -99,8 +99,14 @@ enum http_conn_state {
     HTTP_CONN_CUT        /* shut down by the guard; MHD closes it */
 };
 
-enum http_cut { HTTP_CUT_PER_IP, HTTP_CUT_LIMIT, HTTP_CUT_DEADLINE, HTTP_CUT_IDLE,
-                HTTP_CUT_EVICTED, HTTP_CUTS };
+enum http_cut {
+    HTTP_CUT_PER_IP,
+    HTTP_CUT_LIMIT,
+    HTTP_CUT_DEADLINE,
+    HTTP_CUT_IDLE,
+    HTTP_CUT_EVICTED,
+    HTTP_CUTS
+};
 
 struct http_ipkey {
     unsigned char a[16]; /* IPv6, or IPv4 as ::ffff:a.b.c.d */
@@ -341,8 +347,8 @@ guard_log(struct http_server *srv, enum http_cut r, uint64_t now)
                  n, c->max_connections, ip);
         break;
     default:
-        log_debug("http: closed %u idle connections (timeout %us), last from %s", n,
-                  c->timeout_s, ip);
+        log_debug("http: closed %u idle connections (timeout %us), last from %s", n, c->timeout_s,
+                  ip);
         break;
     }
 }
@@ -397,9 +403,11 @@ guard_wait(struct http_guard *g, struct http_conn *c)
 
 /*
  * Under the guard lock: shut the connection down. MHD sees the end of stream on its next
- * turn and closes it; the descriptor stays MHD's until then, and our record (removed, under
- * this lock, at MHD's CLOSED notification, before MHD closes the descriptor) guarantees it
- * was not closed and reused.
+ * turn and closes it; the descriptor stays MHD's until then. It cannot have been closed and
+ * reused under us: libmicrohttpd (0.9.75: new_connection_process_ on its failure path,
+ * MHD_cleanup_connections otherwise) calls the CLOSED notification before it closes the
+ * socket, and guard_closed() drops our record under this lock. A suspended connection is
+ * never cut (its request is whole), so MHD always watches the socket it is shut down on.
  */
 static void
 guard_cut(struct http_server *srv, struct http_conn *c, enum http_cut r)
