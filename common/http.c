@@ -38,6 +38,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,6 +92,7 @@ enum http_state { HTTP_SRV_NEW, HTTP_SRV_RUNNING, HTTP_SRV_STOPPED };
 #define HTTP_GUARD_TICK_MS 250  /* the sweeper's longest sleep */
 #define HTTP_GUARD_LOG_MS 10000 /* one log line per reason at most this often */
 #define HTTP_IDLE_SLACK_S 1u    /* MHD's own idle timeout: ours first, MHD's as a backstop */
+#define HTTP_FD_SPARE 128u      /* descriptors besides connections: stores, journal, token, logs */
 
 enum http_conn_state {
     HTTP_CONN_WAITING,   /* ready for a request; no whole request line yet */
@@ -464,7 +466,11 @@ http_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
     return ok ? MHD_YES : MHD_NO;
 }
 
-/* The connection that has waited longest for a request, other than c and reserve ones. */
+/*
+ * The connection that has waited longest for a request, other than c and reserve ones. No
+ * minimum age: against a client that reopens what is closed as fast as it can, the newest
+ * connections must be the safe ones, and a real client sends its request at once.
+ */
 static struct http_conn *
 guard_victim(const struct http_guard *g, const struct http_conn *c)
 {
@@ -593,12 +599,33 @@ guard_init(struct http_server *srv)
     return ST_OK;
 }
 
+/*
+ * Every connection is a descriptor: raise the soft open-file limit to what max_connections and
+ * the reserve need (the hard limit permitting; no select() in the process, so descriptors past
+ * 1024 are fine). Short of it, accept() fails and connections wait in the kernel's queue.
+ */
+static void
+guard_fd_limit(const struct http_server *srv)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)srv->cfg.max_connections + HTTP_RESERVE_CONNECTIONS + HTTP_FD_SPARE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need)
+        log_warn("http: open-file limit %llu is below max_connections + %u (reserve) + %u; "
+                 "raise it (LimitNOFILE=) or lower max_connections",
+                 (unsigned long long)rl.rlim_cur, HTTP_RESERVE_CONNECTIONS, HTTP_FD_SPARE);
+}
+
 static int
 guard_start(struct http_server *srv)
 {
     struct http_guard *g = &srv->guard;
 
     g->stop = false;
+    guard_fd_limit(srv);
     if (pthread_create(&g->thread, NULL, guard_main, srv) != 0) {
         log_err("http: cannot start the connection guard thread");
         return ST_IO;
