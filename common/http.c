@@ -137,6 +137,7 @@ struct http_guard {
     bool stop;
     struct http_conn *head, *tail;
     unsigned count; /* connections between MHD's STARTED and CLOSED notifications */
+    unsigned cut;   /* of which shut down by us, MHD about to close them */
     struct http_ipent *ips;
     size_t ipmask; /* table size - 1 (a power of two) */
     uint64_t seed;
@@ -253,18 +254,27 @@ ipkey_text(const struct http_ipkey *k, char *out, size_t cap)
         inet_ntop(AF_INET6, k->a, out, (socklen_t)cap);
 }
 
-/* Seeded mix of the address: a client cannot choose addresses that collide on purpose. */
+/* splitmix64's finalizer: every input bit moves every output bit. */
+static uint64_t
+mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9u;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+/* Seeded hash of the whole address (for IPv4 all of it sits in the upper half): a client
+ * cannot pick addresses that collide on purpose. */
 static size_t
 ip_slot(const struct http_guard *g, const struct http_ipkey *k)
 {
-    uint64_t lo, hi, h;
+    uint64_t lo, hi;
 
     memcpy(&lo, k->a, 8);
     memcpy(&hi, k->a + 8, 8);
-    h = (lo ^ g->seed) * 0x9e3779b97f4a7c15u;
-    h = (h ^ (h >> 29) ^ hi) * 0xbf58476d1ce4e5b9u;
-    h ^= h >> 31;
-    return (size_t)h & g->ipmask;
+    return (size_t)mix64(mix64(lo ^ g->seed) ^ hi) & g->ipmask;
 }
 
 /* Under the guard lock: the slot holding k, or the free slot where it would go. */
@@ -416,6 +426,7 @@ guard_cut(struct http_server *srv, struct http_conn *c, enum http_cut r)
 {
     guard_unlink(&srv->guard, c);
     c->state = HTTP_CONN_CUT;
+    srv->guard.cut++;
     if (c->fd >= 0)
         shutdown(c->fd, SHUT_RDWR);
     guard_note(srv, r, &c->ip);
@@ -501,7 +512,8 @@ guard_started(struct http_server *srv, struct MHD_Connection *conn, void **socke
     /* two threads may both pass the accept policy for one address: this check is exact */
     if (ip_add(g, &c->ip) > srv->cfg.per_ip_limit && srv->cfg.per_ip_limit != 0) {
         guard_cut(srv, c, HTTP_CUT_PER_IP);
-    } else if (g->count > srv->cfg.max_connections) {
+    } else if (g->count - g->cut > srv->cfg.max_connections) {
+        /* (those already cut are leaving: one newcomer, one eviction) */
         victim = guard_victim(g, c);
         if (victim != NULL)
             guard_cut(srv, victim, HTTP_CUT_EVICTED);
@@ -524,6 +536,8 @@ guard_closed(struct http_server *srv, void **socket_ctx)
     pthread_mutex_lock(&g->lock);
     guard_unlink(g, c);
     g->count--;
+    if (c->state == HTTP_CONN_CUT)
+        g->cut--;
     ip_del(g, &c->ip);
     c->fd = -1;
     pthread_mutex_unlock(&g->lock);
