@@ -19,7 +19,6 @@
  * response is only ever queued from the access handler, as MHD requires.
  */
 #include "common/http.h"
-#include "common/cond.h"
 #include "common/config.h"
 #include "common/live.h"
 #include "common/log.h"
@@ -588,11 +587,30 @@ guard_main(void *arg)
     while (!g->stop) {
         now = mono_ms();
         next = guard_sweep(srv, now);
-        if (next > now)
-            cond_wait_ns(&g->wake, &g->lock, (int64_t)(next - now) * 1000000);
+        if (next > now) {
+            /* on the monotonic clock (guard_init): a step of the wall clock cannot stall it */
+            struct timespec until = {(time_t)(next / 1000), (long)(next % 1000) * 1000000L};
+
+            pthread_cond_timedwait(&g->wake, &g->lock, &until);
+        }
     }
     pthread_mutex_unlock(&g->lock);
     return NULL;
+}
+
+static int
+guard_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    int rc;
+
+    if (pthread_condattr_init(&attr) != 0)
+        return -1;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
 }
 
 /* The address table holds every address with a connection: at most MHD's limit of them. */
@@ -1607,7 +1625,7 @@ http_server_new(const struct http_config *cfg)
         free(srv);
         return NULL;
     }
-    if (pthread_cond_init(&srv->guard.wake, NULL) != 0 || guard_init(srv) != ST_OK) {
+    if (guard_cond_init(&srv->guard.wake) != 0 || guard_init(srv) != ST_OK) {
         log_err("http: out of memory for the connection table");
         pthread_mutex_destroy(&srv->guard.lock);
         pthread_mutex_destroy(&srv->lock);
