@@ -247,7 +247,7 @@ SLOW_CONNS=${BENCH_SLOW_CONNS:-2000}
 SLOW_RATE=${BENCH_SLOW_RATE:-500}
 
 # slow_start OUT ARGS...: slowloris.py in the background (SLOW_PID), once its first
-# connections are tried; its JSON summary goes to OUT
+# connections are tried; its JSON summary goes to OUT when it ends (--duration, or SIGTERM)
 slow_start() {
     local out=$1 i
     shift
@@ -276,6 +276,7 @@ slowloris_tsa() {
     p1=$SLOW_PID
     load tsad_slowloris_one "$TSA_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
         "${lg[@]}"
+    kill -TERM "$p1" 2>/dev/null || true
     wait "$p1" || true
     slow_start "$OUT/slowloris_many_idle.json" --port "$port" --conns $((SLOW_CONNS / 2)) \
         --sources 127.0.3.1-127.0.3.100 --mode idle --duration "$secs" --reopen 1
@@ -286,6 +287,7 @@ slowloris_tsa() {
     p2=$SLOW_PID
     load tsad_slowloris_many "$TSA_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
         "${lg[@]}"
+    kill -TERM "$p1" "$p2" 2>/dev/null || true
     wait "$p1" "$p2" || true
     curl -s "$TSA_BASE/metrics" | grep '^http_connections_rejected_total' |
         sed 's/^/  /' || true
