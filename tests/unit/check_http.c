@@ -1088,6 +1088,30 @@ START_TEST(test_request_deadline)
 }
 END_TEST
 
+/* On a kept-alive connection the clock starts again when the answer is sent: a quick first
+ * request, then a trickled second one, is cut too. */
+START_TEST(test_keepalive_deadline)
+{
+    struct http_config cfg = test_config();
+    struct cli a;
+    struct reply r;
+
+    cfg.timeout_s = 30;
+    cfg.request_timeout_s = 2;
+    guard_server(&cfg);
+    cli_open(&a, port);
+    cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&a, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    /* the first request took far less than its deadline; the connection is still open */
+    wait_ms(1500);
+    cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n");
+    ck_assert_msg(trickle_cut(&a, 40), "a trickled second request was never cut");
+    cli_close(&a);
+    wait_counter(conn_rejected("deadline"), 1);
+}
+END_TEST
+
 /* A body announced by Content-Length and trickled is cut at request_timeout too. */
 START_TEST(test_slow_body_deadline)
 {
@@ -1300,6 +1324,7 @@ http_suite(void)
     tcase_add_test(limits, test_bind_failure);
     tcase_add_test(limits, test_request_deadline);
     tcase_add_test(limits, test_slow_body_deadline);
+    tcase_add_test(limits, test_keepalive_deadline);
     tcase_add_test(limits, test_idle_counted);
     tcase_add_test(limits, test_suspended_not_cut);
     tcase_add_test(limits, test_evict_oldest_waiting);
