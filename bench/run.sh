@@ -20,7 +20,9 @@
 #           nonce responses, a hit/never-issued mix; an open-loop run at half of the measured
 #           maximum for the latency target; a second tsad and ocspd whose signer goes through
 #           the simulated network HSM (workers = 16): closed loop against its capacity, open
-#           loop at 90 % of it for the latency over the HSM's round trip
+#           loop at 90 % of it for the latency over the HSM's round trip; the latency of
+#           tokens beside thousands of slow and idle connections from one address and from many
+#           (tests/lib/slowloris.py), against the same unloaded (issue 8 item 1)
 #
 # Every tsad is started by tsad_bench_start NAME [SECTION.KEY=VALUE...] (a configuration with
 # keys overridden, its own store): a scenario on another configuration is one call and a few
@@ -234,6 +236,64 @@ nethsm_tsa() {
     tsad_stop
 }
 
+# Slow and idle clients (issue 8 item 1): the latency of normal token requests (open loop at
+# SLOW_RATE/s over 8 connections, software P-256) on a tsad with its default connection limits
+# (per_ip_limit 64, max_connections 1024, timeout 5 s, request_timeout 10 s), unloaded, then
+# beside SLOW_CONNS slow and idle connections (tests/lib/slowloris.py) from one address
+# (127.0.0.2: trickled headers) and from many (127.0.3.1-127.0.3.100: half idle, half
+# trickling), each reopened 1 s after the server closes it. The report sets loaded against
+# unloaded p50 and p99 (the goal: within 2x).
+SLOW_CONNS=${BENCH_SLOW_CONNS:-2000}
+SLOW_RATE=${BENCH_SLOW_RATE:-500}
+
+# slow_start OUT ARGS...: slowloris.py in the background (SLOW_PID), once its first
+# connections are tried; its JSON summary goes to OUT when it ends (--duration, or SIGTERM)
+slow_start() {
+    local out=$1 i
+    shift
+    rm -f "$out.ready"
+    python3 tests/lib/slowloris.py --ready "$out.ready" "$@" >"$out" 2>>"$WORK/slowloris.log" &
+    SLOW_PID=$!
+    track_pid "$SLOW_PID"
+    for ((i = 0; i < 300; i++)); do
+        [[ -e $out.ready ]] && return 0
+        sleep 0.1
+    done
+    die "slowloris.py did not start; see $WORK/slowloris.log"
+}
+
+slowloris_tsa() {
+    local ca_args=(--ca "$PKI_ROOT_CERT" --untrusted "$WORK/tsa-untrusted.pem") secs port p1 p2
+    local lg=(--conns 8 --rate "$SLOW_RATE")
+    secs=$(awk -v w="$WARM" -v d="$DUR" 'BEGIN { print w + d + 3 }')
+    tsad_bench_start tsad-slowloris server.per_ip_limit=64
+    port=${TSA_BASE##*:}
+    echo "== tsad beside $SLOW_CONNS slow and idle connections, from one address and from many (pid $TSAD_PID)"
+    load tsad_slowloris_base "$TSA_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
+        "${lg[@]}"
+    slow_start "$OUT/slowloris_one.json" --port "$port" --conns "$SLOW_CONNS" \
+        --sources 127.0.0.2 --mode headers --interval 4 --duration "$secs" --reopen 1
+    p1=$SLOW_PID
+    load tsad_slowloris_one "$TSA_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
+        "${lg[@]}"
+    kill -TERM "$p1" 2>/dev/null || true
+    wait "$p1" || true
+    slow_start "$OUT/slowloris_many_idle.json" --port "$port" --conns $((SLOW_CONNS / 2)) \
+        --sources 127.0.3.1-127.0.3.100 --mode idle --duration "$secs" --reopen 1
+    p1=$SLOW_PID
+    slow_start "$OUT/slowloris_many_slow.json" --port "$port" --conns $((SLOW_CONNS / 2)) \
+        --sources 127.0.3.101-127.0.3.200 --mode headers --interval 4 --duration "$secs" \
+        --reopen 1
+    p2=$SLOW_PID
+    load tsad_slowloris_many "$TSA_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
+        "${lg[@]}"
+    kill -TERM "$p1" "$p2" 2>/dev/null || true
+    wait "$p1" "$p2" || true
+    curl -s "$TSA_BASE/metrics" | grep '^http_connections_rejected_total' |
+        sed 's/^/  /' || true
+    tsad_stop
+}
+
 # conf_set FILE SECTION KEY VALUE: set KEY = VALUE in [SECTION] of an INI file. Any line of
 # that key in the section is dropped and the new one put right under the section's header; a
 # missing section is appended. (The daemons refuse a key given twice in a section.)
@@ -289,7 +349,8 @@ accuracy = 1s
 CONF
     tsad_write_conf "$WORK/$name.conf" "$WORK/pki" "$port" "$(chrony_socket "$WORK/chrony")" \
         "$WORK/$name-store" "$extra"
-    conf_apply "$WORK/$name.conf" log.level=warn "$@"
+    # loadgen runs up to 64 connections from one address: no per-address limit by default
+    conf_apply "$WORK/$name.conf" log.level=warn server.per_ip_limit=0 "$@"
 }
 
 # tsad_bench_start NAME [SECTION.KEY=VALUE...]: write $WORK/NAME.conf (tsad_bench_conf) on a
@@ -565,6 +626,7 @@ def row($n; $ln; $lv; $pn; $pv):
 def tsa_peer($k): if lim("tsresp_\($k)_2t") then "TS_RESP_create_response 2t" else null end;
 def p50of($n): (run($n) | if . == null then null else .latency_ms.p50 end);
 def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
+def p99of($n): (run($n) | if . == null then null else .latency_ms.p99 end);
 {
   machine: $m,
   limits: $l[0],
@@ -600,9 +662,20 @@ def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
     row("ocspd_hit_get_half"; null; null; null; null),
     row("ocspd_nethsm_nonce"; "net HSM capacity"; lim("nethsm_capacity"); null; null),
     row("ocspd_nethsm_nonce_open"; null; null; null; null),
-    row("peer_openssl_ocsp"; null; null; null; null)
+    row("peer_openssl_ocsp"; null; null; null; null),
+    row("tsad_slowloris_base"; null; null; null; null),
+    row("tsad_slowloris_one"; null; null; null; null),
+    row("tsad_slowloris_many"; null; null; null; null)
   ],
   derived: [
+    {what: "tsad p50 beside slow and idle connections from one address / unloaded",
+     value: ratio(p50of("tsad_slowloris_one"); p50of("tsad_slowloris_base")), target: "<= 2"},
+    {what: "tsad p99 beside slow and idle connections from one address / unloaded",
+     value: ratio(p99of("tsad_slowloris_one"); p99of("tsad_slowloris_base")), target: "<= 2"},
+    {what: "tsad p50 beside slow and idle connections from 200 addresses / unloaded",
+     value: ratio(p50of("tsad_slowloris_many"); p50of("tsad_slowloris_base")), target: "<= 2"},
+    {what: "tsad p99 beside slow and idle connections from 200 addresses / unloaded",
+     value: ratio(p99of("tsad_slowloris_many"); p99of("tsad_slowloris_base")), target: "<= 2"},
     {what: "tsad soft P-256: server CPU per token / one bare P-256 signature",
      value: ratio(cpuof("tsad_soft_p256"); sign_us("speed_p256_1p"; "speed_p256_2p")),
      target: "<= 1.5"},
@@ -756,6 +829,7 @@ main() {
     tsad_stop
     nojournal_tsa
     nethsm_tsa
+    slowloris_tsa
     run_ocsp
     write_report
     print_table

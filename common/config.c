@@ -290,7 +290,9 @@ config_server_defaults(struct config_server *c, uint16_t port, size_t max_body)
     c->threads = 2;
     c->max_body = max_body;
     c->max_connections = 1024;
-    c->timeout_s = 15;
+    c->per_ip_limit = 64;
+    c->timeout_s = 5;
+    c->request_timeout_s = 10;
     c->watchdog_stall = 20;
     c->stop_timeout = 10;
 }
@@ -377,6 +379,12 @@ config_server_key(struct config_parse *p, struct config_server *c, const char *k
         if (config_duration(value, &d) != 0 || d < 1 || d > 3600)
             return config_error(p, pos, "timeout: a duration from 1s to 1h");
         c->timeout_s = (unsigned)d;
+        return ST_OK;
+    }
+    if (strcmp(key, "request_timeout") == 0) {
+        if (config_duration(value, &d) != 0 || d < 1 || d > 3600)
+            return config_error(p, pos, "request_timeout: a duration from 1s to 1h");
+        c->request_timeout_s = (unsigned)d;
         return ST_OK;
     }
     if (strcmp(key, "stop_timeout") == 0) {

@@ -59,7 +59,8 @@ struct config_server {
     size_t max_body;
     unsigned max_connections;
     unsigned per_ip_limit;
-    unsigned timeout_s;
+    unsigned timeout_s;         /* idle: no request started, or nothing moving */
+    unsigned request_timeout_s; /* a whole request (line, headers, body) must be in by then */
     double watchdog_stall;  /* a thread busy in one call this long stops the watchdog pings */
     double stop_timeout;    /* a stop that takes longer ends the process at once */
 };
@@ -89,8 +90,8 @@ struct config_store {
     size_t journal_max;       /* journal capacity (256M) */
 };
 
-/* Defaults: listen 127.0.0.1:port, 2 threads, max_body, 1024 connections, no per-IP limit,
- * 15 s timeout / no token, queue 4096, batch 64. */
+/* Defaults: listen 127.0.0.1:port, 2 threads, max_body, 1024 connections, 64 per client
+ * address, 5 s idle timeout, 10 s request timeout / no token, queue 4096, batch 64. */
 void config_server_defaults(struct config_server *c, uint16_t port, size_t max_body);
 void config_signer_defaults(struct config_signer *c);
 /* [store] defaults for a daemon whose store lives in `path` with a map of map_size bytes. */

@@ -36,6 +36,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -84,6 +86,66 @@ struct http_metrics {
 
 enum http_state { HTTP_SRV_NEW, HTTP_SRV_RUNNING, HTTP_SRV_STOPPED };
 
+/* ---- connection guard types (see http.h: hostile and slow clients) ---- */
+
+#define HTTP_GUARD_TICK_MS 250  /* the sweeper's longest sleep */
+#define HTTP_GUARD_LOG_MS 10000 /* one log line per reason at most this often */
+#define HTTP_IDLE_SLACK_S 1u    /* MHD's own idle timeout: ours first, MHD's as a backstop */
+#define HTTP_FD_SPARE 128u      /* descriptors besides connections: stores, journal, token, logs */
+
+enum http_conn_state {
+    HTTP_CONN_WAITING,   /* ready for a request; no whole request line yet */
+    HTTP_CONN_RECEIVING, /* request line in; headers or body still coming */
+    HTTP_CONN_BUSY,      /* request whole: handler, suspended, or answer being sent */
+    HTTP_CONN_CUT        /* shut down by the guard; MHD closes it */
+};
+
+enum http_cut {
+    HTTP_CUT_PER_IP,
+    HTTP_CUT_LIMIT,
+    HTTP_CUT_DEADLINE,
+    HTTP_CUT_IDLE,
+    HTTP_CUT_EVICTED,
+    HTTP_CUTS
+};
+
+struct http_ipkey {
+    unsigned char a[16]; /* IPv6, or IPv4 as ::ffff:a.b.c.d */
+};
+
+struct http_ipent {
+    struct http_ipkey key;
+    unsigned count; /* 0: free slot */
+};
+
+struct http_conn {
+    struct http_conn *prev, *next; /* the waiting list (WAITING, RECEIVING), oldest first */
+    int fd;
+    enum http_conn_state state;
+    bool listed;
+    bool reserve; /* accepted past max_connections: /healthz and /metrics only */
+    uint64_t ready_ms;
+    struct http_ipkey ip;
+};
+
+struct http_guard {
+    pthread_mutex_t lock; /* everything below */
+    pthread_cond_t wake;
+    pthread_t thread;
+    bool thread_up;
+    bool stop;
+    struct http_conn *head, *tail;
+    unsigned count; /* connections between MHD's STARTED and CLOSED notifications */
+    unsigned cut;   /* of which shut down by us, MHD about to close them */
+    struct http_ipent *ips;
+    size_t ipmask; /* table size - 1 (a power of two) */
+    uint64_t seed;
+    struct metric *rejected[HTTP_CUTS];
+    unsigned pending[HTTP_CUTS]; /* not yet logged */
+    uint64_t logged_ms[HTTP_CUTS];
+    struct http_ipkey last[HTTP_CUTS];
+};
+
 union http_sockaddr {
     struct sockaddr sa;
     struct sockaddr_in in4;
@@ -111,11 +173,13 @@ struct http_server {
     atomic_int pending;   /* suspended requests whose http_reply() has not come yet */
     pthread_mutex_t lock; /* the suspended list and every request's reply state */
     struct http_request *parked;
+    struct http_guard guard;
 };
 
 struct http_request {
     struct http_server *srv;
     struct MHD_Connection *conn;
+    struct http_conn *cn; /* the guard's record of the connection (NULL: untracked) */
     atomic_int refs;
     uint64_t id;
     struct timespec t0;
@@ -148,6 +212,474 @@ struct http_request {
 };
 
 static atomic_uint_fast64_t http_next_id;
+
+/* ---- connection guard: per-address limit, reserve, eviction, request deadline ---- */
+
+static uint64_t
+mono_ms(void)
+{
+    struct timespec t;
+
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+static void
+ipkey_from(struct http_ipkey *k, const struct sockaddr *sa)
+{
+    memset(k, 0, sizeof(*k));
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
+
+        k->a[10] = k->a[11] = 0xff;
+        memcpy(k->a + 12, &in4->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+        memcpy(k->a, &in6->sin6_addr, 16);
+    }
+}
+
+static void
+ipkey_text(const struct http_ipkey *k, char *out, size_t cap)
+{
+    static const unsigned char v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+    if (memcmp(k->a, v4, sizeof(v4)) == 0)
+        inet_ntop(AF_INET, k->a + 12, out, (socklen_t)cap);
+    else
+        inet_ntop(AF_INET6, k->a, out, (socklen_t)cap);
+}
+
+/* splitmix64's finalizer: every input bit moves every output bit. */
+static uint64_t
+mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9u;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+/* Seeded hash of the whole address (for IPv4 all of it sits in the upper half): a client
+ * cannot pick addresses that collide on purpose. */
+static size_t
+ip_slot(const struct http_guard *g, const struct http_ipkey *k)
+{
+    uint64_t lo, hi;
+
+    memcpy(&lo, k->a, 8);
+    memcpy(&hi, k->a + 8, 8);
+    return (size_t)mix64(mix64(lo ^ g->seed) ^ hi) & g->ipmask;
+}
+
+/* Under the guard lock: the slot holding k, or the free slot where it would go. */
+static struct http_ipent *
+ip_find(const struct http_guard *g, const struct http_ipkey *k)
+{
+    size_t i = ip_slot(g, k);
+
+    while (g->ips[i].count != 0 && memcmp(&g->ips[i].key, k, sizeof(*k)) != 0)
+        i = (i + 1) & g->ipmask;
+    return &g->ips[i];
+}
+
+static unsigned
+ip_count(const struct http_guard *g, const struct http_ipkey *k)
+{
+    return ip_find(g, k)->count;
+}
+
+static unsigned
+ip_add(struct http_guard *g, const struct http_ipkey *k)
+{
+    struct http_ipent *e = ip_find(g, k);
+
+    e->key = *k;
+    return ++e->count;
+}
+
+/* Linear probing: a freed slot pulls back the entries after it that belong before it. */
+static void
+ip_del(struct http_guard *g, const struct http_ipkey *k)
+{
+    struct http_ipent *e = ip_find(g, k);
+    size_t i, j, home;
+
+    if (e->count == 0 || --e->count != 0)
+        return;
+    i = (size_t)(e - g->ips);
+    for (j = (i + 1) & g->ipmask; g->ips[j].count != 0; j = (j + 1) & g->ipmask) {
+        home = ip_slot(g, &g->ips[j].key);
+        /* entry j may move to i when its home is not within (i, j] cyclically */
+        if (((j - home) & g->ipmask) >= ((j - i) & g->ipmask)) {
+            g->ips[i] = g->ips[j];
+            g->ips[j].count = 0;
+            i = j;
+        }
+    }
+}
+
+static const char *const http_cut_names[HTTP_CUTS] = {"per_ip", "limit", "deadline", "idle",
+                                                      "evicted"};
+
+/* Under the guard lock: one info line for the refusals of reason r not yet logged. */
+static void
+guard_log(struct http_server *srv, enum http_cut r, uint64_t now)
+{
+    struct http_guard *g = &srv->guard;
+    const struct http_config *c = &srv->cfg;
+    char ip[INET6_ADDRSTRLEN];
+    unsigned n = g->pending[r];
+
+    g->pending[r] = 0;
+    g->logged_ms[r] = now;
+    ipkey_text(&g->last[r], ip, sizeof(ip));
+    switch (r) {
+    case HTTP_CUT_PER_IP:
+        log_info("http: refused %u connections over per_ip_limit (%u), last from %s", n,
+                 c->per_ip_limit, ip);
+        break;
+    case HTTP_CUT_LIMIT:
+        log_info("http: answered 503 to %u requests past max_connections (%u), last from %s", n,
+                 c->max_connections, ip);
+        break;
+    case HTTP_CUT_DEADLINE:
+        log_info("http: cut %u connections whose request was not whole within "
+                 "request_timeout (%us), last from %s",
+                 n, c->request_timeout_s, ip);
+        break;
+    case HTTP_CUT_EVICTED:
+        log_info("http: closed %u waiting connections to make room past max_connections (%u), "
+                 "last from %s",
+                 n, c->max_connections, ip);
+        break;
+    default:
+        log_debug("http: closed %u idle connections (timeout %us), last from %s", n, c->timeout_s,
+                  ip);
+        break;
+    }
+}
+
+/* Under the guard lock: count a refusal; log at once unless a line went out recently. */
+static void
+guard_note(struct http_server *srv, enum http_cut r, const struct http_ipkey *ip)
+{
+    struct http_guard *g = &srv->guard;
+    uint64_t now = mono_ms();
+
+    metrics_inc(g->rejected[r]);
+    g->pending[r]++;
+    g->last[r] = *ip;
+    if (g->logged_ms[r] == 0 || now - g->logged_ms[r] >= HTTP_GUARD_LOG_MS)
+        guard_log(srv, r, now);
+}
+
+static void
+guard_unlink(struct http_guard *g, struct http_conn *c)
+{
+    if (!c->listed)
+        return;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        g->head = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    else
+        g->tail = c->prev;
+    c->prev = c->next = NULL;
+    c->listed = false;
+}
+
+/* Under the guard lock: c waits for a request from now on (tail of the list). */
+static void
+guard_wait(struct http_guard *g, struct http_conn *c)
+{
+    guard_unlink(g, c);
+    c->state = HTTP_CONN_WAITING;
+    c->ready_ms = mono_ms();
+    c->prev = g->tail;
+    c->next = NULL;
+    if (g->tail != NULL)
+        g->tail->next = c;
+    else
+        g->head = c;
+    g->tail = c;
+    c->listed = true;
+}
+
+/*
+ * Under the guard lock: shut the connection down. MHD sees the end of stream on its next
+ * turn and closes it; the descriptor stays MHD's until then. It cannot have been closed and
+ * reused under us: libmicrohttpd (0.9.75: new_connection_process_ on its failure path,
+ * MHD_cleanup_connections otherwise) calls the CLOSED notification before it closes the
+ * socket, and guard_closed() drops our record under this lock. A suspended connection is
+ * never cut (its request is whole), so MHD always watches the socket it is shut down on.
+ */
+static void
+guard_cut(struct http_server *srv, struct http_conn *c, enum http_cut r)
+{
+    guard_unlink(&srv->guard, c);
+    c->state = HTTP_CONN_CUT;
+    srv->guard.cut++;
+    if (c->fd >= 0)
+        shutdown(c->fd, SHUT_RDWR);
+    guard_note(srv, r, &c->ip);
+}
+
+/* The request on c is whole: no deadline any more until its answer is sent. */
+static void
+guard_busy(struct http_server *srv, struct http_conn *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&srv->guard.lock);
+    if (c->state != HTTP_CONN_CUT && c->state != HTTP_CONN_BUSY) {
+        guard_unlink(&srv->guard, c);
+        c->state = HTTP_CONN_BUSY;
+    }
+    pthread_mutex_unlock(&srv->guard.lock);
+}
+
+/* MHD's connection record for conn (NULL when it was not tracked). */
+static struct http_conn *
+guard_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci;
+
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci != NULL ? ci->socket_context : NULL;
+}
+
+/* MHD_AcceptPolicyCallback: the cheap refusal, before MHD allocates anything. */
+static enum MHD_Result
+http_accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct http_server *srv = cls;
+    struct http_guard *g = &srv->guard;
+    struct http_ipkey k;
+    bool ok;
+
+    (void)addrlen;
+    if (srv->cfg.per_ip_limit == 0)
+        return MHD_YES;
+    ipkey_from(&k, addr);
+    pthread_mutex_lock(&g->lock);
+    ok = ip_count(g, &k) < srv->cfg.per_ip_limit;
+    if (!ok)
+        guard_note(srv, HTTP_CUT_PER_IP, &k);
+    pthread_mutex_unlock(&g->lock);
+    return ok ? MHD_YES : MHD_NO;
+}
+
+/*
+ * The connection that has waited longest for a request, other than c and reserve ones. No
+ * minimum age: against a client that reopens what is closed as fast as it can, the newest
+ * connections must be the safe ones, and a real client sends its request at once.
+ */
+static struct http_conn *
+guard_victim(const struct http_guard *g, const struct http_conn *c)
+{
+    for (struct http_conn *v = g->head; v != NULL; v = v->next)
+        if (v != c && !v->reserve)
+            return v;
+    return NULL;
+}
+
+/* NOTIFY_CONNECTION STARTED: track, then the firm per-address check and the global limit. */
+static void
+guard_started(struct http_server *srv, struct MHD_Connection *conn, void **socket_ctx)
+{
+    struct http_guard *g = &srv->guard;
+    const union MHD_ConnectionInfo *fd, *addr;
+    struct http_conn *c, *victim;
+
+    c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return; /* untracked: only MHD's own limits apply to it */
+    fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    addr = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    c->fd = fd != NULL ? fd->connect_fd : -1;
+    ipkey_from(&c->ip, addr != NULL ? addr->client_addr : NULL);
+    pthread_mutex_lock(&g->lock);
+    g->count++;
+    guard_wait(g, c);
+    /* two threads may both pass the accept policy for one address: this check is exact */
+    if (ip_add(g, &c->ip) > srv->cfg.per_ip_limit && srv->cfg.per_ip_limit != 0) {
+        guard_cut(srv, c, HTTP_CUT_PER_IP);
+    } else if (g->count - g->cut > srv->cfg.max_connections) {
+        /* (those already cut are leaving: one newcomer, one eviction) */
+        victim = guard_victim(g, c);
+        if (victim != NULL)
+            guard_cut(srv, victim, HTTP_CUT_EVICTED);
+        else
+            c->reserve = true;
+    }
+    pthread_mutex_unlock(&g->lock);
+    *socket_ctx = c;
+}
+
+/* NOTIFY_CONNECTION CLOSED: MHD closes the descriptor after this returns. */
+static void
+guard_closed(struct http_server *srv, void **socket_ctx)
+{
+    struct http_guard *g = &srv->guard;
+    struct http_conn *c = *socket_ctx;
+
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&g->lock);
+    guard_unlink(g, c);
+    g->count--;
+    if (c->state == HTTP_CONN_CUT)
+        g->cut--;
+    ip_del(g, &c->ip);
+    c->fd = -1;
+    pthread_mutex_unlock(&g->lock);
+    *socket_ctx = NULL;
+    free(c);
+}
+
+/* Under the guard lock: cut what is past its time; returns when to look again. */
+static uint64_t
+guard_sweep(struct http_server *srv, uint64_t now)
+{
+    struct http_guard *g = &srv->guard;
+    uint64_t idle = (uint64_t)srv->cfg.timeout_s * 1000u;
+    uint64_t whole = (uint64_t)srv->cfg.request_timeout_s * 1000u;
+    uint64_t first = idle < whole ? idle : whole, next = now + HTTP_GUARD_TICK_MS, at;
+    struct http_conn *c = g->head, *after;
+
+    for (; c != NULL; c = after) {
+        after = c->next;
+        if (c->ready_ms + first > now) {
+            /* the list is in ready order: nothing after this one is due yet */
+            at = c->ready_ms + first;
+            if (at < next)
+                next = at;
+            break;
+        }
+        if (c->ready_ms + whole <= now)
+            guard_cut(srv, c, HTTP_CUT_DEADLINE);
+        else if (c->state == HTTP_CONN_WAITING && c->ready_ms + idle <= now)
+            guard_cut(srv, c, HTTP_CUT_IDLE);
+        else if (c->ready_ms + whole < next)
+            next = c->ready_ms + whole;
+    }
+    for (int r = 0; r < HTTP_CUTS; r++)
+        if (g->pending[r] > 0 && now - g->logged_ms[r] >= HTTP_GUARD_LOG_MS)
+            guard_log(srv, (enum http_cut)r, now);
+    return next;
+}
+
+static void *
+guard_main(void *arg)
+{
+    struct http_server *srv = arg;
+    struct http_guard *g = &srv->guard;
+    uint64_t now, next;
+
+    pthread_mutex_lock(&g->lock);
+    while (!g->stop) {
+        now = mono_ms();
+        next = guard_sweep(srv, now);
+        if (next > now) {
+            /* on the monotonic clock (guard_init): a step of the wall clock cannot stall it */
+            struct timespec until = {(time_t)(next / 1000), (long)(next % 1000) * 1000000L};
+
+            pthread_cond_timedwait(&g->wake, &g->lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return NULL;
+}
+
+static int
+guard_cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    int rc;
+
+    if (pthread_condattr_init(&attr) != 0)
+        return -1;
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+/* The address table holds every address with a connection: at most MHD's limit of them. */
+static int
+guard_init(struct http_server *srv)
+{
+    struct http_guard *g = &srv->guard;
+    size_t want = 2 * ((size_t)srv->cfg.max_connections + HTTP_RESERVE_CONNECTIONS), n = 64;
+
+    while (n < want)
+        n *= 2;
+    g->ips = calloc(n, sizeof(*g->ips));
+    if (g->ips == NULL)
+        return ST_NOMEM;
+    g->ipmask = n - 1;
+    if (getrandom(&g->seed, sizeof(g->seed), 0) != (ssize_t)sizeof(g->seed))
+        g->seed = mono_ms() ^ (uint64_t)(uintptr_t)g;
+    return ST_OK;
+}
+
+/*
+ * Every connection is a descriptor: raise the soft open-file limit to what max_connections and
+ * the reserve need (the hard limit permitting; no select() in the process, so descriptors past
+ * 1024 are fine). Short of it, accept() fails and connections wait in the kernel's queue.
+ */
+static void
+guard_fd_limit(const struct http_server *srv)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)srv->cfg.max_connections + HTTP_RESERVE_CONNECTIONS + HTTP_FD_SPARE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
+        return;
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need)
+        log_warn("http: open-file limit %llu is below max_connections + %u (reserve) + %u; "
+                 "raise it (LimitNOFILE=) or lower max_connections",
+                 (unsigned long long)rl.rlim_cur, HTTP_RESERVE_CONNECTIONS, HTTP_FD_SPARE);
+}
+
+static int
+guard_start(struct http_server *srv)
+{
+    struct http_guard *g = &srv->guard;
+
+    g->stop = false;
+    guard_fd_limit(srv);
+    if (pthread_create(&g->thread, NULL, guard_main, srv) != 0) {
+        log_err("http: cannot start the connection guard thread");
+        return ST_IO;
+    }
+    g->thread_up = true;
+    return ST_OK;
+}
+
+static void
+guard_stop(struct http_server *srv)
+{
+    struct http_guard *g = &srv->guard;
+
+    if (!g->thread_up)
+        return;
+    pthread_mutex_lock(&g->lock);
+    g->stop = true;
+    pthread_cond_signal(&g->wake);
+    pthread_mutex_unlock(&g->lock);
+    pthread_join(g->thread, NULL);
+    g->thread_up = false;
+}
 
 /* ---- request life cycle ---- */
 
@@ -214,6 +746,13 @@ http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
         req->has_query = true;
     }
     req_client_ip(req);
+    req->cn = guard_of(conn);
+    if (req->cn != NULL) {
+        pthread_mutex_lock(&srv->guard.lock);
+        if (req->cn->state == HTTP_CONN_WAITING)
+            req->cn->state = HTTP_CONN_RECEIVING;
+        pthread_mutex_unlock(&srv->guard.lock);
+    }
     atomic_fetch_add(&srv->active, 1);
     return req;
 }
@@ -225,8 +764,17 @@ http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     struct http_server *srv = cls;
     struct http_request *req = *con_cls;
+    struct http_conn *c = guard_of(conn);
 
-    (void)conn;
+    if (c != NULL) {
+        /* answered or ended: the connection waits for its next request (or closes) */
+        pthread_mutex_lock(&srv->guard.lock);
+        if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
+            guard_note(srv, HTTP_CUT_IDLE, &c->ip);
+        if (c->state != HTTP_CONN_CUT)
+            guard_wait(&srv->guard, c);
+        pthread_mutex_unlock(&srv->guard.lock);
+    }
     *con_cls = NULL;
     if (req == NULL)
         return;
@@ -242,12 +790,13 @@ http_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 {
     struct http_server *srv = cls;
 
-    (void)conn;
-    (void)socket_ctx;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         metrics_inc(srv->m.connections);
-    else if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        guard_started(srv, conn, socket_ctx);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
         metrics_dec(srv->m.connections);
+        guard_closed(srv, socket_ctx);
+    }
 }
 
 /* ---- responses ---- */
@@ -376,6 +925,7 @@ req_queue(struct http_request *req)
     enum MHD_Result ret;
 
     req->stage = HTTP_STAGE_DONE;
+    guard_busy(req->srv, req->cn);
     ret = MHD_queue_response(req->conn, req->status, req->resp);
     if (ret != MHD_YES)
         log_req(LOG_LVL_DEBUG, req->id, "http: could not queue the response");
@@ -486,6 +1036,40 @@ length_ok(struct http_request *req)
     return true;
 }
 
+/*
+ * A connection accepted past max_connections (the reserve): health and metrics are
+ * answered, anything else gets 503 with Retry-After; both close the connection so that the
+ * reserve frees at once.
+ */
+static void builtin_health(struct http_request *req, void *ctx);
+static void builtin_metrics(struct http_request *req, void *ctx);
+
+static bool
+req_reserve_ok(struct http_request *req)
+{
+    if (req->route->fn != builtin_health && req->route->fn != builtin_metrics)
+        return false;
+    http_reply_header(req, MHD_HTTP_HEADER_CONNECTION, "close");
+    return true;
+}
+
+static enum MHD_Result
+req_reserve_refuse(struct http_request *req)
+{
+    struct http_server *srv = req->srv;
+    struct MHD_Response *resp;
+    static const char text[] = "server busy, retry later\n";
+
+    pthread_mutex_lock(&srv->guard.lock);
+    guard_note(srv, HTTP_CUT_LIMIT, &req->cn->ip);
+    pthread_mutex_unlock(&srv->guard.lock);
+    resp = resp_error(text, NULL, true);
+    if (resp != NULL)
+        resp_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+    req_store(req, resp, MHD_HTTP_SERVICE_UNAVAILABLE, sizeof(text) - 1);
+    return req_queue(req);
+}
+
 /* First call, headers in: 503, 414, 404, 405, 415, 413, in that order. */
 static enum MHD_Result
 req_begin(struct http_request *req, const char *method, const char *version)
@@ -508,6 +1092,8 @@ req_begin(struct http_request *req, const char *method, const char *version)
     if (req->route == NULL)
         return req_reject(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n", allow,
                           m->rej_405);
+    if (req->cn != NULL && req->cn->reserve && !req_reserve_ok(req))
+        return req_reserve_refuse(req);
     if (!ctype_ok(req))
         return req_reject(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported media type\n", NULL,
                           m->rej_415);
@@ -616,6 +1202,7 @@ req_dispatch(struct http_request *req)
 {
     const struct http_route_ent *r = req->route;
 
+    guard_busy(req->srv, req->cn);
     req->in_handler = true;
     r->fn(req, r->ctx);
     req->in_handler = false;
@@ -981,6 +1568,8 @@ http_config_defaults(struct http_config *c)
         c->max_connections = HTTP_DEFAULT_MAX_CONNECTIONS;
     if (c->timeout_s == 0)
         c->timeout_s = HTTP_DEFAULT_TIMEOUT_S;
+    if (c->request_timeout_s == 0)
+        c->request_timeout_s = HTTP_DEFAULT_REQUEST_TIMEOUT_S;
     if (c->max_url == 0)
         c->max_url = HTTP_DEFAULT_MAX_URL;
 }
@@ -1031,7 +1620,28 @@ http_server_new(const struct http_config *cfg)
         free(srv);
         return NULL;
     }
+    if (pthread_mutex_init(&srv->guard.lock, NULL) != 0) {
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        return NULL;
+    }
+    if (guard_cond_init(&srv->guard.wake) != 0 || guard_init(srv) != ST_OK) {
+        log_err("http: out of memory for the connection table");
+        pthread_mutex_destroy(&srv->guard.lock);
+        pthread_mutex_destroy(&srv->lock);
+        free(srv->guard.ips);
+        free(srv);
+        return NULL;
+    }
     http_metrics_register(&srv->m);
+    for (int r = 0; r < HTTP_CUTS; r++) {
+        char name[80];
+
+        snprintf(name, sizeof(name), "http_connections_rejected_total{reason=\"%s\"}",
+                 http_cut_names[r]);
+        srv->guard.rejected[r] = metrics_counter(
+            name, "Connections refused or closed by the HTTP layer's limits, by reason.");
+    }
     if (route_add(srv, "GET", "/healthz", false, NULL, builtin_health, srv) != ST_OK ||
         route_add(srv, "GET", "/metrics", false, NULL, builtin_metrics, srv) != ST_OK) {
         http_server_free(srv);
@@ -1090,14 +1700,13 @@ http_mhd_start(struct http_server *srv)
     const struct http_config *c = &srv->cfg;
 
     /* clang-format off */
-    return MHD_start_daemon(flags, c->port, NULL, NULL, &http_access, srv,
+    return MHD_start_daemon(flags, c->port, &http_accept_policy, srv, &http_access, srv,
         MHD_OPTION_EXTERNAL_LOGGER, &http_mhd_log, srv,
         MHD_OPTION_SOCK_ADDR, &srv->bind_addr.sa,
         MHD_OPTION_LISTEN_SOCKET, c->listen_fd > 0 ? (MHD_socket)c->listen_fd : MHD_INVALID_SOCKET,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(c->threads > 1 ? c->threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)c->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)c->per_ip_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)c->timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(c->max_connections + HTTP_RESERVE_CONNECTIONS),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)(c->timeout_s + HTTP_IDLE_SLACK_S),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(HTTP_POOL_BASE + c->max_url),
         MHD_OPTION_URI_LOG_CALLBACK, &http_uri_log, srv,
         MHD_OPTION_NOTIFY_COMPLETED, &http_completed, srv,
@@ -1117,8 +1726,12 @@ http_server_start(struct http_server *srv)
     st = http_shared_responses(srv);
     if (st != ST_OK)
         goto out;
+    st = guard_start(srv);
+    if (st != ST_OK)
+        goto out;
     srv->mhd = http_mhd_start(srv);
     if (srv->mhd == NULL) {
+        guard_stop(srv);
         log_err("http: cannot serve on %s port %u", srv->addr, (unsigned)srv->cfg.port);
         st = ST_IO;
         goto out;
@@ -1182,6 +1795,7 @@ http_server_stop(struct http_server *srv)
     http_answer_parked(srv);
     http_wait_idle(srv);
     MHD_stop_daemon(srv->mhd);
+    guard_stop(srv);
     srv->mhd = NULL;
     if (lfd != MHD_INVALID_SOCKET)
         close(lfd);
@@ -1209,6 +1823,9 @@ http_server_free(struct http_server *srv)
         free(srv->routes[i].ctype);
     }
     pthread_mutex_destroy(&srv->lock);
+    pthread_cond_destroy(&srv->guard.wake);
+    pthread_mutex_destroy(&srv->guard.lock);
+    free(srv->guard.ips);
     free(srv);
 }
 
@@ -1223,4 +1840,5 @@ http_config_init(struct http_config *hc, const struct config_server *cs)
     hc->max_connections = cs->max_connections;
     hc->per_ip_limit = cs->per_ip_limit;
     hc->timeout_s = cs->timeout_s;
+    hc->request_timeout_s = cs->request_timeout_s;
 }

@@ -16,7 +16,28 @@
  *
  * Metrics: http_requests_total{code="2xx"...}, http_rejected_total{code="404"...},
  * http_connections, http_suspended_requests, http_request_body_bytes_total,
- * http_response_body_bytes_total, http_request_duration_seconds.
+ * http_response_body_bytes_total, http_request_duration_seconds,
+ * http_connections_rejected_total{reason="per_ip"...} (below).
+ *
+ * Hostile and slow clients (issue 8 item 1). Every connection is tracked from its accept to
+ * its close (MHD's connection notifications; the bookkeeping is removed before MHD closes the
+ * socket, so a descriptor is never shut down after it was reused):
+ * - a connection waits for a request from the moment it is ready for one (accepted, or its
+ *   previous answer sent); if no whole request line came within timeout_s it is closed as
+ *   idle, and if the request (line, headers and body) is not whole within request_timeout_s
+ *   it is cut (the deadline MHD's idle timeout, reset by every byte, cannot give). Requests
+ *   whose body is in (handler running, suspended for the HSM, answer being sent) are exempt;
+ *   MHD's idle timeout (timeout_s + 1) still covers an answer the client does not read;
+ * - per_ip_limit connections per client address at most: the next are closed at accept;
+ * - MHD accepts up to max_connections + HTTP_RESERVE_CONNECTIONS. A connection past
+ *   max_connections closes the connection that has waited longest for a request (evicted,
+ *   as nginx reuses idle keep-alive connections), or, when none waits, it is a reserve
+ *   connection: GET /healthz and /metrics are answered, anything else gets 503 with
+ *   Retry-After: 1, each with Connection: close;
+ * - each refusal is counted in http_connections_rejected_total{reason="per_ip" | "limit" |
+ *   "deadline" | "idle" | "evicted"} and logged at info at most once per reason every 10 s
+ *   with the count (idle closures, routine for kept-alive clients, at debug).
+ * A cut connection is shut down (shutdown(2)); MHD sees the end of stream and closes it.
  *
  * Memory: at most max_connections requests exist at once, each holding at most max_body
  * bytes of body plus MHD's per-connection pool of 32 KiB + max_url.
@@ -41,6 +62,9 @@ struct http_request;
 #define HTTP_DEFAULT_MAX_BODY (64u * 1024u)
 #define HTTP_DEFAULT_MAX_CONNECTIONS 1024u
 #define HTTP_DEFAULT_TIMEOUT_S 30u
+#define HTTP_DEFAULT_REQUEST_TIMEOUT_S 10u
+/* Connections accepted beyond max_connections, kept for GET /healthz and /metrics. */
+#define HTTP_RESERVE_CONNECTIONS 16u
 #define HTTP_DEFAULT_MAX_URL 2048u
 
 struct http_config {
@@ -54,6 +78,7 @@ struct http_config {
     size_t max_url;           /* request-target (path and query) length cap, bytes */
     int listen_fd;            /* > 0: an already listening socket (systemd socket activation)
                                * served instead of binding listen_addr:port; 0/-1: bind */
+    unsigned request_timeout_s; /* deadline for a whole request, seconds (see below) */
 };
 
 /*

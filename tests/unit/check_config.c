@@ -398,6 +398,10 @@ START_TEST(test_tsa_defaults)
     ck_assert_str_eq(cfg.server.listen_host, "127.0.0.1");
     ck_assert_uint_eq(cfg.server.listen_port, 3180);
     ck_assert(cfg.kernel_check);
+    /* issue 8 item 1: a per-address limit, a short idle timeout and a request deadline */
+    ck_assert_uint_eq(cfg.server.per_ip_limit, 64);
+    ck_assert_uint_eq(cfg.server.timeout_s, 5);
+    ck_assert_uint_eq(cfg.server.request_timeout_s, 10);
     /* ALG-01: SHA-256, SHA-384, SHA-512 by default */
     ck_assert_uint_eq(cfg.n_hashes, 3);
     ck_assert_int_eq(cfg.hashes[0], NID_sha256);
@@ -452,6 +456,11 @@ START_TEST(test_tsa_bad_values)
     expect_error("[server]\nlisten = localhost:80\n" UNIT_A, "<string>:2: ", "listen");
     expect_error("[server]\nthreads = 0\n" UNIT_A, "<string>:2: ", "threads");
     expect_error("[server]\nmax_body = 2M\n" UNIT_A, "<string>:2: ", "max_body");
+    expect_error("[server]\nrequest_timeout = 0s\n" UNIT_A, "<string>:2: ", "request_timeout");
+    ck_assert_msg(tsa_config_load_string(&cfg, "[server]\nrequest_timeout = 45s\n" UNIT_A, err,
+                                         sizeof(err)) == ST_OK,
+                  "%s", err);
+    ck_assert_uint_eq(cfg.server.request_timeout_s, 45);
     expect_error("[store]\nmap_size = 512k\n" UNIT_A, "<string>:2: ", "map_size");
     expect_error("[log]\nlevel = loud\n" UNIT_A, "<string>:2: ", "level");
     expect_error("[clock]\npoll_interval = 10ms\n" UNIT_A, "<string>:2: ", "poll_interval");

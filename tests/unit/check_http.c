@@ -980,6 +980,8 @@ limited_server(const struct http_config *cfg)
     server_up(s);
 }
 
+static struct metric *conn_rejected(const char *reason);
+
 /* One client address cannot hold more than per_ip_limit connections. */
 START_TEST(test_per_ip_limit)
 {
@@ -997,6 +999,7 @@ START_TEST(test_per_ip_limit)
     cli_sendn(&b, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n", 31);
     ck_assert_int_eq(cli_reply(&b, &r, false), -1);
     cli_close(&b);
+    ck_assert(metrics_get(conn_rejected("per_ip")) >= 1);
     cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
     ck_assert_int_eq(cli_reply(&a, &r, false), 0);
     ck_assert_int_eq(r.status, 200);
@@ -1016,6 +1019,246 @@ START_TEST(test_idle_timeout)
     cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n");
     ck_assert(cli_closed(&a));
     cli_close(&a);
+}
+END_TEST
+
+/* ---- hostile and slow clients (issue 8 item 1) ---- */
+
+static struct metric *
+conn_rejected(const char *reason)
+{
+    char name[96];
+
+    snprintf(name, sizeof(name), "http_connections_rejected_total{reason=\"%s\"}", reason);
+    return metrics_counter(name, "");
+}
+
+/* Wait until a counter reaches at least want (a liveness bound, not a timing assertion). */
+static void
+wait_counter(struct metric *m, double want)
+{
+    for (int i = 0; i < WAIT_LIMIT_MS && metrics_get(m) < want; i++)
+        wait_ms(1);
+    ck_assert_msg(metrics_get(m) >= want, "counter is %g, want >= %g", metrics_get(m), want);
+}
+
+static void
+guard_server(struct http_config *cfg)
+{
+    struct http_server *s = http_server_new(cfg);
+
+    held = NULL;
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(http_route(s, "GET", "/info", false, NULL, h_info, &ctx_marker), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/hold", false, NULL, h_hold, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "POST", "/post", false, "application/test", h_post, NULL),
+                     ST_OK);
+    server_up(s);
+}
+
+/* Trickle one header line at a time, every 300 ms, until the server cuts the connection or
+ * `lines` were sent; true when it was cut. Each line resets MHD's idle timeout. */
+static bool
+trickle_cut(struct cli *c, int lines)
+{
+    for (int i = 0; i < lines; i++) {
+        wait_ms(300);
+        if (!cli_sendn(c, "X-Slow: 1\r\n", 11))
+            return true;
+    }
+    return false;
+}
+
+/* A request whose headers trickle in is cut at request_timeout although it is never idle
+ * for timeout_s (the slowloris of issue 8 item 1: MHD's idle timeout alone let it live). */
+START_TEST(test_request_deadline)
+{
+    struct http_config cfg = test_config();
+    struct cli a;
+
+    cfg.timeout_s = 30;
+    cfg.request_timeout_s = 1;
+    guard_server(&cfg);
+    cli_open(&a, port);
+    cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n");
+    /* 40 lines at 300 ms: 12 s, far past the 1 s deadline, far below the 30 s idle timeout */
+    ck_assert_msg(trickle_cut(&a, 40), "a trickling request was never cut");
+    cli_close(&a);
+    wait_counter(conn_rejected("deadline"), 1);
+}
+END_TEST
+
+/* On a kept-alive connection the clock starts again when the answer is sent: a quick first
+ * request, then a trickled second one, is cut too. */
+START_TEST(test_keepalive_deadline)
+{
+    struct http_config cfg = test_config();
+    struct cli a;
+    struct reply r;
+
+    cfg.timeout_s = 30;
+    cfg.request_timeout_s = 2;
+    guard_server(&cfg);
+    cli_open(&a, port);
+    cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&a, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    /* the first request took far less than its deadline; the connection is still open */
+    wait_ms(1500);
+    cli_send(&a, "GET /info HTTP/1.1\r\nHost: t\r\n");
+    ck_assert_msg(trickle_cut(&a, 40), "a trickled second request was never cut");
+    cli_close(&a);
+    wait_counter(conn_rejected("deadline"), 1);
+}
+END_TEST
+
+/* A body announced by Content-Length and trickled is cut at request_timeout too. */
+START_TEST(test_slow_body_deadline)
+{
+    struct http_config cfg = test_config();
+    struct cli a;
+    bool cut = false;
+
+    cfg.timeout_s = 30;
+    cfg.request_timeout_s = 1;
+    guard_server(&cfg);
+    cli_open(&a, port);
+    cli_send(&a, "POST /post HTTP/1.1\r\nHost: t\r\nContent-Type: application/test\r\n"
+                 "Content-Length: 100\r\n\r\n0123456789");
+    for (int i = 0; i < 40 && !cut; i++) {
+        wait_ms(300);
+        cut = !cli_sendn(&a, "x", 1);
+    }
+    ck_assert_msg(cut, "a trickling body was never cut");
+    cli_close(&a);
+    wait_counter(conn_rejected("deadline"), 1);
+    ck_assert_int_eq(atomic_load(&post_calls), 0);
+}
+END_TEST
+
+/* A connection that never sends a request line is closed after timeout_s, counted idle. */
+START_TEST(test_idle_counted)
+{
+    struct http_config cfg = test_config();
+    struct cli a;
+
+    cfg.timeout_s = 1;
+    cfg.request_timeout_s = 30;
+    guard_server(&cfg);
+    cli_open(&a, port);
+    ck_assert(cli_closed(&a));
+    cli_close(&a);
+    wait_counter(conn_rejected("idle"), 1);
+}
+END_TEST
+
+/* A request suspended for longer than request_timeout (a slow HSM) is not cut: its body was
+ * whole, the wait is the server's. */
+START_TEST(test_suspended_not_cut)
+{
+    struct http_config cfg = test_config();
+    struct http_request *req;
+    struct cli a;
+    struct reply r;
+
+    cfg.timeout_s = 1;
+    cfg.request_timeout_s = 1;
+    guard_server(&cfg);
+    cli_open(&a, port);
+    cli_send(&a, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    req = take_held();
+    wait_ms(2500);
+    http_reply(req, 200, "text/plain", "late", 4);
+    ck_assert_int_eq(cli_reply(&a, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(memcmp(r.body, "late", 4), 0);
+    cli_close(&a);
+    ck_assert(metrics_get(conn_rejected("deadline")) == 0);
+}
+END_TEST
+
+/* Past max_connections, the connection that has waited longest for a request is closed so
+ * that a new client is served. */
+START_TEST(test_evict_oldest_waiting)
+{
+    struct http_config cfg = test_config();
+    struct cli a, b, c;
+    struct reply r;
+
+    cfg.max_connections = 2;
+    cfg.timeout_s = 30;
+    guard_server(&cfg);
+    cli_open(&a, port);
+    wait_ms(50);
+    cli_open(&b, port);
+    wait_ms(50);
+    cli_open(&c, port);
+    cli_send(&c, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert(cli_closed(&a));
+    wait_counter(conn_rejected("evicted"), 1);
+    /* b still holds its place */
+    cli_send(&b, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&b, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    cli_close(&a);
+    cli_close(&b);
+    cli_close(&c);
+}
+END_TEST
+
+/* With every connection busy (suspended), a connection past max_connections is in the
+ * reserve: /healthz and /metrics are answered, other requests get 503 + Retry-After. */
+START_TEST(test_reserve)
+{
+    struct http_config cfg = test_config();
+    struct http_request *held_req[2];
+    struct cli a, b, c;
+    struct reply r;
+
+    cfg.max_connections = 2;
+    cfg.timeout_s = 30;
+    guard_server(&cfg);
+    cli_open(&a, port);
+    cli_send(&a, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    held_req[0] = take_held();
+    cli_open(&b, port);
+    cli_send(&b, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    held_req[1] = take_held();
+    wait_metric(gauge_suspended(), 2);
+
+    cli_open(&c, port);
+    cli_send(&c, "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr(&r, "Connection"), "close");
+    cli_close(&c);
+
+    cli_open(&c, port);
+    cli_send(&c, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    cli_close(&c);
+
+    cli_open(&c, port);
+    cli_send(&c, "GET /info HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    ck_assert_int_eq(r.status, 503);
+    ck_assert_str_eq(hdr(&r, "Retry-After"), "1");
+    ck_assert(cli_closed(&c));
+    cli_close(&c);
+    ck_assert(metrics_get(conn_rejected("limit")) >= 1);
+    ck_assert(metrics_get(conn_rejected("evicted")) == 0);
+
+    http_reply(held_req[0], 200, "text/plain", "a", 1);
+    http_reply(held_req[1], 200, "text/plain", "b", 1);
+    ck_assert_int_eq(cli_reply(&a, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_int_eq(cli_reply(&b, &r, false), 0);
+    ck_assert_int_eq(r.status, 200);
+    cli_close(&a);
+    cli_close(&b);
 }
 END_TEST
 
@@ -1079,6 +1322,13 @@ http_suite(void)
     tcase_add_test(limits, test_per_ip_limit);
     tcase_add_test(limits, test_idle_timeout);
     tcase_add_test(limits, test_bind_failure);
+    tcase_add_test(limits, test_request_deadline);
+    tcase_add_test(limits, test_slow_body_deadline);
+    tcase_add_test(limits, test_keepalive_deadline);
+    tcase_add_test(limits, test_idle_counted);
+    tcase_add_test(limits, test_suspended_not_cut);
+    tcase_add_test(limits, test_evict_oldest_waiting);
+    tcase_add_test(limits, test_reserve);
     suite_add_tcase(s, limits);
     return s;
 }
