@@ -154,6 +154,9 @@ ocspd_stop
 sed -i "s|^pkcs11_module = .*|pkcs11_module = $WRAP|" "$CONF"
 grep -q "^pkcs11_module = $WRAP" "$CONF" || fatal "ocspd configuration" "no pkcs11_module line"
 printf '[signer]\nqueue_max = 16\nworkers = 2\n' >>"$CONF"
+# the flood comes from one address: no per-source budget ([limits]), so what it meets is the
+# full queue and not the budget (test_ocspd_ratelimit.sh tests the budget)
+printf '[limits]\nsign_rate = 0\n' >>"$CONF"
 export P11DELAY_MODULE=$OCSP_P11_MODULE
 ocspd_start "$CONF" "$TMP/ocspd.log" || fatal "ocspd behind the slow HSM" "$(tail -n 5 "$TMP/ocspd.log")"
 # requests: with a nonce (signed on demand: the flood) and without (pre-signed: the hits)
