@@ -14,6 +14,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <limits.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,19 +128,15 @@ import_finish(struct ctl *c, const char *op, const char *issuer, const char *fil
 
 /* ---- CRL ---- */
 
-static X509_CRL *
-crl_load(const char *path)
+X509_CRL *
+ocspctl_crl_parse(const uint8_t *buf, size_t len)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
     const unsigned char *p;
     X509_CRL *crl = NULL;
     BIO *bio = NULL;
 
-    if (ocspctl_read_file(path, CRL_FILE_MAX, &buf, &len) != ST_OK)
-        return NULL;
     if (len > 10 && memmem(buf, len, "-----BEGIN", 10) != NULL) {
-        if ((bio = BIO_new_mem_buf(buf, (int)len)) != NULL)
+        if (len <= INT_MAX && (bio = BIO_new_mem_buf(buf, (int)len)) != NULL)
             crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
     } else {
         p = buf;
@@ -149,20 +146,25 @@ crl_load(const char *path)
             crl = NULL;
         }
     }
-    if (crl == NULL)
-        fprintf(stderr, "ocspctl: %s: not a PEM or DER CRL\n", path);
     ERR_clear_error();
     BIO_free(bio);
-    free(buf);
     return crl;
 }
 
-/* What the CRL says about itself. */
-struct crl_info {
-    bool delta, complete, has_number;
-    uint64_t number, base;
-    int64_t this_update, next_update;
-};
+static X509_CRL *
+crl_load(const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    X509_CRL *crl = NULL;
+
+    if (ocspctl_read_file(path, CRL_FILE_MAX, &buf, &len) != ST_OK)
+        return NULL;
+    if ((crl = ocspctl_crl_parse(buf, len)) == NULL)
+        fprintf(stderr, "ocspctl: %s: not a PEM or DER CRL\n", path);
+    free(buf);
+    return crl;
+}
 
 /* Read an INTEGER extension; false when absent, -1 when unusable. */
 static int
@@ -206,8 +208,6 @@ crl_scope(X509_CRL *crl, bool *complete)
 static int
 crl_check(X509_CRL *crl, X509 *ca, const char *path, struct crl_info *ci)
 {
-    int rc;
-
     memset(ci, 0, sizeof(*ci));
     if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0 ||
         X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
@@ -215,6 +215,15 @@ crl_check(X509_CRL *crl, X509 *ca, const char *path, struct crl_info *ci)
         fprintf(stderr, "ocspctl: %s: not issued by this issuer (name or signature)\n", path);
         return CTL_ERR;
     }
+    return ocspctl_crl_info(crl, path, ci);
+}
+
+int
+ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci)
+{
+    int rc;
+
+    memset(ci, 0, sizeof(*ci));
     if ((rc = crl_int_ext(crl, NID_crl_number, &ci->number)) < 0 ||
         crl_int_ext(crl, NID_delta_crl, &ci->base) < 0 || crl_scope(crl, &ci->complete) < 0) {
         fprintf(stderr, "ocspctl: %s: bad crlNumber, deltaCRLIndicator or an indirect CRL\n", path);
@@ -278,20 +287,28 @@ crl_entry_reason(X509_REVOKED *r)
     return v < 0 || v > OCSP_REASON_MAX || !ocsp_reason_valid((unsigned)v) ? -1 : (int)v;
 }
 
+int
+ocspctl_crl_entry(X509_REVOKED *r, bool delta, struct ctl_serial *s, int *reason, int64_t *when)
+{
+    *reason = crl_entry_reason(r);
+    if (ocspctl_serial_from_asn1(X509_REVOKED_get0_serialNumber(r), s) != ST_OK || *reason < 0 ||
+        ocspctl_asn1_time(X509_REVOKED_get0_revocationDate(r), when) != ST_OK ||
+        (*reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL && !delta))
+        return ST_INVALID;
+    return ST_OK;
+}
+
 /* Apply one entry (removeFromCRL in a delta releases a hold). */
 static int
 crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta, struct ctl_serial *s,
                 struct import_count *n)
 {
-    int reason = crl_entry_reason(r);
     char hex[2 * OCSP_SERIAL_MAX + 1];
     struct ocsp_status cur;
     int64_t when = 0;
-    int st;
+    int reason, st;
 
-    if (ocspctl_serial_from_asn1(X509_REVOKED_get0_serialNumber(r), s) != ST_OK || reason < 0 ||
-        ocspctl_asn1_time(X509_REVOKED_get0_revocationDate(r), &when) != ST_OK ||
-        (reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL && !delta)) {
+    if (ocspctl_crl_entry(r, delta, s, &reason, &when) != ST_OK) {
         n->skipped++;
         fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
         return ST_OK;
@@ -532,27 +549,48 @@ import_room(struct ctl *c)
     return (c->cfg.store.fill_limit - fill) * (double)c->cfg.store.map_size;
 }
 
+int
+ocspctl_index_parse(char *line, struct ctl_index_entry *e)
+{
+    char *f[6];
+    int nf;
+
+    memset(e, 0, sizeof(*e));
+    e->state = OCSP_STATE_GOOD;
+    e->reason = OCSP_REASON_NONE;
+    line[strcspn(line, "\r\n")] = '\0';
+    if (line[0] == '\0')
+        return ST_NOTFOUND;
+    nf = split_tabs(line, f, 6);
+    if (nf < 4 || strlen(f[0]) != 1 || strchr("VRE", f[0][0]) == NULL ||
+        ocspctl_time_parse(f[1], false, &e->not_after) != ST_OK ||
+        ocspctl_serial_parse(f[3], &e->serial) != ST_OK ||
+        (f[0][0] == 'R' && index_revocation(f[2], &e->state, &e->reason, &e->when) != ST_OK))
+        return ST_INVALID;
+    e->kind = f[0][0];
+    return ST_OK;
+}
+
 static int
 index_line(struct ctl *c, const uint8_t *id, char *line, struct import_count *n)
 {
-    char *f[6], hex[2 * OCSP_SERIAL_MAX + 1];
+    char hex[2 * OCSP_SERIAL_MAX + 1];
+    struct ctl_index_entry e;
     struct ctl_serial s;
-    enum ocsp_cert_state state = OCSP_STATE_GOOD;
-    int reason = OCSP_REASON_NONE, st, nf;
-    int64_t not_after = 0, when = 0;
+    enum ocsp_cert_state state;
+    int reason, st;
+    int64_t not_after, when;
 
-    line[strcspn(line, "\r\n")] = '\0';
-    if (line[0] == '\0')
-        return ST_OK;
-    nf = split_tabs(line, f, 6);
-    if (nf < 4 || strlen(f[0]) != 1 || strchr("VRE", f[0][0]) == NULL ||
-        ocspctl_time_parse(f[1], false, &not_after) != ST_OK ||
-        ocspctl_serial_parse(f[3], &s) != ST_OK ||
-        (f[0][0] == 'R' && index_revocation(f[2], &state, &reason, &when) != ST_OK))
-        return ST_INVALID;
+    if ((st = ocspctl_index_parse(line, &e)) != ST_OK)
+        return st == ST_NOTFOUND ? ST_OK : st;
+    s = e.serial;
+    state = e.state;
+    reason = e.reason;
+    not_after = e.not_after;
+    when = e.when;
     ocspctl_serial_hex(s.b, s.len, hex);
     n->entries++;
-    if (f[0][0] != 'R' || state == OCSP_STATE_GOOD) {
+    if (e.kind != 'R' || state == OCSP_STATE_GOOD) {
         if (n->room < IMPORT_GOOD_BYTES) {
             if (n->not_imported++ == 0)
                 fprintf(stderr, "ocspctl: the store is at its fill_limit (%.0f%%): good entries "

@@ -95,6 +95,38 @@ void ocspctl_json_free(struct ctl_json *j);
 void ocspctl_journal_begin(struct ctl *c, struct ctl_json *j, const char *op, const char *issuer);
 int ocspctl_journal_end(struct ctl *c, struct ctl_json *j);
 
+/* ---- ocspctl_import.c: the parsers of the imports (also the fuzz targets' entry points) ---- */
+
+/* What a CRL says about itself. */
+struct crl_info {
+    bool delta, complete, has_number;
+    uint64_t number, base;
+    int64_t this_update, next_update;
+};
+
+/* One line of an OpenSSL `ca` index. */
+struct ctl_index_entry {
+    char kind;                  /* 'V', 'R' or 'E' */
+    struct ctl_serial serial;
+    enum ocsp_cert_state state; /* GOOD; REVOKED or HOLD for an R line (GOOD for removeFromCRL) */
+    int reason;                 /* CRLReason, OCSP_REASON_NONE when none */
+    int64_t not_after, when;    /* expiry; revocation time of an R line */
+};
+
+/* A CRL from a buffer: PEM, or DER with nothing after it. NULL (OpenSSL errors cleared) when
+ * it is neither. The caller frees the CRL. */
+X509_CRL *ocspctl_crl_parse(const uint8_t *buf, size_t len);
+/* crlNumber, deltaCRLIndicator, IDP scope and times (the signature is not checked here).
+ * CTL_OK, or CTL_ERR with a message naming `path` on stderr. */
+int ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci);
+/* Serial, reason and revocation date of one CRL entry; ST_INVALID for an entry to skip (no
+ * usable serial, reason or date; removeFromCRL outside a delta CRL). */
+int ocspctl_crl_entry(X509_REVOKED *r, bool delta, struct ctl_serial *s, int *reason,
+                      int64_t *when);
+/* Parse one index line in place (a trailing CR/LF dropped): ST_OK, ST_NOTFOUND for an empty
+ * line, ST_INVALID when it is not an index line. */
+int ocspctl_index_parse(char *line, struct ctl_index_entry *e);
+
 /* ---- subcommands: argc/argv start at the subcommand's own name ---- */
 int ocspctl_cmd_issuer(struct ctl *c, int argc, char **argv);
 int ocspctl_cmd_add(struct ctl *c, int argc, char **argv);
