@@ -230,7 +230,9 @@ der_gentime(struct der *d, const struct timespec *t, unsigned frac_digits)
     time_t sec = t->tv_sec;
     int n;
 
-    if (gmtime_r(&sec, &tm) == NULL || frac_digits > 9 || tm.tm_year + 1900 > 9999) {
+    /* four digits of year (X.680 §46): years before 0000 and after 9999 cannot be written */
+    if (gmtime_r(&sec, &tm) == NULL || frac_digits > 9 || tm.tm_year + 1900L < 0 ||
+        tm.tm_year + 1900L > 9999 || t->tv_nsec < 0 || t->tv_nsec > 999999999) {
         d->failed = true;
         return;
     }

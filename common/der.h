@@ -67,7 +67,8 @@ void der_u64(struct der *d, uint8_t tag, uint64_t v);
 void der_bool(struct der *d, bool v);
 void der_null(struct der *d);
 /* GeneralizedTime YYYYMMDDHHMMSS[.f*]Z in UTC; `frac_digits` (0..9) digits of the fraction are
- * written and trailing zeros then removed, the dot too when nothing is left (RFC 3161 2.4.2). */
+ * written and trailing zeros then removed, the dot too when nothing is left (RFC 3161 2.4.2).
+ * A year outside 0000..9999 or a tv_nsec outside 0..999999999 fails the writer. */
 void der_gentime(struct der *d, const struct timespec *t, unsigned frac_digits);
 /* BIT STRING of a named bit list (bit 0 = first bit), trailing zero bits removed (X.690 11.2.2). */
 void der_named_bits(struct der *d, uint32_t bits);
