@@ -168,8 +168,13 @@ ocspctl_time_fmt(int64_t t, char out[16])
     time_t v = (time_t)t;
     struct tm tm;
 
-    if (t == 0 || gmtime_r(&v, &tm) == NULL || strftime(out, 16, "%Y%m%d%H%M%SZ", &tm) == 0)
+    /* %04d: strftime's %Y writes year 1 as "1", which no one reads back as a time */
+    if (t == 0 || gmtime_r(&v, &tm) == NULL || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900)
         snprintf(out, 16, "-");
+    else
+        snprintf(out, 16, "%04u%02u%02u%02u%02u%02uZ", (unsigned)(tm.tm_year + 1900) % 10000,
+                 (unsigned)(tm.tm_mon + 1) % 100, (unsigned)tm.tm_mday % 100,
+                 (unsigned)tm.tm_hour % 100, (unsigned)tm.tm_min % 100, (unsigned)tm.tm_sec % 100);
 }
 
 /* ---- reasons and states ---- */
