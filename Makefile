@@ -1,4 +1,5 @@
-# tsad / ocspd appliance. Targets: all check run bench asan fuzz install format clean deps.
+# tsad / ocspd appliance. Targets: all check run bench asan fuzz fuzz-merge fuzz-smoke install
+# format format-check clean deps.
 # Sources are picked up by wildcard: a new common/x.c joins libcommon.a, a new
 # tests/unit/check_x.c becomes a test binary, without editing this file.
 
@@ -44,7 +45,8 @@ endif
 BINS += $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .SECONDARY:
-.PHONY: all check unit integration run bench asan fuzz install format clean deps
+.PHONY: all check unit integration run bench asan fuzz fuzz-merge fuzz-smoke install format \
+        format-check clean deps
 all: $(BINS) $(BENCH_SO) $(UNIT_BIN) $(REPLAY_BIN)
 
 $(BUILD)/%.o: %.c
@@ -110,8 +112,16 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  $(MAKE) BUILD=build-asan CC=clang SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" CFLAGS="-O1 -g" unit integration
 
+# libFuzzer runs (clang, ASan+UBSan) on a copy of the kept corpus under $(BUILD)/fuzz/, so the
+# tree stays clean; FUZZ_TIME seconds per target, FUZZ_TARGETS="a b" for some of them.
+# fuzz-merge minimises what the runs found into tests/fuzz/corpus/ (then review and commit).
+FUZZ_TIME ?= 60
 fuzz:
-	@BUILD=$(BUILD) tests/fuzz/build.sh
+	@BUILD=$(BUILD) FUZZ_TIME=$(FUZZ_TIME) tests/fuzz/build.sh run
+fuzz-smoke:
+	@BUILD=$(BUILD) FUZZ_TIME=10 tests/fuzz/build.sh run
+fuzz-merge:
+	@BUILD=$(BUILD) tests/fuzz/build.sh merge
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/tsad $(DESTDIR)/lib/systemd/system
@@ -126,6 +136,10 @@ install: all
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
+
+# What CI checks: the tracked sources are as clang-format (.clang-format) writes them.
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 clean:
 	rm -rf build build-asan

@@ -67,7 +67,7 @@ reference(const char *path, uint8_t *out, size_t cap, size_t *len)
         data++;
     while (data + pad < n && text[data + pad] == '=')
         pad++;
-    if (data == 0 || data + pad != n || data % 4 == 1 || (pad > 0 && n % 4 != 0))
+    if (data == 0 || data + pad != n || data % 4 == 1 || pad > 2 || (pad > 0 && n % 4 != 0))
         goto out;
     for (size_t i = 0; i < data; i++) {
         acc = acc << 6 | (uint32_t)b64_value(text[i]);
