@@ -94,19 +94,11 @@ load(bool tsa, const char *text, bool file, char *err, size_t errlen)
     if (st != ST_CONFIG || err[0] == '\0')
         abort();
     check_message(err, name);
-    if (file) { /* name the file as the string form does */
+    if (file) { /* name the file as the string form does (the message starts with it) */
         char tmp[CONFIG_ERR_MAX];
-        size_t n = 0, k = strlen(tmp_path);
-        for (const char *p = err; *p != '\0' && n < sizeof(tmp) - 16 && n < errlen - 16;) {
-            if (strncmp(p, tmp_path, k) == 0) {
-                n += (size_t)snprintf(tmp + n, sizeof(tmp) - n, "<string>");
-                p += k;
-            } else {
-                tmp[n++] = *p++;
-            }
-        }
-        tmp[n] = '\0';
-        memcpy(err, tmp, n + 1);
+        snprintf(tmp, sizeof(tmp), "<string>%s", err + strlen(tmp_path));
+        memcpy(err, tmp, strlen(tmp) + 1 < errlen ? strlen(tmp) + 1 : errlen);
+        err[errlen - 1] = '\0';
     }
     return st;
 }
