@@ -12,9 +12,9 @@
 #include "common/status.h"
 #include "ocsp/ocspctl_int.h"
 
+#include <limits.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
-#include <limits.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -576,21 +576,13 @@ index_line(struct ctl *c, const uint8_t *id, char *line, struct import_count *n)
 {
     char hex[2 * OCSP_SERIAL_MAX + 1];
     struct ctl_index_entry e;
-    struct ctl_serial s;
-    enum ocsp_cert_state state;
-    int reason, st;
-    int64_t not_after, when;
+    int st;
 
     if ((st = ocspctl_index_parse(line, &e)) != ST_OK)
         return st == ST_NOTFOUND ? ST_OK : st;
-    s = e.serial;
-    state = e.state;
-    reason = e.reason;
-    not_after = e.not_after;
-    when = e.when;
-    ocspctl_serial_hex(s.b, s.len, hex);
+    ocspctl_serial_hex(e.serial.b, e.serial.len, hex);
     n->entries++;
-    if (e.kind != 'R' || state == OCSP_STATE_GOOD) {
+    if (e.kind != 'R' || e.state == OCSP_STATE_GOOD) {
         if (n->room < IMPORT_GOOD_BYTES) {
             if (n->not_imported++ == 0)
                 fprintf(stderr, "ocspctl: the store is at its fill_limit (%.0f%%): good entries "
@@ -599,10 +591,10 @@ index_line(struct ctl *c, const uint8_t *id, char *line, struct import_count *n)
             return ST_OK;
         }
         n->room -= IMPORT_GOOD_BYTES;
-        st = ocspctl_record_issued(c, id, &s, not_after);
+        st = ocspctl_record_issued(c, id, &e.serial, e.not_after);
     } else
-        st = ocsp_store_status_set(c->store, id, s.b, s.len, state, (uint8_t)reason, when,
-                                   not_after, c->who);
+        st = ocsp_store_status_set(c->store, id, e.serial.b, e.serial.len, e.state,
+                                   (uint8_t)e.reason, e.when, e.not_after, c->who);
     count_result(n, st, hex);
     return ST_OK;
 }

@@ -145,9 +145,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (file && write_tmp(text)) {
         st_f = load(tsa, text, true, err_f, sizeof(err_f));
         /* messages long enough to be cut where the names differ in length are not compared */
-        if (st_f != st_s ||
-            (strlen(err_s) < sizeof(err_s) - 64 && strlen(err_f) < sizeof(err_f) - 64 &&
-             strcmp(err_s, err_f) != 0)) {
+        if (st_f != st_s || (strlen(err_s) < sizeof(err_s) - 64 &&
+                             strlen(err_f) < sizeof(err_f) - 64 && strcmp(err_s, err_f) != 0)) {
             fprintf(stderr, "string: %s\nfile:   %s\n", err_s, err_f);
             abort();
         }

@@ -48,7 +48,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static bool quiet;
     X509_CRL *crl;
-    STACK_OF(X509_REVOKED) *revs;
+    STACK_OF(X509_REVOKED) * revs;
     struct crl_info ci;
 
     if (!quiet) { /* the parsers' messages, not the sanitizers' reports (fd 2 stays open) */

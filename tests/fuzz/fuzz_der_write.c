@@ -101,8 +101,8 @@ gentime_text(int64_t sec, long nsec, unsigned digits, char *out, size_t cap)
 
     if (gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900L < 0 || tm.tm_year + 1900L > 9999)
         return false;
-    n = snprintf(out, cap, "%04d%02d%02d%02d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    n = snprintf(out, cap, "%04d%02d%02d%02d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
     snprintf(frac, sizeof(frac), "%09ld", nsec);
     frac[digits] = '\0';
     for (int i = (int)digits - 1; i >= 0 && frac[i] == '0'; i--)
@@ -421,9 +421,9 @@ walk(struct walk *w, const uint8_t *p, const uint8_t *end, unsigned depth)
         if (w->i == w->n)
             abort();
         x = &w->nodes[w->i++];
-        if (x->depth != depth || rtag != x->tag || ((ret & V_ASN1_CONSTRUCTED) != 0) !=
-                                                       ((x->tag & 0x20) != 0) ||
-            cls != (x->tag & 0xc0) || tag != (x->tag & 0x1f))
+        if (x->depth != depth || rtag != x->tag ||
+            ((ret & V_ASN1_CONSTRUCTED) != 0) != ((x->tag & 0x20) != 0) || cls != (x->tag & 0xc0) ||
+            tag != (x->tag & 0x1f))
             abort();
         check_value(x, p, (long)(r - p), q, len);
         if (x->kind == K_CONS)
