@@ -19,7 +19,7 @@ mode=${1:-run}
 build=${BUILD:-build}
 out=$build/fuzz
 time=${FUZZ_TIME:-${FUZZ_SECONDS:-60}}
-san="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer"
+san="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 
 case $mode in run | merge | build) ;; *)
     echo "usage: $0 run|merge|build" >&2
@@ -28,6 +28,12 @@ case $mode in run | merge | build) ;; *)
 esac
 targets=${FUZZ_TARGETS:-$(for s in tests/fuzz/fuzz_*.c; do s=${s##*/fuzz_}; echo "${s%.c}"; done)}
 
+# objects built with other flags (an older build.sh) are rebuilt: make does not track flags
+if [ "$(cat "$out/obj/.flags" 2>/dev/null)" != "$san" ]; then
+    rm -rf "$out/obj" "$out"/fuzz_*
+    mkdir -p "$out/obj"
+    echo "$san" >"$out/obj/.flags"
+fi
 make --no-print-directory BUILD="$out/obj" CC=clang SAN="$san" CFLAGS="-O1 -g" \
     "$out/obj/libcommon.a" "$out/obj/libtsa.a" "$out/obj/libocsp.a" >/dev/null
 for t in $targets; do
@@ -36,7 +42,8 @@ for t in $targets; do
     if [ ! -x "$out/fuzz_$t" ] || [ -n "$(find "$src" "$out/obj" -newer "$out/fuzz_$t" \
         -name '*.[ca]' -print -quit)" ]; then
         clang -O1 -g -std=c11 -D_GNU_SOURCE -I. -I/usr/include/p11-kit-1 \
-            -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer -o "$out/fuzz_$t" "$src" \
+            -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer -o "$out/fuzz_$t" "$src" \
             "$out/obj/libtsa.a" "$out/obj/libocsp.a" "$out/obj/libcommon.a" \
             -lssl -lcrypto -lmicrohttpd -llmdb -linih -ldl -lm -pthread
     fi
