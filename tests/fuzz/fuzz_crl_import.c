@@ -13,6 +13,7 @@
 #include "ocsp/ocspctl_int.h"
 
 #include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <openssl/x509.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,9 +35,10 @@ check_entry(X509_REVOKED *r, bool delta)
         return;
     if (s.len == 0 || s.len > OCSP_SERIAL_MAX)
         abort();
+    /* RFC 5280 §5.3.1, written out here rather than taken from ocsp_reason_valid() */
     if (reason != OCSP_REASON_NONE && (reason < 0 || reason > 10 || reason == 7))
         abort();
-    if (reason == 8 && !delta)
+    if (reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL && !delta)
         abort();
     ocspctl_serial_hex(s.b, s.len, hex);
     if (strlen(hex) == 0 || strlen(hex) > 2 * s.len)

@@ -11,6 +11,7 @@
 #include "common/status.h"
 #include "ocsp/ocspctl_int.h"
 
+#include <openssl/ocsp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,10 +58,11 @@ check_entry(const struct ctl_index_entry *e)
             abort();
         return;
     }
+    /* RFC 5280 §5.3.1, written out here rather than taken from ocsp_reason_valid() */
     if (e->reason != OCSP_REASON_NONE && (e->reason < 0 || e->reason > 10 || e->reason == 7))
         abort();
-    if ((e->state == OCSP_STATE_HOLD) != (e->reason == 6) ||
-        (e->state == OCSP_STATE_GOOD) != (e->reason == 8))
+    if ((e->state == OCSP_STATE_HOLD) != (e->reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD) ||
+        (e->state == OCSP_STATE_GOOD) != (e->reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL))
         abort();
     check_time(e->when);
 }
