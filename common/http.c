@@ -239,6 +239,10 @@ ipkey_from(struct http_ipkey *k, const struct sockaddr *sa)
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
 
         memcpy(k->a, &in6->sin6_addr, 16);
+        /* a native IPv6 client is counted by its /64 (one host usually holds a whole one and
+         * may use any address in it), as the signing budget counts it (common/ratelimit) */
+        if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            memset(k->a + 8, 0, 8);
     }
 }
 
