@@ -45,6 +45,7 @@ struct signer_worker {
      * outlasts sign_timeout says the token hangs, not a wait in the queue or the batch */
     size_t cur;
     long long cur_ns;
+    bool cur_blamed; /* its key was marked down for it (once per call) */
 };
 
 struct signer {
@@ -510,6 +511,7 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
     if (!gone) {
         w->cur = i;
         w->cur_ns = signer_now_ns();
+        w->cur_blamed = false;
     }
     pthread_mutex_unlock(&s->lock);
     if (gone)
@@ -683,9 +685,10 @@ signer_collect_expired(struct signer *s, long long now, struct signer_key **hung
     for (unsigned w = 0; w < s->cfg.workers; w++) {
         struct signer_worker *wk = &s->workers[w];
 
-        if (wk->cur < wk->n_listed && wk->listed[wk->cur] != NULL &&
-            now - wk->cur_ns >= s->timeout_ns)
+        if (wk->cur < wk->n_listed && !wk->cur_blamed && now - wk->cur_ns >= s->timeout_ns) {
+            wk->cur_blamed = true; /* once: a probe that signs elsewhere may bring it back */
             hung[(*n_hung)++] = wk->in[wk->cur].key;
+        }
     }
 
     while ((j = s->head) != NULL && now - j->submitted_ns >= s->timeout_ns) {
