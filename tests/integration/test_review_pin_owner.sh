@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 #
 # test_review_pin_owner.sh: review of issue 8 (PIN file rule; fails on main, passes with
-# the owner check). The rule refuses a PIN file readable or writable by group or others, but not one
-# owned by another user: a mode 0600 file owned by `nobody` (who can rewrite it with a
+# the owner check). The rule refused a PIN file readable or writable by group or others,
+# but not one owned by another user: a mode 0600 file owned by `nobody` (who can rewrite it with a
 # wrong PIN and so spend the token's PIN attempts, or read it) is accepted by a root tsad.
 # Expected: refused unless owned by the daemon's user (or root).
 set -uo pipefail
