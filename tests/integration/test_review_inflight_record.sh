@@ -24,7 +24,8 @@ printf '[limits]\nsign_rate = 0\n' >"$TMP/nolimit.conf"
 ocspd_write_conf "$CONF" "$PORT" "$STORE" "$TMP/pki" "$TMP/nolimit.conf"
 sed -i "s|^pkcs11_module = .*|pkcs11_module = $P11DELAY_SO|" "$CONF"
 export P11DELAY_MODULE=$OCSP_P11_MODULE P11DELAY_LATENCY_MS=1500 P11DELAY_PARALLEL=4
-ocspd_start "$CONF" "$TMP/ocspd.log" || fatal "ocspd behind the simulated HSM" "$(tail -n 3 "$TMP/ocspd.log")"
+ocspd_start "$CONF" "$TMP/ocspd.log" ||
+    fatal "ocspd behind the simulated HSM" "$(tail -n 3 "$TMP/ocspd.log")"
 
 post() {
     curl -s --max-time 20 -o "$TMP/$1.body" -w '%{http_code}' \

@@ -57,5 +57,8 @@ rm -f "$TMP/hang"
 wait "${pids[@]}"
 if grep -q 'event=hsm_unavailable key=pkcs11:tsu-n-p256 reason=timeout' "$LOG"; then
     t_ok "a call hung past sign_timeout (its job queued before) marks the key down"
-else t_fail "a call hung past sign_timeout (its job queued before) marks the key down" "no AUDIT line"; fi
+else
+    t_fail "a call hung past sign_timeout (its job queued before) marks the key down" \
+        "no AUDIT line"
+fi
 t_summary "$NAME"

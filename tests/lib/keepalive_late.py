@@ -20,7 +20,8 @@ def answer():
             return "cut"
         buf += d
     h, _, rest = buf.partition(b"\r\n\r\n")
-    n = int([l.split(b":")[1] for l in h.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    n = int([l.split(b":")[1] for l in h.split(b"\r\n")
+             if l.lower().startswith(b"content-length")][0])
     while len(rest) < n:
         d = s.recv(65536)
         if not d:
