@@ -239,6 +239,10 @@ ipkey_from(struct http_ipkey *k, const struct sockaddr *sa)
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
 
         memcpy(k->a, &in6->sin6_addr, 16);
+        /* a native IPv6 client is counted by its /64 (one host usually holds a whole one and
+         * may use any address in it), as the signing budget counts it (common/ratelimit) */
+        if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            memset(k->a + 8, 0, 8);
     }
 }
 
@@ -749,8 +753,14 @@ http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     req->cn = guard_of(conn);
     if (req->cn != NULL) {
         pthread_mutex_lock(&srv->guard.lock);
-        if (req->cn->state == HTTP_CONN_WAITING)
+        if (req->cn->state == HTTP_CONN_WAITING) {
+            /* the request's own deadline runs from its request line, not from when the
+             * connection became ready: a kept-alive client silent for a while (under the
+             * idle timeout) still has request_timeout for its next request (back of the
+             * list, which stays in ready order) */
+            guard_wait(&srv->guard, req->cn);
             req->cn->state = HTTP_CONN_RECEIVING;
+        }
         pthread_mutex_unlock(&srv->guard.lock);
     }
     atomic_fetch_add(&srv->active, 1);

@@ -24,8 +24,8 @@
  * socket, so a descriptor is never shut down after it was reused):
  * - a connection waits for a request from the moment it is ready for one (accepted, or its
  *   previous answer sent); if no whole request line came within timeout_s it is closed as
- *   idle, and if the request (line, headers and body) is not whole within request_timeout_s
- *   it is cut (the deadline MHD's idle timeout, reset by every byte, cannot give). Requests
+ *   idle, and if the request (headers and body) is not whole within request_timeout_s of
+ *   its request line it is cut (the deadline MHD's idle timeout, reset by every byte, cannot give). Requests
  *   whose body is in (handler running, suspended for the HSM, answer being sent) are exempt;
  *   MHD's idle timeout (timeout_s + 1) still covers an answer the client does not read;
  * - per_ip_limit connections per client address at most: the next are closed at accept;

@@ -41,6 +41,11 @@ struct signer_worker {
     struct signer_job **listed;
     struct signer_in *in;
     size_t n_listed;
+    /* the job inside the module now (SIZE_MAX: none) and since when: only a call that itself
+     * outlasts sign_timeout says the token hangs, not a wait in the queue or the batch */
+    size_t cur;
+    long long cur_ns;
+    bool cur_blamed; /* its key was marked down for it (once per call) */
 };
 
 struct signer {
@@ -503,6 +508,11 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
     /* completed already (timed out behind a call that hung): not worth a signature */
     pthread_mutex_lock(&s->lock);
     gone = w->listed[i] == NULL;
+    if (!gone) {
+        w->cur = i;
+        w->cur_ns = signer_now_ns();
+        w->cur_blamed = false;
+    }
     pthread_mutex_unlock(&s->lock);
     if (gone)
         return;
@@ -516,6 +526,7 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
         signer_do_job(s, w->idx, &tmp, w->in[i].probe);
     }
     pthread_mutex_lock(&s->lock);
+    w->cur = SIZE_MAX;
     if ((job = w->listed[i]) != NULL) {
         job->status = tmp.status;
         job->sig_len = tmp.sig_len;
@@ -661,11 +672,24 @@ signer_probe_submit(struct signer *s, long long now)
 }
 
 /* Collect the jobs older than sign_timeout, queued or taken by a worker and not signed yet,
- * into a list linked by `next` (the lock held). The probe is only released. */
+ * into a list linked by `next` (the lock held). The probe is only released. The keys of the
+ * calls that have been inside the module for sign_timeout go to hung[] (*n_hung of them):
+ * a job that only waited (queue, batch) behind a slow but working token says nothing of it. */
 static struct signer_job *
-signer_collect_expired(struct signer *s, long long now)
+signer_collect_expired(struct signer *s, long long now, struct signer_key **hung,
+                       size_t *n_hung)
 {
     struct signer_job *list = NULL, **tail = &list, *j;
+
+    *n_hung = 0;
+    for (unsigned w = 0; w < s->cfg.workers; w++) {
+        struct signer_worker *wk = &s->workers[w];
+
+        if (wk->cur < wk->n_listed && !wk->cur_blamed && now - wk->cur_ns >= s->timeout_ns) {
+            wk->cur_blamed = true; /* once: a probe that signs elsewhere may bring it back */
+            hung[(*n_hung)++] = wk->in[wk->cur].key;
+        }
+    }
 
     while ((j = s->head) != NULL && now - j->submitted_ns >= s->timeout_ns) {
         if ((s->head = j->next) == NULL)
@@ -734,6 +758,8 @@ signer_watch_main(void *arg)
     while (!s->stopping) {
         struct timespec until;
         struct signer_job *expired;
+        struct signer_key *hung[SIGNER_MAX_WORKERS];
+        size_t n_hung;
         long long now;
         int n = 0;
 
@@ -745,14 +771,14 @@ signer_watch_main(void *arg)
         if (s->stopping)
             break;
         now = signer_now_ns();
-        expired = signer_collect_expired(s, now);
+        expired = signer_collect_expired(s, now, hung, &n_hung);
         if (atomic_load(&s->n_down) > 0 && now - s->probe_last >= SIGNER_PROBE_INTERVAL_NS)
             signer_probe_submit(s, now);
         pthread_mutex_unlock(&s->lock);
-        for (struct signer_job *j = expired; j != NULL; j = j->next) {
-            signer_key_health(s, j->key, ST_TIMEOUT);
+        for (size_t i = 0; i < n_hung; i++)
+            signer_key_health(s, hung[i], ST_TIMEOUT);
+        for (struct signer_job *j = expired; j != NULL; j = j->next)
             n++;
-        }
         if (n > 0) {
             metrics_add(s->m_timeouts, n);
             log_warn("signer: %d job(s) not signed within sign_timeout (%.1f s): answered as "
@@ -881,6 +907,7 @@ signer_start(struct signer *s)
         s->workers[i].s = s;
         s->workers[i].idx = i;
         s->workers[i].beat = live_beat_new(name);
+        s->workers[i].cur = SIZE_MAX;
         s->workers[i].listed = calloc(s->cfg.batch_max, sizeof(*s->workers[i].listed));
         s->workers[i].in = calloc(s->cfg.batch_max, sizeof(*s->workers[i].in));
         if (s->workers[i].listed == NULL || s->workers[i].in == NULL) {

@@ -220,6 +220,15 @@ p11_read_pin(const char *path, char *pin, size_t cap, size_t *len)
         st = ST_CONFIG;
         goto out;
     }
+    /* nor one owned by another user: its owner could read it, or rewrite it with wrong PINs
+     * that spend the token's attempts (root's or the daemon user's only, as ssh's rule) */
+    if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
+        log_err("pkcs11: PIN file %s is owned by uid %lu, not by root or this daemon's user "
+                "(uid %lu): refused; chown it", path, (unsigned long)sb.st_uid,
+                (unsigned long)geteuid());
+        st = ST_CONFIG;
+        goto out;
+    }
     while (n < cap && (r = read(fd, pin + n, cap - n)) != 0) {
         if (r < 0 && errno == EINTR)
             continue;

@@ -186,9 +186,15 @@ ocsp_inflight_join(struct ocsp_service *s, struct http_request *http,
     const void *lv = ocsp_issuer_live(iss);
     const char *inm = http_req_header(http, "If-None-Match");
     struct ocsp_waiter *w;
+    struct ocsp_status st;
     bool joined = false;
 
     if (s->unissued == NULL)
+        return false;
+    /* the answer in flight was decided without a record: once the serial has one (ocspctl
+     * add/revoke since), a new request is answered from it, as by the unissued cache */
+    if (ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) !=
+        ST_NOTFOUND)
         return false;
     pthread_mutex_lock(&s->inflight_lock);
     for (size_t i = 0; i < OCSP_INFLIGHT_MAX && !joined; i++) {
