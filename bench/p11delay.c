@@ -237,9 +237,10 @@ p11d_conf_line(struct p11d_settings *set, char *line, const char *path, unsigned
         if (p11d_setting(set, p11d_trim(s), p11d_trim(eq + 1)))
             return true;
     }
-    fprintf(stderr, "p11delay: %s:%u: expected module = PATH, latency_ms = MS, parallel = N "
-                    "or a fault key (hang_file, removed_file, removed_reinit, close_file, "
-                    "badpin_file)\n",
+    fprintf(stderr,
+            "p11delay: %s:%u: expected module = PATH, latency_ms = MS, parallel = N "
+            "or a fault key (hang_file, removed_file, removed_reinit, close_file, "
+            "badpin_file)\n",
             path, lineno);
     return false;
 }
@@ -521,12 +522,12 @@ p11d_sign_final(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len)
 }
 
 /* The other functions a signing application calls: CKR_DEVICE_REMOVED during a removal. */
-#define P11D_WRAP(name, params, args)                                                             \
-    static CK_RV p11d_##name params                                                               \
-    {                                                                                             \
-        CK_RV rv = p11d_removed(&p11d_st);                                                        \
-                                                                                                  \
-        return rv != CKR_OK ? rv : p11d_st.real->name args;                                       \
+#define P11D_WRAP(name, params, args)                                                              \
+    static CK_RV p11d_##name params                                                                \
+    {                                                                                              \
+        CK_RV rv = p11d_removed(&p11d_st);                                                         \
+                                                                                                   \
+        return rv != CKR_OK ? rv : p11d_st.real->name args;                                        \
     }
 
 P11D_WRAP(C_GetSlotList, (CK_BBOOL present, CK_SLOT_ID_PTR list, CK_ULONG_PTR n),

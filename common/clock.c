@@ -545,8 +545,7 @@ clock_is_leap_step(const struct clock *c, double step, const struct timespec *rt
     if (c->state.leap_when == 0)
         return false;
     from_leap = (double)(rt->tv_sec - c->state.leap_when) + (double)rt->tv_nsec * 1e-9;
-    return fabs(from_leap) <= c->cfg.leap_guard &&
-           fabs(fabs(step) - 1.0) <= CLOCK_STEP_TOLERANCE;
+    return fabs(from_leap) <= c->cfg.leap_guard && fabs(fabs(step) - 1.0) <= CLOCK_STEP_TOLERANCE;
 }
 
 /* Store a sample result; caller holds c->lock. Returns the verdict against cfg.max_error. */
@@ -561,8 +560,10 @@ clock_store(struct clock *c, int st, const struct clock_sample *s, const struct 
         double step = clock_step(&c->state.taken_real, &c->state.taken_mono, rt, mono);
 
         if (fabs(step) > CLOCK_STEP_TOLERANCE && clock_is_leap_step(c, step, rt))
-            log_audit("clock_step", "the system clock moved %+.6f s against the monotonic "
-                      "clock since the previous sample: the announced leap second", step);
+            log_audit("clock_step",
+                      "the system clock moved %+.6f s against the monotonic "
+                      "clock since the previous sample: the announced leap second",
+                      step);
         else if (fabs(step) > CLOCK_STEP_TOLERANCE)
             clock_hold_step(&c->state, step, rt);
     }

@@ -44,12 +44,12 @@ enum clock_verdict {
 
 /* One reading of the time-status source. */
 struct clock_sample {
-    int leap;                 /* 0 normal, 1 insert second, 2 delete second, 3 unsynchronised */
+    int leap; /* 0 normal, 1 insert second, 2 delete second, 3 unsynchronised */
     int stratum;
     uint32_t ref_id;
-    double offset;            /* seconds the system clock is off (chronyd current correction) */
-    double root_delay;        /* seconds */
-    double root_dispersion;   /* seconds */
+    double offset;          /* seconds the system clock is off (chronyd current correction) */
+    double root_delay;      /* seconds */
+    double root_dispersion; /* seconds */
     double skew_ppm;
     double resid_freq_ppm;
     double last_update_age;   /* seconds since chronyd's last clock update, at sample time */
@@ -69,21 +69,21 @@ struct clock_source {
 };
 
 struct clock_config {
-    const char *chrony_socket;   /* chronyd command socket path (bindcmdaddress) */
-    double poll_interval;        /* seconds between samples (e.g. 1.0) */
-    double max_update_age;       /* chronyd last update older than this -> CLOCK_STALE */
-    double max_error;            /* bound above this -> CLOCK_BOUND (usually the token accuracy) */
-    double leap_guard;           /* seconds around a pending leap second with no issuance */
-    bool kernel_check;           /* also require the kernel clock to be synchronised */
+    const char *chrony_socket; /* chronyd command socket path (bindcmdaddress) */
+    double poll_interval;      /* seconds between samples (e.g. 1.0) */
+    double max_update_age;     /* chronyd last update older than this -> CLOCK_STALE */
+    double max_error;          /* bound above this -> CLOCK_BOUND (usually the token accuracy) */
+    double leap_guard;         /* seconds around a pending leap second with no issuance */
+    bool kernel_check;         /* also require the kernel clock to be synchronised */
 };
 
 /* What clock_read() returns. */
 struct clock_reading {
-    struct timespec now;         /* CLOCK_REALTIME, UTC */
-    double error_bound;          /* seconds; meaningful when verdict is CLOCK_OK or CLOCK_BOUND */
+    struct timespec now; /* CLOCK_REALTIME, UTC */
+    double error_bound;  /* seconds; meaningful when verdict is CLOCK_OK or CLOCK_BOUND */
     enum clock_verdict verdict;
-    struct clock_sample sample;  /* the snapshot the verdict was computed from */
-    double sample_age;           /* seconds since the snapshot was taken */
+    struct clock_sample sample; /* the snapshot the verdict was computed from */
+    double sample_age;          /* seconds since the snapshot was taken */
 };
 
 struct clock;

@@ -28,19 +28,19 @@ struct commit {
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;
-    pthread_cond_t cond;      /* work for the writer */
-    pthread_cond_t progress;  /* an operation completed (flush) */
+    pthread_cond_t cond;     /* work for the writer */
+    pthread_cond_t progress; /* an operation completed (flush) */
     struct commit_op *head, *tail;
-    unsigned bg_depth;        /* background operations queued (queue_max) */
+    unsigned bg_depth; /* background operations queued (queue_max) */
     bool stopping;
     uint64_t submitted, completed;
     /* fill, written by the writer, read anywhere */
     _Atomic double fill;
     atomic_bool above;
-    int64_t last_walk;        /* writer only: the last free-list walk, */
-    double walk_fill;         /* the fill it found */
-    size_t walk_used;         /* and the high-water mark then */
-    int64_t next_hygiene;     /* writer only */
+    int64_t last_walk;    /* writer only: the last free-list walk, */
+    double walk_fill;     /* the fill it found */
+    size_t walk_used;     /* and the high-water mark then */
+    int64_t next_hygiene; /* writer only */
     _Atomic int64_t logged_full, logged_busy;
     _Atomic int64_t txn_failed_at, txn_ok_at; /* commit_now() of the last of each, 0: none */
     struct live_beat *beat;
@@ -69,8 +69,8 @@ commit_set_fill(struct commit *c, double fill)
     if (above && !was)
         log_warn("store: %s is %.0f%% full (fill_limit %.0f%%): background writes stop "
                  "(pre-signing, refresh, imports of good entries); the rest is kept for "
-                 "revocations, holds and audit records. Grow %s", store_name(c->s), fill * 100,
-                 c->cfg.fill_limit * 100,
+                 "revocations, holds and audit records. Grow %s",
+                 store_name(c->s), fill * 100, c->cfg.fill_limit * 100,
                  store_size_key(c->s)[0] != '\0' ? store_size_key(c->s) : "its map size");
     else if (!above && was)
         log_notice("store: %s is %.0f%% full again: background writes resume", store_name(c->s),
@@ -209,7 +209,8 @@ commit_refused(struct commit *c, int st)
                  store_name(c->s), c->cfg.fill_limit * 100);
     else
         log_warn("store: %s: background write refused: %u writes are waiting (is another "
-                 "process holding the write lock?)", store_name(c->s), c->cfg.queue_max);
+                 "process holding the write lock?)",
+                 store_name(c->s), c->cfg.queue_max);
 }
 
 static void commit_wake(struct commit_wait *w, int status);
@@ -316,10 +317,14 @@ commit_metric(struct commit *c, int kind, const char *base, const char *extra, c
 
     snprintf(name, sizeof(name), "%s{store=\"%s\"%s}", base, c->name, extra);
     switch (kind) {
-    case 0: return metrics_counter(name, help);
-    case 1: return metrics_gauge(name, help);
-    case 2: return metrics_histogram(name, help, size_buckets, sizeof(size_buckets) / sizeof(double));
-    default: return metrics_histogram(name, help, secs_buckets, sizeof(secs_buckets) / sizeof(double));
+    case 0:
+        return metrics_counter(name, help);
+    case 1:
+        return metrics_gauge(name, help);
+    case 2:
+        return metrics_histogram(name, help, size_buckets, sizeof(size_buckets) / sizeof(double));
+    default:
+        return metrics_histogram(name, help, secs_buckets, sizeof(secs_buckets) / sizeof(double));
     }
 }
 
@@ -328,8 +333,8 @@ commit_metrics_init(struct commit *c)
 {
     c->m_groups = commit_metric(c, 0, "store_commit_groups_total", "",
                                 "Write transactions committed by the store's writer.");
-    c->m_ops = commit_metric(c, 0, "store_commit_ops_total", "",
-                             "Writes handled by the store's writer.");
+    c->m_ops =
+        commit_metric(c, 0, "store_commit_ops_total", "", "Writes handled by the store's writer.");
     c->m_size = commit_metric(c, 2, "store_commit_group_size", "",
                               "Writes per transaction (group commit).");
     c->m_secs = commit_metric(c, 3, "store_commit_seconds", "",
@@ -342,8 +347,7 @@ commit_metrics_init(struct commit *c)
                               "Background writes refused.");
     c->m_readers = commit_metric(c, 0, "store_stale_readers_cleared_total", "",
                                  "Reader slots of dead processes cleared (mdb_reader_check).");
-    c->m_fill = commit_metric(c, 1, "store_fill_ratio", "",
-                              "Live fill of the store's map (0..1).");
+    c->m_fill = commit_metric(c, 1, "store_fill_ratio", "", "Live fill of the store's map (0..1).");
     c->m_queue = commit_metric(c, 1, "store_commit_queue", "",
                                "Writes submitted and not yet committed (or refused).");
 }

@@ -20,8 +20,8 @@
 #include <string.h>
 
 struct config_stream {
-    FILE *f;          /* file input, or */
-    const char *s;    /* string input */
+    FILE *f;       /* file input, or */
+    const char *s; /* string input */
     int line;
     struct config_parse *p;
     const char *name;
@@ -179,8 +179,7 @@ config_bool(const char *v, bool *out)
 }
 
 int
-config_uint(const char *v, unsigned long long min, unsigned long long max,
-            unsigned long long *out)
+config_uint(const char *v, unsigned long long min, unsigned long long max, unsigned long long *out)
 {
     char *end = NULL;
     unsigned long long x;
@@ -201,8 +200,8 @@ config_duration(const char *v, double *seconds)
     static const struct {
         const char *suffix;
         double mult;
-    } units[] = {{"us", 1e-6}, {"ms", 1e-3}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400},
-                 {"", 1}};
+    } units[] = {{"us", 1e-6}, {"ms", 1e-3}, {"s", 1}, {"m", 60},
+                 {"h", 3600},  {"d", 86400}, {"", 1}};
     char *end = NULL;
     double x;
 
@@ -370,8 +369,7 @@ config_server_key(struct config_parse *p, struct config_server *c, const char *k
         return ST_OK;
     }
     if (strcmp(key, "max_body") == 0) {
-        if (config_size(value, &c->max_body) != 0 || c->max_body < 64 ||
-            c->max_body > body_limit)
+        if (config_size(value, &c->max_body) != 0 || c->max_body < 64 || c->max_body > body_limit)
             return config_error(p, pos, "max_body: a size from 64 to %zu", body_limit);
         return ST_OK;
     }
@@ -454,8 +452,8 @@ config_signer_key(struct config_parse *p, struct config_signer *c, const char *k
 }
 
 int
-config_store_key(struct config_parse *p, struct config_store *c, const char *key,
-                 const char *value, const struct config_pos *pos, bool journal)
+config_store_key(struct config_parse *p, struct config_store *c, const char *key, const char *value,
+                 const struct config_pos *pos, bool journal)
 {
     double d;
 
@@ -510,7 +508,8 @@ config_signer_check(struct config_parse *p, const struct config_signer *c, const
     struct config_pos pos = {file, 0};
 
     if (c->p11_module[0] != '\0' && (c->p11_token[0] == '\0' || c->p11_pin_file[0] == '\0'))
-        return config_error(p, &pos, "[signer]: token and pin_file are required with "
-                                     "pkcs11_module");
+        return config_error(p, &pos,
+                            "[signer]: token and pin_file are required with "
+                            "pkcs11_module");
     return ST_OK;
 }

@@ -61,8 +61,8 @@ struct config_server {
     unsigned per_ip_limit;
     unsigned timeout_s;         /* idle: no request started, or nothing moving */
     unsigned request_timeout_s; /* a whole request (line, headers, body) must be in by then */
-    double watchdog_stall;  /* a thread busy in one call this long stops the watchdog pings */
-    double stop_timeout;    /* a stop that takes longer ends the process at once */
+    double watchdog_stall;      /* a thread busy in one call this long stops the watchdog pings */
+    double stop_timeout;        /* a stop that takes longer ends the process at once */
 };
 
 /* pin_file = credential:NAME names $CREDENTIALS_DIRECTORY/NAME (systemd LoadCredential=) */
@@ -73,7 +73,7 @@ struct config_signer {
     char p11_module[PATH_MAX];
     char p11_token[64];
     char p11_pin_file[PATH_MAX]; /* the path; credential:NAME already resolved */
-    unsigned workers;   /* 0: one per CPU */
+    unsigned workers;            /* 0: one per CPU */
     unsigned queue_max;
     unsigned batch_max;
     double sign_timeout; /* a job not signed after this long is answered ST_TIMEOUT (5 s) */
@@ -83,11 +83,11 @@ struct config_signer {
 struct config_store {
     char path[PATH_MAX];
     size_t map_size;
-    double fill_limit;        /* background writes stop above this live fill (0.8) */
-    double reader_check;      /* seconds between clearing dead readers' slots (60) */
-    bool journal;             /* tsad: write-ahead journal in front of the audit log (yes) */
-    size_t journal_segment;   /* bytes per journal segment file (16M) */
-    size_t journal_max;       /* journal capacity (256M) */
+    double fill_limit;      /* background writes stop above this live fill (0.8) */
+    double reader_check;    /* seconds between clearing dead readers' slots (60) */
+    bool journal;           /* tsad: write-ahead journal in front of the audit log (yes) */
+    size_t journal_segment; /* bytes per journal segment file (16M) */
+    size_t journal_max;     /* journal capacity (256M) */
 };
 
 /* Defaults: listen 127.0.0.1:port, 2 threads, max_body, 1024 connections, 64 per client

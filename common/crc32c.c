@@ -24,8 +24,8 @@ crc32c_init(void)
     }
     for (uint32_t n = 0; n < 256; n++)
         for (int k = 1; k < 8; k++)
-            crc32c_table[k][n] = (crc32c_table[k - 1][n] >> 8) ^
-                                 crc32c_table[0][crc32c_table[k - 1][n] & 0xff];
+            crc32c_table[k][n] =
+                (crc32c_table[k - 1][n] >> 8) ^ crc32c_table[0][crc32c_table[k - 1][n] & 0xff];
 }
 
 uint32_t
@@ -38,8 +38,8 @@ crc32c(uint32_t crc, const void *p, size_t n)
     while (n >= 8) {
         uint32_t lo = crc ^ ((uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 |
                              (uint32_t)b[3] << 24);
-        uint32_t hi = (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 |
-                      (uint32_t)b[7] << 24;
+        uint32_t hi =
+            (uint32_t)b[4] | (uint32_t)b[5] << 8 | (uint32_t)b[6] << 16 | (uint32_t)b[7] << 24;
 
         crc = crc32c_table[7][lo & 0xff] ^ crc32c_table[6][(lo >> 8) & 0xff] ^
               crc32c_table[5][(lo >> 16) & 0xff] ^ crc32c_table[4][lo >> 24] ^

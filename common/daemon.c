@@ -12,12 +12,12 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <getopt.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -93,7 +93,8 @@ daemon_wait(double stall)
         alive = live_check(stall, who, sizeof(who), &how);
         if (!alive && !stalled)
             log_err("watchdog: thread %s has been inside one call for %.1f s (watchdog_stall "
-                    "%.1f s): %s", who, how, stall,
+                    "%.1f s): %s",
+                    who, how, stall,
                     usec > 0 ? "no more watchdog pings" : "not running under a watchdog");
         else if (alive && stalled)
             log_notice("watchdog: no thread stuck any more: pings resume");
@@ -166,13 +167,15 @@ daemon_listen_fd(const char *name)
     unsetenv("LISTEN_FDNAMES");
     if (n != 1) {
         log_err("%s: systemd passed %lld sockets (LISTEN_FDS); exactly one is served (one "
-                "ListenStream= in %s.socket)", name, n, name);
+                "ListenStream= in %s.socket)",
+                name, n, name);
         return -1;
     }
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
         getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc) {
         log_err("%s: fd %d passed by systemd is not a listening stream socket (ListenStream= "
-                "in %s.socket, Accept=no)", name, fd, name);
+                "in %s.socket, Accept=no)",
+                name, fd, name);
         return -1;
     }
     (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -228,10 +231,18 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
 
     while ((opt = getopt(argc, argv, "c:nh")) != -1) {
         switch (opt) {
-        case 'c': path = optarg; break;
-        case 'n': check_only = true; break;
-        case 'h': daemon_usage(stdout, ops); return 0;
-        default: daemon_usage(stderr, ops); return 2;
+        case 'c':
+            path = optarg;
+            break;
+        case 'n':
+            check_only = true;
+            break;
+        case 'h':
+            daemon_usage(stdout, ops);
+            return 0;
+        default:
+            daemon_usage(stderr, ops);
+            return 2;
         }
     }
     log_init(ops->name, LOG_LVL_INFO);
@@ -250,8 +261,9 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
     if ((svc = ops->start(ops->cfg, http, check_only)) == NULL) {
         fprintf(stderr, "%s: cannot start with %s (see the log above)\n", ops->name, path);
         if (signer_pin_refused()) { /* issue 8: a wrong PIN is not retried by a restart */
-            fprintf(stderr, "%s: the token refused the PIN: correct the PIN file, then start "
-                            "again (exit status %d: not restarted by systemd)\n",
+            fprintf(stderr,
+                    "%s: the token refused the PIN: correct the PIN file, then start "
+                    "again (exit status %d: not restarted by systemd)\n",
                     ops->name, DAEMON_EXIT_PIN);
             rc = DAEMON_EXIT_PIN;
         }

@@ -347,8 +347,7 @@ out:
 }
 
 bool
-der_read(const uint8_t **p, const uint8_t *end, uint8_t *tag, const uint8_t **content,
-         size_t *len)
+der_read(const uint8_t **p, const uint8_t *end, uint8_t *tag, const uint8_t **content, size_t *len)
 {
     const uint8_t *q = *p;
     size_t n;

@@ -1269,8 +1269,7 @@ http_beat(void)
 
 static enum MHD_Result
 http_access_run(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                const char *version, const char *upload_data, size_t *upload_size,
-                void **con_cls)
+                const char *version, const char *upload_data, size_t *upload_size, void **con_cls)
 {
     struct http_server *srv = cls;
     struct http_request *req = *con_cls;

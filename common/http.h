@@ -25,8 +25,8 @@
  * - a connection waits for a request from the moment it is ready for one (accepted, or its
  *   previous answer sent); if no whole request line came within timeout_s it is closed as
  *   idle, and if the request (headers and body) is not whole within request_timeout_s of
- *   its request line it is cut (the deadline MHD's idle timeout, reset by every byte, cannot give). Requests
- *   whose body is in (handler running, suspended for the HSM, answer being sent) are exempt;
+ *   its request line it is cut (the deadline MHD's idle timeout, reset by every byte, cannot give).
+ * Requests whose body is in (handler running, suspended for the HSM, answer being sent) are exempt;
  *   MHD's idle timeout (timeout_s + 1) still covers an answer the client does not read;
  * - per_ip_limit connections per client address at most: the next are closed at accept;
  * - MHD accepts up to max_connections + HTTP_RESERVE_CONNECTIONS. A connection past
@@ -68,16 +68,16 @@ struct http_request;
 #define HTTP_DEFAULT_MAX_URL 2048u
 
 struct http_config {
-    const char *listen_addr;  /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1" or "::1" */
-    uint16_t port;            /* 0 = let the kernel pick a free port (see http_server_port) */
-    unsigned threads;         /* MHD thread pool size */
-    size_t max_body;          /* request body cap, bytes */
-    unsigned max_connections; /* concurrent connections, suspended ones included */
-    unsigned per_ip_limit;    /* concurrent connections per client address; 0 = no limit */
-    unsigned timeout_s;       /* idle connection timeout, seconds (suspended ones exempt) */
-    size_t max_url;           /* request-target (path and query) length cap, bytes */
-    int listen_fd;            /* > 0: an already listening socket (systemd socket activation)
-                               * served instead of binding listen_addr:port; 0/-1: bind */
+    const char *listen_addr;    /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1" or "::1" */
+    uint16_t port;              /* 0 = let the kernel pick a free port (see http_server_port) */
+    unsigned threads;           /* MHD thread pool size */
+    size_t max_body;            /* request body cap, bytes */
+    unsigned max_connections;   /* concurrent connections, suspended ones included */
+    unsigned per_ip_limit;      /* concurrent connections per client address; 0 = no limit */
+    unsigned timeout_s;         /* idle connection timeout, seconds (suspended ones exempt) */
+    size_t max_url;             /* request-target (path and query) length cap, bytes */
+    int listen_fd;              /* > 0: an already listening socket (systemd socket activation)
+                                 * served instead of binding listen_addr:port; 0/-1: bind */
     unsigned request_timeout_s; /* deadline for a whole request, seconds (see below) */
 };
 

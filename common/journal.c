@@ -30,23 +30,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#define JOURNAL_SEG_MAGIC "TSJRNL01"       /* 8 bytes, segment header */
-#define JOURNAL_GROUP_MAGIC 0x4c4e524au    /* "JRNL" little-endian, group header */
-#define JOURNAL_SEG_HDR_LEN 36u            /* magic 8, salt 8, first_seq 8, size 8, crc 4 */
+#define JOURNAL_SEG_MAGIC "TSJRNL01"    /* 8 bytes, segment header */
+#define JOURNAL_GROUP_MAGIC 0x4c4e524au /* "JRNL" little-endian, group header */
+#define JOURNAL_SEG_HDR_LEN 36u         /* magic 8, salt 8, first_seq 8, size 8, crc 4 */
 #define JOURNAL_MAX_SEGMENTS JOURNAL_SEGMENTS_LIMIT
-#define JOURNAL_RETRY_NS 1000000000LL      /* applier retry after a failed transaction */
+#define JOURNAL_RETRY_NS 1000000000LL /* applier retry after a failed transaction */
 #define JOURNAL_MIN_SEGMENT (256u * 1024u)
 #define JOURNAL_FREE_WAIT_NS 2000000000LL /* a write waits this long for the applier */
 
 enum seg_state { SEG_FREE = 0, SEG_ACTIVE, SEG_FULL };
 
 struct seg {
-    int fd;                /* O_RDWR | O_DSYNC */
+    int fd; /* O_RDWR | O_DSYNC */
     uint64_t salt;
-    uint64_t first_seq;    /* of the current activation */
-    uint64_t last_seq;     /* highest written in this activation; first_seq - 1 when none */
-    size_t tail;           /* next write offset (active segment) */
-    enum seg_state state;  /* under j->lock */
+    uint64_t first_seq;   /* of the current activation */
+    uint64_t last_seq;    /* highest written in this activation; first_seq - 1 when none */
+    size_t tail;          /* next write offset (active segment) */
+    enum seg_state state; /* under j->lock */
 };
 
 /* One written group, kept in memory until it is in the database. */
@@ -64,14 +64,14 @@ struct journal {
     int db;
     struct seg segs[JOURNAL_MAX_SEGMENTS];
     unsigned nsegs;
-    int active;            /* writer only */
+    int active;              /* writer only */
     int64_t create_retry_at; /* writer only: no new segment before (a creation failed) */
-    uint64_t next_seq;     /* writer only (after open) */
+    uint64_t next_seq;       /* writer only (after open) */
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;
-    pthread_cond_t cond;     /* work for the writer */
-    pthread_cond_t applied;  /* the applier finished a transaction */
+    pthread_cond_t cond;    /* work for the writer */
+    pthread_cond_t applied; /* the applier finished a transaction */
     struct journal_rec *head, *tail;
     bool stopping, writing;
     unsigned flush_waiters;
@@ -79,8 +79,8 @@ struct journal {
     size_t pend_count;
     int64_t pend_since, retry_at;
     bool apply_inflight, apply_failing;
-    bool urgent;             /* no free segment: apply now, whatever the delay */
-    bool failed;             /* two writes in a row failed: no more records until restart */
+    bool urgent; /* no free segment: apply now, whatever the delay */
+    bool failed; /* two writes in a row failed: no more records until restart */
     uint64_t applied_seq, written_seq, apply_epoch;
     struct commit_op apply_op;
     struct live_beat *beat;
@@ -214,8 +214,8 @@ seg_create(struct journal *j, unsigned i)
     if (fd < 0)
         goto fail;
     while (off < j->cfg.segment_size) {
-        size_t n = j->cfg.segment_size - off < sizeof(zero) ? j->cfg.segment_size - off
-                                                            : sizeof(zero);
+        size_t n =
+            j->cfg.segment_size - off < sizeof(zero) ? j->cfg.segment_size - off : sizeof(zero);
 
         if (!write_with(j->cfg.pwrite_fn, fd, zero, n, (off_t)off)) /* tests: a full disk */
             goto fail;
@@ -423,7 +423,8 @@ scan_list(const char *dir, struct scan_seg **out, size_t *n)
         if (!seg_header_decode(h, &sg.salt, &sg.first, &sg.size)) {
             /* written once, damaged since: its records cannot be told from anything */
             log_err("journal: the header of %s is damaged: its records may not be in the "
-                    "database yet", sg.path);
+                    "database yet",
+                    sg.path);
             close(sg.fd);
             st = ST_STORE;
             break;
@@ -743,8 +744,7 @@ seg_switch(struct journal *j)
 /* Assemble the records of `list` that fit in one segment into a group buffer; *rest gets
  * those that did not fit. NULL on allocation failure. */
 static struct jbuf *
-group_build(struct journal *j, struct journal_rec *list, struct journal_rec **rest,
-            uint32_t *count)
+group_build(struct journal *j, struct journal_rec *list, struct journal_rec **rest, uint32_t *count)
 {
     size_t cap = j->cfg.segment_size - JOURNAL_SEG_HEADER, len = JOURNAL_GROUP_HEADER, p;
     struct journal_rec *r = list;
@@ -836,7 +836,8 @@ group_write(struct journal *j, struct jbuf *b)
     if ((st = group_write_once(j, b, &wrote)) != ST_OK) {
         st = ST_IO;
         log_err("journal: %s: a failed write could not be made again: no more tokens until "
-                "tsad is restarted (the journal is recovered then)", j->dir);
+                "tsad is restarted (the journal is recovered then)",
+                j->dir);
         pthread_mutex_lock(&j->lock);
         j->failed = true;
         pthread_mutex_unlock(&j->lock);
@@ -955,9 +956,9 @@ writer_main(void *arg)
 
 struct recover {
     struct journal *j;
-    uint64_t next_needed;   /* L + 1, then one past each record taken */
-    uint64_t gap_at;        /* first record seen beyond a gap (0: none) */
-    struct jbuf *chunk;     /* records gathered for one transaction, as one pseudo-group */
+    uint64_t next_needed; /* L + 1, then one past each record taken */
+    uint64_t gap_at;      /* first record seen beyond a gap (0: none) */
+    struct jbuf *chunk;   /* records gathered for one transaction, as one pseudo-group */
     size_t chunk_cap, chunk_n;
     int st;
 };
@@ -980,8 +981,8 @@ recover_flush(struct recover *rc)
         return;
     st = commit_run(rc->j->c, &op);
     if (st != ST_OK) {
-        log_err("journal: %s: recovered records cannot be written to the database: %s",
-                rc->j->dir, status_str(st));
+        log_err("journal: %s: recovered records cannot be written to the database: %s", rc->j->dir,
+                status_str(st));
         rc->st = st;
     }
     rc->chunk->len = JOURNAL_GROUP_HEADER;
@@ -1068,7 +1069,8 @@ journal_recover(struct journal *j)
     free(rc.chunk);
     if (st != ST_OK) {
         log_err("journal: %s cannot be recovered (%s): tsad does not start without the "
-                "records it may hold", j->dir, status_str(st));
+                "records it may hold",
+                j->dir, status_str(st));
         return st;
     }
     if (rc.st != ST_OK)
@@ -1182,16 +1184,15 @@ journal_open(const struct journal_config *cfg, struct commit *c, int db)
     journal_metrics_init(j);
     if (j->cfg.segment_size < JOURNAL_MIN_SEGMENT || j->cfg.segments_max < 2 ||
         j->cfg.segments_max > JOURNAL_MAX_SEGMENTS) {
-        log_err("journal: segments of at least %u bytes, from 2 to %u of them",
-                JOURNAL_MIN_SEGMENT, JOURNAL_MAX_SEGMENTS);
+        log_err("journal: segments of at least %u bytes, from 2 to %u of them", JOURNAL_MIN_SEGMENT,
+                JOURNAL_MAX_SEGMENTS);
         goto fail;
     }
     if (mkdir(j->dir, 0700) != 0 && errno != EEXIST) {
         log_err("journal: cannot create %s: %s", j->dir, strerror(errno));
         goto fail;
     }
-    if (journal_recover(j) != ST_OK || segments_open(j) != ST_OK ||
-        seg_switch(j) != ST_OK)
+    if (journal_recover(j) != ST_OK || segments_open(j) != ST_OK || seg_switch(j) != ST_OK)
         goto fail;
     j->beat = live_beat_new("journal");
     if (pthread_create(&j->thread, NULL, writer_main, j) != 0)

@@ -53,14 +53,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define JOURNAL_SEG_HEADER 4096u           /* bytes before the first group of a segment */
+#define JOURNAL_SEG_HEADER 4096u /* bytes before the first group of a segment */
 #define JOURNAL_GROUP_HEADER 32u
 #define JOURNAL_DEFAULT_SEGMENT (16u << 20)
 #define JOURNAL_DEFAULT_SEGMENTS_MAX 16u
 #define JOURNAL_DEFAULT_APPLY_BATCH 4096u
 #define JOURNAL_DEFAULT_APPLY_DELAY 0.05
 #define JOURNAL_RECORD_MAX 65536u
-#define JOURNAL_SEGMENTS_LIMIT 1024u      /* segments_max above this is refused */
+#define JOURNAL_SEGMENTS_LIMIT 1024u /* segments_max above this is refused */
 
 struct journal_rec;
 /* The record is durable (ST_OK, r->seq set) or could not be written (ST_IO, ST_FULL,
@@ -68,11 +68,11 @@ struct journal_rec;
 typedef void (*journal_done_fn)(struct journal_rec *r, int status);
 
 struct journal_rec {
-    const void *data;  /* payload: borrowed until done (copied when written) */
-    size_t len;        /* 1..JOURNAL_RECORD_MAX */
+    const void *data; /* payload: borrowed until done (copied when written) */
+    size_t len;       /* 1..JOURNAL_RECORD_MAX */
     journal_done_fn done;
-    void *user;        /* the submitter's, untouched */
-    uint64_t seq;      /* out: sequence number = LMDB key, valid in done with ST_OK */
+    void *user;               /* the submitter's, untouched */
+    uint64_t seq;             /* out: sequence number = LMDB key, valid in done with ST_OK */
     struct journal_rec *next; /* private */
 };
 
@@ -81,11 +81,11 @@ struct journal_rec {
 typedef ssize_t (*journal_pwrite_fn)(int fd, const void *buf, size_t n, off_t off);
 
 struct journal_config {
-    const char *dir;         /* the journal's directory (created 0700 if missing) */
-    size_t segment_size;     /* bytes per segment file (0: default) */
-    unsigned segments_max;   /* capacity in segments, >= 2 (0: default) */
-    unsigned apply_batch;    /* records per LMDB transaction of the applier (0: default) */
-    double apply_delay;      /* seconds a record may wait before it is applied (0: default) */
+    const char *dir;             /* the journal's directory (created 0700 if missing) */
+    size_t segment_size;         /* bytes per segment file (0: default) */
+    unsigned segments_max;       /* capacity in segments, >= 2 (0: default) */
+    unsigned apply_batch;        /* records per LMDB transaction of the applier (0: default) */
+    double apply_delay;          /* seconds a record may wait before it is applied (0: default) */
     journal_pwrite_fn pwrite_fn; /* NULL: pwrite */
 };
 
@@ -108,11 +108,11 @@ void journal_sync_applied(struct journal *j);
 
 /* Figures for health and metrics. */
 struct journal_stats {
-    uint64_t next_seq;      /* sequence number of the next record */
-    uint64_t applied_seq;   /* every record up to this one is in the database */
+    uint64_t next_seq;    /* sequence number of the next record */
+    uint64_t applied_seq; /* every record up to this one is in the database */
     unsigned segments, segments_free;
-    bool apply_failing;     /* the last transaction of the applier failed */
-    bool write_failed;      /* writes failed twice in a row: no records until a restart */
+    bool apply_failing; /* the last transaction of the applier failed */
+    bool write_failed;  /* writes failed twice in a row: no records until a restart */
 };
 void journal_stats(struct journal *j, struct journal_stats *out);
 

@@ -34,8 +34,7 @@ live_beat_new(const char *name)
         struct live_beat *b = &live_table[i];
         bool expected = false;
 
-        if (atomic_load(&b->used) ||
-            !atomic_compare_exchange_strong(&b->used, &expected, true))
+        if (atomic_load(&b->used) || !atomic_compare_exchange_strong(&b->used, &expected, true))
             continue;
         atomic_store(&b->busy_since, 0);
         snprintf(b->name, sizeof(b->name), "%s", name != NULL ? name : "thread");

@@ -60,8 +60,8 @@ log_write(int level, const char *prefix, const char *fmt, va_list ap)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    r = snprintf(line + n, sizeof(line) - n, ".%06ldZ %s[%d] %s: %s", ts.tv_nsec / 1000,
-                 log_ident, (int)getpid(), level_names[level], prefix);
+    r = snprintf(line + n, sizeof(line) - n, ".%06ldZ %s[%d] %s: %s", ts.tv_nsec / 1000, log_ident,
+                 (int)getpid(), level_names[level], prefix);
     if (r > 0)
         n += (size_t)r < sizeof(line) - n ? (size_t)r : sizeof(line) - n - 1;
     r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
@@ -141,22 +141,39 @@ const char *
 status_str(int st)
 {
     switch (st) {
-    case ST_OK: return "ok";
-    case ST_ERR: return "error";
-    case ST_NOMEM: return "out of memory";
-    case ST_INVALID: return "invalid";
-    case ST_IO: return "i/o error";
-    case ST_NOTFOUND: return "not found";
-    case ST_EXISTS: return "exists";
-    case ST_BUSY: return "busy";
-    case ST_CRYPTO: return "crypto error";
-    case ST_CLOCK: return "clock unusable";
-    case ST_CONFIG: return "configuration error";
-    case ST_HSM: return "hsm error";
-    case ST_STORE: return "store error";
-    case ST_TIMEOUT: return "timeout";
-    case ST_SHUTDOWN: return "shutting down";
-    case ST_FULL: return "store full";
-    default: return "unknown status";
+    case ST_OK:
+        return "ok";
+    case ST_ERR:
+        return "error";
+    case ST_NOMEM:
+        return "out of memory";
+    case ST_INVALID:
+        return "invalid";
+    case ST_IO:
+        return "i/o error";
+    case ST_NOTFOUND:
+        return "not found";
+    case ST_EXISTS:
+        return "exists";
+    case ST_BUSY:
+        return "busy";
+    case ST_CRYPTO:
+        return "crypto error";
+    case ST_CLOCK:
+        return "clock unusable";
+    case ST_CONFIG:
+        return "configuration error";
+    case ST_HSM:
+        return "hsm error";
+    case ST_STORE:
+        return "store error";
+    case ST_TIMEOUT:
+        return "timeout";
+    case ST_SHUTDOWN:
+        return "shutting down";
+    case ST_FULL:
+        return "store full";
+    default:
+        return "unknown status";
     }
 }

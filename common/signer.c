@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define SIGNER_PROBE_INTERVAL_NS 1000000000LL /* a test signature a second while unhealthy */
-#define SIGNER_EXPIRED_CHUNK 64                /* timed-out jobs per callback */
+#define SIGNER_EXPIRED_CHUNK 64               /* timed-out jobs per callback */
 
 /* A job's input, copied when a worker takes it: the job itself may be completed by the watch
  * thread (timeout) and freed by its owner while the worker is still inside C_Sign. */
@@ -102,7 +102,8 @@ signer_key_health(struct signer *s, struct signer_key *k, int st)
     if (down) {
         atomic_fetch_add(&s->n_down, 1);
         metrics_inc(s->m_down);
-        log_audit("hsm_unavailable", "key=%s reason=%s: its signatures fail; answering "
+        log_audit("hsm_unavailable",
+                  "key=%s reason=%s: its signatures fail; answering "
                   "systemFailure/tryLater, a test signature every second until it signs again",
                   k->name, st == ST_TIMEOUT ? "timeout" : status_str(st));
     } else {
@@ -186,10 +187,10 @@ signer_hash_md(enum signer_hash h)
 static int
 signer_pss_algid(struct signer_key *k)
 {
-    static const uint8_t pss_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
-                                      0x0d, 0x01, 0x01, 0x0a};
-    static const uint8_t mgf1_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
-                                       0x0d, 0x01, 0x01, 0x08};
+    static const uint8_t pss_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                      0xf7, 0x0d, 0x01, 0x01, 0x0a};
+    static const uint8_t mgf1_oid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
+                                       0xf7, 0x0d, 0x01, 0x01, 0x08};
     const uint8_t *h = digalg_der[k->hash - 1];
     struct der d;
     size_t top, params, m, m2;
@@ -221,8 +222,8 @@ signer_key_algids(struct signer_key *k)
 {
     static const uint8_t ecdsa_prefix[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
                                            0x48, 0xce, 0x3d, 0x04, 0x03};
-    static const uint8_t rsa_prefix[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
-                                         0xf7, 0x0d, 0x01, 0x01};
+    static const uint8_t rsa_prefix[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86,
+                                         0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01};
     size_t hi = (size_t)k->hash - 1;
 
     memcpy(k->digalg, digalg_der[hi], 13);
@@ -273,9 +274,9 @@ signer_key_check(struct signer_key *k, EVP_PKEY *pub)
         if ((strcmp(curve, "prime256v1") == 0) != (k->hash == SIGNER_SHA256) ||
             (strcmp(curve, "secp384r1") == 0) != (k->hash == SIGNER_SHA384)) {
             log_err("signer: %s: curve %s needs digest %s (TS 119 312, ALG-02)", k->name, curve,
-                    strcmp(curve, "prime256v1") == 0   ? "sha256"
+                    strcmp(curve, "prime256v1") == 0  ? "sha256"
                     : strcmp(curve, "secp384r1") == 0 ? "sha384"
-                                                       : "sha512");
+                                                      : "sha512");
             return ST_INVALID;
         }
         k->max_sig = (size_t)EVP_PKEY_get_size(pub);
@@ -370,8 +371,8 @@ signer_add_p11_key(struct signer *s, const char *label, X509 *cert, enum signer_
 }
 
 struct signer_key *
-signer_add_soft_key(struct signer *s, const char *pem_path, X509 *cert,
-                    enum signer_scheme scheme, enum signer_hash hash)
+signer_add_soft_key(struct signer *s, const char *pem_path, X509 *cert, enum signer_scheme scheme,
+                    enum signer_hash hash)
 {
     struct signer_key *k;
     FILE *f;
@@ -423,8 +424,8 @@ signer_ctx_params(const struct signer_key *k, EVP_PKEY_CTX *ctx)
  * up once: creating and initialising a context per signature costs as much as a P-256
  * signature's own arithmetic in OpenSSL 3. Each slot is used by one thread at a time. */
 static int
-signer_soft_sign(struct signer_key *k, unsigned slot, const uint8_t *dig, size_t dlen,
-                 uint8_t *sig, size_t *slen)
+signer_soft_sign(struct signer_key *k, unsigned slot, const uint8_t *dig, size_t dlen, uint8_t *sig,
+                 size_t *slen)
 {
     EVP_PKEY_CTX *ctx = k->soft_ctx[slot];
 
@@ -477,8 +478,8 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool forc
         return;
     }
     if (k->soft != NULL)
-        job->status = signer_soft_sign(k, slot, job->digest, job->digest_len, job->sig,
-                                       &job->sig_len);
+        job->status =
+            signer_soft_sign(k, slot, job->digest, job->digest_len, job->sig, &job->sig_len);
     else
         job->status = signer_p11_sign(s->p11, slot, k->p11_obj, k->scheme, k->hash, job->digest,
                                       job->digest_len, job->sig, &job->sig_len);
@@ -486,7 +487,8 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool forc
      * handle found again must name the certificate's key */
     if (job->status == ST_OK && k->soft == NULL && force && !signer_verify(k, job)) {
         log_err("signer: %s: the token's test signature does not verify with the certificate's "
-                "key", k->name);
+                "key",
+                k->name);
         job->status = ST_HSM;
     }
     if (job->status != ST_OK)
@@ -676,8 +678,7 @@ signer_probe_submit(struct signer *s, long long now)
  * calls that have been inside the module for sign_timeout go to hung[] (*n_hung of them):
  * a job that only waited (queue, batch) behind a slow but working token says nothing of it. */
 static struct signer_job *
-signer_collect_expired(struct signer *s, long long now, struct signer_key **hung,
-                       size_t *n_hung)
+signer_collect_expired(struct signer *s, long long now, struct signer_key **hung, size_t *n_hung)
 {
     struct signer_job *list = NULL, **tail = &list, *j;
 
@@ -782,7 +783,8 @@ signer_watch_main(void *arg)
         if (n > 0) {
             metrics_add(s->m_timeouts, n);
             log_warn("signer: %d job(s) not signed within sign_timeout (%.1f s): answered as "
-                     "failed", n, (double)s->timeout_ns / 1e9);
+                     "failed",
+                     n, (double)s->timeout_ns / 1e9);
         }
         signer_deliver_expired(s, expired);
         pthread_mutex_lock(&s->lock);
@@ -845,11 +847,11 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
     s->m_hsm_fail = metrics_counter("signer_hsm_failures_total",
                                     "Signing jobs failed by the PKCS#11 token (or refused while "
                                     "their key was down).");
-    s->m_down = metrics_gauge("signer_keys_down",
-                              "Token keys whose last signature failed or timed out.");
+    s->m_down =
+        metrics_gauge("signer_keys_down", "Token keys whose last signature failed or timed out.");
     if (cfg->p11_module != NULL && cfg->p11_module[0] != '\0') {
-        s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file,
-                                 s->cfg.workers + 1);
+        s->p11 =
+            signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file, s->cfg.workers + 1);
         if (s->p11 == NULL) {
             signer_free(s);
             return NULL;
@@ -914,8 +916,7 @@ signer_start(struct signer *s)
             log_err("signer: worker %u: out of memory", i);
             return ST_NOMEM;
         }
-        if (pthread_create(&s->workers[i].thread, NULL, signer_worker_main, &s->workers[i]) !=
-            0) {
+        if (pthread_create(&s->workers[i].thread, NULL, signer_worker_main, &s->workers[i]) != 0) {
             log_err("signer: cannot start worker %u", i);
             return ST_ERR;
         }

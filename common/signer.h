@@ -58,21 +58,17 @@
 #include <openssl/x509.h>
 
 #define SIGNER_MAX_DIGEST 64
-#define SIGNER_MAX_SIG 1024 /* RSA-8192 or a DER ECDSA signature */
+#define SIGNER_MAX_SIG 1024   /* RSA-8192 or a DER ECDSA signature */
 #define SIGNER_MAX_WORKERS 64 /* [signer] workers bound; signing slots are workers + 1 */
 
 /* Signature schemes. The hash is the one the caller digests the signed bytes with. */
 enum signer_scheme {
-    SIGNER_ECDSA = 1,      /* ECDSA, DER-encoded signature */
-    SIGNER_RSA_PKCS1 = 2,  /* RSASSA-PKCS1-v1_5 */
-    SIGNER_RSA_PSS = 3     /* RSASSA-PSS, MGF1 with the same hash, salt = hash length */
+    SIGNER_ECDSA = 1,     /* ECDSA, DER-encoded signature */
+    SIGNER_RSA_PKCS1 = 2, /* RSASSA-PKCS1-v1_5 */
+    SIGNER_RSA_PSS = 3    /* RSASSA-PSS, MGF1 with the same hash, salt = hash length */
 };
 
-enum signer_hash {
-    SIGNER_SHA256 = 1,
-    SIGNER_SHA384 = 2,
-    SIGNER_SHA512 = 3
-};
+enum signer_hash { SIGNER_SHA256 = 1, SIGNER_SHA384 = 2, SIGNER_SHA512 = 3 };
 
 struct signer_key;
 struct signer;
@@ -82,9 +78,9 @@ struct signer_job {
     struct signer_key *key;
     uint8_t digest[SIGNER_MAX_DIGEST]; /* hash of the to-be-signed bytes, with the key's hash */
     size_t digest_len;
-    void *user;                        /* caller's context, untouched */
+    void *user; /* caller's context, untouched */
     /* out, valid in the batch callback */
-    int status;                        /* ST_OK or a negative ST_* code */
+    int status; /* ST_OK or a negative ST_* code */
     uint8_t sig[SIGNER_MAX_SIG];
     size_t sig_len;
     /* private to the signer */
@@ -98,13 +94,13 @@ typedef void (*signer_batch_fn)(struct signer_job **jobs, size_t n, void *ctx);
 
 struct signer_config {
     /* PKCS#11 backend; module NULL means "no token configured" (software keys only) */
-    const char *p11_module;     /* path of the PKCS#11 module (.so) */
-    const char *p11_token;      /* token label */
-    const char *p11_pin_file;   /* file holding the user PIN */
-    unsigned workers;           /* worker threads (= PKCS#11 sessions); 0 -> number of CPUs */
-    unsigned queue_max;         /* bounded queue: submit beyond this answers ST_BUSY */
-    unsigned batch_max;         /* most jobs one worker takes per wake-up */
-    double sign_timeout;        /* seconds; a job not signed by then completes ST_TIMEOUT (5) */
+    const char *p11_module;   /* path of the PKCS#11 module (.so) */
+    const char *p11_token;    /* token label */
+    const char *p11_pin_file; /* file holding the user PIN */
+    unsigned workers;         /* worker threads (= PKCS#11 sessions); 0 -> number of CPUs */
+    unsigned queue_max;       /* bounded queue: submit beyond this answers ST_BUSY */
+    unsigned batch_max;       /* most jobs one worker takes per wake-up */
+    double sign_timeout;      /* seconds; a job not signed by then completes ST_TIMEOUT (5) */
 };
 
 /* Fill a signer_config from the [signer] section (no module configured -> NULL). */

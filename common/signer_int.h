@@ -14,19 +14,19 @@ struct signer_p11;
 
 struct signer_key {
     struct signer *owner;
-    char name[128];               /* "pkcs11:<label>" or the PEM path, for logs */
+    char name[128]; /* "pkcs11:<label>" or the PEM path, for logs */
     enum signer_scheme scheme;
     enum signer_hash hash;
-    int pkey_type;                /* EVP_PKEY_EC or EVP_PKEY_RSA */
-    size_t max_sig;               /* RSA modulus bytes, or the largest DER ECDSA signature */
-    EVP_PKEY *soft;               /* software backend: the private key; NULL for PKCS#11 */
-    EVP_PKEY *pub;                /* the certificate's public key (own reference) */
+    int pkey_type;  /* EVP_PKEY_EC or EVP_PKEY_RSA */
+    size_t max_sig; /* RSA modulus bytes, or the largest DER ECDSA signature */
+    EVP_PKEY *soft; /* software backend: the private key; NULL for PKCS#11 */
+    EVP_PKEY *pub;  /* the certificate's public key (own reference) */
     EVP_PKEY_CTX *soft_ctx[SIGNER_MAX_WORKERS + 1]; /* software backend: one per slot */
-    CK_OBJECT_HANDLE p11_obj;     /* PKCS#11 backend: private key object handle */
-    atomic_bool down;             /* PKCS#11: its last signature failed or timed out */
-    uint8_t sigalg[80];           /* DER AlgorithmIdentifier of the signature */
+    CK_OBJECT_HANDLE p11_obj;                       /* PKCS#11 backend: private key object handle */
+    atomic_bool down;   /* PKCS#11: its last signature failed or timed out */
+    uint8_t sigalg[80]; /* DER AlgorithmIdentifier of the signature */
     size_t sigalg_len;
-    uint8_t digalg[24];           /* DER AlgorithmIdentifier of the digest */
+    uint8_t digalg[24]; /* DER AlgorithmIdentifier of the digest */
     size_t digalg_len;
     struct signer_key *next;
 };

@@ -224,8 +224,8 @@ p11_read_pin(const char *path, char *pin, size_t cap, size_t *len)
      * that spend the token's attempts (root's or the daemon user's only, as ssh's rule) */
     if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
         log_err("pkcs11: PIN file %s is owned by uid %lu, not by root or this daemon's user "
-                "(uid %lu): refused; chown it", path, (unsigned long)sb.st_uid,
-                (unsigned long)geteuid());
+                "(uid %lu): refused; chown it",
+                path, (unsigned long)sb.st_uid, (unsigned long)geteuid());
         st = ST_CONFIG;
         goto out;
     }
@@ -446,7 +446,8 @@ p11_login(struct signer_p11 *p, CK_SESSION_HANDLE h)
 
     if (atomic_load(&p->pin_refused)) {
         log_err("pkcs11: token '%s': not logging in: the token refused the PIN of %s earlier; "
-                "correct it and restart", p->token, p->pin_file);
+                "correct it and restart",
+                p->token, p->pin_file);
         return ST_HSM;
     }
     if ((st = p11_read_pin(p->pin_file, pin, sizeof(pin), &len)) != ST_OK)
@@ -1172,7 +1173,8 @@ p11_reinit(struct signer_p11 *p, CK_RV why)
     until.tv_sec += P11_REINIT_WAIT_S;
     if (pthread_rwlock_timedwrlock(&p->rw, &until) != 0) {
         log_warn("pkcs11: token '%s': cannot re-initialise the module: a call is still inside "
-                 "it", p->token);
+                 "it",
+                 p->token);
         return why;
     }
     pthread_mutex_lock(&p->lock);
@@ -1181,8 +1183,8 @@ p11_reinit(struct signer_p11 *p, CK_RV why)
     pthread_rwlock_unlock(&p->rw);
     if (rv == CKR_OK)
         log_notice("pkcs11: module %s token '%s': re-initialised after %s (C_Finalize, "
-                   "C_Initialize): %u sessions, logged in, keys found again", p->module, p->token,
-                   p11_rv_name(why), p->nsessions);
+                   "C_Initialize): %u sessions, logged in, keys found again",
+                   p->module, p->token, p11_rv_name(why), p->nsessions);
     else
         p11_log_rv(LOG_LVL_ERR, p, "re-initialising the module", rv);
     return rv;

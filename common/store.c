@@ -27,8 +27,8 @@ struct store {
     char *names[STORE_MAX_DBS];
     size_t n_dbs;
     size_t map_size;
-    char name[320];       /* "<label> <dir>" */
-    char size_key[256];   /* the setting that sizes the map */
+    char name[320];     /* "<label> <dir>" */
+    char size_key[256]; /* the setting that sizes the map */
     _Atomic int64_t full_logged;
 };
 
@@ -47,7 +47,8 @@ store_log_full(struct store *s)
         !atomic_compare_exchange_strong(&s->full_logged, &last, now))
         return;
     log_err("store: %s is full (map size %zu bytes reached): grow %s, or archive and rotate "
-            "it", s->name, s->map_size, s->size_key[0] != '\0' ? s->size_key : "its map size");
+            "it",
+            s->name, s->map_size, s->size_key[0] != '\0' ? s->size_key : "its map size");
 }
 
 static int
@@ -154,8 +155,7 @@ store_db_ok(const struct store *s, int db)
 }
 
 int
-store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap,
-          size_t *len)
+store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap, size_t *len)
 {
     MDB_txn *txn = NULL;
     MDB_val k = {klen, (void *)key}, v;
@@ -181,8 +181,7 @@ store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size
 }
 
 int
-store_get_alloc(struct store *s, int db, const void *key, size_t klen, uint8_t **val,
-                size_t *len)
+store_get_alloc(struct store *s, int db, const void *key, size_t klen, uint8_t **val, size_t *len)
 {
     MDB_txn *txn = NULL;
     MDB_val k = {klen, (void *)key}, v;

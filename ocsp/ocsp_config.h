@@ -18,10 +18,10 @@
 struct ocsp_config {
     char file[PATH_MAX];
     struct config_server server; /* [server] */
-    char base_path[128];     /* [server] base_path: POST and GET served under it ("/") */
+    char base_path[128];         /* [server] base_path: POST and GET served under it ("/") */
     /* [log] */
     int log_level;
-    struct config_store store; /* [store] (no journal keys) */
+    struct config_store store;   /* [store] (no journal keys) */
     struct config_signer signer; /* [signer] */
     /* [ocsp] */
     double refresh_interval; /* seconds between refresher scans */

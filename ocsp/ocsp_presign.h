@@ -17,7 +17,7 @@
  * means every issuer. *count gets the number of responses stored. ST_OK, ST_FULL when it
  * stopped at the store's fill level (DESIGN D10: the space above is kept for revocations and
  * holds), or another ST_* code (reason logged). */
-int ocsp_presign_run(const struct ocsp_config *cfg, struct ocsp_store *st,
-                     const char *issuer_name, size_t *count);
+int ocsp_presign_run(const struct ocsp_config *cfg, struct ocsp_store *st, const char *issuer_name,
+                     size_t *count);
 
 #endif

@@ -400,8 +400,8 @@ ocsp_hex_value(char c)
 static bool
 ocsp_is_b64(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 /* Percent-decode path into text (at most max characters, NUL-terminated; text has room for

@@ -25,15 +25,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OCSP_REQ_MAX 16384     /* bytes of a DER OCSPRequest */
-#define OCSP_MAX_CERTIDS 16    /* CertIDs per request (OCSP-27) */
-#define OCSP_NONCE_MAX 128     /* RFC 9654 */
-#define OCSP_CERTID_MAX 200    /* a SHA-512 CertID with a 20-octet serial is ~170 bytes */
+#define OCSP_REQ_MAX 16384  /* bytes of a DER OCSPRequest */
+#define OCSP_MAX_CERTIDS 16 /* CertIDs per request (OCSP-27) */
+#define OCSP_NONCE_MAX 128  /* RFC 9654 */
+#define OCSP_CERTID_MAX 200 /* a SHA-512 CertID with a 20-octet serial is ~170 bytes */
 
 struct ocsp_certid {
     uint8_t der[OCSP_CERTID_MAX]; /* CertID SEQUENCE exactly as received */
     size_t der_len;
-    enum ocsp_hash hash;          /* 0 when the hash algorithm is not one we serve */
+    enum ocsp_hash hash; /* 0 when the hash algorithm is not one we serve */
     uint8_t name_hash[64];
     uint8_t key_hash[64];
     size_t hash_len;
@@ -47,7 +47,7 @@ struct ocsp_request {
     bool has_nonce;
     uint8_t nonce_value[OCSP_NONCE_MAX + 4]; /* the nonce extnValue contents, echoed verbatim */
     size_t nonce_value_len;
-    size_t nonce_len;                        /* octets of the nonce itself */
+    size_t nonce_len; /* octets of the nonce itself */
 };
 
 /* Parse and check. 0 with *out filled, or 1 (malformedRequest) with *why set (static text). */

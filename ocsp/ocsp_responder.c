@@ -186,9 +186,10 @@ ocsp_slot_load(struct ocsp_responder *r, const struct ocsp_issuer_rec *rec)
         goto fail;
     iss->ca_not_before = asn1_time_unix(X509_get0_notBefore(iss->cert));
     iss->signer_not_after = asn1_time_unix(X509_get0_notAfter(iss->signer_cert));
-    log_audit("ocsp_issuer_loaded", "issuer=%s signer=%s key=%s nonce=%u unissued=%u "
-              "validity=%u crl_fed=%d", iss->rec.name,
-              iss->rec.signer_kind == OCSP_SIGNER_DELEGATED ? "delegated" : "ca",
+    log_audit("ocsp_issuer_loaded",
+              "issuer=%s signer=%s key=%s nonce=%u unissued=%u "
+              "validity=%u crl_fed=%d",
+              iss->rec.name, iss->rec.signer_kind == OCSP_SIGNER_DELEGATED ? "delegated" : "ca",
               signer_key_name(iss->key), iss->rec.nonce_policy, iss->rec.unissued_policy,
               iss->rec.validity, iss->rec.crl_fed);
     return slot;
@@ -274,8 +275,8 @@ struct ocsp_store_op {
     struct ocsp_store *store;
     struct ocsp_response_put put;
     uint8_t certid[OCSP_CERTID_MAX];
-    uint8_t *der;          /* our copy, or the job's response when a job waits for us */
-    struct ocsp_job *job;  /* a re-sign job that completes once stored, or NULL */
+    uint8_t *der;         /* our copy, or the job's response when a job waits for us */
+    struct ocsp_job *job; /* a re-sign job that completes once stored, or NULL */
 };
 
 static int
@@ -320,15 +321,17 @@ ocsp_job_store(struct ocsp_responder *r, struct ocsp_job *j)
     else
         memcpy(so->der, j->resp, j->resp_len);
     memcpy(so->certid, j->certid, j->certid_len);
-    so->put = (struct ocsp_response_put){so->certid, j->certid_len, j->stamp, j->this_update,
-                                         j->next_update, j->produced_at, so->der, j->resp_len};
+    so->put = (struct ocsp_response_put){so->certid,     j->certid_len,  j->stamp, j->this_update,
+                                         j->next_update, j->produced_at, so->der,  j->resp_len};
     so->store = r->store;
     so->job = j->wait_store ? j : NULL;
-    so->op = (struct commit_op){.cls = COMMIT_BACKGROUND, .apply = ocsp_store_op_apply,
-                                .done = ocsp_store_op_done, .user = so};
+    so->op = (struct commit_op){.cls = COMMIT_BACKGROUND,
+                                .apply = ocsp_store_op_apply,
+                                .done = ocsp_store_op_done,
+                                .user = so};
     st = r->commit != NULL ? commit_submit(r->commit, &so->op) : ST_INVALID;
     if (st == ST_OK)
-        return wait; /* with wait, j may already be completed and freed: not touched again */
+        return wait;      /* with wait, j may already be completed and freed: not touched again */
     j->store_status = st; /* refused: full, or too many waiting (a long ocspctl transaction) */
     if (!wait)
         free(so->der);
@@ -351,8 +354,8 @@ ocsp_batch(struct signer_job **jobs, size_t n, void *ctx)
 
         if (j->sj.status == ST_OK) {
             alg = signer_key_sigalg_der(j->iss->key, &alg_len);
-            if (ocsp_response_assemble(j->tbs, j->tbs_len, alg, alg_len, j->sj.sig,
-                                       j->sj.sig_len, j->iss->certs, j->iss->certs_len, &j->resp,
+            if (ocsp_response_assemble(j->tbs, j->tbs_len, alg, alg_len, j->sj.sig, j->sj.sig_len,
+                                       j->iss->certs, j->iss->certs_len, &j->resp,
                                        &j->resp_len) != ST_OK)
                 j->sj.status = ST_NOMEM;
         }
@@ -375,12 +378,13 @@ ocsp_responder_new(const struct ocsp_config *cfg, struct ocsp_store *st, bool st
     r->strict = strict;
     pthread_rwlock_init(&r->lock, NULL);
     if (!ocsp_store_readonly(st)) /* a read-only store (ocspd -n) is never written */
-        r->commit = commit_new(ocsp_store_raw(st), &(struct commit_config){
-                                                   .name = "ocsp",
-                                                   .queue_max = OCSP_COMMIT_QUEUE_MAX,
-                                                   .group_max = OCSP_COMMIT_GROUP_MAX,
-                                                   .fill_limit = cfg->store.fill_limit,
-                                                   .hygiene_interval = cfg->store.reader_check});
+        r->commit =
+            commit_new(ocsp_store_raw(st),
+                       &(struct commit_config){.name = "ocsp",
+                                               .queue_max = OCSP_COMMIT_QUEUE_MAX,
+                                               .group_max = OCSP_COMMIT_GROUP_MAX,
+                                               .fill_limit = cfg->store.fill_limit,
+                                               .hygiene_interval = cfg->store.reader_check});
     if (r->commit == NULL && !ocsp_store_readonly(st))
         goto fail;
     signer_config_init(&sc, &cfg->signer);
@@ -443,8 +447,8 @@ ocsp_responder_healthy(struct ocsp_responder *r)
         else if (iss->signer_not_after > 0 && iss->signer_not_after - now < 7 * 86400 &&
                  now - atomic_exchange(&r->expiry_warned, now) >= 3600)
             log_warn("ocsp: issuer %s: responder certificate expires in %lld h: renew it "
-                     "(ocspctl issuer add --signer-cert)", iss->rec.name,
-                     (long long)((iss->signer_not_after - now) / 3600));
+                     "(ocspctl issuer add --signer-cert)",
+                     iss->rec.name, (long long)((iss->signer_not_after - now) / 3600));
     }
     pthread_rwlock_unlock(&r->lock);
     return ok;
@@ -499,8 +503,7 @@ ocsp_responder_issuer(struct ocsp_responder *r, const struct ocsp_certid *id)
     for (size_t i = 0; i < r->n && found == NULL; i++) {
         const struct ocsp_issuer_slot *s = r->issuers[i];
 
-        if (s->h.len[h] == id->hash_len &&
-            memcmp(s->h.name[h], id->name_hash, id->hash_len) == 0 &&
+        if (s->h.len[h] == id->hash_len && memcmp(s->h.name[h], id->name_hash, id->hash_len) == 0 &&
             memcmp(s->h.key[h], id->key_hash, id->hash_len) == 0)
             found = &s->iss;
     }
@@ -720,8 +723,8 @@ ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct re
         struct ocsp_single single;
         struct ocsp_job *j;
 
-        id.der_len = ocsp_certid_encode(iss, forms[f], c->serial, c->serial_len, id.der,
-                                        sizeof(id.der));
+        id.der_len =
+            ocsp_certid_encode(iss, forms[f], c->serial, c->serial_len, id.der, sizeof(id.der));
         if (id.der_len == 0)
             continue;
         ocsp_decide(iss, &id, have ? &st : NULL, now, &single, &ext);
@@ -769,8 +772,7 @@ ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *change
     *count = w.stored;
     if (w.full > 0) {
         /* commit.c has logged the fill level; the answers are signed on demand meanwhile */
-        log_info("ocsp: %zu signed response(s) not stored: the store is above fill_limit",
-                 w.full);
+        log_info("ocsp: %zu signed response(s) not stored: the store is above fill_limit", w.full);
         return ST_FULL;
     }
     if (w.unstored > 0) {

@@ -34,8 +34,8 @@
  * current one with ocsp_issuer_live() and may keep using it (copies are freed with the
  * responder). */
 struct ocsp_issuer_live {
-    uint8_t nonce_policy;     /* enum ocsp_nonce_policy */
-    uint8_t unissued_policy;  /* enum ocsp_unissued_policy */
+    uint8_t nonce_policy;    /* enum ocsp_nonce_policy */
+    uint8_t unissued_policy; /* enum ocsp_unissued_policy */
     bool archive_cutoff;
     uint32_t validity;
     bool crl_fed;
@@ -49,12 +49,12 @@ struct ocsp_issuer_live {
 struct ocsp_issuer {
     struct ocsp_issuer_rec rec;
     _Atomic(const struct ocsp_issuer_live *) live;
-    X509 *cert;          /* issuer CA certificate */
-    X509 *signer_cert;   /* delegated responder certificate, or the CA cert */
+    X509 *cert;        /* issuer CA certificate */
+    X509 *signer_cert; /* delegated responder certificate, or the CA cert */
     struct signer_key *key;
-    uint8_t rid[32];     /* ResponderID byKey */
+    uint8_t rid[32]; /* ResponderID byKey */
     size_t rid_len;
-    uint8_t *certs;      /* certs field with the delegate, NULL when the CA key signs */
+    uint8_t *certs; /* certs field with the delegate, NULL when the CA key signs */
     size_t certs_len;
     int64_t ca_not_before;
     int64_t signer_not_after;
@@ -68,17 +68,17 @@ struct ocsp_job;
 typedef void (*ocsp_job_done_fn)(struct ocsp_job *job, void *ctx);
 
 struct ocsp_job {
-    struct signer_job sj;             /* first: the signer's part */
+    struct signer_job sj; /* first: the signer's part */
     struct ocsp_responder *r;
     const struct ocsp_issuer *iss;
-    uint8_t *tbs;                     /* tbsResponseData (malloc) */
+    uint8_t *tbs; /* tbsResponseData (malloc) */
     size_t tbs_len;
     /* when store is true the result is written to `responses` under certid (in the background;
      * with wait_store the job completes only once it is stored) */
     bool store;
     bool wait_store;
-    bool stored;                      /* set when the store write succeeded */
-    int store_status;                 /* why not: ST_FULL above fill_limit, ST_BUSY, ... */
+    bool stored;      /* set when the store write succeeded */
+    int store_status; /* why not: ST_FULL above fill_limit, ST_BUSY, ... */
     uint8_t certid[OCSP_CERTID_MAX];
     size_t certid_len;
     uint64_t stamp;
@@ -86,7 +86,7 @@ struct ocsp_job {
     /* result: an OCSPResponse DER (malloc), or NULL with sj.status != ST_OK */
     uint8_t *resp;
     size_t resp_len;
-    ocsp_job_done_fn done;            /* owns the job afterwards: ocsp_job_free() */
+    ocsp_job_done_fn done; /* owns the job afterwards: ocsp_job_free() */
     void *ctx;
 };
 

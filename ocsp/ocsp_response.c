@@ -17,11 +17,11 @@
 #include <string.h>
 
 /* id-pkix-ocsp-basic 1.3.6.1.5.5.7.48.1.1 (RFC 6960 §4.2.1) */
-static const uint8_t OID_OCSP_BASIC[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05,
-                                         0x07, 0x30, 0x01, 0x01};
+static const uint8_t OID_OCSP_BASIC[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                         0x05, 0x07, 0x30, 0x01, 0x01};
 /* id-pkix-ocsp-nonce 1.3.6.1.5.5.7.48.1.2 (§4.4.1) */
-static const uint8_t OID_OCSP_NONCE[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05, 0x05,
-                                         0x07, 0x30, 0x01, 0x02};
+static const uint8_t OID_OCSP_NONCE[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                         0x05, 0x07, 0x30, 0x01, 0x02};
 /* id-pkix-ocsp-archive-cutoff 1.3.6.1.5.5.7.48.1.6 (§4.4.4) */
 static const uint8_t OID_OCSP_ARCHIVE_CUTOFF[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
                                                   0x05, 0x07, 0x30, 0x01, 0x06};
@@ -223,9 +223,9 @@ ocsp_put_basic(struct der *d, const uint8_t *tbs, size_t tbs_len, const uint8_t 
 }
 
 int
-ocsp_response_assemble(const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg,
-                       size_t sigalg_len, const uint8_t *sig, size_t sig_len,
-                       const uint8_t *certs, size_t certs_len, uint8_t **out, size_t *out_len)
+ocsp_response_assemble(const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg, size_t sigalg_len,
+                       const uint8_t *sig, size_t sig_len, const uint8_t *certs, size_t certs_len,
+                       uint8_t **out, size_t *out_len)
 {
     static const uint8_t successful = OCSP_RESP_SUCCESSFUL;
     const size_t limit = SIZE_MAX / 8;

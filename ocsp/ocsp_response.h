@@ -40,13 +40,13 @@ static_assert(OCSP_RESP_UNAUTHORIZED < OCSP_RESP_STATUS_COUNT, "status outside t
 enum ocsp_single_status { OCSP_SINGLE_GOOD = 0, OCSP_SINGLE_REVOKED = 1, OCSP_SINGLE_UNKNOWN = 2 };
 
 struct ocsp_single {
-    const uint8_t *certid;      /* CertID DER to echo */
+    const uint8_t *certid; /* CertID DER to echo */
     size_t certid_len;
     enum ocsp_single_status status;
-    int64_t revocation_time;    /* REVOKED */
-    uint8_t reason;             /* CRLReason, or OCSP_REASON_NONE (ocsp_store.h) */
+    int64_t revocation_time; /* REVOKED */
+    uint8_t reason;          /* CRLReason, or OCSP_REASON_NONE (ocsp_store.h) */
     int64_t this_update;
-    int64_t next_update;        /* 0: no nextUpdate */
+    int64_t next_update; /* 0: no nextUpdate */
     bool archive_cutoff;
     int64_t archive_cutoff_time;
 };
@@ -57,17 +57,16 @@ size_t ocsp_responder_id(X509 *signer, uint8_t *out, size_t cap);
 
 /* Write tbsResponseData into d. `nonce_value` (may be NULL) is the request's nonce extnValue
  * contents to echo; `extended_revoke` adds that responseExtension. */
-void ocsp_tbs_build(struct der *d, const uint8_t *responder_id, size_t rid_len,
-                    int64_t produced_at, const struct ocsp_single *singles, size_t n,
-                    const uint8_t *nonce_value, size_t nonce_len, bool extended_revoke);
+void ocsp_tbs_build(struct der *d, const uint8_t *responder_id, size_t rid_len, int64_t produced_at,
+                    const struct ocsp_single *singles, size_t n, const uint8_t *nonce_value,
+                    size_t nonce_len, bool extended_revoke);
 
 /* OCSPResponse { successful, ResponseBytes { id-pkix-ocsp-basic, BasicOCSPResponse {
  * tbs, signatureAlgorithm, signature BIT STRING, certs [0] (pre-encoded, may be NULL) } } }.
  * *out is malloc()ed. ST_OK or ST_NOMEM. */
 int ocsp_response_assemble(const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg,
                            size_t sigalg_len, const uint8_t *sig, size_t sig_len,
-                           const uint8_t *certs, size_t certs_len, uint8_t **out,
-                           size_t *out_len);
+                           const uint8_t *certs, size_t certs_len, uint8_t **out, size_t *out_len);
 
 /* The certs field ([0] EXPLICIT SEQUENCE OF Certificate) for a delegated signer cert;
  * *out malloc()ed. ST_OK or ST_NOMEM. */

@@ -30,7 +30,8 @@
 #define OCSP_REQUEST_TYPE "application/ocsp-request"
 #define OCSP_REFRESH_TICK_MS 250
 #define OCSP_CHANGES_BATCH 256
-#define OCSP_INFLIGHT_MAX 64       /* answers without a record being signed that others may wait
+#define OCSP_INFLIGHT_MAX                                                                          \
+    64                             /* answers without a record being signed that others may wait   \
                                       for (more are signed without that) */
 #define OCSP_INFLIGHT_WAITERS 256u /* requests waiting for one such signature, at most */
 
@@ -91,8 +92,8 @@ static const char *const err_names[OCSP_RESP_STATUS_COUNT] = {
 
 /* An unsigned error (RFC 6960 §4.2.1); tryLater carries Retry-After: retry_after seconds. */
 static void
-ocsp_reply_error_retry(struct ocsp_service *s, struct http_request *http,
-                       enum ocsp_resp_status st, const char *why, unsigned retry_after)
+ocsp_reply_error_retry(struct ocsp_service *s, struct http_request *http, enum ocsp_resp_status st,
+                       const char *why, unsigned retry_after)
 {
     uint8_t buf[8];
     size_t n = ocsp_error_response(st, buf, sizeof(buf));
@@ -180,8 +181,8 @@ ocsp_inflight_same(const struct ocsp_inflight *f, const uint8_t *certid, size_t 
 /* Wait for the same CertID's answer already being signed: true when the request now waits
  * (suspended; answered by ocsp_inflight_finish). */
 static bool
-ocsp_inflight_join(struct ocsp_service *s, struct http_request *http,
-                   const struct ocsp_certid *id, const struct ocsp_issuer *iss)
+ocsp_inflight_join(struct ocsp_service *s, struct http_request *http, const struct ocsp_certid *id,
+                   const struct ocsp_issuer *iss)
 {
     const void *lv = ocsp_issuer_live(iss);
     const char *inm = http_req_header(http, "If-None-Match");
@@ -242,8 +243,8 @@ ocsp_inflight_begin(struct ocsp_service *s, struct ocsp_pending *p)
 /* The leader's answer (der NULL: its failure, as `fail`): answer every waiter with its own
  * copy, and free the slot. */
 static void
-ocsp_inflight_finish(struct ocsp_service *s, struct ocsp_pending *p, const uint8_t *der,
-                     size_t len, enum ocsp_resp_status fail)
+ocsp_inflight_finish(struct ocsp_service *s, struct ocsp_pending *p, const uint8_t *der, size_t len,
+                     enum ocsp_resp_status fail)
 {
     struct ocsp_waiter *w, *next;
 
@@ -261,8 +262,7 @@ ocsp_inflight_finish(struct ocsp_service *s, struct ocsp_pending *p, const uint8
         if (copy != NULL) {
             memcpy(copy, der, len);
             metrics_inc(s->m_cached);
-            ocsp_reply_ok(s, w->http, copy, len, p->produced_at, p->next_update, true,
-                          w->inm);
+            ocsp_reply_ok(s, w->http, copy, len, p->produced_at, p->next_update, true, w->inm);
         } else {
             ocsp_reply_error(s, w->http, der != NULL ? OCSP_RESP_INTERNAL_ERROR : fail,
                              "the answer waited for was not signed");
@@ -280,9 +280,8 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
 
     /* cached first, then the waiters answered: a request in between finds one or the other */
     if (p->cache_it && j->resp != NULL)
-        ocsp_cache_put(s->unissued, p->certid, p->certid_len, p->cache_signer,
-                       p->cache_settings, j->resp, j->resp_len, p->produced_at,
-                       p->next_update);
+        ocsp_cache_put(s->unissued, p->certid, p->certid_len, p->cache_signer, p->cache_settings,
+                       j->resp, j->resp_len, p->produced_at, p->next_update);
     ocsp_inflight_finish(s, p, j->resp, j->resp_len,
                          j->sj.status == ST_SHUTDOWN ? OCSP_RESP_TRY_LATER
                                                      : OCSP_RESP_INTERNAL_ERROR);
@@ -362,9 +361,9 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
     uint8_t *der = NULL;
     size_t len = 0;
 
-    if (s->unissued == NULL || !ocsp_cache_get(s->unissued, id->der, id->der_len, iss,
-                                               ocsp_issuer_live(iss), now, &der, &len,
-                                               &produced_at, &next_update))
+    if (s->unissued == NULL ||
+        !ocsp_cache_get(s->unissued, id->der, id->der_len, iss, ocsp_issuer_live(iss), now, &der,
+                        &len, &produced_at, &next_update))
         return false;
     if (ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) !=
         ST_NOTFOUND) {
@@ -381,9 +380,9 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
  * gets it, without the nonce (RFC 9919 §2.2.1, OCSP-18: the best answer rather than an
  * error), unless the issuer requires nonces; anything else gets tryLater with Retry-After. */
 static void
-ocsp_rate_limited(struct ocsp_service *s, struct http_request *http,
-                  const struct ocsp_request *req, const struct ocsp_issuer *iss, bool echo_nonce,
-                  int64_t now, const struct ratelimit_verdict *v)
+ocsp_rate_limited(struct ocsp_service *s, struct http_request *http, const struct ocsp_request *req,
+                  const struct ocsp_issuer *iss, bool echo_nonce, int64_t now,
+                  const struct ratelimit_verdict *v)
 {
     if (v->first)
         log_req(LOG_LVL_INFO, (unsigned long long)http_req_id(http),
@@ -391,8 +390,7 @@ ocsp_rate_limited(struct ocsp_service *s, struct http_request *http,
                 "that need a signature get tryLater for %u s",
                 http_req_client_ip(http), s->cfg->sign_limit.rate, s->cfg->sign_limit.burst,
                 v->retry_after);
-    if (req->n == 1 && echo_nonce &&
-        ocsp_issuer_live(iss)->nonce_policy != OCSP_NONCE_REQUIRE &&
+    if (req->n == 1 && echo_nonce && ocsp_issuer_live(iss)->nonce_policy != OCSP_NONCE_REQUIRE &&
         (ocsp_try_stored(s, http, &req->ids[0], iss, now) ||
          ocsp_try_cached(s, http, &req->ids[0], iss, now))) {
         metrics_inc(s->m_limited_presigned);
@@ -404,9 +402,8 @@ ocsp_rate_limited(struct ocsp_service *s, struct http_request *http,
 
 /* Sign on demand: singles for every CertID, signed by the first served issuer's signer. */
 static void
-ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
-                  const struct ocsp_request *req, const struct ocsp_issuer *iss, bool echo_nonce,
-                  int64_t now)
+ocsp_sign_request(struct ocsp_service *s, struct http_request *http, const struct ocsp_request *req,
+                  const struct ocsp_issuer *iss, bool echo_nonce, int64_t now)
 {
     struct ocsp_single singles[OCSP_MAX_CERTIDS];
     struct ocsp_pending *p = NULL;
@@ -437,8 +434,8 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http,
         }
         /* read once: the answer and the stamp it is stored under come from the same record,
          * so a revocation landing meanwhile can never be stored as current */
-        found = ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) ==
-                ST_OK;
+        found =
+            ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) == ST_OK;
         if (i == 0) {
             first = st;
             first_found = found;
@@ -543,9 +540,10 @@ ocsp_handle(struct http_request *http, void *ctx)
     }
     /* OCSP-18: with the "ignore" policy a nonce request gets the pre-signed answer */
     echo_nonce = req.has_nonce && nonce_policy != OCSP_NONCE_IGNORE;
-    if (req.n == 1 && !echo_nonce && (ocsp_try_stored(s, http, &req.ids[0], iss, now) ||
-                                      ocsp_try_cached(s, http, &req.ids[0], iss, now) ||
-                                      ocsp_inflight_join(s, http, &req.ids[0], iss)))
+    if (req.n == 1 && !echo_nonce &&
+        (ocsp_try_stored(s, http, &req.ids[0], iss, now) ||
+         ocsp_try_cached(s, http, &req.ids[0], iss, now) ||
+         ocsp_inflight_join(s, http, &req.ids[0], iss)))
         return;
     /* what follows costs a signature: counted per client address (OCSP-27) */
     verdict = ratelimit_take_addr(s->limit, http_req_client_ip(http));
@@ -694,8 +692,8 @@ ocsp_refresh_scan(struct ocsp_service *s)
     size_t total = 0;
 
     while (!ocsp_service_stopping(s)) {
-        struct refresh_scan rs = {s, (int64_t)time(NULL), ocsp_responder_last_replace(s->resp),
-                                  NULL, 0, 0};
+        struct refresh_scan rs = {
+            s, (int64_t)time(NULL), ocsp_responder_last_replace(s->resp), NULL, 0, 0};
         size_t count = 0;
 
         if (ocsp_store_response_walk(s->store, ocsp_refresh_pick, &rs) != ST_OK || rs.n == 0) {
@@ -734,8 +732,7 @@ take_apply(struct store_txn *t, struct commit_op *op)
 {
     struct take_op *to = op->user;
 
-    return ocsp_store_changes_take_txn(to->svc->store, t, to->changes, OCSP_CHANGES_BATCH,
-                                       &to->n);
+    return ocsp_store_changes_take_txn(to->svc->store, t, to->changes, OCSP_CHANGES_BATCH, &to->n);
 }
 
 static void
@@ -768,8 +765,8 @@ ocsp_take_changes(struct ocsp_service *s, struct ocsp_change *out, size_t *n)
     if (to == NULL)
         return ST_NOMEM;
     to->svc = s;
-    to->op = (struct commit_op){.cls = COMMIT_ESSENTIAL, .apply = take_apply,
-                                .done = take_done, .user = to};
+    to->op = (struct commit_op){
+        .cls = COMMIT_ESSENTIAL, .apply = take_apply, .done = take_done, .user = to};
     if ((st = commit_submit(ocsp_responder_commit(s->resp), &to->op)) != ST_OK) {
         free(to);
         return st;
@@ -859,8 +856,8 @@ ocsp_health(void *ctx, char *json, size_t cap)
              "\"store\":{\"ok\":%s,\"fill\":%.4f,\"used_bytes\":%zu,\"map_bytes\":%zu,"
              "\"write_queue\":%u}}",
              ok ? "ok" : "fail", issuers, signer_ok ? "true" : "false",
-             ocsp_responder_queue(s->resp), store_ok ? "true" : "false", commit_fill(c), used,
-             map, commit_queue_depth(c));
+             ocsp_responder_queue(s->resp), store_ok ? "true" : "false", commit_fill(c), used, map,
+             commit_queue_depth(c));
     return ok;
 }
 
@@ -919,7 +916,8 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->inflight_lock, NULL);
     /* ocspd -n may run beside a live ocspd: an existing store is only read then */
-    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, check && store_exists(cfg->store.path));
+    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size,
+                               check && store_exists(cfg->store.path));
     if (s->store == NULL)
         goto fail;
     {

@@ -292,8 +292,8 @@ ocsp_hash_md(enum ocsp_hash h)
 }
 
 int
-ocsp_issuer_hashes_of(X509 *issuer, enum ocsp_hash h, uint8_t name_hash[64],
-                      uint8_t key_hash[64], size_t *len)
+ocsp_issuer_hashes_of(X509 *issuer, enum ocsp_hash h, uint8_t name_hash[64], uint8_t key_hash[64],
+                      size_t *len)
 {
     const EVP_MD *md = ocsp_hash_md(h);
     const ASN1_BIT_STRING *pub = X509_get0_pubkey_bitstr(issuer);
@@ -593,8 +593,7 @@ ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec)
         log_err("ocsp_store: issuer %s: id does not match its certificate", rec->name);
         return ST_INVALID;
     }
-    if ((st = ocsp_issuer_encode(rec, &b)) != ST_OK ||
-        (st = wtxn_begin(s, &t)) != ST_OK)
+    if ((st = ocsp_issuer_encode(rec, &b)) != ST_OK || (st = wtxn_begin(s, &t)) != ST_OK)
         goto out;
     if ((st = ocsp_issuer_unindex(s, t, id)) != ST_OK ||
         (st = store_txn_put(t, s->db[DB_ISSUERS], id, sizeof(id), b.p, b.len, false)) != ST_OK ||

@@ -53,7 +53,12 @@
 #define OCSP_ISSUER_ID_LEN 32
 #define OCSP_SERIAL_MAX 21
 
-enum ocsp_hash { OCSP_HASH_SHA1 = 1, OCSP_HASH_SHA256 = 2, OCSP_HASH_SHA384 = 3, OCSP_HASH_SHA512 = 4 };
+enum ocsp_hash {
+    OCSP_HASH_SHA1 = 1,
+    OCSP_HASH_SHA256 = 2,
+    OCSP_HASH_SHA384 = 3,
+    OCSP_HASH_SHA512 = 4
+};
 
 enum ocsp_cert_state {
     OCSP_STATE_GOOD = 0,
@@ -74,12 +79,12 @@ ocsp_reason_valid(unsigned reason)
 }
 
 struct ocsp_status {
-    uint8_t state;            /* enum ocsp_cert_state */
-    uint8_t reason;           /* CRLReason (ocsp_reason_valid), or OCSP_REASON_NONE */
-    int64_t revocation_time;  /* UTC seconds, for REVOKED and HOLD */
-    int64_t not_after;        /* certificate expiry (UTC seconds), 0 when unknown */
-    uint64_t stamp;           /* changes with every change of the record (ns since the epoch) */
-    int64_t updated;          /* UTC seconds of the last change */
+    uint8_t state;           /* enum ocsp_cert_state */
+    uint8_t reason;          /* CRLReason (ocsp_reason_valid), or OCSP_REASON_NONE */
+    int64_t revocation_time; /* UTC seconds, for REVOKED and HOLD */
+    int64_t not_after;       /* certificate expiry (UTC seconds), 0 when unknown */
+    uint64_t stamp;          /* changes with every change of the record (ns since the epoch) */
+    int64_t updated;         /* UTC seconds of the last change */
 };
 
 /* "good", "revoked", "hold" (or "invalid"). */
@@ -99,26 +104,26 @@ enum ocsp_signer_kind { OCSP_SIGNER_CA = 0, OCSP_SIGNER_DELEGATED = 1 };
 
 struct ocsp_issuer_rec {
     uint8_t id[OCSP_ISSUER_ID_LEN];
-    char name[64];                 /* operator's label, [A-Za-z0-9._-] */
-    uint8_t *cert;                 /* issuer CA certificate DER (owned) */
+    char name[64]; /* operator's label, [A-Za-z0-9._-] */
+    uint8_t *cert; /* issuer CA certificate DER (owned) */
     size_t cert_len;
-    uint8_t signer_kind;           /* enum ocsp_signer_kind */
-    uint8_t *signer_cert;          /* delegated responder certificate DER (owned), NULL for CA */
+    uint8_t signer_kind;  /* enum ocsp_signer_kind */
+    uint8_t *signer_cert; /* delegated responder certificate DER (owned), NULL for CA */
     size_t signer_cert_len;
-    char key_label[128];           /* signing key: PKCS#11 label, or */
-    char key_file[PATH_MAX];       /* a PEM software key */
-    int scheme;                    /* enum signer_scheme */
-    int hash;                      /* enum signer_hash */
-    uint8_t nonce_policy;          /* enum ocsp_nonce_policy */
-    uint8_t unissued_policy;       /* enum ocsp_unissued_policy */
-    bool archive_cutoff;           /* add archiveCutoff = CA notBefore (ETSI, OCSP-25) */
-    uint32_t validity;             /* seconds from thisUpdate to nextUpdate */
-    bool crl_fed;                  /* status comes from CRLs: tryLater once past crl_next_update */
-    int64_t crl_this_update;       /* of the last imported full CRL */
-    int64_t crl_next_update;       /* when the status stops being current: the full CRL's
-                                      nextUpdate, or the latest delta's when that is earlier */
-    uint64_t crl_number;           /* of the last imported CRL (full or delta) */
-    int64_t crl_full_next_update;  /* nextUpdate of the last imported full CRL */
+    char key_label[128];          /* signing key: PKCS#11 label, or */
+    char key_file[PATH_MAX];      /* a PEM software key */
+    int scheme;                   /* enum signer_scheme */
+    int hash;                     /* enum signer_hash */
+    uint8_t nonce_policy;         /* enum ocsp_nonce_policy */
+    uint8_t unissued_policy;      /* enum ocsp_unissued_policy */
+    bool archive_cutoff;          /* add archiveCutoff = CA notBefore (ETSI, OCSP-25) */
+    uint32_t validity;            /* seconds from thisUpdate to nextUpdate */
+    bool crl_fed;                 /* status comes from CRLs: tryLater once past crl_next_update */
+    int64_t crl_this_update;      /* of the last imported full CRL */
+    int64_t crl_next_update;      /* when the status stops being current: the full CRL's
+                                     nextUpdate, or the latest delta's when that is earlier */
+    uint64_t crl_number;          /* of the last imported CRL (full or delta) */
+    int64_t crl_full_next_update; /* nextUpdate of the last imported full CRL */
 };
 
 struct ocsp_store;
@@ -194,7 +199,7 @@ int ocsp_store_status_walk_from(struct ocsp_store *s, const uint8_t id[OCSP_ISSU
 
 /* A stored pre-signed response. `der` is malloc()ed (caller frees). */
 struct ocsp_stored_response {
-    uint64_t stamp;       /* status stamp it was signed for (0: serial had no record) */
+    uint64_t stamp; /* status stamp it was signed for (0: serial had no record) */
     int64_t this_update, next_update, produced_at;
     uint8_t *der;
     size_t der_len;

@@ -324,11 +324,10 @@ crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta, s
                                        OCSP_REASON_NONE, 0, 0, c->who);
         n->released += st == ST_OK;
     } else {
-        st = ocsp_store_status_set(c->store, id, s->b, s->len,
-                                   reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD
-                                       ? OCSP_STATE_HOLD
-                                       : OCSP_STATE_REVOKED,
-                                   (uint8_t)reason, when, 0, c->who);
+        st = ocsp_store_status_set(
+            c->store, id, s->b, s->len,
+            reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD ? OCSP_STATE_HOLD : OCSP_STATE_REVOKED,
+            (uint8_t)reason, when, 0, c->who);
     }
     count_result(n, st, hex);
     return st;
@@ -472,8 +471,8 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
                 "until a fresh CRL is imported (STS-12)\n",
                 argv[2]);
     /* one transaction for the whole CRL: all of it or nothing (and one sync, not one per entry) */
-    if (ocsp_store_batch_begin(c->store) != ST_OK ||
-        crl_apply(c, crl, &rec, &ci, &n) != ST_OK || crl_update_issuer(c, &rec, &ci) != ST_OK) {
+    if (ocsp_store_batch_begin(c->store) != ST_OK || crl_apply(c, crl, &rec, &ci, &n) != ST_OK ||
+        crl_update_issuer(c, &rec, &ci) != ST_OK) {
         ocsp_store_batch_abort(c->store);
         n.aborted = true;
         n.failed++;
@@ -585,8 +584,9 @@ index_line(struct ctl *c, const uint8_t *id, char *line, struct import_count *n)
     if (e.kind != 'R' || e.state == OCSP_STATE_GOOD) {
         if (n->room < IMPORT_GOOD_BYTES) {
             if (n->not_imported++ == 0)
-                fprintf(stderr, "ocspctl: the store is at its fill_limit (%.0f%%): good entries "
-                                "are not imported from here on; revocations and holds are\n",
+                fprintf(stderr,
+                        "ocspctl: the store is at its fill_limit (%.0f%%): good entries "
+                        "are not imported from here on; revocations and holds are\n",
                         c->cfg.store.fill_limit * 100);
             return ST_OK;
         }

@@ -106,7 +106,7 @@ struct crl_info {
 
 /* One line of an OpenSSL `ca` index. */
 struct ctl_index_entry {
-    char kind;                  /* 'V', 'R' or 'E' */
+    char kind; /* 'V', 'R' or 'E' */
     struct ctl_serial serial;
     enum ocsp_cert_state state; /* GOOD; REVOKED or HOLD for an R line (GOOD for removeFromCRL) */
     int reason;                 /* CRLReason, OCSP_REASON_NONE when none */

@@ -65,10 +65,10 @@ status_parse(int argc, char **argv, const char *allowed, struct status_args *a)
                 fprintf(stderr, "ocspctl: %s: option not allowed here\n", argv[0]);
             return -1;
         }
-        if (opt == 'r' && ((a->reason = ocspctl_reason_parse(optarg)) < 0 ||
-                           a->reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD ||
-                           a->reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL ||
-                           strcmp(optarg, "keyTime") == 0)) {
+        if (opt == 'r' &&
+            ((a->reason = ocspctl_reason_parse(optarg)) < 0 ||
+             a->reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD ||
+             a->reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL || strcmp(optarg, "keyTime") == 0)) {
             fprintf(stderr,
                     "ocspctl: --reason %s: not a revocation reason (use `hold` for "
                     "certificateHold)\n",

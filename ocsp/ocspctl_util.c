@@ -215,7 +215,6 @@ ocspctl_reason_name(uint8_t reason)
     return "-";
 }
 
-
 /* ---- files and certificates ---- */
 
 int

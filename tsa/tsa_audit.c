@@ -17,8 +17,7 @@ struct out {
     bool full;
 };
 
-static void __attribute__((format(printf, 2, 3)))
-out_printf(struct out *o, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) out_printf(struct out *o, const char *fmt, ...)
 {
     va_list ap;
     int n;

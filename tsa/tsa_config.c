@@ -4,8 +4,8 @@
 #include "tsa/tsa_config.h"
 #include "common/config.h"
 #include "common/der.h"
-#include "common/log.h"
 #include "common/journal.h"
+#include "common/log.h"
 #include "common/signer.h"
 #include "common/status.h"
 
@@ -38,9 +38,8 @@ tsa_hash_nid(const char *name)
     static const struct {
         const char *name;
         int nid;
-    } ok[] = {{"sha256", NID_sha256},     {"sha384", NID_sha384},
-              {"sha512", NID_sha512},     {"sha3-256", NID_sha3_256},
-              {"sha3-384", NID_sha3_384}, {"sha3-512", NID_sha3_512}};
+    } ok[] = {{"sha256", NID_sha256},     {"sha384", NID_sha384},     {"sha512", NID_sha512},
+              {"sha3-256", NID_sha3_256}, {"sha3-384", NID_sha3_384}, {"sha3-512", NID_sha3_512}};
 
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
         if (strcmp(name, ok[i].name) == 0)
@@ -142,8 +141,9 @@ tsa_key_unit(struct tsa_parse *tp, const char *k, const char *v, const struct co
     if (strcmp(k, "accuracy") == 0) {
         if (config_duration(v, &u->accuracy) != 0 || u->accuracy < 1e-6 || u->accuracy > 1.0 ||
             fabs(u->accuracy * 1e6 - round(u->accuracy * 1e6)) > 1e-6)
-            return config_error(tp->p, pos, "accuracy: a whole number of microseconds from 1us "
-                                            "to 1s (TPR-04, TSA-01, TSP-20)");
+            return config_error(tp->p, pos,
+                                "accuracy: a whole number of microseconds from 1us "
+                                "to 1s (TPR-04, TSA-01, TSP-20)");
         return ST_OK;
     }
     if (strcmp(k, "default") == 0)
@@ -270,8 +270,9 @@ tsa_validate(struct tsa_config *c, struct config_parse *p)
     if (c->store.journal_max / c->store.journal_segment < 2 ||
         c->store.journal_max / c->store.journal_segment > JOURNAL_SEGMENTS_LIMIT) {
         struct config_pos pos = {c->file, 0};
-        return config_error(p, &pos, "[store]: journal_max must hold from 2 to %u "
-                                     "journal_segment (%zu bytes each)",
+        return config_error(p, &pos,
+                            "[store]: journal_max must hold from 2 to %u "
+                            "journal_segment (%zu bytes each)",
                             JOURNAL_SEGMENTS_LIMIT, c->store.journal_segment);
     }
     for (size_t i = 0; i < c->n_units; i++) {
@@ -280,15 +281,16 @@ tsa_validate(struct tsa_config *c, struct config_parse *p)
         size_t on_path = 0, defaults = 0;
 
         if (u->policy[0] == '\0' || u->cert[0] == '\0')
-            return config_error(p, &pos, "[tsu %s]: policy and certificate are required",
-                                u->name);
+            return config_error(p, &pos, "[tsu %s]: policy and certificate are required", u->name);
         if ((u->key_label[0] != '\0') == (u->key_file[0] != '\0'))
-            return config_error(p, &pos, "[tsu %s]: set exactly one of key_label (PKCS#11) and "
-                                         "key_file (software key)",
+            return config_error(p, &pos,
+                                "[tsu %s]: set exactly one of key_label (PKCS#11) and "
+                                "key_file (software key)",
                                 u->name);
         if (u->scheme < 0)
-            return config_error(p, &pos, "[tsu %s]: signature is required (ecdsa, rsa-pkcs1, "
-                                         "rsa-pss)",
+            return config_error(p, &pos,
+                                "[tsu %s]: signature is required (ecdsa, rsa-pkcs1, "
+                                "rsa-pss)",
                                 u->name);
         need_p11 |= u->key_label[0] != '\0';
         for (size_t j = 0; j < c->n_units; j++) {
@@ -299,13 +301,15 @@ tsa_validate(struct tsa_config *c, struct config_parse *p)
             on_path++;
             defaults += o->is_default;
             if (j != i && strcmp(o->policy, u->policy) == 0)
-                return config_error(p, &pos, "[tsu %s] and [tsu %s] serve policy %s on the "
-                                             "same path %s",
+                return config_error(p, &pos,
+                                    "[tsu %s] and [tsu %s] serve policy %s on the "
+                                    "same path %s",
                                     u->name, o->name, u->policy, u->path);
         }
         if (u->qualified && on_path > 1)
-            return config_error(p, &pos, "[tsu %s] is qualified and must be alone on its path "
-                                         "%s (TSA-17)",
+            return config_error(p, &pos,
+                                "[tsu %s] is qualified and must be alone on its path "
+                                "%s (TSA-17)",
                                 u->name, u->path);
         if (on_path == 1)
             u->is_default = true;
@@ -316,15 +320,15 @@ tsa_validate(struct tsa_config *c, struct config_parse *p)
     if (need_p11 && (c->signer.p11_module[0] == '\0' || c->signer.p11_token[0] == '\0' ||
                      c->signer.p11_pin_file[0] == '\0')) {
         struct config_pos pos = {c->file, 0};
-        return config_error(p, &pos, "[signer]: pkcs11_module, token and pin_file are required "
-                                     "when a TSU uses key_label");
+        return config_error(p, &pos,
+                            "[signer]: pkcs11_module, token and pin_file are required "
+                            "when a TSU uses key_label");
     }
     return ST_OK;
 }
 
 static int
-tsa_config_finish(struct tsa_config *cfg, struct config_parse *p, int st, char *err,
-                  size_t errlen)
+tsa_config_finish(struct tsa_config *cfg, struct config_parse *p, int st, char *err, size_t errlen)
 {
     if (st == ST_OK)
         st = tsa_validate(cfg, p);

@@ -50,7 +50,7 @@ struct tsa_config {
     double max_update_age;
     double leap_guard;
     bool kernel_check;
-    struct config_store store; /* [store] */
+    struct config_store store;   /* [store] */
     struct config_signer signer; /* [signer] */
     /* [tsa] */
     int hashes[TSA_MAX_HASHES]; /* NIDs of accepted imprint hashes (ALG-01) */

@@ -30,11 +30,11 @@ tsa_hash_allowed(int nid, const int *hashes, size_t n)
 }
 
 /* Copy the DER of an ASN.1 object into dst (cap bytes); 0 when it does not fit. */
-#define TSA_COPY_DER(fn, obj, dst, cap)                                                          \
-    ({                                                                                           \
-        int n_ = fn(obj, NULL);                                                                  \
-        unsigned char *p_ = (dst);                                                               \
-        (n_ > 0 && (size_t)n_ <= (cap)) ? (size_t)fn(obj, &p_) : (size_t)0;                      \
+#define TSA_COPY_DER(fn, obj, dst, cap)                                                            \
+    ({                                                                                             \
+        int n_ = fn(obj, NULL);                                                                    \
+        unsigned char *p_ = (dst);                                                                 \
+        (n_ > 0 && (size_t)n_ <= (cap)) ? (size_t)fn(obj, &p_) : (size_t)0;                        \
     })
 
 static enum tsa_fail

@@ -31,15 +31,15 @@ enum tsa_fail {
 #define TSA_FAIL_BITS 26
 static_assert(TSA_FAIL_SYSTEM_FAILURE < TSA_FAIL_BITS, "failInfo bit outside the tables");
 
-#define TSA_REQ_MAX 8192         /* a TimeStampReq is far smaller; bigger is not one */
-#define TSA_NONCE_MAX 128        /* octets of the nonce INTEGER content */
+#define TSA_REQ_MAX 8192  /* a TimeStampReq is far smaller; bigger is not one */
+#define TSA_NONCE_MAX 128 /* octets of the nonce INTEGER content */
 
 /* What a checked request contributes to the token; every field is the exact DER received. */
 struct tsa_request {
-    uint8_t imprint[8 + 32 + 64];  /* MessageImprint SEQUENCE, echoed byte for byte (TSP-07) */
+    uint8_t imprint[8 + 32 + 64]; /* MessageImprint SEQUENCE, echoed byte for byte (TSP-07) */
     size_t imprint_len;
-    int hash_nid;                  /* imprint hash algorithm */
-    uint8_t policy[64];            /* reqPolicy OBJECT IDENTIFIER TLV, when has_policy */
+    int hash_nid;       /* imprint hash algorithm */
+    uint8_t policy[64]; /* reqPolicy OBJECT IDENTIFIER TLV, when has_policy */
     size_t policy_len;
     bool has_policy;
     uint8_t nonce[TSA_NONCE_MAX + 4]; /* nonce INTEGER TLV, when has_nonce (TSP-09) */
@@ -50,7 +50,7 @@ struct tsa_request {
 
 /* Parse and check. Returns TSA_FAIL_NONE with *out filled, or the failure bit with *why set
  * to a static text. `hashes` lists the accepted imprint hash NIDs. */
-enum tsa_fail tsa_request_parse(const uint8_t *der, size_t len, const int *hashes,
-                                size_t n_hashes, struct tsa_request *out, const char **why);
+enum tsa_fail tsa_request_parse(const uint8_t *der, size_t len, const int *hashes, size_t n_hashes,
+                                struct tsa_request *out, const char **why);
 
 #endif

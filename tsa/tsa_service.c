@@ -49,7 +49,7 @@ struct tsa_service {
      * journal (one O_DSYNC write per group), or, with journal = no, in an LMDB group commit */
     struct commit *commit;
     struct journal *journal;
-    int lock_fd;            /* flock on the store directory: one tsad per store */
+    int lock_fd; /* flock on the store directory: one tsad per store */
     double health_max_error;
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
     struct metric *m_reject[TSA_FAIL_BITS];
@@ -89,8 +89,8 @@ static const char *const reject_names[TSA_FAIL_BITS] = {
 
 /* Answer with a rejection TimeStampResp (HTTP 200: the protocol carries the error). */
 static void
-tsa_reply_reject(struct tsa_service *s, struct http_request *http, uint64_t rid,
-                 enum tsa_fail fail, const char *why)
+tsa_reply_reject(struct tsa_service *s, struct http_request *http, uint64_t rid, enum tsa_fail fail,
+                 const char *why)
 {
     uint8_t buf[512];
     size_t n = tsa_rejection(fail, why, buf, sizeof(buf));
@@ -126,8 +126,9 @@ tsa_reply_limited(struct tsa_service *s, struct http_request *http, uint64_t rid
     if (v->first)
         log_req(LOG_LVL_INFO, (unsigned long long)rid,
                 "tsa: rate limit: %s is over [limits] token_rate (%g/s, burst %g): "
-                "systemFailure for %u s", http_req_client_ip(http), s->cfg->token_limit.rate,
-                s->cfg->token_limit.burst, v->retry_after);
+                "systemFailure for %u s",
+                http_req_client_ip(http), s->cfg->token_limit.rate, s->cfg->token_limit.burst,
+                v->retry_after);
     snprintf(ra, sizeof(ra), "%u", v->retry_after);
     http_reply_header(http, "Retry-After", ra);
     http_reply_header(http, "Cache-Control", "no-store");
@@ -212,8 +213,7 @@ tsa_handle(struct http_request *http, void *ctx)
         j->clk.now.tv_sec < j->unit->key_not_before) { /* TSA-09, TPR-09 */
         fail = TSA_FAIL_SYSTEM_FAILURE;
         why = "outside the TSU key usage period";
-        log_err("tsa: [tsu %s] outside its key usage period: refusing to sign",
-                j->unit->cfg->name);
+        log_err("tsa: [tsu %s] outside its key usage period: refusing to sign", j->unit->cfg->name);
         goto reject;
     }
     verdict = ratelimit_take_addr(s->limit, j->client); /* work that costs a signature */
@@ -275,8 +275,10 @@ tsa_job_recorded(struct tsa_job *j, int status)
     } else {
         /* no token leaves without its record (DESIGN D5) */
         metrics_inc(s->m_audit_fail);
-        log_req(LOG_LVL_WARN, (unsigned long long)j->rid, "audit record not written (%s): "
-                "token withheld", status_str(status));
+        log_req(LOG_LVL_WARN, (unsigned long long)j->rid,
+                "audit record not written (%s): "
+                "token withheld",
+                status_str(status));
         tsa_reply_reject(s, j->http, j->rid, TSA_FAIL_SYSTEM_FAILURE,
                          status == ST_SHUTDOWN ? "service stopping" : "audit log unavailable");
     }
@@ -322,12 +324,12 @@ tsa_job_record(struct tsa_service *s, struct tsa_job *j)
     int st;
 
     if (s->journal != NULL) {
-        j->jrec = (struct journal_rec){.data = j->rec, .len = j->rec_len,
-                                       .done = tsa_journal_done, .user = j};
+        j->jrec = (struct journal_rec){
+            .data = j->rec, .len = j->rec_len, .done = tsa_journal_done, .user = j};
         st = journal_append(s->journal, &j->jrec);
     } else {
-        j->op = (struct commit_op){.cls = COMMIT_ESSENTIAL, .apply = tsa_audit_apply,
-                                   .done = tsa_commit_done, .user = j};
+        j->op = (struct commit_op){
+            .cls = COMMIT_ESSENTIAL, .apply = tsa_audit_apply, .done = tsa_commit_done, .user = j};
         st = commit_submit(s->commit, &j->op);
     }
     if (st != ST_OK)
@@ -388,10 +390,10 @@ tsa_health(void *ctx, char *json, size_t cap)
              "\"journal_lag\":%llu}}",
              clock_ok && signer_ok && store_ok ? "ok" : "fail", clock_ok ? "true" : "false",
              clock_verdict_str(clk.verdict), clk.error_bound, s->health_max_error,
-             clk.sample.offset, clk.sample.stratum, clk.sample.leap,
-             signer_ok ? "true" : "false", signer_queue_depth(s->signer),
-             store_ok ? "true" : "false", s->commit != NULL ? commit_fill(s->commit) : 0.0, used,
-             map, (unsigned long long)(s->journal != NULL ? js.next_seq - 1 - js.applied_seq : 0));
+             clk.sample.offset, clk.sample.stratum, clk.sample.leap, signer_ok ? "true" : "false",
+             signer_queue_depth(s->signer), store_ok ? "true" : "false",
+             s->commit != NULL ? commit_fill(s->commit) : 0.0, used, map,
+             (unsigned long long)(s->journal != NULL ? js.next_seq - 1 - js.applied_seq : 0));
     return clock_ok && signer_ok && store_ok;
 }
 
@@ -420,8 +422,8 @@ tsa_metrics_init(struct tsa_service *s)
     char name[96];
 
     s->m_granted = metrics_counter("tsa_tokens_total", "Time-stamp tokens issued.");
-    s->m_batch = metrics_histogram("tsa_sign_batch_size", "Jobs per signing batch.",
-                                   batch_buckets, sizeof(batch_buckets) / sizeof(double));
+    s->m_batch = metrics_histogram("tsa_sign_batch_size", "Jobs per signing batch.", batch_buckets,
+                                   sizeof(batch_buckets) / sizeof(double));
     s->m_audit_fail = metrics_counter("tsa_audit_commit_failures_total",
                                       "Audit records that could not be written (tokens withheld).");
     s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
@@ -511,7 +513,8 @@ tsa_lock_store(struct tsa_service *s)
     }
     if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         log_err("tsa: the store %s is in use by another tsad (the directory is locked): one "
-                "tsad per store", path);
+                "tsad per store",
+                path);
         return ST_BUSY;
     }
     return ST_OK;
@@ -525,8 +528,8 @@ tsa_open_audit(struct tsa_service *s, bool check)
 {
     static const char *const dbs[] = {TSA_AUDIT_DB};
     const struct config_store *sc = &s->cfg->store;
-    struct commit_config cc = {.name = "tsa", .fill_limit = sc->fill_limit,
-                               .hygiene_interval = sc->reader_check};
+    struct commit_config cc = {
+        .name = "tsa", .fill_limit = sc->fill_limit, .hygiene_interval = sc->reader_check};
     char key[PATH_MAX + 64], jdir[PATH_MAX + 16];
     struct journal_config jc = {0};
     struct stat sb;

@@ -9,10 +9,10 @@
 
 #include <math.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
-#include <openssl/sha.h>
-#include <openssl/rand.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -105,8 +105,7 @@ tsa_read_cert(const char *path)
     return x;
 }
 
-static STACK_OF(X509) *
-tsa_read_chain(const char *path)
+static STACK_OF(X509) * tsa_read_chain(const char *path)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
     FILE *f;
@@ -204,12 +203,12 @@ tsa_encode_accuracy(struct tsa_unit *u)
 }
 
 /* Encode an OpenSSL object with its i2d function into a malloc()ed buffer. */
-#define TSA_I2D(fn, obj, outp, lenp)                                                             \
-    do {                                                                                         \
-        unsigned char *p_ = NULL;                                                                \
-        int n_ = fn(obj, &p_);                                                                   \
-        *(outp) = n_ > 0 ? p_ : NULL;                                                            \
-        *(lenp) = n_ > 0 ? (size_t)n_ : 0;                                                       \
+#define TSA_I2D(fn, obj, outp, lenp)                                                               \
+    do {                                                                                           \
+        unsigned char *p_ = NULL;                                                                  \
+        int n_ = fn(obj, &p_);                                                                     \
+        *(outp) = n_ > 0 ? p_ : NULL;                                                              \
+        *(lenp) = n_ > 0 ? (size_t)n_ : 0;                                                         \
     } while (0)
 
 static int
@@ -423,7 +422,8 @@ tsa_unit_load(struct tsa_unit *u, const struct tsa_unit_config *cfg)
         return ST_CONFIG;
     if (sk_X509_num(u->chain) == 0)
         log_warn("tsa: [tsu %s] no chain configured: the certificate chain is not checked "
-                 "(TSA-10)", cfg->name);
+                 "(TSA-10)",
+                 cfg->name);
     u->policy_len = der_oid_from_text(cfg->policy, u->policy, sizeof(u->policy));
     if (u->policy_len == 0)
         return ST_CONFIG;
@@ -431,10 +431,12 @@ tsa_unit_load(struct tsa_unit *u, const struct tsa_unit_config *cfg)
     tsa_key_period(u);
     if (u->key_not_after <= time(NULL))
         log_err("tsa: [tsu %s] the private key usage period of %s has ended: every request "
-                "to this TSU gets systemFailure (TSA-09)", cfg->name, cfg->cert);
+                "to this TSU gets systemFailure (TSA-09)",
+                cfg->name, cfg->cert);
     else if (u->key_not_after - time(NULL) < 30 * 86400)
         log_warn("tsa: [tsu %s] the private key usage period ends in less than 30 days "
-                 "(TSA-15): prepare the successor key", cfg->name);
+                 "(TSA-15): prepare the successor key",
+                 cfg->name);
     if (tsa_encode_identity(u) != ST_OK || tsa_encode_tstinfo_parts(u) != ST_OK) {
         log_err("tsa: [tsu %s] cannot encode its constant parts", cfg->name);
         return ST_CONFIG;
@@ -516,7 +518,8 @@ tsa_unit_selftest(const struct tsa_unit *u)
     clock_gettime(CLOCK_REALTIME, &t.gen_time);
     if (tsa_token_prepare(u, &req, &t, digest, &dl) != ST_OK) {
         log_err("tsa: [tsu %s] the largest token it may issue does not fit (names or policy "
-                "too long)", u->cfg->name);
+                "too long)",
+                u->cfg->name);
         return ST_CONFIG;
     }
     return ST_OK;
@@ -693,27 +696,27 @@ tsa_token_response(const struct tsa_unit *u, const struct tsa_request *req,
     if (der_init_alloc(&d, 1024 + t->tstinfo_len + sig_len + (req->cert_req ? u->certs_len : 0)) !=
         ST_OK)
         return ST_NOMEM;
-    resp = der_begin(&d, DER_SEQUENCE);          /* TimeStampResp */
+    resp = der_begin(&d, DER_SEQUENCE); /* TimeStampResp */
     der_raw(&d, status_granted, sizeof(status_granted));
-    ci = der_begin(&d, DER_SEQUENCE);            /* ContentInfo (TSP-14) */
+    ci = der_begin(&d, DER_SEQUENCE); /* ContentInfo (TSP-14) */
     der_raw(&d, OID_SIGNED_DATA, sizeof(OID_SIGNED_DATA));
     cx = der_begin(&d, DER_CTX_CONS(0));
-    sd = der_begin(&d, DER_SEQUENCE);            /* SignedData */
-    der_u64(&d, DER_INTEGER, 3);                 /* version 3: eContentType is not id-data */
-    set = der_begin(&d, DER_SET);                /* digestAlgorithms */
+    sd = der_begin(&d, DER_SEQUENCE); /* SignedData */
+    der_u64(&d, DER_INTEGER, 3);      /* version 3: eContentType is not id-data */
+    set = der_begin(&d, DER_SET);     /* digestAlgorithms */
     der_raw(&d, digalg, dig_len);
     der_end(&d, set);
-    eci = der_begin(&d, DER_SEQUENCE);           /* encapContentInfo */
+    eci = der_begin(&d, DER_SEQUENCE); /* encapContentInfo */
     der_raw(&d, OID_CT_TSTINFO, sizeof(OID_CT_TSTINFO));
     ec = der_begin(&d, DER_CTX_CONS(0));
     der_tlv(&d, DER_OCTET_STRING, t->tstinfo, t->tstinfo_len);
     der_end(&d, ec);
     der_end(&d, eci);
-    if (req->cert_req)                           /* TSP-10 */
+    if (req->cert_req) /* TSP-10 */
         der_raw(&d, u->certs, u->certs_len);
-    sis = der_begin(&d, DER_SET);                /* signerInfos: exactly one */
+    sis = der_begin(&d, DER_SET); /* signerInfos: exactly one */
     si = der_begin(&d, DER_SEQUENCE);
-    der_u64(&d, DER_INTEGER, 1);                 /* issuerAndSerialNumber -> version 1 */
+    der_u64(&d, DER_INTEGER, 1); /* issuerAndSerialNumber -> version 1 */
     der_raw(&d, u->sid, u->sid_len);
     der_raw(&d, digalg, dig_len);
     /* signedAttrs [0] IMPLICIT: the signed SET with its tag changed */

@@ -32,26 +32,26 @@
 struct tsa_unit {
     const struct tsa_unit_config *cfg;
     X509 *cert;
-    STACK_OF(X509) *chain;
+    STACK_OF(X509) * chain;
     struct signer_key *key;
-    time_t key_not_before;   /* start of the key's use: cert notBefore or PKUP notBefore */
-    time_t key_not_after;    /* end of the key's use: cert notAfter or PKUP notAfter (TSA-09) */
-    uint8_t policy[64];      /* OBJECT IDENTIFIER TLV */
+    time_t key_not_before; /* start of the key's use: cert notBefore or PKUP notBefore */
+    time_t key_not_after;  /* end of the key's use: cert notAfter or PKUP notAfter (TSA-09) */
+    uint8_t policy[64];    /* OBJECT IDENTIFIER TLV */
     size_t policy_len;
-    uint8_t accuracy[24];    /* Accuracy SEQUENCE */
+    uint8_t accuracy[24]; /* Accuracy SEQUENCE */
     size_t accuracy_len;
-    unsigned frac_digits;    /* genTime fraction digits needed by the accuracy (TPR-03) */
-    double resolution;       /* 10^-frac_digits: the genTime truncation, seconds */
-    double max_error;        /* clock bound it can accept: accuracy less the truncation */
-    uint8_t *tsa_name;       /* [0] { directoryName [4] { Name } }, or NULL */
+    unsigned frac_digits; /* genTime fraction digits needed by the accuracy (TPR-03) */
+    double resolution;    /* 10^-frac_digits: the genTime truncation, seconds */
+    double max_error;     /* clock bound it can accept: accuracy less the truncation */
+    uint8_t *tsa_name;    /* [0] { directoryName [4] { Name } }, or NULL */
     size_t tsa_name_len;
-    uint8_t *extensions;     /* [1] Extensions, or NULL */
+    uint8_t *extensions; /* [1] Extensions, or NULL */
     size_t extensions_len;
-    uint8_t *certs;          /* [0] IMPLICIT CertificateSet: TSU cert + chain */
+    uint8_t *certs; /* [0] IMPLICIT CertificateSet: TSU cert + chain */
     size_t certs_len;
-    uint8_t *sid;            /* IssuerAndSerialNumber */
+    uint8_t *sid; /* IssuerAndSerialNumber */
     size_t sid_len;
-    uint8_t *sig_cert_attr;  /* Attribute signingCertificateV2 */
+    uint8_t *sig_cert_attr; /* Attribute signingCertificateV2 */
     size_t sig_cert_attr_len;
     uint8_t *sig_cert_v1_attr; /* Attribute signingCertificate, or NULL */
     size_t sig_cert_v1_attr_len;
@@ -79,8 +79,7 @@ const char *tsa_cert_check_not_ca(X509 *cert);
 bool tsa_unit_gen_time(struct tsa_unit *u, const struct timespec *now, struct timespec *out);
 /* The same with u->lock already held: a caller that reads the clock under the lock too gives
  * concurrent requests genTimes in the order they read the clock. */
-bool tsa_unit_gen_time_locked(struct tsa_unit *u, const struct timespec *now,
-                              struct timespec *out);
+bool tsa_unit_gen_time_locked(struct tsa_unit *u, const struct timespec *now, struct timespec *out);
 /* With the key attached: build the largest token this unit can be asked for (SHA-512 imprint,
  * 128-octet nonce) to prove at start that it fits (no failure at the first request). */
 int tsa_unit_selftest(const struct tsa_unit *u);
@@ -102,14 +101,14 @@ struct tsa_token {
 
 /* Build TSTInfo and signedAttrs and the digest to sign (into digest, *digest_len).
  * ST_OK or ST_INVALID. */
-int tsa_token_prepare(const struct tsa_unit *u, const struct tsa_request *req,
-                      struct tsa_token *t, uint8_t *digest, size_t *digest_len);
+int tsa_token_prepare(const struct tsa_unit *u, const struct tsa_request *req, struct tsa_token *t,
+                      uint8_t *digest, size_t *digest_len);
 
 /* Assemble the granted TimeStampResp around the signature. *out is malloc()ed (caller frees).
  * ST_OK or ST_NOMEM. */
 int tsa_token_response(const struct tsa_unit *u, const struct tsa_request *req,
-                       const struct tsa_token *t, const uint8_t *sig, size_t sig_len,
-                       uint8_t **out, size_t *out_len);
+                       const struct tsa_token *t, const uint8_t *sig, size_t sig_len, uint8_t **out,
+                       size_t *out_len);
 
 /* A rejection TimeStampResp: status rejection(2), statusString `text`, failInfo bit `fail`,
  * no token (TSP-03). Writes into buf (cap bytes, 512 is always enough); returns the length,

@@ -6,12 +6,12 @@
  * written), headroom (background refused above the fill level, essential still written),
  * back-pressure (ST_BUSY past queue_max), MDB_MAP_FULL, drain at free, periodic reader checks.
  */
-#include "tests/unit/unitutil.h"
 #include "common/commit.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/status.h"
 #include "common/store.h"
+#include "tests/unit/unitutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -33,8 +33,10 @@ static struct commit *cm;
 static void
 open_pipeline(size_t map, double fill_limit, unsigned queue_max, double hygiene)
 {
-    struct commit_config cc = {.name = "test", .fill_limit = fill_limit,
-                               .queue_max = queue_max, .hygiene_interval = hygiene};
+    struct commit_config cc = {.name = "test",
+                               .fill_limit = fill_limit,
+                               .queue_max = queue_max,
+                               .hygiene_interval = hygiene};
 
     st = store_open(dir, map, names, 1, false);
     ck_assert_ptr_nonnull(st);
@@ -276,7 +278,7 @@ START_TEST(test_busy_backpressure)
     ck_assert_int_eq(commit_submit(cm, &b[3].op), ST_BUSY);
     top_init(&ess, COMMIT_ESSENTIAL, "ess", 10, 0);
     ck_assert_int_eq(commit_submit(cm, &ess.op), ST_OK); /* essential is never refused */
-    ck_assert_uint_eq(commit_queue_depth(cm), 4); /* b0 (being written), b1, b2, ess */
+    ck_assert_uint_eq(commit_queue_depth(cm), 4);        /* b0 (being written), b1, b2, ess */
     store_txn_abort(held);
     commit_flush(cm);
     ck_assert(has_key("b0") && has_key("b1") && has_key("b2") && has_key("ess"));

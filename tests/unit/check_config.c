@@ -86,8 +86,8 @@ check_duration(const char *v, double want)
 
 START_TEST(test_duration)
 {
-    static const char *const bad[] = {"",    "ms",  "1x", "-1s", "+1s", "1 s", "1sec",
-                                      "1ss", "s1",  ".",  "nan", "inf", "1e999"};
+    static const char *const bad[] = {"",    "ms", "1x", "-1s", "+1s", "1 s",  "1sec",
+                                      "1ss", "s1", ".",  "nan", "inf", "1e999"};
     double d = 42;
 
     check_duration("100ms", 0.1);
@@ -107,8 +107,8 @@ END_TEST
 
 START_TEST(test_size)
 {
-    static const char *const bad[] = {"", "k", "1T", "-1", "+1", "1.5M", "1kb", "64 k",
-                                      "17179869184G"};
+    static const char *const bad[] = {"",     "k",   "1T",   "-1",          "+1",
+                                      "1.5M", "1kb", "64 k", "17179869184G"};
     size_t n = 0;
 
     ck_assert_int_eq(config_size("4096", &n), ST_OK);
@@ -130,10 +130,12 @@ END_TEST
 
 START_TEST(test_listen)
 {
-    static const char *const bad[] = {"127.0.0.1",       "127.0.0.1:",     "127.0.0.1:65536",
-                                      "127.0.0.1:-1",    "127.0.0.1:http", ":80",
-                                      "localhost:80",    "[::1]443",       "[::1:443",
-                                      "[]:80",           "1.2.3:80",       "[::1]:",
+    static const char *const bad[] = {"127.0.0.1",       "127.0.0.1:",
+                                      "127.0.0.1:65536", "127.0.0.1:-1",
+                                      "127.0.0.1:http",  ":80",
+                                      "localhost:80",    "[::1]443",
+                                      "[::1:443",        "[]:80",
+                                      "1.2.3:80",        "[::1]:",
                                       "300.0.0.1:80",    ""};
     char host[64];
     char tiny[4];
@@ -200,9 +202,9 @@ START_TEST(test_parse_string_lines)
     struct seen s = {0};
     struct config_parse p = {.fn = record_key, .user = &s};
 
-    ck_assert_int_eq(config_parse_string(&p, "x.conf",
-                                         "; comment\n\n[a]\nk = v\n# more\n[b]\nz = 1 2 3\n"),
-                     ST_OK);
+    ck_assert_int_eq(
+        config_parse_string(&p, "x.conf", "; comment\n\n[a]\nk = v\n# more\n[b]\nz = 1 2 3\n"),
+        ST_OK);
     ck_assert_int_eq(s.n, 2);
     ck_assert_str_eq(s.last, "b/z=1 2 3");
     ck_assert_int_eq(s.last_line, 7);
@@ -220,8 +222,7 @@ START_TEST(test_parse_string_errors)
     ck_assert_str_eq(p.err, "f.conf:3: no 'bad' here"); /* first error wins */
     ck_assert_int_eq(config_parse_string(&p, "g.conf", "[s]\nsilent = 1\n"), ST_CONFIG);
     ck_assert_str_eq(p.err, "g.conf:2: invalid setting 'silent'");
-    ck_assert_int_eq(config_parse_string(&p, "h.conf", "[s]\nok = 1\nnot ini at all\n"),
-                     ST_CONFIG);
+    ck_assert_int_eq(config_parse_string(&p, "h.conf", "[s]\nok = 1\nnot ini at all\n"), ST_CONFIG);
     ck_assert_ptr_nonnull(strstr(p.err, "h.conf:3: syntax error"));
     ck_assert_int_eq(config_parse_string(&p, "i.conf", "[s\nok = 1\n"), ST_CONFIG);
     ck_assert_ptr_nonnull(strstr(p.err, "i.conf:1: "));
@@ -274,53 +275,52 @@ END_TEST
 /* ---- tsad.conf schema ---- */
 
 /* Line numbers matter: the error tests below count on them. */
-static const char full_conf[] =
-    "; tsad test configuration\n"                /* 1 */
-    "[server]\n"                                  /* 2 */
-    "listen = [::1]:3181\n"                       /* 3 */
-    "threads = 4\n"                               /* 4 */
-    "max_body = 32k\n"                            /* 5 */
-    "max_connections = 200\n"                     /* 6 */
-    "per_ip_limit = 10\n"                         /* 7 */
-    "timeout = 30s\n"                             /* 8 */
-    "[log]\n"                                     /* 9 */
-    "level = debug\n"                             /* 10 */
-    "[clock]\n"                                   /* 11 */
-    "chrony_socket = /run/test/chronyd.sock\n"    /* 12 */
-    "poll_interval = 500ms\n"                     /* 13 */
-    "max_update_age = 20m\n"                      /* 14 */
-    "leap_guard = 2s\n"                           /* 15 */
-    "kernel_check = no\n"                         /* 16 */
-    "[store]\n"                                   /* 17 */
-    "path = /var/lib/tsad-test\n"                 /* 18 */
-    "map_size = 64M\n"                            /* 19 */
-    "[signer]\n"                                  /* 20 */
-    "pkcs11_module = /usr/lib/softhsm/libsofthsm2.so\n" /* 21 */
-    "token = tsa\n"                               /* 22 */
-    "pin_file = /etc/tsad/pin\n"                  /* 23 */
-    "workers = 2\n"                               /* 24 */
-    "queue_max = 100\n"                           /* 25 */
-    "batch_max = 8\n"                             /* 26 */
-    "[tsa]\n"                                     /* 27 */
-    "hashes = sha256, sha512 sha3-256\n"          /* 28 */
-    "[tsu qual]\n"                                /* 29 */
-    "policy = 0.4.0.2023.1.1\n"                   /* 30 */
-    "path = /qtsa\n"                              /* 31 */
-    "certificate = /etc/tsad/q.pem\n"             /* 32 */
-    "chain = /etc/tsad/ca.pem\n"                  /* 33 */
-    "key_label = tsu-q\n"                         /* 34 */
-    "signature = ecdsa\n"                         /* 35 */
-    "accuracy = 100ms\n"                          /* 36 */
-    "qualified = yes\n"                           /* 37 */
-    "[tsu plain]\n"                               /* 38 */
-    "policy = 1.3.6.1.4.1.4146.2.3\n"             /* 39 */
-    "certificate = /etc/tsad/n.pem\n"             /* 40 */
-    "key_file = /etc/tsad/n.key\n"                /* 41 */
-    "signature = rsa-pss\n"                       /* 42 */
-    "digest = sha384\n"                           /* 43 */
-    "accuracy = 1s\n"                             /* 44 */
-    "tsa_name = no\n"                             /* 45 */
-    "ess_cert_id_v1 = yes\n";                     /* 46 */
+static const char full_conf[] = "; tsad test configuration\n"                       /* 1 */
+                                "[server]\n"                                        /* 2 */
+                                "listen = [::1]:3181\n"                             /* 3 */
+                                "threads = 4\n"                                     /* 4 */
+                                "max_body = 32k\n"                                  /* 5 */
+                                "max_connections = 200\n"                           /* 6 */
+                                "per_ip_limit = 10\n"                               /* 7 */
+                                "timeout = 30s\n"                                   /* 8 */
+                                "[log]\n"                                           /* 9 */
+                                "level = debug\n"                                   /* 10 */
+                                "[clock]\n"                                         /* 11 */
+                                "chrony_socket = /run/test/chronyd.sock\n"          /* 12 */
+                                "poll_interval = 500ms\n"                           /* 13 */
+                                "max_update_age = 20m\n"                            /* 14 */
+                                "leap_guard = 2s\n"                                 /* 15 */
+                                "kernel_check = no\n"                               /* 16 */
+                                "[store]\n"                                         /* 17 */
+                                "path = /var/lib/tsad-test\n"                       /* 18 */
+                                "map_size = 64M\n"                                  /* 19 */
+                                "[signer]\n"                                        /* 20 */
+                                "pkcs11_module = /usr/lib/softhsm/libsofthsm2.so\n" /* 21 */
+                                "token = tsa\n"                                     /* 22 */
+                                "pin_file = /etc/tsad/pin\n"                        /* 23 */
+                                "workers = 2\n"                                     /* 24 */
+                                "queue_max = 100\n"                                 /* 25 */
+                                "batch_max = 8\n"                                   /* 26 */
+                                "[tsa]\n"                                           /* 27 */
+                                "hashes = sha256, sha512 sha3-256\n"                /* 28 */
+                                "[tsu qual]\n"                                      /* 29 */
+                                "policy = 0.4.0.2023.1.1\n"                         /* 30 */
+                                "path = /qtsa\n"                                    /* 31 */
+                                "certificate = /etc/tsad/q.pem\n"                   /* 32 */
+                                "chain = /etc/tsad/ca.pem\n"                        /* 33 */
+                                "key_label = tsu-q\n"                               /* 34 */
+                                "signature = ecdsa\n"                               /* 35 */
+                                "accuracy = 100ms\n"                                /* 36 */
+                                "qualified = yes\n"                                 /* 37 */
+                                "[tsu plain]\n"                                     /* 38 */
+                                "policy = 1.3.6.1.4.1.4146.2.3\n"                   /* 39 */
+                                "certificate = /etc/tsad/n.pem\n"                   /* 40 */
+                                "key_file = /etc/tsad/n.key\n"                      /* 41 */
+                                "signature = rsa-pss\n"                             /* 42 */
+                                "digest = sha384\n"                                 /* 43 */
+                                "accuracy = 1s\n"                                   /* 44 */
+                                "tsa_name = no\n"                                   /* 45 */
+                                "ess_cert_id_v1 = yes\n";                           /* 46 */
 
 START_TEST(test_tsa_full)
 {
@@ -422,16 +422,16 @@ expect_error(const char *text, const char *prefix, const char *needle)
     err[0] = '\0';
     st = tsa_config_load_string(&cfg, text, err, sizeof(err));
     ck_assert_msg(st == ST_CONFIG, "accepted, expected '%s...%s'", prefix, needle);
-    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "'%s' does not start with '%s'",
-                  err, prefix);
+    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "'%s' does not start with '%s'", err,
+                  prefix);
     ck_assert_msg(needle == NULL || strstr(err, needle) != NULL, "'%s' lacks '%s'", err, needle);
 }
 
-#define UNIT_A                                                                                   \
-    "[tsu a]\n"                                                                                  \
-    "policy = 1.2.3.4\n"                                                                         \
-    "certificate = /a.pem\n"                                                                     \
-    "key_file = /a.key\n"                                                                        \
+#define UNIT_A                                                                                     \
+    "[tsu a]\n"                                                                                    \
+    "policy = 1.2.3.4\n"                                                                           \
+    "certificate = /a.pem\n"                                                                       \
+    "key_file = /a.key\n"                                                                          \
     "signature = ecdsa\n"
 
 START_TEST(test_tsa_unknown_key)
@@ -489,7 +489,8 @@ START_TEST(test_store_keys)
     ck_assert_uint_eq(cfg.store.journal_segment, 1u << 20);
     ck_assert_uint_eq(cfg.store.journal_max, 8u << 20);
     ck_assert_msg(tsa_config_load_string(&cfg, "[store]\nfill_limit = 0.9\n" UNIT_A, err,
-                                         sizeof(err)) == ST_OK, "%s", err);
+                                         sizeof(err)) == ST_OK,
+                  "%s", err);
     ck_assert(fabs(cfg.store.fill_limit - 0.9) < 1e-9);
     /* defaults */
     ck_assert(cfg.store.journal);
@@ -501,12 +502,12 @@ START_TEST(test_store_keys)
     expect_error("[store]\nreader_check = 0\n" UNIT_A, "<string>:2: ", "reader_check");
     expect_error("[store]\njournal = perhaps\n" UNIT_A, "<string>:2: ", "journal");
     expect_error("[store]\njournal_segment = 4k\n" UNIT_A, "<string>:2: ", "journal_segment");
-    expect_error("[store]\njournal_segment = 16M\njournal_max = 20M\n" UNIT_A, "<string>:0: ",
-                 "journal_max");
+    expect_error("[store]\njournal_segment = 16M\njournal_max = 20M\n" UNIT_A,
+                 "<string>:0: ", "journal_max");
     expect_error("[server]\nwatchdog_stall = 0s\n" UNIT_A, "<string>:2: ", "watchdog_stall");
     /* journal.NNNN: no more than 1024 segments (journal_segment = 256k, journal_max = 512M) */
-    expect_error("[store]\njournal_segment = 256k\njournal_max = 512M\n" UNIT_A, "<string>:0: ",
-                 "from 2 to 1024");
+    expect_error("[store]\njournal_segment = 256k\njournal_max = 512M\n" UNIT_A,
+                 "<string>:0: ", "from 2 to 1024");
 }
 END_TEST
 
@@ -516,7 +517,8 @@ START_TEST(test_sign_timeout)
     ck_assert_msg(tsa_config_load_string(&cfg, UNIT_A, err, sizeof(err)) == ST_OK, "%s", err);
     ck_assert(fabs(cfg.signer.sign_timeout - 5) < 1e-9);
     ck_assert_msg(tsa_config_load_string(&cfg, "[signer]\nsign_timeout = 250ms\n" UNIT_A, err,
-                                         sizeof(err)) == ST_OK, "%s", err);
+                                         sizeof(err)) == ST_OK,
+                  "%s", err);
     ck_assert(fabs(cfg.signer.sign_timeout - 0.25) < 1e-9);
     expect_error("[signer]\nsign_timeout = 50ms\n" UNIT_A, "<string>:2: ", "sign_timeout");
     expect_error("[signer]\nsign_timeout = 2h\n" UNIT_A, "<string>:2: ", "sign_timeout");
@@ -556,14 +558,14 @@ END_TEST
 START_TEST(test_tsa_qualified_shares_path)
 {
     /* TSA-17: a qualified TSU alone on its path. The unit's line is that of its first key. */
-    static const char text[] = UNIT_A          /* 1-5, path /tsa */
-        "default = yes\n"                      /* 6 */
-        "[tsu q]\n"                            /* 7 */
-        "policy = 1.2.3.5\n"                   /* 8 */
-        "certificate = /q.pem\n"               /* 9 */
-        "key_file = /q.key\n"                  /* 10 */
-        "signature = ecdsa\n"                  /* 11 */
-        "qualified = yes\n";                   /* 12 */
+    static const char text[] = UNIT_A /* 1-5, path /tsa */
+        "default = yes\n"             /* 6 */
+        "[tsu q]\n"                   /* 7 */
+        "policy = 1.2.3.5\n"          /* 8 */
+        "certificate = /q.pem\n"      /* 9 */
+        "key_file = /q.key\n"         /* 10 */
+        "signature = ecdsa\n"         /* 11 */
+        "qualified = yes\n";          /* 12 */
 
     expect_error(text, "<string>:8: ", "TSA-17");
     ck_assert_ptr_nonnull(strstr(err, "[tsu q]"));
@@ -634,8 +636,8 @@ START_TEST(test_tsa_pin_credential)
     ck_assert_int_eq(setenv("CREDENTIALS_DIRECTORY", "/run/credentials/tsad.service", 1), 0);
     ck_assert_msg(tsa_config_load_string(&cfg, cred, err, sizeof(err)) == ST_OK, "%s", err);
     ck_assert_str_eq(cfg.signer.p11_pin_file, "/run/credentials/tsad.service/pin");
-    expect_error("[signer]\npin_file = credential:../pin\n" UNIT_A, "<string>:2: ",
-                 "a credential name, without '/'");
+    expect_error("[signer]\npin_file = credential:../pin\n" UNIT_A,
+                 "<string>:2: ", "a credential name, without '/'");
     expect_error("[signer]\npin_file = credential:\n" UNIT_A, "<string>:2: ", "credential name");
     ck_assert_int_eq(unsetenv("CREDENTIALS_DIRECTORY"), 0);
     ck_assert_msg(tsa_config_load_string(&cfg, cred, err, sizeof(err)) == ST_OK, "%s", err);
@@ -675,8 +677,7 @@ END_TEST
 
 START_TEST(test_tsa_syntax_error)
 {
-    expect_error("[server]\nthreads = 2\nthis is not ini\n" UNIT_A, "<string>:3: ",
-                 "syntax error");
+    expect_error("[server]\nthreads = 2\nthis is not ini\n" UNIT_A, "<string>:3: ", "syntax error");
     expect_error(UNIT_A "[tsu b\n", "<string>:6: ", "syntax error");
 }
 END_TEST
@@ -692,8 +693,10 @@ START_TEST(test_tsa_long_line)
     memset(path, 'p', sizeof(path) - 1);
     path[0] = '/';
     path[sizeof(path) - 1] = '\0';
-    snprintf(text, sizeof(text), "[tsu a]\npolicy = 1.2.3.4\ncertificate = %s\n"
-                                 "key_file = /a.key\nsignature = ecdsa\n", path);
+    snprintf(text, sizeof(text),
+             "[tsu a]\npolicy = 1.2.3.4\ncertificate = %s\n"
+             "key_file = /a.key\nsignature = ecdsa\n",
+             path);
     expect_error(text, "<string>:3: ", "too long");
 }
 END_TEST

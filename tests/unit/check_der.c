@@ -18,12 +18,12 @@
 #define T_2026 1767323045
 
 /* Assert that the writer holds exactly the expected bytes and had no error. */
-#define ck_assert_der(d, ...)                                                                    \
-    do {                                                                                         \
-        static const uint8_t exp_[] = {__VA_ARGS__};                                             \
-        ck_assert_int_eq(der_finish(d), ST_OK);                                                  \
-        ck_assert_uint_eq((d)->len, sizeof(exp_));                                               \
-        ck_assert_mem_eq((d)->buf, exp_, sizeof(exp_));                                          \
+#define ck_assert_der(d, ...)                                                                      \
+    do {                                                                                           \
+        static const uint8_t exp_[] = {__VA_ARGS__};                                               \
+        ck_assert_int_eq(der_finish(d), ST_OK);                                                    \
+        ck_assert_uint_eq((d)->len, sizeof(exp_));                                                 \
+        ck_assert_mem_eq((d)->buf, exp_, sizeof(exp_));                                            \
     } while (0)
 
 static uint8_t buf[256];
@@ -190,8 +190,7 @@ END_TEST
 /* SEQUENCE { OCTET STRING (n octets, written with der_begin), NULL } built on a growable
  * writer; the expected bytes are assembled from the lengths computed by hand. */
 static void
-check_nested(size_t n, const uint8_t *outer_hdr, size_t ohl, const uint8_t *inner_hdr,
-             size_t ihl)
+check_nested(size_t n, const uint8_t *outer_hdr, size_t ohl, const uint8_t *inner_hdr, size_t ihl)
 {
     struct der d;
     size_t o, i, want = ohl + ihl + n + 2;
@@ -229,8 +228,8 @@ START_TEST(test_nested_cross_128)
     /* inner 123: outer content 127, still short */
     check_nested(123, (const uint8_t[]){0x30, 0x7f}, 2, (const uint8_t[]){0x04, 0x7b}, 2);
     /* inner 128: both long; outer content 3 + 128 + 2 = 133 */
-    check_nested(128, (const uint8_t[]){0x30, 0x81, 0x85}, 3,
-                 (const uint8_t[]){0x04, 0x81, 0x80}, 3);
+    check_nested(128, (const uint8_t[]){0x30, 0x81, 0x85}, 3, (const uint8_t[]){0x04, 0x81, 0x80},
+                 3);
     /* inner 253: inner header 3, outer content 258 -> two length octets outside */
     check_nested(253, (const uint8_t[]){0x30, 0x82, 0x01, 0x02}, 4,
                  (const uint8_t[]){0x04, 0x81, 0xfd}, 3);
@@ -276,8 +275,8 @@ check_gentime(long nsec, unsigned digits, const char *text)
     ck_assert_uint_eq(w.len, 2 + n);
     ck_assert_uint_eq(buf[0], DER_GENERALIZED_TIME);
     ck_assert_uint_eq(buf[1], n);
-    ck_assert_msg(memcmp(buf + 2, text, n) == 0, "nsec %ld digits %u: got '%.*s', want '%s'",
-                  nsec, digits, (int)n, (const char *)buf + 2, text);
+    ck_assert_msg(memcmp(buf + 2, text, n) == 0, "nsec %ld digits %u: got '%.*s', want '%s'", nsec,
+                  digits, (int)n, (const char *)buf + 2, text);
 }
 
 START_TEST(test_gentime_no_fraction)
@@ -319,8 +318,8 @@ START_TEST(test_gentime_epoch_and_bad)
     struct timespec t = {0, 0};
 
     der_gentime(&w, &t, 0);
-    ck_assert_der(&w, 0x18, 0x0f, '1', '9', '7', '0', '0', '1', '0', '1', '0', '0', '0', '0',
-                  '0', '0', 'Z');
+    ck_assert_der(&w, 0x18, 0x0f, '1', '9', '7', '0', '0', '1', '0', '1', '0', '0', '0', '0', '0',
+                  '0', 'Z');
     /* more than 9 digits is a caller error: sticky failure */
     setup_writer();
     t.tv_sec = T_2026;
@@ -388,12 +387,12 @@ START_TEST(test_set_of_sorted)
     static const uint8_t c[] = {0x01, 0x01, 0xff};
     static const uint8_t e[] = {0x04, 0x00};
     static const uint8_t f[] = {0x02, 0x02, 0x00, 0x80};
-    struct der_item items[] = {{a, sizeof(a)}, {b, sizeof(b)}, {c, sizeof(c)}, {e, sizeof(e)},
-                               {f, sizeof(f)}};
+    struct der_item items[] = {
+        {a, sizeof(a)}, {b, sizeof(b)}, {c, sizeof(c)}, {e, sizeof(e)}, {f, sizeof(f)}};
 
     der_set_of(&w, DER_SET, items, 5);
-    ck_assert_der(&w, 0x31, 0x0e, 0x01, 0x01, 0xff, 0x02, 0x01, 0x05, 0x02, 0x02, 0x00, 0x80,
-                  0x04, 0x00, 0x30, 0x00);
+    ck_assert_der(&w, 0x31, 0x0e, 0x01, 0x01, 0xff, 0x02, 0x01, 0x05, 0x02, 0x02, 0x00, 0x80, 0x04,
+                  0x00, 0x30, 0x00);
 }
 END_TEST
 
@@ -473,8 +472,7 @@ START_TEST(test_oid_known)
     ck_assert_mem_eq(o, qtst, sizeof(qtst));
     ck_assert_uint_eq(der_oid_from_text("1.3.6.1.5.5.7.1.3", o, sizeof(o)), sizeof(qcs));
     ck_assert_mem_eq(o, qcs, sizeof(qcs));
-    ck_assert_uint_eq(der_oid_from_text("2.16.840.1.101.3.4.2.1", o, sizeof(o)),
-                      sizeof(sha256));
+    ck_assert_uint_eq(der_oid_from_text("2.16.840.1.101.3.4.2.1", o, sizeof(o)), sizeof(sha256));
     ck_assert_mem_eq(o, sha256, sizeof(sha256));
     ck_assert_uint_eq(der_oid_from_text("1.2", o, sizeof(o)), sizeof(two_arcs));
     ck_assert_mem_eq(o, two_arcs, sizeof(two_arcs));
@@ -489,10 +487,9 @@ START_TEST(test_oid_invalid)
     /* "1..2", "1.2.", "1 .2", "1.2 " and "1.02.3" were accepted by OpenSSL's lenient
      * OBJ_txt2obj() (as 1.0.2, 1.2, 1.0.2, 1.2, 1.2.3): a config policy "1..2" encoded
      * another OID than its text */
-    static const char *const bad[] = {"",        "not an oid", "1.2.x", "1..2", "1.2.",
-                                      ".1.2",    "sha256",     "3.1",   "1",    "-1.2",
-                                      "1.2 ",    " 1.2",       "1 .2",  "1.02.3", "1.2.3..4",
-                                      "1.2.\n"};
+    static const char *const bad[] = {"",       "not an oid", "1.2.x",    "1..2",  "1.2.", ".1.2",
+                                      "sha256", "3.1",        "1",        "-1.2",  "1.2 ", " 1.2",
+                                      "1 .2",   "1.02.3",     "1.2.3..4", "1.2.\n"};
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(der_oid_from_text(bad[i], o, sizeof(o)) == 0, "'%s' accepted", bad[i]);

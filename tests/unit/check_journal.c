@@ -14,13 +14,13 @@
  *    segment is free, and the records reach the database once it is grown;
  *  - a gap between the database and the journal is refused.
  */
-#include "tests/unit/unitutil.h"
 #include "common/commit.h"
 #include "common/crc32c.h"
 #include "common/journal.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/store.h"
+#include "tests/unit/unitutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -77,8 +77,11 @@ static journal_pwrite_fn test_pwrite;
 static struct journal *
 open_at(const char *sd, const char *jd, size_t map, unsigned segs_max, double delay)
 {
-    struct journal_config jc = {.dir = jd, .segment_size = SEG, .segments_max = segs_max,
-                                .apply_delay = delay, .pwrite_fn = test_pwrite};
+    struct journal_config jc = {.dir = jd,
+                                .segment_size = SEG,
+                                .segments_max = segs_max,
+                                .apply_delay = delay,
+                                .pwrite_fn = test_pwrite};
 
     st = store_open(sd, map, names, 1, false);
     ck_assert_ptr_nonnull(st);
@@ -307,8 +310,7 @@ last_group(const char *jd, char *seg, size_t cap, size_t *start, size_t *end)
         snprintf(p, sizeof(p), "%s/journal.%04d", jd, i);
         if ((fd = open(p, O_RDONLY)) < 0)
             continue;
-        if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) &&
-            memcmp(h, "TSJRNL01", 8) == 0) {
+        if (pread(fd, h, sizeof(h), 0) == (ssize_t)sizeof(h) && memcmp(h, "TSJRNL01", 8) == 0) {
             uint64_t first = 0;
 
             for (int b = 7; b >= 0; b--)
@@ -327,8 +329,8 @@ last_group(const char *jd, char *seg, size_t cap, size_t *start, size_t *end)
 
         ck_assert_int_ge(fd, 0);
         *start = *end = 0;
-        while (pread(fd, g, sizeof(g), (off_t)off) == (ssize_t)sizeof(g) &&
-               g[0] == 'J' && g[1] == 'R' && g[2] == 'N' && g[3] == 'L') {
+        while (pread(fd, g, sizeof(g), (off_t)off) == (ssize_t)sizeof(g) && g[0] == 'J' &&
+               g[1] == 'R' && g[2] == 'N' && g[3] == 'L') {
             uint32_t body = (uint32_t)g[16] | (uint32_t)g[17] << 8 | (uint32_t)g[18] << 16 |
                             (uint32_t)g[19] << 24;
 
@@ -550,7 +552,6 @@ START_TEST(test_gap_refused)
     ck_assert_uint_eq(db_count(), 5); /* nothing written past the gap */
 }
 END_TEST
-
 
 /* Injected failures: group writes (those longer than a segment header) number n_fail_from
  * and the next n_fail_more - 1 fail with EIO; the first of them after writing the data (it

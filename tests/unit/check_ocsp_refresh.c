@@ -35,7 +35,8 @@ static const struct due_case cases[] = {
 START_TEST(test_refresh_due)
 {
     const struct due_case *c = &cases[_i];
-    struct ocsp_stored_response r = {.stamp = 1, .this_update = c->this_update,
+    struct ocsp_stored_response r = {.stamp = 1,
+                                     .this_update = c->this_update,
                                      .next_update = c->next_update,
                                      .produced_at = c->produced_at};
 

@@ -23,13 +23,12 @@ static X509 *ca_cert, *leaf_cert;
 static struct ocsp_request out;
 static const char *why;
 
-#define ck_assert_ok(rc)                                                                         \
-    ck_assert_msg((rc) == 0, "rejected: %s", why ? why : "no reason")
-#define ck_assert_malformed(rc)                                                                  \
-    do {                                                                                         \
-        ck_assert_int_eq((rc), 1);                                                               \
-        ck_assert_ptr_nonnull(why);                                                              \
-        ck_assert_uint_eq(out.n, 0);                                                             \
+#define ck_assert_ok(rc) ck_assert_msg((rc) == 0, "rejected: %s", why ? why : "no reason")
+#define ck_assert_malformed(rc)                                                                    \
+    do {                                                                                           \
+        ck_assert_int_eq((rc), 1);                                                                 \
+        ck_assert_ptr_nonnull(why);                                                                \
+        ck_assert_uint_eq(out.n, 0);                                                               \
     } while (0)
 
 /* ---- throwaway PKI ---- */
@@ -57,9 +56,9 @@ make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, lon
     ck_assert_ptr_nonnull(name);
     ck_assert_int_eq(X509_set_version(x, 2), 1);
     ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(x), serial), 1);
-    ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                                (const unsigned char *)cn, -1, -1, 0),
-                     1);
+    ck_assert_int_eq(
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0),
+        1);
     ck_assert_int_eq(X509_set_subject_name(x, name), 1);
     ck_assert_int_eq(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name), 1);
     ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), -3600));
@@ -103,8 +102,8 @@ certid_for(const EVP_MD *md, const ASN1_INTEGER *serial)
     if (serial == NULL)
         id = OCSP_cert_to_id(md, leaf_cert, ca_cert);
     else
-        id = OCSP_cert_id_new(md, X509_get_subject_name(ca_cert),
-                              X509_get0_pubkey_bitstr(ca_cert), serial);
+        id = OCSP_cert_id_new(md, X509_get_subject_name(ca_cert), X509_get0_pubkey_bitstr(ca_cert),
+                              serial);
     ck_assert_ptr_nonnull(id);
     return id;
 }
@@ -833,7 +832,7 @@ START_TEST(test_get_decode)
     escape(a, '/', "%2f", b, sizeof(b));
     escape(b, '=', "%3d", c, sizeof(c));
     ck_assert_int_eq(decode(c, 64), 0);
-    ck_assert_int_eq(decode("+/+/+/+/+/8", 64), 0);   /* padding missing */
+    ck_assert_int_eq(decode("+/+/+/+/+/8", 64), 0);    /* padding missing */
     ck_assert_int_eq(decode("//+/+/+/+/+/8=", 64), 0); /* leading slashes skipped */
     ck_assert_int_eq(decode("/%2B/+/+/+/+/8", 64), 0);
     ck_assert_int_eq(decode("+/+/+/+/+/8=", sizeof(get_bytes)), 0); /* exactly cap */

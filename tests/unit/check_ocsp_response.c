@@ -24,8 +24,8 @@
 #include <string.h>
 #include <time.h>
 
-static const uint8_t SIGALG_ECDSA_SHA256[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48,
-                                              0xce, 0x3d, 0x04, 0x03, 0x02};
+static const uint8_t SIGALG_ECDSA_SHA256[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86,
+                                              0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
 static const uint8_t SIGALG_RSA_SHA256[] = {0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86,
                                             0xf7, 0x0d, 0x01, 0x01, 0x0b, 0x05, 0x00};
 
@@ -64,9 +64,9 @@ make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, con
     ck_assert_ptr_nonnull(name);
     ck_assert_int_eq(X509_set_version(x, 2), 1);
     ck_assert_int_eq(ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(now & 0xffffff)), 1);
-    ck_assert_int_eq(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                                (const unsigned char *)cn, -1, -1, 0),
-                     1);
+    ck_assert_int_eq(
+        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0),
+        1);
     ck_assert_int_eq(X509_set_subject_name(x, name), 1);
     ck_assert_int_eq(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name), 1);
     ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), -3600));
@@ -142,8 +142,8 @@ make_id(struct test_id *t, const EVP_MD *md, X509 *issuer, long serial)
 
     ck_assert_ptr_nonnull(sn);
     ck_assert_int_eq(ASN1_INTEGER_set(sn, serial), 1);
-    t->id = OCSP_cert_id_new(md, X509_get_subject_name(issuer), X509_get0_pubkey_bitstr(issuer),
-                             sn);
+    t->id =
+        OCSP_cert_id_new(md, X509_get_subject_name(issuer), X509_get0_pubkey_bitstr(issuer), sn);
     ck_assert_ptr_nonnull(t->id);
     ck_assert_uint_lt(n_made_ids, sizeof(made_ids) / sizeof(made_ids[0]));
     made_ids[n_made_ids++] = t->id;
@@ -213,11 +213,10 @@ build_resp(const struct resp_spec *sp, size_t *len)
         sig[sig_len / 2] ^= 0x01;
     if (sp->with_certs)
         ck_assert_int_eq(ocsp_certs_field(signer, &certs, &certs_len), ST_OK);
-    ck_assert_int_eq(ocsp_response_assemble(last_tbs, last_tbs_len,
-                                            rsa ? SIGALG_RSA_SHA256 : SIGALG_ECDSA_SHA256,
-                                            rsa ? sizeof(SIGALG_RSA_SHA256)
-                                                : sizeof(SIGALG_ECDSA_SHA256),
-                                            sig, sig_len, certs, certs_len, &der, len),
+    ck_assert_int_eq(ocsp_response_assemble(
+                         last_tbs, last_tbs_len, rsa ? SIGALG_RSA_SHA256 : SIGALG_ECDSA_SHA256,
+                         rsa ? sizeof(SIGALG_RSA_SHA256) : sizeof(SIGALG_ECDSA_SHA256), sig,
+                         sig_len, certs, certs_len, &der, len),
                      ST_OK);
     ck_assert_ptr_nonnull(der);
     free(certs);
@@ -306,8 +305,7 @@ check_status(OCSP_BASICRESP *bs, const struct test_id *t, int want, int want_rea
     ASN1_GENERALIZEDTIME *rev = NULL, *thisupd = NULL, *nextupd = NULL;
     int status = -5, reason = -5;
 
-    ck_assert_int_eq(OCSP_resp_find_status(bs, t->id, &status, &reason, &rev, &thisupd,
-                                           &nextupd),
+    ck_assert_int_eq(OCSP_resp_find_status(bs, t->id, &status, &reason, &rev, &thisupd, &nextupd),
                      1);
     ck_assert_int_eq(status, want);
     if (want == V_OCSP_CERTSTATUS_REVOKED) {
@@ -572,15 +570,16 @@ START_TEST(test_archive_cutoff)
     ck_assert_int_eq(verify(bs, ca_cert), 1);
     single = OCSP_resp_get0(bs, 0);
     ck_assert_int_eq(OCSP_SINGLERESP_get_ext_count(single), 1);
-    ext = OCSP_SINGLERESP_get_ext(single,
-                                  OCSP_SINGLERESP_get_ext_by_NID(single,
-                                                                 NID_id_pkix_OCSP_archiveCutoff,
-                                                                 -1));
+    ext = OCSP_SINGLERESP_get_ext(
+        single, OCSP_SINGLERESP_get_ext_by_NID(single, NID_id_pkix_OCSP_archiveCutoff, -1));
     ck_assert_ptr_nonnull(ext);
     ck_assert_int_eq(X509_EXTENSION_get_critical(ext), 0);
     v = X509_EXTENSION_get_data(ext);
     ck_assert_int_eq(ASN1_STRING_length(v), 17);
-    ck_assert_mem_eq(ASN1_STRING_get0_data(v), "\x18\x0f" "20231114221320Z", 17);
+    ck_assert_mem_eq(ASN1_STRING_get0_data(v),
+                     "\x18\x0f"
+                     "20231114221320Z",
+                     17);
     p = ASN1_STRING_get0_data(v);
     gt = d2i_ASN1_GENERALIZEDTIME(NULL, &p, ASN1_STRING_length(v));
     ck_assert_ptr_nonnull(gt);
@@ -623,8 +622,7 @@ START_TEST(test_multiple_singles)
         ck_assert_int_eq(OCSP_single_get0_status(one, &reason, NULL, NULL, NULL), (int)sts[i]);
         OPENSSL_free(der);
     }
-    check_status(bs, &t[1], V_OCSP_CERTSTATUS_REVOKED, OCSP_REVOKED_STATUS_SUPERSEDED,
-                 now - 500);
+    check_status(bs, &t[1], V_OCSP_CERTSTATUS_REVOKED, OCSP_REVOKED_STATUS_SUPERSEDED, now - 500);
     OCSP_BASICRESP_free(bs);
 }
 END_TEST
@@ -634,10 +632,10 @@ START_TEST(test_delegated)
 {
     struct test_id t;
     struct ocsp_single s;
-    struct resp_spec sp = {.key = del_key, .signer = del_cert, .with_certs = true,
-                           .singles = &s, .n = 1};
+    struct resp_spec sp = {
+        .key = del_key, .signer = del_cert, .with_certs = true, .singles = &s, .n = 1};
     OCSP_BASICRESP *bs;
-    const STACK_OF(X509) *certs;
+    const STACK_OF(X509) * certs;
 
     make_id(&t, EVP_sha256(), ca_cert, 77);
     s = single_for(&t, OCSP_SINGLE_GOOD);
@@ -664,8 +662,8 @@ START_TEST(test_signed_by)
 {
     struct test_id t;
     struct ocsp_single s;
-    struct resp_spec sp = {.key = del_key, .signer = del_cert, .with_certs = true,
-                           .singles = &s, .n = 1};
+    struct resp_spec sp = {
+        .key = del_key, .signer = del_cert, .with_certs = true, .singles = &s, .n = 1};
     uint8_t rid[32], ca_rid[32], *der, *certs = NULL, *other_certs = NULL;
     size_t len, rid_len, ca_rid_len, certs_len = 0, other_len = 0;
 
@@ -713,8 +711,7 @@ START_TEST(test_rsa_signer)
     bs = build_and_parse(&sp);
     ck_assert_int_eq(sigalg_nid(bs), NID_sha256WithRSAEncryption);
     ck_assert_int_eq(verify(bs, rsa_cert), 1);
-    check_status(bs, &t, V_OCSP_CERTSTATUS_REVOKED, OCSP_REVOKED_STATUS_UNSPECIFIED,
-                 now - 3600);
+    check_status(bs, &t, V_OCSP_CERTSTATUS_REVOKED, OCSP_REVOKED_STATUS_UNSPECIFIED, now - 3600);
     /* the trust check is real: with only the EC CA trusted the RSA responder is refused */
     only_ec = X509_STORE_new();
     ck_assert_ptr_nonnull(only_ec);
@@ -837,14 +834,16 @@ END_TEST
 START_TEST(test_single_bytes)
 {
     static const uint8_t certid[] = {0x30, 0x03, 0x02, 0x01, 0x05}; /* opaque to the writer */
-    static const uint8_t want_single[] = {
-        0x30, 0x18, 0x30, 0x03, 0x02, 0x01, 0x05, 0x80, 0x00, 0x18, 0x0f, '2', '0', '2', '3',
-        '1', '1', '1', '4', '2', '2', '1', '3', '2', '0', 'Z'};
-    static const uint8_t want_revoked[] = {0xa1, 0x16, 0x18, 0x0f, '1', '9', '7', '0', '0',
-                                           '1', '0', '1', '0', '0', '0', '0', '0', '0', 'Z',
-                                           0xa0, 0x03, 0x0a, 0x01, 0x06};
-    struct ocsp_single s = {.certid = certid, .certid_len = sizeof(certid),
-                            .status = OCSP_SINGLE_GOOD, .reason = 0xff,
+    static const uint8_t want_single[] = {0x30, 0x18, 0x30, 0x03, 0x02, 0x01, 0x05, 0x80, 0x00,
+                                          0x18, 0x0f, '2',  '0',  '2',  '3',  '1',  '1',  '1',
+                                          '4',  '2',  '2',  '1',  '3',  '2',  '0',  'Z'};
+    static const uint8_t want_revoked[] = {0xa1, 0x16, 0x18, 0x0f, '1',  '9',  '7',  '0',
+                                           '0',  '1',  '0',  '1',  '0',  '0',  '0',  '0',
+                                           '0',  '0',  'Z',  0xa0, 0x03, 0x0a, 0x01, 0x06};
+    struct ocsp_single s = {.certid = certid,
+                            .certid_len = sizeof(certid),
+                            .status = OCSP_SINGLE_GOOD,
+                            .reason = 0xff,
                             .this_update = 1700000000};
     uint8_t rid[24] = {0xa2, 0x16, 0x04, 0x14}, buf[256];
     struct der d;

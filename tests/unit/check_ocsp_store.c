@@ -10,11 +10,11 @@
  * issuer records of the older layout, pre-signed responses read with their status in one
  * transaction, and a reader in another process seeing committed writes.
  */
-#include "tests/unit/unitutil.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/store.h"
 #include "ocsp/ocsp_store.h"
+#include "tests/unit/unitutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -801,9 +801,9 @@ START_TEST(test_status_walk_from)
         ck_assert_int_eq(ocsp_store_status_set(os, ca_id, all[i], lens[i], OCSP_STATE_GOOD,
                                                OCSP_REASON_NONE, 0, 0, "op"),
                          ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, other_id, s04, 1, OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "op"),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(os, other_id, s04, 1, OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0, "op"),
+        ST_OK);
     ck_assert_int_eq(walk_from(NULL, 0, &l), ST_OK);
     ck_assert_int_eq(l.n, 4);
     for (int i = 0; i < 4; i++) {

@@ -116,8 +116,10 @@ static struct signer *
 new_signer_timeout(unsigned workers, unsigned queue_max, unsigned batch_max, double timeout,
                    struct signer_key **k)
 {
-    struct signer_config sc = {.workers = workers, .queue_max = queue_max,
-                               .batch_max = batch_max, .sign_timeout = timeout};
+    struct signer_config sc = {.workers = workers,
+                               .queue_max = queue_max,
+                               .batch_max = batch_max,
+                               .sign_timeout = timeout};
     struct signer *s = signer_new(&sc, on_batch, NULL);
 
     ck_assert_ptr_nonnull(s);

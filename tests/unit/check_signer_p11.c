@@ -743,8 +743,7 @@ START_TEST(test_token_pin_refused_not_retried)
     ck_assert_int_eq(sign_status(p, k), ST_HSM);
     log = capture_end();
     ck_assert_msg(strstr(log, "C_Login") == NULL, "the PIN was offered again: %s", log);
-    ck_assert_msg(strstr(log, "not logging in: the token refused the PIN") != NULL, "log: %s",
-                  log);
+    ck_assert_msg(strstr(log, "not logging in: the token refused the PIN") != NULL, "log: %s", log);
     free(log);
     signer_p11_close(p);
 }

@@ -5,21 +5,21 @@
  * TSA-18/19 audit records), walks in key order, transaction abort and durability across
  * reopen, read-only opening.
  */
-#include "tests/unit/unitutil.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/store.h"
+#include "tests/unit/unitutil.h"
 
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define MAP (8u << 20)
@@ -258,9 +258,8 @@ put_walk_keys(void)
 
     ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
     for (size_t i = 0; i < 5; i++)
-        ck_assert_int_eq(store_txn_put(t, db, keys[i], strlen(keys[i]), vals[i],
-                                       strlen(vals[i]), false),
-                         ST_OK);
+        ck_assert_int_eq(
+            store_txn_put(t, db, keys[i], strlen(keys[i]), vals[i], strlen(vals[i]), false), ST_OK);
     ck_assert_int_eq(store_txn_commit(t), ST_OK);
 }
 
@@ -379,8 +378,7 @@ START_TEST(test_reopen_persists)
     store_close(st);
     st = store_open(dir, MAP, db_names, 3, false);
     ck_assert_ptr_nonnull(st);
-    ck_assert_int_eq(store_get(st, store_db(st, "audit"), "a", 1, buf, sizeof(buf), &len),
-                     ST_OK);
+    ck_assert_int_eq(store_get(st, store_db(st, "audit"), "a", 1, buf, sizeof(buf), &len), ST_OK);
     ck_assert_uint_eq(len, 9);
     ck_assert_mem_eq(buf, "persisted", 9);
     ck_assert_int_eq(store_count(st, store_db(st, "serials"), &n), ST_OK);
@@ -419,8 +417,7 @@ START_TEST(test_readonly)
     st = NULL;
     ro = store_open(dir, MAP, db_names, 3, true);
     ck_assert_ptr_nonnull(ro);
-    ck_assert_int_eq(store_get(ro, store_db(ro, "serials"), "s", 1, buf, sizeof(buf), &len),
-                     ST_OK);
+    ck_assert_int_eq(store_get(ro, store_db(ro, "serials"), "s", 1, buf, sizeof(buf), &len), ST_OK);
     ck_assert_mem_eq(buf, "1", 1);
     ck_assert_int_ne(store_txn_begin(ro, true, &t), ST_OK);
     ck_assert_ptr_null(t);
@@ -454,8 +451,7 @@ START_TEST(test_bad_db_index)
     ck_assert_int_eq(store_count(st, 7, &n), ST_INVALID);
     ck_assert_int_eq(store_walk(st, -1, NULL, 0, walk_collect, &w), ST_INVALID);
     ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
-    ck_assert_int_eq(store_txn_put(t, store_db(st, "nosuch"), "k", 1, "v", 1, false),
-                     ST_INVALID);
+    ck_assert_int_eq(store_txn_put(t, store_db(st, "nosuch"), "k", 1, "v", 1, false), ST_INVALID);
     ck_assert_int_eq(store_txn_get(t, 3, "k", 1, &v, &len), ST_INVALID);
     ck_assert_int_eq(store_txn_del(t, -1, "k", 1), ST_INVALID);
     store_txn_abort(t);
@@ -524,7 +520,6 @@ START_TEST(test_map_full)
     remove_tree(sub);
 }
 END_TEST
-
 
 /* A reader whose process died: a child opens the store, begins a read transaction, and is
  * killed with SIGKILL while holding it. */

@@ -27,16 +27,16 @@ static const char *why;
 
 /* Which optional parts a test request gets. */
 struct req_spec {
-    int version;           /* 0 -> 1 */
-    int hash_nid;          /* 0 -> sha256 */
-    int param_type;        /* V_ASN1_UNDEF (absent) or V_ASN1_NULL; 0 -> absent */
-    size_t imprint_len;    /* 0 -> the hash's length */
-    uint8_t imprint_byte;  /* fill byte */
-    const char *policy;    /* dotted, or NULL */
-    const uint8_t *nonce;  /* big-endian magnitude, or NULL */
+    int version;          /* 0 -> 1 */
+    int hash_nid;         /* 0 -> sha256 */
+    int param_type;       /* V_ASN1_UNDEF (absent) or V_ASN1_NULL; 0 -> absent */
+    size_t imprint_len;   /* 0 -> the hash's length */
+    uint8_t imprint_byte; /* fill byte */
+    const char *policy;   /* dotted, or NULL */
+    const uint8_t *nonce; /* big-endian magnitude, or NULL */
     size_t nonce_len;
     int cert_req;
-    bool extension;        /* add one non-critical extension */
+    bool extension; /* add one non-critical extension */
 };
 
 static TS_REQ *
@@ -46,7 +46,8 @@ build_req(const struct req_spec *sp)
     TS_MSG_IMPRINT *mi = TS_MSG_IMPRINT_new();
     X509_ALGOR *alg = X509_ALGOR_new();
     int nid = sp->hash_nid ? sp->hash_nid : NID_sha256;
-    size_t ilen = sp->imprint_len ? sp->imprint_len : (size_t)EVP_MD_get_size(EVP_get_digestbynid(nid));
+    size_t ilen =
+        sp->imprint_len ? sp->imprint_len : (size_t)EVP_MD_get_size(EVP_get_digestbynid(nid));
     uint8_t h[128];
 
     ck_assert_ptr_nonnull(req);
@@ -79,8 +80,8 @@ build_req(const struct req_spec *sp)
     }
     ck_assert_int_eq(TS_REQ_set_cert_req(req, sp->cert_req), 1);
     if (sp->extension) {
-        X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, NULL, NID_subject_key_identifier,
-                                                  "01020304");
+        X509_EXTENSION *ext =
+            X509V3_EXT_conf_nid(NULL, NULL, NID_subject_key_identifier, "01020304");
 
         ck_assert_ptr_nonnull(ext);
         ck_assert_int_eq(TS_REQ_add_ext(req, ext, -1), 1);
@@ -123,11 +124,11 @@ parse_spec(const struct req_spec *sp)
     return f;
 }
 
-#define ck_assert_fail(f, want)                                                                  \
-    do {                                                                                         \
-        enum tsa_fail f_ = (f);                                                                  \
-        ck_assert_msg(f_ == (want), "failure %d, want %d (%s)", (int)f_, (int)(want),            \
-                      why ? why : "no reason");                                                  \
+#define ck_assert_fail(f, want)                                                                    \
+    do {                                                                                           \
+        enum tsa_fail f_ = (f);                                                                    \
+        ck_assert_msg(f_ == (want), "failure %d, want %d (%s)", (int)f_, (int)(want),              \
+                      why ? why : "no reason");                                                    \
     } while (0)
 
 /* ---- accepted requests and what they echo ---- */
@@ -142,9 +143,10 @@ check_valid_hash(int nid, size_t hlen, uint8_t last_oid_octet)
 
     want[wl++] = 0x30;
     want[wl++] = (uint8_t)(13 + 2 + hlen);
-    memcpy(want + wl, ((const uint8_t[]){0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65,
-                                         0x03, 0x04, 0x02}),
-           12);
+    memcpy(
+        want + wl,
+        ((const uint8_t[]){0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02}),
+        12);
     wl += 12;
     want[wl++] = last_oid_octet;
     want[wl++] = 0x04;
@@ -175,8 +177,11 @@ START_TEST(test_echo_parts)
 {
     /* every echoed field is the DER of the request's own part */
     static const uint8_t nonce[8] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef};
-    struct req_spec sp = {.policy = "1.3.6.1.4.1.4146.2.3", .nonce = nonce,
-                          .nonce_len = sizeof(nonce), .cert_req = 1, .imprint_byte = 7};
+    struct req_spec sp = {.policy = "1.3.6.1.4.1.4146.2.3",
+                          .nonce = nonce,
+                          .nonce_len = sizeof(nonce),
+                          .cert_req = 1,
+                          .imprint_byte = 7};
     TS_REQ *req = build_req(&sp);
     unsigned char *der = NULL, *p;
     int n = i2d_TS_REQ(req, &der);
@@ -195,17 +200,17 @@ START_TEST(test_echo_parts)
     ck_assert_uint_eq(out.policy_len, (size_t)bl);
     ck_assert_mem_eq(out.policy, buf, (size_t)bl);
     ck_assert_uint_eq(out.policy_len, 11);
-    ck_assert_mem_eq(out.policy, ((const uint8_t[]){0x06, 0x09, 0x2b, 0x06, 0x01, 0x04, 0x01,
-                                                    0xa0, 0x32, 0x02, 0x03}),
-                     11);
+    ck_assert_mem_eq(
+        out.policy,
+        ((const uint8_t[]){0x06, 0x09, 0x2b, 0x06, 0x01, 0x04, 0x01, 0xa0, 0x32, 0x02, 0x03}), 11);
     p = buf;
     bl = i2d_ASN1_INTEGER(TS_REQ_get_nonce(req), &p);
     ck_assert(out.has_nonce);
     ck_assert_uint_eq(out.nonce_len, (size_t)bl);
     ck_assert_mem_eq(out.nonce, buf, (size_t)bl);
-    ck_assert_mem_eq(out.nonce, ((const uint8_t[]){0x02, 0x08, 0x01, 0x23, 0x45, 0x67, 0x89,
-                                                   0xab, 0xcd, 0xef}),
-                     10);
+    ck_assert_mem_eq(
+        out.nonce, ((const uint8_t[]){0x02, 0x08, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef}),
+        10);
     ck_assert(out.cert_req);
     OPENSSL_free(der);
     TS_REQ_free(req);
@@ -293,9 +298,8 @@ START_TEST(test_hash_params)
     /* TSP-07: SHA-256 with NULL parameters and with parameters absent are both accepted and
      * echoed byte for byte */
     struct req_spec sp = {.param_type = V_ASN1_NULL, .imprint_byte = 0x11};
-    static const uint8_t with_null[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48,
-                                        0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04,
-                                        0x20};
+    static const uint8_t with_null[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                        0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
     static const uint8_t absent[] = {0x30, 0x2f, 0x30, 0x0b, 0x06, 0x09, 0x60, 0x86, 0x48,
                                      0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x04, 0x20};
     uint8_t h[32];

@@ -101,13 +101,11 @@ make_cert(const char *cn, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key, con
     ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notBefore(x), nb));
     ck_assert_ptr_nonnull(X509_gmtime_adj(X509_getm_notAfter(x), na));
     n = X509_get_subject_name(x);
-    ck_assert_int_eq(X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
-                                                (const unsigned char *)"tsad unit tests", -1, -1,
-                                                0),
+    ck_assert_int_eq(X509_NAME_add_entry_by_txt(
+                         n, "O", MBSTRING_ASC, (const unsigned char *)"tsad unit tests", -1, -1, 0),
                      1);
     ck_assert_int_eq(
-        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0),
-        1);
+        X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0), 1);
     ck_assert_int_eq(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : n), 1);
     ck_assert_int_eq(X509_set_pubkey(x, key), 1);
     add_ext(x, issuer ? issuer : x, NID_subject_key_identifier, "hash");
@@ -261,8 +259,8 @@ load_unit(void)
 /* ---- issuing ---- */
 
 struct issued {
-    TS_REQ *ts_req;           /* what the client sent, for the verifier */
-    struct tsa_request req;   /* as parsed */
+    TS_REQ *ts_req;         /* what the client sent, for the verifier */
+    struct tsa_request req; /* as parsed */
     struct tsa_token tok;
     uint8_t *resp;
     size_t resp_len;
@@ -332,8 +330,7 @@ issue_req(struct issued *is, TS_REQ *ts_req)
     memset(is, 0, sizeof(*is));
     is->ts_req = ts_req;
     ck_assert_int_gt(n, 0);
-    ck_assert_int_eq(tsa_request_parse(der, (size_t)n, hashes, 3, &is->req, &why),
-                     TSA_FAIL_NONE);
+    ck_assert_int_eq(tsa_request_parse(der, (size_t)n, hashes, 3, &is->req, &why), TSA_FAIL_NONE);
     OPENSSL_free(der);
     ck_assert_int_eq(tsa_serial_new(is->tok.serial), ST_OK);
     ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &now), 0);
@@ -345,8 +342,8 @@ issue_req(struct issued *is, TS_REQ *ts_req)
     memcpy(job.digest, digest, dl);
     job.digest_len = dl;
     ck_assert_int_eq(signer_sign_now(sgn, &job), ST_OK);
-    ck_assert_int_eq(tsa_token_response(&unit, &is->req, &is->tok, job.sig, job.sig_len,
-                                        &is->resp, &is->resp_len),
+    ck_assert_int_eq(tsa_token_response(&unit, &is->req, &is->tok, job.sig, job.sig_len, &is->resp,
+                                        &is->resp_len),
                      ST_OK);
     ck_assert_ptr_nonnull(is->resp);
 }
@@ -416,8 +413,8 @@ verify_ts_rc(const struct issued *is)
     int ok;
 
     ck_assert_ptr_nonnull(ctx);
-    TS_VERIFY_CTX_add_flags(ctx, TS_VFY_SIGNATURE | TS_VFY_SIGNER | TS_VFY_VERSION |
-                                     TS_VFY_IMPRINT);
+    TS_VERIFY_CTX_add_flags(ctx,
+                            TS_VFY_SIGNATURE | TS_VFY_SIGNER | TS_VFY_VERSION | TS_VFY_IMPRINT);
     TS_VERIFY_CTX_set_store(ctx, trust_store());
     /* without certReq the verifier needs the TSU certificate from elsewhere */
     ck_assert_int_gt(sk_X509_push(certs, read_pem_cert(ucfg.cert)), 0);
@@ -525,12 +522,12 @@ START_TEST(test_ecdsa_hash_must_match_curve)
     unit_loaded = true;
     sgn = signer_new(&sc, NULL, NULL);
     ck_assert_ptr_nonnull(sgn);
-    ck_assert_ptr_null(signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA,
-                                           SIGNER_SHA384));
-    ck_assert_ptr_null(signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA,
-                                           SIGNER_SHA512));
-    ck_assert_ptr_nonnull(signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA,
-                                              SIGNER_SHA256));
+    ck_assert_ptr_null(
+        signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA, SIGNER_SHA384));
+    ck_assert_ptr_null(
+        signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA, SIGNER_SHA512));
+    ck_assert_ptr_nonnull(
+        signer_add_soft_key(sgn, ucfg.key_file, unit.cert, SIGNER_ECDSA, SIGNER_SHA256));
 }
 END_TEST
 
@@ -629,11 +626,11 @@ START_TEST(test_cert_req)
         uint8_t tag;
 
         ck_assert_int_eq(tsa_audit_token_span(is.resp, is.resp_len, &tok, &tl), ST_OK);
-        der_child(tok, tl, 0, &tag, &c, &cl);   /* ContentInfo */
-        der_child(c, cl, 1, &tag, &sd, &sdl);   /* [0] */
-        der_child(sd, sdl, 0, &tag, &c, &cl);   /* SignedData */
+        der_child(tok, tl, 0, &tag, &c, &cl); /* ContentInfo */
+        der_child(c, cl, 1, &tag, &sd, &sdl); /* [0] */
+        der_child(sd, sdl, 0, &tag, &c, &cl); /* SignedData */
         der_child(c, cl, 3, &tag, &sd, &sdl);
-        ck_assert_uint_eq(tag, DER_SET);        /* signerInfos, not certificates [0] */
+        ck_assert_uint_eq(tag, DER_SET); /* signerInfos, not certificates [0] */
     }
     TS_RESP_free(r);
     issued_free(&is);
@@ -655,8 +652,7 @@ START_TEST(test_signed_data_shape)
     load_unit();
     issue(&is, true, true);
     r = parse_resp(&is);
-    ck_assert_int_eq(ASN1_INTEGER_get(TS_STATUS_INFO_get0_status(TS_RESP_get_status_info(r))),
-                     0);
+    ck_assert_int_eq(ASN1_INTEGER_get(TS_STATUS_INFO_get0_status(TS_RESP_get_status_info(r))), 0);
     p7 = TS_RESP_get_token(r);
     ck_assert(PKCS7_type_is_signed(p7));
     ck_assert_int_eq(ASN1_INTEGER_get(p7->d.sign->version), 3);
@@ -665,8 +661,7 @@ START_TEST(test_signed_data_shape)
     si = sk_PKCS7_SIGNER_INFO_value(p7->d.sign->signer_info, 0);
     ck_assert_int_eq(ASN1_INTEGER_get(si->version), 1);
     ck_assert_int_eq(X509_NAME_cmp(si->issuer_and_serial->issuer, X509_get_issuer_name(tsu)), 0);
-    ck_assert_int_eq(ASN1_INTEGER_cmp(si->issuer_and_serial->serial,
-                                      X509_get0_serialNumber(tsu)),
+    ck_assert_int_eq(ASN1_INTEGER_cmp(si->issuer_and_serial->serial, X509_get0_serialNumber(tsu)),
                      0);
     ck_assert_int_eq(sk_X509_ALGOR_num(p7->d.sign->md_algs), 1);
     dalg = sk_X509_ALGOR_value(p7->d.sign->md_algs, 0);
@@ -708,9 +703,7 @@ START_TEST(test_tstinfo_fields)
     ck_assert_int_eq(TS_TST_INFO_get_version(tst), 1);
     OBJ_obj2txt(oid, sizeof(oid), TS_TST_INFO_get_policy_id(tst), 1);
     ck_assert_str_eq(oid, POLICY);
-    ck_assert_int_eq(ASN1_INTEGER_cmp(TS_TST_INFO_get_nonce(tst),
-                                      TS_REQ_get_nonce(is.ts_req)),
-                     0);
+    ck_assert_int_eq(ASN1_INTEGER_cmp(TS_TST_INFO_get_nonce(tst), TS_REQ_get_nonce(is.ts_req)), 0);
     ck_assert_int_eq(ASN1_STRING_length(TS_MSG_IMPRINT_get_msg(TS_TST_INFO_get_msg_imprint(tst))),
                      32);
     bn = ASN1_INTEGER_to_BN(TS_TST_INFO_get_serial(tst), NULL);
@@ -739,9 +732,9 @@ START_TEST(test_tstinfo_der_order)
     const uint8_t *c, *e, *p;
     size_t cl, el;
     uint8_t tag;
-    static const uint8_t want_tags[] = {DER_INTEGER, DER_OID, DER_SEQUENCE, DER_INTEGER,
-                                        DER_GENERALIZED_TIME, DER_SEQUENCE, DER_INTEGER,
-                                        DER_CTX_CONS(0)};
+    static const uint8_t want_tags[] = {
+        DER_INTEGER,          DER_OID,      DER_SEQUENCE, DER_INTEGER,
+        DER_GENERALIZED_TIME, DER_SEQUENCE, DER_INTEGER,  DER_CTX_CONS(0)};
     size_t i = 0;
 
     load_unit();
@@ -852,7 +845,7 @@ START_TEST(test_qualified_extension)
                                    0x00, 0x81, 0x97, 0x5e, 0x01, 0x01};
     struct issued is;
     TS_RESP *r;
-    STACK_OF(X509_EXTENSION) *exts;
+    STACK_OF(X509_EXTENSION) * exts;
     X509_EXTENSION *ext;
     const ASN1_OCTET_STRING *v;
     char oid[64];
@@ -882,8 +875,8 @@ static void
 signed_attr(const struct issued *is, int nid, uint8_t *buf, size_t cap, size_t *len)
 {
     TS_RESP *r = parse_resp(is);
-    PKCS7_SIGNER_INFO *si = sk_PKCS7_SIGNER_INFO_value(TS_RESP_get_token(r)->d.sign->signer_info,
-                                                        0);
+    PKCS7_SIGNER_INFO *si =
+        sk_PKCS7_SIGNER_INFO_value(TS_RESP_get_token(r)->d.sign->signer_info, 0);
     ASN1_TYPE *at = PKCS7_get_signed_attribute(si, nid);
 
     *len = 0;
@@ -907,27 +900,27 @@ check_ess_cert_id(const uint8_t *v, size_t vl, const uint8_t *hash, size_t hl)
     unsigned char *ider = NULL, *sder = NULL;
     int il, sl;
 
-    der_child(v, vl, 0, &tag, &c, &cl);            /* SigningCertificate(V2) */
+    der_child(v, vl, 0, &tag, &c, &cl); /* SigningCertificate(V2) */
     ck_assert_uint_eq(tag, DER_SEQUENCE);
-    der_child(c, cl, 0, &tag, &certs, &certsl);    /* certs SEQUENCE OF */
+    der_child(c, cl, 0, &tag, &certs, &certsl); /* certs SEQUENCE OF */
     ck_assert_uint_eq(tag, DER_SEQUENCE);
-    der_child(certs, certsl, 0, &tag, &id, &idl);  /* ESSCertID(v2) */
+    der_child(certs, certsl, 0, &tag, &id, &idl); /* ESSCertID(v2) */
     ck_assert_uint_eq(tag, DER_SEQUENCE);
     /* first element: certHash; for v2 with SHA-256 the hashAlgorithm is absent (TSP-16) */
     der_child(id, idl, 0, &tag, &h, &hlen);
     ck_assert_uint_eq(tag, DER_OCTET_STRING);
     ck_assert_uint_eq(hlen, hl);
     ck_assert_mem_eq(h, hash, hl);
-    der_child(id, idl, 1, &tag, &isr, &isrl);      /* IssuerSerial */
+    der_child(id, idl, 1, &tag, &isr, &isrl); /* IssuerSerial */
     ck_assert_uint_eq(tag, DER_SEQUENCE);
-    der_child(isr, isrl, 0, &tag, &gns, &gnsl);    /* GeneralNames */
+    der_child(isr, isrl, 0, &tag, &gns, &gnsl); /* GeneralNames */
     ck_assert_uint_eq(tag, DER_SEQUENCE);
-    der_child(gns, gnsl, 0, &tag, &dn, &dnl);      /* directoryName [4] */
+    der_child(gns, gnsl, 0, &tag, &dn, &dnl); /* directoryName [4] */
     ck_assert_uint_eq(tag, DER_CTX_CONS(4));
     il = i2d_X509_NAME(X509_get_issuer_name(tsu), &ider);
     ck_assert_uint_eq(dnl, (size_t)il);
     ck_assert_mem_eq(dn, ider, dnl);
-    der_child(isr, isrl, 1, &tag, &name, &namel);  /* serialNumber */
+    der_child(isr, isrl, 1, &tag, &name, &namel); /* serialNumber */
     ck_assert_uint_eq(tag, DER_INTEGER);
     sl = i2d_ASN1_INTEGER(X509_get0_serialNumber(tsu), &sder);
     ck_assert_uint_eq(namel + 2, (size_t)sl);
@@ -1062,8 +1055,8 @@ START_TEST(test_unit_load_refuses)
 
         sgn = signer_new(&sc, NULL, NULL);
         ck_assert_ptr_nonnull(sgn);
-        ck_assert_ptr_null(signer_add_soft_key(sgn, rsa_key, unit.cert, SIGNER_ECDSA,
-                                               SIGNER_SHA256));
+        ck_assert_ptr_null(
+            signer_add_soft_key(sgn, rsa_key, unit.cert, SIGNER_ECDSA, SIGNER_SHA256));
     }
 }
 END_TEST
@@ -1265,9 +1258,9 @@ START_TEST(test_rejection_shapes)
     /* without text: no statusString */
     n = tsa_rejection(TSA_FAIL_BAD_ALG, NULL, buf, sizeof(buf));
     ck_assert_uint_eq(n, 11);
-    ck_assert_mem_eq(buf, ((const uint8_t[]){0x30, 0x09, 0x30, 0x07, 0x02, 0x01, 0x02, 0x03,
-                                             0x02, 0x07, 0x80}),
-                     11);
+    ck_assert_mem_eq(
+        buf, ((const uint8_t[]){0x30, 0x09, 0x30, 0x07, 0x02, 0x01, 0x02, 0x03, 0x02, 0x07, 0x80}),
+        11);
     /* systemFailure, bit 25 */
     n = tsa_rejection(TSA_FAIL_SYSTEM_FAILURE, "", buf, sizeof(buf));
     ck_assert_uint_eq(n, 14);
@@ -1290,9 +1283,9 @@ START_TEST(test_rejection_shapes)
                              b == (int)all[i]);
         ck_assert_int_eq(sk_ASN1_UTF8STRING_num(TS_STATUS_INFO_get0_text(si)), 1);
         if (i % 2)
-            ck_assert_int_eq(ASN1_STRING_length(
-                                 sk_ASN1_UTF8STRING_value(TS_STATUS_INFO_get0_text(si), 0)),
-                             200); /* long texts are cut */
+            ck_assert_int_eq(
+                ASN1_STRING_length(sk_ASN1_UTF8STRING_value(TS_STATUS_INFO_get0_text(si), 0)),
+                200); /* long texts are cut */
         TS_RESP_free(r);
     }
     /* a buffer too small gives 0 */
