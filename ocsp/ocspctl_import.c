@@ -52,7 +52,8 @@ struct import_count {
      * left below fill_limit are used up, revocations and holds never do */
     double room;
     size_t not_imported;
-    bool aborted; /* nothing of the file was committed */
+    bool revocations_only; /* the second pass: good entries did not fit, none goes in */
+    bool aborted;          /* nothing of the file was committed */
 };
 
 /* What one `good` index entry adds to the store: status record, journal line, change entry
@@ -582,12 +583,8 @@ index_line(struct ctl *c, const uint8_t *id, char *line, struct import_count *n)
     ocspctl_serial_hex(e.serial.b, e.serial.len, hex);
     n->entries++;
     if (e.kind != 'R' || e.state == OCSP_STATE_GOOD) {
-        if (n->room < IMPORT_GOOD_BYTES) {
-            if (n->not_imported++ == 0)
-                fprintf(stderr,
-                        "ocspctl: the store is at its fill_limit (%.0f%%): good entries "
-                        "are not imported from here on; revocations and holds are\n",
-                        c->cfg.store.fill_limit * 100);
+        if (n->revocations_only || n->room < IMPORT_GOOD_BYTES) {
+            n->not_imported++;
             return ST_OK;
         }
         n->room -= IMPORT_GOOD_BYTES;
@@ -618,6 +615,34 @@ index_check_complete(const char *path, const struct import_count *n)
     return CTL_OK;
 }
 
+/* One pass over the index file in one store batch (begun here; the caller commits or aborts
+ * it). Every line is read, so that all the bad ones are named at once. CTL_ERR (batch
+ * aborted) for a line too long or a batch that cannot begin. */
+static int
+index_pass(struct ctl *c, const struct ocsp_issuer_rec *rec, FILE *f, const char *path, char *line,
+           struct import_count *n)
+{
+    unsigned long lineno = 0;
+
+    if (ocsp_store_batch_begin(c->store) != ST_OK)
+        return CTL_ERR;
+    while (fgets(line, INDEX_LINE_MAX, f) != NULL) {
+        lineno++;
+        if (strchr(line, '\n') == NULL && !feof(f)) {
+            fprintf(stderr, "ocspctl: %s:%lu: line too long\n", path, lineno);
+            ocsp_store_batch_abort(c->store);
+            return CTL_ERR;
+        }
+        if (index_line(c, rec->id, line, n) != ST_OK && n->skipped++ < INDEX_BAD_SHOWN)
+            fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", path, lineno);
+    }
+    if (ferror(f)) {
+        fprintf(stderr, "ocspctl: %s: read error\n", path);
+        n->failed++;
+    }
+    return CTL_OK;
+}
+
 int
 ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
 {
@@ -626,7 +651,6 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     char *line = NULL;
     FILE *f = NULL;
     X509 *ca = NULL;
-    unsigned long lineno = 0;
     int rc = import_open(c, argc, argv, &rec, &ca);
 
     if (rc != CTL_OK)
@@ -637,29 +661,32 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
         goto out;
     }
     n.room = import_room(c);
-    if ((line = malloc(INDEX_LINE_MAX)) == NULL || ocsp_store_batch_begin(c->store) != ST_OK)
+    if ((line = malloc(INDEX_LINE_MAX)) == NULL ||
+        index_pass(c, &rec, f, argv[2], line, &n) != CTL_OK)
         goto out;
-    while (fgets(line, INDEX_LINE_MAX, f) != NULL) {
-        lineno++;
-        if (strchr(line, '\n') == NULL && !feof(f)) {
-            fprintf(stderr, "ocspctl: %s:%lu: line too long\n", argv[2], lineno);
-            ocsp_store_batch_abort(c->store);
-            goto out;
-        }
-        /* every line is read, so that all the bad ones are named at once */
-        if (index_line(c, rec.id, line, &n) != ST_OK && n.skipped++ < INDEX_BAD_SHOWN)
-            fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", argv[2], lineno);
-    }
-    if (ferror(f)) {
-        fprintf(stderr, "ocspctl: %s: read error\n", argv[2]);
-        n.failed++;
-    }
     /* All or nothing (issue 8 item 5): a file with a bad line, or one that could not be read
-     * to its end, is not what the operator meant to import: none of it is committed. */
+     * to its end, is not what the operator meant to import: none of it is committed. The one
+     * exception is the headroom (DESIGN D10): when the file's good entries do not all fit
+     * below fill_limit, none of them goes in, and its revocations and holds, which a full
+     * store must never delay, are imported alone in a second pass. */
     if (n.skipped > 0 || n.failed > 0) {
         ocsp_store_batch_abort(c->store);
         n.aborted = true;
-    } else if (ocsp_store_batch_commit(c->store) != ST_OK) {
+    } else if (n.not_imported > 0) {
+        ocsp_store_batch_abort(c->store);
+        fprintf(stderr,
+                "ocspctl: %s: the store in %s would pass its fill_limit (%.0f%%): none of the "
+                "file's good entries is imported; its revocations and holds are\n",
+                argv[2], c->cfg.store.path, c->cfg.store.fill_limit * 100);
+        rewind(f);
+        n = (struct import_count){.revocations_only = true};
+        if (index_pass(c, &rec, f, argv[2], line, &n) != CTL_OK)
+            goto out;
+    }
+    if (!n.aborted && (n.skipped > 0 || n.failed > 0)) {
+        ocsp_store_batch_abort(c->store); /* the file changed under us: nothing */
+        n.aborted = true;
+    } else if (!n.aborted && ocsp_store_batch_commit(c->store) != ST_OK) {
         n.aborted = true;
         fprintf(stderr, "ocspctl: %s: the import could not be committed; nothing changed\n",
                 argv[2]);
@@ -670,9 +697,9 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
         rc = index_check_complete(argv[2], &n);
     if (rc != CTL_ERR && n.not_imported > 0) {
         fprintf(stderr,
-                "ocspctl: %s: %zu good entr%s not imported: the store in %s is above fill_limit "
-                "(%.0f%%). Grow [store] map_size in %s and import the file again (entries "
-                "already in are kept as they are)\n",
+                "ocspctl: %s: %zu good entr%s not imported (none of them): the store in %s is "
+                "above fill_limit (%.0f%%). Grow [store] map_size in %s and import the file "
+                "again\n",
                 argv[2], n.not_imported, n.not_imported == 1 ? "y was" : "ies were",
                 c->cfg.store.path, c->cfg.store.fill_limit * 100,
                 c->cfg.file[0] != '\0' ? c->cfg.file : "ocspd.conf");

@@ -153,6 +153,25 @@ if fctl import-index qca "$TMP/idx2000.txt" >"$TMP/imp.out" 2>&1; then
 else
     t_fail "2000 good entries imported below the limit" "$(tail -n 2 "$TMP/imp.out")"
 fi
+# a file whose good entries cross the limit part-way (issue 8 item 5): none of them goes in,
+# its revocation does (a full store never delays a revocation), exit 1 saying so
+openssl rand -hex $((4000 * 8)) | fold -w 16 |
+    awk '{ printf "V\t351231235959Z\t\t5%s\tunknown\t/CN=h\n", toupper(substr($0, 2)) }' \
+        >"$TMP/idx4000.txt"
+printf 'R\t351231235959Z\t240101000000Z,keyCompromise\t4AB0C0FFEE\tunknown\t/CN=r\n' >>"$TMP/idx4000.txt"
+first=$(awk -F'\t' 'NR == 1 { print $4 }' "$TMP/idx4000.txt")
+fctl import-index qca "$TMP/idx4000.txt" >"$TMP/imp3.out" 2>&1
+rc=$?
+st_first=$(fctl status qca "$first" 2>&1 | head -n 1)
+st_rev=$(fctl status qca 4AB0C0FFEE 2>&1 | head -n 1)
+if ((rc != 0)) && grep -q 'none of them' "$TMP/imp3.out" && ! grep -qi 'good' <<<"$st_first"; then
+    t_ok "good entries crossing the limit: none imported, exit $rc, said so"
+else
+    t_fail "good entries crossing the limit: none imported" "exit $rc, first: $st_first: $(tail -n 2 "$TMP/imp3.out")"
+fi
+if grep -qi 'revoked' <<<"$st_rev"; then t_ok "good entries crossing the limit: the file's revocation is in"; else
+    t_fail "good entries crossing the limit: the file's revocation is in" "$st_rev"
+fi
 fctl presign >"$TMP/presign.out" 2>&1
 rc=$?
 stored=$(mdb_stat -s responses "$FULL" | sed -n 's/^ *Entries: //p')
