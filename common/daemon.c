@@ -151,6 +151,8 @@ daemon_listen_fd(const char *name)
     const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
     int type = 0, acc = 0, fd = DAEMON_LISTEN_FDS_START;
     socklen_t len = sizeof(int);
+    struct sockaddr_storage ss = {0};
+    socklen_t slen = sizeof(ss);
     char *end = NULL;
     long long p, n;
 
@@ -175,6 +177,15 @@ daemon_listen_fd(const char *name)
         getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0 || !acc) {
         log_err("%s: fd %d passed by systemd is not a listening stream socket (ListenStream= "
                 "in %s.socket, Accept=no)",
+                name, fd, name);
+        return -1;
+    }
+    /* the per-address connection limit and signing budget need a client address: a Unix
+     * socket would make every client one */
+    if (getsockname(fd, (struct sockaddr *)&ss, &slen) != 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+        log_err("%s: fd %d passed by systemd is not an IPv4 or IPv6 socket (ListenStream= "
+                "ADDRESS:PORT in %s.socket)",
                 name, fd, name);
         return -1;
     }

@@ -19,12 +19,19 @@ set -uo pipefail
 itest_setup test_socket_activation
 itest_tsa_setup local
 
-# The launcher: sa.py PORT NFDS PIDMODE(self|other) KIND(stream|dgram) PROGRAM ARGS...
+# The launcher: sa.py PORT NFDS PIDMODE(self|other) KIND(stream|dgram|unix) PROGRAM ARGS...
+export TMPDIR_SA=$TMP
 cat >"$TMP/sa.py" <<'PY'
 import os, socket, sys
 port, nfds, pidmode, kind = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 socks = []
 for i in range(nfds):
+    if kind == "unix":  # a listening Unix stream socket: no client address to limit by
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.bind(os.path.join(os.environ["TMPDIR_SA"], "sa%d.sock" % i))
+        s.listen(128)
+        socks.append(s)
+        continue
     t = socket.SOCK_STREAM if kind == "stream" else socket.SOCK_DGRAM
     s = socket.socket(socket.AF_INET, t)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -166,6 +173,8 @@ refused "LISTEN_FDS=2 -> start refused (one socket served)" 2 stream \
     'systemd passed 2 sockets \(LISTEN_FDS\); exactly one is served'
 refused "a datagram socket passed -> start refused" 1 dgram \
     'fd 3 passed by systemd is not a listening stream socket'
+refused "a Unix socket passed -> start refused (per-address limits need an IP client)" 1 unix \
+    'fd 3 passed by systemd is not an IPv4 or IPv6 socket'
 
 # ---- the same through systemd-socket-activate (systemd package), when installed ----
 if command -v systemd-socket-activate >/dev/null 2>&1; then
