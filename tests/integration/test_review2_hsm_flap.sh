@@ -99,4 +99,83 @@ fi
 echo "# fds $FD0 -> $FD1, rss $RSS0 -> $RSS1 kB, $(grep -c 're-initialised' "$LOG") re-initialisations" >&2
 tsad_stop
 itest_log_clean "$LOG"
+
+# ---- ocspd: pre-signed hits, never-issued serials, nonces; records added while it flaps ----
+unset P11DELAY_REINIT # ocspd: a library that reconnects by itself (sessions reopened)
+itest_ocsp_setup
+ocspd_stop
+sed -i "s|^pkcs11_module = .*|pkcs11_module = $WRAP\nsign_timeout = 1s|" "$CONF"
+sed -i "s|^refresh_interval = .*|refresh_interval = 200ms|" "$CONF" # the refresher busy meanwhile
+printf '[limits]\nsign_rate = 0\n' >>"$CONF"
+export P11DELAY_MODULE=$OCSP_P11_MODULE
+OLOG=$TMP/ocspd.log
+ocspd_start "$CONF" "$OLOG" || fatal "ocspd through the shim" "$(tail -n 5 "$OLOG")"
+wait_code "$URL/healthz" 200 10 || fatal "ocspd healthy" "$(curl -s "$URL/healthz")"
+printf "%s good\n%s revoked\n" "$OCSP_GOOD_SERIAL" "$OCSP_REVOKED_SERIAL" >"$TMP/serials.lst"
+"$LG" gen-ocsp --out "$TMP/ocsp.set" --issuer "$CA" --serials "$TMP/serials.lst" \
+    --mix hit=6,never=4 --nonce 30 --get 30 --count 400 --seed 3 >/dev/null 2>"$TMP/gen.err" ||
+    fatal "ocsp request set" "$(cat "$TMP/gen.err")"
+"$LG" run --url "$URL/" --requests "$TMP/ocsp.set" --conns 4 --duration 2 --rate 100 \
+    --verify-every 0 >/dev/null 2>&1
+sleep 0.5
+OPID=$OCSPD_PID
+FD0=$(fds "$OPID")
+RSS0=$(rss "$OPID")
+"$LG" run --url "$URL/" --requests "$TMP/ocsp.set" --conns 4 --duration $((FLAP_S + 2)) \
+    --rate 200 --timeout 5 --verify-every 1 --ca "$CHAIN" >"$TMP/olg.out" 2>&1 &
+LGP=$!
+track_pid "$LGP"
+end=$((SECONDS + FLAP_S))
+flaps=0 added=()
+while ((SECONDS < end)); do
+    touch "$F/removed"
+    s=5B$(openssl rand -hex 15)
+    # a record added while the device is away: the refresher signs it when it can
+    if "$BUILD/ocspctl" -c "$CONF" -d "$STORE" -u tester add qca "$s" >/dev/null 2>&1; then
+        added+=("$s")
+    fi
+    sleep 0.3
+    rm -f "$F/removed"
+    sleep 0.3
+    flaps=$((flaps + 1))
+done
+wait "$LGP"
+t_ok "ocspd: the device flapped $flaps times under load (${#added[@]} records added meanwhile)"
+if kill -0 "$OPID" 2>/dev/null; then t_ok "ocspd still runs"; else
+    fatal "ocspd still runs" "$(tail -n 5 "$OLOG")"
+fi
+if wait_code "$URL/healthz" 200 15; then t_ok "ocspd: device back: /healthz 200 by itself"; else
+    t_fail "ocspd: device back: /healthz 200" "$(curl -s "$URL/healthz")"
+fi
+ok=$(sed -n 's/^ *requests *\([0-9]*\) ok.*/\1/p' "$TMP/olg.out")
+if ((${ok:-0} > 0)); then t_ok "ocspd: $ok answers while the device flapped"; else
+    t_fail "ocspd: answers while the device flapped" "$(tail -n 8 "$TMP/olg.out")"
+fi
+bad=$(grep -Eo 'verify_[a-z]+=[0-9]+' "$TMP/olg.out" | tr '\n' ' ')
+if [[ -z $bad ]]; then t_ok "ocspd: every answer received verifies (responder signature, status, nonce)"; else
+    t_fail "ocspd: every answer received verifies" "$bad"
+fi
+# the records added while the device was away are answered good, by the responder's key
+nbad=0
+for s in "${added[@]}"; do
+    openssl ocsp -issuer "$CA" -serial "0x$s" -url "$URL" -CAfile "$CHAIN" -no_nonce \
+        >"$TMP/one.out" 2>&1
+    grep -q "^0x$s: good" "$TMP/one.out" && grep -q 'Response verify OK' "$TMP/one.out" ||
+        nbad=$((nbad + 1))
+done
+expect "ocspd: the ${#added[@]} records added while it flapped: good, verified" "$nbad bad" "0 bad"
+"$LG" run --url "$URL/" --requests "$TMP/ocsp.set" --conns 4 --duration 2 --rate 100 \
+    --verify-every 0 >/dev/null 2>&1
+sleep 1
+FD1=$(fds "$OPID")
+RSS1=$(rss "$OPID")
+if ((FD1 <= FD0 + 4)); then t_ok "ocspd: no descriptor leaked: $FD0 open before, $FD1 after"; else
+    t_fail "ocspd: no descriptor leaked" "$FD0 open before, $FD1 after: $(ls -l "/proc/$OPID/fd" | tail -n 5)"
+fi
+if ((RSS1 <= RSS0 + 32768)); then t_ok "ocspd: resident memory bounded: $RSS0 kB before, $RSS1 kB after"; else
+    t_fail "ocspd: resident memory bounded" "$RSS0 kB before, $RSS1 kB after"
+fi
+echo "# ocspd: fds $FD0 -> $FD1, rss $RSS0 -> $RSS1 kB" >&2
+ocspd_stop
+itest_log_clean "$OLOG"
 t_summary "$NAME"
