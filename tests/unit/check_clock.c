@@ -976,13 +976,13 @@ START_TEST(test_leap_second_step_late_sample)
     /* a deleted second (23:59:59 skipped: +1 s), seen late as well */
     fake_init(&f);
     f.s.leap = 2;
-    f.rt.tv_sec = T_MIDNIGHT - 2;
+    f.rt.tv_sec = T_MIDNIGHT - 1;
     f.s.ref_time.tv_sec = T_MIDNIGHT - 20;
     c = fake_clock(&f, &cfg);
     ck_assert_int_eq(read_verdict(c), CLOCK_LEAP);
     f.s.leap = 0;
-    f.mono.tv_sec += 3;
-    f.rt.tv_sec += 4;
+    f.mono.tv_sec += 2;
+    f.rt.tv_sec += 3;
     ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
     clock_free(c);
 
