@@ -479,11 +479,15 @@ tsa_load_units(struct tsa_service *s)
 #define TSA_GEN_SCAN_MIN 65536u
 
 struct gen_scan {
-    struct timespec max;
-    size_t n;
+    size_t n_units;
+    char tag[TSA_MAX_UNITS][2 * sizeof(((struct tsa_unit_config *)0)->name) * 3 + 16];
+    size_t tag_len[TSA_MAX_UNITS];
+    struct timespec max[TSA_MAX_UNITS];
+    bool found[TSA_MAX_UNITS];
 };
 
-/* One audit record: its "gen_time" ("YYYY-MM-DDTHH:MM:SS.uuuuuuZ", tsa_audit_format). */
+/* One audit record: its "gen_time" ("YYYY-MM-DDTHH:MM:SS.uuuuuuZ", tsa_audit_format) for the
+ * unit its "tsu" names. */
 static bool
 tsa_gen_scan(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
@@ -494,11 +498,16 @@ tsa_gen_scan(void *ctx, const void *key, size_t klen, const void *val, size_t vl
     struct tm tm = {0};
     long usec = 0;
     time_t t;
-    size_t left;
+    size_t left, u;
 
     (void)key;
     (void)klen;
     if (p == NULL)
+        return true;
+    for (u = 0; u < g->n_units; u++)
+        if (memmem(val, vlen, g->tag[u], g->tag_len[u]) != NULL)
+            break;
+    if (u == g->n_units) /* a unit no longer configured */
         return true;
     p += sizeof(tag) - 1;
     left = vlen - (size_t)(p - (const char *)val);
@@ -510,30 +519,55 @@ tsa_gen_scan(void *ctx, const void *key, size_t klen, const void *val, size_t vl
     tm.tm_mon -= 1;
     if ((t = timegm(&tm)) == (time_t)-1)
         return true;
-    g->n++;
-    if (t > g->max.tv_sec || (t == g->max.tv_sec && usec * 1000 > g->max.tv_nsec)) {
-        g->max.tv_sec = t;
-        g->max.tv_nsec = usec * 1000;
+    if (!g->found[u] || t > g->max[u].tv_sec ||
+        (t == g->max[u].tv_sec && usec * 1000 > g->max[u].tv_nsec)) {
+        g->max[u].tv_sec = t;
+        g->max[u].tv_nsec = usec * 1000;
     }
+    g->found[u] = true;
     return true;
 }
 
+/* ,"tsu":"NAME", as tsa_audit_format writes it (JSON string escapes). */
+static size_t
+tsa_gen_tag(char *out, size_t cap, const char *name)
+{
+    size_t n = (size_t)snprintf(out, cap, ",\"tsu\":\"");
+
+    for (; *name != '\0' && n + 8 < cap; name++) {
+        unsigned char ch = (unsigned char)*name;
+
+        if (ch == '"' || ch == '\\')
+            n += (size_t)snprintf(out + n, cap - n, "\\%c", ch);
+        else if (ch < 0x20)
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
+        else
+            out[n++] = (char)ch;
+    }
+    n += (size_t)snprintf(out + n, cap - n, "\",");
+    return n;
+}
+
 /* genTime never goes backwards between consecutive tokens of a TSU (DESIGN D3), also across
- * a restart: the latest genTime in the audit log (the journal is replayed into it by now) is
- * where every unit starts, so a clock that went back while tsad was down (or during a step
+ * a restart: each unit starts from its latest genTime in the audit log (the journal is
+ * replayed into it by now), so a clock that went back while tsad was down (or during a step
  * hold that a restart ended) is refused as it is while tsad runs (second review of issue 8). */
 static int
 tsa_seed_gen_time(struct tsa_service *s)
 {
     const struct config_signer *sc = &s->cfg->signer;
     struct store_txn *t = NULL;
-    struct gen_scan g = {{0, 0}, 0};
+    static struct gen_scan g; /* one control thread, at start */
     uint8_t last[8], start[8];
     size_t klen = 0;
     uint64_t seq = 0, window;
     int st;
     struct timespec now;
 
+    memset(&g, 0, sizeof(g));
+    g.n_units = s->n_units;
+    for (size_t i = 0; i < s->n_units; i++)
+        g.tag_len[i] = tsa_gen_tag(g.tag[i], sizeof(g.tag[i]), s->units[i].cfg->name);
     if ((st = store_txn_begin(s->store, false, &t)) != ST_OK)
         return st;
     st = store_txn_last(t, s->audit_db, last, sizeof(last), &klen);
@@ -552,16 +586,17 @@ tsa_seed_gen_time(struct tsa_service *s)
         start[i] = (uint8_t)(seq >> (8 * (sizeof(start) - 1 - i)));
     if ((st = store_walk(s->store, s->audit_db, start, sizeof(start), tsa_gen_scan, &g)) != ST_OK)
         return st;
-    if (g.n == 0)
-        return ST_OK;
-    for (size_t i = 0; i < s->n_units; i++)
-        s->units[i].last_gen = g.max;
     clock_gettime(CLOCK_REALTIME, &now);
-    if (g.max.tv_sec > now.tv_sec)
-        log_warn("tsa: the last token in the audit log has genTime %lld, %lld s ahead of the "
-                 "system clock: tokens are refused (timeNotAvailable) until the clock passes it "
-                 "(genTime never goes back, DESIGN D3)",
-                 (long long)g.max.tv_sec, (long long)(g.max.tv_sec - now.tv_sec));
+    for (size_t i = 0; i < s->n_units; i++) {
+        if (!g.found[i])
+            continue;
+        s->units[i].last_gen = g.max[i];
+        if (g.max[i].tv_sec > now.tv_sec)
+            log_warn("tsa: [tsu %s] its last token in the audit log has a genTime %lld s ahead "
+                     "of the system clock: tokens are refused (timeNotAvailable) until the clock "
+                     "passes it (genTime never goes back, DESIGN D3)",
+                     s->units[i].cfg->name, (long long)(g.max[i].tv_sec - now.tv_sec));
+    }
     return ST_OK;
 }
 
