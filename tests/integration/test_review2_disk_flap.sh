@@ -62,7 +62,8 @@ check_records() {
         t_fail "$name: mdb_dump" "$(cat "$TMP/dump.err")"
         return
     }
-    missing=$(awk '{ print $2 }' "$TMP/log.txt" | sort -u | comm -13 - <(sort -u "$TMP/granted.txt") | grep -c .)
+    missing=$(awk '{ print $2 }' "$TMP/log.txt" | sort -u |
+        comm -13 - <(sort -u "$TMP/granted.txt") | grep -c .)
     expect "$name: each of the $got tokens received has its record in the audit log" \
         "$missing missing" "0 missing"
     expect "$name: no serial twice in the log ($(grep -c . "$TMP/log.txt") records)" \

@@ -34,7 +34,10 @@ ask() {
     fi
 }
 # gen: genTime of the last reply, seconds since the epoch
-gen() { date -u -d "$(openssl ts -reply -in "$TMP/r.tsr" -text 2>/dev/null | sed -n 's/^Time stamp: //p')" +%s; }
+gen() {
+    date -u -d "$(openssl ts -reply -in "$TMP/r.tsr" -text 2>/dev/null |
+        sed -n 's/^Time stamp: //p')" +%s
+}
 
 cat >"$TMP/clockshift.c" <<'C'
 #define _GNU_SOURCE
@@ -107,7 +110,7 @@ while ((SECONDS < deadline)); do
         g=$(gen)
         if ((g < G1)); then
             bad=$((bad + 1))
-            t_fail "after a restart on a clock stepped back ${BACK} s: genTime never earlier than the previous token's (DESIGN D3)" \
+            t_fail "restart on a clock ${BACK} s back: genTime never before the last one (D3)" \
                 "genTime $g < previous $G1"
             break
         fi
@@ -122,9 +125,10 @@ while ((SECONDS < deadline)); do
     sleep 0.5
 done
 if ((bad == 0 && granted == 1)); then
-    t_ok "after a restart on a clock stepped back ${BACK} s: refused ($refused x timeNotAvailable) until the clock passed the last genTime, then granted at or after it"
+    t_ok "restart on a clock ${BACK} s back: $refused x timeNotAvailable until the clock passed \
+the last genTime, then granted at or after it"
 elif ((bad == 0)); then
-    t_fail "after a restart on a clock stepped back: granted again once the clock passed the last genTime" \
+    t_fail "restart on a clock stepped back: granted once the clock passed the last genTime" \
         "$refused refusals, no token"
 fi
 if grep -q 'went back\|last token' "$LOG"; then t_ok "the refusal is logged"; else

@@ -157,7 +157,8 @@ START_TEST(test_config_hostile_values)
         const char *section, *key;
         const char *values[12];
     } cases[] = {
-        {"ocsp", "unissued_cache",
+        {"ocsp",
+         "unissued_cache",
          {"-1", "+1", "4294967296", "18446744073709551617", "1e3", "nan", "", "x", NULL}},
         {"limits", "sign_rate", {"-1", "+1", "1000001", "1e400", "nan", "inf", "", "x", NULL}},
         {"limits", "sign_burst", {"0", "0.5", "-1", "1000001", "nan", "inf", "", NULL}},
