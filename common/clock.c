@@ -536,16 +536,24 @@ clock_hold_step(struct clock_state *state, double step, const struct timespec *r
 
 /* The kernel applies an announced leap second as a step of 1 s at midnight (back for an
  * inserted one): within the leap guard around it, such a step is the leap itself, already
- * refused by CLOCK_LEAP, and not held until chronyd's next update. */
+ * refused by CLOCK_LEAP, and not held until chronyd's next update. The sample that sees the
+ * step may come later than the guard (a poll that waited for chronyd): the step is the leap
+ * as well when the old clock passed midnight between the previous sample and this one. Called
+ * before c->state.taken_real is replaced (it is still the previous sample's). */
 static bool
 clock_is_leap_step(const struct clock *c, double step, const struct timespec *rt)
 {
-    double from_leap;
+    double from_leap, prev, old_now;
 
-    if (c->state.leap_when == 0)
+    if (c->state.leap_when == 0 || fabs(fabs(step) - 1.0) > CLOCK_STEP_TOLERANCE)
         return false;
     from_leap = (double)(rt->tv_sec - c->state.leap_when) + (double)rt->tv_nsec * 1e-9;
-    return fabs(from_leap) <= c->cfg.leap_guard && fabs(fabs(step) - 1.0) <= CLOCK_STEP_TOLERANCE;
+    if (fabs(from_leap) <= c->cfg.leap_guard)
+        return true;
+    prev = (double)(c->state.taken_real.tv_sec - c->state.leap_when) +
+           (double)c->state.taken_real.tv_nsec * 1e-9;
+    old_now = from_leap - step; /* this moment on the clock before the step */
+    return prev <= c->cfg.leap_guard && old_now >= -c->cfg.leap_guard - 1.0;
 }
 
 /* Store a sample result; caller holds c->lock. Returns the verdict against cfg.max_error. */

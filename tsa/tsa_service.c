@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01, STANDARDS §5.7 */
@@ -473,6 +474,132 @@ tsa_load_units(struct tsa_service *s)
     return ST_OK;
 }
 
+/* Records read back at start for the latest genTime: those written after the latest one can
+ * only be tokens that were in flight with it (queued or signing), far fewer than this. */
+#define TSA_GEN_SCAN_MIN 65536u
+
+struct gen_scan {
+    size_t n_units;
+    char tag[TSA_MAX_UNITS][2 * sizeof(((struct tsa_unit_config *)0)->name) * 3 + 16];
+    size_t tag_len[TSA_MAX_UNITS];
+    struct timespec max[TSA_MAX_UNITS];
+    bool found[TSA_MAX_UNITS];
+};
+
+/* One audit record: its "gen_time" ("YYYY-MM-DDTHH:MM:SS.uuuuuuZ", tsa_audit_format) for the
+ * unit its "tsu" names. */
+static bool
+tsa_gen_scan(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    static const char tag[] = "\"gen_time\":\"";
+    struct gen_scan *g = ctx;
+    const char *p = memmem(val, vlen, tag, sizeof(tag) - 1);
+    char buf[40];
+    struct tm tm = {0};
+    long usec = 0;
+    time_t t;
+    size_t left, u;
+
+    (void)key;
+    (void)klen;
+    if (p == NULL)
+        return true;
+    for (u = 0; u < g->n_units; u++)
+        if (memmem(val, vlen, g->tag[u], g->tag_len[u]) != NULL)
+            break;
+    if (u == g->n_units) /* a unit no longer configured */
+        return true;
+    p += sizeof(tag) - 1;
+    left = vlen - (size_t)(p - (const char *)val);
+    snprintf(buf, sizeof(buf), "%.*s", (int)(left < sizeof(buf) - 1 ? left : sizeof(buf) - 1), p);
+    if (sscanf(buf, "%4d-%2d-%2dT%2d:%2d:%2d.%6ldZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &usec) != 7)
+        return true;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    if ((t = timegm(&tm)) == (time_t)-1)
+        return true;
+    if (!g->found[u] || t > g->max[u].tv_sec ||
+        (t == g->max[u].tv_sec && usec * 1000 > g->max[u].tv_nsec)) {
+        g->max[u].tv_sec = t;
+        g->max[u].tv_nsec = usec * 1000;
+    }
+    g->found[u] = true;
+    return true;
+}
+
+/* ,"tsu":"NAME", as tsa_audit_format writes it (JSON string escapes). */
+static size_t
+tsa_gen_tag(char *out, size_t cap, const char *name)
+{
+    size_t n = (size_t)snprintf(out, cap, ",\"tsu\":\"");
+
+    for (; *name != '\0' && n + 8 < cap; name++) {
+        unsigned char ch = (unsigned char)*name;
+
+        if (ch == '"' || ch == '\\')
+            n += (size_t)snprintf(out + n, cap - n, "\\%c", ch);
+        else if (ch < 0x20)
+            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
+        else
+            out[n++] = (char)ch;
+    }
+    n += (size_t)snprintf(out + n, cap - n, "\",");
+    return n;
+}
+
+/* genTime never goes backwards between consecutive tokens of a TSU (DESIGN D3), also across
+ * a restart: each unit starts from its latest genTime in the audit log (the journal is
+ * replayed into it by now), so a clock that went back while tsad was down (or during a step
+ * hold that a restart ended) is refused as it is while tsad runs (second review of issue 8). */
+static int
+tsa_seed_gen_time(struct tsa_service *s)
+{
+    const struct config_signer *sc = &s->cfg->signer;
+    struct store_txn *t = NULL;
+    static struct gen_scan g; /* one control thread, at start */
+    uint8_t last[8], start[8];
+    size_t klen = 0;
+    uint64_t seq = 0, window;
+    int st;
+    struct timespec now;
+
+    memset(&g, 0, sizeof(g));
+    g.n_units = s->n_units;
+    for (size_t i = 0; i < s->n_units; i++)
+        g.tag_len[i] = tsa_gen_tag(g.tag[i], sizeof(g.tag[i]), s->units[i].cfg->name);
+    if ((st = store_txn_begin(s->store, false, &t)) != ST_OK)
+        return st;
+    st = store_txn_last(t, s->audit_db, last, sizeof(last), &klen);
+    store_txn_abort(t);
+    if (st == ST_NOTFOUND)
+        return ST_OK; /* no token yet */
+    if (st != ST_OK || klen != sizeof(last))
+        return st != ST_OK ? st : ST_STORE;
+    for (size_t i = 0; i < sizeof(last); i++)
+        seq = seq << 8 | last[i];
+    window = (uint64_t)sc->queue_max + (uint64_t)sc->batch_max * (sc->workers + 1u);
+    if (window < TSA_GEN_SCAN_MIN)
+        window = TSA_GEN_SCAN_MIN;
+    seq = seq > window ? seq - window : 0;
+    for (size_t i = 0; i < sizeof(start); i++)
+        start[i] = (uint8_t)(seq >> (8 * (sizeof(start) - 1 - i)));
+    if ((st = store_walk(s->store, s->audit_db, start, sizeof(start), tsa_gen_scan, &g)) != ST_OK)
+        return st;
+    clock_gettime(CLOCK_REALTIME, &now);
+    for (size_t i = 0; i < s->n_units; i++) {
+        if (!g.found[i])
+            continue;
+        s->units[i].last_gen = g.max[i];
+        if (g.max[i].tv_sec > now.tv_sec)
+            log_warn("tsa: [tsu %s] its last token in the audit log has a genTime %lld s ahead "
+                     "of the system clock: tokens are refused (timeNotAvailable) until the clock "
+                     "passes it (genTime never goes back, DESIGN D3)",
+                     s->units[i].cfg->name, (long long)(g.max[i].tv_sec - now.tv_sec));
+    }
+    return ST_OK;
+}
+
 static int
 tsa_routes(struct tsa_service *s, struct http_server *http)
 {
@@ -586,6 +713,10 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     s->signer = signer_new(&sc, tsa_batch, s);
     if (s->signer == NULL || tsa_load_units(s) != ST_OK)
         goto fail;
+    if (!check && tsa_seed_gen_time(s) != ST_OK) {
+        log_err("tsa: cannot read the last genTime from the audit log");
+        goto fail;
+    }
     cc.chrony_socket = cfg->chrony_socket;
     cc.poll_interval = cfg->poll_interval;
     cc.max_update_age = cfg->max_update_age;

@@ -944,6 +944,62 @@ START_TEST(test_leap_second_step_not_held)
 }
 END_TEST
 
+/* Second review of issue 8: the same leap second seen by a late sample. The poller's sample
+ * after the kernel's step can come later than leap_guard after midnight (a poll waits up to a
+ * second for chronyd, which is busy at the leap itself); the step happened when the clock
+ * passed midnight, between the two samples, and is still the leap: not held until chronyd's
+ * next update (a whole NTP poll, up to 1024 s, without tokens). Defaults: poll 1 s, guard 1 s. */
+START_TEST(test_leap_second_step_late_sample)
+{
+    struct fake f;
+    struct clock_config cfg = base_cfg();
+    struct clock *c;
+
+    fake_init(&f);
+    cfg.poll_interval = 1.0;
+    cfg.leap_guard = 1.0;
+    f.s.leap = 1; /* insert a second at the end of this UTC day */
+    f.rt.tv_sec = T_MIDNIGHT - 1;
+    f.s.ref_time.tv_sec = T_MIDNIGHT - 20;
+    c = fake_clock(&f, &cfg);
+    ck_assert_int_eq(read_verdict(c), CLOCK_LEAP);
+    /* the next sample 4 s later on the monotonic clock, 3 s on the real-time clock (23:59:60
+     * repeated 23:59:59), so 2 s after midnight: outside the guard; chronyd has no new update */
+    f.s.leap = 0;
+    f.mono.tv_sec += 4;
+    f.rt.tv_sec += 3;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
+    fake_advance_to(&f, T_MIDNIGHT + 5);
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
+    clock_free(c);
+
+    /* a deleted second (23:59:59 skipped: +1 s), seen late as well */
+    fake_init(&f);
+    f.s.leap = 2;
+    f.rt.tv_sec = T_MIDNIGHT - 1;
+    f.s.ref_time.tv_sec = T_MIDNIGHT - 20;
+    c = fake_clock(&f, &cfg);
+    ck_assert_int_eq(read_verdict(c), CLOCK_LEAP);
+    f.s.leap = 0;
+    f.mono.tv_sec += 2;
+    f.rt.tv_sec += 3;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_OK);
+    clock_free(c);
+
+    /* a step of 1 s far from the announced midnight is still held */
+    fake_init(&f);
+    f.s.leap = 1;
+    f.rt.tv_sec = T_MIDNIGHT - 3600;
+    f.s.ref_time.tv_sec = T_MIDNIGHT - 3620;
+    c = fake_clock(&f, &cfg);
+    ck_assert_int_eq(read_verdict(c), CLOCK_OK);
+    f.mono.tv_sec += 2;
+    f.rt.tv_sec += 1;
+    ck_assert_int_eq(clock_poll_now(c), CLOCK_STEPPED);
+    clock_free(c);
+}
+END_TEST
+
 START_TEST(test_verdict_no_leap_at_midnight)
 {
     struct fake f;
@@ -1130,6 +1186,7 @@ clock_suite(void)
     tcase_add_test(verdict, test_verdict_leap_delete);
     tcase_add_test(verdict, test_verdict_no_leap_at_midnight);
     tcase_add_test(verdict, test_leap_second_step_not_held);
+    tcase_add_test(verdict, test_leap_second_step_late_sample);
     tcase_add_test(verdict, test_kernel_check);
     tcase_add_test(verdict, test_recovery_audit);
     tcase_add_test(verdict, test_poller_runs);

@@ -511,6 +511,59 @@ START_TEST(test_store_keys)
 }
 END_TEST
 
+/* Second review of issue 8: every key the issue added, with hostile values (zero where it is
+ * not allowed, negative, signs, overflow, not a number, empty, infinity, exponents past the
+ * range), gets a file:line error naming the key, never a silent default or a wrapped value. */
+START_TEST(test_new_keys_hostile_values)
+{
+    static const struct {
+        const char *section, *key;
+        const char *values[16];
+    } cases[] = {
+        {"server",
+         "request_timeout",
+         {"0", "-1", "+5", "0.5s", "3601s", "1e400", "nan", "inf", "", "1y", "18446744073709551617",
+          "2h", NULL}},
+        {"server",
+         "per_ip_limit",
+         {"-1", "+1", "100001", "4294967296", "18446744073709551617", "1e3", "nan", "", "1.5",
+          NULL}},
+        {"server", "max_connections", {"0", "-1", "100001", "4294967297", "", "1e9", NULL}},
+        {"signer",
+         "sign_timeout",
+         {"0", "-1", "+1s", "99ms", "3601s", "1e400", "nan", "inf", "", "1y", NULL}},
+        {"signer", "queue_max", {"0", "-1", "1000001", "4294967296", "", NULL}},
+        {"signer", "batch_max", {"0", "-1", "4097", "4294967296", "", NULL}},
+        {"signer", "workers", {"0", "-1", "4294967296", "", NULL}},
+        {"signer",
+         "pin_file",
+         {"credential:", "credential:../pin", "credential:a/b", "credential:.", "credential:..",
+          NULL}},
+        {"limits", "token_rate", {"-1", "+1", "1000001", "1e400", "nan", "inf", "", "x", NULL}},
+        {"limits", "token_burst", {"0", "0.5", "-1", "1000001", "nan", "inf", "", NULL}},
+        {"limits",
+         "token_sources",
+         {"0", "-1", "63", "16777217", "4294967360", "18446744073709551617", "", NULL}},
+    };
+    char text[512], needle[64];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t v = 0; cases[i].values[v] != NULL; v++) {
+            snprintf(text, sizeof(text), "[%s]\n%s = %s\n" UNIT_A, cases[i].section, cases[i].key,
+                     cases[i].values[v]);
+            snprintf(needle, sizeof(needle), "%s", cases[i].key);
+            err[0] = '\0';
+            ck_assert_msg(tsa_config_load_string(&cfg, text, err, sizeof(err)) == ST_CONFIG,
+                          "[%s] %s = '%s' accepted", cases[i].section, cases[i].key,
+                          cases[i].values[v]);
+            ck_assert_msg(strncmp(err, "<string>:2: ", 12) == 0 && strstr(err, needle) != NULL,
+                          "[%s] %s = '%s': '%s' is not a <string>:2: error naming the key",
+                          cases[i].section, cases[i].key, cases[i].values[v], err);
+        }
+    }
+}
+END_TEST
+
 START_TEST(test_sign_timeout)
 {
     /* issue 8: [signer] sign_timeout, 5 s by default, 100ms..1h */
@@ -776,6 +829,7 @@ config_suite(void)
     tcase_add_test(tsa, test_tsa_bad_values);
     tcase_add_test(tsa, test_store_keys);
     tcase_add_test(tsa, test_sign_timeout);
+    tcase_add_test(tsa, test_new_keys_hostile_values);
     tcase_add_test(tsa, test_tsa_accuracy);
     tcase_add_test(tsa, test_tsa_weak_hash);
     tcase_add_test(tsa, test_tsa_qualified_shares_path);

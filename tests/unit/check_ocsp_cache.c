@@ -148,6 +148,44 @@ START_TEST(test_config_keys)
 }
 END_TEST
 
+/* Second review of issue 8: ocspd's new keys with hostile values get a file:line error naming
+ * the key (never a wrapped or defaulted value). */
+START_TEST(test_config_hostile_values)
+{
+    static struct ocsp_config cfg;
+    static const struct {
+        const char *section, *key;
+        const char *values[12];
+    } cases[] = {
+        {"ocsp",
+         "unissued_cache",
+         {"-1", "+1", "4294967296", "18446744073709551617", "1e3", "nan", "", "x", NULL}},
+        {"limits", "sign_rate", {"-1", "+1", "1000001", "1e400", "nan", "inf", "", "x", NULL}},
+        {"limits", "sign_burst", {"0", "0.5", "-1", "1000001", "nan", "inf", "", NULL}},
+        {"limits", "sign_sources", {"0", "-1", "63", "16777217", "4294967360", "", NULL}},
+        {"server", "per_ip_limit", {"-1", "100001", "4294967296", "", NULL}},
+        {"server", "request_timeout", {"0", "-1", "3601s", "1e400", "nan", "", NULL}},
+        {"signer", "sign_timeout", {"0", "-1", "99ms", "3601s", "1e400", "nan", "", NULL}},
+    };
+    char text[256], err[512];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t v = 0; cases[i].values[v] != NULL; v++) {
+            snprintf(text, sizeof(text), "[%s]\n%s = %s\n", cases[i].section, cases[i].key,
+                     cases[i].values[v]);
+            err[0] = '\0';
+            ck_assert_msg(ocsp_config_load_string(&cfg, text, err, sizeof(err)) == ST_CONFIG,
+                          "[%s] %s = '%s' accepted", cases[i].section, cases[i].key,
+                          cases[i].values[v]);
+            ck_assert_msg(strncmp(err, "<string>:2: ", 12) == 0 &&
+                              strstr(err, cases[i].key) != NULL,
+                          "[%s] %s = '%s': '%s' is not a <string>:2: error naming the key",
+                          cases[i].section, cases[i].key, cases[i].values[v], err);
+        }
+    }
+}
+END_TEST
+
 static Suite *
 cache_suite(void)
 {
@@ -159,6 +197,7 @@ cache_suite(void)
     tcase_add_test(tc, test_bounded_lru);
     tcase_add_test(tc, test_off);
     tcase_add_test(tc, test_config_keys);
+    tcase_add_test(tc, test_config_hostile_values);
     suite_add_tcase(s, tc);
     return s;
 }
