@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# test_review_ipv6_prefix.sh: review of issue 8 item 1 (per-address connection limit). An IPv6
+# test_http_ipv6_prefix.sh: review of issue 8 item 1 (per-address connection limit). An IPv6
 # host usually holds a whole /64 and picks any source address in it: a per-address limit on
 # full 128-bit addresses does not bound it (the signing budget, common/ratelimit, already
 # counts IPv6 clients by /64). Run in a network namespace of its own (unshare -n, root) with
@@ -9,7 +9,7 @@
 set -uo pipefail
 if [[ -z ${REVIEW_NETNS:-} ]]; then
     if ! unshare -n true 2>/dev/null; then
-        echo "skip: test_review_ipv6_prefix needs unshare -n (root)"
+        echo "skip: test_http_ipv6_prefix needs unshare -n (root)"
         exit 0
     fi
     exec unshare -n env REVIEW_NETNS=1 "$0" "$@"
@@ -19,7 +19,7 @@ for i in $(seq 1 21); do ip -6 addr add "fd00::$(printf %x "$i")/64" dev lo noda
 
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
-itest_setup test_review_ipv6_prefix
+itest_setup test_http_ipv6_prefix
 itest_tsa_setup local
 sed -i -e "s|^listen = .*|listen = [fd00::1]:$PORT|" "$CONF"
 printf '[server]\nper_ip_limit = 4\n' >>"$CONF"

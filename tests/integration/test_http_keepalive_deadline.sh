@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# test_review_keepalive_deadline.sh: review of issue 8 item 1 (request deadline). The deadline
+# test_http_keepalive_deadline.sh: review of issue 8 item 1 (request deadline). The deadline
 # for receiving a whole request runs from when the connection became ready (accept, or the
 # previous answer), not from when the request began: on a kept-alive connection, a client
 # that is silent for a while (under the idle timeout) and then sends a request that takes
@@ -11,7 +11,7 @@ set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
-itest_setup test_review_keepalive_deadline
+itest_setup test_http_keepalive_deadline
 itest_tsa_setup local
 sed -i -e 's|^timeout = .*|timeout = 2s|' "$CONF"
 printf '[server]\nrequest_timeout = 3s\n' >>"$CONF"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# test_review2_gentime_restart.sh: genTime never goes backwards between consecutive tokens of
+# test_tsad_gentime_restart.sh: genTime never goes backwards between consecutive tokens of
 # one TSU (DESIGN D3, STANDARDS TSA-04/05), also across a restart of tsad. A backward step of
 # the system clock is refused while tsad runs ("the clock went back since the previous
 # token"), but that memory was in the process only: a step back while tsad was down (or a
@@ -11,7 +11,7 @@ set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
-itest_setup test_review2_gentime_restart
+itest_setup test_tsad_gentime_restart
 
 BACK=5 # seconds the clock steps back while tsad is down
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# test_review_inflight_record.sh: review of issue 8 item 2 (never-issued answers). A request
+# test_ocspd_inflight_record.sh: review of issue 8 item 2 (never-issued answers). A request
 # for a serial without a status record waits for the same CertID's answer already being
 # signed (ocsp_inflight_join) instead of signing its own. That answer was decided before the
 # serial got a record; a request that arrives after `ocspctl add` (or revoke) committed the
@@ -12,7 +12,7 @@ set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
-itest_setup test_review_inflight_record
+itest_setup test_ocspd_inflight_record
 P11DELAY_SO=$BUILD/bench/libp11delay.so
 [[ -f $P11DELAY_SO ]] || fatal build "$P11DELAY_SO not built"
 itest_ocsp_setup

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 #
-# test_review2_disk_flap.sh: tsad's journal on a disk that fills and frees again and again
+# test_disk_flap.sh: tsad's journal on a disk that fills and frees again and again
 # under load, then a kill -9 and a restart (second review of issue 8, "Faults of the parts -
 # Disk"; DESIGN D5, D10; STANDARDS TSA-18: no token without its record). Every token a client
 # received has its record after the restart, no serial twice, keys 1..N without a gap.
@@ -9,7 +9,7 @@ set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
-itest_setup test_review2_disk_flap
+itest_setup test_disk_flap
 
 MOUNTS=()
 flap_cleanup() {

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 #
-# test_review_pin_owner.sh: review of issue 8 (PIN file rule; fails on main, passes with
-# the owner check). The rule refused a PIN file readable or writable by group or others,
+# test_pin_owner.sh: review of issue 8 (PIN file rule). The rule once refused a PIN file
+# readable or writable by group or others,
 # but not one owned by another user: a mode 0600 file owned by `nobody` (who can rewrite it with a
 # wrong PIN and so spend the token's PIN attempts, or read it) is accepted by a root tsad.
 # Expected: refused unless owned by the daemon's user (or root).
 set -uo pipefail
 if [[ $(id -u) != 0 ]] || ! id nobody >/dev/null 2>&1; then
-    echo "skip: test_review_pin_owner needs root and a user nobody"
+    echo "skip: test_pin_owner needs root and a user nobody"
     exit 0
 fi
 # shellcheck source=tests/lib/itest.sh

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 #
-# test_review_queue_timeout.sh: review of issue 8 (HSM faults, overload). A healthy but busy
+# test_signer_queue_timeout.sh: review of issue 8 (HSM faults, overload). A healthy but busy
 # HSM: every signature takes 400 ms, one worker, sign_timeout 1 s. A burst of 12 concurrent
 # token requests queues jobs for longer than sign_timeout; those answer systemFailure (fine),
 # but a job that timed out while still QUEUED never reached the token and says nothing about
 # it. Expected: the key is not marked down (no AUDIT hsm_unavailable, signer_keys_down 0,
 # /healthz 200), as the HSM answered every call it got within 400 ms.
-# On main each queued timeout marks the key down: a flood from any client turns /healthz red
+# Before the fix each queued timeout marked the key down: a flood from any client turns /healthz red
 # and logs a false HSM outage (then every request fails at once until the probe).
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
-itest_setup test_review_queue_timeout
+itest_setup test_signer_queue_timeout
 WRAP=$BUILD/bench/libp11delay.so
 [[ -x $BUILD/tsad && -f $WRAP ]] || fatal build "tsad or $WRAP not built"
 
