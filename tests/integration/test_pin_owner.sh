@@ -3,7 +3,7 @@
 # test_pin_owner.sh: review of issue 8 (PIN file rule). The rule once refused a PIN file
 # readable or writable by group or others,
 # but not one owned by another user: a mode 0600 file owned by `nobody` (who can rewrite it with a
-# wrong PIN and so spend the token's PIN attempts, or read it) is accepted by a root tsad.
+# wrong PIN and so spend the token's PIN attempts, or read it) was accepted by a root tsad.
 # Expected: refused unless owned by the daemon's user (or root).
 set -uo pipefail
 if [[ $(id -u) != 0 ]] || ! id nobody >/dev/null 2>&1; then
