@@ -166,8 +166,9 @@ LG=$BUILD/bench/loadgen
 # full_cycle NAME: with tsad running on STORE (a tmpfs) under load, fill the filesystem, check
 # the refusals, free it, check the recovery and the records
 full_cycle() {
-    local name=$1 a bad v granted_lg deadline mark i
+    local name=$1 a bad v granted_lg deadline mark i since
     mark=$(wc -l <"$LOG")
+    since=$(date -u +%Y-%m-%dT%H:%M:%S.%6N)
     : >"$TMP/granted.txt"
     a=$(ask "$URL")
     if [[ $a == granted* ]]; then t_ok "$name: a token before the fault"; else
@@ -198,17 +199,16 @@ full_cycle() {
     # ENOSPC from the journal's new segment; LMDB reports its short write at the file's end
     # as EIO; the journal says its records wait or it cannot grow
     # the reason may be logged a moment after the first refusals (a slow build: ASan): wait
+    # (lines are picked by their timestamp, later than the cycle's start)
     for ((i = 0; i < 50; i++)); do
-        tail -n +"$((mark + 1))" "$LOG" |
-            grep -Eq 'No space left on device|Input/output error|journal: cannot create|records cannot be copied' &&
-            break
+        awk -v t="$since" '$1 >= t' "$LOG" | grep -Eq 'No space left on device|Input/output error|journal: cannot create|records cannot be copied' && break
         sleep 0.2
     done
-    if tail -n +"$((mark + 1))" "$LOG" |
-        grep -Eq 'No space left on device|Input/output error|journal: cannot create|records cannot be copied'; then
+    if awk -v t="$since" '$1 >= t' "$LOG" | grep -Eq 'No space left on device|Input/output error|journal: cannot create|records cannot be copied'; then
         t_ok "$name: disk full: the log says why ($(tail -n +"$((mark + 1))" "$LOG" | grep -Ec 'No space left on device|Input/output error') ENOSPC/EIO lines)"
     else
-        t_fail "$name: disk full: the log says why" "mark $mark of $(wc -l <"$LOG") lines, \
+        t_fail "$name: disk full: the log says why" "since $since, mark $mark of $(wc -l <"$LOG") lines, \
+reason lines at $(grep -nE 'No space left on device|Input/output error|journal: cannot create|records cannot be copied' "$LOG" | cut -d: -f1 | head -n 5 | tr '\n' ' '), \
 $(grep -Ec 'No space left on device|Input/output error' "$LOG") ENOSPC/EIO lines in all; \
 $(grep -E 'err:' "$LOG" | tail -n 3)"
     fi

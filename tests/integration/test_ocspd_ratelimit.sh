@@ -179,9 +179,17 @@ if [[ -f $P11DELAY_SO ]]; then
     export P11DELAY_MODULE=$OCSP_P11_MODULE P11DELAY_LATENCY_MS=300 P11DELAY_PARALLEL=1
     ocspd_start "$CONF" "$TMP/ocspd.log" ||
         fatal "ocspd starts behind the simulated HSM" "$(tail -n 3 "$TMP/ocspd.log")"
-    pids=()
+    # the burst starts with the signer idle and healthy (nothing of the start still queued)
+    for ((w = 0; w < 50; w++)); do
+        hz=$(curl -s "http://127.0.0.1:$PORT/healthz")
+        [[ $hz == *'"signer":{"ok":true,"queue":0}'* ]] && break
+        sleep 0.2
+    done
     for i in $(seq 1 8); do
         openssl ocsp -issuer "$CA" -cert "$OCSP_GOOD_CERT" -reqout "$TMP/q$i.req" >/dev/null 2>&1
+    done
+    pids=()
+    for i in $(seq 1 8); do
         post 127.0.0.1 "q$i" "$TMP/q$i.req" >"$TMP/q$i.code" &
         pids+=($!)
     done
@@ -201,7 +209,9 @@ if [[ -f $P11DELAY_SO ]]; then
     if ((ok >= 1 && busy >= 1 && other == 0)); then
         t_ok "full signing queue: $busy of 8 nonce requests answered tryLater with Retry-After: 1 at once, $ok signed"
     else
-        t_fail "full signing queue: tryLater with Retry-After: 1" "signed $ok, tryLater $busy, other $other"
+        t_fail "full signing queue: tryLater with Retry-After: 1" "signed $ok, tryLater $busy, other $other; \
+before: $hz; $(curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^(signer_|ocsp_queue_full|ocsp_resigned)' | tr '\n' ' '); \
+$(grep -E 'err:|warn:|AUDIT' "$TMP/ocspd.log" | tail -n 4)"
     fi
     expect "full signing queue: a pre-signed answer is still served meanwhile" "$code $hit" "200 good"
 
