@@ -23,6 +23,7 @@
 #include "common/live.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/ratelimit.h"
 #include "common/status.h"
 
 #include <arpa/inet.h>
@@ -110,7 +111,7 @@ enum http_cut {
 };
 
 struct http_ipkey {
-    unsigned char a[16]; /* IPv6, or IPv4 as ::ffff:a.b.c.d */
+    uint8_t a[RATELIMIT_SOURCE_LEN]; /* ratelimit_source_key() */
 };
 
 struct http_ipent {
@@ -224,26 +225,11 @@ mono_ms(void)
     return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
 }
 
+/* The per-address limit counts sources as the signing budgets do (common/ratelimit). */
 static void
 ipkey_from(struct http_ipkey *k, const struct sockaddr *sa)
 {
-    memset(k, 0, sizeof(*k));
-    if (sa == NULL)
-        return;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
-
-        k->a[10] = k->a[11] = 0xff;
-        memcpy(k->a + 12, &in4->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-
-        memcpy(k->a, &in6->sin6_addr, 16);
-        /* a native IPv6 client is counted by its /64 (one host usually holds a whole one and
-         * may use any address in it), as the signing budget counts it (common/ratelimit) */
-        if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
-            memset(k->a + 8, 0, 8);
-    }
+    ratelimit_source_key(sa, k->a);
 }
 
 static void

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -251,27 +252,44 @@ ratelimit_take(struct ratelimit *rl, const void *key, size_t key_len, double now
     return v;
 }
 
+void
+ratelimit_source_key(const struct sockaddr *sa, uint8_t key[RATELIMIT_SOURCE_LEN])
+{
+    memset(key, 0, RATELIMIT_SOURCE_LEN);
+    if (sa == NULL)
+        return;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in4 = (const struct sockaddr_in *)(const void *)sa;
+
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &in4->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+        memcpy(key, &in6->sin6_addr, 16);
+        if (!IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+            memset(key + 8, 0, 8);
+    }
+}
+
 struct ratelimit_verdict
 ratelimit_take_addr(struct ratelimit *rl, const char *addr)
 {
-    uint8_t a[16];
-    size_t len = 0;
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } a = {0};
+    uint8_t key[RATELIMIT_SOURCE_LEN];
     struct timespec ts;
 
     if (rl == NULL)
         return (struct ratelimit_verdict){.allowed = true};
-    if (addr != NULL && inet_pton(AF_INET, addr, a) == 1)
-        len = 4;
-    else if (addr != NULL && inet_pton(AF_INET6, addr, a) == 1) {
-        static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-        if (memcmp(a, v4mapped, sizeof(v4mapped)) == 0) { /* an IPv4 client of a v6 socket */
-            memmove(a, a + 12, 4);
-            len = 4;
-        } else {
-            len = 8; /* the /64: one host or site usually holds a whole one */
-        }
-    }
+    if (addr != NULL && inet_pton(AF_INET, addr, &a.in4.sin_addr) == 1)
+        a.sa.sa_family = AF_INET;
+    else if (addr != NULL && inet_pton(AF_INET6, addr, &a.in6.sin6_addr) == 1)
+        a.sa.sa_family = AF_INET6;
+    ratelimit_source_key(a.sa.sa_family != 0 ? &a.sa : NULL, key);
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ratelimit_take(rl, a, len, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+    return ratelimit_take(rl, key, sizeof(key), (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
 }

@@ -63,8 +63,17 @@ struct ratelimit_verdict {
  * (monotonic seconds). rl NULL: allowed. */
 struct ratelimit_verdict ratelimit_take(struct ratelimit *rl, const void *key, size_t key_len,
                                         double now);
-/* The same for a client address as text ("192.0.2.1", "2001:db8::1"): IPv6 counted by its
- * /64; text that is not an address is one shared source. Time from CLOCK_MONOTONIC. */
+/* The source every per-source limit counts (the signing budgets here, the per-address
+ * connection limit of common/http): an IPv4 client, also one on an IPv6 socket, by its
+ * address, written as ::ffff:a.b.c.d; a native IPv6 client by its /64 (one host usually holds
+ * a whole one and may use any address in it), the low 64 bits zero. Another family or NULL:
+ * all zero (one shared source). */
+#define RATELIMIT_SOURCE_LEN 16
+struct sockaddr;
+void ratelimit_source_key(const struct sockaddr *sa, uint8_t key[RATELIMIT_SOURCE_LEN]);
+/* ratelimit_take() for a client address as text ("192.0.2.1", "2001:db8::1"), keyed by
+ * ratelimit_source_key(); text that is not an address is one shared source. Time from
+ * CLOCK_MONOTONIC. */
 struct ratelimit_verdict ratelimit_take_addr(struct ratelimit *rl, const char *addr);
 
 #endif
