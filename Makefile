@@ -26,6 +26,7 @@ OCSP_SRC   := $(filter-out ocsp/ocspd.c ocsp/ocspctl.c,$(wildcard ocsp/*.c))
 UNIT_SRC   := $(wildcard tests/unit/check_*.c)
 # bench/p11delay.c is a PKCS#11 module (a shared object), not a program
 BENCH_SO   := $(BUILD)/bench/libp11delay.so
+SHIM_SO    := $(BUILD)/tests/libclockshift.so
 BENCH_SRC  := $(filter-out bench/p11delay.c,$(wildcard bench/*.c))
 
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -47,7 +48,7 @@ BINS += $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 .SECONDARY:
 .PHONY: all check unit integration run bench asan fuzz fuzz-merge fuzz-smoke install format \
         format-check clean deps
-all: $(BINS) $(BENCH_SO) $(UNIT_BIN) $(REPLAY_BIN)
+all: $(BINS) $(BENCH_SO) $(SHIM_SO) $(UNIT_BIN) $(REPLAY_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -76,6 +77,12 @@ $(BUILD)/bench/p11delay.pic.o: bench/p11delay.c
 	$(CC) $(filter-out -fPIE,$(XCFLAGS)) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
 $(BUILD)/bench/libp11delay.so: $(BUILD)/bench/p11delay.pic.o
 	$(CC) -shared -Wl,-z,relro,-z,now -Wl,-z,defs -pthread $(LDFLAGS) -o $@ $< -ldl
+# The clock tests' LD_PRELOAD shim (tests/lib/clockshift.c), linked alone like the above.
+$(BUILD)/tests/clockshift.pic.o: tests/lib/clockshift.c
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -fPIE,$(XCFLAGS)) $(CFLAGS) -fPIC -MMD -MP -c -o $@ $<
+$(SHIM_SO): $(BUILD)/tests/clockshift.pic.o
+	$(CC) -shared -Wl,-z,relro,-z,now -Wl,-z,defs $(LDFLAGS) -o $@ $< -ldl
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(APP_LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(APP_LIBS) $(LIBS) $(CHECK_LIBS)

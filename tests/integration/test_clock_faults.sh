@@ -205,50 +205,19 @@ chrony_start "$CHRONY_DIR" local || fatal "chronyd local" "chrony_start local fa
 recovered "socket removed"
 
 # ---- 5. the system clock stepped (issue 8 item 3) ----
-# The machine's clock is not ours to step; tsad (and later chronyd) run with a small
-# LD_PRELOAD shim that adds the seconds in a file to CLOCK_REALTIME, so that writing that file
-# is a step of their system clock (CLOCK_MONOTONIC is left alone, as a real step leaves it).
+# The machine's clock is not ours to step; tsad (and later chronyd) run with the LD_PRELOAD
+# shim build/tests/libclockshift.so (tests/lib/clockshift.c): writing its file is a step of
+# their system clock.
 # A +2 s step (STANDARDS TSA-04 F-TIME) must be refused at once and stay refused after the next
 # polls, while chronyd (which did not see the step) reports nothing newer; only a chronyd
 # update made after the step (chronyd restarted on the stepped clock) lets tokens out again.
-cat >"$TMP/clockshift.c" <<'C'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
-
-int clock_gettime(clockid_t id, struct timespec *ts)
-{
-    static int (*real)(clockid_t, struct timespec *);
-    char buf[32];
-    const char *f = getenv("CLOCKSHIFT_FILE");
-    int fd, r;
-    ssize_t n;
-
-    if (real == NULL)
-        real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
-    r = real(id, ts);
-    if (r != 0 || (id != CLOCK_REALTIME && id != CLOCK_REALTIME_COARSE) || f == NULL)
-        return r;
-    if ((fd = open(f, O_RDONLY | O_CLOEXEC)) < 0)
-        return r;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n > 0) {
-        buf[n] = '\0';
-        ts->tv_sec += strtol(buf, NULL, 10);
-    }
-    return r;
-}
-C
-if ! cc -shared -fPIC -O2 -o "$TMP/clockshift.so" "$TMP/clockshift.c" -ldl 2>"$TMP/cc.err"; then
-    t_fail "stepped clock: the clock shim builds" "$(head -n 3 "$TMP/cc.err")"
+SHIM=$(cd "$BUILD/tests" 2>/dev/null && pwd)/libclockshift.so
+if [[ ! -f $SHIM ]]; then
+    t_fail "stepped clock: the clock shim is built" "$SHIM missing (make all)"
 else
     tsad_stop
     echo 0 >"$TMP/shift"
-    LD_PRELOAD=$TMP/clockshift.so CLOCKSHIFT_FILE=$TMP/shift itest_tsad_start
+    LD_PRELOAD=$SHIM CLOCKSHIFT_FILE=$TMP/shift itest_tsad_start
     wait_http "$BASE/healthz" 10 200 || fatal "tsad under the clock shim" "$(curl -s "$BASE/healthz")"
     if [[ $(ask) == granted ]]; then t_ok "stepped clock: tsad under the shim, offset 0: token granted"; else
         t_fail "stepped clock: token granted before the step" "$(ask)"
@@ -276,7 +245,7 @@ else
     fi
     # chronyd restarted on the stepped clock: its reference time is after the step
     chrony_stop "$CHRONY_DIR"
-    export LD_PRELOAD=$TMP/clockshift.so CLOCKSHIFT_FILE=$TMP/shift
+    export LD_PRELOAD=$SHIM CLOCKSHIFT_FILE=$TMP/shift
     chrony_start "$CHRONY_DIR" local
     rc=$?
     unset LD_PRELOAD CLOCKSHIFT_FILE

@@ -29,9 +29,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_hsm_faults
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
 # has NAME FILE ERE
 has() {
     if grep -Eq -- "$3" "$2"; then t_ok "$1"; else

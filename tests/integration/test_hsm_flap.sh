@@ -14,9 +14,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_hsm_flap
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
 code_of() { curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$1"; }
 wait_code() {
     local i

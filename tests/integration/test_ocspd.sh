@@ -58,10 +58,6 @@ ctl_exit() {
 kv() { sed -n "s/^$2=//p" "$TMP/$1.kv" | head -n 1; }
 rkv() { sed -n "s/^$2=//p" "$TMP/$1.rkv" | head -n 1; }
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
-
 # has NAME FILE ERE / hasnt NAME FILE ERE
 has() {
     if grep -Eq -- "$3" "$2"; then

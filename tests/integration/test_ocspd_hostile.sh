@@ -22,10 +22,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_ocspd_hostile
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
-
 # ---- start ----
 itest_ocsp_setup
 

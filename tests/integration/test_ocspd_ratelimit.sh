@@ -23,10 +23,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_ocspd_ratelimit
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
-
 itest_ocsp_setup
 # restart with tight limits (the demo store stays)
 cat >"$TMP/limits.conf" <<'EOF'

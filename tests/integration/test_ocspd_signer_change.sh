@@ -17,10 +17,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_ocspd_signer_change
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
-
 itest_ocsp_setup
 # shellcheck disable=SC1091
 . "$TMP/pki/ocsp-pki.env"

@@ -25,10 +25,6 @@ PARALLEL=10
 FLOOD_RATE=200 # 10 x PARALLEL / LATENCY
 MEM_BOUND_KB=$((64 * 1024)) # growth allowed during the flood (generous: ~2 MB measured)
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
-
 WRAP=$BUILD/bench/libp11delay.so
 LG=$BUILD/bench/loadgen
 [[ -f $WRAP && -x $LG ]] || fatal build "$WRAP or $LG not built (make all)"

@@ -19,9 +19,6 @@ itest_setup test_store_commit
 TMP_ROOT=$TMP
 trap 'TMP=$TMP_ROOT; itest_cleanup' EXIT
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
 metric() { curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
 pages_used() { mdb_stat -e "$1" | sed -n 's/^ *Number of pages used: //p'; }
 

@@ -16,11 +16,9 @@ set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
+# shellcheck source=tests/lib/faults.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/faults.sh"
 itest_setup test_tsad_crash
-
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
 
 itest_tsa_setup local
 cp "$CONF" "$TMP/tsad-journal.conf"
@@ -28,22 +26,6 @@ LG=$BUILD/bench/loadgen
 [[ -x $LG ]] || fatal "loadgen" "$LG is not built (make all)"
 "$LG" gen-tsa --out "$TMP/tsa.set" --count 2000 --hashes sha256=6,sha384=2,sha512=2 \
     --nonce 90 --cert-req 50 --seed 11 >/dev/null || fatal "request set" "gen-tsa failed"
-
-# dump_log: the audit log as "KEYHEX SERIAL" lines in key order (records wait for the journal's
-# apply delay, so wait until the count stops moving)
-dump_log() {
-    local prev=-1 n i
-    for ((i = 0; i < 30; i++)); do
-        mdb_dump -s tsa_audit "$STORE" >"$TMP/dump.txt" 2>"$TMP/dump.err" || return 1
-        derutil mdb "$TMP/dump.txt" >"$TMP/audit.txt" || return 1
-        n=$(grep -c . "$TMP/audit.txt")
-        [[ $n == "$prev" ]] && break
-        prev=$n
-        sleep 0.2
-    done
-    awk '{ k = $1; sub(/^[^ ]* /, ""); print k, $0 }' "$TMP/audit.txt" |
-        sed -E 's/^([0-9a-f]+) .*"serial":"([0-9a-f]+)".*/\1 \2/' >"$TMP/log.txt"
-}
 
 # crash_run NAME CONNS PATH: load with CONNS connections, kill -9 tsad after ~1.5 s, restart.
 # DURING, when set, is a command run in the middle of the load; RESTART_EXTRA, when set, a

@@ -14,10 +14,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_tsad_full
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
-
 LG=$BUILD/bench/loadgen
 [[ -x $LG ]] || fatal "loadgen" "$LG is not built (make all)"
 itest_tsa_setup local

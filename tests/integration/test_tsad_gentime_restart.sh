@@ -39,46 +39,15 @@ gen() {
         sed -n 's/^Time stamp: //p')" +%s
 }
 
-cat >"$TMP/clockshift.c" <<'C'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <time.h>
-#include <unistd.h>
-
-int clock_gettime(clockid_t id, struct timespec *ts)
-{
-    static int (*real)(clockid_t, struct timespec *);
-    char buf[32];
-    const char *f = getenv("CLOCKSHIFT_FILE");
-    int fd, r;
-    ssize_t n;
-
-    if (real == NULL)
-        real = (int (*)(clockid_t, struct timespec *))dlsym(RTLD_NEXT, "clock_gettime");
-    r = real(id, ts);
-    if (r != 0 || (id != CLOCK_REALTIME && id != CLOCK_REALTIME_COARSE) || f == NULL)
-        return r;
-    if ((fd = open(f, O_RDONLY | O_CLOEXEC)) < 0)
-        return r;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n > 0) {
-        buf[n] = '\0';
-        ts->tv_sec += strtol(buf, NULL, 10);
-    }
-    return r;
-}
-C
-cc -shared -fPIC -O2 -o "$TMP/clockshift.so" "$TMP/clockshift.c" -ldl 2>"$TMP/cc.err" ||
-    fatal "the clock shim builds" "$(head -n 3 "$TMP/cc.err")"
+# the clock shim (tests/lib/clockshift.c): writing TMP/shift steps tsad's and chronyd's clock
+SHIM=$(cd "$BUILD/tests" 2>/dev/null && pwd)/libclockshift.so
+[[ -f $SHIM ]] || fatal "the clock shim" "$SHIM missing (make all)"
 echo 0 >"$TMP/shift"
 
 itest_tsa_setup local
 # the demo certificates start now: the step back must not take the clock before them
 sleep $((BACK + 2))
-LD_PRELOAD=$TMP/clockshift.so CLOCKSHIFT_FILE=$TMP/shift itest_tsad_start
+LD_PRELOAD=$SHIM CLOCKSHIFT_FILE=$TMP/shift itest_tsad_start
 URL=$BASE/tsa/soft
 itest_tsad_healthy
 printf 'genTime restart test\n' >"$TMP/doc.txt"
@@ -93,12 +62,12 @@ t_ok "a token before the step (genTime $G1)"
 tsad_stop
 echo "-$BACK" >"$TMP/shift"
 chrony_stop "$CHRONY_DIR"
-export LD_PRELOAD=$TMP/clockshift.so CLOCKSHIFT_FILE=$TMP/shift
+export LD_PRELOAD=$SHIM CLOCKSHIFT_FILE=$TMP/shift
 chrony_start "$CHRONY_DIR" local
 rc=$?
 unset LD_PRELOAD CLOCKSHIFT_FILE
 ((rc == 0)) || fatal "chronyd on the stepped clock" "chrony_start failed"
-LD_PRELOAD=$TMP/clockshift.so CLOCKSHIFT_FILE=$TMP/shift itest_tsad_start
+LD_PRELOAD=$SHIM CLOCKSHIFT_FILE=$TMP/shift itest_tsad_start
 URL=$BASE/tsa/soft
 wait_http "$BASE/healthz" 10 200 >/dev/null 2>&1 || true
 

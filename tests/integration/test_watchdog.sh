@@ -16,10 +16,6 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_watchdog
 
-expect() {
-    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
-}
-
 WRAP=$BUILD/bench/libp11delay.so
 [[ -x $BUILD/tsad && -f $WRAP ]] || fatal build "tsad or $WRAP not built (make all)"
 itest_tsa_setup local

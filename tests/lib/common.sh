@@ -166,6 +166,11 @@ t_fail() {
     printf 'FAIL - %s: %s\n' "$1" "${2:-failed}"
 }
 
+# expect NAME GOT WANT: ok when GOT equals WANT, else a failure showing both.
+expect() {
+    if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
+}
+
 # t_check NAME CMD...: run CMD (output hidden unless it fails) and count the result.
 t_check() {
     local name=$1 out
