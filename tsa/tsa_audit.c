@@ -71,6 +71,45 @@ out_jstr(struct out *o, const char *v)
     out_printf(o, "\"");
 }
 
+size_t
+tsa_audit_tsu_tag(char *out, size_t cap, const char *name)
+{
+    struct out o = {out, cap, 0, cap == 0};
+
+    out_printf(&o, ",\"tsu\":");
+    out_jstr(&o, name);
+    out_printf(&o, ",");
+    return o.full ? 0 : o.len;
+}
+
+bool
+tsa_audit_gen_time(const void *rec, size_t len, struct timespec *out)
+{
+    static const char tag[] = "\"gen_time\":\"";
+    const char *p = memmem(rec, len, tag, sizeof(tag) - 1);
+    char buf[40];
+    struct tm tm = {0};
+    long usec = 0;
+    size_t left;
+    time_t t;
+
+    if (p == NULL)
+        return false;
+    p += sizeof(tag) - 1;
+    left = len - (size_t)(p - (const char *)rec);
+    snprintf(buf, sizeof(buf), "%.*s", (int)(left < sizeof(buf) - 1 ? left : sizeof(buf) - 1), p);
+    if (sscanf(buf, "%4d-%2d-%2dT%2d:%2d:%2d.%6ldZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &usec) != 7)
+        return false;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    if ((t = timegm(&tm)) == (time_t)-1)
+        return false;
+    out->tv_sec = t;
+    out->tv_nsec = usec * 1000;
+    return true;
+}
+
 /* Content octets of the TLV at p (our own validated DER). */
 static bool
 tlv_content(const uint8_t *p, size_t n, const uint8_t **c, size_t *cl)

@@ -19,7 +19,9 @@
 #include "tsa/tsa_request.h"
 #include "tsa/tsa_token.h"
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
 
 #define TSA_AUDIT_DB "tsa_audit"
 #define TSA_AUDIT_MAX 2048
@@ -29,6 +31,13 @@ size_t tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u,
                         const struct tsa_request *req, const struct tsa_token *t,
                         const struct clock_reading *clk, const char *client,
                         const uint8_t token_sha256[32]);
+
+/* Reading records back (tsad's start: each TSU's latest genTime, DESIGN D3).
+ * tsa_audit_tsu_tag: the bytes `,"tsu":"NAME",` exactly as tsa_audit_format writes them (same
+ * escaping), to find a unit's records with memmem; its length, 0 when it does not fit.
+ * tsa_audit_gen_time: the "gen_time" of a record into *out; false when it has none. */
+size_t tsa_audit_tsu_tag(char *out, size_t cap, const char *name);
+bool tsa_audit_gen_time(const void *rec, size_t len, struct timespec *out);
 
 /* The TimeStampToken (ContentInfo) inside a granted TimeStampResp, for its digest. */
 int tsa_audit_token_span(const uint8_t *resp, size_t len, const uint8_t **tok, size_t *tok_len);

@@ -486,66 +486,26 @@ struct gen_scan {
     bool found[TSA_MAX_UNITS];
 };
 
-/* One audit record: its "gen_time" ("YYYY-MM-DDTHH:MM:SS.uuuuuuZ", tsa_audit_format) for the
- * unit its "tsu" names. */
+/* One audit record: its genTime, for the unit its "tsu" names. */
 static bool
 tsa_gen_scan(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
-    static const char tag[] = "\"gen_time\":\"";
     struct gen_scan *g = ctx;
-    const char *p = memmem(val, vlen, tag, sizeof(tag) - 1);
-    char buf[40];
-    struct tm tm = {0};
-    long usec = 0;
-    time_t t;
-    size_t left, u;
+    struct timespec t;
+    size_t u;
 
     (void)key;
     (void)klen;
-    if (p == NULL)
-        return true;
     for (u = 0; u < g->n_units; u++)
-        if (memmem(val, vlen, g->tag[u], g->tag_len[u]) != NULL)
+        if (g->tag_len[u] > 0 && memmem(val, vlen, g->tag[u], g->tag_len[u]) != NULL)
             break;
-    if (u == g->n_units) /* a unit no longer configured */
+    if (u == g->n_units || !tsa_audit_gen_time(val, vlen, &t)) /* a unit no longer configured */
         return true;
-    p += sizeof(tag) - 1;
-    left = vlen - (size_t)(p - (const char *)val);
-    snprintf(buf, sizeof(buf), "%.*s", (int)(left < sizeof(buf) - 1 ? left : sizeof(buf) - 1), p);
-    if (sscanf(buf, "%4d-%2d-%2dT%2d:%2d:%2d.%6ldZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-               &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &usec) != 7)
-        return true;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    if ((t = timegm(&tm)) == (time_t)-1)
-        return true;
-    if (!g->found[u] || t > g->max[u].tv_sec ||
-        (t == g->max[u].tv_sec && usec * 1000 > g->max[u].tv_nsec)) {
-        g->max[u].tv_sec = t;
-        g->max[u].tv_nsec = usec * 1000;
-    }
+    if (!g->found[u] || t.tv_sec > g->max[u].tv_sec ||
+        (t.tv_sec == g->max[u].tv_sec && t.tv_nsec > g->max[u].tv_nsec))
+        g->max[u] = t;
     g->found[u] = true;
     return true;
-}
-
-/* ,"tsu":"NAME", as tsa_audit_format writes it (JSON string escapes). */
-static size_t
-tsa_gen_tag(char *out, size_t cap, const char *name)
-{
-    size_t n = (size_t)snprintf(out, cap, ",\"tsu\":\"");
-
-    for (; *name != '\0' && n + 8 < cap; name++) {
-        unsigned char ch = (unsigned char)*name;
-
-        if (ch == '"' || ch == '\\')
-            n += (size_t)snprintf(out + n, cap - n, "\\%c", ch);
-        else if (ch < 0x20)
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
-        else
-            out[n++] = (char)ch;
-    }
-    n += (size_t)snprintf(out + n, cap - n, "\",");
-    return n;
 }
 
 /* genTime never goes backwards between consecutive tokens of a TSU (DESIGN D3), also across
@@ -567,7 +527,7 @@ tsa_seed_gen_time(struct tsa_service *s)
     memset(&g, 0, sizeof(g));
     g.n_units = s->n_units;
     for (size_t i = 0; i < s->n_units; i++)
-        g.tag_len[i] = tsa_gen_tag(g.tag[i], sizeof(g.tag[i]), s->units[i].cfg->name);
+        g.tag_len[i] = tsa_audit_tsu_tag(g.tag[i], sizeof(g.tag[i]), s->units[i].cfg->name);
     if ((st = store_txn_begin(s->store, false, &t)) != ST_OK)
         return st;
     st = store_txn_last(t, s->audit_db, last, sizeof(last), &klen);
