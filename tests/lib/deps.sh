@@ -26,6 +26,9 @@ DEPS_PACKAGES=(
     iproute2             # ss
     gnuplot-nox          # bench plots
     jq                   # bench report (JSON)
+    libjansson-dev       # reading JSON back (audit export verification)
+    nginx                # several-node tests: cache in front of ocspd nodes
+    haproxy              # several-node tests: balancer in front of tsad nodes
 )
 
 deps_missing() {
