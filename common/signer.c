@@ -54,6 +54,7 @@ struct signer {
     void *batch_ctx;
     struct signer_p11 *p11;
     struct signer_key *keys;
+    struct signer_key *retired; /* released keys a worker may still hold (issue 9 item 4) */
     /* queue */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -95,7 +96,8 @@ signer_key_health(struct signer *s, struct signer_key *k, int st)
 {
     bool down = st != ST_OK;
 
-    if (k == NULL || k->soft != NULL || (st != ST_OK && st != ST_HSM && st != ST_TIMEOUT))
+    if (k == NULL || k->soft != NULL || (st != ST_OK && st != ST_HSM && st != ST_TIMEOUT) ||
+        __atomic_load_n(&k->retired, __ATOMIC_ACQUIRE))
         return;
     if (atomic_load(&k->down) == down || atomic_exchange(&k->down, down) == down)
         return;
@@ -307,6 +309,7 @@ signer_key_new(struct signer *s, const char *name, X509 *cert, enum signer_schem
     if (k == NULL)
         return NULL;
     k->owner = s;
+    atomic_init(&k->refs, 1);
     snprintf(k->name, sizeof(k->name), "%s", name);
     k->scheme = scheme;
     k->hash = hash;
@@ -322,6 +325,7 @@ signer_key_new(struct signer *s, const char *name, X509 *cert, enum signer_schem
 }
 
 static int signer_key_test(struct signer *s, struct signer_key *k);
+static size_t signer_sweep_retired(struct signer *s);
 
 /* Link a new key; keys added after signer_start() are self-tested first. */
 static int
@@ -773,6 +777,8 @@ signer_watch_main(void *arg)
             break;
         now = signer_now_ns();
         expired = signer_collect_expired(s, now, hung, &n_hung);
+        if (s->retired != NULL)
+            signer_sweep_retired(s);
         if (atomic_load(&s->n_down) > 0 && now - s->probe_last >= SIGNER_PROBE_INTERVAL_NS)
             signer_probe_submit(s, now);
         pthread_mutex_unlock(&s->lock);
@@ -936,6 +942,90 @@ signer_start(struct signer *s)
     return ST_OK;
 }
 
+static void
+signer_key_destroy(struct signer_key *k)
+{
+    for (unsigned i = 0; i <= SIGNER_MAX_WORKERS; i++)
+        EVP_PKEY_CTX_free(k->soft_ctx[i]);
+    EVP_PKEY_free(k->soft);
+    EVP_PKEY_free(k->pub);
+    free(k);
+}
+
+/* true while a job or a worker may still use k (the lock held): queued, being signed (a worker
+ * inside C_Sign for a job the watch thread already answered), or the health probe. */
+static bool
+signer_key_in_use(struct signer *s, const struct signer_key *k)
+{
+    for (const struct signer_job *j = s->head; j != NULL; j = j->next)
+        if (j->key == k)
+            return true;
+    for (unsigned w = 0; w < s->cfg.workers; w++)
+        for (size_t i = 0; i < s->workers[w].n_listed; i++)
+            if (s->workers[w].in[i].key == k)
+                return true;
+    return s->probe_busy && s->probe.key == k;
+}
+
+/* Free the retired keys nothing holds any more (the lock held); returns how many are left. */
+static size_t
+signer_sweep_retired(struct signer *s)
+{
+    struct signer_key **pp = &s->retired, *k;
+    size_t left = 0;
+
+    while ((k = *pp) != NULL) {
+        if (signer_key_in_use(s, k)) {
+            pp = &k->next;
+            left++;
+            continue;
+        }
+        *pp = k->next;
+        signer_key_destroy(k);
+    }
+    return left;
+}
+
+void
+signer_key_hold(struct signer_key *k)
+{
+    atomic_fetch_add(&k->refs, 1);
+}
+
+void
+signer_key_release(struct signer *s, struct signer_key *k)
+{
+    struct signer_key **pp;
+    CK_OBJECT_HANDLE obj;
+    bool token;
+    char name[sizeof(k->name)];
+
+    if (k == NULL || atomic_fetch_sub(&k->refs, 1) != 1)
+        return;
+    obj = k->p11_obj;
+    token = k->soft == NULL;
+    memcpy(name, k->name, sizeof(name));
+    pthread_mutex_lock(&s->lock);
+    for (pp = &s->keys; *pp != NULL && *pp != k; pp = &(*pp)->next)
+        ;
+    if (*pp == k)
+        *pp = k->next;
+    __atomic_store_n(&k->retired, true, __ATOMIC_RELEASE);
+    if (s->probe_key == k)
+        s->probe_key = NULL;
+    if (atomic_exchange(&k->down, false)) { /* a down key leaves: the signer may be healthy */
+        atomic_fetch_sub(&s->n_down, 1);
+        metrics_dec(s->m_down);
+    }
+    k->next = s->retired;
+    s->retired = k;
+    signer_sweep_retired(s);
+    pthread_mutex_unlock(&s->lock);
+    if (token) /* k may be gone now */
+        signer_p11_forget_key(s->p11, obj);
+    log_info("signer: key %s released", name);
+}
+
 void
 signer_free(struct signer *s)
 {
@@ -959,11 +1049,11 @@ signer_free(struct signer *s)
     }
     for (k = s->keys; k != NULL; k = next) {
         next = k->next;
-        for (unsigned i = 0; i <= SIGNER_MAX_WORKERS; i++)
-            EVP_PKEY_CTX_free(k->soft_ctx[i]);
-        EVP_PKEY_free(k->soft);
-        EVP_PKEY_free(k->pub);
-        free(k);
+        signer_key_destroy(k);
+    }
+    for (k = s->retired; k != NULL; k = next) {
+        next = k->next;
+        signer_key_destroy(k);
     }
     signer_p11_close(s->p11);
     pthread_cond_destroy(&s->cond);

@@ -41,7 +41,8 @@
  * and, after a removed device, the whole library (signer_int.h). Metrics:
  * signer_timeouts_total, signer_hsm_failures_total, signer_keys_down.
  *
- * Lifetimes: a struct signer_key belongs to its struct signer and lives until signer_free().
+ * Lifetimes: a struct signer_key belongs to its struct signer and lives until signer_free(),
+ * or until its last reference is released (signer_key_release).
  * A job is owned by the caller; the signer only borrows it between signer_submit() and the
  * batch callback that carries it.
  */
@@ -119,6 +120,16 @@ struct signer_key *signer_add_p11_key(struct signer *s, const char *label, X509 
 /* Add a software key read from a PEM file; same checks. */
 struct signer_key *signer_add_soft_key(struct signer *s, const char *pem_path, X509 *cert,
                                        enum signer_scheme scheme, enum signer_hash hash);
+
+/* Reference counting of keys, for a set of keys replaced while the signer runs (issue 9 item
+ * 4, reload): a key is added with one reference; signer_key_hold() takes another (a new set
+ * that keeps the key), signer_key_release() drops one. At the last one the key leaves the
+ * signer (no new job may name it; the caller makes sure none will) and is freed as soon as no
+ * queued job, worker (a stuck C_Sign already answered by sign_timeout) or probe holds it; its
+ * PKCS#11 key is then no longer looked for when the module is re-initialised. A released key
+ * that was down no longer makes the signer unhealthy. */
+void signer_key_hold(struct signer_key *k);
+void signer_key_release(struct signer *s, struct signer_key *k);
 
 /* Start the worker threads. Each worker signs a test digest with every key first (a key that
  * cannot sign is an error at start, not at the first request). */

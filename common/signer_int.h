@@ -24,6 +24,8 @@ struct signer_key {
     EVP_PKEY_CTX *soft_ctx[SIGNER_MAX_WORKERS + 1]; /* software backend: one per slot */
     CK_OBJECT_HANDLE p11_obj;                       /* PKCS#11 backend: private key object handle */
     atomic_bool down;   /* PKCS#11: its last signature failed or timed out */
+    atomic_uint refs;   /* signer_key_hold / signer_key_release; 1 when added */
+    bool retired;       /* released: off s->keys, freed once no worker holds it (s->lock) */
     uint8_t sigalg[80]; /* DER AlgorithmIdentifier of the signature */
     size_t sigalg_len;
     uint8_t digalg[24]; /* DER AlgorithmIdentifier of the digest */
@@ -53,6 +55,9 @@ void signer_p11_close(struct signer_p11 *p);
  */
 int signer_p11_find_key(struct signer_p11 *p, const char *label, EVP_PKEY *pub,
                         CK_OBJECT_HANDLE *out);
+/* The key found as `obj` is no longer used by this signer key (one fewer user; at none it is
+ * not looked for again by a re-initialisation). */
+void signer_p11_forget_key(struct signer_p11 *p, CK_OBJECT_HANDLE obj);
 /*
  * Sign `digest` with session number `session` (0 <= session < sessions; each session is used
  * by one thread at a time, so no locking is needed here):

@@ -47,14 +47,18 @@
  * What find_key learnt about a key, so that a signature can find it again. Object handles may
  * change while the object lives (v2.40 §2.4: SoftHSM2 drops the handles of private objects at
  * logout), so the handle given to the caller stays the caller's name for the key, and `cur` is
- * the handle to use now. Nodes are pushed under the lock, never changed except `cur`, and freed
- * only by close, so signers walk the list without the lock.
+ * the handle to use now. Nodes are pushed under the lock, never changed except `cur`, `users`
+ * and `given` (see signer_p11_forget_key), and freed only by close, so signers walk the list
+ * without the lock. A node no key uses any more (a TSU or delegate replaced by a reload, issue 9
+ * item 4) is retired: a re-initialisation does not look for it (the operator may have deleted
+ * that key from the token), and a key found again at its handle revives it.
  */
 struct p11_key_ref {
-    CK_OBJECT_HANDLE given;
+    _Atomic CK_OBJECT_HANDLE given;
     _Atomic CK_OBJECT_HANDLE cur;
     char *label;
-    EVP_PKEY *pub; /* the certificate's key, to check a key found again */
+    EVP_PKEY *pub;  /* the certificate's key, to check a key found again */
+    unsigned users; /* signer keys using it (under the lock); 0: retired */
     struct p11_key_ref *next;
 };
 
@@ -809,7 +813,7 @@ static struct p11_key_ref *
 p11_key_ref_get(struct signer_p11 *p, CK_OBJECT_HANDLE given)
 {
     for (struct p11_key_ref *r = atomic_load(&p->keys); r != NULL; r = r->next)
-        if (r->given == given)
+        if (atomic_load(&r->given) == given)
             return r;
     return NULL;
 }
@@ -823,9 +827,18 @@ p11_key_ref_add(struct signer_p11 *p, const char *label, EVP_PKEY *pub, CK_OBJEC
     int st = ST_OK;
 
     pthread_mutex_lock(&p->lock);
-    if ((r = p11_key_ref_get(p, obj)) != NULL) {
+    if ((r = p11_key_ref_get(p, obj)) != NULL && r->users == 0 &&
+        (atomic_load(&r->cur) != obj || strcmp(r->label, label) != 0 ||
+         EVP_PKEY_eq(r->pub, pub) != 1)) {
+        /* retired, and its handle now names another key: the node is left behind */
+        atomic_store(&r->given, CK_INVALID_HANDLE);
+        r = NULL;
+    }
+    if (r != NULL) {
+        r->users++;
         if (atomic_load(&r->cur) != obj || strcmp(r->label, label) != 0 ||
             EVP_PKEY_eq(r->pub, pub) != 1) {
+            r->users--;
             log_err("pkcs11: token '%s' key '%s': handle %lu still names key '%s'; restart",
                     p->token, label, (unsigned long)obj, r->label);
             st = ST_INVALID;
@@ -841,7 +854,8 @@ p11_key_ref_add(struct signer_p11 *p, const char *label, EVP_PKEY *pub, CK_OBJEC
         goto out;
     }
     r->pub = pub;
-    r->given = obj;
+    r->users = 1;
+    atomic_init(&r->given, obj);
     atomic_init(&r->cur, obj);
     r->next = atomic_load(&p->keys);
     atomic_store(&p->keys, r);
@@ -849,6 +863,19 @@ p11_key_ref_add(struct signer_p11 *p, const char *label, EVP_PKEY *pub, CK_OBJEC
 out:
     pthread_mutex_unlock(&p->lock);
     return st;
+}
+
+void
+signer_p11_forget_key(struct signer_p11 *p, CK_OBJECT_HANDLE obj)
+{
+    struct p11_key_ref *r;
+
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->lock);
+    if ((r = p11_key_ref_get(p, obj)) != NULL && r->users > 0)
+        r->users--;
+    pthread_mutex_unlock(&p->lock);
 }
 
 int
@@ -1149,6 +1176,8 @@ p11_reinit_locked(struct signer_p11 *p)
     for (struct p11_key_ref *r = atomic_load(&p->keys); r != NULL; r = r->next) {
         CK_OBJECT_HANDLE obj = CK_INVALID_HANDLE;
 
+        if (r->users == 0 || atomic_load(&r->given) == CK_INVALID_HANDLE)
+            continue; /* retired: no key of ours uses it */
         if (p11_find_unique(p, p->sessions[0], CKO_PRIVATE_KEY, CKA_LABEL, r->label,
                             strlen(r->label), &obj) != ST_OK ||
             p11_match_key(p, p->sessions[0], obj, r->label, r->pub) != ST_OK)
