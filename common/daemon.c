@@ -68,7 +68,7 @@ daemon_wait(double stall)
     const char *wd = getenv("WATCHDOG_USEC");
     long long usec = wd != NULL ? atoll(wd) : 0;
     struct timespec tick = {1, 0};
-    bool stalled = false;
+    static bool stalled; /* across calls: a reload returns in between */
     sigset_t set;
     int sig;
 
@@ -86,10 +86,8 @@ daemon_wait(double stall)
         bool alive;
 
         sig = sigtimedwait(&set, NULL, &tick);
-        if (sig == SIGTERM || sig == SIGINT)
+        if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP)
             return sig;
-        if (sig == SIGHUP)
-            log_notice("SIGHUP: configuration reload is not supported; restart to apply changes");
         alive = live_check(stall, who, sizeof(who), &how);
         if (!alive && !stalled)
             log_err("watchdog: thread %s has been inside one call for %.1f s (watchdog_stall "
@@ -218,6 +216,120 @@ daemon_sock_name(int fd, char *buf, size_t cap)
     snprintf(buf, cap, "%s:%u", host, port);
 }
 
+void
+daemon_restart_note(struct daemon_restart *r, const char *key)
+{
+    size_t used = strlen(r->keys);
+
+    log_warn("config reload: needs restart: %s (the running value is kept)", key);
+    snprintf(r->keys + used, sizeof(r->keys) - used, "%s%s", used > 0 ? "," : "", key);
+    r->n++;
+}
+
+void
+daemon_restart_common(struct daemon_restart *r, const struct config_server *run,
+                      const struct config_server *now, const struct config_store *run_st,
+                      const struct config_store *now_st, const struct config_signer *run_sg,
+                      const struct config_signer *now_sg)
+{
+#define DIFF_NUM(a, b, f, key)                                                                     \
+    do {                                                                                           \
+        if ((a)->f != (b)->f)                                                                      \
+            daemon_restart_note(r, key);                                                           \
+    } while (0)
+#define DIFF_STR(a, b, f, key)                                                                     \
+    do {                                                                                           \
+        if (strcmp((a)->f, (b)->f) != 0)                                                           \
+            daemon_restart_note(r, key);                                                           \
+    } while (0)
+    if (strcmp(run->listen_host, now->listen_host) != 0 || run->listen_port != now->listen_port)
+        daemon_restart_note(r, "[server] listen");
+    DIFF_NUM(run, now, threads, "[server] threads");
+    DIFF_NUM(run, now, max_body, "[server] max_body");
+    DIFF_NUM(run, now, max_connections, "[server] max_connections");
+    DIFF_NUM(run, now, per_ip_limit, "[server] per_ip_limit");
+    DIFF_NUM(run, now, timeout_s, "[server] timeout");
+    DIFF_NUM(run, now, request_timeout_s, "[server] request_timeout");
+    DIFF_NUM(run, now, watchdog_stall, "[server] watchdog_stall");
+    DIFF_NUM(run, now, stop_timeout, "[server] stop_timeout");
+    DIFF_STR(run_st, now_st, path, "[store] path");
+    DIFF_NUM(run_st, now_st, map_size, "[store] map_size");
+    DIFF_NUM(run_st, now_st, fill_limit, "[store] fill_limit");
+    DIFF_NUM(run_st, now_st, reader_check, "[store] reader_check");
+    DIFF_NUM(run_st, now_st, journal, "[store] journal");
+    DIFF_NUM(run_st, now_st, journal_segment, "[store] journal_segment");
+    DIFF_NUM(run_st, now_st, journal_max, "[store] journal_max");
+    DIFF_STR(run_sg, now_sg, p11_module, "[signer] pkcs11_module");
+    DIFF_STR(run_sg, now_sg, p11_token, "[signer] token");
+    DIFF_STR(run_sg, now_sg, p11_pin_file, "[signer] pin_file");
+    DIFF_NUM(run_sg, now_sg, workers, "[signer] workers");
+    DIFF_NUM(run_sg, now_sg, queue_max, "[signer] queue_max");
+    DIFF_NUM(run_sg, now_sg, batch_max, "[signer] batch_max");
+    DIFF_NUM(run_sg, now_sg, sign_timeout, "[signer] sign_timeout");
+#undef DIFF_NUM
+#undef DIFF_STR
+}
+
+/* Reload outcomes, created at start so that both series exist from the first scrape. */
+static struct metric *daemon_m_reload_ok, *daemon_m_reload_failed;
+
+static void
+daemon_reload_metrics(void)
+{
+    static const char help[] = "Configuration reloads (SIGHUP), by result.";
+
+    daemon_m_reload_ok = metrics_counter("config_reloads_total{result=\"ok\"}", help);
+    daemon_m_reload_failed = metrics_counter("config_reloads_total{result=\"failed\"}", help);
+}
+
+/* Quotes and line ends out of a reason going into an audit line's reason="...". */
+static void
+daemon_quote_safe(char *s)
+{
+    for (; *s != '\0'; s++)
+        if (*s == '"' || *s == '\n' || *s == '\r')
+            *s = '\'';
+}
+
+/* SIGHUP: sd_notify's reload protocol (RELOADING=1 with MONOTONIC_USEC, then READY=1), the
+ * daemon's reload op, the audit event and the counter. The running configuration stays when
+ * the new one does not load. */
+static void
+daemon_reload(const struct daemon_ops *ops, void *svc, const char *path)
+{
+    char what[1536] = "", err[512] = "", state[160];
+    struct timespec now;
+    int st;
+
+    if (ops->reload == NULL) {
+        log_notice("SIGHUP: %s does not reload its configuration; restart to apply changes",
+                   ops->name);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    snprintf(state, sizeof(state), "RELOADING=1\nSTATUS=reloading %s\nMONOTONIC_USEC=%llu", path,
+             (unsigned long long)now.tv_sec * 1000000ULL + (unsigned long long)now.tv_nsec / 1000);
+    daemon_notify(state);
+    log_notice("SIGHUP: reloading %s", path);
+    st = ops->reload(svc, path, what, sizeof(what), err, sizeof(err));
+    if (st == ST_OK) {
+        metrics_inc(daemon_m_reload_ok);
+        log_audit("config_reload", "result=ok file=%s%s%s", path, what[0] != '\0' ? " " : "",
+                  what);
+        daemon_notify("READY=1\nSTATUS=configuration reloaded");
+        return;
+    }
+    metrics_inc(daemon_m_reload_failed);
+    if (err[0] == '\0')
+        snprintf(err, sizeof(err), "%s", status_str(st));
+    daemon_quote_safe(err);
+    log_err("config reload: %s: %s; the running configuration is kept", path, err);
+    log_audit("config_reload", "result=failed file=%s reason=\"%s\"", path, err);
+    snprintf(state, sizeof(state), "READY=1\nSTATUS=reload failed, running configuration kept: %.80s",
+             err);
+    daemon_notify(state);
+}
+
 static void
 daemon_usage(FILE *f, const struct daemon_ops *ops)
 {
@@ -301,8 +413,18 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
         log_audit("service_start", "listen=%s:%u", hc.listen_addr,
                   (unsigned)http_server_port(http));
     }
+    if (ops->reload != NULL)
+        daemon_reload_metrics();
     daemon_notify("READY=1");
-    log_notice("received signal %d, stopping", daemon_wait(ops->server(ops->cfg)->watchdog_stall));
+    for (;;) {
+        int sig = daemon_wait(ops->server(ops->cfg)->watchdog_stall);
+
+        if (sig != SIGHUP) {
+            log_notice("received signal %d, stopping", sig);
+            break;
+        }
+        daemon_reload(ops, svc, path);
+    }
     daemon_notify("STOPPING=1");
     daemon_arm_stop_guard(ops->server(ops->cfg)->stop_timeout);
     rc = 0;

@@ -15,7 +15,7 @@
 void daemon_block_signals(void);
 /* Send a state string ("READY=1", "STOPPING=1", "STATUS=...") to systemd; no-op outside it. */
 void daemon_notify(const char *state);
-/* Wait until SIGTERM or SIGINT; when $WATCHDOG_USEC is set, pings the watchdog at half that
+/* Wait until SIGTERM, SIGINT or SIGHUP (returned too: a reload); when $WATCHDOG_USEC is set, pings the watchdog at half that
  * period while the process is alive (common/live: no thread busy in one call for longer than
  * `stall` seconds). Health is not looked at: an unusable clock or a full store is a reason for
  * /healthz to say 503, not for systemd to restart the daemon. A stall is logged once, and its
@@ -31,6 +31,21 @@ int daemon_wait(double stall);
 
 struct http_server;
 struct config_server;
+struct config_store;
+struct config_signer;
+
+/* The settings a reload cannot change (issue 9 item 4): each one found changed is logged as
+ * "needs restart: KEY" and named in `keys` (comma-separated) for the audit line. */
+struct daemon_restart {
+    char keys[512];
+    unsigned n;
+};
+void daemon_restart_note(struct daemon_restart *r, const char *key);
+/* [server], [store] and [signer]: the listener, the store and the token stay as started. */
+void daemon_restart_common(struct daemon_restart *r, const struct config_server *run,
+                           const struct config_server *now, const struct config_store *run_st,
+                           const struct config_store *now_st, const struct config_signer *run_sg,
+                           const struct config_signer *now_sg);
 
 /* What a daemon plugs into daemon_main(). */
 struct daemon_ops {
@@ -49,6 +64,16 @@ struct daemon_ops {
     void (*stop)(void *svc);
     /* optional: a few words about a valid config for -n, e.g. "5 TSU(s)" */
     void (*summary)(const void *cfg, char *buf, size_t cap);
+    /* optional (issue 9 item 4): SIGHUP, `systemctl reload`. Re-read the file at `path` and
+     * apply what may change while running, all or nothing: everything is loaded and checked
+     * as at start into new objects, which replace the running ones only when all of it
+     * loaded; requests in flight finish with the old ones. Settings that need a restart are
+     * logged ("needs restart: [server] listen") and left as they are. ST_OK with a summary of
+     * what changed in `what` (key=value words for the audit line), or an error with the
+     * reason in `err` ("file:line: message", the failing key or certificate): the running
+     * configuration stays. On the control thread, between watchdog pings. */
+    int (*reload)(void *svc, const char *path, char *what, size_t whatcap, char *err,
+                  size_t errlen);
 };
 
 /*
@@ -56,7 +81,8 @@ struct daemon_ops {
  * log level, signals blocked, HTTP server object, service (ops->start), then with -n report
  * and exit 0; else listen (or serve the one socket systemd passed: $LISTEN_PID/$LISTEN_FDS,
  * socket activation; [server] listen is then not bound), READY=1, wait for SIGTERM/SIGINT
- * (watchdog pings while alive),
+ * (watchdog pings while alive; each SIGHUP: RELOADING=1, ops->reload, the audit event
+ * config_reload, config_reloads_total{result="ok"|"failed"}, READY=1),
  * STOPPING=1, then stop HTTP (suspended requests answered 503), the service, free HTTP.
  * Returns the process exit code.
  */

@@ -3,6 +3,7 @@
  * STANDARDS TSP-01..13, TSP-18, TSA-05, TSA-09, TSA-17; DESIGN D2, D3, D5.
  */
 #include "tsa/tsa_service.h"
+#include "common/daemon.h"
 #include "common/journal.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -15,6 +16,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,19 +31,53 @@
 
 /* One distinct URL path and the TSUs served there (TSA-17). */
 struct tsa_path {
-    struct tsa_service *svc;
+    struct tsa_set *set;
     const char *path;
     struct tsa_unit *units[TSA_MAX_UNITS];
     size_t n;
     struct tsa_unit *dflt;
 };
 
-struct tsa_service {
-    const struct tsa_config *cfg;
+/* genTime state of a TSU, by name, kept for the service's life: a TSU reloaded with a new
+ * certificate or key keeps its name's genTime order (DESIGN D3), also while requests of the
+ * old set are still in flight. Made on the control thread only; never freed before the
+ * service. */
+struct tsa_gen {
+    char name[sizeof(((struct tsa_unit_config *)0)->name)];
+    pthread_mutex_t lock;
+    struct timespec last;
+    bool seeded; /* `last` read from the audit log (or no store to read: tsad -n) */
+    struct tsa_gen *next;
+};
+
+/*
+ * The TSUs served (issue 9 item 4): a set built from one reading of the configuration file,
+ * replaced as a whole by a reload. Requests take a reference when they start (the handler)
+ * and drop it when their job is freed; the service holds one for the current set. The last
+ * reference frees the units and releases their signer keys (a key a newer set kept stays).
+ */
+struct tsa_set {
+    atomic_uint refs;
+    struct tsa_service *svc;
+    struct tsa_config *cfg; /* own copy: units point at their section in it */
     struct tsa_unit units[TSA_MAX_UNITS];
+    struct tsa_gen *gen[TSA_MAX_UNITS];
     size_t n_units;
     struct tsa_path paths[TSA_MAX_UNITS];
     size_t n_paths;
+    double max_error; /* the smallest of the units': /healthz and the metrics */
+    unsigned serial;  /* 1 at start, +1 per reload: for the log */
+};
+
+struct tsa_service {
+    const struct tsa_config *cfg; /* as started: what needs a restart ([server], [store], ...) */
+    struct http_server *http;
+    pthread_mutex_t set_lock; /* guards `set` and taking a reference to it */
+    struct tsa_set *set;      /* current (one reference held) */
+    struct tsa_gen *gens;
+    atomic_bool closing; /* tsa_service_free: keys go with the signer, not one by one */
+    _Atomic double health_max_error; /* the current set's max_error */
+    unsigned reloads;                /* sets built after the first */
     struct clock *clock;
     struct signer *signer;
     struct store *store;
@@ -51,7 +87,6 @@ struct tsa_service {
     struct commit *commit;
     struct journal *journal;
     int lock_fd; /* flock on the store directory: one tsad per store */
-    double health_max_error;
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
     struct metric *m_reject[TSA_FAIL_BITS];
     struct ratelimit *limit; /* [limits] token_rate per client address, or NULL (off) */
@@ -62,6 +97,7 @@ struct tsa_service {
 struct tsa_job {
     struct signer_job sj;
     struct tsa_service *svc;
+    struct tsa_set *set; /* the TSU set it was taken from (a reference) */
     struct http_request *http;
     struct tsa_unit *unit;
     struct tsa_request req;
@@ -87,6 +123,64 @@ static const char *const reject_names[TSA_FAIL_BITS] = {
     [TSA_FAIL_ADD_INFO_NOT_AVAILABLE] = "addInfoNotAvailable",
     [TSA_FAIL_SYSTEM_FAILURE] = "systemFailure",
 };
+
+/* ---- TSU sets (issue 9 item 4) ---- */
+
+static void
+tsa_set_free(struct tsa_set *set)
+{
+    struct tsa_service *s = set->svc;
+    bool closing = atomic_load(&s->closing);
+
+    for (size_t i = 0; i < set->n_units; i++) {
+        /* while the service closes, signer_free() frees every key itself */
+        if (!closing && set->units[i].key != NULL)
+            signer_key_release(s->signer, set->units[i].key);
+        tsa_unit_clear(&set->units[i]);
+    }
+    if (set->serial > 0 && !closing)
+        log_info("tsa: TSU set #%u released (no request uses it any more)", set->serial);
+    free(set->cfg);
+    free(set);
+}
+
+/* The current set, with a reference for the caller. */
+static struct tsa_set *
+tsa_set_get(struct tsa_service *s)
+{
+    struct tsa_set *set;
+
+    pthread_mutex_lock(&s->set_lock);
+    set = s->set;
+    atomic_fetch_add(&set->refs, 1);
+    pthread_mutex_unlock(&s->set_lock);
+    return set;
+}
+
+static void
+tsa_set_put(struct tsa_set *set)
+{
+    if (set != NULL && atomic_fetch_sub(&set->refs, 1) == 1)
+        tsa_set_free(set);
+}
+
+/* The set's TSUs at a raw request path, or NULL. */
+static struct tsa_path *
+tsa_set_path(struct tsa_set *set, const char *path)
+{
+    for (size_t i = 0; i < set->n_paths; i++)
+        if (strcmp(set->paths[i].path, path) == 0)
+            return &set->paths[i];
+    return NULL;
+}
+
+static void
+tsa_job_free(struct tsa_job *j)
+{
+    tsa_set_put(j->set);
+    free(j->resp);
+    free(j);
+}
 
 /* Answer with a rejection TimeStampResp (HTTP 200: the protocol carries the error). */
 static void
@@ -165,10 +259,12 @@ tsa_job_prepare(struct tsa_job *j)
 static void
 tsa_handle(struct http_request *http, void *ctx)
 {
-    struct tsa_path *p = ctx;
-    struct tsa_service *s = p->svc;
+    struct tsa_service *s = ctx;
+    struct tsa_set *set = tsa_set_get(s);
+    struct tsa_path *p = tsa_set_path(set, http_req_path(http));
     uint64_t rid = http_req_id(http);
     struct tsa_job *j = NULL;
+    struct tsa_gen *g;
     const unsigned char *body;
     const char *why = NULL;
     enum tsa_fail fail;
@@ -177,17 +273,25 @@ tsa_handle(struct http_request *http, void *ctx)
     int st;
     struct ratelimit_verdict verdict;
 
+    if (p == NULL) { /* one route takes every POST: the paths are the current set's */
+        tsa_set_put(set);
+        http_reply_header(http, "Cache-Control", "no-cache");
+        http_reply(http, 404, "text/plain", "not found\n", 10);
+        return;
+    }
     body = http_req_body(http, &len);
     j = calloc(1, sizeof(*j));
     if (j == NULL) {
+        tsa_set_put(set);
         tsa_reply_reject(s, http, rid, TSA_FAIL_SYSTEM_FAILURE, "out of memory");
         return;
     }
     j->svc = s;
+    j->set = set;
     j->http = http;
     j->rid = rid;
     snprintf(j->client, sizeof(j->client), "%s", http_req_client_ip(http));
-    fail = tsa_request_parse(body, len, s->cfg->hashes, s->cfg->n_hashes, &j->req, &why);
+    fail = tsa_request_parse(body, len, set->cfg->hashes, set->cfg->n_hashes, &j->req, &why);
     if (fail != TSA_FAIL_NONE)
         goto reject;
     j->unit = tsa_select_unit(p, &j->req);
@@ -199,11 +303,14 @@ tsa_handle(struct http_request *http, void *ctx)
     /* the clock is read and genTime assigned under the unit's lock, so that concurrent
      * requests get genTimes in the order they read the clock; a genTime earlier than the
      * previous one then only comes from a clock that went back (DESIGN D3) */
-    pthread_mutex_lock(&j->unit->lock);
+    g = set->gen[j->unit - set->units]; /* shared with this TSU name in other sets */
+    pthread_mutex_lock(&g->lock);
+    j->unit->last_gen = g->last;
     clock_read_max(s->clock, j->unit->max_error, &j->clk);
     back = j->clk.verdict == CLOCK_OK &&
            !tsa_unit_gen_time_locked(j->unit, &j->clk.now, &j->tok.gen_time);
-    pthread_mutex_unlock(&j->unit->lock);
+    g->last = j->unit->last_gen;
+    pthread_mutex_unlock(&g->lock);
     if (j->clk.verdict != CLOCK_OK || back) { /* TSA-05, TSP-12 */
         fail = TSA_FAIL_TIME_NOT_AVAILABLE;
         why = back ? "the clock went back since the previous token"
@@ -220,7 +327,7 @@ tsa_handle(struct http_request *http, void *ctx)
     verdict = ratelimit_take_addr(s->limit, j->client); /* work that costs a signature */
     if (!verdict.allowed) {
         tsa_reply_limited(s, http, rid, &verdict);
-        free(j);
+        tsa_job_free(j);
         return;
     }
     if (tsa_job_prepare(j) != ST_OK) {
@@ -237,7 +344,28 @@ tsa_handle(struct http_request *http, void *ctx)
     why = st == ST_BUSY ? "signing queue full, retry later" : "service stopping";
 reject:
     tsa_reply_reject(s, http, rid, fail, why);
-    free(j);
+    tsa_job_free(j);
+}
+
+/* GET on any path but /healthz and /metrics: 405 on a TSU path (POST only), 404 elsewhere,
+ * as the route table did when it held one route per path. */
+static void
+tsa_handle_get(struct http_request *http, void *ctx)
+{
+    struct tsa_service *s = ctx;
+    struct tsa_set *set = tsa_set_get(s);
+    bool known = tsa_set_path(set, http_req_path(http)) != NULL;
+
+    /* LEAD (issue 9 item 1): `GET <tsu path>/certchain` belongs here, looked up in `set` (a
+     * TSU path of the current set), so that a reload changes the chains served too. */
+    tsa_set_put(set);
+    http_reply_header(http, "Cache-Control", "no-cache");
+    if (known) {
+        http_reply_header(http, "Allow", "POST");
+        http_reply(http, 405, "text/plain", "method not allowed\n", 19);
+    } else {
+        http_reply(http, 404, "text/plain", "not found\n", 10);
+    }
 }
 
 /* Assemble the granted response and its audit record text (on the signer's worker). */
@@ -283,8 +411,7 @@ tsa_job_recorded(struct tsa_job *j, int status)
         tsa_reply_reject(s, j->http, j->rid, TSA_FAIL_SYSTEM_FAILURE,
                          status == ST_SHUTDOWN ? "service stopping" : "audit log unavailable");
     }
-    free(j->resp);
-    free(j);
+    tsa_job_free(j);
 }
 
 static void
@@ -359,8 +486,7 @@ tsa_batch(struct signer_job **jobs, size_t n, void *ctx)
                          : st == ST_TIMEOUT ? "signing timed out: the HSM does not answer"
                          : st == ST_HSM     ? "the HSM is unavailable"
                                             : "signing failed");
-        free(j->resp);
-        free(j);
+        tsa_job_free(j);
     }
 }
 
@@ -439,39 +565,149 @@ tsa_metrics_init(struct tsa_service *s)
     metrics_source_add(tsa_metrics_source, s);
 }
 
-static int
-tsa_load_units(struct tsa_service *s)
-{
-    const struct tsa_config *cfg = s->cfg;
+static int tsa_seed_gen_time(struct tsa_service *s, struct tsa_gen **gens, size_t n);
 
+/* A reason for the reload's error (truncated to errlen, which is fine for a message). */
+static void __attribute__((format(printf, 3, 4)))
+tsa_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* The genTime state of TSU `name`, made when first needed (control thread). */
+static struct tsa_gen *
+tsa_gen_for(struct tsa_service *s, const char *name)
+{
+    struct tsa_gen *g;
+
+    for (g = s->gens; g != NULL; g = g->next)
+        if (strcmp(g->name, name) == 0)
+            return g;
+    if ((g = calloc(1, sizeof(*g))) == NULL)
+        return NULL;
+    snprintf(g->name, sizeof(g->name), "%s", name);
+    pthread_mutex_init(&g->lock, NULL);
+    g->next = s->gens;
+    s->gens = g;
+    return g;
+}
+
+/* The unit of `old` that `uc` can keep the signing key of: same name, same key (label or file),
+ * scheme, digest and certificate. NULL when there is none. */
+static const struct tsa_unit *
+tsa_same_key(const struct tsa_set *old, const struct tsa_unit_config *uc, const struct tsa_unit *u)
+{
+    for (size_t i = 0; old != NULL && i < old->n_units; i++) {
+        const struct tsa_unit *o = &old->units[i];
+
+        if (strcmp(o->cfg->name, uc->name) == 0 && strcmp(o->cfg->key_label, uc->key_label) == 0 &&
+            strcmp(o->cfg->key_file, uc->key_file) == 0 && o->cfg->scheme == uc->scheme &&
+            o->cfg->hash == uc->hash && memcmp(o->cert_sha256, u->cert_sha256, 32) == 0)
+            return o;
+    }
+    return NULL;
+}
+
+/*
+ * Build a set from `cfg` (taken over; freed with the set, also on failure) with the checks of a
+ * start: each TSU's certificate and chain (tsa_unit_load: EKU, CA:TRUE refused, validity), its
+ * key (found in the token by label and matched with the certificate, or read from its file; a
+ * test signature verified), the largest token it can be asked for. A TSU whose key and
+ * certificate are unchanged from `old` keeps its signer key. NULL on failure, with the reason
+ * in err (and the details logged).
+ */
+static struct tsa_set *
+tsa_set_build(struct tsa_service *s, struct tsa_config *cfg, const struct tsa_set *old,
+              char *err, size_t errlen)
+{
+    struct tsa_set *set = calloc(1, sizeof(*set));
+    struct tsa_gen *fresh[TSA_MAX_UNITS];
+    size_t n_fresh = 0;
+
+    if (set == NULL) {
+        free(cfg);
+        tsa_errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    atomic_init(&set->refs, 1);
+    set->svc = s;
+    set->cfg = cfg;
     for (size_t i = 0; i < cfg->n_units; i++) {
         const struct tsa_unit_config *uc = &cfg->units[i];
-        struct tsa_unit *u = &s->units[i];
-        X509 *cert;
+        struct tsa_unit *u = &set->units[i];
+        const struct tsa_unit *keep;
 
         if (tsa_unit_load(u, uc) != ST_OK) {
-            tsa_unit_clear(u); /* not yet counted in n_units: tsa_service_free skips it */
-            return ST_CONFIG;
+            tsa_unit_clear(u); /* not yet counted in n_units: tsa_set_free skips it */
+            tsa_errf(err, errlen,
+                     "%s:%d: [tsu %s]: certificate %s (chain %s) refused or unreadable (see the "
+                     "log line above)",
+                     cfg->file, uc->line, uc->name, uc->cert, uc->chain[0] ? uc->chain : "none");
+            goto fail;
         }
-        s->n_units = i + 1;
-        cert = u->cert;
-        if (uc->key_label[0] != '\0')
-            u->key = signer_add_p11_key(s->signer, uc->key_label, cert, uc->scheme, uc->hash);
-        else
-            u->key = signer_add_soft_key(s->signer, uc->key_file, cert, uc->scheme, uc->hash);
+        set->n_units = i + 1;
+        if ((keep = tsa_same_key(old, uc, u)) != NULL) {
+            signer_key_hold(keep->key);
+            u->key = keep->key;
+        } else if (uc->key_label[0] != '\0') {
+            u->key = signer_add_p11_key(s->signer, uc->key_label, u->cert, uc->scheme, uc->hash);
+        } else {
+            u->key = signer_add_soft_key(s->signer, uc->key_file, u->cert, uc->scheme, uc->hash);
+        }
         if (u->key == NULL) {
             log_err("tsa: [tsu %s] has no usable signing key", uc->name);
-            return ST_CONFIG;
+            tsa_errf(err, errlen,
+                     "%s:%d: [tsu %s]: no usable signing key %s%s for certificate %s (missing, "
+                     "not matching the certificate, or its test signature failed; see the log)",
+                     cfg->file, uc->line, uc->name, uc->key_label[0] ? "key_label=" : "key_file=",
+                     uc->key_label[0] ? uc->key_label : uc->key_file, uc->cert);
+            goto fail;
         }
-        if (tsa_unit_selftest(u) != ST_OK)
-            return ST_CONFIG;
-        if (s->health_max_error == 0 || u->max_error < s->health_max_error)
-            s->health_max_error = u->max_error;
-        log_audit("tsu_loaded", "tsu=%s policy=%s path=%s key=%s qualified=%s accuracy=%g",
-                  uc->name, uc->policy, uc->path, signer_key_name(u->key),
-                  uc->qualified ? "yes" : "no", uc->accuracy);
+        if (tsa_unit_selftest(u) != ST_OK) {
+            tsa_errf(err, errlen, "%s:%d: [tsu %s]: the self-test token cannot be built",
+                     cfg->file, uc->line, uc->name);
+            goto fail;
+        }
+        if ((set->gen[i] = tsa_gen_for(s, uc->name)) == NULL) {
+            tsa_errf(err, errlen, "out of memory");
+            goto fail;
+        }
+        if (!set->gen[i]->seeded)
+            fresh[n_fresh++] = set->gen[i];
+        if (set->max_error == 0 || u->max_error < set->max_error)
+            set->max_error = u->max_error;
+        if (keep == NULL)
+            log_audit("tsu_loaded", "tsu=%s policy=%s path=%s key=%s qualified=%s accuracy=%g",
+                      uc->name, uc->policy, uc->path, signer_key_name(u->key),
+                      uc->qualified ? "yes" : "no", uc->accuracy);
     }
-    return ST_OK;
+    for (size_t i = 0; i < set->n_units; i++) {
+        struct tsa_unit *u = &set->units[i];
+        struct tsa_path *p = tsa_set_path(set, u->cfg->path);
+
+        if (p == NULL) {
+            p = &set->paths[set->n_paths++];
+            p->set = set;
+            p->path = u->cfg->path;
+        }
+        p->units[p->n++] = u;
+        if (u->cfg->is_default)
+            p->dflt = u;
+    }
+    /* a TSU name new to this process: its latest genTime from the audit log (DESIGN D3) */
+    if (n_fresh > 0 && s->commit != NULL && tsa_seed_gen_time(s, fresh, n_fresh) != ST_OK) {
+        log_err("tsa: cannot read the last genTime from the audit log");
+        tsa_errf(err, errlen, "cannot read the last genTime of the TSUs from the audit log");
+        goto fail;
+    }
+    return set;
+fail:
+    tsa_set_free(set);
+    return NULL;
 }
 
 /* Records read back at start for the latest genTime: those written after the latest one can
@@ -513,11 +749,11 @@ tsa_gen_scan(void *ctx, const void *key, size_t klen, const void *val, size_t vl
  * replayed into it by now), so a clock that went back while tsad was down (or during a step
  * hold that a restart ended) is refused as it is while tsad runs (second review of issue 8). */
 static int
-tsa_seed_gen_time(struct tsa_service *s)
+tsa_seed_gen_time(struct tsa_service *s, struct tsa_gen **gens, size_t n)
 {
     const struct config_signer *sc = &s->cfg->signer;
     struct store_txn *t = NULL;
-    static struct gen_scan g; /* one control thread, at start */
+    static struct gen_scan g; /* one control thread: at start and at reloads */
     uint8_t last[8], start[8];
     size_t klen = 0;
     uint64_t seq = 0, window;
@@ -525,15 +761,18 @@ tsa_seed_gen_time(struct tsa_service *s)
     struct timespec now;
 
     memset(&g, 0, sizeof(g));
-    g.n_units = s->n_units;
-    for (size_t i = 0; i < s->n_units; i++)
-        g.tag_len[i] = tsa_audit_tsu_tag(g.tag[i], sizeof(g.tag[i]), s->units[i].cfg->name);
+    g.n_units = n;
+    for (size_t i = 0; i < n; i++)
+        g.tag_len[i] = tsa_audit_tsu_tag(g.tag[i], sizeof(g.tag[i]), gens[i]->name);
     if ((st = store_txn_begin(s->store, false, &t)) != ST_OK)
         return st;
     st = store_txn_last(t, s->audit_db, last, sizeof(last), &klen);
     store_txn_abort(t);
-    if (st == ST_NOTFOUND)
+    if (st == ST_NOTFOUND) {
+        for (size_t i = 0; i < n; i++)
+            gens[i]->seeded = true;
         return ST_OK; /* no token yet */
+    }
     if (st != ST_OK || klen != sizeof(last))
         return st != ST_OK ? st : ST_STORE;
     for (size_t i = 0; i < sizeof(last); i++)
@@ -547,40 +786,30 @@ tsa_seed_gen_time(struct tsa_service *s)
     if ((st = store_walk(s->store, s->audit_db, start, sizeof(start), tsa_gen_scan, &g)) != ST_OK)
         return st;
     clock_gettime(CLOCK_REALTIME, &now);
-    for (size_t i = 0; i < s->n_units; i++) {
+    for (size_t i = 0; i < n; i++) {
+        gens[i]->seeded = true;
         if (!g.found[i])
             continue;
-        s->units[i].last_gen = g.max[i];
+        pthread_mutex_lock(&gens[i]->lock);
+        gens[i]->last = g.max[i];
+        pthread_mutex_unlock(&gens[i]->lock);
         if (g.max[i].tv_sec > now.tv_sec)
             log_warn("tsa: [tsu %s] its last token in the audit log has a genTime %lld s ahead "
                      "of the system clock: tokens are refused (timeNotAvailable) until the clock "
                      "passes it (genTime never goes back, DESIGN D3)",
-                     s->units[i].cfg->name, (long long)(g.max[i].tv_sec - now.tv_sec));
+                     gens[i]->name, (long long)(g.max[i].tv_sec - now.tv_sec));
     }
     return ST_OK;
 }
 
+/* One route takes every POST and one every GET (but /healthz and /metrics, matched first):
+ * the handlers look the path up in the current set, so a reload can add and remove paths. */
 static int
 tsa_routes(struct tsa_service *s, struct http_server *http)
 {
-    for (size_t i = 0; i < s->n_units; i++) {
-        struct tsa_unit *u = &s->units[i];
-        struct tsa_path *p = NULL;
-
-        for (size_t k = 0; k < s->n_paths; k++)
-            if (strcmp(s->paths[k].path, u->cfg->path) == 0)
-                p = &s->paths[k];
-        if (p == NULL) {
-            p = &s->paths[s->n_paths++];
-            p->svc = s;
-            p->path = u->cfg->path;
-            if (http_route(http, "POST", p->path, false, TSA_QUERY_TYPE, tsa_handle, p) != ST_OK)
-                return ST_ERR;
-        }
-        p->units[p->n++] = u;
-        if (u->cfg->is_default)
-            p->dflt = u;
-    }
+    if (http_route(http, "POST", "/", true, TSA_QUERY_TYPE, tsa_handle, s) != ST_OK ||
+        http_route(http, "GET", "/", true, NULL, tsa_handle_get, s) != ST_OK)
+        return ST_ERR;
     http_server_set_health(http, tsa_health, s);
     return ST_OK;
 }
@@ -663,20 +892,26 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     struct signer_config sc = {0};
     struct clock_config cc = {0};
 
+    struct tsa_config *own;
+    char err[512];
+
     if (s == NULL)
         return NULL;
     s->cfg = cfg;
+    s->http = http;
     s->lock_fd = -1;
+    pthread_mutex_init(&s->set_lock, NULL);
     if (tsa_open_audit(s, check) != ST_OK)
         goto fail;
     signer_config_init(&sc, &cfg->signer);
     s->signer = signer_new(&sc, tsa_batch, s);
-    if (s->signer == NULL || tsa_load_units(s) != ST_OK)
+    if (s->signer == NULL || (own = malloc(sizeof(*own))) == NULL)
         goto fail;
-    if (!check && tsa_seed_gen_time(s) != ST_OK) {
-        log_err("tsa: cannot read the last genTime from the audit log");
-        goto fail;
-    }
+    memcpy(own, cfg, sizeof(*own));
+    if ((s->set = tsa_set_build(s, own, NULL, err, sizeof(err))) == NULL)
+        goto fail; /* the reason is logged */
+    s->set->serial = 1;
+    s->health_max_error = s->set->max_error;
     cc.chrony_socket = cfg->chrony_socket;
     cc.poll_interval = cfg->poll_interval;
     cc.max_update_age = cfg->max_update_age;
@@ -701,9 +936,12 @@ fail:
 void
 tsa_service_free(struct tsa_service *s)
 {
+    struct tsa_gen *g, *next;
+
     if (s == NULL)
         return;
     metrics_source_remove(tsa_metrics_source, s);
+    atomic_store(&s->closing, true); /* signer_free() frees every key */
     /* in order: the signer answers every pending job (ST_SHUTDOWN) through tsa_batch; the
      * journal writes the records handed to it (their tokens leave) and copies everything into
      * the store; the pipeline commits what it holds */
@@ -712,10 +950,205 @@ tsa_service_free(struct tsa_service *s)
     commit_free(s->commit);
     clock_free(s->clock);
     ratelimit_free(s->limit);
-    for (size_t i = 0; i < s->n_units; i++)
-        tsa_unit_clear(&s->units[i]);
+    /* every job is answered by now: the current set is the last one */
+    if (s->set != NULL)
+        tsa_set_put(s->set);
+    for (g = s->gens; g != NULL; g = next) {
+        next = g->next;
+        pthread_mutex_destroy(&g->lock);
+        free(g);
+    }
+    pthread_mutex_destroy(&s->set_lock);
     store_close(s->store);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
     free(s);
+}
+
+/* ---- reload (SIGHUP; issue 9 item 4) ---- */
+
+/* Settings of a TSU section other than its name and place in the file. */
+static bool
+tsa_unit_cfg_same(const struct tsa_unit_config *a, const struct tsa_unit_config *b)
+{
+    return strcmp(a->policy, b->policy) == 0 && strcmp(a->path, b->path) == 0 &&
+           a->is_default == b->is_default && strcmp(a->cert, b->cert) == 0 &&
+           strcmp(a->chain, b->chain) == 0 && strcmp(a->key_label, b->key_label) == 0 &&
+           strcmp(a->key_file, b->key_file) == 0 && a->scheme == b->scheme && a->hash == b->hash &&
+           a->accuracy == b->accuracy && a->qualified == b->qualified &&
+           a->tsa_name == b->tsa_name && a->ess_cert_id_v1 == b->ess_cert_id_v1;
+}
+
+static const struct tsa_unit *
+tsa_set_unit(const struct tsa_set *set, const char *name)
+{
+    for (size_t i = 0; i < set->n_units; i++)
+        if (strcmp(set->units[i].cfg->name, name) == 0)
+            return &set->units[i];
+    return NULL;
+}
+
+static void
+tsa_hex(const uint8_t *b, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[b[i] >> 4];
+        out[2 * i + 1] = digits[b[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* Append ",item" (or "item") to a list of at most cap bytes. */
+static void
+tsa_list_add(char *list, size_t cap, const char *item)
+{
+    size_t used = strlen(list);
+
+    if (used + strlen(item) + 2 < cap)
+        snprintf(list + used, cap - used, "%s%s", used > 0 ? "," : "", item);
+    else if (used + 4 < cap && strcmp(list + (used > 3 ? used - 3 : 0), "...") != 0)
+        snprintf(list + used, cap - used, "...");
+}
+
+/* What the audit line says about the TSUs: added, removed and changed ones with the SHA-256
+ * of their certificates (old->new), and how many stayed as they were. */
+static void
+tsa_set_diff(const struct tsa_set *old, const struct tsa_set *set, char *what, size_t cap)
+{
+    char added[512] = "", removed[512] = "", changed[768] = "", item[256];
+    char fa[65], fb[65];
+    unsigned same = 0;
+
+    for (size_t i = 0; i < set->n_units; i++) {
+        const struct tsa_unit *u = &set->units[i], *o = tsa_set_unit(old, u->cfg->name);
+
+        tsa_hex(u->cert_sha256, 32, fb);
+        if (o == NULL) {
+            snprintf(item, sizeof(item), "%s:sha256=%s", u->cfg->name, fb);
+            tsa_list_add(added, sizeof(added), item);
+            continue;
+        }
+        tsa_hex(o->cert_sha256, 32, fa);
+        if (strcmp(fa, fb) != 0)
+            snprintf(item, sizeof(item), "%s:sha256=%s->%s", u->cfg->name, fa, fb);
+        else if (!tsa_unit_cfg_same(o->cfg, u->cfg) || o->certs_len != u->certs_len ||
+                 memcmp(o->certs, u->certs, u->certs_len) != 0)
+            snprintf(item, sizeof(item), "%s:sha256=%s(settings)", u->cfg->name, fb);
+        else {
+            same++;
+            continue;
+        }
+        tsa_list_add(changed, sizeof(changed), item);
+    }
+    for (size_t i = 0; i < old->n_units; i++) {
+        const struct tsa_unit *o = &old->units[i];
+
+        if (tsa_set_unit(set, o->cfg->name) != NULL)
+            continue;
+        tsa_hex(o->cert_sha256, 32, fa);
+        snprintf(item, sizeof(item), "%s:sha256=%s", o->cfg->name, fa);
+        tsa_list_add(removed, sizeof(removed), item);
+    }
+    snprintf(what, cap, "tsus_added=%s tsus_removed=%s tsus_changed=%s tsus_unchanged=%u",
+             added[0] ? added : "none", removed[0] ? removed : "none",
+             changed[0] ? changed : "none", same);
+}
+
+/* Restart-only settings of tsad beyond [server], [store] and [signer]. */
+static void
+tsa_restart_keys(struct daemon_restart *r, const struct tsa_config *run,
+                 const struct tsa_config *now)
+{
+    daemon_restart_common(r, &run->server, &now->server, &run->store, &now->store, &run->signer,
+                          &now->signer);
+    if (strcmp(run->chrony_socket, now->chrony_socket) != 0)
+        daemon_restart_note(r, "[clock] chrony_socket");
+    if (run->poll_interval != now->poll_interval)
+        daemon_restart_note(r, "[clock] poll_interval");
+    if (run->max_update_age != now->max_update_age)
+        daemon_restart_note(r, "[clock] max_update_age");
+    if (run->leap_guard != now->leap_guard)
+        daemon_restart_note(r, "[clock] leap_guard");
+    if (run->kernel_check != now->kernel_check)
+        daemon_restart_note(r, "[clock] kernel_check");
+    if (run->token_limit.rate != now->token_limit.rate ||
+        run->token_limit.burst != now->token_limit.burst ||
+        run->token_limit.sources != now->token_limit.sources)
+        daemon_restart_note(r, "[limits]");
+}
+
+/*
+ * The TLS certificate, key and chain of the HTTPS listener: loaded and checked last, after the
+ * TSUs, so that a reload either applies both or neither (its own swap is all or nothing).
+ * ST_OK, or an error with the reason in err.
+ *
+ * LEAD (issue 9 item 1 + 4): wire http_tls_reload() here once tsad has HTTPS, e.g.
+ *     if (<HTTPS configured in cfg>) {
+ *         char terr[256];
+ *         if (http_tls_reload(s->http, cfg->tls_cert, cfg->tls_key, cfg->tls_chain, terr,
+ *                             sizeof(terr)) != ST_OK) {
+ *             tsa_errf(err, errlen, "%s: TLS certificate %s / key %s: %s", cfg->file,
+ *                      cfg->tls_cert, cfg->tls_key, terr);
+ *             return ST_CONFIG;
+ *         }
+ *         (append " tls_cert=sha256:OLD->NEW" to `what` when the certificate changed)
+ *     }
+ * and name HTTPS being turned on or off, or its listen address, in tsa_restart_keys().
+ */
+static int
+tsa_reload_tls(struct tsa_service *s, const struct tsa_config *cfg, char *what, size_t whatcap,
+               char *err, size_t errlen)
+{
+    (void)s;
+    (void)cfg;
+    (void)what;
+    (void)whatcap;
+    (void)err;
+    (void)errlen;
+    return ST_OK;
+}
+
+int
+tsa_service_reload(struct tsa_service *s, const char *path, char *what, size_t whatcap,
+                   char *err, size_t errlen)
+{
+    struct tsa_config *cfg = malloc(sizeof(*cfg));
+    struct daemon_restart rs = {0};
+    struct tsa_set *old, *set;
+    size_t used;
+
+    if (cfg == NULL) {
+        tsa_errf(err, errlen, "out of memory");
+        return ST_NOMEM;
+    }
+    if (tsa_config_load(cfg, path, err, errlen) != ST_OK) {
+        free(cfg);
+        return ST_CONFIG;
+    }
+    tsa_restart_keys(&rs, s->cfg, cfg);
+    old = s->set; /* only this (control) thread replaces it */
+    set = tsa_set_build(s, cfg, old, err, errlen);
+    if (set == NULL)
+        return ST_CONFIG;
+    tsa_set_diff(old, set, what, whatcap);
+    if (tsa_reload_tls(s, set->cfg, what, whatcap, err, errlen) != ST_OK) {
+        tsa_set_put(set);
+        return ST_CONFIG;
+    }
+    set->serial = ++s->reloads + 1;
+    log_set_level(set->cfg->log_level);
+    pthread_mutex_lock(&s->set_lock);
+    s->set = set;
+    pthread_mutex_unlock(&s->set_lock);
+    s->health_max_error = set->max_error;
+    used = strlen(what);
+    snprintf(what + used, whatcap - used, " set=%u needs_restart=%s", set->serial,
+             rs.n > 0 ? rs.keys : "none");
+    log_notice("tsa: TSU set #%u serves %zu TSU(s) on %zu path(s); set #%u is released once "
+               "its requests in flight are answered",
+               set->serial, set->n_units, set->n_paths, old->serial);
+    tsa_set_put(old); /* requests in flight keep it until they are answered */
+    return ST_OK;
 }

@@ -29,6 +29,17 @@ struct tsa_service;
  * store is only opened read-only when it exists: no lock, no journal, nothing written. */
 struct tsa_service *tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
                                     const struct clock_source *clock_src, bool check);
+/* SIGHUP (issue 9 item 4): re-read `path` and serve its TSUs: a new set is built with every
+ * check of a start (certificates, chains, keys in the token or files, test signatures); only
+ * when all of it loads does it replace the running set, atomically: requests already under
+ * way finish with the set they started with, which is freed (its keys released) when the last
+ * of them is answered. [tsu] sections, [tsa] hashes and [log] level apply; [server], [store],
+ * [signer], [clock] and [limits] need a restart (logged as such, left as they are). ST_OK with
+ * the changes in `what` ("tsus_added=NAME:sha256=FP,... tsus_removed=... tsus_changed=NAME:
+ * sha256=OLD->NEW ... needs_restart=KEY,..."), or ST_CONFIG with the reason in err. Control
+ * thread only. */
+int tsa_service_reload(struct tsa_service *s, const char *path, char *what, size_t whatcap,
+                       char *err, size_t errlen);
 /* Stop the signer (pending requests answered), clock, store. NULL-safe. */
 void tsa_service_free(struct tsa_service *s);
 

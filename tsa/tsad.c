@@ -43,6 +43,12 @@ tsad_stop(void *svc)
     tsa_service_free(svc);
 }
 
+static int
+tsad_reload(void *svc, const char *path, char *what, size_t whatcap, char *err, size_t errlen)
+{
+    return tsa_service_reload(svc, path, what, whatcap, err, errlen);
+}
+
 static void
 tsad_summary(const void *cfg, char *buf, size_t cap)
 {
@@ -63,6 +69,7 @@ main(int argc, char **argv)
         .start = tsad_start,
         .stop = tsad_stop,
         .summary = tsad_summary,
+        .reload = tsad_reload,
     };
 
     return daemon_main(argc, argv, &ops);
