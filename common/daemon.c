@@ -221,8 +221,19 @@ daemon_restart_note(struct daemon_restart *r, const char *key)
 {
     size_t used = strlen(r->keys);
 
+    char word[96], *w = word;
+
     log_warn("config reload: needs restart: %s (the running value is kept)", key);
-    snprintf(r->keys + used, sizeof(r->keys) - used, "%s%s", used > 0 ? "," : "", key);
+    /* "[server] listen" -> "server.listen": one word in the audit line */
+    for (const char *k = key; *k != '\0' && w < word + sizeof(word) - 1; k++) {
+        if (*k == '[')
+            continue;
+        *w++ = *k == ']' ? '.' : *k;
+        if (*k == ']' && k[1] == ' ')
+            k++;
+    }
+    *w = '\0';
+    snprintf(r->keys + used, sizeof(r->keys) - used, "%s%s", used > 0 ? "," : "", word);
     r->n++;
 }
 

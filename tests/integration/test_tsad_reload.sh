@@ -1,0 +1,328 @@
+#!/usr/bin/env bash
+#
+# test_tsad_reload.sh: TSU rollover without downtime (issue 9 item 4). A real tsad on the demo
+# SoftHSM2 token and chronyd, real clients (curl, openssl ts); SIGHUP reloads its
+# configuration:
+#   1. rollover under load: a client loop stamps continuously while a new key is generated in
+#      the token, a certificate is issued for it, the config points TSU n1 at them and tsad
+#      gets SIGHUP: no request fails; the tokens before the reload verify with the old
+#      certificate, those after with the new one; AUDIT event=config_reload names the change
+#      (sha256 old->new); config_reloads_total{result="ok"} counts it; the old set is released;
+#   2. a TSU added (a new path) and one removed (/tsa/qualified: 404 afterwards);
+#   3. configurations that do not load leave the running one serving and say why: a missing
+#      certificate file, a certificate that does not match its key, a syntax error, a CA
+#      certificate as TSU certificate (RFC 3161 §2.3, TSP-24): the log names the file:line or
+#      the certificate/key, config_reloads_total{result="failed"} counts each;
+#      a changed [server] key is reported "needs restart" and the rest applies;
+#   4. requests in flight at the swap: tsad signs through the slow-HSM shim (bench/p11delay.c,
+#      500 ms per signature, one at a time); requests queued when SIGHUP moves n1 to another
+#      key are answered with tokens of the old key, the new ones with the new key, and the
+#      old set is released only after the last of them was answered.
+set -uo pipefail
+
+# shellcheck source=tests/lib/itest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
+itest_setup test_tsad_reload
+
+WRAP=$BUILD/bench/libp11delay.so
+[[ -x $BUILD/tsad && -f $WRAP ]] || fatal build "tsad or $WRAP not built"
+
+itest_tsa_setup local
+BASECONF=$TMP/base.conf
+cp "$CONF" "$BASECONF"
+itest_tsad_start
+itest_tsad_healthy
+echo "a document to stamp during a rollover" >"$TMP/doc"
+openssl ts -query -data "$TMP/doc" -sha256 -cert -out "$TMP/q.tsq" 2>/dev/null
+
+# ---- helpers ----
+# unit_set NAME KEY VALUE: set KEY in [tsu NAME] of CONF (the line replaced, or added)
+unit_set() {
+    python3 - "$CONF" "$1" "$2" "$3" <<'EOF'
+import sys
+path, unit, key, value = sys.argv[1:]
+out, inside, done = [], False, False
+for line in open(path).read().splitlines():
+    if line.startswith('['):
+        if inside and not done:
+            out.append(f'{key} = {value}')
+            done = True
+        inside = line.strip() == f'[tsu {unit}]'
+    elif inside and line.split('=')[0].strip() == key:
+        line, done = f'{key} = {value}', True
+    out.append(line)
+if inside and not done:
+    out.append(f'{key} = {value}')
+open(path, 'w').write('\n'.join(out) + '\n')
+EOF
+}
+# unit_del NAME KEY: remove KEY from [tsu NAME]; unit_drop NAME: remove the whole section
+unit_del() {
+    python3 - "$CONF" "$1" "$2" <<'EOF'
+import sys
+path, unit, key = sys.argv[1:]
+out, inside = [], False
+for line in open(path).read().splitlines():
+    if line.startswith('['):
+        inside = line.strip() == f'[tsu {unit}]'
+    elif inside and line.split('=')[0].strip() == key:
+        continue
+    out.append(line)
+open(path, 'w').write('\n'.join(out) + '\n')
+EOF
+}
+unit_drop() {
+    awk -v s="[tsu $1]" '/^\[/ { skip = ($0 == s) } !skip' "$CONF" >"$CONF.new" && mv "$CONF.new" "$CONF"
+}
+metric() { curl -s --max-time 5 "$BASE/metrics" | awk -v n="$1" '$1 == n { printf "%d\n", $2 }'; }
+reloads() { metric "config_reloads_total{result=\"$1\"}"; }
+audit_count() { grep -c 'AUDIT event=config_reload ' "$LOG"; }
+# hup: SIGHUP tsad and wait for its audit line (the reload is done, either way)
+hup() {
+    local before i
+    before=$(audit_count)
+    kill -HUP "$TSAD_PID"
+    for ((i = 0; i < 200; i++)); do
+        (($(audit_count) > before)) && return 0
+        sleep 0.05
+    done
+    return 1
+}
+last_audit() { grep 'AUDIT event=config_reload ' "$LOG" | tail -n 1; }
+sha() { derutil certsha256 "$1"; }
+# stamp TAG [PATH]: one request; TAG.tsr; prints "HTTP-code status"
+stamp() {
+    local code
+    code=$(curl -s --max-time 20 -o "$TMP/$1.tsr" -w '%{http_code}' \
+        -H 'Content-Type: application/timestamp-query' --data-binary @"$TMP/q.tsq" \
+        "$BASE${2:-/tsa}")
+    echo "$code $(derutil tsp-resp "$TMP/$1.tsr" 2>/dev/null | sed -n 's/^status=//p')"
+}
+# signer_of FILE: the SHA-256 of the TSU certificate the token carries: the one of its
+# certificates that is not a CA of the demo chain
+CHAIN_SHAS=" $(derutil certsha256 "$PKI_ROOT_CERT") $(derutil certsha256 "$PKI_TSACA_CERT") "
+signer_of() {
+    local c
+    for c in $(derutil tsp-resp "$1" 2>/dev/null | sed -n 's/^cert_sha256=//p' | tr ',' ' '); do
+        [[ $CHAIN_SHAS == *" $c "* ]] || echo "$c"
+    done
+}
+verifies() { openssl ts -verify -data "$TMP/doc" -in "$1" -CAfile "$PKI_CA_CHAIN" >/dev/null 2>&1; }
+# signed_by NAME TAG CERT: one check: TAG.tsr is a token that verifies and carries CERT
+signed_by() {
+    if verifies "$TMP/$2.tsr" && [[ $(signer_of "$TMP/$2.tsr") == $(sha "$3") ]]; then
+        t_ok "$1"
+    else
+        t_fail "$1" "status $(derutil tsp-resp "$TMP/$2.tsr" 2>/dev/null | sed -n 's/^status=//p'), signer $(signer_of "$TMP/$2.tsr"), want $(sha "$3")"
+    fi
+}
+has() {
+    if grep -Eq -- "$3" "$2"; then t_ok "$1"; else
+        t_fail "$1" "no /$3/ in $(basename "$2"): $(tail -n 5 "$2" | tr '\n' ' ' | cut -c1-600)"
+    fi
+}
+
+expect "config_reloads_total{result=\"ok\"} is exported at 0" "$(reloads ok)" 0
+expect "config_reloads_total{result=\"failed\"} is exported at 0" "$(reloads failed)" 0
+
+# ---- 1. rollover of n1 to a new key in the token, under a continuous client loop ----
+softhsm_keygen "$PKI_DIR/hsm" tsu-n2-p256 21 EC:prime256v1 "$TMP/n2.pub.pem" >"$TMP/keygen.log" 2>&1 ||
+    fatal "new key generated in the token" "$(tail -n 3 "$TMP/keygen.log")"
+pki_tsu_cert_for_pub "$PKI_DIR" "$TMP/n2.pub.pem" "$(pki_tsu_subject 'Demo TSU N2 P-256')" \
+    "$TMP/n2.pem" tsu_n 2>"$TMP/cert.log" || fatal "certificate for the new key" "$(cat "$TMP/cert.log")"
+
+mkdir -p "$TMP/loop"
+(
+    i=0
+    while [[ ! -e $TMP/loop.stop ]]; do
+        i=$((i + 1))
+        curl -s --max-time 20 -o "$TMP/loop/$i.tsr" -w '%{http_code}\n' \
+            -H 'Content-Type: application/timestamp-query' --data-binary @"$TMP/q.tsq" \
+            "$URL" >"$TMP/loop/$i.code" 2>/dev/null
+    done
+) &
+LOOP_PID=$!
+track_pid "$LOOP_PID"
+# wait_loop N: until the loop has N answers
+wait_loop() {
+    local i
+    for ((i = 0; i < 400; i++)); do
+        (($(find "$TMP/loop" -name '*.code' -size +0 | wc -l) >= $1)) && return 0
+        sleep 0.05
+    done
+    return 1
+}
+wait_loop 15 || fatal "client loop runs" "$(ls "$TMP/loop" | wc -l) answers"
+unit_set n1 certificate "$TMP/n2.pem"
+unit_set n1 key_label tsu-n2-p256
+hup || fatal "reload 1 done" "$(tail -n 5 "$LOG")"
+n_at=$(find "$TMP/loop" -name '*.code' | wc -l)
+wait_loop $((n_at + 15)) || t_fail "client loop goes on after the reload" "$(tail -n 5 "$LOG")"
+touch "$TMP/loop.stop"
+wait "$LOOP_PID" 2>/dev/null
+n=$(find "$TMP/loop" -name '*.code' -size +0 | wc -l)
+bad=0 old=0 new=0 back=0 seen_new=0
+old_sha=$(sha "$TSU_N_CERT") new_sha=$(sha "$TMP/n2.pem")
+for ((i = 1; i <= n; i++)); do
+    f=$TMP/loop/$i.tsr
+    if [[ $(<"$TMP/loop/$i.code") != 200 ]] || ! verifies "$f"; then
+        bad=$((bad + 1))
+        continue
+    fi
+    case $(signer_of "$f") in
+    "$old_sha")
+        old=$((old + 1))
+        ((seen_new)) && back=$((back + 1))
+        ;;
+    "$new_sha")
+        new=$((new + 1))
+        seen_new=1
+        ;;
+    *) bad=$((bad + 1)) ;;
+    esac
+done
+expect "rollover under load: no failed request among $n (HTTP 200, granted, verifies)" "$bad" 0
+if ((old >= 10 && new >= 10 && back == 0)); then
+    t_ok "rollover: $old tokens of the old certificate, then $new of the new one, never back"
+else
+    t_fail "rollover: old tokens, then new ones" "old $old new $new old-after-new $back"
+fi
+has "AUDIT config_reload names n1 with the certificate SHA-256 old->new" "$LOG" \
+    "AUDIT event=config_reload result=ok .*tsus_changed=n1:sha256=$old_sha->$new_sha"
+has "AUDIT config_reload: nothing added or removed" "$LOG" \
+    'AUDIT event=config_reload result=ok .*tsus_added=none tsus_removed=none'
+expect "config_reloads_total{result=\"ok\"} = 1" "$(reloads ok)" 1
+for ((i = 0; i < 40; i++)); do grep -q 'TSU set #1 released' "$LOG" && break; sleep 0.1; done
+has "the old TSU set is released once its requests are answered" "$LOG" 'TSU set #1 released'
+has "the old key is released from the signer" "$LOG" 'signer: key pkcs11:tsu-n-p256 released'
+r=$(stamp after)
+expect "after the reload: granted" "$r" "200 0"
+signed_by "after the reload: signed by the new TSU certificate" after "$TMP/n2.pem"
+
+# ---- 2. a TSU added, one removed ----
+openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/n3.key"
+openssl pkey -in "$TMP/n3.key" -pubout -out "$TMP/n3.pub.pem"
+pki_tsu_cert_for_pub "$PKI_DIR" "$TMP/n3.pub.pem" "$(pki_tsu_subject 'Demo TSU N3 Soft')" \
+    "$TMP/n3.pem" tsu_n 2>"$TMP/cert.log" || fatal "certificate for n3" "$(cat "$TMP/cert.log")"
+unit_drop q1
+cat >>"$CONF" <<EOF
+
+[tsu n3]
+policy = 1.3.6.1.4.1.55555.1.21
+path = /tsa/n3
+certificate = $TMP/n3.pem
+chain = $PKI_CA_CHAIN
+key_file = $TMP/n3.key
+signature = ecdsa
+digest = sha256
+accuracy = 500ms
+EOF
+expect "before: /tsa/n3 is not served" "$(stamp n3pre /tsa/n3 | cut -d' ' -f1)" 404
+hup || fatal "reload 2 done" "$(tail -n 5 "$LOG")"
+r=$(stamp n3 /tsa/n3)
+expect "added TSU n3: /tsa/n3 granted" "$r" "200 0"
+signed_by "added TSU n3 signs with its certificate" n3 "$TMP/n3.pem"
+expect "removed TSU q1: /tsa/qualified is 404" "$(stamp q1gone /tsa/qualified | cut -d' ' -f1)" 404
+code=$(curl -s -o /dev/null -w '%{http_code}' "$BASE/tsa/n3")
+expect "GET on a TSU path added by reload: 405" "$code" 405
+has "AUDIT config_reload: n3 added, q1 removed (with their SHA-256)" "$LOG" \
+    "AUDIT event=config_reload result=ok .*tsus_added=n3:sha256=$(sha "$TMP/n3.pem") tsus_removed=q1:sha256=$(sha "$TSU_Q_CERT") tsus_changed=none"
+
+# ---- 3. configurations that do not load: the running one keeps serving ----
+cp "$CONF" "$TMP/good.conf"
+# bad NAME ERE: SIGHUP with the CONF as edited; the reload fails, says ERE, counts; n1 and n3 serve
+bad() {
+    local f0 r1 r2
+    f0=$(reloads failed)
+    hup || fatal "reload ($1) done" "$(tail -n 5 "$LOG")"
+    if last_audit | grep -q 'result=failed' && grep -Eq -- "$2" "$LOG"; then
+        t_ok "$1: refused, the log says why"
+    else
+        t_fail "$1: refused, the log says why" "want /$2/; $(last_audit | cut -c1-400)"
+    fi
+    expect "$1: config_reloads_total{result=\"failed\"} counts it" "$(reloads failed)" $((f0 + 1))
+    r1=$(stamp "bad-$1-n1")
+    r2=$(stamp "bad-$1-n3" /tsa/n3)
+    if [[ $r1 == "200 0" && $r2 == "200 0" ]] && verifies "$TMP/bad-$1-n1.tsr" &&
+        [[ $(signer_of "$TMP/bad-$1-n1.tsr") == "$new_sha" ]]; then
+        t_ok "$1: the running TSUs keep serving"
+    else
+        t_fail "$1: the running TSUs keep serving" "n1 $r1, n3 $r2"
+    fi
+    cp "$TMP/good.conf" "$CONF"
+}
+unit_set n1 certificate "$TMP/missing.pem"
+bad missing-cert "config_reload result=failed .*tsad.conf:[0-9]+: \[tsu n1\]: certificate $TMP/missing.pem"
+unit_set n1 certificate "$TSU_N_CERT"
+bad key-mismatch "config_reload result=failed .*\[tsu n1\]: no usable signing key key_label=tsu-n2-p256 for certificate $TSU_N_CERT"
+echo "this line is not ini" >>"$CONF"
+bad syntax "config_reload result=failed .*tsad.conf:[0-9]+:"
+unit_set n3 certificate "$PKI_TSACA_CERT"
+bad ca-cert "tsa: \[tsu n3\] certificate $PKI_TSACA_CERT refused"
+has "a failed reload is logged as an error with the file" "$LOG" \
+    "err: config reload: $CONF: .*the running configuration is kept"
+expect "no reload succeeded meanwhile" "$(reloads ok)" 2
+
+# a restart-only key changed beside a reloadable one: reported, the rest applies
+sed -i 's/^threads = 2$/threads = 3/' "$CONF"
+unit_set n3 accuracy 200ms
+hup || fatal "reload 4 done" "$(tail -n 5 "$LOG")"
+has "[server] threads: 'needs restart' logged" "$LOG" 'needs restart: \[server\] threads'
+has "AUDIT config_reload: ok, n3's settings changed, needs_restart=server.threads" "$LOG" \
+    "AUDIT event=config_reload result=ok .*tsus_changed=n3:sha256=$(sha "$TMP/n3.pem")\(settings\).*needs_restart=server.threads"
+expect "the reload with a restart-only change counts as ok" "$(reloads ok)" 3
+r=$(stamp acc /tsa/n3)
+acc=$(openssl ts -reply -in "$TMP/acc.tsr" -text 2>/dev/null | sed -n 's/^Accuracy: *//p')
+expect "n3's new accuracy (200ms) applies" "$(echo "$acc" | tr -d ' ')" "unspecifiedseconds,0xC8millis,unspecifiedmicros"
+
+tsad_stop
+has "clean stop after the reloads" "$LOG" 'AUDIT event=service_stop'
+itest_log_clean "$LOG"
+
+# ---- 4. requests in flight at the swap (slow HSM: 500 ms a signature, one at a time) ----
+LOG=$TMP/tsad-slow.log
+cp "$BASECONF" "$CONF"
+unit_set n1 certificate "$TMP/n2.pem"
+unit_set n1 key_label tsu-n2-p256
+sed -i "s|^pkcs11_module = .*|pkcs11_module = $WRAP\nsign_timeout = 20s|; s|^level = info|level = debug|" "$CONF"
+export P11DELAY_MODULE=$PKI_P11_MODULE P11DELAY_LATENCY_MS=500 P11DELAY_PARALLEL=1
+itest_tsad_start
+itest_tsad_healthy
+openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/n4.key"
+openssl pkey -in "$TMP/n4.key" -pubout -out "$TMP/n4.pub.pem"
+pki_tsu_cert_for_pub "$PKI_DIR" "$TMP/n4.pub.pem" "$(pki_tsu_subject 'Demo TSU N4 Soft')" \
+    "$TMP/n4.pem" tsu_n 2>"$TMP/cert.log" || fatal "certificate for n4" "$(cat "$TMP/cert.log")"
+pids=()
+for i in 1 2 3 4; do
+    stamp "fly$i" >"$TMP/fly$i.res" &
+    pids+=($!)
+    track_pid "$!"
+done
+# the 4 are in flight (suspended, waiting for the HSM) before the reload starts
+for ((i = 0; i < 100; i++)); do
+    (($(metric http_suspended_requests) >= 4)) && break
+    sleep 0.05
+done
+expect "4 requests in flight (suspended for the HSM) before SIGHUP" "$(metric http_suspended_requests)" 4
+unit_set n1 certificate "$TMP/n4.pem"
+unit_del n1 key_label
+unit_set n1 key_file "$TMP/n4.key"
+hup || fatal "reload in flight done" "$(tail -n 5 "$LOG")"
+has "the reload under way applied" "$LOG" "AUDIT event=config_reload result=ok .*tsus_changed=n1:sha256=$new_sha->$(sha "$TMP/n4.pem")"
+r=$(stamp fresh)
+signed_by "a request after the swap is signed with the new key (software)" fresh "$TMP/n4.pem"
+for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+ok=0
+for i in 1 2 3 4; do
+    [[ $(<"$TMP/fly$i.res") == "200 0" ]] && verifies "$TMP/fly$i.tsr" &&
+        [[ $(signer_of "$TMP/fly$i.tsr") == "$new_sha" ]] && ok=$((ok + 1))
+done
+expect "the 4 requests in flight at the swap: granted, signed by the old key" "$ok" 4
+# in the log: the swap, then the in-flight tokens granted by the old set, then its release
+order=$(awk '/AUDIT event=config_reload result=ok/ { s = NR } /granted tsu=n1/ { if (s) g = NR }
+    /TSU set #1 released/ { r = NR } END { print (s && g > s && r > g) ? "ok" : "s=" s " g=" g " r=" r }' "$LOG")
+expect "old set released only after the requests in flight were answered (log order)" "$order" ok
+tsad_stop
+has "clean stop with the slow HSM" "$LOG" 'AUDIT event=service_stop'
+itest_log_clean "$LOG"
+t_summary "$NAME"
