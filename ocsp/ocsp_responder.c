@@ -46,6 +46,15 @@ struct ocsp_responder {
     bool strict;
     _Atomic int64_t expiry_warned; /* last "responder certificate expires soon" warning */
     _Atomic int64_t last_replace;  /* latest replaced_at of a slot */
+    /* one reload at a time: the refresher's poll and a SIGHUP (issue 9 item 4) */
+    pthread_mutex_t reload_lock;
+    /* the signers as of the start or the last SIGHUP, for the config_reload audit line */
+    struct ocsp_signer_seen {
+        uint8_t id[OCSP_ISSUER_ID_LEN];
+        char name[64];
+        uint8_t sha256[32]; /* of the responder certificate (delegate or CA) */
+    } seen[OCSP_MAX_ISSUERS];
+    size_t n_seen;
 };
 
 static int64_t
@@ -146,7 +155,7 @@ der_to_x509(const uint8_t *der, size_t len)
 
 /* Build the runtime issuer from its record: certificates, key, ResponderID, certs field. */
 static struct ocsp_issuer_slot *
-ocsp_slot_load(struct ocsp_responder *r, const struct ocsp_issuer_rec *rec)
+ocsp_slot_load(struct ocsp_responder *r, const struct ocsp_issuer_rec *rec, bool check_only)
 {
     struct ocsp_issuer_slot *slot = calloc(1, sizeof(*slot));
     struct ocsp_issuer *iss;
@@ -186,6 +195,8 @@ ocsp_slot_load(struct ocsp_responder *r, const struct ocsp_issuer_rec *rec)
         goto fail;
     iss->ca_not_before = asn1_time_unix(X509_get0_notBefore(iss->cert));
     iss->signer_not_after = asn1_time_unix(X509_get0_notAfter(iss->signer_cert));
+    if (check_only)
+        return slot;
     log_audit("ocsp_issuer_loaded",
               "issuer=%s signer=%s key=%s nonce=%u unissued=%u "
               "validity=%u crl_fed=%d",
@@ -201,7 +212,28 @@ fail:
 struct reload_ctx {
     struct ocsp_responder *r;
     int failed;
+    bool check_same;    /* SIGHUP: load unchanged issuers again to check their keys */
+    char failed_names[256];
 };
+
+static void
+reload_failed(struct reload_ctx *rc, const char *name)
+{
+    size_t used = strlen(rc->failed_names);
+
+    rc->failed++;
+    if (used + strlen(name) + 2 < sizeof(rc->failed_names))
+        snprintf(rc->failed_names + used, sizeof(rc->failed_names) - used, "%s%s",
+                 used > 0 ? "," : "", name);
+}
+
+/* A slot loaded only to check it (SIGHUP on an unchanged issuer): never published. */
+static void
+ocsp_slot_discard(struct ocsp_responder *r, struct ocsp_issuer_slot *slot)
+{
+    signer_key_release(r->signer, slot->iss.key);
+    ocsp_slot_free(slot);
+}
 
 static bool
 ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
@@ -221,17 +253,33 @@ ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
         /* same key and certificates: publish the new settings (CRL times, policies) */
         if (!ocsp_live_same(ocsp_issuer_live(&old->iss), rec) &&
             ocsp_live_publish(&old->iss, rec) != ST_OK)
-            rc->failed++;
+            reload_failed(rc, rec->name);
+        /* SIGHUP: its key is looked for again (token label, key file) and must still sign
+         * and match the certificate; the running slot stays either way */
+        if (rc->check_same) {
+            if ((slot = ocsp_slot_load(r, rec, true)) == NULL) {
+                log_err("ocsp: issuer %s: its signing key no longer loads; the running one "
+                        "keeps signing until a restart",
+                        rec->name);
+                reload_failed(rc, rec->name);
+            } else {
+                ocsp_slot_discard(r, slot);
+            }
+        }
         return true;
     }
     if (old == NULL && r->n == OCSP_MAX_ISSUERS) {
         log_err("ocsp: more than %d issuers: %s not served", OCSP_MAX_ISSUERS, rec->name);
-        rc->failed++;
+        reload_failed(rc, rec->name);
         return true;
     }
-    slot = ocsp_slot_load(r, rec);
+    slot = ocsp_slot_load(r, rec, false);
     if (slot == NULL) {
-        rc->failed++;
+        if (old != NULL)
+            log_err("ocsp: issuer %s: its new signer does not load; the running one keeps "
+                    "signing",
+                    rec->name);
+        reload_failed(rc, rec->name);
         return true;
     }
     /* a new key or certificate (rollover): the new slot takes the old one's place; the old
@@ -252,20 +300,125 @@ ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
     return true;
 }
 
-int
-ocsp_responder_reload(struct ocsp_responder *r)
+static int
+ocsp_reload_walk(struct ocsp_responder *r, struct reload_ctx *rc, bool force)
 {
-    struct reload_ctx rc = {r, 0};
     uint64_t gen = ocsp_store_issuers_gen(r->store);
     int st;
 
-    if (gen == r->gen && r->n > 0)
+    if (!force && gen == r->gen && r->n > 0)
         return ST_OK;
-    st = ocsp_store_issuer_walk(r->store, ocsp_reload_one, &rc);
+    st = ocsp_store_issuer_walk(r->store, ocsp_reload_one, rc);
     if (st != ST_OK)
         return st;
     r->gen = gen;
+    return ST_OK;
+}
+
+int
+ocsp_responder_reload(struct ocsp_responder *r)
+{
+    struct reload_ctx rc = {.r = r};
+    int st;
+
+    pthread_mutex_lock(&r->reload_lock);
+    st = ocsp_reload_walk(r, &rc, false);
+    pthread_mutex_unlock(&r->reload_lock);
+    if (st != ST_OK)
+        return st;
     return rc.failed > 0 && r->strict ? ST_CONFIG : ST_OK;
+}
+
+/* The served signers now, into r->seen; `what` (when not NULL) gets the changes from the
+ * previous ones: issuers_added=NAME:sha256=FP,... issuers_changed=NAME:sha256=OLD->NEW,...
+ * issuers_unchanged=N. Under reload_lock. */
+static void
+ocsp_signers_seen(struct ocsp_responder *r, char *what, size_t cap)
+{
+    static const char hx[] = "0123456789abcdef";
+    struct ocsp_signer_seen now[OCSP_MAX_ISSUERS];
+    char added[512] = "", changed[768] = "", item[200], fa[65], fb[65];
+    size_t n = 0;
+    unsigned same = 0;
+
+    pthread_rwlock_rdlock(&r->lock);
+    for (size_t i = 0; i < r->n; i++) {
+        const struct ocsp_issuer *iss = &r->issuers[i]->iss;
+        unsigned len = 32;
+
+        memcpy(now[n].id, iss->rec.id, OCSP_ISSUER_ID_LEN);
+        snprintf(now[n].name, sizeof(now[n].name), "%s", iss->rec.name);
+        if (X509_digest(iss->signer_cert, signer_hash_md(SIGNER_SHA256), now[n].sha256, &len) !=
+            1)
+            memset(now[n].sha256, 0, sizeof(now[n].sha256));
+        n++;
+    }
+    pthread_rwlock_unlock(&r->lock);
+    for (size_t i = 0; what != NULL && i < n; i++) {
+        const struct ocsp_signer_seen *o = NULL;
+        char *list;
+        size_t lcap, used;
+
+        for (size_t k = 0; k < r->n_seen; k++)
+            if (memcmp(r->seen[k].id, now[i].id, OCSP_ISSUER_ID_LEN) == 0)
+                o = &r->seen[k];
+        for (size_t b = 0; b < 32; b++) {
+            fb[2 * b] = hx[now[i].sha256[b] >> 4];
+            fb[2 * b + 1] = hx[now[i].sha256[b] & 15];
+            if (o != NULL) {
+                fa[2 * b] = hx[o->sha256[b] >> 4];
+                fa[2 * b + 1] = hx[o->sha256[b] & 15];
+            }
+        }
+        fa[64] = fb[64] = '\0';
+        if (o != NULL && memcmp(o->sha256, now[i].sha256, 32) == 0) {
+            same++;
+            continue;
+        }
+        if (o == NULL) {
+            snprintf(item, sizeof(item), "%s:sha256=%s", now[i].name, fb);
+            list = added;
+            lcap = sizeof(added);
+        } else {
+            snprintf(item, sizeof(item), "%s:sha256=%s->%s", now[i].name, fa, fb);
+            list = changed;
+            lcap = sizeof(changed);
+        }
+        used = strlen(list);
+        if (used + strlen(item) + 2 < lcap)
+            snprintf(list + used, lcap - used, "%s%s", used > 0 ? "," : "", item);
+    }
+    if (what != NULL)
+        snprintf(what, cap, "issuers_added=%s issuers_changed=%s issuers_unchanged=%u",
+                 added[0] ? added : "none", changed[0] ? changed : "none", same);
+    memcpy(r->seen, now, n * sizeof(now[0]));
+    r->n_seen = n;
+}
+
+int
+ocsp_responder_reload_all(struct ocsp_responder *r, char *what, size_t whatcap, char *err,
+                          size_t errlen)
+{
+    struct reload_ctx rc = {.r = r, .check_same = true};
+    int st;
+
+    pthread_mutex_lock(&r->reload_lock);
+    st = ocsp_reload_walk(r, &rc, true);
+    if (st == ST_OK)
+        ocsp_signers_seen(r, what, whatcap);
+    pthread_mutex_unlock(&r->reload_lock);
+    if (st != ST_OK) {
+        snprintf(err, errlen, "cannot read the issuers from the store: %s", status_str(st));
+        return st;
+    }
+    if (rc.failed > 0) {
+        snprintf(err, errlen,
+                 "issuer(s) %s: signing key or certificate not usable (see the log); they keep "
+                 "their running signer",
+                 rc.failed_names);
+        return ST_CONFIG;
+    }
+    return ST_OK;
 }
 
 /* Storing one signed response: an operation of the commit pipeline (BACKGROUND: an answer
@@ -377,6 +530,7 @@ ocsp_responder_new(const struct ocsp_config *cfg, struct ocsp_store *st, bool st
     r->store = st;
     r->strict = strict;
     pthread_rwlock_init(&r->lock, NULL);
+    pthread_mutex_init(&r->reload_lock, NULL);
     if (!ocsp_store_readonly(st)) /* a read-only store (ocspd -n) is never written */
         r->commit =
             commit_new(ocsp_store_raw(st),
@@ -393,6 +547,9 @@ ocsp_responder_new(const struct ocsp_config *cfg, struct ocsp_store *st, bool st
         goto fail;
     if (ocsp_responder_reload(r) != ST_OK)
         goto fail;
+    pthread_mutex_lock(&r->reload_lock);
+    ocsp_signers_seen(r, NULL, 0);
+    pthread_mutex_unlock(&r->reload_lock);
     return r;
 fail:
     ocsp_responder_free(r);
@@ -415,6 +572,7 @@ ocsp_responder_free(struct ocsp_responder *r)
         r->retired = next;
     }
     pthread_rwlock_destroy(&r->lock);
+    pthread_mutex_destroy(&r->reload_lock);
     free(r);
 }
 

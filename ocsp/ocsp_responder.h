@@ -100,6 +100,14 @@ struct ocsp_responder *ocsp_responder_new(const struct ocsp_config *cfg, struct 
 void ocsp_responder_free(struct ocsp_responder *r);
 /* Load issuers added or changed since the last load (store's issuers_gen). */
 int ocsp_responder_reload(struct ocsp_responder *r);
+/* SIGHUP (issue 9 item 4): load every issuer of the store again now, and look for the key of
+ * each unchanged one again (token label or key file, matched with its certificate, a test
+ * signature): an issuer whose new or present key does not load keeps its running signer.
+ * ST_OK with the signer changes since the start or the previous call in `what`
+ * ("issuers_added=NAME:sha256=FP issuers_changed=NAME:sha256=OLD->NEW issuers_unchanged=N",
+ * SHA-256 of the responder certificates), or ST_CONFIG naming the issuers that failed. */
+int ocsp_responder_reload_all(struct ocsp_responder *r, char *what, size_t whatcap, char *err,
+                              size_t errlen);
 struct ocsp_store *ocsp_responder_store(struct ocsp_responder *r);
 /* The store's commit pipeline: every write ocspd makes goes through it. */
 struct commit *ocsp_responder_commit(struct ocsp_responder *r);

@@ -4,6 +4,7 @@
  * OCSP-17/18, OCSP-27, LW-01..05, STS-12, EID-05.
  */
 #include "ocsp/ocsp_service.h"
+#include "common/daemon.h"
 #include "common/commit.h"
 #include "common/cond.h"
 #include "common/der.h"
@@ -55,7 +56,10 @@ struct ocsp_inflight {
 };
 
 struct ocsp_service {
-    const struct ocsp_config *cfg;
+    const struct ocsp_config *cfg; /* as started: what needs a restart */
+    /* [ocsp] settings a reload changes (SIGHUP, issue 9 item 4) */
+    _Atomic double max_age, refresh_interval, refresh_margin;
+    atomic_uint max_certids;
     struct ocsp_store *store;
     struct ocsp_responder *resp;
     pthread_t refresher;
@@ -150,8 +154,8 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, s
     }
     etag[65] = '"';
     etag[66] = '\0';
-    if (age > (int64_t)s->cfg->max_age)
-        age = (int64_t)s->cfg->max_age;
+    if (age > (int64_t)s->max_age)
+        age = (int64_t)s->max_age;
     if (age < 0)
         age = 0;
     snprintf(cc, sizeof(cc), "max-age=%lld, public, no-transform, must-revalidate", (long long)age);
@@ -515,7 +519,7 @@ ocsp_handle(struct http_request *http, void *ctx)
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, why);
         return;
     }
-    if (req.n > s->cfg->max_certids) {
+    if (req.n > atomic_load(&s->max_certids)) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "too many CertIDs");
         return;
     }
@@ -653,7 +657,7 @@ ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
 
     if (rs->n >= OCSP_REFRESH_CHUNK)
         return false; /* a chunk at a time: no transaction held while signing */
-    due = ocsp_refresh_due(r, rs->now, rs->s->cfg->refresh_margin);
+    due = ocsp_refresh_due(r, rs->now, rs->s->refresh_margin);
     if (!due && r->produced_at >= rs->replaced)
         return true; /* current, and produced after any signer change */
     if (!ocsp_certid_from_der(certid, certid_len, &id) ||
@@ -812,17 +816,17 @@ static void *
 ocsp_refresher_main(void *arg)
 {
     struct ocsp_service *s = arg;
-    double since_scan = s->cfg->refresh_interval; /* scan at start */
+    double since_scan = s->refresh_interval; /* scan at start */
     int64_t replaced = 0;
 
     for (;;) {
         ocsp_responder_reload(s->resp);
         if (ocsp_responder_last_replace(s->resp) != replaced) {
             replaced = ocsp_responder_last_replace(s->resp);
-            since_scan = s->cfg->refresh_interval; /* a new signer: its answers now */
+            since_scan = s->refresh_interval; /* a new signer: its answers now */
         }
         ocsp_refresh_changes(s);
-        if (since_scan >= s->cfg->refresh_interval) {
+        if (since_scan >= s->refresh_interval) {
             ocsp_refresh_scan(s);
             since_scan = 0;
         }
@@ -912,6 +916,10 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     if (s == NULL)
         return NULL;
     s->cfg = cfg;
+    s->max_age = cfg->max_age;
+    s->refresh_interval = cfg->refresh_interval;
+    s->refresh_margin = cfg->refresh_margin;
+    atomic_init(&s->max_certids, cfg->max_certids);
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->inflight_lock, NULL);
@@ -972,4 +980,48 @@ ocsp_service_free(struct ocsp_service *s)
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->inflight_lock);
     free(s);
+}
+
+int
+ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t whatcap,
+                    char *err, size_t errlen)
+{
+    struct ocsp_config *cfg = malloc(sizeof(*cfg));
+    const struct ocsp_config *run = s->cfg;
+    struct daemon_restart rs = {0};
+    char signers[1200] = "";
+    int st;
+
+    if (cfg == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return ST_NOMEM;
+    }
+    if ((st = ocsp_config_load(cfg, path, err, errlen)) != ST_OK) {
+        free(cfg);
+        return st;
+    }
+    daemon_restart_common(&rs, &run->server, &cfg->server, &run->store, &cfg->store,
+                          &run->signer, &cfg->signer);
+    if (strcmp(run->base_path, cfg->base_path) != 0)
+        daemon_restart_note(&rs, "[server] base_path");
+    if (run->unissued_cache != cfg->unissued_cache)
+        daemon_restart_note(&rs, "[ocsp] unissued_cache");
+    if (run->sign_limit.rate != cfg->sign_limit.rate ||
+        run->sign_limit.burst != cfg->sign_limit.burst ||
+        run->sign_limit.sources != cfg->sign_limit.sources)
+        daemon_restart_note(&rs, "[limits]");
+    /* the signers: every issuer of the store again, each key looked for again */
+    if ((st = ocsp_responder_reload_all(s->resp, signers, sizeof(signers), err, errlen)) !=
+        ST_OK) {
+        free(cfg);
+        return st;
+    }
+    s->max_age = cfg->max_age;
+    s->refresh_interval = cfg->refresh_interval;
+    s->refresh_margin = cfg->refresh_margin;
+    atomic_store(&s->max_certids, cfg->max_certids);
+    log_set_level(cfg->log_level);
+    snprintf(what, whatcap, "%s needs_restart=%s", signers, rs.n > 0 ? rs.keys : "none");
+    free(cfg);
+    return ST_OK;
 }

@@ -33,5 +33,13 @@ struct ocsp_service;
 struct ocsp_service *ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http,
                                       bool check);
 void ocsp_service_free(struct ocsp_service *s);
+/* SIGHUP (issue 9 item 4): re-read `path`; load every issuer of the store again and look for
+ * each key again (ocsp_responder_reload_all: an issuer whose key does not load keeps its
+ * running signer, and the reload is reported failed naming it); then [ocsp] max_age,
+ * refresh_interval, refresh_margin, max_certids and [log] level apply. [server] (base_path
+ * too), [store], [signer], [limits] and [ocsp] unissued_cache need a restart (logged). ST_OK
+ * with the signer changes in `what`, or an error with the reason in err. Control thread. */
+int ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t whatcap,
+                        char *err, size_t errlen);
 
 #endif

@@ -41,6 +41,12 @@ ocspd_stop(void *svc)
     ocsp_service_free(svc);
 }
 
+static int
+ocspd_reload(void *svc, const char *path, char *what, size_t whatcap, char *err, size_t errlen)
+{
+    return ocsp_service_reload(svc, path, what, whatcap, err, errlen);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -55,6 +61,7 @@ main(int argc, char **argv)
         .log_level = ocspd_log_level,
         .start = ocspd_start,
         .stop = ocspd_stop,
+        .reload = ocspd_reload,
     };
 
     return daemon_main(argc, argv, &ops);
