@@ -997,13 +997,14 @@ signer_key_release(struct signer *s, struct signer_key *k)
 {
     struct signer_key **pp;
     CK_OBJECT_HANDLE obj;
-    bool token;
+    bool token, forgotten;
     char name[sizeof(k->name)];
 
     if (k == NULL || atomic_fetch_sub(&k->refs, 1) != 1)
         return;
     obj = k->p11_obj;
     token = k->soft == NULL;
+    forgotten = atomic_exchange(&k->token_forgotten, true);
     memcpy(name, k->name, sizeof(name));
     pthread_mutex_lock(&s->lock);
     for (pp = &s->keys; *pp != NULL && *pp != k; pp = &(*pp)->next)
@@ -1021,9 +1022,16 @@ signer_key_release(struct signer *s, struct signer_key *k)
     s->retired = k;
     signer_sweep_retired(s);
     pthread_mutex_unlock(&s->lock);
-    if (token) /* k may be gone now */
+    if (token && !forgotten) /* k may be gone now */
         signer_p11_forget_key(s->p11, obj);
     log_info("signer: key %s released", name);
+}
+
+void
+signer_key_forget_token(struct signer *s, struct signer_key *k)
+{
+    if (k != NULL && k->soft == NULL && !atomic_exchange(&k->token_forgotten, true))
+        signer_p11_forget_key(s->p11, k->p11_obj);
 }
 
 void

@@ -130,6 +130,10 @@ struct signer_key *signer_add_soft_key(struct signer *s, const char *pem_path, X
  * that was down no longer makes the signer unhealthy. */
 void signer_key_hold(struct signer_key *k);
 void signer_key_release(struct signer *s, struct signer_key *k);
+/* A key replaced but kept (ocspd keeps a replaced issuer's key for answers in flight): it
+ * still signs, but a re-initialisation of the PKCS#11 module no longer needs to find it (the
+ * operator may delete it from the token after a rollover). */
+void signer_key_forget_token(struct signer *s, struct signer_key *k);
 
 /* Start the worker threads. Each worker signs a test digest with every key first (a key that
  * cannot sign is an error at start, not at the first request). */

@@ -26,6 +26,7 @@ struct signer_key {
     atomic_bool down;   /* PKCS#11: its last signature failed or timed out */
     atomic_uint refs;   /* signer_key_hold / signer_key_release; 1 when added */
     bool retired;       /* released: off s->keys, freed once no worker holds it (s->lock) */
+    atomic_bool token_forgotten; /* its PKCS#11 key is no longer looked for at a re-init */
     uint8_t sigalg[80]; /* DER AlgorithmIdentifier of the signature */
     size_t sigalg_len;
     uint8_t digalg[24]; /* DER AlgorithmIdentifier of the digest */

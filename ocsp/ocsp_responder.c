@@ -297,6 +297,10 @@ ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
         r->n++;
     }
     pthread_rwlock_unlock(&r->lock);
+    /* a rollover may delete the old key from the token: a re-initialisation of the module
+     * (after a removed device) must not need it any more */
+    if (old != NULL)
+        signer_key_forget_token(r->signer, old->iss.key);
     return true;
 }
 

@@ -17,7 +17,10 @@
 #   4. requests in flight at the swap: tsad signs through the slow-HSM shim (bench/p11delay.c,
 #      500 ms per signature, one at a time); requests queued when SIGHUP moves n1 to another
 #      key are answered with tokens of the old key, the new ones with the new key, and the
-#      old set is released only after the last of them was answered.
+#      old set is released only after the last of them was answered;
+#   5. after the rollover the operator deletes the old key from the token; the device is then
+#      removed and comes back: tsad re-initialises the module (C_Finalize, C_Initialize) and
+#      finds its keys again, without looking for the released one (which is gone).
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -285,7 +288,10 @@ cp "$BASECONF" "$CONF"
 unit_set n1 certificate "$TMP/n2.pem"
 unit_set n1 key_label tsu-n2-p256
 sed -i "s|^pkcs11_module = .*|pkcs11_module = $WRAP\nsign_timeout = 20s|; s|^level = info|level = debug|" "$CONF"
-export P11DELAY_MODULE=$PKI_P11_MODULE P11DELAY_LATENCY_MS=500 P11DELAY_PARALLEL=1
+F=$TMP/faults
+mkdir -p "$F"
+export P11DELAY_MODULE=$PKI_P11_MODULE P11DELAY_LATENCY_MS=500 P11DELAY_PARALLEL=1 \
+    P11DELAY_REMOVED_FILE=$F/removed P11DELAY_REINIT=1
 itest_tsad_start
 itest_tsad_healthy
 openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/n4.key"
@@ -322,6 +328,27 @@ expect "the 4 requests in flight at the swap: granted, signed by the old key" "$
 order=$(awk '/AUDIT event=config_reload result=ok/ { s = NR } /granted tsu=n1/ { if (s) g = NR }
     /TSU set #1 released/ { r = NR } END { print (s && g > s && r > g) ? "ok" : "s=" s " g=" g " r=" r }' "$LOG")
 expect "old set released only after the requests in flight were answered (log order)" "$order" ok
+
+# ---- 5. the released key deleted from the token, then a removed device comes back ----
+softhsm_tool "$PKI_DIR/hsm" --delete-object --type privkey --label tsu-n2-p256 >/dev/null 2>&1 &&
+    softhsm_tool "$PKI_DIR/hsm" --delete-object --type pubkey --label tsu-n2-p256 >/dev/null 2>&1 ||
+    fatal "old key deleted from the token" "pkcs11-tool --delete-object failed"
+openssl ts -query -data "$TMP/doc" -sha256 -cert -tspolicy "$TSA_POLICY_RSA" -out "$TMP/rsa.tsq" 2>/dev/null
+stamp_rsa() {
+    curl -s --max-time 20 -o "$TMP/$1.tsr" -H 'Content-Type: application/timestamp-query' \
+        --data-binary @"$TMP/rsa.tsq" "$URL"
+    derutil tsp-resp "$TMP/$1.tsr" 2>/dev/null | sed -n 's/^status=//p'
+}
+touch "$F/removed"
+expect "device removed: the token TSU rsa is refused (rejection)" "$(stamp_rsa gone)" 2
+rm -f "$F/removed"
+if wait_http "$BASE/healthz" 15 200 2>/dev/null; then
+    t_ok "device back: /healthz 200 again"
+else
+    t_fail "device back: /healthz 200 again" "$(curl -s "$BASE/healthz"); $(grep -E 'pkcs11|hsm' "$LOG" | tail -n 3 | tr '\n' ' ')"
+fi
+has "the module was re-initialised without the deleted, released key" "$LOG" "re-initialised after CKR_DEVICE_REMOVED"
+expect "device back: the token TSU rsa grants again" "$(stamp_rsa back)" 0
 tsad_stop
 has "clean stop with the slow HSM" "$LOG" 'AUDIT event=service_stop'
 itest_log_clean "$LOG"
