@@ -367,6 +367,7 @@ signer_add_p11_key(struct signer *s, const char *label, X509 *cert, enum signer_
         return NULL;
     }
     if (signer_key_link(s, k) != ST_OK) {
+        signer_p11_forget_key(s->p11, k->p11_obj); /* found, but it does not sign */
         EVP_PKEY_free(k->pub);
         free(k);
         return NULL;
@@ -781,9 +782,10 @@ signer_watch_main(void *arg)
             signer_sweep_retired(s);
         if (atomic_load(&s->n_down) > 0 && now - s->probe_last >= SIGNER_PROBE_INTERVAL_NS)
             signer_probe_submit(s, now);
-        pthread_mutex_unlock(&s->lock);
+        /* under the lock: a hung key may be a released one, freed once its worker is done */
         for (size_t i = 0; i < n_hung; i++)
             signer_key_health(s, hung[i], ST_TIMEOUT);
+        pthread_mutex_unlock(&s->lock);
         for (struct signer_job *j = expired; j != NULL; j = j->next)
             n++;
         if (n > 0) {

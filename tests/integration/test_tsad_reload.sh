@@ -292,7 +292,21 @@ F=$TMP/faults
 mkdir -p "$F"
 export P11DELAY_MODULE=$PKI_P11_MODULE P11DELAY_LATENCY_MS=500 P11DELAY_PARALLEL=1 \
     P11DELAY_REMOVED_FILE=$F/removed P11DELAY_REINIT=1
+# a stand-in for systemd's notify socket: every datagram, one per line, in notify.log
+cat >"$TMP/notify.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a", buffering=1) as log:
+    while True:
+        log.write(s.recv(4096).decode(errors="replace").replace("\n", " ") + "\n")
+PY
+python3 "$TMP/notify.py" "$TMP/notify.sock" "$TMP/notify.log" &
+track_pid $!
+for ((i = 0; i < 50; i++)); do [[ -S $TMP/notify.sock ]] && break; sleep 0.1; done
+export NOTIFY_SOCKET=$TMP/notify.sock
 itest_tsad_start
+unset NOTIFY_SOCKET
 itest_tsad_healthy
 openssl genpkey -quiet -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TMP/n4.key"
 openssl pkey -in "$TMP/n4.key" -pubout -out "$TMP/n4.pub.pem"
@@ -315,6 +329,10 @@ unit_del n1 key_label
 unit_set n1 key_file "$TMP/n4.key"
 hup || fatal "reload in flight done" "$(tail -n 5 "$LOG")"
 has "the reload under way applied" "$LOG" "AUDIT event=config_reload result=ok .*tsus_changed=n1:sha256=$new_sha->$(sha "$TMP/n4.pem")"
+sd=$(grep -oE '^(READY|RELOADING)=1' "$TMP/notify.log" | tr '\n' ' ')
+expect "sd_notify: READY=1, then RELOADING=1 and READY=1 around the reload" "$sd" "READY=1 RELOADING=1 READY=1 "
+has "sd_notify: RELOADING=1 carries MONOTONIC_USEC" "$TMP/notify.log" '^RELOADING=1 .*MONOTONIC_USEC=[0-9]+'
+has "sd_notify: STATUS after the reload" "$TMP/notify.log" '^READY=1 STATUS=configuration reloaded'
 r=$(stamp fresh)
 signed_by "a request after the swap is signed with the new key (software)" fresh "$TMP/n4.pem"
 for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
