@@ -2,7 +2,7 @@
  * daemon: process plumbing shared by tsad and ocspd: the common main() (options, config,
  * start-up and shutdown order), systemd readiness and watchdog notifications (sd_notify
  * protocol over $NOTIFY_SOCKET, no libsystemd needed), and a blocking wait for SIGTERM/SIGINT
- * that also sends watchdog pings.
+ * that also sends watchdog pings; SIGHUP runs the daemon's reload op (issue 9 item 4).
  */
 #ifndef COMMON_DAEMON_H
 #define COMMON_DAEMON_H

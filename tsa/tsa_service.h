@@ -7,6 +7,10 @@
  * cannot be written withholds its token (systemFailure).
  *
  * Failures map to PKIFailureInfo in one table (tsa_service.c, STYLE "Errors").
+ *
+ * The TSUs form a set, replaced as a whole by tsa_service_reload() (SIGHUP): each request
+ * holds a reference to the set it started with until its reply is given, so a request in
+ * flight finishes with its TSU's old certificate and key; the set is freed by the last one.
  */
 #ifndef TSA_TSA_SERVICE_H
 #define TSA_TSA_SERVICE_H

@@ -193,6 +193,49 @@ START_TEST(test_order_and_verify)
 }
 END_TEST
 
+/* issue 9 item 4 (reload): a key added to a running signer, held twice and released twice
+ * while jobs naming it are queued and one is in a worker: those jobs still sign with it (the
+ * key is freed only once none holds it; ASan checks no use after free and no leak), and the
+ * signer goes on with its other keys. */
+START_TEST(test_key_release_in_flight)
+{
+    static struct signer_job jobs[10], more;
+    struct signer_key *k, *k2;
+    struct signer *s;
+    EVP_PKEY_CTX *vc;
+
+    reset();
+    s = new_signer(1, 100, 1, &k);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    k2 = signer_add_soft_key(s, key_path, cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(k2); /* self-tested: the signer runs */
+    signer_key_hold(k2);
+    set_hold(true);
+    for (int i = 0; i < 10; i++) {
+        job_init(&jobs[i], k2, i);
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    }
+    wait_in_callback(); /* job 0 signed, the worker held in its callback; 1..9 queued */
+    signer_key_release(s, k2);
+    signer_key_release(s, k2); /* the last reference: off the signer, not freed yet */
+    set_hold(false);
+    wait_done(10);
+    vc = EVP_PKEY_CTX_new(X509_get0_pubkey(cert), NULL);
+    ck_assert_int_eq(EVP_PKEY_verify_init(vc), 1);
+    for (int i = 0; i < 10; i++) {
+        ck_assert_int_eq(statuses[i], ST_OK);
+        ck_assert_int_eq(EVP_PKEY_verify(vc, jobs[i].sig, jobs[i].sig_len, jobs[i].digest, 32), 1);
+    }
+    EVP_PKEY_CTX_free(vc);
+    job_init(&more, k, 10);
+    ck_assert_int_eq(signer_submit(s, &more), ST_OK);
+    wait_done(11);
+    ck_assert_int_eq(statuses[10], ST_OK);
+    ck_assert(signer_healthy(s));
+    signer_free(s);
+}
+END_TEST
+
 START_TEST(test_fair_share)
 {
     /* 64 jobs queued for 2 idle workers: neither takes more than its half */
@@ -342,6 +385,7 @@ signer_suite(void)
     tcase_add_test(tc, test_busy_with_queue_max_1);
     tcase_add_test(tc, test_shutdown_pending);
     tcase_add_test(tc, test_timeout_queued);
+    tcase_add_test(tc, test_key_release_in_flight);
     suite_add_tcase(s, tc);
     return s;
 }
