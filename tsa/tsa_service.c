@@ -300,9 +300,10 @@ tsa_handle(struct http_request *http, void *ctx)
         why = "requested policy is not served at this address";
         goto reject;
     }
-    /* the clock is read and genTime assigned under the unit's lock, so that concurrent
-     * requests get genTimes in the order they read the clock; a genTime earlier than the
-     * previous one then only comes from a clock that went back (DESIGN D3) */
+    /* the clock is read and genTime assigned under the lock of the TSU's name (shared by the
+     * sets a reload makes), so that concurrent requests get genTimes in the order they read
+     * the clock; a genTime earlier than the previous one then only comes from a clock that
+     * went back (DESIGN D3) */
     g = set->gen[j->unit - set->units]; /* shared with this TSU name in other sets */
     pthread_mutex_lock(&g->lock);
     j->unit->last_gen = g->last;
