@@ -325,8 +325,7 @@ daemon_reload(const struct daemon_ops *ops, void *svc, const char *path)
     st = ops->reload(svc, path, what, sizeof(what), err, sizeof(err));
     if (st == ST_OK) {
         metrics_inc(daemon_m_reload_ok);
-        log_audit("config_reload", "result=ok file=%s%s%s", path, what[0] != '\0' ? " " : "",
-                  what);
+        log_audit("config_reload", "result=ok file=%s%s%s", path, what[0] != '\0' ? " " : "", what);
         daemon_notify("READY=1\nSTATUS=configuration reloaded");
         return;
     }
@@ -336,8 +335,8 @@ daemon_reload(const struct daemon_ops *ops, void *svc, const char *path)
     daemon_quote_safe(err);
     log_err("config reload: %s: %s; the running configuration is kept", path, err);
     log_audit("config_reload", "result=failed file=%s reason=\"%s\"", path, err);
-    snprintf(state, sizeof(state), "READY=1\nSTATUS=reload failed, running configuration kept: %.80s",
-             err);
+    snprintf(state, sizeof(state),
+             "READY=1\nSTATUS=reload failed, running configuration kept: %.80s", err);
     daemon_notify(state);
 }
 

@@ -15,11 +15,11 @@
 void daemon_block_signals(void);
 /* Send a state string ("READY=1", "STOPPING=1", "STATUS=...") to systemd; no-op outside it. */
 void daemon_notify(const char *state);
-/* Wait until SIGTERM, SIGINT or SIGHUP (returned too: a reload); when $WATCHDOG_USEC is set, pings the watchdog at half that
- * period while the process is alive (common/live: no thread busy in one call for longer than
- * `stall` seconds). Health is not looked at: an unusable clock or a full store is a reason for
- * /healthz to say 503, not for systemd to restart the daemon. A stall is logged once, and its
- * end too. Returns the signal number. */
+/* Wait until SIGTERM, SIGINT or SIGHUP (returned too: a reload); when $WATCHDOG_USEC is set, pings
+ * the watchdog at half that period while the process is alive (common/live: no thread busy in one
+ * call for longer than `stall` seconds). Health is not looked at: an unusable clock or a full store
+ * is a reason for /healthz to say 503, not for systemd to restart the daemon. A stall is logged
+ * once, and its end too. Returns the signal number. */
 int daemon_wait(double stall);
 
 /* Exit status when the PKCS#11 token refused the PIN at start (EX_CONFIG of sysexits.h): the

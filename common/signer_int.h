@@ -23,11 +23,11 @@ struct signer_key {
     EVP_PKEY *pub;  /* the certificate's public key (own reference) */
     EVP_PKEY_CTX *soft_ctx[SIGNER_MAX_WORKERS + 1]; /* software backend: one per slot */
     CK_OBJECT_HANDLE p11_obj;                       /* PKCS#11 backend: private key object handle */
-    atomic_bool down;   /* PKCS#11: its last signature failed or timed out */
-    atomic_uint refs;   /* signer_key_hold / signer_key_release; 1 when added */
-    bool retired;       /* released: off s->keys, freed once no worker holds it (s->lock) */
+    atomic_bool down; /* PKCS#11: its last signature failed or timed out */
+    atomic_uint refs; /* signer_key_hold / signer_key_release; 1 when added */
+    bool retired;     /* released: off s->keys, freed once no worker holds it (s->lock) */
     atomic_bool token_forgotten; /* its PKCS#11 key is no longer looked for at a re-init */
-    uint8_t sigalg[80]; /* DER AlgorithmIdentifier of the signature */
+    uint8_t sigalg[80];          /* DER AlgorithmIdentifier of the signature */
     size_t sigalg_len;
     uint8_t digalg[24]; /* DER AlgorithmIdentifier of the digest */
     size_t digalg_len;

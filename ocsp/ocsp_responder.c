@@ -212,7 +212,7 @@ fail:
 struct reload_ctx {
     struct ocsp_responder *r;
     int failed;
-    bool check_same;    /* SIGHUP: load unchanged issuers again to check their keys */
+    bool check_same; /* SIGHUP: load unchanged issuers again to check their keys */
     char failed_names[256];
 };
 
@@ -352,8 +352,7 @@ ocsp_signers_seen(struct ocsp_responder *r, char *what, size_t cap)
 
         memcpy(now[n].id, iss->rec.id, OCSP_ISSUER_ID_LEN);
         snprintf(now[n].name, sizeof(now[n].name), "%s", iss->rec.name);
-        if (X509_digest(iss->signer_cert, signer_hash_md(SIGNER_SHA256), now[n].sha256, &len) !=
-            1)
+        if (X509_digest(iss->signer_cert, signer_hash_md(SIGNER_SHA256), now[n].sha256, &len) != 1)
             memset(now[n].sha256, 0, sizeof(now[n].sha256));
         n++;
     }

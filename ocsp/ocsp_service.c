@@ -4,9 +4,9 @@
  * OCSP-17/18, OCSP-27, LW-01..05, STS-12, EID-05.
  */
 #include "ocsp/ocsp_service.h"
-#include "common/daemon.h"
 #include "common/commit.h"
 #include "common/cond.h"
+#include "common/daemon.h"
 #include "common/der.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -983,8 +983,8 @@ ocsp_service_free(struct ocsp_service *s)
 }
 
 int
-ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t whatcap,
-                    char *err, size_t errlen)
+ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t whatcap, char *err,
+                    size_t errlen)
 {
     struct ocsp_config *cfg = malloc(sizeof(*cfg));
     const struct ocsp_config *run = s->cfg;
@@ -1000,8 +1000,8 @@ ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t
         free(cfg);
         return st;
     }
-    daemon_restart_common(&rs, &run->server, &cfg->server, &run->store, &cfg->store,
-                          &run->signer, &cfg->signer);
+    daemon_restart_common(&rs, &run->server, &cfg->server, &run->store, &cfg->store, &run->signer,
+                          &cfg->signer);
     if (strcmp(run->base_path, cfg->base_path) != 0)
         daemon_restart_note(&rs, "[server] base_path");
     if (run->unissued_cache != cfg->unissued_cache)
@@ -1011,8 +1011,7 @@ ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t
         run->sign_limit.sources != cfg->sign_limit.sources)
         daemon_restart_note(&rs, "[limits]");
     /* the signers: every issuer of the store again, each key looked for again */
-    if ((st = ocsp_responder_reload_all(s->resp, signers, sizeof(signers), err, errlen)) !=
-        ST_OK) {
+    if ((st = ocsp_responder_reload_all(s->resp, signers, sizeof(signers), err, errlen)) != ST_OK) {
         free(cfg);
         return st;
     }

@@ -75,7 +75,7 @@ struct tsa_service {
     pthread_mutex_t set_lock; /* guards `set` and taking a reference to it */
     struct tsa_set *set;      /* current (one reference held) */
     struct tsa_gen *gens;
-    atomic_bool closing; /* tsa_service_free: keys go with the signer, not one by one */
+    atomic_bool closing;             /* tsa_service_free: keys go with the signer, not one by one */
     _Atomic double health_max_error; /* the current set's max_error */
     unsigned reloads;                /* sets built after the first */
     struct clock *clock;
@@ -622,8 +622,8 @@ tsa_same_key(const struct tsa_set *old, const struct tsa_unit_config *uc, const 
  * in err (and the details logged).
  */
 static struct tsa_set *
-tsa_set_build(struct tsa_service *s, struct tsa_config *cfg, const struct tsa_set *old,
-              char *err, size_t errlen)
+tsa_set_build(struct tsa_service *s, struct tsa_config *cfg, const struct tsa_set *old, char *err,
+              size_t errlen)
 {
     struct tsa_set *set = calloc(1, sizeof(*set));
     struct tsa_gen *fresh[TSA_MAX_UNITS];
@@ -669,8 +669,8 @@ tsa_set_build(struct tsa_service *s, struct tsa_config *cfg, const struct tsa_se
             goto fail;
         }
         if (tsa_unit_selftest(u) != ST_OK) {
-            tsa_errf(err, errlen, "%s:%d: [tsu %s]: the self-test token cannot be built",
-                     cfg->file, uc->line, uc->name);
+            tsa_errf(err, errlen, "%s:%d: [tsu %s]: the self-test token cannot be built", cfg->file,
+                     uc->line, uc->name);
             goto fail;
         }
         if ((set->gen[i] = tsa_gen_for(s, uc->name)) == NULL) {
@@ -1112,8 +1112,8 @@ tsa_reload_tls(struct tsa_service *s, const struct tsa_config *cfg, char *what, 
 }
 
 int
-tsa_service_reload(struct tsa_service *s, const char *path, char *what, size_t whatcap,
-                   char *err, size_t errlen)
+tsa_service_reload(struct tsa_service *s, const char *path, char *what, size_t whatcap, char *err,
+                   size_t errlen)
 {
     struct tsa_config *cfg = malloc(sizeof(*cfg));
     struct daemon_restart rs = {0};
