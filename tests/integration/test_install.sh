@@ -27,6 +27,8 @@ itest_setup test_install
 for f in tsad ocspd ocspctl; do
     [[ -x $BUILD/$f ]] || fatal build "$BUILD/$f is not built (make all)"
 done
+# a make of its own, not the jobserver and command-line variables of a `make check` above us
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 # make's own BUILD: relative to the checkout when it is inside it (as the .d files name it)
 MBUILD=${BUILD#"$ROOT"/}
 PROGS=("$MBUILD/tsad" "$MBUILD/ocspd" "$MBUILD/ocspctl")
