@@ -26,8 +26,9 @@ D_RE = re.compile(r"\bD(\d{1,2})\b")
 # built from parts so that this file does not match itself
 OUTSIDE = ["../" + "shared", "/work/" + "shared", "DESIGN" + ".md", "STANDARDS" + ".md",
            "STYLE" + ".md"]
-# a section or rule of those documents: "STANDARDS §5.7", "STANDARDS 3.A", "STYLE \"Errors\""
-OUTSIDE_RE = re.compile(r"\b(?:STANDARDS|DESIGN|STYLE),? *(?:§|\"|\d\.[A-Z]\b)")
+# a part of one of those documents: its name, then a section sign, a section number (digit,
+# dot, capital) or a quoted rule name
+OUTSIDE_RE = re.compile(r"\b(?:STANDARDS|DESIGN|STYLE),? +(?:§|\"[A-Z]|\d\.[A-Z]\b)")
 LIST = "tests/CONFORMANCE.md"
 ARCH = "common/ARCHITECTURE.md"
 
