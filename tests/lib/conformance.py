@@ -25,7 +25,7 @@ ID_RE = re.compile(r"\b(%s)-(\d{2})((?:(?:\.\.|/)(?:(?:%s)-)?\d{2})*)" % (PREFIX
 D_RE = re.compile(r"\bD(\d{1,2})\b")
 # built from parts so that this file does not match itself
 OUTSIDE = ["../" + "shared", "/work/" + "shared", "DESIGN" + ".md", "STANDARDS" + ".md",
-           "STYLE" + ".md"]
+           "STYLE" + ".md", "(pre" + "amble)"]
 # a part of one of those documents: its name, then a section sign, a section number (digit,
 # dot, capital) or a quoted rule name
 OUTSIDE_RE = re.compile(r"\b(?:STANDARDS|DESIGN|STYLE),? +(?:§|\"[A-Z]|\d\.[A-Z]\b)")
