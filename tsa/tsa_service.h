@@ -6,7 +6,7 @@
  * is durable, on the writer's thread: resume the connection with its token. A record that
  * cannot be written withholds its token (systemFailure).
  *
- * Failures map to PKIFailureInfo in one table (tsa_service.c, STYLE "Errors").
+ * Failures map to PKIFailureInfo in one table (tsa_service.c).
  *
  * The TSUs form a set, replaced as a whole by tsa_service_reload() (SIGHUP): each request
  * holds a reference to the set it started with until its reply is given, so a request in
