@@ -91,7 +91,8 @@ token_ok() {
 }
 
 itest_tsa_setup local
-sed -i -e "s|^pkcs11_module = .*|pkcs11_module = $WRAP|" -e 's|^timeout = .*|timeout = 2s|' \
+# sign_timeout 30 s: (d) holds the HSM for 5 s, which must stay a wait, never a signer timeout
+sed -i -e "s|^pkcs11_module = .*|pkcs11_module = $WRAP\nsign_timeout = 30s|" -e 's|^timeout = .*|timeout = 2s|' \
     "$CONF"
 printf '[server]\nper_ip_limit = 8\nmax_connections = 256\nrequest_timeout = 3s\n' >>"$CONF"
 export P11DELAY_MODULE=$PKI_P11_MODULE P11DELAY_LATENCY_MS=0 P11DELAY_HANG_FILE=$TMP/hang
