@@ -923,9 +923,16 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->inflight_lock, NULL);
-    /* ocspd -n may run beside a live ocspd: an existing store is only read then */
-    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size,
-                               check && store_exists(cfg->store.path));
+    /* ocspd -n may run beside a live ocspd and writes nothing: an existing store is only
+     * read; a missing one is left for the first start to make (no issuers to check then) */
+    if (check && !store_exists(cfg->store.path)) {
+        log_notice("ocsp: store %s does not exist yet (made at the first start); no issuer "
+                   "checked",
+                   cfg->store.path);
+        ocsp_metrics_init(s);
+        return ocsp_routes(s, http) == ST_OK ? s : (ocsp_service_free(s), NULL);
+    }
+    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, check);
     if (s->store == NULL)
         goto fail;
     {

@@ -369,5 +369,14 @@ has "/metrics: unauthorized counted" "$TMP/metrics" '^ocsp_errors_total\{status=
 has "/metrics: 304 counted" "$TMP/metrics" '^ocsp_not_modified_total [1-9]'
 if kill -0 "$OCSPD_PID" 2>/dev/null; then t_ok "ocspd still running"; else t_fail "ocspd still running" "exited"; fi
 
+# ocspd -n writes nothing: with a store that does not exist yet it says so and creates none
+sed "s|^path = .*|path = $TMP/no-store|" "$CONF" >"$TMP/nostore.conf"
+SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspd" -n -c "$TMP/nostore.conf" >"$TMP/n.out" 2>&1
+expect "ocspd -n with a missing store: valid" "$?" 0
+if [[ ! -e $TMP/no-store ]]; then t_ok "ocspd -n creates no store"; else
+    t_fail "ocspd -n creates no store" "$(ls -la "$TMP/no-store")"
+fi
+has "ocspd -n says the store is made at the first start" "$TMP/n.out" 'does not exist yet'
+
 itest_ocspd_stop_clean
 t_summary "$NAME"
