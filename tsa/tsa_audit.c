@@ -3,83 +3,24 @@
  */
 #include "tsa/tsa_audit.h"
 #include "common/der.h"
+#include "common/json.h"
 #include "common/status.h"
 
 #include <openssl/objects.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-struct out {
-    char *p;
-    size_t cap, len;
-    bool full;
-};
-
-static void __attribute__((format(printf, 2, 3))) out_printf(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (o->full)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= o->cap - o->len)
-        o->full = true;
-    else
-        o->len += (size_t)n;
-}
-
-static void
-out_hex(struct out *o, const uint8_t *b, size_t n)
-{
-    static const char hx[] = "0123456789abcdef";
-
-    if (o->full || o->cap - o->len < 2 * n + 1) {
-        o->full = true;
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        o->p[o->len++] = hx[b[i] >> 4];
-        o->p[o->len++] = hx[b[i] & 15];
-    }
-    o->p[o->len] = '\0';
-}
-
-/* A JSON string value (quotes included), escaping what JSON requires. */
-static void
-out_jstr(struct out *o, const char *v)
-{
-    out_printf(o, "\"");
-    for (; v != NULL && *v != '\0' && !o->full; v++) {
-        unsigned char ch = (unsigned char)*v;
-
-        if (ch == '"' || ch == '\\')
-            out_printf(o, "\\%c", ch);
-        else if (ch < 0x20)
-            out_printf(o, "\\u%04x", ch);
-        else if (o->len + 1 < o->cap)
-            o->p[o->len++] = (char)ch; /* the common case: no formatting */
-        else
-            o->full = true;
-    }
-    if (!o->full)
-        o->p[o->len] = '\0';
-    out_printf(o, "\"");
-}
-
 size_t
 tsa_audit_tsu_tag(char *out, size_t cap, const char *name)
 {
-    struct out o = {out, cap, 0, cap == 0};
+    struct json_out o;
 
-    out_printf(&o, ",\"tsu\":");
-    out_jstr(&o, name);
-    out_printf(&o, ",");
-    return o.full ? 0 : o.len;
+    json_init(&o, out, cap);
+    json_lit(&o, ",\"tsu\":");
+    json_str(&o, name);
+    json_lit(&o, ",");
+    return json_end(&o);
 }
 
 bool
@@ -124,12 +65,12 @@ tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u, const struct t
                  const struct tsa_token *t, const struct clock_reading *clk, const char *client,
                  const uint8_t token_sha256[32])
 {
-    struct out o = {buf, cap, 0, cap == 0};
+    struct json_out o;
     const uint8_t *c, *q, *end, *hash = NULL;
     size_t cl, hl = 0;
     struct tm tm;
-    char when[40], ref[12];
-    uint8_t tag;
+    char when[40];
+    uint8_t tag, ref[4];
 
     gmtime_r(&t->gen_time.tv_sec, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -141,37 +82,45 @@ tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u, const struct t
             tag != DER_OCTET_STRING)
             hash = NULL;
     }
-    out_printf(&o, "{\"v\":1,\"serial\":\"");
-    out_hex(&o, t->serial, TSA_SERIAL_LEN);
-    out_printf(&o, "\",\"gen_time\":\"%s.%06ldZ\",\"policy\":\"%s\",\"tsu\":", when,
-               t->gen_time.tv_nsec / 1000, u->cfg->policy);
-    out_jstr(&o, u->cfg->name);
-    out_printf(&o, ",\"key\":");
-    out_jstr(&o, u->key != NULL ? signer_key_name(u->key) : "");
-    out_printf(&o, ",");
-    out_printf(&o, "\"hash_alg\":\"%s\",\"imprint\":\"", OBJ_nid2sn(req->hash_nid));
-    if (hash != NULL)
-        out_hex(&o, hash, hl);
-    out_printf(&o, "\",\"nonce\":");
-    if (req->has_nonce && tlv_content(req->nonce, req->nonce_len, &c, &cl)) {
-        out_printf(&o, "\"");
-        out_hex(&o, c, cl);
-        out_printf(&o, "\"");
-    } else {
-        out_printf(&o, "null");
-    }
-    snprintf(ref, sizeof(ref), "%08x", (unsigned)clk->sample.ref_id);
-    out_printf(&o,
-               ",\"clock\":{\"verdict\":\"%s\",\"error_bound\":%.9f,\"offset\":%.9f,"
-               "\"root_delay\":%.9f,\"root_dispersion\":%.9f,\"stratum\":%d,\"ref_id\":\"%s\"},",
-               clock_verdict_str(clk->verdict), clk->error_bound, clk->sample.offset,
-               clk->sample.root_delay, clk->sample.root_dispersion, clk->sample.stratum, ref);
-    out_printf(&o, "\"client\":");
-    out_jstr(&o, client);
-    out_printf(&o, ",\"token_sha256\":\"");
-    out_hex(&o, token_sha256, 32);
-    out_printf(&o, "\"}");
-    return o.full ? 0 : o.len;
+    json_init(&o, buf, cap);
+    json_begin(&o);
+    json_ku64(&o, "v", 1);
+    json_kstr(&o, "type", "token");
+    json_khex(&o, "serial", t->serial, TSA_SERIAL_LEN);
+    json_key(&o, "gen_time");
+    json_printf(&o, "\"%s.%06ldZ\"", when, t->gen_time.tv_nsec / 1000);
+    json_kstr(&o, "policy", u->cfg->policy);
+    /* the TSU tag exactly as tsa_audit_tsu_tag writes it (read back at start) */
+    json_kstr(&o, "tsu", u->cfg->name);
+    json_kstr(&o, "key", u->key != NULL ? signer_key_name(u->key) : "");
+    json_kstr(&o, "hash_alg", OBJ_nid2sn(req->hash_nid));
+    json_khex(&o, "imprint", hash, hash != NULL ? hl : 0);
+    json_key(&o, "nonce");
+    if (req->has_nonce && tlv_content(req->nonce, req->nonce_len, &c, &cl))
+        json_hex(&o, c, cl);
+    else
+        json_null(&o);
+    for (int i = 0; i < 4; i++)
+        ref[i] = (uint8_t)(clk->sample.ref_id >> (24 - 8 * i));
+    json_key(&o, "clock");
+    json_begin(&o);
+    json_kstr(&o, "verdict", clock_verdict_str(clk->verdict));
+    json_key(&o, "error_bound");
+    json_printf(&o, "%.9f", clk->error_bound);
+    json_key(&o, "offset");
+    json_printf(&o, "%.9f", clk->sample.offset);
+    json_key(&o, "root_delay");
+    json_printf(&o, "%.9f", clk->sample.root_delay);
+    json_key(&o, "root_dispersion");
+    json_printf(&o, "%.9f", clk->sample.root_dispersion);
+    json_key(&o, "stratum");
+    json_i64(&o, clk->sample.stratum);
+    json_khex(&o, "ref_id", ref, 4);
+    json_close(&o);
+    json_kstr(&o, "client", client);
+    json_khex(&o, "token_sha256", token_sha256, 32);
+    json_close(&o);
+    return json_end(&o);
 }
 
 int

@@ -9,6 +9,8 @@
 #include "common/ratelimit.h"
 #include "common/status.h"
 #include "tsa/tsa_audit.h"
+#include "common/chain.h"
+#include "tsa/tsa_checkpoint.h"
 #include "tsa/tsa_request.h"
 
 #include <errno.h>
@@ -50,6 +52,7 @@ struct tsa_service {
      * journal (one O_DSYNC write per group), or, with journal = no, in an LMDB group commit */
     struct commit *commit;
     struct journal *journal;
+    struct tsa_checkpoint *ckpt; /* [audit] signed checkpoints of the chain, or NULL */
     int lock_fd; /* flock on the store directory: one tsad per store */
     double health_max_error;
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
@@ -304,17 +307,9 @@ static int
 tsa_audit_apply(struct store_txn *t, struct commit_op *op)
 {
     struct tsa_job *j = op->user;
-    uint8_t key[8];
-    size_t klen = 0;
-    uint64_t seq = 1;
-    int st = store_txn_last(t, j->svc->audit_db, key, sizeof(key), &klen);
 
-    if (st == ST_OK && klen == 8)
-        seq = journal_key_seq(key) + 1;
-    else if (st != ST_NOTFOUND)
-        return st == ST_OK ? ST_STORE : st;
-    journal_key(seq, key);
-    return store_txn_append(t, j->svc->audit_db, key, 8, j->rec, j->rec_len);
+    /* sealed into the node's chain here, where its number is fixed (issue 9 item 3) */
+    return chain_txn_append(t, j->svc->audit_db, j->svc->cfg->audit.node, j->rec, j->rec_len);
 }
 
 /* Hand a finished job's record to the journal (or the pipeline); its reply follows from
@@ -639,6 +634,7 @@ tsa_open_audit(struct tsa_service *s, bool check)
     jc.dir = jdir;
     jc.segment_size = sc->journal_segment;
     jc.segments_max = (unsigned)(sc->journal_max / sc->journal_segment);
+    jc.chain_node = s->cfg->audit.node; /* records sealed into the chain (issue 9 item 3) */
     if (!sc->journal) {
         /* records a journal still holds (a crash with journal = yes) go into the log first:
          * the log's next sequence numbers are theirs */
@@ -673,6 +669,14 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     s->signer = signer_new(&sc, tsa_batch, s);
     if (s->signer == NULL || tsa_load_units(s) != ST_OK)
         goto fail;
+    {
+        X509 *certs[TSA_MAX_UNITS];
+
+        for (size_t i = 0; i < s->n_units; i++)
+            certs[i] = s->units[i].cert;
+        if (tsa_checkpoint_new(&cfg->audit, s->signer, certs, s->n_units, &s->ckpt) != ST_OK)
+            goto fail;
+    }
     if (!check && tsa_seed_gen_time(s) != ST_OK) {
         log_err("tsa: cannot read the last genTime from the audit log");
         goto fail;
@@ -685,6 +689,9 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     cc.kernel_check = cfg->kernel_check;
     s->clock = clock_src != NULL ? clock_new_with_source(&cc, clock_src) : clock_new(&cc);
     if (s->clock == NULL || signer_start(s->signer) != ST_OK)
+        goto fail;
+    if (!check && tsa_checkpoint_start(s->ckpt, s->store, s->audit_db, s->journal, s->commit) !=
+                      ST_OK)
         goto fail;
     s->limit = ratelimit_new(&cfg->token_limit);
     if (s->limit == NULL && cfg->token_limit.rate > 0)
@@ -707,6 +714,7 @@ tsa_service_free(struct tsa_service *s)
     /* in order: the signer answers every pending job (ST_SHUTDOWN) through tsa_batch; the
      * journal writes the records handed to it (their tokens leave) and copies everything into
      * the store; the pipeline commits what it holds */
+    tsa_checkpoint_free(s->ckpt); /* a last checkpoint while signer and journal still run */
     signer_free(s->signer);
     journal_close(s->journal);
     commit_free(s->commit);
