@@ -61,19 +61,19 @@ chain_seal(char *out, size_t cap, uint64_t seq, const char *node, const uint8_t 
            const void *in, size_t len, uint8_t hash[32])
 {
     const char *r = in;
-    struct json_out o;
+    struct jw o;
     size_t n;
 
     if (len < 3 || r[0] != '{' || r[len - 1] != '}' || r[1] == '}')
         return 0;
-    json_init(&o, out, cap);
-    json_begin(&o);
-    json_ku64(&o, "seq", seq);
-    json_kstr(&o, "node", node);
-    json_khex(&o, "prev", prev, 32);
-    json_raw(&o, ",", 1);
-    json_raw(&o, r + 1, len - 1);
-    if ((n = json_end(&o)) == 0)
+    jw_init(&o, out, cap);
+    jw_begin(&o);
+    jw_ku64(&o, "seq", seq);
+    jw_kstr(&o, "node", node);
+    jw_khex(&o, "prev", prev, 32);
+    jw_raw(&o, ",", 1);
+    jw_raw(&o, r + 1, len - 1);
+    if ((n = jw_end(&o)) == 0)
         return 0;
     chain_hash(out, n, hash);
     return n;

@@ -12,7 +12,7 @@ static const char hex_lower[] = "0123456789abcdef";
 static const char hex_upper[] = "0123456789ABCDEF";
 
 void
-json_init(struct json_out *o, char *buf, size_t cap)
+jw_init(struct jw *o, char *buf, size_t cap)
 {
     o->p = buf;
     o->cap = cap;
@@ -23,14 +23,14 @@ json_init(struct json_out *o, char *buf, size_t cap)
 }
 
 size_t
-json_end(const struct json_out *o)
+jw_end(const struct jw *o)
 {
     return o->full ? 0 : o->len;
 }
 
 /* Room for n more bytes and the NUL. */
 static bool
-room(struct json_out *o, size_t n)
+room(struct jw *o, size_t n)
 {
     if (o->full || o->cap - o->len <= n) {
         o->full = true;
@@ -40,7 +40,7 @@ room(struct json_out *o, size_t n)
 }
 
 void
-json_raw(struct json_out *o, const char *s, size_t n)
+jw_raw(struct jw *o, const char *s, size_t n)
 {
     if (!room(o, n))
         return;
@@ -50,13 +50,13 @@ json_raw(struct json_out *o, const char *s, size_t n)
 }
 
 void
-json_lit(struct json_out *o, const char *s)
+jw_lit(struct jw *o, const char *s)
 {
-    json_raw(o, s, strlen(s));
+    jw_raw(o, s, strlen(s));
 }
 
 void
-json_printf(struct json_out *o, const char *fmt, ...)
+jw_printf(struct jw *o, const char *fmt, ...)
 {
     va_list ap;
     int n;
@@ -74,45 +74,45 @@ json_printf(struct json_out *o, const char *fmt, ...)
 }
 
 static void
-comma(struct json_out *o)
+comma(struct jw *o)
 {
     if (o->len > 0 && o->p[o->len - 1] != '{' && o->p[o->len - 1] != '[')
-        json_raw(o, ",", 1);
+        jw_raw(o, ",", 1);
 }
 
 void
-json_begin(struct json_out *o)
+jw_begin(struct jw *o)
 {
     comma(o);
-    json_raw(o, "{", 1);
+    jw_raw(o, "{", 1);
 }
 
 void
-json_close(struct json_out *o)
+jw_close(struct jw *o)
 {
-    json_raw(o, "}", 1);
+    jw_raw(o, "}", 1);
 }
 
 void
-json_key(struct json_out *o, const char *key)
-{
-    comma(o);
-    json_str(o, key);
-    json_raw(o, ":", 1);
-}
-
-void
-json_item(struct json_out *o)
+jw_key(struct jw *o, const char *key)
 {
     comma(o);
+    jw_str(o, key);
+    jw_raw(o, ":", 1);
 }
 
 void
-json_strn(struct json_out *o, const char *s, size_t n)
+jw_item(struct jw *o)
+{
+    comma(o);
+}
+
+void
+jw_strn(struct jw *o, const char *s, size_t n)
 {
     size_t i = 0;
 
-    json_raw(o, "\"", 1);
+    jw_raw(o, "\"", 1);
     while (i < n && !o->full) {
         size_t run = i;
         unsigned char ch;
@@ -122,54 +122,54 @@ json_strn(struct json_out *o, const char *s, size_t n)
                s[run] != 0x7f)
             run++;
         if (run > i) {
-            json_raw(o, s + i, run - i);
+            jw_raw(o, s + i, run - i);
             i = run;
             continue;
         }
         ch = (unsigned char)s[i++];
         switch (ch) {
         case '"':
-            json_raw(o, "\\\"", 2);
+            jw_raw(o, "\\\"", 2);
             break;
         case '\\':
-            json_raw(o, "\\\\", 2);
+            jw_raw(o, "\\\\", 2);
             break;
         case '\b':
-            json_raw(o, "\\b", 2);
+            jw_raw(o, "\\b", 2);
             break;
         case '\f':
-            json_raw(o, "\\f", 2);
+            jw_raw(o, "\\f", 2);
             break;
         case '\n':
-            json_raw(o, "\\n", 2);
+            jw_raw(o, "\\n", 2);
             break;
         case '\r':
-            json_raw(o, "\\r", 2);
+            jw_raw(o, "\\r", 2);
             break;
         case '\t':
-            json_raw(o, "\\t", 2);
+            jw_raw(o, "\\t", 2);
             break;
         default: {
             char u[6] = {'\\', 'u', '0', '0', hex_lower[ch >> 4], hex_lower[ch & 15]};
 
-            json_raw(o, u, 6);
+            jw_raw(o, u, 6);
         }
         }
     }
-    json_raw(o, "\"", 1);
+    jw_raw(o, "\"", 1);
 }
 
 void
-json_str(struct json_out *o, const char *s)
+jw_str(struct jw *o, const char *s)
 {
     if (s == NULL)
-        json_null(o);
+        jw_null(o);
     else
-        json_strn(o, s, strlen(s));
+        jw_strn(o, s, strlen(s));
 }
 
 void
-json_hex(struct json_out *o, const uint8_t *b, size_t n)
+jw_hex(struct jw *o, const uint8_t *b, size_t n)
 {
     if (!room(o, 2 * n + 2))
         return;
@@ -181,48 +181,48 @@ json_hex(struct json_out *o, const uint8_t *b, size_t n)
 }
 
 void
-json_u64(struct json_out *o, uint64_t v)
+jw_u64(struct jw *o, uint64_t v)
 {
-    json_printf(o, "%" PRIu64, v);
+    jw_printf(o, "%" PRIu64, v);
 }
 
 void
-json_i64(struct json_out *o, int64_t v)
+jw_i64(struct jw *o, int64_t v)
 {
-    json_printf(o, "%" PRId64, v);
+    jw_printf(o, "%" PRId64, v);
 }
 
 void
-json_bool(struct json_out *o, bool v)
+jw_bool(struct jw *o, bool v)
 {
-    json_lit(o, v ? "true" : "false");
+    jw_lit(o, v ? "true" : "false");
 }
 
 void
-json_null(struct json_out *o)
+jw_null(struct jw *o)
 {
-    json_raw(o, "null", 4);
+    jw_raw(o, "null", 4);
 }
 
 void
-json_kstr(struct json_out *o, const char *key, const char *s)
+jw_kstr(struct jw *o, const char *key, const char *s)
 {
-    json_key(o, key);
-    json_str(o, s);
+    jw_key(o, key);
+    jw_str(o, s);
 }
 
 void
-json_khex(struct json_out *o, const char *key, const uint8_t *b, size_t n)
+jw_khex(struct jw *o, const char *key, const uint8_t *b, size_t n)
 {
-    json_key(o, key);
-    json_hex(o, b, n);
+    jw_key(o, key);
+    jw_hex(o, b, n);
 }
 
 void
-json_ku64(struct json_out *o, const char *key, uint64_t v)
+jw_ku64(struct jw *o, const char *key, uint64_t v)
 {
-    json_key(o, key);
-    json_u64(o, v);
+    jw_key(o, key);
+    jw_u64(o, v);
 }
 
 void

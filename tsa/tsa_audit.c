@@ -14,13 +14,13 @@
 size_t
 tsa_audit_tsu_tag(char *out, size_t cap, const char *name)
 {
-    struct json_out o;
+    struct jw o;
 
-    json_init(&o, out, cap);
-    json_lit(&o, ",\"tsu\":");
-    json_str(&o, name);
-    json_lit(&o, ",");
-    return json_end(&o);
+    jw_init(&o, out, cap);
+    jw_lit(&o, ",\"tsu\":");
+    jw_str(&o, name);
+    jw_lit(&o, ",");
+    return jw_end(&o);
 }
 
 bool
@@ -65,7 +65,7 @@ tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u, const struct t
                  const struct tsa_token *t, const struct clock_reading *clk, const char *client,
                  const uint8_t token_sha256[32])
 {
-    struct json_out o;
+    struct jw o;
     const uint8_t *c, *q, *end, *hash = NULL;
     size_t cl, hl = 0;
     struct tm tm;
@@ -82,45 +82,45 @@ tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u, const struct t
             tag != DER_OCTET_STRING)
             hash = NULL;
     }
-    json_init(&o, buf, cap);
-    json_begin(&o);
-    json_ku64(&o, "v", 1);
-    json_kstr(&o, "type", "token");
-    json_khex(&o, "serial", t->serial, TSA_SERIAL_LEN);
-    json_key(&o, "gen_time");
-    json_printf(&o, "\"%s.%06ldZ\"", when, t->gen_time.tv_nsec / 1000);
-    json_kstr(&o, "policy", u->cfg->policy);
+    jw_init(&o, buf, cap);
+    jw_begin(&o);
+    jw_ku64(&o, "v", 1);
+    jw_kstr(&o, "type", "token");
+    jw_khex(&o, "serial", t->serial, TSA_SERIAL_LEN);
+    jw_key(&o, "gen_time");
+    jw_printf(&o, "\"%s.%06ldZ\"", when, t->gen_time.tv_nsec / 1000);
+    jw_kstr(&o, "policy", u->cfg->policy);
     /* the TSU tag exactly as tsa_audit_tsu_tag writes it (read back at start) */
-    json_kstr(&o, "tsu", u->cfg->name);
-    json_kstr(&o, "key", u->key != NULL ? signer_key_name(u->key) : "");
-    json_kstr(&o, "hash_alg", OBJ_nid2sn(req->hash_nid));
-    json_khex(&o, "imprint", hash, hash != NULL ? hl : 0);
-    json_key(&o, "nonce");
+    jw_kstr(&o, "tsu", u->cfg->name);
+    jw_kstr(&o, "key", u->key != NULL ? signer_key_name(u->key) : "");
+    jw_kstr(&o, "hash_alg", OBJ_nid2sn(req->hash_nid));
+    jw_khex(&o, "imprint", hash, hash != NULL ? hl : 0);
+    jw_key(&o, "nonce");
     if (req->has_nonce && tlv_content(req->nonce, req->nonce_len, &c, &cl))
-        json_hex(&o, c, cl);
+        jw_hex(&o, c, cl);
     else
-        json_null(&o);
+        jw_null(&o);
     for (int i = 0; i < 4; i++)
         ref[i] = (uint8_t)(clk->sample.ref_id >> (24 - 8 * i));
-    json_key(&o, "clock");
-    json_begin(&o);
-    json_kstr(&o, "verdict", clock_verdict_str(clk->verdict));
-    json_key(&o, "error_bound");
-    json_printf(&o, "%.9f", clk->error_bound);
-    json_key(&o, "offset");
-    json_printf(&o, "%.9f", clk->sample.offset);
-    json_key(&o, "root_delay");
-    json_printf(&o, "%.9f", clk->sample.root_delay);
-    json_key(&o, "root_dispersion");
-    json_printf(&o, "%.9f", clk->sample.root_dispersion);
-    json_key(&o, "stratum");
-    json_i64(&o, clk->sample.stratum);
-    json_khex(&o, "ref_id", ref, 4);
-    json_close(&o);
-    json_kstr(&o, "client", client);
-    json_khex(&o, "token_sha256", token_sha256, 32);
-    json_close(&o);
-    return json_end(&o);
+    jw_key(&o, "clock");
+    jw_begin(&o);
+    jw_kstr(&o, "verdict", clock_verdict_str(clk->verdict));
+    jw_key(&o, "error_bound");
+    jw_printf(&o, "%.9f", clk->error_bound);
+    jw_key(&o, "offset");
+    jw_printf(&o, "%.9f", clk->sample.offset);
+    jw_key(&o, "root_delay");
+    jw_printf(&o, "%.9f", clk->sample.root_delay);
+    jw_key(&o, "root_dispersion");
+    jw_printf(&o, "%.9f", clk->sample.root_dispersion);
+    jw_key(&o, "stratum");
+    jw_i64(&o, clk->sample.stratum);
+    jw_khex(&o, "ref_id", ref, 4);
+    jw_close(&o);
+    jw_kstr(&o, "client", client);
+    jw_khex(&o, "token_sha256", token_sha256, 32);
+    jw_close(&o);
+    return jw_end(&o);
 }
 
 int

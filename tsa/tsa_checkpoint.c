@@ -184,7 +184,7 @@ tsa_checkpoint_now(struct tsa_checkpoint *c)
     uint8_t head[32];
     char head_hex[65], type[32], when[64], tbs[512], rec[4096];
     struct timespec now;
-    struct json_out o;
+    struct jw o;
     struct tm tm;
     uint64_t seq;
     size_t n;
@@ -214,20 +214,20 @@ tsa_checkpoint_now(struct tsa_checkpoint *c)
                  status_str(st));
         return st;
     }
-    json_init(&o, rec, sizeof(rec));
-    json_begin(&o);
-    json_ku64(&o, "v", 1);
-    json_kstr(&o, "type", "checkpoint");
-    json_kstr(&o, "time", when);
-    json_ku64(&o, "covers_seq", seq);
-    json_khex(&o, "covers_head", head, 32);
-    json_kstr(&o, "key", signer_key_name(c->key));
-    json_khex(&o, "cert_sha256", c->cert_sha256, 32);
-    json_kstr(&o, "sig_alg", scheme_name(signer_key_scheme(c->key)));
-    json_kstr(&o, "digest", hash_name(signer_key_hash(c->key)));
-    json_khex(&o, "sig", job.sig, job.sig_len);
-    json_close(&o);
-    if ((n = json_end(&o)) == 0)
+    jw_init(&o, rec, sizeof(rec));
+    jw_begin(&o);
+    jw_ku64(&o, "v", 1);
+    jw_kstr(&o, "type", "checkpoint");
+    jw_kstr(&o, "time", when);
+    jw_ku64(&o, "covers_seq", seq);
+    jw_khex(&o, "covers_head", head, 32);
+    jw_kstr(&o, "key", signer_key_name(c->key));
+    jw_khex(&o, "cert_sha256", c->cert_sha256, 32);
+    jw_kstr(&o, "sig_alg", scheme_name(signer_key_scheme(c->key)));
+    jw_kstr(&o, "digest", hash_name(signer_key_hash(c->key)));
+    jw_khex(&o, "sig", job.sig, job.sig_len);
+    jw_close(&o);
+    if ((n = jw_end(&o)) == 0)
         return ST_INVALID;
     if ((st = ckpt_write(c, rec, n)) != ST_OK) {
         log_warn("tsa: audit checkpoint at %llu not written: %s", (unsigned long long)seq,
