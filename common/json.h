@@ -7,7 +7,7 @@
  * a run of calls and checked once. The text is always NUL-terminated while not full.
  *
  * Commas are placed by jw_key() and jw_item(): one is written unless the previous
- * character is '{' or '[' (or nothing was written yet).
+ * character is '{', '[' or ':' (a value after its key), or nothing was written yet.
  *
  * Strings: '"', '\\' and the control characters U+0000..U+001F and U+007F are escaped
  * (\b \f \n \r \t or \u00XX); every other byte is copied unchanged, so UTF-8 passes through
