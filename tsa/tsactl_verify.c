@@ -347,6 +347,11 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
                         "node %s: checkpoint seq=%llu at %s:%ld: the signature does not "
                         "verify: edited",
                         node, (unsigned long long)r->seq, AT(r));
+            else if (s < 0 && v->ncerts > 0) /* trusted certificates given: no other key */
+                problem(v,
+                        "node %s: checkpoint seq=%llu at %s:%ld is signed by a key none of the "
+                        "--cert certificates holds",
+                        node, (unsigned long long)r->seq, AT(r));
             else if (s < 0)
                 ck_unchecked++;
             else
