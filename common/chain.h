@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define CHAIN_NODE_MAX 64    /* node names: 1..63 of [A-Za-z0-9._-] */
 #define CHAIN_PREFIX_MAX 192 /* bytes sealing adds at most */
@@ -50,5 +51,18 @@ int chain_txn_append(struct store_txn *t, int db, const char *node, const void *
 int chain_head(struct store *s, int db, uint64_t *seq, uint8_t hash[32], char *last_type,
                size_t type_cap);
 int chain_txn_head(struct store_txn *t, int db, uint64_t *seq, uint8_t hash[32]);
+
+/* Exports (common/chain_export.c; tsactl export, ocspctl export --journal).
+ * chain_time_parse: 2026-01-02T03:04:05[.ffffff]Z, ...+01:00, or 2026-01-02 (00:00 UTC), to
+ * microseconds since the epoch. chain_record_time: a stored record's time, from its
+ * "gen_time" (tsad tokens) or "time" (checkpoints; seconds as a number in the OCSP journal).
+ * chain_export: the records of db (and of the journal in journal_dir, when not NULL, for
+ * those not yet copied into db) from the first one at or after `from` to the last one before
+ * `to`, every record between them included (the export is one piece of the chain), one per
+ * line exactly as stored. ST_OK, or why not. */
+bool chain_time_parse(const char *s, int64_t *us);
+bool chain_record_time(const void *rec, size_t len, int64_t *us);
+int chain_export(struct store *s, int db, const char *journal_dir, int64_t from, int64_t to,
+                 FILE *f);
 
 #endif

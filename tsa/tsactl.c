@@ -5,6 +5,7 @@
  * The record and checkpoint formats are described in tsa/tsa_audit.h and the README
  * ("Evidence for auditors").
  */
+#include "common/chain.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "tsa/tsa_audit.h"
@@ -49,9 +50,9 @@ cmd_export(const char *conf, int argc, char **argv)
         return TSACTL_ERR;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (opt == 'f' && tsactl_time_parse(optarg, &from))
+        if (opt == 'f' && chain_time_parse(optarg, &from))
             continue;
-        if (opt == 't' && tsactl_time_parse(optarg, &to))
+        if (opt == 't' && chain_time_parse(optarg, &to))
             continue;
         if (opt == 'f' || opt == 't')
             fprintf(stderr, "tsactl: export: '%s' is not a time (2026-01-02T03:04:05Z)\n",

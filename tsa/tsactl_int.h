@@ -12,13 +12,6 @@
 
 enum tsactl_exit { TSACTL_OK = 0, TSACTL_BROKEN = 1, TSACTL_USAGE = 2, TSACTL_ERR = 3 };
 
-/* A time for --from/--to: 2026-01-02T03:04:05[.ffffff]Z, 2026-01-02T03:04:05+01:00 or
- * 2026-01-02 (midnight UTC); microseconds since the epoch into *us. */
-bool tsactl_time_parse(const char *s, int64_t *us);
-/* The time of a stored record: its "gen_time" (tokens) or "time" (checkpoints, journal
- * entries); microseconds since the epoch. */
-bool tsactl_record_time(const void *rec, size_t len, int64_t *us);
-
 /* Write the records of the chain in store `dir` (db `db_name`; the journal in `journal_dir`
  * too, when not NULL, for records not yet copied into the store) with a time in
  * [from, to) to f, one per line, exactly as stored: the records from the first one at or
