@@ -302,9 +302,10 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
         if (prev == NULL) {
             static const uint8_t zero[32];
 
-            if (r->seq == 1 && memcmp(r->prev, zero, 32) != 0)
-                problem(v, "node %s: record seq=1 at %s:%ld has a prev: edited", node, AT(r));
-            else if (r->seq != 1 && memcmp(r->prev, zero, 32) == 0)
+            /* a log's first record has a zero prev: tsad's is seq 1, ocspd's journal seq 0 */
+            if (r->seq == 0 && memcmp(r->prev, zero, 32) != 0)
+                problem(v, "node %s: record seq=0 at %s:%ld has a prev: edited", node, AT(r));
+            else if (r->seq > 1 && memcmp(r->prev, zero, 32) == 0)
                 problem(v, "node %s: record seq=%llu at %s:%ld claims to be the first: edited",
                         node, (unsigned long long)r->seq, AT(r));
         } else if (r->seq != prev->seq + 1) {
