@@ -15,8 +15,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A checkpoint's fields (only checkpoints carry them). */
+struct vckpt {
+    uint64_t covers_seq;
+    uint8_t covers_head[32], cert_sha256[32];
+    char time[48], sig_alg[16], digest[16];
+    uint8_t sig[1024];
+    size_t sig_len;
+};
+
+#define VERIFY_MAX_NODES 1024
+
+/* One record (kept small: an export may hold millions). */
 struct vrec {
-    char node[CHAIN_NODE_MAX];
+    unsigned node; /* index in verify.nodes */
     uint64_t seq;
     uint8_t prev[32], hash[32];
     int file;
@@ -25,13 +37,7 @@ struct vrec {
     bool out_of_order;
     uint64_t after_seq;
     long after_line;
-    /* checkpoints */
-    bool ckpt;
-    uint64_t covers_seq;
-    uint8_t covers_head[32], cert_sha256[32];
-    char time[48], sig_alg[16], digest[16];
-    uint8_t sig[1024];
-    size_t sig_len;
+    struct vckpt *ck; /* a checkpoint's fields, NULL for other records */
 };
 
 struct vcert {
@@ -48,6 +54,8 @@ struct verify {
     int ncerts;
     FILE *out;
     unsigned problems;
+    char (*nodes)[CHAIN_NODE_MAX];
+    unsigned n_nodes;
 };
 
 static void __attribute__((format(printf, 2, 3))) problem(struct verify *v, const char *fmt, ...)
@@ -99,6 +107,8 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
     json_error_t err;
     json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &err), *t, *sig;
     const char *f = v->files[r->file];
+    char node[CHAIN_NODE_MAX];
+    struct vckpt *c;
     bool ok = false;
 
     if (!json_is_object(o)) {
@@ -107,30 +117,42 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
         json_decref(o);
         return false;
     }
-    if (!get_u64(o, "seq", &r->seq) || !get_str(o, "node", r->node, sizeof(r->node)) ||
+    if (!get_u64(o, "seq", &r->seq) || !get_str(o, "node", node, sizeof(node)) ||
         !get_hex(o, "prev", r->prev, 32)) {
         problem(v, "%s:%ld: a record without its chain (seq, node, prev)", f, r->line);
         goto out;
     }
+    for (r->node = 0; r->node < v->n_nodes && strcmp(v->nodes[r->node], node) != 0; r->node++)
+        ;
+    if (r->node == v->n_nodes) {
+        if (v->n_nodes == VERIFY_MAX_NODES) {
+            problem(v, "%s:%ld: more than %d nodes", f, r->line, VERIFY_MAX_NODES);
+            goto out;
+        }
+        memcpy(v->nodes[v->n_nodes++], node, sizeof(node));
+    }
     chain_hash(line, len, r->hash);
     t = json_object_get(o, "type");
-    r->ckpt = json_is_string(t) && strcmp(json_string_value(t), "checkpoint") == 0;
-    if (r->ckpt) {
+    if (json_is_string(t) && strcmp(json_string_value(t), "checkpoint") == 0) {
+        if ((c = r->ck = calloc(1, sizeof(*c))) == NULL)
+            goto out;
         sig = json_object_get(o, "sig");
-        if (!get_u64(o, "covers_seq", &r->covers_seq) ||
-            !get_hex(o, "covers_head", r->covers_head, 32) ||
-            !get_hex(o, "cert_sha256", r->cert_sha256, 32) ||
-            !get_str(o, "time", r->time, sizeof(r->time)) ||
-            !get_str(o, "sig_alg", r->sig_alg, sizeof(r->sig_alg)) ||
-            !get_str(o, "digest", r->digest, sizeof(r->digest)) || !json_is_string(sig) ||
-            json_string_length(sig) % 2 != 0 || json_string_length(sig) / 2 > sizeof(r->sig) ||
-            !hex_decode(r->sig, json_string_length(sig) / 2, json_string_value(sig),
+        if (!get_u64(o, "covers_seq", &c->covers_seq) ||
+            !get_hex(o, "covers_head", c->covers_head, 32) ||
+            !get_hex(o, "cert_sha256", c->cert_sha256, 32) ||
+            !get_str(o, "time", c->time, sizeof(c->time)) ||
+            !get_str(o, "sig_alg", c->sig_alg, sizeof(c->sig_alg)) ||
+            !get_str(o, "digest", c->digest, sizeof(c->digest)) || !json_is_string(sig) ||
+            json_string_length(sig) % 2 != 0 || json_string_length(sig) / 2 > sizeof(c->sig) ||
+            !hex_decode(c->sig, json_string_length(sig) / 2, json_string_value(sig),
                         json_string_length(sig))) {
             problem(v, "%s:%ld: checkpoint seq=%llu lacks a field or has a malformed one", f,
                     r->line, (unsigned long long)r->seq);
+            free(c);
+            r->ck = NULL;
             goto out;
         }
-        r->sig_len = json_string_length(sig) / 2;
+        c->sig_len = json_string_length(sig) / 2;
     }
     ok = true;
 out:
@@ -148,19 +170,19 @@ load_file(struct verify *v, int fi)
     long ln = 0;
     /* per node of this file: the last seq and its line */
     struct {
-        char node[CHAIN_NODE_MAX];
         uint64_t seq;
         long line;
-    } last[64];
-    size_t nlast = 0;
+    } *last = calloc(VERIFY_MAX_NODES, sizeof(*last));
 
-    if (f == NULL) {
+    if (f == NULL || last == NULL) {
         fprintf(stderr, "tsactl: verify: cannot open %s\n", v->files[fi]);
+        if (f != NULL)
+            fclose(f);
+        free(last);
         return TSACTL_ERR;
     }
     while ((len = getline(&line, &cap, f)) >= 0) {
         struct vrec *r;
-        size_t k;
 
         ln++;
         if (len > 0 && line[len - 1] == '\n')
@@ -174,6 +196,7 @@ load_file(struct verify *v, int fi)
             if (nr == NULL) {
                 fclose(f);
                 free(line);
+                free(last);
                 return TSACTL_ERR;
             }
             v->r = nr;
@@ -185,25 +208,17 @@ load_file(struct verify *v, int fi)
         r->line = ln;
         if (!parse_line(v, r, line, (size_t)len))
             continue;
-        for (k = 0; k < nlast && strcmp(last[k].node, r->node) != 0; k++)
-            ;
-        if (k == nlast && nlast < 64) {
-            snprintf(last[nlast].node, sizeof(last[nlast].node), "%s", r->node);
-            last[nlast].seq = 0;
-            last[nlast++].line = 0;
-        }
-        if (k < nlast) {
-            if (last[k].line != 0 && r->seq <= last[k].seq) {
-                r->out_of_order = true;
-                r->after_seq = last[k].seq;
-                r->after_line = last[k].line;
-            } else {
-                last[k].seq = r->seq;
-                last[k].line = ln;
-            }
+        if (last[r->node].line != 0 && r->seq <= last[r->node].seq) {
+            r->out_of_order = true;
+            r->after_seq = last[r->node].seq;
+            r->after_line = last[r->node].line;
+        } else {
+            last[r->node].seq = r->seq;
+            last[r->node].line = ln;
         }
         v->n++;
     }
+    free(last);
     free(line);
     fclose(f);
     return TSACTL_OK;
@@ -213,10 +228,8 @@ static int
 rec_cmp(const void *a, const void *b)
 {
     const struct vrec *x = a, *y = b;
-    int c = strcmp(x->node, y->node);
-
-    if (c != 0)
-        return c;
+    if (x->node != y->node)
+        return x->node < y->node ? -1 : 1;
     if (x->seq != y->seq)
         return x->seq < y->seq ? -1 : 1;
     if (x->file != y->file)
@@ -237,8 +250,9 @@ md_by_name(const char *n)
 static int
 check_sig(struct verify *v, const struct vrec *r)
 {
+    const struct vckpt *c = r->ck;
     char tbs[512], head[65];
-    const EVP_MD *md = md_by_name(r->digest);
+    const EVP_MD *md = md_by_name(c->digest);
     EVP_MD_CTX *ctx;
     EVP_PKEY_CTX *pctx = NULL;
     EVP_PKEY *key = NULL;
@@ -246,20 +260,20 @@ check_sig(struct verify *v, const struct vrec *r)
     int ok = 0;
 
     for (int i = 0; i < v->ncerts; i++)
-        if (memcmp(v->certs[i].sha256, r->cert_sha256, 32) == 0)
+        if (memcmp(v->certs[i].sha256, c->cert_sha256, 32) == 0)
             key = v->certs[i].key;
     if (key == NULL)
         return -1;
-    hex_encode(head, r->covers_head, 32, false);
-    n = tsa_checkpoint_tbs(tbs, sizeof(tbs), r->node, r->covers_seq, head, r->time);
+    hex_encode(head, c->covers_head, 32, false);
+    n = tsa_checkpoint_tbs(tbs, sizeof(tbs), v->nodes[r->node], c->covers_seq, head, c->time);
     if (n == 0 || md == NULL || (ctx = EVP_MD_CTX_new()) == NULL)
         return 0;
     if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key) == 1) {
-        if (strcmp(r->sig_alg, "rsa-pss") == 0) {
+        if (strcmp(c->sig_alg, "rsa-pss") == 0) {
             EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
         }
-        ok = EVP_DigestVerify(ctx, r->sig, r->sig_len, (const uint8_t *)tbs, n) == 1;
+        ok = EVP_DigestVerify(ctx, c->sig, c->sig_len, (const uint8_t *)tbs, n) == 1;
     }
     EVP_MD_CTX_free(ctx);
     return ok;
@@ -267,11 +281,26 @@ check_sig(struct verify *v, const struct vrec *r)
 
 #define AT(r) v->files[(r)->file], (r)->line
 
+/* The first record with seq in v->r[a..b) (sorted by seq), or NULL. */
+static const struct vrec *
+find_seq(const struct verify *v, size_t a, size_t b, uint64_t seq)
+{
+    while (a < b) {
+        size_t m = a + (b - a) / 2;
+
+        if (v->r[m].seq < seq)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return a < v->n && v->r[a].seq == seq ? &v->r[a] : NULL;
+}
+
 /* One node's records, sorted by seq (v->r[a..b)). */
 static void
 check_node(struct verify *v, size_t a, size_t b, bool quiet)
 {
-    const char *node = v->r[a].node;
+    const char *node = v->nodes[v->r[a].node];
     unsigned before = v->problems, ckpts = 0, ck_ok = 0, ck_unchecked = 0;
     uint64_t covered = 0, count = 0;
     const struct vrec *prev = NULL;
@@ -323,25 +352,21 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
                     node, (unsigned long long)prev->seq, AT(prev), (unsigned long long)r->seq,
                     AT(r));
         }
-        if (r->ckpt) {
+        if (r->ck != NULL) {
+            const struct vrec *c = find_seq(v, a, b, r->ck->covers_seq);
             int s;
 
             ckpts++;
-            if (r->covers_seq >= r->seq)
+            if (r->ck->covers_seq >= r->seq)
                 problem(v, "node %s: checkpoint seq=%llu at %s:%ld covers a later record", node,
                         (unsigned long long)r->seq, AT(r));
-            for (size_t k = a; k < b; k++) { /* the record it signed, when present */
-                const struct vrec *c = &v->r[k];
-
-                if (c->seq == r->covers_seq && memcmp(c->hash, r->covers_head, 32) != 0) {
-                    problem(v,
-                            "node %s: record seq=%llu at %s:%ld was edited: checkpoint "
-                            "seq=%llu at %s:%ld signed another SHA-256 for it",
-                            node, (unsigned long long)c->seq, AT(c), (unsigned long long)r->seq,
-                            AT(r));
-                    break;
-                }
-            }
+            /* the record it signed, when present */
+            if (c != NULL && memcmp(c->hash, r->ck->covers_head, 32) != 0)
+                problem(v,
+                        "node %s: record seq=%llu at %s:%ld was edited: checkpoint seq=%llu at "
+                        "%s:%ld signed another SHA-256 for it",
+                        node, (unsigned long long)c->seq, AT(c), (unsigned long long)r->seq,
+                        AT(r));
             s = check_sig(v, r);
             if (s == 0)
                 problem(v,
@@ -401,8 +426,11 @@ tsactl_verify(char **files, int nfiles, char **certs, int ncerts, bool quiet, FI
     int rc = TSACTL_OK;
     size_t a = 0;
 
-    if ((v.certs = calloc((size_t)ncerts + 1, sizeof(*v.certs))) == NULL)
+    if ((v.certs = calloc((size_t)ncerts + 1, sizeof(*v.certs))) == NULL ||
+        (v.nodes = calloc(VERIFY_MAX_NODES, sizeof(*v.nodes))) == NULL) {
+        free(v.certs);
         return TSACTL_ERR;
+    }
     for (int i = 0; i < ncerts && rc == TSACTL_OK; i++)
         if ((rc = load_cert(&v.certs[i], certs[i])) == TSACTL_OK)
             v.ncerts++;
@@ -413,7 +441,7 @@ tsactl_verify(char **files, int nfiles, char **certs, int ncerts, bool quiet, FI
         while (a < v.n) {
             size_t b = a;
 
-            while (b < v.n && strcmp(v.r[b].node, v.r[a].node) == 0)
+            while (b < v.n && v.r[b].node == v.r[a].node)
                 b++;
             check_node(&v, a, b, quiet);
             a = b;
@@ -428,6 +456,9 @@ tsactl_verify(char **files, int nfiles, char **certs, int ncerts, bool quiet, FI
     for (int i = 0; i < v.ncerts; i++)
         EVP_PKEY_free(v.certs[i].key);
     free(v.certs);
+    for (size_t i = 0; i < v.n; i++)
+        free(v.r[i].ck);
     free(v.r);
+    free(v.nodes);
     return rc;
 }
