@@ -76,8 +76,7 @@ jw_printf(struct jw *o, const char *fmt, ...)
 static void
 comma(struct jw *o)
 {
-    if (o->len > 0 && o->p[o->len - 1] != '{' && o->p[o->len - 1] != '[' &&
-        o->p[o->len - 1] != ':')
+    if (o->len > 0 && o->p[o->len - 1] != '{' && o->p[o->len - 1] != '[' && o->p[o->len - 1] != ':')
         jw_raw(o, ",", 1);
 }
 

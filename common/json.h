@@ -35,8 +35,8 @@ size_t jw_end(const struct jw *o);
 void jw_raw(struct jw *o, const char *s, size_t n); /* bytes as they are */
 void jw_lit(struct jw *o, const char *s);           /* a C string as it is */
 void jw_printf(struct jw *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void jw_begin(struct jw *o); /* '{' (after a comma when needed) */
-void jw_close(struct jw *o); /* '}' */
+void jw_begin(struct jw *o);                /* '{' (after a comma when needed) */
+void jw_close(struct jw *o);                /* '}' */
 void jw_key(struct jw *o, const char *key); /* [,]"key": */
 void jw_item(struct jw *o);                 /* [,] before an array item */
 /* Values. */

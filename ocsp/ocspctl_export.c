@@ -57,8 +57,7 @@ ocspctl_cmd_export_any(struct ctl *c, int argc, char **argv)
             (opt == 't' && chain_time_parse(optarg, &to)))
             continue;
         if (opt == 'f' || opt == 't')
-            fprintf(stderr, "ocspctl: export: '%s' is not a time (2026-01-02T03:04:05Z)\n",
-                    optarg);
+            fprintf(stderr, "ocspctl: export: '%s' is not a time (2026-01-02T03:04:05Z)\n", optarg);
         fputs(export_usage, stderr);
         return CTL_USAGE;
     }

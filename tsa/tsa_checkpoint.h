@@ -32,8 +32,8 @@ struct tsa_checkpoint;
 /* Add the audit key to the signer (before signer_start). *out NULL when [audit] has no key
  * (no checkpoints). ST_CONFIG when the key cannot be loaded or is one of the TSU
  * certificates' keys (tsu_certs, n). */
-int tsa_checkpoint_new(const struct tsa_audit_config *ac, struct signer *sg,
-                       X509 *const *tsu_certs, size_t n, struct tsa_checkpoint **out);
+int tsa_checkpoint_new(const struct tsa_audit_config *ac, struct signer *sg, X509 *const *tsu_certs,
+                       size_t n, struct tsa_checkpoint **out);
 /* Start the thread: records go to the journal when there is one, else the pipeline. */
 int tsa_checkpoint_start(struct tsa_checkpoint *c, struct store *st, int db, struct journal *jn,
                          struct commit *cm);

@@ -55,8 +55,7 @@ cmd_export(const char *conf, int argc, char **argv)
         if (opt == 't' && chain_time_parse(optarg, &to))
             continue;
         if (opt == 'f' || opt == 't')
-            fprintf(stderr, "tsactl: export: '%s' is not a time (2026-01-02T03:04:05Z)\n",
-                    optarg);
+            fprintf(stderr, "tsactl: export: '%s' is not a time (2026-01-02T03:04:05Z)\n", optarg);
         fputs(usage, stderr);
         free(cfg);
         return TSACTL_USAGE;

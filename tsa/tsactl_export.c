@@ -10,8 +10,8 @@
 #include <stdio.h>
 
 int
-tsactl_export_store(const char *dir, size_t map_size, const char *db_name,
-                    const char *journal_dir, int64_t from, int64_t to, FILE *f)
+tsactl_export_store(const char *dir, size_t map_size, const char *db_name, const char *journal_dir,
+                    int64_t from, int64_t to, FILE *f)
 {
     const char *dbs[] = {db_name};
     struct store *s;

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -315,10 +316,11 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
                         "one of them was edited",
                         node, (unsigned long long)r->seq, AT(r), AT(prev));
             else if (r->out_of_order && prev->file == r->file && prev->line > r->line)
-                problem(v, "node %s: record seq=%llu at %s:%ld is out of order (after seq=%llu "
+                problem(v,
+                        "node %s: record seq=%llu at %s:%ld is out of order (after seq=%llu "
                         "at line %ld): reordered",
-                        node, (unsigned long long)r->seq, AT(r),
-                        (unsigned long long)r->after_seq, r->after_line);
+                        node, (unsigned long long)r->seq, AT(r), (unsigned long long)r->after_seq,
+                        r->after_line);
             continue; /* the same record in two exports, or twice in one (concatenated) */
         }
         if (r->out_of_order) /* no identical record came before it: moved */
@@ -365,8 +367,7 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
                 problem(v,
                         "node %s: record seq=%llu at %s:%ld was edited: checkpoint seq=%llu at "
                         "%s:%ld signed another SHA-256 for it",
-                        node, (unsigned long long)c->seq, AT(c), (unsigned long long)r->seq,
-                        AT(r));
+                        node, (unsigned long long)c->seq, AT(c), (unsigned long long)r->seq, AT(r));
             s = check_sig(v, r);
             if (s == 0)
                 problem(v,

@@ -133,8 +133,9 @@ START_TEST(test_seal)
     size_t n = chain_seal(out, sizeof(out), 1, "n1", zero, "{\"a\":1}", 7, h1);
 
     ck_assert_uint_gt(n, 0);
-    ck_assert_str_eq(out, "{\"seq\":1,\"node\":\"n1\",\"prev\":\"0000000000000000000000000000000000000"
-                          "000000000000000000000000000\",\"a\":1}");
+    ck_assert_str_eq(out,
+                     "{\"seq\":1,\"node\":\"n1\",\"prev\":\"0000000000000000000000000000000000000"
+                     "000000000000000000000000000\",\"a\":1}");
     chain_hash(out, n, check);
     ck_assert_mem_eq(check, h1, 32);
     n = chain_seal(out2, sizeof(out2), 2, "n1", h1, "{\"a\":2}", 7, h2);
