@@ -6,8 +6,8 @@
  * (OCSP-13), the validity of responses and archiveCutoff (OCSP-25, ETSI EN 319 411-2).
  */
 #include "common/config.h"
-#include "common/log.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/signer.h"
 #include "common/status.h"
 #include "ocsp/ocspctl_int.h"

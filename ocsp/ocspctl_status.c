@@ -5,8 +5,8 @@
  * enforces and journals it), status and list, and export of everything as JSON lines (EID-12,
  * EID-15: the status database and its journal in a documented format).
  */
-#include "common/status.h"
 #include "common/json.h"
+#include "common/status.h"
 #include "ocsp/ocspctl_int.h"
 
 #include <getopt.h>

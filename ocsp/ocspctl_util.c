@@ -5,9 +5,9 @@
  * certificate loading and issuance checks, and the JSON lines of the journal (EID-12) and of
  * `export` (EID-15).
  */
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "common/json.h"
 #include "ocsp/ocspctl_int.h"
 
 #include <ctype.h>

@@ -235,9 +235,9 @@ tsa_validate_audit(struct tsa_config *c, struct config_parse *p)
         a->scheme = SIGNER_ECDSA;
     if (a->hash == 0)
         a->hash = SIGNER_SHA256;
-    if (a->key_label[0] != '\0' && (c->signer.p11_module[0] == '\0' ||
-                                     c->signer.p11_token[0] == '\0' ||
-                                     c->signer.p11_pin_file[0] == '\0'))
+    if (a->key_label[0] != '\0' &&
+        (c->signer.p11_module[0] == '\0' || c->signer.p11_token[0] == '\0' ||
+         c->signer.p11_pin_file[0] == '\0'))
         return config_error(p, &pos,
                             "[signer]: pkcs11_module, token and pin_file are required "
                             "when [audit] uses key_label");

@@ -3,13 +3,13 @@
  * STANDARDS TSP-01..13, TSP-18, TSA-05, TSA-09, TSA-17; DESIGN D2, D3, D5.
  */
 #include "tsa/tsa_service.h"
+#include "common/chain.h"
 #include "common/journal.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ratelimit.h"
 #include "common/status.h"
 #include "tsa/tsa_audit.h"
-#include "common/chain.h"
 #include "tsa/tsa_checkpoint.h"
 #include "tsa/tsa_request.h"
 
@@ -690,8 +690,8 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     s->clock = clock_src != NULL ? clock_new_with_source(&cc, clock_src) : clock_new(&cc);
     if (s->clock == NULL || signer_start(s->signer) != ST_OK)
         goto fail;
-    if (!check && tsa_checkpoint_start(s->ckpt, s->store, s->audit_db, s->journal, s->commit) !=
-                      ST_OK)
+    if (!check &&
+        tsa_checkpoint_start(s->ckpt, s->store, s->audit_db, s->journal, s->commit) != ST_OK)
         goto fail;
     s->limit = ratelimit_new(&cfg->token_limit);
     if (s->limit == NULL && cfg->token_limit.rate > 0)
