@@ -33,7 +33,9 @@
  * record N+1's prev must be the SHA-256 of record N, a missing N between two present ones is
  * a deletion, two different records with one seq an edit; a record with a zero prev must be
  * the log's first (seq 0 or 1), the first record of an export that starts later is taken on
- * trust (and checked when another file holds the one before it); each checkpoint's
+ * trust (and checked when another file holds the one before it); records without seq, node
+ * and prev (written before the chain existed) are counted, not checked, before a file's first
+ * chained record, and named as inserted after it; each checkpoint's
  * covers_head must be the SHA-256 of record covers_seq when present, and its signature must
  * verify with the --cert certificate whose SHA-256 is its cert_sha256 (with --cert given, a
  * checkpoint signed by any other key is a failure; without, signatures are reported as not

@@ -57,6 +57,8 @@ struct verify {
     unsigned problems;
     char (*nodes)[CHAIN_NODE_MAX];
     unsigned n_nodes;
+    unsigned long legacy; /* records written before the chain began (no seq, node, prev) */
+    bool chained_seen;    /* in the file being read */
 };
 
 static void __attribute__((format(printf, 2, 3))) problem(struct verify *v, const char *fmt, ...)
@@ -118,11 +120,23 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
         json_decref(o);
         return false;
     }
-    if (!get_u64(o, "seq", &r->seq) || !get_str(o, "node", node, sizeof(node)) ||
-        !get_hex(o, "prev", r->prev, 32)) {
-        problem(v, "%s:%ld: a record without its chain (seq, node, prev)", f, r->line);
+    if (json_object_get(o, "seq") == NULL && json_object_get(o, "node") == NULL &&
+        json_object_get(o, "prev") == NULL) {
+        /* written by a tsad/ocspd before the chain: only before the first chained record of
+         * a file (a log's old records); among chained ones it was inserted or stripped */
+        if (!v->chained_seen)
+            v->legacy++;
+        else
+            problem(v, "%s:%ld: a record without its chain after chained ones: inserted or edited",
+                    f, r->line);
         goto out;
     }
+    if (!get_u64(o, "seq", &r->seq) || !get_str(o, "node", node, sizeof(node)) ||
+        !get_hex(o, "prev", r->prev, 32)) {
+        problem(v, "%s:%ld: a record with a malformed chain (seq, node, prev): edited", f, r->line);
+        goto out;
+    }
+    v->chained_seen = true;
     for (r->node = 0; r->node < v->n_nodes && strcmp(v->nodes[r->node], node) != 0; r->node++)
         ;
     if (r->node == v->n_nodes) {
@@ -182,6 +196,7 @@ load_file(struct verify *v, int fi)
         free(last);
         return TSACTL_ERR;
     }
+    v->chained_seen = false;
     while ((len = getline(&line, &cap, f)) >= 0) {
         struct vrec *r;
 
@@ -447,6 +462,11 @@ tsactl_verify(char **files, int nfiles, char **certs, int ncerts, bool quiet, FI
             check_node(&v, a, b, quiet);
             a = b;
         }
+        if (v.legacy > 0 && !quiet)
+            fprintf(out,
+                    "%lu record(s) from before the chain began (written by an older version): "
+                    "not checked\n",
+                    v.legacy);
         if (v.n == 0 && v.problems == 0)
             fprintf(out, "no records\n");
         if (v.problems > 0)

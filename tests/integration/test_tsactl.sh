@@ -116,6 +116,19 @@ fi
 verify_ok "verify without --cert: links checked, signatures not" "$TMP/all.jsonl"
 expect "verify without --cert says so" "$(grep -c 'NOT checked' "$TMP/v.out")" 1
 
+# records of an older tsad (no chain) before the chained ones: counted, not checked; an
+# unchained line among chained ones: named
+legacy='{"v":1,"serial":"00","gen_time":"2020-01-01T00:00:00.000000Z","tsu":"n1"}'
+{ printf '%s\n%s\n' "$legacy" "$legacy"; cat "$TMP/all.jsonl"; } >"$TMP/legacy.jsonl"
+verify_ok "verify: records from before the chain are counted, not checked" \
+    --cert "$AUDIT_CERT" "$TMP/legacy.jsonl"
+expect "verify says how many" "$(grep -c '^2 record(s) from before the chain' "$TMP/v.out")" 1
+{ head -n 4 "$TMP/all.jsonl"; printf '%s\n' "$legacy"; tail -n +5 "$TMP/all.jsonl"; } \
+    >"$TMP/inserted.jsonl"
+verify_broken "verify: an unchained record among chained ones is named (line 5)" \
+    "$TMP/inserted.jsonl:5: a record without its chain after chained ones" \
+    --cert "$AUDIT_CERT" "$TMP/inserted.jsonl"
+
 # ---- tampering with the store ----
 # store_copy NAME: a copy of the store and a config pointing at it
 store_copy() {
