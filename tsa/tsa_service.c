@@ -26,7 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01, STANDARDS §5.7 */
+#define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01 (RFC 3161 §3.4: not -response) */
 #define TSA_QUERY_TYPE "application/timestamp-query"
 
 /* One distinct URL path and the TSUs served there (TSA-17). */
