@@ -17,11 +17,11 @@ CFLAGS  ?= -O2 -g
 LDFLAGS ?=
 XCFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) -pthread -I. -I/usr/include/p11-kit-1
 XLDFLAGS := -pie -Wl,-z,relro,-z,now -pthread
-LIBS    := -lssl -lcrypto -lmicrohttpd -llmdb -linih -ldl -lm
+LIBS    := -lssl -lcrypto -lmicrohttpd -llmdb -linih -ljansson -ldl -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 COMMON_SRC := $(wildcard common/*.c)
-TSA_SRC    := $(filter-out tsa/tsad.c,$(wildcard tsa/*.c))
+TSA_SRC    := $(filter-out tsa/tsad.c tsa/tsactl.c,$(wildcard tsa/*.c))
 OCSP_SRC   := $(filter-out ocsp/ocspd.c ocsp/ocspctl.c,$(wildcard ocsp/*.c))
 UNIT_SRC   := $(wildcard tests/unit/check_*.c)
 # bench/p11delay.c is a PKCS#11 module (a shared object), not a program
@@ -36,7 +36,7 @@ UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 REPLAY_BIN := $(FUZZ_SRC:tests/fuzz/fuzz_%.c=$(BUILD)/tests/replay_%)
 
-BINS := $(BUILD)/tsad
+BINS := $(BUILD)/tsad $(BUILD)/tsactl
 ifneq ($(wildcard ocsp/ocspd.c),)
 BINS += $(BUILD)/ocspd
 endif
@@ -64,6 +64,8 @@ $(BUILD)/libocsp.a: $(OCSP_OBJ)
 APP_LIBS := $(BUILD)/libtsa.a $(BUILD)/libocsp.a $(BUILD)/libcommon.a
 
 $(BUILD)/tsad: $(BUILD)/tsa/tsad.o $(BUILD)/libtsa.a $(BUILD)/libcommon.a
+	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libtsa.a $(BUILD)/libcommon.a $(LIBS)
+$(BUILD)/tsactl: $(BUILD)/tsa/tsactl.o $(BUILD)/libtsa.a $(BUILD)/libcommon.a
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libtsa.a $(BUILD)/libcommon.a $(LIBS)
 $(BUILD)/ocspd: $(BUILD)/ocsp/ocspd.o $(BUILD)/libocsp.a $(BUILD)/libcommon.a
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)

@@ -8,6 +8,7 @@
  * done callback takes j->lock. j->lock is never held while calling into the pipeline.
  */
 #include "common/journal.h"
+#include "common/chain.h"
 #include "common/cond.h"
 #include "common/crc32c.h"
 #include "common/live.h"
@@ -54,6 +55,7 @@ struct jbuf {
     uint64_t first_seq, last_seq;
     uint8_t *data; /* the group: header and body */
     size_t len;
+    uint8_t chain_after[32]; /* chained: the hash of its last record (issue 9 item 3) */
     struct jbuf *next;
 };
 
@@ -67,6 +69,9 @@ struct journal {
     int active;              /* writer only */
     int64_t create_retry_at; /* writer only: no new segment before (a creation failed) */
     uint64_t next_seq;       /* writer only (after open) */
+    bool chained;            /* records are sealed into the node's hash chain (chain.h) */
+    char chain_node[CHAIN_NODE_MAX];
+    uint8_t chain_head[32]; /* writer only: SHA-256 of record next_seq - 1 */
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;
@@ -747,18 +752,22 @@ static struct jbuf *
 group_build(struct journal *j, struct journal_rec *list, struct journal_rec **rest, uint32_t *count)
 {
     size_t cap = j->cfg.segment_size - JOURNAL_SEG_HEADER, len = JOURNAL_GROUP_HEADER, p;
+    size_t grow = j->chained ? CHAIN_PREFIX_MAX : 0;
     struct journal_rec *r = list;
+    uint8_t head[32];
     struct jbuf *b;
     uint32_t n = 0;
 
-    while (r != NULL && len + rec_span(r->len) <= cap) {
-        len += rec_span(r->len);
+    /* chained: sizes are reckoned with the most sealing adds; the group is cut to its
+     * real length below */
+    while (r != NULL && len + rec_span(r->len + grow) <= cap) {
+        len += rec_span(r->len + grow);
         n++;
         r = r->next;
     }
     *rest = r;
     *count = n;
-    if ((b = calloc(1, sizeof(*b))) == NULL || (b->data = calloc(1, len)) == NULL) {
+    if ((b = calloc(1, sizeof(*b))) == NULL || (b->data = calloc(1, len + 1)) == NULL) {
         free(b);
         return NULL;
     }
@@ -767,11 +776,27 @@ group_build(struct journal *j, struct journal_rec *list, struct journal_rec **re
     b->last_seq = j->next_seq + n - 1;
     p = JOURNAL_GROUP_HEADER;
     r = list;
+    memcpy(head, j->chain_head, 32);
     for (uint32_t i = 0; i < n; i++, r = r->next) {
-        put_le32(b->data + p, (uint32_t)r->len);
-        memcpy(b->data + p + 4, r->data, r->len);
-        p += rec_span(r->len);
+        size_t rl = r->len;
+
+        /* the order of the records is fixed here: sealed into the chain in that order, the
+         * head kept only once the group is written (write_list) */
+        if (j->chained)
+            rl = chain_seal((char *)b->data + p + 4, r->len + grow + 1, b->first_seq + i,
+                            j->chain_node, head, r->data, r->len, head);
+        else
+            memcpy(b->data + p + 4, r->data, r->len);
+        if (rl == 0) { /* not a JSON object: refused by journal_append, cannot happen */
+            free(b->data);
+            free(b);
+            return NULL;
+        }
+        put_le32(b->data + p, (uint32_t)rl);
+        p += rec_span(rl);
     }
+    b->len = len = p;
+    memcpy(b->chain_after, head, 32);
     put_le32(b->data, JOURNAL_GROUP_MAGIC);
     put_le32(b->data + 4, n);
     put_le64(b->data + 8, b->first_seq);
@@ -859,6 +884,7 @@ write_list(struct journal *j, struct journal_rec *list)
 
         if (st == ST_OK) {
             j->next_seq += n;
+            memcpy(j->chain_head, b->chain_after, 32);
             metrics_inc(j->m_groups);
             metrics_add(j->m_records, n);
             metrics_observe(j->m_size, n);
@@ -1052,6 +1078,18 @@ last_op_apply(struct store_txn *t, struct commit_op *op)
 }
 
 static int
+head_op_apply(struct store_txn *t, struct commit_op *op)
+{
+    struct journal *j = op->user;
+    uint64_t seq;
+    int st = chain_txn_head(t, j->db, &seq, j->chain_head);
+
+    if (st == ST_OK && seq != j->next_seq - 1)
+        st = ST_STORE;
+    return st;
+}
+
+static int
 journal_recover(struct journal *j)
 {
     struct commit_op op = {.cls = COMMIT_ESSENTIAL, .apply = last_op_apply, .user = j};
@@ -1090,6 +1128,11 @@ journal_recover(struct journal *j)
     }
     j->next_seq = rc.next_needed;
     j->applied_seq = j->written_seq = j->next_seq - 1;
+    if (j->chained) { /* the chain goes on from the last record, recovered or not */
+        op = (struct commit_op){.cls = COMMIT_ESSENTIAL, .apply = head_op_apply, .user = j};
+        if ((st = commit_run(j->c, &op)) != ST_OK)
+            return st;
+    }
     return ST_OK;
 }
 
@@ -1168,6 +1211,11 @@ journal_open(const struct journal_config *cfg, struct commit *c, int db)
     j->active = -1;
     snprintf(j->dir, sizeof(j->dir), "%s", cfg->dir);
     j->cfg.dir = j->dir;
+    if (cfg->chain_node != NULL) {
+        j->chained = true;
+        snprintf(j->chain_node, sizeof(j->chain_node), "%s", cfg->chain_node);
+        j->cfg.chain_node = j->chain_node;
+    }
     if (j->cfg.segment_size == 0)
         j->cfg.segment_size = JOURNAL_DEFAULT_SEGMENT;
     if (j->cfg.pwrite_fn == NULL)
@@ -1238,6 +1286,9 @@ journal_append(struct journal *j, struct journal_rec *r)
     int st = ST_OK;
 
     if (r->len == 0 || r->len > JOURNAL_RECORD_MAX || r->done == NULL)
+        return ST_INVALID;
+    if (j->chained && (r->len + CHAIN_PREFIX_MAX > JOURNAL_RECORD_MAX || r->len < 3 ||
+                       ((const char *)r->data)[0] != '{'))
         return ST_INVALID;
     r->next = NULL;
     r->seq = 0;

@@ -87,6 +87,10 @@ struct journal_config {
     unsigned apply_batch;        /* records per LMDB transaction of the applier (0: default) */
     double apply_delay;          /* seconds a record may wait before it is applied (0: default) */
     journal_pwrite_fn pwrite_fn; /* NULL: pwrite */
+    /* Non-NULL: records (JSON objects) are sealed into this node's hash chain as their
+     * sequence numbers are given, on the writer (common/chain.h; issue 9 item 3); the chain
+     * goes on from the database's last record after recovery. */
+    const char *chain_node;
 };
 
 struct journal;

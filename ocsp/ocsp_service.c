@@ -8,6 +8,7 @@
 #include "common/cond.h"
 #include "common/daemon.h"
 #include "common/der.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ratelimit.h"
@@ -136,7 +137,6 @@ static void
 ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, size_t len,
               int64_t produced_at, int64_t next_update, bool cacheable, const char *inm)
 {
-    static const char hx[] = "0123456789abcdef";
     uint8_t digest[32];
     char etag[70], date[40], cc[96];
     int64_t now = (int64_t)time(NULL), age = next_update - now;
@@ -148,10 +148,7 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, s
     }
     EVP_Digest(der, len, digest, NULL, signer_hash_md(SIGNER_SHA256), NULL);
     etag[0] = '"';
-    for (int i = 0; i < 32; i++) {
-        etag[1 + 2 * i] = hx[digest[i] >> 4];
-        etag[2 + 2 * i] = hx[digest[i] & 15];
-    }
+    hex_encode(etag + 1, digest, 32, false);
     etag[65] = '"';
     etag[66] = '\0';
     if (age > (int64_t)s->max_age)

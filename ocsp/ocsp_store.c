@@ -11,6 +11,8 @@
  * (next sequence to write) and "changes_head" (oldest sequence not yet taken).
  */
 #include "ocsp/ocsp_store.h"
+#include "common/chain.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -130,13 +132,7 @@ put_be64(uint8_t *p, uint64_t v)
 static void
 hex_of(const uint8_t *p, size_t n, char *out)
 {
-    static const char digits[] = "0123456789ABCDEF";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
+    hex_encode(out, p, n, true);
 }
 
 static bool
@@ -784,44 +780,43 @@ ocsp_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Append a JSON string literal (escaped) to out. */
 static void
-json_str(char *out, size_t cap, const char *v)
+json_status(struct jw *o, const char *key, const struct ocsp_status *st, bool found)
 {
-    size_t n = strlen(out);
-
-    if (n + 2 >= cap)
+    jw_key(o, key);
+    if (!found) {
+        jw_null(o);
         return;
-    out[n++] = '"';
-    for (; *v != '\0' && n + 8 < cap; v++) {
-        unsigned char c = (unsigned char)*v;
-        if (c == '"' || c == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)c;
-        } else if (c < 0x20 || c == 0x7f) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", c);
-        } else {
-            out[n++] = (char)c;
-        }
     }
-    out[n++] = '"';
-    out[n] = '\0';
+    jw_begin(o);
+    jw_kstr(o, "state", ocsp_state_name(st->state));
+    jw_key(o, "reason");
+    jw_i64(o, st->reason == OCSP_REASON_NONE ? -1 : st->reason);
+    jw_key(o, "revocation_time");
+    jw_i64(o, st->revocation_time);
+    jw_key(o, "not_after");
+    jw_i64(o, st->not_after);
+    jw_close(o);
 }
 
-static void
-json_status(char *out, size_t cap, const char *key, const struct ocsp_status *st, bool found)
+/* The journal's node name (its chain, common/chain.h): kept in meta "journal_node", this
+ * host's name when the first entry is written, so that ocspd and ocspctl seal alike. */
+static int
+ocsp_journal_node(struct ocsp_store *s, struct store_txn *t, char *node, size_t cap)
 {
-    size_t n = strlen(out);
+    const void *v = NULL;
+    size_t n = 0;
+    int st = store_txn_get(t, s->db[DB_META], "journal_node", 12, &v, &n);
 
-    if (!found) {
-        snprintf(out + n, cap - n, ",\"%s\":null", key);
-        return;
+    if (st == ST_OK && n > 0 && n < cap) {
+        memcpy(node, v, n);
+        node[n] = '\0';
+        return ST_OK;
     }
-    snprintf(out + n, cap - n,
-             ",\"%s\":{\"state\":\"%s\",\"reason\":%d,\"revocation_time\":%lld,"
-             "\"not_after\":%lld}",
-             key, ocsp_state_name(st->state), st->reason == OCSP_REASON_NONE ? -1 : st->reason,
-             (long long)st->revocation_time, (long long)st->not_after);
+    if (st != ST_OK && st != ST_NOTFOUND)
+        return st;
+    chain_default_node(node, cap);
+    return store_txn_put(t, s->db[DB_META], "journal_node", 12, node, strlen(node), false);
 }
 
 /* Append a journal line (in t); the line must be one JSON object on one line. */
@@ -829,15 +824,29 @@ static int
 ocsp_journal_txn(struct ocsp_store *s, struct store_txn *t, const char *line)
 {
     uint64_t seq = 0;
-    uint8_t key[8];
+    uint8_t key[8], prev[32] = {0}, hash[32];
+    char node[CHAIN_NODE_MAX], sealed[JOURNAL_LINE_MAX + CHAIN_PREFIX_MAX];
+    const void *pv = NULL;
+    size_t pn = 0, n;
     int st;
 
     if (line[0] != '{' || strchr(line, '\n') != NULL || line[strlen(line) - 1] != '}')
         return ST_INVALID;
-    if ((st = ocsp_meta_u64(t, s->db[DB_META], "journal_next", &seq)) != ST_OK)
+    if ((st = ocsp_meta_u64(t, s->db[DB_META], "journal_next", &seq)) != ST_OK ||
+        (st = ocsp_journal_node(s, t, node, sizeof(node))) != ST_OK)
         return st;
+    /* sealed into the journal's chain here, in the write transaction that fixes its place
+     * (issue 9 item 3): prev is the SHA-256 of the entry before it, as stored */
+    if (seq > 0) {
+        put_be64(key, seq - 1);
+        if (store_txn_get(t, s->db[DB_JOURNAL], key, 8, &pv, &pn) == ST_OK)
+            chain_hash(pv, pn, prev);
+    }
+    n = chain_seal(sealed, sizeof(sealed), seq, node, prev, line, strlen(line), hash);
+    if (n == 0)
+        return ST_INVALID;
     put_be64(key, seq);
-    if ((st = store_txn_put(t, s->db[DB_JOURNAL], key, 8, line, strlen(line), true)) != ST_OK)
+    if ((st = store_txn_put(t, s->db[DB_JOURNAL], key, 8, sealed, n, true)) != ST_OK)
         return st;
     return ocsp_meta_put_u64(t, s->db[DB_META], "journal_next", seq + 1);
 }
@@ -887,8 +896,9 @@ ocsp_status_journal_line(struct ocsp_store *s, struct store_txn *t, char *line, 
 {
     char idhex[2 * OCSP_ISSUER_ID_LEN + 1], serhex[2 * OCSP_SERIAL_MAX + 1], name[64] = "";
     const void *v = NULL;
-    size_t n = 0, len;
+    size_t n = 0;
     struct ocsp_issuer_rec rec;
+    struct jw o;
 
     if (store_txn_get(t, s->db[DB_ISSUERS], id, OCSP_ISSUER_ID_LEN, &v, &n) == ST_OK &&
         ocsp_issuer_decode(v, n, &rec) == ST_OK) {
@@ -897,18 +907,19 @@ ocsp_status_journal_line(struct ocsp_store *s, struct store_txn *t, char *line, 
     }
     hex_of(id, OCSP_ISSUER_ID_LEN, idhex);
     hex_of(serial, serial_len, serhex);
-    snprintf(line, cap, "{\"time\":%lld,\"who\":", (long long)time(NULL));
-    json_str(line, cap, who != NULL ? who : "");
-    len = strlen(line);
-    snprintf(line + len, cap - len, ",\"op\":\"status\",\"issuer\":");
-    json_str(line, cap, name);
-    len = strlen(line);
-    snprintf(line + len, cap - len, ",\"issuer_id\":\"%s\",\"serial\":\"%s\",\"result\":\"%s\"",
-             idhex, serhex, refused ? "refused" : "ok");
-    json_status(line, cap, "before", before, found);
-    json_status(line, cap, "after", after, true);
-    len = strlen(line);
-    snprintf(line + len, cap - len, "}");
+    jw_init(&o, line, cap);
+    jw_begin(&o);
+    jw_key(&o, "time");
+    jw_i64(&o, (int64_t)time(NULL));
+    jw_kstr(&o, "who", who != NULL ? who : "");
+    jw_kstr(&o, "op", "status");
+    jw_kstr(&o, "issuer", name);
+    jw_kstr(&o, "issuer_id", idhex);
+    jw_kstr(&o, "serial", serhex);
+    jw_kstr(&o, "result", refused ? "refused" : "ok");
+    json_status(&o, "before", before, found);
+    json_status(&o, "after", after, true);
+    jw_close(&o);
 }
 
 static bool

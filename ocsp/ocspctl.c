@@ -41,6 +41,8 @@ static const char ctl_usage[] =
     "  list ISSUER [--revoked]\n"
     "  presign [ISSUER]              sign and store the responses of every known serial\n"
     "  export [ISSUER]               JSON lines: issuers, status records, journal\n"
+    "  export --journal [--from TIME] [--to TIME]\n"
+    "                                the journal's hash chain, for tsactl verify\n"
     "`ocspctl COMMAND --help` describes a command.\n"
     "exit codes: 0 ok, 1 error, 2 usage error, 3 refused by a rule (EID-07)\n";
 
@@ -129,7 +131,7 @@ static const struct ctl_command ctl_commands[] = {
     {"status", ocspctl_cmd_status, false, ocspctl_status_usage},
     {"list", ocspctl_cmd_list, false, ocspctl_status_usage},
     {"presign", ctl_cmd_presign, true, usage_presign},
-    {"export", ocspctl_cmd_export, false, ocspctl_status_usage},
+    {"export", ocspctl_cmd_export_any, false, ocspctl_export_usage},
 };
 
 /* Global options, stopping at the command. Returns the command's index in argv or -1. */

@@ -136,6 +136,10 @@ int ocspctl_cmd_release(struct ctl *c, int argc, char **argv);
 int ocspctl_cmd_status(struct ctl *c, int argc, char **argv);
 int ocspctl_cmd_list(struct ctl *c, int argc, char **argv);
 int ocspctl_cmd_export(struct ctl *c, int argc, char **argv);
+/* ocspctl_export.c: `export --journal [--from] [--to]` (the chained journal, issue 9 item 3),
+ * else ocspctl_cmd_export. */
+int ocspctl_cmd_export_any(struct ctl *c, int argc, char **argv);
+void ocspctl_export_usage(FILE *f);
 int ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv);
 int ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv);
 

@@ -6,6 +6,7 @@
  * (OCSP-13), the validity of responses and archiveCutoff (OCSP-25, ETSI EN 319 411-2).
  */
 #include "common/config.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/signer.h"
 #include "common/status.h"
@@ -340,8 +341,7 @@ issuer_journal(struct ctl *c, const struct ocsp_issuer_rec *r, bool update)
     if (x != NULL)
         X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
     X509_free(x);
-    for (size_t i = 0; i < OCSP_ISSUER_ID_LEN; i++)
-        snprintf(id + 2 * i, 3, "%02X", r->id[i]);
+    hex_encode(id, r->id, OCSP_ISSUER_ID_LEN, true);
     ocspctl_journal_begin(c, &j, update ? "issuer-update" : "issuer-add", r->name);
     ocspctl_json_str(&j, "issuer_id", id);
     ocspctl_json_str(&j, "subject", subject);

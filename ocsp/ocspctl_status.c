@@ -5,6 +5,7 @@
  * enforces and journals it), status and list, and export of everything as JSON lines (EID-12,
  * EID-15: the status database and its journal in a documented format).
  */
+#include "common/json.h"
 #include "common/status.h"
 #include "ocsp/ocspctl_int.h"
 
@@ -425,8 +426,7 @@ export_issuer(void *ctx, const struct ocsp_issuer_rec *r)
 
     if (e->only != NULL && strcmp(e->only, r->name) != 0)
         return true;
-    for (size_t i = 0; i < OCSP_ISSUER_ID_LEN; i++)
-        snprintf(id + 2 * i, 3, "%02X", r->id[i]);
+    hex_encode(id, r->id, OCSP_ISSUER_ID_LEN, true);
     b64 = base64_of(r->cert, r->cert_len);
     sb64 = base64_of(r->signer_cert, r->signer_cert_len);
     ocspctl_json_begin(&j);

@@ -5,6 +5,7 @@
  * certificate loading and issuance checks, and the JSON lines of the journal (EID-12) and of
  * `export` (EID-15).
  */
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "ocsp/ocspctl_int.h"
@@ -113,18 +114,11 @@ out:
 void
 ocspctl_serial_hex(const uint8_t *b, size_t len, char *out)
 {
-    static const char digits[] = "0123456789ABCDEF";
-    size_t o = 0;
-
     if (len > 1 && b[0] == 0x00) {
         b++;
         len--;
     }
-    for (size_t i = 0; i < len; i++) {
-        out[o++] = digits[b[i] >> 4];
-        out[o++] = digits[b[i] & 15];
-    }
-    out[o] = '\0';
+    hex_encode(out, b, len, true);
 }
 
 /* ---- times ---- */
@@ -391,24 +385,24 @@ json_put(struct ctl_json *j, const char *s, size_t n)
     j->p[j->len] = '\0';
 }
 
+/* A quoted string, escaped by the shared writer (common/json) a piece at a time. */
 static void
 json_quoted(struct ctl_json *j, const char *v)
 {
-    char esc[8];
+    char piece[256 * 6 + 3];
+    size_t left = strlen(v);
 
     json_put(j, "\"", 1);
-    for (; *v != '\0'; v++) {
-        unsigned char ch = (unsigned char)*v;
-        if (ch == '"' || ch == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)ch;
-            json_put(j, esc, 2);
-        } else if (ch < 0x20 || ch == 0x7f) {
-            snprintf(esc, sizeof(esc), "\\u%04x", ch);
-            json_put(j, esc, 6);
-        } else {
-            json_put(j, (const char *)&ch, 1);
-        }
+    while (left > 0) {
+        size_t n = left < 256 ? left : 256, len;
+        struct jw o;
+
+        jw_init(&o, piece, sizeof(piece));
+        jw_strn(&o, v, n);
+        len = jw_end(&o);
+        json_put(j, piece + 1, len - 2); /* without its quotes */
+        v += n;
+        left -= n;
     }
     json_put(j, "\"", 1);
 }

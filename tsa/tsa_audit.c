@@ -3,83 +3,24 @@
  */
 #include "tsa/tsa_audit.h"
 #include "common/der.h"
+#include "common/json.h"
 #include "common/status.h"
 
 #include <openssl/objects.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-struct out {
-    char *p;
-    size_t cap, len;
-    bool full;
-};
-
-static void __attribute__((format(printf, 2, 3))) out_printf(struct out *o, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (o->full)
-        return;
-    va_start(ap, fmt);
-    n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= o->cap - o->len)
-        o->full = true;
-    else
-        o->len += (size_t)n;
-}
-
-static void
-out_hex(struct out *o, const uint8_t *b, size_t n)
-{
-    static const char hx[] = "0123456789abcdef";
-
-    if (o->full || o->cap - o->len < 2 * n + 1) {
-        o->full = true;
-        return;
-    }
-    for (size_t i = 0; i < n; i++) {
-        o->p[o->len++] = hx[b[i] >> 4];
-        o->p[o->len++] = hx[b[i] & 15];
-    }
-    o->p[o->len] = '\0';
-}
-
-/* A JSON string value (quotes included), escaping what JSON requires. */
-static void
-out_jstr(struct out *o, const char *v)
-{
-    out_printf(o, "\"");
-    for (; v != NULL && *v != '\0' && !o->full; v++) {
-        unsigned char ch = (unsigned char)*v;
-
-        if (ch == '"' || ch == '\\')
-            out_printf(o, "\\%c", ch);
-        else if (ch < 0x20)
-            out_printf(o, "\\u%04x", ch);
-        else if (o->len + 1 < o->cap)
-            o->p[o->len++] = (char)ch; /* the common case: no formatting */
-        else
-            o->full = true;
-    }
-    if (!o->full)
-        o->p[o->len] = '\0';
-    out_printf(o, "\"");
-}
-
 size_t
 tsa_audit_tsu_tag(char *out, size_t cap, const char *name)
 {
-    struct out o = {out, cap, 0, cap == 0};
+    struct jw o;
 
-    out_printf(&o, ",\"tsu\":");
-    out_jstr(&o, name);
-    out_printf(&o, ",");
-    return o.full ? 0 : o.len;
+    jw_init(&o, out, cap);
+    jw_lit(&o, ",\"tsu\":");
+    jw_str(&o, name);
+    jw_lit(&o, ",");
+    return jw_end(&o);
 }
 
 bool
@@ -124,12 +65,12 @@ tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u, const struct t
                  const struct tsa_token *t, const struct clock_reading *clk, const char *client,
                  const uint8_t token_sha256[32])
 {
-    struct out o = {buf, cap, 0, cap == 0};
+    struct jw o;
     const uint8_t *c, *q, *end, *hash = NULL;
     size_t cl, hl = 0;
     struct tm tm;
-    char when[40], ref[12];
-    uint8_t tag;
+    char when[40];
+    uint8_t tag, ref[4];
 
     gmtime_r(&t->gen_time.tv_sec, &tm);
     strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -141,37 +82,45 @@ tsa_audit_format(char *buf, size_t cap, const struct tsa_unit *u, const struct t
             tag != DER_OCTET_STRING)
             hash = NULL;
     }
-    out_printf(&o, "{\"v\":1,\"serial\":\"");
-    out_hex(&o, t->serial, TSA_SERIAL_LEN);
-    out_printf(&o, "\",\"gen_time\":\"%s.%06ldZ\",\"policy\":\"%s\",\"tsu\":", when,
-               t->gen_time.tv_nsec / 1000, u->cfg->policy);
-    out_jstr(&o, u->cfg->name);
-    out_printf(&o, ",\"key\":");
-    out_jstr(&o, u->key != NULL ? signer_key_name(u->key) : "");
-    out_printf(&o, ",");
-    out_printf(&o, "\"hash_alg\":\"%s\",\"imprint\":\"", OBJ_nid2sn(req->hash_nid));
-    if (hash != NULL)
-        out_hex(&o, hash, hl);
-    out_printf(&o, "\",\"nonce\":");
-    if (req->has_nonce && tlv_content(req->nonce, req->nonce_len, &c, &cl)) {
-        out_printf(&o, "\"");
-        out_hex(&o, c, cl);
-        out_printf(&o, "\"");
-    } else {
-        out_printf(&o, "null");
-    }
-    snprintf(ref, sizeof(ref), "%08x", (unsigned)clk->sample.ref_id);
-    out_printf(&o,
-               ",\"clock\":{\"verdict\":\"%s\",\"error_bound\":%.9f,\"offset\":%.9f,"
-               "\"root_delay\":%.9f,\"root_dispersion\":%.9f,\"stratum\":%d,\"ref_id\":\"%s\"},",
-               clock_verdict_str(clk->verdict), clk->error_bound, clk->sample.offset,
-               clk->sample.root_delay, clk->sample.root_dispersion, clk->sample.stratum, ref);
-    out_printf(&o, "\"client\":");
-    out_jstr(&o, client);
-    out_printf(&o, ",\"token_sha256\":\"");
-    out_hex(&o, token_sha256, 32);
-    out_printf(&o, "\"}");
-    return o.full ? 0 : o.len;
+    jw_init(&o, buf, cap);
+    jw_begin(&o);
+    jw_ku64(&o, "v", 1);
+    jw_kstr(&o, "type", "token");
+    jw_khex(&o, "serial", t->serial, TSA_SERIAL_LEN);
+    jw_key(&o, "gen_time");
+    jw_printf(&o, "\"%s.%06ldZ\"", when, t->gen_time.tv_nsec / 1000);
+    jw_kstr(&o, "policy", u->cfg->policy);
+    /* the TSU tag exactly as tsa_audit_tsu_tag writes it (read back at start) */
+    jw_kstr(&o, "tsu", u->cfg->name);
+    jw_kstr(&o, "key", u->key != NULL ? signer_key_name(u->key) : "");
+    jw_kstr(&o, "hash_alg", OBJ_nid2sn(req->hash_nid));
+    jw_khex(&o, "imprint", hash, hash != NULL ? hl : 0);
+    jw_key(&o, "nonce");
+    if (req->has_nonce && tlv_content(req->nonce, req->nonce_len, &c, &cl))
+        jw_hex(&o, c, cl);
+    else
+        jw_null(&o);
+    for (int i = 0; i < 4; i++)
+        ref[i] = (uint8_t)(clk->sample.ref_id >> (24 - 8 * i));
+    jw_key(&o, "clock");
+    jw_begin(&o);
+    jw_kstr(&o, "verdict", clock_verdict_str(clk->verdict));
+    jw_key(&o, "error_bound");
+    jw_printf(&o, "%.9f", clk->error_bound);
+    jw_key(&o, "offset");
+    jw_printf(&o, "%.9f", clk->sample.offset);
+    jw_key(&o, "root_delay");
+    jw_printf(&o, "%.9f", clk->sample.root_delay);
+    jw_key(&o, "root_dispersion");
+    jw_printf(&o, "%.9f", clk->sample.root_dispersion);
+    jw_key(&o, "stratum");
+    jw_i64(&o, clk->sample.stratum);
+    jw_khex(&o, "ref_id", ref, 4);
+    jw_close(&o);
+    jw_kstr(&o, "client", client);
+    jw_khex(&o, "token_sha256", token_sha256, 32);
+    jw_close(&o);
+    return jw_end(&o);
 }
 
 int

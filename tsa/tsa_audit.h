@@ -5,12 +5,43 @@
  * its record is durable: in the write-ahead journal (common/journal, one O_DSYNC write per
  * group of records), which copies it into the database in batches within its apply delay, or,
  * with [store] journal = no, in an LMDB group commit (common/commit).
- * A record is a JSON object (one line) so an auditor can read an export without our tools:
- *   {"v":1,"serial":hex,"gen_time":"...Z","policy":"oid","tsu":"name","key":"signing key",
- *    "hash_alg":"sha256",
+ * A record is a JSON object (one line) so an auditor can read an export without our tools;
+ * it is written by the shared writer (common/json) and stored sealed into the node's hash
+ * chain (common/chain.h: the first three members are added where its sequence number is
+ * fixed, in the journal's writer or the commit pipeline's transaction). A token's record:
+ *   {"seq":N,"node":"NODE","prev":"<SHA-256 of record N-1 as stored, 64 hex; zeros for 1>",
+ *    "v":1,"type":"token","serial":hex,"gen_time":"2026-01-02T03:04:05.678901Z",
+ *    "policy":"oid","tsu":"name","key":"signing key","hash_alg":"SHA256",
  *    "imprint":hex,"nonce":hex|null,"clock":{"verdict":"ok","error_bound":s,"offset":s,
  *    "root_delay":s,"root_dispersion":s,"stratum":n,"ref_id":"hex"},
  *    "client":"ip","token_sha256":hex}
+ * and a signed checkpoint (tsa/tsa_checkpoint.h, with [audit] key_label):
+ *   {"seq":M,"node":"NODE","prev":"...","v":1,"type":"checkpoint",
+ *    "time":"2026-01-02T03:04:05.678901Z","covers_seq":K,"covers_head":"<SHA-256 of record K>",
+ *    "key":"pkcs11:LABEL","cert_sha256":"<SHA-256 of the audit certificate, DER>",
+ *    "sig_alg":"ecdsa|rsa-pkcs1|rsa-pss","digest":"sha256|sha384|sha512","sig":hex}
+ * whose signature is over the bytes "tsad-audit-checkpoint v1\nnode=NODE\nseq=K\n
+ * head=<covers_head>\ntime=<time>\n" (K < M: it signs the head as it was when the checkpoint
+ * was made).
+ *
+ * Exporting: `tsactl export [--from T] [--to T]` writes the records from the first one at or
+ * after T (gen_time of tokens, time of checkpoints) to the last one before --to, every record
+ * between them included, one per line, exactly as stored (also those still only in the
+ * journal). Verifying (`tsactl verify [--cert PEM]... FILE...`, tsa/tsactl_verify.c): records
+ * are grouped by node; in each file a node's seq must grow line by line (a record repeated
+ * identically, as in concatenated overlapping exports, is allowed); across all files, each
+ * record N+1's prev must be the SHA-256 of record N, a missing N between two present ones is
+ * a deletion, two different records with one seq an edit; a record with a zero prev must be
+ * the log's first (seq 0 or 1), the first record of an export that starts later is taken on
+ * trust (and checked when another file holds the one before it); records without seq, node
+ * and prev (written before the chain existed) are counted, not checked, before a file's first
+ * chained record, and named as inserted after it; each checkpoint's
+ * covers_head must be the SHA-256 of record covers_seq when present, and its signature must
+ * verify with the --cert certificate whose SHA-256 is its cert_sha256 (with --cert given, a
+ * checkpoint signed by any other key is a failure; without, signatures are reported as not
+ * checked). Exit 0 intact, 1 broken (the first broken record of each node is named by seq and
+ * file:line), 2 usage, 3 error. What it cannot see: records after the last checkpoint can be
+ * cut off the end, and a whole log can be rewritten by whoever holds the audit key.
  */
 #ifndef TSA_TSA_AUDIT_H
 #define TSA_TSA_AUDIT_H

@@ -2,6 +2,7 @@
  * tsa_config: tsad.conf schema and validation. See tsa_config.h and conf/tsad.conf.
  */
 #include "tsa/tsa_config.h"
+#include "common/chain.h"
 #include "common/config.h"
 #include "common/der.h"
 #include "common/journal.h"
@@ -161,6 +162,88 @@ tsa_key_unit(struct tsa_parse *tp, const char *k, const char *v, const struct co
     return ST_OK;
 }
 
+/* [audit]: the chain's node name and its signed checkpoints (issue 9 item 3). */
+static int
+tsa_key_audit(struct tsa_parse *tp, const char *k, const char *v, const struct config_pos *pos)
+{
+    struct tsa_audit_config *a = &tp->cfg->audit;
+
+    if (a->line == 0)
+        a->line = pos->line;
+    if (strcmp(k, "node") == 0) {
+        if (!chain_node_valid(v))
+            return config_error(tp->p, pos, "node: 1 to 63 of A-Z a-z 0-9 . _ -");
+        return copy_str(tp, pos, k, v, a->node, sizeof(a->node));
+    }
+    if (strcmp(k, "checkpoint_interval") == 0) {
+        if (config_duration(v, &a->checkpoint_interval) != 0 ||
+            (a->checkpoint_interval != 0 &&
+             (a->checkpoint_interval < 1 || a->checkpoint_interval > 86400)))
+            return config_error(tp->p, pos, "checkpoint_interval: 0 (none) or 1s..1d");
+        return ST_OK;
+    }
+    if (strcmp(k, "key_label") == 0)
+        return copy_str(tp, pos, k, v, a->key_label, sizeof(a->key_label));
+    if (strcmp(k, "key_file") == 0)
+        return copy_str(tp, pos, k, v, a->key_file, sizeof(a->key_file));
+    if (strcmp(k, "certificate") == 0)
+        return copy_str(tp, pos, k, v, a->cert, sizeof(a->cert));
+    if (strcmp(k, "signature") == 0) {
+        if ((a->scheme = signer_scheme_parse(v)) < 0)
+            return config_error(tp->p, pos, "signature: ecdsa, rsa-pkcs1 or rsa-pss");
+        return ST_OK;
+    }
+    if (strcmp(k, "digest") == 0) {
+        if ((a->hash = signer_hash_parse(v)) < 0)
+            return config_error(tp->p, pos, "digest: sha256, sha384 or sha512");
+        return ST_OK;
+    }
+    return config_error(tp->p, pos, "unknown key '%s' in [audit]", k);
+}
+
+/* [audit]: a checkpoint key of its own, complete (issue 9 item 3). */
+static int
+tsa_validate_audit(struct tsa_config *c, struct config_parse *p)
+{
+    struct tsa_audit_config *a = &c->audit;
+    struct config_pos pos = {c->file, a->line};
+    bool has_key = a->key_label[0] != '\0' || a->key_file[0] != '\0';
+
+    if (a->node[0] == '\0')
+        chain_default_node(a->node, sizeof(a->node));
+    if (!has_key && a->checkpoint_interval == 0 && a->cert[0] == '\0')
+        return ST_OK; /* no checkpoints */
+    if ((a->key_label[0] != '\0') == (a->key_file[0] != '\0') || a->cert[0] == '\0')
+        return config_error(p, &pos,
+                            "[audit]: checkpoints need a certificate and exactly one of "
+                            "key_label (PKCS#11) and key_file");
+    for (size_t i = 0; i < c->n_units; i++) {
+        const struct tsa_unit_config *u = &c->units[i];
+
+        if ((a->key_label[0] != '\0' && strcmp(a->key_label, u->key_label) == 0) ||
+            (a->key_file[0] != '\0' && strcmp(a->key_file, u->key_file) == 0) ||
+            strcmp(a->cert, u->cert) == 0)
+            return config_error(p, &pos,
+                                "[audit]: the audit key is the key of [tsu %s]: checkpoints "
+                                "need a key of their own (a TSU key signs time-stamp tokens "
+                                "only)",
+                                u->name);
+    }
+    if (a->checkpoint_interval == 0)
+        a->checkpoint_interval = 60;
+    if (a->scheme == 0)
+        a->scheme = SIGNER_ECDSA;
+    if (a->hash == 0)
+        a->hash = SIGNER_SHA256;
+    if (a->key_label[0] != '\0' &&
+        (c->signer.p11_module[0] == '\0' || c->signer.p11_token[0] == '\0' ||
+         c->signer.p11_pin_file[0] == '\0'))
+        return config_error(p, &pos,
+                            "[signer]: pkcs11_module, token and pin_file are required "
+                            "when [audit] uses key_label");
+    return ST_OK;
+}
+
 /* Start a new [tsu NAME] section. */
 static int
 tsa_new_unit(struct tsa_parse *tp, const char *section, const struct config_pos *pos)
@@ -226,6 +309,8 @@ tsa_key(void *user, const char *section, const char *key, const char *value,
             return config_error(tp->p, pos, "unknown key '%s' in [store]", key);
         return st;
     }
+    if (strcmp(section, "audit") == 0)
+        return tsa_key_audit(tp, key, value, pos);
     if (strcmp(section, "tsa") == 0 && strcmp(key, "hashes") == 0)
         return tsa_parse_hashes(tp, pos, value);
     if (strcmp(section, "limits") == 0) {
@@ -332,6 +417,8 @@ tsa_config_finish(struct tsa_config *cfg, struct config_parse *p, int st, char *
 {
     if (st == ST_OK)
         st = tsa_validate(cfg, p);
+    if (st == ST_OK)
+        st = tsa_validate_audit(cfg, p);
     if (st != ST_OK)
         snprintf(err, errlen, "%s", p->err);
     return st;

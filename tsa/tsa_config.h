@@ -59,7 +59,19 @@ struct tsa_config {
     struct tsa_unit_config units[TSA_MAX_UNITS];
     size_t n_units;
     /* [limits] token_rate, token_burst, token_sources: tokens per client address (0: off) */
-    struct ratelimit_config token_limit;
+    struct ratelimit_config
+        token_limit; /* [audit] (issue 9 item 3): this node's name in the audit chain; signed
+                      * checkpoints every checkpoint_interval seconds (0: none) with a key of their
+                      * own, never a TSU's */
+    struct tsa_audit_config {
+        char node[64];
+        double checkpoint_interval;
+        char key_label[128];
+        char key_file[PATH_MAX];
+        char cert[PATH_MAX];
+        int scheme, hash;
+        int line;
+    } audit;
 };
 
 /* Parse and validate. ST_OK, or ST_CONFIG with "file:line: message" in err. */

@@ -3,6 +3,7 @@
  * STANDARDS TSP-01..13, TSP-18, TSA-05, TSA-09, TSA-17; DESIGN D2, D3, D5.
  */
 #include "tsa/tsa_service.h"
+#include "common/chain.h"
 #include "common/daemon.h"
 #include "common/journal.h"
 #include "common/log.h"
@@ -10,6 +11,7 @@
 #include "common/ratelimit.h"
 #include "common/status.h"
 #include "tsa/tsa_audit.h"
+#include "tsa/tsa_checkpoint.h"
 #include "tsa/tsa_request.h"
 
 #include <errno.h>
@@ -86,6 +88,7 @@ struct tsa_service {
      * journal (one O_DSYNC write per group), or, with journal = no, in an LMDB group commit */
     struct commit *commit;
     struct journal *journal;
+    struct tsa_checkpoint *ckpt; /* [audit] signed checkpoints of the chain, or NULL */
     int lock_fd; /* flock on the store directory: one tsad per store */
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
     struct metric *m_reject[TSA_FAIL_BITS];
@@ -432,17 +435,9 @@ static int
 tsa_audit_apply(struct store_txn *t, struct commit_op *op)
 {
     struct tsa_job *j = op->user;
-    uint8_t key[8];
-    size_t klen = 0;
-    uint64_t seq = 1;
-    int st = store_txn_last(t, j->svc->audit_db, key, sizeof(key), &klen);
 
-    if (st == ST_OK && klen == 8)
-        seq = journal_key_seq(key) + 1;
-    else if (st != ST_NOTFOUND)
-        return st == ST_OK ? ST_STORE : st;
-    journal_key(seq, key);
-    return store_txn_append(t, j->svc->audit_db, key, 8, j->rec, j->rec_len);
+    /* sealed into the node's chain here, where its number is fixed (issue 9 item 3) */
+    return chain_txn_append(t, j->svc->audit_db, j->svc->cfg->audit.node, j->rec, j->rec_len);
 }
 
 /* Hand a finished job's record to the journal (or the pipeline); its reply follows from
@@ -651,6 +646,13 @@ tsa_set_build(struct tsa_service *s, struct tsa_config *cfg, const struct tsa_se
             goto fail;
         }
         set->n_units = i + 1;
+        if (tsa_checkpoint_is_audit_key(s->ckpt, u->cert)) {
+            tsa_errf(err, errlen,
+                     "%s:%d: [tsu %s]: certificate %s certifies the [audit] key, which signs "
+                     "audit checkpoints only",
+                     cfg->file, uc->line, uc->name, uc->cert);
+            goto fail;
+        }
         if ((keep = tsa_same_key(old, uc, u)) != NULL) {
             signer_key_hold(keep->key);
             u->key = keep->key;
@@ -869,6 +871,7 @@ tsa_open_audit(struct tsa_service *s, bool check)
     jc.dir = jdir;
     jc.segment_size = sc->journal_segment;
     jc.segments_max = (unsigned)(sc->journal_max / sc->journal_segment);
+    jc.chain_node = s->cfg->audit.node; /* records sealed into the chain (issue 9 item 3) */
     if (!sc->journal) {
         /* records a journal still holds (a crash with journal = yes) go into the log first:
          * the log's next sequence numbers are theirs */
@@ -913,6 +916,15 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
         goto fail; /* the reason is logged */
     s->set->serial = 1;
     s->health_max_error = s->set->max_error;
+    {
+        X509 *certs[TSA_MAX_UNITS];
+
+        for (size_t i = 0; i < s->set->n_units; i++)
+            certs[i] = s->set->units[i].cert;
+        if (tsa_checkpoint_new(&cfg->audit, s->signer, certs, s->set->n_units, &s->ckpt) !=
+            ST_OK)
+            goto fail;
+    }
     cc.chrony_socket = cfg->chrony_socket;
     cc.poll_interval = cfg->poll_interval;
     cc.max_update_age = cfg->max_update_age;
@@ -921,6 +933,9 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     cc.kernel_check = cfg->kernel_check;
     s->clock = clock_src != NULL ? clock_new_with_source(&cc, clock_src) : clock_new(&cc);
     if (s->clock == NULL || signer_start(s->signer) != ST_OK)
+        goto fail;
+    if (!check &&
+        tsa_checkpoint_start(s->ckpt, s->store, s->audit_db, s->journal, s->commit) != ST_OK)
         goto fail;
     s->limit = ratelimit_new(&cfg->token_limit);
     if (s->limit == NULL && cfg->token_limit.rate > 0)
@@ -946,6 +961,7 @@ tsa_service_free(struct tsa_service *s)
     /* in order: the signer answers every pending job (ST_SHUTDOWN) through tsa_batch; the
      * journal writes the records handed to it (their tokens leave) and copies everything into
      * the store; the pipeline commits what it holds */
+    tsa_checkpoint_free(s->ckpt); /* a last checkpoint while signer and journal still run */
     signer_free(s->signer);
     journal_close(s->journal);
     commit_free(s->commit);

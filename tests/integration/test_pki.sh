@@ -312,8 +312,9 @@ else
 fi
 
 # Token (TSA-12, TSA-13, CIR-04, TSP-25)
-t_check "token holds exactly 3 private keys" test "$(token_privkey_count)" = 3
-for l in "$TSU_N_LABEL" "$TSU_RSA_LABEL" "$TSU_Q_LABEL"; do
+# three TSU keys and the audit key (checkpoints of the audit log, issue 9 item 3)
+t_check "token holds exactly 4 private keys" test "$(token_privkey_count)" = 4
+for l in "$TSU_N_LABEL" "$TSU_RSA_LABEL" "$TSU_Q_LABEL" "$AUDIT_LABEL"; do
     t_check "$l: sensitive, never extractable, generated in token" privkey_protected "$l"
     t_check "$l: only signature mechanisms allowed" privkey_sign_only "$l"
 done
@@ -360,6 +361,6 @@ out=$(pki_demo "$P" 2>&1) || out="pki_demo failed: $out"
 after=$(tree_state)
 t_check "second pki_demo prints nothing" test -z "$out"
 t_check "second pki_demo changes no file" test "$before" = "$after"
-t_check "token still holds 3 private keys" test "$(token_privkey_count)" = 3
+t_check "token still holds 4 private keys" test "$(token_privkey_count)" = 4
 
 t_summary test_pki

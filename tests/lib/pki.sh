@@ -87,6 +87,11 @@ _pki_write_cnf() {
             "subjectKeyIdentifier = hash" \
             "authorityKeyIdentifier = keyid:always" \
             "" \
+            "[ v3_audit ]" \
+            "keyUsage = critical,digitalSignature,nonRepudiation" \
+            "subjectKeyIdentifier = hash" \
+            "authorityKeyIdentifier = keyid:always" \
+            "" \
             "[ pkup_current ]" \
             "notBefore = IMPLICIT:0,GENTIME:\$ENV::PKI_PKUP_NB" \
             "notAfter = IMPLICIT:1,GENTIME:\$ENV::PKI_PKUP_NA" \
@@ -171,6 +176,10 @@ _pki_build_hsm() {
         "$dir/tsu-rsa.pem" tsu_rsa
     _pki_issue_tsu "$dir" "$hsm/tsu-q-p256.pub.pem" "$(pki_tsu_subject "Demo Qualified TSU Q1")" \
         "$dir/tsu-q-p256.pem" tsu_q
+    # the audit key: signs tsad's audit checkpoints only, never a token (issue 9 item 3)
+    softhsm_keygen "$hsm" audit-p256 04 EC:prime256v1 "$hsm/audit-p256.pub.pem"
+    _pki_issue_tsu "$dir" "$hsm/audit-p256.pub.pem" "$(pki_tsu_subject "Demo TSA Audit Log")" \
+        "$dir/audit-p256.pem" v3_audit
 }
 
 # _pki_soft_tsu DIR NAME KEYKIND CN SECTION: software key DIR/NAME.key and cert DIR/NAME.pem
@@ -200,6 +209,7 @@ _pki_write_env() {
             TSU_N_CERT "$dir/tsu-n-p256.pem" TSU_N_LABEL tsu-n-p256 TSU_N_ID 01 \
             TSU_RSA_CERT "$dir/tsu-rsa.pem" TSU_RSA_LABEL tsu-rsa TSU_RSA_ID 02 \
             TSU_Q_CERT "$dir/tsu-q-p256.pem" TSU_Q_LABEL tsu-q-p256 TSU_Q_ID 03 \
+            AUDIT_CERT "$dir/audit-p256.pem" AUDIT_LABEL audit-p256 AUDIT_ID 04 \
             SOFT_P256_KEY "$dir/soft-p256.key" SOFT_P256_CERT "$dir/soft-p256.pem" \
             SOFT_RSA_KEY "$dir/soft-rsa3072.key" SOFT_RSA_CERT "$dir/soft-rsa3072.pem"
         local b
@@ -235,7 +245,8 @@ _pki_demo_locked() {
     dir=$(cd "$dir" && pwd)
     exec {lockfd}>>"$dir/.lock"
     flock "$lockfd"
-    if [[ -e $dir/.done ]]; then
+    # a PKI built before the audit key (issue 9 item 3) is built again
+    if [[ -e $dir/.done ]] && grep -q '^AUDIT_CERT=' "$dir/pki.env"; then
         return 0
     fi
     echo "pki: building demo PKI and SoftHSM2 token in $dir" >&2

@@ -48,8 +48,9 @@ chrony_start "$RUN_DIR/chrony" local
 
 port=${TSA_PORT:-3180}
 if ! (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then :; else port=$(free_port); fi
+tsad_audit_conf "$RUN_DIR/tsad-audit.conf" "$RUN_DIR/pki" # signed audit checkpoints (issue 9)
 tsad_write_conf "$RUN_DIR/tsad.conf" "$RUN_DIR/pki" "$port" "$(chrony_socket "$RUN_DIR/chrony")" \
-    "$RUN_DIR/tsad-store"
+    "$RUN_DIR/tsad-store" "$RUN_DIR/tsad-audit.conf"
 : >"$RUN_DIR/tsad.log"
 tsad_start "$RUN_DIR/tsad.conf" "$RUN_DIR/tsad.log"
 
@@ -68,6 +69,8 @@ Try a round trip (copy-paste):
 Other policies: -tspolicy $TSA_POLICY_RSA (RSA-3072 in the token) on $url, and the qualified TSU
 ($TSA_POLICY_Q, qcStatements esi4-qtstStatement-1) at $url/qualified.
 Health: curl -s http://127.0.0.1:$port/healthz   Metrics: curl -s http://127.0.0.1:$port/metrics
+Audit evidence: ${BUILD:-build}/tsactl -c $RUN_DIR/tsad.conf export >/tmp/audit.jsonl
+  ${BUILD:-build}/tsactl verify --cert $AUDIT_CERT /tmp/audit.jsonl
 Ctrl-C stops everything started here.
 
 TSA_URL=$url

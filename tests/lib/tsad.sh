@@ -7,6 +7,9 @@
 #       reqPolicy on /tsa) and q1 (qualified ECDSA P-256, alone on /tsa/qualified); plus two
 #       software-key TSUs on /tsa/soft (P-256 default, RSA-3072 PSS by policy: openssl ts -verify
 #       cannot check PSS, openssl cms -verify can).
+#   tsad_audit_conf OUT PKI_DIR [NODE] [INTERVAL]
+#       an [audit] section (for EXTRA_UNITS_FILE): the node name and signed checkpoints every
+#       INTERVAL (default 60s) with the token's audit key (audit-p256), issue 9 item 3
 #   tsad_start CONF LOGFILE   start ${BUILD}/tsad in the background, track its pid, wait for
 #                             /healthz to answer (any status): daemon_start of common.sh;
 #                             sets TSAD_PID
@@ -104,6 +107,18 @@ accuracy = 1s
 tsa_name = no
 CONF
     if [ -n "$extra" ]; then cat "$extra" >>"$out"; fi
+}
+
+tsad_audit_conf() {
+    local out=$1 pki=$2 node=${3:-} interval=${4:-60s}
+    # shellcheck disable=SC1091
+    . "$pki/pki.env"
+    {
+        printf '\n[audit]\n'
+        if [ -n "$node" ]; then printf 'node = %s\n' "$node"; fi
+        printf '%s\n' "key_label = $AUDIT_LABEL" "certificate = $AUDIT_CERT" \
+            "checkpoint_interval = $interval"
+    } >"$out"
 }
 
 tsad_start() {

@@ -6,6 +6,7 @@
  * default TSU per shared path, exactly one key source per TSU, PKCS#11 settings when a key
  * lives in a token.
  */
+#include "common/chain.h"
 #include "common/config.h"
 #include "common/log.h"
 #include "common/signer.h"
@@ -444,6 +445,44 @@ START_TEST(test_tsa_unknown_key)
 }
 END_TEST
 
+/* [audit] (issue 9 item 3): node names, checkpoint keys of their own, complete settings. */
+START_TEST(test_tsa_audit)
+{
+    ck_assert_msg(tsa_config_load_string(&cfg, UNIT_A, err, sizeof(err)) == ST_OK, "%s", err);
+    ck_assert(chain_node_valid(cfg.audit.node)); /* the host name by default */
+    ck_assert(cfg.audit.checkpoint_interval == 0);
+    ck_assert_msg(tsa_config_load_string(&cfg,
+                                         UNIT_A "[audit]\nnode = tsa-1.b_c\nkey_file = /audit.key\n"
+                                                "certificate = /audit.pem\n",
+                                         err, sizeof(err)) == ST_OK,
+                  "%s", err);
+    ck_assert_str_eq(cfg.audit.node, "tsa-1.b_c");
+    ck_assert(cfg.audit.checkpoint_interval == 60); /* the default with a key */
+    ck_assert_int_eq(cfg.audit.scheme, SIGNER_ECDSA);
+    expect_error(UNIT_A "[audit]\nnode = a b\n", "<string>:7: ", "node");
+    expect_error(UNIT_A "[audit]\nnode = " /* 64 characters */
+                        "0123456789012345678901234567890123456789012345678901234567890123\n",
+                 "<string>:7: ", "node");
+    expect_error(UNIT_A "[audit]\ncheckpoint_interval = 100ms\n", "<string>:7: ",
+                 "checkpoint_interval");
+    expect_error(UNIT_A "[audit]\ncolour = blue\n", "<string>:7: ", "unknown key 'colour'");
+    expect_error(UNIT_A "[audit]\nkey_file = /audit.key\n", "<string>:7: ", "certificate");
+    expect_error(UNIT_A "[audit]\ncheckpoint_interval = 10s\n", "<string>:7: ", "certificate");
+    /* errors of the whole section name its first key's line; a TSU's key, by key file, label
+     * or certificate: refused */
+    expect_error(UNIT_A "[audit]\nkey_file = /a.key\ncertificate = /audit.pem\n", "<string>:7: ",
+                 "the audit key is the key of [tsu a]");
+    expect_error(UNIT_A "[audit]\nkey_file = /audit.key\ncertificate = /a.pem\n", "<string>:7: ",
+                 "the audit key is the key of [tsu a]");
+    expect_error("[signer]\npkcs11_module = /m.so\ntoken = t\npin_file = /p\n[tsu b]\n"
+                 "policy = 1.2.3.5\ncertificate = /b.pem\nkey_label = tsu-b\nsignature = ecdsa\n"
+                 "[audit]\nkey_label = tsu-b\ncertificate = /audit.pem\n",
+                 "<string>:11: ", "a key of their own");
+    expect_error(UNIT_A "[audit]\nkey_label = audit\ncertificate = /audit.pem\n", "<string>:7: ",
+                 "pkcs11_module");
+}
+END_TEST
+
 START_TEST(test_tsa_unknown_section)
 {
     expect_error(UNIT_A "[nosuch]\nkey = 1\n", "<string>:7: ", "unknown key 'key' in [nosuch]");
@@ -844,6 +883,7 @@ config_suite(void)
     tcase_add_test(tsa, test_tsa_long_line);
     tcase_add_test(tsa, test_tsa_load_file);
     tcase_add_test(tsa, test_tsa_err_truncated);
+    tcase_add_test(tsa, test_tsa_audit);
     suite_add_tcase(s, tsa);
     return s;
 }

@@ -10,6 +10,8 @@
  * issuer records of the older layout, pre-signed responses read with their status in one
  * transaction, and a reader in another process seeing committed writes.
  */
+#include "common/chain.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "common/store.h"
@@ -517,6 +519,7 @@ END_TEST
 struct journal_scan {
     int n, refused, mallory;
     char last[4096];
+    uint8_t prev[32]; /* SHA-256 of the entry before (issue 9 item 3: the journal's chain) */
 };
 
 static bool
@@ -530,6 +533,16 @@ scan_journal(void *ctx, const void *key, size_t klen, const void *val, size_t vl
     memcpy(j->last, val, vlen);
     j->last[vlen] = '\0';
     ck_assert_int_eq(j->last[0], '{');
+    {
+        char want[160], hex[65];
+
+        hex_encode(hex, j->prev, 32, false);
+        snprintf(want, sizeof(want), "{\"seq\":%d,\"node\":\"", j->n);
+        ck_assert_msg(strncmp(j->last, want, strlen(want)) == 0, "entry %d: %s", j->n, j->last);
+        snprintf(want, sizeof(want), "\"prev\":\"%s\",", hex);
+        ck_assert_msg(strstr(j->last, want) != NULL, "entry %d is not linked: %s", j->n, j->last);
+        chain_hash(val, vlen, j->prev);
+    }
     ck_assert_ptr_null(strchr(j->last, '\n'));
     if (strstr(j->last, "\"result\":\"refused\"") != NULL)
         j->refused++;
@@ -562,7 +575,8 @@ START_TEST(test_journal)
     ck_assert_int_eq(j.n, 3);
     ck_assert_int_eq(j.refused, 1);
     ck_assert_int_eq(j.mallory, 1);
-    ck_assert_str_eq(j.last, "{\"op\":\"import\",\"n\":3}");
+    /* stored sealed into the chain: seq, node and prev first, then the entry as given */
+    ck_assert_ptr_nonnull(strstr(j.last, "\",\"op\":\"import\",\"n\":3}"));
 }
 END_TEST
 
