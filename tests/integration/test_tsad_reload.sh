@@ -33,6 +33,9 @@ WRAP=$BUILD/bench/libp11delay.so
 itest_tsa_setup local
 BASECONF=$TMP/base.conf
 cp "$CONF" "$BASECONF"
+# the first daemon (parts 1-3) signs audit checkpoints: a reload must keep TSUs off its key
+tsad_audit_conf "$TMP/audit.conf" "$TMP/pki"
+cat "$TMP/audit.conf" >>"$CONF"
 itest_tsad_start
 itest_tsad_healthy
 echo "a document to stamp during a rollover" >"$TMP/doc"
@@ -262,6 +265,12 @@ echo "this line is not ini" >>"$CONF"
 bad syntax "config_reload result=failed .*tsad.conf:[0-9]+:"
 unit_set n3 certificate "$PKI_TSACA_CERT"
 bad ca-cert "tsa: \[tsu n3\] certificate $PKI_TSACA_CERT refused"
+# a time-stamping certificate for the audit key (whatever key_label says): refused by a reload
+# as at the start ([audit] certificate compared by public key, before any key is looked up)
+_pki_issue_tsu "$TMP/pki" "$TMP/pki/hsm/audit-p256.pub.pem" "$(pki_tsu_subject "Audit as TSU")" \
+    "$TMP/audit-tsu.pem" tsu_n >/dev/null 2>&1 || fatal "audit key as TSU cert" "not issued"
+unit_set n1 certificate "$TMP/audit-tsu.pem"
+bad audit-key "config_reload result=failed .*\[tsu n1\]: certificate $TMP/audit-tsu.pem certifies the \[audit\] key"
 has "a failed reload is logged as an error with the file" "$LOG" \
     "err: config reload: $CONF: .*the running configuration is kept"
 expect "no reload succeeded meanwhile" "$(reloads ok)" 2
