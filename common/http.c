@@ -44,7 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HTTP_MAX_ROUTES 32
+#define HTTP_MAX_ROUTES 48 /* tsad: 16 paths x (POST, GET certchain) + built-ins */
 #define HTTP_METHOD_MAX 16
 #define HTTP_HDR_SPACE 1024  /* per-request room for http_reply_header() */
 #define HTTP_HEALTH_MAX 2048 /* /healthz JSON document */

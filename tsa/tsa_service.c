@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,6 +27,8 @@
 
 #define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01, STANDARDS §5.7 */
 #define TSA_QUERY_TYPE "application/timestamp-query"
+#define TSA_CHAIN_TYPE "application/pem-certificate-chain" /* RFC 8555 §9.1 */
+#define TSA_CHAIN_SUFFIX "/certchain"
 
 /* One distinct URL path and the TSUs served there (TSA-17). */
 struct tsa_path {
@@ -34,6 +37,7 @@ struct tsa_path {
     struct tsa_unit *units[TSA_MAX_UNITS];
     size_t n;
     struct tsa_unit *dflt;
+    bool https_only; /* every TSU of the path says so (tsa_config checks they agree) */
 };
 
 struct tsa_service {
@@ -56,6 +60,9 @@ struct tsa_service {
     struct metric *m_reject[TSA_FAIL_BITS];
     struct ratelimit *limit; /* [limits] token_rate per client address, or NULL (off) */
     struct metric *m_limited;
+    struct metric *m_https_only;
+    char *chain_pem[TSA_MAX_UNITS]; /* GET <path>/certchain: each unit's cert + chain, PEM */
+    size_t chain_pem_len[TSA_MAX_UNITS];
 };
 
 /* One request in flight between the handler and the batch callback. */
@@ -162,6 +169,54 @@ tsa_job_prepare(struct tsa_job *j)
     return tsa_token_prepare(j->unit, &j->req, &j->tok, j->sj.digest, &j->sj.digest_len);
 }
 
+/* An https_only path asked over plain HTTP: 403 and why (CIR-02: qualified time stamps are
+ * served over HTTPS). True when refused. */
+static bool
+tsa_https_refused(struct tsa_path *p, struct http_request *http)
+{
+    static const char msg[] = "this time-stamping unit is served over HTTPS only: use the "
+                              "https:// URL of this path\n";
+
+    if (!p->https_only || http_req_tls(http))
+        return false;
+    metrics_inc(p->svc->m_https_only);
+    log_req(LOG_LVL_DEBUG, (unsigned long long)http_req_id(http),
+            "refused: %s is https_only, asked over plain HTTP", p->path);
+    http_reply_header(http, "Cache-Control", "no-store");
+    http_reply(http, 403, "text/plain", msg, sizeof(msg) - 1);
+    return true;
+}
+
+/* GET <path>/certchain[?policy=OID]: the PEM chain of the path's default TSU (or of the TSU
+ * of that policy), leaf first, as clients need to verify its tokens (issue 9 item 1). */
+static void
+tsa_certchain(struct http_request *http, void *ctx)
+{
+    static const char none[] = "no time-stamping unit of that policy on this path\n";
+    struct tsa_path *p = ctx;
+    struct tsa_service *s = p->svc;
+    const char *q = http_req_query(http);
+    struct tsa_unit *u = p->dflt;
+    size_t i;
+
+    if (tsa_https_refused(p, http))
+        return;
+    if (q != NULL && strncmp(q, "policy=", 7) == 0) {
+        u = NULL;
+        for (i = 0; i < p->n; i++)
+            if (strcmp(p->units[i]->cfg->policy, q + 7) == 0)
+                u = p->units[i];
+        if (u == NULL) {
+            http_reply_header(http, "Cache-Control", "no-cache");
+            http_reply(http, 404, "text/plain", none, sizeof(none) - 1);
+            return;
+        }
+    }
+    i = (size_t)(u - s->units);
+    http_reply_header(http, "Cache-Control", "max-age=300");
+    http_reply(http, 200, TSA_CHAIN_TYPE, s->chain_pem[i], s->chain_pem_len[i]);
+}
+
 static void
 tsa_handle(struct http_request *http, void *ctx)
 {
@@ -177,6 +232,8 @@ tsa_handle(struct http_request *http, void *ctx)
     int st;
     struct ratelimit_verdict verdict;
 
+    if (tsa_https_refused(p, http))
+        return;
     body = http_req_body(http, &len);
     j = calloc(1, sizeof(*j));
     if (j == NULL) {
@@ -430,6 +487,8 @@ tsa_metrics_init(struct tsa_service *s)
     s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
     s->m_limited = metrics_counter("tsa_rate_limited_total",
                                    "Requests refused: over [limits] token_rate for the address.");
+    s->m_https_only = metrics_counter("tsa_https_only_refused_total",
+                                      "Requests refused: an https_only path asked over HTTP.");
     for (int i = 0; i < TSA_FAIL_BITS; i++) {
         if (reject_names[i] == NULL)
             continue;
@@ -560,13 +619,69 @@ tsa_seed_gen_time(struct tsa_service *s)
     return ST_OK;
 }
 
+/* The unit's certificate then its chain (the CA certificates, without the leaf), PEM. */
+static int
+tsa_chain_pem(struct tsa_service *s, size_t i)
+{
+    const struct tsa_unit *u = &s->units[i];
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data;
+    long len;
+    int st = ST_NOMEM;
+
+    if (bio == NULL || PEM_write_bio_X509(bio, u->cert) != 1)
+        goto out;
+    for (int k = 0; u->chain != NULL && k < sk_X509_num(u->chain); k++) {
+        X509 *x = sk_X509_value(u->chain, k);
+
+        if (X509_cmp(x, u->cert) != 0 && PEM_write_bio_X509(bio, x) != 1)
+            goto out;
+    }
+    len = BIO_get_mem_data(bio, &data);
+    if (len <= 0 || (s->chain_pem[i] = malloc((size_t)len)) == NULL)
+        goto out;
+    memcpy(s->chain_pem[i], data, (size_t)len);
+    s->chain_pem_len[i] = (size_t)len;
+    st = ST_OK;
+out:
+    BIO_free(bio);
+    return st;
+}
+
+/* The HTTPS listener ([server] https_listen), on the server not yet started: its files are
+ * checked here, so `tsad -n` checks them too. */
+static int
+tsa_https(struct tsa_service *s, struct http_server *http)
+{
+    const struct tsa_tls_config *t = &s->cfg->tls;
+    struct http_tls_config tc = {.listen_addr = t->listen_host,
+                                 .port = t->listen_port,
+                                 .cert = t->cert,
+                                 .key = t->key,
+                                 .chain = t->chain,
+                                 .only = !t->plain};
+    char err[512];
+
+    if (!t->on)
+        return ST_OK;
+    if (http_server_set_tls(http, &tc, err, sizeof(err)) != ST_OK) {
+        log_err("tsa: HTTPS listener: %s", err);
+        return ST_CONFIG;
+    }
+    return ST_OK;
+}
+
 static int
 tsa_routes(struct tsa_service *s, struct http_server *http)
 {
+    char chain_path[sizeof(s->units[0].cfg->path) + sizeof(TSA_CHAIN_SUFFIX)];
+
     for (size_t i = 0; i < s->n_units; i++) {
         struct tsa_unit *u = &s->units[i];
         struct tsa_path *p = NULL;
 
+        if (tsa_chain_pem(s, i) != ST_OK)
+            return ST_NOMEM;
         for (size_t k = 0; k < s->n_paths; k++)
             if (strcmp(s->paths[k].path, u->cfg->path) == 0)
                 p = &s->paths[k];
@@ -574,7 +689,11 @@ tsa_routes(struct tsa_service *s, struct http_server *http)
             p = &s->paths[s->n_paths++];
             p->svc = s;
             p->path = u->cfg->path;
-            if (http_route(http, "POST", p->path, false, TSA_QUERY_TYPE, tsa_handle, p) != ST_OK)
+            p->https_only = u->cfg->https_only;
+            snprintf(chain_path, sizeof(chain_path), "%s%s",
+                     strcmp(p->path, "/") == 0 ? "" : p->path, TSA_CHAIN_SUFFIX);
+            if (http_route(http, "POST", p->path, false, TSA_QUERY_TYPE, tsa_handle, p) != ST_OK ||
+                http_route(http, "GET", chain_path, false, NULL, tsa_certchain, p) != ST_OK)
                 return ST_ERR;
         }
         p->units[p->n++] = u;
@@ -667,7 +786,7 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
         return NULL;
     s->cfg = cfg;
     s->lock_fd = -1;
-    if (tsa_open_audit(s, check) != ST_OK)
+    if (tsa_https(s, http) != ST_OK || tsa_open_audit(s, check) != ST_OK)
         goto fail;
     signer_config_init(&sc, &cfg->signer);
     s->signer = signer_new(&sc, tsa_batch, s);
@@ -712,8 +831,10 @@ tsa_service_free(struct tsa_service *s)
     commit_free(s->commit);
     clock_free(s->clock);
     ratelimit_free(s->limit);
-    for (size_t i = 0; i < s->n_units; i++)
+    for (size_t i = 0; i < s->n_units; i++) {
         tsa_unit_clear(&s->units[i]);
+        free(s->chain_pem[i]);
+    }
     store_close(s->store);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
