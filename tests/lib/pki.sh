@@ -170,6 +170,7 @@ _pki_build_cas() {
 # The demo TLS CA under the root and tsad's HTTPS server certificate (issue 9 item 1).
 _pki_build_tls() {
     local dir=$1
+    _pki_pkup_env # openssl-ext.cnf reads it, whatever the section
     _pki_genkey "$dir/tlsca.key" p256
     openssl pkey -in "$dir/tlsca.key" -pubout -out "$dir/tlsca.pub.pem"
     openssl x509 -new -force_pubkey "$dir/tlsca.pub.pem" \
