@@ -1909,6 +1909,9 @@ http_lsn_start(struct http_server *srv, struct http_listener *l)
     else
         log_info("http: listening%s on %s port %u, %u threads", l->tls ? " for HTTPS" : "",
                  l->addr, (unsigned)l->port, srv->cfg.threads);
+    if (l->tls)
+        log_audit("https_start", "listen=%s:%u certificate=\"%s\"", l->addr, (unsigned)l->port,
+                  srv->tls_cred->subject);
     return ST_OK;
 }
 

@@ -251,6 +251,9 @@ http_tls_cred_load(const char *cert, const char *key, const char *chain, char *e
     if (ASN1_TIME_to_tm(na, &tm) == 1)
         c->not_after = timegm(&tm);
     X509_NAME_oneline(X509_get_subject_name(l.certs[0]), c->subject, sizeof(c->subject));
+    for (char *p = c->subject; *p != '\0'; p++) /* it goes into log and audit lines */
+        if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f)
+            *p = '?';
 out:
     for (int i = 0; i < l.ncerts; i++)
         X509_free(l.certs[i]);

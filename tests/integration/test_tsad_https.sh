@@ -222,6 +222,13 @@ else
 fi
 kill -TERM "$ONLY_PID" && wait "$ONLY_PID"
 expect "HTTPS-only tsad exits 0 on SIGTERM" "$?" 0
+if grep -q 'AUDIT event=service_start listen=none (HTTPS only)' "$TMP/only.log" &&
+    grep -q "AUDIT event=https_start listen=127.0.0.1:$HPORT certificate=\".*CN=localhost\"" \
+        "$TMP/only.log"; then
+    t_ok "audit: service_start listen=none (HTTPS only), https_start with the certificate"
+else
+    t_fail "audit lines of an HTTPS-only start" "$(grep AUDIT "$TMP/only.log" | head -n 3)"
+fi
 
 # ---- bad TLS configuration: non-zero exit, the file named ----
 # bad NAME CONF REGEX [start]: tsad -n (or a real start) fails with REGEX in its output
