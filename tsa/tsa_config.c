@@ -209,6 +209,8 @@ tsa_key_tls(struct tsa_parse *tp, const char *k, const char *v, const struct con
         t->line = pos->line;
         return ST_OK;
     }
+    if (t->line == 0 && strncmp(k, "tls_", 4) == 0)
+        t->line = pos->line; /* for messages, until https_listen names its own */
     if (strcmp(k, "tls_cert") == 0)
         return copy_str(tp, pos, k, v, t->cert, sizeof(t->cert));
     if (strcmp(k, "tls_key") == 0)
