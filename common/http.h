@@ -52,7 +52,8 @@
  * bytes of body plus MHD's per-connection pool of 32 KiB + max_url.
  *
  * Thread-safety: configuration calls (http_server_new, http_route, http_server_set_health,
- * http_server_start, http_server_stop, http_server_free) come from one control thread.
+ * http_server_set_tls, http_server_start, http_server_stop, http_server_free, and
+ * http_tls_reload while serving) come from one control thread.
  * A request belongs to one thread at a time: the MHD thread while its handler runs, then,
  * after http_req_suspend(), whichever thread the handler hands it to, until http_reply().
  */
