@@ -13,13 +13,13 @@
  *                    [--json FILE] [--label NAME] [--save-serials FILE]
  *
  * URL is http:// or https:// (bench/loadgen_tls.h: OpenSSL, the server verified with
- * --tls-ca, no session resumption). Request sets are made before the run (bench/loadgen_reqset.h). The run drives N keep-alive
- * connections (or a new connection per request with --close) from epoll loops, one per thread:
- * closed loop (every connection sends its next request as soon as a reply arrives) or open loop
- * at --rate requests/s, where latency runs from the intended send time so that a stalled server
- * cannot hide its queue (coordinated omission). Every reply's HTTP status, Content-Type and
- * protocol status are checked as it arrives; one in --verify-every is copied aside and
- * verified in full (bench/loadgen_verify.h) when the load stops, so that the verifier's CPU
+ * --tls-ca, no session resumption). Request sets are made before the run (bench/loadgen_reqset.h).
+ * The run drives N keep-alive connections (or a new connection per request with --close) from epoll
+ * loops, one per thread: closed loop (every connection sends its next request as soon as a reply
+ * arrives) or open loop at --rate requests/s, where latency runs from the intended send time so
+ * that a stalled server cannot hide its queue (coordinated omission). Every reply's HTTP status,
+ * Content-Type and protocol status are checked as it arrives; one in --verify-every is copied aside
+ * and verified in full (bench/loadgen_verify.h) when the load stops, so that the verifier's CPU
  * (chain checks with P-384 roots cost ~1 ms) does not take cores from the server measured. Results:
  * requests/s, latency percentiles from a log-linear histogram (bench/loadgen_hist.h), every error
  * by kind, and the CPU time the server pids (and their child processes) used per request, from
@@ -1242,6 +1242,7 @@ lg_run_opt(struct lg_opts *o, int c, const char *arg)
 static int
 lg_run_args(struct lg_opts *o, int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option lo[] = {
         {"url", 1, NULL, 'u'},          {"requests", 1, NULL, 'r'},     {"ca", 1, NULL, 'a'},
         {"untrusted", 1, NULL, 'U'},    {"json", 1, NULL, 'j'},         {"label", 1, NULL, 'l'},
@@ -1250,6 +1251,7 @@ lg_run_args(struct lg_opts *o, int argc, char **argv)
         {"rate", 1, NULL, 'R'},         {"timeout", 1, NULL, 'T'},      {"count", 1, NULL, 'n'},
         {"pid", 1, NULL, 'p'},          {"save-serials", 1, NULL, 'S'}, {"tls-ca", 1, NULL, 'A'},
         {NULL, 0, NULL, 0}};
+    /* clang-format on */
     int c;
 
     *o = (struct lg_opts){.conns = 16,

@@ -160,8 +160,8 @@ union http_sockaddr {
 enum http_lsn_kind { HTTP_LSN_PLAIN, HTTP_LSN_TLS, HTTP_LSNS };
 
 struct http_listener {
-    bool on;    /* to be started */
-    bool tls;   /* HTTPS */
+    bool on;  /* to be started */
+    bool tls; /* HTTPS */
     bool ipv6;
     char addr[INET6_ADDRSTRLEN];
     union http_sockaddr bind_addr;
@@ -175,7 +175,7 @@ struct http_server {
     struct http_config cfg;
     struct http_listener lsn[HTTP_LSNS];
     enum http_state state;
-    pthread_mutex_t tls_lock;      /* tls_cred, swapped by http_tls_reload() */
+    pthread_mutex_t tls_lock;       /* tls_cred, swapped by http_tls_reload() */
     struct http_tls_cred *tls_cred; /* current set; its `older` list: the replaced ones */
     struct http_route_ent routes[HTTP_MAX_ROUTES];
     size_t nroutes;
@@ -663,9 +663,9 @@ static void
 guard_fd_limit(const struct http_server *srv)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)http_listeners(srv) * (srv->cfg.max_connections +
-                                                  HTTP_RESERVE_CONNECTIONS) +
-                  HTTP_FD_SPARE;
+    rlim_t need =
+        (rlim_t)http_listeners(srv) * (srv->cfg.max_connections + HTTP_RESERVE_CONNECTIONS) +
+        HTTP_FD_SPARE;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
         return;
@@ -1780,10 +1780,9 @@ http_mhd_start(struct http_server *srv, const struct http_listener *l)
     const struct http_config *c = &srv->cfg;
     /* the HTTPS listener's own options: versions and suites (HTTP_TLS_PRIORITIES), and the
      * certificate chosen per handshake */
-    struct MHD_OptionItem tls[] = {
-        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
-        {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)&http_tls_retrieve},
-        {MHD_OPTION_END, 0, NULL}};
+    struct MHD_OptionItem tls[] = {{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
+                                   {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)&http_tls_retrieve},
+                                   {MHD_OPTION_END, 0, NULL}};
 
     /* clang-format off */
     return MHD_start_daemon(flags, l->want_port, &http_accept_policy, srv, &http_access, srv,
@@ -1833,8 +1832,10 @@ http_server_set_tls(struct http_server *srv, const struct http_tls_config *tc, c
     }
     l = &srv->lsn[HTTP_LSN_TLS];
     if (http_addr_parse(l, tc->listen_addr, tc->port) != ST_OK) {
-        snprintf(err, errlen, "https_listen address \"%s\" is not a numeric, non-wildcard IP "
-                 "address", tc->listen_addr != NULL ? tc->listen_addr : "");
+        snprintf(err, errlen,
+                 "https_listen address \"%s\" is not a numeric, non-wildcard IP "
+                 "address",
+                 tc->listen_addr != NULL ? tc->listen_addr : "");
         return ST_CONFIG;
     }
     if ((cred = http_tls_cred_load(tc->cert, tc->key, tc->chain, err, errlen)) == NULL)
@@ -1907,8 +1908,8 @@ http_lsn_start(struct http_server *srv, struct http_listener *l)
         log_info("http: serving the socket passed by systemd (fd %d, port %u), %u threads",
                  l->listen_fd, (unsigned)l->port, srv->cfg.threads);
     else
-        log_info("http: listening%s on %s port %u, %u threads", l->tls ? " for HTTPS" : "",
-                 l->addr, (unsigned)l->port, srv->cfg.threads);
+        log_info("http: listening%s on %s port %u, %u threads", l->tls ? " for HTTPS" : "", l->addr,
+                 (unsigned)l->port, srv->cfg.threads);
     if (l->tls)
         log_audit("https_start", "listen=%s:%u certificate=\"%s\"", l->addr, (unsigned)l->port,
                   srv->tls_cred->subject);
@@ -2000,8 +2001,7 @@ http_server_stop(struct http_server *srv)
     if (srv == NULL || srv->state != HTTP_SRV_RUNNING)
         return;
     for (int i = 0; i < HTTP_LSNS; i++)
-        lfd[i] = srv->lsn[i].mhd != NULL ? MHD_quiesce_daemon(srv->lsn[i].mhd)
-                                         : MHD_INVALID_SOCKET;
+        lfd[i] = srv->lsn[i].mhd != NULL ? MHD_quiesce_daemon(srv->lsn[i].mhd) : MHD_INVALID_SOCKET;
     http_answer_parked(srv);
     http_wait_idle(srv);
     http_lsn_stop_all(srv);

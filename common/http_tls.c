@@ -64,13 +64,15 @@ tls_read_file(struct tls_load *l, const char *what, const char *path, bool secre
     }
     /* as for the PKCS#11 PIN file: a key others may read is no secret any more */
     if (secret && (sb.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH)) != 0) {
-        tls_err(l, "%s %s is readable or writable by group or others (mode %04o): refused; "
+        tls_err(l,
+                "%s %s is readable or writable by group or others (mode %04o): refused; "
                 "chmod 600 it (owner only)",
                 what, path, (unsigned)(sb.st_mode & 07777));
         goto out;
     }
     if (secret && sb.st_uid != 0 && sb.st_uid != geteuid()) {
-        tls_err(l, "%s %s is owned by uid %lu, not by root or this daemon's user (uid %lu): "
+        tls_err(l,
+                "%s %s is owned by uid %lu, not by root or this daemon's user (uid %lu): "
                 "refused; chown it",
                 what, path, (unsigned long)sb.st_uid, (unsigned long)geteuid());
         goto out;
@@ -171,7 +173,8 @@ tls_check(struct tls_load *l, const char *cert, const char *key)
         return false;
     }
     if (l->ncerts > 1 && X509_check_issued(l->certs[1], leaf) != X509_V_OK) {
-        tls_err(l, "tls_chain: the first CA certificate after the leaf of tls_cert %s did not "
+        tls_err(l,
+                "tls_chain: the first CA certificate after the leaf of tls_cert %s did not "
                 "issue it (the chain goes leaf first, then its issuer, up to the root)",
                 cert);
         return false;

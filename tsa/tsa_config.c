@@ -305,8 +305,9 @@ tsa_validate_tls(struct tsa_config *c, struct config_parse *p)
     if (!t->on) {
         t->plain = true;
         if (t->cert[0] != '\0' || t->key[0] != '\0' || t->chain[0] != '\0')
-            return config_error(p, &pos, "[server]: tls_cert, tls_key and tls_chain need "
-                                         "https_listen (the HTTPS listener's address:port)");
+            return config_error(p, &pos,
+                                "[server]: tls_cert, tls_key and tls_chain need "
+                                "https_listen (the HTTPS listener's address:port)");
     } else if (t->cert[0] == '\0' || t->key[0] == '\0') {
         return config_error(p, &pos, "[server]: https_listen needs tls_cert and tls_key");
     } else if (t->plain && t->listen_port != 0 && t->listen_port == c->server.listen_port &&
@@ -323,8 +324,7 @@ tsa_validate_tls(struct tsa_config *c, struct config_parse *p)
                                 "([server] https_listen, tls_cert, tls_key)",
                                 u->name);
         for (size_t j = 0; j < c->n_units; j++)
-            if (strcmp(c->units[j].path, u->path) == 0 &&
-                c->units[j].https_only != u->https_only)
+            if (strcmp(c->units[j].path, u->path) == 0 && c->units[j].https_only != u->https_only)
                 return config_error(p, &pos,
                                     "[tsu %s] and [tsu %s] share the path %s: set https_only "
                                     "the same for both",

@@ -43,8 +43,8 @@ struct tsa_unit_config {
 /* [server] https_listen, tls_cert, tls_key, tls_chain: the HTTPS listener (issue 9 item 1).
  * With https_listen and no `listen` key there is no plain HTTP listener. */
 struct tsa_tls_config {
-    bool on;          /* https_listen is set */
-    bool plain;       /* a plain HTTP listener too (listen set, or no https_listen) */
+    bool on;    /* https_listen is set */
+    bool plain; /* a plain HTTP listener too (listen set, or no https_listen) */
     char listen_host[64];
     uint16_t listen_port;
     char cert[PATH_MAX];  /* PEM server certificate (maybe followed by its chain) */

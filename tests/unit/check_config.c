@@ -658,8 +658,8 @@ START_TEST(test_tsa_https)
     expect_error("[server]\ntls_cert = /t.pem\n" UNIT_A, "<string>:2: ", "need https_listen");
     expect_error("[server]\nhttps_listen = 127.0.0.1:3443\ntls_cert = /t.pem\n" UNIT_A,
                  "<string>:2: ", "needs tls_cert and tls_key");
-    expect_error("[server]\nhttps_listen = 0.0.0.0.1:3443\n" UNIT_A, "<string>:2: ",
-                 "https_listen: expected address:port");
+    expect_error("[server]\nhttps_listen = 0.0.0.0.1:3443\n" UNIT_A,
+                 "<string>:2: ", "https_listen: expected address:port");
     expect_error("[server]\nlisten = 127.0.0.1:3443\nhttps_listen = 127.0.0.1:3443\n"
                  "tls_cert = /t.pem\ntls_key = /t.key\n" UNIT_A,
                  "<string>:3: ", "the same address");

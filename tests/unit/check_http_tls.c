@@ -255,8 +255,7 @@ START_TEST(test_reload)
 
     /* a refused reload: the current certificate stays, err says why */
     ck_assert_int_eq(http_tls_reload(srv, cert_a, key_b, NULL, err, sizeof(err)), ST_CONFIG);
-    ck_assert_msg(strstr(err, "does not match") != NULL && strstr(err, key_b) != NULL, "%s",
-                  err);
+    ck_assert_msg(strstr(err, "does not match") != NULL && strstr(err, key_b) != NULL, "%s", err);
     ck_assert(tls_open(&c, port, TLS1_2_VERSION, TLS1_3_VERSION, NULL));
     peer_cn(&c, cn, sizeof(cn));
     ck_assert_str_eq(cn, "server B");
@@ -301,8 +300,7 @@ START_TEST(test_files_refused)
     tc.cert = cert_a;
     ck_assert_int_eq(chmod(key_a, 0640), 0);
     ck_assert_int_eq(http_server_set_tls(srv, &tc, err, sizeof(err)), ST_CONFIG);
-    ck_assert_msg(strstr(err, key_a) != NULL && strstr(err, "group or others") != NULL, "%s",
-                  err);
+    ck_assert_msg(strstr(err, key_a) != NULL && strstr(err, "group or others") != NULL, "%s", err);
     ck_assert_int_eq(chmod(key_a, 0600), 0);
     tc.key = key_b;
     ck_assert_int_eq(http_server_set_tls(srv, &tc, err, sizeof(err)), ST_CONFIG);
