@@ -87,6 +87,11 @@ for v in tls1_2 tls1_3; do
         t_fail "openssl s_client -$v" "$(head -n 3 <<<"$out" | tr '\n' ' ')"
     fi
 done
+# a client sending the usual X25519 key share gets no HelloRetryRequest (a second ServerHello):
+# the server's group order starts with X25519 (common/http.h HTTP_TLS_PRIORITIES)
+n=$(openssl s_client -connect "127.0.0.1:$HPORT" -tls1_3 -groups X25519:P-256 -msg -CAfile "$CA" \
+    </dev/null 2>&1 | grep -c '<<< .*ServerHello')
+expect "TLS 1.3 with an X25519 key share: one ServerHello, no HelloRetryRequest" "$n" 1
 # refused NAME ARGS...: s_client (security level 0: it offers what ARGS say) fails the handshake
 refused() {
     local name=$1 out
