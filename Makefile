@@ -130,16 +130,47 @@ fuzz-smoke:
 fuzz-merge:
 	@BUILD=$(BUILD) tests/fuzz/build.sh merge
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)/etc/tsad $(DESTDIR)/lib/systemd/system
-	install -m 755 $(BINS) $(DESTDIR)$(PREFIX)/sbin/
-	install -m 644 conf/tsad.conf $(DESTDIR)/etc/tsad/tsad.conf.example
-	install -m 644 systemd/*.service $(DESTDIR)/lib/systemd/system/
-	install -d $(DESTDIR)/etc/ocspd $(DESTDIR)$(PREFIX)/share/doc/tsad
-	install -m 644 systemd/*.socket $(DESTDIR)/lib/systemd/system/
-	install -m 644 conf/softhsm2-tsad.conf $(DESTDIR)/etc/tsad/softhsm2.conf.example
-	install -m 644 conf/softhsm2-ocspd.conf $(DESTDIR)/etc/ocspd/softhsm2.conf.example
-	install -m 644 systemd/network-hsm.conf $(DESTDIR)$(PREFIX)/share/doc/tsad/network-hsm.conf
+# make install [PREFIX=/usr/local] [DESTDIR=]: the daemons (sbin), the control programs (bin),
+# the man pages, the systemd units (PREFIX/lib/systemd/system, which systemd searches) with
+# their paths rewritten for PREFIX, README.md, the network-HSM drop-in and the Grafana
+# dashboard as examples (share/doc/NAME), and the configuration under /etc/NAME, where the
+# units look for it. A configuration that exists is never overwritten: the shipped one goes
+# beside it as NAME.conf.example (always refreshed, to compare after an upgrade). Nothing of
+# bench/ is installed. Installs what $(BUILD) holds; builds only the programs it needs.
+INSTALL_SBIN := $(BUILD)/tsad $(BUILD)/ocspd
+INSTALL_BIN  := $(BUILD)/ocspctl
+INSTALL_MAN8 := tsa/tsad.8 ocsp/ocspd.8 ocsp/ocspctl.8
+ifneq ($(wildcard tsa/tsactl.c),)
+INSTALL_BIN  += $(BUILD)/tsactl
+INSTALL_MAN8 += tsa/tsactl.8
+endif
+INSTALL_MAN5 := conf/tsad.conf.5 conf/ocspd.conf.5
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL_CONF = install -d $(DESTDIR)/etc/$(1) && \
+	install -m 644 $(2) $(DESTDIR)/etc/$(1)/$(3).example && \
+	{ test -e $(DESTDIR)/etc/$(1)/$(3) || install -m 644 $(2) $(DESTDIR)/etc/$(1)/$(3); }
+
+install: $(INSTALL_SBIN) $(INSTALL_BIN)
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) \
+	  $(DESTDIR)$(PREFIX)/share/man/man5 $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 755 $(INSTALL_SBIN) $(DESTDIR)$(PREFIX)/sbin/
+	install -m 755 $(INSTALL_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(INSTALL_MAN5) $(DESTDIR)$(PREFIX)/share/man/man5/
+	install -m 644 $(INSTALL_MAN8) $(DESTDIR)$(PREFIX)/share/man/man8/
+	for u in systemd/*.service systemd/*.socket; do \
+	  sed 's,/usr/local/,$(PREFIX)/,g' $$u >$(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+	  chmod 644 $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp && \
+	  mv -f $(DESTDIR)$(UNITDIR)/$${u##*/}.tmp $(DESTDIR)$(UNITDIR)/$${u##*/} || exit 1; \
+	done
+	for d in tsad ocspd; do \
+	  install -d $(DESTDIR)$(PREFIX)/share/doc/$$d && \
+	  install -m 644 README.md systemd/network-hsm.conf conf/grafana-dashboard.json \
+	    $(DESTDIR)$(PREFIX)/share/doc/$$d/ || exit 1; \
+	done
+	$(call INSTALL_CONF,tsad,conf/tsad.conf,tsad.conf)
+	$(call INSTALL_CONF,tsad,conf/softhsm2-tsad.conf,softhsm2.conf)
+	$(call INSTALL_CONF,ocspd,conf/ocspd.conf,ocspd.conf)
+	$(call INSTALL_CONF,ocspd,conf/softhsm2-ocspd.conf,softhsm2.conf)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

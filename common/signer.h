@@ -6,7 +6,7 @@
  *    owns one session. ECDSA (CKM_ECDSA on a digest we computed; the raw r||s result is
  *    re-encoded as a DER ECDSA-Sig-Value), RSA PKCS#1 v1.5 (CKM_RSA_PKCS over a DigestInfo we
  *    built) and RSA-PSS (CKM_RSA_PKCS_PSS on the digest, salt length = digest length).
- *  - software key (signer_soft.c): a PEM private key through OpenSSL EVP, for development and
+ *  - software key (in signer.c): a PEM private key through OpenSSL EVP, for development and
  *    benchmarks.
  *
  * Callers hand jobs to a bounded queue; worker threads drain it in batches (each takes a fair

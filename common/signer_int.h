@@ -1,5 +1,5 @@
 /*
- * signer_int: what signer.c shares with its backends (signer_p11.c, signer_soft.c).
+ * signer_int: what signer.c shares with its backends (signer_p11.c; software keys in signer.c).
  * Not for use outside common/signer*.c.
  */
 #ifndef COMMON_SIGNER_INT_H

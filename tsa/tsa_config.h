@@ -2,7 +2,7 @@
  * tsa_config: the schema of tsad.conf, parsed with common/config and validated completely at
  * start into an immutable struct (DESIGN D8). Every key is documented in conf/tsad.conf.
  *
- * TSA-17 / STANDARDS §5.8: each time-stamping unit (`[tsu NAME]`) is served at a URL path.
+ * TSA-17: each time-stamping unit (`[tsu NAME]`) is served at a URL path.
  * A path may carry several non-qualified TSUs (chosen by the request's reqPolicy, else the
  * path's default one); a qualified TSU must be alone on its path, so no request field can
  * move a request between qualified and non-qualified issuance.

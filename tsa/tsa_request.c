@@ -1,5 +1,6 @@
 /*
- * tsa_request: TimeStampReq checks (RFC 3161 §2.4.1; STANDARDS TSP-02, -04..-09, -11, ALG-01).
+ * tsa_request: TimeStampReq checks (RFC 3161 §2.4.1; STANDARDS TSP-02, TSP-04..TSP-09, TSP-11,
+ * ALG-01).
  */
 #include "tsa/tsa_request.h"
 

@@ -25,7 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01, STANDARDS §5.7 */
+#define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01 (RFC 3161 §3.4: not -response) */
 #define TSA_QUERY_TYPE "application/timestamp-query"
 #define TSA_CHAIN_TYPE "application/pem-certificate-chain" /* RFC 8555 §9.1 */
 #define TSA_CHAIN_SUFFIX "/certchain"

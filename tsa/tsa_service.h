@@ -6,7 +6,7 @@
  * is durable, on the writer's thread: resume the connection with its token. A record that
  * cannot be written withholds its token (systemFailure).
  *
- * Failures map to PKIFailureInfo in one table (tsa_service.c, STYLE "Errors").
+ * Failures map to PKIFailureInfo in one table (tsa_service.c).
  */
 #ifndef TSA_TSA_SERVICE_H
 #define TSA_TSA_SERVICE_H

@@ -1,6 +1,6 @@
 /*
  * tsa_token: TSU loading and token DER (RFC 3161 §2.4.2, RFC 5816, RFC 5652 §5, RFC 5035,
- * ETSI EN 319 422 §5.2; STANDARDS TSP-03, TSP-14..TSP-24, TPR-02..TPR-12, CIR-01).
+ * ETSI EN 319 422 §5.2; STANDARDS TSP-03, TSP-14..TSP-24, TPR-02..TPR-07, TPR-09, TPR-12, CIR-01).
  */
 #include "tsa/tsa_token.h"
 #include "common/der.h"

@@ -208,7 +208,7 @@ recovered "socket removed"
 # The machine's clock is not ours to step; tsad (and later chronyd) run with the LD_PRELOAD
 # shim build/tests/libclockshift.so (tests/lib/clockshift.c): writing its file is a step of
 # their system clock.
-# A +2 s step (STANDARDS TSA-04 F-TIME) must be refused at once and stay refused after the next
+# A +2 s step (STANDARDS TSA-04) must be refused at once and stay refused after the next
 # polls, while chronyd (which did not see the step) reports nothing newer; only a chronyd
 # update made after the step (chronyd restarted on the stepped clock) lets tokens out again.
 SHIM=$(cd "$BUILD/tests" 2>/dev/null && pwd)/libclockshift.so

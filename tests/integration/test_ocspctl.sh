@@ -122,6 +122,10 @@ basicConstraints = CA:FALSE
 keyUsage = critical, digitalSignature
 extendedKeyUsage = OCSPSigning
 noCheck = ignored
+[ocsp_nonc]
+basicConstraints = CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = OCSPSigning
 [crl_ext]
 authorityKeyIdentifier = keyid
 [delta_ext]
@@ -229,6 +233,20 @@ expect_rc "issuer add: delegate without OCSPSigning refused" 1 ctl1 issuer add A
     --cert "$P/a/ca.pem" --signer-cert "$P/a/l1.pem" --key-file "$P/a/l1.key"
 expect_rc "issuer add: delegate of another CA refused" 1 ctl1 issuer add B \
     --cert "$P/b/ca.pem" --signer-cert "$P/a/ocsp.pem" --key-file "$P/a/ocsp.key"
+# OCSP-22: a delegate without id-pkix-ocsp-nocheck is taken with a warning (relying parties
+# would have to check its status), one with it without
+openssl x509 -req -in "$P/a/ocsp.csr" -CA "$P/a/ca.pem" -CAkey "$P/a/ca.key" -set_serial 0x4242 \
+    -days 10 -extfile "$P/ca.cnf" -extensions ocsp_nonc -out "$P/a/ocsp-nonc.pem" >/dev/null 2>&1
+"$CTL" -d "$TMP/store3" init >/dev/null 2>&1
+expect_msg "OCSP-22: delegate without nocheck: added, with a warning" 0 \
+    'no id-pkix-ocsp-nocheck extension \(OCSP-22\)' "$CTL" -d "$TMP/store3" issuer add A \
+    --cert "$P/a/ca.pem" --signer-cert "$P/a/ocsp-nonc.pem" --key-file "$P/a/ocsp.key"
+if err=$("$CTL" -d "$TMP/store3" issuer add A --cert "$P/a/ca.pem" --signer-cert "$P/a/ocsp.pem" \
+    --key-file "$P/a/ocsp.key" 2>&1 >/dev/null) && [[ $err != *nocheck* ]]; then
+    t_ok "OCSP-22: delegate with nocheck: added, no warning"
+else
+    t_fail "OCSP-22: delegate with nocheck: added, no warning" "$err"
+fi
 expect_rc "issuer add: existing name with another cert refused" 1 ctl1 issuer add A \
     --cert "$P/b/ca.pem" --key-label x
 expect_rc "issuer add: same CA under a second name refused" 1 ctl1 issuer add A2 \

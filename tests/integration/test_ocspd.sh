@@ -4,8 +4,8 @@
 # PKI (tests/lib/ocsp-pki.sh: a CA run with `openssl ca`, a delegated responder whose key is in
 # a private SoftHSM2 token), its own LMDB store filled with ocspctl from the CA's index.txt,
 # on a free port, all in a private temp dir. RFC 6960 §2.2-2.3, §4.1-4.2, §4.4.1/4.4.4/4.4.8,
-# App. A; RFC 9919 §5-6; RFC 9654; STANDARDS 3.A (EID-05..09), 3.G (OCSP-01..25), 3.H (LW-01..04),
-# 3.I (STS-04, STS-08, STS-09):
+# App. A; RFC 9919 §5-6; RFC 9654; STANDARDS EID-05..EID-09, OCSP-01..OCSP-03, OCSP-05..OCSP-17,
+# OCSP-19, OCSP-21, OCSP-25, LW-01..LW-04, LW-07, LW-08, STS-04, STS-08, STS-09:
 #   - statuses: good, revoked/keyCompromise with the CA's revocation time, hold ->
 #     revoked/certificateHold, expired -> status kept with archiveCutoff = CA notBefore,
 #     never issued -> revoked/certificateHold/1970 + extended-revoke, other CA -> unauthorized;
@@ -133,6 +133,16 @@ expect "nonce echoed verbatim in responseExtensions (OCSP-17)" \
     "$(kv good ext.1.3.6.1.5.5.7.48.1.2)" "$(rkv good ext.1.3.6.1.5.5.7.48.1.2)"
 hasnt "openssl accepts the nonce" "$TMP/good.out" 'WARNING: no nonce|Nonce Verify error'
 expect "CertID echoed byte for byte (OCSP-10)" "$(kv good single.0.certid)" "$(rkv good certid.0)"
+# EID-09: a certificate names its status service (AIA id-ad-ocsp), which answers at that URL
+aia=$(openssl x509 -noout -ocsp_uri -in "$OCSP_GOOD_CERT" 2>/dev/null)
+expect "AIA OCSP URL of good.pem is the one the CA was set up with (EID-09)" "$aia" "$OCSP_AIA_URL"
+if [[ $aia == "$URL" ]]; then
+    openssl ocsp -issuer "$CA" -cert "$OCSP_GOOD_CERT" -url "$aia" -CAfile "$CHAIN" -no_nonce \
+        >"$TMP/aia.out" 2>&1
+    has "openssl ocsp at the AIA URL of good.pem: good (EID-09)" "$TMP/aia.out" 'good\.pem: good'
+else
+    t_ok "AIA URL query skipped: ocspd had to move to another port than the CA's AIA URL"
+fi
 expect "responseExtensions: nonce only, no extended-revoke for a good cert (LW-07)" \
     "$(kv good ext)" 1.3.6.1.5.5.7.48.1.2
 

@@ -2,8 +2,9 @@
 #
 # test_tsad.sh: tsad end to end with real clients (openssl ts, openssl cms, curl, mdb_dump)
 # against its own chronyd (local reference), its own SoftHSM2 token and demo PKI, and its own
-# LMDB store, all in a private temp dir. RFC 3161 §2.4, §3.4; RFC 5816; STANDARDS 3.D
-# (TSP-01, -03, -06..-10, -14..-23), 3.E (TPR-03, -04, -12), 3.F (TSA-01, -17, -18), CIR-01.
+# LMDB store, all in a private temp dir. RFC 3161 §2.4, §3.4; RFC 5816; STANDARDS
+# TSP-01, TSP-06..TSP-10, TSP-14..TSP-23, TPR-01, TPR-03..TPR-07, TPR-12, TSA-01, TSA-03,
+# TSA-17, TSA-18, CIR-01.
 #
 #   - every TSU of the demo config (n1, rsa, q1, soft-p256, soft-rsa) with imprint hashes
 #     sha256/sha384/sha512/sha3-256: HTTP 200 + application/timestamp-reply, status granted,

@@ -2,7 +2,7 @@
 #
 # test_tsad_config.sh: tsad's start-up checks of its configuration, certificates, keys and PIN,
 # and how it behaves with a defective TSU or no time source (STANDARDS TSP-24, TSA-09, TPR-09,
-# TSA-10, TSA-05, TSP-12, TSP-13, ALG-01, TSA-17; STYLE "errors name file:line; -n checks").
+# TSA-10, TSA-05, TSP-12, TSP-13, ALG-01, TSA-17; errors name file:line; -n checks).
 #   - `tsad -n -c GOOD` exits 0; configuration errors exit non-zero naming `file:line:`;
 #   - TSU certificates without a critical, timeStamping-only extendedKeyUsage are refused at
 #     start with a message naming extendedKeyUsage (TSP-24); a certificate that does not chain

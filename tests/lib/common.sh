@@ -23,7 +23,7 @@
 #                              test counters (T_PASSED, T_FAILED) with one line per result
 #   t_summary NAME             print "NAME: N passed, M failed"; non-zero when M > 0
 #
-# Good-neighbour rules (preamble): servers bind 127.0.0.1 on free ports, every process a
+# Good-neighbour rules: servers bind 127.0.0.1 on free ports, every process a
 # test starts is tracked by pid and stopped on exit, never by name.
 
 T_PASSED=${T_PASSED:-0}

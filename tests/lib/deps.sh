@@ -27,6 +27,7 @@ DEPS_PACKAGES=(
     iproute2             # ss
     gnuplot-nox          # bench plots
     jq                   # bench report (JSON)
+    mandoc               # man page lint (mandoc -Tlint) in test_install.sh
     libjansson-dev       # reading JSON back (audit export verification)
     nginx                # several-node tests: cache in front of ocspd nodes
     haproxy              # several-node tests: balancer in front of tsad nodes

@@ -31,7 +31,7 @@
 #                       stop ocspd: two checks, it exits 0 on SIGTERM and itest_log_clean of
 #                       its log
 #
-# Good-neighbour rules (preamble): everything runs in TMP on 127.0.0.1 free ports; every
+# Good-neighbour rules: everything runs in TMP on 127.0.0.1 free ports; every
 # process started here is stopped by pid on exit, also on failure.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

@@ -3,13 +3,15 @@
  * P-256 key made for the test (the PKCS#11 backend has check_signer_p11): batch sizes (a fair
  * share of the queue per worker, at most batch_max), callbacks in queue order, ST_BUSY
  * back-pressure with queue_max = 1, ST_SHUTDOWN for jobs still queued when the signer is
- * freed, signatures that verify, ST_TIMEOUT for jobs still queued after sign_timeout.
+ * freed, signatures that verify, ST_TIMEOUT for jobs still queued after sign_timeout; RSA
+ * key sizes (ALG-03).
  */
 #include "common/log.h"
 #include "common/signer.h"
 #include "common/status.h"
 
 #include <check.h>
+#include <fcntl.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -329,6 +331,82 @@ START_TEST(test_shutdown_pending)
 }
 END_TEST
 
+/* An RSA key of `bits` in DIR/rsa.pem and a self-signed certificate for it. */
+static X509 *
+rsa_key_and_cert(unsigned bits, char *path, size_t cap)
+{
+    EVP_PKEY *pk = EVP_RSA_gen(bits);
+    X509 *c = X509_new();
+    FILE *f;
+
+    ck_assert_ptr_nonnull(pk);
+    ck_assert_ptr_nonnull(c);
+    snprintf(path, cap, "%s/rsa%u.pem", dir, bits);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    X509_set_version(c, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(c), 2);
+    X509_gmtime_adj(X509_getm_notBefore(c), 0);
+    X509_gmtime_adj(X509_getm_notAfter(c), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(c), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"rsa", -1, -1, 0);
+    X509_set_issuer_name(c, X509_get_subject_name(c));
+    X509_set_pubkey(c, pk);
+    ck_assert_int_gt(X509_sign(c, pk, EVP_sha256()), 0);
+    EVP_PKEY_free(pk);
+    return c;
+}
+
+/* Add the key of `bits` with stderr (the log) captured into `log`; whether it was accepted. */
+static bool
+add_rsa_logged(struct signer *s, unsigned bits, char *log, size_t cap)
+{
+    char path[160], logpath[160];
+    X509 *c = rsa_key_and_cert(bits, path, sizeof(path));
+    int saved = dup(STDERR_FILENO), fd;
+    struct signer_key *k;
+    ssize_t n;
+
+    snprintf(logpath, sizeof(logpath), "%s/log%u", dir, bits);
+    fd = open(logpath, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    dup2(fd, STDERR_FILENO);
+    k = signer_add_soft_key(s, path, c, SIGNER_RSA_PKCS1, SIGNER_SHA256);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    n = pread(fd, log, cap - 1, 0);
+    log[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(logpath);
+    unlink(path);
+    X509_free(c);
+    return k != NULL;
+}
+
+/* ALG-03 (ETSI TS 119 312 §8.4): RSA below 2048 bits is refused; 2048..2999 is accepted as
+ * legacy, with a warning; 3072 without one. */
+START_TEST(test_rsa_key_sizes)
+{
+    struct signer_config sc = {.workers = 1, .queue_max = 4, .batch_max = 1};
+    struct signer *s = signer_new(&sc, on_batch, NULL);
+    char log[2048];
+
+    ck_assert_ptr_nonnull(s);
+    log_set_level(LOG_LVL_WARN); /* the suite runs at err; this case reads the warnings */
+    ck_assert(!add_rsa_logged(s, 1024, log, sizeof(log)));
+    ck_assert_ptr_nonnull(strstr(log, "RSA key of 1024 bits"));
+    ck_assert(add_rsa_logged(s, 2048, log, sizeof(log)));
+    ck_assert_ptr_nonnull(strstr(log, "RSA-2048 is legacy"));
+    ck_assert(add_rsa_logged(s, 3072, log, sizeof(log)));
+    ck_assert_ptr_null(strstr(log, "legacy"));
+    signer_free(s);
+}
+END_TEST
+
 static Suite *
 signer_suite(void)
 {
@@ -342,6 +420,7 @@ signer_suite(void)
     tcase_add_test(tc, test_busy_with_queue_max_1);
     tcase_add_test(tc, test_shutdown_pending);
     tcase_add_test(tc, test_timeout_queued);
+    tcase_add_test(tc, test_rsa_key_sizes);
     suite_add_tcase(s, tc);
     return s;
 }
