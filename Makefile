@@ -17,7 +17,7 @@ CFLAGS  ?= -O2 -g
 LDFLAGS ?=
 XCFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) -pthread -I. -I/usr/include/p11-kit-1
 XLDFLAGS := -pie -Wl,-z,relro,-z,now -pthread
-LIBS    := -lssl -lcrypto -lmicrohttpd -llmdb -linih -ljansson -ldl -lm
+LIBS    := -lssl -lcrypto -lmicrohttpd -lgnutls -llmdb -linih -ljansson -ldl -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 COMMON_SRC := $(wildcard common/*.c)

@@ -8,17 +8,18 @@
  *                    [--never-status notgood] [--certid-hash sha1] [--get PCT] [--nonce PCT]
  *                    [--count N] [--seed N]
  *   loadgen run      --url URL --requests FILE [--conns N] [--threads N] [--duration S |
- *                    --count N] [--warmup S] [--rate R] [--close] [--timeout S]
+ *                    --count N] [--warmup S] [--rate R] [--close] [--timeout S] [--tls-ca FILE]
  *                    [--verify-every N --ca FILE [--untrusted FILE]] [--pid PID]...
  *                    [--json FILE] [--label NAME] [--save-serials FILE]
  *
- * Request sets are made before the run (bench/loadgen_reqset.h). The run drives N keep-alive
- * connections (or a new connection per request with --close) from epoll loops, one per thread:
- * closed loop (every connection sends its next request as soon as a reply arrives) or open loop
- * at --rate requests/s, where latency runs from the intended send time so that a stalled server
- * cannot hide its queue (coordinated omission). Every reply's HTTP status, Content-Type and
- * protocol status are checked as it arrives; one in --verify-every is copied aside and
- * verified in full (bench/loadgen_verify.h) when the load stops, so that the verifier's CPU
+ * URL is http:// or https:// (bench/loadgen_tls.h: OpenSSL, the server verified with
+ * --tls-ca, no session resumption). Request sets are made before the run (bench/loadgen_reqset.h).
+ * The run drives N keep-alive connections (or a new connection per request with --close) from epoll
+ * loops, one per thread: closed loop (every connection sends its next request as soon as a reply
+ * arrives) or open loop at --rate requests/s, where latency runs from the intended send time so
+ * that a stalled server cannot hide its queue (coordinated omission). Every reply's HTTP status,
+ * Content-Type and protocol status are checked as it arrives; one in --verify-every is copied aside
+ * and verified in full (bench/loadgen_verify.h) when the load stops, so that the verifier's CPU
  * (chain checks with P-384 roots cost ~1 ms) does not take cores from the server measured. Results:
  * requests/s, latency percentiles from a log-linear histogram (bench/loadgen_hist.h), every error
  * by kind, and the CPU time the server pids (and their child processes) used per request, from
@@ -37,6 +38,7 @@
 #include "bench/loadgen_hist.h"
 #include "bench/loadgen_http.h"
 #include "bench/loadgen_reqset.h"
+#include "bench/loadgen_tls.h"
 #include "bench/loadgen_verify.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -91,7 +93,7 @@ static const char *const lg_err_name[LG_E_COUNT] = {"connect",      "send",
                                                     "verify_nonce", "verify_status"};
 
 struct lg_opts {
-    const char *url, *reqfile, *ca, *untrusted, *json, *label, *serials;
+    const char *url, *reqfile, *ca, *untrusted, *json, *label, *serials, *tls_ca;
     unsigned conns, threads, verify_every;
     double duration_s, warmup_s, rate, timeout_s;
     uint64_t count;
@@ -109,10 +111,11 @@ struct lg_stats {
     uint64_t bytes_in, bytes_out;
 };
 
-enum lg_cstate { LG_C_IDLE, LG_C_CONNECTING, LG_C_SENDING, LG_C_RECEIVING };
+enum lg_cstate { LG_C_IDLE, LG_C_CONNECTING, LG_C_HANDSHAKE, LG_C_SENDING, LG_C_RECEIVING };
 
 struct lg_conn {
     int fd;
+    SSL *ssl; /* https:// only */
     enum lg_cstate state;
     uint32_t req; /* index in the request set */
     int64_t t0;   /* intended (open loop) or actual (closed loop) send time */
@@ -163,6 +166,7 @@ struct lg_run {
     struct lg_reqset rs;
     struct lg_wire *wire;
     struct lg_verifier ver;
+    SSL_CTX *tls; /* https:// only */
     bool verify;
     const char *want_ctype;
     int64_t t_start, t_measure, t_end;
@@ -191,6 +195,8 @@ lg_conn_close(struct lg_thread *t, struct lg_conn *c)
         epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
         close(c->fd);
     }
+    SSL_free(c->ssl); /* no close_notify: the socket is gone, as with a plain close */
+    c->ssl = NULL;
     c->fd = -1;
     c->served = 0;
 }
@@ -211,6 +217,10 @@ lg_conn_open(struct lg_thread *t, struct lg_conn *c, unsigned ci)
     if (epoll_ctl(t->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0 ||
         (connect(c->fd, (const struct sockaddr *)&tg->addr, tg->addrlen) != 0 &&
          errno != EINPROGRESS)) {
+        lg_conn_close(t, c);
+        return ST_IO;
+    }
+    if (t->run->tls != NULL && (c->ssl = lg_tls_new(t->run->tls, c->fd, tg->host)) == NULL) {
         lg_conn_close(t, c);
         return ST_IO;
     }
@@ -273,7 +283,7 @@ lg_conn_send(struct lg_thread *t, struct lg_conn *c, unsigned ci)
     ssize_t n;
 
     while (c->sent < w->len) {
-        n = send(c->fd, w->buf + c->sent, w->len - c->sent, MSG_NOSIGNAL);
+        n = lg_io_send(c->ssl, c->fd, w->buf + c->sent, w->len - c->sent);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -461,7 +471,7 @@ static void
 lg_conn_idle_event(struct lg_thread *t, struct lg_conn *c)
 {
     char b[256];
-    ssize_t n = recv(c->fd, b, sizeof(b), 0);
+    ssize_t n = lg_io_recv(c->ssl, c->fd, b, sizeof(b));
 
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
         return;
@@ -481,7 +491,7 @@ lg_conn_recv(struct lg_thread *t, struct lg_conn *c, unsigned ci)
             lg_conn_fail(t, c, ci, LG_E_HTTP_PARSE);
             return;
         }
-        n = recv(c->fd, c->rb + c->rlen, c->rcap - c->rlen, 0);
+        n = lg_io_recv(c->ssl, c->fd, c->rb + c->rlen, c->rcap - c->rlen);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -526,7 +536,21 @@ lg_conn_event(struct lg_thread *t, unsigned ci, uint32_t ev)
             t->backoff_until = lg_now() + 10000000;
             return;
         }
+        c->state = c->ssl != NULL ? LG_C_HANDSHAKE : LG_C_SENDING;
+    }
+    if (c->state == LG_C_HANDSHAKE) {
+        int hs = lg_tls_handshake(c->ssl);
+
+        if (hs < 0) {
+            lg_conn_fail(t, c, ci, LG_E_CONNECT);
+            return;
+        }
+        if (hs == 0)
+            return;
+        /* done, maybe on a read event: the socket is writable, no edge will say so */
         c->state = LG_C_SENDING;
+        lg_conn_send(t, c, ci);
+        return;
     }
     if (c->state == LG_C_SENDING && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         lg_conn_send(t, c, ci);
@@ -794,9 +818,13 @@ lg_run_prepare(struct lg_run *r)
     int st;
 
     if (lg_target_parse(&r->target, r->o.url) != ST_OK) {
-        log_err("bad or unresolvable URL %s (http://host[:port]/path)", r->o.url);
+        log_err("bad or unresolvable URL %s (http[s]://host[:port]/path)", r->o.url);
         return ST_INVALID;
     }
+    if (r->target.tls && (r->tls = lg_tls_ctx(r->o.tls_ca)) == NULL)
+        return ST_CRYPTO;
+    if (r->target.tls && r->o.tls_ca == NULL)
+        log_warn("https without --tls-ca: the server certificate is not verified");
     if ((st = lg_reqset_load(&r->rs, r->o.reqfile)) != ST_OK)
         return st;
     r->want_ctype =
@@ -874,6 +902,8 @@ lg_run_free(struct lg_run *r)
     free(r->wire);
     lg_verifier_clear(&r->ver);
     lg_reqset_free(&r->rs);
+    SSL_CTX_free(r->tls);
+    r->tls = NULL;
     if (r->serials_fd >= 0 && close(r->serials_fd) != 0)
         atomic_store(&r->serials_failed, true);
     r->serials_fd = -1;
@@ -1112,6 +1142,7 @@ lg_usage(FILE *f)
             "       loadgen run --url URL --requests FILE [--conns N] [--threads N]\n"
             "                [--duration S | --count N] [--warmup S] [--rate R] [--close]\n"
             "                [--timeout S] [--verify-every N --ca FILE [--untrusted FILE]]\n"
+            "                [--tls-ca FILE]   (https:// URL: verify the server with FILE)\n"
             "                [--pid PID]... [--json FILE] [--label NAME]\n"
             "                [--save-serials FILE]   (TSA: serials of granted tokens, appended)\n");
 }
@@ -1154,6 +1185,9 @@ lg_run_opt(struct lg_opts *o, int c, const char *arg)
         return ST_OK;
     case 'S':
         o->serials = arg;
+        return ST_OK;
+    case 'A':
+        o->tls_ca = arg;
         return ST_OK;
     case 'C':
         o->close = true;
@@ -1208,13 +1242,16 @@ lg_run_opt(struct lg_opts *o, int c, const char *arg)
 static int
 lg_run_args(struct lg_opts *o, int argc, char **argv)
 {
+    /* clang-format off */
     static const struct option lo[] = {
         {"url", 1, NULL, 'u'},          {"requests", 1, NULL, 'r'},     {"ca", 1, NULL, 'a'},
         {"untrusted", 1, NULL, 'U'},    {"json", 1, NULL, 'j'},         {"label", 1, NULL, 'l'},
         {"close", 0, NULL, 'C'},        {"conns", 1, NULL, 'c'},        {"threads", 1, NULL, 't'},
         {"verify-every", 1, NULL, 'v'}, {"duration", 1, NULL, 'd'},     {"warmup", 1, NULL, 'w'},
         {"rate", 1, NULL, 'R'},         {"timeout", 1, NULL, 'T'},      {"count", 1, NULL, 'n'},
-        {"pid", 1, NULL, 'p'},          {"save-serials", 1, NULL, 'S'}, {NULL, 0, NULL, 0}};
+        {"pid", 1, NULL, 'p'},          {"save-serials", 1, NULL, 'S'}, {"tls-ca", 1, NULL, 'A'},
+        {NULL, 0, NULL, 0}};
+    /* clang-format on */
     int c;
 
     *o = (struct lg_opts){.conns = 16,

@@ -27,6 +27,7 @@ struct lg_target {
     char host[256];
     char port[8];
     char path[1024];
+    bool tls; /* https:// */
     struct sockaddr_storage addr;
     socklen_t addrlen;
 };
@@ -51,7 +52,7 @@ struct lg_reply {
     size_t total; /* bytes of the buffer this reply used */
 };
 
-/* http://host[:port][/path]; resolves host (numeric or by name) to its first address. */
+/* http[s]://host[:port][/path]; resolves host (numeric or by name) to its first address. */
 static int
 lg_target_parse(struct lg_target *t, const char *url)
 {
@@ -60,9 +61,11 @@ lg_target_parse(struct lg_target *t, const char *url)
     size_t hl;
 
     memset(t, 0, sizeof(*t));
-    if (strncmp(url, "http://", 7) != 0)
+    if (strncmp(url, "https://", 8) == 0)
+        t->tls = true;
+    else if (strncmp(url, "http://", 7) != 0)
         return ST_INVALID;
-    h = url + 7;
+    h = url + (t->tls ? 8 : 7);
     slash = strchr(h, '/');
     if (slash == NULL)
         slash = h + strlen(h);
@@ -72,7 +75,7 @@ lg_target_parse(struct lg_target *t, const char *url)
         return ST_INVALID;
     memcpy(t->host, h, hl);
     if (colon == NULL)
-        strcpy(t->port, "80");
+        strcpy(t->port, t->tls ? "443" : "80");
     else if ((size_t)(slash - colon - 1) >= sizeof(t->port) || slash == colon + 1)
         return ST_INVALID;
     else

@@ -22,7 +22,10 @@
 #           the simulated network HSM (workers = 16): closed loop against its capacity, open
 #           loop at 90 % of it for the latency over the HSM's round trip; the latency of
 #           tokens beside thousands of slow and idle connections from one address and from many
-#           (tests/lib/slowloris.py), against the same unloaded (issue 8 item 1)
+#           (tests/lib/slowloris.py), against the same unloaded (issue 8 item 1); HTTPS beside
+#           HTTP on the same tsad (software P-256), kept-alive and a new connection per request
+#           (loadgen --close: a full TLS handshake each, server certificate verified, no session
+#           resumption), each set against its HTTP twin (issue 9 item 1)
 #
 # Every tsad is started by tsad_bench_start NAME [SECTION.KEY=VALUE...] (a configuration with
 # keys overridden, its own store): a scenario on another configuration is one call and a few
@@ -203,6 +206,14 @@ tsa_scenarios() {
         --conns 64
     load tsad_hsm_p256 "$base/tsa" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
     load tsad_soft_rsa3072 "$base/tsa/bench-rsa" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}"
+    # HTTPS beside HTTP (issue 9): the same TSU and connections, kept alive and one request
+    # per connection
+    load tsad_soft_p256_https "$TSA_HTTPS_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" \
+        "${ca_args[@]}" --tls-ca "$TLS_SERVER_CA"
+    load tsad_soft_p256_close "$base/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
+        --close
+    load tsad_soft_p256_https_close "$TSA_HTTPS_BASE/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" \
+        "${ca_args[@]}" --tls-ca "$TLS_SERVER_CA" --close
     rps=$(jq '.rps / 2 | floor' "$OUT/tsad_soft_p256.json")
     if ((rps > 0)); then
         load tsad_soft_p256_half "$base/tsa/soft" "$WORK/tsa.set" "$TSAD_PID" "${ca_args[@]}" \
@@ -644,6 +655,12 @@ def p99of($n): (run($n) | if . == null then null else .latency_ms.p99 end);
     row("tsad_soft_rsa3072"; "openssl speed 2p"; lim("speed_rsa3072_2p"); tsa_peer("rsa3072");
         lim("tsresp_rsa3072_2t")),
     row("tsad_soft_p256_half"; null; null; null; null),
+    row("tsad_soft_p256_https"; "openssl speed 2p"; lim("speed_p256_2p"); "HTTP keep-alive";
+        rpsof("tsad_soft_p256")),
+    row("tsad_soft_p256_close"; "openssl speed 2p"; lim("speed_p256_2p"); "HTTP keep-alive";
+        rpsof("tsad_soft_p256")),
+    row("tsad_soft_p256_https_close"; "openssl speed 2p"; lim("speed_p256_2p");
+        "HTTP new connections"; rpsof("tsad_soft_p256_close")),
     row("tsad_nojournal_p256_c8"; "openssl speed 2p"; lim("speed_p256_2p"); "journal = yes";
         rpsof("tsad_soft_p256_c8")),
     row("tsad_nojournal_p256"; "openssl speed 2p"; lim("speed_p256_2p"); "journal = yes";
@@ -668,6 +685,10 @@ def p99of($n): (run($n) | if . == null then null else .latency_ms.p99 end);
     row("tsad_slowloris_many"; null; null; null; null)
   ],
   derived: [
+    {what: "tsad soft P-256 over HTTPS, kept alive: server CPU per token / over HTTP",
+     value: ratio(cpuof("tsad_soft_p256_https"); cpuof("tsad_soft_p256"))},
+    {what: "tsad soft P-256 over HTTPS, a connection per request: server CPU per token / over HTTP",
+     value: ratio(cpuof("tsad_soft_p256_https_close"); cpuof("tsad_soft_p256_close"))},
     {what: "tsad p50 beside slow and idle connections from one address / unloaded",
      value: ratio(p50of("tsad_slowloris_one"); p50of("tsad_slowloris_base")), target: "<= 2"},
     {what: "tsad p99 beside slow and idle connections from one address / unloaded",
@@ -810,7 +831,7 @@ draw_png() {
 }
 
 main() {
-    local t0=$SECONDS
+    local t0=$SECONDS hport
     mkdir -p "$OUT"
     rm -f "$OUT"/*.json "$OUT"/bench.png
     echo "bench: $( ((QUICK)) && echo quick || echo full) run, work dir $WORK, results in $OUT"
@@ -824,7 +845,11 @@ main() {
     measure_limits
     mkdir -p "$WORK/chrony"
     chrony_start "$WORK/chrony" local
-    tsad_bench_start tsad
+    hport=$(free_port)
+    tsad_bench_start tsad "server.https_listen=127.0.0.1:$hport" \
+        "server.tls_cert=$TLS_SERVER_CERT" "server.tls_key=$TLS_SERVER_KEY" \
+        "server.tls_chain=$TLS_SERVER_CHAIN"
+    TSA_HTTPS_BASE="https://127.0.0.1:$hport"
     tsa_scenarios "$TSA_BASE"
     tsad_stop
     nojournal_tsa

@@ -419,9 +419,11 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
 
         daemon_sock_name(hc.listen_fd, where, sizeof(where));
         log_audit("service_start", "listen=%s socket=systemd", where);
-    } else {
+    } else if (http_server_port(http) != 0) {
         log_audit("service_start", "listen=%s:%u", hc.listen_addr,
                   (unsigned)http_server_port(http));
+    } else {
+        log_audit("service_start", "listen=none (HTTPS only)");
     }
     if (ops->reload != NULL)
         daemon_reload_metrics();

@@ -20,6 +20,7 @@
  */
 #include "common/http.h"
 #include "common/config.h"
+#include "common/http_tls.h"
 #include "common/live.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -43,7 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HTTP_MAX_ROUTES 32
+#define HTTP_MAX_ROUTES 48 /* tsad: 16 paths x (POST, GET certchain) + built-ins */
 #define HTTP_METHOD_MAX 16
 #define HTTP_HDR_SPACE 1024  /* per-request room for http_reply_header() */
 #define HTTP_HEALTH_MAX 2048 /* /healthz JSON document */
@@ -121,6 +122,7 @@ struct http_ipent {
 
 struct http_conn {
     struct http_conn *prev, *next; /* the waiting list (WAITING, RECEIVING), oldest first */
+    struct http_server *srv;       /* for the TLS certificate callback */
     int fd;
     enum http_conn_state state;
     bool listed;
@@ -153,14 +155,28 @@ union http_sockaddr {
     struct sockaddr_in6 in6;
 };
 
-struct http_server {
-    struct http_config cfg;
+/* One listening MHD daemon: plain HTTP, or HTTPS (issue 9). Both share the server's routes,
+ * request accounting, metrics and connection guard: a connection is a connection. */
+enum http_lsn_kind { HTTP_LSN_PLAIN, HTTP_LSN_TLS, HTTP_LSNS };
+
+struct http_listener {
+    bool on;  /* to be started */
+    bool tls; /* HTTPS */
+    bool ipv6;
     char addr[INET6_ADDRSTRLEN];
     union http_sockaddr bind_addr;
-    bool ipv6;
-    enum http_state state;
+    uint16_t want_port; /* configured; 0: the kernel picks */
+    uint16_t port;      /* bound, once started */
+    int listen_fd;      /* > 0: a socket systemd passed (plain only) */
     struct MHD_Daemon *mhd;
-    uint16_t port;
+};
+
+struct http_server {
+    struct http_config cfg;
+    struct http_listener lsn[HTTP_LSNS];
+    enum http_state state;
+    pthread_mutex_t tls_lock;       /* tls_cred, swapped by http_tls_reload() */
+    struct http_tls_cred *tls_cred; /* current set; its `older` list: the replaced ones */
     struct http_route_ent routes[HTTP_MAX_ROUTES];
     size_t nroutes;
     http_health_fn health;
@@ -193,6 +209,7 @@ struct http_request {
     size_t body_len;
     size_t body_cap;
     bool in_handler;
+    bool tls;        /* came over the HTTPS listener */
     bool async;      /* the handler called http_req_suspend() */
     bool app_done;   /* the async owner has called http_reply() */
     bool suspended;  /* MHD_suspend_connection() done, not yet resumed (under lock) */
@@ -494,6 +511,7 @@ guard_started(struct http_server *srv, struct MHD_Connection *conn, void **socke
     fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     addr = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     c->fd = fd != NULL ? fd->connect_fd : -1;
+    c->srv = srv;
     ipkey_from(&c->ip, addr != NULL ? addr->client_addr : NULL);
     pthread_mutex_lock(&g->lock);
     g->count++;
@@ -603,15 +621,30 @@ guard_cond_init(pthread_cond_t *cond)
     return rc;
 }
 
-/* The address table holds every address with a connection: at most MHD's limit of them. */
+/* Listeners to be started: each has MHD's connection limit of its own. */
+static unsigned
+http_listeners(const struct http_server *srv)
+{
+    unsigned n = 0;
+
+    for (int i = 0; i < HTTP_LSNS; i++)
+        n += srv->lsn[i].on;
+    return n > 0 ? n : 1;
+}
+
+/* The address table holds every address with a connection: at most MHD's limits of them.
+ * Sized again (nothing in it yet) when the HTTPS listener is added. */
 static int
 guard_init(struct http_server *srv)
 {
     struct http_guard *g = &srv->guard;
-    size_t want = 2 * ((size_t)srv->cfg.max_connections + HTTP_RESERVE_CONNECTIONS), n = 64;
+    size_t want = 2 * http_listeners(srv) *
+                  ((size_t)srv->cfg.max_connections + HTTP_RESERVE_CONNECTIONS),
+           n = 64;
 
     while (n < want)
         n *= 2;
+    free(g->ips);
     g->ips = calloc(n, sizeof(*g->ips));
     if (g->ips == NULL)
         return ST_NOMEM;
@@ -630,7 +663,9 @@ static void
 guard_fd_limit(const struct http_server *srv)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)srv->cfg.max_connections + HTTP_RESERVE_CONNECTIONS + HTTP_FD_SPARE;
+    rlim_t need =
+        (rlim_t)http_listeners(srv) * (srv->cfg.max_connections + HTTP_RESERVE_CONNECTIONS) +
+        HTTP_FD_SPARE;
 
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= need)
         return;
@@ -704,6 +739,15 @@ req_client_ip(struct http_request *req)
     }
 }
 
+static bool
+http_conn_is_tls(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci;
+
+    ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    return ci != NULL && ci->tls_session != NULL;
+}
+
 /* MHD_OPTION_URI_LOG_CALLBACK: the raw request-target, before MHD unescapes it. */
 static void *
 http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -736,6 +780,7 @@ http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
         req->has_query = true;
     }
     req_client_ip(req);
+    req->tls = http_conn_is_tls(conn);
     req->cn = guard_of(conn);
     if (req->cn != NULL) {
         pthread_mutex_lock(&srv->guard.lock);
@@ -1355,6 +1400,12 @@ http_req_version(const struct http_request *req)
     return req->version;
 }
 
+bool
+http_req_tls(const struct http_request *req)
+{
+    return req->tls;
+}
+
 void
 http_req_suspend(struct http_request *req)
 {
@@ -1526,14 +1577,15 @@ http_metrics_register(struct http_metrics *m)
 
 /* Numeric, non-wildcard address: the daemon binds exactly this one. */
 static int
-http_addr_parse(struct http_server *srv, const char *addr, uint16_t port)
+http_addr_parse(struct http_listener *l, const char *addr, uint16_t port)
 {
-    union http_sockaddr *a = &srv->bind_addr;
+    union http_sockaddr *a = &l->bind_addr;
 
     memset(a, 0, sizeof(*a));
-    if (addr == NULL || strlen(addr) >= sizeof(srv->addr))
+    l->want_port = port;
+    if (addr == NULL || strlen(addr) >= sizeof(l->addr))
         return ST_CONFIG;
-    snprintf(srv->addr, sizeof(srv->addr), "%s", addr);
+    snprintf(l->addr, sizeof(l->addr), "%s", addr);
     if (inet_pton(AF_INET, addr, &a->in4.sin_addr) == 1) {
         if (a->in4.sin_addr.s_addr == htonl(INADDR_ANY))
             return ST_CONFIG;
@@ -1546,7 +1598,7 @@ http_addr_parse(struct http_server *srv, const char *addr, uint16_t port)
             return ST_CONFIG;
         a->in6.sin6_family = AF_INET6;
         a->in6.sin6_port = htons(port);
-        srv->ipv6 = true;
+        l->ipv6 = true;
         return ST_OK;
     }
     return ST_CONFIG;
@@ -1604,18 +1656,26 @@ http_server_new(const struct http_config *cfg)
         return NULL;
     srv->cfg = *cfg;
     http_config_defaults(&srv->cfg);
-    if (http_addr_parse(srv, cfg->listen_addr, cfg->port) != ST_OK) {
+    if (http_addr_parse(&srv->lsn[HTTP_LSN_PLAIN], cfg->listen_addr, cfg->port) != ST_OK) {
         log_err("http: listen address \"%s\" is not a numeric, non-wildcard IP address",
                 cfg->listen_addr != NULL ? cfg->listen_addr : "");
         free(srv);
         return NULL;
     }
-    srv->cfg.listen_addr = srv->addr;
+    srv->lsn[HTTP_LSN_PLAIN].on = true;
+    srv->lsn[HTTP_LSN_PLAIN].listen_fd = cfg->listen_fd;
+    srv->cfg.listen_addr = srv->lsn[HTTP_LSN_PLAIN].addr;
     if (pthread_mutex_init(&srv->lock, NULL) != 0) {
         free(srv);
         return NULL;
     }
+    if (pthread_mutex_init(&srv->tls_lock, NULL) != 0) {
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        return NULL;
+    }
     if (pthread_mutex_init(&srv->guard.lock, NULL) != 0) {
+        pthread_mutex_destroy(&srv->tls_lock);
         pthread_mutex_destroy(&srv->lock);
         free(srv);
         return NULL;
@@ -1623,6 +1683,7 @@ http_server_new(const struct http_config *cfg)
     if (guard_cond_init(&srv->guard.wake) != 0 || guard_init(srv) != ST_OK) {
         log_err("http: out of memory for the connection table");
         pthread_mutex_destroy(&srv->guard.lock);
+        pthread_mutex_destroy(&srv->tls_lock);
         pthread_mutex_destroy(&srv->lock);
         free(srv->guard.ips);
         free(srv);
@@ -1677,6 +1738,149 @@ http_mhd_log(void *cls, const char *fmt, va_list ap)
     log_vmsg(atomic_load(&srv->started) ? LOG_LVL_DEBUG : LOG_LVL_ERR, fmt, ap);
 }
 
+/*
+ * GnuTLS certificate callback (MHD_OPTION_HTTPS_CERT_CALLBACK), at each handshake: the
+ * current credentials, so that http_tls_reload() takes effect at the next handshake without a
+ * restart. MHD makes the connection the session's pointer; our record of the connection
+ * (made at accept, before any handshake byte) leads to the server. An untracked connection
+ * (no memory for its record) fails its handshake.
+ */
+static int
+http_tls_retrieve(gnutls_session_t session, const gnutls_datum_t *req_ca_dn, int nreqs,
+                  const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                  gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+    struct MHD_Connection *conn = gnutls_session_get_ptr(session);
+    struct http_conn *c = conn != NULL ? guard_of(conn) : NULL;
+    struct http_tls_cred *cred = NULL;
+
+    (void)req_ca_dn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    if (c != NULL) {
+        pthread_mutex_lock(&c->srv->tls_lock);
+        cred = c->srv->tls_cred;
+        pthread_mutex_unlock(&c->srv->tls_lock);
+    }
+    if (cred == NULL)
+        return -1;
+    *pcert = cred->pcert;
+    *pcert_length = cred->npcert;
+    *pkey = cred->key;
+    return 0;
+}
+
+static struct MHD_Daemon *
+http_mhd_start(struct http_server *srv, const struct http_listener *l)
+{
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG | (l->ipv6 ? MHD_USE_IPv6 : 0) |
+                         (l->tls ? MHD_USE_TLS : 0);
+    const struct http_config *c = &srv->cfg;
+    /* the HTTPS listener's own options: versions and suites (HTTP_TLS_PRIORITIES), and the
+     * certificate chosen per handshake */
+    struct MHD_OptionItem tls[] = {{MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTP_TLS_PRIORITIES},
+                                   {MHD_OPTION_HTTPS_CERT_CALLBACK, 0, (void *)&http_tls_retrieve},
+                                   {MHD_OPTION_END, 0, NULL}};
+
+    /* clang-format off */
+    return MHD_start_daemon(flags, l->want_port, &http_accept_policy, srv, &http_access, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, &http_mhd_log, srv,
+        MHD_OPTION_SOCK_ADDR, &l->bind_addr.sa,
+        MHD_OPTION_LISTEN_SOCKET, l->listen_fd > 0 ? (MHD_socket)l->listen_fd : MHD_INVALID_SOCKET,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(c->threads > 1 ? c->threads : 0),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(c->max_connections + HTTP_RESERVE_CONNECTIONS),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)(c->timeout_s + HTTP_IDLE_SLACK_S),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(HTTP_POOL_BASE + c->max_url),
+        MHD_OPTION_URI_LOG_CALLBACK, &http_uri_log, srv,
+        MHD_OPTION_NOTIFY_COMPLETED, &http_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, &http_conn_notify, srv,
+        MHD_OPTION_ARRAY, l->tls ? tls : &tls[2],
+        MHD_OPTION_END);
+    /* clang-format on */
+}
+
+/* err may be NULL: the reason then only goes to the log. */
+static char *
+http_err_buf(char *err, size_t *errlen, char *own, size_t cap)
+{
+    if (err != NULL && *errlen > 0)
+        return err;
+    *errlen = cap;
+    return own;
+}
+
+int
+http_server_set_tls(struct http_server *srv, const struct http_tls_config *tc, char *err,
+                    size_t errlen)
+{
+    struct http_listener *l;
+    struct http_tls_cred *cred;
+    char own[512];
+
+    err = http_err_buf(err, &errlen, own, sizeof(own));
+    err[0] = '\0';
+    if (srv == NULL || tc == NULL || srv->state != HTTP_SRV_NEW) {
+        snprintf(err, errlen, "HTTPS can only be set up before the server starts");
+        return ST_INVALID;
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+        MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) != MHD_YES) {
+        snprintf(err, errlen, "this libmicrohttpd was built without TLS (GnuTLS): no HTTPS");
+        return ST_CONFIG;
+    }
+    l = &srv->lsn[HTTP_LSN_TLS];
+    if (http_addr_parse(l, tc->listen_addr, tc->port) != ST_OK) {
+        snprintf(err, errlen,
+                 "https_listen address \"%s\" is not a numeric, non-wildcard IP "
+                 "address",
+                 tc->listen_addr != NULL ? tc->listen_addr : "");
+        return ST_CONFIG;
+    }
+    if ((cred = http_tls_cred_load(tc->cert, tc->key, tc->chain, err, errlen)) == NULL)
+        return ST_CONFIG;
+    http_tls_cred_free(srv->tls_cred);
+    srv->tls_cred = cred;
+    l->tls = true;
+    l->on = true;
+    /* a socket passed by systemd is served whatever the configuration says */
+    if (tc->only && srv->lsn[HTTP_LSN_PLAIN].listen_fd <= 0)
+        srv->lsn[HTTP_LSN_PLAIN].on = false;
+    if (guard_init(srv) != ST_OK) {
+        snprintf(err, errlen, "out of memory for the connection table");
+        return ST_NOMEM;
+    }
+    log_info("http: HTTPS certificate %s, %u certificate(s) sent", cred->subject, cred->npcert);
+    return ST_OK;
+}
+
+int
+http_tls_reload(struct http_server *srv, const char *cert, const char *key, const char *chain,
+                char *err, size_t errlen)
+{
+    struct http_tls_cred *cred;
+    char own[512];
+
+    err = http_err_buf(err, &errlen, own, sizeof(own));
+    err[0] = '\0';
+    if (srv == NULL || !srv->lsn[HTTP_LSN_TLS].on) {
+        snprintf(err, errlen, "no HTTPS listener is configured (https_listen)");
+        return ST_INVALID;
+    }
+    if ((cred = http_tls_cred_load(cert, key, chain, err, errlen)) == NULL) {
+        log_warn("http: HTTPS certificate not reloaded, the old one stays: %s", err);
+        return ST_CONFIG;
+    }
+    pthread_mutex_lock(&srv->tls_lock);
+    cred->older = srv->tls_cred; /* kept: a handshake may be using it (http_tls.h) */
+    srv->tls_cred = cred;
+    pthread_mutex_unlock(&srv->tls_lock);
+    log_info("http: HTTPS certificate reloaded: %s for new connections (open ones keep theirs)",
+             cred->subject);
+    return ST_OK;
+}
+
 static int
 http_shared_responses(struct http_server *srv)
 {
@@ -1687,33 +1891,44 @@ http_shared_responses(struct http_server *srv)
     return srv->resp_500 != NULL && srv->resp_503 != NULL ? ST_OK : ST_NOMEM;
 }
 
-static struct MHD_Daemon *
-http_mhd_start(struct http_server *srv)
+static int
+http_lsn_start(struct http_server *srv, struct http_listener *l)
 {
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG | (srv->ipv6 ? MHD_USE_IPv6 : 0);
-    const struct http_config *c = &srv->cfg;
+    const union MHD_DaemonInfo *info;
+    const char *what = l->tls ? "HTTPS" : "HTTP";
 
-    /* clang-format off */
-    return MHD_start_daemon(flags, c->port, &http_accept_policy, srv, &http_access, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, &http_mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, &srv->bind_addr.sa,
-        MHD_OPTION_LISTEN_SOCKET, c->listen_fd > 0 ? (MHD_socket)c->listen_fd : MHD_INVALID_SOCKET,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(c->threads > 1 ? c->threads : 0),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)(c->max_connections + HTTP_RESERVE_CONNECTIONS),
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)(c->timeout_s + HTTP_IDLE_SLACK_S),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(HTTP_POOL_BASE + c->max_url),
-        MHD_OPTION_URI_LOG_CALLBACK, &http_uri_log, srv,
-        MHD_OPTION_NOTIFY_COMPLETED, &http_completed, srv,
-        MHD_OPTION_NOTIFY_CONNECTION, &http_conn_notify, srv,
-        MHD_OPTION_END);
-    /* clang-format on */
+    l->mhd = http_mhd_start(srv, l);
+    if (l->mhd == NULL) {
+        log_err("http: cannot serve %s on %s port %u", what, l->addr, (unsigned)l->want_port);
+        return ST_IO;
+    }
+    info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    l->port = info != NULL ? info->port : l->want_port;
+    if (l->listen_fd > 0)
+        log_info("http: serving the socket passed by systemd (fd %d, port %u), %u threads",
+                 l->listen_fd, (unsigned)l->port, srv->cfg.threads);
+    else
+        log_info("http: listening%s on %s port %u, %u threads", l->tls ? " for HTTPS" : "", l->addr,
+                 (unsigned)l->port, srv->cfg.threads);
+    if (l->tls)
+        log_audit("https_start", "listen=%s:%u certificate=\"%s\"", l->addr, (unsigned)l->port,
+                  srv->tls_cred->subject);
+    return ST_OK;
+}
+
+static void
+http_lsn_stop_all(struct http_server *srv)
+{
+    for (int i = 0; i < HTTP_LSNS; i++) {
+        if (srv->lsn[i].mhd != NULL)
+            MHD_stop_daemon(srv->lsn[i].mhd);
+        srv->lsn[i].mhd = NULL;
+    }
 }
 
 int
 http_server_start(struct http_server *srv)
 {
-    const union MHD_DaemonInfo *info;
     int st = ST_INVALID;
 
     if (srv == NULL || srv->state != HTTP_SRV_NEW)
@@ -1724,23 +1939,16 @@ http_server_start(struct http_server *srv)
     st = guard_start(srv);
     if (st != ST_OK)
         goto out;
-    srv->mhd = http_mhd_start(srv);
-    if (srv->mhd == NULL) {
+    for (int i = 0; i < HTTP_LSNS && st == ST_OK; i++)
+        if (srv->lsn[i].on)
+            st = http_lsn_start(srv, &srv->lsn[i]);
+    if (st != ST_OK) {
+        http_lsn_stop_all(srv);
         guard_stop(srv);
-        log_err("http: cannot serve on %s port %u", srv->addr, (unsigned)srv->cfg.port);
-        st = ST_IO;
         goto out;
     }
     atomic_store(&srv->started, true);
     srv->state = HTTP_SRV_RUNNING;
-    info = MHD_get_daemon_info(srv->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = info != NULL ? info->port : srv->cfg.port;
-    if (srv->cfg.listen_fd > 0)
-        log_info("http: serving the socket passed by systemd (fd %d, port %u), %u threads",
-                 srv->cfg.listen_fd, (unsigned)srv->port, srv->cfg.threads);
-    else
-        log_info("http: listening on %s port %u, %u threads", srv->addr, (unsigned)srv->port,
-                 srv->cfg.threads);
 out:
     return st;
 }
@@ -1748,7 +1956,13 @@ out:
 uint16_t
 http_server_port(const struct http_server *srv)
 {
-    return srv != NULL ? srv->port : 0;
+    return srv != NULL && srv->lsn[HTTP_LSN_PLAIN].on ? srv->lsn[HTTP_LSN_PLAIN].port : 0;
+}
+
+uint16_t
+http_server_tls_port(const struct http_server *srv)
+{
+    return srv != NULL && srv->lsn[HTTP_LSN_TLS].on ? srv->lsn[HTTP_LSN_TLS].port : 0;
 }
 
 /* Answer every suspended request with 503 and refuse to suspend new ones. */
@@ -1782,20 +1996,24 @@ http_wait_idle(struct http_server *srv)
 void
 http_server_stop(struct http_server *srv)
 {
-    MHD_socket lfd;
+    MHD_socket lfd[HTTP_LSNS];
 
     if (srv == NULL || srv->state != HTTP_SRV_RUNNING)
         return;
-    lfd = MHD_quiesce_daemon(srv->mhd);
+    for (int i = 0; i < HTTP_LSNS; i++)
+        lfd[i] = srv->lsn[i].mhd != NULL ? MHD_quiesce_daemon(srv->lsn[i].mhd) : MHD_INVALID_SOCKET;
     http_answer_parked(srv);
     http_wait_idle(srv);
-    MHD_stop_daemon(srv->mhd);
+    http_lsn_stop_all(srv);
     guard_stop(srv);
-    srv->mhd = NULL;
-    if (lfd != MHD_INVALID_SOCKET)
-        close(lfd);
+    for (int i = 0; i < HTTP_LSNS; i++) {
+        if (lfd[i] != MHD_INVALID_SOCKET)
+            close(lfd[i]);
+        if (srv->lsn[i].on)
+            log_info("http: stopped serving %s on %s port %u", srv->lsn[i].tls ? "HTTPS" : "HTTP",
+                     srv->lsn[i].addr, (unsigned)srv->lsn[i].port);
+    }
     srv->state = HTTP_SRV_STOPPED;
-    log_info("http: stopped serving on %s port %u", srv->addr, (unsigned)srv->port);
 }
 
 void
@@ -1817,6 +2035,8 @@ http_server_free(struct http_server *srv)
         free(srv->routes[i].path);
         free(srv->routes[i].ctype);
     }
+    http_tls_cred_free(srv->tls_cred);
+    pthread_mutex_destroy(&srv->tls_lock);
     pthread_mutex_destroy(&srv->lock);
     pthread_cond_destroy(&srv->guard.wake);
     pthread_mutex_destroy(&srv->guard.lock);

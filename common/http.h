@@ -39,11 +39,21 @@
  *   with the count (idle closures, routine for kept-alive clients, at debug).
  * A cut connection is shut down (shutdown(2)); MHD sees the end of stream and closes it.
  *
+ * HTTPS (issue 9 item 1; STANDARDS CIR-02, TPR-11): http_server_set_tls() adds a second
+ * listener, libmicrohttpd's own TLS (GnuTLS), beside the plain one or instead of it. It serves
+ * the same routes and goes through the same guard as the plain listener: request_timeout,
+ * per_ip_limit, max_connections and the reserve count the connections of both together (a TLS
+ * handshake is part of the wait for a request, so a client that never finishes one is cut as
+ * idle), and the metrics are the same. Each listener has MHD's own connection limit and
+ * thread pool. The certificate is chosen at each handshake (GnuTLS's certificate callback),
+ * so http_tls_reload() changes it without a restart.
+ *
  * Memory: at most max_connections requests exist at once, each holding at most max_body
  * bytes of body plus MHD's per-connection pool of 32 KiB + max_url.
  *
  * Thread-safety: configuration calls (http_server_new, http_route, http_server_set_health,
- * http_server_start, http_server_stop, http_server_free) come from one control thread.
+ * http_server_set_tls, http_server_start, http_server_stop, http_server_free, and
+ * http_tls_reload while serving) come from one control thread.
  * A request belongs to one thread at a time: the MHD thread while its handler runs, then,
  * after http_req_suspend(), whichever thread the handler hands it to, until http_reply().
  */
@@ -119,6 +129,56 @@ struct http_server *http_server_new(const struct http_config *cfg);
 int http_route(struct http_server *srv, const char *method, const char *path, bool prefix,
                const char *content_type, http_handler_fn fn, void *ctx);
 
+/*
+ * TLS versions and suites of the HTTPS listener (a GnuTLS priority string). TLS 1.2 and 1.3
+ * only (CIR-02 asks for 1.2 or later; 1.0 and 1.1 are deprecated by RFC 8996); AEAD ciphers
+ * only (AES-GCM, ChaCha20-Poly1305: no CBC with its padding-oracle history, no RC4 or 3DES);
+ * in TLS 1.2 only ECDHE key exchange (forward secrecy; no static RSA key transport, no
+ * finite-field DHE with client-chosen weak groups); no SHA-1 or SHA-224 signatures. TLS 1.3
+ * suites are all AEAD with (EC)DHE by design. The server's order of preference wins; its
+ * groups are listed with X25519 first, the key share clients send first: with GnuTLS's default
+ * order (P-256 first) and server precedence, most clients were sent a HelloRetryRequest, an
+ * extra round trip that made a handshake cost the server about eight times the CPU.
+ */
+#define HTTP_TLS_PRIORITIES                                                                        \
+    "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:"            \
+    "+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA:-GROUP-ALL:+GROUP-X25519:"  \
+    "+GROUP-SECP256R1:+GROUP-SECP384R1:+GROUP-X448:+GROUP-SECP521R1:-SIGN-RSA-SHA1:"               \
+    "-SIGN-ECDSA-SHA1:-SIGN-DSA-SHA1:-SIGN-RSA-SHA224:-SIGN-ECDSA-SHA224:%SERVER_PRECEDENCE"
+
+/* The HTTPS listener (see the top of this file). Strings are only read during the call. */
+struct http_tls_config {
+    const char *listen_addr; /* numeric IPv4 or IPv6 address, as http_config's */
+    uint16_t port;           /* 0 = let the kernel pick (see http_server_tls_port) */
+    const char *cert;        /* PEM: the server certificate, maybe followed by its chain */
+    const char *key;         /* PEM: its private key, unencrypted, mode 0600 or stricter */
+    const char *chain;       /* PEM: CA certificates sent after it, leaf's issuer first; or
+                              * NULL / "" */
+    bool only;               /* no plain HTTP listener (a socket systemd passed stays served) */
+};
+
+/*
+ * Add the HTTPS listener. Loads and checks the files (http_tls.h: readable, a key that matches
+ * the certificate, private to its owner, a chain that issued it, not expired). Before start.
+ * Returns ST_OK, or ST_CONFIG / ST_INVALID / ST_NOMEM with the reason, naming the file, in err
+ * (errlen bytes; err may be NULL).
+ */
+int http_server_set_tls(struct http_server *srv, const struct http_tls_config *tc, char *err,
+                        size_t errlen);
+
+/*
+ * Rollover without a restart (issue 9 item 4): load cert, key and chain as
+ * http_server_set_tls() does and make every NEW handshake use them; connections already open
+ * keep the certificate they were set up with. On failure the current certificate stays and
+ * err says why (also logged at warn). Any thread; calls are serialised by the caller (the
+ * control thread). Returns ST_OK, ST_CONFIG (files refused), ST_INVALID (no HTTPS listener).
+ */
+int http_tls_reload(struct http_server *srv, const char *cert, const char *key, const char *chain,
+                    char *err, size_t errlen);
+
+/* The HTTPS listener's bound port; 0 without one or before start. */
+uint16_t http_server_tls_port(const struct http_server *srv);
+
 /* Set the /healthz callback (NULL: always healthy). ctx is borrowed. Before start. */
 void http_server_set_health(struct http_server *srv, http_health_fn fn, void *ctx);
 
@@ -129,7 +189,7 @@ void http_server_set_health(struct http_server *srv, http_health_fn fn, void *ct
  */
 int http_server_start(struct http_server *srv);
 
-/* The port actually bound (useful with port 0); 0 before start. */
+/* The plain listener's bound port (useful with port 0); 0 before start or without one. */
 uint16_t http_server_port(const struct http_server *srv);
 
 /*
@@ -170,6 +230,8 @@ const char *http_req_client_ip(const struct http_request *req);
 uint64_t http_req_id(const struct http_request *req);
 /* "HTTP/1.0" or "HTTP/1.1". */
 const char *http_req_version(const struct http_request *req);
+/* true when the request came over the HTTPS listener. */
+bool http_req_tls(const struct http_request *req);
 
 /*
  * Announce that the reply will come later, possibly from another thread. Call from the

@@ -155,6 +155,8 @@ tsa_key_unit(struct tsa_parse *tp, const char *k, const char *v, const struct co
         flag = &u->tsa_name;
     else if (strcmp(k, "ess_cert_id_v1") == 0)
         flag = &u->ess_cert_id_v1;
+    else if (strcmp(k, "https_only") == 0)
+        flag = &u->https_only;
     else
         return config_error(tp->p, pos, "unknown key '%s' in [%s]", k, tp->section);
     if (config_bool(v, flag) != 0)
@@ -272,6 +274,35 @@ tsa_new_unit(struct tsa_parse *tp, const char *section, const struct config_pos 
     return ST_OK;
 }
 
+/* [server]'s HTTPS keys (issue 9 item 1); ST_NOTFOUND for the common [server] keys. */
+static int
+tsa_key_tls(struct tsa_parse *tp, const char *k, const char *v, const struct config_pos *pos)
+{
+    struct tsa_tls_config *t = &tp->cfg->tls;
+
+    if (strcmp(k, "listen") == 0) {
+        t->plain = true;
+        return ST_NOTFOUND; /* parsed by config_server_key */
+    }
+    if (strcmp(k, "https_listen") == 0) {
+        if (config_listen(v, t->listen_host, sizeof(t->listen_host), &t->listen_port) != ST_OK)
+            return config_error(tp->p, pos,
+                                "https_listen: expected address:port, e.g. 127.0.0.1:3443");
+        t->on = true;
+        t->line = pos->line;
+        return ST_OK;
+    }
+    if (t->line == 0 && strncmp(k, "tls_", 4) == 0)
+        t->line = pos->line; /* for messages, until https_listen names its own */
+    if (strcmp(k, "tls_cert") == 0)
+        return copy_str(tp, pos, k, v, t->cert, sizeof(t->cert));
+    if (strcmp(k, "tls_key") == 0)
+        return copy_str(tp, pos, k, v, t->key, sizeof(t->key));
+    if (strcmp(k, "tls_chain") == 0)
+        return copy_str(tp, pos, k, v, t->chain, sizeof(t->chain));
+    return ST_NOTFOUND;
+}
+
 static int
 tsa_key(void *user, const char *section, const char *key, const char *value,
         const struct config_pos *pos)
@@ -287,6 +318,12 @@ tsa_key(void *user, const char *section, const char *key, const char *value,
     }
     if (tp->unit != NULL)
         return tsa_key_unit(tp, key, value, pos);
+    if (strcmp(section, "server") == 0) {
+        int st = tsa_key_tls(tp, key, value, pos);
+
+        if (st != ST_NOTFOUND)
+            return st;
+    }
     if (strcmp(section, "server") == 0 || strcmp(section, "signer") == 0) {
         int st = section[1] == 'e' ? config_server_key(tp->p, &c->server, key, value, pos, 1 << 20)
                                    : config_signer_key(tp->p, &c->signer, key, value, pos);
@@ -340,6 +377,45 @@ tsa_defaults(struct tsa_config *c)
     c->hashes[2] = NID_sha512;
     c->n_hashes = 3;
     ratelimit_config_defaults(&c->token_limit, 0, 100); /* off unless the operator wants it */
+}
+
+/* The HTTPS keys go together; an https_only TSU needs the HTTPS listener and its path is
+ * https_only for every TSU on it (one path, one transport). */
+static int
+tsa_validate_tls(struct tsa_config *c, struct config_parse *p)
+{
+    struct tsa_tls_config *t = &c->tls;
+    struct config_pos pos = {c->file, t->line};
+
+    if (!t->on) {
+        t->plain = true;
+        if (t->cert[0] != '\0' || t->key[0] != '\0' || t->chain[0] != '\0')
+            return config_error(p, &pos,
+                                "[server]: tls_cert, tls_key and tls_chain need "
+                                "https_listen (the HTTPS listener's address:port)");
+    } else if (t->cert[0] == '\0' || t->key[0] == '\0') {
+        return config_error(p, &pos, "[server]: https_listen needs tls_cert and tls_key");
+    } else if (t->plain && t->listen_port != 0 && t->listen_port == c->server.listen_port &&
+               strcmp(t->listen_host, c->server.listen_host) == 0) {
+        return config_error(p, &pos, "[server]: https_listen and listen are the same address");
+    }
+    for (size_t i = 0; i < c->n_units; i++) {
+        const struct tsa_unit_config *u = &c->units[i];
+
+        pos.line = u->line;
+        if (u->https_only && !t->on)
+            return config_error(p, &pos,
+                                "[tsu %s]: https_only = yes needs the HTTPS listener "
+                                "([server] https_listen, tls_cert, tls_key)",
+                                u->name);
+        for (size_t j = 0; j < c->n_units; j++)
+            if (strcmp(c->units[j].path, u->path) == 0 && c->units[j].https_only != u->https_only)
+                return config_error(p, &pos,
+                                    "[tsu %s] and [tsu %s] share the path %s: set https_only "
+                                    "the same for both",
+                                    u->name, c->units[j].name, u->path);
+    }
+    return ST_OK;
 }
 
 /* Whole-file checks once every key is read. */
@@ -409,7 +485,7 @@ tsa_validate(struct tsa_config *c, struct config_parse *p)
                             "[signer]: pkcs11_module, token and pin_file are required "
                             "when a TSU uses key_label");
     }
-    return ST_OK;
+    return tsa_validate_tls(c, p);
 }
 
 static int

@@ -36,12 +36,27 @@ struct tsa_unit_config {
     bool qualified;          /* adds esi4-qtstStatement-1 (CIR-01, TPR-12) */
     bool tsa_name;           /* put the TSU subject in TSTInfo.tsa */
     bool ess_cert_id_v1;     /* also add SigningCertificate (v1, SHA-1) */
+    bool https_only;         /* its path refuses plain HTTP with 403 (CIR-02, issue 9) */
     int line;                /* where the section starts, for messages */
+};
+
+/* [server] https_listen, tls_cert, tls_key, tls_chain: the HTTPS listener (issue 9 item 1).
+ * With https_listen and no `listen` key there is no plain HTTP listener. */
+struct tsa_tls_config {
+    bool on;    /* https_listen is set */
+    bool plain; /* a plain HTTP listener too (listen set, or no https_listen) */
+    char listen_host[64];
+    uint16_t listen_port;
+    char cert[PATH_MAX];  /* PEM server certificate (maybe followed by its chain) */
+    char key[PATH_MAX];   /* PEM private key, mode 0600 */
+    char chain[PATH_MAX]; /* PEM CA certificates after it (optional) */
+    int line;             /* of https_listen, for messages */
 };
 
 struct tsa_config {
     char file[PATH_MAX];
     struct config_server server; /* [server] */
+    struct tsa_tls_config tls;   /* [server] HTTPS keys */
     /* [log] */
     int log_level;
     /* [clock] */

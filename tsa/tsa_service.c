@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -30,6 +31,8 @@
 
 #define TSA_REPLY_TYPE "application/timestamp-reply" /* TSP-01 (RFC 3161 §3.4: not -response) */
 #define TSA_QUERY_TYPE "application/timestamp-query"
+#define TSA_CHAIN_TYPE "application/pem-certificate-chain" /* RFC 8555 §9.1 */
+#define TSA_CHAIN_SUFFIX "/certchain"
 
 /* One distinct URL path and the TSUs served there (TSA-17). */
 struct tsa_path {
@@ -38,6 +41,7 @@ struct tsa_path {
     struct tsa_unit *units[TSA_MAX_UNITS];
     size_t n;
     struct tsa_unit *dflt;
+    bool https_only; /* every TSU of the path says so (tsa_config checks they agree) */
 };
 
 /* genTime state of a TSU, by name, kept for the service's life: a TSU reloaded with a new
@@ -69,6 +73,8 @@ struct tsa_set {
     size_t n_paths;
     double max_error; /* the smallest of the units': /healthz and the metrics */
     unsigned serial;  /* 1 at start, +1 per reload: for the log */
+    char *chain_pem[TSA_MAX_UNITS]; /* GET <path>/certchain: each unit's cert + chain, PEM */
+    size_t chain_pem_len[TSA_MAX_UNITS];
 };
 
 struct tsa_service {
@@ -94,6 +100,7 @@ struct tsa_service {
     struct metric *m_reject[TSA_FAIL_BITS];
     struct ratelimit *limit; /* [limits] token_rate per client address, or NULL (off) */
     struct metric *m_limited;
+    struct metric *m_https_only;
 };
 
 /* One request in flight between the handler and the batch callback. */
@@ -140,6 +147,7 @@ tsa_set_free(struct tsa_set *set)
         if (!closing && set->units[i].key != NULL)
             signer_key_release(s->signer, set->units[i].key);
         tsa_unit_clear(&set->units[i]);
+        free(set->chain_pem[i]);
     }
     if (set->serial > 0 && !closing)
         log_info("tsa: TSU set #%u released (no request uses it any more)", set->serial);
@@ -259,6 +267,69 @@ tsa_job_prepare(struct tsa_job *j)
     return tsa_token_prepare(j->unit, &j->req, &j->tok, j->sj.digest, &j->sj.digest_len);
 }
 
+/* An https_only path asked over plain HTTP: 403 and why (CIR-02: qualified time stamps are
+ * served over HTTPS). True when refused. */
+static bool
+tsa_https_refused(struct tsa_path *p, struct http_request *http)
+{
+    static const char msg[] = "this time-stamping unit is served over HTTPS only: use the "
+                              "https:// URL of this path\n";
+
+    if (!p->https_only || http_req_tls(http))
+        return false;
+    metrics_inc(p->set->svc->m_https_only);
+    log_req(LOG_LVL_DEBUG, (unsigned long long)http_req_id(http),
+            "refused: %s is https_only, asked over plain HTTP", p->path);
+    http_reply_header(http, "Cache-Control", "no-store");
+    http_reply(http, 403, "text/plain", msg, sizeof(msg) - 1);
+    return true;
+}
+
+/* GET <path>/certchain[?policy=OID]: the PEM chain of the path's default TSU (or of the TSU
+ * of that policy), leaf first, as clients need to verify its tokens (issue 9 item 1). From the
+ * set the request holds, so a reload changes the chains served with the TSUs. */
+static void
+tsa_certchain(struct http_request *http, struct tsa_path *p)
+{
+    static const char none[] = "no time-stamping unit of that policy on this path\n";
+    const char *q = http_req_query(http);
+    struct tsa_unit *u = p->dflt;
+    size_t i;
+
+    if (tsa_https_refused(p, http))
+        return;
+    if (q != NULL && strncmp(q, "policy=", 7) == 0) {
+        u = NULL;
+        for (i = 0; i < p->n; i++)
+            if (strcmp(p->units[i]->cfg->policy, q + 7) == 0)
+                u = p->units[i];
+        if (u == NULL) {
+            http_reply_header(http, "Cache-Control", "no-cache");
+            http_reply(http, 404, "text/plain", none, sizeof(none) - 1);
+            return;
+        }
+    }
+    i = (size_t)(u - p->set->units);
+    http_reply_header(http, "Cache-Control", "max-age=300");
+    http_reply(http, 200, TSA_CHAIN_TYPE, p->set->chain_pem[i], p->set->chain_pem_len[i]);
+}
+
+/* The TSU path of `path` when it is `<tsu path>/certchain` ("/certchain" for the path "/"). */
+static struct tsa_path *
+tsa_chain_path(struct tsa_set *set, const char *path)
+{
+    size_t n = strlen(path), k = sizeof(TSA_CHAIN_SUFFIX) - 1;
+    char base[sizeof(((struct tsa_unit_config *)0)->path)];
+
+    if (n < k || strcmp(path + n - k, TSA_CHAIN_SUFFIX) != 0 || n - k >= sizeof(base))
+        return NULL;
+    if (n == k)
+        return tsa_set_path(set, "/");
+    memcpy(base, path, n - k);
+    base[n - k] = '\0';
+    return tsa_set_path(set, base);
+}
+
 static void
 tsa_handle(struct http_request *http, void *ctx)
 {
@@ -280,6 +351,10 @@ tsa_handle(struct http_request *http, void *ctx)
         tsa_set_put(set);
         http_reply_header(http, "Cache-Control", "no-cache");
         http_reply(http, 404, "text/plain", "not found\n", 10);
+        return;
+    }
+    if (tsa_https_refused(p, http)) {
+        tsa_set_put(set);
         return;
     }
     body = http_req_body(http, &len);
@@ -358,10 +433,14 @@ tsa_handle_get(struct http_request *http, void *ctx)
 {
     struct tsa_service *s = ctx;
     struct tsa_set *set = tsa_set_get(s);
+    struct tsa_path *chain = tsa_chain_path(set, http_req_path(http));
     bool known = tsa_set_path(set, http_req_path(http)) != NULL;
 
-    /* LEAD (issue 9 item 1): `GET <tsu path>/certchain` belongs here, looked up in `set` (a
-     * TSU path of the current set), so that a reload changes the chains served too. */
+    if (chain != NULL) {
+        tsa_certchain(http, chain); /* the reply holds a copy: the set may go */
+        tsa_set_put(set);
+        return;
+    }
     tsa_set_put(set);
     http_reply_header(http, "Cache-Control", "no-cache");
     if (known) {
@@ -552,6 +631,8 @@ tsa_metrics_init(struct tsa_service *s)
     s->m_busy = metrics_counter("tsa_queue_full_total", "Requests refused: signing queue full.");
     s->m_limited = metrics_counter("tsa_rate_limited_total",
                                    "Requests refused: over [limits] token_rate for the address.");
+    s->m_https_only = metrics_counter("tsa_https_only_refused_total",
+                                      "Requests refused: an https_only path asked over HTTP.");
     for (int i = 0; i < TSA_FAIL_BITS; i++) {
         if (reject_names[i] == NULL)
             continue;
@@ -562,6 +643,7 @@ tsa_metrics_init(struct tsa_service *s)
 }
 
 static int tsa_seed_gen_time(struct tsa_service *s, struct tsa_gen **gens, size_t n);
+static int tsa_chain_pem(struct tsa_set *set, size_t i);
 
 /* A reason for the reload's error (truncated to errlen, which is fine for a message). */
 static void __attribute__((format(printf, 3, 4)))
@@ -696,10 +778,15 @@ tsa_set_build(struct tsa_service *s, struct tsa_config *cfg, const struct tsa_se
             p = &set->paths[set->n_paths++];
             p->set = set;
             p->path = u->cfg->path;
+            p->https_only = u->cfg->https_only;
         }
         p->units[p->n++] = u;
         if (u->cfg->is_default)
             p->dflt = u;
+        if (tsa_chain_pem(set, i) != ST_OK) {
+            tsa_errf(err, errlen, "out of memory for the certificate chains");
+            goto fail;
+        }
     }
     /* a TSU name new to this process: its latest genTime from the audit log (DESIGN D3) */
     if (n_fresh > 0 && s->commit != NULL && tsa_seed_gen_time(s, fresh, n_fresh) != ST_OK) {
@@ -805,6 +892,58 @@ tsa_seed_gen_time(struct tsa_service *s, struct tsa_gen **gens, size_t n)
     return ST_OK;
 }
 
+/* The unit's certificate then its chain (the CA certificates, without the leaf), PEM. */
+static int
+tsa_chain_pem(struct tsa_set *set, size_t i)
+{
+    const struct tsa_unit *u = &set->units[i];
+    BIO *bio = BIO_new(BIO_s_mem());
+    char *data;
+    long len;
+    int st = ST_NOMEM;
+
+    if (bio == NULL || PEM_write_bio_X509(bio, u->cert) != 1)
+        goto out;
+    for (int k = 0; u->chain != NULL && k < sk_X509_num(u->chain); k++) {
+        X509 *x = sk_X509_value(u->chain, k);
+
+        if (X509_cmp(x, u->cert) != 0 && PEM_write_bio_X509(bio, x) != 1)
+            goto out;
+    }
+    len = BIO_get_mem_data(bio, &data);
+    if (len <= 0 || (set->chain_pem[i] = malloc((size_t)len)) == NULL)
+        goto out;
+    memcpy(set->chain_pem[i], data, (size_t)len);
+    set->chain_pem_len[i] = (size_t)len;
+    st = ST_OK;
+out:
+    BIO_free(bio);
+    return st;
+}
+
+/* The HTTPS listener ([server] https_listen), on the server not yet started: its files are
+ * checked here, so `tsad -n` checks them too. */
+static int
+tsa_https(struct tsa_service *s, struct http_server *http)
+{
+    const struct tsa_tls_config *t = &s->cfg->tls;
+    struct http_tls_config tc = {.listen_addr = t->listen_host,
+                                 .port = t->listen_port,
+                                 .cert = t->cert,
+                                 .key = t->key,
+                                 .chain = t->chain,
+                                 .only = !t->plain};
+    char err[512];
+
+    if (!t->on)
+        return ST_OK;
+    if (http_server_set_tls(http, &tc, err, sizeof(err)) != ST_OK) {
+        log_err("tsa: HTTPS listener: %s", err);
+        return ST_CONFIG;
+    }
+    return ST_OK;
+}
+
 /* One route takes every POST and one every GET (but /healthz and /metrics, matched first):
  * the handlers look the path up in the current set, so a reload can add and remove paths. */
 static int
@@ -905,7 +1044,7 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     s->http = http;
     s->lock_fd = -1;
     pthread_mutex_init(&s->set_lock, NULL);
-    if (tsa_open_audit(s, check) != ST_OK)
+    if (tsa_https(s, http) != ST_OK || tsa_open_audit(s, check) != ST_OK)
         goto fail;
     signer_config_init(&sc, &cfg->signer);
     s->signer = signer_new(&sc, tsa_batch, s);
@@ -1094,36 +1233,35 @@ tsa_restart_keys(struct daemon_restart *r, const struct tsa_config *run,
         run->token_limit.burst != now->token_limit.burst ||
         run->token_limit.sources != now->token_limit.sources)
         daemon_restart_note(r, "[limits]");
+    if (run->tls.on != now->tls.on || run->tls.plain != now->tls.plain ||
+        strcmp(run->tls.listen_host, now->tls.listen_host) != 0 ||
+        run->tls.listen_port != now->tls.listen_port)
+        daemon_restart_note(r, "[server] https_listen");
 }
 
 /*
  * The TLS certificate, key and chain of the HTTPS listener: loaded and checked last, after the
- * TSUs, so that a reload either applies both or neither (its own swap is all or nothing).
- * ST_OK, or an error with the reason in err.
- *
- * LEAD (issue 9 item 1 + 4): wire http_tls_reload() here once tsad has HTTPS, e.g.
- *     if (<HTTPS configured in cfg>) {
- *         char terr[256];
- *         if (http_tls_reload(s->http, cfg->tls_cert, cfg->tls_key, cfg->tls_chain, terr,
- *                             sizeof(terr)) != ST_OK) {
- *             tsa_errf(err, errlen, "%s: TLS certificate %s / key %s: %s", cfg->file,
- *                      cfg->tls_cert, cfg->tls_key, terr);
- *             return ST_CONFIG;
- *         }
- *         (append " tls_cert=sha256:OLD->NEW" to `what` when the certificate changed)
- *     }
- * and name HTTPS being turned on or off, or its listen address, in tsa_restart_keys().
+ * TSUs, so that a reload either applies both or neither (http_tls_reload keeps the old
+ * certificate when the new files are refused). New handshakes use the new certificate;
+ * connections already open keep theirs. ST_OK, or an error with the reason in err.
  */
 static int
 tsa_reload_tls(struct tsa_service *s, const struct tsa_config *cfg, char *what, size_t whatcap,
                char *err, size_t errlen)
 {
-    (void)s;
-    (void)cfg;
-    (void)what;
-    (void)whatcap;
-    (void)err;
-    (void)errlen;
+    char terr[512];
+    size_t used;
+
+    if (!s->cfg->tls.on || !cfg->tls.on)
+        return ST_OK; /* turning HTTPS on or off needs a restart (tsa_restart_keys) */
+    if (http_tls_reload(s->http, cfg->tls.cert, cfg->tls.key,
+                        cfg->tls.chain[0] != '\0' ? cfg->tls.chain : NULL, terr,
+                        sizeof(terr)) != ST_OK) {
+        tsa_errf(err, errlen, "%s: [server] tls_cert/tls_key/tls_chain: %s", cfg->file, terr);
+        return ST_CONFIG;
+    }
+    used = strlen(what);
+    snprintf(what + used, whatcap - used, " tls_cert=%s", cfg->tls.cert);
     return ST_OK;
 }
 

@@ -13,6 +13,7 @@ DEPS_PACKAGES=(
     libssl-dev
     openssl
     libmicrohttpd-dev
+    libgnutls28-dev      # HTTPS listener: GnuTLS certificate callback (libmicrohttpd TLS)
     liblmdb-dev
     lmdb-utils           # mdb_stat, mdb_dump for tests and evidence export
     check                # unit test framework

@@ -16,6 +16,10 @@
 #         - defective certificates for negative tests: bad-eku-noncritical, bad-eku-extra
 #           (timeStamping + serverAuth), bad-eku-none, pkup-expired (privateKeyUsagePeriod
 #           over in 2024, TSA-09)
+#     Demo TLS CA (P-256, software key; issue 9 item 1)
+#       tls-server: the HTTPS server certificate of tsad (P-256, 1 year, serverAuth,
+#       subjectAltName IP:127.0.0.1 and DNS:localhost); key mode 0600. Clients verify it with
+#       root.pem (TLS_SERVER_CA); tsad sends tlsca.pem after it (TLS_SERVER_CHAIN).
 #
 # Public functions (source this file; each runs in its own `bash -e` so errors always stop
 # it, even when called inside `if`):
@@ -96,6 +100,14 @@ _pki_write_cnf() {
             "notBefore = IMPLICIT:0,GENTIME:\$ENV::PKI_PKUP_NB" \
             "notAfter = IMPLICIT:1,GENTIME:\$ENV::PKI_PKUP_NA" \
             "" \
+            "[ v3_tls_server ]" \
+            "basicConstraints = critical,CA:false" \
+            "keyUsage = critical,digitalSignature" \
+            "extendedKeyUsage = serverAuth" \
+            "subjectAltName = IP:127.0.0.1,DNS:localhost" \
+            "subjectKeyIdentifier = hash" \
+            "authorityKeyIdentifier = keyid:always" \
+            "" \
             "[ pkup_past ]" \
             "notBefore = IMPLICIT:0,GENTIME:20240101000000Z" \
             "notAfter = IMPLICIT:1,GENTIME:20240102000000Z"
@@ -160,6 +172,24 @@ _pki_build_cas() {
     cat "$dir/tsaca.pem" "$dir/root.pem" >"$dir/ca-chain.pem"
 }
 
+# The demo TLS CA under the root and tsad's HTTPS server certificate (issue 9 item 1).
+_pki_build_tls() {
+    local dir=$1
+    _pki_pkup_env # openssl-ext.cnf reads it, whatever the section
+    _pki_genkey "$dir/tlsca.key" p256
+    openssl pkey -in "$dir/tlsca.key" -pubout -out "$dir/tlsca.pub.pem"
+    openssl x509 -new -force_pubkey "$dir/tlsca.pub.pem" \
+        -subj "/C=RO/O=$PKI_ORG/CN=Demo TLS CA" -CA "$dir/root.pem" -CAkey "$dir/root.key" \
+        -set_serial "$(_pki_serial)" -days 3285 -sha384 \
+        -extfile "$dir/openssl-ext.cnf" -extensions v3_tsaca -out "$dir/tlsca.pem"
+    _pki_genkey "$dir/tls-server.key" p256
+    openssl pkey -in "$dir/tls-server.key" -pubout -out "$dir/tls-server.pub.pem"
+    openssl x509 -new -force_pubkey "$dir/tls-server.pub.pem" \
+        -subj "/C=RO/O=$PKI_ORG/CN=localhost" -CA "$dir/tlsca.pem" -CAkey "$dir/tlsca.key" \
+        -set_serial "$(_pki_serial)" -days 365 -sha256 \
+        -extfile "$dir/openssl-ext.cnf" -extensions v3_tls_server -out "$dir/tls-server.pem"
+}
+
 _pki_build_hsm() {
     local dir=$1 hsm="$1/hsm" pin sopin
     rm -rf "$hsm"
@@ -211,7 +241,9 @@ _pki_write_env() {
             TSU_Q_CERT "$dir/tsu-q-p256.pem" TSU_Q_LABEL tsu-q-p256 TSU_Q_ID 03 \
             AUDIT_CERT "$dir/audit-p256.pem" AUDIT_LABEL audit-p256 AUDIT_ID 04 \
             SOFT_P256_KEY "$dir/soft-p256.key" SOFT_P256_CERT "$dir/soft-p256.pem" \
-            SOFT_RSA_KEY "$dir/soft-rsa3072.key" SOFT_RSA_CERT "$dir/soft-rsa3072.pem"
+            SOFT_RSA_KEY "$dir/soft-rsa3072.key" SOFT_RSA_CERT "$dir/soft-rsa3072.pem" \
+            TLS_SERVER_CERT "$dir/tls-server.pem" TLS_SERVER_KEY "$dir/tls-server.key" \
+            TLS_SERVER_CHAIN "$dir/tlsca.pem" TLS_SERVER_CA "$dir/root.pem"
         local b
         for b in bad-eku-noncritical bad-eku-extra bad-eku-none pkup-expired; do
             local v=${b//-/_}
@@ -227,6 +259,7 @@ _pki_build() {
     rm -f "$dir/.done"
     _pki_write_cnf "$dir/openssl-ext.cnf"
     _pki_build_cas "$dir"
+    _pki_build_tls "$dir"
     _pki_build_hsm "$dir"
     _pki_soft_tsu "$dir" soft-p256 p256 "Demo TSU Soft P-256" tsu_n
     _pki_soft_tsu "$dir" soft-rsa3072 rsa3072 "Demo TSU Soft RSA" tsu_rsa
@@ -245,8 +278,14 @@ _pki_demo_locked() {
     dir=$(cd "$dir" && pwd)
     exec {lockfd}>>"$dir/.lock"
     flock "$lockfd"
+    if [[ -e $dir/.done && -e $dir/audit-p256.pem && ! -e $dir/tls-server.pem ]]; then
+        # a demo PKI made before the HTTPS listener (issue 9): add its certificate
+        _pki_write_cnf "$dir/openssl-ext.cnf"
+        _pki_build_tls "$dir" >/dev/null
+        _pki_write_env "$dir"
+    fi
     # a PKI built before the audit key (issue 9 item 3) is built again
-    if [[ -e $dir/.done ]] && grep -q '^AUDIT_CERT=' "$dir/pki.env"; then
+    if [[ -e $dir/.done && -e $dir/audit-p256.pem ]]; then
         return 0
     fi
     echo "pki: building demo PKI and SoftHSM2 token in $dir" >&2

@@ -6,8 +6,10 @@
 # with `openssl ca`, a delegated responder whose key is in the token, demo certificates whose
 # AIA points at ocspd), recreates the ocspd store from the CA's index.txt (run/ocsp-store,
 # ocspctl) and starts ocspd. Prints copy-paste commands and machine-readable lines
-# (TSA_URL, TSA_CA, OCSP_URL, OCSP_ISSUER, OCSP_CHAIN, OCSP_DEMO), and stops everything it
-# started on Ctrl-C or SIGTERM.
+# (TSA_URL, TSA_CA, TSA_HTTPS_URL, TSA_HTTPS_CA, OCSP_URL, OCSP_ISSUER, OCSP_CHAIN, OCSP_DEMO),
+# and stops everything it started on Ctrl-C or SIGTERM. tsad also serves HTTPS (issue 9) with
+# the demo TLS server certificate (run/pki/tls-server.pem, from the demo PKI's TLS CA); its
+# qualified TSU is HTTPS only (CIR-02).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
@@ -48,26 +50,43 @@ chrony_start "$RUN_DIR/chrony" local
 
 port=${TSA_PORT:-3180}
 if ! (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then :; else port=$(free_port); fi
+hport=${TSA_HTTPS_PORT:-3443}
+if ! (echo >"/dev/tcp/127.0.0.1/$hport") 2>/dev/null && [ "$hport" != "$port" ]; then :; else
+    hport=$(free_port)
+fi
 tsad_audit_conf "$RUN_DIR/tsad-audit.conf" "$RUN_DIR/pki" # signed audit checkpoints (issue 9)
+# the HTTPS listener beside the plain one, and the audit key ([audit]): one extra file
+{
+    printf '\n[server]\nhttps_listen = 127.0.0.1:%s\ntls_cert = %s\ntls_key = %s\ntls_chain = %s\n' \
+        "$hport" "$TLS_SERVER_CERT" "$TLS_SERVER_KEY" "$TLS_SERVER_CHAIN"
+    cat "$RUN_DIR/tsad-audit.conf"
+} >"$RUN_DIR/tsad-extra.conf"
 tsad_write_conf "$RUN_DIR/tsad.conf" "$RUN_DIR/pki" "$port" "$(chrony_socket "$RUN_DIR/chrony")" \
-    "$RUN_DIR/tsad-store" "$RUN_DIR/tsad-audit.conf"
+    "$RUN_DIR/tsad-store" "$RUN_DIR/tsad-extra.conf"
+sed -i 's/^qualified = yes$/qualified = yes\nhttps_only = yes/' "$RUN_DIR/tsad.conf"
 : >"$RUN_DIR/tsad.log"
 tsad_start "$RUN_DIR/tsad.conf" "$RUN_DIR/tsad.log"
 
 url="http://127.0.0.1:$port/tsa"
+hurl="https://127.0.0.1:$hport/tsa"
 cat <<MSG
 
-tsad is serving on $url (qualified TSU: $url/qualified). Log: $RUN_DIR/tsad.log
+tsad is serving on $url and $hurl (HTTPS, TLS 1.2/1.3; demo server certificate
+for 127.0.0.1 and localhost, verified by $TLS_SERVER_CA). Log: $RUN_DIR/tsad.log
 Try a round trip (copy-paste):
 
   echo hello >/tmp/doc.txt
   openssl ts -query -data /tmp/doc.txt -sha256 -cert -out /tmp/doc.tsq
-  curl -s -H 'Content-Type: application/timestamp-query' --data-binary @/tmp/doc.tsq $url -o /tmp/doc.tsr
+  curl -s --cacert $TLS_SERVER_CA -H 'Content-Type: application/timestamp-query' --data-binary @/tmp/doc.tsq $hurl -o /tmp/doc.tsr
   openssl ts -reply -in /tmp/doc.tsr -text
   openssl ts -verify -data /tmp/doc.txt -in /tmp/doc.tsr -CAfile $PKI_ROOT_CERT -untrusted $PKI_TSACA_CERT
 
-Other policies: -tspolicy $TSA_POLICY_RSA (RSA-3072 in the token) on $url, and the qualified TSU
-($TSA_POLICY_Q, qcStatements esi4-qtstStatement-1) at $url/qualified.
+Plain HTTP works too: curl -s -H 'Content-Type: application/timestamp-query' --data-binary @/tmp/doc.tsq $url -o /tmp/doc.tsr
+The TSU's chain, leaf first (for -untrusted): curl -s --cacert $TLS_SERVER_CA $hurl/certchain
+Other policies: -tspolicy $TSA_POLICY_RSA (RSA-3072 in the token) on /tsa, and the qualified TSU
+($TSA_POLICY_Q, qcStatements esi4-qtstStatement-1) at $hurl/qualified, over HTTPS only
+(plain HTTP gets 403):
+  curl -s --cacert $TLS_SERVER_CA -H 'Content-Type: application/timestamp-query' --data-binary @/tmp/doc.tsq $hurl/qualified -o /tmp/q.tsr
 Health: curl -s http://127.0.0.1:$port/healthz   Metrics: curl -s http://127.0.0.1:$port/metrics
 Audit evidence: ${BUILD:-build}/tsactl -c $RUN_DIR/tsad.conf export >/tmp/audit.jsonl
   ${BUILD:-build}/tsactl verify --cert $AUDIT_CERT /tmp/audit.jsonl
@@ -75,6 +94,8 @@ Ctrl-C stops everything started here.
 
 TSA_URL=$url
 TSA_CA=$PKI_CA_CHAIN
+TSA_HTTPS_URL=$hurl
+TSA_HTTPS_CA=$TLS_SERVER_CA
 MSG
 
 # ---- ocspd (RFC 6960) ----

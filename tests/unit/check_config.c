@@ -686,6 +686,43 @@ START_TEST(test_tsa_shared_path_default)
 }
 END_TEST
 
+/* issue 9 item 1: the HTTPS keys go together; https_only needs the HTTPS listener and is the
+ * same for every TSU of a path; no `listen` with https_listen: HTTPS only */
+START_TEST(test_tsa_https)
+{
+    static const char tls[] = "[server]\nhttps_listen = 127.0.0.1:3443\ntls_cert = /t.pem\n"
+                              "tls_key = /t.key\n";
+    char text[1024];
+
+    expect_error("[server]\ntls_cert = /t.pem\n" UNIT_A, "<string>:2: ", "need https_listen");
+    expect_error("[server]\nhttps_listen = 127.0.0.1:3443\ntls_cert = /t.pem\n" UNIT_A,
+                 "<string>:2: ", "needs tls_cert and tls_key");
+    expect_error("[server]\nhttps_listen = 0.0.0.0.1:3443\n" UNIT_A,
+                 "<string>:2: ", "https_listen: expected address:port");
+    expect_error("[server]\nlisten = 127.0.0.1:3443\nhttps_listen = 127.0.0.1:3443\n"
+                 "tls_cert = /t.pem\ntls_key = /t.key\n" UNIT_A,
+                 "<string>:3: ", "the same address");
+    expect_error(UNIT_A "https_only = yes\n", "<string>:2: ", "https_only = yes needs");
+    snprintf(text, sizeof(text), "%s%s%s", tls, UNIT_A "https_only = yes\ndefault = yes\n",
+             "[tsu b]\npolicy = 1.2.3.5\ncertificate = /b.pem\nkey_file = /b.key\n"
+             "signature = ecdsa\n");
+    expect_error(text, "<string>:", "set https_only the same");
+
+    snprintf(text, sizeof(text), "%s%s", tls, UNIT_A "https_only = yes\n");
+    ck_assert_msg(tsa_config_load_string(&cfg, text, err, sizeof(err)) == ST_OK, "%s", err);
+    ck_assert(cfg.tls.on);
+    ck_assert(!cfg.tls.plain); /* no listen key: HTTPS only */
+    ck_assert_uint_eq(cfg.tls.listen_port, 3443);
+    ck_assert_str_eq(cfg.tls.key, "/t.key");
+    ck_assert(cfg.units[0].https_only);
+    snprintf(text, sizeof(text), "[server]\nlisten = 127.0.0.1:3180\n%s%s", tls + 9, UNIT_A);
+    ck_assert_msg(tsa_config_load_string(&cfg, text, err, sizeof(err)) == ST_OK, "%s", err);
+    ck_assert(cfg.tls.on && cfg.tls.plain);
+    ck_assert_msg(tsa_config_load_string(&cfg, UNIT_A, err, sizeof(err)) == ST_OK, "%s", err);
+    ck_assert(!cfg.tls.on && cfg.tls.plain);
+}
+END_TEST
+
 START_TEST(test_tsa_key_sources)
 {
     expect_error(UNIT_A "key_label = k\n", "<string>:2: ", "exactly one of key_label");
@@ -873,6 +910,7 @@ config_suite(void)
     tcase_add_test(tsa, test_tsa_weak_hash);
     tcase_add_test(tsa, test_tsa_qualified_shares_path);
     tcase_add_test(tsa, test_tsa_shared_path_default);
+    tcase_add_test(tsa, test_tsa_https);
     tcase_add_test(tsa, test_tsa_key_sources);
     tcase_add_test(tsa, test_tsa_p11_settings);
     tcase_add_test(tsa, test_tsa_pin_credential);
