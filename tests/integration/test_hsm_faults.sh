@@ -30,11 +30,6 @@ set -uo pipefail
 itest_setup test_hsm_faults
 
 # has NAME FILE ERE
-has() {
-    if grep -Eq -- "$3" "$2"; then t_ok "$1"; else
-        t_fail "$1" "no /$3/ in $(basename "$2"): $(tail -n 5 "$2" | tr '\n' ' ' | cut -c1-600)"
-    fi
-}
 code_of() { curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$1"; }
 # wait_code URL CODE SECONDS: poll until URL answers CODE; 0 when it did
 wait_code() {

@@ -59,13 +59,6 @@ kv() { sed -n "s/^$2=//p" "$TMP/$1.kv" | head -n 1; }
 rkv() { sed -n "s/^$2=//p" "$TMP/$1.rkv" | head -n 1; }
 
 # has NAME FILE ERE / hasnt NAME FILE ERE
-has() {
-    if grep -Eq -- "$3" "$2"; then
-        t_ok "$1"
-    else
-        t_fail "$1" "no /$3/ in $(basename "$2"): $(tr '\n' ' ' <"$2" | cut -c1-400)"
-    fi
-}
 hasnt() {
     if grep -Eq -- "$3" "$2"; then
         t_fail "$1" "unexpected /$3/ in $(basename "$2"): $(grep -E -m1 -- "$3" "$2")"

@@ -111,9 +111,6 @@ q() { # q NAME [openssl ocsp options]: query, keep -resp_text output in $TMP/NAM
     openssl ocsp -url "$URL" -CAfile "$TMP/ca.pem" -resp_text -no_nonce "$@" \
         -respout "$TMP/$name.der" >"$TMP/$name.out" 2>&1
 }
-has() { # has NAME FILE REGEX
-    if grep -Eq "$3" "$2"; then t_ok "$1"; else t_fail "$1" "no /$3/ in $2"; fi
-}
 
 q good -issuer "$TMP/ca.pem" -cert "$TMP/good.pem"
 has "not on the CRL -> good (CRL-fed issuer)" "$TMP/good.out" "good.pem: good"

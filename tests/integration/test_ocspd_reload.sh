@@ -42,11 +42,6 @@ hup() {
     return 1
 }
 last_audit() { grep 'AUDIT event=config_reload ' "$LOG" | tail -n 1; }
-has() {
-    if grep -Eq -- "$3" "$2"; then t_ok "$1"; else
-        t_fail "$1" "no /$3/ in $(basename "$2"): $(tail -n 5 "$2" | tr '\n' ' ' | cut -c1-600)"
-    fi
-}
 # ask NAME CERT [-nonce]: the answer in NAME.der, openssl's verdict in NAME.out
 ask() {
     openssl ocsp -issuer "$CA" -cert "$2" -url "$URL/" -CAfile "$CHAIN" "${3:--no_nonce}" \

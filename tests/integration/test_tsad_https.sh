@@ -209,7 +209,53 @@ else
 fi
 code=$(post "$HBASE/tsa" "$TMP/after.tsr")
 expect "HTTPS still serves after the slow clients" "$code" 200
+
+# ---- the TLS certificate rolled over by SIGHUP (issue 9 item 4) ----
+# served_fp: the SHA-256 fingerprint of the certificate a new handshake gets
+served_fp() {
+    openssl s_client -connect "127.0.0.1:$HPORT" -CAfile "$CA" </dev/null 2>/dev/null |
+        openssl x509 -noout -fingerprint -sha256 2>/dev/null
+}
+reload_audits() { grep -c 'AUDIT event=config_reload ' "$TMP/tsad.log"; }
+hup() { # SIGHUP and wait for the reload's audit line
+    local before i
+    before=$(reload_audits)
+    kill -HUP "$TSAD_PID"
+    for ((i = 0; i < 200; i++)); do
+        (($(reload_audits) > before)) && return 0
+        sleep 0.05
+    done
+    return 1
+}
+_pki_pkup_env
+_pki_genkey "$TMP/tls2.key" p256
+openssl pkey -in "$TMP/tls2.key" -pubout -out "$TMP/tls2.pub.pem"
+openssl x509 -new -force_pubkey "$TMP/tls2.pub.pem" -subj "/CN=localhost rollover" \
+    -CA "$TMP/pki/tlsca.pem" -CAkey "$TMP/pki/tlsca.key" -set_serial "$(_pki_serial)" -days 30 \
+    -sha256 -extfile "$TMP/pki/openssl-ext.cnf" -extensions v3_tls_server -out "$TMP/tls2.pem" \
+    2>/dev/null || fatal "second TLS certificate" "not issued"
+old_fp=$(served_fp)
+expect "before the reload: the demo server certificate" "$old_fp" \
+    "$(openssl x509 -in "$TLS_SERVER_CERT" -noout -fingerprint -sha256)"
+sed -i "s|^tls_cert = .*|tls_cert = $TMP/tls2.pem|; s|^tls_key = .*|tls_key = $TMP/tls2.key|" "$CONF"
+hup || fatal "SIGHUP reload" "no audit line"
+has "reload with a new TLS certificate: AUDIT result=ok names it" "$TMP/tsad.log" \
+    "AUDIT event=config_reload result=ok .*tls_cert=$TMP/tls2.pem"
+expect "after the reload: new handshakes get the new certificate" "$(served_fp)" \
+    "$(openssl x509 -in "$TMP/tls2.pem" -noout -fingerprint -sha256)"
+code=$(post "$HBASE/tsa" "$TMP/roll.tsr")
+expect "a token over HTTPS with the new certificate" "$code" 200
+# a key that does not match: the reload fails, says why, the new certificate keeps serving
+sed -i "s|^tls_key = .*|tls_key = $TLS_SERVER_KEY|" "$CONF"
+hup || fatal "SIGHUP reload (bad key)" "no audit line"
+has "reload with a mismatched TLS key: AUDIT result=failed names tls_key" "$TMP/tsad.log" \
+    'AUDIT event=config_reload result=failed .*tls_cert/tls_key/tls_chain'
+expect "after the failed reload: the running certificate still served" "$(served_fp)" \
+    "$(openssl x509 -in "$TMP/tls2.pem" -noout -fingerprint -sha256)"
+code=$(post "$HBASE/tsa" "$TMP/roll2.tsr")
+expect "tokens over HTTPS go on after the failed reload" "$code" 200
 tsad_stop
+sed -i "s|^tls_cert = .*|tls_cert = $TLS_SERVER_CERT|" "$CONF" # the demo files again
 
 # ---- HTTPS only: no `listen` key, no plain listener ----
 sed '/^listen = /d' "$CONF" >"$TMP/only.conf"

@@ -122,11 +122,6 @@ signed_by() {
         t_fail "$1" "status $(derutil tsp-resp "$TMP/$2.tsr" 2>/dev/null | sed -n 's/^status=//p'), signer $(signer_of "$TMP/$2.tsr"), want $(sha "$3")"
     fi
 }
-has() {
-    if grep -Eq -- "$3" "$2"; then t_ok "$1"; else
-        t_fail "$1" "no /$3/ in $(basename "$2"): $(tail -n 5 "$2" | tr '\n' ' ' | cut -c1-600)"
-    fi
-}
 
 expect "config_reloads_total{result=\"ok\"} is exported at 0" "$(reloads ok)" 0
 expect "config_reloads_total{result=\"failed\"} is exported at 0" "$(reloads failed)" 0

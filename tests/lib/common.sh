@@ -171,6 +171,13 @@ expect() {
     if [[ $2 == "$3" ]]; then t_ok "$1"; else t_fail "$1" "got '$2', want '$3'"; fi
 }
 
+# has NAME FILE ERE: ok when a line of FILE matches ERE, else a failure showing FILE's end.
+has() {
+    if grep -Eq -- "$3" "$2"; then t_ok "$1"; else
+        t_fail "$1" "no /$3/ in $(basename "$2"): $(tail -n 5 "$2" | tr '\n' ' ' | cut -c1-600)"
+    fi
+}
+
 # t_check NAME CMD...: run CMD (output hidden unless it fails) and count the result.
 t_check() {
     local name=$1 out
