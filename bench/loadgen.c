@@ -40,6 +40,7 @@
 #include "bench/loadgen_reqset.h"
 #include "bench/loadgen_tls.h"
 #include "bench/loadgen_verify.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -390,9 +391,8 @@ lg_serials_flush(struct lg_thread *t)
 static void
 lg_serial_keep(struct lg_thread *t, const struct lg_conn *c)
 {
-    static const char hex[] = "0123456789abcdef";
     const uint8_t *v;
-    size_t len, i, pad;
+    size_t len, pad;
     char *o;
 
     if (!lg_tsa_serial((const uint8_t *)c->rb + c->reply.body_off, c->reply.body_len, &v, &len) ||
@@ -411,10 +411,8 @@ lg_serial_keep(struct lg_thread *t, const struct lg_conn *c)
         *o++ = '0';
         *o++ = '0';
     }
-    for (i = 0; i < len; i++) {
-        *o++ = hex[v[i] >> 4];
-        *o++ = hex[v[i] & 15];
-    }
+    hex_encode(o, v, len, false);
+    o += 2 * len;
     *o++ = '\n';
     t->slen = (size_t)(o - t->sbuf);
     t->st.serials++;

@@ -5,6 +5,7 @@
  */
 #include "ocsp/ocsp_responder.h"
 #include "common/commit.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -339,7 +340,6 @@ ocsp_responder_reload(struct ocsp_responder *r)
 static void
 ocsp_signers_seen(struct ocsp_responder *r, char *what, size_t cap)
 {
-    static const char hx[] = "0123456789abcdef";
     struct ocsp_signer_seen now[OCSP_MAX_ISSUERS];
     char added[512] = "", changed[768] = "", item[200], fa[65], fb[65];
     size_t n = 0;
@@ -365,15 +365,9 @@ ocsp_signers_seen(struct ocsp_responder *r, char *what, size_t cap)
         for (size_t k = 0; k < r->n_seen; k++)
             if (memcmp(r->seen[k].id, now[i].id, OCSP_ISSUER_ID_LEN) == 0)
                 o = &r->seen[k];
-        for (size_t b = 0; b < 32; b++) {
-            fb[2 * b] = hx[now[i].sha256[b] >> 4];
-            fb[2 * b + 1] = hx[now[i].sha256[b] & 15];
-            if (o != NULL) {
-                fa[2 * b] = hx[o->sha256[b] >> 4];
-                fa[2 * b + 1] = hx[o->sha256[b] & 15];
-            }
-        }
-        fa[64] = fb[64] = '\0';
+        hex_encode(fb, now[i].sha256, 32, false);
+        if (o != NULL)
+            hex_encode(fa, o->sha256, 32, false);
         if (o != NULL && memcmp(o->sha256, now[i].sha256, 32) == 0) {
             same++;
             continue;

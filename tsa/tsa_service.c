@@ -6,6 +6,7 @@
 #include "common/chain.h"
 #include "common/daemon.h"
 #include "common/journal.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ratelimit.h"
@@ -71,8 +72,8 @@ struct tsa_set {
     size_t n_units;
     struct tsa_path paths[TSA_MAX_UNITS];
     size_t n_paths;
-    double max_error; /* the smallest of the units': /healthz and the metrics */
-    unsigned serial;  /* 1 at start, +1 per reload: for the log */
+    double max_error;               /* the smallest of the units': /healthz and the metrics */
+    unsigned serial;                /* 1 at start, +1 per reload: for the log */
     char *chain_pem[TSA_MAX_UNITS]; /* GET <path>/certchain: each unit's cert + chain, PEM */
     size_t chain_pem_len[TSA_MAX_UNITS];
 };
@@ -95,7 +96,7 @@ struct tsa_service {
     struct commit *commit;
     struct journal *journal;
     struct tsa_checkpoint *ckpt; /* [audit] signed checkpoints of the chain, or NULL */
-    int lock_fd; /* flock on the store directory: one tsad per store */
+    int lock_fd;                 /* flock on the store directory: one tsad per store */
     struct metric *m_granted, *m_batch, *m_audit_fail, *m_busy;
     struct metric *m_reject[TSA_FAIL_BITS];
     struct ratelimit *limit; /* [limits] token_rate per client address, or NULL (off) */
@@ -1060,8 +1061,7 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
 
         for (size_t i = 0; i < s->set->n_units; i++)
             certs[i] = s->set->units[i].cert;
-        if (tsa_checkpoint_new(&cfg->audit, s->signer, certs, s->set->n_units, &s->ckpt) !=
-            ST_OK)
+        if (tsa_checkpoint_new(&cfg->audit, s->signer, certs, s->set->n_units, &s->ckpt) != ST_OK)
             goto fail;
     }
     cc.chrony_socket = cfg->chrony_socket;
@@ -1144,18 +1144,6 @@ tsa_set_unit(const struct tsa_set *set, const char *name)
     return NULL;
 }
 
-static void
-tsa_hex(const uint8_t *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 /* Append ",item" (or "item") to a list of at most cap bytes. */
 static void
 tsa_list_add(char *list, size_t cap, const char *item)
@@ -1180,13 +1168,13 @@ tsa_set_diff(const struct tsa_set *old, const struct tsa_set *set, char *what, s
     for (size_t i = 0; i < set->n_units; i++) {
         const struct tsa_unit *u = &set->units[i], *o = tsa_set_unit(old, u->cfg->name);
 
-        tsa_hex(u->cert_sha256, 32, fb);
+        hex_encode(fb, u->cert_sha256, 32, false);
         if (o == NULL) {
             snprintf(item, sizeof(item), "%s:sha256=%s", u->cfg->name, fb);
             tsa_list_add(added, sizeof(added), item);
             continue;
         }
-        tsa_hex(o->cert_sha256, 32, fa);
+        hex_encode(fa, o->cert_sha256, 32, false);
         if (strcmp(fa, fb) != 0)
             snprintf(item, sizeof(item), "%s:sha256=%s->%s", u->cfg->name, fa, fb);
         else if (!tsa_unit_cfg_same(o->cfg, u->cfg) || o->certs_len != u->certs_len ||
@@ -1203,7 +1191,7 @@ tsa_set_diff(const struct tsa_set *old, const struct tsa_set *set, char *what, s
 
         if (tsa_set_unit(set, o->cfg->name) != NULL)
             continue;
-        tsa_hex(o->cert_sha256, 32, fa);
+        hex_encode(fa, o->cert_sha256, 32, false);
         snprintf(item, sizeof(item), "%s:sha256=%s", o->cfg->name, fa);
         tsa_list_add(removed, sizeof(removed), item);
     }

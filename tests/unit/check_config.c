@@ -463,23 +463,23 @@ START_TEST(test_tsa_audit)
     expect_error(UNIT_A "[audit]\nnode = " /* 64 characters */
                         "0123456789012345678901234567890123456789012345678901234567890123\n",
                  "<string>:7: ", "node");
-    expect_error(UNIT_A "[audit]\ncheckpoint_interval = 100ms\n", "<string>:7: ",
-                 "checkpoint_interval");
+    expect_error(UNIT_A "[audit]\ncheckpoint_interval = 100ms\n",
+                 "<string>:7: ", "checkpoint_interval");
     expect_error(UNIT_A "[audit]\ncolour = blue\n", "<string>:7: ", "unknown key 'colour'");
     expect_error(UNIT_A "[audit]\nkey_file = /audit.key\n", "<string>:7: ", "certificate");
     expect_error(UNIT_A "[audit]\ncheckpoint_interval = 10s\n", "<string>:7: ", "certificate");
     /* errors of the whole section name its first key's line; a TSU's key, by key file, label
      * or certificate: refused */
-    expect_error(UNIT_A "[audit]\nkey_file = /a.key\ncertificate = /audit.pem\n", "<string>:7: ",
-                 "the audit key is the key of [tsu a]");
-    expect_error(UNIT_A "[audit]\nkey_file = /audit.key\ncertificate = /a.pem\n", "<string>:7: ",
-                 "the audit key is the key of [tsu a]");
+    expect_error(UNIT_A "[audit]\nkey_file = /a.key\ncertificate = /audit.pem\n",
+                 "<string>:7: ", "the audit key is the key of [tsu a]");
+    expect_error(UNIT_A "[audit]\nkey_file = /audit.key\ncertificate = /a.pem\n",
+                 "<string>:7: ", "the audit key is the key of [tsu a]");
     expect_error("[signer]\npkcs11_module = /m.so\ntoken = t\npin_file = /p\n[tsu b]\n"
                  "policy = 1.2.3.5\ncertificate = /b.pem\nkey_label = tsu-b\nsignature = ecdsa\n"
                  "[audit]\nkey_label = tsu-b\ncertificate = /audit.pem\n",
                  "<string>:11: ", "a key of their own");
-    expect_error(UNIT_A "[audit]\nkey_label = audit\ncertificate = /audit.pem\n", "<string>:7: ",
-                 "pkcs11_module");
+    expect_error(UNIT_A "[audit]\nkey_label = audit\ncertificate = /audit.pem\n",
+                 "<string>:7: ", "pkcs11_module");
 }
 END_TEST
 
