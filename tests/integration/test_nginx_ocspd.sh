@@ -81,8 +81,9 @@ alog_count() { wc -l <"$ACCESS"; }
 alog_line() { sed -n "${1}p" "$ACCESS"; }
 # upstream="..." of an access log line: the node(s) asked ("A, B": A failed), "-" for the cache
 alog_upstream() { sed -n 's/.* upstream="\([^"]*\)".*/\1/p' <<<"$1"; }
-# calc EXPR: floating-point arithmetic and comparisons (awk; prints the value, 1/0 for tests)
-calc() { awk "BEGIN { print ($1) }"; }
+# calc EXPR: floating-point arithmetic (awk), the value with 3 decimals; lt A B: A < B
+calc() { awk "BEGIN { printf \"%.3f\\n\", ($1) }"; }
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 < b + 0) }'; }
 now() { date +%s.%N; }
 
 # ---- two ocspd nodes (own stores from the same CA), nginx in front ----
@@ -194,7 +195,7 @@ for i in 1 2; do
 done
 code=$(get r1 "$URL/$hpath")
 since=$(calc "$(now) - $t_fill")
-if (($(calc "$since < $r0age - 1"))); then
+if lt "$since" "$((r0age - 1))"; then
     # what a cache does by design: its copy is fresh for max-age
     expect "right after it, nginx still serves its fresh copy: good, HIT (${since}s of max-age=$r0age)" \
         "$code $(hdr r1 X-Cache-Status) $(verify r1 "$OCSP_HIGHBIT_CERT")" "200 HIT good"
@@ -203,7 +204,7 @@ else
 fi
 deadline=$(calc "$t_rev + $MAXAGE + 3")
 st=
-while (($(calc "$(now) < $deadline"))); do
+while lt "$(now)" "$deadline"; do
     code=$(get r2 "$URL/$hpath")
     st=$(verify r2 "$OCSP_HIGHBIT_CERT")
     [[ $st == revoked ]] && break
