@@ -18,7 +18,8 @@
 #                           paths under DIR, workers as the current user
 #   nodes_nginx_start CONF DIR
 #                           `nginx -t`, then nginx in the foreground (daemon off) with prefix
-#                           DIR, its error log DIR/error.log from the first line; tracked;
+#                           DIR, its error log DIR/error.log from the first line (then the
+#                           file's, DIR/log/ocspd-error.log), output in DIR/nginx.out; tracked;
 #                           waits for its port; sets NGINX_PID
 #   nodes_nginx_stop        SIGTERM nginx's master by pid, wait (its workers go with it)
 #   nodes_haproxy_conf OUT DIR PORT NODE1 NODE2 INTER
@@ -37,6 +38,7 @@
 #   nodes_wait_status SERVER ERE SECONDS
 #                           0 once the status matches ERE, 1 after SECONDS
 #   nodes_load ARGS...      tests/lib/nodeload.py ARGS (the client loop)
+#   nodes_free_ports N      print N distinct free ports on 127.0.0.1 (free_port of common.sh)
 #
 # Good-neighbour rules (preamble): own prefix, pid file, logs and temporary directories under
 # the test's TMP; 127.0.0.1 free ports; stopped by pid; the system nginx/haproxy are never
@@ -95,13 +97,13 @@ nodes_nginx_start() {
         cat "$dir/nginx-t.log" >&2
         return 1
     fi
-    nginx -p "$dir/" -e "$dir/error.log" -c "$conf" -g 'daemon off;' >>"$dir/error.log" 2>&1 &
+    nginx -p "$dir/" -e "$dir/error.log" -c "$conf" -g 'daemon off;' >>"$dir/nginx.out" 2>&1 &
     NGINX_PID=$!
     track_pid "$NGINX_PID"
     for ((i = 0; i < 100; i++)); do
         if ! kill -0 "$NGINX_PID" 2>/dev/null; then
             echo "nginx exited at start:" >&2
-            tail -n 5 "$dir/error.log" "$dir/log/ocspd-error.log" >&2 2>/dev/null
+            tail -n 5 "$dir/nginx.out" "$dir/error.log" "$dir/log/ocspd-error.log" >&2 2>/dev/null
             return 1
         fi
         curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/healthz" && return 0
@@ -207,4 +209,15 @@ nodes_wait_status() {
 
 nodes_load() {
     python3 "$_NODES_LIB_DIR/nodeload.py" "$@"
+}
+
+nodes_free_ports() {
+    local n=${1:?nodes_free_ports N} p tries
+    local -a ports=()
+    for ((tries = 0; tries < 50 && ${#ports[@]} < n; tries++)); do
+        p=$(free_port) || return 1
+        [[ " ${ports[*]} " == *" $p "* ]] || ports+=("$p")
+    done
+    ((${#ports[@]} == n)) || return 1
+    echo "${ports[*]}"
 }
