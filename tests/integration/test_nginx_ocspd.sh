@@ -10,7 +10,8 @@
 #   - GET through nginx: the node's answer with its Cache-Control (max-age <= max_age), ETag,
 #     Expires, Last-Modified unchanged; a second GET is a cache HIT that reaches no node, same
 #     bytes; both verify with openssl ocsp;
-#   - If-None-Match with the ETag -> 304 from the cache; another ETag -> 200;
+#   - If-None-Match with the ETag -> 304 from the cache; another ETag -> 200; an error answer
+#     (malformedRequest, Cache-Control: no-cache) is never a HIT;
 #   - POST is never cached: every POST reaches a node (both nodes in turn), a nonce is echoed;
 #   - a revocation imported on both nodes (openssl ca -revoke, ocspctl import-index): the
 #     nodes answer revoked at once; the cache keeps serving its copy ("good", HIT) while it is
@@ -144,6 +145,13 @@ sleep 0.2 # nginx writes the access log line after the answer
 expect "MISS reached a node; HIT, 304 and 200 from the cache reached none (access log)" \
     "$(alog_upstream "$(alog_line $((mark + 1)))" | grep -c 127.0.0.1),$(for n in 2 3 4; do alog_upstream "$(alog_line $((mark + n)))"; done | tr '\n' ,)" \
     "1,-,-,-,"
+
+for n in 1 2; do
+    code=$(get e$n "$URL/not-base64")
+    expect "an error answer (malformedRequest, no-cache) is not cached: GET $n is a MISS" \
+        "$code $(hdr e$n X-Cache-Status) $(hdr e$n Cache-Control) $(od -An -tx1 "$TMP/e$n.body" | tr -d ' \n')" \
+        "200 MISS no-cache 30030a0101"
+done
 
 # ---- POST: never cached, both nodes in turn ----
 mark=$(alog_count)
