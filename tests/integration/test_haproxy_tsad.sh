@@ -14,7 +14,8 @@
 #   - node 1 killed (SIGKILL) while 4 clients send requests: no request fails, neither after
 #     the health check noticed (checked first) nor at all (retry-on conn-failure
 #     empty-response response-timeout + option redispatch resend what node 1 dropped);
-#     HAProxy marks node 1 DOWN; the tokens kept from the load verify;
+#     HAProxy marks node 1 DOWN; the tokens kept from the load verify; node 1 restarted on
+#     its store is UP again and serves;
 #   - the serial numbers of all tokens received (both nodes) never repeat.
 # Not asserted, by design: between a clock fault and the check that notices it (up to inter x
 # fall), node 2 still answers, with timeNotAvailable (a valid RFC 3161 rejection HAProxy cannot
@@ -211,6 +212,21 @@ if ((n > 0 && bad == 0)); then t_ok "the $n tokens kept from the load verify"; e
     t_fail "the tokens kept from the load verify" "$bad of $n do not"
 fi
 
+# ---- node 1 restarted on its store (as systemd would): back in the pool ----
+if tsad_start "$TMP/t1/tsad.conf" "$TMP/t1/tsad.log" && wait_health 1 200; then
+    T_PID[1]=$TSAD_PID
+    TSAD_PID=
+    t_ok "node 1 restarted on its store after the SIGKILL: /healthz 200"
+else
+    t_fail "node 1 restarted on its store" "$(tail -n 5 "$TMP/t1/tsad.log")"
+fi
+if nodes_wait_status node1 '^UP$' 15; then t_ok "haproxy puts node 1 back (UP)"; else
+    t_fail "haproxy puts node 1 back" "$(nodes_haproxy_status node1)"
+fi
+round 4 d
+expect "4 requests: all granted and verified" "$GOT_ALL" 1
+expect "... 2 from each node" "$D1 $D2" "2 2"
+
 # ---- serials (TSP-18) ----
 all=$(grep -c . "$SERIALS")
 uniq=$(sort -u "$SERIALS" | grep -c .)
@@ -221,9 +237,11 @@ else
 fi
 
 # ---- end ----
-rc=0
-daemon_stop "${T_PID[2]}" || rc=$?
-expect "node 2 exits 0 on SIGTERM" "$rc" 0
+for i in 1 2; do
+    rc=0
+    daemon_stop "${T_PID[i]}" || rc=$?
+    expect "node $i exits 0 on SIGTERM" "$rc" 0
+done
 itest_log_clean "$TMP/t1/tsad.log"
 itest_log_clean "$TMP/t2/tsad.log"
 nodes_haproxy_stop
