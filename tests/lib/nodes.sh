@@ -40,7 +40,7 @@
 #   nodes_load ARGS...      tests/lib/nodeload.py ARGS (the client loop)
 #   nodes_free_ports N      print N distinct free ports on 127.0.0.1 (free_port of common.sh)
 #
-# Good-neighbour rules (preamble): own prefix, pid file, logs and temporary directories under
+# Good-neighbour rules: own prefix, pid file, logs and temporary directories under
 # the test's TMP; 127.0.0.1 free ports; stopped by pid; the system nginx/haproxy are never
 # touched.
 
