@@ -134,8 +134,8 @@ fuzz-merge:
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the daemons (sbin), the control programs (bin),
 # the man pages, the systemd units (PREFIX/lib/systemd/system, which systemd searches) with
-# their paths rewritten for PREFIX, README.md, the network-HSM drop-in and the Grafana
-# dashboard as examples (share/doc/NAME), and the configuration under /etc/NAME, where the
+# their paths rewritten for PREFIX, README.md, the network-HSM drop-in, the Grafana
+# dashboard and the nginx (ocspd) / HAProxy (tsad) configurations as examples (share/doc/NAME), and the configuration under /etc/NAME, where the
 # units look for it. A configuration that exists is never overwritten: the shipped one goes
 # beside it as NAME.conf.example (always refreshed, to compare after an upgrade). Nothing of
 # bench/ is installed. Installs what $(BUILD) holds; builds only the programs it needs.
@@ -169,6 +169,8 @@ install: $(INSTALL_SBIN) $(INSTALL_BIN)
 	  install -m 644 README.md systemd/network-hsm.conf conf/grafana-dashboard.json \
 	    $(DESTDIR)$(PREFIX)/share/doc/$$d/ || exit 1; \
 	done
+	install -m 644 conf/haproxy-tsad.cfg $(DESTDIR)$(PREFIX)/share/doc/tsad/
+	install -m 644 conf/nginx-ocspd.conf $(DESTDIR)$(PREFIX)/share/doc/ocspd/
 	$(call INSTALL_CONF,tsad,conf/tsad.conf,tsad.conf)
 	$(call INSTALL_CONF,tsad,conf/softhsm2-tsad.conf,softhsm2.conf)
 	$(call INSTALL_CONF,ocspd,conf/ocspd.conf,ocspd.conf)

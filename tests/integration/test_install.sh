@@ -5,7 +5,8 @@
 #     compiled: the build must be current) installs exactly the expected set, listed here:
 #     tsad, ocspd (sbin), ocspctl, tsactl when tsa/tsactl.c exists (bin), the man pages
 #     (man5, man8), the units (lib/systemd/system), the configurations under /etc/NAME with
-#     their .example, README.md, network-hsm.conf and the Grafana dashboard (share/doc/NAME);
+#     their .example, README.md, network-hsm.conf, the Grafana dashboard and the nginx
+#     (ocspd) or HAProxy (tsad) example (share/doc/NAME);
 #     nothing of bench/;
 #   - the units' ExecStart= binaries and -c configurations are where install put them, for the
 #     default PREFIX and for another one (the units are rewritten for it);
@@ -13,8 +14,7 @@
 #   - every man page passes `mandoc -Tlint -Wwarning` (else `groff -mandoc -ww -z`), renders
 #     with `man -l`, is found by `man -M`, and its .Xr references to our pages resolve;
 #   - every config key the daemons accept is documented under its [section] in tsad.conf(5) /
-#     ocspd.conf(5), and every key documented there is accepted (items under a
-#     `.\" TODO(lead)` comment excepted, listed as notes). Which keys a daemon accepts is asked
+#     ocspd.conf(5), and every key documented there is accepted. Which keys a daemon accepts is asked
 #     of the built daemon itself (`-n` on a one-key file: "unknown key" or not), for every
 #     string literal of the config parsers (the files that call config_error) and every key of
 #     the page, in every section named by either: no hand-kept list to fall behind.
@@ -66,9 +66,9 @@ expected=(
     /usr/local/lib/systemd/system/tsad.service /usr/local/lib/systemd/system/tsad.socket
     /usr/local/sbin/ocspd /usr/local/sbin/tsad
     /usr/local/share/doc/ocspd/README.md /usr/local/share/doc/ocspd/grafana-dashboard.json
-    /usr/local/share/doc/ocspd/network-hsm.conf
+    /usr/local/share/doc/ocspd/network-hsm.conf /usr/local/share/doc/ocspd/nginx-ocspd.conf
     /usr/local/share/doc/tsad/README.md /usr/local/share/doc/tsad/grafana-dashboard.json
-    /usr/local/share/doc/tsad/network-hsm.conf
+    /usr/local/share/doc/tsad/network-hsm.conf /usr/local/share/doc/tsad/haproxy-tsad.cfg
     /usr/local/share/man/man5/ocspd.conf.5 /usr/local/share/man/man5/tsad.conf.5
     /usr/local/share/man/man8/ocspctl.8 /usr/local/share/man/man8/ocspd.8
     /usr/local/share/man/man8/tsad.8
@@ -198,15 +198,14 @@ done
 ((${#pages[@]} == 5 + HAVE_TSACTL)) || t_fail "man pages installed" "${#pages[@]}"
 
 # ---- every config key documented, every documented key accepted ----
-# page_keys PAGE: "section<TAB>key<TAB>todo" for each `.It Ic KEY` under `.Ss [SECTION]`
+# page_keys PAGE: "section<TAB>key" for each `.It Ic KEY` under `.Ss [SECTION]`
 page_keys() {
     awk '
-        /^\.\\" TODO\(lead\)/ { todo = 1; next }
-        /^\.Ss / { s = $0; sub(/^\.Ss +/, "", s); sect = ""; secttodo = todo; todo = 0
+        /^\.Ss / { s = $0; sub(/^\.Ss +/, "", s); sect = ""
                    if (s ~ /^\[.*\]$/) { sect = substr(s, 2, length(s) - 2) }
                    next }
-        /^\.Sh / { sect = ""; secttodo = 0 }
-        /^\.It Ic / && sect != "" { print sect "\t" $3 "\t" ((todo || secttodo) ? 1 : 0); todo = 0 }
+        /^\.Sh / { sect = "" }
+        /^\.It Ic / && sect != "" { print sect "\t" $3 }
     ' "$1"
 }
 # code literals: strings compared with strcmp/strncmp or opening a table row in the files that
@@ -264,15 +263,13 @@ for pair in tsad:conf/tsad.conf.5 ocspd:conf/ocspd.conf.5; do
     else
         t_fail "$page: every key $d accepts is documented under its section" "undocumented: $missing"
     fi
-    stale="" todo=""
-    while IFS=$'\t' read -r s k t; do
-        if grep -qxF "$s"$'\t'"$k" <<<"$accepted"; then continue; fi
-        if ((t)); then todo+="[$s] $k "; else stale+="[$s] $k "; fi
+    stale=""
+    while IFS=$'\t' read -r s k; do
+        grep -qxF "$s"$'\t'"$k" <<<"$accepted" || stale+="[$s] $k "
     done <<<"$documented"
     if [[ -z $stale ]]; then t_ok "$page: every documented key is accepted by $d"; else
         t_fail "$page: every documented key is accepted by $d" "not accepted: $stale"
     fi
-    [[ -z $todo ]] || echo "note: $page: documented under TODO(lead), not accepted by this $d yet: $todo"
 done
 
 t_summary "$NAME"
