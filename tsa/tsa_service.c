@@ -1271,6 +1271,18 @@ tsa_service_reload(struct tsa_service *s, const char *path, char *what, size_t w
         return ST_CONFIG;
     }
     tsa_restart_keys(&rs, s->cfg, cfg);
+    /* https_only with no HTTPS listener running (adding one needs a restart) would refuse every
+     * request of the TSU: refused, the TSU keeps serving as it does */
+    for (size_t i = 0; !s->cfg->tls.on && i < cfg->n_units; i++) {
+        if (cfg->units[i].https_only) {
+            tsa_errf(err, errlen,
+                     "%s:%d: [tsu %s]: https_only = yes, but no HTTPS listener is running: "
+                     "https_listen needs a restart, then https_only applies",
+                     cfg->file, cfg->units[i].line, cfg->units[i].name);
+            free(cfg);
+            return ST_CONFIG;
+        }
+    }
     old = s->set; /* only this (control) thread replaces it */
     set = tsa_set_build(s, cfg, old, err, errlen);
     if (set == NULL)
