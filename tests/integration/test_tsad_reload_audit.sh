@@ -4,7 +4,8 @@
 # (issue 9 item 4, review; EID-11). SIGHUP with two TSUs added, the first usable and the
 # second with a missing certificate: the reload fails and the old set serves; no
 # event=tsu_loaded may say the first one was loaded, since it never served. A reload that
-# applies then logs it.
+# applies then logs it. A changed [audit] section (read at start only) is reported as needing
+# a restart.
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -48,6 +49,12 @@ tsu_section n7 1.3.6.1.4.1.55555.1.77 /tsa/n7 "$TMP/pki/soft-p256.pem" >>"$CONF"
 reload_wait || fatal "reload done" "$(tail -n 3 "$LOG")"
 has "the reload adding n7 applies" "$LOG" 'AUDIT event=config_reload result=ok .*tsus_added=n7:'
 has "and event=tsu_loaded names n7" "$LOG" 'AUDIT event=tsu_loaded tsu=n7 '
+# [audit] is read at start only (the chain's node name, the checkpoint key and interval): a
+# change is reported as needing a restart, not taken silently as applied
+printf '\n[audit]\nnode = review-node-2\n' >>"$CONF"
+reload_wait || fatal "reload done" "$(tail -n 3 "$LOG")"
+has "a changed [audit] node: the reload says it needs a restart" "$LOG" \
+    'AUDIT event=config_reload result=ok .*needs_restart=.*audit\.node'
 tsad_stop
 itest_log_clean "$LOG"
 t_summary "$NAME"
