@@ -16,6 +16,8 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,11 +131,51 @@ daemon_stop_guard(void *arg)
 static void
 daemon_arm_stop_guard(double timeout)
 {
+    static atomic_bool armed; /* once: by a SIGTERM during a reload, or by the stop */
     pthread_t t;
 
+    if (atomic_exchange(&armed, true))
+        return;
     daemon_stop_timeout = timeout;
     if (pthread_create(&t, NULL, daemon_stop_guard, NULL) == 0)
         pthread_detach(t);
+}
+
+/*
+ * While a reload runs on the main thread (it may wait on the HSM: a new key's test signature,
+ * which has no sign_timeout), a thread of its own takes SIGTERM and SIGINT: the stop is then
+ * bounded by stop_timeout as any other stop (issue 9 item 4, review). SIGHUP stays pending for
+ * the main loop.
+ */
+struct daemon_reload_watch {
+    atomic_bool done; /* the reload returned */
+    atomic_int sig;   /* SIGTERM or SIGINT taken during it, else 0 */
+    double stop_timeout;
+};
+
+static void *
+daemon_reload_watch_main(void *arg)
+{
+    struct daemon_reload_watch *w = arg;
+    struct timespec tick = {0, 100000000L};
+    sigset_t set;
+    int sig;
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    while (!atomic_load(&w->done)) {
+        sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGTERM || sig == SIGINT) {
+            atomic_store(&w->sig, sig);
+            log_notice("received signal %d during the reload: stopping once it returns, "
+                       "within stop_timeout (%.0f s)",
+                       sig, w->stop_timeout);
+            daemon_arm_stop_guard(w->stop_timeout);
+            break;
+        }
+    }
+    return NULL;
 }
 
 /*
@@ -306,7 +348,7 @@ daemon_quote_safe(char *s)
  * daemon's reload op, the audit event and the counter. The running configuration stays when
  * the new one does not load. */
 static void
-daemon_reload(const struct daemon_ops *ops, void *svc, const char *path)
+daemon_reload_locked(const struct daemon_ops *ops, void *svc, const char *path)
 {
     char what[1536] = "", err[512] = "", state[160];
     struct timespec now;
@@ -338,6 +380,24 @@ daemon_reload(const struct daemon_ops *ops, void *svc, const char *path)
     snprintf(state, sizeof(state),
              "READY=1\nSTATUS=reload failed, running configuration kept: %.80s", err);
     daemon_notify(state);
+}
+
+/* The reload with the SIGTERM watch beside it; returns the stop signal taken meanwhile, or 0. */
+static int
+daemon_reload(const struct daemon_ops *ops, void *svc, const char *path)
+{
+    struct daemon_reload_watch w = {.stop_timeout = ops->server(ops->cfg)->stop_timeout};
+    pthread_t t;
+    bool watched;
+
+    atomic_init(&w.done, false);
+    atomic_init(&w.sig, 0);
+    watched = pthread_create(&t, NULL, daemon_reload_watch_main, &w) == 0;
+    daemon_reload_locked(ops, svc, path);
+    atomic_store(&w.done, true);
+    if (watched)
+        pthread_join(t, NULL);
+    return atomic_load(&w.sig);
 }
 
 static void
@@ -431,11 +491,10 @@ daemon_main(int argc, char **argv, const struct daemon_ops *ops)
     for (;;) {
         int sig = daemon_wait(ops->server(ops->cfg)->watchdog_stall);
 
-        if (sig != SIGHUP) {
-            log_notice("received signal %d, stopping", sig);
-            break;
-        }
-        daemon_reload(ops, svc, path);
+        if (sig == SIGHUP && (sig = daemon_reload(ops, svc, path)) == 0)
+            continue;
+        log_notice("received signal %d, stopping", sig);
+        break;
     }
     daemon_notify("STOPPING=1");
     daemon_arm_stop_guard(ops->server(ops->cfg)->stop_timeout);

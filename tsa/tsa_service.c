@@ -76,6 +76,7 @@ struct tsa_set {
     unsigned serial;                /* 1 at start, +1 per reload: for the log */
     char *chain_pem[TSA_MAX_UNITS]; /* GET <path>/certchain: each unit's cert + chain, PEM */
     size_t chain_pem_len[TSA_MAX_UNITS];
+    bool key_loaded[TSA_MAX_UNITS]; /* a key of its own (not kept from the set before) */
 };
 
 struct tsa_service {
@@ -766,10 +767,7 @@ tsa_set_build(struct tsa_service *s, struct tsa_config *cfg, const struct tsa_se
             fresh[n_fresh++] = set->gen[i];
         if (set->max_error == 0 || u->max_error < set->max_error)
             set->max_error = u->max_error;
-        if (keep == NULL)
-            log_audit("tsu_loaded", "tsu=%s policy=%s path=%s key=%s qualified=%s accuracy=%g",
-                      uc->name, uc->policy, uc->path, signer_key_name(u->key),
-                      uc->qualified ? "yes" : "no", uc->accuracy);
+        set->key_loaded[i] = keep == NULL;
     }
     for (size_t i = 0; i < set->n_units; i++) {
         struct tsa_unit *u = &set->units[i];
@@ -799,6 +797,21 @@ tsa_set_build(struct tsa_service *s, struct tsa_config *cfg, const struct tsa_se
 fail:
     tsa_set_free(set);
     return NULL;
+}
+
+/* The audit events of the TSUs whose key the set loaded: once it serves (a reload that fails
+ * after building it logs none, issue 9 item 4 review). */
+static void
+tsa_set_audit_loaded(const struct tsa_set *set)
+{
+    for (size_t i = 0; i < set->n_units; i++) {
+        const struct tsa_unit_config *uc = set->units[i].cfg;
+
+        if (set->key_loaded[i])
+            log_audit("tsu_loaded", "tsu=%s policy=%s path=%s key=%s qualified=%s accuracy=%g",
+                      uc->name, uc->policy, uc->path, signer_key_name(set->units[i].key),
+                      uc->qualified ? "yes" : "no", uc->accuracy);
+    }
 }
 
 /* Records read back at start for the latest genTime: those written after the latest one can
@@ -1055,6 +1068,7 @@ tsa_service_new(const struct tsa_config *cfg, struct http_server *http,
     if ((s->set = tsa_set_build(s, own, NULL, err, sizeof(err))) == NULL)
         goto fail; /* the reason is logged */
     s->set->serial = 1;
+    tsa_set_audit_loaded(s->set);
     s->health_max_error = s->set->max_error;
     {
         X509 *certs[TSA_MAX_UNITS];
@@ -1225,6 +1239,16 @@ tsa_restart_keys(struct daemon_restart *r, const struct tsa_config *run,
         strcmp(run->tls.listen_host, now->tls.listen_host) != 0 ||
         run->tls.listen_port != now->tls.listen_port)
         daemon_restart_note(r, "[server] https_listen");
+    /* the audit chain and its checkpoints (tsa_checkpoint) are set up at start only */
+    if (strcmp(run->audit.node, now->audit.node) != 0)
+        daemon_restart_note(r, "[audit] node");
+    if (run->audit.checkpoint_interval != now->audit.checkpoint_interval)
+        daemon_restart_note(r, "[audit] checkpoint_interval");
+    if (strcmp(run->audit.key_label, now->audit.key_label) != 0 ||
+        strcmp(run->audit.key_file, now->audit.key_file) != 0 ||
+        strcmp(run->audit.cert, now->audit.cert) != 0 || run->audit.scheme != now->audit.scheme ||
+        run->audit.hash != now->audit.hash)
+        daemon_restart_note(r, "[audit] key");
 }
 
 /*
@@ -1271,6 +1295,18 @@ tsa_service_reload(struct tsa_service *s, const char *path, char *what, size_t w
         return ST_CONFIG;
     }
     tsa_restart_keys(&rs, s->cfg, cfg);
+    /* https_only with no HTTPS listener running (adding one needs a restart) would refuse every
+     * request of the TSU: refused, the TSU keeps serving as it does */
+    for (size_t i = 0; !s->cfg->tls.on && i < cfg->n_units; i++) {
+        if (cfg->units[i].https_only) {
+            tsa_errf(err, errlen,
+                     "%s:%d: [tsu %s]: https_only = yes, but no HTTPS listener is running: "
+                     "https_listen needs a restart, then https_only applies",
+                     cfg->file, cfg->units[i].line, cfg->units[i].name);
+            free(cfg);
+            return ST_CONFIG;
+        }
+    }
     old = s->set; /* only this (control) thread replaces it */
     set = tsa_set_build(s, cfg, old, err, errlen);
     if (set == NULL)
@@ -1281,6 +1317,7 @@ tsa_service_reload(struct tsa_service *s, const char *path, char *what, size_t w
         return ST_CONFIG;
     }
     set->serial = ++s->reloads + 1;
+    tsa_set_audit_loaded(set);
     log_set_level(set->cfg->log_level);
     pthread_mutex_lock(&s->set_lock);
     s->set = set;
