@@ -237,8 +237,8 @@ hex_encode(char *out, const uint8_t *b, size_t n, bool upper)
     out[2 * n] = '\0';
 }
 
-static int
-hex_val(char c)
+int
+hex_digit(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -255,7 +255,7 @@ hex_decode(uint8_t *out, size_t n, const char *s, size_t slen)
     if (slen != 2 * n)
         return false;
     for (size_t i = 0; i < n; i++) {
-        int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
+        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
 
         if (hi < 0 || lo < 0)
             return false;

@@ -54,6 +54,8 @@ void jw_ku64(struct jw *o, const char *key, uint64_t v);
 
 /* Hex: 2n characters and a NUL into out (2n + 1 bytes); upper case when `upper`. */
 void hex_encode(char *out, const uint8_t *b, size_t n, bool upper);
+/* The value of one hex digit (either case), -1 for anything else. */
+int hex_digit(char c);
 /* Decode exactly 2n hex digits (either case) of s into n bytes; false on anything else. */
 bool hex_decode(uint8_t *out, size_t n, const char *s, size_t slen);
 

@@ -10,6 +10,7 @@
  */
 #include "ocsp/ocsp_request.h"
 #include "common/der.h"
+#include "common/json.h"
 #include "common/log.h"
 
 #include <openssl/evp.h>
@@ -385,18 +386,6 @@ out:
 
 /* ---- GET form (RFC 6960 App. A.1; RFC 9919 §5; OCSP-02) ---- */
 
-static int
-ocsp_hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static bool
 ocsp_is_b64(char c)
 {
@@ -415,7 +404,7 @@ ocsp_unescape(const char *path, char *text, size_t max, size_t *n)
         char c = *s;
 
         if (c == '%') {
-            int hi = ocsp_hex_value(s[1]), lo = hi < 0 ? -1 : ocsp_hex_value(s[2]);
+            int hi = hex_digit(s[1]), lo = hi < 0 ? -1 : hex_digit(s[2]);
 
             if (hi < 0 || lo < 0)
                 return -1;

@@ -30,17 +30,7 @@ LOG=$TMP/ocspd.log
 ctl() { "$BUILD/ocspctl" -c "$CONF" -d "$STORE" -u tester "$@"; }
 metric() { curl -s --max-time 5 "$URL/metrics" | awk -v n="$1" '$1 == n { printf "%d\n", $2 }'; }
 reloads() { metric "config_reloads_total{result=\"$1\"}"; }
-audit_count() { grep -c 'AUDIT event=config_reload ' "$LOG"; }
-hup() {
-    local before i
-    before=$(audit_count)
-    kill -HUP "$OCSPD_PID"
-    for ((i = 0; i < 200; i++)); do
-        (($(audit_count) > before)) && return 0
-        sleep 0.05
-    done
-    return 1
-}
+hup() { reload_wait "$OCSPD_PID" "$LOG"; }
 last_audit() { grep 'AUDIT event=config_reload ' "$LOG" | tail -n 1; }
 # ask NAME CERT [-nonce]: the answer in NAME.der, openssl's verdict in NAME.out
 ask() {

@@ -216,17 +216,7 @@ served_fp() {
     openssl s_client -connect "127.0.0.1:$HPORT" -CAfile "$CA" </dev/null 2>/dev/null |
         openssl x509 -noout -fingerprint -sha256 2>/dev/null
 }
-reload_audits() { grep -c 'AUDIT event=config_reload ' "$TMP/tsad.log"; }
-hup() { # SIGHUP and wait for the reload's audit line
-    local before i
-    before=$(reload_audits)
-    kill -HUP "$TSAD_PID"
-    for ((i = 0; i < 200; i++)); do
-        (($(reload_audits) > before)) && return 0
-        sleep 0.05
-    done
-    return 1
-}
+hup() { reload_wait "$TSAD_PID" "$TMP/tsad.log"; }
 _pki_pkup_env
 _pki_genkey "$TMP/tls2.key" p256
 openssl pkey -in "$TMP/tls2.key" -pubout -out "$TMP/tls2.pub.pem"

@@ -82,18 +82,8 @@ unit_drop() {
 }
 metric() { curl -s --max-time 5 "$BASE/metrics" | awk -v n="$1" '$1 == n { printf "%d\n", $2 }'; }
 reloads() { metric "config_reloads_total{result=\"$1\"}"; }
-audit_count() { grep -c 'AUDIT event=config_reload ' "$LOG"; }
 # hup: SIGHUP tsad and wait for its audit line (the reload is done, either way)
-hup() {
-    local before i
-    before=$(audit_count)
-    kill -HUP "$TSAD_PID"
-    for ((i = 0; i < 200; i++)); do
-        (($(audit_count) > before)) && return 0
-        sleep 0.05
-    done
-    return 1
-}
+hup() { reload_wait "$TSAD_PID" "$LOG"; }
 last_audit() { grep 'AUDIT event=config_reload ' "$LOG" | tail -n 1; }
 sha() { derutil certsha256 "$1"; }
 # stamp TAG [PATH]: one request; TAG.tsr; prints "HTTP-code status"

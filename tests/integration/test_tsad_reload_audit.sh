@@ -22,21 +22,11 @@ tsu_section() {
     printf 'key_file = %s\nsignature = ecdsa\ndigest = sha256\naccuracy = 1s\n' \
         "$TMP/pki/soft-p256.key"
 }
-reload_wait() {
-    local before i
-    before=$(grep -c 'AUDIT event=config_reload ' "$LOG")
-    kill -HUP "$TSAD_PID"
-    for ((i = 0; i < 200; i++)); do
-        (($(grep -c 'AUDIT event=config_reload ' "$LOG") > before)) && return 0
-        sleep 0.05
-    done
-    return 1
-}
 {
     tsu_section n7 1.3.6.1.4.1.55555.1.77 /tsa/n7 "$TMP/pki/soft-p256.pem"
     tsu_section n8 1.3.6.1.4.1.55555.1.88 /tsa/n8 "$TMP/missing.pem"
 } >>"$CONF"
-reload_wait || fatal "reload done" "$(tail -n 3 "$LOG")"
+reload_wait "$TSAD_PID" "$LOG" || fatal "reload done" "$(tail -n 3 "$LOG")"
 has "the reload with n8's certificate missing fails" "$LOG" 'AUDIT event=config_reload result=failed .*tsu n8'
 if grep -q 'AUDIT event=tsu_loaded tsu=n7 ' "$LOG"; then
     t_fail "failed reload: no event=tsu_loaded for n7 (it never served)" \
@@ -46,13 +36,13 @@ else
 fi
 cp "$TMP/base.conf" "$CONF"
 tsu_section n7 1.3.6.1.4.1.55555.1.77 /tsa/n7 "$TMP/pki/soft-p256.pem" >>"$CONF"
-reload_wait || fatal "reload done" "$(tail -n 3 "$LOG")"
+reload_wait "$TSAD_PID" "$LOG" || fatal "reload done" "$(tail -n 3 "$LOG")"
 has "the reload adding n7 applies" "$LOG" 'AUDIT event=config_reload result=ok .*tsus_added=n7:'
 has "and event=tsu_loaded names n7" "$LOG" 'AUDIT event=tsu_loaded tsu=n7 '
 # [audit] is read at start only (the chain's node name, the checkpoint key and interval): a
 # change is reported as needing a restart, not taken silently as applied
 printf '\n[audit]\nnode = review-node-2\n' >>"$CONF"
-reload_wait || fatal "reload done" "$(tail -n 3 "$LOG")"
+reload_wait "$TSAD_PID" "$LOG" || fatal "reload done" "$(tail -n 3 "$LOG")"
 has "a changed [audit] node: the reload says it needs a restart" "$LOG" \
     'AUDIT event=config_reload result=ok .*needs_restart=.*audit\.node'
 tsad_stop

@@ -25,12 +25,7 @@ HPORT=$(free_port) || fatal "free port" "none"
 printf '\n[server]\nhttps_listen = 127.0.0.1:%s\ntls_cert = %s\ntls_key = %s\ntls_chain = %s\n' \
     "$HPORT" "$TLS_SERVER_CERT" "$TLS_SERVER_KEY" "$TLS_SERVER_CHAIN" >>"$CONF"
 sed -i 's/^qualified = yes$/qualified = yes\nhttps_only = yes/' "$CONF"
-before=$(grep -c 'AUDIT event=config_reload ' "$LOG")
-kill -HUP "$TSAD_PID"
-for ((i = 0; i < 200; i++)); do
-    (($(grep -c 'AUDIT event=config_reload ' "$LOG") > before)) && break
-    sleep 0.05
-done
+reload_wait "$TSAD_PID" "$LOG" || fatal "reload done" "$(tail -n 3 "$LOG")"
 has "the reload is refused: https_only needs the HTTPS listener, which needs a restart" "$LOG" \
     'AUDIT event=config_reload result=failed .*https_only.*restart'
 expect "after: /tsa/qualified still serves over HTTP (not 403)" "$(post /tsa/qualified)" 200

@@ -137,6 +137,19 @@ itest_ocsp_setup() {
     t_ok "ocspd serves $URL (attempt $attempt)"
 }
 
+# reload_wait PID LOG: SIGHUP the daemon and wait (10 s at most) for the AUDIT config_reload
+# line that ends its reload, whatever the result; 1 when none came
+reload_wait() {
+    local pid=$1 log=$2 before i
+    before=$(grep -c 'AUDIT event=config_reload ' "$log")
+    kill -HUP "$pid"
+    for ((i = 0; i < 200; i++)); do
+        (($(grep -c 'AUDIT event=config_reload ' "$log") > before)) && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
 itest_log_clean() {
     local log=${1:?itest_log_clean LOG} name reports
     name="no sanitizer or assertion report in $(basename "$log")"
