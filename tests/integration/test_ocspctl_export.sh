@@ -131,5 +131,15 @@ sed "${m}s/\"who\":\"[^\"]*\"/\"who\":\"x\"/" "$TMP/p1.jsonl" >"$TMP/p1e.jsonl"
 verify_broken "tsactl verify: an edit at the seam is named when the next piece is given" \
     "record seq=$((m - 1)) at $TMP/p1e.jsonl:$m was edited" "$TMP/p1e.jsonl" "$TMP/p2.jsonl"
 
+# review (issue 9 item 3): an operator name that is not UTF-8 (a Latin-1 login name) or holds
+# control characters still gives an entry that is JSON (jansson refuses invalid UTF-8) and that
+# tsactl verify accepts: the intact journal is never named broken
+"$CTL" -u $'op\xe9r\x01\x7f"\\' -c "$CONF" hold qca "$OCSP_HIGHBIT_SERIAL" >/dev/null 2>&1 ||
+    fatal "hold -u" "failed"
+"$CTL" -c "$CONF" export --journal >"$TMP/utf.jsonl" || fatal "export" "utf"
+verify_ok "tsactl verify: an entry by an operator name that is not UTF-8 is intact" "$TMP/utf.jsonl"
+expect "that entry is JSON with the name readable" "$(tail -n 1 "$TMP/utf.jsonl" | jq -j .who | od -An -c | tr -s ' ')" \
+    "$(printf 'op\xc3\xa9r\x01\x7f"\\' | od -An -c | tr -s ' ')"
+
 itest_ocspd_stop_clean
 t_summary "$NAME"

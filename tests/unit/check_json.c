@@ -55,6 +55,39 @@ START_TEST(test_escapes)
 }
 END_TEST
 
+/* Bytes that are not UTF-8 (a Latin-1 name, a cut sequence, an overlong form, a surrogate,
+ * beyond U+10FFFF) go as \u00XX so that the text stays JSON that jansson (tsactl verify) reads
+ * (review of issue 9 item 3: the intact record was named damaged). */
+START_TEST(test_not_utf8)
+{
+    static const char *const in[] = {"caf\xe9", "\xe2\x9c", "\xc0\xaf", "\xed\xa0\x80",
+                                     "\xf4\x90\x80\x80", "\xff\xfe", "\xf0\x9d\x84"};
+    static const char *const out[] = {"\"caf\\u00e9\"", "\"\\u00e2\\u009c\"",
+                                      "\"\\u00c0\\u00af\"", "\"\\u00ed\\u00a0\\u0080\"",
+                                      "\"\\u00f4\\u0090\\u0080\\u0080\"", "\"\\u00ff\\u00fe\"",
+                                      "\"\\u00f0\\u009d\\u0084\""};
+    char buf[128];
+    struct jw o;
+
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        json_error_t e;
+        json_t *v;
+
+        jw_init(&o, buf, sizeof(buf));
+        jw_str(&o, in[i]);
+        ck_assert_uint_gt(jw_end(&o), 0);
+        ck_assert_str_eq(buf, out[i]);
+        v = json_loads(buf, JSON_DECODE_ANY, &e);
+        ck_assert_msg(json_is_string(v), "%zu: not JSON (%s): %s", i, e.text, buf);
+        json_decref(v);
+    }
+    /* the longest well-formed sequences of each length pass unchanged */
+    jw_init(&o, buf, sizeof(buf));
+    jw_str(&o, "\x7f\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf");
+    ck_assert_str_eq(buf, "\"\\u007f\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf\"");
+}
+END_TEST
+
 /* Commas: between members and items, never after a key nor after an opening brace. */
 START_TEST(test_nesting_and_values)
 {
@@ -349,6 +382,7 @@ json_suite(void)
     TCase *tw = tcase_create("writer"), *tc = tcase_create("chain");
 
     tcase_add_test(tw, test_escapes);
+    tcase_add_test(tw, test_not_utf8);
     tcase_add_test(tw, test_nesting_and_values);
     tcase_add_test(tw, test_full_buffer);
     tcase_add_test(tw, test_hex);
