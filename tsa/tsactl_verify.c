@@ -59,6 +59,10 @@ struct verify {
     unsigned n_nodes;
     unsigned long legacy; /* records written before the chain began (no seq, node, prev) */
     bool chained_seen;    /* in the file being read */
+    /* the SHA-256 of the line before, when it is a record from before the chain: the chain
+     * goes on from the last of them (chain.h), so the first chained record's prev is that */
+    bool legacy_before;
+    uint8_t legacy_hash[32];
 };
 
 static void __attribute__((format(printf, 2, 3))) problem(struct verify *v, const char *fmt, ...)
@@ -124,8 +128,11 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
         json_object_get(o, "prev") == NULL) {
         /* written by a tsad/ocspd before the chain: only before the first chained record of
          * a file (a log's old records); among chained ones it was inserted or stripped */
-        if (!v->chained_seen)
+        if (!v->chained_seen) {
             v->legacy++;
+            v->legacy_before = true;
+            chain_hash(line, len, v->legacy_hash);
+        }
         else
             problem(v, "%s:%ld: a record without its chain after chained ones: inserted or edited",
                     f, r->line);
@@ -136,6 +143,16 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
         problem(v, "%s:%ld: a record with a malformed chain (seq, node, prev): edited", f, r->line);
         goto out;
     }
+    if (!chain_node_valid(node)) { /* never printed as it is: it may hold control characters */
+        problem(v, "%s:%ld: a record with a malformed chain (node not [A-Za-z0-9._-]): edited", f,
+                r->line);
+        goto out;
+    }
+    if (!v->chained_seen && v->legacy_before && memcmp(r->prev, v->legacy_hash, 32) != 0)
+        problem(v,
+                "record seq=%llu at %s:%ld does not follow the line before it (a record from "
+                "before the chain): that one was edited, or chained records were stripped",
+                (unsigned long long)r->seq, f, r->line);
     v->chained_seen = true;
     for (r->node = 0; r->node < v->n_nodes && strcmp(v->nodes[r->node], node) != 0; r->node++)
         ;
@@ -196,7 +213,7 @@ load_file(struct verify *v, int fi)
         free(last);
         return TSACTL_ERR;
     }
-    v->chained_seen = false;
+    v->chained_seen = v->legacy_before = false;
     while ((len = getline(&line, &cap, f)) >= 0) {
         struct vrec *r;
 
