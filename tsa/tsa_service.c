@@ -1225,6 +1225,16 @@ tsa_restart_keys(struct daemon_restart *r, const struct tsa_config *run,
         strcmp(run->tls.listen_host, now->tls.listen_host) != 0 ||
         run->tls.listen_port != now->tls.listen_port)
         daemon_restart_note(r, "[server] https_listen");
+    /* the chain's node and the checkpoint key and thread are set up at the start only */
+    if (strcmp(run->audit.node, now->audit.node) != 0)
+        daemon_restart_note(r, "[audit] node");
+    if (run->audit.checkpoint_interval != now->audit.checkpoint_interval)
+        daemon_restart_note(r, "[audit] checkpoint_interval");
+    if (strcmp(run->audit.key_label, now->audit.key_label) != 0 ||
+        strcmp(run->audit.key_file, now->audit.key_file) != 0 ||
+        strcmp(run->audit.cert, now->audit.cert) != 0 || run->audit.scheme != now->audit.scheme ||
+        run->audit.hash != now->audit.hash)
+        daemon_restart_note(r, "[audit] key");
 }
 
 /*
