@@ -41,8 +41,9 @@
  * verify with the --cert certificate whose SHA-256 is its cert_sha256 (with --cert given, a
  * checkpoint signed by any other key is a failure; without, signatures are reported as not
  * checked). Exit 0 intact, 1 broken (the first broken record of each node is named by seq and
- * file:line), 2 usage, 3 error. What it cannot see: records after the last checkpoint can be
- * cut off the end, and a whole log can be rewritten by whoever holds the audit key.
+ * file:line), 2 usage, 3 error. What it cannot see: records after the last one a checkpoint
+ * covers (covers_seq; the summary counts them) can be cut off or rewritten with the links
+ * recomputed, and a whole log can be rewritten by whoever holds the audit key.
  */
 #ifndef TSA_TSA_AUDIT_H
 #define TSA_TSA_AUDIT_H

@@ -335,7 +335,8 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
 {
     const char *node = v->nodes[v->r[a].node];
     unsigned before = v->problems, ckpts = 0, ck_ok = 0, ck_unchecked = 0;
-    uint64_t covered = 0, count = 0;
+    uint64_t covered = 0, count = 0; /* the highest covers_seq: records after it are unsigned */
+    bool any_covered = false;
     const struct vrec *prev = NULL;
 
     for (size_t i = a; i < b; i++) {
@@ -415,18 +416,31 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
                 ck_unchecked++;
             else
                 ck_ok++;
-            covered = r->seq;
+            /* it signs the head it read (covers_seq), not the records written between that
+             * and itself: those are covered by the next checkpoint only */
+            if (!any_covered || r->ck->covers_seq > covered)
+                covered = r->ck->covers_seq;
+            any_covered = true;
         }
         prev = r;
     }
-    if (v->problems == before && !quiet)
+    if (v->problems == before && !quiet) {
         fprintf(v->out,
                 "node %s: records seq=%llu..%llu (%llu) linked; %u checkpoint(s), %u signature(s) "
-                "verified%s; %llu record(s) after the last checkpoint\n",
+                "verified%s; ",
                 node, (unsigned long long)v->r[a].seq, (unsigned long long)prev->seq,
                 (unsigned long long)count, ckpts, ck_ok,
-                ck_unchecked > 0 ? ", some NOT checked (no --cert for their key)" : "",
-                (unsigned long long)(prev->seq - (covered ? covered : v->r[a].seq - 1)));
+                ck_unchecked > 0 ? ", some NOT checked (no --cert for their key)" : "");
+        if (any_covered)
+            fprintf(v->out,
+                    "%llu record(s) after seq=%llu, the last one a checkpoint covers (these could "
+                    "be cut off or rewritten unseen)\n",
+                    (unsigned long long)(prev->seq - (covered >= v->r[a].seq ? covered
+                                                                               : v->r[a].seq - 1)),
+                    (unsigned long long)covered);
+        else
+            fprintf(v->out, "no checkpoint covers any of them\n");
+    }
 }
 
 static int

@@ -7,7 +7,9 @@
 #   - chained records whose seq, node and prev were stripped (made to look as if written before
 #     the chain) are named: the first chained record's prev is the SHA-256 of the line before
 #     it; real records from before the chain still verify;
-#   - a node name that is not [A-Za-z0-9._-] (a terminal escape) is named, not printed.
+#   - a node name that is not [A-Za-z0-9._-] (a terminal escape) is named, not printed;
+#   - a checkpoint covers the head it signed, not the records written between that head and
+#     itself: verify counts those as not covered.
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -87,6 +89,49 @@ verify_broken "a node name with a control character is named" \
     "esc.jsonl:1: a record with a malformed chain" "$TMP/esc.jsonl"
 if grep -q $'\x1b' "$TMP/v.out"; then t_fail "the escape is not printed" "it is"; else
     t_ok "the escape is not printed"
+fi
+
+# ---- what a checkpoint covers ----
+# a checkpoint signs the head it read (covers_seq K), and is written later as record M > K:
+# records K+1..M-1 (tokens that came meanwhile) and the checkpoint itself are covered only by
+# the next checkpoint. Record 6 edited and the chain recomputed after it must not be reported
+# as covered ("0 record(s) after the last checkpoint" was printed).
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/ak.pem" \
+    -out "$TMP/ac.pem" -subj /CN=audit -days 2 >/dev/null 2>&1 || fatal "audit cert" "openssl req"
+# ckpt_chain FILE TOKEN6: records 1..5, token 6 (body TOKEN6), a checkpoint (7) covering 5
+ckpt_chain() {
+    python3 - "$TMP/ak.pem" "$TMP/ac.pem" "$2" >"$1" <<'PY'
+import hashlib, subprocess, sys
+key, cert, tok6 = sys.argv[1:4]
+der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], capture_output=True, check=True).stdout
+prev, out, heads = "0" * 64, [], {}
+def seal(seq, body):
+    global prev
+    rec = '{"seq":%d,"node":"alpha","prev":"%s",%s' % (seq, prev, body[1:])
+    out.append(rec)
+    prev = heads[seq] = hashlib.sha256(rec.encode()).hexdigest()
+for i in range(1, 6):
+    seal(i, '{"v":1,"type":"token","serial":"%02x","gen_time":"2026-01-02T03:04:%02d.000000Z"}' % (i, i))
+seal(6, tok6)
+t = "2026-01-02T03:05:00.000000Z"
+tbs = "tsad-audit-checkpoint v1\nnode=alpha\nseq=5\nhead=%s\ntime=%s\n" % (heads[5], t)
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=tbs.encode(), capture_output=True, check=True).stdout
+seal(7, '{"v":1,"type":"checkpoint","time":"%s","covers_seq":5,"covers_head":"%s","key":"file","cert_sha256":"%s","sig_alg":"ecdsa","digest":"sha256","sig":"%s"}'
+     % (t, heads[5], hashlib.sha256(der).hexdigest(), sig.hex()))
+print("\n".join(out))
+PY
+}
+ckpt_chain "$TMP/ck.jsonl" '{"v":1,"type":"token","serial":"06","gen_time":"2026-01-02T03:04:06.000000Z"}' ||
+    fatal "checkpoint chain" "python"
+verify_ok "a crafted chain with a signed checkpoint verifies" --cert "$TMP/ac.pem" "$TMP/ck.jsonl"
+expect "its signature is verified" "$(grep -c '1 checkpoint(s), 1 signature(s) verified' "$TMP/v.out")" 1
+ckpt_chain "$TMP/ck6.jsonl" '{"v":1,"type":"token","serial":"66","gen_time":"2026-01-02T03:04:06.000000Z"}'
+verify_ok "record 6 rewritten (after the covered head, before the checkpoint): links hold" \
+    --cert "$TMP/ac.pem" "$TMP/ck6.jsonl"
+if grep -q '2 record(s) after seq=5, the last one a checkpoint covers' "$TMP/v.out"; then
+    t_ok "verify says records 6 and 7 are not covered by a signed checkpoint"
+else
+    t_fail "verify says records 6 and 7 are not covered by a signed checkpoint" "$(cat "$TMP/v.out")"
 fi
 
 t_summary "$NAME"
