@@ -13,12 +13,27 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* n decimal digits at p (no sign, no space) into *v; false when one is not a digit. */
+static bool
+digits(const char *p, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        *v = *v * 10 + (p[i] - '0');
+    }
+    return true;
+}
+
+/* YYYY-MM-DD[(T| )hh:mm:ss[.f...](Z|+hh:mm|-hh:mm)], every field with its digits and in its
+ * range (an impossible date is refused, not moved to another day by timegm). */
 static bool
 parse_utc(const char *s, size_t n, int64_t *us)
 {
     char buf[64];
-    struct tm tm = {0};
-    int y, mo, d, h = 0, mi = 0, sec = 0, used = 0;
+    struct tm tm = {0}, back;
+    int y, mo, d, h = 0, mi = 0, sec = 0;
     int64_t frac = 0, scale = 1000000, off = 0;
     const char *p;
     time_t t;
@@ -27,14 +42,18 @@ parse_utc(const char *s, size_t n, int64_t *us)
         return false;
     memcpy(buf, s, n);
     buf[n] = '\0';
-    if (sscanf(buf, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3)
+    if (n < 10 || !digits(buf, 4, &y) || buf[4] != '-' || !digits(buf + 5, 2, &mo) ||
+        buf[7] != '-' || !digits(buf + 8, 2, &d))
         return false;
-    p = buf + used;
+    p = buf + 10;
     if (*p == 'T' || *p == 't' || *p == ' ') {
-        if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &used) != 3)
+        if (strlen(p) < 9 || !digits(p + 1, 2, &h) || p[3] != ':' || !digits(p + 4, 2, &mi) ||
+            p[6] != ':' || !digits(p + 7, 2, &sec))
             return false;
-        p += 1 + used;
+        p += 9;
         if (*p == '.') {
+            if (p[1] < '0' || p[1] > '9')
+                return false;
             for (p++; *p >= '0' && *p <= '9'; p++)
                 if (scale > 1) {
                     scale /= 10;
@@ -46,10 +65,11 @@ parse_utc(const char *s, size_t n, int64_t *us)
         } else if (*p == '+' || *p == '-') {
             int oh, om;
 
-            if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &used) != 2)
+            if (strlen(p) < 6 || !digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) ||
+                oh > 23 || om > 59)
                 return false;
             off = (oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
-            p += 1 + used;
+            p += 6;
         } else {
             return false;
         }
@@ -62,7 +82,10 @@ parse_utc(const char *s, size_t n, int64_t *us)
     tm.tm_hour = h;
     tm.tm_min = mi;
     tm.tm_sec = sec;
-    if ((t = timegm(&tm)) == (time_t)-1)
+    if ((t = timegm(&tm)) == (time_t)-1 || gmtime_r(&t, &back) == NULL)
+        return false;
+    /* 31 February would be 3 March: refused (a leap second, :60, is the next second) */
+    if (sec < 60 && (back.tm_year != y - 1900 || back.tm_mon != mo - 1 || back.tm_mday != d))
         return false;
     *us = ((int64_t)t - off) * 1000000 + frac;
     return true;

@@ -88,6 +88,34 @@ START_TEST(test_not_utf8)
 }
 END_TEST
 
+/* --from/--to times (tsactl export, ocspctl export --journal): an impossible date or time is
+ * refused (a usage error), not moved to another day by timegm (review of issue 9 item 3). */
+START_TEST(test_time_parse)
+{
+    static const char *const bad[] = {
+        "2026-02-31",           "2026-02-29",           "2026-04-31T00:00:00Z",
+        "2026-01-02T-1:00:00Z", "2026-01-02T24:00:00Z", "2026-01-02T03:-4:05Z",
+        "2026-01-02T03:04:-5Z", "2026-13-01",           " 2026-01-02",
+        "+2026-01-02",          "2026-1-02",            "2026-01-02T3:04:05Z",
+        "2026-01-02T03:04:05",  "2026-01-02T03:04:05+1:00", "2026-01-02T03:04:05+01:60",
+        "2026-01-02T03:04:05.Z", "yesterday",           ""};
+    int64_t us = 0;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(!chain_time_parse(bad[i], &us), "'%s' accepted", bad[i]);
+    ck_assert(chain_time_parse("2028-02-29", &us));
+    ck_assert_int_eq(us, 1835395200LL * 1000000);
+    ck_assert(chain_time_parse("2026-01-02T03:04:05Z", &us));
+    ck_assert_int_eq(us, 1767323045LL * 1000000);
+    ck_assert(chain_time_parse("2026-01-02T04:04:05.5+01:00", &us));
+    ck_assert_int_eq(us, 1767323045LL * 1000000 + 500000);
+    ck_assert(chain_time_parse("2026-01-01T22:34:05-04:30", &us));
+    ck_assert_int_eq(us, 1767323045LL * 1000000);
+    ck_assert(chain_time_parse("2016-12-31T23:59:60Z", &us)); /* a leap second: the next one */
+    ck_assert_int_eq(us, 1483228800LL * 1000000);
+}
+END_TEST
+
 /* Commas: between members and items, never after a key nor after an opening brace. */
 START_TEST(test_nesting_and_values)
 {
@@ -383,6 +411,7 @@ json_suite(void)
 
     tcase_add_test(tw, test_escapes);
     tcase_add_test(tw, test_not_utf8);
+    tcase_add_test(tw, test_time_parse);
     tcase_add_test(tw, test_nesting_and_values);
     tcase_add_test(tw, test_full_buffer);
     tcase_add_test(tw, test_hex);
