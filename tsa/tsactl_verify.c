@@ -8,6 +8,7 @@
 #include "tsa/tsa_checkpoint.h"
 #include "tsa/tsactl_int.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -200,6 +201,7 @@ load_file(struct verify *v, int fi)
     size_t cap = 0;
     ssize_t len;
     long ln = 0;
+    int err;
     /* per node of this file: the last seq and its line */
     struct {
         uint64_t seq;
@@ -251,8 +253,14 @@ load_file(struct verify *v, int fi)
         }
         v->n++;
     }
+    err = errno;
     free(last);
     free(line);
+    if (ferror(f)) { /* a read error (a directory, EIO) is not the end of the export */
+        fprintf(stderr, "tsactl: verify: cannot read %s: %s\n", v->files[fi], strerror(err));
+        fclose(f);
+        return TSACTL_ERR;
+    }
     fclose(f);
     return TSACTL_OK;
 }

@@ -8,6 +8,7 @@
 #     the chain) are named: the first chained record's prev is the SHA-256 of the line before
 #     it; real records from before the chain still verify;
 #   - a node name that is not [A-Za-z0-9._-] (a terminal escape) is named, not printed;
+#   - a file that cannot be read (a directory) is an error, not an empty export;
 #   - a checkpoint covers the head it signed, not the records written between that head and
 #     itself: verify counts those as not covered.
 set -uo pipefail
@@ -90,6 +91,12 @@ verify_broken "a node name with a control character is named" \
 if grep -q $'\x1b' "$TMP/v.out"; then t_fail "the escape is not printed" "it is"; else
     t_ok "the escape is not printed"
 fi
+
+# ---- unreadable input is an error (exit 3), never "no records, OK" ----
+rc=0
+"$TSACTL" verify "$TMP/all.jsonl" "$TMP" >"$TMP/v.out" 2>&1 || rc=$?
+expect "a directory given as a file: exit 3 (a read error), not OK" "$rc" 3
+if grep -q "$TMP" "$TMP/v.out"; then t_ok "the message names it"; else t_fail "the message names it" "$(cat "$TMP/v.out")"; fi
 
 # ---- what a checkpoint covers ----
 # a checkpoint signs the head it read (covers_seq K), and is written later as record M > K:
