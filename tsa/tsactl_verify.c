@@ -28,6 +28,8 @@ struct vckpt {
 
 #define VERIFY_MAX_NODES 1024
 
+static const uint8_t zero_hash[32];
+
 /* One record (kept small: an export may hold millions). */
 struct vrec {
     unsigned node; /* index in verify.nodes */
@@ -149,7 +151,9 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
                 r->line);
         goto out;
     }
-    if (!v->chained_seen && v->legacy_before && memcmp(r->prev, v->legacy_hash, 32) != 0)
+    /* (a zero prev starts another log: files concatenated after an older node's records) */
+    if (!v->chained_seen && v->legacy_before && memcmp(r->prev, zero_hash, 32) != 0 &&
+        memcmp(r->prev, v->legacy_hash, 32) != 0)
         problem(v,
                 "record seq=%llu at %s:%ld does not follow the line before it (a record from "
                 "before the chain): that one was edited, or chained records were stripped",
