@@ -140,6 +140,15 @@ verify_broken "tsactl verify: an edit at the seam is named when the next piece i
 verify_ok "tsactl verify: an entry by an operator name that is not UTF-8 is intact" "$TMP/utf.jsonl"
 expect "that entry is JSON with the name readable" "$(tail -n 1 "$TMP/utf.jsonl" | jq -j .who | od -An -c | tr -s ' ')" \
     "$(printf 'op\xc3\xa9r\x01\x7f"\\' | od -An -c | tr -s ' ')"
+# a long file name (ocspctl writes strings in pieces of 256 bytes) with a UTF-8 character
+# across a piece boundary: the journal entry keeps the name as it is
+long=$TMP/$(printf 'd%.0s' $(seq $((254 - ${#TMP}))))é-index.txt
+cp "$OCSP_CA_INDEX" "$long" || fatal "long name" "cp"
+"$CTL" -c "$CONF" import-index qca "$long" >/dev/null 2>&1 || fatal "import-index" "long name"
+"$CTL" -c "$CONF" export --journal >"$TMP/long.jsonl" || fatal "export" "long"
+expect "a long file name with a UTF-8 character across 256 bytes is kept" \
+    "$(tail -n 1 "$TMP/long.jsonl" | jq -j .file)" "$long"
+verify_ok "tsactl verify: and the journal verifies" "$TMP/long.jsonl"
 
 itest_ocspd_stop_clean
 t_summary "$NAME"
