@@ -112,9 +112,10 @@ jw_item(struct jw *o)
 static size_t
 utf8_seq(const unsigned char *s, size_t n)
 {
-    size_t len = s[0] >= 0xc2 && s[0] <= 0xdf ? 2 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-                 : s[0] >= 0xf0 && s[0] <= 0xf4                                 ? 4
-                                                                                 : 0;
+    size_t len = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+                 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+                 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                                : 0;
     unsigned char lo = 0x80, hi = 0xbf;
 
     if (len == 0 || len > n)

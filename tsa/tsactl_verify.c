@@ -135,8 +135,7 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
             v->legacy++;
             v->legacy_before = true;
             chain_hash(line, len, v->legacy_hash);
-        }
-        else
+        } else
             problem(v, "%s:%ld: a record without its chain after chained ones: inserted or edited",
                     f, r->line);
         goto out;
@@ -447,8 +446,8 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
             fprintf(v->out,
                     "%llu record(s) after seq=%llu, the last one a checkpoint covers (these could "
                     "be cut off or rewritten unseen)\n",
-                    (unsigned long long)(prev->seq - (covered >= v->r[a].seq ? covered
-                                                                               : v->r[a].seq - 1)),
+                    (unsigned long long)(prev->seq -
+                                         (covered >= v->r[a].seq ? covered : v->r[a].seq - 1)),
                     (unsigned long long)covered);
         else
             fprintf(v->out, "no checkpoint covers any of them\n");

@@ -60,11 +60,14 @@ END_TEST
  * (review of issue 9 item 3: the intact record was named damaged). */
 START_TEST(test_not_utf8)
 {
-    static const char *const in[] = {"caf\xe9", "\xe2\x9c", "\xc0\xaf", "\xed\xa0\x80",
+    static const char *const in[] = {"caf\xe9",          "\xe2\x9c", "\xc0\xaf",    "\xed\xa0\x80",
                                      "\xf4\x90\x80\x80", "\xff\xfe", "\xf0\x9d\x84"};
-    static const char *const out[] = {"\"caf\\u00e9\"", "\"\\u00e2\\u009c\"",
-                                      "\"\\u00c0\\u00af\"", "\"\\u00ed\\u00a0\\u0080\"",
-                                      "\"\\u00f4\\u0090\\u0080\\u0080\"", "\"\\u00ff\\u00fe\"",
+    static const char *const out[] = {"\"caf\\u00e9\"",
+                                      "\"\\u00e2\\u009c\"",
+                                      "\"\\u00c0\\u00af\"",
+                                      "\"\\u00ed\\u00a0\\u0080\"",
+                                      "\"\\u00f4\\u0090\\u0080\\u0080\"",
+                                      "\"\\u00ff\\u00fe\"",
                                       "\"\\u00f0\\u009d\\u0084\""};
     char buf[128];
     struct jw o;
@@ -92,13 +95,24 @@ END_TEST
  * refused (a usage error), not moved to another day by timegm (review of issue 9 item 3). */
 START_TEST(test_time_parse)
 {
-    static const char *const bad[] = {
-        "2026-02-31",           "2026-02-29",           "2026-04-31T00:00:00Z",
-        "2026-01-02T-1:00:00Z", "2026-01-02T24:00:00Z", "2026-01-02T03:-4:05Z",
-        "2026-01-02T03:04:-5Z", "2026-13-01",           " 2026-01-02",
-        "+2026-01-02",          "2026-1-02",            "2026-01-02T3:04:05Z",
-        "2026-01-02T03:04:05",  "2026-01-02T03:04:05+1:00", "2026-01-02T03:04:05+01:60",
-        "2026-01-02T03:04:05.Z", "yesterday",           ""};
+    static const char *const bad[] = {"2026-02-31",
+                                      "2026-02-29",
+                                      "2026-04-31T00:00:00Z",
+                                      "2026-01-02T-1:00:00Z",
+                                      "2026-01-02T24:00:00Z",
+                                      "2026-01-02T03:-4:05Z",
+                                      "2026-01-02T03:04:-5Z",
+                                      "2026-13-01",
+                                      " 2026-01-02",
+                                      "+2026-01-02",
+                                      "2026-1-02",
+                                      "2026-01-02T3:04:05Z",
+                                      "2026-01-02T03:04:05",
+                                      "2026-01-02T03:04:05+1:00",
+                                      "2026-01-02T03:04:05+01:60",
+                                      "2026-01-02T03:04:05.Z",
+                                      "yesterday",
+                                      ""};
     int64_t us = 0;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
