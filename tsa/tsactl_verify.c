@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -454,27 +455,45 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
     }
 }
 
+/* Every certificate of the PEM file at path (an audit certificate may come in a chain file or
+ * in a bundle of several nodes' certificates) into v->certs. */
 static int
-load_cert(struct vcert *c, const char *path)
+load_certs(struct verify *v, const char *path)
 {
     FILE *f = fopen(path, "r");
-    X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-    unsigned char *der = NULL;
-    int dl;
+    X509 *x;
+    int n = 0;
 
+    while (f != NULL && (x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        unsigned char *der = NULL;
+        struct vcert *c, *nc = realloc(v->certs, ((size_t)v->ncerts + 1) * sizeof(*nc));
+        int dl = nc != NULL ? i2d_X509(x, &der) : -1;
+
+        if (nc != NULL)
+            v->certs = nc;
+        if (dl <= 0) {
+            X509_free(x);
+            break;
+        }
+        c = &v->certs[v->ncerts];
+        chain_hash(der, (size_t)dl, c->sha256);
+        OPENSSL_free(der);
+        c->key = X509_get_pubkey(x);
+        c->path = path;
+        X509_free(x);
+        if (c->key == NULL)
+            break;
+        v->ncerts++;
+        n++;
+    }
+    ERR_clear_error(); /* the end of the file reads as an error */
     if (f != NULL)
         fclose(f);
-    if (x == NULL || (dl = i2d_X509(x, &der)) <= 0) {
+    if (n == 0) {
         fprintf(stderr, "tsactl: verify: %s: not a PEM certificate\n", path);
-        X509_free(x);
         return TSACTL_ERR;
     }
-    chain_hash(der, (size_t)dl, c->sha256);
-    OPENSSL_free(der);
-    c->key = X509_get_pubkey(x);
-    c->path = path;
-    X509_free(x);
-    return c->key != NULL ? TSACTL_OK : TSACTL_ERR;
+    return TSACTL_OK;
 }
 
 int
@@ -484,14 +503,10 @@ tsactl_verify(char **files, int nfiles, char **certs, int ncerts, bool quiet, FI
     int rc = TSACTL_OK;
     size_t a = 0;
 
-    if ((v.certs = calloc((size_t)ncerts + 1, sizeof(*v.certs))) == NULL ||
-        (v.nodes = calloc(VERIFY_MAX_NODES, sizeof(*v.nodes))) == NULL) {
-        free(v.certs);
+    if ((v.nodes = calloc(VERIFY_MAX_NODES, sizeof(*v.nodes))) == NULL)
         return TSACTL_ERR;
-    }
     for (int i = 0; i < ncerts && rc == TSACTL_OK; i++)
-        if ((rc = load_cert(&v.certs[i], certs[i])) == TSACTL_OK)
-            v.ncerts++;
+        rc = load_certs(&v, certs[i]);
     for (int i = 0; i < nfiles && rc == TSACTL_OK; i++)
         rc = load_file(&v, i);
     if (rc == TSACTL_OK) {

@@ -9,6 +9,7 @@
 #     it; real records from before the chain still verify;
 #   - a node name that is not [A-Za-z0-9._-] (a terminal escape) is named, not printed;
 #   - a file that cannot be read (a directory) is an error, not an empty export;
+#   - --cert takes every certificate of a PEM file;
 #   - a checkpoint covers the head it signed, not the records written between that head and
 #     itself: verify counts those as not covered.
 set -uo pipefail
@@ -132,6 +133,12 @@ ckpt_chain "$TMP/ck.jsonl" '{"v":1,"type":"token","serial":"06","gen_time":"2026
     fatal "checkpoint chain" "python"
 verify_ok "a crafted chain with a signed checkpoint verifies" --cert "$TMP/ac.pem" "$TMP/ck.jsonl"
 expect "its signature is verified" "$(grep -c '1 checkpoint(s), 1 signature(s) verified' "$TMP/v.out")" 1
+# --cert with a PEM file of several certificates (the audit certificate after another one, as
+# in a chain file or a bundle of several nodes' certificates): each of them is trusted
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/ok.pem" \
+    -out "$TMP/oc.pem" -subj /CN=other -days 2 >/dev/null 2>&1 || fatal "other cert" "openssl req"
+cat "$TMP/oc.pem" "$TMP/ac.pem" >"$TMP/bundle.pem"
+verify_ok "--cert with the audit certificate second in a PEM bundle" --cert "$TMP/bundle.pem" "$TMP/ck.jsonl"
 ckpt_chain "$TMP/ck6.jsonl" '{"v":1,"type":"token","serial":"66","gen_time":"2026-01-02T03:04:06.000000Z"}'
 verify_ok "record 6 rewritten (after the covered head, before the checkpoint): links hold" \
     --cert "$TMP/ac.pem" "$TMP/ck6.jsonl"
