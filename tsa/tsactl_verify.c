@@ -358,8 +358,8 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
             if (memcmp(prev->hash, r->hash, 32) != 0)
                 problem(v,
                         "node %s: record seq=%llu at %s:%ld differs from the one at %s:%ld: "
-                        "one of them was edited",
-                        node, (unsigned long long)r->seq, AT(r), AT(prev));
+                        "one of them was edited, or two nodes have the name %s ([audit] node)",
+                        node, (unsigned long long)r->seq, AT(r), AT(prev), node);
             else if (r->out_of_order && prev->file == r->file && prev->line > r->line)
                 problem(v,
                         "node %s: record seq=%llu at %s:%ld is out of order (after seq=%llu "

@@ -10,6 +10,7 @@
 #   - a node name that is not [A-Za-z0-9._-] (a terminal escape) is named, not printed;
 #   - a file that cannot be read (a directory) is an error, not an empty export;
 #   - --cert takes every certificate of a PEM file;
+#   - two nodes' logs under one node name are named as possibly that, not only as an edit;
 #   - a checkpoint covers the head it signed, not the records written between that head and
 #     itself: verify counts those as not covered.
 set -uo pipefail
@@ -92,6 +93,12 @@ verify_broken "a node name with a control character is named" \
 if grep -q $'\x1b' "$TMP/v.out"; then t_fail "the escape is not printed" "it is"; else
     t_ok "the escape is not printed"
 fi
+
+# ---- two nodes with one name (a configuration fault, not an edit): the message says so ----
+bodies 3 | sed 's/"tsu":"n1"/"tsu":"n2"/' | chain alpha 1 "$ZERO" >"$TMP/twin.jsonl"
+verify_broken "two nodes' logs under one name: named as possibly that" \
+    "node alpha: record seq=1 .* differs from the one at .*: one of them was edited, or two nodes have the name alpha" \
+    "$TMP/all.jsonl" "$TMP/twin.jsonl"
 
 # ---- unreadable input is an error (exit 3), never "no records, OK" ----
 rc=0
