@@ -20,6 +20,7 @@ itest_ocsp_setup
 CTL=$BUILD/ocspctl
 TSACTL=$BUILD/tsactl
 export USER=auditor-test
+WPIDS=()
 
 verify_ok() {
     local name=$1 rc=0
@@ -130,6 +131,30 @@ m=$(grep -c . "$TMP/p1.jsonl")
 sed "${m}s/\"who\":\"[^\"]*\"/\"who\":\"x\"/" "$TMP/p1.jsonl" >"$TMP/p1e.jsonl"
 verify_broken "tsactl verify: an edit at the seam is named when the next piece is given" \
     "record seq=$((m - 1)) at $TMP/p1e.jsonl:$m was edited" "$TMP/p1e.jsonl" "$TMP/p2.jsonl"
+
+# two ocspctl writing at once (each entry sealed in the write transaction that numbers it:
+# LMDB has one writer at a time, so no fork): 2 x 10 changes, each worker on its own serial
+before=$("$CTL" -c "$CONF" export --journal | grep -c .)
+[[ -n ${OCSP_HOLD_SERIAL:-} ]] || fatal "hold serial" "OCSP_HOLD_SERIAL not set"
+for w in 1 2; do
+    ser=$OCSP_HIGHBIT_SERIAL ops=(hold release)
+    ((w == 2)) && ser=$OCSP_HOLD_SERIAL ops=(release hold) # on hold since the setup
+    (for i in 1 2 3 4 5; do
+        for op in "${ops[@]}"; do
+            "$CTL" -u "w$w" -c "$CONF" "$op" qca "$ser" >/dev/null 2>&1 || echo "w$w $op failed"
+        done
+    done >"$TMP/w$w.err") &
+    track_pid $!
+    WPIDS+=($!)
+done
+wait "${WPIDS[@]}"
+"$CTL" -c "$CONF" export --journal >"$TMP/conc.jsonl" || fatal "export" "concurrent"
+n2=$(grep -c . "$TMP/conc.jsonl")
+expect "two concurrent ocspctl: no change failed" "$(cat "$TMP/w1.err" "$TMP/w2.err")" ""
+expect "  every change journalled (20)" "$((n2 - before))" 20
+expect "  entries numbered 0..N-1 in order, none twice" "$(jq -r .seq "$TMP/conc.jsonl" | tr '\n' ' ')" \
+    "$(seq -s ' ' 0 $((n2 - 1))) "
+verify_ok "tsactl verify: the journal written by two ocspctl at once is one chain" "$TMP/conc.jsonl"
 
 # review (issue 9 item 3): an operator name that is not UTF-8 (a Latin-1 login name) or holds
 # control characters still gives an entry that is JSON (jansson refuses invalid UTF-8) and that
