@@ -130,7 +130,7 @@ recovered() {
 log_wait() {
     local deadline=$((SECONDS + DEADLINE))
     while ((SECONDS <= deadline)); do
-        tail -n +"$((MARK + 1))" "$LOG" | grep -Eq "$1" && return 0
+        tail -n +"$((MARK + 1))" "$LOG" | grep -E "$1" >/dev/null && return 0 # not -q: pipefail
         sleep 0.2
     done
     return 1

@@ -109,6 +109,13 @@ umount "$TMP/probe" && MOUNTS=()
 LG=$BUILD/bench/loadgen
 [[ -x $LG ]] || fatal "loadgen" "$LG is not built (make all)"
 
+# why_logged SINCE: a line logged at or after SINCE says why the store refuses (one awk: a
+# `| grep -q` would end the pipe early and, under pipefail, fail on the writer's SIGPIPE)
+why_logged() {
+    awk -v t="$1" '$1 >= t && /No space left on device|Input\/output error|journal: cannot create|records cannot be copied/ { f = 1 }
+        END { exit !f }' "$LOG"
+}
+
 # full_cycle NAME: with tsad running on STORE (a tmpfs) under load, fill the filesystem, check
 # the refusals, free it, check the recovery and the records
 full_cycle() {
@@ -147,10 +154,10 @@ full_cycle() {
     # the reason may be logged a moment after the first refusals (a slow build: ASan): wait
     # (lines are picked by their timestamp, later than the cycle's start)
     for ((i = 0; i < 50; i++)); do
-        awk -v t="$since" '$1 >= t' "$LOG" | grep -Eq 'No space left on device|Input/output error|journal: cannot create|records cannot be copied' && break
+        why_logged "$since" && break
         sleep 0.2
     done
-    if awk -v t="$since" '$1 >= t' "$LOG" | grep -Eq 'No space left on device|Input/output error|journal: cannot create|records cannot be copied'; then
+    if why_logged "$since"; then
         t_ok "$name: disk full: the log says why ($(tail -n +"$((mark + 1))" "$LOG" | grep -Ec 'No space left on device|Input/output error') ENOSPC/EIO lines)"
     else
         t_fail "$name: disk full: the log says why" "since $since, mark $mark of $(wc -l <"$LOG") lines, \
