@@ -123,17 +123,16 @@ chain_record_time(const void *rec, size_t len, int64_t *us)
     return false;
 }
 
-/* Records seen in sequence order: those from the first at or after `from` are printed; those
- * at or after `to` are held back until a record before `to` follows them (so the export is
- * contiguous), and dropped at the end. */
+/* Records seen in sequence order, in two passes over the same walk: the first finds the last
+ * record before `to` that comes after the first at or after `from`; the second prints from
+ * that first one to that last one (every record between them, so the export is contiguous,
+ * whatever their times). Nothing is held in memory: a period exported from a log that goes on
+ * long after it costs no more than the period. */
 struct exp {
     int64_t from, to, last_time;
-    bool started;
-    uint64_t last_seq;
+    bool started, print, have_end;
+    uint64_t last_seq, end_seq;
     FILE *f;
-    char *held;
-    size_t held_len, held_cap;
-    bool failed;
 };
 
 static void
@@ -150,28 +149,17 @@ exp_record(struct exp *e, uint64_t seq, const void *val, size_t len)
             return;
         e->started = true;
     }
-    if (t >= e->to) {
-        if (e->held_len + len + 1 > e->held_cap) {
-            size_t cap = (e->held_len + len + 1) * 2;
-            char *n = realloc(e->held, cap);
-
-            if (n == NULL) {
-                e->failed = true;
-                return;
-            }
-            e->held = n;
-            e->held_cap = cap;
+    if (!e->print) {
+        if (t < e->to) {
+            e->end_seq = seq;
+            e->have_end = true;
         }
-        memcpy(e->held + e->held_len, val, len);
-        e->held[e->held_len + len] = '\n';
-        e->held_len += len + 1;
         return;
     }
-    if (e->held_len > 0)
-        fwrite(e->held, 1, e->held_len, e->f);
-    e->held_len = 0;
-    fwrite(val, 1, len, e->f);
-    fputc('\n', e->f);
+    if (e->have_end && seq <= e->end_seq) {
+        fwrite(val, 1, len, e->f);
+        fputc('\n', e->f);
+    }
 }
 
 static bool
@@ -194,15 +182,21 @@ exp_journal(void *ctx, uint64_t seq, const void *data, size_t len)
 int
 chain_export(struct store *s, int db, const char *journal_dir, int64_t from, int64_t to, FILE *f)
 {
-    struct exp e = {.from = from, .to = to, .last_time = INT64_MIN, .f = f};
+    struct exp e = {.from = from, .to = to, .f = f};
     struct stat sb;
-    int st = store_walk(s, db, NULL, 0, exp_walk, &e);
+    int st = ST_OK;
 
-    if (st == ST_OK && journal_dir != NULL && stat(journal_dir, &sb) == 0)
-        st = journal_scan(journal_dir, exp_journal, &e);
-    free(e.held);
-    if (st == ST_OK && e.failed)
-        st = ST_NOMEM;
+    for (int pass = 0; pass < 2 && st == ST_OK; pass++) {
+        e.print = pass == 1;
+        e.started = false;
+        e.last_seq = 0;
+        e.last_time = INT64_MIN;
+        st = store_walk(s, db, NULL, 0, exp_walk, &e);
+        if (st == ST_OK && journal_dir != NULL && stat(journal_dir, &sb) == 0)
+            st = journal_scan(journal_dir, exp_journal, &e);
+        if (!e.have_end)
+            break; /* nothing in the range */
+    }
     if (st == ST_OK && (fflush(f) != 0 || ferror(f)))
         st = ST_IO;
     return st;
