@@ -13,12 +13,27 @@
 #include <sys/stat.h>
 #include <time.h>
 
+/* n decimal digits at p (no sign, no space) into *v; false when one is not a digit. */
+static bool
+digits(const char *p, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        *v = *v * 10 + (p[i] - '0');
+    }
+    return true;
+}
+
+/* YYYY-MM-DD[(T| )hh:mm:ss[.f...](Z|+hh:mm|-hh:mm)], every field with its digits and in its
+ * range (an impossible date is refused, not moved to another day by timegm). */
 static bool
 parse_utc(const char *s, size_t n, int64_t *us)
 {
     char buf[64];
-    struct tm tm = {0};
-    int y, mo, d, h = 0, mi = 0, sec = 0, used = 0;
+    struct tm tm = {0}, back;
+    int y, mo, d, h = 0, mi = 0, sec = 0;
     int64_t frac = 0, scale = 1000000, off = 0;
     const char *p;
     time_t t;
@@ -27,14 +42,18 @@ parse_utc(const char *s, size_t n, int64_t *us)
         return false;
     memcpy(buf, s, n);
     buf[n] = '\0';
-    if (sscanf(buf, "%4d-%2d-%2d%n", &y, &mo, &d, &used) != 3)
+    if (n < 10 || !digits(buf, 4, &y) || buf[4] != '-' || !digits(buf + 5, 2, &mo) ||
+        buf[7] != '-' || !digits(buf + 8, 2, &d))
         return false;
-    p = buf + used;
+    p = buf + 10;
     if (*p == 'T' || *p == 't' || *p == ' ') {
-        if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &used) != 3)
+        if (strlen(p) < 9 || !digits(p + 1, 2, &h) || p[3] != ':' || !digits(p + 4, 2, &mi) ||
+            p[6] != ':' || !digits(p + 7, 2, &sec))
             return false;
-        p += 1 + used;
+        p += 9;
         if (*p == '.') {
+            if (p[1] < '0' || p[1] > '9')
+                return false;
             for (p++; *p >= '0' && *p <= '9'; p++)
                 if (scale > 1) {
                     scale /= 10;
@@ -46,10 +65,11 @@ parse_utc(const char *s, size_t n, int64_t *us)
         } else if (*p == '+' || *p == '-') {
             int oh, om;
 
-            if (sscanf(p + 1, "%2d:%2d%n", &oh, &om, &used) != 2)
+            if (strlen(p) < 6 || !digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) ||
+                oh > 23 || om > 59)
                 return false;
             off = (oh * 3600 + om * 60) * (*p == '+' ? 1 : -1);
-            p += 1 + used;
+            p += 6;
         } else {
             return false;
         }
@@ -62,7 +82,10 @@ parse_utc(const char *s, size_t n, int64_t *us)
     tm.tm_hour = h;
     tm.tm_min = mi;
     tm.tm_sec = sec;
-    if ((t = timegm(&tm)) == (time_t)-1)
+    if ((t = timegm(&tm)) == (time_t)-1 || gmtime_r(&t, &back) == NULL)
+        return false;
+    /* 31 February would be 3 March: refused (a leap second, :60, is the next second) */
+    if (sec < 60 && (back.tm_year != y - 1900 || back.tm_mon != mo - 1 || back.tm_mday != d))
         return false;
     *us = ((int64_t)t - off) * 1000000 + frac;
     return true;
@@ -100,17 +123,16 @@ chain_record_time(const void *rec, size_t len, int64_t *us)
     return false;
 }
 
-/* Records seen in sequence order: those from the first at or after `from` are printed; those
- * at or after `to` are held back until a record before `to` follows them (so the export is
- * contiguous), and dropped at the end. */
+/* Records seen in sequence order, in two passes over the same walk: the first finds the last
+ * record before `to` that comes after the first at or after `from`; the second prints from
+ * that first one to that last one (every record between them, so the export is contiguous,
+ * whatever their times). Nothing is held in memory: a period exported from a log that goes on
+ * long after it costs no more than the period. */
 struct exp {
     int64_t from, to, last_time;
-    bool started;
-    uint64_t last_seq;
+    bool started, print, have_end;
+    uint64_t last_seq, end_seq;
     FILE *f;
-    char *held;
-    size_t held_len, held_cap;
-    bool failed;
 };
 
 static void
@@ -127,28 +149,17 @@ exp_record(struct exp *e, uint64_t seq, const void *val, size_t len)
             return;
         e->started = true;
     }
-    if (t >= e->to) {
-        if (e->held_len + len + 1 > e->held_cap) {
-            size_t cap = (e->held_len + len + 1) * 2;
-            char *n = realloc(e->held, cap);
-
-            if (n == NULL) {
-                e->failed = true;
-                return;
-            }
-            e->held = n;
-            e->held_cap = cap;
+    if (!e->print) {
+        if (t < e->to) {
+            e->end_seq = seq;
+            e->have_end = true;
         }
-        memcpy(e->held + e->held_len, val, len);
-        e->held[e->held_len + len] = '\n';
-        e->held_len += len + 1;
         return;
     }
-    if (e->held_len > 0)
-        fwrite(e->held, 1, e->held_len, e->f);
-    e->held_len = 0;
-    fwrite(val, 1, len, e->f);
-    fputc('\n', e->f);
+    if (e->have_end && seq <= e->end_seq) {
+        fwrite(val, 1, len, e->f);
+        fputc('\n', e->f);
+    }
 }
 
 static bool
@@ -171,15 +182,21 @@ exp_journal(void *ctx, uint64_t seq, const void *data, size_t len)
 int
 chain_export(struct store *s, int db, const char *journal_dir, int64_t from, int64_t to, FILE *f)
 {
-    struct exp e = {.from = from, .to = to, .last_time = INT64_MIN, .f = f};
+    struct exp e = {.from = from, .to = to, .f = f};
     struct stat sb;
-    int st = store_walk(s, db, NULL, 0, exp_walk, &e);
+    int st = ST_OK;
 
-    if (st == ST_OK && journal_dir != NULL && stat(journal_dir, &sb) == 0)
-        st = journal_scan(journal_dir, exp_journal, &e);
-    free(e.held);
-    if (st == ST_OK && e.failed)
-        st = ST_NOMEM;
+    for (int pass = 0; pass < 2 && st == ST_OK; pass++) {
+        e.print = pass == 1;
+        e.started = false;
+        e.last_seq = 0;
+        e.last_time = INT64_MIN;
+        st = store_walk(s, db, NULL, 0, exp_walk, &e);
+        if (st == ST_OK && journal_dir != NULL && stat(journal_dir, &sb) == 0)
+            st = journal_scan(journal_dir, exp_journal, &e);
+        if (!e.have_end)
+            break; /* nothing in the range */
+    }
     if (st == ST_OK && (fflush(f) != 0 || ferror(f)))
         st = ST_IO;
     return st;

@@ -107,6 +107,35 @@ jw_item(struct jw *o)
     comma(o);
 }
 
+/* The length of the well-formed UTF-8 sequence (RFC 3629: no overlong form, no surrogate,
+ * at most U+10FFFF) of 2 to 4 bytes at s, 0 when there is none. */
+static size_t
+utf8_seq(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
+                 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
+                 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                                : 0;
+    unsigned char lo = 0x80, hi = 0xbf;
+
+    if (len == 0 || len > n)
+        return 0;
+    if (s[0] == 0xe0)
+        lo = 0xa0;
+    else if (s[0] == 0xed)
+        hi = 0x9f;
+    else if (s[0] == 0xf0)
+        lo = 0x90;
+    else if (s[0] == 0xf4)
+        hi = 0x8f;
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
 void
 jw_strn(struct jw *o, const char *s, size_t n)
 {
@@ -119,8 +148,15 @@ jw_strn(struct jw *o, const char *s, size_t n)
 
         /* copy the run of bytes that need no escape in one go (the common case) */
         while (run < n && (unsigned char)s[run] >= 0x20 && s[run] != '"' && s[run] != '\\' &&
-               s[run] != 0x7f)
-            run++;
+               s[run] != 0x7f) {
+            size_t k = (unsigned char)s[run] < 0x80
+                           ? 1
+                           : utf8_seq((const unsigned char *)s + run, n - run);
+
+            if (k == 0) /* not UTF-8: the byte goes as \u00XX below (JSON must be UTF-8) */
+                break;
+            run += k;
+        }
         if (run > i) {
             jw_raw(o, s + i, run - i);
             i = run;

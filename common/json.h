@@ -10,8 +10,9 @@
  * character is '{', '[' or ':' (a value after its key), or nothing was written yet.
  *
  * Strings: '"', '\\' and the control characters U+0000..U+001F and U+007F are escaped
- * (\b \f \n \r \t or \u00XX); every other byte is copied unchanged, so UTF-8 passes through
- * (the caller hands valid UTF-8: config names, addresses, labels).
+ * (\b \f \n \r \t or \u00XX); well-formed UTF-8 is copied unchanged, and a byte that is not
+ * part of it (a Latin-1 operator name) is written as \u00XX, its Latin-1 reading, so that the
+ * text is always valid JSON (RFC 8259 §8.1; a reader such as jansson refuses anything else).
  *
  * Reading JSON back (tsactl verify) is done with jansson instead: see README, Dependencies.
  */

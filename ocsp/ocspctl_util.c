@@ -397,6 +397,11 @@ json_quoted(struct ctl_json *j, const char *v)
         size_t n = left < 256 ? left : 256, len;
         struct jw o;
 
+        /* a piece ends before a UTF-8 continuation byte: a character is never cut in two
+         * (the writer escapes a lone part of one) */
+        while (n < left && n > 252 && ((unsigned char)v[n] & 0xc0) == 0x80)
+            n--;
+
         jw_init(&o, piece, sizeof(piece));
         jw_strn(&o, v, n);
         len = jw_end(&o);

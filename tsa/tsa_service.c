@@ -1239,7 +1239,7 @@ tsa_restart_keys(struct daemon_restart *r, const struct tsa_config *run,
         strcmp(run->tls.listen_host, now->tls.listen_host) != 0 ||
         run->tls.listen_port != now->tls.listen_port)
         daemon_restart_note(r, "[server] https_listen");
-    /* the audit chain and its checkpoints (tsa_checkpoint) are set up at start only */
+    /* the chain's node and the checkpoint key and thread are set up at the start only */
     if (strcmp(run->audit.node, now->audit.node) != 0)
         daemon_restart_note(r, "[audit] node");
     if (run->audit.checkpoint_interval != now->audit.checkpoint_interval)

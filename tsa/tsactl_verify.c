@@ -8,7 +8,9 @@
 #include "tsa/tsa_checkpoint.h"
 #include "tsa/tsactl_int.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -26,6 +28,8 @@ struct vckpt {
 };
 
 #define VERIFY_MAX_NODES 1024
+
+static const uint8_t zero_hash[32];
 
 /* One record (kept small: an export may hold millions). */
 struct vrec {
@@ -59,6 +63,10 @@ struct verify {
     unsigned n_nodes;
     unsigned long legacy; /* records written before the chain began (no seq, node, prev) */
     bool chained_seen;    /* in the file being read */
+    /* the SHA-256 of the line before, when it is a record from before the chain: the chain
+     * goes on from the last of them (chain.h), so the first chained record's prev is that */
+    bool legacy_before;
+    uint8_t legacy_hash[32];
 };
 
 static void __attribute__((format(printf, 2, 3))) problem(struct verify *v, const char *fmt, ...)
@@ -124,9 +132,11 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
         json_object_get(o, "prev") == NULL) {
         /* written by a tsad/ocspd before the chain: only before the first chained record of
          * a file (a log's old records); among chained ones it was inserted or stripped */
-        if (!v->chained_seen)
+        if (!v->chained_seen) {
             v->legacy++;
-        else
+            v->legacy_before = true;
+            chain_hash(line, len, v->legacy_hash);
+        } else
             problem(v, "%s:%ld: a record without its chain after chained ones: inserted or edited",
                     f, r->line);
         goto out;
@@ -136,6 +146,18 @@ parse_line(struct verify *v, struct vrec *r, const char *line, size_t len)
         problem(v, "%s:%ld: a record with a malformed chain (seq, node, prev): edited", f, r->line);
         goto out;
     }
+    if (!chain_node_valid(node)) { /* never printed as it is: it may hold control characters */
+        problem(v, "%s:%ld: a record with a malformed chain (node not [A-Za-z0-9._-]): edited", f,
+                r->line);
+        goto out;
+    }
+    /* (a zero prev starts another log: files concatenated after an older node's records) */
+    if (!v->chained_seen && v->legacy_before && memcmp(r->prev, zero_hash, 32) != 0 &&
+        memcmp(r->prev, v->legacy_hash, 32) != 0)
+        problem(v,
+                "record seq=%llu at %s:%ld does not follow the line before it (a record from "
+                "before the chain): that one was edited, or chained records were stripped",
+                (unsigned long long)r->seq, f, r->line);
     v->chained_seen = true;
     for (r->node = 0; r->node < v->n_nodes && strcmp(v->nodes[r->node], node) != 0; r->node++)
         ;
@@ -183,6 +205,7 @@ load_file(struct verify *v, int fi)
     size_t cap = 0;
     ssize_t len;
     long ln = 0;
+    int err;
     /* per node of this file: the last seq and its line */
     struct {
         uint64_t seq;
@@ -196,7 +219,7 @@ load_file(struct verify *v, int fi)
         free(last);
         return TSACTL_ERR;
     }
-    v->chained_seen = false;
+    v->chained_seen = v->legacy_before = false;
     while ((len = getline(&line, &cap, f)) >= 0) {
         struct vrec *r;
 
@@ -234,8 +257,14 @@ load_file(struct verify *v, int fi)
         }
         v->n++;
     }
+    err = errno;
     free(last);
     free(line);
+    if (ferror(f)) { /* a read error (a directory, EIO) is not the end of the export */
+        fprintf(stderr, "tsactl: verify: cannot read %s: %s\n", v->files[fi], strerror(err));
+        fclose(f);
+        return TSACTL_ERR;
+    }
     fclose(f);
     return TSACTL_OK;
 }
@@ -318,7 +347,8 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
 {
     const char *node = v->nodes[v->r[a].node];
     unsigned before = v->problems, ckpts = 0, ck_ok = 0, ck_unchecked = 0;
-    uint64_t covered = 0, count = 0;
+    uint64_t covered = 0, count = 0; /* the highest covers_seq: records after it are unsigned */
+    bool any_covered = false;
     const struct vrec *prev = NULL;
 
     for (size_t i = a; i < b; i++) {
@@ -328,8 +358,8 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
             if (memcmp(prev->hash, r->hash, 32) != 0)
                 problem(v,
                         "node %s: record seq=%llu at %s:%ld differs from the one at %s:%ld: "
-                        "one of them was edited",
-                        node, (unsigned long long)r->seq, AT(r), AT(prev));
+                        "one of them was edited, or two nodes have the name %s ([audit] node)",
+                        node, (unsigned long long)r->seq, AT(r), AT(prev), node);
             else if (r->out_of_order && prev->file == r->file && prev->line > r->line)
                 problem(v,
                         "node %s: record seq=%llu at %s:%ld is out of order (after seq=%llu "
@@ -398,41 +428,72 @@ check_node(struct verify *v, size_t a, size_t b, bool quiet)
                 ck_unchecked++;
             else
                 ck_ok++;
-            covered = r->seq;
+            /* it signs the head it read (covers_seq), not the records written between that
+             * and itself: those are covered by the next checkpoint only */
+            if (!any_covered || r->ck->covers_seq > covered)
+                covered = r->ck->covers_seq;
+            any_covered = true;
         }
         prev = r;
     }
-    if (v->problems == before && !quiet)
+    if (v->problems == before && !quiet) {
         fprintf(v->out,
                 "node %s: records seq=%llu..%llu (%llu) linked; %u checkpoint(s), %u signature(s) "
-                "verified%s; %llu record(s) after the last checkpoint\n",
+                "verified%s; ",
                 node, (unsigned long long)v->r[a].seq, (unsigned long long)prev->seq,
                 (unsigned long long)count, ckpts, ck_ok,
-                ck_unchecked > 0 ? ", some NOT checked (no --cert for their key)" : "",
-                (unsigned long long)(prev->seq - (covered ? covered : v->r[a].seq - 1)));
+                ck_unchecked > 0 ? ", some NOT checked (no --cert for their key)" : "");
+        if (any_covered)
+            fprintf(v->out,
+                    "%llu record(s) after seq=%llu, the last one a checkpoint covers (these could "
+                    "be cut off or rewritten unseen)\n",
+                    (unsigned long long)(prev->seq -
+                                         (covered >= v->r[a].seq ? covered : v->r[a].seq - 1)),
+                    (unsigned long long)covered);
+        else
+            fprintf(v->out, "no checkpoint covers any of them\n");
+    }
 }
 
+/* Every certificate of the PEM file at path (an audit certificate may come in a chain file or
+ * in a bundle of several nodes' certificates) into v->certs. */
 static int
-load_cert(struct vcert *c, const char *path)
+load_certs(struct verify *v, const char *path)
 {
     FILE *f = fopen(path, "r");
-    X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-    unsigned char *der = NULL;
-    int dl;
+    X509 *x;
+    int n = 0;
 
+    while (f != NULL && (x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        unsigned char *der = NULL;
+        struct vcert *c, *nc = realloc(v->certs, ((size_t)v->ncerts + 1) * sizeof(*nc));
+        int dl = nc != NULL ? i2d_X509(x, &der) : -1;
+
+        if (nc != NULL)
+            v->certs = nc;
+        if (dl <= 0) {
+            X509_free(x);
+            break;
+        }
+        c = &v->certs[v->ncerts];
+        chain_hash(der, (size_t)dl, c->sha256);
+        OPENSSL_free(der);
+        c->key = X509_get_pubkey(x);
+        c->path = path;
+        X509_free(x);
+        if (c->key == NULL)
+            break;
+        v->ncerts++;
+        n++;
+    }
+    ERR_clear_error(); /* the end of the file reads as an error */
     if (f != NULL)
         fclose(f);
-    if (x == NULL || (dl = i2d_X509(x, &der)) <= 0) {
+    if (n == 0) {
         fprintf(stderr, "tsactl: verify: %s: not a PEM certificate\n", path);
-        X509_free(x);
         return TSACTL_ERR;
     }
-    chain_hash(der, (size_t)dl, c->sha256);
-    OPENSSL_free(der);
-    c->key = X509_get_pubkey(x);
-    c->path = path;
-    X509_free(x);
-    return c->key != NULL ? TSACTL_OK : TSACTL_ERR;
+    return TSACTL_OK;
 }
 
 int
@@ -442,14 +503,10 @@ tsactl_verify(char **files, int nfiles, char **certs, int ncerts, bool quiet, FI
     int rc = TSACTL_OK;
     size_t a = 0;
 
-    if ((v.certs = calloc((size_t)ncerts + 1, sizeof(*v.certs))) == NULL ||
-        (v.nodes = calloc(VERIFY_MAX_NODES, sizeof(*v.nodes))) == NULL) {
-        free(v.certs);
+    if ((v.nodes = calloc(VERIFY_MAX_NODES, sizeof(*v.nodes))) == NULL)
         return TSACTL_ERR;
-    }
     for (int i = 0; i < ncerts && rc == TSACTL_OK; i++)
-        if ((rc = load_cert(&v.certs[i], certs[i])) == TSACTL_OK)
-            v.ncerts++;
+        rc = load_certs(&v, certs[i]);
     for (int i = 0; i < nfiles && rc == TSACTL_OK; i++)
         rc = load_file(&v, i);
     if (rc == TSACTL_OK) {

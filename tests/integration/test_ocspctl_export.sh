@@ -20,6 +20,7 @@ itest_ocsp_setup
 CTL=$BUILD/ocspctl
 TSACTL=$BUILD/tsactl
 export USER=auditor-test
+WPIDS=()
 
 verify_ok() {
     local name=$1 rc=0
@@ -130,6 +131,49 @@ m=$(grep -c . "$TMP/p1.jsonl")
 sed "${m}s/\"who\":\"[^\"]*\"/\"who\":\"x\"/" "$TMP/p1.jsonl" >"$TMP/p1e.jsonl"
 verify_broken "tsactl verify: an edit at the seam is named when the next piece is given" \
     "record seq=$((m - 1)) at $TMP/p1e.jsonl:$m was edited" "$TMP/p1e.jsonl" "$TMP/p2.jsonl"
+
+# two ocspctl writing at once (each entry sealed in the write transaction that numbers it:
+# LMDB has one writer at a time, so no fork): 2 x 10 changes, each worker on its own serial
+before=$("$CTL" -c "$CONF" export --journal | grep -c .)
+[[ -n ${OCSP_HOLD_SERIAL:-} ]] || fatal "hold serial" "OCSP_HOLD_SERIAL not set"
+for w in 1 2; do
+    ser=$OCSP_HIGHBIT_SERIAL ops=(hold release)
+    ((w == 2)) && ser=$OCSP_HOLD_SERIAL ops=(release hold) # on hold since the setup
+    (for i in 1 2 3 4 5; do
+        for op in "${ops[@]}"; do
+            "$CTL" -u "w$w" -c "$CONF" "$op" qca "$ser" >/dev/null 2>&1 || echo "w$w $op failed"
+        done
+    done >"$TMP/w$w.err") &
+    track_pid $!
+    WPIDS+=($!)
+done
+wait "${WPIDS[@]}"
+"$CTL" -c "$CONF" export --journal >"$TMP/conc.jsonl" || fatal "export" "concurrent"
+n2=$(grep -c . "$TMP/conc.jsonl")
+expect "two concurrent ocspctl: no change failed" "$(cat "$TMP/w1.err" "$TMP/w2.err")" ""
+expect "  every change journalled (20)" "$((n2 - before))" 20
+expect "  entries numbered 0..N-1 in order, none twice" "$(jq -r .seq "$TMP/conc.jsonl" | tr '\n' ' ')" \
+    "$(seq -s ' ' 0 $((n2 - 1))) "
+verify_ok "tsactl verify: the journal written by two ocspctl at once is one chain" "$TMP/conc.jsonl"
+
+# review (issue 9 item 3): an operator name that is not UTF-8 (a Latin-1 login name) or holds
+# control characters still gives an entry that is JSON (jansson refuses invalid UTF-8) and that
+# tsactl verify accepts: the intact journal is never named broken
+"$CTL" -u $'op\xe9r\x01\x7f"\\' -c "$CONF" hold qca "$OCSP_HIGHBIT_SERIAL" >/dev/null 2>&1 ||
+    fatal "hold -u" "failed"
+"$CTL" -c "$CONF" export --journal >"$TMP/utf.jsonl" || fatal "export" "utf"
+verify_ok "tsactl verify: an entry by an operator name that is not UTF-8 is intact" "$TMP/utf.jsonl"
+expect "that entry is JSON with the name readable" "$(tail -n 1 "$TMP/utf.jsonl" | jq -j .who | od -An -c | tr -s ' ')" \
+    "$(printf 'op\xc3\xa9r\x01\x7f"\\' | od -An -c | tr -s ' ')"
+# a long file name (ocspctl writes strings in pieces of 256 bytes) with a UTF-8 character
+# across a piece boundary: the journal entry keeps the name as it is
+long=$TMP/$(printf 'd%.0s' $(seq $((254 - ${#TMP}))))é-index.txt
+cp "$OCSP_CA_INDEX" "$long" || fatal "long name" "cp"
+"$CTL" -c "$CONF" import-index qca "$long" >/dev/null 2>&1 || fatal "import-index" "long name"
+"$CTL" -c "$CONF" export --journal >"$TMP/long.jsonl" || fatal "export" "long"
+expect "a long file name with a UTF-8 character across 256 bytes is kept" \
+    "$(tail -n 1 "$TMP/long.jsonl" | jq -j .file)" "$long"
+verify_ok "tsactl verify: and the journal verifies" "$TMP/long.jsonl"
 
 itest_ocspd_stop_clean
 t_summary "$NAME"

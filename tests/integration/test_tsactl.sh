@@ -243,5 +243,29 @@ verify_ok "verify: both nodes concatenated in one file (with an overlapping piec
 verify_broken "verify: a deletion in one node's export is named beside another node's" \
     "node alpha: record seq=$vseq missing" --cert "$AUDIT_CERT" "$TMP/beta.jsonl" "$TMP/del.jsonl"
 
+# ---- --to far before the end of a long log: records after it are not held in memory ----
+# (a period exported from a log that goes on long after it: 60000 records of 1 kB after the
+# period, loaded with mdb_load; the export runs with 40 MB of data memory)
+rm -rf "$TMP/long"
+mkdir "$TMP/long"
+python3 - "$TMP/long.dump" <<'PY'
+import sys, datetime
+t0 = datetime.datetime(2026, 1, 1)
+with open(sys.argv[1], "w") as f:
+    f.write("VERSION=3\nformat=bytevalue\ndatabase=tsa_audit\ntype=btree\nmapsize=268435456\nHEADER=END\n")
+    for i in range(1, 60001):
+        t = (t0 + datetime.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+        rec = '{"v":1,"type":"token","serial":"%032x","gen_time":"%s","pad":"%s"}' % (i, t, "x" * 900)
+        f.write(" %016x\n %s\n" % (i, rec.encode().hex()))
+    f.write("DATA=END\n")
+PY
+mdb_load -s tsa_audit -f "$TMP/long.dump" "$TMP/long" 2>"$TMP/load.err" || fatal "mdb_load" "$(cat "$TMP/load.err")"
+sed "/^\[store\]/,/^\[signer/ s|^path = .*|path = $TMP/long|" "$CONF" >"$TMP/long.conf"
+rc=0
+prlimit --data=40000000 "$TSACTL" -c "$TMP/long.conf" export --to 2026-01-01T00:00:11Z \
+    >"$TMP/long.jsonl" 2>"$TMP/long.err" || rc=$?
+expect "export --to far before the end of a long log, with 40 MB of memory: exit 0" "$rc" 0
+expect "  its 10 records" "$(grep -c . "$TMP/long.jsonl")" 10
+
 itest_log_clean "$LOG"
 t_summary "$NAME"

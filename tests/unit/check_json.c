@@ -55,6 +55,81 @@ START_TEST(test_escapes)
 }
 END_TEST
 
+/* Bytes that are not UTF-8 (a Latin-1 name, a cut sequence, an overlong form, a surrogate,
+ * beyond U+10FFFF) go as \u00XX so that the text stays JSON that jansson (tsactl verify) reads
+ * (review of issue 9 item 3: the intact record was named damaged). */
+START_TEST(test_not_utf8)
+{
+    static const char *const in[] = {"caf\xe9",          "\xe2\x9c", "\xc0\xaf",    "\xed\xa0\x80",
+                                     "\xf4\x90\x80\x80", "\xff\xfe", "\xf0\x9d\x84"};
+    static const char *const out[] = {"\"caf\\u00e9\"",
+                                      "\"\\u00e2\\u009c\"",
+                                      "\"\\u00c0\\u00af\"",
+                                      "\"\\u00ed\\u00a0\\u0080\"",
+                                      "\"\\u00f4\\u0090\\u0080\\u0080\"",
+                                      "\"\\u00ff\\u00fe\"",
+                                      "\"\\u00f0\\u009d\\u0084\""};
+    char buf[128];
+    struct jw o;
+
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+        json_error_t e;
+        json_t *v;
+
+        jw_init(&o, buf, sizeof(buf));
+        jw_str(&o, in[i]);
+        ck_assert_uint_gt(jw_end(&o), 0);
+        ck_assert_str_eq(buf, out[i]);
+        v = json_loads(buf, JSON_DECODE_ANY, &e);
+        ck_assert_msg(json_is_string(v), "%zu: not JSON (%s): %s", i, e.text, buf);
+        json_decref(v);
+    }
+    /* the longest well-formed sequences of each length pass unchanged */
+    jw_init(&o, buf, sizeof(buf));
+    jw_str(&o, "\x7f\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf");
+    ck_assert_str_eq(buf, "\"\\u007f\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf\"");
+}
+END_TEST
+
+/* --from/--to times (tsactl export, ocspctl export --journal): an impossible date or time is
+ * refused (a usage error), not moved to another day by timegm (review of issue 9 item 3). */
+START_TEST(test_time_parse)
+{
+    static const char *const bad[] = {"2026-02-31",
+                                      "2026-02-29",
+                                      "2026-04-31T00:00:00Z",
+                                      "2026-01-02T-1:00:00Z",
+                                      "2026-01-02T24:00:00Z",
+                                      "2026-01-02T03:-4:05Z",
+                                      "2026-01-02T03:04:-5Z",
+                                      "2026-13-01",
+                                      " 2026-01-02",
+                                      "+2026-01-02",
+                                      "2026-1-02",
+                                      "2026-01-02T3:04:05Z",
+                                      "2026-01-02T03:04:05",
+                                      "2026-01-02T03:04:05+1:00",
+                                      "2026-01-02T03:04:05+01:60",
+                                      "2026-01-02T03:04:05.Z",
+                                      "yesterday",
+                                      ""};
+    int64_t us = 0;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_msg(!chain_time_parse(bad[i], &us), "'%s' accepted", bad[i]);
+    ck_assert(chain_time_parse("2028-02-29", &us));
+    ck_assert_int_eq(us, 1835395200LL * 1000000);
+    ck_assert(chain_time_parse("2026-01-02T03:04:05Z", &us));
+    ck_assert_int_eq(us, 1767323045LL * 1000000);
+    ck_assert(chain_time_parse("2026-01-02T04:04:05.5+01:00", &us));
+    ck_assert_int_eq(us, 1767323045LL * 1000000 + 500000);
+    ck_assert(chain_time_parse("2026-01-01T22:34:05-04:30", &us));
+    ck_assert_int_eq(us, 1767323045LL * 1000000);
+    ck_assert(chain_time_parse("2016-12-31T23:59:60Z", &us)); /* a leap second: the next one */
+    ck_assert_int_eq(us, 1483228800LL * 1000000);
+}
+END_TEST
+
 /* Commas: between members and items, never after a key nor after an opening brace. */
 START_TEST(test_nesting_and_values)
 {
@@ -349,6 +424,8 @@ json_suite(void)
     TCase *tw = tcase_create("writer"), *tc = tcase_create("chain");
 
     tcase_add_test(tw, test_escapes);
+    tcase_add_test(tw, test_not_utf8);
+    tcase_add_test(tw, test_time_parse);
     tcase_add_test(tw, test_nesting_and_values);
     tcase_add_test(tw, test_full_buffer);
     tcase_add_test(tw, test_hex);
