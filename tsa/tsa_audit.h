@@ -35,8 +35,8 @@
  * the log's first (seq 0 or 1), the first record of an export that starts later is taken on
  * trust (and checked when another file holds the one before it); records without seq, node
  * and prev (written before the chain existed) are counted, not checked, before a file's first
- * chained record (whose prev must be the SHA-256 of the last of them, unless zero), and named as inserted
- * after it; a node name that chain_node_valid() refuses is malformed; each checkpoint's
+ * chained record (whose prev must be the SHA-256 of the last of them, unless zero), and named as
+ * inserted after it; a node name that chain_node_valid() refuses is malformed; each checkpoint's
  * covers_head must be the SHA-256 of record covers_seq when present, and its signature must
  * verify with the --cert certificate whose SHA-256 is its cert_sha256 (with --cert given, a
  * checkpoint signed by any other key is a failure; without, signatures are reported as not
