@@ -18,25 +18,8 @@ itest_setup test_ocspctl_export
 [[ -x $BUILD/tsactl ]] || fatal "tsactl" "$BUILD/tsactl is not built (make all)"
 itest_ocsp_setup
 CTL=$BUILD/ocspctl
-TSACTL=$BUILD/tsactl
 export USER=auditor-test
 WPIDS=()
-
-verify_ok() {
-    local name=$1 rc=0
-    shift
-    "$TSACTL" verify "$@" >"$TMP/v.out" 2>&1 || rc=$?
-    if ((rc == 0)); then t_ok "$name"; else t_fail "$name" "exit $rc: $(head -n 3 "$TMP/v.out")"; fi
-}
-verify_broken() {
-    local name=$1 pat=$2 rc=0 first
-    shift 2
-    "$TSACTL" verify "$@" >"$TMP/v.out" 2>&1 || rc=$?
-    first=$(grep -m1 '^BROKEN' "$TMP/v.out")
-    if ((rc == 1)) && [[ $first =~ $pat ]]; then t_ok "$name"; else
-        t_fail "$name" "exit $rc, want 1 and a first BROKEN line matching '$pat': $(head -n 3 "$TMP/v.out")"
-    fi
-}
 
 # changes while ocspd serves: a revocation, a refused change (EID-07), a hold and a release
 "$CTL" -c "$CONF" revoke qca "$OCSP_GOOD_SERIAL" --reason keyCompromise >/dev/null 2>&1 ||

@@ -37,25 +37,6 @@ issue() {
     done
 }
 
-# verify_ok NAME ARGS...: tsactl verify exits 0
-verify_ok() {
-    local name=$1 rc=0
-    shift
-    "$TSACTL" verify "$@" >"$TMP/v.out" 2>&1 || rc=$?
-    if ((rc == 0)); then t_ok "$name"; else t_fail "$name" "exit $rc: $(head -n 3 "$TMP/v.out")"; fi
-}
-
-# verify_broken NAME PATTERN ARGS...: tsactl verify exits 1 and its first BROKEN line matches
-verify_broken() {
-    local name=$1 pat=$2 rc=0 first
-    shift 2
-    "$TSACTL" verify "$@" >"$TMP/v.out" 2>&1 || rc=$?
-    first=$(grep -m1 '^BROKEN' "$TMP/v.out")
-    if ((rc == 1)) && [[ $first =~ $pat ]]; then t_ok "$name"; else
-        t_fail "$name" "exit $rc, want 1 and a first BROKEN line matching '$pat': $(head -n 3 "$TMP/v.out")"
-    fi
-}
-
 # ---- a configuration naming a TSU key as the audit key is refused ----
 for bad in "key_label = $TSU_N_LABEL|certificate = $AUDIT_CERT" \
     "key_label = $AUDIT_LABEL|certificate = $TSU_Q_CERT"; do

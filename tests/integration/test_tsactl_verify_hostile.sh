@@ -43,22 +43,6 @@ bodies() {
     done
 }
 
-verify_ok() {
-    local name=$1 rc=0
-    shift
-    "$TSACTL" verify "$@" >"$TMP/v.out" 2>&1 || rc=$?
-    if ((rc == 0)); then t_ok "$name"; else t_fail "$name" "exit $rc: $(head -n 3 "$TMP/v.out")"; fi
-}
-verify_broken() {
-    local name=$1 pat=$2 rc=0 first
-    shift 2
-    "$TSACTL" verify "$@" >"$TMP/v.out" 2>&1 || rc=$?
-    first=$(grep -m1 '^BROKEN' "$TMP/v.out")
-    if ((rc == 1)) && [[ $first =~ $pat ]]; then t_ok "$name"; else
-        t_fail "$name" "exit $rc, want 1 and a first BROKEN line matching '$pat': $(head -n 3 "$TMP/v.out")"
-    fi
-}
-
 bodies 6 | chain alpha 1 "$ZERO" >"$TMP/all.jsonl"
 verify_ok "an intact crafted chain verifies" "$TMP/all.jsonl"
 

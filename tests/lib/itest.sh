@@ -150,6 +150,25 @@ reload_wait() {
     return 1
 }
 
+# verify_ok NAME ARGS...: `tsactl verify ARGS` exits 0 (its output in TMP/v.out)
+verify_ok() {
+    local name=$1 rc=0
+    shift
+    "$BUILD/tsactl" verify "$@" >"$TMP/v.out" 2>&1 || rc=$?
+    if ((rc == 0)); then t_ok "$name"; else t_fail "$name" "exit $rc: $(head -n 3 "$TMP/v.out")"; fi
+}
+# verify_broken NAME ERE ARGS...: `tsactl verify ARGS` exits 1 and its first BROKEN line
+# matches ERE
+verify_broken() {
+    local name=$1 pat=$2 rc=0 first
+    shift 2
+    "$BUILD/tsactl" verify "$@" >"$TMP/v.out" 2>&1 || rc=$?
+    first=$(grep -m1 '^BROKEN' "$TMP/v.out")
+    if ((rc == 1)) && [[ $first =~ $pat ]]; then t_ok "$name"; else
+        t_fail "$name" "exit $rc, want 1 and a first BROKEN line matching '$pat': $(head -n 3 "$TMP/v.out")"
+    fi
+}
+
 itest_log_clean() {
     local log=${1:?itest_log_clean LOG} name reports
     name="no sanitizer or assertion report in $(basename "$log")"
