@@ -839,8 +839,11 @@ ocsp_journal_txn(struct ocsp_store *s, struct store_txn *t, const char *line)
      * (issue 9 item 3): prev is the SHA-256 of the entry before it, as stored */
     if (seq > 0) {
         put_be64(key, seq - 1);
-        if (store_txn_get(t, s->db[DB_JOURNAL], key, 8, &pv, &pn) == ST_OK)
+        st = store_txn_get(t, s->db[DB_JOURNAL], key, 8, &pv, &pn);
+        if (st == ST_OK)
             chain_hash(pv, pn, prev);
+        else if (st != ST_NOTFOUND)
+            return st; /* never a zero prev for an entry that could not be read */
     }
     n = chain_seal(sealed, sizeof(sealed), seq, node, prev, line, strlen(line), hash);
     if (n == 0)
