@@ -243,9 +243,13 @@ PY
 mdb_load -s tsa_audit -f "$TMP/long.dump" "$TMP/long" 2>"$TMP/load.err" || fatal "mdb_load" "$(cat "$TMP/load.err")"
 sed "/^\[store\]/,/^\[signer/ s|^path = .*|path = $TMP/long|" "$CONF" >"$TMP/long.conf"
 rc=0
-prlimit --data=40000000 "$TSACTL" -c "$TMP/long.conf" export --to 2026-01-01T00:00:11Z \
+# the memory bound: not under ASan, whose shadow memory alone is larger (the export still runs)
+limit=(prlimit --data=40000000)
+mem="with 40 MB of memory"
+if [[ $BUILD == *asan* ]]; then limit=() mem="(no memory limit under ASan)"; fi
+"${limit[@]}" "$TSACTL" -c "$TMP/long.conf" export --to 2026-01-01T00:00:11Z \
     >"$TMP/long.jsonl" 2>"$TMP/long.err" || rc=$?
-expect "export --to far before the end of a long log, with 40 MB of memory: exit 0" "$rc" 0
+expect "export --to far before the end of a long log, $mem: exit 0" "$rc" 0
 expect "  its 10 records" "$(grep -c . "$TMP/long.jsonl")" 10
 
 itest_log_clean "$LOG"
