@@ -259,10 +259,19 @@ daemon_sock_name(int fd, char *buf, size_t cap)
 }
 
 void
+daemon_list_add(char *list, size_t cap, const char *item)
+{
+    size_t used = strlen(list);
+
+    if (used + strlen(item) + 2 < cap)
+        snprintf(list + used, cap - used, "%s%s", used > 0 ? "," : "", item);
+    else if (used + 4 < cap && strcmp(list + (used > 3 ? used - 3 : 0), "...") != 0)
+        snprintf(list + used, cap - used, "...");
+}
+
+void
 daemon_restart_note(struct daemon_restart *r, const char *key)
 {
-    size_t used = strlen(r->keys);
-
     char word[96], *w = word;
 
     log_warn("config reload: needs restart: %s (the running value is kept)", key);
@@ -275,7 +284,7 @@ daemon_restart_note(struct daemon_restart *r, const char *key)
             k++;
     }
     *w = '\0';
-    snprintf(r->keys + used, sizeof(r->keys) - used, "%s%s", used > 0 ? "," : "", word);
+    daemon_list_add(r->keys, sizeof(r->keys), word);
     r->n++;
 }
 

@@ -34,6 +34,10 @@ struct config_server;
 struct config_store;
 struct config_signer;
 
+/* Append ",item" (or "item" to an empty list) to a NUL-terminated list of at most cap bytes;
+ * one that does not fit ends the list with "..." (the audit line of a reload). */
+void daemon_list_add(char *list, size_t cap, const char *item);
+
 /* The settings a reload cannot change (issue 9 item 4): each one found changed is logged as
  * "needs restart: KEY" and named in `keys` (comma-separated) for the audit line. */
 struct daemon_restart {

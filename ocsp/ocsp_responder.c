@@ -5,6 +5,7 @@
  */
 #include "ocsp/ocsp_responder.h"
 #include "common/commit.h"
+#include "common/daemon.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -360,7 +361,7 @@ ocsp_signers_seen(struct ocsp_responder *r, char *what, size_t cap)
     for (size_t i = 0; what != NULL && i < n; i++) {
         const struct ocsp_signer_seen *o = NULL;
         char *list;
-        size_t lcap, used;
+        size_t lcap;
 
         for (size_t k = 0; k < r->n_seen; k++)
             if (memcmp(r->seen[k].id, now[i].id, OCSP_ISSUER_ID_LEN) == 0)
@@ -381,9 +382,7 @@ ocsp_signers_seen(struct ocsp_responder *r, char *what, size_t cap)
             list = changed;
             lcap = sizeof(changed);
         }
-        used = strlen(list);
-        if (used + strlen(item) + 2 < lcap)
-            snprintf(list + used, lcap - used, "%s%s", used > 0 ? "," : "", item);
+        daemon_list_add(list, lcap, item);
     }
     if (what != NULL)
         snprintf(what, cap, "issuers_added=%s issuers_changed=%s issuers_unchanged=%u",

@@ -1158,18 +1158,6 @@ tsa_set_unit(const struct tsa_set *set, const char *name)
     return NULL;
 }
 
-/* Append ",item" (or "item") to a list of at most cap bytes. */
-static void
-tsa_list_add(char *list, size_t cap, const char *item)
-{
-    size_t used = strlen(list);
-
-    if (used + strlen(item) + 2 < cap)
-        snprintf(list + used, cap - used, "%s%s", used > 0 ? "," : "", item);
-    else if (used + 4 < cap && strcmp(list + (used > 3 ? used - 3 : 0), "...") != 0)
-        snprintf(list + used, cap - used, "...");
-}
-
 /* What the audit line says about the TSUs: added, removed and changed ones with the SHA-256
  * of their certificates (old->new), and how many stayed as they were. */
 static void
@@ -1185,7 +1173,7 @@ tsa_set_diff(const struct tsa_set *old, const struct tsa_set *set, char *what, s
         hex_encode(fb, u->cert_sha256, 32, false);
         if (o == NULL) {
             snprintf(item, sizeof(item), "%s:sha256=%s", u->cfg->name, fb);
-            tsa_list_add(added, sizeof(added), item);
+            daemon_list_add(added, sizeof(added), item);
             continue;
         }
         hex_encode(fa, o->cert_sha256, 32, false);
@@ -1198,7 +1186,7 @@ tsa_set_diff(const struct tsa_set *old, const struct tsa_set *set, char *what, s
             same++;
             continue;
         }
-        tsa_list_add(changed, sizeof(changed), item);
+        daemon_list_add(changed, sizeof(changed), item);
     }
     for (size_t i = 0; i < old->n_units; i++) {
         const struct tsa_unit *o = &old->units[i];
@@ -1207,7 +1195,7 @@ tsa_set_diff(const struct tsa_set *old, const struct tsa_set *set, char *what, s
             continue;
         hex_encode(fa, o->cert_sha256, 32, false);
         snprintf(item, sizeof(item), "%s:sha256=%s", o->cfg->name, fa);
-        tsa_list_add(removed, sizeof(removed), item);
+        daemon_list_add(removed, sizeof(removed), item);
     }
     snprintf(what, cap, "tsus_added=%s tsus_removed=%s tsus_changed=%s tsus_unchanged=%u",
              added[0] ? added : "none", removed[0] ? removed : "none",
