@@ -30,7 +30,7 @@ struct ocsp_front {
     size_t limit;
     _Atomic size_t bytes, count;
     _Atomic uint64_t tick;
-    struct front_ent **e;  /* sets * FRONT_WAYS */
+    struct front_ent **e;   /* sets * FRONT_WAYS */
     _Atomic uint32_t *seen; /* recent request hashes (admission), dk_mask + 1 of them */
     size_t seen_mask;
     pthread_mutex_t lock[FRONT_STRIPES];
@@ -140,8 +140,7 @@ front_find(struct front_ent **set, uint64_t hash, const uint8_t *key, size_t key
 }
 
 bool
-ocsp_front_get(struct ocsp_front *f, const uint8_t *key, size_t key_len,
-               struct ocsp_front_hit *out)
+ocsp_front_get(struct ocsp_front *f, const uint8_t *key, size_t key_len, struct ocsp_front_hit *out)
 {
     struct front_ent **set;
     pthread_mutex_t *lock;
@@ -191,13 +190,11 @@ ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
     unsigned w;
     int own;
 
-    if (f == NULL || h == NULL || h->reply == NULL || key_len == 0 ||
-        key_len > OCSP_FRONT_KEY_MAX)
+    if (f == NULL || h == NULL || h->reply == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
         return;
     hash = front_hash(f->seed, key, key_len);
     tag = (uint32_t)(hash >> 32) | 1u;
-    if (atomic_exchange_explicit(&f->seen[hash & f->seen_mask], tag, memory_order_relaxed) !=
-        tag)
+    if (atomic_exchange_explicit(&f->seen[hash & f->seen_mask], tag, memory_order_relaxed) != tag)
         return; /* first sighting: remembered, admitted when the same bytes come again */
     cost = key_len + h->answer_len + OCSP_FRONT_ENTRY_OVERHEAD;
     if (cost > f->limit)

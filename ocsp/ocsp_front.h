@@ -13,7 +13,7 @@
  * re-signing, the CRL's nextUpdate, the responder certificate's expiry) and the max-age the
  * reply carries. Anything different is a miss, answered by the full path, so an answer the
  * status record no longer backs is never sent (a revocation is visible on the very next
- * request, OCSP-16).
+ * request, EID-05).
  *
  * Bounded: [ocsp] front_cache bytes, counted per entry (request bytes, the answer's own bytes,
  * a fixed overhead), 4-way set-associative, the least recently used of a set evicted first. An
@@ -34,7 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OCSP_FRONT_KEY_MAX 1024      /* longer requests are never cached */
+#define OCSP_FRONT_KEY_MAX 1024       /* longer requests are never cached */
 #define OCSP_FRONT_ENTRY_OVERHEAD 512 /* bytes counted per entry besides key and answer */
 #define OCSP_FRONT_SERIAL_MAX 21
 
@@ -45,8 +45,8 @@ struct ocsp_front_hit {
     uint8_t issuer_id[32];
     uint8_t serial[OCSP_FRONT_SERIAL_MAX];
     uint8_t serial_len;
-    bool status_found; /* the serial had a status record ... */
-    uint64_t stamp;    /* ... with this stamp */
+    bool status_found;   /* the serial had a status record ... */
+    uint64_t stamp;      /* ... with this stamp */
     int64_t valid_until; /* first second (UTC) at which it must not be sent any more */
     uint32_t max_age;    /* the Cache-Control max-age the reply carries */
     char etag[24];       /* the quoted ETag it carries, for If-None-Match */

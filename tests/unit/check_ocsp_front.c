@@ -3,7 +3,7 @@
  * 10 item 2): a request is admitted on its second sighting only, found again by its exact
  * bytes, never by other bytes; an entry is sent only while what backs it is unchanged (the
  * status record's stamp or its absence, the issuer registry's generation, the clock, the
- * max-age: OCSP-16, a revocation visible on the next request); the counted bytes never pass
+ * max-age: EID-05, a revocation visible on the next request); the counted bytes never pass
  * the limit; every reply reference taken is given back.
  */
 #include "ocsp/ocsp_front.h"
@@ -175,12 +175,12 @@ START_TEST(test_put_replaces_and_drop)
 }
 END_TEST
 
-/* OCSP-16: each thing that backs an entry, changed alone, makes it a miss */
+/* EID-05: each thing that backs an entry, changed alone, makes it a miss */
 START_TEST(test_backed)
 {
     struct ocsp_front_hit h = hit_of(3);
-    struct ocsp_front_now n = {.now = 4999, .gen = 7, .max_age = 300, .status_found = true,
-                               .stamp = 1003};
+    struct ocsp_front_now n = {
+        .now = 4999, .gen = 7, .max_age = 300, .status_found = true, .stamp = 1003};
     struct ocsp_front_now m;
 
     ck_assert(ocsp_front_backed(&h, &n));
@@ -304,9 +304,9 @@ churn(void *arg)
         if (i % 7 == 0)
             ocsp_front_drop(f, k, len);
         else if (!lookup(f, n, &got))
-            ocsp_front_put(f, k, len, &(struct ocsp_front_hit){.gen = 1,
-                                                               .answer_len = 100,
-                                                               .reply = reply_of(n)});
+            ocsp_front_put(
+                f, k, len,
+                &(struct ocsp_front_hit){.gen = 1, .answer_len = 100, .reply = reply_of(n)});
     }
     return NULL;
 }
