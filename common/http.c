@@ -1675,30 +1675,33 @@ canned_copy_headers(struct http_canned *c, const struct http_canned_spec *spec)
     }
 }
 
+static bool
+canned_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (MHD_add_response_header(resp, name, value) == MHD_YES)
+        return true;
+    log_err("http: libmicrohttpd refused response header %s", name);
+    return false;
+}
+
 /* Add c's Content-Type and headers to resp; false (logged) when MHD refuses one. */
 static bool
 canned_headers(const struct http_canned *c, struct MHD_Response *resp)
 {
-    const char *p = c->hdr, *name = MHD_HTTP_HEADER_CONTENT_TYPE, *value = p;
-    size_t i = 0;
+    const char *p = c->hdr, *value;
 
-    if (!c->has_ctype) {
-        if (c->nhdr == 0)
-            return true;
-        name = p;
-        value = p + strlen(p) + 1;
-        i = 1;
-    }
-    for (;;) {
-        if (MHD_add_response_header(resp, name, value) != MHD_YES) {
-            log_err("http: libmicrohttpd refused response header %s", name);
+    if (c->has_ctype) {
+        if (!canned_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, p))
             return false;
-        }
-        if (i++ == c->nhdr)
-            return true;
-        name = value + strlen(value) + 1;
-        value = name + strlen(name) + 1;
+        p += strlen(p) + 1;
     }
+    for (size_t i = 0; i < c->nhdr; i++) {
+        value = p + strlen(p) + 1;
+        if (!canned_header(resp, p, value))
+            return false;
+        p = value + strlen(value) + 1;
+    }
+    return true;
 }
 
 struct http_canned *

@@ -275,8 +275,9 @@ int http_reply_take(struct http_request *req, unsigned status, const char *conte
  * (its base may then be NULL). release(arg) runs exactly once, when the last response over
  * the parts has been destroyed, on whichever thread drops the last reference: an MHD
  * thread that has finished sending, or the caller of the last http_canned_unref() or of
- * the http_reply_*() call that failed. It must be quick, thread-safe and must not call
- * back into this module for the same request. NULL release: nothing to call.
+ * the http_reply_*() call that failed. It must be quick and thread-safe, and must not call
+ * libmicrohttpd or this module (it may run inside MHD's clean-up of a connection). NULL
+ * release: nothing to call.
  */
 #define HTTP_PARTS_MAX 8
 
