@@ -837,6 +837,8 @@ def mib($k): if $k == null then null else $k / 1024 end;
     {what: "ocspctl presign answers/s / PKCS#11 signer raw rate (p11_ocsp_p256_2t, this run)\(built)",
      value: (if sc.build then ratio(sc.build.presign_answers / sc.build.presign_s; lim("p11_ocsp_p256_2t")) else null end),
      target: ">= 0.9"},
+    {what: "ocspd first start on the new store: the \(sc.build.drain_changes) status changes import-index left pending taken (answers re-signed), s\(built)",
+     value: sc.build.drain_s, target: null},
     {what: "ocspctl import-crl of a CRL of \(sc.crl_n) entries into a scratch store, s (this run)",
      value: sc.crl_import_s, target: null},
     {what: "ocspctl import-crl, s per 1 M CRL entries (\(sc.crl_n) entries, this run)",
@@ -890,7 +892,7 @@ print_table() {
     echo
     jq -r '.derived[] | "  \(.what): \(.value | . * 100 | floor / 100)\(if .target then "  (target \(.target))" else "" end)"' \
         "$OUT/report.json"
-    jq -r 'if .scale then .scale | "\n  scale: \(.n) certificates in \(.dir) (\(if .reused then "built \(.build.built_at), reused\(if .resigned then ", answers pre-signed again" else "" end)" else "built in this run" end)): build \(.build.index_gen_s) s index generation, \(.build.index_import_s) s import-index, \(.build.presign_s) s presign (\(.build.presign_answers) answers), \(.build.crl_gen_s) s CRL of \(.crl_n) entries; footprint \(.footprint.status_journal_per_cert) B/cert status + journal, \(.footprint.all_per_cert) B/cert in all (\(.footprint.all_bytes / 1048576 | floor) MiB)" else empty end' "$OUT/report.json"
+    jq -r 'if .scale then .scale | "\n  scale: \(.n) certificates in \(.dir) (\(if .reused then "built \(.build.built_at), reused\(if .resigned then ", answers pre-signed again" else "" end)" else "built in this run" end)): build \(.build.index_gen_s) s index generation, \(.build.index_import_s) s import-index, \(.build.presign_s) s presign (\(.build.presign_answers) answers), \(.build.drain_s // "-") s for ocspd to take the \(.build.drain_changes // "-") pending changes, \(.build.crl_gen_s) s CRL of \(.crl_n) entries; footprint \(.footprint.status_journal_per_cert) B/cert status + journal, \(.footprint.all_per_cert) B/cert in all (\(.footprint.all_bytes / 1048576 | floor) MiB)" else empty end' "$OUT/report.json"
     jq -r '.notes[] | "  note: \(.)"' "$OUT/report.json"
 }
 
