@@ -1,0 +1,332 @@
+# shellcheck shell=bash
+#
+# bench/scale.sh: the scale scenario of `make bench` (issue 10 section 3), sourced by
+# bench/run.sh after its other OCSP scenarios (it reads run.sh's LG, OUT, WORK, BUILD, QUICK,
+# WARM, DUR, CONNS, load, conf_apply, note, ocsp_bench_db and the tests/lib helpers).
+#
+# A store of SCALE_N certificates (10 million in a full run, 20 thousand with QUICK=1;
+# BENCH_SCALE_N overrides) is built once and KEPT in $BUILD/bench-scale-N/ between runs:
+#   pki/          its own OCSP demo PKI and SoftHSM2 token (tests/lib/ocsp-pki.sh, fixed URL)
+#   ocspd.conf    the configuration ocspctl and ocspd use (the listen port is set per run)
+#   store/        the LMDB store: issuer qca, SCALE_N serials imported from bench-index.txt
+#                 (random 16-octet serials, 1 in 20 revoked: ocsp_bench_db), every answer
+#                 pre-signed (answers valid 10 days)
+#   bench-index.txt, bench-serials.txt   the index imported and loadgen's serial list
+#   crl.pem       a CRL of SCALE_CRL_N entries (1 M; QUICK 10 k) of the same issuer, made
+#                 with `openssl ca -gencrl` from crl-index.txt (serials not in the store)
+#   uni-*.set     the uniform request sets over all SCALE_N serials (POST, GET)
+#   build.json    what the build measured: index generation, import-index, presign (and its
+#                 answer count), ocspd's first start taking the status changes import-index
+#                 left pending (it re-signs their answers), CRL generation, the build's time
+#   ready         written last: a directory without it is built again from scratch
+# The store is built again when its PKI is rebuilt (the delegated responder certificate is
+# valid 30 days); the answers are pre-signed again (timed, in build.json) when they are more
+# than 4 days old, before ocspd's refresher (refresh_margin 50 % of 10 days) would re-sign
+# them under the load.
+#
+# Every run: `ocspctl import-crl` of crl.pem into a scratch store (created and removed in the
+# same directory, so it never touches the kept store) is timed; the footprint of the kept
+# store is read with `mdb_stat -a` (per database: (branch + leaf + overflow pages) x page
+# size); ocspd is started on the kept store (a free port, its own log, stopped by pid) and
+# loaded uniformly over all serials by POST and by GET (request sets of SCALE_SET_COUNT
+# requests: 1 M in a full run, more than a run sends, so no request repeats the set) while
+# /proc/PID/status is sampled (VmRSS, RssAnon, RssFile, RssShmem; the maximum of each).
+# Results: $OUT/ocspd_scale_{post,get}.json (loadgen) and $OUT/scale.json (everything else),
+# read by run.sh's report.
+
+SCALE_N=${BENCH_SCALE_N:-$( ((QUICK)) && echo 20000 || echo 10000000)}
+SCALE_CRL_N=${BENCH_SCALE_CRL_N:-$( ((QUICK)) && echo 10000 || echo 1000000)}
+SCALE_SET_COUNT=${BENCH_SCALE_SET_COUNT:-$( ((QUICK)) && echo 50000 || echo 1000000)}
+SCALE_DIR=$top/$BUILD/bench-scale-$SCALE_N
+SCALE_URL=http://127.0.0.1/ # the PKI's AIA URL: fixed, so that the kept PKI stays current
+SCALE_PRESIGN_MAX_AGE=$((4 * 86400))
+
+# now: seconds since the epoch with nanoseconds
+now() { date +%s.%N; }
+# elapsed T0: seconds since T0 (3 decimals)
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
+
+# scale_ctl ARGS...: ocspctl on the kept store, its log appended to $SCALE_DIR/ocspctl.log
+scale_ctl() {
+    SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$SCALE_DIR/ocspd.conf" -u bench "$@" \
+        2>>"$SCALE_DIR/ocspctl.log"
+}
+
+# scale_signer_fp: fingerprint of the PKI's delegated responder certificate (a new PKI means
+# a new token: the kept store is then built again)
+scale_signer_fp() {
+    openssl x509 -in "$SCALE_DIR/pki/ocsp-signer.pem" -noout -fingerprint -sha256 | sed 's/.*=//'
+}
+
+# scale_issuer_add [-d STORE]: issuer qca of the scale PKI, answers valid 10 days
+scale_issuer_add() {
+    scale_ctl "$@" issuer add qca --cert "$OCSP_CA_CERT" --key-label "$OCSP_SIGNER_LABEL" \
+        --signer-cert "$OCSP_SIGNER_CERT" --signature ecdsa --digest sha256 --nonce echo \
+        --unissued revoked --archive-cutoff yes --validity 10d >/dev/null
+}
+
+# scale_crl: crl.pem with SCALE_CRL_N revoked serials of the scale CA (openssl ca -gencrl)
+scale_crl() {
+    local d=$SCALE_DIR/crl
+    mkdir -p "$d"
+    openssl rand -hex $((SCALE_CRL_N * 16)) | fold -w 32 | awk '
+        { printf "R\t351231235959Z\t240101000000Z,keyCompromise\t5%s\tunknown\t/CN=crl %d\n",
+                 toupper(substr($0, 2)), NR }' >"$d/index.txt"
+    echo 1000 >"$d/crlnumber"
+    cat >"$d/crl.cnf" <<CNF
+[ca]
+default_ca = crl
+[crl]
+database = $d/index.txt
+crlnumber = $d/crlnumber
+default_md = sha256
+default_crl_days = 3650
+unique_subject = no
+CNF
+    openssl ca -batch -gencrl -config "$d/crl.cnf" -cert "$OCSP_CA_CERT" \
+        -keyfile "$OCSP_CA_KEY" -out "$SCALE_DIR/crl.pem" 2>>"$SCALE_DIR/ocspctl.log"
+    rm -f "$d/index.txt.old"
+}
+
+# scale_map_size: [store] map_size for SCALE_N certificates (a sparse file: only the pages
+# written take disk)
+scale_map_size() {
+    local mib=$((SCALE_N * 8 / 1024))
+    ((mib < 512)) && mib=512
+    echo "${mib}M"
+}
+
+# scale_changes: entries of the store's "changes" database (status changes waiting for ocspd)
+scale_changes() {
+    mdb_stat -s changes "$SCALE_DIR/store" | awk '/Entries:/ { print $2 }'
+}
+
+# scale_drain: start ocspd on the kept store and wait until it has taken every pending status
+# change (it re-signs their answers at start, DESIGN D6: import-index leaves one per line,
+# which ocspctl presign does not take), so that the loads do not meet that re-signing. Sets
+# SCALE_DRAIN_S (seconds from the start of ocspd) and SCALE_DRAIN_N (changes at the start).
+scale_drain() {
+    local conf=$WORK/ocspd-scale-drain.conf t0 left i limit
+    SCALE_DRAIN_N=$(scale_changes)
+    SCALE_DRAIN_S=0
+    ((SCALE_DRAIN_N > 0)) || return 0
+    cp "$SCALE_DIR/ocspd.conf" "$conf"
+    conf_apply "$conf" "server.listen=127.0.0.1:$(free_port)"
+    t0=$(now)
+    ocspd_start "$conf" "$SCALE_DIR/ocspd-drain.log" || die "ocspd on the scale store did not start"
+    limit=$((SCALE_DRAIN_N / 200 + 120)) # 200 answers/s at the least
+    for ((i = 0; i < limit; i++)); do
+        left=$(scale_changes)
+        ((left == 0)) && break
+        sleep 1
+    done
+    SCALE_DRAIN_S=$(elapsed "$t0")
+    ocspd_stop
+    ((left == 0)) || die "ocspd left $left of $SCALE_DRAIN_N status changes after $SCALE_DRAIN_S s"
+    echo "  ocspd's first start: $SCALE_DRAIN_N pending status changes taken (answers re-signed) in $SCALE_DRAIN_S s"
+}
+
+# scale_build: build $SCALE_DIR from scratch (see the header); ready written last
+scale_build() {
+    local t0 gen_s import_s presign_s crl_s answers
+    echo "== scale: building a store of $SCALE_N certificates in $SCALE_DIR (kept for later runs)"
+    rm -rf "$SCALE_DIR"
+    mkdir -p "$SCALE_DIR"
+    ocsp_pki_demo "$SCALE_DIR/pki" "$SCALE_URL" >/dev/null
+    # shellcheck disable=SC1091
+    . "$SCALE_DIR/pki/ocsp-pki.env"
+    ocspd_write_conf "$SCALE_DIR/ocspd.conf" "$(free_port)" "$SCALE_DIR/store" "$SCALE_DIR/pki"
+    printf '[limits]\nsign_rate = 0\n' >>"$SCALE_DIR/ocspd.conf"
+    conf_apply "$SCALE_DIR/ocspd.conf" log.level=warn "store.map_size=$(scale_map_size)"
+    mkdir -p "$SCALE_DIR/store"
+    t0=$(now)
+    ocsp_bench_db "$SCALE_DIR" "$SCALE_N"
+    gen_s=$(elapsed "$t0")
+    scale_ctl init >/dev/null
+    scale_issuer_add
+    t0=$(now)
+    scale_ctl import-index qca "$SCALE_DIR/bench-index.txt" >/dev/null
+    import_s=$(elapsed "$t0")
+    echo "  import-index: $SCALE_N lines in $import_s s"
+    t0=$(now)
+    answers=$(scale_ctl presign)
+    presign_s=$(elapsed "$t0")
+    echo "  presign: $answers answers in $presign_s s"
+    scale_drain
+    t0=$(now)
+    scale_crl
+    crl_s=$(elapsed "$t0")
+    echo "  CRL of $SCALE_CRL_N entries: $crl_s s"
+    jq -n --argjson n "$SCALE_N" --argjson crl_n "$SCALE_CRL_N" --arg fp "$(scale_signer_fp)" \
+        --argjson at "$(date +%s)" --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+        --argjson gen "$gen_s" --argjson imp "$import_s" --argjson pre "$presign_s" \
+        --argjson ans "$answers" --argjson crl "$crl_s" --argjson dn "$SCALE_DRAIN_N" \
+        --argjson ds "$SCALE_DRAIN_S" \
+        --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+        '{n: $n, crl_n: $crl_n, signer_fp: $fp, built_at: $date, built_epoch: $at, commit: $commit,
+          index_gen_s: $gen, index_import_s: $imp, presign_s: $pre, presign_answers: $ans,
+          presigned_epoch: $at, crl_gen_s: $crl, drain_changes: $dn, drain_s: $ds}' \
+        >"$SCALE_DIR/build.json"
+    : >"$SCALE_DIR/ready"
+}
+
+# scale_prepare: reuse $SCALE_DIR when it is complete and its PKI current, else build it;
+# pre-sign again when the answers are old. Sets SCALE_REUSED, SCALE_RESIGNED.
+scale_prepare() {
+    local age t0 answers presign_s
+    SCALE_REUSED=false SCALE_RESIGNED=false
+    if [[ -e $SCALE_DIR/ready && -f $SCALE_DIR/build.json ]]; then
+        ocsp_pki_demo "$SCALE_DIR/pki" "$SCALE_URL" >/dev/null
+        if [[ $(scale_signer_fp) == "$(jq -r .signer_fp "$SCALE_DIR/build.json")" ]]; then
+            SCALE_REUSED=true
+        else
+            echo "== scale: the PKI of $SCALE_DIR was renewed: the store is built again"
+        fi
+    fi
+    if [[ $SCALE_REUSED == false ]]; then
+        scale_build
+        return 0
+    fi
+    # shellcheck disable=SC1091
+    . "$SCALE_DIR/pki/ocsp-pki.env"
+    echo "== scale: reusing the store of $SCALE_N certificates in $SCALE_DIR (built $(jq -r .built_at "$SCALE_DIR/build.json"))"
+    age=$(($(date +%s) - $(jq .presigned_epoch "$SCALE_DIR/build.json")))
+    if ((age > SCALE_PRESIGN_MAX_AGE)); then
+        t0=$(now)
+        answers=$(scale_ctl presign)
+        presign_s=$(elapsed "$t0")
+        echo "  answers $((age / 3600)) h old: pre-signed again, $answers answers in $presign_s s"
+        jq --argjson at "$(date +%s)" --argjson pre "$presign_s" --argjson ans "$answers" \
+            '.presigned_epoch = $at | .resign_s = $pre | .resign_answers = $ans' \
+            "$SCALE_DIR/build.json" >"$SCALE_DIR/build.json.new"
+        mv "$SCALE_DIR/build.json.new" "$SCALE_DIR/build.json"
+        SCALE_RESIGNED=true
+    fi
+    # a store left with pending changes (not by this script: nothing writes them after the
+    # build) is drained the same way, so the loads meet none
+    scale_drain
+}
+
+# scale_sets: the uniform request sets over all serials, made once per set size and kept
+scale_sets() {
+    local m seed pct
+    for m in post get; do
+        SCALE_SET[$m]=$SCALE_DIR/uni-$m-$SCALE_SET_COUNT.set
+        [[ -s ${SCALE_SET[$m]} ]] && continue
+        seed=31 pct=0
+        [[ $m == get ]] && seed=32 pct=100
+        "$LG" gen-ocsp --out "${SCALE_SET[$m]}.tmp" --issuer "$OCSP_CA_CERT" \
+            --serials "$SCALE_DIR/bench-serials.txt" --count "$SCALE_SET_COUNT" --get "$pct" \
+            --seed "$seed"
+        mv "${SCALE_SET[$m]}.tmp" "${SCALE_SET[$m]}"
+    done
+}
+
+# scale_crl_import: SCALE_CRL_S, the seconds of `ocspctl import-crl` of crl.pem into a
+# scratch store (made and removed here)
+scale_crl_import() {
+    local scratch=$SCALE_DIR/scratch-crl t0
+    rm -rf "$scratch"
+    mkdir -p "$scratch"
+    scale_ctl -d "$scratch" init >/dev/null
+    scale_issuer_add -d "$scratch"
+    t0=$(now)
+    scale_ctl -d "$scratch" import-crl qca "$SCALE_DIR/crl.pem" >/dev/null
+    SCALE_CRL_S=$(elapsed "$t0")
+    rm -rf "$scratch"
+}
+
+# scale_footprint: JSON of the kept store's pages per database (mdb_stat -ea: branch + leaf +
+# overflow pages x page size), their sums per certificate (status + journal; with the
+# pending changes; every database) and the pages in use in the file (free pages included)
+scale_footprint() {
+    mdb_stat -ea "$SCALE_DIR/store" | awk -v n="$SCALE_N" '
+        /^Status of / { db = $3; if (db == "Main") db = "main"; next }
+        /^  Page size:/ { ps = $3 }
+        /^  Number of pages used:/ { used = $5 }
+        /^  Branch pages:/ { pages[db] += $3 }
+        /^  Leaf pages:/ { pages[db] += $3 }
+        /^  Overflow pages:/ { pages[db] += $3 }
+        /^  Entries:/ { ent[db] = $2 }
+        END {
+            printf "{\"page_size\": %d, \"dbs\": {", ps
+            sep = ""
+            for (d in pages) {
+                printf "%s\"%s\": {\"pages\": %d, \"bytes\": %d, \"entries\": %d}", sep, d,
+                       pages[d], pages[d] * ps, ent[d]
+                sep = ", "
+                all += pages[d] * ps
+            }
+            sj = (pages["status"] + pages["journal"]) * ps
+            sjc = sj + pages["changes"] * ps
+            printf "}, \"status_journal_bytes\": %d, \"all_bytes\": %d, ", sj, all
+            printf "\"file_used_bytes\": %d, ", used * ps
+            printf "\"status_journal_per_cert\": %.1f, ", sj / n
+            printf "\"status_journal_changes_per_cert\": %.1f, ", sjc / n
+            printf "\"all_per_cert\": %.1f, \"file_used_per_cert\": %.1f}\n", all / n, used * ps / n
+        }'
+}
+
+# rss_sampler PID FILE: the VmRSS/RssAnon/RssFile/RssShmem lines of PID every 0.2 s (builtins
+# only, but sleep); run in the background and stopped by pid
+rss_sampler() {
+    local pid=$1 k v _
+    while [[ -e /proc/$pid/status ]]; do
+        while read -r k v _; do
+            case $k in VmRSS: | RssAnon: | RssFile: | RssShmem:) echo "$k $v" ;; esac
+        done <"/proc/$pid/status" 2>/dev/null || true
+        sleep 0.2
+    done
+}
+
+# rss_max FILE: JSON of the maximum of each kind (KiB) and the number of samples
+rss_max() {
+    awk '{ k = $1; sub(":", "", k); if ($2 > m[k]) m[k] = $2; if (k == "VmRSS") n++ }
+         END { printf "{\"samples\": %d, \"vmrss_kib\": %d, \"rss_anon_kib\": %d, \"rss_file_kib\": %d, \"rss_shmem_kib\": %d}\n",
+                      n, m["VmRSS"], m["RssAnon"], m["RssFile"], m["RssShmem"] }' "$1"
+}
+
+scale_scenario() {
+    local port conf=$WORK/ocspd-scale.conf ca_args foot rss="" sampler
+    declare -gA SCALE_SET=()
+    if ! command -v mdb_stat >/dev/null; then
+        note "scale scenario skipped: mdb_stat not installed (lmdb-utils)"
+        return 0
+    fi
+    scale_prepare
+    scale_sets
+    ca_args=(--ca "$OCSP_CA_CHAIN" --untrusted "$OCSP_SIGNER_CERT")
+    scale_crl_import
+    echo "  import-crl of $SCALE_CRL_N entries into a scratch store: $SCALE_CRL_S s"
+    foot=$(scale_footprint)
+    echo "  footprint: $(jq -r '"status + journal \(.status_journal_per_cert) B/cert, all \(.all_per_cert) B/cert"' <<<"$foot")"
+    port=$(free_port)
+    cp "$SCALE_DIR/ocspd.conf" "$conf"
+    conf_apply "$conf" "server.listen=127.0.0.1:$port"
+    : >"$WORK/ocspd-scale.log"
+    if ! ocspd_start "$conf" "$WORK/ocspd-scale.log"; then
+        ocspd_stop || true
+        note "ocspd on the scale store did not start: uniform load over $SCALE_N skipped"
+    else
+        echo "== ocspd on the store of $SCALE_N certificates (pid $OCSPD_PID)"
+        rss_sampler "$OCSPD_PID" >"$WORK/scale-rss.txt" &
+        sampler=$!
+        track_pid "$sampler"
+        load ocspd_scale_post "http://127.0.0.1:$port/" "${SCALE_SET[post]}" "$OCSPD_PID" \
+            "${ca_args[@]}"
+        load ocspd_scale_get "http://127.0.0.1:$port/" "${SCALE_SET[get]}" "$OCSPD_PID" \
+            "${ca_args[@]}"
+        kill -TERM "$sampler" 2>/dev/null || true
+        wait "$sampler" 2>/dev/null || true
+        ocspd_stop
+        rss=$(rss_max "$WORK/scale-rss.txt")
+        echo "  ocspd memory under the load (max, KiB): $(jq -c . <<<"$rss")"
+    fi
+    jq -n --argjson b "$(cat "$SCALE_DIR/build.json")" --argjson reused "$SCALE_REUSED" \
+        --argjson resigned "$SCALE_RESIGNED" --argjson crl "$SCALE_CRL_S" --argjson foot "$foot" \
+        --argjson rss "${rss:-null}" --argjson sets "$SCALE_SET_COUNT" --arg dir "$SCALE_DIR" \
+        --argjson small "$NSERIALS" \
+        '{n: $b.n, crl_n: $b.crl_n, dir: $dir, reused: $reused, resigned: $resigned,
+          build: $b, crl_import_s: $crl, footprint: $foot, rss: $rss, set_count: $sets,
+          small_n: $small}' >"$OUT/scale.json"
+}
