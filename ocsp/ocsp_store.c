@@ -15,6 +15,9 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "ocsp/ocsp_certid.h"
+#include "ocsp/ocsp_journal.h"
+#include "ocsp/ocsp_rules.h"
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -127,12 +130,6 @@ put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[7 - i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-hex_of(const uint8_t *p, size_t n, char *out)
-{
-    hex_encode(out, p, n, true);
 }
 
 static bool
@@ -269,41 +266,6 @@ ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID
 out:
     X509_free(x);
     return st;
-}
-
-static const EVP_MD *
-ocsp_hash_md(enum ocsp_hash h)
-{
-    switch (h) {
-    case OCSP_HASH_SHA1:
-        return EVP_sha1();
-    case OCSP_HASH_SHA256:
-        return EVP_sha256();
-    case OCSP_HASH_SHA384:
-        return EVP_sha384();
-    case OCSP_HASH_SHA512:
-        return EVP_sha512();
-    }
-    return NULL;
-}
-
-int
-ocsp_issuer_hashes_of(X509 *issuer, enum ocsp_hash h, uint8_t name_hash[64], uint8_t key_hash[64],
-                      size_t *len)
-{
-    const EVP_MD *md = ocsp_hash_md(h);
-    const ASN1_BIT_STRING *pub = X509_get0_pubkey_bitstr(issuer);
-    const unsigned char *name = NULL;
-    size_t name_len = 0;
-    unsigned n1 = 0, n2 = 0;
-
-    if (md == NULL || pub == NULL ||
-        X509_NAME_get0_der(X509_get_subject_name(issuer), &name, &name_len) != 1 ||
-        EVP_Digest(name, name_len, name_hash, &n1, md, NULL) != 1 ||
-        EVP_Digest(pub->data, (size_t)pub->length, key_hash, &n2, md, NULL) != 1)
-        return ST_CRYPTO;
-    *len = n1;
-    return ST_OK;
 }
 
 /* certids key: hash byte + issuerNameHash + issuerKeyHash. *klen gets its length. */
@@ -780,25 +742,6 @@ ocsp_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void
-json_status(struct jw *o, const char *key, const struct ocsp_status *st, bool found)
-{
-    jw_key(o, key);
-    if (!found) {
-        jw_null(o);
-        return;
-    }
-    jw_begin(o);
-    jw_kstr(o, "state", ocsp_state_name(st->state));
-    jw_key(o, "reason");
-    jw_i64(o, st->reason == OCSP_REASON_NONE ? -1 : st->reason);
-    jw_key(o, "revocation_time");
-    jw_i64(o, st->revocation_time);
-    jw_key(o, "not_after");
-    jw_i64(o, st->not_after);
-    jw_close(o);
-}
-
 /* The journal's node name (its chain, common/chain.h): kept in meta "journal_node", this
  * host's name when the first entry is written, so that ocspd and ocspctl seal alike. */
 static int
@@ -890,97 +833,24 @@ ocsp_change_add(struct ocsp_store *s, struct store_txn *t, const uint8_t *id, co
     return ocsp_meta_put_u64(t, s->db[DB_META], "changes_next", seq + 1);
 }
 
-/* The journal line of one status change. */
+/* The journal line of one status change (the issuer's name read in t). */
 static void
-ocsp_status_journal_line(struct ocsp_store *s, struct store_txn *t, char *line, size_t cap,
-                         const uint8_t *id, const uint8_t *serial, size_t serial_len,
-                         const char *who, const struct ocsp_status *before, bool found,
-                         const struct ocsp_status *after, bool refused)
+ocsp_status_journal(struct ocsp_store *s, struct store_txn *t, char *line, size_t cap,
+                    struct ocsp_journal_status *e)
 {
-    char idhex[2 * OCSP_ISSUER_ID_LEN + 1], serhex[2 * OCSP_SERIAL_MAX + 1], name[64] = "";
+    char name[64] = "";
     const void *v = NULL;
     size_t n = 0;
     struct ocsp_issuer_rec rec;
-    struct jw o;
 
-    if (store_txn_get(t, s->db[DB_ISSUERS], id, OCSP_ISSUER_ID_LEN, &v, &n) == ST_OK &&
+    if (store_txn_get(t, s->db[DB_ISSUERS], e->issuer_id, OCSP_ISSUER_ID_LEN, &v, &n) == ST_OK &&
         ocsp_issuer_decode(v, n, &rec) == ST_OK) {
         memcpy(name, rec.name, sizeof(name));
         ocsp_issuer_rec_clear(&rec);
     }
-    hex_of(id, OCSP_ISSUER_ID_LEN, idhex);
-    hex_of(serial, serial_len, serhex);
-    jw_init(&o, line, cap);
-    jw_begin(&o);
-    jw_key(&o, "time");
-    jw_i64(&o, (int64_t)time(NULL));
-    jw_kstr(&o, "who", who != NULL ? who : "");
-    jw_kstr(&o, "op", "status");
-    jw_kstr(&o, "issuer", name);
-    jw_kstr(&o, "issuer_id", idhex);
-    jw_kstr(&o, "serial", serhex);
-    jw_kstr(&o, "result", refused ? "refused" : "ok");
-    json_status(&o, "before", before, found);
-    json_status(&o, "after", after, true);
-    jw_close(&o);
-}
-
-static bool
-ocsp_status_same(const struct ocsp_status *a, const struct ocsp_status *b)
-{
-    return a->state == b->state && a->reason == b->reason &&
-           a->revocation_time == b->revocation_time && a->not_after == b->not_after;
-}
-
-/* A reason may be made more specific (none or unspecified -> any) or raised to
- * keyCompromise (RFC 5280 §5.3.1), never changed otherwise or removed. */
-static bool
-ocsp_reason_upgrade(uint8_t from, uint8_t to)
-{
-    if (to == from || to == OCSP_REVOKED_STATUS_KEYCOMPROMISE)
-        return true;
-    return (from == OCSP_REASON_NONE || from == OCSP_REVOKED_STATUS_UNSPECIFIED) &&
-           to != OCSP_REASON_NONE;
-}
-
-/* REVOKED -> REVOKED: refused unless the reason is upgraded or kept; the earliest revocation
- * time is kept (a later one would shorten the period a relying party sees as revoked). */
-static bool
-ocsp_revoked_again(const struct ocsp_status *cur, struct ocsp_status *next)
-{
-    if (!ocsp_reason_upgrade(cur->reason, next->reason))
-        return false;
-    if (cur->revocation_time < next->revocation_time)
-        next->revocation_time = cur->revocation_time;
-    return true;
-}
-
-/* Fill *next from the request and the stored record; false when the rule refuses it (then
- * *next is what was asked, for the journal). */
-static bool
-ocsp_status_next(const struct ocsp_status *cur, bool found, enum ocsp_cert_state state,
-                 uint8_t reason, int64_t revocation_time, int64_t not_after,
-                 struct ocsp_status *next)
-{
-    memset(next, 0, sizeof(*next));
-    next->state = (uint8_t)state;
-    next->reason = state == OCSP_STATE_GOOD ? OCSP_REASON_NONE : reason;
-    next->revocation_time = state == OCSP_STATE_GOOD ? 0 : revocation_time;
-    next->not_after = not_after != 0 ? not_after : found ? cur->not_after : 0;
-    next->updated = (int64_t)time(NULL);
-    next->stamp = ocsp_now_ns();
-    if (found && next->stamp <= cur->stamp)
-        next->stamp = cur->stamp + 1;
-    if (!found || cur->state == OCSP_STATE_GOOD)
-        return true;
-    /* EID-08: a hold started when it was first put on hold; repeating it does not move it */
-    if (cur->state == OCSP_STATE_HOLD && state == OCSP_STATE_HOLD)
-        next->revocation_time = cur->revocation_time;
-    if (cur->state != OCSP_STATE_REVOKED)
-        return true;
-    /* EID-07, OCSP-16: a definitive revocation never goes back to good or on hold, and a
-     * revocation repeated (by an operator, a CRL or an index) never weakens it */
-    return state == OCSP_STATE_REVOKED && ocsp_revoked_again(cur, next);
+    e->issuer_name = name;
+    e->time = (int64_t)time(NULL);
+    ocsp_journal_status_line(line, cap, e);
 }
 
 int
@@ -990,6 +860,8 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
 {
     uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], rec[STATUS_REC_LEN];
     struct ocsp_status cur = {0}, next;
+    struct ocsp_status_change req = {(uint8_t)state, reason, revocation_time, not_after};
+    enum ocsp_rule_verdict verdict;
     struct store_txn *t = NULL;
     char *line = NULL;
     bool found, allowed;
@@ -1007,13 +879,21 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
     if (st != ST_OK && st != ST_NOTFOUND)
         goto out;
     found = st == ST_OK;
-    allowed = ocsp_status_next(&cur, found, state, reason, revocation_time, not_after, &next);
-    if (allowed && found && ocsp_status_same(&cur, &next)) {
+    verdict =
+        ocsp_status_next(found ? &cur : NULL, &req, (int64_t)time(NULL), ocsp_now_ns(), &next);
+    if (verdict == OCSP_RULE_SAME) {
         st = ST_OK; /* nothing changes: no journal entry, no re-signing */
         goto out;
     }
-    ocsp_status_journal_line(s, t, line, JOURNAL_LINE_MAX, id, serial, serial_len, who, &cur, found,
-                             &next, !allowed);
+    allowed = verdict == OCSP_RULE_APPLY;
+    ocsp_status_journal(s, t, line, JOURNAL_LINE_MAX,
+                        &(struct ocsp_journal_status){.who = who,
+                                                      .issuer_id = id,
+                                                      .serial = serial,
+                                                      .serial_len = serial_len,
+                                                      .before = found ? &cur : NULL,
+                                                      .after = &next,
+                                                      .refused = !allowed});
     if ((st = ocsp_journal_txn(s, t, line)) != ST_OK)
         goto out;
     if (allowed) {

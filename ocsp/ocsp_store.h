@@ -136,12 +136,6 @@ void ocsp_store_close(struct ocsp_store *s);
 /* The issuer id of a certificate (SHA-256 of its subjectPublicKey contents). */
 int ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID_LEN]);
 
-/* issuerNameHash and issuerKeyHash of an issuer certificate for hash h (OCSP-11): the hash of
- * the DER subject name and of the subjectPublicKey contents, into 64-byte buffers; *len gets
- * the hash length. ST_OK or ST_CRYPTO. */
-int ocsp_issuer_hashes_of(X509 *issuer, enum ocsp_hash h, uint8_t name_hash[64],
-                          uint8_t key_hash[64], size_t *len);
-
 /* Add or replace an issuer and its four certids entries; bumps issuers_gen. */
 int ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec);
 /* Fetch by id into *rec (allocations owned by rec: free with ocsp_issuer_rec_clear). */
