@@ -7,7 +7,6 @@
 #include "common/cond.h"
 #include "common/log.h"
 #include "common/status.h"
-#include "ocsp/ocsp_certid.h"
 #include "ocsp/ocsp_decide.h"
 #include "ocsp/ocsp_issuers.h"
 
@@ -89,7 +88,6 @@ ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
 {
     struct refresh_scan *rs = ctx;
     const struct ocsp_issuer *iss;
-    struct ocsp_certid id;
     struct ocsp_change *c;
 
     bool due;
@@ -99,8 +97,9 @@ ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
     due = ocsp_refresh_due(r->produced_at, r->next_update, rs->now, rs->s->margin);
     if (!due && r->produced_at >= rs->replaced)
         return true; /* current, and produced after any signer change */
-    if (ocsp_certid_decode(certid, certid_len, &id) != ST_OK ||
-        (iss = ocsp_issuers_find(rs->s->issuers, &id)) == NULL ||
+    (void)certid;
+    (void)certid_len; /* issuer and serial come from the value header: no CertID parsed back */
+    if ((iss = ocsp_issuers_by_id(rs->s->issuers, r->issuer_id)) == NULL ||
         ocsp_issuer_stale(ocsp_issuer_live(iss), rs->now) ||
         ocsp_signer_expired(iss->signer_not_after, rs->now))
         return true;
@@ -119,8 +118,8 @@ ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
     }
     c = &rs->list[rs->n++];
     memcpy(c->issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
-    memcpy(c->serial, id.serial, id.serial_len);
-    c->serial_len = id.serial_len;
+    memcpy(c->serial, r->serial, r->serial_len);
+    c->serial_len = r->serial_len;
     return true;
 }
 

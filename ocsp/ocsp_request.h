@@ -38,15 +38,16 @@ struct ocsp_request {
     size_t nonce_len; /* octets of the nonce itself */
 };
 
-/* Parse and check. 0 with *out filled, or 1 (malformedRequest) with *why set (static text). */
+/* Parse and check. ST_OK with *out filled, or ST_INVALID (malformedRequest) with *why set
+ * (static text). */
 int ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, const char **why);
 
 /*
  * Decode the GET form: `path` is the raw request path after the OCSP base path (for example
  * "MEow..." or "/MEow%2B..%3D"): leading slashes skipped, percent-escapes decoded, '+' kept as
  * '+' (base64, not form encoding), '/' inside the base64 kept; then base64 (with or without
- * padding). Writes at most cap bytes. 0 on success, -1 when it is not url-encoded base64 or too
- * long.
+ * padding). Writes at most cap bytes. ST_OK, or ST_INVALID when it is not url-encoded base64
+ * or too long.
  */
 int ocsp_get_decode(const char *path, uint8_t *out, size_t cap, size_t *len);
 

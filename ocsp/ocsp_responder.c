@@ -37,6 +37,7 @@ struct ocsp_store_op {
     struct ocsp_store *store;
     struct ocsp_response_put put;
     uint8_t certid[OCSP_CERTID_MAX];
+    uint8_t serial[OCSP_SERIAL_MAX];
     uint8_t *der;         /* our copy, or the job's response when a job waits for us */
     struct ocsp_job *job; /* a re-sign job that completes once stored, or NULL */
 };
@@ -65,6 +66,16 @@ ocsp_store_op_done(struct commit_op *op, int status)
     free(so);
 }
 
+void
+ocsp_etag_of(const uint8_t *der, size_t len, uint8_t etag[OCSP_FP_LEN])
+{
+    uint8_t md[32];
+
+    if (EVP_Digest(der, len, md, NULL, EVP_sha256(), NULL) != 1)
+        memset(md, 0, sizeof(md));
+    memcpy(etag, md, OCSP_FP_LEN);
+}
+
 /* Hand a signed response to the pipeline. true when the job's completion now waits for it. */
 static bool
 ocsp_job_store(struct ocsp_responder *r, struct ocsp_job *j)
@@ -83,8 +94,26 @@ ocsp_job_store(struct ocsp_responder *r, struct ocsp_job *j)
     else
         memcpy(so->der, j->resp, j->resp_len);
     memcpy(so->certid, j->certid, j->certid_len);
-    so->put = (struct ocsp_response_put){so->certid,     j->certid_len,  j->stamp, j->this_update,
-                                         j->next_update, j->produced_at, so->der,  j->resp_len};
+    memcpy(so->serial, j->serial, j->serial_len);
+    so->put = (struct ocsp_response_put){.certid = so->certid,
+                                         .certid_len = j->certid_len,
+                                         .hash = j->hash,
+                                         .issuer_id = j->iss->rec.id,
+                                         .serial = so->serial,
+                                         .serial_len = j->serial_len,
+                                         .stamp = j->stamp,
+                                         .this_update = j->this_update,
+                                         .next_update = j->next_update,
+                                         .produced_at = j->produced_at,
+                                         .der = so->der,
+                                         .der_len = j->resp_len};
+    memcpy(so->put.signer_fp, j->iss->signer_fp, OCSP_FP_LEN);
+    ocsp_etag_of(so->der, j->resp_len, so->put.etag);
+    /* the issuer's certs field, the same in all its answers, is not stored with each: the
+     * reader puts it back (ocsp_store.h) */
+    if (j->iss->certs_len > 0 && j->resp_len > j->iss->certs_len &&
+        memcmp(so->der + j->resp_len - j->iss->certs_len, j->iss->certs, j->iss->certs_len) == 0)
+        so->put.certs_len = j->iss->certs_len;
     so->store = r->store;
     so->job = j->wait_store ? j : NULL;
     so->op = (struct commit_op){.cls = COMMIT_BACKGROUND,
@@ -116,9 +145,10 @@ ocsp_batch(struct signer_job **jobs, size_t n, void *ctx)
 
         if (j->sj.status == ST_OK) {
             alg = signer_key_sigalg_der(j->iss->key, &alg_len);
-            if (ocsp_response_assemble(j->tbs, j->tbs_len, alg, alg_len, j->sj.sig, j->sj.sig_len,
-                                       j->iss->certs, j->iss->certs_len, &j->resp,
-                                       &j->resp_len) != ST_OK)
+            if (ocsp_response_assemble(
+                    &(struct ocsp_signed_parts){j->tbs, j->tbs_len, alg, alg_len, j->sj.sig,
+                                                j->sj.sig_len, j->iss->certs, j->iss->certs_len},
+                    &j->resp, &j->resp_len) != ST_OK)
                 j->sj.status = ST_NOMEM;
         }
         if (j->resp != NULL && j->store && ocsp_job_store(r, j))
@@ -207,9 +237,8 @@ ocsp_responder_issuers(struct ocsp_responder *r)
 }
 
 struct ocsp_job *
-ocsp_job_new(struct ocsp_responder *r, const struct ocsp_issuer *iss, int64_t produced_at,
-             const struct ocsp_single *singles, size_t n, const uint8_t *nonce_value,
-             size_t nonce_len, bool extended_revoke)
+ocsp_job_new(struct ocsp_responder *r, const struct ocsp_issuer *iss,
+             const struct ocsp_tbs_spec *spec)
 {
     struct ocsp_job *j = calloc(1, sizeof(*j));
     unsigned dl = 0;
@@ -219,11 +248,10 @@ ocsp_job_new(struct ocsp_responder *r, const struct ocsp_issuer *iss, int64_t pr
         return NULL;
     j->r = r;
     j->iss = iss;
-    j->produced_at = produced_at;
+    j->produced_at = spec->produced_at;
     if (der_init_alloc(&d, 512) != ST_OK)
         goto fail;
-    ocsp_tbs_build(&d, iss->rid, iss->rid_len, produced_at, singles, n, nonce_value, nonce_len,
-                   extended_revoke);
+    ocsp_tbs_build(&d, iss->rid, iss->rid_len, spec);
     if (der_finish(&d) != ST_OK) {
         der_release(&d);
         goto fail;
@@ -313,13 +341,20 @@ ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct re
         in.certid = id.der;
         in.certid_len = id.der_len;
         ocsp_decide(&in, &d);
-        j = ocsp_job_new(r, iss, now, single, 1, NULL, 0, d.extended_revoke);
+        j = ocsp_job_new(r, iss,
+                         &(struct ocsp_tbs_spec){.produced_at = now,
+                                                 .singles = single,
+                                                 .n = 1,
+                                                 .extended_revoke = d.extended_revoke});
         if (j == NULL)
             continue;
         j->store = true;
         j->wait_store = true;
         memcpy(j->certid, id.der, id.der_len);
         j->certid_len = id.der_len;
+        j->hash = (uint8_t)id.hash;
+        memcpy(j->serial, id.serial, id.serial_len);
+        j->serial_len = id.serial_len;
         j->stamp = have ? st.stamp : 0;
         j->this_update = single->this_update;
         j->next_update = single->next_update;

@@ -43,6 +43,9 @@ struct ocsp_job {
     int store_status; /* why not: ST_FULL above fill_limit, ST_BUSY, ... */
     uint8_t certid[OCSP_CERTID_MAX];
     size_t certid_len;
+    uint8_t hash; /* enum ocsp_hash of the CertID */
+    uint8_t serial[OCSP_SERIAL_MAX];
+    size_t serial_len;
     uint64_t stamp;
     int64_t this_update, next_update, produced_at;
     /* result: an OCSPResponse DER (malloc), or NULL with sj.status != ST_OK */
@@ -68,11 +71,13 @@ unsigned ocsp_responder_queue(struct ocsp_responder *r);
 /* The served issuers (the registry outlives every job). */
 struct ocsp_issuers *ocsp_responder_issuers(struct ocsp_responder *r);
 
-/* Build a job: tbsResponseData for `singles` signed by iss's key, with the digest ready.
- * NULL on failure. */
+/* Build a job: tbsResponseData of `spec` (ResponderID: iss's) signed by iss's key, with the digest
+ * ready. NULL on failure. */
 struct ocsp_job *ocsp_job_new(struct ocsp_responder *r, const struct ocsp_issuer *iss,
-                              int64_t produced_at, const struct ocsp_single *singles, size_t n,
-                              const uint8_t *nonce_value, size_t nonce_len, bool extended_revoke);
+                              const struct ocsp_tbs_spec *spec);
+/* The ETag of an answer: the first OCSP_FP_LEN bytes of SHA-256 of its DER (stored with it). */
+void ocsp_etag_of(const uint8_t *der, size_t len, uint8_t etag[OCSP_FP_LEN]);
+
 /* Queue a job; ST_OK, ST_BUSY or ST_SHUTDOWN (then the job is still the caller's). */
 int ocsp_job_submit(struct ocsp_job *j, ocsp_job_done_fn done, void *ctx);
 void ocsp_job_free(struct ocsp_job *j);

@@ -22,13 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* A change asked for (by an operator, a CRL or an index import). */
-struct ocsp_status_change {
-    uint8_t state;           /* enum ocsp_cert_state */
-    uint8_t reason;          /* CRLReason (ocsp_reason_valid) or OCSP_REASON_NONE */
-    int64_t revocation_time; /* REVOKED, HOLD */
-    int64_t not_after;       /* certificate expiry; 0 keeps the stored one */
-};
+/* struct ocsp_status_change (the change asked for) is in ocsp_store.h. */
 
 enum ocsp_rule_verdict {
     OCSP_RULE_APPLY = 0,   /* store *next */

@@ -130,25 +130,38 @@ http_date(int64_t t, char *out, size_t cap)
     strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-/* A successful response with RFC 9919 §6.2 caching headers (LW-03/04), or 304. Takes der. */
-static void
-ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, size_t len,
-              int64_t produced_at, int64_t next_update, bool cacheable, const char *inm)
-{
-    uint8_t digest[32];
-    char etag[70], date[40], cc[96];
-    int64_t now = (int64_t)time(NULL), age = next_update - now;
+/* A successful answer to send. */
+struct ocsp_answer {
+    uint8_t *der; /* taken by ocsp_reply_ok */
+    size_t len;
+    int64_t produced_at, next_update;
+    bool cacheable;      /* false: a nonce makes it one client's */
+    const uint8_t *etag; /* stored with it (OCSP_FP_LEN bytes), or NULL: computed */
+};
 
-    if (!cacheable) { /* a nonce makes the answer one client's */
+/* A successful response with RFC 9919 §6.2 caching headers (LW-03/04), or 304. */
+static void
+ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, const struct ocsp_answer *a,
+              const char *inm)
+{
+    uint8_t digest[OCSP_FP_LEN];
+    char etag[2 * OCSP_FP_LEN + 3], date[40], cc[96];
+    int64_t now = (int64_t)time(NULL), age = a->next_update - now;
+
+    if (!a->cacheable) { /* a nonce makes the answer one client's */
         http_reply_header(http, "Cache-Control", "private, max-age=0, no-transform");
-        http_reply_take(http, 200, OCSP_RESPONSE_TYPE, der, len);
+        http_reply_take(http, 200, OCSP_RESPONSE_TYPE, a->der, a->len);
         return;
     }
-    EVP_Digest(der, len, digest, NULL, signer_hash_md(SIGNER_SHA256), NULL);
+    /* a strong ETag: the first bytes of SHA-256 of the answer, as stored with it */
+    if (a->etag != NULL)
+        memcpy(digest, a->etag, OCSP_FP_LEN);
+    else
+        ocsp_etag_of(a->der, a->len, digest);
     etag[0] = '"';
-    hex_encode(etag + 1, digest, 32, false);
-    etag[65] = '"';
-    etag[66] = '\0';
+    hex_encode(etag + 1, digest, OCSP_FP_LEN, false);
+    etag[2 * OCSP_FP_LEN + 1] = '"';
+    etag[2 * OCSP_FP_LEN + 2] = '\0';
     if (age > (int64_t)s->max_age)
         age = (int64_t)s->max_age;
     if (age < 0)
@@ -156,17 +169,17 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, s
     snprintf(cc, sizeof(cc), "max-age=%lld, public, no-transform, must-revalidate", (long long)age);
     http_reply_header(http, "ETag", etag);
     http_reply_header(http, "Cache-Control", cc);
-    http_date(produced_at, date, sizeof(date));
+    http_date(a->produced_at, date, sizeof(date));
     http_reply_header(http, "Last-Modified", date);
-    http_date(next_update, date, sizeof(date));
+    http_date(a->next_update, date, sizeof(date));
     http_reply_header(http, "Expires", date);
     if (inm != NULL && inm[0] != '\0' && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)) {
         metrics_inc(s->m_304);
-        free(der);
+        free(a->der);
         http_reply(http, 304, NULL, NULL, 0);
         return;
     }
-    http_reply_take(http, 200, OCSP_RESPONSE_TYPE, der, len);
+    http_reply_take(http, 200, OCSP_RESPONSE_TYPE, a->der, a->len);
 }
 
 static bool
@@ -261,7 +274,13 @@ ocsp_inflight_finish(struct ocsp_service *s, struct ocsp_pending *p, const uint8
         if (copy != NULL) {
             memcpy(copy, der, len);
             metrics_inc(s->m_cached);
-            ocsp_reply_ok(s, w->http, copy, len, p->produced_at, p->next_update, true, w->inm);
+            ocsp_reply_ok(s, w->http,
+                          &(struct ocsp_answer){.der = copy,
+                                                .len = len,
+                                                .produced_at = p->produced_at,
+                                                .next_update = p->next_update,
+                                                .cacheable = true},
+                          w->inm);
         } else {
             ocsp_reply_error(s, w->http, der != NULL ? OCSP_RESP_INTERNAL_ERROR : fail,
                              "the answer waited for was not signed");
@@ -298,8 +317,13 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
                                           : "signing failed");
     } else {
         metrics_inc(s->m_signed);
-        ocsp_reply_ok(s, p->http, j->resp, j->resp_len, p->produced_at, p->next_update,
-                      p->cacheable, p->inm);
+        ocsp_reply_ok(s, p->http,
+                      &(struct ocsp_answer){.der = j->resp,
+                                            .len = j->resp_len,
+                                            .produced_at = p->produced_at,
+                                            .next_update = p->next_update,
+                                            .cacheable = p->cacheable},
+                      p->inm);
         j->resp = NULL;
     }
     ocsp_job_free(j);
@@ -316,7 +340,7 @@ ocsp_request_bytes(struct http_request *http, uint8_t *buf, size_t cap, const ui
         return *der != NULL && *len > 0;
     }
     *der = buf;
-    return ocsp_get_decode(http_req_subpath(http), buf, cap, len) == 0;
+    return ocsp_get_decode(http_req_subpath(http), buf, cap, len) == ST_OK;
 }
 
 /* Pre-signed hit: one CertID, no nonce to echo, response current for the status record. */
@@ -324,26 +348,39 @@ static bool
 ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct ocsp_certid *id,
                 const struct ocsp_issuer *iss, int64_t now)
 {
-    struct ocsp_stored_response sr = {0};
-    struct ocsp_status st;
-    bool found = false, current;
+    struct ocsp_response_found f;
+    const struct ocsp_stored_response *sr = &f.resp;
+    bool current;
 
-    if (ocsp_store_response_get(s->store, id->der, id->der_len, &sr, iss->rec.id, id->serial,
-                                id->serial_len, &st, &found) != ST_OK)
+    if (ocsp_store_response_get(s->store,
+                                &(struct ocsp_response_query){.certid = id->der,
+                                                              .certid_len = id->der_len,
+                                                              .issuer_id = iss->rec.id,
+                                                              .serial = id->serial,
+                                                              .serial_len = id->serial_len,
+                                                              .certs = iss->certs,
+                                                              .certs_len = iss->certs_len},
+                                &f) != ST_OK)
         return false;
     /* current: signed for the status record as it is now, not past its nextUpdate, and by
      * the issuer's current signer (a replaced responder certificate's answers are misses,
-     * signed again: issue 8 item 4) */
-    current = (found ? sr.stamp == st.stamp : sr.stamp == 0) && now < sr.next_update &&
-              sr.produced_at <= now + 1 &&
-              ocsp_response_signed_by(sr.der, sr.der_len, iss->rid, iss->rid_len, iss->certs,
-                                      iss->certs_len);
+     * signed again: issue 8 item 4): the signer fingerprint stored with it, no DER walk */
+    current = (f.status_found ? sr->stamp == f.status.stamp : sr->stamp == 0) &&
+              now < sr->next_update && sr->produced_at <= now + 1 &&
+              memcmp(sr->signer_fp, iss->signer_fp, OCSP_FP_LEN) == 0 &&
+              sr->certs_len == iss->certs_len;
     if (!current) {
-        free(sr.der);
+        free(sr->der);
         return false;
     }
     metrics_inc(s->m_hit);
-    ocsp_reply_ok(s, http, sr.der, sr.der_len, sr.produced_at, sr.next_update, true,
+    ocsp_reply_ok(s, http,
+                  &(struct ocsp_answer){.der = sr->der,
+                                        .len = sr->der_len,
+                                        .produced_at = sr->produced_at,
+                                        .next_update = sr->next_update,
+                                        .cacheable = true,
+                                        .etag = sr->etag},
                   http_req_header(http, "If-None-Match"));
     return true;
 }
@@ -370,7 +407,12 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
         return false;
     }
     metrics_inc(s->m_cached);
-    ocsp_reply_ok(s, http, der, len, produced_at, next_update, true,
+    ocsp_reply_ok(s, http,
+                  &(struct ocsp_answer){.der = der,
+                                        .len = len,
+                                        .produced_at = produced_at,
+                                        .next_update = next_update,
+                                        .cacheable = true},
                   http_req_header(http, "If-None-Match"));
     return true;
 }
@@ -451,8 +493,13 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http, const struc
         ext |= d.extended_revoke;
     }
     p = calloc(1, sizeof(*p));
-    j = ocsp_job_new(s->resp, iss, now, singles, req->n, echo_nonce ? req->nonce_value : NULL,
-                     echo_nonce ? req->nonce_value_len : 0, ext);
+    j = ocsp_job_new(s->resp, iss,
+                     &(struct ocsp_tbs_spec){.produced_at = now,
+                                             .singles = singles,
+                                             .n = req->n,
+                                             .nonce_value = echo_nonce ? req->nonce_value : NULL,
+                                             .nonce_len = echo_nonce ? req->nonce_value_len : 0,
+                                             .extended_revoke = ext});
     if (p == NULL || j == NULL) {
         ocsp_reply_error(s, http, OCSP_RESP_INTERNAL_ERROR, "out of memory");
         goto fail;
@@ -473,6 +520,9 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http, const struc
         j->store = true;
         memcpy(j->certid, req->ids[0].der, req->ids[0].der_len);
         j->certid_len = req->ids[0].der_len;
+        j->hash = (uint8_t)req->ids[0].hash;
+        memcpy(j->serial, req->ids[0].serial, req->ids[0].serial_len);
+        j->serial_len = req->ids[0].serial_len;
         j->stamp = first.stamp;
         j->this_update = p->this_update;
         j->next_update = p->next_update;
@@ -518,7 +568,7 @@ ocsp_handle(struct http_request *http, void *ctx)
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "no request, or not url-encoded base64");
         return;
     }
-    if (ocsp_request_parse(der, len, &req, &why) != 0) {
+    if (ocsp_request_parse(der, len, &req, &why) != ST_OK) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, why);
         return;
     }

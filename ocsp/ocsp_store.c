@@ -32,7 +32,6 @@ static const char *const ocsp_db_names[] = {"meta",      "issuers", "certids", "
 #define OCSP_N_DBS (sizeof(ocsp_db_names) / sizeof(ocsp_db_names[0]))
 
 #define STATUS_REC_LEN 40
-#define RESP_HDR_LEN 32
 #define ISSUER_REC_VERSION 1
 #define JOURNAL_LINE_MAX 16384
 
@@ -115,6 +114,19 @@ put_le64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static void
+put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t
+get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static uint64_t
 get_le64(const uint8_t *p)
 {
@@ -167,7 +179,94 @@ ocsp_meta_put_u64(struct store_txn *t, int db, const char *key, uint64_t v)
     return store_txn_put(t, db, key, strlen(key), b, sizeof(b), false);
 }
 
-/* Write the schema version into a new store, or check the one found. */
+static int ocsp_journal_txn(struct ocsp_store *s, struct store_txn *t, const char *line);
+
+/* Keys of `responses`, a chunk at a time, for the upgrade. */
+#define UPGRADE_CHUNK 4096
+struct key_list {
+    uint8_t (*keys)[OCSP_CERTID_MAX];
+    size_t len[UPGRADE_CHUNK];
+    size_t n;
+};
+
+static bool
+ocsp_upgrade_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct key_list *kl = ctx;
+
+    (void)val;
+    (void)vlen;
+    if (klen > OCSP_CERTID_MAX)
+        klen = OCSP_CERTID_MAX; /* not ours to keep: cut, deleted below as not found */
+    memcpy(kl->keys[kl->n], key, klen);
+    kl->len[kl->n++] = klen;
+    return kl->n < UPGRADE_CHUNK;
+}
+
+/* Schema 1 -> 2: the response values changed layout; they are only a cache of signatures
+ * (signed again on demand and by the refresher), so they are dropped, a chunk per write
+ * transaction (an interrupted upgrade resumes), then schema 2 is written with one journal
+ * entry saying so. */
+static int
+ocsp_schema_upgrade1(struct ocsp_store *s, const char *dir)
+{
+    struct key_list kl = {.n = 0};
+    size_t dropped = 0;
+    struct store_txn *t = NULL;
+    char line[256], want[16];
+    int st = ST_OK;
+
+    if ((kl.keys = malloc(UPGRADE_CHUNK * sizeof(*kl.keys))) == NULL)
+        return ST_NOMEM;
+    for (;;) {
+        kl.n = 0;
+        if ((st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_upgrade_collect, &kl)) !=
+                ST_OK ||
+            kl.n == 0)
+            break;
+        if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+            break;
+        for (size_t i = 0; i < kl.n && st == ST_OK; i++) {
+            st = store_txn_del(t, s->db[DB_RESPONSES], kl.keys[i], kl.len[i]);
+            if (st == ST_NOTFOUND)
+                st = ST_OK;
+        }
+        if (st != ST_OK)
+            break;
+        st = store_txn_commit(t);
+        t = NULL;
+        if (st != ST_OK)
+            break;
+        dropped += kl.n;
+    }
+    free(kl.keys);
+    if (st != ST_OK)
+        goto out;
+    snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
+    ocsp_journal_upgrade_line(line, sizeof(line),
+                              &(struct ocsp_journal_upgrade){.time = (int64_t)time(NULL),
+                                                             .who = "ocsp_store",
+                                                             .from = 1,
+                                                             .to = OCSP_STORE_SCHEMA,
+                                                             .dropped = dropped});
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK ||
+        (st = store_txn_put(t, s->db[DB_META], "schema_version", 14, want, strlen(want), false)) !=
+            ST_OK ||
+        (st = ocsp_journal_txn(s, t, line)) != ST_OK)
+        goto out;
+    st = store_txn_commit(t);
+    t = NULL;
+    if (st == ST_OK)
+        log_notice("ocsp_store: %s: upgraded from schema 1 to %d: %zu stored response(s) "
+                   "dropped, signed again on demand",
+                   dir, OCSP_STORE_SCHEMA, dropped);
+out:
+    store_txn_abort(t);
+    if (st != ST_OK)
+        log_err("ocsp_store: %s: upgrade from schema 1 failed: %s", dir, status_str(st));
+    return st;
+}
+
 static int
 ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
 {
@@ -175,6 +274,7 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     const void *v = NULL;
     size_t n = 0;
     char want[16];
+    bool v1 = false;
     int st;
 
     snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
@@ -191,6 +291,8 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     if (st == ST_NOTFOUND) {
         log_err("ocsp_store: %s: no schema version (run `ocspctl init`)", dir);
         st = ST_STORE;
+    } else if (st == ST_OK && n == 1 && memcmp(v, "1", 1) == 0) {
+        v1 = true;
     } else if (st == ST_OK && (n != strlen(want) || memcmp(v, want, n) != 0)) {
         log_err("ocsp_store: %s: schema version '%.*s' is not the supported '%s'", dir,
                 (int)(n < 16 ? n : 16), (const char *)v, want);
@@ -198,7 +300,15 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     }
 out:
     store_txn_abort(t);
-    return st;
+    if (st != ST_OK || !v1)
+        return st;
+    if (readonly) {
+        log_err("ocsp_store: %s: schema version 1 must be upgraded to %d, which writes: run "
+                "`ocspctl -d %s init` (or start ocspd) once, with write access",
+                dir, OCSP_STORE_SCHEMA, dir);
+        return ST_STORE;
+    }
+    return ocsp_schema_upgrade1(s, dir);
 }
 
 struct ocsp_store *
@@ -854,13 +964,13 @@ ocsp_status_journal(struct ocsp_store *s, struct store_txn *t, char *line, size_
 }
 
 int
-ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
-                      const uint8_t *serial, size_t serial_len, enum ocsp_cert_state state,
-                      uint8_t reason, int64_t revocation_time, int64_t not_after, const char *who)
+ocsp_store_status_set(struct ocsp_store *s, const struct ocsp_status_set *r)
 {
     uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], rec[STATUS_REC_LEN];
     struct ocsp_status cur = {0}, next;
-    struct ocsp_status_change req = {(uint8_t)state, reason, revocation_time, not_after};
+    const struct ocsp_status_change *req = &r->change;
+    const uint8_t *id = r->issuer_id, *serial = r->serial;
+    size_t serial_len = r->serial_len;
     enum ocsp_rule_verdict verdict;
     struct store_txn *t = NULL;
     char *line = NULL;
@@ -868,8 +978,8 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
     size_t klen;
     int st;
 
-    if (!serial_ok(serial, serial_len) || state > OCSP_STATE_HOLD ||
-        (state != OCSP_STATE_GOOD && !ocsp_reason_valid(reason)))
+    if (id == NULL || !serial_ok(serial, serial_len) || req->state > OCSP_STATE_HOLD ||
+        (req->state != OCSP_STATE_GOOD && !ocsp_reason_valid(req->reason)))
         return ST_INVALID;
     if ((line = malloc(JOURNAL_LINE_MAX)) == NULL)
         return ST_NOMEM;
@@ -879,15 +989,14 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
     if (st != ST_OK && st != ST_NOTFOUND)
         goto out;
     found = st == ST_OK;
-    verdict =
-        ocsp_status_next(found ? &cur : NULL, &req, (int64_t)time(NULL), ocsp_now_ns(), &next);
+    verdict = ocsp_status_next(found ? &cur : NULL, req, (int64_t)time(NULL), ocsp_now_ns(), &next);
     if (verdict == OCSP_RULE_SAME) {
         st = ST_OK; /* nothing changes: no journal entry, no re-signing */
         goto out;
     }
     allowed = verdict == OCSP_RULE_APPLY;
     ocsp_status_journal(s, t, line, JOURNAL_LINE_MAX,
-                        &(struct ocsp_journal_status){.who = who,
+                        &(struct ocsp_journal_status){.who = r->who,
                                                       .issuer_id = id,
                                                       .serial = serial,
                                                       .serial_len = serial_len,
@@ -975,64 +1084,85 @@ ocsp_store_status_walk(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN
 
 /* ---- pre-signed responses ---- */
 
+/* The value header of schema 2 (ocsp_store.h): fixed part, then issuer id, then serial. */
+#define RESP_VERSION 2
+#define RESP_FIXED_LEN (4 + 4 + 8 * 4 + 2 * OCSP_FP_LEN)
+#define RESP_HDR_MIN (RESP_FIXED_LEN + OCSP_ISSUER_ID_LEN)
+#define RESP_FLAG_CERTS 0x01
+
+/* The header into *out, and where the stored DER starts (*off). */
 static int
-ocsp_response_decode(const void *v, size_t n, struct ocsp_stored_response *out, bool copy)
+ocsp_response_decode(const void *v, size_t n, struct ocsp_stored_response *out, size_t *off)
 {
     const uint8_t *b = v;
+    size_t hdr;
 
-    if (n <= RESP_HDR_LEN) {
+    memset(out, 0, sizeof(*out));
+    if (n < RESP_HDR_MIN + 1 || b[0] != RESP_VERSION || b[2] == 0 || b[2] > OCSP_SERIAL_MAX ||
+        (hdr = RESP_HDR_MIN + b[2]) >= n) {
         log_err("ocsp_store: corrupt response record (%zu bytes)", n);
         return ST_STORE;
     }
-    out->stamp = get_le64(b);
-    out->this_update = (int64_t)get_le64(b + 8);
-    out->next_update = (int64_t)get_le64(b + 16);
-    out->produced_at = (int64_t)get_le64(b + 24);
-    out->der_len = n - RESP_HDR_LEN;
-    out->der = NULL;
-    if (!copy)
-        return ST_OK;
-    if ((out->der = malloc(out->der_len)) == NULL)
-        return ST_NOMEM;
-    memcpy(out->der, b + RESP_HDR_LEN, out->der_len);
+    out->hash = b[1];
+    out->serial_len = b[2];
+    out->certs_len = (b[3] & RESP_FLAG_CERTS) ? get_le32(b + 4) : 0;
+    out->stamp = get_le64(b + 8);
+    out->this_update = (int64_t)get_le64(b + 16);
+    out->next_update = (int64_t)get_le64(b + 24);
+    out->produced_at = (int64_t)get_le64(b + 32);
+    memcpy(out->signer_fp, b + 40, OCSP_FP_LEN);
+    memcpy(out->etag, b + 40 + OCSP_FP_LEN, OCSP_FP_LEN);
+    memcpy(out->issuer_id, b + RESP_FIXED_LEN, OCSP_ISSUER_ID_LEN);
+    memcpy(out->serial, b + RESP_HDR_MIN, out->serial_len);
+    out->der_len = n - hdr; /* stored bytes: without the elided certs */
+    *off = hdr;
     return ST_OK;
 }
 
 int
-ocsp_store_response_get(struct ocsp_store *s, const uint8_t *certid, size_t certid_len,
-                        struct ocsp_stored_response *out, const uint8_t issuer_id[32],
-                        const uint8_t *serial, size_t serial_len, struct ocsp_status *status,
-                        bool *status_found)
+ocsp_store_response_get(struct ocsp_store *s, const struct ocsp_response_query *q,
+                        struct ocsp_response_found *out)
 {
+    struct ocsp_stored_response *r = &out->resp;
     struct store_txn *t = NULL;
     const void *v = NULL;
-    size_t n = 0;
+    size_t n = 0, off = 0;
     int st, sst;
 
     memset(out, 0, sizeof(*out));
-    if (status_found != NULL)
-        *status_found = false;
-    if (certid == NULL || certid_len == 0)
+    if (q->certid == NULL || q->certid_len == 0)
         return ST_INVALID;
     if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
         return st;
-    st = store_txn_get(t, s->db[DB_RESPONSES], certid, certid_len, &v, &n);
-    if (st != ST_OK || (st = ocsp_response_decode(v, n, out, true)) != ST_OK)
+    st = store_txn_get(t, s->db[DB_RESPONSES], q->certid, q->certid_len, &v, &n);
+    if (st != ST_OK || (st = ocsp_response_decode(v, n, r, &off)) != ST_OK)
         goto out;
-    if (status != NULL && issuer_id != NULL && serial_ok(serial, serial_len)) {
-        sst = ocsp_status_txn_get(s, t, issuer_id, serial, serial_len, status);
+    if (r->certs_len > 0 && (q->certs == NULL || q->certs_len != r->certs_len)) {
+        st = ST_NOTFOUND; /* elided certs that are not the caller's: another signer's */
+        goto out;
+    }
+    /* the answer, its certs put back (a copy for now: LMDB's pages are valid only in t) */
+    if ((r->der = malloc(r->der_len + r->certs_len)) == NULL) {
+        st = ST_NOMEM;
+        goto out;
+    }
+    memcpy(r->der, (const uint8_t *)v + off, r->der_len);
+    if (r->certs_len > 0)
+        memcpy(r->der + r->der_len, q->certs, r->certs_len);
+    r->der_len += r->certs_len;
+    if (q->issuer_id != NULL && serial_ok(q->serial, q->serial_len)) {
+        sst = ocsp_status_txn_get(s, t, q->issuer_id, q->serial, q->serial_len, &out->status);
         if (sst != ST_OK && sst != ST_NOTFOUND) {
             st = sst;
             goto out;
         }
-        if (status_found != NULL)
-            *status_found = sst == ST_OK;
+        out->status_found = sst == ST_OK;
     }
 out:
     store_txn_abort(t);
     if (st != ST_OK) {
-        free(out->der);
-        out->der = NULL;
+        free(r->der);
+        r->der = NULL;
     }
     return st;
 }
@@ -1041,20 +1171,34 @@ int
 ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                             const struct ocsp_response_put *r)
 {
+    size_t hdr, body, len;
     uint8_t *v;
     int st;
 
-    if (r->certid == NULL || r->certid_len == 0 || r->der == NULL || r->der_len == 0)
+    if (r->certid == NULL || r->certid_len == 0 || r->der == NULL || r->der_len == 0 ||
+        r->issuer_id == NULL || !serial_ok(r->serial, r->serial_len) ||
+        r->certs_len >= r->der_len || r->certs_len > UINT32_MAX)
         return ST_INVALID;
-    if ((v = malloc(RESP_HDR_LEN + r->der_len)) == NULL)
+    hdr = RESP_HDR_MIN + r->serial_len;
+    body = r->der_len - r->certs_len;
+    len = hdr + body;
+    if ((v = malloc(len)) == NULL)
         return ST_NOMEM;
-    put_le64(v, r->stamp);
-    put_le64(v + 8, (uint64_t)r->this_update);
-    put_le64(v + 16, (uint64_t)r->next_update);
-    put_le64(v + 24, (uint64_t)r->produced_at);
-    memcpy(v + RESP_HDR_LEN, r->der, r->der_len);
-    st = store_txn_put(t, s->db[DB_RESPONSES], r->certid, r->certid_len, v,
-                       RESP_HDR_LEN + r->der_len, false);
+    v[0] = RESP_VERSION;
+    v[1] = r->hash;
+    v[2] = (uint8_t)r->serial_len;
+    v[3] = r->certs_len > 0 ? RESP_FLAG_CERTS : 0;
+    put_le32(v + 4, (uint32_t)r->certs_len);
+    put_le64(v + 8, r->stamp);
+    put_le64(v + 16, (uint64_t)r->this_update);
+    put_le64(v + 24, (uint64_t)r->next_update);
+    put_le64(v + 32, (uint64_t)r->produced_at);
+    memcpy(v + 40, r->signer_fp, OCSP_FP_LEN);
+    memcpy(v + 40 + OCSP_FP_LEN, r->etag, OCSP_FP_LEN);
+    memcpy(v + RESP_FIXED_LEN, r->issuer_id, OCSP_ISSUER_ID_LEN);
+    memcpy(v + RESP_HDR_MIN, r->serial, r->serial_len);
+    memcpy(v + hdr, r->der, body);
+    st = store_txn_put(t, s->db[DB_RESPONSES], r->certid, r->certid_len, v, len, false);
     free(v);
     return st;
 }
@@ -1070,8 +1214,9 @@ ocsp_response_walk_one(void *ctx, const void *key, size_t klen, const void *val,
 {
     struct response_walk *w = ctx;
     struct ocsp_stored_response r;
+    size_t off;
 
-    if ((w->st = ocsp_response_decode(val, vlen, &r, false)) != ST_OK)
+    if ((w->st = ocsp_response_decode(val, vlen, &r, &off)) != ST_OK)
         return false;
     return w->fn(w->ctx, key, klen, &r);
 }

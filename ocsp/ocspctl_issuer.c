@@ -364,16 +364,16 @@ issuer_add(struct ctl *c, int argc, char **argv)
     struct ocsp_issuer_rec r = {0};
     struct name_or_id f = {0};
     X509 *ca = NULL, *del = NULL;
-    int rc = CTL_ERR, st;
+    int rc = ST_ERR, st;
 
     if (issuer_parse(argc, argv, &a) != 0) {
         fputs(issuer_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
     if ((ca = ocspctl_load_cert(a.cert)) == NULL ||
         (a.signer_cert != NULL && (del = ocspctl_load_cert(a.signer_cert)) == NULL))
         goto out;
-    if (issuer_build_certs(&a, ca, del, &r) != ST_OK || ocspctl_open(c, true, false) != CTL_OK)
+    if (issuer_build_certs(&a, ca, del, &r) != ST_OK || ocspctl_open(c, true, false) != ST_OK)
         goto out;
     f.name = a.name;
     f.id = r.id;
@@ -414,7 +414,7 @@ issuer_add(struct ctl *c, int argc, char **argv)
     if (issuer_journal(c, &r, f.name_found) != ST_OK)
         goto out;
     printf("issuer %s %s\n", a.name, f.name_found ? "updated" : "added");
-    rc = CTL_OK;
+    rc = ST_OK;
 out:
     ocsp_issuer_rec_clear(&r);
     X509_free(ca);
@@ -466,15 +466,15 @@ issuer_list(struct ctl *c, int argc, char **argv)
     (void)argv;
     if (argc != 1) {
         fputs(issuer_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
-    if (ocspctl_open(c, false, false) != CTL_OK)
-        return CTL_ERR;
+    if (ocspctl_open(c, false, false) != ST_OK)
+        return ST_ERR;
     if ((st = ocsp_store_issuer_walk(c->store, issuer_print, NULL)) != ST_OK) {
         fprintf(stderr, "ocspctl: reading issuers: %s\n", status_str(st));
-        return CTL_ERR;
+        return ST_ERR;
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
 int
@@ -482,11 +482,11 @@ ocspctl_cmd_issuer(struct ctl *c, int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         fputs(issuer_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CTL_USAGE : CTL_OK;
+        return argc < 2 ? ST_INVALID : ST_OK;
     }
     if (ocspctl_wants_help(argc - 1, argv + 1)) {
         fputs(issuer_usage, stdout);
-        return CTL_OK;
+        return ST_OK;
     }
     if (strcmp(argv[1], "add") == 0)
         return issuer_add(c, argc - 1, argv + 1);
@@ -494,5 +494,5 @@ ocspctl_cmd_issuer(struct ctl *c, int argc, char **argv)
         return issuer_list(c, argc - 1, argv + 1);
     fprintf(stderr, "ocspctl: issuer: unknown subcommand '%s'\n", argv[1]);
     fputs(issuer_usage, stderr);
-    return CTL_USAGE;
+    return ST_INVALID;
 }
