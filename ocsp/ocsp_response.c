@@ -208,29 +208,25 @@ ocsp_take(struct der *d, uint8_t **out, size_t *out_len)
 /* BasicOCSPResponse { tbsResponseData, signatureAlgorithm, signature BIT STRING,
  * certs [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL (pre-encoded) } */
 static void
-ocsp_put_basic(struct der *d, const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg,
-               size_t sigalg_len, const uint8_t *sig, size_t sig_len, const uint8_t *certs,
-               size_t certs_len)
+ocsp_put_basic(struct der *d, const struct ocsp_signed_parts *p)
 {
     static const uint8_t no_unused_bits = 0;
     size_t m = der_begin(d, DER_SEQUENCE), bits;
 
-    der_raw(d, tbs, tbs_len);
-    der_raw(d, sigalg, sigalg_len);
+    der_raw(d, p->tbs, p->tbs_len);
+    der_raw(d, p->sigalg, p->sigalg_len);
     bits = der_begin(d, DER_BIT_STRING);
     der_raw(d, &no_unused_bits, 1);
-    der_raw(d, sig, sig_len);
+    der_raw(d, p->sig, p->sig_len);
     der_end(d, bits);
-    if (certs != NULL)
-        der_raw(d, certs, certs_len);
+    if (p->certs != NULL) /* last: the store relies on it (ocsp_store.h) */
+        der_raw(d, p->certs, p->certs_len);
     der_end(d, m);
 }
 
 int
 ocsp_response_assemble(const struct ocsp_signed_parts *parts, uint8_t **out, size_t *out_len)
 {
-    const uint8_t *tbs = parts->tbs, *sigalg = parts->sigalg, *sig = parts->sig,
-                  *certs = parts->certs;
     size_t tbs_len = parts->tbs_len, sigalg_len = parts->sigalg_len, sig_len = parts->sig_len,
            certs_len = parts->certs_len;
     static const uint8_t successful = OCSP_RESP_SUCCESSFUL;
@@ -240,8 +236,8 @@ ocsp_response_assemble(const struct ocsp_signed_parts *parts, uint8_t **out, siz
 
     *out = NULL;
     *out_len = 0;
-    if (tbs == NULL || sigalg == NULL || sig == NULL || tbs_len > limit || sigalg_len > limit ||
-        sig_len > limit || certs_len > limit)
+    if (parts->tbs == NULL || parts->sigalg == NULL || parts->sig == NULL || tbs_len > limit ||
+        sigalg_len > limit || sig_len > limit || certs_len > limit)
         return ST_NOMEM;
     if (der_init_alloc(&d, tbs_len + sigalg_len + sig_len + certs_len + 64) != ST_OK)
         return ST_NOMEM;
@@ -251,7 +247,7 @@ ocsp_response_assemble(const struct ocsp_signed_parts *parts, uint8_t **out, siz
     seq = der_begin(&d, DER_SEQUENCE);
     der_raw(&d, OID_OCSP_BASIC, sizeof(OID_OCSP_BASIC)); /* OCSP-06 */
     octets = der_begin(&d, DER_OCTET_STRING);
-    ocsp_put_basic(&d, tbs, tbs_len, sigalg, sigalg_len, sig, sig_len, certs, certs_len);
+    ocsp_put_basic(&d, parts);
     der_end(&d, octets);
     der_end(&d, seq);
     der_end(&d, bytes);

@@ -298,8 +298,15 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
 
     /* cached first, then the waiters answered: a request in between finds one or the other */
     if (p->cache_it && j->resp != NULL)
-        ocsp_cache_put(s->unissued, p->certid, p->certid_len, p->cache_signer, p->cache_settings,
-                       j->resp, j->resp_len, p->produced_at, p->next_update);
+        ocsp_cache_put(s->unissued,
+                       &(struct ocsp_cache_key){.certid = p->certid,
+                                                .certid_len = p->certid_len,
+                                                .signer = p->cache_signer,
+                                                .settings = p->cache_settings},
+                       &(struct ocsp_cache_answer){.der = j->resp,
+                                                   .der_len = j->resp_len,
+                                                   .produced_at = p->produced_at,
+                                                   .next_update = p->next_update});
     ocsp_inflight_finish(s, p, j->resp, j->resp_len,
                          j->sj.status == ST_SHUTDOWN ? OCSP_RESP_TRY_LATER
                                                      : OCSP_RESP_INTERNAL_ERROR);
@@ -393,38 +400,54 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
                 const struct ocsp_issuer *iss, int64_t now)
 {
     struct ocsp_status st;
-    int64_t produced_at, next_update;
-    uint8_t *der = NULL;
-    size_t len = 0;
+    struct ocsp_cache_answer a;
 
     if (s->unissued == NULL ||
-        !ocsp_cache_get(s->unissued, id->der, id->der_len, iss, ocsp_issuer_live(iss), now, &der,
-                        &len, &produced_at, &next_update))
+        !ocsp_cache_get(s->unissued,
+                        &(struct ocsp_cache_key){.certid = id->der,
+                                                 .certid_len = id->der_len,
+                                                 .signer = iss,
+                                                 .settings = ocsp_issuer_live(iss)},
+                        now, &a))
         return false;
     if (ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) !=
         ST_NOTFOUND) {
-        free(der); /* the serial has a record now (or the store cannot tell): not this answer */
+        free(a.der); /* the serial has a record now (or the store cannot tell): not this answer */
         return false;
     }
     metrics_inc(s->m_cached);
     ocsp_reply_ok(s, http,
-                  &(struct ocsp_answer){.der = der,
-                                        .len = len,
-                                        .produced_at = produced_at,
-                                        .next_update = next_update,
+                  &(struct ocsp_answer){.der = a.der,
+                                        .len = a.der_len,
+                                        .produced_at = a.produced_at,
+                                        .next_update = a.next_update,
                                         .cacheable = true},
                   http_req_header(http, "If-None-Match"));
     return true;
 }
 
+/* A parsed request on its way: for the issuer answering it, at `now`. */
+struct ocsp_ask {
+    struct http_request *http;
+    const struct ocsp_request *req;
+    const struct ocsp_issuer *iss; /* the first served issuer of its CertIDs */
+    bool echo_nonce;
+    int64_t now;
+};
+
 /* Over the per-source budget (OCSP-27). A nonce request that a pre-signed answer can serve
  * gets it, without the nonce (RFC 9919 §2.2.1, OCSP-18: the best answer rather than an
  * error), unless the issuer requires nonces; anything else gets tryLater with Retry-After. */
 static void
-ocsp_rate_limited(struct ocsp_service *s, struct http_request *http, const struct ocsp_request *req,
-                  const struct ocsp_issuer *iss, bool echo_nonce, int64_t now,
+ocsp_rate_limited(struct ocsp_service *s, const struct ocsp_ask *a,
                   const struct ratelimit_verdict *v)
 {
+    struct http_request *http = a->http;
+    const struct ocsp_request *req = a->req;
+    const struct ocsp_issuer *iss = a->iss;
+    bool echo_nonce = a->echo_nonce;
+    int64_t now = a->now;
+
     if (v->first)
         log_req(LOG_LVL_INFO, (unsigned long long)http_req_id(http),
                 "ocsp: rate limit: %s is over [limits] sign_rate (%g/s, burst %g): answers "
@@ -443,9 +466,13 @@ ocsp_rate_limited(struct ocsp_service *s, struct http_request *http, const struc
 
 /* Sign on demand: singles for every CertID, signed by the first served issuer's signer. */
 static void
-ocsp_sign_request(struct ocsp_service *s, struct http_request *http, const struct ocsp_request *req,
-                  const struct ocsp_issuer *iss, bool echo_nonce, int64_t now)
+ocsp_sign_request(struct ocsp_service *s, const struct ocsp_ask *a)
 {
+    struct http_request *http = a->http;
+    const struct ocsp_request *req = a->req;
+    const struct ocsp_issuer *iss = a->iss;
+    bool echo_nonce = a->echo_nonce;
+    int64_t now = a->now;
     struct ocsp_single singles[OCSP_MAX_CERTIDS];
     struct ocsp_pending *p = NULL;
     struct ocsp_job *j = NULL;
@@ -563,6 +590,7 @@ ocsp_handle(struct http_request *http, void *ctx)
     uint8_t nonce_policy;
     bool echo_nonce;
     struct ratelimit_verdict verdict;
+    struct ocsp_ask ask;
 
     if (!ocsp_request_bytes(http, getbuf, sizeof(getbuf), &der, &len)) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "no request, or not url-encoded base64");
@@ -598,6 +626,7 @@ ocsp_handle(struct http_request *http, void *ctx)
     }
     /* OCSP-18: with the "ignore" policy a nonce request gets the pre-signed answer */
     echo_nonce = req.has_nonce && nonce_policy != OCSP_NONCE_IGNORE;
+    ask = (struct ocsp_ask){http, &req, iss, echo_nonce, now};
     if (req.n == 1 && !echo_nonce &&
         (ocsp_try_stored(s, http, &req.ids[0], iss, now) ||
          ocsp_try_cached(s, http, &req.ids[0], iss, now) ||
@@ -606,10 +635,10 @@ ocsp_handle(struct http_request *http, void *ctx)
     /* what follows costs a signature: counted per client address (OCSP-27) */
     verdict = ratelimit_take_addr(s->limit, http_req_client_ip(http));
     if (!verdict.allowed) {
-        ocsp_rate_limited(s, http, &req, iss, echo_nonce, now, &verdict);
+        ocsp_rate_limited(s, &ask, &verdict);
         return;
     }
-    ocsp_sign_request(s, http, &req, iss, echo_nonce, now);
+    ocsp_sign_request(s, &ask);
 }
 
 static int

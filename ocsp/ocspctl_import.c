@@ -95,10 +95,21 @@ import_open(struct ctl *c, int argc, char **argv, struct ocsp_issuer_rec *rec, X
     return ST_OK;
 }
 
+/* What an import did, for its journal entry and its summary line. */
+struct import_report {
+    const char *op; /* "import-crl", "import-index" */
+    const char *issuer;
+    const char *file;
+    const struct import_count *n;
+    struct ctl_json *extra; /* the CRL's own facts, or NULL */
+};
+
 static int
-import_finish(struct ctl *c, const char *op, const char *issuer, const char *file,
-              const struct import_count *n, struct ctl_json *extra)
+import_finish(struct ctl *c, const struct import_report *r)
 {
+    const char *op = r->op, *issuer = r->issuer, *file = r->file;
+    const struct import_count *n = r->n;
+    struct ctl_json *extra = r->extra;
     struct ctl_json j;
 
     ocspctl_journal_begin(c, &j, op, issuer);
@@ -498,7 +509,7 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
     ocspctl_json_int(&info, "number", ci.has_number ? (long long)ci.number : -1);
     ocspctl_json_int(&info, "this_update", ci.this_update);
     ocspctl_json_int(&info, "next_update", ci.next_update);
-    rc = import_finish(c, "import-crl", rec.name, argv[2], &n, &info);
+    rc = import_finish(c, &(struct import_report){"import-crl", rec.name, argv[2], &n, &info});
 out:
     ocspctl_json_free(&info);
     X509_CRL_free(crl);
@@ -706,7 +717,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
                 argv[2]);
         n.failed++;
     }
-    rc = import_finish(c, "import-index", rec.name, argv[2], &n, NULL);
+    rc = import_finish(c, &(struct import_report){"import-index", rec.name, argv[2], &n, NULL});
     if (rc != ST_ERR)
         rc = index_check_complete(argv[2], &n);
     if (rc != ST_ERR && n.not_imported > 0) {
