@@ -69,33 +69,33 @@ issuer_opt(struct issuer_args *a, int opt, const char *v)
     switch (opt) {
     case 'c':
         a->cert = v;
-        return 0;
+        return ST_OK;
     case 'l':
         a->key_label = v;
-        return 0;
+        return ST_OK;
     case 'k':
         a->key_file = v;
-        return 0;
+        return ST_OK;
     case 'd':
         a->signer_cert = v;
-        return 0;
+        return ST_OK;
     case 's':
-        return (a->scheme = pick(v, sch, schv, 3)) < 0 ? -1 : 0;
+        return (a->scheme = pick(v, sch, schv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'g':
-        return (a->hash = pick(v, dg, dgv, 3)) < 0 ? -1 : 0;
+        return (a->hash = pick(v, dg, dgv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'n':
-        return (a->nonce = pick(v, nn, nnv, 3)) < 0 ? -1 : 0;
+        return (a->nonce = pick(v, nn, nnv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'u':
-        return (a->unissued = pick(v, un, unv, 3)) < 0 ? -1 : 0;
+        return (a->unissued = pick(v, un, unv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'a':
-        return (a->archive_cutoff = pick(v, yn, ynv, 2)) < 0 ? -1 : 0;
+        return (a->archive_cutoff = pick(v, yn, ynv, 2)) < 0 ? ST_INVALID : ST_OK;
     case 'v':
-        return config_duration(v, &a->validity) != 0 || a->validity < ISSUER_VALIDITY_MIN ||
+        return config_duration(v, &a->validity) != ST_OK || a->validity < ISSUER_VALIDITY_MIN ||
                        a->validity > ISSUER_VALIDITY_MAX
-                   ? -1
-                   : 0;
+                   ? ST_INVALID
+                   : ST_OK;
     }
-    return -1;
+    return ST_INVALID;
 }
 
 static int
@@ -121,25 +121,25 @@ issuer_parse(int argc, char **argv, struct issuer_args *a)
     optind = 0;
     while ((opt = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
         if (opt == '?' || opt == 'h')
-            return -1;
-        if (issuer_opt(a, opt, optarg) != 0) {
+            return ST_INVALID;
+        if (issuer_opt(a, opt, optarg) != ST_OK) {
             fprintf(stderr, "ocspctl: issuer add: bad value '%s' for --%s\n", optarg,
                     opts[idx].name);
-            return -1;
+            return ST_INVALID;
         }
     }
     if (optind + 1 != argc || a->cert == NULL || (a->key_label == NULL) == (a->key_file == NULL)) {
         fprintf(stderr, "ocspctl: issuer add: NAME, --cert and one of --key-label/--key-file "
                         "are required\n");
-        return -1;
+        return ST_INVALID;
     }
     a->name = argv[optind];
     if (!ocspctl_name_ok(a->name)) {
         fprintf(stderr, "ocspctl: issuer name '%s': use [A-Za-z0-9._-], 1..63 characters\n",
                 a->name);
-        return -1;
+        return ST_INVALID;
     }
-    return 0;
+    return ST_OK;
 }
 
 /* RFC 6960 §4.2.2.2, OCSP-21/22: the delegate is issued by the CA, is for OCSP signing,
@@ -366,7 +366,7 @@ issuer_add(struct ctl *c, int argc, char **argv)
     X509 *ca = NULL, *del = NULL;
     int rc = ST_ERR, st;
 
-    if (issuer_parse(argc, argv, &a) != 0) {
+    if (issuer_parse(argc, argv, &a) != ST_OK) {
         fputs(issuer_usage, stderr);
         return ST_INVALID;
     }
