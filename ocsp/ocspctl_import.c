@@ -310,11 +310,22 @@ ocspctl_crl_entry(X509_REVOKED *r, bool delta, struct ctl_serial *s, int *reason
     return ST_OK;
 }
 
-/* Apply one entry (removeFromCRL in a delta releases a hold). */
+/* One CRL being applied to an issuer's records. */
+struct crl_run {
+    struct ctl *c;
+    const uint8_t *id; /* the issuer's */
+    bool delta;
+    struct import_count *n;
+};
+
+/* Apply one entry (removeFromCRL in a delta releases a hold); *s gets its serial. */
 static int
-crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta, struct ctl_serial *s,
-                struct import_count *n)
+crl_apply_entry(const struct crl_run *run, X509_REVOKED *r, struct ctl_serial *s)
 {
+    struct ctl *c = run->c;
+    const uint8_t *id = run->id;
+    bool delta = run->delta;
+    struct import_count *n = run->n;
     char hex[2 * OCSP_SERIAL_MAX + 1];
     struct ocsp_status cur;
     int64_t when = 0;
@@ -391,9 +402,11 @@ hold_scan_fn(void *ctx, const uint8_t *serial, size_t len, const struct ocsp_sta
 
 /* A complete full CRL lists every hold: holds it does not list were released. */
 static int
-crl_release_absent(struct ctl *c, const uint8_t *id, struct ctl_serial *listed, size_t nlisted,
-                   struct import_count *n)
+crl_release_absent(const struct crl_run *run, struct ctl_serial *listed, size_t nlisted)
 {
+    struct ctl *c = run->c;
+    const uint8_t *id = run->id;
+    struct import_count *n = run->n;
     struct hold_scan h = {0};
     char hex[2 * OCSP_SERIAL_MAX + 1];
     int st = ocsp_store_status_walk(c->store, id, hold_scan_fn, &h);
@@ -426,20 +439,21 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
     int count = revs != NULL ? sk_X509_REVOKED_num(revs) : 0;
     struct ctl_serial *listed = calloc((size_t)count + 1, sizeof(*listed));
     size_t nlisted = 0;
+    struct crl_run run = {c, rec->id, ci->delta, n};
     int st = ST_OK;
 
     if (listed == NULL)
         return ST_NOMEM;
     for (int i = 0; i < count; i++) {
         struct ctl_serial s = {{0}, 0};
-        int rc = crl_apply_entry(c, rec->id, sk_X509_REVOKED_value(revs, i), ci->delta, &s, n);
+        int rc = crl_apply_entry(&run, sk_X509_REVOKED_value(revs, i), &s);
         if (rc != ST_OK && rc != ST_EXISTS)
             st = rc;
         if (s.len > 0)
             listed[nlisted++] = s;
     }
     if (st == ST_OK && !ci->delta && ci->complete)
-        st = crl_release_absent(c, rec->id, listed, nlisted, n);
+        st = crl_release_absent(&run, listed, nlisted);
     free(listed);
     return st;
 }
@@ -643,10 +657,21 @@ index_check_complete(const char *path, const struct import_count *n)
 /* One pass over the index file in one store batch (begun here; the caller commits or aborts
  * it). Every line is read, so that all the bad ones are named at once. ST_ERR (batch
  * aborted) for a line too long or a batch that cannot begin. */
+/* The index file being read: its stream, its name (for messages) and a line buffer of
+ * INDEX_LINE_MAX bytes. */
+struct index_file {
+    FILE *f;
+    const char *path;
+    char *line;
+};
+
 static int
-index_pass(struct ctl *c, const struct ocsp_issuer_rec *rec, FILE *f, const char *path, char *line,
+index_pass(struct ctl *c, const struct ocsp_issuer_rec *rec, const struct index_file *in,
            struct import_count *n)
 {
+    FILE *f = in->f;
+    const char *path = in->path;
+    char *line = in->line;
     unsigned long lineno = 0;
 
     if (ocsp_store_batch_begin(c->store) != ST_OK)
@@ -687,7 +712,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     }
     n.room = import_room(c);
     if ((line = malloc(INDEX_LINE_MAX)) == NULL ||
-        index_pass(c, &rec, f, argv[2], line, &n) != ST_OK)
+        index_pass(c, &rec, &(struct index_file){f, argv[2], line}, &n) != ST_OK)
         goto out;
     /* All or nothing (issue 8 item 5): a file with a bad line, or one that could not be read
      * to its end, is not what the operator meant to import: none of it is committed. The one
@@ -705,7 +730,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
                 argv[2], c->cfg.store.path, c->cfg.store.fill_limit * 100);
         rewind(f);
         n = (struct import_count){.revocations_only = true};
-        if (index_pass(c, &rec, f, argv[2], line, &n) != ST_OK)
+        if (index_pass(c, &rec, &(struct index_file){f, argv[2], line}, &n) != ST_OK)
             goto out;
     }
     if (!n.aborted && (n.skipped > 0 || n.failed > 0)) {
