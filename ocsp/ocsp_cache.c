@@ -98,27 +98,29 @@ ocsp_cache_drop(struct ocsp_cache *c, struct ocsp_cache_entry *e)
 }
 
 bool
-ocsp_cache_get(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len, const void *signer,
-               const void *settings, int64_t now, uint8_t **der, size_t *der_len,
-               int64_t *produced_at, int64_t *next_update)
+ocsp_cache_get(struct ocsp_cache *c, const struct ocsp_cache_key *k, int64_t now,
+               struct ocsp_cache_answer *out)
 {
+    const uint8_t *certid = k->certid;
+    size_t certid_len = k->certid_len;
     struct ocsp_cache_entry *e;
     bool hit = false;
 
-    *der = NULL;
+    memset(out, 0, sizeof(*out));
     if (c == NULL || certid_len == 0 || certid_len > OCSP_CERTID_MAX)
         return false;
     pthread_mutex_lock(&c->lock);
     e = ocsp_cache_find(ocsp_cache_set(c, certid, certid_len), certid, certid_len);
-    if (e != NULL && (e->signer != signer || e->settings != settings || now >= e->next_update)) {
+    if (e != NULL &&
+        (e->signer != k->signer || e->settings != k->settings || now >= e->next_update)) {
         ocsp_cache_drop(c, e); /* signed by a replaced signer, under old settings, or stale */
         e = NULL;
     }
-    if (e != NULL && (*der = malloc(e->der_len)) != NULL) {
-        memcpy(*der, e->der, e->der_len);
-        *der_len = e->der_len;
-        *produced_at = e->produced_at;
-        *next_update = e->next_update;
+    if (e != NULL && (out->der = malloc(e->der_len)) != NULL) {
+        memcpy(out->der, e->der, e->der_len);
+        out->der_len = e->der_len;
+        out->produced_at = e->produced_at;
+        out->next_update = e->next_update;
         e->used = ++c->tick;
         hit = true;
     }
@@ -127,17 +129,18 @@ ocsp_cache_get(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len, c
 }
 
 void
-ocsp_cache_put(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len, const void *signer,
-               const void *settings, const uint8_t *der, size_t der_len, int64_t produced_at,
-               int64_t next_update)
+ocsp_cache_put(struct ocsp_cache *c, const struct ocsp_cache_key *k,
+               const struct ocsp_cache_answer *a)
 {
+    const uint8_t *certid = k->certid;
+    size_t certid_len = k->certid_len, der_len = a->der_len;
     struct ocsp_cache_entry *set, *e;
     uint8_t *copy;
 
     if (c == NULL || certid_len == 0 || certid_len > OCSP_CERTID_MAX || der_len == 0 ||
         (copy = malloc(der_len)) == NULL)
         return;
-    memcpy(copy, der, der_len);
+    memcpy(copy, a->der, der_len);
     pthread_mutex_lock(&c->lock);
     set = ocsp_cache_set(c, certid, certid_len);
     if ((e = ocsp_cache_find(set, certid, certid_len)) == NULL) {
@@ -150,12 +153,12 @@ ocsp_cache_put(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len, c
         ocsp_cache_drop(c, e);
     memcpy(e->certid, certid, certid_len);
     e->certid_len = certid_len;
-    e->signer = signer;
-    e->settings = settings;
+    e->signer = k->signer;
+    e->settings = k->settings;
     e->der = copy;
     e->der_len = der_len;
-    e->produced_at = produced_at;
-    e->next_update = next_update;
+    e->produced_at = a->produced_at;
+    e->next_update = a->next_update;
     e->used = ++c->tick;
     c->count++;
     pthread_mutex_unlock(&c->lock);

@@ -28,15 +28,29 @@ struct ocsp_cache;
 struct ocsp_cache *ocsp_cache_new(size_t entries);
 void ocsp_cache_free(struct ocsp_cache *c);
 
-/* A copy of the answer stored for certid under (signer, settings) when it is before its
- * nextUpdate at `now`: *der is malloc()ed (caller frees). false otherwise. */
-bool ocsp_cache_get(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len,
-                    const void *signer, const void *settings, int64_t now, uint8_t **der,
-                    size_t *der_len, int64_t *produced_at, int64_t *next_update);
-/* Keep a copy of der for certid (replacing what it had). Silently nothing on failure. */
-void ocsp_cache_put(struct ocsp_cache *c, const uint8_t *certid, size_t certid_len,
-                    const void *signer, const void *settings, const uint8_t *der, size_t der_len,
-                    int64_t produced_at, int64_t next_update);
+/* What an answer is kept under: its CertID, signed by `signer` under `settings` (compared by
+ * identity: an answer of a replaced signer, or decided under older settings, is never
+ * returned). */
+struct ocsp_cache_key {
+    const uint8_t *certid;
+    size_t certid_len;
+    const void *signer, *settings;
+};
+
+/* An answer and its times. */
+struct ocsp_cache_answer {
+    uint8_t *der; /* get: malloc()ed copy (caller frees); put: copied from */
+    size_t der_len;
+    int64_t produced_at, next_update;
+};
+
+/* A copy of the answer stored under *k when it is before its nextUpdate at `now`. false
+ * otherwise. */
+bool ocsp_cache_get(struct ocsp_cache *c, const struct ocsp_cache_key *k, int64_t now,
+                    struct ocsp_cache_answer *out);
+/* Keep a copy of *a under *k (replacing what it had). Silently nothing on failure. */
+void ocsp_cache_put(struct ocsp_cache *c, const struct ocsp_cache_key *k,
+                    const struct ocsp_cache_answer *a);
 /* Entries held now (for tests and metrics). */
 size_t ocsp_cache_count(struct ocsp_cache *c);
 

@@ -12,6 +12,7 @@
 #include "common/der.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/status.h"
 
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -19,8 +20,6 @@
 #include <openssl/x509.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define OCSP_MALFORMED 1
 
 /* CertID hash algorithms we serve (OCSP-11: SHA-1 and SHA-256 required, SHA-384/512 too). */
 static const struct {
@@ -105,19 +104,19 @@ ocsp_onereq_ext(void *obj, int i)
     return OCSP_ONEREQ_get_ext(obj, i);
 }
 
-/* 0, or OCSP_MALFORMED when one of the n extensions of obj (read with get) cannot be read or
+/* ST_OK, or ST_INVALID when one of the n extensions of obj (read with get) cannot be read or
  * repeats another. */
 static int
 ocsp_exts_unique(void *obj, X509_EXTENSION *(*get)(void *obj, int i), int n, const char **why)
 {
     const ASN1_OBJECT **oids;
-    int rc = OCSP_MALFORMED;
+    int rc = ST_INVALID;
 
     if (n <= 1)
-        return 0;
+        return ST_OK;
     *why = "out of memory";
     if ((oids = calloc((size_t)n, sizeof(*oids))) == NULL)
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     *why = "extensions cannot be read or repeat an extension (RFC 5280 §4.2)";
     for (int i = 0; i < n; i++) {
         X509_EXTENSION *ext = get(obj, i);
@@ -130,7 +129,7 @@ ocsp_exts_unique(void *obj, X509_EXTENSION *(*get)(void *obj, int i), int n, con
     for (int i = 1; i < n; i++)
         if (ocsp_oid_cmp(&oids[i - 1], &oids[i]) == 0)
             goto out;
-    rc = 0;
+    rc = ST_OK;
 out:
     free(oids);
     return rc;
@@ -146,7 +145,7 @@ ocsp_check_single_exts(OCSP_ONEREQ *one, const char **why)
 
         if (ext == NULL || !ocsp_ext_acceptable(ext)) {
             *why = "unknown critical singleRequestExtension (RFC 6960 §4.1.2)";
-            return OCSP_MALFORMED;
+            return ST_INVALID;
         }
     }
     return ocsp_exts_unique(one, ocsp_onereq_ext, n, why);
@@ -167,15 +166,15 @@ ocsp_copy_serial(const ASN1_INTEGER *serial, struct ocsp_certid *out, const char
     *why = "CertID serialNumber is negative, empty or longer than 20 octets";
     if (ASN1_STRING_type(serial) == V_ASN1_NEG_INTEGER || ASN1_STRING_length(serial) <= 0 ||
         ASN1_STRING_length(serial) > OCSP_SERIAL_MAX)
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     n = i2d_ASN1_INTEGER(serial, &p);
     if (n <= 0 || !der_read(&q, der + n, &tag, &c, &cl) || cl == 0 || cl > OCSP_SERIAL_MAX)
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     if (cl == OCSP_SERIAL_MAX && c[0] != 0x00)
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     memcpy(out->serial, c, cl);
     out->serial_len = cl;
-    return 0;
+    return ST_OK;
 }
 
 static int
@@ -192,15 +191,15 @@ ocsp_copy_hashes(const ASN1_OBJECT *md, const ASN1_OCTET_STRING *name_hash,
         if ((size_t)ASN1_STRING_length(name_hash) != ocsp_req_hashes[i].len ||
             (size_t)ASN1_STRING_length(key_hash) != ocsp_req_hashes[i].len) {
             *why = "CertID hash length does not match its hash algorithm";
-            return OCSP_MALFORMED;
+            return ST_INVALID;
         }
         out->hash = ocsp_req_hashes[i].hash;
         out->hash_len = ocsp_req_hashes[i].len;
         memcpy(out->name_hash, ASN1_STRING_get0_data(name_hash), out->hash_len);
         memcpy(out->key_hash, ASN1_STRING_get0_data(key_hash), out->hash_len);
-        return 0;
+        return ST_OK;
     }
-    return 0; /* a hash we do not serve: answered "unknown", not an error */
+    return ST_OK; /* a hash we do not serve: answered "unknown", not an error */
 }
 
 /* The hash AlgorithmIdentifier of a CertID carries no parameters or a NULL (RFC 5754 §2):
@@ -237,20 +236,20 @@ ocsp_check_certid(OCSP_CERTID *cid, struct ocsp_certid *out, const char **why)
     if (OCSP_id_get0_info(&name_hash, &md, &key_hash, &serial, cid) != 1 || name_hash == NULL ||
         md == NULL || key_hash == NULL || serial == NULL) {
         *why = "CertID cannot be read";
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     }
     n = i2d_OCSP_CERTID(cid, NULL);
     if (n <= 0 || (size_t)n > sizeof(out->der)) {
         *why = "CertID too large";
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     }
     out->der_len = (size_t)i2d_OCSP_CERTID(cid, &p);
     if (!ocsp_hash_params_ok(out->der, out->der_len)) {
         *why = "CertID hash algorithm parameters must be absent or NULL";
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     }
-    if (ocsp_copy_hashes(md, name_hash, key_hash, out, why) != 0)
-        return OCSP_MALFORMED;
+    if (ocsp_copy_hashes(md, name_hash, key_hash, out, why) != ST_OK)
+        return ST_INVALID;
     return ocsp_copy_serial(serial, out, why);
 }
 
@@ -261,21 +260,21 @@ ocsp_check_certids(OCSP_REQUEST *req, struct ocsp_request *out, const char **why
 
     if (n <= 0 || n > OCSP_MAX_CERTIDS) {
         *why = "request must hold 1 to 16 CertIDs (RFC 6960 §4.1.1; OCSP-27)";
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     }
     for (int i = 0; i < n; i++) {
         OCSP_ONEREQ *one = OCSP_request_onereq_get0(req, i);
 
         if (one == NULL) {
             *why = "request entry cannot be read";
-            return OCSP_MALFORMED;
+            return ST_INVALID;
         }
-        if (ocsp_check_certid(OCSP_onereq_get0_id(one), &out->ids[i], why) != 0 ||
-            ocsp_check_single_exts(one, why) != 0)
-            return OCSP_MALFORMED;
+        if (ocsp_check_certid(OCSP_onereq_get0_id(one), &out->ids[i], why) != ST_OK ||
+            ocsp_check_single_exts(one, why) != ST_OK)
+            return ST_INVALID;
         out->n = (size_t)i + 1;
     }
-    return 0;
+    return ST_OK;
 }
 
 /*
@@ -298,13 +297,13 @@ ocsp_check_nonce(X509_EXTENSION *ext, struct ocsp_request *out, const char **why
         nonce_len = vl;
     if (nonce_len == 0 || nonce_len > OCSP_NONCE_MAX || vl > sizeof(out->nonce_value)) {
         *why = "nonce must be 1 to 128 octets (RFC 9654 §2.1)";
-        return OCSP_MALFORMED;
+        return ST_INVALID;
     }
     memcpy(out->nonce_value, val, vl);
     out->nonce_value_len = vl;
     out->nonce_len = nonce_len;
     out->has_nonce = true;
-    return 0;
+    return ST_OK;
 }
 
 static int
@@ -313,25 +312,25 @@ ocsp_check_request_exts(OCSP_REQUEST *req, struct ocsp_request *out, const char 
     int n = OCSP_REQUEST_get_ext_count(req);
 
     if (n <= 0)
-        return 0;
-    if (ocsp_exts_unique(req, ocsp_req_ext, n, why) != 0)
-        return OCSP_MALFORMED;
+        return ST_OK;
+    if (ocsp_exts_unique(req, ocsp_req_ext, n, why) != ST_OK)
+        return ST_INVALID;
     for (int i = 0; i < n; i++) {
         X509_EXTENSION *ext = OCSP_REQUEST_get_ext(req, i);
 
         if (ext == NULL) {
             *why = "requestExtensions cannot be read";
-            return OCSP_MALFORMED;
+            return ST_INVALID;
         }
         if (OBJ_obj2nid(X509_EXTENSION_get_object(ext)) == NID_id_pkix_OCSP_Nonce) {
-            if (ocsp_check_nonce(ext, out, why) != 0)
-                return OCSP_MALFORMED;
+            if (ocsp_check_nonce(ext, out, why) != ST_OK)
+                return ST_INVALID;
         } else if (!ocsp_ext_acceptable(ext)) {
             *why = "unknown critical requestExtension (RFC 6960 §4.1.2)";
-            return OCSP_MALFORMED;
+            return ST_INVALID;
         }
     }
-    return 0;
+    return ST_OK;
 }
 
 /* Empty the request without clearing its ~6 KB of CertID slots: each slot used is written
@@ -350,7 +349,7 @@ ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, con
 {
     const unsigned char *p = der;
     OCSP_REQUEST *req = NULL;
-    int rc = OCSP_MALFORMED;
+    int rc = ST_INVALID;
 
     ocsp_request_reset(out);
     *why = "request is not a DER OCSPRequest";
@@ -372,13 +371,14 @@ ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, con
         *why = "unsupported OCSPRequest version (only v1)";
         goto out;
     }
-    if (ocsp_check_certids(req, out, why) != 0 || ocsp_check_request_exts(req, out, why) != 0)
+    if (ocsp_check_certids(req, out, why) != ST_OK ||
+        ocsp_check_request_exts(req, out, why) != ST_OK)
         goto out;
-    rc = 0;
+    rc = ST_OK;
     *why = NULL;
 out:
     OCSP_REQUEST_free(req);
-    if (rc != 0) {
+    if (rc != ST_OK) {
         ocsp_request_reset(out);
     }
     return rc;
@@ -394,7 +394,7 @@ ocsp_is_b64(char c)
 }
 
 /* Percent-decode path into text (at most max characters, NUL-terminated; text has room for
- * max + 3 padding characters and the NUL). -1 on a bad escape or overflow. */
+ * max + 3 padding characters and the NUL). ST_INVALID on a bad escape or overflow. */
 static int
 ocsp_unescape(const char *path, char *text, size_t max, size_t *n)
 {
@@ -407,21 +407,21 @@ ocsp_unescape(const char *path, char *text, size_t max, size_t *n)
             int hi = hex_digit(s[1]), lo = hi < 0 ? -1 : hex_digit(s[2]);
 
             if (hi < 0 || lo < 0)
-                return -1;
+                return ST_INVALID;
             c = (char)(hi * 16 + lo);
             s += 2;
         }
         if (k == max)
-            return -1;
+            return ST_INVALID;
         text[k++] = c;
     }
     text[k] = '\0';
     *n = k;
-    return 0;
+    return ST_OK;
 }
 
 /* Check the base64 alphabet and padding of text (n characters) and pad it to a multiple of
- * four in place. Sets *bytes to the decoded length. -1 when it is not base64. */
+ * four in place. Sets *bytes to the decoded length. ST_INVALID when it is not base64. */
 static int
 ocsp_b64_normalise(char *text, size_t *n, size_t *bytes)
 {
@@ -432,14 +432,14 @@ ocsp_b64_normalise(char *text, size_t *n, size_t *bytes)
     while (data + pad < *n && text[data + pad] == '=')
         pad++;
     if (data == 0 || data + pad != *n || pad > 2 || data % 4 == 1)
-        return -1;
+        return ST_INVALID;
     if (pad > 0 && (data + pad) % 4 != 0)
-        return -1;
+        return ST_INVALID;
     while (*n % 4 != 0)
         text[(*n)++] = '=';
     text[*n] = '\0';
     *bytes = data / 4 * 3 + (data % 4 == 0 ? 0 : data % 4 - 1);
-    return 0;
+    return ST_OK;
 }
 
 int
@@ -448,7 +448,7 @@ ocsp_get_decode(const char *path, uint8_t *out, size_t cap, size_t *len)
     size_t max, n = 0, bytes = 0;
     char *text = NULL;
     uint8_t *raw = NULL;
-    int rc = -1, got;
+    int rc = ST_INVALID, got;
 
     *len = 0;
     if (path == NULL || cap == 0 || cap > (SIZE_MAX - 8) / 4 * 3)
@@ -458,15 +458,15 @@ ocsp_get_decode(const char *path, uint8_t *out, size_t cap, size_t *len)
     max = (cap + 2) / 3 * 4;
     if ((text = malloc(max + 4)) == NULL || (raw = malloc(max / 4 * 3)) == NULL)
         goto out;
-    if (ocsp_unescape(path, text, max, &n) != 0 || ocsp_b64_normalise(text, &n, &bytes) != 0 ||
-        bytes > cap)
+    if (ocsp_unescape(path, text, max, &n) != ST_OK ||
+        ocsp_b64_normalise(text, &n, &bytes) != ST_OK || bytes > cap)
         goto out;
     got = EVP_DecodeBlock(raw, (const unsigned char *)text, (int)n);
     if (got < 0 || (size_t)got < bytes)
         goto out;
     memcpy(out, raw, bytes);
     *len = bytes;
-    rc = 0;
+    rc = ST_OK;
 out:
     free(raw);
     free(text);

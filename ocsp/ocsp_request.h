@@ -19,6 +19,7 @@
 #ifndef OCSP_OCSP_REQUEST_H
 #define OCSP_OCSP_REQUEST_H
 
+#include "ocsp/ocsp_certid.h"
 #include "ocsp/ocsp_store.h"
 
 #include <stdbool.h>
@@ -28,19 +29,6 @@
 #define OCSP_REQ_MAX 16384  /* bytes of a DER OCSPRequest */
 #define OCSP_MAX_CERTIDS 16 /* CertIDs per request (OCSP-27) */
 #define OCSP_NONCE_MAX 128  /* RFC 9654 */
-#define OCSP_CERTID_MAX 200 /* a SHA-512 CertID with a 20-octet serial is ~170 bytes */
-
-struct ocsp_certid {
-    uint8_t der[OCSP_CERTID_MAX]; /* CertID SEQUENCE exactly as received */
-    size_t der_len;
-    enum ocsp_hash hash; /* 0 when the hash algorithm is not one we serve */
-    uint8_t name_hash[64];
-    uint8_t key_hash[64];
-    size_t hash_len;
-    uint8_t serial[OCSP_SERIAL_MAX]; /* INTEGER content octets */
-    size_t serial_len;
-};
-
 struct ocsp_request {
     struct ocsp_certid ids[OCSP_MAX_CERTIDS];
     size_t n;
@@ -50,15 +38,16 @@ struct ocsp_request {
     size_t nonce_len; /* octets of the nonce itself */
 };
 
-/* Parse and check. 0 with *out filled, or 1 (malformedRequest) with *why set (static text). */
+/* Parse and check. ST_OK with *out filled, or ST_INVALID (malformedRequest) with *why set
+ * (static text). */
 int ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, const char **why);
 
 /*
  * Decode the GET form: `path` is the raw request path after the OCSP base path (for example
  * "MEow..." or "/MEow%2B..%3D"): leading slashes skipped, percent-escapes decoded, '+' kept as
  * '+' (base64, not form encoding), '/' inside the base64 kept; then base64 (with or without
- * padding). Writes at most cap bytes. 0 on success, -1 when it is not url-encoded base64 or too
- * long.
+ * padding). Writes at most cap bytes. ST_OK, or ST_INVALID when it is not url-encoded base64
+ * or too long.
  */
 int ocsp_get_decode(const char *path, uint8_t *out, size_t cap, size_t *len);
 

@@ -170,10 +170,14 @@ ocsp_put_response_exts(struct der *d, const uint8_t *nonce_value, size_t nonce_l
 }
 
 void
-ocsp_tbs_build(struct der *d, const uint8_t *responder_id, size_t rid_len, int64_t produced_at,
-               const struct ocsp_single *singles, size_t n, const uint8_t *nonce_value,
-               size_t nonce_len, bool extended_revoke)
+ocsp_tbs_build(struct der *d, const uint8_t *responder_id, size_t rid_len,
+               const struct ocsp_tbs_spec *spec)
 {
+    int64_t produced_at = spec->produced_at;
+    const struct ocsp_single *singles = spec->singles;
+    size_t n = spec->n, nonce_len = spec->nonce_len;
+    const uint8_t *nonce_value = spec->nonce_value;
+    bool extended_revoke = spec->extended_revoke;
     size_t m = der_begin(d, DER_SEQUENCE), r;
 
     /* version v1 is the DEFAULT: not encoded (OCSP-07) */
@@ -204,29 +208,27 @@ ocsp_take(struct der *d, uint8_t **out, size_t *out_len)
 /* BasicOCSPResponse { tbsResponseData, signatureAlgorithm, signature BIT STRING,
  * certs [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL (pre-encoded) } */
 static void
-ocsp_put_basic(struct der *d, const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg,
-               size_t sigalg_len, const uint8_t *sig, size_t sig_len, const uint8_t *certs,
-               size_t certs_len)
+ocsp_put_basic(struct der *d, const struct ocsp_signed_parts *p)
 {
     static const uint8_t no_unused_bits = 0;
     size_t m = der_begin(d, DER_SEQUENCE), bits;
 
-    der_raw(d, tbs, tbs_len);
-    der_raw(d, sigalg, sigalg_len);
+    der_raw(d, p->tbs, p->tbs_len);
+    der_raw(d, p->sigalg, p->sigalg_len);
     bits = der_begin(d, DER_BIT_STRING);
     der_raw(d, &no_unused_bits, 1);
-    der_raw(d, sig, sig_len);
+    der_raw(d, p->sig, p->sig_len);
     der_end(d, bits);
-    if (certs != NULL)
-        der_raw(d, certs, certs_len);
+    if (p->certs != NULL) /* last: the store relies on it (ocsp_store.h) */
+        der_raw(d, p->certs, p->certs_len);
     der_end(d, m);
 }
 
 int
-ocsp_response_assemble(const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg, size_t sigalg_len,
-                       const uint8_t *sig, size_t sig_len, const uint8_t *certs, size_t certs_len,
-                       uint8_t **out, size_t *out_len)
+ocsp_response_assemble(const struct ocsp_signed_parts *parts, uint8_t **out, size_t *out_len)
 {
+    size_t tbs_len = parts->tbs_len, sigalg_len = parts->sigalg_len, sig_len = parts->sig_len,
+           certs_len = parts->certs_len;
     static const uint8_t successful = OCSP_RESP_SUCCESSFUL;
     const size_t limit = SIZE_MAX / 8;
     struct der d;
@@ -234,8 +236,8 @@ ocsp_response_assemble(const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg
 
     *out = NULL;
     *out_len = 0;
-    if (tbs == NULL || sigalg == NULL || sig == NULL || tbs_len > limit || sigalg_len > limit ||
-        sig_len > limit || certs_len > limit)
+    if (parts->tbs == NULL || parts->sigalg == NULL || parts->sig == NULL || tbs_len > limit ||
+        sigalg_len > limit || sig_len > limit || certs_len > limit)
         return ST_NOMEM;
     if (der_init_alloc(&d, tbs_len + sigalg_len + sig_len + certs_len + 64) != ST_OK)
         return ST_NOMEM;
@@ -245,7 +247,7 @@ ocsp_response_assemble(const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg
     seq = der_begin(&d, DER_SEQUENCE);
     der_raw(&d, OID_OCSP_BASIC, sizeof(OID_OCSP_BASIC)); /* OCSP-06 */
     octets = der_begin(&d, DER_OCTET_STRING);
-    ocsp_put_basic(&d, tbs, tbs_len, sigalg, sigalg_len, sig, sig_len, certs, certs_len);
+    ocsp_put_basic(&d, parts);
     der_end(&d, octets);
     der_end(&d, seq);
     der_end(&d, bytes);
@@ -289,60 +291,4 @@ ocsp_error_response(enum ocsp_resp_status st, uint8_t *buf, size_t cap)
     buf[3] = 1;
     buf[4] = (uint8_t)st;
     return 5;
-}
-
-/* Walk OCSPResponse -> responseBytes -> BasicOCSPResponse: the responderID TLV and whatever
- * follows the signature (the certs field, or nothing). */
-bool
-ocsp_response_signed_by(const uint8_t *der, size_t len, const uint8_t *rid, size_t rid_len,
-                        const uint8_t *certs, size_t certs_len)
-{
-    const uint8_t *p = der, *end, *c, *basic, *bend, *tbs, *tend, *start;
-    size_t cl;
-    uint8_t tag;
-
-    if (der == NULL)
-        return false;
-    end = der + len;
-    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_SEQUENCE)
-        return false;
-    p = c;
-    end = c + cl;
-    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_ENUMERATED || /* responseStatus */
-        !der_read(&p, end, &tag, &c, &cl) || tag != DER_CTX_CONS(0))  /* responseBytes */
-        return false;
-    p = c;
-    end = c + cl;
-    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_SEQUENCE)
-        return false;
-    p = c;
-    end = c + cl;
-    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_OID || /* responseType */
-        !der_read(&p, end, &tag, &c, &cl) || tag != DER_OCTET_STRING)
-        return false;
-    p = c;
-    if (!der_read(&p, c + cl, &tag, &basic, &cl) || tag != DER_SEQUENCE)
-        return false;
-    bend = basic + cl;
-    p = basic;
-    if (!der_read(&p, bend, &tag, &tbs, &cl) || tag != DER_SEQUENCE) /* tbsResponseData */
-        return false;
-    tend = tbs + cl;
-    /* the signature fields: what is left after them must be exactly the signer's certs */
-    if (!der_read(&p, bend, &tag, &c, &cl) || tag != DER_SEQUENCE ||
-        !der_read(&p, bend, &tag, &c, &cl) || tag != DER_BIT_STRING)
-        return false;
-    if ((size_t)(bend - p) != certs_len || (certs_len > 0 && memcmp(p, certs, certs_len) != 0))
-        return false;
-    /* responderID, after the version [0] when one is encoded */
-    p = tbs;
-    start = p;
-    if (!der_read(&p, tend, &tag, &c, &cl))
-        return false;
-    if (tag == DER_CTX_CONS(0)) {
-        start = p;
-        if (!der_read(&p, tend, &tag, &c, &cl))
-            return false;
-    }
-    return (size_t)(p - start) == rid_len && memcmp(start, rid, rid_len) == 0;
 }

@@ -57,27 +57,36 @@ size_t ocsp_responder_id(X509 *signer, uint8_t *out, size_t cap);
 
 /* Write tbsResponseData into d. `nonce_value` (may be NULL) is the request's nonce extnValue
  * contents to echo; `extended_revoke` adds that responseExtension. */
-void ocsp_tbs_build(struct der *d, const uint8_t *responder_id, size_t rid_len, int64_t produced_at,
-                    const struct ocsp_single *singles, size_t n, const uint8_t *nonce_value,
-                    size_t nonce_len, bool extended_revoke);
+struct ocsp_tbs_spec {
+    int64_t produced_at;
+    const struct ocsp_single *singles;
+    size_t n;
+    const uint8_t *nonce_value; /* may be NULL */
+    size_t nonce_len;
+    bool extended_revoke;
+};
+void ocsp_tbs_build(struct der *d, const uint8_t *responder_id, size_t rid_len,
+                    const struct ocsp_tbs_spec *spec);
 
 /* OCSPResponse { successful, ResponseBytes { id-pkix-ocsp-basic, BasicOCSPResponse {
  * tbs, signatureAlgorithm, signature BIT STRING, certs [0] (pre-encoded, may be NULL) } } }.
  * *out is malloc()ed. ST_OK or ST_NOMEM. */
-int ocsp_response_assemble(const uint8_t *tbs, size_t tbs_len, const uint8_t *sigalg,
-                           size_t sigalg_len, const uint8_t *sig, size_t sig_len,
-                           const uint8_t *certs, size_t certs_len, uint8_t **out, size_t *out_len);
+struct ocsp_signed_parts {
+    const uint8_t *tbs;
+    size_t tbs_len;
+    const uint8_t *sigalg; /* AlgorithmIdentifier DER */
+    size_t sigalg_len;
+    const uint8_t *sig;
+    size_t sig_len;
+    const uint8_t *certs; /* the certs field, or NULL */
+    size_t certs_len;
+};
+int ocsp_response_assemble(const struct ocsp_signed_parts *parts, uint8_t **out, size_t *out_len);
 
 /* The certs field ([0] EXPLICIT SEQUENCE OF Certificate) for a delegated signer cert;
- * *out malloc()ed. ST_OK or ST_NOMEM. */
+ * *out malloc()ed. ST_OK or ST_NOMEM. ocsp_response_assemble puts it last: it is always the
+ * final bytes of the OCSPResponse DER (the store keeps answers without it, ocsp_store.h). */
 int ocsp_certs_field(X509 *signer, uint8_t **out, size_t *out_len);
-
-/* true when the OCSPResponse `der` was signed by the signer whose ResponderID TLV is `rid`
- * (ocsp_responder_id) and carries exactly `certs` (ocsp_certs_field; NULL/0 when the CA key
- * signs): a stored answer of a replaced responder certificate, same key or not, is told apart
- * without a signature check (issue 8 item 4). false for anything that does not parse. */
-bool ocsp_response_signed_by(const uint8_t *der, size_t len, const uint8_t *rid, size_t rid_len,
-                             const uint8_t *certs, size_t certs_len);
 
 /* An unsigned OCSPResponse with only a responseStatus (5 bytes). */
 size_t ocsp_error_response(enum ocsp_resp_status st, uint8_t *buf, size_t cap);

@@ -1,5 +1,5 @@
 /*
- * ocsp_service: ocspd's HTTP pipeline and refresher (see ocsp_service.h).
+ * ocsp_service: ocspd's HTTP pipeline (see ocsp_service.h).
  * RFC 6960 §2.3, §4.1-4.2, App. A; RFC 9919 §5-6; RFC 9654; STANDARDS OCSP-01..05, OCSP-10,
  * OCSP-17/18, OCSP-27, LW-01..05, STS-12, EID-05.
  */
@@ -15,6 +15,9 @@
 #include "common/signer.h"
 #include "common/status.h"
 #include "ocsp/ocsp_cache.h"
+#include "ocsp/ocsp_decide.h"
+#include "ocsp/ocsp_issuers.h"
+#include "ocsp/ocsp_refresher.h"
 #include "ocsp/ocsp_request.h"
 #include "ocsp/ocsp_responder.h"
 #include "ocsp/ocsp_response.h"
@@ -30,8 +33,6 @@
 
 #define OCSP_RESPONSE_TYPE "application/ocsp-response"
 #define OCSP_REQUEST_TYPE "application/ocsp-request"
-#define OCSP_REFRESH_TICK_MS 250
-#define OCSP_CHANGES_BATCH 256
 #define OCSP_INFLIGHT_MAX                                                                          \
     64                             /* answers without a record being signed that others may wait   \
                                       for (more are signed without that) */
@@ -59,15 +60,12 @@ struct ocsp_inflight {
 struct ocsp_service {
     const struct ocsp_config *cfg; /* as started: what needs a restart */
     /* [ocsp] settings a reload changes (SIGHUP, issue 9 item 4) */
-    _Atomic double max_age, refresh_interval, refresh_margin;
+    _Atomic double max_age;
     atomic_uint max_certids;
     struct ocsp_store *store;
     struct ocsp_responder *resp;
-    pthread_t refresher;
-    bool refresher_started;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    bool stopping;
+    struct ocsp_issuers *issuers; /* the responder's */
+    struct ocsp_refresher *refresher;
     struct metric *m_hit, *m_signed, *m_busy, *m_refreshed, *m_304;
     struct metric *m_err[OCSP_RESP_STATUS_COUNT];
     struct ratelimit *limit;     /* answers signed on demand, per client address (OCSP-27) */
@@ -132,25 +130,38 @@ http_date(int64_t t, char *out, size_t cap)
     strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-/* A successful response with RFC 9919 §6.2 caching headers (LW-03/04), or 304. Takes der. */
-static void
-ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, size_t len,
-              int64_t produced_at, int64_t next_update, bool cacheable, const char *inm)
-{
-    uint8_t digest[32];
-    char etag[70], date[40], cc[96];
-    int64_t now = (int64_t)time(NULL), age = next_update - now;
+/* A successful answer to send. */
+struct ocsp_answer {
+    uint8_t *der; /* taken by ocsp_reply_ok */
+    size_t len;
+    int64_t produced_at, next_update;
+    bool cacheable;      /* false: a nonce makes it one client's */
+    const uint8_t *etag; /* stored with it (OCSP_FP_LEN bytes), or NULL: computed */
+};
 
-    if (!cacheable) { /* a nonce makes the answer one client's */
+/* A successful response with RFC 9919 §6.2 caching headers (LW-03/04), or 304. */
+static void
+ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, const struct ocsp_answer *a,
+              const char *inm)
+{
+    uint8_t digest[OCSP_FP_LEN];
+    char etag[2 * OCSP_FP_LEN + 3], date[40], cc[96];
+    int64_t now = (int64_t)time(NULL), age = a->next_update - now;
+
+    if (!a->cacheable) { /* a nonce makes the answer one client's */
         http_reply_header(http, "Cache-Control", "private, max-age=0, no-transform");
-        http_reply_take(http, 200, OCSP_RESPONSE_TYPE, der, len);
+        http_reply_take(http, 200, OCSP_RESPONSE_TYPE, a->der, a->len);
         return;
     }
-    EVP_Digest(der, len, digest, NULL, signer_hash_md(SIGNER_SHA256), NULL);
+    /* a strong ETag: the first bytes of SHA-256 of the answer, as stored with it */
+    if (a->etag != NULL)
+        memcpy(digest, a->etag, OCSP_FP_LEN);
+    else
+        ocsp_etag_of(a->der, a->len, digest);
     etag[0] = '"';
-    hex_encode(etag + 1, digest, 32, false);
-    etag[65] = '"';
-    etag[66] = '\0';
+    hex_encode(etag + 1, digest, OCSP_FP_LEN, false);
+    etag[2 * OCSP_FP_LEN + 1] = '"';
+    etag[2 * OCSP_FP_LEN + 2] = '\0';
     if (age > (int64_t)s->max_age)
         age = (int64_t)s->max_age;
     if (age < 0)
@@ -158,17 +169,17 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, uint8_t *der, s
     snprintf(cc, sizeof(cc), "max-age=%lld, public, no-transform, must-revalidate", (long long)age);
     http_reply_header(http, "ETag", etag);
     http_reply_header(http, "Cache-Control", cc);
-    http_date(produced_at, date, sizeof(date));
+    http_date(a->produced_at, date, sizeof(date));
     http_reply_header(http, "Last-Modified", date);
-    http_date(next_update, date, sizeof(date));
+    http_date(a->next_update, date, sizeof(date));
     http_reply_header(http, "Expires", date);
     if (inm != NULL && inm[0] != '\0' && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)) {
         metrics_inc(s->m_304);
-        free(der);
+        free(a->der);
         http_reply(http, 304, NULL, NULL, 0);
         return;
     }
-    http_reply_take(http, 200, OCSP_RESPONSE_TYPE, der, len);
+    http_reply_take(http, 200, OCSP_RESPONSE_TYPE, a->der, a->len);
 }
 
 static bool
@@ -263,7 +274,13 @@ ocsp_inflight_finish(struct ocsp_service *s, struct ocsp_pending *p, const uint8
         if (copy != NULL) {
             memcpy(copy, der, len);
             metrics_inc(s->m_cached);
-            ocsp_reply_ok(s, w->http, copy, len, p->produced_at, p->next_update, true, w->inm);
+            ocsp_reply_ok(s, w->http,
+                          &(struct ocsp_answer){.der = copy,
+                                                .len = len,
+                                                .produced_at = p->produced_at,
+                                                .next_update = p->next_update,
+                                                .cacheable = true},
+                          w->inm);
         } else {
             ocsp_reply_error(s, w->http, der != NULL ? OCSP_RESP_INTERNAL_ERROR : fail,
                              "the answer waited for was not signed");
@@ -281,8 +298,15 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
 
     /* cached first, then the waiters answered: a request in between finds one or the other */
     if (p->cache_it && j->resp != NULL)
-        ocsp_cache_put(s->unissued, p->certid, p->certid_len, p->cache_signer, p->cache_settings,
-                       j->resp, j->resp_len, p->produced_at, p->next_update);
+        ocsp_cache_put(s->unissued,
+                       &(struct ocsp_cache_key){.certid = p->certid,
+                                                .certid_len = p->certid_len,
+                                                .signer = p->cache_signer,
+                                                .settings = p->cache_settings},
+                       &(struct ocsp_cache_answer){.der = j->resp,
+                                                   .der_len = j->resp_len,
+                                                   .produced_at = p->produced_at,
+                                                   .next_update = p->next_update});
     ocsp_inflight_finish(s, p, j->resp, j->resp_len,
                          j->sj.status == ST_SHUTDOWN ? OCSP_RESP_TRY_LATER
                                                      : OCSP_RESP_INTERNAL_ERROR);
@@ -300,8 +324,13 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
                                           : "signing failed");
     } else {
         metrics_inc(s->m_signed);
-        ocsp_reply_ok(s, p->http, j->resp, j->resp_len, p->produced_at, p->next_update,
-                      p->cacheable, p->inm);
+        ocsp_reply_ok(s, p->http,
+                      &(struct ocsp_answer){.der = j->resp,
+                                            .len = j->resp_len,
+                                            .produced_at = p->produced_at,
+                                            .next_update = p->next_update,
+                                            .cacheable = p->cacheable},
+                      p->inm);
         j->resp = NULL;
     }
     ocsp_job_free(j);
@@ -318,7 +347,7 @@ ocsp_request_bytes(struct http_request *http, uint8_t *buf, size_t cap, const ui
         return *der != NULL && *len > 0;
     }
     *der = buf;
-    return ocsp_get_decode(http_req_subpath(http), buf, cap, len) == 0;
+    return ocsp_get_decode(http_req_subpath(http), buf, cap, len) == ST_OK;
 }
 
 /* Pre-signed hit: one CertID, no nonce to echo, response current for the status record. */
@@ -326,26 +355,39 @@ static bool
 ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct ocsp_certid *id,
                 const struct ocsp_issuer *iss, int64_t now)
 {
-    struct ocsp_stored_response sr = {0};
-    struct ocsp_status st;
-    bool found = false, current;
+    struct ocsp_response_found f;
+    const struct ocsp_stored_response *sr = &f.resp;
+    bool current;
 
-    if (ocsp_store_response_get(s->store, id->der, id->der_len, &sr, iss->rec.id, id->serial,
-                                id->serial_len, &st, &found) != ST_OK)
+    if (ocsp_store_response_get(s->store,
+                                &(struct ocsp_response_query){.certid = id->der,
+                                                              .certid_len = id->der_len,
+                                                              .issuer_id = iss->rec.id,
+                                                              .serial = id->serial,
+                                                              .serial_len = id->serial_len,
+                                                              .certs = iss->certs,
+                                                              .certs_len = iss->certs_len},
+                                &f) != ST_OK)
         return false;
     /* current: signed for the status record as it is now, not past its nextUpdate, and by
      * the issuer's current signer (a replaced responder certificate's answers are misses,
-     * signed again: issue 8 item 4) */
-    current = (found ? sr.stamp == st.stamp : sr.stamp == 0) && now < sr.next_update &&
-              sr.produced_at <= now + 1 &&
-              ocsp_response_signed_by(sr.der, sr.der_len, iss->rid, iss->rid_len, iss->certs,
-                                      iss->certs_len);
+     * signed again: issue 8 item 4): the signer fingerprint stored with it, no DER walk */
+    current = (f.status_found ? sr->stamp == f.status.stamp : sr->stamp == 0) &&
+              now < sr->next_update && sr->produced_at <= now + 1 &&
+              memcmp(sr->signer_fp, iss->signer_fp, OCSP_FP_LEN) == 0 &&
+              sr->certs_len == iss->certs_len;
     if (!current) {
-        free(sr.der);
+        free(sr->der);
         return false;
     }
     metrics_inc(s->m_hit);
-    ocsp_reply_ok(s, http, sr.der, sr.der_len, sr.produced_at, sr.next_update, true,
+    ocsp_reply_ok(s, http,
+                  &(struct ocsp_answer){.der = sr->der,
+                                        .len = sr->der_len,
+                                        .produced_at = sr->produced_at,
+                                        .next_update = sr->next_update,
+                                        .cacheable = true,
+                                        .etag = sr->etag},
                   http_req_header(http, "If-None-Match"));
     return true;
 }
@@ -358,33 +400,54 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
                 const struct ocsp_issuer *iss, int64_t now)
 {
     struct ocsp_status st;
-    int64_t produced_at, next_update;
-    uint8_t *der = NULL;
-    size_t len = 0;
+    struct ocsp_cache_answer a;
 
     if (s->unissued == NULL ||
-        !ocsp_cache_get(s->unissued, id->der, id->der_len, iss, ocsp_issuer_live(iss), now, &der,
-                        &len, &produced_at, &next_update))
+        !ocsp_cache_get(s->unissued,
+                        &(struct ocsp_cache_key){.certid = id->der,
+                                                 .certid_len = id->der_len,
+                                                 .signer = iss,
+                                                 .settings = ocsp_issuer_live(iss)},
+                        now, &a))
         return false;
     if (ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) !=
         ST_NOTFOUND) {
-        free(der); /* the serial has a record now (or the store cannot tell): not this answer */
+        free(a.der); /* the serial has a record now (or the store cannot tell): not this answer */
         return false;
     }
     metrics_inc(s->m_cached);
-    ocsp_reply_ok(s, http, der, len, produced_at, next_update, true,
+    ocsp_reply_ok(s, http,
+                  &(struct ocsp_answer){.der = a.der,
+                                        .len = a.der_len,
+                                        .produced_at = a.produced_at,
+                                        .next_update = a.next_update,
+                                        .cacheable = true},
                   http_req_header(http, "If-None-Match"));
     return true;
 }
+
+/* A parsed request on its way: for the issuer answering it, at `now`. */
+struct ocsp_ask {
+    struct http_request *http;
+    const struct ocsp_request *req;
+    const struct ocsp_issuer *iss; /* the first served issuer of its CertIDs */
+    bool echo_nonce;
+    int64_t now;
+};
 
 /* Over the per-source budget (OCSP-27). A nonce request that a pre-signed answer can serve
  * gets it, without the nonce (RFC 9919 §2.2.1, OCSP-18: the best answer rather than an
  * error), unless the issuer requires nonces; anything else gets tryLater with Retry-After. */
 static void
-ocsp_rate_limited(struct ocsp_service *s, struct http_request *http, const struct ocsp_request *req,
-                  const struct ocsp_issuer *iss, bool echo_nonce, int64_t now,
+ocsp_rate_limited(struct ocsp_service *s, const struct ocsp_ask *a,
                   const struct ratelimit_verdict *v)
 {
+    struct http_request *http = a->http;
+    const struct ocsp_request *req = a->req;
+    const struct ocsp_issuer *iss = a->iss;
+    bool echo_nonce = a->echo_nonce;
+    int64_t now = a->now;
+
     if (v->first)
         log_req(LOG_LVL_INFO, (unsigned long long)http_req_id(http),
                 "ocsp: rate limit: %s is over [limits] sign_rate (%g/s, burst %g): answers "
@@ -403,9 +466,13 @@ ocsp_rate_limited(struct ocsp_service *s, struct http_request *http, const struc
 
 /* Sign on demand: singles for every CertID, signed by the first served issuer's signer. */
 static void
-ocsp_sign_request(struct ocsp_service *s, struct http_request *http, const struct ocsp_request *req,
-                  const struct ocsp_issuer *iss, bool echo_nonce, int64_t now)
+ocsp_sign_request(struct ocsp_service *s, const struct ocsp_ask *a)
 {
+    struct http_request *http = a->http;
+    const struct ocsp_request *req = a->req;
+    const struct ocsp_issuer *iss = a->iss;
+    bool echo_nonce = a->echo_nonce;
+    int64_t now = a->now;
     struct ocsp_single singles[OCSP_MAX_CERTIDS];
     struct ocsp_pending *p = NULL;
     struct ocsp_job *j = NULL;
@@ -417,13 +484,16 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http, const struc
     /* read before deciding: a cached answer is tied to the settings it may have been decided
      * under (a change meanwhile only makes it unusable) */
     const struct ocsp_issuer_live *lv = ocsp_issuer_live(iss);
+    struct ocsp_decide_in in = ocsp_issuer_decide_in(iss, now);
+    struct ocsp_decision d;
 
+    in.live = lv;
     for (size_t i = 0; i < req->n; i++) {
         const struct ocsp_certid *id = &req->ids[i];
         struct ocsp_status st;
         bool found;
 
-        if (ocsp_responder_issuer(s->resp, id) != iss) { /* another issuer: not ours to say */
+        if (ocsp_issuers_find(s->issuers, id) != iss) { /* another issuer: not ours to say */
             memset(&singles[i], 0, sizeof(singles[i]));
             singles[i].certid = id->der;
             singles[i].certid_len = id->der_len;
@@ -442,11 +512,21 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http, const struc
             first_found = found;
             first_ours = true;
         }
-        ocsp_decide(iss, id, found ? &st : NULL, now, &singles[i], &ext);
+        in.status = found ? &st : NULL;
+        in.certid = id->der;
+        in.certid_len = id->der_len;
+        ocsp_decide(&in, &d);
+        singles[i] = d.single;
+        ext |= d.extended_revoke;
     }
     p = calloc(1, sizeof(*p));
-    j = ocsp_job_new(s->resp, iss, now, singles, req->n, echo_nonce ? req->nonce_value : NULL,
-                     echo_nonce ? req->nonce_value_len : 0, ext);
+    j = ocsp_job_new(s->resp, iss,
+                     &(struct ocsp_tbs_spec){.produced_at = now,
+                                             .singles = singles,
+                                             .n = req->n,
+                                             .nonce_value = echo_nonce ? req->nonce_value : NULL,
+                                             .nonce_len = echo_nonce ? req->nonce_value_len : 0,
+                                             .extended_revoke = ext});
     if (p == NULL || j == NULL) {
         ocsp_reply_error(s, http, OCSP_RESP_INTERNAL_ERROR, "out of memory");
         goto fail;
@@ -467,6 +547,9 @@ ocsp_sign_request(struct ocsp_service *s, struct http_request *http, const struc
         j->store = true;
         memcpy(j->certid, req->ids[0].der, req->ids[0].der_len);
         j->certid_len = req->ids[0].der_len;
+        j->hash = (uint8_t)req->ids[0].hash;
+        memcpy(j->serial, req->ids[0].serial, req->ids[0].serial_len);
+        j->serial_len = req->ids[0].serial_len;
         j->stamp = first.stamp;
         j->this_update = p->this_update;
         j->next_update = p->next_update;
@@ -507,12 +590,13 @@ ocsp_handle(struct http_request *http, void *ctx)
     uint8_t nonce_policy;
     bool echo_nonce;
     struct ratelimit_verdict verdict;
+    struct ocsp_ask ask;
 
     if (!ocsp_request_bytes(http, getbuf, sizeof(getbuf), &der, &len)) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "no request, or not url-encoded base64");
         return;
     }
-    if (ocsp_request_parse(der, len, &req, &why) != 0) {
+    if (ocsp_request_parse(der, len, &req, &why) != ST_OK) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, why);
         return;
     }
@@ -521,16 +605,17 @@ ocsp_handle(struct http_request *http, void *ctx)
         return;
     }
     for (size_t i = 0; i < req.n && iss == NULL; i++)
-        iss = ocsp_responder_issuer(s->resp, &req.ids[i]);
+        iss = ocsp_issuers_find(s->issuers, &req.ids[i]);
     if (iss == NULL) { /* OCSP-05: no issuer of the request is served here */
         ocsp_reply_error(s, http, OCSP_RESP_UNAUTHORIZED, "issuer not served");
         return;
     }
-    if (ocsp_issuer_stale(iss, now)) { /* STS-12: never status older than the CRL allows */
+    if (ocsp_issuer_stale(ocsp_issuer_live(iss),
+                          now)) { /* STS-12: never status older than the CRL allows */
         ocsp_reply_error(s, http, OCSP_RESP_TRY_LATER, "issuer's CRL is past its nextUpdate");
         return;
     }
-    if (ocsp_issuer_signer_expired(iss, now)) { /* its signatures would not verify */
+    if (ocsp_signer_expired(iss->signer_not_after, now)) { /* its signatures would not verify */
         ocsp_reply_error(s, http, OCSP_RESP_TRY_LATER, "responder certificate has expired");
         return;
     }
@@ -541,6 +626,7 @@ ocsp_handle(struct http_request *http, void *ctx)
     }
     /* OCSP-18: with the "ignore" policy a nonce request gets the pre-signed answer */
     echo_nonce = req.has_nonce && nonce_policy != OCSP_NONCE_IGNORE;
+    ask = (struct ocsp_ask){http, &req, iss, echo_nonce, now};
     if (req.n == 1 && !echo_nonce &&
         (ocsp_try_stored(s, http, &req.ids[0], iss, now) ||
          ocsp_try_cached(s, http, &req.ids[0], iss, now) ||
@@ -549,294 +635,10 @@ ocsp_handle(struct http_request *http, void *ctx)
     /* what follows costs a signature: counted per client address (OCSP-27) */
     verdict = ratelimit_take_addr(s->limit, http_req_client_ip(http));
     if (!verdict.allowed) {
-        ocsp_rate_limited(s, http, &req, iss, echo_nonce, now, &verdict);
+        ocsp_rate_limited(s, &ask, &verdict);
         return;
     }
-    ocsp_sign_request(s, http, &req, iss, echo_nonce, now);
-}
-
-/* CertID DER -> struct ocsp_certid (pre-signed forms: SHA-1 or SHA-256). */
-static bool
-ocsp_certid_from_der(const uint8_t *der, size_t len, struct ocsp_certid *id)
-{
-    static const uint8_t oid_sha1[] = {0x2b, 0x0e, 0x03, 0x02, 0x1a};
-    static const uint8_t oid_sha256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
-    const uint8_t *p = der, *c, *q, *end, *alg, *oid;
-    size_t cl, al, ol, nl, kl;
-    const uint8_t *nh, *kh, *ser;
-    uint8_t tag;
-
-    memset(id, 0, sizeof(*id));
-    if (len > sizeof(id->der) || !der_read(&p, der + len, &tag, &c, &cl))
-        return false;
-    q = c;
-    end = c + cl;
-    if (!der_read(&q, end, &tag, &alg, &al) || !der_read(&alg, alg + al, &tag, &oid, &ol) ||
-        !der_read(&q, end, &tag, &nh, &nl) || !der_read(&q, end, &tag, &kh, &kl) ||
-        !der_read(&q, end, &tag, &ser, &id->serial_len) || id->serial_len > OCSP_SERIAL_MAX ||
-        nl != kl || nl > sizeof(id->name_hash))
-        return false;
-    if (ol == sizeof(oid_sha1) && memcmp(oid, oid_sha1, ol) == 0)
-        id->hash = OCSP_HASH_SHA1;
-    else if (ol == sizeof(oid_sha256) && memcmp(oid, oid_sha256, ol) == 0)
-        id->hash = OCSP_HASH_SHA256;
-    else
-        return false;
-    memcpy(id->der, der, len);
-    id->der_len = len;
-    memcpy(id->name_hash, nh, nl);
-    memcpy(id->key_hash, kh, kl);
-    id->hash_len = nl;
-    memcpy(id->serial, ser, id->serial_len);
-    return true;
-}
-
-#define OCSP_REFRESH_CHUNK 1024
-
-struct refresh_scan {
-    struct ocsp_service *s;
-    int64_t now;
-    int64_t replaced; /* ocsp_responder_last_replace at the start of the walk */
-    struct ocsp_change *list;
-    size_t n, cap;
-};
-
-static int
-ocsp_change_cmp(const void *a, const void *b)
-{
-    const struct ocsp_change *x = a, *y = b;
-    int c = memcmp(x->issuer_id, y->issuer_id, OCSP_ISSUER_ID_LEN);
-
-    if (c != 0)
-        return c;
-    if (x->serial_len != y->serial_len)
-        return x->serial_len < y->serial_len ? -1 : 1;
-    return memcmp(x->serial, y->serial, x->serial_len);
-}
-
-/* One (issuer, serial) once: re-signing it refreshes all its pre-signed forms. */
-static size_t
-ocsp_changes_unique(struct ocsp_change *list, size_t n)
-{
-    size_t m = 0;
-
-    qsort(list, n, sizeof(*list), ocsp_change_cmp);
-    for (size_t i = 0; i < n; i++)
-        if (m == 0 || ocsp_change_cmp(&list[m - 1], &list[i]) != 0)
-            list[m++] = list[i];
-    return m;
-}
-
-static bool
-ocsp_service_stopping(struct ocsp_service *s)
-{
-    bool stop;
-
-    pthread_mutex_lock(&s->lock);
-    stop = s->stopping;
-    pthread_mutex_unlock(&s->lock);
-    return stop;
-}
-
-/* Entries of an issuer that cannot be re-signed now (stale CRL, expired responder
- * certificate) are not picked: they would fill every chunk and stop the scan before the
- * others. */
-static bool
-ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
-                  const struct ocsp_stored_response *r)
-{
-    struct refresh_scan *rs = ctx;
-    const struct ocsp_issuer *iss;
-    struct ocsp_certid id;
-    struct ocsp_change *c;
-
-    bool due;
-
-    if (rs->n >= OCSP_REFRESH_CHUNK)
-        return false; /* a chunk at a time: no transaction held while signing */
-    due = ocsp_refresh_due(r, rs->now, rs->s->refresh_margin);
-    if (!due && r->produced_at >= rs->replaced)
-        return true; /* current, and produced after any signer change */
-    if (!ocsp_certid_from_der(certid, certid_len, &id) ||
-        (iss = ocsp_responder_issuer(rs->s->resp, &id)) == NULL ||
-        ocsp_issuer_stale(iss, rs->now) || ocsp_issuer_signer_expired(iss, rs->now))
-        return true;
-    /* produced before its issuer's signer was replaced: the old signer's answer (issue 8
-     * item 4): served by nobody, re-signed now rather than on the next request */
-    if (!due && (iss->replaced_at == 0 || r->produced_at >= iss->replaced_at))
-        return true;
-    if (rs->n == rs->cap) {
-        size_t cap = rs->cap ? rs->cap * 2 : 256;
-        struct ocsp_change *nl = realloc(rs->list, cap * sizeof(*nl));
-
-        if (nl == NULL)
-            return false;
-        rs->list = nl;
-        rs->cap = cap;
-    }
-    c = &rs->list[rs->n++];
-    memcpy(c->issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
-    memcpy(c->serial, id.serial, id.serial_len);
-    c->serial_len = id.serial_len;
-    return true;
-}
-
-static void ocsp_refresh_changes(struct ocsp_service *s);
-
-/* Re-sign stored responses whose remaining validity fell below the margin (LW-05), a chunk at
- * a time; between chunks, status changes and new issuers or CRLs are taken in, so a long
- * refresh never delays them, and a stop is honoured. Refreshed entries are not picked again
- * (their nextUpdate moved), so each walk finds the next chunk. */
-static void
-ocsp_refresh_scan(struct ocsp_service *s)
-{
-    size_t total = 0;
-
-    while (!ocsp_service_stopping(s)) {
-        struct refresh_scan rs = {
-            s, (int64_t)time(NULL), ocsp_responder_last_replace(s->resp), NULL, 0, 0};
-        size_t count = 0;
-
-        if (ocsp_store_response_walk(s->store, ocsp_refresh_pick, &rs) != ST_OK || rs.n == 0) {
-            free(rs.list);
-            break;
-        }
-        rs.n = ocsp_changes_unique(rs.list, rs.n);
-        ocsp_responder_resign(s->resp, rs.list, rs.n, &count);
-        free(rs.list);
-        total += count;
-        metrics_add(s->m_refreshed, (double)count);
-        if (count == 0)
-            break; /* nothing could be signed now: try again at the next scan */
-        ocsp_responder_reload(s->resp);
-        ocsp_refresh_changes(s);
-    }
-    if (total > 0)
-        log_info("ocsp: refreshed %zu response(s) before their nextUpdate", total);
-}
-
-/* Taking pending status changes is a write (the entries are deleted): it goes through the
- * commit pipeline like every write of ocspd, and the refresher waits for it without ever
- * holding a transaction. When ocspd stops meanwhile (the writer may wait for an ocspctl
- * transaction), the refresher leaves and the operation frees itself. */
-struct take_op {
-    struct commit_op op;
-    struct ocsp_service *svc;
-    struct ocsp_change changes[OCSP_CHANGES_BATCH];
-    size_t n;
-    int status;
-    bool done, abandoned;
-};
-
-static int
-take_apply(struct store_txn *t, struct commit_op *op)
-{
-    struct take_op *to = op->user;
-
-    return ocsp_store_changes_take_txn(to->svc->store, t, to->changes, OCSP_CHANGES_BATCH, &to->n);
-}
-
-static void
-take_done(struct commit_op *op, int status)
-{
-    struct take_op *to = op->user;
-    struct ocsp_service *s = to->svc;
-
-    pthread_mutex_lock(&s->lock);
-    if (to->abandoned) {
-        pthread_mutex_unlock(&s->lock);
-        free(to);
-        return;
-    }
-    to->status = status;
-    to->done = true;
-    pthread_cond_broadcast(&s->cond);
-    pthread_mutex_unlock(&s->lock);
-}
-
-/* Up to OCSP_CHANGES_BATCH pending changes into out (allocated by the caller as a take_op).
- * ST_OK, ST_SHUTDOWN when stopping, or the pipeline's failure. */
-static int
-ocsp_take_changes(struct ocsp_service *s, struct ocsp_change *out, size_t *n)
-{
-    struct take_op *to = calloc(1, sizeof(*to));
-    int st;
-
-    *n = 0;
-    if (to == NULL)
-        return ST_NOMEM;
-    to->svc = s;
-    to->op = (struct commit_op){
-        .cls = COMMIT_ESSENTIAL, .apply = take_apply, .done = take_done, .user = to};
-    if ((st = commit_submit(ocsp_responder_commit(s->resp), &to->op)) != ST_OK) {
-        free(to);
-        return st;
-    }
-    pthread_mutex_lock(&s->lock);
-    while (!to->done && !s->stopping)
-        pthread_cond_wait(&s->cond, &s->lock);
-    if (!to->done) {
-        to->abandoned = true; /* take_done frees it */
-        pthread_mutex_unlock(&s->lock);
-        return ST_SHUTDOWN;
-    }
-    pthread_mutex_unlock(&s->lock);
-    st = to->status;
-    if (st == ST_OK) {
-        memcpy(out, to->changes, to->n * sizeof(*out));
-        *n = to->n;
-    }
-    free(to);
-    return st;
-}
-
-/* Status changes made with ocspctl: re-sign at once (DESIGN D6). */
-static void
-ocsp_refresh_changes(struct ocsp_service *s)
-{
-    struct ocsp_change changes[OCSP_CHANGES_BATCH];
-    size_t n = 0, count = 0;
-
-    while (ocsp_take_changes(s, changes, &n) == ST_OK && n > 0) {
-        size_t taken = n;
-
-        n = ocsp_changes_unique(changes, n);
-        ocsp_responder_resign(s->resp, changes, n, &count);
-        metrics_add(s->m_refreshed, (double)count);
-        log_info("ocsp: re-signed %zu response(s) after %zu status change(s)", count, n);
-        if (taken < OCSP_CHANGES_BATCH || ocsp_service_stopping(s))
-            break;
-    }
-}
-
-static void *
-ocsp_refresher_main(void *arg)
-{
-    struct ocsp_service *s = arg;
-    double since_scan = s->refresh_interval; /* scan at start */
-    int64_t replaced = 0;
-
-    for (;;) {
-        ocsp_responder_reload(s->resp);
-        if (ocsp_responder_last_replace(s->resp) != replaced) {
-            replaced = ocsp_responder_last_replace(s->resp);
-            since_scan = s->refresh_interval; /* a new signer: its answers now */
-        }
-        ocsp_refresh_changes(s);
-        if (since_scan >= s->refresh_interval) {
-            ocsp_refresh_scan(s);
-            since_scan = 0;
-        }
-        pthread_mutex_lock(&s->lock);
-        if (!s->stopping)
-            cond_wait_ns(&s->cond, &s->lock, OCSP_REFRESH_TICK_MS * 1000000LL);
-        if (s->stopping) {
-            pthread_mutex_unlock(&s->lock);
-            return NULL;
-        }
-        pthread_mutex_unlock(&s->lock);
-        since_scan += OCSP_REFRESH_TICK_MS / 1000.0;
-    }
+    ocsp_sign_request(s, &ask);
 }
 
 static int
@@ -844,7 +646,7 @@ ocsp_health(void *ctx, char *json, size_t cap)
 {
     struct ocsp_service *s = ctx;
     struct commit *c = ocsp_responder_commit(s->resp);
-    size_t used = 0, map = 1, issuers = ocsp_responder_issuer_count(s->resp);
+    size_t used = 0, map = 1, issuers = ocsp_issuers_count(s->issuers);
     bool signer_ok = ocsp_responder_healthy(s->resp);
     /* above fill_limit pre-signing and refresh have stopped: the rest is kept for revocations;
      * a write that failed (disk full, read-only) means stored answers go stale: red either way */
@@ -914,11 +716,7 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
         return NULL;
     s->cfg = cfg;
     s->max_age = cfg->max_age;
-    s->refresh_interval = cfg->refresh_interval;
-    s->refresh_margin = cfg->refresh_margin;
     atomic_init(&s->max_certids, cfg->max_certids);
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
     pthread_mutex_init(&s->inflight_lock, NULL);
     /* ocspd -n may run beside a live ocspd and writes nothing: an existing store is only
      * read; a missing one is left for the first start to make (no issuers to check then) */
@@ -941,6 +739,7 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     s->resp = ocsp_responder_new(cfg, s->store, false);
     if (s->resp == NULL)
         goto fail;
+    s->issuers = ocsp_responder_issuers(s->resp);
     s->limit = ratelimit_new(&cfg->sign_limit);
     s->unissued = ocsp_cache_new(cfg->unissued_cache);
     if ((s->limit == NULL && cfg->sign_limit.rate > 0) ||
@@ -948,7 +747,7 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
         log_err("ocsp: out of memory for the rate limit or the unissued cache");
         goto fail;
     }
-    if (ocsp_responder_issuer_count(s->resp) == 0)
+    if (ocsp_issuers_count(s->issuers) == 0)
         log_warn("ocsp: no issuer in the store yet (ocspctl issuer add); every request is "
                  "answered unauthorized until one is added");
     ocsp_metrics_init(s);
@@ -956,9 +755,13 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
         goto fail;
     if (check)
         return s; /* no refresher: it writes */
-    if (pthread_create(&s->refresher, NULL, ocsp_refresher_main, s) != 0)
+    s->refresher =
+        ocsp_refresher_start(&(struct ocsp_refresher_config){.resp = s->resp,
+                                                             .m_refreshed = s->m_refreshed,
+                                                             .interval = cfg->refresh_interval,
+                                                             .margin = cfg->refresh_margin});
+    if (s->refresher == NULL)
         goto fail;
-    s->refresher_started = true;
     return s;
 fail:
     ocsp_service_free(s);
@@ -970,18 +773,11 @@ ocsp_service_free(struct ocsp_service *s)
 {
     if (s == NULL)
         return;
-    pthread_mutex_lock(&s->lock);
-    s->stopping = true;
-    pthread_cond_broadcast(&s->cond);
-    pthread_mutex_unlock(&s->lock);
-    if (s->refresher_started)
-        pthread_join(s->refresher, NULL);
+    ocsp_refresher_stop(s->refresher);
     ocsp_responder_free(s->resp); /* no more completions: the cache is no longer used */
     ocsp_cache_free(s->unissued);
     ratelimit_free(s->limit);
     ocsp_store_close(s->store);
-    pthread_cond_destroy(&s->cond);
-    pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->inflight_lock);
     free(s);
 }
@@ -1015,13 +811,13 @@ ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t
         run->sign_limit.sources != cfg->sign_limit.sources)
         daemon_restart_note(&rs, "[limits]");
     /* the signers: every issuer of the store again, each key looked for again */
-    if ((st = ocsp_responder_reload_all(s->resp, signers, sizeof(signers), err, errlen)) != ST_OK) {
+    if ((st = ocsp_issuers_reload_all(s->issuers, signers, sizeof(signers), err, errlen)) !=
+        ST_OK) {
         free(cfg);
         return st;
     }
     s->max_age = cfg->max_age;
-    s->refresh_interval = cfg->refresh_interval;
-    s->refresh_margin = cfg->refresh_margin;
+    ocsp_refresher_set(s->refresher, cfg->refresh_interval, cfg->refresh_margin);
     atomic_store(&s->max_certids, cfg->max_certids);
     log_set_level(cfg->log_level);
     snprintf(what, whatcap, "%s needs_restart=%s", signers, rs.n > 0 ? rs.keys : "none");

@@ -1,5 +1,5 @@
 /*
- * ocsp_service: ocspd's request pipeline (DESIGN D2, D6) and its refresher thread.
+ * ocsp_service: ocspd's HTTP pipeline (DESIGN D2, D6): routes, health, metrics, replies.
  *
  *   POST {base} (application/ocsp-request) or GET {base}/{url-encoded base64}
  *   -> parse (ocsp_request) -> one CertID without a nonce to echo: the pre-signed response from
@@ -15,9 +15,9 @@
  *      single-CertID answers are stored for the next request (without a status record: kept
  *      in the unissued cache instead; the same CertID asked while it is being signed waits
  *      for it rather than costing another signature).
- * The refresher thread re-signs at once the responses of serials whose status changed
- * (the store's `changes`), re-signs stored responses before their nextUpdate (refresh_margin of
- * the validity left), and loads issuers added with ocspctl, all without a restart.
+ * The service starts the refresher thread (ocsp_refresher): status changes re-signed at once,
+ * stored responses before their nextUpdate, issuers added with ocspctl loaded, all without a
+ * restart.
  */
 #ifndef OCSP_OCSP_SERVICE_H
 #define OCSP_OCSP_SERVICE_H

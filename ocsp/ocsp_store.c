@@ -15,6 +15,9 @@
 #include "common/json.h"
 #include "common/log.h"
 #include "common/status.h"
+#include "ocsp/ocsp_certid.h"
+#include "ocsp/ocsp_journal.h"
+#include "ocsp/ocsp_rules.h"
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -29,7 +32,6 @@ static const char *const ocsp_db_names[] = {"meta",      "issuers", "certids", "
 #define OCSP_N_DBS (sizeof(ocsp_db_names) / sizeof(ocsp_db_names[0]))
 
 #define STATUS_REC_LEN 40
-#define RESP_HDR_LEN 32
 #define ISSUER_REC_VERSION 1
 #define JOURNAL_LINE_MAX 16384
 
@@ -112,6 +114,19 @@ put_le64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+static void
+put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t
+get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static uint64_t
 get_le64(const uint8_t *p)
 {
@@ -127,12 +142,6 @@ put_be64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[7 - i] = (uint8_t)(v >> (8 * i));
-}
-
-static void
-hex_of(const uint8_t *p, size_t n, char *out)
-{
-    hex_encode(out, p, n, true);
 }
 
 static bool
@@ -170,7 +179,94 @@ ocsp_meta_put_u64(struct store_txn *t, int db, const char *key, uint64_t v)
     return store_txn_put(t, db, key, strlen(key), b, sizeof(b), false);
 }
 
-/* Write the schema version into a new store, or check the one found. */
+static int ocsp_journal_txn(struct ocsp_store *s, struct store_txn *t, const char *line);
+
+/* Keys of `responses`, a chunk at a time, for the upgrade. */
+#define UPGRADE_CHUNK 4096
+struct key_list {
+    uint8_t (*keys)[OCSP_CERTID_MAX];
+    size_t len[UPGRADE_CHUNK];
+    size_t n;
+};
+
+static bool
+ocsp_upgrade_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct key_list *kl = ctx;
+
+    (void)val;
+    (void)vlen;
+    if (klen > OCSP_CERTID_MAX)
+        klen = OCSP_CERTID_MAX; /* not ours to keep: cut, deleted below as not found */
+    memcpy(kl->keys[kl->n], key, klen);
+    kl->len[kl->n++] = klen;
+    return kl->n < UPGRADE_CHUNK;
+}
+
+/* Schema 1 -> 2: the response values changed layout; they are only a cache of signatures
+ * (signed again on demand and by the refresher), so they are dropped, a chunk per write
+ * transaction (an interrupted upgrade resumes), then schema 2 is written with one journal
+ * entry saying so. */
+static int
+ocsp_schema_upgrade1(struct ocsp_store *s, const char *dir)
+{
+    struct key_list kl = {.n = 0};
+    size_t dropped = 0;
+    struct store_txn *t = NULL;
+    char line[256], want[16];
+    int st = ST_OK;
+
+    if ((kl.keys = malloc(UPGRADE_CHUNK * sizeof(*kl.keys))) == NULL)
+        return ST_NOMEM;
+    for (;;) {
+        kl.n = 0;
+        if ((st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_upgrade_collect, &kl)) !=
+                ST_OK ||
+            kl.n == 0)
+            break;
+        if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+            break;
+        for (size_t i = 0; i < kl.n && st == ST_OK; i++) {
+            st = store_txn_del(t, s->db[DB_RESPONSES], kl.keys[i], kl.len[i]);
+            if (st == ST_NOTFOUND)
+                st = ST_OK;
+        }
+        if (st != ST_OK)
+            break;
+        st = store_txn_commit(t);
+        t = NULL;
+        if (st != ST_OK)
+            break;
+        dropped += kl.n;
+    }
+    free(kl.keys);
+    if (st != ST_OK)
+        goto out;
+    snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
+    ocsp_journal_upgrade_line(line, sizeof(line),
+                              &(struct ocsp_journal_upgrade){.time = (int64_t)time(NULL),
+                                                             .who = "ocsp_store",
+                                                             .from = 1,
+                                                             .to = OCSP_STORE_SCHEMA,
+                                                             .dropped = dropped});
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK ||
+        (st = store_txn_put(t, s->db[DB_META], "schema_version", 14, want, strlen(want), false)) !=
+            ST_OK ||
+        (st = ocsp_journal_txn(s, t, line)) != ST_OK)
+        goto out;
+    st = store_txn_commit(t);
+    t = NULL;
+    if (st == ST_OK)
+        log_notice("ocsp_store: %s: upgraded from schema 1 to %d: %zu stored response(s) "
+                   "dropped, signed again on demand",
+                   dir, OCSP_STORE_SCHEMA, dropped);
+out:
+    store_txn_abort(t);
+    if (st != ST_OK)
+        log_err("ocsp_store: %s: upgrade from schema 1 failed: %s", dir, status_str(st));
+    return st;
+}
+
 static int
 ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
 {
@@ -178,6 +274,7 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     const void *v = NULL;
     size_t n = 0;
     char want[16];
+    bool v1 = false;
     int st;
 
     snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
@@ -194,6 +291,8 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     if (st == ST_NOTFOUND) {
         log_err("ocsp_store: %s: no schema version (run `ocspctl init`)", dir);
         st = ST_STORE;
+    } else if (st == ST_OK && n == 1 && memcmp(v, "1", 1) == 0) {
+        v1 = true;
     } else if (st == ST_OK && (n != strlen(want) || memcmp(v, want, n) != 0)) {
         log_err("ocsp_store: %s: schema version '%.*s' is not the supported '%s'", dir,
                 (int)(n < 16 ? n : 16), (const char *)v, want);
@@ -201,7 +300,15 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     }
 out:
     store_txn_abort(t);
-    return st;
+    if (st != ST_OK || !v1)
+        return st;
+    if (readonly) {
+        log_err("ocsp_store: %s: schema version 1 must be upgraded to %d, which writes: run "
+                "`ocspctl -d %s init` (or start ocspd) once, with write access",
+                dir, OCSP_STORE_SCHEMA, dir);
+        return ST_STORE;
+    }
+    return ocsp_schema_upgrade1(s, dir);
 }
 
 struct ocsp_store *
@@ -269,41 +376,6 @@ ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID
 out:
     X509_free(x);
     return st;
-}
-
-static const EVP_MD *
-ocsp_hash_md(enum ocsp_hash h)
-{
-    switch (h) {
-    case OCSP_HASH_SHA1:
-        return EVP_sha1();
-    case OCSP_HASH_SHA256:
-        return EVP_sha256();
-    case OCSP_HASH_SHA384:
-        return EVP_sha384();
-    case OCSP_HASH_SHA512:
-        return EVP_sha512();
-    }
-    return NULL;
-}
-
-int
-ocsp_issuer_hashes_of(X509 *issuer, enum ocsp_hash h, uint8_t name_hash[64], uint8_t key_hash[64],
-                      size_t *len)
-{
-    const EVP_MD *md = ocsp_hash_md(h);
-    const ASN1_BIT_STRING *pub = X509_get0_pubkey_bitstr(issuer);
-    const unsigned char *name = NULL;
-    size_t name_len = 0;
-    unsigned n1 = 0, n2 = 0;
-
-    if (md == NULL || pub == NULL ||
-        X509_NAME_get0_der(X509_get_subject_name(issuer), &name, &name_len) != 1 ||
-        EVP_Digest(name, name_len, name_hash, &n1, md, NULL) != 1 ||
-        EVP_Digest(pub->data, (size_t)pub->length, key_hash, &n2, md, NULL) != 1)
-        return ST_CRYPTO;
-    *len = n1;
-    return ST_OK;
 }
 
 /* certids key: hash byte + issuerNameHash + issuerKeyHash. *klen gets its length. */
@@ -780,25 +852,6 @@ ocsp_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void
-json_status(struct jw *o, const char *key, const struct ocsp_status *st, bool found)
-{
-    jw_key(o, key);
-    if (!found) {
-        jw_null(o);
-        return;
-    }
-    jw_begin(o);
-    jw_kstr(o, "state", ocsp_state_name(st->state));
-    jw_key(o, "reason");
-    jw_i64(o, st->reason == OCSP_REASON_NONE ? -1 : st->reason);
-    jw_key(o, "revocation_time");
-    jw_i64(o, st->revocation_time);
-    jw_key(o, "not_after");
-    jw_i64(o, st->not_after);
-    jw_close(o);
-}
-
 /* The journal's node name (its chain, common/chain.h): kept in meta "journal_node", this
  * host's name when the first entry is written, so that ocspd and ocspctl seal alike. */
 static int
@@ -890,114 +943,43 @@ ocsp_change_add(struct ocsp_store *s, struct store_txn *t, const uint8_t *id, co
     return ocsp_meta_put_u64(t, s->db[DB_META], "changes_next", seq + 1);
 }
 
-/* The journal line of one status change. */
+/* The journal line of one status change (the issuer's name read in t). */
 static void
-ocsp_status_journal_line(struct ocsp_store *s, struct store_txn *t, char *line, size_t cap,
-                         const uint8_t *id, const uint8_t *serial, size_t serial_len,
-                         const char *who, const struct ocsp_status *before, bool found,
-                         const struct ocsp_status *after, bool refused)
+ocsp_status_journal(struct ocsp_store *s, struct store_txn *t, char *line, size_t cap,
+                    struct ocsp_journal_status *e)
 {
-    char idhex[2 * OCSP_ISSUER_ID_LEN + 1], serhex[2 * OCSP_SERIAL_MAX + 1], name[64] = "";
+    char name[64] = "";
     const void *v = NULL;
     size_t n = 0;
     struct ocsp_issuer_rec rec;
-    struct jw o;
 
-    if (store_txn_get(t, s->db[DB_ISSUERS], id, OCSP_ISSUER_ID_LEN, &v, &n) == ST_OK &&
+    if (store_txn_get(t, s->db[DB_ISSUERS], e->issuer_id, OCSP_ISSUER_ID_LEN, &v, &n) == ST_OK &&
         ocsp_issuer_decode(v, n, &rec) == ST_OK) {
         memcpy(name, rec.name, sizeof(name));
         ocsp_issuer_rec_clear(&rec);
     }
-    hex_of(id, OCSP_ISSUER_ID_LEN, idhex);
-    hex_of(serial, serial_len, serhex);
-    jw_init(&o, line, cap);
-    jw_begin(&o);
-    jw_key(&o, "time");
-    jw_i64(&o, (int64_t)time(NULL));
-    jw_kstr(&o, "who", who != NULL ? who : "");
-    jw_kstr(&o, "op", "status");
-    jw_kstr(&o, "issuer", name);
-    jw_kstr(&o, "issuer_id", idhex);
-    jw_kstr(&o, "serial", serhex);
-    jw_kstr(&o, "result", refused ? "refused" : "ok");
-    json_status(&o, "before", before, found);
-    json_status(&o, "after", after, true);
-    jw_close(&o);
-}
-
-static bool
-ocsp_status_same(const struct ocsp_status *a, const struct ocsp_status *b)
-{
-    return a->state == b->state && a->reason == b->reason &&
-           a->revocation_time == b->revocation_time && a->not_after == b->not_after;
-}
-
-/* A reason may be made more specific (none or unspecified -> any) or raised to
- * keyCompromise (RFC 5280 §5.3.1), never changed otherwise or removed. */
-static bool
-ocsp_reason_upgrade(uint8_t from, uint8_t to)
-{
-    if (to == from || to == OCSP_REVOKED_STATUS_KEYCOMPROMISE)
-        return true;
-    return (from == OCSP_REASON_NONE || from == OCSP_REVOKED_STATUS_UNSPECIFIED) &&
-           to != OCSP_REASON_NONE;
-}
-
-/* REVOKED -> REVOKED: refused unless the reason is upgraded or kept; the earliest revocation
- * time is kept (a later one would shorten the period a relying party sees as revoked). */
-static bool
-ocsp_revoked_again(const struct ocsp_status *cur, struct ocsp_status *next)
-{
-    if (!ocsp_reason_upgrade(cur->reason, next->reason))
-        return false;
-    if (cur->revocation_time < next->revocation_time)
-        next->revocation_time = cur->revocation_time;
-    return true;
-}
-
-/* Fill *next from the request and the stored record; false when the rule refuses it (then
- * *next is what was asked, for the journal). */
-static bool
-ocsp_status_next(const struct ocsp_status *cur, bool found, enum ocsp_cert_state state,
-                 uint8_t reason, int64_t revocation_time, int64_t not_after,
-                 struct ocsp_status *next)
-{
-    memset(next, 0, sizeof(*next));
-    next->state = (uint8_t)state;
-    next->reason = state == OCSP_STATE_GOOD ? OCSP_REASON_NONE : reason;
-    next->revocation_time = state == OCSP_STATE_GOOD ? 0 : revocation_time;
-    next->not_after = not_after != 0 ? not_after : found ? cur->not_after : 0;
-    next->updated = (int64_t)time(NULL);
-    next->stamp = ocsp_now_ns();
-    if (found && next->stamp <= cur->stamp)
-        next->stamp = cur->stamp + 1;
-    if (!found || cur->state == OCSP_STATE_GOOD)
-        return true;
-    /* EID-08: a hold started when it was first put on hold; repeating it does not move it */
-    if (cur->state == OCSP_STATE_HOLD && state == OCSP_STATE_HOLD)
-        next->revocation_time = cur->revocation_time;
-    if (cur->state != OCSP_STATE_REVOKED)
-        return true;
-    /* EID-07, OCSP-16: a definitive revocation never goes back to good or on hold, and a
-     * revocation repeated (by an operator, a CRL or an index) never weakens it */
-    return state == OCSP_STATE_REVOKED && ocsp_revoked_again(cur, next);
+    e->issuer_name = name;
+    e->time = (int64_t)time(NULL);
+    ocsp_journal_status_line(line, cap, e);
 }
 
 int
-ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
-                      const uint8_t *serial, size_t serial_len, enum ocsp_cert_state state,
-                      uint8_t reason, int64_t revocation_time, int64_t not_after, const char *who)
+ocsp_store_status_set(struct ocsp_store *s, const struct ocsp_status_set *r)
 {
     uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], rec[STATUS_REC_LEN];
     struct ocsp_status cur = {0}, next;
+    const struct ocsp_status_change *req = &r->change;
+    const uint8_t *id = r->issuer_id, *serial = r->serial;
+    size_t serial_len = r->serial_len;
+    enum ocsp_rule_verdict verdict;
     struct store_txn *t = NULL;
     char *line = NULL;
     bool found, allowed;
     size_t klen;
     int st;
 
-    if (!serial_ok(serial, serial_len) || state > OCSP_STATE_HOLD ||
-        (state != OCSP_STATE_GOOD && !ocsp_reason_valid(reason)))
+    if (id == NULL || !serial_ok(serial, serial_len) || req->state > OCSP_STATE_HOLD ||
+        (req->state != OCSP_STATE_GOOD && !ocsp_reason_valid(req->reason)))
         return ST_INVALID;
     if ((line = malloc(JOURNAL_LINE_MAX)) == NULL)
         return ST_NOMEM;
@@ -1007,13 +989,20 @@ ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
     if (st != ST_OK && st != ST_NOTFOUND)
         goto out;
     found = st == ST_OK;
-    allowed = ocsp_status_next(&cur, found, state, reason, revocation_time, not_after, &next);
-    if (allowed && found && ocsp_status_same(&cur, &next)) {
+    verdict = ocsp_status_next(found ? &cur : NULL, req, (int64_t)time(NULL), ocsp_now_ns(), &next);
+    if (verdict == OCSP_RULE_SAME) {
         st = ST_OK; /* nothing changes: no journal entry, no re-signing */
         goto out;
     }
-    ocsp_status_journal_line(s, t, line, JOURNAL_LINE_MAX, id, serial, serial_len, who, &cur, found,
-                             &next, !allowed);
+    allowed = verdict == OCSP_RULE_APPLY;
+    ocsp_status_journal(s, t, line, JOURNAL_LINE_MAX,
+                        &(struct ocsp_journal_status){.who = r->who,
+                                                      .issuer_id = id,
+                                                      .serial = serial,
+                                                      .serial_len = serial_len,
+                                                      .before = found ? &cur : NULL,
+                                                      .after = &next,
+                                                      .refused = !allowed});
     if ((st = ocsp_journal_txn(s, t, line)) != ST_OK)
         goto out;
     if (allowed) {
@@ -1095,64 +1084,85 @@ ocsp_store_status_walk(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN
 
 /* ---- pre-signed responses ---- */
 
+/* The value header of schema 2 (ocsp_store.h): fixed part, then issuer id, then serial. */
+#define RESP_VERSION 2
+#define RESP_FIXED_LEN (4 + 4 + 8 * 4 + 2 * OCSP_FP_LEN)
+#define RESP_HDR_MIN (RESP_FIXED_LEN + OCSP_ISSUER_ID_LEN)
+#define RESP_FLAG_CERTS 0x01
+
+/* The header into *out, and where the stored DER starts (*off). */
 static int
-ocsp_response_decode(const void *v, size_t n, struct ocsp_stored_response *out, bool copy)
+ocsp_response_decode(const void *v, size_t n, struct ocsp_stored_response *out, size_t *off)
 {
     const uint8_t *b = v;
+    size_t hdr;
 
-    if (n <= RESP_HDR_LEN) {
+    memset(out, 0, sizeof(*out));
+    if (n < RESP_HDR_MIN + 1 || b[0] != RESP_VERSION || b[2] == 0 || b[2] > OCSP_SERIAL_MAX ||
+        (hdr = RESP_HDR_MIN + b[2]) >= n) {
         log_err("ocsp_store: corrupt response record (%zu bytes)", n);
         return ST_STORE;
     }
-    out->stamp = get_le64(b);
-    out->this_update = (int64_t)get_le64(b + 8);
-    out->next_update = (int64_t)get_le64(b + 16);
-    out->produced_at = (int64_t)get_le64(b + 24);
-    out->der_len = n - RESP_HDR_LEN;
-    out->der = NULL;
-    if (!copy)
-        return ST_OK;
-    if ((out->der = malloc(out->der_len)) == NULL)
-        return ST_NOMEM;
-    memcpy(out->der, b + RESP_HDR_LEN, out->der_len);
+    out->hash = b[1];
+    out->serial_len = b[2];
+    out->certs_len = (b[3] & RESP_FLAG_CERTS) ? get_le32(b + 4) : 0;
+    out->stamp = get_le64(b + 8);
+    out->this_update = (int64_t)get_le64(b + 16);
+    out->next_update = (int64_t)get_le64(b + 24);
+    out->produced_at = (int64_t)get_le64(b + 32);
+    memcpy(out->signer_fp, b + 40, OCSP_FP_LEN);
+    memcpy(out->etag, b + 40 + OCSP_FP_LEN, OCSP_FP_LEN);
+    memcpy(out->issuer_id, b + RESP_FIXED_LEN, OCSP_ISSUER_ID_LEN);
+    memcpy(out->serial, b + RESP_HDR_MIN, out->serial_len);
+    out->der_len = n - hdr; /* stored bytes: without the elided certs */
+    *off = hdr;
     return ST_OK;
 }
 
 int
-ocsp_store_response_get(struct ocsp_store *s, const uint8_t *certid, size_t certid_len,
-                        struct ocsp_stored_response *out, const uint8_t issuer_id[32],
-                        const uint8_t *serial, size_t serial_len, struct ocsp_status *status,
-                        bool *status_found)
+ocsp_store_response_get(struct ocsp_store *s, const struct ocsp_response_query *q,
+                        struct ocsp_response_found *out)
 {
+    struct ocsp_stored_response *r = &out->resp;
     struct store_txn *t = NULL;
     const void *v = NULL;
-    size_t n = 0;
+    size_t n = 0, off = 0;
     int st, sst;
 
     memset(out, 0, sizeof(*out));
-    if (status_found != NULL)
-        *status_found = false;
-    if (certid == NULL || certid_len == 0)
+    if (q->certid == NULL || q->certid_len == 0)
         return ST_INVALID;
     if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
         return st;
-    st = store_txn_get(t, s->db[DB_RESPONSES], certid, certid_len, &v, &n);
-    if (st != ST_OK || (st = ocsp_response_decode(v, n, out, true)) != ST_OK)
+    st = store_txn_get(t, s->db[DB_RESPONSES], q->certid, q->certid_len, &v, &n);
+    if (st != ST_OK || (st = ocsp_response_decode(v, n, r, &off)) != ST_OK)
         goto out;
-    if (status != NULL && issuer_id != NULL && serial_ok(serial, serial_len)) {
-        sst = ocsp_status_txn_get(s, t, issuer_id, serial, serial_len, status);
+    if (r->certs_len > 0 && (q->certs == NULL || q->certs_len != r->certs_len)) {
+        st = ST_NOTFOUND; /* elided certs that are not the caller's: another signer's */
+        goto out;
+    }
+    /* the answer, its certs put back (a copy for now: LMDB's pages are valid only in t) */
+    if ((r->der = malloc(r->der_len + r->certs_len)) == NULL) {
+        st = ST_NOMEM;
+        goto out;
+    }
+    memcpy(r->der, (const uint8_t *)v + off, r->der_len);
+    if (r->certs_len > 0)
+        memcpy(r->der + r->der_len, q->certs, r->certs_len);
+    r->der_len += r->certs_len;
+    if (q->issuer_id != NULL && serial_ok(q->serial, q->serial_len)) {
+        sst = ocsp_status_txn_get(s, t, q->issuer_id, q->serial, q->serial_len, &out->status);
         if (sst != ST_OK && sst != ST_NOTFOUND) {
             st = sst;
             goto out;
         }
-        if (status_found != NULL)
-            *status_found = sst == ST_OK;
+        out->status_found = sst == ST_OK;
     }
 out:
     store_txn_abort(t);
     if (st != ST_OK) {
-        free(out->der);
-        out->der = NULL;
+        free(r->der);
+        r->der = NULL;
     }
     return st;
 }
@@ -1161,20 +1171,34 @@ int
 ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                             const struct ocsp_response_put *r)
 {
+    size_t hdr, body, len;
     uint8_t *v;
     int st;
 
-    if (r->certid == NULL || r->certid_len == 0 || r->der == NULL || r->der_len == 0)
+    if (r->certid == NULL || r->certid_len == 0 || r->der == NULL || r->der_len == 0 ||
+        r->issuer_id == NULL || !serial_ok(r->serial, r->serial_len) ||
+        r->certs_len >= r->der_len || r->certs_len > UINT32_MAX)
         return ST_INVALID;
-    if ((v = malloc(RESP_HDR_LEN + r->der_len)) == NULL)
+    hdr = RESP_HDR_MIN + r->serial_len;
+    body = r->der_len - r->certs_len;
+    len = hdr + body;
+    if ((v = malloc(len)) == NULL)
         return ST_NOMEM;
-    put_le64(v, r->stamp);
-    put_le64(v + 8, (uint64_t)r->this_update);
-    put_le64(v + 16, (uint64_t)r->next_update);
-    put_le64(v + 24, (uint64_t)r->produced_at);
-    memcpy(v + RESP_HDR_LEN, r->der, r->der_len);
-    st = store_txn_put(t, s->db[DB_RESPONSES], r->certid, r->certid_len, v,
-                       RESP_HDR_LEN + r->der_len, false);
+    v[0] = RESP_VERSION;
+    v[1] = r->hash;
+    v[2] = (uint8_t)r->serial_len;
+    v[3] = r->certs_len > 0 ? RESP_FLAG_CERTS : 0;
+    put_le32(v + 4, (uint32_t)r->certs_len);
+    put_le64(v + 8, r->stamp);
+    put_le64(v + 16, (uint64_t)r->this_update);
+    put_le64(v + 24, (uint64_t)r->next_update);
+    put_le64(v + 32, (uint64_t)r->produced_at);
+    memcpy(v + 40, r->signer_fp, OCSP_FP_LEN);
+    memcpy(v + 40 + OCSP_FP_LEN, r->etag, OCSP_FP_LEN);
+    memcpy(v + RESP_FIXED_LEN, r->issuer_id, OCSP_ISSUER_ID_LEN);
+    memcpy(v + RESP_HDR_MIN, r->serial, r->serial_len);
+    memcpy(v + hdr, r->der, body);
+    st = store_txn_put(t, s->db[DB_RESPONSES], r->certid, r->certid_len, v, len, false);
     free(v);
     return st;
 }
@@ -1190,8 +1214,9 @@ ocsp_response_walk_one(void *ctx, const void *key, size_t klen, const void *val,
 {
     struct response_walk *w = ctx;
     struct ocsp_stored_response r;
+    size_t off;
 
-    if ((w->st = ocsp_response_decode(val, vlen, &r, false)) != ST_OK)
+    if ((w->st = ocsp_response_decode(val, vlen, &r, &off)) != ST_OK)
         return false;
     return w->fn(w->ctx, key, klen, &r);
 }

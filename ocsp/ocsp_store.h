@@ -2,9 +2,9 @@
  * ocsp_store: the OCSP status store on LMDB (DESIGN D4, D6). ocspctl writes it, ocspd reads it
  * (LMDB readers never block and see committed changes at once, without a restart).
  *
- * Schema version 1: named databases of one LMDB environment.
+ * Schema version 2: named databases of one LMDB environment.
  *
- *   meta       "schema_version" -> "1"; "issuers_gen" -> u64 LE, bumped on every issuer change
+ *   meta       "schema_version" -> "2"; "issuers_gen" -> u64 LE, bumped on every issuer change
  *   issuers    issuer id (32 bytes) -> issuer record (ocsp_store.c encodes it; see
  *              struct ocsp_issuer_rec). issuer id = SHA-256 of the issuer certificate's
  *              subjectPublicKey BIT STRING contents: a re-keyed CA (same name, new key) is
@@ -17,9 +17,20 @@
  *              (40-byte little-endian record). A record exists for every serial the CA is known
  *              to have issued (issued-serial knowledge) and for every revoked serial.
  *   responses  CertID DER (exactly as the client sends it: hash algorithm with its parameters,
- *              both hashes, serial) -> pre-signed response: 8-byte LE status stamp the response
- *              was signed for, 8-byte LE thisUpdate, 8-byte LE nextUpdate, 8-byte LE producedAt,
- *              then the OCSPResponse DER.
+ *              both hashes, serial) -> pre-signed response, all integers little-endian:
+ *                u8 version (2), u8 hash (enum ocsp_hash of the CertID), u8 serial_len,
+ *                u8 flags (bit 0: certs elided), u32 certs_len (bytes elided, 0 if none),
+ *                u64 stamp (of the status record it was signed for, 0: no record),
+ *                i64 thisUpdate, i64 nextUpdate, i64 producedAt,
+ *                u8 signer_fp[8] (first 8 bytes of SHA-256 of the DER of the responder
+ *                certificate that signed it), u8 etag[8] (first 8 bytes of SHA-256 of the whole
+ *                OCSPResponse DER), u8 issuer_id[32], u8 serial[serial_len],
+ *              then the OCSPResponse DER; with flag bit 0 set, without its final certs_len
+ *              bytes: the `[0] EXPLICIT SEQUENCE OF Certificate` certs field of the
+ *              BasicOCSPResponse is always the last bytes of the whole DER, so the answer is
+ *              the stored bytes followed by the issuer's certs field (the same for all its
+ *              answers), and the outer lengths stay valid. Issuer id and serial are read from
+ *              the value: the CertID key is never parsed back.
  *   changes    8-byte big-endian sequence -> issuer id + serial: status changes not yet
  *              re-signed; ocspd's refresher consumes them (deletes the entries it handled).
  *   journal    8-byte big-endian sequence -> one-line JSON of each operator change (who, what,
@@ -49,7 +60,8 @@
 #include <stdint.h>
 #include <time.h>
 
-#define OCSP_STORE_SCHEMA 1
+#define OCSP_STORE_SCHEMA 2
+#define OCSP_FP_LEN 8 /* signer fingerprint and ETag: first bytes of a SHA-256 */
 #define OCSP_ISSUER_ID_LEN 32
 #define OCSP_SERIAL_MAX 21
 
@@ -129,18 +141,15 @@ struct ocsp_issuer_rec {
 struct ocsp_store;
 
 /* Open (create when writable) the environment in `dir`; checks the schema version (a newer or
- * unknown one is refused). NULL on failure, logged. */
+ * unknown one is refused). A schema-1 store opened writable is upgraded in place: its stored
+ * responses are dropped (signed again on demand), schema 2 written, one journal entry says
+ * so; opened read-only it is refused (run ocspctl or ocspd once on it writable). NULL on
+ * failure, logged. */
 struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readonly);
 void ocsp_store_close(struct ocsp_store *s);
 
 /* The issuer id of a certificate (SHA-256 of its subjectPublicKey contents). */
 int ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID_LEN]);
-
-/* issuerNameHash and issuerKeyHash of an issuer certificate for hash h (OCSP-11): the hash of
- * the DER subject name and of the subjectPublicKey contents, into 64-byte buffers; *len gets
- * the hash length. ST_OK or ST_CRYPTO. */
-int ocsp_issuer_hashes_of(X509 *issuer, enum ocsp_hash h, uint8_t name_hash[64],
-                          uint8_t key_hash[64], size_t *len);
 
 /* Add or replace an issuer and its four certids entries; bumps issuers_gen. */
 int ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec);
@@ -168,15 +177,29 @@ int ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_
  * it is refused with ST_EXISTS and journalled as refused); HOLD -> GOOD (release) and
  * HOLD -> REVOKED allowed; GOOD -> HOLD/REVOKED allowed. A GOOD record for a new serial records
  * that it was issued. `who` names the operator (journal). `not_after` 0 keeps the stored one.
+ * The rules are ocsp_rules' (pure, unit-tested as a table).
  * Repeats never weaken a status: REVOKED -> REVOKED keeps the earliest revocation time and
  * may only change the reason from none/unspecified to a specific one or to keyCompromise (any
  * other reason change, removing the reason included, is refused like the above); HOLD -> HOLD
  * keeps the original hold start time. A repeat that changes nothing is ST_OK, unjournalled.
  */
-int ocsp_store_status_set(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
-                          const uint8_t *serial, size_t serial_len, enum ocsp_cert_state state,
-                          uint8_t reason, int64_t revocation_time, int64_t not_after,
-                          const char *who);
+/* A change asked for (by an operator, a CRL or an index import). */
+struct ocsp_status_change {
+    uint8_t state;           /* enum ocsp_cert_state */
+    uint8_t reason;          /* CRLReason (ocsp_reason_valid) or OCSP_REASON_NONE */
+    int64_t revocation_time; /* REVOKED, HOLD */
+    int64_t not_after;       /* certificate expiry; 0 keeps the stored one */
+};
+
+struct ocsp_status_set {
+    const uint8_t *issuer_id;
+    const uint8_t *serial;
+    size_t serial_len;
+    struct ocsp_status_change change;
+    const char *who; /* the operator, for the journal */
+};
+
+int ocsp_store_status_set(struct ocsp_store *s, const struct ocsp_status_set *req);
 
 /* Walk the status records of one issuer in serial order (key order: bytewise over the
  * content octets, a shorter key first when one is a prefix of the other). fn gets borrowed
@@ -197,34 +220,68 @@ int ocsp_store_status_walk_from(struct ocsp_store *s, const uint8_t id[OCSP_ISSU
                                            const struct ocsp_status *st),
                                 void *ctx);
 
-/* A stored pre-signed response. `der` is malloc()ed (caller frees). */
+/* A stored pre-signed response (the value header, and the answer). */
 struct ocsp_stored_response {
-    uint64_t stamp; /* status stamp it was signed for (0: serial had no record) */
+    uint8_t hash;       /* enum ocsp_hash of the CertID form */
+    uint32_t certs_len; /* certs field bytes elided from the stored DER (0: none) */
+    uint64_t stamp;     /* status stamp it was signed for (0: serial had no record) */
     int64_t this_update, next_update, produced_at;
+    uint8_t signer_fp[OCSP_FP_LEN];
+    uint8_t etag[OCSP_FP_LEN];
+    uint8_t issuer_id[OCSP_ISSUER_ID_LEN];
+    uint8_t serial[OCSP_SERIAL_MAX];
+    size_t serial_len;
+    /* ocsp_store_response_get: the whole OCSPResponse DER (malloc, caller frees), the elided
+     * certs put back; a walk: NULL */
     uint8_t *der;
     size_t der_len;
 };
-/* ST_NOTFOUND when absent. With `status` non-NULL, the serial's status record is read in the
- * same read transaction (status_found tells whether there was one), so the caller can tell
- * whether the stored response is still current. */
-int ocsp_store_response_get(struct ocsp_store *s, const uint8_t *certid, size_t certid_len,
-                            struct ocsp_stored_response *out, const uint8_t issuer_id[32],
-                            const uint8_t *serial, size_t serial_len, struct ocsp_status *status,
-                            bool *status_found);
+
+/* What to read: the answer stored under a CertID and, with issuer_id, the serial's status
+ * record in the same read transaction (so the caller can tell whether the answer is still
+ * current). `certs` is the issuer's certs field, put back where it was elided. */
+struct ocsp_response_query {
+    const uint8_t *certid;
+    size_t certid_len;
+    const uint8_t *issuer_id; /* NULL: no status read */
+    const uint8_t *serial;
+    size_t serial_len;
+    const uint8_t *certs;
+    size_t certs_len;
+};
+
+struct ocsp_response_found {
+    struct ocsp_stored_response resp;
+    struct ocsp_status status;
+    bool status_found;
+};
+
+/* ST_OK, or ST_NOTFOUND when absent or when the answer's certs were elided and `certs` does
+ * not have their length (another signer's answer: the caller signs again). */
+int ocsp_store_response_get(struct ocsp_store *s, const struct ocsp_response_query *q,
+                            struct ocsp_response_found *out);
+
 /* A pre-signed response to store. */
 struct ocsp_response_put {
     const uint8_t *certid;
     size_t certid_len;
+    uint8_t hash; /* enum ocsp_hash of the CertID form */
+    const uint8_t *issuer_id;
+    const uint8_t *serial;
+    size_t serial_len;
     uint64_t stamp;
     int64_t this_update, next_update, produced_at;
-    const uint8_t *der;
+    uint8_t signer_fp[OCSP_FP_LEN];
+    uint8_t etag[OCSP_FP_LEN];
+    const uint8_t *der; /* the whole OCSPResponse */
     size_t der_len;
+    size_t certs_len; /* its last certs_len bytes are the issuer's certs field: not stored */
 };
 /* Store (replace) one response inside the caller's write transaction: the commit pipeline's,
  * since ocspd never writes outside it (DESIGN D10). */
 int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                                 const struct ocsp_response_put *r);
-/* Walk stored responses: fn gets each CertID and the response's header fields (r->der is NULL;
+/* Walk stored responses: fn gets each CertID and the response's header (r->der is NULL;
  * pointers valid during the call only); it returns false to stop. */
 typedef bool (*ocsp_response_walk_fn)(void *ctx, const uint8_t *certid, size_t certid_len,
                                       const struct ocsp_stored_response *r);

@@ -61,12 +61,12 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
     (void)argv;
     if (argc != 1) {
         fputs(ctl_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
-    if (ocspctl_open(c, true, true) != CTL_OK)
-        return CTL_ERR;
+    if (ocspctl_open(c, true, true) != ST_OK)
+        return ST_ERR;
     printf("store ready in %s (schema %d)\n", c->cfg.store.path, OCSP_STORE_SCHEMA);
-    return CTL_OK;
+    return ST_OK;
 }
 
 static int
@@ -77,10 +77,10 @@ ctl_cmd_presign(struct ctl *c, int argc, char **argv)
 
     if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
         fputs(presign_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
-    if (ocspctl_open(c, true, false) != CTL_OK)
-        return CTL_ERR;
+    if (ocspctl_open(c, true, false) != ST_OK)
+        return ST_ERR;
     st = ocsp_presign_run(&c->cfg, c->store, argc == 2 ? argv[1] : NULL, &count);
     if (st == ST_FULL) {
         fprintf(stderr,
@@ -90,14 +90,14 @@ ctl_cmd_presign(struct ctl *c, int argc, char **argv)
                 count, c->cfg.store.path, c->cfg.store.fill_limit * 100,
                 c->cfg.file[0] != '\0' ? c->cfg.file : "ocspd.conf");
         printf("%zu\n", count);
-        return CTL_ERR;
+        return ST_ERR;
     }
     if (st != ST_OK) {
         fprintf(stderr, "ocspctl: presign failed: %s (see the log above)\n", status_str(st));
-        return CTL_ERR;
+        return ST_ERR;
     }
     printf("%zu\n", count);
-    return CTL_OK;
+    return ST_OK;
 }
 
 struct ctl_command {
@@ -155,7 +155,7 @@ ctl_parse_global(int argc, char **argv, struct ctl_opts *o)
             break;
         case 'h':
             usage_main(stdout);
-            exit(CTL_OK);
+            exit(EXIT_SUCCESS);
         default:
             return -1;
         }
@@ -177,16 +177,16 @@ ctl_load_config(struct ctl *c, const struct ctl_opts *o, bool needs_config)
                       : ocsp_config_load_string(&c->cfg, "", err, sizeof(err));
     if (st != ST_OK) {
         fprintf(stderr, "ocspctl: %s\n", err);
-        return CTL_ERR;
+        return ST_ERR;
     }
     if (o->dir != NULL) {
         if (strlen(o->dir) >= sizeof(c->cfg.store.path)) {
             fprintf(stderr, "ocspctl: -d: path too long\n");
-            return CTL_ERR;
+            return ST_ERR;
         }
         snprintf(c->cfg.store.path, sizeof(c->cfg.store.path), "%s", o->dir);
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
 static const char *
@@ -210,8 +210,26 @@ ctl_find(const char *name)
     return NULL;
 }
 
-int
-main(int argc, char **argv)
+/* The edge: a status becomes ocspctl's exit code (ocspctl(8) EXIT STATUS). */
+enum ctl_exit { CTL_EXIT_OK = 0, CTL_EXIT_ERR = 1, CTL_EXIT_USAGE = 2, CTL_EXIT_REFUSED = 3 };
+
+static int
+ctl_exit_code(int st)
+{
+    switch (st) {
+    case ST_OK:
+        return CTL_EXIT_OK;
+    case ST_INVALID:
+        return CTL_EXIT_USAGE;
+    case ST_EXISTS:
+        return CTL_EXIT_REFUSED;
+    default:
+        return CTL_EXIT_ERR;
+    }
+}
+
+static int
+ctl_run(int argc, char **argv)
 {
     struct ctl_opts o = {NULL, NULL, NULL};
     static struct ctl c;
@@ -221,27 +239,33 @@ main(int argc, char **argv)
     log_init("ocspctl", LOG_LVL_WARN);
     if ((first = ctl_parse_global(argc, argv, &o)) < 0) {
         usage_main(stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
     if ((cmd = ctl_find(argv[first])) == NULL) {
         fprintf(stderr, "ocspctl: unknown command '%s'\n", argv[first]);
         usage_main(stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
     if (ocspctl_wants_help(argc - first, argv + first)) {
         if (cmd->usage == NULL) /* the command prints its own help without the store */
             return cmd->fn(&c, argc - first, argv + first);
         cmd->usage(stdout);
-        return CTL_OK;
+        return ST_OK;
     }
     c.who = ctl_operator(o.who);
     if (strlen(c.who) > 128 || strpbrk(c.who, "\n\r\t") != NULL) {
         fprintf(stderr, "ocspctl: operator name: at most 128 characters on one line\n");
-        return CTL_USAGE;
+        return ST_INVALID;
     }
-    if (ctl_load_config(&c, &o, cmd->needs_config) != CTL_OK)
-        return CTL_ERR;
+    if (ctl_load_config(&c, &o, cmd->needs_config) != ST_OK)
+        return ST_ERR;
     rc = cmd->fn(&c, argc - first, argv + first);
     ocsp_store_close(c.store);
     return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    return ctl_exit_code(ctl_run(argc, argv));
 }

@@ -59,19 +59,19 @@ ocspctl_cmd_export_any(struct ctl *c, int argc, char **argv)
         if (opt == 'f' || opt == 't')
             fprintf(stderr, "ocspctl: export: '%s' is not a time (2026-01-02T03:04:05Z)\n", optarg);
         fputs(export_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
     if (optind != argc) {
         fputs(export_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
-    if (ocspctl_open(c, false, false) != CTL_OK)
-        return CTL_ERR;
+    if (ocspctl_open(c, false, false) != ST_OK)
+        return ST_ERR;
     raw = ocsp_store_raw(c->store);
     st = chain_export(raw, store_db(raw, "journal"), NULL, from, to, stdout);
     if (st != ST_OK) {
         fprintf(stderr, "ocspctl: export --journal: %s\n", status_str(st));
-        return CTL_ERR;
+        return ST_ERR;
     }
-    return CTL_OK;
+    return ST_OK;
 }

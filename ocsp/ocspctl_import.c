@@ -83,22 +83,33 @@ import_open(struct ctl *c, int argc, char **argv, struct ocsp_issuer_rec *rec, X
     *ca = NULL;
     if (argc != 3 || argv[1][0] == '-' || argv[2][0] == '-') {
         fputs(import_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
-    if (ocspctl_open(c, true, false) != CTL_OK || ocspctl_issuer_find(c, argv[1], rec) != ST_OK)
-        return CTL_ERR;
+    if (ocspctl_open(c, true, false) != ST_OK || ocspctl_issuer_find(c, argv[1], rec) != ST_OK)
+        return ST_ERR;
     p = rec->cert;
     if ((*ca = d2i_X509(NULL, &p, (long)rec->cert_len)) == NULL) {
         fprintf(stderr, "ocspctl: issuer %s: stored certificate unreadable\n", argv[1]);
-        return CTL_ERR;
+        return ST_ERR;
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
+/* What an import did, for its journal entry and its summary line. */
+struct import_report {
+    const char *op; /* "import-crl", "import-index" */
+    const char *issuer;
+    const char *file;
+    const struct import_count *n;
+    struct ctl_json *extra; /* the CRL's own facts, or NULL */
+};
+
 static int
-import_finish(struct ctl *c, const char *op, const char *issuer, const char *file,
-              const struct import_count *n, struct ctl_json *extra)
+import_finish(struct ctl *c, const struct import_report *r)
 {
+    const char *op = r->op, *issuer = r->issuer, *file = r->file;
+    const struct import_count *n = r->n;
+    struct ctl_json *extra = r->extra;
     struct ctl_json j;
 
     ocspctl_journal_begin(c, &j, op, issuer);
@@ -114,7 +125,7 @@ import_finish(struct ctl *c, const char *op, const char *issuer, const char *fil
         ocspctl_json_int(&j, "not_imported_full", (long long)n->not_imported);
     ocspctl_json_bool(&j, "committed", !n->aborted);
     if (ocspctl_journal_end(c, &j) != ST_OK)
-        return CTL_ERR;
+        return ST_ERR;
     log_audit("ocsp_import", "%s issuer=%s file=%s entries=%zu refused=%zu failed=%zu by=%s", op,
               issuer, file, n->entries, n->refused, n->failed, c->who);
     printf("%s: %zu entries, %zu released, %zu skipped, %zu refused, %zu failed", op, n->entries,
@@ -123,8 +134,8 @@ import_finish(struct ctl *c, const char *op, const char *issuer, const char *fil
         printf(", %zu not imported (store full)", n->not_imported);
     printf("%s\n", n->aborted ? "; nothing imported" : "");
     if (n->failed > 0)
-        return CTL_ERR;
-    return n->refused > 0 ? CTL_REFUSED : CTL_OK;
+        return ST_ERR;
+    return n->refused > 0 ? ST_EXISTS : ST_OK;
 }
 
 /* ---- CRL ---- */
@@ -214,7 +225,7 @@ crl_check(X509_CRL *crl, X509 *ca, const char *path, struct crl_info *ci)
         X509_CRL_verify(crl, X509_get0_pubkey(ca)) != 1) {
         ERR_clear_error();
         fprintf(stderr, "ocspctl: %s: not issued by this issuer (name or signature)\n", path);
-        return CTL_ERR;
+        return ST_ERR;
     }
     return ocspctl_crl_info(crl, path, ci);
 }
@@ -228,27 +239,27 @@ ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci)
     if ((rc = crl_int_ext(crl, NID_crl_number, &ci->number)) < 0 ||
         crl_int_ext(crl, NID_delta_crl, &ci->base) < 0 || crl_scope(crl, &ci->complete) < 0) {
         fprintf(stderr, "ocspctl: %s: bad crlNumber, deltaCRLIndicator or an indirect CRL\n", path);
-        return CTL_ERR;
+        return ST_ERR;
     }
     ci->has_number = rc == 1;
     ci->delta = X509_CRL_get_ext_by_NID(crl, NID_delta_crl, -1) >= 0;
     if (ocspctl_asn1_time(X509_CRL_get0_lastUpdate(crl), &ci->this_update) != ST_OK ||
         ocspctl_asn1_time(X509_CRL_get0_nextUpdate(crl), &ci->next_update) != ST_OK) {
         fprintf(stderr, "ocspctl: %s: thisUpdate or nextUpdate missing (STS-12)\n", path);
-        return CTL_ERR;
+        return ST_ERR;
     }
     if (ci->delta && !ci->has_number) {
         fprintf(stderr, "ocspctl: %s: delta CRL without crlNumber\n", path);
-        return CTL_ERR;
+        return ST_ERR;
     }
     if (ci->this_update > (int64_t)time(NULL) + CRL_FUTURE_SKEW) {
         fprintf(stderr,
                 "ocspctl: %s: thisUpdate is in the future (more than %d s ahead of this "
                 "clock): refused; check the CA's clock or this host's\n",
                 path, CRL_FUTURE_SKEW);
-        return CTL_ERR;
+        return ST_ERR;
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
 /* RFC 5280 §5.2.3/§5.2.4: never import an older CRL; a delta needs its base imported. */
@@ -260,18 +271,18 @@ crl_order(const struct ocsp_issuer_rec *rec, const struct crl_info *ci, const ch
                 "ocspctl: %s: delta CRL on base %llu, but the last imported CRL is %llu "
                 "(import the full CRL first)\n",
                 path, (unsigned long long)ci->base, (unsigned long long)rec->crl_number);
-        return CTL_ERR;
+        return ST_ERR;
     }
     if (rec->crl_fed && ci->has_number && ci->number < rec->crl_number) {
         fprintf(stderr, "ocspctl: %s: crlNumber %llu is older than the last imported %llu\n", path,
                 (unsigned long long)ci->number, (unsigned long long)rec->crl_number);
-        return CTL_ERR;
+        return ST_ERR;
     }
     if (rec->crl_fed && !ci->delta && ci->this_update < rec->crl_this_update) {
         fprintf(stderr, "ocspctl: %s: thisUpdate older than the last imported full CRL\n", path);
-        return CTL_ERR;
+        return ST_ERR;
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
 static int
@@ -299,11 +310,22 @@ ocspctl_crl_entry(X509_REVOKED *r, bool delta, struct ctl_serial *s, int *reason
     return ST_OK;
 }
 
-/* Apply one entry (removeFromCRL in a delta releases a hold). */
+/* One CRL being applied to an issuer's records. */
+struct crl_run {
+    struct ctl *c;
+    const uint8_t *id; /* the issuer's */
+    bool delta;
+    struct import_count *n;
+};
+
+/* Apply one entry (removeFromCRL in a delta releases a hold); *s gets its serial. */
 static int
-crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta, struct ctl_serial *s,
-                struct import_count *n)
+crl_apply_entry(const struct crl_run *run, X509_REVOKED *r, struct ctl_serial *s)
 {
+    struct ctl *c = run->c;
+    const uint8_t *id = run->id;
+    bool delta = run->delta;
+    struct import_count *n = run->n;
     char hex[2 * OCSP_SERIAL_MAX + 1];
     struct ocsp_status cur;
     int64_t when = 0;
@@ -321,14 +343,20 @@ crl_apply_entry(struct ctl *c, const uint8_t *id, X509_REVOKED *r, bool delta, s
         if (st == ST_NOTFOUND || (st == ST_OK && cur.state == OCSP_STATE_GOOD))
             return ST_OK;
         if (st == ST_OK)
-            st = ocsp_store_status_set(c->store, id, s->b, s->len, OCSP_STATE_GOOD,
-                                       OCSP_REASON_NONE, 0, 0, c->who);
+            st = ocsp_store_status_set(
+                c->store, &(struct ocsp_status_set){
+                              id, s->b, s->len, {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, c->who});
         n->released += st == ST_OK;
     } else {
         st = ocsp_store_status_set(
-            c->store, id, s->b, s->len,
-            reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD ? OCSP_STATE_HOLD : OCSP_STATE_REVOKED,
-            (uint8_t)reason, when, 0, c->who);
+            c->store, &(struct ocsp_status_set){id,
+                                                s->b,
+                                                s->len,
+                                                {reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD
+                                                     ? OCSP_STATE_HOLD
+                                                     : OCSP_STATE_REVOKED,
+                                                 (uint8_t)reason, when, 0},
+                                                c->who});
     }
     count_result(n, st, hex);
     return st;
@@ -374,9 +402,11 @@ hold_scan_fn(void *ctx, const uint8_t *serial, size_t len, const struct ocsp_sta
 
 /* A complete full CRL lists every hold: holds it does not list were released. */
 static int
-crl_release_absent(struct ctl *c, const uint8_t *id, struct ctl_serial *listed, size_t nlisted,
-                   struct import_count *n)
+crl_release_absent(const struct crl_run *run, struct ctl_serial *listed, size_t nlisted)
 {
+    struct ctl *c = run->c;
+    const uint8_t *id = run->id;
+    struct import_count *n = run->n;
     struct hold_scan h = {0};
     char hex[2 * OCSP_SERIAL_MAX + 1];
     int st = ocsp_store_status_walk(c->store, id, hold_scan_fn, &h);
@@ -387,8 +417,12 @@ crl_release_absent(struct ctl *c, const uint8_t *id, struct ctl_serial *listed, 
     for (size_t i = 0; st == ST_OK && i < h.n; i++) {
         if (bsearch(&h.holds[i], listed, nlisted, sizeof(*listed), serial_cmp) != NULL)
             continue;
-        int rc = ocsp_store_status_set(c->store, id, h.holds[i].b, h.holds[i].len, OCSP_STATE_GOOD,
-                                       OCSP_REASON_NONE, 0, 0, c->who);
+        int rc = ocsp_store_status_set(
+            c->store, &(struct ocsp_status_set){id,
+                                                h.holds[i].b,
+                                                h.holds[i].len,
+                                                {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                                c->who});
         ocspctl_serial_hex(h.holds[i].b, h.holds[i].len, hex);
         n->released += rc == ST_OK;
         count_result(n, rc, hex);
@@ -405,20 +439,21 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
     int count = revs != NULL ? sk_X509_REVOKED_num(revs) : 0;
     struct ctl_serial *listed = calloc((size_t)count + 1, sizeof(*listed));
     size_t nlisted = 0;
+    struct crl_run run = {c, rec->id, ci->delta, n};
     int st = ST_OK;
 
     if (listed == NULL)
         return ST_NOMEM;
     for (int i = 0; i < count; i++) {
         struct ctl_serial s = {{0}, 0};
-        int rc = crl_apply_entry(c, rec->id, sk_X509_REVOKED_value(revs, i), ci->delta, &s, n);
+        int rc = crl_apply_entry(&run, sk_X509_REVOKED_value(revs, i), &s);
         if (rc != ST_OK && rc != ST_EXISTS)
             st = rc;
         if (s.len > 0)
             listed[nlisted++] = s;
     }
     if (st == ST_OK && !ci->delta && ci->complete)
-        st = crl_release_absent(c, rec->id, listed, nlisted, n);
+        st = crl_release_absent(&run, listed, nlisted);
     free(listed);
     return st;
 }
@@ -460,11 +495,11 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
     X509 *ca = NULL;
     int rc = import_open(c, argc, argv, &rec, &ca);
 
-    if (rc != CTL_OK)
+    if (rc != ST_OK)
         goto out;
-    rc = CTL_ERR;
-    if ((crl = crl_load(argv[2])) == NULL || crl_check(crl, ca, argv[2], &ci) != CTL_OK ||
-        crl_order(&rec, &ci, argv[2]) != CTL_OK)
+    rc = ST_ERR;
+    if ((crl = crl_load(argv[2])) == NULL || crl_check(crl, ca, argv[2], &ci) != ST_OK ||
+        crl_order(&rec, &ci, argv[2]) != ST_OK)
         goto out;
     if (ci.next_update <= time(NULL))
         fprintf(stderr,
@@ -488,7 +523,7 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
     ocspctl_json_int(&info, "number", ci.has_number ? (long long)ci.number : -1);
     ocspctl_json_int(&info, "this_update", ci.this_update);
     ocspctl_json_int(&info, "next_update", ci.next_update);
-    rc = import_finish(c, "import-crl", rec.name, argv[2], &n, &info);
+    rc = import_finish(c, &(struct import_report){"import-crl", rec.name, argv[2], &n, &info});
 out:
     ocspctl_json_free(&info);
     X509_CRL_free(crl);
@@ -590,8 +625,12 @@ index_line(struct ctl *c, const uint8_t *id, char *line, struct import_count *n)
         n->room -= IMPORT_GOOD_BYTES;
         st = ocspctl_record_issued(c, id, &e.serial, e.not_after);
     } else
-        st = ocsp_store_status_set(c->store, id, e.serial.b, e.serial.len, e.state,
-                                   (uint8_t)e.reason, e.when, e.not_after, c->who);
+        st = ocsp_store_status_set(
+            c->store, &(struct ocsp_status_set){id,
+                                                e.serial.b,
+                                                e.serial.len,
+                                                {e.state, (uint8_t)e.reason, e.when, e.not_after},
+                                                c->who});
     count_result(n, st, hex);
     return ST_OK;
 }
@@ -606,32 +645,43 @@ index_check_complete(const char *path, const struct import_count *n)
                 "ocspctl: %s: %zu line%s not OpenSSL `ca` index lines: nothing was imported "
                 "(an import is all or nothing); fix the file and import it again\n",
                 path, n->skipped, n->skipped == 1 ? " is" : "s are");
-        return CTL_ERR;
+        return ST_ERR;
     }
     if (n->entries == 0) {
         fprintf(stderr, "ocspctl: %s: no entries: not an OpenSSL `ca` index, or empty\n", path);
-        return CTL_ERR;
+        return ST_ERR;
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
 /* One pass over the index file in one store batch (begun here; the caller commits or aborts
- * it). Every line is read, so that all the bad ones are named at once. CTL_ERR (batch
+ * it). Every line is read, so that all the bad ones are named at once. ST_ERR (batch
  * aborted) for a line too long or a batch that cannot begin. */
+/* The index file being read: its stream, its name (for messages) and a line buffer of
+ * INDEX_LINE_MAX bytes. */
+struct index_file {
+    FILE *f;
+    const char *path;
+    char *line;
+};
+
 static int
-index_pass(struct ctl *c, const struct ocsp_issuer_rec *rec, FILE *f, const char *path, char *line,
+index_pass(struct ctl *c, const struct ocsp_issuer_rec *rec, const struct index_file *in,
            struct import_count *n)
 {
+    FILE *f = in->f;
+    const char *path = in->path;
+    char *line = in->line;
     unsigned long lineno = 0;
 
     if (ocsp_store_batch_begin(c->store) != ST_OK)
-        return CTL_ERR;
+        return ST_ERR;
     while (fgets(line, INDEX_LINE_MAX, f) != NULL) {
         lineno++;
         if (strchr(line, '\n') == NULL && !feof(f)) {
             fprintf(stderr, "ocspctl: %s:%lu: line too long\n", path, lineno);
             ocsp_store_batch_abort(c->store);
-            return CTL_ERR;
+            return ST_ERR;
         }
         if (index_line(c, rec->id, line, n) != ST_OK && n->skipped++ < INDEX_BAD_SHOWN)
             fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", path, lineno);
@@ -640,7 +690,7 @@ index_pass(struct ctl *c, const struct ocsp_issuer_rec *rec, FILE *f, const char
         fprintf(stderr, "ocspctl: %s: read error\n", path);
         n->failed++;
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
 int
@@ -653,16 +703,16 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     X509 *ca = NULL;
     int rc = import_open(c, argc, argv, &rec, &ca);
 
-    if (rc != CTL_OK)
+    if (rc != ST_OK)
         goto out;
-    rc = CTL_ERR;
+    rc = ST_ERR;
     if ((f = fopen(argv[2], "r")) == NULL) {
         fprintf(stderr, "ocspctl: %s: cannot open\n", argv[2]);
         goto out;
     }
     n.room = import_room(c);
     if ((line = malloc(INDEX_LINE_MAX)) == NULL ||
-        index_pass(c, &rec, f, argv[2], line, &n) != CTL_OK)
+        index_pass(c, &rec, &(struct index_file){f, argv[2], line}, &n) != ST_OK)
         goto out;
     /* All or nothing (issue 8 item 5): a file with a bad line, or one that could not be read
      * to its end, is not what the operator meant to import: none of it is committed. The one
@@ -680,7 +730,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
                 argv[2], c->cfg.store.path, c->cfg.store.fill_limit * 100);
         rewind(f);
         n = (struct import_count){.revocations_only = true};
-        if (index_pass(c, &rec, f, argv[2], line, &n) != CTL_OK)
+        if (index_pass(c, &rec, &(struct index_file){f, argv[2], line}, &n) != ST_OK)
             goto out;
     }
     if (!n.aborted && (n.skipped > 0 || n.failed > 0)) {
@@ -692,10 +742,10 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
                 argv[2]);
         n.failed++;
     }
-    rc = import_finish(c, "import-index", rec.name, argv[2], &n, NULL);
-    if (rc != CTL_ERR)
+    rc = import_finish(c, &(struct import_report){"import-index", rec.name, argv[2], &n, NULL});
+    if (rc != ST_ERR)
         rc = index_check_complete(argv[2], &n);
-    if (rc != CTL_ERR && n.not_imported > 0) {
+    if (rc != ST_ERR && n.not_imported > 0) {
         fprintf(stderr,
                 "ocspctl: %s: %zu good entr%s not imported (none of them): the store in %s is "
                 "above fill_limit (%.0f%%). Grow [store] map_size in %s and import the file "
@@ -703,7 +753,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
                 argv[2], n.not_imported, n.not_imported == 1 ? "y was" : "ies were",
                 c->cfg.store.path, c->cfg.store.fill_limit * 100,
                 c->cfg.file[0] != '\0' ? c->cfg.file : "ocspd.conf");
-        rc = CTL_ERR;
+        rc = ST_ERR;
     }
 out:
     if (f != NULL)

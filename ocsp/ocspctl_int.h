@@ -2,8 +2,11 @@
  * ocspctl_int: what the parts of the `ocspctl` operator tool share (ocspctl.c holds main and
  * the dispatch; ocspctl_util.c the parsing of serials, times, reasons, certificates and the
  * journal lines; ocspctl_issuer.c, ocspctl_status.c and ocspctl_import.c the subcommands).
- * Not used by ocspd. Every subcommand returns an exit code (enum ctl_exit) and has written a
- * message naming what failed on stderr when it is not CTL_OK.
+ * Not used by ocspd. Every function returns a status of common/status.h (bool for predicates);
+ * a subcommand has written a message naming what failed on stderr when it is not ST_OK, and
+ * returns ST_INVALID for a wrong command line (usage), ST_EXISTS for a change refused by a
+ * rule (EID-07), ST_ERR or another code for any other failure. Only main() (ocspctl.c) turns
+ * them into exit codes: 0, 2, 3 and 1.
  */
 #ifndef OCSP_OCSPCTL_INT_H
 #define OCSP_OCSPCTL_INT_H
@@ -16,8 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-
-enum ctl_exit { CTL_OK = 0, CTL_ERR = 1, CTL_USAGE = 2, CTL_REFUSED = 3 };
 
 struct ctl {
     struct ocsp_config cfg; /* defaults, or the file given with -c */
@@ -79,8 +80,9 @@ bool ocspctl_name_ok(const char *name);
 int ocspctl_record_issued(struct ctl *c, const uint8_t *id, const struct ctl_serial *s,
                           int64_t not_after);
 
-/* The exit code for a store status (ST_EXISTS from a status change = refused by EID-07). */
-int ocspctl_exit_of(int st);
+/* A store status as a subcommand's result: ST_OK and ST_EXISTS (a status change refused by
+ * EID-07) as they are, any other failure ST_ERR (never ST_INVALID: that is a usage error). */
+int ocspctl_status_of(int st);
 
 void ocspctl_json_begin(struct ctl_json *j);
 void ocspctl_json_str(struct ctl_json *j, const char *key, const char *v);
@@ -117,7 +119,7 @@ struct ctl_index_entry {
  * it is neither. The caller frees the CRL. */
 X509_CRL *ocspctl_crl_parse(const uint8_t *buf, size_t len);
 /* crlNumber, deltaCRLIndicator, IDP scope and times (the signature is not checked here).
- * CTL_OK, or CTL_ERR with a message naming `path` on stderr. */
+ * ST_OK, or ST_ERR with a message naming `path` on stderr. */
 int ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci);
 /* Serial, reason and revocation date of one CRL entry; ST_INVALID for an entry to skip (no
  * usable serial, reason or date; removeFromCRL outside a delta CRL). */

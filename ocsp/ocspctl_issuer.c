@@ -69,33 +69,33 @@ issuer_opt(struct issuer_args *a, int opt, const char *v)
     switch (opt) {
     case 'c':
         a->cert = v;
-        return 0;
+        return ST_OK;
     case 'l':
         a->key_label = v;
-        return 0;
+        return ST_OK;
     case 'k':
         a->key_file = v;
-        return 0;
+        return ST_OK;
     case 'd':
         a->signer_cert = v;
-        return 0;
+        return ST_OK;
     case 's':
-        return (a->scheme = pick(v, sch, schv, 3)) < 0 ? -1 : 0;
+        return (a->scheme = pick(v, sch, schv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'g':
-        return (a->hash = pick(v, dg, dgv, 3)) < 0 ? -1 : 0;
+        return (a->hash = pick(v, dg, dgv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'n':
-        return (a->nonce = pick(v, nn, nnv, 3)) < 0 ? -1 : 0;
+        return (a->nonce = pick(v, nn, nnv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'u':
-        return (a->unissued = pick(v, un, unv, 3)) < 0 ? -1 : 0;
+        return (a->unissued = pick(v, un, unv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'a':
-        return (a->archive_cutoff = pick(v, yn, ynv, 2)) < 0 ? -1 : 0;
+        return (a->archive_cutoff = pick(v, yn, ynv, 2)) < 0 ? ST_INVALID : ST_OK;
     case 'v':
-        return config_duration(v, &a->validity) != 0 || a->validity < ISSUER_VALIDITY_MIN ||
+        return config_duration(v, &a->validity) != ST_OK || a->validity < ISSUER_VALIDITY_MIN ||
                        a->validity > ISSUER_VALIDITY_MAX
-                   ? -1
-                   : 0;
+                   ? ST_INVALID
+                   : ST_OK;
     }
-    return -1;
+    return ST_INVALID;
 }
 
 static int
@@ -121,25 +121,25 @@ issuer_parse(int argc, char **argv, struct issuer_args *a)
     optind = 0;
     while ((opt = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
         if (opt == '?' || opt == 'h')
-            return -1;
-        if (issuer_opt(a, opt, optarg) != 0) {
+            return ST_INVALID;
+        if (issuer_opt(a, opt, optarg) != ST_OK) {
             fprintf(stderr, "ocspctl: issuer add: bad value '%s' for --%s\n", optarg,
                     opts[idx].name);
-            return -1;
+            return ST_INVALID;
         }
     }
     if (optind + 1 != argc || a->cert == NULL || (a->key_label == NULL) == (a->key_file == NULL)) {
         fprintf(stderr, "ocspctl: issuer add: NAME, --cert and one of --key-label/--key-file "
                         "are required\n");
-        return -1;
+        return ST_INVALID;
     }
     a->name = argv[optind];
     if (!ocspctl_name_ok(a->name)) {
         fprintf(stderr, "ocspctl: issuer name '%s': use [A-Za-z0-9._-], 1..63 characters\n",
                 a->name);
-        return -1;
+        return ST_INVALID;
     }
-    return 0;
+    return ST_OK;
 }
 
 /* RFC 6960 §4.2.2.2, OCSP-21/22: the delegate is issued by the CA, is for OCSP signing,
@@ -364,16 +364,16 @@ issuer_add(struct ctl *c, int argc, char **argv)
     struct ocsp_issuer_rec r = {0};
     struct name_or_id f = {0};
     X509 *ca = NULL, *del = NULL;
-    int rc = CTL_ERR, st;
+    int rc = ST_ERR, st;
 
-    if (issuer_parse(argc, argv, &a) != 0) {
+    if (issuer_parse(argc, argv, &a) != ST_OK) {
         fputs(issuer_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
     if ((ca = ocspctl_load_cert(a.cert)) == NULL ||
         (a.signer_cert != NULL && (del = ocspctl_load_cert(a.signer_cert)) == NULL))
         goto out;
-    if (issuer_build_certs(&a, ca, del, &r) != ST_OK || ocspctl_open(c, true, false) != CTL_OK)
+    if (issuer_build_certs(&a, ca, del, &r) != ST_OK || ocspctl_open(c, true, false) != ST_OK)
         goto out;
     f.name = a.name;
     f.id = r.id;
@@ -414,7 +414,7 @@ issuer_add(struct ctl *c, int argc, char **argv)
     if (issuer_journal(c, &r, f.name_found) != ST_OK)
         goto out;
     printf("issuer %s %s\n", a.name, f.name_found ? "updated" : "added");
-    rc = CTL_OK;
+    rc = ST_OK;
 out:
     ocsp_issuer_rec_clear(&r);
     X509_free(ca);
@@ -466,15 +466,15 @@ issuer_list(struct ctl *c, int argc, char **argv)
     (void)argv;
     if (argc != 1) {
         fputs(issuer_usage, stderr);
-        return CTL_USAGE;
+        return ST_INVALID;
     }
-    if (ocspctl_open(c, false, false) != CTL_OK)
-        return CTL_ERR;
+    if (ocspctl_open(c, false, false) != ST_OK)
+        return ST_ERR;
     if ((st = ocsp_store_issuer_walk(c->store, issuer_print, NULL)) != ST_OK) {
         fprintf(stderr, "ocspctl: reading issuers: %s\n", status_str(st));
-        return CTL_ERR;
+        return ST_ERR;
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
 int
@@ -482,11 +482,11 @@ ocspctl_cmd_issuer(struct ctl *c, int argc, char **argv)
 {
     if (argc < 2 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
         fputs(issuer_usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? CTL_USAGE : CTL_OK;
+        return argc < 2 ? ST_INVALID : ST_OK;
     }
     if (ocspctl_wants_help(argc - 1, argv + 1)) {
         fputs(issuer_usage, stdout);
-        return CTL_OK;
+        return ST_OK;
     }
     if (strcmp(argv[1], "add") == 0)
         return issuer_add(c, argc - 1, argv + 1);
@@ -494,5 +494,5 @@ ocspctl_cmd_issuer(struct ctl *c, int argc, char **argv)
         return issuer_list(c, argc - 1, argv + 1);
     fprintf(stderr, "ocspctl: issuer: unknown subcommand '%s'\n", argv[1]);
     fputs(issuer_usage, stderr);
-    return CTL_USAGE;
+    return ST_INVALID;
 }

@@ -64,7 +64,7 @@ status_parse(int argc, char **argv, const char *allowed, struct status_args *a)
         if (opt == '?' || opt == 'h' || strchr(allowed, opt) == NULL) {
             if (opt != '?' && opt != 'h')
                 fprintf(stderr, "ocspctl: %s: option not allowed here\n", argv[0]);
-            return -1;
+            return ST_INVALID;
         }
         if (opt == 'r' &&
             ((a->reason = ocspctl_reason_parse(optarg)) < 0 ||
@@ -74,54 +74,67 @@ status_parse(int argc, char **argv, const char *allowed, struct status_args *a)
                     "ocspctl: --reason %s: not a revocation reason (use `hold` for "
                     "certificateHold)\n",
                     optarg);
-            return -1;
+            return ST_INVALID;
         }
         if ((opt == 't' && ocspctl_time_parse(optarg, true, &a->time) != ST_OK) ||
             (opt == 'n' && ocspctl_time_parse(optarg, true, &a->not_after) != ST_OK)) {
             fprintf(stderr, "ocspctl: %s: expected YYYYMMDDHHMMSSZ\n", optarg);
-            return -1;
+            return ST_INVALID;
         }
         if (opt == 't' && a->time > (int64_t)time(NULL) + STATUS_TIME_SKEW) {
             fprintf(stderr,
                     "ocspctl: --time %s is in the future: a revocation or hold can only be dated "
                     "now or earlier\n",
                     optarg);
-            return -1;
+            return ST_INVALID;
         }
         a->revoked_only = a->revoked_only || opt == 'R';
     }
     a->first = optind;
-    return 0;
+    return ST_OK;
 }
 
 static int
 usage_error(void)
 {
     fputs(status_usage, stderr);
-    return CTL_USAGE;
+    return ST_INVALID;
 }
 
 static int
 bad_serial(const char *s)
 {
     fprintf(stderr, "ocspctl: '%s': not a serial number (hex, positive, at most 20 octets)\n", s);
-    return CTL_USAGE;
+    return ST_INVALID;
 }
+
+/* A single-serial subcommand: the options it allows and whether it writes; then what it was
+ * given (options, issuer, serial). */
+struct serial_cmd {
+    const char *allowed;
+    bool write;
+    struct status_args a;
+    struct ocsp_issuer_rec rec;
+    struct ctl_serial s;
+};
 
 /* Common front of the single-serial subcommands: parse, open, find issuer and serial. */
 static int
-serial_cmd_open(struct ctl *c, int argc, char **argv, const char *allowed, bool write,
-                struct status_args *a, struct ocsp_issuer_rec *rec, struct ctl_serial *s)
+serial_cmd_open(struct ctl *c, int argc, char **argv, struct serial_cmd *sc)
 {
+    struct status_args *a = &sc->a;
+    struct ocsp_issuer_rec *rec = &sc->rec;
+    struct ctl_serial *s = &sc->s;
+
     memset(rec, 0, sizeof(*rec));
-    if (status_parse(argc, argv, allowed, a) != 0 || argc - a->first != 2)
+    if (status_parse(argc, argv, sc->allowed, a) != ST_OK || argc - a->first != 2)
         return usage_error();
     if (ocspctl_serial_parse(argv[a->first + 1], s) != ST_OK)
         return bad_serial(argv[a->first + 1]);
-    if (ocspctl_open(c, write, false) != CTL_OK ||
+    if (ocspctl_open(c, sc->write, false) != ST_OK ||
         ocspctl_issuer_find(c, argv[a->first], rec) != ST_OK)
-        return CTL_ERR;
-    return CTL_OK;
+        return ST_ERR;
+    return ST_OK;
 }
 
 static void
@@ -143,7 +156,7 @@ change_result(const char *what, const char *serial, int st)
 {
     if (st == ST_OK) {
         printf("%s %s\n", serial, what);
-        return CTL_OK;
+        return ST_OK;
     }
     if (st == ST_EXISTS)
         fprintf(stderr,
@@ -152,92 +165,99 @@ change_result(const char *what, const char *serial, int st)
                 serial);
     else
         fprintf(stderr, "ocspctl: %s: %s failed: %s\n", serial, what, status_str(st));
-    return ocspctl_exit_of(st);
+    return ocspctl_status_of(st);
 }
 
 int
 ocspctl_cmd_revoke(struct ctl *c, int argc, char **argv)
 {
-    struct status_args a;
-    struct ocsp_issuer_rec rec;
-    struct ctl_serial s;
-    int rc = serial_cmd_open(c, argc, argv, "rt", true, &a, &rec, &s);
+    struct serial_cmd sc = {.allowed = "rt", .write = true};
+    int rc = serial_cmd_open(c, argc, argv, &sc);
 
-    if (rc == CTL_OK)
-        rc =
-            change_result("revoked", argv[a.first + 1],
-                          ocsp_store_status_set(c->store, rec.id, s.b, s.len, OCSP_STATE_REVOKED,
-                                                a.reason < 0 ? OCSP_REASON_NONE : (uint8_t)a.reason,
-                                                a.time != 0 ? a.time : time(NULL), 0, c->who));
-    ocsp_issuer_rec_clear(&rec);
+    if (rc == ST_OK)
+        rc = change_result(
+            "revoked", argv[sc.a.first + 1],
+            ocsp_store_status_set(
+                c->store,
+                &(struct ocsp_status_set){
+                    sc.rec.id,
+                    sc.s.b,
+                    sc.s.len,
+                    {OCSP_STATE_REVOKED, sc.a.reason < 0 ? OCSP_REASON_NONE : (uint8_t)sc.a.reason,
+                     sc.a.time != 0 ? sc.a.time : time(NULL), 0},
+                    c->who}));
+    ocsp_issuer_rec_clear(&sc.rec);
     return rc;
 }
 
 int
 ocspctl_cmd_hold(struct ctl *c, int argc, char **argv)
 {
-    struct status_args a;
-    struct ocsp_issuer_rec rec;
-    struct ctl_serial s;
-    int rc = serial_cmd_open(c, argc, argv, "t", true, &a, &rec, &s);
+    struct serial_cmd sc = {.allowed = "t", .write = true};
+    int rc = serial_cmd_open(c, argc, argv, &sc);
 
-    if (rc == CTL_OK)
-        rc = change_result("on hold", argv[a.first + 1],
-                           ocsp_store_status_set(c->store, rec.id, s.b, s.len, OCSP_STATE_HOLD, 6,
-                                                 a.time != 0 ? a.time : time(NULL), 0, c->who));
-    ocsp_issuer_rec_clear(&rec);
+    if (rc == ST_OK)
+        rc = change_result(
+            "on hold", argv[sc.a.first + 1],
+            ocsp_store_status_set(
+                c->store, &(struct ocsp_status_set){
+                              sc.rec.id,
+                              sc.s.b,
+                              sc.s.len,
+                              {OCSP_STATE_HOLD, 6, sc.a.time != 0 ? sc.a.time : time(NULL), 0},
+                              c->who}));
+    ocsp_issuer_rec_clear(&sc.rec);
     return rc;
 }
 
 int
 ocspctl_cmd_release(struct ctl *c, int argc, char **argv)
 {
-    struct status_args a;
-    struct ocsp_issuer_rec rec;
-    struct ctl_serial s;
+    struct serial_cmd sc = {.allowed = "", .write = true};
     struct ocsp_status cur;
-    int rc = serial_cmd_open(c, argc, argv, "", true, &a, &rec, &s), st;
+    int rc = serial_cmd_open(c, argc, argv, &sc), st;
 
-    if (rc != CTL_OK)
+    if (rc != ST_OK)
         goto out;
-    st = ocsp_store_status_get(c->store, rec.id, s.b, s.len, &cur);
+    st = ocsp_store_status_get(c->store, sc.rec.id, sc.s.b, sc.s.len, &cur);
     if (st != ST_OK || cur.state == OCSP_STATE_GOOD) {
-        fprintf(stderr, "ocspctl: %s: %s\n", argv[a.first + 1],
+        fprintf(stderr, "ocspctl: %s: %s\n", argv[sc.a.first + 1],
                 st == ST_NOTFOUND ? "no such serial"
                 : st == ST_OK     ? "not on hold"
                                   : status_str(st));
-        rc = CTL_ERR;
+        rc = ST_ERR;
         goto out;
     }
     /* for a revoked serial the store refuses and journals the attempt (EID-07) */
-    rc = change_result("released", argv[a.first + 1],
-                       ocsp_store_status_set(c->store, rec.id, s.b, s.len, OCSP_STATE_GOOD,
-                                             OCSP_REASON_NONE, 0, 0, c->who));
+    rc = change_result(
+        "released", argv[sc.a.first + 1],
+        ocsp_store_status_set(
+            c->store,
+            &(struct ocsp_status_set){
+                sc.rec.id, sc.s.b, sc.s.len, {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, c->who}));
 out:
-    ocsp_issuer_rec_clear(&rec);
+    ocsp_issuer_rec_clear(&sc.rec);
     return rc;
 }
 
 int
 ocspctl_cmd_status(struct ctl *c, int argc, char **argv)
 {
-    struct status_args a;
-    struct ocsp_issuer_rec rec;
-    struct ctl_serial s;
+    struct serial_cmd sc = {.allowed = "", .write = false};
     struct ocsp_status cur;
-    int rc = serial_cmd_open(c, argc, argv, "", false, &a, &rec, &s), st;
+    int rc = serial_cmd_open(c, argc, argv, &sc), st;
 
-    if (rc != CTL_OK)
+    if (rc != ST_OK)
         goto out;
-    st = ocsp_store_status_get(c->store, rec.id, s.b, s.len, &cur);
+    st = ocsp_store_status_get(c->store, sc.rec.id, sc.s.b, sc.s.len, &cur);
     if (st != ST_OK && st != ST_NOTFOUND) {
-        fprintf(stderr, "ocspctl: %s: %s\n", argv[a.first + 1], status_str(st));
-        rc = CTL_ERR;
+        fprintf(stderr, "ocspctl: %s: %s\n", argv[sc.a.first + 1], status_str(st));
+        rc = ST_ERR;
         goto out;
     }
-    print_status(s.b, s.len, st == ST_OK ? &cur : NULL);
+    print_status(sc.s.b, sc.s.len, st == ST_OK ? &cur : NULL);
 out:
-    ocsp_issuer_rec_clear(&rec);
+    ocsp_issuer_rec_clear(&sc.rec);
     return rc;
 }
 
@@ -250,13 +270,13 @@ add_one(const char *arg, X509 *ca, int64_t not_after, struct ctl_serial *s, int6
 
     *na = not_after;
     if (access(arg, F_OK) != 0)
-        return ocspctl_serial_parse(arg, s) == ST_OK ? CTL_OK : bad_serial(arg);
+        return ocspctl_serial_parse(arg, s) == ST_OK ? ST_OK : bad_serial(arg);
     if ((x = ocspctl_load_cert(arg)) == NULL)
-        return CTL_ERR;
+        return ST_ERR;
     if (!ocspctl_issued_by(x, ca)) {
         fprintf(stderr, "ocspctl: %s: not issued by this issuer (name or signature)\n", arg);
         X509_free(x);
-        return CTL_ERR;
+        return ST_ERR;
     }
     st = ocspctl_serial_from_asn1(X509_get0_serialNumber(x), s);
     if (st == ST_OK)
@@ -264,7 +284,7 @@ add_one(const char *arg, X509 *ca, int64_t not_after, struct ctl_serial *s, int6
     X509_free(x);
     if (st != ST_OK)
         fprintf(stderr, "ocspctl: %s: unusable serial or notAfter\n", arg);
-    return st == ST_OK ? CTL_OK : CTL_ERR;
+    return st == ST_OK ? ST_OK : ST_ERR;
 }
 
 static X509 *
@@ -285,23 +305,23 @@ ocspctl_cmd_add(struct ctl *c, int argc, char **argv)
     X509 *ca = NULL;
     int rc, n, st = ST_OK;
 
-    if (status_parse(argc, argv, "n", &a) != 0 || argc - a.first < 2)
+    if (status_parse(argc, argv, "n", &a) != ST_OK || argc - a.first < 2)
         return usage_error();
     n = argc - a.first - 1;
-    if ((rc = ocspctl_open(c, true, false)) != CTL_OK)
+    if ((rc = ocspctl_open(c, true, false)) != ST_OK)
         goto out;
     if (ocspctl_issuer_find(c, argv[a.first], &rec) != ST_OK) {
-        rc = CTL_ERR;
+        rc = ST_ERR;
         goto out;
     }
-    rc = CTL_ERR;
+    rc = ST_ERR;
     s = calloc((size_t)n, sizeof(*s));
     na = calloc((size_t)n, sizeof(*na));
     if (s == NULL || na == NULL || (ca = rec_cert(&rec)) == NULL)
         goto out;
     /* check every argument before changing anything */
     for (int i = 0; i < n; i++)
-        if ((rc = add_one(argv[a.first + 1 + i], ca, a.not_after, &s[i], &na[i])) != CTL_OK)
+        if ((rc = add_one(argv[a.first + 1 + i], ca, a.not_after, &s[i], &na[i])) != ST_OK)
             goto out;
     for (int i = 0; i < n && st == ST_OK; i++) {
         char hex[2 * OCSP_SERIAL_MAX + 1];
@@ -312,7 +332,7 @@ ocspctl_cmd_add(struct ctl *c, int argc, char **argv)
         else
             fprintf(stderr, "ocspctl: %s: %s\n", hex, status_str(st));
     }
-    rc = ocspctl_exit_of(st);
+    rc = ocspctl_status_of(st);
 out:
     free(s);
     free(na);
@@ -341,11 +361,11 @@ ocspctl_cmd_list(struct ctl *c, int argc, char **argv)
     struct status_args a;
     struct ocsp_issuer_rec rec = {0};
     struct list_ctx l;
-    int rc = CTL_ERR, st;
+    int rc = ST_ERR, st;
 
-    if (status_parse(argc, argv, "R", &a) != 0 || argc - a.first != 1)
+    if (status_parse(argc, argv, "R", &a) != ST_OK || argc - a.first != 1)
         return usage_error();
-    if (ocspctl_open(c, false, false) != CTL_OK ||
+    if (ocspctl_open(c, false, false) != ST_OK ||
         ocspctl_issuer_find(c, argv[a.first], &rec) != ST_OK)
         goto out;
     l.revoked_only = a.revoked_only;
@@ -353,7 +373,7 @@ ocspctl_cmd_list(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "ocspctl: reading statuses: %s\n", status_str(st));
         goto out;
     }
-    rc = CTL_OK;
+    rc = ST_OK;
 out:
     ocsp_issuer_rec_clear(&rec);
     return rc;
@@ -500,11 +520,11 @@ ocspctl_cmd_export(struct ctl *c, int argc, char **argv)
 
     if (argc > 2 || (argc == 2 && argv[1][0] == '-'))
         return usage_error();
-    if (ocspctl_open(c, false, false) != CTL_OK)
-        return CTL_ERR;
+    if (ocspctl_open(c, false, false) != ST_OK)
+        return ST_ERR;
     if (argc == 2) {
         if (ocspctl_issuer_find(c, argv[1], &rec) != ST_OK)
-            return CTL_ERR;
+            return ST_ERR;
         ocsp_issuer_rec_clear(&rec);
         e.only = argv[1];
     }
@@ -520,9 +540,9 @@ ocspctl_cmd_export(struct ctl *c, int argc, char **argv)
         st = ST_IO;
     if (st != ST_OK) {
         fprintf(stderr, "ocspctl: export: %s\n", status_str(st));
-        return CTL_ERR;
+        return ST_ERR;
     }
-    return CTL_OK;
+    return ST_OK;
 }
 
 void

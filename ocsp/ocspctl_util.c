@@ -31,19 +31,19 @@ ocspctl_open(struct ctl *c, bool write, bool create)
     if (!create && !store_exists(c->cfg.store.path)) {
         fprintf(stderr, "ocspctl: no store in %s (run `ocspctl init`): %s\n", c->cfg.store.path,
                 strerror(errno));
-        return CTL_ERR;
+        return ST_ERR;
     }
     c->store = ocsp_store_open(c->cfg.store.path, c->cfg.store.map_size, !write);
     if (c->store == NULL) {
         fprintf(stderr, "ocspctl: cannot open the store in %s\n", c->cfg.store.path);
-        return CTL_ERR;
+        return ST_ERR;
     }
     /* a full map is reported naming the setting to grow (store_open also cleared the reader
      * slots of dead processes, DESIGN D10) */
     snprintf(key, sizeof(key), "[store] map_size in %s",
              c->cfg.file[0] != '\0' ? c->cfg.file : "ocspd.conf");
     store_set_label(ocsp_store_raw(c->store), "ocsp store", key);
-    return CTL_OK;
+    return ST_OK;
 }
 
 /* ---- serials ---- */
@@ -347,20 +347,25 @@ ocspctl_record_issued(struct ctl *c, const uint8_t *id, const struct ctl_serial 
     int st = ocsp_store_status_get(c->store, id, s->b, s->len, &cur);
 
     if (st == ST_NOTFOUND)
-        return ocsp_store_status_set(c->store, id, s->b, s->len, OCSP_STATE_GOOD, OCSP_REASON_NONE,
-                                     0, not_after, c->who);
+        return ocsp_store_status_set(
+            c->store,
+            &(struct ocsp_status_set){
+                id, s->b, s->len, {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, not_after}, c->who});
     if (st != ST_OK)
         return st;
-    return ocsp_store_status_set(c->store, id, s->b, s->len, (enum ocsp_cert_state)cur.state,
-                                 cur.reason, cur.revocation_time, not_after, c->who);
+    return ocsp_store_status_set(
+        c->store, &(struct ocsp_status_set){
+                      id,
+                      s->b,
+                      s->len,
+                      {(enum ocsp_cert_state)cur.state, cur.reason, cur.revocation_time, not_after},
+                      c->who});
 }
 
 int
-ocspctl_exit_of(int st)
+ocspctl_status_of(int st)
 {
-    if (st == ST_OK)
-        return CTL_OK;
-    return st == ST_EXISTS ? CTL_REFUSED : CTL_ERR;
+    return st == ST_OK || st == ST_EXISTS ? st : ST_ERR;
 }
 
 /* ---- JSON lines ---- */

@@ -63,7 +63,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (ERR_peek_error() != 0)
         abort(); /* the parser leaves no error behind for the next OpenSSL call */
-    if (ocspctl_crl_info(crl, "fuzz", &ci) == CTL_OK && ci.delta && !ci.has_number)
+    if (ocspctl_crl_info(crl, "fuzz", &ci) == ST_OK && ci.delta && !ci.has_number)
         abort();
     revs = X509_CRL_get_REVOKED(crl);
     for (int i = 0; revs != NULL && i < sk_X509_REVOKED_num(revs); i++) {

@@ -6,6 +6,7 @@
  * base64 GET form of an accepted request decodes back to the same bytes.
  */
 #include "common/der.h"
+#include "common/status.h"
 #include "ocsp/ocsp_request.h"
 
 #include <openssl/evp.h>
@@ -50,7 +51,7 @@ check_get_round_trip(const uint8_t *der, size_t len)
     if (b64 == NULL || back == NULL)
         abort();
     EVP_EncodeBlock((unsigned char *)b64, der, (int)len);
-    if (ocsp_get_decode(b64, back, len, &blen) != 0 || blen != len || memcmp(back, der, len))
+    if (ocsp_get_decode(b64, back, len, &blen) != ST_OK || blen != len || memcmp(back, der, len))
         abort();
     free(back);
     free(b64);
@@ -70,11 +71,11 @@ fuzz_get(const uint8_t *data, size_t size)
         return;
     memcpy(path, data, size);
     path[size] = '\0';
-    if (ocsp_get_decode(path, der, sizeof(der), &len) != 0)
+    if (ocsp_get_decode(path, der, sizeof(der), &len) != ST_OK)
         return;
     if (len == 0 || len > sizeof(der))
         abort();
-    if (ocsp_request_parse(der, len, &req, &why) != 0 && why == NULL)
+    if (ocsp_request_parse(der, len, &req, &why) != ST_OK && why == NULL)
         abort();
 }
 
@@ -84,7 +85,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct ocsp_request req;
     const char *why = NULL;
 
-    if (ocsp_request_parse(data, size, &req, &why) == 0) {
+    if (ocsp_request_parse(data, size, &req, &why) == ST_OK) {
         if (why != NULL || req.n == 0 || req.n > OCSP_MAX_CERTIDS)
             abort();
         for (size_t i = 0; i < req.n; i++)

@@ -260,7 +260,7 @@ if [[ $cc =~ max-age=([0-9]+) ]] && ((BASH_REMATCH[1] > 0 && BASH_REMATCH[1] <= 
 else
     t_fail "GET hit: Cache-Control" "'$cc'"
 fi
-if [[ $etag =~ ^\"[0-9a-f]{64}\"$ ]]; then
+if [[ $etag =~ ^\"[0-9a-f]{16}\"$ ]]; then
     t_ok "GET hit: strong ETag $etag"
 else
     t_fail "GET hit: ETag" "'$etag'"

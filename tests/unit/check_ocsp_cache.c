@@ -33,10 +33,19 @@ get(struct ocsp_cache *c, unsigned n, const void *signer, const void *settings, 
     uint8_t id[32], *der = NULL;
     size_t len = 0;
     int64_t pa = 0, nu = 0;
+    struct ocsp_cache_answer a;
     bool hit;
 
     certid_of(n, id);
-    hit = ocsp_cache_get(c, id, sizeof(id), signer, settings, now, &der, &len, &pa, &nu);
+    hit = ocsp_cache_get(
+        c,
+        &(struct ocsp_cache_key){
+            .certid = id, .certid_len = sizeof(id), .signer = signer, .settings = settings},
+        now, &a);
+    der = a.der;
+    len = a.der_len;
+    pa = a.produced_at;
+    nu = a.next_update;
     if (hit) {
         ck_assert_uint_eq(len, 3);
         ck_assert_int_eq(pa, 100);
@@ -53,7 +62,12 @@ put(struct ocsp_cache *c, unsigned n, const void *signer, const void *settings, 
     uint8_t id[32], der[3] = {tag, 0xaa, 0xbb};
 
     certid_of(n, id);
-    ocsp_cache_put(c, id, sizeof(id), signer, settings, der, sizeof(der), 100, 200);
+    ocsp_cache_put(
+        c,
+        &(struct ocsp_cache_key){
+            .certid = id, .certid_len = sizeof(id), .signer = signer, .settings = settings},
+        &(struct ocsp_cache_answer){
+            .der = der, .der_len = sizeof(der), .produced_at = 100, .next_update = 200});
 }
 
 START_TEST(test_put_get)

@@ -4,7 +4,7 @@
  * CRL-fed issuer's answers carry the CRL's thisUpdate (OCSP-14, STS-12), which may be days old;
  * an answer just signed must not be due, or the refresher re-signs it without end.
  */
-#include "ocsp/ocsp_responder.h"
+#include "ocsp/ocsp_decide.h"
 
 #include <check.h>
 #include <stdlib.h>
@@ -40,8 +40,8 @@ START_TEST(test_refresh_due)
                                      .next_update = c->next_update,
                                      .produced_at = c->produced_at};
 
-    ck_assert_msg(ocsp_refresh_due(&r, c->now, c->margin) == c->due, "%s: due should be %s",
-                  c->what, c->due ? "true" : "false");
+    ck_assert_msg(ocsp_refresh_due(r.produced_at, r.next_update, c->now, c->margin) == c->due,
+                  "%s: due should be %s", c->what, c->due ? "true" : "false");
 }
 END_TEST
 

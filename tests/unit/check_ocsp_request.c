@@ -6,6 +6,7 @@
  * Accepted requests must echo each CertID as the exact DER OpenSSL encodes for it.
  */
 #include "common/der.h"
+#include "common/status.h"
 #include "ocsp/ocsp_request.h"
 
 #include <check.h>
@@ -23,10 +24,10 @@ static X509 *ca_cert, *leaf_cert;
 static struct ocsp_request out;
 static const char *why;
 
-#define ck_assert_ok(rc) ck_assert_msg((rc) == 0, "rejected: %s", why ? why : "no reason")
+#define ck_assert_ok(rc) ck_assert_msg((rc) == ST_OK, "rejected: %s", why ? why : "no reason")
 #define ck_assert_malformed(rc)                                                                    \
     do {                                                                                           \
-        ck_assert_int_eq((rc), 1);                                                                 \
+        ck_assert_int_eq((rc), ST_INVALID);                                                        \
         ck_assert_ptr_nonnull(why);                                                                \
         ck_assert_uint_eq(out.n, 0);                                                               \
     } while (0)
@@ -793,7 +794,7 @@ decode(const char *path, size_t cap)
 
     ck_assert_uint_le(cap, sizeof(buf));
     rc = ocsp_get_decode(path, buf, cap, &len);
-    if (rc == 0) {
+    if (rc == ST_OK) {
         ck_assert_uint_eq(len, sizeof(get_bytes));
         ck_assert_mem_eq(buf, get_bytes, sizeof(get_bytes));
     }
@@ -822,20 +823,20 @@ START_TEST(test_get_decode)
 
     ck_assert_int_eq(EVP_EncodeBlock((unsigned char *)b64, get_bytes, sizeof(get_bytes)), 12);
     ck_assert_str_eq(b64, "+/+/+/+/+/8=");
-    ck_assert_int_eq(decode(b64, 64), 0);
+    ck_assert_int_eq(decode(b64, 64), ST_OK);
     escape(b64, '+', "%2B", a, sizeof(a));
     escape(a, '/', "%2F", b, sizeof(b));
     escape(b, '=', "%3D", c, sizeof(c));
     ck_assert_str_eq(c, "%2B%2F%2B%2F%2B%2F%2B%2F%2B%2F8%3D");
-    ck_assert_int_eq(decode(c, 64), 0);
+    ck_assert_int_eq(decode(c, 64), ST_OK);
     escape(b64, '+', "%2b", a, sizeof(a));
     escape(a, '/', "%2f", b, sizeof(b));
     escape(b, '=', "%3d", c, sizeof(c));
-    ck_assert_int_eq(decode(c, 64), 0);
-    ck_assert_int_eq(decode("+/+/+/+/+/8", 64), 0);    /* padding missing */
-    ck_assert_int_eq(decode("//+/+/+/+/+/8=", 64), 0); /* leading slashes skipped */
-    ck_assert_int_eq(decode("/%2B/+/+/+/+/8", 64), 0);
-    ck_assert_int_eq(decode("+/+/+/+/+/8=", sizeof(get_bytes)), 0); /* exactly cap */
+    ck_assert_int_eq(decode(c, 64), ST_OK);
+    ck_assert_int_eq(decode("+/+/+/+/+/8", 64), ST_OK);    /* padding missing */
+    ck_assert_int_eq(decode("//+/+/+/+/+/8=", 64), ST_OK); /* leading slashes skipped */
+    ck_assert_int_eq(decode("/%2B/+/+/+/+/8", 64), ST_OK);
+    ck_assert_int_eq(decode("+/+/+/+/+/8=", sizeof(get_bytes)), ST_OK); /* exactly cap */
 }
 END_TEST
 
@@ -860,11 +861,11 @@ START_TEST(test_get_decode_bad)
     size_t len = 99;
 
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-        ck_assert_msg(decode(bad[i], 64) == -1, "accepted \"%s\"", bad[i]);
-    ck_assert_int_eq(decode("+/+/+/+/+/8=", sizeof(get_bytes) - 1), -1); /* too long */
-    ck_assert_int_eq(ocsp_get_decode("AAAAAAAAAAAAAAAA", buf, sizeof(buf), &len), -1);
+        ck_assert_msg(decode(bad[i], 64) == ST_INVALID, "accepted \"%s\"", bad[i]);
+    ck_assert_int_eq(decode("+/+/+/+/+/8=", sizeof(get_bytes) - 1), ST_INVALID); /* too long */
+    ck_assert_int_eq(ocsp_get_decode("AAAAAAAAAAAAAAAA", buf, sizeof(buf), &len), ST_INVALID);
     ck_assert_uint_eq(len, 0);
-    ck_assert_int_eq(ocsp_get_decode("AAAAAAAAAAA", buf, sizeof(buf), &len), 0);
+    ck_assert_int_eq(ocsp_get_decode("AAAAAAAAAAA", buf, sizeof(buf), &len), ST_OK);
     ck_assert_uint_eq(len, 8);
 }
 END_TEST
@@ -880,7 +881,7 @@ START_TEST(test_get_request_round_trip)
     ck_assert_ptr_nonnull(esc);
     ck_assert_int_gt(EVP_EncodeBlock((unsigned char *)b64, der, (int)len), 0);
     escape(b64, '=', "%3D", esc, len * 6 + 8);
-    ck_assert_int_eq(ocsp_get_decode(esc, dec, sizeof(dec), &dlen), 0);
+    ck_assert_int_eq(ocsp_get_decode(esc, dec, sizeof(dec), &dlen), ST_OK);
     ck_assert_uint_eq(dlen, len);
     ck_assert_mem_eq(dec, der, len);
     ck_assert_ok(parse(dec, dlen));

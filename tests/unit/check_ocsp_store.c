@@ -33,6 +33,7 @@
 #define MAP (16u << 20)
 
 static char dir[64];
+#define JOURNAL_MAX 16384
 static struct ocsp_store *os;
 static X509 *ca;
 static uint8_t *ca_der;
@@ -133,7 +134,6 @@ count_db(const char *name)
 static const uint8_t serial1[] = {0x01, 0x02, 0x03};
 static const uint8_t serial2[] = {0x00, 0xff, 0x10};
 
-/* Schema 1 is written into a new store and found on reopen, read-only too. */
 /* The store's writes as ocspd makes them: inside a write transaction (its commit pipeline's). */
 static int
 responses_put(struct ocsp_store *s, const struct ocsp_response_put *r, size_t n)
@@ -167,6 +167,7 @@ changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *
     return store_txn_commit(t);
 }
 
+/* The current schema is written into a new store and found on reopen, read-only too. */
 START_TEST(test_schema_written)
 {
     struct store *raw = ocsp_store_raw(os);
@@ -177,7 +178,7 @@ START_TEST(test_schema_written)
     ck_assert_int_eq(
         store_get(raw, store_db(raw, "meta"), "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
     ck_assert_uint_eq(n, 1);
-    ck_assert_int_eq(buf[0], '1');
+    ck_assert_int_eq(buf[0], '0' + OCSP_STORE_SCHEMA);
     ocsp_store_close(os);
     os = ocsp_store_open(dir, MAP, false);
     ck_assert_ptr_nonnull(os);
@@ -373,9 +374,14 @@ START_TEST(test_status_set_get)
     struct ocsp_status st;
 
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_NOTFOUND);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 1900000000, "alice"),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os, &(struct ocsp_status_set){ca_id,
+                                          serial1,
+                                          sizeof(serial1),
+                                          {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 1900000000},
+                                          "alice"}),
+        ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_GOOD);
     ck_assert_uint_eq(st.reason, OCSP_REASON_NONE);
@@ -383,20 +389,27 @@ START_TEST(test_status_set_get)
     ck_assert_uint_gt(st.stamp, 0);
     ck_assert_int_gt(st.updated, 0);
     /* revoke, not_after 0 keeps the stored expiry */
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
-                                           1, 1800000000, 0, "alice"),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_REVOKED, 1, 1800000000, 0}, "alice"}),
+        ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
     ck_assert_uint_eq(st.reason, 1);
     ck_assert_int_eq(st.revocation_time, 1800000000);
     ck_assert_int_eq(st.not_after, 1900000000);
     /* bad arguments */
-    ck_assert_int_eq(
-        ocsp_store_status_set(os, ca_id, serial1, 0, OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0, "x"),
-        ST_INVALID);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2), OCSP_STATE_REVOKED,
-                                           7, 1, 0, "x"),
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os,
+                         &(struct ocsp_status_set){
+                             ca_id, serial1, 0, {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "x"}),
+                     ST_INVALID);
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os,
+                         &(struct ocsp_status_set){
+                             ca_id, serial2, sizeof(serial2), {OCSP_STATE_REVOKED, 7, 1, 0}, "x"}),
                      ST_INVALID);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial2, sizeof(serial2), &st), ST_NOTFOUND);
 }
@@ -408,35 +421,55 @@ START_TEST(test_status_rules)
     struct ocsp_status st;
     uint64_t stamp;
 
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
-                                           1700000000, 1900000000, "op"),
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os, &(struct ocsp_status_set){ca_id,
+                                                       serial1,
+                                                       sizeof(serial1),
+                                                       {OCSP_STATE_HOLD, 6, 1700000000, 1900000000},
+                                                       "op"}),
                      ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_HOLD);
     ck_assert_uint_eq(st.reason, 6);
     stamp = st.stamp;
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "op"),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_GOOD);
     ck_assert_int_eq(st.revocation_time, 0);
     ck_assert_int_eq(st.not_after, 1900000000);
     ck_assert_uint_gt(st.stamp, stamp);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
-                                           1700000100, 0, "op"),
-                     ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
-                                           1, 1700000200, 0, "op"),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_HOLD, 6, 1700000100, 0}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_REVOKED, 1, 1700000200, 0}, "op"}),
+        ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     stamp = st.stamp;
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "mallory"),
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os, &(struct ocsp_status_set){ca_id,
+                                                       serial1,
+                                                       sizeof(serial1),
+                                                       {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                                       "mallory"}),
                      ST_EXISTS);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
-                                           1700000300, 0, "mallory"),
-                     ST_EXISTS);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_HOLD, 6, 1700000300, 0}, "mallory"}),
+        ST_EXISTS);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
     ck_assert_uint_eq(st.reason, 1);
@@ -453,7 +486,9 @@ set_and_expect(enum ocsp_cert_state state, uint8_t reason, int64_t when, int wan
     struct ocsp_status st;
 
     ck_assert_int_eq(
-        ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), state, reason, when, 0, "op"),
+        ocsp_store_status_set(os,
+                              &(struct ocsp_status_set){
+                                  ca_id, serial1, sizeof(serial1), {state, reason, when, 0}, "op"}),
         want_st);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.reason, want_reason);
@@ -559,14 +594,24 @@ START_TEST(test_journal)
     struct store *raw = ocsp_store_raw(os);
     struct journal_scan j = {0};
 
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
-                                           1, 1700000000, 0, "alice"),
-                     ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
-                                           1, 1700000000, 0, "alice"),
-                     ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "mallory"),
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_REVOKED, 1, 1700000000, 0}, "alice"}),
+        ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_REVOKED, 1, 1700000000, 0}, "alice"}),
+        ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os, &(struct ocsp_status_set){ca_id,
+                                                       serial1,
+                                                       sizeof(serial1),
+                                                       {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                                       "mallory"}),
                      ST_EXISTS);
     ck_assert_int_eq(ocsp_store_journal(os, "{\"op\":\"import\",\"n\":3}"), ST_OK);
     ck_assert_int_eq(ocsp_store_journal(os, "not json"), ST_INVALID);
@@ -589,18 +634,30 @@ START_TEST(test_changes_take)
 
     ck_assert_int_eq(changes_take(os, c, 4, &n), ST_OK);
     ck_assert_uint_eq(n, 0);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 5, "op"),
-                     ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
-                                           4, 10, 0, "op"),
-                     ST_OK);
     ck_assert_int_eq(
-        ocsp_store_status_set(os, ca_id, s3, sizeof(s3), OCSP_STATE_HOLD, 6, 11, 0, "op"), ST_OK);
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial2, sizeof(serial2), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 5}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_REVOKED, 4, 10, 0}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){ca_id, s3, sizeof(s3), {OCSP_STATE_HOLD, 6, 11, 0}, "op"}),
+        ST_OK);
     /* refused: no change queued */
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "op"),
-                     ST_EXISTS);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_EXISTS);
     ck_assert_uint_eq(count_db("changes"), 3);
     ck_assert_int_eq(changes_take(os, c, 2, &n), ST_OK);
     ck_assert_uint_eq(n, 2);
@@ -624,62 +681,165 @@ static const uint8_t certid_a[] = {0x30, 0x05, 0x02, 0x03, 0x01, 0x02, 0x03};
 static const uint8_t certid_b[] = {0x30, 0x04, 0x02, 0x02, 0x00, 0xff};
 static const uint8_t resp_a[] = {0x30, 0x03, 0x0a, 0x01, 0x00};
 
-/* A stored response comes back with its times and the serial's status of the same snapshot. */
+/* A response to store, for serial1 of ca_id. */
+static struct ocsp_response_put
+put_of(const uint8_t *certid, size_t certid_len, uint64_t stamp, int64_t this_update,
+       int64_t next_update)
+{
+    struct ocsp_response_put p = {.certid = certid,
+                                  .certid_len = certid_len,
+                                  .hash = OCSP_HASH_SHA256,
+                                  .issuer_id = ca_id,
+                                  .serial = serial1,
+                                  .serial_len = sizeof(serial1),
+                                  .stamp = stamp,
+                                  .this_update = this_update,
+                                  .next_update = next_update,
+                                  .produced_at = this_update + 1,
+                                  .der = resp_a,
+                                  .der_len = sizeof(resp_a)};
+
+    memcpy(p.signer_fp, "SIGNERFP", OCSP_FP_LEN);
+    memcpy(p.etag, "ETAG5678", OCSP_FP_LEN);
+    return p;
+}
+
+static int
+response_get(const uint8_t *certid, size_t certid_len, bool with_status,
+             struct ocsp_response_found *f)
+{
+    return ocsp_store_response_get(
+        os,
+        &(struct ocsp_response_query){.certid = certid,
+                                      .certid_len = certid_len,
+                                      .issuer_id = with_status ? ca_id : NULL,
+                                      .serial = serial1,
+                                      .serial_len = sizeof(serial1)},
+        f);
+}
+
+/* A stored response comes back with its header (times, signer, ETag, issuer id and serial)
+ * and the serial's status of the same snapshot. */
 START_TEST(test_responses)
 {
     struct ocsp_response_put p[2] = {
-        {certid_a, sizeof(certid_a), 42, 100, 200, 101, resp_a, sizeof(resp_a)},
-        {certid_b, sizeof(certid_b), 0, 300, 400, 301, resp_a, 3},
+        put_of(certid_a, sizeof(certid_a), 42, 100, 200),
+        put_of(certid_b, sizeof(certid_b), 0, 300, 400),
     };
-    struct ocsp_stored_response r;
-    struct ocsp_status st;
-    bool found = true;
+    struct ocsp_response_found f;
+    const struct ocsp_stored_response *r = &f.resp;
 
-    ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
-                                             sizeof(serial1), &st, &found),
-                     ST_NOTFOUND);
+    p[1].der_len = 3;
+    p[1].hash = OCSP_HASH_SHA1;
+    p[1].serial = serial2;
+    p[1].serial_len = sizeof(serial2);
+    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_NOTFOUND);
     ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
-    ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
-                                             sizeof(serial1), &st, &found),
+    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_OK);
+    ck_assert(!f.status_found);
+    ck_assert_uint_eq(r->stamp, 42);
+    ck_assert_int_eq(r->this_update, 100);
+    ck_assert_int_eq(r->next_update, 200);
+    ck_assert_int_eq(r->produced_at, 101);
+    ck_assert_uint_eq(r->hash, OCSP_HASH_SHA256);
+    ck_assert_mem_eq(r->signer_fp, "SIGNERFP", OCSP_FP_LEN);
+    ck_assert_mem_eq(r->etag, "ETAG5678", OCSP_FP_LEN);
+    ck_assert_mem_eq(r->issuer_id, ca_id, OCSP_ISSUER_ID_LEN);
+    ck_assert_uint_eq(r->serial_len, sizeof(serial1));
+    ck_assert_mem_eq(r->serial, serial1, sizeof(serial1));
+    ck_assert_uint_eq(r->certs_len, 0);
+    ck_assert_uint_eq(r->der_len, sizeof(resp_a));
+    ck_assert_mem_eq(r->der, resp_a, sizeof(resp_a));
+    free(r->der);
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os,
+                         &(struct ocsp_status_set){
+                             ca_id, serial1, sizeof(serial1), {OCSP_STATE_HOLD, 6, 150, 0}, "op"}),
                      ST_OK);
-    ck_assert(!found);
-    ck_assert_uint_eq(r.stamp, 42);
-    ck_assert_int_eq(r.this_update, 100);
-    ck_assert_int_eq(r.next_update, 200);
-    ck_assert_int_eq(r.produced_at, 101);
-    ck_assert_uint_eq(r.der_len, sizeof(resp_a));
-    ck_assert_mem_eq(r.der, resp_a, sizeof(resp_a));
-    free(r.der);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
-                                           150, 0, "op"),
-                     ST_OK);
-    ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
-                                             sizeof(serial1), &st, &found),
-                     ST_OK);
-    ck_assert(found);
-    ck_assert_uint_eq(st.state, OCSP_STATE_HOLD);
-    ck_assert_uint_ne(st.stamp, r.stamp); /* the caller sees the response is stale */
-    free(r.der);
+    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_OK);
+    ck_assert(f.status_found);
+    ck_assert_uint_eq(f.status.state, OCSP_STATE_HOLD);
+    ck_assert_uint_ne(f.status.stamp, r->stamp); /* the caller sees the response is stale */
+    free(r->der);
     /* without a status request */
-    ck_assert_int_eq(
-        ocsp_store_response_get(os, certid_b, sizeof(certid_b), &r, NULL, NULL, 0, NULL, NULL),
-        ST_OK);
-    ck_assert_uint_eq(r.der_len, 3);
-    free(r.der);
+    ck_assert_int_eq(response_get(certid_b, sizeof(certid_b), false, &f), ST_OK);
+    ck_assert(!f.status_found);
+    ck_assert_uint_eq(r->der_len, 3);
+    ck_assert_uint_eq(r->hash, OCSP_HASH_SHA1);
+    ck_assert_mem_eq(r->serial, serial2, sizeof(serial2));
+    free(r->der);
     /* replace */
-    p[0].stamp = st.stamp;
+    p[0].stamp = f.status.stamp;
+    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_OK);
+    free(f.resp.der);
+    p[0].stamp = f.status.stamp;
     ck_assert_int_eq(responses_put(os, p, 1), ST_OK);
-    ck_assert_int_eq(ocsp_store_response_get(os, certid_a, sizeof(certid_a), &r, ca_id, serial1,
-                                             sizeof(serial1), &st, &found),
-                     ST_OK);
-    ck_assert_uint_eq(st.stamp, r.stamp);
-    free(r.der);
-    /* an empty response is refused and nothing of that batch is stored */
+    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_OK);
+    ck_assert_uint_eq(f.status.stamp, r->stamp);
+    free(r->der);
+    /* an empty response, or one without issuer id or serial, is refused and nothing of that
+     * batch is stored */
     p[0].certid = (const uint8_t *)"\x30\x00";
     p[0].certid_len = 2;
     p[1].der_len = 0;
     ck_assert_int_ne(responses_put(os, p, 2), ST_OK);
+    p[1] = put_of(certid_b, sizeof(certid_b), 0, 300, 400);
+    p[1].issuer_id = NULL;
+    ck_assert_int_ne(responses_put(os, p, 2), ST_OK);
+    p[1] = put_of(certid_b, sizeof(certid_b), 0, 300, 400);
+    p[1].serial_len = 0;
+    ck_assert_int_ne(responses_put(os, p, 2), ST_OK);
     ck_assert_uint_eq(count_db("responses"), 2);
+}
+END_TEST
+
+/* A delegated responder's answers are stored without their certs field (its last bytes), and
+ * come back whole with the issuer's certs put back; asked with other certs (another signer)
+ * they are a miss. */
+START_TEST(test_response_certs_elided)
+{
+    static const uint8_t whole[] = {0x30, 0x0a, 0x0a, 0x01, 0x00, 0xa0,
+                                    0x05, 0x30, 0x03, 0x02, 0x01, 0x07};
+    static const uint8_t certs[] = {0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x07};
+    static const uint8_t other[] = {0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x08, 0x00};
+    struct ocsp_response_put p = put_of(certid_a, sizeof(certid_a), 1, 100, 200);
+    struct ocsp_response_found f;
+    struct ocsp_response_query q = {.certid = certid_a,
+                                    .certid_len = sizeof(certid_a),
+                                    .certs = certs,
+                                    .certs_len = sizeof(certs)};
+    const void *v = NULL;
+    size_t vlen = 0;
+    struct store_txn *t = NULL;
+
+    p.der = whole;
+    p.der_len = sizeof(whole);
+    p.certs_len = sizeof(certs);
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    /* stored: the header (88 bytes + serial) and the answer without its certs */
+    ck_assert_int_eq(store_txn_begin(ocsp_store_raw(os), false, &t), ST_OK);
+    ck_assert_int_eq(store_txn_get(t, store_db(ocsp_store_raw(os), "responses"), certid_a,
+                                   sizeof(certid_a), &v, &vlen),
+                     ST_OK);
+    ck_assert_uint_eq(vlen, 88 + sizeof(serial1) + sizeof(whole) - sizeof(certs));
+    ck_assert_uint_eq(((const uint8_t *)v)[0], 2);    /* version */
+    ck_assert_uint_eq(((const uint8_t *)v)[3], 0x01); /* flags: certs elided */
+    store_txn_abort(t);
+    ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.certs_len, sizeof(certs));
+    ck_assert_uint_eq(f.resp.der_len, sizeof(whole));
+    ck_assert_mem_eq(f.resp.der, whole, sizeof(whole));
+    free(f.resp.der);
+    q.certs = other;
+    q.certs_len = sizeof(other);
+    ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_NOTFOUND);
+    ck_assert_ptr_null(f.resp.der);
+    q.certs = NULL;
+    q.certs_len = 0;
+    ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_NOTFOUND);
+    /* the whole answer as certs is refused */
+    p.certs_len = sizeof(whole);
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_INVALID);
 }
 END_TEST
 
@@ -697,8 +857,12 @@ scan_response(void *ctx, const uint8_t *certid, size_t certid_len,
     ck_assert_int_eq(certid[0], 0x30);
     ck_assert_uint_ge(certid_len, 6);
     ck_assert_int_lt(r->this_update, r->next_update);
-    ck_assert_int_eq(r->produced_at, r->this_update);
+    ck_assert_int_eq(r->produced_at, r->this_update + 1);
     ck_assert_ptr_null(r->der);
+    /* issuer and serial from the value header, no CertID parsed */
+    ck_assert_mem_eq(r->issuer_id, ca_id, OCSP_ISSUER_ID_LEN);
+    ck_assert_uint_eq(r->serial_len, sizeof(serial1));
+    ck_assert_mem_eq(r->serial, serial1, sizeof(serial1));
     w->n++;
     w->sum_next += r->next_update;
     return true;
@@ -707,8 +871,8 @@ scan_response(void *ctx, const uint8_t *certid, size_t certid_len,
 START_TEST(test_response_walk)
 {
     struct ocsp_response_put p[2] = {
-        {certid_a, sizeof(certid_a), 1, 100, 200, 100, resp_a, sizeof(resp_a)},
-        {certid_b, sizeof(certid_b), 2, 300, 400, 300, resp_a, sizeof(resp_a)},
+        put_of(certid_a, sizeof(certid_a), 1, 100, 200),
+        put_of(certid_b, sizeof(certid_b), 2, 300, 400),
     };
     struct resp_scan w = {0};
 
@@ -716,6 +880,71 @@ START_TEST(test_response_walk)
     ck_assert_int_eq(ocsp_store_response_walk(os, scan_response, &w), ST_OK);
     ck_assert_int_eq(w.n, 2);
     ck_assert_int_eq(w.sum_next, 600);
+}
+END_TEST
+
+/* Schema 1 -> 2 (issue 10): opened read-only, a schema-1 store is refused; opened writable it
+ * is upgraded in place: its stored responses (another value layout) dropped, status and
+ * journal kept, schema 2 written, one journal entry saying so; opening it again changes
+ * nothing more. */
+START_TEST(test_schema_upgrade)
+{
+    struct ocsp_response_put p[2] = {put_of(certid_a, sizeof(certid_a), 1, 100, 200),
+                                     put_of(certid_b, sizeof(certid_b), 2, 300, 400)};
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    struct ocsp_status st;
+    size_t journal, n = 0;
+    char buf[JOURNAL_MAX];
+    uint8_t key[8];
+    uint64_t last;
+
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os, &(struct ocsp_status_set){ca_id,
+                                                       serial1,
+                                                       sizeof(serial1),
+                                                       {OCSP_STATE_REVOKED,
+                                                        OCSP_REVOKED_STATUS_KEYCOMPROMISE, 1000, 0},
+                                                       "op"}),
+                     ST_OK);
+    ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
+    journal = count_db("journal");
+    ck_assert_uint_eq(journal, 1);
+    /* as a schema-1 store would be */
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, store_db(raw, "meta"), "schema_version", 14, "1", 1, false),
+                     ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ocsp_store_close(os);
+    os = NULL;
+    ck_assert_ptr_null(ocsp_store_open(dir, MAP, true)); /* read-only: refused */
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    raw = ocsp_store_raw(os);
+    ck_assert_int_eq(
+        store_get(raw, store_db(raw, "meta"), "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(buf[0], '2');
+    ck_assert_uint_eq(count_db("responses"), 0);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
+    ck_assert_uint_eq(count_db("journal"), journal + 1);
+    last = journal;
+    for (int i = 0; i < 8; i++)
+        key[7 - i] = (uint8_t)(last >> (8 * i));
+    ck_assert_int_eq(store_get(raw, store_db(raw, "journal"), key, 8, buf, sizeof(buf) - 1, &n),
+                     ST_OK);
+    buf[n] = '\0';
+    ck_assert_ptr_nonnull(strstr(buf, "\"op\":\"schema_upgrade\""));
+    ck_assert_ptr_nonnull(strstr(buf, "\"from\":1,\"to\":2,\"responses_dropped\":2"));
+    /* now schema 2: read-only opens, nothing more is journalled */
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, true);
+    ck_assert_ptr_nonnull(os);
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    ck_assert_uint_eq(count_db("journal"), journal + 1);
 }
 END_TEST
 
@@ -748,14 +977,24 @@ START_TEST(test_status_walk)
 
     ck_assert_int_gt(len, 0);
     ck_assert_int_eq(ocsp_issuer_id_of(der, (size_t)len, other_id), ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "op"),
-                     ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial2, sizeof(serial2), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "op"),
-                     ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, other_id, serial1, sizeof(serial1), OCSP_STATE_GOOD,
-                                           OCSP_REASON_NONE, 0, 0, "op"),
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial2, sizeof(serial2), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os, &(struct ocsp_status_set){other_id,
+                                                       serial1,
+                                                       sizeof(serial1),
+                                                       {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                                       "op"}),
                      ST_OK);
     ck_assert_int_eq(ocsp_store_status_walk(os, ca_id, scan_status, &w), ST_OK);
     ck_assert_int_eq(w.n, 2);
@@ -812,12 +1051,17 @@ START_TEST(test_status_walk_from)
 
     memset(other_id, 0xff, sizeof(other_id)); /* sorts after ca_id */
     for (int i = 3; i >= 0; i--)
-        ck_assert_int_eq(ocsp_store_status_set(os, ca_id, all[i], lens[i], OCSP_STATE_GOOD,
-                                               OCSP_REASON_NONE, 0, 0, "op"),
-                         ST_OK);
-    ck_assert_int_eq(
-        ocsp_store_status_set(os, other_id, s04, 1, OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0, "op"),
-        ST_OK);
+        ck_assert_int_eq(
+            ocsp_store_status_set(
+                os,
+                &(struct ocsp_status_set){
+                    ca_id, all[i], lens[i], {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+            ST_OK);
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os,
+                         &(struct ocsp_status_set){
+                             other_id, s04, 1, {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+                     ST_OK);
     ck_assert_int_eq(walk_from(NULL, 0, &l), ST_OK);
     ck_assert_int_eq(l.n, 4);
     for (int i = 0; i < 4; i++) {
@@ -897,8 +1141,12 @@ reader_child(int ready_fd, int go_fd)
         return 13;
     if (st.state != OCSP_STATE_REVOKED || ocsp_store_issuers_gen(ro) == 0)
         return 14;
-    if (ocsp_store_status_set(ro, ca_id, serial2, sizeof(serial2), OCSP_STATE_GOOD,
-                              OCSP_REASON_NONE, 0, 0, "ro") == ST_OK)
+    if (ocsp_store_status_set(ro,
+                              &(struct ocsp_status_set){ca_id,
+                                                        serial2,
+                                                        sizeof(serial2),
+                                                        {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                                        "ro"}) == ST_OK)
         return 15;
     ocsp_store_close(ro);
     return 0;
@@ -921,9 +1169,12 @@ START_TEST(test_readonly_sees_writes)
     ck_assert_int_eq(read(ready[0], &c, 1), 1);
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_REVOKED,
-                                           1, 1700000000, 0, "op"),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_REVOKED, 1, 1700000000, 0}, "op"}),
+        ST_OK);
     ck_assert_int_eq(write(go[1], "g", 1), 1);
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status));
@@ -944,9 +1195,12 @@ START_TEST(test_reopen_readonly)
 
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
-    ck_assert_int_eq(ocsp_store_status_set(os, ca_id, serial1, sizeof(serial1), OCSP_STATE_HOLD, 6,
-                                           1700000000, 0, "op"),
-                     ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_HOLD, 6, 1700000000, 0}, "op"}),
+        ST_OK);
     ocsp_store_close(os);
     os = NULL;
     ro = ocsp_store_open(dir, MAP, true);
@@ -970,6 +1224,7 @@ ocsp_store_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_schema_written);
     tcase_add_test(tc, test_schema_refused);
+    tcase_add_test(tc, test_schema_upgrade);
     tcase_add_test(tc, test_readonly_uninitialised);
     tcase_add_test(tc, test_issuer_round_trip);
     tcase_add_test(tc, test_issuer_ca_signer_and_bad_id);
@@ -986,6 +1241,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_changes_take);
     tcase_add_test(tc, test_responses);
     tcase_add_test(tc, test_response_walk);
+    tcase_add_test(tc, test_response_certs_elided);
     tcase_add_test(tc, test_status_walk);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);

@@ -1,0 +1,330 @@
+/*
+ * ocsp_refresher: ocspd's refresher thread (see ocsp_refresher.h).
+ * RFC 9919 §2.2.1; STANDARDS LW-05, EID-05, STS-12; DESIGN D6, D10.
+ */
+#include "ocsp/ocsp_refresher.h"
+#include "common/commit.h"
+#include "common/cond.h"
+#include "common/log.h"
+#include "common/status.h"
+#include "ocsp/ocsp_decide.h"
+#include "ocsp/ocsp_issuers.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define OCSP_REFRESH_TICK_MS 250
+#define OCSP_CHANGES_BATCH 256
+
+struct ocsp_refresher {
+    struct ocsp_responder *resp;
+    struct ocsp_issuers *issuers;
+    struct ocsp_store *store;
+    struct metric *m_refreshed;
+    _Atomic double interval, margin;
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool stopping;
+};
+
+#define OCSP_REFRESH_CHUNK 1024
+
+struct refresh_scan {
+    struct ocsp_refresher *s;
+    int64_t now;
+    int64_t replaced; /* ocsp_responder_last_replace at the start of the walk */
+    struct ocsp_change *list;
+    size_t n, cap;
+};
+
+static int
+ocsp_change_cmp(const void *a, const void *b)
+{
+    const struct ocsp_change *x = a, *y = b;
+    int c = memcmp(x->issuer_id, y->issuer_id, OCSP_ISSUER_ID_LEN);
+
+    if (c != 0)
+        return c;
+    if (x->serial_len != y->serial_len)
+        return x->serial_len < y->serial_len ? -1 : 1;
+    return memcmp(x->serial, y->serial, x->serial_len);
+}
+
+/* One (issuer, serial) once: re-signing it refreshes all its pre-signed forms. */
+static size_t
+ocsp_changes_unique(struct ocsp_change *list, size_t n)
+{
+    size_t m = 0;
+
+    qsort(list, n, sizeof(*list), ocsp_change_cmp);
+    for (size_t i = 0; i < n; i++)
+        if (m == 0 || ocsp_change_cmp(&list[m - 1], &list[i]) != 0)
+            list[m++] = list[i];
+    return m;
+}
+
+static bool
+ocsp_refresher_stopping(struct ocsp_refresher *s)
+{
+    bool stop;
+
+    pthread_mutex_lock(&s->lock);
+    stop = s->stopping;
+    pthread_mutex_unlock(&s->lock);
+    return stop;
+}
+
+/* Entries of an issuer that cannot be re-signed now (stale CRL, expired responder
+ * certificate) are not picked: they would fill every chunk and stop the scan before the
+ * others. */
+static bool
+ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
+                  const struct ocsp_stored_response *r)
+{
+    struct refresh_scan *rs = ctx;
+    const struct ocsp_issuer *iss;
+    struct ocsp_change *c;
+
+    bool due;
+
+    if (rs->n >= OCSP_REFRESH_CHUNK)
+        return false; /* a chunk at a time: no transaction held while signing */
+    due = ocsp_refresh_due(r->produced_at, r->next_update, rs->now, rs->s->margin);
+    if (!due && r->produced_at >= rs->replaced)
+        return true; /* current, and produced after any signer change */
+    (void)certid;
+    (void)certid_len; /* issuer and serial come from the value header: no CertID parsed back */
+    if ((iss = ocsp_issuers_by_id(rs->s->issuers, r->issuer_id)) == NULL ||
+        ocsp_issuer_stale(ocsp_issuer_live(iss), rs->now) ||
+        ocsp_signer_expired(iss->signer_not_after, rs->now))
+        return true;
+    /* produced before its issuer's signer was replaced: the old signer's answer (issue 8
+     * item 4): served by nobody, re-signed now rather than on the next request */
+    if (!due && (iss->replaced_at == 0 || r->produced_at >= iss->replaced_at))
+        return true;
+    if (rs->n == rs->cap) {
+        size_t cap = rs->cap ? rs->cap * 2 : 256;
+        struct ocsp_change *nl = realloc(rs->list, cap * sizeof(*nl));
+
+        if (nl == NULL)
+            return false;
+        rs->list = nl;
+        rs->cap = cap;
+    }
+    c = &rs->list[rs->n++];
+    memcpy(c->issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
+    memcpy(c->serial, r->serial, r->serial_len);
+    c->serial_len = r->serial_len;
+    return true;
+}
+
+static void ocsp_refresh_changes(struct ocsp_refresher *s);
+
+/* Re-sign stored responses whose remaining validity fell below the margin (LW-05), a chunk at
+ * a time; between chunks, status changes and new issuers or CRLs are taken in, so a long
+ * refresh never delays them, and a stop is honoured. Refreshed entries are not picked again
+ * (their nextUpdate moved), so each walk finds the next chunk. */
+static void
+ocsp_refresh_scan(struct ocsp_refresher *s)
+{
+    size_t total = 0;
+
+    while (!ocsp_refresher_stopping(s)) {
+        struct refresh_scan rs = {
+            s, (int64_t)time(NULL), ocsp_issuers_last_replace(s->issuers), NULL, 0, 0};
+        size_t count = 0;
+
+        if (ocsp_store_response_walk(s->store, ocsp_refresh_pick, &rs) != ST_OK || rs.n == 0) {
+            free(rs.list);
+            break;
+        }
+        rs.n = ocsp_changes_unique(rs.list, rs.n);
+        ocsp_responder_resign(s->resp, rs.list, rs.n, &count);
+        free(rs.list);
+        total += count;
+        metrics_add(s->m_refreshed, (double)count);
+        if (count == 0)
+            break; /* nothing could be signed now: try again at the next scan */
+        ocsp_issuers_reload(s->issuers);
+        ocsp_refresh_changes(s);
+    }
+    if (total > 0)
+        log_info("ocsp: refreshed %zu response(s) before their nextUpdate", total);
+}
+
+/* Taking pending status changes is a write (the entries are deleted): it goes through the
+ * commit pipeline like every write of ocspd, and the refresher waits for it without ever
+ * holding a transaction. When ocspd stops meanwhile (the writer may wait for an ocspctl
+ * transaction), the refresher leaves and the operation frees itself. */
+struct take_op {
+    struct commit_op op;
+    struct ocsp_refresher *svc;
+    struct ocsp_change changes[OCSP_CHANGES_BATCH];
+    size_t n;
+    int status;
+    bool done, abandoned;
+};
+
+static int
+take_apply(struct store_txn *t, struct commit_op *op)
+{
+    struct take_op *to = op->user;
+
+    return ocsp_store_changes_take_txn(to->svc->store, t, to->changes, OCSP_CHANGES_BATCH, &to->n);
+}
+
+static void
+take_done(struct commit_op *op, int status)
+{
+    struct take_op *to = op->user;
+    struct ocsp_refresher *s = to->svc;
+
+    pthread_mutex_lock(&s->lock);
+    if (to->abandoned) {
+        pthread_mutex_unlock(&s->lock);
+        free(to);
+        return;
+    }
+    to->status = status;
+    to->done = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* Up to OCSP_CHANGES_BATCH pending changes into out (allocated by the caller as a take_op).
+ * ST_OK, ST_SHUTDOWN when stopping, or the pipeline's failure. */
+static int
+ocsp_take_changes(struct ocsp_refresher *s, struct ocsp_change *out, size_t *n)
+{
+    struct take_op *to = calloc(1, sizeof(*to));
+    int st;
+
+    *n = 0;
+    if (to == NULL)
+        return ST_NOMEM;
+    to->svc = s;
+    to->op = (struct commit_op){
+        .cls = COMMIT_ESSENTIAL, .apply = take_apply, .done = take_done, .user = to};
+    if ((st = commit_submit(ocsp_responder_commit(s->resp), &to->op)) != ST_OK) {
+        free(to);
+        return st;
+    }
+    pthread_mutex_lock(&s->lock);
+    while (!to->done && !s->stopping)
+        pthread_cond_wait(&s->cond, &s->lock);
+    if (!to->done) {
+        to->abandoned = true; /* take_done frees it */
+        pthread_mutex_unlock(&s->lock);
+        return ST_SHUTDOWN;
+    }
+    pthread_mutex_unlock(&s->lock);
+    st = to->status;
+    if (st == ST_OK) {
+        memcpy(out, to->changes, to->n * sizeof(*out));
+        *n = to->n;
+    }
+    free(to);
+    return st;
+}
+
+/* Status changes made with ocspctl: re-sign at once (DESIGN D6). */
+static void
+ocsp_refresh_changes(struct ocsp_refresher *s)
+{
+    struct ocsp_change changes[OCSP_CHANGES_BATCH];
+    size_t n = 0, count = 0;
+
+    while (ocsp_take_changes(s, changes, &n) == ST_OK && n > 0) {
+        size_t taken = n;
+
+        n = ocsp_changes_unique(changes, n);
+        ocsp_responder_resign(s->resp, changes, n, &count);
+        metrics_add(s->m_refreshed, (double)count);
+        log_info("ocsp: re-signed %zu response(s) after %zu status change(s)", count, n);
+        if (taken < OCSP_CHANGES_BATCH || ocsp_refresher_stopping(s))
+            break;
+    }
+}
+
+static void *
+ocsp_refresher_main(void *arg)
+{
+    struct ocsp_refresher *s = arg;
+    double since_scan = s->interval; /* scan at start */
+    int64_t replaced = 0;
+
+    for (;;) {
+        ocsp_issuers_reload(s->issuers);
+        if (ocsp_issuers_last_replace(s->issuers) != replaced) {
+            replaced = ocsp_issuers_last_replace(s->issuers);
+            since_scan = s->interval; /* a new signer: its answers now */
+        }
+        ocsp_refresh_changes(s);
+        if (since_scan >= s->interval) {
+            ocsp_refresh_scan(s);
+            since_scan = 0;
+        }
+        pthread_mutex_lock(&s->lock);
+        if (!s->stopping)
+            cond_wait_ns(&s->cond, &s->lock, OCSP_REFRESH_TICK_MS * 1000000LL);
+        if (s->stopping) {
+            pthread_mutex_unlock(&s->lock);
+            return NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+        since_scan += OCSP_REFRESH_TICK_MS / 1000.0;
+    }
+}
+
+struct ocsp_refresher *
+ocsp_refresher_start(const struct ocsp_refresher_config *cfg)
+{
+    struct ocsp_refresher *s = calloc(1, sizeof(*s));
+
+    if (s == NULL)
+        return NULL;
+    s->resp = cfg->resp;
+    s->issuers = ocsp_responder_issuers(cfg->resp);
+    s->store = ocsp_responder_store(cfg->resp);
+    s->m_refreshed = cfg->m_refreshed;
+    s->interval = cfg->interval;
+    s->margin = cfg->margin;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    if (pthread_create(&s->thread, NULL, ocsp_refresher_main, s) != 0) {
+        ocsp_refresher_stop(s);
+        return NULL;
+    }
+    s->started = true;
+    return s;
+}
+
+void
+ocsp_refresher_set(struct ocsp_refresher *s, double interval, double margin)
+{
+    if (s == NULL)
+        return;
+    s->interval = interval;
+    s->margin = margin;
+}
+
+void
+ocsp_refresher_stop(struct ocsp_refresher *s)
+{
+    if (s == NULL)
+        return;
+    pthread_mutex_lock(&s->lock);
+    s->stopping = true;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (s->started)
+        pthread_join(s->thread, NULL);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}

@@ -1,0 +1,136 @@
+/*
+ * check_ocsp_certid: unit suite of CertID encode and decode (ocsp/ocsp_certid.h; RFC 6960
+ * §4.1.1; STANDARDS OCSP-10, OCSP-11): every pre-signed form round-trips through
+ * encode -> decode, OpenSSL reads the encoding back to the same parts, and what is not a
+ * pre-signed form is refused.
+ */
+#include "common/status.h"
+#include "ocsp/ocsp_certid.h"
+
+#include <check.h>
+#include <openssl/ocsp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void
+hashes_fill(struct ocsp_issuer_hashes *h)
+{
+    static const size_t lens[4] = {20, 32, 48, 64};
+
+    for (int i = 0; i < 4; i++) {
+        h->len[i] = lens[i];
+        for (size_t k = 0; k < 64; k++) {
+            h->name[i][k] = (uint8_t)(i * 64 + k);
+            h->key[i][k] = (uint8_t)(0xff - i * 64 - k);
+        }
+    }
+}
+
+static const struct {
+    uint8_t b[OCSP_SERIAL_MAX];
+    size_t n;
+} serials[] = {
+    {{0x01}, 1},
+    {{0x00, 0x80}, 2}, /* top bit set: leading zero */
+    {{0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+     20},
+    {{0x00, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 21},
+};
+
+START_TEST(test_round_trip)
+{
+    static const enum ocsp_hash forms[] = {OCSP_HASH_SHA1, OCSP_HASH_SHA256};
+    struct ocsp_issuer_hashes h;
+
+    hashes_fill(&h);
+    for (size_t f = 0; f < 2; f++)
+        for (size_t s = 0; s < sizeof(serials) / sizeof(serials[0]); s++) {
+            struct ocsp_certid enc, dec;
+            const unsigned char *p;
+            OCSP_CERTID *ossl;
+            ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
+            ASN1_OBJECT *md = NULL;
+            ASN1_INTEGER *ser = NULL;
+            int i = (int)forms[f] - 1;
+
+            ck_assert_int_eq(ocsp_certid_encode(&h, forms[f], serials[s].b, serials[s].n, &enc),
+                             ST_OK);
+            ck_assert_int_eq(enc.hash, forms[f]);
+            ck_assert_uint_eq(enc.serial_len, serials[s].n);
+            ck_assert_int_eq(ocsp_certid_decode(enc.der, enc.der_len, &dec), ST_OK);
+            ck_assert_uint_eq(dec.der_len, enc.der_len);
+            ck_assert_mem_eq(dec.der, enc.der, enc.der_len);
+            ck_assert_int_eq(dec.hash, forms[f]);
+            ck_assert_uint_eq(dec.hash_len, h.len[i]);
+            ck_assert_mem_eq(dec.name_hash, h.name[i], h.len[i]);
+            ck_assert_mem_eq(dec.key_hash, h.key[i], h.len[i]);
+            ck_assert_uint_eq(dec.serial_len, serials[s].n);
+            ck_assert_mem_eq(dec.serial, serials[s].b, serials[s].n);
+            /* OpenSSL reads the same parts back, with the whole input consumed */
+            p = enc.der;
+            ossl = d2i_OCSP_CERTID(NULL, &p, (long)enc.der_len);
+            ck_assert_ptr_nonnull(ossl);
+            ck_assert(p == enc.der + enc.der_len);
+            ck_assert_int_eq(OCSP_id_get0_info(&nh, &md, &kh, &ser, ossl), 1);
+            ck_assert_int_eq(OBJ_obj2nid(md), forms[f] == OCSP_HASH_SHA1 ? NID_sha1 : NID_sha256);
+            ck_assert_int_eq(nh->length, (int)h.len[i]);
+            ck_assert_mem_eq(nh->data, h.name[i], h.len[i]);
+            ck_assert_mem_eq(kh->data, h.key[i], h.len[i]);
+            OCSP_CERTID_free(ossl);
+        }
+}
+END_TEST
+
+START_TEST(test_refused)
+{
+    struct ocsp_issuer_hashes h;
+    struct ocsp_certid id;
+    uint8_t serial[OCSP_SERIAL_MAX + 1] = {1};
+
+    hashes_fill(&h);
+    /* only the pre-signed forms are encoded */
+    ck_assert_int_eq(ocsp_certid_encode(&h, OCSP_HASH_SHA384, serial, 1, &id), ST_INVALID);
+    ck_assert_int_eq(ocsp_certid_encode(&h, OCSP_HASH_SHA512, serial, 1, &id), ST_INVALID);
+    ck_assert_int_eq(ocsp_certid_encode(&h, (enum ocsp_hash)0, serial, 1, &id), ST_INVALID);
+    ck_assert_int_eq(ocsp_certid_encode(&h, OCSP_HASH_SHA1, serial, 0, &id), ST_INVALID);
+    ck_assert_int_eq(ocsp_certid_encode(&h, OCSP_HASH_SHA1, serial, sizeof(serial), &id),
+                     ST_INVALID);
+    /* decode: truncated, empty, another hash */
+    ck_assert_int_eq(ocsp_certid_encode(&h, OCSP_HASH_SHA256, serial, 1, &id), ST_OK);
+    {
+        struct ocsp_certid out;
+        uint8_t der[OCSP_CERTID_MAX];
+
+        ck_assert_int_eq(ocsp_certid_decode(id.der, id.der_len - 1, &out), ST_INVALID);
+        ck_assert_int_eq(ocsp_certid_decode(id.der, 0, &out), ST_INVALID);
+        memcpy(der, id.der, id.der_len);
+        der[8] ^= 0x01; /* inside the hash OID: not SHA-256 any more */
+        ck_assert_int_eq(ocsp_certid_decode(der, id.der_len, &out), ST_INVALID);
+    }
+}
+END_TEST
+
+static Suite *
+certid_suite(void)
+{
+    Suite *s = suite_create("ocsp_certid");
+    TCase *tc = tcase_create("certid");
+
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(certid_suite());
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
