@@ -17,6 +17,13 @@
  * queues it at once (no suspension); otherwise the return suspends the connection and the
  * reply resumes it, and MHD's next access-handler call queues the stored response. A
  * response is only ever queued from the access handler, as MHD requires.
+ *
+ * What a request holds as its answer: a response of its own (resp_owned, destroyed once
+ * queued: MHD keeps its own reference until sent), one of the server's shared 500/503, or a
+ * canned reply's response with a reference on the canned reply (req->canned), dropped once
+ * queued or when the request is freed unanswered. Bodies in parts (http_reply_parts, canned
+ * replies) are MHD iovec responses: MHD's free callback of the response is the one place
+ * the parts are released, so it runs once, after the last connection is done with them.
  */
 #include "common/http.h"
 #include "common/config.h"
@@ -29,6 +36,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -216,6 +224,7 @@ struct http_request {
     bool replied;    /* resp/status hold the answer (under lock when async) */
     bool resp_owned; /* resp is ours to destroy (the shared fallbacks are not) */
     struct MHD_Response *resp;
+    struct http_canned *canned; /* resp is this canned reply's: one reference held */
     unsigned status;
     size_t resp_len;
     struct http_request *prev; /* in the server's suspended list */
@@ -227,6 +236,28 @@ struct http_request {
     size_t path_len;
     bool has_query;
     char uri[]; /* raw request-target; '?' replaced by NUL */
+};
+
+/*
+ * A canned reply (http.h). Two counts: refs, the users (its creator, requests about to queue
+ * it), whose last one destroys resp; bodies, the MHD responses over the parts (resp itself,
+ * one-off fallbacks), each giving its count back from MHD's free callback when MHD has
+ * destroyed it, that is once no connection sends it any more. The last body runs release and
+ * frees the struct, so it outlives every response that points to it.
+ */
+struct http_canned {
+    atomic_int refs;
+    atomic_int bodies;
+    struct MHD_Response *resp;
+    unsigned status;
+    size_t len; /* body bytes */
+    unsigned nparts;
+    struct MHD_IoVec iov[HTTP_PARTS_MAX];
+    http_release_fn release;
+    void *release_arg;
+    bool has_ctype; /* hdr starts with the Content-Type, NUL-terminated */
+    size_t nhdr;    /* then nhdr "name\0value\0" pairs */
+    char hdr[];
 };
 
 static atomic_uint_fast64_t http_next_id;
@@ -715,6 +746,7 @@ req_unref(struct http_request *req)
         return;
     if (req->resp_owned && req->resp != NULL)
         MHD_destroy_response(req->resp);
+    http_canned_unref(req->canned);
     free(req->body);
     free(req);
 }
@@ -867,6 +899,18 @@ resp_header(struct MHD_Response *resp, const char *name, const char *value)
         log_err("http: libmicrohttpd refused response header %s", name);
 }
 
+/* Add the "name\0value\0" pairs of a header block. */
+static void
+resp_header_block(struct MHD_Response *resp, const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *value = p + strlen(p) + 1;
+
+        resp_header(resp, p, value);
+        p = value + strlen(value) + 1;
+    }
+}
+
 /* A response for body (copied, or taken when take), with Content-Type and req's headers. */
 static struct MHD_Response *
 resp_build(const struct http_request *req, const char *ctype, const void *body, size_t len,
@@ -874,7 +918,6 @@ resp_build(const struct http_request *req, const char *ctype, const void *body, 
 {
     static char empty[1];
     struct MHD_Response *resp;
-    const char *p = req->hdr;
 
     if (len == 0) {
         if (take)
@@ -891,12 +934,7 @@ resp_build(const struct http_request *req, const char *ctype, const void *body, 
         return NULL;
     if (ctype != NULL)
         resp_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
-    for (unsigned i = 0; i < req->nhdr; i++) {
-        const char *value = p + strlen(p) + 1;
-
-        resp_header(resp, p, value);
-        p = value + strlen(value) + 1;
-    }
+    resp_header_block(resp, req->hdr, req->nhdr);
     return resp;
 }
 
@@ -925,20 +963,27 @@ req_store_shared(struct http_request *req, struct MHD_Response *resp, unsigned s
     req->replied = true;
     req->resp_owned = false;
     req->resp = resp;
+    req->canned = NULL;
     req->status = status;
     req->resp_len = 0;
 }
 
-/* Record the answer; a NULL resp (could not be built) becomes the shared 500. */
+/*
+ * Record the answer; a NULL resp (could not be built) becomes the shared 500. resp is the
+ * request's to destroy, or, with canned, canned's response with the reference the request
+ * now holds.
+ */
 static void
-req_store(struct http_request *req, struct MHD_Response *resp, unsigned status, size_t len)
+req_store(struct http_request *req, struct MHD_Response *resp, unsigned status, size_t len,
+          struct http_canned *canned)
 {
     if (resp == NULL) {
         req_store_shared(req, req->srv->resp_500, MHD_HTTP_INTERNAL_SERVER_ERROR);
         return;
     }
     req->replied = true;
-    req->resp_owned = true;
+    req->resp_owned = canned == NULL;
+    req->canned = canned;
     req->resp = resp;
     req->status = status;
     req->resp_len = len;
@@ -975,6 +1020,9 @@ req_queue(struct http_request *req)
     req_account(req);
     if (req->resp_owned)
         MHD_destroy_response(req->resp);
+    /* MHD holds its own reference to the queued response until it has been sent */
+    http_canned_unref(req->canned);
+    req->canned = NULL;
     req->resp = NULL;
     req->resp_owned = false;
     return ret;
@@ -987,7 +1035,7 @@ req_reject(struct http_request *req, unsigned status, const char *text, const ch
     log_req(LOG_LVL_DEBUG, req->id, "http: %s %s from %s refused: %u", req->method, req->uri,
             req->client_ip, status);
     metrics_inc(counter);
-    req_store(req, resp_error(text, allow, false), status, strlen(text));
+    req_store(req, resp_error(text, allow, false), status, strlen(text), NULL);
     return req_queue(req);
 }
 
@@ -1107,7 +1155,7 @@ req_reserve_refuse(struct http_request *req)
     resp = resp_error(text, NULL, true);
     if (resp != NULL)
         resp_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
-    req_store(req, resp, MHD_HTTP_SERVICE_UNAVAILABLE, sizeof(text) - 1);
+    req_store(req, resp, MHD_HTTP_SERVICE_UNAVAILABLE, sizeof(text) - 1, NULL);
     return req_queue(req);
 }
 
@@ -1252,7 +1300,7 @@ req_dispatch(struct http_request *req)
     if (!req->replied) {
         log_req(LOG_LVL_ERR, req->id, "http: handler for %s %s gave no reply", req->method,
                 r->path);
-        req_store(req, NULL, 0, 0);
+        req_store(req, NULL, 0, 0, NULL);
     }
     return req_queue(req);
 }
@@ -1435,30 +1483,43 @@ http_reply_header(struct http_request *req, const char *name, const char *value)
     return ST_OK;
 }
 
+/* An answer not used after all: the request's own response, or a canned reference. */
+static void
+resp_drop(struct MHD_Response *resp, struct http_canned *canned)
+{
+    if (canned != NULL)
+        http_canned_unref(canned);
+    else if (resp != NULL)
+        MHD_destroy_response(resp);
+}
+
 /* Async reply: store and resume under the lock, unless the stop path answered already. */
 static void
-reply_async(struct http_request *req, struct MHD_Response *resp, unsigned status, size_t len)
+reply_async(struct http_request *req, struct MHD_Response *resp, unsigned status, size_t len,
+            struct http_canned *canned)
 {
     struct http_server *srv = req->srv;
-    struct MHD_Response *unused = NULL;
+    bool unused = false;
 
     pthread_mutex_lock(&srv->lock);
     if (req->replied) {
-        unused = resp; /* answered 503 by http_server_stop() */
+        unused = true; /* answered 503 by http_server_stop() */
     } else {
-        req_store(req, resp, status, len);
+        req_store(req, resp, status, len, canned);
         if (req->suspended)
             park_release(srv, req);
     }
     atomic_fetch_sub(&srv->pending, 1);
     pthread_mutex_unlock(&srv->lock);
-    if (unused != NULL)
-        MHD_destroy_response(unused);
+    if (unused)
+        resp_drop(resp, canned);
     req_unref(req);
 }
 
+/* Store the answer (see req_store for resp and canned); it is consumed in every case. */
 static int
-reply_common(struct http_request *req, unsigned status, struct MHD_Response *resp, size_t len)
+reply_common(struct http_request *req, unsigned status, struct MHD_Response *resp, size_t len,
+             struct http_canned *canned)
 {
     int st = resp != NULL ? ST_OK : ST_NOMEM;
 
@@ -1470,16 +1531,15 @@ reply_common(struct http_request *req, unsigned status, struct MHD_Response *res
         log_req(LOG_LVL_ERR, req->id, "http: could not build the reply, answering 500");
     if (req->async && !req->app_done) {
         req->app_done = true;
-        reply_async(req, resp, status, len);
+        reply_async(req, resp, status, len, canned);
         return st;
     }
     if (req->replied) {
         log_req(LOG_LVL_ERR, req->id, "http: second reply to one request ignored");
-        if (resp != NULL)
-            MHD_destroy_response(resp);
+        resp_drop(resp, canned);
         return ST_INVALID;
     }
-    req_store(req, resp, status, len);
+    req_store(req, resp, status, len, canned);
     return st;
 }
 
@@ -1491,7 +1551,7 @@ http_reply(struct http_request *req, unsigned status, const char *content_type, 
         return ST_INVALID;
     if (body == NULL)
         len = 0;
-    return reply_common(req, status, resp_build(req, content_type, body, len, false), len);
+    return reply_common(req, status, resp_build(req, content_type, body, len, false), len, NULL);
 }
 
 int
@@ -1504,7 +1564,233 @@ http_reply_take(struct http_request *req, unsigned status, const char *content_t
     }
     if (body == NULL)
         len = 0;
-    return reply_common(req, status, resp_build(req, content_type, body, len, true), len);
+    return reply_common(req, status, resp_build(req, content_type, body, len, true), len, NULL);
+}
+
+/* ---- replies from parts, not copied; canned replies ---- */
+
+/* parts as MHD's iovec, and the body's length; false when they are refused. */
+static bool
+parts_iov(const struct http_part *parts, size_t n, struct MHD_IoVec *iov, size_t *len)
+{
+    *len = 0;
+    if (n > HTTP_PARTS_MAX || (n > 0 && parts == NULL))
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if ((parts[i].len > 0 && parts[i].base == NULL) || parts[i].len > (size_t)SSIZE_MAX - *len)
+            return false;
+        iov[i].iov_base = parts[i].base;
+        iov[i].iov_len = parts[i].len;
+        *len += parts[i].len;
+    }
+    return true;
+}
+
+int
+http_reply_parts(struct http_request *req, unsigned status, const char *content_type,
+                 const struct http_part *parts, size_t n, http_release_fn release, void *arg)
+{
+    struct MHD_IoVec iov[HTTP_PARTS_MAX];
+    struct MHD_Response *resp = NULL;
+    size_t len;
+    bool ok = parts_iov(parts, n, iov, &len);
+
+    if (ok && req != NULL)
+        resp = MHD_create_response_from_iovec(iov, (unsigned)n, release, arg);
+    /* from here on MHD's free callback releases the parts (MHD_destroy_response) */
+    if (resp == NULL && release != NULL)
+        release(arg);
+    if (req == NULL)
+        return ST_INVALID;
+    if (!ok) {
+        log_req(LOG_LVL_ERR, req->id, "http: reply body of %zu parts refused", n);
+        reply_common(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, 0, NULL);
+        return ST_INVALID;
+    }
+    if (resp != NULL) {
+        if (content_type != NULL)
+            resp_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+        resp_header_block(resp, req->hdr, req->nhdr);
+    }
+    return reply_common(req, status, resp, len, NULL);
+}
+
+/* MHD's free callback of every response over c's parts. */
+static void
+canned_body_done(void *cls)
+{
+    struct http_canned *c = cls;
+
+    if (atomic_fetch_sub_explicit(&c->bodies, 1, memory_order_acq_rel) != 1)
+        return;
+    if (c->release != NULL)
+        c->release(c->release_arg);
+    free(c);
+}
+
+/* The spec's status and headers are acceptable; *space: bytes to copy its strings. */
+static bool
+canned_spec_ok(const struct http_canned_spec *spec, size_t *space)
+{
+    *space = 0;
+    if (spec->status < 200 || spec->status > 599 || spec->nheaders > HTTP_CANNED_HEADERS ||
+        (spec->nheaders > 0 && spec->headers == NULL))
+        return false;
+    if (spec->content_type != NULL) {
+        if (strpbrk(spec->content_type, "\r\n") != NULL)
+            return false;
+        *space += strlen(spec->content_type) + 1;
+    }
+    for (size_t i = 0; i < spec->nheaders; i++) {
+        const struct http_header *h = &spec->headers[i];
+
+        if (!header_valid(h->name, h->value))
+            return false;
+        *space += strlen(h->name) + 1 + strlen(h->value) + 1;
+    }
+    return true;
+}
+
+/* Copy the spec's Content-Type and headers into c->hdr (sized by canned_spec_ok). */
+static void
+canned_copy_headers(struct http_canned *c, const struct http_canned_spec *spec)
+{
+    char *p = c->hdr;
+    size_t n;
+
+    c->has_ctype = spec->content_type != NULL;
+    if (c->has_ctype) {
+        n = strlen(spec->content_type) + 1;
+        memcpy(p, spec->content_type, n);
+        p += n;
+    }
+    c->nhdr = spec->nheaders;
+    for (size_t i = 0; i < spec->nheaders; i++) {
+        n = strlen(spec->headers[i].name) + 1;
+        memcpy(p, spec->headers[i].name, n);
+        p += n;
+        n = strlen(spec->headers[i].value) + 1;
+        memcpy(p, spec->headers[i].value, n);
+        p += n;
+    }
+}
+
+static bool
+canned_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (MHD_add_response_header(resp, name, value) == MHD_YES)
+        return true;
+    log_err("http: libmicrohttpd refused response header %s", name);
+    return false;
+}
+
+/* Add c's Content-Type and headers to resp; false (logged) when MHD refuses one. */
+static bool
+canned_headers(const struct http_canned *c, struct MHD_Response *resp)
+{
+    const char *p = c->hdr, *value;
+
+    if (c->has_ctype) {
+        if (!canned_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, p))
+            return false;
+        p += strlen(p) + 1;
+    }
+    for (size_t i = 0; i < c->nhdr; i++) {
+        value = p + strlen(p) + 1;
+        if (!canned_header(resp, p, value))
+            return false;
+        p = value + strlen(value) + 1;
+    }
+    return true;
+}
+
+struct http_canned *
+http_canned_new(const struct http_canned_spec *spec)
+{
+    struct http_canned *c;
+    struct MHD_IoVec iov[HTTP_PARTS_MAX];
+    size_t space, len;
+
+    if (spec == NULL || !canned_spec_ok(spec, &space) ||
+        !parts_iov(spec->parts, spec->nparts, iov, &len)) {
+        log_err("http: canned reply refused (status, parts or headers)");
+        return NULL;
+    }
+    c = malloc(sizeof(*c) + space);
+    if (c == NULL) {
+        log_err("http: out of memory for a canned reply");
+        return NULL;
+    }
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->bodies, 1); /* c->resp's */
+    c->status = spec->status;
+    c->len = len;
+    c->nparts = (unsigned)spec->nparts;
+    memcpy(c->iov, iov, sizeof(iov));
+    c->release = NULL; /* until it is built: on failure the parts stay the caller's */
+    c->release_arg = spec->release_arg;
+    canned_copy_headers(c, spec);
+    c->resp = MHD_create_response_from_iovec(c->iov, c->nparts, canned_body_done, c);
+    if (c->resp == NULL) {
+        log_err("http: out of memory for a canned reply");
+        free(c);
+        return NULL;
+    }
+    if (!canned_headers(c, c->resp)) {
+        MHD_destroy_response(c->resp); /* frees c (canned_body_done) */
+        return NULL;
+    }
+    c->release = spec->release;
+    return c;
+}
+
+void
+http_canned_ref(struct http_canned *c)
+{
+    if (c != NULL)
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void
+http_canned_unref(struct http_canned *c)
+{
+    if (c == NULL || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    /* MHD keeps the response (and c) while a connection still sends it */
+    MHD_destroy_response(c->resp);
+}
+
+/* A response of c's parts and headers for this request only, with the request's headers. */
+static struct MHD_Response *
+canned_one_off(struct http_request *req, struct http_canned *c)
+{
+    struct MHD_Response *resp;
+
+    atomic_fetch_add_explicit(&c->bodies, 1, memory_order_relaxed);
+    resp = MHD_create_response_from_iovec(c->iov, c->nparts, canned_body_done, c);
+    if (resp == NULL) {
+        canned_body_done(c); /* never the last: c->resp holds one while we hold c */
+        return NULL;
+    }
+    canned_headers(c, resp);
+    resp_header_block(resp, req->hdr, req->nhdr);
+    return resp;
+}
+
+int
+http_reply_canned(struct http_request *req, struct http_canned *c)
+{
+    if (req == NULL)
+        return ST_INVALID;
+    if (c == NULL) {
+        log_req(LOG_LVL_ERR, req->id, "http: no canned reply given");
+        reply_common(req, MHD_HTTP_INTERNAL_SERVER_ERROR, NULL, 0, NULL);
+        return ST_INVALID;
+    }
+    if (req->nhdr > 0)
+        return reply_common(req, c->status, canned_one_off(req, c), c->len, NULL);
+    http_canned_ref(c); /* the request's, dropped once MHD has queued the response */
+    return reply_common(req, c->status, c->resp, c->len, c);
 }
 
 /* ---- built-in endpoints ---- */

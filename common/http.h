@@ -265,4 +265,101 @@ int http_reply(struct http_request *req, unsigned status, const char *content_ty
 int http_reply_take(struct http_request *req, unsigned status, const char *content_type, void *body,
                     size_t len);
 
+/*
+ * Replies whose body is sent without a copy (issue 10 item 2: a pre-signed OCSP hit should
+ * cost what a null libmicrohttpd server costs returning the same bytes).
+ *
+ * The body is given as up to HTTP_PARTS_MAX parts, sent in order as they are: MHD writes
+ * them to the socket from where they lie (MHD_create_response_from_iovec), so they must not
+ * change or go away until the release callback says so. A part of length 0 is skipped
+ * (its base may then be NULL). release(arg) runs exactly once, when the last response over
+ * the parts has been destroyed, on whichever thread drops the last reference: an MHD
+ * thread that has finished sending, or the caller of the last http_canned_unref() or of
+ * the http_reply_*() call that failed. It must be quick and thread-safe, and must not call
+ * libmicrohttpd or this module (it may run inside MHD's clean-up of a connection). NULL
+ * release: nothing to call.
+ */
+#define HTTP_PARTS_MAX 8
+
+struct http_part {
+    const void *base; /* borrowed until release (see above) */
+    size_t len;
+};
+
+struct http_header {
+    const char *name;  /* an HTTP token */
+    const char *value; /* no CR or LF */
+};
+
+typedef void (*http_release_fn)(void *arg);
+
+/*
+ * Answer the request with the body made of parts[0..n-1] (not copied; n <= HTTP_PARTS_MAX),
+ * status and Content-Type as http_reply(), plus the headers added before. The parts are
+ * handed over at the call: release(arg) is called exactly once in every case, after MHD has
+ * sent them or at once on a failure (NULL req, bad parts, no memory, second reply), so the
+ * caller never frees them itself. Same thread rules and return values as http_reply(); bad
+ * parts (n too large, a NULL base with a length) answer 500 and return ST_INVALID.
+ */
+int http_reply_parts(struct http_request *req, unsigned status, const char *content_type,
+                     const struct http_part *parts, size_t n, http_release_fn release, void *arg);
+
+/*
+ * A canned reply: status, headers and body built into one libmicrohttpd response once, then
+ * queued for any number of requests, on any number of connections at once (MHD counts the
+ * connections using a response). Made for an answer that many requests share (the OCSP
+ * responder's pre-signed answer): no allocation, copy or header formatting per request.
+ */
+#define HTTP_CANNED_HEADERS 16
+
+struct http_canned;
+
+struct http_canned_spec {
+    unsigned status;                        /* 200..599 */
+    const char *content_type;               /* NULL: none; no CR or LF */
+    struct http_part parts[HTTP_PARTS_MAX]; /* the body, in order; borrowed until release */
+    size_t nparts;
+    http_release_fn release; /* called once when the body is no longer used; may be NULL */
+    void *release_arg;
+    const struct http_header *headers; /* nheaders extra headers, validated as
+                                        * http_reply_header() does; copied */
+    size_t nheaders;                   /* at most HTTP_CANNED_HEADERS */
+};
+
+/*
+ * Build a canned reply from spec. Strings and the headers array are only read during the
+ * call (copied); the parts are borrowed until release(release_arg) runs, which is after the
+ * last http_canned_unref() AND after every send using them has finished (MHD holds its own
+ * reference while the reply is queued or being sent). The caller holds one reference.
+ * Returns NULL (logged) when the spec is refused (bad status, header name or value, too many
+ * parts or headers, a NULL base with a length) or memory is short; release is then NOT
+ * called: the parts stay the caller's. Any thread. A canned reply belongs to no server and
+ * may outlive the one it was sent on.
+ */
+struct http_canned *http_canned_new(const struct http_canned_spec *spec);
+
+/* Take one more reference. Any thread (atomic). */
+void http_canned_ref(struct http_canned *c);
+
+/*
+ * Drop a reference. NULL-safe; any thread (atomic). The last one destroys the MHD response;
+ * sends still in flight keep the body until they finish, then release runs (see above).
+ */
+void http_canned_unref(struct http_canned *c);
+
+/*
+ * Answer the request with c: the request takes its own reference for as long as it needs c,
+ * so the caller may unref c right after the call, even while the request is still being
+ * sent. Same thread and lifetime rules as http_reply(): from the handler, or after
+ * http_req_suspend() from any thread; exactly once per request; req must not be touched
+ * afterwards. Headers added with http_reply_header() before this call cannot go into the
+ * shared response: when there are any, a one-off response is built instead from the same
+ * parts (not copied), c's Content-Type and headers and the request's headers, so the
+ * request gets all of them at the cost of a plain reply. HEAD gets the headers only, as for
+ * every reply. Returns ST_OK; ST_NOMEM when that one-off response could not be built (500
+ * sent); ST_INVALID for a NULL c (500 sent) or a second reply. The request is answered in
+ * every case.
+ */
+int http_reply_canned(struct http_request *req, struct http_canned *c);
+
 #endif

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,10 @@
 #define STORE_MAX_DBS 16
 #define STORE_MAX_READERS 512
 #define STORE_FULL_LOG_EVERY_S 10 /* a full map is logged at most this often */
+/* Read transactions kept reset for reuse: mdb_txn_renew() on a reset transaction keeps its
+ * reader slot, where mdb_txn_begin() under MDB_NOTLS takes the shared reader-table mutex and
+ * scans for a free slot on every read (the OCSP hit path reads on every request). */
+#define STORE_READ_POOL 64
 
 struct store {
     MDB_env *env;
@@ -30,11 +35,15 @@ struct store {
     char name[320];     /* "<label> <dir>" */
     char size_key[256]; /* the setting that sizes the map */
     _Atomic int64_t full_logged;
+    pthread_mutex_t pool_lock;
+    struct store_txn *pool[STORE_READ_POOL]; /* reset read transactions */
+    size_t pool_n;
 };
 
 struct store_txn {
     struct store *s;
     MDB_txn *txn;
+    bool write;
 };
 
 /* A full map is the operator's problem to solve: say which store and which setting. */
@@ -83,6 +92,11 @@ store_open(const char *dir, size_t map_size, const char *const *db_names, size_t
     s = calloc(1, sizeof(*s));
     if (s == NULL)
         goto fail;
+    if (pthread_mutex_init(&s->pool_lock, NULL) != 0) {
+        free(s);
+        s = NULL;
+        goto fail;
+    }
     s->map_size = map_size;
     snprintf(s->name, sizeof(s->name), "store %s", dir);
     if ((rc = mdb_env_create(&s->env)) != 0 ||
@@ -132,6 +146,11 @@ store_close(struct store *s)
 {
     if (s == NULL)
         return;
+    for (size_t i = 0; i < s->pool_n; i++) {
+        mdb_txn_abort(s->pool[i]->txn);
+        free(s->pool[i]);
+    }
+    pthread_mutex_destroy(&s->pool_lock);
     if (s->env != NULL)
         mdb_env_close(s->env);
     for (size_t i = 0; i < s->n_dbs; i++)
@@ -154,18 +173,69 @@ store_db_ok(const struct store *s, int db)
     return db >= 0 && (size_t)db < s->n_dbs;
 }
 
+/* A read transaction on the latest snapshot: a pooled one renewed, else a new one. */
+static int
+read_begin(struct store *s, struct store_txn **out)
+{
+    struct store_txn *t = NULL;
+    int rc;
+
+    pthread_mutex_lock(&s->pool_lock);
+    if (s->pool_n > 0)
+        t = s->pool[--s->pool_n];
+    pthread_mutex_unlock(&s->pool_lock);
+    if (t != NULL) {
+        if ((rc = mdb_txn_renew(t->txn)) == 0) {
+            *out = t;
+            return ST_OK;
+        }
+        mdb_txn_abort(t->txn);
+        free(t);
+        return store_fail(s, "read renew", rc);
+    }
+    if ((t = calloc(1, sizeof(*t))) == NULL)
+        return ST_NOMEM;
+    t->s = s;
+    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn)) != 0) {
+        free(t);
+        return store_fail(s, "read begin", rc);
+    }
+    *out = t;
+    return ST_OK;
+}
+
+/* End a read transaction: its snapshot is released at once (mdb_txn_reset), the transaction
+ * kept for the next reader while the pool has room. */
+static void
+read_end(struct store_txn *t)
+{
+    struct store *s = t->s;
+
+    mdb_txn_reset(t->txn);
+    pthread_mutex_lock(&s->pool_lock);
+    if (s->pool_n < STORE_READ_POOL) {
+        s->pool[s->pool_n++] = t;
+        t = NULL;
+    }
+    pthread_mutex_unlock(&s->pool_lock);
+    if (t != NULL) {
+        mdb_txn_abort(t->txn);
+        free(t);
+    }
+}
+
 int
 store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap, size_t *len)
 {
-    MDB_txn *txn = NULL;
+    struct store_txn *t = NULL;
     MDB_val k = {klen, (void *)key}, v;
     int rc, st;
 
     if (!store_db_ok(s, db))
         return ST_INVALID;
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return store_fail(s, "read begin", rc);
-    rc = mdb_get(txn, s->dbi[db], &k, &v);
+    if ((st = read_begin(s, &t)) != ST_OK)
+        return st;
+    rc = mdb_get(t->txn, s->dbi[db], &k, &v);
     if (rc == MDB_NOTFOUND) {
         st = ST_NOTFOUND;
     } else if (rc != 0) {
@@ -176,23 +246,23 @@ store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size
         if (st == ST_OK)
             memcpy(buf, v.mv_data, v.mv_size);
     }
-    mdb_txn_abort(txn);
+    read_end(t);
     return st;
 }
 
 int
 store_get_alloc(struct store *s, int db, const void *key, size_t klen, uint8_t **val, size_t *len)
 {
-    MDB_txn *txn = NULL;
+    struct store_txn *t = NULL;
     MDB_val k = {klen, (void *)key}, v;
     int rc, st = ST_OK;
 
     *val = NULL;
     if (!store_db_ok(s, db))
         return ST_INVALID;
-    if ((rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn)) != 0)
-        return store_fail(s, "read begin", rc);
-    rc = mdb_get(txn, s->dbi[db], &k, &v);
+    if ((st = read_begin(s, &t)) != ST_OK)
+        return st;
+    rc = mdb_get(t->txn, s->dbi[db], &k, &v);
     if (rc == MDB_NOTFOUND) {
         st = ST_NOTFOUND;
     } else if (rc != 0) {
@@ -203,7 +273,7 @@ store_get_alloc(struct store *s, int db, const void *key, size_t klen, uint8_t *
         memcpy(*val, v.mv_data, v.mv_size);
         *len = v.mv_size;
     }
-    mdb_txn_abort(txn);
+    read_end(t);
     return st;
 }
 
@@ -233,11 +303,14 @@ store_txn_begin(struct store *s, bool write, struct store_txn **out)
     int rc;
 
     *out = NULL;
+    if (!write)
+        return read_begin(s, out);
     t = calloc(1, sizeof(*t));
     if (t == NULL)
         return ST_NOMEM;
     t->s = s;
-    rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+    t->write = true;
+    rc = mdb_txn_begin(s->env, NULL, 0, &t->txn);
     if (rc != 0) {
         free(t);
         return store_fail(s, "begin", rc);
@@ -250,8 +323,13 @@ int
 store_txn_commit(struct store_txn *t)
 {
     struct store *s = t->s;
-    int rc = mdb_txn_commit(t->txn);
+    int rc;
 
+    if (!t->write) {
+        read_end(t);
+        return ST_OK;
+    }
+    rc = mdb_txn_commit(t->txn);
     free(t);
     return rc == 0 ? ST_OK : store_fail(s, "commit", rc);
 }
@@ -261,6 +339,10 @@ store_txn_abort(struct store_txn *t)
 {
     if (t == NULL)
         return;
+    if (!t->write) {
+        read_end(t);
+        return;
+    }
     mdb_txn_abort(t->txn);
     free(t);
 }

@@ -7,6 +7,10 @@
  * (404/405/413/414/415, each not cacheable: LW-04), /healthz and /metrics, a client that
  * disconnects while suspended, shutdown with a suspended request, and the raw GET path the
  * OCSP responder needs (OCSP-02, LW-02). TSP-02: every request gets an HTTP answer.
+ * Canned replies and bodies in parts (issue 10 item 2): one response for many requests,
+ * sequential and from concurrent kept-alive clients, byte-exact; the release callback runs
+ * exactly once, after the last reference and after the last send (a 24 MB body still being
+ * sent when the last reference goes); the fallback for per-request headers; the stop path.
  * Meant to run under ASan as well (make asan): leaks and use-after-free fail the run.
  */
 #include "common/http.h"
@@ -137,9 +141,9 @@ find_header(const char *head, const char *name, char *out, size_t cap)
     return NULL;
 }
 
-/* Read one response (the body by Content-Length unless head_only). 0, or -1 if cut. */
+/* cli_reply() without assertions, for client threads: 0, -1 if cut, -2 if malformed. */
 static int
-cli_reply(struct cli *c, struct reply *r, bool head_only)
+cli_reply_try(struct cli *c, struct reply *r, bool head_only)
 {
     char *eoh, cl[32];
     size_t hlen, blen = 0;
@@ -149,12 +153,15 @@ cli_reply(struct cli *c, struct reply *r, bool head_only)
         if (cli_fill(c) <= 0)
             return -1;
     hlen = (size_t)(eoh - c->buf) + 4;
-    ck_assert_uint_lt(hlen, sizeof(r->head));
+    if (hlen >= sizeof(r->head))
+        return -2;
     memcpy(r->head, c->buf, hlen);
-    ck_assert_int_eq(sscanf(r->head, "HTTP/1.%*d %d", &r->status), 1);
+    if (sscanf(r->head, "HTTP/1.%*d %d", &r->status) != 1)
+        return -2;
     if (!head_only && find_header(r->head, "Content-Length", cl, sizeof(cl)) != NULL)
         blen = strtoul(cl, NULL, 10);
-    ck_assert_uint_lt(blen, sizeof(r->body));
+    if (blen >= sizeof(r->body))
+        return -2;
     while (c->len < hlen + blen)
         if (cli_fill(c) <= 0)
             return -1;
@@ -163,6 +170,16 @@ cli_reply(struct cli *c, struct reply *r, bool head_only)
     memmove(c->buf, c->buf + hlen + blen, c->len - hlen - blen);
     c->len -= hlen + blen;
     return 0;
+}
+
+/* Read one response (the body by Content-Length unless head_only). 0, or -1 if cut. */
+static int
+cli_reply(struct cli *c, struct reply *r, bool head_only)
+{
+    int rc = cli_reply_try(c, r, head_only);
+
+    ck_assert_int_ne(rc, -2);
+    return rc;
 }
 
 /* The server closed the connection (EOF or reset; not a receive timeout), sending nothing. */
@@ -1278,6 +1295,532 @@ START_TEST(test_bind_failure)
 }
 END_TEST
 
+/* ---- canned replies and bodies in parts (issue 10 item 2) ---- */
+
+#define SMALL_LEN 830                  /* about a pre-signed OCSP answer */
+#define BIG_CHUNK (4u * 1024u * 1024u) /* one buffer, sent six times over */
+#define BIG_PARTS 6
+#define WORKERS 4
+#define WORKER_REQUESTS 200
+
+static atomic_int released; /* release callbacks run */
+static struct http_canned *canned;
+static unsigned char want[SMALL_LEN + 64];
+static size_t want_len;
+static int parts_st = 1;
+
+static unsigned char
+pattern(size_t i)
+{
+    return (unsigned char)(i * 7u + 3u + (i >> 9));
+}
+
+/* The release callback of the tests: frees the buffer the parts pointed into, so that a send
+ * after it would read freed memory (ASan stops the run; without ASan the body is wrong). */
+static void
+release_free(void *arg)
+{
+    free(arg);
+    atomic_fetch_add(&released, 1);
+}
+
+static unsigned char *
+pattern_buf(size_t n)
+{
+    unsigned char *b = malloc(n);
+
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < n; i++)
+        b[i] = pattern(i);
+    return b;
+}
+
+/* The canned reply the handlers send: a heap buffer split around a shared static part, and
+ * an empty part (skipped); `want` is what must arrive. */
+static struct http_canned *
+small_canned(void)
+{
+    static const char shared[] = "|the delegated responder's certificate, shared|";
+    static const struct http_header headers[] = {
+        {"Cache-Control", "max-age=300, public"}, {"ETag", "\"abc\""}, {"X-Canned", "yes"}};
+    unsigned char *b = pattern_buf(SMALL_LEN);
+    struct http_canned_spec spec = {
+        .status = 200,
+        .content_type = "application/ocsp-response",
+        .parts = {{b, 200}, {shared, sizeof(shared) - 1}, {NULL, 0}, {b + 200, SMALL_LEN - 200}},
+        .nparts = 4,
+        .release = release_free,
+        .release_arg = b,
+        .headers = headers,
+        .nheaders = 3,
+    };
+    struct http_canned *c;
+
+    memcpy(want, b, 200);
+    memcpy(want + 200, shared, sizeof(shared) - 1);
+    memcpy(want + 200 + sizeof(shared) - 1, b + 200, SMALL_LEN - 200);
+    want_len = SMALL_LEN + sizeof(shared) - 1;
+    c = http_canned_new(&spec);
+    ck_assert_ptr_nonnull(c);
+    return c;
+}
+
+static void
+h_canned(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    http_reply_canned(req, canned);
+}
+
+/* A per-request header: the canned reply cannot carry it, a one-off response must. */
+static void
+h_canned_hdr(struct http_request *req, void *ctx)
+{
+    (void)ctx;
+    http_reply_header(req, "X-Req", "1");
+    http_reply_canned(req, canned);
+}
+
+static void
+h_parts(struct http_request *req, void *ctx)
+{
+    unsigned char *b = pattern_buf(1000);
+    struct http_part parts[3] = {{b, 500}, {"--", 2}, {b + 500, 500}};
+
+    (void)ctx;
+    http_reply_header(req, "X-Parts", "3");
+    parts_st = http_reply_parts(req, 201, "application/x-parts", parts, 3, release_free, b);
+}
+
+/* A part with no memory behind its length: refused, answered 500, still released. */
+static void
+h_parts_bad(struct http_request *req, void *ctx)
+{
+    unsigned char *b = pattern_buf(16);
+    struct http_part parts[2] = {{b, 16}, {NULL, 5}};
+
+    (void)ctx;
+    parts_st = http_reply_parts(req, 200, "application/x-parts", parts, 2, release_free, b);
+}
+
+/* A second reply in parts: ignored, still released. */
+static void
+h_parts_twice(struct http_request *req, void *ctx)
+{
+    unsigned char *b = pattern_buf(16);
+    struct http_part part = {b, 16};
+
+    (void)ctx;
+    http_reply(req, 200, "text/plain", "first", 5);
+    parts_st = http_reply_parts(req, 200, "application/x-parts", &part, 1, release_free, b);
+}
+
+static void
+canned_routes(struct http_server *s)
+{
+    ck_assert_int_eq(http_route(s, "GET", "/canned", false, NULL, h_canned, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/canned-hdr", false, NULL, h_canned_hdr, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/parts", false, NULL, h_parts, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/parts-bad", false, NULL, h_parts_bad, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/parts-twice", false, NULL, h_parts_twice, NULL), ST_OK);
+}
+
+static void
+setup_canned(void)
+{
+    struct http_config cfg = test_config();
+    struct http_server *s = http_server_new(&cfg);
+
+    atomic_store(&released, 0);
+    parts_st = 1;
+    held = NULL;
+    canned = NULL;
+    ck_assert_ptr_nonnull(s);
+    canned_routes(s);
+    ck_assert_int_eq(http_route(s, "GET", "/hold", false, NULL, h_hold, NULL), ST_OK);
+    server_up(s);
+}
+
+static void
+teardown_canned(void)
+{
+    http_canned_unref(canned);
+    canned = NULL;
+    teardown();
+}
+
+/* Wait until `released` reaches n (a liveness bound), then it must be exactly n. */
+static void
+wait_released(int n)
+{
+    int got = 0;
+
+    for (int i = 0; i < WAIT_LIMIT_MS && (got = atomic_load(&released)) < n; i++)
+        wait_ms(1);
+    ck_assert_msg(got == n, "release ran %d times, want %d", got, n);
+}
+
+static void
+assert_small(const struct reply *r)
+{
+    char cl[32];
+
+    ck_assert_int_eq(r->status, 200);
+    ck_assert_str_eq(hdr(r, "Content-Type"), "application/ocsp-response");
+    ck_assert_str_eq(hdr(r, "Cache-Control"), "max-age=300, public");
+    ck_assert_str_eq(hdr(r, "ETag"), "\"abc\"");
+    ck_assert_str_eq(hdr(r, "X-Canned"), "yes");
+    snprintf(cl, sizeof(cl), "%zu", want_len);
+    ck_assert_str_eq(hdr(r, "Content-Length"), cl);
+    ck_assert_uint_eq(r->body_len, want_len);
+    ck_assert_int_eq(memcmp(r->body, want, want_len), 0);
+}
+
+static double
+metric_value(const char *name)
+{
+    return metrics_get(metrics_counter(name, ""));
+}
+
+/* One canned reply for many requests on a kept-alive connection, HEAD and HTTP/1.0 too; its
+ * body lives until the last reference is dropped, and is released exactly once. */
+START_TEST(test_canned_sequential)
+{
+    struct cli c;
+    struct reply r;
+    double bytes0 = metric_value("http_response_body_bytes_total");
+
+    canned = small_canned();
+    cli_open(&c, port);
+    for (int i = 0; i < 50; i++) {
+        cli_send(&c, "GET /canned HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+        assert_small(&r);
+        ck_assert_ptr_null(hdr(&r, "X-Req"));
+    }
+    cli_send(&c, "HEAD /canned HTTP/1.1\r\nHost: t\r\n\r\n");
+    ck_assert_int_eq(cli_reply(&c, &r, true), 0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr(&r, "X-Canned"), "yes");
+    ck_assert_uint_eq(strtoul(hdr(&r, "Content-Length"), NULL, 10), want_len);
+    cli_send(&c, "GET /canned HTTP/1.1\r\nHost: t\r\n\r\n"); /* no body was sent for HEAD */
+    ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+    assert_small(&r);
+    cli_close(&c);
+    exchange("GET /canned HTTP/1.0\r\n\r\n", &r);
+    assert_small(&r);
+    ck_assert(metric_value("http_response_body_bytes_total") - bytes0 == 53.0 * (double)want_len);
+    /* every send is done, but the test still holds its reference */
+    wait_metric(metrics_gauge("http_connections", ""), 0);
+    ck_assert_int_eq(released, 0);
+    http_canned_ref(canned);
+    http_canned_unref(canned);
+    ck_assert_int_eq(released, 0);
+    http_canned_unref(canned);
+    canned = NULL;
+    wait_released(1);
+    exchange("GET /parts HTTP/1.1\r\nHost: t\r\n\r\n", &r); /* the server is still sound */
+    wait_released(2);
+}
+END_TEST
+
+struct worker {
+    int ok; /* replies that were exactly right */
+};
+
+/* WORKER_REQUESTS requests on one kept-alive connection; no assertions off the main thread. */
+static void *
+canned_worker(void *arg)
+{
+    struct worker *w = arg;
+    struct cli *c = malloc(sizeof(*c));
+    struct reply *r = malloc(sizeof(*r));
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    static const char get[] = "GET /canned HTTP/1.1\r\nHost: t\r\n\r\n";
+    char ct[64];
+
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (c == NULL || r == NULL || (c->fd = socket(AF_INET, SOCK_STREAM, 0)) < 0)
+        goto out;
+    c->len = 0;
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        goto out_close;
+    for (int i = 0; i < WORKER_REQUESTS; i++) {
+        if (!cli_sendn(c, get, sizeof(get) - 1) || cli_reply_try(c, r, false) != 0)
+            break;
+        if (r->status == 200 && r->body_len == want_len && memcmp(r->body, want, want_len) == 0 &&
+            find_header(r->head, "Content-Type", ct, sizeof(ct)) != NULL &&
+            strcmp(ct, "application/ocsp-response") == 0)
+            w->ok++;
+    }
+out_close:
+    close(c->fd);
+out:
+    free(c);
+    free(r);
+    return NULL;
+}
+
+/* The same response queued on several connections at once, from both MHD threads. */
+START_TEST(test_canned_concurrent)
+{
+    pthread_t t[WORKERS];
+    struct worker w[WORKERS];
+    double ok0 = metric_value("http_requests_total{code=\"2xx\"}");
+    double bytes0 = metric_value("http_response_body_bytes_total");
+
+    canned = small_canned();
+    memset(w, 0, sizeof(w));
+    for (int i = 0; i < WORKERS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, canned_worker, &w[i]), 0);
+    for (int i = 0; i < WORKERS; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_int_eq(w[i].ok, WORKER_REQUESTS);
+    }
+    ck_assert(metric_value("http_requests_total{code=\"2xx\"}") - ok0 == WORKERS * WORKER_REQUESTS);
+    ck_assert(metric_value("http_response_body_bytes_total") - bytes0 ==
+              (double)WORKERS * WORKER_REQUESTS * (double)want_len);
+    ck_assert_int_eq(released, 0);
+    http_canned_unref(canned);
+    canned = NULL;
+    wait_released(1);
+}
+END_TEST
+
+/* The last reference goes while a 24 MB canned body is still being sent to a client that
+ * reads slowly: the body must stay until the send is over, then be released once. */
+START_TEST(test_canned_unref_in_flight)
+{
+    unsigned char *b = pattern_buf(BIG_CHUNK);
+    struct http_canned_spec spec = {.status = 200,
+                                    .content_type = "application/octet-stream",
+                                    .release = release_free,
+                                    .release_arg = b};
+    size_t total = (size_t)BIG_PARTS * BIG_CHUNK, got = 0, bad = 0, hlen;
+    int rcvbuf = 64 * 1024;
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    struct cli *c = malloc(sizeof(*c));
+    char *eoh, cl[32];
+    struct reply r;
+
+    for (int i = 0; i < BIG_PARTS; i++)
+        spec.parts[i] = (struct http_part){b, BIG_CHUNK};
+    spec.nparts = BIG_PARTS;
+    canned = http_canned_new(&spec);
+    ck_assert_ptr_nonnull(canned);
+    ck_assert_ptr_nonnull(c);
+    /* a small receive window: most of the body waits in the server */
+    c->fd = socket(AF_INET, SOCK_STREAM, 0);
+    c->len = 0;
+    ck_assert_int_ge(c->fd, 0);
+    ck_assert_int_eq(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)), 0);
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cli_send(c, "GET /canned HTTP/1.1\r\nHost: t\r\n\r\n");
+    while ((eoh = memmem(c->buf, c->len, "\r\n\r\n", 4)) == NULL)
+        ck_assert_int_gt(cli_fill(c), 0);
+    /* the response is queued (its head is here): drop the last reference now */
+    hlen = (size_t)(eoh - c->buf) + 4;
+    memcpy(r.head, c->buf, hlen);
+    r.head[hlen] = '\0';
+    ck_assert_str_eq(find_header(r.head, "Content-Length", cl, sizeof(cl)), "25165824");
+    http_canned_unref(canned);
+    canned = NULL;
+    /* 24 MB cannot all be in socket buffers: the send is not over, the body is in use */
+    ck_assert_int_eq(released, 0);
+    for (size_t i = hlen; i < c->len; i++, got++)
+        bad += (unsigned char)c->buf[i] != pattern(got % BIG_CHUNK);
+    while (got < total) {
+        c->len = 0;
+        ck_assert_int_gt(cli_fill(c), 0);
+        for (size_t i = 0; i < c->len && got < total; i++, got++)
+            bad += (unsigned char)c->buf[i] != pattern(got % BIG_CHUNK);
+    }
+    ck_assert_uint_eq(got, total);
+    ck_assert_uint_eq(bad, 0);
+    close(c->fd);
+    free(c);
+    wait_released(1);
+}
+END_TEST
+
+/* Per-request headers: a one-off response of the same parts carries them and the canned
+ * ones; the canned body is held for it and released once after both are gone. */
+START_TEST(test_canned_fallback)
+{
+    struct reply r;
+    struct cli c;
+
+    canned = small_canned();
+    cli_open(&c, port);
+    for (int i = 0; i < 3; i++) {
+        cli_send(&c, "GET /canned-hdr HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+        assert_small(&r);
+        ck_assert_str_eq(hdr(&r, "X-Req"), "1");
+        cli_send(&c, "GET /canned HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+        assert_small(&r);
+        ck_assert_ptr_null(hdr(&r, "X-Req"));
+    }
+    cli_close(&c);
+    wait_metric(metrics_gauge("http_connections", ""), 0);
+    ck_assert_int_eq(released, 0);
+    http_canned_unref(canned);
+    canned = NULL;
+    wait_released(1);
+}
+END_TEST
+
+static void *
+canned_late_replier(void *arg)
+{
+    struct http_request *req;
+    int *st = arg;
+
+    req = take_held();
+    wait_metric(gauge_suspended(), 1);
+    *st = http_reply_canned(req, canned);
+    return NULL;
+}
+
+/* From another thread after suspend, as the OCSP responder answers after the HSM; then a
+ * canned reply to a request the stop path has already answered is dropped, not leaked. */
+START_TEST(test_canned_async_and_stop)
+{
+    struct reply r;
+    struct cli c;
+    pthread_t t;
+    int st = 1;
+
+    canned = small_canned();
+    cli_open(&c, port);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(pthread_create(&t, NULL, canned_late_replier, &st), 0);
+        cli_send(&c, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+        ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+        pthread_join(t, NULL);
+        ck_assert_int_eq(st, ST_OK);
+        assert_small(&r);
+        wait_metric(gauge_suspended(), 0);
+    }
+    cli_send(&c, "GET /hold HTTP/1.1\r\nHost: t\r\n\r\n");
+    {
+        struct http_request *req = take_held();
+
+        wait_metric(gauge_suspended(), 1);
+        http_server_stop(srv);
+        ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+        ck_assert_int_eq(r.status, 503);
+        ck_assert_int_eq(http_reply_canned(req, canned), ST_OK);
+    }
+    cli_close(&c);
+    ck_assert_int_eq(released, 0);
+    http_canned_unref(canned);
+    canned = NULL;
+    wait_released(1); /* no reference was left behind by the dropped reply */
+}
+END_TEST
+
+/* Bodies in parts: sent in order with the request's headers, released once on success, on
+ * refused parts and on a second reply; NULL request: released at once. */
+START_TEST(test_reply_parts)
+{
+    unsigned char want_parts[1002], *b = pattern_buf(1000);
+    struct http_part part = {b, 1000};
+    struct reply r;
+
+    memcpy(want_parts, b, 500);
+    memcpy(want_parts + 500, "--", 2);
+    memcpy(want_parts + 502, b + 500, 500);
+    ck_assert_int_eq(http_reply_parts(NULL, 200, NULL, &part, 1, release_free, b), ST_INVALID);
+    ck_assert_int_eq(released, 1);
+    exchange("GET /parts HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 201);
+    ck_assert_str_eq(hdr(&r, "Content-Type"), "application/x-parts");
+    ck_assert_str_eq(hdr(&r, "X-Parts"), "3");
+    ck_assert_uint_eq(r.body_len, sizeof(want_parts));
+    ck_assert_int_eq(memcmp(r.body, want_parts, sizeof(want_parts)), 0);
+    ck_assert_int_eq(parts_st, ST_OK);
+    wait_released(2);
+    exchange("GET /parts-bad HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 500);
+    ck_assert_int_eq(parts_st, ST_INVALID);
+    wait_released(3);
+    exchange("GET /parts-twice HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.body, "first");
+    ck_assert_int_eq(parts_st, ST_INVALID);
+    wait_released(4);
+}
+END_TEST
+
+/* Refused specs give NULL and leave the parts to the caller (no release); an empty body is
+ * fine; a NULL canned reply answers 500. */
+START_TEST(test_canned_refused)
+{
+    static const struct http_header bad_name[] = {{"Bad Name", "x"}};
+    static const struct http_header bad_value[] = {{"X-Split", "a\r\nInjected: 1"}};
+    static const struct http_header too_many[HTTP_CANNED_HEADERS + 1] = {{"X-A", "1"}};
+    struct http_canned_spec ok = {.status = 204, .release = release_free, .release_arg = NULL};
+    struct http_canned_spec spec;
+    struct http_canned *c;
+    struct reply r;
+
+    spec = ok;
+    spec.status = 99;
+    ck_assert_ptr_null(http_canned_new(&spec));
+    spec = ok;
+    spec.status = 600;
+    ck_assert_ptr_null(http_canned_new(&spec));
+    spec = ok;
+    spec.headers = bad_name;
+    spec.nheaders = 1;
+    ck_assert_ptr_null(http_canned_new(&spec));
+    spec = ok;
+    spec.headers = bad_value;
+    spec.nheaders = 1;
+    ck_assert_ptr_null(http_canned_new(&spec));
+    spec = ok;
+    spec.headers = too_many;
+    spec.nheaders = HTTP_CANNED_HEADERS + 1;
+    ck_assert_ptr_null(http_canned_new(&spec));
+    spec = ok;
+    spec.nheaders = 1; /* and no array */
+    ck_assert_ptr_null(http_canned_new(&spec));
+    spec = ok;
+    spec.content_type = "text/plain\r\nInjected: 1";
+    ck_assert_ptr_null(http_canned_new(&spec));
+    spec = ok;
+    spec.nparts = HTTP_PARTS_MAX + 1;
+    ck_assert_ptr_null(http_canned_new(&spec));
+    spec = ok;
+    spec.parts[0] = (struct http_part){NULL, 5};
+    spec.nparts = 1;
+    ck_assert_ptr_null(http_canned_new(&spec));
+    ck_assert_ptr_null(http_canned_new(NULL));
+    ck_assert_int_eq(released, 0);
+    http_canned_unref(NULL);
+    http_canned_ref(NULL);
+    /* an empty body, no Content-Type */
+    ok.status = 200;
+    c = http_canned_new(&ok);
+    ck_assert_ptr_nonnull(c);
+    canned = c;
+    exchange("GET /canned HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(hdr(&r, "Content-Length"), "0");
+    ck_assert_ptr_null(hdr(&r, "Content-Type"));
+    canned = NULL;
+    exchange("GET /canned HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 500);
+    http_canned_unref(c);
+    wait_released(1); /* release_free(NULL) */
+}
+END_TEST
+
 static Suite *
 http_suite(void)
 {
@@ -1285,6 +1828,7 @@ http_suite(void)
     TCase *app = tcase_create("app");
     TCase *ocsp = tcase_create("ocsp-layout");
     TCase *limits = tcase_create("limits");
+    TCase *cans = tcase_create("canned");
 
     tcase_add_checked_fixture(app, setup_app, teardown);
     tcase_set_timeout(app, 60);
@@ -1330,6 +1874,17 @@ http_suite(void)
     tcase_add_test(limits, test_evict_oldest_waiting);
     tcase_add_test(limits, test_reserve);
     suite_add_tcase(s, limits);
+
+    tcase_add_checked_fixture(cans, setup_canned, teardown_canned);
+    tcase_set_timeout(cans, 60);
+    tcase_add_test(cans, test_canned_sequential);
+    tcase_add_test(cans, test_canned_concurrent);
+    tcase_add_test(cans, test_canned_unref_in_flight);
+    tcase_add_test(cans, test_canned_fallback);
+    tcase_add_test(cans, test_canned_async_and_stop);
+    tcase_add_test(cans, test_reply_parts);
+    tcase_add_test(cans, test_canned_refused);
+    suite_add_tcase(s, cans);
     return s;
 }
 
