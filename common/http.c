@@ -1590,8 +1590,7 @@ parts_iov(const struct http_part *parts, size_t n, struct MHD_IoVec *iov, size_t
  * (0.9.75) sends a buffer body with the header in one sendmsg() but an iovec body in a second
  * call after the header, a second TCP segment each time (measured: issue 10 item 2). */
 static struct MHD_Response *
-resp_of_iov(const struct MHD_IoVec *iov, unsigned n, MHD_ContentReaderFreeCallback done,
-            void *cls)
+resp_of_iov(const struct MHD_IoVec *iov, unsigned n, MHD_ContentReaderFreeCallback done, void *cls)
 {
     if (n == 1)
         return MHD_create_response_from_buffer_with_free_callback_cls(

@@ -213,18 +213,17 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, const struct oc
         http_reply(http, 304, NULL, NULL, 0);
         return NULL;
     }
-    spec = (struct http_canned_spec){
-        .status = 200,
-        .content_type = OCSP_RESPONSE_TYPE,
-        .parts = {{a->der, a->len}},
-        .nparts = 1,
-        .release = ocsp_free_der,
-        .release_arg = a->der,
-        .headers = (struct http_header[]){{"ETag", etag},
-                                          {"Cache-Control", cc},
-                                          {"Last-Modified", lm},
-                                          {"Expires", ex}},
-        .nheaders = 4};
+    spec = (struct http_canned_spec){.status = 200,
+                                     .content_type = OCSP_RESPONSE_TYPE,
+                                     .parts = {{a->der, a->len}},
+                                     .nparts = 1,
+                                     .release = ocsp_free_der,
+                                     .release_arg = a->der,
+                                     .headers = (struct http_header[]){{"ETag", etag},
+                                                                       {"Cache-Control", cc},
+                                                                       {"Last-Modified", lm},
+                                                                       {"Expires", ex}},
+                                     .nheaders = 4};
     if ((c = http_canned_new(&spec)) == NULL) {
         /* (the parts are still ours) */
         http_reply_header(http, "ETag", etag);
@@ -603,12 +602,12 @@ ocsp_front_serve(struct ocsp_service *s, struct http_request *http, const struct
         return false;
     rc = ocsp_store_status_get(s->store, h.issuer_id, h.serial, h.serial_len, &st);
     backed = (rc == ST_OK || rc == ST_NOTFOUND) &&
-             ocsp_front_backed(&h, &(struct ocsp_front_now){
-                                       .now = now,
-                                       .gen = ocsp_issuers_serve_gen(s->issuers),
-                                       .max_age = ocsp_max_age(s, h.next_update, now),
-                                       .status_found = rc == ST_OK,
-                                       .stamp = rc == ST_OK ? st.stamp : 0});
+             ocsp_front_backed(
+                 &h, &(struct ocsp_front_now){.now = now,
+                                              .gen = ocsp_issuers_serve_gen(s->issuers),
+                                              .max_age = ocsp_max_age(s, h.next_update, now),
+                                              .status_found = rc == ST_OK,
+                                              .stamp = rc == ST_OK ? st.stamp : 0});
     if (!backed) {
         metrics_inc(s->m_front_stale);
         ocsp_front_drop(s->front, k->b, k->len);
