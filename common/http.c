@@ -1586,6 +1586,18 @@ parts_iov(const struct http_part *parts, size_t n, struct MHD_IoVec *iov, size_t
     return true;
 }
 
+/* A response over the parts: one part goes out as a buffer response, since libmicrohttpd
+ * (0.9.75) sends a buffer body with the header in one sendmsg() but an iovec body in a second
+ * call after the header, a second TCP segment each time (measured: issue 10 item 2). */
+static struct MHD_Response *
+resp_of_iov(const struct MHD_IoVec *iov, unsigned n, MHD_ContentReaderFreeCallback done, void *cls)
+{
+    if (n == 1)
+        return MHD_create_response_from_buffer_with_free_callback_cls(
+            iov[0].iov_len, (void *)iov[0].iov_base, done, cls);
+    return MHD_create_response_from_iovec(iov, n, done, cls);
+}
+
 int
 http_reply_parts(struct http_request *req, unsigned status, const char *content_type,
                  const struct http_part *parts, size_t n, http_release_fn release, void *arg)
@@ -1596,7 +1608,7 @@ http_reply_parts(struct http_request *req, unsigned status, const char *content_
     bool ok = parts_iov(parts, n, iov, &len);
 
     if (ok && req != NULL)
-        resp = MHD_create_response_from_iovec(iov, (unsigned)n, release, arg);
+        resp = resp_of_iov(iov, (unsigned)n, release, arg);
     /* from here on MHD's free callback releases the parts (MHD_destroy_response) */
     if (resp == NULL && release != NULL)
         release(arg);
@@ -1730,7 +1742,7 @@ http_canned_new(const struct http_canned_spec *spec)
     c->release = NULL; /* until it is built: on failure the parts stay the caller's */
     c->release_arg = spec->release_arg;
     canned_copy_headers(c, spec);
-    c->resp = MHD_create_response_from_iovec(c->iov, c->nparts, canned_body_done, c);
+    c->resp = resp_of_iov(c->iov, c->nparts, canned_body_done, c);
     if (c->resp == NULL) {
         log_err("http: out of memory for a canned reply");
         free(c);
@@ -1767,7 +1779,7 @@ canned_one_off(struct http_request *req, struct http_canned *c)
     struct MHD_Response *resp;
 
     atomic_fetch_add_explicit(&c->bodies, 1, memory_order_relaxed);
-    resp = MHD_create_response_from_iovec(c->iov, c->nparts, canned_body_done, c);
+    resp = resp_of_iov(c->iov, c->nparts, canned_body_done, c);
     if (resp == NULL) {
         canned_body_done(c); /* never the last: c->resp holds one while we hold c */
         return NULL;

@@ -64,6 +64,9 @@ ocsp_key_ocsp(struct ocsp_parse *op, const char *k, const char *v, const struct 
         if (config_uint(v, 1, OCSP_MAX_CERTIDS, &n) != 0)
             return config_error(op->p, pos, "max_certids: 1..%d", OCSP_MAX_CERTIDS);
         c->max_certids = (unsigned)n;
+    } else if (strcmp(k, "front_cache") == 0) {
+        if (config_size(v, &c->front_cache) != 0 || c->front_cache > OCSP_FRONT_CACHE_MAX)
+            return config_error(op->p, pos, "front_cache: 0 (off) .. 1G bytes");
     } else if (strcmp(k, "unissued_cache") == 0) {
         if (config_uint(v, 0, OCSP_CACHE_MAX_ENTRIES, &n) != 0)
             return config_error(op->p, pos, "unissued_cache: 0 (off) .. %u entries",
@@ -130,6 +133,7 @@ ocsp_defaults(struct ocsp_config *c)
     c->max_age = 3600;
     c->max_certids = 8;
     c->unissued_cache = 4096;
+    c->front_cache = OCSP_FRONT_CACHE_DEFAULT;
     /* per client address: 20 signatures a second, bursts of 100 (README, "Abuse") */
     ratelimit_config_defaults(&c->sign_limit, 20, 100);
 }

@@ -12,6 +12,9 @@
 
 #include <limits.h>
 #include <stdbool.h>
+
+#define OCSP_FRONT_CACHE_DEFAULT ((size_t)16 << 20)
+#define OCSP_FRONT_CACHE_MAX ((size_t)1 << 30)
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +31,7 @@ struct ocsp_config {
     double refresh_margin;   /* re-sign when less than this fraction of validity is left, 0..1 */
     double max_age;          /* upper bound of Cache-Control max-age (seconds) */
     unsigned max_certids;    /* CertIDs per request (<= OCSP_MAX_CERTIDS) */
+    size_t front_cache;      /* bytes of built replies kept by request bytes (0: off) */
     size_t unissued_cache;   /* answers for serials without a record kept in memory (0: off) */
     /* [limits]: answers signed on demand, per client address (sign_rate, sign_burst,
      * sign_sources; OCSP-27) */

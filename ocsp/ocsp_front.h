@@ -48,7 +48,9 @@ struct ocsp_front_hit {
     bool status_found;   /* the serial had a status record ... */
     uint64_t stamp;      /* ... with this stamp */
     int64_t valid_until; /* first second (UTC) at which it must not be sent any more */
+    int64_t next_update; /* the answer's nextUpdate (the max-age is counted to it) */
     uint32_t max_age;    /* the Cache-Control max-age the reply carries */
+    uint8_t source;      /* the caller's: where the answer came from (for its metrics) */
     char etag[24];       /* the quoted ETag it carries, for If-None-Match */
     size_t answer_len;   /* the answer's own bytes (for the memory bound) */
     void *reply;         /* the reply, a reference */

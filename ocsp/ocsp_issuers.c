@@ -28,6 +28,9 @@ struct ocsp_issuers {
     size_t n;
     struct ocsp_issuer_slot *retired; /* replaced (new key or certificate): pointers stay valid */
     uint64_t gen;
+    /* bumped whenever what is served changes: a slot added or replaced, settings published
+     * (the front cache's entries of an older generation are not sent: ocsp_front.h) */
+    _Atomic uint64_t serve_gen;
     bool strict;
     _Atomic int64_t expiry_warned; /* last "responder certificate expires soon" warning */
     _Atomic int64_t last_replace;  /* latest replaced_at of a slot */
@@ -239,9 +242,11 @@ ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
     }
     if (old != NULL && ocsp_identity_same(&old->iss.rec, rec)) {
         /* same key and certificates: publish the new settings (CRL times, policies) */
-        if (!ocsp_live_same(ocsp_issuer_live(&old->iss), rec) &&
-            ocsp_live_publish(&old->iss, rec) != ST_OK)
-            reload_failed(rc, rec->name);
+        if (!ocsp_live_same(ocsp_issuer_live(&old->iss), rec)) {
+            if (ocsp_live_publish(&old->iss, rec) != ST_OK)
+                reload_failed(rc, rec->name);
+            atomic_fetch_add(&r->serve_gen, 1);
+        }
         /* SIGHUP: its key is looked for again (token label, key file) and must still sign
          * and match the certificate; the running slot stays either way */
         if (rc->check_same) {
@@ -285,6 +290,7 @@ ocsp_reload_one(void *ctx, const struct ocsp_issuer_rec *rec)
         r->n++;
     }
     pthread_rwlock_unlock(&r->lock);
+    atomic_fetch_add(&r->serve_gen, 1);
     /* a rollover may delete the old key from the token: a re-initialisation of the module
      * (after a removed device) must not need it any more */
     if (old != NULL)
@@ -525,4 +531,10 @@ ocsp_issuers_find(struct ocsp_issuers *r, const struct ocsp_certid *id)
     }
     pthread_rwlock_unlock(&r->lock);
     return found;
+}
+
+uint64_t
+ocsp_issuers_serve_gen(struct ocsp_issuers *r)
+{
+    return atomic_load(&r->serve_gen);
 }

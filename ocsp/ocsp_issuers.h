@@ -71,6 +71,10 @@ void ocsp_issuers_mark_seen(struct ocsp_issuers *r);
  * logged as a warning, at most hourly). */
 bool ocsp_issuers_healthy(struct ocsp_issuers *r, int64_t now);
 size_t ocsp_issuers_count(struct ocsp_issuers *r);
+/* Changes whenever what is served changes: an issuer added, its slot replaced (a new key or
+ * certificate), its settings published. Read before deciding an answer that is kept (the
+ * front cache), compared before sending it again. */
+uint64_t ocsp_issuers_serve_gen(struct ocsp_issuers *r);
 /* The latest replaced_at of any issuer (0: none replaced since start). */
 int64_t ocsp_issuers_last_replace(struct ocsp_issuers *r);
 

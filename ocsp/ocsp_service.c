@@ -8,6 +8,7 @@
 #include "common/cond.h"
 #include "common/daemon.h"
 #include "common/der.h"
+#include "common/http_date.h"
 #include "common/json.h"
 #include "common/log.h"
 #include "common/metrics.h"
@@ -16,9 +17,11 @@
 #include "common/status.h"
 #include "ocsp/ocsp_cache.h"
 #include "ocsp/ocsp_decide.h"
+#include "ocsp/ocsp_front.h"
 #include "ocsp/ocsp_issuers.h"
 #include "ocsp/ocsp_refresher.h"
 #include "ocsp/ocsp_request.h"
+#include "ocsp/ocsp_request_fast.h"
 #include "ocsp/ocsp_responder.h"
 #include "ocsp/ocsp_response.h"
 #include "ocsp/ocsp_store.h"
@@ -61,6 +64,7 @@ struct ocsp_service {
     const struct ocsp_config *cfg; /* as started: what needs a restart */
     /* [ocsp] settings a reload changes (SIGHUP, issue 9 item 4) */
     _Atomic double max_age;
+    _Atomic double refresh_margin; /* the refresher's: a kept reply is not sent past it */
     atomic_uint max_certids;
     struct ocsp_store *store;
     struct ocsp_responder *resp;
@@ -71,6 +75,8 @@ struct ocsp_service {
     struct ratelimit *limit;     /* answers signed on demand, per client address (OCSP-27) */
     struct ocsp_cache *unissued; /* answers for serials without a status record */
     struct metric *m_cached, *m_limited_try, *m_limited_presigned;
+    struct ocsp_front *front; /* built replies by request bytes (issue 10 item 2) */
+    struct metric *m_front_hit, *m_front_stale;
     pthread_mutex_t inflight_lock;
     struct ocsp_inflight inflight[OCSP_INFLIGHT_MAX];
 };
@@ -120,15 +126,8 @@ ocsp_reply_error(struct ocsp_service *s, struct http_request *http, enum ocsp_re
     ocsp_reply_error_retry(s, http, st, why, 5);
 }
 
-static void
-http_date(int64_t t, char *out, size_t cap)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-
-    gmtime_r(&tt, &tm);
-    strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-}
+/* Where a kept reply's answer came from (struct ocsp_front_hit.source). */
+enum { OCSP_SRC_STORED = 1, OCSP_SRC_UNISSUED = 2 };
 
 /* A successful answer to send. */
 struct ocsp_answer {
@@ -139,19 +138,55 @@ struct ocsp_answer {
     const uint8_t *etag; /* stored with it (OCSP_FP_LEN bytes), or NULL: computed */
 };
 
-/* A successful response with RFC 9919 §6.2 caching headers (LW-03/04), or 304. */
+/* The Cache-Control max-age of an answer at `now`: to its nextUpdate, at most [ocsp] max_age
+ * (LW-08). */
+static uint32_t
+ocsp_max_age(struct ocsp_service *s, int64_t next_update, int64_t now)
+{
+    int64_t age = next_update - now, cap = (int64_t)atomic_load(&s->max_age);
+
+    if (age > cap)
+        age = cap;
+    return age > 0 ? (uint32_t)age : 0;
+}
+
 static void
+ocsp_free_der(void *der)
+{
+    free(der);
+}
+
+static void
+ocsp_canned_ref(void *c)
+{
+    http_canned_ref(c);
+}
+
+static void
+ocsp_canned_unref(void *c)
+{
+    http_canned_unref(c);
+}
+
+/*
+ * A successful response with RFC 9919 §6.2 caching headers (LW-03/04), or 304. A cacheable
+ * answer is sent as a canned reply (built once, sendable again: the front cache keeps it) and
+ * that reply is returned with a reference for the caller (NULL otherwise); its ETag goes to
+ * etag_out (when not NULL, 24 bytes).
+ */
+static struct http_canned *
 ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, const struct ocsp_answer *a,
-              const char *inm)
+              const char *inm, int64_t now, char *etag_out)
 {
     uint8_t digest[OCSP_FP_LEN];
-    char etag[2 * OCSP_FP_LEN + 3], date[40], cc[96];
-    int64_t now = (int64_t)time(NULL), age = a->next_update - now;
+    char etag[2 * OCSP_FP_LEN + 3], lm[HTTP_DATE_LEN], ex[HTTP_DATE_LEN], cc[96];
+    struct http_canned *c;
+    struct http_canned_spec spec;
 
     if (!a->cacheable) { /* a nonce makes the answer one client's */
         http_reply_header(http, "Cache-Control", "private, max-age=0, no-transform");
         http_reply_take(http, 200, OCSP_RESPONSE_TYPE, a->der, a->len);
-        return;
+        return NULL;
     }
     /* a strong ETag: the first bytes of SHA-256 of the answer, as stored with it */
     if (a->etag != NULL)
@@ -162,24 +197,53 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, const struct oc
     hex_encode(etag + 1, digest, OCSP_FP_LEN, false);
     etag[2 * OCSP_FP_LEN + 1] = '"';
     etag[2 * OCSP_FP_LEN + 2] = '\0';
-    if (age > (int64_t)s->max_age)
-        age = (int64_t)s->max_age;
-    if (age < 0)
-        age = 0;
-    snprintf(cc, sizeof(cc), "max-age=%lld, public, no-transform, must-revalidate", (long long)age);
-    http_reply_header(http, "ETag", etag);
-    http_reply_header(http, "Cache-Control", cc);
-    http_date(a->produced_at, date, sizeof(date));
-    http_reply_header(http, "Last-Modified", date);
-    http_date(a->next_update, date, sizeof(date));
-    http_reply_header(http, "Expires", date);
+    if (etag_out != NULL)
+        memcpy(etag_out, etag, sizeof(etag));
+    snprintf(cc, sizeof(cc), "max-age=%u, public, no-transform, must-revalidate",
+             (unsigned)ocsp_max_age(s, a->next_update, now));
+    http_date_format(a->produced_at, lm);
+    http_date_format(a->next_update, ex);
     if (inm != NULL && inm[0] != '\0' && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)) {
         metrics_inc(s->m_304);
         free(a->der);
+        http_reply_header(http, "ETag", etag);
+        http_reply_header(http, "Cache-Control", cc);
+        http_reply_header(http, "Last-Modified", lm);
+        http_reply_header(http, "Expires", ex);
         http_reply(http, 304, NULL, NULL, 0);
-        return;
+        return NULL;
     }
-    http_reply_take(http, 200, OCSP_RESPONSE_TYPE, a->der, a->len);
+    spec = (struct http_canned_spec){.status = 200,
+                                     .content_type = OCSP_RESPONSE_TYPE,
+                                     .parts = {{a->der, a->len}},
+                                     .nparts = 1,
+                                     .release = ocsp_free_der,
+                                     .release_arg = a->der,
+                                     .headers = (struct http_header[]){{"ETag", etag},
+                                                                       {"Cache-Control", cc},
+                                                                       {"Last-Modified", lm},
+                                                                       {"Expires", ex}},
+                                     .nheaders = 4};
+    if ((c = http_canned_new(&spec)) == NULL) {
+        /* (the parts are still ours) */
+        http_reply_header(http, "ETag", etag);
+        http_reply_header(http, "Cache-Control", cc);
+        http_reply_header(http, "Last-Modified", lm);
+        http_reply_header(http, "Expires", ex);
+        http_reply_parts(http, 200, OCSP_RESPONSE_TYPE, spec.parts, spec.nparts, ocsp_free_der,
+                         a->der);
+        return NULL;
+    }
+    http_reply_canned(http, c);
+    return c;
+}
+
+/* An answer that is not kept for later requests (signed for this one, or waited for). */
+static void
+ocsp_reply_once(struct ocsp_service *s, struct http_request *http, const struct ocsp_answer *a,
+                const char *inm)
+{
+    http_canned_unref(ocsp_reply_ok(s, http, a, inm, (int64_t)time(NULL), NULL));
 }
 
 static bool
@@ -274,13 +338,13 @@ ocsp_inflight_finish(struct ocsp_service *s, struct ocsp_pending *p, const uint8
         if (copy != NULL) {
             memcpy(copy, der, len);
             metrics_inc(s->m_cached);
-            ocsp_reply_ok(s, w->http,
-                          &(struct ocsp_answer){.der = copy,
-                                                .len = len,
-                                                .produced_at = p->produced_at,
-                                                .next_update = p->next_update,
-                                                .cacheable = true},
-                          w->inm);
+            ocsp_reply_once(s, w->http,
+                            &(struct ocsp_answer){.der = copy,
+                                                  .len = len,
+                                                  .produced_at = p->produced_at,
+                                                  .next_update = p->next_update,
+                                                  .cacheable = true},
+                            w->inm);
         } else {
             ocsp_reply_error(s, w->http, der != NULL ? OCSP_RESP_INTERNAL_ERROR : fail,
                              "the answer waited for was not signed");
@@ -324,13 +388,13 @@ ocsp_signed(struct ocsp_job *j, void *ctx)
                                           : "signing failed");
     } else {
         metrics_inc(s->m_signed);
-        ocsp_reply_ok(s, p->http,
-                      &(struct ocsp_answer){.der = j->resp,
-                                            .len = j->resp_len,
-                                            .produced_at = p->produced_at,
-                                            .next_update = p->next_update,
-                                            .cacheable = p->cacheable},
-                      p->inm);
+        ocsp_reply_once(s, p->http,
+                        &(struct ocsp_answer){.der = j->resp,
+                                              .len = j->resp_len,
+                                              .produced_at = p->produced_at,
+                                              .next_update = p->next_update,
+                                              .cacheable = p->cacheable},
+                        p->inm);
         j->resp = NULL;
     }
     ocsp_job_free(j);
@@ -350,13 +414,55 @@ ocsp_request_bytes(struct http_request *http, uint8_t *buf, size_t cap, const ui
     return ocsp_get_decode(http_req_subpath(http), buf, cap, len) == ST_OK;
 }
 
+/* The front cache's view of one request: its key (a method byte, then the exact request
+ * bytes) and the registry generation read before anything was decided for it. */
+struct ocsp_front_key {
+    uint8_t b[OCSP_FRONT_KEY_MAX];
+    size_t len; /* 0: not cacheable (too long, or no cache) */
+    uint64_t gen;
+};
+
+/* The reply just sent for a one-CertID request, offered to the front cache: what backs it
+ * (the serial's record as read with the answer, the generation) and until when it may be
+ * sent again: its nextUpdate, the time the refresher re-signs it, the CRL's nextUpdate, the
+ * responder certificate's expiry (STS-12, issue 8 item 4). */
+static void
+ocsp_front_offer(struct ocsp_service *s, const struct ocsp_front_key *k, struct http_canned *c,
+                 const struct ocsp_front_hit *base, int64_t produced_at, int64_t now)
+{
+    struct ocsp_front_hit h = *base;
+    const struct ocsp_issuer *iss = h.issuer;
+    const struct ocsp_issuer_live *lv = ocsp_issuer_live(iss);
+    double margin = atomic_load(&s->refresh_margin);
+    int64_t until = h.next_update, due;
+
+    if (c == NULL || k == NULL || k->len == 0)
+        return; /* not kept: not cacheable, or answered without the nonce it asked for */
+    due = h.next_update - (int64_t)(margin * (double)(h.next_update - produced_at));
+    if (due < now + 1)
+        due = now + 1;
+    if (due < until)
+        until = due;
+    if (lv->crl_fed && lv->crl_next_update < until)
+        until = lv->crl_next_update;
+    if (iss->signer_not_after < until)
+        until = iss->signer_not_after;
+    h.valid_until = until;
+    h.gen = k->gen;
+    h.max_age = ocsp_max_age(s, h.next_update, now);
+    h.reply = c;
+    ocsp_front_put(s->front, k->b, k->len, &h);
+}
+
 /* Pre-signed hit: one CertID, no nonce to echo, response current for the status record. */
 static bool
 ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct ocsp_certid *id,
-                const struct ocsp_issuer *iss, int64_t now)
+                const struct ocsp_issuer *iss, int64_t now, const struct ocsp_front_key *k)
 {
     struct ocsp_response_found f;
     const struct ocsp_stored_response *sr = &f.resp;
+    struct ocsp_front_hit h = {0};
+    struct http_canned *c;
     bool current;
 
     if (ocsp_store_response_get(s->store,
@@ -381,14 +487,25 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
         return false;
     }
     metrics_inc(s->m_hit);
-    ocsp_reply_ok(s, http,
-                  &(struct ocsp_answer){.der = sr->der,
-                                        .len = sr->der_len,
-                                        .produced_at = sr->produced_at,
-                                        .next_update = sr->next_update,
-                                        .cacheable = true,
-                                        .etag = sr->etag},
-                  http_req_header(http, "If-None-Match"));
+    c = ocsp_reply_ok(s, http,
+                      &(struct ocsp_answer){.der = sr->der,
+                                            .len = sr->der_len,
+                                            .produced_at = sr->produced_at,
+                                            .next_update = sr->next_update,
+                                            .cacheable = true,
+                                            .etag = sr->etag},
+                      http_req_header(http, "If-None-Match"), now, h.etag);
+    h.issuer = iss;
+    memcpy(h.issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
+    memcpy(h.serial, id->serial, id->serial_len);
+    h.serial_len = (uint8_t)id->serial_len;
+    h.status_found = f.status_found;
+    h.stamp = f.status_found ? f.status.stamp : 0;
+    h.next_update = sr->next_update;
+    h.answer_len = sr->der_len;
+    h.source = OCSP_SRC_STORED;
+    ocsp_front_offer(s, k, c, &h, sr->produced_at, now);
+    http_canned_unref(c);
     return true;
 }
 
@@ -397,10 +514,12 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
  * the serial still has no record (one added since is answered from it). */
 static bool
 ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct ocsp_certid *id,
-                const struct ocsp_issuer *iss, int64_t now)
+                const struct ocsp_issuer *iss, int64_t now, const struct ocsp_front_key *k)
 {
     struct ocsp_status st;
     struct ocsp_cache_answer a;
+    struct ocsp_front_hit h = {0};
+    struct http_canned *c;
 
     if (s->unissued == NULL ||
         !ocsp_cache_get(s->unissued,
@@ -416,13 +535,89 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
         return false;
     }
     metrics_inc(s->m_cached);
-    ocsp_reply_ok(s, http,
-                  &(struct ocsp_answer){.der = a.der,
-                                        .len = a.der_len,
-                                        .produced_at = a.produced_at,
-                                        .next_update = a.next_update,
-                                        .cacheable = true},
-                  http_req_header(http, "If-None-Match"));
+    c = ocsp_reply_ok(s, http,
+                      &(struct ocsp_answer){.der = a.der,
+                                            .len = a.der_len,
+                                            .produced_at = a.produced_at,
+                                            .next_update = a.next_update,
+                                            .cacheable = true},
+                      http_req_header(http, "If-None-Match"), now, h.etag);
+    h.issuer = iss;
+    memcpy(h.issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
+    memcpy(h.serial, id->serial, id->serial_len);
+    h.serial_len = (uint8_t)id->serial_len;
+    h.status_found = false;
+    h.next_update = a.next_update;
+    h.answer_len = a.der_len;
+    h.source = OCSP_SRC_UNISSUED;
+    ocsp_front_offer(s, k, c, &h, a.produced_at, now);
+    http_canned_unref(c);
+    return true;
+}
+
+/* The request's front cache key; false when it cannot be kept (no cache, too long, a
+ * conditional request: If-None-Match is answered by the full path). */
+static bool
+ocsp_front_key_of(struct ocsp_service *s, struct http_request *http, bool post,
+                  struct ocsp_front_key *k)
+{
+    const uint8_t *src;
+    const char *inm;
+    size_t n;
+
+    k->len = 0;
+    if (s->front == NULL)
+        return false;
+    inm = http_req_header(http, "If-None-Match");
+    if (inm != NULL && inm[0] != '\0')
+        return false;
+    if (post) {
+        src = http_req_body(http, &n);
+    } else {
+        src = (const uint8_t *)http_req_subpath(http);
+        n = strlen((const char *)src);
+    }
+    if (src == NULL || n == 0 || n + 1 > sizeof(k->b))
+        return false;
+    k->b[0] = post ? 'P' : 'G';
+    memcpy(k->b + 1, src, n);
+    k->len = n + 1;
+    k->gen = ocsp_issuers_serve_gen(s->issuers);
+    return true;
+}
+
+/* A request seen before: its kept reply, when what backs it is unchanged (ocsp_front.h). The
+ * serial's status record is read now, so a revocation is visible on the very next request
+ * (EID-05). false: answer it the long way (a stale entry is dropped). */
+static bool
+ocsp_front_serve(struct ocsp_service *s, struct http_request *http, const struct ocsp_front_key *k,
+                 int64_t now)
+{
+    struct ocsp_front_hit h;
+    struct ocsp_status st;
+    int rc;
+    bool backed;
+
+    if (!ocsp_front_get(s->front, k->b, k->len, &h))
+        return false;
+    rc = ocsp_store_status_get(s->store, h.issuer_id, h.serial, h.serial_len, &st);
+    backed = (rc == ST_OK || rc == ST_NOTFOUND) &&
+             ocsp_front_backed(
+                 &h, &(struct ocsp_front_now){.now = now,
+                                              .gen = ocsp_issuers_serve_gen(s->issuers),
+                                              .max_age = ocsp_max_age(s, h.next_update, now),
+                                              .status_found = rc == ST_OK,
+                                              .stamp = rc == ST_OK ? st.stamp : 0});
+    if (!backed) {
+        metrics_inc(s->m_front_stale);
+        ocsp_front_drop(s->front, k->b, k->len);
+        http_canned_unref(h.reply);
+        return false;
+    }
+    metrics_inc(h.source == OCSP_SRC_UNISSUED ? s->m_cached : s->m_hit);
+    metrics_inc(s->m_front_hit);
+    http_reply_canned(http, h.reply);
+    http_canned_unref(h.reply);
     return true;
 }
 
@@ -455,8 +650,8 @@ ocsp_rate_limited(struct ocsp_service *s, const struct ocsp_ask *a,
                 http_req_client_ip(http), s->cfg->sign_limit.rate, s->cfg->sign_limit.burst,
                 v->retry_after);
     if (req->n == 1 && echo_nonce && ocsp_issuer_live(iss)->nonce_policy != OCSP_NONCE_REQUIRE &&
-        (ocsp_try_stored(s, http, &req->ids[0], iss, now) ||
-         ocsp_try_cached(s, http, &req->ids[0], iss, now))) {
+        (ocsp_try_stored(s, http, &req->ids[0], iss, now, NULL) ||
+         ocsp_try_cached(s, http, &req->ids[0], iss, now, NULL))) {
         metrics_inc(s->m_limited_presigned);
         return;
     }
@@ -591,12 +786,24 @@ ocsp_handle(struct http_request *http, void *ctx)
     bool echo_nonce;
     struct ratelimit_verdict verdict;
     struct ocsp_ask ask;
+    bool post = strcmp(http_req_method(http), "POST") == 0;
+    static _Thread_local struct ocsp_front_key key;
 
+    /* a request seen before whose kept reply is still backed (issue 10 item 2) */
+    if (ocsp_front_key_of(s, http, post, &key) && ocsp_front_serve(s, http, &key, now))
+        return;
     if (!ocsp_request_bytes(http, getbuf, sizeof(getbuf), &der, &len)) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "no request, or not url-encoded base64");
         return;
     }
-    if (ocsp_request_parse(der, len, &req, &why) != ST_OK) {
+    /* the common one-CertID request without a nonce is read without OpenSSL; anything else
+     * (and every error) by the full parser */
+    if (ocsp_request_fast(der, len, &req.ids[0])) {
+        req.n = 1;
+        req.has_nonce = false;
+        req.nonce_value_len = 0;
+        req.nonce_len = 0;
+    } else if (ocsp_request_parse(der, len, &req, &why) != ST_OK) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, why);
         return;
     }
@@ -628,8 +835,8 @@ ocsp_handle(struct http_request *http, void *ctx)
     echo_nonce = req.has_nonce && nonce_policy != OCSP_NONCE_IGNORE;
     ask = (struct ocsp_ask){http, &req, iss, echo_nonce, now};
     if (req.n == 1 && !echo_nonce &&
-        (ocsp_try_stored(s, http, &req.ids[0], iss, now) ||
-         ocsp_try_cached(s, http, &req.ids[0], iss, now) ||
+        (ocsp_try_stored(s, http, &req.ids[0], iss, now, &key) ||
+         ocsp_try_cached(s, http, &req.ids[0], iss, now, &key) ||
          ocsp_inflight_join(s, http, &req.ids[0], iss)))
         return;
     /* what follows costs a signature: counted per client address (OCSP-27) */
@@ -667,6 +874,9 @@ ocsp_health(void *ctx, char *json, size_t cap)
 static void
 ocsp_metrics_init(struct ocsp_service *s)
 {
+    static const char *const front_help =
+        "Requests answered from the front cache ([ocsp] front_cache), and entries found no "
+        "longer backed (a status change, a reload, their time), answered the long way.";
     char name[96];
 
     s->m_hit = metrics_counter("ocsp_responses_total{source=\"presigned\"}",
@@ -677,6 +887,8 @@ ocsp_metrics_init(struct ocsp_service *s)
     s->m_refreshed = metrics_counter("ocsp_resigned_total",
                                      "Stored responses re-signed (refresh or status change).");
     s->m_304 = metrics_counter("ocsp_not_modified_total", "Conditional GETs answered 304.");
+    s->m_front_hit = metrics_counter("ocsp_front_cache_total{result=\"hit\"}", front_help);
+    s->m_front_stale = metrics_counter("ocsp_front_cache_total{result=\"stale\"}", front_help);
     s->m_cached = metrics_counter("ocsp_responses_total{source=\"unissued_cache\"}",
                                   "Successful OCSP responses, by where they came from.");
     s->m_limited_try = metrics_counter(
@@ -716,6 +928,7 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
         return NULL;
     s->cfg = cfg;
     s->max_age = cfg->max_age;
+    s->refresh_margin = cfg->refresh_margin;
     atomic_init(&s->max_certids, cfg->max_certids);
     pthread_mutex_init(&s->inflight_lock, NULL);
     /* ocspd -n may run beside a live ocspd and writes nothing: an existing store is only
@@ -742,6 +955,11 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     s->issuers = ocsp_responder_issuers(s->resp);
     s->limit = ratelimit_new(&cfg->sign_limit);
     s->unissued = ocsp_cache_new(cfg->unissued_cache);
+    s->front = ocsp_front_new(cfg->front_cache, ocsp_canned_ref, ocsp_canned_unref);
+    if (s->front == NULL && cfg->front_cache > 0) {
+        log_err("ocsp: out of memory for the front cache");
+        goto fail;
+    }
     if ((s->limit == NULL && cfg->sign_limit.rate > 0) ||
         (s->unissued == NULL && cfg->unissued_cache > 0)) {
         log_err("ocsp: out of memory for the rate limit or the unissued cache");
@@ -774,6 +992,9 @@ ocsp_service_free(struct ocsp_service *s)
     if (s == NULL)
         return;
     ocsp_refresher_stop(s->refresher);
+    /* the HTTP server has stopped: no reply of the front cache is queued any more; its
+     * replies borrow the issuers' certs, freed with the responder below */
+    ocsp_front_free(s->front);
     ocsp_responder_free(s->resp); /* no more completions: the cache is no longer used */
     ocsp_cache_free(s->unissued);
     ratelimit_free(s->limit);
@@ -806,6 +1027,8 @@ ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t
         daemon_restart_note(&rs, "[server] base_path");
     if (run->unissued_cache != cfg->unissued_cache)
         daemon_restart_note(&rs, "[ocsp] unissued_cache");
+    if (run->front_cache != cfg->front_cache)
+        daemon_restart_note(&rs, "[ocsp] front_cache");
     if (run->sign_limit.rate != cfg->sign_limit.rate ||
         run->sign_limit.burst != cfg->sign_limit.burst ||
         run->sign_limit.sources != cfg->sign_limit.sources)
@@ -817,6 +1040,7 @@ ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t
         return st;
     }
     s->max_age = cfg->max_age;
+    s->refresh_margin = cfg->refresh_margin;
     ocsp_refresher_set(s->refresher, cfg->refresh_interval, cfg->refresh_margin);
     atomic_store(&s->max_certids, cfg->max_certids);
     log_set_level(cfg->log_level);
