@@ -31,7 +31,7 @@
 #           (loadgen --close: a full TLS handshake each, server certificate verified, no session
 #           resumption), each set against its HTTP twin (issue 9 item 1)
 #
-#   scale   (bench/scale.sh) a store of 10 M certificates (QUICK: 20 k; BENCH_SCALE_N) built
+#   scale   (bench/scale.sh) a store of 10 M certificates (QUICK: 3 k; BENCH_SCALE_N) built
 #           once and kept in $BUILD/bench-scale-N/ with its build times (import-index,
 #           presign, against the PKCS#11 signer's raw rate); import-crl of a 1 M entry CRL
 #           (QUICK: 10 k) into a scratch store; the store's bytes per certificate (mdb_stat);

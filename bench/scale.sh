@@ -4,7 +4,7 @@
 # bench/run.sh after its other OCSP scenarios (it reads run.sh's LG, OUT, WORK, BUILD, QUICK,
 # WARM, DUR, CONNS, load, conf_apply, note, ocsp_bench_db and the tests/lib helpers).
 #
-# A store of SCALE_N certificates (10 million in a full run, 20 thousand with QUICK=1;
+# A store of SCALE_N certificates (10 million in a full run, 3 thousand with QUICK=1;
 # BENCH_SCALE_N overrides) is built once and KEPT in $BUILD/bench-scale-N/ between runs:
 #   pki/          its own OCSP demo PKI and SoftHSM2 token (tests/lib/ocsp-pki.sh, fixed URL)
 #   ocspd.conf    the configuration ocspctl and ocspd use (the listen port is set per run)
@@ -12,7 +12,7 @@
 #                 (random 16-octet serials, 1 in 20 revoked: ocsp_bench_db), every answer
 #                 pre-signed (answers valid 10 days)
 #   bench-index.txt, bench-serials.txt   the index imported and loadgen's serial list
-#   crl.pem       a CRL of SCALE_CRL_N entries (1 M; QUICK 10 k) of the same issuer, made
+#   crl.pem       a CRL of SCALE_CRL_N entries (1 M; QUICK 2 k) of the same issuer, made
 #                 with `openssl ca -gencrl` from crl-index.txt (serials not in the store)
 #   uni-*.set     the uniform request sets over all SCALE_N serials (POST, GET)
 #   build.json    what the build measured: index generation, import-index, presign (and its
@@ -34,9 +34,9 @@
 # Results: $OUT/ocspd_scale_{post,get}.json (loadgen) and $OUT/scale.json (everything else),
 # read by run.sh's report.
 
-SCALE_N=${BENCH_SCALE_N:-$( ((QUICK)) && echo 20000 || echo 10000000)}
-SCALE_CRL_N=${BENCH_SCALE_CRL_N:-$( ((QUICK)) && echo 10000 || echo 1000000)}
-SCALE_SET_COUNT=${BENCH_SCALE_SET_COUNT:-$( ((QUICK)) && echo 50000 || echo 1000000)}
+SCALE_N=${BENCH_SCALE_N:-$( ((QUICK)) && echo 3000 || echo 10000000)}
+SCALE_CRL_N=${BENCH_SCALE_CRL_N:-$( ((QUICK)) && echo 2000 || echo 1000000)}
+SCALE_SET_COUNT=${BENCH_SCALE_SET_COUNT:-$( ((QUICK)) && echo 10000 || echo 1000000)}
 SCALE_DIR=$top/$BUILD/bench-scale-$SCALE_N
 SCALE_URL=http://127.0.0.1/ # the PKI's AIA URL: fixed, so that the kept PKI stays current
 SCALE_PRESIGN_MAX_AGE=$((4 * 86400))
