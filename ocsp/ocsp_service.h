@@ -2,12 +2,16 @@
  * ocsp_service: ocspd's HTTP pipeline (DESIGN D2, D6): routes, health, metrics, replies.
  *
  *   POST {base} (application/ocsp-request) or GET {base}/{url-encoded base64}
- *   -> parse (ocsp_request) -> one CertID without a nonce to echo: the pre-signed response from
+ *   -> the front cache (ocsp_front, [ocsp] front_cache): the same request bytes answered
+ *      before get that reply again, built once, if the serial's status record (read again),
+ *      the issuer registry's generation, the clock and the max-age still back it
+ *   -> parse (ocsp_request_fast, else ocsp_request) -> one CertID without a nonce to echo:
+ *      the pre-signed response from
  *      the store, if it was signed for the serial's current status record, by the issuer's
  *      current signer, and is not past its nextUpdate; or, for a serial without a record, the
  *      answer in the unissued cache (ocsp_cache) -> reply with RFC 9919 caching headers (ETag,
  *      Last-Modified, Expires, Cache-Control max-age, public, no-transform, must-revalidate;
- *      304 on If-None-Match)
+ *      304 on If-None-Match), offered to the front cache
  *   -> otherwise the answer costs a signature: the client address's token bucket
  *      ([limits] sign_rate, common/ratelimit; OCSP-27) must allow it, else tryLater with
  *      Retry-After (a one-CertID nonce request gets the pre-signed answer without its nonce);
