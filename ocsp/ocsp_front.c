@@ -11,7 +11,9 @@
 
 #define FRONT_WAYS 4u
 #define FRONT_STRIPES 64u
-#define FRONT_NOMINAL 1024u /* bytes per entry the table is sized for */
+/* bytes per entry the table is sized for: about what one counts (a request of 100 bytes, an
+ * answer of 400 to 900, the overhead), so that the ways fill as the bytes do */
+#define FRONT_NOMINAL 2048u
 
 struct front_ent {
     uint64_t hash;
@@ -161,6 +163,18 @@ ocsp_front_get(struct ocsp_front *f, const uint8_t *key, size_t key_len, struct 
     return w >= 0;
 }
 
+/* The least recently used entry of a set, -1 when it has none. */
+static int
+front_lru(struct front_ent **set)
+{
+    int v = -1;
+
+    for (unsigned w = 0; w < FRONT_WAYS; w++)
+        if (set[w] != NULL && (v < 0 || set[w]->used < set[v]->used))
+            v = (int)w;
+    return v;
+}
+
 /* The way to fill in a set: the key's own, a free one, or the least recently used. */
 static unsigned
 front_victim(struct front_ent **set, int own)
@@ -211,6 +225,10 @@ ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
     pthread_mutex_lock(lock);
     own = front_find(set, hash, key, key_len);
     w = front_victim(set, own);
+    /* the bytes are full while this set has a free way: its least recently used entry goes
+     * instead, so that a full cache keeps taking new requests rather than clogging */
+    if (set[w] == NULL && atomic_load(&f->bytes) + cost > f->limit && front_lru(set) >= 0)
+        w = (unsigned)front_lru(set);
     old = set[w];
     /* counted before it goes in, so that concurrent puts never pass the limit together */
     if (atomic_fetch_add(&f->bytes, cost) + cost - (old != NULL ? old->cost : 0) > f->limit) {
@@ -253,6 +271,13 @@ ocsp_front_backed(const struct ocsp_front_hit *h, const struct ocsp_front_now *n
     if (h->status_found != n->status_found)
         return false;
     if (h->status_found && h->stamp != n->stamp)
+        return false;
+    if (n->now + 1 < h->produced_at) /* the clock stepped back: the full path re-signs */
+        return false;
+    /* due for re-signing as ocsp_refresh_due says: less than margin of its validity left */
+    if ((double)(h->next_update - n->now) <=
+            (double)(h->next_update - h->produced_at) * n->margin &&
+        n->now > h->put_at)
         return false;
     return h->gen == n->gen && n->now < h->valid_until && h->max_age == n->max_age;
 }

@@ -433,16 +433,13 @@ ocsp_front_offer(struct ocsp_service *s, const struct ocsp_front_key *k, struct 
     struct ocsp_front_hit h = *base;
     const struct ocsp_issuer *iss = h.issuer;
     const struct ocsp_issuer_live *lv = ocsp_issuer_live(iss);
-    double margin = atomic_load(&s->refresh_margin);
-    int64_t until = h.next_update, due;
+    int64_t until = h.next_update;
 
     if (c == NULL || k == NULL || k->len == 0)
         return; /* not kept: not cacheable, or answered without the nonce it asked for */
-    due = h.next_update - (int64_t)(margin * (double)(h.next_update - produced_at));
-    if (due < now + 1)
-        due = now + 1;
-    if (due < until)
-        until = due;
+    /* the re-sign point is checked when it is sent, with the margin then (ocsp_front_backed) */
+    h.produced_at = produced_at;
+    h.put_at = now;
     if (lv->crl_fed && lv->crl_next_update < until)
         until = lv->crl_next_update;
     if (iss->signer_not_after < until)
@@ -606,6 +603,7 @@ ocsp_front_serve(struct ocsp_service *s, struct http_request *http, const struct
                  &h, &(struct ocsp_front_now){.now = now,
                                               .gen = ocsp_issuers_serve_gen(s->issuers),
                                               .max_age = ocsp_max_age(s, h.next_update, now),
+                                              .margin = atomic_load(&s->refresh_margin),
                                               .status_found = rc == ST_OK,
                                               .stamp = rc == ST_OK ? st.stamp : 0});
     if (!backed) {

@@ -78,6 +78,9 @@ hit_of(unsigned n)
     h.status_found = true;
     h.stamp = 1000 + n;
     h.valid_until = 5000;
+    h.produced_at = 1000;
+    h.next_update = 9000; /* re-sign point at margin 0.5: 5000 */
+    h.put_at = 1000;
     h.max_age = 300;
     h.answer_len = 300;
     snprintf(h.etag, sizeof(h.etag), "\"%08x\"", n);
@@ -180,7 +183,7 @@ START_TEST(test_backed)
 {
     struct ocsp_front_hit h = hit_of(3);
     struct ocsp_front_now n = {
-        .now = 4999, .gen = 7, .max_age = 300, .status_found = true, .stamp = 1003};
+        .now = 4999, .gen = 7, .max_age = 300, .margin = 0.5, .status_found = true, .stamp = 1003};
     struct ocsp_front_now m;
 
     ck_assert(ocsp_front_backed(&h, &n));
@@ -199,6 +202,30 @@ START_TEST(test_backed)
     m = n;
     m.max_age = 299; /* the reply would carry another max-age */
     ck_assert(!ocsp_front_backed(&h, &m));
+    /* the clock stepped back before producedAt: the full path re-signs */
+    m = n;
+    m.now = 998;
+    ck_assert(!ocsp_front_backed(&h, &m));
+    m.now = 999; /* a second of slack, as the full path allows */
+    ck_assert(ocsp_front_backed(&h, &m));
+    /* the re-sign point moves with the margin of now (a SIGHUP): 0.6 -> due at 4200 */
+    m = n;
+    m.margin = 0.6;
+    ck_assert(!ocsp_front_backed(&h, &m));
+    m.now = 4199;
+    ck_assert(ocsp_front_backed(&h, &m));
+    /* past the re-sign point: sent only in the second it was kept */
+    {
+        struct ocsp_front_hit late = h;
+
+        late.valid_until = 9000;
+        late.put_at = 6000;
+        m = n;
+        m.now = 6000;
+        ck_assert(ocsp_front_backed(&late, &m));
+        m.now = 6001;
+        ck_assert(!ocsp_front_backed(&late, &m));
+    }
     /* an answer for a serial without a record: backed only while there is still none */
     h.status_found = false;
     h.stamp = 0;
