@@ -69,7 +69,7 @@ START_TEST(test_full_cache_still_admits)
 {
     size_t limit = 256 * 1024;
     struct ocsp_front *f = ocsp_front_new(limit, ref_fn, unref_fn);
-    unsigned kept = 0, fresh = 64;
+    unsigned kept = 0, fresh = 128;
 
     ck_assert_ptr_nonnull(f);
     /* fill it: many more requests than it holds, each seen twice */
