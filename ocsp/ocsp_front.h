@@ -1,6 +1,6 @@
 /*
- * ocsp_front: the front cache of ocspd's hit path (issue 10 item 2). It maps the exact bytes of
- * a request (the POST body, or the GET path after the base path, before any decoding) to the
+ * ocsp_front: the front cache of ocspd's hit path (issue 10 item 2). It maps the DER of a
+ * request (the POST body, or the GET path decoded: every spelling of one request is one key) to the
  * reply sent for it last time, ready to be sent again as it is (a reply built once: its body,
  * its ETag, Last-Modified, Expires and Cache-Control), together with what the answer was
  * decided from. A request found here skips decoding, the issuer lookup, the response read and

@@ -414,8 +414,8 @@ ocsp_request_bytes(struct http_request *http, uint8_t *buf, size_t cap, const ui
     return ocsp_get_decode(http_req_subpath(http), buf, cap, len) == ST_OK;
 }
 
-/* The front cache's view of one request: its key (a method byte, then the exact request
- * bytes) and the registry generation read before anything was decided for it. */
+/* The front cache's view of one request: its key (the request's DER) and the registry
+ * generation read before anything was decided for it. */
 struct ocsp_front_key {
     uint8_t b[OCSP_FRONT_KEY_MAX];
     size_t len; /* 0: not cacheable (too long, or no cache) */
@@ -552,33 +552,24 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
     return true;
 }
 
-/* The request's front cache key; false when it cannot be kept (no cache, too long, a
- * conditional request: If-None-Match is answered by the full path). */
+/* The request's front cache key: the request's DER, whatever the method and the GET
+ * spelling (every escaped or unescaped form of one request shares one entry and one reply);
+ * false when it cannot be kept (no cache, too long, a conditional request: If-None-Match is
+ * answered by the full path). */
 static bool
-ocsp_front_key_of(struct ocsp_service *s, struct http_request *http, bool post,
+ocsp_front_key_of(struct ocsp_service *s, struct http_request *http, const uint8_t *der, size_t len,
                   struct ocsp_front_key *k)
 {
-    const uint8_t *src;
     const char *inm;
-    size_t n;
 
     k->len = 0;
-    if (s->front == NULL)
+    if (s->front == NULL || len == 0 || len > sizeof(k->b))
         return false;
     inm = http_req_header(http, "If-None-Match");
     if (inm != NULL && inm[0] != '\0')
         return false;
-    if (post) {
-        src = http_req_body(http, &n);
-    } else {
-        src = (const uint8_t *)http_req_subpath(http);
-        n = strlen((const char *)src);
-    }
-    if (src == NULL || n == 0 || n + 1 > sizeof(k->b))
-        return false;
-    k->b[0] = post ? 'P' : 'G';
-    memcpy(k->b + 1, src, n);
-    k->len = n + 1;
+    memcpy(k->b, der, len);
+    k->len = len;
     k->gen = ocsp_issuers_serve_gen(s->issuers);
     return true;
 }
@@ -784,16 +775,15 @@ ocsp_handle(struct http_request *http, void *ctx)
     bool echo_nonce;
     struct ratelimit_verdict verdict;
     struct ocsp_ask ask;
-    bool post = strcmp(http_req_method(http), "POST") == 0;
     static _Thread_local struct ocsp_front_key key;
 
-    /* a request seen before whose kept reply is still backed (issue 10 item 2) */
-    if (ocsp_front_key_of(s, http, post, &key) && ocsp_front_serve(s, http, &key, now))
-        return;
     if (!ocsp_request_bytes(http, getbuf, sizeof(getbuf), &der, &len)) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "no request, or not url-encoded base64");
         return;
     }
+    /* a request seen before whose kept reply is still backed (issue 10 item 2) */
+    if (ocsp_front_key_of(s, http, der, len, &key) && ocsp_front_serve(s, http, &key, now))
+        return;
     /* the common one-CertID request without a nonce is read without OpenSSL; anything else
      * (and every error) by the full parser */
     if (ocsp_request_fast(der, len, &req.ids[0])) {

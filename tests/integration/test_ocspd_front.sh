@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 #
 # test_ocspd_front.sh: ocspd's front cache (issue 10 item 2; [ocsp] front_cache): a request
-# seen twice is answered from a reply kept by its exact bytes, and that shortcut never changes
+# seen twice is answered from a reply kept by its DER, and that shortcut never changes
 # an answer. STANDARDS EID-05, OCSP-13, OCSP-16, LW-03, OCSP-03:
 #   - the third identical POST and GET are front-cache hits (metric), byte for byte the same
-#     answer with the same ETag, Last-Modified, Expires and Cache-Control as the first;
+#     answer with the same ETag, Last-Modified, Expires and Cache-Control as the first; an
+#     escaped GET of the same request is the same entry;
 #   - a revocation, a hold and a release made with ocspctl are seen by the very next request
 #     after the reply was kept (the entry is found stale: metric);
 #   - an answer for a never-issued serial kept from the unissued cache stops being sent once
@@ -74,6 +75,17 @@ if ((h2 >= h1 + 1)) && cmp -s "$TMP/g3.der" "$TMP/p1.der"; then
     t_ok "the third identical GET is a hit with the same answer ($h1 -> $h2)"
 else
     t_fail "the third identical GET is a hit with the same answer" "hits $h1 -> $h2"
+fi
+
+# every GET spelling of one request is one entry: the escaped form hits at once
+h3=$(hits)
+gpath=$(base64 -w0 "$TMP/good.req" | sed 's/+/%2B/g; s,/,%2F,g; s/=/%3D/g')
+curl -s -o "$TMP/ge.der" "$URL/$gpath"
+h4=$(hits)
+if ((h4 == h3 + 1)) && cmp -s "$TMP/ge.der" "$TMP/p1.der"; then
+    t_ok "an escaped GET of the same request is the same entry (hit at once)"
+else
+    t_fail "an escaped GET of the same request is the same entry" "hits $h3 -> $h4"
 fi
 
 # ---- If-None-Match: 304, also once the reply is kept ----
