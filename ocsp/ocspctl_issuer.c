@@ -433,6 +433,7 @@ issuer_add(struct ctl *c, int argc, char **argv)
         goto out;
     if (ocsp_issuer_purge_check(&r, &why) != ST_OK) {
         fprintf(stderr, "ocspctl: issuer %s: %s\n", a.name, why);
+        rc = ST_EXISTS; /* refused by a rule: exit 3 */
         goto out;
     }
     if ((st = ocsp_store_issuer_put(c->store, &r)) != ST_OK) {
