@@ -107,8 +107,7 @@ const struct ocsp_issuer_live *ocsp_issuer_live(const struct ocsp_issuer *iss);
 const void *ocsp_live_id(const struct ocsp_issuer_live *lv);
 /* Publish rec's changeable settings as iss's live copy at monotonic time `mono` (seconds),
  * freeing copies past the bound above (the registry calls it; exposed for the unit test). */
-int ocsp_live_publish_at(struct ocsp_issuer *iss, const struct ocsp_issuer_rec *rec,
-                         int64_t mono);
+int ocsp_live_publish_at(struct ocsp_issuer *iss, const struct ocsp_issuer_rec *rec, int64_t mono);
 /* Copies of iss's settings held now (the live one included). */
 size_t ocsp_live_copies(const struct ocsp_issuer *iss);
 /* Free every copy (the registry's slot free; for the unit test). */

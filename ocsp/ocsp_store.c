@@ -1360,8 +1360,8 @@ ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID
         c->n = c->scanned = 0;
         c->st = ST_OK;
         c->skip_first = c->last_len > 0;
-        st = store_walk(s->st, s->db[DB_RESPONSES], c->last_len > 0 ? c->last : NULL,
-                        c->last_len, ocsp_purge_collect, c);
+        st = store_walk(s->st, s->db[DB_RESPONSES], c->last_len > 0 ? c->last : NULL, c->last_len,
+                        ocsp_purge_collect, c);
         if (st == ST_OK)
             st = c->st;
         if (st != ST_OK || (st = ocsp_purge_chunk_apply(s, c, before, n)) != ST_OK ||

@@ -313,15 +313,15 @@ int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, voi
  *
  * ocsp_store_status_purge: remove the status records of issuer `id` whose not_after is known
  * and earlier than now - purge_status_after (past the issuer's archive cutoff), with their
- * answers (counted in *answers). Refused with ST_INVALID (nothing removed) unless the stored issuer allows it
- * (purge_status_after > 0, not qualified, unissued unknown: ocsp_issuer_purge_check);
+ * answers (counted in *answers). Refused with ST_INVALID (nothing removed) unless the stored issuer
+ * allows it (purge_status_after > 0, not qualified, unissued unknown: ocsp_issuer_purge_check);
  * ST_NOTFOUND for an unknown issuer. A purged serial is then answered as a serial without a
  * record: certStatus unknown (the policy the issuer must have).
  */
 int ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                                int64_t before, size_t *n);
-int ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
-                            int64_t now, size_t *n, size_t *answers);
+int ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN], int64_t now,
+                            size_t *n, size_t *answers);
 
 /* Pending status changes: take up to `max` (issuer id + serial), oldest first, and delete
  * them, inside the caller's write transaction (the commit pipeline's). Returns the count in

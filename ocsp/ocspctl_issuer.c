@@ -102,8 +102,8 @@ issuer_opt(struct issuer_args *a, int opt, const char *v)
             a->purge_status_after = 0;
             return ST_OK;
         }
-        return config_duration(v, &a->purge_status_after) != ST_OK ||
-                       a->purge_status_after < 1 || a->purge_status_after > 1e11
+        return config_duration(v, &a->purge_status_after) != ST_OK || a->purge_status_after < 1 ||
+                       a->purge_status_after > 1e11
                    ? ST_INVALID
                    : ST_OK;
     case 'v':

@@ -63,8 +63,7 @@ ocspctl_cmd_purge(struct ctl *c, int argc, char **argv)
     }
     want_status = strcmp(argv[2], "--status") == 0;
     what = want_status ? "status" : "answers";
-    if (ocspctl_open(c, true, false) != ST_OK ||
-        ocspctl_issuer_find(c, argv[1], &rec) != ST_OK)
+    if (ocspctl_open(c, true, false) != ST_OK || ocspctl_issuer_find(c, argv[1], &rec) != ST_OK)
         goto out;
     if (want_status) {
         if (rec.purge_status_after == 0 && !rec.qualified)
@@ -86,8 +85,9 @@ ocspctl_cmd_purge(struct ctl *c, int argc, char **argv)
         st = ocsp_store_responses_purge(c->store, rec.id, now, &answers);
     }
     if (st != ST_OK) {
-        fprintf(stderr, "ocspctl: purge %s --%s: %s (what was purged before the failure stays "
-                        "purged; run it again)\n",
+        fprintf(stderr,
+                "ocspctl: purge %s --%s: %s (what was purged before the failure stays "
+                "purged; run it again)\n",
                 rec.name, what, status_str(st));
         (void)purge_journal(c, rec.name, what, "failed", answers, status);
         goto out;
@@ -97,8 +97,8 @@ ocspctl_cmd_purge(struct ctl *c, int argc, char **argv)
     if (purge_journal(c, rec.name, what, "done", answers, status) != ST_OK)
         goto out;
     if (want_status)
-        printf("purge %s: %zu status record(s) removed, %zu answer(s) dropped\n", rec.name,
-               status, answers);
+        printf("purge %s: %zu status record(s) removed, %zu answer(s) dropped\n", rec.name, status,
+               answers);
     else
         printf("purge %s: %zu answer(s) dropped\n", rec.name, answers);
     rc = ST_OK;

@@ -1126,7 +1126,6 @@ START_TEST(test_issuer_record_without_full_next_update)
 }
 END_TEST
 
-
 /* An issuer record written before purging existed (it ends at crl_full_next_update) still
  * loads: not qualified, no status purge (issue 10 §3). */
 START_TEST(test_issuer_record_before_purge)
@@ -1213,13 +1212,12 @@ purge_fixture(int64_t now)
 
     for (size_t i = 0; i < 3; i++)
         ck_assert_int_eq(
-            ocsp_store_status_set(
-                os, &(struct ocsp_status_set){ca_id,
-                                              recs[i].serial,
-                                              recs[i].len,
-                                              {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0,
-                                               recs[i].not_after},
-                                              "test"}),
+            ocsp_store_status_set(os, &(struct ocsp_status_set){ca_id,
+                                                                recs[i].serial,
+                                                                recs[i].len,
+                                                                {OCSP_STATE_GOOD, OCSP_REASON_NONE,
+                                                                 0, recs[i].not_after},
+                                                                "test"}),
             ST_OK);
     p[0] = put_of(certid_a, sizeof(certid_a), 1, now, now + 3600);
     p[1] = put_of(certid_b, sizeof(certid_b), 1, now, now + 3600);
@@ -1289,14 +1287,14 @@ START_TEST(test_status_purge_only_where_allowed)
     ck_assert_int_eq(ocsp_store_status_purge(os, ca_id, now, &n, &answers), ST_OK);
     ck_assert_uint_eq(n, 1);       /* serial1 only: serial2 expired yesterday */
     ck_assert_uint_eq(answers, 1); /* serial1's answer */
-    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st),
-                     ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_NOTFOUND);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial2, sizeof(serial2), &st), ST_OK);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial3, sizeof(serial3), &st), ST_OK);
     ck_assert_uint_eq(count_db("status"), 2);
     ck_assert_uint_eq(count_db("responses"), 3);
     /* an unknown issuer */
-    ck_assert_int_eq(ocsp_store_status_purge(os, (const uint8_t *)"0123456789abcdef0123456789abcdef",
+    ck_assert_int_eq(ocsp_store_status_purge(os,
+                                             (const uint8_t *)"0123456789abcdef0123456789abcdef",
                                              now, &n, &answers),
                      ST_NOTFOUND);
 }
