@@ -26,7 +26,13 @@ struct ocsp_issuer_live {
     bool crl_fed;
     int64_t crl_this_update;
     int64_t crl_next_update;
-    const struct ocsp_issuer_live *older; /* previous copies, kept until the registry goes */
+    /* the registry's bookkeeping (ocsp_issuers.c): the previous copy, kept for readers that
+     * loaded it just before a publication and freed once bounded (see ocsp_live_publish_at),
+     * when it was replaced (monotonic seconds), and a number unique in the process that
+     * identifies these settings (ocsp_live_id: an address may be reused once a copy is freed) */
+    const struct ocsp_issuer_live *older;
+    int64_t replaced_mono;
+    uint64_t gen;
 };
 
 /* Everything a decision depends on. */

@@ -55,11 +55,59 @@ asn1_time_unix(const ASN1_TIME *t)
     return (int64_t)timegm(&tm);
 }
 
-/* Publish the record's changeable settings as the issuer's live copy. */
-static int
-ocsp_live_publish(struct ocsp_issuer *iss, const struct ocsp_issuer_rec *rec)
+static _Atomic uint64_t ocsp_live_gen;
+
+const void *
+ocsp_live_id(const struct ocsp_issuer_live *lv)
 {
-    struct ocsp_issuer_live *lv = calloc(1, sizeof(*lv));
+    return (const void *)(uintptr_t)lv->gen;
+}
+
+static int64_t
+mono_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
+size_t
+ocsp_live_copies(const struct ocsp_issuer *iss)
+{
+    size_t n = 0;
+
+    for (const struct ocsp_issuer_live *lv = atomic_load(&((struct ocsp_issuer *)iss)->live);
+         lv != NULL; lv = lv->older)
+        n++;
+    return n;
+}
+
+static void
+ocsp_live_free_chain(const struct ocsp_issuer_live *lv)
+{
+    const struct ocsp_issuer_live *older;
+
+    for (; lv != NULL; lv = older) {
+        older = lv->older;
+        free((void *)lv);
+    }
+}
+
+void
+ocsp_live_free_all(struct ocsp_issuer *iss)
+{
+    ocsp_live_free_chain(atomic_exchange(&iss->live, NULL));
+}
+
+/* Publish the record's changeable settings as the issuer's live copy; free the copies past
+ * the bound of ocsp_issuers.h (only the reloading thread, under reload_lock, changes the
+ * chain: readers only load iss->live). */
+int
+ocsp_live_publish_at(struct ocsp_issuer *iss, const struct ocsp_issuer_rec *rec, int64_t mono)
+{
+    struct ocsp_issuer_live *lv = calloc(1, sizeof(*lv)), *prev, *p;
+    size_t n = 1;
 
     if (lv == NULL)
         return ST_NOMEM;
@@ -70,9 +118,30 @@ ocsp_live_publish(struct ocsp_issuer *iss, const struct ocsp_issuer_rec *rec)
     lv->crl_fed = rec->crl_fed;
     lv->crl_this_update = rec->crl_this_update;
     lv->crl_next_update = rec->crl_next_update;
-    lv->older = atomic_load(&iss->live);
+    lv->gen = atomic_fetch_add(&ocsp_live_gen, 1) + 1;
+    prev = (struct ocsp_issuer_live *)atomic_load(&iss->live);
+    if (prev != NULL)
+        prev->replaced_mono = mono;
+    lv->older = prev;
     atomic_store(&iss->live, lv);
+    /* keep the newest OCSP_LIVE_KEEP, then those replaced within the grace, at most
+     * OCSP_LIVE_MAX; the rest (all older: replaced earlier) is cut off and freed */
+    for (p = lv; p->older != NULL; p = (struct ocsp_issuer_live *)p->older, n++) {
+        const struct ocsp_issuer_live *o = p->older;
+        if (n >= OCSP_LIVE_MAX ||
+            (n >= OCSP_LIVE_KEEP && mono - o->replaced_mono >= OCSP_LIVE_GRACE_S)) {
+            p->older = NULL;
+            ocsp_live_free_chain(o);
+            break;
+        }
+    }
     return ST_OK;
+}
+
+static int
+ocsp_live_publish(struct ocsp_issuer *iss, const struct ocsp_issuer_rec *rec)
+{
+    return ocsp_live_publish_at(iss, rec, mono_seconds());
 }
 
 static bool
@@ -106,14 +175,9 @@ ocsp_issuer_live(const struct ocsp_issuer *iss)
 static void
 ocsp_slot_free(struct ocsp_issuer_slot *slot)
 {
-    const struct ocsp_issuer_live *lv, *older;
-
     if (slot == NULL)
         return;
-    for (lv = atomic_load(&slot->iss.live); lv != NULL; lv = older) {
-        older = lv->older;
-        free((void *)lv);
-    }
+    ocsp_live_free_all(&slot->iss);
     X509_free(slot->iss.cert);
     if (slot->iss.signer_cert != NULL && slot->iss.signer_cert != slot->iss.cert)
         X509_free(slot->iss.signer_cert);

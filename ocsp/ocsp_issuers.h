@@ -85,6 +85,34 @@ const struct ocsp_issuer *ocsp_issuers_by_id(struct ocsp_issuers *r,
 
 /* The current settings of an issuer (never NULL for a loaded issuer). */
 const struct ocsp_issuer_live *ocsp_issuer_live(const struct ocsp_issuer *iss);
+/*
+ * Settings copies stay bounded (issue 10 §3: "changed issuer settings stop accumulating
+ * copies"). A reader loads the live pointer and uses it briefly: within one decision or one
+ * check (ocsp_service's request path, ocsp_responder's decisions, the refresher's stale
+ * check), never across a wait; a signing job or a cache entry that must remember the settings
+ * keeps ocsp_live_id(), a number, never the pointer. Each publication keeps the newest
+ * OCSP_LIVE_KEEP copies and, of the older ones, those replaced less than OCSP_LIVE_GRACE_S
+ * seconds ago (monotonic clock); at most OCSP_LIVE_MAX copies in all. A copy is freed only
+ * after OCSP_LIVE_KEEP further publications AND OCSP_LIVE_GRACE_S seconds (or
+ * OCSP_LIVE_MAX publications): publications are serialized reloads (the refresher's poll,
+ * SIGHUP), each reading the store, so a reader would have to stall for seconds between
+ * loading the pointer and its last use, which none of them does (no lock, I/O or signing in
+ * between).
+ */
+#define OCSP_LIVE_KEEP 8
+#define OCSP_LIVE_GRACE_S 10
+#define OCSP_LIVE_MAX 256
+/* Identity of an issuer's settings copy, unique in the process (for caches and in-flight
+ * joins: compared, never dereferenced). */
+const void *ocsp_live_id(const struct ocsp_issuer_live *lv);
+/* Publish rec's changeable settings as iss's live copy at monotonic time `mono` (seconds),
+ * freeing copies past the bound above (the registry calls it; exposed for the unit test). */
+int ocsp_live_publish_at(struct ocsp_issuer *iss, const struct ocsp_issuer_rec *rec, int64_t mono);
+/* Copies of iss's settings held now (the live one included). */
+size_t ocsp_live_copies(const struct ocsp_issuer *iss);
+/* Free every copy (the registry's slot free; for the unit test). */
+void ocsp_live_free_all(struct ocsp_issuer *iss);
+
 /* The decision inputs of an issuer at `now` (status and certid left for the caller). */
 struct ocsp_decide_in ocsp_issuer_decide_in(const struct ocsp_issuer *iss, int64_t now);
 

@@ -260,7 +260,7 @@ static bool
 ocsp_inflight_join(struct ocsp_service *s, struct http_request *http, const struct ocsp_certid *id,
                    const struct ocsp_issuer *iss)
 {
-    const void *lv = ocsp_issuer_live(iss);
+    const void *lv = ocsp_live_id(ocsp_issuer_live(iss)); /* an identity (ocsp_issuers.h) */
     const char *inm = http_req_header(http, "If-None-Match");
     struct ocsp_waiter *w;
     struct ocsp_status st;
@@ -523,7 +523,7 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
                         &(struct ocsp_cache_key){.certid = id->der,
                                                  .certid_len = id->der_len,
                                                  .signer = iss,
-                                                 .settings = ocsp_issuer_live(iss)},
+                                                 .settings = ocsp_live_id(ocsp_issuer_live(iss))},
                         now, &a))
         return false;
     if (ocsp_store_status_get(s->store, iss->rec.id, id->serial, id->serial_len, &st) !=
@@ -742,7 +742,7 @@ ocsp_sign_request(struct ocsp_service *s, const struct ocsp_ask *a)
          * until its nextUpdate (issue 8 item 2) */
         p->cache_it = true;
         p->cache_signer = iss;
-        p->cache_settings = lv;
+        p->cache_settings = ocsp_live_id(lv); /* an identity, not the copy (ocsp_issuers.h) */
         memcpy(p->certid, req->ids[0].der, req->ids[0].der_len);
         p->certid_len = req->ids[0].der_len;
     }

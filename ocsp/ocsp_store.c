@@ -495,6 +495,8 @@ ocsp_issuer_encode(const struct ocsp_issuer_rec *r, struct rec_buf *b)
     rb_u64(b, (uint64_t)r->crl_next_update);
     rb_u64(b, r->crl_number);
     rb_u64(b, (uint64_t)r->crl_full_next_update); /* optional trailing field, see decode */
+    rb_u8(b, r->qualified ? 1 : 0);               /* optional trailing fields (purging) */
+    rb_u64(b, r->purge_status_after);
     return b->failed ? ST_NOMEM : ST_OK;
 }
 
@@ -600,6 +602,11 @@ ocsp_issuer_decode(const uint8_t *p, size_t len, struct ocsp_issuer_rec *rec)
     /* records written before delta CRLs were followed end here: the only nextUpdate was the
      * full CRL's */
     rec->crl_full_next_update = r.left > 0 ? (int64_t)rd_u64(&r) : rec->crl_next_update;
+    /* records written before purging existed end here: not qualified, no status purge */
+    if (r.left > 0) {
+        rec->qualified = rd_u8(&r) != 0;
+        rec->purge_status_after = rd_u64(&r);
+    }
     if (r.failed || r.left != 0 || rec->cert == NULL) {
         ocsp_issuer_rec_clear(rec);
         log_err("ocsp_store: corrupt issuer record");
@@ -648,8 +655,24 @@ ocsp_issuer_unindex(struct ocsp_store *s, struct store_txn *t, const uint8_t *id
 }
 
 int
+ocsp_issuer_purge_check(const struct ocsp_issuer_rec *rec, const char **why)
+{
+    *why = NULL;
+    if (rec->purge_status_after == 0)
+        return ST_OK;
+    if (rec->qualified)
+        *why = "a qualified issuer keeps the status of its expired certificates for ever "
+               "(eIDAS Art. 24(4), LW-09, EID-06): status purging is refused";
+    else if (rec->unissued_policy != OCSP_UNISSUED_UNKNOWN)
+        *why = "status purging needs --unissued unknown (a purged serial is answered as one "
+               "without a record: revoked or good would be wrong)";
+    return *why != NULL ? ST_INVALID : ST_OK;
+}
+
+int
 ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec)
 {
+    const char *why = NULL;
     struct rec_buf b = {0};
     struct store_txn *t = NULL;
     uint8_t id[OCSP_ISSUER_ID_LEN];
@@ -657,6 +680,10 @@ ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec)
 
     if (rec->cert == NULL || (st = ocsp_issuer_id_of(rec->cert, rec->cert_len, id)) != ST_OK)
         return ST_INVALID;
+    if (ocsp_issuer_purge_check(rec, &why) != ST_OK) {
+        log_err("ocsp_store: issuer %s: %s", rec->name, why);
+        return ST_INVALID;
+    }
     if (memcmp(id, rec->id, sizeof(id)) != 0) {
         log_err("ocsp_store: issuer %s: id does not match its certificate", rec->name);
         return ST_INVALID;
@@ -1228,6 +1255,210 @@ ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *c
     int st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_response_walk_one, &w);
 
     return st != ST_OK ? st : w.st;
+}
+
+/* ---- purging (issue 10 §3; LW-09, EID-06) ---- */
+
+#define PURGE_CHUNK 4096
+
+/* One chunk of `responses` keys of one issuer (scanned from `start`, at most PURGE_CHUNK
+ * entries of any issuer per read transaction). */
+struct purge_chunk {
+    const uint8_t *id;
+    uint8_t (*keys)[OCSP_CERTID_MAX];
+    size_t klen[PURGE_CHUNK];
+    uint8_t serial[PURGE_CHUNK][OCSP_SERIAL_MAX];
+    size_t slen[PURGE_CHUNK];
+    size_t n;       /* of this issuer */
+    size_t scanned; /* entries seen */
+    uint8_t last[OCSP_CERTID_MAX];
+    size_t last_len; /* last key seen (the next chunk starts after it) */
+    bool skip_first; /* the walk restarts at last: skip it */
+    int st;
+};
+
+static bool
+ocsp_purge_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct purge_chunk *c = ctx;
+    struct ocsp_stored_response r;
+    size_t off;
+
+    if (c->skip_first) {
+        c->skip_first = false;
+        if (klen == c->last_len && memcmp(key, c->last, klen) == 0)
+            return true;
+    }
+    if (klen > OCSP_CERTID_MAX) {
+        c->st = ST_STORE;
+        return false;
+    }
+    memcpy(c->last, key, klen);
+    c->last_len = klen;
+    c->scanned++;
+    if ((c->st = ocsp_response_decode(val, vlen, &r, &off)) != ST_OK)
+        return false;
+    if (memcmp(r.issuer_id, c->id, OCSP_ISSUER_ID_LEN) == 0) {
+        memcpy(c->keys[c->n], key, klen);
+        c->klen[c->n] = klen;
+        memcpy(c->serial[c->n], r.serial, r.serial_len);
+        c->slen[c->n++] = r.serial_len;
+    }
+    return c->scanned < PURGE_CHUNK;
+}
+
+/* Drop the collected answers whose status is gone or expired before `before`. */
+static int
+ocsp_purge_chunk_apply(struct ocsp_store *s, struct purge_chunk *c, int64_t before, size_t *n)
+{
+    struct store_txn *t = NULL;
+    struct ocsp_status st;
+    size_t dropped = 0;
+    int rc;
+
+    if (c->n == 0)
+        return ST_OK;
+    if ((rc = wtxn_begin(s, &t)) != ST_OK)
+        return rc;
+    for (size_t i = 0; i < c->n; i++) {
+        rc = ocsp_status_txn_get(s, t, c->id, c->serial[i], c->slen[i], &st);
+        if (rc == ST_NOTFOUND)
+            continue; /* no record: nothing says it expired (unissued answers stay) */
+        if (rc != ST_OK)
+            goto fail;
+        if (st.not_after == 0 || st.not_after >= before)
+            continue;
+        rc = store_txn_del(t, s->db[DB_RESPONSES], c->keys[i], c->klen[i]);
+        if (rc == ST_NOTFOUND)
+            continue;
+        if (rc != ST_OK)
+            goto fail;
+        dropped++;
+    }
+    if ((rc = wtxn_commit(s, t)) == ST_OK)
+        *n += dropped;
+    return rc;
+fail:
+    wtxn_release(s, t, rc);
+    return rc;
+}
+
+int
+ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                           int64_t before, size_t *n)
+{
+    struct purge_chunk *c = calloc(1, sizeof(*c));
+    int st = ST_OK;
+
+    *n = 0;
+    if (c == NULL || (c->keys = malloc(PURGE_CHUNK * sizeof(*c->keys))) == NULL) {
+        free(c);
+        return ST_NOMEM;
+    }
+    c->id = id;
+    for (;;) {
+        c->n = c->scanned = 0;
+        c->st = ST_OK;
+        c->skip_first = c->last_len > 0;
+        st = store_walk(s->st, s->db[DB_RESPONSES], c->last_len > 0 ? c->last : NULL, c->last_len,
+                        ocsp_purge_collect, c);
+        if (st == ST_OK)
+            st = c->st;
+        if (st != ST_OK || (st = ocsp_purge_chunk_apply(s, c, before, n)) != ST_OK ||
+            c->scanned < PURGE_CHUNK)
+            break;
+    }
+    free(c->keys);
+    free(c);
+    return st;
+}
+
+struct status_purge {
+    int64_t cutoff;
+    uint8_t serial[PURGE_CHUNK][OCSP_SERIAL_MAX];
+    size_t slen[PURGE_CHUNK];
+    size_t n, scanned;
+    uint8_t last[OCSP_SERIAL_MAX];
+    size_t last_len;
+};
+
+static bool
+ocsp_status_purge_collect(void *ctx, const uint8_t *serial, size_t serial_len,
+                          const struct ocsp_status *st)
+{
+    struct status_purge *p = ctx;
+
+    memcpy(p->last, serial, serial_len);
+    p->last_len = serial_len;
+    p->scanned++;
+    if (st->not_after != 0 && st->not_after < p->cutoff) {
+        memcpy(p->serial[p->n], serial, serial_len);
+        p->slen[p->n++] = serial_len;
+    }
+    return p->scanned < PURGE_CHUNK;
+}
+
+int
+ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN], int64_t now,
+                        size_t *n, size_t *answers)
+{
+    struct ocsp_issuer_rec rec;
+    struct status_purge *p = NULL;
+    struct store_txn *t = NULL;
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+    const char *why = NULL;
+    int st;
+
+    *n = *answers = 0;
+    if ((st = ocsp_store_issuer_get(s, id, &rec)) != ST_OK)
+        return st;
+    if (rec.purge_status_after == 0 || ocsp_issuer_purge_check(&rec, &why) != ST_OK) {
+        log_err("ocsp_store: issuer %s: status purging refused: %s", rec.name,
+                why != NULL ? why : "the issuer does not allow it (purge_status_after unset)");
+        ocsp_issuer_rec_clear(&rec);
+        return ST_INVALID;
+    }
+    if ((p = calloc(1, sizeof(*p))) == NULL) {
+        ocsp_issuer_rec_clear(&rec);
+        return ST_NOMEM;
+    }
+    p->cutoff = rec.purge_status_after > (uint64_t)INT64_MAX / 2
+                    ? INT64_MIN
+                    : now - (int64_t)rec.purge_status_after;
+    ocsp_issuer_rec_clear(&rec);
+    /* their answers first (while the records still say they expired) */
+    if ((st = ocsp_store_responses_purge(s, id, p->cutoff, answers)) != ST_OK)
+        goto out;
+    for (;;) {
+        p->n = p->scanned = 0;
+        st = ocsp_store_status_walk_from(s, id, p->last_len > 0 ? p->last : NULL, p->last_len,
+                                         ocsp_status_purge_collect, p);
+        if (st != ST_OK)
+            break;
+        if (p->n > 0) {
+            if ((st = wtxn_begin(s, &t)) != ST_OK)
+                break;
+            for (size_t i = 0; i < p->n && st == ST_OK; i++) {
+                size_t klen = ocsp_status_key(id, p->serial[i], p->slen[i], key);
+                st = store_txn_del(t, s->db[DB_STATUS], key, klen);
+                if (st == ST_NOTFOUND)
+                    st = ST_OK;
+            }
+            if (st != ST_OK)
+                break;
+            st = wtxn_commit(s, t);
+            t = NULL;
+            if (st != ST_OK)
+                break;
+            *n += p->n;
+        }
+        if (p->scanned < PURGE_CHUNK)
+            break;
+    }
+out:
+    wtxn_release(s, t, st);
+    free(p);
+    return st;
 }
 
 /* ---- pending changes ---- */

@@ -136,6 +136,14 @@ struct ocsp_issuer_rec {
                                      nextUpdate, or the latest delta's when that is earlier */
     uint64_t crl_number;          /* of the last imported CRL (full or delta) */
     int64_t crl_full_next_update; /* nextUpdate of the last imported full CRL */
+    /* purging (issue 10; record fields added after crl_full_next_update, absent in older
+     * records: read as not qualified, no status purge) */
+    bool qualified;              /* EU qualified CA: status after expiry is never purged
+                                    (eIDAS Art. 24(4), LW-09, EID-06) */
+    uint64_t purge_status_after; /* seconds after notAfter from which an expired
+                                    certificate's status record may be removed by
+                                    `ocspctl purge --status`; 0: never (the default).
+                                    Refused for a qualified issuer; needs unissued unknown */
 };
 
 struct ocsp_store;
@@ -153,6 +161,11 @@ int ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUE
 
 /* Add or replace an issuer and its four certids entries; bumps issuers_gen. */
 int ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec);
+/* Whether an issuer record may be stored: ST_OK, or ST_INVALID with the reason in *why (a
+ * static string): a qualified issuer with purge_status_after (LW-09), or purge_status_after
+ * with an unissued policy other than unknown (a purged serial would be answered as never
+ * issued: revoked, or good). ocsp_store_issuer_put refuses what this refuses. */
+int ocsp_issuer_purge_check(const struct ocsp_issuer_rec *rec, const char **why);
 /* Fetch by id into *rec (allocations owned by rec: free with ocsp_issuer_rec_clear). */
 int ocsp_store_issuer_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                           struct ocsp_issuer_rec *rec);
@@ -286,6 +299,29 @@ int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
 typedef bool (*ocsp_response_walk_fn)(void *ctx, const uint8_t *certid, size_t certid_len,
                                       const struct ocsp_stored_response *r);
 int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx);
+
+/*
+ * Purging (issue 10 §3), per issuer. Both work in chunks of write transactions (readers never
+ * wait; an interrupted purge is resumed by running it again) and count what they removed in
+ * *n. The caller journals the operation (ocspctl purge).
+ *
+ * ocsp_store_responses_purge: drop the pre-signed answers (every CertID form) of the serials
+ * of issuer `id` whose status record has a known not_after earlier than `before` (an
+ * expired certificate). The status records stay; a dropped answer is signed again on demand
+ * when asked for (and not by the refresher, which only re-signs stored answers). Allowed for
+ * every issuer.
+ *
+ * ocsp_store_status_purge: remove the status records of issuer `id` whose not_after is known
+ * and earlier than now - purge_status_after (past the issuer's archive cutoff), with their
+ * answers (counted in *answers). Refused with ST_INVALID (nothing removed) unless the stored issuer
+ * allows it (purge_status_after > 0, not qualified, unissued unknown: ocsp_issuer_purge_check);
+ * ST_NOTFOUND for an unknown issuer. A purged serial is then answered as a serial without a
+ * record: certStatus unknown (the policy the issuer must have).
+ */
+int ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                               int64_t before, size_t *n);
+int ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN], int64_t now,
+                            size_t *n, size_t *answers);
 
 /* Pending status changes: take up to `max` (issuer id + serial), oldest first, and delete
  * them, inside the caller's write transaction (the commit pipeline's). Returns the count in

@@ -41,6 +41,7 @@ static const char ctl_usage[] =
     "  list ISSUER [--revoked]\n"
     "  presign [ISSUER]              sign and store the responses of every known serial\n"
     "  export [ISSUER]               JSON lines: issuers, status records, journal\n"
+    "  purge ISSUER --answers|--status  drop expired certificates' answers / status records\n"
     "  export --journal [--from TIME] [--to TIME]\n"
     "                                the journal's hash chain, for tsactl verify\n"
     "`ocspctl COMMAND --help` describes a command.\n"
@@ -132,6 +133,7 @@ static const struct ctl_command ctl_commands[] = {
     {"list", ocspctl_cmd_list, false, ocspctl_status_usage},
     {"presign", ctl_cmd_presign, true, usage_presign},
     {"export", ocspctl_cmd_export_any, false, ocspctl_export_usage},
+    {"purge", ocspctl_cmd_purge, false, ocspctl_purge_usage},
 };
 
 /* Global options, stopping at the command. Returns the command's index in argv or -1. */

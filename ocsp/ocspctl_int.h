@@ -144,6 +144,9 @@ int ocspctl_cmd_export_any(struct ctl *c, int argc, char **argv);
 void ocspctl_export_usage(FILE *f);
 int ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv);
 int ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv);
+/* ocspctl_purge.c */
+int ocspctl_cmd_purge(struct ctl *c, int argc, char **argv);
+void ocspctl_purge_usage(FILE *f);
 
 /* Usage texts of the subcommand groups. */
 void ocspctl_status_usage(FILE *f);

@@ -3,7 +3,9 @@
  * for each (RFC 6960 §2.6, §4.2.2.2: the CA key itself or a delegated responder certificate
  * issued directly by the CA, with id-kp-OCSPSigning, OCSP-21, and id-pkix-ocsp-nocheck,
  * OCSP-22), the nonce policy (OCSP-17, RFC 9654), what to answer for serials never issued
- * (OCSP-13), the validity of responses and archiveCutoff (OCSP-25, ETSI EN 319 411-2).
+ * (OCSP-13), the validity of responses and archiveCutoff (OCSP-25, ETSI EN 319 411-2), and
+ * whether the status of expired certificates may be purged (never for an EU qualified CA:
+ * eIDAS Art. 24(4), LW-09, EID-06).
  */
 #include "common/config.h"
 #include "common/json.h"
@@ -30,17 +32,21 @@ static const char issuer_usage[] =
     "           [--signer-cert DELEGATE.pem] [--signature ecdsa|rsa-pkcs1|rsa-pss]\n"
     "           [--digest sha256|sha384|sha512] [--nonce ignore|echo|require]\n"
     "           [--unissued revoked|unknown|good] [--validity DURATION]\n"
-    "           [--archive-cutoff yes|no]\n"
+    "           [--archive-cutoff yes|no] [--qualified yes|no]\n"
+    "           [--purge-status-after DURATION|never]\n"
     "       ocspctl issuer list\n"
     "NAME: [A-Za-z0-9._-]{1,63}. Defaults: signature from the signer key type, digest sha256,\n"
-    "nonce echo, unissued revoked, validity 1d (1m..10d), archive-cutoff yes.\n"
+    "nonce echo, unissued revoked, validity 1d (1m..10d), archive-cutoff yes, qualified no,\n"
+    "purge-status-after never (a DURATION allows `ocspctl purge ISSUER --status`; it needs\n"
+    "--unissued unknown and is refused for a qualified issuer: eIDAS Art. 24(4), LW-09).\n"
     "Adding an existing NAME with the same CA certificate updates its settings.\n";
 
 /* What the operator gave; NULL/-1 for what was not given. */
 struct issuer_args {
     const char *name, *cert, *key_label, *key_file, *signer_cert;
-    int scheme, hash, nonce, unissued, archive_cutoff;
+    int scheme, hash, nonce, unissued, archive_cutoff, qualified;
     double validity;
+    double purge_status_after; /* -1: not given, 0: never */
 };
 
 static int
@@ -89,6 +95,17 @@ issuer_opt(struct issuer_args *a, int opt, const char *v)
         return (a->unissued = pick(v, un, unv, 3)) < 0 ? ST_INVALID : ST_OK;
     case 'a':
         return (a->archive_cutoff = pick(v, yn, ynv, 2)) < 0 ? ST_INVALID : ST_OK;
+    case 'q':
+        return (a->qualified = pick(v, yn, ynv, 2)) < 0 ? ST_INVALID : ST_OK;
+    case 'p':
+        if (strcmp(v, "never") == 0 || strcmp(v, "0") == 0) {
+            a->purge_status_after = 0;
+            return ST_OK;
+        }
+        return config_duration(v, &a->purge_status_after) != ST_OK || a->purge_status_after < 1 ||
+                       a->purge_status_after > 1e11
+                   ? ST_INVALID
+                   : ST_OK;
     case 'v':
         return config_duration(v, &a->validity) != ST_OK || a->validity < ISSUER_VALIDITY_MIN ||
                        a->validity > ISSUER_VALIDITY_MAX
@@ -111,13 +128,15 @@ issuer_parse(int argc, char **argv, struct issuer_args *a)
                                          {"unissued", required_argument, NULL, 'u'},
                                          {"validity", required_argument, NULL, 'v'},
                                          {"archive-cutoff", required_argument, NULL, 'a'},
+                                         {"qualified", required_argument, NULL, 'q'},
+                                         {"purge-status-after", required_argument, NULL, 'p'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
     int opt, idx = 0;
 
     memset(a, 0, sizeof(*a));
-    a->scheme = a->hash = a->nonce = a->unissued = a->archive_cutoff = -1;
-    a->validity = -1;
+    a->scheme = a->hash = a->nonce = a->unissued = a->archive_cutoff = a->qualified = -1;
+    a->validity = a->purge_status_after = -1;
     optind = 0;
     while ((opt = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
         if (opt == '?' || opt == 'h')
@@ -327,6 +346,10 @@ issuer_apply(const struct issuer_args *a, X509 *signer, bool update, struct ocsp
         r->validity = (uint32_t)a->validity;
     if (a->archive_cutoff >= 0)
         r->archive_cutoff = a->archive_cutoff == 1;
+    if (a->qualified >= 0)
+        r->qualified = a->qualified == 1;
+    if (a->purge_status_after >= 0)
+        r->purge_status_after = (uint64_t)a->purge_status_after;
     return ST_OK;
 }
 
@@ -354,6 +377,8 @@ issuer_journal(struct ctl *c, const struct ocsp_issuer_rec *r, bool update)
     ocspctl_json_int(&j, "unissued", r->unissued_policy);
     ocspctl_json_int(&j, "validity", r->validity);
     ocspctl_json_bool(&j, "archive_cutoff", r->archive_cutoff);
+    ocspctl_json_bool(&j, "qualified", r->qualified);
+    ocspctl_json_int(&j, "purge_status_after", (long long)r->purge_status_after);
     return ocspctl_journal_end(c, &j);
 }
 
@@ -364,6 +389,7 @@ issuer_add(struct ctl *c, int argc, char **argv)
     struct ocsp_issuer_rec r = {0};
     struct name_or_id f = {0};
     X509 *ca = NULL, *del = NULL;
+    const char *why = NULL;
     int rc = ST_ERR, st;
 
     if (issuer_parse(argc, argv, &a) != ST_OK) {
@@ -405,6 +431,11 @@ issuer_add(struct ctl *c, int argc, char **argv)
     }
     if (issuer_apply(&a, del != NULL ? del : ca, f.name_found, &r) != ST_OK)
         goto out;
+    if (ocsp_issuer_purge_check(&r, &why) != ST_OK) {
+        fprintf(stderr, "ocspctl: issuer %s: %s\n", a.name, why);
+        rc = ST_EXISTS; /* refused by a rule: exit 3 */
+        goto out;
+    }
     if ((st = ocsp_store_issuer_put(c->store, &r)) != ST_OK) {
         fprintf(stderr, "ocspctl: storing issuer %s: %s\n", a.name, status_str(st));
         goto out;
@@ -445,12 +476,13 @@ issuer_print(void *ctx, const struct ocsp_issuer_rec *r)
     ocspctl_time_fmt(r->crl_this_update, tu);
     ocspctl_time_fmt(r->crl_next_update, nu);
     printf("%s subject=%s signer=%s key=%s:%s signature=%s digest=%s nonce=%s unissued=%s "
-           "validity=%u archive_cutoff=%s crl=%s",
+           "validity=%u archive_cutoff=%s qualified=%s purge_status_after=%llu crl=%s",
            r->name, subject, r->signer_kind == OCSP_SIGNER_CA ? "ca" : "delegated",
            r->key_label[0] ? "label" : "file", r->key_label[0] ? r->key_label : r->key_file,
            scheme_name(r->scheme), digest[r->hash >= 1 && r->hash <= 3 ? r->hash : 0],
            nonce[r->nonce_policy % 3], unissued[r->unissued_policy % 3], r->validity,
-           r->archive_cutoff ? "yes" : "no", r->crl_fed ? "yes" : "no");
+           r->archive_cutoff ? "yes" : "no", r->qualified ? "yes" : "no",
+           (unsigned long long)r->purge_status_after, r->crl_fed ? "yes" : "no");
     if (r->crl_fed)
         printf(" crl_number=%llu crl_this_update=%s crl_next_update=%s",
                (unsigned long long)r->crl_number, tu, nu);

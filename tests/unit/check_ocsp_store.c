@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAP (16u << 20)
@@ -1111,8 +1112,10 @@ START_TEST(test_issuer_record_without_full_next_update)
                      ST_OK);
     ck_assert_uint_gt(n, 8);
     ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_uint_gt(n, 17);
+    /* a record of before delta CRLs: without crl_full_next_update and the purge fields */
     ck_assert_int_eq(
-        store_txn_put(t, store_db(raw, "issuers"), ca_id, sizeof(ca_id), v, n - 8, false), ST_OK);
+        store_txn_put(t, store_db(raw, "issuers"), ca_id, sizeof(ca_id), v, n - 17, false), ST_OK);
     ck_assert_int_eq(store_txn_commit(t), ST_OK);
     free(v);
     ck_assert_int_eq(ocsp_store_issuer_get(os, ca_id, &out), ST_OK);
@@ -1120,6 +1123,218 @@ START_TEST(test_issuer_record_without_full_next_update)
     ck_assert_int_eq(out.crl_next_update, 1700086400);
     ck_assert_int_eq(out.crl_full_next_update, 1700086400);
     ocsp_issuer_rec_clear(&out);
+}
+END_TEST
+
+/* An issuer record written before purging existed (it ends at crl_full_next_update) still
+ * loads: not qualified, no status purge (issue 10 §3). */
+START_TEST(test_issuer_record_before_purge)
+{
+    struct store *raw = ocsp_store_raw(os);
+    struct ocsp_issuer_rec in, out;
+    struct store_txn *t = NULL;
+    uint8_t *v = NULL;
+    size_t n = 0;
+
+    fill_issuer(&in, "ca-A");
+    in.purge_status_after = 86400;
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(ocsp_store_issuer_get(os, ca_id, &out), ST_OK);
+    ck_assert_uint_eq(out.purge_status_after, 86400);
+    ck_assert(!out.qualified);
+    ocsp_issuer_rec_clear(&out);
+    ck_assert_int_eq(store_get_alloc(raw, store_db(raw, "issuers"), ca_id, sizeof(ca_id), &v, &n),
+                     ST_OK);
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(
+        store_txn_put(t, store_db(raw, "issuers"), ca_id, sizeof(ca_id), v, n - 9, false), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    free(v);
+    ck_assert_int_eq(ocsp_store_issuer_get(os, ca_id, &out), ST_OK);
+    ck_assert(!out.qualified);
+    ck_assert_uint_eq(out.purge_status_after, 0);
+    ck_assert_int_eq(out.crl_full_next_update, 1700090000);
+    ck_assert_uint_eq(out.crl_number, 0x123456789aull);
+    ocsp_issuer_rec_clear(&out);
+}
+END_TEST
+
+/* LW-09, EID-06: a qualified issuer refuses the status purge setting (with the reason citing
+ * eIDAS Art. 24(4) / LW-09); the setting needs unissued unknown; qualified round-trips. */
+START_TEST(test_issuer_qualified_refuses_purge)
+{
+    struct ocsp_issuer_rec in, out;
+    const char *why = NULL;
+
+    fill_issuer(&in, "qca");
+    in.qualified = true;
+    in.purge_status_after = 365 * 86400;
+    ck_assert_int_eq(ocsp_issuer_purge_check(&in, &why), ST_INVALID);
+    ck_assert_ptr_nonnull(strstr(why, "LW-09"));
+    ck_assert_ptr_nonnull(strstr(why, "Art. 24(4)"));
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_INVALID);
+    ck_assert_int_eq(ocsp_store_issuer_get(os, ca_id, &out), ST_NOTFOUND);
+    in.purge_status_after = 0;
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(ocsp_store_issuer_get(os, ca_id, &out), ST_OK);
+    ck_assert(out.qualified);
+    ck_assert_uint_eq(out.purge_status_after, 0);
+    ocsp_issuer_rec_clear(&out);
+    /* not qualified: allowed with unissued unknown only */
+    in.qualified = false;
+    in.purge_status_after = 86400;
+    in.unissued_policy = OCSP_UNISSUED_REVOKED;
+    ck_assert_int_eq(ocsp_issuer_purge_check(&in, &why), ST_INVALID);
+    ck_assert_ptr_nonnull(strstr(why, "unknown"));
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_INVALID);
+    in.unissued_policy = OCSP_UNISSUED_UNKNOWN;
+    ck_assert_int_eq(ocsp_issuer_purge_check(&in, &why), ST_OK);
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+}
+END_TEST
+
+static const uint8_t serial3[] = {0x42};
+static const uint8_t certid_c[] = {0x30, 0x03, 0x02, 0x01, 0x42};
+
+/* Status records: serial1 expired long ago, serial2 expired yesterday, serial3 valid; an
+ * answer stored for each (serial2's in two CertID forms). */
+static void
+purge_fixture(int64_t now)
+{
+    struct ocsp_response_put p[4];
+    const struct {
+        const uint8_t *serial;
+        size_t len;
+        int64_t not_after;
+    } recs[] = {{serial1, sizeof(serial1), now - 400 * 86400},
+                {serial2, sizeof(serial2), now - 86400},
+                {serial3, sizeof(serial3), now + 86400}};
+
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_int_eq(
+            ocsp_store_status_set(os, &(struct ocsp_status_set){ca_id,
+                                                                recs[i].serial,
+                                                                recs[i].len,
+                                                                {OCSP_STATE_GOOD, OCSP_REASON_NONE,
+                                                                 0, recs[i].not_after},
+                                                                "test"}),
+            ST_OK);
+    p[0] = put_of(certid_a, sizeof(certid_a), 1, now, now + 3600);
+    p[1] = put_of(certid_b, sizeof(certid_b), 1, now, now + 3600);
+    p[1].serial = serial2;
+    p[1].serial_len = sizeof(serial2);
+    p[2] = p[1];
+    p[2].certid = (const uint8_t *)"\x30\x05\x02\x02\x00\xff\x00";
+    p[2].certid_len = 7;
+    p[3] = put_of(certid_c, sizeof(certid_c), 1, now, now + 3600);
+    p[3].serial = serial3;
+    p[3].serial_len = sizeof(serial3);
+    ck_assert_int_eq(responses_put(os, p, 4), ST_OK);
+    ck_assert_uint_eq(count_db("responses"), 4);
+}
+
+/* Purging answers drops those of expired certificates only; every status record stays. */
+START_TEST(test_purge_answers_keeps_status)
+{
+    struct ocsp_issuer_rec in;
+    struct ocsp_status st;
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 99;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    purge_fixture(now);
+    ck_assert_int_eq(ocsp_store_responses_purge(os, ca_id, now, &n), ST_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(count_db("responses"), 1); /* serial3's, still valid */
+    ck_assert_uint_eq(count_db("status"), 3);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial2, sizeof(serial2), &st), ST_OK);
+    /* again: nothing left to drop */
+    ck_assert_int_eq(ocsp_store_responses_purge(os, ca_id, now, &n), ST_OK);
+    ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+/* Status purging only where the issuer allows it (never for a qualified one), only past its
+ * cutoff, with the answers of what it removes. */
+START_TEST(test_status_purge_only_where_allowed)
+{
+    struct ocsp_issuer_rec in;
+    struct ocsp_status st;
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 99, answers = 99;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    purge_fixture(now);
+    /* not allowed: no setting */
+    ck_assert_int_eq(ocsp_store_status_purge(os, ca_id, now, &n, &answers), ST_INVALID);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(count_db("status"), 3);
+    ck_assert_uint_eq(count_db("responses"), 4);
+    /* qualified: refused (and the setting cannot be stored for it) */
+    in.qualified = true;
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_purge(os, ca_id, now, &n, &answers), ST_INVALID);
+    in.purge_status_after = 30 * 86400;
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_INVALID);
+    ck_assert_int_eq(ocsp_store_status_purge(os, ca_id, now, &n, &answers), ST_INVALID);
+    ck_assert_uint_eq(count_db("status"), 3);
+    /* allowed: 30 days after expiry, unissued unknown */
+    in.qualified = false;
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_purge(os, ca_id, now, &n, &answers), ST_OK);
+    ck_assert_uint_eq(n, 1);       /* serial1 only: serial2 expired yesterday */
+    ck_assert_uint_eq(answers, 1); /* serial1's answer */
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial2, sizeof(serial2), &st), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial3, sizeof(serial3), &st), ST_OK);
+    ck_assert_uint_eq(count_db("status"), 2);
+    ck_assert_uint_eq(count_db("responses"), 3);
+    /* an unknown issuer */
+    ck_assert_int_eq(ocsp_store_status_purge(os,
+                                             (const uint8_t *)"0123456789abcdef0123456789abcdef",
+                                             now, &n, &answers),
+                     ST_NOTFOUND);
+}
+END_TEST
+
+/* Many answers (more than one purge chunk) of two issuers: only the asked issuer's expired
+ * ones go. */
+START_TEST(test_purge_answers_chunks)
+{
+    enum { N = 5000 };
+    struct ocsp_issuer_rec in;
+    uint8_t other[OCSP_ISSUER_ID_LEN];
+    static uint8_t certids[N][8];
+    static struct ocsp_response_put p[N];
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 0;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    purge_fixture(now); /* serial1, serial2 expired, 3 answers of theirs */
+    memset(other, 0x77, sizeof(other));
+    for (size_t i = 0; i < N; i++) {
+        certids[i][0] = 0x30;
+        certids[i][1] = 0x06;
+        certids[i][2] = 0x02;
+        certids[i][3] = 0x04;
+        certids[i][4] = (uint8_t)(i >> 8);
+        certids[i][5] = (uint8_t)i;
+        certids[i][6] = 0x10;
+        certids[i][7] = 0x01;
+        /* half of them serial1 of ca_id (expired), half another issuer's serial1 */
+        p[i] = put_of(certids[i], 8, 1, now, now + 3600);
+        if (i % 2)
+            p[i].issuer_id = other;
+    }
+    ck_assert_int_eq(responses_put(os, p, N), ST_OK);
+    ck_assert_uint_eq(count_db("responses"), N + 4);
+    ck_assert_int_eq(ocsp_store_responses_purge(os, ca_id, now, &n), ST_OK);
+    ck_assert_uint_eq(n, N / 2 + 3);
+    ck_assert_uint_eq(count_db("responses"), N / 2 + 1);
 }
 END_TEST
 
@@ -1237,6 +1452,11 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_status_hold_again);
     tcase_add_test(tc, test_status_walk_from);
     tcase_add_test(tc, test_issuer_record_without_full_next_update);
+    tcase_add_test(tc, test_issuer_record_before_purge);
+    tcase_add_test(tc, test_issuer_qualified_refuses_purge);
+    tcase_add_test(tc, test_purge_answers_keeps_status);
+    tcase_add_test(tc, test_status_purge_only_where_allowed);
+    tcase_add_test(tc, test_purge_answers_chunks);
     tcase_add_test(tc, test_journal);
     tcase_add_test(tc, test_changes_take);
     tcase_add_test(tc, test_responses);
