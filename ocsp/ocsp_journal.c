@@ -74,11 +74,11 @@ ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_impor
     const struct {
         const char *key;
         size_t v;
-    } counts[] = {{"lines", e->lines},       {"new", e->added},
+    } counts[] = {{"lines", e->lines},         {"new", e->added},
                   {"unchanged", e->unchanged}, {"updated", e->updated},
-                  {"revoked", e->revoked},   {"held", e->held},
-                  {"released", e->released}, {"refused", e->refused},
-                  {"failed", e->failed},     {"not_imported_full", e->not_imported}};
+                  {"revoked", e->revoked},     {"held", e->held},
+                  {"released", e->released},   {"refused", e->refused},
+                  {"failed", e->failed},       {"not_imported_full", e->not_imported}};
 
     jw_init(&o, line, cap);
     jw_begin(&o);

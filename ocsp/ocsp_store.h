@@ -200,8 +200,12 @@ enum ocsp_set_outcome {
 };
 
 /* flags of struct ocsp_status_set */
-#define OCSP_SET_BULK 1u   /* a bulk import: a new GOOD record is not journalled one by one (the                               import journals itself once: file, digest, counts) */
-#define OCSP_SET_ISSUED 2u /* "this serial was issued": an existing record keeps its state,                               reason and revocation time (only not_after is set) */
+#define OCSP_SET_BULK                                                                              \
+    1u /* a bulk import: a new GOOD record is not journalled one by one (the import journals                                                                                   \
+          itself once: file, digest, counts) */
+#define OCSP_SET_ISSUED                                                                            \
+    2u /* "this serial was issued": an existing record keeps its state, reason and revocation time                                                                        \
+          (only not_after is set) */
 
 struct ocsp_status_set {
     const uint8_t *issuer_id;
@@ -218,8 +222,8 @@ struct ocsp_status_set {
 int ocsp_store_status_set(struct ocsp_store *s, const struct ocsp_status_set *req);
 /* The same with flags (OCSP_SET_*); *outcome (when not NULL) gets what was done, when the
  * result is ST_OK or ST_EXISTS. */
-int ocsp_store_status_apply(struct ocsp_store *s, const struct ocsp_status_set *req,
-                            unsigned flags, enum ocsp_set_outcome *outcome);
+int ocsp_store_status_apply(struct ocsp_store *s, const struct ocsp_status_set *req, unsigned flags,
+                            enum ocsp_set_outcome *outcome);
 
 /* Walk the status records of one issuer in serial order (key order: bytewise over the
  * content octets, a shorter key first when one is a prefix of the other). fn gets borrowed

@@ -582,7 +582,8 @@ index_time(const char *s, int64_t *t)
             return ocspctl_time_parse(s, false, t);
     k = 0;
     if (n == 15) {
-        year = (unsigned)((s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0'));
+        year =
+            (unsigned)((s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0'));
         k = 4;
     } else {
         year = (unsigned)((s[0] - '0') * 10 + (s[1] - '0'));
@@ -697,8 +698,7 @@ ocspctl_index_parse(char *line, struct ctl_index_entry *e)
         return ST_NOTFOUND;
     nf = split_tabs(line, f, 6);
     if (nf < 4 || strlen(f[0]) != 1 || strchr("VRE", f[0][0]) == NULL ||
-        index_time(f[1], &e->not_after) != ST_OK ||
-        index_serial(f[3], &e->serial) != ST_OK ||
+        index_time(f[1], &e->not_after) != ST_OK || index_serial(f[3], &e->serial) != ST_OK ||
         (f[0][0] == 'R' && index_revocation(f[2], &e->state, &e->reason, &e->when) != ST_OK))
         return ST_INVALID;
     e->kind = f[0][0];
@@ -794,8 +794,7 @@ index_scan(struct index_run *r)
             continue;
         if (st != ST_OK) {
             if (r->bad++ < INDEX_BAD_SHOWN)
-                fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", r->path,
-                        lineno);
+                fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", r->path, lineno);
             continue;
         }
         r->lines++;
@@ -997,8 +996,8 @@ index_finish(struct index_run *r, bool batch_open)
     log_audit("ocsp_import",
               "import-index issuer=%s file=%s lines=%zu new=%zu revoked=%zu held=%zu "
               "refused=%zu failed=%zu committed=%zu by=%s",
-              r->rec->name, r->path, j->lines, j->added, j->revoked, j->held, j->refused,
-              j->failed, j->committed ? j->lines : j->committed_lines, c->who);
+              r->rec->name, r->path, j->lines, j->added, j->revoked, j->held, j->refused, j->failed,
+              j->committed ? j->lines : j->committed_lines, c->who);
     printf("import-index: %zu entries, %zu new, %zu unchanged, %zu updated, %zu revoked, %zu "
            "held, %zu refused, %zu failed",
            j->lines, j->added, j->unchanged, j->updated, j->revoked, j->held, j->refused,
@@ -1036,8 +1035,8 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     r.rec = &rec;
     r.path = argv[2];
     r.chunk = index_chunk();
-    r.j = (struct ocsp_journal_import){.who = c->who, .op = "import-index",
-                                       .issuer_name = rec.name, .file = argv[2]};
+    r.j = (struct ocsp_journal_import){
+        .who = c->who, .op = "import-index", .issuer_name = rec.name, .file = argv[2]};
     if ((r.f = fopen(argv[2], "r")) == NULL) {
         fprintf(stderr, "ocspctl: %s: cannot open\n", argv[2]);
         goto out;
@@ -1049,8 +1048,8 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
         r.j.lines = r.lines;
         r.j.failed = r.bad;
         (void)index_finish(&r, false);
-        rc = index_check_complete(argv[2], &(struct import_count){.entries = r.lines,
-                                                                   .skipped = r.bad});
+        rc = index_check_complete(argv[2],
+                                  &(struct import_count){.entries = r.lines, .skipped = r.bad});
         goto out;
     }
     /* headroom (DESIGN D10): good entries are background writes; when they do not all fit
