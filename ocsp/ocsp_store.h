@@ -199,13 +199,12 @@ enum ocsp_set_outcome {
     OCSP_SET_REFUSED = 4  /* refused (ST_EXISTS), journalled */
 };
 
-/* flags of struct ocsp_status_set */
-#define OCSP_SET_BULK                                                                              \
-    1u /* a bulk import: a new GOOD record is not journalled one by one (the import journals                                                                                   \
-          itself once: file, digest, counts) */
-#define OCSP_SET_ISSUED                                                                            \
-    2u /* "this serial was issued": an existing record keeps its state, reason and revocation time                                                                        \
-          (only not_after is set) */
+/* Flags of ocsp_store_status_apply. OCSP_SET_BULK: a bulk import; a new GOOD record is not
+ * journalled one by one (the import journals itself once: file, digest, counts).
+ * OCSP_SET_ISSUED: "this serial was issued"; an existing record keeps its state, reason and
+ * revocation time (only not_after is set). */
+#define OCSP_SET_BULK 1u
+#define OCSP_SET_ISSUED 2u
 
 struct ocsp_status_set {
     const uint8_t *issuer_id;
