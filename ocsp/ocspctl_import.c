@@ -14,6 +14,7 @@
 #include "ocsp/ocspctl_int.h"
 
 #include <limits.h>
+#include <malloc.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -869,14 +870,20 @@ index_apply(struct index_run *r, const struct ctl_index_entry *e)
 
 /* LMDB's key order of two serials of one issuer (memcmp, then the shorter first). */
 struct chunk_entry {
+    uint64_t prefix; /* the serial's first 8 octets, big-endian, zero-padded */
+    size_t seq;      /* its place in the file */
     struct ctl_index_entry e;
-    size_t seq; /* its place in the file */
 };
 
 static int
 entry_cmp(const void *a, const void *b)
 {
     const struct chunk_entry *x = a, *y = b;
+
+    /* the prefixes order as the keys do where they differ (a zero pad sorts first, as a
+     * shorter key does); the profile had the sort at 15 % with memcmp alone */
+    if (x->prefix != y->prefix)
+        return x->prefix < y->prefix ? -1 : 1;
     size_t n = x->e.serial.len < y->e.serial.len ? x->e.serial.len : y->e.serial.len;
     int d = memcmp(x->e.serial.b, y->e.serial.b, n);
 
@@ -921,6 +928,10 @@ index_write(struct index_run *r)
     ssize_t len;
     int st = ST_OK;
 
+    /* LMDB allocates each dirty page and frees them all at every commit: keep that memory
+     * (no trim and fault again per chunk; measured: _int_malloc at 12 % of a 1 M import) */
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TOP_PAD, 64 << 20);
     if (EVP_DigestInit_ex(r->md, EVP_sha256(), NULL) != 1 ||
         (v = malloc(r->chunk * sizeof(*v))) == NULL)
         return ST_ERR;
@@ -939,6 +950,9 @@ index_write(struct index_run *r)
             continue;
         }
         v[n].seq = n;
+        v[n].prefix = 0;
+        for (size_t k = 0; k < 8; k++)
+            v[n].prefix = v[n].prefix << 8 | (k < v[n].e.serial.len ? v[n].e.serial.b[k] : 0);
         if (++n == r->chunk) {
             r->j.lines += n;
             st = index_chunk_apply(r, v, n, true);
