@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define CRL_FILE_MAX ((size_t)256 << 20)
@@ -739,6 +740,7 @@ struct index_run {
     size_t good, bad, lines;
     struct ocsp_journal_import j;
     bool revocations_only; /* the good entries do not fit below fill_limit: none goes in */
+    bool one_txn; /* not a regular file (a pipe): read once, in one transaction, as before */
     EVP_MD_CTX *md;
 };
 
@@ -927,6 +929,7 @@ index_write(struct index_run *r)
 {
     struct chunk_entry *v = NULL;
     size_t n = 0;
+    unsigned long lineno = 0;
     ssize_t len;
     int st = ST_OK;
 
@@ -942,7 +945,16 @@ index_write(struct index_run *r)
         return ST_ERR;
     }
     while (st == ST_OK && (len = index_read(r, true)) != -1) {
-        if (len == -2 || (st = ocspctl_index_parse(r->line, &v[n].e)) == ST_INVALID) {
+        lineno++;
+        if (r->one_txn && len != -2 && (st = ocspctl_index_parse(r->line, &v[n].e)) == ST_INVALID) {
+            /* read once: every bad line named, nothing committed (the caller aborts) */
+            if (r->bad++ < INDEX_BAD_SHOWN)
+                fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", r->path, lineno);
+            st = ST_OK;
+            continue;
+        }
+        if (len == -2 ||
+            (!r->one_txn && (st = ocspctl_index_parse(r->line, &v[n].e)) == ST_INVALID)) {
             fprintf(stderr, "ocspctl: %s: changed while it was imported\n", r->path);
             st = ST_ERR;
             break;
@@ -957,7 +969,7 @@ index_write(struct index_run *r)
             v[n].prefix = v[n].prefix << 8 | (k < v[n].e.serial.len ? v[n].e.serial.b[k] : 0);
         if (++n == r->chunk) {
             r->j.lines += n;
-            st = index_chunk_apply(r, v, n, true);
+            st = index_chunk_apply(r, v, n, !r->one_txn);
             n = 0;
             if (st == ST_STORE) {
                 free(v);
@@ -1040,6 +1052,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     struct ocsp_issuer_rec rec;
     struct index_run r;
     uint8_t digest[32];
+    struct stat sb;
     X509 *ca = NULL;
     int rc = import_open(c, argc, argv, &rec, &ca);
 
@@ -1057,9 +1070,12 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "ocspctl: %s: cannot open\n", argv[2]);
         goto out;
     }
-    if ((r.md = EVP_MD_CTX_new()) == NULL || index_scan(&r) != ST_OK)
+    if ((r.md = EVP_MD_CTX_new()) == NULL)
         goto out;
-    if (r.bad > 0 || r.lines == 0) {
+    r.one_txn = fstat(fileno(r.f), &sb) != 0 || !S_ISREG(sb.st_mode);
+    if (!r.one_txn && index_scan(&r) != ST_OK)
+        goto out;
+    if (!r.one_txn && (r.bad > 0 || r.lines == 0)) {
         /* not what the operator meant to import: nothing of it is written (issue 8 item 5) */
         r.j.lines = r.lines;
         r.j.failed = r.bad;
@@ -1071,16 +1087,25 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     /* headroom (DESIGN D10): good entries are background writes; when they do not all fit
      * below fill_limit none goes in, and the revocations and holds, which a full store must
      * never delay, are imported alone */
-    if ((double)r.good * IMPORT_GOOD_BYTES > import_room(c)) {
+    if (!r.one_txn && (double)r.good * IMPORT_GOOD_BYTES > import_room(c)) {
         r.revocations_only = true;
         fprintf(stderr,
                 "ocspctl: %s: the store in %s would pass its fill_limit (%.0f%%): none of the "
                 "file's good entries is imported; its revocations and holds are\n",
                 argv[2], c->cfg.store.path, c->cfg.store.fill_limit * 100);
     }
-    rewind(r.f);
+    if (!r.one_txn)
+        rewind(r.f);
     if (index_write(&r) != ST_OK) {
         (void)index_finish(&r, false);
+        goto out;
+    }
+    if (r.one_txn && (r.bad > 0 || r.j.lines == 0)) {
+        ocsp_store_batch_abort(c->store);
+        r.j.failed = r.bad;
+        (void)index_finish(&r, false);
+        rc = index_check_complete(argv[2],
+                                  &(struct import_count){.entries = r.j.lines, .skipped = r.bad});
         goto out;
     }
     if (EVP_DigestFinal_ex(r.md, digest, NULL) == 1)
