@@ -65,3 +65,42 @@ ocsp_journal_upgrade_line(char *line, size_t cap, const struct ocsp_journal_upgr
     jw_i64(&o, (int64_t)e->dropped);
     jw_close(&o);
 }
+
+void
+ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_import *e)
+{
+    char hex[2 * 32 + 1];
+    struct jw o;
+    const struct {
+        const char *key;
+        size_t v;
+    } counts[] = {{"lines", e->lines},         {"new", e->added},
+                  {"unchanged", e->unchanged}, {"updated", e->updated},
+                  {"revoked", e->revoked},     {"held", e->held},
+                  {"released", e->released},   {"refused", e->refused},
+                  {"failed", e->failed},       {"not_imported_full", e->not_imported}};
+
+    jw_init(&o, line, cap);
+    jw_begin(&o);
+    jw_key(&o, "time");
+    jw_i64(&o, e->time);
+    jw_kstr(&o, "who", e->who != NULL ? e->who : "");
+    jw_kstr(&o, "op", e->op);
+    jw_kstr(&o, "issuer", e->issuer_name != NULL ? e->issuer_name : "");
+    jw_kstr(&o, "file", e->file);
+    jw_key(&o, "sha256");
+    if (e->sha256 != NULL) {
+        hex_encode(hex, e->sha256, 32, false);
+        jw_str(&o, hex);
+    } else
+        jw_null(&o);
+    for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
+        jw_key(&o, counts[i].key);
+        jw_i64(&o, (int64_t)counts[i].v);
+    }
+    jw_key(&o, "committed");
+    jw_bool(&o, e->committed);
+    jw_key(&o, "committed_lines");
+    jw_i64(&o, (int64_t)e->committed_lines);
+    jw_close(&o);
+}

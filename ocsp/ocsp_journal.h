@@ -40,4 +40,26 @@ struct ocsp_journal_upgrade {
 /* {"time":..,"who":..,"op":"schema_upgrade","from":F,"to":T,"responses_dropped":N} */
 void ocsp_journal_upgrade_line(char *line, size_t cap, const struct ocsp_journal_upgrade *e);
 
+/* A bulk import (issue 10 §3): the import journalled as what it is, one entry. The serials it
+ * added are not listed: the file is the evidence, identified by its SHA-256 (of the bytes
+ * read). Revocations, holds, releases and refusals get their own status entries besides. */
+struct ocsp_journal_import {
+    int64_t time;
+    const char *who;
+    const char *op; /* "import-index" */
+    const char *issuer_name;
+    const char *file;
+    const uint8_t *sha256; /* 32 bytes; NULL: not read to its end */
+    size_t lines;          /* entries (lines that are not blank) read and applied */
+    size_t added, unchanged, updated, revoked, held, released, refused, failed;
+    size_t not_imported; /* good entries left out: the store would pass its fill_limit */
+    bool committed;      /* every line read was committed */
+    size_t committed_lines;
+};
+
+/* {"time":..,"who":..,"op":OP,"issuer":..,"file":..,"sha256":HEX|null,"lines":N,"new":N,
+ * "unchanged":N,"updated":N,"revoked":N,"held":N,"released":N,"refused":N,"failed":N,
+ * "not_imported_full":N,"committed":B,"committed_lines":N} */
+void ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_import *e);
+
 #endif

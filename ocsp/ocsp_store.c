@@ -40,6 +40,11 @@ struct ocsp_store {
     int db[OCSP_N_DBS];
     struct store_txn *batch; /* open batch write transaction (ocsp_store_batch_begin) */
     bool batch_failed;
+    /* inside a batch: the issuer name of the last journalled status change (an import
+     * journals many changes of one issuer; its record is decoded once) */
+    bool name_cached;
+    uint8_t name_id[OCSP_ISSUER_ID_LEN];
+    char name[64];
     bool readonly;
 };
 
@@ -79,6 +84,19 @@ ocsp_store_batch_begin(struct ocsp_store *s)
     if (s->batch != NULL)
         return ST_INVALID;
     s->batch_failed = false;
+    s->name_cached = false;
+    return store_txn_begin(s->st, true, &s->batch);
+}
+
+int
+ocsp_store_batch_checkpoint(struct ocsp_store *s)
+{
+    int st;
+
+    if (s->batch == NULL)
+        return ST_INVALID;
+    if ((st = ocsp_store_batch_commit(s)) != ST_OK)
+        return st;
     return store_txn_begin(s->st, true, &s->batch);
 }
 
@@ -90,6 +108,7 @@ ocsp_store_batch_commit(struct ocsp_store *s)
     if (t == NULL)
         return ST_INVALID;
     s->batch = NULL;
+    s->name_cached = false;
     if (s->batch_failed) {
         store_txn_abort(t);
         return ST_STORE;
@@ -103,6 +122,7 @@ ocsp_store_batch_abort(struct ocsp_store *s)
     if (s->batch != NULL)
         store_txn_abort(s->batch);
     s->batch = NULL;
+    s->name_cached = false;
 }
 
 /* ---- little helpers: LE/BE integers, hex ---- */
@@ -929,7 +949,9 @@ ocsp_journal_txn(struct ocsp_store *s, struct store_txn *t, const char *line)
     if (n == 0)
         return ST_INVALID;
     put_be64(key, seq);
-    if ((st = store_txn_put(t, s->db[DB_JOURNAL], key, 8, sealed, n, true)) != ST_OK)
+    /* seq is past every key of the journal (journal_next only grows): appended, pages filled
+     * in order (measured: 18 % fewer journal pages than a put); ST_EXISTS as with a put */
+    if ((st = store_txn_append(t, s->db[DB_JOURNAL], key, 8, sealed, n)) != ST_OK)
         return st;
     return ocsp_meta_put_u64(t, s->db[DB_META], "journal_next", seq + 1);
 }
@@ -965,7 +987,8 @@ ocsp_change_add(struct ocsp_store *s, struct store_txn *t, const uint8_t *id, co
     if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &seq)) != ST_OK)
         return st;
     put_be64(key, seq);
-    if ((st = store_txn_put(t, s->db[DB_CHANGES], key, 8, val, vlen, true)) != ST_OK)
+    /* changes_next only grows: past every key, appended (as the journal) */
+    if ((st = store_txn_append(t, s->db[DB_CHANGES], key, 8, val, vlen)) != ST_OK)
         return st;
     return ocsp_meta_put_u64(t, s->db[DB_META], "changes_next", seq + 1);
 }
@@ -980,10 +1003,19 @@ ocsp_status_journal(struct ocsp_store *s, struct store_txn *t, char *line, size_
     size_t n = 0;
     struct ocsp_issuer_rec rec;
 
-    if (store_txn_get(t, s->db[DB_ISSUERS], e->issuer_id, OCSP_ISSUER_ID_LEN, &v, &n) == ST_OK &&
-        ocsp_issuer_decode(v, n, &rec) == ST_OK) {
+    if (t == s->batch && s->name_cached &&
+        memcmp(s->name_id, e->issuer_id, OCSP_ISSUER_ID_LEN) == 0) {
+        memcpy(name, s->name, sizeof(name));
+    } else if (store_txn_get(t, s->db[DB_ISSUERS], e->issuer_id, OCSP_ISSUER_ID_LEN, &v, &n) ==
+                   ST_OK &&
+               ocsp_issuer_decode(v, n, &rec) == ST_OK) {
         memcpy(name, rec.name, sizeof(name));
         ocsp_issuer_rec_clear(&rec);
+        if (t == s->batch) {
+            memcpy(s->name_id, e->issuer_id, OCSP_ISSUER_ID_LEN);
+            memcpy(s->name, name, sizeof(name));
+            s->name_cached = true;
+        }
     }
     e->issuer_name = name;
     e->time = (int64_t)time(NULL);
@@ -993,51 +1025,71 @@ ocsp_status_journal(struct ocsp_store *s, struct store_txn *t, char *line, size_
 int
 ocsp_store_status_set(struct ocsp_store *s, const struct ocsp_status_set *r)
 {
+    return ocsp_store_status_apply(s, r, 0, NULL);
+}
+
+int
+ocsp_store_status_apply(struct ocsp_store *s, const struct ocsp_status_set *r, unsigned flags,
+                        enum ocsp_set_outcome *result)
+{
     uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], rec[STATUS_REC_LEN];
     struct ocsp_status cur = {0}, next;
-    const struct ocsp_status_change *req = &r->change;
+    struct ocsp_status_change req = r->change;
     const uint8_t *id = r->issuer_id, *serial = r->serial;
     size_t serial_len = r->serial_len;
     enum ocsp_rule_verdict verdict;
+    enum ocsp_set_outcome outcome = OCSP_SET_SAME;
     struct store_txn *t = NULL;
-    char *line = NULL;
-    bool found, allowed;
+    char line[JOURNAL_LINE_MAX];
+    bool found, allowed, journal;
     size_t klen;
     int st;
 
-    if (id == NULL || !serial_ok(serial, serial_len) || req->state > OCSP_STATE_HOLD ||
-        (req->state != OCSP_STATE_GOOD && !ocsp_reason_valid(req->reason)))
+    if (id == NULL || !serial_ok(serial, serial_len) || req.state > OCSP_STATE_HOLD ||
+        (req.state != OCSP_STATE_GOOD && !ocsp_reason_valid(req.reason)))
         return ST_INVALID;
-    if ((line = malloc(JOURNAL_LINE_MAX)) == NULL)
-        return ST_NOMEM;
+    line[0] = '\0';
     if ((st = wtxn_begin(s, &t)) != ST_OK)
         goto out;
+    klen = ocsp_status_key(id, serial, serial_len, key);
     st = ocsp_status_txn_get(s, t, id, serial, serial_len, &cur);
     if (st != ST_OK && st != ST_NOTFOUND)
         goto out;
     found = st == ST_OK;
-    verdict = ocsp_status_next(found ? &cur : NULL, req, (int64_t)time(NULL), ocsp_now_ns(), &next);
+    if (found && (flags & OCSP_SET_ISSUED) != 0)
+        req =
+            (struct ocsp_status_change){cur.state, cur.reason, cur.revocation_time, req.not_after};
+    verdict =
+        ocsp_status_next(found ? &cur : NULL, &req, (int64_t)time(NULL), ocsp_now_ns(), &next);
     if (verdict == OCSP_RULE_SAME) {
+        outcome = OCSP_SET_SAME;
         st = ST_OK; /* nothing changes: no journal entry, no re-signing */
         goto out;
     }
     allowed = verdict == OCSP_RULE_APPLY;
-    ocsp_status_journal(s, t, line, JOURNAL_LINE_MAX,
-                        &(struct ocsp_journal_status){.who = r->who,
-                                                      .issuer_id = id,
-                                                      .serial = serial,
-                                                      .serial_len = serial_len,
-                                                      .before = found ? &cur : NULL,
-                                                      .after = &next,
-                                                      .refused = !allowed});
-    if ((st = ocsp_journal_txn(s, t, line)) != ST_OK)
-        goto out;
+    outcome = !allowed ? OCSP_SET_REFUSED : found ? OCSP_SET_CHANGED : OCSP_SET_NEW;
+    /* a bulk import journals itself (file, digest, counts): its new `good` records are not
+     * journalled one by one; revocations, holds, releases and refusals always are */
+    journal =
+        !(outcome == OCSP_SET_NEW && next.state == OCSP_STATE_GOOD && (flags & OCSP_SET_BULK) != 0);
+    if (journal) {
+        ocsp_status_journal(s, t, line, sizeof(line),
+                            &(struct ocsp_journal_status){.who = r->who,
+                                                          .issuer_id = id,
+                                                          .serial = serial,
+                                                          .serial_len = serial_len,
+                                                          .before = found ? &cur : NULL,
+                                                          .after = &next,
+                                                          .refused = !allowed});
+        if ((st = ocsp_journal_txn(s, t, line)) != ST_OK)
+            goto out;
+    }
     if (allowed) {
         ocsp_status_encode(&next, rec);
-        klen = ocsp_status_key(id, serial, serial_len, key);
-        if ((st = store_txn_put(t, s->db[DB_STATUS], key, klen, rec, sizeof(rec), false)) !=
-                ST_OK ||
-            (st = ocsp_change_add(s, t, id, serial, serial_len)) != ST_OK)
+        if ((st = store_txn_put(t, s->db[DB_STATUS], key, klen, rec, sizeof(rec), false)) != ST_OK)
+            goto out;
+        /* only a record that existed may have a pre-signed answer to re-sign now (EID-05) */
+        if (found && (st = ocsp_change_add(s, t, id, serial, serial_len)) != ST_OK)
             goto out;
     }
     st = wtxn_commit(s, t);
@@ -1048,7 +1100,8 @@ ocsp_store_status_set(struct ocsp_store *s, const struct ocsp_status_set *r)
     }
 out:
     wtxn_release(s, t, st);
-    free(line);
+    if (result != NULL && (st == ST_OK || st == ST_EXISTS))
+        *result = outcome;
     return st;
 }
 

@@ -204,6 +204,21 @@ struct ocsp_status_change {
     int64_t not_after;       /* certificate expiry; 0 keeps the stored one */
 };
 
+/* What ocsp_store_status_set did. */
+enum ocsp_set_outcome {
+    OCSP_SET_NEW = 1,     /* a record was created */
+    OCSP_SET_SAME = 2,    /* nothing changed (no journal entry, no `changes` entry) */
+    OCSP_SET_CHANGED = 3, /* an existing record was changed */
+    OCSP_SET_REFUSED = 4  /* refused (ST_EXISTS), journalled */
+};
+
+/* Flags of ocsp_store_status_apply. OCSP_SET_BULK: a bulk import; a new GOOD record is not
+ * journalled one by one (the import journals itself once: file, digest, counts).
+ * OCSP_SET_ISSUED: "this serial was issued"; an existing record keeps its state, reason and
+ * revocation time (only not_after is set). */
+#define OCSP_SET_BULK 1u
+#define OCSP_SET_ISSUED 2u
+
 struct ocsp_status_set {
     const uint8_t *issuer_id;
     const uint8_t *serial;
@@ -212,7 +227,15 @@ struct ocsp_status_set {
     const char *who; /* the operator, for the journal */
 };
 
+/* A `changes` entry (re-sign now, EID-05) is written only for a changed record of a serial
+ * that had one: a new serial has no pre-signed answer backed by a record (an answer stored
+ * for it before, with stamp 0, no longer matches: it is signed again on demand, or by
+ * `ocspctl presign`). */
 int ocsp_store_status_set(struct ocsp_store *s, const struct ocsp_status_set *req);
+/* The same with flags (OCSP_SET_*); *outcome (when not NULL) gets what was done, when the
+ * result is ST_OK or ST_EXISTS. */
+int ocsp_store_status_apply(struct ocsp_store *s, const struct ocsp_status_set *req, unsigned flags,
+                            enum ocsp_set_outcome *outcome);
 
 /* Walk the status records of one issuer in serial order (key order: bytewise over the
  * content octets, a shorter key first when one is a prefix of the other). fn gets borrowed
@@ -346,6 +369,10 @@ int ocsp_store_journal(struct ocsp_store *s, const char *json_line);
  */
 int ocsp_store_batch_begin(struct ocsp_store *s);
 int ocsp_store_batch_commit(struct ocsp_store *s);
+/* Commit what the batch holds so far and go on in a new write transaction (a chunked
+ * import: bounded memory, and what was committed stays when the import stops later).
+ * ST_STORE (batch aborted, none open) when a write of this chunk failed or the commit did. */
+int ocsp_store_batch_checkpoint(struct ocsp_store *s);
 void ocsp_store_batch_abort(struct ocsp_store *s);
 
 /* The underlying common/store (for health and usage). */

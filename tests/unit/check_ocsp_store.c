@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "common/store.h"
+#include "ocsp/ocsp_journal.h"
 #include "ocsp/ocsp_store.h"
 #include "tests/unit/unitutil.h"
 
@@ -627,6 +628,8 @@ START_TEST(test_journal)
 END_TEST
 
 /* Changes are queued per accepted change and taken oldest first, then gone. */
+/* A changed record of an existing serial is queued for re-signing (EID-05); a new serial is
+ * not (it has no answer backed by a record to re-sign, issue 10 §3). */
 START_TEST(test_changes_take)
 {
     static const uint8_t s3[] = {0x7f};
@@ -635,6 +638,26 @@ START_TEST(test_changes_take)
 
     ck_assert_int_eq(changes_take(os, c, 4, &n), ST_OK);
     ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 1}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial2, sizeof(serial2), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 1}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, s3, sizeof(s3), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 1}, "op"}),
+        ST_OK);
+    ck_assert_uint_eq(count_db("journal"), 3);
+    ck_assert_uint_eq(count_db("changes"), 0); /* three new serials: nothing to re-sign */
     ck_assert_int_eq(
         ocsp_store_status_set(
             os,
@@ -675,6 +698,97 @@ START_TEST(test_changes_take)
     ck_assert_int_eq(changes_take(os, c, 4, &n), ST_OK);
     ck_assert_uint_eq(n, 0);
     ck_assert_uint_eq(count_db("changes"), 0);
+}
+END_TEST
+
+static int
+bulk_apply(const uint8_t *serial, size_t len, struct ocsp_status_change ch, unsigned flags,
+           enum ocsp_set_outcome *out)
+{
+    return ocsp_store_status_apply(os, &(struct ocsp_status_set){ca_id, serial, len, ch, "op"},
+                                   flags, out);
+}
+
+/* A bulk import (issue 10 §3): new `good` records are not journalled one by one (the import
+ * journals itself once), an existing record keeps its state (OCSP_SET_ISSUED), revocations
+ * and changed records are journalled, and only changed records of existing serials are
+ * queued for re-signing; chunks commit one by one. */
+START_TEST(test_bulk_import)
+{
+    static const uint8_t s3[] = {0x7f};
+    static const struct ocsp_status_change good = {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 100};
+    enum ocsp_set_outcome out = 0;
+    struct ocsp_status st;
+    struct ocsp_issuer_rec rec;
+
+    fill_issuer(&rec, "bulk");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &rec), ST_OK);
+    ck_assert_int_eq(ocsp_store_batch_begin(os), ST_OK);
+    ck_assert_int_eq(
+        bulk_apply(serial1, sizeof(serial1), good, OCSP_SET_BULK | OCSP_SET_ISSUED, &out), ST_OK);
+    ck_assert_int_eq(out, OCSP_SET_NEW);
+    ck_assert_int_eq(
+        bulk_apply(serial1, sizeof(serial1), good, OCSP_SET_BULK | OCSP_SET_ISSUED, &out), ST_OK);
+    ck_assert_int_eq(out, OCSP_SET_SAME);
+    ck_assert_int_eq(bulk_apply(s3, sizeof(s3),
+                                (struct ocsp_status_change){OCSP_STATE_REVOKED, 1, 50, 100},
+                                OCSP_SET_BULK, &out),
+                     ST_OK);
+    ck_assert_int_eq(out, OCSP_SET_NEW);
+    ck_assert_int_eq(ocsp_store_batch_checkpoint(os), ST_OK); /* chunk 1 committed */
+    ck_assert_uint_eq(count_db("journal"), 1);                /* the revocation only */
+    ck_assert_uint_eq(count_db("changes"), 0);                /* both serials new */
+    ck_assert_uint_eq(count_db("status"), 2);
+    /* a good line for a revoked serial: it stays revoked, its expiry changes (journalled,
+     * re-signed) */
+    ck_assert_int_eq(
+        bulk_apply(s3, sizeof(s3),
+                   (struct ocsp_status_change){OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 200},
+                   OCSP_SET_BULK | OCSP_SET_ISSUED, &out),
+        ST_OK);
+    ck_assert_int_eq(out, OCSP_SET_CHANGED);
+    ck_assert_int_eq(ocsp_store_batch_commit(os), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, s3, sizeof(s3), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
+    ck_assert_int_eq(st.not_after, 200);
+    ck_assert_uint_eq(count_db("journal"), 2);
+    ck_assert_uint_eq(count_db("changes"), 1);
+    /* without OCSP_SET_BULK a new good record is journalled (an operator's `add`) */
+    ck_assert_int_eq(bulk_apply(serial2, sizeof(serial2), good, 0, &out), ST_OK);
+    ck_assert_int_eq(out, OCSP_SET_NEW);
+    ck_assert_uint_eq(count_db("journal"), 3);
+    ck_assert_uint_eq(count_db("changes"), 1);
+}
+END_TEST
+
+/* The import's own journal entry: file, digest, counts, operator. */
+START_TEST(test_journal_import_line)
+{
+    uint8_t digest[32];
+    char line[2048];
+
+    for (size_t i = 0; i < sizeof(digest); i++)
+        digest[i] = (uint8_t)i;
+    ocsp_journal_import_line(line, sizeof(line),
+                             &(struct ocsp_journal_import){.time = 1700000000,
+                                                           .who = "alice",
+                                                           .op = "import-index",
+                                                           .issuer_name = "qca",
+                                                           .file = "/x/index.txt",
+                                                           .sha256 = digest,
+                                                           .lines = 10,
+                                                           .added = 6,
+                                                           .unchanged = 1,
+                                                           .revoked = 2,
+                                                           .refused = 1,
+                                                           .committed = true,
+                                                           .committed_lines = 10});
+    ck_assert_str_eq(line, "{\"time\":1700000000,\"who\":\"alice\",\"op\":\"import-index\","
+                           "\"issuer\":\"qca\",\"file\":\"/x/index.txt\",\"sha256\":"
+                           "\"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\","
+                           "\"lines\":10,\"new\":6,\"unchanged\":1,\"updated\":0,\"revoked\":2,"
+                           "\"held\":0,\"released\":0,\"refused\":1,\"failed\":0,"
+                           "\"not_imported_full\":0,\"committed\":true,\"committed_lines\":10}");
 }
 END_TEST
 
@@ -1459,6 +1573,8 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_purge_answers_chunks);
     tcase_add_test(tc, test_journal);
     tcase_add_test(tc, test_changes_take);
+    tcase_add_test(tc, test_bulk_import);
+    tcase_add_test(tc, test_journal_import_line);
     tcase_add_test(tc, test_responses);
     tcase_add_test(tc, test_response_walk);
     tcase_add_test(tc, test_response_certs_elided);
