@@ -27,49 +27,7 @@ produced_of() { derutil ocsp-resp "$TMP/$1.der" 2>/dev/null | sed -n 's/^produce
 # GeneralizedTime YYYYMMDDHHMMSSZ -> epoch seconds
 epoch_of() { date -u -d "$(sed -E 's/^(....)(..)(..)(..)(..)(..)Z$/\1-\2-\3 \4:\5:\6/' <<<"$1")" +%s; }
 
-cat >"$TMP/shift.c" <<'EOF'
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <stdlib.h>
-#include <sys/time.h>
-#include <time.h>
-#include <unistd.h>
-static long shift_s(void)
-{
-    char buf[32];
-    const char *f = getenv("REVIEW_SHIFT_FILE");
-    int fd;
-    ssize_t n;
-    if (f == NULL || (fd = open(f, O_RDONLY | O_CLOEXEC)) < 0)
-        return 0;
-    n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    return strtol(buf, NULL, 10);
-}
-time_t time(time_t *t)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += shift_s();
-    if (t != NULL)
-        *t = ts.tv_sec;
-    return ts.tv_sec;
-}
-int gettimeofday(struct timeval *tv, void *tz)
-{
-    struct timespec ts;
-    (void)tz;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tv->tv_sec = ts.tv_sec + shift_s();
-    tv->tv_usec = ts.tv_nsec / 1000;
-    return 0;
-}
-EOF
-cc -shared -fPIC -O1 -o "$TMP/libshift.so" "$TMP/shift.c" -ldl ||
+cc -shared -fPIC -O1 -o "$TMP/libshift.so" "$(dirname "${BASH_SOURCE[0]}")/../lib/timeshift.c" -ldl ||
     fatal "clock shim built" "cc failed"
 
 itest_ocsp_setup
