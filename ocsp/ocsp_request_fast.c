@@ -58,12 +58,13 @@ serial_ok(const uint8_t *c, size_t cl)
 bool
 ocsp_request_fast(const uint8_t *der, size_t len, struct ocsp_certid *id)
 {
-    const uint8_t *p = der, *end = der + len, *c, *cid, *q, *a, *nh, *kh, *sn;
+    const uint8_t *p = der, *end, *c, *cid, *q, *a, *nh, *kh, *sn;
     size_t cl, cidl, al, nhl, khl, snl, hlen;
     enum ocsp_hash h;
 
     if (der == NULL || len == 0 || len > OCSP_REQ_MAX)
         return false;
+    end = der + len; /* (after the NULL check: no offset on a null pointer) */
     /* OCSPRequest { TBSRequest { requestList { Request { CertID } } } }, nothing else */
     if (!take(&p, end, DER_SEQUENCE, &c, &cl, true))
         return false;
