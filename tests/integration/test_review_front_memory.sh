@@ -61,7 +61,11 @@ if ((h2 > h)); then t_ok "the spellings were kept (hits $h -> $h2)"; else
 fi
 r1=$(rss_kb)
 limit=$((16 * 1024 * 5 / 4))
-if ((r1 - r0 <= limit)); then
+# the memory bound: not under ASan, whose allocator keeps freed memory in quarantine (hundreds
+# of MB of resident memory that are not ocspd's); the requests above still run and are checked
+if [[ $BUILD == *asan* ]]; then
+    t_ok "resident memory grew by $((r1 - r0)) kB (no bound under ASan)"
+elif ((r1 - r0 <= limit)); then
     t_ok "resident memory grew by $((r1 - r0)) kB <= $limit kB (front_cache = 16M)"
 else
     t_fail "resident memory bounded by front_cache" \
