@@ -56,7 +56,6 @@ struct ocsp_front_hit {
     int64_t put_at;      /* when it was kept: sent for that second even past its re-sign point */
     uint32_t max_age;    /* the Cache-Control max-age the reply carries */
     uint8_t source;      /* the caller's: where the answer came from (for its metrics) */
-    char etag[24];       /* the quoted ETag it carries, for If-None-Match */
     size_t answer_len;   /* the answer's own bytes (for the memory bound) */
     void *reply;         /* the reply, a reference */
 };

@@ -171,17 +171,18 @@ ocsp_canned_unref(void *c)
 /*
  * A successful response with RFC 9919 §6.2 caching headers (LW-03/04), or 304. A cacheable
  * answer is sent as a canned reply (built once, sendable again: the front cache keeps it) and
- * that reply is returned with a reference for the caller (NULL otherwise); its ETag goes to
- * etag_out (when not NULL, 24 bytes).
+ * that reply is returned with a reference for the caller (NULL otherwise); the max-age it
+ * carries goes to max_age_out (when not NULL), for the front cache's check.
  */
 static struct http_canned *
 ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, const struct ocsp_answer *a,
-              const char *inm, int64_t now, char *etag_out)
+              const char *inm, int64_t now, uint32_t *max_age_out)
 {
     uint8_t digest[OCSP_FP_LEN];
     char etag[2 * OCSP_FP_LEN + 3], lm[HTTP_DATE_LEN], ex[HTTP_DATE_LEN], cc[96];
     struct http_canned *c;
     struct http_canned_spec spec;
+    uint32_t max_age = ocsp_max_age(s, a->next_update, now);
 
     if (!a->cacheable) { /* a nonce makes the answer one client's */
         http_reply_header(http, "Cache-Control", "private, max-age=0, no-transform");
@@ -197,10 +198,10 @@ ocsp_reply_ok(struct ocsp_service *s, struct http_request *http, const struct oc
     hex_encode(etag + 1, digest, OCSP_FP_LEN, false);
     etag[2 * OCSP_FP_LEN + 1] = '"';
     etag[2 * OCSP_FP_LEN + 2] = '\0';
-    if (etag_out != NULL)
-        memcpy(etag_out, etag, sizeof(etag));
+    if (max_age_out != NULL)
+        *max_age_out = max_age;
     snprintf(cc, sizeof(cc), "max-age=%u, public, no-transform, must-revalidate",
-             (unsigned)ocsp_max_age(s, a->next_update, now));
+             (unsigned)max_age);
     http_date_format(a->produced_at, lm);
     http_date_format(a->next_update, ex);
     if (inm != NULL && inm[0] != '\0' && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)) {
@@ -446,7 +447,6 @@ ocsp_front_offer(struct ocsp_service *s, const struct ocsp_front_key *k, struct 
         until = iss->signer_not_after;
     h.valid_until = until;
     h.gen = k->gen;
-    h.max_age = ocsp_max_age(s, h.next_update, now);
     h.reply = c;
     ocsp_front_put(s->front, k->b, k->len, &h);
 }
@@ -491,7 +491,7 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
                                             .next_update = sr->next_update,
                                             .cacheable = true,
                                             .etag = sr->etag},
-                      http_req_header(http, "If-None-Match"), now, h.etag);
+                      http_req_header(http, "If-None-Match"), now, &h.max_age);
     h.issuer = iss;
     memcpy(h.issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
     memcpy(h.serial, id->serial, id->serial_len);
@@ -538,7 +538,7 @@ ocsp_try_cached(struct ocsp_service *s, struct http_request *http, const struct 
                                             .produced_at = a.produced_at,
                                             .next_update = a.next_update,
                                             .cacheable = true},
-                      http_req_header(http, "If-None-Match"), now, h.etag);
+                      http_req_header(http, "If-None-Match"), now, &h.max_age);
     h.issuer = iss;
     memcpy(h.issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
     memcpy(h.serial, id->serial, id->serial_len);
