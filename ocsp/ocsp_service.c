@@ -418,8 +418,8 @@ ocsp_request_bytes(struct http_request *http, uint8_t *buf, size_t cap, const ui
 /* The front cache's view of one request: its key (the request's DER) and the registry
  * generation read before anything was decided for it. */
 struct ocsp_front_key {
-    uint8_t b[OCSP_FRONT_KEY_MAX];
-    size_t len; /* 0: not cacheable (too long, or no cache) */
+    const uint8_t *b; /* the request's DER, borrowed for the handler's run */
+    size_t len;       /* 0: not cacheable (too long, or no cache) */
     uint64_t gen;
 };
 
@@ -563,12 +563,12 @@ ocsp_front_key_of(struct ocsp_service *s, struct http_request *http, const uint8
     const char *inm;
 
     k->len = 0;
-    if (s->front == NULL || len == 0 || len > sizeof(k->b))
+    if (s->front == NULL || len == 0 || len > OCSP_FRONT_KEY_MAX)
         return false;
     inm = http_req_header(http, "If-None-Match");
     if (inm != NULL && inm[0] != '\0')
         return false;
-    memcpy(k->b, der, len);
+    k->b = der;
     k->len = len;
     k->gen = ocsp_issuers_serve_gen(s->issuers);
     return true;
@@ -775,7 +775,7 @@ ocsp_handle(struct http_request *http, void *ctx)
     bool echo_nonce;
     struct ratelimit_verdict verdict;
     struct ocsp_ask ask;
-    static _Thread_local struct ocsp_front_key key;
+    struct ocsp_front_key key;
 
     if (!ocsp_request_bytes(http, getbuf, sizeof(getbuf), &der, &len)) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, "no request, or not url-encoded base64");
