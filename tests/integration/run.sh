@@ -8,17 +8,26 @@
 #   # itest: alone (REASON)
 # measures load, memory or timing and runs with no other script beside it; they run after
 # the shared pool. The pool starts the longest scripts first (their wall time in the previous
-# run, kept in $BUILD/itest-times, else their size), so the slots end together.
+# run, kept in $BUILD/itest-times, else their size), so the slots end together. The demo PKI
+# is built once and copied by each script (PKI_TEMPLATE), python3 resolved once (PY_DIRECT).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$top"
 export BUILD=${BUILD:-build}
+# shellcheck source=tests/lib/common.sh
+. tests/lib/common.sh # python3 resolved once for every script (PY_DIRECT)
 JOBS=${ITEST_JOBS:-3}
 [[ $JOBS =~ ^[1-9][0-9]*$ ]] || { echo "ITEST_JOBS must be a positive number" >&2; exit 2; }
 tests=("$@")
 [ ${#tests[@]} -eq 0 ] && mapfile -t tests < <(ls tests/integration/test_*.sh)
 outdir=$(mktemp -d)
 trap 'rm -rf "$outdir"' EXIT
+# one demo PKI for the whole run: each script's pki_demo copies it (tests/lib/pki.sh)
+if bash tests/lib/pki.sh "$outdir/pki" >/dev/null 2>&1; then
+    export PKI_TEMPLATE=$outdir/pki
+else
+    echo "integration: the demo PKI template could not be built; each script builds its own"
+fi
 times_file=$BUILD/itest-times
 mkdir -p "$BUILD"
 declare -A last=()

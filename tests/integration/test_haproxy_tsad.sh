@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# itest: alone (load shared between nodes)
 #
 # test_haproxy_tsad.sh: the shipped conf/haproxy-tsad.cfg, run by the real HAProxy, balancing
 # two tsad nodes with active health checks on /healthz (issue 9 item 2; DESIGN D7; STANDARDS

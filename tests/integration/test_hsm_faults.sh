@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# itest: alone (module calls counted against a once-a-second probe)
 #
 # test_hsm_faults.sh: a failing HSM, against the real daemons (issue 8, "faults of the parts:
 # HSM"; STANDARDS TSP-13: an HSM failure is an error, never a partial token; DESIGN D2, D8).

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# itest: alone (load shared between nodes)
 #
 # test_nginx_ocspd.sh: the shipped conf/nginx-ocspd.conf, run by the real nginx, caching and
 # balancing two ocspd nodes (issue 9 item 2; DESIGN D7; RFC 5019 §6 / RFC 9919 §6, STANDARDS

@@ -55,8 +55,8 @@ ctl_exit() {
     fi
 }
 
-kv() { sed -n "s/^$2=//p" "$TMP/$1.kv" | head -n 1; }
-rkv() { sed -n "s/^$2=//p" "$TMP/$1.rkv" | head -n 1; }
+kv() { kv_get "$TMP/$1.kv" "$2"; }
+rkv() { kv_get "$TMP/$1.rkv" "$2"; }
 
 # has NAME FILE ERE / hasnt NAME FILE ERE
 hasnt() {

@@ -48,7 +48,7 @@ ask() {
         --data-binary @"$TMP/$tag.req" "$URL/" >/dev/null
     derutil ocsp-resp "$TMP/$tag.der" >"$TMP/$tag.kv" 2>/dev/null || : >"$TMP/$tag.kv"
 }
-kv() { sed -n "s/^$2=//p" "$TMP/$1.kv" | head -n 1; }
+kv() { kv_get "$TMP/$1.kv" "$2"; }
 # has NAME FILE ERE: FILE has a line matching ERE
 has() { if grep -Eq -- "$3" "$2"; then t_ok "$1"; else t_fail "$1" "no /$3/ in: $(head -c 600 "$2")"; fi; }
 issuer_qca() {

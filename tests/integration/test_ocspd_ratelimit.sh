@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# itest: alone (token refill rates)
 #
 # test_ocspd_ratelimit.sh: per-source limits on answers that cost a signature, and the cache
 # of answers for serials never issued (issue 8 item 2; STANDARDS OCSP-27, OCSP-13, OCSP-18;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# itest: alone (a flood against a slow HSM; its memory bound and refusal times)
 #
 # test_overload.sh: a flood of ten times what the signer can do, against tsad and ocspd behind
 # a slow HSM (issue 8, "Faults of the parts - Overload"; STANDARDS OCSP-27 tryLater, TSA-18;

@@ -23,6 +23,7 @@ LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")/../lib" && pwd)
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 P="$TMP/pki"
+unset PKI_TEMPLATE # this test is of the PKI's build itself, not of a copy of the runner's
 
 GOOD_TSU=(tsu-n-p256 tsu-rsa tsu-q-p256 soft-p256 soft-rsa3072 pkup-expired)
 BAD_TSU=(bad-eku-noncritical bad-eku-extra bad-eku-none)

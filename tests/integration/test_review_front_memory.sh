@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# itest: alone (resident memory bound)
 #
 # test_review_front_memory.sh (review of issue 10 item 2): [ocsp] front_cache bounds the front
 # cache's memory. A client fills it for free: every spelling of one GET request (each base64

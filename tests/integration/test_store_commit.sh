@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# itest: alone (pipeline occupancy under load)
 #
 # test_store_commit.sh: the commit pipeline and store hygiene (DESIGN D10) against the real
 # daemons, a real SoftHSM2 token, chronyd and LMDB files:

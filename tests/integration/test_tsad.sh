@@ -27,7 +27,7 @@ CT_QUERY='Content-Type: application/timestamp-query'
 
 # kv FILE KEY: value of KEY in a key=value file
 kv() {
-    sed -n "s/^$2=//p" "$1" | head -n 1
+    kv_get "$1" "$2"
 }
 
 # post URL QUERY OUT [CURL_ARGS...]: POST the query; sets HTTP_CODE, writes OUT (body),

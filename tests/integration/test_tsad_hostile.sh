@@ -26,7 +26,7 @@ trap 'close_slow_fds; itest_cleanup' EXIT
 CT_QUERY='Content-Type: application/timestamp-query'
 
 kv() {
-    sed -n "s/^$2=//p" "$1" | head -n 1
+    kv_get "$1" "$2"
 }
 
 # send FILE [CURL_ARGS...]: POST FILE to /tsa; sets CODE (HTTP status, 000 when the connection

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# itest: alone (token refill rates)
 #
 # test_tsad_ratelimit.sh: the optional per-source token limit of tsad (issue 8 item 2,
 # "TSA tokens as an option"; RFC 3161 §2.4.2). A real tsad (SoftHSM2 TSUs, private chronyd)
@@ -35,7 +36,7 @@ post() { # post SRC NAME: HTTP code; NAME.tsr, NAME.hdr, NAME.kv
     derutil tsp-resp "$TMP/$2.tsr" >"$TMP/$2.kv" 2>/dev/null
     echo "$code"
 }
-kv() { sed -n "s/^$2=//p" "$TMP/$1.kv" | head -n 1; }
+kv() { kv_get "$TMP/$1.kv" "$2"; }
 header() { sed -n "s/^$2: *//Ip" "$TMP/$1.hdr" | tr -d '\r' | head -n 1; }
 
 granted=0 limited=0 other=0 ra_bad=0

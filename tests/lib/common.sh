@@ -18,6 +18,8 @@
 #                              stderr, when CMD exits first or never answers
 #   daemon_stop PID            SIGTERM PID when it runs and wait for it; returns its exit
 #                              status (0 when it was not running)
+#   kv_get FILE KEY            print the value of the first KEY=VALUE line of FILE (read by
+#                              the shell itself: the tests call it thousands of times)
 #   die MSG                    print "error: MSG" on stderr and exit 1
 #   t_ok NAME / t_fail NAME MSG / t_check NAME CMD...
 #                              test counters (T_PASSED, T_FAILED) with one line per result
@@ -26,9 +28,32 @@
 # Good-neighbour rules: servers bind 127.0.0.1 on free ports, every process a
 # test starts is tracked by pid and stopped on exit, never by name.
 
+# python3 is resolved once: when PATH's python3 is a version manager's shim (pyenv's is a
+# bash script that forks ~15 processes and costs 0.1-1 s a call), a directory holding a link
+# to the interpreter it selects goes first in PATH, for this script and what it starts (the
+# tests call python3 a few hundred times): build/pydirect. PY_DIRECT names it once done.
+if [[ -z ${PY_DIRECT:-} ]] && _py=$(command -v python3) && [[ $_py == */shims/* ]] &&
+    _real=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) && [[ -x $_real ]]; then
+    PY_DIRECT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/pydirect
+    mkdir -p "$PY_DIRECT" && ln -s "$_real" "$PY_DIRECT/python3.$$" &&
+        mv -f "$PY_DIRECT/python3.$$" "$PY_DIRECT/python3" && export PY_DIRECT PATH="$PY_DIRECT:$PATH"
+fi
+unset _py _real
+
 T_PASSED=${T_PASSED:-0}
 T_FAILED=${T_FAILED:-0}
 _COMMON_PIDS=()
+
+kv_get() {
+    local line
+    while IFS= read -r line || [[ -n $line ]]; do
+        if [[ $line == "$2="* ]]; then
+            printf '%s\n' "${line#"$2="}"
+            return 0
+        fi
+    done <"$1"
+    return 0
+}
 
 die() {
     printf 'error: %s\n' "$*" >&2
