@@ -293,7 +293,7 @@ sed -i "s|^pkcs11_module = .*|pkcs11_module = $WRAP\nsign_timeout = 20s|; s|^lev
 F=$TMP/faults
 mkdir -p "$F"
 export P11DELAY_MODULE=$PKI_P11_MODULE P11DELAY_LATENCY_MS=500 P11DELAY_PARALLEL=1 \
-    P11DELAY_REMOVED_FILE=$F/removed P11DELAY_REINIT=1
+    P11DELAY_REMOVED_FILE=$F/removed P11DELAY_HANG_FILE=$F/hang P11DELAY_REINIT=1
 # a stand-in for systemd's notify socket: every datagram, one per line, in notify.log
 cat >"$TMP/notify.py" <<'PY'
 import socket, sys
@@ -315,17 +315,21 @@ openssl pkey -in "$TMP/n4.key" -pubout -out "$TMP/n4.pub.pem"
 pki_tsu_cert_for_pub "$PKI_DIR" "$TMP/n4.pub.pem" "$(pki_tsu_subject 'Demo TSU N4 Soft')" \
     "$TMP/n4.pem" tsu_n 2>"$TMP/cert.log" || fatal "certificate for n4" "$(cat "$TMP/cert.log")"
 pids=()
+# the HSM holds its signatures until the 4 are all in (on a loaded machine they may come more
+# than one signature's time apart), then signs them one at a time, 500 ms each, around the reload
+touch "$F/hang"
 for i in 1 2 3 4; do
     stamp "fly$i" >"$TMP/fly$i.res" &
     pids+=($!)
     track_pid "$!"
 done
 # the 4 are in flight (suspended, waiting for the HSM) before the reload starts
-for ((i = 0; i < 100; i++)); do
+for ((i = 0; i < 300; i++)); do
     (($(metric http_suspended_requests) >= 4)) && break
     sleep 0.05
 done
 expect "4 requests in flight (suspended for the HSM) before SIGHUP" "$(metric http_suspended_requests)" 4
+rm -f "$F/hang"
 unit_set n1 certificate "$TMP/n4.pem"
 unit_del n1 key_label
 unit_set n1 key_file "$TMP/n4.key"
