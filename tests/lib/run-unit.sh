@@ -3,7 +3,9 @@
 # set), show its output, and total the checks from Check's summary lines
 # ("NN%: Checks: X, Failures: Y, Errors: Z"). A binary that exits non-zero without a
 # failure in its summary (a crash, a missing summary) counts as one failed check.
-# Prints `unit: N passed, M failed` last; exits 1 when anything failed.
+# Prints `unit: N passed, M failed` last; exits 1 when anything failed. UNIT_JOBS binaries
+# (default 3) run at once, their outputs shown in the order given (several suites wait on
+# timeouts more than they compute).
 set -u
 
 export CK_FORK="${CK_FORK:-yes}"
@@ -17,10 +19,25 @@ if [ "$#" -eq 0 ]; then
     exit 2
 fi
 
-out=$(mktemp "${TMPDIR:-/tmp}/run-unit.XXXXXX") || exit 2
-trap 'rm -f "$out"' EXIT
+jobs=${UNIT_JOBS:-3}
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || { echo "UNIT_JOBS must be a positive number" >&2; exit 2; }
+dir=$(mktemp -d "${TMPDIR:-/tmp}/run-unit.XXXXXX") || exit 2
+trap 'rm -rf "$dir"' EXIT
 
+# start them all, UNIT_JOBS at a time: binary i writes $dir/i.out and its exit status $dir/i.rc
+i=0
 for bin in "$@"; do
+    i=$((i + 1))
+    while [ "$(jobs -pr | wc -l)" -ge "$jobs" ]; do wait -n 2>/dev/null; done
+    if [ -x "$bin" ]; then
+        ("$bin" >"$dir/$i.out" 2>&1; echo $? >"$dir/$i.rc") &
+    fi
+done
+wait
+
+i=0
+for bin in "$@"; do
+    i=$((i + 1))
     echo "== $bin"
     if [ ! -x "$bin" ]; then
         echo "run-unit: $bin: not an executable" >&2
@@ -28,8 +45,8 @@ for bin in "$@"; do
         broken+=("$bin")
         continue
     fi
-    "$bin" >"$out" 2>&1
-    rc=$?
+    out=$dir/$i.out
+    rc=$(cat "$dir/$i.rc" 2>/dev/null || echo 1)
     cat "$out"
     # last summary line of the binary (one per srunner)
     summary=$(grep -E '^[0-9]+%: Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$out" |
