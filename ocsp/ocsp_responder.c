@@ -36,7 +36,6 @@ struct ocsp_store_op {
     struct commit_op op;
     struct ocsp_store *store;
     struct ocsp_response_put put;
-    uint8_t certid[OCSP_CERTID_MAX];
     uint8_t serial[OCSP_SERIAL_MAX];
     uint8_t *der;         /* our copy, or the job's response when a job waits for us */
     struct ocsp_job *job; /* a re-sign job that completes once stored, or NULL */
@@ -93,11 +92,8 @@ ocsp_job_store(struct ocsp_responder *r, struct ocsp_job *j)
         so->der = j->resp;
     else
         memcpy(so->der, j->resp, j->resp_len);
-    memcpy(so->certid, j->certid, j->certid_len);
     memcpy(so->serial, j->serial, j->serial_len);
-    so->put = (struct ocsp_response_put){.certid = so->certid,
-                                         .certid_len = j->certid_len,
-                                         .hash = j->hash,
+    so->put = (struct ocsp_response_put){.form = j->form,
                                          .issuer_id = j->iss->rec.id,
                                          .serial = so->serial,
                                          .serial_len = j->serial_len,
@@ -350,9 +346,7 @@ ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct re
             continue;
         j->store = true;
         j->wait_store = true;
-        memcpy(j->certid, id.der, id.der_len);
-        j->certid_len = id.der_len;
-        j->hash = (uint8_t)id.hash;
+        j->form = ocsp_certid_form(&id);
         memcpy(j->serial, id.serial, id.serial_len);
         j->serial_len = id.serial_len;
         j->stamp = have ? st.stamp : 0;
