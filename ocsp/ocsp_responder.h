@@ -86,5 +86,10 @@ void ocsp_job_free(struct ocsp_job *j);
  * ST_STORE when some could be signed but not stored for another reason. */
 int ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                           size_t *count);
+/* The same for pre-signing (`ocspctl presign`): the signed answers are gathered and written
+ * once all are signed, in key order, appended (MDB_APPEND) while they sort after every
+ * stored key, so the pages of a first presign are filled completely rather than split. */
+int ocsp_responder_presign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
+                           size_t *count);
 
 #endif
