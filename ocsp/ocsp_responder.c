@@ -90,6 +90,7 @@ static struct ocsp_store_op *
 ocsp_store_op_of(struct ocsp_responder *r, struct ocsp_job *j, bool take)
 {
     struct ocsp_store_op *so = calloc(1, sizeof(*so));
+    size_t max_sig;
 
     if (so == NULL || (!take && (so->der = malloc(j->resp_len)) == NULL)) {
         free(so);
@@ -117,6 +118,12 @@ ocsp_store_op_of(struct ocsp_responder *r, struct ocsp_job *j, bool take)
     if (j->iss->certs_len > 0 && j->resp_len > j->iss->certs_len &&
         memcmp(so->der + j->resp_len - j->iss->certs_len, j->iss->certs, j->iss->certs_len) == 0)
         so->put.certs_len = j->iss->certs_len;
+    /* padded to the longest signature of the key (an ECDSA signature's DER is often 1 or 2
+     * bytes shorter): re-signing the answer writes a value of the same size, which LMDB
+     * overwrites in place (no page split); the padding is never part of the answer */
+    max_sig = signer_key_max_sig(j->iss->key);
+    if (max_sig > j->sj.sig_len && max_sig - j->sj.sig_len <= UINT16_MAX)
+        so->put.pad_len = max_sig - j->sj.sig_len;
     so->key_len = ocsp_response_key(j->iss->rec.id, j->serial, j->serial_len, j->form, so->key);
     so->store = r->store;
     so->op = (struct commit_op){.cls = COMMIT_BACKGROUND,

@@ -981,8 +981,54 @@ START_TEST(test_response_certs_elided)
     q.certs = NULL;
     q.certs_len = 0;
     ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_NOTFOUND);
+    /* padded: the certs put back right after the stored part, the padding dropped */
+    p.pad_len = 2;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    q.certs = certs;
+    q.certs_len = sizeof(certs);
+    ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.der_len, sizeof(whole));
+    ck_assert_mem_eq(f.resp.der, whole, sizeof(whole));
+    free(f.resp.der);
     /* the whole answer as certs is refused */
     p.certs_len = sizeof(whole);
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_INVALID);
+}
+END_TEST
+
+/* Padding (a signature shorter than its key's longest): stored after the DER, its length in
+ * the header, never part of the answer read back; the value has the size of the longest
+ * signature's, whatever this signature's length. */
+START_TEST(test_response_padding)
+{
+    static const uint8_t longer[] = {0x30, 0x05, 0x0a, 0x01, 0x00, 0x05, 0x00};
+    struct ocsp_response_put p = put_of(FORM_A, 1, 100, 200);
+    struct ocsp_response_found f;
+    uint8_t v[256];
+    size_t vlen;
+
+    p.pad_len = 2;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    vlen = raw_value(serial1, sizeof(serial1), FORM_A, v, sizeof(v));
+    ck_assert_uint_eq(vlen, 56 + sizeof(resp_a) + 2);
+    ck_assert_uint_eq(v[2] | v[3] << 8, 2);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.pad_len, 2);
+    ck_assert_uint_eq(f.resp.der_len, sizeof(resp_a));
+    ck_assert_mem_eq(f.resp.der, resp_a, sizeof(resp_a));
+    free(f.resp.der);
+    /* re-signed with a longer signature, no padding: the same value size */
+    p.der = longer;
+    p.der_len = sizeof(longer);
+    p.pad_len = 0;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    ck_assert_uint_eq(raw_value(serial1, sizeof(serial1), FORM_A, v, sizeof(v)), vlen);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.pad_len, 0);
+    ck_assert_uint_eq(f.resp.der_len, sizeof(longer));
+    ck_assert_mem_eq(f.resp.der, longer, sizeof(longer));
+    free(f.resp.der);
+    p.pad_len = 70000; /* more than the header holds */
     ck_assert_int_eq(responses_put(os, &p, 1), ST_INVALID);
 }
 END_TEST
@@ -1818,6 +1864,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_responses);
     tcase_add_test(tc, test_response_walk);
     tcase_add_test(tc, test_response_certs_elided);
+    tcase_add_test(tc, test_response_padding);
     tcase_add_test(tc, test_status_walk);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
