@@ -1114,6 +1114,12 @@ signer_key_scheme(const struct signer_key *k)
     return k->scheme;
 }
 
+size_t
+signer_key_max_sig(const struct signer_key *k)
+{
+    return k->max_sig;
+}
+
 enum signer_hash
 signer_key_hash(const struct signer_key *k)
 {

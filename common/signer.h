@@ -148,6 +148,9 @@ int signer_sign_now(struct signer *s, struct signer_job *job);
 
 /* Key properties. */
 enum signer_scheme signer_key_scheme(const struct signer_key *k);
+/* The longest signature the key makes: RSA modulus bytes, or the largest DER ECDSA
+ * signature of its curve (a signature is often 1 or 2 bytes shorter). */
+size_t signer_key_max_sig(const struct signer_key *k);
 enum signer_hash signer_key_hash(const struct signer_key *k);
 const EVP_MD *signer_key_md(const struct signer_key *k);
 /* A digest fetched once for the process (use it instead of EVP_sha256() on hot paths: OpenSSL 3

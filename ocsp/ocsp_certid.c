@@ -94,6 +94,31 @@ ocsp_certid_encode(const struct ocsp_issuer_hashes *h, enum ocsp_hash hash, cons
     return ST_OK;
 }
 
+uint8_t
+ocsp_certid_form_der(const uint8_t *der, size_t len, enum ocsp_hash hash)
+{
+    const uint8_t *p = der, *c, *q, *alg, *oid;
+    size_t cl, al, ol;
+    uint8_t tag;
+
+    if (hash < OCSP_HASH_SHA1 || hash > OCSP_HASH_SHA512 || der == NULL ||
+        !der_read(&p, der + len, &tag, &c, &cl) || tag != DER_SEQUENCE)
+        return 0;
+    q = c;
+    if (!der_read(&q, c + cl, &tag, &alg, &al) || tag != DER_SEQUENCE)
+        return 0;
+    q = alg;
+    if (!der_read(&q, alg + al, &tag, &oid, &ol) || tag != DER_OID)
+        return 0;
+    return (uint8_t)((unsigned)hash | (q == alg + al ? OCSP_FORM_NOPARAMS : 0u));
+}
+
+uint8_t
+ocsp_certid_form(const struct ocsp_certid *id)
+{
+    return ocsp_certid_form_der(id->der, id->der_len, id->hash);
+}
+
 int
 ocsp_certid_decode(const uint8_t *der, size_t len, struct ocsp_certid *id)
 {

@@ -54,6 +54,13 @@ int ocsp_issuer_hashes(X509 *issuer, struct ocsp_issuer_hashes *h);
 int ocsp_certid_encode(const struct ocsp_issuer_hashes *h, enum ocsp_hash hash,
                        const uint8_t *serial, size_t serial_len, struct ocsp_certid *out);
 
+/* The form byte of a stored answer's key (ocsp_store.h): the CertID's hash, with
+ * OCSP_FORM_NOPARAMS when its hash AlgorithmIdentifier has no parameters (the other accepted
+ * spelling is a NULL). ocsp_certid_form_der reads it from a CertID DER and its hash; 0 when
+ * the DER is not a CertID or hash not one of enum ocsp_hash. */
+uint8_t ocsp_certid_form(const struct ocsp_certid *id);
+uint8_t ocsp_certid_form_der(const uint8_t *der, size_t len, enum ocsp_hash hash);
+
 /* A CertID DER of a pre-signed form (SHA-1 or SHA-256) back into *out. ST_OK or ST_INVALID. */
 int ocsp_certid_decode(const uint8_t *der, size_t len, struct ocsp_certid *out);
 

@@ -63,6 +63,8 @@ ocsp_journal_upgrade_line(char *line, size_t cap, const struct ocsp_journal_upgr
     jw_i64(&o, (int64_t)e->to);
     jw_key(&o, "responses_dropped");
     jw_i64(&o, (int64_t)e->dropped);
+    jw_key(&o, "responses_rekeyed");
+    jw_i64(&o, (int64_t)e->rekeyed);
     jw_close(&o);
 }
 

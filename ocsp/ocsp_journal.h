@@ -35,9 +35,11 @@ struct ocsp_journal_upgrade {
     const char *who;
     unsigned from, to;
     size_t dropped; /* stored responses dropped (re-signed on demand) */
+    size_t rekeyed; /* stored responses moved to the new key layout, their DER kept */
 };
 
-/* {"time":..,"who":..,"op":"schema_upgrade","from":F,"to":T,"responses_dropped":N} */
+/* {"time":..,"who":..,"op":"schema_upgrade","from":F,"to":T,"responses_dropped":N,
+ * "responses_rekeyed":M} */
 void ocsp_journal_upgrade_line(char *line, size_t cap, const struct ocsp_journal_upgrade *e);
 
 /* A bulk import (issue 10 §3): the import journalled as what it is, one entry. The serials it

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PRESIGN_CHUNK 1024
 
@@ -20,6 +21,9 @@ struct presign_ctx {
     size_t n;
     uint8_t last[OCSP_SERIAL_MAX]; /* last serial seen: where the next walk resumes */
     size_t last_len;
+    size_t scanned; /* serials seen by this walk (a chunk ends after PRESIGN_CHUNK) */
+    int64_t now;
+    size_t expired; /* serials skipped: their certificate has expired */
 };
 
 static bool
@@ -28,15 +32,22 @@ presign_serial(void *ctx, const uint8_t *serial, size_t serial_len, const struct
     struct presign_ctx *pc = ctx;
     struct ocsp_change *c = &pc->buf[pc->n];
 
-    (void)st;
     if (serial_len > sizeof(c->serial))
         return true; /* never stored (the store bounds serials) */
     memcpy(pc->last, serial, serial_len);
     pc->last_len = serial_len;
+    pc->scanned++;
+    if (st->not_after != 0 && st->not_after < pc->now) {
+        /* expired: its answers are signed on demand (`ocspctl purge --answers` drops those
+         * stored before), not kept for a certificate nobody should rely on any more */
+        pc->expired++;
+        return pc->scanned < PRESIGN_CHUNK;
+    }
     memcpy(c->issuer_id, pc->issuer_id, OCSP_ISSUER_ID_LEN);
     memcpy(c->serial, serial, serial_len);
     c->serial_len = serial_len;
-    return ++pc->n < PRESIGN_CHUNK;
+    pc->n++;
+    return pc->scanned < PRESIGN_CHUNK;
 }
 
 /* Pre-sign every serial of one issuer, chunk by chunk; *stored counts the responses. */
@@ -50,14 +61,14 @@ presign_issuer(struct ocsp_store *st, struct ocsp_responder *r, struct presign_c
 
     pc->last_len = 0;
     while (more) {
-        pc->n = 0;
+        pc->n = pc->scanned = 0;
         rc = ocsp_store_status_walk_from(st, pc->issuer_id, pc->last_len > 0 ? pc->last : NULL,
                                          pc->last_len, presign_serial, pc);
         if (rc != ST_OK)
             return rc;
-        more = pc->n == PRESIGN_CHUNK;
+        more = pc->scanned == PRESIGN_CHUNK;
         count = 0;
-        rc = pc->n > 0 ? ocsp_responder_resign(r, pc->buf, pc->n, &count) : ST_OK;
+        rc = pc->n > 0 ? ocsp_responder_presign(r, pc->buf, pc->n, &count) : ST_OK;
         *stored += count;
         if (rc == ST_FULL) /* headroom reached: the space left is for revocations */
             return rc;
@@ -85,14 +96,14 @@ presign_pick(void *ctx, const struct ocsp_issuer_rec *rec)
 
 int
 ocsp_presign_run(const struct ocsp_config *cfg, struct ocsp_store *st, const char *issuer_name,
-                 size_t *count)
+                 size_t *count, size_t *expired)
 {
     struct issuer_pick ip = {.name = issuer_name, .n = 0};
-    struct presign_ctx pc = {0};
+    struct presign_ctx pc = {.now = (int64_t)time(NULL)};
     struct ocsp_responder *r = NULL;
     int rc = ST_OK;
 
-    *count = 0;
+    *count = *expired = 0;
     if ((rc = ocsp_store_issuer_walk(st, presign_pick, &ip)) != ST_OK)
         return rc;
     if (ip.n == 0) {
@@ -111,6 +122,7 @@ ocsp_presign_run(const struct ocsp_config *cfg, struct ocsp_store *st, const cha
         rc = presign_issuer(st, r, &pc, count);
     }
 out:
+    *expired = pc.expired;
     free(pc.buf);
     ocsp_responder_free(r);
     return rc;

@@ -83,8 +83,7 @@ ocsp_refresher_stopping(struct ocsp_refresher *s)
  * certificate) are not picked: they would fill every chunk and stop the scan before the
  * others. */
 static bool
-ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
-                  const struct ocsp_stored_response *r)
+ocsp_refresh_pick(void *ctx, const struct ocsp_stored_response *r)
 {
     struct refresh_scan *rs = ctx;
     const struct ocsp_issuer *iss;
@@ -97,8 +96,7 @@ ocsp_refresh_pick(void *ctx, const uint8_t *certid, size_t certid_len,
     due = ocsp_refresh_due(r->produced_at, r->next_update, rs->now, rs->s->margin);
     if (!due && r->produced_at >= rs->replaced)
         return true; /* current, and produced after any signer change */
-    (void)certid;
-    (void)certid_len; /* issuer and serial come from the value header: no CertID parsed back */
+    /* issuer and serial come from the key (issuer id prefix + serial): no CertID parsed */
     if ((iss = ocsp_issuers_by_id(rs->s->issuers, r->issuer_id)) == NULL ||
         ocsp_issuer_stale(ocsp_issuer_live(iss), rs->now) ||
         ocsp_signer_expired(iss->signer_not_after, rs->now))

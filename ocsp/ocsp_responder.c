@@ -30,17 +30,23 @@ struct ocsp_responder {
     struct ocsp_issuers *issuers;
 };
 
+struct resign_wait;
+
 /* Storing one signed response: an operation of the commit pipeline (BACKGROUND: an answer
  * that is not stored is signed again when asked for). */
 struct ocsp_store_op {
     struct commit_op op;
     struct ocsp_store *store;
     struct ocsp_response_put put;
-    uint8_t certid[OCSP_CERTID_MAX];
     uint8_t serial[OCSP_SERIAL_MAX];
-    uint8_t *der;         /* our copy, or the job's response when a job waits for us */
-    struct ocsp_job *job; /* a re-sign job that completes once stored, or NULL */
+    uint8_t *der;                   /* our copy, or the job's response when a job waits for us */
+    struct ocsp_job *job;           /* a re-sign job that completes once stored, or NULL */
+    struct resign_wait *wait;       /* a sorted write (presign) that counts it, or NULL */
+    uint8_t key[OCSP_RESP_KEY_MAX]; /* its `responses` key (the sort order) */
+    size_t key_len;
 };
+
+static void ocsp_presign_stored(struct resign_wait *w, int status);
 
 static int
 ocsp_store_op_apply(struct store_txn *t, struct commit_op *op)
@@ -61,6 +67,8 @@ ocsp_store_op_done(struct commit_op *op, int status)
         j->store_status = status;
         j->done(j, j->ctx);
     } else {
+        if (so->wait != NULL)
+            ocsp_presign_stored(so->wait, status);
         free(so->der);
     }
     free(so);
@@ -76,28 +84,24 @@ ocsp_etag_of(const uint8_t *der, size_t len, uint8_t etag[OCSP_FP_LEN])
     memcpy(etag, md, OCSP_FP_LEN);
 }
 
-/* Hand a signed response to the pipeline. true when the job's completion now waits for it. */
-static bool
-ocsp_job_store(struct ocsp_responder *r, struct ocsp_job *j)
+/* The store operation of a signed job: the answer (the job's own with `take`, else a copy) and
+ * its header. NULL when out of memory. */
+static struct ocsp_store_op *
+ocsp_store_op_of(struct ocsp_responder *r, struct ocsp_job *j, bool take)
 {
     struct ocsp_store_op *so = calloc(1, sizeof(*so));
-    bool wait = j->wait_store;
-    int st;
+    size_t max_sig;
 
-    if (so == NULL || (!wait && (so->der = malloc(j->resp_len)) == NULL)) {
+    if (so == NULL || (!take && (so->der = malloc(j->resp_len)) == NULL)) {
         free(so);
-        j->store_status = ST_NOMEM;
-        return false;
+        return NULL;
     }
-    if (j->wait_store)
+    if (take)
         so->der = j->resp;
     else
         memcpy(so->der, j->resp, j->resp_len);
-    memcpy(so->certid, j->certid, j->certid_len);
     memcpy(so->serial, j->serial, j->serial_len);
-    so->put = (struct ocsp_response_put){.certid = so->certid,
-                                         .certid_len = j->certid_len,
-                                         .hash = j->hash,
+    so->put = (struct ocsp_response_put){.form = j->form,
                                          .issuer_id = j->iss->rec.id,
                                          .serial = so->serial,
                                          .serial_len = j->serial_len,
@@ -114,12 +118,34 @@ ocsp_job_store(struct ocsp_responder *r, struct ocsp_job *j)
     if (j->iss->certs_len > 0 && j->resp_len > j->iss->certs_len &&
         memcmp(so->der + j->resp_len - j->iss->certs_len, j->iss->certs, j->iss->certs_len) == 0)
         so->put.certs_len = j->iss->certs_len;
+    /* padded to the longest signature of the key (an ECDSA signature's DER is often 1 or 2
+     * bytes shorter): re-signing the answer writes a value of the same size, which LMDB
+     * overwrites in place (no page split); the padding is never part of the answer */
+    max_sig = signer_key_max_sig(j->iss->key);
+    if (max_sig > j->sj.sig_len && max_sig - j->sj.sig_len <= UINT16_MAX)
+        so->put.pad_len = max_sig - j->sj.sig_len;
+    so->key_len = ocsp_response_key(j->iss->rec.id, j->serial, j->serial_len, j->form, so->key);
     so->store = r->store;
-    so->job = j->wait_store ? j : NULL;
     so->op = (struct commit_op){.cls = COMMIT_BACKGROUND,
                                 .apply = ocsp_store_op_apply,
                                 .done = ocsp_store_op_done,
                                 .user = so};
+    return so;
+}
+
+/* Hand a signed response to the pipeline. true when the job's completion now waits for it. */
+static bool
+ocsp_job_store(struct ocsp_responder *r, struct ocsp_job *j)
+{
+    bool wait = j->wait_store;
+    struct ocsp_store_op *so = ocsp_store_op_of(r, j, wait);
+    int st;
+
+    if (so == NULL) {
+        j->store_status = ST_NOMEM;
+        return false;
+    }
+    so->job = wait ? j : NULL;
     st = r->commit != NULL ? commit_submit(r->commit, &so->op) : ST_INVALID;
     if (st == ST_OK)
         return wait;      /* with wait, j may already be completed and freed: not touched again */
@@ -294,7 +320,55 @@ struct resign_wait {
     size_t stored;
     size_t unstored; /* signed, but the store write failed */
     size_t full;     /* of those, refused above the store's fill level */
+    /* sorted (presign): the signed answers gathered here, written in key order at the end */
+    bool sorted;
+    struct ocsp_responder *r;
+    struct ocsp_store_op **ops;
+    size_t n_ops, cap_ops;
 };
+
+/* A sorted write's operation completed (on the pipeline's writer thread). */
+static void
+ocsp_presign_stored(struct resign_wait *w, int status)
+{
+    pthread_mutex_lock(&w->lock);
+    w->pending--;
+    if (status == ST_OK)
+        w->stored++;
+    else
+        w->unstored++;
+    if (status == ST_FULL)
+        w->full++;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* Keep a signed answer of a sorted write (under w->lock). */
+static void
+ocsp_presign_keep(struct resign_wait *w, struct ocsp_job *j)
+{
+    struct ocsp_store_op *so;
+
+    if (w->n_ops == w->cap_ops) {
+        size_t cap = w->cap_ops ? w->cap_ops * 2 : 256;
+        struct ocsp_store_op **ops = realloc(w->ops, cap * sizeof(*ops));
+
+        if (ops == NULL) {
+            w->unstored++;
+            return;
+        }
+        w->ops = ops;
+        w->cap_ops = cap;
+    }
+    if ((so = ocsp_store_op_of(w->r, j, true)) == NULL || so->key_len == 0) {
+        free(so);
+        w->unstored++;
+        return;
+    }
+    j->resp = NULL; /* the operation's now */
+    so->wait = w;
+    w->ops[w->n_ops++] = so;
+}
 
 static void
 ocsp_resign_done(struct ocsp_job *j, void *ctx)
@@ -303,7 +377,9 @@ ocsp_resign_done(struct ocsp_job *j, void *ctx)
 
     pthread_mutex_lock(&w->lock);
     w->pending--;
-    if (j->stored)
+    if (w->sorted && j->resp != NULL && j->sj.status == ST_OK)
+        ocsp_presign_keep(w, j);
+    else if (j->stored)
         w->stored++;
     else if (j->resp != NULL)
         w->unstored++;
@@ -348,11 +424,9 @@ ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct re
                                                  .extended_revoke = d.extended_revoke});
         if (j == NULL)
             continue;
-        j->store = true;
-        j->wait_store = true;
-        memcpy(j->certid, id.der, id.der_len);
-        j->certid_len = id.der_len;
-        j->hash = (uint8_t)id.hash;
+        j->store = !w->sorted; /* sorted: kept by ocsp_resign_done, written at the end */
+        j->wait_store = !w->sorted;
+        j->form = ocsp_certid_form(&id);
         memcpy(j->serial, id.serial, id.serial_len);
         j->serial_len = id.serial_len;
         j->stamp = have ? st.stamp : 0;
@@ -372,11 +446,55 @@ ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct re
     }
 }
 
-int
-ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
-                      size_t *count)
+static int
+ocsp_op_key_cmp(const void *a, const void *b)
 {
-    struct resign_wait w = {.pending = 0, .stored = 0};
+    const struct ocsp_store_op *x = *(struct ocsp_store_op *const *)a;
+    const struct ocsp_store_op *y = *(struct ocsp_store_op *const *)b;
+    size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+    int c = memcmp(x->key, y->key, n);
+
+    return c != 0 ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+/* Write the gathered answers of a sorted write in key order: appended (MDB_APPEND) while
+ * they sort after the last stored key, so a first presign fills leaf pages completely. */
+static void
+ocsp_presign_write(struct ocsp_responder *r, struct resign_wait *w, unsigned limit)
+{
+    qsort(w->ops, w->n_ops, sizeof(*w->ops), ocsp_op_key_cmp);
+    for (size_t i = 0; i < w->n_ops; i++) {
+        struct ocsp_store_op *so = w->ops[i];
+        int st;
+
+        so->put.append = true;
+        pthread_mutex_lock(&w->lock);
+        while (w->pending >= limit)
+            pthread_cond_wait(&w->cond, &w->lock);
+        w->pending++;
+        pthread_mutex_unlock(&w->lock);
+        st = r->commit != NULL ? commit_submit(r->commit, &so->op) : ST_INVALID;
+        if (st != ST_OK) {
+            pthread_mutex_lock(&w->lock);
+            w->pending--;
+            w->unstored++;
+            if (st == ST_FULL)
+                w->full++;
+            pthread_mutex_unlock(&w->lock);
+            free(so->der);
+            free(so);
+        }
+    }
+    free(w->ops);
+    w->ops = NULL;
+    w->n_ops = w->cap_ops = 0;
+}
+
+static int
+ocsp_resign_run(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
+                size_t *count, bool sorted)
+{
+    struct resign_wait w = {.pending = 0, .stored = 0, .sorted = sorted, .r = r};
     unsigned limit = r->cfg->signer.queue_max > 4 ? r->cfg->signer.queue_max / 2 : 2;
 
     pthread_mutex_init(&w.lock, NULL);
@@ -387,6 +505,13 @@ ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *change
     while (w.pending > 0)
         pthread_cond_wait(&w.cond, &w.lock);
     pthread_mutex_unlock(&w.lock);
+    if (sorted) {
+        ocsp_presign_write(r, &w, OCSP_COMMIT_QUEUE_MAX / 2);
+        pthread_mutex_lock(&w.lock);
+        while (w.pending > 0)
+            pthread_cond_wait(&w.cond, &w.lock);
+        pthread_mutex_unlock(&w.lock);
+    }
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.lock);
     *count = w.stored;
@@ -400,4 +525,18 @@ ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *change
         return ST_STORE;
     }
     return ST_OK;
+}
+
+int
+ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
+                      size_t *count)
+{
+    return ocsp_resign_run(r, changes, n, count, false);
+}
+
+int
+ocsp_responder_presign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
+                       size_t *count)
+{
+    return ocsp_resign_run(r, changes, n, count, true);
 }

@@ -35,15 +35,13 @@ struct ocsp_job {
     const struct ocsp_issuer *iss;
     uint8_t *tbs; /* tbsResponseData (malloc) */
     size_t tbs_len;
-    /* when store is true the result is written to `responses` under certid (in the background;
-     * with wait_store the job completes only once it is stored) */
+    /* when store is true the result is written to `responses` for (issuer, serial, form) (in
+     * the background; with wait_store the job completes only once it is stored) */
     bool store;
     bool wait_store;
     bool stored;      /* set when the store write succeeded */
     int store_status; /* why not: ST_FULL above fill_limit, ST_BUSY, ... */
-    uint8_t certid[OCSP_CERTID_MAX];
-    size_t certid_len;
-    uint8_t hash; /* enum ocsp_hash of the CertID */
+    uint8_t form;     /* of the CertID: enum ocsp_hash, | OCSP_FORM_NOPARAMS (ocsp_certid_form) */
     uint8_t serial[OCSP_SERIAL_MAX];
     size_t serial_len;
     uint64_t stamp;
@@ -88,5 +86,10 @@ void ocsp_job_free(struct ocsp_job *j);
  * ST_STORE when some could be signed but not stored for another reason. */
 int ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                           size_t *count);
+/* The same for pre-signing (`ocspctl presign`): the signed answers are gathered and written
+ * once all are signed, in key order, appended (MDB_APPEND) while they sort after every
+ * stored key, so the pages of a first presign are filled completely rather than split. */
+int ocsp_responder_presign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
+                           size_t *count);
 
 #endif

@@ -463,11 +463,11 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
     bool current;
 
     if (ocsp_store_response_get(s->store,
-                                &(struct ocsp_response_query){.certid = id->der,
-                                                              .certid_len = id->der_len,
-                                                              .issuer_id = iss->rec.id,
+                                &(struct ocsp_response_query){.issuer_id = iss->rec.id,
                                                               .serial = id->serial,
                                                               .serial_len = id->serial_len,
+                                                              .form = ocsp_certid_form(id),
+                                                              .status = true,
                                                               .certs = iss->certs,
                                                               .certs_len = iss->certs_len},
                                 &f) != ST_OK)
@@ -729,9 +729,7 @@ ocsp_sign_request(struct ocsp_service *s, const struct ocsp_ask *a)
      * signing queue). */
     if (req->n == 1 && !echo_nonce && first_ours && first_found) {
         j->store = true;
-        memcpy(j->certid, req->ids[0].der, req->ids[0].der_len);
-        j->certid_len = req->ids[0].der_len;
-        j->hash = (uint8_t)req->ids[0].hash;
+        j->form = ocsp_certid_form(&req->ids[0]);
         memcpy(j->serial, req->ids[0].serial, req->ids[0].serial_len);
         j->serial_len = req->ids[0].serial_len;
         j->stamp = first.stamp;

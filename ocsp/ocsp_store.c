@@ -34,6 +34,13 @@ static const char *const ocsp_db_names[] = {"meta",      "issuers", "certids", "
 #define STATUS_REC_LEN 40
 #define ISSUER_REC_VERSION 1
 #define JOURNAL_LINE_MAX 16384
+/* The value header of schema 3 (ocsp_store.h), then the DER, then the padding. */
+#define RESP_VERSION 3
+#define RESP_HDR_LEN (4 + 4 + 8 * 4 + 2 * OCSP_FP_LEN)
+#define RESP_FLAG_CERTS 0x01
+/* schema 2's header (read only by the upgrade): fixed part, issuer id, serial */
+#define RESP2_VERSION 2
+#define RESP2_HDR_MIN (RESP_HDR_LEN + OCSP_ISSUER_ID_LEN)
 
 struct ocsp_store {
     struct store *st;
@@ -200,6 +207,8 @@ ocsp_meta_put_u64(struct store_txn *t, int db, const char *key, uint64_t v)
 }
 
 static int ocsp_journal_txn(struct ocsp_store *s, struct store_txn *t, const char *line);
+static uint8_t *ocsp_response_value(const struct ocsp_response_put *r, const uint8_t *body,
+                                    size_t body_len, size_t *len);
 
 /* Keys of `responses`, a chunk at a time, for the upgrade. */
 #define UPGRADE_CHUNK 4096
@@ -223,9 +232,35 @@ ocsp_upgrade_collect(void *ctx, const void *key, size_t klen, const void *val, s
     return kl->n < UPGRADE_CHUNK;
 }
 
-/* Schema 1 -> 2: the response values changed layout; they are only a cache of signatures
+/* The journal entry and schema version that end an upgrade, in one write transaction. */
+static int
+ocsp_schema_upgrade_end(struct ocsp_store *s, unsigned from, size_t dropped, size_t rekeyed)
+{
+    struct store_txn *t = NULL;
+    char line[256], want[16];
+    int st;
+
+    snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
+    ocsp_journal_upgrade_line(line, sizeof(line),
+                              &(struct ocsp_journal_upgrade){.time = (int64_t)time(NULL),
+                                                             .who = "ocsp_store",
+                                                             .from = from,
+                                                             .to = OCSP_STORE_SCHEMA,
+                                                             .dropped = dropped,
+                                                             .rekeyed = rekeyed});
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK ||
+        (st = store_txn_put(t, s->db[DB_META], "schema_version", 14, want, strlen(want), false)) !=
+            ST_OK ||
+        (st = ocsp_journal_txn(s, t, line)) != ST_OK) {
+        store_txn_abort(t);
+        return st;
+    }
+    return store_txn_commit(t);
+}
+
+/* Schema 1 -> 3: the response values changed layout; they are only a cache of signatures
  * (signed again on demand and by the refresher), so they are dropped, a chunk per write
- * transaction (an interrupted upgrade resumes), then schema 2 is written with one journal
+ * transaction (an interrupted upgrade resumes), then the schema is written with one journal
  * entry saying so. */
 static int
 ocsp_schema_upgrade1(struct ocsp_store *s, const char *dir)
@@ -233,7 +268,6 @@ ocsp_schema_upgrade1(struct ocsp_store *s, const char *dir)
     struct key_list kl = {.n = 0};
     size_t dropped = 0;
     struct store_txn *t = NULL;
-    char line[256], want[16];
     int st = ST_OK;
 
     if ((kl.keys = malloc(UPGRADE_CHUNK * sizeof(*kl.keys))) == NULL)
@@ -260,30 +294,152 @@ ocsp_schema_upgrade1(struct ocsp_store *s, const char *dir)
         dropped += kl.n;
     }
     free(kl.keys);
-    if (st != ST_OK)
-        goto out;
-    snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
-    ocsp_journal_upgrade_line(line, sizeof(line),
-                              &(struct ocsp_journal_upgrade){.time = (int64_t)time(NULL),
-                                                             .who = "ocsp_store",
-                                                             .from = 1,
-                                                             .to = OCSP_STORE_SCHEMA,
-                                                             .dropped = dropped});
-    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK ||
-        (st = store_txn_put(t, s->db[DB_META], "schema_version", 14, want, strlen(want), false)) !=
-            ST_OK ||
-        (st = ocsp_journal_txn(s, t, line)) != ST_OK)
-        goto out;
-    st = store_txn_commit(t);
-    t = NULL;
+    store_txn_abort(t);
+    if (st == ST_OK)
+        st = ocsp_schema_upgrade_end(s, 1, dropped, 0);
     if (st == ST_OK)
         log_notice("ocsp_store: %s: upgraded from schema 1 to %d: %zu stored response(s) "
                    "dropped, signed again on demand",
                    dir, OCSP_STORE_SCHEMA, dropped);
-out:
-    store_txn_abort(t);
-    if (st != ST_OK)
+    else
         log_err("ocsp_store: %s: upgrade from schema 1 failed: %s", dir, status_str(st));
+    return st;
+}
+
+/* Schema 2 -> 3, a chunk of schema-2 answers at a time: each is written under its new key
+ * (issuer id prefix + serial + form, from its value header and its CertID key) with the
+ * schema-3 header and the same DER, and its old entry deleted, in one write transaction per
+ * chunk. Both layouts share the database meanwhile; the value's version byte tells them
+ * apart, so an interrupted upgrade resumes at the next writable open. An entry that cannot be
+ * read as schema 2 is dropped (signed again on demand). */
+struct rekey_chunk {
+    uint8_t old[UPGRADE_CHUNK][OCSP_CERTID_MAX];
+    size_t old_len[UPGRADE_CHUNK];
+    uint8_t key[UPGRADE_CHUNK][OCSP_RESP_KEY_MAX];
+    size_t key_len[UPGRADE_CHUNK]; /* 0: dropped, not re-keyed */
+    uint8_t *val[UPGRADE_CHUNK];
+    size_t val_len[UPGRADE_CHUNK];
+    size_t n;
+    uint8_t last[OCSP_CERTID_MAX];
+    size_t last_len;
+    bool skip_first, failed;
+};
+
+/* A schema-2 value (old key: the CertID DER) as a schema-3 key and value into c's slot i. */
+static void
+ocsp_rekey_one(struct rekey_chunk *c, size_t i, const uint8_t *key, size_t klen, const uint8_t *b,
+               size_t n)
+{
+    struct ocsp_response_put p = {0};
+    size_t hdr, slen;
+    uint8_t form;
+
+    c->key_len[i] = 0;
+    c->val[i] = NULL;
+    if (n < RESP2_HDR_MIN + 1 || b[0] != RESP2_VERSION || (slen = b[2]) == 0 ||
+        slen > OCSP_SERIAL_MAX || (hdr = RESP2_HDR_MIN + slen) >= n ||
+        (form = ocsp_certid_form_der(key, klen, (enum ocsp_hash)b[1])) == 0)
+        return; /* not readable: dropped */
+    p.form = form;
+    p.issuer_id = b + RESP_HDR_LEN;
+    p.serial = b + RESP2_HDR_MIN;
+    p.serial_len = slen;
+    p.certs_len = (b[3] & RESP_FLAG_CERTS) ? get_le32(b + 4) : 0;
+    p.stamp = get_le64(b + 8);
+    p.this_update = (int64_t)get_le64(b + 16);
+    p.next_update = (int64_t)get_le64(b + 24);
+    p.produced_at = (int64_t)get_le64(b + 32);
+    memcpy(p.signer_fp, b + 40, OCSP_FP_LEN);
+    memcpy(p.etag, b + 40 + OCSP_FP_LEN, OCSP_FP_LEN);
+    if (p.certs_len > UINT32_MAX)
+        return;
+    c->key_len[i] = ocsp_response_key(p.issuer_id, p.serial, p.serial_len, form, c->key[i]);
+    if (c->key_len[i] == 0)
+        return;
+    if ((c->val[i] = ocsp_response_value(&p, b + hdr, n - hdr, &c->val_len[i])) == NULL)
+        c->failed = true;
+}
+
+static bool
+ocsp_rekey_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct rekey_chunk *c = ctx;
+    const uint8_t *b = val;
+
+    if (c->skip_first) {
+        c->skip_first = false;
+        if (klen == c->last_len && memcmp(key, c->last, klen) == 0)
+            return true;
+    }
+    if (klen <= OCSP_CERTID_MAX) {
+        memcpy(c->last, key, klen);
+        c->last_len = klen;
+    }
+    if (vlen > 0 && b[0] == RESP_VERSION)
+        return true; /* already schema 3 */
+    if (klen > OCSP_CERTID_MAX)
+        return true; /* no schema-2 key is this long (ocsp_certid.h): left alone */
+    memcpy(c->old[c->n], key, klen);
+    c->old_len[c->n] = klen;
+    ocsp_rekey_one(c, c->n, key, klen, b, vlen);
+    c->n++;
+    return !c->failed && c->n < UPGRADE_CHUNK;
+}
+
+static int
+ocsp_schema_upgrade2(struct ocsp_store *s, const char *dir)
+{
+    struct rekey_chunk *c = calloc(1, sizeof(*c));
+    size_t dropped = 0, rekeyed = 0;
+    struct store_txn *t = NULL;
+    bool more = true;
+    int st = ST_OK;
+
+    if (c == NULL)
+        return ST_NOMEM;
+    while (more && st == ST_OK) {
+        c->n = 0;
+        c->skip_first = c->last_len > 0;
+        st = store_walk(s->st, s->db[DB_RESPONSES], c->last_len > 0 ? c->last : NULL, c->last_len,
+                        ocsp_rekey_collect, c);
+        if (st == ST_OK && c->failed)
+            st = ST_NOMEM;
+        more = c->n == UPGRADE_CHUNK;
+        if (st == ST_OK && c->n > 0 && (st = store_txn_begin(s->st, true, &t)) == ST_OK) {
+            for (size_t i = 0; i < c->n && st == ST_OK; i++) {
+                st = store_txn_del(t, s->db[DB_RESPONSES], c->old[i], c->old_len[i]);
+                if (st == ST_NOTFOUND)
+                    st = ST_OK;
+                if (st == ST_OK && c->key_len[i] > 0)
+                    st = store_txn_put(t, s->db[DB_RESPONSES], c->key[i], c->key_len[i], c->val[i],
+                                       c->val_len[i], false);
+            }
+            if (st == ST_OK)
+                st = store_txn_commit(t);
+            else
+                store_txn_abort(t);
+            t = NULL;
+        }
+        for (size_t i = 0; i < c->n; i++) {
+            if (st == ST_OK) {
+                if (c->key_len[i] > 0)
+                    rekeyed++;
+                else
+                    dropped++;
+            }
+            free(c->val[i]);
+            c->val[i] = NULL;
+        }
+    }
+    free(c);
+    if (st == ST_OK)
+        st = ocsp_schema_upgrade_end(s, 2, dropped, rekeyed);
+    if (st == ST_OK)
+        log_notice("ocsp_store: %s: upgraded from schema 2 to %d: %zu stored response(s) "
+                   "re-keyed, %zu unreadable one(s) dropped",
+                   dir, OCSP_STORE_SCHEMA, rekeyed, dropped);
+    else
+        log_err("ocsp_store: %s: upgrade from schema 2 failed: %s", dir, status_str(st));
     return st;
 }
 
@@ -294,7 +450,7 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     const void *v = NULL;
     size_t n = 0;
     char want[16];
-    bool v1 = false;
+    unsigned from = 0; /* an older schema to upgrade from */
     int st;
 
     snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
@@ -311,8 +467,8 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     if (st == ST_NOTFOUND) {
         log_err("ocsp_store: %s: no schema version (run `ocspctl init`)", dir);
         st = ST_STORE;
-    } else if (st == ST_OK && n == 1 && memcmp(v, "1", 1) == 0) {
-        v1 = true;
+    } else if (st == ST_OK && n == 1 && (memcmp(v, "1", 1) == 0 || memcmp(v, "2", 1) == 0)) {
+        from = (unsigned)(((const char *)v)[0] - '0');
     } else if (st == ST_OK && (n != strlen(want) || memcmp(v, want, n) != 0)) {
         log_err("ocsp_store: %s: schema version '%.*s' is not the supported '%s'", dir,
                 (int)(n < 16 ? n : 16), (const char *)v, want);
@@ -320,15 +476,15 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     }
 out:
     store_txn_abort(t);
-    if (st != ST_OK || !v1)
+    if (st != ST_OK || from == 0)
         return st;
     if (readonly) {
-        log_err("ocsp_store: %s: schema version 1 must be upgraded to %d, which writes: run "
+        log_err("ocsp_store: %s: schema version %u must be upgraded to %d, which writes: run "
                 "`ocspctl -d %s init` (or start ocspd) once, with write access",
-                dir, OCSP_STORE_SCHEMA, dir);
+                dir, from, OCSP_STORE_SCHEMA, dir);
         return ST_STORE;
     }
-    return ocsp_schema_upgrade1(s, dir);
+    return from == 1 ? ocsp_schema_upgrade1(s, dir) : ocsp_schema_upgrade2(s, dir);
 }
 
 struct ocsp_store *
@@ -689,9 +845,30 @@ ocsp_issuer_purge_check(const struct ocsp_issuer_rec *rec, const char **why)
     return *why != NULL ? ST_INVALID : ST_OK;
 }
 
+/* Whether another stored issuer's id begins with the same OCSP_RESP_KEY_ID_LEN bytes. */
+struct prefix_scan {
+    const uint8_t *id;
+    bool clash;
+};
+
+static bool
+ocsp_prefix_scan_one(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct prefix_scan *p = ctx;
+
+    (void)val;
+    (void)vlen;
+    if (klen < OCSP_RESP_KEY_ID_LEN || memcmp(key, p->id, OCSP_RESP_KEY_ID_LEN) != 0)
+        return false;
+    if (klen != OCSP_ISSUER_ID_LEN || memcmp(key, p->id, OCSP_ISSUER_ID_LEN) != 0)
+        p->clash = true;
+    return !p->clash;
+}
+
 int
 ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec)
 {
+    struct prefix_scan ps = {rec->id, false};
     const char *why = NULL;
     struct rec_buf b = {0};
     struct store_txn *t = NULL;
@@ -707,6 +884,16 @@ ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec)
     if (memcmp(id, rec->id, sizeof(id)) != 0) {
         log_err("ocsp_store: issuer %s: id does not match its certificate", rec->name);
         return ST_INVALID;
+    }
+    /* the `responses` keys carry the id's first bytes: they must name one issuer */
+    if ((st = store_walk(s->st, s->db[DB_ISSUERS], id, OCSP_RESP_KEY_ID_LEN, ocsp_prefix_scan_one,
+                         &ps)) != ST_OK)
+        return st;
+    if (ps.clash) {
+        log_err("ocsp_store: issuer %s: its id shares its first %d bytes with another issuer's "
+                "(the stored answers could not tell them apart): refused",
+                rec->name, OCSP_RESP_KEY_ID_LEN);
+        return ST_EXISTS;
     }
     if ((st = ocsp_issuer_encode(rec, &b)) != ST_OK || (st = wtxn_begin(s, &t)) != ST_OK)
         goto out;
@@ -1164,38 +1351,55 @@ ocsp_store_status_walk(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN
 
 /* ---- pre-signed responses ---- */
 
-/* The value header of schema 2 (ocsp_store.h): fixed part, then issuer id, then serial. */
-#define RESP_VERSION 2
-#define RESP_FIXED_LEN (4 + 4 + 8 * 4 + 2 * OCSP_FP_LEN)
-#define RESP_HDR_MIN (RESP_FIXED_LEN + OCSP_ISSUER_ID_LEN)
-#define RESP_FLAG_CERTS 0x01
+size_t
+ocsp_response_key(const uint8_t issuer_id[OCSP_ISSUER_ID_LEN], const uint8_t *serial,
+                  size_t serial_len, uint8_t form, uint8_t key[OCSP_RESP_KEY_MAX])
+{
+    if (!serial_ok(serial, serial_len))
+        return 0;
+    memcpy(key, issuer_id, OCSP_RESP_KEY_ID_LEN);
+    memcpy(key + OCSP_RESP_KEY_ID_LEN, serial, serial_len);
+    key[OCSP_RESP_KEY_ID_LEN + serial_len] = form;
+    return OCSP_RESP_KEY_ID_LEN + serial_len + 1;
+}
 
-/* The header into *out, and where the stored DER starts (*off). */
+/* Serial and form of a key (the issuer's prefix is its first bytes); false when it is not
+ * one of ours. */
+static bool
+ocsp_response_key_parse(const uint8_t *key, size_t klen, struct ocsp_stored_response *out)
+{
+    if (klen < OCSP_RESP_KEY_ID_LEN + 2 || klen > OCSP_RESP_KEY_MAX)
+        return false;
+    out->serial_len = klen - OCSP_RESP_KEY_ID_LEN - 1;
+    memcpy(out->serial, key + OCSP_RESP_KEY_ID_LEN, out->serial_len);
+    out->form = key[klen - 1];
+    return true;
+}
+
+/* The header into *out (form, issuer and serial are the key's: not touched), and the stored
+ * DER's length (*body: without padding). */
 static int
-ocsp_response_decode(const void *v, size_t n, struct ocsp_stored_response *out, size_t *off)
+ocsp_response_decode(const void *v, size_t n, struct ocsp_stored_response *out, size_t *body)
 {
     const uint8_t *b = v;
-    size_t hdr;
+    size_t pad;
 
-    memset(out, 0, sizeof(*out));
-    if (n < RESP_HDR_MIN + 1 || b[0] != RESP_VERSION || b[2] == 0 || b[2] > OCSP_SERIAL_MAX ||
-        (hdr = RESP_HDR_MIN + b[2]) >= n) {
+    if (n < RESP_HDR_LEN + 1 || b[0] != RESP_VERSION ||
+        (pad = (size_t)b[2] | (size_t)b[3] << 8) >= n - RESP_HDR_LEN) {
         log_err("ocsp_store: corrupt response record (%zu bytes)", n);
         return ST_STORE;
     }
-    out->hash = b[1];
-    out->serial_len = b[2];
-    out->certs_len = (b[3] & RESP_FLAG_CERTS) ? get_le32(b + 4) : 0;
+    out->pad_len = (uint16_t)pad;
+    out->certs_len = (b[1] & RESP_FLAG_CERTS) ? get_le32(b + 4) : 0;
     out->stamp = get_le64(b + 8);
     out->this_update = (int64_t)get_le64(b + 16);
     out->next_update = (int64_t)get_le64(b + 24);
     out->produced_at = (int64_t)get_le64(b + 32);
     memcpy(out->signer_fp, b + 40, OCSP_FP_LEN);
     memcpy(out->etag, b + 40 + OCSP_FP_LEN, OCSP_FP_LEN);
-    memcpy(out->issuer_id, b + RESP_FIXED_LEN, OCSP_ISSUER_ID_LEN);
-    memcpy(out->serial, b + RESP_HDR_MIN, out->serial_len);
-    out->der_len = n - hdr; /* stored bytes: without the elided certs */
-    *off = hdr;
+    *body = n - RESP_HDR_LEN - pad; /* stored bytes: without the elided certs */
+    out->der = NULL;
+    out->der_len = *body;
     return ST_OK;
 }
 
@@ -1205,32 +1409,38 @@ ocsp_store_response_get(struct ocsp_store *s, const struct ocsp_response_query *
 {
     struct ocsp_stored_response *r = &out->resp;
     struct store_txn *t = NULL;
+    uint8_t key[OCSP_RESP_KEY_MAX];
     const void *v = NULL;
-    size_t n = 0, off = 0;
+    size_t n = 0, body = 0, klen;
     int st, sst;
 
     memset(out, 0, sizeof(*out));
-    if (q->certid == NULL || q->certid_len == 0)
+    if (q->issuer_id == NULL ||
+        (klen = ocsp_response_key(q->issuer_id, q->serial, q->serial_len, q->form, key)) == 0)
         return ST_INVALID;
     if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
         return st;
-    st = store_txn_get(t, s->db[DB_RESPONSES], q->certid, q->certid_len, &v, &n);
-    if (st != ST_OK || (st = ocsp_response_decode(v, n, r, &off)) != ST_OK)
+    st = store_txn_get(t, s->db[DB_RESPONSES], key, klen, &v, &n);
+    if (st != ST_OK || (st = ocsp_response_decode(v, n, r, &body)) != ST_OK)
         goto out;
+    r->form = q->form;
+    memcpy(r->issuer_id, q->issuer_id, OCSP_ISSUER_ID_LEN);
+    memcpy(r->serial, q->serial, q->serial_len);
+    r->serial_len = q->serial_len;
     if (r->certs_len > 0 && (q->certs == NULL || q->certs_len != r->certs_len)) {
         st = ST_NOTFOUND; /* elided certs that are not the caller's: another signer's */
         goto out;
     }
     /* the answer, its certs put back (a copy for now: LMDB's pages are valid only in t) */
-    if ((r->der = malloc(r->der_len + r->certs_len)) == NULL) {
+    if ((r->der = malloc(body + r->certs_len)) == NULL) {
         st = ST_NOMEM;
         goto out;
     }
-    memcpy(r->der, (const uint8_t *)v + off, r->der_len);
+    memcpy(r->der, (const uint8_t *)v + RESP_HDR_LEN, body);
     if (r->certs_len > 0)
-        memcpy(r->der + r->der_len, q->certs, r->certs_len);
-    r->der_len += r->certs_len;
-    if (q->issuer_id != NULL && serial_ok(q->serial, q->serial_len)) {
+        memcpy(r->der + body, q->certs, r->certs_len);
+    r->der_len = body + r->certs_len;
+    if (q->status) {
         sst = ocsp_status_txn_get(s, t, q->issuer_id, q->serial, q->serial_len, &out->status);
         if (sst != ST_OK && sst != ST_NOTFOUND) {
             st = sst;
@@ -1247,27 +1457,20 @@ out:
     return st;
 }
 
-int
-ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
-                            const struct ocsp_response_put *r)
+/* A value of schema 3: header, body (the DER without its elided certs), padding. */
+static uint8_t *
+ocsp_response_value(const struct ocsp_response_put *r, const uint8_t *body, size_t body_len,
+                    size_t *len)
 {
-    size_t hdr, body, len;
     uint8_t *v;
-    int st;
 
-    if (r->certid == NULL || r->certid_len == 0 || r->der == NULL || r->der_len == 0 ||
-        r->issuer_id == NULL || !serial_ok(r->serial, r->serial_len) ||
-        r->certs_len >= r->der_len || r->certs_len > UINT32_MAX)
-        return ST_INVALID;
-    hdr = RESP_HDR_MIN + r->serial_len;
-    body = r->der_len - r->certs_len;
-    len = hdr + body;
-    if ((v = malloc(len)) == NULL)
-        return ST_NOMEM;
+    *len = RESP_HDR_LEN + body_len + r->pad_len;
+    if ((v = malloc(*len)) == NULL)
+        return NULL;
     v[0] = RESP_VERSION;
-    v[1] = r->hash;
-    v[2] = (uint8_t)r->serial_len;
-    v[3] = r->certs_len > 0 ? RESP_FLAG_CERTS : 0;
+    v[1] = r->certs_len > 0 ? RESP_FLAG_CERTS : 0;
+    v[2] = (uint8_t)r->pad_len;
+    v[3] = (uint8_t)(r->pad_len >> 8);
     put_le32(v + 4, (uint32_t)r->certs_len);
     put_le64(v + 8, r->stamp);
     put_le64(v + 16, (uint64_t)r->this_update);
@@ -1275,17 +1478,87 @@ ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
     put_le64(v + 32, (uint64_t)r->produced_at);
     memcpy(v + 40, r->signer_fp, OCSP_FP_LEN);
     memcpy(v + 40 + OCSP_FP_LEN, r->etag, OCSP_FP_LEN);
-    memcpy(v + RESP_FIXED_LEN, r->issuer_id, OCSP_ISSUER_ID_LEN);
-    memcpy(v + RESP_HDR_MIN, r->serial, r->serial_len);
-    memcpy(v + hdr, r->der, body);
-    st = store_txn_put(t, s->db[DB_RESPONSES], r->certid, r->certid_len, v, len, false);
+    memcpy(v + RESP_HDR_LEN, body, body_len);
+    memset(v + RESP_HDR_LEN + body_len, 0, r->pad_len);
+    return v;
+}
+
+int
+ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
+                            const struct ocsp_response_put *r)
+{
+    uint8_t key[OCSP_RESP_KEY_MAX];
+    size_t klen, len;
+    uint8_t *v;
+    int st;
+
+    if (r->der == NULL || r->der_len == 0 || r->issuer_id == NULL || r->form == 0 ||
+        r->certs_len >= r->der_len || r->certs_len > UINT32_MAX || r->pad_len > UINT16_MAX ||
+        (klen = ocsp_response_key(r->issuer_id, r->serial, r->serial_len, r->form, key)) == 0)
+        return ST_INVALID;
+    if ((v = ocsp_response_value(r, r->der, r->der_len - r->certs_len, &len)) == NULL)
+        return ST_NOMEM;
+    st = ST_EXISTS;
+    if (r->append) /* ST_EXISTS when the key does not sort after the last one */
+        st = store_txn_append(t, s->db[DB_RESPONSES], key, klen, v, len);
+    if (st == ST_EXISTS)
+        st = store_txn_put(t, s->db[DB_RESPONSES], key, klen, v, len, false);
     free(v);
     return st;
+}
+
+/* The stored issuers' ids (few), to resolve the prefix of a key. */
+struct id_list {
+    uint8_t (*ids)[OCSP_ISSUER_ID_LEN];
+    size_t n, cap;
+    bool failed;
+};
+
+static bool
+ocsp_id_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct id_list *l = ctx;
+
+    (void)val;
+    (void)vlen;
+    if (klen != OCSP_ISSUER_ID_LEN)
+        return true;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        uint8_t(*ids)[OCSP_ISSUER_ID_LEN] = realloc(l->ids, cap * sizeof(*ids));
+
+        if (ids == NULL) {
+            l->failed = true;
+            return false;
+        }
+        l->ids = ids;
+        l->cap = cap;
+    }
+    memcpy(l->ids[l->n++], key, OCSP_ISSUER_ID_LEN);
+    return true;
+}
+
+static int
+ocsp_id_list_load(struct ocsp_store *s, struct id_list *l)
+{
+    int st = store_walk(s->st, s->db[DB_ISSUERS], NULL, 0, ocsp_id_collect, l);
+
+    return st != ST_OK ? st : l->failed ? ST_NOMEM : ST_OK;
+}
+
+static const uint8_t *
+ocsp_id_list_find(const struct id_list *l, const uint8_t *prefix)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (memcmp(l->ids[i], prefix, OCSP_RESP_KEY_ID_LEN) == 0)
+            return l->ids[i];
+    return NULL;
 }
 
 struct response_walk {
     ocsp_response_walk_fn fn;
     void *ctx;
+    struct id_list ids;
     int st;
 };
 
@@ -1294,19 +1567,27 @@ ocsp_response_walk_one(void *ctx, const void *key, size_t klen, const void *val,
 {
     struct response_walk *w = ctx;
     struct ocsp_stored_response r;
-    size_t off;
+    const uint8_t *id;
+    size_t body;
 
-    if ((w->st = ocsp_response_decode(val, vlen, &r, &off)) != ST_OK)
+    memset(&r, 0, sizeof(r));
+    if (!ocsp_response_key_parse(key, klen, &r) || (id = ocsp_id_list_find(&w->ids, key)) == NULL)
+        return true; /* no issuer of ours */
+    if ((w->st = ocsp_response_decode(val, vlen, &r, &body)) != ST_OK)
         return false;
-    return w->fn(w->ctx, key, klen, &r);
+    memcpy(r.issuer_id, id, OCSP_ISSUER_ID_LEN);
+    return w->fn(w->ctx, &r);
 }
 
 int
 ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx)
 {
-    struct response_walk w = {fn, ctx, ST_OK};
-    int st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_response_walk_one, &w);
+    struct response_walk w = {fn, ctx, {NULL, 0, 0, false}, ST_OK};
+    int st = ocsp_id_list_load(s, &w.ids);
 
+    if (st == ST_OK)
+        st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_response_walk_one, &w);
+    free(w.ids.ids);
     return st != ST_OK ? st : w.st;
 }
 
@@ -1314,50 +1595,42 @@ ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *c
 
 #define PURGE_CHUNK 4096
 
-/* One chunk of `responses` keys of one issuer (scanned from `start`, at most PURGE_CHUNK
- * entries of any issuer per read transaction). */
+/* One chunk of `responses` keys of one issuer: a range scan from its prefix (or from the
+ * last key of the chunk before), at most PURGE_CHUNK entries per read transaction. */
 struct purge_chunk {
     const uint8_t *id;
-    uint8_t (*keys)[OCSP_CERTID_MAX];
+    uint8_t keys[PURGE_CHUNK][OCSP_RESP_KEY_MAX];
     size_t klen[PURGE_CHUNK];
-    uint8_t serial[PURGE_CHUNK][OCSP_SERIAL_MAX];
-    size_t slen[PURGE_CHUNK];
-    size_t n;       /* of this issuer */
-    size_t scanned; /* entries seen */
-    uint8_t last[OCSP_CERTID_MAX];
+    size_t n;
+    uint8_t last[OCSP_RESP_KEY_MAX];
     size_t last_len; /* last key seen (the next chunk starts after it) */
     bool skip_first; /* the walk restarts at last: skip it */
-    int st;
+    bool done;       /* past the issuer's keys */
 };
 
 static bool
 ocsp_purge_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct purge_chunk *c = ctx;
-    struct ocsp_stored_response r;
-    size_t off;
 
+    (void)val;
+    (void)vlen;
     if (c->skip_first) {
         c->skip_first = false;
         if (klen == c->last_len && memcmp(key, c->last, klen) == 0)
             return true;
     }
-    if (klen > OCSP_CERTID_MAX) {
-        c->st = ST_STORE;
+    if (klen < OCSP_RESP_KEY_ID_LEN || memcmp(key, c->id, OCSP_RESP_KEY_ID_LEN) != 0) {
+        c->done = true;
         return false;
     }
+    if (klen > OCSP_RESP_KEY_MAX)
+        return true; /* not one of ours */
     memcpy(c->last, key, klen);
     c->last_len = klen;
-    c->scanned++;
-    if ((c->st = ocsp_response_decode(val, vlen, &r, &off)) != ST_OK)
-        return false;
-    if (memcmp(r.issuer_id, c->id, OCSP_ISSUER_ID_LEN) == 0) {
-        memcpy(c->keys[c->n], key, klen);
-        c->klen[c->n] = klen;
-        memcpy(c->serial[c->n], r.serial, r.serial_len);
-        c->slen[c->n++] = r.serial_len;
-    }
-    return c->scanned < PURGE_CHUNK;
+    memcpy(c->keys[c->n], key, klen);
+    c->klen[c->n] = klen;
+    return ++c->n < PURGE_CHUNK;
 }
 
 /* Drop the collected answers whose status is gone or expired before `before`. */
@@ -1365,6 +1638,7 @@ static int
 ocsp_purge_chunk_apply(struct ocsp_store *s, struct purge_chunk *c, int64_t before, size_t *n)
 {
     struct store_txn *t = NULL;
+    struct ocsp_stored_response r;
     struct ocsp_status st;
     size_t dropped = 0;
     int rc;
@@ -1374,7 +1648,9 @@ ocsp_purge_chunk_apply(struct ocsp_store *s, struct purge_chunk *c, int64_t befo
     if ((rc = wtxn_begin(s, &t)) != ST_OK)
         return rc;
     for (size_t i = 0; i < c->n; i++) {
-        rc = ocsp_status_txn_get(s, t, c->id, c->serial[i], c->slen[i], &st);
+        if (!ocsp_response_key_parse(c->keys[i], c->klen[i], &r))
+            continue;
+        rc = ocsp_status_txn_get(s, t, c->id, r.serial, r.serial_len, &st);
         if (rc == ST_NOTFOUND)
             continue; /* no record: nothing says it expired (unissued answers stay) */
         if (rc != ST_OK)
@@ -1404,24 +1680,19 @@ ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID
     int st = ST_OK;
 
     *n = 0;
-    if (c == NULL || (c->keys = malloc(PURGE_CHUNK * sizeof(*c->keys))) == NULL) {
-        free(c);
+    if (c == NULL)
         return ST_NOMEM;
-    }
     c->id = id;
+    memcpy(c->last, id, OCSP_RESP_KEY_ID_LEN);
+    c->last_len = OCSP_RESP_KEY_ID_LEN; /* no key is the bare prefix: nothing skipped */
     for (;;) {
-        c->n = c->scanned = 0;
-        c->st = ST_OK;
-        c->skip_first = c->last_len > 0;
-        st = store_walk(s->st, s->db[DB_RESPONSES], c->last_len > 0 ? c->last : NULL, c->last_len,
-                        ocsp_purge_collect, c);
-        if (st == ST_OK)
-            st = c->st;
-        if (st != ST_OK || (st = ocsp_purge_chunk_apply(s, c, before, n)) != ST_OK ||
-            c->scanned < PURGE_CHUNK)
+        c->n = 0;
+        c->skip_first = true;
+        st = store_walk(s->st, s->db[DB_RESPONSES], c->last, c->last_len, ocsp_purge_collect, c);
+        if (st != ST_OK || (st = ocsp_purge_chunk_apply(s, c, before, n)) != ST_OK || c->done ||
+            c->n < PURGE_CHUNK)
             break;
     }
-    free(c->keys);
     free(c);
     return st;
 }

@@ -2,9 +2,9 @@
  * ocsp_store: the OCSP status store on LMDB (DESIGN D4, D6). ocspctl writes it, ocspd reads it
  * (LMDB readers never block and see committed changes at once, without a restart).
  *
- * Schema version 2: named databases of one LMDB environment.
+ * Schema version 3: named databases of one LMDB environment.
  *
- *   meta       "schema_version" -> "2"; "issuers_gen" -> u64 LE, bumped on every issuer change
+ *   meta       "schema_version" -> "3"; "issuers_gen" -> u64 LE, bumped on every issuer change
  *   issuers    issuer id (32 bytes) -> issuer record (ocsp_store.c encodes it; see
  *              struct ocsp_issuer_rec). issuer id = SHA-256 of the issuer certificate's
  *              subjectPublicKey BIT STRING contents: a re-keyed CA (same name, new key) is
@@ -16,21 +16,30 @@
  *   status     issuer id + serial (INTEGER content octets, as DER-encoded) -> struct ocsp_status
  *              (40-byte little-endian record). A record exists for every serial the CA is known
  *              to have issued (issued-serial knowledge) and for every revoked serial.
- *   responses  CertID DER (exactly as the client sends it: hash algorithm with its parameters,
- *              both hashes, serial) -> pre-signed response, all integers little-endian:
- *                u8 version (2), u8 hash (enum ocsp_hash of the CertID), u8 serial_len,
- *                u8 flags (bit 0: certs elided), u32 certs_len (bytes elided, 0 if none),
+ *   responses  first 8 bytes of the issuer id + serial (INTEGER content octets) + form byte
+ *              (enum ocsp_hash of the CertID, | OCSP_FORM_NOPARAMS when its hash
+ *              AlgorithmIdentifier has no parameters: a client comparing CertIDs tells the two
+ *              spellings apart, so each has its own answer) -> pre-signed response. The key is
+ *              computed from a decoded request once its issuer is found, never from its DER; a
+ *              serial's answers are adjacent (unless another serial of the issuer is that serial
+ *              followed by the form byte), and every key names one (issuer, serial, form): the
+ *              key length gives the serial length. Value, integers little-endian (56 bytes):
+ *                u8 version (3), u8 flags (bit 0: certs elided), u16 pad_len,
+ *                u32 certs_len (bytes elided, 0 if none),
  *                u64 stamp (of the status record it was signed for, 0: no record),
  *                i64 thisUpdate, i64 nextUpdate, i64 producedAt,
  *                u8 signer_fp[8] (first 8 bytes of SHA-256 of the DER of the responder
  *                certificate that signed it), u8 etag[8] (first 8 bytes of SHA-256 of the whole
- *                OCSPResponse DER), u8 issuer_id[32], u8 serial[serial_len],
- *              then the OCSPResponse DER; with flag bit 0 set, without its final certs_len
- *              bytes: the `[0] EXPLICIT SEQUENCE OF Certificate` certs field of the
- *              BasicOCSPResponse is always the last bytes of the whole DER, so the answer is
- *              the stored bytes followed by the issuer's certs field (the same for all its
- *              answers), and the outer lengths stay valid. Issuer id and serial are read from
- *              the value: the CertID key is never parsed back.
+ *                OCSPResponse DER),
+ *              then the OCSPResponse DER, then pad_len zero bytes (never part of an answer:
+ *              the writer pads a signature shorter than its key's longest, so that re-signing
+ *              an answer writes a value of the same size and LMDB overwrites it in place). With
+ *              flag bit 0 set the DER is stored without its final certs_len bytes: the
+ *              `[0] EXPLICIT SEQUENCE OF Certificate` certs field of the BasicOCSPResponse is
+ *              always the last bytes of the whole DER, so the answer is the stored bytes
+ *              followed by the issuer's certs field (the same for all its answers), and the
+ *              outer lengths stay valid. Two issuers whose ids share their first 8 bytes are
+ *              refused (ocsp_store_issuer_put), so the key names one issuer.
  *   changes    8-byte big-endian sequence -> issuer id + serial: status changes not yet
  *              re-signed; ocspd's refresher consumes them (deletes the entries it handled).
  *   journal    8-byte big-endian sequence -> one-line JSON of each operator change (who, what,
@@ -60,10 +69,13 @@
 #include <stdint.h>
 #include <time.h>
 
-#define OCSP_STORE_SCHEMA 2
+#define OCSP_STORE_SCHEMA 3
 #define OCSP_FP_LEN 8 /* signer fingerprint and ETag: first bytes of a SHA-256 */
 #define OCSP_ISSUER_ID_LEN 32
 #define OCSP_SERIAL_MAX 21
+#define OCSP_RESP_KEY_ID_LEN 8 /* issuer id bytes in a `responses` key */
+#define OCSP_RESP_KEY_MAX (OCSP_RESP_KEY_ID_LEN + OCSP_SERIAL_MAX + 1)
+#define OCSP_FORM_NOPARAMS 0x80 /* form byte: CertID hash algorithm without parameters */
 
 enum ocsp_hash {
     OCSP_HASH_SHA1 = 1,
@@ -149,17 +161,20 @@ struct ocsp_issuer_rec {
 struct ocsp_store;
 
 /* Open (create when writable) the environment in `dir`; checks the schema version (a newer or
- * unknown one is refused). A schema-1 store opened writable is upgraded in place: its stored
- * responses are dropped (signed again on demand), schema 2 written, one journal entry says
- * so; opened read-only it is refused (run ocspctl or ocspd once on it writable). NULL on
- * failure, logged. */
+ * unknown one is refused). An older store opened writable is upgraded in place, with one
+ * journal entry saying so: schema 1's stored responses are dropped (signed again on demand);
+ * schema 2's are re-keyed (CertID DER -> issuer id prefix + serial + form) with their DER
+ * kept, a chunk per write transaction (an interrupted upgrade resumes at the next open).
+ * Opened read-only an older store is refused (run ocspctl or ocspd once on it writable).
+ * NULL on failure, logged. */
 struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readonly);
 void ocsp_store_close(struct ocsp_store *s);
 
 /* The issuer id of a certificate (SHA-256 of its subjectPublicKey contents). */
 int ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID_LEN]);
 
-/* Add or replace an issuer and its four certids entries; bumps issuers_gen. */
+/* Add or replace an issuer and its four certids entries; bumps issuers_gen. ST_EXISTS (logged)
+ * for a new issuer whose id shares its first OCSP_RESP_KEY_ID_LEN bytes with a stored one's. */
 int ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec);
 /* Whether an issuer record may be stored: ST_OK, or ST_INVALID with the reason in *why (a
  * static string): a qualified issuer with purge_status_after (LW-09), or purge_status_after
@@ -258,30 +273,31 @@ int ocsp_store_status_walk_from(struct ocsp_store *s, const uint8_t id[OCSP_ISSU
 
 /* A stored pre-signed response (the value header, and the answer). */
 struct ocsp_stored_response {
-    uint8_t hash;       /* enum ocsp_hash of the CertID form */
+    uint8_t form;       /* enum ocsp_hash of the CertID, | OCSP_FORM_NOPARAMS */
     uint32_t certs_len; /* certs field bytes elided from the stored DER (0: none) */
+    uint16_t pad_len;   /* padding stored after the DER (never part of the answer) */
     uint64_t stamp;     /* status stamp it was signed for (0: serial had no record) */
     int64_t this_update, next_update, produced_at;
     uint8_t signer_fp[OCSP_FP_LEN];
     uint8_t etag[OCSP_FP_LEN];
-    uint8_t issuer_id[OCSP_ISSUER_ID_LEN];
+    uint8_t issuer_id[OCSP_ISSUER_ID_LEN]; /* a walk: the issuer whose id the key begins with */
     uint8_t serial[OCSP_SERIAL_MAX];
     size_t serial_len;
     /* ocsp_store_response_get: the whole OCSPResponse DER (malloc, caller frees), the elided
-     * certs put back; a walk: NULL */
+     * certs put back, without the padding; a walk: NULL */
     uint8_t *der;
     size_t der_len;
 };
 
-/* What to read: the answer stored under a CertID and, with issuer_id, the serial's status
- * record in the same read transaction (so the caller can tell whether the answer is still
- * current). `certs` is the issuer's certs field, put back where it was elided. */
+/* What to read: the answer stored for (issuer, serial, form) and, with `status`, the serial's
+ * status record in the same read transaction (so the caller can tell whether the answer is
+ * still current). `certs` is the issuer's certs field, put back where it was elided. */
 struct ocsp_response_query {
-    const uint8_t *certid;
-    size_t certid_len;
-    const uint8_t *issuer_id; /* NULL: no status read */
+    const uint8_t *issuer_id;
     const uint8_t *serial;
     size_t serial_len;
+    uint8_t form; /* enum ocsp_hash, | OCSP_FORM_NOPARAMS (ocsp_certid_form) */
+    bool status;
     const uint8_t *certs;
     size_t certs_len;
 };
@@ -297,11 +313,14 @@ struct ocsp_response_found {
 int ocsp_store_response_get(struct ocsp_store *s, const struct ocsp_response_query *q,
                             struct ocsp_response_found *out);
 
+/* The `responses` key of (issuer, serial, form) into key; returns its length (0: serial
+ * empty or too long). Keys sort as the answers are laid out: by issuer prefix, serial, form. */
+size_t ocsp_response_key(const uint8_t issuer_id[OCSP_ISSUER_ID_LEN], const uint8_t *serial,
+                         size_t serial_len, uint8_t form, uint8_t key[OCSP_RESP_KEY_MAX]);
+
 /* A pre-signed response to store. */
 struct ocsp_response_put {
-    const uint8_t *certid;
-    size_t certid_len;
-    uint8_t hash; /* enum ocsp_hash of the CertID form */
+    uint8_t form; /* enum ocsp_hash of the CertID, | OCSP_FORM_NOPARAMS */
     const uint8_t *issuer_id;
     const uint8_t *serial;
     size_t serial_len;
@@ -312,15 +331,18 @@ struct ocsp_response_put {
     const uint8_t *der; /* the whole OCSPResponse */
     size_t der_len;
     size_t certs_len; /* its last certs_len bytes are the issuer's certs field: not stored */
+    size_t pad_len;   /* zero bytes stored after it (at most UINT16_MAX) */
+    bool append;      /* written in key order (presign): appended (MDB_APPEND, pages filled
+                         in order) while the key sorts after every stored one */
 };
 /* Store (replace) one response inside the caller's write transaction: the commit pipeline's,
  * since ocspd never writes outside it (DESIGN D10). */
 int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                                 const struct ocsp_response_put *r);
-/* Walk stored responses: fn gets each CertID and the response's header (r->der is NULL;
- * pointers valid during the call only); it returns false to stop. */
-typedef bool (*ocsp_response_walk_fn)(void *ctx, const uint8_t *certid, size_t certid_len,
-                                      const struct ocsp_stored_response *r);
+/* Walk stored responses in key order: fn gets each response's header, its issuer id and
+ * serial from the key (r->der is NULL; valid during the call only); it returns false to stop.
+ * Answers whose key names no stored issuer are not passed. */
+typedef bool (*ocsp_response_walk_fn)(void *ctx, const struct ocsp_stored_response *r);
 int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx);
 
 /*
@@ -329,10 +351,10 @@ int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, voi
  * *n. The caller journals the operation (ocspctl purge).
  *
  * ocsp_store_responses_purge: drop the pre-signed answers (every CertID form) of the serials
- * of issuer `id` whose status record has a known not_after earlier than `before` (an
- * expired certificate). The status records stay; a dropped answer is signed again on demand
- * when asked for (and not by the refresher, which only re-signs stored answers). Allowed for
- * every issuer.
+ * of issuer `id` (a range of keys: the issuer's prefix) whose status record has a known not_after
+ * earlier than `before` (an expired certificate). The status records stay; a dropped answer is
+ * signed again on demand when asked for (and not by the refresher, which only re-signs stored
+ * answers). Allowed for every issuer.
  *
  * ocsp_store_status_purge: remove the status records of issuer `id` whose not_after is known
  * and earlier than now - purge_status_after (past the issuer's archive cutoff), with their

@@ -73,7 +73,7 @@ ctl_cmd_init(struct ctl *c, int argc, char **argv)
 static int
 ctl_cmd_presign(struct ctl *c, int argc, char **argv)
 {
-    size_t count = 0;
+    size_t count = 0, expired = 0;
     int st;
 
     if (argc > 2 || (argc == 2 && argv[1][0] == '-')) {
@@ -82,7 +82,12 @@ ctl_cmd_presign(struct ctl *c, int argc, char **argv)
     }
     if (ocspctl_open(c, true, false) != ST_OK)
         return ST_ERR;
-    st = ocsp_presign_run(&c->cfg, c->store, argc == 2 ? argv[1] : NULL, &count);
+    st = ocsp_presign_run(&c->cfg, c->store, argc == 2 ? argv[1] : NULL, &count, &expired);
+    if (expired > 0)
+        fprintf(stderr,
+                "ocspctl: presign: %zu expired certificate(s) skipped: answered on demand "
+                "(`ocspctl purge ISSUER --answers` drops what was stored for them)\n",
+                expired);
     if (st == ST_FULL) {
         fprintf(stderr,
                 "ocspctl: presign stopped after %zu response(s): the store in %s is above "

@@ -19,8 +19,10 @@
 #   - a partition CRL (IDP distributionPoint) releases no hold; a delta CRL's nextUpdate
 #     bounds the issuer's (STS-12); a CRL dated in the future refused;
 #   - export as JSON lines (EID-12/15); usage errors exit 2; --help on every level;
-#   - presign with a software key over more than one chunk: every serial signed once, and a
-#     re-presign reuses the pages it frees (no read transaction held while signing).
+#   - presign with a software key over more than one chunk: every serial signed once, the
+#     expired ones skipped (answered on demand), the leaf pages of a first presign filled
+#     (written in key order, appended), and a re-presign reuses the pages it frees (no read
+#     transaction held while signing).
 set -uo pipefail
 
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -536,12 +538,40 @@ expect_rc "store4: issuer A with the CA key" 0 ctl4 issuer add A --cert "$P/a/ca
     --key-file "$P/a/ca.key"
 # shellcheck disable=SC2046
 expect_rc "store4: 2500 serials" 0 ctl4 add A $(seq -f '%.0f' 100000 102499)
-expect_out "presign: 5000 responses (SHA-1 and SHA-256 CertIDs)" '^5000$' ctl4 presign A
+expect_rc "store4: 3 serials of expired certificates" 0 ctl4 add A 300001 300002 300003 \
+    --not-after 20200101000000Z
+ctl4 presign A >"$TMP/presign4.out" 2>"$TMP/presign4.err"
+expect_out "presign: 5000 responses (SHA-1 and SHA-256 CertIDs), none for the expired" '^5000$' \
+    cat "$TMP/presign4.out"
+expect_out "presign: the 3 expired certificates skipped (signed on demand)" \
+    'presign: 3 expired certificate\(s\) skipped' cat "$TMP/presign4.err"
 expect_out "presign: 5000 stored" '^ *Entries: 5000$' mdb_stat -s responses "$S4"
+# a first presign writes each chunk in key order, appended: its leaf pages are filled, not
+# split half-full (bytes of keys, values and node headers over the leaf pages' room)
+leaf_fill() {
+    local leaves
+    leaves=$(mdb_stat -s responses "$S4" | sed -n 's/^ *Leaf pages: //p')
+    mdb_dump -s responses "$S4" | awk -v leaves="$leaves" '
+        /^ / { n++; b += (length($0) - 1) / 2 }
+        END { entries = n / 2; printf "%d\n", 100 * (b + 10 * entries) / (leaves * 4080) }'
+}
 pages1=$(pages_used)
+fill=$(leaf_fill)
+expect_rc "presign: leaf pages of a first presign at least 90% full ($fill%)" 0 test "$fill" -ge 90
+# values of one size per CertID form (same serial length, all good): an ECDSA signature's DER
+# varies by a byte or two, and the stored answer is padded to the longest, so a re-signed
+# answer overwrites its old value in place
+value_sizes() {
+    mdb_dump -s responses "$S4" | awk '/^ / { n++; if (n % 2) k = $0; else
+        s[substr(k, length(k) - 1) " " length($0)] = 1 } END { for (x in s) print x }' | sort
+}
+expect_out "presign: one value size per CertID form (padded signatures)" '^2$' \
+    echo "$(value_sizes | wc -l)"
 ctl4 presign A >/dev/null 2>&1
 ctl4 presign A >/dev/null 2>&1
 pages3=$(pages_used)
+expect_out "re-presign: still one value size per CertID form" '^2$' \
+    echo "$(value_sizes | wc -l)"
 expect_rc "presign twice more: the file grew at most 10% ($pages1 -> $pages3 pages)" 0 \
     test "$((pages3 * 10))" -le "$((pages1 * 11))"
 

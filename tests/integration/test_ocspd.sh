@@ -265,6 +265,15 @@ if [[ $etag =~ ^\"[0-9a-f]{16}\"$ ]]; then
 else
     t_fail "GET hit: ETag" "'$etag'"
 fi
+# the stored answer is padded to its key's longest signature: none of it reaches a client
+# (the body is exactly the DER, its ETag and Content-Length are the DER's)
+body=$TMP/get-unescaped.body
+der_len=$(openssl asn1parse -inform DER -in "$body" 2>/dev/null |
+    awk 'NR == 1 { sub(/.*hl=/, ""); split($0, a, /[ =]+/); print a[1] + a[3]; exit }')
+expect "GET hit: the body is the answer's DER, nothing after it (no padding)" \
+    "$der_len $(hdr get-unescaped Content-Length)" "$(stat -c %s "$body") $(stat -c %s "$body")"
+expect "GET hit: the ETag is the DER's (first 8 bytes of its SHA-256)" "$etag" \
+    "\"$(sha256sum "$body" | cut -c1-16)\""
 for h in Last-Modified Expires Date; do
     v=$(hdr get-unescaped "$h")
     if [[ -n $v ]] && date -d "$v" >/dev/null 2>&1; then t_ok "GET hit: $h: $v"; else t_fail "GET hit: $h" "'$v'"; fi

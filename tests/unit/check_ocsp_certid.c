@@ -111,6 +111,34 @@ START_TEST(test_refused)
 }
 END_TEST
 
+/* The form byte of a stored answer's key: the hash, with OCSP_FORM_NOPARAMS when the hash
+ * AlgorithmIdentifier has no parameters (the two spellings a client may send). */
+START_TEST(test_form)
+{
+    struct ocsp_issuer_hashes h;
+    struct ocsp_certid id;
+    static const uint8_t serial[] = {0x01, 0x02};
+    /* SHA-1, no parameters, serial 01 02 */
+    static const uint8_t none[] = {0x30, 0x0b, 0x30, 0x07, 0x06, 0x05, 0x2b, 0x0e,
+                                   0x03, 0x02, 0x1a, 0x02, 0x02, 0x01, 0x02};
+
+    hashes_fill(&h);
+    ck_assert_int_eq(ocsp_certid_encode(&h, OCSP_HASH_SHA1, serial, 2, &id), ST_OK);
+    ck_assert_uint_eq(ocsp_certid_form(&id), OCSP_HASH_SHA1);
+    ck_assert_int_eq(ocsp_certid_encode(&h, OCSP_HASH_SHA256, serial, 2, &id), ST_OK);
+    ck_assert_uint_eq(ocsp_certid_form(&id), OCSP_HASH_SHA256);
+    ck_assert_uint_eq(ocsp_certid_form_der(none, sizeof(none), OCSP_HASH_SHA1),
+                      OCSP_HASH_SHA1 | OCSP_FORM_NOPARAMS);
+    ck_assert_uint_eq(ocsp_certid_form_der(none, sizeof(none), OCSP_HASH_SHA512),
+                      OCSP_HASH_SHA512 | OCSP_FORM_NOPARAMS);
+    /* not a CertID, or no hash of ours */
+    ck_assert_uint_eq(ocsp_certid_form_der(none, 3, OCSP_HASH_SHA1), 0);
+    ck_assert_uint_eq(ocsp_certid_form_der((const uint8_t *)"\x30\x00", 2, OCSP_HASH_SHA1), 0);
+    ck_assert_uint_eq(ocsp_certid_form_der(none, sizeof(none), (enum ocsp_hash)0), 0);
+    ck_assert_uint_eq(ocsp_certid_form_der(none, sizeof(none), (enum ocsp_hash)5), 0);
+}
+END_TEST
+
 static Suite *
 certid_suite(void)
 {
@@ -119,6 +147,7 @@ certid_suite(void)
 
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_refused);
+    tcase_add_test(tc, test_form);
     suite_add_tcase(s, tc);
     return s;
 }

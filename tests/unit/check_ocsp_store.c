@@ -792,18 +792,15 @@ START_TEST(test_journal_import_line)
 }
 END_TEST
 
-static const uint8_t certid_a[] = {0x30, 0x05, 0x02, 0x03, 0x01, 0x02, 0x03};
-static const uint8_t certid_b[] = {0x30, 0x04, 0x02, 0x02, 0x00, 0xff};
 static const uint8_t resp_a[] = {0x30, 0x03, 0x0a, 0x01, 0x00};
+#define FORM_A OCSP_HASH_SHA256
+#define FORM_B OCSP_HASH_SHA1
 
-/* A response to store, for serial1 of ca_id. */
+/* A response to store, for serial1 of ca_id in form `form`. */
 static struct ocsp_response_put
-put_of(const uint8_t *certid, size_t certid_len, uint64_t stamp, int64_t this_update,
-       int64_t next_update)
+put_of(uint8_t form, uint64_t stamp, int64_t this_update, int64_t next_update)
 {
-    struct ocsp_response_put p = {.certid = certid,
-                                  .certid_len = certid_len,
-                                  .hash = OCSP_HASH_SHA256,
+    struct ocsp_response_put p = {.form = form,
                                   .issuer_id = ca_id,
                                   .serial = serial1,
                                   .serial_len = sizeof(serial1),
@@ -820,43 +817,74 @@ put_of(const uint8_t *certid, size_t certid_len, uint64_t stamp, int64_t this_up
 }
 
 static int
-response_get(const uint8_t *certid, size_t certid_len, bool with_status,
+response_get(uint8_t form, const uint8_t *serial, size_t serial_len, bool with_status,
              struct ocsp_response_found *f)
 {
-    return ocsp_store_response_get(
-        os,
-        &(struct ocsp_response_query){.certid = certid,
-                                      .certid_len = certid_len,
-                                      .issuer_id = with_status ? ca_id : NULL,
-                                      .serial = serial1,
-                                      .serial_len = sizeof(serial1)},
-        f);
+    return ocsp_store_response_get(os,
+                                   &(struct ocsp_response_query){.issuer_id = ca_id,
+                                                                 .serial = serial,
+                                                                 .serial_len = serial_len,
+                                                                 .form = form,
+                                                                 .status = with_status},
+                                   f);
 }
 
-/* A stored response comes back with its header (times, signer, ETag, issuer id and serial)
- * and the serial's status of the same snapshot. */
+/* The raw value stored for (ca_id, serial, form), copied into buf; its length. */
+static size_t
+raw_value(const uint8_t *serial, size_t serial_len, uint8_t form, uint8_t *buf, size_t cap)
+{
+    uint8_t key[OCSP_RESP_KEY_MAX];
+    size_t klen = ocsp_response_key(ca_id, serial, serial_len, form, key), n = 0;
+    struct store *raw = ocsp_store_raw(os);
+
+    ck_assert_uint_eq(klen, OCSP_RESP_KEY_ID_LEN + serial_len + 1);
+    ck_assert_int_eq(store_get(raw, store_db(raw, "responses"), key, klen, buf, cap, &n), ST_OK);
+    return n;
+}
+
+/* The key (schema 3): 8 bytes of the issuer id, the serial, the form byte; so a serial's
+ * answers are adjacent and come after those of a smaller serial. */
+START_TEST(test_response_key)
+{
+    uint8_t key[OCSP_RESP_KEY_MAX], k2[OCSP_RESP_KEY_MAX];
+    uint8_t big[OCSP_SERIAL_MAX + 1] = {0};
+
+    ck_assert_uint_eq(ocsp_response_key(ca_id, serial1, sizeof(serial1), FORM_A, key), 12);
+    ck_assert_mem_eq(key, ca_id, 8);
+    ck_assert_mem_eq(key + 8, serial1, sizeof(serial1));
+    ck_assert_uint_eq(key[11], FORM_A);
+    ck_assert_uint_eq(
+        ocsp_response_key(ca_id, serial1, sizeof(serial1), OCSP_HASH_SHA1 | OCSP_FORM_NOPARAMS, k2),
+        12);
+    ck_assert_mem_ne(key, k2, 12); /* the two spellings of a CertID: two answers */
+    ck_assert_uint_eq(ocsp_response_key(ca_id, serial1, 0, FORM_A, key), 0);
+    ck_assert_uint_eq(ocsp_response_key(ca_id, big, sizeof(big), FORM_A, key), 0);
+}
+END_TEST
+
+/* A stored response comes back with its header (times, signer, ETag; issuer, serial and form
+ * from the query) and the serial's status of the same snapshot; each form is its own answer. */
 START_TEST(test_responses)
 {
     struct ocsp_response_put p[2] = {
-        put_of(certid_a, sizeof(certid_a), 42, 100, 200),
-        put_of(certid_b, sizeof(certid_b), 0, 300, 400),
+        put_of(FORM_A, 42, 100, 200),
+        put_of(FORM_B, 0, 300, 400),
     };
     struct ocsp_response_found f;
     const struct ocsp_stored_response *r = &f.resp;
 
     p[1].der_len = 3;
-    p[1].hash = OCSP_HASH_SHA1;
     p[1].serial = serial2;
     p[1].serial_len = sizeof(serial2);
-    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_NOTFOUND);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), true, &f), ST_NOTFOUND);
     ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
-    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_OK);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), true, &f), ST_OK);
     ck_assert(!f.status_found);
     ck_assert_uint_eq(r->stamp, 42);
     ck_assert_int_eq(r->this_update, 100);
     ck_assert_int_eq(r->next_update, 200);
     ck_assert_int_eq(r->produced_at, 101);
-    ck_assert_uint_eq(r->hash, OCSP_HASH_SHA256);
+    ck_assert_uint_eq(r->form, FORM_A);
     ck_assert_mem_eq(r->signer_fp, "SIGNERFP", OCSP_FP_LEN);
     ck_assert_mem_eq(r->etag, "ETAG5678", OCSP_FP_LEN);
     ck_assert_mem_eq(r->issuer_id, ca_id, OCSP_ISSUER_ID_LEN);
@@ -866,43 +894,47 @@ START_TEST(test_responses)
     ck_assert_uint_eq(r->der_len, sizeof(resp_a));
     ck_assert_mem_eq(r->der, resp_a, sizeof(resp_a));
     free(r->der);
+    /* another form of the same serial, or the same form of another serial: not this answer */
+    ck_assert_int_eq(response_get(FORM_B, serial1, sizeof(serial1), true, &f), ST_NOTFOUND);
+    ck_assert_int_eq(response_get(FORM_A | OCSP_FORM_NOPARAMS, serial1, sizeof(serial1), true, &f),
+                     ST_NOTFOUND);
+    ck_assert_int_eq(response_get(FORM_A, serial2, sizeof(serial2), true, &f), ST_NOTFOUND);
     ck_assert_int_eq(ocsp_store_status_set(
                          os,
                          &(struct ocsp_status_set){
                              ca_id, serial1, sizeof(serial1), {OCSP_STATE_HOLD, 6, 150, 0}, "op"}),
                      ST_OK);
-    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_OK);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), true, &f), ST_OK);
     ck_assert(f.status_found);
     ck_assert_uint_eq(f.status.state, OCSP_STATE_HOLD);
     ck_assert_uint_ne(f.status.stamp, r->stamp); /* the caller sees the response is stale */
     free(r->der);
     /* without a status request */
-    ck_assert_int_eq(response_get(certid_b, sizeof(certid_b), false, &f), ST_OK);
+    ck_assert_int_eq(response_get(FORM_B, serial2, sizeof(serial2), false, &f), ST_OK);
     ck_assert(!f.status_found);
     ck_assert_uint_eq(r->der_len, 3);
-    ck_assert_uint_eq(r->hash, OCSP_HASH_SHA1);
+    ck_assert_uint_eq(r->form, FORM_B);
     ck_assert_mem_eq(r->serial, serial2, sizeof(serial2));
     free(r->der);
     /* replace */
-    p[0].stamp = f.status.stamp;
-    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_OK);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), true, &f), ST_OK);
     free(f.resp.der);
     p[0].stamp = f.status.stamp;
     ck_assert_int_eq(responses_put(os, p, 1), ST_OK);
-    ck_assert_int_eq(response_get(certid_a, sizeof(certid_a), true, &f), ST_OK);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), true, &f), ST_OK);
     ck_assert_uint_eq(f.status.stamp, r->stamp);
     free(r->der);
-    /* an empty response, or one without issuer id or serial, is refused and nothing of that
-     * batch is stored */
-    p[0].certid = (const uint8_t *)"\x30\x00";
-    p[0].certid_len = 2;
+    /* an empty response, or one without issuer id, serial or form, is refused and nothing of
+     * that batch is stored */
     p[1].der_len = 0;
     ck_assert_int_ne(responses_put(os, p, 2), ST_OK);
-    p[1] = put_of(certid_b, sizeof(certid_b), 0, 300, 400);
+    p[1] = put_of(FORM_B, 0, 300, 400);
     p[1].issuer_id = NULL;
     ck_assert_int_ne(responses_put(os, p, 2), ST_OK);
-    p[1] = put_of(certid_b, sizeof(certid_b), 0, 300, 400);
+    p[1] = put_of(FORM_B, 0, 300, 400);
     p[1].serial_len = 0;
+    ck_assert_int_ne(responses_put(os, p, 2), ST_OK);
+    p[1] = put_of(0, 0, 300, 400);
     ck_assert_int_ne(responses_put(os, p, 2), ST_OK);
     ck_assert_uint_eq(count_db("responses"), 2);
 }
@@ -917,29 +949,26 @@ START_TEST(test_response_certs_elided)
                                     0x05, 0x30, 0x03, 0x02, 0x01, 0x07};
     static const uint8_t certs[] = {0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x07};
     static const uint8_t other[] = {0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x08, 0x00};
-    struct ocsp_response_put p = put_of(certid_a, sizeof(certid_a), 1, 100, 200);
+    struct ocsp_response_put p = put_of(FORM_A, 1, 100, 200);
     struct ocsp_response_found f;
-    struct ocsp_response_query q = {.certid = certid_a,
-                                    .certid_len = sizeof(certid_a),
+    struct ocsp_response_query q = {.issuer_id = ca_id,
+                                    .serial = serial1,
+                                    .serial_len = sizeof(serial1),
+                                    .form = FORM_A,
                                     .certs = certs,
                                     .certs_len = sizeof(certs)};
-    const void *v = NULL;
-    size_t vlen = 0;
-    struct store_txn *t = NULL;
+    uint8_t v[256];
+    size_t vlen;
 
     p.der = whole;
     p.der_len = sizeof(whole);
     p.certs_len = sizeof(certs);
     ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
-    /* stored: the header (88 bytes + serial) and the answer without its certs */
-    ck_assert_int_eq(store_txn_begin(ocsp_store_raw(os), false, &t), ST_OK);
-    ck_assert_int_eq(store_txn_get(t, store_db(ocsp_store_raw(os), "responses"), certid_a,
-                                   sizeof(certid_a), &v, &vlen),
-                     ST_OK);
-    ck_assert_uint_eq(vlen, 88 + sizeof(serial1) + sizeof(whole) - sizeof(certs));
-    ck_assert_uint_eq(((const uint8_t *)v)[0], 2);    /* version */
-    ck_assert_uint_eq(((const uint8_t *)v)[3], 0x01); /* flags: certs elided */
-    store_txn_abort(t);
+    /* stored: the 56-byte header and the answer without its certs */
+    vlen = raw_value(serial1, sizeof(serial1), FORM_A, v, sizeof(v));
+    ck_assert_uint_eq(vlen, 56 + sizeof(whole) - sizeof(certs));
+    ck_assert_uint_eq(v[0], 3);    /* version */
+    ck_assert_uint_eq(v[1], 0x01); /* flags: certs elided */
     ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_OK);
     ck_assert_uint_eq(f.resp.certs_len, sizeof(certs));
     ck_assert_uint_eq(f.resp.der_len, sizeof(whole));
@@ -952,8 +981,54 @@ START_TEST(test_response_certs_elided)
     q.certs = NULL;
     q.certs_len = 0;
     ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_NOTFOUND);
+    /* padded: the certs put back right after the stored part, the padding dropped */
+    p.pad_len = 2;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    q.certs = certs;
+    q.certs_len = sizeof(certs);
+    ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.der_len, sizeof(whole));
+    ck_assert_mem_eq(f.resp.der, whole, sizeof(whole));
+    free(f.resp.der);
     /* the whole answer as certs is refused */
     p.certs_len = sizeof(whole);
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_INVALID);
+}
+END_TEST
+
+/* Padding (a signature shorter than its key's longest): stored after the DER, its length in
+ * the header, never part of the answer read back; the value has the size of the longest
+ * signature's, whatever this signature's length. */
+START_TEST(test_response_padding)
+{
+    static const uint8_t longer[] = {0x30, 0x05, 0x0a, 0x01, 0x00, 0x05, 0x00};
+    struct ocsp_response_put p = put_of(FORM_A, 1, 100, 200);
+    struct ocsp_response_found f;
+    uint8_t v[256];
+    size_t vlen;
+
+    p.pad_len = 2;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    vlen = raw_value(serial1, sizeof(serial1), FORM_A, v, sizeof(v));
+    ck_assert_uint_eq(vlen, 56 + sizeof(resp_a) + 2);
+    ck_assert_uint_eq(v[2] | v[3] << 8, 2);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.pad_len, 2);
+    ck_assert_uint_eq(f.resp.der_len, sizeof(resp_a));
+    ck_assert_mem_eq(f.resp.der, resp_a, sizeof(resp_a));
+    free(f.resp.der);
+    /* re-signed with a longer signature, no padding: the same value size */
+    p.der = longer;
+    p.der_len = sizeof(longer);
+    p.pad_len = 0;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    ck_assert_uint_eq(raw_value(serial1, sizeof(serial1), FORM_A, v, sizeof(v)), vlen);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.pad_len, 0);
+    ck_assert_uint_eq(f.resp.der_len, sizeof(longer));
+    ck_assert_mem_eq(f.resp.der, longer, sizeof(longer));
+    free(f.resp.der);
+    p.pad_len = 70000; /* more than the header holds */
     ck_assert_int_eq(responses_put(os, &p, 1), ST_INVALID);
 }
 END_TEST
@@ -961,58 +1036,139 @@ END_TEST
 struct resp_scan {
     int n;
     int64_t sum_next;
+    uint8_t forms;
 };
 
 static bool
-scan_response(void *ctx, const uint8_t *certid, size_t certid_len,
-              const struct ocsp_stored_response *r)
+scan_response(void *ctx, const struct ocsp_stored_response *r)
 {
     struct resp_scan *w = ctx;
 
-    ck_assert_int_eq(certid[0], 0x30);
-    ck_assert_uint_ge(certid_len, 6);
     ck_assert_int_lt(r->this_update, r->next_update);
     ck_assert_int_eq(r->produced_at, r->this_update + 1);
     ck_assert_ptr_null(r->der);
-    /* issuer and serial from the value header, no CertID parsed */
+    /* issuer and serial from the key, no CertID parsed */
     ck_assert_mem_eq(r->issuer_id, ca_id, OCSP_ISSUER_ID_LEN);
     ck_assert_uint_eq(r->serial_len, sizeof(serial1));
     ck_assert_mem_eq(r->serial, serial1, sizeof(serial1));
+    w->forms |= r->form;
     w->n++;
     w->sum_next += r->next_update;
     return true;
 }
 
+static bool
+scan_response_any(void *ctx, const struct ocsp_stored_response *r)
+{
+    struct resp_scan *w = ctx;
+
+    ck_assert_mem_eq(r->issuer_id, ca_id, OCSP_ISSUER_ID_LEN);
+    ck_assert_uint_eq(r->serial_len, 3);
+    w->n++;
+    return true;
+}
+
+/* A walk gives the answers of stored issuers, the full issuer id resolved from the key's
+ * prefix; an answer whose prefix names no stored issuer is left out. */
 START_TEST(test_response_walk)
 {
-    struct ocsp_response_put p[2] = {
-        put_of(certid_a, sizeof(certid_a), 1, 100, 200),
-        put_of(certid_b, sizeof(certid_b), 2, 300, 400),
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[3] = {
+        put_of(FORM_A, 1, 100, 200),
+        put_of(FORM_B, 2, 300, 400),
+        put_of(FORM_B, 2, 300, 400),
     };
     struct resp_scan w = {0};
+    uint8_t other[OCSP_ISSUER_ID_LEN];
 
-    ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
+    memset(other, 0x77, sizeof(other));
+    p[2].issuer_id = other;
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(responses_put(os, p, 3), ST_OK);
     ck_assert_int_eq(ocsp_store_response_walk(os, scan_response, &w), ST_OK);
     ck_assert_int_eq(w.n, 2);
     ck_assert_int_eq(w.sum_next, 600);
+    ck_assert_uint_eq(w.forms, FORM_A | FORM_B);
 }
 END_TEST
 
-/* Schema 1 -> 2 (issue 10): opened read-only, a schema-1 store is refused; opened writable it
+/* An issuer whose id shares its first 8 bytes with a stored issuer's is refused (the answers'
+ * keys would not tell them apart); the same issuer is replaced as before. */
+START_TEST(test_issuer_prefix_clash)
+{
+    struct ocsp_issuer_rec in;
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    uint8_t twin[OCSP_ISSUER_ID_LEN];
+
+    fill_issuer(&in, "ca-A");
+    /* a stored issuer record of another id with the same first 8 bytes */
+    memcpy(twin, ca_id, sizeof(twin));
+    twin[31] ^= 0xff;
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, store_db(raw, "issuers"), twin, sizeof(twin), "x", 1, false),
+                     ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_EXISTS);
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_del(t, store_db(raw, "issuers"), twin, sizeof(twin)), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+}
+END_TEST
+
+/* The last journal line into buf. */
+static void
+last_journal(char *buf, size_t cap)
+{
+    struct store *raw = ocsp_store_raw(os);
+    uint64_t last = count_db("journal") - 1;
+    uint8_t key[8];
+    size_t n = 0;
+
+    for (int i = 0; i < 8; i++)
+        key[7 - i] = (uint8_t)(last >> (8 * i));
+    ck_assert_int_eq(store_get(raw, store_db(raw, "journal"), key, 8, buf, cap - 1, &n), ST_OK);
+    buf[n] = '\0';
+}
+
+static void
+set_schema(const char *v)
+{
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(
+        store_txn_put(t, store_db(raw, "meta"), "schema_version", 14, v, strlen(v), false), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+}
+
+static void
+check_schema_now(void)
+{
+    struct store *raw = ocsp_store_raw(os);
+    char buf[16];
+    size_t n = 0;
+
+    ck_assert_int_eq(
+        store_get(raw, store_db(raw, "meta"), "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(buf[0], '0' + OCSP_STORE_SCHEMA);
+}
+
+/* Schema 1 -> 3 (issue 10): opened read-only, a schema-1 store is refused; opened writable it
  * is upgraded in place: its stored responses (another value layout) dropped, status and
- * journal kept, schema 2 written, one journal entry saying so; opening it again changes
+ * journal kept, schema 3 written, one journal entry saying so; opening it again changes
  * nothing more. */
 START_TEST(test_schema_upgrade)
 {
-    struct ocsp_response_put p[2] = {put_of(certid_a, sizeof(certid_a), 1, 100, 200),
-                                     put_of(certid_b, sizeof(certid_b), 2, 300, 400)};
-    struct store *raw = ocsp_store_raw(os);
-    struct store_txn *t = NULL;
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 1, 100, 200), put_of(FORM_B, 2, 300, 400)};
     struct ocsp_status st;
-    size_t journal, n = 0;
+    size_t journal;
     char buf[JOURNAL_MAX];
-    uint8_t key[8];
-    uint64_t last;
 
     ck_assert_int_eq(ocsp_store_status_set(
                          os, &(struct ocsp_status_set){ca_id,
@@ -1025,37 +1181,157 @@ START_TEST(test_schema_upgrade)
     ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
     journal = count_db("journal");
     ck_assert_uint_eq(journal, 1);
-    /* as a schema-1 store would be */
-    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
-    ck_assert_int_eq(store_txn_put(t, store_db(raw, "meta"), "schema_version", 14, "1", 1, false),
-                     ST_OK);
-    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    set_schema("1"); /* as a schema-1 store would be */
     ocsp_store_close(os);
     os = NULL;
     ck_assert_ptr_null(ocsp_store_open(dir, MAP, true)); /* read-only: refused */
     os = ocsp_store_open(dir, MAP, false);
     ck_assert_ptr_nonnull(os);
-    raw = ocsp_store_raw(os);
-    ck_assert_int_eq(
-        store_get(raw, store_db(raw, "meta"), "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
-    ck_assert_uint_eq(n, 1);
-    ck_assert_int_eq(buf[0], '2');
+    check_schema_now();
     ck_assert_uint_eq(count_db("responses"), 0);
     ck_assert_int_eq(ocsp_store_status_get(os, ca_id, serial1, sizeof(serial1), &st), ST_OK);
     ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
     ck_assert_uint_eq(count_db("journal"), journal + 1);
-    last = journal;
-    for (int i = 0; i < 8; i++)
-        key[7 - i] = (uint8_t)(last >> (8 * i));
-    ck_assert_int_eq(store_get(raw, store_db(raw, "journal"), key, 8, buf, sizeof(buf) - 1, &n),
-                     ST_OK);
-    buf[n] = '\0';
+    last_journal(buf, sizeof(buf));
     ck_assert_ptr_nonnull(strstr(buf, "\"op\":\"schema_upgrade\""));
-    ck_assert_ptr_nonnull(strstr(buf, "\"from\":1,\"to\":2,\"responses_dropped\":2"));
-    /* now schema 2: read-only opens, nothing more is journalled */
+    ck_assert_ptr_nonnull(strstr(buf, "\"from\":1,\"to\":3,\"responses_dropped\":2"));
+    /* now schema 3: read-only opens, nothing more is journalled */
     ocsp_store_close(os);
     os = ocsp_store_open(dir, MAP, true);
     ck_assert_ptr_nonnull(os);
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    ck_assert_uint_eq(count_db("journal"), journal + 1);
+}
+END_TEST
+
+/* A schema-2 value (the layout of that schema, written here as its code wrote it): header
+ * with hash, serial length, issuer id and serial, then the DER without its certs. */
+static size_t
+schema2_value(uint8_t *v, uint8_t hash, const uint8_t *serial, size_t serial_len,
+              const uint8_t *der, size_t der_len, uint32_t certs_len, uint64_t stamp)
+{
+    memset(v, 0, 88);
+    v[0] = 2;
+    v[1] = hash;
+    v[2] = (uint8_t)serial_len;
+    v[3] = certs_len > 0 ? 1 : 0;
+    for (int i = 0; i < 4; i++)
+        v[4 + i] = (uint8_t)(certs_len >> (8 * i));
+    for (int i = 0; i < 8; i++) {
+        v[8 + i] = (uint8_t)(stamp >> (8 * i));
+        v[16 + i] = (uint8_t)((uint64_t)1000 >> (8 * i));
+        v[24 + i] = (uint8_t)((uint64_t)2000 >> (8 * i));
+        v[32 + i] = (uint8_t)((uint64_t)1001 >> (8 * i));
+    }
+    memcpy(v + 40, "SIGNERFP", 8);
+    memcpy(v + 48, "ETAG5678", 8);
+    memcpy(v + 56, ca_id, OCSP_ISSUER_ID_LEN);
+    memcpy(v + 88, serial, serial_len);
+    memcpy(v + 88 + serial_len, der, der_len);
+    return 88 + serial_len + der_len;
+}
+
+/* Schema 2 -> 3 (issue 10 §3): read-only refused; writable, every stored answer is re-keyed
+ * (issuer id prefix + serial + form, the form read from the old CertID key: NULL parameters
+ * or none) with its DER, times, stamp and certs elision kept, so it is served as before
+ * without a signature; an unreadable entry is dropped; one journal entry; more than one
+ * chunk (an upgrade in several write transactions). */
+START_TEST(test_schema_upgrade2)
+{
+    enum { N = 4100 };
+    /* SHA-1 CertIDs of serial1, hash parameters NULL and absent; SHA-256 with NULL */
+    static const uint8_t cid_sha1_null[] = {0x30, 0x0e, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e, 0x03,
+                                            0x02, 0x1a, 0x05, 0x00, 0x02, 0x03, 0x01, 0x02, 0x03};
+    static const uint8_t cid_sha1_none[] = {0x30, 0x0c, 0x30, 0x07, 0x06, 0x05, 0x2b, 0x0e,
+                                            0x03, 0x02, 0x1a, 0x02, 0x03, 0x01, 0x02, 0x03};
+    static const uint8_t cid_sha256[] = {0x30, 0x12, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86,
+                                         0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+                                         0x00, 0x02, 0x03, 0x01, 0x02, 0x03};
+    static const uint8_t whole[] = {0x30, 0x0a, 0x0a, 0x01, 0x00, 0xa0,
+                                    0x05, 0x30, 0x03, 0x02, 0x01, 0x07};
+    static const uint8_t certs[] = {0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x07};
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    struct ocsp_response_found f;
+    struct ocsp_issuer_rec in;
+    struct resp_scan w = {0};
+    uint8_t v[256], key[32];
+    size_t vlen, journal;
+    char buf[JOURNAL_MAX];
+    int db;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    set_schema("2");
+    db = store_db(raw, "responses");
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    vlen = schema2_value(v, OCSP_HASH_SHA1, serial1, sizeof(serial1), whole,
+                         sizeof(whole) - sizeof(certs), sizeof(certs), 7);
+    ck_assert_int_eq(store_txn_put(t, db, cid_sha1_null, sizeof(cid_sha1_null), v, vlen, false),
+                     ST_OK);
+    vlen = schema2_value(v, OCSP_HASH_SHA1, serial1, sizeof(serial1), resp_a, sizeof(resp_a), 0, 8);
+    ck_assert_int_eq(store_txn_put(t, db, cid_sha1_none, sizeof(cid_sha1_none), v, vlen, false),
+                     ST_OK);
+    vlen =
+        schema2_value(v, OCSP_HASH_SHA256, serial1, sizeof(serial1), resp_a, sizeof(resp_a), 0, 9);
+    ck_assert_int_eq(store_txn_put(t, db, cid_sha256, sizeof(cid_sha256), v, vlen, false), ST_OK);
+    /* unreadable: not a CertID key */
+    ck_assert_int_eq(store_txn_put(t, db, "\x30\x00", 2, v, vlen, false), ST_OK);
+    /* more than a chunk of others: SHA-256 CertIDs of 2-byte serials */
+    for (unsigned i = 0; i < N; i++) {
+        uint8_t ser[3] = {0x01, (uint8_t)(i >> 8), (uint8_t)i};
+
+        memcpy(key, cid_sha256, sizeof(cid_sha256));
+        memcpy(key + sizeof(cid_sha256) - 3, ser, 3);
+        vlen = schema2_value(v, OCSP_HASH_SHA256, ser, 3, resp_a, sizeof(resp_a), 0, i);
+        ck_assert_int_eq(store_txn_put(t, db, key, sizeof(cid_sha256), v, vlen, false), ST_OK);
+    }
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    journal = count_db("journal");
+    ocsp_store_close(os);
+    os = NULL;
+    ck_assert_ptr_null(ocsp_store_open(dir, MAP, true)); /* read-only: refused */
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    /* 0x01 0x00 0x00.. 0x01 0x10 0x03 re-keyed; serial1 (01 02 03) is one of them: N + 2 */
+    ck_assert_uint_eq(count_db("responses"), N + 2);
+    ck_assert_uint_eq(count_db("journal"), journal + 1);
+    last_journal(buf, sizeof(buf));
+    ck_assert_ptr_nonnull(strstr(buf, "\"op\":\"schema_upgrade\",\"from\":2,\"to\":3,"
+                                      "\"responses_dropped\":1,\"responses_rekeyed\":4102"));
+    /* served as before: the same DER, certs put back, its stamp and times */
+    ck_assert_int_eq(
+        ocsp_store_response_get(os,
+                                &(struct ocsp_response_query){.issuer_id = ca_id,
+                                                              .serial = serial1,
+                                                              .serial_len = sizeof(serial1),
+                                                              .form = OCSP_HASH_SHA1,
+                                                              .certs = certs,
+                                                              .certs_len = sizeof(certs)},
+                                &f),
+        ST_OK);
+    ck_assert_uint_eq(f.resp.der_len, sizeof(whole));
+    ck_assert_mem_eq(f.resp.der, whole, sizeof(whole));
+    ck_assert_uint_eq(f.resp.stamp, 7);
+    ck_assert_int_eq(f.resp.next_update, 2000);
+    ck_assert_mem_eq(f.resp.etag, "ETAG5678", 8);
+    free(f.resp.der);
+    ck_assert_int_eq(
+        response_get(OCSP_HASH_SHA1 | OCSP_FORM_NOPARAMS, serial1, sizeof(serial1), false, &f),
+        ST_OK);
+    ck_assert_uint_eq(f.resp.stamp, 8);
+    ck_assert_mem_eq(f.resp.der, resp_a, sizeof(resp_a));
+    free(f.resp.der);
+    /* serial1's SHA-256 answer: the one of the chunk (stamp 0x0203) replaced the single one */
+    ck_assert_int_eq(response_get(OCSP_HASH_SHA256, serial1, sizeof(serial1), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.stamp, 0x0203);
+    free(f.resp.der);
+    ck_assert_int_eq(ocsp_store_response_walk(os, scan_response_any, &w), ST_OK);
+    ck_assert_int_eq(w.n, N + 2);
+    /* done: nothing more on the next open */
     ocsp_store_close(os);
     os = ocsp_store_open(dir, MAP, false);
     ck_assert_ptr_nonnull(os);
@@ -1308,7 +1584,6 @@ START_TEST(test_issuer_qualified_refuses_purge)
 END_TEST
 
 static const uint8_t serial3[] = {0x42};
-static const uint8_t certid_c[] = {0x30, 0x03, 0x02, 0x01, 0x42};
 
 /* Status records: serial1 expired long ago, serial2 expired yesterday, serial3 valid; an
  * answer stored for each (serial2's in two CertID forms). */
@@ -1333,14 +1608,13 @@ purge_fixture(int64_t now)
                                                                  0, recs[i].not_after},
                                                                 "test"}),
             ST_OK);
-    p[0] = put_of(certid_a, sizeof(certid_a), 1, now, now + 3600);
-    p[1] = put_of(certid_b, sizeof(certid_b), 1, now, now + 3600);
+    p[0] = put_of(FORM_A, 1, now, now + 3600);
+    p[1] = put_of(FORM_B, 1, now, now + 3600);
     p[1].serial = serial2;
     p[1].serial_len = sizeof(serial2);
     p[2] = p[1];
-    p[2].certid = (const uint8_t *)"\x30\x05\x02\x02\x00\xff\x00";
-    p[2].certid_len = 7;
-    p[3] = put_of(certid_c, sizeof(certid_c), 1, now, now + 3600);
+    p[2].form = FORM_A;
+    p[3] = put_of(FORM_A, 1, now, now + 3600);
     p[3].serial = serial3;
     p[3].serial_len = sizeof(serial3);
     ck_assert_int_eq(responses_put(os, p, 4), ST_OK);
@@ -1414,14 +1688,14 @@ START_TEST(test_status_purge_only_where_allowed)
 }
 END_TEST
 
-/* Many answers (more than one purge chunk) of two issuers: only the asked issuer's expired
- * ones go. */
+/* Many answers (more than one purge chunk) of three issuers: only the asked issuer's expired
+ * ones go (its range of keys: the issuers before and after it keep theirs). */
 START_TEST(test_purge_answers_chunks)
 {
     enum { N = 5000 };
     struct ocsp_issuer_rec in;
-    uint8_t other[OCSP_ISSUER_ID_LEN];
-    static uint8_t certids[N][8];
+    uint8_t before[OCSP_ISSUER_ID_LEN], after[OCSP_ISSUER_ID_LEN];
+    static uint8_t serials[N][3];
     static struct ocsp_response_put p[N];
     int64_t now = (int64_t)time(NULL);
     size_t n = 0;
@@ -1429,20 +1703,29 @@ START_TEST(test_purge_answers_chunks)
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
     purge_fixture(now); /* serial1, serial2 expired, 3 answers of theirs */
-    memset(other, 0x77, sizeof(other));
+    memcpy(before, ca_id, sizeof(before));
+    memcpy(after, ca_id, sizeof(after));
+    before[7]--; /* prefixes just before and just after ca_id's */
+    after[7]++;
     for (size_t i = 0; i < N; i++) {
-        certids[i][0] = 0x30;
-        certids[i][1] = 0x06;
-        certids[i][2] = 0x02;
-        certids[i][3] = 0x04;
-        certids[i][4] = (uint8_t)(i >> 8);
-        certids[i][5] = (uint8_t)i;
-        certids[i][6] = 0x10;
-        certids[i][7] = 0x01;
-        /* half of them serial1 of ca_id (expired), half another issuer's serial1 */
-        p[i] = put_of(certids[i], 8, 1, now, now + 3600);
+        /* half of them expired serials of ca_id, the other half other issuers' */
+        serials[i][0] = 0x10;
+        serials[i][1] = (uint8_t)(i >> 8);
+        serials[i][2] = (uint8_t)i;
+        p[i] = put_of(FORM_A, 1, now, now + 3600);
+        p[i].serial = serials[i];
+        p[i].serial_len = 3;
         if (i % 2)
-            p[i].issuer_id = other;
+            p[i].issuer_id = i % 4 == 1 ? before : after;
+        else
+            ck_assert_int_eq(
+                ocsp_store_status_set(
+                    os, &(struct ocsp_status_set){ca_id,
+                                                  serials[i],
+                                                  3,
+                                                  {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, now - 1},
+                                                  "test"}),
+                ST_OK);
     }
     ck_assert_int_eq(responses_put(os, p, N), ST_OK);
     ck_assert_uint_eq(count_db("responses"), N + 4);
@@ -1554,6 +1837,9 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_schema_written);
     tcase_add_test(tc, test_schema_refused);
     tcase_add_test(tc, test_schema_upgrade);
+    tcase_add_test(tc, test_schema_upgrade2);
+    tcase_add_test(tc, test_response_key);
+    tcase_add_test(tc, test_issuer_prefix_clash);
     tcase_add_test(tc, test_readonly_uninitialised);
     tcase_add_test(tc, test_issuer_round_trip);
     tcase_add_test(tc, test_issuer_ca_signer_and_bad_id);
@@ -1578,6 +1864,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_responses);
     tcase_add_test(tc, test_response_walk);
     tcase_add_test(tc, test_response_certs_elided);
+    tcase_add_test(tc, test_response_padding);
     tcase_add_test(tc, test_status_walk);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
