@@ -9,6 +9,7 @@
 #     with a serial listed twice in the file (its later line wins: good then revoked);
 #   - a file whose sorted serials interleave the stored ones (and revokes some stored good
 #     serials): the lookup path;
+#   - serials sharing their first 8 octets (sorted by the rest);
 #   - a file longer than the sort window (OCSPCTL_IMPORT_WINDOW): scanned whole first, then
 #     read again window by window; its journal entry has the SHA-256 of its bytes and the
 #     counts; one with a bad line in its last window writes nothing.
@@ -124,6 +125,13 @@ nrev=$(grep -c cessationOfOperation "$TMP/c.txt")
 import "interleaving the stored serials (lookup path)" "$TMP/c.txt" OCSPCTL_IMPORT_CHUNK=500
 expect "interleaving: stored good serials revoked" \
     "$(listed | grep -c ' revoked cessationOfOperation ')" "$nrev"
+
+# ---- serials sharing their first 8 octets (a CA's fixed prefix), in file order unsorted ----
+openssl rand -hex $((1500 * 8)) | fold -w 16 | awk '
+    { s = "7102030405060708" toupper($0)
+      if (NR % 20 == 0) printf "R\t351231235959Z\t240101000000Z,keyCompromise\t%s\tunknown\t/CN=p %d\n", s, NR
+      else printf "V\t351231235959Z\t\t%s\tunknown\t/CN=p %d\n", s, NR }' >"$TMP/p.txt"
+import "a fixed 8-octet prefix" "$TMP/p.txt" OCSPCTL_IMPORT_CHUNK=600
 
 # ---- longer than the sort window: scanned, then read again window by window ----
 index "$TMP/d.txt" 4000 3456789A d
