@@ -1244,6 +1244,8 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "ocspctl: %s: cannot open\n", argv[2]);
         goto out;
     }
+    /* read in 1 MB blocks, not stdio's 4 KB (strace: 188 000 reads for 10 M lines) */
+    (void)setvbuf(r.f, NULL, _IOFBF, (size_t)1 << 20);
     if ((r.md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(r.md, EVP_sha256(), NULL) != 1)
         goto out;
     r.one_txn = fstat(fileno(r.f), &sb) != 0 || !S_ISREG(sb.st_mode);
