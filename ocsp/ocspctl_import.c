@@ -32,6 +32,23 @@
 /* How far ahead of this host's clock a CRL's thisUpdate may be (clock skew between hosts). */
 #define CRL_FUTURE_SKEW 300
 
+/* Entries per write transaction (index lines, CRL entries): bounded memory (LMDB keeps a
+ * transaction's dirty pages in memory) and progress kept when an import stops. OCSPCTL_IMPORT_CHUNK
+ * overrides it. */
+#define INDEX_CHUNK ((size_t)256 * 1024)
+static size_t
+env_size(const char *name, size_t dflt)
+{
+    const char *e = getenv(name);
+    char *end = NULL;
+    unsigned long long v;
+
+    if (e == NULL || e[0] == '\0')
+        return dflt;
+    v = strtoull(e, &end, 10);
+    return end != NULL && *end == '\0' && v >= 1 && v <= (1ull << 30) ? (size_t)v : dflt;
+}
+
 static const char import_usage[] =
     "usage: ocspctl import-crl ISSUER FILE     (DER or PEM; full or delta CRL)\n"
     "       ocspctl import-index ISSUER INDEX_TXT   (OpenSSL `ca` database)\n"
@@ -58,7 +75,8 @@ struct import_count {
     double room;
     size_t not_imported;
     bool revocations_only; /* the second pass: good entries did not fit, none goes in */
-    bool aborted;          /* nothing of the file was committed */
+    bool aborted;          /* stopped: not all of the file was committed */
+    size_t committed;      /* entries committed when it stopped (whole chunks) */
 };
 
 /* What one `good` index entry may add to the store, for the headroom check. Measured: 149
@@ -131,6 +149,8 @@ import_finish(struct ctl *c, const struct import_report *r)
     if (n->not_imported > 0)
         ocspctl_json_int(&j, "not_imported_full", (long long)n->not_imported);
     ocspctl_json_bool(&j, "committed", !n->aborted);
+    if (n->aborted && n->committed > 0)
+        ocspctl_json_int(&j, "committed_entries", (long long)n->committed);
     if (ocspctl_journal_end(c, &j) != ST_OK)
         return ST_ERR;
     log_audit("ocsp_import", "%s issuer=%s file=%s entries=%zu refused=%zu failed=%zu by=%s", op,
@@ -139,7 +159,16 @@ import_finish(struct ctl *c, const struct import_report *r)
            n->released, n->skipped, n->refused, n->failed);
     if (n->not_imported > 0)
         printf(", %zu not imported (store full)", n->not_imported);
-    printf("%s\n", n->aborted ? "; nothing imported" : "");
+    if (n->aborted && n->committed > 0) {
+        printf("; stopped\n");
+        fprintf(stderr,
+                "ocspctl: %s: stopped: the first %zu entries (in key order) are committed, the "
+                "rest is not, nor the issuer's CRL number and times; import the same CRL again "
+                "once fixed (entries already imported are unchanged)\n",
+                file, n->committed);
+    } else {
+        printf("%s\n", n->aborted ? "; nothing imported" : "");
+    }
     if (n->failed > 0)
         return ST_ERR;
     return n->refused > 0 ? ST_EXISTS : ST_OK;
@@ -325,24 +354,28 @@ struct crl_run {
     struct import_count *n;
 };
 
-/* Apply one entry (removeFromCRL in a delta releases a hold); *s gets its serial. */
+/* One usable CRL entry, kept for the sort. */
+struct crl_ent {
+    struct ctl_serial s;
+    int64_t when;
+    int reason;
+    size_t seq; /* its place in the CRL */
+};
+
+/* Apply one entry (removeFromCRL in a delta releases a hold); flags: OCSP_SET_APPEND when
+ * its key is past the store's last one. */
 static int
-crl_apply_entry(const struct crl_run *run, X509_REVOKED *r, struct ctl_serial *s)
+crl_apply_entry(const struct crl_run *run, const struct crl_ent *e, unsigned flags)
 {
     struct ctl *c = run->c;
     const uint8_t *id = run->id;
-    bool delta = run->delta;
     struct import_count *n = run->n;
+    const struct ctl_serial *s = &e->s;
     char hex[2 * OCSP_SERIAL_MAX + 1];
     struct ocsp_status cur;
-    int64_t when = 0;
-    int reason, st;
+    int64_t when = e->when;
+    int reason = e->reason, st;
 
-    if (ocspctl_crl_entry(r, delta, s, &reason, &when) != ST_OK) {
-        n->skipped++;
-        fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
-        return ST_OK;
-    }
     ocspctl_serial_hex(s->b, s->len, hex);
     n->entries++;
     if (reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL) {
@@ -355,15 +388,17 @@ crl_apply_entry(const struct crl_run *run, X509_REVOKED *r, struct ctl_serial *s
                               id, s->b, s->len, {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, c->who});
         n->released += st == ST_OK;
     } else {
-        st = ocsp_store_status_set(
-            c->store, &(struct ocsp_status_set){id,
-                                                s->b,
-                                                s->len,
-                                                {reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD
-                                                     ? OCSP_STATE_HOLD
-                                                     : OCSP_STATE_REVOKED,
-                                                 (uint8_t)reason, when, 0},
-                                                c->who});
+        st = ocsp_store_status_apply(
+            c->store,
+            &(struct ocsp_status_set){id,
+                                      s->b,
+                                      s->len,
+                                      {reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD
+                                           ? OCSP_STATE_HOLD
+                                           : OCSP_STATE_REVOKED,
+                                       (uint8_t)reason, when, 0},
+                                      c->who},
+            flags, NULL);
     }
     count_result(n, st, hex);
     return st;
@@ -438,29 +473,84 @@ crl_release_absent(const struct crl_run *run, struct ctl_serial *listed, size_t 
     return st;
 }
 
+/* LMDB's key order of two serials of one issuer (memcmp, then the shorter first); equal
+ * serials in the CRL's order. */
+static int
+crl_ent_cmp(const void *a, const void *b)
+{
+    const struct crl_ent *x = a, *y = b;
+    size_t n = x->s.len < y->s.len ? x->s.len : y->s.len;
+    int d = memcmp(x->s.b, y->s.b, n);
+
+    if (d != 0)
+        return d;
+    if (x->s.len != y->s.len)
+        return x->s.len < y->s.len ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Apply the CRL's entries in key order, in chunks of one write transaction each (as
+ * import-index: each chunk touches its own key range of the status tree, a chunk past the
+ * store's last key is appended); the holds it does not list are released, and the caller
+ * updates the issuer, in the last one, left open. ST_STORE: a chunk could not be committed,
+ * the batch is gone; n->committed says how many entries are. */
 static int
 crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
           const struct crl_info *ci, struct import_count *n)
 {
     STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
     int count = revs != NULL ? sk_X509_REVOKED_num(revs) : 0;
+    struct crl_ent *ents = calloc((size_t)count + 1, sizeof(*ents));
     struct ctl_serial *listed = calloc((size_t)count + 1, sizeof(*listed));
-    size_t nlisted = 0;
+    size_t ne = 0, chunk = env_size("OCSPCTL_IMPORT_CHUNK", INDEX_CHUNK);
     struct crl_run run = {c, rec->id, ci->delta, n};
+    bool append = false;
     int st = ST_OK;
 
-    if (listed == NULL)
+    if (ents == NULL || listed == NULL) {
+        free(ents);
+        free(listed);
         return ST_NOMEM;
+    }
     for (int i = 0; i < count; i++) {
-        struct ctl_serial s = {{0}, 0};
-        int rc = crl_apply_entry(&run, sk_X509_REVOKED_value(revs, i), &s);
+        struct crl_ent *e = &ents[ne];
+        if (ocspctl_crl_entry(sk_X509_REVOKED_value(revs, i), ci->delta, &e->s, &e->reason,
+                              &e->when) != ST_OK) {
+            n->skipped++;
+            fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
+            continue;
+        }
+        e->seq = ne;
+        listed[ne++] = e->s;
+    }
+    qsort(ents, ne, sizeof(*ents), crl_ent_cmp);
+    for (size_t i = 0; i < ne; i++) {
+        const struct crl_ent *e = &ents[i];
+        bool dup = false;
+        int rc;
+
+        if (i % chunk == 0) {
+            if (i > 0) {
+                if (ocsp_store_batch_checkpoint(c->store) != ST_OK) {
+                    fprintf(stderr, "ocspctl: a chunk of the CRL could not be committed\n");
+                    st = ST_STORE; /* the batch is gone */
+                    break;
+                }
+                n->committed = i;
+                fprintf(stderr, "ocspctl: %zu CRL entries committed\n", i);
+            }
+            if (ocsp_store_status_past_last(c->store, rec->id, e->s.b, e->s.len, &append) != ST_OK)
+                append = false;
+        } else {
+            dup = e->s.len == e[-1].s.len && memcmp(e->s.b, e[-1].s.b, e->s.len) == 0;
+        }
+        rc = crl_apply_entry(&run, e, append && !dup ? OCSP_SET_APPEND : 0);
         if (rc != ST_OK && rc != ST_EXISTS)
             st = rc;
-        if (s.len > 0)
-            listed[nlisted++] = s;
     }
     if (st == ST_OK && !ci->delta && ci->complete)
-        st = crl_release_absent(&run, listed, nlisted);
+        st = crl_release_absent(&run, listed, ne);
+    free(ents);
     free(listed);
     return st;
 }
@@ -513,15 +603,17 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
                 "ocspctl: warning: %s is past its nextUpdate: ocspd answers tryLater "
                 "until a fresh CRL is imported (STS-12)\n",
                 argv[2]);
-    /* one transaction for the whole CRL: all of it or nothing (and one sync, not one per entry) */
+    /* in chunks of write transactions (a chunk is durable when it is reported); the issuer's
+     * CRL number and times, and the release of holds the CRL does not list, go into the last
+     * one: an import that stops leaves the issuer as it was, and the same CRL imported again
+     * finishes it */
     if (ocsp_store_batch_begin(c->store) != ST_OK || crl_apply(c, crl, &rec, &ci, &n) != ST_OK ||
         crl_update_issuer(c, &rec, &ci) != ST_OK) {
         ocsp_store_batch_abort(c->store);
         n.aborted = true;
         n.failed++;
     } else if (ocsp_store_batch_commit(c->store) != ST_OK) {
-        fprintf(stderr, "ocspctl: %s: the import could not be committed; nothing changed\n",
-                argv[2]);
+        fprintf(stderr, "ocspctl: %s: the last chunk could not be committed\n", argv[2]);
         n.aborted = true;
         n.failed++;
     }
@@ -764,9 +856,6 @@ struct index_run {
     EVP_MD_CTX *md;
 };
 
-/* Lines per write transaction: bounded memory (LMDB keeps a transaction's dirty pages in
- * memory) and progress kept when an import stops. OCSPCTL_IMPORT_CHUNK overrides it. */
-#define INDEX_CHUNK ((size_t)256 * 1024)
 /* Lines parsed and sorted before any is written (80 bytes each with the sort's arrays: 1.3 GB
  * at most): a file of up to this many lines is read once and written in key order, so that
  * each chunk touches only its own key range of the B-tree. OCSPCTL_IMPORT_WINDOW overrides. */
@@ -795,19 +884,6 @@ index_arena_free(void *p, size_t bytes)
 {
     if (p != NULL)
         munmap(p, bytes);
-}
-
-static size_t
-env_size(const char *name, size_t dflt)
-{
-    const char *e = getenv(name);
-    char *end = NULL;
-    unsigned long long v;
-
-    if (e == NULL || e[0] == '\0')
-        return dflt;
-    v = strtoull(e, &end, 10);
-    return end != NULL && *end == '\0' && v >= 1 && v <= (1ull << 30) ? (size_t)v : dflt;
 }
 
 /* Next line (NUL-terminated, newline kept) into r->line; -1 at the end, -2 too long. The

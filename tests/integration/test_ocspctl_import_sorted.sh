@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 #
-# test_ocspctl_import_sorted.sh: the write paths of `ocspctl import-index` (issue 10 §3), each
-# checked against the whole store: `ocspctl list` must equal the states computed from the
-# files imported so far (awk below), line for line.
+# test_ocspctl_import_sorted.sh: the write paths of `ocspctl import-index` and `import-crl`
+# (issue 10 §3), each checked against the whole store: `ocspctl list` must equal the states
+# computed from the files imported so far (awk below), line for line.
 #   - a fresh store: every chunk's keys are past the last stored key, records are appended
 #     (MDB_APPEND: no lookup);
 #   - a file whose serials all sort after the stored ones: appended into a non-empty store,
@@ -12,7 +12,9 @@
 #   - serials sharing their first 8 octets (sorted by the rest);
 #   - a file longer than the sort window (OCSPCTL_IMPORT_WINDOW): scanned whole first, then
 #     read again window by window; its journal entry has the SHA-256 of its bytes and the
-#     counts; one with a bad line in its last window writes nothing.
+#     counts; one with a bad line in its last window writes nothing;
+#   - `ocspctl import-crl` in chunks, in key order: killed after its first chunk it leaves
+#     whole chunks and the issuer's CRL number as it was; the same CRL again completes it.
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -151,5 +153,63 @@ OCSPCTL_IMPORT_WINDOW=900 OCSPCTL_IMPORT_CHUNK=400 "$BUILD/ocspctl" -c "$CONF" i
 expect "window: a bad line in the last window: exit 1, named" \
     "$?:$(grep -c 'e.txt:2951: not an' "$TMP/e.err")" "1:1"
 expect "window: a bad line in the last window: nothing written" "$(listed | md5sum)" "$before"
+
+# ---- import-crl in chunks of write transactions, in key order ----
+# crl FILE N NUMBER: a CRL of the demo CA listing N random serials (affiliationChanged) plus
+# every 9th good serial of a.txt's range (its sorted keys interleave the stored ones)
+crl() {
+    local d=$TMP/crl-$3
+    mkdir -p "$d"
+    {
+        openssl rand -hex $(($2 * 16)) | fold -w 32 |
+            awk '{ printf "R\t351231235959Z\t240101000000Z,affiliationChanged\t6%s\tunknown\t/CN=crl %d\n", toupper(substr($0, 2)), NR }'
+        listed | awk '$1 ~ /^5/ && $2 == "good" && NR % 9 == 0 { printf "R\t351231235959Z\t240101000000Z,affiliationChanged\t%s\tunknown\t/CN=a\n", $1 }'
+    } >"$d/index.txt"
+    echo "$3" >"$d/crlnumber"
+    printf '[ca]\ndefault_ca = crl\n[crl]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\ndefault_crl_days = 30\nunique_subject = no\n' \
+        "$d/index.txt" "$d/crlnumber" >"$d/crl.cnf"
+    openssl ca -batch -gencrl -config "$d/crl.cnf" -cert "$OCSP_CA_CERT" -keyfile "$OCSP_CA_KEY" \
+        -out "$1" >/dev/null 2>&1 || fatal "crl" "openssl ca -gencrl failed"
+    CRL_N=$(grep -c . "$d/index.txt")
+}
+affil() { ctl list qca --revoked 2>/dev/null | grep -c ' affiliationChanged '; }
+crl "$TMP/c1.pem" 40000 1000
+# killed after its first chunk: whole chunks only, the issuer not yet CRL-fed
+a0=$(affil)
+OCSPCTL_IMPORT_CHUNK=2000 "$BUILD/ocspctl" -c "$CONF" import-crl qca "$TMP/c1.pem" >/dev/null \
+    2>"$TMP/c1.err" &
+pid=$!
+for ((i = 0; i < 600; i++)); do
+    grep -q 'CRL entries committed' "$TMP/c1.err" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+done
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+done1=$(($(affil) - a0))
+if ((done1 > 0 && done1 % 2000 == 0 && done1 < CRL_N)); then
+    t_ok "import-crl killed: $done1 of $CRL_N entries committed, whole chunks of 2000 only"
+else
+    t_fail "import-crl killed" "$done1 of $CRL_N revoked, not whole chunks of 2000 (or all)"
+fi
+expect "import-crl killed: the issuer's CRL number not yet updated" \
+    "$(ctl issuer list 2>/dev/null | grep -Eo 'crl=[a-z]+')" "crl=no"
+out=$(OCSPCTL_IMPORT_CHUNK=2000 ctl import-crl qca "$TMP/c1.pem" 2>"$TMP/c1b.err")
+expect "import-crl again: exit 0, every entry" "$?:$(grep -Eo '^import-crl: [0-9]+ entries' <<<"$out")" \
+    "0:import-crl: $CRL_N entries"
+expect "import-crl again: every CRL serial revoked" "$(($(affil) - a0))" "$CRL_N"
+expect "import-crl again: the issuer CRL-fed with the CRL's number" \
+    "$(ctl issuer list 2>/dev/null | grep -Eo 'crl=[a-z]+ crl_number=[0-9]+')" "crl=yes crl_number=4096"
+expect "import-crl again: committed in chunks" "$(grep -c 'CRL entries committed' "$TMP/c1b.err")" \
+    $(((CRL_N - 1) / 2000))
+imp=$(ctl export --journal 2>/dev/null | jq -c '(.entry // .) | select(.op == "import-crl")' | tail -n 1)
+expect "import-crl again: journalled as committed, every entry" \
+    "$(jq -r '[.entries, .committed, .failed] | map(tostring) | join(" ")' <<<"$imp")" "$CRL_N true 0"
+if diff <(ctl list qca 2>/dev/null | awk '$3 == "affiliationChanged" { print $1 }' | sort) \
+    <(awk -F'\t' '{ print $4 }' "$TMP/crl-1000/index.txt" | sort) >/dev/null; then
+    t_ok "import-crl: exactly the CRL's serials are revoked affiliationChanged"
+else
+    t_fail "import-crl" "the revoked serials differ from the CRL's"
+fi
 
 t_summary "$NAME"
