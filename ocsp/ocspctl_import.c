@@ -176,6 +176,45 @@ import_finish(struct ctl *c, const struct import_report *r)
 
 /* ---- CRL ---- */
 
+/* A PEM CRL decoded in one go: the base64 between the first X509 CRL markers, then DER with
+ * nothing after it. OpenSSL's PEM reader grows its buffer line by line (measured: 40 % of the
+ * import of a 1 M entry CRL, 66 MB). NULL when it is not that (the caller then tries
+ * OpenSSL's reader). */
+static X509_CRL *
+crl_pem_decode(const uint8_t *buf, size_t len)
+{
+    static const char begin[] = "-----BEGIN X509 CRL-----", end[] = "-----END X509 CRL-----";
+    const uint8_t *b = memmem(buf, len, begin, sizeof(begin) - 1), *e;
+    EVP_ENCODE_CTX *ctx = NULL;
+    const unsigned char *p;
+    X509_CRL *crl = NULL;
+    uint8_t *der = NULL;
+    int n1 = 0, n2 = 0;
+    size_t n;
+
+    if (b == NULL)
+        return NULL;
+    b += sizeof(begin) - 1;
+    if ((e = memmem(b, len - (size_t)(b - buf), end, sizeof(end) - 1)) == NULL ||
+        (n = (size_t)(e - b)) > INT_MAX / 2 || (der = malloc(n / 4 * 3 + 64)) == NULL ||
+        (ctx = EVP_ENCODE_CTX_new()) == NULL)
+        goto out;
+    EVP_DecodeInit(ctx);
+    if (EVP_DecodeUpdate(ctx, der, &n1, b, (int)n) < 0 || EVP_DecodeFinal(ctx, der + n1, &n2) != 1)
+        goto out;
+    p = der;
+    crl = d2i_X509_CRL(NULL, &p, (long)n1 + n2);
+    if (crl != NULL && p != der + n1 + n2) {
+        X509_CRL_free(crl);
+        crl = NULL;
+    }
+out:
+    EVP_ENCODE_CTX_free(ctx);
+    free(der);
+    ERR_clear_error();
+    return crl;
+}
+
 X509_CRL *
 ocspctl_crl_parse(const uint8_t *buf, size_t len)
 {
@@ -184,7 +223,8 @@ ocspctl_crl_parse(const uint8_t *buf, size_t len)
     BIO *bio = NULL;
 
     if (len > 10 && memmem(buf, len, "-----BEGIN", 10) != NULL) {
-        if (len <= INT_MAX && (bio = BIO_new_mem_buf(buf, (int)len)) != NULL)
+        if ((crl = crl_pem_decode(buf, len)) == NULL && len <= INT_MAX &&
+            (bio = BIO_new_mem_buf(buf, (int)len)) != NULL)
             crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
     } else {
         p = buf;
