@@ -1124,7 +1124,10 @@ ocsp_store_status_past_last(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_I
     *past = false;
     if (id == NULL || !serial_ok(serial, serial_len))
         return ST_INVALID;
-    if ((st = wtxn_begin(s, &t)) != ST_OK)
+    /* the batch's view, or a read transaction of its own (no write lock for a look) */
+    if (s->batch != NULL)
+        t = s->batch;
+    else if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
         return st;
     klen = ocsp_status_key(id, serial, serial_len, key);
     st = store_txn_last(t, s->db[DB_STATUS], last, sizeof(last), &llen);

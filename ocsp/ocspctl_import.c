@@ -1365,6 +1365,9 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     if ((r.md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(r.md, EVP_sha256(), NULL) != 1)
         goto out;
     r.one_txn = fstat(fileno(r.f), &sb) != 0 || !S_ISREG(sb.st_mode);
+    /* an index line takes at least 18 bytes and its newline: a small file maps a small window */
+    if (!r.one_txn && (uint64_t)sb.st_size / 16 + 1 < r.window)
+        r.window = (size_t)((uint64_t)sb.st_size / 16 + 1);
     /* a regular file: its first window read (and digested) once; a longer file is scanned to
      * its end before anything is written, then read again window by window */
     if (!r.one_txn && (index_fill(&r, false, &eof) != ST_OK || (!eof && index_scan(&r) != ST_OK)))
