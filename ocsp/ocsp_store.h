@@ -221,7 +221,8 @@ enum ocsp_set_outcome {
 /* OCSP_SET_APPEND: the key sorts after every key of the status database (the caller checked
  * with ocsp_store_status_past_last in the same write transaction, and applies keys in
  * ascending order, each once): no lookup, the record is appended (MDB_APPEND: leaf pages
- * filled in order and whole). ST_EXISTS when the key is not past the last one. */
+ * filled in order and whole). ST_STORE when the key is not past the last one (the batch then
+ * fails at its commit: never a record silently left out). */
 #define OCSP_SET_APPEND 4u
 
 struct ocsp_status_set {
