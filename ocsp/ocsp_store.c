@@ -1239,7 +1239,9 @@ ocsp_store_status_apply(struct ocsp_store *s, const struct ocsp_status_set *r, u
     if ((st = wtxn_begin(s, &t)) != ST_OK)
         goto out;
     klen = ocsp_status_key(id, serial, serial_len, key);
-    st = ocsp_status_txn_get(s, t, id, serial, serial_len, &cur);
+    /* OCSP_SET_APPEND: the caller knows the key is past every status key (no record) */
+    st = (flags & OCSP_SET_APPEND) != 0 ? ST_NOTFOUND
+                                        : ocsp_status_txn_get(s, t, id, serial, serial_len, &cur);
     if (st != ST_OK && st != ST_NOTFOUND)
         goto out;
     found = st == ST_OK;
@@ -1273,7 +1275,12 @@ ocsp_store_status_apply(struct ocsp_store *s, const struct ocsp_status_set *r, u
     }
     if (allowed) {
         ocsp_status_encode(&next, rec);
-        if ((st = store_txn_put(t, s->db[DB_STATUS], key, klen, rec, sizeof(rec), false)) != ST_OK)
+        st = (flags & OCSP_SET_APPEND) != 0
+                 ? store_txn_append(t, s->db[DB_STATUS], key, klen, rec, sizeof(rec))
+                 : store_txn_put(t, s->db[DB_STATUS], key, klen, rec, sizeof(rec), false);
+        if (st == ST_EXISTS)
+            st = ST_STORE; /* an append not past the last key: the caller's order is wrong */
+        if (st != ST_OK)
             goto out;
         /* only a record that existed may have a pre-signed answer to re-sign now (EID-05) */
         if (found && (st = ocsp_change_add(s, t, id, serial, serial_len)) != ST_OK)
@@ -1289,6 +1296,41 @@ out:
     wtxn_release(s, t, st);
     if (result != NULL && (st == ST_OK || st == ST_EXISTS))
         *result = outcome;
+    return st;
+}
+
+int
+ocsp_store_status_past_last(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                            const uint8_t *serial, size_t serial_len, bool *past)
+{
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], last[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+    size_t klen, llen = 0, n;
+    struct store_txn *t = NULL;
+    int st, d;
+
+    *past = false;
+    if (id == NULL || !serial_ok(serial, serial_len))
+        return ST_INVALID;
+    /* the batch's view, or a read transaction of its own (no write lock for a look) */
+    if (s->batch != NULL)
+        t = s->batch;
+    else if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
+        return st;
+    klen = ocsp_status_key(id, serial, serial_len, key);
+    st = store_txn_last(t, s->db[DB_STATUS], last, sizeof(last), &llen);
+    if (st == ST_NOTFOUND) {
+        *past = true; /* no status record at all */
+        st = ST_OK;
+    } else if (st == ST_OK) {
+        /* LMDB's default order: memcmp over the shorter, then the shorter first */
+        n = klen < llen ? klen : llen;
+        d = memcmp(key, last, n);
+        *past = d > 0 || (d == 0 && klen > llen);
+    } else if (st == ST_INVALID) {
+        st = ST_STORE; /* a status key longer than any serial */
+    }
+    if (t != s->batch)
+        store_txn_abort(t);
     return st;
 }
 

@@ -233,6 +233,12 @@ enum ocsp_set_outcome {
  * revocation time (only not_after is set). */
 #define OCSP_SET_BULK 1u
 #define OCSP_SET_ISSUED 2u
+/* OCSP_SET_APPEND: the key sorts after every key of the status database (the caller checked
+ * with ocsp_store_status_past_last in the same write transaction, and applies keys in
+ * ascending order, each once): no lookup, the record is appended (MDB_APPEND: leaf pages
+ * filled in order and whole). ST_STORE when the key is not past the last one (the batch then
+ * fails at its commit: never a record silently left out). */
+#define OCSP_SET_APPEND 4u
 
 struct ocsp_status_set {
     const uint8_t *issuer_id;
@@ -251,6 +257,11 @@ int ocsp_store_status_set(struct ocsp_store *s, const struct ocsp_status_set *re
  * result is ST_OK or ST_EXISTS. */
 int ocsp_store_status_apply(struct ocsp_store *s, const struct ocsp_status_set *req, unsigned flags,
                             enum ocsp_set_outcome *outcome);
+
+/* *past: whether the status key of (id, serial) sorts after every status key of the store
+ * (true when there is none), read in the open batch or a transaction of its own. */
+int ocsp_store_status_past_last(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                                const uint8_t *serial, size_t serial_len, bool *past);
 
 /* Walk the status records of one issuer in serial order (key order: bytewise over the
  * content octets, a shorter key first when one is a prefix of the other). fn gets borrowed

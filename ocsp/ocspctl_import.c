@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -30,6 +31,23 @@
 #define INDEX_BAD_SHOWN 10 /* bad index lines named, at most (then only counted) */
 /* How far ahead of this host's clock a CRL's thisUpdate may be (clock skew between hosts). */
 #define CRL_FUTURE_SKEW 300
+
+/* Entries per write transaction (index lines, CRL entries): bounded memory (LMDB keeps a
+ * transaction's dirty pages in memory) and progress kept when an import stops. OCSPCTL_IMPORT_CHUNK
+ * overrides it. */
+#define INDEX_CHUNK ((size_t)256 * 1024)
+static size_t
+env_size(const char *name, size_t dflt)
+{
+    const char *e = getenv(name);
+    char *end = NULL;
+    unsigned long long v;
+
+    if (e == NULL || e[0] == '\0')
+        return dflt;
+    v = strtoull(e, &end, 10);
+    return end != NULL && *end == '\0' && v >= 1 && v <= (1ull << 30) ? (size_t)v : dflt;
+}
 
 static const char import_usage[] =
     "usage: ocspctl import-crl ISSUER FILE     (DER or PEM; full or delta CRL)\n"
@@ -57,7 +75,8 @@ struct import_count {
     double room;
     size_t not_imported;
     bool revocations_only; /* the second pass: good entries did not fit, none goes in */
-    bool aborted;          /* nothing of the file was committed */
+    bool aborted;          /* stopped: not all of the file was committed */
+    size_t committed;      /* entries committed when it stopped (whole chunks) */
 };
 
 /* What one `good` index entry may add to the store, for the headroom check. Measured: 149
@@ -130,6 +149,8 @@ import_finish(struct ctl *c, const struct import_report *r)
     if (n->not_imported > 0)
         ocspctl_json_int(&j, "not_imported_full", (long long)n->not_imported);
     ocspctl_json_bool(&j, "committed", !n->aborted);
+    if (n->aborted && n->committed > 0)
+        ocspctl_json_int(&j, "committed_entries", (long long)n->committed);
     if (ocspctl_journal_end(c, &j) != ST_OK)
         return ST_ERR;
     log_audit("ocsp_import", "%s issuer=%s file=%s entries=%zu refused=%zu failed=%zu by=%s", op,
@@ -138,13 +159,61 @@ import_finish(struct ctl *c, const struct import_report *r)
            n->released, n->skipped, n->refused, n->failed);
     if (n->not_imported > 0)
         printf(", %zu not imported (store full)", n->not_imported);
-    printf("%s\n", n->aborted ? "; nothing imported" : "");
+    if (n->aborted && n->committed > 0) {
+        printf("; stopped\n");
+        fprintf(stderr,
+                "ocspctl: %s: stopped: the first %zu entries (in key order) are committed, the "
+                "rest is not, nor the issuer's CRL number and times; import the same CRL again "
+                "once fixed (entries already imported are unchanged)\n",
+                file, n->committed);
+    } else {
+        printf("%s\n", n->aborted ? "; nothing imported" : "");
+    }
     if (n->failed > 0)
         return ST_ERR;
     return n->refused > 0 ? ST_EXISTS : ST_OK;
 }
 
 /* ---- CRL ---- */
+
+/* A PEM CRL decoded in one go: the base64 between the first X509 CRL markers, then DER with
+ * nothing after it. OpenSSL's PEM reader grows its buffer line by line (measured: 40 % of the
+ * import of a 1 M entry CRL, 66 MB). NULL when it is not that (the caller then tries
+ * OpenSSL's reader). */
+static X509_CRL *
+crl_pem_decode(const uint8_t *buf, size_t len)
+{
+    static const char begin[] = "-----BEGIN X509 CRL-----", end[] = "-----END X509 CRL-----";
+    const uint8_t *b = memmem(buf, len, begin, sizeof(begin) - 1), *e;
+    EVP_ENCODE_CTX *ctx = NULL;
+    const unsigned char *p;
+    X509_CRL *crl = NULL;
+    uint8_t *der = NULL;
+    int n1 = 0, n2 = 0;
+    size_t n;
+
+    if (b == NULL)
+        return NULL;
+    b += sizeof(begin) - 1;
+    if ((e = memmem(b, len - (size_t)(b - buf), end, sizeof(end) - 1)) == NULL ||
+        (n = (size_t)(e - b)) > INT_MAX / 2 || (der = malloc(n / 4 * 3 + 64)) == NULL ||
+        (ctx = EVP_ENCODE_CTX_new()) == NULL)
+        goto out;
+    EVP_DecodeInit(ctx);
+    if (EVP_DecodeUpdate(ctx, der, &n1, b, (int)n) < 0 || EVP_DecodeFinal(ctx, der + n1, &n2) != 1)
+        goto out;
+    p = der;
+    crl = d2i_X509_CRL(NULL, &p, (long)n1 + n2);
+    if (crl != NULL && p != der + n1 + n2) {
+        X509_CRL_free(crl);
+        crl = NULL;
+    }
+out:
+    EVP_ENCODE_CTX_free(ctx);
+    free(der);
+    ERR_clear_error();
+    return crl;
+}
 
 X509_CRL *
 ocspctl_crl_parse(const uint8_t *buf, size_t len)
@@ -154,7 +223,8 @@ ocspctl_crl_parse(const uint8_t *buf, size_t len)
     BIO *bio = NULL;
 
     if (len > 10 && memmem(buf, len, "-----BEGIN", 10) != NULL) {
-        if (len <= INT_MAX && (bio = BIO_new_mem_buf(buf, (int)len)) != NULL)
+        if ((crl = crl_pem_decode(buf, len)) == NULL && len <= INT_MAX &&
+            (bio = BIO_new_mem_buf(buf, (int)len)) != NULL)
             crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
     } else {
         p = buf;
@@ -324,24 +394,28 @@ struct crl_run {
     struct import_count *n;
 };
 
-/* Apply one entry (removeFromCRL in a delta releases a hold); *s gets its serial. */
+/* One usable CRL entry, kept for the sort. */
+struct crl_ent {
+    struct ctl_serial s;
+    int64_t when;
+    int reason;
+    size_t seq; /* its place in the CRL */
+};
+
+/* Apply one entry (removeFromCRL in a delta releases a hold); flags: OCSP_SET_APPEND when
+ * its key is past the store's last one. */
 static int
-crl_apply_entry(const struct crl_run *run, X509_REVOKED *r, struct ctl_serial *s)
+crl_apply_entry(const struct crl_run *run, const struct crl_ent *e, unsigned flags)
 {
     struct ctl *c = run->c;
     const uint8_t *id = run->id;
-    bool delta = run->delta;
     struct import_count *n = run->n;
+    const struct ctl_serial *s = &e->s;
     char hex[2 * OCSP_SERIAL_MAX + 1];
     struct ocsp_status cur;
-    int64_t when = 0;
-    int reason, st;
+    int64_t when = e->when;
+    int reason = e->reason, st;
 
-    if (ocspctl_crl_entry(r, delta, s, &reason, &when) != ST_OK) {
-        n->skipped++;
-        fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
-        return ST_OK;
-    }
     ocspctl_serial_hex(s->b, s->len, hex);
     n->entries++;
     if (reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL) {
@@ -354,15 +428,17 @@ crl_apply_entry(const struct crl_run *run, X509_REVOKED *r, struct ctl_serial *s
                               id, s->b, s->len, {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, c->who});
         n->released += st == ST_OK;
     } else {
-        st = ocsp_store_status_set(
-            c->store, &(struct ocsp_status_set){id,
-                                                s->b,
-                                                s->len,
-                                                {reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD
-                                                     ? OCSP_STATE_HOLD
-                                                     : OCSP_STATE_REVOKED,
-                                                 (uint8_t)reason, when, 0},
-                                                c->who});
+        st = ocsp_store_status_apply(
+            c->store,
+            &(struct ocsp_status_set){id,
+                                      s->b,
+                                      s->len,
+                                      {reason == OCSP_REVOKED_STATUS_CERTIFICATEHOLD
+                                           ? OCSP_STATE_HOLD
+                                           : OCSP_STATE_REVOKED,
+                                       (uint8_t)reason, when, 0},
+                                      c->who},
+            flags, NULL);
     }
     count_result(n, st, hex);
     return st;
@@ -437,29 +513,84 @@ crl_release_absent(const struct crl_run *run, struct ctl_serial *listed, size_t 
     return st;
 }
 
+/* LMDB's key order of two serials of one issuer (memcmp, then the shorter first); equal
+ * serials in the CRL's order. */
+static int
+crl_ent_cmp(const void *a, const void *b)
+{
+    const struct crl_ent *x = a, *y = b;
+    size_t n = x->s.len < y->s.len ? x->s.len : y->s.len;
+    int d = memcmp(x->s.b, y->s.b, n);
+
+    if (d != 0)
+        return d;
+    if (x->s.len != y->s.len)
+        return x->s.len < y->s.len ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Apply the CRL's entries in key order, in chunks of one write transaction each (as
+ * import-index: each chunk touches its own key range of the status tree, a chunk past the
+ * store's last key is appended); the holds it does not list are released, and the caller
+ * updates the issuer, in the last one, left open. ST_STORE: a chunk could not be committed,
+ * the batch is gone; n->committed says how many entries are. */
 static int
 crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
           const struct crl_info *ci, struct import_count *n)
 {
     STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
     int count = revs != NULL ? sk_X509_REVOKED_num(revs) : 0;
+    struct crl_ent *ents = calloc((size_t)count + 1, sizeof(*ents));
     struct ctl_serial *listed = calloc((size_t)count + 1, sizeof(*listed));
-    size_t nlisted = 0;
+    size_t ne = 0, chunk = env_size("OCSPCTL_IMPORT_CHUNK", INDEX_CHUNK);
     struct crl_run run = {c, rec->id, ci->delta, n};
+    bool append = false;
     int st = ST_OK;
 
-    if (listed == NULL)
+    if (ents == NULL || listed == NULL) {
+        free(ents);
+        free(listed);
         return ST_NOMEM;
+    }
     for (int i = 0; i < count; i++) {
-        struct ctl_serial s = {{0}, 0};
-        int rc = crl_apply_entry(&run, sk_X509_REVOKED_value(revs, i), &s);
+        struct crl_ent *e = &ents[ne];
+        if (ocspctl_crl_entry(sk_X509_REVOKED_value(revs, i), ci->delta, &e->s, &e->reason,
+                              &e->when) != ST_OK) {
+            n->skipped++;
+            fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
+            continue;
+        }
+        e->seq = ne;
+        listed[ne++] = e->s;
+    }
+    qsort(ents, ne, sizeof(*ents), crl_ent_cmp);
+    for (size_t i = 0; i < ne; i++) {
+        const struct crl_ent *e = &ents[i];
+        bool dup = false;
+        int rc;
+
+        if (i % chunk == 0) {
+            if (i > 0) {
+                if (ocsp_store_batch_checkpoint(c->store) != ST_OK) {
+                    fprintf(stderr, "ocspctl: a chunk of the CRL could not be committed\n");
+                    st = ST_STORE; /* the batch is gone */
+                    break;
+                }
+                n->committed = i;
+                fprintf(stderr, "ocspctl: %zu CRL entries committed\n", i);
+            }
+            if (ocsp_store_status_past_last(c->store, rec->id, e->s.b, e->s.len, &append) != ST_OK)
+                append = false;
+        } else {
+            dup = e->s.len == e[-1].s.len && memcmp(e->s.b, e[-1].s.b, e->s.len) == 0;
+        }
+        rc = crl_apply_entry(&run, e, append && !dup ? OCSP_SET_APPEND : 0);
         if (rc != ST_OK && rc != ST_EXISTS)
             st = rc;
-        if (s.len > 0)
-            listed[nlisted++] = s;
     }
     if (st == ST_OK && !ci->delta && ci->complete)
-        st = crl_release_absent(&run, listed, nlisted);
+        st = crl_release_absent(&run, listed, ne);
+    free(ents);
     free(listed);
     return st;
 }
@@ -512,15 +643,17 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
                 "ocspctl: warning: %s is past its nextUpdate: ocspd answers tryLater "
                 "until a fresh CRL is imported (STS-12)\n",
                 argv[2]);
-    /* one transaction for the whole CRL: all of it or nothing (and one sync, not one per entry) */
+    /* in chunks of write transactions (a chunk is durable when it is reported); the issuer's
+     * CRL number and times, and the release of holds the CRL does not list, go into the last
+     * one: an import that stops leaves the issuer as it was, and the same CRL imported again
+     * finishes it */
     if (ocsp_store_batch_begin(c->store) != ST_OK || crl_apply(c, crl, &rec, &ci, &n) != ST_OK ||
         crl_update_issuer(c, &rec, &ci) != ST_OK) {
         ocsp_store_batch_abort(c->store);
         n.aborted = true;
         n.failed++;
     } else if (ocsp_store_batch_commit(c->store) != ST_OK) {
-        fprintf(stderr, "ocspctl: %s: the import could not be committed; nothing changed\n",
-                argv[2]);
+        fprintf(stderr, "ocspctl: %s: the last chunk could not be committed\n", argv[2]);
         n.aborted = true;
         n.failed++;
     }
@@ -728,6 +861,20 @@ index_check_complete(const char *path, const struct import_count *n)
     return ST_OK;
 }
 
+/* One parsed index line, kept until its window is sorted and applied (48 bytes). */
+struct index_ent {
+    uint64_t w[3]; /* the serial's octets as big-endian words, zero-padded: compared in key order */
+    int64_t not_after, when;
+    uint8_t len, kind, state, reason;
+    uint32_t pad;
+};
+
+/* A window entry's sort key: the first serial word and its place in the window (16 bytes). */
+struct index_key {
+    uint64_t w0;
+    uint64_t idx;
+};
+
 /* The index file being imported and what the import has done so far. */
 struct index_run {
     struct ctl *c;
@@ -736,7 +883,12 @@ struct index_run {
     FILE *f;
     char *line; /* getline's buffer */
     size_t cap;
-    size_t chunk; /* lines per write transaction */
+    size_t chunk;          /* lines per write transaction */
+    size_t window;         /* lines parsed, sorted and applied together, at most */
+    struct index_ent *ent; /* window entries (index_arena), r->n of them in use */
+    size_t n;
+    struct index_key *keys, *tmp; /* the sort's (index_arena) */
+    unsigned long lineno;
     size_t good, bad, lines;
     struct ocsp_journal_import j;
     bool revocations_only; /* the good entries do not fit below fill_limit: none goes in */
@@ -744,21 +896,34 @@ struct index_run {
     EVP_MD_CTX *md;
 };
 
-/* Lines per write transaction: bounded memory (LMDB keeps a transaction's dirty pages in
- * memory) and progress kept when an import stops. OCSPCTL_IMPORT_CHUNK overrides it. */
-#define INDEX_CHUNK ((size_t)256 * 1024)
+/* Lines parsed and sorted before any is written (80 bytes each with the sort's arrays: 1.3 GB
+ * at most): a file of up to this many lines is read once and written in key order, so that
+ * each chunk touches only its own key range of the B-tree. OCSPCTL_IMPORT_WINDOW overrides. */
+#define INDEX_WINDOW ((size_t)16 * 1024 * 1024)
 
-static size_t
-index_chunk(void)
+/* An array of a window's size, mapped: untouched pages cost nothing (a small file uses little
+ * of it), no realloc copies, and transparent huge pages where the kernel gives them (measured:
+ * the first touch of 4 KB pages and the TLB misses of the sorted walk through the entries
+ * were a quarter of a 10 M import). NULL when it cannot be mapped. */
+static void *
+index_arena(size_t bytes)
 {
-    const char *e = getenv("OCSPCTL_IMPORT_CHUNK");
-    char *end = NULL;
-    unsigned long long v;
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
 
-    if (e == NULL || e[0] == '\0')
-        return INDEX_CHUNK;
-    v = strtoull(e, &end, 10);
-    return end != NULL && *end == '\0' && v >= 1 && v <= (1ull << 30) ? (size_t)v : INDEX_CHUNK;
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void
+index_arena_free(void *p, size_t bytes)
+{
+    if (p != NULL)
+        munmap(p, bytes);
 }
 
 /* Next line (NUL-terminated, newline kept) into r->line; -1 at the end, -2 too long. The
@@ -779,31 +944,41 @@ index_read(struct index_run *r, bool digest)
     return len;
 }
 
-/* Pass 1: every line parsed, nothing written, so that a file with a bad line is refused
- * whole (issue 8 item 5) and all its bad lines are named at once. */
+/* Parse r->line: ST_OK (e filled, counted), ST_NOTFOUND (blank), ST_INVALID (named when
+ * named, counted in r->bad). */
+static int
+index_line(struct index_run *r, ssize_t len, bool named, struct ctl_index_entry *e)
+{
+    int st;
+
+    if (len == -2) {
+        st = ST_INVALID;
+    } else if ((st = ocspctl_index_parse(r->line, e)) == ST_NOTFOUND) {
+        return st;
+    }
+    if (st != ST_OK) {
+        if (named && r->bad++ < INDEX_BAD_SHOWN)
+            fprintf(stderr, "ocspctl: %s:%lu: %s\n", r->path, r->lineno,
+                    len == -2 ? "line too long" : "not an OpenSSL ca index line");
+        return ST_INVALID;
+    }
+    r->lines++;
+    r->good += e->kind != 'R' || e->state == OCSP_STATE_GOOD;
+    return ST_OK;
+}
+
+/* Scan the rest of the file: every line parsed, nothing kept nor written, so that a file
+ * with a bad line is refused whole (issue 8 item 5) and all its bad lines are named at once.
+ * The window before it was parsed by index_fill. */
 static int
 index_scan(struct index_run *r)
 {
     struct ctl_index_entry e;
-    unsigned long lineno = 0;
     ssize_t len;
-    int st;
 
     while ((len = index_read(r, false)) != -1) {
-        lineno++;
-        if (len == -2) {
-            fprintf(stderr, "ocspctl: %s:%lu: line too long\n", r->path, lineno);
-            return ST_ERR;
-        }
-        if ((st = ocspctl_index_parse(r->line, &e)) == ST_NOTFOUND)
-            continue;
-        if (st != ST_OK) {
-            if (r->bad++ < INDEX_BAD_SHOWN)
-                fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", r->path, lineno);
-            continue;
-        }
-        r->lines++;
-        r->good += e.kind != 'R' || e.state == OCSP_STATE_GOOD;
+        r->lineno++;
+        (void)index_line(r, len, true, &e);
     }
     if (ferror(r->f)) {
         fprintf(stderr, "ocspctl: %s: read error\n", r->path);
@@ -812,56 +987,193 @@ index_scan(struct index_run *r)
     return ST_OK;
 }
 
-/* Apply one parsed entry inside the batch. */
+/* Read up to a window of lines into r->ent (digested). strict: the file was scanned before,
+ * a bad line now means it changed (ST_ERR); else bad lines are named and counted. *eof when
+ * the file ended. */
 static int
-index_apply(struct index_run *r, const struct ctl_index_entry *e)
+index_fill(struct index_run *r, bool strict, bool *eof)
+{
+    struct ctl_index_entry e;
+    struct index_ent *x;
+    ssize_t len;
+    int st;
+
+    r->n = 0;
+    *eof = false;
+    while (r->n < r->window) {
+        if ((len = index_read(r, true)) == -1) {
+            *eof = true;
+            break;
+        }
+        r->lineno++;
+        if ((st = index_line(r, len, !strict, &e)) == ST_NOTFOUND)
+            continue;
+        if (st != ST_OK && strict) {
+            fprintf(stderr, "ocspctl: %s: changed while it was imported\n", r->path);
+            return ST_ERR;
+        }
+        if (st != ST_OK)
+            continue;
+        if (r->ent == NULL && (r->ent = index_arena(r->window * sizeof(*r->ent))) == NULL)
+            return ST_NOMEM;
+        x = &r->ent[r->n++];
+        memset(x, 0, sizeof(*x));
+        for (size_t k = 0; k < e.serial.len; k++)
+            x->w[k / 8] |= (uint64_t)e.serial.b[k] << (56 - 8 * (k % 8));
+        x->len = (uint8_t)e.serial.len;
+        x->kind = (uint8_t)e.kind;
+        x->state = (uint8_t)e.state;
+        x->reason = (uint8_t)e.reason;
+        x->not_after = e.not_after;
+        x->when = e.when;
+    }
+    if (ferror(r->f)) {
+        fprintf(stderr, "ocspctl: %s: read error\n", r->path);
+        return ST_ERR;
+    }
+    return ST_OK;
+}
+
+/* LMDB's key order of two serials of one issuer (memcmp, then the shorter first) is the order
+ * of their zero-padded words, then of their lengths; equal serials keep the file's order. */
+static int
+index_key_cmp(const struct index_ent *ent, const struct index_key *a, const struct index_key *b)
+{
+    const struct index_ent *x = &ent[a->idx], *y = &ent[b->idx];
+
+    for (int i = 0; i < 3; i++)
+        if (x->w[i] != y->w[i])
+            return x->w[i] < y->w[i] ? -1 : 1;
+    if (x->len != y->len)
+        return x->len < y->len ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+static int
+index_key_qcmp(const void *a, const void *b, void *ent)
+{
+    return index_key_cmp(ent, a, b);
+}
+
+/* Sort the window into r->keys: a stable LSD radix sort on the first word (8-bit digits: 256
+ * streams written at once stay in the caches and the TLB; a digit that is the same in every
+ * key is skipped), then runs with an equal first word by the rest (measured: a comparison
+ * sort of 10 M entries took seconds, 16-bit digits 0.6 s, 8-bit 0.33 s). */
+static int
+index_sort(struct index_run *r)
+{
+    size_t n = r->n, run, cnt[8][256];
+    struct index_key *a, *b, *t;
+
+    if (r->keys == NULL && ((r->keys = index_arena(r->window * sizeof(*r->keys))) == NULL ||
+                            (r->tmp = index_arena(r->window * sizeof(*r->tmp))) == NULL))
+        return ST_NOMEM;
+    a = r->keys;
+    b = r->tmp;
+    memset(cnt, 0, sizeof(cnt));
+    for (size_t i = 0; i < n; i++) {
+        a[i] = (struct index_key){r->ent[i].w[0], i};
+        for (int d = 0; d < 8; d++)
+            cnt[d][a[i].w0 >> (8 * d) & 0xff]++;
+    }
+    for (int d = 0; d < 8; d++) {
+        size_t *c = cnt[d], sum = 0, v;
+
+        if (n == 0 || c[a[0].w0 >> (8 * d) & 0xff] == n)
+            continue; /* one digit value: nothing to move */
+        for (size_t i = 0; i < 256; i++) {
+            v = c[i];
+            c[i] = sum;
+            sum += v;
+        }
+        for (size_t i = 0; i < n; i++)
+            b[c[a[i].w0 >> (8 * d) & 0xff]++] = a[i];
+        t = a;
+        a = b;
+        b = t;
+    }
+    r->keys = a;
+    r->tmp = b;
+    for (size_t i = 0; i < n; i += run) {
+        for (run = 1; i + run < n && a[i + run].w0 == a[i].w0; run++)
+            ;
+        if (run > 16) {
+            /* serials sharing their first 8 octets (a CA's fixed prefix) */
+            qsort_r(a + i, run, sizeof(*a), index_key_qcmp, r->ent);
+            continue;
+        }
+        for (size_t k = i + 1; k < i + run; k++) { /* short runs: insertion sort */
+            struct index_key v = a[k];
+            size_t m = k;
+            while (m > i && index_key_cmp(r->ent, &a[m - 1], &v) > 0) {
+                a[m] = a[m - 1];
+                m--;
+            }
+            a[m] = v;
+        }
+    }
+    return ST_OK;
+}
+
+static void
+index_ent_serial(const struct index_ent *x, struct ctl_serial *s)
+{
+    s->len = x->len;
+    for (size_t k = 0; k < x->len; k++)
+        s->b[k] = (uint8_t)(x->w[k / 8] >> (56 - 8 * (k % 8)));
+}
+
+/* Apply one parsed entry inside the batch (OCSP_SET_APPEND in flags: past the last key). */
+static int
+index_apply(struct index_run *r, const struct index_ent *x, unsigned flags)
 {
     struct ctl *c = r->c;
     struct ocsp_journal_import *j = &r->j;
     enum ocsp_set_outcome out = OCSP_SET_SAME;
-    bool good = e->kind != 'R' || e->state == OCSP_STATE_GOOD;
+    bool good = x->kind != 'R' || x->state == OCSP_STATE_GOOD;
     char hex[2 * OCSP_SERIAL_MAX + 1];
+    struct ctl_serial s;
     int st;
 
     if (good && r->revocations_only) {
         j->not_imported++;
         return ST_OK;
     }
+    index_ent_serial(x, &s);
     /* a good line records that the serial was issued: an existing record keeps its state
      * (a revocation is never undone by an index, EID-07), only its expiry is updated */
     st = ocsp_store_status_apply(
         c->store,
         &(struct ocsp_status_set){
             .issuer_id = r->rec->id,
-            .serial = e->serial.b,
-            .serial_len = e->serial.len,
-            .change = good ? (struct ocsp_status_change){OCSP_STATE_GOOD, OCSP_REASON_NONE, 0,
-                                                         e->not_after}
-                           : (struct ocsp_status_change){e->state, (uint8_t)e->reason, e->when,
-                                                         e->not_after},
+            .serial = s.b,
+            .serial_len = s.len,
+            .change = good
+                          ? (struct ocsp_status_change){OCSP_STATE_GOOD, OCSP_REASON_NONE, 0,
+                                                        x->not_after}
+                          : (struct ocsp_status_change){x->state, x->reason, x->when, x->not_after},
             .who = c->who},
-        OCSP_SET_BULK | (good ? OCSP_SET_ISSUED : 0), &out);
+        flags | OCSP_SET_BULK | (good ? OCSP_SET_ISSUED : 0), &out);
     if (st != ST_OK && st != ST_EXISTS) {
-        ocspctl_serial_hex(e->serial.b, e->serial.len, hex);
+        ocspctl_serial_hex(s.b, s.len, hex);
         j->failed++;
-        st = ST_ERR;
         fprintf(stderr, "ocspctl: %s: %s\n", hex, status_str(st));
-        return st;
+        return ST_ERR;
     }
     switch (out) {
     case OCSP_SET_SAME:
         j->unchanged++;
         break;
     case OCSP_SET_REFUSED:
-        ocspctl_serial_hex(e->serial.b, e->serial.len, hex);
+        ocspctl_serial_hex(s.b, s.len, hex);
         fprintf(stderr, "ocspctl: %s: refused: definitively revoked (EID-07)\n", hex);
         j->refused++;
         break;
     case OCSP_SET_NEW:
     case OCSP_SET_CHANGED:
-        if (e->state == OCSP_STATE_REVOKED && !good)
+        if (x->state == OCSP_STATE_REVOKED && !good)
             j->revoked++;
-        else if (e->state == OCSP_STATE_HOLD && !good)
+        else if (x->state == OCSP_STATE_HOLD && !good)
             j->held++;
         else if (out == OCSP_SET_NEW)
             j->added++;
@@ -872,120 +1184,96 @@ index_apply(struct index_run *r, const struct ctl_index_entry *e)
     return ST_OK;
 }
 
-/* LMDB's key order of two serials of one issuer (memcmp, then the shorter first). */
-struct chunk_entry {
-    uint64_t prefix; /* the serial's first 8 octets, big-endian, zero-padded */
-    size_t seq;      /* its place in the file */
-    struct ctl_index_entry e;
-};
+#define INDEX_PREFETCH 16
 
+/* Apply keys [from, to) of the sorted window, in key order (each chunk then touches only its
+ * own key range of the B-tree, each page once). When the chunk's first key is past every
+ * status key of the store (an empty store, or serials above all stored ones), its records
+ * are appended: no lookups, leaf pages filled whole. A serial listed twice keeps the file's
+ * order (the sort is stable), its second line applied as an update. */
 static int
-entry_cmp(const void *a, const void *b)
+index_chunk_apply(struct index_run *r, size_t from, size_t to)
 {
-    const struct chunk_entry *x = a, *y = b;
-
-    /* the prefixes order as the keys do where they differ (a zero pad sorts first, as a
-     * shorter key does); the profile had the sort at 15 % with memcmp alone */
-    if (x->prefix != y->prefix)
-        return x->prefix < y->prefix ? -1 : 1;
-    size_t n = x->e.serial.len < y->e.serial.len ? x->e.serial.len : y->e.serial.len;
-    int d = memcmp(x->e.serial.b, y->e.serial.b, n);
-
-    if (d != 0)
-        return d;
-    if (x->e.serial.len != y->e.serial.len)
-        return x->e.serial.len < y->e.serial.len ? -1 : 1;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* Apply a chunk in key order (measured: the B-tree's pages are then visited in order, each
- * once) and commit it. A serial listed twice keeps the file's order (the sort is stable over
- * its place in the file). */
-static int
-index_chunk_apply(struct index_run *r, struct chunk_entry *v, size_t n, bool commit)
-{
+    const struct index_key *k = r->keys;
+    struct ctl_serial s;
+    bool append = false;
     int st;
 
-    qsort(v, n, sizeof(*v), entry_cmp);
-    for (size_t i = 0; i < n; i++)
-        if ((st = index_apply(r, &v[i].e)) != ST_OK)
-            return st;
-    if (!commit)
-        return ST_OK;
-    if (ocsp_store_batch_checkpoint(r->c->store) != ST_OK) {
-        fprintf(stderr, "ocspctl: %s: a chunk could not be committed\n", r->path);
-        return ST_STORE; /* the batch is gone */
+    if (from < to) {
+        index_ent_serial(&r->ent[k[from].idx], &s);
+        if ((st = ocsp_store_status_past_last(r->c->store, r->rec->id, s.b, s.len, &append)) !=
+            ST_OK)
+            return ST_ERR;
     }
-    r->j.committed_lines = r->j.lines;
-    fprintf(stderr, "ocspctl: %s: %zu entries committed\n", r->path, r->j.committed_lines);
+    for (size_t i = from; i < to; i++) {
+        const struct index_ent *x = &r->ent[k[i].idx], *p = i > from ? &r->ent[k[i - 1].idx] : NULL;
+
+        /* the entries are visited in key order, not in memory order: ask for them ahead
+         * (measured: the cache miss on each was a quarter of a 10 M import) */
+        if (i + INDEX_PREFETCH < to)
+            __builtin_prefetch(&r->ent[k[i + INDEX_PREFETCH].idx]);
+        bool dup = p != NULL && p->len == x->len && memcmp(p->w, x->w, sizeof(x->w)) == 0;
+
+        r->j.lines++;
+        if ((st = index_apply(r, x, append && !dup ? OCSP_SET_APPEND : 0)) != ST_OK)
+            return st;
+    }
     return ST_OK;
 }
 
-/* Pass 2: the lines applied in chunks, each chunk one write transaction; the import's own
- * journal entry goes into the last one. A failure stops the import: the chunks committed so
- * far stay (running the same file again is idempotent), j->committed_lines says how far. */
+/* Apply the window in chunks of r->chunk keys, each committed (not in one_txn mode); the last
+ * one is left open when `last` (the import's journal entry goes into it). */
 static int
-index_write(struct index_run *r)
+index_window_apply(struct index_run *r, bool last)
 {
-    struct chunk_entry *v = NULL;
-    size_t n = 0;
-    unsigned long lineno = 0;
-    ssize_t len;
+    int st;
+
+    if ((st = index_sort(r)) != ST_OK)
+        return st;
+    for (size_t from = 0; from < r->n; from += r->chunk) {
+        size_t to = r->n - from > r->chunk ? from + r->chunk : r->n;
+
+        if ((st = index_chunk_apply(r, from, to)) != ST_OK)
+            return st;
+        if (r->one_txn || (last && to == r->n))
+            continue;
+        if (ocsp_store_batch_checkpoint(r->c->store) != ST_OK) {
+            fprintf(stderr, "ocspctl: %s: a chunk could not be committed\n", r->path);
+            return ST_STORE; /* the batch is gone */
+        }
+        r->j.committed_lines = r->j.lines;
+        fprintf(stderr, "ocspctl: %s: %zu entries committed\n", r->path, r->j.committed_lines);
+    }
+    return ST_OK;
+}
+
+/* Write: a file read whole in its first window (r->n entries, checked) is applied from
+ * memory; a longer one (scanned whole before) is read again window by window; a pipe is read
+ * and applied window by window in one transaction (bad lines: the caller aborts it). A
+ * failure stops the import: the chunks committed so far stay (running the same file again is
+ * idempotent), j->committed_lines says how far. */
+static int
+index_write(struct index_run *r, bool in_memory)
+{
+    bool eof = in_memory;
     int st = ST_OK;
 
     /* LMDB allocates each dirty page and frees them all at every commit: keep that memory
      * (no trim and fault again per chunk; measured: _int_malloc at 12 % of a 1 M import) */
     mallopt(M_TRIM_THRESHOLD, 1 << 30);
     mallopt(M_TOP_PAD, 64 << 20);
-    if (EVP_DigestInit_ex(r->md, EVP_sha256(), NULL) != 1 ||
-        (v = malloc(r->chunk * sizeof(*v))) == NULL)
+    if (ocsp_store_batch_begin(r->c->store) != ST_OK)
         return ST_ERR;
-    if (ocsp_store_batch_begin(r->c->store) != ST_OK) {
-        free(v);
-        return ST_ERR;
-    }
-    while (st == ST_OK && (len = index_read(r, true)) != -1) {
-        lineno++;
-        if (r->one_txn && len != -2 && (st = ocspctl_index_parse(r->line, &v[n].e)) == ST_INVALID) {
-            /* read once: every bad line named, nothing committed (the caller aborts) */
-            if (r->bad++ < INDEX_BAD_SHOWN)
-                fprintf(stderr, "ocspctl: %s:%lu: not an OpenSSL ca index line\n", r->path, lineno);
-            st = ST_OK;
-            continue;
-        }
-        if (len == -2 ||
-            (!r->one_txn && (st = ocspctl_index_parse(r->line, &v[n].e)) == ST_INVALID)) {
-            fprintf(stderr, "ocspctl: %s: changed while it was imported\n", r->path);
-            st = ST_ERR;
+    if (in_memory)
+        st = index_window_apply(r, true);
+    while (st == ST_OK && !eof) {
+        if ((st = index_fill(r, !r->one_txn, &eof)) != ST_OK)
             break;
-        }
-        if (st == ST_NOTFOUND) {
-            st = ST_OK;
-            continue;
-        }
-        v[n].seq = n;
-        v[n].prefix = 0;
-        for (size_t k = 0; k < 8; k++)
-            v[n].prefix = v[n].prefix << 8 | (k < v[n].e.serial.len ? v[n].e.serial.b[k] : 0);
-        if (++n == r->chunk) {
-            r->j.lines += n;
-            st = index_chunk_apply(r, v, n, !r->one_txn);
-            n = 0;
-            if (st == ST_STORE) {
-                free(v);
-                return ST_ERR;
-            }
-        }
+        if (r->bad == 0)
+            st = index_window_apply(r, eof);
     }
-    if (st == ST_OK && ferror(r->f)) {
-        fprintf(stderr, "ocspctl: %s: read error\n", r->path);
-        st = ST_ERR;
-    }
-    if (st == ST_OK && n > 0) {
-        r->j.lines += n;
-        st = index_chunk_apply(r, v, n, false);
-    }
-    free(v);
+    if (st == ST_STORE)
+        return ST_ERR; /* the batch is gone */
     if (st != ST_OK)
         ocsp_store_batch_abort(r->c->store);
     return st;
@@ -1054,6 +1342,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     uint8_t digest[32];
     struct stat sb;
     X509 *ca = NULL;
+    bool eof = false;
     int rc = import_open(c, argc, argv, &rec, &ca);
 
     memset(&r, 0, sizeof(r));
@@ -1063,17 +1352,25 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     r.c = c;
     r.rec = &rec;
     r.path = argv[2];
-    r.chunk = index_chunk();
+    r.chunk = env_size("OCSPCTL_IMPORT_CHUNK", INDEX_CHUNK);
+    r.window = env_size("OCSPCTL_IMPORT_WINDOW", INDEX_WINDOW);
     r.j = (struct ocsp_journal_import){
         .who = c->who, .op = "import-index", .issuer_name = rec.name, .file = argv[2]};
     if ((r.f = fopen(argv[2], "r")) == NULL) {
         fprintf(stderr, "ocspctl: %s: cannot open\n", argv[2]);
         goto out;
     }
-    if ((r.md = EVP_MD_CTX_new()) == NULL)
+    /* read in 1 MB blocks, not stdio's 4 KB (strace: 188 000 reads for 10 M lines) */
+    (void)setvbuf(r.f, NULL, _IOFBF, (size_t)1 << 20);
+    if ((r.md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(r.md, EVP_sha256(), NULL) != 1)
         goto out;
     r.one_txn = fstat(fileno(r.f), &sb) != 0 || !S_ISREG(sb.st_mode);
-    if (!r.one_txn && index_scan(&r) != ST_OK)
+    /* an index line takes at least 18 bytes and its newline: a small file maps a small window */
+    if (!r.one_txn && (uint64_t)sb.st_size / 16 + 1 < r.window)
+        r.window = (size_t)((uint64_t)sb.st_size / 16 + 1);
+    /* a regular file: its first window read (and digested) once; a longer file is scanned to
+     * its end before anything is written, then read again window by window */
+    if (!r.one_txn && (index_fill(&r, false, &eof) != ST_OK || (!eof && index_scan(&r) != ST_OK)))
         goto out;
     if (!r.one_txn && (r.bad > 0 || r.lines == 0)) {
         /* not what the operator meant to import: nothing of it is written (issue 8 item 5) */
@@ -1094,18 +1391,24 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
                 "file's good entries is imported; its revocations and holds are\n",
                 argv[2], c->cfg.store.path, c->cfg.store.fill_limit * 100);
     }
-    if (!r.one_txn)
+    if (!r.one_txn && !eof) {
+        /* the digest is of the bytes written, read again */
         rewind(r.f);
-    if (index_write(&r) != ST_OK) {
+        r.lineno = 0;
+        if (EVP_DigestInit_ex(r.md, EVP_sha256(), NULL) != 1)
+            goto out;
+    }
+    if (index_write(&r, !r.one_txn && eof) != ST_OK) {
         (void)index_finish(&r, false);
         goto out;
     }
-    if (r.one_txn && (r.bad > 0 || r.j.lines == 0)) {
+    if (r.one_txn && (r.bad > 0 || r.lines == 0)) {
         ocsp_store_batch_abort(c->store);
+        r.j.lines = r.lines;
         r.j.failed = r.bad;
         (void)index_finish(&r, false);
         rc = index_check_complete(argv[2],
-                                  &(struct import_count){.entries = r.j.lines, .skipped = r.bad});
+                                  &(struct import_count){.entries = r.lines, .skipped = r.bad});
         goto out;
     }
     if (EVP_DigestFinal_ex(r.md, digest, NULL) == 1)
@@ -1127,6 +1430,9 @@ out:
     if (r.f != NULL)
         fclose(r.f);
     free(r.line);
+    index_arena_free(r.ent, r.window * sizeof(*r.ent));
+    index_arena_free(r.keys, r.window * sizeof(*r.keys));
+    index_arena_free(r.tmp, r.window * sizeof(*r.tmp));
     EVP_MD_CTX_free(r.md);
     X509_free(ca);
     ocsp_issuer_rec_clear(&rec);

@@ -464,6 +464,8 @@ export_issuer(void *ctx, const struct ocsp_issuer_rec *r)
     ocspctl_json_int(&j, "unissued", r->unissued_policy);
     ocspctl_json_int(&j, "validity", r->validity);
     ocspctl_json_bool(&j, "archive_cutoff", r->archive_cutoff);
+    ocspctl_json_bool(&j, "qualified", r->qualified);
+    ocspctl_json_int(&j, "purge_status_after", (long long)r->purge_status_after);
     ocspctl_json_bool(&j, "crl_fed", r->crl_fed);
     ocspctl_json_int(&j, "crl_this_update", r->crl_this_update);
     ocspctl_json_int(&j, "crl_next_update", r->crl_next_update);

@@ -11,7 +11,8 @@
 #     demand (a new producedAt) and still says good with archiveCutoff (EID-06);
 #   - an issuer that allows it (--purge-status-after 1d, which needs --unissued unknown)
 #     loses the status of a serial expired long ago with `purge --status`, keeps a valid
-#     one's, and answers the purged serial unknown (never revoked: ocspctl.8).
+#     one's, and answers the purged serial unknown (never revoked: ocspctl.8);
+#   - `ocspctl export` lists both settings of each issuer (qualified, purge_status_after).
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -78,6 +79,9 @@ ctl_exit "qca marked qualified" 0 issuer add qca --cert "$OCSP_CA_CERT" \
     --key-label "$OCSP_SIGNER_LABEL" --signer-cert "$OCSP_SIGNER_CERT" --qualified yes
 ctl issuer list >"$TMP/list.out" 2>&1
 has "issuer list shows qualified=yes" "$TMP/list.out" '^qca .*qualified=yes purge_status_after=0'
+ctl export qca >"$TMP/export.out" 2>&1
+has "export shows the issuer qualified, no status purging" "$TMP/export.out" \
+    '^\{"type":"issuer","name":"qca",.*"qualified":true,"purge_status_after":0[,}]'
 issuer_qca --purge-status-after 1d --unissued unknown >"$TMP/q.out" 2>&1
 rc=$?
 if ((rc == 3)) && grep -q 'LW-09' "$TMP/q.out" && grep -q 'Art. 24(4)' "$TMP/q.out"; then
@@ -124,6 +128,9 @@ ctl_exit "purge-status-after without --unissued unknown refused (exit 3)" 3 \
 ctl_exit "qca-rekey allows status purging after 1 day" 0 \
     issuer add qca-rekey --cert "$OCSP_REKEY_CA_CERT" --key-label "$OCSP_REKEY_SIGNER_LABEL" \
     --signer-cert "$OCSP_REKEY_SIGNER_CERT" --purge-status-after 1d --unissued unknown
+ctl export qca-rekey >"$TMP/export.out" 2>&1
+has "export shows the issuer not qualified, status purged after 1 day" "$TMP/export.out" \
+    '^\{"type":"issuer","name":"qca-rekey",.*"qualified":false,"purge_status_after":86400[,}]'
 OLD=7A$(openssl rand -hex 8 | tr a-f A-F)
 NEW=7B$(openssl rand -hex 8 | tr a-f A-F)
 ctl_exit "a serial expired in 2001" 0 add qca-rekey "$OLD" --not-after 20010101000000Z

@@ -761,6 +761,58 @@ START_TEST(test_bulk_import)
 }
 END_TEST
 
+/* OCSP_SET_APPEND (issue 10 §3, the import's append path): a key past every status key is
+ * appended without a lookup; ocsp_store_status_past_last tells which keys are (LMDB's order:
+ * memcmp, then the shorter first), in the batch or on its own; an append of a key that is
+ * not past the last one fails the batch instead of being dropped. */
+START_TEST(test_status_append)
+{
+    static const uint8_t a[] = {0x10}, b[] = {0x10, 0x00}, c[] = {0x20}, lo[] = {0x05},
+                         hi[] = {0x30};
+    static const struct ocsp_status_change good = {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 100};
+    static const unsigned app = OCSP_SET_APPEND | OCSP_SET_BULK | OCSP_SET_ISSUED;
+    enum ocsp_set_outcome out = 0;
+    struct ocsp_status st;
+    struct ocsp_issuer_rec rec;
+    bool past = false;
+
+    fill_issuer(&rec, "app");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &rec), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_past_last(os, ca_id, a, sizeof(a), &past), ST_OK);
+    ck_assert(past); /* no status record at all */
+    ck_assert_int_eq(ocsp_store_batch_begin(os), ST_OK);
+    ck_assert_int_eq(bulk_apply(a, sizeof(a), good, app, &out), ST_OK);
+    ck_assert_int_eq(out, OCSP_SET_NEW);
+    ck_assert_int_eq(ocsp_store_status_past_last(os, ca_id, a, sizeof(a), &past), ST_OK);
+    ck_assert(!past); /* equal: not past */
+    ck_assert_int_eq(ocsp_store_status_past_last(os, ca_id, b, sizeof(b), &past), ST_OK);
+    ck_assert(past); /* longer with the same octets: after */
+    ck_assert_int_eq(bulk_apply(b, sizeof(b),
+                                (struct ocsp_status_change){OCSP_STATE_REVOKED, 1, 50, 100},
+                                OCSP_SET_APPEND | OCSP_SET_BULK, &out),
+                     ST_OK);
+    ck_assert_int_eq(out, OCSP_SET_NEW);
+    ck_assert_int_eq(bulk_apply(c, sizeof(c), good, app, &out), ST_OK);
+    ck_assert_int_eq(ocsp_store_status_past_last(os, ca_id, lo, sizeof(lo), &past), ST_OK);
+    ck_assert(!past);
+    ck_assert_int_eq(ocsp_store_batch_checkpoint(os), ST_OK);
+    ck_assert_uint_eq(count_db("status"), 3);
+    ck_assert_uint_eq(count_db("journal"), 1); /* the revocation only */
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, b, sizeof(b), &st), ST_OK);
+    ck_assert_uint_eq(st.state, OCSP_STATE_REVOKED);
+    /* below the last key: an error that fails the chunk, never a silent "unchanged" */
+    ck_assert_int_eq(bulk_apply(lo, sizeof(lo), good, app, &out), ST_STORE);
+    ck_assert_int_eq(ocsp_store_batch_commit(os), ST_STORE);
+    ck_assert_uint_eq(count_db("status"), 3);
+    ck_assert_int_eq(ocsp_store_status_get(os, ca_id, lo, sizeof(lo), &st), ST_NOTFOUND);
+    /* outside a batch, in a transaction of its own */
+    ck_assert_int_eq(ocsp_store_status_past_last(os, ca_id, c, sizeof(c), &past), ST_OK);
+    ck_assert(!past);
+    ck_assert_int_eq(ocsp_store_status_past_last(os, ca_id, hi, sizeof(hi), &past), ST_OK);
+    ck_assert(past);
+}
+END_TEST
+
 /* The import's own journal entry: file, digest, counts, operator. */
 START_TEST(test_journal_import_line)
 {
@@ -1860,6 +1912,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_journal);
     tcase_add_test(tc, test_changes_take);
     tcase_add_test(tc, test_bulk_import);
+    tcase_add_test(tc, test_status_append);
     tcase_add_test(tc, test_journal_import_line);
     tcase_add_test(tc, test_responses);
     tcase_add_test(tc, test_response_walk);

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+#
+# test_ocspctl_import_sorted.sh: the write paths of `ocspctl import-index` and `import-crl`
+# (issue 10 §3), each checked against the whole store: `ocspctl list` must equal the states
+# computed from the files imported so far (awk below), line for line.
+#   - a fresh store: every chunk's keys are past the last stored key, records are appended
+#     (MDB_APPEND: no lookup);
+#   - a file whose serials all sort after the stored ones: appended into a non-empty store,
+#     with a serial listed twice in the file (its later line wins: good then revoked);
+#   - a file whose sorted serials interleave the stored ones (and revokes some stored good
+#     serials): the lookup path;
+#   - serials sharing their first 8 octets (sorted by the rest);
+#   - a file longer than the sort window (OCSPCTL_IMPORT_WINDOW): scanned whole first, then
+#     read again window by window; its journal entry has the SHA-256 of its bytes and the
+#     counts; one with a bad line in its last window writes nothing;
+#   - `ocspctl import-crl` in chunks, in key order: killed after its first chunk it leaves
+#     whole chunks and the issuer's CRL number as it was; the same CRL again completes it.
+set -uo pipefail
+
+# shellcheck source=tests/lib/itest.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
+itest_setup test_ocspctl_import_sorted
+
+[[ -x $BUILD/ocspctl ]] || fatal "build" "ocspctl is needed"
+command -v mdb_stat >/dev/null || fatal "mdb_stat" "mdb_stat (lmdb-utils) is needed"
+ocsp_pki_demo "$TMP/pki" "http://127.0.0.1:1/" >"$TMP/pki.log" 2>&1 ||
+    fatal pki "$(tail -n 5 "$TMP/pki.log")"
+# shellcheck disable=SC1091
+. "$TMP/pki/ocsp-pki.env"
+CONF=$TMP/ocspd.conf
+STORE=$TMP/store
+ocspd_write_conf "$CONF" 1 "$STORE" "$TMP/pki"
+sed -i 's/^map_size = .*/map_size = 256M/' "$CONF"
+export USER=sorter SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF
+ctl() { "$BUILD/ocspctl" -c "$CONF" "$@"; }
+ctl init >/dev/null 2>&1 || fatal init "ocspctl init failed"
+# one issuer only: its status keys are the whole status database (the append check)
+ctl issuer add qca --cert "$OCSP_CA_CERT" --key-label "$OCSP_SIGNER_LABEL" \
+    --signer-cert "$OCSP_SIGNER_CERT" --signature ecdsa --digest sha256 --nonce echo \
+    --unissued revoked --validity 10d >/dev/null 2>"$TMP/issuer.err" ||
+    fatal "issuer add" "$(cat "$TMP/issuer.err")"
+
+# index FILE N FIRST SEED: N lines of random 16-octet serials whose first hex digit is one of
+# FIRST (e.g. "5", "4678"); 1 in 20 revoked, 1 in 50 on hold
+index() {
+    openssl rand -hex $(($2 * 16)) | fold -w 32 | awk -v first="$3" -v seed="$4" '
+        { s = substr(first, NR % length(first) + 1, 1) toupper(substr($0, 2))
+          if (NR % 20 == 0) printf "R\t351231235959Z\t240101000000Z,keyCompromise\t%s\tunknown\t/CN=%s %d\n", s, seed, NR
+          else if (NR % 50 == 0) printf "R\t351231235959Z\t240101000000Z,certificateHold\t%s\tunknown\t/CN=%s %d\n", s, seed, NR
+          else printf "V\t351231235959Z\t\t%s\tunknown\t/CN=%s %d\n", s, seed, NR }' >"$1"
+}
+IMPORTED=()
+# expected: the `list` lines the files in IMPORTED give, sorted (a good line keeps a stored
+# serial's state; a revocation or hold applies to a good one; later lines win)
+expected() {
+    awk -F'\t' '
+        { s = $4; split($3, r, ",")
+          if ($1 == "V") { if (!(s in st)) st[s] = "good - -" }
+          else if (r[2] == "certificateHold") { if (!(s in st) || st[s] ~ /^good/) st[s] = "hold certificateHold 20" r[1] }
+          else if (!(s in st) || st[s] !~ /^revoked/) st[s] = "revoked " r[2] " 20" r[1] }
+        END { for (s in st) print s " " st[s] " 20351231235959Z" }' "${IMPORTED[@]}" | sort
+}
+listed() { ctl list qca 2>/dev/null | sort; }
+# import NAME FILE [ENV...]: import FILE (with the environment given), expect exit 0 and the
+# store to hold exactly what the files imported so far say
+import() {
+    local name=$1 file=$2 out rc
+    shift 2
+    out=$(env "$@" "$BUILD/ocspctl" -c "$CONF" import-index qca "$file" 2>"$TMP/imp.err")
+    rc=$?
+    IMPORTED+=("$file")
+    expect "$name: exit 0" "$rc" 0
+    if diff <(expected) <(listed) >"$TMP/diff.txt"; then
+        t_ok "$name: the store lists exactly the states of the files imported"
+    else
+        t_fail "$name: store differs" "$(head -n 6 "$TMP/diff.txt")"
+    fi
+    IMPORT_OUT=$out
+}
+# last_import: the journal entry of the last import
+last_import() {
+    ctl export --journal 2>/dev/null | jq -c '(.entry // .) | select(.op == "import-index")' |
+        tail -n 1
+}
+
+# ---- a fresh store: appended ----
+index "$TMP/a.txt" 3000 5 a
+import "fresh store (append)" "$TMP/a.txt" OCSPCTL_IMPORT_CHUNK=700
+expect "fresh store: 3000 records" "$(listed | grep -c .)" 3000
+expect "fresh store: the summary" "$(grep -Eo '[0-9]+ entries, [0-9]+ new' <<<"$IMPORT_OUT")" \
+    "3000 entries, $(grep -c '^V' "$TMP/a.txt") new"
+
+# the same file into a store whose one record sorts after all of it: the lookup path, which
+# leaves leaf pages part full where appending fills them
+S2=$TMP/store2
+if ! { ctl -d "$S2" init >/dev/null 2>&1 &&
+    ctl -d "$S2" issuer add qca --cert "$OCSP_CA_CERT" --key-label "$OCSP_SIGNER_LABEL" \
+        --signer-cert "$OCSP_SIGNER_CERT" --signature ecdsa --digest sha256 --nonce echo \
+        --unissued revoked --validity 10d >/dev/null 2>&1 &&
+    ctl -d "$S2" add qca 7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF >/dev/null 2>&1 &&
+    OCSPCTL_IMPORT_CHUNK=700 ctl -d "$S2" import-index qca "$TMP/a.txt" >/dev/null 2>&1; }; then
+    t_fail "the lookup-path store" "not built"
+fi
+leaves() { mdb_stat -s status "$1" | awk '/Leaf pages:/ { print $3 }'; }
+la=$(leaves "$STORE") lb=$(leaves "$S2")
+if ((la > 0 && la < lb)); then
+    t_ok "fresh store: appended, $la leaf pages where lookups leave $lb"
+else
+    t_fail "fresh store: appended" "$la leaf pages, $lb by lookups"
+fi
+
+# ---- serials above every stored one, one listed twice (good, then revoked) ----
+index "$TMP/b.txt" 2000 7 b
+dup=$(awk -F'\t' 'NR == 3 { print $4 }' "$TMP/b.txt")
+printf 'R\t351231235959Z\t240301000000Z,superseded\t%s\tunknown\t/CN=dup\n' "$dup" >>"$TMP/b.txt"
+import "above the stored serials (append into a non-empty store)" "$TMP/b.txt" \
+    OCSPCTL_IMPORT_CHUNK=300
+expect "the serial listed twice: its later line (revoked) holds" \
+    "$(ctl status qca "$dup" 2>/dev/null | grep -Eo 'revoked|superseded' | tr '\n' ' ')" \
+    "revoked superseded "
+
+# ---- serials interleaving the stored ones, and revocations of stored good serials ----
+index "$TMP/c.txt" 3000 4689 c
+awk -F'\t' '$1 == "V" && FNR % 7 == 0 { printf "R\t351231235959Z\t240201000000Z,cessationOfOperation\t%s\tunknown\t/CN=rev\n", $4 }' \
+    "$TMP/a.txt" "$TMP/b.txt" >>"$TMP/c.txt"
+nrev=$(grep -c cessationOfOperation "$TMP/c.txt")
+import "interleaving the stored serials (lookup path)" "$TMP/c.txt" OCSPCTL_IMPORT_CHUNK=500
+expect "interleaving: stored good serials revoked" \
+    "$(listed | grep -c ' revoked cessationOfOperation ')" "$nrev"
+
+# ---- serials sharing their first 8 octets (a CA's fixed prefix), in file order unsorted ----
+openssl rand -hex $((1500 * 8)) | fold -w 16 | awk '
+    { s = "7102030405060708" toupper($0)
+      if (NR % 20 == 0) printf "R\t351231235959Z\t240101000000Z,keyCompromise\t%s\tunknown\t/CN=p %d\n", s, NR
+      else printf "V\t351231235959Z\t\t%s\tunknown\t/CN=p %d\n", s, NR }' >"$TMP/p.txt"
+import "a fixed 8-octet prefix" "$TMP/p.txt" OCSPCTL_IMPORT_CHUNK=600
+
+# ---- longer than the sort window: scanned, then read again window by window ----
+index "$TMP/d.txt" 4000 3456789A d
+import "longer than the window (read again per window)" "$TMP/d.txt" \
+    OCSPCTL_IMPORT_WINDOW=900 OCSPCTL_IMPORT_CHUNK=400
+imp=$(last_import)
+expect "window: the journal entry's SHA-256 is of the file's bytes" "$(jq -r .sha256 <<<"$imp")" \
+    "$(sha256sum "$TMP/d.txt" | cut -d' ' -f1)"
+expect "window: the journal entry's counts" \
+    "$(jq -r '[.lines, .committed, .committed_lines, .failed] | map(tostring) | join(" ")' <<<"$imp")" \
+    "4000 true 4000 0"
+index "$TMP/e.txt" 3000 5 e
+sed -i '2951s/^V/X/' "$TMP/e.txt"
+before=$(listed | md5sum)
+OCSPCTL_IMPORT_WINDOW=900 OCSPCTL_IMPORT_CHUNK=400 "$BUILD/ocspctl" -c "$CONF" import-index qca \
+    "$TMP/e.txt" >/dev/null 2>"$TMP/e.err"
+expect "window: a bad line in the last window: exit 1, named" \
+    "$?:$(grep -c 'e.txt:2951: not an' "$TMP/e.err")" "1:1"
+expect "window: a bad line in the last window: nothing written" "$(listed | md5sum)" "$before"
+
+# ---- import-crl in chunks of write transactions, in key order ----
+# crl FILE N NUMBER: a CRL of the demo CA listing N random serials (affiliationChanged) plus
+# every 9th good serial of a.txt's range (its sorted keys interleave the stored ones)
+crl() {
+    local d=$TMP/crl-$3
+    mkdir -p "$d"
+    {
+        openssl rand -hex $(($2 * 16)) | fold -w 32 |
+            awk '{ printf "R\t351231235959Z\t240101000000Z,affiliationChanged\t6%s\tunknown\t/CN=crl %d\n", toupper(substr($0, 2)), NR }'
+        listed | awk '$1 ~ /^5/ && $2 == "good" && NR % 9 == 0 { printf "R\t351231235959Z\t240101000000Z,affiliationChanged\t%s\tunknown\t/CN=a\n", $1 }'
+    } >"$d/index.txt"
+    echo "$3" >"$d/crlnumber"
+    printf '[ca]\ndefault_ca = crl\n[crl]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\ndefault_crl_days = 30\nunique_subject = no\n' \
+        "$d/index.txt" "$d/crlnumber" >"$d/crl.cnf"
+    openssl ca -batch -gencrl -config "$d/crl.cnf" -cert "$OCSP_CA_CERT" -keyfile "$OCSP_CA_KEY" \
+        -out "$1" >/dev/null 2>&1 || fatal "crl" "openssl ca -gencrl failed"
+    CRL_N=$(grep -c . "$d/index.txt")
+}
+affil() { ctl list qca --revoked 2>/dev/null | grep -c ' affiliationChanged '; }
+crl "$TMP/c1.pem" 40000 1000
+# killed after its first chunk: whole chunks only, the issuer not yet CRL-fed
+a0=$(affil)
+OCSPCTL_IMPORT_CHUNK=2000 "$BUILD/ocspctl" -c "$CONF" import-crl qca "$TMP/c1.pem" >/dev/null \
+    2>"$TMP/c1.err" &
+pid=$!
+for ((i = 0; i < 600; i++)); do
+    grep -q 'CRL entries committed' "$TMP/c1.err" && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+done
+kill -9 "$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+done1=$(($(affil) - a0))
+if ((done1 > 0 && done1 % 2000 == 0 && done1 < CRL_N)); then
+    t_ok "import-crl killed: $done1 of $CRL_N entries committed, whole chunks of 2000 only"
+else
+    t_fail "import-crl killed" "$done1 of $CRL_N revoked, not whole chunks of 2000 (or all)"
+fi
+expect "import-crl killed: the issuer's CRL number not yet updated" \
+    "$(ctl issuer list 2>/dev/null | grep -Eo 'crl=[a-z]+')" "crl=no"
+out=$(OCSPCTL_IMPORT_CHUNK=2000 ctl import-crl qca "$TMP/c1.pem" 2>"$TMP/c1b.err")
+expect "import-crl again: exit 0, every entry" "$?:$(grep -Eo '^import-crl: [0-9]+ entries' <<<"$out")" \
+    "0:import-crl: $CRL_N entries"
+expect "import-crl again: every CRL serial revoked" "$(($(affil) - a0))" "$CRL_N"
+expect "import-crl again: the issuer CRL-fed with the CRL's number" \
+    "$(ctl issuer list 2>/dev/null | grep -Eo 'crl=[a-z]+ crl_number=[0-9]+')" "crl=yes crl_number=4096"
+expect "import-crl again: committed in chunks" "$(grep -c 'CRL entries committed' "$TMP/c1b.err")" \
+    $(((CRL_N - 1) / 2000))
+imp=$(ctl export --journal 2>/dev/null | jq -c '(.entry // .) | select(.op == "import-crl")' | tail -n 1)
+expect "import-crl again: journalled as committed, every entry" \
+    "$(jq -r '[.entries, .committed, .failed] | map(tostring) | join(" ")' <<<"$imp")" "$CRL_N true 0"
+if diff <(ctl list qca 2>/dev/null | awk '$3 == "affiliationChanged" { print $1 }' | sort) \
+    <(awk -F'\t' '{ print $4 }' "$TMP/crl-1000/index.txt" | sort) >/dev/null; then
+    t_ok "import-crl: exactly the CRL's serials are revoked affiliationChanged"
+else
+    t_fail "import-crl" "the revoked serials differ from the CRL's"
+fi
+
+t_summary "$NAME"
