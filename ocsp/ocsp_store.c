@@ -1426,6 +1426,8 @@ ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID
     return st;
 }
 
+void (*ocsp_store_purge_chunk_hook)(struct ocsp_store *s, void *arg);
+
 struct status_purge {
     int64_t cutoff;
     uint8_t serial[PURGE_CHUNK][OCSP_SERIAL_MAX];
@@ -1451,6 +1453,56 @@ ocsp_status_purge_collect(void *ctx, const uint8_t *serial, size_t serial_len,
     return p->scanned < PURGE_CHUNK;
 }
 
+/* The issuer's cutoff as stored now, read in the write transaction that removes: the
+ * settings may have changed since the purge started (marked qualified, purge-status-after
+ * changed or removed by a concurrent ocspctl issuer add): ST_INVALID when it no longer
+ * allows purging (LW-09, EID-06). */
+static int
+ocsp_status_purge_cutoff_txn(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
+                             int64_t now, int64_t *cutoff)
+{
+    struct ocsp_issuer_rec rec;
+    const char *why = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    int st = store_txn_get(t, s->db[DB_ISSUERS], id, OCSP_ISSUER_ID_LEN, &v, &n);
+
+    if (st != ST_OK || (st = ocsp_issuer_decode(v, n, &rec)) != ST_OK)
+        return st;
+    if (rec.purge_status_after == 0 || ocsp_issuer_purge_check(&rec, &why) != ST_OK) {
+        log_err("ocsp_store: issuer %s: status purging stopped, the settings changed: %s", rec.name,
+                why != NULL ? why : "purge_status_after unset");
+        st = ST_INVALID;
+    } else {
+        *cutoff = rec.purge_status_after > (uint64_t)INT64_MAX / 2
+                      ? INT64_MIN
+                      : now - (int64_t)rec.purge_status_after;
+    }
+    ocsp_issuer_rec_clear(&rec);
+    return st;
+}
+
+/* Remove one status record if, as stored now, it is still past the cutoff; counted in *n. */
+static int
+ocsp_status_purge_one(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
+                      const uint8_t *serial, size_t serial_len, int64_t cutoff, size_t *n)
+{
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+    struct ocsp_status cur;
+    int st = ocsp_status_txn_get(s, t, id, serial, serial_len, &cur);
+
+    if (st == ST_NOTFOUND)
+        return ST_OK;
+    if (st != ST_OK)
+        return st;
+    if (cur.not_after == 0 || cur.not_after >= cutoff)
+        return ST_OK;
+    st = store_txn_del(t, s->db[DB_STATUS], key, ocsp_status_key(id, serial, serial_len, key));
+    if (st == ST_OK)
+        (*n)++;
+    return st == ST_NOTFOUND ? ST_OK : st;
+}
+
 int
 ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN], int64_t now,
                         size_t *n, size_t *answers)
@@ -1458,8 +1510,8 @@ ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LE
     struct ocsp_issuer_rec rec;
     struct status_purge *p = NULL;
     struct store_txn *t = NULL;
-    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
     const char *why = NULL;
+    size_t removed = 0;
     int st;
 
     *n = *answers = 0;
@@ -1489,21 +1541,21 @@ ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LE
         if (st != ST_OK)
             break;
         if (p->n > 0) {
-            if ((st = wtxn_begin(s, &t)) != ST_OK)
+            if (ocsp_store_purge_chunk_hook != NULL)
+                ocsp_store_purge_chunk_hook(s, NULL);
+            if ((st = wtxn_begin(s, &t)) != ST_OK ||
+                (st = ocsp_status_purge_cutoff_txn(s, t, id, now, &p->cutoff)) != ST_OK)
                 break;
-            for (size_t i = 0; i < p->n && st == ST_OK; i++) {
-                size_t klen = ocsp_status_key(id, p->serial[i], p->slen[i], key);
-                st = store_txn_del(t, s->db[DB_STATUS], key, klen);
-                if (st == ST_NOTFOUND)
-                    st = ST_OK;
-            }
+            for (size_t i = 0; i < p->n && st == ST_OK; i++)
+                st = ocsp_status_purge_one(s, t, id, p->serial[i], p->slen[i], p->cutoff, &removed);
             if (st != ST_OK)
                 break;
             st = wtxn_commit(s, t);
             t = NULL;
             if (st != ST_OK)
                 break;
-            *n += p->n;
+            *n += removed;
+            removed = 0;
         }
         if (p->scanned < PURGE_CHUNK)
             break;

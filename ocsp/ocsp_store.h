@@ -339,8 +339,16 @@ int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, voi
  * answers (counted in *answers). Refused with ST_INVALID (nothing removed) unless the stored issuer
  * allows it (purge_status_after > 0, not qualified, unissued unknown: ocsp_issuer_purge_check);
  * ST_NOTFOUND for an unknown issuer. A purged serial is then answered as a serial without a
- * record: certStatus unknown (the policy the issuer must have).
+ * record: certStatus unknown (the policy the issuer must have). The issuer's settings are
+ * read again in each write transaction that removes, and each record checked as it is then:
+ * settings changed meanwhile (marked qualified, purge-status-after changed or removed) apply
+ * from the next chunk on (ST_INVALID when they no longer allow it; what went before stays
+ * removed). *n counts the records actually removed.
  */
+/* Tests only (NULL otherwise): called by ocsp_store_status_purge after it read a chunk of
+ * records to remove and before its write transaction removes them, so that a test can change
+ * the store in between (as a concurrent ocspctl would). */
+extern void (*ocsp_store_purge_chunk_hook)(struct ocsp_store *s, void *arg);
 int ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                                int64_t before, size_t *n);
 int ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN], int64_t now,
