@@ -1322,8 +1322,9 @@ struct purge_chunk {
     size_t klen[PURGE_CHUNK];
     uint8_t serial[PURGE_CHUNK][OCSP_SERIAL_MAX];
     size_t slen[PURGE_CHUNK];
-    size_t n;       /* of this issuer */
-    size_t scanned; /* entries seen */
+    uint64_t stamp[PURGE_CHUNK]; /* of the record it was signed for (0: none) */
+    size_t n;                    /* of this issuer */
+    size_t scanned;              /* entries seen */
     uint8_t last[OCSP_CERTID_MAX];
     size_t last_len; /* last key seen (the next chunk starts after it) */
     bool skip_first; /* the walk restarts at last: skip it */
@@ -1355,12 +1356,16 @@ ocsp_purge_collect(void *ctx, const void *key, size_t klen, const void *val, siz
         memcpy(c->keys[c->n], key, klen);
         c->klen[c->n] = klen;
         memcpy(c->serial[c->n], r.serial, r.serial_len);
+        c->stamp[c->n] = r.stamp;
         c->slen[c->n++] = r.serial_len;
     }
     return c->scanned < PURGE_CHUNK;
 }
 
-/* Drop the collected answers whose status is gone or expired before `before`. */
+/* Drop the collected answers whose certificate expired before `before`, and those signed for
+ * a record that is gone (a re-sign that raced a status purge: never served, as
+ * ocsp_try_stored wants stamp 0 without a record). Answers signed without a record (stamp 0)
+ * stay. */
 static int
 ocsp_purge_chunk_apply(struct ocsp_store *s, struct purge_chunk *c, int64_t before, size_t *n)
 {
@@ -1375,11 +1380,11 @@ ocsp_purge_chunk_apply(struct ocsp_store *s, struct purge_chunk *c, int64_t befo
         return rc;
     for (size_t i = 0; i < c->n; i++) {
         rc = ocsp_status_txn_get(s, t, c->id, c->serial[i], c->slen[i], &st);
-        if (rc == ST_NOTFOUND)
-            continue; /* no record: nothing says it expired (unissued answers stay) */
-        if (rc != ST_OK)
+        if (rc == ST_NOTFOUND && c->stamp[i] == 0)
+            continue; /* signed without a record: nothing says it expired (it stays) */
+        if (rc != ST_OK && rc != ST_NOTFOUND)
             goto fail;
-        if (st.not_after == 0 || st.not_after >= before)
+        if (rc == ST_OK && (st.not_after == 0 || st.not_after >= before))
             continue;
         rc = store_txn_del(t, s->db[DB_RESPONSES], c->keys[i], c->klen[i]);
         if (rc == ST_NOTFOUND)

@@ -331,8 +331,9 @@ int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, voi
  * ocsp_store_responses_purge: drop the pre-signed answers (every CertID form) of the serials
  * of issuer `id` whose status record has a known not_after earlier than `before` (an
  * expired certificate). The status records stay; a dropped answer is signed again on demand
- * when asked for (and not by the refresher, which only re-signs stored answers). Allowed for
- * every issuer.
+ * when asked for (and not by the refresher, which only re-signs stored answers). Also dropped:
+ * answers signed for a status record that is gone (a re-sign that raced a status purge; never
+ * served). Answers signed without a record (stamp 0) stay. Allowed for every issuer.
  *
  * ocsp_store_status_purge: remove the status records of issuer `id` whose not_after is known
  * and earlier than now - purge_status_after (past the issuer's archive cutoff), with their

@@ -1464,6 +1464,35 @@ START_TEST(test_status_purge_follows_settings_changed_meanwhile)
 }
 END_TEST
 
+/* An answer signed for a status record that is gone (stored by a re-sign that raced a status
+ * purge: its stamp is the removed record's) is never served (ocsp_try_stored wants stamp 0
+ * without a record): purging answers drops it; an answer signed without a record (stamp 0,
+ * certStatus as the unissued policy says) stays. Failed before: both stayed for ever. */
+START_TEST(test_purge_answers_drops_orphans)
+{
+    static const uint8_t serial9[] = {0x09, 0x09};
+    static const uint8_t cid_orphan[] = {0x30, 0x04, 0x02, 0x02, 0x09, 0x09};
+    static const uint8_t cid_unissued[] = {0x30, 0x05, 0x02, 0x02, 0x09, 0x09, 0x00};
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[2];
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 99;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    p[0] = put_of(cid_orphan, sizeof(cid_orphan), 12345, now, now + 3600);
+    p[1] = put_of(cid_unissued, sizeof(cid_unissued), 0, now, now + 3600);
+    for (size_t i = 0; i < 2; i++) {
+        p[i].serial = serial9;
+        p[i].serial_len = sizeof(serial9);
+    }
+    ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
+    ck_assert_int_eq(ocsp_store_responses_purge(os, ca_id, now, &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(count_db("responses"), 1);
+}
+END_TEST
+
 /* Many answers (more than one purge chunk) of two issuers: only the asked issuer's expired
  * ones go. */
 START_TEST(test_purge_answers_chunks)
@@ -1629,6 +1658,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_response_walk);
     tcase_add_test(tc, test_response_certs_elided);
     tcase_add_test(tc, test_status_walk);
+    tcase_add_test(tc, test_purge_answers_drops_orphans);
     tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
