@@ -1643,20 +1643,22 @@ struct purge_chunk {
     const uint8_t *id;
     uint8_t keys[PURGE_CHUNK][OCSP_RESP_KEY_MAX];
     size_t klen[PURGE_CHUNK];
+    uint64_t stamp[PURGE_CHUNK]; /* of the record it was signed for (0: none) */
     size_t n;
     uint8_t last[OCSP_RESP_KEY_MAX];
     size_t last_len; /* last key seen (the next chunk starts after it) */
     bool skip_first; /* the walk restarts at last: skip it */
     bool done;       /* past the issuer's keys */
+    int st;          /* of the walk: a value that does not decode */
 };
 
 static bool
 ocsp_purge_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
 {
     struct purge_chunk *c = ctx;
+    struct ocsp_stored_response r;
+    size_t off;
 
-    (void)val;
-    (void)vlen;
     if (c->skip_first) {
         c->skip_first = false;
         if (klen == c->last_len && memcmp(key, c->last, klen) == 0)
@@ -1670,12 +1672,18 @@ ocsp_purge_collect(void *ctx, const void *key, size_t klen, const void *val, siz
         return true; /* not one of ours */
     memcpy(c->last, key, klen);
     c->last_len = klen;
+    if ((c->st = ocsp_response_decode(val, vlen, &r, &off)) != ST_OK)
+        return false;
     memcpy(c->keys[c->n], key, klen);
     c->klen[c->n] = klen;
+    c->stamp[c->n] = r.stamp;
     return ++c->n < PURGE_CHUNK;
 }
 
-/* Drop the collected answers whose status is gone or expired before `before`. */
+/* Drop the collected answers whose certificate expired before `before`, and those signed for
+ * a record that is gone (a re-sign that raced a status purge: never served, as
+ * ocsp_try_stored wants stamp 0 without a record). Answers signed without a record (stamp 0)
+ * stay. */
 static int
 ocsp_purge_chunk_apply(struct ocsp_store *s, struct purge_chunk *c, int64_t before, size_t *n)
 {
@@ -1693,11 +1701,11 @@ ocsp_purge_chunk_apply(struct ocsp_store *s, struct purge_chunk *c, int64_t befo
         if (!ocsp_response_key_parse(c->keys[i], c->klen[i], &r))
             continue;
         rc = ocsp_status_txn_get(s, t, c->id, r.serial, r.serial_len, &st);
-        if (rc == ST_NOTFOUND)
-            continue; /* no record: nothing says it expired (unissued answers stay) */
-        if (rc != ST_OK)
+        if (rc == ST_NOTFOUND && c->stamp[i] == 0)
+            continue; /* signed without a record: nothing says it expired (it stays) */
+        if (rc != ST_OK && rc != ST_NOTFOUND)
             goto fail;
-        if (st.not_after == 0 || st.not_after >= before)
+        if (rc == ST_OK && (st.not_after == 0 || st.not_after >= before))
             continue;
         rc = store_txn_del(t, s->db[DB_RESPONSES], c->keys[i], c->klen[i]);
         if (rc == ST_NOTFOUND)
@@ -1730,7 +1738,10 @@ ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID
     for (;;) {
         c->n = 0;
         c->skip_first = true;
+        c->st = ST_OK;
         st = store_walk(s->st, s->db[DB_RESPONSES], c->last, c->last_len, ocsp_purge_collect, c);
+        if (st == ST_OK)
+            st = c->st;
         if (st != ST_OK || (st = ocsp_purge_chunk_apply(s, c, before, n)) != ST_OK || c->done ||
             c->n < PURGE_CHUNK)
             break;
@@ -1738,6 +1749,8 @@ ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID
     free(c);
     return st;
 }
+
+void (*ocsp_store_purge_chunk_hook)(struct ocsp_store *s, void *arg);
 
 struct status_purge {
     int64_t cutoff;
@@ -1764,6 +1777,56 @@ ocsp_status_purge_collect(void *ctx, const uint8_t *serial, size_t serial_len,
     return p->scanned < PURGE_CHUNK;
 }
 
+/* The issuer's cutoff as stored now, read in the write transaction that removes: the
+ * settings may have changed since the purge started (marked qualified, purge-status-after
+ * changed or removed by a concurrent ocspctl issuer add): ST_INVALID when it no longer
+ * allows purging (LW-09, EID-06). */
+static int
+ocsp_status_purge_cutoff_txn(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
+                             int64_t now, int64_t *cutoff)
+{
+    struct ocsp_issuer_rec rec;
+    const char *why = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    int st = store_txn_get(t, s->db[DB_ISSUERS], id, OCSP_ISSUER_ID_LEN, &v, &n);
+
+    if (st != ST_OK || (st = ocsp_issuer_decode(v, n, &rec)) != ST_OK)
+        return st;
+    if (rec.purge_status_after == 0 || ocsp_issuer_purge_check(&rec, &why) != ST_OK) {
+        log_err("ocsp_store: issuer %s: status purging stopped, the settings changed: %s", rec.name,
+                why != NULL ? why : "purge_status_after unset");
+        st = ST_INVALID;
+    } else {
+        *cutoff = rec.purge_status_after > (uint64_t)INT64_MAX / 2
+                      ? INT64_MIN
+                      : now - (int64_t)rec.purge_status_after;
+    }
+    ocsp_issuer_rec_clear(&rec);
+    return st;
+}
+
+/* Remove one status record if, as stored now, it is still past the cutoff; counted in *n. */
+static int
+ocsp_status_purge_one(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
+                      const uint8_t *serial, size_t serial_len, int64_t cutoff, size_t *n)
+{
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+    struct ocsp_status cur;
+    int st = ocsp_status_txn_get(s, t, id, serial, serial_len, &cur);
+
+    if (st == ST_NOTFOUND)
+        return ST_OK;
+    if (st != ST_OK)
+        return st;
+    if (cur.not_after == 0 || cur.not_after >= cutoff)
+        return ST_OK;
+    st = store_txn_del(t, s->db[DB_STATUS], key, ocsp_status_key(id, serial, serial_len, key));
+    if (st == ST_OK)
+        (*n)++;
+    return st == ST_NOTFOUND ? ST_OK : st;
+}
+
 int
 ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN], int64_t now,
                         size_t *n, size_t *answers)
@@ -1771,8 +1834,8 @@ ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LE
     struct ocsp_issuer_rec rec;
     struct status_purge *p = NULL;
     struct store_txn *t = NULL;
-    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
     const char *why = NULL;
+    size_t removed = 0;
     int st;
 
     *n = *answers = 0;
@@ -1802,21 +1865,21 @@ ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LE
         if (st != ST_OK)
             break;
         if (p->n > 0) {
-            if ((st = wtxn_begin(s, &t)) != ST_OK)
+            if (ocsp_store_purge_chunk_hook != NULL)
+                ocsp_store_purge_chunk_hook(s, NULL);
+            if ((st = wtxn_begin(s, &t)) != ST_OK ||
+                (st = ocsp_status_purge_cutoff_txn(s, t, id, now, &p->cutoff)) != ST_OK)
                 break;
-            for (size_t i = 0; i < p->n && st == ST_OK; i++) {
-                size_t klen = ocsp_status_key(id, p->serial[i], p->slen[i], key);
-                st = store_txn_del(t, s->db[DB_STATUS], key, klen);
-                if (st == ST_NOTFOUND)
-                    st = ST_OK;
-            }
+            for (size_t i = 0; i < p->n && st == ST_OK; i++)
+                st = ocsp_status_purge_one(s, t, id, p->serial[i], p->slen[i], p->cutoff, &removed);
             if (st != ST_OK)
                 break;
             st = wtxn_commit(s, t);
             t = NULL;
             if (st != ST_OK)
                 break;
-            *n += p->n;
+            *n += removed;
+            removed = 0;
         }
         if (p->scanned < PURGE_CHUNK)
             break;

@@ -365,15 +365,25 @@ int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, voi
  * of issuer `id` (a range of keys: the issuer's prefix) whose status record has a known not_after
  * earlier than `before` (an expired certificate). The status records stay; a dropped answer is
  * signed again on demand when asked for (and not by the refresher, which only re-signs stored
- * answers). Allowed for every issuer.
+ * answers). Also dropped: answers signed for a status record that is gone (a re-sign that raced
+ * a status purge; never served). Answers signed without a record (stamp 0) stay. Allowed for
+ * every issuer.
  *
  * ocsp_store_status_purge: remove the status records of issuer `id` whose not_after is known
  * and earlier than now - purge_status_after (past the issuer's archive cutoff), with their
  * answers (counted in *answers). Refused with ST_INVALID (nothing removed) unless the stored issuer
  * allows it (purge_status_after > 0, not qualified, unissued unknown: ocsp_issuer_purge_check);
  * ST_NOTFOUND for an unknown issuer. A purged serial is then answered as a serial without a
- * record: certStatus unknown (the policy the issuer must have).
+ * record: certStatus unknown (the policy the issuer must have). The issuer's settings are
+ * read again in each write transaction that removes, and each record checked as it is then:
+ * settings changed meanwhile (marked qualified, purge-status-after changed or removed) apply
+ * from the next chunk on (ST_INVALID when they no longer allow it; what went before stays
+ * removed). *n counts the records actually removed.
  */
+/* Tests only (NULL otherwise): called by ocsp_store_status_purge after it read a chunk of
+ * records to remove and before its write transaction removes them, so that a test can change
+ * the store in between (as a concurrent ocspctl would). */
+extern void (*ocsp_store_purge_chunk_hook)(struct ocsp_store *s, void *arg);
 int ocsp_store_responses_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                                int64_t before, size_t *n);
 int ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN], int64_t now,

@@ -7,7 +7,8 @@
  * purge-status-after), only for an issuer that allows it (ocspctl issuer add
  * --purge-status-after, which needs --unissued unknown): never for an issuer marked qualified
  * (eIDAS Art. 24(4), STANDARDS LW-09, EID-06), where the command is refused (exit 3) and the
- * refusal journalled. Each run is journalled with the operator and the counts.
+ * refusal journalled. Each run is journalled with the operator: `started` before anything is
+ * removed, then `done` (or `failed`, `refused`) with the counts.
  */
 #include "common/log.h"
 #include "common/status.h"
@@ -80,9 +81,25 @@ ocspctl_cmd_purge(struct ctl *c, int argc, char **argv)
             rc = purge_journal(c, rec.name, what, "refused", 0, 0) == ST_OK ? ST_EXISTS : ST_ERR;
             goto out;
         }
+    }
+    /* journalled before anything is removed: a purge killed half-way (or whose journal cannot
+     * be written) never leaves removals that no journal entry mentions */
+    if (purge_journal(c, rec.name, what, "started", 0, 0) != ST_OK)
+        goto out;
+    if (want_status)
         st = ocsp_store_status_purge(c->store, rec.id, now, &status, &answers);
-    } else {
+    else
         st = ocsp_store_responses_purge(c->store, rec.id, now, &answers);
+    if (want_status && st == ST_INVALID) { /* settings changed meanwhile (ocsp_store.h) */
+        fprintf(stderr,
+                "ocspctl: purge %s --status stopped: the issuer's settings no longer allow it "
+                "(changed while it ran; %zu status record(s) removed before)\n",
+                rec.name, status);
+        log_audit("ocsp_purge", "refused issuer=%s what=status answers=%zu status=%zu by=%s",
+                  rec.name, answers, status, c->who);
+        rc = purge_journal(c, rec.name, what, "refused", answers, status) == ST_OK ? ST_EXISTS
+                                                                                   : ST_ERR;
+        goto out;
     }
     if (st != ST_OK) {
         fprintf(stderr,

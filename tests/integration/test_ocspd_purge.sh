@@ -139,6 +139,18 @@ ask old1 "$OLD" "$OCSP_REKEY_CA_CERT"
 check "the expired serial is answered good before the purge" "$(kv old1 single.0.status)" good
 ctl_exit "purge qca-rekey --status" 0 purge qca-rekey --status
 has "one status record removed" "$TMP/ctl.out" ': 1 status record\(s\) removed'
+# journalled before anything is removed (a purge killed half-way, or whose journal cannot be
+# written, must not have removed status records that no journal entry mentions: LW-09)
+ctl export qca-rekey >"$TMP/export.out" 2>&1
+started=$(grep -n '"op":"purge".*"what":"status","result":"started"' "$TMP/export.out" | head -n 1)
+done_at=$(grep -n '"op":"purge".*"what":"status","result":"done".*"status_removed":1' \
+    "$TMP/export.out" | head -n 1)
+if [[ -n $started && -n $done_at ]] && ((${started%%:*} < ${done_at%%:*})); then
+    t_ok "the status purge is journalled as started before it removes anything, then done"
+else
+    t_fail "the status purge is journalled as started before it removes anything" \
+        "$(grep '"op":"purge"' "$TMP/export.out" | head -c 800)"
+fi
 ctl status qca-rekey "$OLD" >"$TMP/st.out" 2>&1
 has "the purged serial has no record" "$TMP/st.out" "^$OLD not-issued "
 ctl status qca-rekey "$NEW" >"$TMP/st.out" 2>&1

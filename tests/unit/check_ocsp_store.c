@@ -1740,6 +1740,84 @@ START_TEST(test_status_purge_only_where_allowed)
 }
 END_TEST
 
+/* The issuer's settings change while a status purge runs (between its read of a chunk and
+ * the removal): marked qualified (with purge-status-after never), or its purge-status-after
+ * lengthened. What the purge removes must follow the settings stored when it removes, never
+ * those it started with: a qualified issuer loses no status (LW-09, EID-06). Failed before
+ * the removal re-read the issuer in its write transaction. */
+static struct ocsp_issuer_rec hook_rec;
+static int hook_calls;
+
+static void
+purge_hook_change_issuer(struct ocsp_store *s, void *arg)
+{
+    (void)arg;
+    hook_calls++;
+    ck_assert_int_eq(ocsp_store_issuer_put(s, &hook_rec), ST_OK);
+}
+
+START_TEST(test_status_purge_follows_settings_changed_meanwhile)
+{
+    struct ocsp_issuer_rec in;
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 99, answers = 99;
+
+    fill_issuer(&in, "ca-A");
+    in.unissued_policy = OCSP_UNISSUED_UNKNOWN;
+    in.purge_status_after = 30 * 86400;
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    purge_fixture(now); /* serial1 expired 400 days ago: past the 30-day cutoff */
+    /* marked qualified meanwhile: nothing removed, refused */
+    hook_rec = in;
+    hook_rec.qualified = true;
+    hook_rec.purge_status_after = 0;
+    hook_calls = 0;
+    ocsp_store_purge_chunk_hook = purge_hook_change_issuer;
+    ck_assert_int_ne(ocsp_store_status_purge(os, ca_id, now, &n, &answers), ST_OK);
+    ocsp_store_purge_chunk_hook = NULL;
+    ck_assert_int_eq(hook_calls, 1);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(count_db("status"), 3);
+    /* allowed again, then lengthened to 1000 days meanwhile: serial1 is not past it */
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    hook_rec = in;
+    hook_rec.purge_status_after = 1000 * 86400ull;
+    ocsp_store_purge_chunk_hook = purge_hook_change_issuer;
+    ck_assert_int_eq(ocsp_store_status_purge(os, ca_id, now, &n, &answers), ST_OK);
+    ocsp_store_purge_chunk_hook = NULL;
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(count_db("status"), 3);
+}
+END_TEST
+
+/* An answer signed for a status record that is gone (stored by a re-sign that raced a status
+ * purge: its stamp is the removed record's) is never served (ocsp_try_stored wants stamp 0
+ * without a record): purging answers drops it; an answer signed without a record (stamp 0,
+ * certStatus as the unissued policy says) stays. Failed before: both stayed for ever. */
+START_TEST(test_purge_answers_drops_orphans)
+{
+    static const uint8_t serial9[] = {0x09, 0x09};
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[2];
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 99;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    /* the same serial in two CertID forms: one signed for a record (gone), one without */
+    p[0] = put_of(FORM_A, 12345, now, now + 3600);
+    p[1] = put_of(FORM_B, 0, now, now + 3600);
+    for (size_t i = 0; i < 2; i++) {
+        p[i].serial = serial9;
+        p[i].serial_len = sizeof(serial9);
+    }
+    ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
+    ck_assert_int_eq(ocsp_store_responses_purge(os, ca_id, now, &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(count_db("responses"), 1);
+}
+END_TEST
+
 /* Many answers (more than one purge chunk) of three issuers: only the asked issuer's expired
  * ones go (its range of keys: the issuers before and after it keep theirs). */
 START_TEST(test_purge_answers_chunks)
@@ -1919,6 +1997,8 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_response_certs_elided);
     tcase_add_test(tc, test_response_padding);
     tcase_add_test(tc, test_status_walk);
+    tcase_add_test(tc, test_purge_answers_drops_orphans);
+    tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
     suite_add_tcase(s, tc);
