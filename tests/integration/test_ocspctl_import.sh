@@ -106,14 +106,7 @@ index "$TMP/big.txt" $N2 big
 r1=$(records)
 OCSPCTL_IMPORT_CHUNK=$CH "$CTL" -c "$CONF" import-index qca "$TMP/big.txt" >/dev/null \
     2>"$TMP/big.err" &
-pid=$!
-for ((i = 0; i < 600; i++)); do
-    grep -q 'entries committed' "$TMP/big.err" && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-done
-kill -9 "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
+kill9_when_logged $! "$TMP/big.err" 'entries committed'
 done1=$(($(records) - r1))
 if ((done1 > 0 && done1 % CH == 0)); then
     t_ok "killed: $done1 of $N2 lines committed, whole chunks of $CH only"

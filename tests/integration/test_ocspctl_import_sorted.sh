@@ -178,14 +178,7 @@ crl "$TMP/c1.pem" 40000 1000
 a0=$(affil)
 OCSPCTL_IMPORT_CHUNK=2000 "$BUILD/ocspctl" -c "$CONF" import-crl qca "$TMP/c1.pem" >/dev/null \
     2>"$TMP/c1.err" &
-pid=$!
-for ((i = 0; i < 600; i++)); do
-    grep -q 'CRL entries committed' "$TMP/c1.err" && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.05
-done
-kill -9 "$pid" 2>/dev/null
-wait "$pid" 2>/dev/null
+kill9_when_logged $! "$TMP/c1.err" 'CRL entries committed'
 done1=$(($(affil) - a0))
 if ((done1 > 0 && done1 % 2000 == 0 && done1 < CRL_N)); then
     t_ok "import-crl killed: $done1 of $CRL_N entries committed, whole chunks of 2000 only"

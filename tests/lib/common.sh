@@ -20,6 +20,9 @@
 #                              status (0 when it was not running)
 #   kv_get FILE KEY            print the value of the first KEY=VALUE line of FILE (read by
 #                              the shell itself: the tests call it thousands of times)
+#   kill9_when_logged PID FILE PATTERN
+#                              wait (up to 30 s) until FILE holds PATTERN or PID has ended,
+#                              then kill -9 PID and reap it: a process killed mid-work
 #   die MSG                    print "error: MSG" on stderr and exit 1
 #   t_ok NAME / t_fail NAME MSG / t_check NAME CMD...
 #                              test counters (T_PASSED, T_FAILED) with one line per result
@@ -52,6 +55,18 @@ kv_get() {
             return 0
         fi
     done <"$1"
+    return 0
+}
+
+kill9_when_logged() {
+    local pid=$1 i
+    for ((i = 0; i < 600; i++)); do
+        grep -q -- "$3" "$2" 2>/dev/null && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
     return 0
 }
 
