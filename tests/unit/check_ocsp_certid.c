@@ -161,8 +161,7 @@ START_TEST(test_encode_every_form)
             int ptype = -1;
             int i = (int)hash - 1;
 
-            ck_assert_int_eq(ocsp_certid_encode_form(&h, form, serial, sizeof(serial), &id),
-                             ST_OK);
+            ck_assert_int_eq(ocsp_certid_encode_form(&h, form, serial, sizeof(serial), &id), ST_OK);
             ck_assert_uint_eq(ocsp_certid_form(&id), form);
             p = id.der;
             ossl = d2i_OCSP_CERTID(NULL, &p, (long)id.der_len);
