@@ -21,7 +21,8 @@
  *
  *   P11DELAY_HANG_FILE=FILE    (hang_file) while FILE exists, a signature does not come back
  *                              (it waits, checking every 50 ms): a device that stopped
- *                              answering. The call then goes on normally.
+ *                              answering. The call then goes on normally. The first held
+ *                              signature creates FILE.held (a test knows one is held).
  *   P11DELAY_REMOVED_FILE=FILE (removed_file) while FILE exists, every call an application
  *                              makes to find a token and sign (C_GetSlotList, C_GetSlotInfo,
  *                              C_GetTokenInfo, C_OpenSession, C_CloseSession,
@@ -393,14 +394,20 @@ p11d_round_trip_end(struct p11d_state *s, long long start)
     p11d_slot_give(s, end);
 }
 
-/* A device that stopped answering: wait while the hang file exists. */
+/* A device that stopped answering: wait while the hang file exists, with FILE.held made
+ * (once) so that a test knows a signature is being held. */
 static void
 p11d_hang(const struct p11d_state *s)
 {
     struct timespec nap = {0, 50000000L};
+    char held[P11D_PATH_MAX + 8];
+    FILE *f;
 
-    if (s->set.hang_file[0] == '\0')
+    if (s->set.hang_file[0] == '\0' || access(s->set.hang_file, F_OK) != 0)
         return;
+    snprintf(held, sizeof(held), "%s.held", s->set.hang_file);
+    if ((f = fopen(held, "a")) != NULL)
+        fclose(f);
     while (access(s->set.hang_file, F_OK) == 0)
         nanosleep(&nap, NULL);
 }

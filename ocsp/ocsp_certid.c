@@ -56,27 +56,35 @@ ocsp_issuer_hashes(X509 *issuer, struct ocsp_issuer_hashes *h)
 
 static const uint8_t oid_sha1[] = {0x2b, 0x0e, 0x03, 0x02, 0x1a};
 static const uint8_t oid_sha256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
+static const uint8_t oid_sha384[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02};
+static const uint8_t oid_sha512[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03};
 
 int
-ocsp_certid_encode(const struct ocsp_issuer_hashes *h, enum ocsp_hash hash, const uint8_t *serial,
-                   size_t serial_len, struct ocsp_certid *out)
+ocsp_certid_encode_form(const struct ocsp_issuer_hashes *h, uint8_t form, const uint8_t *serial,
+                        size_t serial_len, struct ocsp_certid *out)
 {
+    static const struct {
+        const uint8_t *oid;
+        size_t len;
+    } oids[] = {{oid_sha1, sizeof(oid_sha1)},
+                {oid_sha256, sizeof(oid_sha256)},
+                {oid_sha384, sizeof(oid_sha384)},
+                {oid_sha512, sizeof(oid_sha512)}};
+    unsigned hash = form & ~(unsigned)OCSP_FORM_NOPARAMS;
     int i = (int)hash - 1;
     struct der d;
     size_t m, a;
 
     memset(out, 0, sizeof(*out));
-    if ((hash != OCSP_HASH_SHA1 && hash != OCSP_HASH_SHA256) || serial_len == 0 ||
+    if (hash < OCSP_HASH_SHA1 || hash > OCSP_HASH_SHA512 || serial_len == 0 ||
         serial_len > OCSP_SERIAL_MAX)
         return ST_INVALID;
     der_init(&d, out->der, sizeof(out->der));
     m = der_begin(&d, DER_SEQUENCE);
     a = der_begin(&d, DER_SEQUENCE);
-    if (hash == OCSP_HASH_SHA1)
-        der_tlv(&d, DER_OID, oid_sha1, sizeof(oid_sha1));
-    else
-        der_tlv(&d, DER_OID, oid_sha256, sizeof(oid_sha256));
-    der_tlv(&d, DER_NULL, NULL, 0);
+    der_tlv(&d, DER_OID, oids[i].oid, oids[i].len);
+    if ((form & OCSP_FORM_NOPARAMS) == 0)
+        der_tlv(&d, DER_NULL, NULL, 0);
     der_end(&d, a);
     der_tlv(&d, DER_OCTET_STRING, h->name[i], h->len[i]);
     der_tlv(&d, DER_OCTET_STRING, h->key[i], h->len[i]);
@@ -85,13 +93,24 @@ ocsp_certid_encode(const struct ocsp_issuer_hashes *h, enum ocsp_hash hash, cons
     if (der_finish(&d) != ST_OK)
         return ST_INVALID;
     out->der_len = d.len;
-    out->hash = hash;
+    out->hash = (enum ocsp_hash)hash;
     memcpy(out->name_hash, h->name[i], h->len[i]);
     memcpy(out->key_hash, h->key[i], h->len[i]);
     out->hash_len = h->len[i];
     memcpy(out->serial, serial, serial_len);
     out->serial_len = serial_len;
     return ST_OK;
+}
+
+int
+ocsp_certid_encode(const struct ocsp_issuer_hashes *h, enum ocsp_hash hash, const uint8_t *serial,
+                   size_t serial_len, struct ocsp_certid *out)
+{
+    if (hash != OCSP_HASH_SHA1 && hash != OCSP_HASH_SHA256) {
+        memset(out, 0, sizeof(*out));
+        return ST_INVALID;
+    }
+    return ocsp_certid_encode_form(h, (uint8_t)hash, serial, serial_len, out);
 }
 
 uint8_t

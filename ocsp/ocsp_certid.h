@@ -54,6 +54,12 @@ int ocsp_issuer_hashes(X509 *issuer, struct ocsp_issuer_hashes *h);
 int ocsp_certid_encode(const struct ocsp_issuer_hashes *h, enum ocsp_hash hash,
                        const uint8_t *serial, size_t serial_len, struct ocsp_certid *out);
 
+/* A CertID in any form a stored answer can have (its key's form byte, see below: any hash of
+ * enum ocsp_hash, with NULL parameters or, with OCSP_FORM_NOPARAMS, none), as the refresher
+ * re-signs it. ST_OK, or ST_INVALID (another form, a serial empty or too long). */
+int ocsp_certid_encode_form(const struct ocsp_issuer_hashes *h, uint8_t form, const uint8_t *serial,
+                            size_t serial_len, struct ocsp_certid *out);
+
 /* The form byte of a stored answer's key (ocsp_store.h): the CertID's hash, with
  * OCSP_FORM_NOPARAMS when its hash AlgorithmIdentifier has no parameters (the other accepted
  * spelling is a NULL). ocsp_certid_form_der reads it from a CertID DER and its hash; 0 when

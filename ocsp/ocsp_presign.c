@@ -46,6 +46,7 @@ presign_serial(void *ctx, const uint8_t *serial, size_t serial_len, const struct
     memcpy(c->issuer_id, pc->issuer_id, OCSP_ISSUER_ID_LEN);
     memcpy(c->serial, serial, serial_len);
     c->serial_len = serial_len;
+    c->form = 0;
     pc->n++;
     return pc->scanned < PRESIGN_CHUNK;
 }

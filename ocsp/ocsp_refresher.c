@@ -52,10 +52,13 @@ ocsp_change_cmp(const void *a, const void *b)
         return c;
     if (x->serial_len != y->serial_len)
         return x->serial_len < y->serial_len ? -1 : 1;
-    return memcmp(x->serial, y->serial, x->serial_len);
+    if ((c = memcmp(x->serial, y->serial, x->serial_len)) != 0)
+        return c;
+    return (x->form > y->form) - (x->form < y->form);
 }
 
-/* One (issuer, serial) once: re-signing it refreshes all its pre-signed forms. */
+/* Each entry once (a status change names an (issuer, serial): all its pre-signed forms; a
+ * refresh, one stored form). */
 static size_t
 ocsp_changes_unique(struct ocsp_change *list, size_t n)
 {
@@ -118,6 +121,10 @@ ocsp_refresh_pick(void *ctx, const struct ocsp_stored_response *r)
     memcpy(c->issuer_id, iss->rec.id, OCSP_ISSUER_ID_LEN);
     memcpy(c->serial, r->serial, r->serial_len);
     c->serial_len = r->serial_len;
+    /* this answer's own form: another (a SHA-384 CertID, or one without hash parameters,
+     * stored when a client asked so) re-signed as SHA-1 and SHA-256 would stay due and be
+     * picked again at once, for ever */
+    c->form = r->form;
     return true;
 }
 
@@ -142,7 +149,7 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
             break;
         }
         rs.n = ocsp_changes_unique(rs.list, rs.n);
-        ocsp_responder_resign(s->resp, rs.list, rs.n, &count);
+        ocsp_responder_refresh(s->resp, rs.list, rs.n, &count);
         free(rs.list);
         total += count;
         metrics_add(s->m_refreshed, (double)count);

@@ -44,6 +44,7 @@ struct ocsp_store_op {
     struct resign_wait *wait;       /* a sorted write (presign) that counts it, or NULL */
     uint8_t key[OCSP_RESP_KEY_MAX]; /* its `responses` key (the sort order) */
     size_t key_len;
+    bool gone; /* put.replace and the answer was no longer stored: nothing written */
 };
 
 static void ocsp_presign_stored(struct resign_wait *w, int status);
@@ -52,8 +53,11 @@ static int
 ocsp_store_op_apply(struct store_txn *t, struct commit_op *op)
 {
     struct ocsp_store_op *so = op->user;
+    int st = ocsp_store_response_put_txn(so->store, t, &so->put);
 
-    return ocsp_store_response_put_txn(so->store, t, &so->put);
+    /* applied again after a failed group: decided anew each time */
+    so->gone = st == ST_NOTFOUND && so->put.replace;
+    return so->gone ? ST_OK : st;
 }
 
 static void
@@ -63,6 +67,8 @@ ocsp_store_op_done(struct commit_op *op, int status)
     struct ocsp_job *j = so->job;
 
     if (j != NULL) {
+        if (status == ST_OK && so->gone)
+            status = ST_NOTFOUND;
         j->stored = status == ST_OK;
         j->store_status = status;
         j->done(j, j->ctx);
@@ -110,7 +116,8 @@ ocsp_store_op_of(struct ocsp_responder *r, struct ocsp_job *j, bool take)
                                          .next_update = j->next_update,
                                          .produced_at = j->produced_at,
                                          .der = so->der,
-                                         .der_len = j->resp_len};
+                                         .der_len = j->resp_len,
+                                         .replace = j->replace};
     memcpy(so->put.signer_fp, j->iss->signer_fp, OCSP_FP_LEN);
     ocsp_etag_of(so->der, j->resp_len, so->put.etag);
     /* the issuer's certs field, the same in all its answers, is not stored with each: the
@@ -320,8 +327,10 @@ struct resign_wait {
     size_t stored;
     size_t unstored; /* signed, but the store write failed */
     size_t full;     /* of those, refused above the store's fill level */
+    size_t gone;     /* refresh: removed (purged) while being signed, not written back */
     /* sorted (presign): the signed answers gathered here, written in key order at the end */
     bool sorted;
+    bool refresh; /* only over the answers still stored (ocsp_responder_refresh) */
     struct ocsp_responder *r;
     struct ocsp_store_op **ops;
     size_t n_ops, cap_ops;
@@ -381,6 +390,8 @@ ocsp_resign_done(struct ocsp_job *j, void *ctx)
         ocsp_presign_keep(w, j);
     else if (j->stored)
         w->stored++;
+    else if (j->store_status == ST_NOTFOUND)
+        w->gone++;
     else if (j->resp != NULL)
         w->unstored++;
     if (j->store_status == ST_FULL)
@@ -395,7 +406,9 @@ static void
 ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct resign_wait *w,
                 unsigned limit)
 {
-    static const enum ocsp_hash forms[] = {OCSP_HASH_SHA1, OCSP_HASH_SHA256};
+    static const uint8_t presigned[] = {OCSP_HASH_SHA1, OCSP_HASH_SHA256};
+    const uint8_t *forms = c->form != 0 ? &c->form : presigned;
+    size_t n_forms = c->form != 0 ? 1 : 2;
     const struct ocsp_issuer *iss = ocsp_issuers_by_id(r->issuers, c->issuer_id);
     struct ocsp_status st;
     bool have;
@@ -404,14 +417,14 @@ ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct re
     if (iss == NULL || ocsp_issuer_stale(ocsp_issuer_live(iss), now))
         return;
     have = ocsp_store_status_get(r->store, c->issuer_id, c->serial, c->serial_len, &st) == ST_OK;
-    for (size_t f = 0; f < 2; f++) {
+    for (size_t f = 0; f < n_forms; f++) {
         struct ocsp_decide_in in = ocsp_issuer_decide_in(iss, now);
         struct ocsp_certid id;
         struct ocsp_decision d;
         struct ocsp_single *single = &d.single;
         struct ocsp_job *j;
 
-        if (ocsp_certid_encode(&iss->hashes, forms[f], c->serial, c->serial_len, &id) != ST_OK)
+        if (ocsp_certid_encode_form(&iss->hashes, forms[f], c->serial, c->serial_len, &id) != ST_OK)
             continue;
         in.status = have ? &st : NULL;
         in.certid = id.der;
@@ -426,6 +439,7 @@ ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct re
             continue;
         j->store = !w->sorted; /* sorted: kept by ocsp_resign_done, written at the end */
         j->wait_store = !w->sorted;
+        j->replace = w->refresh;
         j->form = ocsp_certid_form(&id);
         memcpy(j->serial, id.serial, id.serial_len);
         j->serial_len = id.serial_len;
@@ -492,9 +506,9 @@ ocsp_presign_write(struct ocsp_responder *r, struct resign_wait *w, unsigned lim
 
 static int
 ocsp_resign_run(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
-                size_t *count, bool sorted)
+                size_t *count, bool sorted, bool refresh)
 {
-    struct resign_wait w = {.pending = 0, .stored = 0, .sorted = sorted, .r = r};
+    struct resign_wait w = {.sorted = sorted, .refresh = refresh, .r = r};
     unsigned limit = r->cfg->signer.queue_max > 4 ? r->cfg->signer.queue_max / 2 : 2;
 
     pthread_mutex_init(&w.lock, NULL);
@@ -515,6 +529,10 @@ ocsp_resign_run(struct ocsp_responder *r, const struct ocsp_change *changes, siz
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.lock);
     *count = w.stored;
+    if (w.gone > 0)
+        log_info("ocsp: %zu refreshed response(s) not stored: removed (purged) while being "
+                 "signed",
+                 w.gone);
     if (w.full > 0) {
         /* commit.c has logged the fill level; the answers are signed on demand meanwhile */
         log_info("ocsp: %zu signed response(s) not stored: the store is above fill_limit", w.full);
@@ -531,12 +549,19 @@ int
 ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                       size_t *count)
 {
-    return ocsp_resign_run(r, changes, n, count, false);
+    return ocsp_resign_run(r, changes, n, count, false, false);
+}
+
+int
+ocsp_responder_refresh(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
+                       size_t *count)
+{
+    return ocsp_resign_run(r, changes, n, count, false, true);
 }
 
 int
 ocsp_responder_presign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                        size_t *count)
 {
-    return ocsp_resign_run(r, changes, n, count, true);
+    return ocsp_resign_run(r, changes, n, count, true, false);
 }

@@ -39,8 +39,10 @@ struct ocsp_job {
      * the background; with wait_store the job completes only once it is stored) */
     bool store;
     bool wait_store;
+    bool replace;     /* a refresh: stored only over the answer still stored (not one a purge
+                         removed meanwhile: then store_status is ST_NOTFOUND) */
     bool stored;      /* set when the store write succeeded */
-    int store_status; /* why not: ST_FULL above fill_limit, ST_BUSY, ... */
+    int store_status; /* why not: ST_FULL above fill_limit, ST_BUSY, ST_NOTFOUND, ... */
     uint8_t form;     /* of the CertID: enum ocsp_hash, | OCSP_FORM_NOPARAMS (ocsp_certid_form) */
     uint8_t serial[OCSP_SERIAL_MAX];
     size_t serial_len;
@@ -86,6 +88,11 @@ void ocsp_job_free(struct ocsp_job *j);
  * ST_STORE when some could be signed but not stored for another reason. */
 int ocsp_responder_resign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                           size_t *count);
+/* The same for the refresher's re-signing of stored answers whose validity runs out (LW-05):
+ * an answer is stored again only over the one still stored, so an answer a purge removed while
+ * it was being signed is not written back (it would outlive its status record). */
+int ocsp_responder_refresh(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
+                           size_t *count);
 /* The same for pre-signing (`ocspctl presign`): the signed answers are gathered and written
  * once all are signed, in key order, appended (MDB_APPEND) while they sort after every
  * stored key, so the pages of a first presign are filled completely rather than split. */

@@ -1538,6 +1538,13 @@ ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
         r->certs_len >= r->der_len || r->certs_len > UINT32_MAX || r->pad_len > UINT16_MAX ||
         (klen = ocsp_response_key(r->issuer_id, r->serial, r->serial_len, r->form, key)) == 0)
         return ST_INVALID;
+    if (r->replace) {
+        const void *cur = NULL;
+        size_t cur_len = 0;
+
+        if ((st = store_txn_get(t, s->db[DB_RESPONSES], key, klen, &cur, &cur_len)) != ST_OK)
+            return st; /* ST_NOTFOUND: purged since it was picked, not written back */
+    }
     if ((v = ocsp_response_value(r, r->der, r->der_len - r->certs_len, &len)) == NULL)
         return ST_NOMEM;
     st = ST_EXISTS;
@@ -1909,6 +1916,7 @@ ocsp_change_take1(struct ocsp_store *s, struct store_txn *t, uint64_t seq, struc
     memcpy(c->issuer_id, v, OCSP_ISSUER_ID_LEN);
     c->serial_len = n - OCSP_ISSUER_ID_LEN;
     memcpy(c->serial, (const uint8_t *)v + OCSP_ISSUER_ID_LEN, c->serial_len);
+    c->form = 0;
     return store_txn_del(t, s->db[DB_CHANGES], key, 8);
 }
 

@@ -345,6 +345,8 @@ struct ocsp_response_put {
     size_t pad_len;   /* zero bytes stored after it (at most UINT16_MAX) */
     bool append;      /* written in key order (presign): appended (MDB_APPEND, pages filled
                          in order) while the key sorts after every stored one */
+    bool replace;     /* a refresh: written only over the answer still stored; one a purge
+                         removed meanwhile is not written back (ST_NOTFOUND, nothing written) */
 };
 /* Store (replace) one response inside the caller's write transaction: the commit pipeline's,
  * since ocspd never writes outside it (DESIGN D10). */
@@ -396,6 +398,7 @@ struct ocsp_change {
     uint8_t issuer_id[OCSP_ISSUER_ID_LEN];
     uint8_t serial[OCSP_SERIAL_MAX];
     size_t serial_len;
+    uint8_t form; /* 0: both pre-signed forms; else the one form of a stored answer (refresh) */
 };
 int ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct ocsp_change *out,
                                 size_t max, size_t *n);

@@ -362,16 +362,27 @@ def _ocsp_mkreq_opts(args):
     return opts, exts, sexts
 
 
+def _certid_noparams(certid):
+    """A CertID whose hashAlgorithm has no parameters (a NULL there dropped), the other
+    spelling RFC 5754 allows and Go's x/crypto/ocsp sends."""
+    parts = kids(tlv(certid, 0)[1])
+    alg = kids(parts[0][1])
+    return enc(0x30, enc(0x30, alg[0][2]) + b''.join(p[2] for p in parts[1:]))
+
+
 def ocsp_mkreq(src, args):
     """OCSPRequest DER with the CertIDs of the request src (bytes). args, K=V strings:
     copies=N (CertIDs repeated to N), nonce=LEN, ext=OID:CRIT:HEX..., single_ext=OID:CRIT:HEX...
     (HEX = extnValue contents), version=N (explicit), requestor=EMAIL (requestorName),
-    signed=1 (a bogus optionalSignature), trailing=1 (one byte after the request)."""
+    signed=1 (a bogus optionalSignature), trailing=1 (one byte after the request),
+    noparams=1 (each CertID's hashAlgorithm without parameters)."""
     ids = []
     for x in _ocsp_req_tbs(src):
         if x[0] == 0x30:
             ids = [kids(r[1])[0][2] for r in kids(x[1])]
     opts, exts, sexts = _ocsp_mkreq_opts(args)
+    if opts.get('noparams') == '1':
+        ids = [_certid_noparams(c) for c in ids]
     reqs = b''
     for i in range(int(opts['copies']) or len(ids)):
         body = ids[i % len(ids)]

@@ -139,6 +139,72 @@ START_TEST(test_form)
 }
 END_TEST
 
+/* Every form a stored answer can have is encoded as the refresher re-signs it: the form byte
+ * read back is the one asked for, and OpenSSL reads the same hash, issuer hashes and serial
+ * (the parameters absent with OCSP_FORM_NOPARAMS, a NULL without). */
+START_TEST(test_encode_every_form)
+{
+    static const int nids[] = {NID_sha1, NID_sha256, NID_sha384, NID_sha512};
+    struct ocsp_issuer_hashes h;
+    static const uint8_t serial[] = {0x00, 0x80, 0x01};
+
+    hashes_fill(&h);
+    for (unsigned hash = OCSP_HASH_SHA1; hash <= OCSP_HASH_SHA512; hash++)
+        for (int np = 0; np < 2; np++) {
+            uint8_t form = (uint8_t)(hash | (np ? OCSP_FORM_NOPARAMS : 0u));
+            struct ocsp_certid id;
+            const unsigned char *p;
+            OCSP_CERTID *ossl;
+            ASN1_OCTET_STRING *nh = NULL, *kh = NULL;
+            ASN1_OBJECT *md = NULL;
+            ASN1_INTEGER *ser = NULL;
+            int ptype = -1;
+            int i = (int)hash - 1;
+
+            ck_assert_int_eq(ocsp_certid_encode_form(&h, form, serial, sizeof(serial), &id), ST_OK);
+            ck_assert_uint_eq(ocsp_certid_form(&id), form);
+            p = id.der;
+            ossl = d2i_OCSP_CERTID(NULL, &p, (long)id.der_len);
+            ck_assert_ptr_nonnull(ossl);
+            ck_assert(p == id.der + id.der_len);
+            ck_assert_int_eq(OCSP_id_get0_info(&nh, &md, &kh, &ser, ossl), 1);
+            ck_assert_int_eq(OBJ_obj2nid(md), nids[i]);
+            ck_assert_int_eq(nh->length, (int)h.len[i]);
+            ck_assert_mem_eq(nh->data, h.name[i], h.len[i]);
+            ck_assert_mem_eq(kh->data, h.key[i], h.len[i]);
+            {
+                /* the AlgorithmIdentifier as encoded: a NULL at its end, or the OID alone */
+                const uint8_t *q = id.der + 2 + ((id.der[1] & 0x80) ? (id.der[1] & 0x7f) : 0);
+                size_t alen = q[1];
+
+                ck_assert_uint_eq(q[0], 0x30);
+                ptype = q[2 + alen - 2] == 0x05 && q[2 + alen - 1] == 0x00 ? 1 : 0;
+            }
+            ck_assert_int_eq(ptype, np ? 0 : 1);
+            OCSP_CERTID_free(ossl);
+            /* the pre-signed forms are the ones ocsp_certid_encode makes */
+            if (!np && hash <= OCSP_HASH_SHA256) {
+                struct ocsp_certid pre;
+
+                ck_assert_int_eq(
+                    ocsp_certid_encode(&h, (enum ocsp_hash)hash, serial, sizeof(serial), &pre),
+                    ST_OK);
+                ck_assert_uint_eq(pre.der_len, id.der_len);
+                ck_assert_mem_eq(pre.der, id.der, id.der_len);
+            }
+        }
+    {
+        struct ocsp_certid id;
+
+        ck_assert_int_eq(ocsp_certid_encode_form(&h, 0, serial, 1, &id), ST_INVALID);
+        ck_assert_int_eq(ocsp_certid_encode_form(&h, 5, serial, 1, &id), ST_INVALID);
+        ck_assert_int_eq(ocsp_certid_encode_form(&h, OCSP_FORM_NOPARAMS, serial, 1, &id),
+                         ST_INVALID);
+        ck_assert_int_eq(ocsp_certid_encode_form(&h, OCSP_HASH_SHA1, serial, 0, &id), ST_INVALID);
+    }
+}
+END_TEST
+
 static Suite *
 certid_suite(void)
 {
@@ -148,6 +214,7 @@ certid_suite(void)
     tcase_add_test(tc, test_round_trip);
     tcase_add_test(tc, test_refused);
     tcase_add_test(tc, test_form);
+    tcase_add_test(tc, test_encode_every_form);
     suite_add_tcase(s, tc);
     return s;
 }

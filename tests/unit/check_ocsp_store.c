@@ -1818,6 +1818,35 @@ START_TEST(test_purge_answers_drops_orphans)
 }
 END_TEST
 
+/* A refresh writes only over the answer still stored: one a purge removed while it was being
+ * signed is not written back (it would outlive its status record; LW-09), and a stored one
+ * is replaced. */
+START_TEST(test_response_replace_only_over_stored)
+{
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p;
+    struct ocsp_response_found f;
+    int64_t now = (int64_t)time(NULL);
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    p = put_of(FORM_A, 7, now, now + 3600);
+    p.replace = true;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_NOTFOUND);
+    ck_assert_uint_eq(count_db("responses"), 0);
+    p.replace = false;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    p = put_of(FORM_A, 8, now + 10, now + 3610);
+    p.replace = true;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    ck_assert_uint_eq(count_db("responses"), 1);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.stamp, 8);
+    ck_assert_int_eq(f.resp.next_update, now + 3610);
+    free(f.resp.der);
+}
+END_TEST
+
 /* Many answers (more than one purge chunk) of three issuers: only the asked issuer's expired
  * ones go (its range of keys: the issuers before and after it keep theirs). */
 START_TEST(test_purge_answers_chunks)
@@ -1998,6 +2027,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_response_padding);
     tcase_add_test(tc, test_status_walk);
     tcase_add_test(tc, test_purge_answers_drops_orphans);
+    tcase_add_test(tc, test_response_replace_only_over_stored);
     tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
