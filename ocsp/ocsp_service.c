@@ -935,6 +935,10 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
         snprintf(key, sizeof(key), "[store] map_size in %s", cfg->file);
         store_set_label(ocsp_store_raw(s->store), "ocspd store", key);
     }
+    /* a store spread over millions of certificates: its pages mapped before the requests
+     * fault them in one by one (in the background; ocspd -n only checks) */
+    if (!check && cfg->store_prefault)
+        store_prefault_start(ocsp_store_raw(s->store));
     s->resp = ocsp_responder_new(cfg, s->store, false);
     if (s->resp == NULL)
         goto fail;
@@ -1011,6 +1015,8 @@ ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t
                           &cfg->signer);
     if (strcmp(run->base_path, cfg->base_path) != 0)
         daemon_restart_note(&rs, "[server] base_path");
+    if (run->store_prefault != cfg->store_prefault)
+        daemon_restart_note(&rs, "[store] prefault");
     if (run->unissued_cache != cfg->unissued_cache)
         daemon_restart_note(&rs, "[ocsp] unissued_cache");
     if (run->front_cache != cfg->front_cache)
