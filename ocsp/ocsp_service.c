@@ -70,7 +70,7 @@ struct ocsp_service {
     struct ocsp_responder *resp;
     struct ocsp_issuers *issuers; /* the responder's */
     struct ocsp_refresher *refresher;
-    struct metric *m_hit, *m_signed, *m_busy, *m_refreshed, *m_304;
+    struct metric *m_hit, *m_signed, *m_busy, *m_refreshed, *m_304, *m_scans;
     struct metric *m_err[OCSP_RESP_STATUS_COUNT];
     struct ratelimit *limit;     /* answers signed on demand, per client address (OCSP-27) */
     struct ocsp_cache *unissued; /* answers for serials without a status record */
@@ -870,6 +870,9 @@ ocsp_metrics_init(struct ocsp_service *s)
     s->m_signed = metrics_counter("ocsp_responses_total{source=\"signed\"}",
                                   "Successful OCSP responses, by where they came from.");
     s->m_busy = metrics_counter("ocsp_queue_full_total", "Requests answered tryLater: queue full.");
+    s->m_scans = metrics_counter("ocsp_refresh_scans_total",
+                                 "Walks of every stored answer by the refresher (made only when "
+                                 "one can be due, and at least hourly).");
     s->m_refreshed = metrics_counter("ocsp_resigned_total",
                                      "Stored responses re-signed (refresh or status change).");
     s->m_304 = metrics_counter("ocsp_not_modified_total", "Conditional GETs answered 304.");
@@ -966,6 +969,7 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     s->refresher =
         ocsp_refresher_start(&(struct ocsp_refresher_config){.resp = s->resp,
                                                              .m_refreshed = s->m_refreshed,
+                                                             .m_scans = s->m_scans,
                                                              .interval = cfg->refresh_interval,
                                                              .margin = cfg->refresh_margin});
     if (s->refresher == NULL)
