@@ -206,6 +206,8 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
     pthread_mutex_unlock(&s->lock);
     if (total > 0)
         log_info("ocsp: refreshed %zu response(s) before their nextUpdate", total);
+    log_debug("ocsp: refresher walk %s in %lld s", complete ? "complete" : "stopped",
+              (long long)((int64_t)time(NULL) - start));
 }
 
 /* Taking pending status changes is a write (the entries are deleted): it goes through the
