@@ -839,6 +839,8 @@ def mib($k): if $k == null then null else $k / 1024 end;
      target: ">= 0.9"},
     {what: "ocspd first start on the new store: the \(sc.build.drain_changes) status changes import-index left pending taken (answers re-signed), s\(built)",
      value: sc.build.drain_s, target: null},
+    {what: "ocspd start on the store of \(sc.n): first walk of the stored answers by the refresher, s (before the uniform loads)",
+     value: sc.startup_walk_s, target: null},
     {what: "ocspctl import-crl of a CRL of \(sc.crl_n) entries into a scratch store, s (this run)",
      value: sc.crl_import_s, target: null},
     {what: "ocspctl import-crl, s per 1 M CRL entries (\(sc.crl_n) entries, this run)",

@@ -12,11 +12,20 @@
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_READ
+#define MADV_POPULATE_READ 22 /* Linux 5.14 */
+#endif
+#define STORE_PREFAULT_SLICE ((size_t)64 << 20)
 
 #define STORE_MAX_DBS 16
 #define STORE_MAX_READERS 512
@@ -38,6 +47,9 @@ struct store {
     pthread_mutex_t pool_lock;
     struct store_txn *pool[STORE_READ_POOL]; /* reset read transactions */
     size_t pool_n;
+    pthread_t prefault; /* store_prefault_start's thread, while prefault_on */
+    bool prefault_on;
+    atomic_bool prefault_stop;
 };
 
 struct store_txn {
@@ -141,11 +153,99 @@ fail:
     return NULL;
 }
 
+/* Where LMDB mapped the data file (open as fd) in this process: its line in /proc/self/maps
+ * (LMDB tells the address only with MDB_FIXEDMAP). NULL when not found. */
+static char *
+store_map_find(int fd, size_t *len)
+{
+    struct stat st;
+    char line[PATH_MAX + 128];
+    char *addr = NULL;
+    FILE *f;
+
+    if (fstat(fd, &st) != 0 || (f = fopen("/proc/self/maps", "re")) == NULL)
+        return NULL;
+    while (addr == NULL && fgets(line, sizeof(line), f) != NULL) {
+        unsigned long lo, hi, off, ino;
+        unsigned maj, mnr;
+
+        if (sscanf(line, "%lx-%lx %*s %lx %x:%x %lu", &lo, &hi, &off, &maj, &mnr, &ino) == 6 &&
+            off == 0 && ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
+            mnr == minor(st.st_dev) && hi > lo) {
+            addr = (char *)(uintptr_t)lo;
+            *len = (size_t)(hi - lo);
+        }
+    }
+    fclose(f);
+    if (addr != NULL && (size_t)st.st_size < *len)
+        *len = (size_t)st.st_size; /* the map is larger than the file: only the file's pages */
+    return addr;
+}
+
+static void *
+store_prefault_run(void *arg)
+{
+    struct store *s = arg;
+    struct timespec t0, t1;
+    size_t len = 0, done = 0;
+    mdb_filehandle_t fd;
+    long page = sysconf(_SC_PAGESIZE);
+    char *map = NULL;
+    int err = 0;
+
+    if (mdb_env_get_fd(s->env, &fd) != 0 || page <= 0 || (map = store_map_find(fd, &len)) == NULL) {
+        log_warn("store: %s: pages not mapped ahead (its mapping was not found); reads map them "
+                 "as they go",
+                 s->name);
+        return NULL;
+    }
+    len -= len % (size_t)page;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (done < len && !atomic_load(&s->prefault_stop)) {
+        size_t n = len - done < STORE_PREFAULT_SLICE ? len - done : STORE_PREFAULT_SLICE;
+
+        if (madvise(map + done, n, MADV_POPULATE_READ) != 0) {
+            err = errno;
+            break;
+        }
+        done += n;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (err != 0)
+        log_warn("store: %s: pages not mapped ahead (madvise: %s); reads map them as they go",
+                 s->name, strerror(err));
+    else
+        log_info("store: %s: %.1f MiB of pages mapped ahead in %.2f s%s", s->name,
+                 (double)done / (1 << 20),
+                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+                 done < len ? " (stopped)" : "");
+    return NULL;
+}
+
+int
+store_prefault_start(struct store *s)
+{
+    if (s == NULL || s->prefault_on)
+        return ST_INVALID;
+    atomic_store(&s->prefault_stop, false);
+    if (pthread_create(&s->prefault, NULL, store_prefault_run, s) != 0) {
+        log_warn("store: %s: no thread to map the pages ahead", s->name);
+        return ST_INVALID;
+    }
+    s->prefault_on = true;
+    return ST_OK;
+}
+
 void
 store_close(struct store *s)
 {
     if (s == NULL)
         return;
+    if (s->prefault_on) {
+        atomic_store(&s->prefault_stop, true);
+        pthread_join(s->prefault, NULL);
+        s->prefault_on = false;
+    }
     for (size_t i = 0; i < s->pool_n; i++) {
         mdb_txn_abort(s->pool[i]->txn);
         free(s->pool[i]);

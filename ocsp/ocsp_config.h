@@ -25,6 +25,7 @@ struct ocsp_config {
     /* [log] */
     int log_level;
     struct config_store store;   /* [store] (no journal keys) */
+    bool store_prefault;         /* [store] prefault: map the store's pages at start (yes) */
     struct config_signer signer; /* [signer] */
     /* [ocsp] */
     double refresh_interval; /* seconds between refresher scans */

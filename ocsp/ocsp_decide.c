@@ -15,6 +15,19 @@ ocsp_refresh_due(int64_t produced_at, int64_t next_update, int64_t now, double m
     return left <= span * margin;
 }
 
+int64_t
+ocsp_refresh_due_at(int64_t produced_at, int64_t next_update, double margin)
+{
+    double span = (double)(next_update - produced_at);
+    int64_t t = next_update - (int64_t)(span * margin); /* left = span * margin, rounded up */
+
+    while (t > produced_at && ocsp_refresh_due(produced_at, next_update, t - 1, margin))
+        t--;
+    while (!ocsp_refresh_due(produced_at, next_update, t, margin))
+        t++;
+    return t;
+}
+
 bool
 ocsp_issuer_stale(const struct ocsp_issuer_live *lv, int64_t now)
 {

@@ -60,6 +60,9 @@ void ocsp_decide(const struct ocsp_decide_in *in, struct ocsp_decision *out);
  * thisUpdate: a CRL-fed issuer's thisUpdate is the CRL's, possibly days old, and from it a
  * freshly signed answer would be due at once, for ever. */
 bool ocsp_refresh_due(int64_t produced_at, int64_t next_update, int64_t now, double margin);
+/* The first second at which ocsp_refresh_due is true for that answer (the refresher sleeps
+ * until the earliest of them). */
+int64_t ocsp_refresh_due_at(int64_t produced_at, int64_t next_update, double margin);
 /* The issuer's status comes from a CRL that is past its nextUpdate (STS-12). */
 bool ocsp_issuer_stale(const struct ocsp_issuer_live *live, int64_t now);
 /* The responder certificate has expired (its answers would not verify). */

@@ -18,18 +18,25 @@
 
 #define OCSP_REFRESH_TICK_MS 250
 #define OCSP_CHANGES_BATCH 256
+/* A full scan at least this often, even when no stored answer can be due before (answers
+ * another process stored, e.g. `ocspctl presign` while ocspd runs, are not noted here) */
+#define OCSP_REFRESH_SCAN_MAX_S 3600
 
 struct ocsp_refresher {
     struct ocsp_responder *resp;
     struct ocsp_issuers *issuers;
     struct ocsp_store *store;
-    struct metric *m_refreshed;
+    struct metric *m_refreshed, *m_scans;
     _Atomic double interval, margin;
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bool stopping;
+    bool rescan; /* ocsp_refresher_set changed the margin: scan at the next interval */
+    /* when the last complete scan ended and the earliest time an answer it saw becomes due
+     * (INT64_MAX: none): no scan before then unless something changed (see main) */
+    int64_t scanned_at, next_due;
 };
 
 #define OCSP_REFRESH_CHUNK 1024
@@ -40,6 +47,9 @@ struct refresh_scan {
     int64_t replaced; /* ocsp_responder_last_replace at the start of the walk */
     struct ocsp_change *list;
     size_t n, cap;
+    int64_t next_due;                  /* earliest due time of the answers seen and not picked */
+    uint8_t resume[OCSP_RESP_KEY_MAX]; /* the chunk is full: the next walk starts here */
+    size_t resume_len;
 };
 
 static int
@@ -94,11 +104,22 @@ ocsp_refresh_pick(void *ctx, const struct ocsp_stored_response *r)
 
     bool due;
 
-    if (rs->n >= OCSP_REFRESH_CHUNK)
-        return false; /* a chunk at a time: no transaction held while signing */
+    if (rs->n >= OCSP_REFRESH_CHUNK) {
+        /* a chunk at a time: no transaction held while signing; the next walk goes on from
+         * this answer (not from the first: a store whose answers all fall due together
+         * would be walked again from the start for each chunk) */
+        rs->resume_len =
+            ocsp_response_key(r->issuer_id, r->serial, r->serial_len, r->form, rs->resume);
+        return false;
+    }
     due = ocsp_refresh_due(r->produced_at, r->next_update, rs->now, rs->s->margin);
-    if (!due && r->produced_at >= rs->replaced)
+    if (!due && r->produced_at >= rs->replaced) {
+        int64_t at = ocsp_refresh_due_at(r->produced_at, r->next_update, rs->s->margin);
+
+        if (at < rs->next_due)
+            rs->next_due = at;
         return true; /* current, and produced after any signer change */
+    }
     /* issuer and serial come from the key (issuer id prefix + serial): no CertID parsed */
     if ((iss = ocsp_issuers_by_id(rs->s->issuers, r->issuer_id)) == NULL ||
         ocsp_issuer_stale(ocsp_issuer_live(iss), rs->now) ||
@@ -138,28 +159,55 @@ static void
 ocsp_refresh_scan(struct ocsp_refresher *s)
 {
     size_t total = 0;
+    uint8_t from[OCSP_RESP_KEY_MAX];
+    size_t from_len = 0;
+    int64_t next_due = INT64_MAX, start = (int64_t)time(NULL);
+    bool complete = false;
 
+    /* answers stored from here on are noted for the next decision (ocsp_refresher_main) */
+    ocsp_responder_take_due(s->resp);
     while (!ocsp_refresher_stopping(s)) {
-        struct refresh_scan rs = {
-            s, (int64_t)time(NULL), ocsp_issuers_last_replace(s->issuers), NULL, 0, 0};
+        struct refresh_scan rs = {.s = s,
+                                  .now = (int64_t)time(NULL),
+                                  .replaced = ocsp_issuers_last_replace(s->issuers),
+                                  .next_due = INT64_MAX};
         size_t count = 0;
 
-        if (ocsp_store_response_walk(s->store, ocsp_refresh_pick, &rs) != ST_OK || rs.n == 0) {
+        if (ocsp_store_response_walk_from(s->store, from, from_len, ocsp_refresh_pick, &rs) !=
+            ST_OK) {
             free(rs.list);
             break;
         }
-        rs.n = ocsp_changes_unique(rs.list, rs.n);
-        ocsp_responder_refresh(s->resp, rs.list, rs.n, &count);
+        if (rs.next_due < next_due)
+            next_due = rs.next_due;
+        if (rs.n > 0) {
+            rs.n = ocsp_changes_unique(rs.list, rs.n);
+            ocsp_responder_refresh(s->resp, rs.list, rs.n, &count);
+            total += count;
+            metrics_add(s->m_refreshed, (double)count);
+        }
         free(rs.list);
-        total += count;
-        metrics_add(s->m_refreshed, (double)count);
-        if (count == 0)
-            break; /* nothing could be signed now: try again at the next scan */
+        if (rs.n > 0 && count == 0)
+            break; /* nothing could be signed now: try again at the next interval */
+        if (rs.resume_len == 0) {
+            complete = true; /* the walk reached the last answer */
+            break;
+        }
+        memcpy(from, rs.resume, rs.resume_len);
+        from_len = rs.resume_len;
         ocsp_issuers_reload(s->issuers);
         ocsp_refresh_changes(s);
     }
+    if (complete)
+        metrics_inc(s->m_scans);
+    pthread_mutex_lock(&s->lock);
+    s->scanned_at = start;
+    s->next_due = complete ? next_due : 0; /* incomplete: again at the next interval */
+    pthread_mutex_unlock(&s->lock);
     if (total > 0)
         log_info("ocsp: refreshed %zu response(s) before their nextUpdate", total);
+    log_debug("ocsp: refresher walk %s in %lld s", complete ? "complete" : "stopped",
+              (long long)((int64_t)time(NULL) - start));
 }
 
 /* Taking pending status changes is a write (the entries are deleted): it goes through the
@@ -262,6 +310,8 @@ ocsp_refresher_main(void *arg)
     struct ocsp_refresher *s = arg;
     double since_scan = s->interval; /* scan at start */
     int64_t replaced = 0;
+    uint64_t gen = 0;
+    bool changed = true;
 
     for (;;) {
         ocsp_issuers_reload(s->issuers);
@@ -269,9 +319,28 @@ ocsp_refresher_main(void *arg)
             replaced = ocsp_issuers_last_replace(s->issuers);
             since_scan = s->interval; /* a new signer: its answers now */
         }
+        if (ocsp_issuers_serve_gen(s->issuers) != gen) {
+            gen = ocsp_issuers_serve_gen(s->issuers);
+            changed = true; /* an issuer added, re-keyed or its settings (a new CRL) changed */
+        }
         ocsp_refresh_changes(s);
         if (since_scan >= s->interval) {
-            ocsp_refresh_scan(s);
+            int64_t now = (int64_t)time(NULL), next_due, scanned_at;
+
+            pthread_mutex_lock(&s->lock);
+            changed = changed || s->rescan;
+            s->rescan = false;
+            next_due = s->next_due;
+            scanned_at = s->scanned_at;
+            pthread_mutex_unlock(&s->lock);
+            /* a walk of every stored answer (seconds of CPU for millions) only when one can
+             * be due: the earliest due time the last scan saw, or that of an answer stored
+             * since (noted by the responder), or something changed, or an hour passed */
+            if (changed || now >= next_due || now >= ocsp_responder_peek_due(s->resp) ||
+                now - scanned_at >= OCSP_REFRESH_SCAN_MAX_S) {
+                changed = false;
+                ocsp_refresh_scan(s);
+            }
             since_scan = 0;
         }
         pthread_mutex_lock(&s->lock);
@@ -297,6 +366,7 @@ ocsp_refresher_start(const struct ocsp_refresher_config *cfg)
     s->issuers = ocsp_responder_issuers(cfg->resp);
     s->store = ocsp_responder_store(cfg->resp);
     s->m_refreshed = cfg->m_refreshed;
+    s->m_scans = cfg->m_scans;
     s->interval = cfg->interval;
     s->margin = cfg->margin;
     pthread_mutex_init(&s->lock, NULL);
@@ -314,6 +384,9 @@ ocsp_refresher_set(struct ocsp_refresher *s, double interval, double margin)
 {
     if (s == NULL)
         return;
+    pthread_mutex_lock(&s->lock);
+    s->rescan = s->rescan || margin != s->margin;
+    pthread_mutex_unlock(&s->lock);
     s->interval = interval;
     s->margin = margin;
 }

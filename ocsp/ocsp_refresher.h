@@ -16,6 +16,7 @@
 struct ocsp_refresher_config {
     struct ocsp_responder *resp; /* its store and issuers; outlives the refresher */
     struct metric *m_refreshed;  /* counts re-signed answers */
+    struct metric *m_scans;      /* counts complete walks of the stored answers */
     double interval;             /* [ocsp] refresh_interval, seconds */
     double margin;               /* [ocsp] refresh_margin, 0..1 */
 };

@@ -28,6 +28,7 @@ struct ocsp_responder {
     struct commit *commit; /* every write of ours goes through it (DESIGN D10) */
     struct signer *signer;
     struct ocsp_issuers *issuers;
+    _Atomic int64_t due_note; /* ocsp_responder_take_due */
 };
 
 struct resign_wait;
@@ -45,6 +46,7 @@ struct ocsp_store_op {
     uint8_t key[OCSP_RESP_KEY_MAX]; /* its `responses` key (the sort order) */
     size_t key_len;
     bool gone; /* put.replace and the answer was no longer stored: nothing written */
+    struct ocsp_responder *r;
 };
 
 static void ocsp_presign_stored(struct resign_wait *w, int status);
@@ -60,11 +62,38 @@ ocsp_store_op_apply(struct store_txn *t, struct commit_op *op)
     return so->gone ? ST_OK : st;
 }
 
+/* An answer was stored: the earliest time it can be due for refresh, noted (a lower bound:
+ * 10 % of its validity gone, the refresh margin being at most 90 %). */
+static void
+ocsp_due_note(struct ocsp_responder *r, const struct ocsp_response_put *p)
+{
+    int64_t due = p->produced_at + (p->next_update - p->produced_at) / 10;
+    int64_t cur = atomic_load(&r->due_note);
+
+    while (due < cur && !atomic_compare_exchange_weak(&r->due_note, &cur, due))
+        ;
+}
+
+int64_t
+ocsp_responder_take_due(struct ocsp_responder *r)
+{
+    return atomic_exchange(&r->due_note, INT64_MAX);
+}
+
+int64_t
+ocsp_responder_peek_due(struct ocsp_responder *r)
+{
+    return atomic_load(&r->due_note);
+}
+
 static void
 ocsp_store_op_done(struct commit_op *op, int status)
 {
     struct ocsp_store_op *so = op->user;
     struct ocsp_job *j = so->job;
+
+    if (status == ST_OK && !so->gone && so->r != NULL)
+        ocsp_due_note(so->r, &so->put);
 
     if (j != NULL) {
         if (status == ST_OK && so->gone)
@@ -133,6 +162,7 @@ ocsp_store_op_of(struct ocsp_responder *r, struct ocsp_job *j, bool take)
         so->put.pad_len = max_sig - j->sj.sig_len;
     so->key_len = ocsp_response_key(j->iss->rec.id, j->serial, j->serial_len, j->form, so->key);
     so->store = r->store;
+    so->r = r;
     so->op = (struct commit_op){.cls = COMMIT_BACKGROUND,
                                 .apply = ocsp_store_op_apply,
                                 .done = ocsp_store_op_done,
@@ -200,6 +230,7 @@ ocsp_responder_new(const struct ocsp_config *cfg, struct ocsp_store *st, bool st
         return NULL;
     r->cfg = cfg;
     r->store = st;
+    atomic_init(&r->due_note, INT64_MAX);
     if (!ocsp_store_readonly(st)) /* a read-only store (ocspd -n) is never written */
         r->commit =
             commit_new(ocsp_store_raw(st),

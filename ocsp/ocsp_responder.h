@@ -68,6 +68,13 @@ struct ocsp_store *ocsp_responder_store(struct ocsp_responder *r);
 struct commit *ocsp_responder_commit(struct ocsp_responder *r);
 bool ocsp_responder_healthy(struct ocsp_responder *r);
 unsigned ocsp_responder_queue(struct ocsp_responder *r);
+/* A lower bound of the earliest time at which an answer stored since the last call can be
+ * due for refresh (INT64_MAX: none stored), and reset: every answer this process stores notes
+ * produced_at + 10 % of its validity (the refresh margin is at most 90 %). The refresher
+ * takes it when a scan starts, so that it need not walk the store before then. */
+int64_t ocsp_responder_take_due(struct ocsp_responder *r);
+/* Peek at it, without resetting. */
+int64_t ocsp_responder_peek_due(struct ocsp_responder *r);
 /* The served issuers (the registry outlives every job). */
 struct ocsp_issuers *ocsp_responder_issuers(struct ocsp_responder *r);
 

@@ -70,7 +70,7 @@ struct ocsp_service {
     struct ocsp_responder *resp;
     struct ocsp_issuers *issuers; /* the responder's */
     struct ocsp_refresher *refresher;
-    struct metric *m_hit, *m_signed, *m_busy, *m_refreshed, *m_304;
+    struct metric *m_hit, *m_signed, *m_busy, *m_refreshed, *m_304, *m_scans;
     struct metric *m_err[OCSP_RESP_STATUS_COUNT];
     struct ratelimit *limit;     /* answers signed on demand, per client address (OCSP-27) */
     struct ocsp_cache *unissued; /* answers for serials without a status record */
@@ -870,6 +870,9 @@ ocsp_metrics_init(struct ocsp_service *s)
     s->m_signed = metrics_counter("ocsp_responses_total{source=\"signed\"}",
                                   "Successful OCSP responses, by where they came from.");
     s->m_busy = metrics_counter("ocsp_queue_full_total", "Requests answered tryLater: queue full.");
+    s->m_scans = metrics_counter("ocsp_refresh_scans_total",
+                                 "Walks of every stored answer by the refresher (made only when "
+                                 "one can be due, and at least hourly).");
     s->m_refreshed = metrics_counter("ocsp_resigned_total",
                                      "Stored responses re-signed (refresh or status change).");
     s->m_304 = metrics_counter("ocsp_not_modified_total", "Conditional GETs answered 304.");
@@ -935,6 +938,10 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
         snprintf(key, sizeof(key), "[store] map_size in %s", cfg->file);
         store_set_label(ocsp_store_raw(s->store), "ocspd store", key);
     }
+    /* a store spread over millions of certificates: its pages mapped before the requests
+     * fault them in one by one (in the background; ocspd -n only checks) */
+    if (!check && cfg->store_prefault)
+        store_prefault_start(ocsp_store_raw(s->store));
     s->resp = ocsp_responder_new(cfg, s->store, false);
     if (s->resp == NULL)
         goto fail;
@@ -962,6 +969,7 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     s->refresher =
         ocsp_refresher_start(&(struct ocsp_refresher_config){.resp = s->resp,
                                                              .m_refreshed = s->m_refreshed,
+                                                             .m_scans = s->m_scans,
                                                              .interval = cfg->refresh_interval,
                                                              .margin = cfg->refresh_margin});
     if (s->refresher == NULL)
@@ -1011,6 +1019,8 @@ ocsp_service_reload(struct ocsp_service *s, const char *path, char *what, size_t
                           &cfg->signer);
     if (strcmp(run->base_path, cfg->base_path) != 0)
         daemon_restart_note(&rs, "[server] base_path");
+    if (run->store_prefault != cfg->store_prefault)
+        daemon_restart_note(&rs, "[store] prefault");
     if (run->unissued_cache != cfg->unissued_cache)
         daemon_restart_note(&rs, "[ocsp] unissued_cache");
     if (run->front_cache != cfg->front_cache)

@@ -1629,15 +1629,23 @@ ocsp_response_walk_one(void *ctx, const void *key, size_t klen, const void *val,
 }
 
 int
-ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx)
+ocsp_store_response_walk_from(struct ocsp_store *s, const uint8_t *start, size_t start_len,
+                              ocsp_response_walk_fn fn, void *ctx)
 {
     struct response_walk w = {fn, ctx, {NULL, 0, 0, false}, ST_OK};
     int st = ocsp_id_list_load(s, &w.ids);
 
     if (st == ST_OK)
-        st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_response_walk_one, &w);
+        st = store_walk(s->st, s->db[DB_RESPONSES], start_len > 0 ? start : NULL, start_len,
+                        ocsp_response_walk_one, &w);
     free(w.ids.ids);
     return st != ST_OK ? st : w.st;
+}
+
+int
+ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx)
+{
+    return ocsp_store_response_walk_from(s, NULL, 0, fn, ctx);
 }
 
 /* ---- purging (issue 10 §3; LW-09, EID-06) ---- */

@@ -357,6 +357,9 @@ int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
  * Answers whose key names no stored issuer are not passed. */
 typedef bool (*ocsp_response_walk_fn)(void *ctx, const struct ocsp_stored_response *r);
 int ocsp_store_response_walk(struct ocsp_store *s, ocsp_response_walk_fn fn, void *ctx);
+/* The same from the first key >= start (start_len 0: from the first). */
+int ocsp_store_response_walk_from(struct ocsp_store *s, const uint8_t *start, size_t start_len,
+                                  ocsp_response_walk_fn fn, void *ctx);
 
 /*
  * Purging (issue 10 §3), per issuer. Both work in chunks of write transactions (readers never

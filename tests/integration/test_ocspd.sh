@@ -117,6 +117,21 @@ b64_escape() { sed 's/+/%2B/g; s,/,%2F,g; s/=/%3D/g'; }
 
 # ---- start: PKI, store (ocspctl), ocspd ----
 itest_ocsp_setup
+# [store] prefault = yes (the default): the data file's pages mapped ahead in the background
+for ((i = 0; i < 100; i++)); do
+    grep -q 'MiB of pages mapped ahead' "$TMP/ocspd.log" && break
+    sleep 0.1
+done
+mapped=$(sed -n 's/.*: \([0-9.]*\) MiB of pages mapped ahead in .*/\1/p' "$TMP/ocspd.log" | tail -n 1)
+# all of the data file as it was then (it may have grown by a page or two since; the log
+# rounds to 0.1 MiB)
+if awk -v m="${mapped:-0}" -v b="$(stat -c %s "$STORE/data.mdb")" \
+    'BEGIN { r = 52429; exit !(m > 0 && m * 1048576 >= 0.9 * b - r && m * 1048576 <= b + r) }'; then
+    t_ok "ocspd maps the store's data file ahead at start ([store] prefault): $mapped MiB"
+else
+    t_fail "ocspd maps the store's data file ahead at start ([store] prefault)" \
+        "mapped '$mapped' MiB, data.mdb $(stat -c %s "$STORE/data.mdb") bytes"
+fi
 
 # ---- statuses (OCSP-12, OCSP-13, OCSP-15, OCSP-25, EID-06, EID-08) ----
 q good "$CHAIN" -issuer "$CA" -cert "$OCSP_GOOD_CERT"

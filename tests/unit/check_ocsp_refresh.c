@@ -45,6 +45,23 @@ START_TEST(test_refresh_due)
 }
 END_TEST
 
+/* The refresher sleeps until the earliest ocsp_refresh_due_at of the answers it saw: the
+ * first second at which the answer is due, never one before (it would be refreshed late). */
+START_TEST(test_refresh_due_at)
+{
+    const struct due_case *c = &cases[_i];
+    int64_t at = ocsp_refresh_due_at(c->produced_at, c->next_update, c->margin);
+
+    ck_assert_msg(ocsp_refresh_due(c->produced_at, c->next_update, at, c->margin),
+                  "%s: not due at its due time %lld", c->what, (long long)at);
+    ck_assert_msg(!ocsp_refresh_due(c->produced_at, c->next_update, at - 1, c->margin) ||
+                      at <= c->produced_at,
+                  "%s: already due before its due time %lld", c->what, (long long)at);
+    ck_assert_msg((c->now >= at) == c->due, "%s: due at %lld, now %lld, due %d", c->what,
+                  (long long)at, (long long)c->now, c->due);
+}
+END_TEST
+
 static Suite *
 refresh_suite(void)
 {
@@ -52,6 +69,7 @@ refresh_suite(void)
     TCase *tc = tcase_create("due");
 
     tcase_add_loop_test(tc, test_refresh_due, 0, (int)(sizeof(cases) / sizeof(cases[0])));
+    tcase_add_loop_test(tc, test_refresh_due_at, 0, (int)(sizeof(cases) / sizeof(cases[0])));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -104,6 +104,70 @@ START_TEST(test_put_get_copy)
 }
 END_TEST
 
+/* KiB of this process's mapping of the store's data file that are resident (smaps Rss). */
+static long
+data_rss_kib(void)
+{
+    char path[128], line[512];
+    long rss = -1;
+    bool in = false;
+    FILE *f = fopen("/proc/self/smaps", "r");
+
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strchr(line, '-') != NULL && strstr(line, " ") != NULL && strchr(line, '/') != NULL &&
+            strncmp(line, "Rss:", 4) != 0)
+            in = strstr(line, path) != NULL;
+        if (in && sscanf(line, "Rss: %ld kB", &rss) == 1)
+            break;
+    }
+    fclose(f);
+    return rss;
+}
+
+/* store_prefault_start maps the data file's pages into the process in the background (what
+ * ocspd does at start: a store read uniformly does not fault on most reads); once more is
+ * refused; store_close stops and joins it, also while it runs. */
+START_TEST(test_prefault)
+{
+    int db = store_db(st, "serials");
+    static char val[3000];
+    struct store_txn *t = NULL;
+    struct stat sb;
+    char path[128];
+    long want, rss = -1;
+    struct store *s2;
+
+    memset(val, 'v', sizeof(val));
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    for (int i = 0; i < 1500; i++) {
+        char key[16];
+
+        snprintf(key, sizeof(key), "k%05d", i);
+        ck_assert_int_eq(store_txn_put(t, db, key, strlen(key), val, sizeof(val), false), ST_OK);
+    }
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    store_close(st);
+    st = store_open(dir, MAP, db_names, 3, false);
+    ck_assert_ptr_nonnull(st);
+    snprintf(path, sizeof(path), "%s/data.mdb", dir);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    want = (long)(sb.st_size / 1024) - 4;
+    ck_assert_int_lt(data_rss_kib(), want); /* reopened: hardly anything mapped yet */
+    ck_assert_int_eq(store_prefault_start(st), ST_OK);
+    ck_assert_int_eq(store_prefault_start(st), ST_INVALID);
+    for (int i = 0; i < 200 && (rss = data_rss_kib()) < want; i++)
+        usleep(50000);
+    ck_assert_int_ge(rss, want);
+    /* closed at once after the start: stopped and joined, nothing left running */
+    s2 = store_open(dir, MAP, db_names, 3, false);
+    ck_assert_ptr_nonnull(s2);
+    ck_assert_int_eq(store_prefault_start(s2), ST_OK);
+    store_close(s2);
+}
+END_TEST
+
 START_TEST(test_binary_keys)
 {
     int db = store_db(st, "serials");
@@ -741,6 +805,7 @@ store_suite(void)
     tcase_add_test(tc, test_open_named_dbs);
     tcase_add_test(tc, test_open_creates_dir);
     tcase_add_test(tc, test_put_get_copy);
+    tcase_add_test(tc, test_prefault);
     tcase_add_test(tc, test_binary_keys);
     tcase_add_test(tc, test_no_overwrite);
     tcase_add_test(tc, test_get_missing);
