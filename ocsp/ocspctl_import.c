@@ -1286,10 +1286,16 @@ index_finish(struct index_run *r, bool batch_open)
     struct ctl *c = r->c;
     struct ocsp_journal_import *j = &r->j;
     char *line = malloc(4096);
+    size_t done = j->committed_lines; /* the chunks committed before the last one */
     int st;
 
     if (line == NULL)
         return ST_NOMEM;
+    if (batch_open) {
+        /* the entry goes into the last chunk: true if, and only if, that chunk commits */
+        j->committed = true;
+        j->committed_lines = j->lines;
+    }
     j->time = (int64_t)time(NULL);
     ocsp_journal_import_line(line, 4096, j);
     st = ocsp_store_journal(c->store, line);
@@ -1301,6 +1307,7 @@ index_finish(struct index_run *r, bool batch_open)
         if (st != ST_OK) {
             fprintf(stderr, "ocspctl: %s: the last chunk could not be committed\n", r->path);
             j->committed = false;
+            j->committed_lines = done;
             j->failed++;
             /* say so in the journal, outside the failed transaction */
             j->sha256 = NULL;
@@ -1413,8 +1420,6 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     }
     if (EVP_DigestFinal_ex(r.md, digest, NULL) == 1)
         r.j.sha256 = digest;
-    r.j.committed = true;
-    r.j.committed_lines = r.j.lines;
     rc = index_finish(&r, true);
     if (rc != ST_ERR && r.j.not_imported > 0) {
         fprintf(stderr,
