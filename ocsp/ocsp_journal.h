@@ -61,7 +61,8 @@ struct ocsp_journal_import {
 
 /* {"time":..,"who":..,"op":OP,"issuer":..,"file":..,"sha256":HEX|null,"lines":N,"new":N,
  * "unchanged":N,"updated":N,"revoked":N,"held":N,"released":N,"refused":N,"failed":N,
- * "not_imported_full":N,"committed":B,"committed_lines":N} */
-void ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_import *e);
+ * "not_imported_full":N,"committed":B,"committed_lines":N}; false when it does not fit in cap
+ * (line is then not a whole object) */
+bool ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_import *e);
 
 #endif

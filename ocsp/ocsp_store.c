@@ -33,7 +33,7 @@ static const char *const ocsp_db_names[] = {"meta",      "issuers", "certids", "
 
 #define STATUS_REC_LEN 40
 #define ISSUER_REC_VERSION 1
-#define JOURNAL_LINE_MAX 16384
+#define JOURNAL_LINE_MAX OCSP_JOURNAL_LINE_MAX
 /* The value header of schema 3 (ocsp_store.h), then the DER, then the padding. */
 #define RESP_VERSION 3
 #define RESP_HDR_LEN (4 + 4 + 8 * 4 + 2 * OCSP_FP_LEN)

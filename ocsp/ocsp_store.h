@@ -400,7 +400,11 @@ struct ocsp_change {
 int ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct ocsp_change *out,
                                 size_t max, size_t *n);
 
-/* Journal an operator event (also used for refused changes and imports). */
+/* The longest journal line (JSON, without its chain prefix) the store takes. */
+#define OCSP_JOURNAL_LINE_MAX 16384
+
+/* Journal an operator event (also used for refused changes and imports); ST_INVALID for a
+ * line that is not one JSON object or is longer than OCSP_JOURNAL_LINE_MAX. */
 int ocsp_store_journal(struct ocsp_store *s, const char *json_line);
 
 /*

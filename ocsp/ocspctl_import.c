@@ -1279,13 +1279,29 @@ index_write(struct index_run *r, bool in_memory)
     return st;
 }
 
+/* The import's journal line into line (OCSP_JOURNAL_LINE_MAX bytes): a path whose escaped
+ * form would not fit (PATH_MAX bytes, up to 6 each) is cut, the digest names the file. */
+static void
+index_journal_line(char *line, struct ocsp_journal_import *j)
+{
+    const char *file = j->file;
+    char cut[1024];
+
+    if (ocsp_journal_import_line(line, OCSP_JOURNAL_LINE_MAX, j))
+        return;
+    snprintf(cut, sizeof(cut), "%.1000s...", file);
+    j->file = cut;
+    (void)ocsp_journal_import_line(line, OCSP_JOURNAL_LINE_MAX, j);
+    j->file = file;
+}
+
 /* The import's journal entry (in the open batch when there is one) and its summary. */
 static int
 index_finish(struct index_run *r, bool batch_open)
 {
     struct ctl *c = r->c;
     struct ocsp_journal_import *j = &r->j;
-    char *line = malloc(4096);
+    char *line = malloc(OCSP_JOURNAL_LINE_MAX);
     size_t done = j->committed_lines; /* the chunks committed before the last one */
     int st;
 
@@ -1297,7 +1313,7 @@ index_finish(struct index_run *r, bool batch_open)
         j->committed_lines = j->lines;
     }
     j->time = (int64_t)time(NULL);
-    ocsp_journal_import_line(line, 4096, j);
+    index_journal_line(line, j);
     st = ocsp_store_journal(c->store, line);
     if (batch_open) {
         if (st == ST_OK)
@@ -1311,7 +1327,7 @@ index_finish(struct index_run *r, bool batch_open)
             j->failed++;
             /* say so in the journal, outside the failed transaction */
             j->sha256 = NULL;
-            ocsp_journal_import_line(line, 4096, j);
+            index_journal_line(line, j);
             (void)ocsp_store_journal(c->store, line);
         }
     }

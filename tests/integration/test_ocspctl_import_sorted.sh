@@ -13,6 +13,7 @@
 #   - a file longer than the sort window (OCSPCTL_IMPORT_WINDOW): scanned whole first, then
 #     read again window by window; its journal entry has the SHA-256 of its bytes and the
 #     counts; one with a bad line in its last window writes nothing;
+#   - a file whose path is 3800 bytes long: its journal entry holds it, and the import commits;
 #   - `ocspctl import-crl` in chunks, in key order: killed after its first chunk it leaves
 #     whole chunks and the issuer's CRL number as it was; the same CRL again completes it.
 set -uo pipefail
@@ -153,6 +154,18 @@ OCSPCTL_IMPORT_WINDOW=900 OCSPCTL_IMPORT_CHUNK=400 "$BUILD/ocspctl" -c "$CONF" i
 expect "window: a bad line in the last window: exit 1, named" \
     "$?:$(grep -c 'e.txt:2951: not an' "$TMP/e.err")" "1:1"
 expect "window: a bad line in the last window: nothing written" "$(listed | md5sum)" "$before"
+
+# ---- a file whose path is long (3800 bytes; PATH_MAX is 4096): the import's journal entry,
+# written with its last chunk, holds the whole path (EID-12) and the import commits ----
+long=$TMP
+for _ in $(seq 15); do long=$long/$(printf 'd%.0s' $(seq 250)); done
+mkdir -p "$long" || fatal "long path" "mkdir failed"
+long=$long/$(printf 'i%.0s' $(seq $((3800 - ${#long} - 1))))
+index "$long" 200 3 l
+import "a file whose path is ${#long} bytes long" "$long"
+expect "long path: the journal entry names the whole path, committed" \
+    "$(jq -r '[(.file == $f), .committed, .committed_lines] | map(tostring) | join(" ")' \
+        --arg f "$long" <<<"$(last_import)")" "true true 200"
 
 # ---- import-crl in chunks of write transactions, in key order ----
 # crl FILE N NUMBER: a CRL of the demo CA listing N random serials (affiliationChanged) plus

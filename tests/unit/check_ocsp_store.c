@@ -821,20 +821,23 @@ START_TEST(test_journal_import_line)
 
     for (size_t i = 0; i < sizeof(digest); i++)
         digest[i] = (uint8_t)i;
-    ocsp_journal_import_line(line, sizeof(line),
-                             &(struct ocsp_journal_import){.time = 1700000000,
-                                                           .who = "alice",
-                                                           .op = "import-index",
-                                                           .issuer_name = "qca",
-                                                           .file = "/x/index.txt",
-                                                           .sha256 = digest,
-                                                           .lines = 10,
-                                                           .added = 6,
-                                                           .unchanged = 1,
-                                                           .revoked = 2,
-                                                           .refused = 1,
-                                                           .committed = true,
-                                                           .committed_lines = 10});
+    /* a line that does not fit says so (the caller then cuts the file name) */
+    ck_assert(!ocsp_journal_import_line(
+        line, 64, &(struct ocsp_journal_import){.op = "import-index", .file = "/x/index.txt"}));
+    ck_assert(ocsp_journal_import_line(line, sizeof(line),
+                                       &(struct ocsp_journal_import){.time = 1700000000,
+                                                                     .who = "alice",
+                                                                     .op = "import-index",
+                                                                     .issuer_name = "qca",
+                                                                     .file = "/x/index.txt",
+                                                                     .sha256 = digest,
+                                                                     .lines = 10,
+                                                                     .added = 6,
+                                                                     .unchanged = 1,
+                                                                     .revoked = 2,
+                                                                     .refused = 1,
+                                                                     .committed = true,
+                                                                     .committed_lines = 10}));
     ck_assert_str_eq(line, "{\"time\":1700000000,\"who\":\"alice\",\"op\":\"import-index\","
                            "\"issuer\":\"qca\",\"file\":\"/x/index.txt\",\"sha256\":"
                            "\"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\","
