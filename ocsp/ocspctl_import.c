@@ -508,6 +508,8 @@ crl_release_absent(const struct crl_run *run, struct ctl_serial *listed, size_t 
         ocspctl_serial_hex(h.holds[i].b, h.holds[i].len, hex);
         n->released += rc == ST_OK;
         count_result(n, rc, hex);
+        if (rc != ST_OK && rc != ST_EXISTS)
+            st = rc; /* a store error: the transaction is lost, stop */
     }
     free(h.holds);
     return st;
@@ -585,8 +587,12 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
             dup = e->s.len == e[-1].s.len && memcmp(e->s.b, e[-1].s.b, e->s.len) == 0;
         }
         rc = crl_apply_entry(&run, e, append && !dup ? OCSP_SET_APPEND : 0);
-        if (rc != ST_OK && rc != ST_EXISTS)
+        if (rc != ST_OK && rc != ST_EXISTS) {
+            /* a store error (full, I/O): the chunk's transaction is lost, every entry after
+             * it would fail the same way; one message, not one per entry */
             st = rc;
+            break;
+        }
     }
     if (st == ST_OK && !ci->delta && ci->complete)
         st = crl_release_absent(&run, listed, ne);

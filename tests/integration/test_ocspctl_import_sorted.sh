@@ -218,4 +218,25 @@ else
     t_fail "import-crl" "the revoked serials differ from the CRL's"
 fi
 
+# ---- import-crl into a store that fills up (map_size 2M): the import stops at the entry that
+# found the store full, says so once (not once for every entry after it) and leaves the store
+# and the issuer as they were (D10) ----
+CONF3=$TMP/ocspd-small.conf
+S3=$TMP/store3
+sed -e 's/^map_size = .*/map_size = 2M/' -e "s|^path = .*|path = $S3|" "$CONF" >"$CONF3"
+"$BUILD/ocspctl" -c "$CONF3" init >/dev/null 2>&1 &&
+    "$BUILD/ocspctl" -c "$CONF3" issuer add qca --cert "$OCSP_CA_CERT" \
+        --key-label "$OCSP_SIGNER_LABEL" --signer-cert "$OCSP_SIGNER_CERT" --signature ecdsa \
+        --digest sha256 --nonce echo --unissued revoked --validity 10d >/dev/null 2>&1 ||
+    fatal "small store" "not built"
+crl "$TMP/c-full.pem" 20000 2000
+"$BUILD/ocspctl" -c "$CONF3" import-crl qca "$TMP/c-full.pem" >"$TMP/cf.out" 2>"$TMP/cf.err"
+expect "import-crl, store full: exit 1, nothing imported" \
+    "$?:$(grep -c '; nothing imported$' "$TMP/cf.out")" "1:1"
+expect "import-crl, store full: one entry named as failed, not every one after it" \
+    "$(grep -Ec '^ocspctl: [0-9A-F]+: ' "$TMP/cf.err")" 1
+expect "import-crl, store full: no serial stored, the issuer not CRL-fed" \
+    "$("$BUILD/ocspctl" -c "$CONF3" list qca 2>/dev/null | grep -c .) $("$BUILD/ocspctl" -c "$CONF3" issuer list 2>/dev/null | grep -Eo 'crl=[a-z]+')" \
+    "0 crl=no"
+
 t_summary "$NAME"
