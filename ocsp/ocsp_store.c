@@ -910,6 +910,63 @@ out:
     return st;
 }
 
+/* meta key of an issuer's CRL import under way: "crl_pending" + issuer id */
+#define CRL_PENDING_KEY "crl_pending"
+static size_t
+ocsp_crl_pending_key(const uint8_t *id,
+                     uint8_t key[sizeof(CRL_PENDING_KEY) - 1 + OCSP_ISSUER_ID_LEN])
+{
+    memcpy(key, CRL_PENDING_KEY, sizeof(CRL_PENDING_KEY) - 1);
+    memcpy(key + sizeof(CRL_PENDING_KEY) - 1, id, OCSP_ISSUER_ID_LEN);
+    return sizeof(CRL_PENDING_KEY) - 1 + OCSP_ISSUER_ID_LEN;
+}
+
+int
+ocsp_store_crl_pending_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                           struct ocsp_crl_pending *p)
+{
+    uint8_t key[sizeof(CRL_PENDING_KEY) - 1 + OCSP_ISSUER_ID_LEN], b[16];
+    size_t klen = ocsp_crl_pending_key(id, key), n = 0;
+    int st = store_get(s->st, s->db[DB_META], key, klen, b, sizeof(b), &n);
+
+    memset(p, 0, sizeof(*p));
+    if (st == ST_OK && n != sizeof(b))
+        st = ST_STORE;
+    if (st != ST_OK)
+        return st == ST_INVALID ? ST_STORE : st;
+    p->number = get_le64(b);
+    p->this_update = (int64_t)get_le64(b + 8);
+    return ST_OK;
+}
+
+int
+ocsp_store_crl_pending_put(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                           const struct ocsp_crl_pending *p)
+{
+    uint8_t key[sizeof(CRL_PENDING_KEY) - 1 + OCSP_ISSUER_ID_LEN], b[16];
+    size_t klen = ocsp_crl_pending_key(id, key);
+    struct store_txn *t = NULL;
+    int st;
+
+    if ((st = wtxn_begin(s, &t)) != ST_OK)
+        return st;
+    if (p == NULL) {
+        st = store_txn_del(t, s->db[DB_META], key, klen);
+        if (st == ST_NOTFOUND)
+            st = ST_OK;
+    } else {
+        put_le64(b, p->number);
+        put_le64(b + 8, (uint64_t)p->this_update);
+        st = store_txn_put(t, s->db[DB_META], key, klen, b, sizeof(b), false);
+    }
+    if (st == ST_OK) {
+        st = wtxn_commit(s, t);
+        t = NULL;
+    }
+    wtxn_release(s, t, st);
+    return st;
+}
+
 int
 ocsp_store_issuer_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                       struct ocsp_issuer_rec *rec)

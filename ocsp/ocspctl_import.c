@@ -53,9 +53,10 @@ static const char import_usage[] =
     "usage: ocspctl import-crl ISSUER FILE     (DER or PEM; full or delta CRL)\n"
     "       ocspctl import-index ISSUER INDEX_TXT   (OpenSSL `ca` database)\n"
     "The CRL signature must verify with the issuer's key; a CRL with a lower crlNumber than\n"
-    "the last imported one is refused, and so is one whose thisUpdate is more than 5 minutes\n"
-    "ahead of this clock. A partition CRL (IDP distributionPoint) or one limited to some\n"
-    "reasons or certificate kinds releases no hold it does not list. A delta CRL due before\n"
+    "the last imported one (or one whose import stopped part-way) is refused, and so is one\n"
+    "whose thisUpdate is more than 5 minutes ahead of this clock. A partition CRL (IDP\n"
+    "distributionPoint) or one limited to some reasons or certificate kinds releases no hold\n"
+    "it does not list. A delta CRL due before\n"
     "the full CRL brings the issuer's nextUpdate forward (STS-12). Changes that would undo or\n"
     "weaken a revocation are refused (exit 3) and journalled. An index with a line that is\n"
     "not an index line, or with no entry at all, is an error (exit 1), and nothing of it is\n"
@@ -338,10 +339,22 @@ ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci)
     return ST_OK;
 }
 
-/* RFC 5280 §5.2.3/§5.2.4: never import an older CRL; a delta needs its base imported. */
+/* RFC 5280 §5.2.3/§5.2.4: never import an older CRL; a delta needs its base imported. An
+ * import that stopped part-way (pending: its first chunks are in, the issuer's CRL state is
+ * not) counts as imported for this: an older CRL would release its holds and take the issuer
+ * back behind the revocations it already wrote. */
 static int
-crl_order(const struct ocsp_issuer_rec *rec, const struct crl_info *ci, const char *path)
+crl_order(const struct ocsp_issuer_rec *rec, const struct crl_info *ci, const char *path,
+          const struct ocsp_crl_pending *pending)
 {
+    if (pending != NULL && ((ci->has_number && ci->number < pending->number) ||
+                            (!ci->delta && ci->this_update < pending->this_update))) {
+        fprintf(stderr,
+                "ocspctl: %s: older than the CRL (crlNumber %llu) whose import stopped part-way: "
+                "refused; import that CRL, or a newer one, again\n",
+                path, (unsigned long long)pending->number);
+        return ST_ERR;
+    }
     if (ci->delta && (!rec->crl_fed || ci->base > rec->crl_number)) {
         fprintf(stderr,
                 "ocspctl: %s: delta CRL on base %llu, but the last imported CRL is %llu "
@@ -634,15 +647,22 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
     struct import_count n = {0};
     struct crl_info ci;
     struct ctl_json info = {0};
+    struct ocsp_crl_pending pending;
     X509_CRL *crl = NULL;
     X509 *ca = NULL;
-    int rc = import_open(c, argc, argv, &rec, &ca);
+    int rc = import_open(c, argc, argv, &rec, &ca), pst;
 
     if (rc != ST_OK)
         goto out;
     rc = ST_ERR;
-    if ((crl = crl_load(argv[2])) == NULL || crl_check(crl, ca, argv[2], &ci) != ST_OK ||
-        crl_order(&rec, &ci, argv[2]) != ST_OK)
+    if ((crl = crl_load(argv[2])) == NULL || crl_check(crl, ca, argv[2], &ci) != ST_OK)
+        goto out;
+    if ((pst = ocsp_store_crl_pending_get(c->store, rec.id, &pending)) != ST_OK &&
+        pst != ST_NOTFOUND) {
+        fprintf(stderr, "ocspctl: issuer %s: %s\n", rec.name, status_str(pst));
+        goto out;
+    }
+    if (crl_order(&rec, &ci, argv[2], pst == ST_OK ? &pending : NULL) != ST_OK)
         goto out;
     if (ci.next_update <= time(NULL))
         fprintf(stderr,
@@ -653,8 +673,12 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
      * CRL number and times, and the release of holds the CRL does not list, go into the last
      * one: an import that stops leaves the issuer as it was, and the same CRL imported again
      * finishes it */
-    if (ocsp_store_batch_begin(c->store) != ST_OK || crl_apply(c, crl, &rec, &ci, &n) != ST_OK ||
-        crl_update_issuer(c, &rec, &ci) != ST_OK) {
+    pending =
+        (struct ocsp_crl_pending){ci.has_number ? ci.number : 0, ci.delta ? 0 : ci.this_update};
+    if (ocsp_store_batch_begin(c->store) != ST_OK ||
+        ocsp_store_crl_pending_put(c->store, rec.id, &pending) != ST_OK ||
+        crl_apply(c, crl, &rec, &ci, &n) != ST_OK || crl_update_issuer(c, &rec, &ci) != ST_OK ||
+        ocsp_store_crl_pending_put(c->store, rec.id, NULL) != ST_OK) {
         ocsp_store_batch_abort(c->store);
         n.aborted = true;
         n.failed++;

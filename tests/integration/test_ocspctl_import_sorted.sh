@@ -14,6 +14,7 @@
 #     read again window by window; its journal entry has the SHA-256 of its bytes and the
 #     counts; one with a bad line in its last window writes nothing;
 #   - a file whose path is 3800 bytes long: its journal entry holds it, and the import commits;
+#   - a CRL older than one whose import was killed after its first chunk is refused;
 #   - `ocspctl import-crl` in chunks, in key order: killed after its first chunk it leaves
 #     whole chunks and the issuer's CRL number as it was; the same CRL again completes it.
 set -uo pipefail
@@ -168,8 +169,9 @@ expect "long path: the journal entry names the whole path, committed" \
         --arg f "$long" <<<"$(last_import)")" "true true 200"
 
 # ---- import-crl in chunks of write transactions, in key order ----
-# crl FILE N NUMBER: a CRL of the demo CA listing N random serials (affiliationChanged) plus
-# every 9th good serial of a.txt's range (its sorted keys interleave the stored ones)
+# crl FILE N NUMBER [EXTRA]: a CRL of the demo CA listing N random serials (affiliationChanged)
+# plus every 9th good serial of a.txt's range (its sorted keys interleave the stored ones), and
+# the index lines of the file EXTRA when given
 crl() {
     local d=$TMP/crl-$3
     mkdir -p "$d"
@@ -177,6 +179,7 @@ crl() {
         openssl rand -hex $(($2 * 16)) | fold -w 32 |
             awk '{ printf "R\t351231235959Z\t240101000000Z,affiliationChanged\t6%s\tunknown\t/CN=crl %d\n", toupper(substr($0, 2)), NR }'
         listed | awk '$1 ~ /^5/ && $2 == "good" && NR % 9 == 0 { printf "R\t351231235959Z\t240101000000Z,affiliationChanged\t%s\tunknown\t/CN=a\n", $1 }'
+        if [[ -n ${4:-} ]]; then cat "$4"; fi
     } >"$d/index.txt"
     echo "$3" >"$d/crlnumber"
     printf '[ca]\ndefault_ca = crl\n[crl]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\ndefault_crl_days = 30\nunique_subject = no\n' \
@@ -217,6 +220,31 @@ if diff <(ctl list qca 2>/dev/null | awk '$3 == "affiliationChanged" { print $1 
 else
     t_fail "import-crl" "the revoked serials differ from the CRL's"
 fi
+
+# ---- an older CRL after a newer one's import stopped (RFC 5280 §5.2.3: crlNumber never goes
+# back): CRL 1002 (a hold on the first key, in its first chunk) killed after its first chunk,
+# then CRL 1001, complete, which does not list that hold: refused, so it neither releases the
+# hold CRL 1002 put nor takes the issuer back; CRL 1002 again completes (OCSP-16) ----
+H=10000000000000000000000000000001
+printf 'R\t351231235959Z\t240501000000Z,certificateHold\t%s\tunknown\t/CN=hold\n' "$H" >"$TMP/hold.txt"
+crl "$TMP/c3.pem" 40000 1002 "$TMP/hold.txt"
+crl "$TMP/c2.pem" 100 1001
+OCSPCTL_IMPORT_CHUNK=2000 "$BUILD/ocspctl" -c "$CONF" import-crl qca "$TMP/c3.pem" >/dev/null \
+    2>"$TMP/c3.err" &
+kill9_when_logged $! "$TMP/c3.err" 'CRL entries committed'
+expect "CRL 1002 killed after its first chunk: its hold is in" \
+    "$(ctl status qca "$H" 2>/dev/null | grep -Eo 'hold|good')" hold
+ctl import-crl qca "$TMP/c2.pem" >/dev/null 2>"$TMP/c2.err"
+expect "CRL 1001 after CRL 1002's stopped import: refused (exit 1), named" \
+    "$?:$(grep -c 'crlNumber 4098' "$TMP/c2.err")" "1:1"
+expect "CRL 1001 refused: CRL 1002's hold kept" \
+    "$(ctl status qca "$H" 2>/dev/null | grep -Eo 'hold|good')" hold
+expect "CRL 1001 refused: the issuer's CRL number unchanged" \
+    "$(ctl issuer list 2>/dev/null | grep -Eo 'crl_number=[0-9]+')" "crl_number=4096"
+OCSPCTL_IMPORT_CHUNK=2000 ctl import-crl qca "$TMP/c3.pem" >/dev/null 2>"$TMP/c3b.err"
+expect "CRL 1002 again: exit 0, the issuer at its number, the hold kept" \
+    "$?:$(ctl issuer list 2>/dev/null | grep -Eo 'crl_number=[0-9]+'):$(ctl status qca "$H" 2>/dev/null | grep -Eo 'hold|good')" \
+    "0:crl_number=4098:hold"
 
 # ---- import-crl into a store that fills up (map_size 2M): the import stops at the entry that
 # found the store full, says so once (not once for every entry after it) and leaves the store

@@ -847,6 +847,31 @@ START_TEST(test_journal_import_line)
 }
 END_TEST
 
+/* An import-crl under way (RFC 5280 §5.2.3): its number and thisUpdate kept per issuer until
+ * removed; written in a batch that is aborted, it is not there. */
+START_TEST(test_crl_pending)
+{
+    struct ocsp_crl_pending p;
+    uint8_t other[OCSP_ISSUER_ID_LEN];
+
+    memset(other, 0x5a, sizeof(other));
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, ca_id, &p), ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_crl_pending_put(os, ca_id, &(struct ocsp_crl_pending){7, 1000}),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, ca_id, &p), ST_OK);
+    ck_assert_uint_eq(p.number, 7);
+    ck_assert_int_eq(p.this_update, 1000);
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, other, &p), ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_batch_begin(os), ST_OK);
+    ck_assert_int_eq(ocsp_store_crl_pending_put(os, ca_id, NULL), ST_OK);
+    ocsp_store_batch_abort(os);
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, ca_id, &p), ST_OK);
+    ck_assert_int_eq(ocsp_store_crl_pending_put(os, ca_id, NULL), ST_OK);
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, ca_id, &p), ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_crl_pending_put(os, ca_id, NULL), ST_OK); /* none: no error */
+}
+END_TEST
+
 static const uint8_t resp_a[] = {0x30, 0x03, 0x0a, 0x01, 0x00};
 #define FORM_A OCSP_HASH_SHA256
 #define FORM_B OCSP_HASH_SHA1
@@ -1995,6 +2020,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_bulk_import);
     tcase_add_test(tc, test_status_append);
     tcase_add_test(tc, test_journal_import_line);
+    tcase_add_test(tc, test_crl_pending);
     tcase_add_test(tc, test_responses);
     tcase_add_test(tc, test_response_walk);
     tcase_add_test(tc, test_response_certs_elided);
