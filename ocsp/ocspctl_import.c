@@ -392,10 +392,15 @@ int
 ocspctl_crl_entry(X509_REVOKED *r, bool delta, struct ctl_serial *s, int *reason, int64_t *when)
 {
     *reason = crl_entry_reason(r);
-    if (ocspctl_serial_from_asn1(X509_REVOKED_get0_serialNumber(r), s) != ST_OK || *reason < 0 ||
+    if (ocspctl_serial_from_asn1(X509_REVOKED_get0_serialNumber(r), s) != ST_OK ||
         ocspctl_asn1_time(X509_REVOKED_get0_revocationDate(r), when) != ST_OK ||
         (*reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL && !delta))
         return ST_INVALID;
+    /* a reasonCode that is not a CRLReason (7, above 10, unreadable): the CA still lists the
+     * serial as revoked; taken as revoked without a reason, never skipped (a skipped serial
+     * would stay good, and a complete CRL would release its hold) */
+    if (*reason < 0)
+        *reason = OCSP_REASON_NONE;
     return ST_OK;
 }
 
@@ -569,11 +574,21 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
     }
     for (int i = 0; i < count; i++) {
         struct crl_ent *e = &ents[ne];
-        if (ocspctl_crl_entry(sk_X509_REVOKED_value(revs, i), ci->delta, &e->s, &e->reason,
-                              &e->when) != ST_OK) {
+        X509_REVOKED *r = sk_X509_REVOKED_value(revs, i);
+        char hex[2 * OCSP_SERIAL_MAX + 1];
+
+        if (ocspctl_crl_entry(r, ci->delta, &e->s, &e->reason, &e->when) != ST_OK) {
             n->skipped++;
             fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
             continue;
+        }
+        if (e->reason == OCSP_REASON_NONE &&
+            X509_REVOKED_get_ext_by_NID(r, NID_crl_reason, -1) >= 0) {
+            ocspctl_serial_hex(e->s.b, e->s.len, hex);
+            fprintf(stderr,
+                    "ocspctl: warning: %s: its reasonCode is not a CRLReason (RFC 5280 §5.3.1): "
+                    "revoked without a reason\n",
+                    hex);
         }
         e->seq = ne;
         listed[ne++] = e->s;

@@ -15,6 +15,8 @@
 #     counts; one with a bad line in its last window writes nothing;
 #   - a file whose path is 3800 bytes long: its journal entry holds it, and the import commits;
 #   - a CRL older than one whose import was killed after its first chunk is refused;
+#   - a CRL entry whose reasonCode is 7 (unused): revoked without a reason, never left good;
+#   - import-crl into a store that fills up: stops at the first store error;
 #   - `ocspctl import-crl` in chunks, in key order: killed after its first chunk it leaves
 #     whole chunks and the issuer's CRL number as it was; the same CRL again completes it.
 set -uo pipefail
@@ -245,6 +247,54 @@ OCSPCTL_IMPORT_CHUNK=2000 ctl import-crl qca "$TMP/c3.pem" >/dev/null 2>"$TMP/c3
 expect "CRL 1002 again: exit 0, the issuer at its number, the hold kept" \
     "$?:$(ctl issuer list 2>/dev/null | grep -Eo 'crl_number=[0-9]+'):$(ctl status qca "$H" 2>/dev/null | grep -Eo 'hold|good')" \
     "0:crl_number=4098:hold"
+
+# ---- a CRL entry whose reasonCode is not a CRLReason (7 is unused, RFC 5280 §5.3.1): the CA
+# lists the serial, so it is revoked (without a reason), never left good, and a hold it lists
+# so is not released as if the CRL did not list it (fail closed; OCSP-16, EID-05) ----
+S4=$TMP/store4
+{ ctl -d "$S4" init &&
+    ctl -d "$S4" issuer add qca --cert "$OCSP_CA_CERT" --key-label "$OCSP_SIGNER_LABEL" \
+        --signer-cert "$OCSP_SIGNER_CERT" --signature ecdsa --digest sha256 --nonce echo \
+        --unissued revoked --validity 10d &&
+    ctl -d "$S4" add qca 0A01 0A02 0A03 && ctl -d "$S4" hold qca 0A02; } >/dev/null 2>&1 ||
+    fatal "reason store" "not built"
+mkdir -p "$TMP/r7"
+for s in 0A01 0A02; do
+    printf 'R\t351231235959Z\t240101000000Z,keyCompromise\t%s\tunknown\t/CN=%s\n' "$s" "$s"
+done >"$TMP/r7/index.txt"
+printf 'R\t351231235959Z\t240101000000Z,superseded\t0A03\tunknown\t/CN=0A03\n' >>"$TMP/r7/index.txt"
+echo 1010 >"$TMP/r7/crlnumber"
+printf '[ca]\ndefault_ca = crl\n[crl]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\ndefault_crl_days = 30\nunique_subject = no\n' \
+    "$TMP/r7/index.txt" "$TMP/r7/crlnumber" >"$TMP/r7/crl.cnf"
+openssl ca -batch -gencrl -config "$TMP/r7/crl.cnf" -cert "$OCSP_CA_CERT" -keyfile "$OCSP_CA_KEY" \
+    -out "$TMP/r7/ok.pem" >/dev/null 2>&1 || fatal "crl" "openssl ca -gencrl failed"
+# the keyCompromise entries' reasonCode (ENUMERATED 1) made 7, the CRL signed again
+openssl crl -in "$TMP/r7/ok.pem" -outform DER -out "$TMP/r7/ok.der" 2>/dev/null
+python3 - "$ROOT/tests/lib" "$TMP/r7" "$OCSP_CA_KEY" <<'PY' || fatal "crl" "reasonCode 7 not written"
+import subprocess, sys
+sys.path.insert(0, sys.argv[1])
+import derutil as d
+b = open(sys.argv[2] + '/ok.der', 'rb').read()
+_, crl, _ = d.tlv(b, 0)
+tbs, alg, _ = d.kids(crl)
+ext = bytes.fromhex('0603551d1504030a0101')
+if tbs[2].count(ext) != 2:
+    sys.exit(1)
+t = tbs[2].replace(ext, ext[:-1] + b'\x07')
+open(sys.argv[2] + '/tbs.der', 'wb').write(t)
+sig = subprocess.run(['openssl', 'dgst', '-sha256', '-sign', sys.argv[3], sys.argv[2] + '/tbs.der'],
+                     capture_output=True, check=True).stdout
+open(sys.argv[2] + '/r7.der', 'wb').write(d.enc(0x30, t + alg[2] + d.enc(0x03, b'\x00' + sig)))
+PY
+ctl -d "$S4" import-crl qca "$TMP/r7/r7.der" >"$TMP/r7.out" 2>"$TMP/r7.err"
+expect "reasonCode 7: imported (exit 0), both entries named in a warning" \
+    "$?:$(grep -Ec '0A01|0A02' "$TMP/r7.err")" "0:2"
+expect "reasonCode 7: the listed good serial revoked, not left good" \
+    "$(ctl -d "$S4" status qca 0A01 2>/dev/null | grep -Eo ' (good|revoked|hold) ')" " revoked "
+expect "reasonCode 7: the listed hold not released (revoked)" \
+    "$(ctl -d "$S4" status qca 0A02 2>/dev/null | grep -Eo ' (good|revoked|hold) ')" " revoked "
+expect "reasonCode 7: the other entry as listed" \
+    "$(ctl -d "$S4" status qca 0A03 2>/dev/null | grep -Eo ' (revoked superseded|good) ')" " revoked superseded "
 
 # ---- import-crl into a store that fills up (map_size 2M): the import stops at the entry that
 # found the store full, says so once (not once for every entry after it) and leaves the store
