@@ -307,12 +307,74 @@ crl_check(X509_CRL *crl, X509 *ca, const char *path, struct crl_info *ci)
     return ocspctl_crl_info(crl, path, ci);
 }
 
+static bool
+nid_in(int nid, const int *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i] == nid)
+            return true;
+    return false;
+}
+
+/* Whether x is critical and not one of the n extensions of set; its OID into oid when so. */
+static bool
+crl_ext_unknown(X509_EXTENSION *x, const int *set, size_t n, char *oid, int cap)
+{
+    if (!X509_EXTENSION_get_critical(x) ||
+        nid_in(OBJ_obj2nid(X509_EXTENSION_get_object(x)), set, n))
+        return false;
+    if (OBJ_obj2txt(oid, cap, X509_EXTENSION_get_object(x), 1) <= 0)
+        snprintf(oid, (size_t)cap, "?");
+    return true;
+}
+
+/* RFC 5280 §5.2, §5.3: a CRL with a critical extension, or an entry with a critical entry
+ * extension, that this import does not process must not be used to determine any status (an
+ * unknown scope would make a partial CRL look complete): refused whole. */
+static int
+crl_critical_check(X509_CRL *crl, const char *path)
+{
+    static const int crl_known[] = {NID_crl_number, NID_delta_crl, NID_issuing_distribution_point,
+                                    NID_authority_key_identifier};
+    static const int entry_known[] = {NID_crl_reason, NID_invalidity_date};
+    STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
+    char oid[128];
+
+    for (int i = 0; i < X509_CRL_get_ext_count(crl); i++) {
+        if (crl_ext_unknown(X509_CRL_get_ext(crl, i), crl_known,
+                            sizeof(crl_known) / sizeof(crl_known[0]), oid, sizeof(oid))) {
+            fprintf(stderr,
+                    "ocspctl: %s: critical CRL extension %s is not processed here: refused "
+                    "(RFC 5280 §5.2)\n",
+                    path, oid);
+            return ST_ERR;
+        }
+    }
+    for (int i = 0; revs != NULL && i < sk_X509_REVOKED_num(revs); i++) {
+        X509_REVOKED *r = sk_X509_REVOKED_value(revs, i);
+
+        for (int k = 0; k < X509_REVOKED_get_ext_count(r); k++) {
+            if (crl_ext_unknown(X509_REVOKED_get_ext(r, k), entry_known,
+                                sizeof(entry_known) / sizeof(entry_known[0]), oid, sizeof(oid))) {
+                fprintf(stderr,
+                        "ocspctl: %s: critical CRL entry extension %s is not processed here: "
+                        "refused (RFC 5280 §5.3)\n",
+                        path, oid);
+                return ST_ERR;
+            }
+        }
+    }
+    return ST_OK;
+}
+
 int
 ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci)
 {
     int rc;
 
     memset(ci, 0, sizeof(*ci));
+    if (crl_critical_check(crl, path) != ST_OK)
+        return ST_ERR;
     if ((rc = crl_int_ext(crl, NID_crl_number, &ci->number)) < 0 ||
         crl_int_ext(crl, NID_delta_crl, &ci->base) < 0 || crl_scope(crl, &ci->complete) < 0) {
         fprintf(stderr, "ocspctl: %s: bad crlNumber, deltaCRLIndicator or an indirect CRL\n", path);

@@ -16,6 +16,7 @@
 #   - a file whose path is 3800 bytes long: its journal entry holds it, and the import commits;
 #   - a CRL older than one whose import was killed after its first chunk is refused;
 #   - a CRL entry whose reasonCode is 7 (unused): revoked without a reason, never left good;
+#   - a CRL with a critical extension it does not process: refused whole (RFC 5280 §5.2);
 #   - import-crl into a store that fills up: stops at the first store error;
 #   - `ocspctl import-crl` in chunks, in key order: killed after its first chunk it leaves
 #     whole chunks and the issuer's CRL number as it was; the same CRL again completes it.
@@ -295,6 +296,22 @@ expect "reasonCode 7: the listed hold not released (revoked)" \
     "$(ctl -d "$S4" status qca 0A02 2>/dev/null | grep -Eo ' (good|revoked|hold) ')" " revoked "
 expect "reasonCode 7: the other entry as listed" \
     "$(ctl -d "$S4" status qca 0A03 2>/dev/null | grep -Eo ' (revoked superseded|good) ')" " revoked superseded "
+
+# ---- a CRL with a critical extension ocspctl does not process (RFC 5280 §5.2: such a CRL
+# MUST NOT be used to determine any status; a scope it does not know would make it look
+# complete): refused whole, the issuer and its records as they were ----
+printf 'crl_extensions = crl_ext\n[crl_ext]\n1.3.6.1.4.1.99999.1 = critical,ASN1:UTF8String:scope\n' \
+    >>"$TMP/r7/crl.cnf"
+printf 'R\t351231235959Z\t240101000000Z,superseded\t0A04\tunknown\t/CN=0A04\n' >>"$TMP/r7/index.txt"
+openssl ca -batch -gencrl -config "$TMP/r7/crl.cnf" -cert "$OCSP_CA_CERT" -keyfile "$OCSP_CA_KEY" \
+    -out "$TMP/r7/crit.pem" >/dev/null 2>&1 || fatal "crl" "openssl ca -gencrl failed"
+before=$(ctl -d "$S4" list qca 2>/dev/null | md5sum)
+ctl -d "$S4" import-crl qca "$TMP/r7/crit.pem" >/dev/null 2>"$TMP/crit.err"
+expect "unknown critical CRL extension: refused (exit 1), named" \
+    "$?:$(grep -c '1.3.6.1.4.1.99999.1' "$TMP/crit.err")" "1:1"
+expect "unknown critical CRL extension: no record changed, the issuer's CRL number kept" \
+    "$(ctl -d "$S4" list qca 2>/dev/null | md5sum) $(ctl -d "$S4" issuer list 2>/dev/null | grep -Eo 'crl_number=[0-9]+')" \
+    "$before crl_number=4112"
 
 # ---- import-crl into a store that fills up (map_size 2M): the import stops at the entry that
 # found the store full, says so once (not once for every entry after it) and leaves the store
