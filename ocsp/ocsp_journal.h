@@ -52,7 +52,8 @@ struct ocsp_journal_import {
     const char *issuer_name;
     const char *file;
     const uint8_t *sha256; /* 32 bytes; NULL: not read to its end */
-    size_t lines;          /* entries (lines that are not blank) read and applied */
+    size_t lines;          /* entries (lines that are not blank) read and applied; of a write that
+                            * stopped, those of the committed chunks (as every count) */
     size_t added, unchanged, updated, revoked, held, released, refused, failed;
     size_t not_imported; /* good entries left out: the store would pass its fill_limit */
     bool committed;      /* every line read was committed */

@@ -998,6 +998,7 @@ struct index_run {
     unsigned long lineno;
     size_t good, bad, lines;
     struct ocsp_journal_import j;
+    struct ocsp_journal_import done; /* j's counts at the last committed chunk */
     bool revocations_only; /* the good entries do not fit below fill_limit: none goes in */
     bool one_txn; /* not a regular file (a pipe): read once, in one transaction, as before */
     EVP_MD_CTX *md;
@@ -1349,6 +1350,7 @@ index_window_apply(struct index_run *r, bool last)
             return ST_STORE; /* the batch is gone */
         }
         r->j.committed_lines = r->j.lines;
+        r->done = r->j;
         fprintf(stderr, "ocspctl: %s: %zu entries committed\n", r->path, r->j.committed_lines);
     }
     return ST_OK;
@@ -1386,6 +1388,28 @@ index_write(struct index_run *r, bool in_memory)
     return st;
 }
 
+/* A write that stopped: the journal counts what the committed chunks did, as the store holds
+ * it (the entries of the lost chunk, its refusals' journal lines with them, are not there);
+ * failed keeps the failure that stopped it. */
+static void
+index_counts_committed(struct index_run *r)
+{
+    struct ocsp_journal_import *j = &r->j;
+    const struct ocsp_journal_import *d = &r->done;
+
+    j->lines = d->lines;
+    j->added = d->added;
+    j->unchanged = d->unchanged;
+    j->updated = d->updated;
+    j->revoked = d->revoked;
+    j->held = d->held;
+    j->released = d->released;
+    j->refused = d->refused;
+    j->not_imported = d->not_imported;
+    j->committed = false;
+    j->committed_lines = d->lines;
+}
+
 /* The import's journal line into line (OCSP_JOURNAL_LINE_MAX bytes): a path whose escaped
  * form would not fit (PATH_MAX bytes, up to 6 each) is cut, the digest names the file. */
 static void
@@ -1409,7 +1433,6 @@ index_finish(struct index_run *r, bool batch_open)
     struct ctl *c = r->c;
     struct ocsp_journal_import *j = &r->j;
     char *line = malloc(OCSP_JOURNAL_LINE_MAX);
-    size_t done = j->committed_lines; /* the chunks committed before the last one */
     int st;
 
     if (line == NULL)
@@ -1429,8 +1452,7 @@ index_finish(struct index_run *r, bool batch_open)
             ocsp_store_batch_abort(c->store);
         if (st != ST_OK) {
             fprintf(stderr, "ocspctl: %s: the last chunk could not be committed\n", r->path);
-            j->committed = false;
-            j->committed_lines = done;
+            index_counts_committed(r);
             j->failed++;
             /* say so in the journal, outside the failed transaction */
             j->sha256 = NULL;
@@ -1529,6 +1551,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
             goto out;
     }
     if (index_write(&r, !r.one_txn && eof) != ST_OK) {
+        index_counts_committed(&r);
         (void)index_finish(&r, false);
         goto out;
     }

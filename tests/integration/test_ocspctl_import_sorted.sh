@@ -333,5 +333,24 @@ expect "import-crl, store full: one entry named as failed, not every one after i
 expect "import-crl, store full: no serial stored, the issuer not CRL-fed" \
     "$("$BUILD/ocspctl" -c "$CONF3" list qca 2>/dev/null | grep -c .) $("$BUILD/ocspctl" -c "$CONF3" issuer list 2>/dev/null | grep -Eo 'crl=[a-z]+')" \
     "0 crl=no"
+# an index of revocations into the same small store (revocations pass the fill_limit check,
+# D10): stopped at a chunk that does not fit; its journal entry counts what was committed,
+# as the store holds it (EID-12), not the chunk that was lost
+awk 'BEGIN { for (i = 1; i <= 20000; i++) printf "R\t351231235959Z\t240101000000Z,keyCompromise\t6%07X\tunknown\t/CN=f %d\n", i, i }' \
+    >"$TMP/rfull.txt"
+OCSPCTL_IMPORT_CHUNK=2000 "$BUILD/ocspctl" -c "$CONF3" import-index qca "$TMP/rfull.txt" \
+    >/dev/null 2>"$TMP/rfull.err"
+rc=$?
+nrev=$("$BUILD/ocspctl" -c "$CONF3" list qca --revoked 2>/dev/null | grep -c .)
+imp=$("$BUILD/ocspctl" -c "$CONF3" export --journal 2>/dev/null |
+    jq -c '(.entry // .) | select(.op == "import-index")' | tail -n 1)
+if ((rc == 1 && nrev > 0 && nrev % 2000 == 0 && nrev < 20000)); then
+    t_ok "import-index, store full: stopped (exit 1) after $nrev revocations, whole chunks"
+else
+    t_fail "import-index, store full: stopped after whole chunks" "exit $rc, $nrev revoked"
+fi
+expect "import-index, store full: the journal entry counts the committed chunks" \
+    "$(jq -r '[.committed, .committed_lines, .lines, .revoked] | map(tostring) | join(" ")' <<<"$imp")" \
+    "false $nrev $nrev $nrev"
 
 t_summary "$NAME"
