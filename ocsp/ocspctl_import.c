@@ -78,6 +78,7 @@ struct import_count {
     bool revocations_only; /* the second pass: good entries did not fit, none goes in */
     bool aborted;          /* stopped: not all of the file was committed */
     size_t committed;      /* entries committed when it stopped (whole chunks) */
+    size_t done_released, done_refused; /* released and refused in those chunks */
 };
 
 /* What one `good` index entry may add to the store, for the headroom check. Measured: 149
@@ -669,6 +670,8 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
                     break;
                 }
                 n->committed = i;
+                n->done_released = n->released;
+                n->done_refused = n->refused;
                 fprintf(stderr, "ocspctl: %zu CRL entries committed\n", i);
             }
             if (ocsp_store_status_past_last(c->store, rec->id, e->s.b, e->s.len, &append) != ST_OK)
@@ -763,6 +766,12 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "ocspctl: %s: the last chunk could not be committed\n", argv[2]);
         n.aborted = true;
         n.failed++;
+    }
+    if (n.aborted) {
+        /* journalled as the store holds it: the committed chunks' counts (EID-12) */
+        n.entries = n.committed;
+        n.released = n.done_released;
+        n.refused = n.done_refused;
     }
     ocspctl_json_begin(&info);
     ocspctl_json_bool(&info, "delta", ci.delta);

@@ -352,5 +352,28 @@ fi
 expect "import-index, store full: the journal entry counts the committed chunks" \
     "$(jq -r '[.committed, .committed_lines, .lines, .revoked] | map(tostring) | join(" ")' <<<"$imp")" \
     "false $nrev $nrev $nrev"
+# the same for import-crl in chunks, into a fresh small store: its journal entry counts the
+# committed chunks (EID-12)
+CONF5=$TMP/ocspd-small5.conf
+sed -e "s|^path = .*|path = $TMP/store5|" "$CONF3" >"$CONF5"
+"$BUILD/ocspctl" -c "$CONF5" init >/dev/null 2>&1 &&
+    "$BUILD/ocspctl" -c "$CONF5" issuer add qca --cert "$OCSP_CA_CERT" \
+        --key-label "$OCSP_SIGNER_LABEL" --signer-cert "$OCSP_SIGNER_CERT" --signature ecdsa \
+        --digest sha256 --nonce echo --unissued revoked --validity 10d >/dev/null 2>&1 ||
+    fatal "small store 5" "not built"
+OCSPCTL_IMPORT_CHUNK=2000 "$BUILD/ocspctl" -c "$CONF5" import-crl qca "$TMP/c-full.pem" \
+    >/dev/null 2>"$TMP/cf5.err"
+rc=$?
+nrev=$("$BUILD/ocspctl" -c "$CONF5" list qca --revoked 2>/dev/null | grep -c .)
+imp=$("$BUILD/ocspctl" -c "$CONF5" export --journal 2>/dev/null |
+    jq -c '(.entry // .) | select(.op == "import-crl")' | tail -n 1)
+if ((rc == 1 && nrev > 0 && nrev % 2000 == 0)); then
+    t_ok "import-crl, store full: stopped (exit 1) after $nrev revocations, whole chunks"
+else
+    t_fail "import-crl, store full: stopped after whole chunks" "exit $rc, $nrev revoked"
+fi
+expect "import-crl, store full: the journal entry counts the committed chunks" \
+    "$(jq -r '[.committed, .committed_entries, .entries] | map(tostring) | join(" ")' <<<"$imp")" \
+    "false $nrev $nrev"
 
 t_summary "$NAME"
