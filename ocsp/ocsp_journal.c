@@ -65,6 +65,8 @@ ocsp_journal_upgrade_line(char *line, size_t cap, const struct ocsp_journal_upgr
     jw_i64(&o, (int64_t)e->dropped);
     jw_key(&o, "responses_rekeyed");
     jw_i64(&o, (int64_t)e->rekeyed);
+    jw_key(&o, "responses_rekeyed_before");
+    jw_i64(&o, (int64_t)e->rekeyed_before);
     jw_close(&o);
 }
 

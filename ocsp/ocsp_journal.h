@@ -34,12 +34,13 @@ struct ocsp_journal_upgrade {
     int64_t time;
     const char *who;
     unsigned from, to;
-    size_t dropped; /* stored responses dropped (re-signed on demand) */
-    size_t rekeyed; /* stored responses moved to the new key layout, their DER kept */
+    size_t dropped;        /* stored responses dropped (re-signed on demand) */
+    size_t rekeyed;        /* stored responses moved to the new key layout, their DER kept */
+    size_t rekeyed_before; /* ... by an earlier run of the upgrade that stopped part-way */
 };
 
 /* {"time":..,"who":..,"op":"schema_upgrade","from":F,"to":T,"responses_dropped":N,
- * "responses_rekeyed":M} */
+ * "responses_rekeyed":M,"responses_rekeyed_before":B} */
 void ocsp_journal_upgrade_line(char *line, size_t cap, const struct ocsp_journal_upgrade *e);
 
 /* A bulk import (issue 10 §3): the import journalled as what it is, one entry. The serials it

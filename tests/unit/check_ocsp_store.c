@@ -1419,6 +1419,45 @@ START_TEST(test_schema_upgrade2)
 }
 END_TEST
 
+/* Schema 2 -> 3 resumed after a run that was killed part-way (its chunks committed, the
+ * schema still 2): the answers that run re-keyed are kept as they are, and the journal entry
+ * says how many there were besides those this run re-keyed (EID-12: the upgrade journalled as
+ * what it did, not only its last run). */
+START_TEST(test_schema_upgrade2_resumed)
+{
+    static const uint8_t cid_sha256[] = {0x30, 0x12, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86,
+                                         0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+                                         0x00, 0x02, 0x03, 0x05, 0x06, 0x07};
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 1, 100, 200), put_of(FORM_B, 2, 300, 400)};
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    struct ocsp_issuer_rec in;
+    const uint8_t ser[3] = {0x05, 0x06, 0x07};
+    uint8_t v[256];
+    size_t vlen;
+    char buf[JOURNAL_MAX];
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(responses_put(os, p, 2), ST_OK); /* re-keyed by the killed run */
+    set_schema("2");
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    vlen = schema2_value(v, OCSP_HASH_SHA256, ser, 3, resp_a, sizeof(resp_a), 0, 5);
+    ck_assert_int_eq(store_txn_put(t, store_db(raw, "responses"), cid_sha256, sizeof(cid_sha256), v,
+                                   vlen, false),
+                     ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    ck_assert_uint_eq(count_db("responses"), 3);
+    last_journal(buf, sizeof(buf));
+    ck_assert_ptr_nonnull(strstr(buf, "\"from\":2,\"to\":3,\"responses_dropped\":0,"
+                                      "\"responses_rekeyed\":1,\"responses_rekeyed_before\":2"));
+}
+END_TEST
+
 struct status_scan {
     int n;
     uint8_t first;
@@ -1996,6 +2035,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_schema_refused);
     tcase_add_test(tc, test_schema_upgrade);
     tcase_add_test(tc, test_schema_upgrade2);
+    tcase_add_test(tc, test_schema_upgrade2_resumed);
     tcase_add_test(tc, test_response_key);
     tcase_add_test(tc, test_issuer_prefix_clash);
     tcase_add_test(tc, test_readonly_uninitialised);
