@@ -31,6 +31,10 @@
 #define INDEX_BAD_SHOWN 10 /* bad index lines named, at most (then only counted) */
 /* How far ahead of this host's clock a CRL's thisUpdate may be (clock skew between hosts). */
 #define CRL_FUTURE_SKEW 300
+/* How far ahead of this clock an index line's revocation date may be (as `ocspctl revoke
+ * --time`): a revocation dated later would let a relying party take the certificate as not
+ * yet revoked for a signature made before that date. */
+#define INDEX_FUTURE_SKEW 60
 
 /* Entries per write transaction (index lines, CRL entries): bounded memory (LMDB keeps a
  * transaction's dirty pages in memory) and progress kept when an import stops. OCSPCTL_IMPORT_CHUNK
@@ -653,6 +657,19 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
                     "revoked without a reason\n",
                     hex);
         }
+        if (e->reason != OCSP_REVOKED_STATUS_REMOVEFROMCRL &&
+            e->when > ci->this_update + CRL_FUTURE_SKEW) {
+            /* revoked after the CRL was issued: not a date the CA could have known, and a
+             * relying party would take the certificate as not yet revoked before it */
+            ocspctl_serial_hex(e->s.b, e->s.len, hex);
+            fprintf(stderr,
+                    "ocspctl: %s: revocationDate after the CRL's thisUpdate: the CRL is "
+                    "refused\n",
+                    hex);
+            free(ents);
+            free(listed);
+            return ST_INVALID;
+        }
         e->seq = ne;
         listed[ne++] = e->s;
     }
@@ -1006,6 +1023,7 @@ struct index_run {
     struct index_key *keys, *tmp; /* the sort's (index_arena) */
     unsigned long lineno;
     size_t good, bad, lines;
+    int64_t now; /* when the import started: no revocation is dated later */
     struct ocsp_journal_import j;
     struct ocsp_journal_import done; /* j's counts at the last committed chunk */
     bool revocations_only; /* the good entries do not fit below fill_limit: none goes in */
@@ -1068,15 +1086,21 @@ index_line(struct index_run *r, ssize_t len, bool named, struct ctl_index_entry 
 {
     int st;
 
+    const char *why = "not an OpenSSL ca index line";
+
     if (len == -2) {
         st = ST_INVALID;
+        why = "line too long";
     } else if ((st = ocspctl_index_parse(r->line, e)) == ST_NOTFOUND) {
         return st;
+    } else if (st == ST_OK && e->kind == 'R' && e->state != OCSP_STATE_GOOD &&
+               e->when > r->now + INDEX_FUTURE_SKEW) {
+        st = ST_INVALID;
+        why = "a revocation or hold dated in the future";
     }
     if (st != ST_OK) {
         if (named && r->bad++ < INDEX_BAD_SHOWN)
-            fprintf(stderr, "ocspctl: %s:%lu: %s\n", r->path, r->lineno,
-                    len == -2 ? "line too long" : "not an OpenSSL ca index line");
+            fprintf(stderr, "ocspctl: %s:%lu: %s\n", r->path, r->lineno, why);
         return ST_INVALID;
     }
     r->lines++;
@@ -1513,6 +1537,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     r.c = c;
     r.rec = &rec;
     r.path = argv[2];
+    r.now = (int64_t)time(NULL);
     r.chunk = env_size("OCSPCTL_IMPORT_CHUNK", INDEX_CHUNK);
     r.window = env_size("OCSPCTL_IMPORT_WINDOW", INDEX_WINDOW);
     r.j = (struct ocsp_journal_import){

@@ -17,6 +17,7 @@
 #   - a CRL older than one whose import was killed after its first chunk is refused;
 #   - a CRL entry whose reasonCode is 7 (unused): revoked without a reason, never left good;
 #   - a CRL with a critical extension it does not process: refused whole (RFC 5280 §5.2);
+#   - a revocation dated in the future, in an index or a CRL: refused;
 #   - import-crl into a store that fills up: stops at the first store error;
 #   - `ocspctl import-crl` in chunks, in key order: killed after its first chunk it leaves
 #     whole chunks and the issuer's CRL number as it was; the same CRL again completes it.
@@ -312,6 +313,28 @@ expect "unknown critical CRL extension: refused (exit 1), named" \
 expect "unknown critical CRL extension: no record changed, the issuer's CRL number kept" \
     "$(ctl -d "$S4" list qca 2>/dev/null | md5sum) $(ctl -d "$S4" issuer list 2>/dev/null | grep -Eo 'crl_number=[0-9]+')" \
     "$before crl_number=4112"
+
+# ---- a revocation dated in the future (as `ocspctl revoke --time` refuses one): a relying
+# party checking a signature made before that date would take the certificate as not yet
+# revoked then. An index line so dated is a bad line (nothing of the file imported); a CRL
+# entry dated after the CRL's thisUpdate makes the CRL refused whole (OCSP-15) ----
+printf 'R\t351231235959Z\t341231000000Z,keyCompromise\t0B01\tunknown\t/CN=future\n' >"$TMP/fut.txt"
+printf 'V\t351231235959Z\t\t0B02\tunknown\t/CN=v\n' >>"$TMP/fut.txt"
+before=$(ctl -d "$S4" list qca 2>/dev/null | md5sum)
+ctl -d "$S4" import-index qca "$TMP/fut.txt" >/dev/null 2>"$TMP/fut.err"
+expect "index revocation dated 2034: refused (exit 1), the line named, nothing imported" \
+    "$?:$(grep -c 'fut.txt:1: ' "$TMP/fut.err"):$(ctl -d "$S4" list qca 2>/dev/null | md5sum)" \
+    "1:1:$before"
+mkdir -p "$TMP/fc"
+printf 'R\t351231235959Z\t340101000000Z,keyCompromise\t0B03\tunknown\t/CN=f\n' >"$TMP/fc/index.txt"
+echo 1020 >"$TMP/fc/crlnumber"
+printf '[ca]\ndefault_ca = crl\n[crl]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\ndefault_crl_days = 30\nunique_subject = no\n' \
+    "$TMP/fc/index.txt" "$TMP/fc/crlnumber" >"$TMP/fc/crl.cnf"
+openssl ca -batch -gencrl -config "$TMP/fc/crl.cnf" -cert "$OCSP_CA_CERT" -keyfile "$OCSP_CA_KEY" \
+    -out "$TMP/fc/c.pem" >/dev/null 2>&1 || fatal "crl" "openssl ca -gencrl failed"
+ctl -d "$S4" import-crl qca "$TMP/fc/c.pem" >/dev/null 2>"$TMP/fc.err"
+expect "CRL entry dated 2034: refused (exit 1), named, nothing imported" \
+    "$?:$(grep -c '0B03' "$TMP/fc.err"):$(ctl -d "$S4" list qca 2>/dev/null | md5sum)" "1:1:$before"
 
 # ---- import-crl into a store that fills up (map_size 2M): the import stops at the entry that
 # found the store full, says so once (not once for every entry after it) and leaves the store
