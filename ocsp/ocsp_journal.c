@@ -65,10 +65,12 @@ ocsp_journal_upgrade_line(char *line, size_t cap, const struct ocsp_journal_upgr
     jw_i64(&o, (int64_t)e->dropped);
     jw_key(&o, "responses_rekeyed");
     jw_i64(&o, (int64_t)e->rekeyed);
+    jw_key(&o, "responses_rekeyed_before");
+    jw_i64(&o, (int64_t)e->rekeyed_before);
     jw_close(&o);
 }
 
-void
+bool
 ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_import *e)
 {
     char hex[2 * 32 + 1];
@@ -105,4 +107,5 @@ ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_impor
     jw_key(&o, "committed_lines");
     jw_i64(&o, (int64_t)e->committed_lines);
     jw_close(&o);
+    return jw_end(&o) > 0;
 }

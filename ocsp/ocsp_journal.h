@@ -34,12 +34,13 @@ struct ocsp_journal_upgrade {
     int64_t time;
     const char *who;
     unsigned from, to;
-    size_t dropped; /* stored responses dropped (re-signed on demand) */
-    size_t rekeyed; /* stored responses moved to the new key layout, their DER kept */
+    size_t dropped;        /* stored responses dropped (re-signed on demand) */
+    size_t rekeyed;        /* stored responses moved to the new key layout, their DER kept */
+    size_t rekeyed_before; /* ... by an earlier run of the upgrade that stopped part-way */
 };
 
 /* {"time":..,"who":..,"op":"schema_upgrade","from":F,"to":T,"responses_dropped":N,
- * "responses_rekeyed":M} */
+ * "responses_rekeyed":M,"responses_rekeyed_before":B} */
 void ocsp_journal_upgrade_line(char *line, size_t cap, const struct ocsp_journal_upgrade *e);
 
 /* A bulk import (issue 10 §3): the import journalled as what it is, one entry. The serials it
@@ -52,7 +53,8 @@ struct ocsp_journal_import {
     const char *issuer_name;
     const char *file;
     const uint8_t *sha256; /* 32 bytes; NULL: not read to its end */
-    size_t lines;          /* entries (lines that are not blank) read and applied */
+    size_t lines;          /* entries (lines that are not blank) read and applied; of a write that
+                            * stopped, those of the committed chunks (as every count) */
     size_t added, unchanged, updated, revoked, held, released, refused, failed;
     size_t not_imported; /* good entries left out: the store would pass its fill_limit */
     bool committed;      /* every line read was committed */
@@ -61,7 +63,8 @@ struct ocsp_journal_import {
 
 /* {"time":..,"who":..,"op":OP,"issuer":..,"file":..,"sha256":HEX|null,"lines":N,"new":N,
  * "unchanged":N,"updated":N,"revoked":N,"held":N,"released":N,"refused":N,"failed":N,
- * "not_imported_full":N,"committed":B,"committed_lines":N} */
-void ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_import *e);
+ * "not_imported_full":N,"committed":B,"committed_lines":N}; false when it does not fit in cap
+ * (line is then not a whole object) */
+bool ocsp_journal_import_line(char *line, size_t cap, const struct ocsp_journal_import *e);
 
 #endif

@@ -33,7 +33,7 @@ static const char *const ocsp_db_names[] = {"meta",      "issuers", "certids", "
 
 #define STATUS_REC_LEN 40
 #define ISSUER_REC_VERSION 1
-#define JOURNAL_LINE_MAX 16384
+#define JOURNAL_LINE_MAX OCSP_JOURNAL_LINE_MAX
 /* The value header of schema 3 (ocsp_store.h), then the DER, then the padding. */
 #define RESP_VERSION 3
 #define RESP_HDR_LEN (4 + 4 + 8 * 4 + 2 * OCSP_FP_LEN)
@@ -234,7 +234,8 @@ ocsp_upgrade_collect(void *ctx, const void *key, size_t klen, const void *val, s
 
 /* The journal entry and schema version that end an upgrade, in one write transaction. */
 static int
-ocsp_schema_upgrade_end(struct ocsp_store *s, unsigned from, size_t dropped, size_t rekeyed)
+ocsp_schema_upgrade_end(struct ocsp_store *s, unsigned from, size_t dropped, size_t rekeyed,
+                        size_t before)
 {
     struct store_txn *t = NULL;
     char line[256], want[16];
@@ -247,7 +248,8 @@ ocsp_schema_upgrade_end(struct ocsp_store *s, unsigned from, size_t dropped, siz
                                                              .from = from,
                                                              .to = OCSP_STORE_SCHEMA,
                                                              .dropped = dropped,
-                                                             .rekeyed = rekeyed});
+                                                             .rekeyed = rekeyed,
+                                                             .rekeyed_before = before});
     if ((st = store_txn_begin(s->st, true, &t)) != ST_OK ||
         (st = store_txn_put(t, s->db[DB_META], "schema_version", 14, want, strlen(want), false)) !=
             ST_OK ||
@@ -296,7 +298,7 @@ ocsp_schema_upgrade1(struct ocsp_store *s, const char *dir)
     free(kl.keys);
     store_txn_abort(t);
     if (st == ST_OK)
-        st = ocsp_schema_upgrade_end(s, 1, dropped, 0);
+        st = ocsp_schema_upgrade_end(s, 1, dropped, 0, 0);
     if (st == ST_OK)
         log_notice("ocsp_store: %s: upgraded from schema 1 to %d: %zu stored response(s) "
                    "dropped, signed again on demand",
@@ -386,17 +388,31 @@ ocsp_rekey_collect(void *ctx, const void *key, size_t klen, const void *val, siz
     return !c->failed && c->n < UPGRADE_CHUNK;
 }
 
+/* Counts the schema-3 answers a schema-2 store holds: re-keyed by an earlier run of the
+ * upgrade that stopped part-way (each of its chunks committed whole). */
+static bool
+ocsp_rekeyed_count(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)key;
+    (void)klen;
+    if (vlen > 0 && ((const uint8_t *)val)[0] == RESP_VERSION)
+        (*(size_t *)ctx)++;
+    return true;
+}
+
 static int
 ocsp_schema_upgrade2(struct ocsp_store *s, const char *dir)
 {
     struct rekey_chunk *c = calloc(1, sizeof(*c));
-    size_t dropped = 0, rekeyed = 0;
+    size_t dropped = 0, rekeyed = 0, before = 0;
     struct store_txn *t = NULL;
     bool more = true;
     int st = ST_OK;
 
     if (c == NULL)
         return ST_NOMEM;
+    /* the journal entry says what the whole upgrade did, a stopped run's share included */
+    st = store_walk(s->st, s->db[DB_RESPONSES], NULL, 0, ocsp_rekeyed_count, &before);
     while (more && st == ST_OK) {
         c->n = 0;
         c->skip_first = c->last_len > 0;
@@ -433,11 +449,12 @@ ocsp_schema_upgrade2(struct ocsp_store *s, const char *dir)
     }
     free(c);
     if (st == ST_OK)
-        st = ocsp_schema_upgrade_end(s, 2, dropped, rekeyed);
+        st = ocsp_schema_upgrade_end(s, 2, dropped, rekeyed, before);
     if (st == ST_OK)
         log_notice("ocsp_store: %s: upgraded from schema 2 to %d: %zu stored response(s) "
-                   "re-keyed, %zu unreadable one(s) dropped",
-                   dir, OCSP_STORE_SCHEMA, rekeyed, dropped);
+                   "re-keyed (%zu more by an earlier run that stopped), %zu unreadable one(s) "
+                   "dropped",
+                   dir, OCSP_STORE_SCHEMA, rekeyed, before, dropped);
     else
         log_err("ocsp_store: %s: upgrade from schema 2 failed: %s", dir, status_str(st));
     return st;
@@ -907,6 +924,63 @@ ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec)
 out:
     wtxn_release(s, t, st);
     free(b.p);
+    return st;
+}
+
+/* meta key of an issuer's CRL import under way: "crl_pending" + issuer id */
+#define CRL_PENDING_KEY "crl_pending"
+static size_t
+ocsp_crl_pending_key(const uint8_t *id,
+                     uint8_t key[sizeof(CRL_PENDING_KEY) - 1 + OCSP_ISSUER_ID_LEN])
+{
+    memcpy(key, CRL_PENDING_KEY, sizeof(CRL_PENDING_KEY) - 1);
+    memcpy(key + sizeof(CRL_PENDING_KEY) - 1, id, OCSP_ISSUER_ID_LEN);
+    return sizeof(CRL_PENDING_KEY) - 1 + OCSP_ISSUER_ID_LEN;
+}
+
+int
+ocsp_store_crl_pending_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                           struct ocsp_crl_pending *p)
+{
+    uint8_t key[sizeof(CRL_PENDING_KEY) - 1 + OCSP_ISSUER_ID_LEN], b[16];
+    size_t klen = ocsp_crl_pending_key(id, key), n = 0;
+    int st = store_get(s->st, s->db[DB_META], key, klen, b, sizeof(b), &n);
+
+    memset(p, 0, sizeof(*p));
+    if (st == ST_OK && n != sizeof(b))
+        st = ST_STORE;
+    if (st != ST_OK)
+        return st == ST_INVALID ? ST_STORE : st;
+    p->number = get_le64(b);
+    p->this_update = (int64_t)get_le64(b + 8);
+    return ST_OK;
+}
+
+int
+ocsp_store_crl_pending_put(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                           const struct ocsp_crl_pending *p)
+{
+    uint8_t key[sizeof(CRL_PENDING_KEY) - 1 + OCSP_ISSUER_ID_LEN], b[16];
+    size_t klen = ocsp_crl_pending_key(id, key);
+    struct store_txn *t = NULL;
+    int st;
+
+    if ((st = wtxn_begin(s, &t)) != ST_OK)
+        return st;
+    if (p == NULL) {
+        st = store_txn_del(t, s->db[DB_META], key, klen);
+        if (st == ST_NOTFOUND)
+            st = ST_OK;
+    } else {
+        put_le64(b, p->number);
+        put_le64(b + 8, (uint64_t)p->this_update);
+        st = store_txn_put(t, s->db[DB_META], key, klen, b, sizeof(b), false);
+    }
+    if (st == ST_OK) {
+        st = wtxn_commit(s, t);
+        t = NULL;
+    }
+    wtxn_release(s, t, st);
     return st;
 }
 

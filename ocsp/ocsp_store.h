@@ -176,6 +176,20 @@ int ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUE
 /* Add or replace an issuer and its four certids entries; bumps issuers_gen. ST_EXISTS (logged)
  * for a new issuer whose id shares its first OCSP_RESP_KEY_ID_LEN bytes with a stored one's. */
 int ocsp_store_issuer_put(struct ocsp_store *s, const struct ocsp_issuer_rec *rec);
+
+/* An `ocspctl import-crl` under way for an issuer: its CRL's crlNumber and thisUpdate, written
+ * with its first chunk and removed with its last, so that a CRL older than one whose import
+ * stopped part-way is refused (RFC 5280 §5.2.3) instead of undoing the chunks already in. */
+struct ocsp_crl_pending {
+    uint64_t number;     /* its crlNumber; 0: none */
+    int64_t this_update; /* of a full CRL; 0 for a delta */
+};
+/* ST_OK (p filled), ST_NOTFOUND (none under way). */
+int ocsp_store_crl_pending_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                               struct ocsp_crl_pending *p);
+/* Written in the open batch when there is one; p NULL removes it. */
+int ocsp_store_crl_pending_put(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                               const struct ocsp_crl_pending *p);
 /* Whether an issuer record may be stored: ST_OK, or ST_INVALID with the reason in *why (a
  * static string): a qualified issuer with purge_status_after (LW-09), or purge_status_after
  * with an unissued policy other than unknown (a purged serial would be answered as never
@@ -406,7 +420,11 @@ struct ocsp_change {
 int ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct ocsp_change *out,
                                 size_t max, size_t *n);
 
-/* Journal an operator event (also used for refused changes and imports). */
+/* The longest journal line (JSON, without its chain prefix) the store takes. */
+#define OCSP_JOURNAL_LINE_MAX 16384
+
+/* Journal an operator event (also used for refused changes and imports); ST_INVALID for a
+ * line that is not one JSON object or is longer than OCSP_JOURNAL_LINE_MAX. */
 int ocsp_store_journal(struct ocsp_store *s, const char *json_line);
 
 /*

@@ -31,6 +31,10 @@
 #define INDEX_BAD_SHOWN 10 /* bad index lines named, at most (then only counted) */
 /* How far ahead of this host's clock a CRL's thisUpdate may be (clock skew between hosts). */
 #define CRL_FUTURE_SKEW 300
+/* How far ahead of this clock an index line's revocation date may be (as `ocspctl revoke
+ * --time`): a revocation dated later would let a relying party take the certificate as not
+ * yet revoked for a signature made before that date. */
+#define INDEX_FUTURE_SKEW 60
 
 /* Entries per write transaction (index lines, CRL entries): bounded memory (LMDB keeps a
  * transaction's dirty pages in memory) and progress kept when an import stops. OCSPCTL_IMPORT_CHUNK
@@ -53,9 +57,10 @@ static const char import_usage[] =
     "usage: ocspctl import-crl ISSUER FILE     (DER or PEM; full or delta CRL)\n"
     "       ocspctl import-index ISSUER INDEX_TXT   (OpenSSL `ca` database)\n"
     "The CRL signature must verify with the issuer's key; a CRL with a lower crlNumber than\n"
-    "the last imported one is refused, and so is one whose thisUpdate is more than 5 minutes\n"
-    "ahead of this clock. A partition CRL (IDP distributionPoint) or one limited to some\n"
-    "reasons or certificate kinds releases no hold it does not list. A delta CRL due before\n"
+    "the last imported one (or one whose import stopped part-way) is refused, and so is one\n"
+    "whose thisUpdate is more than 5 minutes ahead of this clock. A partition CRL (IDP\n"
+    "distributionPoint) or one limited to some reasons or certificate kinds releases no hold\n"
+    "it does not list. A delta CRL due before\n"
     "the full CRL brings the issuer's nextUpdate forward (STS-12). Changes that would undo or\n"
     "weaken a revocation are refused (exit 3) and journalled. An index with a line that is\n"
     "not an index line, or with no entry at all, is an error (exit 1), and nothing of it is\n"
@@ -77,6 +82,7 @@ struct import_count {
     bool revocations_only; /* the second pass: good entries did not fit, none goes in */
     bool aborted;          /* stopped: not all of the file was committed */
     size_t committed;      /* entries committed when it stopped (whole chunks) */
+    size_t done_released, done_refused; /* released and refused in those chunks */
 };
 
 /* What one `good` index entry may add to the store, for the headroom check. Measured: 149
@@ -306,12 +312,74 @@ crl_check(X509_CRL *crl, X509 *ca, const char *path, struct crl_info *ci)
     return ocspctl_crl_info(crl, path, ci);
 }
 
+static bool
+nid_in(int nid, const int *set, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (set[i] == nid)
+            return true;
+    return false;
+}
+
+/* Whether x is critical and not one of the n extensions of set; its OID into oid when so. */
+static bool
+crl_ext_unknown(X509_EXTENSION *x, const int *set, size_t n, char *oid, int cap)
+{
+    if (!X509_EXTENSION_get_critical(x) ||
+        nid_in(OBJ_obj2nid(X509_EXTENSION_get_object(x)), set, n))
+        return false;
+    if (OBJ_obj2txt(oid, cap, X509_EXTENSION_get_object(x), 1) <= 0)
+        snprintf(oid, (size_t)cap, "?");
+    return true;
+}
+
+/* RFC 5280 §5.2, §5.3: a CRL with a critical extension, or an entry with a critical entry
+ * extension, that this import does not process must not be used to determine any status (an
+ * unknown scope would make a partial CRL look complete): refused whole. */
+static int
+crl_critical_check(X509_CRL *crl, const char *path)
+{
+    static const int crl_known[] = {NID_crl_number, NID_delta_crl, NID_issuing_distribution_point,
+                                    NID_authority_key_identifier};
+    static const int entry_known[] = {NID_crl_reason, NID_invalidity_date};
+    STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
+    char oid[128];
+
+    for (int i = 0; i < X509_CRL_get_ext_count(crl); i++) {
+        if (crl_ext_unknown(X509_CRL_get_ext(crl, i), crl_known,
+                            sizeof(crl_known) / sizeof(crl_known[0]), oid, sizeof(oid))) {
+            fprintf(stderr,
+                    "ocspctl: %s: critical CRL extension %s is not processed here: refused "
+                    "(RFC 5280 §5.2)\n",
+                    path, oid);
+            return ST_ERR;
+        }
+    }
+    for (int i = 0; revs != NULL && i < sk_X509_REVOKED_num(revs); i++) {
+        X509_REVOKED *r = sk_X509_REVOKED_value(revs, i);
+
+        for (int k = 0; k < X509_REVOKED_get_ext_count(r); k++) {
+            if (crl_ext_unknown(X509_REVOKED_get_ext(r, k), entry_known,
+                                sizeof(entry_known) / sizeof(entry_known[0]), oid, sizeof(oid))) {
+                fprintf(stderr,
+                        "ocspctl: %s: critical CRL entry extension %s is not processed here: "
+                        "refused (RFC 5280 §5.3)\n",
+                        path, oid);
+                return ST_ERR;
+            }
+        }
+    }
+    return ST_OK;
+}
+
 int
 ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci)
 {
     int rc;
 
     memset(ci, 0, sizeof(*ci));
+    if (crl_critical_check(crl, path) != ST_OK)
+        return ST_ERR;
     if ((rc = crl_int_ext(crl, NID_crl_number, &ci->number)) < 0 ||
         crl_int_ext(crl, NID_delta_crl, &ci->base) < 0 || crl_scope(crl, &ci->complete) < 0) {
         fprintf(stderr, "ocspctl: %s: bad crlNumber, deltaCRLIndicator or an indirect CRL\n", path);
@@ -338,10 +406,22 @@ ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci)
     return ST_OK;
 }
 
-/* RFC 5280 §5.2.3/§5.2.4: never import an older CRL; a delta needs its base imported. */
+/* RFC 5280 §5.2.3/§5.2.4: never import an older CRL; a delta needs its base imported. An
+ * import that stopped part-way (pending: its first chunks are in, the issuer's CRL state is
+ * not) counts as imported for this: an older CRL would release its holds and take the issuer
+ * back behind the revocations it already wrote. */
 static int
-crl_order(const struct ocsp_issuer_rec *rec, const struct crl_info *ci, const char *path)
+crl_order(const struct ocsp_issuer_rec *rec, const struct crl_info *ci, const char *path,
+          const struct ocsp_crl_pending *pending)
 {
+    if (pending != NULL && ((ci->has_number && ci->number < pending->number) ||
+                            (!ci->delta && ci->this_update < pending->this_update))) {
+        fprintf(stderr,
+                "ocspctl: %s: older than the CRL (crlNumber %llu) whose import stopped part-way: "
+                "refused; import that CRL, or a newer one, again\n",
+                path, (unsigned long long)pending->number);
+        return ST_ERR;
+    }
     if (ci->delta && (!rec->crl_fed || ci->base > rec->crl_number)) {
         fprintf(stderr,
                 "ocspctl: %s: delta CRL on base %llu, but the last imported CRL is %llu "
@@ -379,10 +459,15 @@ int
 ocspctl_crl_entry(X509_REVOKED *r, bool delta, struct ctl_serial *s, int *reason, int64_t *when)
 {
     *reason = crl_entry_reason(r);
-    if (ocspctl_serial_from_asn1(X509_REVOKED_get0_serialNumber(r), s) != ST_OK || *reason < 0 ||
+    if (ocspctl_serial_from_asn1(X509_REVOKED_get0_serialNumber(r), s) != ST_OK ||
         ocspctl_asn1_time(X509_REVOKED_get0_revocationDate(r), when) != ST_OK ||
         (*reason == OCSP_REVOKED_STATUS_REMOVEFROMCRL && !delta))
         return ST_INVALID;
+    /* a reasonCode that is not a CRLReason (7, above 10, unreadable): the CA still lists the
+     * serial as revoked; taken as revoked without a reason, never skipped (a skipped serial
+     * would stay good, and a complete CRL would release its hold) */
+    if (*reason < 0)
+        *reason = OCSP_REASON_NONE;
     return ST_OK;
 }
 
@@ -508,6 +593,8 @@ crl_release_absent(const struct crl_run *run, struct ctl_serial *listed, size_t 
         ocspctl_serial_hex(h.holds[i].b, h.holds[i].len, hex);
         n->released += rc == ST_OK;
         count_result(n, rc, hex);
+        if (rc != ST_OK && rc != ST_EXISTS)
+            st = rc; /* a store error: the transaction is lost, stop */
     }
     free(h.holds);
     return st;
@@ -554,11 +641,34 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
     }
     for (int i = 0; i < count; i++) {
         struct crl_ent *e = &ents[ne];
-        if (ocspctl_crl_entry(sk_X509_REVOKED_value(revs, i), ci->delta, &e->s, &e->reason,
-                              &e->when) != ST_OK) {
+        X509_REVOKED *r = sk_X509_REVOKED_value(revs, i);
+        char hex[2 * OCSP_SERIAL_MAX + 1];
+
+        if (ocspctl_crl_entry(r, ci->delta, &e->s, &e->reason, &e->when) != ST_OK) {
             n->skipped++;
             fprintf(stderr, "ocspctl: warning: unusable CRL entry skipped\n");
             continue;
+        }
+        if (e->reason == OCSP_REASON_NONE &&
+            X509_REVOKED_get_ext_by_NID(r, NID_crl_reason, -1) >= 0) {
+            ocspctl_serial_hex(e->s.b, e->s.len, hex);
+            fprintf(stderr,
+                    "ocspctl: warning: %s: its reasonCode is not a CRLReason (RFC 5280 §5.3.1): "
+                    "revoked without a reason\n",
+                    hex);
+        }
+        if (e->reason != OCSP_REVOKED_STATUS_REMOVEFROMCRL &&
+            e->when > ci->this_update + CRL_FUTURE_SKEW) {
+            /* revoked after the CRL was issued: not a date the CA could have known, and a
+             * relying party would take the certificate as not yet revoked before it */
+            ocspctl_serial_hex(e->s.b, e->s.len, hex);
+            fprintf(stderr,
+                    "ocspctl: %s: revocationDate after the CRL's thisUpdate: the CRL is "
+                    "refused\n",
+                    hex);
+            free(ents);
+            free(listed);
+            return ST_INVALID;
         }
         e->seq = ne;
         listed[ne++] = e->s;
@@ -577,6 +687,8 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
                     break;
                 }
                 n->committed = i;
+                n->done_released = n->released;
+                n->done_refused = n->refused;
                 fprintf(stderr, "ocspctl: %zu CRL entries committed\n", i);
             }
             if (ocsp_store_status_past_last(c->store, rec->id, e->s.b, e->s.len, &append) != ST_OK)
@@ -585,8 +697,12 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
             dup = e->s.len == e[-1].s.len && memcmp(e->s.b, e[-1].s.b, e->s.len) == 0;
         }
         rc = crl_apply_entry(&run, e, append && !dup ? OCSP_SET_APPEND : 0);
-        if (rc != ST_OK && rc != ST_EXISTS)
+        if (rc != ST_OK && rc != ST_EXISTS) {
+            /* a store error (full, I/O): the chunk's transaction is lost, every entry after
+             * it would fail the same way; one message, not one per entry */
             st = rc;
+            break;
+        }
     }
     if (st == ST_OK && !ci->delta && ci->complete)
         st = crl_release_absent(&run, listed, ne);
@@ -628,15 +744,22 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
     struct import_count n = {0};
     struct crl_info ci;
     struct ctl_json info = {0};
+    struct ocsp_crl_pending pending;
     X509_CRL *crl = NULL;
     X509 *ca = NULL;
-    int rc = import_open(c, argc, argv, &rec, &ca);
+    int rc = import_open(c, argc, argv, &rec, &ca), pst;
 
     if (rc != ST_OK)
         goto out;
     rc = ST_ERR;
-    if ((crl = crl_load(argv[2])) == NULL || crl_check(crl, ca, argv[2], &ci) != ST_OK ||
-        crl_order(&rec, &ci, argv[2]) != ST_OK)
+    if ((crl = crl_load(argv[2])) == NULL || crl_check(crl, ca, argv[2], &ci) != ST_OK)
+        goto out;
+    if ((pst = ocsp_store_crl_pending_get(c->store, rec.id, &pending)) != ST_OK &&
+        pst != ST_NOTFOUND) {
+        fprintf(stderr, "ocspctl: issuer %s: %s\n", rec.name, status_str(pst));
+        goto out;
+    }
+    if (crl_order(&rec, &ci, argv[2], pst == ST_OK ? &pending : NULL) != ST_OK)
         goto out;
     if (ci.next_update <= time(NULL))
         fprintf(stderr,
@@ -647,8 +770,12 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
      * CRL number and times, and the release of holds the CRL does not list, go into the last
      * one: an import that stops leaves the issuer as it was, and the same CRL imported again
      * finishes it */
-    if (ocsp_store_batch_begin(c->store) != ST_OK || crl_apply(c, crl, &rec, &ci, &n) != ST_OK ||
-        crl_update_issuer(c, &rec, &ci) != ST_OK) {
+    pending =
+        (struct ocsp_crl_pending){ci.has_number ? ci.number : 0, ci.delta ? 0 : ci.this_update};
+    if (ocsp_store_batch_begin(c->store) != ST_OK ||
+        ocsp_store_crl_pending_put(c->store, rec.id, &pending) != ST_OK ||
+        crl_apply(c, crl, &rec, &ci, &n) != ST_OK || crl_update_issuer(c, &rec, &ci) != ST_OK ||
+        ocsp_store_crl_pending_put(c->store, rec.id, NULL) != ST_OK) {
         ocsp_store_batch_abort(c->store);
         n.aborted = true;
         n.failed++;
@@ -656,6 +783,12 @@ ocspctl_cmd_import_crl(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "ocspctl: %s: the last chunk could not be committed\n", argv[2]);
         n.aborted = true;
         n.failed++;
+    }
+    if (n.aborted) {
+        /* journalled as the store holds it: the committed chunks' counts (EID-12) */
+        n.entries = n.committed;
+        n.released = n.done_released;
+        n.refused = n.done_refused;
     }
     ocspctl_json_begin(&info);
     ocspctl_json_bool(&info, "delta", ci.delta);
@@ -890,7 +1023,9 @@ struct index_run {
     struct index_key *keys, *tmp; /* the sort's (index_arena) */
     unsigned long lineno;
     size_t good, bad, lines;
+    int64_t now; /* when the import started: no revocation is dated later */
     struct ocsp_journal_import j;
+    struct ocsp_journal_import done; /* j's counts at the last committed chunk */
     bool revocations_only; /* the good entries do not fit below fill_limit: none goes in */
     bool one_txn; /* not a regular file (a pipe): read once, in one transaction, as before */
     EVP_MD_CTX *md;
@@ -951,15 +1086,21 @@ index_line(struct index_run *r, ssize_t len, bool named, struct ctl_index_entry 
 {
     int st;
 
+    const char *why = "not an OpenSSL ca index line";
+
     if (len == -2) {
         st = ST_INVALID;
+        why = "line too long";
     } else if ((st = ocspctl_index_parse(r->line, e)) == ST_NOTFOUND) {
         return st;
+    } else if (st == ST_OK && e->kind == 'R' && e->state != OCSP_STATE_GOOD &&
+               e->when > r->now + INDEX_FUTURE_SKEW) {
+        st = ST_INVALID;
+        why = "a revocation or hold dated in the future";
     }
     if (st != ST_OK) {
         if (named && r->bad++ < INDEX_BAD_SHOWN)
-            fprintf(stderr, "ocspctl: %s:%lu: %s\n", r->path, r->lineno,
-                    len == -2 ? "line too long" : "not an OpenSSL ca index line");
+            fprintf(stderr, "ocspctl: %s:%lu: %s\n", r->path, r->lineno, why);
         return ST_INVALID;
     }
     r->lines++;
@@ -1242,6 +1383,7 @@ index_window_apply(struct index_run *r, bool last)
             return ST_STORE; /* the batch is gone */
         }
         r->j.committed_lines = r->j.lines;
+        r->done = r->j;
         fprintf(stderr, "ocspctl: %s: %zu entries committed\n", r->path, r->j.committed_lines);
     }
     return ST_OK;
@@ -1279,19 +1421,62 @@ index_write(struct index_run *r, bool in_memory)
     return st;
 }
 
+/* A write that stopped: the journal counts what the committed chunks did, as the store holds
+ * it (the entries of the lost chunk, its refusals' journal lines with them, are not there);
+ * failed keeps the failure that stopped it. */
+static void
+index_counts_committed(struct index_run *r)
+{
+    struct ocsp_journal_import *j = &r->j;
+    const struct ocsp_journal_import *d = &r->done;
+
+    j->lines = d->lines;
+    j->added = d->added;
+    j->unchanged = d->unchanged;
+    j->updated = d->updated;
+    j->revoked = d->revoked;
+    j->held = d->held;
+    j->released = d->released;
+    j->refused = d->refused;
+    j->not_imported = d->not_imported;
+    j->committed = false;
+    j->committed_lines = d->lines;
+}
+
+/* The import's journal line into line (OCSP_JOURNAL_LINE_MAX bytes): a path whose escaped
+ * form would not fit (PATH_MAX bytes, up to 6 each) is cut, the digest names the file. */
+static void
+index_journal_line(char *line, struct ocsp_journal_import *j)
+{
+    const char *file = j->file;
+    char cut[1024];
+
+    if (ocsp_journal_import_line(line, OCSP_JOURNAL_LINE_MAX, j))
+        return;
+    snprintf(cut, sizeof(cut), "%.1000s...", file);
+    j->file = cut;
+    (void)ocsp_journal_import_line(line, OCSP_JOURNAL_LINE_MAX, j);
+    j->file = file;
+}
+
 /* The import's journal entry (in the open batch when there is one) and its summary. */
 static int
 index_finish(struct index_run *r, bool batch_open)
 {
     struct ctl *c = r->c;
     struct ocsp_journal_import *j = &r->j;
-    char *line = malloc(4096);
+    char *line = malloc(OCSP_JOURNAL_LINE_MAX);
     int st;
 
     if (line == NULL)
         return ST_NOMEM;
+    if (batch_open) {
+        /* the entry goes into the last chunk: true if, and only if, that chunk commits */
+        j->committed = true;
+        j->committed_lines = j->lines;
+    }
     j->time = (int64_t)time(NULL);
-    ocsp_journal_import_line(line, 4096, j);
+    index_journal_line(line, j);
     st = ocsp_store_journal(c->store, line);
     if (batch_open) {
         if (st == ST_OK)
@@ -1300,11 +1485,11 @@ index_finish(struct index_run *r, bool batch_open)
             ocsp_store_batch_abort(c->store);
         if (st != ST_OK) {
             fprintf(stderr, "ocspctl: %s: the last chunk could not be committed\n", r->path);
-            j->committed = false;
+            index_counts_committed(r);
             j->failed++;
             /* say so in the journal, outside the failed transaction */
             j->sha256 = NULL;
-            ocsp_journal_import_line(line, 4096, j);
+            index_journal_line(line, j);
             (void)ocsp_store_journal(c->store, line);
         }
     }
@@ -1352,6 +1537,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     r.c = c;
     r.rec = &rec;
     r.path = argv[2];
+    r.now = (int64_t)time(NULL);
     r.chunk = env_size("OCSPCTL_IMPORT_CHUNK", INDEX_CHUNK);
     r.window = env_size("OCSPCTL_IMPORT_WINDOW", INDEX_WINDOW);
     r.j = (struct ocsp_journal_import){
@@ -1399,6 +1585,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
             goto out;
     }
     if (index_write(&r, !r.one_txn && eof) != ST_OK) {
+        index_counts_committed(&r);
         (void)index_finish(&r, false);
         goto out;
     }
@@ -1413,8 +1600,6 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     }
     if (EVP_DigestFinal_ex(r.md, digest, NULL) == 1)
         r.j.sha256 = digest;
-    r.j.committed = true;
-    r.j.committed_lines = r.j.lines;
     rc = index_finish(&r, true);
     if (rc != ST_ERR && r.j.not_imported > 0) {
         fprintf(stderr,

@@ -122,7 +122,8 @@ X509_CRL *ocspctl_crl_parse(const uint8_t *buf, size_t len);
  * ST_OK, or ST_ERR with a message naming `path` on stderr. */
 int ocspctl_crl_info(X509_CRL *crl, const char *path, struct crl_info *ci);
 /* Serial, reason and revocation date of one CRL entry; ST_INVALID for an entry to skip (no
- * usable serial, reason or date; removeFromCRL outside a delta CRL). */
+ * usable serial or date; removeFromCRL outside a delta CRL). A reasonCode that is not a
+ * CRLReason gives OCSP_REASON_NONE: the entry is still a revocation. */
 int ocspctl_crl_entry(X509_REVOKED *r, bool delta, struct ctl_serial *s, int *reason,
                       int64_t *when);
 /* Parse one index line in place (a trailing CR/LF dropped): ST_OK, ST_NOTFOUND for an empty

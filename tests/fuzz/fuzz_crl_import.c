@@ -2,12 +2,12 @@
  * libFuzzer target: the CRL side of `ocspctl import-crl` (ocsp/ocspctl_import.c) on arbitrary
  * bytes: ocspctl_crl_parse (PEM or DER, RFC 5280 §5.1), then what the import reads before and
  * after the signature check (which no fuzzed CRL passes, so it is skipped here):
- * ocspctl_crl_info (crlNumber §5.2.3, deltaCRLIndicator §5.2.4, issuingDistributionPoint
- * §5.2.5, thisUpdate/nextUpdate) and ocspctl_crl_entry for every entry, as a full and as a
- * delta CRL. Properties checked beyond "no crash": no OpenSSL error is left behind; a delta
- * CRL has a crlNumber; an accepted entry has a serial of
- * 1..OCSP_SERIAL_MAX octets, a CRLReason 0..10 but not 7 (§5.3.1) or none, and removeFromCRL
- * only in a delta CRL.
+ * ocspctl_crl_info (critical extensions §5.2/§5.3, crlNumber §5.2.3, deltaCRLIndicator
+ * §5.2.4, issuingDistributionPoint §5.2.5, thisUpdate/nextUpdate) and ocspctl_crl_entry for every
+ * entry, as a full and as a delta CRL. Properties checked beyond "no crash": no OpenSSL error is
+ * left behind; a delta CRL has a crlNumber; an accepted entry has a serial of 1..OCSP_SERIAL_MAX
+ * octets, a CRLReason 0..10 but not 7 (§5.3.1) or none (also for a reasonCode that is not a
+ * CRLReason: still a revocation), and removeFromCRL only in a delta CRL.
  */
 #include "common/status.h"
 #include "ocsp/ocspctl_int.h"

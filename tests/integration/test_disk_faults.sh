@@ -13,7 +13,8 @@
 #   - every token any client received has its record in the audit log, none twice, keys
 #     1..N without a gap (nothing half-written).
 # The same with `journal = no` (every record an LMDB commit: ENOSPC on the file's growth).
-# ocspd on a full store: pre-signed answers and /healthz keep coming, the daemon keeps serving.
+# ocspd on a full store: pre-signed answers and /healthz keep coming, the daemon keeps serving;
+# an `ocspctl import-index` whose last chunk cannot be committed says that nothing was.
 # A read-only store: ext4 on a loop device forced read-only by an ext4 error
 # (errors=remount-ro, /sys/fs/ext4/DEV/trigger_fs_error; `mount -o remount,ro` is refused by
 # the kernel while tsad holds files open for writing): systemFailure, /healthz red; after the
@@ -378,7 +379,24 @@ fi
 if kill -0 "$OCSPD_PID" 2>/dev/null; then t_ok "ocspd, disk full: ocspd keeps running"; else
     t_fail "ocspd, disk full: ocspd keeps running" "$(tail -n 5 "$TMP/ocspd.log")"
 fi
+# an index import on the full disk (issue 10 §3, EID-12): its one chunk cannot be committed
+# (ENOSPC at the commit), so ocspctl says nothing was imported and its audit line counts 0
+# committed, never "the first N entries are committed"; the store keeps none of it
+awk 'BEGIN { for (i = 1; i <= 20000; i++) printf "V\t351231235959Z\t\t7A%06X\tunknown\t/CN=full %d\n", i, i }' \
+    >"$TMP/full-index.txt"
+SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$CONF" -d "$STORE" -u test-operator \
+    import-index qca "$TMP/full-index.txt" >"$TMP/import.out" 2>"$TMP/import.err"
+expect "ocspctl import-index, disk full: exit 1, nothing imported" \
+    "$?:$(grep -c '; nothing imported$' "$TMP/import.out")" "1:1"
+expect "ocspctl import-index, disk full: no entries said to be committed" \
+    "$(grep -c 'entries are committed' "$TMP/import.err")" 0
+expect "ocspctl import-index, disk full: its audit line counts 0 committed" \
+    "$(grep -Eo 'event=ocsp_import import-index .* committed=[0-9]+' "$TMP/import.err" |
+        grep -Eo 'committed=[0-9]+$')" "committed=0"
 rm -f "$STORE/filler"
+expect "ocspctl import-index, disk full: none of its serials stored" \
+    "$(SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$CONF" -d "$STORE" list qca 2>/dev/null |
+        grep -c '^7A0')" 0
 oq back -cert "$OCSP_GOOD_CERT" -no_nonce
 expect "ocspd, space back: good.pem answered as before ($want_after)" "$(ostatus back good.pem)" "$want_after"
 oq back-never -cert "$OCSP_NEVER_ISSUED_CERT" -no_nonce

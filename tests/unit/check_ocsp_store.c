@@ -821,26 +821,54 @@ START_TEST(test_journal_import_line)
 
     for (size_t i = 0; i < sizeof(digest); i++)
         digest[i] = (uint8_t)i;
-    ocsp_journal_import_line(line, sizeof(line),
-                             &(struct ocsp_journal_import){.time = 1700000000,
-                                                           .who = "alice",
-                                                           .op = "import-index",
-                                                           .issuer_name = "qca",
-                                                           .file = "/x/index.txt",
-                                                           .sha256 = digest,
-                                                           .lines = 10,
-                                                           .added = 6,
-                                                           .unchanged = 1,
-                                                           .revoked = 2,
-                                                           .refused = 1,
-                                                           .committed = true,
-                                                           .committed_lines = 10});
+    /* a line that does not fit says so (the caller then cuts the file name) */
+    ck_assert(!ocsp_journal_import_line(
+        line, 64, &(struct ocsp_journal_import){.op = "import-index", .file = "/x/index.txt"}));
+    ck_assert(ocsp_journal_import_line(line, sizeof(line),
+                                       &(struct ocsp_journal_import){.time = 1700000000,
+                                                                     .who = "alice",
+                                                                     .op = "import-index",
+                                                                     .issuer_name = "qca",
+                                                                     .file = "/x/index.txt",
+                                                                     .sha256 = digest,
+                                                                     .lines = 10,
+                                                                     .added = 6,
+                                                                     .unchanged = 1,
+                                                                     .revoked = 2,
+                                                                     .refused = 1,
+                                                                     .committed = true,
+                                                                     .committed_lines = 10}));
     ck_assert_str_eq(line, "{\"time\":1700000000,\"who\":\"alice\",\"op\":\"import-index\","
                            "\"issuer\":\"qca\",\"file\":\"/x/index.txt\",\"sha256\":"
                            "\"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\","
                            "\"lines\":10,\"new\":6,\"unchanged\":1,\"updated\":0,\"revoked\":2,"
                            "\"held\":0,\"released\":0,\"refused\":1,\"failed\":0,"
                            "\"not_imported_full\":0,\"committed\":true,\"committed_lines\":10}");
+}
+END_TEST
+
+/* An import-crl under way (RFC 5280 §5.2.3): its number and thisUpdate kept per issuer until
+ * removed; written in a batch that is aborted, it is not there. */
+START_TEST(test_crl_pending)
+{
+    struct ocsp_crl_pending p;
+    uint8_t other[OCSP_ISSUER_ID_LEN];
+
+    memset(other, 0x5a, sizeof(other));
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, ca_id, &p), ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_crl_pending_put(os, ca_id, &(struct ocsp_crl_pending){7, 1000}),
+                     ST_OK);
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, ca_id, &p), ST_OK);
+    ck_assert_uint_eq(p.number, 7);
+    ck_assert_int_eq(p.this_update, 1000);
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, other, &p), ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_batch_begin(os), ST_OK);
+    ck_assert_int_eq(ocsp_store_crl_pending_put(os, ca_id, NULL), ST_OK);
+    ocsp_store_batch_abort(os);
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, ca_id, &p), ST_OK);
+    ck_assert_int_eq(ocsp_store_crl_pending_put(os, ca_id, NULL), ST_OK);
+    ck_assert_int_eq(ocsp_store_crl_pending_get(os, ca_id, &p), ST_NOTFOUND);
+    ck_assert_int_eq(ocsp_store_crl_pending_put(os, ca_id, NULL), ST_OK); /* none: no error */
 }
 END_TEST
 
@@ -1388,6 +1416,45 @@ START_TEST(test_schema_upgrade2)
     os = ocsp_store_open(dir, MAP, false);
     ck_assert_ptr_nonnull(os);
     ck_assert_uint_eq(count_db("journal"), journal + 1);
+}
+END_TEST
+
+/* Schema 2 -> 3 resumed after a run that was killed part-way (its chunks committed, the
+ * schema still 2): the answers that run re-keyed are kept as they are, and the journal entry
+ * says how many there were besides those this run re-keyed (EID-12: the upgrade journalled as
+ * what it did, not only its last run). */
+START_TEST(test_schema_upgrade2_resumed)
+{
+    static const uint8_t cid_sha256[] = {0x30, 0x12, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86,
+                                         0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 0x05,
+                                         0x00, 0x02, 0x03, 0x05, 0x06, 0x07};
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 1, 100, 200), put_of(FORM_B, 2, 300, 400)};
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    struct ocsp_issuer_rec in;
+    const uint8_t ser[3] = {0x05, 0x06, 0x07};
+    uint8_t v[256];
+    size_t vlen;
+    char buf[JOURNAL_MAX];
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(responses_put(os, p, 2), ST_OK); /* re-keyed by the killed run */
+    set_schema("2");
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    vlen = schema2_value(v, OCSP_HASH_SHA256, ser, 3, resp_a, sizeof(resp_a), 0, 5);
+    ck_assert_int_eq(store_txn_put(t, store_db(raw, "responses"), cid_sha256, sizeof(cid_sha256), v,
+                                   vlen, false),
+                     ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    ck_assert_uint_eq(count_db("responses"), 3);
+    last_journal(buf, sizeof(buf));
+    ck_assert_ptr_nonnull(strstr(buf, "\"from\":2,\"to\":3,\"responses_dropped\":0,"
+                                      "\"responses_rekeyed\":1,\"responses_rekeyed_before\":2"));
 }
 END_TEST
 
@@ -1997,6 +2064,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_schema_refused);
     tcase_add_test(tc, test_schema_upgrade);
     tcase_add_test(tc, test_schema_upgrade2);
+    tcase_add_test(tc, test_schema_upgrade2_resumed);
     tcase_add_test(tc, test_response_key);
     tcase_add_test(tc, test_issuer_prefix_clash);
     tcase_add_test(tc, test_readonly_uninitialised);
@@ -2021,6 +2089,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_bulk_import);
     tcase_add_test(tc, test_status_append);
     tcase_add_test(tc, test_journal_import_line);
+    tcase_add_test(tc, test_crl_pending);
     tcase_add_test(tc, test_responses);
     tcase_add_test(tc, test_response_walk);
     tcase_add_test(tc, test_response_certs_elided);
