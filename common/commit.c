@@ -518,6 +518,18 @@ commit_failing(struct commit *c)
 }
 
 unsigned
+commit_queue_waiting(struct commit *c)
+{
+    unsigned n = 0;
+
+    pthread_mutex_lock(&c->lock);
+    for (const struct commit_op *op = c->head; op != NULL; op = op->next)
+        n++;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+unsigned
 commit_queue_depth(struct commit *c)
 {
     unsigned d;

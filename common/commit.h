@@ -113,6 +113,8 @@ bool commit_above_fill(struct commit *c);
 bool commit_failing(struct commit *c);
 /* Operations submitted and not yet completed (queued, or in the group being written). */
 unsigned commit_queue_depth(struct commit *c);
+/* Operations submitted and not yet taken by the writer (tests wait on it). */
+unsigned commit_queue_waiting(struct commit *c);
 /* The pipeline's store. */
 struct store *commit_store(struct commit *c);
 

@@ -268,7 +268,10 @@ START_TEST(test_busy_backpressure)
     ck_assert_int_eq(store_txn_begin(st, true, &held), ST_OK);
     top_init(&b[0], COMMIT_BACKGROUND, "b0", 10, 0);
     ck_assert_int_eq(commit_submit(cm, &b[0].op), ST_OK);
-    usleep(50000); /* the writer takes b0 and waits for the lock */
+    /* the writer takes b0 and waits for the lock (a bound, not a timing: up to 10 s) */
+    for (int i = 0; i < 1000 && commit_queue_waiting(cm) > 0; i++)
+        usleep(10000);
+    ck_assert_uint_eq(commit_queue_waiting(cm), 0);
     for (int i = 1; i < 4; i++) {
         snprintf(k, sizeof(k), "b%d", i);
         top_init(&b[i], COMMIT_BACKGROUND, k, 10, 0);
