@@ -40,9 +40,10 @@ void store_close(struct store *s);
  * file's length, 64 MiB at a time (madvise MADV_POPULATE_READ; the pages are read from disk
  * when they are not cached). A daemon whose reads are spread over a large store (ocspd answers
  * uniformly over millions of certificates) otherwise pays a page fault on most reads for
- * minutes after each start. Logged when done, with the time it took. store_close stops it
- * (between two slices) and waits for it. ST_OK, or ST_INVALID when the kernel cannot populate
- * mappings (before Linux 5.14: nothing done, logged). */
+ * minutes after each start. Logged when done, with the time it took, or as a warning when the
+ * mapping is not found or the kernel cannot populate it (before Linux 5.14). store_close stops
+ * it (between two slices) and waits for it. ST_OK, or ST_INVALID when started already or no
+ * thread could be made. */
 int store_prefault_start(struct store *s);
 /* Whether an environment was created in dir (its data file exists); errno set when not. */
 bool store_exists(const char *dir);

@@ -37,7 +37,7 @@ struct resign_wait;
  * that is not stored is signed again when asked for). */
 struct ocsp_store_op {
     struct commit_op op;
-    struct ocsp_store *store;
+    struct ocsp_responder *r; /* its store, and the due time noted once stored */
     struct ocsp_response_put put;
     uint8_t serial[OCSP_SERIAL_MAX];
     uint8_t *der;                   /* our copy, or the job's response when a job waits for us */
@@ -46,7 +46,6 @@ struct ocsp_store_op {
     uint8_t key[OCSP_RESP_KEY_MAX]; /* its `responses` key (the sort order) */
     size_t key_len;
     bool gone; /* put.replace and the answer was no longer stored: nothing written */
-    struct ocsp_responder *r;
 };
 
 static void ocsp_presign_stored(struct resign_wait *w, int status);
@@ -55,7 +54,7 @@ static int
 ocsp_store_op_apply(struct store_txn *t, struct commit_op *op)
 {
     struct ocsp_store_op *so = op->user;
-    int st = ocsp_store_response_put_txn(so->store, t, &so->put);
+    int st = ocsp_store_response_put_txn(so->r->store, t, &so->put);
 
     /* applied again after a failed group: decided anew each time */
     so->gone = st == ST_NOTFOUND && so->put.replace;
@@ -92,7 +91,7 @@ ocsp_store_op_done(struct commit_op *op, int status)
     struct ocsp_store_op *so = op->user;
     struct ocsp_job *j = so->job;
 
-    if (status == ST_OK && !so->gone && so->r != NULL)
+    if (status == ST_OK && !so->gone)
         ocsp_due_note(so->r, &so->put);
 
     if (j != NULL) {
@@ -161,7 +160,6 @@ ocsp_store_op_of(struct ocsp_responder *r, struct ocsp_job *j, bool take)
     if (max_sig > j->sj.sig_len && max_sig - j->sj.sig_len <= UINT16_MAX)
         so->put.pad_len = max_sig - j->sj.sig_len;
     so->key_len = ocsp_response_key(j->iss->rec.id, j->serial, j->serial_len, j->form, so->key);
-    so->store = r->store;
     so->r = r;
     so->op = (struct commit_op){.cls = COMMIT_BACKGROUND,
                                 .apply = ocsp_store_op_apply,
