@@ -50,6 +50,7 @@ struct refresh_scan {
     int64_t next_due;                  /* earliest due time of the answers seen and not picked */
     uint8_t resume[OCSP_RESP_KEY_MAX]; /* the chunk is full: the next walk starts here */
     size_t resume_len;
+    bool failed; /* out of memory for the list: the walk stopped early */
 };
 
 static int
@@ -113,12 +114,15 @@ ocsp_refresh_pick(void *ctx, const struct ocsp_stored_response *r)
         return false;
     }
     due = ocsp_refresh_due(r->produced_at, r->next_update, rs->now, rs->s->margin);
-    if (!due && r->produced_at >= rs->replaced) {
+    if (!due) {
+        /* every answer not due now, whether picked below (an old signer's) or not: the next
+         * walk comes no later than its due time */
         int64_t at = ocsp_refresh_due_at(r->produced_at, r->next_update, rs->s->margin);
 
         if (at < rs->next_due)
             rs->next_due = at;
-        return true; /* current, and produced after any signer change */
+        if (r->produced_at >= rs->replaced)
+            return true; /* current, and produced after any signer change */
     }
     /* issuer and serial come from the key (issuer id prefix + serial): no CertID parsed */
     if ((iss = ocsp_issuers_by_id(rs->s->issuers, r->issuer_id)) == NULL ||
@@ -133,8 +137,10 @@ ocsp_refresh_pick(void *ctx, const struct ocsp_stored_response *r)
         size_t cap = rs->cap ? rs->cap * 2 : 256;
         struct ocsp_change *nl = realloc(rs->list, cap * sizeof(*nl));
 
-        if (nl == NULL)
+        if (nl == NULL) {
+            rs->failed = true; /* the walk stops here: not a complete one */
             return false;
+        }
         rs->list = nl;
         rs->cap = cap;
     }
@@ -162,7 +168,7 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
     uint8_t from[OCSP_RESP_KEY_MAX];
     size_t from_len = 0;
     int64_t next_due = INT64_MAX, start = (int64_t)time(NULL);
-    bool complete = false;
+    bool complete = false, retry = false;
 
     /* answers stored from here on are noted for the next decision (ocsp_refresher_main) */
     ocsp_responder_take_due(s->resp);
@@ -185,9 +191,13 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
             ocsp_responder_refresh(s->resp, rs.list, rs.n, &count);
             total += count;
             metrics_add(s->m_refreshed, (double)count);
+            /* one form each: an answer not stored (its key down, a stale issuer, purged
+             * meanwhile) is due still: the next walk at the next interval, not its due time */
+            if (count < rs.n)
+                retry = true;
         }
         free(rs.list);
-        if (rs.n > 0 && count == 0)
+        if (rs.failed || (rs.n > 0 && count == 0))
             break; /* nothing could be signed now: try again at the next interval */
         if (rs.resume_len == 0) {
             complete = true; /* the walk reached the last answer */
@@ -202,7 +212,7 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
         metrics_inc(s->m_scans);
     pthread_mutex_lock(&s->lock);
     s->scanned_at = start;
-    s->next_due = complete ? next_due : 0; /* incomplete: again at the next interval */
+    s->next_due = complete && !retry ? next_due : 0; /* else again at the next interval */
     pthread_mutex_unlock(&s->lock);
     if (total > 0)
         log_info("ocsp: refreshed %zu response(s) before their nextUpdate", total);
@@ -386,9 +396,9 @@ ocsp_refresher_set(struct ocsp_refresher *s, double interval, double margin)
         return;
     pthread_mutex_lock(&s->lock);
     s->rescan = s->rescan || margin != s->margin;
-    pthread_mutex_unlock(&s->lock);
     s->interval = interval;
-    s->margin = margin;
+    s->margin = margin; /* before the refresher can take rescan: its walk uses the new one */
+    pthread_mutex_unlock(&s->lock);
 }
 
 void

@@ -81,6 +81,16 @@ if (($(grep -c 'refreshed [0-9]* response(s) before' "$TMP/ocspd.log") > log0));
 else
     fatal "the refresher's scan over the three forms ends" "no scan ended in 60 s; ocsp_resigned_total $(metric ocsp_resigned_total)"
 fi
+# Another issuer's signer renewed (qca): the walk that re-signs its answers must still keep
+# the due times of qca-rekey's answers, which it does not pick (review: they were left out of
+# the earliest due time, so they waited for the hourly walk and passed their nextUpdate)
+export OCSP_AIA_URL # the CA configuration reads it
+openssl x509 -new -force_pubkey "$TMP/pki/hsm/ocsp-signer.pub.pem" \
+    -subj "/C=RO/O=$OCSP_PKI_ORG/CN=Demo OCSP Responder (renewed)" \
+    -CA "$OCSP_CA_CERT" -CAkey "$OCSP_CA_KEY" -set_serial "0x$(openssl rand -hex 16)" -days 20 \
+    -sha256 -extfile "$OCSP_CA_DIR/ca.cnf" -extensions v3_ocsp -out "$TMP/renewed.pem" \
+    2>"$TMP/x509.err" || fatal "renewed delegate of qca issued" "$(cat "$TMP/x509.err")"
+
 # each form refreshed (answers signed a second apart fall due a second apart)
 for f in $forms; do
     for ((i = 0; i < 120; i++)); do
@@ -89,6 +99,13 @@ for f in $forms; do
         sleep 0.5
     done
 done
+# soon, well before qca-rekey's answers (refreshed just now) fall due again, and in a later
+# second than they were signed (producedAt and the renewal time are whole seconds)
+sleep 1
+ctl issuer add qca --cert "$OCSP_CA_CERT" --key-label "$OCSP_SIGNER_LABEL" \
+    --signer-cert "$TMP/renewed.pem" >"$TMP/ctl.out" 2>&1 ||
+    fatal "qca's delegate renewed" "$(cat "$TMP/ctl.out")"
+cp "$TMP/s3842.kv" "$TMP/s3843.kv"
 resigned=$(metric ocsp_resigned_total)
 hits0=$(metric 'ocsp_responses_total{source="presigned"}')
 for f in $forms; do
@@ -108,6 +125,18 @@ if [[ $resigned =~ ^[0-9]+$ ]] && ((resigned <= 100)); then
     t_ok "the refresher re-signed $resigned answer(s), not without end"
 else
     t_fail "the refresher re-signed a bounded number of answers" "ocsp_resigned_total $resigned"
+fi
+
+for ((i = 0; i < 120; i++)); do
+    post s384 s384r
+    [[ $(kv s384r produced) > $(kv s3843 produced) ]] && break
+    sleep 0.5
+done
+if [[ $(kv s384r produced) > $(kv s3843 produced) ]]; then
+    t_ok "after qca's signer was renewed, qca-rekey's answer is still refreshed when due ($(kv s3843 produced) -> $(kv s384r produced))"
+else
+    t_fail "after qca's signer was renewed, qca-rekey's answer is still refreshed when due" \
+        "producedAt $(kv s3843 produced) -> $(kv s384r produced) after 60 s"
 fi
 
 itest_ocspd_stop_clean
