@@ -46,10 +46,11 @@ now() { date +%s.%N; }
 # elapsed T0: seconds since T0 (3 decimals)
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }'; }
 
-# scale_ctl ARGS...: ocspctl on the kept store, its log appended to $SCALE_DIR/ocspctl.log
+# scale_ctl ARGS...: ocspctl on the kept store (SCALE_CTL_CONF: another ocspd.conf), its log
+# appended to $SCALE_DIR/ocspctl.log
 scale_ctl() {
-    SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$SCALE_DIR/ocspd.conf" -u bench "$@" \
-        2>>"$SCALE_DIR/ocspctl.log"
+    SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "${SCALE_CTL_CONF:-$SCALE_DIR/ocspd.conf}" \
+        -u bench "$@" 2>>"$SCALE_DIR/ocspctl.log"
 }
 
 # scale_signer_fp: fingerprint of the PKI's delegated responder certificate (a new PKI means
@@ -225,15 +226,20 @@ scale_sets() {
 # scale_crl_import: SCALE_CRL_S, the seconds of `ocspctl import-crl` of crl.pem into a
 # scratch store (made and removed here)
 scale_crl_import() {
-    local scratch=$SCALE_DIR/scratch-crl t0
+    local scratch=$SCALE_DIR/scratch-crl t0 mib=$((SCALE_CRL_N * 2 / 1024))
     rm -rf "$scratch"
     mkdir -p "$scratch"
-    scale_ctl -d "$scratch" init >/dev/null
-    scale_issuer_add -d "$scratch"
+    # a map for the CRL's revocations (about 700 bytes each with their journal), however
+    # small the scale store is (QUICK, or BENCH_SCALE_N below the CRL's size)
+    ((mib < 512)) && mib=512
+    cp "$SCALE_DIR/ocspd.conf" "$scratch.conf"
+    conf_apply "$scratch.conf" "store.map_size=${mib}M"
+    SCALE_CTL_CONF=$scratch.conf scale_ctl -d "$scratch" init >/dev/null
+    SCALE_CTL_CONF=$scratch.conf scale_issuer_add -d "$scratch"
     t0=$(now)
-    scale_ctl -d "$scratch" import-crl qca "$SCALE_DIR/crl.pem" >/dev/null
+    SCALE_CTL_CONF=$scratch.conf scale_ctl -d "$scratch" import-crl qca "$SCALE_DIR/crl.pem" >/dev/null
     SCALE_CRL_S=$(elapsed "$t0")
-    rm -rf "$scratch"
+    rm -rf "$scratch" "$scratch.conf"
 }
 
 # scale_footprint: JSON of the kept store's pages per database (mdb_stat -ea: branch + leaf +
@@ -287,7 +293,7 @@ rss_max() {
 }
 
 scale_scenario() {
-    local port conf=$WORK/ocspd-scale.conf ca_args foot rss="" sampler t0 i
+    local port conf=$WORK/ocspd-scale.conf ca_args foot rss="" sampler t0 i prefault=
     declare -gA SCALE_SET=()
     if ! command -v mdb_stat >/dev/null; then
         note "scale scenario skipped: mdb_stat not installed (lmdb-utils)"
@@ -302,7 +308,9 @@ scale_scenario() {
     echo "  footprint: $(jq -r '"status + journal \(.status_journal_per_cert) B/cert, all \(.all_per_cert) B/cert"' <<<"$foot")"
     port=$(free_port)
     cp "$SCALE_DIR/ocspd.conf" "$conf"
-    conf_apply "$conf" "server.listen=127.0.0.1:$port"
+    # the store's pages read again at start (the presign wrote them: cached in 4 KiB pages),
+    # so that they can be mapped 2 MiB at a time, as after a reboot ([store] prefault)
+    conf_apply "$conf" "server.listen=127.0.0.1:$port" store.prefault=reread log.level=info
     : >"$WORK/ocspd-scale.log"
     if ! ocspd_start "$conf" "$WORK/ocspd-scale.log"; then
         ocspd_stop || true
@@ -320,6 +328,15 @@ scale_scenario() {
         done
         SCALE_WALK_S=$(elapsed "$t0")
         echo "  ocspd start-up: the refresher's first walk of the stored answers ended after $SCALE_WALK_S s"
+        for ((i = 0; i < 600; i++)); do
+            grep -q 'MiB of pages mapped ahead' "$WORK/ocspd-scale.log" && break
+            sleep 0.1
+        done
+        # "N MiB of pages mapped ahead in S s, H MiB of them in 2 MiB pages"
+        prefault=$(sed -n 's/.*: \([0-9.]*\) MiB of pages mapped ahead in \([0-9.]*\) s.*, '`
+            `'\([0-9.]*\) MiB of them in 2 MiB pages.*/{"mib": \1, "s": \2, "huge_mib": \3}/p' \
+            "$WORK/ocspd-scale.log" | tail -n 1)
+        echo "  ocspd start-up: store pages mapped ahead (read again from disk): ${prefault:-not logged}"
         rss_sampler "$OCSPD_PID" >"$WORK/scale-rss.txt" &
         sampler=$!
         track_pid "$sampler"
@@ -337,7 +354,8 @@ scale_scenario() {
         --argjson resigned "$SCALE_RESIGNED" --argjson crl "$SCALE_CRL_S" --argjson foot "$foot" \
         --argjson rss "${rss:-null}" --argjson sets "$SCALE_SET_COUNT" --arg dir "$SCALE_DIR" \
         --argjson small "$NSERIALS" --argjson walk "${SCALE_WALK_S:-null}" \
+        --argjson prefault "${prefault:-null}" \
         '{n: $b.n, crl_n: $b.crl_n, dir: $dir, reused: $reused, resigned: $resigned,
           build: $b, crl_import_s: $crl, footprint: $foot, rss: $rss, set_count: $sets,
-          small_n: $small, startup_walk_s: $walk}' >"$OUT/scale.json"
+          small_n: $small, startup_walk_s: $walk, prefault: $prefault}' >"$OUT/scale.json"
 }

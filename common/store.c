@@ -8,6 +8,7 @@
 #include "common/status.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <lmdb.h>
 #include <pthread.h>
@@ -49,7 +50,10 @@ struct store {
     size_t pool_n;
     pthread_t prefault; /* store_prefault_start's thread, while prefault_on */
     bool prefault_on;
+    bool prefault_reread;
     atomic_bool prefault_stop;
+    atomic_bool prefault_done;
+    struct store_prefault_report prefault_rep; /* written by the thread before prefault_done */
 };
 
 struct store_txn {
@@ -154,9 +158,10 @@ fail:
 }
 
 /* Where LMDB mapped the data file (open as fd) in this process: its line in /proc/self/maps
- * (LMDB tells the address only with MDB_FIXEDMAP). NULL when not found. */
+ * (LMDB tells the address only with MDB_FIXEDMAP). NULL when not found; *vma_len is the whole
+ * mapping's length (the map size), *len the part the file covers. */
 static char *
-store_map_find(int fd, size_t *len)
+store_map_find(int fd, size_t *vma_len, size_t *len)
 {
     struct stat st;
     char line[PATH_MAX + 128];
@@ -173,7 +178,7 @@ store_map_find(int fd, size_t *len)
             off == 0 && ino == (unsigned long)st.st_ino && maj == major(st.st_dev) &&
             mnr == minor(st.st_dev) && hi > lo) {
             addr = (char *)(uintptr_t)lo;
-            *len = (size_t)(hi - lo);
+            *vma_len = *len = (size_t)(hi - lo);
         }
     }
     fclose(f);
@@ -182,58 +187,122 @@ store_map_find(int fd, size_t *len)
     return addr;
 }
 
+/* Bytes of the mapping at map that the kernel maps with 2 MiB pages (FilePmdMapped in
+ * /proc/self/smaps; 0 when it does not say). */
+static size_t
+store_map_huge(const char *map)
+{
+    char line[PATH_MAX + 128], head[32];
+    unsigned long kib;
+    bool in = false;
+    size_t huge = 0;
+    FILE *f;
+
+    if ((f = fopen("/proc/self/smaps", "re")) == NULL)
+        return 0;
+    snprintf(head, sizeof(head), "%lx-", (unsigned long)(uintptr_t)map);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (!in) {
+            in = strncmp(line, head, strlen(head)) == 0;
+        } else if (sscanf(line, "FilePmdMapped: %lu kB", &kib) == 1) {
+            huge = (size_t)kib << 10;
+            break;
+        } else {
+            const char *sp = strchr(line, ' ');
+
+            if (sp == NULL || sp == line || sp[-1] != ':')
+                break; /* not a "Field: value" line: the next mapping's header */
+        }
+    }
+    fclose(f);
+    return huge;
+}
+
 static void *
 store_prefault_run(void *arg)
 {
     struct store *s = arg;
+    struct store_prefault_report *rep = &s->prefault_rep;
     struct timespec t0, t1;
-    size_t len = 0, done = 0;
+    size_t len = 0, vma_len = 0;
     mdb_filehandle_t fd;
     long page = sysconf(_SC_PAGESIZE);
     char *map = NULL;
     int err = 0;
 
-    if (mdb_env_get_fd(s->env, &fd) != 0 || page <= 0 || (map = store_map_find(fd, &len)) == NULL) {
+    if (mdb_env_get_fd(s->env, &fd) != 0 || page <= 0 ||
+        (map = store_map_find(fd, &vma_len, &len)) == NULL) {
         log_warn("store: %s: pages not mapped ahead (its mapping was not found); reads map them "
                  "as they go",
                  s->name);
+        atomic_store(&s->prefault_done, true);
         return NULL;
     }
     len -= len % (size_t)page;
+    /* 2 MiB pages where the kernel can: a store read at random over gigabytes otherwise
+     * misses the TLB on most reads. The kernel then reads what is not cached in 2 MiB folios
+     * and maps them whole (file systems with large folios: XFS, ext4 from Linux 6.16); the
+     * whole mapping, so that it stays one (LMDB never maps it again) */
+    if (madvise(map, vma_len, MADV_HUGEPAGE) != 0)
+        log_info("store: %s: no 2 MiB pages asked for (madvise: %s)", s->name, strerror(errno));
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (done < len && !atomic_load(&s->prefault_stop)) {
-        size_t n = len - done < STORE_PREFAULT_SLICE ? len - done : STORE_PREFAULT_SLICE;
+    while (rep->mapped < len && !atomic_load(&s->prefault_stop)) {
+        size_t n =
+            len - rep->mapped < STORE_PREFAULT_SLICE ? len - rep->mapped : STORE_PREFAULT_SLICE;
 
-        if (madvise(map + done, n, MADV_POPULATE_READ) != 0) {
+        /* reread: the slice's cached pages dropped first (this process's mappings of them
+         * too: a mapped page is never dropped; another process's stay, and so do dirty ones),
+         * so that they are read again, into 2 MiB folios. The data is the file's: readers
+         * fault it in again meanwhile */
+        if (s->prefault_reread && madvise(map + rep->mapped, n, MADV_DONTNEED) == 0 &&
+            posix_fadvise(fd, (off_t)rep->mapped, (off_t)n, POSIX_FADV_DONTNEED) == 0)
+            rep->reread += n;
+        if (madvise(map + rep->mapped, n, MADV_POPULATE_READ) != 0) {
             err = errno;
             break;
         }
-        done += n;
+        rep->mapped += n;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
+    rep->huge = store_map_huge(map);
+    rep->seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
     if (err != 0)
         log_warn("store: %s: pages not mapped ahead (madvise: %s); reads map them as they go",
                  s->name, strerror(err));
     else
-        log_info("store: %s: %.1f MiB of pages mapped ahead in %.2f s%s", s->name,
-                 (double)done / (1 << 20),
-                 (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-                 done < len ? " (stopped)" : "");
+        log_info("store: %s: %.1f MiB of pages mapped ahead in %.2f s%s, %.1f MiB of them in "
+                 "2 MiB pages%s",
+                 s->name, (double)rep->mapped / (1 << 20), rep->seconds,
+                 rep->mapped < len ? " (stopped)" : "", (double)rep->huge / (1 << 20),
+                 rep->reread > 0 ? " (read again from disk)" : "");
+    atomic_store(&s->prefault_done, true);
     return NULL;
 }
 
 int
-store_prefault_start(struct store *s)
+store_prefault_start(struct store *s, bool reread)
 {
     if (s == NULL || s->prefault_on)
         return ST_INVALID;
     atomic_store(&s->prefault_stop, false);
+    atomic_store(&s->prefault_done, false);
+    memset(&s->prefault_rep, 0, sizeof(s->prefault_rep));
+    s->prefault_reread = reread;
     if (pthread_create(&s->prefault, NULL, store_prefault_run, s) != 0) {
         log_warn("store: %s: no thread to map the pages ahead", s->name);
         return ST_INVALID;
     }
     s->prefault_on = true;
     return ST_OK;
+}
+
+bool
+store_prefault_report(struct store *s, struct store_prefault_report *out)
+{
+    if (s == NULL || !s->prefault_on || !atomic_load(&s->prefault_done))
+        return false;
+    *out = s->prefault_rep;
+    return true;
 }
 
 void

@@ -40,11 +40,25 @@ void store_close(struct store *s);
  * file's length, 64 MiB at a time (madvise MADV_POPULATE_READ; the pages are read from disk
  * when they are not cached). A daemon whose reads are spread over a large store (ocspd answers
  * uniformly over millions of certificates) otherwise pays a page fault on most reads for
- * minutes after each start. Logged when done, with the time it took, or as a warning when the
- * mapping is not found or the kernel cannot populate it (before Linux 5.14). store_close stops
- * it (between two slices) and waits for it. ST_OK, or ST_INVALID when started already or no
- * thread could be made. */
-int store_prefault_start(struct store *s);
+ * minutes after each start. The mapping asks for 2 MiB pages (MADV_HUGEPAGE): where the file
+ * system caches files in large folios, what is read from disk is mapped 2 MiB at a time, and
+ * reads spread over gigabytes miss the TLB far less often. Pages cached already stay as they
+ * are (4 KiB after the store was written, say by ocspctl presign); with reread, each slice's
+ * cached pages are dropped first (those no other process maps, and not dirty ones) so that
+ * they are read again from disk, the whole file at each start. Logged when done, with the
+ * time it took and the bytes in 2 MiB pages, or as a warning when the mapping is not found or
+ * the kernel cannot populate it (before Linux 5.14). store_close stops it (between two
+ * slices) and waits for it. ST_OK, or ST_INVALID when started already or no thread could be
+ * made. */
+int store_prefault_start(struct store *s, bool reread);
+/* What the prefault did, once it has ended (false before, or when never started). */
+struct store_prefault_report {
+    size_t mapped;  /* bytes of the data file mapped */
+    size_t reread;  /* bytes whose cached pages were dropped first (reread) */
+    size_t huge;    /* bytes of the mapping in 2 MiB pages at the end */
+    double seconds; /* the time it took */
+};
+bool store_prefault_report(struct store *s, struct store_prefault_report *out);
 /* Whether an environment was created in dir (its data file exists); errno set when not. */
 bool store_exists(const char *dir);
 

@@ -112,8 +112,14 @@ ocsp_key(void *user, const char *section, const char *key, const char *value,
         int st = config_store_key(op->p, &c->store, key, value, pos, false);
 
         if (st == ST_NOTFOUND && strcmp(key, "prefault") == 0) {
-            if (config_bool(value, &c->store_prefault) != 0)
-                return config_error(op->p, pos, "prefault: yes or no");
+            bool on;
+
+            if (strcasecmp(value, "reread") == 0)
+                c->store_prefault = OCSP_PREFAULT_REREAD;
+            else if (config_bool(value, &on) == 0)
+                c->store_prefault = on ? OCSP_PREFAULT_YES : OCSP_PREFAULT_NO;
+            else
+                return config_error(op->p, pos, "prefault: yes, no or reread");
             return ST_OK;
         }
         if (st == ST_NOTFOUND)
@@ -133,7 +139,7 @@ ocsp_defaults(struct ocsp_config *c)
     strcpy(c->base_path, "/");
     c->log_level = LOG_LVL_INFO;
     config_store_defaults(&c->store, "/var/lib/ocspd", (size_t)4 << 30);
-    c->store_prefault = true;
+    c->store_prefault = OCSP_PREFAULT_YES;
     c->refresh_interval = 60;
     c->refresh_margin = 0.5;
     c->max_age = 3600;

@@ -15,8 +15,13 @@
 
 #define OCSP_FRONT_CACHE_DEFAULT ((size_t)16 << 20)
 #define OCSP_FRONT_CACHE_MAX ((size_t)1 << 30)
+
 #include <stddef.h>
 #include <stdint.h>
+
+/* [store] prefault: no; yes (map ahead, asking for 2 MiB pages); reread (cached pages
+ * dropped and read again first, so that they can be 2 MiB ones): store_prefault_start */
+enum { OCSP_PREFAULT_NO, OCSP_PREFAULT_YES, OCSP_PREFAULT_REREAD };
 
 struct ocsp_config {
     char file[PATH_MAX];
@@ -25,7 +30,7 @@ struct ocsp_config {
     /* [log] */
     int log_level;
     struct config_store store;   /* [store] (no journal keys) */
-    bool store_prefault;         /* [store] prefault: map the store's pages at start (yes) */
+    uint8_t store_prefault;      /* [store] prefault: OCSP_PREFAULT_* (yes) */
     struct config_signer signer; /* [signer] */
     /* [ocsp] */
     double refresh_interval; /* seconds between refresher scans */

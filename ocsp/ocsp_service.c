@@ -940,8 +940,8 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
     }
     /* a store spread over millions of certificates: its pages mapped before the requests
      * fault them in one by one (in the background; ocspd -n only checks) */
-    if (!check && cfg->store_prefault)
-        store_prefault_start(ocsp_store_raw(s->store));
+    if (!check && cfg->store_prefault != OCSP_PREFAULT_NO)
+        store_prefault_start(ocsp_store_raw(s->store), cfg->store_prefault == OCSP_PREFAULT_REREAD);
     s->resp = ocsp_responder_new(cfg, s->store, false);
     if (s->resp == NULL)
         goto fail;

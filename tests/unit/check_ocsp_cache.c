@@ -159,6 +159,18 @@ START_TEST(test_config_keys)
     ck_assert_int_eq(
         ocsp_config_load_string(&cfg, "[ocsp]\nunissued_cache = -1\n", err, sizeof(err)),
         ST_CONFIG);
+    /* [store] prefault: yes by default, no, or reread (the cached pages read again) */
+    ck_assert_int_eq(ocsp_config_load_string(&cfg, "", err, sizeof(err)), ST_OK);
+    ck_assert_int_eq(cfg.store_prefault, OCSP_PREFAULT_YES);
+    ck_assert_int_eq(
+        ocsp_config_load_string(&cfg, "[store]\nprefault = reread\n", err, sizeof(err)), ST_OK);
+    ck_assert_int_eq(cfg.store_prefault, OCSP_PREFAULT_REREAD);
+    ck_assert_int_eq(ocsp_config_load_string(&cfg, "[store]\nprefault = no\n", err, sizeof(err)),
+                     ST_OK);
+    ck_assert_int_eq(cfg.store_prefault, OCSP_PREFAULT_NO);
+    ck_assert_int_eq(
+        ocsp_config_load_string(&cfg, "[store]\nprefault = re-read\n", err, sizeof(err)), ST_CONFIG);
+    ck_assert_ptr_nonnull(strstr(err, "prefault: yes, no or reread"));
 }
 END_TEST
 

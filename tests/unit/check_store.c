@@ -13,12 +13,14 @@
 #include <check.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,40 +106,74 @@ START_TEST(test_put_get_copy)
 }
 END_TEST
 
-/* KiB of this process's mapping of the store's data file that are resident (smaps Rss). */
+/* The field of this process's mapping of the store's data file in /proc/self/smaps: a
+ * "Field: N kB" line's N, -1 when not found; "VmFlags" copies the flags into flags. */
 static long
-data_rss_kib(void)
+data_smaps(const char *field, char *flags, size_t flags_cap)
 {
     char path[128], line[512];
-    long rss = -1;
+    size_t n = strlen(field);
+    long v = -1;
     bool in = false;
     FILE *f = fopen("/proc/self/smaps", "r");
 
     snprintf(path, sizeof(path), "%s/data.mdb", dir);
     ck_assert_ptr_nonnull(f);
     while (fgets(line, sizeof(line), f) != NULL) {
-        if (strchr(line, '-') != NULL && strstr(line, " ") != NULL && strchr(line, '/') != NULL &&
-            strncmp(line, "Rss:", 4) != 0)
-            in = strstr(line, path) != NULL;
-        if (in && sscanf(line, "Rss: %ld kB", &rss) == 1)
-            break;
+        const char *sp = strchr(line, ' ');
+
+        if (sp != NULL && sp != line && sp[-1] != ':') {
+            in = strstr(line, path) != NULL; /* a mapping's header */
+            continue;
+        }
+        if (!in || strncmp(line, field, n) != 0 || line[n] != ':')
+            continue;
+        v = strtol(line + n + 1, NULL, 10);
+        if (flags != NULL) {
+            size_t len = strlen(line + n + 1);
+
+            len = len < flags_cap ? len : flags_cap - 1;
+            memcpy(flags, line + n + 1, len);
+            flags[len] = '\0';
+        }
+        break;
     }
     fclose(f);
-    return rss;
+    return v;
 }
 
-/* store_prefault_start maps the data file's pages into the process in the background (what
- * ocspd does at start: a store read uniformly does not fault on most reads); once more is
- * refused; store_close stops and joins it, also while it runs. */
-START_TEST(test_prefault)
+/* KiB of this process's mapping of the store's data file that are resident (smaps Rss). */
+static long
+data_rss_kib(void)
+{
+    return data_smaps("Rss", NULL, 0);
+}
+
+/* The bytes this process has had read from storage so far (/proc/self/io read_bytes). */
+static long long
+io_read_bytes(void)
+{
+    char line[128];
+    long long v = -1;
+    FILE *f = fopen("/proc/self/io", "r");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL && sscanf(line, "read_bytes: %lld", &v) != 1)
+        ;
+    fclose(f);
+    return v;
+}
+
+/* A store of about 4.5 MB: 1500 values of 3000 bytes, committed; reopened, nothing mapped
+ * yet. The data file's size in *size. */
+static void
+prefault_store(off_t *size)
 {
     int db = store_db(st, "serials");
     static char val[3000];
     struct store_txn *t = NULL;
     struct stat sb;
     char path[128];
-    long want, rss = -1;
-    struct store *s2;
 
     memset(val, 'v', sizeof(val));
     ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
@@ -153,18 +189,79 @@ START_TEST(test_prefault)
     ck_assert_ptr_nonnull(st);
     snprintf(path, sizeof(path), "%s/data.mdb", dir);
     ck_assert_int_eq(stat(path, &sb), 0);
-    want = (long)(sb.st_size / 1024) - 4;
-    ck_assert_int_lt(data_rss_kib(), want); /* reopened: hardly anything mapped yet */
-    ck_assert_int_eq(store_prefault_start(st), ST_OK);
-    ck_assert_int_eq(store_prefault_start(st), ST_INVALID);
-    for (int i = 0; i < 200 && (rss = data_rss_kib()) < want; i++)
+    *size = sb.st_size;
+    ck_assert_int_lt(data_rss_kib(), (long)(sb.st_size / 1024) - 4); /* hardly anything yet */
+}
+
+/* The prefault's report, once it has ended (waits up to 10 s). */
+static struct store_prefault_report
+prefault_wait(struct store *s)
+{
+    struct store_prefault_report r;
+
+    for (int i = 0; i < 200 && !store_prefault_report(s, &r); i++)
         usleep(50000);
-    ck_assert_int_ge(rss, want);
+    ck_assert(store_prefault_report(s, &r));
+    return r;
+}
+
+/* store_prefault_start maps the data file's pages into the process in the background (what
+ * ocspd does at start: a store read uniformly does not fault on most reads), asking for 2 MiB
+ * pages (the mapping's VmFlags "hg": the kernel may then map the file 2 MiB at a time);
+ * once more is refused; store_close stops and joins it, also while it runs. */
+START_TEST(test_prefault)
+{
+    struct store_prefault_report r;
+    char flags[256] = "";
+    long want;
+    off_t size;
+    struct store *s2;
+
+    prefault_store(&size);
+    want = (long)(size / 1024) - 4;
+    ck_assert(!store_prefault_report(st, &r)); /* never started */
+    ck_assert_int_eq(store_prefault_start(st, false), ST_OK);
+    ck_assert_int_eq(store_prefault_start(st, false), ST_INVALID);
+    r = prefault_wait(st);
+    ck_assert_int_ge(data_rss_kib(), want);
+    ck_assert_uint_ge(r.mapped, (size_t)size - 4096);
+    ck_assert_uint_eq(r.reread, 0);
+    ck_assert_uint_le(r.huge, r.mapped);
+    data_smaps("VmFlags", flags, sizeof(flags));
+    ck_assert_msg(strstr(flags, " hg") != NULL, "VmFlags:%s", flags);
     /* closed at once after the start: stopped and joined, nothing left running */
     s2 = store_open(dir, MAP, db_names, 3, false);
     ck_assert_ptr_nonnull(s2);
-    ck_assert_int_eq(store_prefault_start(s2), ST_OK);
+    ck_assert_int_eq(store_prefault_start(s2, false), ST_OK);
     store_close(s2);
+}
+END_TEST
+
+/* reread: the data file's cached pages are dropped before they are mapped, so they are read
+ * again from storage (into 2 MiB folios where the file system can): this process's read
+ * bytes grow by about the file's size, where without reread they come from the page cache
+ * (the file was just written). Where the directory is in memory (tmpfs) there is no storage
+ * to read again from: the pages cannot be dropped, nothing is read. */
+START_TEST(test_prefault_reread)
+{
+    struct store_prefault_report r;
+    struct statfs fs;
+    long long before;
+    off_t size;
+
+    prefault_store(&size);
+    ck_assert_int_eq(statfs(dir, &fs), 0);
+    before = io_read_bytes();
+    ck_assert_int_ge(before, 0);
+    ck_assert_int_eq(store_prefault_start(st, true), ST_OK);
+    r = prefault_wait(st);
+    ck_assert_uint_ge(r.mapped, (size_t)size - 4096);
+    ck_assert_uint_eq(r.reread, r.mapped);
+    ck_assert_int_ge(data_rss_kib(), (long)(size / 1024) - 4);
+    if (fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC)
+        ck_assert_int_lt(io_read_bytes() - before, (long long)size / 2);
+    else
+        ck_assert_int_ge(io_read_bytes() - before, (long long)size / 2);
 }
 END_TEST
 
@@ -806,6 +903,7 @@ store_suite(void)
     tcase_add_test(tc, test_open_creates_dir);
     tcase_add_test(tc, test_put_get_copy);
     tcase_add_test(tc, test_prefault);
+    tcase_add_test(tc, test_prefault_reread);
     tcase_add_test(tc, test_binary_keys);
     tcase_add_test(tc, test_no_overwrite);
     tcase_add_test(tc, test_get_missing);
