@@ -169,7 +169,8 @@ START_TEST(test_config_keys)
                      ST_OK);
     ck_assert_int_eq(cfg.store_prefault, OCSP_PREFAULT_NO);
     ck_assert_int_eq(
-        ocsp_config_load_string(&cfg, "[store]\nprefault = re-read\n", err, sizeof(err)), ST_CONFIG);
+        ocsp_config_load_string(&cfg, "[store]\nprefault = re-read\n", err, sizeof(err)),
+        ST_CONFIG);
     ck_assert_ptr_nonnull(strstr(err, "prefault: yes, no or reread"));
 }
 END_TEST
