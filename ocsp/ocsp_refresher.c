@@ -40,6 +40,8 @@ struct ocsp_refresher {
 };
 
 #define OCSP_REFRESH_CHUNK 1024
+/* issuers passed over in one walk after a chunk of theirs signed nothing; more stop the walk */
+#define OCSP_REFRESH_SKIP_MAX 64
 
 struct refresh_scan {
     struct ocsp_refresher *s;
@@ -51,7 +53,20 @@ struct refresh_scan {
     uint8_t resume[OCSP_RESP_KEY_MAX]; /* the chunk is full: the next walk starts here */
     size_t resume_len;
     bool failed; /* out of memory for the list: the walk stopped early */
+    /* issuers none of whose answers a chunk could re-sign in this walk (a key down): not
+     * picked again in it, so that they do not stop it before the answers after theirs */
+    const uint8_t (*skip)[OCSP_ISSUER_ID_LEN];
+    size_t n_skip;
 };
+
+static bool
+ocsp_refresh_skipped(const struct refresh_scan *rs, const uint8_t *id)
+{
+    for (size_t i = 0; i < rs->n_skip; i++)
+        if (memcmp(rs->skip[i], id, OCSP_ISSUER_ID_LEN) == 0)
+            return true;
+    return false;
+}
 
 static int
 ocsp_change_cmp(const void *a, const void *b)
@@ -125,7 +140,8 @@ ocsp_refresh_pick(void *ctx, const struct ocsp_stored_response *r)
             return true; /* current, and produced after any signer change */
     }
     /* issuer and serial come from the key (issuer id prefix + serial): no CertID parsed */
-    if ((iss = ocsp_issuers_by_id(rs->s->issuers, r->issuer_id)) == NULL ||
+    if (ocsp_refresh_skipped(rs, r->issuer_id) ||
+        (iss = ocsp_issuers_by_id(rs->s->issuers, r->issuer_id)) == NULL ||
         ocsp_issuer_stale(ocsp_issuer_live(iss), rs->now) ||
         ocsp_signer_expired(iss->signer_not_after, rs->now))
         return true;
@@ -164,8 +180,8 @@ static void ocsp_refresh_changes(struct ocsp_refresher *s);
 static void
 ocsp_refresh_scan(struct ocsp_refresher *s)
 {
-    size_t total = 0;
-    uint8_t from[OCSP_RESP_KEY_MAX];
+    size_t total = 0, n_skip = 0;
+    uint8_t from[OCSP_RESP_KEY_MAX], skip[OCSP_REFRESH_SKIP_MAX][OCSP_ISSUER_ID_LEN];
     size_t from_len = 0;
     int64_t next_due = INT64_MAX, start = (int64_t)time(NULL);
     bool complete = false, retry = false;
@@ -176,7 +192,9 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
         struct refresh_scan rs = {.s = s,
                                   .now = (int64_t)time(NULL),
                                   .replaced = ocsp_issuers_last_replace(s->issuers),
-                                  .next_due = INT64_MAX};
+                                  .next_due = INT64_MAX,
+                                  .skip = skip,
+                                  .n_skip = n_skip};
         size_t count = 0;
 
         if (ocsp_store_response_walk_from(s->store, from, from_len, ocsp_refresh_pick, &rs) !=
@@ -196,9 +214,21 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
             if (count < rs.n)
                 retry = true;
         }
+        /* nothing of the chunk could be signed (an issuer's key down): its issuers are passed
+         * over for the rest of the walk, which goes on to the others' answers after theirs
+         * (their turn again at the next interval); too many such issuers end the walk */
+        for (size_t i = 0; rs.n > 0 && count == 0 && i < rs.n && !rs.failed; i++) {
+            if (ocsp_refresh_skipped(&rs, rs.list[i].issuer_id))
+                continue;
+            if (n_skip == OCSP_REFRESH_SKIP_MAX)
+                rs.failed = true;
+            else
+                memcpy(skip[n_skip++], rs.list[i].issuer_id, OCSP_ISSUER_ID_LEN);
+            rs.n_skip = n_skip;
+        }
         free(rs.list);
-        if (rs.failed || (rs.n > 0 && count == 0))
-            break; /* nothing could be signed now: try again at the next interval */
+        if (rs.failed)
+            break; /* try again at the next interval */
         if (rs.resume_len == 0) {
             complete = true; /* the walk reached the last answer */
             break;

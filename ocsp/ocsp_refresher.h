@@ -5,7 +5,10 @@
  * their answers at once; every refresh_interval it scans the stored responses and re-signs
  * those within refresh_margin of their nextUpdate (LW-05, EID-05) or produced before their
  * issuer's signer was replaced, a chunk at a time (no transaction held while signing).
- * Issuers that cannot sign now (stale CRL, STS-12; expired responder certificate) are skipped.
+ * Issuers that cannot sign now (stale CRL, STS-12; expired responder certificate) are skipped,
+ * and so, for the rest of a walk, are those of a chunk that signed nothing (a key down, D8):
+ * the answers after theirs are refreshed all the same; they are tried again at the next
+ * interval.
  */
 #ifndef OCSP_OCSP_REFRESHER_H
 #define OCSP_OCSP_REFRESHER_H
