@@ -34,7 +34,8 @@ struct ocsp_refresher {
     pthread_cond_t cond;
     bool stopping;
     bool rescan; /* ocsp_refresher_set changed the margin: scan at the next interval */
-    /* when the last complete scan ended and the earliest time an answer it saw becomes due
+    /* when the last scan started (CLOCK_MONOTONIC seconds: a step of the wall clock does not
+     * put off the hourly scan) and the earliest time (UTC) an answer it saw becomes due
      * (INT64_MAX: none): no scan before then unless something changed (see main) */
     int64_t scanned_at, next_due;
 };
@@ -95,6 +96,15 @@ ocsp_changes_unique(struct ocsp_change *list, size_t n)
         if (m == 0 || ocsp_change_cmp(&list[m - 1], &list[i]) != 0)
             list[m++] = list[i];
     return m;
+}
+
+static int64_t
+ocsp_mono_s(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec;
 }
 
 static bool
@@ -183,7 +193,7 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
     size_t total = 0, n_skip = 0;
     uint8_t from[OCSP_RESP_KEY_MAX], skip[OCSP_REFRESH_SKIP_MAX][OCSP_ISSUER_ID_LEN];
     size_t from_len = 0;
-    int64_t next_due = INT64_MAX, start = (int64_t)time(NULL);
+    int64_t next_due = INT64_MAX, start = (int64_t)time(NULL), start_mono = ocsp_mono_s();
     bool complete = false, retry = false;
 
     /* answers stored from here on are noted for the next decision (ocsp_refresher_main) */
@@ -241,7 +251,7 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
     if (complete)
         metrics_inc(s->m_scans);
     pthread_mutex_lock(&s->lock);
-    s->scanned_at = start;
+    s->scanned_at = start_mono;
     s->next_due = complete && !retry ? next_due : 0; /* else again at the next interval */
     pthread_mutex_unlock(&s->lock);
     if (total > 0)
@@ -365,7 +375,7 @@ ocsp_refresher_main(void *arg)
         }
         ocsp_refresh_changes(s);
         if (since_scan >= s->interval) {
-            int64_t now = (int64_t)time(NULL), next_due, scanned_at;
+            int64_t now = (int64_t)time(NULL), mono = ocsp_mono_s(), next_due, scanned_at;
 
             pthread_mutex_lock(&s->lock);
             changed = changed || s->rescan;
@@ -377,7 +387,7 @@ ocsp_refresher_main(void *arg)
              * be due: the earliest due time the last scan saw, or that of an answer stored
              * since (noted by the responder), or something changed, or an hour passed */
             if (changed || now >= next_due || now >= ocsp_responder_peek_due(s->resp) ||
-                now - scanned_at >= OCSP_REFRESH_SCAN_MAX_S) {
+                mono - scanned_at >= OCSP_REFRESH_SCAN_MAX_S) {
                 changed = false;
                 ocsp_refresh_scan(s);
             }
