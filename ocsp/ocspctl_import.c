@@ -958,14 +958,21 @@ int
 ocspctl_index_parse(char *line, struct ctl_index_entry *e)
 {
     char *f[6];
+    size_t n = strcspn(line, "\n");
     int nf;
 
     memset(e, 0, sizeof(*e));
     e->state = OCSP_STATE_GOOD;
     e->reason = OCSP_REASON_NONE;
-    line[strcspn(line, "\r\n")] = '\0';
+    line[n] = '\0';
+    if (n > 0 && line[n - 1] == '\r')
+        line[--n] = '\0'; /* CRLF */
     if (line[0] == '\0')
         return ST_NOTFOUND;
+    /* a CR elsewhere is not a line end: cutting the line there could import "0B04<CR>77"
+     * as serial 0B04, another certificate */
+    if (memchr(line, '\r', n) != NULL)
+        return ST_INVALID;
     nf = split_tabs(line, f, 6);
     if (nf < 4 || strlen(f[0]) != 1 || strchr("VRE", f[0][0]) == NULL ||
         index_time(f[1], &e->not_after) != ST_OK || index_serial(f[3], &e->serial) != ST_OK ||

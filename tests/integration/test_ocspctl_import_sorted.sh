@@ -325,6 +325,22 @@ ctl -d "$S4" import-index qca "$TMP/fut.txt" >/dev/null 2>"$TMP/fut.err"
 expect "index revocation dated 2034: refused (exit 1), the line named, nothing imported" \
     "$?:$(grep -c 'fut.txt:1: ' "$TMP/fut.err"):$(ctl -d "$S4" list qca 2>/dev/null | md5sum)" \
     "1:1:$before"
+# ---- a CR inside a line (a file edited on another system, a damaged copy): the line used to
+# be cut at it, so "0B04<CR>77" was imported as serial 0B04, another certificate's status
+# (in a V line: a serial the CA never issued made good, OCSP-13). A CR only ends a line
+# before its LF (CRLF files import as before); elsewhere the line is bad, named, and nothing
+# of the file is imported ----
+printf 'R\t351231235959Z\t240101000000Z,keyCompromise\t0B04\r77\tunknown\t/CN=cr\n' >"$TMP/cr.txt"
+printf 'V\t351231235959Z\t\t0B05\tunknown\t/CN=v\n' >>"$TMP/cr.txt"
+ctl -d "$S4" import-index qca "$TMP/cr.txt" >/dev/null 2>"$TMP/cr.err"
+expect "index line with a CR inside its serial: refused (exit 1), the line named, nothing imported" \
+    "$?:$(grep -c 'cr.txt:1: ' "$TMP/cr.err"):$(ctl -d "$S4" list qca 2>/dev/null | md5sum)" \
+    "1:1:$before"
+printf 'V\t351231235959Z\t\t0B06\tunknown\t/CN=crlf\r\n' >"$TMP/crlf.txt"
+ctl -d "$S4" import-index qca "$TMP/crlf.txt" >/dev/null 2>"$TMP/crlf.err"
+expect "index with CRLF line ends: imported" \
+    "$?:$(ctl -d "$S4" list qca 2>/dev/null | grep -c '0B06')" "0:1"
+before=$(ctl -d "$S4" list qca 2>/dev/null | md5sum)
 mkdir -p "$TMP/fc"
 printf 'R\t351231235959Z\t340101000000Z,keyCompromise\t0B03\tunknown\t/CN=f\n' >"$TMP/fc/index.txt"
 echo 1020 >"$TMP/fc/crlnumber"
