@@ -17,8 +17,10 @@
 #           namespace made for the run (it binds every interface)
 #   ours    tsad with a software P-256 key (at 8, 32 and 64 connections), on SoftHSM2 P-256,
 #           with a software RSA-3072 key; ocspd pre-signed hits by POST and GET: one hot answer
-#           (a request set of one request, the one whose reply the null server returns), 5000
-#           requests over the bench serials, and uniform over all NSERIALS serials of the bench
+#           (a request set of one request, the one whose reply the null server returns; then
+#           HOT_ROUNDS rounds of null server, ocspd POST and ocspd GET in turn, HOT_DUR s each,
+#           whose median ratio is the one held to the target), 5000 requests over the bench
+#           serials, and uniform over all NSERIALS serials of the bench
 #           store (SCALE_SET_COUNT requests, no repeat of the set within a run); on-demand
 #           nonce responses, a hit/never-issued mix; an open-loop run at half of the measured
 #           maximum of the hot GET for the latency target; a second tsad and ocspd whose
@@ -66,9 +68,9 @@ OUT=${BENCH_OUT:-$top/$BUILD/bench-out}
 . tests/lib/tsad.sh
 
 if [[ -n $QUICK && $QUICK != 0 ]]; then
-    QUICK=1 WARM=0.2 DUR=0.8 SPEED_S=1 LIMIT_S=0.5 NSERIALS=200 FLOOR_K=50
+    QUICK=1 WARM=0.2 DUR=0.8 SPEED_S=1 LIMIT_S=0.5 NSERIALS=200 FLOOR_K=50 HOT_ROUNDS=1 HOT_DUR=0.5
 else
-    QUICK=0 WARM=1 DUR=6 SPEED_S=3 LIMIT_S=3 NSERIALS=10000 FLOOR_K=200
+    QUICK=0 WARM=1 DUR=6 SPEED_S=3 LIMIT_S=3 NSERIALS=10000 FLOOR_K=200 HOT_ROUNDS=5 HOT_DUR=3
 fi
 CONNS=${BENCH_CONNS:-32}
 # shellcheck source=bench/scale.sh
@@ -481,23 +483,52 @@ ocsp_sets() {
     "$LG" gen-ocsp --out "$WORK/ocsp-uni-get.set" "${uni[@]}" --get 100 --seed 22
 }
 
-# The HTTP limit: nullhttpd returning the bytes of a real pre-signed reply.
+# The HTTP limit: nullhttpd returning the bytes of a real pre-signed reply. It keeps running
+# (NULL_PID, NULL_URL) for the alternating rounds (hot_rounds), and null_stop ends it.
 null_limit() {
-    local port pid
+    local port
     curl -s -H 'Content-Type: application/ocsp-request' --data-binary @"$WORK/one.req" \
         "$OCSP_BASE/" -o "$WORK/hit.der"
     port=$(free_port)
     "$BUILD/bench/nullhttpd" --port "$port" --body "$WORK/hit.der" \
         --type application/ocsp-response --threads 2 >"$WORK/nullhttpd.log" 2>&1 &
-    pid=$!
-    track_pid "$pid"
-    wait_http "http://127.0.0.1:$port/" 10
-    echo "== null libmicrohttpd server (pid $pid, $(stat -c %s "$WORK/hit.der")-byte reply)"
-    "$LG" run --label null_http --url "http://127.0.0.1:$port/" --requests "$WORK/one.set" \
-        --conns "$CONNS" --warmup "$WARM" --duration "$DUR" --verify-every 0 --pid "$pid" \
+    NULL_PID=$!
+    NULL_URL="http://127.0.0.1:$port/"
+    track_pid "$NULL_PID"
+    wait_http "$NULL_URL" 10
+    echo "== null libmicrohttpd server (pid $NULL_PID, $(stat -c %s "$WORK/hit.der")-byte reply)"
+    "$LG" run --label null_http --url "$NULL_URL" --requests "$WORK/one.set" \
+        --conns "$CONNS" --warmup "$WARM" --duration "$DUR" --verify-every 0 --pid "$NULL_PID" \
         --json "$OUT/null_http.json" | sed 's/^/  /'
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+}
+
+null_stop() {
+    [[ -n ${NULL_PID:-} ]] || return 0
+    kill -TERM "$NULL_PID" 2>/dev/null || true
+    wait "$NULL_PID" 2>/dev/null || true
+    NULL_PID=
+}
+
+# hot_rounds: the null server and ocspd's hot answer (POST, GET) loaded in turn, HOT_ROUNDS
+# rounds of HOT_DUR s (both servers up, one loaded at a time): on this shared VM a single pair
+# of runs moves by tens of percent, so the report takes the median of the rounds' ratios
+hot_rounds() {
+    local r
+    ((HOT_ROUNDS > 0)) || return 0
+    echo "== one hot answer / null server, $HOT_ROUNDS alternating rounds of $HOT_DUR s"
+    for ((r = 1; r <= HOT_ROUNDS; r++)); do
+        "$LG" run --label "hotalt_null_$r" --url "$NULL_URL" --requests "$WORK/one.set" \
+            --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+            --pid "$NULL_PID" --json "$OUT/hotalt_null_$r.json" >/dev/null
+        "$LG" run --label "hotalt_post_$r" --url "$OCSP_BASE/" --requests "$WORK/one.set" \
+            --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+            --pid "$OCSPD_PID" --json "$OUT/hotalt_post_$r.json" >/dev/null
+        "$LG" run --label "hotalt_get_$r" --url "$OCSP_BASE/" --requests "$WORK/one-get.set" \
+            --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+            --pid "$OCSPD_PID" --json "$OUT/hotalt_get_$r.json" >/dev/null
+        echo "  round $r: null $(jq .rps "$OUT/hotalt_null_$r.json")/s," \
+            "ocspd POST $(jq .rps "$OUT/hotalt_post_$r.json")/s, GET $(jq .rps "$OUT/hotalt_get_$r.json")/s"
+    done
 }
 
 ocsp_scenarios() {
@@ -639,6 +670,8 @@ run_ocsp() {
     ocsp_p11_limit
     null_limit
     ocsp_scenarios
+    hot_rounds
+    null_stop
     ocspd_stop
     nethsm_ocsp
     ocsp_peer
@@ -655,6 +688,11 @@ def lim($n): ($l[0] | map(select(.name == $n)) | .[0].value) // null;
 def run($n): ($s[0] | map(select(.label == $n)) | .[0]) // null;
 def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b end;
 def rpsof($n): (run($n) | if . == null then null else .rps end);
+def hotn: [$s[0][] | select(.label | startswith("hotalt_null_"))] | length;
+def hotmedian($m): [range(1; hotn + 1) as $r
+                     | ratio(rpsof("hotalt_\($m)_\($r)"); rpsof("hotalt_null_\($r)"))
+                     | select(. != null)] | sort
+                   | if length == 0 then null else .[(length - 1) / 2 | floor] end;
 def cpuof($n): (run($n) | if . == null or .server_cpu_us_per_req == 0 then null
                           else .server_cpu_us_per_req end);
 def sign_us($one; $two): if lim($one) then 1e6 / lim($one)
@@ -784,10 +822,14 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: ratio(p50of("ocspd_nethsm_nonce_open"); lim("nethsm_latency")), target: null},
     {what: "tsad soft P-256 throughput / TS_RESP_create_response 1 thread",
      value: ratio(rpsof("tsad_soft_p256"); lim("tsresp_p256_1t")), target: null},
-    {what: "ocspd hit POST throughput, one hot answer / null libmicrohttpd server (same bytes)",
-     value: ratio(rpsof("ocspd_hot_post"); rpsof("null_http")), target: ">= 0.85"},
-    {what: "ocspd hit GET throughput, one hot answer / null libmicrohttpd server (same bytes)",
-     value: ratio(rpsof("ocspd_hot_get"); rpsof("null_http")), target: ">= 0.85"},
+    {what: "ocspd hit POST throughput, one hot answer / null libmicrohttpd server (same bytes), one run each",
+     value: ratio(rpsof("ocspd_hot_post"); rpsof("null_http")), target: null},
+    {what: "ocspd hit GET throughput, one hot answer / null libmicrohttpd server (same bytes), one run each",
+     value: ratio(rpsof("ocspd_hot_get"); rpsof("null_http")), target: null},
+    {what: "ocspd hit POST throughput, one hot answer / null libmicrohttpd server (same bytes), median of \(hotn) alternating rounds",
+     value: hotmedian("post"), target: ">= 0.85"},
+    {what: "ocspd hit GET throughput, one hot answer / null libmicrohttpd server (same bytes), median of \(hotn) alternating rounds",
+     value: hotmedian("get"), target: ">= 0.85"},
     {what: "ocspd hit POST throughput, 5000 requests over the bench serials / null libmicrohttpd server",
      value: ratio(rpsof("ocspd_hit_post"); rpsof("null_http")), target: null},
     {what: "ocspd hit GET throughput, 5000 requests over the bench serials / null libmicrohttpd server",
@@ -872,7 +914,7 @@ machine_json() {
 write_report() {
     local scen=() f
     for f in "$OUT"/tsad_*.json "$OUT"/ocspd_*.json "$OUT"/null_http.json \
-        "$OUT"/peer_openssl_ocsp.json; do
+        "$OUT"/peer_openssl_ocsp.json "$OUT"/hotalt_*.json; do
         [[ -f $f ]] && scen+=("$f")
     done
     printf '%s\n' "${LIMITS[@]}" | jq -s '.' >"$WORK/limits.json"
