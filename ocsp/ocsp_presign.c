@@ -58,25 +58,35 @@ presign_issuer(struct ocsp_store *st, struct ocsp_responder *r, struct presign_c
 {
     size_t count;
     bool more = true;
-    int rc;
+    int rc = ST_OK, frc;
 
     pc->last_len = 0;
     while (more) {
         pc->n = pc->scanned = 0;
         rc = ocsp_store_status_walk_from(st, pc->issuer_id, pc->last_len > 0 ? pc->last : NULL,
                                          pc->last_len, presign_serial, pc);
-        if (rc != ST_OK)
+        if (rc != ST_OK) {
+            ocsp_responder_presign_flush(r, &count);
+            *stored += count;
             return rc;
+        }
         more = pc->scanned == PRESIGN_CHUNK;
         count = 0;
+        /* the previous chunk's writes are committed while this one is signed: rc and count
+         * are theirs */
         rc = pc->n > 0 ? ocsp_responder_presign(r, pc->buf, pc->n, &count) : ST_OK;
         *stored += count;
-        if (rc == ST_FULL) /* headroom reached: the space left is for revocations */
-            return rc;
         if (rc != ST_OK)
-            return ST_ERR;
+            break;
     }
-    return ST_OK;
+    count = 0;
+    frc = ocsp_responder_presign_flush(r, &count); /* the last chunk's writes */
+    if (rc == ST_OK)
+        rc = frc;
+    *stored += count;
+    if (rc == ST_FULL) /* headroom reached: the space left is for revocations */
+        return rc;
+    return rc == ST_OK ? ST_OK : ST_ERR;
 }
 
 struct issuer_pick {

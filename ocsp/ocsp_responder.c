@@ -29,9 +29,13 @@ struct ocsp_responder {
     struct signer *signer;
     struct ocsp_issuers *issuers;
     _Atomic int64_t due_note; /* ocsp_responder_take_due */
+    /* presign: the previous chunk's writes, still being committed while the next chunk is
+     * signed (ocsp_responder_presign, ocsp_responder_presign_flush); NULL before the first */
+    struct resign_wait *tail;
 };
 
 struct resign_wait;
+static void ocsp_presign_tail_free(struct resign_wait *w);
 
 /* Storing one signed response: an operation of the commit pipeline (BACKGROUND: an answer
  * that is not stored is signed again when asked for). */
@@ -260,6 +264,7 @@ ocsp_responder_free(struct ocsp_responder *r)
         return;
     signer_free(r->signer); /* pending jobs complete with ST_SHUTDOWN */
     commit_free(r->commit); /* what is queued is stored (or waits for ocspctl's lock) */
+    ocsp_presign_tail_free(r->tail); /* after the pipeline: its operations count into it */
     ocsp_issuers_free(r->issuers);
     free(r);
 }
@@ -533,12 +538,61 @@ ocsp_presign_write(struct ocsp_responder *r, struct resign_wait *w, unsigned lim
     w->n_ops = w->cap_ops = 0;
 }
 
+/* The outcome of a set of re-signed answers, from its counts. */
+static int
+ocsp_resign_result(const struct resign_wait *w)
+{
+    if (w->gone > 0)
+        log_info("ocsp: %zu refreshed response(s) not stored: removed (purged) while being "
+                 "signed",
+                 w->gone);
+    if (w->full > 0) {
+        /* commit.c has logged the fill level; the answers are signed on demand meanwhile */
+        log_info("ocsp: %zu signed response(s) not stored: the store is above fill_limit", w->full);
+        return ST_FULL;
+    }
+    if (w->unstored > 0) {
+        log_err("ocsp: %zu signed response(s) could not be stored", w->unstored);
+        return ST_STORE;
+    }
+    return ST_OK;
+}
+
+static void
+ocsp_presign_tail_free(struct resign_wait *w)
+{
+    if (w == NULL)
+        return;
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+}
+
+/* Wait for the previous chunk's writes (presign) and add their counts to w's. */
+static void
+ocsp_presign_tail_take(struct ocsp_responder *r, struct resign_wait *w)
+{
+    struct resign_wait *t = r->tail;
+
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->lock);
+    while (t->pending > 0)
+        pthread_cond_wait(&t->cond, &t->lock);
+    w->stored += t->stored;
+    w->unstored += t->unstored;
+    w->full += t->full;
+    t->stored = t->unstored = t->full = 0;
+    pthread_mutex_unlock(&t->lock);
+}
+
 static int
 ocsp_resign_run(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                 size_t *count, bool sorted, bool refresh)
 {
     struct resign_wait w = {.sorted = sorted, .refresh = refresh, .r = r};
     unsigned limit = r->cfg->signer.queue_max > 4 ? r->cfg->signer.queue_max / 2 : 2;
+    int rc;
 
     pthread_mutex_init(&w.lock, NULL);
     pthread_cond_init(&w.cond, NULL);
@@ -549,29 +603,48 @@ ocsp_resign_run(struct ocsp_responder *r, const struct ocsp_change *changes, siz
         pthread_cond_wait(&w.cond, &w.lock);
     pthread_mutex_unlock(&w.lock);
     if (sorted) {
-        ocsp_presign_write(r, &w, OCSP_COMMIT_QUEUE_MAX / 2);
-        pthread_mutex_lock(&w.lock);
-        while (w.pending > 0)
-            pthread_cond_wait(&w.cond, &w.lock);
-        pthread_mutex_unlock(&w.lock);
+        /* the previous chunk's writes had this chunk's signing to be committed in: taken
+         * now, and this chunk's are handed to the pipeline and committed while the caller
+         * signs the next one (its counts come with the next call, or the flush) */
+        ocsp_presign_tail_take(r, &w);
+        if (r->tail == NULL && (r->tail = calloc(1, sizeof(*r->tail))) != NULL) {
+            pthread_mutex_init(&r->tail->lock, NULL);
+            pthread_cond_init(&r->tail->cond, NULL);
+            r->tail->r = r;
+            r->tail->sorted = true;
+        }
+        if (r->tail == NULL) {
+            w.unstored += w.n_ops; /* no memory to count them: not written */
+            for (size_t i = 0; i < w.n_ops; i++) {
+                free(w.ops[i]->der);
+                free(w.ops[i]);
+            }
+            free(w.ops);
+        } else {
+            r->tail->ops = w.ops;
+            r->tail->n_ops = w.n_ops;
+            r->tail->cap_ops = w.cap_ops;
+            for (size_t i = 0; i < w.n_ops; i++)
+                w.ops[i]->wait = r->tail;
+            ocsp_presign_write(r, r->tail, OCSP_COMMIT_QUEUE_MAX / 2);
+        }
+        w.ops = NULL;
     }
     pthread_cond_destroy(&w.cond);
     pthread_mutex_destroy(&w.lock);
     *count = w.stored;
-    if (w.gone > 0)
-        log_info("ocsp: %zu refreshed response(s) not stored: removed (purged) while being "
-                 "signed",
-                 w.gone);
-    if (w.full > 0) {
-        /* commit.c has logged the fill level; the answers are signed on demand meanwhile */
-        log_info("ocsp: %zu signed response(s) not stored: the store is above fill_limit", w.full);
-        return ST_FULL;
-    }
-    if (w.unstored > 0) {
-        log_err("ocsp: %zu signed response(s) could not be stored", w.unstored);
-        return ST_STORE;
-    }
-    return ST_OK;
+    rc = ocsp_resign_result(&w);
+    return rc;
+}
+
+int
+ocsp_responder_presign_flush(struct ocsp_responder *r, size_t *count)
+{
+    struct resign_wait w = {.r = r};
+
+    ocsp_presign_tail_take(r, &w);
+    *count = w.stored;
+    return ocsp_resign_result(&w);
 }
 
 int

@@ -102,8 +102,13 @@ int ocsp_responder_refresh(struct ocsp_responder *r, const struct ocsp_change *c
                            size_t *count);
 /* The same for pre-signing (`ocspctl presign`): the signed answers are gathered and written
  * once all are signed, in key order, appended (MDB_APPEND) while they sort after every
- * stored key, so the pages of a first presign are filled completely rather than split. */
+ * stored key, so the pages of a first presign are filled completely rather than split. The
+ * writes are committed while the caller signs its next set: a call waits for the previous
+ * call's writes, and its *count and result are theirs (and any of its own answers that could
+ * not be kept); ocsp_responder_presign_flush waits for the last set's and gives theirs. Calls
+ * must come in key order (each set after the previous one), from one thread. */
 int ocsp_responder_presign(struct ocsp_responder *r, const struct ocsp_change *changes, size_t n,
                            size_t *count);
+int ocsp_responder_presign_flush(struct ocsp_responder *r, size_t *count);
 
 #endif
