@@ -76,6 +76,14 @@ else
     fatal "store of two issuers" "$(tail -n 5 "$TMP/ctl.out")"
 fi
 
+# the walk meets a's answers first: the answers of the issuer whose keys come first (the
+# first 8 bytes of a `responses` key are its issuer id) are a's 2200
+first=$(mdb_dump -s responses "$STORE2" 2>/dev/null | sed -n '/^HEADER=END$/,$p' |
+    awk 'NR % 2 == 0 && /^ / { print substr($0, 2, 16) }' | uniq -c | awk '{ print $1; exit }')
+if [[ $first == 2200 ]]; then t_ok "issuer a's answers come first in the store's key order"; else
+    t_fail "issuer a's answers come first in the store's key order" "the first issuer's answers: ${first:-none} (not a's 2200)"
+fi
+
 ocspd_write_conf "$CONF" "$PORT" "$STORE2" "$TMP/pki"
 sed -i -e "s|^pkcs11_module = .*|pkcs11_module = $P11DELAY_SO|" \
     -e 's/^refresh_interval = .*/refresh_interval = 200ms/' \
