@@ -206,6 +206,7 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
                                   .skip = skip,
                                   .n_skip = n_skip};
         size_t count = 0;
+        int st = ST_OK;
 
         if (ocsp_store_response_walk_from(s->store, from, from_len, ocsp_refresh_pick, &rs) !=
             ST_OK) {
@@ -216,7 +217,7 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
             next_due = rs.next_due;
         if (rs.n > 0) {
             rs.n = ocsp_changes_unique(rs.list, rs.n);
-            ocsp_responder_refresh(s->resp, rs.list, rs.n, &count);
+            st = ocsp_responder_refresh(s->resp, rs.list, rs.n, &count);
             total += count;
             metrics_add(s->m_refreshed, (double)count);
             /* one form each: an answer not stored (its key down, a stale issuer, purged
@@ -224,6 +225,11 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
             if (count < rs.n)
                 retry = true;
         }
+        /* nothing of the chunk stored because the store refused it (above fill_limit, a
+         * write failing): not its issuers' doing, and the others' answers would be signed
+         * for nothing as well: the walk ends here, as when nothing could be signed before */
+        if (rs.n > 0 && count == 0 && st != ST_OK)
+            rs.failed = true;
         /* nothing of the chunk could be signed (an issuer's key down): its issuers are passed
          * over for the rest of the walk, which goes on to the others' answers after theirs
          * (their turn again at the next interval); too many such issuers end the walk */

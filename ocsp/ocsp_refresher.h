@@ -8,7 +8,7 @@
  * Issuers that cannot sign now (stale CRL, STS-12; expired responder certificate) are skipped,
  * and so, for the rest of a walk, are those of a chunk that signed nothing (a key down, D8):
  * the answers after theirs are refreshed all the same; they are tried again at the next
- * interval.
+ * interval. A chunk the store refused (above fill_limit) ends the walk.
  */
 #ifndef OCSP_OCSP_REFRESHER_H
 #define OCSP_OCSP_REFRESHER_H

@@ -46,7 +46,16 @@ wait_for() {
     return 1
 }
 resigned_at_least() { (($(metric ocsp_resigned_total | cut -d. -f1) >= $1)) 2>/dev/null; }
-id_of() { openssl x509 -in "$1" -outform DER | sha256sum | cut -c1-16; }
+# an issuer's id, as its answers' keys begin (ocsp_issuer_id_of): the SHA-256 of its public
+# key (the BIT STRING of the certificate's SubjectPublicKeyInfo, without its unused-bits byte)
+id_of() {
+    local der=$TMP/spki.der o h l
+    openssl x509 -in "$1" -noout -pubkey | openssl pkey -pubin -outform DER -out "$der"
+    read -r o h l < <(openssl asn1parse -inform DER -in "$der" | awk '/d=1/ && /BIT STRING/ {
+        split($1, a, ":"); sub("hl=", "", $2); l = $3; sub("l=", "", l); if (l == "") l = $4
+        print a[1], $2, l }' | tail -n 1)
+    tail -c +$((o + h + 2)) "$der" | head -c $((l - 1)) | sha256sum | cut -c1-16
+}
 
 # A: whichever demo CA's id sorts first, with its delegated responder in the token; B: the
 # other, signing with its own key file
@@ -74,6 +83,14 @@ if ctl init >"$TMP/ctl.out" 2>&1 &&
     t_ok "store of two issuers: a (token key, sorting first) 1100 serials, b (key file) 5"
 else
     fatal "store of two issuers" "$(tail -n 5 "$TMP/ctl.out")"
+fi
+
+# the walk meets a's answers first: the answers of the issuer whose keys come first (the
+# first 8 bytes of a `responses` key are its issuer id) are a's 2200
+first=$(mdb_dump -s responses "$STORE2" 2>/dev/null | sed -n '/^HEADER=END$/,$p' |
+    awk 'NR % 2 == 0 && /^ / { print substr($0, 2, 16) }' | uniq -c | awk '{ print $1; exit }')
+if [[ $first == 2200 ]]; then t_ok "issuer a's answers come first in the store's key order"; else
+    t_fail "issuer a's answers come first in the store's key order" "the first issuer's answers: ${first:-none} (not a's 2200)"
 fi
 
 ocspd_write_conf "$CONF" "$PORT" "$STORE2" "$TMP/pki"
