@@ -262,8 +262,8 @@ ocsp_responder_free(struct ocsp_responder *r)
 {
     if (r == NULL)
         return;
-    signer_free(r->signer); /* pending jobs complete with ST_SHUTDOWN */
-    commit_free(r->commit); /* what is queued is stored (or waits for ocspctl's lock) */
+    signer_free(r->signer);          /* pending jobs complete with ST_SHUTDOWN */
+    commit_free(r->commit);          /* what is queued is stored (or waits for ocspctl's lock) */
     ocsp_presign_tail_free(r->tail); /* after the pipeline: its operations count into it */
     ocsp_issuers_free(r->issuers);
     free(r);
