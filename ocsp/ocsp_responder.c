@@ -510,7 +510,8 @@ ocsp_op_key_cmp(const void *a, const void *b)
 static void
 ocsp_presign_write(struct ocsp_responder *r, struct resign_wait *w, unsigned limit)
 {
-    qsort(w->ops, w->n_ops, sizeof(*w->ops), ocsp_op_key_cmp);
+    if (w->n_ops > 1) /* none kept (a stale issuer, failed signatures): w->ops is NULL */
+        qsort(w->ops, w->n_ops, sizeof(*w->ops), ocsp_op_key_cmp);
     for (size_t i = 0; i < w->n_ops; i++) {
         struct ocsp_store_op *so = w->ops[i];
         int st;
