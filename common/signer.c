@@ -26,16 +26,24 @@
  * thread (timeout) and freed by its owner while the worker is still inside C_Sign. */
 struct signer_in {
     struct signer_key *key;
-    bool probe; /* the health probe: tried even while its key is down */
     uint8_t digest[SIGNER_MAX_DIGEST];
     size_t digest_len;
 };
 
+/* A worker slot (s->lock): no thread yet, a thread taking jobs (or stuck in the module: see
+ * `hung`), or a thread that left the pool and is to be joined before the slot is used again. */
+enum signer_slot_state { SLOT_FREE = 0, SLOT_RUN, SLOT_EXITED };
+
 struct signer_worker {
     struct signer *s;
-    unsigned idx;
+    unsigned idx; /* its slot: PKCS#11 session and software key context number */
     pthread_t thread;
-    bool started;
+    enum signer_slot_state state; /* under s->lock */
+    bool joinable;                /* a thread was started here and not joined yet */
+    /* the watch thread gave up on its call (inside the module for sign_timeout): it no longer
+     * counts as a worker, a spare took its place, and it leaves the pool when the call
+     * returns, unless no spare could be started (s->lock) */
+    bool hung;
     struct live_beat *beat; /* busy while signing a batch and in its callback */
     /* the batch taken, under s->lock: listed[i] is NULL once the watch thread completed it */
     struct signer_job **listed;
@@ -45,7 +53,6 @@ struct signer_worker {
      * outlasts sign_timeout says the token hangs, not a wait in the queue or the batch */
     size_t cur;
     long long cur_ns;
-    bool cur_blamed; /* its key was marked down for it (once per call) */
 };
 
 struct signer {
@@ -61,9 +68,17 @@ struct signer {
     struct signer_job *head, *tail;
     unsigned depth;
     bool stopping;
-    /* signer_sign_now() uses the extra PKCS#11 session number cfg.workers */
+    /* signer_sign_now() uses the extra PKCS#11 session number nslots + 1 */
     pthread_mutex_t now_lock;
-    struct signer_worker workers[SIGNER_MAX_WORKERS];
+    /* worker slots: cfg.workers taking jobs, and as many spares for the workers stuck in a call
+     * the watch thread gave up on (a hung token must not stall the other keys; its keys are
+     * down from then on, so it holds at most the workers that were in a call then) */
+    struct signer_worker workers[SIGNER_MAX_SLOTS];
+    unsigned nslots;    /* 2 * cfg.workers */
+    unsigned n_threads; /* slots in SLOT_RUN (s->lock) */
+    unsigned n_live;    /* of those, not hung: the workers taking jobs (s->lock) */
+    unsigned n_hung;    /* of those, hung (s->lock) */
+    bool short_warned;  /* "no spare worker left" logged, until enough take jobs again */
     atomic_uint n_down; /* PKCS#11 keys whose last signature failed or timed out */
     bool started;
     /* the watch thread: sign_timeout and the health probe (its own condition: a signal on
@@ -72,11 +87,18 @@ struct signer {
     bool watch_started;
     pthread_cond_t watch_cond;
     long long timeout_ns;
-    struct signer_job probe; /* the test signature; busy while queued or being signed */
+    /* the test signature with a down key, made by its own thread (the prober, slot nslots), one
+     * at a time: one that hangs holds neither a worker nor the queue, and no other is sent
+     * until it comes back */
+    pthread_t prober;
+    bool prober_started;
+    pthread_cond_t probe_cond;
+    struct live_beat *probe_beat;
+    struct signer_key *probe_key; /* the one probed last (round robin over down keys) */
+    struct signer_key *probe_cur; /* the one asked for or being probed, held while probe_busy */
     bool probe_busy;
     long long probe_last;
-    const struct signer_key *probe_key; /* the last one probed (round robin over down keys) */
-    struct metric *m_timeouts, *m_hsm_fail, *m_down;
+    struct metric *m_timeouts, *m_hsm_fail, *m_down, *m_hung;
 };
 
 static long long
@@ -88,16 +110,12 @@ signer_now_ns(void)
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
-/* Record the outcome of a PKCS#11 signature with key k (or its timeout): a key is down after
- * a failure (ST_HSM) or a timeout and up after a success, each change an audit event (DESIGN
- * D8; issue 8, HSM faults). Other failures (a bad job) say nothing about the token. */
+/* Mark token key k down (with `reason`, for the audit event) or up; a change is an audit
+ * event (DESIGN D8; issue 8, HSM faults). A released key says nothing any more. */
 static void
-signer_key_health(struct signer *s, struct signer_key *k, int st)
+signer_key_mark(struct signer *s, struct signer_key *k, bool down, const char *reason)
 {
-    bool down = st != ST_OK;
-
-    if (k == NULL || k->soft != NULL || (st != ST_OK && st != ST_HSM && st != ST_TIMEOUT) ||
-        __atomic_load_n(&k->retired, __ATOMIC_ACQUIRE))
+    if (k == NULL || k->soft != NULL || __atomic_load_n(&k->retired, __ATOMIC_ACQUIRE))
         return;
     if (atomic_load(&k->down) == down || atomic_exchange(&k->down, down) == down)
         return;
@@ -107,12 +125,23 @@ signer_key_health(struct signer *s, struct signer_key *k, int st)
         log_audit("hsm_unavailable",
                   "key=%s reason=%s: its signatures fail; answering "
                   "systemFailure/tryLater, a test signature every second until it signs again",
-                  k->name, st == ST_TIMEOUT ? "timeout" : status_str(st));
+                  k->name, reason);
     } else {
         atomic_fetch_sub(&s->n_down, 1);
         metrics_dec(s->m_down);
         log_audit("hsm_available", "key=%s: the token signs again", k->name);
     }
+}
+
+/* Record the outcome of a PKCS#11 signature with key k (or its timeout): a key is down after
+ * a failure (ST_HSM) or a timeout and up after a success. Other failures (a bad job) say
+ * nothing about the token. */
+static void
+signer_key_health(struct signer *s, struct signer_key *k, int st)
+{
+    if (st != ST_OK && st != ST_HSM && st != ST_TIMEOUT)
+        return;
+    signer_key_mark(s, k, st != ST_OK, st == ST_TIMEOUT ? "timeout" : status_str(st));
 }
 
 static const uint8_t digalg_der[][13] = {
@@ -518,7 +547,6 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
     if (!gone) {
         w->cur = i;
         w->cur_ns = signer_now_ns();
-        w->cur_blamed = false;
     }
     pthread_mutex_unlock(&s->lock);
     if (gone)
@@ -530,7 +558,7 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
         tmp.status = ST_SHUTDOWN;
         tmp.sig_len = 0;
     } else {
-        signer_do_job(s, w->idx, &tmp, w->in[i].probe);
+        signer_do_job(s, w->idx, &tmp, false);
     }
     pthread_mutex_lock(&s->lock);
     w->cur = SIZE_MAX;
@@ -559,7 +587,6 @@ signer_worker_take(struct signer_worker *w, size_t cap)
         j->done = false;
         w->listed[n] = j;
         w->in[n].key = j->key;
-        w->in[n].probe = j == &s->probe;
         w->in[n].digest_len = j->digest_len <= SIGNER_MAX_DIGEST ? j->digest_len : 0;
         memcpy(w->in[n].digest, j->digest, w->in[n].digest_len);
         n++;
@@ -570,7 +597,7 @@ signer_worker_take(struct signer_worker *w, size_t cap)
     return n;
 }
 
-/* Hand the batch's completed jobs to the owner (the probe stays with the signer). */
+/* Hand the batch's completed jobs to the owner. */
 static void
 signer_worker_deliver(struct signer_worker *w, struct signer_job **out)
 {
@@ -579,15 +606,38 @@ signer_worker_deliver(struct signer_worker *w, struct signer_job **out)
 
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < w->n_listed; i++) {
-        if (w->listed[i] == &s->probe)
-            s->probe_busy = false;
-        else if (w->listed[i] != NULL)
+        if (w->listed[i] != NULL)
             out[m++] = w->listed[i];
     }
     w->n_listed = 0;
     pthread_mutex_unlock(&s->lock);
     if (m > 0)
         s->batch(out, m, s->batch_ctx);
+}
+
+/* A hung worker whose call came back (the lock held): it leaves the pool when a spare took its
+ * place (true: the thread ends), else it takes jobs again. */
+static bool
+signer_worker_unhang(struct signer_worker *w)
+{
+    struct signer *s = w->s;
+
+    w->hung = false;
+    s->n_hung--;
+    metrics_dec(s->m_hung);
+    if (s->n_live < s->cfg.workers) {
+        s->n_live++;
+        log_notice("signer: worker %u: its call into the token came back; it takes jobs again",
+                   w->idx);
+        return false;
+    }
+    w->state = SLOT_EXITED; /* joined by the watch thread or signer_free(): the thread no longer
+                               touches the signer */
+    s->n_threads--;
+    log_notice("signer: worker %u: its call into the token came back; a spare took its place, "
+               "it leaves",
+               w->idx);
+    return true;
 }
 
 static void *
@@ -601,6 +651,11 @@ signer_worker_main(void *arg)
     out = calloc(cap, sizeof(*out));
     if (out == NULL) {
         log_err("signer: worker %u: out of memory", w->idx);
+        pthread_mutex_lock(&s->lock);
+        w->state = SLOT_EXITED;
+        s->n_threads--;
+        s->n_live--;
+        pthread_mutex_unlock(&s->lock);
         return NULL;
     }
     for (;;) {
@@ -608,6 +663,10 @@ signer_worker_main(void *arg)
         bool stopping;
 
         pthread_mutex_lock(&s->lock);
+        if (w->hung && signer_worker_unhang(w)) {
+            pthread_mutex_unlock(&s->lock);
+            break;
+        }
         while (s->head == NULL && !s->stopping)
             pthread_cond_wait(&s->cond, &s->lock);
         /* a fair share of the queue, so that every worker (every HSM session) gets work: with
@@ -652,73 +711,93 @@ signer_probe_key(struct signer *s)
     return first;
 }
 
-/* Queue a test signature with a down token key (the lock held). */
+/* Ask the prober for a test signature with a down token key (the lock held), unless the last
+ * one is not back yet. */
 static void
 signer_probe_submit(struct signer *s, long long now)
 {
     struct signer_key *k;
 
-    if (s->probe_busy || s->stopping || s->depth >= s->cfg.queue_max ||
-        (k = signer_probe_key(s)) == NULL)
+    if (s->probe_busy || s->stopping || (k = signer_probe_key(s)) == NULL)
         return;
-    s->probe_key = k;
-    memset(&s->probe, 0, sizeof(s->probe));
-    s->probe.key = k;
-    s->probe.digest_len = signer_hash_len(k->hash);
-    memset(s->probe.digest, 0x5a, s->probe.digest_len);
-    s->probe.submitted_ns = now;
-    if (s->tail != NULL)
-        s->tail->next = &s->probe;
-    else
-        s->head = &s->probe;
-    s->tail = &s->probe;
-    s->depth++;
+    s->probe_key = s->probe_cur = k;
     s->probe_busy = true;
     s->probe_last = now;
-    pthread_cond_signal(&s->cond);
+    pthread_cond_signal(&s->probe_cond);
+}
+
+/* The prober: the test signatures, one at a time, on its own session (slot nslots). Its key
+ * is held while probe_busy (signer_key_in_use). */
+static void *
+signer_prober_main(void *arg)
+{
+    struct signer *s = arg;
+    struct signer_job job;
+
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        while (!s->probe_busy && !s->stopping)
+            pthread_cond_wait(&s->probe_cond, &s->lock);
+        if (s->stopping)
+            break;
+        memset(&job, 0, sizeof(job));
+        job.key = s->probe_cur;
+        job.digest_len = signer_hash_len(job.key->hash);
+        memset(job.digest, 0x5a, job.digest_len);
+        pthread_mutex_unlock(&s->lock);
+        live_busy(s->probe_beat);
+        signer_do_job(s, s->nslots, &job, true);
+        live_idle(s->probe_beat);
+        pthread_mutex_lock(&s->lock);
+        s->probe_busy = false;
+    }
+    s->probe_busy = false;
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
 }
 
 /* Collect the jobs older than sign_timeout, queued or taken by a worker and not signed yet,
- * into a list linked by `next` (the lock held). The probe is only released. The keys of the
- * calls that have been inside the module for sign_timeout go to hung[] (*n_hung of them):
- * a job that only waited (queue, batch) behind a slow but working token says nothing of it. */
+ * into a list linked by `next` (the lock held). A worker whose
+ * call has been inside the module for sign_timeout is hung: it no longer counts as a worker
+ * (a spare takes its place) and the key of its call goes to hung[] (*n_hung of them). A job
+ * that only waited (queue, batch) behind a slow but working token says nothing of it. */
 static struct signer_job *
 signer_collect_expired(struct signer *s, long long now, struct signer_key **hung, size_t *n_hung)
 {
     struct signer_job *list = NULL, **tail = &list, *j;
 
     *n_hung = 0;
-    for (unsigned w = 0; w < s->cfg.workers; w++) {
+    for (unsigned w = 0; w < s->nslots; w++) {
         struct signer_worker *wk = &s->workers[w];
 
-        if (wk->cur < wk->n_listed && !wk->cur_blamed && now - wk->cur_ns >= s->timeout_ns) {
-            wk->cur_blamed = true; /* once: a probe that signs elsewhere may bring it back */
-            hung[(*n_hung)++] = wk->in[wk->cur].key;
-        }
+        if (wk->state != SLOT_RUN || wk->hung || wk->cur >= wk->n_listed ||
+            now - wk->cur_ns < s->timeout_ns)
+            continue;
+        wk->hung = true; /* once: it stays hung until its call comes back */
+        s->n_hung++;
+        s->n_live--;
+        metrics_inc(s->m_hung);
+        hung[(*n_hung)++] = wk->in[wk->cur].key;
+        log_warn("signer: worker %u stuck in the module for %.1f s (key %s): left to its call, "
+                 "the other keys are signed by the other workers",
+                 w, (double)(now - wk->cur_ns) / 1e9,
+                 wk->in[wk->cur].key != NULL ? wk->in[wk->cur].key->name : "-");
     }
 
     while ((j = s->head) != NULL && now - j->submitted_ns >= s->timeout_ns) {
         if ((s->head = j->next) == NULL)
             s->tail = NULL;
         s->depth--;
-        if (j == &s->probe) {
-            s->probe_busy = false;
-            continue;
-        }
         j->next = NULL;
         *tail = j;
         tail = &j->next;
     }
-    for (unsigned w = 0; w < s->cfg.workers; w++) {
+    for (unsigned w = 0; w < s->nslots; w++) {
         for (size_t i = 0; i < s->workers[w].n_listed; i++) {
             j = s->workers[w].listed[i];
             if (j == NULL || j->done || now - j->submitted_ns < s->timeout_ns)
                 continue;
             s->workers[w].listed[i] = NULL;
-            if (j == &s->probe) {
-                s->probe_busy = false;
-                continue;
-            }
             j->next = NULL;
             *tail = j;
             tail = &j->next;
@@ -749,7 +828,79 @@ signer_deliver_expired(struct signer *s, struct signer_job *list)
     }
 }
 
-/* The watch thread: sign_timeout for queued and stuck jobs, and the probe while unhealthy. */
+static void *signer_worker_main(void *arg);
+
+/* Start a worker thread in slot i (the lock held, the slot free or its thread joined). */
+static int
+signer_worker_spawn(struct signer *s, unsigned i)
+{
+    struct signer_worker *w = &s->workers[i];
+
+    w->cur = SIZE_MAX;
+    w->n_listed = 0;
+    w->hung = false;
+    if (pthread_create(&w->thread, NULL, signer_worker_main, w) != 0) {
+        log_err("signer: cannot start worker %u", i);
+        return ST_ERR;
+    }
+    w->joinable = true;
+    w->state = SLOT_RUN;
+    s->n_threads++;
+    s->n_live++;
+    return ST_OK;
+}
+
+/* Join the workers that left the pool (the lock held: they no longer take it). */
+static void
+signer_reap(struct signer *s)
+{
+    for (unsigned i = 0; i < s->nslots; i++) {
+        struct signer_worker *w = &s->workers[i];
+
+        if (w->state == SLOT_EXITED && w->joinable) {
+            pthread_join(w->thread, NULL);
+            w->joinable = false;
+            w->state = SLOT_FREE;
+        }
+    }
+}
+
+/* Start spares while fewer than cfg.workers workers take jobs (the lock held): the workers
+ * stuck in a call that hangs keep their slots (and PKCS#11 sessions) until it comes back. */
+static void
+signer_spawn_spares(struct signer *s)
+{
+    for (unsigned i = 0; i < s->nslots && s->n_live < s->cfg.workers && !s->stopping; i++) {
+        if (s->workers[i].state != SLOT_FREE)
+            continue;
+        if (signer_worker_spawn(s, i) != ST_OK)
+            return;
+        log_notice("signer: spare worker %u started (%u stuck in the module)", i, s->n_hung);
+    }
+    if (s->n_live >= s->cfg.workers)
+        s->short_warned = false;
+    else if (!s->stopping && !s->short_warned) {
+        s->short_warned = true;
+        log_warn("signer: no spare worker left: %u worker(s) stuck in the module, %u taking jobs",
+                 s->n_hung, s->n_live);
+    }
+}
+
+/* Every token key is down once a call into the token hangs (the lock held): its other keys
+ * would hang the next workers too. The key of the call itself is down for a timeout. */
+static void
+signer_token_hung(struct signer *s, struct signer_key *hung)
+{
+    if (hung == NULL || hung->soft != NULL)
+        return;
+    signer_key_health(s, hung, ST_TIMEOUT);
+    for (struct signer_key *k = s->keys; k != NULL; k = k->next)
+        if (k != hung)
+            signer_key_mark(s, k, true, "token_hung");
+}
+
+/* The watch thread: sign_timeout for queued and stuck jobs, spares for the stuck workers, and
+ * the probe while unhealthy. */
 static void *
 signer_watch_main(void *arg)
 {
@@ -764,7 +915,7 @@ signer_watch_main(void *arg)
     while (!s->stopping) {
         struct timespec until;
         struct signer_job *expired;
-        struct signer_key *hung[SIGNER_MAX_WORKERS];
+        struct signer_key *hung[SIGNER_MAX_SLOTS];
         size_t n_hung;
         long long now;
         int n = 0;
@@ -778,13 +929,15 @@ signer_watch_main(void *arg)
             break;
         now = signer_now_ns();
         expired = signer_collect_expired(s, now, hung, &n_hung);
+        /* under the lock: a hung key may be a released one, freed once its worker is done */
+        for (size_t i = 0; i < n_hung; i++)
+            signer_token_hung(s, hung[i]);
+        signer_reap(s);
+        signer_spawn_spares(s);
         if (s->retired != NULL)
             signer_sweep_retired(s);
         if (atomic_load(&s->n_down) > 0 && now - s->probe_last >= SIGNER_PROBE_INTERVAL_NS)
             signer_probe_submit(s, now);
-        /* under the lock: a hung key may be a released one, freed once its worker is done */
-        for (size_t i = 0; i < n_hung; i++)
-            signer_key_health(s, hung[i], ST_TIMEOUT);
         pthread_mutex_unlock(&s->lock);
         for (struct signer_job *j = expired; j != NULL; j = j->next)
             n++;
@@ -831,6 +984,7 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
     }
     if (s->cfg.workers > SIGNER_MAX_WORKERS)
         s->cfg.workers = SIGNER_MAX_WORKERS;
+    s->nslots = 2 * s->cfg.workers;
     if (s->cfg.queue_max == 0)
         s->cfg.queue_max = 1024;
     if (s->cfg.batch_max == 0)
@@ -847,6 +1001,7 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->watch_cond, &ca);
+        pthread_cond_init(&s->probe_cond, NULL);
         pthread_condattr_destroy(&ca);
     }
     atomic_init(&s->n_down, 0);
@@ -857,9 +1012,11 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
                                     "their key was down).");
     s->m_down =
         metrics_gauge("signer_keys_down", "Token keys whose last signature failed or timed out.");
+    s->m_hung = metrics_gauge("signer_workers_hung",
+                              "Signer workers stuck in a call into the token past sign_timeout "
+                              "(spares sign meanwhile).");
     if (cfg->p11_module != NULL && cfg->p11_module[0] != '\0') {
-        s->p11 =
-            signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file, s->cfg.workers + 1);
+        s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file, s->nslots + 2);
         if (s->p11 == NULL) {
             signer_free(s);
             return NULL;
@@ -910,7 +1067,7 @@ signer_start(struct signer *s)
 
     if (st != ST_OK)
         return st;
-    for (unsigned i = 0; i < s->cfg.workers; i++) {
+    for (unsigned i = 0; i < s->nslots; i++) { /* the spares' slots too: nothing to fail later */
         char name[LIVE_NAME_MAX];
 
         snprintf(name, sizeof(name), "signer:%u", i);
@@ -924,12 +1081,19 @@ signer_start(struct signer *s)
             log_err("signer: worker %u: out of memory", i);
             return ST_NOMEM;
         }
-        if (pthread_create(&s->workers[i].thread, NULL, signer_worker_main, &s->workers[i]) != 0) {
-            log_err("signer: cannot start worker %u", i);
-            return ST_ERR;
-        }
-        s->workers[i].started = true;
     }
+    pthread_mutex_lock(&s->lock);
+    for (unsigned i = 0; i < s->cfg.workers && st == ST_OK; i++)
+        st = signer_worker_spawn(s, i);
+    pthread_mutex_unlock(&s->lock);
+    if (st != ST_OK)
+        return st;
+    s->probe_beat = live_beat_new("signer:probe");
+    if (pthread_create(&s->prober, NULL, signer_prober_main, s) != 0) {
+        log_err("signer: cannot start the prober thread");
+        return ST_ERR;
+    }
+    s->prober_started = true;
     if (pthread_create(&s->watch, NULL, signer_watch_main, s) != 0) {
         log_err("signer: cannot start the watch thread");
         return ST_ERR;
@@ -947,7 +1111,7 @@ signer_start(struct signer *s)
 static void
 signer_key_destroy(struct signer_key *k)
 {
-    for (unsigned i = 0; i <= SIGNER_MAX_WORKERS; i++)
+    for (unsigned i = 0; i < SIGNER_MAX_SLOTS + 2; i++)
         EVP_PKEY_CTX_free(k->soft_ctx[i]);
     EVP_PKEY_free(k->soft);
     EVP_PKEY_free(k->pub);
@@ -962,11 +1126,11 @@ signer_key_in_use(struct signer *s, const struct signer_key *k)
     for (const struct signer_job *j = s->head; j != NULL; j = j->next)
         if (j->key == k)
             return true;
-    for (unsigned w = 0; w < s->cfg.workers; w++)
+    for (unsigned w = 0; w < s->nslots; w++)
         for (size_t i = 0; i < s->workers[w].n_listed; i++)
             if (s->workers[w].in[i].key == k)
                 return true;
-    return s->probe_busy && s->probe.key == k;
+    return s->probe_busy && s->probe_cur == k;
 }
 
 /* Free the retired keys nothing holds any more (the lock held); returns how many are left. */
@@ -1047,11 +1211,15 @@ signer_free(struct signer *s)
     s->stopping = true;
     pthread_cond_broadcast(&s->cond);
     pthread_cond_broadcast(&s->watch_cond);
+    pthread_cond_broadcast(&s->probe_cond);
     pthread_mutex_unlock(&s->lock);
-    if (s->watch_started)
+    if (s->watch_started) /* first: it starts spares */
         pthread_join(s->watch, NULL);
-    for (unsigned i = 0; i < SIGNER_MAX_WORKERS; i++) {
-        if (s->workers[i].started)
+    if (s->prober_started)
+        pthread_join(s->prober, NULL);
+    live_beat_free(s->probe_beat);
+    for (unsigned i = 0; i < SIGNER_MAX_SLOTS; i++) {
+        if (s->workers[i].joinable)
             pthread_join(s->workers[i].thread, NULL);
         live_beat_free(s->workers[i].beat);
         free(s->workers[i].listed);
@@ -1068,6 +1236,7 @@ signer_free(struct signer *s)
     signer_p11_close(s->p11);
     pthread_cond_destroy(&s->cond);
     pthread_cond_destroy(&s->watch_cond);
+    pthread_cond_destroy(&s->probe_cond);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->now_lock);
     free(s);
@@ -1103,7 +1272,7 @@ int
 signer_sign_now(struct signer *s, struct signer_job *job)
 {
     pthread_mutex_lock(&s->now_lock);
-    signer_do_job(s, s->cfg.workers, job, true);
+    signer_do_job(s, s->nslots + 1, job, true);
     pthread_mutex_unlock(&s->now_lock);
     return job->status;
 }

@@ -81,7 +81,7 @@ struct signer_p11 {
     bool lock_ok;
     CK_SLOT_ID slot;
     unsigned nsessions;
-    CK_SESSION_HANDLE *sessions; /* sessions[i] is used by worker i only */
+    CK_SESSION_HANDLE *sessions; /* sessions[i]: by slot i only (a worker, the prober, ...) */
     atomic_bool healthy;
     struct p11_key_ref *_Atomic keys;
 };

@@ -1,0 +1,520 @@
+/*
+ * check_signer_hung: a token that hangs must not stall the other keys' signatures
+ * (common/signer.c; DESIGN D2, D8; STANDARDS TSP-13, OCSP-04: a failing HSM is an error for
+ * its own requests, never a hang, and the others are unaffected).
+ *
+ * Like check_signer_p11, this file includes the module's source; it stands in for the PKCS#11
+ * backend (signer_int.h) with a fake token whose calls can be held: two token keys (P-256,
+ * made here) and a software key file. A held call is one that never comes back until the test
+ * lets it go, as a C_Sign on a network HSM that stopped answering. The fake checks that no
+ * session is used by two threads at once and counts the calls that reach it.
+ *
+ * Before the spare workers (README known limitations, before issue 10's fix) every worker
+ * that took a job of the hung token stayed in its call, and the software key's jobs waited in
+ * the queue until sign_timeout (ST_TIMEOUT), with one worker as with two.
+ */
+#include "common/signer.c"
+
+#include <check.h>
+#include <stdint.h>
+
+/* ---- the fake token (signer_int.h's PKCS#11 backend) ---- */
+
+#define FAKE_KEYS 2
+#define FAKE_SESSIONS (SIGNER_MAX_SLOTS + 2)
+
+struct signer_p11 {
+    unsigned sessions;
+};
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    EVP_PKEY *keys[FAKE_KEYS]; /* object handle i + 1 */
+    bool hang;                 /* while set, every call waits: the token stopped answering */
+    unsigned held;             /* calls waiting now */
+    unsigned calls[FAKE_KEYS]; /* calls that reached the token, per key */
+    unsigned sessions;         /* asked for at open */
+    bool busy[FAKE_SESSIONS];  /* a call is on this session now */
+    bool clash;                /* a session was used by two threads at once */
+} fk = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+struct signer_p11 *
+signer_p11_open(const char *module, const char *token, const char *pin_file, unsigned sessions)
+{
+    struct signer_p11 *p = calloc(1, sizeof(*p));
+
+    (void)module;
+    (void)token;
+    (void)pin_file;
+    ck_assert_ptr_nonnull(p);
+    ck_assert_uint_le(sessions, FAKE_SESSIONS);
+    p->sessions = sessions;
+    fk.sessions = sessions;
+    return p;
+}
+
+void
+signer_p11_close(struct signer_p11 *p)
+{
+    free(p);
+}
+
+int
+signer_p11_find_key(struct signer_p11 *p, const char *label, EVP_PKEY *pub, CK_OBJECT_HANDLE *out)
+{
+    (void)p;
+    (void)label;
+    for (int i = 0; i < FAKE_KEYS; i++)
+        if (fk.keys[i] != NULL && EVP_PKEY_eq(fk.keys[i], pub) == 1) {
+            *out = (CK_OBJECT_HANDLE)(i + 1);
+            return ST_OK;
+        }
+    return ST_NOTFOUND;
+}
+
+void
+signer_p11_forget_key(struct signer_p11 *p, CK_OBJECT_HANDLE obj)
+{
+    (void)p;
+    (void)obj;
+}
+
+bool
+signer_p11_healthy(struct signer_p11 *p)
+{
+    (void)p;
+    return true;
+}
+
+bool
+signer_pin_refused(void)
+{
+    return false;
+}
+
+int
+signer_p11_sign(struct signer_p11 *p, unsigned session, CK_OBJECT_HANDLE key,
+                enum signer_scheme scheme, enum signer_hash hash, const uint8_t *digest,
+                size_t digest_len, uint8_t *sig, size_t *sig_len)
+{
+    EVP_PKEY_CTX *ctx;
+    int ok;
+
+    (void)scheme;
+    (void)hash;
+    if (session >= p->sessions || key < 1 || key > FAKE_KEYS)
+        return ST_INVALID;
+    pthread_mutex_lock(&fk.lock);
+    if (fk.busy[session])
+        fk.clash = true;
+    fk.busy[session] = true;
+    fk.calls[key - 1]++;
+    fk.held++;
+    pthread_cond_broadcast(&fk.cond);
+    while (fk.hang)
+        pthread_cond_wait(&fk.cond, &fk.lock);
+    fk.held--;
+    pthread_mutex_unlock(&fk.lock);
+    ctx = EVP_PKEY_CTX_new(fk.keys[key - 1], NULL);
+    ok = ctx != NULL && EVP_PKEY_sign_init(ctx) > 0 &&
+         EVP_PKEY_sign(ctx, sig, sig_len, digest, digest_len) > 0;
+    EVP_PKEY_CTX_free(ctx);
+    pthread_mutex_lock(&fk.lock);
+    fk.busy[session] = false;
+    pthread_mutex_unlock(&fk.lock);
+    return ok ? ST_OK : ST_HSM;
+}
+
+static void
+fake_hang(bool on)
+{
+    pthread_mutex_lock(&fk.lock);
+    fk.hang = on;
+    pthread_cond_broadcast(&fk.cond);
+    pthread_mutex_unlock(&fk.lock);
+}
+
+static unsigned
+fake_calls(int key)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&fk.lock);
+    n = fk.calls[key];
+    pthread_mutex_unlock(&fk.lock);
+    return n;
+}
+
+static unsigned
+fake_held(void)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&fk.lock);
+    n = fk.held;
+    pthread_mutex_unlock(&fk.lock);
+    return n;
+}
+
+/* Wait until `n` calls are held in the token (an ordering, not a time). */
+static void
+fake_wait_held(unsigned n)
+{
+    pthread_mutex_lock(&fk.lock);
+    while (fk.held < n)
+        pthread_cond_wait(&fk.cond, &fk.lock);
+    pthread_mutex_unlock(&fk.lock);
+}
+
+/* ---- keys and certificates ---- */
+
+static char dir[64], soft_path[128];
+static X509 *tok_cert[FAKE_KEYS], *soft_cert;
+
+static X509 *
+self_signed(EVP_PKEY *pk, const char *cn)
+{
+    X509 *c = X509_new();
+    X509_NAME *name;
+
+    ck_assert_ptr_nonnull(c);
+    X509_set_version(c, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(c), 1);
+    X509_gmtime_adj(X509_getm_notBefore(c), 0);
+    X509_gmtime_adj(X509_getm_notAfter(c), 3600);
+    name = X509_get_subject_name(c);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(c, name);
+    X509_set_pubkey(c, pk);
+    ck_assert_int_gt(X509_sign(c, pk, EVP_sha256()), 0);
+    return c;
+}
+
+static void
+setup(void)
+{
+    EVP_PKEY *pk;
+    FILE *f;
+
+    memset(fk.calls, 0, sizeof(fk.calls));
+    memset(fk.busy, 0, sizeof(fk.busy));
+    fk.hang = fk.clash = false;
+    fk.held = 0;
+    for (int i = 0; i < FAKE_KEYS; i++) {
+        fk.keys[i] = EVP_EC_gen("P-256");
+        ck_assert_ptr_nonnull(fk.keys[i]);
+        tok_cert[i] = self_signed(fk.keys[i], i == 0 ? "token a" : "token b");
+    }
+    snprintf(dir, sizeof(dir), "/tmp/check_signer_hung.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(soft_path, sizeof(soft_path), "%s/key.pem", dir);
+    pk = EVP_EC_gen("P-256");
+    ck_assert_ptr_nonnull(pk);
+    f = fopen(soft_path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL), 1);
+    fclose(f);
+    soft_cert = self_signed(pk, "key file");
+    EVP_PKEY_free(pk);
+}
+
+static void
+teardown(void)
+{
+    for (int i = 0; i < FAKE_KEYS; i++) {
+        X509_free(tok_cert[i]);
+        EVP_PKEY_free(fk.keys[i]);
+        fk.keys[i] = NULL;
+    }
+    X509_free(soft_cert);
+    unlink(soft_path);
+    rmdir(dir);
+}
+
+/* ---- the batch callback: statuses by job id ---- */
+
+#define JOBS 256
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static int statuses[JOBS];
+static bool completed[JOBS];
+
+static void
+on_batch(struct signer_job **jobs, size_t n, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < n; i++) {
+        int id = (int)(intptr_t)jobs[i]->user;
+
+        statuses[id] = jobs[i]->status;
+        completed[id] = true;
+    }
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+}
+
+static void
+reset(void)
+{
+    pthread_mutex_lock(&lock);
+    memset(completed, 0, sizeof(completed));
+    memset(statuses, 0x7f, sizeof(statuses));
+    pthread_mutex_unlock(&lock);
+}
+
+static void
+job_init(struct signer_job *j, struct signer_key *k, int id)
+{
+    memset(j, 0, sizeof(*j));
+    j->key = k;
+    j->digest_len = 32;
+    memset(j->digest, id & 0xff, 32);
+    j->user = (void *)(intptr_t)id;
+}
+
+/* Wait for jobs [from, to) to complete (an ordering: whatever their status). */
+static void
+wait_jobs(int from, int to)
+{
+    pthread_mutex_lock(&lock);
+    for (int i = from; i < to; i++)
+        while (!completed[i])
+            pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+}
+
+static int
+status_of(int id)
+{
+    int st;
+
+    pthread_mutex_lock(&lock);
+    st = statuses[id];
+    pthread_mutex_unlock(&lock);
+    return st;
+}
+
+static bool
+verifies(X509 *c, const struct signer_job *j)
+{
+    EVP_PKEY_CTX *vc = EVP_PKEY_CTX_new(X509_get0_pubkey(c), NULL);
+    bool ok = vc != NULL && EVP_PKEY_verify_init(vc) == 1 &&
+              EVP_PKEY_verify(vc, j->sig, j->sig_len, j->digest, j->digest_len) == 1;
+
+    EVP_PKEY_CTX_free(vc);
+    return ok;
+}
+
+/* A bound on waiting for what must happen (not a timing check): 20 s in steps of 10 ms. */
+static bool
+eventually_healthy(struct signer *s)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (signer_healthy(s))
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+/*
+ * The token stops answering while it signs a job of key a: that job and the token's other key
+ * (b) fail (ST_TIMEOUT once, then ST_HSM at once without reaching the token), the key file's
+ * jobs are all signed while the call is still held, no more than one test signature waits in
+ * the token meanwhile (several probe intervals), no session serves two calls at once; once
+ * the call comes back, both token keys sign again and the signer frees cleanly (ASan: no leak,
+ * no use after free of the hung worker's batch).
+ */
+static void
+hung_token_case(unsigned workers)
+{
+    static struct signer_job jobs[JOBS];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = workers, .queue_max = 512, .sign_timeout = 0.3};
+    struct signer_key *ka, *kb, *ks;
+    struct signer *s;
+    unsigned calls_b;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    /* a session for each worker and spare, the prober and signer_sign_now */
+    ck_assert_uint_eq(fk.sessions, 2 * workers + 2);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA, SIGNER_SHA256);
+    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(kb);
+    ck_assert_ptr_nonnull(ks);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+
+    /* the token hangs in a's call (as many calls as workers: every worker is stuck) */
+    fake_hang(true);
+    for (unsigned i = 0; i < workers; i++) {
+        job_init(&jobs[i], ka, (int)i);
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    }
+    fake_wait_held(workers);
+    wait_jobs(0, (int)workers); /* answered by the watch thread after sign_timeout */
+    for (unsigned i = 0; i < workers; i++)
+        ck_assert_int_eq(status_of((int)i), ST_TIMEOUT);
+    ck_assert(!signer_healthy(s));
+
+    /* the key file's jobs are signed although the token still holds those calls */
+    for (int i = 10; i < 110; i++) {
+        job_init(&jobs[i], ks, i);
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    }
+    wait_jobs(10, 110);
+    ck_assert_uint_ge(fake_held(), workers); /* still held: an ordering, not a time */
+    for (int i = 10; i < 110; i++) {
+        ck_assert_msg(status_of(i) == ST_OK, "key file job %d: %s while the token hangs", i,
+                      status_str(status_of(i)));
+        ck_assert(verifies(soft_cert, &jobs[i]));
+    }
+
+    /* the token's keys are down: their jobs fail at once, without reaching the token */
+    calls_b = fake_calls(1);
+    job_init(&jobs[120], ka, 120);
+    job_init(&jobs[121], kb, 121);
+    ck_assert_int_eq(signer_submit(s, &jobs[120]), ST_OK);
+    ck_assert_int_eq(signer_submit(s, &jobs[121]), ST_OK);
+    wait_jobs(120, 122);
+    ck_assert_int_eq(status_of(120), ST_HSM);
+    ck_assert_int_eq(status_of(121), ST_HSM);
+    ck_assert_uint_le(fake_calls(1), calls_b + 1); /* at most the one test signature */
+
+    /* several probe intervals: one test signature at most waits in the token */
+    usleep(2500000);
+    ck_assert_uint_le(fake_held(), workers + 1);
+    ck_assert_uint_le(fake_calls(0) + fake_calls(1), workers + 1 + 2 /* self-tests */);
+
+    /* and the key file still signs, on the workers that are not stuck */
+    job_init(&jobs[130], ks, 130);
+    ck_assert_int_eq(signer_submit(s, &jobs[130]), ST_OK);
+    wait_jobs(130, 131);
+    ck_assert_int_eq(status_of(130), ST_OK);
+    ck_assert_uint_ge(fake_held(), workers);
+
+    /* the token answers again: both keys come back, the stuck workers leave or rejoin */
+    fake_hang(false);
+    ck_assert_msg(eventually_healthy(s), "the token's keys did not come back");
+    job_init(&jobs[140], ka, 140);
+    job_init(&jobs[141], kb, 141);
+    job_init(&jobs[142], ks, 142);
+    for (int i = 140; i < 143; i++)
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    wait_jobs(140, 143);
+    for (int i = 140; i < 143; i++)
+        ck_assert_int_eq(status_of(i), ST_OK);
+    ck_assert(verifies(tok_cert[0], &jobs[140]));
+    ck_assert(verifies(tok_cert[1], &jobs[141]));
+    ck_assert(verifies(soft_cert, &jobs[142]));
+    pthread_mutex_lock(&fk.lock);
+    ck_assert_msg(!fk.clash, "a PKCS#11 session served two calls at once");
+    pthread_mutex_unlock(&fk.lock);
+    signer_free(s);
+}
+
+START_TEST(test_hung_token_one_worker)
+{
+    hung_token_case(1);
+}
+END_TEST
+
+START_TEST(test_hung_token_two_workers)
+{
+    hung_token_case(2);
+}
+END_TEST
+
+/*
+ * A hung call's key released meanwhile (a reload that drops the issuer, issue 9 item 4): the
+ * key stays allocated while its worker is in the call, and is freed once the call comes back
+ * and the worker leaves; the key file signs throughout.
+ */
+START_TEST(test_hung_key_released)
+{
+    static struct signer_job jobs[4];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 0.2};
+    struct signer_key *ka, *ks;
+    struct signer *s;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(ks);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    fake_hang(true);
+    job_init(&jobs[0], ka, 0);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    fake_wait_held(1);
+    wait_jobs(0, 1);
+    ck_assert_int_eq(status_of(0), ST_TIMEOUT);
+    signer_key_release(s, ka); /* still in the hung call: kept */
+    pthread_mutex_lock(&s->lock);
+    ck_assert_ptr_eq(s->retired, ka);
+    pthread_mutex_unlock(&s->lock);
+    ck_assert(signer_healthy(s)); /* a released key no longer makes the signer unhealthy */
+    job_init(&jobs[1], ks, 1);
+    ck_assert_int_eq(signer_submit(s, &jobs[1]), ST_OK);
+    wait_jobs(1, 2);
+    ck_assert_int_eq(status_of(1), ST_OK);
+    fake_hang(false);
+    for (int i = 0; i < 2000; i++) { /* a bound, not a timing check */
+        bool gone;
+
+        pthread_mutex_lock(&s->lock);
+        gone = s->retired == NULL && s->n_hung == 0;
+        pthread_mutex_unlock(&s->lock);
+        if (gone)
+            break;
+        usleep(10000);
+    }
+    pthread_mutex_lock(&s->lock);
+    ck_assert_ptr_null(s->retired); /* freed once its worker left the call */
+    ck_assert_uint_eq(s->n_hung, 0);
+    ck_assert_uint_eq(s->n_live, 1);
+    pthread_mutex_unlock(&s->lock);
+    job_init(&jobs[2], ks, 2);
+    ck_assert_int_eq(signer_submit(s, &jobs[2]), ST_OK);
+    wait_jobs(2, 3);
+    ck_assert_int_eq(status_of(2), ST_OK);
+    signer_free(s);
+}
+END_TEST
+
+static Suite *
+signer_hung_suite(void)
+{
+    Suite *s = suite_create("signer_hung");
+    TCase *tc = tcase_create("hung");
+
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60); /* a guard against a deadlock, not a check */
+    tcase_add_test(tc, test_hung_token_one_worker);
+    tcase_add_test(tc, test_hung_token_two_workers);
+    tcase_add_test(tc, test_hung_key_released);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int
+main(void)
+{
+    SRunner *sr = srunner_create(signer_hung_suite());
+    int failed;
+
+    log_init("check_signer_hung", LOG_LVL_ERR);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
