@@ -581,13 +581,20 @@ nethsm_ocsp() {
     ocspd_stop
 }
 
+# ocsp_p11_limit: the C_Sign rate of ocspd's own key (the delegated responder's, on the ocsp
+# token) with 2 sessions, and the CPU one raw signature of it costs (1 session): the nonce
+# answer's yardstick ("one raw signature of the key")
 ocsp_p11_limit() {
-    local threads=2
-    SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/bench/p11speed" --module "$OCSP_P11_MODULE" \
-        --token "$OCSP_P11_TOKEN" --pin-file "$OCSP_P11_PIN_FILE" --key "$OCSP_SIGNER_LABEL" \
-        --threads "$threads" --duration "$LIMIT_S" --json "$OUT/p11-ocsp.json" >/dev/null
-    limit_add "p11_ocsp_p256_${threads}t" "$(jq .signs_per_s "$OUT/p11-ocsp.json")" sign/s \
-        "SoftHSM2 C_Sign CKM_ECDSA (ocsp token), $threads sessions"
+    local threads
+    for threads in 1 2; do
+        SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/bench/p11speed" --module "$OCSP_P11_MODULE" \
+            --token "$OCSP_P11_TOKEN" --pin-file "$OCSP_P11_PIN_FILE" --key "$OCSP_SIGNER_LABEL" \
+            --threads "$threads" --duration "$LIMIT_S" --json "$OUT/p11-ocsp-$threads.json" >/dev/null
+    done
+    limit_add p11_ocsp_p256_2t "$(jq .signs_per_s "$OUT/p11-ocsp-2.json")" sign/s \
+        "SoftHSM2 C_Sign CKM_ECDSA (ocsp token), 2 sessions"
+    limit_add p11_ocsp_p256_cpu_us "$(jq .cpu_us_per_sign "$OUT/p11-ocsp-1.json")" us/sign \
+        "SoftHSM2 C_Sign CKM_ECDSA (ocsp token, ocspd's key), process CPU per signature (1 session)"
 }
 
 netns_stop() {
@@ -838,8 +845,8 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: ratio(cpuof("null_http"); cpuof("ocspd_hot_get")), target: null},
     {what: "ocspd hit POST throughput / openssl ocsp -multi 2 (same CA database and requests)",
      value: ratio(rpsof("ocspd_hit_post"); rpsof("peer_openssl_ocsp")), target: ">= 10"},
-    {what: "ocspd nonce: server CPU per answer / CPU of one raw C_Sign (p11speed, SoftHSM2 P-256, 1 session)",
-     value: ratio(cpuof("ocspd_nonce"); lim("p11_p256_cpu_us")), target: "<= 1.5"},
+    {what: "ocspd nonce: server CPU per answer / CPU of one raw C_Sign of its key (p11speed, SoftHSM2 P-256, 1 session)",
+     value: ratio(cpuof("ocspd_nonce"); lim("p11_ocsp_p256_cpu_us")), target: "<= 1.5"},
     {what: "ocspd uniform over \(sc.n) certificates / uniform over the \(sc.small_n) of the bench store, POST",
      value: ratio(rpsof("ocspd_scale_post"); rpsof("ocspd_uni_small_post")), target: ">= 0.9"},
     {what: "ocspd uniform over \(sc.n) certificates / uniform over the \(sc.small_n) of the bench store, GET",

@@ -171,6 +171,11 @@ scale_build() {
     : >"$SCALE_DIR/ready"
 }
 
+# scale_schema: the store schema this build writes (ocsp/ocsp_store.h)
+scale_schema() {
+    sed -n 's/^#define OCSP_STORE_SCHEMA \([0-9]*\).*/\1/p' ocsp/ocsp_store.h
+}
+
 # scale_prepare: reuse $SCALE_DIR when it is complete and its PKI current, else build it;
 # pre-sign again when the answers are old. Sets SCALE_REUSED, SCALE_RESIGNED.
 scale_prepare() {
@@ -191,6 +196,15 @@ scale_prepare() {
     # shellcheck disable=SC1091
     . "$SCALE_DIR/pki/ocsp-pki.env"
     echo "== scale: reusing the store of $SCALE_N certificates in $SCALE_DIR (built $(jq -r .built_at "$SCALE_DIR/build.json"))"
+    # a store of an older schema is upgraded by its first writable open (ocsp_store.h): done
+    # here, timed, so that neither the presign nor ocspd's start below carries it
+    if [[ $(mdb_dump -s meta -p "$SCALE_DIR/store" 2>/dev/null |
+        awk '$1 == "schema_version" { getline; print $1; exit }') != "$(scale_schema)" ]]; then
+        t0=$(now)
+        scale_ctl init >/dev/null || die "ocspctl init (schema upgrade) of $SCALE_DIR failed"
+        echo "  store upgraded to schema $(scale_schema) in $(elapsed "$t0") s:" \
+            "$(grep -o 'upgraded from schema.*' "$SCALE_DIR/ocspctl.log" | tail -1)"
+    fi
     age=$(($(date +%s) - $(jq .presigned_epoch "$SCALE_DIR/build.json")))
     if ((age > SCALE_PRESIGN_MAX_AGE)); then
         t0=$(now)

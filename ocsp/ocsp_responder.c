@@ -49,7 +49,8 @@ struct ocsp_store_op {
     struct resign_wait *wait;       /* a sorted write (presign) that counts it, or NULL */
     uint8_t key[OCSP_RESP_KEY_MAX]; /* its `responses` key (the sort order) */
     size_t key_len;
-    bool gone; /* put.replace and the answer was no longer stored: nothing written */
+    bool gone; /* nothing written: its status record changed or went while it was signed, or
+                  (put.replace) the answer was purged meanwhile (ST_NOTFOUND of the put) */
 };
 
 static void ocsp_presign_stored(struct resign_wait *w, int status);
@@ -61,7 +62,7 @@ ocsp_store_op_apply(struct store_txn *t, struct commit_op *op)
     int st = ocsp_store_response_put_txn(so->r->store, t, &so->put);
 
     /* applied again after a failed group: decided anew each time */
-    so->gone = st == ST_NOTFOUND && so->put.replace;
+    so->gone = st == ST_NOTFOUND;
     return so->gone ? ST_OK : st;
 }
 
@@ -106,7 +107,7 @@ ocsp_store_op_done(struct commit_op *op, int status)
         j->done(j, j->ctx);
     } else {
         if (so->wait != NULL)
-            ocsp_presign_stored(so->wait, status);
+            ocsp_presign_stored(so->wait, status == ST_OK && so->gone ? ST_NOTFOUND : status);
         free(so->der);
     }
     free(so);
@@ -361,7 +362,8 @@ struct resign_wait {
     size_t stored;
     size_t unstored; /* signed, but the store write failed */
     size_t full;     /* of those, refused above the store's fill level */
-    size_t gone;     /* refresh: removed (purged) while being signed, not written back */
+    size_t gone;     /* not written: its status record changed or went while it was being
+                        signed, or (refresh) the answer was purged meanwhile */
     /* sorted (presign): the signed answers gathered here, written in key order at the end */
     bool sorted;
     bool refresh; /* only over the answers still stored (ocsp_responder_refresh) */
@@ -378,6 +380,8 @@ ocsp_presign_stored(struct resign_wait *w, int status)
     w->pending--;
     if (status == ST_OK)
         w->stored++;
+    else if (status == ST_NOTFOUND)
+        w->gone++;
     else
         w->unstored++;
     if (status == ST_FULL)
@@ -544,8 +548,8 @@ static int
 ocsp_resign_result(const struct resign_wait *w)
 {
     if (w->gone > 0)
-        log_info("ocsp: %zu refreshed response(s) not stored: removed (purged) while being "
-                 "signed",
+        log_info("ocsp: %zu signed response(s) not stored: the status record changed or the "
+                 "answer was purged while being signed",
                  w->gone);
     if (w->full > 0) {
         /* commit.c has logged the fill level; the answers are signed on demand meanwhile */

@@ -468,6 +468,7 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
                                                               .serial_len = id->serial_len,
                                                               .form = ocsp_certid_form(id),
                                                               .status = true,
+                                                              .stamp_only = true,
                                                               .certs = iss->certs,
                                                               .certs_len = iss->certs_len},
                                 &f) != ST_OK)

@@ -207,6 +207,7 @@ ocsp_meta_put_u64(struct store_txn *t, int db, const char *key, uint64_t v)
 }
 
 static int ocsp_journal_txn(struct ocsp_store *s, struct store_txn *t, const char *line);
+static int ocsp_upgrade_unbacked(struct ocsp_store *s, size_t *dropped);
 static uint8_t *ocsp_response_value(const struct ocsp_response_put *r, const uint8_t *body,
                                     size_t body_len, size_t *len);
 
@@ -260,7 +261,7 @@ ocsp_schema_upgrade_end(struct ocsp_store *s, unsigned from, size_t dropped, siz
     return store_txn_commit(t);
 }
 
-/* Schema 1 -> 3: the response values changed layout; they are only a cache of signatures
+/* Schema 1 -> 4: the response values changed layout; they are only a cache of signatures
  * (signed again on demand and by the refresher), so they are dropped, a chunk per write
  * transaction (an interrupted upgrade resumes), then the schema is written with one journal
  * entry saying so. */
@@ -308,12 +309,13 @@ ocsp_schema_upgrade1(struct ocsp_store *s, const char *dir)
     return st;
 }
 
-/* Schema 2 -> 3, a chunk of schema-2 answers at a time: each is written under its new key
+/* Schema 2 -> 4, a chunk of schema-2 answers at a time: each is written under its new key
  * (issuer id prefix + serial + form, from its value header and its CertID key) with the
  * schema-3 header and the same DER, and its old entry deleted, in one write transaction per
  * chunk. Both layouts share the database meanwhile; the value's version byte tells them
  * apart, so an interrupted upgrade resumes at the next writable open. An entry that cannot be
- * read as schema 2 is dropped (signed again on demand). */
+ * read as schema 2 is dropped (signed again on demand). Then the answers no longer backed are
+ * dropped as from schema 3 (ocsp_upgrade_unbacked). */
 struct rekey_chunk {
     uint8_t old[UPGRADE_CHUNK][OCSP_CERTID_MAX];
     size_t old_len[UPGRADE_CHUNK];
@@ -449,14 +451,35 @@ ocsp_schema_upgrade2(struct ocsp_store *s, const char *dir)
     }
     free(c);
     if (st == ST_OK)
+        st = ocsp_upgrade_unbacked(s, &dropped);
+    if (st == ST_OK)
         st = ocsp_schema_upgrade_end(s, 2, dropped, rekeyed, before);
     if (st == ST_OK)
         log_notice("ocsp_store: %s: upgraded from schema 2 to %d: %zu stored response(s) "
-                   "re-keyed (%zu more by an earlier run that stopped), %zu unreadable one(s) "
-                   "dropped",
+                   "re-keyed (%zu more by an earlier run that stopped), %zu unreadable or "
+                   "unbacked one(s) dropped",
                    dir, OCSP_STORE_SCHEMA, rekeyed, before, dropped);
     else
         log_err("ocsp_store: %s: upgrade from schema 2 failed: %s", dir, status_str(st));
+    return st;
+}
+
+/* Schema 3 -> 4: the Backing rule (ocsp_store.h) made to hold: the answers signed for a
+ * status record that changed or went since are dropped (ocsp_upgrade_unbacked). */
+static int
+ocsp_schema_upgrade3(struct ocsp_store *s, const char *dir)
+{
+    size_t dropped = 0;
+    int st = ocsp_upgrade_unbacked(s, &dropped);
+
+    if (st == ST_OK)
+        st = ocsp_schema_upgrade_end(s, 3, dropped, 0, 0);
+    if (st == ST_OK)
+        log_notice("ocsp_store: %s: upgraded from schema 3 to %d: %zu stored response(s) no "
+                   "longer backed by their status record dropped, signed again on demand",
+                   dir, OCSP_STORE_SCHEMA, dropped);
+    else
+        log_err("ocsp_store: %s: upgrade from schema 3 failed: %s", dir, status_str(st));
     return st;
 }
 
@@ -484,7 +507,8 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     if (st == ST_NOTFOUND) {
         log_err("ocsp_store: %s: no schema version (run `ocspctl init`)", dir);
         st = ST_STORE;
-    } else if (st == ST_OK && n == 1 && (memcmp(v, "1", 1) == 0 || memcmp(v, "2", 1) == 0)) {
+    } else if (st == ST_OK && n == 1 && ((const char *)v)[0] >= '1' &&
+               ((const char *)v)[0] < '0' + OCSP_STORE_SCHEMA) {
         from = (unsigned)(((const char *)v)[0] - '0');
     } else if (st == ST_OK && (n != strlen(want) || memcmp(v, want, n) != 0)) {
         log_err("ocsp_store: %s: schema version '%.*s' is not the supported '%s'", dir,
@@ -501,7 +525,9 @@ out:
                 dir, from, OCSP_STORE_SCHEMA, dir);
         return ST_STORE;
     }
-    return from == 1 ? ocsp_schema_upgrade1(s, dir) : ocsp_schema_upgrade2(s, dir);
+    return from == 1   ? ocsp_schema_upgrade1(s, dir)
+           : from == 2 ? ocsp_schema_upgrade2(s, dir)
+                       : ocsp_schema_upgrade3(s, dir);
 }
 
 struct ocsp_store *
@@ -1118,6 +1144,63 @@ ocsp_status_txn_get(struct ocsp_store *s, struct store_txn *t, const uint8_t *id
     return st != ST_OK ? st : ocsp_status_decode(v, n, out);
 }
 
+/* The form bytes an answer's key may end with (ocsp_store.h): each hash, both spellings. */
+static const uint8_t ocsp_forms[] = {
+    OCSP_HASH_SHA1,
+    OCSP_HASH_SHA256,
+    OCSP_HASH_SHA384,
+    OCSP_HASH_SHA512,
+    OCSP_HASH_SHA1 | OCSP_FORM_NOPARAMS,
+    OCSP_HASH_SHA256 | OCSP_FORM_NOPARAMS,
+    OCSP_HASH_SHA384 | OCSP_FORM_NOPARAMS,
+    OCSP_HASH_SHA512 | OCSP_FORM_NOPARAMS,
+};
+
+/* The answers stored for (id, serial), every form, when its status record changes (`drop`
+ * false: each marked stale, its stamp OCSP_STAMP_STALE, so that it is re-signed by the
+ * refresher or on demand and never served as it is) or is removed (`drop`: each deleted), in
+ * the caller's write transaction, the one that changes the record (the Backing rule,
+ * ocsp_store.h). Counted in *n when not NULL. A value that is not a schema-3 answer is
+ * deleted. */
+static int
+ocsp_answers_unback_txn(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
+                        const uint8_t *serial, size_t serial_len, bool drop, size_t *n)
+{
+    uint8_t key[OCSP_RESP_KEY_MAX];
+
+    for (size_t i = 0; i < sizeof(ocsp_forms); i++) {
+        size_t klen = ocsp_response_key(id, serial, serial_len, ocsp_forms[i], key), vn = 0;
+        const void *v = NULL;
+        uint8_t *copy;
+        int st;
+
+        if (klen == 0)
+            return ST_INVALID;
+        st = store_txn_get(t, s->db[DB_RESPONSES], key, klen, &v, &vn);
+        if (st == ST_NOTFOUND)
+            continue;
+        if (st != ST_OK)
+            return st;
+        if (drop || vn < RESP_HDR_LEN || ((const uint8_t *)v)[0] != RESP_VERSION) {
+            st = store_txn_del(t, s->db[DB_RESPONSES], key, klen);
+        } else if (get_le64((const uint8_t *)v + 8) == OCSP_STAMP_STALE) {
+            continue; /* marked by an earlier change */
+        } else {
+            if ((copy = malloc(vn)) == NULL)
+                return ST_NOMEM;
+            memcpy(copy, v, vn); /* v is the map's page: not the value to write from */
+            put_le64(copy + 8, OCSP_STAMP_STALE);
+            st = store_txn_put(t, s->db[DB_RESPONSES], key, klen, copy, vn, false);
+            free(copy);
+        }
+        if (st != ST_OK)
+            return st;
+        if (n != NULL)
+            (*n)++;
+    }
+    return ST_OK;
+}
+
 int
 ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                       const uint8_t *serial, size_t serial_len, struct ocsp_status *out)
@@ -1356,8 +1439,11 @@ ocsp_store_status_apply(struct ocsp_store *s, const struct ocsp_status_set *r, u
             st = ST_STORE; /* an append not past the last key: the caller's order is wrong */
         if (st != ST_OK)
             goto out;
-        /* only a record that existed may have a pre-signed answer to re-sign now (EID-05) */
-        if (found && (st = ocsp_change_add(s, t, id, serial, serial_len)) != ST_OK)
+        /* only a record that existed may have a pre-signed answer signed for it: marked
+         * stale now (the Backing rule), and re-signed at once (EID-05) */
+        if (found &&
+            ((st = ocsp_answers_unback_txn(s, t, id, serial, serial_len, false, NULL)) != ST_OK ||
+             (st = ocsp_change_add(s, t, id, serial, serial_len)) != ST_OK))
             goto out;
     }
     st = wtxn_commit(s, t);
@@ -1556,7 +1642,10 @@ ocsp_store_response_get(struct ocsp_store *s, const struct ocsp_response_query *
     if (r->certs_len > 0)
         memcpy(r->der + body, q->certs, r->certs_len);
     r->der_len = body + r->certs_len;
-    if (q->status) {
+    if (q->status && q->stamp_only && r->stamp != 0 && r->stamp != OCSP_STAMP_STALE) {
+        out->status_found = true; /* the record it was signed for is the one stored (Backing) */
+        out->status.stamp = r->stamp;
+    } else if (q->status) {
         sst = ocsp_status_txn_get(s, t, q->issuer_id, q->serial, q->serial_len, &out->status);
         if (sst != ST_OK && sst != ST_NOTFOUND) {
             st = sst;
@@ -1604,14 +1693,23 @@ ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                             const struct ocsp_response_put *r)
 {
     uint8_t key[OCSP_RESP_KEY_MAX];
+    struct ocsp_status cur_status;
     size_t klen, len;
     uint8_t *v;
     int st;
 
     if (r->der == NULL || r->der_len == 0 || r->issuer_id == NULL || r->form == 0 ||
         r->certs_len >= r->der_len || r->certs_len > UINT32_MAX || r->pad_len > UINT16_MAX ||
+        r->stamp == OCSP_STAMP_STALE ||
         (klen = ocsp_response_key(r->issuer_id, r->serial, r->serial_len, r->form, key)) == 0)
         return ST_INVALID;
+    /* signed for the record stored now, or not written (the Backing rule): the record may
+     * have changed or gone while the answer was being signed */
+    st = ocsp_status_txn_get(s, t, r->issuer_id, r->serial, r->serial_len, &cur_status);
+    if (st != ST_OK && st != ST_NOTFOUND)
+        return st;
+    if (st == ST_OK ? cur_status.stamp != r->stamp : r->stamp != 0)
+        return ST_NOTFOUND;
     if (r->replace) {
         const void *cur = NULL;
         size_t cur_len = 0;
@@ -1676,6 +1774,111 @@ ocsp_id_list_find(const struct id_list *l, const uint8_t *prefix)
         if (memcmp(l->ids[i], prefix, OCSP_RESP_KEY_ID_LEN) == 0)
             return l->ids[i];
     return NULL;
+}
+
+/* The upgrade to schema 4 (ocsp_schema_check): answers an older release left signed for a
+ * status record that changed or went since (they were told apart when read) are dropped, so
+ * that the Backing rule (ocsp_store.h) holds; they are signed again on demand or by the
+ * refresher. A chunk of keys with their stamps is read, then checked against the status
+ * records in one write transaction (a commit that changed nothing writes nothing): dropping
+ * is always safe, so a stamp read before the write transaction is good enough. */
+struct unbacked_chunk {
+    uint8_t keys[UPGRADE_CHUNK][OCSP_RESP_KEY_MAX];
+    size_t klen[UPGRADE_CHUNK];
+    uint64_t stamp[UPGRADE_CHUNK];
+    size_t n;
+    uint8_t last[OCSP_RESP_KEY_MAX];
+    size_t last_len;
+    bool skip_first;
+};
+
+static bool
+ocsp_unbacked_collect(void *ctx, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    struct unbacked_chunk *c = ctx;
+    const uint8_t *v = val;
+
+    if (c->skip_first) {
+        c->skip_first = false;
+        if (klen == c->last_len && memcmp(key, c->last, klen) == 0)
+            return true;
+    }
+    if (klen > OCSP_RESP_KEY_MAX)
+        return true; /* not one of ours: never read as an answer */
+    memcpy(c->last, key, klen);
+    c->last_len = klen;
+    if (klen < OCSP_RESP_KEY_ID_LEN + 2 || vlen < RESP_HDR_LEN || v[0] != RESP_VERSION)
+        return true; /* not a schema-3 answer: refused when read */
+    c->stamp[c->n] = get_le64(v + 8);
+    if (c->stamp[c->n] == 0 || c->stamp[c->n] == OCSP_STAMP_STALE)
+        return true; /* not trusted without its record, or marked */
+    memcpy(c->keys[c->n], key, klen);
+    c->klen[c->n] = klen;
+    return ++c->n < UPGRADE_CHUNK;
+}
+
+static int
+ocsp_unbacked_apply(struct ocsp_store *s, const struct id_list *ids, struct unbacked_chunk *c,
+                    size_t *dropped)
+{
+    struct store_txn *t = NULL;
+    struct ocsp_stored_response r;
+    struct ocsp_status cur;
+    size_t n = 0;
+    int st;
+
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+        return st;
+    for (size_t i = 0; i < c->n && st == ST_OK; i++) {
+        const uint8_t *id = ocsp_id_list_find(ids, c->keys[i]);
+
+        if (id != NULL && ocsp_response_key_parse(c->keys[i], c->klen[i], &r)) {
+            st = ocsp_status_txn_get(s, t, id, r.serial, r.serial_len, &cur);
+            if (st == ST_OK && cur.stamp == c->stamp[i])
+                continue; /* backed */
+            if (st != ST_OK && st != ST_NOTFOUND)
+                break;
+        }
+        /* its record changed or went, or no stored issuer's: never served */
+        st = store_txn_del(t, s->db[DB_RESPONSES], c->keys[i], c->klen[i]);
+        if (st == ST_OK)
+            n++;
+        else if (st == ST_NOTFOUND)
+            st = ST_OK;
+    }
+    if (st != ST_OK) {
+        store_txn_abort(t);
+        return st;
+    }
+    if ((st = store_txn_commit(t)) == ST_OK)
+        *dropped += n;
+    return st;
+}
+
+static int
+ocsp_upgrade_unbacked(struct ocsp_store *s, size_t *dropped)
+{
+    struct unbacked_chunk *c = calloc(1, sizeof(*c));
+    struct id_list ids = {0};
+    int st;
+
+    if (c == NULL)
+        return ST_NOMEM;
+    if ((st = ocsp_id_list_load(s, &ids)) != ST_OK)
+        goto out;
+    for (;;) {
+        c->n = 0;
+        c->skip_first = c->last_len > 0;
+        st = store_walk(s->st, s->db[DB_RESPONSES], c->last_len > 0 ? c->last : NULL, c->last_len,
+                        ocsp_unbacked_collect, c);
+        if (st != ST_OK || (c->n > 0 && (st = ocsp_unbacked_apply(s, &ids, c, dropped)) != ST_OK) ||
+            c->n < UPGRADE_CHUNK)
+            break;
+    }
+out:
+    free(ids.ids);
+    free(c);
+    return st;
 }
 
 struct response_walk {
@@ -1898,7 +2101,8 @@ ocsp_status_purge_cutoff_txn(struct ocsp_store *s, struct store_txn *t, const ui
 /* Remove one status record if, as stored now, it is still past the cutoff; counted in *n. */
 static int
 ocsp_status_purge_one(struct ocsp_store *s, struct store_txn *t, const uint8_t *id,
-                      const uint8_t *serial, size_t serial_len, int64_t cutoff, size_t *n)
+                      const uint8_t *serial, size_t serial_len, int64_t cutoff, size_t *n,
+                      size_t *answers)
 {
     uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
     struct ocsp_status cur;
@@ -1911,9 +2115,11 @@ ocsp_status_purge_one(struct ocsp_store *s, struct store_txn *t, const uint8_t *
     if (cur.not_after == 0 || cur.not_after >= cutoff)
         return ST_OK;
     st = store_txn_del(t, s->db[DB_STATUS], key, ocsp_status_key(id, serial, serial_len, key));
-    if (st == ST_OK)
-        (*n)++;
-    return st == ST_NOTFOUND ? ST_OK : st;
+    if (st != ST_OK)
+        return st == ST_NOTFOUND ? ST_OK : st;
+    (*n)++;
+    /* with its answers (the Backing rule): one re-signed since the answers were purged */
+    return ocsp_answers_unback_txn(s, t, id, serial, serial_len, true, answers);
 }
 
 int
@@ -1924,7 +2130,7 @@ ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LE
     struct status_purge *p = NULL;
     struct store_txn *t = NULL;
     const char *why = NULL;
-    size_t removed = 0;
+    size_t removed = 0, dropped = 0;
     int st;
 
     *n = *answers = 0;
@@ -1960,7 +2166,8 @@ ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LE
                 (st = ocsp_status_purge_cutoff_txn(s, t, id, now, &p->cutoff)) != ST_OK)
                 break;
             for (size_t i = 0; i < p->n && st == ST_OK; i++)
-                st = ocsp_status_purge_one(s, t, id, p->serial[i], p->slen[i], p->cutoff, &removed);
+                st = ocsp_status_purge_one(s, t, id, p->serial[i], p->slen[i], p->cutoff, &removed,
+                                           &dropped);
             if (st != ST_OK)
                 break;
             st = wtxn_commit(s, t);
@@ -1968,7 +2175,8 @@ ocsp_store_status_purge(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LE
             if (st != ST_OK)
                 break;
             *n += removed;
-            removed = 0;
+            *answers += dropped;
+            removed = dropped = 0;
         }
         if (p->scanned < PURGE_CHUNK)
             break;

@@ -2,9 +2,9 @@
  * ocsp_store: the OCSP status store on LMDB (DESIGN D4, D6). ocspctl writes it, ocspd reads it
  * (LMDB readers never block and see committed changes at once, without a restart).
  *
- * Schema version 3: named databases of one LMDB environment.
+ * Schema version 4: named databases of one LMDB environment.
  *
- *   meta       "schema_version" -> "3"; "issuers_gen" -> u64 LE, bumped on every issuer change
+ *   meta       "schema_version" -> "4"; "issuers_gen" -> u64 LE, bumped on every issuer change
  *   issuers    issuer id (32 bytes) -> issuer record (ocsp_store.c encodes it; see
  *              struct ocsp_issuer_rec). issuer id = SHA-256 of the issuer certificate's
  *              subjectPublicKey BIT STRING contents: a re-keyed CA (same name, new key) is
@@ -26,7 +26,8 @@
  *              key length gives the serial length. Value, integers little-endian (56 bytes):
  *                u8 version (3), u8 flags (bit 0: certs elided), u16 pad_len,
  *                u32 certs_len (bytes elided, 0 if none),
- *                u64 stamp (of the status record it was signed for, 0: no record),
+ *                u64 stamp (of the status record it was signed for, 0: no record,
+ *                OCSP_STAMP_STALE: its record changed since; see "Backing" below),
  *                i64 thisUpdate, i64 nextUpdate, i64 producedAt,
  *                u8 signer_fp[8] (first 8 bytes of SHA-256 of the DER of the responder
  *                certificate that signed it), u8 etag[8] (first 8 bytes of SHA-256 of the whole
@@ -44,6 +45,19 @@
  *              re-signed; ocspd's refresher consumes them (deletes the entries it handled).
  *   journal    8-byte big-endian sequence -> one-line JSON of each operator change (who, what,
  *              when, before/after), never deleted: the evidence of EID-07/08, RO-08.
+ *
+ * Backing (schema 4): an answer whose stamp is neither 0 nor OCSP_STAMP_STALE is signed for the
+ * status record as it is now: the record exists and has that stamp. A reader of that answer
+ * therefore knows the record's stamp without reading the status tree (the pre-signed hit reads
+ * one tree, ocsp_response_query.stamp_only). Every writer keeps it so, in the write
+ * transaction that changes the store:
+ *   - a status record that changes (its stamp with it) marks its serial's answers stale;
+ *   - a status record that is removed (ocsp_store_status_purge) removes its serial's answers;
+ *   - an answer is written only while the record it was signed for is the one stored (the
+ *     record's stamp, or no record for stamp 0): ocsp_store_response_put_txn checks it;
+ *   - the upgrade to schema 4 drops the answers that an older writer left unbacked.
+ * A new record does not touch the answers: one signed without a record (stamp 0) is not
+ * trusted this way, its reader reads the status tree too.
  *
  * Serials are keys as their DER INTEGER content octets (minimal two's complement, so a serial
  * with its top bit set carries a leading 0x00), at most 20 octets plus that zero (RFC 5280).
@@ -69,13 +83,16 @@
 #include <stdint.h>
 #include <time.h>
 
-#define OCSP_STORE_SCHEMA 3
+#define OCSP_STORE_SCHEMA 4
 #define OCSP_FP_LEN 8 /* signer fingerprint and ETag: first bytes of a SHA-256 */
 #define OCSP_ISSUER_ID_LEN 32
 #define OCSP_SERIAL_MAX 21
 #define OCSP_RESP_KEY_ID_LEN 8 /* issuer id bytes in a `responses` key */
 #define OCSP_RESP_KEY_MAX (OCSP_RESP_KEY_ID_LEN + OCSP_SERIAL_MAX + 1)
 #define OCSP_FORM_NOPARAMS 0x80 /* form byte: CertID hash algorithm without parameters */
+/* the stamp of an answer whose status record changed since it was signed: never a record's
+ * (those are nanoseconds since the epoch) */
+#define OCSP_STAMP_STALE UINT64_MAX
 
 enum ocsp_hash {
     OCSP_HASH_SHA1 = 1,
@@ -164,7 +181,10 @@ struct ocsp_store;
  * unknown one is refused). An older store opened writable is upgraded in place, with one
  * journal entry saying so: schema 1's stored responses are dropped (signed again on demand);
  * schema 2's are re-keyed (CertID DER -> issuer id prefix + serial + form) with their DER
- * kept, a chunk per write transaction (an interrupted upgrade resumes at the next open).
+ * kept; then (schema 2 and 3) the answers that no status record backs any longer are dropped
+ * (the Backing rule above). A chunk per write transaction: an interrupted upgrade resumes at
+ * the next open. Stop ocspd and every ocspctl of an older release first: one that goes on
+ * writing after the upgrade does not keep the Backing rule.
  * Opened read-only an older store is refused (run ocspctl or ocspd once on it writable).
  * NULL on failure, logged. */
 struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readonly);
@@ -316,13 +336,17 @@ struct ocsp_stored_response {
 
 /* What to read: the answer stored for (issuer, serial, form) and, with `status`, the serial's
  * status record in the same read transaction (so the caller can tell whether the answer is
- * still current). `certs` is the issuer's certs field, put back where it was elided. */
+ * still current). With `stamp_only` too, only the record's stamp is wanted: an answer signed
+ * for a record (stamp neither 0 nor stale) gives it (the Backing rule: status_found, and
+ * status.stamp; the record's other fields are not read, zero), the others read the record.
+ * `certs` is the issuer's certs field, put back where it was elided. */
 struct ocsp_response_query {
     const uint8_t *issuer_id;
     const uint8_t *serial;
     size_t serial_len;
     uint8_t form; /* enum ocsp_hash, | OCSP_FORM_NOPARAMS (ocsp_certid_form) */
     bool status;
+    bool stamp_only;
     const uint8_t *certs;
     size_t certs_len;
 };
@@ -363,7 +387,9 @@ struct ocsp_response_put {
                          removed meanwhile is not written back (ST_NOTFOUND, nothing written) */
 };
 /* Store (replace) one response inside the caller's write transaction: the commit pipeline's,
- * since ocspd never writes outside it (DESIGN D10). */
+ * since ocspd never writes outside it (DESIGN D10). ST_NOTFOUND, nothing written, also when
+ * the status record it was signed for (r->stamp) is no longer the one stored: changed or
+ * removed since, or added since for stamp 0 (the Backing rule). */
 int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                                 const struct ocsp_response_put *r);
 /* Walk stored responses in key order: fn gets each response's header, its issuer id and

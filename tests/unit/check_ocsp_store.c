@@ -152,6 +152,27 @@ responses_put(struct ocsp_store *s, const struct ocsp_response_put *r, size_t n)
     return store_txn_commit(t);
 }
 
+/* The stamp of the status record of (id, serial) now, 0 without one: what an answer signed now
+ * is stored under (the Backing rule, ocsp_store.h). */
+static uint64_t
+stamp_now(struct ocsp_store *s, const uint8_t *id, const uint8_t *serial, size_t serial_len)
+{
+    struct ocsp_status st;
+    int rc = ocsp_store_status_get(s, id, serial, serial_len, &st);
+
+    ck_assert(rc == ST_OK || rc == ST_NOTFOUND);
+    return rc == ST_OK ? st.stamp : 0;
+}
+
+/* responses_put with each answer signed for its serial's record as it is now. */
+static int
+responses_put_backed(struct ocsp_store *s, struct ocsp_response_put *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        r[i].stamp = stamp_now(s, r[i].issuer_id, r[i].serial, r[i].serial_len);
+    return responses_put(s, r, n);
+}
+
 static int
 changes_take(struct ocsp_store *s, struct ocsp_change *out, size_t max, size_t *n)
 {
@@ -922,6 +943,23 @@ raw_value(const uint8_t *serial, size_t serial_len, uint8_t form, uint8_t *buf, 
     return n;
 }
 
+/* The status record of (ca_id, serial) removed behind the store's back (as no release of ours
+ * does any longer), to make the state an older release could leave. */
+static void
+raw_status_del(const uint8_t *serial, size_t serial_len)
+{
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+
+    memcpy(key, ca_id, OCSP_ISSUER_ID_LEN);
+    memcpy(key + OCSP_ISSUER_ID_LEN, serial, serial_len);
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(
+        store_txn_del(t, store_db(raw, "status"), key, OCSP_ISSUER_ID_LEN + serial_len), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+}
+
 /* The key (schema 3): 8 bytes of the issuer id, the serial, the form byte; so a serial's
  * answers are adjacent and come after those of a smaller serial. */
 START_TEST(test_response_key)
@@ -947,7 +985,7 @@ END_TEST
 START_TEST(test_responses)
 {
     struct ocsp_response_put p[2] = {
-        put_of(FORM_A, 42, 100, 200),
+        put_of(FORM_A, 0, 100, 200),
         put_of(FORM_B, 0, 300, 400),
     };
     struct ocsp_response_found f;
@@ -960,7 +998,7 @@ START_TEST(test_responses)
     ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
     ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), true, &f), ST_OK);
     ck_assert(!f.status_found);
-    ck_assert_uint_eq(r->stamp, 42);
+    ck_assert_uint_eq(r->stamp, 0);
     ck_assert_int_eq(r->this_update, 100);
     ck_assert_int_eq(r->next_update, 200);
     ck_assert_int_eq(r->produced_at, 101);
@@ -1029,7 +1067,7 @@ START_TEST(test_response_certs_elided)
                                     0x05, 0x30, 0x03, 0x02, 0x01, 0x07};
     static const uint8_t certs[] = {0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x07};
     static const uint8_t other[] = {0xa0, 0x05, 0x30, 0x03, 0x02, 0x01, 0x08, 0x00};
-    struct ocsp_response_put p = put_of(FORM_A, 1, 100, 200);
+    struct ocsp_response_put p = put_of(FORM_A, 0, 100, 200);
     struct ocsp_response_found f;
     struct ocsp_response_query q = {.issuer_id = ca_id,
                                     .serial = serial1,
@@ -1082,7 +1120,7 @@ END_TEST
 START_TEST(test_response_padding)
 {
     static const uint8_t longer[] = {0x30, 0x05, 0x0a, 0x01, 0x00, 0x05, 0x00};
-    struct ocsp_response_put p = put_of(FORM_A, 1, 100, 200);
+    struct ocsp_response_put p = put_of(FORM_A, 0, 100, 200);
     struct ocsp_response_found f;
     uint8_t v[256];
     size_t vlen;
@@ -1154,9 +1192,9 @@ START_TEST(test_response_walk)
 {
     struct ocsp_issuer_rec in;
     struct ocsp_response_put p[3] = {
-        put_of(FORM_A, 1, 100, 200),
-        put_of(FORM_B, 2, 300, 400),
-        put_of(FORM_B, 2, 300, 400),
+        put_of(FORM_A, 0, 100, 200),
+        put_of(FORM_B, 0, 300, 400),
+        put_of(FORM_B, 0, 300, 400),
     };
     struct resp_scan w = {0};
     uint8_t other[OCSP_ISSUER_ID_LEN];
@@ -1239,9 +1277,9 @@ check_schema_now(void)
     ck_assert_int_eq(buf[0], '0' + OCSP_STORE_SCHEMA);
 }
 
-/* Schema 1 -> 3 (issue 10): opened read-only, a schema-1 store is refused; opened writable it
+/* Schema 1 -> 4 (issue 10): opened read-only, a schema-1 store is refused; opened writable it
  * is upgraded in place: its stored responses (another value layout) dropped, status and
- * journal kept, schema 3 written, one journal entry saying so; opening it again changes
+ * journal kept, schema 4 written, one journal entry saying so; opening it again changes
  * nothing more. */
 START_TEST(test_schema_upgrade)
 {
@@ -1258,7 +1296,7 @@ START_TEST(test_schema_upgrade)
                                                         OCSP_REVOKED_STATUS_KEYCOMPROMISE, 1000, 0},
                                                        "op"}),
                      ST_OK);
-    ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 2), ST_OK);
     journal = count_db("journal");
     ck_assert_uint_eq(journal, 1);
     set_schema("1"); /* as a schema-1 store would be */
@@ -1274,8 +1312,8 @@ START_TEST(test_schema_upgrade)
     ck_assert_uint_eq(count_db("journal"), journal + 1);
     last_journal(buf, sizeof(buf));
     ck_assert_ptr_nonnull(strstr(buf, "\"op\":\"schema_upgrade\""));
-    ck_assert_ptr_nonnull(strstr(buf, "\"from\":1,\"to\":3,\"responses_dropped\":2"));
-    /* now schema 3: read-only opens, nothing more is journalled */
+    ck_assert_ptr_nonnull(strstr(buf, "\"from\":1,\"to\":4,\"responses_dropped\":2"));
+    /* now schema 4: read-only opens, nothing more is journalled */
     ocsp_store_close(os);
     os = ocsp_store_open(dir, MAP, true);
     ck_assert_ptr_nonnull(os);
@@ -1313,11 +1351,12 @@ schema2_value(uint8_t *v, uint8_t hash, const uint8_t *serial, size_t serial_len
     return 88 + serial_len + der_len;
 }
 
-/* Schema 2 -> 3 (issue 10 §3): read-only refused; writable, every stored answer is re-keyed
+/* Schema 2 -> 4 (issue 10 §3): read-only refused; writable, every stored answer is re-keyed
  * (issuer id prefix + serial + form, the form read from the old CertID key: NULL parameters
  * or none) with its DER, times, stamp and certs elision kept, so it is served as before
- * without a signature; an unreadable entry is dropped; one journal entry; more than one
- * chunk (an upgrade in several write transactions). */
+ * without a signature; an unreadable entry is dropped, and so is one no longer backed by its
+ * status record (schema 4); one journal entry; more than one chunk (an upgrade in several
+ * write transactions). */
 START_TEST(test_schema_upgrade2)
 {
     enum { N = 4100 };
@@ -1340,15 +1379,26 @@ START_TEST(test_schema_upgrade2)
     uint8_t v[256], key[32];
     size_t vlen, journal;
     char buf[JOURNAL_MAX];
+    uint64_t s1;
     int db;
 
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    /* serial1 has a record: its answers signed for it are kept, the one signed for an
+     * earlier record (stamp 8) is dropped after the re-keying (schema 4's Backing rule) */
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    s1 = stamp_now(os, ca_id, serial1, sizeof(serial1));
+    ck_assert_uint_gt(s1, 8);
     set_schema("2");
     db = store_db(raw, "responses");
     ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
     vlen = schema2_value(v, OCSP_HASH_SHA1, serial1, sizeof(serial1), whole,
-                         sizeof(whole) - sizeof(certs), sizeof(certs), 7);
+                         sizeof(whole) - sizeof(certs), sizeof(certs), s1);
     ck_assert_int_eq(store_txn_put(t, db, cid_sha1_null, sizeof(cid_sha1_null), v, vlen, false),
                      ST_OK);
     vlen = schema2_value(v, OCSP_HASH_SHA1, serial1, sizeof(serial1), resp_a, sizeof(resp_a), 0, 8);
@@ -1365,7 +1415,8 @@ START_TEST(test_schema_upgrade2)
 
         memcpy(key, cid_sha256, sizeof(cid_sha256));
         memcpy(key + sizeof(cid_sha256) - 3, ser, 3);
-        vlen = schema2_value(v, OCSP_HASH_SHA256, ser, 3, resp_a, sizeof(resp_a), 0, i);
+        vlen = schema2_value(v, OCSP_HASH_SHA256, ser, 3, resp_a, sizeof(resp_a), 0,
+                             memcmp(ser, serial1, 3) == 0 ? s1 : 0);
         ck_assert_int_eq(store_txn_put(t, db, key, sizeof(cid_sha256), v, vlen, false), ST_OK);
     }
     ck_assert_int_eq(store_txn_commit(t), ST_OK);
@@ -1376,12 +1427,13 @@ START_TEST(test_schema_upgrade2)
     os = ocsp_store_open(dir, MAP, false);
     ck_assert_ptr_nonnull(os);
     check_schema_now();
-    /* 0x01 0x00 0x00.. 0x01 0x10 0x03 re-keyed; serial1 (01 02 03) is one of them: N + 2 */
-    ck_assert_uint_eq(count_db("responses"), N + 2);
+    /* 0x01 0x00 0x00.. 0x01 0x10 0x03 re-keyed; serial1 (01 02 03) is one of them: N + 2,
+     * less serial1's unbacked SHA-1 answer */
+    ck_assert_uint_eq(count_db("responses"), N + 1);
     ck_assert_uint_eq(count_db("journal"), journal + 1);
     last_journal(buf, sizeof(buf));
-    ck_assert_ptr_nonnull(strstr(buf, "\"op\":\"schema_upgrade\",\"from\":2,\"to\":3,"
-                                      "\"responses_dropped\":1,\"responses_rekeyed\":4102"));
+    ck_assert_ptr_nonnull(strstr(buf, "\"op\":\"schema_upgrade\",\"from\":2,\"to\":4,"
+                                      "\"responses_dropped\":2,\"responses_rekeyed\":4102"));
     /* served as before: the same DER, certs put back, its stamp and times */
     ck_assert_int_eq(
         ocsp_store_response_get(os,
@@ -1395,22 +1447,20 @@ START_TEST(test_schema_upgrade2)
         ST_OK);
     ck_assert_uint_eq(f.resp.der_len, sizeof(whole));
     ck_assert_mem_eq(f.resp.der, whole, sizeof(whole));
-    ck_assert_uint_eq(f.resp.stamp, 7);
+    ck_assert_uint_eq(f.resp.stamp, s1);
     ck_assert_int_eq(f.resp.next_update, 2000);
     ck_assert_mem_eq(f.resp.etag, "ETAG5678", 8);
     free(f.resp.der);
     ck_assert_int_eq(
         response_get(OCSP_HASH_SHA1 | OCSP_FORM_NOPARAMS, serial1, sizeof(serial1), false, &f),
-        ST_OK);
-    ck_assert_uint_eq(f.resp.stamp, 8);
-    ck_assert_mem_eq(f.resp.der, resp_a, sizeof(resp_a));
-    free(f.resp.der);
-    /* serial1's SHA-256 answer: the one of the chunk (stamp 0x0203) replaced the single one */
+        ST_NOTFOUND);
+    /* serial1's SHA-256 answer: the one of the chunk (stamp s1) replaced the single one
+     * (stamp 9: it would have been dropped) */
     ck_assert_int_eq(response_get(OCSP_HASH_SHA256, serial1, sizeof(serial1), false, &f), ST_OK);
-    ck_assert_uint_eq(f.resp.stamp, 0x0203);
+    ck_assert_uint_eq(f.resp.stamp, s1);
     free(f.resp.der);
     ck_assert_int_eq(ocsp_store_response_walk(os, scan_response_any, &w), ST_OK);
-    ck_assert_int_eq(w.n, N + 2);
+    ck_assert_int_eq(w.n, N + 1);
     /* done: nothing more on the next open */
     ocsp_store_close(os);
     os = ocsp_store_open(dir, MAP, false);
@@ -1419,7 +1469,7 @@ START_TEST(test_schema_upgrade2)
 }
 END_TEST
 
-/* Schema 2 -> 3 resumed after a run that was killed part-way (its chunks committed, the
+/* Schema 2 -> 4 resumed after a run that was killed part-way (its chunks committed, the
  * schema still 2): the answers that run re-keyed are kept as they are, and the journal entry
  * says how many there were besides those this run re-keyed (EID-12: the upgrade journalled as
  * what it did, not only its last run). */
@@ -1439,10 +1489,10 @@ START_TEST(test_schema_upgrade2_resumed)
 
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
-    ck_assert_int_eq(responses_put(os, p, 2), ST_OK); /* re-keyed by the killed run */
+    ck_assert_int_eq(responses_put_backed(os, p, 2), ST_OK); /* re-keyed by the killed run */
     set_schema("2");
     ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
-    vlen = schema2_value(v, OCSP_HASH_SHA256, ser, 3, resp_a, sizeof(resp_a), 0, 5);
+    vlen = schema2_value(v, OCSP_HASH_SHA256, ser, 3, resp_a, sizeof(resp_a), 0, 0);
     ck_assert_int_eq(store_txn_put(t, store_db(raw, "responses"), cid_sha256, sizeof(cid_sha256), v,
                                    vlen, false),
                      ST_OK);
@@ -1453,7 +1503,7 @@ START_TEST(test_schema_upgrade2_resumed)
     check_schema_now();
     ck_assert_uint_eq(count_db("responses"), 3);
     last_journal(buf, sizeof(buf));
-    ck_assert_ptr_nonnull(strstr(buf, "\"from\":2,\"to\":3,\"responses_dropped\":0,"
+    ck_assert_ptr_nonnull(strstr(buf, "\"from\":2,\"to\":4,\"responses_dropped\":0,"
                                       "\"responses_rekeyed\":1,\"responses_rekeyed_before\":2"));
 }
 END_TEST
@@ -1736,7 +1786,7 @@ purge_fixture(int64_t now)
     p[3] = put_of(FORM_A, 1, now, now + 3600);
     p[3].serial = serial3;
     p[3].serial_len = sizeof(serial3);
-    ck_assert_int_eq(responses_put(os, p, 4), ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 4), ST_OK);
     ck_assert_uint_eq(count_db("responses"), 4);
 }
 
@@ -1871,14 +1921,25 @@ START_TEST(test_purge_answers_drops_orphans)
 
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
-    /* the same serial in two CertID forms: one signed for a record (gone), one without */
-    p[0] = put_of(FORM_A, 12345, now, now + 3600);
+    /* the same serial in two CertID forms: one signed without a record, one signed for a
+     * record that is then removed behind the store's back (as an older release's re-sign that
+     * raced a status purge left it) */
+    p[0] = put_of(FORM_A, 0, now, now + 3600);
     p[1] = put_of(FORM_B, 0, now, now + 3600);
     for (size_t i = 0; i < 2; i++) {
         p[i].serial = serial9;
         p[i].serial_len = sizeof(serial9);
     }
-    ck_assert_int_eq(responses_put(os, p, 2), ST_OK);
+    ck_assert_int_eq(responses_put(os, &p[1], 1), ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial9, sizeof(serial9), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 1), ST_OK);
+    ck_assert_uint_gt(p[0].stamp, 0);
+    raw_status_del(serial9, sizeof(serial9));
     ck_assert_int_eq(ocsp_store_responses_purge(os, ca_id, now, &n), ST_OK);
     ck_assert_uint_eq(n, 1);
     ck_assert_uint_eq(count_db("responses"), 1);
@@ -1894,23 +1955,319 @@ START_TEST(test_response_replace_only_over_stored)
     struct ocsp_response_put p;
     struct ocsp_response_found f;
     int64_t now = (int64_t)time(NULL);
+    uint64_t s2;
 
     fill_issuer(&in, "ca-A");
     ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
-    p = put_of(FORM_A, 7, now, now + 3600);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    p = put_of(FORM_A, stamp_now(os, ca_id, serial1, sizeof(serial1)), now, now + 3600);
     p.replace = true;
     ck_assert_int_eq(responses_put(os, &p, 1), ST_NOTFOUND);
     ck_assert_uint_eq(count_db("responses"), 0);
     p.replace = false;
     ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
-    p = put_of(FORM_A, 8, now + 10, now + 3610);
+    /* the record changes (its answer marked stale), the refresh signs for the new one */
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os,
+                         &(struct ocsp_status_set){
+                             ca_id, serial1, sizeof(serial1), {OCSP_STATE_HOLD, 6, 1000, 0}, "op"}),
+                     ST_OK);
+    s2 = stamp_now(os, ca_id, serial1, sizeof(serial1));
+    p = put_of(FORM_A, s2, now + 10, now + 3610);
     p.replace = true;
     ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
     ck_assert_uint_eq(count_db("responses"), 1);
     ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_OK);
-    ck_assert_uint_eq(f.resp.stamp, 8);
+    ck_assert_uint_eq(f.resp.stamp, s2);
     ck_assert_int_eq(f.resp.next_update, now + 3610);
     free(f.resp.der);
+}
+END_TEST
+
+/* The Backing rule (schema 4, ocsp_store.h): a status change marks every stored answer of its
+ * serial stale, in the write transaction of the change (each CertID form; another serial's
+ * answers untouched); the one-tree read (stamp_only) then reads the record and sees the
+ * answer is not current. Failed before: the answers kept the old record's stamp, so a reader
+ * of the answer alone would serve the old status. */
+START_TEST(test_backing_change_marks_stale)
+{
+    static const uint8_t forms[] = {FORM_A, FORM_B, FORM_A | OCSP_FORM_NOPARAMS};
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[4];
+    struct ocsp_response_found f;
+    struct ocsp_response_query q = {.issuer_id = ca_id,
+                                    .serial = serial1,
+                                    .serial_len = sizeof(serial1),
+                                    .form = FORM_A,
+                                    .status = true,
+                                    .stamp_only = true};
+    struct ocsp_change ch[4];
+    uint64_t s1, s2;
+    size_t n = 0;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    for (size_t i = 0; i < 2; i++)
+        ck_assert_int_eq(
+            ocsp_store_status_set(
+                os, &(struct ocsp_status_set){ca_id,
+                                              i == 0 ? serial1 : serial2,
+                                              3,
+                                              {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                              "op"}),
+            ST_OK);
+    for (size_t i = 0; i < 3; i++)
+        p[i] = put_of(forms[i], 0, 100, 200);
+    p[3] = put_of(FORM_A, 0, 100, 200);
+    p[3].serial = serial2;
+    ck_assert_int_eq(responses_put_backed(os, p, 4), ST_OK);
+    s1 = p[0].stamp;
+    ck_assert_uint_gt(s1, 0);
+    /* backed: the answer alone gives the record's stamp */
+    ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_OK);
+    ck_assert(f.status_found);
+    ck_assert_uint_eq(f.status.stamp, s1);
+    ck_assert_uint_eq(f.resp.stamp, s1);
+    free(f.resp.der);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_REVOKED, 1, 1000, 0}, "op"}),
+        ST_OK);
+    s2 = stamp_now(os, ca_id, serial1, sizeof(serial1));
+    ck_assert_uint_gt(s2, s1);
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(response_get(forms[i], serial1, sizeof(serial1), false, &f), ST_OK);
+        ck_assert_uint_eq(f.resp.stamp, OCSP_STAMP_STALE);
+        ck_assert_mem_eq(f.resp.der, resp_a, sizeof(resp_a)); /* the rest of it as it was */
+        ck_assert_int_eq(f.resp.next_update, 200);
+        free(f.resp.der);
+    }
+    ck_assert_int_eq(response_get(FORM_A, serial2, sizeof(serial2), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.stamp, p[3].stamp);
+    free(f.resp.der);
+    /* the one-tree read: stale, so the record is read, and it is not the answer's */
+    ck_assert_int_eq(ocsp_store_response_get(os, &q, &f), ST_OK);
+    ck_assert(f.status_found);
+    ck_assert_uint_eq(f.status.stamp, s2);
+    ck_assert_uint_eq(f.status.state, OCSP_STATE_REVOKED);
+    ck_assert_uint_ne(f.resp.stamp, f.status.stamp);
+    free(f.resp.der);
+    /* and it is still re-signed at once (EID-05) */
+    ck_assert_int_eq(changes_take(os, ch, 4, &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_mem_eq(ch[0].serial, serial1, sizeof(serial1));
+    /* a refusal changes nothing: the marks stay, nothing else is written */
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_EXISTS);
+    ck_assert_uint_eq(stamp_now(os, ca_id, serial1, sizeof(serial1)), s2);
+}
+END_TEST
+
+/* An answer is written only while the record it was signed for is the one stored: signed for
+ * an earlier record (a change landed while it was signed), for no record while one exists, or
+ * for a record that is gone: ST_NOTFOUND, nothing written (a stale mark is not overwritten).
+ * Failed before: each was stored, and only the two-tree read told them apart. */
+START_TEST(test_backing_put_checks_record)
+{
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p = put_of(FORM_A, 0, 100, 200);
+    struct ocsp_response_found f;
+    uint64_t s1, s2;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    /* no record: stamp 0 only */
+    p.stamp = 5;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_NOTFOUND);
+    p.stamp = OCSP_STAMP_STALE;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_INVALID);
+    ck_assert_uint_eq(count_db("responses"), 0);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    s1 = stamp_now(os, ca_id, serial1, sizeof(serial1));
+    p.stamp = 0; /* signed before the record was added */
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_NOTFOUND);
+    p.stamp = s1 - 1;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_NOTFOUND);
+    ck_assert_uint_eq(count_db("responses"), 0);
+    p.stamp = s1;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    /* revoked while a refresh signed for s1: the refresh is not written over the mark */
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_REVOKED, 1, 1000, 0}, "op"}),
+        ST_OK);
+    s2 = stamp_now(os, ca_id, serial1, sizeof(serial1));
+    p.replace = true;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_NOTFOUND);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.stamp, OCSP_STAMP_STALE);
+    free(f.resp.der);
+    p.stamp = s2;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_OK);
+    ck_assert_uint_eq(f.resp.stamp, s2);
+    free(f.resp.der);
+    /* a record removed behind the store's back: its answer's put refused */
+    raw_status_del(serial1, sizeof(serial1));
+    p.replace = false;
+    ck_assert_int_eq(responses_put(os, &p, 1), ST_NOTFOUND);
+}
+END_TEST
+
+/* A re-sign stored between a status purge's answer purge and its removal of the records (the
+ * purge's chunk hook stands for the refresher) goes with its record, counted. Failed before:
+ * it outlived the record. */
+static void
+purge_hook_resign(struct ocsp_store *s, void *arg)
+{
+    struct ocsp_response_put p = put_of(FORM_B | OCSP_FORM_NOPARAMS, 0, 100, 200);
+
+    (void)arg;
+    hook_calls++;
+    ck_assert_int_eq(responses_put_backed(s, &p, 1), ST_OK); /* serial1: expired, purged */
+}
+
+START_TEST(test_backing_status_purge_takes_answers)
+{
+    struct ocsp_issuer_rec in;
+    int64_t now = (int64_t)time(NULL);
+    size_t n = 0, answers = 0;
+
+    fill_issuer(&in, "ca-A");
+    in.purge_status_after = 30 * 86400;
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    purge_fixture(now);
+    hook_calls = 0;
+    ocsp_store_purge_chunk_hook = purge_hook_resign;
+    ck_assert_int_eq(ocsp_store_status_purge(os, ca_id, now, &n, &answers), ST_OK);
+    ocsp_store_purge_chunk_hook = NULL;
+    ck_assert_int_eq(hook_calls, 1);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_uint_eq(answers, 2); /* the purged one, and the re-signed one */
+    ck_assert_uint_eq(count_db("responses"), 3);
+    ck_assert_uint_eq(stamp_now(os, ca_id, serial1, sizeof(serial1)), 0);
+}
+END_TEST
+
+/* Schema 3 -> 4: the answers an older release left unbacked (signed for a record that changed
+ * since, or one that is gone, or under no stored issuer) are dropped; those backed, those
+ * signed without a record (stamp 0) and the stale-marked stay; more than one chunk; one journal
+ * entry; nothing more on the next open. */
+START_TEST(test_schema_upgrade3)
+{
+    enum { N = 4100 };
+    static uint8_t serials[N][3];
+    static struct ocsp_response_put p[N];
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put q;
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    uint8_t key[OCSP_RESP_KEY_MAX], v[256], other[OCSP_ISSUER_ID_LEN];
+    size_t journal, klen, vlen, unbacked = 0;
+    char buf[JOURNAL_MAX], want[128];
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    for (size_t i = 0; i < N; i++) {
+        serials[i][0] = 0x20;
+        serials[i][1] = (uint8_t)(i >> 8);
+        serials[i][2] = (uint8_t)i;
+        if (i % 5 != 4) /* every fifth without a record: stamp 0 */
+            ck_assert_int_eq(
+                ocsp_store_status_set(
+                    os,
+                    &(struct ocsp_status_set){
+                        ca_id, serials[i], 3, {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+                ST_OK);
+        p[i] = put_of(FORM_A, 0, 100, 200);
+        p[i].serial = serials[i];
+        p[i].serial_len = 3;
+    }
+    ck_assert_int_eq(responses_put_backed(os, p, N), ST_OK);
+    /* what an older release left: every fifth from the first changed without its answer
+     * marked (its stamp rewritten to an earlier one, raw), every fifth from the second with its
+     * record gone; the third's stale-marked by a change */
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    for (size_t i = 0; i < N; i += 5) {
+        klen = ocsp_response_key(ca_id, serials[i], 3, FORM_A, key);
+        vlen = raw_value(serials[i], 3, FORM_A, v, sizeof(v));
+        v[8] ^= 1;
+        ck_assert_int_eq(store_txn_put(t, store_db(raw, "responses"), key, klen, v, vlen, false),
+                         ST_OK);
+        unbacked++;
+    }
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    for (size_t i = 1; i < N; i += 5) {
+        raw_status_del(serials[i], 3);
+        unbacked++;
+    }
+    for (size_t i = 2; i < N; i += 5)
+        ck_assert_int_eq(ocsp_store_status_set(
+                             os,
+                             &(struct ocsp_status_set){
+                                 ca_id, serials[i], 3, {OCSP_STATE_REVOKED, 1, 1000, 0}, "op"}),
+                         ST_OK);
+    /* an answer under an issuer no longer stored (written raw: its put would be refused) */
+    memset(other, 0x77, sizeof(other));
+    klen = ocsp_response_key(other, serial1, sizeof(serial1), FORM_A, key);
+    vlen = raw_value(serials[0], 3, FORM_A, v, sizeof(v));
+    v[8] ^= 2;
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, store_db(raw, "responses"), key, klen, v, vlen, false),
+                     ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    unbacked++;
+    ck_assert_uint_eq(count_db("responses"), N + 1);
+    set_schema("3");
+    journal = count_db("journal");
+    ocsp_store_close(os);
+    os = NULL;
+    ck_assert_ptr_null(ocsp_store_open(dir, MAP, true)); /* read-only: refused */
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    ck_assert_uint_eq(count_db("responses"), N + 1 - unbacked);
+    ck_assert_uint_eq(count_db("journal"), journal + 1);
+    last_journal(buf, sizeof(buf));
+    snprintf(want, sizeof(want), "\"from\":3,\"to\":4,\"responses_dropped\":%zu,", unbacked);
+    ck_assert_ptr_nonnull(strstr(buf, want));
+    for (size_t i = 0; i < N; i++) {
+        struct ocsp_response_found f;
+        int rc = response_get(FORM_A, serials[i], 3, false, &f);
+
+        ck_assert_int_eq(rc, i % 5 < 2 ? ST_NOTFOUND : ST_OK);
+        if (rc == ST_OK) {
+            ck_assert_uint_eq(f.resp.stamp, i % 5 == 2   ? OCSP_STAMP_STALE
+                                            : i % 5 == 3 ? stamp_now(os, ca_id, serials[i], 3)
+                                                         : 0);
+            free(f.resp.der);
+        }
+    }
+    /* what it keeps is backed: a put of the same answers is taken */
+    q = p[3];
+    ck_assert_int_eq(responses_put(os, &q, 1), ST_OK);
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    ck_assert_uint_eq(count_db("journal"), journal + 1);
 }
 END_TEST
 
@@ -1953,7 +2310,7 @@ START_TEST(test_purge_answers_chunks)
                                                   "test"}),
                 ST_OK);
     }
-    ck_assert_int_eq(responses_put(os, p, N), ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, N), ST_OK);
     ck_assert_uint_eq(count_db("responses"), N + 4);
     ck_assert_int_eq(ocsp_store_responses_purge(os, ca_id, now, &n), ST_OK);
     ck_assert_uint_eq(n, N / 2 + 3);
@@ -2097,6 +2454,10 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_status_walk);
     tcase_add_test(tc, test_purge_answers_drops_orphans);
     tcase_add_test(tc, test_response_replace_only_over_stored);
+    tcase_add_test(tc, test_backing_change_marks_stale);
+    tcase_add_test(tc, test_backing_put_checks_record);
+    tcase_add_test(tc, test_backing_status_purge_takes_answers);
+    tcase_add_test(tc, test_schema_upgrade3);
     tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
