@@ -2271,6 +2271,60 @@ START_TEST(test_schema_upgrade3)
 }
 END_TEST
 
+/* The upgrade to schema 4 waits until no other process has the store open (review13): an
+ * older release's ocspd or ocspctl still running would go on writing answers without the
+ * Backing rule's check (one signed for the record a revocation just replaced), and the new
+ * ocspd would serve them without reading the record. Another process with a reader slot (here
+ * a child that has read the store, as any running ocspd or ocspctl has) makes the writable
+ * open of a schema-3 store fail, the store left as it is; once it is gone the open upgrades.
+ * Failed before: upgraded under the running process. */
+START_TEST(test_schema_upgrade_waits_for_other_processes)
+{
+    static const char *const names[] = {"meta"};
+    int up[2], down[2];
+    char c = 0, buf[16];
+    size_t n = 0;
+    struct store *raw;
+    pid_t pid;
+    int wst = 0;
+
+    set_schema("3");
+    ocsp_store_close(os);
+    os = NULL;
+    ck_assert_int_eq(pipe(up), 0);
+    ck_assert_int_eq(pipe(down), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* an older release's process: it has read the store, and keeps it open */
+        struct store *r = store_open(dir, MAP, names, 1, true);
+
+        if (r == NULL || store_get(r, 0, "schema_version", 14, buf, sizeof(buf), &n) != ST_OK ||
+            write(up[1], "r", 1) != 1 || read(down[0], &c, 1) != 1)
+            _exit(1);
+        store_close(r);
+        _exit(0);
+    }
+    ck_assert_int_eq(read(up[0], &c, 1), 1);
+    ck_assert_ptr_null(ocsp_store_open(dir, MAP, false));
+    raw = store_open(dir, MAP, names, 1, true);
+    ck_assert_ptr_nonnull(raw);
+    ck_assert_int_eq(store_get(raw, 0, "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(buf[0], '3'); /* not upgraded */
+    store_close(raw);
+    ck_assert_int_eq(write(down[1], "x", 1), 1);
+    ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+    ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    for (int i = 0; i < 2; i++) {
+        close(up[i]);
+        close(down[i]);
+    }
+}
+END_TEST
+
 /* Many answers (more than one purge chunk) of three issuers: only the asked issuer's expired
  * ones go (its range of keys: the issuers before and after it keep theirs). */
 START_TEST(test_purge_answers_chunks)
@@ -2458,6 +2512,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_backing_put_checks_record);
     tcase_add_test(tc, test_backing_status_purge_takes_answers);
     tcase_add_test(tc, test_schema_upgrade3);
+    tcase_add_test(tc, test_schema_upgrade_waits_for_other_processes);
     tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
