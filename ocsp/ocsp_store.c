@@ -491,6 +491,7 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     size_t n = 0;
     char want[16];
     unsigned from = 0; /* an older schema to upgrade from */
+    unsigned long other = 0;
     int st;
 
     snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
@@ -523,6 +524,18 @@ out:
         log_err("ocsp_store: %s: schema version %u must be upgraded to %d, which writes: run "
                 "`ocspctl -d %s init` (or start ocspd) once, with write access",
                 dir, from, OCSP_STORE_SCHEMA, dir);
+        return ST_STORE;
+    }
+    /* an older release's ocspd or ocspctl still running would go on writing answers without
+     * the Backing rule's check (ocsp_store.h), which this release then serves without reading
+     * the record (review13, EID-05): the upgrade waits until none has the store open */
+    if ((st = store_reader_other(s->st, &other)) != ST_OK)
+        return st;
+    if (other != 0) {
+        log_err("ocsp_store: %s: schema version %u must be upgraded to %d, but process %lu has "
+                "the store open (an older ocspd or ocspctl?): stop every process that uses it, "
+                "then start again",
+                dir, from, OCSP_STORE_SCHEMA, other);
         return ST_STORE;
     }
     return from == 1   ? ocsp_schema_upgrade1(s, dir)
