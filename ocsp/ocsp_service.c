@@ -477,6 +477,7 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
      * the issuer's current signer (a replaced responder certificate's answers are misses,
      * signed again: issue 8 item 4): the signer fingerprint stored with it, no DER walk */
     current = (f.status_found ? sr->stamp == f.status.stamp : sr->stamp == 0) &&
+              sr->stamp != OCSP_STAMP_STALE && /* marked: never current, whatever the record */
               now < sr->next_update && sr->produced_at <= now + 1 &&
               memcmp(sr->signer_fp, iss->signer_fp, OCSP_FP_LEN) == 0 &&
               sr->certs_len == iss->certs_len;
