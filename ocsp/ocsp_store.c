@@ -47,6 +47,7 @@ struct ocsp_store {
     int db[OCSP_N_DBS];
     struct store_txn *batch; /* open batch write transaction (ocsp_store_batch_begin) */
     bool batch_failed;
+    size_t batch_marked; /* answers marked or removed in the batch's transaction so far */
     /* inside a batch: the issuer name of the last journalled status change (an import
      * journals many changes of one issuer; its record is decoded once) */
     bool name_cached;
@@ -91,6 +92,7 @@ ocsp_store_batch_begin(struct ocsp_store *s)
     if (s->batch != NULL)
         return ST_INVALID;
     s->batch_failed = false;
+    s->batch_marked = 0;
     s->name_cached = false;
     return store_txn_begin(s->st, true, &s->batch);
 }
@@ -115,6 +117,7 @@ ocsp_store_batch_commit(struct ocsp_store *s)
     if (t == NULL)
         return ST_INVALID;
     s->batch = NULL;
+    s->batch_marked = 0;
     s->name_cached = false;
     if (s->batch_failed) {
         store_txn_abort(t);
@@ -129,7 +132,14 @@ ocsp_store_batch_abort(struct ocsp_store *s)
     if (s->batch != NULL)
         store_txn_abort(s->batch);
     s->batch = NULL;
+    s->batch_marked = 0;
     s->name_cached = false;
+}
+
+size_t
+ocsp_store_batch_marked(const struct ocsp_store *s)
+{
+    return s->batch != NULL ? s->batch_marked : 0;
 }
 
 /* ---- little helpers: LE/BE integers, hex ---- */
@@ -1210,6 +1220,8 @@ ocsp_answers_unback_txn(struct ocsp_store *s, struct store_txn *t, const uint8_t
             return st;
         if (n != NULL)
             (*n)++;
+        if (t == s->batch)
+            s->batch_marked++;
     }
     return ST_OK;
 }

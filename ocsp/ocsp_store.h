@@ -468,6 +468,12 @@ int ocsp_store_batch_commit(struct ocsp_store *s);
  * ST_STORE (batch aborted, none open) when a write of this chunk failed or the commit did. */
 int ocsp_store_batch_checkpoint(struct ocsp_store *s);
 void ocsp_store_batch_abort(struct ocsp_store *s);
+/* Stored answers marked stale or removed by the open batch's status changes since it began or
+ * was last checkpointed (the Backing rule): LMDB copies each one's page, the old one freed
+ * only when the transaction commits, so a chunk of many revocations of pre-signed serials
+ * needs room for all of those pages; an import checkpoints when this grows. 0 without a
+ * batch. */
+size_t ocsp_store_batch_marked(const struct ocsp_store *s);
 
 /* The underlying common/store (for health and usage). */
 struct store *ocsp_store_raw(struct ocsp_store *s);

@@ -2325,6 +2325,53 @@ START_TEST(test_schema_upgrade_waits_for_other_processes)
 }
 END_TEST
 
+/* A batch counts the stored answers its status changes marked stale (review13: an import
+ * commits early when they are many, each one's page copied until the commit); a checkpoint
+ * starts again from 0; none without a batch, none for a new record. */
+START_TEST(test_batch_marked)
+{
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 0, 100, 200), put_of(FORM_B, 0, 100, 200)};
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 2), ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+    ck_assert_int_eq(ocsp_store_batch_begin(os), ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial2, sizeof(serial2), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os,
+                         &(struct ocsp_status_set){
+                             ca_id, serial1, sizeof(serial1), {OCSP_STATE_HOLD, 6, 1000, 0}, "op"}),
+                     ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 2);
+    ck_assert_int_eq(ocsp_store_batch_checkpoint(os), ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+    /* marked already: not counted again */
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+    ck_assert_int_eq(ocsp_store_batch_commit(os), ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+}
+END_TEST
+
 /* Many answers (more than one purge chunk) of three issuers: only the asked issuer's expired
  * ones go (its range of keys: the issuers before and after it keep theirs). */
 START_TEST(test_purge_answers_chunks)
@@ -2513,6 +2560,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_backing_status_purge_takes_answers);
     tcase_add_test(tc, test_schema_upgrade3);
     tcase_add_test(tc, test_schema_upgrade_waits_for_other_processes);
+    tcase_add_test(tc, test_batch_marked);
     tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
