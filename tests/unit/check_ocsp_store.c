@@ -2372,6 +2372,33 @@ START_TEST(test_batch_marked)
 }
 END_TEST
 
+/* An answer is written only under a form a status change marks (each hash of enum ocsp_hash,
+ * with or without parameters): one under another form byte would never be marked stale and
+ * would stay backed-looking through every change of its record (review13, EID-05). Failed
+ * before: any form byte but 0 was taken. */
+START_TEST(test_backing_put_known_forms)
+{
+    static const uint8_t bad[] = {5, 0x7f, OCSP_FORM_NOPARAMS, 5 | OCSP_FORM_NOPARAMS, 0xff};
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p = put_of(FORM_A, 0, 100, 200);
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    for (size_t i = 0; i < sizeof(bad); i++) {
+        p.form = bad[i];
+        ck_assert_int_eq(responses_put(os, &p, 1), ST_INVALID);
+    }
+    ck_assert_uint_eq(count_db("responses"), 0);
+    for (uint8_t h = OCSP_HASH_SHA1; h <= OCSP_HASH_SHA512; h++) {
+        p.form = h;
+        ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+        p.form = h | OCSP_FORM_NOPARAMS;
+        ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    }
+    ck_assert_uint_eq(count_db("responses"), 8);
+}
+END_TEST
+
 /* Many answers (more than one purge chunk) of three issuers: only the asked issuer's expired
  * ones go (its range of keys: the issuers before and after it keep theirs). */
 START_TEST(test_purge_answers_chunks)
@@ -2561,6 +2588,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_schema_upgrade3);
     tcase_add_test(tc, test_schema_upgrade_waits_for_other_processes);
     tcase_add_test(tc, test_batch_marked);
+    tcase_add_test(tc, test_backing_put_known_forms);
     tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
