@@ -1179,6 +1179,12 @@ static const uint8_t ocsp_forms[] = {
     OCSP_HASH_SHA512 | OCSP_FORM_NOPARAMS,
 };
 
+static bool
+ocsp_form_known(uint8_t form)
+{
+    return memchr(ocsp_forms, form, sizeof(ocsp_forms)) != NULL;
+}
+
 /* The answers stored for (id, serial), every form, when its status record changes (`drop`
  * false: each marked stale, its stamp OCSP_STAMP_STALE, so that it is re-signed by the
  * refresher or on demand and never served as it is) or is removed (`drop`: each deleted), in
@@ -1723,7 +1729,8 @@ ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
     uint8_t *v;
     int st;
 
-    if (r->der == NULL || r->der_len == 0 || r->issuer_id == NULL || r->form == 0 ||
+    /* only a form ocsp_answers_unback_txn marks (the Backing rule) */
+    if (r->der == NULL || r->der_len == 0 || r->issuer_id == NULL || !ocsp_form_known(r->form) ||
         r->certs_len >= r->der_len || r->certs_len > UINT32_MAX || r->pad_len > UINT16_MAX ||
         r->stamp == OCSP_STAMP_STALE ||
         (klen = ocsp_response_key(r->issuer_id, r->serial, r->serial_len, r->form, key)) == 0)

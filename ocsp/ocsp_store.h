@@ -390,7 +390,8 @@ struct ocsp_response_put {
 /* Store (replace) one response inside the caller's write transaction: the commit pipeline's,
  * since ocspd never writes outside it (DESIGN D10). ST_NOTFOUND, nothing written, also when
  * the status record it was signed for (r->stamp) is no longer the one stored: changed or
- * removed since, or added since for stamp 0 (the Backing rule). */
+ * removed since, or added since for stamp 0 (the Backing rule). ST_INVALID for a form that is
+ * not a hash of enum ocsp_hash (| OCSP_FORM_NOPARAMS): a status change marks only those. */
 int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                                 const struct ocsp_response_put *r);
 /* Walk stored responses in key order: fn gets each response's header, its issuer id and
