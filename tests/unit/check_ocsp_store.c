@@ -2399,6 +2399,50 @@ START_TEST(test_backing_put_known_forms)
 }
 END_TEST
 
+/* The upgrade to schema 4 with a status record that does not decode (a corrupt store): that
+ * serial's answer is dropped (nothing says it is backed; never served) and the upgrade goes
+ * on, the other answers kept. Failed before: the upgrade stopped at that record, so the store
+ * could not be opened writable at all (ocspd would not start) for one bad record (review13). */
+START_TEST(test_schema_upgrade3_corrupt_record)
+{
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 0, 100, 200), put_of(FORM_A, 0, 100, 200)};
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    struct ocsp_response_found f;
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], bad[39] = {0};
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    p[1].serial = serial2;
+    for (size_t i = 0; i < 2; i++)
+        ck_assert_int_eq(
+            ocsp_store_status_set(
+                os, &(struct ocsp_status_set){ca_id,
+                                              p[i].serial,
+                                              p[i].serial_len,
+                                              {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                              "op"}),
+            ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 2), ST_OK);
+    memcpy(key, ca_id, OCSP_ISSUER_ID_LEN);
+    memcpy(key + OCSP_ISSUER_ID_LEN, serial1, sizeof(serial1));
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, store_db(raw, "status"), key,
+                                   OCSP_ISSUER_ID_LEN + sizeof(serial1), bad, sizeof(bad), false),
+                     ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    set_schema("3");
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_NOTFOUND);
+    ck_assert_int_eq(response_get(FORM_A, serial2, sizeof(serial2), false, &f), ST_OK);
+    free(f.resp.der);
+}
+END_TEST
+
 /* Many answers (more than one purge chunk) of three issuers: only the asked issuer's expired
  * ones go (its range of keys: the issuers before and after it keep theirs). */
 START_TEST(test_purge_answers_chunks)
@@ -2589,6 +2633,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_schema_upgrade_waits_for_other_processes);
     tcase_add_test(tc, test_batch_marked);
     tcase_add_test(tc, test_backing_put_known_forms);
+    tcase_add_test(tc, test_schema_upgrade3_corrupt_record);
     tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
