@@ -1865,13 +1865,20 @@ ocsp_unbacked_apply(struct ocsp_store *s, const struct id_list *ids, struct unba
         const uint8_t *id = ocsp_id_list_find(ids, c->keys[i]);
 
         if (id != NULL && ocsp_response_key_parse(c->keys[i], c->klen[i], &r)) {
-            st = ocsp_status_txn_get(s, t, id, r.serial, r.serial_len, &cur);
-            if (st == ST_OK && cur.stamp == c->stamp[i])
+            uint8_t skey[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+            const void *sv = NULL;
+            size_t sn = 0;
+
+            st = store_txn_get(t, s->db[DB_STATUS], skey,
+                               ocsp_status_key(id, r.serial, r.serial_len, skey), &sv, &sn);
+            if (st == ST_OK && ocsp_status_decode(sv, sn, &cur) == ST_OK &&
+                cur.stamp == c->stamp[i])
                 continue; /* backed */
             if (st != ST_OK && st != ST_NOTFOUND)
                 break;
         }
-        /* its record changed or went, or no stored issuer's: never served */
+        /* its record changed or went (or does not decode: logged), or no stored issuer's:
+         * never served */
         st = store_txn_del(t, s->db[DB_RESPONSES], c->keys[i], c->klen[i]);
         if (st == ST_OK)
             n++;
