@@ -931,7 +931,9 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
         ocsp_metrics_init(s);
         return ocsp_routes(s, http) == ST_OK ? s : (ocsp_service_free(s), NULL);
     }
-    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, check);
+    /* ocspd -n: a store that the start upgrades is checked as it is (its issuers) */
+    s->store = check ? ocsp_store_open_check(cfg->store.path, cfg->store.map_size)
+                     : ocsp_store_open(cfg->store.path, cfg->store.map_size, false);
     if (s->store == NULL)
         goto fail;
     {

@@ -54,6 +54,7 @@ struct ocsp_store {
     uint8_t name_id[OCSP_ISSUER_ID_LEN];
     char name[64];
     bool readonly;
+    bool check; /* ocsp_store_open_check: an older schema taken as it is */
 };
 
 /* A write transaction: the open batch, or a new one (see ocsp_store_batch_begin). */
@@ -530,6 +531,12 @@ out:
     store_txn_abort(t);
     if (st != ST_OK || from == 0)
         return st;
+    if (readonly && s->check) {
+        log_notice("ocsp_store: %s: schema version %u is upgraded when ocspd starts (to %d; or "
+                   "by `ocspctl -d %s init`): only its issuers are checked now",
+                   dir, from, OCSP_STORE_SCHEMA, dir);
+        return ST_OK;
+    }
     if (readonly) {
         log_err("ocsp_store: %s: schema version %u must be upgraded to %d, which writes: run "
                 "`ocspctl -d %s init` (or start ocspd) once, with write access",
@@ -553,14 +560,15 @@ out:
                        : ocsp_schema_upgrade3(s, dir);
 }
 
-struct ocsp_store *
-ocsp_store_open(const char *dir, size_t map_size, bool readonly)
+static struct ocsp_store *
+ocsp_store_open_as(const char *dir, size_t map_size, bool readonly, bool check)
 {
     struct ocsp_store *s = calloc(1, sizeof(*s));
 
     if (s == NULL)
         return NULL;
     s->readonly = readonly;
+    s->check = check;
     s->st = store_open(dir, map_size, ocsp_db_names, OCSP_N_DBS, readonly);
     if (s->st == NULL)
         goto fail;
@@ -572,6 +580,18 @@ ocsp_store_open(const char *dir, size_t map_size, bool readonly)
 fail:
     ocsp_store_close(s);
     return NULL;
+}
+
+struct ocsp_store *
+ocsp_store_open(const char *dir, size_t map_size, bool readonly)
+{
+    return ocsp_store_open_as(dir, map_size, readonly, false);
+}
+
+struct ocsp_store *
+ocsp_store_open_check(const char *dir, size_t map_size)
+{
+    return ocsp_store_open_as(dir, map_size, true, true);
 }
 
 void

@@ -189,6 +189,11 @@ struct ocsp_store;
  * Opened read-only an older store is refused (run ocspctl or ocspd once on it writable).
  * NULL on failure, logged. */
 struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readonly);
+/* ocsp_store_open read-only for a check that writes nothing (`ocspd -n`, which the shipped
+ * unit runs before ocspd): a store of an older schema, which the writable open of ocspd's
+ * start upgrades, is taken as it is (a notice logged) instead of refused. Only its issuers
+ * are to be read through it: the other trees may still have the older layout. */
+struct ocsp_store *ocsp_store_open_check(const char *dir, size_t map_size);
 void ocsp_store_close(struct ocsp_store *s);
 
 /* The issuer id of a certificate (SHA-256 of its subjectPublicKey contents). */
