@@ -658,6 +658,28 @@ store_reader_check(struct store *s, int *cleared)
     return ST_OK;
 }
 
+/* A reader slot of another process (mdb_reader_list's lines: pid, thread, txnid or "-"). */
+static int
+store_reader_other_line(const char *msg, void *ctx)
+{
+    unsigned long *pid = ctx, p;
+
+    if (*pid == 0 && sscanf(msg, "%lu", &p) == 1 && p != 0 && p != (unsigned long)getpid())
+        *pid = p;
+    return 0;
+}
+
+int
+store_reader_other(struct store *s, unsigned long *pid)
+{
+    int st = store_reader_check(s, NULL);
+
+    *pid = 0;
+    if (st == ST_OK && mdb_reader_list(s->env, store_reader_other_line, pid) < 0)
+        st = store_fail(s, "reader list", EINVAL);
+    return st;
+}
+
 /* The oldest snapshot a reader holds (mdb_reader_list's lines: pid, thread, txnid or "-"). */
 struct store_oldest {
     size_t txnid;

@@ -76,6 +76,12 @@ const char *store_size_key(const struct store *s);
  * (logged when > 0). ST_OK or ST_STORE. Thread-safe. */
 int store_reader_check(struct store *s, int *cleared);
 
+/* The id of another live process that has the store open, as LMDB's reader table records it
+ * (a process holds a reader slot once it has read: the slots of processes that are gone are
+ * cleared first); 0 when there is none. A process that has only written is not seen. ST_OK or
+ * ST_STORE. */
+int store_reader_other(struct store *s, unsigned long *pid);
+
 /* Live fill of the map: pages holding data or pinned by a reader (the file's pages in use
  * minus the free pages that can be reused, i.e. freed before the oldest snapshot a reader
  * holds) over the pages the map may grow to, 0..1. Thread-safe; walks the free list, so meant

@@ -64,6 +64,11 @@ ocsp_status_next(const struct ocsp_status *cur, const struct ocsp_status_change 
     next->stamp = now_ns;
     if (cur != NULL && next->stamp <= cur->stamp)
         next->stamp = cur->stamp + 1;
+    /* never an answer's mark (ocsp_store.h, Backing): 0 (no record) nor OCSP_STAMP_STALE,
+     * which a stale-marked answer would then match (here the stored stamp is at least
+     * OCSP_STAMP_STALE - 1, or there is none: 1 is another) */
+    if (next->stamp == 0 || next->stamp == OCSP_STAMP_STALE)
+        next->stamp = 1;
     if (!ocsp_status_allowed(cur, req, next))
         return OCSP_RULE_REFUSED;
     return cur != NULL && ocsp_status_same(cur, next) ? OCSP_RULE_SAME : OCSP_RULE_APPLY;

@@ -477,6 +477,7 @@ ocsp_try_stored(struct ocsp_service *s, struct http_request *http, const struct 
      * the issuer's current signer (a replaced responder certificate's answers are misses,
      * signed again: issue 8 item 4): the signer fingerprint stored with it, no DER walk */
     current = (f.status_found ? sr->stamp == f.status.stamp : sr->stamp == 0) &&
+              sr->stamp != OCSP_STAMP_STALE && /* marked: never current, whatever the record */
               now < sr->next_update && sr->produced_at <= now + 1 &&
               memcmp(sr->signer_fp, iss->signer_fp, OCSP_FP_LEN) == 0 &&
               sr->certs_len == iss->certs_len;
@@ -930,7 +931,9 @@ ocsp_service_new(const struct ocsp_config *cfg, struct http_server *http, bool c
         ocsp_metrics_init(s);
         return ocsp_routes(s, http) == ST_OK ? s : (ocsp_service_free(s), NULL);
     }
-    s->store = ocsp_store_open(cfg->store.path, cfg->store.map_size, check);
+    /* ocspd -n: a store that the start upgrades is checked as it is (its issuers) */
+    s->store = check ? ocsp_store_open_check(cfg->store.path, cfg->store.map_size)
+                     : ocsp_store_open(cfg->store.path, cfg->store.map_size, false);
     if (s->store == NULL)
         goto fail;
     {

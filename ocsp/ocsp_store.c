@@ -47,12 +47,14 @@ struct ocsp_store {
     int db[OCSP_N_DBS];
     struct store_txn *batch; /* open batch write transaction (ocsp_store_batch_begin) */
     bool batch_failed;
+    size_t batch_marked; /* answers marked or removed in the batch's transaction so far */
     /* inside a batch: the issuer name of the last journalled status change (an import
      * journals many changes of one issuer; its record is decoded once) */
     bool name_cached;
     uint8_t name_id[OCSP_ISSUER_ID_LEN];
     char name[64];
     bool readonly;
+    bool check; /* ocsp_store_open_check: an older schema taken as it is */
 };
 
 /* A write transaction: the open batch, or a new one (see ocsp_store_batch_begin). */
@@ -91,6 +93,7 @@ ocsp_store_batch_begin(struct ocsp_store *s)
     if (s->batch != NULL)
         return ST_INVALID;
     s->batch_failed = false;
+    s->batch_marked = 0;
     s->name_cached = false;
     return store_txn_begin(s->st, true, &s->batch);
 }
@@ -115,6 +118,7 @@ ocsp_store_batch_commit(struct ocsp_store *s)
     if (t == NULL)
         return ST_INVALID;
     s->batch = NULL;
+    s->batch_marked = 0;
     s->name_cached = false;
     if (s->batch_failed) {
         store_txn_abort(t);
@@ -129,7 +133,14 @@ ocsp_store_batch_abort(struct ocsp_store *s)
     if (s->batch != NULL)
         store_txn_abort(s->batch);
     s->batch = NULL;
+    s->batch_marked = 0;
     s->name_cached = false;
+}
+
+size_t
+ocsp_store_batch_marked(const struct ocsp_store *s)
+{
+    return s->batch != NULL ? s->batch_marked : 0;
 }
 
 /* ---- little helpers: LE/BE integers, hex ---- */
@@ -491,6 +502,7 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     size_t n = 0;
     char want[16];
     unsigned from = 0; /* an older schema to upgrade from */
+    unsigned long other = 0;
     int st;
 
     snprintf(want, sizeof(want), "%d", OCSP_STORE_SCHEMA);
@@ -519,10 +531,28 @@ out:
     store_txn_abort(t);
     if (st != ST_OK || from == 0)
         return st;
+    if (readonly && s->check) {
+        log_notice("ocsp_store: %s: schema version %u is upgraded when ocspd starts (to %d; or "
+                   "by `ocspctl -d %s init`): only its issuers are checked now",
+                   dir, from, OCSP_STORE_SCHEMA, dir);
+        return ST_OK;
+    }
     if (readonly) {
         log_err("ocsp_store: %s: schema version %u must be upgraded to %d, which writes: run "
                 "`ocspctl -d %s init` (or start ocspd) once, with write access",
                 dir, from, OCSP_STORE_SCHEMA, dir);
+        return ST_STORE;
+    }
+    /* an older release's ocspd or ocspctl still running would go on writing answers without
+     * the Backing rule's check (ocsp_store.h), which this release then serves without reading
+     * the record (review13, EID-05): the upgrade waits until none has the store open */
+    if ((st = store_reader_other(s->st, &other)) != ST_OK)
+        return st;
+    if (other != 0) {
+        log_err("ocsp_store: %s: schema version %u must be upgraded to %d, but process %lu has "
+                "the store open (an older ocspd or ocspctl?): stop every process that uses it, "
+                "then start again",
+                dir, from, OCSP_STORE_SCHEMA, other);
         return ST_STORE;
     }
     return from == 1   ? ocsp_schema_upgrade1(s, dir)
@@ -530,14 +560,15 @@ out:
                        : ocsp_schema_upgrade3(s, dir);
 }
 
-struct ocsp_store *
-ocsp_store_open(const char *dir, size_t map_size, bool readonly)
+static struct ocsp_store *
+ocsp_store_open_as(const char *dir, size_t map_size, bool readonly, bool check)
 {
     struct ocsp_store *s = calloc(1, sizeof(*s));
 
     if (s == NULL)
         return NULL;
     s->readonly = readonly;
+    s->check = check;
     s->st = store_open(dir, map_size, ocsp_db_names, OCSP_N_DBS, readonly);
     if (s->st == NULL)
         goto fail;
@@ -549,6 +580,18 @@ ocsp_store_open(const char *dir, size_t map_size, bool readonly)
 fail:
     ocsp_store_close(s);
     return NULL;
+}
+
+struct ocsp_store *
+ocsp_store_open(const char *dir, size_t map_size, bool readonly)
+{
+    return ocsp_store_open_as(dir, map_size, readonly, false);
+}
+
+struct ocsp_store *
+ocsp_store_open_check(const char *dir, size_t map_size)
+{
+    return ocsp_store_open_as(dir, map_size, true, true);
 }
 
 void
@@ -1156,6 +1199,12 @@ static const uint8_t ocsp_forms[] = {
     OCSP_HASH_SHA512 | OCSP_FORM_NOPARAMS,
 };
 
+static bool
+ocsp_form_known(uint8_t form)
+{
+    return memchr(ocsp_forms, form, sizeof(ocsp_forms)) != NULL;
+}
+
 /* The answers stored for (id, serial), every form, when its status record changes (`drop`
  * false: each marked stale, its stamp OCSP_STAMP_STALE, so that it is re-signed by the
  * refresher or on demand and never served as it is) or is removed (`drop`: each deleted), in
@@ -1197,6 +1246,8 @@ ocsp_answers_unback_txn(struct ocsp_store *s, struct store_txn *t, const uint8_t
             return st;
         if (n != NULL)
             (*n)++;
+        if (t == s->batch)
+            s->batch_marked++;
     }
     return ST_OK;
 }
@@ -1698,7 +1749,8 @@ ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
     uint8_t *v;
     int st;
 
-    if (r->der == NULL || r->der_len == 0 || r->issuer_id == NULL || r->form == 0 ||
+    /* only a form ocsp_answers_unback_txn marks (the Backing rule) */
+    if (r->der == NULL || r->der_len == 0 || r->issuer_id == NULL || !ocsp_form_known(r->form) ||
         r->certs_len >= r->der_len || r->certs_len > UINT32_MAX || r->pad_len > UINT16_MAX ||
         r->stamp == OCSP_STAMP_STALE ||
         (klen = ocsp_response_key(r->issuer_id, r->serial, r->serial_len, r->form, key)) == 0)
@@ -1833,13 +1885,20 @@ ocsp_unbacked_apply(struct ocsp_store *s, const struct id_list *ids, struct unba
         const uint8_t *id = ocsp_id_list_find(ids, c->keys[i]);
 
         if (id != NULL && ocsp_response_key_parse(c->keys[i], c->klen[i], &r)) {
-            st = ocsp_status_txn_get(s, t, id, r.serial, r.serial_len, &cur);
-            if (st == ST_OK && cur.stamp == c->stamp[i])
+            uint8_t skey[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
+            const void *sv = NULL;
+            size_t sn = 0;
+
+            st = store_txn_get(t, s->db[DB_STATUS], skey,
+                               ocsp_status_key(id, r.serial, r.serial_len, skey), &sv, &sn);
+            if (st == ST_OK && ocsp_status_decode(sv, sn, &cur) == ST_OK &&
+                cur.stamp == c->stamp[i])
                 continue; /* backed */
             if (st != ST_OK && st != ST_NOTFOUND)
                 break;
         }
-        /* its record changed or went, or no stored issuer's: never served */
+        /* its record changed or went (or does not decode: logged), or no stored issuer's:
+         * never served */
         st = store_txn_del(t, s->db[DB_RESPONSES], c->keys[i], c->klen[i]);
         if (st == ST_OK)
             n++;

@@ -184,10 +184,16 @@ struct ocsp_store;
  * kept; then (schema 2 and 3) the answers that no status record backs any longer are dropped
  * (the Backing rule above). A chunk per write transaction: an interrupted upgrade resumes at
  * the next open. Stop ocspd and every ocspctl of an older release first: one that goes on
- * writing after the upgrade does not keep the Backing rule.
+ * writing after the upgrade does not keep the Backing rule; so the upgrade is refused (logged,
+ * NULL) while another process has the store open (store_reader_other: one that has read it).
  * Opened read-only an older store is refused (run ocspctl or ocspd once on it writable).
  * NULL on failure, logged. */
 struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readonly);
+/* ocsp_store_open read-only for a check that writes nothing (`ocspd -n`, which the shipped
+ * unit runs before ocspd): a store of an older schema, which the writable open of ocspd's
+ * start upgrades, is taken as it is (a notice logged) instead of refused. Only its issuers
+ * are to be read through it: the other trees may still have the older layout. */
+struct ocsp_store *ocsp_store_open_check(const char *dir, size_t map_size);
 void ocsp_store_close(struct ocsp_store *s);
 
 /* The issuer id of a certificate (SHA-256 of its subjectPublicKey contents). */
@@ -389,7 +395,8 @@ struct ocsp_response_put {
 /* Store (replace) one response inside the caller's write transaction: the commit pipeline's,
  * since ocspd never writes outside it (DESIGN D10). ST_NOTFOUND, nothing written, also when
  * the status record it was signed for (r->stamp) is no longer the one stored: changed or
- * removed since, or added since for stamp 0 (the Backing rule). */
+ * removed since, or added since for stamp 0 (the Backing rule). ST_INVALID for a form that is
+ * not a hash of enum ocsp_hash (| OCSP_FORM_NOPARAMS): a status change marks only those. */
 int ocsp_store_response_put_txn(struct ocsp_store *s, struct store_txn *t,
                                 const struct ocsp_response_put *r);
 /* Walk stored responses in key order: fn gets each response's header, its issuer id and
@@ -467,6 +474,12 @@ int ocsp_store_batch_commit(struct ocsp_store *s);
  * ST_STORE (batch aborted, none open) when a write of this chunk failed or the commit did. */
 int ocsp_store_batch_checkpoint(struct ocsp_store *s);
 void ocsp_store_batch_abort(struct ocsp_store *s);
+/* Stored answers marked stale or removed by the open batch's status changes since it began or
+ * was last checkpointed (the Backing rule): LMDB copies each one's page, the old one freed
+ * only when the transaction commits, so a chunk of many revocations of pre-signed serials
+ * needs room for all of those pages; an import checkpoints when this grows. 0 without a
+ * batch. */
+size_t ocsp_store_batch_marked(const struct ocsp_store *s);
 
 /* The underlying common/store (for health and usage). */
 struct store *ocsp_store_raw(struct ocsp_store *s);

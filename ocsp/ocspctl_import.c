@@ -91,6 +91,15 @@ struct import_count {
  * also covers the pages a chunk copies before it commits. */
 #define IMPORT_GOOD_BYTES 640.0
 
+/* Stored answers a chunk may mark stale before it is committed early (review13): each status
+ * change of a pre-signed serial marks its answers in the chunk's write transaction (the
+ * Backing rule, ocsp_store.h), and LMDB keeps a copy of each page so touched until the
+ * commit; a chunk of 256 K revocations would need room for every answer page they touch
+ * (measured: a 24 MiB store under half full could not take 7000 in one). At most 4 K pages
+ * (16 MiB) this way, about 512 (2 MiB) with adjacent serials; a commit per 2 K revocations.
+ * OCSPCTL_IMPORT_MARKS overrides. */
+#define IMPORT_MARK_CHUNK ((size_t)4 * 1024)
+
 static void
 count_result(struct import_count *n, int st, const char *hex)
 {
@@ -629,7 +638,8 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
     int count = revs != NULL ? sk_X509_REVOKED_num(revs) : 0;
     struct crl_ent *ents = calloc((size_t)count + 1, sizeof(*ents));
     struct ctl_serial *listed = calloc((size_t)count + 1, sizeof(*listed));
-    size_t ne = 0, chunk = env_size("OCSPCTL_IMPORT_CHUNK", INDEX_CHUNK);
+    size_t ne = 0, chunk = env_size("OCSPCTL_IMPORT_CHUNK", INDEX_CHUNK), start = 0;
+    size_t marks = env_size("OCSPCTL_IMPORT_MARKS", IMPORT_MARK_CHUNK);
     struct crl_run run = {c, rec->id, ci->delta, n};
     bool append = false;
     int st = ST_OK;
@@ -679,7 +689,9 @@ crl_apply(struct ctl *c, X509_CRL *crl, const struct ocsp_issuer_rec *rec,
         bool dup = false;
         int rc;
 
-        if (i % chunk == 0) {
+        /* a new chunk every `chunk` entries, or once its changes marked `marks` answers */
+        if (i == 0 || i - start >= chunk || ocsp_store_batch_marked(c->store) >= marks) {
+            start = i;
             if (i > 0) {
                 if (ocsp_store_batch_checkpoint(c->store) != ST_OK) {
                     fprintf(stderr, "ocspctl: a chunk of the CRL could not be committed\n");
@@ -1024,6 +1036,7 @@ struct index_run {
     char *line; /* getline's buffer */
     size_t cap;
     size_t chunk;          /* lines per write transaction */
+    size_t marks;          /* stored answers marked stale before a chunk is committed early */
     size_t window;         /* lines parsed, sorted and applied together, at most */
     struct index_ent *ent; /* window entries (index_arena), r->n of them in use */
     size_t n;
@@ -1334,6 +1347,21 @@ index_apply(struct index_run *r, const struct index_ent *x, unsigned flags)
 
 #define INDEX_PREFETCH 16
 
+/* Commit what the import wrote so far and go on in a new write transaction; the counts of
+ * what is committed noted (the journal entry of an import that stops later says them). */
+static int
+index_checkpoint(struct index_run *r)
+{
+    if (ocsp_store_batch_checkpoint(r->c->store) != ST_OK) {
+        fprintf(stderr, "ocspctl: %s: a chunk could not be committed\n", r->path);
+        return ST_STORE; /* the batch is gone */
+    }
+    r->j.committed_lines = r->j.lines;
+    r->done = r->j;
+    fprintf(stderr, "ocspctl: %s: %zu entries committed\n", r->path, r->j.committed_lines);
+    return ST_OK;
+}
+
 /* Apply keys [from, to) of the sorted window, in key order (each chunk then touches only its
  * own key range of the B-tree, each page once). When the chunk's first key is past every
  * status key of the store (an empty store, or serials above all stored ones), its records
@@ -1365,6 +1393,11 @@ index_chunk_apply(struct index_run *r, size_t from, size_t to)
         r->j.lines++;
         if ((st = index_apply(r, x, append && !dup ? OCSP_SET_APPEND : 0)) != ST_OK)
             return st;
+        /* committed early once its changes marked many stored answers (IMPORT_MARK_CHUNK); an
+         * append stays one: the keys after it are past it */
+        if (!r->one_txn && i + 1 < to && ocsp_store_batch_marked(r->c->store) >= r->marks &&
+            (st = index_checkpoint(r)) != ST_OK)
+            return st;
     }
     return ST_OK;
 }
@@ -1385,13 +1418,8 @@ index_window_apply(struct index_run *r, bool last)
             return st;
         if (r->one_txn || (last && to == r->n))
             continue;
-        if (ocsp_store_batch_checkpoint(r->c->store) != ST_OK) {
-            fprintf(stderr, "ocspctl: %s: a chunk could not be committed\n", r->path);
-            return ST_STORE; /* the batch is gone */
-        }
-        r->j.committed_lines = r->j.lines;
-        r->done = r->j;
-        fprintf(stderr, "ocspctl: %s: %zu entries committed\n", r->path, r->j.committed_lines);
+        if ((st = index_checkpoint(r)) != ST_OK)
+            return st;
     }
     return ST_OK;
 }
@@ -1546,6 +1574,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     r.path = argv[2];
     r.now = (int64_t)time(NULL);
     r.chunk = env_size("OCSPCTL_IMPORT_CHUNK", INDEX_CHUNK);
+    r.marks = env_size("OCSPCTL_IMPORT_MARKS", IMPORT_MARK_CHUNK);
     r.window = env_size("OCSPCTL_IMPORT_WINDOW", INDEX_WINDOW);
     r.j = (struct ocsp_journal_import){
         .who = c->who, .op = "import-index", .issuer_name = rec.name, .file = argv[2]};

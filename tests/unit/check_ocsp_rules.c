@@ -121,6 +121,30 @@ START_TEST(test_stamp_forward)
 }
 END_TEST
 
+/* A record's stamp is never one of the marks an answer's stamp may carry (ocsp_store.h, the
+ * Backing rule): 0 (signed without a record) nor OCSP_STAMP_STALE (its record changed since).
+ * Failed before: a stored stamp one below the mark (a clock far ahead, a store written so)
+ * made the next change's record carry the mark itself, and every answer marked stale by that
+ * change then matched its record and was served (review13, EID-05). */
+START_TEST(test_stamp_never_a_mark)
+{
+    struct ocsp_status_change req = {OCSP_STATE_REVOKED, KEYC, 100, 0};
+    struct ocsp_status cur = {.state = OCSP_STATE_GOOD, .reason = NONE};
+    struct ocsp_status next;
+
+    cur.stamp = OCSP_STAMP_STALE - 1;
+    ck_assert_int_eq(ocsp_status_next(&cur, &req, NOW, NOW_NS, &next), OCSP_RULE_APPLY);
+    ck_assert(next.stamp != OCSP_STAMP_STALE && next.stamp != 0 && next.stamp != cur.stamp);
+    cur.stamp = OCSP_STAMP_STALE;
+    ck_assert_int_eq(ocsp_status_next(&cur, &req, NOW, NOW_NS, &next), OCSP_RULE_APPLY);
+    ck_assert(next.stamp != OCSP_STAMP_STALE && next.stamp != 0 && next.stamp != cur.stamp);
+    ck_assert_int_eq(ocsp_status_next(NULL, &req, NOW, OCSP_STAMP_STALE, &next), OCSP_RULE_APPLY);
+    ck_assert(next.stamp != OCSP_STAMP_STALE && next.stamp != 0);
+    ck_assert_int_eq(ocsp_status_next(NULL, &req, NOW, 0, &next), OCSP_RULE_APPLY);
+    ck_assert(next.stamp != OCSP_STAMP_STALE && next.stamp != 0);
+}
+END_TEST
+
 /* Every from-state x to-state x reason: a definitive revocation never becomes good or held,
  * and an applied repeat never moves its time later nor weakens its reason (EID-07, OCSP-16). */
 START_TEST(test_revoked_never_weakens)
@@ -158,6 +182,7 @@ rules_suite(void)
 
     tcase_add_loop_test(tc, test_rules_table, 0, (int)(sizeof(cases) / sizeof(cases[0])));
     tcase_add_test(tc, test_stamp_forward);
+    tcase_add_test(tc, test_stamp_never_a_mark);
     tcase_add_test(tc, test_revoked_never_weakens);
     suite_add_tcase(s, tc);
     return s;

@@ -2271,6 +2271,178 @@ START_TEST(test_schema_upgrade3)
 }
 END_TEST
 
+/* The upgrade to schema 4 waits until no other process has the store open (review13): an
+ * older release's ocspd or ocspctl still running would go on writing answers without the
+ * Backing rule's check (one signed for the record a revocation just replaced), and the new
+ * ocspd would serve them without reading the record. Another process with a reader slot (here
+ * a child that has read the store, as any running ocspd or ocspctl has) makes the writable
+ * open of a schema-3 store fail, the store left as it is; once it is gone the open upgrades.
+ * Failed before: upgraded under the running process. */
+START_TEST(test_schema_upgrade_waits_for_other_processes)
+{
+    static const char *const names[] = {"meta"};
+    int up[2], down[2];
+    char c = 0, buf[16];
+    size_t n = 0;
+    struct store *raw;
+    pid_t pid;
+    int wst = 0;
+
+    set_schema("3");
+    ocsp_store_close(os);
+    os = NULL;
+    ck_assert_int_eq(pipe(up), 0);
+    ck_assert_int_eq(pipe(down), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* an older release's process: it has read the store, and keeps it open */
+        struct store *r = store_open(dir, MAP, names, 1, true);
+
+        if (r == NULL || store_get(r, 0, "schema_version", 14, buf, sizeof(buf), &n) != ST_OK ||
+            write(up[1], "r", 1) != 1 || read(down[0], &c, 1) != 1)
+            _exit(1);
+        store_close(r);
+        _exit(0);
+    }
+    ck_assert_int_eq(read(up[0], &c, 1), 1);
+    ck_assert_ptr_null(ocsp_store_open(dir, MAP, false));
+    raw = store_open(dir, MAP, names, 1, true);
+    ck_assert_ptr_nonnull(raw);
+    ck_assert_int_eq(store_get(raw, 0, "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(buf[0], '3'); /* not upgraded */
+    store_close(raw);
+    ck_assert_int_eq(write(down[1], "x", 1), 1);
+    ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+    ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    for (int i = 0; i < 2; i++) {
+        close(up[i]);
+        close(down[i]);
+    }
+}
+END_TEST
+
+/* A batch counts the stored answers its status changes marked stale (review13: an import
+ * commits early when they are many, each one's page copied until the commit); a checkpoint
+ * starts again from 0; none without a batch, none for a new record. */
+START_TEST(test_batch_marked)
+{
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 0, 100, 200), put_of(FORM_B, 0, 100, 200)};
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 2), ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+    ck_assert_int_eq(ocsp_store_batch_begin(os), ST_OK);
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial2, sizeof(serial2), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+    ck_assert_int_eq(ocsp_store_status_set(
+                         os,
+                         &(struct ocsp_status_set){
+                             ca_id, serial1, sizeof(serial1), {OCSP_STATE_HOLD, 6, 1000, 0}, "op"}),
+                     ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 2);
+    ck_assert_int_eq(ocsp_store_batch_checkpoint(os), ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+    /* marked already: not counted again */
+    ck_assert_int_eq(
+        ocsp_store_status_set(
+            os,
+            &(struct ocsp_status_set){
+                ca_id, serial1, sizeof(serial1), {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0}, "op"}),
+        ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+    ck_assert_int_eq(ocsp_store_batch_commit(os), ST_OK);
+    ck_assert_uint_eq(ocsp_store_batch_marked(os), 0);
+}
+END_TEST
+
+/* An answer is written only under a form a status change marks (each hash of enum ocsp_hash,
+ * with or without parameters): one under another form byte would never be marked stale and
+ * would stay backed-looking through every change of its record (review13, EID-05). Failed
+ * before: any form byte but 0 was taken. */
+START_TEST(test_backing_put_known_forms)
+{
+    static const uint8_t bad[] = {5, 0x7f, OCSP_FORM_NOPARAMS, 5 | OCSP_FORM_NOPARAMS, 0xff};
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p = put_of(FORM_A, 0, 100, 200);
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    for (size_t i = 0; i < sizeof(bad); i++) {
+        p.form = bad[i];
+        ck_assert_int_eq(responses_put(os, &p, 1), ST_INVALID);
+    }
+    ck_assert_uint_eq(count_db("responses"), 0);
+    for (uint8_t h = OCSP_HASH_SHA1; h <= OCSP_HASH_SHA512; h++) {
+        p.form = h;
+        ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+        p.form = h | OCSP_FORM_NOPARAMS;
+        ck_assert_int_eq(responses_put(os, &p, 1), ST_OK);
+    }
+    ck_assert_uint_eq(count_db("responses"), 8);
+}
+END_TEST
+
+/* The upgrade to schema 4 with a status record that does not decode (a corrupt store): that
+ * serial's answer is dropped (nothing says it is backed; never served) and the upgrade goes
+ * on, the other answers kept. Failed before: the upgrade stopped at that record, so the store
+ * could not be opened writable at all (ocspd would not start) for one bad record (review13). */
+START_TEST(test_schema_upgrade3_corrupt_record)
+{
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 0, 100, 200), put_of(FORM_A, 0, 100, 200)};
+    struct store *raw = ocsp_store_raw(os);
+    struct store_txn *t = NULL;
+    struct ocsp_response_found f;
+    uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX], bad[39] = {0};
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    p[1].serial = serial2;
+    for (size_t i = 0; i < 2; i++)
+        ck_assert_int_eq(
+            ocsp_store_status_set(
+                os, &(struct ocsp_status_set){ca_id,
+                                              p[i].serial,
+                                              p[i].serial_len,
+                                              {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                              "op"}),
+            ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 2), ST_OK);
+    memcpy(key, ca_id, OCSP_ISSUER_ID_LEN);
+    memcpy(key + OCSP_ISSUER_ID_LEN, serial1, sizeof(serial1));
+    ck_assert_int_eq(store_txn_begin(raw, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, store_db(raw, "status"), key,
+                                   OCSP_ISSUER_ID_LEN + sizeof(serial1), bad, sizeof(bad), false),
+                     ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    set_schema("3");
+    ocsp_store_close(os);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_NOTFOUND);
+    ck_assert_int_eq(response_get(FORM_A, serial2, sizeof(serial2), false, &f), ST_OK);
+    free(f.resp.der);
+}
+END_TEST
+
 /* Many answers (more than one purge chunk) of three issuers: only the asked issuer's expired
  * ones go (its range of keys: the issuers before and after it keep theirs). */
 START_TEST(test_purge_answers_chunks)
@@ -2458,6 +2630,10 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_backing_put_checks_record);
     tcase_add_test(tc, test_backing_status_purge_takes_answers);
     tcase_add_test(tc, test_schema_upgrade3);
+    tcase_add_test(tc, test_schema_upgrade_waits_for_other_processes);
+    tcase_add_test(tc, test_batch_marked);
+    tcase_add_test(tc, test_backing_put_known_forms);
+    tcase_add_test(tc, test_schema_upgrade3_corrupt_record);
     tcase_add_test(tc, test_status_purge_follows_settings_changed_meanwhile);
     tcase_add_test(tc, test_readonly_sees_writes);
     tcase_add_test(tc, test_reopen_readonly);
