@@ -306,6 +306,49 @@ rss_max() {
                       n, m["VmRSS"], m["RssAnon"], m["RssFile"], m["RssShmem"] }' "$1"
 }
 
+# scale_rounds PORT: the uniform loads over the scale store (ocspd on PORT, $OCSPD_PID) and,
+# on a second ocspd over the bench's small store ($WORK/ocspd.conf, both up, one loaded at a
+# time), its uniform loads and its one hot answer, HOT_ROUNDS rounds of HOT_DUR s each: the
+# single runs above are minutes apart, and on this shared VM one run moves by tens of percent,
+# so the report takes the median of the rounds' ratios (scalealt_*)
+scale_rounds() {
+    local port=$1 scale_pid=$OCSPD_PID small_port small_pid r m url pid set
+    ((HOT_ROUNDS > 0)) || return 0
+    [[ -f $WORK/ocspd.conf && -f $WORK/ocsp-uni-post.set ]] || return 0
+    small_port=$(free_port)
+    cp "$WORK/ocspd.conf" "$WORK/ocspd-small.conf"
+    conf_apply "$WORK/ocspd-small.conf" "server.listen=127.0.0.1:$small_port"
+    if ! ocspd_start "$WORK/ocspd-small.conf" "$WORK/ocspd-small.log"; then
+        ocspd_stop || true
+        OCSPD_PID=$scale_pid
+        note "ocspd on the bench store did not start beside the scale one: alternating rounds skipped"
+        return 0
+    fi
+    small_pid=$OCSPD_PID
+    echo "== uniform over $SCALE_N / over the bench store's $NSERIALS / one hot answer, $HOT_ROUNDS alternating rounds of $HOT_DUR s"
+    for ((r = 1; r <= HOT_ROUNDS; r++)); do
+        for m in scale_post scale_get small_post small_get hot_post hot_get; do
+            case $m in
+            scale_post) url=$port pid=$scale_pid set=${SCALE_SET[post]} ;;
+            scale_get) url=$port pid=$scale_pid set=${SCALE_SET[get]} ;;
+            small_post) url=$small_port pid=$small_pid set=$WORK/ocsp-uni-post.set ;;
+            small_get) url=$small_port pid=$small_pid set=$WORK/ocsp-uni-get.set ;;
+            hot_post) url=$small_port pid=$small_pid set=$WORK/one.set ;;
+            hot_get) url=$small_port pid=$small_pid set=$WORK/one-get.set ;;
+            esac
+            "$LG" run --label "scalealt_${m}_$r" --url "http://127.0.0.1:$url/" --requests "$set" \
+                --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+                --pid "$pid" --json "$OUT/scalealt_${m}_$r.json" >/dev/null
+        done
+        echo "  round $r: over $SCALE_N POST $(jq .rps "$OUT/scalealt_scale_post_$r.json")/s" \
+            "GET $(jq .rps "$OUT/scalealt_scale_get_$r.json")/s; over $NSERIALS POST" \
+            "$(jq .rps "$OUT/scalealt_small_post_$r.json")/s GET $(jq .rps "$OUT/scalealt_small_get_$r.json")/s;" \
+            "one hot answer POST $(jq .rps "$OUT/scalealt_hot_post_$r.json")/s GET $(jq .rps "$OUT/scalealt_hot_get_$r.json")/s"
+    done
+    ocspd_stop
+    OCSPD_PID=$scale_pid
+}
+
 scale_scenario() {
     local port conf=$WORK/ocspd-scale.conf ca_args foot rss="" sampler t0 i prefault=
     declare -gA SCALE_SET=()
@@ -360,6 +403,7 @@ scale_scenario() {
             "${ca_args[@]}"
         kill -TERM "$sampler" 2>/dev/null || true
         wait "$sampler" 2>/dev/null || true
+        scale_rounds "$port"
         ocspd_stop
         rss=$(rss_max "$WORK/scale-rss.txt")
         echo "  ocspd memory under the load (max, KiB): $(jq -c . <<<"$rss")"
