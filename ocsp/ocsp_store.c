@@ -224,6 +224,18 @@ static uint8_t *ocsp_response_value(const struct ocsp_response_put *r, const uin
 
 /* Keys of `responses`, a chunk at a time, for the upgrade. */
 #define UPGRADE_CHUNK 4096
+/* A walk done in chunks restarts at the last key of the chunk before: true for that key (once),
+ * which the chunk before has handled. */
+static bool
+walk_resumed_at(bool *skip_first, const void *key, size_t klen, const uint8_t *last,
+                size_t last_len)
+{
+    if (!*skip_first)
+        return false;
+    *skip_first = false;
+    return klen == last_len && memcmp(key, last, klen) == 0;
+}
+
 struct key_list {
     uint8_t (*keys)[OCSP_CERTID_MAX];
     size_t len[UPGRADE_CHUNK];
@@ -381,11 +393,8 @@ ocsp_rekey_collect(void *ctx, const void *key, size_t klen, const void *val, siz
     struct rekey_chunk *c = ctx;
     const uint8_t *b = val;
 
-    if (c->skip_first) {
-        c->skip_first = false;
-        if (klen == c->last_len && memcmp(key, c->last, klen) == 0)
-            return true;
-    }
+    if (walk_resumed_at(&c->skip_first, key, klen, c->last, c->last_len))
+        return true;
     if (klen <= OCSP_CERTID_MAX) {
         memcpy(c->last, key, klen);
         c->last_len = klen;
@@ -1850,11 +1859,8 @@ ocsp_unbacked_collect(void *ctx, const void *key, size_t klen, const void *val, 
     struct unbacked_chunk *c = ctx;
     const uint8_t *v = val;
 
-    if (c->skip_first) {
-        c->skip_first = false;
-        if (klen == c->last_len && memcmp(key, c->last, klen) == 0)
-            return true;
-    }
+    if (walk_resumed_at(&c->skip_first, key, klen, c->last, c->last_len))
+        return true;
     if (klen > OCSP_RESP_KEY_MAX)
         return true; /* not one of ours: never read as an answer */
     memcpy(c->last, key, klen);
@@ -2010,11 +2016,8 @@ ocsp_purge_collect(void *ctx, const void *key, size_t klen, const void *val, siz
     struct ocsp_stored_response r;
     size_t off;
 
-    if (c->skip_first) {
-        c->skip_first = false;
-        if (klen == c->last_len && memcmp(key, c->last, klen) == 0)
-            return true;
-    }
+    if (walk_resumed_at(&c->skip_first, key, klen, c->last, c->last_len))
+        return true;
     if (klen < OCSP_RESP_KEY_ID_LEN || memcmp(key, c->id, OCSP_RESP_KEY_ID_LEN) != 0) {
         c->done = true;
         return false;
