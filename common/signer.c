@@ -87,6 +87,7 @@ struct signer {
     bool watch_started;
     pthread_cond_t watch_cond;
     long long timeout_ns;
+    unsigned long watch_rounds; /* rounds the watch thread made (s->lock; tests wait on it) */
     /* the test signature with a down key, made by its own thread (the prober, slot nslots), one
      * at a time: one that hangs holds neither a worker nor the queue, and no other is sent
      * until it comes back */
@@ -928,6 +929,7 @@ signer_watch_main(void *arg)
         if (s->stopping)
             break;
         now = signer_now_ns();
+        s->watch_rounds++;
         expired = signer_collect_expired(s, now, hung, &n_hung);
         /* under the lock: a hung key may be a released one, freed once its worker is done */
         for (size_t i = 0; i < n_hung; i++)
