@@ -353,10 +353,10 @@ eventually_healthy(struct signer *s)
 /*
  * The token stops answering while it signs a job of key a: that job and the token's other key
  * (b) fail (ST_TIMEOUT once, then ST_HSM at once without reaching the token), the key file's
- * jobs are all signed while the call is still held, no more than one test signature waits in
- * the token meanwhile (several probe intervals), no session serves two calls at once; once
- * the call comes back, both token keys sign again and the signer frees cleanly (ASan: no leak,
- * no use after free of the hung worker's batch).
+ * jobs are all signed while the call is still held, no more test signatures wait in the token
+ * meanwhile than there are probe slots (several probe intervals), no session serves two calls at
+ * once; once the call comes back, both token keys sign again and the signer frees cleanly (ASan: no
+ * leak, no use after free of the hung worker's batch).
  */
 static void
 hung_token_case(unsigned workers)
@@ -371,8 +371,8 @@ hung_token_case(unsigned workers)
     reset();
     s = signer_new(&sc, on_batch, NULL);
     ck_assert_ptr_nonnull(s);
-    /* a session for each worker and spare, the prober and signer_sign_now */
-    ck_assert_uint_eq(fk.sessions, 2 * workers + 2);
+    /* a session for each worker and spare, the two probe slots and signer_sign_now */
+    ck_assert_uint_eq(fk.sessions, 2 * workers + 3);
     ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
     kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA, SIGNER_SHA256);
     ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
@@ -417,10 +417,12 @@ hung_token_case(unsigned workers)
     ck_assert_int_eq(status_of(121), ST_HSM);
     ck_assert_uint_le(fake_calls(1), calls_b + 1); /* at most the one test signature */
 
-    /* several probe intervals: one test signature at most waits in the token */
+    /* several probe intervals: one test signature a probe slot at most waits in the token (a
+     * probe given up on keeps its slot until its call comes back) */
     usleep(2500000);
-    ck_assert_uint_le(fake_held(), workers + 1);
-    ck_assert_uint_le(fake_calls(0) + fake_calls(1), workers + 1 + 2 /* self-tests */);
+    ck_assert_uint_le(fake_held(), workers + SIGNER_PROBE_SLOTS);
+    ck_assert_uint_le(fake_calls(0) + fake_calls(1),
+                      workers + SIGNER_PROBE_SLOTS + 2 /* self-tests */);
 
     /* and the key file still signs, on the workers that are not stuck */
     job_init(&jobs[130], ks, 130);
