@@ -53,6 +53,23 @@ struct signer_worker {
      * outlasts sign_timeout says the token hangs, not a wait in the queue or the batch */
     size_t cur;
     long long cur_ns;
+    bool in_token; /* its call is one into the token, counted in s->n_in_token (s->lock) */
+};
+
+/* A test signature's thread (s->lock): one per probe, on the session of its slot. A probe
+ * still in the module after sign_timeout is given up (hung: it keeps its slot and session until
+ * its call comes back), and the next one goes to the other slot: a call lost for good (a network
+ * HSM's dead connection) must not keep the token's keys down once the token answers again. */
+struct signer_probe {
+    pthread_t thread;
+    enum signer_slot_state state;
+    bool joinable;
+    bool hung;
+    unsigned session;
+    struct signer_key *key; /* held while the slot is not free (signer_key_in_use) */
+    long long start_ns;
+    struct live_beat *beat;
+    struct signer *s;
 };
 
 struct signer {
@@ -68,18 +85,22 @@ struct signer {
     struct signer_job *head, *tail;
     unsigned depth;
     bool stopping;
-    /* signer_sign_now() uses the extra PKCS#11 session number nslots + 1 */
+    /* signer_sign_now() uses the extra PKCS#11 session number nslots + SIGNER_PROBE_SLOTS */
     pthread_mutex_t now_lock;
     /* worker slots: cfg.workers taking jobs, and as many spares for the workers stuck in a call
      * the watch thread gave up on (a hung token must not stall the other keys; its keys are
-     * down from then on, so it holds at most the workers that were in a call then) */
+     * down from then on). A token that comes back and hangs again takes more slots: calls
+     * into the token are admitted only while, should they all hang, one slot would still be
+     * left for a worker taking jobs (signer_token_admit), so key files are always signed. */
     struct signer_worker workers[SIGNER_MAX_SLOTS];
-    unsigned nslots;    /* 2 * cfg.workers */
-    unsigned n_threads; /* slots in SLOT_RUN (s->lock) */
-    unsigned n_live;    /* of those, not hung: the workers taking jobs (s->lock) */
-    unsigned n_hung;    /* of those, hung (s->lock) */
-    bool short_warned;  /* "no spare worker left" logged, until enough take jobs again */
-    atomic_uint n_down; /* PKCS#11 keys whose last signature failed or timed out */
+    unsigned nslots;     /* 2 * cfg.workers */
+    unsigned n_threads;  /* slots in SLOT_RUN (s->lock) */
+    unsigned n_live;     /* of those, not hung: the workers taking jobs (s->lock) */
+    unsigned n_hung;     /* of those, hung (s->lock) */
+    unsigned n_in_token; /* live workers inside a call into the token now (s->lock) */
+    bool short_warned;   /* "no spare worker left" logged, until enough take jobs again */
+    bool cap_warned;     /* "token calls refused" logged, until one is admitted again */
+    atomic_uint n_down;  /* PKCS#11 keys whose last signature failed or timed out */
     bool started;
     /* the watch thread: sign_timeout and the health probe (its own condition: a signal on
      * `cond` must wake a worker) */
@@ -87,17 +108,15 @@ struct signer {
     bool watch_started;
     pthread_cond_t watch_cond;
     long long timeout_ns;
-    /* the test signature with a down key, made by its own thread (the prober, slot nslots), one
-     * at a time: one that hangs holds neither a worker nor the queue, and no other is sent
-     * until it comes back */
-    pthread_t prober;
-    bool prober_started;
-    pthread_cond_t probe_cond;
-    struct live_beat *probe_beat;
+    unsigned long watch_rounds; /* rounds the watch thread made (s->lock; tests wait on it) */
+    /* the test signatures with a down key, each on a thread of its own, one at a time: one
+     * that hangs holds neither a worker nor the queue; given up after sign_timeout, the next
+     * goes to the other slot (sessions nslots and nslots + 1) */
+    struct signer_probe probes[SIGNER_PROBE_SLOTS];
     struct signer_key *probe_key; /* the one probed last (round robin over down keys) */
-    struct signer_key *probe_cur; /* the one asked for or being probed, held while probe_busy */
-    bool probe_busy;
     long long probe_last;
+    bool probe_short_warned; /* "every probe slot stuck" logged, until one is free again */
+    long long watch_last;    /* the watch thread's previous round (a pause shows as a gap) */
     struct metric *m_timeouts, *m_hsm_fail, *m_down, *m_hung;
 };
 
@@ -532,6 +551,29 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool forc
     signer_key_health(s, k, job->status);
 }
 
+/* May worker w call into the token now (the lock held)? Only while, should every call in the
+ * token hang now, a slot would be left for a worker taking jobs: the stuck ones keep theirs
+ * until their calls come back, and without that slot the key files' jobs would stop too (a
+ * token that comes back and hangs again, more than once). A call admitted is counted until it
+ * returns or is found hung. */
+static bool
+signer_token_admit(struct signer *s, struct signer_worker *w)
+{
+    if (s->n_in_token + 1 + s->n_hung >= s->nslots) {
+        if (!s->cap_warned) {
+            s->cap_warned = true;
+            log_warn("signer: %u worker(s) still stuck in the token: its signatures fail at once "
+                     "until they come back (key files are signed as before)",
+                     s->n_hung);
+        }
+        return false;
+    }
+    s->cap_warned = false;
+    s->n_in_token++;
+    w->in_token = true;
+    return true;
+}
+
 /* Sign the i-th job taken from its input copy, and write the result into the job unless the
  * watch thread completed it meanwhile (then the job may be gone: it is not touched). */
 static void
@@ -539,7 +581,7 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
 {
     struct signer *s = w->s;
     struct signer_job tmp, *job;
-    bool gone;
+    bool gone, admitted = true;
 
     /* completed already (timed out behind a call that hung): not worth a signature */
     pthread_mutex_lock(&s->lock);
@@ -547,6 +589,8 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
     if (!gone) {
         w->cur = i;
         w->cur_ns = signer_now_ns();
+        if (!stopping && w->in[i].key != NULL && w->in[i].key->soft == NULL)
+            admitted = signer_token_admit(s, w);
     }
     pthread_mutex_unlock(&s->lock);
     if (gone)
@@ -554,14 +598,20 @@ signer_worker_sign(struct signer_worker *w, size_t i, bool stopping)
     tmp.key = w->in[i].key;
     tmp.digest_len = w->in[i].digest_len;
     memcpy(tmp.digest, w->in[i].digest, tmp.digest_len);
-    if (stopping) {
-        tmp.status = ST_SHUTDOWN;
+    if (stopping || !admitted) {
+        tmp.status = stopping ? ST_SHUTDOWN : ST_HSM;
         tmp.sig_len = 0;
+        if (!admitted)
+            metrics_inc(s->m_hsm_fail);
     } else {
         signer_do_job(s, w->idx, &tmp, false);
     }
     pthread_mutex_lock(&s->lock);
     w->cur = SIZE_MAX;
+    if (w->in_token) { /* not found hung meanwhile: that took it out of the count */
+        w->in_token = false;
+        s->n_in_token--;
+    }
     if ((job = w->listed[i]) != NULL) {
         job->status = tmp.status;
         job->sig_len = tmp.sig_len;
@@ -711,49 +761,118 @@ signer_probe_key(struct signer *s)
     return first;
 }
 
-/* Ask the prober for a test signature with a down token key (the lock held), unless the last
- * one is not back yet. */
+static void *signer_probe_main(void *arg);
+
+/* Join the probe threads that are done (the lock held: they no longer take it). */
+static void
+signer_probe_reap(struct signer *s)
+{
+    for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++) {
+        struct signer_probe *p = &s->probes[i];
+
+        if (p->state == SLOT_EXITED && p->joinable) {
+            pthread_join(p->thread, NULL);
+            p->joinable = false;
+            p->key = NULL;
+            p->state = SLOT_FREE;
+        }
+    }
+}
+
+/* Start a test signature with a down token key (the lock held), unless one is in the module and
+ * not given up yet; on a free probe slot (none while both hold a call lost in the module). */
 static void
 signer_probe_submit(struct signer *s, long long now)
 {
+    struct signer_probe *p = NULL;
     struct signer_key *k;
 
-    if (s->probe_busy || s->stopping || (k = signer_probe_key(s)) == NULL)
+    for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++) {
+        if (s->probes[i].state == SLOT_RUN && !s->probes[i].hung)
+            return; /* one at a time */
+        if (p == NULL && s->probes[i].state == SLOT_FREE)
+            p = &s->probes[i];
+    }
+    if (s->stopping || (k = signer_probe_key(s)) == NULL)
         return;
-    s->probe_key = s->probe_cur = k;
-    s->probe_busy = true;
+    if (p == NULL) {
+        if (!s->probe_short_warned) {
+            s->probe_short_warned = true;
+            log_warn("signer: no test signature until one of the %u stuck in the module comes "
+                     "back",
+                     SIGNER_PROBE_SLOTS);
+        }
+        return;
+    }
+    s->probe_short_warned = false;
+    s->probe_key = k;
     s->probe_last = now;
-    pthread_cond_signal(&s->probe_cond);
+    p->key = k;
+    p->hung = false;
+    p->start_ns = now;
+    if (pthread_create(&p->thread, NULL, signer_probe_main, p) != 0) {
+        log_err("signer: cannot start a test signature's thread");
+        p->key = NULL;
+        return;
+    }
+    p->joinable = true;
+    p->state = SLOT_RUN;
 }
 
-/* The prober: the test signatures, one at a time, on its own session (slot nslots). Its key
- * is held while probe_busy (signer_key_in_use). */
+/* A test signature, on its slot's session. Its key is held until the slot is reaped. */
 static void *
-signer_prober_main(void *arg)
+signer_probe_main(void *arg)
 {
-    struct signer *s = arg;
+    struct signer_probe *p = arg;
+    struct signer *s = p->s;
     struct signer_job job;
 
+    memset(&job, 0, sizeof(job));
+    job.key = p->key;
+    job.digest_len = signer_hash_len(job.key->hash);
+    memset(job.digest, 0x5a, job.digest_len);
+    live_busy(p->beat);
+    signer_do_job(s, p->session, &job, true);
+    live_idle(p->beat);
     pthread_mutex_lock(&s->lock);
-    for (;;) {
-        while (!s->probe_busy && !s->stopping)
-            pthread_cond_wait(&s->probe_cond, &s->lock);
-        if (s->stopping)
-            break;
-        memset(&job, 0, sizeof(job));
-        job.key = s->probe_cur;
-        job.digest_len = signer_hash_len(job.key->hash);
-        memset(job.digest, 0x5a, job.digest_len);
-        pthread_mutex_unlock(&s->lock);
-        live_busy(s->probe_beat);
-        signer_do_job(s, s->nslots, &job, true);
-        live_idle(s->probe_beat);
-        pthread_mutex_lock(&s->lock);
-        s->probe_busy = false;
-    }
-    s->probe_busy = false;
+    if (p->hung)
+        log_notice("signer: a test signature given up on came back (%s)", status_str(job.status));
+    p->state = SLOT_EXITED; /* joined by the watch thread or signer_free() */
     pthread_mutex_unlock(&s->lock);
     return NULL;
+}
+
+/* Give up on a test signature in the module for sign_timeout (the lock held): its key stays
+ * down, and the next probe goes to the other slot. */
+static void
+signer_probe_expire(struct signer *s, long long now)
+{
+    for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++) {
+        struct signer_probe *p = &s->probes[i];
+
+        if (p->state != SLOT_RUN || p->hung || now - p->start_ns < s->timeout_ns)
+            continue;
+        p->hung = true;
+        log_warn("signer: test signature with %s stuck in the module for %.1f s: left to its "
+                 "call, the next one goes to another session",
+                 p->key->name, (double)(now - p->start_ns) / 1e9);
+    }
+}
+
+/* The process did not run for `gap` (a VM paused by its host, SIGSTOP, a debugger; the lock
+ * held): the calls in the module did not hang meanwhile, their clocks restart now. */
+static void
+signer_pause_shift(struct signer *s, long long gap)
+{
+    for (unsigned w = 0; w < s->nslots; w++)
+        if (s->workers[w].state == SLOT_RUN && s->workers[w].cur < s->workers[w].n_listed)
+            s->workers[w].cur_ns += gap;
+    for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++)
+        if (s->probes[i].state == SLOT_RUN)
+            s->probes[i].start_ns += gap;
+    log_notice("signer: the process did not run for %.1f s (a pause): the calls in the module "
+               "are timed from now",
+               (double)gap / 1e9);
 }
 
 /* Collect the jobs older than sign_timeout, queued or taken by a worker and not signed yet,
@@ -776,6 +895,10 @@ signer_collect_expired(struct signer *s, long long now, struct signer_key **hung
         wk->hung = true; /* once: it stays hung until its call comes back */
         s->n_hung++;
         s->n_live--;
+        if (wk->in_token) {
+            wk->in_token = false;
+            s->n_in_token--;
+        }
         metrics_inc(s->m_hung);
         hung[(*n_hung)++] = wk->in[wk->cur].key;
         log_warn("signer: worker %u stuck in the module for %.1f s (key %s): left to its call, "
@@ -839,6 +962,7 @@ signer_worker_spawn(struct signer *s, unsigned i)
     w->cur = SIZE_MAX;
     w->n_listed = 0;
     w->hung = false;
+    w->in_token = false;
     if (pthread_create(&w->thread, NULL, signer_worker_main, w) != 0) {
         log_err("signer: cannot start worker %u", i);
         return ST_ERR;
@@ -912,6 +1036,7 @@ signer_watch_main(void *arg)
     if (tick > 200000000LL)
         tick = 200000000LL;
     pthread_mutex_lock(&s->lock);
+    s->watch_last = signer_now_ns();
     while (!s->stopping) {
         struct timespec until;
         struct signer_job *expired;
@@ -928,11 +1053,19 @@ signer_watch_main(void *arg)
         if (s->stopping)
             break;
         now = signer_now_ns();
+        s->watch_rounds++;
+        /* a round much later than its tick: the process did not run (a VM pause), which says
+         * nothing of the token */
+        if (now - s->watch_last > tick + s->timeout_ns / 2)
+            signer_pause_shift(s, now - s->watch_last - tick);
+        s->watch_last = now;
+        signer_probe_expire(s, now);
         expired = signer_collect_expired(s, now, hung, &n_hung);
         /* under the lock: a hung key may be a released one, freed once its worker is done */
         for (size_t i = 0; i < n_hung; i++)
             signer_token_hung(s, hung[i]);
         signer_reap(s);
+        signer_probe_reap(s);
         signer_spawn_spares(s);
         if (s->retired != NULL)
             signer_sweep_retired(s);
@@ -1001,7 +1134,6 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
         pthread_condattr_init(&ca);
         pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
         pthread_cond_init(&s->watch_cond, &ca);
-        pthread_cond_init(&s->probe_cond, NULL);
         pthread_condattr_destroy(&ca);
     }
     atomic_init(&s->n_down, 0);
@@ -1016,7 +1148,8 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
                               "Signer workers stuck in a call into the token past sign_timeout "
                               "(spares sign meanwhile).");
     if (cfg->p11_module != NULL && cfg->p11_module[0] != '\0') {
-        s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file, s->nslots + 2);
+        s->p11 = signer_p11_open(cfg->p11_module, cfg->p11_token, cfg->p11_pin_file,
+                                 s->nslots + SIGNER_PROBE_SLOTS + 1);
         if (s->p11 == NULL) {
             signer_free(s);
             return NULL;
@@ -1088,12 +1221,14 @@ signer_start(struct signer *s)
     pthread_mutex_unlock(&s->lock);
     if (st != ST_OK)
         return st;
-    s->probe_beat = live_beat_new("signer:probe");
-    if (pthread_create(&s->prober, NULL, signer_prober_main, s) != 0) {
-        log_err("signer: cannot start the prober thread");
-        return ST_ERR;
+    for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++) {
+        char name[LIVE_NAME_MAX];
+
+        snprintf(name, sizeof(name), "signer:probe%u", i);
+        s->probes[i].s = s;
+        s->probes[i].session = s->nslots + i;
+        s->probes[i].beat = live_beat_new(name);
     }
-    s->prober_started = true;
     if (pthread_create(&s->watch, NULL, signer_watch_main, s) != 0) {
         log_err("signer: cannot start the watch thread");
         return ST_ERR;
@@ -1111,7 +1246,7 @@ signer_start(struct signer *s)
 static void
 signer_key_destroy(struct signer_key *k)
 {
-    for (unsigned i = 0; i < SIGNER_MAX_SLOTS + 2; i++)
+    for (unsigned i = 0; i < SIGNER_MAX_SESSIONS; i++)
         EVP_PKEY_CTX_free(k->soft_ctx[i]);
     EVP_PKEY_free(k->soft);
     EVP_PKEY_free(k->pub);
@@ -1130,7 +1265,10 @@ signer_key_in_use(struct signer *s, const struct signer_key *k)
         for (size_t i = 0; i < s->workers[w].n_listed; i++)
             if (s->workers[w].in[i].key == k)
                 return true;
-    return s->probe_busy && s->probe_cur == k;
+    for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++)
+        if (s->probes[i].state != SLOT_FREE && s->probes[i].key == k)
+            return true;
+    return false;
 }
 
 /* Free the retired keys nothing holds any more (the lock held); returns how many are left. */
@@ -1211,13 +1349,14 @@ signer_free(struct signer *s)
     s->stopping = true;
     pthread_cond_broadcast(&s->cond);
     pthread_cond_broadcast(&s->watch_cond);
-    pthread_cond_broadcast(&s->probe_cond);
     pthread_mutex_unlock(&s->lock);
-    if (s->watch_started) /* first: it starts spares */
+    if (s->watch_started) /* first: it starts spares and probes */
         pthread_join(s->watch, NULL);
-    if (s->prober_started)
-        pthread_join(s->prober, NULL);
-    live_beat_free(s->probe_beat);
+    for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++) {
+        if (s->probes[i].joinable)
+            pthread_join(s->probes[i].thread, NULL);
+        live_beat_free(s->probes[i].beat);
+    }
     for (unsigned i = 0; i < SIGNER_MAX_SLOTS; i++) {
         if (s->workers[i].joinable)
             pthread_join(s->workers[i].thread, NULL);
@@ -1236,7 +1375,6 @@ signer_free(struct signer *s)
     signer_p11_close(s->p11);
     pthread_cond_destroy(&s->cond);
     pthread_cond_destroy(&s->watch_cond);
-    pthread_cond_destroy(&s->probe_cond);
     pthread_mutex_destroy(&s->lock);
     pthread_mutex_destroy(&s->now_lock);
     free(s);
@@ -1272,7 +1410,7 @@ int
 signer_sign_now(struct signer *s, struct signer_job *job)
 {
     pthread_mutex_lock(&s->now_lock);
-    signer_do_job(s, s->nslots + 1, job, true);
+    signer_do_job(s, s->nslots + SIGNER_PROBE_SLOTS, job, true);
     pthread_mutex_unlock(&s->now_lock);
     return job->status;
 }

@@ -33,24 +33,29 @@
  * A hung token stalls only its own keys: a worker whose call has been inside the module for
  * sign_timeout is left to it (hung) and a spare worker, with its own PKCS#11 session, takes its
  * place, so that the other keys (software keys) are signed at their normal speed; every key of
- * the token is down from then on (its jobs fail at once instead of hanging more workers). At
- * most `workers` spares: the calls in flight when the token stopped answering. Until then
- * (sign_timeout) the jobs queued behind the stuck workers wait, and may time out too. A hung
- * worker whose call comes back leaves the pool (or takes jobs again if no spare could replace
- * it); its beat stays busy while it is stuck, so the watchdog semantics are unchanged.
+ * the token is down from then on (its jobs fail at once instead of hanging more workers).
+ * Until then (sign_timeout) the jobs queued behind the stuck workers wait, and may time out
+ * too. A hung worker keeps its slot (2 x `workers` slots) until its call comes back, then leaves
+ * the pool (or takes jobs again if no spare could replace it); its beat stays busy while it is
+ * stuck, so the watchdog semantics are unchanged. A token that comes back and hangs again
+ * could take every slot: a call into the token is admitted only while, should every call in it
+ * hang, a slot would be left for a worker taking jobs; a job refused so fails at once (ST_HSM)
+ * and key files are always signed. A round of the watch thread far later than its tick means
+ * the process did not run (a paused VM): the calls in the module are timed from then on.
  *
  * Health (DESIGN D8): a token key whose signature fails (ST_HSM, after the backend's own
  * recovery) or times out is down, and up again after a success, each change logged as an
  * audit event (`hsm_unavailable` with the key and the reason, `hsm_available`); the signer is
  * healthy while no key is down. Jobs for a down key fail at once (ST_HSM) without calling the
  * module: a broken HSM is neither hammered nor logged about once per request. Instead the
- * watch thread asks for a test signature with a down key every second (round robin), made by
- * a thread of its own (the prober, one at a time: one that hangs holds no worker, and no other
- * is sent until it comes back), so a key comes back when the token answers again, even when no
- * request arrives (a load balancer that took the node out of rotation). The PKCS#11 backend
- * itself recovers sessions, the login and, after a removed device, the whole library
- * (signer_int.h). Metrics: signer_timeouts_total, signer_hsm_failures_total,
- * signer_keys_down, signer_workers_hung.
+ * watch thread asks for a test signature with a down key every second (round robin), so a key
+ * comes back when the token answers again, even when no request arrives (a load balancer that
+ * took the node out of rotation). Each is made by a thread of its own, one at a time, on one of
+ * two probe sessions: one that hangs holds no worker, and is given up after sign_timeout so
+ * that the next goes to the other session (a call lost for good must not keep the keys down
+ * once the token answers again). The PKCS#11 backend itself recovers sessions, the login and, after
+ * a removed device, the whole library (signer_int.h). Metrics: signer_timeouts_total,
+ * signer_hsm_failures_total, signer_keys_down, signer_workers_hung.
  *
  * Lifetimes: a struct signer_key belongs to its struct signer and lives until signer_free(),
  * or until its last reference is released (signer_key_release).
@@ -110,7 +115,7 @@ struct signer_config {
     const char *p11_token;    /* token label */
     const char *p11_pin_file; /* file holding the user PIN */
     unsigned workers;         /* worker threads; 0 -> number of CPUs. PKCS#11 sessions: 2 x workers
-                                 (spares for hung calls) + 2 (the prober, signer_sign_now) */
+                                 (spares for hung calls) + 3 (2 probes, signer_sign_now) */
     unsigned queue_max;       /* bounded queue: submit beyond this answers ST_BUSY */
     unsigned batch_max;       /* most jobs one worker takes per wake-up */
     double sign_timeout;      /* seconds; a job not signed by then completes ST_TIMEOUT (5) */

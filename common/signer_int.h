@@ -14,9 +14,11 @@ struct signer_p11;
 
 /* Worker slots: [signer] workers, and as many spares for the workers stuck in a call that the
  * watch thread gave up on (sign_timeout). Each slot has its own PKCS#11 session and software key
- * context, and so have the prober (the test signatures, slot nslots) and signer_sign_now()
- * (slot nslots + 1): SIGNER_MAX_SLOTS + 2 in all at most. */
+ * context, and so have the two probe slots (the test signatures, slots nslots and nslots + 1)
+ * and signer_sign_now() (slot nslots + 2): SIGNER_MAX_SESSIONS in all at most. */
 #define SIGNER_MAX_SLOTS (2 * SIGNER_MAX_WORKERS)
+#define SIGNER_PROBE_SLOTS 2
+#define SIGNER_MAX_SESSIONS (SIGNER_MAX_SLOTS + SIGNER_PROBE_SLOTS + 1)
 
 struct signer_key {
     struct signer *owner;
@@ -27,8 +29,8 @@ struct signer_key {
     size_t max_sig; /* RSA modulus bytes, or the largest DER ECDSA signature */
     EVP_PKEY *soft; /* software backend: the private key; NULL for PKCS#11 */
     EVP_PKEY *pub;  /* the certificate's public key (own reference) */
-    EVP_PKEY_CTX *soft_ctx[SIGNER_MAX_SLOTS + 2]; /* software backend: one per slot */
-    CK_OBJECT_HANDLE p11_obj;                     /* PKCS#11 backend: private key object handle */
+    EVP_PKEY_CTX *soft_ctx[SIGNER_MAX_SESSIONS]; /* software backend: one per slot */
+    CK_OBJECT_HANDLE p11_obj;                    /* PKCS#11 backend: private key object handle */
     atomic_bool down; /* PKCS#11: its last signature failed or timed out */
     atomic_uint refs; /* signer_key_hold / signer_key_release; 1 when added */
     bool retired;     /* released: off s->keys, freed once no worker holds it (s->lock) */

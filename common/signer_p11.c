@@ -81,7 +81,7 @@ struct signer_p11 {
     bool lock_ok;
     CK_SLOT_ID slot;
     unsigned nsessions;
-    CK_SESSION_HANDLE *sessions; /* sessions[i]: by slot i only (a worker, the prober, ...) */
+    CK_SESSION_HANDLE *sessions; /* sessions[i]: by slot i only (a worker, a probe, ...) */
     atomic_bool healthy;
     struct p11_key_ref *_Atomic keys;
 };

@@ -16,12 +16,14 @@
 #include "common/signer.c"
 
 #include <check.h>
+#include <signal.h>
 #include <stdint.h>
+#include <sys/wait.h>
 
 /* ---- the fake token (signer_int.h's PKCS#11 backend) ---- */
 
 #define FAKE_KEYS 2
-#define FAKE_SESSIONS (SIGNER_MAX_SLOTS + 2)
+#define FAKE_SESSIONS (SIGNER_MAX_SLOTS + 3)
 
 struct signer_p11 {
     unsigned sessions;
@@ -32,6 +34,9 @@ static struct {
     pthread_cond_t cond;
     EVP_PKEY *keys[FAKE_KEYS]; /* object handle i + 1 */
     bool hang;                 /* while set, every call waits: the token stopped answering */
+    bool hold[FAKE_SESSIONS];  /* a call on this session waits while set: a call lost for good
+                                  (a network HSM's dead connection) while the token answers on
+                                  its other sessions */
     unsigned held;             /* calls waiting now */
     unsigned calls[FAKE_KEYS]; /* calls that reached the token, per key */
     unsigned sessions;         /* asked for at open */
@@ -112,7 +117,7 @@ signer_p11_sign(struct signer_p11 *p, unsigned session, CK_OBJECT_HANDLE key,
     fk.calls[key - 1]++;
     fk.held++;
     pthread_cond_broadcast(&fk.cond);
-    while (fk.hang)
+    while (fk.hang || fk.hold[session])
         pthread_cond_wait(&fk.cond, &fk.lock);
     fk.held--;
     pthread_mutex_unlock(&fk.lock);
@@ -131,6 +136,30 @@ fake_hang(bool on)
 {
     pthread_mutex_lock(&fk.lock);
     fk.hang = on;
+    pthread_cond_broadcast(&fk.cond);
+    pthread_mutex_unlock(&fk.lock);
+}
+
+/* The token answers again, except to the calls held now on a session below `below`: those
+ * stay held until fake_release_all(). */
+static void
+fake_resume_but_keep_held(unsigned below)
+{
+    pthread_mutex_lock(&fk.lock);
+    for (unsigned i = 0; i < below && i < FAKE_SESSIONS; i++)
+        if (fk.busy[i])
+            fk.hold[i] = true;
+    fk.hang = false;
+    pthread_cond_broadcast(&fk.cond);
+    pthread_mutex_unlock(&fk.lock);
+}
+
+static void
+fake_release_all(void)
+{
+    pthread_mutex_lock(&fk.lock);
+    memset(fk.hold, 0, sizeof(fk.hold));
+    fk.hang = false;
     pthread_cond_broadcast(&fk.cond);
     pthread_mutex_unlock(&fk.lock);
 }
@@ -199,6 +228,7 @@ setup(void)
 
     memset(fk.calls, 0, sizeof(fk.calls));
     memset(fk.busy, 0, sizeof(fk.busy));
+    memset(fk.hold, 0, sizeof(fk.hold));
     fk.hang = fk.clash = false;
     fk.held = 0;
     for (int i = 0; i < FAKE_KEYS; i++) {
@@ -323,10 +353,10 @@ eventually_healthy(struct signer *s)
 /*
  * The token stops answering while it signs a job of key a: that job and the token's other key
  * (b) fail (ST_TIMEOUT once, then ST_HSM at once without reaching the token), the key file's
- * jobs are all signed while the call is still held, no more than one test signature waits in
- * the token meanwhile (several probe intervals), no session serves two calls at once; once
- * the call comes back, both token keys sign again and the signer frees cleanly (ASan: no leak,
- * no use after free of the hung worker's batch).
+ * jobs are all signed while the call is still held, no more test signatures wait in the token
+ * meanwhile than there are probe slots (several probe intervals), no session serves two calls at
+ * once; once the call comes back, both token keys sign again and the signer frees cleanly (ASan: no
+ * leak, no use after free of the hung worker's batch).
  */
 static void
 hung_token_case(unsigned workers)
@@ -341,8 +371,8 @@ hung_token_case(unsigned workers)
     reset();
     s = signer_new(&sc, on_batch, NULL);
     ck_assert_ptr_nonnull(s);
-    /* a session for each worker and spare, the prober and signer_sign_now */
-    ck_assert_uint_eq(fk.sessions, 2 * workers + 2);
+    /* a session for each worker and spare, the two probe slots and signer_sign_now */
+    ck_assert_uint_eq(fk.sessions, 2 * workers + 3);
     ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
     kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA, SIGNER_SHA256);
     ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
@@ -387,10 +417,12 @@ hung_token_case(unsigned workers)
     ck_assert_int_eq(status_of(121), ST_HSM);
     ck_assert_uint_le(fake_calls(1), calls_b + 1); /* at most the one test signature */
 
-    /* several probe intervals: one test signature at most waits in the token */
+    /* several probe intervals: one test signature a probe slot at most waits in the token (a
+     * probe given up on keeps its slot until its call comes back) */
     usleep(2500000);
-    ck_assert_uint_le(fake_held(), workers + 1);
-    ck_assert_uint_le(fake_calls(0) + fake_calls(1), workers + 1 + 2 /* self-tests */);
+    ck_assert_uint_le(fake_held(), workers + SIGNER_PROBE_SLOTS);
+    ck_assert_uint_le(fake_calls(0) + fake_calls(1),
+                      workers + SIGNER_PROBE_SLOTS + 2 /* self-tests */);
 
     /* and the key file still signs, on the workers that are not stuck */
     job_init(&jobs[130], ks, 130);
@@ -491,6 +523,226 @@ START_TEST(test_hung_key_released)
 }
 END_TEST
 
+/* Wait (bounded, not a timing check) until no worker is stuck any more. */
+static void
+wait_no_hung(struct signer *s)
+{
+    for (int i = 0; i < 2000; i++) {
+        unsigned n;
+
+        pthread_mutex_lock(&s->lock);
+        n = s->n_hung;
+        pthread_mutex_unlock(&s->lock);
+        if (n == 0)
+            return;
+        usleep(10000);
+    }
+    ck_abort_msg("a stuck worker did not leave after its call came back");
+}
+
+/*
+ * The test signature itself never comes back (its session is lost for good) while the token
+ * answers again on its other sessions: the probe is given up after sign_timeout and the next
+ * one goes to another session, so the token's keys come back. Before (review of issue 10's
+ * hung-token change, finding 1) the one prober stayed busy for ever: no key was probed again
+ * and every key of the token stayed down after the token recovered.
+ */
+START_TEST(test_stuck_probe_other_session)
+{
+    static struct signer_job jobs[8];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 2, .queue_max = 64, .sign_timeout = 0.3};
+    struct signer_key *ka, *kb, *ks;
+    struct signer *s;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA, SIGNER_SHA256);
+    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(kb);
+    ck_assert_ptr_nonnull(ks);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    fake_hang(true);
+    job_init(&jobs[0], ka, 0);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    wait_jobs(0, 1);
+    ck_assert_int_eq(status_of(0), ST_TIMEOUT);
+    fake_wait_held(2); /* the worker's call, and the first test signature */
+    /* the token answers again, but those two calls stay lost */
+    fake_resume_but_keep_held(FAKE_SESSIONS);
+    ck_assert_msg(eventually_healthy(s),
+                  "a test signature that never came back kept the token's keys down");
+    job_init(&jobs[1], ka, 1);
+    job_init(&jobs[2], kb, 2);
+    job_init(&jobs[3], ks, 3);
+    for (int i = 1; i < 4; i++)
+        ck_assert_int_eq(signer_submit(s, &jobs[i]), ST_OK);
+    wait_jobs(1, 4);
+    for (int i = 1; i < 4; i++)
+        ck_assert_msg(status_of(i) == ST_OK, "job %d: %s", i, status_str(status_of(i)));
+    ck_assert(verifies(tok_cert[0], &jobs[1]));
+    ck_assert(verifies(tok_cert[1], &jobs[2]));
+    ck_assert(verifies(soft_cert, &jobs[3]));
+    ck_assert_uint_eq(fake_held(), 2); /* still lost: an ordering, not a time */
+    pthread_mutex_lock(&fk.lock);
+    ck_assert_msg(!fk.clash, "a PKCS#11 session served two calls at once");
+    pthread_mutex_unlock(&fk.lock);
+    fake_release_all();
+    wait_no_hung(s);
+    signer_free(s);
+}
+END_TEST
+
+/*
+ * The token hangs, comes back (its test signature works) while the calls of the first hang
+ * stay lost, and hangs again: the key file must still be signed. Before (review finding 2)
+ * each hang took the workers in a call and their spares' slots; after two hangs every one of
+ * the 2 x workers slots was stuck, no thread took jobs, and the key file's jobs timed out.
+ */
+static void
+repeated_hangs_case(unsigned workers)
+{
+    static struct signer_job jobs[32];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = workers, .queue_max = 64, .sign_timeout = 0.3};
+    struct signer_key *ka, *ks;
+    struct signer *s;
+    unsigned nslots = 2 * workers;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(ks);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    for (unsigned round = 0; round < 2; round++) {
+        int base = (int)(round * 10);
+
+        fake_hang(true);
+        for (unsigned i = 0; i < workers; i++) {
+            job_init(&jobs[base + (int)i], ka, base + (int)i);
+            ck_assert_int_eq(signer_submit(s, &jobs[base + (int)i]), ST_OK);
+        }
+        wait_jobs(base, base + (int)workers); /* ST_TIMEOUT, or refused at once (ST_HSM) */
+        for (unsigned i = 0; i < workers; i++)
+            ck_assert_int_ne(status_of(base + (int)i), ST_OK);
+        /* the key file still signs while the token hangs */
+        job_init(&jobs[base + 8], ks, base + 8);
+        ck_assert_int_eq(signer_submit(s, &jobs[base + 8]), ST_OK);
+        wait_jobs(base + 8, base + 9);
+        ck_assert_msg(status_of(base + 8) == ST_OK, "hang %u: the key file's job: %s", round + 1,
+                      status_str(status_of(base + 8)));
+        ck_assert(verifies(soft_cert, &jobs[base + 8]));
+        if (round == 0) {
+            /* the workers' calls stay lost, the test signatures work again */
+            fake_resume_but_keep_held(nslots);
+            ck_assert_msg(eventually_healthy(s), "the token did not come back");
+        }
+    }
+    fake_release_all();
+    wait_no_hung(s);
+    job_init(&jobs[30], ka, 30);
+    job_init(&jobs[31], ks, 31);
+    ck_assert_msg(eventually_healthy(s), "the token did not come back");
+    ck_assert_int_eq(signer_submit(s, &jobs[30]), ST_OK);
+    ck_assert_int_eq(signer_submit(s, &jobs[31]), ST_OK);
+    wait_jobs(30, 32);
+    ck_assert_int_eq(status_of(30), ST_OK);
+    ck_assert_int_eq(status_of(31), ST_OK);
+    pthread_mutex_lock(&fk.lock);
+    ck_assert_msg(!fk.clash, "a PKCS#11 session served two calls at once");
+    pthread_mutex_unlock(&fk.lock);
+    signer_free(s);
+}
+
+START_TEST(test_repeated_hangs_one_worker)
+{
+    repeated_hangs_case(1);
+}
+END_TEST
+
+START_TEST(test_repeated_hangs_two_workers)
+{
+    repeated_hangs_case(2);
+}
+END_TEST
+
+/* Wait until the watch thread has gone round `n` more times (an ordering). */
+static void
+wait_watch_rounds(struct signer *s, unsigned long n)
+{
+    unsigned long start, now;
+
+    pthread_mutex_lock(&s->lock);
+    start = s->watch_rounds;
+    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&s->lock);
+        now = s->watch_rounds;
+        pthread_mutex_unlock(&s->lock);
+        if (now - start >= n)
+            return;
+        usleep(1000);
+    }
+    ck_abort_msg("the watch thread does not go round");
+}
+
+/*
+ * The whole process is stopped (SIGSTOP here; a VM paused by its host, a debugger) for longer
+ * than sign_timeout while a call is in the module: the call did not hang, the clock jumped. Its
+ * key must stay up (no false `token_hung` event, no spare started). Before (review finding 3)
+ * the watch thread's first round after the pause took the call for a hung token.
+ */
+START_TEST(test_pause_not_a_hang)
+{
+    static struct signer_job jobs[2];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 1.0};
+    struct signer_key *ka;
+    struct signer *s;
+    pid_t me = getpid(), child;
+    int wst;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    fake_hang(true); /* a slow call, caught by the pause */
+    job_init(&jobs[0], ka, 0);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    fake_wait_held(1);
+    child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        kill(me, SIGSTOP);
+        usleep(2500000);
+        kill(me, SIGCONT);
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(child, &wst, 0), child); /* returns once the process runs again */
+    wait_watch_rounds(s, 2); /* its rounds after the pause: well within sign_timeout */
+    pthread_mutex_lock(&s->lock);
+    ck_assert_msg(s->n_hung == 0, "a pause was taken for a hung call");
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_msg(signer_healthy(s), "a pause marked the token's key down");
+    fake_hang(false);
+    wait_jobs(0, 1);
+    job_init(&jobs[1], ka, 1);
+    ck_assert_int_eq(signer_submit(s, &jobs[1]), ST_OK);
+    wait_jobs(1, 2);
+    ck_assert_int_eq(status_of(1), ST_OK);
+    ck_assert(signer_healthy(s));
+    signer_free(s);
+}
+END_TEST
+
 static Suite *
 signer_hung_suite(void)
 {
@@ -502,6 +754,10 @@ signer_hung_suite(void)
     tcase_add_test(tc, test_hung_token_one_worker);
     tcase_add_test(tc, test_hung_token_two_workers);
     tcase_add_test(tc, test_hung_key_released);
+    tcase_add_test(tc, test_stuck_probe_other_session);
+    tcase_add_test(tc, test_repeated_hangs_one_worker);
+    tcase_add_test(tc, test_repeated_hangs_two_workers);
+    tcase_add_test(tc, test_pause_not_a_hang);
     suite_add_tcase(s, tc);
     return s;
 }
