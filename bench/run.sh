@@ -454,12 +454,22 @@ start_ocspd() {
     }
     ocsp_bench_db "$WORK" "$NSERIALS" || return 1
     if ! SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" -u bench \
-        import-index qca "$WORK/bench-index.txt" >>"$WORK/ocspctl.log" 2>&1 ||
-        ! SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" -u bench \
-            presign >>"$WORK/ocspctl.log" 2>&1; then
+        import-index qca "$WORK/bench-index.txt" >>"$WORK/ocspctl.log" 2>&1; then
         cat "$WORK/ocspctl.log" >&2
         return 1
     fi
+    # the presign of the bench store, timed: this run's code against this run's raw C_Sign
+    # rate of the same key (p11_ocsp_p256_2t), process start and login included
+    local t0 answers
+    t0=$(now)
+    if ! answers=$(SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/ocspctl" -c "$WORK/ocspd.conf" \
+        -u bench presign 2>>"$WORK/ocspctl.log"); then
+        cat "$WORK/ocspctl.log" >&2
+        return 1
+    fi
+    jq -n --argjson a "$answers" --argjson s "$(elapsed "$t0")" \
+        '{label: "ocspd_presign", answers: $a, s: $s, rate: ($a / $s)}' >"$OUT/ocspd_presign.json"
+    echo "  ocspctl presign of the bench store: $answers answers in $(jq .s "$OUT/ocspd_presign.json") s"
     : >"$WORK/ocspd.log"
     ocspd_start "$WORK/ocspd.conf" "$WORK/ocspd.log" || return 1
 }
@@ -857,6 +867,8 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: ratio(rpsof("ocspd_hit_post"); rpsof("peer_openssl_ocsp")), target: ">= 10"},
     {what: "ocspd nonce: server CPU per answer / CPU of one raw C_Sign of its key (p11speed, SoftHSM2 P-256, 1 session)",
      value: ratio(cpuof("ocspd_nonce"); lim("p11_ocsp_p256_cpu_us")), target: "<= 1.5"},
+    {what: "ocspctl presign of the bench store (\(run("ocspd_presign").answers) answers in \(run("ocspd_presign").s) s, process start and login included) answers/s / raw C_Sign rate of the same key (p11_ocsp_p256_2t, SoftHSM2, 2 sessions)",
+     value: ratio(run("ocspd_presign").rate; lim("p11_ocsp_p256_2t")), target: ">= 0.9"},
     {what: "ocspd uniform over \(sc.n) certificates / uniform over the \(sc.small_n) of the bench store, POST, one run each",
      value: ratio(rpsof("ocspd_scale_post"); rpsof("ocspd_uni_small_post")), target: null},
     {what: "ocspd uniform over \(sc.n) certificates / uniform over the \(sc.small_n) of the bench store, GET, one run each",
@@ -915,7 +927,7 @@ def mib($k): if $k == null then null else $k / 1024 end;
      target: null},
     {what: "ocspctl presign answers/s / PKCS#11 signer raw rate (p11_ocsp_p256_2t, this run)\(built)",
      value: (if sc.build then ratio(sc.build.presign_answers / sc.build.presign_s; lim("p11_ocsp_p256_2t")) else null end),
-     target: ">= 0.9"},
+     target: null},
     {what: "ocspd first start on the new store: the \(sc.build.drain_changes) status changes import-index left pending taken (answers re-signed), s\(built)",
      value: sc.build.drain_s, target: null},
     {what: "ocspd start on the store of \(sc.n): first walk of the stored answers by the refresher, s (before the uniform loads)",
