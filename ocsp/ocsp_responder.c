@@ -8,6 +8,7 @@
 #include "common/daemon.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/status.h"
 
 #include <openssl/evp.h>
@@ -29,6 +30,7 @@ struct ocsp_responder {
     struct signer *signer;
     struct ocsp_issuers *issuers;
     _Atomic int64_t due_note; /* ocsp_responder_take_due */
+    struct metric *m_superseded; /* signed, not stored: the record changed meanwhile */
     /* presign: the previous chunk's writes, still being committed while the next chunk is
      * signed (ocsp_responder_presign, ocsp_responder_presign_flush); NULL before the first */
     struct resign_wait *tail;
@@ -98,6 +100,8 @@ ocsp_store_op_done(struct commit_op *op, int status)
 
     if (status == ST_OK && !so->gone)
         ocsp_due_note(so->r, &so->put);
+    if (status == ST_OK && so->gone)
+        metrics_inc(so->r->m_superseded);
 
     if (j != NULL) {
         if (status == ST_OK && so->gone)
@@ -234,6 +238,10 @@ ocsp_responder_new(const struct ocsp_config *cfg, struct ocsp_store *st, bool st
     r->cfg = cfg;
     r->store = st;
     atomic_init(&r->due_note, INT64_MAX);
+    r->m_superseded = metrics_counter(
+        "ocsp_answers_superseded_total",
+        "Signed responses not stored: their status record changed or went (or the answer was "
+        "purged) while they were being signed.");
     if (!ocsp_store_readonly(st)) /* a read-only store (ocspd -n) is never written */
         r->commit =
             commit_new(ocsp_store_raw(st),
