@@ -18,13 +18,7 @@ set -uo pipefail
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_ocspd_hung_token
-P11DELAY_SO=$BUILD/bench/libp11delay.so
-[[ -f $P11DELAY_SO ]] || fatal build "$P11DELAY_SO not built"
-itest_ocsp_setup
-# shellcheck disable=SC1091
-. "$TMP/pki/ocsp-pki.env"
-export SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF
-itest_ocspd_stop_clean
+itest_ocsp_delay_setup
 
 code_of() { curl -s -o /dev/null --max-time 5 -w '%{http_code}' "$1"; }
 # wait_code URL CODE SECONDS: poll until URL answers CODE (a bound, not a timing check)

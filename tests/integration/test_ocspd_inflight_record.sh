@@ -13,13 +13,7 @@ set -uo pipefail
 # shellcheck source=tests/lib/itest.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/itest.sh"
 itest_setup test_ocspd_inflight_record
-P11DELAY_SO=$BUILD/bench/libp11delay.so
-[[ -f $P11DELAY_SO ]] || fatal build "$P11DELAY_SO not built"
-itest_ocsp_setup
-# shellcheck disable=SC1091
-. "$TMP/pki/ocsp-pki.env"
-export SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF
-itest_ocspd_stop_clean
+itest_ocsp_delay_setup
 printf '[limits]\nsign_rate = 0\n' >"$TMP/nolimit.conf"
 ocspd_write_conf "$CONF" "$PORT" "$STORE" "$TMP/pki" "$TMP/nolimit.conf"
 sed -i "s|^pkcs11_module = .*|pkcs11_module = $P11DELAY_SO|" "$CONF"

@@ -105,6 +105,17 @@ itest_tsad_healthy() {
     t_ok "tsad started, /healthz 200"
 }
 
+# itest_ocsp_delay_setup: itest_ocsp_setup's demo PKI and store (its variables, SOFTHSM2_CONF
+# exported), its ocspd stopped again, for a script that starts ocspd with its own settings
+# behind the simulated network HSM (bench/p11delay.c: $P11DELAY_SO)
+itest_ocsp_delay_setup() {
+    P11DELAY_SO=$BUILD/bench/libp11delay.so
+    [[ -f $P11DELAY_SO ]] || fatal build "$P11DELAY_SO not built"
+    itest_ocsp_setup
+    export SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF
+    itest_ocspd_stop_clean
+}
+
 itest_ocsp_setup() {
     local f attempt started=0
     for f in ocspd ocspctl; do
