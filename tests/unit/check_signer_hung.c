@@ -338,6 +338,34 @@ verifies(X509 *c, const struct signer_job *j)
     return ok;
 }
 
+/* A started signer on the fake token: token keys a and b and the key file, each only when its
+ * pointer is given (after reset()). */
+static struct signer *
+start_signer(unsigned workers, double timeout, struct signer_key **ka, struct signer_key **kb,
+             struct signer_key **ks)
+{
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = workers, .queue_max = 512, .sign_timeout = timeout};
+    struct signer *s;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    /* a session for each worker and spare, the two probe slots and signer_sign_now */
+    ck_assert_uint_eq(fk.sessions, 2 * workers + 3);
+    if (ka != NULL)
+        ck_assert_ptr_nonnull(*ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA,
+                                                       SIGNER_SHA256));
+    if (kb != NULL)
+        ck_assert_ptr_nonnull(*kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA,
+                                                       SIGNER_SHA256));
+    if (ks != NULL)
+        ck_assert_ptr_nonnull(*ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA,
+                                                        SIGNER_SHA256));
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    return s;
+}
+
 /* A bound on waiting for what must happen (not a timing check): 20 s in steps of 10 ms. */
 static bool
 eventually_healthy(struct signer *s)
@@ -362,24 +390,9 @@ static void
 hung_token_case(unsigned workers)
 {
     static struct signer_job jobs[JOBS];
-    struct signer_config sc = {
-        .p11_module = "fake", .workers = workers, .queue_max = 512, .sign_timeout = 0.3};
     struct signer_key *ka, *kb, *ks;
-    struct signer *s;
+    struct signer *s = start_signer(workers, 0.3, &ka, &kb, &ks);
     unsigned calls_b;
-
-    reset();
-    s = signer_new(&sc, on_batch, NULL);
-    ck_assert_ptr_nonnull(s);
-    /* a session for each worker and spare, the two probe slots and signer_sign_now */
-    ck_assert_uint_eq(fk.sessions, 2 * workers + 3);
-    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
-    kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA, SIGNER_SHA256);
-    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
-    ck_assert_ptr_nonnull(ka);
-    ck_assert_ptr_nonnull(kb);
-    ck_assert_ptr_nonnull(ks);
-    ck_assert_int_eq(signer_start(s), ST_OK);
 
     /* the token hangs in a's call (as many calls as workers: every worker is stuck) */
     fake_hang(true);
@@ -471,19 +484,9 @@ END_TEST
 START_TEST(test_hung_key_released)
 {
     static struct signer_job jobs[4];
-    struct signer_config sc = {
-        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 0.2};
     struct signer_key *ka, *ks;
-    struct signer *s;
+    struct signer *s = start_signer(1, 0.2, &ka, NULL, &ks);
 
-    reset();
-    s = signer_new(&sc, on_batch, NULL);
-    ck_assert_ptr_nonnull(s);
-    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
-    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
-    ck_assert_ptr_nonnull(ka);
-    ck_assert_ptr_nonnull(ks);
-    ck_assert_int_eq(signer_start(s), ST_OK);
     fake_hang(true);
     job_init(&jobs[0], ka, 0);
     ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
@@ -550,21 +553,9 @@ wait_no_hung(struct signer *s)
 START_TEST(test_stuck_probe_other_session)
 {
     static struct signer_job jobs[8];
-    struct signer_config sc = {
-        .p11_module = "fake", .workers = 2, .queue_max = 64, .sign_timeout = 0.3};
     struct signer_key *ka, *kb, *ks;
-    struct signer *s;
+    struct signer *s = start_signer(2, 0.3, &ka, &kb, &ks);
 
-    reset();
-    s = signer_new(&sc, on_batch, NULL);
-    ck_assert_ptr_nonnull(s);
-    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
-    kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA, SIGNER_SHA256);
-    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
-    ck_assert_ptr_nonnull(ka);
-    ck_assert_ptr_nonnull(kb);
-    ck_assert_ptr_nonnull(ks);
-    ck_assert_int_eq(signer_start(s), ST_OK);
     fake_hang(true);
     job_init(&jobs[0], ka, 0);
     ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
@@ -606,20 +597,10 @@ static void
 repeated_hangs_case(unsigned workers)
 {
     static struct signer_job jobs[32];
-    struct signer_config sc = {
-        .p11_module = "fake", .workers = workers, .queue_max = 64, .sign_timeout = 0.3};
     struct signer_key *ka, *ks;
-    struct signer *s;
+    struct signer *s = start_signer(workers, 0.3, &ka, NULL, &ks);
     unsigned nslots = 2 * workers;
 
-    reset();
-    s = signer_new(&sc, on_batch, NULL);
-    ck_assert_ptr_nonnull(s);
-    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
-    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
-    ck_assert_ptr_nonnull(ka);
-    ck_assert_ptr_nonnull(ks);
-    ck_assert_int_eq(signer_start(s), ST_OK);
     for (unsigned round = 0; round < 2; round++) {
         int base = (int)(round * 10);
 
@@ -701,19 +682,11 @@ wait_watch_rounds(struct signer *s, unsigned long n)
 START_TEST(test_pause_not_a_hang)
 {
     static struct signer_job jobs[2];
-    struct signer_config sc = {
-        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 1.0};
     struct signer_key *ka;
-    struct signer *s;
+    struct signer *s = start_signer(1, 1.0, &ka, NULL, NULL);
     pid_t me = getpid(), child;
     int wst;
 
-    reset();
-    s = signer_new(&sc, on_batch, NULL);
-    ck_assert_ptr_nonnull(s);
-    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
-    ck_assert_ptr_nonnull(ka);
-    ck_assert_int_eq(signer_start(s), ST_OK);
     fake_hang(true); /* a slow call, caught by the pause */
     job_init(&jobs[0], ka, 0);
     ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
