@@ -1915,10 +1915,15 @@ ocsp_unbacked_apply(struct ocsp_store *s, const struct id_list *ids, struct unba
         store_txn_abort(t);
         return st;
     }
-    if ((st = store_txn_commit(t)) == ST_OK)
+    if ((st = store_txn_commit(t)) == ST_OK) {
         *dropped += n;
+        if (ocsp_store_upgrade_chunk_hook != NULL)
+            ocsp_store_upgrade_chunk_hook();
+    }
     return st;
 }
+
+void (*ocsp_store_upgrade_chunk_hook)(void);
 
 static int
 ocsp_upgrade_unbacked(struct ocsp_store *s, size_t *dropped)

@@ -195,6 +195,8 @@ struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readon
  * are to be read through it: the other trees may still have the older layout. */
 struct ocsp_store *ocsp_store_open_check(const char *dir, size_t map_size);
 void ocsp_store_close(struct ocsp_store *s);
+/* A seam for tests: called after each chunk a schema upgrade commits (NULL: nothing). */
+extern void (*ocsp_store_upgrade_chunk_hook)(void);
 
 /* The issuer id of a certificate (SHA-256 of its subjectPublicKey contents). */
 int ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID_LEN]);
