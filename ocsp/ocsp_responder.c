@@ -29,7 +29,7 @@ struct ocsp_responder {
     struct commit *commit; /* every write of ours goes through it (DESIGN D10) */
     struct signer *signer;
     struct ocsp_issuers *issuers;
-    _Atomic int64_t due_note; /* ocsp_responder_take_due */
+    _Atomic int64_t due_note;    /* ocsp_responder_take_due */
     struct metric *m_superseded; /* signed, not stored: the record changed meanwhile */
     /* presign: the previous chunk's writes, still being committed while the next chunk is
      * signed (ocsp_responder_presign, ocsp_responder_presign_flush); NULL before the first */

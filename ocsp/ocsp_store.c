@@ -503,14 +503,39 @@ ocsp_schema_upgrade3(struct ocsp_store *s, const char *dir)
     return st;
 }
 
+/* schema_version set to `to` if it still is `expect` (one write transaction). */
+static int
+ocsp_schema_swap(struct ocsp_store *s, const char *expect, const char *to)
+{
+    struct store_txn *t = NULL;
+    const void *v = NULL;
+    size_t n = 0;
+    int st;
+
+    if ((st = store_txn_begin(s->st, true, &t)) != ST_OK)
+        return st;
+    st = store_txn_get(t, s->db[DB_META], "schema_version", 14, &v, &n);
+    if (st != ST_OK || n != strlen(expect) || memcmp(v, expect, n) != 0) {
+        store_txn_abort(t);
+        return st == ST_OK ? ST_BUSY : st; /* changed by another process meanwhile */
+    }
+    if ((st = store_txn_put(t, s->db[DB_META], "schema_version", 14, to, strlen(to), false)) !=
+        ST_OK) {
+        store_txn_abort(t);
+        return st;
+    }
+    return store_txn_commit(t);
+}
+
 static int
 ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
 {
     struct store_txn *t = NULL;
     const void *v = NULL;
     size_t n = 0;
-    char want[16];
-    unsigned from = 0; /* an older schema to upgrade from */
+    char want[16], old[4], marked[4];
+    unsigned from = 0;    /* an older schema to upgrade from */
+    bool resumed = false; /* its upgrade began before ("Nu") and stopped part-way */
     unsigned long other = 0;
     int st;
 
@@ -528,9 +553,10 @@ ocsp_schema_check(struct ocsp_store *s, bool readonly, const char *dir)
     if (st == ST_NOTFOUND) {
         log_err("ocsp_store: %s: no schema version (run `ocspctl init`)", dir);
         st = ST_STORE;
-    } else if (st == ST_OK && n == 1 && ((const char *)v)[0] >= '1' &&
-               ((const char *)v)[0] < '0' + OCSP_STORE_SCHEMA) {
+    } else if (st == ST_OK && (n == 1 || (n == 2 && ((const char *)v)[1] == 'u')) &&
+               ((const char *)v)[0] >= '1' && ((const char *)v)[0] < '0' + OCSP_STORE_SCHEMA) {
         from = (unsigned)(((const char *)v)[0] - '0');
+        resumed = n == 2;
     } else if (st == ST_OK && (n != strlen(want) || memcmp(v, want, n) != 0)) {
         log_err("ocsp_store: %s: schema version '%.*s' is not the supported '%s'", dir,
                 (int)(n < 16 ? n : 16), (const char *)v, want);
@@ -541,23 +567,40 @@ out:
     if (st != ST_OK || from == 0)
         return st;
     if (readonly && s->check) {
-        log_notice("ocsp_store: %s: schema version %u is upgraded when ocspd starts (to %d; or "
-                   "by `ocspctl -d %s init`): only its issuers are checked now",
-                   dir, from, OCSP_STORE_SCHEMA, dir);
+        log_notice("ocsp_store: %s: schema version %u%s is upgraded when ocspd starts (to %d; "
+                   "or by `ocspctl -d %s init`): only its issuers are checked now",
+                   dir, from, resumed ? " (an upgrade that stopped part-way)" : "",
+                   OCSP_STORE_SCHEMA, dir);
         return ST_OK;
     }
     if (readonly) {
-        log_err("ocsp_store: %s: schema version %u must be upgraded to %d, which writes: run "
+        log_err("ocsp_store: %s: schema version %u%s must be upgraded to %d, which writes: run "
                 "`ocspctl -d %s init` (or start ocspd) once, with write access",
-                dir, from, OCSP_STORE_SCHEMA, dir);
+                dir, from, resumed ? " (an upgrade that stopped part-way)" : "", OCSP_STORE_SCHEMA,
+                dir);
         return ST_STORE;
     }
-    /* an older release's ocspd or ocspctl still running would go on writing answers without
-     * the Backing rule's check (ocsp_store.h), which this release then serves without reading
-     * the record (review13, EID-05): the upgrade waits until none has the store open */
-    if ((st = store_reader_other(s->st, &other)) != ST_OK)
-        return st;
-    if (other != 0) {
+    /* an older release's ocspd or ocspctl would go on writing answers without the Backing
+     * rule's check (ocsp_store.h), which this release then serves without reading the record
+     * (review13, EID-05). First the store is marked as being upgraded ("Nu", which every
+     * older release refuses to open), so that none opens it from now on, through the upgrade
+     * or after it stopped part-way; then the upgrade waits until none that opened it before
+     * has it open any more (else the mark is taken back: that release may go on) */
+    snprintf(old, sizeof(old), "%u", from);
+    snprintf(marked, sizeof(marked), "%uu", from);
+    if (!resumed && (st = ocsp_schema_swap(s, old, marked)) != ST_OK) {
+        log_err("ocsp_store: %s: cannot mark the store for its upgrade from schema %u: %s", dir,
+                from,
+                st == ST_BUSY ? "another process changed its schema version meanwhile (upgrading "
+                                "it too?): start again"
+                              : status_str(st));
+        return ST_STORE;
+    }
+    if ((st = store_reader_other(s->st, &other)) != ST_OK || other != 0) {
+        if (!resumed)
+            (void)ocsp_schema_swap(s, marked, old);
+        if (st != ST_OK)
+            return st;
         log_err("ocsp_store: %s: schema version %u must be upgraded to %d, but process %lu has "
                 "the store open (an older ocspd or ocspctl?): stop every process that uses it, "
                 "then start again",
@@ -1915,10 +1958,15 @@ ocsp_unbacked_apply(struct ocsp_store *s, const struct id_list *ids, struct unba
         store_txn_abort(t);
         return st;
     }
-    if ((st = store_txn_commit(t)) == ST_OK)
+    if ((st = store_txn_commit(t)) == ST_OK) {
         *dropped += n;
+        if (ocsp_store_upgrade_chunk_hook != NULL)
+            ocsp_store_upgrade_chunk_hook();
+    }
     return st;
 }
+
+void (*ocsp_store_upgrade_chunk_hook)(void);
 
 static int
 ocsp_upgrade_unbacked(struct ocsp_store *s, size_t *dropped)

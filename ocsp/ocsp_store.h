@@ -184,8 +184,11 @@ struct ocsp_store;
  * kept; then (schema 2 and 3) the answers that no status record backs any longer are dropped
  * (the Backing rule above). A chunk per write transaction: an interrupted upgrade resumes at
  * the next open. Stop ocspd and every ocspctl of an older release first: one that goes on
- * writing after the upgrade does not keep the Backing rule; so the upgrade is refused (logged,
- * NULL) while another process has the store open (store_reader_other: one that has read it).
+ * writing after the upgrade does not keep the Backing rule; so the store is first marked as
+ * being upgraded (schema_version "Nu", e.g. "3u": every older release refuses to open it, also
+ * after an upgrade that stopped part-way, which the next writable open resumes), and the
+ * upgrade is refused (logged, NULL; the mark taken back) while another process has the store
+ * open (store_reader_other: one that has read it).
  * Opened read-only an older store is refused (run ocspctl or ocspd once on it writable).
  * NULL on failure, logged. */
 struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readonly);
@@ -195,6 +198,8 @@ struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readon
  * are to be read through it: the other trees may still have the older layout. */
 struct ocsp_store *ocsp_store_open_check(const char *dir, size_t map_size);
 void ocsp_store_close(struct ocsp_store *s);
+/* A seam for tests: called after each chunk a schema upgrade commits (NULL: nothing). */
+extern void (*ocsp_store_upgrade_chunk_hook)(void);
 
 /* The issuer id of a certificate (SHA-256 of its subjectPublicKey contents). */
 int ocsp_issuer_id_of(const uint8_t *cert_der, size_t len, uint8_t id[OCSP_ISSUER_ID_LEN]);

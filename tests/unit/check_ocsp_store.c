@@ -2325,6 +2325,81 @@ START_TEST(test_schema_upgrade_waits_for_other_processes)
 }
 END_TEST
 
+/* The seam's stand-in for a crash: the upgrading process ends after its first chunk. */
+static void
+upgrade_crash(void)
+{
+    _exit(7);
+}
+
+/*
+ * An upgrade marks the store as being upgraded before it changes anything (schema_version
+ * "3u": a value every older release refuses), so that an older ocspd or ocspctl started while
+ * it runs, or after it stopped part-way, cannot open the store and write answers without the
+ * Backing rule (review13 leftover; STANDARDS EID-05). Here the upgrade ends after its first
+ * chunk as in a crash: the store says "3u", not "3"; ocspd -n's check takes it (it will be
+ * upgraded), a plain read-only open refuses it, and the next writable open finishes the
+ * upgrade (schema 4, the unbacked answer dropped).
+ */
+START_TEST(test_schema_upgrade_marked_while_it_runs)
+{
+    static const char *const names[] = {"meta"};
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 0, 100, 200), put_of(FORM_A, 0, 100, 200)};
+    struct ocsp_response_found f;
+    struct ocsp_store *ro;
+    struct store *raw;
+    char buf[16];
+    size_t n = 0;
+    pid_t pid;
+    int wst = 0;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    p[1].serial = serial2;
+    for (size_t i = 0; i < 2; i++)
+        ck_assert_int_eq(
+            ocsp_store_status_set(
+                os, &(struct ocsp_status_set){ca_id,
+                                              p[i].serial,
+                                              p[i].serial_len,
+                                              {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                              "op"}),
+            ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 2), ST_OK);
+    raw_status_del(serial1, sizeof(serial1)); /* gone, as an older release could leave it */
+    set_schema("3");
+    ocsp_store_close(os);
+    os = NULL;
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        ocsp_store_upgrade_chunk_hook = upgrade_crash;
+        ocsp_store_open(dir, MAP, false);
+        _exit(0); /* no chunk committed: the seam was not reached */
+    }
+    ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+    ck_assert_msg(WIFEXITED(wst) && WEXITSTATUS(wst) == 7, "the upgrade did not reach a chunk");
+    raw = store_open(dir, MAP, names, 1, true);
+    ck_assert_ptr_nonnull(raw);
+    ck_assert_int_eq(store_get(raw, 0, "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
+    store_close(raw);
+    ck_assert_msg(n == 2 && memcmp(buf, "3u", 2) == 0,
+                  "schema_version '%.*s' part-way through the upgrade: an older release opens it",
+                  (int)n, buf);
+    ck_assert_ptr_null(ocsp_store_open(dir, MAP, true));
+    ro = ocsp_store_open_check(dir, MAP);
+    ck_assert_ptr_nonnull(ro);
+    ocsp_store_close(ro);
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    ck_assert_int_eq(response_get(FORM_A, serial1, sizeof(serial1), false, &f), ST_NOTFOUND);
+    ck_assert_int_eq(response_get(FORM_A, serial2, sizeof(serial2), false, &f), ST_OK);
+    free(f.resp.der);
+}
+END_TEST
+
 /* A batch counts the stored answers its status changes marked stale (review13: an import
  * commits early when they are many, each one's page copied until the commit); a checkpoint
  * starts again from 0; none without a batch, none for a new record. */
@@ -2631,6 +2706,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_backing_status_purge_takes_answers);
     tcase_add_test(tc, test_schema_upgrade3);
     tcase_add_test(tc, test_schema_upgrade_waits_for_other_processes);
+    tcase_add_test(tc, test_schema_upgrade_marked_while_it_runs);
     tcase_add_test(tc, test_batch_marked);
     tcase_add_test(tc, test_backing_put_known_forms);
     tcase_add_test(tc, test_schema_upgrade3_corrupt_record);
