@@ -8,9 +8,11 @@
 # commits early when it has marked many answers (not only every OCSPCTL_IMPORT_CHUNK
 # entries), so that it needs a bounded room in the map, not the size of the answers touched:
 #   - 2 x 7000 serials pre-signed (two answers each) in a 24 MiB store, under half full;
-#     7000 revoked by one import-index, then the 7000 others by one import-crl: every entry
-#     imported, none failed (before: the CRL's import failed "store full", nothing imported,
-#     where the release before schema 4 imported both);
+#     all 14000 put on hold by one import-index read from a pipe (before: a pipe was one
+#     transaction and failed "store full"), pre-signed again; then 7000 revoked by one
+#     import-index, the 7000 others by one import-crl: every entry imported, none failed
+#     (before: the CRL's import failed "store full", nothing imported, where the release
+#     before schema 4 imported both);
 #   - every revoked serial's answers are still stored, marked stale (the refresher and
 #     on-demand signing sign them again): none is left with its old stamp.
 set -uo pipefail
@@ -84,6 +86,20 @@ pages=$(mdb_stat -e "$TMP/store" | awk '/Number of pages used/ { print $5 }')
 if ((pages * 100 < 6144 * 50)); then t_ok "the store is under half full ($pages of 6144 pages)"; else
     t_fail "the store is under half full" "$pages of 6144 pages"
 fi
+
+# every serial on hold through one pipe (read whole into memory, as a file is, then committed
+# in chunks; before, a pipe was one transaction and failed "store full"), then pre-signed again
+awk -F'\t' -v OFS='\t' -v rev="$rev" '{ $1 = "R"; $3 = rev ",certificateHold"; print }' \
+    "$TMP/good.index" | ctl import-index marksca /dev/stdin >"$TMP/hold.out" 2>&1
+rc=$?
+expect "import-index of $((2 * N)) holds of pre-signed serials from a pipe succeeds (EID-05)" \
+    "$rc" "0"
+if grep -q "0 revoked, $((2 * N)) held, 0 refused, 0 failed" "$TMP/hold.out"; then
+    t_ok "import-index from a pipe: every hold imported"
+else
+    t_fail "import-index from a pipe: every hold imported" "$(tail -n 3 "$TMP/hold.out")"
+fi
+ctl presign marksca >"$TMP/presign.out" 2>&1 || fatal "presign" "$(tail -n 3 "$TMP/presign.out")"
 
 ctl import-index marksca "$TMP/revoke.index" >"$TMP/revoke.out" 2>&1
 rc=$?
