@@ -1047,7 +1047,8 @@ struct index_run {
     struct ocsp_journal_import j;
     struct ocsp_journal_import done; /* j's counts at the last committed chunk */
     bool revocations_only; /* the good entries do not fit below fill_limit: none goes in */
-    bool one_txn; /* not a regular file (a pipe): read once, in one transaction, as before */
+    bool one_txn; /* a pipe longer than a window: it cannot be read twice, so it is checked and
+                     written as it is read, in one transaction */
     EVP_MD_CTX *md;
 };
 
@@ -1424,15 +1425,15 @@ index_window_apply(struct index_run *r, bool last)
     return ST_OK;
 }
 
-/* Write: a file read whole in its first window (r->n entries, checked) is applied from
- * memory; a longer one (scanned whole before) is read again window by window; a pipe is read
- * and applied window by window in one transaction (bad lines: the caller aborts it). A
+/* Write: the first window (r->n entries) when `filled`: a file or pipe read whole (eof, checked)
+ * is applied from memory; a longer pipe's first window then the rest, read window by window in
+ * one transaction (bad lines: the caller aborts it); a longer file (scanned whole before,
+ * rewound) is read again window by window. A
  * failure stops the import: the chunks committed so far stay (running the same file again is
  * idempotent), j->committed_lines says how far. */
 static int
-index_write(struct index_run *r, bool in_memory)
+index_write(struct index_run *r, bool filled, bool eof)
 {
-    bool eof = in_memory;
     int st = ST_OK;
 
     /* LMDB allocates each dirty page and frees them all at every commit: keep that memory
@@ -1441,8 +1442,8 @@ index_write(struct index_run *r, bool in_memory)
     mallopt(M_TOP_PAD, 64 << 20);
     if (ocsp_store_batch_begin(r->c->store) != ST_OK)
         return ST_ERR;
-    if (in_memory)
-        st = index_window_apply(r, true);
+    if (filled && r->bad == 0)
+        st = index_window_apply(r, eof);
     while (st == ST_OK && !eof) {
         if ((st = index_fill(r, !r->one_txn, &eof)) != ST_OK)
             break;
@@ -1562,7 +1563,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     uint8_t digest[32];
     struct stat sb;
     X509 *ca = NULL;
-    bool eof = false;
+    bool eof = false, pipe;
     int rc = import_open(c, argc, argv, &rec, &ca);
 
     memset(&r, 0, sizeof(r));
@@ -1586,14 +1587,16 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     (void)setvbuf(r.f, NULL, _IOFBF, (size_t)1 << 20);
     if ((r.md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(r.md, EVP_sha256(), NULL) != 1)
         goto out;
-    r.one_txn = fstat(fileno(r.f), &sb) != 0 || !S_ISREG(sb.st_mode);
+    pipe = fstat(fileno(r.f), &sb) != 0 || !S_ISREG(sb.st_mode);
     /* an index line takes at least 18 bytes and its newline: a small file maps a small window */
-    if (!r.one_txn && (uint64_t)sb.st_size / 16 + 1 < r.window)
+    if (!pipe && (uint64_t)sb.st_size / 16 + 1 < r.window)
         r.window = (size_t)((uint64_t)sb.st_size / 16 + 1);
-    /* a regular file: its first window read (and digested) once; a longer file is scanned to
-     * its end before anything is written, then read again window by window */
-    if (!r.one_txn && (index_fill(&r, false, &eof) != ST_OK || (!eof && index_scan(&r) != ST_OK)))
+    /* the first window read (and digested) once. A longer file is scanned to its end before
+     * anything is written, then read again window by window; a pipe that fits in the window is
+     * then taken as a file read whole; a longer pipe cannot be read again: one transaction */
+    if (index_fill(&r, false, &eof) != ST_OK || (!eof && !pipe && index_scan(&r) != ST_OK))
         goto out;
+    r.one_txn = pipe && !eof;
     if (!r.one_txn && (r.bad > 0 || r.lines == 0)) {
         /* not what the operator meant to import: nothing of it is written (issue 8 item 5) */
         r.j.lines = r.lines;
@@ -1620,7 +1623,7 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
         if (EVP_DigestInit_ex(r.md, EVP_sha256(), NULL) != 1)
             goto out;
     }
-    if (index_write(&r, !r.one_txn && eof) != ST_OK) {
+    if (index_write(&r, eof || r.one_txn, eof) != ST_OK) {
         index_counts_committed(&r);
         (void)index_finish(&r, false);
         goto out;

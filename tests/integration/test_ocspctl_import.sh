@@ -13,8 +13,8 @@
 #     records is a multiple of the chunk, whenever the kill lands), and importing the same file
 #     again completes it: every line is then new or unchanged, none twice;
 #   - a file with a bad line in the middle is refused whole before anything is written;
-#   - input that is not a regular file (a pipe) is read once in one transaction, all or
-#     nothing, as before.
+#   - input that is not a regular file (a pipe) is read once, all or nothing: whole into
+#     memory and checked first, as a file; one longer than a window in one transaction.
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -126,11 +126,17 @@ expect "the same file again: the lines committed before are unchanged" "$unch" "
 "$CTL" -c "$CONF" export --journal >"$TMP/all2.jsonl" 2>/dev/null
 verify_ok "tsactl verify: intact after the killed import and its re-run" "$TMP/all2.jsonl"
 
-# ---- not a regular file (a pipe): read once, in one transaction, all or nothing ----
+# ---- not a regular file (a pipe): read once, all or nothing: whole into memory and checked
+# before anything is written, as a file is; longer than a window (OCSPCTL_IMPORT_WINDOW
+# lines), in one transaction ----
 index "$TMP/pipe.txt" 500 pipe
 r1=$(records)
 sed '251s/^V/X/' "$TMP/pipe.txt" | "$CTL" -c "$CONF" import-index qca /dev/stdin >/dev/null 2>&1
 expect "a pipe with a bad line: exit 1, nothing written" "$?:$(records)" "1:$r1"
+sed '251s/^V/X/' "$TMP/pipe.txt" | OCSPCTL_IMPORT_WINDOW=100 OCSPCTL_IMPORT_CHUNK=50 \
+    "$CTL" -c "$CONF" import-index qca /dev/stdin >/dev/null 2>&1
+expect "a pipe longer than a window with a bad line: exit 1, nothing written" "$?:$(records)" \
+    "1:$r1"
 sed '' "$TMP/pipe.txt" | "$CTL" -c "$CONF" import-index qca /dev/stdin >/dev/null 2>&1
 expect "a pipe: exit 0, every line recorded" "$?:$(($(records) - r1))" "0:500"
 

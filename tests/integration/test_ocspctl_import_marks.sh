@@ -12,7 +12,9 @@
 #     imported, none failed (before: the CRL's import failed "store full", nothing imported,
 #     where the release before schema 4 imported both);
 #   - every revoked serial's answers are still stored, marked stale (the refresher and
-#     on-demand signing sign them again): none is left with its old stamp.
+#     on-demand signing sign them again): none is left with its old stamp;
+#   - the same store again, all 14000 put on hold by one import-index read from a pipe: every
+#     hold imported (before: a pipe was one transaction, and failed "store full").
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -110,4 +112,22 @@ read -r stored stale < <(awk 'f && /^ / { if (v) { n++; if (substr($1, 17, 16) =
         v = !v; next } /^HEADER=END/ { f = 1 } END { print n + 0, s + 0 }' "$TMP/responses.dump")
 expect "every answer still stored" "$stored" "$((4 * N))"
 expect "every revoked serial's answer marked stale (none keeps its old stamp)" "$stale" "$((4 * N))"
+# the same again on a second store, all 14000 put on hold through one pipe (read whole into
+# memory, as a file is, then committed in chunks; before, a pipe was one transaction and
+# failed "store full")
+sed -i "s|^path = .*|path = $TMP/store2|" "$TMP/ocspd.conf"
+ctl2() { "$BUILD/ocspctl" -c "$TMP/ocspd.conf" -d "$TMP/store2" -u test "$@"; }
+{ ctl2 init && ctl2 issuer add marksca --cert "$TMP/ca.pem" --key-file "$TMP/ca.key" &&
+    ctl2 import-index marksca "$TMP/good.index" && ctl2 presign marksca; } >"$TMP/ctl2.out" 2>&1 ||
+    fatal "second store: import and presign" "$(tail -n 3 "$TMP/ctl2.out")"
+awk -F'\t' -v OFS='\t' -v rev="$rev" '{ $1 = "R"; $3 = rev ",certificateHold"; print }' \
+    "$TMP/good.index" | ctl2 import-index marksca /dev/stdin >"$TMP/hold.out" 2>&1
+rc=$?
+expect "import-index of $((2 * N)) holds of pre-signed serials from a pipe succeeds (EID-05)" \
+    "$rc" "0"
+if grep -q "0 revoked, $((2 * N)) held, 0 refused, 0 failed" "$TMP/hold.out"; then
+    t_ok "import-index from a pipe: every hold imported"
+else
+    t_fail "import-index from a pipe: every hold imported" "$(tail -n 3 "$TMP/hold.out")"
+fi
 t_summary "$NAME"
