@@ -16,6 +16,7 @@
 #include "common/signer.c"
 
 #include <check.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -743,6 +744,177 @@ START_TEST(test_pause_not_a_hang)
 }
 END_TEST
 
+/* Hold (or let go) every call on session `i` from now on, busy or not. */
+static void
+fake_hold(unsigned i, bool on)
+{
+    pthread_mutex_lock(&fk.lock);
+    fk.hold[i] = on;
+    pthread_cond_broadcast(&fk.cond);
+    pthread_mutex_unlock(&fk.lock);
+}
+
+/* Wait (bounded, not a timing check) until no token key is down, whatever else keeps the
+ * signer unhealthy. */
+static void
+wait_keys_up(struct signer *s)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (atomic_load(&s->n_down) == 0)
+            return;
+        usleep(10000);
+    }
+    ck_abort_msg("the token's keys did not come back");
+}
+
+/* Hang the token on the `workers` workers' calls (jobs [base, base + workers) of key k), then
+ * let the token answer again except on those calls (lost for good), and wait until the test
+ * signature brought the keys back up. */
+static void
+hang_workers_for_good(struct signer *s, struct signer_job *jobs, int base, unsigned workers,
+                      struct signer_key *k)
+{
+    fake_hang(true);
+    for (unsigned i = 0; i < workers; i++) {
+        job_init(&jobs[base + (int)i], k, base + (int)i);
+        ck_assert_int_eq(signer_submit(s, &jobs[base + (int)i]), ST_OK);
+    }
+    fake_wait_held(workers);
+    wait_jobs(base, base + (int)workers);
+    for (unsigned i = 0; i < workers; i++)
+        ck_assert_int_eq(status_of(base + (int)i), ST_TIMEOUT);
+    fake_resume_but_keep_held(s->nslots); /* the workers' sessions: lost; the probe's: answers */
+    wait_keys_up(s);
+}
+
+/*
+ * review14 finding 1: with one worker (2 slots), a call lost for good leaves no call into the
+ * token admissible (one slot is kept for the key files): every token job fails at once
+ * (ST_HSM) although the token answers again. The signer must then say it is not healthy
+ * (/healthz, ocspd's and tsad's health): before, its keys were up again (the test signature on
+ * the probe session worked), signer_keys_down was 0 and signer_healthy() true, so a load
+ * balancer kept sending requests that all failed, until the lost call came back.
+ */
+START_TEST(test_capped_token_not_healthy)
+{
+    static struct signer_job jobs[8];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 64, .sign_timeout = 0.3};
+    struct signer_key *ka, *ks;
+    struct signer *s;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(ks);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    hang_workers_for_good(s, jobs, 0, 1, ka);
+    job_init(&jobs[1], ka, 1);
+    job_init(&jobs[2], ks, 2);
+    ck_assert_int_eq(signer_submit(s, &jobs[1]), ST_OK);
+    ck_assert_int_eq(signer_submit(s, &jobs[2]), ST_OK);
+    wait_jobs(1, 3);
+    ck_assert_int_eq(status_of(1), ST_HSM); /* no slot for a token call */
+    ck_assert_int_eq(status_of(2), ST_OK);  /* the key file signs */
+    ck_assert_msg(!signer_healthy(s),
+                  "every token job is refused (no slot left) and the signer says it is healthy");
+    /* the lost call comes back: the token is used again, the signer healthy */
+    fake_release_all();
+    wait_no_hung(s);
+    ck_assert_msg(eventually_healthy(s), "the signer did not become healthy again");
+    job_init(&jobs[3], ka, 3);
+    ck_assert_int_eq(signer_submit(s, &jobs[3]), ST_OK);
+    wait_jobs(3, 4);
+    ck_assert_int_eq(status_of(3), ST_OK);
+    ck_assert(verifies(tok_cert[0], &jobs[3]));
+    signer_free(s);
+}
+END_TEST
+
+/* Count the lines of file `path` that contain `what`. */
+static unsigned
+count_lines(const char *path, const char *what)
+{
+    char line[4096];
+    unsigned n = 0;
+    FILE *f = fopen(path, "r");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, what) != NULL)
+            n++;
+    fclose(f);
+    return n;
+}
+
+/*
+ * review14 finding 2: while calls lost in the token leave room for one call into it at a time,
+ * the jobs refused meanwhile must not log a line each. Before, the "still stuck in the token"
+ * warning was re-armed by every call admitted, so under load (one worker in the token, the
+ * other refused, in turn) the log had a warning per refused request.
+ */
+START_TEST(test_cap_warning_once)
+{
+    static struct signer_job jobs[32];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 2, .queue_max = 64, .sign_timeout = 2.0};
+    struct signer_key *ka, *ks;
+    struct signer *s;
+    char log_path[160];
+    int fd, saved;
+
+    reset();
+    snprintf(log_path, sizeof(log_path), "%s/log", dir);
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(ks);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    /* both workers (slots 0 and 1) lost in the token; spares in slots 2 and 3 */
+    hang_workers_for_good(s, jobs, 0, 2, ka);
+    fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    log_set_level(LOG_LVL_WARN);
+    for (int round = 0; round < 3; round++) {
+        int x = 10 + 2 * round, y = x + 1;
+
+        /* one call in the token (held on the spares' sessions), a second refused meanwhile */
+        fake_hold(2, true);
+        fake_hold(3, true);
+        job_init(&jobs[x], ka, x);
+        ck_assert_int_eq(signer_submit(s, &jobs[x]), ST_OK);
+        fake_wait_held(3); /* the two lost calls and this one */
+        job_init(&jobs[y], ka, y);
+        ck_assert_int_eq(signer_submit(s, &jobs[y]), ST_OK);
+        wait_jobs(y, y + 1);
+        ck_assert_int_eq(status_of(y), ST_HSM);
+        fake_hold(2, false);
+        fake_hold(3, false);
+        wait_jobs(x, x + 1);
+        ck_assert_int_eq(status_of(x), ST_OK);
+    }
+    log_set_level(LOG_LVL_ERR);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+    close(fd);
+    ck_assert_msg(count_lines(log_path, "still stuck in the token") == 1,
+                  "%u warnings for 3 refused jobs (one is enough until the stuck calls return)",
+                  count_lines(log_path, "still stuck in the token"));
+    unlink(log_path);
+    fake_release_all();
+    wait_no_hung(s);
+    signer_free(s);
+}
+END_TEST
+
 static Suite *
 signer_hung_suite(void)
 {
@@ -758,6 +930,8 @@ signer_hung_suite(void)
     tcase_add_test(tc, test_repeated_hangs_one_worker);
     tcase_add_test(tc, test_repeated_hangs_two_workers);
     tcase_add_test(tc, test_pause_not_a_hang);
+    tcase_add_test(tc, test_capped_token_not_healthy);
+    tcase_add_test(tc, test_cap_warning_once);
     suite_add_tcase(s, tc);
     return s;
 }
