@@ -551,6 +551,21 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool forc
     signer_key_health(s, k, job->status);
 }
 
+/* No call into the token can be admitted now, whatever the others do (the lock held): the
+ * calls stuck in it hold every slot but the one kept for the key files (one worker and one call
+ * lost for good is enough). Its keys may be up (a test signature on a probe session works),
+ * yet every job of the token fails at once: the signer is not healthy (review14 finding 1). */
+static bool
+signer_token_capped(const struct signer *s)
+{
+    if (s->p11 == NULL || s->n_hung + 1 < s->nslots)
+        return false;
+    for (const struct signer_key *k = s->keys; k != NULL; k = k->next)
+        if (k->soft == NULL)
+            return true;
+    return false; /* no key of the token in use: nothing is refused */
+}
+
 /* May worker w call into the token now (the lock held)? Only while, should every call in the
  * token hang now, a slot would be left for a worker taking jobs: the stuck ones keep theirs
  * until their calls come back, and without that slot the key files' jobs would stop too (a
@@ -1462,7 +1477,14 @@ signer_key_name(const struct signer_key *k)
 bool
 signer_healthy(struct signer *s)
 {
-    return atomic_load(&s->n_down) == 0;
+    bool capped;
+
+    if (atomic_load(&s->n_down) > 0)
+        return false;
+    pthread_mutex_lock(&s->lock);
+    capped = signer_token_capped(s);
+    pthread_mutex_unlock(&s->lock);
+    return !capped;
 }
 
 unsigned

@@ -46,10 +46,11 @@
  * Health (DESIGN D8): a token key whose signature fails (ST_HSM, after the backend's own
  * recovery) or times out is down, and up again after a success, each change logged as an
  * audit event (`hsm_unavailable` with the key and the reason, `hsm_available`); the signer is
- * healthy while no key is down. Jobs for a down key fail at once (ST_HSM) without calling the
- * module: a broken HSM is neither hammered nor logged about once per request. Instead the
- * watch thread asks for a test signature with a down key every second (round robin), so a key
- * comes back when the token answers again, even when no request arrives (a load balancer that
+ * healthy while no key is down and a call into the token could be admitted (not while the calls
+ * stuck in it hold every slot but the key files' one). Jobs for a down key fail at once (ST_HSM)
+ * without calling the module: a broken HSM is neither hammered nor logged about once per request.
+ * Instead the watch thread asks for a test signature with a down key every second (round robin), so
+ * a key comes back when the token answers again, even when no request arrives (a load balancer that
  * took the node out of rotation). Each is made by a thread of its own, one at a time, on one of
  * two probe sessions: one that hangs holds no worker, and is given up after sign_timeout so
  * that the next goes to the other session (a call lost for good must not keep the keys down
@@ -76,7 +77,7 @@
 
 #define SIGNER_MAX_DIGEST 64
 #define SIGNER_MAX_SIG 1024   /* RSA-8192 or a DER ECDSA signature */
-#define SIGNER_MAX_WORKERS 64 /* [signer] workers bound; slots: 2 x workers (spares) + 1 */
+#define SIGNER_MAX_WORKERS 64 /* [signer] workers bound; slots: 2 x workers (spares) */
 
 /* Signature schemes. The hash is the one the caller digests the signed bytes with. */
 enum signer_scheme {
