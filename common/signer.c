@@ -99,7 +99,8 @@ struct signer {
     unsigned n_hung;     /* of those, hung (s->lock) */
     unsigned n_in_token; /* live workers inside a call into the token now (s->lock) */
     bool short_warned;   /* "no spare worker left" logged, until enough take jobs again */
-    bool cap_warned;     /* "token calls refused" logged, until one is admitted again */
+    bool cap_warned;     /* "token calls refused" logged, until a stuck call comes back (not
+                            each call admitted: one warning a refused request, under load) */
     atomic_uint n_down;  /* PKCS#11 keys whose last signature failed or timed out */
     bool started;
     /* the watch thread: sign_timeout and the health probe (its own condition: a signal on
@@ -583,7 +584,6 @@ signer_token_admit(struct signer *s, struct signer_worker *w)
         }
         return false;
     }
-    s->cap_warned = false;
     s->n_in_token++;
     w->in_token = true;
     return true;
@@ -689,6 +689,7 @@ signer_worker_unhang(struct signer_worker *w)
 
     w->hung = false;
     s->n_hung--;
+    s->cap_warned = false; /* a call that comes back makes room: a refusal now says so again */
     metrics_dec(s->m_hung);
     if (s->n_live < s->cfg.workers) {
         s->n_live++;
