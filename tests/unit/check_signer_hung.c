@@ -923,6 +923,67 @@ START_TEST(test_cap_warning_once)
 }
 END_TEST
 
+struct now_call {
+    struct signer *s;
+    struct signer_job job;
+    int st;
+};
+
+static void *
+now_main(void *arg)
+{
+    struct now_call *c = arg;
+
+    c->st = signer_sign_now(c->s, &c->job);
+    return NULL;
+}
+
+/*
+ * review14 finding 4: signer_sign_now() (tsad's audit checkpoints with a key in the token; the
+ * self-test of a key added by a reload) calls into the token on the caller's thread, outside
+ * the workers and the watch thread. A call that hangs there must show on a liveness beat, as a
+ * worker's does, so that the watchdog restarts a daemon whose call never returns (README: a
+ * call stuck for watchdog_stall restarts the daemon). Before, it had none: a checkpoint lost in
+ * the token stopped the checkpoints for good, silently, and held signer_sign_now's lock (every
+ * later checkpoint, a reload's key test) while the watchdog saw nothing.
+ */
+START_TEST(test_sign_now_stuck_has_beat)
+{
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 0.3};
+    struct now_call c;
+    struct signer_key *ka;
+    struct signer *s;
+    pthread_t t;
+    char who[LIVE_NAME_MAX] = "";
+    double how = 0;
+
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    ck_assert(live_check(0, NULL, 0, NULL)); /* nothing busy: the workers wait for jobs */
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.job.key = ka;
+    c.job.digest_len = 32;
+    memset(c.job.digest, 0x33, 32);
+    fake_hang(true);
+    ck_assert_int_eq(pthread_create(&t, NULL, now_main, &c), 0);
+    fake_wait_held(1);
+    ck_assert_msg(!live_check(0, who, sizeof(who), &how),
+                  "a signer_sign_now() call stuck in the token shows on no liveness beat");
+    ck_assert_str_eq(who, "signer:now");
+    fake_hang(false);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(c.st, ST_OK);
+    ck_assert(verifies(tok_cert[0], &c.job));
+    ck_assert(live_check(0, NULL, 0, NULL)); /* idle again once the call came back */
+    signer_free(s);
+}
+END_TEST
+
 static Suite *
 signer_hung_suite(void)
 {
@@ -940,6 +1001,7 @@ signer_hung_suite(void)
     tcase_add_test(tc, test_pause_not_a_hang);
     tcase_add_test(tc, test_capped_token_not_healthy);
     tcase_add_test(tc, test_cap_warning_once);
+    tcase_add_test(tc, test_sign_now_stuck_has_beat);
     suite_add_tcase(s, tc);
     return s;
 }
