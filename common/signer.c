@@ -85,8 +85,10 @@ struct signer {
     struct signer_job *head, *tail;
     unsigned depth;
     bool stopping;
-    /* signer_sign_now() uses the extra PKCS#11 session number nslots + SIGNER_PROBE_SLOTS */
+    /* signer_sign_now() uses the extra PKCS#11 session number nslots + SIGNER_PROBE_SLOTS; its
+     * beat is busy while it is in the call (a checkpoint lost in the token: the watchdog) */
     pthread_mutex_t now_lock;
+    struct live_beat *now_beat;
     /* worker slots: cfg.workers taking jobs, and as many spares for the workers stuck in a call
      * the watch thread gave up on (a hung token must not stall the other keys; its keys are
      * down from then on). A token that comes back and hangs again takes more slots: calls
@@ -1143,6 +1145,7 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
     s->timeout_ns = (long long)(s->cfg.sign_timeout * 1e9);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->now_lock, NULL);
+    s->now_beat = live_beat_new("signer:now");
     pthread_cond_init(&s->cond, NULL);
     {
         pthread_condattr_t ca;
@@ -1389,6 +1392,7 @@ signer_free(struct signer *s)
         signer_key_destroy(k);
     }
     signer_p11_close(s->p11);
+    live_beat_free(s->now_beat);
     pthread_cond_destroy(&s->cond);
     pthread_cond_destroy(&s->watch_cond);
     pthread_mutex_destroy(&s->lock);
@@ -1426,7 +1430,9 @@ int
 signer_sign_now(struct signer *s, struct signer_job *job)
 {
     pthread_mutex_lock(&s->now_lock);
+    live_busy(s->now_beat); /* a call that never returns restarts the daemon, as a worker's */
     signer_do_job(s, s->nslots + SIGNER_PROBE_SLOTS, job, true);
+    live_idle(s->now_beat);
     pthread_mutex_unlock(&s->now_lock);
     return job->status;
 }

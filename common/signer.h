@@ -161,7 +161,10 @@ void signer_free(struct signer *s);
 
 /* Queue a job. ST_OK, ST_BUSY when the queue is full, ST_SHUTDOWN when stopping. */
 int signer_submit(struct signer *s, struct signer_job *job);
-/* Sign on the calling thread, outside the queue (self-tests, tools). Thread-safe. */
+/* Sign on the calling thread, outside the queue (self-tests, tsad's audit checkpoints, tools).
+ * Thread-safe: one call at a time, on a session of its own. No sign_timeout here: a call that
+ * hangs holds its caller (and the next) until it returns, with the liveness beat "signer:now"
+ * busy meanwhile, so the watchdog restarts a daemon whose call never returns. */
 int signer_sign_now(struct signer *s, struct signer_job *job);
 
 /* Key properties. */
