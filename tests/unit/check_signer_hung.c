@@ -271,6 +271,10 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static int statuses[JOBS];
 static bool completed[JOBS];
+/* a batch carrying job `block_id` waits in the callback until `gate_open` (a callback that
+ * takes long: the watch thread's, for timed-out jobs); `blocked` says it is waiting */
+static int block_id = -1;
+static bool gate_open, blocked;
 
 static void
 on_batch(struct signer_job **jobs, size_t n, void *ctx)
@@ -282,6 +286,12 @@ on_batch(struct signer_job **jobs, size_t n, void *ctx)
 
         statuses[id] = jobs[i]->status;
         completed[id] = true;
+        if (id == block_id) {
+            blocked = true;
+            pthread_cond_broadcast(&cond);
+            while (!gate_open)
+                pthread_cond_wait(&cond, &lock);
+        }
     }
     pthread_cond_broadcast(&cond);
     pthread_mutex_unlock(&lock);
@@ -291,6 +301,8 @@ static void
 reset(void)
 {
     pthread_mutex_lock(&lock);
+    block_id = -1;
+    gate_open = blocked = false;
     memset(completed, 0, sizeof(completed));
     memset(statuses, 0x7f, sizeof(statuses));
     pthread_mutex_unlock(&lock);
@@ -984,6 +996,70 @@ START_TEST(test_sign_now_stuck_has_beat)
 }
 END_TEST
 
+/*
+ * review14 finding 3: a watch round late because the watch thread itself was busy (its batch
+ * callback for timed-out jobs, a lock) is no pause of the process: the other threads ran, and
+ * a call that hung meanwhile did hang. Before, the gap was measured from the previous round's
+ * start, so the time the watch thread spent in its own callback was taken for a pause and the
+ * calls' clocks were pushed back by it: here a test signature stuck for twice sign_timeout was
+ * not given up (and with a callback that slow in every round, a hung call never would be).
+ */
+START_TEST(test_watch_busy_not_a_pause)
+{
+    static struct signer_job jobs[4];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 0.3};
+    struct signer_key *ka;
+    struct signer *s;
+    long long bound;
+    int probe = -1;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    pthread_mutex_lock(&lock);
+    block_id = 0; /* its timeout is delivered by the watch thread: it waits there */
+    pthread_mutex_unlock(&lock);
+    fake_hang(true);
+    job_init(&jobs[0], ka, 0);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    pthread_mutex_lock(&lock);
+    while (!blocked)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+    fake_wait_held(2); /* the worker's call, and the test signature sent in the same round */
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < SIGNER_PROBE_SLOTS; i++)
+        if (s->probes[i].state == SLOT_RUN)
+            probe = i;
+    ck_assert_int_ge(probe, 0);
+    ck_assert(!s->probes[probe].hung);
+    /* the watch thread stays in the callback for twice sign_timeout, well past the pause
+     * threshold (an ordering on the clock, not a timed assertion) */
+    bound = s->probes[probe].start_ns + 2 * s->timeout_ns;
+    pthread_mutex_unlock(&s->lock);
+    while (signer_now_ns() < bound)
+        usleep(10000);
+    pthread_mutex_lock(&lock);
+    gate_open = true;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+    wait_watch_rounds(s, 1);
+    pthread_mutex_lock(&s->lock);
+    ck_assert_msg(s->probes[probe].state != SLOT_RUN || s->probes[probe].hung,
+                  "a test signature in the module for 2 x sign_timeout is not given up: the "
+                  "watch thread's own callback was taken for a pause");
+    pthread_mutex_unlock(&s->lock);
+    fake_hang(false);
+    wait_no_hung(s);
+    ck_assert_msg(eventually_healthy(s), "the token's key did not come back");
+    signer_free(s);
+}
+END_TEST
+
 static Suite *
 signer_hung_suite(void)
 {
@@ -1002,6 +1078,7 @@ signer_hung_suite(void)
     tcase_add_test(tc, test_capped_token_not_healthy);
     tcase_add_test(tc, test_cap_warning_once);
     tcase_add_test(tc, test_sign_now_stuck_has_beat);
+    tcase_add_test(tc, test_watch_busy_not_a_pause);
     suite_add_tcase(s, tc);
     return s;
 }
