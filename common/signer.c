@@ -119,7 +119,7 @@ struct signer {
     struct signer_key *probe_key; /* the one probed last (round robin over down keys) */
     long long probe_last;
     bool probe_short_warned; /* "every probe slot stuck" logged, until one is free again */
-    long long watch_last;    /* the watch thread's previous round (a pause shows as a gap) */
+    long long watch_last;    /* when the watch thread began its wait (a pause: a long one) */
     struct metric *m_timeouts, *m_hsm_fail, *m_down, *m_hung;
 };
 
@@ -877,17 +877,25 @@ signer_probe_expire(struct signer *s, long long now)
     }
 }
 
+/* The shifted start of a call: never later than now (a call that began after the resume, in
+ * the moment before this round, must not be timed from the future). */
+static long long
+signer_pause_start(long long start, long long now, long long gap)
+{
+    return start + gap < now ? start + gap : now;
+}
+
 /* The process did not run for `gap` (a VM paused by its host, SIGSTOP, a debugger; the lock
  * held): the calls in the module did not hang meanwhile, their clocks restart now. */
 static void
-signer_pause_shift(struct signer *s, long long gap)
+signer_pause_shift(struct signer *s, long long now, long long gap)
 {
     for (unsigned w = 0; w < s->nslots; w++)
         if (s->workers[w].state == SLOT_RUN && s->workers[w].cur < s->workers[w].n_listed)
-            s->workers[w].cur_ns += gap;
+            s->workers[w].cur_ns = signer_pause_start(s->workers[w].cur_ns, now, gap);
     for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++)
         if (s->probes[i].state == SLOT_RUN)
-            s->probes[i].start_ns += gap;
+            s->probes[i].start_ns = signer_pause_start(s->probes[i].start_ns, now, gap);
     log_notice("signer: the process did not run for %.1f s (a pause): the calls in the module "
                "are timed from now",
                (double)gap / 1e9);
@@ -1054,7 +1062,6 @@ signer_watch_main(void *arg)
     if (tick > 200000000LL)
         tick = 200000000LL;
     pthread_mutex_lock(&s->lock);
-    s->watch_last = signer_now_ns();
     while (!s->stopping) {
         struct timespec until;
         struct signer_job *expired;
@@ -1064,6 +1071,10 @@ signer_watch_main(void *arg)
         int n = 0;
 
         clock_gettime(CLOCK_MONOTONIC, &until);
+        /* a pause is measured over the wait only: the time this thread spent in its own work
+         * (the batch callback of timed-out jobs, the lock) is no pause of the process, and
+         * taken for one it would push back the clocks of calls that did hang meanwhile */
+        s->watch_last = (long long)until.tv_sec * 1000000000LL + until.tv_nsec;
         until.tv_nsec += (long)tick;
         until.tv_sec += until.tv_nsec / 1000000000L;
         until.tv_nsec %= 1000000000L;
@@ -1075,8 +1086,7 @@ signer_watch_main(void *arg)
         /* a round much later than its tick: the process did not run (a VM pause), which says
          * nothing of the token */
         if (now - s->watch_last > tick + s->timeout_ns / 2)
-            signer_pause_shift(s, now - s->watch_last - tick);
-        s->watch_last = now;
+            signer_pause_shift(s, now, now - s->watch_last - tick);
         signer_probe_expire(s, now);
         expired = signer_collect_expired(s, now, hung, &n_hung);
         /* under the lock: a hung key may be a released one, freed once its worker is done */
