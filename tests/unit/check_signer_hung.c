@@ -1060,6 +1060,64 @@ START_TEST(test_watch_busy_not_a_pause)
 }
 END_TEST
 
+/*
+ * review14 finding 5: a hung token takes every key of it down (token_hung), and each comes
+ * back only with a test signature of its own. Once one of them signs again, the next down key
+ * must be tried at once (the next watch round), not a second later: with the one-a-second pace
+ * kept after successes, an ocspd with 30 issuers in the token answered tryLater for some of
+ * them for 30 s after the token came back. The pace stays one a second after a failure.
+ */
+START_TEST(test_keys_back_without_waiting)
+{
+    static struct signer_job jobs[4];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 0.3};
+    struct signer_key *ka, *kb, *first, *other;
+    struct signer *s;
+    bool probed = false;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(kb);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    fake_hang(true);
+    job_init(&jobs[0], ka, 0);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    wait_jobs(0, 1);
+    ck_assert_int_eq(status_of(0), ST_TIMEOUT);
+    ck_assert_uint_eq(atomic_load(&s->n_down), 2); /* a (timeout) and b (token_hung) */
+    fake_wait_held(2);                             /* the worker's call and a test signature */
+    pthread_mutex_lock(&s->lock);
+    first = s->probe_key;
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_ptr_nonnull(first);
+    other = first == ka ? kb : ka;
+    fake_resume_but_keep_held(s->nslots); /* the probe's call comes back; the worker's not */
+    while (atomic_load(&first->down))
+        usleep(1000);
+    /* two watch rounds (60 ms here): the slot of the probe that came back is free, and the
+     * other key is tried (or up already), well within the second of the old pace */
+    wait_watch_rounds(s, 2);
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < SIGNER_PROBE_SLOTS; i++)
+        if (s->probes[i].state != SLOT_FREE && s->probes[i].key == other)
+            probed = true;
+    probed = probed || !atomic_load(&other->down);
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_msg(probed, "a key of the token that came back waits a second for its test "
+                          "signature after another key's test signature worked");
+    wait_keys_up(s);
+    fake_release_all();
+    wait_no_hung(s);
+    ck_assert_msg(eventually_healthy(s), "the signer did not become healthy again");
+    signer_free(s);
+}
+END_TEST
+
 static Suite *
 signer_hung_suite(void)
 {
@@ -1079,6 +1137,7 @@ signer_hung_suite(void)
     tcase_add_test(tc, test_cap_warning_once);
     tcase_add_test(tc, test_sign_now_stuck_has_beat);
     tcase_add_test(tc, test_watch_busy_not_a_pause);
+    tcase_add_test(tc, test_keys_back_without_waiting);
     suite_add_tcase(s, tc);
     return s;
 }
