@@ -1169,8 +1169,8 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
     s->m_timeouts = metrics_counter("signer_timeouts_total",
                                     "Signing jobs answered as failed after sign_timeout.");
     s->m_hsm_fail = metrics_counter("signer_hsm_failures_total",
-                                    "Signing jobs failed by the PKCS#11 token (or refused while "
-                                    "their key was down).");
+                                    "Signing jobs failed by the PKCS#11 token (or refused: their "
+                                    "key down, or no room for a call into the token).");
     s->m_down =
         metrics_gauge("signer_keys_down", "Token keys whose last signature failed or timed out.");
     s->m_hung = metrics_gauge("signer_workers_hung",
