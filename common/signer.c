@@ -855,6 +855,10 @@ signer_probe_main(void *arg)
     pthread_mutex_lock(&s->lock);
     if (p->hung)
         log_notice("signer: a test signature given up on came back (%s)", status_str(job.status));
+    /* the token signs: its other down keys (token_hung) are tried from the next round on, one
+     * after the other, not one a second (that pace is for a token that still fails) */
+    if (job.status == ST_OK)
+        s->probe_last = 0;
     p->state = SLOT_EXITED; /* joined by the watch thread or signer_free() */
     pthread_mutex_unlock(&s->lock);
     return NULL;

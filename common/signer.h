@@ -50,7 +50,8 @@
  * healthy while no key is down and a call into the token could be admitted (not while the calls
  * stuck in it hold every slot but the key files' one). Jobs for a down key fail at once (ST_HSM)
  * without calling the module: a broken HSM is neither hammered nor logged about once per request.
- * Instead the watch thread asks for a test signature with a down key every second (round robin), so
+ * Instead the watch thread asks for a test signature with a down key every second (round robin;
+ * after one that worked, the next down key at once), so
  * a key comes back when the token answers again, even when no request arrives (a load balancer that
  * took the node out of rotation). Each is made by a thread of its own, one at a time, on one of
  * two probe sessions: one that hangs holds no worker, and is given up after sign_timeout so
