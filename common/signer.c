@@ -119,7 +119,8 @@ struct signer {
     struct signer_key *probe_key; /* the one probed last (round robin over down keys) */
     long long probe_last;
     bool probe_short_warned; /* "every probe slot stuck" logged, until one is free again */
-    long long watch_last;    /* when the watch thread began its wait (a pause: a long one) */
+    long long watch_last;    /* its previous round, plus the time spent in callbacks since
+                                (a pause of the process shows as a gap) */
     struct metric *m_timeouts, *m_hsm_fail, *m_down, *m_hung;
 };
 
@@ -1066,6 +1067,7 @@ signer_watch_main(void *arg)
     if (tick > 200000000LL)
         tick = 200000000LL;
     pthread_mutex_lock(&s->lock);
+    s->watch_last = signer_now_ns();
     while (!s->stopping) {
         struct timespec until;
         struct signer_job *expired;
@@ -1075,10 +1077,6 @@ signer_watch_main(void *arg)
         int n = 0;
 
         clock_gettime(CLOCK_MONOTONIC, &until);
-        /* a pause is measured over the wait only: the time this thread spent in its own work
-         * (the batch callback of timed-out jobs, the lock) is no pause of the process, and
-         * taken for one it would push back the clocks of calls that did hang meanwhile */
-        s->watch_last = (long long)until.tv_sec * 1000000000LL + until.tv_nsec;
         until.tv_nsec += (long)tick;
         until.tv_sec += until.tv_nsec / 1000000000L;
         until.tv_nsec %= 1000000000L;
@@ -1091,6 +1089,7 @@ signer_watch_main(void *arg)
          * nothing of the token */
         if (now - s->watch_last > tick + s->timeout_ns / 2)
             signer_pause_shift(s, now, now - s->watch_last - tick);
+        s->watch_last = now;
         signer_probe_expire(s, now);
         expired = signer_collect_expired(s, now, hung, &n_hung);
         /* under the lock: a hung key may be a released one, freed once its worker is done */
@@ -1112,8 +1111,18 @@ signer_watch_main(void *arg)
                      "failed",
                      n, (double)s->timeout_ns / 1e9);
         }
-        signer_deliver_expired(s, expired);
-        pthread_mutex_lock(&s->lock);
+        if (expired != NULL) {
+            long long t0 = signer_now_ns(), busy;
+
+            signer_deliver_expired(s, expired);
+            busy = signer_now_ns() - t0;
+            pthread_mutex_lock(&s->lock);
+            /* the time this thread spent in the owner's callback is no pause of the process:
+             * taken for one, it would push back the clocks of calls that did hang meanwhile */
+            s->watch_last += busy;
+        } else {
+            pthread_mutex_lock(&s->lock);
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;

@@ -40,9 +40,9 @@
  * stuck, so the watchdog semantics are unchanged. A token that comes back and hangs again
  * could take every slot: a call into the token is admitted only while, should every call in it
  * hang, a slot would be left for a worker taking jobs; a job refused so fails at once (ST_HSM)
- * and key files are always signed. A timed wait of the watch thread that ends far later than its
- * tick means the process did not run (a paused VM): the calls in the module are timed from then on
- * (the time the watch thread spends in its own work, a batch callback, is not taken for a pause).
+ * and key files are always signed. A round of the watch thread far later than its tick (less the
+ * time it spent in batch callbacks, which is no pause) means the process did not run (a paused VM):
+ * the calls in the module are timed from then on.
  *
  * Health (DESIGN D8): a token key whose signature fails (ST_HSM, after the backend's own
  * recovery) or times out is down, and up again after a success, each change logged as an
