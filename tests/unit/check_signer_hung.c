@@ -723,7 +723,7 @@ START_TEST(test_pause_not_a_hang)
 {
     static struct signer_job jobs[2];
     struct signer_config sc = {
-        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 1.0};
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 2.0};
     struct signer_key *ka;
     struct signer *s;
     pid_t me = getpid(), child;
@@ -743,12 +743,15 @@ START_TEST(test_pause_not_a_hang)
     ck_assert_int_ge(child, 0);
     if (child == 0) {
         kill(me, SIGSTOP);
-        usleep(2500000);
+        usleep(4000000);
         kill(me, SIGCONT);
         _exit(0);
     }
     ck_assert_int_eq(waitpid(child, &wst, 0), child); /* returns once the process runs again */
-    wait_watch_rounds(s, 2); /* its rounds after the pause: well within sign_timeout */
+    /* its rounds after the pause, well within sign_timeout: the call is still held and its
+     * clock runs again from the resume, so the time this thread takes to run again counts
+     * (sign_timeout 2 s, not 1 s: on a loaded machine 1 s was not always enough, review14) */
+    wait_watch_rounds(s, 2);
     pthread_mutex_lock(&s->lock);
     ck_assert_msg(s->n_hung == 0, "a pause was taken for a hung call");
     pthread_mutex_unlock(&s->lock);
@@ -1097,8 +1100,17 @@ START_TEST(test_keys_back_without_waiting)
     ck_assert_ptr_nonnull(first);
     other = first == ka ? kb : ka;
     fake_resume_but_keep_held(s->nslots); /* the probe's call comes back; the worker's not */
-    while (atomic_load(&first->down))
-        usleep(1000);
+    for (bool running = true; running;) { /* its thread is done (an ordering) */
+        running = false;
+        pthread_mutex_lock(&s->lock);
+        for (int i = 0; i < SIGNER_PROBE_SLOTS; i++)
+            if (s->probes[i].state == SLOT_RUN && s->probes[i].key == first)
+                running = true;
+        pthread_mutex_unlock(&s->lock);
+        if (running)
+            usleep(1000);
+    }
+    ck_assert(!atomic_load(&first->down));
     /* two watch rounds (60 ms here): the slot of the probe that came back is free, and the
      * other key is tried (or up already), well within the second of the old pace */
     wait_watch_rounds(s, 2);
