@@ -2,12 +2,12 @@
  * live: liveness heartbeats behind the systemd watchdog (DESIGN D8, D10).
  *
  * Every thread that can block inside one call owns a beat: HTTP handler threads, signer
- * workers (a PKCS#11 C_Sign may hang on a network HSM), the commit pipeline's writer (an
- * fsync may hang on a failing disk) and the journal writer. A thread marks its beat busy
- * when it enters such a call and idle when it leaves. live_check() says the process is alive
- * while no beat has been busy in one call for longer than a bound: a stuck thread stops the
- * watchdog pings (systemd then restarts the service), an idle thread never does, and health
- * (clock out of bounds, store filling up) is deliberately not looked at: it has /healthz and
+ * workers, test signatures and signer_sign_now() (a PKCS#11 C_Sign may hang on a network HSM), the
+ * commit pipeline's writer (an fsync may hang on a failing disk) and the journal writer. A thread
+ * marks its beat busy when it enters such a call and idle when it leaves. live_check() says the
+ * process is alive while no beat has been busy in one call for longer than a bound: a stuck thread
+ * stops the watchdog pings (systemd then restarts the service), an idle thread never does, and
+ * health (clock out of bounds, store filling up) is deliberately not looked at: it has /healthz and
  * the metrics, and restarting the daemon would not cure it.
  *
  * Beats live in a fixed table (no allocation); a full table makes live_beat_new() return

@@ -85,8 +85,10 @@ struct signer {
     struct signer_job *head, *tail;
     unsigned depth;
     bool stopping;
-    /* signer_sign_now() uses the extra PKCS#11 session number nslots + SIGNER_PROBE_SLOTS */
+    /* signer_sign_now() uses the extra PKCS#11 session number nslots + SIGNER_PROBE_SLOTS; its
+     * beat is busy while it is in the call (a checkpoint lost in the token: the watchdog) */
     pthread_mutex_t now_lock;
+    struct live_beat *now_beat;
     /* worker slots: cfg.workers taking jobs, and as many spares for the workers stuck in a call
      * the watch thread gave up on (a hung token must not stall the other keys; its keys are
      * down from then on). A token that comes back and hangs again takes more slots: calls
@@ -99,7 +101,8 @@ struct signer {
     unsigned n_hung;     /* of those, hung (s->lock) */
     unsigned n_in_token; /* live workers inside a call into the token now (s->lock) */
     bool short_warned;   /* "no spare worker left" logged, until enough take jobs again */
-    bool cap_warned;     /* "token calls refused" logged, until one is admitted again */
+    bool cap_warned;     /* "token calls refused" logged, until a stuck call comes back (not
+                            each call admitted: one warning a refused request, under load) */
     atomic_uint n_down;  /* PKCS#11 keys whose last signature failed or timed out */
     bool started;
     /* the watch thread: sign_timeout and the health probe (its own condition: a signal on
@@ -116,7 +119,8 @@ struct signer {
     struct signer_key *probe_key; /* the one probed last (round robin over down keys) */
     long long probe_last;
     bool probe_short_warned; /* "every probe slot stuck" logged, until one is free again */
-    long long watch_last;    /* the watch thread's previous round (a pause shows as a gap) */
+    long long watch_last;    /* its previous round, plus the time spent in callbacks since
+                                (a pause of the process shows as a gap) */
     struct metric *m_timeouts, *m_hsm_fail, *m_down, *m_hung;
 };
 
@@ -551,6 +555,21 @@ signer_do_job(struct signer *s, unsigned slot, struct signer_job *job, bool forc
     signer_key_health(s, k, job->status);
 }
 
+/* No call into the token can be admitted now, whatever the others do (the lock held): the
+ * calls stuck in it hold every slot but the one kept for the key files (one worker and one call
+ * lost for good is enough). Its keys may be up (a test signature on a probe session works),
+ * yet every job of the token fails at once: the signer is not healthy (review14 finding 1). */
+static bool
+signer_token_capped(const struct signer *s)
+{
+    if (s->p11 == NULL || s->n_hung + 1 < s->nslots)
+        return false;
+    for (const struct signer_key *k = s->keys; k != NULL; k = k->next)
+        if (k->soft == NULL)
+            return true;
+    return false; /* no key of the token in use: nothing is refused */
+}
+
 /* May worker w call into the token now (the lock held)? Only while, should every call in the
  * token hang now, a slot would be left for a worker taking jobs: the stuck ones keep theirs
  * until their calls come back, and without that slot the key files' jobs would stop too (a
@@ -568,7 +587,6 @@ signer_token_admit(struct signer *s, struct signer_worker *w)
         }
         return false;
     }
-    s->cap_warned = false;
     s->n_in_token++;
     w->in_token = true;
     return true;
@@ -674,6 +692,7 @@ signer_worker_unhang(struct signer_worker *w)
 
     w->hung = false;
     s->n_hung--;
+    s->cap_warned = false; /* a call that comes back makes room: a refusal now says so again */
     metrics_dec(s->m_hung);
     if (s->n_live < s->cfg.workers) {
         s->n_live++;
@@ -837,6 +856,10 @@ signer_probe_main(void *arg)
     pthread_mutex_lock(&s->lock);
     if (p->hung)
         log_notice("signer: a test signature given up on came back (%s)", status_str(job.status));
+    /* the token signs: its other down keys (token_hung) are tried from the next round on, one
+     * after the other, not one a second (that pace is for a token that still fails) */
+    if (job.status == ST_OK)
+        s->probe_last = 0;
     p->state = SLOT_EXITED; /* joined by the watch thread or signer_free() */
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -859,17 +882,25 @@ signer_probe_expire(struct signer *s, long long now)
     }
 }
 
+/* The shifted start of a call: never later than now (a call that began after the resume, in
+ * the moment before this round, must not be timed from the future). */
+static long long
+signer_pause_start(long long start, long long now, long long gap)
+{
+    return start + gap < now ? start + gap : now;
+}
+
 /* The process did not run for `gap` (a VM paused by its host, SIGSTOP, a debugger; the lock
  * held): the calls in the module did not hang meanwhile, their clocks restart now. */
 static void
-signer_pause_shift(struct signer *s, long long gap)
+signer_pause_shift(struct signer *s, long long now, long long gap)
 {
     for (unsigned w = 0; w < s->nslots; w++)
         if (s->workers[w].state == SLOT_RUN && s->workers[w].cur < s->workers[w].n_listed)
-            s->workers[w].cur_ns += gap;
+            s->workers[w].cur_ns = signer_pause_start(s->workers[w].cur_ns, now, gap);
     for (unsigned i = 0; i < SIGNER_PROBE_SLOTS; i++)
         if (s->probes[i].state == SLOT_RUN)
-            s->probes[i].start_ns += gap;
+            s->probes[i].start_ns = signer_pause_start(s->probes[i].start_ns, now, gap);
     log_notice("signer: the process did not run for %.1f s (a pause): the calls in the module "
                "are timed from now",
                (double)gap / 1e9);
@@ -1057,7 +1088,7 @@ signer_watch_main(void *arg)
         /* a round much later than its tick: the process did not run (a VM pause), which says
          * nothing of the token */
         if (now - s->watch_last > tick + s->timeout_ns / 2)
-            signer_pause_shift(s, now - s->watch_last - tick);
+            signer_pause_shift(s, now, now - s->watch_last - tick);
         s->watch_last = now;
         signer_probe_expire(s, now);
         expired = signer_collect_expired(s, now, hung, &n_hung);
@@ -1080,8 +1111,18 @@ signer_watch_main(void *arg)
                      "failed",
                      n, (double)s->timeout_ns / 1e9);
         }
-        signer_deliver_expired(s, expired);
-        pthread_mutex_lock(&s->lock);
+        if (expired != NULL) {
+            long long t0 = signer_now_ns(), busy;
+
+            signer_deliver_expired(s, expired);
+            busy = signer_now_ns() - t0;
+            pthread_mutex_lock(&s->lock);
+            /* the time this thread spent in the owner's callback is no pause of the process:
+             * taken for one, it would push back the clocks of calls that did hang meanwhile */
+            s->watch_last += busy;
+        } else {
+            pthread_mutex_lock(&s->lock);
+        }
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -1127,6 +1168,7 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
     s->timeout_ns = (long long)(s->cfg.sign_timeout * 1e9);
     pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->now_lock, NULL);
+    s->now_beat = live_beat_new("signer:now");
     pthread_cond_init(&s->cond, NULL);
     {
         pthread_condattr_t ca;
@@ -1140,8 +1182,8 @@ signer_new(const struct signer_config *cfg, signer_batch_fn batch, void *ctx)
     s->m_timeouts = metrics_counter("signer_timeouts_total",
                                     "Signing jobs answered as failed after sign_timeout.");
     s->m_hsm_fail = metrics_counter("signer_hsm_failures_total",
-                                    "Signing jobs failed by the PKCS#11 token (or refused while "
-                                    "their key was down).");
+                                    "Signing jobs failed by the PKCS#11 token (or refused: their "
+                                    "key down, or no room for a call into the token).");
     s->m_down =
         metrics_gauge("signer_keys_down", "Token keys whose last signature failed or timed out.");
     s->m_hung = metrics_gauge("signer_workers_hung",
@@ -1373,6 +1415,7 @@ signer_free(struct signer *s)
         signer_key_destroy(k);
     }
     signer_p11_close(s->p11);
+    live_beat_free(s->now_beat);
     pthread_cond_destroy(&s->cond);
     pthread_cond_destroy(&s->watch_cond);
     pthread_mutex_destroy(&s->lock);
@@ -1410,7 +1453,9 @@ int
 signer_sign_now(struct signer *s, struct signer_job *job)
 {
     pthread_mutex_lock(&s->now_lock);
+    live_busy(s->now_beat); /* a call that never returns restarts the daemon, as a worker's */
     signer_do_job(s, s->nslots + SIGNER_PROBE_SLOTS, job, true);
+    live_idle(s->now_beat);
     pthread_mutex_unlock(&s->now_lock);
     return job->status;
 }
@@ -1462,7 +1507,14 @@ signer_key_name(const struct signer_key *k)
 bool
 signer_healthy(struct signer *s)
 {
-    return atomic_load(&s->n_down) == 0;
+    bool capped;
+
+    if (atomic_load(&s->n_down) > 0)
+        return false;
+    pthread_mutex_lock(&s->lock);
+    capped = signer_token_capped(s);
+    pthread_mutex_unlock(&s->lock);
+    return !capped;
 }
 
 unsigned

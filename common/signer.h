@@ -40,16 +40,19 @@
  * stuck, so the watchdog semantics are unchanged. A token that comes back and hangs again
  * could take every slot: a call into the token is admitted only while, should every call in it
  * hang, a slot would be left for a worker taking jobs; a job refused so fails at once (ST_HSM)
- * and key files are always signed. A round of the watch thread far later than its tick means
- * the process did not run (a paused VM): the calls in the module are timed from then on.
+ * and key files are always signed. A round of the watch thread far later than its tick (less the
+ * time it spent in batch callbacks, which is no pause) means the process did not run (a paused VM):
+ * the calls in the module are timed from then on.
  *
  * Health (DESIGN D8): a token key whose signature fails (ST_HSM, after the backend's own
  * recovery) or times out is down, and up again after a success, each change logged as an
  * audit event (`hsm_unavailable` with the key and the reason, `hsm_available`); the signer is
- * healthy while no key is down. Jobs for a down key fail at once (ST_HSM) without calling the
- * module: a broken HSM is neither hammered nor logged about once per request. Instead the
- * watch thread asks for a test signature with a down key every second (round robin), so a key
- * comes back when the token answers again, even when no request arrives (a load balancer that
+ * healthy while no key is down and a call into the token could be admitted (not while the calls
+ * stuck in it hold every slot but the key files' one). Jobs for a down key fail at once (ST_HSM)
+ * without calling the module: a broken HSM is neither hammered nor logged about once per request.
+ * Instead the watch thread asks for a test signature with a down key every second (round robin;
+ * after one that worked, the next down key at once), so
+ * a key comes back when the token answers again, even when no request arrives (a load balancer that
  * took the node out of rotation). Each is made by a thread of its own, one at a time, on one of
  * two probe sessions: one that hangs holds no worker, and is given up after sign_timeout so
  * that the next goes to the other session (a call lost for good must not keep the keys down
@@ -76,7 +79,7 @@
 
 #define SIGNER_MAX_DIGEST 64
 #define SIGNER_MAX_SIG 1024   /* RSA-8192 or a DER ECDSA signature */
-#define SIGNER_MAX_WORKERS 64 /* [signer] workers bound; slots: 2 x workers (spares) + 1 */
+#define SIGNER_MAX_WORKERS 64 /* [signer] workers bound; slots: 2 x workers (spares) */
 
 /* Signature schemes. The hash is the one the caller digests the signed bytes with. */
 enum signer_scheme {
@@ -160,7 +163,10 @@ void signer_free(struct signer *s);
 
 /* Queue a job. ST_OK, ST_BUSY when the queue is full, ST_SHUTDOWN when stopping. */
 int signer_submit(struct signer *s, struct signer_job *job);
-/* Sign on the calling thread, outside the queue (self-tests, tools). Thread-safe. */
+/* Sign on the calling thread, outside the queue (self-tests, tsad's audit checkpoints, tools).
+ * Thread-safe: one call at a time, on a session of its own. No sign_timeout here: a call that
+ * hangs holds its caller (and the next) until it returns, with the liveness beat "signer:now"
+ * busy meanwhile, so the watchdog restarts a daemon whose call never returns. */
 int signer_sign_now(struct signer *s, struct signer_job *job);
 
 /* Key properties. */

@@ -16,6 +16,7 @@
 #include "common/signer.c"
 
 #include <check.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -270,6 +271,10 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 static int statuses[JOBS];
 static bool completed[JOBS];
+/* a batch carrying job `block_id` waits in the callback until `gate_open` (a callback that
+ * takes long: the watch thread's, for timed-out jobs); `blocked` says it is waiting */
+static int block_id = -1;
+static bool gate_open, blocked;
 
 static void
 on_batch(struct signer_job **jobs, size_t n, void *ctx)
@@ -281,6 +286,12 @@ on_batch(struct signer_job **jobs, size_t n, void *ctx)
 
         statuses[id] = jobs[i]->status;
         completed[id] = true;
+        if (id == block_id) {
+            blocked = true;
+            pthread_cond_broadcast(&cond);
+            while (!gate_open)
+                pthread_cond_wait(&cond, &lock);
+        }
     }
     pthread_cond_broadcast(&cond);
     pthread_mutex_unlock(&lock);
@@ -290,6 +301,8 @@ static void
 reset(void)
 {
     pthread_mutex_lock(&lock);
+    block_id = -1;
+    gate_open = blocked = false;
     memset(completed, 0, sizeof(completed));
     memset(statuses, 0x7f, sizeof(statuses));
     pthread_mutex_unlock(&lock);
@@ -587,6 +600,8 @@ START_TEST(test_stuck_probe_other_session)
 }
 END_TEST
 
+static void wait_keys_up(struct signer *s);
+
 /*
  * The token hangs, comes back (its test signature works) while the calls of the first hang
  * stay lost, and hangs again: the key file must still be signed. Before (review finding 2)
@@ -622,7 +637,13 @@ repeated_hangs_case(unsigned workers)
         if (round == 0) {
             /* the workers' calls stay lost, the test signatures work again */
             fake_resume_but_keep_held(nslots);
-            ck_assert_msg(eventually_healthy(s), "the token did not come back");
+            /* its keys come back; with one worker no call into it is admitted (both slots
+             * held: the lost call's and the key files'), so the signer is not healthy yet */
+            wait_keys_up(s);
+            pthread_mutex_lock(&s->lock);
+            ck_assert(signer_token_capped(s) == (workers == 1));
+            pthread_mutex_unlock(&s->lock);
+            ck_assert(signer_healthy(s) == (workers != 1));
         }
     }
     fake_release_all();
@@ -683,7 +704,7 @@ START_TEST(test_pause_not_a_hang)
 {
     static struct signer_job jobs[2];
     struct signer_key *ka;
-    struct signer *s = start_signer(1, 1.0, &ka, NULL, NULL);
+    struct signer *s = start_signer(1, 2.0, &ka, NULL, NULL);
     pid_t me = getpid(), child;
     int wst;
 
@@ -695,12 +716,15 @@ START_TEST(test_pause_not_a_hang)
     ck_assert_int_ge(child, 0);
     if (child == 0) {
         kill(me, SIGSTOP);
-        usleep(2500000);
+        usleep(4000000);
         kill(me, SIGCONT);
         _exit(0);
     }
     ck_assert_int_eq(waitpid(child, &wst, 0), child); /* returns once the process runs again */
-    wait_watch_rounds(s, 2); /* its rounds after the pause: well within sign_timeout */
+    /* its rounds after the pause, well within sign_timeout: the call is still held and its
+     * clock runs again from the resume, so the time this thread takes to run again counts
+     * (sign_timeout 2 s, not 1 s: on a loaded machine 1 s was not always enough, review14) */
+    wait_watch_rounds(s, 2);
     pthread_mutex_lock(&s->lock);
     ck_assert_msg(s->n_hung == 0, "a pause was taken for a hung call");
     pthread_mutex_unlock(&s->lock);
@@ -712,6 +736,369 @@ START_TEST(test_pause_not_a_hang)
     wait_jobs(1, 2);
     ck_assert_int_eq(status_of(1), ST_OK);
     ck_assert(signer_healthy(s));
+    signer_free(s);
+}
+END_TEST
+
+/* Hold (or let go) every call on session `i` from now on, busy or not. */
+static void
+fake_hold(unsigned i, bool on)
+{
+    pthread_mutex_lock(&fk.lock);
+    fk.hold[i] = on;
+    pthread_cond_broadcast(&fk.cond);
+    pthread_mutex_unlock(&fk.lock);
+}
+
+/* Wait (bounded, not a timing check) until no token key is down, whatever else keeps the
+ * signer unhealthy. */
+static void
+wait_keys_up(struct signer *s)
+{
+    for (int i = 0; i < 2000; i++) {
+        if (atomic_load(&s->n_down) == 0)
+            return;
+        usleep(10000);
+    }
+    ck_abort_msg("the token's keys did not come back");
+}
+
+/* Hang the token on the `workers` workers' calls (jobs [base, base + workers) of key k), then
+ * let the token answer again except on those calls (lost for good), and wait until the test
+ * signature brought the keys back up. */
+static void
+hang_workers_for_good(struct signer *s, struct signer_job *jobs, int base, unsigned workers,
+                      struct signer_key *k)
+{
+    fake_hang(true);
+    for (unsigned i = 0; i < workers; i++) {
+        job_init(&jobs[base + (int)i], k, base + (int)i);
+        ck_assert_int_eq(signer_submit(s, &jobs[base + (int)i]), ST_OK);
+    }
+    fake_wait_held(workers);
+    wait_jobs(base, base + (int)workers);
+    for (unsigned i = 0; i < workers; i++)
+        ck_assert_int_eq(status_of(base + (int)i), ST_TIMEOUT);
+    fake_resume_but_keep_held(s->nslots); /* the workers' sessions: lost; the probe's: answers */
+    wait_keys_up(s);
+}
+
+/*
+ * review14 finding 1: with one worker (2 slots), a call lost for good leaves no call into the
+ * token admissible (one slot is kept for the key files): every token job fails at once
+ * (ST_HSM) although the token answers again. The signer must then say it is not healthy
+ * (/healthz, ocspd's and tsad's health): before, its keys were up again (the test signature on
+ * the probe session worked), signer_keys_down was 0 and signer_healthy() true, so a load
+ * balancer kept sending requests that all failed, until the lost call came back.
+ */
+START_TEST(test_capped_token_not_healthy)
+{
+    static struct signer_job jobs[8];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 64, .sign_timeout = 0.3};
+    struct signer_key *ka, *ks;
+    struct signer *s;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(ks);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    hang_workers_for_good(s, jobs, 0, 1, ka);
+    job_init(&jobs[1], ka, 1);
+    job_init(&jobs[2], ks, 2);
+    ck_assert_int_eq(signer_submit(s, &jobs[1]), ST_OK);
+    ck_assert_int_eq(signer_submit(s, &jobs[2]), ST_OK);
+    wait_jobs(1, 3);
+    ck_assert_int_eq(status_of(1), ST_HSM); /* no slot for a token call */
+    ck_assert_int_eq(status_of(2), ST_OK);  /* the key file signs */
+    ck_assert_msg(!signer_healthy(s),
+                  "every token job is refused (no slot left) and the signer says it is healthy");
+    /* the lost call comes back: the token is used again, the signer healthy */
+    fake_release_all();
+    wait_no_hung(s);
+    ck_assert_msg(eventually_healthy(s), "the signer did not become healthy again");
+    job_init(&jobs[3], ka, 3);
+    ck_assert_int_eq(signer_submit(s, &jobs[3]), ST_OK);
+    wait_jobs(3, 4);
+    ck_assert_int_eq(status_of(3), ST_OK);
+    ck_assert(verifies(tok_cert[0], &jobs[3]));
+    signer_free(s);
+}
+END_TEST
+
+/* Count the lines of file `path` that contain `what`. */
+static unsigned
+count_lines(const char *path, const char *what)
+{
+    char line[4096];
+    unsigned n = 0;
+    FILE *f = fopen(path, "r");
+
+    ck_assert_ptr_nonnull(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strstr(line, what) != NULL)
+            n++;
+    fclose(f);
+    return n;
+}
+
+/*
+ * review14 finding 2: while calls lost in the token leave room for one call into it at a time,
+ * the jobs refused meanwhile must not log a line each. Before, the "still stuck in the token"
+ * warning was re-armed by every call admitted, so under load (one worker in the token, the
+ * other refused, in turn) the log had a warning per refused request.
+ */
+START_TEST(test_cap_warning_once)
+{
+    static struct signer_job jobs[32];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 2, .queue_max = 64, .sign_timeout = 2.0};
+    struct signer_key *ka, *ks;
+    struct signer *s;
+    char log_path[160];
+    int fd, saved;
+
+    reset();
+    snprintf(log_path, sizeof(log_path), "%s/log", dir);
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ks = signer_add_soft_key(s, soft_path, soft_cert, SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(ks);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    /* both workers (slots 0 and 1) lost in the token; spares in slots 2 and 3 */
+    hang_workers_for_good(s, jobs, 0, 2, ka);
+    fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    saved = dup(STDERR_FILENO);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(dup2(fd, STDERR_FILENO), 0);
+    log_set_level(LOG_LVL_WARN);
+    for (int round = 0; round < 3; round++) {
+        int x = 10 + 2 * round, y = x + 1;
+
+        /* one call in the token (held on the spares' sessions), a second refused meanwhile */
+        fake_hold(2, true);
+        fake_hold(3, true);
+        job_init(&jobs[x], ka, x);
+        ck_assert_int_eq(signer_submit(s, &jobs[x]), ST_OK);
+        fake_wait_held(3); /* the two lost calls and this one */
+        job_init(&jobs[y], ka, y);
+        ck_assert_int_eq(signer_submit(s, &jobs[y]), ST_OK);
+        wait_jobs(y, y + 1);
+        ck_assert_int_eq(status_of(y), ST_HSM);
+        fake_hold(2, false);
+        fake_hold(3, false);
+        wait_jobs(x, x + 1);
+        ck_assert_int_eq(status_of(x), ST_OK);
+    }
+    log_set_level(LOG_LVL_ERR);
+    ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
+    close(saved);
+    close(fd);
+    ck_assert_msg(count_lines(log_path, "still stuck in the token") == 1,
+                  "%u warnings for 3 refused jobs (one is enough until the stuck calls return)",
+                  count_lines(log_path, "still stuck in the token"));
+    unlink(log_path);
+    fake_release_all();
+    wait_no_hung(s);
+    signer_free(s);
+}
+END_TEST
+
+struct now_call {
+    struct signer *s;
+    struct signer_job job;
+    int st;
+};
+
+static void *
+now_main(void *arg)
+{
+    struct now_call *c = arg;
+
+    c->st = signer_sign_now(c->s, &c->job);
+    return NULL;
+}
+
+/*
+ * review14 finding 4: signer_sign_now() (tsad's audit checkpoints with a key in the token; the
+ * self-test of a key added by a reload) calls into the token on the caller's thread, outside
+ * the workers and the watch thread. A call that hangs there must show on a liveness beat, as a
+ * worker's does, so that the watchdog restarts a daemon whose call never returns (README: a
+ * call stuck for watchdog_stall restarts the daemon). Before, it had none: a checkpoint lost in
+ * the token stopped the checkpoints for good, silently, and held signer_sign_now's lock (every
+ * later checkpoint, a reload's key test) while the watchdog saw nothing.
+ */
+START_TEST(test_sign_now_stuck_has_beat)
+{
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 0.3};
+    struct now_call c;
+    struct signer_key *ka;
+    struct signer *s;
+    pthread_t t;
+    char who[LIVE_NAME_MAX] = "";
+    double how = 0;
+
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    ck_assert(live_check(0, NULL, 0, NULL)); /* nothing busy: the workers wait for jobs */
+    memset(&c, 0, sizeof(c));
+    c.s = s;
+    c.job.key = ka;
+    c.job.digest_len = 32;
+    memset(c.job.digest, 0x33, 32);
+    fake_hang(true);
+    ck_assert_int_eq(pthread_create(&t, NULL, now_main, &c), 0);
+    fake_wait_held(1);
+    ck_assert_msg(!live_check(0, who, sizeof(who), &how),
+                  "a signer_sign_now() call stuck in the token shows on no liveness beat");
+    ck_assert_str_eq(who, "signer:now");
+    fake_hang(false);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(c.st, ST_OK);
+    ck_assert(verifies(tok_cert[0], &c.job));
+    ck_assert(live_check(0, NULL, 0, NULL)); /* idle again once the call came back */
+    signer_free(s);
+}
+END_TEST
+
+/*
+ * review14 finding 3: a watch round late because the watch thread itself was busy (its batch
+ * callback for timed-out jobs, a lock) is no pause of the process: the other threads ran, and
+ * a call that hung meanwhile did hang. Before, the gap was measured from the previous round's
+ * start, so the time the watch thread spent in its own callback was taken for a pause and the
+ * calls' clocks were pushed back by it: here a test signature stuck for twice sign_timeout was
+ * not given up (and with a callback that slow in every round, a hung call never would be).
+ */
+START_TEST(test_watch_busy_not_a_pause)
+{
+    static struct signer_job jobs[4];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 0.3};
+    struct signer_key *ka;
+    struct signer *s;
+    long long bound;
+    int probe = -1;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    pthread_mutex_lock(&lock);
+    block_id = 0; /* its timeout is delivered by the watch thread: it waits there */
+    pthread_mutex_unlock(&lock);
+    fake_hang(true);
+    job_init(&jobs[0], ka, 0);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    pthread_mutex_lock(&lock);
+    while (!blocked)
+        pthread_cond_wait(&cond, &lock);
+    pthread_mutex_unlock(&lock);
+    fake_wait_held(2); /* the worker's call, and the test signature sent in the same round */
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < SIGNER_PROBE_SLOTS; i++)
+        if (s->probes[i].state == SLOT_RUN)
+            probe = i;
+    ck_assert_int_ge(probe, 0);
+    ck_assert(!s->probes[probe].hung);
+    /* the watch thread stays in the callback for twice sign_timeout, well past the pause
+     * threshold (an ordering on the clock, not a timed assertion) */
+    bound = s->probes[probe].start_ns + 2 * s->timeout_ns;
+    pthread_mutex_unlock(&s->lock);
+    while (signer_now_ns() < bound)
+        usleep(10000);
+    pthread_mutex_lock(&lock);
+    gate_open = true;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&lock);
+    wait_watch_rounds(s, 1);
+    pthread_mutex_lock(&s->lock);
+    ck_assert_msg(s->probes[probe].state != SLOT_RUN || s->probes[probe].hung,
+                  "a test signature in the module for 2 x sign_timeout is not given up: the "
+                  "watch thread's own callback was taken for a pause");
+    pthread_mutex_unlock(&s->lock);
+    fake_hang(false);
+    wait_no_hung(s);
+    ck_assert_msg(eventually_healthy(s), "the token's key did not come back");
+    signer_free(s);
+}
+END_TEST
+
+/*
+ * review14 finding 5: a hung token takes every key of it down (token_hung), and each comes
+ * back only with a test signature of its own. Once one of them signs again, the next down key
+ * must be tried at once (the next watch round), not a second later: with the one-a-second pace
+ * kept after successes, an ocspd with 30 issuers in the token answered tryLater for some of
+ * them for 30 s after the token came back. The pace stays one a second after a failure.
+ */
+START_TEST(test_keys_back_without_waiting)
+{
+    static struct signer_job jobs[4];
+    struct signer_config sc = {
+        .p11_module = "fake", .workers = 1, .queue_max = 16, .sign_timeout = 0.3};
+    struct signer_key *ka, *kb, *first, *other;
+    struct signer *s;
+    bool probed = false;
+
+    reset();
+    s = signer_new(&sc, on_batch, NULL);
+    ck_assert_ptr_nonnull(s);
+    ka = signer_add_p11_key(s, "a", tok_cert[0], SIGNER_ECDSA, SIGNER_SHA256);
+    kb = signer_add_p11_key(s, "b", tok_cert[1], SIGNER_ECDSA, SIGNER_SHA256);
+    ck_assert_ptr_nonnull(ka);
+    ck_assert_ptr_nonnull(kb);
+    ck_assert_int_eq(signer_start(s), ST_OK);
+    fake_hang(true);
+    job_init(&jobs[0], ka, 0);
+    ck_assert_int_eq(signer_submit(s, &jobs[0]), ST_OK);
+    wait_jobs(0, 1);
+    ck_assert_int_eq(status_of(0), ST_TIMEOUT);
+    ck_assert_uint_eq(atomic_load(&s->n_down), 2); /* a (timeout) and b (token_hung) */
+    fake_wait_held(2);                             /* the worker's call and a test signature */
+    pthread_mutex_lock(&s->lock);
+    first = s->probe_key;
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_ptr_nonnull(first);
+    other = first == ka ? kb : ka;
+    fake_resume_but_keep_held(s->nslots); /* the probe's call comes back; the worker's not */
+    for (bool running = true; running;) { /* its thread is done (an ordering) */
+        running = false;
+        pthread_mutex_lock(&s->lock);
+        for (int i = 0; i < SIGNER_PROBE_SLOTS; i++)
+            if (s->probes[i].state == SLOT_RUN && s->probes[i].key == first)
+                running = true;
+        pthread_mutex_unlock(&s->lock);
+        if (running)
+            usleep(1000);
+    }
+    ck_assert(!atomic_load(&first->down));
+    /* two watch rounds (60 ms here): the slot of the probe that came back is free, and the
+     * other key is tried (or up already), well within the second of the old pace */
+    wait_watch_rounds(s, 2);
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < SIGNER_PROBE_SLOTS; i++)
+        if (s->probes[i].state != SLOT_FREE && s->probes[i].key == other)
+            probed = true;
+    probed = probed || !atomic_load(&other->down);
+    pthread_mutex_unlock(&s->lock);
+    ck_assert_msg(probed, "a key of the token that came back waits a second for its test "
+                          "signature after another key's test signature worked");
+    wait_keys_up(s);
+    fake_release_all();
+    wait_no_hung(s);
+    ck_assert_msg(eventually_healthy(s), "the signer did not become healthy again");
     signer_free(s);
 }
 END_TEST
@@ -731,6 +1118,11 @@ signer_hung_suite(void)
     tcase_add_test(tc, test_repeated_hangs_one_worker);
     tcase_add_test(tc, test_repeated_hangs_two_workers);
     tcase_add_test(tc, test_pause_not_a_hang);
+    tcase_add_test(tc, test_capped_token_not_healthy);
+    tcase_add_test(tc, test_cap_warning_once);
+    tcase_add_test(tc, test_sign_now_stuck_has_beat);
+    tcase_add_test(tc, test_watch_busy_not_a_pause);
+    tcase_add_test(tc, test_keys_back_without_waiting);
     suite_add_tcase(s, tc);
     return s;
 }
