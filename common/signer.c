@@ -145,6 +145,16 @@ signer_key_mark(struct signer *s, struct signer_key *k, bool down, const char *r
     if (down) {
         atomic_fetch_add(&s->n_down, 1);
         metrics_inc(s->m_down);
+        /* released meanwhile (signer_key_release, between the check above and the exchange):
+         * its own exchange found the key up, so the count is taken back here (whichever of
+         * the two exchanges comes second sees the other's effect) */
+        if (__atomic_load_n(&k->retired, __ATOMIC_ACQUIRE)) {
+            if (atomic_exchange(&k->down, false)) {
+                atomic_fetch_sub(&s->n_down, 1);
+                metrics_dec(s->m_down);
+            }
+            return;
+        }
         log_audit("hsm_unavailable",
                   "key=%s reason=%s: its signatures fail; answering "
                   "systemFailure/tryLater, a test signature every second until it signs again",
