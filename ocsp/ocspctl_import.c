@@ -1640,6 +1640,9 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     }
     if (r.one_txn && (r.bad > 0 || r.lines == 0)) {
         ocsp_store_batch_abort(c->store);
+        /* the windows applied before the bad line was read are rolled back: the journal
+         * counts what is committed (nothing), as for a file that stopped (review15) */
+        index_counts_committed(&r);
         r.j.lines = r.lines;
         r.j.failed = r.bad;
         (void)index_finish(&r, false);
