@@ -588,6 +588,13 @@ out:
      * has it open any more (else the mark is taken back: that release may go on) */
     snprintf(old, sizeof(old), "%u", from);
     snprintf(marked, sizeof(marked), "%uu", from);
+    /* this process is seen by store_reader_other from before its mark until it closes the
+     * store (a reader slot, kept reset in the store's pool: it pins no snapshot): another
+     * process that finds the mark meanwhile is refused, it does not take it for an upgrade
+     * that stopped and run a second one alongside (review15) */
+    if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
+        return st;
+    store_txn_abort(t);
     if (!resumed && (st = ocsp_schema_swap(s, old, marked)) != ST_OK) {
         log_err("ocsp_store: %s: cannot mark the store for its upgrade from schema %u: %s", dir,
                 from,
@@ -602,8 +609,8 @@ out:
         if (st != ST_OK)
             return st;
         log_err("ocsp_store: %s: schema version %u must be upgraded to %d, but process %lu has "
-                "the store open (an older ocspd or ocspctl?): stop every process that uses it, "
-                "then start again",
+                "the store open (an older ocspd or ocspctl, or one upgrading it?): stop every "
+                "process that uses it, then start again",
                 dir, from, OCSP_STORE_SCHEMA, other);
         return ST_STORE;
     }

@@ -188,7 +188,9 @@ struct ocsp_store;
  * being upgraded (schema_version "Nu", e.g. "3u": every older release refuses to open it, also
  * after an upgrade that stopped part-way, which the next writable open resumes), and the
  * upgrade is refused (logged, NULL; the mark taken back) while another process has the store
- * open (store_reader_other: one that has read it).
+ * open (store_reader_other: one that has read it; a process upgrading it is seen so from
+ * before its mark, so that another finding the mark meanwhile is refused too, not taking it
+ * for an upgrade that stopped).
  * Opened read-only an older store is refused (run ocspctl or ocspd once on it writable).
  * NULL on failure, logged. */
 struct ocsp_store *ocsp_store_open(const char *dir, size_t map_size, bool readonly);

@@ -1151,7 +1151,7 @@ index_scan(struct index_run *r)
 
 /* Read up to a window of lines into r->ent (digested). strict: the file was scanned before,
  * a bad line now means it changed (ST_ERR); else bad lines are named and counted. *eof when
- * the file ended. */
+ * the file ended, also right after a full window. */
 static int
 index_fill(struct index_run *r, bool strict, bool *eof)
 {
@@ -1188,6 +1188,16 @@ index_fill(struct index_run *r, bool strict, bool *eof)
         x->reason = (uint8_t)e.reason;
         x->not_after = e.not_after;
         x->when = e.when;
+    }
+    /* a full window: the file may end right after it (a pipe exactly one window long fits,
+     * review15); a byte looked at is read again by the next getline */
+    if (!*eof && r->n == r->window) {
+        int ch = getc(r->f);
+
+        if (ch == EOF)
+            *eof = !ferror(r->f);
+        else
+            (void)ungetc(ch, r->f);
     }
     if (ferror(r->f)) {
         fprintf(stderr, "ocspctl: %s: read error\n", r->path);
@@ -1630,6 +1640,9 @@ ocspctl_cmd_import_index(struct ctl *c, int argc, char **argv)
     }
     if (r.one_txn && (r.bad > 0 || r.lines == 0)) {
         ocsp_store_batch_abort(c->store);
+        /* the windows applied before the bad line was read are rolled back: the journal
+         * counts what is committed (nothing), as for a file that stopped (review15) */
+        index_counts_committed(&r);
         r.j.lines = r.lines;
         r.j.failed = r.bad;
         (void)index_finish(&r, false);

@@ -137,6 +137,15 @@ sed '251s/^V/X/' "$TMP/pipe.txt" | OCSPCTL_IMPORT_WINDOW=100 OCSPCTL_IMPORT_CHUN
     "$CTL" -c "$CONF" import-index qca /dev/stdin >/dev/null 2>&1
 expect "a pipe longer than a window with a bad line: exit 1, nothing written" "$?:$(records)" \
     "1:$r1"
+# its journal entry counts what was committed, as a file's that stopped does: nothing (review15:
+# it said the new records, revocations and holds of the windows applied before the bad line
+# was read, then rolled back)
+"$CTL" -c "$CONF" export --journal 2>/dev/null | grep '"op":"import-index"' | tail -n 1 |
+    grep -Eo '"(new|unchanged|updated|revoked|held|committed)":[a-z0-9]+' | tr '\n' ' ' \
+    >"$TMP/pipe.journal"
+expect "a pipe longer than a window with a bad line: its journal entry counts nothing written" \
+    "$(cat "$TMP/pipe.journal")" \
+    '"new":0 "unchanged":0 "updated":0 "revoked":0 "held":0 "committed":false '
 sed '' "$TMP/pipe.txt" | "$CTL" -c "$CONF" import-index qca /dev/stdin >/dev/null 2>&1
 expect "a pipe: exit 0, every line recorded" "$?:$(($(records) - r1))" "0:500"
 

@@ -13,8 +13,10 @@
 #     where the release before schema 4 imported both);
 #   - every revoked serial's answers are still stored, marked stale (the refresher and
 #     on-demand signing sign them again): none is left with its old stamp;
-#   - the same store again, all 14000 put on hold by one import-index read from a pipe: every
-#     hold imported (before: a pipe was one transaction, and failed "store full").
+#   - the same store again, all 14000 put on hold by one import-index read from a pipe exactly
+#     one window long (OCSPCTL_IMPORT_WINDOW=14000, the hardest case of a pipe that fits):
+#     every hold imported (before: a pipe was one transaction, and failed "store full"; then
+#     a pipe of exactly one window was still taken for a longer one, review15).
 set -uo pipefail
 
 # shellcheck source=tests/lib/itest.sh
@@ -114,14 +116,16 @@ expect "every answer still stored" "$stored" "$((4 * N))"
 expect "every revoked serial's answer marked stale (none keeps its old stamp)" "$stale" "$((4 * N))"
 # the same again on a second store, all 14000 put on hold through one pipe (read whole into
 # memory, as a file is, then committed in chunks; before, a pipe was one transaction and
-# failed "store full")
+# failed "store full"), exactly one window long: it fits (review15: it was taken for a longer
+# pipe, one transaction, as the window filled before its end was seen)
 sed -i "s|^path = .*|path = $TMP/store2|" "$TMP/ocspd.conf"
 ctl2() { "$BUILD/ocspctl" -c "$TMP/ocspd.conf" -d "$TMP/store2" -u test "$@"; }
 { ctl2 init && ctl2 issuer add marksca --cert "$TMP/ca.pem" --key-file "$TMP/ca.key" &&
     ctl2 import-index marksca "$TMP/good.index" && ctl2 presign marksca; } >"$TMP/ctl2.out" 2>&1 ||
     fatal "second store: import and presign" "$(tail -n 3 "$TMP/ctl2.out")"
 awk -F'\t' -v OFS='\t' -v rev="$rev" '{ $1 = "R"; $3 = rev ",certificateHold"; print }' \
-    "$TMP/good.index" | ctl2 import-index marksca /dev/stdin >"$TMP/hold.out" 2>&1
+    "$TMP/good.index" | OCSPCTL_IMPORT_WINDOW=$((2 * N)) ctl2 import-index marksca /dev/stdin \
+    >"$TMP/hold.out" 2>&1
 rc=$?
 expect "import-index of $((2 * N)) holds of pre-signed serials from a pipe succeeds (EID-05)" \
     "$rc" "0"

@@ -2400,6 +2400,96 @@ START_TEST(test_schema_upgrade_marked_while_it_runs)
 }
 END_TEST
 
+/* The seam's stand-in for a long upgrade: the upgrading process says it is part-way
+ * (upgrade_up) and waits until told to go on (upgrade_go). */
+static int upgrade_up[2], upgrade_go[2];
+
+static void
+upgrade_pause(void)
+{
+    char c = 0;
+
+    if (write(upgrade_up[1], "u", 1) != 1 || read(upgrade_go[0], &c, 1) < 0)
+        _exit(8);
+}
+
+/*
+ * A new-release process that opens the store for writing while another one upgrades it finds
+ * the mark ("3u") of an upgrade that runs, not of one that stopped part-way: it is refused
+ * (the upgrading process has the store open), the mark and the running upgrade left alone, and
+ * the store is upgraded once, with one journal entry (review15 of the mark; STANDARDS EID-05).
+ * Failed before: the upgrading process held no reader slot (its walks end their read
+ * transactions), so the second took the mark for a stopped upgrade and ran a second upgrade
+ * alongside, journalled twice; and had the first then taken its mark back (an older process
+ * seen), the second would have gone on upgrading a store that older releases open again.
+ */
+START_TEST(test_schema_upgrade_refused_while_another_upgrades)
+{
+    static const char *const names[] = {"meta"};
+    struct ocsp_issuer_rec in;
+    struct ocsp_response_put p[2] = {put_of(FORM_A, 0, 100, 200), put_of(FORM_A, 0, 100, 200)};
+    struct ocsp_store *second;
+    struct store *raw;
+    char buf[16], c = 0;
+    size_t n = 0, journal0;
+    pid_t pid;
+    int wst = 0;
+
+    fill_issuer(&in, "ca-A");
+    ck_assert_int_eq(ocsp_store_issuer_put(os, &in), ST_OK);
+    p[1].serial = serial2;
+    for (size_t i = 0; i < 2; i++)
+        ck_assert_int_eq(
+            ocsp_store_status_set(
+                os, &(struct ocsp_status_set){ca_id,
+                                              p[i].serial,
+                                              p[i].serial_len,
+                                              {OCSP_STATE_GOOD, OCSP_REASON_NONE, 0, 0},
+                                              "op"}),
+            ST_OK);
+    ck_assert_int_eq(responses_put_backed(os, p, 2), ST_OK);
+    raw_status_del(serial1, sizeof(serial1)); /* unbacked: the upgrade has a chunk to drop */
+    set_schema("3");
+    journal0 = count_db("journal");
+    ocsp_store_close(os);
+    os = NULL;
+    ck_assert_int_eq(pipe(upgrade_up), 0);
+    ck_assert_int_eq(pipe(upgrade_go), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* the first: it upgrades, and waits part-way */
+        struct ocsp_store *first;
+
+        ocsp_store_upgrade_chunk_hook = upgrade_pause;
+        first = ocsp_store_open(dir, MAP, false);
+        ocsp_store_close(first);
+        _exit(first != NULL ? 0 : 1);
+    }
+    ck_assert_int_eq(read(upgrade_up[0], &c, 1), 1);
+    second = ocsp_store_open(dir, MAP, false);
+    ocsp_store_close(second);
+    raw = store_open(dir, MAP, names, 1, true);
+    ck_assert_ptr_nonnull(raw);
+    ck_assert_int_eq(store_get(raw, 0, "schema_version", 14, buf, sizeof(buf), &n), ST_OK);
+    store_close(raw);
+    ck_assert_int_eq(write(upgrade_go[1], "g", 1), 1);
+    ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
+    ck_assert_msg(second == NULL,
+                  "a second writable open ran its own upgrade while another was part-way");
+    ck_assert_msg(n == 2 && memcmp(buf, "3u", 2) == 0,
+                  "schema_version '%.*s' while the first upgrade is part-way", (int)n, buf);
+    ck_assert_msg(WIFEXITED(wst) && WEXITSTATUS(wst) == 0, "the first upgrade did not end");
+    os = ocsp_store_open(dir, MAP, false);
+    ck_assert_ptr_nonnull(os);
+    check_schema_now();
+    ck_assert_uint_eq(count_db("journal"), journal0 + 1); /* one upgrade, journalled once */
+    for (int i = 0; i < 2; i++) {
+        close(upgrade_up[i]);
+        close(upgrade_go[i]);
+    }
+}
+END_TEST
+
 /* A batch counts the stored answers its status changes marked stale (review13: an import
  * commits early when they are many, each one's page copied until the commit); a checkpoint
  * starts again from 0; none without a batch, none for a new record. */
@@ -2707,6 +2797,7 @@ ocsp_store_suite(void)
     tcase_add_test(tc, test_schema_upgrade3);
     tcase_add_test(tc, test_schema_upgrade_waits_for_other_processes);
     tcase_add_test(tc, test_schema_upgrade_marked_while_it_runs);
+    tcase_add_test(tc, test_schema_upgrade_refused_while_another_upgrades);
     tcase_add_test(tc, test_batch_marked);
     tcase_add_test(tc, test_backing_put_known_forms);
     tcase_add_test(tc, test_schema_upgrade3_corrupt_record);
