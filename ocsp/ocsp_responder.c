@@ -595,7 +595,8 @@ ocsp_presign_tail_take(struct ocsp_responder *r, struct resign_wait *w)
     w->stored += t->stored;
     w->unstored += t->unstored;
     w->full += t->full;
-    t->stored = t->unstored = t->full = 0;
+    w->gone += t->gone;
+    t->stored = t->unstored = t->full = t->gone = 0;
     pthread_mutex_unlock(&t->lock);
 }
 
