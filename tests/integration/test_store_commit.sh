@@ -4,7 +4,7 @@
 # test_store_commit.sh: the commit pipeline and store hygiene (DESIGN D10) against the real
 # daemons, a real SoftHSM2 token, chronyd and LMDB files:
 #   - ocspd: while `ocspctl import-index` holds the store's write transaction for 10 s (its
-#     input is a slow pipe), nonce answers signed on demand are still answered at once, and
+#     input is a slow pipe longer than its window), nonce answers signed on demand are still answered at once, and
 #     an on-demand answer is stored once the lock is released (storing is the pipeline's job);
 #   - ocspd: a store above fill_limit: pre-signing stops at the headroom with a clear message,
 #     an import of good entries stops with one, /healthz turns red; a revocation still
@@ -40,9 +40,12 @@ post() {
 }
 status_of() { derutil ocsp-resp "$TMP/post.body" 2>/dev/null | sed -n "s/^$1=//p" | head -n 1; }
 
-# the import holds the write transaction while it waits for the rest of its input
+# the import holds the write transaction while it waits for the rest of its input: a pipe
+# longer than its window (OCSPCTL_IMPORT_WINDOW=1, two lines before the wait) is imported as it
+# is read, in one transaction (a pipe that fits is read whole before anything is written)
 line() { printf 'V\t351231235959Z\t\t%s\tunknown\t/CN=slow %s\n' "$1" "$1"; }
-{ line 5A5A0001; sleep 10; line 5A5A0002; } | ctl import-index qca /dev/stdin >"$TMP/slow.out" 2>&1 &
+{ line 5A5A0001; line 5A5A0011; sleep 10; line 5A5A0002; } |
+    OCSPCTL_IMPORT_WINDOW=1 ctl import-index qca /dev/stdin >"$TMP/slow.out" 2>&1 &
 SLOW=$!
 track_pid "$SLOW"
 sleep 1.5
@@ -109,10 +112,10 @@ itest_ocspd_stop_clean
 printf '[server]\nstop_timeout = 2s\n' >>"$CONF"
 ocspd_start "$CONF" "$TMP/ocspd2.log" || fatal "ocspd restart" "$(tail -n 3 "$TMP/ocspd2.log")"
 mkfifo "$TMP/slow2.fifo"
-ctl import-index qca "$TMP/slow2.fifo" >"$TMP/slow2.out" 2>&1 &
+OCSPCTL_IMPORT_WINDOW=1 ctl import-index qca "$TMP/slow2.fifo" >"$TMP/slow2.out" 2>&1 &
 SLOW=$!
 track_pid "$SLOW"
-{ line 5A5A0003; sleep 15; } >"$TMP/slow2.fifo" &
+{ line 5A5A0003; line 5A5A0013; sleep 15; } >"$TMP/slow2.fifo" &
 FEED=$!
 track_pid "$FEED"
 sleep 1.5
