@@ -1090,15 +1090,14 @@ static const struct http_route_ent *
 route_find(const struct http_server *srv, const struct http_request *req, char *allow, size_t cap)
 {
     allow[0] = '\0';
-    for (size_t i = 0; i < srv->nroutes; i++) {
-        const struct http_route_ent *r = &srv->routes[i];
-
-        if (!route_path_matches(r, req))
-            continue;
-        if (route_method_matches(r, req->method))
-            return r;
-        allow_add(allow, cap, r->method);
-    }
+    for (size_t i = 0; i < srv->nroutes; i++)
+        if (route_path_matches(&srv->routes[i], req) &&
+            route_method_matches(&srv->routes[i], req->method))
+            return &srv->routes[i];
+    /* none: the Allow list is built only now (its snprintf was 2 % of a GET hit's CPU) */
+    for (size_t i = 0; i < srv->nroutes; i++)
+        if (route_path_matches(&srv->routes[i], req))
+            allow_add(allow, cap, srv->routes[i].method);
     return NULL;
 }
 
