@@ -396,6 +396,13 @@ read_end(struct store_txn *t)
 int
 store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap, size_t *len)
 {
+    return store_get_snap(s, db, key, klen, buf, cap, len, NULL);
+}
+
+int
+store_get_snap(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap,
+               size_t *len, uint64_t *snap)
+{
     struct store_txn *t = NULL;
     MDB_val k = {klen, (void *)key}, v;
     int rc, st;
@@ -404,6 +411,8 @@ store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size
         return ST_INVALID;
     if ((st = read_begin(s, &t)) != ST_OK)
         return st;
+    if (snap != NULL)
+        *snap = (uint64_t)mdb_txn_id(t->txn);
     rc = mdb_get(t->txn, s->dbi[db], &k, &v);
     if (rc == MDB_NOTFOUND) {
         st = ST_NOTFOUND;
@@ -417,6 +426,17 @@ store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size
     }
     read_end(t);
     return st;
+}
+
+uint64_t
+store_last_commit(struct store *s)
+{
+    MDB_envinfo info;
+
+    /* the newer of the two meta pages, mapped at the start of the file: no transaction */
+    if (mdb_env_info(s->env, &info) != 0)
+        return 0;
+    return (uint64_t)info.me_last_txnid;
 }
 
 int

@@ -95,6 +95,16 @@ int store_db(const struct store *s, const char *name);
  * did not fit (then ST_INVALID). ST_NOTFOUND when absent, ST_STORE on LMDB failure. */
 int store_get(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap,
               size_t *len);
+/* Same, and *snap gets the snapshot it was read in: the id of the last transaction committed
+ * before it (see store_last_commit). */
+int store_get_snap(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap,
+                   size_t *len, uint64_t *snap);
+/* The id of the last transaction committed to the store, by any process, read from its meta
+ * pages without a transaction (a few loads). Ids only grow: a value read in a snapshot
+ * (store_get_snap) that equals it means nothing was committed since that snapshot, so what the
+ * snapshot read is still what the store holds. A commit that has returned to its writer is
+ * seen here by any later call (LMDB writes the meta page before the commit returns). */
+uint64_t store_last_commit(struct store *s);
 /* Same, allocating: *val (caller frees with free()). */
 int store_get_alloc(struct store *s, int db, const void *key, size_t klen, uint8_t **val,
                     size_t *len);

@@ -245,6 +245,27 @@ ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
 }
 
 void
+ocsp_front_checked(struct ocsp_front *f, const uint8_t *key, size_t key_len, const void *reply,
+                   uint64_t snap)
+{
+    struct front_ent **set;
+    pthread_mutex_t *lock;
+    uint64_t hash;
+    int w;
+
+    if (f == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
+        return;
+    hash = front_hash(f->seed, key, key_len);
+    set = front_set(f, hash, &lock);
+    pthread_mutex_lock(lock);
+    /* only the entry that was checked: one put since (another reply) starts unchecked */
+    if ((w = front_find(set, hash, key, key_len)) >= 0 && set[w]->h.reply == reply &&
+        snap > set[w]->h.snap)
+        set[w]->h.snap = snap;
+    pthread_mutex_unlock(lock);
+}
+
+void
 ocsp_front_drop(struct ocsp_front *f, const uint8_t *key, size_t key_len)
 {
     struct front_ent **set, *old = NULL;

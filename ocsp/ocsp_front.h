@@ -8,12 +8,13 @@
  *
  * The cache is only a shortcut, never a source of truth: before an entry is sent the service
  * checks what backs it (ocsp_front_backed): the serial's status record as it is in the store
- * now (its stamp, or its absence), the issuer registry's generation (any issuer reload, new
- * signer or changed settings), the clock (the answer's nextUpdate, the time it is due for
- * re-signing, the CRL's nextUpdate, the responder certificate's expiry) and the max-age the
- * reply carries. Anything different is a miss, answered by the full path, so an answer the
- * status record no longer backs is never sent (a revocation is visible on the very next
- * request, EID-05).
+ * now (its stamp, or its absence; read again only when a transaction was committed to the
+ * store since the entry last found it: ocsp_front_hit.snap, store_last_commit), the issuer
+ * registry's generation (any issuer reload, new signer or changed settings), the clock (the
+ * answer's nextUpdate, the time it is due for re-signing, the CRL's nextUpdate, the responder
+ * certificate's expiry) and the max-age the reply carries. Anything different is a miss, answered
+ * by the full path, so an answer the status record no longer backs is never sent (a revocation is
+ * visible on the very next request, EID-05).
  *
  * Bounded: [ocsp] front_cache bytes, counted per entry (request bytes, the answer's own bytes,
  * a fixed overhead), 4-way set-associative, the least recently used of a set evicted first. An
@@ -50,6 +51,8 @@ struct ocsp_front_hit {
     uint8_t serial_len;
     bool status_found;   /* the serial had a status record ... */
     uint64_t stamp;      /* ... with this stamp */
+    uint64_t snap;       /* the store snapshot in which that was last read (0: not yet):
+                          * while no commit came after it, the record need not be read again */
     int64_t valid_until; /* first second (UTC) at which it must not be sent any more */
     int64_t produced_at; /* the answer's producedAt: not sent while the clock is before it */
     int64_t next_update; /* the answer's nextUpdate (the max-age is counted to it) */
@@ -76,6 +79,10 @@ bool ocsp_front_get(struct ocsp_front *f, const uint8_t *key, size_t key_len,
  * seen before and the entry fits; the cache takes its own reference. */
 void ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
                     const struct ocsp_front_hit *h);
+/* The entry of the request bytes, while it still sends `reply`, was found backed in store
+ * snapshot `snap` (ocsp_front_hit.snap). */
+void ocsp_front_checked(struct ocsp_front *f, const uint8_t *key, size_t key_len, const void *reply,
+                        uint64_t snap);
 /* Forget the entry of the request bytes (found not backed any more). */
 void ocsp_front_drop(struct ocsp_front *f, const uint8_t *key, size_t key_len);
 

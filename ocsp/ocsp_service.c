@@ -76,7 +76,7 @@ struct ocsp_service {
     struct ocsp_cache *unissued; /* answers for serials without a status record */
     struct metric *m_cached, *m_limited_try, *m_limited_presigned;
     struct ocsp_front *front; /* built replies by request bytes (issue 10 item 2) */
-    struct metric *m_front_hit, *m_front_stale;
+    struct metric *m_front_hit, *m_front_stale, *m_front_reads;
     pthread_mutex_t inflight_lock;
     struct ocsp_inflight inflight[OCSP_INFLIGHT_MAX];
 };
@@ -577,20 +577,28 @@ ocsp_front_key_of(struct ocsp_service *s, struct http_request *http, const uint8
 }
 
 /* A request seen before: its kept reply, when what backs it is unchanged (ocsp_front.h). The
- * serial's status record is read now, so a revocation is visible on the very next request
- * (EID-05). false: answer it the long way (a stale entry is dropped). */
+ * serial's status record is read now, unless no transaction was committed to the store since
+ * the entry last read it (then the record is as it was), so a revocation is visible on the very
+ * next request (EID-05). false: answer it the long way (a stale entry is dropped). */
 static bool
 ocsp_front_serve(struct ocsp_service *s, struct http_request *http, const struct ocsp_front_key *k,
                  int64_t now)
 {
     struct ocsp_front_hit h;
-    struct ocsp_status st;
+    struct ocsp_status st = {0};
+    uint64_t snap = 0;
     int rc;
     bool backed;
 
     if (!ocsp_front_get(s->front, k->b, k->len, &h))
         return false;
-    rc = ocsp_store_status_get(s->store, h.issuer_id, h.serial, h.serial_len, &st);
+    if (h.snap != 0 && h.snap == ocsp_store_last_commit(s->store)) {
+        rc = h.status_found ? ST_OK : ST_NOTFOUND; /* the record read in snapshot h.snap */
+        st.stamp = h.stamp;
+    } else {
+        rc = ocsp_store_status_get_snap(s->store, h.issuer_id, h.serial, h.serial_len, &st, &snap);
+        metrics_inc(s->m_front_reads);
+    }
     backed = (rc == ST_OK || rc == ST_NOTFOUND) &&
              ocsp_front_backed(
                  &h, &(struct ocsp_front_now){.now = now,
@@ -605,6 +613,8 @@ ocsp_front_serve(struct ocsp_service *s, struct http_request *http, const struct
         http_canned_unref(h.reply);
         return false;
     }
+    if (snap != 0)
+        ocsp_front_checked(s->front, k->b, k->len, h.reply, snap);
     metrics_inc(h.source == OCSP_SRC_UNISSUED ? s->m_cached : s->m_hit);
     metrics_inc(s->m_front_hit);
     http_reply_canned(http, h.reply);
@@ -880,6 +890,10 @@ ocsp_metrics_init(struct ocsp_service *s)
     s->m_304 = metrics_counter("ocsp_not_modified_total", "Conditional GETs answered 304.");
     s->m_front_hit = metrics_counter("ocsp_front_cache_total{result=\"hit\"}", front_help);
     s->m_front_stale = metrics_counter("ocsp_front_cache_total{result=\"stale\"}", front_help);
+    s->m_front_reads = metrics_counter(
+        "ocsp_front_cache_record_reads_total",
+        "Front-cache lookups that read the serial's status record again because a transaction "
+        "was committed to the store since the entry last read it (the others rely on it).");
     s->m_cached = metrics_counter("ocsp_responses_total{source=\"unissued_cache\"}",
                                   "Successful OCSP responses, by where they came from.");
     s->m_limited_try = metrics_counter(

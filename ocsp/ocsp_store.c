@@ -1315,6 +1315,20 @@ int
 ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                       const uint8_t *serial, size_t serial_len, struct ocsp_status *out)
 {
+    return ocsp_store_status_get_snap(s, id, serial, serial_len, out, NULL);
+}
+
+uint64_t
+ocsp_store_last_commit(struct ocsp_store *s)
+{
+    return store_last_commit(s->st);
+}
+
+int
+ocsp_store_status_get_snap(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                           const uint8_t *serial, size_t serial_len, struct ocsp_status *out,
+                           uint64_t *snap)
+{
     uint8_t key[OCSP_ISSUER_ID_LEN + OCSP_SERIAL_MAX];
     uint8_t b[STATUS_REC_LEN];
     size_t klen, n = 0;
@@ -1323,7 +1337,7 @@ ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN]
     if (!serial_ok(serial, serial_len))
         return ST_INVALID;
     klen = ocsp_status_key(id, serial, serial_len, key);
-    st = store_get(s->st, s->db[DB_STATUS], key, klen, b, sizeof(b), &n);
+    st = store_get_snap(s->st, s->db[DB_STATUS], key, klen, b, sizeof(b), &n, snap);
     if (st == ST_INVALID)
         st = ST_STORE; /* longer than a status record */
     return st != ST_OK ? st : ocsp_status_decode(b, n, out);

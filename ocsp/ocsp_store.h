@@ -245,6 +245,13 @@ uint64_t ocsp_store_issuers_gen(struct ocsp_store *s);
 /* Status of one serial; ST_NOTFOUND when there is no record. */
 int ocsp_store_status_get(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
                           const uint8_t *serial, size_t serial_len, struct ocsp_status *out);
+/* Same, and *snap gets the store snapshot it was read in (store_get_snap): while
+ * ocsp_store_last_commit() still returns that value, the store holds what was read. */
+int ocsp_store_status_get_snap(struct ocsp_store *s, const uint8_t id[OCSP_ISSUER_ID_LEN],
+                               const uint8_t *serial, size_t serial_len, struct ocsp_status *out,
+                               uint64_t *snap);
+/* The last transaction committed to the store by any process (store_last_commit). */
+uint64_t ocsp_store_last_commit(struct ocsp_store *s);
 
 /*
  * Operator change of one serial's status, in one write transaction with its journal entry

@@ -6,8 +6,9 @@
 #   - the third identical POST and GET are front-cache hits (metric), byte for byte the same
 #     answer with the same ETag, Last-Modified, Expires and Cache-Control as the first; an
 #     escaped GET of the same request is the same entry;
+#   - hits with no store commit in between do not read the status record again (metric);
 #   - a revocation, a hold and a release made with ocspctl are seen by the very next request
-#     after the reply was kept (the entry is found stale: metric);
+#     after the reply was kept (the entry is found stale: metric), the record read again;
 #   - an answer for a never-issued serial kept from the unissued cache stops being sent once
 #     the serial gets a record (imported as good, then revoked);
 #   - a changed issuer setting (nonce required) applies to the very next request after ocspd
@@ -103,6 +104,31 @@ post "$TMP/text.req" t3
 expect "a POST of the GET path's text is malformedRequest, not a kept answer (OCSP-03)" \
     "$(respstatus_of t3)" "1"
 
+# ---- nothing committed since an entry read the record: it is not read again ----
+# (ocspd's own writes, such as the refresher's, commit too and make the next hit read it: the
+# check is made over a window in which the store's last transaction id did not move)
+reads() { metric ocsp_front_cache_record_reads_total; }
+last_txn() { mdb_stat -e "$STORE" | awk -F': ' '/Last transaction ID/ { print $2 }'; }
+quiet=""
+for try in $(seq 1 20); do
+    ((try == 1)) || sleep 0.3
+    post "$TMP/good.req" q1
+    tx0=$(last_txn) rd0=$(reads) h5=$(hits)
+    for i in 2 3 4; do post "$TMP/good.req" q$i; done
+    rd1=$(reads) h6=$(hits) tx1=$(last_txn)
+    if [[ -n $tx0 && $tx0 == "$tx1" ]]; then
+        quiet="hits $h5 -> $h6, record reads $rd0 -> $rd1 (store transaction $tx0, try $try)"
+        break
+    fi
+done
+if [[ -z $quiet ]]; then
+    t_fail "hits with no store commit in between" "the store committed in each of 20 windows"
+elif [[ -n $rd0 ]] && ((h6 == h5 + 3 && rd1 == rd0)) && cmp -s "$TMP/q4.der" "$TMP/p1.der"; then
+    t_ok "hits with no store commit in between do not read the record again: $quiet"
+else
+    t_fail "hits with no store commit in between do not read the record again" "$quiet"
+fi
+
 # ---- revocation, hold, release: the very next request (EID-05, OCSP-16) ----
 s0=$(stale)
 ctl revoke qca "$ser" --reason keyCompromise >"$TMP/ctl.out" 2>&1 || fatal "revoke" "$(cat "$TMP/ctl.out")"
@@ -111,6 +137,10 @@ get "$TMP/good.req" r2
 expect "revoked: the very next POST after the reply was kept (EID-05)" "$(status_of r1)" "revoked"
 expect "revoked: the very next GET after the reply was kept (EID-05)" "$(status_of r2)" "revoked"
 s1=$(stale)
+rd2=$(reads)
+if ((rd2 > rd1)); then t_ok "after ocspctl's commit the record is read again ($rd1 -> $rd2)"; else
+    t_fail "after ocspctl's commit the record is read again" "reads $rd1 -> $rd2"
+fi
 if ((s1 >= s0 + 1)); then t_ok "the kept replies were found stale ($s0 -> $s1)"; else
     t_fail "the kept replies were found stale" "stale $s0 -> $s1"
 fi

@@ -178,6 +178,47 @@ START_TEST(test_put_replaces_and_drop)
 }
 END_TEST
 
+/* ocsp_front_checked: the snapshot an entry's record was last read in is kept on that entry
+ * only while it still sends the reply that was checked, and never goes back */
+START_TEST(test_checked_snapshot)
+{
+    struct ocsp_front *f = ocsp_front_new(1 << 20, ref_fn, unref_fn);
+    struct ocsp_front_hit h = hit_of(8), got;
+    uint8_t k[200];
+    size_t len = key_of(8, k);
+
+    refs_reset();
+    offer(f, 8);
+    offer(f, 8);
+    ck_assert(lookup(f, 8, &got));
+    ck_assert_uint_eq(got.snap, 0); /* kept unchecked */
+    ocsp_front_checked(f, k, len, reply_of(8), 41);
+    ck_assert(lookup(f, 8, &got));
+    ck_assert_uint_eq(got.snap, 41);
+    ocsp_front_checked(f, k, len, reply_of(8), 40); /* an older snapshot, checked late */
+    ck_assert(lookup(f, 8, &got));
+    ck_assert_uint_eq(got.snap, 41);
+    /* replaced by another reply: unchecked, and a late check of the old reply does not apply */
+    h.reply = reply_of(9);
+    ocsp_front_put(f, k, len, &h);
+    ck_assert(lookup(f, 8, &got));
+    ck_assert_uint_eq(got.snap, 0);
+    ocsp_front_checked(f, k, len, reply_of(8), 42);
+    ck_assert(lookup(f, 8, &got));
+    ck_assert_uint_eq(got.snap, 0);
+    ocsp_front_checked(f, k, len, reply_of(9), 43);
+    ck_assert(lookup(f, 8, &got));
+    ck_assert_uint_eq(got.snap, 43);
+    /* absent: nothing (and no crash) */
+    ocsp_front_drop(f, k, len);
+    ocsp_front_checked(f, k, len, reply_of(9), 44);
+    ck_assert(!lookup(f, 8, &got));
+    ocsp_front_checked(NULL, k, len, reply_of(9), 44);
+    ocsp_front_free(f);
+    ck_assert_int_eq(refs_total(), 0);
+}
+END_TEST
+
 /* EID-05: each thing that backs an entry, changed alone, makes it a miss */
 START_TEST(test_backed)
 {
@@ -363,6 +404,7 @@ front_suite(void)
 
     tcase_add_test(tc, test_second_sighting_admits);
     tcase_add_test(tc, test_put_replaces_and_drop);
+    tcase_add_test(tc, test_checked_snapshot);
     tcase_add_test(tc, test_backed);
     tcase_add_test(tc, test_bounded);
     tcase_add_test(tc, test_spread_not_admitted);

@@ -870,6 +870,42 @@ START_TEST(test_get_decode_bad)
 }
 END_TEST
 
+/* Paths on both sides of the length decoded on the stack (1024 characters) and far past it:
+ * the same bytes back, escaped or not, and the cap still holds (OCSP-02). */
+START_TEST(test_get_decode_lengths)
+{
+    static const size_t sizes[] = {1, 2, 3, 765, 766, 767, 768, 769, 770, 3000, 12000};
+    static uint8_t raw[12000], dec[12001];
+    static char b64[16004], esc[48100];
+
+    ck_assert_int_eq(RAND_bytes(raw, sizeof(raw)), 1);
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        size_t n = sizes[i], len = 0, k = 0;
+        int chars = EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
+
+        ck_assert_int_gt(chars, 0);
+        ck_assert_int_eq(ocsp_get_decode(b64, dec, n, &len), ST_OK);
+        ck_assert_uint_eq(len, n);
+        ck_assert_mem_eq(dec, raw, n);
+        ck_assert_int_eq(ocsp_get_decode(b64, dec, n - 1 > 0 ? n - 1 : 1, &len),
+                         n > 1 ? ST_INVALID : ST_OK);
+        /* every character escaped: a path three times as long, the same bytes */
+        for (int c = 0; c < chars; c++)
+            k += (size_t)snprintf(esc + k, sizeof(esc) - k, "%%%02X", (unsigned char)b64[c]);
+        len = 0;
+        ck_assert_int_eq(ocsp_get_decode(esc, dec, sizeof(dec), &len), ST_OK);
+        ck_assert_uint_eq(len, n);
+        ck_assert_mem_eq(dec, raw, n);
+        /* without its padding */
+        while (chars > 0 && b64[chars - 1] == '=')
+            b64[--chars] = '\0';
+        ck_assert_int_eq(ocsp_get_decode(b64, dec, n, &len), ST_OK);
+        ck_assert_uint_eq(len, n);
+        ck_assert_mem_eq(dec, raw, n);
+    }
+}
+END_TEST
+
 /* A whole request through GET: base64 of the DER, escaped as `openssl ocsp` does. */
 START_TEST(test_get_request_round_trip)
 {
@@ -936,6 +972,7 @@ ocsp_request_suite(void)
     tcase_add_unchecked_fixture(get, pki_setup, pki_teardown);
     tcase_add_test(get, test_get_decode);
     tcase_add_test(get, test_get_decode_bad);
+    tcase_add_test(get, test_get_decode_lengths);
     tcase_add_test(get, test_get_request_round_trip);
     suite_add_tcase(s, get);
     return s;

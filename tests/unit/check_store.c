@@ -713,6 +713,61 @@ dead_reader(const char *path)
     return pid;
 }
 
+/* store_last_commit / store_get_snap (the front cache's "nothing committed since", EID-05):
+ * a read's snapshot equals the last commit until a write commits, in this process or another
+ * one; an empty write transaction or an aborted one commits nothing. */
+START_TEST(test_last_commit_snapshots)
+{
+    char buf[64];
+    size_t len = 0;
+    uint64_t snap = 0, last;
+    struct store_txn *t = NULL;
+    pid_t pid;
+    int status = -1;
+
+    put1(0, "k", "v1");
+    ck_assert_int_eq(store_get_snap(st, 0, "k", 1, buf, sizeof(buf), &len, &snap), ST_OK);
+    last = store_last_commit(st);
+    ck_assert_uint_ne(snap, 0);
+    ck_assert_uint_eq(snap, last);
+    /* a missing key reads in a snapshot too */
+    ck_assert_int_eq(store_get_snap(st, 0, "x", 1, buf, sizeof(buf), &len, &snap), ST_NOTFOUND);
+    ck_assert_uint_eq(snap, last);
+    /* nothing written: no commit */
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_commit(t), ST_OK);
+    ck_assert_int_eq(store_txn_begin(st, true, &t), ST_OK);
+    ck_assert_int_eq(store_txn_put(t, 0, "k", 1, "zz", 2, false), ST_OK);
+    store_txn_abort(t);
+    ck_assert_uint_eq(store_last_commit(st), last);
+    /* a commit in this process */
+    put1(0, "k", "v2");
+    ck_assert_uint_gt(store_last_commit(st), last);
+    ck_assert_int_eq(store_get_snap(st, 0, "k", 1, buf, sizeof(buf), &len, &snap), ST_OK);
+    ck_assert_uint_eq(snap, store_last_commit(st));
+    last = snap;
+    /* a commit by another process (as ocspctl beside ocspd): seen once it has returned */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        struct store *other = store_open(dir, MAP, db_names, 3, false);
+        struct store_txn *w = NULL;
+
+        if (other == NULL || store_txn_begin(other, true, &w) != ST_OK ||
+            store_txn_put(w, 0, "k", 1, "v3", 2, false) != ST_OK || store_txn_commit(w) != ST_OK)
+            _exit(1);
+        store_close(other);
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_uint_gt(store_last_commit(st), last);
+    ck_assert_int_eq(store_get_snap(st, 0, "k", 1, buf, sizeof(buf), &len, &snap), ST_OK);
+    ck_assert_uint_eq(snap, store_last_commit(st));
+    ck_assert_int_eq(memcmp(buf, "v3", 2), 0);
+}
+END_TEST
+
 START_TEST(test_reader_check_clears_dead)
 {
     int cleared = -1;
@@ -907,6 +962,7 @@ store_suite(void)
     tcase_add_test(tc, test_binary_keys);
     tcase_add_test(tc, test_no_overwrite);
     tcase_add_test(tc, test_get_missing);
+    tcase_add_test(tc, test_last_commit_snapshots);
     tcase_add_test(tc, test_get_small_buffer);
     tcase_add_test(tc, test_get_alloc);
     tcase_add_test(tc, test_count);
