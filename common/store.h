@@ -100,10 +100,12 @@ int store_get(struct store *s, int db, const void *key, size_t klen, void *buf, 
 int store_get_snap(struct store *s, int db, const void *key, size_t klen, void *buf, size_t cap,
                    size_t *len, uint64_t *snap);
 /* The id of the last transaction committed to the store, by any process, read from its meta
- * pages without a transaction (a few loads). Ids only grow: a value read in a snapshot
- * (store_get_snap) that equals it means nothing was committed since that snapshot, so what the
- * snapshot read is still what the store holds. A commit that has returned to its writer is
- * seen here by any later call (LMDB writes the meta page before the commit returns). */
+ * pages without a transaction (a few loads). Ids only grow within one data file: a value read
+ * in a snapshot (store_get_snap) that equals it means nothing was committed since that
+ * snapshot, so what the snapshot read is still what the store holds. A commit that has
+ * returned to its writer is seen here by any later call (LMDB writes the meta page before the
+ * commit returns). A data file replaced under a running process (a restored copy moved in)
+ * starts other ids and is not seen at all: the store is never replaced while it is open. */
 uint64_t store_last_commit(struct store *s);
 /* Same, allocating: *val (caller frees with free()). */
 int store_get_alloc(struct store *s, int db, const void *key, size_t klen, uint8_t **val,
