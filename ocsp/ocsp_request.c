@@ -384,6 +384,29 @@ out:
     return rc;
 }
 
+static bool
+ocsp_certid_same(const struct ocsp_certid *a, const struct ocsp_certid *b)
+{
+    return a->der_len == b->der_len && memcmp(a->der, b->der, a->der_len) == 0 &&
+           a->hash == b->hash && a->hash_len == b->hash_len &&
+           memcmp(a->name_hash, b->name_hash, a->hash_len) == 0 &&
+           memcmp(a->key_hash, b->key_hash, a->hash_len) == 0 && a->serial_len == b->serial_len &&
+           memcmp(a->serial, b->serial, a->serial_len) == 0;
+}
+
+bool
+ocsp_request_same(const struct ocsp_request *a, const struct ocsp_request *b)
+{
+    if (a->n != b->n || a->has_nonce != b->has_nonce || a->nonce_len != b->nonce_len ||
+        a->nonce_value_len != b->nonce_value_len ||
+        memcmp(a->nonce_value, b->nonce_value, a->nonce_value_len) != 0)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (!ocsp_certid_same(&a->ids[i], &b->ids[i]))
+            return false;
+    return true;
+}
+
 /* ---- GET form (RFC 6960 App. A.1; RFC 9919 §5; OCSP-02) ---- */
 
 #define OCSP_GET_SMALL 1024 /* base64 characters of a GET request decoded on the stack */

@@ -42,6 +42,9 @@ struct ocsp_request {
  * (static text). */
 int ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, const char **why);
 
+/* a and b hold the same CertIDs (every field) and the same nonce */
+bool ocsp_request_same(const struct ocsp_request *a, const struct ocsp_request *b);
+
 /*
  * Decode the GET form: `path` is the raw request path after the OCSP base path (for example
  * "MEow..." or "/MEow%2B..%3D"): leading slashes skipped, percent-escapes decoded, '+' kept as

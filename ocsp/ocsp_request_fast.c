@@ -9,6 +9,11 @@
 static const uint8_t oid_sha1[] = {0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a};
 static const uint8_t oid_sha256[] = {0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
                                      0x65, 0x03, 0x04, 0x02, 0x01};
+/* id-pkix-ocsp-nonce 1.3.6.1.5.5.7.48.1.2, its DER with tag and length */
+static const uint8_t oid_nonce[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+                                    0x05, 0x07, 0x30, 0x01, 0x02};
+/* critical TRUE as DER has it (FALSE is never encoded: DEFAULT) */
+static const uint8_t critical_true[] = {DER_BOOLEAN, 0x01, 0xff};
 
 /* The one element of [p, end) with tag `want`, filling its content; it must end exactly at end
  * when `last`. */
@@ -55,34 +60,50 @@ serial_ok(const uint8_t *c, size_t cl)
     return cl < OCSP_SERIAL_MAX || c[0] == 0x00;
 }
 
-bool
-ocsp_request_fast(const uint8_t *der, size_t len, struct ocsp_certid *id)
+/* requestExtensions [2] { Extensions { Extension } } holding the nonce alone, in the form of
+ * RFC 9654 §2.1: extnID, critical TRUE or absent, extnValue = OCTET STRING { 1..128 octets }.
+ * Fills req's nonce fields as ocsp_request_parse() would; a legacy raw nonce, another
+ * extension or a second one is declined (the full parser decides). */
+static bool
+nonce_ext(const uint8_t *p, const uint8_t *end, struct ocsp_request *req)
 {
-    const uint8_t *p = der, *end, *c, *cid, *q, *a, *nh, *kh, *sn;
+    const uint8_t *c, *ext, *v, *n;
+    size_t cl, extl, vl, nl;
+
+    if (!take(&p, end, DER_SEQUENCE, &c, &cl, true)) /* Extensions: one Extension */
+        return false;
+    p = c;
+    end = c + cl;
+    if (!take(&p, end, DER_SEQUENCE, &ext, &extl, true))
+        return false;
+    p = ext;
+    end = ext + extl;
+    if (extl < sizeof(oid_nonce) || memcmp(p, oid_nonce, sizeof(oid_nonce)) != 0)
+        return false;
+    p += sizeof(oid_nonce);
+    if ((size_t)(end - p) >= sizeof(critical_true) &&
+        memcmp(p, critical_true, sizeof(critical_true)) == 0)
+        p += sizeof(critical_true);
+    if (!take(&p, end, DER_OCTET_STRING, &v, &vl, true) || vl > sizeof(req->nonce_value))
+        return false;
+    p = v;
+    if (!take(&p, v + vl, DER_OCTET_STRING, &n, &nl, true) || nl == 0 || nl > OCSP_NONCE_MAX)
+        return false;
+    memcpy(req->nonce_value, v, vl);
+    req->nonce_value_len = vl;
+    req->nonce_len = nl;
+    req->has_nonce = true;
+    return true;
+}
+
+/* Request { CertID } with nothing else: fills id */
+static bool
+one_certid(const uint8_t *p, const uint8_t *end, struct ocsp_certid *id)
+{
+    const uint8_t *c, *cid = p, *q, *a, *nh, *kh, *sn;
     size_t cl, cidl, al, nhl, khl, snl, hlen;
     enum ocsp_hash h;
 
-    if (der == NULL || len == 0 || len > OCSP_REQ_MAX)
-        return false;
-    end = der + len; /* (after the NULL check: no offset on a null pointer) */
-    /* OCSPRequest { TBSRequest { requestList { Request { CertID } } } }, nothing else */
-    if (!take(&p, end, DER_SEQUENCE, &c, &cl, true))
-        return false;
-    p = c;
-    end = c + cl;
-    if (!take(&p, end, DER_SEQUENCE, &c, &cl, true))
-        return false;
-    p = c;
-    end = c + cl;
-    if (!take(&p, end, DER_SEQUENCE, &c, &cl, true))
-        return false;
-    p = c;
-    end = c + cl;
-    if (!take(&p, end, DER_SEQUENCE, &c, &cl, true))
-        return false;
-    p = c;
-    end = c + cl;
-    cid = p;
     if (!take(&p, end, DER_SEQUENCE, &c, &cl, true))
         return false;
     cidl = (size_t)(p - cid);
@@ -104,5 +125,44 @@ ocsp_request_fast(const uint8_t *der, size_t len, struct ocsp_certid *id)
     memcpy(id->key_hash, kh, hlen);
     memcpy(id->serial, sn, snl);
     id->serial_len = snl;
+    return true;
+}
+
+bool
+ocsp_request_fast(const uint8_t *der, size_t len, struct ocsp_request *req)
+{
+    const uint8_t *p = der, *end, *c, *q, *r, *tbs_end;
+    size_t cl, rl;
+
+    req->n = 0;
+    req->has_nonce = false;
+    req->nonce_value_len = 0;
+    req->nonce_len = 0;
+    if (der == NULL || len == 0 || len > OCSP_REQ_MAX)
+        return false;
+    end = der + len; /* (after the NULL check: no offset on a null pointer) */
+    /* OCSPRequest { TBSRequest { requestList { Request { CertID } } [, [2] nonce] } } */
+    if (!take(&p, end, DER_SEQUENCE, &c, &cl, true))
+        return false;
+    p = c;
+    end = c + cl;
+    if (!take(&p, end, DER_SEQUENCE, &c, &cl, true))
+        return false;
+    p = c;
+    tbs_end = c + cl;
+    if (!take(&p, tbs_end, DER_SEQUENCE, &c, &cl, false)) /* requestList */
+        return false;
+    q = c;
+    if (!take(&q, c + cl, DER_SEQUENCE, &r, &rl, true) || !one_certid(r, r + rl, &req->ids[0]))
+        return false;
+    if (p != tbs_end) {
+        if (!take(&p, tbs_end, DER_CTX_CONS(2), &c, &cl, true) || !nonce_ext(c, c + cl, req)) {
+            req->has_nonce = false;
+            req->nonce_value_len = 0;
+            req->nonce_len = 0;
+            return false;
+        }
+    }
+    req->n = 1;
     return true;
 }

@@ -794,14 +794,9 @@ ocsp_handle(struct http_request *http, void *ctx)
     /* a request seen before whose kept reply is still backed (issue 10 item 2) */
     if (ocsp_front_key_of(s, http, der, len, &key) && ocsp_front_serve(s, http, &key, now))
         return;
-    /* the common one-CertID request without a nonce is read without OpenSSL; anything else
-     * (and every error) by the full parser */
-    if (ocsp_request_fast(der, len, &req.ids[0])) {
-        req.n = 1;
-        req.has_nonce = false;
-        req.nonce_value_len = 0;
-        req.nonce_len = 0;
-    } else if (ocsp_request_parse(der, len, &req, &why) != ST_OK) {
+    /* the common one-CertID request, with or without a nonce, is read without OpenSSL;
+     * anything else (and every error) by the full parser */
+    if (!ocsp_request_fast(der, len, &req) && ocsp_request_parse(der, len, &req, &why) != ST_OK) {
         ocsp_reply_error(s, http, OCSP_RESP_MALFORMED, why);
         return;
     }

@@ -1,10 +1,11 @@
 /*
  * check_ocsp_request_fast: unit suite of ocsp/ocsp_request_fast, the fast path of request
- * parsing (issue 10 item 2): the one-CertID requests without a nonce that clients send for
- * SHA-1 and SHA-256 CertIDs are taken by it with the same fields as the full parser
- * (ocsp_request_parse) gives; everything else is declined; and over every one-byte change,
+ * parsing (issue 10 item 2): the one-CertID requests that clients send for SHA-1 and SHA-256
+ * CertIDs, without a nonce or with one (RFC 9654, critical or not), are taken by it with the
+ * same fields as the full parser (ocsp_request_parse) gives; everything else is declined (a
+ * legacy raw nonce, another extension, a nonce out of bounds); and over every one-byte change,
  * truncation and extension of such requests, whatever it takes the full parser takes with the
- * same CertID (it never answers what the full parser refuses: OCSP-03).
+ * same CertID and nonce (it never answers what the full parser refuses: OCSP-03, OCSP-17).
  */
 #include "ocsp/ocsp_request.h"
 #include "ocsp/ocsp_request_fast.h"
@@ -16,10 +17,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A DER OCSPRequest for one CertID (md, a made-up issuer, serial), with a nonce when asked. */
+enum nonce_kind {
+    NONCE_NONE,
+    NONCE_STD,      /* RFC 9654: extnValue = OCTET STRING { nonce }, not critical */
+    NONCE_CRITICAL, /* the same, critical */
+    NONCE_RAW,      /* legacy: extnValue = the nonce itself */
+    NONCE_PLUS,     /* RFC 9654 nonce and a second, unknown non-critical extension */
+};
+
+/* A DER OCSPRequest for one CertID (md, a made-up issuer, serial) and a nonce of nonce_len
+ * octets of the given kind. */
 static size_t
-request_of(const EVP_MD *md, long long serial_value, const char *serial_hex, bool nonce,
-           uint8_t *out, size_t cap)
+request_nonce(const EVP_MD *md, long long serial_value, const char *serial_hex,
+              enum nonce_kind kind, int nonce_len, uint8_t *out, size_t cap)
 {
     X509_NAME *name = X509_NAME_new();
     ASN1_BIT_STRING *key = ASN1_BIT_STRING_new();
@@ -27,7 +37,7 @@ request_of(const EVP_MD *md, long long serial_value, const char *serial_hex, boo
     BIGNUM *bn = NULL;
     OCSP_CERTID *cid;
     OCSP_REQUEST *req = OCSP_REQUEST_new();
-    unsigned char keybytes[65], *p = out;
+    unsigned char keybytes[65], nonce[300], inner[310], *p = out, *q = inner;
     int n;
 
     memset(keybytes, 0x04, sizeof(keybytes));
@@ -45,8 +55,40 @@ request_of(const EVP_MD *md, long long serial_value, const char *serial_hex, boo
     cid = OCSP_cert_id_new(md, name, key, serial);
     ck_assert_ptr_nonnull(cid);
     ck_assert_ptr_nonnull(OCSP_request_add0_id(req, cid));
-    if (nonce)
-        ck_assert(OCSP_request_add1_nonce(req, NULL, 16) == 1);
+    ck_assert(nonce_len >= 0 && (size_t)nonce_len <= sizeof(nonce));
+    ck_assert(RAND_bytes(nonce, (int)sizeof(nonce)) == 1);
+    nonce[0] = 0x30; /* a raw nonce must not read as one OCTET STRING */
+    if (kind == NONCE_STD || kind == NONCE_PLUS)
+        ck_assert(OCSP_request_add1_nonce(req, nonce, nonce_len) == 1);
+    if (kind == NONCE_CRITICAL || kind == NONCE_RAW) {
+        ASN1_OCTET_STRING *v = ASN1_OCTET_STRING_new(), *in = ASN1_OCTET_STRING_new();
+        X509_EXTENSION *ext;
+
+        ck_assert(ASN1_OCTET_STRING_set(in, nonce, nonce_len) == 1);
+        if (kind == NONCE_CRITICAL)
+            ck_assert(ASN1_OCTET_STRING_set(v, inner, i2d_ASN1_OCTET_STRING(in, &q)) == 1);
+        else
+            ck_assert(ASN1_OCTET_STRING_set(v, nonce, nonce_len) == 1);
+        ext = X509_EXTENSION_create_by_NID(NULL, NID_id_pkix_OCSP_Nonce, kind == NONCE_CRITICAL, v);
+        ck_assert_ptr_nonnull(ext);
+        ck_assert(OCSP_REQUEST_add_ext(req, ext, -1) == 1);
+        X509_EXTENSION_free(ext);
+        ASN1_OCTET_STRING_free(v);
+        ASN1_OCTET_STRING_free(in);
+    }
+    if (kind == NONCE_PLUS) {
+        ASN1_OCTET_STRING *v = ASN1_OCTET_STRING_new();
+        ASN1_OBJECT *oid = OBJ_txt2obj("1.3.6.1.4.1.99999.7", 1);
+        X509_EXTENSION *ext;
+
+        ck_assert(ASN1_OCTET_STRING_set(v, (const unsigned char *)"\x05\x00", 2) == 1);
+        ext = X509_EXTENSION_create_by_OBJ(NULL, oid, 0, v);
+        ck_assert_ptr_nonnull(ext);
+        ck_assert(OCSP_REQUEST_add_ext(req, ext, -1) == 1);
+        X509_EXTENSION_free(ext);
+        ASN1_OBJECT_free(oid);
+        ASN1_OCTET_STRING_free(v);
+    }
     n = i2d_OCSP_REQUEST(req, NULL);
     ck_assert(n > 0 && (size_t)n <= cap);
     ck_assert_int_eq(i2d_OCSP_REQUEST(req, &p), n);
@@ -57,32 +99,33 @@ request_of(const EVP_MD *md, long long serial_value, const char *serial_hex, boo
     return (size_t)n;
 }
 
-static bool
-same_certid(const struct ocsp_certid *a, const struct ocsp_certid *b)
+/* A DER OCSPRequest for one CertID, with a 16-octet nonce (RFC 9654) when asked. */
+static size_t
+request_of(const EVP_MD *md, long long serial_value, const char *serial_hex, bool nonce,
+           uint8_t *out, size_t cap)
 {
-    return a->der_len == b->der_len && memcmp(a->der, b->der, a->der_len) == 0 &&
-           a->hash == b->hash && a->hash_len == b->hash_len &&
-           memcmp(a->name_hash, b->name_hash, a->hash_len) == 0 &&
-           memcmp(a->key_hash, b->key_hash, a->hash_len) == 0 && a->serial_len == b->serial_len &&
-           memcmp(a->serial, b->serial, a->serial_len) == 0;
+    return request_nonce(md, serial_value, serial_hex, nonce ? NONCE_STD : NONCE_NONE, 16, out,
+                         cap);
 }
 
-static struct ocsp_request full;
+static struct ocsp_request fast, full;
 
-/* the property: fast => full, with the same CertID. Returns whether fast took it. */
+/* the property: fast => full, with the same CertID and nonce; declined => nothing filled.
+ * Returns whether fast took it. */
 static bool
 check_agree(const uint8_t *der, size_t len)
 {
-    struct ocsp_certid id;
     const char *why = NULL;
 
-    if (!ocsp_request_fast(der, len, &id))
+    if (!ocsp_request_fast(der, len, &fast)) {
+        ck_assert_uint_eq(fast.n, 0);
+        ck_assert(!fast.has_nonce);
         return false;
+    }
     ck_assert_msg(ocsp_request_parse(der, len, &full, &why) == 0,
                   "fast path took what the full parser refuses: %s", why);
     ck_assert_uint_eq(full.n, 1);
-    ck_assert(!full.has_nonce);
-    ck_assert(same_certid(&id, &full.ids[0]));
+    ck_assert(ocsp_request_same(&fast, &full));
     return true;
 }
 
@@ -105,28 +148,69 @@ START_TEST(test_common_requests_taken)
         ck_assert_msg(check_agree(der, len), "SHA-1 serial %s declined", serials[i]);
         len = request_of(EVP_sha256(), 0, serials[i], false, der, sizeof(der));
         ck_assert_msg(check_agree(der, len), "SHA-256 serial %s declined", serials[i]);
+        ck_assert(!fast.has_nonce);
+        len = request_of(EVP_sha256(), 0, serials[i], true, der, sizeof(der));
+        ck_assert_msg(check_agree(der, len), "SHA-256 serial %s with a nonce declined", serials[i]);
+        ck_assert(fast.has_nonce);
+        ck_assert_uint_eq(fast.nonce_len, 16);
+        ck_assert_uint_eq(fast.nonce_value_len, 18);
+    }
+}
+END_TEST
+
+/* RFC 9654 nonces of every length the full parser takes, critical or not (OCSP-17) */
+START_TEST(test_nonce_requests_taken)
+{
+    static const int lens[] = {1, 2, 16, 32, 127, 128};
+    uint8_t der[1024];
+    size_t len;
+
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        len = request_nonce(EVP_sha1(), 77, NULL, NONCE_STD, lens[i], der, sizeof(der));
+        ck_assert_msg(check_agree(der, len), "nonce of %d declined", lens[i]);
+        ck_assert(fast.has_nonce);
+        ck_assert_uint_eq(fast.nonce_len, (size_t)lens[i]);
+        len = request_nonce(EVP_sha256(), 77, NULL, NONCE_CRITICAL, lens[i], der, sizeof(der));
+        ck_assert_msg(check_agree(der, len), "critical nonce of %d declined", lens[i]);
+        ck_assert_uint_eq(fast.nonce_len, (size_t)lens[i]);
     }
 }
 END_TEST
 
 START_TEST(test_others_declined)
 {
-    uint8_t der[512];
-    struct ocsp_certid id;
+    uint8_t der[1024];
     size_t len;
+    const char *why;
 
-    /* a nonce, a hash the store does not pre-sign, serial zero: the full parser's business */
-    len = request_of(EVP_sha1(), 5, NULL, true, der, sizeof(der));
-    ck_assert(!ocsp_request_fast(der, len, &id));
+    /* a hash the store does not pre-sign, serial zero: the full parser's business */
     len = request_of(EVP_sha384(), 5, NULL, false, der, sizeof(der));
-    ck_assert(!ocsp_request_fast(der, len, &id));
+    ck_assert(!ocsp_request_fast(der, len, &fast));
     len = request_of(EVP_sha1(), 0, NULL, false, der, sizeof(der));
-    ck_assert(!ocsp_request_fast(der, len, &id));
+    ck_assert(!ocsp_request_fast(der, len, &fast));
     /* negative serial */
     len = request_of(EVP_sha1(), -5, NULL, false, der, sizeof(der));
-    ck_assert(!ocsp_request_fast(der, len, &id));
-    ck_assert(!ocsp_request_fast(NULL, 0, &id));
-    ck_assert(!ocsp_request_fast(der, 0, &id));
+    ck_assert(!ocsp_request_fast(der, len, &fast));
+    ck_assert(!ocsp_request_fast(NULL, 0, &fast));
+    ck_assert(!ocsp_request_fast(der, 0, &fast));
+    /* a legacy raw nonce and a nonce beside another extension: taken by the full parser only */
+    len = request_nonce(EVP_sha1(), 5, NULL, NONCE_RAW, 16, der, sizeof(der));
+    ck_assert(!ocsp_request_fast(der, len, &fast));
+    ck_assert_int_eq(ocsp_request_parse(der, len, &full, &why), 0);
+    ck_assert(full.has_nonce);
+    len = request_nonce(EVP_sha1(), 5, NULL, NONCE_PLUS, 16, der, sizeof(der));
+    ck_assert(!ocsp_request_fast(der, len, &fast));
+    ck_assert_int_eq(ocsp_request_parse(der, len, &full, &why), 0);
+    ck_assert(full.has_nonce);
+    /* nonces the full parser refuses (0 and 129 octets) */
+    len = request_nonce(EVP_sha1(), 5, NULL, NONCE_CRITICAL, 0, der, sizeof(der));
+    ck_assert(!ocsp_request_fast(der, len, &fast));
+    ck_assert_int_ne(ocsp_request_parse(der, len, &full, &why), 0);
+    len = request_nonce(EVP_sha1(), 5, NULL, NONCE_STD, 129, der, sizeof(der));
+    ck_assert(!ocsp_request_fast(der, len, &fast));
+    ck_assert_int_ne(ocsp_request_parse(der, len, &full, &why), 0);
+    ck_assert_uint_eq(fast.n, 0);
+    ck_assert(!fast.has_nonce);
 }
 END_TEST
 
@@ -138,8 +222,10 @@ START_TEST(test_mutations_agree)
     size_t len, taken = 0;
     const EVP_MD *mds[2] = {EVP_sha1(), EVP_sha256()};
 
-    for (int k = 0; k < 2; k++) {
-        len = request_of(mds[k], 0, "00C0FFEE", false, der, sizeof(der));
+    for (int k = 0; k < 4; k++) {
+        len = request_nonce(mds[k % 2], 0, "00C0FFEE",
+                            k < 2 ? NONCE_NONE : (k == 2 ? NONCE_STD : NONCE_CRITICAL), 8, der,
+                            sizeof(der));
         for (size_t i = 0; i < len; i++)
             for (size_t d = 0; d < sizeof(deltas); d++) {
                 memcpy(m, der, len);
@@ -155,8 +241,8 @@ START_TEST(test_mutations_agree)
         m[len + 1] = 0x00;
         taken += check_agree(m, len + 2);
     }
-    /* some changes keep a valid request (a hash byte, a serial byte): those are taken */
-    ck_assert_uint_gt(taken, 50);
+    /* some changes keep a valid request (a hash, serial or nonce byte): those are taken */
+    ck_assert_uint_gt(taken, 100);
 }
 END_TEST
 
@@ -164,7 +250,7 @@ END_TEST
 START_TEST(test_random_agree)
 {
     uint8_t der[512], m[512];
-    size_t len = request_of(EVP_sha1(), 0, "1234", false, der, sizeof(der));
+    size_t len = request_of(EVP_sha1(), 0, "1234", _i == 1, der, sizeof(der));
 
     for (int i = 0; i < 20000; i++) {
         size_t keep = (size_t)(i % (int)len);
@@ -184,9 +270,10 @@ fast_suite(void)
 
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_common_requests_taken);
+    tcase_add_test(tc, test_nonce_requests_taken);
     tcase_add_test(tc, test_others_declined);
     tcase_add_test(tc, test_mutations_agree);
-    tcase_add_test(tc, test_random_agree);
+    tcase_add_loop_test(tc, test_random_agree, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
