@@ -7,7 +7,14 @@
  * headers our daemons add. It does nothing else, so its rate is the most any responder built
  * on libmicrohttpd can serve on this machine.
  *
- *   nullhttpd --port P (--bytes N | --body FILE) [--type CT] [--threads N]
+ * With --fresh it builds a new response for every request instead of queueing one kept
+ * response: the body copied into it and the five headers ocspd sends with an answer
+ * (Content-Type, ETag, Cache-Control, Last-Modified, Expires) formatted and added, then the
+ * response released after it is queued. That is the least a responder on libmicrohttpd spends
+ * on an answer it has not kept ready (ocspd's uniform load over 10 M certificates, where no
+ * request repeats), so it is the limit probe of that load as the plain server is of the hot one.
+ *
+ *   nullhttpd --port P (--bytes N | --body FILE) [--type CT] [--threads N] [--fresh]
  *             [--max-seconds S] [--pid-file F]
  *
  * Binds 127.0.0.1 only. Stops on SIGTERM/SIGINT, or after --max-seconds (default 600).
@@ -20,6 +27,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +40,16 @@
 struct nh_opts {
     unsigned port, threads, bytes, max_seconds;
     const char *body_file, *ctype, *pid_file;
+    bool fresh;
+};
+
+/* what every request is answered with: one kept response, or (fresh) the body to copy */
+struct nh_reply {
+    struct MHD_Response *resp;
+    const struct nh_opts *o;
+    char *body;
+    size_t len;
+    unsigned long n; /* requests answered fresh (varies the headers' values) */
 };
 
 static volatile sig_atomic_t nh_stop;
@@ -43,11 +61,50 @@ nh_on_signal(int sig)
     nh_stop = 1;
 }
 
+/* A response of its own for one request, as ocspd builds one for an answer not kept ready:
+ * the body copied and ocspd's five headers, their values formatted for this request. */
+static struct MHD_Response *
+nh_fresh(struct nh_reply *r)
+{
+    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    unsigned long n = __atomic_add_fetch(&r->n, 1, __ATOMIC_RELAXED);
+    char etag[40], cc[96], lm[32], ex[32];
+    time_t t = time(NULL);
+    struct tm tm;
+    struct MHD_Response *resp;
+
+    snprintf(etag, sizeof(etag), "\"%016lx%016lx\"", n, n * 2654435761u);
+    snprintf(cc, sizeof(cc), "max-age=%lu, public, no-transform, must-revalidate", 3600 - n % 60);
+    gmtime_r(&t, &tm);
+    snprintf(lm, sizeof(lm), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    t += 3600;
+    gmtime_r(&t, &tm);
+    snprintf(ex, sizeof(ex), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return NULL;
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->o->ctype) != MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag) != MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cc) != MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, lm) != MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_EXPIRES, ex) != MHD_YES) {
+        MHD_destroy_response(resp);
+        return NULL;
+    }
+    return resp;
+}
+
 static enum MHD_Result
 nh_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
           const char *version, const char *upload, size_t *upload_size, void **con_cls)
 {
-    struct MHD_Response *resp = cls;
+    struct nh_reply *r = cls;
+    struct MHD_Response *resp;
+    enum MHD_Result rc;
 
     (void)url;
     (void)version;
@@ -62,19 +119,25 @@ nh_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
         *upload_size = 0;
         return MHD_YES;
     }
-    return MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    if (!r->o->fresh)
+        return MHD_queue_response(conn, MHD_HTTP_OK, r->resp);
+    if ((resp = nh_fresh(r)) == NULL)
+        return MHD_NO;
+    rc = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+    MHD_destroy_response(resp); /* MHD keeps its own reference until it is sent */
+    return rc;
 }
 
 static struct MHD_Response *
-nh_response(const struct nh_opts *o)
+nh_response(const struct nh_opts *o, struct nh_reply *r)
 {
     struct MHD_Response *resp = NULL;
     char *body = NULL;
     size_t len = o->bytes;
     FILE *f;
 
-    if ((body = malloc(NH_MAX_BODY)) == NULL)
-        return NULL;
+    if ((body = malloc(NH_MAX_BODY)) == NULL || (r->body = malloc(NH_MAX_BODY)) == NULL)
+        goto out;
     if (o->body_file != NULL) {
         if ((f = fopen(o->body_file, "rb")) == NULL) {
             log_err("cannot read %s", o->body_file);
@@ -85,6 +148,9 @@ nh_response(const struct nh_opts *o)
     } else {
         memset(body, 'x', len);
     }
+    memcpy(r->body, body, len);
+    r->len = len;
+    r->o = o;
     resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (resp == NULL)
         goto out;
@@ -100,7 +166,7 @@ out:
 }
 
 static struct MHD_Daemon *
-nh_start(const struct nh_opts *o, struct MHD_Response *resp)
+nh_start(const struct nh_opts *o, struct nh_reply *r)
 {
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
     unsigned int flags =
@@ -108,7 +174,7 @@ nh_start(const struct nh_opts *o, struct MHD_Response *resp)
 
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     /* clang-format off */
-    return MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, &nh_access, resp,
+    return MHD_start_daemon(flags, (uint16_t)o->port, NULL, NULL, &nh_access, r,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(o->threads > 1 ? o->threads : 0),
         MHD_OPTION_CONNECTION_LIMIT, 4096u,
@@ -121,10 +187,10 @@ nh_start(const struct nh_opts *o, struct MHD_Response *resp)
 static int
 nh_args(struct nh_opts *o, int argc, char **argv)
 {
-    static const struct option lo[] = {{"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},
-                                       {"body", 1, NULL, 'f'},     {"type", 1, NULL, 't'},
-                                       {"threads", 1, NULL, 'n'},  {"max-seconds", 1, NULL, 's'},
-                                       {"pid-file", 1, NULL, 'P'}, {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},   {"body", 1, NULL, 'f'},
+        {"type", 1, NULL, 't'},     {"threads", 1, NULL, 'n'}, {"max-seconds", 1, NULL, 's'},
+        {"pid-file", 1, NULL, 'P'}, {"fresh", 0, NULL, 'F'},   {NULL, 0, NULL, 0}};
     unsigned long v;
     int c;
 
@@ -154,6 +220,9 @@ nh_args(struct nh_opts *o, int argc, char **argv)
         case 'P':
             o->pid_file = optarg;
             break;
+        case 'F':
+            o->fresh = true;
+            break;
         default:
             return ST_INVALID;
         }
@@ -181,7 +250,7 @@ int
 main(int argc, char **argv)
 {
     struct nh_opts o;
-    struct MHD_Response *resp = NULL;
+    struct nh_reply r = {0};
     struct MHD_Daemon *d = NULL;
     struct sigaction sa = {.sa_handler = nh_on_signal};
     time_t until;
@@ -190,19 +259,20 @@ main(int argc, char **argv)
     log_init("nullhttpd", LOG_LVL_NOTICE);
     if (nh_args(&o, argc, argv) != ST_OK) {
         fprintf(stderr, "usage: nullhttpd --port P (--bytes N | --body FILE) [--type CT] "
-                        "[--threads N] [--max-seconds S] [--pid-file F]\n");
+                        "[--threads N] [--fresh] [--max-seconds S] [--pid-file F]\n");
         return 2;
     }
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((resp = nh_response(&o)) == NULL || (d = nh_start(&o, resp)) == NULL) {
+    if ((r.resp = nh_response(&o, &r)) == NULL || (d = nh_start(&o, &r)) == NULL) {
         log_err("cannot serve on 127.0.0.1:%u", o.port);
         goto out;
     }
     if (nh_write_pid(o.pid_file) != ST_OK)
         goto out;
-    log_notice("serving %s on 127.0.0.1:%u with %u threads", o.ctype, o.port, o.threads);
+    log_notice("serving %s on 127.0.0.1:%u with %u threads%s", o.ctype, o.port, o.threads,
+               o.fresh ? ", a new response for each request" : "");
     until = time(NULL) + (time_t)o.max_seconds;
     while (!nh_stop && time(NULL) < until)
         usleep(100000);
@@ -210,7 +280,8 @@ main(int argc, char **argv)
 out:
     if (d != NULL)
         MHD_stop_daemon(d);
-    if (resp != NULL)
-        MHD_destroy_response(resp);
+    if (r.resp != NULL)
+        MHD_destroy_response(r.resp);
+    free(r.body);
     return rc;
 }

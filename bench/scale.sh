@@ -306,13 +306,40 @@ rss_max() {
                       n, m["VmRSS"], m["RssAnon"], m["RssFile"], m["RssShmem"] }' "$1"
 }
 
+# scale_null NAME [--fresh]: a null server returning the hot answer's bytes ($WORK/hit.der) for
+# the rounds; sets NULL_<NAME>_PORT and NULL_<NAME>_PID (tracked; scale_null_stop ends both)
+scale_null() {
+    local name=$1 port pid
+    shift
+    port=$(free_port)
+    "$BUILD/bench/nullhttpd" --port "$port" --body "$WORK/hit.der" \
+        --type application/ocsp-response --threads 2 "$@" >"$WORK/nullhttpd-$name.log" 2>&1 &
+    pid=$!
+    track_pid "$pid"
+    wait_http "http://127.0.0.1:$port/" 10 || true
+    printf -v "NULL_${name}_PORT" '%s' "$port"
+    printf -v "NULL_${name}_PID" '%s' "$pid"
+}
+
+scale_null_stop() {
+    local pid
+    for pid in ${NULL_plain_PID:-} ${NULL_fresh_PID:-}; do
+        kill -TERM "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    NULL_plain_PID= NULL_fresh_PID=
+}
+
 # scale_rounds PORT: the uniform loads over the scale store (ocspd on PORT, $OCSPD_PID) and,
 # on a second ocspd over the bench's small store ($WORK/ocspd.conf, both up, one loaded at a
 # time), its uniform loads and its one hot answer, HOT_ROUNDS rounds of HOT_DUR s each: the
 # single runs above are minutes apart, and on this shared VM one run moves by tens of percent,
-# so the report takes the median of the rounds' ratios (scalealt_*)
+# so the report takes the median of the rounds' ratios (scalealt_*). Each round also loads two
+# null servers with the hot answer's bytes: the plain one (the limit of the hot answer) and one
+# that builds a new response for every request (nullhttpd --fresh: the limit of an answer not
+# kept ready, which is what every request of the uniform load over SCALE_N is).
 scale_rounds() {
-    local port=$1 scale_pid=$OCSPD_PID small_port small_pid r m url pid set
+    local port=$1 scale_pid=$OCSPD_PID small_port small_pid r m url pid set ms
     ((HOT_ROUNDS > 0)) || return 0
     [[ -f $WORK/ocspd.conf && -f $WORK/ocsp-uni-post.set ]] || return 0
     small_port=$(free_port)
@@ -325,10 +352,18 @@ scale_rounds() {
         return 0
     fi
     small_pid=$OCSPD_PID
+    ms="scale_post scale_get small_post small_get hot_post hot_get"
+    if [[ -s $WORK/hit.der ]]; then
+        scale_null plain
+        scale_null fresh --fresh
+        ms="null null_fresh $ms"
+    fi
     echo "== uniform over $SCALE_N / over the bench store's $NSERIALS / one hot answer, $HOT_ROUNDS alternating rounds of $HOT_DUR s"
     for ((r = 1; r <= HOT_ROUNDS; r++)); do
-        for m in scale_post scale_get small_post small_get hot_post hot_get; do
+        for m in $ms; do
             case $m in
+            null) url=$NULL_plain_PORT pid=$NULL_plain_PID set=$WORK/one.set ;;
+            null_fresh) url=$NULL_fresh_PORT pid=$NULL_fresh_PID set=$WORK/one.set ;;
             scale_post) url=$port pid=$scale_pid set=${SCALE_SET[post]} ;;
             scale_get) url=$port pid=$scale_pid set=${SCALE_SET[get]} ;;
             small_post) url=$small_port pid=$small_pid set=$WORK/ocsp-uni-post.set ;;
@@ -344,7 +379,12 @@ scale_rounds() {
             "GET $(jq .rps "$OUT/scalealt_scale_get_$r.json")/s; over $NSERIALS POST" \
             "$(jq .rps "$OUT/scalealt_small_post_$r.json")/s GET $(jq .rps "$OUT/scalealt_small_get_$r.json")/s;" \
             "one hot answer POST $(jq .rps "$OUT/scalealt_hot_post_$r.json")/s GET $(jq .rps "$OUT/scalealt_hot_get_$r.json")/s"
+        if [[ -f $OUT/scalealt_null_$r.json ]]; then
+            echo "    null server $(jq .rps "$OUT/scalealt_null_$r.json")/s, building each reply" \
+                "$(jq .rps "$OUT/scalealt_null_fresh_$r.json")/s"
+        fi
     done
+    scale_null_stop
     ocspd_stop
     OCSPD_PID=$scale_pid
 }
