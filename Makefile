@@ -71,6 +71,8 @@ $(BUILD)/ocspd: $(BUILD)/ocsp/ocspd.o $(BUILD)/libocsp.a $(BUILD)/libcommon.a
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)
 $(BUILD)/ocspctl: $(BUILD)/ocsp/ocspctl.o $(BUILD)/libocsp.a $(BUILD)/libcommon.a
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)
+$(BUILD)/bench/storeprobe: $(BUILD)/bench/storeprobe.o $(BUILD)/libocsp.a $(BUILD)/libcommon.a
+	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libocsp.a $(BUILD)/libcommon.a $(LIBS)
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libcommon.a
 	$(CC) $(XLDFLAGS) $(LDFLAGS) $(SAN) -o $@ $< $(BUILD)/libcommon.a $(LIBS)
 # The simulated network HSM: position-independent, linked alone (nothing of libcommon).

@@ -389,6 +389,23 @@ scale_rounds() {
     OCSPD_PID=$scale_pid
 }
 
+# scale_store_probe: what the store's part of a request not kept ready costs (bench/storeprobe:
+# the answer and its status record read, one thread, after the pages are mapped as ocspd maps
+# them), on the scale store (ocspd on it still up: its pages were read again into 2 MiB folios)
+# and on the bench store, storeprobe_{scale,small}.json
+scale_store_probe() {
+    local n=$((QUICK ? 20000 : 500000))
+    "$BUILD/bench/storeprobe" --store "$SCALE_DIR/store" --serials "$SCALE_DIR/bench-serials.txt" \
+        --count "$n" >"$OUT/storeprobe_scale.json" 2>>"$WORK/storeprobe.log" ||
+        note "storeprobe on the scale store failed (see storeprobe.log)"
+    "$BUILD/bench/storeprobe" --store "$WORK/ocspd-store" --serials "$WORK/bench-serials.txt" \
+        --count "$n" >"$OUT/storeprobe_small.json" 2>>"$WORK/storeprobe.log" ||
+        note "storeprobe on the bench store failed (see storeprobe.log)"
+    echo "  store read of an answer not kept ready (answer + status record, one thread), CPU us:" \
+        "over $SCALE_N $(jq .cpu_us_per_read "$OUT/storeprobe_scale.json" 2>/dev/null)," \
+        "over $NSERIALS $(jq .cpu_us_per_read "$OUT/storeprobe_small.json" 2>/dev/null)"
+}
+
 scale_scenario() {
     local port conf=$WORK/ocspd-scale.conf ca_args foot rss="" sampler t0 i prefault=
     declare -gA SCALE_SET=()
@@ -444,6 +461,7 @@ scale_scenario() {
         kill -TERM "$sampler" 2>/dev/null || true
         wait "$sampler" 2>/dev/null || true
         scale_rounds "$port"
+        scale_store_probe
         ocspd_stop
         rss=$(rss_max "$WORK/scale-rss.txt")
         echo "  ocspd memory under the load (max, KiB): $(jq -c . <<<"$rss")"
@@ -453,7 +471,10 @@ scale_scenario() {
         --argjson rss "${rss:-null}" --argjson sets "$SCALE_SET_COUNT" --arg dir "$SCALE_DIR" \
         --argjson small "$NSERIALS" --argjson walk "${SCALE_WALK_S:-null}" \
         --argjson prefault "${prefault:-null}" \
+        --argjson probe_scale "$(jq -c . "$OUT/storeprobe_scale.json" 2>/dev/null || echo null)" \
+        --argjson probe_small "$(jq -c . "$OUT/storeprobe_small.json" 2>/dev/null || echo null)" \
         '{n: $b.n, crl_n: $b.crl_n, dir: $dir, reused: $reused, resigned: $resigned,
           build: $b, crl_import_s: $crl, footprint: $foot, rss: $rss, set_count: $sets,
-          small_n: $small, startup_walk_s: $walk, prefault: $prefault}' >"$OUT/scale.json"
+          small_n: $small, startup_walk_s: $walk, prefault: $prefault,
+          store_probe: {scale: $probe_scale, small: $probe_small}}' >"$OUT/scale.json"
 }
