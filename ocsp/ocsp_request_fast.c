@@ -155,14 +155,10 @@ ocsp_request_fast(const uint8_t *der, size_t len, struct ocsp_request *req)
     q = c;
     if (!take(&q, c + cl, DER_SEQUENCE, &r, &rl, true) || !one_certid(r, r + rl, &req->ids[0]))
         return false;
-    if (p != tbs_end) {
-        if (!take(&p, tbs_end, DER_CTX_CONS(2), &c, &cl, true) || !nonce_ext(c, c + cl, req)) {
-            req->has_nonce = false;
-            req->nonce_value_len = 0;
-            req->nonce_len = 0;
-            return false;
-        }
-    }
+    /* (nonce_ext writes the nonce fields only once it has taken the nonce) */
+    if (p != tbs_end &&
+        (!take(&p, tbs_end, DER_CTX_CONS(2), &c, &cl, true) || !nonce_ext(c, c + cl, req)))
+        return false;
     req->n = 1;
     return true;
 }
