@@ -71,6 +71,71 @@ ocsp_request_version_ok(const uint8_t *der, size_t len)
     return cl == sizeof(v1) && memcmp(c, v1, sizeof(v1)) == 0;
 }
 
+/* [n] EXPLICIT Extensions at [p, end) whose Extensions' critical fields are DER: absent (FALSE
+ * is the DEFAULT) or 01 01 ff. The rest of the structure was checked by OpenSSL's decoder. */
+static bool
+ocsp_exts_bools_der(const uint8_t *p, const uint8_t *end)
+{
+    const uint8_t *c, *e, *f, *x;
+    size_t cl, el, xl;
+    uint8_t tag;
+
+    if (!der_read(&p, end, &tag, &c, &cl) || tag != DER_SEQUENCE || p != end)
+        return false;
+    for (p = c; p < c + cl;) {
+        if (!der_read(&p, c + cl, &tag, &e, &el) || tag != DER_SEQUENCE)
+            return false;
+        f = e;
+        if (!der_read(&f, e + el, &tag, &x, &xl) || tag != DER_OID)
+            return false;
+        if (f < e + el && f[0] == DER_BOOLEAN &&
+            (!der_read(&f, e + el, &tag, &x, &xl) || xl != 1 || x[0] != 0xff))
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Every extension of the request (requestExtensions, each singleRequestExtensions) has a DER
+ * critical field. OpenSSL 3.0 re-encodes a BOOLEAN with the octet it read, so an explicit
+ * FALSE or a TRUE other than ff passes the re-encode check (ocsp_request_is_der): walk the
+ * (already decoded) DER: OCSPRequest { TBSRequest { [0]?, [1]?, requestList, [2]? } }.
+ */
+static bool
+ocsp_request_bools_der(const uint8_t *der, size_t len)
+{
+    const uint8_t *p = der, *c, *end, *r, *q, *rend, *x;
+    size_t cl, rl, xl;
+    uint8_t tag;
+
+    if (!der_read(&p, der + len, &tag, &c, &cl) || tag != DER_SEQUENCE)
+        return false;
+    p = c;
+    if (!der_read(&p, c + cl, &tag, &c, &cl) || tag != DER_SEQUENCE)
+        return false;
+    p = c;
+    end = c + cl;
+    while (p < end) {
+        if (!der_read(&p, end, &tag, &c, &cl))
+            return false;
+        if (tag == DER_CTX_CONS(2) && !ocsp_exts_bools_der(c, c + cl))
+            return false;
+        if (tag != DER_SEQUENCE)
+            continue;              /* version, requestorName */
+        for (r = c; r < c + cl;) { /* requestList: Request { CertID, [0] Extensions? } */
+            if (!der_read(&r, c + cl, &tag, &q, &rl) || tag != DER_SEQUENCE)
+                return false;
+            rend = q + rl;
+            if (!der_read(&q, rend, &tag, &x, &xl)) /* CertID */
+                return false;
+            if (q < rend && (!der_read(&q, rend, &tag, &x, &xl) || tag != DER_CTX_CONS(0) ||
+                             !ocsp_exts_bools_der(x, x + xl)))
+                return false;
+        }
+    }
+    return true;
+}
+
 /* Extensions other than the nonce: unknown non-critical ones are ignored, unknown critical
  * ones refused (OCSP-23; documented behaviour: malformedRequest). */
 static bool
@@ -365,6 +430,10 @@ ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, con
     }
     if (!ocsp_request_is_der(req, der, len)) {
         *why = "request is not DER-encoded (BER or non-minimal encoding)";
+        goto out;
+    }
+    if (!ocsp_request_bools_der(der, len)) {
+        *why = "request is not DER-encoded (an extension's critical flag is not DER)";
         goto out;
     }
     if (!ocsp_request_version_ok(der, len)) {

@@ -3,7 +3,9 @@
  * the GET form's decoding (RFC 6960 App. A.1; RFC 9919 §5).
  *
  * Parsing is OpenSSL's (d2i_OCSP_REQUEST) after a size check, with a "consumed everything" and
- * a strict-DER check (the request must re-encode to the bytes received), as in tsa_request.
+ * a strict-DER check (the request must re-encode to the bytes received), as in tsa_request,
+ * and each extension's critical flag absent or 01 01 ff (OpenSSL re-encodes a BOOLEAN with the
+ * octet it read, so the re-encode cannot see an explicit FALSE).
  * Each CertID is kept as the exact DER received so the response can echo it (OCSP-10).
  * Checks, in this order (first failure -> malformedRequest with a reason):
  *   version v1; 1..OCSP_MAX_CERTIDS CertIDs; each CertID hash OID known (SHA-1/256/384/512;
