@@ -577,4 +577,23 @@ expect_out "re-presign: still one value size per CertID form" '^2$' \
 expect_rc "presign twice more: the file grew at most 15% ($pages1 -> $pages3 pages)" 0 \
     test "$((pages3 * 100))" -le "$((pages1 * 115))"
 
+# A short signer queue: presign keeps at most half of it in flight and, once full, waits until
+# half of that is left before it submits again (one wake-up per refill, not per answer): with
+# queue_max 3 (1 in flight at a time) and 7 (3, refilled at 1), every answer is still signed
+# and stored, and the presign ends.
+for q in 3 7; do
+    S5="$TMP/store5-$q"
+    printf '[store]\npath = %s\nmap_size = 64M\n[signer]\nqueue_max = %s\n' "$S5" "$q" \
+        >"$TMP/store5-$q.conf"
+    ctl5() { "$CTL" -c "$TMP/store5-$q.conf" "$@"; }
+    ctl5 init >/dev/null 2>&1
+    ctl5 issuer add A --cert "$P/a/ca.pem" --key-file "$P/a/ca.key" >/dev/null 2>&1
+    # shellcheck disable=SC2046
+    ctl5 add A $(seq -f '%.0f' 200000 200299) >/dev/null 2>&1
+    expect_out "presign with queue_max $q: 600 responses" '^600$' timeout 120 "$CTL" \
+        -c "$TMP/store5-$q.conf" presign A
+    expect_out "presign with queue_max $q: 600 stored" '^ *Entries: 600$' \
+        mdb_stat -s responses "$S5"
+done
+
 t_summary test_ocspctl
