@@ -122,7 +122,7 @@ ocsp_etag_of(const uint8_t *der, size_t len, uint8_t etag[OCSP_FP_LEN])
 {
     uint8_t md[32];
 
-    if (EVP_Digest(der, len, md, NULL, EVP_sha256(), NULL) != 1)
+    if (EVP_Digest(der, len, md, NULL, signer_hash_md(SIGNER_SHA256), NULL) != 1)
         memset(md, 0, sizeof(md));
     memcpy(etag, md, OCSP_FP_LEN);
 }
