@@ -307,7 +307,8 @@ rss_max() {
 }
 
 # scale_null NAME [--fresh]: a null server returning the hot answer's bytes ($WORK/hit.der) for
-# the rounds; sets NULL_<NAME>_PORT and NULL_<NAME>_PID (tracked; scale_null_stop ends both)
+# the rounds; sets NULL_<NAME>_PORT and NULL_<NAME>_PID (tracked; scale_null_stop ends both);
+# false (noted) when it does not answer
 scale_null() {
     local name=$1 port pid
     shift
@@ -316,9 +317,12 @@ scale_null() {
         --type application/ocsp-response --threads 2 "$@" >"$WORK/nullhttpd-$name.log" 2>&1 &
     pid=$!
     track_pid "$pid"
-    wait_http "http://127.0.0.1:$port/" 10 || true
     printf -v "NULL_${name}_PORT" '%s' "$port"
     printf -v "NULL_${name}_PID" '%s' "$pid"
+    if ! wait_http "http://127.0.0.1:$port/" 10; then
+        note "null server ($name) did not start (nullhttpd-$name.log): the null rounds skipped"
+        return 1
+    fi
 }
 
 scale_null_stop() {
@@ -353,9 +357,7 @@ scale_rounds() {
     fi
     small_pid=$OCSPD_PID
     ms="scale_post scale_get small_post small_get hot_post hot_get"
-    if [[ -s $WORK/hit.der ]]; then
-        scale_null plain
-        scale_null fresh --fresh
+    if [[ -s $WORK/hit.der ]] && scale_null plain && scale_null fresh --fresh; then
         ms="null null_fresh $ms"
     fi
     echo "== uniform over $SCALE_N / over the bench store's $NSERIALS / one hot answer, $HOT_ROUNDS alternating rounds of $HOT_DUR s"
@@ -396,10 +398,10 @@ scale_rounds() {
 scale_store_probe() {
     local n=$((QUICK ? 20000 : 500000))
     "$BUILD/bench/storeprobe" --store "$SCALE_DIR/store" --serials "$SCALE_DIR/bench-serials.txt" \
-        --count "$n" >"$OUT/storeprobe_scale.json" 2>>"$WORK/storeprobe.log" ||
+        --issuer qca --count "$n" >"$OUT/storeprobe_scale.json" 2>>"$WORK/storeprobe.log" ||
         note "storeprobe on the scale store failed (see storeprobe.log)"
     "$BUILD/bench/storeprobe" --store "$WORK/ocspd-store" --serials "$WORK/bench-serials.txt" \
-        --count "$n" >"$OUT/storeprobe_small.json" 2>>"$WORK/storeprobe.log" ||
+        --issuer qca --count "$n" >"$OUT/storeprobe_small.json" 2>>"$WORK/storeprobe.log" ||
         note "storeprobe on the bench store failed (see storeprobe.log)"
     echo "  store read of an answer not kept ready (answer + status record, one thread), CPU us:" \
         "over $SCALE_N $(jq .cpu_us_per_read "$OUT/storeprobe_scale.json" 2>/dev/null)," \

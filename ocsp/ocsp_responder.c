@@ -370,7 +370,8 @@ struct resign_wait {
     /* the submitting thread waits until at most wake_at are pending, and the callbacks wake
      * it only then: refilled from half the limit, it wakes once per limit / 2 answers, not
      * after every one (perf: 3 % of a presign's CPU in the wake-ups, and a context switch of
-     * the submitting thread per answer) */
+     * the submitting thread per answer). One waiter only: the thread that submits (a second
+     * one could clear `waiting` under the first's feet) */
     size_t wake_at;
     bool waiting;
     size_t stored;
@@ -378,6 +379,7 @@ struct resign_wait {
     size_t full;     /* of those, refused above the store's fill level */
     size_t gone;     /* not written: its status record changed or went while it was being
                         signed, or (refresh) the answer was purged meanwhile */
+    size_t refused;  /* not signed: the signer refused the job (its queue full, stopping) */
     /* sorted (presign): the signed answers gathered here, written in key order at the end */
     bool sorted;
     bool refresh; /* only over the answers still stored (ocsp_responder_refresh) */
@@ -532,6 +534,7 @@ ocsp_resign_one(struct ocsp_responder *r, const struct ocsp_change *c, struct re
         if (ocsp_job_submit(j, ocsp_resign_done, w) != ST_OK) {
             pthread_mutex_lock(&w->lock);
             w->pending--;
+            w->refused++;
             pthread_mutex_unlock(&w->lock);
             ocsp_job_free(j);
         }
@@ -598,6 +601,13 @@ ocsp_resign_result(const struct resign_wait *w)
         log_err("ocsp: %zu signed response(s) could not be stored", w->unstored);
         return ST_STORE;
     }
+    if (w->refused > 0) {
+        /* (before: dropped uncounted, and a presign said it was done with answers missing) */
+        log_warn("ocsp: %zu response(s) not signed: the signer refused them (its queue full, "
+                 "or stopping)",
+                 w->refused);
+        return ST_BUSY;
+    }
     return ST_OK;
 }
 
@@ -625,7 +635,8 @@ ocsp_presign_tail_take(struct ocsp_responder *r, struct resign_wait *w)
     w->unstored += t->unstored;
     w->full += t->full;
     w->gone += t->gone;
-    t->stored = t->unstored = t->full = t->gone = 0;
+    w->refused += t->refused;
+    t->stored = t->unstored = t->full = t->gone = t->refused = 0;
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -634,7 +645,8 @@ ocsp_resign_run(struct ocsp_responder *r, const struct ocsp_change *changes, siz
                 size_t *count, bool sorted, bool refresh)
 {
     struct resign_wait w = {.sorted = sorted, .refresh = refresh, .r = r};
-    unsigned limit = r->cfg->signer.queue_max > 4 ? r->cfg->signer.queue_max / 2 : 2;
+    /* half the signer's queue, the rest for on-demand answers; at least one */
+    unsigned limit = r->cfg->signer.queue_max >= 2 ? r->cfg->signer.queue_max / 2 : 1;
     int rc;
 
     pthread_mutex_init(&w.lock, NULL);

@@ -579,9 +579,10 @@ expect_rc "presign twice more: the file grew at most 15% ($pages1 -> $pages3 pag
 
 # A short signer queue: presign keeps at most half of it in flight and, once full, waits until
 # half of that is left before it submits again (one wake-up per refill, not per answer): with
-# queue_max 3 (1 in flight at a time) and 7 (3, refilled at 1), every answer is still signed
-# and stored, and the presign ends.
-for q in 3 7; do
+# queue_max 1 (1 in flight: it used to keep 2, and the signer refused the second, which was
+# dropped uncounted), 3 (1, refilled at 0) and 7 (3, refilled at 1), every answer is still
+# signed and stored, and the presign ends.
+for q in 1 3 7; do
     S5="$TMP/store5-$q"
     printf '[store]\npath = %s\nmap_size = 64M\n[signer]\nqueue_max = %s\n' "$S5" "$q" \
         >"$TMP/store5-$q.conf"
