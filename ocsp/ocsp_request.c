@@ -45,6 +45,19 @@ ocsp_request_is_der(OCSP_REQUEST *req, const uint8_t *der, size_t len)
     return same;
 }
 
+/* The TBSRequest's contents in the DER of an OCSPRequest { TBSRequest, ... }. */
+static bool
+ocsp_tbs_of(const uint8_t *der, size_t len, const uint8_t **c, size_t *cl)
+{
+    const uint8_t *p = der;
+    uint8_t tag;
+
+    if (!der_read(&p, der + len, &tag, c, cl) || tag != DER_SEQUENCE)
+        return false;
+    p = *c;
+    return der_read(&p, *c + *cl, &tag, c, cl) && tag == DER_SEQUENCE;
+}
+
 /*
  * TBSRequest.version [0] EXPLICIT INTEGER DEFAULT v1(0). OpenSSL has no accessor for it, so
  * walk the (already validated) DER: OCSPRequest { TBSRequest { [0] version?, ... } }. An
@@ -54,17 +67,11 @@ static bool
 ocsp_request_version_ok(const uint8_t *der, size_t len)
 {
     static const uint8_t v1[] = {0x02, 0x01, 0x00};
-    const uint8_t *p = der, *c;
+    const uint8_t *p, *c;
     size_t cl;
     uint8_t tag;
 
-    if (!der_read(&p, der + len, &tag, &c, &cl) || tag != DER_SEQUENCE)
-        return false;
-    p = c;
-    if (!der_read(&p, c + cl, &tag, &c, &cl) || tag != DER_SEQUENCE)
-        return false;
-    p = c;
-    if (!der_read(&p, c + cl, &tag, &c, &cl))
+    if (!ocsp_tbs_of(der, len, &p, &cl) || !der_read(&p, p + cl, &tag, &c, &cl))
         return false;
     if (tag != DER_CTX_CONS(0))
         return true; /* version absent: v1 */
@@ -104,17 +111,13 @@ ocsp_exts_bools_der(const uint8_t *p, const uint8_t *end)
 static bool
 ocsp_request_bools_der(const uint8_t *der, size_t len)
 {
-    const uint8_t *p = der, *c, *end, *r, *q, *rend, *x;
+    const uint8_t *p, *c, *end, *r, *q, *rend, *x;
     size_t cl, rl, xl;
     uint8_t tag;
 
-    if (!der_read(&p, der + len, &tag, &c, &cl) || tag != DER_SEQUENCE)
+    if (!ocsp_tbs_of(der, len, &p, &cl))
         return false;
-    p = c;
-    if (!der_read(&p, c + cl, &tag, &c, &cl) || tag != DER_SEQUENCE)
-        return false;
-    p = c;
-    end = c + cl;
+    end = p + cl;
     while (p < end) {
         if (!der_read(&p, end, &tag, &c, &cl))
             return false;
