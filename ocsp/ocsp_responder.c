@@ -602,10 +602,13 @@ ocsp_resign_result(const struct resign_wait *w)
         return ST_STORE;
     }
     if (w->refused > 0) {
-        /* (before: dropped uncounted, and a presign said it was done with answers missing) */
-        log_warn("ocsp: %zu response(s) not signed: the signer refused them (its queue full, "
-                 "or stopping)",
-                 w->refused);
+        /* (before: dropped uncounted, and a presign said it was done with answers missing).
+         * The refresher, whose jobs yield to live traffic, counts them as not stored and
+         * walks again at its next interval: not logged for each of its chunks */
+        if (!w->refresh)
+            log_warn("ocsp: %zu response(s) not signed: the signer refused them (its queue "
+                     "full, or stopping)",
+                     w->refused);
         return ST_BUSY;
     }
     return ST_OK;
