@@ -226,8 +226,9 @@ ocsp_refresh_scan(struct ocsp_refresher *s)
                 retry = true;
         }
         /* nothing of the chunk stored because the store refused it (above fill_limit, a
-         * write failing): not its issuers' doing, and the others' answers would be signed
-         * for nothing as well: the walk ends here, as when nothing could be signed before */
+         * write failing) or the signer did (its queue full with live traffic: ST_BUSY): not
+         * its issuers' doing, and the others' answers would be signed for nothing or refused
+         * as well: the walk ends here, as when nothing could be signed before */
         if (rs.n > 0 && count == 0 && st != ST_OK)
             rs.failed = true;
         /* nothing of the chunk could be signed (an issuer's key down): its issuers are passed
