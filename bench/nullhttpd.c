@@ -131,37 +131,34 @@ nh_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 static struct MHD_Response *
 nh_response(const struct nh_opts *o, struct nh_reply *r)
 {
-    struct MHD_Response *resp = NULL;
-    char *body = NULL;
+    struct MHD_Response *resp;
+    char *body;
     size_t len = o->bytes;
     FILE *f;
 
-    if ((body = malloc(NH_MAX_BODY)) == NULL || (r->body = malloc(NH_MAX_BODY)) == NULL)
-        goto out;
+    if ((body = r->body = malloc(NH_MAX_BODY)) == NULL)
+        return NULL;
     if (o->body_file != NULL) {
         if ((f = fopen(o->body_file, "rb")) == NULL) {
             log_err("cannot read %s", o->body_file);
-            goto out;
+            return NULL;
         }
         len = fread(body, 1, NH_MAX_BODY, f);
         fclose(f);
     } else {
         memset(body, 'x', len);
     }
-    memcpy(r->body, body, len);
     r->len = len;
     r->o = o;
-    resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    /* r->body is freed after the kept response is destroyed (main) */
+    resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
-        goto out;
-    body = NULL;
+        return NULL;
     if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, o->ctype) != MHD_YES ||
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES) {
         MHD_destroy_response(resp);
         resp = NULL;
     }
-out:
-    free(body);
     return resp;
 }
 

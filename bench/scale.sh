@@ -403,7 +403,7 @@ scale_store_probe() {
     "$BUILD/bench/storeprobe" --store "$WORK/ocspd-store" --serials "$WORK/bench-serials.txt" \
         --issuer qca --count "$n" >"$OUT/storeprobe_small.json" 2>>"$WORK/storeprobe.log" ||
         note "storeprobe on the bench store failed (see storeprobe.log)"
-    echo "  store read of an answer not kept ready (answer + status record, one thread), CPU us:" \
+    echo "  store read of an answer not kept ready (the stored answer, one lookup, one thread), CPU us:" \
         "over $SCALE_N $(jq .cpu_us_per_read "$OUT/storeprobe_scale.json" 2>/dev/null)," \
         "over $NSERIALS $(jq .cpu_us_per_read "$OUT/storeprobe_small.json" 2>/dev/null)"
 }

@@ -1,8 +1,8 @@
 /*
  * storeprobe: the store's part of a request not kept ready (issue 10: the uniform load over
  * 10 M certificates). It opens an ocspd store read-only and reads, for serials taken at random
- * from a list, what ocspd reads for such a request: the stored answer and the status record it
- * must still be backed by (ocsp_store_response_get with the status, in one read transaction),
+ * from a list, what ocspd reads for such a request: ocsp_store_response_get as ocspd calls it
+ * (one lookup: the answer's stamp stands for the status record it is backed by, schema 4),
  * the answer assembled with its issuer's shared certificates and freed, one thread. The store's
  * pages are mapped first as ocspd maps them at start (store_prefault_start: 2 MiB pages where
  * the kernel can), so a read costs what it costs a running ocspd. It reports the CPU time per
