@@ -44,6 +44,9 @@ struct ocsp_request {
  * (static text). */
 int ocsp_request_parse(const uint8_t *der, size_t len, struct ocsp_request *out, const char **why);
 
+/* Empty the request: no CertID, no nonce (its CertID slots are left as they are). */
+void ocsp_request_reset(struct ocsp_request *out);
+
 /* a and b hold the same CertIDs (every field) and the same nonce */
 bool ocsp_request_same(const struct ocsp_request *a, const struct ocsp_request *b);
 

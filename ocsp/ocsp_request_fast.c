@@ -134,10 +134,7 @@ ocsp_request_fast(const uint8_t *der, size_t len, struct ocsp_request *req)
     const uint8_t *p = der, *end, *c, *q, *r, *tbs_end;
     size_t cl, rl;
 
-    req->n = 0;
-    req->has_nonce = false;
-    req->nonce_value_len = 0;
-    req->nonce_len = 0;
+    ocsp_request_reset(req);
     if (der == NULL || len == 0 || len > OCSP_REQ_MAX)
         return false;
     end = der + len; /* (after the NULL check: no offset on a null pointer) */

@@ -370,10 +370,8 @@ struct resign_wait {
     /* the submitting thread waits until at most wake_at are pending, and the callbacks wake
      * it only then: refilled from half the limit, it wakes once per limit / 2 answers, not
      * after every one (perf: 3 % of a presign's CPU in the wake-ups, and a context switch of
-     * the submitting thread per answer). One waiter only: the thread that submits (a second
-     * one could clear `waiting` under the first's feet) */
+     * the submitting thread per answer). A broadcast with no waiter costs no system call */
     size_t wake_at;
-    bool waiting;
     size_t stored;
     size_t unstored; /* signed, but the store write failed */
     size_t full;     /* of those, refused above the store's fill level */
@@ -393,17 +391,16 @@ static void
 resign_wait_until(struct resign_wait *w, size_t at)
 {
     w->wake_at = at;
-    w->waiting = true;
     while (w->pending > at)
         pthread_cond_wait(&w->cond, &w->lock);
-    w->waiting = false;
 }
 
-/* Under w->lock, after pending went down: wake the waiting thread when it asked for this. */
+/* Under w->lock, after pending went down: wake the waiting thread once it is down to what it
+ * waits for. */
 static void
 resign_wake(struct resign_wait *w)
 {
-    if (w->waiting && w->pending <= w->wake_at)
+    if (w->pending <= w->wake_at)
         pthread_cond_broadcast(&w->cond);
 }
 
