@@ -6,6 +6,7 @@
  * Accepted requests must echo each CertID as the exact DER OpenSSL encodes for it.
  */
 #include "common/der.h"
+#include "common/json.h"
 #include "common/status.h"
 #include "ocsp/ocsp_request.h"
 
@@ -933,14 +934,9 @@ static int
 parse_hex(const char *hex)
 {
     uint8_t der[512];
-    size_t n = 0;
+    size_t n = strlen(hex) / 2;
 
-    for (; hex[0] != '\0' && hex[1] != '\0' && n < sizeof(der); hex += 2) {
-        unsigned v;
-
-        ck_assert(sscanf(hex, "%2x", &v) == 1);
-        der[n++] = (uint8_t)v;
-    }
+    ck_assert(n <= sizeof(der) && hex_decode(der, n, hex, strlen(hex)));
     return ocsp_request_parse(der, n, &out, &why);
 }
 

@@ -7,6 +7,7 @@
  * truncation and extension of such requests, whatever it takes the full parser takes with the
  * same CertID and nonce (it never answers what the full parser refuses: OCSP-03, OCSP-17).
  */
+#include "common/json.h"
 #include "ocsp/ocsp_request.h"
 #include "ocsp/ocsp_request_fast.h"
 
@@ -220,14 +221,9 @@ END_TEST
 static size_t
 unhex(const char *hex, uint8_t *der, size_t cap)
 {
-    size_t n = 0;
+    size_t n = strlen(hex) / 2;
 
-    for (; hex[0] != '\0' && hex[1] != '\0' && n < cap; hex += 2) {
-        unsigned v;
-
-        ck_assert(sscanf(hex, "%2x", &v) == 1);
-        der[n++] = (uint8_t)v;
-    }
+    ck_assert(n <= cap && hex_decode(der, n, hex, strlen(hex)));
     return n;
 }
 
