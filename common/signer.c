@@ -1077,7 +1077,6 @@ signer_watch_main(void *arg)
     if (tick > 200000000LL)
         tick = 200000000LL;
     pthread_mutex_lock(&s->lock);
-    s->watch_last = signer_now_ns();
     while (!s->stopping) {
         struct timespec until;
         struct signer_job *expired;
@@ -1281,6 +1280,9 @@ signer_start(struct signer *s)
         s->probes[i].session = s->nslots + i;
         s->probes[i].beat = live_beat_new(name);
     }
+    /* from before the thread runs: a pause of the process between the workers' start and the
+     * watch thread's (on a loaded machine, seconds) is one the thread sees as such */
+    s->watch_last = signer_now_ns();
     if (pthread_create(&s->watch, NULL, signer_watch_main, s) != 0) {
         log_err("signer: cannot start the watch thread");
         return ST_ERR;
