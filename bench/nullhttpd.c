@@ -2,7 +2,7 @@
  * nullhttpd: the HTTP limit of the bench harness (DESIGN D9, "What the design must keep
  * possible": ocspd's hit path against a null libmicrohttpd server returning the same bytes).
  * A libmicrohttpd daemon configured like common/http.c (internal epoll thread pool,
- * suspend/resume allowed, same connection memory limit and timeout) that answers every GET and
+ * suspend/resume allowed, same timeout) that answers every GET and
  * every POST (after reading its body) with 200, a fixed body and a given Content-Type, plus the
  * headers our daemons add. It does nothing else, so its rate is the most any responder built
  * on libmicrohttpd can serve on this machine.
@@ -15,10 +15,11 @@
  * request repeats), so it is the limit probe of that load as the plain server is of the hot one.
  *
  *   nullhttpd --port P (--bytes N | --body FILE) [--type CT] [--threads N] [--fresh]
- *             [--max-seconds S] [--pid-file F]
+ *             [--pool-url N] [--max-seconds S] [--pid-file F]
  *
  * Binds 127.0.0.1 only. Stops on SIGTERM/SIGINT, or after --max-seconds (default 600).
  */
+#include "common/http.h"
 #include "common/log.h"
 #include "common/status.h"
 
@@ -34,11 +35,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NH_POOL (32u * 1024u + 4096u) /* common/http.c: HTTP_POOL_BASE + max_url */
+#define NH_POOL_DEFAULT (32u * 1024u) /* libmicrohttpd's MHD_POOL_SIZE_DEFAULT */
 #define NH_MAX_BODY (1u << 20)
 
 struct nh_opts {
     unsigned port, threads, bytes, max_seconds;
+    size_t pool;
     const char *body_file, *ctype, *pid_file;
     bool fresh;
 };
@@ -176,7 +178,7 @@ nh_start(const struct nh_opts *o, struct nh_reply *r)
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)(o->threads > 1 ? o->threads : 0),
         MHD_OPTION_CONNECTION_LIMIT, 4096u,
         MHD_OPTION_CONNECTION_TIMEOUT, 15u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)NH_POOL,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, o->pool,
         MHD_OPTION_END);
     /* clang-format on */
 }
@@ -184,15 +186,19 @@ nh_start(const struct nh_opts *o, struct nh_reply *r)
 static int
 nh_args(struct nh_opts *o, int argc, char **argv)
 {
-    static const struct option lo[] = {
-        {"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},   {"body", 1, NULL, 'f'},
-        {"type", 1, NULL, 't'},     {"threads", 1, NULL, 'n'}, {"max-seconds", 1, NULL, 's'},
-        {"pid-file", 1, NULL, 'P'}, {"fresh", 0, NULL, 'F'},   {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {{"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},
+                                       {"body", 1, NULL, 'f'},     {"type", 1, NULL, 't'},
+                                       {"threads", 1, NULL, 'n'},  {"max-seconds", 1, NULL, 's'},
+                                       {"pid-file", 1, NULL, 'P'}, {"fresh", 0, NULL, 'F'},
+                                       {"pool-url", 1, NULL, 'u'}, {NULL, 0, NULL, 0}};
     unsigned long v;
     int c;
 
-    *o = (struct nh_opts){
-        .threads = 2, .bytes = 512, .max_seconds = 600, .ctype = "application/octet-stream"};
+    *o = (struct nh_opts){.threads = 2,
+                          .bytes = 512,
+                          .max_seconds = 600,
+                          .pool = NH_POOL_DEFAULT,
+                          .ctype = "application/octet-stream"};
     while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
         v = optarg != NULL ? strtoul(optarg, NULL, 10) : 0;
         switch (c) {
@@ -219,6 +225,11 @@ nh_args(struct nh_opts *o, int argc, char **argv)
             break;
         case 'F':
             o->fresh = true;
+            break;
+        case 'u':
+            if (v == 0 || v > 65536)
+                return ST_INVALID;
+            o->pool = http_pool_bytes(v);
             break;
         default:
             return ST_INVALID;

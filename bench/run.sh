@@ -7,8 +7,9 @@
 #                    SoftHSM2 tokens through PKCS#11 directly (build/bench/p11speed: rate, and
 #                    CPU per raw C_Sign); the simulated network HSM's capacity
 #                    (build/bench/libp11delay.so: PARALLEL / LATENCY, 8 / 2 ms = 4000/s)
-#           HTTP:    build/bench/nullhttpd, libmicrohttpd configured like our daemons, returning
-#                    the bytes of a real OCSP reply
+#           HTTP:    build/bench/nullhttpd, libmicrohttpd configured like our daemons but with
+#                    its default connection pool, returning the bytes of a real OCSP reply (and,
+#                    in the alternating rounds, a second one with ocspd's smaller pool)
 #           durable commit: build/bench/floor on the filesystem of the work dir, groups of 8
 #                    and 64 records of 700 bytes (about one audit record): an LMDB commit, and
 #                    one O_DSYNC overwrite of pre-allocated blocks (a write-ahead journal's floor)
@@ -497,7 +498,9 @@ ocsp_sets() {
 }
 
 # The HTTP limit: nullhttpd returning the bytes of a real pre-signed reply. It keeps running
-# (NULL_PID, NULL_URL) for the alternating rounds (hot_rounds), and null_stop ends it.
+# (NULL_PID, NULL_URL) for the alternating rounds (hot_rounds), beside a second one sized like
+# ocspd's connection pool (NULLP_PID, NULLP_URL; --pool-url with ocspd's max_url, 4096), and
+# null_stop ends both.
 null_limit() {
     local port
     curl -s -H 'Content-Type: application/ocsp-request' --data-binary @"$WORK/one.req" \
@@ -509,6 +512,13 @@ null_limit() {
     NULL_URL="http://127.0.0.1:$port/"
     track_pid "$NULL_PID"
     wait_http "$NULL_URL" 10
+    port=$(free_port)
+    "$BUILD/bench/nullhttpd" --port "$port" --body "$WORK/hit.der" --pool-url 4096 \
+        --type application/ocsp-response --threads 2 >"$WORK/nullhttpd-pool.log" 2>&1 &
+    NULLP_PID=$!
+    NULLP_URL="http://127.0.0.1:$port/"
+    track_pid "$NULLP_PID"
+    wait_http "$NULLP_URL" 10 || note "null server with ocspd's pool did not start (nullhttpd-pool.log)"
     echo "== null libmicrohttpd server (pid $NULL_PID, $(stat -c %s "$WORK/hit.der")-byte reply)"
     "$LG" run --label null_http --url "$NULL_URL" --requests "$WORK/one.set" \
         --conns "$CONNS" --warmup "$WARM" --duration "$DUR" --verify-every 0 --pid "$NULL_PID" \
@@ -516,10 +526,12 @@ null_limit() {
 }
 
 null_stop() {
-    [[ -n ${NULL_PID:-} ]] || return 0
-    kill -TERM "$NULL_PID" 2>/dev/null || true
-    wait "$NULL_PID" 2>/dev/null || true
-    NULL_PID=
+    local p
+    for p in ${NULL_PID:-} ${NULLP_PID:-}; do
+        kill -TERM "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
+    NULL_PID= NULLP_PID=
 }
 
 # hot_rounds: the null server and ocspd's hot answer (POST, GET) loaded in turn, HOT_ROUNDS
@@ -533,13 +545,19 @@ hot_rounds() {
         "$LG" run --label "hotalt_null_$r" --url "$NULL_URL" --requests "$WORK/one.set" \
             --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
             --pid "$NULL_PID" --json "$OUT/hotalt_null_$r.json" >/dev/null
+        if kill -0 "${NULLP_PID:-0}" 2>/dev/null; then
+            "$LG" run --label "hotalt_nullpool_$r" --url "$NULLP_URL" --requests "$WORK/one.set" \
+                --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+                --pid "$NULLP_PID" --json "$OUT/hotalt_nullpool_$r.json" >/dev/null
+        fi
         "$LG" run --label "hotalt_post_$r" --url "$OCSP_BASE/" --requests "$WORK/one.set" \
             --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
             --pid "$OCSPD_PID" --json "$OUT/hotalt_post_$r.json" >/dev/null
         "$LG" run --label "hotalt_get_$r" --url "$OCSP_BASE/" --requests "$WORK/one-get.set" \
             --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
             --pid "$OCSPD_PID" --json "$OUT/hotalt_get_$r.json" >/dev/null
-        echo "  round $r: null $(jq .rps "$OUT/hotalt_null_$r.json")/s," \
+        echo "  round $r: null $(jq .rps "$OUT/hotalt_null_$r.json")/s" \
+            "(with ocspd's pool $(jq .rps "$OUT/hotalt_nullpool_$r.json" 2>/dev/null)/s)," \
             "ocspd POST $(jq .rps "$OUT/hotalt_post_$r.json")/s, GET $(jq .rps "$OUT/hotalt_get_$r.json")/s"
     done
 }
@@ -713,10 +731,11 @@ def run($n): ($s[0] | map(select(.label == $n)) | .[0]) // null;
 def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b end;
 def rpsof($n): (run($n) | if . == null then null else .rps end);
 def hotn: [$s[0][] | select(.label | startswith("hotalt_null_"))] | length;
-def hotmedian($m): [range(1; hotn + 1) as $r
-                     | ratio(rpsof("hotalt_\($m)_\($r)"); rpsof("hotalt_null_\($r)"))
+def hotmedian_of($m; $null): [range(1; hotn + 1) as $r
+                     | ratio(rpsof("hotalt_\($m)_\($r)"); rpsof("hotalt_\($null)_\($r)"))
                      | select(. != null)] | sort
                    | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+def hotmedian($m): hotmedian_of($m; "null");
 def cpuof($n): (run($n) | if . == null or .server_cpu_us_per_req == 0 then null
                           else .server_cpu_us_per_req end);
 def scalen: [$s[0][] | select(.label | startswith("scalealt_scale_post_"))] | length;
@@ -861,6 +880,12 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: hotmedian("post"), target: ">= 0.85"},
     {what: "ocspd hit GET throughput, one hot answer / null libmicrohttpd server (same bytes), median of \(hotn) alternating rounds",
      value: hotmedian("get"), target: ">= 0.85"},
+    {what: "ocspd hit POST throughput, one hot answer / null server with the connection pool of ocspd (nullhttpd --pool-url 4096; the default is 32 KiB), median of \(hotn) alternating rounds",
+     value: hotmedian_of("post"; "nullpool"), target: null},
+    {what: "ocspd hit GET throughput, one hot answer / null server with the connection pool of ocspd, median of \(hotn) alternating rounds",
+     value: hotmedian_of("get"; "nullpool"), target: null},
+    {what: "null server with the connection pool of ocspd / null server with the default pool, median of \(hotn) alternating rounds",
+     value: hotmedian_of("nullpool"; "null"), target: null},
     {what: "ocspd hit POST throughput, 5000 requests over the bench serials / null libmicrohttpd server",
      value: ratio(rpsof("ocspd_hit_post"); rpsof("null_http")), target: null},
     {what: "ocspd hit GET throughput, 5000 requests over the bench serials / null libmicrohttpd server",

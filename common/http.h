@@ -49,7 +49,8 @@
  * so http_tls_reload() changes it without a restart.
  *
  * Memory: at most max_connections requests exist at once, each holding at most max_body
- * bytes of body plus MHD's per-connection pool of 32 KiB + max_url.
+ * bytes of body plus MHD's per-connection pool of max_url + 10 KiB (HTTP_HEADER_ROOM and
+ * MHD's records of the header lines).
  *
  * Thread-safety: configuration calls (http_server_new, http_route, http_server_set_health,
  * http_server_set_tls, http_server_start, http_server_stop, http_server_free, and
@@ -76,6 +77,9 @@ struct http_request;
 /* Connections accepted beyond max_connections, kept for GET /healthz and /metrics. */
 #define HTTP_RESERVE_CONNECTIONS 16u
 #define HTTP_DEFAULT_MAX_URL 2048u
+/* Request headers of up to this many bytes (beside a request line of max_url) are read;
+ * libmicrohttpd refuses a request whose headers do not fit with 431. */
+#define HTTP_HEADER_ROOM (6u * 1024u)
 
 struct http_config {
     const char *listen_addr;    /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1" or "::1" */
@@ -105,6 +109,9 @@ typedef void (*http_handler_fn)(struct http_request *req, void *ctx);
  * (200) or 0 when not (503). Runs on an MHD thread; must be quick and thread-safe.
  */
 typedef int (*http_health_fn)(void *ctx, char *json, size_t cap);
+
+/* libmicrohttpd's memory per connection of a server with this max_url (0: the default). */
+size_t http_pool_bytes(size_t max_url);
 
 /* Fill an http_config from a daemon's [server] section (max_url left at its default). */
 struct config_server;

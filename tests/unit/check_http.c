@@ -791,6 +791,56 @@ START_TEST(test_414)
 }
 END_TEST
 
+/* Build "GET <path> HTTP/1.1" with header lines of 100 bytes (CRLF included) that add up to
+ * at least room bytes; returns the request's length. */
+static size_t
+big_head_request(char *out, size_t cap, const char *path, size_t room)
+{
+    size_t n = (size_t)snprintf(out, cap, "GET %s HTTP/1.1\r\nHost: t\r\n", path);
+
+    for (unsigned i = 0; n < room + 32; i++) {
+        ck_assert_uint_lt(n + 100 + 2, cap);
+        n += (size_t)snprintf(out + n, cap - n, "X-Pad-%04u: %086u\r\n", i, 0u);
+    }
+    memcpy(out + n, "\r\n", 2);
+    return n + 2;
+}
+
+/* HTTP_HEADER_ROOM bytes of request headers are read, beside the longest request line and on
+ * a kept-alive connection (the pool is reset in between); far more headers get 431 from
+ * libmicrohttpd, and the server keeps serving. */
+START_TEST(test_header_room)
+{
+    static char req[80 * 1024];
+    char path[MAX_URL + 1];
+    struct cli c;
+    struct reply r;
+    size_t n;
+
+    n = big_head_request(req, sizeof(req), "/info", HTTP_HEADER_ROOM);
+    cli_open(&c, port);
+    for (int i = 0; i < 2; i++) {
+        ck_assert(cli_sendn(&c, req, n));
+        ck_assert_int_eq(cli_reply(&c, &r, false), 0);
+        ck_assert_int_eq(r.status, 200);
+    }
+    cli_close(&c);
+
+    memset(path, 'a', sizeof(path));
+    memcpy(path, "/path/", 6);
+    path[MAX_URL] = '\0';
+    n = big_head_request(req, sizeof(req), path, HTTP_HEADER_ROOM);
+    exchange_n(req, n, &r);
+    ck_assert_int_eq(r.status, 200);
+
+    n = big_head_request(req, sizeof(req), "/info", 64 * 1024);
+    exchange_n(req, n, &r);
+    ck_assert_int_eq(r.status, 431);
+    exchange("GET /info HTTP/1.1\r\nHost: t\r\n\r\n", &r);
+    ck_assert_int_eq(r.status, 200);
+}
+END_TEST
+
 /* A handler that neither replies nor suspends still produces an answer. */
 START_TEST(test_no_reply_500)
 {
@@ -1846,6 +1896,7 @@ http_suite(void)
     tcase_add_test(app, test_413_chunked);
     tcase_add_test(app, test_415);
     tcase_add_test(app, test_414);
+    tcase_add_test(app, test_header_room);
     tcase_add_test(app, test_no_reply_500);
     tcase_add_test(app, test_reply_headers);
     tcase_add_test(app, test_healthz);
