@@ -57,11 +57,14 @@
 #define HTTP_HDR_SPACE 1024  /* per-request room for http_reply_header() */
 #define HTTP_HEALTH_MAX 2048 /* /healthz JSON document */
 /* libmicrohttpd's per-connection pool holds the request line (max_url), the request headers
- * (HTTP_HEADER_ROOM) and, in the slack, its record of each header line (56 bytes: 62 lines of
- * 100 bytes fill the room) and the reply's header block; test_header_room finds 3 KiB short.
- * The pool is zeroed after every request, so its size is paid on each hit: MHD's default
- * 32 KiB cost 1.3 us of a 20 us hit. */
-#define HTTP_POOL_SLACK (4u * 1024u)
+ * (HTTP_HEADER_ROOM), its record of each header line, cookie and query argument (56 bytes and
+ * alignment: HTTP_POOL_RECORD each, HTTP_HEADER_LINES of them) and the reply's header block
+ * (HTTP_POOL_REPLY). A request within those limits therefore always leaves room for its reply:
+ * when the pool was too small for the reply, MHD closed the connection without one after the
+ * handler had run (review helper-41). The pool is zeroed after every request, so its size is
+ * paid on each hit: MHD's default 32 KiB cost 1.3 us of a 20 us hit. */
+#define HTTP_POOL_RECORD 64u
+#define HTTP_POOL_REPLY 1024u
 #define HTTP_STOP_GRACE_MS 2000
 #define HTTP_STOP_POLL_MS 5
 #define HTTP_BODY_MIN 1024
@@ -91,6 +94,7 @@ struct http_metrics {
     struct metric *rej_405;
     struct metric *rej_413;
     struct metric *rej_414;
+    struct metric *rej_431;
     struct metric *rej_415;
     struct metric *connections;
     struct metric *suspended;
@@ -1124,6 +1128,35 @@ ctype_ok(const struct http_request *req)
     return n == strlen(want) && strncasecmp(got, want, n) == 0;
 }
 
+struct hdr_tally {
+    size_t records, bytes;
+};
+
+static enum MHD_Result
+hdr_count(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
+          size_t value_size)
+{
+    struct hdr_tally *t = cls;
+
+    (void)key;
+    (void)value;
+    t->records++;
+    if (kind == MHD_HEADER_KIND) /* cookies and query arguments lie in a header or the URL */
+        t->bytes += key_size + value_size + 4;
+    return MHD_YES;
+}
+
+/* The request's headers within HTTP_HEADER_ROOM bytes and HTTP_HEADER_LINES records. */
+static bool
+headers_ok(const struct http_request *req)
+{
+    struct hdr_tally t = {0, 0};
+
+    (void)MHD_get_connection_values_n(
+        req->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, &hdr_count, &t);
+    return t.records <= HTTP_HEADER_LINES && t.bytes <= HTTP_HEADER_ROOM;
+}
+
 /* Content-Length within max_body; reserves the body buffer when the length is known. */
 static bool
 length_ok(struct http_request *req)
@@ -1180,7 +1213,7 @@ req_reserve_refuse(struct http_request *req)
     return req_queue(req);
 }
 
-/* First call, headers in: 503, 414, 404, 405, 415, 413, in that order. */
+/* First call, headers in: 503, 414, 431, 404, 405, 415, 413, in that order. */
 static enum MHD_Result
 req_begin(struct http_request *req, const char *method, const char *version)
 {
@@ -1200,6 +1233,9 @@ req_begin(struct http_request *req, const char *method, const char *version)
     }
     if (req->uri_len > srv->cfg.max_url)
         return req_reject(req, MHD_HTTP_URI_TOO_LONG, "URI too long\n", NULL, m->rej_414);
+    if (!headers_ok(req))
+        return req_reject(req, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                          "request header fields too large\n", NULL, m->rej_431);
     req->route = route_find(srv, req, allow, sizeof(allow));
     if (req->route == NULL && allow[0] == '\0')
         return req_reject(req, MHD_HTTP_NOT_FOUND, "not found\n", NULL, m->rej_404);
@@ -1886,6 +1922,7 @@ http_metrics_register(struct http_metrics *m)
     m->rej_405 = metrics_counter("http_rejected_total{code=\"405\"}", rej);
     m->rej_413 = metrics_counter("http_rejected_total{code=\"413\"}", rej);
     m->rej_414 = metrics_counter("http_rejected_total{code=\"414\"}", rej);
+    m->rej_431 = metrics_counter("http_rejected_total{code=\"431\"}", rej);
     m->rej_415 = metrics_counter("http_rejected_total{code=\"415\"}", rej);
     m->connections = metrics_gauge("http_connections", "Open HTTP connections.");
     m->suspended = metrics_gauge("http_suspended_requests",
@@ -2127,7 +2164,8 @@ http_mhd_start(struct http_server *srv, const struct http_listener *l)
 size_t
 http_pool_bytes(size_t max_url)
 {
-    return HTTP_HEADER_ROOM + HTTP_POOL_SLACK + (max_url != 0 ? max_url : HTTP_DEFAULT_MAX_URL);
+    return (max_url != 0 ? max_url : HTTP_DEFAULT_MAX_URL) + HTTP_HEADER_ROOM +
+           HTTP_HEADER_LINES * HTTP_POOL_RECORD + HTTP_POOL_REPLY;
 }
 
 /* err may be NULL: the reason then only goes to the log. */

@@ -49,8 +49,8 @@
  * so http_tls_reload() changes it without a restart.
  *
  * Memory: at most max_connections requests exist at once, each holding at most max_body
- * bytes of body plus MHD's per-connection pool of max_url + 10 KiB (HTTP_HEADER_ROOM and
- * MHD's records of the header lines).
+ * bytes of body plus MHD's per-connection pool of max_url + 11 KiB (http_pool_bytes: the
+ * header room, MHD's record of each line, and the reply's header block).
  *
  * Thread-safety: configuration calls (http_server_new, http_route, http_server_set_health,
  * http_server_set_tls, http_server_start, http_server_stop, http_server_free, and
@@ -77,9 +77,11 @@ struct http_request;
 /* Connections accepted beyond max_connections, kept for GET /healthz and /metrics. */
 #define HTTP_RESERVE_CONNECTIONS 16u
 #define HTTP_DEFAULT_MAX_URL 2048u
-/* Request headers of up to this many bytes (beside a request line of max_url) are read;
- * libmicrohttpd refuses a request whose headers do not fit with 431. */
+/* Request headers read beside a request line of max_url: up to HTTP_HEADER_ROOM bytes (each
+ * line counted as its name, its value and 4) in up to HTTP_HEADER_LINES records (header lines,
+ * parsed cookies and query arguments together). More gets 431 before any handler runs. */
 #define HTTP_HEADER_ROOM (6u * 1024u)
+#define HTTP_HEADER_LINES 64u
 
 struct http_config {
     const char *listen_addr;    /* numeric IPv4 or IPv6 address, e.g. "127.0.0.1" or "::1" */

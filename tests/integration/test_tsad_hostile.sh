@@ -4,8 +4,9 @@
 # liveness check (a good request must still be granted). RFC 3161 §2.4.1, §2.4.2, §3.4;
 # STANDARDS TSP-02 (an answer, never a hang or a 5xx), TSP-03 (rejection = status 2, no token,
 # DER-minimal failInfo), TSP-04 (version), TSP-05/ALG-01 (weak hashes -> badAlg), TSP-06
-# (imprint length), TSP-11 (extensions), plus bodies over max_body, BER, trailing bytes,
-# nesting bombs, 50 concurrent clients and slow clients holding connections open.
+# (imprint length), TSP-11 (extensions), plus bodies over max_body, request headers at and
+# beyond their room (431, no token), BER, trailing bytes, nesting bombs, 50 concurrent clients
+# and slow clients holding connections open.
 # Requests that openssl cannot produce are built in DER by tests/lib/derutil.py.
 set -uo pipefail
 
@@ -147,6 +148,42 @@ if [[ $CODE == 413 || $CODE == 000 || $CODE == 100 ]]; then
     t_ok "10 MB chunked body -> 413 or connection cut (HTTP '$CODE')"
 else
     t_fail "10 MB chunked body -> 413 or connection cut" "HTTP $CODE"
+fi
+t_check "  ...then a good request is granted" alive
+
+# ---- request headers (review helper-41): within the room (common/http.h: 6 KiB in 64 lines)
+# answered with a token; beyond it 431 from tsad, or far beyond the connection closed by
+# libmicrohttpd, and in either case no token signed ----
+# hdr_args N L: N extra header lines of L bytes each (CRLF counted), as curl -H arguments
+hdr_args() {
+    local i v
+    v=$(head -c $(($2 - 11)) /dev/zero | tr '\0' 0)
+    HDRS=()
+    for ((i = 0; i < $1; i++)); do HDRS+=(-H "$(printf 'X-P%04d: %s' "$i" "$v")"); done
+}
+tokens() { curl -s "$BASE/metrics" | awk '$1 == "tsa_tokens_total" { print $2 }'; }
+t0=$(tokens)
+hdr_args 56 100 # with curl's own five lines: 61 lines, about 5.7 KiB
+send "$GOOD" "${HDRS[@]}"
+if [[ $CODE == 200 && $(kv "$TMP/out.kv" status) == 0 && $(tokens) == $((t0 + 1)) ]]; then
+    t_ok "61 header lines of 5.7 KiB -> granted"
+else
+    t_fail "61 header lines of 5.7 KiB -> granted" "HTTP $CODE, tokens $t0 -> $(tokens)"
+fi
+t0=$(tokens)
+codes=""
+for shape in "60 12" "70 12" "95 60" "103 60" "113 40" "125 30" "72 100" "154 40" "300 12" \
+    "3 4000"; do
+    read -r n len <<<"$shape"
+    hdr_args "$n" "$len"
+    send "$GOOD" "${HDRS[@]}"
+    codes+=" $CODE"
+done
+if [[ $codes =~ ^(\ (431|000))+$ && $(tokens) == "$t0" ]]; then
+    t_ok "headers beyond the room -> 431 or cut, no token signed ($codes)"
+else
+    t_fail "headers beyond the room -> 431 or cut, no token signed" \
+        "codes$codes, tokens $t0 -> $(tokens)"
 fi
 t_check "  ...then a good request is granted" alive
 

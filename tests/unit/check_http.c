@@ -791,50 +791,157 @@ START_TEST(test_414)
 }
 END_TEST
 
-/* Build "GET <path> HTTP/1.1" with header lines of 100 bytes (CRLF included) that add up to
- * at least room bytes; returns the request's length. */
-static size_t
-big_head_request(char *out, size_t cap, const char *path, size_t room)
-{
-    size_t n = (size_t)snprintf(out, cap, "GET %s HTTP/1.1\r\nHost: t\r\n", path);
+/* ---- the request header room (a server with ocspd's max_url) ---- */
 
-    for (unsigned i = 0; n < room + 32; i++) {
-        ck_assert_uint_lt(n + 100 + 2, cap);
-        n += (size_t)snprintf(out + n, cap - n, "X-Pad-%04u: %086u\r\n", i, 0u);
-    }
-    memcpy(out + n, "\r\n", 2);
-    return n + 2;
+#define ROOM_URL 4096
+
+static void
+setup_room(void)
+{
+    struct http_config cfg = test_config();
+    struct http_server *s;
+
+    cfg.max_url = ROOM_URL;
+    s = http_server_new(&cfg);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(http_route(s, "GET", "/info", false, NULL, h_info, &ctx_marker), ST_OK);
+    ck_assert_int_eq(http_route(s, "GET", "/path/", true, NULL, h_path, NULL), ST_OK);
+    ck_assert_int_eq(http_route(s, "POST", "/post", false, "application/test", h_post, NULL),
+                     ST_OK);
+    server_up(s);
 }
 
-/* HTTP_HEADER_ROOM bytes of request headers are read, beside the longest request line and on
- * a kept-alive connection (the pool is reset in between); far more headers get 431 from
- * libmicrohttpd, and the server keeps serving. */
-START_TEST(test_header_room)
+/* A path of exactly n bytes under /path/. */
+static void
+room_path(char *path, size_t n)
 {
-    static char req[80 * 1024];
-    char path[MAX_URL + 1];
+    memset(path, 'a', n);
+    memcpy(path, "/path/", 6);
+    path[n] = '\0';
+}
+
+/*
+ * A request whose headers are exactly `records` lines adding up to `bytes` (each line counted
+ * as name, value and 4: ": " and CRLF), Host (and for a body Content-Type and Content-Length)
+ * included; the pad lines share what is left as evenly as they can. Returns its length.
+ */
+static size_t
+room_request(char *out, size_t cap, const char *method, const char *path, unsigned records,
+             size_t bytes, size_t body_len)
+{
+    size_t n, used = 4 + 1 + 4, pads, left;
+    unsigned fixed = 1;
+
+    n = (size_t)snprintf(out, cap, "%s %s HTTP/1.1\r\nHost: t\r\n", method, path);
+    if (body_len > 0) {
+        n +=
+            (size_t)snprintf(out + n, cap - n,
+                             "Content-Type: application/test\r\nContent-Length: %zu\r\n", body_len);
+        used += 12 + 16 + 4 + 14 + (size_t)snprintf(NULL, 0, "%zu", body_len) + 4;
+        fixed += 2;
+    }
+    ck_assert_uint_ge(records, fixed);
+    pads = records - fixed;
+    ck_assert_uint_ge(bytes, used + pads * (6 + 4));
+    left = bytes - used;
+    for (size_t i = 0; i < pads; i++) {
+        size_t line = left / (pads - i), vlen = line - 6 - 4; /* name "X-Pnnn", 3 digits */
+
+        ck_assert_uint_lt(n + line + 2, cap);
+        n += (size_t)snprintf(out + n, cap - n, "X-P%03zu: ", i);
+        memset(out + n, 'v', vlen);
+        n += vlen;
+        memcpy(out + n, "\r\n", 2);
+        n += 2;
+        left -= line;
+    }
+    ck_assert_uint_eq(left, 0);
+    ck_assert_uint_lt(n + 2 + body_len, cap);
+    memcpy(out + n, "\r\n", 2);
+    n += 2;
+    memset(out + n, 'b', body_len);
+    return n + body_len;
+}
+
+static char room_buf[96 * 1024];
+
+/* Every request within the room is answered, never cut: the whole room at once (the longest
+ * URL, HTTP_HEADER_LINES lines, HTTP_HEADER_ROOM bytes), in short lines, on a kept-alive
+ * connection, and beside the largest body. Before (review helper-41), 61 lines of 100 bytes
+ * beside a 4096-byte URL got no reply at all (the reply did not fit in the pool), and 300
+ * lines of 12 bytes got 431. */
+START_TEST(test_header_room_answered)
+{
+    static const struct {
+        unsigned records;
+        size_t bytes;
+    } shapes[] = {
+        {HTTP_HEADER_LINES, HTTP_HEADER_ROOM},       /* all of it */
+        {HTTP_HEADER_LINES, HTTP_HEADER_LINES * 10}, /* the most lines, each short */
+        {HTTP_HEADER_LINES / 2, HTTP_HEADER_ROOM},   /* fewer, longer lines */
+        {2, HTTP_HEADER_ROOM},                       /* one long line */
+    };
+    char path[ROOM_URL + 1];
     struct cli c;
     struct reply r;
     size_t n;
 
-    n = big_head_request(req, sizeof(req), "/info", HTTP_HEADER_ROOM);
-    cli_open(&c, port);
-    for (int i = 0; i < 2; i++) {
-        ck_assert(cli_sendn(&c, req, n));
-        ck_assert_int_eq(cli_reply(&c, &r, false), 0);
-        ck_assert_int_eq(r.status, 200);
+    room_path(path, ROOM_URL);
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        n = room_request(room_buf, sizeof(room_buf), "GET", path, shapes[i].records,
+                         shapes[i].bytes, 0);
+        cli_open(&c, port);
+        for (int k = 0; k < 2; k++) { /* the pool is reset in between */
+            ck_assert(cli_sendn(&c, room_buf, n));
+            ck_assert_msg(cli_reply(&c, &r, false) == 0, "shape %zu: no reply", i);
+            ck_assert_int_eq(r.status, 200);
+        }
+        cli_close(&c);
     }
-    cli_close(&c);
-
-    memset(path, 'a', sizeof(path));
-    memcpy(path, "/path/", 6);
-    path[MAX_URL] = '\0';
-    n = big_head_request(req, sizeof(req), path, HTTP_HEADER_ROOM);
-    exchange_n(req, n, &r);
+    n = room_request(room_buf, sizeof(room_buf), "POST", "/post", HTTP_HEADER_LINES,
+                     HTTP_HEADER_ROOM, MAX_BODY);
+    exchange_n(room_buf, n, &r);
     ck_assert_int_eq(r.status, 200);
+    ck_assert_uint_eq(r.body_len, MAX_BODY);
+    ck_assert(metrics_get(rejected("431")) == 0);
+}
+END_TEST
 
-    n = big_head_request(req, sizeof(req), "/info", 64 * 1024);
-    exchange_n(req, n, &r);
+/* One line or one byte more is refused with 431 before any handler runs, counted; cookies
+ * count as lines; far beyond the pool libmicrohttpd refuses by itself; the server serves on. */
+START_TEST(test_header_room_refused)
+{
+    char path[ROOM_URL + 1], cookie[HTTP_HEADER_LINES * 6 + 64];
+    struct reply r;
+    size_t n, k;
+    int calls = atomic_load(&post_calls);
+
+    room_path(path, ROOM_URL);
+    n = room_request(room_buf, sizeof(room_buf), "GET", path, HTTP_HEADER_LINES + 1,
+                     (HTTP_HEADER_LINES + 1) * 10, 0);
+    exchange_n(room_buf, n, &r);
+    assert_refusal(&r, 431);
+    n = room_request(room_buf, sizeof(room_buf), "GET", path, 2, HTTP_HEADER_ROOM + 1, 0);
+    exchange_n(room_buf, n, &r);
+    assert_refusal(&r, 431);
+    n = room_request(room_buf, sizeof(room_buf), "POST", "/post", 4, HTTP_HEADER_ROOM + 1, 16);
+    exchange_n(room_buf, n, &r);
+    assert_refusal(&r, 431);
+    ck_assert_int_eq(atomic_load(&post_calls), calls); /* no handler ran */
+    ck_assert(metrics_get(rejected("431")) == 3);
+
+    /* a Cookie header of HTTP_HEADER_LINES cookies: Host, Cookie and each cookie a record */
+    k = (size_t)snprintf(cookie, sizeof(cookie), "c0=1");
+    for (unsigned i = 1; i < HTTP_HEADER_LINES; i++)
+        k += (size_t)snprintf(cookie + k, sizeof(cookie) - k, "; c%u=1", i);
+    snprintf(room_buf, sizeof(room_buf), "GET /info HTTP/1.1\r\nHost: t\r\nCookie: %s\r\n\r\n",
+             cookie);
+    exchange(room_buf, &r);
+    assert_refusal(&r, 431);
+    ck_assert(metrics_get(rejected("431")) == 4);
+
+    n = room_request(room_buf, sizeof(room_buf), "GET", "/info", 640, 64 * 1024, 0);
+    exchange_n(room_buf, n, &r);
     ck_assert_int_eq(r.status, 431);
     exchange("GET /info HTTP/1.1\r\nHost: t\r\n\r\n", &r);
     ck_assert_int_eq(r.status, 200);
@@ -1879,6 +1986,7 @@ http_suite(void)
     TCase *ocsp = tcase_create("ocsp-layout");
     TCase *limits = tcase_create("limits");
     TCase *cans = tcase_create("canned");
+    TCase *room = tcase_create("header-room");
 
     tcase_add_checked_fixture(app, setup_app, teardown);
     tcase_set_timeout(app, 60);
@@ -1896,7 +2004,6 @@ http_suite(void)
     tcase_add_test(app, test_413_chunked);
     tcase_add_test(app, test_415);
     tcase_add_test(app, test_414);
-    tcase_add_test(app, test_header_room);
     tcase_add_test(app, test_no_reply_500);
     tcase_add_test(app, test_reply_headers);
     tcase_add_test(app, test_healthz);
@@ -1925,6 +2032,12 @@ http_suite(void)
     tcase_add_test(limits, test_evict_oldest_waiting);
     tcase_add_test(limits, test_reserve);
     suite_add_tcase(s, limits);
+
+    tcase_add_checked_fixture(room, setup_room, teardown);
+    tcase_set_timeout(room, 60);
+    tcase_add_test(room, test_header_room_answered);
+    tcase_add_test(room, test_header_room_refused);
+    suite_add_tcase(s, room);
 
     tcase_add_checked_fixture(cans, setup_canned, teardown_canned);
     tcase_set_timeout(cans, 60);
