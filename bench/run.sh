@@ -531,7 +531,7 @@ null_stop() {
         kill -TERM "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
-    NULL_PID= NULLP_PID=
+    NULL_PID='' NULLP_PID=''
 }
 
 # hot_rounds: the null server and ocspd's hot answer (POST, GET) loaded in turn, HOT_ROUNDS
