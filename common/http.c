@@ -95,6 +95,7 @@ struct http_metrics {
     struct metric *rej_413;
     struct metric *rej_414;
     struct metric *rej_431;
+    struct metric *rej_400;
     struct metric *rej_415;
     struct metric *connections;
     struct metric *suspended;
@@ -125,6 +126,7 @@ enum http_cut {
     HTTP_CUT_DEADLINE,
     HTTP_CUT_IDLE,
     HTTP_CUT_EVICTED,
+    HTTP_CUT_QUERY,
     HTTP_CUTS
 };
 
@@ -371,8 +373,8 @@ ip_del(struct http_guard *g, const struct http_ipkey *k)
     }
 }
 
-static const char *const http_cut_names[HTTP_CUTS] = {"per_ip", "limit", "deadline", "idle",
-                                                      "evicted"};
+static const char *const http_cut_names[HTTP_CUTS] = {"per_ip", "limit",   "deadline",
+                                                      "idle",   "evicted", "query"};
 
 /* Under the guard lock: one info line for the refusals of reason r not yet logged. */
 static void
@@ -806,6 +808,17 @@ http_conn_is_tls(struct MHD_Connection *conn)
     return ci != NULL && ci->tls_session != NULL;
 }
 
+/* The query arguments libmicrohttpd makes of a query string: one per '&'-separated part. */
+static size_t
+query_args(const char *q)
+{
+    size_t n = 1;
+
+    for (; *q != '\0'; q++)
+        n += *q == '&';
+    return n;
+}
+
 /* MHD_OPTION_URI_LOG_CALLBACK: the raw request-target, before MHD unescapes it. */
 static void *
 http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -850,6 +863,12 @@ http_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
             guard_wait(&srv->guard, req->cn);
             req->cn->state = HTTP_CONN_RECEIVING;
         }
+        /* libmicrohttpd keeps a record of each query argument in the connection's pool,
+         * before any handler and beyond the reach of req_begin's 431: far too many of them
+         * left it stalled without a reply until the timeout (review helper-42) */
+        if (req->has_query && query_args(req->uri + req->path_len + 1) > HTTP_HEADER_LINES &&
+            req->cn->state == HTTP_CONN_RECEIVING)
+            guard_cut(srv, req->cn, HTTP_CUT_QUERY);
         pthread_mutex_unlock(&srv->guard.lock);
     }
     atomic_fetch_add(&srv->active, 1);
@@ -1128,33 +1147,62 @@ ctype_ok(const struct http_request *req)
     return n == strlen(want) && strncasecmp(got, want, n) == 0;
 }
 
-struct hdr_tally {
-    size_t records, bytes;
-};
-
-static enum MHD_Result
-hdr_count(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size, const char *value,
-          size_t value_size)
-{
-    struct hdr_tally *t = cls;
-
-    (void)key;
-    (void)value;
-    t->records++;
-    if (kind == MHD_HEADER_KIND) /* cookies and query arguments lie in a header or the URL */
-        t->bytes += key_size + value_size + 4;
-    return MHD_YES;
-}
-
-/* The request's headers within HTTP_HEADER_ROOM bytes and HTTP_HEADER_LINES records. */
+/* The request's headers within HTTP_HEADER_ROOM bytes as sent (libmicrohttpd's header size,
+ * whitespace and all, less the request line: counting names and values only missed the spaces
+ * before a value, which take pool space too; review helper-42) and HTTP_HEADER_LINES records. */
 static bool
 headers_ok(const struct http_request *req)
 {
-    struct hdr_tally t = {0, 0};
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    /* "METHOD URI HTTP/1.x" CRLF, and the CRLF of the empty line */
+    size_t line = strlen(req->method) + 1 + req->uri_len + 1 + 8 + 2 + 2;
+    int records;
 
-    (void)MHD_get_connection_values_n(
-        req->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, &hdr_count, &t);
-    return t.records <= HTTP_HEADER_LINES && t.bytes <= HTTP_HEADER_ROOM;
+    if (ci == NULL || ci->header_size > line + HTTP_HEADER_ROOM)
+        return false;
+    records = MHD_get_connection_values_n(
+        req->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
+    return records >= 0 && (unsigned)records <= HTTP_HEADER_LINES;
+}
+
+struct framing {
+    unsigned lengths;     /* Content-Length headers */
+    bool differ, chunked; /* two of them differ; a Transfer-Encoding too */
+    const char *first;
+    size_t first_len;
+};
+
+static enum MHD_Result
+framing_scan(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+             const char *value, size_t value_size)
+{
+    struct framing *f = cls;
+
+    (void)kind;
+    if (key_size == 17 && strncasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING, 17) == 0)
+        f->chunked = true;
+    if (key_size != 14 || strncasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH, 14) != 0)
+        return MHD_YES;
+    if (f->lengths++ == 0) {
+        f->first = value;
+        f->first_len = value_size;
+    } else if (value_size != f->first_len || memcmp(value, f->first, value_size) != 0) {
+        f->differ = true;
+    }
+    return MHD_YES;
+}
+
+/* One message length (RFC 9112 §6.3): Content-Lengths that differ, or one beside a
+ * Transfer-Encoding, are refused; libmicrohttpd took the first and a proxy before us might
+ * take another (request smuggling; review helper-42). */
+static bool
+framing_ok(const struct http_request *req)
+{
+    struct framing f = {0, false, false, NULL, 0};
+
+    (void)MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, &framing_scan, &f);
+    return !f.differ && !(f.chunked && f.lengths > 0);
 }
 
 /* Content-Length within max_body; reserves the body buffer when the length is known. */
@@ -1213,7 +1261,7 @@ req_reserve_refuse(struct http_request *req)
     return req_queue(req);
 }
 
-/* First call, headers in: 503, 414, 431, 404, 405, 415, 413, in that order. */
+/* First call, headers in: 503, 414, 431, 400, 404, 405, 415, 413, in that order. */
 static enum MHD_Result
 req_begin(struct http_request *req, const char *method, const char *version)
 {
@@ -1236,6 +1284,9 @@ req_begin(struct http_request *req, const char *method, const char *version)
     if (!headers_ok(req))
         return req_reject(req, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
                           "request header fields too large\n", NULL, m->rej_431);
+    if (!framing_ok(req))
+        return req_reject(req, MHD_HTTP_BAD_REQUEST, "conflicting message length\n", NULL,
+                          m->rej_400);
     req->route = route_find(srv, req, allow, sizeof(allow));
     if (req->route == NULL && allow[0] == '\0')
         return req_reject(req, MHD_HTTP_NOT_FOUND, "not found\n", NULL, m->rej_404);
@@ -1923,6 +1974,7 @@ http_metrics_register(struct http_metrics *m)
     m->rej_413 = metrics_counter("http_rejected_total{code=\"413\"}", rej);
     m->rej_414 = metrics_counter("http_rejected_total{code=\"414\"}", rej);
     m->rej_431 = metrics_counter("http_rejected_total{code=\"431\"}", rej);
+    m->rej_400 = metrics_counter("http_rejected_total{code=\"400\"}", rej);
     m->rej_415 = metrics_counter("http_rejected_total{code=\"415\"}", rej);
     m->connections = metrics_gauge("http_connections", "Open HTTP connections.");
     m->suspended = metrics_gauge("http_suspended_requests",

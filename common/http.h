@@ -77,9 +77,10 @@ struct http_request;
 /* Connections accepted beyond max_connections, kept for GET /healthz and /metrics. */
 #define HTTP_RESERVE_CONNECTIONS 16u
 #define HTTP_DEFAULT_MAX_URL 2048u
-/* Request headers read beside a request line of max_url: up to HTTP_HEADER_ROOM bytes (each
- * line counted as its name, its value and 4) in up to HTTP_HEADER_LINES records (header lines,
- * parsed cookies and query arguments together). More gets 431 before any handler runs. */
+/* Request headers read beside a request line of max_url: up to HTTP_HEADER_ROOM bytes as sent
+ * (whitespace and line ends included) in up to HTTP_HEADER_LINES records (header lines, parsed
+ * cookies and query arguments together). More gets 431 before any handler runs; a query string
+ * of more arguments closes the connection at once. */
 #define HTTP_HEADER_ROOM (6u * 1024u)
 #define HTTP_HEADER_LINES 64u
 
