@@ -2352,6 +2352,11 @@ ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct oc
     if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_head", &head)) != ST_OK ||
         (st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &next)) != ST_OK)
         return st;
+    /* nothing pending: nothing written, so the transaction commits as a no-op (LMDB keeps its
+     * last transaction id; the refresher asks 4 times a second, and each id moved made every
+     * front-cache hit read its status record again) */
+    if (head >= next)
+        return ST_OK;
     while (*n < max && head < next) {
         st = ocsp_change_take1(s, t, head, &out[*n]);
         head++;
