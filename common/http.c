@@ -402,6 +402,11 @@ guard_log(struct http_server *srv, enum http_cut r, uint64_t now)
                  "request_timeout (%us), last from %s",
                  n, c->request_timeout_s, ip);
         break;
+    case HTTP_CUT_QUERY:
+        log_info("http: closed %u connections whose query string had more than %u arguments, "
+                 "last from %s",
+                 n, HTTP_HEADER_LINES, ip);
+        break;
     case HTTP_CUT_EVICTED:
         log_info("http: closed %u waiting connections to make room past max_connections (%u), "
                  "last from %s",
@@ -1149,7 +1154,8 @@ ctype_ok(const struct http_request *req)
 
 /* The request's headers within HTTP_HEADER_ROOM bytes as sent (libmicrohttpd's header size,
  * whitespace and all, less the request line: counting names and values only missed the spaces
- * before a value, which take pool space too; review helper-42) and HTTP_HEADER_LINES records. */
+ * before a value, which take pool space too; review helper-42), a Cookie header's value twice,
+ * and HTTP_HEADER_LINES records. */
 static bool
 headers_ok(const struct http_request *req)
 {
@@ -1157,9 +1163,13 @@ headers_ok(const struct http_request *req)
         MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     /* "METHOD URI HTTP/1.x" CRLF, and the CRLF of the empty line */
     size_t line = strlen(req->method) + 1 + req->uri_len + 1 + 8 + 2 + 2;
+    const char *cookie = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Cookie");
     int records;
 
-    if (ci == NULL || ci->header_size > line + HTTP_HEADER_ROOM)
+    /* libmicrohttpd copies a Cookie header's value into the pool once more to parse it: it
+     * counts twice (review helper-43) */
+    if (ci == NULL ||
+        ci->header_size + (cookie != NULL ? strlen(cookie) : 0) > line + HTTP_HEADER_ROOM)
         return false;
     records = MHD_get_connection_values_n(
         req->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
@@ -1167,8 +1177,10 @@ headers_ok(const struct http_request *req)
 }
 
 struct framing {
-    unsigned lengths;     /* Content-Length headers */
-    bool differ, chunked; /* two of them differ; a Transfer-Encoding too */
+    unsigned lengths; /* Content-Length headers */
+    bool differ;      /* two of them differ */
+    bool chunked;     /* a Transfer-Encoding */
+    bool spaced;      /* a field name with whitespace before its colon */
     const char *first;
     size_t first_len;
 };
@@ -1180,6 +1192,10 @@ framing_scan(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_siz
     struct framing *f = cls;
 
     (void)kind;
+    /* RFC 9112 §5.1: whitespace between a field name and its colon is refused (libmicrohttpd
+     * keeps it in the name, so "Content-Length : 4" framed nothing; review helper-43) */
+    if (key_size > 0 && (key[key_size - 1] == ' ' || key[key_size - 1] == '\t'))
+        f->spaced = true;
     if (key_size == 17 && strncasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING, 17) == 0)
         f->chunked = true;
     if (key_size != 14 || strncasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH, 14) != 0)
@@ -1194,15 +1210,16 @@ framing_scan(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_siz
 }
 
 /* One message length (RFC 9112 §6.3): Content-Lengths that differ, or one beside a
- * Transfer-Encoding, are refused; libmicrohttpd took the first and a proxy before us might
- * take another (request smuggling; review helper-42). */
+ * Transfer-Encoding, or a field name with whitespace before its colon (§5.1), are refused;
+ * libmicrohttpd took the first and a proxy before us might take another (request smuggling; review
+ * helper-42). */
 static bool
 framing_ok(const struct http_request *req)
 {
-    struct framing f = {0, false, false, NULL, 0};
+    struct framing f = {0, false, false, false, NULL, 0};
 
     (void)MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, &framing_scan, &f);
-    return !f.differ && !(f.chunked && f.lengths > 0);
+    return !f.differ && !f.spaced && !(f.chunked && f.lengths > 0);
 }
 
 /* Content-Length within max_body; reserves the body buffer when the length is known. */

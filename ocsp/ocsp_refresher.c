@@ -311,11 +311,15 @@ take_done(struct commit_op *op, int status)
 static int
 ocsp_take_changes(struct ocsp_refresher *s, struct ocsp_change *out, size_t *n)
 {
-    struct take_op *to = calloc(1, sizeof(*to));
+    struct take_op *to;
+    bool pending = true;
     int st;
 
     *n = 0;
-    if (to == NULL)
+    /* nothing pending (the usual case): no write transaction through the pipeline at all */
+    if (ocsp_store_changes_pending(s->store, &pending) == ST_OK && !pending)
+        return ST_OK;
+    if ((to = calloc(1, sizeof(*to))) == NULL)
         return ST_NOMEM;
     to->svc = s;
     to->op = (struct commit_op){

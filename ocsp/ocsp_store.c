@@ -2342,6 +2342,23 @@ ocsp_change_take1(struct ocsp_store *s, struct store_txn *t, uint64_t seq, struc
 }
 
 int
+ocsp_store_changes_pending(struct ocsp_store *s, bool *pending)
+{
+    struct store_txn *t = NULL;
+    uint64_t head = 0, next = 0;
+    int st;
+
+    *pending = false;
+    if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
+        return st;
+    if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_head", &head)) == ST_OK &&
+        (st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &next)) == ST_OK)
+        *pending = head < next;
+    store_txn_abort(t);
+    return st;
+}
+
+int
 ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct ocsp_change *out,
                             size_t max, size_t *n)
 {

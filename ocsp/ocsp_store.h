@@ -466,6 +466,9 @@ struct ocsp_change {
 };
 int ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct ocsp_change *out,
                                 size_t max, size_t *n);
+/* Whether status changes are pending, read without a write transaction (the refresher asks 4
+ * times a second; an idle ocspd must not commit for it). */
+int ocsp_store_changes_pending(struct ocsp_store *s, bool *pending);
 
 /* The longest journal line (JSON, without its chain prefix) the store takes. */
 #define OCSP_JOURNAL_LINE_MAX 16384

@@ -6,7 +6,8 @@
 #   - the third identical POST and GET are front-cache hits (metric), byte for byte the same
 #     answer with the same ETag, Last-Modified, Expires and Cache-Control as the first; an
 #     escaped GET of the same request is the same entry;
-#   - hits with no store commit in between do not read the status record again (metric);
+#   - hits with no store commit in between do not read the status record again (metric); an
+#     idle ocspd commits nothing (the store's transaction id stays);
 #   - a revocation, a hold and a release made with ocspctl are seen by the very next request
 #     after the reply was kept (the entry is found stale: metric), the record read again;
 #   - an answer for a never-issued serial kept from the unissued cache stops being sent once
@@ -130,6 +131,14 @@ elif [[ -n $rd0 ]] && ((h6 == h5 + 3 && rd1 == rd0)) && cmp -s "$TMP/q4.der" "$T
 else
     t_fail "hits with no store commit in between do not read the record again" "$quiet"
 fi
+
+# ---- an idle ocspd commits nothing: the refresher looks for pending status changes 4 times a
+# second (before, each look was a write transaction that moved the store's transaction id,
+# which sent every front-cache hit back to its status record) ----
+tx0=$(last_txn)
+sleep 1.5
+tx1=$(last_txn)
+expect "idle for 1.5 s: the store's transaction id stays ($tx0)" "$tx1" "$tx0"
 
 # ---- revocation, hold, release: the very next request (EID-05, OCSP-16) ----
 s0=$(stale)
