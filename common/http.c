@@ -96,6 +96,7 @@ struct http_metrics {
     struct metric *rej_414;
     struct metric *rej_431;
     struct metric *rej_400;
+    struct metric *rej_411;
     struct metric *rej_415;
     struct metric *connections;
     struct metric *suspended;
@@ -1181,9 +1182,28 @@ struct framing {
     bool differ;      /* two of them differ */
     bool chunked;     /* a Transfer-Encoding */
     bool spaced;      /* a field name with whitespace before its colon */
+    bool malformed;   /* a Content-Length that is not one number */
     const char *first;
     size_t first_len;
 };
+
+/* A Content-Length value is digits (trailing blanks aside; libmicrohttpd drops the leading
+ * ones of a value on one line): a folded line (obs-fold) that libmicrohttpd joined into it, or
+ * one that left it empty or began it with a blank, framed nothing for libmicrohttpd while a
+ * proxy that unfolds it frames the body (review helper-44). */
+static bool
+length_digits(const char *v, size_t n)
+{
+    size_t i = 0, digits = 0;
+
+    while (i < n && v[i] >= '0' && v[i] <= '9') {
+        i++;
+        digits++;
+    }
+    while (i < n && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    return i == n && digits > 0 && digits <= 19;
+}
 
 static enum MHD_Result
 framing_scan(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
@@ -1200,6 +1220,8 @@ framing_scan(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_siz
         f->chunked = true;
     if (key_size != 14 || strncasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH, 14) != 0)
         return MHD_YES;
+    if (!length_digits(value, value_size))
+        f->malformed = true;
     if (f->lengths++ == 0) {
         f->first = value;
         f->first_len = value_size;
@@ -1209,17 +1231,32 @@ framing_scan(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_siz
     return MHD_YES;
 }
 
-/* One message length (RFC 9112 §6.3): Content-Lengths that differ, or one beside a
- * Transfer-Encoding, or a field name with whitespace before its colon (§5.1), are refused;
+/* One message length (RFC 9112 §6.3): Content-Lengths that differ, one that is not a number,
+ * one beside a Transfer-Encoding, or a field name with whitespace before its colon (§5.1), are
+ * refused;
  * libmicrohttpd took the first and a proxy before us might take another (request smuggling; review
  * helper-42). */
 static bool
 framing_ok(const struct http_request *req)
 {
-    struct framing f = {0, false, false, false, NULL, 0};
+    struct framing f = {0, false, false, false, false, NULL, 0};
 
     (void)MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, &framing_scan, &f);
-    return !f.differ && !f.spaced && !(f.chunked && f.lengths > 0);
+    return !f.differ && !f.spaced && !f.malformed && !(f.chunked && f.lengths > 0);
+}
+
+/* A POST says how long its body is: without Content-Length or Transfer-Encoding its body is
+ * empty to libmicrohttpd, and what follows on the connection is read as the next request;
+ * a Content-Length folded onto a second line (obs-fold) left none (review helper-44). */
+static bool
+length_given(const struct http_request *req)
+{
+    if (strcmp(req->method, MHD_HTTP_METHOD_POST) != 0)
+        return true;
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL ||
+           MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                       MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 }
 
 /* Content-Length within max_body; reserves the body buffer when the length is known. */
@@ -1278,7 +1315,7 @@ req_reserve_refuse(struct http_request *req)
     return req_queue(req);
 }
 
-/* First call, headers in: 503, 414, 431, 400, 404, 405, 415, 413, in that order. */
+/* First call, headers in: 503, 414, 431, 400, 411, 404, 405, 415, 413, in that order. */
 static enum MHD_Result
 req_begin(struct http_request *req, const char *method, const char *version)
 {
@@ -1304,6 +1341,9 @@ req_begin(struct http_request *req, const char *method, const char *version)
     if (!framing_ok(req))
         return req_reject(req, MHD_HTTP_BAD_REQUEST, "conflicting message length\n", NULL,
                           m->rej_400);
+    if (!length_given(req))
+        return req_reject(req, MHD_HTTP_LENGTH_REQUIRED, "Content-Length required\n", NULL,
+                          m->rej_411);
     req->route = route_find(srv, req, allow, sizeof(allow));
     if (req->route == NULL && allow[0] == '\0')
         return req_reject(req, MHD_HTTP_NOT_FOUND, "not found\n", NULL, m->rej_404);
@@ -1992,6 +2032,7 @@ http_metrics_register(struct http_metrics *m)
     m->rej_414 = metrics_counter("http_rejected_total{code=\"414\"}", rej);
     m->rej_431 = metrics_counter("http_rejected_total{code=\"431\"}", rej);
     m->rej_400 = metrics_counter("http_rejected_total{code=\"400\"}", rej);
+    m->rej_411 = metrics_counter("http_rejected_total{code=\"411\"}", rej);
     m->rej_415 = metrics_counter("http_rejected_total{code=\"415\"}", rej);
     m->connections = metrics_gauge("http_connections", "Open HTTP connections.");
     m->suspended = metrics_gauge("http_suspended_requests",
