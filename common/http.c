@@ -1153,37 +1153,17 @@ ctype_ok(const struct http_request *req)
     return n == strlen(want) && strncasecmp(got, want, n) == 0;
 }
 
-/* The request's headers within HTTP_HEADER_ROOM bytes as sent (libmicrohttpd's header size,
- * whitespace and all, less the request line: counting names and values only missed the spaces
- * before a value, which take pool space too; review helper-42), a Cookie header's value twice,
- * and HTTP_HEADER_LINES records. */
-static bool
-headers_ok(const struct http_request *req)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
-    /* "METHOD URI HTTP/1.x" CRLF, and the CRLF of the empty line */
-    size_t line = strlen(req->method) + 1 + req->uri_len + 1 + 8 + 2 + 2;
-    const char *cookie = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Cookie");
-    int records;
-
-    /* libmicrohttpd copies a Cookie header's value into the pool once more to parse it: it
-     * counts twice (review helper-43) */
-    if (ci == NULL ||
-        ci->header_size + (cookie != NULL ? strlen(cookie) : 0) > line + HTTP_HEADER_ROOM)
-        return false;
-    records = MHD_get_connection_values_n(
-        req->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, NULL, NULL);
-    return records >= 0 && (unsigned)records <= HTTP_HEADER_LINES;
-}
-
-struct framing {
-    unsigned lengths; /* Content-Length headers */
-    bool differ;      /* two of them differ */
-    bool chunked;     /* a Transfer-Encoding */
-    bool spaced;      /* a field name with whitespace before its colon */
-    bool malformed;   /* a Content-Length that is not one number */
-    const char *first;
+/* What one walk of the request's header records finds for req_begin's checks. */
+struct hdr_scan {
+    unsigned records;  /* header lines, parsed cookies and query arguments */
+    size_t cookie_len; /* the first Cookie header's value (libmicrohttpd copies it again) */
+    bool cookie_seen;
+    unsigned lengths;  /* Content-Length headers */
+    bool differ;       /* two of them differ */
+    bool malformed;    /* one that is not a number */
+    bool chunked;      /* a Transfer-Encoding */
+    bool spaced;       /* a field name with whitespace before its colon */
+    const char *first; /* the first Content-Length's value */
     size_t first_len;
 };
 
@@ -1206,57 +1186,70 @@ length_digits(const char *v, size_t n)
 }
 
 static enum MHD_Result
-framing_scan(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+hdr_scan_one(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
              const char *value, size_t value_size)
 {
-    struct framing *f = cls;
+    struct hdr_scan *h = cls;
 
-    (void)kind;
+    h->records++;
+    if (kind != MHD_HEADER_KIND)
+        return MHD_YES;
     /* RFC 9112 §5.1: whitespace between a field name and its colon is refused (libmicrohttpd
      * keeps it in the name, so "Content-Length : 4" framed nothing; review helper-43) */
     if (key_size > 0 && (key[key_size - 1] == ' ' || key[key_size - 1] == '\t'))
-        f->spaced = true;
+        h->spaced = true;
+    if (key_size == 6 && !h->cookie_seen && strncasecmp(key, MHD_HTTP_HEADER_COOKIE, 6) == 0) {
+        h->cookie_seen = true;
+        h->cookie_len = value_size;
+    }
     if (key_size == 17 && strncasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING, 17) == 0)
-        f->chunked = true;
+        h->chunked = true;
     if (key_size != 14 || strncasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH, 14) != 0)
         return MHD_YES;
     if (!length_digits(value, value_size))
-        f->malformed = true;
-    if (f->lengths++ == 0) {
-        f->first = value;
-        f->first_len = value_size;
-    } else if (value_size != f->first_len || memcmp(value, f->first, value_size) != 0) {
-        f->differ = true;
+        h->malformed = true;
+    if (h->lengths++ == 0) {
+        h->first = value;
+        h->first_len = value_size;
+    } else if (value_size != h->first_len || memcmp(value, h->first, value_size) != 0) {
+        h->differ = true;
     }
     return MHD_YES;
 }
 
+/* The headers within HTTP_HEADER_ROOM bytes as sent (libmicrohttpd's header size, whitespace
+ * and all, less the request line: counting names and values only missed the spaces before a
+ * value, which take pool space too; review helper-42), a Cookie header's value twice (review
+ * helper-43), and HTTP_HEADER_LINES records. */
+static bool
+headers_fit(const struct http_request *req, const struct hdr_scan *h)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+    /* "METHOD URI HTTP/1.x" CRLF, and the CRLF of the empty line */
+    size_t line = strlen(req->method) + 1 + req->uri_len + 1 + 8 + 2 + 2;
+
+    return ci != NULL && ci->header_size + h->cookie_len <= line + HTTP_HEADER_ROOM &&
+           h->records <= HTTP_HEADER_LINES;
+}
+
 /* One message length (RFC 9112 §6.3): Content-Lengths that differ, one that is not a number,
  * one beside a Transfer-Encoding, or a field name with whitespace before its colon (§5.1), are
- * refused;
- * libmicrohttpd took the first and a proxy before us might take another (request smuggling; review
- * helper-42). */
+ * refused: libmicrohttpd took the first length, or none, and a proxy before us might take
+ * another (request smuggling; reviews helper-42, -43). */
 static bool
-framing_ok(const struct http_request *req)
+framing_ok(const struct hdr_scan *h)
 {
-    struct framing f = {0, false, false, false, false, NULL, 0};
-
-    (void)MHD_get_connection_values_n(req->conn, MHD_HEADER_KIND, &framing_scan, &f);
-    return !f.differ && !f.spaced && !f.malformed && !(f.chunked && f.lengths > 0);
+    return !h->differ && !h->spaced && !h->malformed && !(h->chunked && h->lengths > 0);
 }
 
 /* A POST says how long its body is: without Content-Length or Transfer-Encoding its body is
  * empty to libmicrohttpd, and what follows on the connection is read as the next request;
  * a Content-Length folded onto a second line (obs-fold) left none (review helper-44). */
 static bool
-length_given(const struct http_request *req)
+length_given(const struct http_request *req, const struct hdr_scan *h)
 {
-    if (strcmp(req->method, MHD_HTTP_METHOD_POST) != 0)
-        return true;
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                       MHD_HTTP_HEADER_CONTENT_LENGTH) != NULL ||
-           MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                       MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+    return strcmp(req->method, MHD_HTTP_METHOD_POST) != 0 || h->lengths > 0 || h->chunked;
 }
 
 /* Content-Length within max_body; reserves the body buffer when the length is known. */
@@ -1322,6 +1315,7 @@ req_begin(struct http_request *req, const char *method, const char *version)
     struct http_server *srv = req->srv;
     const struct http_metrics *m = &srv->m;
     char allow[HTTP_ALLOW_MAX];
+    struct hdr_scan hs = {0};
     size_t n;
 
     /* (a bounded copy: snprintf was 0.8 % of a front-cache hit's CPU) */
@@ -1335,13 +1329,16 @@ req_begin(struct http_request *req, const char *method, const char *version)
     }
     if (req->uri_len > srv->cfg.max_url)
         return req_reject(req, MHD_HTTP_URI_TOO_LONG, "URI too long\n", NULL, m->rej_414);
-    if (!headers_ok(req))
+    /* one walk of the header records for the next three checks */
+    (void)MHD_get_connection_values_n(
+        req->conn, MHD_HEADER_KIND | MHD_COOKIE_KIND | MHD_GET_ARGUMENT_KIND, &hdr_scan_one, &hs);
+    if (!headers_fit(req, &hs))
         return req_reject(req, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
                           "request header fields too large\n", NULL, m->rej_431);
-    if (!framing_ok(req))
+    if (!framing_ok(&hs))
         return req_reject(req, MHD_HTTP_BAD_REQUEST, "conflicting message length\n", NULL,
                           m->rej_400);
-    if (!length_given(req))
+    if (!length_given(req, &hs))
         return req_reject(req, MHD_HTTP_LENGTH_REQUIRED, "Content-Length required\n", NULL,
                           m->rej_411);
     req->route = route_find(srv, req, allow, sizeof(allow));

@@ -2341,6 +2341,15 @@ ocsp_change_take1(struct ocsp_store *s, struct store_txn *t, uint64_t seq, struc
     return store_txn_del(t, s->db[DB_CHANGES], key, 8);
 }
 
+/* The queue of pending changes: entries head..next-1. */
+static int
+ocsp_changes_range(struct ocsp_store *s, struct store_txn *t, uint64_t *head, uint64_t *next)
+{
+    int st = ocsp_meta_u64(t, s->db[DB_META], "changes_head", head);
+
+    return st == ST_OK ? ocsp_meta_u64(t, s->db[DB_META], "changes_next", next) : st;
+}
+
 int
 ocsp_store_changes_pending(struct ocsp_store *s, bool *pending)
 {
@@ -2351,8 +2360,7 @@ ocsp_store_changes_pending(struct ocsp_store *s, bool *pending)
     *pending = false;
     if ((st = store_txn_begin(s->st, false, &t)) != ST_OK)
         return st;
-    if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_head", &head)) == ST_OK &&
-        (st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &next)) == ST_OK)
+    if ((st = ocsp_changes_range(s, t, &head, &next)) == ST_OK)
         *pending = head < next;
     store_txn_abort(t);
     return st;
@@ -2366,8 +2374,7 @@ ocsp_store_changes_take_txn(struct ocsp_store *s, struct store_txn *t, struct oc
     int st;
 
     *n = 0;
-    if ((st = ocsp_meta_u64(t, s->db[DB_META], "changes_head", &head)) != ST_OK ||
-        (st = ocsp_meta_u64(t, s->db[DB_META], "changes_next", &next)) != ST_OK)
+    if ((st = ocsp_changes_range(s, t, &head, &next)) != ST_OK)
         return st;
     /* nothing pending: nothing written, so the transaction commits as a no-op (LMDB keeps its
      * last transaction id; the refresher asks 4 times a second, and each id moved made every
