@@ -14,8 +14,14 @@
  * on an answer it has not kept ready (ocspd's uniform load over 10 M certificates, where no
  * request repeats), so it is the limit probe of that load as the plain server is of the hot one.
  *
+ * With --replies N it keeps N responses, each with its own copy of the body, and answers each
+ * request with the one a hash of its bytes (the POST body, or the GET path) picks. That is an
+ * ideal cache of N ready replies, with nothing checked: the limit of ocspd's hits over a set of
+ * many different requests (the bench's 5000, the openssl ocsp comparison's load), where the
+ * replies no longer all sit in the CPU's caches as one hot reply does.
+ *
  *   nullhttpd --port P (--bytes N | --body FILE) [--type CT] [--threads N] [--fresh]
- *             [--pool-url N] [--max-seconds S] [--pid-file F]
+ *             [--replies N] [--pool-url N] [--max-seconds S] [--pid-file F]
  *
  * Binds 127.0.0.1 only. Stops on SIGTERM/SIGINT, or after --max-seconds (default 600).
  */
@@ -29,6 +35,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,17 +44,22 @@
 
 #define NH_POOL_DEFAULT (32u * 1024u) /* libmicrohttpd's MHD_POOL_SIZE_DEFAULT */
 #define NH_MAX_BODY (1u << 20)
+#define NH_MAX_REPLIES 1000000u
+#define NH_FNV_OFFSET 0xcbf29ce484222325ULL
+#define NH_FNV_PRIME 0x100000001b3ULL
 
 struct nh_opts {
-    unsigned port, threads, bytes, max_seconds;
+    unsigned port, threads, bytes, max_seconds, replies;
     size_t pool;
     const char *body_file, *ctype, *pid_file;
     bool fresh;
 };
 
-/* what every request is answered with: one kept response, or (fresh) the body to copy */
+/* what every request is answered with: one kept response, one of the kept ones (replies), or
+ * (fresh) the body to copy */
 struct nh_reply {
     struct MHD_Response *resp;
+    struct MHD_Response **many; /* o->replies of them */
     const struct nh_opts *o;
     char *body;
     size_t len;
@@ -100,6 +112,19 @@ nh_fresh(struct nh_reply *r)
     return resp;
 }
 
+/* FNV-1a over more request bytes; the low bit stays set so that the running value, kept in
+ * the connection's request pointer, is never NULL */
+static uintptr_t
+nh_hash(uintptr_t h, const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t v = h;
+
+    for (size_t i = 0; i < n; i++)
+        v = (v ^ b[i]) * NH_FNV_PRIME;
+    return (uintptr_t)v | 1u;
+}
+
 static enum MHD_Result
 nh_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
           const char *version, const char *upload, size_t *upload_size, void **con_cls)
@@ -108,18 +133,26 @@ nh_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
     struct MHD_Response *resp;
     enum MHD_Result rc;
 
-    (void)url;
     (void)version;
     (void)upload;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_POST) != 0)
         return MHD_NO;
     if (*con_cls == NULL) { /* first call: headers only */
-        *con_cls = conn;
+        *con_cls = (void *)((uintptr_t)NH_FNV_OFFSET | 1u);
         return MHD_YES;
     }
-    if (*upload_size != 0) { /* consume the body */
+    if (*upload_size != 0) { /* consume the body (hashed for --replies) */
+        if (r->many != NULL)
+            *con_cls = (void *)nh_hash((uintptr_t)*con_cls, upload, *upload_size);
         *upload_size = 0;
         return MHD_YES;
+    }
+    if (r->many != NULL) {
+        uintptr_t h = (uintptr_t)*con_cls;
+
+        if (strcmp(method, MHD_HTTP_METHOD_GET) == 0)
+            h = nh_hash(h, url, strlen(url));
+        return MHD_queue_response(conn, MHD_HTTP_OK, r->many[(h >> 1) % r->o->replies]);
     }
     if (!r->o->fresh)
         return MHD_queue_response(conn, MHD_HTTP_OK, r->resp);
@@ -164,6 +197,26 @@ nh_response(const struct nh_opts *o, struct nh_reply *r)
     return resp;
 }
 
+/* --replies: N responses with the headers of the kept one, each with its own copy of the body */
+static int
+nh_many(const struct nh_opts *o, struct nh_reply *r)
+{
+    if ((r->many = calloc(o->replies, sizeof(*r->many))) == NULL)
+        return ST_NOMEM;
+    for (unsigned i = 0; i < o->replies; i++) {
+        struct MHD_Response *resp =
+            MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_COPY);
+
+        if (resp == NULL)
+            return ST_NOMEM;
+        r->many[i] = resp;
+        if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, o->ctype) != MHD_YES ||
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES)
+            return ST_NOMEM;
+    }
+    return ST_OK;
+}
+
 static struct MHD_Daemon *
 nh_start(const struct nh_opts *o, struct nh_reply *r)
 {
@@ -186,11 +239,11 @@ nh_start(const struct nh_opts *o, struct nh_reply *r)
 static int
 nh_args(struct nh_opts *o, int argc, char **argv)
 {
-    static const struct option lo[] = {{"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},
-                                       {"body", 1, NULL, 'f'},     {"type", 1, NULL, 't'},
-                                       {"threads", 1, NULL, 'n'},  {"max-seconds", 1, NULL, 's'},
-                                       {"pid-file", 1, NULL, 'P'}, {"fresh", 0, NULL, 'F'},
-                                       {"pool-url", 1, NULL, 'u'}, {NULL, 0, NULL, 0}};
+    static const struct option lo[] = {
+        {"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},   {"body", 1, NULL, 'f'},
+        {"type", 1, NULL, 't'},     {"threads", 1, NULL, 'n'}, {"max-seconds", 1, NULL, 's'},
+        {"pid-file", 1, NULL, 'P'}, {"fresh", 0, NULL, 'F'},   {"pool-url", 1, NULL, 'u'},
+        {"replies", 1, NULL, 'r'},  {NULL, 0, NULL, 0}};
     unsigned long v;
     int c;
 
@@ -226,6 +279,11 @@ nh_args(struct nh_opts *o, int argc, char **argv)
         case 'F':
             o->fresh = true;
             break;
+        case 'r':
+            if (v == 0 || v > NH_MAX_REPLIES)
+                return ST_INVALID;
+            o->replies = (unsigned)v;
+            break;
         case 'u':
             if (v == 0 || v > 65536)
                 return ST_INVALID;
@@ -236,7 +294,7 @@ nh_args(struct nh_opts *o, int argc, char **argv)
         }
     }
     if (o->port == 0 || o->port > 65535 || o->bytes > NH_MAX_BODY || o->threads == 0 ||
-        o->threads > 256 || o->max_seconds == 0 || optind != argc)
+        o->threads > 256 || o->max_seconds == 0 || optind != argc || (o->fresh && o->replies > 0))
         return ST_INVALID;
     return ST_OK;
 }
@@ -267,20 +325,23 @@ main(int argc, char **argv)
     log_init("nullhttpd", LOG_LVL_NOTICE);
     if (nh_args(&o, argc, argv) != ST_OK) {
         fprintf(stderr, "usage: nullhttpd --port P (--bytes N | --body FILE) [--type CT] "
-                        "[--threads N] [--fresh] [--max-seconds S] [--pid-file F]\n");
+                        "[--threads N] [--fresh | --replies N] [--pool-url N] [--max-seconds S] "
+                        "[--pid-file F]\n");
         return 2;
     }
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((r.resp = nh_response(&o, &r)) == NULL || (d = nh_start(&o, &r)) == NULL) {
+    if ((r.resp = nh_response(&o, &r)) == NULL || (o.replies > 0 && nh_many(&o, &r) != ST_OK) ||
+        (d = nh_start(&o, &r)) == NULL) {
         log_err("cannot serve on 127.0.0.1:%u", o.port);
         goto out;
     }
     if (nh_write_pid(o.pid_file) != ST_OK)
         goto out;
-    log_notice("serving %s on 127.0.0.1:%u with %u threads%s", o.ctype, o.port, o.threads,
-               o.fresh ? ", a new response for each request" : "");
+    log_notice("serving %s on 127.0.0.1:%u with %u threads%s (%u kept replies)", o.ctype, o.port,
+               o.threads, o.fresh ? ", a new response for each request" : "",
+               o.replies > 0 ? o.replies : 1);
     until = time(NULL) + (time_t)o.max_seconds;
     while (!nh_stop && time(NULL) < until)
         usleep(100000);
@@ -290,6 +351,10 @@ out:
         MHD_stop_daemon(d);
     if (r.resp != NULL)
         MHD_destroy_response(r.resp);
+    for (unsigned i = 0; r.many != NULL && i < o.replies; i++)
+        if (r.many[i] != NULL)
+            MHD_destroy_response(r.many[i]);
+    free(r.many);
     free(r.body);
     return rc;
 }

@@ -9,7 +9,9 @@
 #                    (build/bench/libp11delay.so: PARALLEL / LATENCY, 8 / 2 ms = 4000/s)
 #           HTTP:    build/bench/nullhttpd, libmicrohttpd configured like our daemons but with
 #                    its default connection pool, returning the bytes of a real OCSP reply (and,
-#                    in the alternating rounds, a second one with ocspd's smaller pool)
+#                    in the alternating rounds, a second one with ocspd's smaller pool, and a
+#                    third keeping HIT_SET_COUNT replies, each request answered with the one a
+#                    hash of its bytes picks: the limit of hits over many different answers)
 #           durable commit: build/bench/floor on the filesystem of the work dir, groups of 8
 #                    and 64 records of 700 bytes (about one audit record): an LMDB commit, and
 #                    one O_DSYNC overwrite of pre-allocated blocks (a write-ahead journal's floor)
@@ -20,8 +22,9 @@
 #           with a software RSA-3072 key; ocspd pre-signed hits by POST and GET: one hot answer
 #           (a request set of one request, the one whose reply the null server returns; then
 #           HOT_ROUNDS rounds of null server, ocspd POST and ocspd GET in turn, HOT_DUR s each,
-#           whose median ratio is the one held to the target), 5000 requests over the bench
-#           serials, and uniform over all NSERIALS serials of the bench
+#           whose median ratio is the one held to the target), HIT_SET_COUNT (5000) requests
+#           over the bench serials (the hit set; also in the rounds, beside a null server keeping
+#           as many replies, picked by a hash of the request bytes), and uniform over all NSERIALS serials of the bench
 #           store (SCALE_SET_COUNT requests, no repeat of the set within a run); on-demand
 #           nonce responses, a hit/never-issued mix; an open-loop run at half of the measured
 #           maximum of the hot GET for the latency target; a second tsad and ocspd whose
@@ -87,6 +90,9 @@ NETHSM_CAP=$(awk -v p="$NETHSM_PARALLEL" -v l="$NETHSM_MS" 'BEGIN { printf "%d",
 NETHSM_RATE=$((NETHSM_CAP * 9 / 10))
 NETHSM_ENV=("P11DELAY_LATENCY_MS=$NETHSM_MS" "P11DELAY_PARALLEL=$NETHSM_PARALLEL")
 FLOOR_BYTES=700 # about one tsad audit record
+# the hit set: requests over the bench serials, cycled (ocspd_hit_*, the openssl ocsp peer and
+# the null server keeping as many replies); the report reads it too
+export HIT_SET_COUNT=5000
 VERIFY_EVERY=50
 LG=$BUILD/bench/loadgen
 WORK=$(mktemp -d /tmp/bench.XXXXXX)
@@ -480,7 +486,8 @@ start_ocspd() {
 # reply) and by GET; uniform over the bench store's NSERIALS serials, SCALE_SET_COUNT requests
 # by POST and by GET, as the scale scenario loads its store)
 ocsp_sets() {
-    local common=(--issuer "$OCSP_CA_CERT" --serials "$WORK/bench-serials.txt" --count 5000)
+    local common=(--issuer "$OCSP_CA_CERT" --serials "$WORK/bench-serials.txt"
+        --count "$HIT_SET_COUNT")
     local uni=(--issuer "$OCSP_CA_CERT" --serials "$WORK/bench-serials.txt"
         --count "$SCALE_SET_COUNT")
     "$LG" gen-ocsp --out "$WORK/ocsp-post.set" "${common[@]}" --seed 11
@@ -499,8 +506,10 @@ ocsp_sets() {
 
 # The HTTP limit: nullhttpd returning the bytes of a real pre-signed reply. It keeps running
 # (NULL_PID, NULL_URL) for the alternating rounds (hot_rounds), beside a second one sized like
-# ocspd's connection pool (NULLP_PID, NULLP_URL; --pool-url with ocspd's max_url, 4096), and
-# null_stop ends both.
+# ocspd's connection pool (NULLP_PID, NULLP_URL; --pool-url with ocspd's max_url, 4096) and a
+# third that keeps as many replies as the hit set has requests, each request answered with the
+# one a hash of its bytes picks (NULLM_PID, NULLM_URL; --replies: the limit of hits over many
+# answers, as ocspd_hit_post and the openssl ocsp comparison load them); null_stop ends them.
 null_limit() {
     local port
     curl -s -H 'Content-Type: application/ocsp-request' --data-binary @"$WORK/one.req" \
@@ -519,19 +528,32 @@ null_limit() {
     NULLP_URL="http://127.0.0.1:$port/"
     track_pid "$NULLP_PID"
     wait_http "$NULLP_URL" 10 || note "null server with ocspd's pool did not start (nullhttpd-pool.log)"
+    port=$(free_port)
+    "$BUILD/bench/nullhttpd" --port "$port" --body "$WORK/hit.der" --replies "$HIT_SET_COUNT" \
+        --type application/ocsp-response --threads 2 >"$WORK/nullhttpd-many.log" 2>&1 &
+    NULLM_PID=$!
+    NULLM_URL="http://127.0.0.1:$port/"
+    track_pid "$NULLM_PID"
+    wait_http "$NULLM_URL" 10 || note "null server with many replies did not start (nullhttpd-many.log)"
     echo "== null libmicrohttpd server (pid $NULL_PID, $(stat -c %s "$WORK/hit.der")-byte reply)"
     "$LG" run --label null_http --url "$NULL_URL" --requests "$WORK/one.set" \
         --conns "$CONNS" --warmup "$WARM" --duration "$DUR" --verify-every 0 --pid "$NULL_PID" \
         --json "$OUT/null_http.json" | sed 's/^/  /'
+    if kill -0 "${NULLM_PID:-0}" 2>/dev/null; then
+        echo "== null server with $HIT_SET_COUNT kept replies (pid $NULLM_PID), the hit set"
+        "$LG" run --label null_http_many --url "$NULLM_URL" --requests "$WORK/ocsp-post.set" \
+            --conns "$CONNS" --warmup "$WARM" --duration "$DUR" --verify-every 0 \
+            --pid "$NULLM_PID" --json "$OUT/null_http_many.json" | sed 's/^/  /'
+    fi
 }
 
 null_stop() {
     local p
-    for p in ${NULL_PID:-} ${NULLP_PID:-}; do
+    for p in ${NULL_PID:-} ${NULLP_PID:-} ${NULLM_PID:-}; do
         kill -TERM "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
-    NULL_PID='' NULLP_PID=''
+    NULL_PID='' NULLP_PID='' NULLM_PID=''
 }
 
 # hot_rounds: the null server and ocspd's hot answer (POST, GET) loaded in turn, HOT_ROUNDS
@@ -556,9 +578,20 @@ hot_rounds() {
         "$LG" run --label "hotalt_get_$r" --url "$OCSP_BASE/" --requests "$WORK/one-get.set" \
             --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
             --pid "$OCSPD_PID" --json "$OUT/hotalt_get_$r.json" >/dev/null
+        if kill -0 "${NULLM_PID:-0}" 2>/dev/null; then
+            "$LG" run --label "hotalt_nullmany_$r" --url "$NULLM_URL" \
+                --requests "$WORK/ocsp-post.set" --conns "$CONNS" --warmup 0.5 \
+                --duration "$HOT_DUR" --verify-every 0 --pid "$NULLM_PID" \
+                --json "$OUT/hotalt_nullmany_$r.json" >/dev/null
+            "$LG" run --label "hotalt_hit_$r" --url "$OCSP_BASE/" --requests "$WORK/ocsp-post.set" \
+                --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+                --pid "$OCSPD_PID" --json "$OUT/hotalt_hit_$r.json" >/dev/null
+        fi
         echo "  round $r: null $(jq .rps "$OUT/hotalt_null_$r.json")/s" \
             "(with ocspd's pool $(jq .rps "$OUT/hotalt_nullpool_$r.json" 2>/dev/null)/s)," \
-            "ocspd POST $(jq .rps "$OUT/hotalt_post_$r.json")/s, GET $(jq .rps "$OUT/hotalt_get_$r.json")/s"
+            "ocspd POST $(jq .rps "$OUT/hotalt_post_$r.json")/s, GET $(jq .rps "$OUT/hotalt_get_$r.json")/s;" \
+            "hit set: null with $HIT_SET_COUNT replies $(jq .rps "$OUT/hotalt_nullmany_$r.json" 2>/dev/null)/s," \
+            "ocspd $(jq .rps "$OUT/hotalt_hit_$r.json" 2>/dev/null)/s"
     done
 }
 
@@ -730,6 +763,7 @@ def lim($n): ($l[0] | map(select(.name == $n)) | .[0].value) // null;
 def run($n): ($s[0] | map(select(.label == $n)) | .[0]) // null;
 def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b end;
 def rpsof($n): (run($n) | if . == null then null else .rps end);
+def hitn: ($ENV.HIT_SET_COUNT // "the");
 def hotn: [$s[0][] | select(.label | startswith("hotalt_null_"))] | length;
 def hotmedian_of($m; $null): [range(1; hotn + 1) as $r
                      | ratio(rpsof("hotalt_\($m)_\($r)"); rpsof("hotalt_\($null)_\($r)"))
@@ -795,6 +829,8 @@ def mib($k): if $k == null then null else $k / 1024 end;
     row("tsad_nethsm_p256"; "net HSM capacity"; lim("nethsm_capacity"); null; null),
     row("tsad_nethsm_p256_open"; null; null; null; null),
     row("null_http"; null; null; null; null),
+    row("null_http_many"; "null MHD server"; rpsof("null_http"); "openssl ocsp -multi 2";
+        rpsof("peer_openssl_ocsp")),
     row("ocspd_hot_post"; "null MHD server"; rpsof("null_http"); "openssl ocsp -multi 2";
         rpsof("peer_openssl_ocsp")),
     row("ocspd_hot_get"; "null MHD server"; rpsof("null_http"); "openssl ocsp -multi 2";
@@ -894,6 +930,12 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: ratio(cpuof("null_http"); cpuof("ocspd_hot_get")), target: null},
     {what: "ocspd hit POST throughput / openssl ocsp -multi 2 (same CA database and requests)",
      value: ratio(rpsof("ocspd_hit_post"); rpsof("peer_openssl_ocsp")), target: ">= 10"},
+    {what: "null server keeping \(hitn) replies, each request answered with the one a hash of its bytes picks / openssl ocsp -multi 2, the hit set (the most a responder on libmicrohttpd reaches against the peer on these requests)",
+     value: ratio(rpsof("null_http_many"); rpsof("peer_openssl_ocsp")), target: null},
+    {what: "null server keeping \(hitn) replies (the hit set) / plain null server (one reply), median of \(hotn) alternating rounds",
+     value: hotmedian_of("nullmany"; "null"), target: null},
+    {what: "ocspd hit POST throughput, the hit set / null server keeping \(hitn) replies, median of \(hotn) alternating rounds",
+     value: hotmedian_of("hit"; "nullmany"), target: null},
     {what: "ocspd nonce: server CPU per answer / CPU of one raw C_Sign of its key (p11speed, SoftHSM2 P-256, 1 session)",
      value: ratio(cpuof("ocspd_nonce"); lim("p11_ocsp_p256_cpu_us")), target: null},
     {what: "ocspd nonce (2 signer workers): server CPU per answer / CPU of one raw C_Sign of its key at the same concurrency (p11speed, SoftHSM2 P-256, 2 sessions)",
@@ -1009,7 +1051,7 @@ machine_json() {
 
 write_report() {
     local scen=() f
-    for f in "$OUT"/tsad_*.json "$OUT"/ocspd_*.json "$OUT"/null_http.json \
+    for f in "$OUT"/tsad_*.json "$OUT"/ocspd_*.json "$OUT"/null_http.json "$OUT"/null_http_many.json \
         "$OUT"/peer_openssl_ocsp.json "$OUT"/hotalt_*.json "$OUT"/scalealt_*.json; do
         [[ -f $f ]] && scen+=("$f")
     done
