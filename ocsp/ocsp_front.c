@@ -24,6 +24,14 @@ struct front_ent {
     uint8_t key[];
 };
 
+/* One set: its entries and their hashes side by side in one cache line, so that a lookup
+ * reads the entry only when the hash matches (a miss, or a hit among 4 ways, touches one line
+ * instead of up to four entries scattered over the heap) */
+struct front_set {
+    struct front_ent *e[FRONT_WAYS];
+    uint64_t hash[FRONT_WAYS];
+};
+
 struct ocsp_front {
     void (*ref)(void *);
     void (*unref)(void *);
@@ -32,7 +40,7 @@ struct ocsp_front {
     size_t limit;
     _Atomic size_t bytes, count;
     _Atomic uint64_t tick;
-    struct front_ent **e;   /* sets * FRONT_WAYS */
+    struct front_set *set;  /* sets of them, cache-line aligned */
     _Atomic uint32_t *seen; /* recent request hashes (admission), dk_mask + 1 of them */
     size_t seen_mask;
     pthread_mutex_t lock[FRONT_STRIPES];
@@ -83,14 +91,15 @@ ocsp_front_new(size_t bytes, void (*ref)(void *), void (*unref)(void *))
     f->sets = sets;
     f->limit = bytes;
     f->seen_mask = sets * FRONT_WAYS * 2 - 1;
-    if ((f->e = calloc(sets * FRONT_WAYS, sizeof(*f->e))) == NULL ||
+    if ((f->set = aligned_alloc(64, sets * sizeof(*f->set))) == NULL ||
         (f->seen = calloc(f->seen_mask + 1, sizeof(*f->seen))) == NULL ||
         RAND_bytes((unsigned char *)&f->seed, sizeof(f->seed)) != 1) {
-        free(f->e);
+        free(f->set);
         free((void *)f->seen);
         free(f);
         return NULL;
     }
+    memset(f->set, 0, sets * sizeof(*f->set));
     for (unsigned i = 0; i < FRONT_STRIPES; i++)
         pthread_mutex_init(&f->lock[i], NULL);
     return f;
@@ -112,39 +121,48 @@ ocsp_front_free(struct ocsp_front *f)
 {
     if (f == NULL)
         return;
-    for (size_t i = 0; i < f->sets * FRONT_WAYS; i++)
-        front_ent_free(f, f->e[i]);
+    for (size_t i = 0; i < f->sets; i++)
+        for (unsigned w = 0; w < FRONT_WAYS; w++)
+            front_ent_free(f, f->set[i].e[w]);
     for (unsigned i = 0; i < FRONT_STRIPES; i++)
         pthread_mutex_destroy(&f->lock[i]);
-    free(f->e);
+    free(f->set);
     free((void *)f->seen);
     free(f);
 }
 
-/* The set of a hash: its first way, and the stripe lock guarding it. */
-static struct front_ent **
-front_set(struct ocsp_front *f, uint64_t hash, pthread_mutex_t **lock)
+/* The set of a hash, and the stripe lock guarding it. */
+static struct front_set *
+front_set_of(struct ocsp_front *f, uint64_t hash, pthread_mutex_t **lock)
 {
     size_t set = (size_t)hash & (f->sets - 1);
 
     *lock = &f->lock[set % FRONT_STRIPES];
-    return &f->e[set * FRONT_WAYS];
+    return &f->set[set];
 }
 
 static int
-front_find(struct front_ent **set, uint64_t hash, const uint8_t *key, size_t key_len)
+front_find(const struct front_set *set, uint64_t hash, const uint8_t *key, size_t key_len)
 {
     for (unsigned w = 0; w < FRONT_WAYS; w++)
-        if (set[w] != NULL && set[w]->hash == hash && set[w]->key_len == key_len &&
-            memcmp(set[w]->key, key, key_len) == 0)
+        if (set->hash[w] == hash && set->e[w] != NULL && set->e[w]->key_len == key_len &&
+            memcmp(set->e[w]->key, key, key_len) == 0)
             return (int)w;
     return -1;
+}
+
+/* Way w of a set holds e (NULL: empty). */
+static void
+front_set_way(struct front_set *set, unsigned w, struct front_ent *e)
+{
+    set->e[w] = e;
+    set->hash[w] = e != NULL ? e->hash : 0;
 }
 
 bool
 ocsp_front_get(struct ocsp_front *f, const uint8_t *key, size_t key_len, struct ocsp_front_hit *out)
 {
-    struct front_ent **set;
+    struct front_set *set;
     pthread_mutex_t *lock;
     uint64_t hash;
     int w;
@@ -152,11 +170,11 @@ ocsp_front_get(struct ocsp_front *f, const uint8_t *key, size_t key_len, struct 
     if (f == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
         return false;
     hash = front_hash(f->seed, key, key_len);
-    set = front_set(f, hash, &lock);
+    set = front_set_of(f, hash, &lock);
     pthread_mutex_lock(lock);
     if ((w = front_find(set, hash, key, key_len)) >= 0) {
-        set[w]->used = atomic_fetch_add_explicit(&f->tick, 1, memory_order_relaxed);
-        *out = set[w]->h;
+        set->e[w]->used = atomic_fetch_add_explicit(&f->tick, 1, memory_order_relaxed);
+        *out = set->e[w]->h;
         f->ref(out->reply);
     }
     pthread_mutex_unlock(lock);
@@ -165,28 +183,28 @@ ocsp_front_get(struct ocsp_front *f, const uint8_t *key, size_t key_len, struct 
 
 /* The least recently used entry of a set, -1 when it has none. */
 static int
-front_lru(struct front_ent **set)
+front_lru(const struct front_set *set)
 {
     int v = -1;
 
     for (unsigned w = 0; w < FRONT_WAYS; w++)
-        if (set[w] != NULL && (v < 0 || set[w]->used < set[v]->used))
+        if (set->e[w] != NULL && (v < 0 || set->e[w]->used < set->e[v]->used))
             v = (int)w;
     return v;
 }
 
 /* The way to fill in a set: the key's own, a free one, or the least recently used. */
 static unsigned
-front_victim(struct front_ent **set, int own)
+front_victim(const struct front_set *set, int own)
 {
     unsigned v = 0;
 
     if (own >= 0)
         return (unsigned)own;
     for (unsigned w = 0; w < FRONT_WAYS; w++) {
-        if (set[w] == NULL)
+        if (set->e[w] == NULL)
             return w;
-        if (set[w]->used < set[v]->used)
+        if (set->e[w]->used < set->e[v]->used)
             v = w;
     }
     return v;
@@ -196,7 +214,8 @@ void
 ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
                const struct ocsp_front_hit *h)
 {
-    struct front_ent **set, *e, *old;
+    struct front_set *set;
+    struct front_ent *e, *old;
     pthread_mutex_t *lock;
     uint64_t hash;
     uint32_t tag;
@@ -221,15 +240,15 @@ ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
     e->key_len = key_len;
     memcpy(e->key, key, key_len);
     e->used = atomic_fetch_add_explicit(&f->tick, 1, memory_order_relaxed);
-    set = front_set(f, hash, &lock);
+    set = front_set_of(f, hash, &lock);
     pthread_mutex_lock(lock);
     own = front_find(set, hash, key, key_len);
     w = front_victim(set, own);
     /* the bytes are full while this set has a free way: its least recently used entry goes
      * instead, so that a full cache keeps taking new requests rather than clogging */
-    if (set[w] == NULL && atomic_load(&f->bytes) + cost > f->limit && front_lru(set) >= 0)
+    if (set->e[w] == NULL && atomic_load(&f->bytes) + cost > f->limit && front_lru(set) >= 0)
         w = (unsigned)front_lru(set);
-    old = set[w];
+    old = set->e[w];
     /* counted before it goes in, so that concurrent puts never pass the limit together */
     if (atomic_fetch_add(&f->bytes, cost) + cost - (old != NULL ? old->cost : 0) > f->limit) {
         atomic_fetch_sub(&f->bytes, cost);
@@ -239,7 +258,7 @@ ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
     }
     f->ref(e->h.reply);
     atomic_fetch_add(&f->count, 1);
-    set[w] = e;
+    front_set_way(set, w, e);
     pthread_mutex_unlock(lock);
     front_ent_free(f, old);
 }
@@ -248,7 +267,7 @@ void
 ocsp_front_checked(struct ocsp_front *f, const uint8_t *key, size_t key_len, const void *reply,
                    uint64_t snap)
 {
-    struct front_ent **set;
+    struct front_set *set;
     pthread_mutex_t *lock;
     uint64_t hash;
     int w;
@@ -256,19 +275,20 @@ ocsp_front_checked(struct ocsp_front *f, const uint8_t *key, size_t key_len, con
     if (f == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
         return;
     hash = front_hash(f->seed, key, key_len);
-    set = front_set(f, hash, &lock);
+    set = front_set_of(f, hash, &lock);
     pthread_mutex_lock(lock);
     /* only the entry that was checked: one put since (another reply) starts unchecked */
-    if ((w = front_find(set, hash, key, key_len)) >= 0 && set[w]->h.reply == reply &&
-        snap > set[w]->h.snap)
-        set[w]->h.snap = snap;
+    if ((w = front_find(set, hash, key, key_len)) >= 0 && set->e[w]->h.reply == reply &&
+        snap > set->e[w]->h.snap)
+        set->e[w]->h.snap = snap;
     pthread_mutex_unlock(lock);
 }
 
 void
 ocsp_front_drop(struct ocsp_front *f, const uint8_t *key, size_t key_len)
 {
-    struct front_ent **set, *old = NULL;
+    struct front_set *set;
+    struct front_ent *old = NULL;
     pthread_mutex_t *lock;
     uint64_t hash;
     int w;
@@ -276,11 +296,11 @@ ocsp_front_drop(struct ocsp_front *f, const uint8_t *key, size_t key_len)
     if (f == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
         return;
     hash = front_hash(f->seed, key, key_len);
-    set = front_set(f, hash, &lock);
+    set = front_set_of(f, hash, &lock);
     pthread_mutex_lock(lock);
     if ((w = front_find(set, hash, key, key_len)) >= 0) {
-        old = set[w];
-        set[w] = NULL;
+        old = set->e[w];
+        front_set_way(set, w, NULL);
     }
     pthread_mutex_unlock(lock);
     front_ent_free(f, old);
