@@ -25,7 +25,9 @@
 # them under the load.
 #
 # Every run: `ocspctl import-crl` of crl.pem into a scratch store (created and removed in the
-# same directory, so it never touches the kept store) is timed; the footprint of the kept
+# same directory, so it never touches the kept store) is timed, and so is `ocspctl presign` of
+# SCALE_PRESIGN_CERTS certificates of the index (500 k: 1 M answers; QUICK 1 k) imported into
+# another scratch store; the footprint of the kept
 # store is read with `mdb_stat -a` (per database: (branch + leaf + overflow pages) x page
 # size); ocspd is started on the kept store (a free port, its own log, stopped by pid) and
 # loaded uniformly over all serials by POST and by GET (request sets of SCALE_SET_COUNT
@@ -37,6 +39,9 @@
 SCALE_N=${BENCH_SCALE_N:-$( ((QUICK)) && echo 3000 || echo 10000000)}
 SCALE_CRL_N=${BENCH_SCALE_CRL_N:-$( ((QUICK)) && echo 2000 || echo 1000000)}
 SCALE_SET_COUNT=${BENCH_SCALE_SET_COUNT:-$( ((QUICK)) && echo 10000 || echo 1000000)}
+# the presign measured at the issue's size: certificates of the scale index imported into a
+# scratch store and pre-signed (two answers each: 1 M answers in a full run)
+SCALE_PRESIGN_CERTS=${BENCH_SCALE_PRESIGN_CERTS:-$( ((QUICK)) && echo 1000 || echo 500000)}
 SCALE_DIR=$top/$BUILD/bench-scale-$SCALE_N
 SCALE_URL=http://127.0.0.1/ # the PKI's AIA URL: fixed, so that the kept PKI stays current
 SCALE_PRESIGN_MAX_AGE=$((4 * 86400))
@@ -256,6 +261,35 @@ scale_crl_import() {
     rm -rf "$scratch" "$scratch.conf"
 }
 
+# scale_presign: SCALE_PRESIGN_JSON, `ocspctl presign` of the first SCALE_PRESIGN_CERTS lines
+# of the scale index imported into a scratch store (made and removed here): the answers, the
+# seconds (process start and token login included) and their rate, for the issue's target
+# (1 M answers at >= 90 % of the signer's raw rate, p11_ocsp_p256_2t of this run)
+scale_presign() {
+    local scratch=$SCALE_DIR/scratch-presign n=$SCALE_PRESIGN_CERTS t0 answers s mib
+    ((n > SCALE_N)) && n=$SCALE_N
+    SCALE_PRESIGN_JSON=null
+    rm -rf "$scratch"
+    mkdir -p "$scratch"
+    # about 1 KB a certificate with both answers, twice over for the copy-on-write pages
+    mib=$((n * 2 / 1024 + 256))
+    cp "$SCALE_DIR/ocspd.conf" "$scratch.conf"
+    conf_apply "$scratch.conf" "store.map_size=${mib}M"
+    head -n "$n" "$SCALE_DIR/bench-index.txt" >"$scratch.index"
+    SCALE_CTL_CONF=$scratch.conf scale_ctl -d "$scratch" init >/dev/null
+    SCALE_CTL_CONF=$scratch.conf scale_issuer_add -d "$scratch"
+    SCALE_CTL_CONF=$scratch.conf scale_ctl -d "$scratch" import-index qca "$scratch.index" >/dev/null
+    t0=$(now)
+    if answers=$(SCALE_CTL_CONF=$scratch.conf scale_ctl -d "$scratch" presign); then
+        s=$(elapsed "$t0")
+        SCALE_PRESIGN_JSON=$(jq -cn --argjson c "$n" --argjson a "$answers" --argjson s "$s" \
+            '{certs: $c, answers: $a, s: $s, rate: (if $s > 0 then $a / $s else null end)}')
+    else
+        note "scale: presign into the scratch store failed (see $SCALE_DIR/ocspctl.log)"
+    fi
+    rm -rf "$scratch" "$scratch.conf" "$scratch.index"
+}
+
 # scale_footprint: JSON of the kept store's pages per database (mdb_stat -ea: branch + leaf +
 # overflow pages x page size), their sums per certificate (status + journal; with the
 # pending changes; every database) and the pages in use in the file (free pages included)
@@ -420,6 +454,8 @@ scale_scenario() {
     ca_args=(--ca "$OCSP_CA_CHAIN" --untrusted "$OCSP_SIGNER_CERT")
     scale_crl_import
     echo "  import-crl of $SCALE_CRL_N entries into a scratch store: $SCALE_CRL_S s"
+    scale_presign
+    echo "  presign into a scratch store: $(jq -r 'if . == null then "failed" else "\(.answers) answers of \(.certs) certificates in \(.s) s (\(.rate | floor)/s)" end' <<<"$SCALE_PRESIGN_JSON")"
     foot=$(scale_footprint)
     echo "  footprint: $(jq -r '"status + journal \(.status_journal_per_cert) B/cert, all \(.all_per_cert) B/cert"' <<<"$foot")"
     port=$(free_port)
@@ -472,11 +508,11 @@ scale_scenario() {
         --argjson resigned "$SCALE_RESIGNED" --argjson crl "$SCALE_CRL_S" --argjson foot "$foot" \
         --argjson rss "${rss:-null}" --argjson sets "$SCALE_SET_COUNT" --arg dir "$SCALE_DIR" \
         --argjson small "$NSERIALS" --argjson walk "${SCALE_WALK_S:-null}" \
-        --argjson prefault "${prefault:-null}" \
+        --argjson prefault "${prefault:-null}" --argjson presign "${SCALE_PRESIGN_JSON:-null}" \
         --argjson probe_scale "$(jq -c . "$OUT/storeprobe_scale.json" 2>/dev/null || echo null)" \
         --argjson probe_small "$(jq -c . "$OUT/storeprobe_small.json" 2>/dev/null || echo null)" \
         '{n: $b.n, crl_n: $b.crl_n, dir: $dir, reused: $reused, resigned: $resigned,
           build: $b, crl_import_s: $crl, footprint: $foot, rss: $rss, set_count: $sets,
-          small_n: $small, startup_walk_s: $walk, prefault: $prefault,
+          small_n: $small, startup_walk_s: $walk, prefault: $prefault, presign: $presign,
           store_probe: {scale: $probe_scale, small: $probe_small}}' >"$OUT/scale.json"
 }
