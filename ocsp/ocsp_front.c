@@ -10,6 +10,9 @@
 #include <string.h>
 
 #define FRONT_WAYS 4u
+/* the admission table's marks are looked up in buckets of this many, so that requests whose
+ * hashes share a bucket do not overwrite each other's mark */
+#define FRONT_SEEN_WAYS 4u
 #define FRONT_STRIPES 64u
 /* bytes per entry the table is sized for: about what one counts (a request of 100 bytes, an
  * answer of 400 to 900, the overhead), so that the ways fill as the bytes do */
@@ -41,7 +44,8 @@ struct ocsp_front {
     _Atomic size_t bytes, count;
     _Atomic uint64_t tick;
     struct front_set *set;  /* sets of them, cache-line aligned */
-    _Atomic uint32_t *seen; /* recent request hashes (admission), dk_mask + 1 of them */
+    _Atomic uint32_t *seen; /* recent request hashes (admission): seen_mask + 1 marks, looked
+                             * up in buckets of FRONT_SEEN_WAYS */
     size_t seen_mask;
     pthread_mutex_t lock[FRONT_STRIPES];
 };
@@ -82,6 +86,9 @@ ocsp_front_new(size_t bytes, void (*ref)(void *), void (*unref)(void *))
 
     if (bytes == 0 || ref == NULL || unref == NULL)
         return NULL;
+    /* twice as many ways as the bytes hold entries: at most half of them in use, so that few
+     * sets overflow (at a full load, every set of more keys than ways would evict one of its
+     * own on each pass of a working set that fits the bytes) */
     while (sets * FRONT_WAYS < want && sets < ((size_t)1 << 24))
         sets *= 2;
     if ((f = calloc(1, sizeof(*f))) == NULL)
@@ -131,103 +138,184 @@ ocsp_front_free(struct ocsp_front *f)
     free(f);
 }
 
-/* The set of a hash, and the stripe lock guarding it. */
-static struct front_set *
-front_set_of(struct ocsp_front *f, uint64_t hash, pthread_mutex_t **lock)
-{
-    size_t set = (size_t)hash & (f->sets - 1);
+/* The two sets a hash may live in and the stripe locks guarding them, in lock order. Two
+ * choices: an entry goes to the one of its two sets with room, so that a working set that fits
+ * the bytes is held whole (with one choice, keys spread at random over 4-way sets overflow a
+ * tenth of the sets at 60 % of the ways, and an overflowing set loses all its keys to each other
+ * when they come in turn). */
+struct front_pair {
+    struct front_set *s[2];
+    unsigned slots; /* 2 x FRONT_WAYS, or FRONT_WAYS when both choices are the same set */
+    pthread_mutex_t *lock[2];
+    unsigned locks;
+};
 
-    *lock = &f->lock[set % FRONT_STRIPES];
-    return &f->set[set];
-}
+#define FRONT_SLOTS (2u * FRONT_WAYS)
 
-static int
-front_find(const struct front_set *set, uint64_t hash, const uint8_t *key, size_t key_len)
-{
-    for (unsigned w = 0; w < FRONT_WAYS; w++)
-        if (set->hash[w] == hash && set->e[w] != NULL && set->e[w]->key_len == key_len &&
-            memcmp(set->e[w]->key, key, key_len) == 0)
-            return (int)w;
-    return -1;
-}
-
-/* Way w of a set holds e (NULL: empty). */
 static void
-front_set_way(struct front_set *set, unsigned w, struct front_ent *e)
+front_pair_of(struct ocsp_front *f, uint64_t hash, struct front_pair *p)
 {
-    set->e[w] = e;
-    set->hash[w] = e != NULL ? e->hash : 0;
+    size_t a = (size_t)hash & (f->sets - 1), b = (size_t)(hash >> 32) & (f->sets - 1);
+    size_t la = a % FRONT_STRIPES, lb = b % FRONT_STRIPES;
+
+    p->s[0] = &f->set[a];
+    p->s[1] = &f->set[b];
+    p->slots = a == b ? FRONT_WAYS : FRONT_SLOTS;
+    p->lock[0] = &f->lock[la < lb ? la : lb];
+    p->lock[1] = &f->lock[la < lb ? lb : la];
+    p->locks = la == lb ? 1 : 2;
+}
+
+static void
+front_lock(const struct front_pair *p)
+{
+    for (unsigned i = 0; i < p->locks; i++)
+        pthread_mutex_lock(p->lock[i]);
+}
+
+static void
+front_unlock(const struct front_pair *p)
+{
+    for (unsigned i = p->locks; i-- > 0;)
+        pthread_mutex_unlock(p->lock[i]);
+}
+
+/* Slot k of a pair: way k % FRONT_WAYS of its set k / FRONT_WAYS. */
+static struct front_ent *
+front_at(const struct front_pair *p, unsigned k)
+{
+    return p->s[k / FRONT_WAYS]->e[k % FRONT_WAYS];
+}
+
+/* Slot k holds e (NULL: empty); its hash is kept beside the pointer. */
+static void
+front_put_at(const struct front_pair *p, unsigned k, struct front_ent *e)
+{
+    struct front_set *set = p->s[k / FRONT_WAYS];
+
+    set->e[k % FRONT_WAYS] = e;
+    set->hash[k % FRONT_WAYS] = e != NULL ? e->hash : 0;
+}
+
+/* The slot holding the key, -1 when neither set has it. */
+static int
+front_find(const struct front_pair *p, uint64_t hash, const uint8_t *key, size_t key_len)
+{
+    for (unsigned k = 0; k < p->slots; k++) {
+        const struct front_set *set = p->s[k / FRONT_WAYS];
+        const struct front_ent *e = set->e[k % FRONT_WAYS];
+
+        if (set->hash[k % FRONT_WAYS] == hash && e != NULL && e->key_len == key_len &&
+            memcmp(e->key, key, key_len) == 0)
+            return (int)k;
+    }
+    return -1;
 }
 
 bool
 ocsp_front_get(struct ocsp_front *f, const uint8_t *key, size_t key_len, struct ocsp_front_hit *out)
 {
-    struct front_set *set;
-    pthread_mutex_t *lock;
+    struct front_pair p;
     uint64_t hash;
-    int w;
+    int k;
 
     if (f == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
         return false;
     hash = front_hash(f->seed, key, key_len);
-    set = front_set_of(f, hash, &lock);
-    pthread_mutex_lock(lock);
-    if ((w = front_find(set, hash, key, key_len)) >= 0) {
-        set->e[w]->used = atomic_fetch_add_explicit(&f->tick, 1, memory_order_relaxed);
-        *out = set->e[w]->h;
+    front_pair_of(f, hash, &p);
+    front_lock(&p);
+    if ((k = front_find(&p, hash, key, key_len)) >= 0) {
+        struct front_ent *e = front_at(&p, (unsigned)k);
+
+        e->used = atomic_fetch_add_explicit(&f->tick, 1, memory_order_relaxed);
+        *out = e->h;
         f->ref(out->reply);
     }
-    pthread_mutex_unlock(lock);
-    return w >= 0;
+    front_unlock(&p);
+    return k >= 0;
 }
 
-/* The least recently used entry of a set, -1 when it has none. */
+/* The least recently used entry of both sets outside the slots of `skip` (a bit per slot), -1
+ * when there is none. */
 static int
-front_lru(const struct front_set *set)
+front_lru(const struct front_pair *p, unsigned skip)
 {
     int v = -1;
 
-    for (unsigned w = 0; w < FRONT_WAYS; w++)
-        if (set->e[w] != NULL && (v < 0 || set->e[w]->used < set->e[v]->used))
-            v = (int)w;
+    for (unsigned k = 0; k < p->slots; k++) {
+        const struct front_ent *e = front_at(p, k);
+
+        if (e != NULL && !(skip & (1u << k)) && (v < 0 || e->used < front_at(p, (unsigned)v)->used))
+            v = (int)k;
+    }
     return v;
 }
 
-/* The way to fill in a set: the key's own, a free one, or the least recently used. */
+/* The slot for a new entry: the key's own, else a free way of the set holding fewer entries,
+ * else the least recently used of both sets. */
 static unsigned
-front_victim(const struct front_set *set, int own)
+front_victim(const struct front_pair *p, int own)
 {
-    unsigned v = 0;
+    int free_way[2] = {-1, -1};
+    unsigned used[2] = {0, 0};
 
     if (own >= 0)
         return (unsigned)own;
-    for (unsigned w = 0; w < FRONT_WAYS; w++) {
-        if (set->e[w] == NULL)
-            return w;
-        if (set->e[w]->used < set->e[v]->used)
-            v = w;
+    for (unsigned k = 0; k < p->slots; k++) {
+        if (front_at(p, k) != NULL)
+            used[k / FRONT_WAYS]++;
+        else if (free_way[k / FRONT_WAYS] < 0)
+            free_way[k / FRONT_WAYS] = (int)k;
     }
-    return v;
+    if (free_way[0] >= 0 && (free_way[1] < 0 || used[0] <= used[1]))
+        return (unsigned)free_way[0];
+    if (free_way[1] >= 0)
+        return (unsigned)free_way[1];
+    return (unsigned)front_lru(p, 0);
+}
+
+/* The admission mark of a hash: true when its tag is in its bucket (seen before), else false
+ * with the tag written over an empty mark of the bucket or, when none is, over one picked by
+ * the cache's tick (races between threads only lose or double a mark: a request is then
+ * admitted one sighting later or earlier) */
+static bool
+front_seen(struct ocsp_front *f, uint64_t hash, uint32_t tag)
+{
+    _Atomic uint32_t *b =
+        &f->seen[(size_t)(hash >> 8) & f->seen_mask & ~(size_t)(FRONT_SEEN_WAYS - 1)];
+    unsigned w, empty = FRONT_SEEN_WAYS;
+
+    for (w = 0; w < FRONT_SEEN_WAYS; w++) {
+        uint32_t v = atomic_load_explicit(&b[w], memory_order_relaxed);
+
+        if (v == tag)
+            return true;
+        if (v == 0 && empty == FRONT_SEEN_WAYS)
+            empty = w;
+    }
+    if (empty == FRONT_SEEN_WAYS)
+        empty = (unsigned)atomic_load_explicit(&f->tick, memory_order_relaxed) % FRONT_SEEN_WAYS;
+    atomic_store_explicit(&b[empty], tag, memory_order_relaxed);
+    return false;
 }
 
 void
 ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
                const struct ocsp_front_hit *h)
 {
-    struct front_set *set;
-    struct front_ent *e, *old;
-    pthread_mutex_t *lock;
+    struct front_ent *e, *old, *gone[FRONT_SLOTS];
+    struct front_pair p;
+    unsigned k, ngone = 0, skip;
     uint64_t hash;
     uint32_t tag;
-    size_t cost;
-    unsigned w;
-    int own;
+    size_t cost, freed;
+    int v;
 
     if (f == NULL || h == NULL || h->reply == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
         return;
     hash = front_hash(f->seed, key, key_len);
     tag = (uint32_t)(hash >> 32) | 1u;
-    if (atomic_exchange_explicit(&f->seen[hash & f->seen_mask], tag, memory_order_relaxed) != tag)
+    if (!front_seen(f, hash, tag))
         return; /* first sighting: remembered, admitted when the same bytes come again */
     cost = key_len + h->answer_len + OCSP_FRONT_ENTRY_OVERHEAD;
     if (cost > f->limit)
@@ -240,69 +328,79 @@ ocsp_front_put(struct ocsp_front *f, const uint8_t *key, size_t key_len,
     e->key_len = key_len;
     memcpy(e->key, key, key_len);
     e->used = atomic_fetch_add_explicit(&f->tick, 1, memory_order_relaxed);
-    set = front_set_of(f, hash, &lock);
-    pthread_mutex_lock(lock);
-    own = front_find(set, hash, key, key_len);
-    w = front_victim(set, own);
-    /* the bytes are full while this set has a free way: its least recently used entry goes
-     * instead, so that a full cache keeps taking new requests rather than clogging */
-    if (set->e[w] == NULL && atomic_load(&f->bytes) + cost > f->limit && front_lru(set) >= 0)
-        w = (unsigned)front_lru(set);
-    old = set->e[w];
+    front_pair_of(f, hash, &p);
+    front_lock(&p);
+    k = front_victim(&p, front_find(&p, hash, key, key_len));
+    old = front_at(&p, k);
+    freed = old != NULL ? old->cost : 0;
+    skip = 1u << k;
+    /* while the bytes would pass the limit, the least recently used entries of both sets go
+     * too (chosen here, taken out only once the entry is sure to go in), so that a full cache
+     * keeps taking new requests rather than clogging, whatever their sizes */
+    while (atomic_load(&f->bytes) + cost > f->limit + freed && (v = front_lru(&p, skip)) >= 0) {
+        skip |= 1u << (unsigned)v;
+        freed += front_at(&p, (unsigned)v)->cost;
+    }
     /* counted before it goes in, so that concurrent puts never pass the limit together */
-    if (atomic_fetch_add(&f->bytes, cost) + cost - (old != NULL ? old->cost : 0) > f->limit) {
+    if (atomic_fetch_add(&f->bytes, cost) + cost > f->limit + freed) {
         atomic_fetch_sub(&f->bytes, cost);
-        pthread_mutex_unlock(lock); /* full: the entries of other sets stay */
+        front_unlock(&p); /* full: the entries of other sets stay */
         free(e);
         return;
     }
     f->ref(e->h.reply);
     atomic_fetch_add(&f->count, 1);
-    front_set_way(set, w, e);
-    pthread_mutex_unlock(lock);
+    front_put_at(&p, k, e);
+    for (unsigned i = 0; i < p.slots; i++)
+        if (i != k && (skip & (1u << i))) {
+            gone[ngone++] = front_at(&p, i);
+            front_put_at(&p, i, NULL);
+        }
+    front_unlock(&p);
     front_ent_free(f, old);
+    for (unsigned i = 0; i < ngone; i++)
+        front_ent_free(f, gone[i]);
 }
 
 void
 ocsp_front_checked(struct ocsp_front *f, const uint8_t *key, size_t key_len, const void *reply,
                    uint64_t snap)
 {
-    struct front_set *set;
-    pthread_mutex_t *lock;
+    struct front_pair p;
+    struct front_ent *e;
     uint64_t hash;
-    int w;
+    int k;
 
     if (f == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
         return;
     hash = front_hash(f->seed, key, key_len);
-    set = front_set_of(f, hash, &lock);
-    pthread_mutex_lock(lock);
+    front_pair_of(f, hash, &p);
+    front_lock(&p);
     /* only the entry that was checked: one put since (another reply) starts unchecked */
-    if ((w = front_find(set, hash, key, key_len)) >= 0 && set->e[w]->h.reply == reply &&
-        snap > set->e[w]->h.snap)
-        set->e[w]->h.snap = snap;
-    pthread_mutex_unlock(lock);
+    if ((k = front_find(&p, hash, key, key_len)) >= 0 &&
+        (e = front_at(&p, (unsigned)k))->h.reply == reply && snap > e->h.snap)
+        e->h.snap = snap;
+    front_unlock(&p);
 }
 
 void
 ocsp_front_drop(struct ocsp_front *f, const uint8_t *key, size_t key_len)
 {
-    struct front_set *set;
     struct front_ent *old = NULL;
-    pthread_mutex_t *lock;
+    struct front_pair p;
     uint64_t hash;
-    int w;
+    int k;
 
     if (f == NULL || key_len == 0 || key_len > OCSP_FRONT_KEY_MAX)
         return;
     hash = front_hash(f->seed, key, key_len);
-    set = front_set_of(f, hash, &lock);
-    pthread_mutex_lock(lock);
-    if ((w = front_find(set, hash, key, key_len)) >= 0) {
-        old = set->e[w];
-        front_set_way(set, w, NULL);
+    front_pair_of(f, hash, &p);
+    front_lock(&p);
+    if ((k = front_find(&p, hash, key, key_len)) >= 0) {
+        old = front_at(&p, (unsigned)k);
+        front_put_at(&p, (unsigned)k, NULL);
     }
-    pthread_mutex_unlock(lock);
+    front_unlock(&p);
     front_ent_free(f, old);
 }
 

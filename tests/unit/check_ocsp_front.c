@@ -324,6 +324,38 @@ START_TEST(test_spread_not_admitted)
 }
 END_TEST
 
+/* A working set that fits the bytes is held whole: 5000 requests of 70-120 bytes with answers
+ * of 836 (about 12 MB counted) in the default 16 MiB, replayed in order as a load generator
+ * cycles its request set (review helper-45: with one admission mark per slot, two requests
+ * sharing a slot overwrote each other's mark and, replayed in turn, neither was ever admitted,
+ * a quarter of them; and 5000 keys in 2048 sets of 4 ways overflowed a tenth of the sets, whose
+ * keys then pushed each other out on every pass) */
+START_TEST(test_working_set_held)
+{
+    struct ocsp_front *f = ocsp_front_new((size_t)16 << 20, ref_fn, unref_fn);
+    unsigned hits = 0;
+
+    refs_reset();
+    for (unsigned pass = 0; pass < 4; pass++)
+        for (unsigned n = 0; n < 5000; n++) {
+            uint8_t k[200];
+            size_t len = key_of(n, k);
+            struct ocsp_front_hit h = hit_of(n), got;
+
+            h.answer_len = 836;
+            if (ocsp_front_get(f, k, len, &got)) {
+                unref_fn(got.reply);
+                hits += pass == 3;
+                continue;
+            }
+            ocsp_front_put(f, k, len, &h);
+        }
+    ck_assert_msg(hits >= 5000 * 99 / 100, "%u of 5000 found on the fourth pass", hits);
+    ocsp_front_free(f);
+    ck_assert_int_eq(refs_total(), 0);
+}
+END_TEST
+
 START_TEST(test_off_and_limits)
 {
     struct ocsp_front_hit h = hit_of(1), got;
@@ -408,6 +440,7 @@ front_suite(void)
     tcase_add_test(tc, test_backed);
     tcase_add_test(tc, test_bounded);
     tcase_add_test(tc, test_spread_not_admitted);
+    tcase_add_test(tc, test_working_set_held);
     tcase_add_test(tc, test_off_and_limits);
     tcase_add_test(tc, test_threads);
     suite_add_tcase(s, tc);
