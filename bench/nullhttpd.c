@@ -15,10 +15,12 @@
  * request repeats), so it is the limit probe of that load as the plain server is of the hot one.
  *
  * With --replies N it keeps N responses, each with its own copy of the body, and answers each
- * request with the one a hash of its bytes (the POST body, or the GET path) picks. That is an
- * ideal cache of N ready replies, with nothing checked: the limit of ocspd's hits over a set of
- * many different requests (the bench's 5000, the openssl ocsp comparison's load), where the
- * replies no longer all sit in the CPU's caches as one hot reply does.
+ * request with its own one: a 64-bit hash of its bytes (the POST body, or the GET path) is
+ * given the next reply the first time it is seen (a table of hashes, read without a lock), so
+ * N different requests use N different replies. That is an ideal cache of N ready replies,
+ * with nothing checked: the limit of ocspd's hits over a set of many different requests (the
+ * bench's 5000, the openssl ocsp comparison's load), where the replies no longer all sit in the
+ * CPU's caches as one hot reply does.
  *
  *   nullhttpd --port P (--bytes N | --body FILE) [--type CT] [--threads N] [--fresh]
  *             [--replies N] [--pool-url N] [--max-seconds S] [--pid-file F]
@@ -33,7 +35,9 @@
 #include <getopt.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -60,6 +64,13 @@ struct nh_opts {
 struct nh_reply {
     struct MHD_Response *resp;
     struct MHD_Response **many; /* o->replies of them */
+    /* which reply a request's hash was given: open addressing, hash 0 = empty; written under
+     * the lock (the index first, then the hash, released), read without it */
+    _Atomic uint64_t *seen_hash;
+    unsigned *seen_idx;
+    size_t seen_mask;
+    uint64_t next;
+    pthread_mutex_t seen_lock;
     const struct nh_opts *o;
     char *body;
     size_t len;
@@ -125,6 +136,47 @@ nh_hash(uintptr_t h, const void *p, size_t n)
     return (uintptr_t)v | 1u;
 }
 
+/* The reply given to a request hash (never 0: nh_hash keeps its low bit set), given the next
+ * one the first time the hash is seen. */
+static unsigned
+nh_reply_of(struct nh_reply *r, uint64_t h)
+{
+    size_t i = (size_t)(h >> 7) & r->seen_mask;
+    unsigned idx;
+
+    for (;; i = (i + 1) & r->seen_mask) {
+        uint64_t v = atomic_load_explicit(&r->seen_hash[i], memory_order_acquire);
+
+        if (v == h)
+            return r->seen_idx[i];
+        if (v == 0)
+            break;
+    }
+    pthread_mutex_lock(&r->seen_lock);
+    for (i = (size_t)(h >> 7) & r->seen_mask;; i = (i + 1) & r->seen_mask) {
+        uint64_t v = atomic_load_explicit(&r->seen_hash[i], memory_order_relaxed);
+
+        if (v == h) {
+            idx = r->seen_idx[i];
+            break;
+        }
+        if (v == 0 || r->next >= 4 * (uint64_t)r->o->replies) {
+            /* a new request: the next reply (past 4 N requests the table, half full, stays as
+             * it is and the rest share replies) */
+            bool keep = v == 0 && r->next < 4 * (uint64_t)r->o->replies;
+
+            idx = (unsigned)(r->next++ % r->o->replies);
+            if (keep) {
+                r->seen_idx[i] = idx;
+                atomic_store_explicit(&r->seen_hash[i], h, memory_order_release);
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&r->seen_lock);
+    return idx;
+}
+
 static enum MHD_Result
 nh_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
           const char *version, const char *upload, size_t *upload_size, void **con_cls)
@@ -152,7 +204,7 @@ nh_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 
         if (strcmp(method, MHD_HTTP_METHOD_GET) == 0)
             h = nh_hash(h, url, strlen(url));
-        return MHD_queue_response(conn, MHD_HTTP_OK, r->many[(h >> 1) % r->o->replies]);
+        return MHD_queue_response(conn, MHD_HTTP_OK, r->many[nh_reply_of(r, h)]);
     }
     if (!r->o->fresh)
         return MHD_queue_response(conn, MHD_HTTP_OK, r->resp);
@@ -201,8 +253,16 @@ nh_response(const struct nh_opts *o, struct nh_reply *r)
 static int
 nh_many(const struct nh_opts *o, struct nh_reply *r)
 {
-    if ((r->many = calloc(o->replies, sizeof(*r->many))) == NULL)
+    size_t slots = 16;
+
+    while (slots < 8 * (size_t)o->replies)
+        slots *= 2;
+    r->seen_mask = slots - 1;
+    if ((r->many = calloc(o->replies, sizeof(*r->many))) == NULL ||
+        (r->seen_hash = calloc(slots, sizeof(*r->seen_hash))) == NULL ||
+        (r->seen_idx = calloc(slots, sizeof(*r->seen_idx))) == NULL)
         return ST_NOMEM;
+    pthread_mutex_init(&r->seen_lock, NULL);
     for (unsigned i = 0; i < o->replies; i++) {
         struct MHD_Response *resp =
             MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_COPY);
@@ -349,12 +409,17 @@ main(int argc, char **argv)
 out:
     if (d != NULL)
         MHD_stop_daemon(d);
+    if (o.replies > 0 && r.many != NULL)
+        log_notice("%llu different requests seen, given %u replies", (unsigned long long)r.next,
+                   o.replies);
     if (r.resp != NULL)
         MHD_destroy_response(r.resp);
     for (unsigned i = 0; r.many != NULL && i < o.replies; i++)
         if (r.many[i] != NULL)
             MHD_destroy_response(r.many[i]);
     free(r.many);
+    free((void *)r.seen_hash);
+    free(r.seen_idx);
     free(r.body);
     return rc;
 }

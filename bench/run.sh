@@ -10,8 +10,8 @@
 #           HTTP:    build/bench/nullhttpd, libmicrohttpd configured like our daemons but with
 #                    its default connection pool, returning the bytes of a real OCSP reply (and,
 #                    in the alternating rounds, a second one with ocspd's smaller pool, and a
-#                    third keeping HIT_SET_COUNT replies, each request answered with the one a
-#                    hash of its bytes picks: the limit of hits over many different answers)
+#                    third keeping HIT_SET_COUNT replies, each different request answered with
+#                    a reply of its own: the limit of hits over many different answers)
 #           durable commit: build/bench/floor on the filesystem of the work dir, groups of 8
 #                    and 64 records of 700 bytes (about one audit record): an LMDB commit, and
 #                    one O_DSYNC overwrite of pre-allocated blocks (a write-ahead journal's floor)
@@ -507,9 +507,9 @@ ocsp_sets() {
 # The HTTP limit: nullhttpd returning the bytes of a real pre-signed reply. It keeps running
 # (NULL_PID, NULL_URL) for the alternating rounds (hot_rounds), beside a second one sized like
 # ocspd's connection pool (NULLP_PID, NULLP_URL; --pool-url with ocspd's max_url, 4096) and a
-# third that keeps as many replies as the hit set has requests, each request answered with the
-# one a hash of its bytes picks (NULLM_PID, NULLM_URL; --replies: the limit of hits over many
-# answers, as ocspd_hit_post and the openssl ocsp comparison load them); null_stop ends them.
+# third that keeps as many replies as the hit set has requests, each different request answered
+# with a reply of its own (NULLM_PID, NULLM_URL; --replies: the limit of hits over many answers,
+# as ocspd_hit_post and the openssl ocsp comparison load them); null_stop ends them.
 null_limit() {
     local port
     curl -s -H 'Content-Type: application/ocsp-request' --data-binary @"$WORK/one.req" \
@@ -595,14 +595,29 @@ hot_rounds() {
     done
 }
 
+# ocsp_metric NAME: the value of one series of ocspd's /metrics (0 when missing)
+ocsp_metric() {
+    curl -s --max-time 5 "$OCSP_BASE/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }'
+}
+
 ocsp_scenarios() {
     local ca_args=(--ca "$OCSP_CA_CHAIN" --untrusted "$WORK/ocsp-untrusted.pem") rps
     echo "== ocspd (pid $OCSPD_PID)"
     # one hot answer: every request the same one (the null server's reply)
     load ocspd_hot_post "$OCSP_BASE/" "$WORK/one.set" "$OCSPD_PID" "${ca_args[@]}"
     load ocspd_hot_get "$OCSP_BASE/" "$WORK/one-get.set" "$OCSPD_PID" "${ca_args[@]}"
-    # 5000 requests over the bench serials, cycled
+    # HIT_SET_COUNT requests over the bench serials, cycled; the share of the POST run's answers
+    # sent from the front cache (the rest took the full path: the ratios to the null server
+    # keeping as many replies compare like with like only when it is near 1)
+    local hits0 answers0
+    hits0=$(ocsp_metric 'ocsp_front_cache_total{result="hit"}')
+    answers0=$(ocsp_metric 'ocsp_responses_total{source="presigned"}')
     load ocspd_hit_post "$OCSP_BASE/" "$WORK/ocsp-post.set" "$OCSPD_PID" "${ca_args[@]}"
+    limit_add ocspd_hit_front_share "$(awk -v h0="$hits0" -v a0="$answers0" \
+        -v h="$(ocsp_metric 'ocsp_front_cache_total{result="hit"}')" \
+        -v a="$(ocsp_metric 'ocsp_responses_total{source="presigned"}')" \
+        'BEGIN { printf "%.4f", (a > a0) ? (h - h0) / (a - a0) : 0 }')" share \
+        "ocspd_hit_post: answers sent from the front cache / pre-signed answers"
     load ocspd_hit_get "$OCSP_BASE/" "$WORK/ocsp-get.set" "$OCSPD_PID" "${ca_args[@]}"
     # uniform over all NSERIALS serials of the store: the small store of the scale comparison
     load ocspd_uni_small_post "$OCSP_BASE/" "$WORK/ocsp-uni-post.set" "$OCSPD_PID" \
@@ -930,12 +945,14 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: ratio(cpuof("null_http"); cpuof("ocspd_hot_get")), target: null},
     {what: "ocspd hit POST throughput / openssl ocsp -multi 2 (same CA database and requests)",
      value: ratio(rpsof("ocspd_hit_post"); rpsof("peer_openssl_ocsp")), target: ">= 10"},
-    {what: "null server keeping \(hitn) replies, each request answered with the one a hash of its bytes picks / openssl ocsp -multi 2, the hit set (the most a responder on libmicrohttpd reaches against the peer on these requests)",
+    {what: "null server keeping \(hitn) replies, each different request answered with a reply of its own / openssl ocsp -multi 2, the hit set (the most a responder on libmicrohttpd reaches against the peer on these requests)",
      value: ratio(rpsof("null_http_many"); rpsof("peer_openssl_ocsp")), target: null},
     {what: "null server keeping \(hitn) replies (the hit set) / plain null server (one reply), median of \(hotn) alternating rounds",
      value: hotmedian_of("nullmany"; "null"), target: null},
     {what: "ocspd hit POST throughput, the hit set / null server keeping \(hitn) replies, median of \(hotn) alternating rounds",
      value: hotmedian_of("hit"; "nullmany"), target: null},
+    {what: "ocspd hit POST run over the hit set: share of its answers sent from the front cache (the rest took the full path)",
+     value: lim("ocspd_hit_front_share"), target: null},
     {what: "ocspd nonce: server CPU per answer / CPU of one raw C_Sign of its key (p11speed, SoftHSM2 P-256, 1 session)",
      value: ratio(cpuof("ocspd_nonce"); lim("p11_ocsp_p256_cpu_us")), target: null},
     {what: "ocspd nonce (2 signer workers): server CPU per answer / CPU of one raw C_Sign of its key at the same concurrency (p11speed, SoftHSM2 P-256, 2 sessions)",

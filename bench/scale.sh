@@ -365,7 +365,7 @@ scale_null_stop() {
         kill -TERM "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
-    NULL_plain_PID= NULL_fresh_PID=
+    NULL_plain_PID='' NULL_fresh_PID=''
 }
 
 # scale_rounds PORT: the uniform loads over the scale store (ocspd on PORT, $OCSPD_PID) and,
