@@ -261,10 +261,19 @@ scale_crl_import() {
     rm -rf "$scratch" "$scratch.conf"
 }
 
+# scale_p11speed JSON: the raw C_Sign rate of the scale token's responder key, 2 sessions,
+# LIMIT_S seconds (bench/p11speed)
+scale_p11speed() {
+    SOFTHSM2_CONF=$OCSP_SOFTHSM2_CONF "$BUILD/bench/p11speed" --module "$OCSP_P11_MODULE" \
+        --token "$OCSP_P11_TOKEN" --pin-file "$OCSP_P11_PIN_FILE" --key "$OCSP_SIGNER_LABEL" \
+        --threads 2 --duration "$LIMIT_S" --json "$1" >/dev/null 2>&1 || rm -f "$1"
+}
+
 # scale_presign: SCALE_PRESIGN_JSON, `ocspctl presign` of the first SCALE_PRESIGN_CERTS lines
 # of the scale index imported into a scratch store (made and removed here): the answers, the
 # seconds (process start and token login included) and their rate, for the issue's target
-# (1 M answers at >= 90 % of the signer's raw rate, p11_ocsp_p256_2t of this run)
+# (1 M answers at >= 90 % of the signer's raw rate: p11speed, 2 sessions, the mean of a run
+# right before and one right after)
 scale_presign() {
     local scratch=$SCALE_DIR/scratch-presign n=$SCALE_PRESIGN_CERTS t0 answers s mib
     ((n > SCALE_N)) && n=$SCALE_N
@@ -279,11 +288,19 @@ scale_presign() {
     SCALE_CTL_CONF=$scratch.conf scale_ctl -d "$scratch" init >/dev/null
     SCALE_CTL_CONF=$scratch.conf scale_issuer_add -d "$scratch"
     SCALE_CTL_CONF=$scratch.conf scale_ctl -d "$scratch" import-index qca "$scratch.index" >/dev/null
+    # the signer's raw rate right before and right after (this VM's speed moves within minutes:
+    # the ratio is held to the mean of the two, measured beside the presign)
+    scale_p11speed "$WORK/p11-presign-before.json"
     t0=$(now)
     if answers=$(SCALE_CTL_CONF=$scratch.conf scale_ctl -d "$scratch" presign); then
         s=$(elapsed "$t0")
+        scale_p11speed "$WORK/p11-presign-after.json"
         SCALE_PRESIGN_JSON=$(jq -cn --argjson c "$n" --argjson a "$answers" --argjson s "$s" \
-            '{certs: $c, answers: $a, s: $s, rate: (if $s > 0 then $a / $s else null end)}')
+            --argjson r0 "$(jq .signs_per_s "$WORK/p11-presign-before.json" 2>/dev/null || echo null)" \
+            --argjson r1 "$(jq .signs_per_s "$WORK/p11-presign-after.json" 2>/dev/null || echo null)" \
+            '{certs: $c, answers: $a, s: $s, rate: (if $s > 0 then $a / $s else null end),
+              raw_before: $r0, raw_after: $r1,
+              raw: (if $r0 != null and $r1 != null then ($r0 + $r1) / 2 else null end)}')
     else
         note "scale: presign into the scratch store failed (see $SCALE_DIR/ocspctl.log)"
     fi
@@ -455,7 +472,7 @@ scale_scenario() {
     scale_crl_import
     echo "  import-crl of $SCALE_CRL_N entries into a scratch store: $SCALE_CRL_S s"
     scale_presign
-    echo "  presign into a scratch store: $(jq -r 'if . == null then "failed" else "\(.answers) answers of \(.certs) certificates in \(.s) s (\(.rate | floor)/s)" end' <<<"$SCALE_PRESIGN_JSON")"
+    echo "  presign into a scratch store: $(jq -r 'if . == null then "failed" else "\(.answers) answers of \(.certs) certificates in \(.s) s (\(.rate | floor)/s; the raw C_Sign rate \(.raw_before) before, \(.raw_after) after)" end' <<<"$SCALE_PRESIGN_JSON")"
     foot=$(scale_footprint)
     echo "  footprint: $(jq -r '"status + journal \(.status_journal_per_cert) B/cert, all \(.all_per_cert) B/cert"' <<<"$foot")"
     port=$(free_port)
