@@ -10,13 +10,14 @@
 #include <string.h>
 
 #define FRONT_WAYS 4u
-/* the admission table's marks are looked up in buckets of this many, so that requests whose
- * hashes share a bucket do not overwrite each other's mark */
-#define FRONT_SEEN_WAYS 4u
+/* the admission table's marks are looked up in buckets of this many, kept first in, first
+ * out, so that requests whose hashes share a bucket do not overwrite each other's mark */
+#define FRONT_SEEN_WAYS 8u
 #define FRONT_STRIPES 64u
-/* bytes per entry the table is sized for: about what one counts (a request of 100 bytes, an
- * answer of 400 to 900, the overhead), so that the ways fill as the bytes do */
-#define FRONT_NOMINAL 2048u
+/* counted bytes per way the table is sized for: half of the least an entry counts (a request of
+ * about 100 bytes, an answer of 400 to 900, the overhead), so that there are at least twice as
+ * many ways as the bytes hold entries */
+#define FRONT_NOMINAL 1024u
 
 struct front_ent {
     uint64_t hash;
@@ -97,7 +98,7 @@ ocsp_front_new(size_t bytes, void (*ref)(void *), void (*unref)(void *))
     f->unref = unref;
     f->sets = sets;
     f->limit = bytes;
-    f->seen_mask = sets * FRONT_WAYS * 2 - 1;
+    f->seen_mask = sets * FRONT_WAYS * 4 - 1; /* four marks a way, in buckets of eight */
     if ((f->set = aligned_alloc(64, sets * sizeof(*f->set))) == NULL ||
         (f->seen = calloc(f->seen_mask + 1, sizeof(*f->seen))) == NULL ||
         RAND_bytes((unsigned char *)&f->seed, sizeof(f->seed)) != 1) {
@@ -275,27 +276,24 @@ front_victim(const struct front_pair *p, int own)
 }
 
 /* The admission mark of a hash: true when its tag is in its bucket (seen before), else false
- * with the tag written over an empty mark of the bucket or, when none is, over one picked by
- * the cache's tick (races between threads only lose or double a mark: a request is then
- * admitted one sighting later or earlier) */
+ * with the tag put first in the bucket and the others moved down, the oldest dropped (first in,
+ * first out: a mark lasts FRONT_SEEN_WAYS - 1 more first sightings in its bucket, whatever else
+ * happens; races between threads only lose or double a mark: a request is then admitted one
+ * sighting later or earlier) */
 static bool
 front_seen(struct ocsp_front *f, uint64_t hash, uint32_t tag)
 {
     _Atomic uint32_t *b =
         &f->seen[(size_t)(hash >> 8) & f->seen_mask & ~(size_t)(FRONT_SEEN_WAYS - 1)];
-    unsigned w, empty = FRONT_SEEN_WAYS;
+    unsigned w;
 
-    for (w = 0; w < FRONT_SEEN_WAYS; w++) {
-        uint32_t v = atomic_load_explicit(&b[w], memory_order_relaxed);
-
-        if (v == tag)
+    for (w = 0; w < FRONT_SEEN_WAYS; w++)
+        if (atomic_load_explicit(&b[w], memory_order_relaxed) == tag)
             return true;
-        if (v == 0 && empty == FRONT_SEEN_WAYS)
-            empty = w;
-    }
-    if (empty == FRONT_SEEN_WAYS)
-        empty = (unsigned)atomic_load_explicit(&f->tick, memory_order_relaxed) % FRONT_SEEN_WAYS;
-    atomic_store_explicit(&b[empty], tag, memory_order_relaxed);
+    for (w = FRONT_SEEN_WAYS - 1; w > 0; w--)
+        atomic_store_explicit(&b[w], atomic_load_explicit(&b[w - 1], memory_order_relaxed),
+                              memory_order_relaxed);
+    atomic_store_explicit(&b[0], tag, memory_order_relaxed);
     return false;
 }
 

@@ -17,13 +17,13 @@
  * visible on the very next request, EID-05).
  *
  * Bounded: [ocsp] front_cache bytes, counted per entry (request bytes, the answer's own bytes,
- * a fixed overhead), 4-way set-associative with twice as many ways as the bytes hold entries
- * (so that few sets overflow while the bytes still have room), the least recently used of a
- * set evicted first. An entry is admitted only when the same request bytes were seen once
- * before (a table of recent request hashes, twice as many as there are ways, looked up in
- * buckets of four so that two requests do not keep overwriting each other's mark), so traffic
- * spread over millions of serials does not churn it: each miss then costs one hash, not an
- * insertion and an eviction.
+ * a fixed overhead). Each entry goes in one of two 4-way sets (two choices), with at least twice
+ * as many ways as the bytes hold entries, so that a working set that fits the bytes is held
+ * whole; when room is needed the least recently used entries of the two sets go first. An
+ * entry is admitted only when the same request bytes were seen once before (a table of recent
+ * request hashes, four per way, in buckets of eight kept first in, first out, so that requests
+ * sharing a bucket do not overwrite each other's mark), so traffic spread over millions of
+ * serials does not churn it: each miss then costs one hash, not an insertion and an eviction.
  *
  * The reply is opaque here: the cache takes a reference when it keeps one (ref) and drops it
  * when the entry goes (unref); ocsp_front_get hands the caller a reference of its own.
