@@ -572,10 +572,16 @@ ctl4 presign A >/dev/null 2>&1
 pages3=$(pages_used)
 expect_out "re-presign: still one value size per CertID form" '^2$' \
     echo "$(value_sizes | wc -l)"
-# (the pages a chunk's commit frees are reused only once no snapshot holds them, and the next
-# chunk is read while the last one commits: 785 -> 833..864 pages in six runs, so 15 %)
-expect_rc "presign twice more: the file grew at most 15% ($pages1 -> $pages3 pages)" 0 \
-    test "$((pages3 * 100))" -le "$((pages1 * 115))"
+# The pages a chunk's commit frees are reused only once no snapshot holds them, and the next
+# chunk is read while the last one commits, so the file grows by what the chunks in flight hold
+# and then stops: 785 -> 832..918 pages after two more presigns and no more after six, from run
+# to run as the commits and reads overlap. Without the reuse each presign would add about the
+# whole first one (+100 %), so four more are held to 30 % in all.
+ctl4 presign A >/dev/null 2>&1
+ctl4 presign A >/dev/null 2>&1
+pages5=$(pages_used)
+expect_rc "presign four times more: the file grew at most 30% ($pages1 -> $pages3 -> $pages5 pages)" 0 \
+    test "$((pages5 * 100))" -le "$((pages1 * 130))"
 
 # A short signer queue: presign keeps at most half of it in flight and, once full, waits until
 # half of that is left before it submits again (one wake-up per refill, not per answer): with
