@@ -824,6 +824,12 @@ def p50of($n): (run($n) | if . == null then null else .latency_ms.p50 end);
 def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
 def p99of($n): (run($n) | if . == null then null else .latency_ms.p99 end);
 def sc: ($x[0] // {});
+def boundcpu($hot): if scalecpu($hot) == null or scalecpu("null_fresh") == null
+                      or scalecpu("null") == null or (sc.store_probe.scale.cpu_us_per_read // null) == null
+                   then null
+                   else scalecpu($hot) + scalecpu("null_fresh") - scalecpu("null")
+                        + sc.store_probe.scale.cpu_us_per_read end;
+def ceiling($hot): ratio(scalecpu($hot); boundcpu($hot));
 def built: if sc.reused then " [store built \(sc.build.built_at), reused]"
            else " [store built in this run]" end;
 def mib($k): if $k == null then null else $k / 1024 end;
@@ -1007,6 +1013,14 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: (sc.store_probe.scale.cpu_us_per_read // null), target: null},
     {what: "store read of an answer not kept ready (bench/storeprobe: the stored answer, one lookup, one thread), CPU us: over the \(sc.small_n) of the bench store",
      value: (sc.store_probe.small.cpu_us_per_read // null), target: null},
+    {what: "the most uniform over \(sc.n) / one hot answer can reach from the limit probes, in server CPU, POST: hot answer / (hot answer + what a fresh reply costs the null server more + the store read over \(sc.n)); the hot answer is sent ready from the front cache, a never-repeated request cannot be",
+     value: ceiling("hot_post"), target: null},
+    {what: "the same, GET",
+     value: ceiling("hot_get"), target: null},
+    {what: "ocspd uniform over \(sc.n) server CPU per answer / the CPU of that bound (hot answer + fresh reply + store read), POST: 1 means ocspd adds nothing beyond the probes",
+     value: ratio(scalecpu("scale_post"); boundcpu("hot_post")), target: null},
+    {what: "the same, GET",
+     value: ratio(scalecpu("scale_get"); boundcpu("hot_get")), target: null},
     {what: "null server CPU per reply (us), median of the scale rounds: plain",
      value: scalecpu("null"), target: null},
     {what: "null server CPU per reply (us), median of the scale rounds: building a new reply for every request",
