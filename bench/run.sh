@@ -587,11 +587,18 @@ hot_rounds() {
                 --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
                 --pid "$OCSPD_PID" --json "$OUT/hotalt_hit_$r.json" >/dev/null
         fi
+        if [[ -n $NETNS && -n ${PEER_PID:-} ]]; then
+            ip netns exec "$NETNS" "$LG" run --label "hotalt_peer_$r" --url "$PEER_URL" \
+                --requests "$WORK/ocsp-post.set" --conns "$CONNS" --warmup 0.5 \
+                --duration "$HOT_DUR" --timeout 10 --verify-every 0 --pid "$PEER_PID" \
+                --json "$OUT/hotalt_peer_$r.json" >/dev/null
+        fi
         echo "  round $r: null $(jq .rps "$OUT/hotalt_null_$r.json")/s" \
             "(with ocspd's pool $(jq .rps "$OUT/hotalt_nullpool_$r.json" 2>/dev/null)/s)," \
             "ocspd POST $(jq .rps "$OUT/hotalt_post_$r.json")/s, GET $(jq .rps "$OUT/hotalt_get_$r.json")/s;" \
             "hit set: null with $HIT_SET_COUNT replies $(jq .rps "$OUT/hotalt_nullmany_$r.json" 2>/dev/null)/s," \
-            "ocspd $(jq .rps "$OUT/hotalt_hit_$r.json" 2>/dev/null)/s"
+            "ocspd $(jq .rps "$OUT/hotalt_hit_$r.json" 2>/dev/null)/s;" \
+            "openssl ocsp -multi 2 $(jq .rps "$OUT/hotalt_peer_$r.json" 2>/dev/null)/s"
     done
 }
 
@@ -748,7 +755,7 @@ ocsp_peer() {
         --timeout 10 --verify-every "$VERIFY_EVERY" --pid "$PEER_PID" \
         --ca "$OCSP_CA_CHAIN" --untrusted "$WORK/ocsp-untrusted.pem" \
         --json "$OUT/peer_openssl_ocsp.json" | sed 's/^/  /'
-    netns_stop
+    PEER_URL="http://127.0.0.1:$port/"
 }
 
 ocsp_prepare_peer_signer() {
@@ -774,11 +781,14 @@ run_ocsp() {
     ocsp_p11_limit
     null_limit
     ocsp_scenarios
+    # the peer stays up through the alternating rounds, so the 10 x target is held to the
+    # median of rounds run minutes apart at most, like the null server's ratios
+    ocsp_peer
     hot_rounds
+    netns_stop
     null_stop
     ocspd_stop
     nethsm_ocsp
-    ocsp_peer
     # last: it sources its own PKI's environment over the demo's OCSP_* variables
     scale_scenario
 }
@@ -963,8 +973,12 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: ratio(rpsof("ocspd_hit_get"); rpsof("null_http")), target: null},
     {what: "null server CPU per request / ocspd hit GET CPU per request (one hot answer)",
      value: ratio(cpuof("null_http"); cpuof("ocspd_hot_get")), target: null},
-    {what: "ocspd hit POST throughput / openssl ocsp -multi 2 (same CA database and requests)",
-     value: ratio(rpsof("ocspd_hit_post"); rpsof("peer_openssl_ocsp")), target: ">= 10"},
+    {what: "ocspd hit POST throughput / openssl ocsp -multi 2 (same CA database and requests), one run each",
+     value: ratio(rpsof("ocspd_hit_post"); rpsof("peer_openssl_ocsp")), target: null},
+    {what: "ocspd hit POST throughput, the hit set / openssl ocsp -multi 2 (same CA database and requests), median of \(hotn) alternating rounds",
+     value: hotmedian_of("hit"; "peer"), target: ">= 10"},
+    {what: "null server keeping \(hitn) replies / openssl ocsp -multi 2, the hit set, median of \(hotn) alternating rounds (the most a responder on libmicrohttpd reaches against the peer)",
+     value: hotmedian_of("nullmany"; "peer"), target: null},
     {what: "null server keeping \(hitn) replies, each different request answered with a reply of its own / openssl ocsp -multi 2, the hit set (the most a responder on libmicrohttpd reaches against the peer on these requests)",
      value: ratio(rpsof("null_http_many"); rpsof("peer_openssl_ocsp")), target: null},
     {what: "null server keeping \(hitn) replies (the hit set) / plain null server (one reply), median of \(hotn) alternating rounds",
