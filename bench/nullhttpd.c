@@ -8,11 +8,15 @@
  * on libmicrohttpd can serve on this machine.
  *
  * With --fresh it builds a new response for every request instead of queueing one kept
- * response: the body copied into it and the five headers ocspd sends with an answer
- * (Content-Type, ETag, Cache-Control, Last-Modified, Expires) formatted and added, then the
- * response released after it is queued. That is the least a responder on libmicrohttpd spends
- * on an answer it has not kept ready (ocspd's uniform load over 10 M certificates, where no
- * request repeats), so it is the limit probe of that load as the plain server is of the hot one.
+ * response: the five headers ocspd sends with an answer (Content-Type, ETag, Cache-Control,
+ * Last-Modified, Expires) formatted and added, then the response released after it is queued.
+ * The body is not copied: ocspd sends the buffer its store read filled, and the bench's
+ * storeprobe counts that read and its copy. That is the least a responder on libmicrohttpd
+ * spends on an answer it has not kept ready (ocspd's uniform load over 10 M certificates, where
+ * no request repeats), so it is the limit probe of that load as the plain server is of the hot
+ * one. --ocsp-headers gives the kept response the same five headers (values of the same
+ * lengths, formatted once), so that it and --fresh send the same bytes and differ only in
+ * building the response.
  *
  * With --replies N it keeps N responses, each with its own copy of the body, and answers each
  * request with its own one: a 64-bit hash of its bytes (the POST body, or the GET path) is
@@ -23,7 +27,7 @@
  * CPU's caches as one hot reply does.
  *
  *   nullhttpd --port P (--bytes N | --body FILE) [--type CT] [--threads N] [--fresh]
- *             [--replies N] [--pool-url N] [--max-seconds S] [--pid-file F]
+ *             [--ocsp-headers] [--replies N] [--pool-url N] [--max-seconds S] [--pid-file F]
  *
  * Binds 127.0.0.1 only. Stops on SIGTERM/SIGINT, or after --max-seconds (default 600).
  */
@@ -56,7 +60,7 @@ struct nh_opts {
     unsigned port, threads, bytes, max_seconds, replies;
     size_t pool;
     const char *body_file, *ctype, *pid_file;
-    bool fresh;
+    bool fresh, ocsp_headers;
 };
 
 /* what every request is answered with: one kept response, one of the kept ones (replies), or
@@ -86,19 +90,16 @@ nh_on_signal(int sig)
     nh_stop = 1;
 }
 
-/* A response of its own for one request, as ocspd builds one for an answer not kept ready:
- * the body copied and ocspd's five headers, their values formatted for this request. */
-static struct MHD_Response *
-nh_fresh(struct nh_reply *r)
+/* ocspd's five headers on resp, their values formatted for the n-th request: ST_OK or -1 */
+static int
+nh_ocsp_headers(struct nh_reply *r, struct MHD_Response *resp, unsigned long n)
 {
     static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                          "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    unsigned long n = __atomic_add_fetch(&r->n, 1, __ATOMIC_RELAXED);
     char etag[40], cc[96], lm[32], ex[32];
     time_t t = time(NULL);
     struct tm tm;
-    struct MHD_Response *resp;
 
     snprintf(etag, sizeof(etag), "\"%016lx%016lx\"", n, n * 2654435761u);
     snprintf(cc, sizeof(cc), "max-age=%lu, public, no-transform, must-revalidate", 3600 - n % 60);
@@ -109,14 +110,28 @@ nh_fresh(struct nh_reply *r)
     gmtime_r(&t, &tm);
     snprintf(ex, sizeof(ex), "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday], tm.tm_mday,
              months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL)
-        return NULL;
     if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->o->ctype) != MHD_YES ||
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag) != MHD_YES ||
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, cc) != MHD_YES ||
         MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, lm) != MHD_YES ||
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_EXPIRES, ex) != MHD_YES) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_EXPIRES, ex) != MHD_YES)
+        return -1;
+    return ST_OK;
+}
+
+/* A response of its own for one request, as ocspd builds one for an answer not kept ready:
+ * ocspd's five headers, their values formatted for this request, on the body as it is (ocspd
+ * sends the buffer its store read filled; r->body lives as long as the process). */
+static struct MHD_Response *
+nh_fresh(struct nh_reply *r)
+{
+    unsigned long n = __atomic_add_fetch(&r->n, 1, __ATOMIC_RELAXED);
+    struct MHD_Response *resp;
+
+    resp = MHD_create_response_from_buffer(r->len, r->body, MHD_RESPMEM_PERSISTENT);
+    if (resp == NULL)
+        return NULL;
+    if (nh_ocsp_headers(r, resp, n) != ST_OK) {
         MHD_destroy_response(resp);
         return NULL;
     }
@@ -241,8 +256,11 @@ nh_response(const struct nh_opts *o, struct nh_reply *r)
     resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
         return NULL;
-    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, o->ctype) != MHD_YES ||
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES) {
+    if (o->ocsp_headers
+            ? nh_ocsp_headers(r, resp, 0) != ST_OK
+            : (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, o->ctype) != MHD_YES ||
+               MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") !=
+                   MHD_YES)) {
         MHD_destroy_response(resp);
         resp = NULL;
     }
@@ -300,10 +318,10 @@ static int
 nh_args(struct nh_opts *o, int argc, char **argv)
 {
     static const struct option lo[] = {
-        {"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},   {"body", 1, NULL, 'f'},
-        {"type", 1, NULL, 't'},     {"threads", 1, NULL, 'n'}, {"max-seconds", 1, NULL, 's'},
-        {"pid-file", 1, NULL, 'P'}, {"fresh", 0, NULL, 'F'},   {"pool-url", 1, NULL, 'u'},
-        {"replies", 1, NULL, 'r'},  {NULL, 0, NULL, 0}};
+        {"port", 1, NULL, 'p'},     {"bytes", 1, NULL, 'b'},        {"body", 1, NULL, 'f'},
+        {"type", 1, NULL, 't'},     {"threads", 1, NULL, 'n'},      {"max-seconds", 1, NULL, 's'},
+        {"pid-file", 1, NULL, 'P'}, {"fresh", 0, NULL, 'F'},        {"pool-url", 1, NULL, 'u'},
+        {"replies", 1, NULL, 'r'},  {"ocsp-headers", 0, NULL, 'H'}, {NULL, 0, NULL, 0}};
     unsigned long v;
     int c;
 
@@ -338,6 +356,9 @@ nh_args(struct nh_opts *o, int argc, char **argv)
             break;
         case 'F':
             o->fresh = true;
+            break;
+        case 'H':
+            o->ocsp_headers = true;
             break;
         case 'r':
             if (v == 0 || v > NH_MAX_REPLIES)
@@ -385,7 +406,8 @@ main(int argc, char **argv)
     log_init("nullhttpd", LOG_LVL_NOTICE);
     if (nh_args(&o, argc, argv) != ST_OK) {
         fprintf(stderr, "usage: nullhttpd --port P (--bytes N | --body FILE) [--type CT] "
-                        "[--threads N] [--fresh | --replies N] [--pool-url N] [--max-seconds S] "
+                        "[--threads N] [--fresh | --replies N] [--ocsp-headers] [--pool-url N] "
+                        "[--max-seconds S] "
                         "[--pid-file F]\n");
         return 2;
     }

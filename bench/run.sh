@@ -556,6 +556,18 @@ null_stop() {
     NULL_PID='' NULLP_PID='' NULLM_PID=''
 }
 
+# round_errors R: ", errors: LABEL N ..." for the loads of round R that had errors (left out of
+# the medians), nothing when none had
+round_errors() {
+    local f e out=""
+    for f in "$OUT"/hotalt_*_"$1".json; do
+        [[ -f $f ]] || continue
+        e=$(jq '.errors // 0' "$f" 2>/dev/null)
+        ((${e:-0} > 0)) && out+=" $(jq -r .label "$f") $e"
+    done
+    [[ -z $out ]] || printf '; errors (left out of the medians):%s' "$out"
+}
+
 # hot_rounds: the null server and ocspd's hot answer (POST, GET) loaded in turn, HOT_ROUNDS
 # rounds of HOT_DUR s (both servers up, one loaded at a time): on this shared VM a single pair
 # of runs moves by tens of percent, so the report takes the median of the rounds' ratios
@@ -583,10 +595,10 @@ hot_rounds() {
                 --requests "$WORK/ocsp-post.set" --conns "$CONNS" --warmup 0.5 \
                 --duration "$HOT_DUR" --verify-every 0 --pid "$NULLM_PID" \
                 --json "$OUT/hotalt_nullmany_$r.json" >/dev/null
-            "$LG" run --label "hotalt_hit_$r" --url "$OCSP_BASE/" --requests "$WORK/ocsp-post.set" \
-                --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
-                --pid "$OCSPD_PID" --json "$OUT/hotalt_hit_$r.json" >/dev/null
         fi
+        "$LG" run --label "hotalt_hit_$r" --url "$OCSP_BASE/" --requests "$WORK/ocsp-post.set" \
+            --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+            --pid "$OCSPD_PID" --json "$OUT/hotalt_hit_$r.json" >/dev/null
         if [[ -n $NETNS && -n ${PEER_PID:-} ]]; then
             ip netns exec "$NETNS" "$LG" run --label "hotalt_peer_$r" --url "$PEER_URL" \
                 --requests "$WORK/ocsp-post.set" --conns "$CONNS" --warmup 0.5 \
@@ -598,7 +610,7 @@ hot_rounds() {
             "ocspd POST $(jq .rps "$OUT/hotalt_post_$r.json")/s, GET $(jq .rps "$OUT/hotalt_get_$r.json")/s;" \
             "hit set: null with $HIT_SET_COUNT replies $(jq .rps "$OUT/hotalt_nullmany_$r.json" 2>/dev/null)/s," \
             "ocspd $(jq .rps "$OUT/hotalt_hit_$r.json" 2>/dev/null)/s;" \
-            "openssl ocsp -multi 2 $(jq .rps "$OUT/hotalt_peer_$r.json" 2>/dev/null)/s"
+            "openssl ocsp -multi 2 $(jq .rps "$OUT/hotalt_peer_$r.json" 2>/dev/null)/s$(round_errors "$r")"
     done
 }
 
@@ -744,6 +756,7 @@ ocsp_peer() {
         -CA "$OCSP_CA_CERT" -rsigner "$WORK/peer-signer.pem" -rkey "$WORK/peer-signer.key" \
         -multi 2 -nmin 60 -ignore_err >"$WORK/peer.log" 2>&1 &
     PEER_PID=$!
+    PEER_URL="http://127.0.0.1:$port/"
     for ((i = 0; i < 50; i++)); do
         ip netns exec "$NETNS" curl -s -o /dev/null -H 'Content-Type: application/ocsp-request' \
             --data-binary @"$WORK/one.req" "http://127.0.0.1:$port/" && break
@@ -755,7 +768,6 @@ ocsp_peer() {
         --timeout 10 --verify-every "$VERIFY_EVERY" --pid "$PEER_PID" \
         --ca "$OCSP_CA_CHAIN" --untrusted "$WORK/ocsp-untrusted.pem" \
         --json "$OUT/peer_openssl_ocsp.json" | sed 's/^/  /'
-    PEER_URL="http://127.0.0.1:$port/"
 }
 
 ocsp_prepare_peer_signer() {
@@ -802,18 +814,20 @@ def lim($n): ($l[0] | map(select(.name == $n)) | .[0].value) // null;
 def run($n): ($s[0] | map(select(.label == $n)) | .[0]) // null;
 def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b end;
 def rpsof($n): (run($n) | if . == null then null else .rps end);
+# a round load that had errors is left out of the medians (its rate is not the server at work)
+def okrps($n): (run($n) | if . == null or (.errors // 0) > 0 then null else .rps end);
 def hitn: ($ENV.HIT_SET_COUNT // "the");
 def hotn: [$s[0][] | select(.label | startswith("hotalt_null_"))] | length;
 def hotmedian_of($m; $null): [range(1; hotn + 1) as $r
-                     | ratio(rpsof("hotalt_\($m)_\($r)"); rpsof("hotalt_\($null)_\($r)"))
+                     | ratio(okrps("hotalt_\($m)_\($r)"); okrps("hotalt_\($null)_\($r)"))
                      | select(. != null)] | sort
                    | if length == 0 then null else .[(length - 1) / 2 | floor] end;
 def hotmedian($m): hotmedian_of($m; "null");
-def cpuof($n): (run($n) | if . == null or .server_cpu_us_per_req == 0 then null
+def cpuof($n): (run($n) | if . == null or .server_cpu_us_per_req == 0 or (.errors // 0) > 0 then null
                           else .server_cpu_us_per_req end);
 def scalen: [$s[0][] | select(.label | startswith("scalealt_scale_post_"))] | length;
 def scalemedian($a; $b): [range(1; scalen + 1) as $r
-                           | ratio(rpsof("scalealt_\($a)_\($r)"); rpsof("scalealt_\($b)_\($r)"))
+                           | ratio(okrps("scalealt_\($a)_\($r)"); okrps("scalealt_\($b)_\($r)"))
                            | select(. != null)] | sort
                          | if length == 0 then null else .[(length - 1) / 2 | floor] end;
 def scalecpu($m): [range(1; scalen + 1) as $r | cpuof("scalealt_\($m)_\($r)") | select(. != null)]
@@ -834,12 +848,20 @@ def p50of($n): (run($n) | if . == null then null else .latency_ms.p50 end);
 def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
 def p99of($n): (run($n) | if . == null then null else .latency_ms.p99 end);
 def sc: ($x[0] // {});
-def boundcpu($hot): if scalecpu($hot) == null or scalecpu("null_fresh") == null
-                      or scalecpu("null") == null or (sc.store_probe.scale.cpu_us_per_read // null) == null
-                   then null
-                   else scalecpu($hot) + scalecpu("null_fresh") - scalecpu("null")
-                        + sc.store_probe.scale.cpu_us_per_read end;
-def ceiling($hot): ratio(scalecpu($hot); boundcpu($hot));
+def probe_us: (if (sc.store_probe.scale.found // -1) == (sc.store_probe.scale.reads // -2)
+                then sc.store_probe.scale.cpu_us_per_read else null end);
+# the bound in one round r: the CPU of the hot answer plus what building a reply costs the null
+# server in that round (the same bytes sent either way) plus the store read
+def boundcpu_r($hot; $r): [cpuof("scalealt_\($hot)_\($r)"), cpuof("scalealt_null_fresh_\($r)"),
+                           cpuof("scalealt_null_\($r)"), probe_us] as [$h, $f, $n, $p]
+                         | if $h == null or $f == null or $n == null or $p == null then null
+                           else $h + $f - $n + $p end;
+def median_of: map(select(. != null)) | sort
+               | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+def ceiling($hot): [range(1; scalen + 1) as $r
+                    | ratio(cpuof("scalealt_\($hot)_\($r)"); boundcpu_r($hot; $r))] | median_of;
+def ownratio($m; $hot): [range(1; scalen + 1) as $r
+                         | ratio(cpuof("scalealt_\($m)_\($r)"); boundcpu_r($hot; $r))] | median_of;
 def built: if sc.reused then " [store built \(sc.build.built_at), reused]"
            else " [store built in this run]" end;
 def mib($k): if $k == null then null else $k / 1024 end;
@@ -1015,7 +1037,9 @@ def mib($k): if $k == null then null else $k / 1024 end;
      value: scalemedian("scale_post"; "hot_post"), target: ">= 0.9"},
     {what: "ocspd uniform over \(sc.n) certificates / one hot answer, GET, median of \(scalen) alternating rounds",
      value: scalemedian("scale_get"; "hot_get"), target: ">= 0.9"},
-    {what: "null server building a new reply for every request (nullhttpd --fresh: the limit of an answer not kept ready) / plain null server, median of \(scalen) alternating rounds",
+    {what: "ocspd uniform over \(sc.n) in the scale rounds: share of its answers sent from the front cache (a request never seen before cannot be)",
+     value: lim("scale_front_share"), target: null},
+    {what: "null server building a new reply for every request (nullhttpd --fresh: the limit of an answer not kept ready) / plain null server (both with ocspd headers), median of \(scalen) alternating rounds",
      value: scalemedian("null_fresh"; "null"), target: null},
     {what: "ocspd uniform over \(sc.n) certificates / null server building a new reply for every request, POST, median of \(scalen) alternating rounds",
      value: scalemedian("scale_post"; "null_fresh"), target: null},
@@ -1024,17 +1048,18 @@ def mib($k): if $k == null then null else $k / 1024 end;
     {what: "ocspd one hot answer / plain null server, POST, median of the scale rounds",
      value: scalemedian("hot_post"; "null"), target: null},
     {what: "store read of an answer not kept ready (bench/storeprobe: the stored answer, one lookup, one thread), CPU us: over \(sc.n) certificates",
-     value: (sc.store_probe.scale.cpu_us_per_read // null), target: null},
+     value: probe_us, target: null},
     {what: "store read of an answer not kept ready (bench/storeprobe: the stored answer, one lookup, one thread), CPU us: over the \(sc.small_n) of the bench store",
-     value: (sc.store_probe.small.cpu_us_per_read // null), target: null},
-    {what: "the most uniform over \(sc.n) / one hot answer can reach from the limit probes, in server CPU, POST: hot answer / (hot answer + what a fresh reply costs the null server more + the store read over \(sc.n)); the hot answer is sent ready from the front cache, a never-repeated request cannot be",
+     value: (if (sc.store_probe.small.found // -1) == (sc.store_probe.small.reads // -2)
+             then sc.store_probe.small.cpu_us_per_read else null end), target: null},
+    {what: "server CPU per answer, one hot answer / the least an answer of the uniform load over \(sc.n) can cost by the limit probes (the hot answer + what building a reply for the request costs the null server, the same bytes sent + the store read over \(sc.n), storeprobe), POST, median of the scale rounds: in CPU the uniform / hot-answer ratio cannot pass it (the hot answer is sent ready from the front cache; a request never seen before is neither ready nor cached); throughput also moves with the share of the 2 cores the load generator takes",
      value: ceiling("hot_post"), target: null},
     {what: "the same, GET",
      value: ceiling("hot_get"), target: null},
-    {what: "ocspd uniform over \(sc.n) server CPU per answer / the CPU of that bound (hot answer + fresh reply + store read), POST: 1 means ocspd adds nothing beyond the probes",
-     value: ratio(scalecpu("scale_post"); boundcpu("hot_post")), target: null},
+    {what: "ocspd uniform over \(sc.n) server CPU per answer / that least cost, POST, median of the scale rounds: what ocspd spends beyond the probes (the request decoded, the issuer and front-cache lookups, the store read under load), 1 = nothing",
+     value: ownratio("scale_post"; "hot_post"), target: null},
     {what: "the same, GET",
-     value: ratio(scalecpu("scale_get"); boundcpu("hot_get")), target: null},
+     value: ownratio("scale_get"; "hot_get"), target: null},
     {what: "null server CPU per reply (us), median of the scale rounds: plain",
      value: scalecpu("null"), target: null},
     {what: "null server CPU per reply (us), median of the scale rounds: building a new reply for every request",
@@ -1142,7 +1167,7 @@ print_table() {
         (.limit_name // "-"), (.limit_ratio | f), (.peer_name // "-"), (.peer_ratio | f)])
       | @tsv' "$OUT/report.json" | column -t -s $'\t'
     echo
-    jq -r '.derived[] | "  \(.what): \(.value | . * 100 | floor / 100)\(if .target then "  (target \(.target))" else "" end)"' \
+    jq -r '.derived[] | "  \(.what): \(.value | if . == null then "-" else . * 100 | floor / 100 end)\(if .target then "  (target \(.target))" else "" end)"' \
         "$OUT/report.json"
     jq -r 'if .scale then .scale | "\n  scale: \(.n) certificates in \(.dir) (\(if .reused then "built \(.build.built_at), reused\(if .resigned then ", answers pre-signed again" else "" end)" else "built in this run" end)): build \(.build.index_gen_s) s index generation, \(.build.index_import_s) s import-index, \(.build.presign_s) s presign (\(.build.presign_answers) answers), \(.build.drain_s // "-") s for ocspd to take the \(.build.drain_changes // "-") pending changes, \(.build.crl_gen_s) s CRL of \(.crl_n) entries; footprint \(.footprint.status_journal_per_cert) B/cert status + journal, \(.footprint.all_per_cert) B/cert in all (\(.footprint.all_bytes / 1048576 | floor) MiB)" else empty end' "$OUT/report.json"
     jq -r '.notes[] | "  note: \(.)"' "$OUT/report.json"
