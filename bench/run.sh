@@ -572,8 +572,9 @@ round_errors() {
 # rounds of HOT_DUR s (both servers up, one loaded at a time): on this shared VM a single pair
 # of runs moves by tens of percent, so the report takes the median of the rounds' ratios
 hot_rounds() {
-    local r
+    local r half
     ((HOT_ROUNDS > 0)) || return 0
+    half=$(jq '.rps / 2 | floor' "$OUT/ocspd_hot_get.json" 2>/dev/null || echo 0)
     echo "== one hot answer / null server, $HOT_ROUNDS alternating rounds of $HOT_DUR s"
     for ((r = 1; r <= HOT_ROUNDS; r++)); do
         "$LG" run --label "hotalt_null_$r" --url "$NULL_URL" --requests "$WORK/one.set" \
@@ -599,6 +600,16 @@ hot_rounds() {
         "$LG" run --label "hotalt_hit_$r" --url "$OCSP_BASE/" --requests "$WORK/ocsp-post.set" \
             --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
             --pid "$OCSPD_PID" --json "$OUT/hotalt_hit_$r.json" >/dev/null
+        # p99 at half of ocspd's maximum hot GET rate, open loop: ocspd, then the null server at
+        # the same rate (its limit on this machine)
+        if ((half > 0)); then
+            "$LG" run --label "hotalt_half_$r" --url "$OCSP_BASE/" --requests "$WORK/one-get.set" \
+                --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+                --rate "$half" --pid "$OCSPD_PID" --json "$OUT/hotalt_half_$r.json" >/dev/null
+            "$LG" run --label "hotalt_nullhalf_$r" --url "$NULL_URL" --requests "$WORK/one-get.set" \
+                --conns "$CONNS" --warmup 0.5 --duration "$HOT_DUR" --verify-every 0 \
+                --rate "$half" --pid "$NULL_PID" --json "$OUT/hotalt_nullhalf_$r.json" >/dev/null
+        fi
         if [[ -n $NETNS && -n ${PEER_PID:-} ]]; then
             ip netns exec "$NETNS" "$LG" run --label "hotalt_peer_$r" --url "$PEER_URL" \
                 --requests "$WORK/ocsp-post.set" --conns "$CONNS" --warmup 0.5 \
@@ -610,7 +621,9 @@ hot_rounds() {
             "ocspd POST $(jq .rps "$OUT/hotalt_post_$r.json")/s, GET $(jq .rps "$OUT/hotalt_get_$r.json")/s;" \
             "hit set: null with $HIT_SET_COUNT replies $(jq .rps "$OUT/hotalt_nullmany_$r.json" 2>/dev/null)/s," \
             "ocspd $(jq .rps "$OUT/hotalt_hit_$r.json" 2>/dev/null)/s;" \
-            "openssl ocsp -multi 2 $(jq .rps "$OUT/hotalt_peer_$r.json" 2>/dev/null)/s$(round_errors "$r")"
+            "openssl ocsp -multi 2 $(jq .rps "$OUT/hotalt_peer_$r.json" 2>/dev/null)/s;" \
+            "p99 at $half/s: ocspd $(jq .latency_ms.p99 "$OUT/hotalt_half_$r.json" 2>/dev/null) ms," \
+            "null $(jq .latency_ms.p99 "$OUT/hotalt_nullhalf_$r.json" 2>/dev/null) ms$(round_errors "$r")"
     done
 }
 
@@ -847,6 +860,9 @@ def tsa_peer($k): if lim("tsresp_\($k)_2t") then "TS_RESP_create_response 2t" el
 def p50of($n): (run($n) | if . == null then null else .latency_ms.p50 end);
 def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
 def p99of($n): (run($n) | if . == null then null else .latency_ms.p99 end);
+def halfp99($m): [range(1; hotn + 1) as $r | run("hotalt_\($m)_\($r)")
+                  | select(. != null and (.errors // 0) == 0) | .latency_ms.p99] | sort
+                 | if length == 0 then null else .[(length - 1) / 2 | floor] end;
 def sc: ($x[0] // {});
 def probe_us: (if (sc.store_probe.scale.found // -1) == (sc.store_probe.scale.reads // -2)
                 then sc.store_probe.scale.cpu_us_per_read else null end);
@@ -1124,9 +1140,13 @@ def mib($k): if $k == null then null else $k / 1024 end;
     {what: "tsad soft P-256 p99 (ms) at half of its maximum rate, open loop",
      value: (run("tsad_soft_p256_half") | if . then .latency_ms.p99 else null end),
      target: "a few ms"},
-    {what: "ocspd hit GET p99 (ms) at half of its maximum rate, one hot answer, open loop",
+    {what: "ocspd hit GET p99 (ms) at half of its maximum rate, one hot answer, open loop, one run",
      value: (run("ocspd_hot_get_half") | if . then .latency_ms.p99 else null end),
-     target: "<= 2"}
+     target: null},
+    {what: "ocspd hit GET p99 (ms) at half of its maximum rate, one hot answer, open loop, median of \(hotn) alternating rounds",
+     value: halfp99("half"), target: "<= 2"},
+    {what: "null server (same bytes) p99 (ms) at the same rate, open loop, median of the same rounds (the limit: on this 2-core VM the load generator waits for a core when both are busy, and an open loop counts that wait)",
+     value: halfp99("nullhalf"), target: null}
   ] | map(select(.value != null))
 }'
 
