@@ -236,6 +236,7 @@ nh_response(const struct nh_opts *o, struct nh_reply *r)
     struct MHD_Response *resp;
     char *body;
     size_t len = o->bytes;
+    bool ok;
     FILE *f;
 
     if ((body = r->body = malloc(NH_MAX_BODY)) == NULL)
@@ -256,11 +257,12 @@ nh_response(const struct nh_opts *o, struct nh_reply *r)
     resp = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_PERSISTENT);
     if (resp == NULL)
         return NULL;
-    if (o->ocsp_headers
-            ? nh_ocsp_headers(r, resp, 0) != ST_OK
-            : (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, o->ctype) != MHD_YES ||
-               MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") !=
-                   MHD_YES)) {
+    if (o->ocsp_headers)
+        ok = nh_ocsp_headers(r, resp, 0) == ST_OK;
+    else
+        ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, o->ctype) == MHD_YES &&
+             MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES;
+    if (!ok) {
         MHD_destroy_response(resp);
         resp = NULL;
     }

@@ -627,9 +627,23 @@ hot_rounds() {
     done
 }
 
-# ocsp_metric NAME: the value of one series of ocspd's /metrics (0 when missing)
+# ocsp_metric NAME [BASE]: the value of one series of the /metrics of the ocspd at BASE
+# ($OCSP_BASE by default), 0 when missing
 ocsp_metric() {
-    curl -s --max-time 5 "$OCSP_BASE/metrics" | awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }'
+    curl -s --max-time 5 "${2:-$OCSP_BASE}/metrics" |
+        awk -v n="$1" '$1 == n { v = $2 } END { print v + 0 }'
+}
+
+# front_mark [BASE]: "HITS ANSWERS", the front cache's hits and the pre-signed answers so far;
+# front_share MARK [BASE]: the share of the pre-signed answers since MARK sent from the front
+# cache (the rest took the full path)
+front_mark() {
+    echo "$(ocsp_metric 'ocsp_front_cache_total{result="hit"}' "$@")" \
+        "$(ocsp_metric 'ocsp_responses_total{source="presigned"}' "$@")"
+}
+front_share() {
+    awk -v m="$1" -v n="$(front_mark "${@:2}")" 'BEGIN { split(m, a, " "); split(n, b, " ")
+        printf "%.4f", (b[2] > a[2]) ? (b[1] - a[1]) / (b[2] - a[2]) : 0 }'
 }
 
 ocsp_scenarios() {
@@ -641,14 +655,10 @@ ocsp_scenarios() {
     # HIT_SET_COUNT requests over the bench serials, cycled; the share of the POST run's answers
     # sent from the front cache (the rest took the full path: the ratios to the null server
     # keeping as many replies compare like with like only when it is near 1)
-    local hits0 answers0
-    hits0=$(ocsp_metric 'ocsp_front_cache_total{result="hit"}')
-    answers0=$(ocsp_metric 'ocsp_responses_total{source="presigned"}')
+    local mark
+    mark=$(front_mark)
     load ocspd_hit_post "$OCSP_BASE/" "$WORK/ocsp-post.set" "$OCSPD_PID" "${ca_args[@]}"
-    limit_add ocspd_hit_front_share "$(awk -v h0="$hits0" -v a0="$answers0" \
-        -v h="$(ocsp_metric 'ocsp_front_cache_total{result="hit"}')" \
-        -v a="$(ocsp_metric 'ocsp_responses_total{source="presigned"}')" \
-        'BEGIN { printf "%.4f", (a > a0) ? (h - h0) / (a - a0) : 0 }')" share \
+    limit_add ocspd_hit_front_share "$(front_share "$mark")" share \
         "ocspd_hit_post: answers sent from the front cache / pre-signed answers"
     load ocspd_hit_get "$OCSP_BASE/" "$WORK/ocsp-get.set" "$OCSPD_PID" "${ca_args[@]}"
     # uniform over all NSERIALS serials of the store: the small store of the scale comparison
@@ -829,22 +839,21 @@ def ratio($a; $b): if $a == null or $b == null or $b == 0 then null else $a / $b
 def rpsof($n): (run($n) | if . == null then null else .rps end);
 # a round load that had errors is left out of the medians (its rate is not the server at work)
 def okrps($n): (run($n) | if . == null or (.errors // 0) > 0 then null else .rps end);
+def median_of: map(select(. != null)) | sort
+               | if length == 0 then null else .[(length - 1) / 2 | floor] end;
 def hitn: ($ENV.HIT_SET_COUNT // "the");
 def hotn: [$s[0][] | select(.label | startswith("hotalt_null_"))] | length;
 def hotmedian_of($m; $null): [range(1; hotn + 1) as $r
-                     | ratio(okrps("hotalt_\($m)_\($r)"); okrps("hotalt_\($null)_\($r)"))
-                     | select(. != null)] | sort
-                   | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+                     | ratio(okrps("hotalt_\($m)_\($r)"); okrps("hotalt_\($null)_\($r)"))]
+                   | median_of;
 def hotmedian($m): hotmedian_of($m; "null");
 def cpuof($n): (run($n) | if . == null or .server_cpu_us_per_req == 0 or (.errors // 0) > 0 then null
                           else .server_cpu_us_per_req end);
 def scalen: [$s[0][] | select(.label | startswith("scalealt_scale_post_"))] | length;
 def scalemedian($a; $b): [range(1; scalen + 1) as $r
-                           | ratio(okrps("scalealt_\($a)_\($r)"); okrps("scalealt_\($b)_\($r)"))
-                           | select(. != null)] | sort
-                         | if length == 0 then null else .[(length - 1) / 2 | floor] end;
-def scalecpu($m): [range(1; scalen + 1) as $r | cpuof("scalealt_\($m)_\($r)") | select(. != null)]
-                  | sort | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+                           | ratio(okrps("scalealt_\($a)_\($r)"); okrps("scalealt_\($b)_\($r)"))]
+                         | median_of;
+def scalecpu($m): [range(1; scalen + 1) as $r | cpuof("scalealt_\($m)_\($r)")] | median_of;
 def sign_us($one; $two): if lim($one) then 1e6 / lim($one)
                          elif lim($two) then 2e6 / lim($two) else null end;
 def row($n; $ln; $lv; $pn; $pv):
@@ -861,23 +870,22 @@ def p50of($n): (run($n) | if . == null then null else .latency_ms.p50 end);
 def plus($a; $b): if $a == null or $b == null then null else $a + $b end;
 def p99of($n): (run($n) | if . == null then null else .latency_ms.p99 end);
 def halfp99($m): [range(1; hotn + 1) as $r | run("hotalt_\($m)_\($r)")
-                  | select(. != null and (.errors // 0) == 0) | .latency_ms.p99] | sort
-                 | if length == 0 then null else .[(length - 1) / 2 | floor] end;
+                  | select(. != null and (.errors // 0) == 0) | .latency_ms.p99] | median_of;
 def sc: ($x[0] // {});
-def probe_us: (if (sc.store_probe.scale.found // -1) == (sc.store_probe.scale.reads // -2)
-                then sc.store_probe.scale.cpu_us_per_read else null end);
+# the CPU per read of storeprobe on the scale ($k = "scale") or bench ("small") store, when every
+# read found its answer
+def probe_us($k): sc.store_probe[$k] as $p
+                  | if ($p.found // -1) == ($p.reads // -2) then $p.cpu_us_per_read else null end;
 # the bound in one round r: the CPU of the hot answer plus what building a reply costs the null
 # server in that round (the same bytes sent either way) plus the store read
 def boundcpu_r($hot; $r): [cpuof("scalealt_\($hot)_\($r)"), cpuof("scalealt_null_fresh_\($r)"),
-                           cpuof("scalealt_null_\($r)"), probe_us] as [$h, $f, $n, $p]
+                           cpuof("scalealt_null_\($r)"), probe_us("scale")] as [$h, $f, $n, $p]
                          | if $h == null or $f == null or $n == null or $p == null then null
                            else $h + $f - $n + $p end;
-def median_of: map(select(. != null)) | sort
-               | if length == 0 then null else .[(length - 1) / 2 | floor] end;
-def ceiling($hot): [range(1; scalen + 1) as $r
-                    | ratio(cpuof("scalealt_\($hot)_\($r)"); boundcpu_r($hot; $r))] | median_of;
-def ownratio($m; $hot): [range(1; scalen + 1) as $r
-                         | ratio(cpuof("scalealt_\($m)_\($r)"); boundcpu_r($hot; $r))] | median_of;
+# the CPU of load $m in each round against that bound of $hot, the median ($m = $hot: the most
+# the uniform / hot-answer ratio can reach in CPU)
+def vsbound($m; $hot): [range(1; scalen + 1) as $r
+                        | ratio(cpuof("scalealt_\($m)_\($r)"); boundcpu_r($hot; $r))] | median_of;
 def built: if sc.reused then " [store built \(sc.build.built_at), reused]"
            else " [store built in this run]" end;
 def mib($k): if $k == null then null else $k / 1024 end;
@@ -1064,18 +1072,17 @@ def mib($k): if $k == null then null else $k / 1024 end;
     {what: "ocspd one hot answer / plain null server, POST, median of the scale rounds",
      value: scalemedian("hot_post"; "null"), target: null},
     {what: "store read of an answer not kept ready (bench/storeprobe: the stored answer, one lookup, one thread), CPU us: over \(sc.n) certificates",
-     value: probe_us, target: null},
+     value: probe_us("scale"), target: null},
     {what: "store read of an answer not kept ready (bench/storeprobe: the stored answer, one lookup, one thread), CPU us: over the \(sc.small_n) of the bench store",
-     value: (if (sc.store_probe.small.found // -1) == (sc.store_probe.small.reads // -2)
-             then sc.store_probe.small.cpu_us_per_read else null end), target: null},
+     value: probe_us("small"), target: null},
     {what: "server CPU per answer, one hot answer / the least an answer of the uniform load over \(sc.n) can cost by the limit probes (the hot answer + what building a reply for the request costs the null server, the same bytes sent + the store read over \(sc.n), storeprobe), POST, median of the scale rounds: in CPU the uniform / hot-answer ratio cannot pass it (the hot answer is sent ready from the front cache; a request never seen before is neither ready nor cached); throughput also moves with the share of the 2 cores the load generator takes",
-     value: ceiling("hot_post"), target: null},
+     value: vsbound("hot_post"; "hot_post"), target: null},
     {what: "the same, GET",
-     value: ceiling("hot_get"), target: null},
+     value: vsbound("hot_get"; "hot_get"), target: null},
     {what: "ocspd uniform over \(sc.n) server CPU per answer / that least cost, POST, median of the scale rounds: what ocspd spends beyond the probes (the request decoded, the issuer and front-cache lookups, the store read under load), 1 = nothing",
-     value: ownratio("scale_post"; "hot_post"), target: null},
+     value: vsbound("scale_post"; "hot_post"), target: null},
     {what: "the same, GET",
-     value: ownratio("scale_get"; "hot_get"), target: null},
+     value: vsbound("scale_get"; "hot_get"), target: null},
     {what: "null server CPU per reply (us), median of the scale rounds: plain",
      value: scalecpu("null"), target: null},
     {what: "null server CPU per reply (us), median of the scale rounds: building a new reply for every request",

@@ -394,7 +394,7 @@ scale_null_stop() {
 # that builds a new response for every request (nullhttpd --fresh: the limit of an answer not
 # kept ready, which is what every request of the uniform load over SCALE_N is).
 scale_rounds() {
-    local port=$1 scale_pid=$OCSPD_PID small_port small_pid r m url pid set ms front0 answers0
+    local port=$1 scale_pid=$OCSPD_PID small_port small_pid r m url pid set ms mark
     ((HOT_ROUNDS > 0)) || return 0
     [[ -f $WORK/ocspd.conf && -f $WORK/ocsp-uni-post.set ]] || return 0
     small_port=$(free_port)
@@ -416,8 +416,7 @@ scale_rounds() {
     echo "== uniform over $SCALE_N / over the bench store's $NSERIALS / one hot answer, $HOT_ROUNDS alternating rounds of $HOT_DUR s"
     # the scale loads' share of answers sent from the front cache (the loadgen starts each run
     # of a set at the same offsets, so later rounds repeat requests of earlier ones)
-    front0=$(scale_metric "$port" 'ocsp_front_cache_total{result="hit"}')
-    answers0=$(scale_metric "$port" 'ocsp_responses_total{source="presigned"}')
+    mark=$(front_mark "http://127.0.0.1:$port")
     for ((r = 1; r <= HOT_ROUNDS; r++)); do
         for m in $ms; do
             case $m in
@@ -443,20 +442,11 @@ scale_rounds() {
                 "$(jq .rps "$OUT/scalealt_null_fresh_$r.json")/s"
         fi
     done
-    limit_add scale_front_share "$(awk -v h0="$front0" -v a0="$answers0" \
-        -v h="$(scale_metric "$port" 'ocsp_front_cache_total{result="hit"}')" \
-        -v a="$(scale_metric "$port" 'ocsp_responses_total{source="presigned"}')" \
-        'BEGIN { printf "%.3f", (a > a0) ? (h - h0) / (a - a0) : 0 }')" share \
+    limit_add scale_front_share "$(front_share "$mark" "http://127.0.0.1:$port")" share \
         "uniform over $SCALE_N in the rounds: answers sent from the front cache / pre-signed answers"
     scale_null_stop
     ocspd_stop
     OCSPD_PID=$scale_pid
-}
-
-# scale_metric PORT NAME: the value of one series of the /metrics of the ocspd on PORT (0 when
-# missing)
-scale_metric() {
-    curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { v = $2 } END { print v + 0 }'
 }
 
 # scale_store_probe: what the store's part of a request not kept ready costs (bench/storeprobe:
